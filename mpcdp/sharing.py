@@ -1,0 +1,91 @@
+"""Additive secret sharing over Z_{2^64}.
+
+A secret vector x is split into n shares that are uniformly random subject to
+summing to x mod 2^64. Any n - 1 of them are jointly uniform and independent
+of x (perfect secrecy against n - 1 colluders); all n reconstruct it.
+
+The *seeded* form replaces n - 1 of the share vectors by 32-byte PRG seeds
+(expanded with :class:`mpcdp.prg.Prg`), so a party sends n - 1 seeds instead of
+n - 1 vectors and keeps the one full vector, the correction, for itself. Its
+secrecy is computational (AES) rather than perfect. This is the standard
+seed-compression of secure aggregation (Bonawitz et al., CCS 2017).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import ring
+from .prg import SEED_BYTES, Prg, RandomSource, system_random
+
+
+def _check_parties(n: int) -> None:
+    if not isinstance(n, (int, np.integer)) or n < 2:
+        raise ValueError(f"secret sharing needs at least 2 parties, got {n!r}")
+
+
+def share(secret, n: int, rng: RandomSource | None = None) -> list[np.ndarray]:
+    """Split ``secret`` (ring vector) into n additive shares; share i goes to party i."""
+    _check_parties(n)
+    x = ring.as_ring(secret)
+    rng = rng or system_random("share")
+    masks = [rng.uint64(x.size).reshape(x.shape) for _ in range(n - 1)]
+    last = ring.sub(x, ring.total(masks)) if masks else x.copy()
+    return masks + [last]
+
+
+def reconstruct(shares) -> np.ndarray:
+    """The secret: the sum of all shares mod 2^64."""
+    return ring.total(shares)
+
+
+def expand_seed(seed: bytes, length: int, session_id: bytes, purpose: str) -> np.ndarray:
+    """The share vector a seed stands for, bound to the session and the purpose."""
+    return Prg(seed, session_id, purpose).uint64(length)
+
+
+@dataclass(frozen=True)
+class SeededShares:
+    """n - 1 seeds plus one full correction vector; together they sum to the secret.
+
+    ``seeds[i]`` expands (with ``purposes[i]``) to the share of recipient i;
+    ``correction`` is the share of the last recipient (the owner, in the peer
+    protocol, who then never sends a vector at all).
+    """
+
+    seeds: tuple[bytes, ...]
+    purposes: tuple[str, ...]
+    correction: np.ndarray
+
+    def expand(self, session_id: bytes) -> list[np.ndarray]:
+        n = self.correction.size
+        return [expand_seed(s, n, session_id, p) for s, p in zip(self.seeds, self.purposes)] + [
+            self.correction
+        ]
+
+
+def share_seeded(
+    secret,
+    n: int,
+    session_id: bytes,
+    purposes: list[str] | None = None,
+    rng: RandomSource | None = None,
+) -> SeededShares:
+    """Split ``secret`` into n - 1 seeded shares and one full correction share.
+
+    ``purposes`` names each seeded share's PRG domain (default ``share/<i>``);
+    the peer protocol uses ``share/<sender>/<recipient>`` so that no two
+    expansions in a session share a key stream even if a seed repeated.
+    """
+    _check_parties(n)
+    x = ring.as_ring(secret).reshape(-1)
+    purposes = list(purposes) if purposes is not None else [f"share/{i}" for i in range(n - 1)]
+    if len(purposes) != n - 1:
+        raise ValueError(f"need {n - 1} purposes for {n} shares, got {len(purposes)}")
+    rng = rng or system_random("seed")
+    seeds = tuple(rng.bytes(SEED_BYTES) for _ in range(n - 1))
+    masks = [expand_seed(s, x.size, session_id, p) for s, p in zip(seeds, purposes)]
+    correction = ring.sub(x, ring.total(masks))
+    return SeededShares(seeds, tuple(purposes), correction)
