@@ -123,24 +123,30 @@ class FixedPoint:
         return int(np.rint(float(bound) * self.scale))
 
 
-def check_headroom(count: int, bound: float, frac_bits: int, noise_tail: int = 0) -> int:
-    """Refuse a sum of ``count`` values with |x| <= bound that could overflow.
+def check_fits(count: int, magnitude: int, noise_tail: int = 0, what: str = "sum") -> int:
+    """Refuse a sum of ``count`` ring values with |v| <= magnitude (ring units) that could overflow.
 
-    The worst case is ``count * round(bound * 2^frac_bits) + noise_tail`` in
-    absolute value, where ``noise_tail`` bounds |total noise| (in ring units)
-    except with negligible probability. It must not exceed 2^63 - 1, the signed
-    range the sum is decoded in. Returns the worst case when it fits.
+    The worst case ``count * magnitude + noise_tail`` must not exceed 2^63 - 1,
+    the signed range the total is decoded in; ``noise_tail`` bounds the total
+    noise except with negligible probability. Returns the worst case.
     """
     if count < 1:
         raise ValueError(f"count must be at least 1, got {count}")
-    if noise_tail < 0:
-        raise ValueError(f"noise_tail must be non-negative, got {noise_tail}")
-    worst = count * FixedPoint(frac_bits).encode_bound(bound) + int(noise_tail)
+    if magnitude < 0 or noise_tail < 0:
+        raise ValueError("magnitude and noise_tail must be non-negative")
+    worst = int(count) * int(magnitude) + int(noise_tail)
     if worst > SIGNED_MAX:
         raise HeadroomError(
-            f"overflow risk: {count} values of magnitude up to {bound:g} at {frac_bits} "
-            f"fractional bits (plus noise tail {noise_tail}) need "
-            f"{worst.bit_length() + 1} bits but the ring holds 64; lower the bound, "
-            f"the number of fractional bits or the number of records"
+            f"overflow risk in the {what}: {count} values of up to {magnitude} ring units "
+            f"(plus noise tail {noise_tail}) need {worst.bit_length() + 1} bits but the ring "
+            f"holds 64; lower the bound, the number of fractional bits or the number of records"
         )
     return worst
+
+
+def check_headroom(count: int, bound: float, frac_bits: int, noise_tail: int = 0) -> int:
+    """Refuse a sum of ``count`` reals with |x| <= bound at ``frac_bits`` that could overflow.
+
+    Worst case: ``count * round(bound * 2^frac_bits) + noise_tail`` <= 2^63 - 1.
+    """
+    return check_fits(count, FixedPoint(frac_bits).encode_bound(bound), noise_tail)

@@ -1,0 +1,196 @@
+"""The party's side of the peer protocol, as a state machine with no I/O.
+
+    proposed --accept--> accepted --make_shares--> shared --partial_sum--> done
+        \\--refuse--> refused          any state --abort--> aborted
+
+A party checks the spec against its own policy (and, when given, its own
+privacy ledger: it never trusts the coordinator's accounting), encodes its
+clipped records into one ring vector, adds its noise piece, splits the result
+into n shares, and sums the shares it receives. Received shares are folded
+into a running sum at once, so the session never holds another party's share
+by itself, let alone its input. Every refusal raises a :class:`ProtocolError`
+and leaves the session unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from .. import ring
+from ..prg import SEED_BYTES, RandomSource, system_random
+from ..sharing import expand_seed, share, share_seeded
+from .errors import ProtocolError, Status
+from .messages import PartialSum, ShareMessage
+from .spec import STATISTICS, QuerySpec
+from .statistics import statistic_for
+
+
+class Budget(Protocol):
+    """What a party needs of a privacy ledger: refuse without charging, and charge."""
+
+    def check(self, epsilon: float, delta: float = 0.0) -> None: ...
+
+    def charge(self, epsilon: float, delta: float = 0.0, **kw): ...
+
+
+@dataclass(frozen=True)
+class PartyPolicy:
+    """What a party agrees to answer. The safe default refuses exact releases."""
+
+    statistics: tuple[str, ...] = STATISTICS
+    allow_exact: bool = False
+    max_epsilon: float = 10.0
+    min_colluders: int = 1
+    columns: tuple[str, ...] = field(default=())  # empty: any column
+
+    def refusal(self, spec: QuerySpec) -> str | None:
+        """Why this policy refuses ``spec``, or None if it accepts."""
+        if spec.statistic not in self.statistics:
+            return f"statistic {spec.statistic!r} is not allowed by this party's policy"
+        if self.columns and spec.column not in self.columns:
+            return f"column {spec.column!r} is not offered by this party"
+        if spec.is_exact and not self.allow_exact:
+            return "exact (non-DP) releases are not allowed by this party's policy; set an epsilon"
+        if not spec.is_exact and spec.epsilon > self.max_epsilon:
+            return f"epsilon {spec.epsilon:g} exceeds this party's per-query maximum {self.max_epsilon:g}"
+        if spec.colluders < self.min_colluders:
+            return f"the query assumes {spec.colluders} colluders; this party requires at least {self.min_colluders}"
+        return None
+
+
+def seed_purpose(sender: str, recipient: str) -> str:
+    """The PRG domain of the seeded share from ``sender`` to ``recipient``."""
+    return f"share/{sender}/{recipient}"
+
+
+class PartySession:
+    """One party's state in one session."""
+
+    def __init__(self, me: str, spec: QuerySpec, records, policy: PartyPolicy = PartyPolicy(),
+                 rng: RandomSource | None = None, budget: Budget | None = None):
+        if me not in spec.parties:
+            raise ProtocolError(Status.PERMISSION_DENIED, f"{me!r} is not on this session's party list")
+        self.me = me
+        self.spec = spec
+        self.policy = policy
+        self.budget = budget
+        self.state = "proposed"
+        self._records = records
+        self._rng = rng or system_random("party")
+        self._statistic = statistic_for(spec)
+        self._sum = ring.zeros(self._statistic.length)
+        self._received: set[str] = set()
+
+    @property
+    def length(self) -> int:
+        return self._statistic.length
+
+    @property
+    def peers(self) -> list[str]:
+        return [p for p in self.spec.parties if p != self.me]
+
+    @property
+    def missing(self) -> list[str]:
+        """Peers whose share has not arrived yet."""
+        return [p for p in self.peers if p not in self._received]
+
+    def _require(self, *states: str) -> None:
+        if self.state not in states:
+            raise ProtocolError(Status.FAILED_PRECONDITION,
+                                f"session is {self.state}; this step needs it to be {' or '.join(states)}")
+
+    def _check_deadline(self, now: float) -> None:
+        if now > self.spec.deadline:
+            raise ProtocolError(Status.DEADLINE_EXCEEDED, "the session's deadline has passed")
+
+    def accept(self, now: float = -math.inf) -> None:
+        """Check the spec against policy, deadline and budget; refuse by raising."""
+        self._require("proposed")
+        self._check_deadline(now)
+        reason = self.policy.refusal(self.spec)
+        if reason is None and self.budget is not None and not self.spec.is_exact:
+            try:
+                self.budget.check(self.spec.epsilon, self.spec.delta)
+            except Exception as exc:  # the ledger's own error says spent/requested/remaining
+                reason = str(exc)
+                self.state = "refused"
+                raise ProtocolError(Status.RESOURCE_EXHAUSTED, reason) from None
+        if reason is not None:
+            self.state = "refused"
+            raise ProtocolError(Status.PERMISSION_DENIED, reason)
+        self._statistic.encode(self._records)  # fail now, not mid-round, on bad local data
+        self.state = "accepted"
+
+    def make_shares(self, noise=None) -> list[ShareMessage]:
+        """Encode records (+ this party's noise piece), share, and return one message per peer.
+
+        The share this party keeps is folded into its running sum; the encoded
+        aggregate and the records are dropped afterwards.
+        """
+        self._require("accepted")
+        local = self._statistic.encode(self._records)
+        if noise is not None:
+            noise = np.asarray(noise)
+            if noise.shape != local.shape or noise.dtype.kind not in "iu":
+                raise ProtocolError(Status.INVALID_ARGUMENT, f"noise piece must be {local.size} integers")
+            local = ring.add(local, ring.as_ring(noise))
+        sid = self.spec.session_id
+        out = []
+        if self.spec.sharing == "seeded":
+            seeded = share_seeded(local, self.spec.n_parties, sid,
+                                  [seed_purpose(self.me, p) for p in self.peers], rng=self._rng)
+            kept = seeded.correction
+            out = [ShareMessage(sid, self.me, p, seed=s) for p, s in zip(self.peers, seeded.seeds)]
+        else:
+            shares = share(local, self.spec.n_parties, rng=self._rng)
+            kept = shares[-1]
+            out = [ShareMessage(sid, self.me, p, vector=v) for p, v in zip(self.peers, shares)]
+        np.add(self._sum, kept, out=self._sum)
+        del local, kept
+        self._records = None
+        self.state = "shared"
+        return out
+
+    def receive_share(self, msg: ShareMessage, now: float = -math.inf) -> None:
+        """Fold one peer's share into the running sum, after checking who sent what."""
+        self._require("accepted", "shared")
+        self._check_deadline(now)
+        if msg.session_id != self.spec.session_id:
+            raise ProtocolError(Status.NOT_FOUND, "share for another session")
+        if msg.recipient != self.me:
+            raise ProtocolError(Status.INVALID_ARGUMENT, f"share addressed to {msg.recipient!r}, not to {self.me!r}")
+        if msg.sender not in self.peers:
+            raise ProtocolError(Status.PERMISSION_DENIED, f"{msg.sender!r} is not a peer in this session")
+        if msg.sender in self._received:
+            raise ProtocolError(Status.ALREADY_EXISTS, f"duplicate share from {msg.sender!r}")
+        if self.spec.sharing == "seeded":
+            if msg.seed is None or len(msg.seed) != SEED_BYTES:
+                raise ProtocolError(Status.INVALID_ARGUMENT, f"seeded sessions carry {SEED_BYTES}-byte seeds")
+            vec = expand_seed(msg.seed, self.length, self.spec.session_id, seed_purpose(msg.sender, self.me))
+        else:
+            if msg.vector is None or np.asarray(msg.vector).size != self.length:
+                raise ProtocolError(Status.INVALID_ARGUMENT, f"share vectors have length {self.length}")
+            vec = ring.as_ring(np.asarray(msg.vector).reshape(-1))
+        np.add(self._sum, vec, out=self._sum)
+        self._received.add(msg.sender)
+
+    def partial_sum(self, now: float = -math.inf) -> PartialSum:
+        """The sum of the shares this party holds, once it holds all n. Charges the budget."""
+        self._require("shared")
+        self._check_deadline(now)
+        if self.missing:
+            raise ProtocolError(Status.FAILED_PRECONDITION, f"still waiting for shares from {', '.join(self.missing)}")
+        if self.budget is not None and not self.spec.is_exact:
+            self.budget.charge(self.spec.epsilon, self.spec.delta, label=self.spec.session_id.hex())
+        self.state = "done"
+        return PartialSum(self.spec.session_id, self.me, self._sum.copy())
+
+    def abort(self) -> None:
+        """Drop everything; the session can make no further progress."""
+        self._records = None
+        self._sum = ring.zeros(self.length)
+        self.state = "aborted"

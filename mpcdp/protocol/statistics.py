@@ -1,0 +1,162 @@
+"""Statistics as vectors, so that one secure sum answers each of them.
+
+Every statistic is a *codec*: a party encodes its clipped records into one
+ring vector (its local aggregate), the secure sum adds the vectors of all
+parties, and the coordinator decodes the total into the answer:
+
+    sum        [sum x]                       (dimension d)
+    count      [n]
+    mean       [sum x, n]                    -> sum / n
+    variance   [sum x, sum x^2, n]           -> sample variance (n - 1 denominator)
+    histogram  [count of each category]      (one-hot per record)
+
+Real-valued coordinates are fixed point (``frac_bits``); counts are integers.
+``sensitivity`` gives, per coordinate and in ring units, how much one record
+can move it (add/remove-one-record neighbours): the DP layer sizes noise by it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import ring
+from .spec import QuerySpec
+
+
+@dataclass(frozen=True)
+class Block:
+    """A run of coordinates sharing one meaning and one scale."""
+
+    name: str  # "sum", "sum_sq", "count" or "histogram"
+    length: int
+    scale: int  # ring units per unit of value
+    sensitivity: int  # max change, in ring units, from adding or removing one record
+
+
+class Statistic:
+    """Encoder/decoder for one query's statistic."""
+
+    def __init__(self, spec: QuerySpec):
+        self.spec = spec
+        self.codec = ring.FixedPoint(spec.frac_bits)
+        d = spec.dimension
+        fx = self.codec.scale
+        if spec.statistic == "histogram":
+            self.blocks = (Block("histogram", len(spec.categories), 1, 1),)
+        else:
+            lo, hi = map(float, spec.bounds)
+            mag = max(abs(lo), abs(hi))
+            sum_b = Block("sum", d, fx, self.codec.encode_bound(mag))
+            sq_b = Block("sum_sq", d, fx, self.codec.encode_bound(mag * mag))
+            count_b = Block("count", 1, 1, 1)
+            self.blocks = {
+                "sum": (sum_b,),
+                "count": (count_b,),
+                "mean": (sum_b, count_b),
+                "variance": (sum_b, sq_b, count_b),
+            }[spec.statistic]
+
+    @property
+    def length(self) -> int:
+        return sum(b.length for b in self.blocks)
+
+    def sensitivities(self) -> np.ndarray:
+        """Per-coordinate sensitivity (ring units) under add/remove-one-record."""
+        return np.concatenate([np.full(b.length, b.sensitivity, dtype=np.int64) for b in self.blocks])
+
+    def check_headroom(self, total_records: int, noise_tail: int = 0) -> None:
+        """Raise ``HeadroomError`` if any coordinate of the total could overflow."""
+        for b in self.blocks:
+            ring.check_fits(total_records, b.sensitivity, noise_tail, what=b.name)
+
+    # -- party side ---------------------------------------------------------
+
+    def clip(self, records) -> np.ndarray:
+        """Records as a (m, d) float array clipped to the spec's bounds.
+
+        NaN or infinite records are refused (clipping would silently turn +inf
+        into the upper bound, hiding a data error).
+        """
+        arr = np.asarray(records, dtype=np.float64)
+        if arr.ndim == 0:
+            arr = arr.reshape(1, 1)
+        elif arr.ndim == 1:
+            arr = arr.reshape(-1, 1) if self.spec.dimension == 1 else arr.reshape(1, -1)
+        if arr.ndim != 2 or arr.shape[1] != self.spec.dimension:
+            raise ValueError(f"records must have dimension {self.spec.dimension}, got shape {arr.shape}")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError("records contain NaN or infinite values")
+        lo, hi = map(float, self.spec.bounds)
+        return np.clip(arr, lo, hi)
+
+    def encode(self, records) -> np.ndarray:
+        """This party's local aggregate vector in the ring."""
+        spec = self.spec
+        if spec.statistic == "histogram":
+            labels = list(np.asarray(records, dtype=object).reshape(-1)) if np.size(records) else []
+            index = {c: i for i, c in enumerate(spec.categories)}
+            counts = np.zeros(len(spec.categories), dtype=np.int64)
+            for label in labels:
+                i = index.get(str(label))
+                if i is not None:  # undeclared categories are dropped, like clipping
+                    counts[i] += 1
+            self._check_count(len(labels))
+            return ring.as_ring(counts)
+        if spec.statistic == "count":
+            n = int(np.shape(records)[0]) if np.ndim(records) else 1
+            self._check_count(n)
+            return ring.as_ring(np.array([n]))
+        x = self.clip(records)
+        self._check_count(x.shape[0])
+        parts = {
+            "sum": lambda: self.codec.encode(x).sum(axis=0, dtype=ring.DTYPE),
+            "sum_sq": lambda: self.codec.encode(x * x).sum(axis=0, dtype=ring.DTYPE),
+            "count": lambda: ring.as_ring(np.array([x.shape[0]])),
+        }
+        return np.concatenate([parts[b.name]() for b in self.blocks])
+
+    def _check_count(self, n: int) -> None:
+        if n > self.spec.max_records:
+            raise ValueError(f"{n} records exceed the query's max_records={self.spec.max_records}")
+
+    # -- coordinator side ---------------------------------------------------
+
+    def split(self, total) -> dict[str, np.ndarray]:
+        """The decoded blocks of a summed vector, each in its own units."""
+        values = ring.to_signed(ring.as_ring(total)).astype(np.float64)
+        if values.size != self.length:
+            raise ValueError(f"expected a vector of length {self.length}, got {values.size}")
+        out, start = {}, 0
+        for b in self.blocks:
+            out[b.name] = values[start:start + b.length] / b.scale
+            start += b.length
+        return out
+
+    def decode(self, total) -> dict:
+        """The answer from the summed vector: a dict with the statistic and its parts."""
+        parts = self.split(total)
+        stat = self.spec.statistic
+        if stat == "sum":
+            return {"sum": _scalar(parts["sum"])}
+        if stat == "count":
+            return {"count": float(parts["count"][0])}
+        if stat == "histogram":
+            return {"histogram": dict(zip(self.spec.categories, parts["histogram"].tolist()))}
+        n = float(parts["count"][0])
+        s = parts["sum"]
+        result = {"count": n, "sum": _scalar(s)}
+        result["mean"] = _scalar(s / n) if n > 0 else None
+        if stat == "variance":
+            ss = parts["sum_sq"]
+            result["variance"] = _scalar(np.maximum((ss - s * s / n) / (n - 1), 0.0)) if n > 1 else None
+        return result
+
+
+def _scalar(v: np.ndarray):
+    return float(v[0]) if v.size == 1 else v.tolist()
+
+
+def statistic_for(spec: QuerySpec) -> Statistic:
+    return Statistic(spec)
