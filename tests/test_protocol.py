@@ -1,0 +1,197 @@
+"""The peer protocol in memory: the seed's example, statistics, refusals and bad specs."""
+
+import math
+
+import numpy as np
+import pytest
+
+from mpcdp import ring
+from mpcdp.prg import Prg
+from mpcdp.protocol import (
+    CoordinatorSession, PartialSum, PartyPolicy, PartySession, ProtocolError, QuerySpec,
+    Response, ShareMessage, SpecError, Status, run_in_memory,
+)
+
+RAISES = {"alice": 3800, "bob": 2514, "carol": 2982, "dave": 3390}
+PARTIES = tuple(RAISES)
+
+
+def spec(**kw):
+    base = dict(statistic="mean", parties=PARTIES, bounds=(0, 10_000))
+    base.update(kw)
+    return QuerySpec(**base)
+
+
+@pytest.mark.parametrize("sharing", ["seeded", "full"])
+def test_four_engineers(sharing):
+    run = run_in_memory(spec(sharing=sharing), {p: [v] for p, v in RAISES.items()}, rng=Prg.from_int(1))
+    assert run.release.result["sum"] == 12686
+    assert run.release.value == 3171.5
+    assert run.release.result["count"] == 4
+
+
+def _contains(obj, needle, seen=None):
+    """Does ``needle`` (an int) appear anywhere in obj's reachable state?"""
+    seen = seen if seen is not None else set()
+    if id(obj) in seen:
+        return False
+    seen.add(id(obj))
+    if isinstance(obj, (int, float, np.integer, np.floating)) and not isinstance(obj, bool):
+        return float(obj) == needle
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.kind in "iuf":
+            fx = ring.FixedPoint(16)
+            as_signed = obj.view(np.int64) if obj.dtype == np.uint64 else obj
+            return bool(np.any(as_signed == needle) or np.any(as_signed == needle * fx.scale))
+        return False
+    if isinstance(obj, dict):
+        return any(_contains(k, needle, seen) or _contains(v, needle, seen) for k, v in obj.items())
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return any(_contains(v, needle, seen) for v in obj)
+    if hasattr(obj, "__dict__"):
+        return _contains(vars(obj), needle, seen)
+    return False
+
+
+def test_no_party_state_holds_another_partys_raise():
+    run = run_in_memory(spec(), {p: [v] for p, v in RAISES.items()}, rng=Prg.from_int(5))
+    for holder, session in run.parties.items():
+        for owner, value in RAISES.items():
+            if owner != holder:
+                assert not _contains(session, value), f"{holder} holds {owner}'s raise"
+        assert not _contains(session, RAISES[holder])  # records are dropped after sharing
+    assert not any(_contains(run.coordinator, v) for v in RAISES.values())
+
+
+def test_statistics():
+    data = {"a": [1.5, 2.0, 9.0], "b": [4.0, -3.0]}
+    s = dict(parties=("a", "b"), bounds=(0, 5), max_records=3)
+    clipped = np.clip([1.5, 2.0, 9.0, 4.0, -3.0], 0, 5)
+    r = run_in_memory(QuerySpec("sum", **s), data).release
+    assert r.value == pytest.approx(clipped.sum())
+    r = run_in_memory(QuerySpec("count", parties=("a", "b"), max_records=3), data).release
+    assert r.value == 5
+    r = run_in_memory(QuerySpec("variance", **s), data).release
+    assert r.value == pytest.approx(np.var(clipped, ddof=1), abs=1e-3)
+    assert r.result["mean"] == pytest.approx(clipped.mean(), abs=1e-4)
+    hist = QuerySpec("histogram", parties=("a", "b"), categories=("yes", "no"), max_records=3)
+    r = run_in_memory(hist, {"a": ["yes", "no", "maybe"], "b": ["yes"]}).release
+    assert r.value == {"yes": 2, "no": 1}
+
+
+def test_vector_mean():
+    s = QuerySpec("mean", parties=("a", "b", "c"), dimension=3, bounds=(-10, 10), max_records=2)
+    data = {"a": [[1, 2, 3], [3, 2, 1]], "b": [[-1, 0, 1]], "c": [[0, 0, 20]]}
+    r = run_in_memory(s, data).release
+    assert r.value == pytest.approx([0.75, 1.0, 3.75])
+
+
+def test_refusal_by_policy_aborts_and_names_the_party():
+    strict = {"bob": PartyPolicy(allow_exact=False)}
+    with pytest.raises(ProtocolError) as err:
+        run_in_memory(spec(), {p: [v] for p, v in RAISES.items()}, policies=strict)
+    assert err.value.status == Status.ABORTED and "bob refused" in str(err.value)
+    assert "set an epsilon" in str(err.value)
+
+
+def test_party_rejects_bad_messages_and_keeps_state():
+    s = spec(sharing="full")
+    alice = PartySession("alice", s, [3800], PartyPolicy(allow_exact=True), rng=Prg.from_int(1))
+    alice.accept()
+    before = alice._sum.copy()
+    good = np.zeros(2, np.uint64)
+    cases = [
+        (ShareMessage(b"z" * 16, "bob", "alice", vector=good), Status.NOT_FOUND),
+        (ShareMessage(s.session_id, "mallory", "alice", vector=good), Status.PERMISSION_DENIED),
+        (ShareMessage(s.session_id, "bob", "carol", vector=good), Status.INVALID_ARGUMENT),
+        (ShareMessage(s.session_id, "bob", "alice", vector=np.zeros(3, np.uint64)), Status.INVALID_ARGUMENT),
+        (ShareMessage(s.session_id, "alice", "alice", vector=good), Status.PERMISSION_DENIED),
+    ]
+    for msg, status in cases:
+        with pytest.raises(ProtocolError) as err:
+            alice.receive_share(msg)
+        assert err.value.status == status
+        assert np.array_equal(alice._sum, before)
+    alice.receive_share(ShareMessage(s.session_id, "bob", "alice", vector=good))
+    with pytest.raises(ProtocolError) as err:
+        alice.receive_share(ShareMessage(s.session_id, "bob", "alice", vector=good))
+    assert err.value.status == Status.ALREADY_EXISTS
+    with pytest.raises(ProtocolError, match="waiting for shares from carol, dave"):
+        alice.make_shares()
+        alice.partial_sum()
+
+
+def test_deadline_and_phase_errors():
+    s = spec(deadline=1000.0)
+    p = PartySession("alice", s, [1], PartyPolicy(allow_exact=True))
+    with pytest.raises(ProtocolError) as err:
+        p.accept(now=1001.0)
+    assert err.value.status == Status.DEADLINE_EXCEEDED and p.state == "proposed"
+    with pytest.raises(ProtocolError) as err:
+        p.partial_sum()
+    assert err.value.status == Status.FAILED_PRECONDITION
+    with pytest.raises(ProtocolError) as err:
+        PartySession("mallory", s, [1])
+    assert err.value.status == Status.PERMISSION_DENIED
+
+
+def test_coordinator_rejects_bad_partials():
+    s = spec()
+    c = CoordinatorSession(s)
+    with pytest.raises(ProtocolError):
+        c.receive_partial(PartialSum(s.session_id, "alice", np.zeros(2, np.uint64)))  # wrong phase
+    for p in PARTIES:
+        c.record_response(Response(s.session_id, p, True))
+    for msg, status in [
+        (PartialSum(s.session_id, "mallory", np.zeros(2, np.uint64)), Status.PERMISSION_DENIED),
+        (PartialSum(b"q" * 16, "alice", np.zeros(2, np.uint64)), Status.NOT_FOUND),
+        (PartialSum(s.session_id, "alice", np.zeros(5, np.uint64)), Status.INVALID_ARGUMENT),
+    ]:
+        with pytest.raises(ProtocolError) as err:
+            c.receive_partial(msg)
+        assert err.value.status == status
+    c.receive_partial(PartialSum(s.session_id, "alice", np.zeros(2, np.uint64)))
+    with pytest.raises(ProtocolError) as err:
+        c.receive_partial(PartialSum(s.session_id, "alice", np.zeros(2, np.uint64)))
+    assert err.value.status == Status.ALREADY_EXISTS
+    assert c.missing == ["bob", "carol", "dave"]
+    with pytest.raises(ProtocolError, match="waiting for bob, carol, dave"):
+        c.release()
+
+
+def test_nan_records_refused_at_accept():
+    p = PartySession("alice", spec(), [float("nan")], PartyPolicy(allow_exact=True))
+    with pytest.raises(ValueError, match="NaN"):
+        p.accept()
+
+
+@pytest.mark.parametrize("field,kw,match", [
+    ("statistic", dict(statistic="median"), "unknown statistic"),
+    ("parties", dict(parties=("solo",)), "at least 2"),
+    ("parties", dict(parties=("a", "a")), "distinct"),
+    ("parties", dict(parties=("a", "b c")), "names"),
+    ("session_id", dict(session_id=b"short"), "16 random bytes"),
+    ("dimension", dict(dimension=0), "dimension"),
+    ("bounds", dict(bounds=(5, 1)), "lo must not exceed hi"),
+    ("bounds", dict(bounds=(0, math.inf)), "finite"),
+    ("bounds", dict(bounds=(0, 1e15), frac_bits=20), "overflow risk"),
+    ("categories", dict(categories=("x",)), "only a histogram"),
+    ("categories", dict(statistic="histogram"), "declared"),
+    ("frac_bits", dict(frac_bits=60), "frac_bits"),
+    ("max_records", dict(max_records=0), "positive"),
+    ("epsilon", dict(epsilon=0.0), "> 0"),
+    ("epsilon", dict(epsilon=-1.0), "> 0"),
+    ("epsilon", dict(epsilon=float("nan")), "> 0"),
+    ("delta", dict(delta=1.5), r"\[0, 1\)"),
+    ("mechanism", dict(mechanism="gaussian"), "unknown mechanism"),
+    ("delta", dict(epsilon=1.0, mechanism="skellam"), "delta > 0"),
+    ("colluders", dict(colluders=4), "at least one honest"),
+    ("colluders", dict(colluders=0), "colluders"),
+    ("sharing", dict(sharing="shamir"), "sharing"),
+    ("deadline", dict(deadline=-5), "deadline"),
+    ("column", dict(column=""), "column"),
+])
+def test_each_bad_field_gets_its_own_error(field, kw, match):
+    with pytest.raises(SpecError, match=match) as err:
+        spec(**kw)
+    assert err.value.field == field

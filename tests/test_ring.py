@@ -1,0 +1,65 @@
+"""Z_2^64 arithmetic, fixed point and the headroom check."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from mpcdp import ring
+
+u64 = st.integers(0, ring.MODULUS - 1)
+vectors = st.lists(u64, min_size=1, max_size=32)
+
+
+@given(vectors, vectors)
+def test_add_sub_neg_wrap_mod_2_64(a, b):
+    n = min(len(a), len(b))
+    a, b = a[:n], b[:n]
+    A, B = ring.as_ring(np.array(a, dtype=object)), ring.as_ring(np.array(b, dtype=object))
+    assert ring.add(A, B).tolist() == [(x + y) % ring.MODULUS for x, y in zip(a, b)]
+    assert ring.sub(A, B).tolist() == [(x - y) % ring.MODULUS for x, y in zip(a, b)]
+    assert ring.neg(A).tolist() == [(-x) % ring.MODULUS for x in a]
+
+
+@given(st.lists(st.integers(ring.SIGNED_MIN, ring.SIGNED_MAX), min_size=1, max_size=16))
+def test_signed_round_trip(values):
+    assert ring.to_signed(ring.as_ring(np.array(values, dtype=np.int64))).tolist() == values
+
+
+@given(st.integers(0, 40), st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=16))
+def test_fixed_point_round_trip_within_resolution(frac_bits, xs):
+    fp = ring.FixedPoint(frac_bits)
+    back = fp.decode(fp.encode(xs))
+    assert np.all(np.abs(back - np.array(xs)) <= fp.resolution / 2 + 1e-9 * np.abs(xs))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_encode_refuses_non_finite(bad):
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        ring.FixedPoint(16).encode([1.0, bad])
+
+
+def test_encode_refuses_values_beyond_the_ring():
+    with pytest.raises(ring.HeadroomError):
+        ring.FixedPoint(20).encode([2.0**44])
+
+
+@settings(max_examples=300)
+@given(st.integers(1, 2**20), st.floats(0, 1e12, allow_nan=False), st.integers(0, 40), st.integers(0, 2**40))
+def test_headroom_rejects_exactly_the_overflowing_cases(count, bound, frac_bits, tail):
+    B = int(np.rint(bound * 2**frac_bits))
+    overflows = count * B + tail > ring.SIGNED_MAX
+    if overflows:
+        with pytest.raises(ring.HeadroomError, match="overflow risk"):
+            ring.check_headroom(count, bound, frac_bits, tail)
+        return
+    ring.check_headroom(count, bound, frac_bits, tail)
+    # accepted => the worst cases really decode correctly
+    for sign in (1, -1):
+        worst = np.full(count, sign * B, dtype=np.int64).view(np.uint64).sum(dtype=np.uint64)
+        total = ring.add(worst, ring.as_ring(np.array([sign * tail], dtype=np.int64)))
+        assert int(ring.to_signed(total).reshape(-1)[0]) == sign * (count * B + tail)
+
+
+def test_headroom_message_is_actionable():
+    with pytest.raises(ring.HeadroomError, match="lower the bound"):
+        ring.check_headroom(1000, 1e12, 40)
