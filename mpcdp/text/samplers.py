@@ -1,0 +1,100 @@
+"""Vectorised samplers driven by an explicit :class:`~mpcdp.prg.RandomSource`.
+
+Every sampler turns uniform 64-bit words into the target distribution by an
+exact transform (inverse CDF, Box-Muller, sums of exponentials), so the only
+randomness in the text mechanisms is the injected source: a CSPRNG in
+production, ``Prg.from_int(seed)`` in tests.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+from ..prg import RandomSource
+
+_TWO_POW_MINUS_53 = 2.0**-53
+
+
+def uniform_open(rng: RandomSource, n: int) -> np.ndarray:
+    """n doubles uniform on the open interval (0, 1): 53 random bits plus a half-ulp offset."""
+    words = rng.uint64(n) >> np.uint64(11)
+    return (words.astype(np.float64) + 0.5) * _TWO_POW_MINUS_53
+
+
+class TruncatedPoisson:
+    """Poisson(lam) conditioned on lo <= k <= hi, sampled by inverse CDF over its exact table."""
+
+    def __init__(self, lam: float, lo: int, hi: int):
+        if not lam > 0:
+            raise ValueError(f"Poisson rate lam must be positive, got {lam!r}")
+        if not 0 <= lo <= hi:
+            raise ValueError(f"need 0 <= lo <= hi, got lo={lo!r}, hi={hi!r}")
+        self.lam, self.lo, self.hi = float(lam), int(lo), int(hi)
+        # Beyond lam + 40 sqrt(lam) + 60 the remaining mass is far below 2^-53: it cannot
+        # change a double-precision inverse CDF, so the table stops there.
+        stop = min(self.hi, int(lam + 40 * np.sqrt(lam) + 60))
+        support = np.arange(self.lo, stop + 1)
+        log_pmf = stats.poisson.logpmf(support, self.lam)
+        pmf = np.exp(log_pmf - log_pmf.max())
+        self._cdf = np.cumsum(pmf) / pmf.sum()
+        self._cdf[-1] = 1.0
+
+    def pmf(self, k: np.ndarray) -> np.ndarray:
+        """The exact truncated probabilities P(K = k) (zero outside [lo, hi])."""
+        k = np.asarray(k)
+        inside = (k >= self.lo) & (k <= self.hi)
+        mass = stats.poisson.cdf(self.hi, self.lam) - stats.poisson.cdf(self.lo - 1, self.lam)
+        return np.where(inside, stats.poisson.pmf(k, self.lam) / mass, 0.0)
+
+    def sample(self, rng: RandomSource, n: int) -> np.ndarray:
+        u = uniform_open(rng, n)
+        return self.lo + np.searchsorted(self._cdf, u, side="left").astype(np.int64)
+
+
+def truncated_gumbel(rng: RandomSource, n: int, scale: float, bound: float) -> np.ndarray:
+    """n iid Gumbel(0, scale) variates conditioned on [-bound, bound], by inverse CDF.
+
+    The Gumbel CDF is F(x) = exp(-exp(-x / scale)); a uniform on (F(-bound), F(bound))
+    is mapped through F^-1(u) = -scale ln(-ln u).
+    """
+    if not scale > 0 or not bound > 0:
+        raise ValueError(f"Gumbel scale and bound must be positive, got scale={scale!r}, bound={bound!r}")
+    f_lo = np.exp(-np.exp(bound / scale))
+    f_hi = np.exp(-np.exp(-bound / scale))
+    u = f_lo + (f_hi - f_lo) * uniform_open(rng, n)
+    with np.errstate(divide="ignore"):  # u rounding to 1.0 maps to +inf, clipped to bound
+        x = -scale * np.log(-np.log(u))
+    return np.clip(x, -bound, bound)
+
+
+def truncated_gumbel_cdf(x: np.ndarray, scale: float, bound: float) -> np.ndarray:
+    """The CDF of :func:`truncated_gumbel` (for tests and diagnostics)."""
+    f = lambda t: np.exp(-np.exp(-np.asarray(t, dtype=np.float64) / scale))  # noqa: E731
+    return np.clip((f(x) - f(-bound)) / (f(bound) - f(-bound)), 0.0, 1.0)
+
+
+def standard_normal(rng: RandomSource, shape: tuple[int, ...]) -> np.ndarray:
+    """iid N(0, 1) variates by the Box-Muller transform."""
+    size = int(np.prod(shape))
+    half = (size + 1) // 2
+    radius = np.sqrt(-2.0 * np.log(uniform_open(rng, half)))
+    angle = 2.0 * np.pi * uniform_open(rng, half)
+    out = np.concatenate([radius * np.cos(angle), radius * np.sin(angle)])[:size]
+    return out.reshape(shape)
+
+
+def gamma_integer_shape(rng: RandomSource, n: int, shape: int, scale: float) -> np.ndarray:
+    """n iid Gamma(shape, scale) variates for an integer shape: scale times a sum of Exp(1)."""
+    if int(shape) != shape or shape < 1:
+        raise ValueError(f"Gamma shape must be a positive integer here, got {shape!r}")
+    if not scale > 0:
+        raise ValueError(f"Gamma scale must be positive, got {scale!r}")
+    logs = np.log(uniform_open(rng, n * int(shape))).reshape(n, int(shape))
+    return -scale * logs.sum(axis=1)
+
+
+def uniform_direction(rng: RandomSource, n: int, dim: int) -> np.ndarray:
+    """n unit vectors uniform on the sphere S^(dim-1): normalised Gaussian vectors."""
+    g = standard_normal(rng, (n, dim))
+    return g / np.linalg.norm(g, axis=1, keepdims=True)
