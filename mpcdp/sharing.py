@@ -32,7 +32,9 @@ def share(secret, n: int, rng: RandomSource | None = None) -> list[np.ndarray]:
     x = ring.as_ring(secret)
     rng = rng or system_random("share")
     masks = [rng.uint64(x.size).reshape(x.shape) for _ in range(n - 1)]
-    last = ring.sub(x, ring.total(masks)) if masks else x.copy()
+    last = x.copy()
+    for m in masks:
+        np.subtract(last, m, out=last)
     return masks + [last]
 
 
@@ -60,10 +62,18 @@ class SeededShares:
     correction: np.ndarray
 
     def expand(self, session_id: bytes) -> list[np.ndarray]:
+        """All n share vectors (for inspection; :meth:`reconstruct` avoids the copies)."""
         n = self.correction.size
         return [expand_seed(s, n, session_id, p) for s, p in zip(self.seeds, self.purposes)] + [
             self.correction
         ]
+
+    def reconstruct(self, session_id: bytes) -> np.ndarray:
+        """The secret, summing each seed's expansion straight into one vector."""
+        out = self.correction.copy()
+        for s, p in zip(self.seeds, self.purposes):
+            Prg(s, session_id, p).add_into(out)
+        return out
 
 
 def share_seeded(
@@ -86,6 +96,7 @@ def share_seeded(
         raise ValueError(f"need {n - 1} purposes for {n} shares, got {len(purposes)}")
     rng = rng or system_random("seed")
     seeds = tuple(rng.bytes(SEED_BYTES) for _ in range(n - 1))
-    masks = [expand_seed(s, x.size, session_id, p) for s, p in zip(seeds, purposes)]
-    correction = ring.sub(x, ring.total(masks))
+    correction = x.copy()
+    for s, p in zip(seeds, purposes):
+        Prg(s, session_id, p).add_into(correction, subtract=True)
     return SeededShares(seeds, tuple(purposes), correction)

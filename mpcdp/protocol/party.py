@@ -21,8 +21,8 @@ from typing import Protocol
 import numpy as np
 
 from .. import ring
-from ..prg import SEED_BYTES, RandomSource, system_random
-from ..sharing import expand_seed, share, share_seeded
+from ..prg import SEED_BYTES, Prg, RandomSource, system_random
+from ..sharing import share, share_seeded
 from .errors import ProtocolError, Status
 from .messages import PartialSum, ShareMessage
 from .spec import STATISTICS, QuerySpec
@@ -170,12 +170,11 @@ class PartySession:
         if self.spec.sharing == "seeded":
             if msg.seed is None or len(msg.seed) != SEED_BYTES:
                 raise ProtocolError(Status.INVALID_ARGUMENT, f"seeded sessions carry {SEED_BYTES}-byte seeds")
-            vec = expand_seed(msg.seed, self.length, self.spec.session_id, seed_purpose(msg.sender, self.me))
+            Prg(msg.seed, self.spec.session_id, seed_purpose(msg.sender, self.me)).add_into(self._sum)
         else:
             if msg.vector is None or np.asarray(msg.vector).size != self.length:
                 raise ProtocolError(Status.INVALID_ARGUMENT, f"share vectors have length {self.length}")
-            vec = ring.as_ring(np.asarray(msg.vector).reshape(-1))
-        np.add(self._sum, vec, out=self._sum)
+            np.add(self._sum, ring.as_ring(np.asarray(msg.vector).reshape(-1)), out=self._sum)
         self._received.add(msg.sender)
 
     def partial_sum(self, now: float = -math.inf) -> PartialSum:
