@@ -1,0 +1,152 @@
+"""One storage suite, run against SQLite, PostgreSQL (when MPCDP_TEST_POSTGRES is set) and memory."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import numpy as np
+import pytest
+
+from mpcdp.prg import Prg
+from services.survey.store import (ID_BYTES, PutStatus, SqliteStore, StoreError, fold, id_set_digest,
+                                   open_store)
+
+PG = os.environ.get("MPCDP_TEST_POSTGRES")
+WIDTH = 3
+DIGEST = b"d" * 32
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "memory"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        s = open_store(f"sqlite://{tmp_path / 'agg.db'}")
+    elif request.param == "memory":
+        s = open_store("memory")
+    else:
+        if not PG:
+            pytest.skip("MPCDP_TEST_POSTGRES is not set (a postgresql:// DSN; .ci/run starts a server)")
+        from services.survey.store import PostgresStore
+
+        s = PostgresStore(PG, schema=f"t_{uuid.uuid4().hex[:12]}")
+    s.register("poll", DIGEST, WIDTH)
+    yield s
+    s.shutdown()
+
+
+def items(rng, n):
+    return [(rng.bytes(ID_BYTES), rng.bytes(8 * WIDTH)) for _ in range(n)]
+
+
+def vec(blob):
+    return np.frombuffer(blob, dtype="<u8").astype(np.uint64)
+
+
+def test_put_then_release_sums_exactly_the_stored_shares(store):
+    batch = items(Prg.from_int(1), 50)
+    assert store.put("poll", batch) == [PutStatus.ACCEPTED] * 50
+    assert store.state("poll").count == 50
+    assert store.close("poll").state == "closed"
+    ids = list(store.ids("poll"))
+    assert ids == sorted(s for s, _ in batch)
+    noise = np.array([1, 2, 3], dtype=np.uint64)
+    out = store.release("poll", [], 50, id_set_digest(ids), lambda: noise)
+    expected = fold([b for _, b in batch], WIDTH) + noise
+    assert np.array_equal(out, expected)
+    assert store.state("poll").state == "released"
+
+
+def test_duplicates_are_acknowledged_and_conflicts_refused(store):
+    batch = items(Prg.from_int(2), 4)
+    store.put("poll", batch)
+    sid, share = batch[0]
+    other = bytes(8 * WIDTH)
+    new_sid = b"n" * ID_BYTES
+    statuses = store.put("poll", [(sid, share), (batch[1][0], other), (new_sid, other), (new_sid, other),
+                                  (new_sid, share)])
+    assert statuses == [PutStatus.DUPLICATE, PutStatus.CONFLICT, PutStatus.ACCEPTED, PutStatus.DUPLICATE,
+                        PutStatus.CONFLICT]
+    store.close("poll")
+    stored = list(store.ids("poll"))
+    assert len(stored) == 5
+    out = store.release("poll", [], 5, id_set_digest(stored), lambda: np.zeros(WIDTH, dtype=np.uint64))
+    assert np.array_equal(out, fold([b for _, b in batch] + [other], WIDTH))
+
+
+def test_malformed_batch_changes_nothing(store):
+    good = items(Prg.from_int(3), 2)
+    with pytest.raises(ValueError, match="shares 24 bytes"):
+        store.put("poll", good + [(b"x" * ID_BYTES, b"short")])
+    with pytest.raises(ValueError, match="ids are 16 bytes"):
+        store.put("poll", [(b"short", bytes(8 * WIDTH))])
+    assert store.state("poll").count == 0
+
+
+def test_unknown_survey_and_definition_mismatch(store):
+    with pytest.raises(StoreError) as err:
+        store.put("other", items(Prg.from_int(4), 1))
+    assert err.value.reason == StoreError.UNKNOWN_SURVEY
+    with pytest.raises(StoreError) as err:
+        store.register("poll", b"e" * 32, WIDTH)
+    assert err.value.reason == StoreError.MISMATCH
+    store.register("poll", DIGEST, WIDTH)  # idempotent
+
+
+def test_closed_survey_refuses_submissions_and_replays(store):
+    batch = items(Prg.from_int(5), 3)
+    store.put("poll", batch)
+    store.close("poll")
+    for attempt in (batch[:1], items(Prg.from_int(6), 1)):
+        with pytest.raises(StoreError) as err:
+            store.put("poll", attempt)
+        assert err.value.reason == StoreError.CLOSED
+    assert store.state("poll").count == 3
+
+
+def test_ids_and_release_need_a_closed_survey(store):
+    store.put("poll", items(Prg.from_int(7), 2))
+    with pytest.raises(StoreError) as err:
+        list(store.ids("poll"))
+    assert err.value.reason == StoreError.NOT_CLOSED
+    with pytest.raises(StoreError) as err:
+        store.release("poll", [], 2, b"", lambda: np.zeros(WIDTH, dtype=np.uint64))
+    assert err.value.reason == StoreError.NOT_CLOSED
+
+
+def test_release_is_once_per_survey_and_bound_to_its_id_set(store):
+    batch = items(Prg.from_int(8), 6)
+    store.put("poll", batch)
+    store.close("poll")
+    ids = list(store.ids("poll"))
+    kept = ids[1:]
+    draws = iter([np.full(WIDTH, 7, dtype=np.uint64), np.full(WIDTH, 9, dtype=np.uint64)])
+    first = store.release("poll", ids[:1], 5, id_set_digest(kept), lambda: next(draws))
+    again = store.release("poll", ids[:1], 5, id_set_digest(kept), lambda: next(draws))
+    assert np.array_equal(first, again)  # same set: same vector, no fresh noise
+    with pytest.raises(StoreError) as err:
+        store.release("poll", [], 6, id_set_digest(ids), lambda: next(draws))
+    assert err.value.reason == StoreError.RELEASED
+
+
+def test_release_refuses_a_set_it_does_not_hold(store):
+    batch = items(Prg.from_int(9), 3)
+    store.put("poll", batch)
+    store.close("poll")
+    ids = list(store.ids("poll"))
+    with pytest.raises(StoreError) as err:
+        store.release("poll", [], 4, id_set_digest(ids + [b"z" * ID_BYTES]), lambda: np.zeros(WIDTH, np.uint64))
+    assert err.value.reason == StoreError.MISMATCH
+    assert store.state("poll").state == "closed"  # nothing released
+
+
+def test_sqlite_is_wal_with_synchronous_full_and_survives_reopen(tmp_path):
+    path = str(tmp_path / "agg.db")
+    s = SqliteStore(path)
+    assert s._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert s._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    s.register("poll", DIGEST, WIDTH)
+    s.put("poll", items(Prg.from_int(10), 7))
+    s.shutdown()
+    again = SqliteStore(path)
+    assert again.state("poll").count == 7
+    again.shutdown()
