@@ -88,16 +88,18 @@ class CoordinatorToParty(_message.Message):
     def __init__(self, propose: _Optional[_Union[Propose, _Mapping]] = ..., start_sharing: _Optional[_Union[StartSharing, _Mapping]] = ..., abort: _Optional[_Union[Abort, _Mapping]] = ...) -> None: ...
 
 class ProposeResponse(_message.Message):
-    __slots__ = ("session_id", "party", "accepted", "reason")
+    __slots__ = ("session_id", "party", "accepted", "reason", "status")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     PARTY_FIELD_NUMBER: _ClassVar[int]
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
     session_id: bytes
     party: str
     accepted: bool
     reason: str
-    def __init__(self, session_id: _Optional[bytes] = ..., party: _Optional[str] = ..., accepted: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+    status: str
+    def __init__(self, session_id: _Optional[bytes] = ..., party: _Optional[str] = ..., accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., status: _Optional[str] = ...) -> None: ...
 
 class PartialSumHeader(_message.Message):
     __slots__ = ("session_id", "sender", "length")

@@ -1,0 +1,88 @@
+"""Between the library's protocol objects and the mpcdp.v1 protobufs, adding no meaning.
+
+Vectors are cut into ~1 MiB chunks of packed little-endian uint64 and
+reassembled with every offset and length checked, so a malformed stream is
+refused with INVALID_ARGUMENT before it touches a session.
+"""
+
+from __future__ import annotations
+
+import math
+
+import grpc
+import numpy as np
+
+from mpcdp import ring
+from mpcdp.protocol import ProtocolError, QuerySpec, Status
+from services.wire.mpcdp.v1 import federation_pb2 as pb
+
+CHUNK_BYTES = 1 << 20
+CHUNK_ELEMENTS = CHUNK_BYTES // 8
+
+GRPC_CODES = {s: getattr(grpc.StatusCode, s.value) for s in Status}
+
+
+def spec_to_proto(spec: QuerySpec) -> pb.QuerySpec:
+    lo, hi = (float(b) for b in spec.bounds) if len(spec.bounds) == 2 else (0.0, 0.0)
+    return pb.QuerySpec(
+        statistic=spec.statistic, parties=spec.parties, session_id=spec.session_id, column=spec.column,
+        dimension=spec.dimension, lower=lo, upper=hi, categories=spec.categories,
+        frac_bits=spec.frac_bits, max_records=spec.max_records, exact=spec.is_exact,
+        epsilon=0.0 if spec.is_exact else spec.epsilon, delta=spec.delta, mechanism=spec.mechanism,
+        colluders=spec.colluders, sharing=spec.sharing, deadline=spec.deadline)
+
+
+def spec_fields(msg: pb.QuerySpec) -> dict:
+    """QuerySpec keyword arguments from the wire (validation happens in QuerySpec itself).
+
+    An unset epsilon on a non-exact spec is passed as 0.0 so that validation
+    refuses it rather than silently turning the query exact.
+    """
+    fields = dict(
+        statistic=msg.statistic, parties=tuple(msg.parties), session_id=msg.session_id,
+        column=msg.column or "value", dimension=msg.dimension or 1,
+        bounds=(msg.lower, msg.upper), categories=tuple(msg.categories),
+        frac_bits=msg.frac_bits, max_records=msg.max_records or 1,
+        epsilon=None if msg.exact else msg.epsilon, delta=msg.delta,
+        mechanism=msg.mechanism or "discrete_laplace", colluders=msg.colluders or 1,
+        sharing=msg.sharing or "seeded", deadline=msg.deadline or math.inf)
+    return fields
+
+
+def spec_from_proto(msg: pb.QuerySpec) -> QuerySpec:
+    return QuerySpec(**spec_fields(msg))
+
+
+def chunks(vector: np.ndarray):
+    """VectorChunks covering ``vector`` (ring elements) in order."""
+    data = ring.as_ring(vector).reshape(-1).astype("<u8", copy=False)
+    for start in range(0, max(data.size, 1), CHUNK_ELEMENTS):
+        yield pb.VectorChunk(offset=start, data=data[start:start + CHUNK_ELEMENTS].tobytes())
+
+
+class Assembler:
+    """Collects the chunks of one announced vector of ``length`` elements."""
+
+    def __init__(self, length: int, expected: int):
+        if length != expected:
+            raise ProtocolError(Status.INVALID_ARGUMENT,
+                                f"vector announced with {length} elements; this session's vectors have {expected}")
+        self.vector = ring.zeros(length)
+        self.filled = 0
+
+    @property
+    def done(self) -> bool:
+        return self.filled == self.vector.size
+
+    def add(self, chunk: pb.VectorChunk) -> None:
+        if len(chunk.data) % 8 or chunk.offset != self.filled:
+            raise ProtocolError(Status.INVALID_ARGUMENT, "vector chunks must be whole uint64 words, in order")
+        n = len(chunk.data) // 8
+        if self.filled + n > self.vector.size or (n == 0 and self.vector.size):
+            raise ProtocolError(Status.INVALID_ARGUMENT, "vector chunks overrun the announced length")
+        self.vector[self.filled:self.filled + n] = np.frombuffer(chunk.data, dtype="<u8")
+        self.filled += n
+
+
+def abort_message(session_id: bytes, sender: str, reason: str, culprit: str = "") -> pb.Abort:
+    return pb.Abort(session_id=session_id, sender=sender, reason=reason, culprit=culprit)

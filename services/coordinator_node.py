@@ -1,0 +1,281 @@
+"""The coordinator node: the Coordinator gRPC service over :class:`mpcdp.protocol.CoordinatorSession`.
+
+For each analyst query it builds a spec with a fresh session id and a
+deadline, refuses it (before any share moves) if its policy or its own ledger
+says no, opens one Session stream per party, proposes, starts the sharing
+once every party accepted, collects the partial sums, releases and charges
+its ledger. Any failure (a party down, refusing, slow past the deadline or
+dropping mid-round) aborts the session on every node with a diagnostic naming
+the party, and charges nothing. Queries run one at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import grpc
+from google.protobuf import struct_pb2
+
+from mpcdp.protocol import CoordinatorSession, PartialSum, ProtocolError, QuerySpec, Response, SpecError, Status
+from services import convert
+from services.federation import Federation
+from services.tls import Identity, caller
+from services.wire.mpcdp.v1 import federation_pb2 as pb
+from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
+
+log = logging.getLogger("mpcdp.coordinator")
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_CONFIDENCE = 0.95
+
+
+class SessionFailed(Exception):
+    """A session aborted; ``status`` is the gRPC code to return, the text names the culprit."""
+
+    def __init__(self, status: grpc.StatusCode, message: str, culprit: str = ""):
+        super().__init__(message)
+        self.status = status
+        self.culprit = culprit
+
+
+@dataclass
+class _Call:
+    party: str
+    call: grpc.aio.StreamStreamCall
+
+
+class CoordinatorNode(pb_grpc.CoordinatorServicer):
+    """The federation's coordinator; it never sees an input, a share or an exact aggregate."""
+
+    def __init__(self, federation: Federation, identity: Identity, ledger=None,
+                 default_timeout: float = DEFAULT_TIMEOUT, clock: Callable[[], float] = time.time):
+        self.federation = federation
+        self.identity = identity
+        self.ledger = ledger
+        self.default_timeout = default_timeout
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()
+
+    def _stub(self, party: str) -> pb_grpc.PartyStub:
+        if party not in self._channels:
+            self._channels[party] = self.identity.channel(self.federation.node(party).address, party)
+        return pb_grpc.PartyStub(self._channels[party])
+
+    # -- the analyst's entry point ------------------------------------------------
+
+    async def Query(self, request: pb.QueryRequest, context):
+        clients = self.federation.names("client")
+        who = caller(context, clients[0] if clients else "", self.identity.insecure)
+        if who not in clients:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{who!r} is not a client of this federation")
+        try:
+            spec, confidence = self.spec_for(request)
+            self.admit(spec)
+        except SpecError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except ProtocolError as exc:
+            await context.abort(convert.GRPC_CODES[exc.status], str(exc))
+        async with self._lock:
+            try:
+                self._check_budget(spec)
+                release = await self.run(spec)
+            except ProtocolError as exc:
+                await context.abort(convert.GRPC_CODES[exc.status], str(exc))
+            except SessionFailed as exc:
+                await context.abort(exc.status, str(exc))
+            if self.ledger is not None and not spec.is_exact:
+                self.ledger.charge(spec.epsilon, spec.delta, label=spec.session_id.hex())
+        log.info("released session %s (%s over %d parties)", spec.session_id.hex()[:8], spec.statistic,
+                 spec.n_parties)
+        return self.reply(spec, release, confidence)
+
+    def spec_for(self, request: pb.QueryRequest) -> tuple[QuerySpec, float]:
+        """The spec to propose: fresh session id, the deadline, every party unless named."""
+        if request.spec.session_id:
+            raise SpecError("session_id", "is chosen by the coordinator; leave it empty")
+        timeout = request.timeout_seconds or self.default_timeout
+        if not math.isfinite(timeout) or timeout <= 0:
+            raise SpecError("timeout_seconds", f"must be a positive number of seconds, got {timeout!r}")
+        confidence = request.confidence or DEFAULT_CONFIDENCE
+        if not 0 < confidence < 1:
+            raise SpecError("confidence", f"must be in (0, 1), got {confidence!r}")
+        fields = convert.spec_fields(request.spec)
+        parties = fields["parties"] or tuple(self.federation.names("party"))
+        unknown = [p for p in parties if p not in self.federation.names("party")]
+        if unknown:
+            raise SpecError("parties", f"not parties of this federation: {', '.join(unknown)}")
+        if not request.spec.max_records:
+            fields["max_records"] = int(self.federation.policy.get("max_records", 1))
+        fields.update(parties=parties, deadline=self._clock() + timeout)
+        del fields["session_id"]
+        return QuerySpec(**fields), confidence
+
+    def admit(self, spec: QuerySpec) -> None:
+        """The federation-wide policy: exact releases only where it says so."""
+        if spec.is_exact and not self.federation.policy.get("allow_exact", False):
+            raise ProtocolError(Status.PERMISSION_DENIED,
+                                "this federation does not allow exact (non-DP) releases; set an epsilon")
+        if not spec.is_exact:
+            from mpcdp.protocol.noise import check_noise_headroom
+            try:
+                check_noise_headroom(spec)
+            except ValueError as exc:
+                raise SpecError("bounds", str(exc)) from None
+
+    def _check_budget(self, spec: QuerySpec) -> None:
+        if self.ledger is not None and not spec.is_exact:
+            try:
+                self.ledger.check(spec.epsilon, spec.delta)
+            except Exception as exc:  # the ledger's message states spent, requested and remaining
+                raise ProtocolError(Status.RESOURCE_EXHAUSTED, f"coordinator: {exc}") from None
+
+    # -- one session ----------------------------------------------------------------
+
+    async def run(self, spec: QuerySpec):
+        """Drive one session to its release, or abort it everywhere and raise SessionFailed."""
+        session = CoordinatorSession(spec)
+        calls = {p: _Call(p, self._stub(p).Session(timeout=max(spec.deadline - self._clock(), 0.001)))
+                 for p in spec.parties}
+        try:
+            propose = pb.CoordinatorToParty(propose=pb.Propose(spec=convert.spec_to_proto(spec)))
+            await self._phase(spec, {p: self._propose(c, propose, session) for p, c in calls.items()}, "answer")
+            start = pb.CoordinatorToParty(start_sharing=pb.StartSharing(session_id=spec.session_id))
+            await self._phase(spec, {p: self._collect(c, start, session) for p, c in calls.items()},
+                              "send its partial sum")
+            return session.release()
+        except (SessionFailed, ProtocolError) as exc:
+            reason = str(exc)
+            if session.state != "aborted":
+                session.abort(reason, getattr(exc, "culprit", ""))
+            await self._abort_all(spec, calls, reason)
+            log.info("aborted session %s: %s", spec.session_id.hex()[:8], reason)
+            if isinstance(exc, ProtocolError):
+                raise SessionFailed(convert.GRPC_CODES[exc.status], reason) from None
+            raise
+        finally:
+            for c in calls.values():
+                c.call.cancel()
+
+    async def _phase(self, spec: QuerySpec, steps: dict, doing: str) -> None:
+        tasks = {asyncio.ensure_future(coro): p for p, coro in steps.items()}
+        done, pending = await asyncio.wait(tasks, timeout=max(spec.deadline - self._clock(), 0.0),
+                                           return_when=asyncio.FIRST_EXCEPTION)
+        failures = [t for t in done if t.exception() is not None]
+        for t in pending:
+            t.cancel()
+        if failures:
+            for t in pending:
+                try:
+                    await t
+                except BaseException:
+                    pass
+            exc = failures[0].exception()
+            if isinstance(exc, (SessionFailed, ProtocolError)):
+                raise exc
+            raise SessionFailed(grpc.StatusCode.INTERNAL, f"{tasks[failures[0]]}: {type(exc).__name__}")
+        if pending:
+            late = sorted(tasks[t] for t in pending)
+            raise SessionFailed(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                f"{', '.join(late)} did not {doing} before the deadline; session aborted, "
+                                f"nothing was charged", late[0])
+
+    async def _read(self, c: _Call, what: str):
+        try:
+            msg = await c.call.read()
+        except grpc.aio.AioRpcError as exc:
+            raise self._rpc_failure(c.party, exc, what) from None
+        if msg is grpc.aio.EOF:
+            raise SessionFailed(grpc.StatusCode.ABORTED,
+                                f"{c.party} dropped out of the session while we waited for its {what}; "
+                                f"session aborted, nothing was charged", c.party)
+        if msg.WhichOneof("phase") == "abort":
+            culprit = msg.abort.culprit or c.party
+            raise SessionFailed(grpc.StatusCode.ABORTED,
+                                f"{c.party} aborted the session: {msg.abort.reason}", culprit)
+        return msg
+
+    def _rpc_failure(self, party: str, exc: grpc.aio.AioRpcError, what: str) -> SessionFailed:
+        code = exc.code()
+        if code == grpc.StatusCode.UNAVAILABLE:
+            return SessionFailed(code, f"party {party} is unreachable at {self.federation.node(party).address} "
+                                       f"({exc.details()}); session aborted, nothing was charged", party)
+        if code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
+            return SessionFailed(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                 f"{party} did not send its {what} before the deadline", party)
+        return SessionFailed(code, f"{party} refused the session: {exc.details()}", party)
+
+    async def _propose(self, c: _Call, propose, session: CoordinatorSession) -> None:
+        try:
+            await c.call.write(propose)
+        except grpc.aio.AioRpcError as exc:
+            raise self._rpc_failure(c.party, exc, "answer") from None
+        msg = await self._read(c, "answer")
+        if msg.WhichOneof("phase") != "response":
+            raise SessionFailed(grpc.StatusCode.INTERNAL, f"{c.party} answered out of turn", c.party)
+        r = msg.response
+        if r.party != c.party:
+            raise SessionFailed(grpc.StatusCode.PERMISSION_DENIED,
+                                f"an answer on {c.party}'s channel claims to come from {r.party!r}", c.party)
+        if not r.accepted:
+            code = getattr(grpc.StatusCode, r.status, None) if r.status else None
+            raise SessionFailed(code or grpc.StatusCode.ABORTED, f"{c.party} refused: {r.reason}", c.party)
+        session.record_response(Response(r.session_id, r.party, True))
+
+    async def _collect(self, c: _Call, start, session: CoordinatorSession) -> None:
+        try:
+            await c.call.write(start)
+        except grpc.aio.AioRpcError as exc:
+            raise self._rpc_failure(c.party, exc, "partial sum") from None
+        msg = await self._read(c, "partial sum")
+        if msg.WhichOneof("phase") != "partial_sum" or msg.partial_sum.sender != c.party:
+            raise SessionFailed(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"{c.party} sent something other than its own partial sum", c.party)
+        head = msg.partial_sum
+        try:
+            assembler = convert.Assembler(head.length, session.length)
+            while not assembler.done:
+                chunk = await self._read(c, "partial sum")
+                if chunk.WhichOneof("phase") != "chunk":
+                    raise ProtocolError(Status.INVALID_ARGUMENT, "partial sum ended early")
+                assembler.add(chunk.chunk)
+            session.receive_partial(PartialSum(head.session_id, c.party, assembler.vector), self._clock())
+        except ProtocolError as exc:
+            raise SessionFailed(convert.GRPC_CODES[exc.status], f"{c.party}'s partial sum: {exc}", c.party) from None
+
+    async def _abort_all(self, spec: QuerySpec, calls: dict, reason: str) -> None:
+        msg = pb.CoordinatorToParty(abort=convert.abort_message(spec.session_id, "coordinator", reason))
+
+        async def tell(c: _Call):
+            try:
+                await asyncio.wait_for(c.call.write(msg), 1.0)
+                await c.call.done_writing()
+            except (grpc.aio.AioRpcError, asyncio.TimeoutError, asyncio.InvalidStateError):
+                pass
+
+        await asyncio.gather(*(tell(c) for c in calls.values()))
+
+    # -- the answer -------------------------------------------------------------------
+
+    def reply(self, spec: QuerySpec, release, confidence: float) -> pb.QueryReply:
+        result, noise, intervals = struct_pb2.Struct(), struct_pb2.Struct(), struct_pb2.Struct()
+        result.update(release.result)
+        if not spec.is_exact:
+            from mpcdp.protocol.noise import describe
+            described = describe(spec, release.result, confidence)
+            noise.update(described.noise_std)
+            intervals.update(described.intervals)
+        return pb.QueryReply(
+            session_id=spec.session_id, statistic=spec.statistic, result=result, parties=spec.parties,
+            exact=spec.is_exact, epsilon=0.0 if spec.is_exact else spec.epsilon, delta=spec.delta,
+            mechanism="" if spec.is_exact else spec.mechanism, noise=noise, intervals=intervals,
+            confidence=confidence if not spec.is_exact else 0.0)

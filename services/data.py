@@ -1,0 +1,80 @@
+"""A party's private data: a CSV file, a SQLite table, or values handed over directly.
+
+A query names a column (or, for vector statistics, comma-separated columns,
+one per dimension). Numeric statistics read floats; a histogram reads labels.
+Errors name the source and column, never a value.
+"""
+
+from __future__ import annotations
+
+import csv
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+
+from mpcdp.protocol import QuerySpec
+
+
+class DataError(ValueError):
+    """Local data that cannot answer a query."""
+
+
+class Table:
+    """Columns of records; ``columns[name]`` is a list of strings or numbers."""
+
+    def __init__(self, columns: dict[str, list], source: str = "inline values"):
+        lengths = {len(v) for v in columns.values()}
+        if len(lengths) > 1:
+            raise DataError(f"{source}: columns have different lengths")
+        self.columns = columns
+        self.source = source
+
+    @classmethod
+    def load(cls, source, table: str | None = None) -> "Table":
+        """Read a CSV file (with a header row) or ``sqlite:PATH`` (with ``table``)."""
+        text = str(source)
+        if text.startswith("sqlite:"):
+            return cls._sqlite(Path(text[len("sqlite:"):]), table)
+        path = Path(text)
+        try:
+            with path.open(newline="") as f:
+                rows = list(csv.reader(f))
+        except FileNotFoundError:
+            raise DataError(f"data file {path} does not exist") from None
+        if not rows:
+            raise DataError(f"{path}: empty CSV (a header row is required)")
+        header, body = rows[0], rows[1:]
+        if any(len(r) != len(header) for r in body):
+            raise DataError(f"{path}: every row needs {len(header)} fields")
+        return cls({h: [r[i] for r in body] for i, h in enumerate(header)}, str(path))
+
+    @classmethod
+    def _sqlite(cls, path: Path, table: str | None) -> "Table":
+        if not table or not table.replace("_", "").isalnum():
+            raise DataError(f"sqlite data {path}: set `table` to a plain table name")
+        if not path.exists():
+            raise DataError(f"sqlite database {path} does not exist")
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            cur = conn.execute(f'SELECT * FROM "{table}"')
+            names = [d[0] for d in cur.description]
+            rows = cur.fetchall()
+        return cls({n: [r[i] for r in rows] for i, n in enumerate(names)}, f"{path}:{table}")
+
+    def records(self, spec: QuerySpec):
+        """The records ``spec`` asks for: labels (histogram), counts' rows, or an (m, d) float list."""
+        names = [c.strip() for c in spec.column.split(",")]
+        missing = [c for c in names if c not in self.columns]
+        if missing:
+            raise DataError(f"column {', '.join(map(repr, missing))} is not offered by this party")
+        if spec.statistic == "histogram":
+            if len(names) != 1:
+                raise DataError("a histogram reads exactly one column")
+            return [str(v) for v in self.columns[names[0]]]
+        if spec.statistic != "count" and len(names) != spec.dimension:
+            raise DataError(f"dimension {spec.dimension} needs {spec.dimension} comma-separated columns, got {len(names)}")
+        try:
+            cols = [[float(v) for v in self.columns[c]] for c in names]
+        except (TypeError, ValueError):
+            raise DataError(f"column {spec.column!r} holds non-numeric values") from None
+        return np.asarray(cols, dtype=np.float64).reshape(len(names), -1).T

@@ -1,0 +1,255 @@
+"""A party node: the Party gRPC service over :class:`mpcdp.protocol.PartySession`.
+
+For each session the coordinator opens a stream and proposes a spec; the node
+checks it against its own policy and ledger (never the coordinator's
+accounting), answers, and on StartSharing encodes its clipped records plus its
+noise piece, sends one share to each peer directly (Exchange), waits for the
+peers' shares and streams back only its partial sum. The identity of every
+caller is its certificate's name. A session id is used once: replays and late
+messages for a closed session are refused. Logs and errors carry names,
+lengths and states only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Callable
+
+import grpc
+import numpy as np
+
+from mpcdp.prg import RandomSource
+from mpcdp.protocol import PartyPolicy, PartySession, ProtocolError, ShareMessage, SpecError, Status
+from services import convert
+from services.data import DataError, Table
+from services.federation import Federation
+from services.tls import Identity, caller
+from services.wire.mpcdp.v1 import federation_pb2 as pb
+from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
+
+log = logging.getLogger("mpcdp.party")
+CLOSED_REMEMBERED = 100_000
+
+
+def policy_from(settings: dict) -> PartyPolicy:
+    """A PartyPolicy from a federation's (node-overlaid) policy table."""
+    keys = ("statistics", "allow_exact", "max_epsilon", "min_colluders", "columns")
+    return PartyPolicy(**{k: settings[k] for k in keys if k in settings})
+
+
+@dataclass
+class _Live:
+    session: PartySession
+    complete: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class PartyNode(pb_grpc.PartyServicer):
+    """One party of a federation, holding its own data and ledger."""
+
+    def __init__(self, federation: Federation, name: str, table: Table, identity: Identity,
+                 ledger=None, rng: Callable[[bytes], RandomSource] | None = None,
+                 clock: Callable[[], float] = time.time):
+        self.federation = federation
+        self.me = name
+        self.table = table
+        self.identity = identity
+        self.ledger = ledger
+        self.policy = policy_from(federation.policy_for(name))
+        self._rng = rng
+        self._clock = clock
+        self._live: dict[bytes, _Live] = {}
+        self._closed: OrderedDict[bytes, None] = OrderedDict()
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    # -- bookkeeping ----------------------------------------------------------
+
+    def _caller(self, context, claimed: str = "") -> str:
+        return caller(context, claimed, self.identity.insecure)
+
+    def _close(self, sid: bytes) -> None:
+        self._live.pop(sid, None)
+        self._closed[sid] = None
+        while len(self._closed) > CLOSED_REMEMBERED:
+            self._closed.popitem(last=False)
+
+    def _remaining(self, spec) -> float:
+        return max(spec.deadline - self._clock(), 0.0)
+
+    def _stub(self, peer: str) -> pb_grpc.PartyStub:
+        if peer not in self._channels:
+            node = self.federation.node(peer)
+            self._channels[peer] = self.identity.channel(node.address, peer)
+        return pb_grpc.PartyStub(self._channels[peer])
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()
+
+    # -- coordinator stream -----------------------------------------------------
+
+    async def Session(self, request_iterator, context):
+        who = self._caller(context, self.federation.names("coordinator")[0]
+                           if self.identity.insecure else "")
+        if who not in self.federation.names("coordinator"):
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                f"{who!r} is not a coordinator of this federation")
+        first = await context.read()
+        if first is grpc.aio.EOF or first.WhichOneof("phase") != "propose":
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a session starts with a Propose")
+        try:
+            spec = convert.spec_from_proto(first.propose.spec)
+        except SpecError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        sid = spec.session_id
+        if sid in self._live or sid in self._closed:
+            await context.abort(grpc.StatusCode.ALREADY_EXISTS,
+                                "this session id was already used; every session needs a fresh id")
+        if self.me not in spec.parties:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{self.me!r} is not on this session's party list")
+        try:
+            records = self.table.records(spec)
+        except DataError as exc:
+            self._close(sid)
+            await context.write(self._answer(sid, False, str(exc), Status.PERMISSION_DENIED))
+            return
+        rng = self._rng(sid) if self._rng else None
+        session = PartySession(self.me, spec, records, self.policy, rng=rng, budget=self.ledger)
+        try:
+            session.accept(self._clock())
+        except ProtocolError as exc:
+            self._close(sid)
+            log.info("refused session %s: %s", sid.hex()[:8], exc)
+            await context.write(self._answer(sid, False, str(exc), exc.status))
+            return
+        live = self._live[sid] = _Live(session)
+        try:
+            await context.write(self._answer(sid, True))
+            await self._run(live, context)
+        finally:
+            if session.state != "done":
+                session.abort()
+            self._close(sid)
+
+    def _answer(self, sid: bytes, accepted: bool, reason: str = "", status: Status | None = None):
+        return pb.PartyToCoordinator(response=pb.ProposeResponse(
+            session_id=sid, party=self.me, accepted=accepted, reason=reason,
+            status=status.value if status else ""))
+
+    async def _abort(self, context, session: PartySession, reason: str, culprit: str = "") -> None:
+        session.abort()
+        log.info("aborted session %s: %s", session.spec.session_id.hex()[:8], reason)
+        await context.write(pb.PartyToCoordinator(
+            abort=convert.abort_message(session.spec.session_id, self.me, reason, culprit)))
+
+    async def _run(self, live: _Live, context) -> None:
+        session, spec = live.session, live.session.spec
+        try:
+            msg = await asyncio.wait_for(context.read(), self._remaining(spec))
+        except asyncio.TimeoutError:
+            return await self._abort(context, session, "no StartSharing before the deadline")
+        if msg is grpc.aio.EOF or msg.WhichOneof("phase") == "abort":
+            session.abort()
+            return
+        if msg.WhichOneof("phase") != "start_sharing" or msg.start_sharing.session_id != spec.session_id:
+            return await self._abort(context, session, "expected StartSharing for this session")
+        piece = None if spec.is_exact else self._noise(spec, self._rng(spec.session_id + b"/noise")
+                                                       if self._rng else None)
+        outbox = session.make_shares(piece)
+        failures = await asyncio.gather(*(self._send(m, spec) for m in outbox))
+        failed = [f for f in failures if f]
+        if failed:
+            return await self._abort(context, session, "; ".join(r for _, r in failed), failed[0][0])
+        reader = asyncio.ensure_future(context.read())
+        waiter = asyncio.ensure_future(live.complete.wait())
+        done, _ = await asyncio.wait({reader, waiter}, timeout=self._remaining(spec),
+                                     return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if waiter not in done:
+            reader.cancel()
+            if reader in done:  # the coordinator aborted or hung up
+                session.abort()
+                return
+            missing = session.missing
+            return await self._abort(context, session,
+                                     f"no share from {', '.join(missing)} before the deadline", missing[0])
+        reader.cancel()
+        partial = session.partial_sum(self._clock())
+        await context.write(pb.PartyToCoordinator(partial_sum=pb.PartialSumHeader(
+            session_id=spec.session_id, sender=self.me, length=partial.vector.size)))
+        for chunk in convert.chunks(partial.vector):
+            await context.write(pb.PartyToCoordinator(chunk=chunk))
+
+    @staticmethod
+    def _noise(spec, rng):
+        from mpcdp.protocol.noise import noise_piece
+        return noise_piece(spec, rng)
+
+    async def _send(self, msg: ShareMessage, spec) -> tuple[str, str] | None:
+        """Deliver one share; on failure return (peer, diagnostic)."""
+        header = pb.ShareHeader(session_id=msg.session_id, sender=msg.sender, recipient=msg.recipient)
+        if msg.seed is not None:
+            header.seed = msg.seed
+        else:
+            header.vector_length = msg.vector.size
+
+        def stream():
+            yield pb.PeerToPeer(share=header)
+            if msg.vector is not None:
+                for chunk in convert.chunks(msg.vector):
+                    yield pb.PeerToPeer(chunk=chunk)
+
+        try:
+            await self._stub(msg.recipient).Exchange(stream(), timeout=max(self._remaining(spec), 0.001))
+        except grpc.aio.AioRpcError as exc:
+            return msg.recipient, f"could not deliver a share to {msg.recipient}: {exc.code().name}: {exc.details()}"
+        return None
+
+    # -- peer shares ------------------------------------------------------------
+
+    async def Exchange(self, request_iterator, context):
+        first = await context.read()
+        if first is grpc.aio.EOF or first.WhichOneof("phase") != "share":
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "an exchange starts with a ShareHeader")
+        head = first.share
+        who = self._caller(context, head.sender)
+        if head.sender != who:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                f"share claims to come from {head.sender!r} but the caller is {who!r}")
+        live = self._live.get(head.session_id)
+        if live is None:
+            if head.session_id in self._closed:
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "that session is closed")
+            await context.abort(grpc.StatusCode.NOT_FOUND, "unknown session")
+        session = live.session
+        try:
+            if head.WhichOneof("payload") == "seed":
+                msg = ShareMessage(head.session_id, head.sender, head.recipient, seed=head.seed)
+            elif head.WhichOneof("payload") == "vector_length":
+                msg = ShareMessage(head.session_id, head.sender, head.recipient,
+                                   vector=await self._read_vector(context, head.vector_length, session))
+            else:
+                raise ProtocolError(Status.INVALID_ARGUMENT, "a share carries a seed or a vector")
+            session.receive_share(msg, self._clock())
+        except ProtocolError as exc:
+            await context.abort(convert.GRPC_CODES[exc.status], str(exc))
+        except asyncio.TimeoutError:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the share did not arrive before the deadline")
+        if not session.missing:
+            live.complete.set()
+        return pb.ShareAck(session_id=head.session_id)
+
+    async def _read_vector(self, context, length: int, session: PartySession) -> np.ndarray:
+        if session.spec.sharing != "full":
+            raise ProtocolError(Status.INVALID_ARGUMENT, "this session uses seeded shares, not vectors")
+        assembler = convert.Assembler(length, session.length)
+        while not assembler.done:
+            msg = await asyncio.wait_for(context.read(), self._remaining(session.spec))
+            if msg is grpc.aio.EOF or msg.WhichOneof("phase") != "chunk":
+                raise ProtocolError(Status.INVALID_ARGUMENT, "the share's vector ended early")
+            assembler.add(msg.chunk)
+        return assembler.vector

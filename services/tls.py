@@ -1,0 +1,150 @@
+"""Mutual TLS for every channel of a federation: a private CA, node certificates, gRPC credentials.
+
+``init_certs`` makes one CA and one P-256 key/certificate per node of a
+federation file. A node's identity is its certificate's name (common name
+and DNS subject-alternative name); clients verify a server against the name
+the federation file gives it (``ssl_target_name_override``), not against the
+host it happens to listen on, and servers require a client certificate from
+the same CA and read the caller's identity from it (:func:`caller`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+CA_CERT = "ca.pem"
+CA_KEY = "ca.key"
+VALIDITY = dt.timedelta(days=365)
+INSECURE_WARNING = ("WARNING: --insecure: channels are plaintext and unauthenticated; anyone on the "
+                    "network can read shares and impersonate nodes. Use only for local experiments.")
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _pem_key(key) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def _write(path: Path, data: bytes, private: bool = False) -> None:
+    path.write_bytes(data)
+    if private:
+        os.chmod(path, 0o600)
+
+
+def make_ca(common_name: str):
+    """A self-signed CA key and certificate."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder()
+            .subject_name(_name(common_name)).issuer_name(_name(common_name))
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + VALIDITY)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                         content_commitment=False, key_encipherment=False,
+                                         data_encipherment=False, key_agreement=False,
+                                         encipher_only=False, decipher_only=False), critical=True)
+            .sign(key, hashes.SHA256()))
+    return key, cert
+
+
+def make_node_cert(ca_key, ca_cert, name: str):
+    """A key and a certificate naming ``name``, usable as TLS server and client."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder()
+            .subject_name(_name(name)).issuer_name(ca_cert.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + VALIDITY)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
+                                                  ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    return key, cert
+
+
+def init_certs(names, out: Path, ca_name: str = "mpcdp federation CA") -> list[Path]:
+    """Write ca.pem/ca.key and <name>.pem/<name>.key for every name into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ca_key, ca_cert = make_ca(ca_name)
+    _write(out / CA_CERT, ca_cert.public_bytes(serialization.Encoding.PEM))
+    _write(out / CA_KEY, _pem_key(ca_key), private=True)
+    written = [out / CA_CERT, out / CA_KEY]
+    for name in names:
+        key, cert = make_node_cert(ca_key, ca_cert, name)
+        _write(out / f"{name}.pem", cert.public_bytes(serialization.Encoding.PEM))
+        _write(out / f"{name}.key", _pem_key(key), private=True)
+        written += [out / f"{name}.pem", out / f"{name}.key"]
+    return written
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A node's TLS material, or plaintext when ``insecure``."""
+
+    name: str
+    certs: Path | None
+    insecure: bool = False
+
+    def _read(self, filename: str) -> bytes:
+        path = Path(self.certs) / filename
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise FileNotFoundError(f"missing {path}: run `mpcdp certs init` for this federation "
+                                    f"(or pass --insecure for a local experiment)") from None
+
+    def server_credentials(self) -> grpc.ServerCredentials:
+        return grpc.ssl_server_credentials(
+            [(self._read(f"{self.name}.key"), self._read(f"{self.name}.pem"))],
+            root_certificates=self._read(CA_CERT), require_client_auth=True)
+
+    def channel_credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(
+            root_certificates=self._read(CA_CERT), private_key=self._read(f"{self.name}.key"),
+            certificate_chain=self._read(f"{self.name}.pem"))
+
+    def add_port(self, server, address: str) -> int:
+        """Bind ``server`` to ``address`` (port 0: any free port); returns the port."""
+        if self.insecure:
+            return server.add_insecure_port(address)
+        return server.add_secure_port(address, self.server_credentials())
+
+    def channel(self, address: str, peer: str, options=()) -> grpc.aio.Channel:
+        """An aio channel to node ``peer`` at ``address``, verifying its certificate names ``peer``."""
+        options = list(options)
+        if self.insecure:
+            return grpc.aio.insecure_channel(address, options=options)
+        return grpc.aio.secure_channel(address, self.channel_credentials(),
+                                       options=options + [("grpc.ssl_target_name_override", peer)])
+
+
+def caller(context, claimed: str | None = None, insecure: bool = False) -> str:
+    """The calling node's name, from its client certificate.
+
+    Without TLS (``insecure``) the caller's ``claimed`` name is taken on trust.
+    """
+    if insecure:
+        return claimed or ""
+    auth = context.auth_context() or {}
+    names = auth.get("x509_common_name") or []
+    return names[0].decode() if names else ""
+
+
+def warn_insecure() -> None:
+    print(INSECURE_WARNING, file=sys.stderr)
