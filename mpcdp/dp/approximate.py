@@ -1,0 +1,106 @@
+"""Floating-point samplers for distributed noise pieces: NOT exact.
+
+These samplers are used only where no practical exact sampler exists: the
+Polya (negative binomial with non-integer shape) pieces of distributed
+discrete Laplace noise, and Poisson pieces with a mean too large for the
+exact O(lambda) sampler of :mod:`mpcdp.dp.samplers`. Their uniform inputs
+come from a CSPRNG (:class:`~mpcdp.prg.RandomSource`), and the input data
+never enters them, so floating-point error can only perturb the noise
+distribution by about 1e-12 in relative terms; it cannot reveal an input
+the way a float Laplace added to the data can (Mironov, CCS 2012).
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+from scipy.special import gammaln
+
+from ..prg import RandomSource
+from .samplers import POISSON_EXACT_MAX
+from .samplers import poisson as exact_poisson
+
+PTRS_MIN_MEAN = 10.0
+
+
+def uniform01(size: int, rng: RandomSource) -> np.ndarray:
+    """Floats uniform on the open interval (0, 1), 53 random bits each."""
+    return ((rng.uint64(size) >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
+
+
+def poisson_large(lam: float, size: int, rng: RandomSource) -> np.ndarray:
+    """Poisson(lam) for lam >= 10 by Hormann's transformed rejection (PTRS, 1993). Approximate.
+
+    Exact up to the floating-point evaluation of the acceptance test.
+    """
+    lam = float(lam)
+    if not (math.isfinite(lam) and lam >= PTRS_MIN_MEAN):
+        raise ValueError(f"lam must be a finite number >= {PTRS_MIN_MEAN}, got {lam!r}")
+    slam, loglam = math.sqrt(lam), math.log(lam)
+    b = 0.931 + 2.53 * slam
+    a = -0.059 + 0.02483 * b
+    log_inv_alpha = math.log(1.1239 + 1.1328 / (b - 3.4))
+    vr = 0.9277 - 3.6224 / (b - 2)
+    out = np.empty(size, dtype=np.int64)
+    todo = np.arange(size)
+    while todo.size:
+        u = uniform01(todo.size, rng) - 0.5
+        v = uniform01(todo.size, rng)
+        us = 0.5 - np.abs(u)
+        k = np.floor((2 * a / us + b) * u + lam + 0.43)
+        quick = (us >= 0.07) & (v <= vr)
+        possible = (k >= 0) & ~((us < 0.013) & (v > us))
+        with np.errstate(invalid="ignore"):
+            log_ratio = -lam + k * loglam - gammaln(np.maximum(k, 0) + 1)
+        slow = possible & (np.log(v) + log_inv_alpha - np.log(a / (us * us) + b) <= log_ratio)
+        ok = quick | slow
+        out[todo[ok]] = k[ok].astype(np.int64)
+        todo = todo[~ok]
+    return out
+
+
+def poisson(lam: float, size: int, rng: RandomSource) -> np.ndarray:
+    """Poisson(lam): the exact sampler up to POISSON_EXACT_MAX (lam taken as the exact
+    rational value of the float), PTRS above it."""
+    if lam <= POISSON_EXACT_MAX:
+        return exact_poisson(Fraction(lam), size, rng)
+    return poisson_large(lam, size, rng)
+
+
+def logarithmic(scale: float, size: int, rng: RandomSource) -> np.ndarray:
+    """Logarithmic(alpha), alpha = exp(-1/scale): P(L = k) = -alpha^k / (k ln(1 - alpha)), k >= 1.
+
+    Kemp's algorithm LK (1981; Devroye 1986, X.5). Approximate.
+    """
+    alpha = math.exp(-1.0 / scale)
+    log1m_alpha = math.log(-math.expm1(-1.0 / scale))
+    v = uniform01(size, rng)
+    out = np.ones(size, dtype=np.int64)
+    big = np.flatnonzero(v < alpha)
+    if big.size:
+        vb = v[big]
+        q = -np.expm1(uniform01(big.size, rng) * log1m_alpha)
+        with np.errstate(divide="ignore"):
+            tail = np.floor(1 + np.log(vb) / np.log(q))
+        out[big] = np.where(vb < q * q, tail, np.where(vb < q, 2, 1)).astype(np.int64)
+    return out
+
+
+def polya(shape: float, scale: float, size: int, rng: RandomSource) -> np.ndarray:
+    """Polya / negative binomial NB(shape, alpha), alpha = exp(-1/scale). Approximate.
+
+    P(X = k) = Gamma(k + shape) / (k! Gamma(shape)) (1 - alpha)^shape alpha^k.
+    Sampled as a compound Poisson: N ~ Poisson(-shape ln(1 - alpha))
+    logarithmic(alpha) variables summed (the pgf identity
+    ((1 - alpha) / (1 - alpha z))^shape = exp(lam (G_L(z) - 1))).
+    """
+    if not (shape > 0 and scale > 0):
+        raise ValueError("shape and scale must be positive")
+    lam = -shape * math.log(-math.expm1(-1.0 / scale))
+    counts = poisson(lam, size, rng)
+    values = logarithmic(scale, int(counts.sum()), rng)
+    out = np.zeros(size, dtype=np.int64)
+    np.add.at(out, np.repeat(np.arange(size), counts), values)
+    return out

@@ -1,0 +1,114 @@
+"""Privacy parameters as exact rationals, rounded in the safe direction.
+
+The exact samplers work on rational parameters. A float parameter is already
+an exact dyadic rational (``Fraction(x)``), but noise scales computed from
+epsilon are not, and probabilities such as e^eps / (1 + e^eps) are
+irrational. Every conversion here rounds *towards more privacy*: noise scales
+and variances up, keep-probabilities of randomized response down, so the
+mechanism actually run is at least as private as the one requested.
+Numerators and denominators stay below 2^52 so that the vectorised samplers
+can work in 64-bit integers.
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, localcontext
+from fractions import Fraction
+
+MAX_BITS = 52
+PROB_BITS = 64
+_DECIMAL_DIGITS = 60
+
+
+def positive_rational(x, name: str) -> Fraction:
+    """``x`` (int, float, Fraction) as an exact positive Fraction, or a ValueError naming it."""
+    if isinstance(x, bool):
+        raise TypeError(f"{name} must be a number, not a bool")
+    if isinstance(x, float) and not math.isfinite(x):
+        raise ValueError(f"{name} must be finite, got {x!r}")
+    try:
+        value = Fraction(x)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a real number, got {type(x).__name__}") from exc
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {x!r}")
+    return value
+
+
+def rational_at_least(x: Fraction, name: str = "parameter") -> Fraction:
+    """The smallest-denominator-ish rational >= x with numerator and denominator < 2^52.
+
+    x itself is returned when it already fits. Otherwise x is rounded up on a
+    dyadic grid fine enough to keep about 40 significant bits.
+    """
+    x = Fraction(x)
+    if x <= 0:
+        raise ValueError(f"{name} must be positive")
+    if x.numerator < 1 << MAX_BITS and x.denominator < 1 << MAX_BITS:
+        return x
+    # choose 2^e so that x * 2^e has about 40 bits, then round the numerator up
+    e = 40 - (x.numerator.bit_length() - x.denominator.bit_length())
+    e = max(min(e, MAX_BITS - 1), -(MAX_BITS - 1))
+    if e >= 0:
+        y = Fraction(math.ceil(x * (1 << e)), 1 << e)
+    else:
+        y = Fraction(math.ceil(x / (1 << -e)) * (1 << -e))
+    if y.numerator >= 1 << MAX_BITS or y.denominator >= 1 << MAX_BITS:
+        raise ValueError(f"{name} = {float(x):g} is outside the supported range")
+    return y
+
+
+def _decimal(x) -> Decimal:
+    return Decimal(x.numerator) / Decimal(x.denominator) if isinstance(x, Fraction) else Decimal(x)
+
+
+def probability_below(compute, name: str) -> Fraction:
+    """A dyadic probability T / 2^64 strictly below the real value computed by ``compute``.
+
+    ``compute()`` returns the probability with
+    :mod:`decimal` at 60 significant digits (``exp`` is correctly rounded
+    there); the result is pulled down by a relative 10^-40 margin that covers
+    the arithmetic error, then floored onto the 2^-64 grid.
+    """
+    with localcontext() as ctx:
+        ctx.prec = _DECIMAL_DIGITS
+        p = compute() * (1 - Decimal(10) ** -40)
+        t = int((p * (1 << PROB_BITS)).to_integral_value(rounding=ROUND_FLOOR))
+    if not 0 < t < 1 << PROB_BITS:
+        raise ValueError(f"{name} is too close to 0 or 1 to represent")
+    return Fraction(t, 1 << PROB_BITS)
+
+
+def probability_above(compute, name: str) -> Fraction:
+    """Like :func:`probability_below`, rounding up instead (never below the real value)."""
+    with localcontext() as ctx:
+        ctx.prec = _DECIMAL_DIGITS
+        p = compute() * (1 + Decimal(10) ** -40)
+        t = int((p * (1 << PROB_BITS)).to_integral_value(rounding=ROUND_CEILING))
+    if not 0 < t < 1 << PROB_BITS:
+        raise ValueError(f"{name} is too close to 0 or 1 to represent")
+    return Fraction(t, 1 << PROB_BITS)
+
+
+def exp_decimal(x) -> Decimal:
+    """e^x in the current decimal context (correctly rounded)."""
+    return _decimal(Fraction(x)).exp()
+
+
+def round_up(x: float, digits: int = 6) -> float:
+    """x rounded up to ``digits`` decimals; the float returned is never below x."""
+    if not math.isfinite(x):
+        return x
+    q = Decimal(1).scaleb(-digits)
+    r = float(Decimal(x).quantize(q, rounding=ROUND_CEILING))
+    return r if r >= x else math.nextafter(r, math.inf)
+
+
+def round_down(x: float, digits: int = 6) -> float:
+    """x rounded down to ``digits`` decimals; the float returned is never above x."""
+    if not math.isfinite(x):
+        return x
+    q = Decimal(1).scaleb(-digits)
+    r = float(Decimal(x).quantize(q, rounding=ROUND_FLOOR))
+    return r if r <= x else math.nextafter(r, -math.inf)
