@@ -31,6 +31,7 @@ from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
 log = logging.getLogger("mpcdp.coordinator")
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_CONFIDENCE = 0.95
+ABORT_GRACE = 2.0  # seconds to wait for each party to confirm an abort
 
 
 class SessionFailed(Exception):
@@ -146,18 +147,20 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         session = CoordinatorSession(spec)
         calls = {p: _Call(p, self._stub(p).Session(timeout=max(spec.deadline - self._clock(), 0.001)))
                  for p in spec.parties}
+        inflight: dict[str, asyncio.Future] = {}
         try:
             propose = pb.CoordinatorToParty(propose=pb.Propose(spec=convert.spec_to_proto(spec)))
-            await self._phase(spec, {p: self._propose(c, propose, session) for p, c in calls.items()}, "answer")
+            await self._phase(spec, {p: self._propose(c, propose, session) for p, c in calls.items()},
+                              "answer", inflight)
             start = pb.CoordinatorToParty(start_sharing=pb.StartSharing(session_id=spec.session_id))
             await self._phase(spec, {p: self._collect(c, start, session) for p, c in calls.items()},
-                              "send its partial sum")
+                              "send its partial sum", inflight)
             return session.release()
         except (SessionFailed, ProtocolError) as exc:
             reason = str(exc)
             if session.state != "aborted":
                 session.abort(reason, getattr(exc, "culprit", ""))
-            await self._abort_all(spec, calls, reason)
+            await self._abort_all(spec, calls, reason, inflight)
             log.info("aborted session %s: %s", spec.session_id.hex()[:8], reason)
             if isinstance(exc, ProtocolError):
                 raise SessionFailed(convert.GRPC_CODES[exc.status], reason) from None
@@ -166,19 +169,18 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             for c in calls.values():
                 c.call.cancel()
 
-    async def _phase(self, spec: QuerySpec, steps: dict, doing: str) -> None:
+    async def _phase(self, spec: QuerySpec, steps: dict, doing: str, inflight: dict) -> None:
+        """Run one step per party until all finish, one fails or the deadline passes.
+
+        On failure the unfinished steps are left in ``inflight``: they are still
+        reading their party's stream, and the abort lets them finish.
+        """
         tasks = {asyncio.ensure_future(coro): p for p, coro in steps.items()}
         done, pending = await asyncio.wait(tasks, timeout=max(spec.deadline - self._clock(), 0.0),
                                            return_when=asyncio.FIRST_EXCEPTION)
         failures = [t for t in done if t.exception() is not None]
-        for t in pending:
-            t.cancel()
+        inflight.update({tasks[t]: t for t in pending})
         if failures:
-            for t in pending:
-                try:
-                    await t
-                except BaseException:
-                    pass
             exc = failures[0].exception()
             if isinstance(exc, (SessionFailed, ProtocolError)):
                 raise exc
@@ -252,17 +254,30 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         except ProtocolError as exc:
             raise SessionFailed(convert.GRPC_CODES[exc.status], f"{c.party}'s partial sum: {exc}", c.party) from None
 
-    async def _abort_all(self, spec: QuerySpec, calls: dict, reason: str) -> None:
+    async def _abort_all(self, spec: QuerySpec, calls: dict, reason: str, inflight: dict) -> None:
         msg = pb.CoordinatorToParty(abort=convert.abort_message(spec.session_id, "coordinator", reason))
 
         async def tell(c: _Call):
+            # the party closes its session on the abort and then ends the stream; waiting for
+            # that end means every node is ready for the next query when this one returns
             try:
-                await asyncio.wait_for(c.call.write(msg), 1.0)
+                await c.call.write(msg)
                 await c.call.done_writing()
-            except (grpc.aio.AioRpcError, asyncio.TimeoutError, asyncio.InvalidStateError):
+                step = inflight.get(c.party)
+                if step is not None:  # it owns the stream's reads until it sees the end
+                    await asyncio.gather(step, return_exceptions=True)
+                while await c.call.read() is not grpc.aio.EOF:
+                    pass
+            except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
                 pass
 
-        await asyncio.gather(*(tell(c) for c in calls.values()))
+        async def tell_briefly(c: _Call):
+            try:
+                await asyncio.wait_for(tell(c), ABORT_GRACE)
+            except asyncio.TimeoutError:
+                pass
+
+        await asyncio.gather(*(tell_briefly(c) for c in calls.values()))
 
     # -- the answer -------------------------------------------------------------------
 

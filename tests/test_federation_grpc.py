@@ -118,3 +118,215 @@ async def test_full_sharing_and_other_statistics(cluster):
 async def test_node_ready_for_next_query_after_each(cluster):
     for _ in range(3):
         assert (await cluster.query()).value == pytest.approx(MEAN, abs=1e-3)
+
+
+def assert_idle(cluster, *faulty):
+    for name, node in cluster.nodes.items():
+        if isinstance(node, PartyNode) and name not in faulty:
+            assert not node._live, f"{name} still holds a live session"
+
+
+async def expect_error(cluster, code, *fragments, faulty=(), **kw):
+    with pytest.raises(QueryError) as info:
+        await cluster.query(**kw)
+    assert info.value.code == code, info.value
+    for fragment in fragments:
+        assert fragment in info.value.details
+    assert_idle(cluster, *faulty)
+    return info.value
+
+
+async def test_party_down_aborts_naming_it_and_others_stay_ready(cluster):
+    await cluster.stop("carol")
+    await expect_error(cluster, grpc.StatusCode.UNAVAILABLE, "carol", "nothing was charged")
+    r = await cluster.query(parties=["alice", "bob", "dave"])
+    assert r.value == pytest.approx((3800 + 2514 + 3390) / 3, abs=1e-3)
+
+
+class Stalling(PartyNode):
+    """Accepts, then never shares: slow past any deadline."""
+
+    async def _run(self, live, context):
+        await asyncio.Event().wait()
+
+
+class Dropping(PartyNode):
+    """Accepts, then hangs up when told to share: drops mid-round."""
+
+    async def _run(self, live, context):
+        await context.read()
+
+
+@pytest.mark.parametrize("cls, code, words", [
+    (Stalling, grpc.StatusCode.DEADLINE_EXCEEDED, ["before the deadline"]),
+    (Dropping, grpc.StatusCode.ABORTED, ["dropped out"]),
+])
+async def test_faulty_party_aborts_the_session_naming_it(certs, cls, code, words):
+    faulty = "bob"
+
+    class OnlyBob(cls):
+        async def _run(self, live, context):
+            if self.me == faulty:
+                return await cls._run(self, live, context)
+            return await PartyNode._run(self, live, context)
+
+    c = await make_cluster(certs, party_cls=OnlyBob)
+    try:
+        err = await expect_error(c, code, faulty, *words, faulty=[faulty], timeout=1.0)
+        assert "3800" not in str(err) and "2514" not in str(err)
+        c.nodes[faulty].__class__ = PartyNode  # repaired: the same nodes answer the next query
+        assert (await c.query()).value == pytest.approx(MEAN, abs=1e-3)
+    finally:
+        await c.close()
+
+
+async def test_bad_queries_get_clear_status_codes(cluster):
+    await expect_error(cluster, grpc.StatusCode.INVALID_ARGUMENT, "epsilon", epsilon=0.0)
+    await expect_error(cluster, grpc.StatusCode.INVALID_ARGUMENT, "epsilon", epsilon=-1.0)
+    await expect_error(cluster, grpc.StatusCode.INVALID_ARGUMENT, "bounds", bounds=(0, math.inf))
+    await expect_error(cluster, grpc.StatusCode.INVALID_ARGUMENT, "overflow", bounds=(0, 1e13), max_records=1000)
+    await expect_error(cluster, grpc.StatusCode.INVALID_ARGUMENT, "parties", parties=["alice", "zed"])
+    await expect_error(cluster, grpc.StatusCode.PERMISSION_DENIED, "column", column="salary")
+    assert (await cluster.query()).value == pytest.approx(MEAN, abs=1e-3)
+
+
+async def test_nan_input_is_refused_by_its_party(certs):
+    data = {p: {"raise": [v]} for p, v in RAISES.items()}
+    data["dave"] = {"raise": ["nan"]}
+    c = await make_cluster(certs, data=data)
+    try:
+        await expect_error(c, grpc.StatusCode.INVALID_ARGUMENT, "dave", "NaN")
+    finally:
+        await c.close()
+
+
+async def test_exact_release_needs_the_federation_to_allow_it(certs):
+    c = await make_cluster(certs, policy={"allow_exact": False, "max_records": 10})
+    try:
+        await expect_error(c, grpc.StatusCode.PERMISSION_DENIED, "exact")
+    finally:
+        await c.close()
+
+
+async def test_client_must_be_a_federation_client(cluster):
+    async with cluster.client("mallory") as c:
+        with pytest.raises(QueryError) as info:
+            await c.query("mean", column="raise", bounds=(0, 10_000))
+    assert info.value.code == grpc.StatusCode.PERMISSION_DENIED and "mallory" in info.value.details
+
+
+async def test_certificate_from_another_ca_is_refused(cluster, tmp_path):
+    init_certs(["analyst"], tmp_path)
+    async with cluster.client(certs=tmp_path) as c:
+        with pytest.raises(QueryError) as info:
+            await c.query("mean", column="raise", bounds=(0, 10_000), timeout=2.0)
+    assert info.value.code == grpc.StatusCode.UNAVAILABLE
+
+
+class Handle:
+    """Talks to one party directly, as a given node, to send it malformed traffic."""
+
+    def __init__(self, cluster, party, as_name):
+        node = cluster.federation.node(party)
+        self.channel = Identity(as_name, cluster.federation.certs).channel(node.address, party)
+        self.stub = pb_grpc.PartyStub(self.channel)
+
+
+async def open_session(cluster, party="bob", sharing="full", session_id=b"s" * 16):
+    from mpcdp.protocol import QuerySpec
+    from services import convert
+
+    spec = QuerySpec("mean", parties=tuple(RAISES), column="raise", bounds=(0, 10_000), sharing=sharing,
+                     session_id=session_id, deadline=math.inf)
+    h = Handle(cluster, party, "coordinator")
+    call = h.stub.Session()
+    await call.write(pb.CoordinatorToParty(propose=pb.Propose(spec=convert.spec_to_proto(spec))))
+    answer = await call.read()
+    assert answer.response.accepted
+    return h, call, spec
+
+
+async def send_share(cluster, sender, header, chunks=(), as_name=None, party="bob"):
+    h = Handle(cluster, party, as_name or sender)
+
+    def stream():
+        yield pb.PeerToPeer(share=header)
+        for c in chunks:
+            yield pb.PeerToPeer(chunk=c)
+
+    try:
+        await h.stub.Exchange(stream(), timeout=5)
+        return grpc.StatusCode.OK, ""
+    except grpc.aio.AioRpcError as exc:
+        return exc.code(), exc.details()
+    finally:
+        await h.channel.close()
+
+
+async def test_malformed_peer_traffic_is_refused_and_changes_nothing(cluster):
+    import numpy as np
+
+    from services import convert
+
+    h, call, spec = await open_session(cluster)
+    sid = spec.session_id
+
+    def head(sender="alice", length=2, **kw):
+        return pb.ShareHeader(session_id=kw.get("sid", sid), sender=sender, recipient="bob", vector_length=length)
+
+    good = list(convert.chunks(np.arange(2, dtype=np.uint64)))
+    wrong = await send_share(cluster, "alice", head(length=5), convert.chunks(np.arange(5, dtype=np.uint64)))
+    assert wrong[0] == grpc.StatusCode.INVALID_ARGUMENT and "2" in wrong[1]
+    spoof = await send_share(cluster, "alice", head(sender="carol"), good)
+    assert spoof[0] == grpc.StatusCode.PERMISSION_DENIED and "carol" in spoof[1]
+    outsider = await send_share(cluster, "mallory", head(sender="mallory"), good)
+    assert outsider[0] == grpc.StatusCode.PERMISSION_DENIED and "mallory" in outsider[1]
+    unknown = await send_share(cluster, "alice", head(sid=b"u" * 16), good)
+    assert unknown[0] == grpc.StatusCode.NOT_FOUND
+    assert (await send_share(cluster, "alice", head(), good))[0] == grpc.StatusCode.OK
+    dup = await send_share(cluster, "alice", head(), good)
+    assert dup[0] == grpc.StatusCode.ALREADY_EXISTS and "alice" in dup[1]
+    session = cluster.nodes["bob"]._live[sid].session
+    assert session.missing == ["carol", "dave"]
+
+    await call.write(pb.CoordinatorToParty(abort=pb.Abort(session_id=sid, sender="coordinator", reason="test")))
+    await call.done_writing()
+    assert await call.read() is grpc.aio.EOF
+    late = await send_share(cluster, "carol", head(sender="carol"), good)
+    assert late[0] == grpc.StatusCode.FAILED_PRECONDITION and "closed" in late[1]
+    await h.channel.close()
+
+    h2 = Handle(cluster, "bob", "coordinator")
+    replay = h2.stub.Session()
+    from services import convert as cv
+    await replay.write(pb.CoordinatorToParty(propose=pb.Propose(spec=cv.spec_to_proto(spec))))
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await replay.read()
+    assert info.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    await h2.channel.close()
+    assert_idle(cluster)
+
+
+async def test_only_the_coordinator_may_open_sessions(cluster):
+    h = Handle(cluster, "bob", "alice")
+    call = h.stub.Session()
+    await call.write(pb.CoordinatorToParty(propose=pb.Propose()))
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await call.read()
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    await h.channel.close()
+
+
+async def test_health_and_reflection_are_served(cluster):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    node = cluster.federation.node("alice")
+    async with Identity("analyst", cluster.federation.certs).channel(node.address, "alice") as ch:
+        health = await health_pb2_grpc.HealthStub(ch).Check(
+            health_pb2.HealthCheckRequest(service="mpcdp.v1.Party"))
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        stream = reflection_pb2_grpc.ServerReflectionStub(ch).ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+        names = [s.name async for r in stream for s in r.list_services_response.service]
+    assert "mpcdp.v1.Party" in names and "grpc.health.v1.Health" in names
