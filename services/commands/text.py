@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -47,8 +48,8 @@ def register(subparsers) -> None:
 
 
 def _open(name: str, mode: str):
-    if name == "-":
-        return sys.stdin if "r" in mode else sys.stdout
+    if name == "-":  # never close the process's own streams
+        return contextlib.nullcontext(sys.stdin if "r" in mode else sys.stdout)
     return open(name, mode, encoding="utf-8", newline="")
 
 

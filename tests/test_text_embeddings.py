@@ -1,0 +1,83 @@
+"""Embedding loaders: every format reads back the same vocabulary and vectors."""
+
+import struct
+
+import numpy as np
+import pytest
+
+from mpcdp.text import embeddings as E
+
+WORDS = ("the", "movie", "café", "good")
+VECTORS = np.array([[0.5, -1.25, 2.0], [1.0, 0.0, -0.5], [3.0, 2.5, 1.0], [-2.0, 0.25, 0.75]], dtype=np.float32)
+
+
+def _lines(words=WORDS, vectors=VECTORS):
+    return "".join(f"{w} {' '.join(repr(float(x)) for x in v)}\n" for w, v in zip(words, vectors))
+
+
+def _check(emb, n=len(WORDS)):
+    assert emb.words == WORDS[:n]
+    np.testing.assert_array_equal(emb.vectors, VECTORS[:n])
+    assert emb.index["movie"] == 1 and emb.dim == 3
+
+
+def test_glove_text(tmp_path):
+    path = tmp_path / "g.txt"
+    path.write_text(_lines(), encoding="utf-8")
+    _check(E.load_glove_text(path))
+    _check(E.load_embedding(path, "glove", limit=2), 2)
+
+
+@pytest.mark.parametrize("fmt", ["word2vec", "fasttext"])
+def test_word2vec_text_and_fasttext_vec(tmp_path, fmt):
+    path = tmp_path / "w.vec"
+    path.write_text(f"{len(WORDS)} 3\n" + _lines(), encoding="utf-8")
+    _check(E.load_embedding(path, fmt))
+
+
+def test_word2vec_binary(tmp_path):
+    path = tmp_path / "w.bin"
+    with open(path, "wb") as fh:
+        fh.write(f"{len(WORDS)} 3\n".encode())
+        for w, v in zip(WORDS, VECTORS):
+            fh.write(w.encode() + b" " + struct.pack("<3f", *v) + b"\n")
+    _check(E.load_word2vec_binary(path))
+    _check(E.load_embedding(path, "word2vec-binary", limit=3), 3)
+
+
+def test_npy_and_vocabulary(tmp_path):
+    np.save(tmp_path / "v.npy", VECTORS)
+    (tmp_path / "vocab.txt").write_text("\n".join(WORDS) + "\n", encoding="utf-8")
+    _check(E.load_embedding(tmp_path / "v.npy", "npy", vocabulary=tmp_path / "vocab.txt"))
+    (tmp_path / "short.txt").write_text("the\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="vocabulary_path"):
+        E.load_npy(tmp_path / "v.npy", tmp_path / "short.txt")
+
+
+def test_errors_name_the_problem(tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("a 1 2\nb 1 2 3\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="dimension 3, expected 2"):
+        E.load_glove_text(bad)
+    with pytest.raises(ValueError, match="header"):
+        E.load_word2vec_text(bad)
+    with pytest.raises(ValueError, match="unknown embedding format"):
+        E.load_embedding(bad, "elmo")
+    with pytest.raises(ValueError, match="NaN"):
+        E.Embedding(("a", "b"), np.array([[0.0], [np.nan]]))
+
+
+def test_duplicate_words_keep_the_first_vector(tmp_path):
+    path = tmp_path / "d.txt"
+    path.write_text("a 1 1\nb 2 2\na 3 3\n", encoding="utf-8")
+    emb = E.load_glove_text(path)
+    assert emb.words == ("a", "b") and emb.vectors[0].tolist() == [1, 1]
+
+
+def test_fingerprint_tracks_words_and_vectors():
+    base = E.Embedding(WORDS, VECTORS)
+    assert base.fingerprint() == E.Embedding(WORDS, VECTORS.copy()).fingerprint()
+    moved = VECTORS.copy()
+    moved[0, 0] += 1e-3
+    assert base.fingerprint() != E.Embedding(WORDS, moved).fingerprint()
+    assert base.fingerprint() != E.Embedding(("the", "film", "café", "good"), VECTORS).fingerprint()
