@@ -97,7 +97,8 @@ def test_cli_sanitize_file(tmp_path, glove_file, capsys):
             "--embedding", str(glove_file), "--cache-dir", str(tmp_path / "cache"), str(src)]
     assert main(args) == 0
     assert capsys.readouterr().out == "Good movie!\nw3, w4 <unk> <unk>\n"
-    assert main([a if a != "multivariate-laplace" else "truncated-gumbel" for a in args]) == 2
+    swap = {"multivariate-laplace": "truncated-gumbel", "1e7": "1"}
+    assert main([swap.get(a, a) for a in args]) == 2
     assert "needs epsilon >" in capsys.readouterr().err
 
 
