@@ -130,6 +130,30 @@ def _bernoulli_each(numerators: np.ndarray, den: int, rng: RandomSource) -> np.n
     return out
 
 
+def bernoulli_float_each(p: np.ndarray, rng: RandomSource) -> np.ndarray:
+    """Exact Bernoulli(p[i]) for per-element float probabilities in [0, 1).
+
+    Each float is an exact dyadic rational; it is compared with a uniform
+    binary expansion 32 bits at a time (scaling by 2^32 is exact in floats),
+    so the decision never depends on floating-point rounding.
+    """
+    rem = np.asarray(p, dtype=np.float64).copy()
+    if not np.all((rem >= 0) & (rem < 1)):
+        raise ValueError("probabilities must be in [0, 1)")
+    out = np.zeros(rem.size, dtype=bool)
+    todo = np.flatnonzero(rem > 0)
+    rem = rem[todo]
+    while todo.size:
+        scaled = rem * 2.0**32
+        digit = np.floor(scaled)
+        u = _uint32(rng, todo.size).astype(np.float64)
+        out[todo[u < digit]] = True
+        rem = scaled - digit
+        tie = (u == digit) & (rem > 0)
+        todo, rem = todo[tie], rem[tie]
+    return out
+
+
 def bernoulli_exp_neg(gamma, size: int, rng: RandomSource) -> np.ndarray:
     """Exact Bernoulli(exp(-gamma)) for a rational gamma >= 0 (CKS 2020, Algorithm 1).
 
