@@ -28,7 +28,7 @@ import numpy as np
 from ..prg import RandomSource, system_random
 from .estimate import Estimate
 from .laplace import GridLaplace
-from .rational import exp_decimal, positive_rational, probability_above, probability_below
+from .rational import exp_decimal, log_up, positive_rational, probability_above, probability_below
 from .samplers import uniform_below
 
 TWO_COIN_EPSILON = math.log(3)
@@ -93,15 +93,14 @@ class BinaryRR:
     """Randomized response for a yes/no answer: keep it with probability p ~ e^eps / (1 + e^eps).
 
     p is rounded down, so the real guarantee ``epsilon_actual`` = ln(p / (1 - p))
-    is at most ``epsilon``.
+    is at most ``epsilon`` (reported rounded up).
     """
 
     def __init__(self, epsilon: float):
         eps = positive_rational(epsilon, "epsilon")
         self.epsilon = float(epsilon)
         self.keep = _keep_probability(eps, 1)
-        p = float(self.keep)
-        self.epsilon_actual = math.log(p / (1 - p))
+        self.epsilon_actual = log_up(self.keep / (1 - self.keep))
 
     def randomize(self, truth, rng: RandomSource | None = None) -> np.ndarray:
         truth = _bits(truth, "truth")
@@ -147,8 +146,7 @@ class KaryRR:
         self.epsilon = float(epsilon)
         self.k = int(k)
         self.keep = _keep_probability(eps, self.k - 1)
-        p = float(self.keep)
-        self.epsilon_actual = math.log(p * (self.k - 1) / (1 - p))
+        self.epsilon_actual = log_up(self.keep * (self.k - 1) / (1 - self.keep))
         self._threshold = _threshold(self.keep)
 
     def _values(self, values, name: str) -> np.ndarray:
@@ -196,8 +194,7 @@ class UnaryEncoding:
         self.max_selections = int(max_selections)
         per_pair = eps / self.max_selections
         self.flip_on = probability_above(lambda: 1 / (exp_decimal(per_pair) + Decimal(1)), "q")
-        q = float(self.flip_on)
-        self.epsilon_actual = self.max_selections * math.log((1 - q) / q)
+        self.epsilon_actual = self.max_selections * log_up((1 - self.flip_on) / self.flip_on)
         self._threshold = _threshold(self.flip_on)
 
     @staticmethod

@@ -112,3 +112,15 @@ def round_down(x: float, digits: int = 6) -> float:
     q = Decimal(1).scaleb(-digits)
     r = float(Decimal(x).quantize(q, rounding=ROUND_FLOOR))
     return r if r <= x else math.nextafter(r, -math.inf)
+
+
+def log_up(x: Fraction, digits: int = 9) -> float:
+    """ln(x) for a positive rational x, rounded up to ``digits`` decimals (never below the truth)."""
+    x = Fraction(x)
+    if x <= 0:
+        raise ValueError("log of a non-positive number")
+    with localcontext() as ctx:
+        ctx.prec = _DECIMAL_DIGITS
+        value = (Decimal(x.numerator) / Decimal(x.denominator)).ln() + Decimal(10) ** -40
+        r = float(value.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_CEILING))
+    return r if Decimal(r) >= value else math.nextafter(r, math.inf)
