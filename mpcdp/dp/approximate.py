@@ -23,6 +23,7 @@ from .samplers import POISSON_EXACT_MAX
 from .samplers import poisson as exact_poisson
 
 PTRS_MIN_MEAN = 10.0
+PTRS_MAX_MEAN = 2.0**50  # counts must stay exact in float64
 
 
 def uniform01(size: int, rng: RandomSource) -> np.ndarray:
@@ -36,8 +37,8 @@ def poisson_large(lam: float, size: int, rng: RandomSource) -> np.ndarray:
     Exact up to the floating-point evaluation of the acceptance test.
     """
     lam = float(lam)
-    if not (math.isfinite(lam) and lam >= PTRS_MIN_MEAN):
-        raise ValueError(f"lam must be a finite number >= {PTRS_MIN_MEAN}, got {lam!r}")
+    if not (PTRS_MIN_MEAN <= lam <= PTRS_MAX_MEAN):
+        raise ValueError(f"lam must be in [{PTRS_MIN_MEAN}, 2^50], got {lam!r}")
     slam, loglam = math.sqrt(lam), math.log(lam)
     b = 0.931 + 2.53 * slam
     a = -0.059 + 0.02483 * b
@@ -52,13 +53,29 @@ def poisson_large(lam: float, size: int, rng: RandomSource) -> np.ndarray:
         k = np.floor((2 * a / us + b) * u + lam + 0.43)
         quick = (us >= 0.07) & (v <= vr)
         possible = (k >= 0) & ~((us < 0.013) & (v > us))
-        with np.errstate(invalid="ignore"):
-            log_ratio = -lam + k * loglam - gammaln(np.maximum(k, 0) + 1)
+        log_ratio = _poisson_log_pmf(np.maximum(k, 0), lam, loglam)
         slow = possible & (np.log(v) + log_inv_alpha - np.log(a / (us * us) + b) <= log_ratio)
         ok = quick | slow
         out[todo[ok]] = k[ok].astype(np.int64)
         todo = todo[~ok]
     return out
+
+
+def _poisson_log_pmf(k: np.ndarray, lam: float, loglam: float) -> np.ndarray:
+    """ln P(K = k) for Poisson(lam), without the cancellation of -lam + k ln lam - ln k!.
+
+    For k >= 10 the saddle-point form of Loader (2000) is used:
+    -(k log1p((k - lam) / lam) - (k - lam)) - ln(2 pi k) / 2 - stirlerr(k),
+    stirlerr(k) = 1/(12k) - 1/(360k^3) + 1/(1260k^5).
+    """
+    small = k < 10
+    ks = np.where(small, 10.0, k)
+    d = ks - lam
+    bd0 = ks * np.log1p(d / lam) - d
+    stirlerr = 1 / (12 * ks) - 1 / (360 * ks**3) + 1 / (1260 * ks**5)
+    saddle = -bd0 - 0.5 * np.log(2 * math.pi * ks) - stirlerr
+    direct = -lam + k * loglam - gammaln(k + 1)
+    return np.where(small, direct, saddle)
 
 
 def poisson(lam: float, size: int, rng: RandomSource) -> np.ndarray:

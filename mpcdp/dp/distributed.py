@@ -166,6 +166,8 @@ class DistributedSkellam:
         while skellam_rho(float(mu), self.sensitivity, self.l1_sensitivity) > self.rho:
             mu *= 1 + Fraction(1, 1 << 30)
         self.piece_mean = rational_at_least(mu / (self.n_nodes - self.colluders), "mu")
+        if self.piece_mean > approximate.PTRS_MAX_MEAN:
+            raise ValueError("rho is too small for this sensitivity: the Poisson mean per piece exceeds 2^50")
 
     @property
     def exact(self) -> bool:
