@@ -15,13 +15,14 @@ import asyncio
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import grpc
 from google.protobuf import struct_pb2
 
 from mpcdp.protocol import CoordinatorSession, PartialSum, ProtocolError, QuerySpec, Response, SpecError, Status
+from mpcdp.protocol.noise import check_noise_headroom, describe
 from services import convert
 from services.federation import Federation
 from services.tls import Identity, caller
@@ -47,6 +48,11 @@ class SessionFailed(Exception):
 class _Call:
     party: str
     call: grpc.aio.StreamStreamCall
+    writing: asyncio.Lock = field(default_factory=asyncio.Lock)  # one write at a time per stream
+
+    async def write(self, msg) -> None:
+        async with self.writing:
+            await self.call.write(msg)
 
 
 class CoordinatorNode(pb_grpc.CoordinatorServicer):
@@ -127,7 +133,6 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             raise ProtocolError(Status.PERMISSION_DENIED,
                                 "this federation does not allow exact (non-DP) releases; set an epsilon")
         if not spec.is_exact:
-            from mpcdp.protocol.noise import check_noise_headroom
             try:
                 check_noise_headroom(spec)
             except ValueError as exc:
@@ -203,7 +208,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         if msg.WhichOneof("phase") == "abort":
             culprit = msg.abort.culprit or c.party
             raise SessionFailed(grpc.StatusCode.ABORTED,
-                                f"{c.party} aborted the session: {msg.abort.reason}", culprit)
+                                f"{c.party} aborted the session: {msg.abort.reason}; nothing was charged", culprit)
         return msg
 
     def _rpc_failure(self, party: str, exc: grpc.aio.AioRpcError, what: str) -> SessionFailed:
@@ -218,7 +223,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
 
     async def _propose(self, c: _Call, propose, session: CoordinatorSession) -> None:
         try:
-            await c.call.write(propose)
+            await c.write(propose)
         except grpc.aio.AioRpcError as exc:
             raise self._rpc_failure(c.party, exc, "answer") from None
         msg = await self._read(c, "answer")
@@ -235,7 +240,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
 
     async def _collect(self, c: _Call, start, session: CoordinatorSession) -> None:
         try:
-            await c.call.write(start)
+            await c.write(start)
         except grpc.aio.AioRpcError as exc:
             raise self._rpc_failure(c.party, exc, "partial sum") from None
         msg = await self._read(c, "partial sum")
@@ -261,11 +266,15 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             # the party closes its session on the abort and then ends the stream; waiting for
             # that end means every node is ready for the next query when this one returns
             try:
-                await c.call.write(msg)
-                await c.call.done_writing()
-                step = inflight.get(c.party)
-                if step is not None:  # it owns the stream's reads until it sees the end
-                    await asyncio.gather(step, return_exceptions=True)
+                async with c.writing:
+                    await c.call.write(msg)
+                    await c.call.done_writing()
+            except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                pass
+            step = inflight.get(c.party)
+            if step is not None:  # it owns the stream's reads until it sees the end
+                await asyncio.gather(step, return_exceptions=True)
+            try:
                 while await c.call.read() is not grpc.aio.EOF:
                     pass
             except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
@@ -285,7 +294,6 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         result, noise, intervals = struct_pb2.Struct(), struct_pb2.Struct(), struct_pb2.Struct()
         result.update(release.result)
         if not spec.is_exact:
-            from mpcdp.protocol.noise import describe
             described = describe(spec, release.result, confidence)
             noise.update(described.noise_std)
             intervals.update(described.intervals)

@@ -24,6 +24,7 @@ import numpy as np
 
 from mpcdp.prg import RandomSource
 from mpcdp.protocol import PartyPolicy, PartySession, ProtocolError, ShareMessage, SpecError, Status
+from mpcdp.protocol.noise import check_noise_headroom, noise_piece
 from services import convert
 from services.data import DataError, Table
 from services.federation import Federation
@@ -33,6 +34,8 @@ from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
 
 log = logging.getLogger("mpcdp.party")
 CLOSED_REMEMBERED = 100_000
+SHARE_MARGIN_FRACTION = 0.2
+SHARE_MARGIN_MAX = 2.0  # seconds
 
 
 def policy_from(settings: dict) -> PartyPolicy:
@@ -109,6 +112,11 @@ class PartyNode(pb_grpc.PartyServicer):
         if sid in self._live or sid in self._closed:
             await context.abort(grpc.StatusCode.ALREADY_EXISTS,
                                 "this session id was already used; every session needs a fresh id")
+        if not spec.is_exact:
+            try:
+                check_noise_headroom(spec)
+            except ValueError as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         if self.me not in spec.parties:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{self.me!r} is not on this session's party list")
         try:
@@ -121,10 +129,12 @@ class PartyNode(pb_grpc.PartyServicer):
         session = PartySession(self.me, spec, records, self.policy, rng=rng, budget=self.ledger)
         try:
             session.accept(self._clock())
-        except ProtocolError as exc:
+        except (ProtocolError, ValueError) as exc:  # ValueError: local records unusable (NaN, too many)
             self._close(sid)
-            log.info("refused session %s: %s", sid.hex()[:8], exc)
-            await context.write(self._answer(sid, False, str(exc), exc.status))
+            status = exc.status if isinstance(exc, ProtocolError) else Status.INVALID_ARGUMENT
+            reason = str(exc) if isinstance(exc, ProtocolError) else f"local data cannot answer this query: {exc}"
+            log.info("refused session %s: %s", sid.hex()[:8], reason)
+            await context.write(self._answer(sid, False, reason, status))
             return
         live = self._live[sid] = _Live(session)
         try:
@@ -157,7 +167,7 @@ class PartyNode(pb_grpc.PartyServicer):
             return
         if msg.WhichOneof("phase") != "start_sharing" or msg.start_sharing.session_id != spec.session_id:
             return await self._abort(context, session, "expected StartSharing for this session")
-        piece = None if spec.is_exact else self._noise(spec, self._rng(spec.session_id + b"/noise")
+        piece = None if spec.is_exact else noise_piece(spec, self._rng(spec.session_id + b"/noise")
                                                        if self._rng else None)
         outbox = session.make_shares(piece)
         failures = await asyncio.gather(*(self._send(m, spec) for m in outbox))
@@ -166,7 +176,7 @@ class PartyNode(pb_grpc.PartyServicer):
             return await self._abort(context, session, "; ".join(r for _, r in failed), failed[0][0])
         reader = asyncio.ensure_future(context.read())
         waiter = asyncio.ensure_future(live.complete.wait())
-        done, _ = await asyncio.wait({reader, waiter}, timeout=self._remaining(spec),
+        done, _ = await asyncio.wait({reader, waiter}, timeout=self._share_wait(spec),
                                      return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
         if waiter not in done:
@@ -184,10 +194,11 @@ class PartyNode(pb_grpc.PartyServicer):
         for chunk in convert.chunks(partial.vector):
             await context.write(pb.PartyToCoordinator(chunk=chunk))
 
-    @staticmethod
-    def _noise(spec, rng):
-        from mpcdp.protocol.noise import noise_piece
-        return noise_piece(spec, rng)
+    def _share_wait(self, spec) -> float:
+        """How long to wait for peers' shares: until shortly before the deadline, so that this
+        party's abort naming the missing peer reaches the coordinator while it is still listening."""
+        remaining = self._remaining(spec)
+        return remaining - min(SHARE_MARGIN_FRACTION * remaining, SHARE_MARGIN_MAX)
 
     async def _send(self, msg: ShareMessage, spec) -> tuple[str, str] | None:
         """Deliver one share; on failure return (peer, diagnostic)."""

@@ -1,0 +1,140 @@
+"""Distributed DP noise for a query: calibration per block, each party's piece, what a release reports.
+
+A statistic's vector has blocks (sum, sum of squares, count, histogram).
+The query's budget is split evenly over its k blocks and the guarantees add
+up (sequential composition): pure epsilon/k per block for discrete Laplace
+(Dwork and Roth 2014, Thm 3.16), rho/k-zCDP per block for Skellam (Bun and
+Steinke 2016, Lemma 2.3), with rho the largest value whose (epsilon,
+delta)-DP conversion (Prop. 1.3) stays within the query's epsilon and delta.
+
+Neighbours: add or remove one record of one party. Sensitivity per block,
+from the codec's per-coordinate sensitivity s (ring units) over d
+coordinates: a record moves every coordinate of a sum block by up to s
+(L1 = d s, L2 = ceil(sqrt(d) s)); it moves one histogram cell or the count
+by 1 (L1 = L2 = 1).
+
+Every party adds one piece per coordinate (:func:`noise_piece`); the pieces
+of the n - t honest parties alone already give the guarantee
+(:mod:`mpcdp.dp.distributed`). :func:`describe` gives the release's noise
+standard deviation and confidence intervals from the noise distribution
+alone (the data are not looked at), so they are post-processing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import ring
+from ..dp.distributed import DEFAULT_BETA, DistributedDiscreteLaplace, DistributedSkellam
+from ..prg import RandomSource, system_random
+from .spec import QuerySpec
+from .statistics import Block, statistic_for
+
+
+def zcdp_rho(epsilon: float, delta: float) -> float:
+    """The largest rho with rho + 2 sqrt(rho ln(1/delta)) <= epsilon (Bun and Steinke, Prop. 1.3)."""
+    if not 0 < delta < 1:
+        raise ValueError(f"delta must be in (0, 1) for zCDP noise, got {delta!r}")
+    lg = math.log(1 / delta)
+    return (math.sqrt(lg + epsilon) - math.sqrt(lg)) ** 2
+
+
+def _sensitivities(block: Block) -> tuple[int, int]:
+    """(L1, L2) sensitivity of a block in ring units."""
+    if block.name in ("sum", "sum_sq"):
+        return block.length * block.sensitivity, math.ceil(math.sqrt(block.length) * block.sensitivity)
+    return 1, 1
+
+
+def mechanisms(spec: QuerySpec) -> list[tuple[Block, object]]:
+    """Each block of ``spec``'s statistic with its distributed-noise mechanism."""
+    if spec.is_exact:
+        raise ValueError("an exact query has no noise")
+    blocks = statistic_for(spec).blocks
+    k = len(blocks)
+    n, t = spec.n_parties, spec.colluders
+    out = []
+    for b in blocks:
+        l1, l2 = _sensitivities(b)
+        if spec.mechanism == "discrete_laplace":
+            mech = DistributedDiscreteLaplace(spec.epsilon / k, max(l1, 1), n, t)
+        else:
+            mech = DistributedSkellam(zcdp_rho(spec.epsilon, spec.delta) / k, max(l2, 1), n, t,
+                                      l1_sensitivity=max(l1, l2, 1))
+        out.append((b, mech))
+    return out
+
+
+def noise_piece(spec: QuerySpec, rng: RandomSource | None = None) -> np.ndarray:
+    """One party's int64 noise piece for the whole vector (ring units)."""
+    rng = rng or system_random("noise")
+    return np.concatenate([np.asarray(m.piece(b.length, rng), dtype=np.int64) for b, m in mechanisms(spec)])
+
+
+def check_noise_headroom(spec: QuerySpec) -> None:
+    """Raise ``ring.HeadroomError`` if data plus noise (beyond a 2^-40 tail) could overflow a block."""
+    total = spec.n_parties * spec.max_records
+    for b, m in mechanisms(spec):
+        ring.check_fits(total, b.sensitivity, m.tail_bound(DEFAULT_BETA), what=b.name)
+
+
+@dataclass(frozen=True)
+class Description:
+    noise_std: dict      # block name -> standard deviation of its total noise, in value units
+    intervals: dict      # result key -> [lower, upper] (lists per coordinate for vectors); None if unbounded
+    guarantee: dict      # block name -> epsilon (pure) or rho (zCDP) that block's honest pieces give
+
+
+def describe(spec: QuerySpec, result: dict, confidence: float = 0.95) -> Description:
+    """Noise scale and simultaneous ``confidence`` intervals for a noisy release.
+
+    Each coordinate's interval has miss probability (1 - confidence) / m, m the
+    number of coordinates (union bound), from the noise tail bound. The mean
+    interval follows from those of the sum and the count (s / c is monotone in
+    each on c > 0) and is clipped to the bounds; a variance gets none.
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    mechs = mechanisms(spec)
+    beta = (1 - confidence) / sum(b.length for b, _ in mechs)
+    n = spec.n_parties
+    std, width, guarantee = {}, {}, {}
+    for b, m in mechs:
+        std[b.name] = math.sqrt(m.variance(n)) / b.scale
+        width[b.name] = m.tail_bound(beta) / b.scale
+        g = m.guarantee(n)
+        guarantee[b.name] = g.epsilon if g.kind == "pure" else g.rho
+    intervals = {}
+    for key in ("sum", "count"):
+        if key in width and result.get(key) is not None:
+            intervals[key] = _around(result[key], width[key])
+    if "histogram" in width:
+        intervals["histogram"] = {c: [v - width["histogram"], v + width["histogram"]]
+                                  for c, v in result["histogram"].items()}
+    if "mean" in result:
+        intervals["mean"] = _mean_interval(result, width, spec.bounds)
+    return Description(std, intervals, guarantee)
+
+
+def _around(value, w):
+    if isinstance(value, list):
+        return [[v - w, v + w] for v in value]
+    return [value - w, value + w]
+
+
+def _mean_interval(result: dict, width: dict, bounds):
+    c_lo = result["count"] - width["count"]
+    if c_lo <= 0:
+        return None
+    c_hi = result["count"] + width["count"]
+    lo, hi = map(float, bounds)
+
+    def one(s):
+        corners = [(s + ds) / c for ds in (-width["sum"], width["sum"]) for c in (c_lo, c_hi)]
+        return [min(max(min(corners), lo), hi), min(max(max(corners), lo), hi)]
+
+    s = result["sum"]
+    return [one(v) for v in s] if isinstance(s, list) else one(s)

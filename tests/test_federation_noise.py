@@ -1,0 +1,72 @@
+"""DP noise under MPC: calibration per block, the noise in releases, honest intervals (fixed seeds)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from mpcdp.prg import Prg
+from mpcdp.protocol import QuerySpec, SpecError, run_in_memory
+from mpcdp.protocol.noise import check_noise_headroom, describe, mechanisms, noise_piece, zcdp_rho
+
+PARTIES = ("alice", "bob", "carol", "dave")
+DATA = {"alice": [3800], "bob": [2514], "carol": [2982], "dave": [3390]}
+
+
+def spec(**kw):
+    kw.setdefault("bounds", (0, 10_000))
+    kw.setdefault("epsilon", 1.0)
+    return QuerySpec(kw.pop("statistic", "mean"), parties=PARTIES, **kw)
+
+
+def test_budget_is_split_over_blocks_and_guarantee_holds():
+    s = spec()
+    mechs = mechanisms(s)
+    assert [b.name for b, _ in mechs] == ["sum", "count"]
+    d = describe(s, {"sum": 12686.0, "count": 4.0, "mean": 3171.5})
+    assert sum(d.guarantee.values()) <= 1.0 + 1e-9  # sequential composition within the query's epsilon
+    sk = spec(mechanism="skellam", delta=1e-6, bounds=(0, 1), frac_bits=8)
+    rho = zcdp_rho(1.0, 1e-6)
+    assert rho + 2 * math.sqrt(rho * math.log(1e6)) == pytest.approx(1.0)
+    assert sum(describe(sk, {"sum": 0.0, "count": 4.0, "mean": 0.0}).guarantee.values()) <= rho * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("mechanism, delta", [("discrete_laplace", 0.0), ("skellam", 1e-6)])
+def test_release_noise_matches_its_reported_scale_and_intervals_cover(mechanism, delta):
+    data = {p: [v[0] / 10_000] for p, v in DATA.items()}
+    s0 = spec(mechanism=mechanism, delta=delta, epsilon=0.5, bounds=(0, 1), frac_bits=8)
+    d0 = describe(s0, {"sum": 0.0, "count": 4.0, "mean": 0.0})
+    rng = Prg.from_int(7, "noise-test")
+    errors, covered = [], 0
+    for _ in range(300):
+        s = spec(mechanism=mechanism, delta=delta, epsilon=0.5, bounds=(0, 1), frac_bits=8)
+        r = run_in_memory(s, data, noise=lambda p: noise_piece(p.spec, rng)).release.result
+        errors.append(r["count"] - 4)
+        lo, hi = describe(s, r).intervals["count"]
+        covered += lo <= 4 <= hi
+    ratio = np.var(errors) / d0.noise_std["count"] ** 2
+    assert 0.7 < ratio < 1.4, ratio
+    assert covered / 300 >= 0.93
+
+
+def test_mean_interval_is_clipped_to_the_bounds_and_needs_a_positive_count():
+    s = spec()
+    d = describe(s, {"sum": 12686.0, "count": 4.0, "mean": 3171.5})
+    lo, hi = d.intervals["mean"] or (0, 10_000)
+    assert 0 <= lo <= hi <= 10_000
+    assert describe(s, {"sum": 10.0, "count": 0.5, "mean": 20.0}).intervals["mean"] is None
+
+
+def test_noise_piece_has_the_vector_length_and_varies_with_the_seed():
+    s = spec(statistic="variance", dimension=3, bounds=(-1, 1))
+    a = noise_piece(s, Prg.from_int(1))
+    assert a.shape == (7,) and a.dtype == np.int64
+    assert not np.array_equal(a, noise_piece(s, Prg.from_int(2)))
+
+
+def test_noise_tail_is_part_of_the_headroom_check():
+    s = QuerySpec("sum", parties=PARTIES, bounds=(0, 2.0**34), max_records=2047, epsilon=1.0)
+    with pytest.raises(ValueError, match="overflow"):
+        check_noise_headroom(s)
+    with pytest.raises(SpecError):
+        spec(epsilon=0.0)
