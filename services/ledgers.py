@@ -8,6 +8,7 @@ answers only what its policy allows (exact releases where permitted).
 
 from __future__ import annotations
 
+from mpcdp.dp.ledger import PrivacyLedger
 from services.federation import Federation, FederationError
 
 
@@ -18,7 +19,5 @@ def ledger_for(federation: Federation, name: str, dataset: str):
     policy = federation.policy_for(name)
     if "epsilon_budget" not in policy:
         raise FederationError(f"node {name!r} keeps a ledger: set policy epsilon_budget")
-    from mpcdp.dp.ledger import PrivacyLedger
-
     node.ledger.parent.mkdir(parents=True, exist_ok=True)
     return PrivacyLedger(node.ledger, dataset, policy["epsilon_budget"], policy.get("delta_budget", 0.0))

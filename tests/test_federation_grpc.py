@@ -330,3 +330,48 @@ async def test_health_and_reflection_are_served(cluster):
             iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
         names = [s.name async for r in stream for s in r.list_services_response.service]
     assert "mpcdp.v1.Party" in names and "grpc.health.v1.Health" in names
+
+
+@pytest.fixture
+async def dp_cluster(certs, tmp_path):
+    from mpcdp.dp.ledger import PrivacyLedger
+    from mpcdp.prg import Prg
+
+    ledgers = {name: PrivacyLedger(tmp_path / f"{name}.db", "raises", 2.5 if name == "dave" else 1.5)
+               for name in ["coordinator", *RAISES]}
+    c = await make_cluster(certs, ledgers=ledgers, rng=lambda sid: Prg(b"k" * 32, sid, "test-party"))
+    c.ledgers = ledgers
+    yield c
+    await c.close()
+
+
+def spent(cluster):
+    return {name: float(ledger.spent().epsilon) for name, ledger in cluster.ledgers.items()}
+
+
+async def test_dp_release_reports_noise_interval_and_charges_every_ledger(dp_cluster):
+    r = await dp_cluster.query(epsilon=1.0)
+    assert not r.exact and r.epsilon == 1.0 and r.mechanism == "discrete_laplace"
+    for key, truth in (("sum", 4 * MEAN), ("count", 4)):
+        lo, hi = r.intervals[key]
+        assert lo <= truth <= hi
+    mean = r.intervals["mean"]  # None when the count's interval reaches 0
+    assert mean is None or mean[0] <= MEAN <= mean[1]
+    assert r.noise_std["sum"] > 0 and r.noise_std["count"] > 0
+    assert spent(dp_cluster) == {name: 1.0 for name in dp_cluster.ledgers}
+
+
+async def test_over_budget_query_is_refused_before_any_share_moves(dp_cluster):
+    await dp_cluster.query(epsilon=1.0)
+    err = await expect_error(dp_cluster, grpc.StatusCode.RESOURCE_EXHAUSTED, "coordinator", epsilon=1.0)
+    assert spent(dp_cluster) == {name: 1.0 for name in dp_cluster.ledgers}
+    dp_cluster.nodes["coordinator"].ledger = None  # a coordinator that ignores its budget:
+    err = await expect_error(dp_cluster, grpc.StatusCode.RESOURCE_EXHAUSTED, "refused", epsilon=1.0)
+    assert any(p in err.details for p in ("alice", "bob", "carol"))  # the parties' own ledgers still refuse
+    assert spent(dp_cluster)["dave"] == 1.0
+
+
+async def test_aborted_dp_session_charges_nothing(dp_cluster):
+    await dp_cluster.stop("carol")
+    await expect_error(dp_cluster, grpc.StatusCode.UNAVAILABLE, "carol", epsilon=1.0)
+    assert spent(dp_cluster) == {name: 0.0 for name in dp_cluster.ledgers}
