@@ -78,6 +78,12 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             self._channels[party] = self.identity.channel(self.federation.node(party).address, party)
         return pb_grpc.PartyStub(self._channels[party])
 
+    def _forget(self, party: str) -> None:
+        """Drop the channel to an unreachable party, so the next session reconnects without backoff."""
+        channel = self._channels.pop(party, None)
+        if channel is not None:
+            asyncio.ensure_future(channel.close())
+
     # -- the analyst's entry point ------------------------------------------------
 
     async def Query(self, request: pb.QueryRequest, context):
@@ -214,6 +220,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
     def _rpc_failure(self, party: str, exc: grpc.aio.AioRpcError, what: str) -> SessionFailed:
         code = exc.code()
         if code == grpc.StatusCode.UNAVAILABLE:
+            self._forget(party)
             return SessionFailed(code, f"party {party} is unreachable at {self.federation.node(party).address} "
                                        f"({exc.details()}); session aborted, nothing was charged", party)
         if code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):

@@ -21,7 +21,7 @@ class DataError(ValueError):
 
 
 class Table:
-    """Columns of records; ``columns[name]`` is a list of strings or numbers."""
+    """Columns of records; ``columns[name]`` is a list of strings or numbers, or a 2-D array of vectors."""
 
     def __init__(self, columns: dict[str, list], source: str = "inline values"):
         lengths = {len(v) for v in columns.values()}
@@ -34,6 +34,8 @@ class Table:
     def load(cls, source, table: str | None = None) -> "Table":
         """Read a CSV file (with a header row) or ``sqlite:PATH`` (with ``table``)."""
         text = str(source)
+        if text.endswith(".npy"):
+            return cls._npy(Path(text))
         if text.startswith("sqlite:"):
             return cls._sqlite(Path(text[len("sqlite:"):]), table)
         path = Path(text)
@@ -48,6 +50,17 @@ class Table:
         if any(len(r) != len(header) for r in body):
             raise DataError(f"{path}: every row needs {len(header)} fields")
         return cls({h: [r[i] for r in body] for i, h in enumerate(header)}, str(path))
+
+    @classmethod
+    def _npy(cls, path: Path) -> "Table":
+        """A numpy array file: one record per row (a vector when 2-D), as the column ``value``."""
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            raise DataError(f"data file {path} does not exist") from None
+        if arr.ndim not in (1, 2) or arr.dtype.kind not in "iuf":
+            raise DataError(f"{path}: expected a 1-D or 2-D numeric array")
+        return cls({"value": arr}, str(path))
 
     @classmethod
     def _sqlite(cls, path: Path, table: str | None) -> "Table":
@@ -71,6 +84,12 @@ class Table:
             if len(names) != 1:
                 raise DataError("a histogram reads exactly one column")
             return [str(v) for v in self.columns[names[0]]]
+        column = self.columns[names[0]]
+        if len(names) == 1 and isinstance(column, np.ndarray) and column.ndim == 2:  # vector records
+            if spec.statistic != "count" and column.shape[1] != spec.dimension:
+                raise DataError(f"column {names[0]!r} holds vectors of length {column.shape[1]}, "
+                                f"not {spec.dimension}")
+            return column.astype(np.float64, copy=False)
         if spec.statistic != "count" and len(names) != spec.dimension:
             raise DataError(f"dimension {spec.dimension} needs {spec.dimension} comma-separated columns, got {len(names)}")
         try:

@@ -217,6 +217,10 @@ class PartyNode(pb_grpc.PartyServicer):
         try:
             await self._stub(msg.recipient).Exchange(stream(), timeout=max(self._remaining(spec), 0.001))
         except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:  # reconnect afresh next session
+                channel = self._channels.pop(msg.recipient, None)
+                if channel is not None:
+                    await channel.close()
             return msg.recipient, f"could not deliver a share to {msg.recipient}: {exc.code().name}: {exc.details()}"
         return None
 

@@ -10,7 +10,7 @@ from services.client import QueryError, QueryResult, query
 from services.tls import warn_insecure
 
 
-def _bounds(text: str) -> tuple[float, float]:
+def parse_bounds(text: str) -> tuple[float, float]:
     parts = text.split(",")
     if len(parts) != 2:
         raise ValueError(f"--bounds takes LO,HI, got {text!r}")
@@ -48,7 +48,7 @@ def _fmt(v) -> str:
 def run(args) -> int:
     try:
         federation = fed.load(args.federation)
-        bounds = _bounds(args.bounds)
+        bounds = parse_bounds(args.bounds)
     except (fed.FederationError, ValueError) as exc:
         print(f"mpcdp query: {exc}", file=sys.stderr)
         return 2

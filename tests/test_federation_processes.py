@@ -1,0 +1,35 @@
+"""The federation as real OS processes on loopback: ``mpcdp simulate`` end to end, and a crashed party."""
+
+import subprocess
+import sys
+
+import grpc
+import pytest
+
+from services.client import QueryError
+from services.simulation import LocalFederation
+
+RAISES = {"alice": [3800], "bob": [2514], "carol": [2982], "dave": [3390]}
+
+
+def test_simulate_command_prints_the_four_engineers_average():
+    out = subprocess.run([sys.executable, "-m", "services.cli", "simulate", "--parties", "4",
+                          "--values", "3800,2514,2982,3390", "--statistic", "mean", "--bounds", "0,10000"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "mean: 3171.5" in out.stdout
+
+
+def test_crashed_party_aborts_with_its_name_and_the_federation_recovers():
+    with LocalFederation(RAISES, column="raise", timeout=10.0) as fed:
+        assert fed.query("mean", bounds=(0, 10_000)).value == pytest.approx(3171.5)
+        fed.kill("carol")
+        with pytest.raises(QueryError) as info:
+            fed.query("mean", bounds=(0, 10_000), epsilon=1.0)
+        assert info.value.code == grpc.StatusCode.UNAVAILABLE and "carol" in info.value.details
+        fed.launch("carol")
+        fed.wait_serving("carol")
+        r = fed.query("mean", bounds=(0, 10_000), epsilon=1.0)
+        assert r.epsilon == 1.0 and set(r.parties) == set(RAISES)
+        procs = list(fed.procs.values())
+    assert all(p.poll() is not None for p in procs)
