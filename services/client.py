@@ -15,12 +15,17 @@ import json
 from dataclasses import asdict, dataclass
 
 import grpc
+import numpy as np
 from google.protobuf import json_format
 
 from services.federation import Federation
 from services.tls import Identity
 from services.wire.mpcdp.v1 import federation_pb2 as pb
 from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
+
+
+MAX_REPLY = 64 << 20  # a release of a 10^6-vector is ~8 MB
+REPLY_OPTIONS = [("grpc.max_receive_message_length", MAX_REPLY)]
 
 
 class QueryError(Exception):
@@ -60,7 +65,9 @@ class QueryResult:
         as_dict = json_format.MessageToDict
         return cls(
             session_id=reply.session_id.hex(), statistic=reply.statistic,
-            result=as_dict(reply.result), parties=tuple(reply.parties), exact=reply.exact,
+            result={**as_dict(reply.result),
+                    **{k: np.frombuffer(v, dtype="<f8").tolist() for k, v in reply.vectors.items()}},
+            parties=tuple(reply.parties), exact=reply.exact,
             epsilon=None if reply.exact else reply.epsilon, delta=reply.delta,
             mechanism=reply.mechanism or None, noise_std=as_dict(reply.noise),
             intervals=as_dict(reply.intervals), confidence=None if reply.exact else reply.confidence)
@@ -72,7 +79,7 @@ class Client:
     def __init__(self, federation: Federation, name: str, insecure: bool = False):
         coordinator = federation.coordinator()
         self.identity = Identity(name, federation.certs, insecure)
-        self._channel = self.identity.channel(coordinator.address, coordinator.name)
+        self._channel = self.identity.channel(coordinator.address, coordinator.name, options=REPLY_OPTIONS)
         self._stub = pb_grpc.CoordinatorStub(self._channel)
 
     async def __aenter__(self) -> "Client":

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import grpc
+import numpy as np
 from google.protobuf import struct_pb2
 
 from mpcdp.protocol import CoordinatorSession, PartialSum, ProtocolError, QuerySpec, Response, SpecError, Status
@@ -299,7 +300,8 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
 
     def reply(self, spec: QuerySpec, release, confidence: float) -> pb.QueryReply:
         result, noise, intervals = struct_pb2.Struct(), struct_pb2.Struct(), struct_pb2.Struct()
-        result.update(release.result)
+        vectors = {k: np.asarray(v, dtype="<f8").tobytes() for k, v in release.result.items() if isinstance(v, list)}
+        result.update({k: v for k, v in release.result.items() if k not in vectors})
         if not spec.is_exact:
             described = describe(spec, release.result, confidence)
             noise.update(described.noise_std)
@@ -308,4 +310,4 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             session_id=spec.session_id, statistic=spec.statistic, result=result, parties=spec.parties,
             exact=spec.is_exact, epsilon=0.0 if spec.is_exact else spec.epsilon, delta=spec.delta,
             mechanism="" if spec.is_exact else spec.mechanism, noise=noise, intervals=intervals,
-            confidence=confidence if not spec.is_exact else 0.0)
+            confidence=confidence if not spec.is_exact else 0.0, vectors=vectors)

@@ -84,7 +84,7 @@ def check_noise_headroom(spec: QuerySpec) -> None:
 @dataclass(frozen=True)
 class Description:
     noise_std: dict      # block name -> standard deviation of its total noise, in value units
-    intervals: dict      # result key -> [lower, upper] (lists per coordinate for vectors); None if unbounded
+    intervals: dict      # result key -> [lower, upper], {"half_width": w} for vectors, or None
     guarantee: dict      # block name -> epsilon (pure) or rho (zCDP) that block's honest pieces give
 
 
@@ -92,9 +92,10 @@ def describe(spec: QuerySpec, result: dict, confidence: float = 0.95) -> Descrip
     """Noise scale and simultaneous ``confidence`` intervals for a noisy release.
 
     Each coordinate's interval has miss probability (1 - confidence) / m, m the
-    number of coordinates (union bound), from the noise tail bound. The mean
-    interval follows from those of the sum and the count (s / c is monotone in
-    each on c > 0) and is clipped to the bounds; a variance gets none.
+    number of coordinates (union bound), from the noise tail bound; a vector
+    gets one half-width for all its coordinates. A scalar mean's interval
+    follows from those of the sum and the count (s / c is monotone in each on
+    c > 0) and is clipped to the bounds; vector means and variances get none.
     """
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
@@ -120,8 +121,8 @@ def describe(spec: QuerySpec, result: dict, confidence: float = 0.95) -> Descrip
 
 
 def _around(value, w):
-    if isinstance(value, list):
-        return [[v - w, v + w] for v in value]
+    if isinstance(value, list):  # the same half-width for every coordinate
+        return {"half_width": w}
     return [value - w, value + w]
 
 
@@ -137,4 +138,4 @@ def _mean_interval(result: dict, width: dict, bounds):
         return [min(max(min(corners), lo), hi), min(max(max(corners), lo), hi)]
 
     s = result["sum"]
-    return [one(v) for v in s] if isinstance(s, list) else one(s)
+    return None if isinstance(s, list) else one(s)

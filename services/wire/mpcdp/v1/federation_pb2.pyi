@@ -164,7 +164,14 @@ class QueryRequest(_message.Message):
     def __init__(self, spec: _Optional[_Union[QuerySpec, _Mapping]] = ..., timeout_seconds: _Optional[float] = ..., confidence: _Optional[float] = ...) -> None: ...
 
 class QueryReply(_message.Message):
-    __slots__ = ("session_id", "statistic", "result", "parties", "exact", "epsilon", "delta", "mechanism", "noise", "intervals", "confidence")
+    __slots__ = ("session_id", "statistic", "result", "parties", "exact", "epsilon", "delta", "mechanism", "noise", "intervals", "confidence", "vectors")
+    class VectorsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: bytes
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     STATISTIC_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
@@ -176,6 +183,7 @@ class QueryReply(_message.Message):
     NOISE_FIELD_NUMBER: _ClassVar[int]
     INTERVALS_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    VECTORS_FIELD_NUMBER: _ClassVar[int]
     session_id: bytes
     statistic: str
     result: _struct_pb2.Struct
@@ -187,4 +195,5 @@ class QueryReply(_message.Message):
     noise: _struct_pb2.Struct
     intervals: _struct_pb2.Struct
     confidence: float
-    def __init__(self, session_id: _Optional[bytes] = ..., statistic: _Optional[str] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., parties: _Optional[_Iterable[str]] = ..., exact: _Optional[bool] = ..., epsilon: _Optional[float] = ..., delta: _Optional[float] = ..., mechanism: _Optional[str] = ..., noise: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., intervals: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., confidence: _Optional[float] = ...) -> None: ...
+    vectors: _containers.ScalarMap[str, bytes]
+    def __init__(self, session_id: _Optional[bytes] = ..., statistic: _Optional[str] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., parties: _Optional[_Iterable[str]] = ..., exact: _Optional[bool] = ..., epsilon: _Optional[float] = ..., delta: _Optional[float] = ..., mechanism: _Optional[str] = ..., noise: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., intervals: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., confidence: _Optional[float] = ..., vectors: _Optional[_Mapping[str, bytes]] = ...) -> None: ...
