@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from mpcdp.prg import Prg
-from services.survey.store import (ID_BYTES, PutStatus, SqliteStore, StoreError, fold, id_set_digest,
-                                   open_store)
+from mpcdp.survey.release import id_set_digest
+from services.survey.store import ID_BYTES, PutStatus, SqliteStore, StoreError, fold, open_store
 
 PG = os.environ.get("MPCDP_TEST_POSTGRES")
 WIDTH = 3

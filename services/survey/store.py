@@ -19,7 +19,6 @@ Shares are opaque blobs here (packed little-endian uint64); nothing is logged.
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -27,6 +26,8 @@ from enum import Enum
 from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
+
+from mpcdp.survey.release import id_set_digest
 
 ID_BYTES = 16
 _SUM_CHUNK = 65_536  # shares folded into the sum per fetch
@@ -57,14 +58,6 @@ class SurveyState:
     state: str  # open, closed or released
     count: int
     width: int
-
-
-def id_set_digest(ids: Iterable[bytes]) -> bytes:
-    """SHA-256 of a set of submission ids (order-independent)."""
-    h = hashlib.sha256()
-    for sid in sorted(ids):
-        h.update(sid)
-    return h.digest()
 
 
 def fold(blobs: Iterable[bytes], width: int) -> np.ndarray:

@@ -1,0 +1,140 @@
+"""The respondent's side of a survey: randomise locally, encode, share, deliver with safe retries.
+
+    client = SurveyClient(survey, transport)
+    prepared = client.prepare({"vote": "Left", "salary": 52_000})
+    await client.deliver([prepared])
+
+``prepare`` applies each question's local DP mechanism on the device, encodes
+the sheet into one ring vector and splits it into one additive share per
+aggregator, all under a fresh 16-byte submission id. ``deliver`` sends each
+aggregator its share under that id and retries what was not acknowledged.
+A retry re-sends the *same* prepared submission (keep it until delivered:
+:meth:`PreparedSubmission.to_json`), so an aggregator that already stored it
+acknowledges a duplicate and nothing is counted twice; a fresh ``prepare``
+for the same person would be a new respondent. A submission that reaches
+only some aggregators is not counted at all.
+
+The transport is injected (:class:`Transport`): this module does no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Callable, Mapping, Protocol, Sequence
+
+import numpy as np
+
+from .prg import RandomSource, system_random
+from .sharing import share
+from .survey.definition import Survey
+from .survey.local import randomise
+from .survey.sheet import assemble, check_answers
+
+ID_BYTES = 16
+Item = tuple[bytes, bytes]  # (submission id, share blob)
+
+
+class Unavailable(Exception):
+    """A transport failure worth retrying (the aggregator is down or unreachable)."""
+
+
+class Refused(Exception):
+    """An aggregator refused a batch outright (closed or unknown survey, malformed share)."""
+
+
+class Conflict(Exception):
+    """An aggregator already holds a different share under one of our submission ids."""
+
+
+class Transport(Protocol):
+    async def send(self, aggregator: str, survey: Survey, batches: Sequence[Sequence[Item]],
+                   on_ack: Callable[[int, list[str]], None]) -> None:
+        """Stream ``batches`` to ``aggregator``; call ``on_ack(index, outcomes)`` as each is stored.
+
+        Outcomes are "accepted", "duplicate" or "conflict". Raises
+        :class:`Unavailable` on a transport failure, :class:`Refused` when the
+        aggregator rejects a batch.
+        """
+
+
+@dataclass(frozen=True)
+class PreparedSubmission:
+    """A randomised, shared answer sheet, ready to (re)send: one share per aggregator."""
+
+    survey_id: str
+    submission_id: bytes
+    shares: dict[str, bytes]
+
+    def to_json(self) -> str:
+        return json.dumps({"survey": self.survey_id, "id": self.submission_id.hex(),
+                           "shares": {k: v.hex() for k, v in self.shares.items()}})
+
+    @classmethod
+    def from_json(cls, text: str) -> "PreparedSubmission":
+        d = json.loads(text)
+        return cls(d["survey"], bytes.fromhex(d["id"]), {k: bytes.fromhex(v) for k, v in d["shares"].items()})
+
+
+class SurveyClient:
+    """Prepares and delivers submissions to one survey. ``rng`` defaults to the OS CSPRNG."""
+
+    def __init__(self, survey: Survey, transport: Transport | None = None, rng: RandomSource | None = None):
+        self.survey = survey
+        self.transport = transport
+        self.rng = rng or system_random("survey-client")
+
+    def prepare(self, answers: Mapping[str, object]) -> PreparedSubmission:
+        """Validate, randomise locally, encode and share one answer sheet."""
+        check_answers(self.survey, answers)
+        blocks = {q.id: randomise(q, answers[q.id], self.rng) for q in self.survey.questions}
+        vector = assemble(self.survey, blocks)
+        names = self.survey.aggregator_names
+        parts = share(vector, len(names), self.rng)
+        return PreparedSubmission(self.survey.id, self.rng.bytes(ID_BYTES),
+                                  {name: np.asarray(p, dtype="<u8").tobytes() for name, p in zip(names, parts)})
+
+    async def deliver(self, submissions: Sequence[PreparedSubmission], batch_size: int = 1000,
+                      attempts: int = 5, on_ack: Callable[[str, int], None] | None = None) -> None:
+        """Send every submission to every aggregator, retrying unacknowledged batches.
+
+        ``on_ack(aggregator, n)`` reports n more submissions stored there.
+        Raises :class:`Conflict` if an aggregator holds another share under one
+        of these ids, :class:`Unavailable` if an aggregator stays unreachable
+        for ``attempts`` tries (what it did acknowledge stays stored).
+        """
+        import asyncio
+
+        if self.transport is None:
+            raise ValueError("transport: this client was made without one; it can only prepare")
+        if batch_size < 1 or attempts < 1:
+            raise ValueError("batch_size and attempts must be at least 1")
+        for s in submissions:
+            if s.survey_id != self.survey.id:
+                raise ValueError(f"submissions: one is for survey {s.survey_id!r}, not {self.survey.id!r}")
+        await asyncio.gather(*(self._deliver_to(name, submissions, batch_size, attempts, on_ack)
+                               for name in self.survey.aggregator_names))
+
+    async def _deliver_to(self, name, submissions, batch_size, attempts, on_ack) -> None:
+        items = [(s.submission_id, s.shares[name]) for s in submissions]
+        pending = {i: items[i:i + batch_size] for i in range(0, len(items), batch_size)}
+        conflicts = 0
+
+        def acked(index: int, outcomes: list[str]) -> None:
+            nonlocal conflicts
+            batch_start = order[index]
+            conflicts += outcomes.count("conflict")
+            if on_ack:
+                on_ack(name, len(pending[batch_start]))
+            del pending[batch_start]
+
+        for attempt in range(attempts):
+            order = sorted(pending)
+            try:
+                await self.transport.send(name, self.survey, [pending[i] for i in order], acked)
+                break
+            except Unavailable:
+                if attempt == attempts - 1:
+                    raise
+        if conflicts:
+            raise Conflict(f"{name} already holds a different share under {conflicts} of these submission ids")

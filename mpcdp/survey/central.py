@@ -1,0 +1,82 @@
+"""Central noise of a survey release: each aggregator's piece, its variance, what it guarantees.
+
+Per question with central noise, every aggregator adds an integer piece to
+each coordinate of the question's block (:mod:`mpcdp.dp.distributed`), sized
+so that the pieces of the m - t honest aggregators alone give the promised
+guarantee (t = the survey's ``colluders``):
+
+* discrete Laplace: pure epsilon-DP, scale = L1 sensitivity / epsilon;
+* Skellam: rho-zCDP with rho = (sqrt(ln(1/delta) + epsilon) - sqrt(ln(1/delta)))^2,
+  which converts back to (epsilon, delta)-DP (Bun and Steinke, TCC 2016).
+
+Neighbours: one respondent's report replaced (the number of respondents is
+public). Sensitivities are :attr:`Question.sensitivity` (L1) and, for Skellam,
+ceil(sqrt(L1)) for 0/1 blocks or the range for numeric ones (L2).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+
+from .. import ring
+from ..dp.distributed import DistributedDiscreteLaplace, DistributedSkellam
+from ..prg import RandomSource
+from .definition import Question, Survey
+
+
+def skellam_rho(epsilon: float, delta: float) -> float:
+    """The largest rho whose zCDP-to-DP conversion gives (epsilon, delta)."""
+    log = math.log(1 / delta)
+    return (math.sqrt(log + epsilon) - math.sqrt(log)) ** 2
+
+
+def l2_sensitivity(q: Question) -> int:
+    return q.sensitivity if q.kind == "numeric" else math.isqrt(q.sensitivity - 1) + 1
+
+
+def mechanism(survey: Survey, q: Question) -> DistributedDiscreteLaplace | DistributedSkellam | None:
+    """The distributed mechanism of question ``q``, or None without central noise."""
+    return _mechanism(q, len(survey.aggregators), survey.colluders)
+
+
+@lru_cache(maxsize=256)
+def _mechanism(q: Question, m: int, t: int):
+    if q.central.mechanism == "discrete_laplace":
+        return DistributedDiscreteLaplace(q.central.epsilon, q.sensitivity, m, t)
+    if q.central.mechanism == "skellam":
+        return DistributedSkellam(skellam_rho(q.central.epsilon, q.central.delta), l2_sensitivity(q), m, t,
+                                  l1_sensitivity=q.sensitivity)
+    return None
+
+
+def noise_piece(survey: Survey, rng: RandomSource) -> np.ndarray:
+    """One aggregator's noise vector over the whole answer sheet (ring elements)."""
+    parts = []
+    for q in survey.questions:
+        mech = mechanism(survey, q)
+        parts.append(mech.piece(q.width, rng) if mech else np.zeros(q.width, dtype=np.int64))
+    return ring.as_ring(np.concatenate(parts))
+
+
+def variance(survey: Survey, q: Question) -> float:
+    """Variance of the total central noise on each coordinate of q's block (all pieces)."""
+    mech = mechanism(survey, q)
+    return mech.variance(len(survey.aggregators)) if mech else 0.0
+
+
+def guarantee(survey: Survey, q: Question) -> tuple[float, float] | None:
+    """(epsilon, delta) the release of q promises with only the honest pieces; None without noise."""
+    mech = mechanism(survey, q)
+    if mech is None:
+        return None
+    return mech.guarantee(len(survey.aggregators)).epsilon_delta(q.central.delta)
+
+
+def check_headroom(survey: Survey, count: int) -> None:
+    """Refuse (HeadroomError) a release whose totals plus noise could wrap around the ring."""
+    for q in survey.questions:
+        mech = mechanism(survey, q)
+        ring.check_fits(count, q.magnitude, mech.tail_bound() if mech else 0, what=f"totals of {q.id!r}")

@@ -1,0 +1,119 @@
+"""Local DP on the respondent's device, per question: the randomised block and its response rates.
+
+Each mechanism is epsilon-LDP for any two answers of one respondent (the
+neighbouring relation of local DP), with exact samplers and keep-probabilities
+rounded towards more privacy (:mod:`mpcdp.dp.rational`). For frequency
+questions a reported coordinate is 1 with probability p if truly 1 and q if
+truly 0; :func:`rates` gives (p, q) for the debiasing in :mod:`.release`.
+
+* two_coin (yes/no, epsilon = ln 3): answer truthfully on heads, else report a
+  second coin (Warner 1965, as in the seed); p = 3/4, q = 1/4.
+* rr (yes/no): keep the answer with probability e^eps / (1 + e^eps), else flip.
+  On a multi-select question, each option's bit at epsilon / k (k options):
+  one answer changes at most k bits, so the sheet is epsilon-LDP.
+* krr (choice): k-ary randomized response: keep with probability
+  e^eps / (e^eps + k - 1), else report one of the other k - 1 options
+  uniformly (Kairouz, Oh and Viswanath 2014).
+* unary (choice): optimised unary encoding: one-hot, then the true bit is 1
+  with probability 1/2 and every other bit with q = 1 / (e^eps + 1)
+  (Wang et al., USENIX Security 2017).
+* laplace (numeric): grid Laplace on the power-of-two step, sensitivity
+  hi - lo (:class:`mpcdp.dp.laplace.GridLaplace`), clamped far in the tails
+  (see :data:`.definition.LAPLACE_TAIL`).
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from functools import lru_cache
+
+import numpy as np
+
+from ..dp.rational import exp_decimal, probability_above, probability_below
+from ..dp.samplers import bernoulli, bernoulli_float_each, discrete_laplace, uniform_below
+from ..prg import RandomSource
+from .definition import Question
+
+
+@lru_cache(maxsize=256)
+def _keep(mechanism: str, epsilon: float, k: int) -> Fraction:
+    """Probability of reporting the truth (rr, krr), rounded down; for unary, q rounded up."""
+    if mechanism == "rr":
+        return probability_below(lambda: exp_decimal(epsilon) / (1 + exp_decimal(epsilon)), "keep probability")
+    if mechanism == "krr":
+        return probability_below(lambda: exp_decimal(epsilon) / (exp_decimal(epsilon) + k - 1), "keep probability")
+    return probability_above(lambda: 1 / (exp_decimal(epsilon) + 1), "unary-encoding q")
+
+
+def _bit_epsilon(q: Question) -> float:
+    return q.local.epsilon / len(q.options) if q.kind == "multiselect" else q.local.epsilon
+
+
+def rates(q: Question) -> tuple[float, float]:
+    """(P(report 1 | true 1), P(report 1 | true 0)) for each coordinate of a frequency question."""
+    name = q.local.name
+    if name == "none":
+        return 1.0, 0.0
+    if name == "two_coin":
+        return 0.75, 0.25
+    if name == "rr":
+        keep = _keep("rr", _bit_epsilon(q), 2)
+        return float(keep), float(1 - keep)
+    if name == "krr":
+        keep = _keep("krr", q.local.epsilon, len(q.options))
+        return float(keep), float((1 - keep) / (len(q.options) - 1))
+    return 0.5, float(_keep("unary", q.local.epsilon, len(q.options)))
+
+
+def report_variance(q: Question) -> float:
+    """Variance of the local noise on one numeric report, in the answer's units."""
+    return q.laplace().variance if q.local.name == "laplace" else 0.0
+
+
+def randomise(q: Question, answer, rng: RandomSource) -> np.ndarray:
+    """The question's int64 block for ``answer`` after local randomisation (answer already checked)."""
+    name = q.local.name
+    if q.kind == "numeric":
+        return np.array([_numeric(q, float(answer), rng)], dtype=np.int64)
+    if q.kind == "yesno":
+        truth = np.array([int(answer)], dtype=np.int64)
+    elif q.kind == "choice":
+        truth = np.zeros(len(q.options), dtype=np.int64)
+        truth[q.options.index(answer)] = 1
+    else:
+        truth = np.array([int(o in answer) for o in q.options], dtype=np.int64)
+    if name == "none":
+        return truth
+    if name == "two_coin":
+        honest = bernoulli(Fraction(1, 2), 1, rng)[0]
+        return truth if honest else bernoulli(Fraction(1, 2), 1, rng).astype(np.int64)
+    if name == "rr":
+        flip = ~bernoulli(_keep("rr", _bit_epsilon(q), 2), truth.size, rng)
+        return np.where(flip, 1 - truth, truth)
+    k = len(q.options)
+    true_index = int(np.flatnonzero(truth)[0])
+    if name == "krr":
+        out = np.zeros(k, dtype=np.int64)
+        if bernoulli(_keep("krr", q.local.epsilon, k), 1, rng)[0]:
+            out[true_index] = 1
+        else:
+            other = int(uniform_below(k - 1, 1, rng)[0])
+            out[other + (other >= true_index)] = 1
+        return out
+    # unary: true bit 1 w.p. 1/2, each other bit 1 w.p. q
+    out = bernoulli(_keep("unary", q.local.epsilon, k), k, rng).astype(np.int64)
+    out[true_index] = int(bernoulli(Fraction(1, 2), 1, rng)[0])
+    return out
+
+
+def _numeric(q: Question, x: float, rng: RandomSource) -> int:
+    lo, hi = q.bounds
+    x = min(max(x, lo), hi)
+    if q.local.name == "laplace":
+        mech = q.laplace()
+        steps = int(mech.to_grid(x, rng)[0]) + int(discrete_laplace(mech.scale_steps, 1, rng)[0])
+        low, high = q.unit_range
+        return min(max(steps, low), high)
+    scaled = x / q.step  # exact: the step is a power of two
+    base = np.floor(scaled)
+    return int(base) + int(bernoulli_float_each(np.array([scaled - base]), rng)[0])

@@ -1,0 +1,120 @@
+"""The aggregator node: a party node in the aggregator role of a survey (DESIGN.md, protocol 2).
+
+It stores each respondent's share durably before acknowledging it, and at
+close gives the coordinator one partial sum over exactly the counted
+submissions plus its own piece of the distributed central noise. It checks
+the survey's minimum size itself rather than trusting the coordinator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Callable, Mapping
+
+import grpc
+import numpy as np
+
+from mpcdp.prg import RandomSource
+from mpcdp.survey.central import noise_piece
+from mpcdp.survey.definition import Survey
+from mpcdp.survey.release import BelowMinimum, check_minimum
+from services.survey.store import ID_BYTES, PutStatus, ShareStore, StoreError
+from services.tls import caller
+from services.wire.mpcdp.v1 import survey_pb2, survey_pb2_grpc
+
+_OUTCOME = {PutStatus.ACCEPTED: survey_pb2.SubmitAck.ACCEPTED, PutStatus.DUPLICATE: survey_pb2.SubmitAck.DUPLICATE,
+            PutStatus.CONFLICT: survey_pb2.SubmitAck.CONFLICT}
+_STATUS = {StoreError.UNKNOWN_SURVEY: grpc.StatusCode.NOT_FOUND, StoreError.MISMATCH: grpc.StatusCode.FAILED_PRECONDITION,
+           StoreError.CLOSED: grpc.StatusCode.FAILED_PRECONDITION,
+           StoreError.NOT_CLOSED: grpc.StatusCode.FAILED_PRECONDITION,
+           StoreError.RELEASED: grpc.StatusCode.FAILED_PRECONDITION}
+CHUNK_IDS = 65_536  # ids per ListIds message (1 MiB)
+
+
+def split_ids(blob: bytes) -> list[bytes]:
+    if len(blob) % ID_BYTES:
+        raise ValueError(f"id lists are concatenated {ID_BYTES}-byte ids")
+    return [blob[i:i + ID_BYTES] for i in range(0, len(blob), ID_BYTES)]
+
+
+class AggregatorService(survey_pb2_grpc.SurveyAggregatorServicer):
+    """``noise_rng(survey)`` gives the generator of this aggregator's noise piece for a survey."""
+
+    def __init__(self, name: str, surveys: Mapping[str, Survey], store: ShareStore,
+                 noise_rng: Callable[[Survey], RandomSource], coordinator: str = "coordinator",
+                 insecure: bool = False):
+        self.name = name
+        self.surveys = dict(surveys)
+        self.store = store
+        self.noise_rng = noise_rng
+        self.coordinator = coordinator
+        self.insecure = insecure
+        for survey in self.surveys.values():
+            if name not in survey.aggregator_names:
+                raise ValueError(f"{name!r} is not an aggregator of survey {survey.id!r}")
+            store.register(survey.id, survey.digest, survey.width)
+
+    async def _survey(self, ref, context) -> Survey:
+        survey = self.surveys.get(ref.survey_id)
+        if survey is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"this aggregator runs no survey {ref.survey_id!r}")
+        if ref.digest != survey.digest:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"survey {survey.id!r}: your definition differs from this aggregator's "
+                                "(digest mismatch); fetch the current survey file")
+        return survey
+
+    async def _coordinator_only(self, context) -> None:
+        if not self.insecure and caller(context) != self.coordinator:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                f"only the coordinator {self.coordinator!r} may close or release a survey")
+
+    async def _run(self, context, fn, *args):
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except StoreError as exc:
+            await context.abort(_STATUS[exc.reason], str(exc))
+        except (ValueError, BelowMinimum) as exc:
+            code = grpc.StatusCode.FAILED_PRECONDITION if isinstance(exc, BelowMinimum) \
+                else grpc.StatusCode.INVALID_ARGUMENT
+            await context.abort(code, str(exc))
+
+    async def Submit(self, request_iterator, context):
+        index = 0
+        async for batch in request_iterator:
+            survey = await self._survey(batch.survey, context)
+            items = [(s.submission_id, s.share) for s in batch.submissions]
+            statuses = await self._run(context, self.store.put, survey.id, items)
+            yield survey_pb2.SubmitAck(batch=index, outcomes=[_OUTCOME[s] for s in statuses])
+            index += 1
+
+    async def Status(self, request, context):
+        survey = await self._survey(request, context)
+        state = await self._run(context, self.store.state, survey.id)
+        return survey_pb2.SurveyStatus(state=state.state, submissions=state.count)
+
+    async def Close(self, request, context):
+        await self._coordinator_only(context)
+        survey = await self._survey(request, context)
+        state = await self._run(context, self.store.close, survey.id)
+        return survey_pb2.SurveyStatus(state=state.state, submissions=state.count)
+
+    async def ListIds(self, request, context):
+        await self._coordinator_only(context)
+        survey = await self._survey(request, context)
+        ids = await self._run(context, lambda: list(self.store.ids(survey.id)))
+        for start in range(0, len(ids), CHUNK_IDS):
+            yield survey_pb2.IdChunk(ids=b"".join(ids[start:start + CHUNK_IDS]))
+
+    async def Release(self, request, context):
+        await self._coordinator_only(context)
+        survey = await self._survey(request.survey, context)
+
+        def release():
+            check_minimum(survey, request.count)
+            exclude = split_ids(request.exclude)
+            return self.store.release(survey.id, exclude, request.count, request.set_digest,
+                                      lambda: noise_piece(survey, self.noise_rng(survey)))
+
+        vector = await self._run(context, release)
+        return survey_pb2.PartialSum(vector=np.asarray(vector, dtype="<u8").tobytes())
