@@ -1,8 +1,9 @@
 """Local DP on the respondent's device, per question: the randomised block and its response rates.
 
 Each mechanism is epsilon-LDP for any two answers of one respondent (the
-neighbouring relation of local DP), with exact samplers and keep-probabilities
-rounded towards more privacy (:mod:`mpcdp.dp.rational`). For frequency
+neighbouring relation of local DP); the randomisers are those of
+:mod:`mpcdp.dp.local` (exact samplers, keep-probabilities rounded towards
+more privacy) applied to the question's block. For frequency
 questions a reported coordinate is 1 with probability p if truly 1 and q if
 truly 0; :func:`rates` gives (p, q) for the debiasing in :mod:`.release`.
 
@@ -24,25 +25,23 @@ truly 0; :func:`rates` gives (p, q) for the debiasing in :mod:`.release`.
 
 from __future__ import annotations
 
-from fractions import Fraction
 from functools import lru_cache
 
 import numpy as np
 
-from ..dp.rational import exp_decimal, probability_above, probability_below
-from ..dp.samplers import bernoulli, bernoulli_float_each, discrete_laplace, uniform_below
+from ..dp.local import BinaryRR, KaryRR, UnaryEncoding, two_coin_randomize
+from ..dp.samplers import bernoulli_float_each, discrete_laplace
 from ..prg import RandomSource
 from .definition import Question
 
 
 @lru_cache(maxsize=256)
-def _keep(mechanism: str, epsilon: float, k: int) -> Fraction:
-    """Probability of reporting the truth (rr, krr), rounded down; for unary, q rounded up."""
-    if mechanism == "rr":
-        return probability_below(lambda: exp_decimal(epsilon) / (1 + exp_decimal(epsilon)), "keep probability")
-    if mechanism == "krr":
-        return probability_below(lambda: exp_decimal(epsilon) / (exp_decimal(epsilon) + k - 1), "keep probability")
-    return probability_above(lambda: 1 / (exp_decimal(epsilon) + 1), "unary-encoding q")
+def _mechanism(name: str, epsilon: float, k: int):
+    if name == "rr":
+        return BinaryRR(epsilon)
+    if name == "krr":
+        return KaryRR(epsilon, k)
+    return UnaryEncoding(epsilon, k)
 
 
 def _bit_epsilon(q: Question) -> float:
@@ -57,12 +56,12 @@ def rates(q: Question) -> tuple[float, float]:
     if name == "two_coin":
         return 0.75, 0.25
     if name == "rr":
-        keep = _keep("rr", _bit_epsilon(q), 2)
-        return float(keep), float(1 - keep)
+        keep = float(_mechanism("rr", _bit_epsilon(q), 2).keep)
+        return keep, 1 - keep
     if name == "krr":
-        keep = _keep("krr", q.local.epsilon, len(q.options))
-        return float(keep), float((1 - keep) / (len(q.options) - 1))
-    return 0.5, float(_keep("unary", q.local.epsilon, len(q.options)))
+        keep = float(_mechanism("krr", q.local.epsilon, len(q.options)).keep)
+        return keep, (1 - keep) / (len(q.options) - 1)
+    return 0.5, float(_mechanism("unary", q.local.epsilon, len(q.options)).flip_on)
 
 
 def report_variance(q: Question) -> float:
@@ -85,25 +84,15 @@ def randomise(q: Question, answer, rng: RandomSource) -> np.ndarray:
     if name == "none":
         return truth
     if name == "two_coin":
-        honest = bernoulli(Fraction(1, 2), 1, rng)[0]
-        return truth if honest else bernoulli(Fraction(1, 2), 1, rng).astype(np.int64)
+        return two_coin_randomize(truth, rng).astype(np.int64)
     if name == "rr":
-        flip = ~bernoulli(_keep("rr", _bit_epsilon(q), 2), truth.size, rng)
-        return np.where(flip, 1 - truth, truth)
+        return _mechanism("rr", _bit_epsilon(q), 2).randomize(truth, rng).astype(np.int64)
     k = len(q.options)
-    true_index = int(np.flatnonzero(truth)[0])
     if name == "krr":
         out = np.zeros(k, dtype=np.int64)
-        if bernoulli(_keep("krr", q.local.epsilon, k), 1, rng)[0]:
-            out[true_index] = 1
-        else:
-            other = int(uniform_below(k - 1, 1, rng)[0])
-            out[other + (other >= true_index)] = 1
+        out[_mechanism("krr", q.local.epsilon, k).randomize(np.flatnonzero(truth), rng)[0]] = 1
         return out
-    # unary: true bit 1 w.p. 1/2, each other bit 1 w.p. q
-    out = bernoulli(_keep("unary", q.local.epsilon, k), k, rng).astype(np.int64)
-    out[true_index] = int(bernoulli(Fraction(1, 2), 1, rng)[0])
-    return out
+    return _mechanism("unary", q.local.epsilon, k).randomize(truth.reshape(1, k), rng).reshape(k).astype(np.int64)
 
 
 def _numeric(q: Question, x: float, rng: RandomSource) -> int:
