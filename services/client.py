@@ -39,7 +39,7 @@ class QueryError(Exception):
 
 @dataclass(frozen=True)
 class QueryResult:
-    """A release: the answer, its noise and intervals, and what it cost."""
+    """A release: the answer, its noise and intervals, and what it cost (vector entries are float64 arrays)."""
 
     session_id: str
     statistic: str
@@ -58,7 +58,8 @@ class QueryResult:
         return self.result[self.statistic]
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
+        return json.dumps(asdict(self), indent=2, sort_keys=True,
+                          default=lambda v: v.tolist() if isinstance(v, np.ndarray) else str(v))
 
     @classmethod
     def from_proto(cls, reply: pb.QueryReply) -> "QueryResult":
@@ -66,7 +67,7 @@ class QueryResult:
         return cls(
             session_id=reply.session_id.hex(), statistic=reply.statistic,
             result={**as_dict(reply.result),
-                    **{k: np.frombuffer(v, dtype="<f8").tolist() for k, v in reply.vectors.items()}},
+                    **{k: np.frombuffer(v, dtype="<f8") for k, v in reply.vectors.items()}},
             parties=tuple(reply.parties), exact=reply.exact,
             epsilon=None if reply.exact else reply.epsilon, delta=reply.delta,
             mechanism=reply.mechanism or None, noise_std=as_dict(reply.noise),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import sys
 
+import numpy as np
+
 from services import federation as fed
 from services.client import QueryError, QueryResult, query
 from services.tls import warn_insecure
@@ -27,8 +29,11 @@ def format_result(r: QueryResult) -> str:
     else:
         lines.append(f"epsilon spent: {r.epsilon:g}" + (f", delta {r.delta:g}" if r.delta else "")
                      + f" ({r.mechanism} noise, shared among the parties)")
-        for key, (lo, hi) in ((k, v) for k, v in r.intervals.items() if v is not None):
-            lines.append(f"  {100 * r.confidence:g}% interval for {key}: [{_fmt(lo)}, {_fmt(hi)}]")
+        for key, interval in r.intervals.items():
+            if isinstance(interval, list):
+                lines.append(f"  {100 * r.confidence:g}% interval for {key}: [{_fmt(interval[0])}, {_fmt(interval[1])}]")
+            elif isinstance(interval, dict) and "half_width" in interval:
+                lines.append(f"  {100 * r.confidence:g}% interval for each {key}: +/- {_fmt(interval['half_width'])}")
         for key, std in r.noise_std.items():
             lines.append(f"  noise std on {key}: {_fmt(std)}")
     lines.append(f"parties: {', '.join(r.parties)}")
@@ -36,6 +41,8 @@ def format_result(r: QueryResult) -> str:
 
 
 def _fmt(v) -> str:
+    if isinstance(v, np.ndarray):
+        v = v.tolist() if v.size <= 20 else v[:20].tolist() + ["..."]
     if isinstance(v, float):
         return f"{v:.6g}" if math.isfinite(v) else str(v)
     if isinstance(v, dict):
