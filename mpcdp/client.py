@@ -19,17 +19,19 @@ The transport is injected (:class:`Transport`): this module does no I/O.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from typing import Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
+from . import ring
 from .prg import RandomSource, system_random
 from .sharing import share
 from .survey.definition import Survey
 from .survey.local import randomise
-from .survey.sheet import assemble, check_answers
+from .survey.sheet import check_answers
 
 ID_BYTES = 16
 Item = tuple[bytes, bytes]  # (submission id, share blob)
@@ -86,13 +88,22 @@ class SurveyClient:
 
     def prepare(self, answers: Mapping[str, object]) -> PreparedSubmission:
         """Validate, randomise locally, encode and share one answer sheet."""
-        check_answers(self.survey, answers)
-        blocks = {q.id: randomise(q, answers[q.id], self.rng) for q in self.survey.questions}
-        vector = assemble(self.survey, blocks)
+        return self.prepare_many([answers])[0]
+
+    def prepare_many(self, sheets: Sequence[Mapping[str, object]]) -> list[PreparedSubmission]:
+        """:meth:`prepare` for many respondents at once (a simulation or a relay), vectorised."""
+        for sheet in sheets:
+            check_answers(self.survey, sheet)
+        n = len(sheets)
+        blocks = [randomise(q, [s[q.id] for s in sheets], self.rng) for q in self.survey.questions]
+        vectors = ring.as_ring(np.concatenate(blocks, axis=1)) if n else ring.zeros(0)
         names = self.survey.aggregator_names
-        parts = share(vector, len(names), self.rng)
-        return PreparedSubmission(self.survey.id, self.rng.bytes(ID_BYTES),
-                                  {name: np.asarray(p, dtype="<u8").tobytes() for name, p in zip(names, parts)})
+        parts = share(vectors, len(names), self.rng)
+        ids = self.rng.bytes(ID_BYTES * n)
+        blobs = [np.ascontiguousarray(p, dtype="<u8") for p in parts]
+        return [PreparedSubmission(self.survey.id, ids[i * ID_BYTES:(i + 1) * ID_BYTES],
+                                   {name: blob[i].tobytes() for name, blob in zip(names, blobs)})
+                for i in range(n)]
 
     async def deliver(self, submissions: Sequence[PreparedSubmission], batch_size: int = 1000,
                       attempts: int = 5, on_ack: Callable[[str, int], None] | None = None) -> None:
@@ -103,8 +114,6 @@ class SurveyClient:
         of these ids, :class:`Unavailable` if an aggregator stays unreachable
         for ``attempts`` tries (what it did acknowledge stays stored).
         """
-        import asyncio
-
         if self.transport is None:
             raise ValueError("transport: this client was made without one; it can only prepare")
         if batch_size < 1 or attempts < 1:

@@ -26,6 +26,7 @@ truly 0; :func:`rates` gives (p, q) for the debiasing in :mod:`.release`.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Sequence
 
 import numpy as np
 
@@ -69,40 +70,45 @@ def report_variance(q: Question) -> float:
     return q.laplace().variance if q.local.name == "laplace" else 0.0
 
 
-def randomise(q: Question, answer, rng: RandomSource) -> np.ndarray:
-    """The question's int64 block for ``answer`` after local randomisation (answer already checked)."""
-    name = q.local.name
+def randomise(q: Question, answers: Sequence, rng: RandomSource) -> np.ndarray:
+    """The question's int64 blocks, one row per respondent, after local randomisation.
+
+    ``answers`` holds one already checked answer per respondent; each row is
+    randomised independently (vectorised over respondents).
+    """
+    n = len(answers)
     if q.kind == "numeric":
-        return np.array([_numeric(q, float(answer), rng)], dtype=np.int64)
+        return _numeric(q, np.array(answers, dtype=np.float64), rng).reshape(n, 1)
     if q.kind == "yesno":
-        truth = np.array([int(answer)], dtype=np.int64)
+        truth = np.array(answers, dtype=bool).reshape(n, 1)
     elif q.kind == "choice":
-        truth = np.zeros(len(q.options), dtype=np.int64)
-        truth[q.options.index(answer)] = 1
+        index = {o: i for i, o in enumerate(q.options)}
+        truth = np.zeros((n, len(q.options)), dtype=bool)
+        truth[np.arange(n), [index[a] for a in answers]] = True
     else:
-        truth = np.array([int(o in answer) for o in q.options], dtype=np.int64)
+        truth = np.array([[o in a for o in q.options] for a in answers], dtype=bool).reshape(n, len(q.options))
+    name, k = q.local.name, truth.shape[1]
     if name == "none":
-        return truth
-    if name == "two_coin":
-        return two_coin_randomize(truth, rng).astype(np.int64)
-    if name == "rr":
-        return _mechanism("rr", _bit_epsilon(q), 2).randomize(truth, rng).astype(np.int64)
-    k = len(q.options)
-    if name == "krr":
-        out = np.zeros(k, dtype=np.int64)
-        out[_mechanism("krr", q.local.epsilon, k).randomize(np.flatnonzero(truth), rng)[0]] = 1
-        return out
-    return _mechanism("unary", q.local.epsilon, k).randomize(truth.reshape(1, k), rng).reshape(k).astype(np.int64)
+        out = truth
+    elif name == "two_coin":
+        out = two_coin_randomize(truth, rng).reshape(n, 1)
+    elif name == "rr":
+        out = _mechanism("rr", _bit_epsilon(q), 2).randomize(truth, rng).reshape(n, k)
+    elif name == "krr":
+        reported = _mechanism("krr", q.local.epsilon, k).randomize(np.argmax(truth, axis=1), rng)
+        out = np.zeros((n, k), dtype=bool)
+        out[np.arange(n), reported] = True
+    else:
+        out = _mechanism("unary", q.local.epsilon, k).randomize(truth, rng)
+    return out.astype(np.int64)
 
 
-def _numeric(q: Question, x: float, rng: RandomSource) -> int:
-    lo, hi = q.bounds
-    x = min(max(x, lo), hi)
+def _numeric(q: Question, x: np.ndarray, rng: RandomSource) -> np.ndarray:
+    x = np.clip(x, *q.bounds)
     if q.local.name == "laplace":
         mech = q.laplace()
-        steps = int(mech.to_grid(x, rng)[0]) + int(discrete_laplace(mech.scale_steps, 1, rng)[0])
-        low, high = q.unit_range
-        return min(max(steps, low), high)
+        steps = mech.to_grid(x, rng) + discrete_laplace(mech.scale_steps, x.size, rng)
+        return np.clip(steps, *q.unit_range)
     scaled = x / q.step  # exact: the step is a power of two
     base = np.floor(scaled)
-    return int(base) + int(bernoulli_float_each(np.array([scaled - base]), rng)[0])
+    return base.astype(np.int64) + bernoulli_float_each(scaled - base, rng).astype(np.int64)

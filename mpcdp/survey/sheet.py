@@ -1,4 +1,4 @@
-"""An answer sheet: validated answers, one integer block per question, one ring vector per sheet.
+"""An answer sheet's validation; its encoding is one integer block per question, in survey order.
 
 Blocks (built by :func:`.local.randomise`, which applies the local mechanism):
 
@@ -18,9 +18,6 @@ from __future__ import annotations
 import math
 from typing import Mapping
 
-import numpy as np
-
-from .. import ring
 from .definition import Question, Survey
 
 
@@ -57,14 +54,3 @@ def _check(q: Question, a) -> None:
     if q.kind == "numeric":
         if isinstance(a, bool) or not isinstance(a, (int, float)) or not math.isfinite(a):
             raise AnswerError(q.id, "must be a finite number")
-
-
-def assemble(survey: Survey, blocks: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Concatenate per-question blocks in survey order into one ring vector."""
-    parts = []
-    for q in survey.questions:
-        b = np.asarray(blocks[q.id], dtype=np.int64)
-        if b.shape != (q.width,):
-            raise AnswerError(q.id, f"block must have {q.width} coordinates")
-        parts.append(b)
-    return ring.as_ring(np.concatenate(parts))

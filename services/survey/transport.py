@@ -1,0 +1,118 @@
+"""gRPC adapters for surveys: the respondents' transport and the coordinator's close.
+
+Both talk to the aggregators listed in the survey file over mutual TLS
+(:mod:`services.tls`), or plaintext behind ``--insecure``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import numpy as np
+
+from mpcdp import ring
+from mpcdp.client import Refused, Unavailable
+from mpcdp.survey import central
+from mpcdp.survey.definition import Survey
+from mpcdp.survey.release import BelowMinimum, QuestionResult, check_minimum, estimate, intersect
+from services.server import OPTIONS
+from services.survey.aggregator import split_ids
+from services.tls import Identity
+from services.wire.mpcdp.v1 import survey_pb2, survey_pb2_grpc
+
+_OUTCOMES = {survey_pb2.SubmitAck.ACCEPTED: "accepted", survey_pb2.SubmitAck.DUPLICATE: "duplicate",
+             survey_pb2.SubmitAck.CONFLICT: "conflict"}
+_RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+def ref(survey: Survey) -> survey_pb2.SurveyRef:
+    return survey_pb2.SurveyRef(survey_id=survey.id, digest=survey.digest)
+
+
+class _Channels:
+    def __init__(self, identity: Identity, survey: Survey):
+        self.identity = identity
+        self.survey = survey
+        self._stubs: dict[str, survey_pb2_grpc.SurveyAggregatorStub] = {}
+        self._channels: list[grpc.aio.Channel] = []
+
+    def stub(self, name: str) -> survey_pb2_grpc.SurveyAggregatorStub:
+        if name not in self._stubs:
+            address = {a.name: a.address for a in self.survey.aggregators}[name]
+            channel = self.identity.channel(address, name, OPTIONS)
+            self._channels.append(channel)
+            self._stubs[name] = survey_pb2_grpc.SurveyAggregatorStub(channel)
+        return self._stubs[name]
+
+    async def close(self) -> None:
+        await asyncio.gather(*(c.close() for c in self._channels))
+
+
+class GrpcTransport(_Channels):
+    """:class:`mpcdp.client.Transport` over the aggregators' Submit streams."""
+
+    def __init__(self, identity: Identity, survey: Survey, timeout: float = 60.0):
+        super().__init__(identity, survey)
+        self.timeout = timeout
+
+    async def send(self, aggregator, survey, batches, on_ack) -> None:
+        survey_ref = ref(survey)
+
+        async def requests():
+            for batch in batches:
+                yield survey_pb2.SubmitBatch(survey=survey_ref, submissions=[
+                    survey_pb2.Submission(submission_id=sid, share=share) for sid, share in batch])
+
+        try:
+            call = self.stub(aggregator).Submit(requests(), timeout=self.timeout, wait_for_ready=True)
+            async for ack in call:
+                on_ack(ack.batch, [_OUTCOMES[o] for o in ack.outcomes])
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in _RETRYABLE:
+                raise Unavailable(f"{aggregator}: {exc.code().name}: {exc.details()}") from None
+            raise Refused(f"{aggregator} refused the submissions: {exc.code().name}: {exc.details()}") from None
+
+
+class CoordinatorClient(_Channels):
+    """The survey coordinator: close intake, intersect the ids, collect noisy partial sums, debias."""
+
+    def __init__(self, identity: Identity, survey: Survey, timeout: float = 120.0):
+        super().__init__(identity, survey)
+        self.timeout = timeout
+
+    async def _all(self, fn):
+        names = self.survey.aggregator_names
+        return dict(zip(names, await asyncio.gather(*(fn(n) for n in names))))
+
+    async def status(self) -> dict[str, survey_pb2.SurveyStatus]:
+        return await self._all(lambda n: self.stub(n).Status(ref(self.survey), timeout=self.timeout))
+
+    async def close_and_release(self) -> list[QuestionResult]:
+        """Close the survey everywhere and return the per-question results.
+
+        Refuses (:class:`BelowMinimum`) without changing anything when some
+        aggregator holds fewer shares than the survey's minimum.
+        """
+        survey = self.survey
+        counts = {n: s.submissions for n, s in (await self.status()).items()}
+        if min(counts.values()) < survey.min_respondents:
+            raise BelowMinimum(f"survey {survey.id!r}: {min(counts.values())} submissions at the emptiest "
+                               f"aggregator, below the minimum of {survey.min_respondents}; nothing was changed")
+        await self._all(lambda n: self.stub(n).Close(ref(survey), timeout=self.timeout))
+        ids = await self._all(self._ids)
+        inter = intersect(ids)
+        check_minimum(survey, inter.count)
+        central.check_headroom(survey, inter.count)
+        partials = await self._all(lambda n: self.stub(n).Release(survey_pb2.ReleaseRequest(
+            survey=ref(survey), count=inter.count, set_digest=inter.digest, exclude=b"".join(inter.exclude[n])),
+            timeout=self.timeout))
+        total = ring.total(np.frombuffer(p.vector, dtype="<u8").astype(np.uint64) for p in partials.values())
+        return estimate(survey, total, inter.count)
+
+    async def _ids(self, name: str) -> list[bytes]:
+        out: list[bytes] = []
+        async for chunk in self.stub(name).ListIds(ref(self.survey), timeout=self.timeout):
+            out.extend(split_ids(chunk.ids))
+        return out
+
