@@ -421,10 +421,11 @@ class MemoryStore(ShareStore):
         pass
 
 
-def open_store(url: str) -> ShareStore:
-    """``memory``, ``postgresql://...``, or a SQLite file: ``sqlite:///abs/path.db`` or a plain path."""
+def open_store(url: str, pg_schema: str = "public") -> ShareStore:
+    """``memory``, ``postgresql://...`` (tables in ``pg_schema``), or a SQLite file:
+    ``sqlite:///abs/path.db``, ``sqlite://relative.db`` or a plain path."""
     if url == "memory":
         return MemoryStore()
     if url.startswith(("postgresql://", "postgres://")):
-        return PostgresStore(url)
+        return PostgresStore(url, pg_schema)
     return SqliteStore(url.removeprefix("sqlite://"))
