@@ -1,0 +1,206 @@
+"""The aggregator service and coordinator over real gRPC (in-process servers): failures and bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from mpcdp.client import Conflict, Refused, SurveyClient
+from mpcdp.prg import Prg
+from mpcdp.survey.definition import Aggregator, parse_survey
+from mpcdp.survey.release import BelowMinimum
+from mpcdp.survey.sheet import AnswerError
+from mpcdp.survey.synthetic import synthetic_answers
+from services.server import start
+from services.survey.aggregator import AggregatorService
+from services.survey.store import open_store
+from services.survey.transport import CoordinatorClient, GrpcTransport, ref
+from services.tls import Identity, init_certs
+from services.wire.mpcdp.v1 import survey_pb2, survey_pb2_grpc
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "election_poll.toml"
+TEXT = EXAMPLE.read_text().replace("min_respondents = 1000", "min_respondents = 50")
+SERVICE = survey_pb2.DESCRIPTOR.services_by_name["SurveyAggregator"].full_name
+
+
+class Federation:
+    """Three aggregators as in-process gRPC servers on SQLite stores."""
+
+    def __init__(self, tmp: Path, insecure: bool = True):
+        self.base = parse_survey(TEXT)
+        self.tmp = tmp
+        self.insecure = insecure
+        self.certs = None
+        if not insecure:
+            self.certs = tmp / "certs"
+            init_certs([*self.base.aggregator_names, "coordinator", "respondents", "mallory"], self.certs)
+        self.servers, self.stores = [], []
+
+    def identity(self, name):
+        return Identity(name, self.certs, self.insecure)
+
+    async def start(self):
+        addresses = []
+        for name in self.base.aggregator_names:
+            store = open_store(f"sqlite://{self.tmp / (name + '.db')}")
+            service = AggregatorService(name, {self.base.id: self.base}, store,
+                                        lambda s, n=name: Prg.from_int(99, f"noise/{n}"),
+                                        insecure=self.insecure)
+            server, port = await start(self.identity(name), "127.0.0.1:0", [
+                (survey_pb2_grpc.add_SurveyAggregatorServicer_to_server, service, SERVICE)])
+            self.servers.append(server)
+            self.stores.append(store)
+            addresses.append(Aggregator(name, f"127.0.0.1:{port}"))
+        self.survey = dataclasses.replace(self.base, aggregators=tuple(addresses))
+        return self
+
+    async def stop(self):
+        for server in self.servers:
+            await server.stop(None)
+        for store in self.stores:
+            store.shutdown()
+
+
+@pytest.fixture
+async def fed(tmp_path):
+    f = await Federation(tmp_path).start()
+    yield f
+    await f.stop()
+
+
+def sheets(n, seed):
+    return synthetic_answers(parse_survey(TEXT), n, Prg.from_int(seed, "truth"))
+
+
+async def deliver(fed, prepared, **kw):
+    transport = GrpcTransport(fed.identity("respondents"), fed.survey, timeout=10)
+    try:
+        await SurveyClient(fed.survey, transport).deliver(prepared, **kw)
+    finally:
+        await transport.close()
+
+
+async def close(fed, name="coordinator"):
+    coordinator = CoordinatorClient(fed.identity(name), fed.survey, timeout=10)
+    try:
+        return await coordinator.close_and_release()
+    finally:
+        await coordinator.close()
+
+
+async def status(fed):
+    coordinator = CoordinatorClient(fed.identity("coordinator"), fed.survey, timeout=10)
+    try:
+        return {n: (s.state, s.submissions) for n, s in (await coordinator.status()).items()}
+    finally:
+        await coordinator.close()
+
+
+async def test_retries_and_duplicates_are_counted_once(fed):
+    answers, _ = sheets(120, 1)
+    prepared = SurveyClient(fed.survey, rng=Prg.from_int(2)).prepare_many(answers)
+    await deliver(fed, prepared[:80], batch_size=25)
+    await deliver(fed, prepared, batch_size=33)  # a retry of everything, plus 40 new
+    await deliver(fed, prepared[:10] + prepared[:10], batch_size=7)  # duplicates inside one batch
+    assert all(count == 120 for _, count in (await status(fed)).values())
+    results = await close(fed)
+    assert all(r.respondents == 120 for r in results)
+
+
+async def test_same_id_with_different_answers_is_refused_and_changes_nothing(fed):
+    answers, _ = sheets(60, 3)
+    client = SurveyClient(fed.survey, rng=Prg.from_int(4))
+    prepared = client.prepare_many(answers)
+    await deliver(fed, prepared)
+    other = client.prepare(answers[0])
+    forged = dataclasses.replace(other, submission_id=prepared[0].submission_id)
+    with pytest.raises(Conflict, match="different share"):
+        await deliver(fed, [forged])
+    assert all(count == 60 for _, count in (await status(fed)).values())
+
+
+async def test_half_delivered_submission_is_not_counted(fed):
+    answers, _ = sheets(60, 5)
+    prepared = SurveyClient(fed.survey, rng=Prg.from_int(6)).prepare_many(answers)
+    await deliver(fed, prepared)
+    extra = SurveyClient(fed.survey, rng=Prg.from_int(7)).prepare(answers[0])
+    name = fed.survey.aggregator_names[0]
+    fed.stores[0].put(fed.survey.id, [(extra.submission_id, extra.shares[name])])
+    results = await close(fed)
+    assert results[0].respondents == 60
+
+
+async def test_replay_after_close_is_refused(fed):
+    answers, _ = sheets(60, 8)
+    prepared = SurveyClient(fed.survey, rng=Prg.from_int(9)).prepare_many(answers)
+    await deliver(fed, prepared)
+    first = await close(fed)
+    with pytest.raises(Refused, match="FAILED_PRECONDITION.*released: no more submissions"):
+        await deliver(fed, prepared[:1])
+    again = await close(fed)  # a coordinator that lost its answer gets the same release
+    assert np.array_equal(first[1].estimate.value, again[1].estimate.value)
+
+
+async def test_below_minimum_is_refused_and_changes_nothing(fed):
+    answers, _ = sheets(49, 10)
+    await deliver(fed, SurveyClient(fed.survey, rng=Prg.from_int(11)).prepare_many(answers))
+    with pytest.raises(BelowMinimum, match="below the minimum of 50"):
+        await close(fed)
+    assert all(state == ("open", 49) for state in (await status(fed)).values())
+
+
+async def test_malformed_batches_get_clear_statuses(fed):
+    stub_channel = grpc.aio.insecure_channel(fed.survey.aggregators[0].address)
+    stub = survey_pb2_grpc.SurveyAggregatorStub(stub_channel)
+
+    async def submit(batch):
+        return [a async for a in stub.Submit(iter([batch]), timeout=10)]
+
+    good_ref = ref(fed.survey)
+    cases = [
+        (survey_pb2.SubmitBatch(survey=good_ref, submissions=[survey_pb2.Submission(
+            submission_id=b"i" * 16, share=b"s" * 7)]), grpc.StatusCode.INVALID_ARGUMENT, "shares 88 bytes"),
+        (survey_pb2.SubmitBatch(survey=good_ref, submissions=[survey_pb2.Submission(
+            submission_id=b"i" * 3, share=b"s" * 88)]), grpc.StatusCode.INVALID_ARGUMENT, "ids are 16 bytes"),
+        (survey_pb2.SubmitBatch(survey=survey_pb2.SurveyRef(survey_id="other", digest=fed.survey.digest)),
+         grpc.StatusCode.NOT_FOUND, "runs no survey 'other'"),
+        (survey_pb2.SubmitBatch(survey=survey_pb2.SurveyRef(survey_id=fed.survey.id, digest=b"x" * 32)),
+         grpc.StatusCode.FAILED_PRECONDITION, "digest mismatch"),
+    ]
+    try:
+        for batch, code, words in cases:
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await submit(batch)
+            assert err.value.code() == code and words in err.value.details()
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.Release(survey_pb2.ReleaseRequest(survey=good_ref, count=1), timeout=10)
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION  # below the minimum
+    finally:
+        await stub_channel.close()
+    assert all(count == 0 for _, count in (await status(fed)).values())
+
+
+def test_unknown_question_is_refused_before_anything_is_sent():
+    survey = parse_survey(TEXT)
+    answers, _ = sheets(1, 12)
+    with pytest.raises(AnswerError, match="no such question"):
+        SurveyClient(survey).prepare({**answers[0], "q99": 1})
+
+
+async def test_only_the_coordinator_may_close_under_mutual_tls(tmp_path):
+    fed = await Federation(tmp_path, insecure=False).start()
+    try:
+        answers, _ = sheets(60, 13)
+        await deliver(fed, SurveyClient(fed.survey, rng=Prg.from_int(14)).prepare_many(answers))
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await close(fed, name="mallory")
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert all(state == ("open", 60) for state in (await status(fed)).values())
+        results = await close(fed)
+        assert results[0].respondents == 60
+    finally:
+        await fed.stop()
