@@ -1,9 +1,12 @@
 """The text node: a gRPC adapter over :mod:`mpcdp.text.sanitizer`.
 
 A party runs it inside its own trust boundary; texts are sanitised before they
-leave it. The node serves ``mpcdp.v1.TextSanitizer``, gRPC health checking
-(SERVING once the embedding and neighbour table are loaded) and reflection.
-Neither texts nor their sanitised forms are logged or echoed in errors.
+leave it. The node is a member of the federation (role ``text``): it listens
+with its federation certificate and serves only clients whose certificate the
+federation's CA signed (:class:`services.tls.Identity`). It serves
+``mpcdp.v1.TextSanitizer``, gRPC health checking (SERVING once the embedding
+and neighbour table are loaded) and reflection. Neither texts nor their
+sanitised forms are logged or echoed in errors.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from mpcdp.text.embeddings import DEFAULT_VOCABULARY_SIZE, FORMATS, load_embeddi
 from mpcdp.text.mechanisms import MECHANISMS, EpsilonTooSmallError, truncated_gumbel_min_epsilon
 from mpcdp.text.neighbours import DEFAULT_NEIGHBOURS
 from mpcdp.text.sanitizer import DEFAULT_PLACEHOLDER, OOV_KEEP, OOV_PLACEHOLDER, Sanitizer, load_sanitizer
+from services.tls import Identity
 from services.wire.mpcdp.v1 import text_pb2, text_pb2_grpc
 
 DEFAULT_MAX_TEXT_CHARS = 100_000
@@ -74,9 +78,13 @@ class TextSanitizerService(text_pb2_grpc.TextSanitizerServicer):
             ])
 
 
-def build_server(sanitizer: Sanitizer, address: str, credentials: grpc.ServerCredentials | None,
+def build_server(sanitizer: Sanitizer, address: str, identity: Identity,
                  max_text_chars: int = DEFAULT_MAX_TEXT_CHARS, max_workers: int = 4) -> tuple[grpc.Server, int]:
-    """A started server on ``address`` (port 0: any free port), health SERVING; returns it and its port."""
+    """A started server on ``address`` (port 0: any free port), health SERVING; returns it and its port.
+
+    ``identity`` gives the transport: mutual TLS under the federation's CA, or
+    plaintext when it is insecure.
+    """
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
     text_pb2_grpc.add_TextSanitizerServicer_to_server(TextSanitizerService(sanitizer, max_text_chars), server)
     health_servicer = health.HealthServicer()
@@ -84,7 +92,9 @@ def build_server(sanitizer: Sanitizer, address: str, credentials: grpc.ServerCre
     reflection.enable_server_reflection(
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
          reflection.SERVICE_NAME), server)
-    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    port = identity.add_port(server, address)
+    if port == 0:
+        raise OSError(f"could not listen on {address}")
     server.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

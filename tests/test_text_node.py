@@ -1,4 +1,4 @@
-"""The text node end to end over gRPC, and the text commands."""
+"""The text node end to end over gRPC as a federation member (mutual TLS), and the text commands."""
 
 import os
 import re
@@ -16,11 +16,31 @@ from mpcdp.text import neighbours as nb
 from mpcdp.text import samplers
 from mpcdp.text.embeddings import Embedding
 from mpcdp.text.sanitizer import Sanitizer
-from services.cli import main
+from services.cli import build_parser, main
 from services.text_node import build_server
+from services.tls import CA_CERT, Identity, init_certs
 from services.wire.mpcdp.v1 import text_pb2, text_pb2_grpc
 
 WORDS = tuple(f"w{i}" for i in range(120)) + ("good", "movie")
+FEDERATION = """
+[federation]
+name = "texts"
+certs = "certs"
+
+[[node]]
+name = "scribe"
+address = "127.0.0.1:50060"
+roles = ["text"]
+
+[[node]]
+name = "alice"
+address = "127.0.0.1:50061"
+roles = ["party"]
+
+[[node]]
+name = "analyst"
+roles = ["client"]
+"""
 
 
 @pytest.fixture(scope="module")
@@ -29,13 +49,80 @@ def emb():
 
 
 @pytest.fixture(scope="module")
-def stub(emb):
-    server, port = build_server(Sanitizer(emb, nb.build_neighbour_table(emb, 8)), "127.0.0.1:0", None,
-                                max_text_chars=200)
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+def federation_file(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("federation")
+    (folder / "federation.toml").write_text(FEDERATION)
+    init_certs(["scribe", "alice", "analyst"], folder / "certs")
+    return folder / "federation.toml"
+
+
+@pytest.fixture(scope="module")
+def certs(federation_file):
+    return federation_file.parent / "certs"
+
+
+def tls_channel(port: int, key: bytes, chain: bytes, roots: bytes, server_name: str = "scribe") -> grpc.Channel:
+    credentials = grpc.ssl_channel_credentials(root_certificates=roots, private_key=key, certificate_chain=chain)
+    return grpc.secure_channel(f"127.0.0.1:{port}", credentials,
+                               options=[("grpc.ssl_target_name_override", server_name)])
+
+
+def member_channel(port: int, certs, name: str = "analyst") -> grpc.Channel:
+    """A channel as federation member ``name``, verifying the server is the node ``scribe``."""
+    return tls_channel(port, (certs / f"{name}.key").read_bytes(), (certs / f"{name}.pem").read_bytes(),
+                       (certs / CA_CERT).read_bytes())
+
+
+@pytest.fixture(scope="module")
+def port(emb, certs):
+    server, port = build_server(Sanitizer(emb, nb.build_neighbour_table(emb, 8)), "127.0.0.1:0",
+                                Identity("scribe", certs), max_text_chars=200)
+    yield port
+    server.stop(None)
+
+
+@pytest.fixture(scope="module")
+def stub(port, certs):
+    channel = member_channel(port, certs)
     yield channel
     channel.close()
-    server.stop(None)
+
+
+def health_check(channel) -> int:
+    return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status
+
+
+def test_a_member_of_the_federation_is_served(port, certs):
+    for member in ("analyst", "alice"):
+        with member_channel(port, certs, member) as channel:
+            assert health_check(channel) == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_a_client_certified_by_another_ca_is_refused(port, certs, tmp_path):
+    init_certs(["mallory"], tmp_path, ca_name="another CA")
+    # mallory trusts the federation's CA (so she would accept the node) but her own certificate is foreign
+    with tls_channel(port, (tmp_path / "mallory.key").read_bytes(), (tmp_path / "mallory.pem").read_bytes(),
+                     (certs / CA_CERT).read_bytes()) as channel:
+        with pytest.raises(grpc.RpcError) as info:
+            health_check(channel)
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_client_without_a_certificate_is_refused(port, certs):
+    credentials = grpc.ssl_channel_credentials(root_certificates=(certs / CA_CERT).read_bytes())
+    with grpc.secure_channel(f"127.0.0.1:{port}", credentials,
+                             options=[("grpc.ssl_target_name_override", "scribe")]) as channel:
+        with pytest.raises(grpc.RpcError) as info:
+            health_check(channel)
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_the_client_verifies_the_node_name(port, certs):
+    with tls_channel(port, (certs / "analyst.key").read_bytes(), (certs / "analyst.pem").read_bytes(),
+                     (certs / CA_CERT).read_bytes(), server_name="alice") as channel:
+        with pytest.raises(grpc.RpcError) as info:
+            health_check(channel)
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
 def req(text, mechanism="multivariate-laplace", epsilon=1e7, id="r"):
@@ -102,16 +189,16 @@ def test_cli_sanitize_file(tmp_path, glove_file, capsys):
     assert "needs epsilon >" in capsys.readouterr().err
 
 
-def test_text_node_command_starts_and_serves(tmp_path, glove_file):
+def test_text_node_command_serves_the_federation(tmp_path, glove_file, federation_file, certs):
     env = dict(os.environ, MPCDP_CACHE=str(tmp_path / "cache"))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "text-node", "--port", "0", "--insecure",
-         "--embedding", str(glove_file)], stderr=subprocess.PIPE, text=True, env=env)
+        [sys.executable, "-m", "services.cli", "text-node", "--federation", str(federation_file), "--id", "scribe",
+         "--port", "0", "--embedding", str(glove_file)], stderr=subprocess.PIPE, text=True, env=env)
     try:
-        lines = [proc.stderr.readline(), proc.stderr.readline()]
-        assert "WARNING: --insecure" in lines[0]
-        port = int(re.search(r"serving on 127\.0\.0\.1:(\d+)", lines[1]).group(1))
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        line = proc.stderr.readline()
+        port = int(re.search(r"text node scribe serving on 127\.0\.0\.1:(\d+)", line).group(1))
+        with member_channel(port, certs) as channel:
+            assert health_check(channel) == health_pb2.HealthCheckResponse.SERVING
             [out] = text_pb2_grpc.TextSanitizerStub(channel).Sanitize(iter([req("good")]), timeout=10)
             assert out.text == "good"
     finally:
@@ -119,6 +206,45 @@ def test_text_node_command_starts_and_serves(tmp_path, glove_file):
         assert proc.wait(timeout=10) == 0
 
 
-def test_text_node_command_requires_tls_or_insecure(capsys):
-    assert main(["text-node", "--port", "0"]) == 2
-    assert "--cert, --key and --ca" in capsys.readouterr().err
+def setup(argv):
+    from services.commands.text_node import identity_and_address
+
+    return identity_and_address(build_parser().parse_args(["text-node", *argv]))
+
+
+def test_address_and_identity_come_from_the_federation(federation_file, certs, capsys):
+    identity, address = setup(["--federation", str(federation_file), "--id", "scribe"])
+    assert (identity.name, identity.certs, identity.insecure, address) == ("scribe", certs, False, "127.0.0.1:50060")
+    assert setup(["--federation", str(federation_file), "--id", "scribe", "--port", "0"])[1] == "127.0.0.1:0"
+    assert setup(["--federation", str(federation_file), "--id", "scribe", "--listen", "0.0.0.0:7000"])[1] == \
+        "0.0.0.0:7000"
+    assert capsys.readouterr().err == ""
+
+
+def test_insecure_warns_and_needs_no_federation(capsys):
+    identity, address = setup(["--insecure", "--port", "0"])
+    assert identity.insecure and address == "127.0.0.1:0"
+    assert "WARNING: --insecure" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--port", "0"], "pass --federation FILE --id NAME"),
+    (["--federation", "{fed}"], "--federation and --id go together"),
+    (["--federation", "{fed}", "--id", "alice"], "node 'alice' does not have the text role"),
+    (["--federation", "{fed}", "--id", "nobody"], "no node named 'nobody'"),
+    (["--insecure"], "without --federation, pass --port or --listen"),
+    (["--insecure", "--port", "70000"], "--port must be in [0, 65535]"),
+    (["--insecure", "--listen", "localhost"], "--listen must be host:port"),
+    (["--federation", "{fed}", "--id", "scribe", "--max-text-chars", "0"], "--max-text-chars must be positive"),
+])
+def test_text_node_command_errors(argv, message, federation_file, capsys):
+    assert main(["text-node", *(a.format(fed=federation_file) for a in argv)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_certificates_are_named_before_loading_anything(tmp_path, capsys):
+    (tmp_path / "federation.toml").write_text(FEDERATION)
+    assert main(["text-node", "--federation", str(tmp_path / "federation.toml"), "--id", "scribe",
+                 "--embedding", str(tmp_path / "no-such-embedding.txt")]) == 2
+    err = capsys.readouterr().err
+    assert "mpcdp certs init" in err and "no-such-embedding" not in err

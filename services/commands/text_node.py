@@ -1,4 +1,10 @@
-"""``mpcdp text-node``: serve word-level metric-DP text sanitisation over gRPC."""
+"""``mpcdp text-node``: serve word-level metric-DP text sanitisation over gRPC, as a member of a federation.
+
+The node's name, address and certificate come from the federation file and the
+folder ``mpcdp certs init`` wrote, exactly as for ``mpcdp party``; only clients
+holding a certificate from the federation's CA are served. ``--insecure``
+serves plaintext for a local experiment, with or without a federation file.
+"""
 
 from __future__ import annotations
 
@@ -7,59 +13,80 @@ import sys
 import threading
 import time
 
-import grpc
-
+from services import federation as fed
 from services.text_node import DEFAULT_MAX_TEXT_CHARS, add_embedding_arguments, build_server, sanitizer_from_args
+from services.tls import Identity, warn_insecure
 
-INSECURE_WARNING = ("WARNING: --insecure: the text node serves plaintext, unauthenticated gRPC; "
-                    "use only for local experiments.")
+ROLE = "text"
+LOCAL_HOST = "127.0.0.1"
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "text-node", help="serve text sanitisation (truncated Gumbel, multivariate Laplace) over gRPC",
-        description="Serve mpcdp.v1.TextSanitizer with health checking and reflection. Run it inside "
-                    "your own trust boundary: raw text reaches this node, only sanitised text leaves.")
-    p.add_argument("--port", type=int, required=True, help="port to listen on (0: any free port)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
+        description=__doc__)
+    p.add_argument("--federation", help="federation file (TOML)")
+    p.add_argument("--id", help="this node's name in the federation file (a node with the text role)")
+    p.add_argument("--listen", help="address to bind instead of the federation file's (e.g. 0.0.0.0:50060)")
+    p.add_argument("--port", type=int, help="port to bind instead of the federation file's (0: any free port)")
+    p.add_argument("--insecure", action="store_true",
+                   help="plaintext, unauthenticated channels (local experiments only)")
     p.add_argument("--max-text-chars", type=int, default=DEFAULT_MAX_TEXT_CHARS,
                    help="refuse longer texts (default %(default)s)")
-    tls = p.add_argument_group("transport (mutual TLS, or --insecure)")
-    tls.add_argument("--insecure", action="store_true", help="plaintext, unauthenticated (local experiments)")
-    tls.add_argument("--cert", help="server certificate chain (PEM)")
-    tls.add_argument("--key", help="server private key (PEM)")
-    tls.add_argument("--ca", help="CA certificate that client certificates must chain to (PEM)")
     add_embedding_arguments(p)
     p.set_defaults(run=run)
 
 
-def _credentials(args):
+def _is_address(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    return bool(host) and port.isdigit() and int(port) <= 65535
+
+
+def identity_and_address(args) -> tuple[Identity, str]:
+    """This node's TLS identity and the address it binds, from the flags and the federation file."""
+    if args.port is not None and not 0 <= args.port <= 65535:
+        raise ValueError(f"--port must be in [0, 65535], got {args.port}")
+    if args.listen is not None and not _is_address(args.listen):
+        raise ValueError(f"--listen must be host:port, got {args.listen!r}")
+    if (args.federation is None) != (args.id is None):
+        raise ValueError("--federation and --id go together")
+    if args.federation is None:
+        if not args.insecure:
+            raise ValueError("pass --federation FILE --id NAME (mutual TLS with the federation's "
+                             "certificates), or --insecure for a local experiment")
+        if args.listen is None and args.port is None:
+            raise ValueError("without --federation, pass --port or --listen")
+        identity = Identity(ROLE, None, insecure=True)
+        address = args.listen or f"{LOCAL_HOST}:0"
+    else:
+        federation = fed.load(args.federation)
+        node = federation.node(args.id)
+        if not node.has(ROLE):
+            raise fed.FederationError(f"node {node.name!r} does not have the {ROLE} role")
+        identity = Identity(node.name, federation.certs, args.insecure)
+        address = args.listen or node.address
+    if args.port is not None:
+        address = f"{address.rsplit(':', 1)[0]}:{args.port}"
     if args.insecure:
-        if args.cert or args.key or args.ca:
-            raise ValueError("--insecure cannot be combined with --cert/--key/--ca")
-        print(INSECURE_WARNING, file=sys.stderr)
-        return None
-    if not (args.cert and args.key and args.ca):
-        raise ValueError("mutual TLS needs --cert, --key and --ca (or pass --insecure)")
-    with open(args.key, "rb") as k, open(args.cert, "rb") as c, open(args.ca, "rb") as ca:
-        return grpc.ssl_server_credentials([(k.read(), c.read())], root_certificates=ca.read(),
-                                           require_client_auth=True)
+        warn_insecure()
+    else:
+        identity.server_credentials()  # a missing certificate fails now, not after loading the embedding
+    return identity, address
 
 
 def run(args) -> int:
     started = time.perf_counter()
     try:
-        if not 0 <= args.port <= 65535:
-            raise ValueError(f"--port must be in [0, 65535], got {args.port}")
         if args.max_text_chars < 1:
             raise ValueError(f"--max-text-chars must be positive, got {args.max_text_chars}")
-        credentials = _credentials(args)
+        identity, address = identity_and_address(args)
         sanitizer = sanitizer_from_args(args)
-        server, port = build_server(sanitizer, f"{args.host}:{args.port}", credentials, args.max_text_chars)
-    except (ValueError, OSError, RuntimeError) as exc:
+        server, port = build_server(sanitizer, address, identity, args.max_text_chars)
+    except (ValueError, OSError, RuntimeError) as exc:  # FederationError is a ValueError
         print(f"mpcdp text-node: {exc}", file=sys.stderr)
         return 2
-    print(f"text node serving on {args.host}:{port} ({sanitizer.embedding.size} words, "
+    host = address.rsplit(":", 1)[0]
+    print(f"text node {identity.name} serving on {host}:{port} ({sanitizer.embedding.size} words, "
           f"ready in {time.perf_counter() - started:.2f} s)", file=sys.stderr, flush=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
