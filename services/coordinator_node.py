@@ -23,7 +23,7 @@ import numpy as np
 from google.protobuf import struct_pb2
 
 from mpcdp.protocol import CoordinatorSession, PartialSum, ProtocolError, QuerySpec, Response, SpecError, Status
-from mpcdp.protocol.noise import check_noise_headroom, describe
+from mpcdp.protocol.noise import describe
 from services import convert
 from services.federation import Federation
 from services.tls import Identity, caller
@@ -139,11 +139,6 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         if spec.is_exact and not self.federation.policy.get("allow_exact", False):
             raise ProtocolError(Status.PERMISSION_DENIED,
                                 "this federation does not allow exact (non-DP) releases; set an epsilon")
-        if not spec.is_exact:
-            try:
-                check_noise_headroom(spec)
-            except ValueError as exc:
-                raise SpecError("bounds", str(exc)) from None
 
     def _check_budget(self, spec: QuerySpec) -> None:
         if self.ledger is not None and not spec.is_exact:

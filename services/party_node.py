@@ -24,7 +24,7 @@ import numpy as np
 
 from mpcdp.prg import RandomSource
 from mpcdp.protocol import PartyPolicy, PartySession, ProtocolError, ShareMessage, SpecError, Status
-from mpcdp.protocol.noise import check_noise_headroom, noise_piece
+from mpcdp.protocol.noise import noise_piece
 from services import convert
 from services.data import DataError, Table
 from services.federation import Federation
@@ -112,11 +112,6 @@ class PartyNode(pb_grpc.PartyServicer):
         if sid in self._live or sid in self._closed:
             await context.abort(grpc.StatusCode.ALREADY_EXISTS,
                                 "this session id was already used; every session needs a fresh id")
-        if not spec.is_exact:
-            try:
-                check_noise_headroom(spec)
-            except ValueError as exc:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         if self.me not in spec.parties:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{self.me!r} is not on this session's party list")
         try:

@@ -161,7 +161,7 @@ class DistributedSkellam:
         d2 = float(sensitivity)
         c = d2**2 / 4
         a = d2**2 / 8 + max(0.0, 6 * l1 - d2**2) / 16
-        inv_mu = (-c + math.sqrt(c * c + 4 * a * self.rho)) / (2 * a)
+        inv_mu = 2 * self.rho / (c + math.sqrt(c * c + 4 * a * self.rho))  # stable root of a x^2 + c x = rho
         mu = Fraction(1 / inv_mu)
         while skellam_rho(float(mu), self.sensitivity, self.l1_sensitivity) > self.rho:
             mu *= 1 + Fraction(1, 1 << 30)

@@ -154,12 +154,18 @@ class QuerySpec:
             raise SpecError("colluders", f"must be an integer in [1, {len(self.parties) - 1}] (at least one honest party), got {self.colluders!r}")
 
     def _validate_headroom(self) -> None:
-        from .statistics import statistic_for  # the codec depends on a valid spec
+        # the codec and the noise calibration both depend on an otherwise valid spec
+        from .noise import check_noise_headroom
+        from .statistics import statistic_for
 
         try:
             statistic_for(self).check_headroom(len(self.parties) * self.max_records)
+            if not self.is_exact:
+                check_noise_headroom(self)
         except ring.HeadroomError as exc:
             raise SpecError("bounds", str(exc)) from None
+        except ValueError as exc:  # the noise cannot be calibrated at these parameters
+            raise SpecError("epsilon", f"{exc}; try fewer frac_bits or tighter bounds") from None
 
     @property
     def n_parties(self) -> int:

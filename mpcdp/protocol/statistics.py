@@ -147,7 +147,9 @@ class Statistic:
         n = float(parts["count"][0])
         s = parts["sum"]
         result = {"count": n, "sum": _scalar(s)}
-        result["mean"] = _scalar(s / n) if n > 0 else None
+        # Clipping to the bounds is post-processing: free under DP, a no-op on exact sums,
+        # but it biases a noisy mean towards the interior.
+        result["mean"] = _scalar(np.clip(s / n, *map(float, self.spec.bounds))) if n > 0 else None
         if stat == "variance":
             ss = parts["sum_sq"]
             result["variance"] = _scalar(np.maximum((ss - s * s / n) / (n - 1), 0.0)) if n > 1 else None
