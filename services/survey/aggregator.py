@@ -15,7 +15,7 @@ import grpc
 import numpy as np
 
 from mpcdp.prg import RandomSource
-from mpcdp.survey.central import noise_piece
+from mpcdp.survey.central import check_headroom, noise_piece
 from mpcdp.survey.definition import Survey
 from mpcdp.survey.release import BelowMinimum, check_minimum
 from services.survey.store import ID_BYTES, PutStatus, ShareStore, StoreError
@@ -112,6 +112,7 @@ class AggregatorService(survey_pb2_grpc.SurveyAggregatorServicer):
 
         def release():
             check_minimum(survey, request.count)
+            check_headroom(survey, request.count)
             exclude = split_ids(request.exclude)
             return self.store.release(survey.id, exclude, request.count, request.set_digest,
                                       lambda: noise_piece(survey, self.noise_rng(survey)))
