@@ -152,3 +152,17 @@ def test_frequency_estimator_interval_coverage():
         low, high = res.estimate.ci(0.95)
         covered += low[0] <= truth <= high[0]
     assert 0.92 <= covered / 400 <= 0.98
+
+
+def test_skellam_central_noise_reports_its_epsilon_delta():
+    text = EXAMPLE.read_text().replace(
+        "central = { epsilon = 0.5 }\n\n[[question]]\nid = \"vote\"",
+        "central = { mechanism = \"skellam\", epsilon = 0.5, delta = 1e-6 }\n\n[[question]]\nid = \"vote\"")
+    survey = parse_survey(text)
+    q = survey.question("will_vote")
+    assert q.central.mechanism == "skellam"
+    eps, delta = central.guarantee(survey, q)
+    assert eps <= 0.5 + 1e-6 and delta == 1e-6
+    pieces = np.array([ring.to_signed(central.noise_piece(survey, Prg.from_int(i)))[0] for i in range(400)])
+    per_piece = central.variance(survey, q) / len(survey.aggregators)
+    assert abs(pieces.var() / per_piece - 1) < 0.3  # 400 draws: the variance within about 4 sigma
