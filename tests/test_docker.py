@@ -32,7 +32,8 @@ def test_service_command_is_a_parsing_mpcdp_invocation(name):
         assert path is not None and path.exists(), f"{name}: {args.federation} is not mounted from the repository"
         federation = fed.load(path)
         if getattr(args, "id", None):
-            assert federation.node(args.id).has("party")
+            role = {"party": "party", "text-node": "text"}[service["command"][0]]
+            assert federation.node(args.id).has(role)
             assert service["hostname"] == args.id
         if service["command"][0] == "coordinator":
             assert federation.coordinator().name == service["hostname"]
