@@ -69,6 +69,26 @@ def test_large_skellam_pieces_use_the_approximate_sampler():
     assert abs(pieces.var() / (2 * float(mech.piece_mean)) - 1) < 0.03
 
 
+def test_discrete_laplace_pieces_for_a_tiny_scale():
+    """epsilon / sensitivity > 745: a = exp(-1/scale) underflows and the Polya pieces are 0."""
+    mech = DistributedDiscreteLaplace(1000.0, 1, n_nodes=3, colluders=1)
+    assert np.array_equal(mech.piece(1000, Prg.from_int(27)), np.zeros(1000, dtype=np.int64))
+    assert mech.variance(3) == 0.0 and mech.guarantee(3).epsilon <= 1000.0
+
+
+@pytest.mark.parametrize("rho,sensitivity", [(0.1, 1 << 24), (1e-12, 1)])
+def test_skellam_mean_is_the_smallest_that_meets_rho(rho, sensitivity):
+    """The root of a x^2 + c x = rho must not cancel when 4 a rho << c^2 (large ring sensitivities)."""
+    mech = DistributedSkellam(rho, sensitivity, n_nodes=3, colluders=1)
+    mu = 2 * float(mech.piece_mean)
+    assert skellam_rho(mu, sensitivity, sensitivity) <= rho < skellam_rho(mu * (1 - 1e-8), sensitivity, sensitivity)
+
+
+def test_skellam_rho_too_small_is_a_clear_error():
+    with pytest.raises(ValueError, match="rho is too small"):
+        DistributedSkellam(1e-17, 1, n_nodes=3, colluders=1)
+
+
 def exact_pure_epsilon(support, pmf, sensitivity):
     """max over shifts d <= sensitivity of |ln P(Z = k) / P(Z = k + d)| on the central part of the support."""
     logp = np.log(pmf)

@@ -43,6 +43,17 @@ def test_unbiased_rounding_is_unbiased():
     assert stats.binomtest(int(steps.sum()), N, 0.6).pvalue > 1e-3
 
 
+def test_unbiased_rounding_of_negative_inputs_is_exact():
+    """s - floor(s) rounds to 1.0 for tiny negative s; the rounding must still be a valid Bernoulli."""
+    mech = GridLaplace(1.0, 1.0, grid_exponent=-1, rounding="unbiased")
+    rng = Prg.from_int(44)
+    assert np.all(mech.to_grid(np.full(1000, -1e-30), rng) == 0)  # -1 has probability 2e-30
+    steps = mech.to_grid(np.full(N, -0.15), rng)  # -0.3 steps: -1 w.p. 0.3, 0 w.p. 0.7
+    assert set(np.unique(steps).tolist()) == {-1, 0}
+    assert stats.binomtest(int((steps == -1).sum()), N, 0.3).pvalue > 1e-3
+    assert np.array_equal(mech.to_grid([-2.5, 2.5, -3.0], rng), [-5, 5, -6])
+
+
 def test_noise_has_the_discrete_laplace_variance():
     mech = GridLaplace(0.5, 2.0)
     out = mech.release(np.full(N, 3.25), Prg.from_int(43))

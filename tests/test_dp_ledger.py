@@ -63,6 +63,16 @@ def test_zcdp_charge_is_converted(tmp_path):
         ledger.charge_guarantee(Guarantee.none())
 
 
+def test_huge_amounts_are_reported_without_decimal_overflow(tmp_path):
+    """Rounding to 6 decimals must not run out of decimal precision (28 digits by default)."""
+    ledger = PrivacyLedger(tmp_path / "l.db", "d", 1e30)
+    ledger.charge(1e25)
+    assert ledger.spent().epsilon == 1e25 and ledger.remaining().epsilon <= 1e30 - 1e25
+    with pytest.raises(BudgetExceeded):
+        ledger.charge(1e30)
+    assert Guarantee.zcdp(1e25).epsilon_delta(1e-6)[0] >= 1e25
+
+
 @pytest.mark.parametrize(
     "call",
     [

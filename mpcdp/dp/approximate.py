@@ -116,6 +116,8 @@ def polya(shape: float, scale: float, size: int, rng: RandomSource) -> np.ndarra
     if not (shape > 0 and scale > 0):
         raise ValueError("shape and scale must be positive")
     lam = -shape * math.log(-math.expm1(-1.0 / scale))
+    if lam == 0.0:  # alpha = exp(-1/scale) underflows: NB(shape, alpha) is 0 to float precision
+        return np.zeros(size, dtype=np.int64)
     counts = poisson(lam, size, rng)
     values = logarithmic(scale, int(counts.sum()), rng)
     out = np.zeros(size, dtype=np.int64)

@@ -19,7 +19,6 @@ rationals, so the guarantee reported is at least as strong as requested.
 
 from __future__ import annotations
 
-import math
 from fractions import Fraction
 
 import numpy as np
@@ -27,7 +26,7 @@ import numpy as np
 from ..prg import RandomSource, system_random
 from .guarantee import Guarantee
 from .rational import positive_rational, rational_at_least
-from .samplers import bernoulli_exp_neg, discrete_gaussian, discrete_laplace, uniform_below
+from .samplers import bernoulli_exp_neg, discrete_gaussian, discrete_laplace, discrete_laplace_variance, uniform_below
 
 NEIGHBOURING = ("add_remove", "replace")
 
@@ -80,8 +79,7 @@ class DiscreteLaplaceMechanism:
     @property
     def variance(self) -> float:
         """2 a / (1 - a)^2 with a = exp(-1 / scale)."""
-        b = float(self.scale)
-        return 2 * math.exp(-1 / b) / math.expm1(-1 / b) ** 2
+        return discrete_laplace_variance(self.scale)
 
     def release(self, values, rng: RandomSource | None = None) -> np.ndarray:
         arr = _int_values(values)

@@ -38,7 +38,7 @@ from ..prg import RandomSource
 from . import approximate
 from .guarantee import Guarantee
 from .rational import positive_rational, rational_at_least
-from .samplers import POISSON_EXACT_MAX, poisson
+from .samplers import POISSON_EXACT_MAX, discrete_laplace_variance, poisson
 
 DEFAULT_BETA = 2.0**-40
 
@@ -110,7 +110,7 @@ class DistributedDiscreteLaplace:
     def variance(self, pieces_added: int) -> float:
         """Variance of the total noise of ``pieces_added`` pieces: 2 R a / (1 - a)^2, R = m / (n - t)."""
         m = _check_pieces(pieces_added, self.n_nodes)
-        return 2 * m * float(self.shape) * self._alpha / (-math.expm1(-1.0 / self._b)) ** 2
+        return m * float(self.shape) * discrete_laplace_variance(self._b)
 
     def tail_bound(self, beta: float = DEFAULT_BETA) -> int:
         """T with P(|total of all n pieces| > T) <= beta (Chernoff at s = 1 / (2 scale))."""
@@ -165,9 +165,10 @@ class DistributedSkellam:
         mu = Fraction(1 / inv_mu)
         while skellam_rho(float(mu), self.sensitivity, self.l1_sensitivity) > self.rho:
             mu *= 1 + Fraction(1, 1 << 30)
-        self.piece_mean = rational_at_least(mu / (self.n_nodes - self.colluders), "mu")
-        if self.piece_mean > approximate.PTRS_MAX_MEAN:
+        per_piece = mu / (self.n_nodes - self.colluders)
+        if per_piece >= approximate.PTRS_MAX_MEAN:
             raise ValueError("rho is too small for this sensitivity: the Poisson mean per piece exceeds 2^50")
+        self.piece_mean = rational_at_least(per_piece, "mu")
 
     @property
     def exact(self) -> bool:

@@ -10,8 +10,13 @@ step, so the integer sensitivity is widened to cover it:
 floor(D / g) + 1 steps for round-to-nearest, ceil(D / g) + 1 for unbiased
 (stochastic) rounding.
 
-Guarantee: pure epsilon-DP for any neighbouring relation under which the
-real-valued query changes by at most ``sensitivity`` in L1 norm.
+Guarantee: pure epsilon-DP for each element released, under any
+neighbouring relation that moves that real value by at most
+``sensitivity``. Every element of an array is a separate scalar release
+(e.g. one respondent's answer). It is not a mechanism for a vector query
+whose coordinates change together: rounding moves every changed coordinate
+by up to one extra step, so the widening would have to be one step per
+coordinate.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import numpy as np
 from ..prg import RandomSource, system_random
 from .guarantee import Guarantee
 from .rational import positive_rational, rational_at_least
-from .samplers import bernoulli_float_each, discrete_laplace
+from .samplers import bernoulli_float_each, discrete_laplace, discrete_laplace_variance
 
 GRID_STEPS_PER_SCALE = 20  # default grid: scale / 2^20
 _MAX_UNITS = 2.0**62
@@ -73,8 +78,7 @@ class GridLaplace:
     @property
     def variance(self) -> float:
         """Variance of the added noise in input units: g^2 2a / (1 - a)^2, a = exp(-1 / scale)."""
-        b = float(self.scale_steps)
-        return self.grid**2 * 2 * math.exp(-1 / b) / math.expm1(-1 / b) ** 2
+        return self.grid**2 * discrete_laplace_variance(self.scale_steps)
 
     def to_grid(self, x, rng: RandomSource) -> np.ndarray:
         """The inputs as int64 grid indices (rounded as configured)."""
@@ -89,8 +93,12 @@ class GridLaplace:
             )
         if self.rounding == "nearest":
             return np.rint(scaled).astype(np.int64)
-        low = np.floor(scaled)
-        return low.astype(np.int64) + bernoulli_float_each(scaled - low, rng)
+        # round the magnitude, then restore the sign: |s| - floor(|s|) is exact in floats,
+        # while s - floor(s) is not for -1/2 < s < 0 (it can even round to 1)
+        magnitude = np.abs(scaled)
+        low = np.floor(magnitude)
+        rounded = low.astype(np.int64) + bernoulli_float_each(magnitude - low, rng)
+        return np.where(scaled < 0, -rounded, rounded)
 
     def release(self, x, rng: RandomSource | None = None) -> np.ndarray:
         """x plus noise, as floats that are exact multiples of the grid step."""

@@ -90,6 +90,15 @@ def _amount(x, name: str, allow_zero: bool) -> Fraction:
     return value
 
 
+def _amounts(epsilon, delta, suffix: str = "") -> tuple[Fraction, Fraction]:
+    """(epsilon, delta) as exact rationals: epsilon > 0, 0 <= delta < 1."""
+    eps = _amount(epsilon, f"epsilon{suffix}", allow_zero=False)
+    d = _amount(delta, f"delta{suffix}", allow_zero=True)
+    if d >= 1:
+        raise ValueError(f"delta{suffix} must be below 1, got {delta!r}")
+    return eps, d
+
+
 def _spend(eps: Fraction, delta: Fraction, up: bool) -> Spend:
     rnd = round_up if up else round_down
     return Spend(rnd(float(eps)), rnd(float(delta), 20))
@@ -105,10 +114,7 @@ class PrivacyLedger:
     def __init__(self, path, dataset: str, epsilon_budget: float, delta_budget: float = 0.0):
         if not isinstance(dataset, str) or not dataset:
             raise ValueError("dataset must be a non-empty string")
-        eps = _amount(epsilon_budget, "epsilon_budget", allow_zero=False)
-        delta = _amount(delta_budget, "delta_budget", allow_zero=True)
-        if delta >= 1:
-            raise ValueError(f"delta_budget must be below 1, got {delta_budget!r}")
+        eps, delta = _amounts(epsilon_budget, delta_budget, "_budget")
         self.path = Path(path)
         self.dataset = dataset
         with self._transaction() as db:
@@ -162,11 +168,7 @@ class PrivacyLedger:
     def _request(epsilon, delta, scope) -> tuple[Fraction, Fraction]:
         if scope not in SCOPES:
             raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
-        eps = _amount(epsilon, "epsilon", allow_zero=False)
-        d = _amount(delta, "delta", allow_zero=True)
-        if d >= 1:
-            raise ValueError(f"delta must be below 1, got {delta!r}")
-        return eps, d
+        return _amounts(epsilon, delta)
 
     def check(self, epsilon: float, delta: float = 0.0, *, scope: str = "central") -> None:
         """Raise :class:`BudgetExceeded` if charging (epsilon, delta) now would overspend; charge nothing."""

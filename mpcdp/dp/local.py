@@ -66,6 +66,11 @@ def _keep_probability(eps: Fraction, others: int) -> Fraction:
     return probability_below(exact, "keep probability")
 
 
+def _too_small(epsilon) -> ValueError:
+    return ValueError(f"epsilon={epsilon!r} is too small: at 64-bit resolution the reports would carry "
+                      "no information about the answer, and the estimator would be undefined")
+
+
 def two_coin_randomize(truth, rng: RandomSource | None = None) -> np.ndarray:
     """The seed's two-coin randomized response (epsilon = ln 3).
 
@@ -100,6 +105,8 @@ class BinaryRR:
         eps = positive_rational(epsilon, "epsilon")
         self.epsilon = float(epsilon)
         self.keep = _keep_probability(eps, 1)
+        if self.keep <= Fraction(1, 2):
+            raise _too_small(epsilon)
         self.epsilon_actual = log_up(self.keep / (1 - self.keep))
 
     def randomize(self, truth, rng: RandomSource | None = None) -> np.ndarray:
@@ -146,6 +153,8 @@ class KaryRR:
         self.epsilon = float(epsilon)
         self.k = int(k)
         self.keep = _keep_probability(eps, self.k - 1)
+        if self.keep * self.k <= 1:  # keep <= (1 - keep) / (k - 1)
+            raise _too_small(epsilon)
         self.epsilon_actual = log_up(self.keep * (self.k - 1) / (1 - self.keep))
         self._threshold = _threshold(self.keep)
 
@@ -194,6 +203,8 @@ class UnaryEncoding:
         self.max_selections = int(max_selections)
         per_pair = eps / self.max_selections
         self.flip_on = probability_above(lambda: 1 / (exp_decimal(per_pair) + Decimal(1)), "q")
+        if self.flip_on >= Fraction(1, 2):
+            raise _too_small(epsilon)
         self.epsilon_actual = self.max_selections * log_up((1 - self.flip_on) / self.flip_on)
         self._threshold = _threshold(self.flip_on)
 

@@ -19,6 +19,7 @@ from fractions import Fraction
 MAX_BITS = 52
 PROB_BITS = 64
 _DECIMAL_DIGITS = 60
+_FLOAT_DIGITS = 310
 
 
 def positive_rational(x, name: str) -> Fraction:
@@ -63,6 +64,17 @@ def _decimal(x) -> Decimal:
     return Decimal(x.numerator) / Decimal(x.denominator) if isinstance(x, Fraction) else Decimal(x)
 
 
+def _dyadic_probability(compute, name: str, up: bool) -> Fraction:
+    with localcontext() as ctx:
+        ctx.prec = _DECIMAL_DIGITS
+        margin = Decimal(10) ** -40
+        p = compute() * (1 + margin if up else 1 - margin)
+        t = int((p * (1 << PROB_BITS)).to_integral_value(rounding=ROUND_CEILING if up else ROUND_FLOOR))
+    if not 0 < t < 1 << PROB_BITS:
+        raise ValueError(f"{name} is too close to 0 or 1 to represent")
+    return Fraction(t, 1 << PROB_BITS)
+
+
 def probability_below(compute, name: str) -> Fraction:
     """A dyadic probability T / 2^64 strictly below the real value computed by ``compute``.
 
@@ -71,24 +83,12 @@ def probability_below(compute, name: str) -> Fraction:
     there); the result is pulled down by a relative 10^-40 margin that covers
     the arithmetic error, then floored onto the 2^-64 grid.
     """
-    with localcontext() as ctx:
-        ctx.prec = _DECIMAL_DIGITS
-        p = compute() * (1 - Decimal(10) ** -40)
-        t = int((p * (1 << PROB_BITS)).to_integral_value(rounding=ROUND_FLOOR))
-    if not 0 < t < 1 << PROB_BITS:
-        raise ValueError(f"{name} is too close to 0 or 1 to represent")
-    return Fraction(t, 1 << PROB_BITS)
+    return _dyadic_probability(compute, name, up=False)
 
 
 def probability_above(compute, name: str) -> Fraction:
     """Like :func:`probability_below`, rounding up instead (never below the real value)."""
-    with localcontext() as ctx:
-        ctx.prec = _DECIMAL_DIGITS
-        p = compute() * (1 + Decimal(10) ** -40)
-        t = int((p * (1 << PROB_BITS)).to_integral_value(rounding=ROUND_CEILING))
-    if not 0 < t < 1 << PROB_BITS:
-        raise ValueError(f"{name} is too close to 0 or 1 to represent")
-    return Fraction(t, 1 << PROB_BITS)
+    return _dyadic_probability(compute, name, up=True)
 
 
 def exp_decimal(x) -> Decimal:
@@ -96,12 +96,18 @@ def exp_decimal(x) -> Decimal:
     return _decimal(Fraction(x)).exp()
 
 
+def _quantize(x: float, digits: int, rounding: str) -> float:
+    """x rounded to ``digits`` decimals in the direction ``rounding``, for any finite float x."""
+    with localcontext() as ctx:
+        ctx.prec = _FLOAT_DIGITS + digits  # every finite float has at most 309 integer digits
+        return float(Decimal(x).quantize(Decimal(1).scaleb(-digits), rounding=rounding))
+
+
 def round_up(x: float, digits: int = 6) -> float:
     """x rounded up to ``digits`` decimals; the float returned is never below x."""
     if not math.isfinite(x):
         return x
-    q = Decimal(1).scaleb(-digits)
-    r = float(Decimal(x).quantize(q, rounding=ROUND_CEILING))
+    r = _quantize(x, digits, ROUND_CEILING)
     return r if r >= x else math.nextafter(r, math.inf)
 
 
@@ -109,8 +115,7 @@ def round_down(x: float, digits: int = 6) -> float:
     """x rounded down to ``digits`` decimals; the float returned is never above x."""
     if not math.isfinite(x):
         return x
-    q = Decimal(1).scaleb(-digits)
-    r = float(Decimal(x).quantize(q, rounding=ROUND_FLOOR))
+    r = _quantize(x, digits, ROUND_FLOOR)
     return r if r <= x else math.nextafter(r, -math.inf)
 
 

@@ -16,6 +16,7 @@ for rational lambda by geometric rejection (cost linear in lambda).
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from math import factorial, isqrt
 
@@ -178,36 +179,37 @@ def bernoulli_exp_neg(gamma, size: int, rng: RandomSource) -> np.ndarray:
     return out
 
 
-def _bernoulli_exp_neg_unit(frac: Fraction, size: int, rng: RandomSource) -> np.ndarray:
-    """Bernoulli(exp(-frac)) for a scalar rational frac in [0, 1]."""
+def _alternating_series(size: int, bernoulli_over_k) -> np.ndarray:
+    """Bernoulli(exp(-gamma[i])) for gamma[i] in [0, 1] (CKS 2020, Algorithm 1).
+
+    ``bernoulli_over_k(todo, k)`` draws Bernoulli(gamma[i] / k) for the
+    elements ``todo``; the draws go on until each element's first failure,
+    and an element succeeds iff that failure came at an odd k.
+    """
     k_first_failure = np.zeros(size, dtype=np.int64)
     todo = np.arange(size)
     k = 1
     while todo.size:
-        success = bernoulli(frac / k, todo.size, rng)
+        success = bernoulli_over_k(todo, k)
         k_first_failure[todo[~success]] = k
         todo = todo[success]
         k += 1
     return (k_first_failure % 2) == 1
 
 
+def _bernoulli_exp_neg_unit(frac: Fraction, size: int, rng: RandomSource) -> np.ndarray:
+    """Bernoulli(exp(-frac)) for a scalar rational frac in [0, 1]."""
+    return _alternating_series(size, lambda todo, k: bernoulli(frac / k, todo.size, rng))
+
+
 def _bernoulli_exp_neg_ratio(u: np.ndarray, t: int, rng: RandomSource) -> np.ndarray:
-    """Bernoulli(exp(-u[i] / t)) for per-element integers 0 <= u[i] < t (CKS Algorithm 1).
+    """Bernoulli(exp(-u[i] / t)) for per-element integers 0 <= u[i] < t.
 
     Bernoulli(u / (t k)) is drawn as Bernoulli(u / t) AND Bernoulli(1 / k),
     which keeps every comparison within 64-bit integers.
     """
-    k_first_failure = np.zeros(u.size, dtype=np.int64)
-    todo = np.arange(u.size)
-    k = 1
-    while todo.size:
-        success = uniform_below(t, todo.size, rng) < u[todo]
-        if k > 1:
-            success &= bernoulli(Fraction(1, k), todo.size, rng)
-        k_first_failure[todo[~success]] = k
-        todo = todo[success]
-        k += 1
-    return (k_first_failure % 2) == 1
+    return _alternating_series(u.size, lambda todo, k: (uniform_below(t, todo.size, rng) < u[todo])
+                               & bernoulli(Fraction(1, k), todo.size, rng))
 
 
 def _geometric_exp_neg_one(size: int, rng: RandomSource) -> np.ndarray:
@@ -264,6 +266,12 @@ def discrete_laplace(scale, size: int, rng: RandomSource) -> np.ndarray:
     return out
 
 
+def discrete_laplace_variance(scale) -> float:
+    """Variance of the discrete Laplace of ``scale``: 2 a / (1 - a)^2, a = exp(-1 / scale)."""
+    b = float(scale)
+    return 2 * math.exp(-1 / b) / math.expm1(-1 / b) ** 2
+
+
 def discrete_gaussian(sigma2, size: int, rng: RandomSource) -> np.ndarray:
     """Exact discrete Gaussian: P(X = x) proportional to exp(-x^2 / (2 sigma2)) on the integers.
 
@@ -306,18 +314,9 @@ def discrete_gaussian(sigma2, size: int, rng: RandomSource) -> np.ndarray:
 
 
 def _bernoulli_exp_neg_fraction_each(nums: np.ndarray, den: int, rng: RandomSource) -> np.ndarray:
-    """Bernoulli(exp(-nums[i] / den)) for per-element rationals in [0, 1) (CKS Algorithm 1)."""
-    k_first_failure = np.zeros(nums.size, dtype=np.int64)
-    todo = np.arange(nums.size)
-    k = 1
-    while todo.size:
-        success = _bernoulli_each(nums[todo], den, rng)
-        if k > 1:
-            success &= bernoulli(Fraction(1, k), todo.size, rng)
-        k_first_failure[todo[~success]] = k
-        todo = todo[success]
-        k += 1
-    return (k_first_failure % 2) == 1
+    """Bernoulli(exp(-nums[i] / den)) for per-element rationals in [0, 1)."""
+    return _alternating_series(nums.size, lambda todo, k: _bernoulli_each(nums[todo], den, rng)
+                               & bernoulli(Fraction(1, k), todo.size, rng))
 
 
 def poisson(lam, size: int, rng: RandomSource) -> np.ndarray:
