@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from mpcdp.dp.laplace import GridLaplace
+from mpcdp.dp.laplace import GridLaplace, unbiased_round
 from mpcdp.prg import Prg
 
 N = 100_000
@@ -52,6 +52,7 @@ def test_unbiased_rounding_of_negative_inputs_is_exact():
     assert set(np.unique(steps).tolist()) == {-1, 0}
     assert stats.binomtest(int((steps == -1).sum()), N, 0.3).pvalue > 1e-3
     assert np.array_equal(mech.to_grid([-2.5, 2.5, -3.0], rng), [-5, 5, -6])
+    assert np.array_equal(unbiased_round(np.array([-5e-324, 0.0, 7.0, -7.0]), rng), [0, 0, 7, -7])
 
 
 def test_noise_has_the_discrete_laplace_variance():

@@ -36,6 +36,20 @@ _MAX_UNITS = 2.0**62
 ROUNDINGS = ("nearest", "unbiased")
 
 
+def unbiased_round(x: np.ndarray, rng: RandomSource) -> np.ndarray:
+    """Each float to floor or ceil, ceil with probability equal to its fractional part, exactly.
+
+    So E[result] = x. The magnitude is rounded and the sign restored:
+    |x| - floor(|x|) is exact in floats, whereas x - floor(x) is not for
+    -1/2 < x < 0 (it can even round to 1). Values must fit int64.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    magnitude = np.abs(x)
+    low = np.floor(magnitude)
+    rounded = low.astype(np.int64) + bernoulli_float_each(magnitude - low, rng)
+    return np.where(x < 0, -rounded, rounded)
+
+
 class GridLaplace:
     """Pure epsilon-DP Laplace noise on the grid 2^grid_exponent.
 
@@ -93,12 +107,7 @@ class GridLaplace:
             )
         if self.rounding == "nearest":
             return np.rint(scaled).astype(np.int64)
-        # round the magnitude, then restore the sign: |s| - floor(|s|) is exact in floats,
-        # while s - floor(s) is not for -1/2 < s < 0 (it can even round to 1)
-        magnitude = np.abs(scaled)
-        low = np.floor(magnitude)
-        rounded = low.astype(np.int64) + bernoulli_float_each(magnitude - low, rng)
-        return np.where(scaled < 0, -rounded, rounded)
+        return unbiased_round(scaled, rng)
 
     def release(self, x, rng: RandomSource | None = None) -> np.ndarray:
         """x plus noise, as floats that are exact multiples of the grid step."""

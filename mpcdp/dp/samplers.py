@@ -73,20 +73,6 @@ def uniform_below(bound: int, size: int, rng: RandomSource) -> np.ndarray:
     return out
 
 
-def _uniform_below_each(bounds: np.ndarray, rng: RandomSource) -> np.ndarray:
-    """Exactly uniform integers in [0, bounds[i]) for per-element bounds in [1, 2^32]."""
-    m = bounds.astype(np.uint64)
-    out = np.zeros(m.size, dtype=np.int64)
-    thresholds = (_TWO32 - m) % m  # = 2^32 mod m
-    todo = np.arange(m.size)
-    while todo.size:
-        prod = _uint32(rng, todo.size) * m[todo]
-        ok = (prod & _LOW32) >= thresholds[todo]
-        out[todo[ok]] = (prod[ok] >> np.uint64(32)).astype(np.int64)
-        todo = todo[~ok]
-    return out
-
-
 def bernoulli(p, size: int, rng: RandomSource) -> np.ndarray:
     """Exact Bernoulli(p) for a rational p in [0, 1] (int, Fraction or float, taken exactly).
 
