@@ -23,7 +23,7 @@ SURVEY = parse_survey(EXAMPLE.read_text())
 def truth_answers(n: int, seed: int) -> list[dict]:
     """Respondents with a known distribution (drawn from an explicit Prg)."""
     rng = Prg.from_int(seed, "truth")
-    u = rng.uint64(5 * n).reshape(n, 5) / 2.0**64
+    u = rng.uint64(7 * n).reshape(n, 7) / 2.0**64
     vote_cdf = np.cumsum([0.10, 0.30, 0.15, 0.35, 0.10])
     out = []
     for row in u:
@@ -31,8 +31,8 @@ def truth_answers(n: int, seed: int) -> list[dict]:
             "will_vote": bool(row[0] < 0.7),
             "vote": SURVEY.question("vote").options[int(np.searchsorted(vote_cdf, row[1], side="right"))],
             "issues": [o for o, t, x in zip(("economy", "health", "climate", "housing"), (0.6, 0.5, 0.3, 0.2),
-                                             row[2:])],
-            "salary": float(20_000 + 60_000 * row[4]),
+                                             row[2:6]) if x < t],
+            "salary": float(20_000 + 60_000 * row[6]),
         })
     return out
 
@@ -66,6 +66,17 @@ def test_numeric_reports_are_unbiased_and_on_the_grid():
     assert abs(mean - 51_234.5) < 4.5 * se
     lo, hi = q.unit_range
     assert reports.min() >= lo and reports.max() <= hi
+
+
+def test_unnoised_numeric_answers_round_without_bias_on_both_sides_of_zero():
+    q = parse_survey(EXAMPLE.read_text().replace("bounds = [0, 200000]", "bounds = [-1000, 1000]")
+                     .replace('local = { mechanism = "laplace", epsilon = 1.0 }', "")).question("salary")
+    rng = Prg.from_int(13)
+    assert randomise(q, [-1e-30, 0.0, 1e-30], rng)[:, 0].tolist() == [0, 0, 0]  # crashed before
+    x = -0.25 * q.step
+    reports = randomise(q, [x] * 20_000, rng)[:, 0]
+    assert set(reports.tolist()) == {-1, 0}
+    assert abs(reports.mean() * q.step - x) < 4.5 * q.step * np.sqrt(0.25 * 0.75 / len(reports))
 
 
 def test_bad_answers_are_refused_naming_the_question():

@@ -31,7 +31,8 @@ from typing import Sequence
 import numpy as np
 
 from ..dp.local import BinaryRR, KaryRR, UnaryEncoding, two_coin_randomize
-from ..dp.samplers import bernoulli_float_each, discrete_laplace
+from ..dp.laplace import unbiased_round
+from ..dp.samplers import discrete_laplace
 from ..prg import RandomSource
 from .definition import Question
 
@@ -109,6 +110,4 @@ def _numeric(q: Question, x: np.ndarray, rng: RandomSource) -> np.ndarray:
         mech = q.laplace()
         steps = mech.to_grid(x, rng) + discrete_laplace(mech.scale_steps, x.size, rng)
         return np.clip(steps, *q.unit_range)
-    scaled = x / q.step  # exact: the step is a power of two
-    base = np.floor(scaled)
-    return base.astype(np.int64) + bernoulli_float_each(scaled - base, rng).astype(np.int64)
+    return unbiased_round(x / q.step, rng)  # x / step is exact: the step is a power of two
