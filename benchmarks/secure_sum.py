@@ -10,8 +10,10 @@ median latency, its ratio to MPyC, and the bytes the nodes sent on their
 TCP sockets (kernel counters from ``ss -tinp``, so TLS and HTTP/2 overhead
 included) as a ratio to each party sending its input vector in the clear
 (n * L * 8 bytes). The parties' bytes are the secure sum itself; "+release"
-adds the coordinator's (proposals and, on connections that stay open, the
-release; the analyst's connection closes after each query and is not seen).
+adds the coordinator's (proposals and the release to the analyst). Every
+channel (analyst to coordinator, coordinator to parties, party to party) is
+opened and TLS-authenticated once, at the warm-up query, and reused, as MPyC's
+connections are set up before its timed region.
 
     python benchmarks/secure_sum.py [--quick]      # writes benchmarks/results/secure_sum.json
 """

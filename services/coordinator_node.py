@@ -68,19 +68,24 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         self._clock = clock
         self._lock = asyncio.Lock()
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._stubs: dict[str, pb_grpc.PartyStub] = {}
 
     async def close(self) -> None:
         for channel in self._channels.values():
             await channel.close()
         self._channels.clear()
+        self._stubs.clear()
 
     def _stub(self, party: str) -> pb_grpc.PartyStub:
-        if party not in self._channels:
+        """The stub on the one long-lived channel to ``party`` (one TLS handshake, then reused)."""
+        if party not in self._stubs:
             self._channels[party] = self.identity.channel(self.federation.node(party).address, party)
-        return pb_grpc.PartyStub(self._channels[party])
+            self._stubs[party] = pb_grpc.PartyStub(self._channels[party])
+        return self._stubs[party]
 
     def _forget(self, party: str) -> None:
         """Drop the channel to an unreachable party, so the next session reconnects without backoff."""
+        self._stubs.pop(party, None)
         channel = self._channels.pop(party, None)
         if channel is not None:
             asyncio.ensure_future(channel.close())
@@ -253,6 +258,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         head = msg.partial_sum
         try:
             assembler = convert.Assembler(head.length, session.length)
+            assembler.add(head.first)
             while not assembler.done:
                 chunk = await self._read(c, "partial sum")
                 if chunk.WhichOneof("phase") != "chunk":

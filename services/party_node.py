@@ -67,6 +67,7 @@ class PartyNode(pb_grpc.PartyServicer):
         self._live: dict[bytes, _Live] = {}
         self._closed: OrderedDict[bytes, None] = OrderedDict()
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._stubs: dict[str, pb_grpc.PartyStub] = {}
 
     # -- bookkeeping ----------------------------------------------------------
 
@@ -83,15 +84,18 @@ class PartyNode(pb_grpc.PartyServicer):
         return max(spec.deadline - self._clock(), 0.0)
 
     def _stub(self, peer: str) -> pb_grpc.PartyStub:
-        if peer not in self._channels:
+        """The stub on this node's one long-lived channel to ``peer`` (one TLS handshake, then reused)."""
+        if peer not in self._stubs:
             node = self.federation.node(peer)
             self._channels[peer] = self.identity.channel(node.address, peer)
-        return pb_grpc.PartyStub(self._channels[peer])
+            self._stubs[peer] = pb_grpc.PartyStub(self._channels[peer])
+        return self._stubs[peer]
 
     async def close(self) -> None:
         for channel in self._channels.values():
             await channel.close()
         self._channels.clear()
+        self._stubs.clear()
 
     # -- coordinator stream -----------------------------------------------------
 
@@ -153,6 +157,10 @@ class PartyNode(pb_grpc.PartyServicer):
 
     async def _run(self, live: _Live, context) -> None:
         session, spec = live.session, live.session.spec
+        # shares are made while the other parties answer; none moves before StartSharing
+        piece = None if spec.is_exact else noise_piece(spec, self._rng(spec.session_id + b"/noise")
+                                                       if self._rng else None)
+        outbox = session.make_shares(piece)
         try:
             msg = await asyncio.wait_for(context.read(), self._remaining(spec))
         except asyncio.TimeoutError:
@@ -162,9 +170,6 @@ class PartyNode(pb_grpc.PartyServicer):
             return
         if msg.WhichOneof("phase") != "start_sharing" or msg.start_sharing.session_id != spec.session_id:
             return await self._abort(context, session, "expected StartSharing for this session")
-        piece = None if spec.is_exact else noise_piece(spec, self._rng(spec.session_id + b"/noise")
-                                                       if self._rng else None)
-        outbox = session.make_shares(piece)
         failures = await asyncio.gather(*(self._send(m, spec) for m in outbox))
         failed = [f for f in failures if f]
         if failed:
@@ -184,9 +189,10 @@ class PartyNode(pb_grpc.PartyServicer):
                                      f"no share from {', '.join(missing)} before the deadline", missing[0])
         reader.cancel()
         partial = session.partial_sum(self._clock())
+        chunks = convert.chunks(partial.vector)
         await context.write(pb.PartyToCoordinator(partial_sum=pb.PartialSumHeader(
-            session_id=spec.session_id, sender=self.me, length=partial.vector.size)))
-        for chunk in convert.chunks(partial.vector):
+            session_id=spec.session_id, sender=self.me, length=partial.vector.size, first=next(chunks))))
+        for chunk in chunks:
             await context.write(pb.PartyToCoordinator(chunk=chunk))
 
     def _share_wait(self, spec) -> float:
@@ -205,15 +211,19 @@ class PartyNode(pb_grpc.PartyServicer):
 
         def stream():
             yield pb.PeerToPeer(share=header)
-            if msg.vector is not None:
-                for chunk in convert.chunks(msg.vector):
-                    yield pb.PeerToPeer(chunk=chunk)
+            for chunk in convert.chunks(msg.vector):
+                yield pb.PeerToPeer(chunk=chunk)
 
         try:
-            await self._stub(msg.recipient).Exchange(stream(), timeout=max(self._remaining(spec), 0.001))
+            stub, timeout = self._stub(msg.recipient), max(self._remaining(spec), 0.001)
+            if msg.seed is not None:
+                await stub.DeliverSeed(header, timeout=timeout)
+            else:
+                await stub.Exchange(stream(), timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.UNAVAILABLE:  # reconnect afresh next session
                 channel = self._channels.pop(msg.recipient, None)
+                self._stubs.pop(msg.recipient, None)
                 if channel is not None:
                     await channel.close()
             return msg.recipient, f"could not deliver a share to {msg.recipient}: {exc.code().name}: {exc.details()}"
@@ -225,7 +235,16 @@ class PartyNode(pb_grpc.PartyServicer):
         first = await context.read()
         if first is grpc.aio.EOF or first.WhichOneof("phase") != "share":
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "an exchange starts with a ShareHeader")
-        head = first.share
+        return await self._receive(first.share, context)
+
+    async def DeliverSeed(self, request: pb.ShareHeader, context):
+        if request.WhichOneof("payload") != "seed":
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "DeliverSeed carries a seed; full-vector shares go by Exchange")
+        return await self._receive(request, context)
+
+    async def _receive(self, head: pb.ShareHeader, context) -> pb.ShareAck:
+        """Check who sent a share for which live session, and fold it in."""
         who = self._caller(context, head.sender)
         if head.sender != who:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED,

@@ -4,7 +4,10 @@
         fed.query("mean", column="raise", bounds=(0, 10_000)).value
 
 Each party holds its own values (given on its command line, or as a .npy
-file for vectors) and a ledger in a temporary folder. Ports are reserved
+file for vectors) and a ledger in a temporary folder. Queries go over one
+mutually authenticated channel to the coordinator, opened at the first query
+and kept for the federation's lifetime, as the coordinator and the parties
+keep theirs to each other. Ports are reserved
 before the nodes start (SO_REUSEPORT, which gRPC servers also set), so the
 federation file is complete from the outset. Every process is stopped on
 exit, on error and on Ctrl-C.
@@ -61,6 +64,8 @@ class LocalFederation:
         self.dir = Path(workdir or self._tmp.name)
         self.procs: dict[str, subprocess.Popen] = {}
         self.federation: fed.Federation | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: Client | None = None
 
     # -- set-up -----------------------------------------------------------------
 
@@ -152,14 +157,17 @@ class LocalFederation:
     # -- use ---------------------------------------------------------------------
 
     def query(self, statistic: str, **kw) -> QueryResult:
+        """Ask the coordinator, as the analyst, over one channel kept open across queries."""
         kw.setdefault("column", self.column)
         kw.setdefault("timeout", self.timeout)
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(self._query(statistic, kw))
 
-        async def once():
-            async with Client(self.federation, CLIENT, self.insecure) as client:
-                return await client.query(statistic, **kw)
-
-        return asyncio.run(once())
+    async def _query(self, statistic: str, kw: dict) -> QueryResult:
+        if self._client is None:
+            self._client = Client(self.federation, CLIENT, self.insecure)
+        return await self._client.query(statistic, **kw)
 
     def kill(self, name: str) -> None:
         """SIGKILL one node (a crash, for failure experiments)."""
@@ -170,6 +178,11 @@ class LocalFederation:
     # -- tear-down -----------------------------------------------------------------
 
     def stop(self) -> None:
+        if self._loop is not None:
+            if self._client is not None:
+                self._loop.run_until_complete(self._client.close())
+            self._loop.close()
+            self._client = self._loop = None
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

@@ -307,6 +307,39 @@ async def test_malformed_peer_traffic_is_refused_and_changes_nothing(cluster):
     assert_idle(cluster)
 
 
+async def test_seeded_shares_are_checked_like_vectors(cluster):
+    h, call, spec = await open_session(cluster, sharing="seeded", session_id=b"d" * 16)
+
+    async def deliver(header, as_name):
+        peer = Handle(cluster, "bob", as_name)
+        try:
+            await peer.stub.DeliverSeed(header, timeout=5)
+            return grpc.StatusCode.OK, ""
+        except grpc.aio.AioRpcError as exc:
+            return exc.code(), exc.details()
+        finally:
+            await peer.channel.close()
+
+    def head(sender="alice", **payload):
+        return pb.ShareHeader(session_id=spec.session_id, sender=sender, recipient="bob", **payload)
+
+    vector = await deliver(head(vector_length=2), "alice")
+    assert vector[0] == grpc.StatusCode.INVALID_ARGUMENT and "Exchange" in vector[1]
+    spoof = await deliver(head(sender="carol", seed=b"k" * 32), "alice")
+    assert spoof[0] == grpc.StatusCode.PERMISSION_DENIED and "carol" in spoof[1]
+    short = await deliver(head(seed=b"k" * 31), "alice")
+    assert short[0] == grpc.StatusCode.INVALID_ARGUMENT and "32" in short[1]
+    assert (await deliver(head(seed=b"k" * 32), "alice"))[0] == grpc.StatusCode.OK
+    assert (await deliver(head(seed=b"k" * 32), "alice"))[0] == grpc.StatusCode.ALREADY_EXISTS
+    assert cluster.nodes["bob"]._live[spec.session_id].session.missing == ["carol", "dave"]
+    await call.write(pb.CoordinatorToParty(abort=pb.Abort(session_id=spec.session_id, sender="coordinator",
+                                                          reason="test")))
+    await call.done_writing()
+    assert await call.read() is grpc.aio.EOF
+    await h.channel.close()
+    assert_idle(cluster)
+
+
 async def test_only_the_coordinator_may_open_sessions(cluster):
     h = Handle(cluster, "bob", "alice")
     call = h.stub.Session()

@@ -102,14 +102,16 @@ class ProposeResponse(_message.Message):
     def __init__(self, session_id: _Optional[bytes] = ..., party: _Optional[str] = ..., accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., status: _Optional[str] = ...) -> None: ...
 
 class PartialSumHeader(_message.Message):
-    __slots__ = ("session_id", "sender", "length")
+    __slots__ = ("session_id", "sender", "length", "first")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     SENDER_FIELD_NUMBER: _ClassVar[int]
     LENGTH_FIELD_NUMBER: _ClassVar[int]
+    FIRST_FIELD_NUMBER: _ClassVar[int]
     session_id: bytes
     sender: str
     length: int
-    def __init__(self, session_id: _Optional[bytes] = ..., sender: _Optional[str] = ..., length: _Optional[int] = ...) -> None: ...
+    first: VectorChunk
+    def __init__(self, session_id: _Optional[bytes] = ..., sender: _Optional[str] = ..., length: _Optional[int] = ..., first: _Optional[_Union[VectorChunk, _Mapping]] = ...) -> None: ...
 
 class PartyToCoordinator(_message.Message):
     __slots__ = ("response", "partial_sum", "chunk", "abort")

@@ -44,6 +44,11 @@ class PartyStub:
                 request_serializer=mpcdp_dot_v1_dot_federation__pb2.PeerToPeer.SerializeToString,
                 response_deserializer=mpcdp_dot_v1_dot_federation__pb2.ShareAck.FromString,
                 _registered_method=True)
+        self.DeliverSeed = channel.unary_unary(
+                '/mpcdp.v1.Party/DeliverSeed',
+                request_serializer=mpcdp_dot_v1_dot_federation__pb2.ShareHeader.SerializeToString,
+                response_deserializer=mpcdp_dot_v1_dot_federation__pb2.ShareAck.FromString,
+                _registered_method=True)
 
 
 class PartyServicer:
@@ -58,7 +63,15 @@ class PartyServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Exchange(self, request_iterator, context):
-        """A peer delivers its share for this party.
+        """A peer delivers its full-vector share for this party: a ShareHeader with
+        vector_length, then the vector's chunks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeliverSeed(self, request, context):
+        """A peer delivers its seeded share (a ShareHeader with a seed) in one message.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -75,6 +88,11 @@ def add_PartyServicer_to_server(servicer, server):
             'Exchange': grpc.stream_unary_rpc_method_handler(
                     servicer.Exchange,
                     request_deserializer=mpcdp_dot_v1_dot_federation__pb2.PeerToPeer.FromString,
+                    response_serializer=mpcdp_dot_v1_dot_federation__pb2.ShareAck.SerializeToString,
+            ),
+            'DeliverSeed': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeliverSeed,
+                    request_deserializer=mpcdp_dot_v1_dot_federation__pb2.ShareHeader.FromString,
                     response_serializer=mpcdp_dot_v1_dot_federation__pb2.ShareAck.SerializeToString,
             ),
     }
@@ -131,6 +149,33 @@ class Party:
             target,
             '/mpcdp.v1.Party/Exchange',
             mpcdp_dot_v1_dot_federation__pb2.PeerToPeer.SerializeToString,
+            mpcdp_dot_v1_dot_federation__pb2.ShareAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeliverSeed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpcdp.v1.Party/DeliverSeed',
+            mpcdp_dot_v1_dot_federation__pb2.ShareHeader.SerializeToString,
             mpcdp_dot_v1_dot_federation__pb2.ShareAck.FromString,
             options,
             channel_credentials,
