@@ -24,9 +24,6 @@ from services.wire.mpcdp.v1 import federation_pb2 as pb
 from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
 
 
-MAX_REPLY = 64 << 20  # a release of a 10^6-vector is ~8 MB
-REPLY_OPTIONS = [("grpc.max_receive_message_length", MAX_REPLY)]
-
 
 class QueryError(Exception):
     """The federation refused or aborted a query; ``code`` is the gRPC status."""
@@ -39,7 +36,11 @@ class QueryError(Exception):
 
 @dataclass(frozen=True)
 class QueryResult:
-    """A release: the answer, its noise and intervals, and what it cost (vector entries are float64 arrays)."""
+    """A release: the answer, its noise and intervals, and what it cost.
+
+    Vector entries are float64 arrays; a vector entry's per-coordinate interval
+    is ``intervals[key] == {"lower": array, "upper": array}``.
+    """
 
     session_id: str
     statistic: str
@@ -62,16 +63,69 @@ class QueryResult:
                           default=lambda v: v.tolist() if isinstance(v, np.ndarray) else str(v))
 
     @classmethod
-    def from_proto(cls, reply: pb.QueryReply) -> "QueryResult":
+    def from_proto(cls, reply: pb.QueryReply, streamed: dict | None = None) -> "QueryResult":
+        """The result of a QueryReply and the vectors streamed after it, keyed (name, interval_end)."""
         as_dict = json_format.MessageToDict
+        vectors = {(k, ""): v for k, v in reply.vectors.items()}
+        vectors.update({(k, "lower"): v for k, v in reply.interval_lower.items()})
+        vectors.update({(k, "upper"): v for k, v in reply.interval_upper.items()})
+        vectors = {key: np.frombuffer(v, dtype="<f8") for key, v in vectors.items()}
+        vectors.update(streamed or {})
+        intervals = as_dict(reply.intervals)
+        for (key, end), values in vectors.items():
+            if end:
+                intervals.setdefault(key, {})[end] = values
         return cls(
             session_id=reply.session_id.hex(), statistic=reply.statistic,
-            result={**as_dict(reply.result),
-                    **{k: np.frombuffer(v, dtype="<f8") for k, v in reply.vectors.items()}},
+            result={**as_dict(reply.result), **{k: v for (k, end), v in vectors.items() if not end}},
             parties=tuple(reply.parties), exact=reply.exact,
             epsilon=None if reply.exact else reply.epsilon, delta=reply.delta,
             mechanism=reply.mechanism or None, noise_std=as_dict(reply.noise),
-            intervals=as_dict(reply.intervals), confidence=None if reply.exact else reply.confidence)
+            intervals=intervals, confidence=None if reply.exact else reply.confidence)
+
+
+class _ReleaseStream:
+    """Reassembles the vectors streamed after a QueryReply, checking every offset and length."""
+
+    def __init__(self):
+        self.vectors: dict[tuple[str, str], np.ndarray] = {}
+        self._current: tuple[tuple[str, str], np.ndarray] | None = None
+        self._filled = 0
+
+    def add(self, part: pb.QueryReplyPart) -> None:
+        kind = part.WhichOneof("part")
+        if kind == "vector":
+            self._finish()
+            v = part.vector
+            key = (v.name, v.interval_end)
+            if key in self.vectors or v.interval_end not in ("", "lower", "upper"):
+                raise ValueError(f"vector {v.name!r} announced twice or with an unknown interval end")
+            self._current, self._filled = (key, np.empty(v.length, dtype="<f8")), 0
+            self._chunk(v.first)
+        elif kind == "chunk" and self._current is not None:
+            self._chunk(part.chunk)
+        else:
+            raise ValueError(f"unexpected {kind or 'empty'} part after the reply")
+
+    def _chunk(self, chunk: pb.VectorChunk) -> None:
+        out = self._current[1]
+        n = len(chunk.data) // 8
+        if len(chunk.data) % 8 or chunk.offset != self._filled or not 0 < n <= out.size - self._filled:
+            raise ValueError("release chunks must be whole float64 words, in order, within the announced length")
+        out[self._filled:self._filled + n] = np.frombuffer(chunk.data, dtype="<f8")
+        self._filled += n
+
+    def _finish(self) -> None:
+        if self._current is not None:
+            key, out = self._current
+            if self._filled != out.size:
+                raise ValueError(f"vector {key[0]!r} ended after {self._filled} of {out.size} elements")
+            self.vectors[key] = out
+            self._current = None
+
+    def finish(self) -> dict:
+        self._finish()
+        return self.vectors
 
 
 class Client:
@@ -80,7 +134,7 @@ class Client:
     def __init__(self, federation: Federation, name: str, insecure: bool = False):
         coordinator = federation.coordinator()
         self.identity = Identity(name, federation.certs, insecure)
-        self._channel = self.identity.channel(coordinator.address, coordinator.name, options=REPLY_OPTIONS)
+        self._channel = self.identity.channel(coordinator.address, coordinator.name)
         self._stub = pb_grpc.CoordinatorStub(self._channel)
 
     async def __aenter__(self) -> "Client":
@@ -104,11 +158,25 @@ class Client:
                             epsilon=0.0 if epsilon is None else epsilon, delta=delta, mechanism=mechanism,
                             colluders=colluders, sharing=sharing)
         request = pb.QueryRequest(spec=spec, timeout_seconds=timeout, confidence=confidence)
+        call = self._stub.Query(request, timeout=timeout + 5.0, wait_for_ready=False)
+        reply, rest = None, _ReleaseStream()
         try:
-            reply = await self._stub.Query(request, timeout=timeout + 5.0, wait_for_ready=False)
+            async for part in call:
+                if reply is None:
+                    if part.WhichOneof("part") != "reply":
+                        raise ValueError("the release does not start with its reply")
+                    reply = part.reply
+                else:
+                    rest.add(part)
+            if reply is None:
+                raise ValueError("the coordinator ended the release without a reply")
+            streamed = rest.finish()
         except grpc.aio.AioRpcError as exc:
             raise QueryError(exc.code(), exc.details() or "") from None
-        return QueryResult.from_proto(reply)
+        except ValueError as exc:
+            call.cancel()
+            raise QueryError(grpc.StatusCode.DATA_LOSS, f"malformed release from the coordinator: {exc}") from None
+        return QueryResult.from_proto(reply, streamed)
 
 
 def query(federation: Federation, name: str, statistic: str, insecure: bool = False, **kw) -> QueryResult:

@@ -116,7 +116,8 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
                 self.ledger.charge(spec.epsilon, spec.delta, label=spec.session_id.hex())
         log.info("released session %s (%s over %d parties)", spec.session_id.hex()[:8], spec.statistic,
                  spec.n_parties)
-        return self.reply(spec, release, confidence)
+        for part in self.reply(spec, release, confidence):
+            await context.write(part)
 
     def spec_for(self, request: pb.QueryRequest) -> tuple[QuerySpec, float]:
         """The spec to propose: fresh session id, the deadline, every party unless named."""
@@ -299,16 +300,38 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
 
     # -- the answer -------------------------------------------------------------------
 
-    def reply(self, spec: QuerySpec, release, confidence: float) -> pb.QueryReply:
+    def reply(self, spec: QuerySpec, release, confidence: float):
+        """The release as QueryReplyParts: one QueryReply holding every scalar and each vector of at
+        most one chunk, then each larger vector as a ReleaseVector and its ~1 MiB float64 chunks."""
         result, noise, intervals = struct_pb2.Struct(), struct_pb2.Struct(), struct_pb2.Struct()
-        vectors = {k: np.asarray(v, dtype="<f8").tobytes() for k, v in release.result.items() if isinstance(v, list)}
-        result.update({k: v for k, v in release.result.items() if k not in vectors})
+        vectors = {(k, ""): v for k, v in release.result.items() if isinstance(v, (list, np.ndarray))}
+        result.update({k: v for k, v in release.result.items() if (k, "") not in vectors})
         if not spec.is_exact:
             described = describe(spec, release.result, confidence)
             noise.update(described.noise_std)
-            intervals.update(described.intervals)
-        return pb.QueryReply(
+            for key, interval in described.intervals.items():
+                if isinstance(interval, dict) and isinstance(interval.get("lower"), (list, np.ndarray)):
+                    vectors.update({(key, "lower"): interval["lower"], (key, "upper"): interval["upper"]})
+                else:
+                    intervals[key] = interval
+        reply = pb.QueryReply(
             session_id=spec.session_id, statistic=spec.statistic, result=result, parties=spec.parties,
             exact=spec.is_exact, epsilon=0.0 if spec.is_exact else spec.epsilon, delta=spec.delta,
             mechanism="" if spec.is_exact else spec.mechanism, noise=noise, intervals=intervals,
-            confidence=confidence if not spec.is_exact else 0.0, vectors=vectors)
+            confidence=confidence if not spec.is_exact else 0.0)
+        inline = {"": reply.vectors, "lower": reply.interval_lower, "upper": reply.interval_upper}
+        large = []
+        for (key, end), values in vectors.items():
+            packed = np.asarray(values, dtype="<f8").reshape(-1)
+            if packed.size <= convert.CHUNK_ELEMENTS:
+                inline[end][key] = packed.tobytes()
+            else:
+                large.append((key, end, packed))
+        yield pb.QueryReplyPart(reply=reply)
+        for key, end, packed in large:
+            chunks = (pb.VectorChunk(offset=i, data=packed[i:i + convert.CHUNK_ELEMENTS].tobytes())
+                      for i in range(0, packed.size, convert.CHUNK_ELEMENTS))
+            yield pb.QueryReplyPart(vector=pb.ReleaseVector(name=key, interval_end=end, length=packed.size,
+                                                            first=next(chunks)))
+            for chunk in chunks:
+                yield pb.QueryReplyPart(chunk=chunk)

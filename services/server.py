@@ -10,7 +10,7 @@ from grpc_reflection.v1alpha import reflection
 
 from services.tls import Identity
 
-MAX_MESSAGE = 64 << 20  # protocol vectors travel in ~1 MiB chunks; a vector release is one reply
+MAX_MESSAGE = 64 << 20  # a bound on any one message; federation vectors and releases go in ~1 MiB chunks
 OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE)]
 
 

@@ -408,3 +408,66 @@ async def test_aborted_dp_session_charges_nothing(dp_cluster):
     await dp_cluster.stop("carol")
     await expect_error(dp_cluster, grpc.StatusCode.UNAVAILABLE, "carol", epsilon=1.0)
     assert spent(dp_cluster) == {name: 0.0 for name in dp_cluster.ledgers}
+
+
+async def test_large_vector_release_streams_in_chunks_and_small_ones_stay_one_message(certs):
+    import numpy as np
+
+    from services.convert import CHUNK_BYTES, CHUNK_ELEMENTS
+
+    length = 2 * CHUNK_ELEMENTS + 5  # three chunks per vector
+    data = {p: {"value": ((np.arange(length) * (i + 1)) % 1000).astype(float).reshape(1, length)}
+            for i, p in enumerate(["alice", "bob", "carol"])}
+    c = await make_cluster(certs, data=data)
+    try:
+        coordinator = c.federation.coordinator()
+
+        async def parts(**spec):
+            request = pb.QueryRequest(spec=pb.QuerySpec(column="value", upper=1000, max_records=1, exact=True,
+                                                        **spec), timeout_seconds=30)
+            async with Identity("analyst", certs).channel(coordinator.address, coordinator.name) as ch:
+                return [p async for p in pb_grpc.CoordinatorStub(ch).Query(request)]
+
+        big = await parts(statistic="mean", dimension=length, frac_bits=0)
+        assert big[0].WhichOneof("part") == "reply" and not big[0].reply.vectors
+        assert [p.WhichOneof("part") for p in big[1:]] == ["vector", "chunk", "chunk"] * 2
+        assert {p.vector.name for p in big if p.WhichOneof("part") == "vector"} == {"sum", "mean"}
+        assert max(p.ByteSize() for p in big) < CHUNK_BYTES + 1024  # no message beyond ~1 MiB
+        assert len(await parts(statistic="count")) == 1
+
+        r = await c.query("mean", column="value", bounds=(0, 1000), dimension=length, frac_bits=0, max_records=1)
+        total = sum(d["value"][0] for d in data.values())
+        np.testing.assert_array_equal(r.result["sum"], total)
+        np.testing.assert_allclose(r.value, total / 3)
+        assert r.result["count"] == 3
+    finally:
+        await c.close()
+
+
+def test_client_refuses_a_malformed_release_stream():
+    import numpy as np
+
+    from services.client import _ReleaseStream
+
+    def vector(n, first):
+        return pb.QueryReplyPart(vector=pb.ReleaseVector(name="sum", length=n, first=first))
+
+    def chunk(offset, values):
+        return pb.VectorChunk(offset=offset, data=np.asarray(values, dtype="<f8").tobytes())
+
+    ok = _ReleaseStream()
+    ok.add(vector(3, chunk(0, [1, 2])))
+    ok.add(pb.QueryReplyPart(chunk=chunk(2, [3])))
+    np.testing.assert_array_equal(ok.finish()[("sum", "")], [1, 2, 3])
+    for bad in ([vector(3, chunk(0, [1])), pb.QueryReplyPart(chunk=chunk(2, [3]))],  # a gap
+                [vector(2, chunk(0, [1, 2, 3]))],  # overrun
+                [pb.QueryReplyPart(chunk=chunk(0, [1]))],  # a chunk with no vector
+                [vector(1, chunk(0, [1])), vector(1, chunk(0, [1]))]):  # announced twice
+        stream = _ReleaseStream()
+        with pytest.raises(ValueError):
+            for part in bad:
+                stream.add(part)
+    truncated = _ReleaseStream()
+    truncated.add(vector(3, chunk(0, [1])))
+    with pytest.raises(ValueError, match="1 of 3"):
+        truncated.finish()

@@ -166,8 +166,22 @@ class QueryRequest(_message.Message):
     def __init__(self, spec: _Optional[_Union[QuerySpec, _Mapping]] = ..., timeout_seconds: _Optional[float] = ..., confidence: _Optional[float] = ...) -> None: ...
 
 class QueryReply(_message.Message):
-    __slots__ = ("session_id", "statistic", "result", "parties", "exact", "epsilon", "delta", "mechanism", "noise", "intervals", "confidence", "vectors")
+    __slots__ = ("session_id", "statistic", "result", "parties", "exact", "epsilon", "delta", "mechanism", "noise", "intervals", "confidence", "vectors", "interval_lower", "interval_upper")
     class VectorsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: bytes
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
+    class IntervalLowerEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: bytes
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
+    class IntervalUpperEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -186,6 +200,8 @@ class QueryReply(_message.Message):
     INTERVALS_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_LOWER_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_UPPER_FIELD_NUMBER: _ClassVar[int]
     session_id: bytes
     statistic: str
     result: _struct_pb2.Struct
@@ -198,4 +214,28 @@ class QueryReply(_message.Message):
     intervals: _struct_pb2.Struct
     confidence: float
     vectors: _containers.ScalarMap[str, bytes]
-    def __init__(self, session_id: _Optional[bytes] = ..., statistic: _Optional[str] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., parties: _Optional[_Iterable[str]] = ..., exact: _Optional[bool] = ..., epsilon: _Optional[float] = ..., delta: _Optional[float] = ..., mechanism: _Optional[str] = ..., noise: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., intervals: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., confidence: _Optional[float] = ..., vectors: _Optional[_Mapping[str, bytes]] = ...) -> None: ...
+    interval_lower: _containers.ScalarMap[str, bytes]
+    interval_upper: _containers.ScalarMap[str, bytes]
+    def __init__(self, session_id: _Optional[bytes] = ..., statistic: _Optional[str] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., parties: _Optional[_Iterable[str]] = ..., exact: _Optional[bool] = ..., epsilon: _Optional[float] = ..., delta: _Optional[float] = ..., mechanism: _Optional[str] = ..., noise: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., intervals: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., confidence: _Optional[float] = ..., vectors: _Optional[_Mapping[str, bytes]] = ..., interval_lower: _Optional[_Mapping[str, bytes]] = ..., interval_upper: _Optional[_Mapping[str, bytes]] = ...) -> None: ...
+
+class ReleaseVector(_message.Message):
+    __slots__ = ("name", "interval_end", "length", "first")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_END_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    FIRST_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    interval_end: str
+    length: int
+    first: VectorChunk
+    def __init__(self, name: _Optional[str] = ..., interval_end: _Optional[str] = ..., length: _Optional[int] = ..., first: _Optional[_Union[VectorChunk, _Mapping]] = ...) -> None: ...
+
+class QueryReplyPart(_message.Message):
+    __slots__ = ("reply", "vector", "chunk")
+    REPLY_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    reply: QueryReply
+    vector: ReleaseVector
+    chunk: VectorChunk
+    def __init__(self, reply: _Optional[_Union[QueryReply, _Mapping]] = ..., vector: _Optional[_Union[ReleaseVector, _Mapping]] = ..., chunk: _Optional[_Union[VectorChunk, _Mapping]] = ...) -> None: ...

@@ -197,10 +197,10 @@ class CoordinatorStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.Query = channel.unary_unary(
+        self.Query = channel.unary_stream(
                 '/mpcdp.v1.Coordinator/Query',
                 request_serializer=mpcdp_dot_v1_dot_federation__pb2.QueryRequest.SerializeToString,
-                response_deserializer=mpcdp_dot_v1_dot_federation__pb2.QueryReply.FromString,
+                response_deserializer=mpcdp_dot_v1_dot_federation__pb2.QueryReplyPart.FromString,
                 _registered_method=True)
 
 
@@ -208,7 +208,8 @@ class CoordinatorServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Query(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """One release: a QueryReply, then each large vector as a ReleaseVector and its chunks.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -216,10 +217,10 @@ class CoordinatorServicer:
 
 def add_CoordinatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Query': grpc.unary_unary_rpc_method_handler(
+            'Query': grpc.unary_stream_rpc_method_handler(
                     servicer.Query,
                     request_deserializer=mpcdp_dot_v1_dot_federation__pb2.QueryRequest.FromString,
-                    response_serializer=mpcdp_dot_v1_dot_federation__pb2.QueryReply.SerializeToString,
+                    response_serializer=mpcdp_dot_v1_dot_federation__pb2.QueryReplyPart.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -243,12 +244,12 @@ class Coordinator:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_unary(
+        return grpc.experimental.unary_stream(
             request,
             target,
             '/mpcdp.v1.Coordinator/Query',
             mpcdp_dot_v1_dot_federation__pb2.QueryRequest.SerializeToString,
-            mpcdp_dot_v1_dot_federation__pb2.QueryReply.FromString,
+            mpcdp_dot_v1_dot_federation__pb2.QueryReplyPart.FromString,
             options,
             channel_credentials,
             insecure,
