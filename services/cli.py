@@ -9,16 +9,36 @@ import sys
 
 from . import commands
 
+DESCRIPTION = """\
+Compute statistics over private data held by many parties.
+
+Who sees what: additive secret sharing means no node (party, aggregator
+or coordinator) sees another party's input or any exact aggregate;
+differential privacy (DP) noise, produced jointly so that no single node
+knows it, means the released result says almost nothing about any one
+record. Every DP release costs epsilon from a per-dataset budget: smaller
+epsilon is more private and noisier.
+
+Run `mpcdp COMMAND --help` for what each command does and protects."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr (exit code 2), not a usage dump."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="mpcdp",
-        description=(
-            "Compute statistics over private data held by many parties: additive secret "
-            "sharing (no node sees another's input or an exact aggregate) plus "
-            "differential privacy (the released result says almost nothing about any one record)."
+        description=DESCRIPTION,
+        epilog=commands.examples(
+            "mpcdp demo",
+            "mpcdp simulate --parties 4 --values 3800,2514,2982,3390 --statistic mean --bounds 0,10000 --epsilon 1",
+            "mpcdp survey simulate --survey examples/election_poll.toml --respondents 20000 --seed 1",
         ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=commands.Formatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
@@ -28,8 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run one command; returns its exit code (also for --help and usage errors, which argparse exits on)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 2
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
@@ -38,6 +62,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a file, folder, certificate or address the user named: one line, no traceback
+        print(f"mpcdp {args.command}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,4 +1,12 @@
-"""``mpcdp coordinator``: run a federation's coordinator, which answers analysts' queries."""
+"""``mpcdp coordinator``: run a federation's coordinator, which answers analysts' queries.
+
+Who sees what: the coordinator opens a session per query, asks every party to
+accept it, collects one partial sum per party and adds them. A partial sum is
+uniformly random on its own, so the coordinator never sees a party's records
+or an exact aggregate of a DP query: only the noisy release it decodes and
+returns. It keeps its own privacy ledger per dataset and refuses a query over
+budget before any share moves. Runs until Ctrl-C or SIGTERM.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,7 @@ import asyncio
 import sys
 
 from services import federation as fed
+from services.commands import Formatter, address, examples, positive
 from services.coordinator_node import DEFAULT_TIMEOUT, CoordinatorNode
 from services.ledgers import ledger_for
 from services.server import serve_until_stopped
@@ -19,7 +28,9 @@ def run(args) -> int:
     try:
         federation = fed.load(args.federation)
         node = federation.coordinator()
-    except fed.FederationError as exc:
+        if not args.insecure:
+            Identity(node.name, federation.certs).server_credentials()  # missing certificates: say so now
+    except (fed.FederationError, OSError) as exc:
         print(f"mpcdp coordinator: {exc}", file=sys.stderr)
         return 2
     if args.insecure:
@@ -27,18 +38,28 @@ def run(args) -> int:
     identity = Identity(node.name, federation.certs, args.insecure)
     coordinator = CoordinatorNode(federation, identity, ledger=ledger_for(federation, node.name, federation.name),
                                   default_timeout=args.timeout)
-    return asyncio.run(serve_until_stopped(
-        identity, args.listen or node.address,
-        [(pb_grpc.add_CoordinatorServicer_to_server, coordinator, SERVICE)],
-        f"coordinator {node.name} serving on port {{port}}", cleanup=coordinator.close))
+    try:
+        return asyncio.run(serve_until_stopped(
+            identity, args.listen or node.address,
+            [(pb_grpc.add_CoordinatorServicer_to_server, coordinator, SERVICE)],
+            f"coordinator {node.name} serving on port {{port}}", cleanup=coordinator.close))
+    except (OSError, RuntimeError) as exc:  # gRPC reports an address it cannot bind as a RuntimeError
+        print(f"mpcdp coordinator: {exc}", file=sys.stderr)
+        return 1
 
 
 def register(sub) -> None:
     p = sub.add_parser("coordinator", help="run the coordinator (opens sessions, releases DP results)",
-                       description=__doc__)
-    p.add_argument("--federation", required=True, help="federation file (TOML)")
-    p.add_argument("--listen", help="address to bind instead of the federation file's (e.g. 0.0.0.0:50050)")
-    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
-                   help=f"default session deadline in seconds (default {DEFAULT_TIMEOUT:g})")
-    p.add_argument("--insecure", action="store_true", help="plaintext, unauthenticated channels (local experiments only)")
+                       description=__doc__, formatter_class=Formatter, epilog=examples(
+                           "mpcdp coordinator --federation examples/engineers/federation.toml",
+                           "mpcdp coordinator --federation examples/engineers/federation.toml --timeout 60",
+                       ))
+    p.add_argument("--federation", required=True,
+                   help="federation file (TOML): the coordinator node, the parties, the policy")
+    p.add_argument("--listen", type=address, help="address to bind instead of the federation file's (e.g. 0.0.0.0:50050)")
+    p.add_argument("--timeout", type=positive, default=DEFAULT_TIMEOUT,
+                   help=f"default session deadline in seconds, for queries that give none (default {DEFAULT_TIMEOUT:g})")
+    p.add_argument("--insecure", action="store_true",
+                   help="plaintext, unauthenticated channels: anyone on the network can read shares and "
+                        "impersonate nodes (local experiments only)")
     p.set_defaults(run=run)

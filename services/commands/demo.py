@@ -3,6 +3,9 @@
 The coordinator and each engineer run as separate OS processes on loopback,
 talking gRPC over mutual TLS with freshly made certificates (the same code as
 ``mpcdp simulate``): first the exact average, then a differentially private one.
+No engineer, and not the coordinator, ever sees another engineer's raise; with
+DP even the released average says little about any one of them. It takes no
+options and needs no files.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import sys
 
 from services.client import QueryError
+from services.commands import Formatter, examples
 from services.commands.query import format_result
 from services.simulation import LocalFederation
 
@@ -40,5 +44,5 @@ def run(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("demo", help="run the four-engineers raise-averaging example over real processes",
-                       description=__doc__)
+                       description=__doc__, formatter_class=Formatter, epilog=examples("mpcdp demo"))
     p.set_defaults(run=run)

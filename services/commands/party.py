@@ -1,4 +1,13 @@
-"""``mpcdp party``: run one party node of a federation, holding its own private data."""
+"""``mpcdp party``: run one party node of a federation, holding its own private data.
+
+Who sees what: the node's records never leave it. For each query it checks
+the spec against its own policy and privacy budget (a persistent ledger per
+dataset) and refuses one that would overspend; otherwise it clips its records
+to the query's bounds, adds its piece of the DP noise, splits the result into
+additive shares in Z_2^64 and sends one to each other party over mutual TLS.
+The coordinator receives only the sum of the shares this node holds, which is
+uniformly random on its own. Runs until Ctrl-C or SIGTERM.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +15,7 @@ import asyncio
 import sys
 
 from services import federation as fed
+from services.commands import Formatter, address, examples
 from services.data import DataError, Table
 from services.ledgers import ledger_for
 from services.party_node import PartyNode
@@ -32,7 +42,9 @@ def run(args) -> int:
         if not node.has("party"):
             raise fed.FederationError(f"node {node.name!r} does not have the party role")
         table = _table(args, node)
-    except (fed.FederationError, DataError) as exc:
+        if not args.insecure:
+            Identity(node.name, federation.certs).server_credentials()  # missing certificates: say so now
+    except (fed.FederationError, DataError, OSError) as exc:
         print(f"mpcdp party: {exc}", file=sys.stderr)
         return 2
     if args.insecure:
@@ -41,18 +53,32 @@ def run(args) -> int:
     party = PartyNode(federation, node.name, table, identity,
                       ledger=ledger_for(federation, node.name, dataset=table.source))
     address = args.listen or node.address
-    return asyncio.run(serve_until_stopped(
-        identity, address, [(pb_grpc.add_PartyServicer_to_server, party, SERVICE)],
-        f"party {node.name} serving on port {{port}}", cleanup=party.close))
+    try:
+        return asyncio.run(serve_until_stopped(
+            identity, address, [(pb_grpc.add_PartyServicer_to_server, party, SERVICE)],
+            f"party {node.name} serving on port {{port}}", cleanup=party.close))
+    except (OSError, RuntimeError) as exc:  # gRPC reports an address it cannot bind as a RuntimeError
+        print(f"mpcdp party: {exc}", file=sys.stderr)
+        return 1
 
 
 def register(sub) -> None:
     p = sub.add_parser("party", help="run a party node (holds private data, shares it securely)",
-                       description=__doc__)
-    p.add_argument("--federation", required=True, help="federation file (TOML)")
-    p.add_argument("--id", required=True, help="this node's name in the federation file")
-    p.add_argument("--values", help="comma-separated records instead of the node's data file (experiments)")
-    p.add_argument("--column", default="value", help="column name for --values (default: value)")
-    p.add_argument("--listen", help="address to bind instead of the federation file's (e.g. 0.0.0.0:50051)")
-    p.add_argument("--insecure", action="store_true", help="plaintext, unauthenticated channels (local experiments only)")
+                       description=__doc__, formatter_class=Formatter, epilog=examples(
+                           "mpcdp certs init --federation examples/engineers/federation.toml   # once",
+                           "mpcdp party --federation examples/engineers/federation.toml --id alice   "
+                           "# and bob, carol: one terminal each",
+                           "mpcdp party --federation examples/engineers/federation.toml --id alice --values 3800,4100 "
+                           "--column raise",
+                       ))
+    p.add_argument("--federation", required=True,
+                   help="federation file (TOML): this node's address and data file, its peers, the policy")
+    p.add_argument("--id", required=True, help="this node's name in the federation file (a node with the party role)")
+    p.add_argument("--values", help="comma-separated records to hold instead of the node's data file "
+                                    "(experiments; default: the node's `data` file)")
+    p.add_argument("--column", default="value", help="column name the --values records get (default: value)")
+    p.add_argument("--listen", type=address, help="address to bind instead of the federation file's (e.g. 0.0.0.0:50051)")
+    p.add_argument("--insecure", action="store_true",
+                   help="plaintext, unauthenticated channels: anyone on the network can read shares and "
+                        "impersonate nodes (local experiments only)")
     p.set_defaults(run=run)

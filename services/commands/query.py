@@ -1,7 +1,21 @@
-"""``mpcdp query``: ask a federation for a statistic (a DP release unless the policy allows exact)."""
+"""``mpcdp query``: ask a running federation for a statistic over its parties' private records.
+
+Who sees what: each party clips its records to --bounds, secret-shares them
+with the other parties over mutual TLS and hands the coordinator only a
+partial sum that looks uniformly random on its own; the coordinator and you
+see only the released result. With --epsilon the release is differentially
+private: each party also adds a piece of noise inside its shares, so no single
+node knows the noise, and the pieces of the parties outside any --colluders
+coalition already give the promised epsilon (neighbours: one record added to
+or removed from one party). Each party checks the query against its own policy
+and privacy budget and refuses one that would overspend; the cost is charged
+to every party's ledger. Without --epsilon the release is exact, which the
+federation's policy must allow.
+"""
 
 from __future__ import annotations
 
+import argparse
 import math
 import sys
 
@@ -9,14 +23,24 @@ import numpy as np
 
 from services import federation as fed
 from services.client import QueryError, QueryResult, query
-from services.tls import warn_insecure
+from services.commands import Formatter, at_least, delta, epsilon, examples, integer_in, level, positive
+from services.tls import Identity, warn_insecure
+
+FEDERATION = "examples/engineers/federation.toml"
 
 
 def parse_bounds(text: str) -> tuple[float, float]:
+    """The --bounds type: ``LO,HI``, two finite numbers with LO <= HI."""
     parts = text.split(",")
-    if len(parts) != 2:
-        raise ValueError(f"--bounds takes LO,HI, got {text!r}")
-    return float(parts[0]), float(parts[1])
+    try:
+        lo, hi = (float(p) for p in parts) if len(parts) == 2 else (math.nan, math.nan)
+    except ValueError:
+        lo = hi = math.nan
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise argparse.ArgumentTypeError(f"takes LO,HI (two numbers, e.g. 0,10000), got {text!r}")
+    if lo > hi:
+        raise argparse.ArgumentTypeError(f"takes LO,HI with LO <= HI, got {text!r}")
+    return lo, hi
 
 
 def format_result(r: QueryResult) -> str:
@@ -55,16 +79,21 @@ def _fmt(v) -> str:
 def run(args) -> int:
     try:
         federation = fed.load(args.federation)
-        bounds = parse_bounds(args.bounds)
-    except (fed.FederationError, ValueError) as exc:
+        name = args.id or (federation.names("client") or [""])[0]
+        if not name:
+            raise fed.FederationError(f"{args.federation}: no node has the client role; pass --id NAME")
+        federation.node(name)
+        federation.coordinator()
+        if not args.insecure:
+            Identity(name, federation.certs).channel_credentials()  # missing certificates: say so before connecting
+    except (fed.FederationError, OSError) as exc:
         print(f"mpcdp query: {exc}", file=sys.stderr)
         return 2
     if args.insecure:
         warn_insecure()
-    name = args.id or (federation.names("client") or [""])[0]
     try:
         result = query(federation, name, args.statistic, insecure=args.insecure, column=args.column,
-                       bounds=bounds, epsilon=args.epsilon, delta=args.delta, dimension=args.dimension,
+                       bounds=args.bounds, epsilon=args.epsilon, delta=args.delta, dimension=args.dimension,
                        categories=[c for c in (args.categories or "").split(",") if c],
                        parties=[p for p in (args.parties or "").split(",") if p], frac_bits=args.frac_bits,
                        max_records=args.max_records, mechanism=args.mechanism, colluders=args.colluders,
@@ -76,31 +105,78 @@ def run(args) -> int:
     return 0
 
 
-def add_query_arguments(p, statistic_required: bool = True) -> None:
-    """The query flags, shared with ``mpcdp simulate``."""
-    p.add_argument("--statistic", required=statistic_required, default=None if statistic_required else "mean",
-                   choices=("sum", "count", "mean", "variance", "histogram"))
-    p.add_argument("--column", default="value", help="column (comma-separated for vectors)")
-    p.add_argument("--bounds", default="0,1", help="LO,HI: every record is clipped to this range")
-    p.add_argument("--epsilon", type=float, help="DP epsilon; omit for an exact release (if allowed)")
-    p.add_argument("--delta", type=float, default=0.0)
-    p.add_argument("--mechanism", default="discrete_laplace", choices=("discrete_laplace", "skellam"))
-    p.add_argument("--dimension", type=int, default=1)
-    p.add_argument("--categories", help="comma-separated categories of a histogram")
-    p.add_argument("--frac-bits", type=int, default=16)
-    p.add_argument("--max-records", type=int, default=0, help="most records per party (default: federation policy)")
-    p.add_argument("--colluders", type=int, default=1, help="assumed colluding parties (noise sized for the rest)")
-    p.add_argument("--sharing", default="seeded", choices=("seeded", "full"))
-    p.add_argument("--timeout", type=float, default=30.0, help="session deadline in seconds")
-    p.add_argument("--confidence", type=float, default=0.95)
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+def add_query_arguments(p, statistic_default: str | None = None, bounds_default: str = "0,1") -> None:
+    """The query flags, shared with ``mpcdp simulate`` (no ``statistic_default``: --statistic is required)."""
+    p.add_argument("--statistic", required=statistic_default is None, default=statistic_default,
+                   choices=("sum", "count", "mean", "variance", "histogram"),
+                   help="what to release over all parties' records: sum, count, mean, variance (each per "
+                        "coordinate) or histogram (a count per --categories value)"
+                        + (f" (default: {statistic_default})" if statistic_default else ""))
+    p.add_argument("--column", default="value",
+                   help="data column each party reads; comma-separated columns make a vector record "
+                        "(default: value)")
+    p.add_argument("--bounds", type=parse_bounds, default=parse_bounds(bounds_default), metavar="LO,HI",
+                   help="every record (each coordinate) is clipped to [LO, HI] before it is shared; this caps "
+                        "one record's influence, so wider bounds mean more noise for the same epsilon "
+                        f"(default: {bounds_default})")
+    p.add_argument("--epsilon", type=epsilon,
+                   help="DP privacy loss of this release, > 0: one record can change the odds of any result by "
+                        "at most a factor e^epsilon, so smaller is more private and noisier (0.1 strong, 1 "
+                        "moderate); charged to every party's budget. Omit for an exact, non-DP release, only "
+                        "if the federation's policy allows it (default: exact)")
+    p.add_argument("--delta", type=delta, default=0.0,
+                   help="DP delta in [0, 1): probability that the epsilon guarantee may fail; 0 is pure DP, "
+                        "skellam needs a small delta > 0 such as 1e-6 (default 0)")
+    p.add_argument("--mechanism", default="discrete_laplace", choices=("discrete_laplace", "skellam"),
+                   help="noise the parties add jointly: discrete_laplace (pure epsilon-DP) or skellam (zCDP, "
+                        "reported as (epsilon, delta); needs --delta > 0) (default: discrete_laplace)")
+    p.add_argument("--dimension", type=at_least(1), default=1,
+                   help="length of each record vector for sum, mean and variance (default 1: scalars)")
+    p.add_argument("--categories",
+                   help="comma-separated categories of a histogram, declared up front (required with "
+                        "--statistic histogram; no default)")
+    p.add_argument("--frac-bits", type=integer_in(0, 52), default=16,
+                   help="fixed-point precision: reals are encoded in Z_2^64 with this many fractional bits, "
+                        "0 to 52 (default 16: steps of 1/65536)")
+    p.add_argument("--max-records", type=at_least(0), default=0,
+                   help="most records any one party may contribute; sizes the ring overflow check "
+                        "(default 0: the federation policy's max_records)")
+    p.add_argument("--colluders", type=at_least(1), default=1,
+                   help="assumed number t of colluding parties, 1 <= t < parties: the noise is sized so that "
+                        "the other parties' pieces alone give the promised epsilon; larger t means more noise "
+                        "(default 1)")
+    p.add_argument("--sharing", default="seeded", choices=("seeded", "full"),
+                   help="how shares travel: seeded (a 32-byte PRG seed per peer instead of a random vector, "
+                        "much less traffic) or full random vectors (default: seeded)")
+    p.add_argument("--timeout", type=positive, default=30.0,
+                   help="session deadline in seconds (default 30)")
+    p.add_argument("--confidence", type=level, default=0.95,
+                   help="confidence level of the reported noise intervals, between 0 and 1 (default 0.95); "
+                        "they come from the noise distribution alone and cost no privacy")
+    p.add_argument("--json", action="store_true",
+                   help="print the release as JSON (result, intervals, noise std, epsilon and delta spent) "
+                        "for scripts, instead of text")
 
 
 def register(sub) -> None:
-    p = sub.add_parser("query", help="ask a federation for a statistic", description=__doc__)
-    p.add_argument("--federation", required=True, help="federation file (TOML)")
-    p.add_argument("--id", help="this client's name in the federation file (default: the first client)")
-    p.add_argument("--parties", help="comma-separated subset of parties (default: all)")
-    p.add_argument("--insecure", action="store_true", help="plaintext, unauthenticated channels (local experiments only)")
+    p = sub.add_parser("query", help="ask a running federation for a statistic (DP unless exact is allowed)",
+                       description=__doc__, formatter_class=Formatter, epilog=examples(
+                           "# with the parties and the coordinator of the example running (see `mpcdp party --help`):",
+                           f"mpcdp query --federation {FEDERATION} --statistic mean --column raise "
+                           "--bounds 0,10000 --epsilon 1",
+                           f"mpcdp query --federation {FEDERATION} --statistic histogram --column team "
+                           "--categories infra,product --epsilon 0.5 --json",
+                           f"mpcdp query --federation {FEDERATION} --statistic variance --column raise "
+                           "--bounds 0,10000 --epsilon 1 --colluders 2",
+                       ))
+    p.add_argument("--federation", required=True,
+                   help="federation file (TOML): the nodes, their addresses, the certificate folder, the policy")
+    p.add_argument("--id", help="your client name in the federation file; its certificate authenticates you "
+                                "(default: the first node with the client role)")
+    p.add_argument("--parties", help="comma-separated subset of the parties to ask, at least 2 "
+                                     "(default: every party)")
+    p.add_argument("--insecure", action="store_true",
+                   help="plaintext, unauthenticated channels: anyone on the network can read shares and "
+                        "impersonate nodes (local experiments only; the nodes must run with it too)")
     add_query_arguments(p)
     p.set_defaults(run=run)

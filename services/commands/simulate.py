@@ -1,20 +1,25 @@
-"""``mpcdp simulate``: a whole federation on loopback, one OS process per node, fresh certificates.
+"""``mpcdp simulate``: a whole federation on this machine, asked one query, then stopped.
 
-    mpcdp simulate --parties 4 --values 3800,2514,2982,3390 --statistic mean --bounds 0,10000
-    mpcdp simulate --parties 4 --values 3800,2514,2982,3390 --statistic mean --bounds 0,10000 --epsilon 1
-    mpcdp simulate --parties 20 --statistic sum --bounds 0,1      # random data, one value per party
+A coordinator and --parties party processes start on loopback and talk gRPC
+over mutual TLS with freshly made certificates: the same code as `mpcdp party`
+and `mpcdp coordinator`. Each party holds one value (--values, or random in
+--bounds) and runs the secure-sum protocol exactly as in a real federation:
+a party sees only its own value and random-looking shares, the coordinator
+only partial sums, you only the release (noisy with --epsilon). The values are
+typed on the command line, so this is for trying the protocol and its noise,
+not for protecting real data.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
 
 from mpcdp.prg import Prg, system_random
 from services.client import QueryError
-from services.commands.query import add_query_arguments, format_result, parse_bounds
+from services.commands import Formatter, at_least, examples
+from services.commands.query import add_query_arguments, format_result
 from services.simulation import LocalFederation
 
 
@@ -22,7 +27,10 @@ def party_values(n: int, values: str | None, bounds, seed: int | None) -> dict[s
     """One value per party: the given ones, or uniform in the bounds (seeded if asked)."""
     names = [f"party-{i + 1}" for i in range(n)]
     if values:
-        given = [float(v) for v in values.split(",")]
+        try:
+            given = [float(v) for v in values.split(",")]
+        except ValueError:
+            raise ValueError(f"--values takes one number per party, comma-separated, got {values!r}") from None
         if len(given) != n:
             raise ValueError(f"--values has {len(given)} values for --parties {n}")
         return {p: [v] for p, v in zip(names, given)}
@@ -33,8 +41,9 @@ def party_values(n: int, values: str | None, bounds, seed: int | None) -> dict[s
 
 
 def run_simulation(data: dict, args, bounds, out=sys.stdout) -> int:
+    """Start the federation, run the query, print the release to ``out`` (progress to stderr with --json)."""
     print(f"starting a coordinator and {len(data)} party processes on loopback "
-          f"({'plaintext: --insecure' if args.insecure else 'mutual TLS, fresh certificates'}) ...", file=out)
+          f"({'plaintext: --insecure' if args.insecure else 'mutual TLS, fresh certificates'}) ...", file=sys.stderr if args.json else out)
     categories = [c for c in (args.categories or "").split(",") if c]
     try:
         with LocalFederation(data, column=args.column, insecure=args.insecure, timeout=args.timeout) as f:
@@ -54,23 +63,32 @@ def run_simulation(data: dict, args, bounds, out=sys.stdout) -> int:
 
 def run(args) -> int:
     try:
-        bounds = parse_bounds(args.bounds)
-        data = party_values(args.parties, args.values, bounds, args.seed)
+        data = party_values(args.parties, args.values, args.bounds, args.seed)
     except ValueError as exc:
         print(f"mpcdp simulate: {exc}", file=sys.stderr)
         return 2
     if args.insecure:
         from services.tls import warn_insecure
         warn_insecure()
-    return run_simulation(data, args, bounds)
+    return run_simulation(data, args, args.bounds)
 
 
 def register(sub) -> None:
-    p = sub.add_parser("simulate", help="run a federation as local processes and query it",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--parties", type=int, default=4, help="number of party processes (default 4)")
-    p.add_argument("--values", help="one value per party, comma-separated (default: random in the bounds)")
-    p.add_argument("--seed", type=int, help="seed for the random values (reproducible data, not noise)")
-    p.add_argument("--insecure", action="store_true", help="plaintext channels (local experiments only)")
-    add_query_arguments(p, statistic_required=False)
-    p.set_defaults(run=run, bounds="0,10000")
+    p = sub.add_parser("simulate", help="run a federation as local processes and ask it one query",
+                       description=__doc__, formatter_class=Formatter, epilog=examples(
+                           "mpcdp simulate --parties 4 --values 3800,2514,2982,3390 --statistic mean --bounds 0,10000",
+                           "mpcdp simulate --parties 4 --values 3800,2514,2982,3390 --statistic mean --bounds 0,10000 "
+                           "--epsilon 1 --json",
+                           "mpcdp simulate --parties 20 --statistic sum --bounds 0,1 --epsilon 0.5 --seed 7   "
+                           "# random data, one value per party",
+                       ))
+    p.add_argument("--parties", type=at_least(2, " (a secure sum needs two parties)"), default=4,
+                   help="number of party processes, at least 2 (default 4)")
+    p.add_argument("--values", help="one number per party, comma-separated (default: uniform random in --bounds)")
+    p.add_argument("--seed", type=at_least(0),
+                   help="seed for the random values: reproducible data, never reproducible noise "
+                        "(default: fresh random values)")
+    p.add_argument("--insecure", action="store_true",
+                   help="plaintext, unauthenticated channels between the local processes (experiments only)")
+    add_query_arguments(p, statistic_default="mean", bounds_default="0,10000")
+    p.set_defaults(run=run)

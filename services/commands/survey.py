@@ -1,10 +1,14 @@
 """``mpcdp survey``: secure surveys and polls (local DP + secret sharing + central DP).
 
-    mpcdp survey simulate --survey examples/election_poll.toml --respondents 100000 --json results.json
-    mpcdp survey report --results results.json --plot results.png
-    mpcdp survey aggregator --survey s.toml --name pollster-a --store postgresql://... --certs certs/
-    mpcdp survey submit --survey s.toml --answers answers.json --certs certs/ --name respondents
-    mpcdp survey close --survey s.toml --certs certs/ --json results.json
+Who sees what: a respondent's device first randomises each answer with the
+question's local DP mechanism (so even all aggregators together would learn
+only a noisy answer), then splits it into one additive share per aggregator,
+each run by an independent organisation. An aggregator stores shares durably
+and sees only random-looking numbers; at close it releases only its sum over
+the submissions every aggregator holds, plus its piece of the central DP
+noise. The coordinator adds those sums and debiases: it learns noisy totals,
+never an answer. The epsilons (local and central, per question), the
+aggregators and the minimum number of respondents are set in the survey file.
 """
 
 from __future__ import annotations
@@ -17,12 +21,19 @@ import sys
 import tempfile
 from pathlib import Path
 
+import grpc
+
 from mpcdp.client import Conflict, PreparedSubmission, Refused, SurveyClient, Unavailable
 from mpcdp.prg import Prg, system_random
 from mpcdp.survey.definition import Survey, SurveyError, parse_survey
 from mpcdp.survey.release import BelowMinimum, QuestionResult
 from mpcdp.survey.sheet import AnswerError
 from mpcdp.survey.synthetic import synthetic_answers
+from services.commands import Formatter, address, at_least, examples, level, positive
+
+SURVEY = "examples/election_poll.toml"
+ANSWERS = '{"will_vote": true, "vote": "Greens", "issues": ["climate"], "salary": 52000}'
+STDOUT = "-"
 
 
 def load_survey(path: str) -> Survey:
@@ -86,7 +97,12 @@ def run_aggregator(args) -> int:
     if listen is None:
         raise SurveyError(f"{args.name!r} is not an aggregator of this survey", source=args.survey[0])
     identity = _identity(args, args.name)
-    store = open_store(args.store or f"{args.name}.survey.db", args.pg_schema)
+    if not args.insecure:
+        identity.server_credentials()  # missing certificates: say so before opening the store
+    try:
+        store = open_store(args.store or f"{args.name}.survey.db", args.pg_schema)
+    except Exception as exc:  # sqlite3 or psycopg: the URL may hold a password, so it is not echoed
+        raise SurveyError(f"cannot open the share store: {type(exc).__name__}: {exc}", source="--store") from None
 
     def noise_rng(survey: Survey):
         if args.noise_seed is None:
@@ -111,6 +127,9 @@ def run_submit(args) -> int:
     from services.survey.transport import GrpcTransport
 
     survey = load_survey(args.survey)
+    identity = _identity(args, "respondents")
+    if not args.insecure:
+        identity.channel_credentials()  # missing certificates: say so before preparing anything
     outbox = Path(args.outbox or f"{args.answers}.pending.json")
     if outbox.exists():
         prepared = PreparedSubmission.from_json(outbox.read_text())
@@ -123,7 +142,7 @@ def run_submit(args) -> int:
             return 2
         prepared = SurveyClient(survey).prepare(answers)
         outbox.write_text(prepared.to_json())
-    transport = GrpcTransport(_identity(args, "respondents"), survey, timeout=args.timeout)
+    transport = GrpcTransport(identity, survey, timeout=args.timeout)
 
     async def send():
         try:
@@ -157,14 +176,22 @@ def run_close(args) -> int:
     return 0
 
 
+def _info(args):
+    """Where progress messages go: stderr when the results themselves go to stdout as JSON."""
+    return sys.stderr if args.json == STDOUT else sys.stdout
+
+
 def _emit(doc: dict, args) -> None:
-    print(format_results(doc))
-    if args.json:
-        Path(args.json).write_text(json.dumps(doc, indent=2))
-        print(f"results written to {args.json}")
+    if args.json == STDOUT:
+        print(json.dumps(doc, indent=2))
+    else:
+        print(format_results(doc))
+        if args.json:
+            Path(args.json).write_text(json.dumps(doc, indent=2))
+            print(f"results written to {args.json}")
     if getattr(args, "plot", None):
         plot_results(doc, args.plot)
-        print(f"plot written to {args.plot}")
+        print(f"plot written to {args.plot}", file=_info(args))
 
 
 # -- simulation ------------------------------------------------------------------
@@ -176,15 +203,14 @@ def run_simulate(args) -> int:
     from services.survey.simulation import LocalSurvey
 
     survey = load_survey(args.survey)
-    if args.respondents < 1:
-        raise SurveyError(f"--respondents must be at least 1, got {args.respondents}", source="command line")
     rng = Prg.from_int(args.seed, "survey-simulate") if args.seed is not None else system_random("simulate")
     sheets, truth = synthetic_answers(survey, args.respondents, rng)
     client_rng = Prg.from_int(args.seed, "survey-respondents") if args.seed is not None else None
     prepared = SurveyClient(survey, rng=client_rng).prepare_many(sheets)
     workdir = Path(tempfile.mkdtemp(prefix="mpcdp-survey-"))
     mode = "plaintext: --insecure" if args.insecure else "mutual TLS, fresh certificates"
-    print(f"starting {len(survey.aggregators)} aggregator processes on loopback ({mode}; store: {args.store})")
+    print(f"starting {len(survey.aggregators)} aggregator processes on loopback ({mode}; store: {args.store})",
+          file=_info(args))
     try:
         with LocalSurvey(survey, Path(args.survey), workdir, args.store, args.insecure, args.seed) as run:
             transport = run.transport()
@@ -274,64 +300,166 @@ def _guard(fn):
         except RuntimeError as exc:  # an aggregator process that did not start
             print(f"mpcdp survey {args.survey_command}: {exc}", file=sys.stderr)
             return 1
+        except grpc.RpcError as exc:  # an aggregator that is down or refused the call
+            print(f"mpcdp survey {args.survey_command}: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            return 1
+        except OSError as exc:  # a missing certificate or an unwritable output file
+            print(f"mpcdp survey {args.survey_command}: {exc}", file=sys.stderr)
+            return 1
     return run
 
 
+def simulation_store(text: str) -> str:
+    """The --store type of ``survey simulate``: sqlite, memory or a PostgreSQL URL."""
+    if text in ("sqlite", "memory") or text.startswith(("postgresql://", "postgres://")):
+        return text
+    raise argparse.ArgumentTypeError(f"must be sqlite, memory or postgresql://..., got {text!r}")
+
+
 def _tls_flags(p, default_name: str) -> None:
-    p.add_argument("--certs", help="folder with ca.pem, <name>.pem and <name>.key")
-    p.add_argument("--name", help=f"this node's certificate name (default: {default_name})")
-    p.add_argument("--insecure", action="store_true", help="plaintext, unauthenticated channels (experiments only)")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds per RPC (default 120)")
+    p.add_argument("--certs", help=f"folder with ca.pem, <name>.pem and <name>.key: your TLS identity "
+                                   f"(required unless --insecure)")
+    p.add_argument("--name", help=f"your certificate name (default: {default_name})")
+    p.add_argument("--insecure", action="store_true",
+                   help="plaintext, unauthenticated channels: anyone on the network can read the shares "
+                        "(local experiments only)")
+    p.add_argument("--timeout", type=positive, default=120.0, help="seconds per RPC (default 120)")
+
+
+def _json_flag(p, what: str) -> None:
+    p.add_argument("--json", metavar="PATH",
+                   help=f"write {what} as JSON to PATH, or print only the JSON to stdout with `--json -` "
+                        f"(for scripts; default: text only)")
+
+
+def _level_flag(p) -> None:
+    p.add_argument("--level", type=level, default=0.95,
+                   help="confidence level of the intervals, between 0 and 1 (default 0.95)")
 
 
 def register(sub) -> None:
-    p = sub.add_parser("survey", help="secure surveys: submit, aggregate, close, simulate, plot",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser("survey", help="secure surveys and polls: aggregate, submit, close, simulate, report",
+                       description=__doc__, formatter_class=Formatter, epilog=examples(
+                           f"mpcdp survey simulate --survey {SURVEY} --respondents 20000 --seed 1",
+                           f"mpcdp survey simulate --survey {SURVEY} --respondents 100000 --json results.json",
+                           "mpcdp survey report --results results.json --plot results.png",
+                       ))
     sp = p.add_subparsers(dest="survey_command", metavar="SUBCOMMAND", required=True)
 
-    a = sp.add_parser("aggregator", help="run an aggregator node (stores shares durably, releases once)")
-    a.add_argument("--survey", action="append", required=True, help="survey file (repeat for several)")
-    a.add_argument("--name", required=True, help="this aggregator's name in the survey file")
-    a.add_argument("--listen", help="address to bind instead of the survey file's")
-    a.add_argument("--store", help="sqlite://PATH (default <name>.survey.db), postgresql://... or memory")
+    a = sp.add_parser(
+        "aggregator", help="run an aggregator node (stores shares durably, releases once)",
+        formatter_class=Formatter,
+        description="Run one aggregator of a survey until Ctrl-C or SIGTERM. It accepts respondents' shares, "
+                    "stores each durably before acknowledging it (a retried submission is stored once), and at "
+                    "close gives the coordinator only its sum over the submissions every aggregator holds, plus "
+                    "its piece of the central DP noise. A share on its own is uniformly random: an aggregator "
+                    "learns nothing about any answer.",
+        epilog=examples(
+            f"mpcdp survey aggregator --survey {SURVEY} --name pollster-a --insecure --store memory   "
+            "# and pollster-b, university-c",
+            f"mpcdp survey aggregator --survey {SURVEY} --name pollster-a --certs certs/ "
+            "--store sqlite://pollster-a.db",
+        ))
+    a.add_argument("--survey", action="append", required=True,
+                   help="survey file (TOML); repeat to serve several surveys")
+    a.add_argument("--name", required=True, help="this aggregator's name in the survey file (also its certificate name)")
+    a.add_argument("--listen", type=address, help="address to bind instead of the survey file's (e.g. 0.0.0.0:7311)")
+    a.add_argument("--store", help="where shares are kept: sqlite://PATH, postgresql://... or memory "
+                                   "(lost on exit) (default: sqlite file <name>.survey.db)")
     a.add_argument("--pg-schema", default="public", help="PostgreSQL schema for the tables (default public)")
-    a.add_argument("--coordinator", default="coordinator", help="certificate name allowed to close and release")
-    a.add_argument("--noise-seed", type=int, help="reproducible noise (simulations and tests only)")
-    a.add_argument("--certs", help="folder with ca.pem, <name>.pem and <name>.key")
-    a.add_argument("--insecure", action="store_true", help="plaintext, unauthenticated channels (experiments only)")
+    a.add_argument("--coordinator", default="coordinator",
+                   help="the only certificate name allowed to close the survey and receive its sums "
+                        "(default coordinator)")
+    a.add_argument("--noise-seed", type=at_least(0),
+                   help="make this node's noise reproducible: simulations and tests only, it voids the "
+                        "central DP guarantee (default: fresh CSPRNG noise)")
+    a.add_argument("--certs", help="folder with ca.pem, <name>.pem and <name>.key (required unless --insecure)")
+    a.add_argument("--insecure", action="store_true",
+                   help="plaintext, unauthenticated channels: anyone on the network can read the shares "
+                        "(local experiments only)")
     a.set_defaults(run=_guard(run_aggregator))
 
-    s = sp.add_parser("submit", help="answer a survey: randomise locally, share, send to every aggregator")
-    s.add_argument("--survey", required=True)
-    s.add_argument("--answers", required=True, help="JSON object: question id -> answer")
+    s = sp.add_parser(
+        "submit", help="answer a survey: randomise locally, share, send to every aggregator",
+        formatter_class=Formatter,
+        description="Answer a survey as one respondent. The answer sheet is checked against the survey, each "
+                    "answer is randomised here with its question's local DP mechanism, then split into one "
+                    "share per aggregator. The raw answers never leave this machine and each aggregator sees "
+                    "only a random-looking share. The prepared submission waits in an outbox file until every "
+                    "aggregator has acknowledged it; a rerun resends it unchanged (same id: counted once).",
+        epilog=examples(
+            f"echo '{ANSWERS}' > answers.json",
+            f"mpcdp survey submit --survey {SURVEY} --answers answers.json --insecure",
+            f"mpcdp survey submit --survey {SURVEY} --answers answers.json --certs certs/",
+        ))
+    s.add_argument("--survey", required=True, help="survey file (TOML): questions, mechanisms, aggregators")
+    s.add_argument("--answers", required=True,
+                   help="answer sheet: a JSON object mapping every question id to its answer")
     s.add_argument("--outbox", help="where the prepared submission waits until delivered "
                                     "(default <answers>.pending.json); a rerun resends it unchanged")
-    s.add_argument("--attempts", type=int, default=5, help="tries per aggregator (default 5)")
+    s.add_argument("--attempts", type=at_least(1), default=5, help="tries per aggregator (default 5)")
     _tls_flags(s, "respondents")
     s.set_defaults(run=_guard(run_submit))
 
-    c = sp.add_parser("close", help="close a survey, intersect, release and debias (coordinator)")
-    c.add_argument("--survey", required=True)
-    c.add_argument("--json", help="write the results here")
-    c.add_argument("--plot", help="draw the results to this PNG")
-    c.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
+    c = sp.add_parser(
+        "close", help="close a survey, intersect, release and debias (coordinator)",
+        formatter_class=Formatter,
+        description="Close a survey and publish its estimates (the coordinator's job). Every aggregator lists "
+                    "the submissions it holds; only those every aggregator holds are counted, so a retried or "
+                    "half-delivered submission is neither lost nor counted twice. Each aggregator then returns "
+                    "its sum over exactly that set plus its central noise piece; the sums are added and the "
+                    "local randomisation debiased. Only noisy totals are seen here, and nothing is released "
+                    "below the survey's min_respondents.",
+        epilog=examples(
+            f"mpcdp survey close --survey {SURVEY} --insecure --json results.json",
+            f"mpcdp survey close --survey {SURVEY} --certs certs/ --json -   # JSON on stdout",
+        ))
+    c.add_argument("--survey", required=True, help="survey file (TOML): aggregators and questions")
+    _json_flag(c, "the results")
+    c.add_argument("--plot", metavar="PNG", help="also draw the estimates and intervals to this PNG file")
+    _level_flag(c)
     _tls_flags(c, "coordinator")
     c.set_defaults(run=_guard(run_close))
 
-    m = sp.add_parser("simulate", help="aggregators as local processes, synthetic respondents, estimates vs truth")
-    m.add_argument("--survey", required=True)
-    m.add_argument("--respondents", type=int, default=10_000)
-    m.add_argument("--seed", type=int, help="reproducible respondents, randomisation and noise")
-    m.add_argument("--store", default="sqlite", help="sqlite (default), memory or postgresql://...")
-    m.add_argument("--batch", type=int, default=1000, help="submissions per streamed batch (default 1000)")
-    m.add_argument("--json", help="write the results (with the truth) here")
-    m.add_argument("--plot", help="draw the results to this PNG")
-    m.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
-    m.add_argument("--insecure", action="store_true", help="plaintext channels (local experiments only)")
+    m = sp.add_parser(
+        "simulate", help="aggregators as local processes, synthetic respondents, estimates vs truth",
+        formatter_class=Formatter,
+        description="Run a whole survey on this machine: one process per aggregator of the survey file "
+                    "(mutual TLS with fresh certificates unless --insecure), synthetic respondents whose answers "
+                    "are randomised and shared exactly like real ones, then close, and print each estimate "
+                    "beside the true value. Shows what the survey's epsilons cost in accuracy before it is "
+                    "fielded; the respondents are made up, so no one's privacy is at stake.",
+        epilog=examples(
+            f"mpcdp survey simulate --survey {SURVEY} --respondents 20000 --seed 1",
+            f"mpcdp survey simulate --survey {SURVEY} --respondents 100000 --json results.json --plot results.png",
+            f"mpcdp survey simulate --survey {SURVEY} --respondents 5000 --store memory --quiet --json -",
+        ))
+    m.add_argument("--survey", required=True, help="survey file (TOML): questions, mechanisms, aggregators")
+    m.add_argument("--respondents", type=at_least(1), default=10_000,
+                   help="number of synthetic respondents, at least 1; the survey's min_respondents must be met "
+                        "for a release (default 10000)")
+    m.add_argument("--seed", type=at_least(0),
+                   help="reproducible respondents, randomisation and noise (default: fresh randomness)")
+    m.add_argument("--store", type=simulation_store, default="sqlite",
+                   help="aggregators' share stores: sqlite (a file each in a temporary folder), memory or "
+                        "postgresql://... (default sqlite)")
+    m.add_argument("--batch", type=at_least(1), default=1000, help="submissions per streamed batch (default 1000)")
+    _json_flag(m, "the results (with the truth)")
+    m.add_argument("--plot", metavar="PNG", help="also draw the estimates, intervals and truth to this PNG file")
+    _level_flag(m)
+    m.add_argument("--insecure", action="store_true",
+                   help="plaintext channels between the local processes (experiments only)")
     m.add_argument("--quiet", action="store_true", help="no progress bar")
     m.set_defaults(run=_guard(run_simulate))
 
-    r = sp.add_parser("report", help="print and plot a results file")
-    r.add_argument("--results", default="results.json", help="results JSON from close or simulate")
-    r.add_argument("--plot", help="draw each question's estimates and intervals to this PNG")
+    r = sp.add_parser(
+        "report", help="print and plot a results file",
+        formatter_class=Formatter,
+        description="Print a results file written by `survey close --json` or `survey simulate --json`, and "
+                    "optionally plot each question's estimates with their intervals (and the truth, for a "
+                    "simulation). It reads only released results, which are already private.",
+        epilog=examples("mpcdp survey report --results results.json --plot results.png"))
+    r.add_argument("--results", default="results.json",
+                   help="results JSON from close or simulate (default results.json)")
+    r.add_argument("--plot", metavar="PNG", help="draw each question's estimates and intervals to this PNG file")
     r.set_defaults(run=_guard(run_report))

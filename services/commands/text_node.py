@@ -1,5 +1,10 @@
 """``mpcdp text-node``: serve word-level metric-DP text sanitisation over gRPC, as a member of a federation.
 
+A party runs it inside its own trust boundary: its clients send raw texts and
+get back texts in which every word was replaced by a metric-DP draw (see
+`mpcdp text sanitize --help` for the guarantee); only the sanitised text
+should leave the boundary. The node keeps no texts and logs none.
+
 The node's name, address and certificate come from the federation file and the
 folder ``mpcdp certs init`` wrote, exactly as for ``mpcdp party``; only clients
 holding a certificate from the federation's CA are served. ``--insecure``
@@ -15,6 +20,7 @@ import time
 
 from services import federation as fed
 from services.text_node import DEFAULT_MAX_TEXT_CHARS, add_embedding_arguments, build_server, sanitizer_from_args
+from services.commands import Formatter, examples
 from services.tls import Identity, warn_insecure
 
 ROLE = "text"
@@ -24,13 +30,18 @@ LOCAL_HOST = "127.0.0.1"
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "text-node", help="serve text sanitisation (truncated Gumbel, multivariate Laplace) over gRPC",
-        description=__doc__)
-    p.add_argument("--federation", help="federation file (TOML)")
+        description=__doc__, formatter_class=Formatter, epilog=examples(
+            "mpcdp text-node --insecure --port 50060   # a local experiment, plaintext",
+            "mpcdp text-node --federation examples/docker/federation.toml --id text   # in the compose federation",
+        ))
+    p.add_argument("--federation", help="federation file (TOML) naming this node, its address and the "
+                                        "certificate folder (required unless --insecure)")
     p.add_argument("--id", help="this node's name in the federation file (a node with the text role)")
     p.add_argument("--listen", help="address to bind instead of the federation file's (e.g. 0.0.0.0:50060)")
     p.add_argument("--port", type=int, help="port to bind instead of the federation file's (0: any free port)")
     p.add_argument("--insecure", action="store_true",
-                   help="plaintext, unauthenticated channels (local experiments only)")
+                   help="plaintext, unauthenticated channels: anyone on the network can read the texts "
+                        "(local experiments only)")
     p.add_argument("--max-text-chars", type=int, default=DEFAULT_MAX_TEXT_CHARS,
                    help="refuse longer texts (default %(default)s)")
     add_embedding_arguments(p)
