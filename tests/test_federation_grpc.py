@@ -416,14 +416,14 @@ async def test_large_vector_release_streams_in_chunks_and_small_ones_stay_one_me
     from services.convert import CHUNK_BYTES, CHUNK_ELEMENTS
 
     length = 2 * CHUNK_ELEMENTS + 5  # three chunks per vector
-    data = {p: {"value": ((np.arange(length) * (i + 1)) % 1000).astype(float).reshape(1, length)}
+    data = {p: {"value": ((np.arange(4 * length) * (i + 1)) % 1000).astype(float).reshape(4, length)}
             for i, p in enumerate(["alice", "bob", "carol"])}
     c = await make_cluster(certs, data=data)
     try:
         coordinator = c.federation.coordinator()
 
         async def parts(**spec):
-            request = pb.QueryRequest(spec=pb.QuerySpec(column="value", upper=1000, max_records=1, exact=True,
+            request = pb.QueryRequest(spec=pb.QuerySpec(column="value", upper=1000, max_records=4, exact=True,
                                                         **spec), timeout_seconds=30)
             async with Identity("analyst", certs).channel(coordinator.address, coordinator.name) as ch:
                 return [p async for p in pb_grpc.CoordinatorStub(ch).Query(request)]
@@ -435,11 +435,17 @@ async def test_large_vector_release_streams_in_chunks_and_small_ones_stay_one_me
         assert max(p.ByteSize() for p in big) < CHUNK_BYTES + 1024  # no message beyond ~1 MiB
         assert len(await parts(statistic="count")) == 1
 
-        r = await c.query("mean", column="value", bounds=(0, 1000), dimension=length, frac_bits=0, max_records=1)
-        total = sum(d["value"][0] for d in data.values())
+        query = dict(column="value", bounds=(0, 1000), dimension=length, frac_bits=0, max_records=4)
+        r = await c.query("mean", **query)
+        total = sum(d["value"].sum(axis=0) for d in data.values())
         np.testing.assert_array_equal(r.result["sum"], total)
-        np.testing.assert_allclose(r.value, total / 3)
-        assert r.result["count"] == 3
+        np.testing.assert_allclose(r.value, total / 12)
+        assert r.result["count"] == 12
+
+        dp = await c.query("mean", epsilon=10.0, **query)  # per-coordinate interval ends stream too
+        lo, hi = dp.intervals["mean"]["lower"], dp.intervals["mean"]["upper"]
+        assert lo.shape == hi.shape == (length,) and np.all((0 <= lo) & (lo <= dp.value) & (dp.value <= hi))
+        assert set(dp.intervals["sum"]) == {"half_width"}
     finally:
         await c.close()
 

@@ -17,7 +17,9 @@ Every party adds one piece per coordinate (:func:`noise_piece`); the pieces
 of the n - t honest parties alone already give the guarantee
 (:mod:`mpcdp.dp.distributed`). :func:`describe` gives the release's noise
 standard deviation and confidence intervals from the noise distribution
-alone (the data are not looked at), so they are post-processing.
+and the released noisy values alone (the data are not looked at), so they
+are post-processing: sums, counts and histogram cells from the tail bound,
+means and variances from those by interval arithmetic.
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ def check_noise_headroom(spec: QuerySpec) -> None:
 @dataclass(frozen=True)
 class Description:
     noise_std: dict      # block name -> standard deviation of its total noise, in value units
-    intervals: dict      # result key -> [lower, upper], {"half_width": w} for vectors, or None
+    intervals: dict      # result key -> [lower, upper]; vectors: {"half_width": w} or {"lower": a, "upper": a}; or None
     guarantee: dict      # block name -> epsilon (pure) or rho (zCDP) that block's honest pieces give
 
 
@@ -92,10 +94,12 @@ def describe(spec: QuerySpec, result: dict, confidence: float = 0.95) -> Descrip
     """Noise scale and simultaneous ``confidence`` intervals for a noisy release.
 
     Each coordinate's interval has miss probability (1 - confidence) / m, m the
-    number of coordinates (union bound), from the noise tail bound; a vector
-    gets one half-width for all its coordinates. A scalar mean's interval
-    follows from those of the sum and the count (s / c is monotone in each on
-    c > 0) and is clipped to the bounds; vector means and variances get none.
+    number of coordinates (union bound), from the noise tail bound, so all
+    intervals of a release hold together with probability >= ``confidence``;
+    a sum vector gets one half-width for all its coordinates. Means and
+    variances (scalars, or per coordinate of a vector) are bounded over the box
+    those intervals span (:func:`_mean_interval`, :func:`_variance_interval`):
+    conservative, sound, and post-processing of the released values only.
     """
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
@@ -115,8 +119,11 @@ def describe(spec: QuerySpec, result: dict, confidence: float = 0.95) -> Descrip
     if "histogram" in width:
         intervals["histogram"] = {c: [v - width["histogram"], v + width["histogram"]]
                                   for c, v in result["histogram"].items()}
+    lo, hi = map(float, spec.bounds) if "sum" in width else (0.0, 0.0)
     if "mean" in result:
-        intervals["mean"] = _mean_interval(result, width, spec.bounds)
+        intervals["mean"] = _as_result(_mean_interval(result, width, lo, hi), result["sum"])
+    if "variance" in result:
+        intervals["variance"] = _as_result(_variance_interval(result, width, lo, hi), result["sum"])
     return Description(std, intervals, guarantee)
 
 
@@ -126,16 +133,58 @@ def _around(value, w):
     return [value - w, value + w]
 
 
-def _mean_interval(result: dict, width: dict, bounds):
-    c_lo = result["count"] - width["count"]
+def _as_result(bounds, like):
+    """[lower, upper] for a scalar entry, {"lower": array, "upper": array} for a vector one."""
+    if bounds is None:
+        return None
+    lower, upper = bounds
+    if isinstance(like, list):
+        return {"lower": lower, "upper": upper}
+    return [float(lower[0]), float(upper[0])]
+
+
+def _count_range(result: dict, width: dict) -> tuple[float, float]:
+    return result["count"] - width["count"], result["count"] + width["count"]
+
+
+def _mean_interval(result: dict, width: dict, lo: float, hi: float):
+    """Per coordinate, s / c over s in its sum interval and c in the count's (c > 0 needed).
+
+    s / c is monotone in s and in c on c > 0, so the extremes are at the box's
+    corners; the true mean of clipped records lies in [lo, hi], so the interval
+    is clipped to it.
+    """
+    c_lo, c_hi = _count_range(result, width)
     if c_lo <= 0:
         return None
-    c_hi = result["count"] + width["count"]
-    lo, hi = map(float, bounds)
+    s = np.atleast_1d(np.asarray(result["sum"], dtype=np.float64))
+    corners = [(s + ds) / c for ds in (-width["sum"], width["sum"]) for c in (c_lo, c_hi)]
+    return (np.clip(np.minimum.reduce(corners), lo, hi), np.clip(np.maximum.reduce(corners), lo, hi))
 
-    def one(s):
-        corners = [(s + ds) / c for ds in (-width["sum"], width["sum"]) for c in (c_lo, c_hi)]
-        return [min(max(min(corners), lo), hi), min(max(max(corners), lo), hi)]
 
-    s = result["sum"]
-    return None if isinstance(s, list) else one(s)
+def _variance_interval(result: dict, width: dict, lo: float, hi: float):
+    """Per coordinate, the sample variance (q - s^2 / n) / (n - 1) by interval arithmetic.
+
+    s, q and n range over their intervals independently (sound, if loose,
+    since the true point lies in that box), with n >= 2 (the variance needs
+    two records): s^2 / n in [min s^2 / n_max, max s^2 / n_min], the numerator
+    q - s^2 / n, then the division by n - 1 > 0. The result is clipped to
+    [0, ((hi - lo) / 2)^2 n_min / (n_min - 1)], the largest sample variance of
+    n >= n_min values in [lo, hi] (Popoviciu's inequality times n / (n - 1)).
+    """
+    c_lo, c_hi = _count_range(result, width)
+    n_min = max(c_lo, 2.0)
+    if c_hi < n_min:
+        return None
+    s = np.atleast_1d(np.asarray(result["sum"], dtype=np.float64))
+    q = np.atleast_1d(np.asarray(result["sum_sq"], dtype=np.float64))
+    s_lo, s_hi = s - width["sum"], s + width["sum"]
+    sq_hi = np.maximum(s_lo * s_lo, s_hi * s_hi)
+    sq_lo = np.where((s_lo <= 0) & (s_hi >= 0), 0.0, np.minimum(s_lo * s_lo, s_hi * s_hi))
+    num_lo = q - width["sum_sq"] - sq_hi / n_min
+    num_hi = q + width["sum_sq"] - sq_lo / c_hi
+    d_lo, d_hi = n_min - 1, c_hi - 1
+    lower = np.where(num_lo >= 0, num_lo / d_hi, num_lo / d_lo)
+    upper = np.where(num_hi >= 0, num_hi / d_lo, num_hi / d_hi)
+    cap = ((hi - lo) / 2) ** 2 * n_min / (n_min - 1)
+    return np.clip(lower, 0.0, cap), np.clip(upper, 0.0, cap)

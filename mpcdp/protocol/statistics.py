@@ -7,7 +7,7 @@ parties, and the coordinator decodes the total into the answer:
     sum        [sum x]                       (dimension d)
     count      [n]
     mean       [sum x, n]                    -> sum / n
-    variance   [sum x, sum x^2, n]           -> sample variance (n - 1 denominator)
+    variance   [sum x, sum x^2, n]           -> sample variance (n - 1 denominator), with its parts
     histogram  [count of each category]      (one-hot per record)
 
 Real-valued coordinates are fixed point (``frac_bits``); counts are integers.
@@ -152,6 +152,7 @@ class Statistic:
         result["mean"] = _scalar(np.clip(s / n, *map(float, self.spec.bounds))) if n > 0 else None
         if stat == "variance":
             ss = parts["sum_sq"]
+            result["sum_sq"] = _scalar(ss)
             result["variance"] = _scalar(np.maximum((ss - s * s / n) / (n - 1), 0.0)) if n > 1 else None
         return result
 
