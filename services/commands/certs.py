@@ -1,4 +1,4 @@
-"""``mpcdp certs init``: a private CA and a key and certificate for every node of a federation.
+"""``mpcdp certs init``: a private CA and a key and certificate for every node of a federation or survey.
 
 Every node-to-node channel is mutually authenticated TLS: a node accepts a peer
 only if the peer's certificate was signed by the federation's CA and names the
@@ -17,24 +17,40 @@ from services.commands import Formatter, examples
 from services.tls import init_certs
 
 FEDERATION = "examples/engineers/federation.toml"
+SURVEY = "examples/election_poll.toml"
+
+
+def _members(args) -> tuple[str, list[str], Path]:
+    """(CA name, node names, default output folder) of the federation or survey file."""
+    if args.federation:
+        federation = fed.load(args.federation)
+        return f"{federation.name} CA", list(federation.names()), federation.certs
+    from services.commands.survey import load_survey
+    from services.survey.simulation import COORDINATOR, RESPONDENTS
+
+    survey = load_survey(args.survey)
+    names = [*survey.aggregator_names, COORDINATOR, RESPONDENTS]
+    return f"{survey.id} CA", names, Path(args.survey).resolve().parent / "certs"
 
 
 def run_init(args) -> int:
+    from mpcdp.survey.definition import SurveyError
+
     try:
-        federation = fed.load(args.federation)
-    except fed.FederationError as exc:
+        ca_name, names, default_out = _members(args)
+    except (fed.FederationError, SurveyError) as exc:
         print(f"mpcdp certs: {exc}", file=sys.stderr)
         return 2
-    out = Path(args.out) if args.out else federation.certs
+    out = Path(args.out) if args.out else default_out
     if (out / "ca.pem").exists() and not args.force:
         print(f"mpcdp certs: {out} already holds a CA; pass --force to replace every certificate", file=sys.stderr)
         return 1
     try:
-        init_certs(federation.names(), out, ca_name=f"{federation.name} CA")
+        init_certs(names, out, ca_name=ca_name)
     except OSError as exc:
         print(f"mpcdp certs: cannot write certificates to {out}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    print(f"wrote a CA and certificates for {', '.join(federation.names())} to {out}")
+    print(f"wrote a CA and certificates for {', '.join(names)} to {out}")
     return 0
 
 
@@ -47,15 +63,20 @@ def register(sub) -> None:
         "init", help="make a CA and one key and certificate per node",
         description="Make a fresh CA (ca.pem, ca.key) and a key and certificate (<name>.pem, <name>.key) for "
                     "every node of the federation file, so that every channel is mutually authenticated TLS. "
+                    "For a survey file: one per aggregator, plus `coordinator` (closes the survey) and "
+                    "`respondents` (the client certificate respondents submit with). "
                     "Keys are written readable by their owner only; an existing CA is kept unless --force.",
         formatter_class=Formatter, epilog=examples(
             f"mpcdp certs init --federation {FEDERATION}",
             f"mpcdp certs init --federation {FEDERATION} --out /tmp/engineers-certs --force",
+            f"mpcdp certs init --survey {SURVEY} --out /tmp/poll-certs",
         ))
-    init.add_argument("--federation", required=True,
-                      help="federation file (TOML) whose nodes get a certificate each")
+    which = init.add_mutually_exclusive_group(required=True)
+    which.add_argument("--federation", help="federation file (TOML) whose nodes get a certificate each")
+    which.add_argument("--survey", help="survey file (TOML) whose aggregators, coordinator and respondents "
+                                        "get a certificate each")
     init.add_argument("--out", help="output folder (default: the federation file's `certs` folder, "
-                                    "relative to the file)")
+                                    "relative to the file; for a survey, `certs` next to the survey file)")
     init.add_argument("--force", action="store_true",
                       help="replace an existing CA and every certificate (old certificates stop being accepted)")
     init.set_defaults(run=run_init)
