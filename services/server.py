@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -12,6 +13,18 @@ from services.tls import Identity
 
 MAX_MESSAGE = 64 << 20  # a bound on any one message; federation vectors and releases go in ~1 MiB chunks
 OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE)]
+
+
+def reserve_loopback_port() -> socket.socket:
+    """Hold a free loopback port (SO_REUSEPORT) until a child process has bound it too.
+
+    Closing the returned socket after the node is serving releases the hold;
+    no other program can take the port in between.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
 
 
 async def start(identity: Identity, address: str, services) -> tuple[grpc.aio.Server, int]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,19 +27,13 @@ import numpy as np
 
 from services import federation as fed
 from services.client import Client, QueryResult
-from services.server import wait_serving
+from services.server import reserve_loopback_port, wait_serving
 from services.tls import Identity, init_certs
 
 CLIENT = "analyst"
 COORDINATOR = "coordinator"
 START_TIMEOUT = 60.0
 
-
-def _reserve_port() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
 
 
 def _toml_str(value: str) -> str:
@@ -105,7 +98,7 @@ class LocalFederation:
 
     def start(self) -> "LocalFederation":
         names = [COORDINATOR, *self.data]
-        reserved = {n: _reserve_port() for n in names}
+        reserved = {n: reserve_loopback_port() for n in names}
         try:
             self.path = self._write_federation({n: s.getsockname()[1] for n, s in reserved.items()})
             self.federation = fed.load(self.path)

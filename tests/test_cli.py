@@ -165,3 +165,20 @@ def test_certs_init_for_a_survey_names_its_aggregators_coordinator_and_responden
     assert names == {"ca", "pollster-a", "pollster-b", "university-c", "coordinator", "respondents"}
     assert main(["certs", "init", "--survey", SURVEY, "--out", str(tmp_path)]) == 1  # keeps an existing CA
     assert "--force" in capsys.readouterr().err
+
+
+def test_query_output_shows_every_kind_of_interval():
+    from services.client import QueryResult
+    from services.commands.query import format_result
+
+    r = QueryResult(
+        session_id="00", statistic="mean", parties=("a", "b"), exact=False, epsilon=1.0, delta=0.0,
+        mechanism="discrete_laplace", confidence=0.95, noise_std={"sum": 2.0},
+        result={"mean": np.array([1.0, 2.0]), "count": 10.0, "histogram": {"yes": 3.0}},
+        intervals={"mean": {"lower": np.array([0.5, 1.5]), "upper": np.array([1.5, 2.5])},
+                   "count": [8.0, 12.0], "histogram": {"yes": [1.0, 5.0]}, "variance": None})
+    text = format_result(r)
+    assert "95% interval for mean: lower [0.5, 1.5], upper [1.5, 2.5]" in text
+    assert "95% interval for count: [8, 12]" in text
+    assert "95% interval for histogram[yes]: [1, 5]" in text
+    assert "interval for variance: none" in text

@@ -53,15 +53,27 @@ def format_result(r: QueryResult) -> str:
     else:
         lines.append(f"epsilon spent: {r.epsilon:g}" + (f", delta {r.delta:g}" if r.delta else "")
                      + f" ({r.mechanism} noise, shared among the parties)")
+        level = f"{100 * r.confidence:g}%"
         for key, interval in r.intervals.items():
-            if isinstance(interval, list):
-                lines.append(f"  {100 * r.confidence:g}% interval for {key}: [{_fmt(interval[0])}, {_fmt(interval[1])}]")
-            elif isinstance(interval, dict) and "half_width" in interval:
-                lines.append(f"  {100 * r.confidence:g}% interval for each {key}: +/- {_fmt(interval['half_width'])}")
+            lines.extend(_interval_lines(level, key, interval))
         for key, std in r.noise_std.items():
             lines.append(f"  noise std on {key}: {_fmt(std)}")
     lines.append(f"parties: {', '.join(r.parties)}")
     return "\n".join(lines)
+
+
+def _interval_lines(level: str, key: str, interval) -> list[str]:
+    """One line per interval: scalar [lo, hi], vector half-width or bounds, histogram cells."""
+    if interval is None:
+        return [f"  {level} interval for {key}: none (too few records for the noise; the count may be 0)"]
+    if isinstance(interval, list):
+        return [f"  {level} interval for {key}: [{_fmt(interval[0])}, {_fmt(interval[1])}]"]
+    if "half_width" in interval:
+        return [f"  {level} interval for each {key}: +/- {_fmt(interval['half_width'])}"]
+    if set(interval) == {"lower", "upper"}:
+        return [f"  {level} interval for {key}: lower {_fmt(np.asarray(interval['lower']))}, "
+                f"upper {_fmt(np.asarray(interval['upper']))}"]
+    return [line for cell, iv in interval.items() for line in _interval_lines(level, f"{key}[{cell}]", iv)]
 
 
 def _fmt(v) -> str:

@@ -16,13 +16,12 @@ import asyncio
 import dataclasses
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 from mpcdp.survey.definition import Aggregator, Survey
-from services.server import wait_serving
+from services.server import reserve_loopback_port, wait_serving
 from services.survey.transport import CoordinatorClient, GrpcTransport
 from services.tls import Identity, init_certs
 
@@ -30,12 +29,6 @@ COORDINATOR = "coordinator"
 RESPONDENTS = "respondents"
 START_TIMEOUT = 60.0
 
-
-def _reserve_port() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
 
 
 class LocalSurvey:
@@ -53,7 +46,7 @@ class LocalSurvey:
         self.store = store
         self.insecure = insecure
         self.noise_seed = noise_seed
-        self._socks = {a.name: _reserve_port() for a in survey.aggregators}
+        self._socks = {a.name: reserve_loopback_port() for a in survey.aggregators}
         ports = {n: s.getsockname()[1] for n, s in self._socks.items()}
         self.survey = dataclasses.replace(survey, aggregators=tuple(
             Aggregator(a.name, f"127.0.0.1:{ports[a.name]}") for a in survey.aggregators))
