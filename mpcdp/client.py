@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Mapping, Protocol, Sequence
 
 import numpy as np
@@ -62,11 +62,14 @@ class Transport(Protocol):
 
 @dataclass(frozen=True)
 class PreparedSubmission:
-    """A randomised, shared answer sheet, ready to (re)send: one share per aggregator."""
+    """A randomised, shared answer sheet, ready to (re)send: one share per aggregator.
+
+    The shares stay out of the repr: together they give the randomised answers.
+    """
 
     survey_id: str
     submission_id: bytes
-    shares: dict[str, bytes]
+    shares: dict[str, bytes] = field(repr=False)
 
     def to_json(self) -> str:
         return json.dumps({"survey": self.survey_id, "id": self.submission_id.hex(),

@@ -13,7 +13,7 @@ seed-compression of secure aggregation (Bonawitz et al., CCS 2017).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -57,9 +57,9 @@ class SeededShares:
     protocol, who then never sends a vector at all).
     """
 
-    seeds: tuple[bytes, ...]
+    seeds: tuple[bytes, ...] = field(repr=False)  # kept out of reprs, logs and tracebacks
     purposes: tuple[str, ...]
-    correction: np.ndarray
+    correction: np.ndarray = field(repr=False)
 
     def expand(self, session_id: bytes) -> list[np.ndarray]:
         """All n share vectors (for inspection; :meth:`reconstruct` avoids the copies)."""

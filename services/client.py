@@ -18,6 +18,7 @@ import grpc
 import numpy as np
 from google.protobuf import json_format
 
+from mpcdp.protocol.spec import MAX_DIMENSION
 from services.federation import Federation
 from services.tls import Identity
 from services.wire.mpcdp.v1 import federation_pb2 as pb
@@ -87,7 +88,8 @@ class QueryResult:
 class _ReleaseStream:
     """Reassembles the vectors streamed after a QueryReply, checking every offset and length."""
 
-    def __init__(self):
+    def __init__(self, max_length: int = MAX_DIMENSION):
+        self.max_length = max_length  # no release vector is longer than the query's dimension or categories
         self.vectors: dict[tuple[str, str], np.ndarray] = {}
         self._current: tuple[tuple[str, str], np.ndarray] | None = None
         self._filled = 0
@@ -100,6 +102,9 @@ class _ReleaseStream:
             key = (v.name, v.interval_end)
             if key in self.vectors or v.interval_end not in ("", "lower", "upper"):
                 raise ValueError(f"vector {v.name!r} announced twice or with an unknown interval end")
+            if v.length > self.max_length:
+                raise ValueError(f"vector {v.name!r} announced with {v.length} elements; "
+                                 f"this query's vectors have at most {self.max_length}")
             self._current, self._filled = (key, np.empty(v.length, dtype="<f8")), 0
             self._chunk(v.first)
         elif kind == "chunk" and self._current is not None:
@@ -159,7 +164,7 @@ class Client:
                             colluders=colluders, sharing=sharing)
         request = pb.QueryRequest(spec=spec, timeout_seconds=timeout, confidence=confidence)
         call = self._stub.Query(request, timeout=timeout + 5.0, wait_for_ready=False)
-        reply, rest = None, _ReleaseStream()
+        reply, rest = None, _ReleaseStream(max(dimension, len(categories)))
         try:
             async for part in call:
                 if reply is None:

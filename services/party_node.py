@@ -44,6 +44,32 @@ def policy_from(settings: dict) -> PartyPolicy:
     return PartyPolicy(**{k: settings[k] for k in keys if k in settings})
 
 
+class _Reserving:
+    """The node's ledger as one session sees it: a check also counts what the node's other
+    accepted, not yet charged sessions will spend, so concurrent sessions cannot together
+    overspend (each would pass a plain check, and the second charge would come only after
+    its shares had moved). The session's own reservation ends when it is charged."""
+
+    def __init__(self, ledger, reserved: dict, sid: bytes):
+        self.ledger, self.reserved, self.sid = ledger, reserved, sid
+
+    def check(self, epsilon: float, delta: float = 0.0) -> None:
+        others = [v for k, v in self.reserved.items() if k != self.sid]
+        if not others:
+            return self.ledger.check(epsilon, delta)
+        held_eps, held_delta = sum(e for e, _ in others), sum(d for _, d in others)
+        try:
+            self.ledger.check(epsilon + held_eps, delta + held_delta)
+        except Exception as exc:
+            raise ValueError(f"{exc} (the request includes epsilon={held_eps:g} delta={held_delta:g} held for "
+                             f"{len(others)} session(s) still in progress)") from None
+
+    def charge(self, epsilon: float, delta: float = 0.0, **kw):
+        charged = self.ledger.charge(epsilon, delta, **kw)
+        self.reserved.pop(self.sid, None)
+        return charged
+
+
 @dataclass
 class _Live:
     session: PartySession
@@ -65,6 +91,7 @@ class PartyNode(pb_grpc.PartyServicer):
         self._rng = rng
         self._clock = clock
         self._live: dict[bytes, _Live] = {}
+        self._reserved: dict[bytes, tuple[float, float]] = {}  # accepted, uncharged sessions' (epsilon, delta)
         self._closed: OrderedDict[bytes, None] = OrderedDict()
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[str, pb_grpc.PartyStub] = {}
@@ -76,6 +103,7 @@ class PartyNode(pb_grpc.PartyServicer):
 
     def _close(self, sid: bytes) -> None:
         self._live.pop(sid, None)
+        self._reserved.pop(sid, None)
         self._closed[sid] = None
         while len(self._closed) > CLOSED_REMEMBERED:
             self._closed.popitem(last=False)
@@ -118,6 +146,10 @@ class PartyNode(pb_grpc.PartyServicer):
                                 "this session id was already used; every session needs a fresh id")
         if self.me not in spec.parties:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{self.me!r} is not on this session's party list")
+        outsiders = [p for p in spec.parties if p not in self.federation.names("party")]
+        if outsiders:  # e.g. the coordinator listing itself, to receive a share and then this party's partial sum
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                f"not parties of this federation: {', '.join(outsiders)}; refusing to share with them")
         try:
             records = self.table.records(spec)
         except DataError as exc:
@@ -125,7 +157,8 @@ class PartyNode(pb_grpc.PartyServicer):
             await context.write(self._answer(sid, False, str(exc), Status.PERMISSION_DENIED))
             return
         rng = self._rng(sid) if self._rng else None
-        session = PartySession(self.me, spec, records, self.policy, rng=rng, budget=self.ledger)
+        budget = None if self.ledger is None else _Reserving(self.ledger, self._reserved, sid)
+        session = PartySession(self.me, spec, records, self.policy, rng=rng, budget=budget)
         try:
             session.accept(self._clock())
         except (ProtocolError, ValueError) as exc:  # ValueError: local records unusable (NaN, too many)
@@ -135,6 +168,8 @@ class PartyNode(pb_grpc.PartyServicer):
             log.info("refused session %s: %s", sid.hex()[:8], reason)
             await context.write(self._answer(sid, False, reason, status))
             return
+        if budget is not None and not spec.is_exact:  # no await since the check: no other session got in between
+            self._reserved[sid] = (spec.epsilon, spec.delta)
         live = self._live[sid] = _Live(session)
         try:
             await context.write(self._answer(sid, True))

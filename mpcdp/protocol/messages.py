@@ -6,7 +6,7 @@ Every message carries the session id; transports encode these into the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -23,13 +23,16 @@ class Response:
 
 @dataclass(frozen=True)
 class ShareMessage:
-    """One party's share for one other party: a 32-byte seed (seeded mode) or a full vector."""
+    """One party's share for one other party: a 32-byte seed (seeded mode) or a full vector.
+
+    The seed and the vector stay out of the repr, so a logged message or a traceback cannot show them.
+    """
 
     session_id: bytes
     sender: str
     recipient: str
-    seed: bytes | None = None
-    vector: np.ndarray | None = None
+    seed: bytes | None = field(default=None, repr=False)
+    vector: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self):
         if (self.seed is None) == (self.vector is None):
@@ -38,11 +41,11 @@ class ShareMessage:
 
 @dataclass(frozen=True)
 class PartialSum:
-    """The sum of all shares one party holds: uniformly random on its own."""
+    """The sum of all shares one party holds: uniformly random on its own (and kept out of the repr)."""
 
     session_id: bytes
     sender: str
-    vector: np.ndarray
+    vector: np.ndarray = field(repr=False)
 
 
 @dataclass(frozen=True)

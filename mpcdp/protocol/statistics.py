@@ -85,7 +85,9 @@ class Statistic:
         elif arr.ndim == 1:
             arr = arr.reshape(-1, 1) if self.spec.dimension == 1 else arr.reshape(1, -1)
         if arr.ndim != 2 or arr.shape[1] != self.spec.dimension:
-            raise ValueError(f"records must have dimension {self.spec.dimension}, got shape {arr.shape}")
+            # the width only: the number of rows would tell the coordinator how many records this party holds
+            width = arr.shape[-1] if arr.ndim else 1
+            raise ValueError(f"records must have dimension {self.spec.dimension}, got {width} columns")
         if not np.all(np.isfinite(arr)):
             raise ValueError("records contain NaN or infinite values")
         lo, hi = map(float, self.spec.bounds)
@@ -119,7 +121,8 @@ class Statistic:
 
     def _check_count(self, n: int) -> None:
         if n > self.spec.max_records:
-            raise ValueError(f"{n} records exceed the query's max_records={self.spec.max_records}")
+            # not n itself: this message goes back to the coordinator, and a record count is private data
+            raise ValueError(f"this party holds more records than the query's max_records={self.spec.max_records}")
 
     # -- coordinator side ---------------------------------------------------
 

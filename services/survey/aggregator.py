@@ -67,7 +67,8 @@ class AggregatorService(survey_pb2_grpc.SurveyAggregatorServicer):
     async def _coordinator_only(self, context) -> None:
         if not self.insecure and caller(context) != self.coordinator:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                                f"only the coordinator {self.coordinator!r} may close or release a survey")
+                                f"only the coordinator {self.coordinator!r} may see the state of, close or "
+                                "release a survey")
 
     async def _run(self, context, fn, *args):
         try:
@@ -89,6 +90,8 @@ class AggregatorService(survey_pb2_grpc.SurveyAggregatorServicer):
             index += 1
 
     async def Status(self, request, context):
+        # the count over time would tell anyone polling it when someone answered: the coordinator's only
+        await self._coordinator_only(context)
         survey = await self._survey(request, context)
         state = await self._run(context, self.store.state, survey.id)
         return survey_pb2.SurveyStatus(state=state.state, submissions=state.count)
