@@ -39,9 +39,14 @@ def _pem_key(key) -> bytes:
 
 
 def _write(path: Path, data: bytes, private: bool = False) -> None:
-    path.write_bytes(data)
-    if private:
-        os.chmod(path, 0o600)
+    if not private:
+        path.write_bytes(data)
+        return
+    # a private key is created owner-only: never readable by others, not even until a chmod
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        os.fchmod(f.fileno(), 0o600)  # an existing file (--force) keeps its old mode otherwise
+        f.write(data)
 
 
 def make_ca(common_name: str):

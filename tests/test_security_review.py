@@ -196,3 +196,22 @@ async def test_only_the_coordinator_may_see_list_close_or_release_a_survey(tmp_p
     finally:
         await fed.stop()
 
+
+
+# -- certificates: private keys are never readable by others --------------------------------------
+
+
+def test_private_keys_are_created_owner_only(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        monkeypatch.setattr(os, "chmod", lambda *a, **k: None)  # no fixing the mode after the fact
+        (tmp_path / "alice.key").write_bytes(b"old")  # 0644: a key file replaced by --force
+        init_certs(["alice"], tmp_path)
+    finally:
+        os.umask(old)
+    for name in ("ca.key", "alice.key"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
+    assert stat.S_IMODE((tmp_path / "alice.pem").stat().st_mode) == 0o644
