@@ -202,7 +202,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             late = sorted(tasks[t] for t in pending)
             raise SessionFailed(grpc.StatusCode.DEADLINE_EXCEEDED,
                                 f"{', '.join(late)} did not {doing} before the deadline; session aborted, "
-                                f"nothing was charged", late[0])
+                                f"no result released", late[0])
 
     async def _read(self, c: _Call, what: str):
         try:
@@ -212,11 +212,11 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         if msg is grpc.aio.EOF:
             raise SessionFailed(grpc.StatusCode.ABORTED,
                                 f"{c.party} dropped out of the session while we waited for its {what}; "
-                                f"session aborted, nothing was charged", c.party)
+                                f"session aborted, no result released", c.party)
         if msg.WhichOneof("phase") == "abort":
             culprit = msg.abort.culprit or c.party
             raise SessionFailed(grpc.StatusCode.ABORTED,
-                                f"{c.party} aborted the session: {msg.abort.reason}; nothing was charged", culprit)
+                                f"{c.party} aborted the session: {msg.abort.reason}; no result released", culprit)
         return msg
 
     def _rpc_failure(self, party: str, exc: grpc.aio.AioRpcError, what: str) -> SessionFailed:
@@ -224,7 +224,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         if code == grpc.StatusCode.UNAVAILABLE:
             self._forget(party)
             return SessionFailed(code, f"party {party} is unreachable at {self.federation.node(party).address} "
-                                       f"({exc.details()}); session aborted, nothing was charged", party)
+                                       f"({exc.details()}); session aborted, no result released", party)
         if code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
             return SessionFailed(grpc.StatusCode.DEADLINE_EXCEEDED,
                                  f"{party} did not send its {what} before the deadline", party)
