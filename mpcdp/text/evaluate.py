@@ -156,7 +156,7 @@ def run(sanitizer: Sanitizer, grid: dict[str, list[float]], task: str = "sentime
     words = vocabulary_sample(sanitizer.embedding.size, stat_words, Prg.from_int(0, "text-eval/words"))
     points = []
     for name, epsilons in grid.items():
-        for eps in epsilons:
+        for eps in map(float, epsilons):  # 12 and 12.0 name the same random streams
             mech = sanitizer.mechanism(name, eps)
             stats = privacy_statistics(mech, words, stat_draws, Prg.from_int(0, f"text-eval/stats/{name}/{eps}"))
             accs = []
@@ -166,7 +166,7 @@ def run(sanitizer: Sanitizer, grid: dict[str, list[float]], task: str = "sentime
                 accs.append(accuracy(noisy, labels[train], test_texts, labels[test]))
                 if progress:
                     progress(name, eps, seed)
-            points.append(Point(name, float(eps), float(np.mean(accs)), float(np.std(accs, ddof=1)),
+            points.append(Point(name, eps, float(np.mean(accs)), float(np.std(accs, ddof=1)),
                                 accs, stats.n_w, stats.s_w))
     return {
         "task": TASKS[task].description,
