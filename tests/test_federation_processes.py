@@ -20,6 +20,16 @@ def test_simulate_command_prints_the_four_engineers_average():
     assert "mean: 3171.5" in out.stdout
 
 
+def test_demo_prints_the_average_then_private_releases_that_cover_the_truth():
+    out = subprocess.run([sys.executable, "-m", "services.cli", "demo"], capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    assert "average raise: 3171.5" in out.stdout
+    big = out.stdout.split("four companies")[1]
+    lo, hi = map(float, big.split("95% interval for mean: [")[1].split("]")[0].split(", "))
+    truth = float(big.split("exact mean, for comparison only: ")[1].split(")")[0])
+    assert lo <= truth <= hi and hi - lo < 50
+
+
 def test_crashed_party_aborts_with_its_name_and_the_federation_recovers():
     with LocalFederation(RAISES, column="raise", timeout=10.0) as fed:
         assert fed.query("mean", bounds=(0, 10_000)).value == pytest.approx(3171.5)
