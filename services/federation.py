@@ -12,6 +12,7 @@ optional shared policy and per-node settings::
     allow_exact = true
     max_epsilon = 5.0
     max_records = 10000
+    max_length = 2097152            # ring elements per query vector (memory per query)
     epsilon_budget = 10.0
 
     [[node]]
@@ -49,7 +50,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _NODE_KEYS = {"name", "address", "roles", "data", "table", "ledger", "policy"}
 POLICY_KEYS = {
     "allow_exact": bool, "max_epsilon": float, "max_records": int, "min_colluders": int,
-    "statistics": list, "columns": list, "epsilon_budget": float, "delta_budget": float,
+    "statistics": list, "columns": list, "epsilon_budget": float, "delta_budget": float, "max_length": int,
 }
 
 

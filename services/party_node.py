@@ -40,7 +40,7 @@ SHARE_MARGIN_MAX = 2.0  # seconds
 
 def policy_from(settings: dict) -> PartyPolicy:
     """A PartyPolicy from a federation's (node-overlaid) policy table."""
-    keys = ("statistics", "allow_exact", "max_epsilon", "min_colluders", "columns")
+    keys = ("statistics", "allow_exact", "max_epsilon", "min_colluders", "columns", "max_length")
     return PartyPolicy(**{k: settings[k] for k in keys if k in settings})
 
 

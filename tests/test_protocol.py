@@ -94,6 +94,12 @@ def test_refusal_by_policy_aborts_and_names_the_party():
     assert "set an epsilon" in str(err.value)
 
 
+def test_policy_bounds_the_vector_length_a_query_may_cost():
+    wide = QuerySpec("mean", parties=("a", "b"), dimension=1000, bounds=(0, 1))
+    assert "at most 1000" in PartyPolicy(allow_exact=True, max_length=1000).refusal(wide)
+    assert PartyPolicy(allow_exact=True, max_length=1001).refusal(wide) is None  # 1000 sums + 1 count
+
+
 def test_party_rejects_bad_messages_and_keeps_state():
     s = spec(sharing="full")
     alice = PartySession("alice", s, [3800], PartyPolicy(allow_exact=True), rng=Prg.from_int(1))

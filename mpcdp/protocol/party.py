@@ -46,6 +46,7 @@ class PartyPolicy:
     max_epsilon: float = 10.0
     min_colluders: int = 1
     columns: tuple[str, ...] = field(default=())  # empty: any column
+    max_length: int = 1 << 21  # ring elements per vector: bounds the memory a query may cost
 
     def refusal(self, spec: QuerySpec) -> str | None:
         """Why this policy refuses ``spec``, or None if it accepts."""
@@ -57,6 +58,9 @@ class PartyPolicy:
             return "exact (non-DP) releases are not allowed by this party's policy; set an epsilon"
         if not spec.is_exact and spec.epsilon > self.max_epsilon:
             return f"epsilon {spec.epsilon:g} exceeds this party's per-query maximum {self.max_epsilon:g}"
+        length = statistic_for(spec).length
+        if length > self.max_length:
+            return f"the query needs vectors of {length} elements; this party allows at most {self.max_length}"
         if spec.colluders < self.min_colluders:
             return f"the query assumes {spec.colluders} colluders; this party requires at least {self.min_colluders}"
         return None
