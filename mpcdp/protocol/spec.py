@@ -174,9 +174,3 @@ class QuerySpec:
     @property
     def is_exact(self) -> bool:
         return self.epsilon is None
-
-    def index_of(self, party: str) -> int:
-        try:
-            return self.parties.index(party)
-        except ValueError:
-            raise KeyError(f"{party!r} is not a party of this session") from None

@@ -84,8 +84,7 @@ def randomise(q: Question, answers: Sequence, rng: RandomSource) -> np.ndarray:
         truth = np.array(answers, dtype=bool).reshape(n, 1)
     elif q.kind == "choice":
         index = {o: i for i, o in enumerate(q.options)}
-        truth = np.zeros((n, len(q.options)), dtype=bool)
-        truth[np.arange(n), [index[a] for a in answers]] = True
+        truth = UnaryEncoding.one_hot(np.array([index[a] for a in answers], dtype=np.int64), len(q.options))
     else:
         truth = np.array([[o in a for o in q.options] for a in answers], dtype=bool).reshape(n, len(q.options))
     name, k = q.local.name, truth.shape[1]
@@ -97,8 +96,7 @@ def randomise(q: Question, answers: Sequence, rng: RandomSource) -> np.ndarray:
         out = _mechanism("rr", _bit_epsilon(q), 2).randomize(truth, rng).reshape(n, k)
     elif name == "krr":
         reported = _mechanism("krr", q.local.epsilon, k).randomize(np.argmax(truth, axis=1), rng)
-        out = np.zeros((n, k), dtype=bool)
-        out[np.arange(n), reported] = True
+        out = UnaryEncoding.one_hot(reported, k)
     else:
         out = _mechanism("unary", q.local.epsilon, k).randomize(truth, rng)
     return out.astype(np.int64)
