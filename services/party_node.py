@@ -24,7 +24,6 @@ import numpy as np
 
 from mpcdp.prg import RandomSource
 from mpcdp.protocol import PartyPolicy, PartySession, ProtocolError, ShareMessage, SpecError, Status
-from mpcdp.protocol.noise import noise_piece
 from services import convert
 from services.data import DataError, Table
 from services.federation import Federation
@@ -193,9 +192,7 @@ class PartyNode(pb_grpc.PartyServicer):
     async def _run(self, live: _Live, context) -> None:
         session, spec = live.session, live.session.spec
         # shares are made while the other parties answer; none moves before StartSharing
-        piece = None if spec.is_exact else noise_piece(spec, self._rng(spec.session_id + b"/noise")
-                                                       if self._rng else None)
-        outbox = session.make_shares(piece)
+        outbox = session.make_shares()  # the session draws its own noise piece from its rng
         try:
             msg = await asyncio.wait_for(context.read(), self._remaining(spec))
         except asyncio.TimeoutError:

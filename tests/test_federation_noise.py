@@ -40,7 +40,7 @@ def test_release_noise_matches_its_reported_scale_and_intervals_cover(mechanism,
     errors, covered = [], 0
     for _ in range(300):
         s = spec(mechanism=mechanism, delta=delta, epsilon=0.5, bounds=(0, 1), frac_bits=8)
-        r = run_in_memory(s, data, noise=lambda p: noise_piece(p.spec, rng)).release.result
+        r = run_in_memory(s, data, rng=rng).release.result
         errors.append(r["count"] - 4)
         lo, hi = describe(s, r).intervals["count"]
         covered += lo <= 4 <= hi
@@ -85,7 +85,7 @@ def test_vector_mean_and_variance_intervals_cover_per_coordinate(mechanism, delt
     for _ in range(runs):
         s = spec(statistic="variance", dimension=3, bounds=(0, 1), frac_bits=12, max_records=records,
                  mechanism=mechanism, delta=delta)
-        r = run_in_memory(s, data, noise=lambda p: noise_piece(p.spec, rng)).release.result
+        r = run_in_memory(s, data, rng=rng).release.result
         intervals = describe(s, r).intervals
         for key in covered:
             lo, hi = intervals[key]["lower"], intervals[key]["upper"]

@@ -9,12 +9,29 @@ import numpy as np
 import pytest
 
 from mpcdp.prg import Prg
+from mpcdp.survey.definition import parse_survey
 from mpcdp.survey.release import id_set_digest
 from services.survey.store import ID_BYTES, PutStatus, SqliteStore, StoreError, fold, open_store
 
 PG = os.environ.get("MPCDP_TEST_POSTGRES")
 WIDTH = 3
 DIGEST = b"d" * 32
+_POLL = """
+[survey]
+id = "poll"
+[[aggregator]]
+name = "a"
+address = "127.0.0.1:1"
+[[aggregator]]
+name = "b"
+address = "127.0.0.1:2"
+[[question]]
+id = "q"
+kind = "choice"
+options = ["x", "y", "z"]
+"""
+POLL = parse_survey(_POLL)  # no central noise: the partial sum is the exact share total
+NOISY = parse_survey(_POLL + 'central = { mechanism = "discrete_laplace", epsilon = 1.0 }\n')
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "memory"])
@@ -49,10 +66,8 @@ def test_put_then_release_sums_exactly_the_stored_shares(store):
     assert store.close("poll").state == "closed"
     ids = list(store.ids("poll"))
     assert ids == sorted(s for s, _ in batch)
-    noise = np.array([1, 2, 3], dtype=np.uint64)
-    out = store.release("poll", [], 50, id_set_digest(ids), lambda: noise)
-    expected = fold([b for _, b in batch], WIDTH) + noise
-    assert np.array_equal(out, expected)
+    out = store.release(POLL, [], 50, id_set_digest(ids), Prg.from_int(1))
+    assert np.array_equal(out, fold([b for _, b in batch], WIDTH))
     assert store.state("poll").state == "released"
 
 
@@ -69,7 +84,7 @@ def test_duplicates_are_acknowledged_and_conflicts_refused(store):
     store.close("poll")
     stored = list(store.ids("poll"))
     assert len(stored) == 5
-    out = store.release("poll", [], 5, id_set_digest(stored), lambda: np.zeros(WIDTH, dtype=np.uint64))
+    out = store.release(POLL, [], 5, id_set_digest(stored))
     assert np.array_equal(out, fold([b for _, b in batch] + [other], WIDTH))
 
 
@@ -109,7 +124,7 @@ def test_ids_and_release_need_a_closed_survey(store):
         list(store.ids("poll"))
     assert err.value.reason == StoreError.NOT_CLOSED
     with pytest.raises(StoreError) as err:
-        store.release("poll", [], 2, b"", lambda: np.zeros(WIDTH, dtype=np.uint64))
+        store.release(POLL, [], 2, b"")
     assert err.value.reason == StoreError.NOT_CLOSED
 
 
@@ -119,12 +134,11 @@ def test_release_is_once_per_survey_and_bound_to_its_id_set(store):
     store.close("poll")
     ids = list(store.ids("poll"))
     kept = ids[1:]
-    draws = iter([np.full(WIDTH, 7, dtype=np.uint64), np.full(WIDTH, 9, dtype=np.uint64)])
-    first = store.release("poll", ids[:1], 5, id_set_digest(kept), lambda: next(draws))
-    again = store.release("poll", ids[:1], 5, id_set_digest(kept), lambda: next(draws))
+    first = store.release(NOISY, ids[:1], 5, id_set_digest(kept), Prg.from_int(1))
+    again = store.release(NOISY, ids[:1], 5, id_set_digest(kept), Prg.from_int(2))
     assert np.array_equal(first, again)  # same set: same vector, no fresh noise
     with pytest.raises(StoreError) as err:
-        store.release("poll", [], 6, id_set_digest(ids), lambda: next(draws))
+        store.release(NOISY, [], 6, id_set_digest(ids), Prg.from_int(3))
     assert err.value.reason == StoreError.RELEASED
 
 
@@ -134,7 +148,7 @@ def test_release_refuses_a_set_it_does_not_hold(store):
     store.close("poll")
     ids = list(store.ids("poll"))
     with pytest.raises(StoreError) as err:
-        store.release("poll", [], 4, id_set_digest(ids + [b"z" * ID_BYTES]), lambda: np.zeros(WIDTH, np.uint64))
+        store.release(POLL, [], 4, id_set_digest(ids + [b"z" * ID_BYTES]))
     assert err.value.reason == StoreError.MISMATCH
     assert store.state("poll").state == "closed"  # nothing released
 

@@ -8,9 +8,7 @@ exercised end to end in tests and in the in-process demo.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping
-
-import numpy as np
+from typing import Mapping
 
 from ..prg import RandomSource
 from .coordinator import CoordinatorSession, Release
@@ -34,12 +32,11 @@ def run_in_memory(
     data: Mapping[str, object],
     policies: Mapping[str, PartyPolicy] | None = None,
     rng: RandomSource | None = None,
-    noise: Callable[[PartySession], np.ndarray] | None = None,
 ) -> Run:
     """Run ``spec`` over ``data`` (party name -> its records) and return the release.
 
-    ``noise(session)`` may return a party's integer noise piece (ring units).
-    A refusal or a protocol error aborts every session and is re-raised.
+    Each party draws its own noise piece for a DP spec (from ``rng``, the
+    CSPRNG by default), exactly as over the network. A refusal or a protocol error aborts every session and is re-raised.
     """
     missing = [p for p in spec.parties if p not in data]
     if missing:
@@ -57,7 +54,7 @@ def run_in_memory(
                 if party.state != "refused":
                     raise
                 coordinator.record_response(Response(spec.session_id, name, False, str(exc)))
-        outbox = [m for party in parties.values() for m in party.make_shares(noise(party) if noise else None)]
+        outbox = [m for party in parties.values() for m in party.make_shares()]
         for msg in outbox:
             parties[msg.recipient].receive_share(msg)
         for party in parties.values():

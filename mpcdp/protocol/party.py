@@ -25,6 +25,7 @@ from ..prg import SEED_BYTES, Prg, RandomSource, system_random
 from ..sharing import share, share_seeded
 from .errors import ProtocolError, Status
 from .messages import PartialSum, ShareMessage
+from .noise import noise_piece
 from .spec import STATISTICS, QuerySpec
 from .statistics import statistic_for
 
@@ -129,19 +130,19 @@ class PartySession:
         self._statistic.encode(self._records)  # fail now, not mid-round, on bad local data
         self.state = "accepted"
 
-    def make_shares(self, noise=None) -> list[ShareMessage]:
-        """Encode records (+ this party's noise piece), share, and return one message per peer.
+    def make_shares(self) -> list[ShareMessage]:
+        """Encode records, add this party's noise piece, share, and return one message per peer.
 
-        The share this party keeps is folded into its running sum; the encoded
+        Fail closed: whenever the spec is not exact the party draws its own
+        noise piece (:func:`mpcdp.protocol.noise.noise_piece`) from its random
+        source, so no caller can obtain an exact sum under a DP label. The
+        share this party keeps is folded into its running sum; the encoded
         aggregate and the records are dropped afterwards.
         """
         self._require("accepted")
         local = self._statistic.encode(self._records)
-        if noise is not None:
-            noise = np.asarray(noise)
-            if noise.shape != local.shape or noise.dtype.kind not in "iu":
-                raise ProtocolError(Status.INVALID_ARGUMENT, f"noise piece must be {local.size} integers")
-            local = ring.add(local, ring.as_ring(noise))
+        if not self.spec.is_exact:
+            local = ring.add(local, ring.as_ring(noise_piece(self.spec, self._rng)))
         sid = self.spec.session_id
         out = []
         if self.spec.sharing == "seeded":

@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import ring
 from ..dp.distributed import DistributedDiscreteLaplace, DistributedSkellam
-from ..prg import RandomSource
+from ..prg import RandomSource, system_random
 from .definition import Question, Survey
 
 
@@ -59,6 +59,16 @@ def noise_piece(survey: Survey, rng: RandomSource) -> np.ndarray:
         mech = mechanism(survey, q)
         parts.append(mech.piece(q.width, rng) if mech else np.zeros(q.width, dtype=np.int64))
     return ring.as_ring(np.concatenate(parts))
+
+
+def noisy_partial(survey: Survey, share_total, rng: RandomSource | None = None) -> np.ndarray:
+    """An aggregator's partial sum: its share total plus its own noise piece, drawn here.
+
+    Fail closed: the piece is always drawn (from ``rng``, the CSPRNG by
+    default) for every question with central noise; no caller can supply it.
+    """
+    piece = noise_piece(survey, rng or system_random("survey-noise"))
+    return np.add(ring.as_ring(share_total), piece, dtype=np.uint64)
 
 
 def variance(survey: Survey, q: Question) -> float:

@@ -15,7 +15,7 @@ import grpc
 import numpy as np
 
 from mpcdp.prg import RandomSource
-from mpcdp.survey.central import check_headroom, noise_piece
+from mpcdp.survey.central import check_headroom
 from mpcdp.survey.definition import Survey
 from mpcdp.survey.release import BelowMinimum, check_minimum
 from services.survey.store import ID_BYTES, PutStatus, ShareStore, StoreError
@@ -38,10 +38,11 @@ def split_ids(blob: bytes) -> list[bytes]:
 
 
 class AggregatorService(survey_pb2_grpc.SurveyAggregatorServicer):
-    """``noise_rng(survey)`` gives the generator of this aggregator's noise piece for a survey."""
+    """``noise_rng(survey)`` gives the generator of this aggregator's noise piece for a survey
+    (None: the CSPRNG); the piece itself is always drawn by the store's release."""
 
     def __init__(self, name: str, surveys: Mapping[str, Survey], store: ShareStore,
-                 noise_rng: Callable[[Survey], RandomSource], coordinator: str = "coordinator",
+                 noise_rng: Callable[[Survey], RandomSource] | None = None, coordinator: str = "coordinator",
                  insecure: bool = False):
         self.name = name
         self.surveys = dict(surveys)
@@ -117,8 +118,8 @@ class AggregatorService(survey_pb2_grpc.SurveyAggregatorServicer):
             check_minimum(survey, request.count)
             check_headroom(survey, request.count)
             exclude = split_ids(request.exclude)
-            return self.store.release(survey.id, exclude, request.count, request.set_digest,
-                                      lambda: noise_piece(survey, self.noise_rng(survey)))
+            rng = self.noise_rng(survey) if self.noise_rng else None  # None: the CSPRNG
+            return self.store.release(survey, exclude, request.count, request.set_digest, rng)
 
         vector = await self._run(context, release)
         return survey_pb2.PartialSum(vector=np.asarray(vector, dtype="<u8").tobytes())

@@ -23,10 +23,13 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable, Iterable, Iterator, Protocol, Sequence
+from typing import Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 
+from mpcdp.prg import RandomSource
+from mpcdp.survey.central import noisy_partial
+from mpcdp.survey.definition import Survey
 from mpcdp.survey.release import id_set_digest
 
 ID_BYTES = 16
@@ -96,9 +99,13 @@ class ShareStore(Protocol):
     def ids(self, survey: str) -> Iterator[bytes]:
         """The stored submission ids of a closed survey, sorted."""
 
-    def release(self, survey: str, exclude: Iterable[bytes], expected: int, expected_digest: bytes,
-                noise: Callable[[], np.ndarray]) -> np.ndarray:
-        """Sum this store's shares over (all ids - exclude) plus ``noise()``, once per survey."""
+    def release(self, survey: Survey, exclude: Iterable[bytes], expected: int, expected_digest: bytes,
+                rng: RandomSource | None = None) -> np.ndarray:
+        """Sum this store's shares over (all ids - exclude) plus this aggregator's noise piece, once per survey.
+
+        The piece is drawn by :func:`mpcdp.survey.central.noisy_partial` from ``rng`` (the CSPRNG by
+        default): there is no way to release a survey with central noise declared but not added.
+        """
 
     def shutdown(self) -> None: ...
 
@@ -212,21 +219,21 @@ class SqliteStore(ShareStore):
             rows = self._db.execute("SELECT sid FROM shares WHERE survey = ? ORDER BY sid", (survey,)).fetchall()
         return (bytes(r[0]) for r in rows)
 
-    def release(self, survey, exclude, expected, expected_digest, noise):
+    def release(self, survey, exclude, expected, expected_digest, rng=None):
         exclude = set(exclude)
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                state, width, done_digest, done_vector = self._survey(survey)
+                state, width, done_digest, done_vector = self._survey(survey.id)
                 if state == "released":
-                    result = _replay(survey, done_digest, done_vector, expected_digest)
+                    result = _replay(survey.id, done_digest, done_vector, expected_digest)
                 else:
                     if state == "open":
-                        raise StoreError(StoreError.NOT_CLOSED, f"survey {survey!r} is still open: close it first")
-                    rows = self._db.execute("SELECT sid, share FROM shares WHERE survey = ?", (survey,))
-                    result = _release_sum(survey, rows, exclude, expected, expected_digest, width, noise)
+                        raise StoreError(StoreError.NOT_CLOSED, f"survey {survey.id!r} is still open: close it first")
+                    rows = self._db.execute("SELECT sid, share FROM shares WHERE survey = ?", (survey.id,))
+                    result = _release_sum(survey, rows, exclude, expected, expected_digest, width, rng)
                     self._db.execute("UPDATE surveys SET state = 'released', release_digest = ?, release_vector = ?"
-                                     " WHERE id = ?", (expected_digest, result.astype("<u8").tobytes(), survey))
+                                     " WHERE id = ?", (expected_digest, result.astype("<u8").tobytes(), survey.id))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -245,7 +252,7 @@ def _replay(survey: str, done_digest: bytes, done_vector: bytes, expected_digest
     return np.frombuffer(bytes(done_vector), dtype="<u8").astype(np.uint64)
 
 
-def _release_sum(survey, rows, exclude, expected, expected_digest, width, noise) -> np.ndarray:
+def _release_sum(survey: Survey, rows, exclude, expected, expected_digest, width, rng) -> np.ndarray:
     kept: list[bytes] = []
     blobs: list[bytes] = []
     for sid, share in rows:
@@ -254,10 +261,11 @@ def _release_sum(survey, rows, exclude, expected, expected_digest, width, noise)
             kept.append(sid)
             blobs.append(bytes(share))
     if len(kept) != expected or id_set_digest(kept) != expected_digest:
-        raise StoreError(StoreError.MISMATCH, f"survey {survey!r}: this aggregator holds {len(kept)} of the "
+        raise StoreError(StoreError.MISMATCH, f"survey {survey.id!r}: this aggregator holds {len(kept)} of the "
                                               f"{expected} submissions to be counted, or a different set")
-    total = fold(blobs, width)
-    return np.add(total, np.asarray(noise(), dtype=np.uint64), dtype=np.uint64)
+    if width != survey.width:
+        raise StoreError(StoreError.MISMATCH, f"survey {survey.id!r} is stored with another definition")
+    return noisy_partial(survey, fold(blobs, width), rng)
 
 
 class PostgresStore(ShareStore):
@@ -336,18 +344,18 @@ class PostgresStore(ShareStore):
             rows = self._db.execute("SELECT sid FROM shares WHERE survey = %s ORDER BY sid", (survey,)).fetchall()
         return (bytes(r[0]) for r in rows)
 
-    def release(self, survey, exclude, expected, expected_digest, noise):
+    def release(self, survey, exclude, expected, expected_digest, rng=None):
         exclude = set(exclude)
         with self._lock, self._db.transaction():
-            state, width, done_digest, done_vector = self._survey(survey, "FOR UPDATE")
+            state, width, done_digest, done_vector = self._survey(survey.id, "FOR UPDATE")
             if state == "released":
-                return _replay(survey, done_digest, done_vector, expected_digest)
+                return _replay(survey.id, done_digest, done_vector, expected_digest)
             if state == "open":
-                raise StoreError(StoreError.NOT_CLOSED, f"survey {survey!r} is still open: close it first")
-            rows = self._db.execute("SELECT sid, share FROM shares WHERE survey = %s", (survey,))
-            result = _release_sum(survey, rows, exclude, expected, expected_digest, width, noise)
+                raise StoreError(StoreError.NOT_CLOSED, f"survey {survey.id!r} is still open: close it first")
+            rows = self._db.execute("SELECT sid, share FROM shares WHERE survey = %s", (survey.id,))
+            result = _release_sum(survey, rows, exclude, expected, expected_digest, width, rng)
             self._db.execute("UPDATE surveys SET state = 'released', release_digest = %s, release_vector = %s "
-                             "WHERE id = %s", (expected_digest, result.astype("<u8").tobytes(), survey))
+                             "WHERE id = %s", (expected_digest, result.astype("<u8").tobytes(), survey.id))
         return result
 
     def shutdown(self):
@@ -405,15 +413,15 @@ class MemoryStore(ShareStore):
                 raise StoreError(StoreError.NOT_CLOSED, f"survey {survey!r} is still open: close it first")
             return iter(sorted(s["shares"]))
 
-    def release(self, survey, exclude, expected, expected_digest, noise):
+    def release(self, survey, exclude, expected, expected_digest, rng=None):
         exclude = set(exclude)
         with self._lock:
-            s = self._survey(survey)
+            s = self._survey(survey.id)
             if s["state"] == "released":
-                return _replay(survey, s["release"][0], s["release"][1], expected_digest)
+                return _replay(survey.id, s["release"][0], s["release"][1], expected_digest)
             if s["state"] == "open":
-                raise StoreError(StoreError.NOT_CLOSED, f"survey {survey!r} is still open: close it first")
-            result = _release_sum(survey, s["shares"].items(), exclude, expected, expected_digest, s["width"], noise)
+                raise StoreError(StoreError.NOT_CLOSED, f"survey {survey.id!r} is still open: close it first")
+            result = _release_sum(survey, s["shares"].items(), exclude, expected, expected_digest, s["width"], rng)
             s["state"], s["release"] = "released", (expected_digest, result.astype("<u8").tobytes())
         return result
 
