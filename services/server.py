@@ -1,18 +1,224 @@
-"""One way to start any mpcdp gRPC server: its services plus health checking and reflection."""
+"""One way to start any mpcdp gRPC server: its services, health, reflection, and the limits every node keeps.
+
+Every server built here (party, coordinator, survey aggregator, text node)
+gets the same guard around each of its methods:
+
+- request bytes that do not decode as the method's message are refused with
+  INVALID_ARGUMENT (never an internal error naming a Python class);
+- a query spec refused by the library (:class:`mpcdp.protocol.SpecError`) is
+  INVALID_ARGUMENT naming the field; any other unexpected exception is
+  INTERNAL with a fixed message, and its details go to the node's own log;
+- a client-streaming or bidirectional call that neither receives nor sends
+  a message for ``Limits.idle_timeout`` seconds is closed
+  (DEADLINE_EXCEEDED), so an authenticated peer cannot hold streams open
+  forever;
+
+and the transport limits of :class:`Limits`: maximum message size, HTTP/2
+keepalive pings (dead peers are noticed and their connections dropped),
+concurrent streams per connection and the idle-connection timeout.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import inspect
+import logging
 import socket
+import time
+from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from mpcdp.protocol import SpecError
+from services import audit
 from services.tls import Identity
 
+log = logging.getLogger("mpcdp.server")
 MAX_MESSAGE = 64 << 20  # a bound on any one message; federation vectors and releases go in ~1 MiB chunks
 OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE)]
+INTERNAL_MESSAGE = "internal error in this node; its operator's log has the details"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one server allows a connection and a stream. Every field is settable from the command line
+    (:func:`services.commands.add_node_arguments`)."""
+
+    max_message_bytes: int = MAX_MESSAGE   # largest message received or sent
+    idle_timeout: float = 300.0            # seconds a streaming call may go without a message either way
+    keepalive_time: float = 60.0           # ping a connection quiet for this long ...
+    keepalive_timeout: float = 20.0        # ... and drop it if the ping is not answered in this long
+    max_concurrent_streams: int = 100      # calls in flight on one connection
+    max_connection_idle: float = 900.0     # close a connection with no call for this long
+    max_concurrent_rpcs: int | None = None  # calls in flight on the whole server (None: no limit)
+
+    def __post_init__(self):
+        for name in ("idle_timeout", "keepalive_time", "keepalive_timeout", "max_connection_idle"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be a positive number of seconds, got {getattr(self, name)!r}")
+        if self.max_message_bytes < 1024 or self.max_concurrent_streams < 1:
+            raise ValueError("max_message_bytes must be at least 1024 and max_concurrent_streams at least 1")
+
+    def options(self) -> list[tuple[str, int]]:
+        """The gRPC channel arguments of these limits, for a server."""
+        ms = lambda seconds: int(seconds * 1000)  # noqa: E731
+        return [
+            ("grpc.max_receive_message_length", self.max_message_bytes),
+            ("grpc.max_send_message_length", self.max_message_bytes),
+            ("grpc.keepalive_time_ms", ms(self.keepalive_time)),
+            ("grpc.keepalive_timeout_ms", ms(self.keepalive_timeout)),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", ms(min(self.keepalive_time, 10.0))),
+            ("grpc.http2.max_ping_strikes", 2),
+            ("grpc.max_concurrent_streams", self.max_concurrent_streams),
+            ("grpc.max_connection_idle_ms", ms(self.max_connection_idle)),
+        ]
+
+
+class Undecodable(Exception):
+    """Request bytes that are not a valid message of the method's request type."""
+
+
+class _Activity:
+    """When the current call last received or sent a message (set per call, read by the codecs)."""
+
+    __slots__ = ("last",)
+
+    def __init__(self):
+        self.last = time.monotonic()
+
+
+_ACTIVITY: contextvars.ContextVar[_Activity | None] = contextvars.ContextVar("mpcdp_call_activity", default=None)
+_UNDECODABLE = object()
+
+
+def _touch() -> None:
+    activity = _ACTIVITY.get()
+    if activity is not None:
+        activity.last = time.monotonic()
+
+
+def _guard(handler: grpc.RpcMethodHandler, method: str, limits: Limits) -> grpc.RpcMethodHandler:
+    """``handler`` with decoding errors, unexpected exceptions and idle streams handled (see module doc)."""
+    decode, encode = handler.request_deserializer, handler.response_serializer
+    streaming_in = handler.request_streaming
+
+    def deserialize(data: bytes):
+        _touch()
+        try:
+            return decode(data) if decode else data
+        except Exception:
+            if streaming_in:
+                raise Undecodable() from None
+            return _UNDECODABLE
+
+    def serialize(message) -> bytes:
+        _touch()
+        return encode(message) if encode else message
+
+    async def refuse(exc: BaseException, context) -> None:
+        if isinstance(exc, Undecodable):
+            audit.record("invalid", method=method, reason="undecodable request bytes")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"the request is not a valid {method.rsplit('/', 1)[-1]} message")
+        if isinstance(exc, SpecError):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        log.error("unexpected error in %s", method, exc_info=exc)
+        audit.record("error", method=method)
+        await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
+
+    class _Call:
+        """Per call: the activity record, and the watchdog that cancels an idle stream."""
+
+        def __init__(self, request, context):
+            if not streaming_in and request is _UNDECODABLE:
+                self.bad = True
+                return
+            self.bad = False
+            self.activity = _Activity()
+            _ACTIVITY.set(self.activity)
+            self.expired = False
+            self.task = asyncio.current_task()
+            self.timer = None
+            if streaming_in:
+                self._arm(limits.idle_timeout)
+
+        def _arm(self, delay: float) -> None:
+            self.timer = asyncio.get_running_loop().call_later(delay, self._check)
+
+        def _check(self) -> None:
+            idle = time.monotonic() - self.activity.last
+            if idle >= limits.idle_timeout:
+                self.expired = True
+                self.task.cancel()
+            else:
+                self._arm(limits.idle_timeout - idle)
+
+        def stop(self) -> None:
+            if self.timer is not None:
+                self.timer.cancel()
+
+        async def on_error(self, exc: BaseException, context) -> None:
+            if isinstance(exc, asyncio.CancelledError):
+                if not self.expired:
+                    raise exc
+                self.task.uncancel()
+                audit.record("idle_closed", method=method, seconds=limits.idle_timeout)
+                await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                    f"stream idle for more than {limits.idle_timeout:g} s; closed")
+            if isinstance(exc, grpc.aio.AbortError):
+                raise exc
+            await refuse(exc, context)
+
+    async def bad_request(context):
+        await refuse(Undecodable(), context)
+
+    behavior = handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
+    if inspect.isasyncgenfunction(behavior):
+        async def guarded(request, context):
+            call = _Call(request, context)
+            if call.bad:
+                await bad_request(context)
+            try:
+                async for item in behavior(request, context):
+                    yield item
+            except BaseException as exc:  # noqa: BLE001 - every path ends in a status or re-raises
+                await call.on_error(exc, context)
+            finally:
+                call.stop()
+    else:
+        async def guarded(request, context):
+            call = _Call(request, context)
+            if call.bad:
+                await bad_request(context)
+            try:
+                result = behavior(request, context)
+                return await result if inspect.isawaitable(result) else result
+            except BaseException as exc:  # noqa: BLE001
+                await call.on_error(exc, context)
+            finally:
+                call.stop()
+
+    make = {(False, False): grpc.unary_unary_rpc_method_handler, (False, True): grpc.unary_stream_rpc_method_handler,
+            (True, False): grpc.stream_unary_rpc_method_handler, (True, True): grpc.stream_stream_rpc_method_handler}
+    return make[(handler.request_streaming, handler.response_streaming)](
+        guarded, request_deserializer=deserialize, response_serializer=serialize)
+
+
+class Guard(grpc.aio.ServerInterceptor):
+    """Applies :func:`_guard` to every method of an aio server."""
+
+    def __init__(self, limits: Limits):
+        self.limits = limits
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        return _guard(handler, handler_call_details.method, self.limits)
 
 
 def reserve_loopback_port() -> socket.socket:
@@ -27,14 +233,17 @@ def reserve_loopback_port() -> socket.socket:
     return sock
 
 
-async def start(identity: Identity, address: str, services) -> tuple[grpc.aio.Server, int]:
+async def start(identity: Identity, address: str, services, limits: Limits | None = None) -> tuple[grpc.aio.Server, int]:
     """Start a server on ``address`` (port 0 picks a free port) and return it with its port.
 
     ``services`` is a list of ``(add_to_server, servicer, full_service_name)``.
     The standard health service reports each of them SERVING, and reflection
     lists them, so ordinary gRPC tooling (grpcurl, grpc_health_probe) works.
+    ``limits`` (default :class:`Limits`) bounds messages, streams and connections.
     """
-    server = grpc.aio.server(options=OPTIONS)
+    limits = limits or Limits()
+    server = grpc.aio.server(options=limits.options(), interceptors=[Guard(limits)],
+                             maximum_concurrent_rpcs=limits.max_concurrent_rpcs)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
@@ -60,15 +269,17 @@ async def wait_serving(identity: Identity, address: str, peer: str, timeout: flo
             raise RuntimeError(f"{peer} at {address} is not serving")
 
 
-async def serve_until_stopped(identity: Identity, address: str, services, banner: str, cleanup=None) -> int:
+async def serve_until_stopped(identity: Identity, address: str, services, banner: str, cleanup=None,
+                              limits: Limits | None = None) -> int:
     """Serve until SIGINT or SIGTERM, then stop gracefully. Prints ``banner`` with the port once serving."""
     import signal
 
-    server, port = await start(identity, address, services)
+    server, port = await start(identity, address, services, limits)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    audit.record("started", address=address, port=port)
     print(banner.format(port=port), flush=True)
     await stop.wait()
     await server.stop(grace=1.0)

@@ -66,7 +66,7 @@ class Cluster:
             await node.close()
 
 
-async def make_cluster(certs, data=None, policy=None, party_cls=PartyNode, ledgers=None, rng=None):
+async def make_cluster(certs, data=None, policy=None, party_cls=PartyNode, ledgers=None, rng=None, limits=None):
     data = data or {p: {"raise": [v]} for p, v in RAISES.items()}
     f = fed.parse(federation_doc(list(data), policy), certs.parent)
     f = dataclasses.replace(f, certs=certs)
@@ -76,13 +76,14 @@ async def make_cluster(certs, data=None, policy=None, party_cls=PartyNode, ledge
         node = party_cls(f, name, Table(data[name]), Identity(name, certs), ledger=ledgers.get(name),
                          rng=rng)
         servers[name], ports[name] = await start(Identity(name, certs), "127.0.0.1:0",
-                                                 [(pb_grpc.add_PartyServicer_to_server, node, "mpcdp.v1.Party")])
+                                                 [(pb_grpc.add_PartyServicer_to_server, node, "mpcdp.v1.Party")],
+                                                 limits)
         nodes[name] = node
     coord = CoordinatorNode(f, Identity("coordinator", certs), ledger=ledgers.get("coordinator"),
                             default_timeout=10.0)
     servers["coordinator"], ports["coordinator"] = await start(
         Identity("coordinator", certs), "127.0.0.1:0",
-        [(pb_grpc.add_CoordinatorServicer_to_server, coord, "mpcdp.v1.Coordinator")])
+        [(pb_grpc.add_CoordinatorServicer_to_server, coord, "mpcdp.v1.Coordinator")], limits)
     nodes["coordinator"] = coord
     real = dataclasses.replace(f, nodes=tuple(
         dataclasses.replace(n, address=f"127.0.0.1:{ports[n.name]}") if n.name in ports else n

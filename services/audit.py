@@ -1,0 +1,94 @@
+"""Every node's audit log: refusals, aborts, releases and permission denials, one event per line.
+
+    from services import audit
+    audit.configure("alice", fmt="json", path="state/alice.audit.log")   # once, from the CLI
+    audit.record("refused", session="3fa2...", reason="epsilon 5 exceeds ...", status="PERMISSION_DENIED")
+
+An event is a kind and a few named fields: node names, session ids, statuses,
+epsilon and delta, reasons meant for the analyst. Callers never pass a share,
+a seed, a record value or a local file path or column list; :func:`record`
+refuses fields named like those, so a slip fails loudly in tests rather than
+writing secrets to disk. With ``fmt="json"`` each line is one JSON object
+(``time``, ``node``, ``event`` and the fields), for log shippers; otherwise a
+human-readable line. A log file is created owner-only (0600) and appended to.
+The ordinary diagnostic log of the node (``logging``) goes to the same place.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+EVENTS = ("started", "refused", "aborted", "released", "fetched", "denied", "invalid", "idle_closed", "error")
+FORBIDDEN = frozenset({"share", "shares", "seed", "seeds", "value", "values", "record", "records", "vector",
+                       "data", "path", "columns", "noise"})
+FORMATS = ("text", "json")
+
+_log = logging.getLogger("mpcdp.audit")
+_node = ""
+
+
+class _JsonLines(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        event = getattr(record, "audit", None)
+        line = {"time": dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(timespec="milliseconds"),
+                "node": _node, "level": record.levelname.lower()}
+        if event is None:
+            line.update(event="log", logger=record.name, message=record.getMessage())
+        else:
+            line.update(event)
+        return json.dumps(line, sort_keys=False, default=str)
+
+
+class _Text(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        when = dt.datetime.fromtimestamp(record.created, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        event = getattr(record, "audit", None)
+        if event is None:
+            return f"{when} {_node} {record.levelname.lower()} {record.name}: {record.getMessage()}"
+        fields = " ".join(f"{k}={_quote(v)}" for k, v in event.items() if k != "event")
+        return f"{when} {_node} AUDIT {event['event']} {fields}".rstrip()
+
+
+def _quote(value) -> str:
+    text = str(value)
+    return json.dumps(text) if (not text or any(c.isspace() or c in '"=' for c in text)) else text
+
+
+def _open_private(path: Path):
+    """Append to ``path``, creating it owner-only (0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    return os.fdopen(fd, "a", buffering=1, encoding="utf-8")
+
+
+def configure(node: str, fmt: str = "text", path=None, level: int = logging.INFO) -> None:
+    """Send this process's audit events and its diagnostic log to ``path`` (default stderr) in ``fmt``."""
+    global _node
+    if fmt not in FORMATS:
+        raise ValueError(f"log format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    _node = node
+    stream = sys.stderr if path is None else _open_private(Path(path))
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(_JsonLines() if fmt == "json" else _Text())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+def record(event: str, **fields) -> None:
+    """Write one audit event. ``fields`` hold names, ids, statuses, budgets and public reasons only."""
+    if event not in EVENTS:
+        raise ValueError(f"unknown audit event {event!r}; known: {', '.join(EVENTS)}")
+    leaked = FORBIDDEN.intersection(fields)
+    if leaked:
+        raise ValueError(f"audit events never carry {', '.join(sorted(leaked))}")
+    clean = {k: v for k, v in fields.items() if v is not None and v != ""}
+    level = logging.WARNING if event in ("denied", "invalid", "error") else logging.INFO
+    _log.log(level, "%s %s", event, clean, extra={"audit": {"event": event, **clean}})
