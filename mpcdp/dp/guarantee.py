@@ -3,15 +3,18 @@
 Conversions (Bun and Steinke, TCC 2016): pure epsilon-DP implies
 (epsilon^2 / 2)-zCDP (Prop. 1.4); rho-zCDP implies
 (rho + 2 sqrt(rho ln(1/delta)), delta)-DP for every delta > 0 (Prop. 1.3).
-Reported epsilons are rounded up (6 decimals), never down.
+Reported epsilons are rounded up (6 decimals), never down. The converse,
+the largest rho within a given (epsilon, delta), is :func:`zcdp_rho`.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from decimal import localcontext
+from fractions import Fraction
 
-from .rational import round_up
+from .rational import DECIMAL_DIGITS, decimal_of, float_at_most, positive_rational, round_up
 
 PURE = "pure"
 ZCDP = "zcdp"
@@ -56,3 +59,23 @@ class Guarantee:
             raise ValueError(f"delta must be in (0, 1) to convert zCDP, got {delta!r}")
         eps = self.rho + 2 * math.sqrt(self.rho * math.log(1 / delta))
         return round_up(eps), float(delta)
+
+
+def zcdp_rho(epsilon, delta) -> float:
+    """The largest rho whose conversion (Prop. 1.3) stays within (epsilon, delta)-DP, rounded down.
+
+    rho + 2 sqrt(rho L) <= epsilon with L = ln(1/delta) gives
+    rho = (sqrt(L + epsilon) - sqrt(L))^2 = epsilon^2 / (sqrt(L + epsilon) + sqrt(L))^2;
+    the second form does not cancel when epsilon << L. It is evaluated in
+    decimal at 60 digits and rounded down to a float, so the rho used never
+    exceeds the exact one (towards more privacy).
+    """
+    eps = positive_rational(epsilon, "epsilon")
+    d = Fraction(delta)
+    if not 0 < d < 1:
+        raise ValueError(f"delta must be in (0, 1) for zCDP noise, got {delta!r}")
+    with localcontext() as ctx:
+        ctx.prec = DECIMAL_DIGITS
+        lg = -decimal_of(d).ln()
+        e = decimal_of(eps)
+        return float_at_most(e * e / ((lg + e).sqrt() + lg.sqrt()) ** 2)

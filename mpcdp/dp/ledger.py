@@ -3,7 +3,7 @@
 Basic sequential composition: releases of (eps_i, delta_i) together satisfy
 (sum eps_i, sum delta_i)-DP (Dwork, Kenthapadi, McSherry, Mironov and Naor,
 EUROCRYPT 2006). zCDP releases are converted to (epsilon, delta) when
-charged (:meth:`PrivacyLedger.charge_zcdp`, Bun and Steinke 2016). Local and
+charged (:meth:`PrivacyLedger.charge_guarantee`, Bun and Steinke 2016). Local and
 central releases are recorded under separate scopes and reported apart; both
 count against the one budget of the dataset, since they concern the same
 people. Amounts are stored as exact rationals (the exact value of each float
@@ -101,7 +101,7 @@ def _amounts(epsilon, delta, suffix: str = "") -> tuple[Fraction, Fraction]:
 
 def _spend(eps: Fraction, delta: Fraction, up: bool) -> Spend:
     rnd = round_up if up else round_down
-    return Spend(rnd(float(eps)), rnd(float(delta), 20))
+    return Spend(rnd(eps), rnd(delta, 20))  # the exact fractions, rounded once
 
 
 class PrivacyLedger:

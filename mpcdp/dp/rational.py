@@ -18,7 +18,7 @@ from fractions import Fraction
 
 MAX_BITS = 52
 PROB_BITS = 64
-_DECIMAL_DIGITS = 60
+DECIMAL_DIGITS = 60
 _FLOAT_DIGITS = 310
 
 
@@ -60,13 +60,14 @@ def rational_at_least(x: Fraction, name: str = "parameter") -> Fraction:
     return y
 
 
-def _decimal(x) -> Decimal:
+def decimal_of(x) -> Decimal:
+    """A Fraction (or int, float) as a Decimal in the current context."""
     return Decimal(x.numerator) / Decimal(x.denominator) if isinstance(x, Fraction) else Decimal(x)
 
 
 def _dyadic_probability(compute, name: str, up: bool) -> Fraction:
     with localcontext() as ctx:
-        ctx.prec = _DECIMAL_DIGITS
+        ctx.prec = DECIMAL_DIGITS
         margin = Decimal(10) ** -40
         p = compute() * (1 + margin if up else 1 - margin)
         t = int((p * (1 << PROB_BITS)).to_integral_value(rounding=ROUND_CEILING if up else ROUND_FLOOR))
@@ -93,7 +94,15 @@ def probability_above(compute, name: str) -> Fraction:
 
 def exp_decimal(x) -> Decimal:
     """e^x in the current decimal context (correctly rounded)."""
-    return _decimal(Fraction(x)).exp()
+    return decimal_of(Fraction(x)).exp()
+
+
+def float_at_most(value: Decimal) -> float:
+    """A float never above the decimal ``value``, first pulled down by a relative 10^-40 margin that
+    covers the error of the arithmetic that computed it."""
+    value = value - abs(value) * (Decimal(10) ** -40)
+    r = float(value)
+    return r if Decimal(r) <= value else math.nextafter(r, -math.inf)
 
 
 def _quantize(x: float, digits: int, rounding: str) -> float:
@@ -103,16 +112,22 @@ def _quantize(x: float, digits: int, rounding: str) -> float:
         return float(Decimal(x).quantize(Decimal(1).scaleb(-digits), rounding=rounding))
 
 
-def round_up(x: float, digits: int = 6) -> float:
-    """x rounded up to ``digits`` decimals; the float returned is never below x."""
+def round_up(x: float | Fraction, digits: int = 6) -> float:
+    """x rounded up to ``digits`` decimals; the float returned is never below x (a Fraction: exactly)."""
+    if isinstance(x, Fraction):
+        r = float(Fraction(math.ceil(x * 10**digits), 10**digits))
+        return r if Fraction(r) >= x else math.nextafter(r, math.inf)
     if not math.isfinite(x):
         return x
     r = _quantize(x, digits, ROUND_CEILING)
     return r if r >= x else math.nextafter(r, math.inf)
 
 
-def round_down(x: float, digits: int = 6) -> float:
-    """x rounded down to ``digits`` decimals; the float returned is never above x."""
+def round_down(x: float | Fraction, digits: int = 6) -> float:
+    """x rounded down to ``digits`` decimals; the float returned is never above x (a Fraction: exactly)."""
+    if isinstance(x, Fraction):
+        r = float(Fraction(math.floor(x * 10**digits), 10**digits))
+        return r if Fraction(r) <= x else math.nextafter(r, -math.inf)
     if not math.isfinite(x):
         return x
     r = _quantize(x, digits, ROUND_FLOOR)
@@ -125,7 +140,7 @@ def log_up(x: Fraction, digits: int = 9) -> float:
     if x <= 0:
         raise ValueError("log of a non-positive number")
     with localcontext() as ctx:
-        ctx.prec = _DECIMAL_DIGITS
+        ctx.prec = DECIMAL_DIGITS
         value = (Decimal(x.numerator) / Decimal(x.denominator)).ln() + Decimal(10) ** -40
         r = float(value.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_CEILING))
     return r if Decimal(r) >= value else math.nextafter(r, math.inf)

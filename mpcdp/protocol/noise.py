@@ -31,17 +31,10 @@ import numpy as np
 
 from .. import ring
 from ..dp.distributed import DEFAULT_BETA, DistributedDiscreteLaplace, DistributedSkellam
+from ..dp.guarantee import zcdp_rho
 from ..prg import RandomSource, system_random
 from .spec import QuerySpec
 from .statistics import Block, statistic_for
-
-
-def zcdp_rho(epsilon: float, delta: float) -> float:
-    """The largest rho with rho + 2 sqrt(rho ln(1/delta)) <= epsilon (Bun and Steinke, Prop. 1.3)."""
-    if not 0 < delta < 1:
-        raise ValueError(f"delta must be in (0, 1) for zCDP noise, got {delta!r}")
-    lg = math.log(1 / delta)
-    return (math.sqrt(lg + epsilon) - math.sqrt(lg)) ** 2
 
 
 def _sensitivities(block: Block) -> tuple[int, int]:

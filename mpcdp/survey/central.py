@@ -6,8 +6,8 @@ so that the pieces of the m - t honest aggregators alone give the promised
 guarantee (t = the survey's ``colluders``):
 
 * discrete Laplace: pure epsilon-DP, scale = L1 sensitivity / epsilon;
-* Skellam: rho-zCDP with rho = (sqrt(ln(1/delta) + epsilon) - sqrt(ln(1/delta)))^2,
-  which converts back to (epsilon, delta)-DP (Bun and Steinke, TCC 2016).
+* Skellam: rho-zCDP with rho the largest value that converts back to
+  (epsilon, delta)-DP (:func:`mpcdp.dp.guarantee.zcdp_rho`; Bun and Steinke, TCC 2016).
 
 Neighbours: one respondent's report replaced (the number of respondents is
 public). Sensitivities are :attr:`Question.sensitivity` (L1) and, for Skellam,
@@ -23,14 +23,9 @@ import numpy as np
 
 from .. import ring
 from ..dp.distributed import DistributedDiscreteLaplace, DistributedSkellam
+from ..dp.guarantee import zcdp_rho
 from ..prg import RandomSource, system_random
 from .definition import Question, Survey
-
-
-def skellam_rho(epsilon: float, delta: float) -> float:
-    """The largest rho whose zCDP-to-DP conversion gives (epsilon, delta)."""
-    log = math.log(1 / delta)
-    return (math.sqrt(log + epsilon) - math.sqrt(log)) ** 2
 
 
 def l2_sensitivity(q: Question) -> int:
@@ -47,7 +42,7 @@ def _mechanism(q: Question, m: int, t: int):
     if q.central.mechanism == "discrete_laplace":
         return DistributedDiscreteLaplace(q.central.epsilon, q.sensitivity, m, t)
     if q.central.mechanism == "skellam":
-        return DistributedSkellam(skellam_rho(q.central.epsilon, q.central.delta), l2_sensitivity(q), m, t,
+        return DistributedSkellam(zcdp_rho(q.central.epsilon, q.central.delta), l2_sensitivity(q), m, t,
                                   l1_sensitivity=q.sensitivity)
     return None
 
