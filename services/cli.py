@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import re
 import sys
 
 from . import commands
@@ -22,8 +23,20 @@ epsilon is more private and noisier.
 Run `mpcdp COMMAND --help` for what each command does and protects."""
 
 
+_NUMERIC = re.compile(r"^-\.?[0-9]")  # -10,10  -1e-3  -.5: a value, never an option (no option starts so)
+
+
 class Parser(argparse.ArgumentParser):
-    """An argument parser whose usage errors are one line on stderr (exit code 2), not a usage dump."""
+    """An argument parser whose usage errors are one line on stderr (exit code 2), not a usage dump.
+
+    A word starting with a minus sign and a digit is a value, so ``--bounds -10,10`` parses like
+    ``--bounds=-10,10`` (argparse alone takes it for an unknown option).
+    """
+
+    def _parse_optional(self, arg_string):
+        if _NUMERIC.match(arg_string):
+            return None
+        return super()._parse_optional(arg_string)
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")

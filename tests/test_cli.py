@@ -182,3 +182,18 @@ def test_query_output_shows_every_kind_of_interval():
     assert "95% interval for count: [8, 12]" in text
     assert "95% interval for histogram[yes]: [1, 5]" in text
     assert "interval for variance: none" in text
+
+
+@pytest.mark.parametrize("argv, dest, expected", [
+    (["query", "--federation", "f.toml", "--bounds", "-10,10"], "bounds", (-10.0, 10.0)),
+    (["simulate", "--bounds", "-10,-5"], "bounds", (-10.0, -5.0)),
+    (["simulate", "--values", "-3,-4,-5,-6"], "values", "-3,-4,-5,-6"),
+    (["simulate", "--bounds", "-.5,1e3"], "bounds", (-0.5, 1000.0)),
+])
+def test_a_negative_value_after_an_option_is_its_value_not_an_option(argv, dest, expected):
+    assert getattr(build_parser().parse_args(argv), dest) == expected
+
+
+def test_an_unknown_option_is_still_refused(capsys):
+    assert main(["simulate", "--bogus", "1"]) == 2
+    assert "--bogus" in capsys.readouterr().err
