@@ -185,7 +185,7 @@ def test_query_output_shows_every_kind_of_interval():
 
 
 @pytest.mark.parametrize("argv, dest, expected", [
-    (["query", "--federation", "f.toml", "--bounds", "-10,10"], "bounds", (-10.0, 10.0)),
+    (["query", "--federation", "f.toml", "--statistic", "mean", "--bounds", "-10,10"], "bounds", (-10.0, 10.0)),
     (["simulate", "--bounds", "-10,-5"], "bounds", (-10.0, -5.0)),
     (["simulate", "--values", "-3,-4,-5,-6"], "values", "-3,-4,-5,-6"),
     (["simulate", "--bounds", "-.5,1e3"], "bounds", (-0.5, 1000.0)),
