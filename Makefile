@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 MPCDP  := $(VENV)/bin/mpcdp
 
-.PHONY: demo test install-test bench protos clean
+.PHONY: demo test install-test bench protos clean interop
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,10 +24,17 @@ $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 demo: $(VENV)/.installed
 	$(MPCDP) demo
 
-test: $(VENV)/.installed-test
+# the JavaScript Prio3 (VDAF draft 08) the interop tests and benchmark compare with, from the pinned lock file
+interop/node_modules/.installed: interop/package.json interop/package-lock.json
+	cd interop && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+interop: interop/node_modules/.installed
+
+test: $(VENV)/.installed-test interop/node_modules/.installed
 	$(PY) -m pytest -q
 
-bench: $(VENV)/.installed-test
+bench: $(VENV)/.installed-test interop/node_modules/.installed
 	$(PIP) install -e '.[bench]'
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
 
