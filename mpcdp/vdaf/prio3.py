@@ -163,12 +163,23 @@ class Prio3:
     # --- client ---------------------------------------------------------------------------------------
     def shard(self, measurement: Any, nonce: bytes, rand: bytes) -> tuple[PublicShare, list[InputShare]]:
         """Split ``measurement`` into ``SHARES`` input shares carrying a proof of its validity."""
+        return self.shard_encoded(self.flp.encode(measurement), nonce, rand)
+
+    def shard_encoded(self, meas: list[int], nonce: bytes, rand: bytes) -> tuple[PublicShare, list[InputShare]]:
+        """:meth:`shard` of an already encoded measurement, valid or not.
+
+        An honest client never needs this; it is how tests and simulations mount the attack
+        Prio3 defends against: a malicious client encoding an out-of-range vector and proving
+        it as honestly as it can (the aggregators must reject it).
+        """
         _check_len("nonce", nonce, NONCE_SIZE)
         _check_len("rand", rand, self.RAND_SIZE)
         flp, field, S = self.flp, self.field, self.SHARES
+        if len(meas) != flp.MEAS_LEN:
+            raise ValueError(f"an encoded measurement has {flp.MEAS_LEN} elements, got {len(meas)}")
+        meas = [x % field.modulus for x in meas]
         seeds = [rand[i:i + SEED_SIZE] for i in range(0, self.RAND_SIZE, SEED_SIZE)]
         per_helper = 3 if self.uses_joint_rand else 2
-        meas = flp.encode(measurement)
 
         helpers = []
         leader_meas = meas
