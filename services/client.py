@@ -6,6 +6,12 @@
     r.value, r.intervals, r.epsilon, r.parties
 
 or synchronously: ``services.client.query(federation, "analyst", "mean", ...)``.
+
+The client checks the presentation options (confidence) before sending, as
+the coordinator does again before any budget is spent. If the release
+stream breaks after the session started, the QueryError names the session
+id, and ``Client.fetch(session_id)`` (``mpcdp query --fetch``) gets the
+release the coordinator kept, at no further cost.
 """
 
 from __future__ import annotations
@@ -18,8 +24,11 @@ import grpc
 import numpy as np
 from google.protobuf import json_format
 
+from mpcdp.protocol import QuerySpec, SpecError
 from mpcdp.protocol.spec import MAX_DIMENSION
+from services import releases
 from services.federation import Federation
+from services.server import OPTIONS
 from services.tls import Identity
 from services.wire.mpcdp.v1 import federation_pb2 as pb
 from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
@@ -29,10 +38,11 @@ from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
 class QueryError(Exception):
     """The federation refused or aborted a query; ``code`` is the gRPC status."""
 
-    def __init__(self, code: grpc.StatusCode, message: str):
+    def __init__(self, code: grpc.StatusCode, message: str, session_id: str = ""):
         super().__init__(f"{code.name}: {message}")
         self.code = code
         self.details = message
+        self.session_id = session_id
 
 
 @dataclass(frozen=True)
@@ -64,8 +74,9 @@ class QueryResult:
                           default=lambda v: v.tolist() if isinstance(v, np.ndarray) else str(v))
 
     @classmethod
-    def from_proto(cls, reply: pb.QueryReply, streamed: dict | None = None) -> "QueryResult":
-        """The result of a QueryReply and the vectors streamed after it, keyed (name, interval_end)."""
+    def from_proto(cls, reply: pb.QueryReply, streamed: dict | None = None, categories=()) -> "QueryResult":
+        """The result of a QueryReply and the vectors streamed after it, keyed (name, interval_end);
+        a histogram's cells come back as ``{category: value}`` and ``{category: [lower, upper]}``."""
         as_dict = json_format.MessageToDict
         vectors = {(k, ""): v for k, v in reply.vectors.items()}
         vectors.update({(k, "lower"): v for k, v in reply.interval_lower.items()})
@@ -73,6 +84,15 @@ class QueryResult:
         vectors = {key: np.frombuffer(v, dtype="<f8") for key, v in vectors.items()}
         vectors.update(streamed or {})
         intervals = as_dict(reply.intervals)
+        hist = releases.HISTOGRAM
+        if reply.statistic == hist and (hist, "") in vectors:
+            cells = vectors.pop((hist, ""))
+            if len(categories) != cells.size:
+                raise ValueError(f"{cells.size} histogram cells but {len(categories)} category labels")
+            vectors[(hist, "")] = dict(zip(categories, cells.tolist()))
+            if (hist, "lower") in vectors:
+                lower, upper = vectors.pop((hist, "lower")).tolist(), vectors.pop((hist, "upper")).tolist()
+                intervals[hist] = {c: [lo, hi] for c, lo, hi in zip(categories, lower, upper)}
         for (key, end), values in vectors.items():
             if end:
                 intervals.setdefault(key, {})[end] = values
@@ -91,12 +111,17 @@ class _ReleaseStream:
     def __init__(self, max_length: int = MAX_DIMENSION):
         self.max_length = max_length  # no release vector is longer than the query's dimension or categories
         self.vectors: dict[tuple[str, str], np.ndarray] = {}
+        self.categories: list[str] = []
         self._current: tuple[tuple[str, str], np.ndarray] | None = None
         self._filled = 0
 
     def add(self, part: pb.QueryReplyPart) -> None:
         kind = part.WhichOneof("part")
-        if kind == "vector":
+        if kind == "labels" and self._current is None and not self.vectors:
+            if len(self.categories) + len(part.labels.categories) > self.max_length:
+                raise ValueError(f"more than {self.max_length} histogram labels")
+            self.categories.extend(part.labels.categories)
+        elif kind == "vector":
             self._finish()
             v = part.vector
             key = (v.name, v.interval_end)
@@ -138,8 +163,9 @@ class Client:
 
     def __init__(self, federation: Federation, name: str, insecure: bool = False):
         coordinator = federation.coordinator()
+        self._parties = tuple(federation.names("party"))
         self.identity = Identity(name, federation.certs, insecure)
-        self._channel = self.identity.channel(coordinator.address, coordinator.name)
+        self._channel = self.identity.channel(coordinator.address, coordinator.name, OPTIONS)
         self._stub = pb_grpc.CoordinatorStub(self._channel)
 
     async def __aenter__(self) -> "Client":
@@ -162,10 +188,25 @@ class Client:
                             max_records=max_records, exact=epsilon is None,
                             epsilon=0.0 if epsilon is None else epsilon, delta=delta, mechanism=mechanism,
                             colluders=colluders, sharing=sharing)
+        _check_locally(spec, confidence, self._parties)
         request = pb.QueryRequest(spec=spec, timeout_seconds=timeout, confidence=confidence)
         call = self._stub.Query(request, timeout=timeout + 5.0, wait_for_ready=False)
-        reply, rest = None, _ReleaseStream(max(dimension, len(categories)))
+        return await self._receive(call, max(dimension, len(categories), 1))
+
+    async def fetch(self, session_id: str, timeout: float = 30.0) -> QueryResult:
+        """The release of a session this client asked for, kept by the coordinator; costs nothing."""
         try:
+            sid = bytes.fromhex(session_id)
+        except ValueError:
+            raise QueryError(grpc.StatusCode.INVALID_ARGUMENT,
+                             f"a session id is 32 hex digits, got {session_id!r}") from None
+        call = self._stub.Fetch(pb.FetchRequest(session_id=sid), timeout=timeout)
+        return await self._receive(call, MAX_DIMENSION)
+
+    async def _receive(self, call, max_length: int) -> QueryResult:
+        reply, rest, sid = None, _ReleaseStream(max_length), ""
+        try:
+            sid = dict(await call.initial_metadata() or ()).get("mpcdp-session-id", "")
             async for part in call:
                 if reply is None:
                     if part.WhichOneof("part") != "reply":
@@ -176,12 +217,37 @@ class Client:
             if reply is None:
                 raise ValueError("the coordinator ended the release without a reply")
             streamed = rest.finish()
+            return QueryResult.from_proto(reply, streamed, rest.categories)
         except grpc.aio.AioRpcError as exc:
-            raise QueryError(exc.code(), exc.details() or "") from None
+            details = exc.details() or ""
+            if sid and reply is not None or (sid and exc.code() in _BROKEN):
+                details += (f" (session {sid}: if the coordinator released it, `mpcdp query --fetch {sid}` "
+                            f"gets it at no further cost)")
+            raise QueryError(exc.code(), details, sid) from None
         except ValueError as exc:
             call.cancel()
-            raise QueryError(grpc.StatusCode.DATA_LOSS, f"malformed release from the coordinator: {exc}") from None
-        return QueryResult.from_proto(reply, streamed)
+            raise QueryError(grpc.StatusCode.DATA_LOSS, f"malformed release from the coordinator: {exc}", sid) from None
+
+
+_BROKEN = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED,
+           grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
+
+
+def _check_locally(spec: pb.QuerySpec, confidence: float, parties) -> None:
+    """Refuse, before sending, a query whose release could not be described (QueryError). A spec the
+    library refuses is left to the coordinator, whose answer names the field."""
+    from services import convert
+
+    fields = convert.spec_fields(spec)
+    fields.update(parties=fields["parties"] or parties, session_id=bytes(16), deadline=float("inf"))
+    try:
+        local = QuerySpec(**fields)
+    except (ValueError, ArithmeticError):
+        return
+    try:
+        releases.check_presentation(local, confidence)
+    except SpecError as exc:
+        raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
 
 
 def query(federation: Federation, name: str, statistic: str, insecure: bool = False, **kw) -> QueryResult:
@@ -190,5 +256,15 @@ def query(federation: Federation, name: str, statistic: str, insecure: bool = Fa
     async def once():
         async with Client(federation, name, insecure) as client:
             return await client.query(statistic, **kw)
+
+    return asyncio.run(once())
+
+
+def fetch(federation: Federation, name: str, session_id: str, insecure: bool = False) -> QueryResult:
+    """Synchronous one-shot :meth:`Client.fetch`."""
+
+    async def once():
+        async with Client(federation, name, insecure) as client:
+            return await client.fetch(session_id)
 
     return asyncio.run(once())

@@ -13,7 +13,7 @@ import grpc
 import numpy as np
 
 from mpcdp import ring
-from mpcdp.protocol import ProtocolError, QuerySpec, Status
+from mpcdp.protocol import ProtocolError, QuerySpec, SpecError, Status
 from services.wire.mpcdp.v1 import federation_pb2 as pb
 
 CHUNK_BYTES = 1 << 20
@@ -49,7 +49,11 @@ def spec_fields(msg: pb.QuerySpec) -> dict:
     return fields
 
 
-def spec_from_proto(msg: pb.QuerySpec) -> QuerySpec:
+def spec_from_proto(msg: pb.QuerySpec, require_deadline: bool = False) -> QuerySpec:
+    """The spec on the wire; ``require_deadline``: an unset (0) deadline is refused, not read as none."""
+    if require_deadline and not msg.deadline > 0:
+        raise SpecError("deadline", "must be set to an absolute UNIX time; a session without one could be "
+                                    "held open forever")
     return QuerySpec(**spec_fields(msg))
 
 

@@ -6,7 +6,20 @@ says no, opens one Session stream per party, proposes, starts the sharing
 once every party accepted, collects the partial sums, releases and charges
 its ledger. Any failure (a party down, refusing, slow past the deadline or
 dropping mid-round) aborts the session on every node with a diagnostic naming
-the party, and charges nothing. Queries run one at a time.
+the party, and charges nothing.
+
+Queries run concurrently: each has its own streams, and the coordinator's
+ledger reserves what accepted, uncharged sessions will spend
+(:class:`services.ledgers.Reserving`), so a stalled party delays only the
+queries that include it. Every option is checked before a session starts
+(the deadline at most ``max_timeout`` seconds away, the confidence level
+usable), so no budget is spent on a query whose release could not be made.
+The session id is sent to the analyst as initial metadata before the
+session starts; the session then runs to its end even if the analyst goes
+away, its release is kept durably in the state directory before the ledger
+is charged (:class:`services.releases.ReleaseStore`), and Fetch returns it
+again to the same client at no further cost. An abort a party reports is
+passed on as that party's claim, naming it.
 """
 
 from __future__ import annotations
@@ -19,13 +32,11 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import grpc
-import numpy as np
-from google.protobuf import struct_pb2
 
 from mpcdp.protocol import CoordinatorSession, PartialSum, ProtocolError, QuerySpec, Response, SpecError, Status
-from mpcdp.protocol.noise import describe
-from services import convert
-from services.federation import Federation
+from services import audit, convert, releases
+from services.federation import DEFAULT_MAX_TIMEOUT, Federation
+from services.ledgers import Reserving
 from services.tls import Identity, caller
 from services.wire.mpcdp.v1 import federation_pb2 as pb
 from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
@@ -34,6 +45,8 @@ log = logging.getLogger("mpcdp.coordinator")
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_CONFIDENCE = 0.95
 ABORT_GRACE = 2.0  # seconds to wait for each party to confirm an abort
+SESSION_HEADER = "mpcdp-session-id"
+MAX_REASON = 500  # characters of a party's abort reason passed on
 
 
 class SessionFailed(Exception):
@@ -56,21 +69,40 @@ class _Call:
             await self.call.write(msg)
 
 
+def _printable(text: str) -> str:
+    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    return text if len(text) <= MAX_REASON else text[:MAX_REASON] + "..."
+
+
+def claimed_abort(party: str, reason: str, culprit: str = "") -> str:
+    """A party's abort as what it is: that party's report, unverified, naming who made it."""
+    text = f"{party} aborted the session, reporting: {_printable(reason) or 'no reason given'}"
+    if culprit and culprit != party:
+        text += f" ({party} blames {_printable(culprit)}; the coordinator cannot verify this claim)"
+    return text + "; no result released"
+
+
 class CoordinatorNode(pb_grpc.CoordinatorServicer):
     """The federation's coordinator; it never sees an input, a share or an exact aggregate."""
 
     def __init__(self, federation: Federation, identity: Identity, ledger=None,
-                 default_timeout: float = DEFAULT_TIMEOUT, clock: Callable[[], float] = time.time):
+                 default_timeout: float = DEFAULT_TIMEOUT, clock: Callable[[], float] = time.time,
+                 max_timeout: float | None = None, store: releases.ReleaseStore | None = None):
         self.federation = federation
         self.identity = identity
         self.ledger = ledger
-        self.default_timeout = default_timeout
+        self.store = store
+        self.max_timeout = float(max_timeout or federation.policy.get("max_timeout", DEFAULT_MAX_TIMEOUT))
+        self.default_timeout = min(default_timeout, self.max_timeout)
         self._clock = clock
-        self._lock = asyncio.Lock()
+        self._reserved: dict[bytes, tuple[float, float]] = {}  # sessions checked against the ledger, uncharged
+        self._sessions: set[asyncio.Task] = set()  # running to their end even if their analyst left
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[str, pb_grpc.PartyStub] = {}
 
     async def close(self) -> None:
+        if self._sessions:
+            await asyncio.wait(self._sessions, timeout=ABORT_GRACE)
         for channel in self._channels.values():
             await channel.close()
         self._channels.clear()
@@ -92,43 +124,94 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
 
     # -- the analyst's entry point ------------------------------------------------
 
-    async def Query(self, request: pb.QueryRequest, context):
+    async def _client(self, context) -> str:
         clients = self.federation.names("client")
         who = caller(context, clients[0] if clients else "", self.identity.insecure)
         if who not in clients:
+            audit.record("denied", caller=who, message="not a client of this federation")
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{who!r} is not a client of this federation")
+        return who
+
+    async def Query(self, request: pb.QueryRequest, context):
+        who = await self._client(context)
         try:
             spec, confidence = self.spec_for(request)
             self.admit(spec)
-        except SpecError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except (SpecError, ProtocolError) as exc:
+            code = convert.GRPC_CODES[exc.status] if isinstance(exc, ProtocolError) else grpc.StatusCode.INVALID_ARGUMENT
+            audit.record("refused", client=who, status=code.name, reason=str(exc))
+            await context.abort(code, str(exc))
+        sid = spec.session_id.hex()
+        await context.send_initial_metadata(((SESSION_HEADER, sid),))
+        task = asyncio.ensure_future(self._session(spec, confidence, who))
+        self._sessions.add(task)
+        task.add_done_callback(self._sessions.discard)
+        try:
+            parts = await asyncio.shield(task)  # the analyst leaving does not cancel a charged release
         except ProtocolError as exc:
             await context.abort(convert.GRPC_CODES[exc.status], str(exc))
-        async with self._lock:
-            try:
-                self._check_budget(spec)
-                release = await self.run(spec)
-            except ProtocolError as exc:
-                await context.abort(convert.GRPC_CODES[exc.status], str(exc))
-            except SessionFailed as exc:
-                await context.abort(exc.status, str(exc))
-            if self.ledger is not None and not spec.is_exact:
-                self.ledger.charge(spec.epsilon, spec.delta, label=spec.session_id.hex())
-        log.info("released session %s (%s over %d parties)", spec.session_id.hex()[:8], spec.statistic,
-                 spec.n_parties)
-        for part in self.reply(spec, release, confidence):
+        except SessionFailed as exc:
+            await context.abort(exc.status, str(exc))
+        for part in parts:
             await context.write(part)
+
+    async def Fetch(self, request: pb.FetchRequest, context):
+        """A release already made for this client, again, at no cost."""
+        who = await self._client(context)
+        sid = request.session_id.hex()
+        kept = self.store.get(sid) if self.store is not None else None
+        if kept is None or kept[0]["client"] != who or not self._charged(sid, kept[0]):
+            await context.abort(grpc.StatusCode.NOT_FOUND,
+                                f"no release of session {sid} for {who!r} is kept here" if self.store is not None
+                                else "this coordinator keeps no releases (it has no state directory)")
+        audit.record("fetched", session=sid, client=who)
+        for part in kept[1]:
+            await context.write(part)
+
+    def _charged(self, sid: str, meta: dict) -> bool:
+        """Whether a kept release was paid for (a crash between keeping and charging leaves it unpaid)."""
+        if meta.get("exact") or self.ledger is None:
+            return True
+        return any(c.label == sid for c in self.ledger.history())
+
+    async def _session(self, spec: QuerySpec, confidence: float, client: str) -> list:
+        """Check and hold the budget, run the session, keep its release, charge; the release's parts."""
+        sid = spec.session_id
+        budget = None if self.ledger is None or spec.is_exact else Reserving(self.ledger, self._reserved, sid)
+        if budget is not None:
+            try:
+                budget.check(spec.epsilon, spec.delta)
+            except ValueError as exc:
+                audit.record("refused", session=sid.hex(), client=client, status="RESOURCE_EXHAUSTED",
+                             reason=f"coordinator: {exc}")
+                raise ProtocolError(Status.RESOURCE_EXHAUSTED, f"coordinator: {exc}") from None
+            self._reserved[sid] = (spec.epsilon, spec.delta)  # no await since the check
+        try:
+            release = await self.run(spec)
+            parts = list(releases.parts(spec, release, confidence))
+            if self.store is not None:
+                try:
+                    self.store.put(sid.hex(), client, spec.is_exact, parts)
+                except OSError as exc:  # the release still goes to the analyst; it cannot be fetched again
+                    log.error("could not keep the release of session %s: %s", sid.hex(), exc)
+            if budget is not None:
+                budget.charge(spec.epsilon, spec.delta, label=sid.hex())
+        finally:
+            self._reserved.pop(sid, None)
+        audit.record("released", session=sid.hex(), client=client, statistic=spec.statistic,
+                     parties=",".join(spec.parties), epsilon=None if spec.is_exact else spec.epsilon,
+                     delta=spec.delta or None, exact=spec.is_exact)
+        return parts
 
     def spec_for(self, request: pb.QueryRequest) -> tuple[QuerySpec, float]:
         """The spec to propose: fresh session id, the deadline, every party unless named."""
         if request.spec.session_id:
             raise SpecError("session_id", "is chosen by the coordinator; leave it empty")
         timeout = request.timeout_seconds or self.default_timeout
-        if not math.isfinite(timeout) or timeout <= 0:
-            raise SpecError("timeout_seconds", f"must be a positive number of seconds, got {timeout!r}")
+        if not math.isfinite(timeout) or not 0 < timeout <= self.max_timeout:
+            raise SpecError("timeout_seconds", f"must be in (0, {self.max_timeout:g}] seconds (this "
+                                               f"coordinator's max_timeout), got {timeout!r}")
         confidence = request.confidence or DEFAULT_CONFIDENCE
-        if not 0 < confidence < 1:
-            raise SpecError("confidence", f"must be in (0, 1), got {confidence!r}")
         fields = convert.spec_fields(request.spec)
         parties = fields["parties"] or tuple(self.federation.names("party"))
         unknown = [p for p in parties if p not in self.federation.names("party")]
@@ -138,20 +221,15 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             fields["max_records"] = int(self.federation.policy.get("max_records", 1))
         fields.update(parties=parties, deadline=self._clock() + timeout)
         del fields["session_id"]
-        return QuerySpec(**fields), confidence
+        spec = QuerySpec(**fields)
+        releases.check_presentation(spec, confidence)
+        return spec, confidence
 
     def admit(self, spec: QuerySpec) -> None:
         """The federation-wide policy: exact releases only where it says so."""
         if spec.is_exact and not self.federation.policy.get("allow_exact", False):
             raise ProtocolError(Status.PERMISSION_DENIED,
                                 "this federation does not allow exact (non-DP) releases; set an epsilon")
-
-    def _check_budget(self, spec: QuerySpec) -> None:
-        if self.ledger is not None and not spec.is_exact:
-            try:
-                self.ledger.check(spec.epsilon, spec.delta)
-            except Exception as exc:  # the ledger's message states spent, requested and remaining
-                raise ProtocolError(Status.RESOURCE_EXHAUSTED, f"coordinator: {exc}") from None
 
     # -- one session ----------------------------------------------------------------
 
@@ -174,7 +252,8 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             if session.state != "aborted":
                 session.abort(reason, getattr(exc, "culprit", ""))
             await self._abort_all(spec, calls, reason, inflight)
-            log.info("aborted session %s: %s", spec.session_id.hex()[:8], reason)
+            audit.record("aborted", session=spec.session_id.hex(), reason=reason,
+                         culprit=getattr(exc, "culprit", "") or None)
             if isinstance(exc, ProtocolError):
                 raise SessionFailed(convert.GRPC_CODES[exc.status], reason) from None
             raise
@@ -214,9 +293,8 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
                                 f"{c.party} dropped out of the session while we waited for its {what}; "
                                 f"session aborted, no result released", c.party)
         if msg.WhichOneof("phase") == "abort":
-            culprit = msg.abort.culprit or c.party
-            raise SessionFailed(grpc.StatusCode.ABORTED,
-                                f"{c.party} aborted the session: {msg.abort.reason}; no result released", culprit)
+            raise SessionFailed(grpc.StatusCode.ABORTED, claimed_abort(c.party, msg.abort.reason, msg.abort.culprit),
+                                c.party)
         return msg
 
     def _rpc_failure(self, party: str, exc: grpc.aio.AioRpcError, what: str) -> SessionFailed:
@@ -297,41 +375,3 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
                 pass
 
         await asyncio.gather(*(tell_briefly(c) for c in calls.values()))
-
-    # -- the answer -------------------------------------------------------------------
-
-    def reply(self, spec: QuerySpec, release, confidence: float):
-        """The release as QueryReplyParts: one QueryReply holding every scalar and each vector of at
-        most one chunk, then each larger vector as a ReleaseVector and its ~1 MiB float64 chunks."""
-        result, noise, intervals = struct_pb2.Struct(), struct_pb2.Struct(), struct_pb2.Struct()
-        vectors = {(k, ""): v for k, v in release.result.items() if isinstance(v, (list, np.ndarray))}
-        result.update({k: v for k, v in release.result.items() if (k, "") not in vectors})
-        if not spec.is_exact:
-            described = describe(spec, release.result, confidence)
-            noise.update(described.noise_std)
-            for key, interval in described.intervals.items():
-                if isinstance(interval, dict) and isinstance(interval.get("lower"), (list, np.ndarray)):
-                    vectors.update({(key, "lower"): interval["lower"], (key, "upper"): interval["upper"]})
-                else:
-                    intervals[key] = interval
-        reply = pb.QueryReply(
-            session_id=spec.session_id, statistic=spec.statistic, result=result, parties=spec.parties,
-            exact=spec.is_exact, epsilon=0.0 if spec.is_exact else spec.epsilon, delta=spec.delta,
-            mechanism="" if spec.is_exact else spec.mechanism, noise=noise, intervals=intervals,
-            confidence=confidence if not spec.is_exact else 0.0)
-        inline = {"": reply.vectors, "lower": reply.interval_lower, "upper": reply.interval_upper}
-        large = []
-        for (key, end), values in vectors.items():
-            packed = np.asarray(values, dtype="<f8").reshape(-1)
-            if packed.size <= convert.CHUNK_ELEMENTS:
-                inline[end][key] = packed.tobytes()
-            else:
-                large.append((key, end, packed))
-        yield pb.QueryReplyPart(reply=reply)
-        for key, end, packed in large:
-            chunks = (pb.VectorChunk(offset=i, data=packed[i:i + convert.CHUNK_ELEMENTS].tobytes())
-                      for i in range(0, packed.size, convert.CHUNK_ELEMENTS))
-            yield pb.QueryReplyPart(vector=pb.ReleaseVector(name=key, interval_end=end, length=packed.size,
-                                                            first=next(chunks)))
-            for chunk in chunks:
-                yield pb.QueryReplyPart(chunk=chunk)

@@ -17,7 +17,12 @@ from mpcdp.protocol import QuerySpec
 
 
 class DataError(ValueError):
-    """Local data that cannot answer a query."""
+    """Local data that cannot answer a query. The message is for the node's operator (it may name the
+    source and its shape); ``public`` is what may be told to the coordinator and the analyst."""
+
+    def __init__(self, message: str, public: str | None = None):
+        super().__init__(message)
+        self.public = public or "its data cannot answer this query"
 
 
 class Table:
@@ -79,21 +84,25 @@ class Table:
         names = [c.strip() for c in spec.column.split(",")]
         missing = [c for c in names if c not in self.columns]
         if missing:
-            raise DataError(f"column {', '.join(map(repr, missing))} is not offered by this party")
+            text = f"column {', '.join(map(repr, missing))} is not offered by this party"
+            raise DataError(text, text)
         if spec.statistic == "histogram":
             if len(names) != 1:
-                raise DataError("a histogram reads exactly one column")
+                raise DataError("a histogram reads exactly one column", "a histogram reads exactly one column")
             return [str(v) for v in self.columns[names[0]]]
         column = self.columns[names[0]]
         if len(names) == 1 and isinstance(column, np.ndarray) and column.ndim == 2:  # vector records
             if spec.statistic != "count" and column.shape[1] != spec.dimension:
                 raise DataError(f"column {names[0]!r} holds vectors of length {column.shape[1]}, "
-                                f"not {spec.dimension}")
+                                f"not {spec.dimension}", f"column {names[0]!r} does not hold vectors of "
+                                                         f"dimension {spec.dimension}")
             return column.astype(np.float64, copy=False)
         if spec.statistic != "count" and len(names) != spec.dimension:
-            raise DataError(f"dimension {spec.dimension} needs {spec.dimension} comma-separated columns, got {len(names)}")
+            text = f"dimension {spec.dimension} needs {spec.dimension} comma-separated columns, got {len(names)}"
+            raise DataError(text, text)
         try:
             cols = [[float(v) for v in self.columns[c]] for c in names]
         except (TypeError, ValueError):
-            raise DataError(f"column {spec.column!r} holds non-numeric values") from None
+            raise DataError(f"{self.source}: column {spec.column!r} holds non-numeric values",
+                            f"column {spec.column!r} is not numeric") from None
         return np.asarray(cols, dtype=np.float64).reshape(len(names), -1).T

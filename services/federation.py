@@ -13,26 +13,28 @@ optional shared policy and per-node settings::
     max_epsilon = 5.0
     max_records = 10000
     max_length = 2097152            # ring elements per query vector (memory per query)
+    max_timeout = 300.0             # longest session deadline, in seconds from now
     epsilon_budget = 10.0
 
     [[node]]
     name = "coordinator"
     address = "127.0.0.1:50050"
     roles = ["coordinator"]
-    ledger = "state/coordinator.json"
+    ledger = "state/coordinator.db"  # its state (ledger, released results) lives beside it
 
     [[node]]
     name = "alice"
     address = "127.0.0.1:50051"
     roles = ["party"]
     data = "data/alice.csv"         # a CSV with a header, or sqlite:PATH with `table`
-    ledger = "state/alice.json"
+    ledger = "state/alice.db"       # and its used session ids beside it
 
     [[node]]
     name = "analyst"
     roles = ["client"]
 
-Relative paths are relative to the file. Keys this module does not know are
+A node's state directory is its ``state`` key, or else the folder of its
+ledger. Relative paths are relative to the file. Keys this module does not know are
 kept in ``Node.extra`` for the services that use them.
 """
 
@@ -47,10 +49,11 @@ from pathlib import Path
 ROLES = ("coordinator", "party", "aggregator", "text", "client")
 SERVING_ROLES = ("coordinator", "party", "aggregator", "text")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-_NODE_KEYS = {"name", "address", "roles", "data", "table", "ledger", "policy"}
+_NODE_KEYS = {"name", "address", "roles", "data", "table", "ledger", "state", "policy"}
+DEFAULT_MAX_TIMEOUT = 300.0  # seconds: the longest session deadline a node accepts unless its policy says
 POLICY_KEYS = {
     "allow_exact": bool, "max_epsilon": float, "max_records": int, "min_colluders": int,
-    "statistics": list, "columns": list, "epsilon_budget": float, "delta_budget": float, "max_length": int,
+    "statistics": list, "columns": list, "epsilon_budget": float, "delta_budget": float, "max_length": int, "max_timeout": float,
 }
 
 
@@ -66,11 +69,19 @@ class Node:
     data: Path | str | None = None
     table: str | None = None
     ledger: Path | None = None
+    state: Path | None = None
     policy: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
     def has(self, role: str) -> bool:
         return role in self.roles
+
+    @property
+    def state_dir(self) -> Path | None:
+        """Where this node keeps what must survive a restart: ``state``, else its ledger's folder."""
+        if self.state is not None:
+            return Path(self.state)
+        return None if self.ledger is None else Path(self.ledger).parent
 
     @property
     def host(self) -> str:
@@ -139,6 +150,8 @@ def _check_policy(where: str, policy) -> dict:
             raise FederationError(f"{where}: policy {key} must be a {kind.__name__}, got {value!r}")
         if kind is float and (not math.isfinite(value) or value < 0):
             raise FederationError(f"{where}: policy {key} must be a finite non-negative number, got {value!r}")
+        if key == "max_timeout" and value <= 0:
+            raise FederationError(f"{where}: policy max_timeout must be a positive number of seconds, got {value!r}")
         out[key] = tuple(value) if kind is list else value
     return out
 
@@ -183,11 +196,12 @@ def parse(doc: dict, base: Path, path: Path | None = None) -> Federation:
         try:
             data = _resolve(base, raw.get("data"))
             ledger = _resolve(base, raw.get("ledger"))
+            state = _resolve(base, raw.get("state"))
         except FederationError as exc:
             raise FederationError(f"{at}: {exc}") from None
         nodes.append(Node(
             name=nm, roles=tuple(roles), address=address, data=data, table=raw.get("table"),
-            ledger=ledger, policy=_check_policy(f"{at}: policy", raw.get("policy", {})),
+            ledger=ledger, state=state, policy=_check_policy(f"{at}: policy", raw.get("policy", {})),
             extra={k: v for k, v in raw.items() if k not in _NODE_KEYS},
         ))
     certs = base / head.get("certs", "certs")

@@ -1,15 +1,23 @@
-"""Each node's own persistent privacy ledger, as its federation file configures it.
+"""What a node keeps across restarts: its privacy ledger, budget reservations, the session ids it has seen.
 
 A node with a ``ledger`` path keeps a :class:`mpcdp.dp.ledger.PrivacyLedger`
 there for its dataset, with the ``epsilon_budget`` (and ``delta_budget``) of
 its policy; without one it keeps no ledger and, having nothing to spend,
 answers only what its policy allows (exact releases where permitted).
+Its other state lives in its state directory (:attr:`Node.state_dir`).
 """
 
 from __future__ import annotations
 
-from mpcdp.dp.ledger import PrivacyLedger
+import math
+import os
+import time
+from pathlib import Path
+
+from mpcdp.dp.ledger import BudgetExceeded, PrivacyLedger
 from services.federation import Federation, FederationError
+
+SESSION_KEEP_AFTER_DEADLINE = 3600.0  # seconds of clock skew a replayed, expired session id is still refused for
 
 
 def ledger_for(federation: Federation, name: str, dataset: str):
@@ -21,3 +29,90 @@ def ledger_for(federation: Federation, name: str, dataset: str):
         raise FederationError(f"node {name!r} keeps a ledger: set policy epsilon_budget")
     node.ledger.parent.mkdir(parents=True, exist_ok=True)
     return PrivacyLedger(node.ledger, dataset, policy["epsilon_budget"], policy.get("delta_budget", 0.0))
+
+
+def public_refusal(exc: Exception) -> str:
+    """A ledger's refusal in words for the analyst: amounts, never the dataset (a local file path)."""
+    if isinstance(exc, BudgetExceeded):
+        return (f"privacy budget exceeded: spent epsilon={exc.spent.epsilon:g} delta={exc.spent.delta:g}; "
+                f"requested epsilon={exc.requested.epsilon:g} delta={exc.requested.delta:g}; "
+                f"remaining epsilon={exc.remaining.epsilon:g} delta={exc.remaining.delta:g}")
+    return "the privacy ledger refused the charge"
+
+
+class Reserving:
+    """A node's ledger as one session sees it: a check also counts what the node's other
+    accepted, not yet charged sessions will spend, so concurrent sessions cannot together
+    overspend (each would pass a plain check, and the second charge would come only after
+    its shares had moved). ``reserved`` maps session ids to their (epsilon, delta); the
+    caller adds the session once its check passed and removes it when the session ends.
+    Refusals are :func:`public_refusal` texts (ValueError)."""
+
+    def __init__(self, ledger, reserved: dict, sid: bytes):
+        self.ledger, self.reserved, self.sid = ledger, reserved, sid
+
+    def check(self, epsilon: float, delta: float = 0.0) -> None:
+        others = [v for k, v in self.reserved.items() if k != self.sid]
+        held_eps, held_delta = sum(e for e, _ in others), sum(d for _, d in others)
+        try:
+            self.ledger.check(epsilon + held_eps, delta + held_delta)
+        except Exception as exc:  # noqa: BLE001 - any ledger error refuses (fail closed)
+            held = (f" (the request includes epsilon={held_eps:g} delta={held_delta:g} held for "
+                    f"{len(others)} session(s) still in progress)" if others else "")
+            raise ValueError(public_refusal(exc) + held) from None
+
+    def charge(self, epsilon: float, delta: float = 0.0, **kw):
+        charged = self.ledger.charge(epsilon, delta, **kw)
+        self.reserved.pop(self.sid, None)
+        return charged
+
+
+class SessionLog:
+    """The session ids a node has used, kept durably so that none is accepted twice, even after a restart.
+
+    One line per id (``hex deadline``) appended and fsynced to ``path`` (0600)
+    before the session goes on. An id is remembered until an hour past its
+    deadline: a replayed spec with a passed deadline is refused anyway. The
+    file is compacted to the live ids when the node starts.
+    """
+
+    def __init__(self, path, clock=time.time):
+        self.path = Path(path)
+        self._clock = clock
+        self.ids: dict[bytes, float] = {}
+        if self.path.exists():
+            for line in self.path.read_text().splitlines():
+                sid, _, deadline = line.partition(" ")
+                try:
+                    self.ids[bytes.fromhex(sid)] = float(deadline)
+                except ValueError:
+                    continue  # a line torn by a crash mid-write
+        self._forget_expired()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.writelines(f"{sid.hex()} {deadline!r}\n" for sid, deadline in self.ids.items())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        self._file = open(os.open(self.path, os.O_WRONLY | os.O_APPEND), "a")  # noqa: SIM115 - kept open
+
+    def _forget_expired(self) -> None:
+        cutoff = self._clock() - SESSION_KEEP_AFTER_DEADLINE
+        self.ids = {sid: d for sid, d in self.ids.items() if d >= cutoff}
+
+    def __contains__(self, sid: bytes) -> bool:
+        return sid in self.ids
+
+    def add(self, sid: bytes, deadline: float) -> None:
+        """Remember ``sid`` durably (returns once it is on disk)."""
+        self.ids[sid] = deadline if math.isfinite(deadline) else math.inf
+        self._file.write(f"{sid.hex()} {self.ids[sid]!r}\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        if len(self.ids) % 4096 == 0:
+            self._forget_expired()
+
+    def close(self) -> None:
+        self._file.close()

@@ -6,14 +6,19 @@ accounting), answers, and on StartSharing encodes its clipped records plus its
 noise piece, sends one share to each peer directly (Exchange), waits for the
 peers' shares and streams back only its partial sum. The identity of every
 caller is its certificate's name. A session id is used once: replays and late
-messages for a closed session are refused. Logs and errors carry names,
-lengths and states only.
+messages for a closed session are refused, and with a state directory the
+ids are kept on disk (:class:`services.ledgers.SessionLog`), so a restart
+does not forget them. A proposed deadline must be set and at most the
+policy's ``max_timeout`` away. Refusals sent back name the reason in words
+that carry no local detail (no file path, no dataset name, no record count);
+the audit log (:mod:`services.audit`) records refusals, aborts, partial sums
+sent and permission denials. Logs and errors carry names, lengths and states
+only.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -24,49 +29,24 @@ import numpy as np
 
 from mpcdp.prg import RandomSource
 from mpcdp.protocol import PartyPolicy, PartySession, ProtocolError, ShareMessage, SpecError, Status
-from services import convert
+from services import audit, convert
 from services.data import DataError, Table
-from services.federation import Federation
+from services.federation import DEFAULT_MAX_TIMEOUT, Federation
+from services.ledgers import Reserving, SessionLog
 from services.tls import Identity, caller
 from services.wire.mpcdp.v1 import federation_pb2 as pb
 from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
 
-log = logging.getLogger("mpcdp.party")
 CLOSED_REMEMBERED = 100_000
 SHARE_MARGIN_FRACTION = 0.2
 SHARE_MARGIN_MAX = 2.0  # seconds
+CLOCK_SLACK = 5.0  # seconds a proposed deadline may exceed max_timeout by (clocks differ)
 
 
 def policy_from(settings: dict) -> PartyPolicy:
     """A PartyPolicy from a federation's (node-overlaid) policy table."""
     keys = ("statistics", "allow_exact", "max_epsilon", "min_colluders", "columns", "max_length")
     return PartyPolicy(**{k: settings[k] for k in keys if k in settings})
-
-
-class _Reserving:
-    """The node's ledger as one session sees it: a check also counts what the node's other
-    accepted, not yet charged sessions will spend, so concurrent sessions cannot together
-    overspend (each would pass a plain check, and the second charge would come only after
-    its shares had moved). The session's own reservation ends when it is charged."""
-
-    def __init__(self, ledger, reserved: dict, sid: bytes):
-        self.ledger, self.reserved, self.sid = ledger, reserved, sid
-
-    def check(self, epsilon: float, delta: float = 0.0) -> None:
-        others = [v for k, v in self.reserved.items() if k != self.sid]
-        if not others:
-            return self.ledger.check(epsilon, delta)
-        held_eps, held_delta = sum(e for e, _ in others), sum(d for _, d in others)
-        try:
-            self.ledger.check(epsilon + held_eps, delta + held_delta)
-        except Exception as exc:
-            raise ValueError(f"{exc} (the request includes epsilon={held_eps:g} delta={held_delta:g} held for "
-                             f"{len(others)} session(s) still in progress)") from None
-
-    def charge(self, epsilon: float, delta: float = 0.0, **kw):
-        charged = self.ledger.charge(epsilon, delta, **kw)
-        self.reserved.pop(self.sid, None)
-        return charged
 
 
 @dataclass
@@ -80,13 +60,15 @@ class PartyNode(pb_grpc.PartyServicer):
 
     def __init__(self, federation: Federation, name: str, table: Table, identity: Identity,
                  ledger=None, rng: Callable[[bytes], RandomSource] | None = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, sessions: SessionLog | None = None):
         self.federation = federation
         self.me = name
         self.table = table
         self.identity = identity
         self.ledger = ledger
         self.policy = policy_from(federation.policy_for(name))
+        self.max_timeout = float(federation.policy_for(name).get("max_timeout", DEFAULT_MAX_TIMEOUT))
+        self.sessions = sessions  # durable used session ids (None: only those since start)
         self._rng = rng
         self._clock = clock
         self._live: dict[bytes, _Live] = {}
@@ -123,6 +105,21 @@ class PartyNode(pb_grpc.PartyServicer):
             await channel.close()
         self._channels.clear()
         self._stubs.clear()
+        if self.sessions is not None:
+            self.sessions.close()
+
+    def _used(self, sid: bytes) -> bool:
+        return sid in self._live or sid in self._closed or (self.sessions is not None and sid in self.sessions)
+
+    async def _deny(self, context, message: str, **fields) -> None:
+        audit.record("denied", message=message, **fields)
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
+
+    async def _refuse(self, context, sid: bytes, public: str, status: Status, local: str = "") -> None:
+        """Answer a proposal with a refusal: ``public`` goes to the coordinator, ``local`` only to the audit log."""
+        self._close(sid)
+        audit.record("refused", session=sid.hex(), status=status.value, reason=public, detail=local or None)
+        await context.write(self._answer(sid, False, public, status))
 
     # -- coordinator stream -----------------------------------------------------
 
@@ -130,43 +127,48 @@ class PartyNode(pb_grpc.PartyServicer):
         who = self._caller(context, self.federation.names("coordinator")[0]
                            if self.identity.insecure else "")
         if who not in self.federation.names("coordinator"):
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                                f"{who!r} is not a coordinator of this federation")
+            await self._deny(context, f"{who!r} is not a coordinator of this federation", caller=who)
         first = await context.read()
         if first is grpc.aio.EOF or first.WhichOneof("phase") != "propose":
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a session starts with a Propose")
         try:
-            spec = convert.spec_from_proto(first.propose.spec)
+            spec = convert.spec_from_proto(first.propose.spec, require_deadline=True)
         except SpecError as exc:
+            audit.record("refused", status="INVALID_ARGUMENT", reason=str(exc))
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         sid = spec.session_id
-        if sid in self._live or sid in self._closed:
+        if self._used(sid):
+            audit.record("refused", session=sid.hex(), status="ALREADY_EXISTS", reason="session id replayed")
             await context.abort(grpc.StatusCode.ALREADY_EXISTS,
                                 "this session id was already used; every session needs a fresh id")
         if self.me not in spec.parties:
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{self.me!r} is not on this session's party list")
+            await self._deny(context, f"{self.me!r} is not on this session's party list", session=sid.hex())
         outsiders = [p for p in spec.parties if p not in self.federation.names("party")]
         if outsiders:  # e.g. the coordinator listing itself, to receive a share and then this party's partial sum
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                                f"not parties of this federation: {', '.join(outsiders)}; refusing to share with them")
+            await self._deny(context, f"not parties of this federation: {', '.join(outsiders)}; "
+                                      f"refusing to share with them", session=sid.hex())
+        if self.sessions is not None:
+            self.sessions.add(sid, spec.deadline)  # on disk before anything else happens in this session
+        ahead = spec.deadline - self._clock()
+        if ahead > self.max_timeout + CLOCK_SLACK:
+            return await self._refuse(context, sid, f"the deadline is {ahead:.0f} s away; this party accepts "
+                                                    f"sessions of at most {self.max_timeout:g} s",
+                                      Status.INVALID_ARGUMENT)
         try:
             records = self.table.records(spec)
         except DataError as exc:
-            self._close(sid)
-            await context.write(self._answer(sid, False, str(exc), Status.PERMISSION_DENIED))
-            return
+            return await self._refuse(context, sid, exc.public, Status.PERMISSION_DENIED, str(exc))
         rng = self._rng(sid) if self._rng else None
-        budget = None if self.ledger is None else _Reserving(self.ledger, self._reserved, sid)
+        budget = None if self.ledger is None else Reserving(self.ledger, self._reserved, sid)
         session = PartySession(self.me, spec, records, self.policy, rng=rng, budget=budget)
         try:
             session.accept(self._clock())
-        except (ProtocolError, ValueError) as exc:  # ValueError: local records unusable (NaN, too many)
-            self._close(sid)
-            status = exc.status if isinstance(exc, ProtocolError) else Status.INVALID_ARGUMENT
-            reason = str(exc) if isinstance(exc, ProtocolError) else f"local data cannot answer this query: {exc}"
-            log.info("refused session %s: %s", sid.hex()[:8], reason)
-            await context.write(self._answer(sid, False, reason, status))
-            return
+        except ProtocolError as exc:
+            return await self._refuse(context, sid, str(exc), exc.status)
+        except ValueError as exc:  # local records unusable (NaN, too many): say so without the detail
+            return await self._refuse(context, sid, "its records cannot answer this query (non-finite values, "
+                                                    "or more records than the query's max_records)",
+                                      Status.INVALID_ARGUMENT, str(exc))
         if budget is not None and not spec.is_exact:  # no await since the check: no other session got in between
             self._reserved[sid] = (spec.epsilon, spec.delta)
         live = self._live[sid] = _Live(session)
@@ -185,7 +187,7 @@ class PartyNode(pb_grpc.PartyServicer):
 
     async def _abort(self, context, session: PartySession, reason: str, culprit: str = "") -> None:
         session.abort()
-        log.info("aborted session %s: %s", session.spec.session_id.hex()[:8], reason)
+        audit.record("aborted", session=session.spec.session_id.hex(), reason=reason, culprit=culprit)
         await context.write(pb.PartyToCoordinator(
             abort=convert.abort_message(session.spec.session_id, self.me, reason, culprit)))
 
@@ -221,6 +223,9 @@ class PartyNode(pb_grpc.PartyServicer):
                                      f"no share from {', '.join(missing)} before the deadline", missing[0])
         reader.cancel()
         partial = session.partial_sum(self._clock())
+        audit.record("released", session=spec.session_id.hex(), statistic=spec.statistic,
+                     parties=",".join(spec.parties), epsilon=None if spec.is_exact else spec.epsilon,
+                     delta=spec.delta or None, what="partial sum sent to the coordinator")
         chunks = convert.chunks(partial.vector)
         await context.write(pb.PartyToCoordinator(partial_sum=pb.PartialSumHeader(
             session_id=spec.session_id, sender=self.me, length=partial.vector.size, first=next(chunks))))
@@ -279,8 +284,8 @@ class PartyNode(pb_grpc.PartyServicer):
         """Check who sent a share for which live session, and fold it in."""
         who = self._caller(context, head.sender)
         if head.sender != who:
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                                f"share claims to come from {head.sender!r} but the caller is {who!r}")
+            await self._deny(context, f"share claims to come from {head.sender!r} but the caller is {who!r}",
+                             caller=who, session=head.session_id.hex())
         live = self._live.get(head.session_id)
         if live is None:
             if head.session_id in self._closed:

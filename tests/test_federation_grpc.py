@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
+import time
 
 import grpc
 import pytest
@@ -185,7 +186,7 @@ async def test_bad_queries_get_clear_status_codes(cluster):
     await expect_error(cluster, grpc.StatusCode.INVALID_ARGUMENT, "epsilon", epsilon=0.0)
     await expect_error(cluster, grpc.StatusCode.INVALID_ARGUMENT, "epsilon", epsilon=-1.0)
     await expect_error(cluster, grpc.StatusCode.INVALID_ARGUMENT, "bounds", bounds=(0, math.inf))
-    await expect_error(cluster, grpc.StatusCode.INVALID_ARGUMENT, "overflow", bounds=(0, 1e13), max_records=1000)
+    await expect_error(cluster, grpc.StatusCode.INVALID_ARGUMENT, "bounds", bounds=(0, 1e13), max_records=1000)
     await expect_error(cluster, grpc.StatusCode.INVALID_ARGUMENT, "parties", parties=["alice", "zed"])
     await expect_error(cluster, grpc.StatusCode.PERMISSION_DENIED, "column", column="salary")
     assert (await cluster.query()).value == pytest.approx(MEAN, abs=1e-3)
@@ -196,7 +197,7 @@ async def test_nan_input_is_refused_by_its_party(certs):
     data["dave"] = {"raise": ["nan"]}
     c = await make_cluster(certs, data=data)
     try:
-        await expect_error(c, grpc.StatusCode.INVALID_ARGUMENT, "dave", "NaN")
+        await expect_error(c, grpc.StatusCode.INVALID_ARGUMENT, "dave", "non-finite")
     finally:
         await c.close()
 
@@ -238,7 +239,7 @@ async def open_session(cluster, party="bob", sharing="full", session_id=b"s" * 1
     from services import convert
 
     spec = QuerySpec("mean", parties=tuple(RAISES), column="raise", bounds=(0, 10_000), sharing=sharing,
-                     session_id=session_id, deadline=math.inf)
+                     session_id=session_id, deadline=time.time() + 60)
     h = Handle(cluster, party, "coordinator")
     call = h.stub.Session()
     await call.write(pb.CoordinatorToParty(propose=pb.Propose(spec=convert.spec_to_proto(spec))))

@@ -230,12 +230,26 @@ class ReleaseVector(_message.Message):
     first: VectorChunk
     def __init__(self, name: _Optional[str] = ..., interval_end: _Optional[str] = ..., length: _Optional[int] = ..., first: _Optional[_Union[VectorChunk, _Mapping]] = ...) -> None: ...
 
+class ReleaseLabels(_message.Message):
+    __slots__ = ("categories",)
+    CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    categories: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, categories: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class QueryReplyPart(_message.Message):
-    __slots__ = ("reply", "vector", "chunk")
+    __slots__ = ("reply", "vector", "chunk", "labels")
     REPLY_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     CHUNK_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     reply: QueryReply
     vector: ReleaseVector
     chunk: VectorChunk
-    def __init__(self, reply: _Optional[_Union[QueryReply, _Mapping]] = ..., vector: _Optional[_Union[ReleaseVector, _Mapping]] = ..., chunk: _Optional[_Union[VectorChunk, _Mapping]] = ...) -> None: ...
+    labels: ReleaseLabels
+    def __init__(self, reply: _Optional[_Union[QueryReply, _Mapping]] = ..., vector: _Optional[_Union[ReleaseVector, _Mapping]] = ..., chunk: _Optional[_Union[VectorChunk, _Mapping]] = ..., labels: _Optional[_Union[ReleaseLabels, _Mapping]] = ...) -> None: ...
+
+class FetchRequest(_message.Message):
+    __slots__ = ("session_id",)
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: bytes
+    def __init__(self, session_id: _Optional[bytes] = ...) -> None: ...

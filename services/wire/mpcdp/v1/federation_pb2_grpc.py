@@ -202,6 +202,11 @@ class CoordinatorStub:
                 request_serializer=mpcdp_dot_v1_dot_federation__pb2.QueryRequest.SerializeToString,
                 response_deserializer=mpcdp_dot_v1_dot_federation__pb2.QueryReplyPart.FromString,
                 _registered_method=True)
+        self.Fetch = channel.unary_stream(
+                '/mpcdp.v1.Coordinator/Fetch',
+                request_serializer=mpcdp_dot_v1_dot_federation__pb2.FetchRequest.SerializeToString,
+                response_deserializer=mpcdp_dot_v1_dot_federation__pb2.QueryReplyPart.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServicer:
@@ -214,12 +219,26 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Fetch(self, request, context):
+        """The same parts again, for the client that asked the query, at no further
+        cost: a release whose stream broke (client gone, network cut) after its
+        budget was charged. NOT_FOUND for a session the coordinator did not release.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Query': grpc.unary_stream_rpc_method_handler(
                     servicer.Query,
                     request_deserializer=mpcdp_dot_v1_dot_federation__pb2.QueryRequest.FromString,
+                    response_serializer=mpcdp_dot_v1_dot_federation__pb2.QueryReplyPart.SerializeToString,
+            ),
+            'Fetch': grpc.unary_stream_rpc_method_handler(
+                    servicer.Fetch,
+                    request_deserializer=mpcdp_dot_v1_dot_federation__pb2.FetchRequest.FromString,
                     response_serializer=mpcdp_dot_v1_dot_federation__pb2.QueryReplyPart.SerializeToString,
             ),
     }
@@ -249,6 +268,33 @@ class Coordinator:
             target,
             '/mpcdp.v1.Coordinator/Query',
             mpcdp_dot_v1_dot_federation__pb2.QueryRequest.SerializeToString,
+            mpcdp_dot_v1_dot_federation__pb2.QueryReplyPart.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Fetch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/mpcdp.v1.Coordinator/Fetch',
+            mpcdp_dot_v1_dot_federation__pb2.FetchRequest.SerializeToString,
             mpcdp_dot_v1_dot_federation__pb2.QueryReplyPart.FromString,
             options,
             channel_credentials,
