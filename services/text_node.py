@@ -7,70 +7,148 @@ federation's CA signed (:class:`services.tls.Identity`). It serves
 ``mpcdp.v1.TextSanitizer``, gRPC health checking (SERVING once the embedding
 and neighbour table are loaded) and reflection. Neither texts nor their
 sanitised forms are logged or echoed in errors.
+
+Availability (one client must not stall the node): the server is asyncio
+(:func:`services.server.start`, whose guard closes idle streams and refuses
+undecodable bytes), so an open stream costs no thread and health checks always
+answer. Sanitisation runs on a small thread pool off the event loop; every
+request waits in a bounded queue, each client (a federation certificate's
+name, or the peer address when insecure) may have only a few requests queued
+or running, and a request over either bound is refused at once with
+RESOURCE_EXHAUSTED. Requests are bounded in characters and, before decoding,
+in bytes. Refusals go to the audit log, without any text.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
 import math
+import threading
+from collections import Counter
 from concurrent import futures
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from mpcdp.prg import system_random
 from mpcdp.text.embeddings import DEFAULT_VOCABULARY_SIZE, FORMATS, load_embedding
 from mpcdp.text.mechanisms import MECHANISMS, EpsilonTooSmallError, truncated_gumbel_min_epsilon
 from mpcdp.text.neighbours import DEFAULT_NEIGHBOURS
-from mpcdp.text.sanitizer import DEFAULT_PLACEHOLDER, OOV_KEEP, OOV_PLACEHOLDER, Sanitizer, load_sanitizer
-from services.tls import Identity
+from mpcdp.text.sanitizer import (DEFAULT_PLACEHOLDER, OOV_KEEP, OOV_PLACEHOLDER, SYMBOL_POLICIES,
+                                  SYMBOLS_PLACEHOLDER, Sanitizer, load_sanitizer)
+from services import audit, server
+from services.tls import Identity, caller
 from services.wire.mpcdp.v1 import text_pb2, text_pb2_grpc
 
 DEFAULT_MAX_TEXT_CHARS = 100_000
 SERVICE_NAME = text_pb2.DESCRIPTOR.services_by_name["TextSanitizer"].full_name
+_UTF8_MAX = 4  # bytes per character at most
+
+
+@dataclass(frozen=True)
+class TextLimits:
+    """What the node's sanitising work, and one client's share of it, may take at a time."""
+
+    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
+    workers: int = 2  # sanitising threads
+    queue: int = 16  # requests queued or running, all clients together
+    per_client: int = 2  # requests queued or running for one client
+
+    def __post_init__(self):
+        for name in ("max_text_chars", "workers", "queue", "per_client"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+
+    @property
+    def max_message_bytes(self) -> int:
+        """A request can hold at most this many bytes: its text in UTF-8 plus room for the other fields."""
+        return _UTF8_MAX * self.max_text_chars + 4096
 
 
 class TextSanitizerService(text_pb2_grpc.TextSanitizerServicer):
-    def __init__(self, sanitizer: Sanitizer, max_text_chars: int = DEFAULT_MAX_TEXT_CHARS):
-        self.sanitizer, self.max_text_chars = sanitizer, max_text_chars
+    """The ``TextSanitizer`` handlers; every method runs on the server's event loop."""
 
-    def _check(self, request, context) -> None:
+    def __init__(self, sanitizer: Sanitizer, limits: TextLimits = TextLimits(), insecure: bool = False,
+                 idle_timeout: float = server.Limits.idle_timeout):
+        self.sanitizer, self.limits, self.insecure, self.idle_timeout = sanitizer, limits, insecure, idle_timeout
+        self._pool = futures.ThreadPoolExecutor(limits.workers, thread_name_prefix="text-sanitize")
+        self._in_flight = 0
+        self._per_client: Counter[str] = Counter()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _client(self, context) -> str:
+        name = caller(context, insecure=self.insecure)
+        return name or context.peer().rsplit(":", 1)[0]
+
+    async def _check(self, request, context) -> None:
         if not request.text.strip():
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"request {request.id!r}: text is empty")
-        if len(request.text) > self.max_text_chars:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          f"request {request.id!r}: text has {len(request.text)} characters, "
-                          f"more than this node's limit of {self.max_text_chars}")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"request {request.id!r}: text is empty")
+        if len(request.text) > self.limits.max_text_chars:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"request {request.id!r}: text has {len(request.text)} characters, "
+                                f"more than this node's limit of {self.limits.max_text_chars}")
         if request.mechanism not in MECHANISMS:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          f"request {request.id!r}: unknown mechanism {request.mechanism!r}; "
-                          f"expected one of {', '.join(MECHANISMS)}")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"request {request.id!r}: unknown mechanism {request.mechanism!r}; "
+                                f"expected one of {', '.join(MECHANISMS)}")
         if not (math.isfinite(request.epsilon) and request.epsilon > 0):
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          f"request {request.id!r}: epsilon must be a positive finite number")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"request {request.id!r}: epsilon must be a positive finite number")
 
-    def Sanitize(self, request_iterator, context):
-        rng = system_random("text-node")
-        for request in request_iterator:
-            self._check(request, context)
+    async def _admit(self, client: str, request, context) -> None:
+        if self._per_client[client] >= self.limits.per_client:
+            audit.record("refused", client=client, status="RESOURCE_EXHAUSTED", reason="per-client limit")
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"request {request.id!r}: this client already has {self.limits.per_client} "
+                                f"requests queued or running, the most this node allows; wait for their answers")
+        if self._in_flight >= self.limits.queue:
+            audit.record("refused", client=client, status="RESOURCE_EXHAUSTED", reason="queue full")
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"request {request.id!r}: the node is busy ({self._in_flight} requests queued "
+                                f"or running); retry later")
+        self._per_client[client] += 1
+        self._in_flight += 1
+
+    def _release(self, client: str) -> None:
+        self._in_flight -= 1
+        self._per_client[client] -= 1
+        if not self._per_client[client]:
+            del self._per_client[client]
+
+    async def Sanitize(self, request_iterator, context):
+        client = self._client(context)
+        rng = system_random("text-node")  # one stream per RPC, used by one request at a time
+        loop = asyncio.get_running_loop()
+        async for request in request_iterator:
+            await self._check(request, context)
+            await self._admit(client, request, context)
             try:
-                [result] = self.sanitizer.sanitize([request.text], request.mechanism, request.epsilon, rng)
+                [result] = await loop.run_in_executor(
+                    self._pool, self.sanitizer.sanitize, [request.text], request.mechanism, request.epsilon, rng)
             except EpsilonTooSmallError as exc:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"request {request.id!r}: {exc}")
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"request {request.id!r}: {exc}")
+            finally:
+                self._release(client)
             c = result.cost
             yield text_pb2.SanitizeResponse(id=request.id, text=result.text, cost=text_pb2.PrivacyCost(
                 mechanism=c.mechanism, epsilon_per_word=c.epsilon_per_word,
                 words_perturbed=c.words_perturbed, oov_words=c.oov_words,
-                oov_released=c.oov_released, text_epsilon_bound=c.epsilon_text_bound))
+                oov_released=c.oov_released, text_epsilon_bound=c.epsilon_text_bound,
+                symbols_released=c.symbols_released))
 
-    def Describe(self, request, context):
-        s = self.sanitizer
+    async def Describe(self, request, context):
+        s, limits = self.sanitizer, self.limits
         return text_pb2.DescribeResponse(
             vocabulary_size=s.embedding.size, dimension=s.embedding.dim,
             embedding_fingerprint=s.table.fingerprint, diameter=s.table.delta_max,
-            min_distance=s.table.delta_min, max_text_chars=self.max_text_chars, oov_policy=s.oov,
+            min_distance=s.table.delta_min, max_text_chars=limits.max_text_chars, oov_policy=s.oov,
+            symbol_policy=s.symbols, max_requests_per_client=limits.per_client,
+            idle_timeout_seconds=self.idle_timeout,
             mechanisms=[
                 text_pb2.MechanismInfo(name="truncated-gumbel", min_epsilon_exclusive=truncated_gumbel_min_epsilon(
                     s.embedding.size, s.table.delta_min)),
@@ -78,45 +156,75 @@ class TextSanitizerService(text_pb2_grpc.TextSanitizerServicer):
             ])
 
 
-def build_server(sanitizer: Sanitizer, address: str, identity: Identity,
-                 max_text_chars: int = DEFAULT_MAX_TEXT_CHARS, max_workers: int = 4) -> tuple[grpc.Server, int]:
-    """A started server on ``address`` (port 0: any free port), health SERVING; returns it and its port.
+async def start(sanitizer: Sanitizer, address: str, identity: Identity, limits: TextLimits = TextLimits(),
+                server_limits: server.Limits | None = None) -> tuple[grpc.aio.Server, int, TextSanitizerService]:
+    """A started asyncio server on ``address`` (port 0: any free port), health SERVING.
+
+    Messages are bounded by what a request of ``limits.max_text_chars`` characters
+    can need, and at most by ``server_limits``' own bound.
+    """
+    server_limits = server_limits or server.Limits()
+    server_limits = dataclasses.replace(
+        server_limits, max_message_bytes=min(server_limits.max_message_bytes, limits.max_message_bytes))
+    service = TextSanitizerService(sanitizer, limits, identity.insecure, server_limits.idle_timeout)
+    grpc_server, port = await server.start(
+        identity, address, [(text_pb2_grpc.add_TextSanitizerServicer_to_server, service, SERVICE_NAME)],
+        server_limits)
+    return grpc_server, port, service
+
+
+class RunningNode:
+    """A text node served by its own event loop on a background thread (for tests and embedding)."""
+
+    def __init__(self, sanitizer: Sanitizer, address: str, identity: Identity, limits: TextLimits = TextLimits(),
+                 server_limits: server.Limits | None = None):
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="text-node", daemon=True)
+        self._thread.start()
+        self._server, self.port, self._service = asyncio.run_coroutine_threadsafe(
+            start(sanitizer, address, identity, limits, server_limits), self._loop).result()
+
+    def stop(self, grace: float | None = None) -> None:
+        asyncio.run_coroutine_threadsafe(self._server.stop(grace), self._loop).result()
+        self._service.close()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+
+
+def build_server(sanitizer: Sanitizer, address: str, identity: Identity, limits: TextLimits = TextLimits(),
+                 server_limits: server.Limits | None = None) -> tuple[RunningNode, int]:
+    """A started node on ``address`` (port 0: any free port), health SERVING; returns it and its port.
 
     ``identity`` gives the transport: mutual TLS under the federation's CA, or
     plaintext when it is insecure.
     """
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
-    text_pb2_grpc.add_TextSanitizerServicer_to_server(TextSanitizerService(sanitizer, max_text_chars), server)
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-         reflection.SERVICE_NAME), server)
-    port = identity.add_port(server, address)
-    if port == 0:
-        raise OSError(f"could not listen on {address}")
-    server.start()
-    for name in ("", SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return server, port
+    node = RunningNode(sanitizer, address, identity, limits, server_limits)
+    return node, node.port
 
 
 def add_embedding_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags shared by the text commands: which embedding, neighbour cache and OOV policy."""
+    """Flags shared by the text commands: which embedding, neighbour cache, OOV and symbol policy."""
     g = parser.add_argument_group("embedding")
     g.add_argument("--vocab-size", type=int, default=DEFAULT_VOCABULARY_SIZE,
                    help="keep the N most frequent words (default %(default)s)")
     g.add_argument("--embedding", type=Path, help="an embedding file instead of the built-in GloVe 6B 50d")
     g.add_argument("--format", choices=FORMATS, default="glove", help="format of --embedding")
     g.add_argument("--vocabulary", type=Path, help="word list for --format npy (one word per line)")
+    g.add_argument("--all-entries", action="store_true",
+                   help="substitute from every embedding entry, punctuation and word fragments included "
+                        "(default: only entries that are words the tokeniser can produce; Delta and "
+                        "Delta0, so epsilon's minimum, are computed on the set used)")
     g.add_argument("--neighbours", type=int, default=DEFAULT_NEIGHBOURS,
                    help="cached nearest neighbours per word (default %(default)s)")
     g.add_argument("--cache-dir", type=Path,
                    help="neighbour cache folder (default $MPCDP_CACHE or ~/.cache/mpcdp)")
     g.add_argument("--keep-oov", action="store_true",
                    help="release out-of-vocabulary words unperturbed (NOT private; default: placeholder)")
+    g.add_argument("--symbols", choices=SYMBOL_POLICIES, default=SYMBOLS_PLACEHOLDER,
+                   help="emoji and other symbols: keep them (released unperturbed, NOT private), replace each "
+                        "run by the placeholder, or drop them (default %(default)s)")
     g.add_argument("--placeholder", default=DEFAULT_PLACEHOLDER,
-                   help="replacement for out-of-vocabulary words (default %(default)s)")
+                   help="replacement for out-of-vocabulary words and symbols (default %(default)s)")
 
 
 def sanitizer_from_args(args) -> Sanitizer:
@@ -126,4 +234,5 @@ def sanitizer_from_args(args) -> Sanitizer:
     if args.embedding is not None:
         embedding = load_embedding(args.embedding, args.format, args.vocab_size, args.vocabulary)
     return load_sanitizer(args.vocab_size, args.neighbours, args.cache_dir,
-                          OOV_KEEP if args.keep_oov else OOV_PLACEHOLDER, args.placeholder, embedding)
+                          OOV_KEEP if args.keep_oov else OOV_PLACEHOLDER, args.placeholder, embedding,
+                          symbols=args.symbols, words_only=not args.all_entries)

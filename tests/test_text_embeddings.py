@@ -67,6 +67,15 @@ def test_errors_name_the_problem(tmp_path):
         E.Embedding(("a", "b"), np.array([[0.0], [np.nan]]))
 
 
+def test_loaders_keep_only_words_unless_asked(tmp_path):
+    path = tmp_path / "w.txt"
+    entries = ["the", ",", "n't", "'s", "ca", "e-mail", "u.s.", "Paris", "film", "...", "2002", "wo"]
+    path.write_text("".join(f"{w} {i} {i * i}\n" for i, w in enumerate(entries)), encoding="utf-8")
+    assert E.load_glove_text(path).words == ("the", "film", "2002")
+    assert E.load_glove_text(path, limit=2).words == ("the", "film")
+    assert E.load_glove_text(path, words_only=False).words == tuple(entries)
+
+
 def test_duplicate_words_keep_the_first_vector(tmp_path):
     path = tmp_path / "d.txt"
     path.write_text("a 1 1\nb 2 2\na 3 3\n", encoding="utf-8")

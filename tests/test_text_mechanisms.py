@@ -36,11 +36,43 @@ def test_delta_and_delta0_are_the_exact_pairwise_extremes(emb, table):
     assert table.delta_min == pytest.approx(d[d > 0].min(), rel=1e-12)
 
 
-def test_delta0_ignores_duplicate_vectors():
-    vectors = np.array([[0, 0], [0, 0], [3, 4], [0, 1]], dtype=np.float32)
+def test_words_with_one_vector_have_one_output_distribution(tmp_path):
+    """Metric DP at distance 0: two words with identical vectors must be indistinguishable.
+
+    Before the fix the candidate list always put the input first, so P[output = a] was
+    larger for input a than for input b (by P[k = 1], 0.16 here) although d(a, b) = 0.
+    """
+    vectors = samplers.standard_normal(Prg.from_int(7, "dup"), (20, 3))
+    vectors[1] = vectors[0]
+    words = tuple(f"w{i}" for i in range(20))
+    with pytest.raises(ValueError, match="share a vector"):
+        Embedding(words, vectors)
+    path = tmp_path / "dup.txt"
+    path.write_text("".join(f"{w} {' '.join(map(repr, v.tolist()))}\n" for w, v in zip(words, vectors)))
+    from mpcdp.text.embeddings import load_glove_text
+
+    merged = load_glove_text(path)
+    assert merged.size == 19 and merged.aliases == {"w1": "w0"} and merged.index["w1"] == merged.index["w0"]
+    table = nb.build_neighbour_table(merged, 8)
+    assert table.delta_min > 0
+    mech = m.TruncatedGumbel(merged, table, 2 * m.truncated_gumbel_min_epsilon(merged.size, table.delta_min))
+    from mpcdp.text.sanitizer import Sanitizer
+
+    sanitizer = Sanitizer(merged, table)
+    sanitizer._mechanisms[(mech.name, mech.epsilon)] = mech
+    n = 6000
+    outs = {w: [r.text for r in sanitizer.sanitize([w] * n, mech.name, mech.epsilon, Prg.from_int(8, w))]
+            for w in ("w0", "w1")}
+    support = sorted(set(outs["w0"]) | set(outs["w1"]))
+    counts = np.array([[outs[w].count(s) for s in support] for w in ("w0", "w1")])
+    assert stats.chi2_contingency(counts[:, counts.sum(axis=0) >= 10]).pvalue > 1e-3
+
+
+def test_delta0_is_the_smallest_distance_between_words():
+    vectors = np.array([[0, 0], [0, 2], [3, 4], [0, 1]], dtype=np.float32)
     t = nb.build_neighbour_table(Embedding(("a", "b", "c", "d"), vectors), 2)
     assert t.delta_min == pytest.approx(1.0) and t.delta_max == pytest.approx(5.0)
-    assert set(t.ids[0]) == {1, 3}  # the duplicate is its nearest neighbour, itself excluded
+    assert list(t.ids[0]) == [3, 1]
 
 
 def test_cached_neighbours_agree_with_exact_search(emb, table):

@@ -17,7 +17,7 @@ from mpcdp.text import samplers
 from mpcdp.text.embeddings import Embedding
 from mpcdp.text.sanitizer import Sanitizer
 from services.cli import build_parser, main
-from services.text_node import build_server
+from services.text_node import TextLimits, build_server
 from services.tls import CA_CERT, Identity, init_certs
 from services.wire.mpcdp.v1 import text_pb2, text_pb2_grpc
 
@@ -76,7 +76,7 @@ def member_channel(port: int, certs, name: str = "analyst") -> grpc.Channel:
 @pytest.fixture(scope="module")
 def port(emb, certs):
     server, port = build_server(Sanitizer(emb, nb.build_neighbour_table(emb, 8)), "127.0.0.1:0",
-                                Identity("scribe", certs), max_text_chars=200)
+                                Identity("scribe", certs), TextLimits(max_text_chars=200))
     yield port
     server.stop(None)
 
@@ -195,8 +195,12 @@ def test_text_node_command_serves_the_federation(tmp_path, glove_file, federatio
         [sys.executable, "-m", "services.cli", "text-node", "--federation", str(federation_file), "--id", "scribe",
          "--port", "0", "--embedding", str(glove_file)], stderr=subprocess.PIPE, text=True, env=env)
     try:
-        line = proc.stderr.readline()
-        port = int(re.search(r"text node scribe serving on 127\.0\.0\.1:(\d+)", line).group(1))
+        found = None
+        while found is None:
+            line = proc.stderr.readline()
+            assert line, "the node exited"
+            found = re.search(r"text node scribe serving on 127\.0\.0\.1:(\d+)", line)
+        port = int(found.group(1))
         with member_channel(port, certs) as channel:
             assert health_check(channel) == health_pb2.HealthCheckResponse.SERVING
             [out] = text_pb2_grpc.TextSanitizerStub(channel).Sanitize(iter([req("good")]), timeout=10)
@@ -235,7 +239,7 @@ def test_insecure_warns_and_needs_no_federation(capsys):
     (["--insecure"], "without --federation, pass --port or --listen"),
     (["--insecure", "--port", "70000"], "--port must be in [0, 65535]"),
     (["--insecure", "--listen", "localhost"], "--listen must be host:port"),
-    (["--federation", "{fed}", "--id", "scribe", "--max-text-chars", "0"], "--max-text-chars must be positive"),
+    (["--federation", "{fed}", "--id", "scribe", "--max-text-chars", "0"], "max-text-chars must be at least 1"),
 ])
 def test_text_node_command_errors(argv, message, federation_file, capsys):
     assert main(["text-node", *(a.format(fed=federation_file) for a in argv)]) == 2

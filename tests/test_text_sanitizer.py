@@ -9,7 +9,7 @@ from mpcdp.text.embeddings import Embedding
 from mpcdp.text.mechanisms import EpsilonTooSmallError
 from mpcdp.text.sanitizer import Sanitizer, load_sanitizer
 
-WORDS = ("the", "movie", "was", "good", "bad", "film", "great", "awful", "it", "'s", "do", "n't")
+WORDS = ("the", "movie", "was", "good", "bad", "film", "great", "awful", "it", "is", "do", "not")
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def sanitizer(emb):
 def test_layout_case_and_placeholder(sanitizer):
     text = "The MOVIE was Zorblax, it's good!\n"
     [out] = sanitizer.sanitize([text], "multivariate-laplace", 1e7, Prg.from_int(1))
-    assert out.text == "The MOVIE was <unk>, it's good!\n"
+    assert out.text == "The MOVIE was <unk>, it is good!\n"  # a contraction is perturbed as its words
     assert (out.cost.words_perturbed, out.cost.oov_words, out.cost.oov_released) == (6, 1, 0)
     assert out.cost.epsilon_text_bound == pytest.approx(1e7 * 6 * sanitizer.table.delta_max)
 
@@ -49,12 +49,46 @@ def test_keep_oov_is_explicit_and_warned(emb):
         Sanitizer(emb, None, oov="drop")
 
 
-def test_clitic_replacement_does_not_glue(sanitizer):
-    outs = sanitizer.sanitize(["don't"] * 200, "truncated-gumbel", 400, Prg.from_int(4))
-    for o in outs:
-        head, _, tail = o.text.partition(" ")
-        assert not tail or tail[0].isalnum() or tail[0] == "'"
-        assert all(p.lower() in WORDS for p in o.text.replace("n't", " n't").replace("'s", " 's").split())
+def test_contractions_become_words_straight_or_curly(sanitizer):
+    for text in ("don't", "don’t", "DON'T"):
+        outs = sanitizer.sanitize([text] * 200, "truncated-gumbel", 400, Prg.from_int(4))
+        for o in outs:
+            pieces = o.text.split(" ")
+            assert len(pieces) == 2 and all(p.lower() in WORDS for p in pieces), o.text
+        assert {o.text.lower() for o in outs} >= {"do not"}
+
+
+def test_substitutes_are_never_punctuation_or_fragments(tmp_path):
+    from mpcdp.text.embeddings import load_glove_text
+    from mpcdp.text.tokenize import tokenize
+
+    entries = ["the", ",", ".", "n't", "'s", "ca", "wo", "--", "movie", "good", "bad", "film", "not", "is", "it"]
+    rows = np.arange(len(entries) * 3, dtype=np.float32).reshape(-1, 3) ** 1.1 / 9
+    path = tmp_path / "e.txt"
+    path.write_text("".join(f"{w} {' '.join(map(str, r))}\n" for w, r in zip(entries, rows)))
+    words_only = Sanitizer(load_glove_text(path), None)
+    outs = words_only.sanitize(["It can't be, it's a good movie."] * 300, "multivariate-laplace", 0.3,
+                               Prg.from_int(9))
+    substitutes = {t.text.lower() for o in outs for t in tokenize(o.text.replace("<unk>", "")) if t.is_word}
+    assert len(substitutes) > 3 and substitutes <= {"the", "movie", "good", "bad", "film", "not", "is", "it"}
+    assert all(o.text.endswith(".") and o.text.count(",") == 1 for o in outs)
+    everything = Sanitizer(load_glove_text(path, words_only=False), None)
+    outs = everything.sanitize(["movie"] * 300, "multivariate-laplace", 0.3, Prg.from_int(9))
+    assert any(not o.text[:1].isalnum() for o in outs)  # the old behaviour, now only on request
+
+
+def test_symbols_placeholder_drop_or_keep(emb):
+    text = "good 😀😀 film 👨‍👩‍👧 © $5 + 2"
+    table = nb.build_neighbour_table(emb, 5)
+    expected = {"placeholder": ("good <unk> film <unk> <unk> $<unk> + <unk>", 0),
+                "drop": ("good  film   $<unk> + <unk>", 0)}
+    for policy, (want, released) in expected.items():
+        [out] = Sanitizer(emb, table, symbols=policy).sanitize([text], "multivariate-laplace", 1e7, Prg.from_int(1))
+        assert (out.text, out.cost.symbols_released) == (want, released)
+    with pytest.warns(UserWarning, match="symbols"):
+        keep = Sanitizer(emb, table, symbols="keep")
+    [out] = keep.sanitize([text], "multivariate-laplace", 1e7, Prg.from_int(1))
+    assert out.text == text.replace("5", "<unk>").replace("2", "<unk>") and out.cost.symbols_released == 3
 
 
 def test_errors(sanitizer):

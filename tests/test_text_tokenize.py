@@ -33,3 +33,44 @@ def test_case_patterns_round_trip():
     for word in ("movie", "Movie", "MOVIE"):
         assert apply_case("movie", case_pattern(word)) == word
     assert apply_case("film", MIXED) == "film"
+
+
+def words(text):
+    return [(t.text, t.lookup) for t in tokenize(text) if t.is_word]
+
+
+def test_curly_and_straight_apostrophes_are_contractions_alike():
+    for apostrophe in ("'", "\u2019"):
+        text = f"I don{apostrophe}t know, it{apostrophe}s fine, we{apostrophe}ll see; can{apostrophe}t WON{apostrophe}T"
+        assert [lookup for _, lookup in words(text)] == [
+            "i", "do", "not", "know", "it", "is", "fine", "we", "will", "see", "can", "not", "will", "not"]
+        assert detokenize(tokenize(text)) == text
+
+
+def test_fragments_are_hosts_only_before_nt():
+    assert words("ca wo") == [("ca", "ca"), ("wo", "wo")]
+    assert words("ca n't") == [("ca", "ca"), ("n't", "not")]
+
+
+def test_urls_mentions_and_emails_are_single_non_vocabulary_tokens():
+    text = "see https://example.com/a?b=1. or www.x.org, mail ann.lee@mail.example.com @bob_2!"
+    units = [t.text for t in tokenize(text) if t.is_word and not t.lookup]
+    assert units == ["https://example.com/a?b=1", "www.x.org", "ann.lee@mail.example.com", "@bob_2"]
+    assert detokenize(tokenize(text)) == text
+
+
+def test_emoji_are_separators_and_symbol_runs_are_found():
+    from mpcdp.text.tokenize import replace_symbols
+
+    text = "great\U0001F600\U0001F600 film \U0001F468\u200d\U0001F469\u200d\U0001F467 \u00a9 2024 \u20ac5 $5"
+    assert [t.text for t in tokenize(text) if t.is_word] == ["great", "film", "2024", "5", "5"]
+    seps = "".join(t.text for t in tokenize(text) if not t.is_word)
+    assert replace_symbols(seps, "#") == ("#  # #  # $", 4)  # emoji, family (one ZWJ run), ©, €
+    assert replace_symbols("a, b.", "#") == ("a, b.", 0)
+
+
+def test_vocabulary_words():
+    from mpcdp.text.tokenize import is_vocabulary_word
+
+    assert [w for w in ["the", "2002", "café", ",", "n't", "'s", "ca", "wo", "e-mail", "u.s.", "Paris", "--", "..."]
+            if is_vocabulary_word(w)] == ["the", "2002", "café"]

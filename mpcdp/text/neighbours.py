@@ -4,8 +4,9 @@ For every word the table holds its ``k`` nearest *other* words by Euclidean
 distance (ascending; the word itself excluded), found once with an exact
 faiss flat index and re-measured in float64. It also holds the global
 extremes the truncated Gumbel calibration needs: Delta, the largest pairwise
-distance, and Delta0, the smallest distance between distinct vectors. Both
-are exact: Delta0 is the smallest non-zero first-neighbour distance, and
+distance, and Delta0, the smallest distance between two words. Both are
+exact: Delta0 is the smallest first-neighbour distance (an embedding's vectors
+are distinct), and
 Delta comes from a blocked float64 scan pruned by the triangle inequality
 around the centroid.
 
@@ -73,7 +74,7 @@ def _knn(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     index.add(vectors)
     found = min(k + 1, n)
     _, ids = index.search(vectors, found)
-    # Drop each word itself (it may not sit in column 0 when vectors are duplicated).
+    # Drop each word itself (float32 ties may put a neighbour in column 0).
     own = ids == np.arange(n)[:, None]
     drop = np.where(own.any(axis=1), own.argmax(axis=1), found - 1)
     keep = np.ones_like(ids, dtype=bool)
@@ -85,21 +86,6 @@ def _knn(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     dist = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
     order = np.argsort(dist, axis=1, kind="stable")
     return np.take_along_axis(ids, order, 1).astype(np.int32), np.take_along_axis(dist, order, 1)
-
-
-def _min_distinct_distance(vectors: np.ndarray, distances: np.ndarray) -> float:
-    positive = distances[distances > 0]
-    if positive.size:
-        return float(positive.min())
-    # Every listed neighbour is a duplicate: fall back to a full scan over the distinct vectors.
-    distinct = np.unique(vectors.astype(np.float64), axis=0)
-    if distinct.shape[0] < 2:
-        raise ValueError("the embedding needs at least two distinct vectors")
-    best = np.inf
-    for i in range(distinct.shape[0] - 1):
-        d = np.linalg.norm(distinct[i + 1:] - distinct[i], axis=1)
-        best = min(best, float(d.min()))
-    return best
 
 
 def max_pairwise_distance(vectors: np.ndarray, block: int = 512) -> float:
@@ -136,7 +122,7 @@ def build_neighbour_table(embedding: Embedding, k: int = DEFAULT_NEIGHBOURS) -> 
         ids=ids,
         distances=distances,
         delta_max=max_pairwise_distance(embedding.vectors),
-        delta_min=_min_distinct_distance(embedding.vectors, distances),
+        delta_min=float(distances[:, 0].min()),  # vectors are distinct (Embedding refuses duplicates)
         fingerprint=embedding.fingerprint(),
     )
 

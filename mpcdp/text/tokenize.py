@@ -1,26 +1,56 @@
 """Lossless word/separator tokenisation that matches GloVe's lower-cased word pieces.
 
-A text splits into alternating word and separator tokens; separators
-(whitespace, punctuation) are kept verbatim, so ``detokenize(tokenize(t)) == t``
-for every string. Words are runs of letters and digits; English clitics are
-split off as GloVe's tokeniser does ("don't" -> "do" "n't", "it's" -> "it" "'s").
-Each word's capitalisation pattern is recorded so a substitute can wear it.
+A text splits into word and separator tokens; separators (whitespace,
+punctuation, emoji and other symbols) are kept verbatim, so
+``detokenize(tokenize(t)) == t`` for every string. Words are runs of letters and
+digits. English contractions split as GloVe's tokeniser does ("don't" -> "do"
+"n't", "it’s" -> "it" "’s", straight and curly apostrophes alike), and each
+piece is looked up as the full word it stands for ("n't" -> "not", "'ll" ->
+"will", "ca" in "can't" -> "can"), so a contraction is perturbed as words and
+replaced by words. URLs, e-mail addresses and @mentions are single tokens that
+are never vocabulary words (so they are replaced by the out-of-vocabulary
+placeholder unless kept on purpose). Each word's capitalisation pattern is
+recorded so a substitute can wear it.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+import unicodedata
 from dataclasses import dataclass
 
-_WORD = re.compile(r"[^\W_]+?(?=n't\b)|n't\b|'(?:s|re|ll|ve|d|m)\b|[^\W_]+", re.IGNORECASE)
+APOSTROPHES = "'\u2019"  # straight and right single quotation mark (the curly apostrophe)
+_A = f"[{APOSTROPHES}]"
+_WORD = re.compile(
+    r"(?P<unit>(?:https?://|www\.)[^\s<>\"]+?(?=[.,;:!?)\]]*(?:\s|$))"  # a URL, trailing punctuation excluded
+    r"|[\w.+-]+@[^\W_](?:[\w-]*[^\W_])?(?:\.[^\W_](?:[\w-]*[^\W_])?)+"  # an e-mail address
+    r"|(?<![\w@])@\w+)"  # an @mention
+    rf"|(?P<word>[^\W_]+?(?=n{_A}t\b)|n{_A}t\b|{_A}(?:s|re|ll|ve|d|m)\b|[^\W_]+)",
+    re.IGNORECASE)
+
+# What each contraction piece stands for, as a vocabulary word ("'s" is read as "is").
+CLITICS = {"n't": "not", "'s": "is", "'re": "are", "'ll": "will", "'ve": "have", "'d": "would", "'m": "am"}
+CONTRACTION_HOSTS = {"ca": "can", "wo": "will", "sha": "shall", "ai": "is"}  # before "n't" only
 
 LOWER, TITLE, UPPER, MIXED = "lower", "title", "upper", "mixed"
 
 
 @dataclass(frozen=True)
 class Token:
+    """A piece of text; ``lookup`` is the lower-case vocabulary word a word token stands for.
+
+    ``is_word`` and an empty ``lookup`` mark a token that is never in a vocabulary (URL,
+    e-mail address, @mention).
+    """
+
     text: str
     is_word: bool
+    lookup: str = ""
+
+
+def _straight(piece: str) -> str:
+    return piece.lower().replace("\u2019", "'")
 
 
 def tokenize(text: str) -> list[Token]:
@@ -28,10 +58,21 @@ def tokenize(text: str) -> list[Token]:
     if not isinstance(text, str):
         raise TypeError("text must be a str")
     tokens, pos = [], 0
-    for match in _WORD.finditer(text):
+    matches = list(_WORD.finditer(text))
+    for i, match in enumerate(matches):
         if match.start() > pos:
             tokens.append(Token(text[pos:match.start()], False))
-        tokens.append(Token(match.group(), True))
+        piece = match.group()
+        if match.group("unit"):
+            tokens.append(Token(piece, True, ""))
+        else:
+            key = _straight(piece)
+            if key in CLITICS:
+                key = CLITICS[key]
+            elif (key in CONTRACTION_HOSTS and i + 1 < len(matches) and matches[i + 1].start() == match.end()
+                  and _straight(matches[i + 1].group()) == "n't"):
+                key = CONTRACTION_HOSTS[key]
+            tokens.append(Token(piece, True, key))
         pos = match.end()
     if pos < len(text):
         tokens.append(Token(text[pos:], False))
@@ -40,6 +81,48 @@ def tokenize(text: str) -> list[Token]:
 
 def detokenize(tokens) -> str:
     return "".join(t.text for t in tokens)
+
+
+def is_vocabulary_word(entry: str) -> bool:
+    """Whether the tokeniser can produce ``entry`` as a word to look up, and it is a whole word.
+
+    True for runs of letters and digits; False for punctuation, contraction pieces
+    ("n't", "'s") and the hosts that exist only before "n't" ("ca", "wo").
+    """
+    return (entry == entry.lower() and _WHOLE_WORD.fullmatch(entry) is not None
+            and entry not in CONTRACTION_HOSTS)
+
+
+_WHOLE_WORD = re.compile(r"[^\W_]+")
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_symbol(ch: str) -> bool:
+    """A non-ASCII symbol: emoji, ©, €, private-use, or a joiner or mark inside an emoji sequence.
+
+    ASCII punctuation and symbols ($, +, =, ...) are layout, like other punctuation.
+    """
+    if ch.isascii():
+        return False
+    cat = unicodedata.category(ch)
+    return cat[0] == "S" or cat in ("Co", "Cn", "Cf", "Mn", "Me")
+
+
+def replace_symbols(separator: str, replacement: str) -> tuple[str, int]:
+    """``separator`` with each run of symbols replaced by ``replacement``; and the number of runs."""
+    if separator.isascii():
+        return separator, 0
+    out, runs, in_run = [], 0, False
+    for ch in separator:
+        if _is_symbol(ch):
+            if not in_run:
+                out.append(replacement)
+                runs += 1
+            in_run = True
+        else:
+            out.append(ch)
+            in_run = False
+    return "".join(out), runs
 
 
 def case_pattern(word: str) -> str:

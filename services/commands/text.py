@@ -37,9 +37,15 @@ per line; output lines are in input order.
 What it protects: for texts of the same layout, the odds of any output change
 by at most a factor e^(epsilon * d) per word, d being the embedding distance
 between the two words (so a text of m words costs at most epsilon * m * the
-vocabulary's diameter). Out-of-vocabulary words, often names, become a
-placeholder unless --keep-oov; which positions hold words is not hidden.
-Nothing leaves this machine."""
+vocabulary's diameter). Substitutes are always words: punctuation and word
+fragments are not in the substitution set (--all-entries puts them back),
+and contractions, straight or curly, are perturbed as the words they stand
+for ("don't" as "do not"). The set's diameter and smallest distance, which
+fix truncated Gumbel's smallest epsilon, are printed first. Out-of-vocabulary
+words (often names), URLs, e-mail addresses and @mentions become a placeholder
+unless --keep-oov; emoji and other symbols too, unless --symbols keep (which
+releases them as they are) or drop. Which positions hold words is not
+hidden. Nothing leaves this machine."""
 
 EVALUATE = """\
 The privacy-utility experiment, on two tasks from the corpora in the
@@ -133,6 +139,7 @@ def run_sanitize(args) -> int:
         if args.output != "-" and not os.path.isdir(out_dir):
             raise ValueError(f"output folder {out_dir!r} does not exist")
         sanitizer = sanitizer_from_args(args)
+        print(sanitizer.describe(), file=sys.stderr)
         sanitizer.mechanism(args.mechanism, args.epsilon)  # validate before reading any input
     except (ValueError, OSError) as exc:  # EpsilonTooSmallError is a ValueError
         print(f"mpcdp text sanitize: {exc}", file=sys.stderr)

@@ -9,18 +9,27 @@ The node's name, address and certificate come from the federation file and the
 folder ``mpcdp certs init`` wrote, exactly as for ``mpcdp party``; only clients
 holding a certificate from the federation's CA are served. ``--insecure``
 serves plaintext for a local experiment, with or without a federation file.
+
+One client cannot stall the node: health checks always answer, sanitisation
+runs on --workers threads behind a queue of --queue requests, each client
+(certificate name) may have --per-client requests queued or running, and
+streams idle for --idle-timeout seconds are closed. Requests over a limit are
+refused at once with RESOURCE_EXHAUSTED. Refusals and closed streams go to
+the audit log (--audit-log, --log-format), never a text.
 """
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
 import time
 
+from services import audit
 from services import federation as fed
-from services.text_node import DEFAULT_MAX_TEXT_CHARS, add_embedding_arguments, build_server, sanitizer_from_args
-from services.commands import Formatter, examples
+from services.text_node import TextLimits, add_embedding_arguments, build_server, sanitizer_from_args
+from services.commands import Formatter, add_node_arguments, configure_audit, examples, node_limits
 from services.tls import Identity, warn_insecure
 
 ROLE = "text"
@@ -42,8 +51,16 @@ def register(subparsers) -> None:
     p.add_argument("--insecure", action="store_true",
                    help="plaintext, unauthenticated channels: anyone on the network can read the texts "
                         "(local experiments only)")
-    p.add_argument("--max-text-chars", type=int, default=DEFAULT_MAX_TEXT_CHARS,
-                   help="refuse longer texts (default %(default)s)")
+    limits = p.add_argument_group("sanitising work")
+    limits.add_argument("--max-text-chars", type=int, default=TextLimits.max_text_chars,
+                        help="refuse longer texts (default %(default)s)")
+    limits.add_argument("--workers", type=int, default=TextLimits.workers,
+                        help="threads sanitising at once (default %(default)s)")
+    limits.add_argument("--queue", type=int, default=TextLimits.queue,
+                        help="requests queued or running, all clients together (default %(default)s)")
+    limits.add_argument("--per-client", type=int, default=TextLimits.per_client,
+                        help="requests one client may have queued or running (default %(default)s)")
+    add_node_arguments(p)
     add_embedding_arguments(p)
     p.set_defaults(run=run)
 
@@ -87,21 +104,24 @@ def identity_and_address(args) -> tuple[Identity, str]:
 
 def run(args) -> int:
     started = time.perf_counter()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
     try:
-        if args.max_text_chars < 1:
-            raise ValueError(f"--max-text-chars must be positive, got {args.max_text_chars}")
+        limits = TextLimits(args.max_text_chars, args.workers, args.queue, args.per_client)
         identity, address = identity_and_address(args)
+        configure_audit(args, identity.name)
+        logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which CPU build it picked is noise here
         sanitizer = sanitizer_from_args(args)
-        server, port = build_server(sanitizer, address, identity, args.max_text_chars)
+        server, port = build_server(sanitizer, address, identity, limits, node_limits(args))
     except (ValueError, OSError, RuntimeError) as exc:  # FederationError is a ValueError
         print(f"mpcdp text-node: {exc}", file=sys.stderr)
         return 2
     host = address.rsplit(":", 1)[0]
     print(f"text node {identity.name} serving on {host}:{port} ({sanitizer.embedding.size} words, "
           f"ready in {time.perf_counter() - started:.2f} s)", file=sys.stderr, flush=True)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    print(sanitizer.describe(), file=sys.stderr, flush=True)
+    audit.record("started", address=address, port=port)
     stop.wait()
-    server.stop(grace=2).wait()
+    server.stop(grace=2)
     return 0

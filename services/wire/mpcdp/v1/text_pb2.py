@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13mpcdp/v1/text.proto\x12\x08mpcdp.v1\"O\n\x0fSanitizeRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x11\n\tmechanism\x18\x03 \x01(\t\x12\x0f\n\x07\x65psilon\x18\x04 \x01(\x01\"\x98\x01\n\x0bPrivacyCost\x12\x11\n\tmechanism\x18\x01 \x01(\t\x12\x18\n\x10\x65psilon_per_word\x18\x02 \x01(\x01\x12\x17\n\x0fwords_perturbed\x18\x03 \x01(\r\x12\x11\n\toov_words\x18\x04 \x01(\r\x12\x14\n\x0coov_released\x18\x05 \x01(\r\x12\x1a\n\x12text_epsilon_bound\x18\x06 \x01(\x01\"Q\n\x10SanitizeResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12#\n\x04\x63ost\x18\x03 \x01(\x0b\x32\x15.mpcdp.v1.PrivacyCost\"\x11\n\x0f\x44\x65scribeRequest\"<\n\rMechanismInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1d\n\x15min_epsilon_exclusive\x18\x02 \x01(\x01\"\xde\x01\n\x10\x44\x65scribeResponse\x12\x17\n\x0fvocabulary_size\x18\x01 \x01(\r\x12\x11\n\tdimension\x18\x02 \x01(\r\x12\x1d\n\x15\x65mbedding_fingerprint\x18\x03 \x01(\t\x12\x10\n\x08\x64iameter\x18\x04 \x01(\x01\x12\x14\n\x0cmin_distance\x18\x05 \x01(\x01\x12+\n\nmechanisms\x18\x06 \x03(\x0b\x32\x17.mpcdp.v1.MechanismInfo\x12\x16\n\x0emax_text_chars\x18\x07 \x01(\r\x12\x12\n\noov_policy\x18\x08 \x01(\t2\x99\x01\n\rTextSanitizer\x12\x45\n\x08Sanitize\x12\x19.mpcdp.v1.SanitizeRequest\x1a\x1a.mpcdp.v1.SanitizeResponse(\x01\x30\x01\x12\x41\n\x08\x44\x65scribe\x12\x19.mpcdp.v1.DescribeRequest\x1a\x1a.mpcdp.v1.DescribeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13mpcdp/v1/text.proto\x12\x08mpcdp.v1\"O\n\x0fSanitizeRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x11\n\tmechanism\x18\x03 \x01(\t\x12\x0f\n\x07\x65psilon\x18\x04 \x01(\x01\"\xb2\x01\n\x0bPrivacyCost\x12\x11\n\tmechanism\x18\x01 \x01(\t\x12\x18\n\x10\x65psilon_per_word\x18\x02 \x01(\x01\x12\x17\n\x0fwords_perturbed\x18\x03 \x01(\r\x12\x11\n\toov_words\x18\x04 \x01(\r\x12\x14\n\x0coov_released\x18\x05 \x01(\r\x12\x1a\n\x12text_epsilon_bound\x18\x06 \x01(\x01\x12\x18\n\x10symbols_released\x18\x07 \x01(\r\"Q\n\x10SanitizeResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12#\n\x04\x63ost\x18\x03 \x01(\x0b\x32\x15.mpcdp.v1.PrivacyCost\"\x11\n\x0f\x44\x65scribeRequest\"<\n\rMechanismInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1d\n\x15min_epsilon_exclusive\x18\x02 \x01(\x01\"\xb4\x02\n\x10\x44\x65scribeResponse\x12\x17\n\x0fvocabulary_size\x18\x01 \x01(\r\x12\x11\n\tdimension\x18\x02 \x01(\r\x12\x1d\n\x15\x65mbedding_fingerprint\x18\x03 \x01(\t\x12\x10\n\x08\x64iameter\x18\x04 \x01(\x01\x12\x14\n\x0cmin_distance\x18\x05 \x01(\x01\x12+\n\nmechanisms\x18\x06 \x03(\x0b\x32\x17.mpcdp.v1.MechanismInfo\x12\x16\n\x0emax_text_chars\x18\x07 \x01(\r\x12\x12\n\noov_policy\x18\x08 \x01(\t\x12\x15\n\rsymbol_policy\x18\t \x01(\t\x12\x1f\n\x17max_requests_per_client\x18\n \x01(\r\x12\x1c\n\x14idle_timeout_seconds\x18\x0b \x01(\x01\x32\x99\x01\n\rTextSanitizer\x12\x45\n\x08Sanitize\x12\x19.mpcdp.v1.SanitizeRequest\x1a\x1a.mpcdp.v1.SanitizeResponse(\x01\x30\x01\x12\x41\n\x08\x44\x65scribe\x12\x19.mpcdp.v1.DescribeRequest\x1a\x1a.mpcdp.v1.DescribeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,15 +34,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SANITIZEREQUEST']._serialized_start=33
   _globals['_SANITIZEREQUEST']._serialized_end=112
   _globals['_PRIVACYCOST']._serialized_start=115
-  _globals['_PRIVACYCOST']._serialized_end=267
-  _globals['_SANITIZERESPONSE']._serialized_start=269
-  _globals['_SANITIZERESPONSE']._serialized_end=350
-  _globals['_DESCRIBEREQUEST']._serialized_start=352
-  _globals['_DESCRIBEREQUEST']._serialized_end=369
-  _globals['_MECHANISMINFO']._serialized_start=371
-  _globals['_MECHANISMINFO']._serialized_end=431
-  _globals['_DESCRIBERESPONSE']._serialized_start=434
-  _globals['_DESCRIBERESPONSE']._serialized_end=656
-  _globals['_TEXTSANITIZER']._serialized_start=659
-  _globals['_TEXTSANITIZER']._serialized_end=812
+  _globals['_PRIVACYCOST']._serialized_end=293
+  _globals['_SANITIZERESPONSE']._serialized_start=295
+  _globals['_SANITIZERESPONSE']._serialized_end=376
+  _globals['_DESCRIBEREQUEST']._serialized_start=378
+  _globals['_DESCRIBEREQUEST']._serialized_end=395
+  _globals['_MECHANISMINFO']._serialized_start=397
+  _globals['_MECHANISMINFO']._serialized_end=457
+  _globals['_DESCRIBERESPONSE']._serialized_start=460
+  _globals['_DESCRIBERESPONSE']._serialized_end=768
+  _globals['_TEXTSANITIZER']._serialized_start=771
+  _globals['_TEXTSANITIZER']._serialized_end=924
 # @@protoc_insertion_point(module_scope)

@@ -19,20 +19,22 @@ class SanitizeRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ..., text: _Optional[str] = ..., mechanism: _Optional[str] = ..., epsilon: _Optional[float] = ...) -> None: ...
 
 class PrivacyCost(_message.Message):
-    __slots__ = ("mechanism", "epsilon_per_word", "words_perturbed", "oov_words", "oov_released", "text_epsilon_bound")
+    __slots__ = ("mechanism", "epsilon_per_word", "words_perturbed", "oov_words", "oov_released", "text_epsilon_bound", "symbols_released")
     MECHANISM_FIELD_NUMBER: _ClassVar[int]
     EPSILON_PER_WORD_FIELD_NUMBER: _ClassVar[int]
     WORDS_PERTURBED_FIELD_NUMBER: _ClassVar[int]
     OOV_WORDS_FIELD_NUMBER: _ClassVar[int]
     OOV_RELEASED_FIELD_NUMBER: _ClassVar[int]
     TEXT_EPSILON_BOUND_FIELD_NUMBER: _ClassVar[int]
+    SYMBOLS_RELEASED_FIELD_NUMBER: _ClassVar[int]
     mechanism: str
     epsilon_per_word: float
     words_perturbed: int
     oov_words: int
     oov_released: int
     text_epsilon_bound: float
-    def __init__(self, mechanism: _Optional[str] = ..., epsilon_per_word: _Optional[float] = ..., words_perturbed: _Optional[int] = ..., oov_words: _Optional[int] = ..., oov_released: _Optional[int] = ..., text_epsilon_bound: _Optional[float] = ...) -> None: ...
+    symbols_released: int
+    def __init__(self, mechanism: _Optional[str] = ..., epsilon_per_word: _Optional[float] = ..., words_perturbed: _Optional[int] = ..., oov_words: _Optional[int] = ..., oov_released: _Optional[int] = ..., text_epsilon_bound: _Optional[float] = ..., symbols_released: _Optional[int] = ...) -> None: ...
 
 class SanitizeResponse(_message.Message):
     __slots__ = ("id", "text", "cost")
@@ -57,7 +59,7 @@ class MechanismInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., min_epsilon_exclusive: _Optional[float] = ...) -> None: ...
 
 class DescribeResponse(_message.Message):
-    __slots__ = ("vocabulary_size", "dimension", "embedding_fingerprint", "diameter", "min_distance", "mechanisms", "max_text_chars", "oov_policy")
+    __slots__ = ("vocabulary_size", "dimension", "embedding_fingerprint", "diameter", "min_distance", "mechanisms", "max_text_chars", "oov_policy", "symbol_policy", "max_requests_per_client", "idle_timeout_seconds")
     VOCABULARY_SIZE_FIELD_NUMBER: _ClassVar[int]
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
@@ -66,6 +68,9 @@ class DescribeResponse(_message.Message):
     MECHANISMS_FIELD_NUMBER: _ClassVar[int]
     MAX_TEXT_CHARS_FIELD_NUMBER: _ClassVar[int]
     OOV_POLICY_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_POLICY_FIELD_NUMBER: _ClassVar[int]
+    MAX_REQUESTS_PER_CLIENT_FIELD_NUMBER: _ClassVar[int]
+    IDLE_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     vocabulary_size: int
     dimension: int
     embedding_fingerprint: str
@@ -74,4 +79,7 @@ class DescribeResponse(_message.Message):
     mechanisms: _containers.RepeatedCompositeFieldContainer[MechanismInfo]
     max_text_chars: int
     oov_policy: str
-    def __init__(self, vocabulary_size: _Optional[int] = ..., dimension: _Optional[int] = ..., embedding_fingerprint: _Optional[str] = ..., diameter: _Optional[float] = ..., min_distance: _Optional[float] = ..., mechanisms: _Optional[_Iterable[_Union[MechanismInfo, _Mapping]]] = ..., max_text_chars: _Optional[int] = ..., oov_policy: _Optional[str] = ...) -> None: ...
+    symbol_policy: str
+    max_requests_per_client: int
+    idle_timeout_seconds: float
+    def __init__(self, vocabulary_size: _Optional[int] = ..., dimension: _Optional[int] = ..., embedding_fingerprint: _Optional[str] = ..., diameter: _Optional[float] = ..., min_distance: _Optional[float] = ..., mechanisms: _Optional[_Iterable[_Union[MechanismInfo, _Mapping]]] = ..., max_text_chars: _Optional[int] = ..., oov_policy: _Optional[str] = ..., symbol_policy: _Optional[str] = ..., max_requests_per_client: _Optional[int] = ..., idle_timeout_seconds: _Optional[float] = ...) -> None: ...

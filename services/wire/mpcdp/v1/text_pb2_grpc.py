@@ -52,7 +52,10 @@ class TextSanitizerServicer:
     def Sanitize(self, request_iterator, context):
         """Texts in, sanitised texts out, one response per request in order. A bad
         request (empty or oversized text, unknown mechanism, epsilon outside the
-        mechanism's valid range) ends the stream with INVALID_ARGUMENT.
+        mechanism's valid range) ends the stream with INVALID_ARGUMENT. A client
+        with too many requests queued or running, or a node whose queue is full,
+        gets RESOURCE_EXHAUSTED; a stream idle past the node's limit is closed
+        with UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
