@@ -34,7 +34,7 @@ def _bits(value: int, bits: int) -> list[int]:
 
 
 def _from_bits(field: Field, bits: list[int]) -> int:
-    return sum(b << i for i, b in enumerate(bits)) % field.modulus
+    return sum(b * (1 << i) for i, b in enumerate(bits)) % field.modulus
 
 
 def _range_check(field: Field, meas: list[int], r: int, num_shares: int, chunk_length: int, calls: int,

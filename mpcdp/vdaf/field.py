@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field as dataclass_field
 from functools import lru_cache
 
+import numpy as np
+
 from .errors import DecodeError
 
 
@@ -52,8 +54,31 @@ class Field:
         return vec
 
     # --- arithmetic ---------------------------------------------------------------------------
-    def inv(self, x: int) -> int:
+    def inv(self, x):
+        """Multiplicative inverse of a nonzero element, or elementwise of an object array of them."""
+        if isinstance(x, np.ndarray):
+            return self._inv_ufunc(x)
         return pow(x, -1, self.modulus)
+
+    def power(self, x, e: int):
+        """``x ** e`` for an element or, elementwise, an object array of them (square and multiply)."""
+        if not isinstance(x, np.ndarray):
+            return pow(x, e, self.modulus)
+        p, out = self.modulus, 1
+        while e:
+            if e & 1:
+                out = out * x % p
+            e >>= 1
+            if e:
+                x = x * x % p
+        return out
+
+    @property
+    def _inv_ufunc(self):
+        if "inv" not in self._cache:
+            p = self.modulus
+            self._cache["inv"] = np.frompyfunc(lambda v: pow(v, -1, p), 1, 1)
+        return self._cache["inv"]
 
     def vec_add(self, a: list[int], b: list[int]) -> list[int]:
         p = self.modulus
@@ -63,15 +88,19 @@ class Field:
         p = self.modulus
         return [(x - y) % p for x, y in zip(a, b, strict=True)]
 
-    def batch_inv(self, xs: list[int]) -> list[int]:
-        """Inverses of nonzero elements with one exponentiation (Montgomery's trick)."""
+    def batch_inv(self, xs: list) -> list:
+        """Inverses of nonzero elements with one inversion (Montgomery's trick).
+
+        Like every vector routine here, it also works elementwise on a list of object arrays
+        (one entry per report), which is how preparation is vectorised across reports.
+        """
         p = self.modulus
         prefix = [1] * (len(xs) + 1)
         acc = 1
         for i, x in enumerate(xs):
             acc = acc * x % p
             prefix[i + 1] = acc
-        inv = pow(acc, -1, p)
+        inv = self.inv(acc)
         out = [0] * len(xs)
         for i in range(len(xs) - 1, -1, -1):
             out[i] = inv * prefix[i] % p
@@ -91,7 +120,21 @@ class Field:
         """The principal n-th root of unity ``gen^(GEN_ORDER / n)``, n a power of two."""
         if n & (n - 1) or not 0 < n <= self.gen_order:
             raise ValueError(f"{self.name} has no root of unity of order {n}")
-        return pow(self.generator, self.gen_order // n, self.modulus)
+        key = ("root", n)
+        if key not in self._cache:
+            self._cache[key] = pow(self.generator, self.gen_order // n, self.modulus)
+        return self._cache[key]
+
+    def nodes(self, n: int) -> tuple[list[int], int]:
+        """The n-th roots of unity ``root(n)**k`` for k < n, and ``1/n``."""
+        key = ("nodes", n)
+        if key not in self._cache:
+            p, w = self.modulus, self.root(n)
+            nodes = [1] * n
+            for k in range(1, n):
+                nodes[k] = nodes[k - 1] * w % p
+            self._cache[key] = (nodes, pow(n, -1, p))
+        return self._cache[key]
 
     def _twiddles(self, n: int, inverse: bool) -> list[list[int]]:
         key = (n, inverse)
@@ -132,7 +175,7 @@ class Field:
                     a[j] = (u - v) % p
             length *= 2
         if inverse and n > 1:
-            n_inv = self.inv(n)
+            n_inv = self.nodes(n)[1]
             a = [x * n_inv % p for x in a]
         return a
 
@@ -142,11 +185,8 @@ class Field:
         ``L[k] = (t^n - 1) * w^k / (n * (t - w^k))``; requires ``t^n != 1``.
         """
         p = self.modulus
-        w = self.root(n)
-        nodes = [1] * n
-        for k in range(1, n):
-            nodes[k] = nodes[k - 1] * w % p
-        scale = (pow(t, n, p) - 1) * self.inv(n) % p
+        nodes, n_inv = self.nodes(n)
+        scale = (self.power(t, n) - 1) * n_inv % p
         inverses = self.batch_inv([(t - x) % p for x in nodes])
         return [scale * x % p * y % p for x, y in zip(nodes, inverses)]
 

@@ -16,6 +16,11 @@ output is zero. Soundness: a false claim passes with probability at most
 zero knowledge: the verifier shares reveal nothing beyond validity while
 ``t`` is not a node (``t^P != 1``, refused otherwise).
 
+``query`` and ``decide_columns`` are written once for two representations:
+field elements as ints (one report), or as numpy object arrays holding one
+element per report (many reports at once: the arithmetic loops run in numpy,
+not in the interpreter).
+
 Polynomials are handled through values at roots of unity: wire polynomials are
 interpolated on the ``P``-th roots (``P = next_power_of_two(1 + calls)``), and
 the gadget polynomial is obtained by evaluating the wires on ``N``-th roots of
@@ -27,6 +32,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable, Protocol
+
+import numpy as np
 
 from .errors import VerifyError
 from .field import Field, next_power_of_two
@@ -191,7 +198,7 @@ class FlpGeneric:
         for (arity, degree, calls, wire_len, poly_len), t, gadget_wires, poly in zip(
             self._shapes, query_rand, wires, polys, strict=True
         ):
-            if pow(t, wire_len, p) == 1:
+            if np.any(field.power(t, wire_len) == 1):
                 raise VerifyError("the query point is a root of unity: it would leak gadget outputs")
             basis = field.lagrange_at(wire_len, t)
             for wire in gadget_wires:
@@ -200,17 +207,21 @@ class FlpGeneric:
         return verifier
 
     def decide(self, verifier: list[int]) -> bool:
+        """True iff the (summed) verifier shows a valid measurement."""
+        return bool(self.decide_columns(verifier))
+
+    def decide_columns(self, verifier: list):
+        """:meth:`decide` of many reports at once: entries are object arrays, one element per
+        report; returns a boolean array (or a bool for plain ints)."""
         if len(verifier) != self.VERIFIER_LEN:
             raise VerifyError(f"a verifier has {self.VERIFIER_LEN} elements, got {len(verifier)}")
-        if verifier[0] != 0:
-            return False
         p, offset = self.field.modulus, 1
+        ok = verifier[0] == 0
         for gadget, (arity, *_) in zip(self.circuit.gadgets, self._shapes):
             x, y = verifier[offset:offset + arity], verifier[offset + arity]
             offset += arity + 1
-            if gadget.eval(p, x) != y:
-                return False
-        return True
+            ok = ok & (gadget.eval(p, x) == y)
+        return ok
 
     # --- the circuit's encoding ------------------------------------------------------------------
     def encode(self, measurement) -> list[int]:

@@ -29,6 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import numpy as np
+
 from .circuits import Count, Histogram, MultiHotHistogram, Sum, SumVec
 from .errors import DecodeError, VerifyError
 from .flp import Circuit, FlpGeneric
@@ -45,6 +47,8 @@ USAGE_PROVE_RANDOMNESS = 4
 USAGE_QUERY_RANDOMNESS = 5
 USAGE_JOINT_RAND_SEED = 6
 USAGE_JOINT_RAND_PART = 7
+
+REJECTED = "the report's proof does not verify: its measurement is not valid"
 
 
 # --- messages ---------------------------------------------------------------------------------------
@@ -223,10 +227,50 @@ class Prio3:
     def prep_init(self, verify_key: bytes, agg_id: int, agg_param: None, nonce: bytes,
                   public_share: PublicShare, input_share: InputShare) -> tuple[PrepState, PrepShare]:
         """Aggregator ``agg_id``'s first (only) preparation step on one report."""
+        meas_share, proofs_share, query_rands, joint_rands, state, part = self._prep_inputs(
+            verify_key, agg_id, nonce, public_share, input_share)
+        flp = self.flp
+        verifiers: list[int] = []
+        for k in range(self.PROOFS):
+            verifiers += flp.query(meas_share, _chunk(proofs_share, flp.PROOF_LEN, k),
+                                   _chunk(query_rands, flp.QUERY_RAND_LEN, k),
+                                   _chunk(joint_rands, flp.JOINT_RAND_LEN, k), self.SHARES)
+        return state, PrepShare(verifiers, part)
+
+    def prep_init_batch(self, verify_key: bytes, agg_id: int, agg_param: None,
+                        reports: Sequence[tuple[bytes, PublicShare, InputShare]]) -> list[tuple[PrepState, PrepShare]]:
+        """:meth:`prep_init` of many reports ``(nonce, public_share, input_share)`` at once.
+
+        Same results as one call per report; the FLP queries of all reports run together on
+        numpy object arrays (one element per report) instead of one interpreted loop each.
+        """
+        if not reports:
+            return []
+        flp, field = self.flp, self.field
+        inputs = [self._prep_inputs(verify_key, agg_id, *report) for report in reports]
+        meas = _columns([x[0] for x in inputs])
+        proofs = _columns([x[1] for x in inputs])
+        query_rands = _columns([x[2] for x in inputs])
+        joint_rands = _columns([x[3] for x in inputs])
+        degenerate = np.zeros(len(reports), dtype=bool)
+        for k in range(self.PROOFS):
+            for t, (_, _, _, wire_len, _) in zip(_chunk(query_rands, flp.QUERY_RAND_LEN, k), flp._shapes):
+                degenerate |= field.power(t, wire_len) == 1
+        if degenerate.any():  # probability ~2^-60: such a report goes alone, and is refused
+            return [self.prep_init(verify_key, agg_id, agg_param, *report) for report in reports]
+        columns: list = []
+        for k in range(self.PROOFS):
+            columns += flp.query(meas, _chunk(proofs, flp.PROOF_LEN, k), _chunk(query_rands, flp.QUERY_RAND_LEN, k),
+                                 _chunk(joint_rands, flp.JOINT_RAND_LEN, k), self.SHARES)
+        verifiers = _rows(columns, len(reports))
+        return [(x[4], PrepShare(v, x[5])) for x, v in zip(inputs, verifiers)]
+
+    def _prep_inputs(self, verify_key: bytes, agg_id: int, nonce: bytes, public_share: PublicShare,
+                     input_share: InputShare):
+        """Everything prep_init derives before the FLP query: shares, randomness, state, part."""
         _check_len("verify key", verify_key, VERIFY_KEY_SIZE)
         _check_len("nonce", nonce, NONCE_SIZE)
         self._check_agg_id(agg_id)
-        flp = self.flp
         if agg_id == 0:
             if not isinstance(input_share, LeaderShare):
                 raise DecodeError("aggregator 0 needs a leader input share")
@@ -236,7 +280,7 @@ class Prio3:
                 raise DecodeError(f"aggregator {agg_id} needs a helper input share")
             meas_share = self._helper_meas_share(agg_id, input_share.meas_seed)
             proofs_share = self._helper_proofs_share(agg_id, input_share.proofs_seed)
-        out_share = flp.truncate(meas_share)
+        out_share = self.flp.truncate(meas_share)
 
         joint_rands: list[int] = []
         part = corrected = b""
@@ -249,30 +293,45 @@ class Prio3:
             parts[agg_id] = part
             corrected = self._joint_rand_seed(parts)
             joint_rands = self._joint_rands(corrected)
-
         query_rands = self._query_rands(verify_key, nonce)
-        verifiers: list[int] = []
-        for k in range(self.PROOFS):
-            verifiers += flp.query(meas_share, _chunk(proofs_share, flp.PROOF_LEN, k),
-                                   _chunk(query_rands, flp.QUERY_RAND_LEN, k),
-                                   _chunk(joint_rands, flp.JOINT_RAND_LEN, k), self.SHARES)
-        return PrepState(out_share, corrected), PrepShare(verifiers, part)
+        return meas_share, proofs_share, query_rands, joint_rands, PrepState(out_share, corrected), part
 
     def prep_shares_to_prep(self, agg_param: None, prep_shares: Sequence[PrepShare]) -> PrepMessage:
         """Combine all aggregators' prep shares; raises :class:`VerifyError` if the proof fails."""
+        verifiers = self._sum_verifiers(prep_shares)
+        flp = self.flp
+        for k in range(self.PROOFS):
+            if not flp.decide(_chunk(verifiers, flp.VERIFIER_LEN, k)):
+                raise VerifyError(REJECTED)
+        return self._prep_message(prep_shares)
+
+    def prep_shares_to_prep_batch(self, agg_param: None, prep_shares: Sequence[Sequence[PrepShare]]
+                                  ) -> list[PrepMessage | VerifyError]:
+        """:meth:`prep_shares_to_prep` of many reports (one sequence of prep shares each) at once:
+        per report, its prep message, or the :class:`VerifyError` that rejects it."""
+        if not prep_shares:
+            return []
+        flp = self.flp
+        columns = _columns([self._sum_verifiers(shares) for shares in prep_shares])
+        ok = np.ones(len(prep_shares), dtype=bool)
+        for k in range(self.PROOFS):
+            ok &= np.asarray(flp.decide_columns(_chunk(columns, flp.VERIFIER_LEN, k)), dtype=bool)
+        return [self._prep_message(shares) if good else VerifyError(REJECTED)
+                for shares, good in zip(prep_shares, ok.tolist())]
+
+    def _sum_verifiers(self, prep_shares: Sequence[PrepShare]) -> list[int]:
         if len(prep_shares) != self.SHARES:
             raise DecodeError(f"expected {self.SHARES} prep shares, got {len(prep_shares)}")
-        flp, p = self.flp, self.field.modulus
-        length = flp.VERIFIER_LEN * self.PROOFS
+        p = self.field.modulus
+        length = self.flp.VERIFIER_LEN * self.PROOFS
         verifiers = [0] * length
         for share in prep_shares:
             if len(share.verifiers_share) != length:
                 raise DecodeError(f"a verifier share has {length} elements, got {len(share.verifiers_share)}")
             verifiers = [x + y for x, y in zip(verifiers, share.verifiers_share)]
-        verifiers = [x % p for x in verifiers]
-        for k in range(self.PROOFS):
-            if not flp.decide(_chunk(verifiers, flp.VERIFIER_LEN, k)):
-                raise VerifyError("the report's proof does not verify: its measurement is not valid")
+        return [x % p for x in verifiers]
+
+    def _prep_message(self, prep_shares: Sequence[PrepShare]) -> PrepMessage:
         if not self.uses_joint_rand:
             return PrepMessage()
         return PrepMessage(self._joint_rand_seed([share.joint_rand_part for share in prep_shares]))
@@ -376,6 +435,21 @@ class Prio3:
 
 def _chunk(vec: list[int], length: int, k: int) -> list[int]:
     return vec[k * length:(k + 1) * length]
+
+
+def _columns(rows: list[list[int]]) -> list:
+    """Per-report vectors (equal lengths) as one object array per position, one element per report."""
+    if not rows[0]:
+        return []
+    return list(np.array(rows, dtype=object).T)
+
+
+def _rows(columns: list, n: int) -> list[list[int]]:
+    """Inverse of :func:`_columns` (scalars broadcast to every report)."""
+    stacked = np.empty((len(columns), n), dtype=object)
+    for i, column in enumerate(columns):
+        stacked[i, :] = column
+    return stacked.T.tolist()
 
 
 def _check_len(what: str, data: bytes, length: int, error: type[Exception] = ValueError) -> None:
