@@ -67,3 +67,33 @@ def test_results_file_keeps_tasks(tmp_path):
     path.write_text("[]")
     with pytest.raises(ValueError, match="tasks"):
         read_results(path)
+
+
+def test_n_w_is_counted_over_the_corpus_tokens():
+    """A frequent word far from the others is kept almost always; rare clustered words almost never.
+    N_w over the corpus's tokens sees the frequent word as often as the text does; a vocabulary
+    sample sees it once in ten."""
+    from mpcdp.prg import Prg
+    from mpcdp.text.embeddings import Embedding
+    from mpcdp.text.evaluate import markdown_table, token_sample
+    from mpcdp.text.mechanisms import privacy_statistics, vocabulary_sample
+    from mpcdp.text.sanitizer import Sanitizer
+
+    words = ("the", "w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8", "w9")
+    vectors = np.zeros((10, 2), dtype=np.float32)
+    vectors[0] = (50, 0)  # isolated
+    vectors[1:, 1] = np.arange(1, 10) * 0.01  # a tight cluster
+    sanitizer = Sanitizer(Embedding(words, vectors), None)
+    texts = ["The w1 the, THE the w2!"] * 50 + ["the w3 Zorblax"] * 50
+    tokens = token_sample(sanitizer, texts, 400, Prg.from_int(1))
+    assert tokens.size == 400 and (tokens == 0).mean() == pytest.approx(6 / 9, abs=0.08)
+    mech = sanitizer.mechanism("multivariate-laplace", 2.0)
+    on_tokens = privacy_statistics(mech, tokens, 20, Prg.from_int(2))
+    on_vocabulary = privacy_statistics(mech, vocabulary_sample(10, 10, Prg.from_int(3)), 20, Prg.from_int(4))
+    assert on_tokens.n_w > 0.6 and on_vocabulary.n_w < 0.3
+    with pytest.raises(ValueError, match="no vocabulary word"):
+        token_sample(sanitizer, ["Zorblax!"], 10, Prg.from_int(1))
+    table = markdown_table({"clean_accuracy": 0.7, "points": [
+        {"mechanism": "m", "epsilon": 1.0, "accuracy_mean": 0.6, "accuracy_sd": 0.01, "n_w": 0.25, "s_w": 3.0,
+         "n_w_vocabulary": 0.5, "s_w_vocabulary": 2.0}]})
+    assert "N_w (tokens)" in table and "| 0.250 | 3.0 | 0.500 | 2.0 |" in table

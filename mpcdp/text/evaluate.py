@@ -11,11 +11,17 @@ as files: the package is installed without its dependencies):
 
 Per task: a fixed 80/20 split; only the training texts are sanitised; a TF-IDF
 + logistic regression classifier is trained on them and scored on the clean
-test texts, over several seeds per (mechanism, epsilon). N_w and S_w are
-estimated on a fixed random sample of vocabulary words (they do not depend on
-the task). Because epsilon means different things for the two mechanisms, they
-are compared at matched N_w (linear interpolation of the Laplace curve in N_w)
-as well as at matched epsilon.
+test texts, over several seeds per (mechanism, epsilon). N_w (the chance a
+word is kept) and S_w (distinct substitutes) are counted over the task's own
+word occurrences: a fixed random sample of the training texts' in-vocabulary
+tokens, so frequent words weigh as they do in the text. That is what a reader
+of the sanitised corpus sees. The same figures over a uniform sample of the
+vocabulary are kept as a secondary column: they over-weight rare words, whose
+neighbourhoods differ (multivariate Laplace keeps rare words more often), and
+so flatter or hurt a mechanism depending on the embedding. Because epsilon
+means different things for the two mechanisms, they are compared at matched
+token N_w (linear interpolation of the Laplace curve in N_w) as well as at
+matched epsilon.
 """
 
 from __future__ import annotations
@@ -138,12 +144,23 @@ class Point:
     accuracy_mean: float
     accuracy_sd: float
     accuracies: list[float]
-    n_w: float
+    n_w: float  # over the task's word occurrences
     s_w: float
+    n_w_vocabulary: float  # over a uniform sample of the vocabulary
+    s_w_vocabulary: float
+
+
+def token_sample(sanitizer: Sanitizer, texts, count: int, rng) -> np.ndarray:
+    """``count`` in-vocabulary word occurrences of ``texts``, uniformly at random without replacement."""
+    ids = sanitizer.vocabulary_ids(texts)
+    if ids.size == 0:
+        raise ValueError("the texts hold no vocabulary word")
+    count = min(count, ids.size)
+    return ids[np.argsort(rng.uint64(ids.size), kind="stable")[:count]]
 
 
 def run(sanitizer: Sanitizer, grid: dict[str, list[float]], task: str = "sentiment", seeds: int = 5,
-        stat_words: int = 200, stat_draws: int = 100, progress=None) -> dict:
+        stat_words: int = 200, stat_draws: int = 100, stat_tokens: int = 500, progress=None) -> dict:
     """Run ``task`` over ``grid`` (mechanism -> epsilons); returns a JSON-ready dict."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {sorted(TASKS)}, got {task!r}")
@@ -154,11 +171,14 @@ def run(sanitizer: Sanitizer, grid: dict[str, list[float]], task: str = "sentime
     train_texts, test_texts = [texts[i] for i in train], [texts[i] for i in test]
     clean = accuracy(train_texts, labels[train], test_texts, labels[test])
     words = vocabulary_sample(sanitizer.embedding.size, stat_words, Prg.from_int(0, "text-eval/words"))
+    tokens = token_sample(sanitizer, train_texts, stat_tokens, Prg.from_int(0, f"text-eval/tokens/{task}"))
     points = []
     for name, epsilons in grid.items():
         for eps in map(float, epsilons):  # 12 and 12.0 name the same random streams
             mech = sanitizer.mechanism(name, eps)
             stats = privacy_statistics(mech, words, stat_draws, Prg.from_int(0, f"text-eval/stats/{name}/{eps}"))
+            on_tokens = privacy_statistics(mech, tokens, stat_draws,
+                                           Prg.from_int(0, f"text-eval/token-stats/{task}/{name}/{eps}"))
             accs = []
             for seed in range(seeds):
                 rng = Prg.from_int(seed, f"text-eval/train/{name}/{eps}")
@@ -167,14 +187,16 @@ def run(sanitizer: Sanitizer, grid: dict[str, list[float]], task: str = "sentime
                 if progress:
                     progress(name, eps, seed)
             points.append(Point(name, eps, float(np.mean(accs)), float(np.std(accs, ddof=1)),
-                                accs, stats.n_w, stats.s_w))
+                                accs, on_tokens.n_w, on_tokens.s_w, stats.n_w, stats.s_w))
     return {
         "task": TASKS[task].description,
         "train_size": len(train), "test_size": len(test), "seeds": seeds,
         "classifier": "TF-IDF word 1-2 grams (min_df 2, sublinear tf) + logistic regression C=4",
         "vocabulary_size": sanitizer.embedding.size, "embedding_fingerprint": sanitizer.table.fingerprint,
         "delta_max": sanitizer.table.delta_max, "delta_min": sanitizer.table.delta_min,
-        "stat_words": stat_words, "stat_draws": stat_draws,
+        "stat_words": stat_words, "stat_draws": stat_draws, "stat_tokens": int(tokens.size),
+        "n_w_counted_over": "the training texts' in-vocabulary word occurrences (n_w, s_w); a uniform "
+                            "vocabulary sample (n_w_vocabulary, s_w_vocabulary)",
         "clean_accuracy": clean,
         "points": [asdict(p) for p in points],
         "matched_n_w": matched_n_w(points),
@@ -259,7 +281,7 @@ def plot(results: dict, path) -> None:
             ax.grid(alpha=0.3)
         axes[0].set_xscale("log")
         axes[0].set_xlabel("epsilon (metric DP, per unit of embedding distance)")
-        axes[1].set_xlabel("N_w: probability a word is kept")
+        axes[1].set_xlabel("N_w: probability a word of the corpus is kept")
         axes[0].legend(loc="lower right", fontsize=8)
         title = TASKS[task].title if task in TASKS else task
         axes[0].set_title(f"{title}: {result['train_size']} train / {result['test_size']} test", fontsize=10,
@@ -273,11 +295,13 @@ def plot(results: dict, path) -> None:
 
 
 def markdown_table(result: dict) -> str:
-    """The README table of one task: one row per point."""
-    rows = ["| mechanism | epsilon | accuracy (mean ± sd) | N_w | S_w |", "|---|---:|---:|---:|---:|"]
+    """The README table of one task: one row per point; N_w, S_w over the task's tokens, then the vocabulary's."""
+    rows = ["| mechanism | epsilon | accuracy (mean ± sd) | N_w (tokens) | S_w (tokens) | N_w (vocabulary) "
+            "| S_w (vocabulary) |", "|---|---:|---:|---:|---:|---:|---:|"]
     for p in result["points"]:
         eps = f"{p['epsilon']:g}" if math.isfinite(p["epsilon"]) else "inf"
         rows.append(f"| {p['mechanism']} | {eps} | {p['accuracy_mean']:.3f} ± {p['accuracy_sd']:.3f} "
-                    f"| {p['n_w']:.3f} | {p['s_w']:.1f} |")
-    rows.append(f"| none | inf | {result['clean_accuracy']:.3f} | 1 | 1 |")
+                    f"| {p['n_w']:.3f} | {p['s_w']:.1f} | {p.get('n_w_vocabulary', float('nan')):.3f} "
+                    f"| {p.get('s_w_vocabulary', float('nan')):.1f} |")
+    rows.append(f"| none | inf | {result['clean_accuracy']:.3f} | 1 | 1 | 1 | 1 |")
     return "\n".join(rows)

