@@ -3,8 +3,9 @@
     with LocalFederation({"alice": [3800], "bob": [2514], ...}, column="raise") as fed:
         fed.query("mean", column="raise", bounds=(0, 10_000)).value
 
-Each party holds its own values (given on its command line, or as a .npy
-file for vectors) and a ledger in a temporary folder. Queries go over one
+Each party holds its own values in a data file created owner-only (0600:
+a CSV, or a .npy file for vectors), never on its command line where ``ps``
+would show them, and a ledger in a temporary folder. Queries go over one
 mutually authenticated channel to the coordinator, opened at the first query
 and kept for the federation's lifetime, as the coordinator and the parties
 keep theirs to each other. Ports are reserved
@@ -16,6 +17,7 @@ exit, on error and on Ctrl-C.
 from __future__ import annotations
 
 import asyncio
+import csv
 import os
 import signal
 import subprocess
@@ -36,6 +38,13 @@ START_TIMEOUT = 60.0
 
 
 
+def _private_file(path: Path, binary: bool = False):
+    """Open ``path`` for writing, created owner-only (0600)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", newline="")
+
+
 def _toml_str(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -53,6 +62,7 @@ class LocalFederation:
         self.allow_exact = allow_exact
         self.insecure = insecure
         self.timeout = timeout
+        self.max_timeout = max(float(timeout), 300.0)
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="mpcdp-sim-")
         self.dir = Path(workdir or self._tmp.name)
         self.procs: dict[str, subprocess.Popen] = {}
@@ -67,7 +77,7 @@ class LocalFederation:
         lines = ['[federation]', 'name = "simulation"', 'certs = "certs"', '',
                  '[policy]', f'allow_exact = {"true" if self.allow_exact else "false"}',
                  f'max_records = {max(max_records, 1)}', f'epsilon_budget = {float(self.epsilon_budget)!r}',
-                 f'max_epsilon = {float(self.epsilon_budget)!r}', '',
+                 f'max_epsilon = {float(self.epsilon_budget)!r}', f'max_timeout = {self.max_timeout!r}', '',
                  '[[node]]', f'name = "{COORDINATOR}"', f'address = "127.0.0.1:{ports[COORDINATOR]}"',
                  'roles = ["coordinator"]', f'ledger = "state/{COORDINATOR}.db"', '',
                  '[[node]]', f'name = "{CLIENT}"', 'roles = ["client"]', '']
@@ -75,8 +85,15 @@ class LocalFederation:
             lines += ['[[node]]', f'name = {_toml_str(name)}', f'address = "127.0.0.1:{ports[name]}"',
                       'roles = ["party"]', f'ledger = "state/{name}.db"']
             if isinstance(values, np.ndarray) and values.ndim == 2:
-                np.save(self.dir / f"{name}.npy", values)
+                with _private_file(self.dir / f"{name}.npy", binary=True) as f:
+                    np.save(f, values)
                 lines.append(f'data = "{name}.npy"')
+            else:
+                with _private_file(self.dir / f"{name}.csv") as f:
+                    rows = csv.writer(f)
+                    rows.writerow([self.column])
+                    rows.writerows([v] for v in np.asarray(values).reshape(-1).tolist())
+                lines.append(f'data = "{name}.csv"')
             lines.append('')
         path = self.dir / "federation.toml"
         path.write_text("\n".join(lines))
@@ -86,12 +103,8 @@ class LocalFederation:
         cmd = [sys.executable, "-m", "services.cli", role, "--federation", str(self.path)]
         if role == "party":
             cmd += ["--id", name]
-            values = self.data[name]
-            if not (isinstance(values, np.ndarray) and values.ndim == 2):
-                cmd += ["--values", ",".join(str(v) for v in np.asarray(values).reshape(-1).tolist()),
-                        "--column", self.column]
         else:
-            cmd += ["--timeout", str(self.timeout)]
+            cmd += ["--timeout", str(self.timeout), "--max-timeout", str(self.max_timeout)]
         if self.insecure:
             cmd.append("--insecure")
         return cmd

@@ -77,3 +77,163 @@ def test_limits_become_keepalive_and_stream_options():
     assert options["grpc.max_concurrent_streams"] == 7
     with pytest.raises(ValueError):
         Limits(idle_timeout=0)
+
+
+def test_simulated_parties_get_their_values_from_private_files_not_their_command_line():
+    from services.simulation import LocalFederation
+
+    values = {"alice": [3817.25], "bob": [2514.75]}
+    with LocalFederation(values, column="raise", timeout=10.0) as f:
+        for name, proc in f.procs.items():
+            cmdline = open(f"/proc/{proc.pid}/cmdline", "rb").read().decode()
+            assert "3817.25" not in cmdline and "2514.75" not in cmdline, (name, cmdline)
+        for name in values:
+            assert (f.dir / f"{name}.csv").stat().st_mode & 0o777 == 0o600
+        assert f.query("sum", bounds=(0, 10_000)).value == pytest.approx(3817.25 + 2514.75, abs=1e-3)
+
+
+# -- 3. clear errors: the analyst gets INVALID_ARGUMENT naming the field, from coordinator and party ----------
+
+async def expect(cluster, code, *fragments, **kw):
+    from services.client import QueryError
+
+    with pytest.raises(QueryError) as info:
+        await cluster.query(**kw)
+    assert info.value.code == code, info.value
+    for fragment in fragments:
+        assert fragment in info.value.details, info.value.details
+    assert "<class" not in info.value.details and "Error" not in info.value.details
+    return info.value
+
+
+@pytest.mark.parametrize("kw, field", [
+    (dict(bounds=(0, 1e308), epsilon=1.0), "bounds"),
+    (dict(bounds=(-1e308, 1e308)), "bounds"),
+    (dict(epsilon=1e-300), "epsilon"),
+])
+async def test_extreme_bounds_and_epsilon_are_invalid_argument_naming_the_field(cluster, kw, field):
+    await expect(cluster, grpc.StatusCode.INVALID_ARGUMENT, field, **kw)
+
+
+async def test_a_party_refuses_extreme_specs_itself_with_invalid_argument(cluster):
+    """A coordinator that forwards whatever it is given: the party's own check names the field."""
+    from services import convert
+
+    for lower, upper, epsilon, field in ((0, 1e308, 1.0, "bounds"), (0, 1, 1e-300, "epsilon")):
+        spec = pb.QuerySpec(statistic="sum", parties=list(RAISES), session_id=bytes(range(16)), column="raise",
+                            lower=lower, upper=upper, epsilon=epsilon, max_records=1, deadline=time.time() + 30)
+        err = await raw_call(cluster, "bob", "/mpcdp.v1.Party/Session",
+                             pb.CoordinatorToParty(propose=pb.Propose(spec=spec)).SerializeToString(), True, True)
+        assert isinstance(err, grpc.aio.AioRpcError) and err.code() == grpc.StatusCode.INVALID_ARGUMENT, err
+        assert field in err.details() and "<class" not in err.details()
+    del convert
+
+
+async def test_deadline_zero_and_too_far_are_refused_by_the_party(cluster):
+    def propose(deadline, sid):
+        spec = pb.QuerySpec(statistic="mean", parties=list(RAISES), session_id=sid, column="raise", upper=10_000,
+                            max_records=1, exact=True, deadline=deadline)
+        return pb.CoordinatorToParty(propose=pb.Propose(spec=spec)).SerializeToString()
+
+    err = await raw_call(cluster, "bob", "/mpcdp.v1.Party/Session", propose(0.0, b"z" * 16), True, True)
+    assert isinstance(err, grpc.aio.AioRpcError) and err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "deadline" in err.details()
+    answer = await raw_call(cluster, "bob", "/mpcdp.v1.Party/Session", propose(time.time() + 10 ** 6, b"y" * 16),
+                            True, True)
+    refusal = pb.PartyToCoordinator.FromString(answer[0]).response
+    assert not refusal.accepted and refusal.status == "INVALID_ARGUMENT" and "300" in refusal.reason
+
+
+async def test_timeout_seconds_is_capped_by_the_coordinator(cluster):
+    await expect(cluster, grpc.StatusCode.INVALID_ARGUMENT, "timeout_seconds", "300", timeout=10 ** 6)
+
+
+# -- 2. budget is never spent without a release reaching the analyst ----------------------------------------
+
+@pytest.fixture
+async def dp_cluster(certs, tmp_path):  # noqa: F811
+    from mpcdp.dp.ledger import PrivacyLedger
+    from services.releases import ReleaseStore
+
+    ledgers = {name: PrivacyLedger(tmp_path / f"{name}.db", "raises", 10.0) for name in ["coordinator", *RAISES]}
+    c = await make_cluster(certs, ledgers=ledgers, data={p: {"raise": [v], "team": [p]} for p, v in RAISES.items()})
+    c.ledgers = ledgers
+    c.nodes["coordinator"].store = ReleaseStore(tmp_path / "coordinator.releases")
+    yield c
+    await c.close()
+
+
+def spent(cluster):
+    return {name: float(ledger.spent().epsilon) for name, ledger in cluster.ledgers.items()}
+
+
+async def test_a_bad_confidence_level_is_refused_before_any_ledger_is_charged(dp_cluster):
+    from services.client import QueryError
+
+    async with dp_cluster.client() as client:  # the analyst's side refuses it before sending
+        with pytest.raises(QueryError) as info:
+            await client.query("count", column="raise", epsilon=1.0, confidence=1e-20)
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT and "confidence" in info.value.details
+    coordinator = dp_cluster.federation.coordinator()
+    request = pb.QueryRequest(spec=pb.QuerySpec(statistic="count", column="raise", epsilon=1.0, upper=1),
+                              confidence=1e-20)
+    async with Identity("analyst", dp_cluster.federation.certs).channel(coordinator.address, "coordinator") as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as raw:  # and so does the coordinator, for any client
+            [p async for p in pb_grpc.CoordinatorStub(ch).Query(request)]
+    assert raw.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "confidence" in raw.value.details()
+    assert spent(dp_cluster) == {name: 0.0 for name in dp_cluster.ledgers}
+
+
+async def test_a_histogram_of_120000_categories_reaches_the_analyst(dp_cluster):
+    categories = [f"team-{i:06d}" for i in range(120_000)] + list(RAISES)
+    r = await dp_cluster.query("histogram", column="team", categories=categories, epsilon=1.0, timeout=60)
+    assert len(r.value) == len(categories) and list(r.value)[:2] == categories[:2]
+    assert set(r.intervals["histogram"]) == set(categories)
+    cells = [r.value[p] for p in RAISES]
+    assert all(lo <= 1 <= hi for lo, hi in (r.intervals["histogram"][p] for p in RAISES)) or sum(cells) > 0
+    assert spent(dp_cluster) == {name: 1.0 for name in dp_cluster.ledgers}
+
+
+class SlowPartial:
+    """A party that takes a while to send its partial sum: time for the analyst to vanish."""
+
+    async def _run(self, live, context):
+        from services.party_node import PartyNode
+
+        await asyncio.sleep(0.5)
+        return await PartyNode._run(self, live, context)
+
+
+async def test_an_analyst_who_vanishes_after_the_charge_fetches_the_release_at_no_cost(dp_cluster):
+    from services.party_node import PartyNode
+
+    slow = type("Slow", (SlowPartial, PartyNode), {})
+    dp_cluster.nodes["alice"].__class__ = slow
+    coordinator = dp_cluster.federation.coordinator()
+    request = pb.QueryRequest(spec=pb.QuerySpec(statistic="sum", column="raise", epsilon=1.0, upper=10_000),
+                              timeout_seconds=20)
+    async with Identity("analyst", dp_cluster.federation.certs).channel(coordinator.address, "coordinator") as ch:
+        call = pb_grpc.CoordinatorStub(ch).Query(request)
+        sid = dict(await call.initial_metadata())["mpcdp-session-id"]
+        call.cancel()  # the analyst goes away while the session runs
+    for _ in range(100):
+        if spent(dp_cluster)["coordinator"]:
+            break
+        await asyncio.sleep(0.05)
+    assert spent(dp_cluster) == {name: 1.0 for name in dp_cluster.ledgers}
+    async with dp_cluster.client() as client:
+        first = await client.fetch(sid)
+        again = await client.fetch(sid)
+    assert first.session_id == again.session_id == sid and first.value == again.value
+    lo, hi = first.intervals["sum"]
+    assert first.epsilon == 1.0 and lo <= sum(RAISES.values()) <= hi
+    assert spent(dp_cluster) == {name: 1.0 for name in dp_cluster.ledgers}  # fetching cost nothing
+    from services.client import QueryError
+
+    async with dp_cluster.client("mallory") as other, dp_cluster.client() as client:
+        with pytest.raises(QueryError) as info:
+            await other.fetch(sid)  # only a client of the federation ...
+        assert info.value.code == grpc.StatusCode.PERMISSION_DENIED
+        with pytest.raises(QueryError) as info:
+            await client.fetch("00" * 16)  # ... and only a session released here
+        assert info.value.code == grpc.StatusCode.NOT_FOUND

@@ -5,7 +5,10 @@ accept it, collects one partial sum per party and adds them. A partial sum is
 uniformly random on its own, so the coordinator never sees a party's records
 or an exact aggregate of a DP query: only the noisy release it decodes and
 returns. It keeps its own privacy ledger per dataset and refuses a query over
-budget before any share moves. Runs until Ctrl-C or SIGTERM.
+budget before any share moves. It keeps every release under its session id in
+its state directory (beside its ledger), so an analyst cut off after the
+budget was spent gets it with `mpcdp query --fetch`. Queries run concurrently;
+none may last longer than --max-timeout. Runs until Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ import asyncio
 import sys
 
 from services import federation as fed
-from services.commands import Formatter, address, examples, positive
+from services.commands import Formatter, add_node_arguments, address, configure_audit, examples, node_limits, positive
 from services.coordinator_node import DEFAULT_TIMEOUT, CoordinatorNode
 from services.ledgers import ledger_for
+from services.releases import ReleaseStore
 from services.server import serve_until_stopped
 from services.tls import Identity, warn_insecure
 from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
@@ -35,14 +39,18 @@ def run(args) -> int:
         return 2
     if args.insecure:
         warn_insecure()
+    configure_audit(args, node.name)
     identity = Identity(node.name, federation.certs, args.insecure)
+    state = node.state_dir
     coordinator = CoordinatorNode(federation, identity, ledger=ledger_for(federation, node.name, federation.name),
-                                  default_timeout=args.timeout)
+                                  default_timeout=args.timeout, max_timeout=args.max_timeout,
+                                  store=None if state is None else ReleaseStore(state / f"{node.name}.releases"))
     try:
         return asyncio.run(serve_until_stopped(
             identity, args.listen or node.address,
             [(pb_grpc.add_CoordinatorServicer_to_server, coordinator, SERVICE)],
-            f"coordinator {node.name} serving on port {{port}}", cleanup=coordinator.close))
+            f"coordinator {node.name} serving on port {{port}}", cleanup=coordinator.close,
+            limits=node_limits(args)))
     except (OSError, RuntimeError) as exc:  # gRPC reports an address it cannot bind as a RuntimeError
         print(f"mpcdp coordinator: {exc}", file=sys.stderr)
         return 1
@@ -59,7 +67,11 @@ def register(sub) -> None:
     p.add_argument("--listen", type=address, help="address to bind instead of the federation file's (e.g. 0.0.0.0:50050)")
     p.add_argument("--timeout", type=positive, default=DEFAULT_TIMEOUT,
                    help=f"default session deadline in seconds, for queries that give none (default {DEFAULT_TIMEOUT:g})")
+    p.add_argument("--max-timeout", type=positive, metavar="SECONDS",
+                   help="longest session deadline a query may ask for; longer ones are refused (default: the "
+                        "federation policy's max_timeout, else 300)")
     p.add_argument("--insecure", action="store_true",
                    help="plaintext, unauthenticated channels: anyone on the network can read shares and "
                         "impersonate nodes (local experiments only)")
+    add_node_arguments(p)
     p.set_defaults(run=run)

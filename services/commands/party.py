@@ -6,7 +6,10 @@ dataset) and refuses one that would overspend; otherwise it clips its records
 to the query's bounds, adds its piece of the DP noise, splits the result into
 additive shares in Z_2^64 and sends one to each other party over mutual TLS.
 The coordinator receives only the sum of the shares this node holds, which is
-uniformly random on its own. Runs until Ctrl-C or SIGTERM.
+uniformly random on its own. The session ids it has seen are kept in its
+state directory (beside its ledger), so none is accepted twice, even after a
+restart; refusals tell the coordinator why without naming local files,
+columns or counts. Runs until Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -15,9 +18,9 @@ import asyncio
 import sys
 
 from services import federation as fed
-from services.commands import Formatter, address, examples
+from services.commands import Formatter, add_node_arguments, address, configure_audit, examples, node_limits
 from services.data import DataError, Table
-from services.ledgers import ledger_for
+from services.ledgers import SessionLog, ledger_for
 from services.party_node import PartyNode
 from services.server import serve_until_stopped
 from services.tls import Identity, warn_insecure
@@ -49,14 +52,17 @@ def run(args) -> int:
         return 2
     if args.insecure:
         warn_insecure()
+    configure_audit(args, node.name)
     identity = Identity(node.name, federation.certs, args.insecure)
+    state = node.state_dir
     party = PartyNode(federation, node.name, table, identity,
-                      ledger=ledger_for(federation, node.name, dataset=table.source))
+                      ledger=ledger_for(federation, node.name, dataset=table.source),
+                      sessions=None if state is None else SessionLog(state / f"{node.name}.sessions"))
     address = args.listen or node.address
     try:
         return asyncio.run(serve_until_stopped(
             identity, address, [(pb_grpc.add_PartyServicer_to_server, party, SERVICE)],
-            f"party {node.name} serving on port {{port}}", cleanup=party.close))
+            f"party {node.name} serving on port {{port}}", cleanup=party.close, limits=node_limits(args)))
     except (OSError, RuntimeError) as exc:  # gRPC reports an address it cannot bind as a RuntimeError
         print(f"mpcdp party: {exc}", file=sys.stderr)
         return 1
@@ -81,4 +87,5 @@ def register(sub) -> None:
     p.add_argument("--insecure", action="store_true",
                    help="plaintext, unauthenticated channels: anyone on the network can read shares and "
                         "impersonate nodes (local experiments only)")
+    add_node_arguments(p)
     p.set_defaults(run=run)

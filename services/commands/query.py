@@ -11,6 +11,11 @@ or removed from one party). Each party checks the query against its own policy
 and privacy budget and refuses one that would overspend; the cost is charged
 to every party's ledger. Without --epsilon the release is exact, which the
 federation's policy must allow.
+
+Spent budget always yields its result: the coordinator keeps every release
+under its session id, and if yours did not arrive (you were cut off after
+the parties were charged) `mpcdp query --fetch SESSION` gets it again, at no
+further cost. The error message names the session.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import sys
 import numpy as np
 
 from services import federation as fed
-from services.client import QueryError, QueryResult, query
+from services.client import QueryError, QueryResult, fetch, query
 from services.commands import Formatter, at_least, delta, epsilon, examples, integer_in, level, positive
 from services.tls import Identity, warn_insecure
 
@@ -103,7 +108,15 @@ def run(args) -> int:
         return 2
     if args.insecure:
         warn_insecure()
+    if args.fetch is None and args.statistic is None:
+        print("mpcdp query: --statistic is required (or --fetch SESSION for a release already made)",
+              file=sys.stderr)
+        return 2
     try:
+        if args.fetch is not None:
+            result = fetch(federation, name, args.fetch, insecure=args.insecure)
+            print(result.to_json() if args.json else format_result(result))
+            return 0
         result = query(federation, name, args.statistic, insecure=args.insecure, column=args.column,
                        bounds=args.bounds, epsilon=args.epsilon, delta=args.delta, dimension=args.dimension,
                        categories=[c for c in (args.categories or "").split(",") if c],
@@ -119,11 +132,11 @@ def run(args) -> int:
 
 def add_query_arguments(p, statistic_default: str | None = None, bounds_default: str = "0,1") -> None:
     """The query flags, shared with ``mpcdp simulate`` (no ``statistic_default``: --statistic is required)."""
-    p.add_argument("--statistic", required=statistic_default is None, default=statistic_default,
+    p.add_argument("--statistic", default=statistic_default,
                    choices=("sum", "count", "mean", "variance", "histogram"),
                    help="what to release over all parties' records: sum, count, mean, variance (each per "
                         "coordinate) or histogram (a count per --categories value)"
-                        + (f" (default: {statistic_default})" if statistic_default else ""))
+                        + (f" (default: {statistic_default})" if statistic_default else " (required)"))
     p.add_argument("--column", default="value",
                    help="data column each party reads; comma-separated columns make a vector record "
                         "(default: value)")
@@ -180,6 +193,7 @@ def register(sub) -> None:
                            "--categories infra,product --epsilon 0.5 --json",
                            f"mpcdp query --federation {FEDERATION} --statistic variance --column raise "
                            "--bounds 0,10000 --epsilon 1 --colluders 2",
+                           f"mpcdp query --federation {FEDERATION} --fetch 5f0c3d2e9a8b4c1d7e6f5a4b3c2d1e0f",
                        ))
     p.add_argument("--federation", required=True,
                    help="federation file (TOML): the nodes, their addresses, the certificate folder, the policy")
@@ -190,5 +204,8 @@ def register(sub) -> None:
     p.add_argument("--insecure", action="store_true",
                    help="plaintext, unauthenticated channels: anyone on the network can read shares and "
                         "impersonate nodes (local experiments only; the nodes must run with it too)")
+    p.add_argument("--fetch", metavar="SESSION",
+                   help="get again the release of a session you asked for (its id is in the error that "
+                        "reported the broken release); costs no budget (the other query options are ignored)")
     add_query_arguments(p)
     p.set_defaults(run=run)

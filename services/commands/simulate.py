@@ -5,8 +5,10 @@ over mutual TLS with freshly made certificates: the same code as `mpcdp party`
 and `mpcdp coordinator`. Each party holds one value (--values, or random in
 --bounds) and runs the secure-sum protocol exactly as in a real federation:
 a party sees only its own value and random-looking shares, the coordinator
-only partial sums, you only the release (noisy with --epsilon). The values are
-typed on the command line, so this is for trying the protocol and its noise,
+only partial sums, you only the release (noisy with --epsilon). Each party
+process reads its value from its own owner-only (0600) file in a temporary
+folder, not from its command line (which `ps` shows to every user); --values
+is still typed on yours, so this is for trying the protocol and its noise,
 not for protecting real data.
 """
 
