@@ -21,7 +21,9 @@ import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from mpcdp import ring
+from mpcdp.client import SurveyClient
 from mpcdp.prg import Prg
+from mpcdp.protocol import QuerySpec, statistic_for
 from mpcdp.protocol.party import seed_purpose
 from mpcdp.sharing import SeededShares, share_seeded
 from mpcdp.survey.definition import parse_survey
@@ -86,7 +88,7 @@ def test_check_mode_fails_on_a_changed_vector(tmp_path, capsys):
 
 
 def test_every_file_states_its_format():
-    for name in ("prg.json", "sharing.json", "fixed_point.json", "survey_digest.json"):
+    for name in _generator().BUILDERS:
         doc = _load(name)
         assert doc["format"] and len(doc["description"]) > 200
 
@@ -226,3 +228,91 @@ def test_id_set_digest(v):
     assert id_set_digest(ids).hex() == v["digest"]
     assert id_set_digest(reversed(ids)).hex() == v["digest"]
     assert hashlib.sha256(b"".join(sorted(ids))).hexdigest() == v["digest"]
+
+
+# -- statistics as vectors ------------------------------------------------------------------------
+
+STATISTICS = _load("statistics.json")
+
+
+def _query(spec: dict) -> QuerySpec:
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}
+    return QuerySpec(parties=("alice", "bob", "carol", "dave"), session_id=bytes(16), max_records=5, **kwargs)
+
+
+def described_aggregate(spec: dict, records: list) -> list[int]:
+    """The local aggregate from statistics.json's description, in Python integers."""
+    if spec["statistic"] == "histogram":
+        return [sum(r == c for r in records) for c in spec["categories"]]
+    if spec["statistic"] == "count":
+        return [len(records)]
+    lo, hi = spec["bounds"]
+    rows = [[min(max(float(x), lo), hi) for x in (r if isinstance(r, list) else [r])] for r in records]
+    scale = 2 ** spec["frac_bits"]
+    sums = [sum(round_half_even(row[j] * scale) for row in rows) for j in range(spec["dimension"])]
+    squares = [sum(round_half_even(row[j] * row[j] * scale) for row in rows) for j in range(spec["dimension"])]
+    blocks = {"sum": sums, "mean": sums + [len(rows)], "variance": sums + squares + [len(rows)]}
+    return [v % MOD for v in blocks[spec["statistic"]]]
+
+
+@pytest.mark.parametrize("v", STATISTICS["encode"], ids=[v["spec"]["statistic"] for v in STATISTICS["encode"]])
+def test_statistic_encoding(v):
+    stat = statistic_for(_query(v["spec"]))
+    vector = stat.encode(v["records"])
+    assert [int(w) for w in vector] == v["local_aggregate"] == described_aggregate(v["spec"], v["records"])
+    assert [[b.name, b.length, b.scale, b.sensitivity] for b in stat.blocks] == [
+        [b["name"], b["length"], b["scale"], b["sensitivity"]] for b in v["blocks"]]
+    assert le_words(bytes.fromhex(v["local_aggregate_le_hex"])) == v["local_aggregate"]
+
+
+@pytest.mark.parametrize("v", STATISTICS["decode"], ids=[v["spec"]["statistic"] for v in STATISTICS["decode"]])
+def test_statistic_decoding(v):
+    total = ring.as_ring(np.array(v["total"], dtype=object))
+    assert statistic_for(_query(v["spec"])).decode(total) == v["result"]
+    signed = [t - MOD if t >= 1 << 63 else t for t in v["total"]]
+    spec, result = v["spec"], v["result"]
+    if spec["statistic"] == "histogram":
+        assert result == {"histogram": {c: float(x) for c, x in zip(spec["categories"], signed)}}
+        return
+    scale = 2 ** spec["frac_bits"]
+    s, n = signed[0] / scale, float(signed[-1])
+    lo, hi = spec["bounds"]
+    assert (result["sum"], result["count"], result["mean"]) == (s, n, min(max(s / n, lo), hi))
+    if spec["statistic"] == "variance":
+        ss = signed[1] / scale
+        assert (result["sum_sq"], result["variance"]) == (ss, max((ss - s * s / n) / (n - 1), 0.0))
+
+
+# -- survey answer sheets -------------------------------------------------------------------------
+
+SHEETS = _load("survey_sheet.json")
+
+
+def described_sheet(layout: list, answers: dict) -> list[int]:
+    """An answer sheet's encoding from survey_sheet.json's description (answers on the numeric grid)."""
+    out = []
+    for q in layout:
+        a = answers[q["question"]]
+        if q["kind"] == "yesno":
+            out.append(int(a))
+        elif q["kind"] in ("choice", "multiselect"):
+            chosen = {a} if q["kind"] == "choice" else set(a)
+            out += [int(label in chosen) for label in q["labels"]]
+        else:
+            lo, hi = q["bounds"]
+            out.append(int(min(max(a, lo), hi) / q["step"]))
+    return out
+
+
+@pytest.mark.parametrize("v", SHEETS["sheets"], ids=[v["comment"][:30] for v in SHEETS["sheets"]])
+def test_survey_sheet_encoding(v):
+    survey = parse_survey(SHEETS["survey_toml"], "sheet-vectors.toml")
+    assert survey.width == SHEETS["width"] == sum(q["width"] for q in SHEETS["layout"])
+    assert [[q.id, block.start, q.width] for q, block in survey.offsets()] == [
+        [q["question"], q["offset"], q["width"]] for q in SHEETS["layout"]]
+    for seed in (1, 2):  # fresh shares each time; their sum is the encoding
+        prepared = SurveyClient(survey, rng=Prg.from_int(seed, "sheet")).prepare(v["answers"])
+        assert {name: len(blob) for name, blob in prepared.shares.items()} == v["share_bytes"]
+        columns = zip(*(le_words(blob) for blob in prepared.shares.values()))
+        assert [sum(c) % MOD for c in columns] == [e % MOD for e in v["encoded"]]
+    assert described_sheet(SHEETS["layout"], v["answers"]) == v["encoded"]

@@ -10,6 +10,8 @@ interoperate with mpcdp nodes:
     sharing.json        seeded additive sharing: seeds, their expansions, the correction, reconstruction
     fixed_point.json    reals to ring elements and back (rounding, sign, refusals)
     survey_digest.json  a survey definition's digest (canonical JSON), and the digest of a set of submission ids
+    statistics.json     a party's local aggregate vector for each statistic, and the decoding of a total
+    survey_sheet.json   a respondent's encoded answer sheet (no local randomisation), before sharing
 
 Every output is computed here by calling the library (``mpcdp``), never
 written by hand; the intermediate values a reader needs (the HKDF key, the
@@ -34,7 +36,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from mpcdp import ring
+from mpcdp.client import SurveyClient
 from mpcdp.prg import SEED_BYTES, Prg
+from mpcdp.protocol import QuerySpec, statistic_for
 from mpcdp.protocol.party import seed_purpose
 from mpcdp.sharing import share_seeded
 from mpcdp.survey.definition import parse_survey
@@ -369,6 +373,155 @@ def survey_digest_vectors() -> dict:
     }
 
 
+# -- statistics as vectors ------------------------------------------------------------------------
+
+PARTIES = ("alice", "bob", "carol", "dave")
+STATISTIC_CASES = [
+    # (spec keyword arguments, one party's records, why)
+    (dict(statistic="sum", bounds=(0, 10_000), max_records=3), [3800, 2514.25, 12_000],
+     "sum at frac_bits 16: each record clipped to the bounds, encoded, then summed (12000 -> 10000)"),
+    (dict(statistic="count", max_records=5), [1, 2, 3], "count: the number of records"),
+    (dict(statistic="mean", bounds=(0, 10_000)), [3800], "mean: [sum, count], alice's raise in the README's example"),
+    (dict(statistic="variance", dimension=2, bounds=(-5, 5), frac_bits=8, max_records=3),
+     [[1.5, -2.0], [7.0, 0.25], [-0.1, 4.0]],
+     "variance over 2 coordinates at frac_bits 8: [sum x (2), sum x^2 (2), n]; 7 is clipped to 5, -0.1 rounds"),
+    (dict(statistic="histogram", categories=("red", "green", "blue"), max_records=4),
+     ["red", "blue", "red", "purple"], "histogram: one count per declared category; undeclared ones are dropped"),
+]
+DECODE_CASES = [
+    (dict(statistic="mean", bounds=(0, 10_000)), [(3800 + 2514 + 2982 + 3390) << 16, 4],
+     "the four engineers' total: mean 3171.5"),
+    (dict(statistic="variance", bounds=(-10, 10), frac_bits=4, max_records=2),
+     [-(3 << 4), 50 << 4, 3], "variance from a total with a negative sum (two's complement): sum -3, sum_sq 50, n 3"),
+    (dict(statistic="histogram", categories=("yes", "no")), [7, (1 << 64) - 2],
+     "a histogram total read as signed: a noisy cell may be negative"),
+]
+
+
+def _spec(kwargs: dict) -> QuerySpec:
+    return QuerySpec(parties=PARTIES, session_id=bytes(16), **kwargs)
+
+
+def _spec_json(kwargs: dict) -> dict:
+    spec = _spec(kwargs)
+    out = {"statistic": spec.statistic, "dimension": spec.dimension, "frac_bits": spec.frac_bits}
+    if spec.statistic == "histogram":
+        out["categories"] = list(spec.categories)
+    elif spec.statistic != "count":
+        out["bounds"] = [float(b) for b in spec.bounds]
+    return out
+
+
+def statistics_vectors() -> dict:
+    encode = []
+    for kwargs, records, why in STATISTIC_CASES:
+        stat = statistic_for(_spec(kwargs))
+        vector = stat.encode(records)
+        encode.append({"comment": why, "spec": _spec_json(kwargs), "records": records,
+                       "blocks": [{"name": b.name, "length": b.length, "scale": b.scale,
+                                   "sensitivity": b.sensitivity} for b in stat.blocks],
+                       "local_aggregate": words(vector), "local_aggregate_le_hex": le_hex(vector)})
+    decode = []
+    for kwargs, total, why in DECODE_CASES:
+        result = statistic_for(_spec(kwargs)).decode(ring.as_ring(np.array(total, dtype=object)))
+        decode.append({"comment": why, "spec": _spec_json(kwargs),
+                       "total": [t % (1 << 64) for t in total], "result": result})
+    return {
+        "format": "mpcdp statistics as vectors (mpcdp/protocol/statistics.py)",
+        "description": (
+            "A party encodes its records into one ring vector, its local aggregate, made of blocks: sum [sum of "
+            "x per coordinate], count [n], mean [sum, count], variance [sum, sum_sq, count], histogram [count "
+            "per declared category, in order; undeclared labels dropped]. Real coordinates are clipped to "
+            "bounds, each record encoded in fixed point (fixed_point.json) and then summed mod 2^64; sum_sq "
+            "encodes x*x of the clipped record (the float product, then fixed point). The secure sum adds the "
+            "parties' vectors; the total is read as signed and each block divided by its scale. Decoding: sum "
+            "(a number when dimension is 1, else a list), count, mean = sum / count clipped to the bounds (null "
+            "when count <= 0), variance = max((sum_sq - sum^2 / n) / (n - 1), 0) (null when n <= 1), "
+            "histogram = {category: count}. Block sensitivity: ring units one record can move a coordinate "
+            "(encode_bound of max(|lo|, |hi|), of its square for sum_sq, 1 for counts)."),
+        "encode": encode,
+        "decode": decode,
+    }
+
+
+# -- survey answer sheets -------------------------------------------------------------------------
+
+SHEET_SURVEY = """
+[survey]
+id = "sheet-vectors"
+min_respondents = 1
+
+[[aggregator]]
+name = "a"
+address = "127.0.0.1:7001"
+
+[[aggregator]]
+name = "b"
+address = "127.0.0.1:7002"
+
+[[aggregator]]
+name = "c"
+address = "127.0.0.1:7003"
+
+[[question]]
+id = "agree"
+kind = "yesno"
+central = { epsilon = 1.0 }
+
+[[question]]
+id = "colour"
+kind = "choice"
+options = ["red", "green", "blue"]
+
+[[question]]
+id = "pets"
+kind = "multiselect"
+options = ["cat", "dog", "fish", "bird"]
+
+[[question]]
+id = "hours"
+kind = "numeric"
+bounds = [0, 100]
+step = 0.5
+"""
+SHEETS = [
+    ({"agree": True, "colour": "blue", "pets": ["dog", "bird"], "hours": 37.5}, "answers on the grid"),
+    ({"agree": False, "colour": "red", "pets": [], "hours": -3}, "a numeric answer below the range is clamped to lo"),
+    ({"agree": True, "colour": "green", "pets": ["fish", "cat", "dog", "bird"], "hours": 250},
+     "every option; a numeric answer above the range is clamped to hi"),
+]
+
+
+def survey_sheet_vectors() -> dict:
+    survey = parse_survey(SHEET_SURVEY.lstrip(), "sheet-vectors.toml")
+    client = SurveyClient(survey, rng=Prg.from_int(11, "vectors"))
+    sheets = []
+    for answers, why in SHEETS:
+        prepared = client.prepare(answers)
+        vector = ring.total(np.frombuffer(blob, dtype="<u8").astype(np.uint64) for blob in prepared.shares.values())
+        sheets.append({"comment": why, "answers": answers, "encoded": [int(v) for v in ring.to_signed(vector)],
+                       "share_bytes": {name: len(blob) for name, blob in prepared.shares.items()}})
+    layout = [{"question": q.id, "kind": q.kind, "offset": block.start, "width": q.width,
+               "labels": list(q.labels), "bounds": list(q.bounds) if q.bounds else None, "step": q.step}
+              for q, block in survey.offsets()]
+    return {
+        "format": "mpcdp survey answer sheet encoding (mpcdp/survey/sheet.py, local.py, mpcdp/client.py)",
+        "description": (
+            "An answer sheet is one integer block per question, in survey order (layout): yesno [1 or 0]; "
+            "choice one-hot over the options; multiselect one 0/1 per option; numeric the answer clamped to "
+            "[lo, hi] divided by step (a power of two), in steps, rounded up with probability equal to the "
+            "fractional part (unbiased; deterministic on the grid, as here). These vectors use no local "
+            "mechanism, so the encoding is deterministic; a local mechanism randomises each block first. The "
+            "sheet is split into one additive share per aggregator (a full share: width * 8 bytes, packed "
+            "little-endian uint64), all under one 16-byte submission id; the shares sum to the encoding mod "
+            "2^64. encoded lists the sheet as signed integers."),
+        "survey_toml": SHEET_SURVEY.lstrip(),
+        "width": survey.width,
+        "layout": layout,
+        "sheets": sheets,
+    }
+
+
 # -- files ----------------------------------------------------------------------------------------
 
 BUILDERS = {
@@ -376,6 +529,8 @@ BUILDERS = {
     "sharing.json": sharing_vectors,
     "fixed_point.json": fixed_point_vectors,
     "survey_digest.json": survey_digest_vectors,
+    "statistics.json": statistics_vectors,
+    "survey_sheet.json": survey_sheet_vectors,
 }
 
 
@@ -395,7 +550,8 @@ def stale(directory: Path = HERE) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description="Write mpcdp's JSON test vectors (PRG, seeded sharing, fixed point, survey digests) "
+        description="Write mpcdp's JSON test vectors (PRG, seeded sharing, fixed point, survey digests, "
+                    "statistics, survey answer sheets) "
                     "into tests/vectors/, or check that the files still match the library.")
     parser.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 and name the files that differ from the library's output")
