@@ -72,6 +72,26 @@ def received(inbox: Inbox, sender: int, size: int) -> np.ndarray:
     return words
 
 
+class Stream:
+    """A Prg read in large chunks: the same words as ``prg.uint64`` calls, without a cipher call per read."""
+
+    CHUNK = 1 << 14
+
+    def __init__(self, prg: Prg):
+        self._prg = prg
+        self._buf = np.empty(0, dtype=U64)
+        self._at = 0
+
+    def take(self, size: int) -> np.ndarray:
+        if self._at + size > self._buf.size:
+            rest = self._buf[self._at:]
+            self._buf = np.concatenate([rest, self._prg.uint64(max(size, self.CHUNK))])
+            self._at = 0
+        out = self._buf[self._at:self._at + size]
+        self._at += size
+        return out
+
+
 class Engine:
     """Party ``me`` of ``n``: its shares' bookkeeping, keys and the round generators."""
 
@@ -86,7 +106,8 @@ class Engine:
         self._rng = rng or system_random("mpc")
         self._pos = {idx: pos for pos, idx in enumerate(self.held)}
         self._owned = list(self.access.owned(me))
-        self._products = self.access.products[me]
+        pairs = [(a, b) for a, bs in self.access.products[me] for b in bs]
+        self._left, self._right = (np.array(v, dtype=np.intp) for v in zip(*pairs))
         self._residual = [self.access.residual(p) for p in range(n)]
         # inputs(): row r of held index pos is the part contributed by holders(idx)[r]; it is drawn
         # from the index key, except in the contributor's residual index (then it arrives by message)
@@ -97,8 +118,8 @@ class Engine:
                  for r, p in enumerate(row) if self._residual[p] != idx]
         self._slot_party, self._slot_pos, self._slot_row = (np.array(v) for v in zip(*slots))
         self._residual_pos = {p: self._pos[self._residual[p]] for p in range(n) if self._residual[p] in self._pos}
-        self._reshare: dict[int, Prg] = {}
-        self._random: dict[int, Prg] = {}
+        self._reshare: dict[int, Stream] = {}
+        self._random: dict[int, Stream] = {}
 
     # -- setup ------------------------------------------------------------------------
 
@@ -123,8 +144,8 @@ class Engine:
             for j, idx in enumerate(idxs):
                 dealt[idx] = raw[j * SEED_BYTES:(j + 1) * SEED_BYTES]
         for idx, key in dealt.items():
-            self._reshare[idx] = Prg(key, self.session_id, "mpc/reshare")
-            self._random[idx] = Prg(key, self.session_id, "mpc/random")
+            self._reshare[idx] = Stream(Prg(key, self.session_id, "mpc/reshare"))
+            self._random[idx] = Stream(Prg(key, self.session_id, "mpc/random"))
 
     # -- local operations ---------------------------------------------------------------
 
@@ -154,7 +175,7 @@ class Engine:
         """
         z = np.ascontiguousarray(z, dtype=U64)
         size, m = z.size, self.n - self.t
-        draws = np.stack([self._reshare[idx].uint64(size * m).reshape(m, size) for idx in self.held])
+        draws = np.stack([self._reshare[idx].take(size * m).reshape(m, size) for idx in self.held])
         draws[~self._drawn] = 0  # the residual slots are filled from messages below
         mine = draws[np.arange(self.k), self._my_row]
         if xor:
@@ -179,23 +200,19 @@ class Engine:
         return (yield from self.inputs(z, xor=xor, combine=True))
 
     def _cross(self, x: np.ndarray, y: np.ndarray, xor: bool) -> np.ndarray:
-        z = np.zeros(x.shape[1:], dtype=U64)
-        for a, bs in self._products:
-            if xor:
-                other = np.bitwise_xor.reduce(y[list(bs)], axis=0)
-                np.bitwise_xor(z, x[a] & other, out=z)
-            else:
-                other = y[list(bs)].sum(axis=0, dtype=U64)
-                np.add(z, x[a] * other, out=z)
-        return z
+        """This party's sum of the cross terms x_T * y_U assigned to it (an additive share of x * y)."""
+        x, y = x.reshape(self.k, -1), y.reshape(self.k, -1)
+        if xor:
+            return np.bitwise_xor.reduce(x[self._left] & y[self._right], axis=0)
+        return (x[self._left] * y[self._right]).sum(axis=0, dtype=U64)
 
     def mul(self, x: np.ndarray, y: np.ndarray) -> Program[np.ndarray]:
         """[x * y] mod 2^64, elementwise (one round)."""
-        return (yield from self.reshare(self._cross(x, y, xor=False)))
+        return (yield from self.reshare(self._cross(x, y, xor=False).reshape(x.shape[1:])))
 
     def and_(self, x: np.ndarray, y: np.ndarray) -> Program[np.ndarray]:
         """[x & y], bitwise on every word (one round)."""
-        return (yield from self.reshare(self._cross(x, y, xor=True), xor=True))
+        return (yield from self.reshare(self._cross(x, y, xor=True).reshape(x.shape[1:]), xor=True))
 
     def and_many(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> Program[list[np.ndarray]]:
         """Several ANDs of different shapes in the same round."""
@@ -223,4 +240,4 @@ class Engine:
     def random_bits(self, shape) -> np.ndarray:
         """Uniformly random shared bit words (64 random bits each), no communication."""
         size = int(np.prod(shape))
-        return np.stack([self._random[idx].uint64(size).reshape(shape) for idx in self.held])
+        return np.stack([self._random[idx].take(size).reshape(shape) for idx in self.held])

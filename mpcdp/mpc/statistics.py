@@ -45,16 +45,26 @@ COUNT_MAX = 1 << 40  # counts and local totals a DP statistic accepts (headroom 
 
 
 def _ints(values, what: str, lo: int, hi: int) -> np.ndarray:
+    """Integers in [lo, hi] as ring elements, shape kept (leading axes are independent instances)."""
     arr = np.asarray(values)
-    if arr.dtype.kind not in "iub" and not (arr.dtype == object):
+    if arr.ndim == 0 or arr.shape[-1] == 0:
+        raise ValueError(f"{what} must be a non-empty vector")
+    if arr.dtype.kind not in "iu" and arr.dtype != object:
         raise ValueError(f"{what} must be integers")
-    if arr.size and (min(int(v) for v in arr.reshape(-1)) < lo or max(int(v) for v in arr.reshape(-1)) > hi):
+    flat = [int(v) for v in arr.reshape(-1)]
+    if min(flat) < lo or max(flat) > hi:
         raise ValueError(f"{what} must lie in [{lo}, {hi}]")
-    return ring.as_ring(arr.astype(object) if arr.dtype == object else arr.astype(np.int64)).reshape(-1)
+    return np.array([v % ring.MODULUS for v in flat], dtype=U64).reshape(arr.shape)
 
 
-def _signed(words) -> np.ndarray:
-    return ring.to_signed(np.asarray(words, dtype=U64))
+def _signed(words):
+    out = ring.to_signed(np.asarray(words, dtype=U64))
+    return int(out) if out.ndim == 0 else out
+
+
+def _index(words):
+    out = np.asarray(words, dtype=U64).astype(np.int64)
+    return int(out) if out.ndim == 0 else out
 
 
 class Threshold:
@@ -122,19 +132,19 @@ class Extremum:
 
     def program(self, part: np.ndarray) -> Callable[[Engine], Program]:
         def run(e: Engine):
-            bits = yield from compare.to_bits(e, part[None, :])
+            bits = yield from compare.to_bits(e, part)
             best, index = yield from compare.extremum(e, bits, smallest=self.smallest)
             shown = {"value": [best], "index": [index], "both": [best, index]}[self.reveal]
-            return (yield from e.open(np.concatenate(shown, axis=1), xor=True))
+            return (yield from e.open(np.stack(shown, axis=1), xor=True))
         return run
 
     def release(self, opened):
-        words = np.asarray(opened).reshape(-1)
+        """The value, the index, or (value, index); arrays of them for a batch of instances."""
         if self.reveal == "value":
-            return int(_signed(words[0]))
+            return _signed(opened[0])
         if self.reveal == "index":
-            return int(words[0])
-        return int(_signed(words[0])), int(words[1])
+            return _index(opened[0])
+        return _signed(opened[0]), _index(opened[1])
 
 
 class SecondPrice:
@@ -152,15 +162,14 @@ class SecondPrice:
 
     def program(self, part: np.ndarray) -> Callable[[Engine], Program]:
         def run(e: Engine):
-            bits = yield from compare.to_bits(e, part[None, :])
+            bits = yield from compare.to_bits(e, part)
             _, index, second = yield from compare.top_two(e, bits)
-            return (yield from e.open(np.concatenate([index, second], axis=1), xor=True))
+            return (yield from e.open(np.stack([index, second], axis=1), xor=True))
         return run
 
     def release(self, opened) -> tuple[int, int | None]:
-        words = np.asarray(opened).reshape(-1)
-        price = int(_signed(words[1]))
-        return int(words[0]), (None if price == compare.SENTINEL else price)
+        price = _signed(opened[1])
+        return _index(opened[0]), (None if price == compare.SENTINEL else price)
 
 
 class NoisyArgmax:
@@ -198,13 +207,13 @@ class NoisyArgmax:
         """This party's counts plus its own noise piece on each candidate."""
         counts = _ints(counts, "counts", -COUNT_MAX, COUNT_MAX)
         rng = rng or system_random("noisy-argmax")
-        return counts + ring.as_ring(self.noise.piece(counts.size, rng))
+        return counts + ring.as_ring(self.noise.piece(counts.size, rng)).reshape(counts.shape)
 
     def program(self, part: np.ndarray) -> Callable[[Engine], Program]:
         return Extremum(reveal="index").program(part)
 
-    def release(self, opened) -> int:
-        return int(np.asarray(opened).reshape(-1)[0])
+    def release(self, opened):
+        return _index(opened[0])
 
 
 class DPQuantile:
@@ -268,13 +277,14 @@ class DPQuantile:
             negative = yield from compare.to_ring(e, compare.shr(bits, 63))
             product = yield from e.mul(negative, shared)
             utility = U64(2) * product - shared  # -|gap|
-            noisy = yield from compare.to_bits(e, (e.additive(utility) + noise)[None, :])
+            noisy = yield from compare.to_bits(e, e.additive(utility) + noise)
             _, index = yield from compare.extremum(e, noisy)
             return (yield from e.open(index, xor=True))
         return run
 
-    def release(self, opened) -> float:
-        return float(self.edges[int(np.asarray(opened).reshape(-1)[0])])
+    def release(self, opened):
+        chosen = self.edges[np.asarray(opened).astype(np.int64)]
+        return float(chosen) if chosen.ndim == 0 else chosen
 
 
 def simulate(statistic, data: Sequence, seed: int | None = None, record: bool = False) -> tuple[object, Trace]:
