@@ -237,3 +237,168 @@ async def test_an_analyst_who_vanishes_after_the_charge_fetches_the_release_at_n
         with pytest.raises(QueryError) as info:
             await client.fetch("00" * 16)  # ... and only a session released here
         assert info.value.code == grpc.StatusCode.NOT_FOUND
+
+
+# -- 4. a stalled party delays only the queries that include it (real processes, SIGSTOP) --------------------
+
+def test_a_stopped_party_delays_only_the_queries_that_include_it():
+    import os
+    import signal
+    import threading
+
+    from services.client import Client, QueryError
+    from services.simulation import LocalFederation
+
+    with LocalFederation({"alice": [3800], "bob": [2514], "carol": [2982]}, column="raise", timeout=10.0) as f:
+        os.kill(f.procs["carol"].pid, signal.SIGSTOP)
+        try:
+            stalled = {}
+
+            def ask_everyone():
+                async def go():
+                    async with Client(f.federation, "analyst") as c:
+                        return await c.query("sum", column="raise", bounds=(0, 10_000), timeout=4.0)
+                try:
+                    stalled["result"] = asyncio.run(go())
+                except QueryError as exc:
+                    stalled["error"] = exc
+
+            waiting = threading.Thread(target=ask_everyone)
+            waiting.start()
+            time.sleep(0.5)  # the query over carol is now waiting for her answer
+            began = time.monotonic()
+            r = f.query("sum", bounds=(0, 10_000), parties=["alice", "bob"])
+            took = time.monotonic() - began
+            assert r.value == pytest.approx(3800 + 2514, abs=1e-3) and took < 3.0, took
+            assert waiting.is_alive()  # carol's query is still pending while the other one completed
+        finally:
+            os.kill(f.procs["carol"].pid, signal.SIGCONT)
+        waiting.join(30)
+        assert "carol" in str(stalled.get("error", "")) or "result" in stalled
+
+
+# -- 5. used session ids survive a restart -----------------------------------------------------------------
+
+async def test_a_finished_session_id_is_refused_after_the_party_restarts(certs, tmp_path):  # noqa: F811
+    from services.ledgers import SessionLog
+    from services.party_node import PartyNode
+    from tests.test_federation_grpc import open_session
+
+    def durable(f, name, table, identity, **kw):
+        return PartyNode(f, name, table, identity, sessions=SessionLog(tmp_path / f"{name}.sessions"), **kw)
+
+    c = await make_cluster(certs, party_cls=durable)
+    try:
+        h, call, spec = await open_session(c, party="bob", session_id=b"r" * 16)
+        await call.write(pb.CoordinatorToParty(abort=pb.Abort(session_id=spec.session_id, sender="coordinator")))
+        await call.done_writing()
+        assert await call.read() is grpc.aio.EOF
+        await h.channel.close()
+    finally:
+        await c.close()
+    restarted = await make_cluster(certs, party_cls=durable)  # new processes' worth of nodes, same state folder
+    try:
+        from services import convert
+
+        replay = await raw_call(restarted, "bob", "/mpcdp.v1.Party/Session", pb.CoordinatorToParty(
+            propose=pb.Propose(spec=convert.spec_to_proto(spec))).SerializeToString(), True, True)
+        assert isinstance(replay, grpc.aio.AioRpcError) and replay.code() == grpc.StatusCode.ALREADY_EXISTS
+        assert (await restarted.query()).value == pytest.approx(3171.5, abs=1e-3)
+    finally:
+        await restarted.close()
+    assert (tmp_path / "bob.sessions").stat().st_mode & 0o777 == 0o600
+
+
+# -- 6. what nodes reveal and log ----------------------------------------------------------------------------
+
+async def test_refusals_name_no_local_file_dataset_or_column(certs, tmp_path):  # noqa: F811
+    """The ledger's dataset is the party's data file path: a budget refusal used to carry it to the analyst."""
+    import numpy as np
+
+    from mpcdp.dp.ledger import PrivacyLedger
+    from services.client import QueryError
+    from services.data import Table
+
+    secret = tmp_path / "hr-confidential" / "salaries-2026.csv"
+    secret.parent.mkdir()
+    secret.write_text("raise,ssn,vec\n3800,123-45-6789,1\n")
+    table = Table.load(secret)
+    ledgers = {p: PrivacyLedger(tmp_path / f"{p}.db", table.source, 1.0) for p in RAISES}
+    data = {p: {"raise": [v], "ssn": ["x"]} for p, v in RAISES.items()}
+    data["dave"] = {"raise": [3390], "ssn": ["987-65-4321"], "vec": np.ones((1, 3))}
+    c = await make_cluster(certs, data=data, ledgers=ledgers)
+    try:
+        await c.query(epsilon=1.0)
+        details = []
+        for kw in (dict(epsilon=1.0), dict(column="ssn"), dict(column="vec", dimension=2), dict(column="nope")):
+            with pytest.raises(QueryError) as info:
+                await c.query(**kw)
+            details.append(info.value.details)
+        assert "budget exceeded" in details[0] and "not numeric" in details[1]
+        for text in details:
+            assert "hr-confidential" not in text and "salaries" not in text and str(tmp_path) not in text, text
+            assert "987-65" not in text and "holds vectors of length 3" not in text, text
+    finally:
+        await c.close()
+
+
+async def test_the_audit_log_records_refusals_releases_and_denials_without_values(certs, tmp_path, capsys):  # noqa: F811
+    import json
+
+    from services import audit
+    from services.client import QueryError
+
+    log = tmp_path / "audit.log"
+    audit.configure("test", "json", log)
+    try:
+        c = await make_cluster(certs, data={p: {"raise": [v + 0.123]} for p, v in RAISES.items()})
+        try:
+            await c.query(sharing="full")
+            with pytest.raises(QueryError):
+                await c.query(column="missing")
+            async with c.client("mallory") as m:
+                with pytest.raises(QueryError):
+                    await m.query("mean", column="raise", bounds=(0, 10_000))
+        finally:
+            await c.close()
+    finally:
+        audit.configure("", "text", None)
+    text = log.read_text()
+    events = [json.loads(line) for line in text.splitlines()]
+    kinds = {e["event"] for e in events}
+    assert {"released", "refused", "denied"} <= kinds, kinds
+    assert any(e["event"] == "denied" and e.get("caller") == "mallory" for e in events)
+    assert all("time" in e and "node" in e for e in events)
+    for v in RAISES.values():
+        assert f"{v + 0.123}" not in text and str(v) not in text
+    assert log.stat().st_mode & 0o777 == 0o600
+    with pytest.raises(ValueError):
+        audit.record("released", seed=b"k" * 32)
+
+
+class Accuser:
+    """alice aborts every session, blaming bob."""
+
+    async def _run(self, live, context):
+        from services.party_node import PartyNode
+
+        if self.me == "alice":
+            await context.read()
+            return await self._abort(context, live.session, "bob cheated", "bob")
+        return await PartyNode._run(self, live, context)
+
+
+async def test_an_abort_naming_a_culprit_is_shown_as_the_claim_of_the_party_that_made_it(certs):  # noqa: F811
+    from services.client import QueryError
+    from services.party_node import PartyNode
+
+    c = await make_cluster(certs, party_cls=type("Accusing", (Accuser, PartyNode), {}))
+    try:
+        with pytest.raises(QueryError) as info:
+            await c.query(timeout=5.0)
+        text = info.value.details
+        assert "alice aborted the session, reporting: bob cheated" in text
+        assert "alice blames bob" in text and "cannot verify" in text
+        assert not text.startswith("bob")
+    finally:
+        await c.close()
