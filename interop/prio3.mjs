@@ -7,7 +7,8 @@
 //       -> {"results": [{"ok", "prep_shares"?, "prep_message"?, "error"?}], "agg_shares": [hex],
 //           "agg_result", "accepted"}
 //   {"op": "bench", "vdaf": {...}, "verify_key": hex, "reports": [...], "min_seconds": s}
-//       -> {"seconds", "reports"}  (decode + every aggregator's preparation, repeated for min_seconds)
+//       -> {"seconds", "cpu_seconds", "reports"}  (decode + every aggregator's preparation, repeated
+//          until min_seconds have passed)
 // An array of requests gets an array of answers (one Node start for many checks).
 // "vdaf" is {"type": "Count"|"Sum"|"Histogram"|"SumVec", "shares", "bits"?, "length"?, "chunk_length"?}.
 //
@@ -147,13 +148,15 @@ async function handle(request) {
     const verifyKey = unhex(request.verify_key);
     let done = 0;
     const start = process.hrtime.bigint();
+    const cpuStart = process.cpuUsage();
     let seconds = 0;
     do {
       for (const report of request.reports) await prepareReport(vdaf, verifyKey, report);
       done += request.reports.length;
       seconds = Number(process.hrtime.bigint() - start) / 1e9;
     } while (seconds < (request.min_seconds ?? 0));
-    answer = { seconds, reports: done };
+    const cpu = process.cpuUsage(cpuStart);
+    answer = { seconds, cpu_seconds: (cpu.user + cpu.system) / 1e6, reports: done };
   } else {
     throw new Error(`unknown op ${request.op}`);
   }

@@ -42,6 +42,7 @@ def _range_check(field: Field, meas: list[int], r: int, num_shares: int, chunk_l
     """``sum_i r^(i+1) * m_i * (m_i - 1)`` over all entries, chunk by chunk through gadget 0.
 
     With shares, ``1`` becomes ``1 / num_shares`` so that the shares sum to the true check.
+    Gadget inputs are left unreduced (gadgets and wire polynomials reduce what they use).
     """
     p = field.modulus
     shares_inv = field.inv(num_shares)
@@ -52,8 +53,8 @@ def _range_check(field: Field, meas: list[int], r: int, num_shares: int, chunk_l
         for index in range(c * chunk_length, (c + 1) * chunk_length):
             r_power = r_power * r % p
             m = meas[index] if index < n else 0
-            inputs.append(r_power * m % p)
-            inputs.append((m - shares_inv) % p)
+            inputs.append(r_power * m)
+            inputs.append(m - shares_inv)
         total += call(0, inputs)
     return total % p
 

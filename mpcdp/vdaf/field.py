@@ -47,18 +47,17 @@ class Field:
             raise DecodeError(f"{what}: {len(data)} bytes is not a whole number of {self.name} elements")
         frm = int.from_bytes
         vec = [frm(data[i:i + size], "little") for i in range(0, len(data), size)]
-        p = self.modulus
-        for x in vec:
-            if x >= p:
-                raise DecodeError(f"{what}: an element is not below the {self.name} modulus")
+        if vec and max(vec) >= self.modulus:
+            raise DecodeError(f"{what}: an element is not below the {self.name} modulus")
         return vec
 
     # --- arithmetic ---------------------------------------------------------------------------
     def inv(self, x):
-        """Multiplicative inverse of a nonzero element, or elementwise of an object array of them."""
-        if isinstance(x, np.ndarray):
-            return self._inv_ufunc(x)
-        return pow(x, -1, self.modulus)
+        """Multiplicative inverse of a nonzero element, or elementwise of an object array of them
+        (Montgomery's trick along the array: one modular inversion for all of it)."""
+        if not isinstance(x, np.ndarray):
+            return pow(x, -1, self.modulus)
+        return np.array(self.batch_inv(x.tolist()) if len(x) else [], dtype=object)
 
     def power(self, x, e: int):
         """``x ** e`` for an element or, elementwise, an object array of them (square and multiply)."""
@@ -72,13 +71,6 @@ class Field:
             if e:
                 x = x * x % p
         return out
-
-    @property
-    def _inv_ufunc(self):
-        if "inv" not in self._cache:
-            p = self.modulus
-            self._cache["inv"] = np.frompyfunc(lambda v: pow(v, -1, p), 1, 1)
-        return self._cache["inv"]
 
     def vec_add(self, a: list[int], b: list[int]) -> list[int]:
         p = self.modulus
@@ -158,7 +150,9 @@ class Field:
     def ntt(self, values: list[int], inverse: bool = False) -> list[int]:
         """Evaluate a polynomial (coefficients, length n a power of two) at ``root(n)**k``, k < n.
 
-        With ``inverse=True`` interpolate instead: values at the roots to coefficients.
+        With ``inverse=True`` interpolate instead: values at the roots to coefficients. Inputs
+        may be unreduced (any ints); sums stay unreduced inside (Python ints do not overflow,
+        and only products need reducing), outputs are reduced.
         """
         p = self.modulus
         n = len(values)
@@ -170,25 +164,27 @@ class Field:
                 for k in range(half):
                     i, j = start + k, start + k + half
                     u = a[i]
-                    v = a[j] * ws[k] % p
-                    a[i] = (u + v) % p
-                    a[j] = (u - v) % p
+                    v = a[j] * ws[k] % p if k else a[j]
+                    a[i] = u + v
+                    a[j] = u - v
             length *= 2
         if inverse and n > 1:
             n_inv = self.nodes(n)[1]
-            a = [x * n_inv % p for x in a]
-        return a
+            return [x * n_inv % p for x in a]
+        return [x % p for x in a]
 
-    def lagrange_at(self, n: int, t: int) -> list[int]:
+    def lagrange_at(self, n: int, t: int, count: int | None = None) -> list[int]:
         """Lagrange basis at t for the nodes ``root(n)**k``: ``f(t) = sum(f(w^k) * L[k])``.
 
-        ``L[k] = (t^n - 1) * w^k / (n * (t - w^k))``; requires ``t^n != 1``.
+        ``L[k] = (t^n - 1) * w^k / (n * (t - w^k))``; requires ``t^n != 1``. Only the first
+        ``count`` entries (default n) are computed: the ones a sparse vector of values needs.
         """
         p = self.modulus
         nodes, n_inv = self.nodes(n)
+        nodes = nodes[:n if count is None else count]
         scale = (self.power(t, n) - 1) * n_inv % p
-        inverses = self.batch_inv([(t - x) % p for x in nodes])
-        return [scale * x % p * y % p for x, y in zip(nodes, inverses)]
+        inverses = self.batch_inv([t - x for x in nodes])
+        return [x * y % p * scale % p for x, y in zip(nodes, inverses)]
 
 
 @lru_cache(maxsize=None)

@@ -184,7 +184,7 @@ class FlpGeneric:
             folded = [0] * wire_len
             for i, c in enumerate(poly):
                 folded[i % wire_len] += c
-            outputs.append(field.ntt([c % p for c in folded]))
+            outputs.append(field.ntt(folded))
             wires.append([[seed] for seed in seeds[-1]])
         counters = [0] * len(self._shapes)
 
@@ -200,7 +200,7 @@ class FlpGeneric:
         ):
             if np.any(field.power(t, wire_len) == 1):
                 raise VerifyError("the query point is a root of unity: it would leak gadget outputs")
-            basis = field.lagrange_at(wire_len, t)
+            basis = field.lagrange_at(wire_len, t, 1 + calls)  # wire values past the calls are 0
             for wire in gadget_wires:
                 verifier.append(sum(x * y for x, y in zip(wire, basis)) % p)
             verifier.append(field.poly_eval(poly, t))

@@ -1,0 +1,192 @@
+"""Prio3 verification: reports verified per second per aggregator, mpcdp vs @divviup/prio3 in Node.
+
+Writes benchmarks/results/survey_verify.json. For each circuit of a survey question kind —
+Count (yes/no), Histogram(10) (a choice of 10), Sum(16 bits) (a bounded number), SumVec(10,
+bits 1) (a multi-select of 10) — mpcdp shards ``--n`` reports (before the clock starts) and
+both implementations then run, on the same encoded bytes, the whole preparation of every
+aggregator on one core: decode each input share, prep_init for each aggregator, combine the
+prep shares (the proof check) and prep_next. Per aggregator = reports x aggregators / seconds
+(each aggregator does one prep_init and prep_next per report; the combination, done once, is
+charged to them equally). mpcdp runs its batch path (``prep_init_batch``) and, for reference,
+the per-report path. Best of ``--repeats`` wall-clock runs for each (the machine is shared);
+process CPU seconds are recorded too. Sizes: proof, input shares, prep shares, against today's
+unverified shares (8 bytes per ring element per aggregator).
+
+Targets (issue 11): >= 5,000 Histogram(10) reports/s per aggregator, >= 3x the JavaScript
+implementation on every circuit.
+
+    python benchmarks/survey_verify.py [--n 2000] [--repeats 3] [--shares 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import platform
+import time
+from pathlib import Path
+
+from mpcdp.prg import Prg
+from mpcdp.vdaf import Prio3Count, Prio3Histogram, Prio3Sum, Prio3SumVec, VerifyError
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = Path(__file__).parent / "results" / "survey_verify.json"
+TARGET_HISTOGRAM = 5_000
+TARGET_RATIO = 3.0
+VERIFY_KEY = bytes(range(16))
+
+_spec = importlib.util.spec_from_file_location("prio3_node", ROOT / "interop" / "prio3_node.py")
+prio3_node = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(prio3_node)
+
+# name -> (instance factory, measurement generator, unverified ring elements per report)
+CIRCUITS = {
+    "Count": (lambda s: Prio3Count(s), lambda r: r % 2, 1),
+    "Histogram(length 10, chunk 3)": (lambda s: Prio3Histogram(s, 10, 3), lambda r: r % 10, 10),
+    "Sum(bits 16)": (lambda s: Prio3Sum(s, 16), lambda r: r % 65536, 1),
+    "SumVec(length 10, bits 1, chunk 3)": (lambda s: Prio3SumVec(s, 10, 1, 3),
+                                           lambda r: [(r >> i) & 1 for i in range(10)], 10),
+}
+
+
+def shard_reports(vdaf, measure, n: int, seed: int) -> list[tuple[bytes, bytes, list[bytes]]]:
+    rng = Prg.from_int(seed, "bench")
+    reports = []
+    for _ in range(n):
+        m = measure(int.from_bytes(rng.bytes(4), "little"))
+        nonce, public_share, shares = vdaf.shard_random(m, rng)
+        reports.append((nonce, vdaf.encode_public_share(public_share), [vdaf.encode_input_share(s) for s in shares]))
+    return reports
+
+
+def prepare_batch(vdaf, reports) -> int:
+    """Every aggregator's preparation of encoded reports, vectorised across reports; returns accepted."""
+    states = []
+    for j in range(vdaf.SHARES):
+        decoded = [(nonce, vdaf.decode_public_share(public), vdaf.decode_input_share(j, shares[j]))
+                   for nonce, public, shares in reports]
+        states.append(vdaf.prep_init_batch(VERIFY_KEY, j, None, decoded))
+    msgs = vdaf.prep_shares_to_prep_batch(None, [[states[j][i][1] for j in range(vdaf.SHARES)]
+                                                 for i in range(len(reports))])
+    accepted = 0
+    for i, msg in enumerate(msgs):
+        if not isinstance(msg, VerifyError):
+            for j in range(vdaf.SHARES):
+                vdaf.prep_next(states[j][i][0], msg)
+            accepted += 1
+    return accepted
+
+
+def prepare_each(vdaf, reports) -> int:
+    """The same, one report at a time (the draft's per-step API)."""
+    accepted = 0
+    for nonce, public, shares in reports:
+        public_share = vdaf.decode_public_share(public)
+        steps = [vdaf.prep_init(VERIFY_KEY, j, None, nonce, public_share, vdaf.decode_input_share(j, shares[j]))
+                 for j in range(vdaf.SHARES)]
+        msg = vdaf.prep_shares_to_prep(None, [share for _, share in steps])
+        for state, _ in steps:
+            vdaf.prep_next(state, msg)
+        accepted += 1
+    return accepted
+
+
+def best_of(repeats: int, run) -> dict:
+    best = None
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        accepted = run()
+        result = {"seconds": time.perf_counter() - wall, "cpu_seconds": time.process_time() - cpu,
+                  "accepted": accepted}
+        if best is None or result["seconds"] < best["seconds"]:
+            best = result
+    return best
+
+
+def sizes(vdaf, reports, ring_elements: int) -> dict:
+    nonce, public, shares = reports[0]
+    decoded = [vdaf.decode_input_share(j, s) for j, s in enumerate(shares)]
+    prep_share = vdaf.prep_init(VERIFY_KEY, 0, None, nonce, vdaf.decode_public_share(public), decoded[0])[1]
+    upload = len(nonce) + len(public) + sum(len(s) for s in shares)
+    unverified = 8 * ring_elements * vdaf.SHARES
+    return {
+        "field": vdaf.field.name,
+        "measurement_elements": vdaf.flp.MEAS_LEN,
+        "proof_elements": vdaf.flp.PROOF_LEN,
+        "proof_bytes": vdaf.flp.PROOF_LEN * vdaf.field.encoded_size,
+        "leader_input_share_bytes": len(shares[0]),
+        "helper_input_share_bytes": len(shares[1]),
+        "public_share_bytes": len(public),
+        "prep_share_bytes_per_aggregator": len(vdaf.encode_prep_share(prep_share)),
+        "upload_bytes_per_report": upload,
+        "unverified_upload_bytes_per_report": unverified,
+        "upload_ratio_to_unverified": round(upload / unverified, 2),
+    }
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=2000, help="reports per circuit (default 2000)")
+    parser.add_argument("--js-n", type=int, default=500, help="reports per circuit for JavaScript (default 500)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs, best kept (default 3)")
+    parser.add_argument("--shares", type=int, default=2, help="aggregators (default 2)")
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+
+    results = {}
+    for seed, (name, (make, measure, ring_elements)) in enumerate(CIRCUITS.items()):
+        vdaf = make(args.shares)
+        reports = shard_reports(vdaf, measure, args.n, seed)
+        per_agg = lambda r: round(r["accepted"] * vdaf.SHARES / r["seconds"])  # noqa: E731
+        batch = best_of(args.repeats, lambda: prepare_batch(vdaf, reports))
+        each = best_of(args.repeats, lambda: prepare_each(vdaf, reports[:args.js_n]))
+        js_reports = prio3_node.encode_reports(vdaf, [
+            (nonce, vdaf.decode_public_share(public), [vdaf.decode_input_share(j, s) for j, s in enumerate(shares)])
+            for nonce, public, shares in reports[:args.js_n]])
+        js_runs = prio3_node.run([{"op": "bench", "vdaf": prio3_node.spec(vdaf), "verify_key": VERIFY_KEY.hex(),
+                                   "reports": js_reports, "min_seconds": 0}] * args.repeats, timeout=1800)
+        js = min(js_runs, key=lambda r: r["seconds"])
+        js_per_agg = round(js["reports"] * vdaf.SHARES / js["seconds"])
+        entry = {
+            "mpcdp_batch": {**batch, "reports": args.n, "per_aggregator_per_second": per_agg(batch)},
+            "mpcdp_per_report": {**each, "reports": args.js_n, "per_aggregator_per_second": per_agg(each)},
+            "javascript": {**js, "per_aggregator_per_second": js_per_agg},
+            "ratio_to_javascript": round(per_agg(batch) / js_per_agg, 1),
+            "meets_ratio_target": per_agg(batch) >= TARGET_RATIO * js_per_agg,
+            "sizes": sizes(vdaf, reports, ring_elements),
+        }
+        if name.startswith("Histogram"):
+            entry["meets_histogram_target"] = per_agg(batch) >= TARGET_HISTOGRAM
+        results[name] = entry
+        print(f"{name:36s} mpcdp {per_agg(batch):7d}/s per aggregator (per report {per_agg(each):6d}/s), "
+              f"JS {js_per_agg:6d}/s, x{entry['ratio_to_javascript']}")
+
+    report = {
+        "benchmark": "Prio3 (VDAF draft 08) reports verified per second per aggregator, one core",
+        "work": "decode input shares, prep_init of every aggregator, prep_shares_to_prep (proof check), "
+                "prep_next; per aggregator = accepted reports x aggregators / seconds",
+        "javascript": "@divviup/prio3 0.8.0 on Node " + _node_version() + ", same encoded reports, same run",
+        "aggregators": args.shares,
+        "targets": {"histogram10_per_aggregator_per_second": TARGET_HISTOGRAM, "ratio_to_javascript": TARGET_RATIO},
+        "repeats": args.repeats,
+        "machine": {"cpus": _cpus(), "python": platform.python_version(), "platform": platform.platform()},
+        "results": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _node_version() -> str:
+    import subprocess
+    return subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+
+
+def _cpus() -> int:
+    import os
+    return len(os.sched_getaffinity(0))
+
+
+if __name__ == "__main__":
+    main()
