@@ -35,7 +35,7 @@ BOXES = {
     "text": (6.25, 2, 2.3, "text/\nembeddings · neighbours\nmechanisms · sanitiser\nevaluate"),
     "other": (8.75, 2, 2.3, "{names}"),
     "wire": (8.75, 3, 2.3, "services/wire/\ngenerated from\nprotos/mpcdp/v1/*.proto"),
-    "support": (5.0, 3, 4.6, "services: tls · server · federation · convert\ndata · ledgers · audit"),
+    "support": (5.0, 3, 4.6, "services: tls · server · federation · convert\nreleases · data · ledgers · audit"),
     "nodes": (1.25, 4, 2.3, "federation nodes\nparty_node\ncoordinator_node"),
     "survey_nodes": (3.75, 4, 2.3, "services/survey/\naggregator · store\ntransport"),
     "text_node": (6.25, 4, 2.3, "text_node"),
@@ -43,6 +43,7 @@ BOXES = {
     "cli": (3.75, 5, 7.1, "the mpcdp command: services/cli.py, services/commands/ (one module per subcommand)"),
     "simulations": (8.75, 5, 2.3, "local processes\nservices/simulation.py\nservices/survey/simulation.py"),
 }
+PACKAGE_NOTES = {"mpc": "\nhonest-majority engine,\ncomparisons", "vdaf": "\nPrio3 (VDAF draft 08)"}
 ROW_HEIGHT, BOX_HEIGHT = 1.6, 0.95
 LIBRARY_COLOUR, SERVICE_COLOUR, WIRE_COLOUR = "#dbe9f6", "#fbe3c8", "#e6e6e6"
 
@@ -108,7 +109,7 @@ def draw(repo: Path, out: Path) -> None:
         if key == "other":
             if not others:
                 continue
-            label = "\n".join(f"{o.split(':')[1]}/" for o in sorted(others)) + "\n(new packages)"
+            label = "\n".join(f"{o.split(':')[1]}/" + PACKAGE_NOTES.get(o.split(":")[1], "") for o in sorted(others))
         colour = WIRE_COLOUR if key == "wire" else LIBRARY_COLOUR if row <= 2 else SERVICE_COLOUR
         y = row * ROW_HEIGHT
         ax.add_patch(FancyBboxPatch((x - width / 2, y - BOX_HEIGHT / 2), width, BOX_HEIGHT,
@@ -126,7 +127,9 @@ def draw(repo: Path, out: Path) -> None:
         # spread the ends along the boxes' edges, towards the other end
         sx = xa + max(-0.4 * wa, min(0.4 * wa, 0.25 * (xb - xa)))
         ex = xb + max(-0.4 * wb, min(0.4 * wb, 0.25 * (xa - xb)))
-        if ya == yb:
+        if ya == yb and abs(xa - xb) > (wa + wb) / 2 + 0.5:  # boxes in between: arc over them
+            start, end, colour = (xa, ya + BOX_HEIGHT / 2), (xb, yb + BOX_HEIGHT / 2), "#777777"
+        elif ya == yb:
             start, end, colour = (xa + np.sign(xb - xa) * wa / 2, ya), (xb - np.sign(xb - xa) * wb / 2, yb), "#777777"
         elif yb < ya:
             start, end, colour = (sx, ya - BOX_HEIGHT / 2), (ex, yb + BOX_HEIGHT / 2), "#1f4e79"
@@ -134,7 +137,7 @@ def draw(repo: Path, out: Path) -> None:
             start, end, colour = (sx, ya + BOX_HEIGHT / 2), (ex, yb - BOX_HEIGHT / 2), "#cc0000"
         ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=9,
                                      lw=0.4 + 0.25 * min(n, 12), alpha=0.6, color=colour,
-                                     connectionstyle="arc3,rad=0.05"))
+                                     connectionstyle=f"arc3,rad={0.07 if start[1] == end[1] else 0.05}"))
     ax.set_title("mpcdp: layers and import arrows (an arrow A -> B: a module of A imports one of B; "
                  "width ~ number of imports)", fontsize=9.5)
     fig.tight_layout()
