@@ -120,7 +120,12 @@ class FixedPoint:
         """The largest |encoded value| of any real with |x| <= bound."""
         if not np.isfinite(bound) or bound < 0:
             raise ValueError(f"bound must be a finite non-negative number, got {bound!r}")
-        return int(np.rint(float(bound) * self.scale))
+        scaled = float(bound) * self.scale
+        if not scaled < 2.0**63:
+            raise HeadroomError(f"overflow risk: |value| {float(bound):g} is too large for the ring at frac_bits={self.frac_bits}: "
+                                f"bounds must lie within +-2^{63 - self.frac_bits} (about {2.0**(63 - self.frac_bits):.3g}); "
+                                "lower the bound or the number of fractional bits")
+        return int(np.rint(scaled))
 
 
 def check_fits(count: int, magnitude: int, noise_tail: int = 0, what: str = "sum") -> int:

@@ -45,14 +45,38 @@ def test_persistence_and_fixed_budget(tmp_path):
 
 def test_amounts_are_exact_and_rounded_up(tmp_path):
     ledger = PrivacyLedger(tmp_path / "l.db", "d", 1.0)
-    for _ in range(9):
+    for _ in range(10):  # 0.1 is read as 1/10, not as the binary float just above it
         ledger.charge(0.1)
-    with pytest.raises(BudgetExceeded):  # 10 x float(0.1) exceeds 1 exactly
-        ledger.charge(0.1)
-    assert ledger.spent().epsilon >= 0.9
+    assert ledger.spent().epsilon == 1.0 and ledger.remaining().epsilon == 0.0
+    with pytest.raises(BudgetExceeded):
+        ledger.charge(1e-12)
     ledger2 = PrivacyLedger(tmp_path / "l.db", "z", 1.0)
     ledger2.charge(1 / 3)
     assert ledger2.spent().epsilon == 0.333334 and ledger2.remaining().epsilon == 0.666666
+
+
+@pytest.mark.parametrize("budget", [0.3, "0.3"])
+def test_decimal_epsilon_is_charged_exactly(tmp_path, budget):
+    ledger = PrivacyLedger(tmp_path / "l.db", "d", budget)
+    ledger.charge(0.1)
+    ledger.charge("0.2")  # decimal text, as from a command line
+    assert ledger.spent().epsilon == 0.3
+    with pytest.raises(BudgetExceeded):
+        ledger.charge(1e-15)
+
+
+def test_a_budget_stored_as_a_binary_float_is_read_as_its_decimal(tmp_path):
+    import sqlite3
+    from fractions import Fraction
+
+    PrivacyLedger(tmp_path / "l.db", "d", 1.0)
+    with sqlite3.connect(tmp_path / "l.db") as db:  # what an earlier version wrote for 0.3
+        db.execute("UPDATE budgets SET epsilon_budget = ?", (str(Fraction(0.3)),))
+    ledger = PrivacyLedger(tmp_path / "l.db", "d", 0.3)
+    ledger.charge(0.1)
+    ledger.charge(0.2)
+    with pytest.raises(ValueError, match="refusing to change"):
+        PrivacyLedger(tmp_path / "l.db", "d", 0.4)
 
 
 def test_zcdp_charge_is_converted(tmp_path):

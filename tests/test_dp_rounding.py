@@ -14,11 +14,14 @@ from mpcdp.survey import central
 
 
 def exact_rho(eps, delta) -> Decimal:
-    """(sqrt(L + eps) - sqrt(L))^2 at 120 digits: cancellation is harmless at this precision."""
+    """(sqrt(L + eps) - sqrt(L))^2 at 120 digits (cancellation is harmless at this precision), for the
+    decimal values the floats print as (what the ledger charges)."""
     with localcontext() as ctx:
         ctx.prec = 120
-        lg = -(Decimal(Fraction(delta).numerator) / Decimal(Fraction(delta).denominator)).ln()
-        e = Decimal(Fraction(eps).numerator) / Decimal(Fraction(eps).denominator)
+        d, e = Fraction(repr(delta)) if isinstance(delta, float) else delta, \
+            Fraction(repr(eps)) if isinstance(eps, float) else eps
+        lg = -(Decimal(d.numerator) / Decimal(d.denominator)).ln()
+        e = Decimal(e.numerator) / Decimal(e.denominator)
         return ((lg + e).sqrt() - lg.sqrt()) ** 2
 
 

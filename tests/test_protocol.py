@@ -180,13 +180,18 @@ def test_nan_records_refused_at_accept():
     ("dimension", dict(dimension=0), "dimension"),
     ("bounds", dict(bounds=(5, 1)), "lo must not exceed hi"),
     ("bounds", dict(bounds=(0, math.inf)), "finite"),
-    ("bounds", dict(bounds=(0, 1e15), frac_bits=20), "overflow risk"),
+    ("bounds", dict(bounds=(0, 1e15), frac_bits=20), r"too large for the ring at frac_bits=20: bounds must lie within"),
+    ("bounds", dict(bounds=(0, 1e308)), r"within \+-2\^47"),  # was an OverflowError
+    ("bounds", dict(bounds=(0, 1e6), max_records=1 << 30), "overflow risk"),
     ("categories", dict(categories=("x",)), "only a histogram"),
     ("categories", dict(statistic="histogram"), "declared"),
     ("frac_bits", dict(frac_bits=60), "frac_bits"),
     ("max_records", dict(max_records=0), "positive"),
-    ("epsilon", dict(epsilon=0.0), "> 0"),
-    ("epsilon", dict(epsilon=-1.0), "> 0"),
+    ("epsilon", dict(epsilon=0.0), "between 1e-09 and 1e"),
+    ("epsilon", dict(epsilon=-1.0), "between"),
+    ("epsilon", dict(epsilon=1e-300), r"between 1e-09 and 1e\+06"),  # was an OverflowError
+    ("epsilon", dict(epsilon=1e300), "between"),
+    ("epsilon", dict(epsilon="a lot"), "decimal number"),
     ("epsilon", dict(epsilon=float("nan")), "> 0"),
     ("delta", dict(delta=1.5), r"\[0, 1\)"),
     ("mechanism", dict(mechanism="gaussian"), "unknown mechanism"),
@@ -201,3 +206,18 @@ def test_each_bad_field_gets_its_own_error(field, kw, match):
     with pytest.raises(SpecError, match=match) as err:
         spec(**kw)
     assert err.value.field == field
+
+
+def test_check_deadline_refuses_none_past_and_too_far():
+    s = spec()  # no deadline
+    with pytest.raises(SpecError, match="needs a deadline") as err:
+        s.check_deadline(1000.0)
+    assert err.value.field == "deadline"
+    near = spec(deadline=1100.0)
+    near.check_deadline(1000.0)
+    with pytest.raises(SpecError, match="already passed"):
+        near.check_deadline(1100.0)
+    with pytest.raises(SpecError, match="at most 60 s"):
+        near.check_deadline(1000.0, max_seconds=60)
+    with pytest.raises(SpecError, match="deadline"):
+        spec(deadline=0)

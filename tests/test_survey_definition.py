@@ -58,7 +58,8 @@ def test_digest_ignores_addresses_but_not_meaning():
 
 
 @pytest.mark.parametrize("old, new, line, field, words", [
-    ('epsilon = 1.0 }', 'epsilon = -1.0 }', 16, "question[0].local.epsilon", "> 0"),
+    ('epsilon = 1.0 }', 'epsilon = -1.0 }', 16, "question[0].local.epsilon", "between 1e-09 and 1e+06"),
+    ('epsilon = 1.0 }', 'epsilon = 1e-300 }', 16, "question[0].local.epsilon", "between"),
     ('mechanism = "rr"', 'mechanism = "krr"', 16, "question[0].local.mechanism", "does not apply"),
     ('kind = "numeric"', 'kind = "slider"', 20, "question[1].kind", "unknown kind"),
     ("bounds = [0, 100]", "bounds = [100, 0]", 21, "question[1].bounds", "lo < hi"),

@@ -37,7 +37,7 @@ from scipy.special import gammaln
 from ..prg import RandomSource
 from . import approximate
 from .guarantee import Guarantee
-from .rational import positive_rational, rational_at_least
+from .rational import float_at_least, positive_rational, rational_at_least
 from .samplers import POISSON_EXACT_MAX, discrete_laplace_variance, poisson
 
 DEFAULT_BETA = 2.0**-40
@@ -82,7 +82,7 @@ class DistributedDiscreteLaplace:
         self.colluders = int(colluders)
         self.scale = rational_at_least(self.sensitivity / eps, "sensitivity / epsilon")
         self.shape = Fraction(1, self.n_nodes - self.colluders)
-        self._b = float(self.scale)
+        self._b = float_at_least(self.scale)  # the float sampler's scale: never below the exact one
         self._alpha = math.exp(-1.0 / self._b)
 
     def piece(self, size: int, rng: RandomSource) -> np.ndarray:
@@ -179,7 +179,7 @@ class DistributedSkellam:
         """This node's int64 noise piece: Poisson(mu_p) - Poisson(mu_p)."""
         if self.exact:
             return poisson(self.piece_mean, size, rng) - poisson(self.piece_mean, size, rng)
-        lam = float(self.piece_mean)
+        lam = float_at_least(self.piece_mean)
         return approximate.poisson_large(lam, size, rng) - approximate.poisson_large(lam, size, rng)
 
     def guarantee(self, pieces_added: int) -> Guarantee:

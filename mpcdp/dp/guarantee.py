@@ -12,9 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from decimal import localcontext
-from fractions import Fraction
 
-from .rational import DECIMAL_DIGITS, decimal_of, float_at_most, positive_rational, round_up
+from .rational import DECIMAL_DIGITS, decimal_of, exact, float_at_most, positive_rational, round_up
 
 PURE = "pure"
 ZCDP = "zcdp"
@@ -68,10 +67,11 @@ def zcdp_rho(epsilon, delta) -> float:
     rho = (sqrt(L + epsilon) - sqrt(L))^2 = epsilon^2 / (sqrt(L + epsilon) + sqrt(L))^2;
     the second form does not cancel when epsilon << L. It is evaluated in
     decimal at 60 digits and rounded down to a float, so the rho used never
-    exceeds the exact one (towards more privacy).
+    exceeds the exact one (towards more privacy). Floats are read as the decimals they print as
+    (:func:`mpcdp.dp.rational.exact`), like the ledger reads them.
     """
     eps = positive_rational(epsilon, "epsilon")
-    d = Fraction(delta)
+    d = exact(delta, "delta")
     if not 0 < d < 1:
         raise ValueError(f"delta must be in (0, 1) for zCDP noise, got {delta!r}")
     with localcontext() as ctx:

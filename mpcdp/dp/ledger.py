@@ -6,8 +6,10 @@ EUROCRYPT 2006). zCDP releases are converted to (epsilon, delta) when
 charged (:meth:`PrivacyLedger.charge_guarantee`, Bun and Steinke 2016). Local and
 central releases are recorded under separate scopes and reported apart; both
 count against the one budget of the dataset, since they concern the same
-people. Amounts are stored as exact rationals (the exact value of each float
-charged), so sums never round down. :meth:`PrivacyLedger.charge` runs in one
+people. Amounts are stored as exact rationals, read as the decimal numbers
+they denote (:func:`mpcdp.dp.rational.exact`: "0.1" and the float 0.1 are
+1/10, so a budget of 1.0 holds exactly ten charges of 0.1), and sums never
+round. :meth:`PrivacyLedger.charge` runs in one
 ``BEGIN IMMEDIATE`` transaction: two processes charging at once are
 serialised by SQLite and can never overspend together. Any error refuses
 the charge (fail closed).
@@ -15,7 +17,6 @@ the charge (fail closed).
 
 from __future__ import annotations
 
-import math
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from .guarantee import Guarantee
-from .rational import round_down, round_up
+from .rational import exact, round_down, round_up
 
 SCOPES = ("central", "local")
 _TIMEOUT_S = 30.0
@@ -80,11 +81,7 @@ class BudgetExceeded(Exception):
 
 
 def _amount(x, name: str, allow_zero: bool) -> Fraction:
-    if isinstance(x, bool) or not isinstance(x, (int, float, Fraction)):
-        raise TypeError(f"{name} must be a number")
-    if isinstance(x, float) and not math.isfinite(x):
-        raise ValueError(f"{name} must be finite, got {x!r}")
-    value = Fraction(x)
+    value = exact(x, name)  # decimal text and floats as the decimal numbers they denote
     if value < 0 or (value == 0 and not allow_zero):
         raise ValueError(f"{name} must be {'non-negative' if allow_zero else 'positive'}, got {x!r}")
     return value
@@ -97,6 +94,11 @@ def _amounts(epsilon, delta, suffix: str = "") -> tuple[Fraction, Fraction]:
     if d >= 1:
         raise ValueError(f"delta{suffix} must be below 1, got {delta!r}")
     return eps, d
+
+
+def _as_written(stored: str) -> Fraction:
+    """A stored amount read as the float it came from, through its decimal representation."""
+    return exact(float(Fraction(stored)), "stored amount")
 
 
 def _spend(eps: Fraction, delta: Fraction, up: bool) -> Spend:
@@ -123,6 +125,10 @@ class PrivacyLedger:
             ).fetchone()
             if row is None:
                 db.execute("INSERT INTO budgets VALUES (?, ?, ?)", (dataset, str(eps), str(delta)))
+            elif (_as_written(row[0]), _as_written(row[1])) == (eps, delta) != (Fraction(row[0]), Fraction(row[1])):
+                # written by a version that stored a float budget's binary value: keep the decimal one
+                db.execute("UPDATE budgets SET epsilon_budget = ?, delta_budget = ? WHERE dataset = ?",
+                           (str(eps), str(delta), dataset))
             elif (Fraction(row[0]), Fraction(row[1])) != (eps, delta):
                 raise ValueError(
                     f"dataset {dataset!r} already has budget epsilon={float(Fraction(row[0])):g} "

@@ -1,8 +1,13 @@
 """Privacy parameters as exact rationals, rounded in the safe direction.
 
-The exact samplers work on rational parameters. A float parameter is already
-an exact dyadic rational (``Fraction(x)``), but noise scales computed from
-epsilon are not, and probabilities such as e^eps / (1 + e^eps) are
+The exact samplers work on rational parameters. A parameter is read as the
+number its author wrote (:func:`exact`): decimal text exactly
+(``Fraction("0.1")`` = 1/10), a float through its shortest decimal
+representation (the float 0.1 is read as 1/10, not as its binary value
+0.1000000000000000055...). The ledger charges that same value and noise is
+calibrated on it, so a budget of 1.0 holds ten charges of 0.1 and each of
+them gets exactly the noise of epsilon = 1/10. Noise scales computed from
+epsilon are not always representable, and probabilities such as e^eps / (1 + e^eps) are
 irrational. Every conversion here rounds *towards more privacy*: noise scales
 and variances up, keep-probabilities of randomized response down, so the
 mechanism actually run is at least as private as the one requested.
@@ -22,16 +27,54 @@ DECIMAL_DIGITS = 60
 _FLOAT_DIGITS = 310
 
 
-def positive_rational(x, name: str) -> Fraction:
-    """``x`` (int, float, Fraction) as an exact positive Fraction, or a ValueError naming it."""
+def exact(x, name: str) -> Fraction:
+    """``x`` as the exact rational it denotes: int or Fraction as is, decimal text exactly,
+    a float through its shortest decimal representation (``repr``). TypeError/ValueError name ``name``."""
     if isinstance(x, bool):
         raise TypeError(f"{name} must be a number, not a bool")
-    if isinstance(x, float) and not math.isfinite(x):
-        raise ValueError(f"{name} must be finite, got {x!r}")
-    try:
-        value = Fraction(x)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a real number, got {type(x).__name__}") from exc
+    if isinstance(x, (int, Fraction)):
+        return Fraction(x)
+    if isinstance(x, float):
+        if not math.isfinite(x):
+            raise ValueError(f"{name} must be finite, got {x!r}")
+        return Fraction(repr(float(x)))
+    if isinstance(x, str):
+        try:
+            return Fraction(x.strip())
+        except ValueError:
+            raise ValueError(f"{name} must be a finite decimal number, got {x!r}") from None
+    raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
+
+
+EPSILON_MIN = Fraction(1, 10**9)
+EPSILON_MAX = Fraction(10**6)
+
+
+def epsilon_in_range(x, name: str = "epsilon") -> Fraction:
+    """A DP epsilon as an exact Fraction, refused (ValueError naming ``name`` and the range) outside
+    [1e-9, 1e6]: below, noise scales leave the ring; above, there is no privacy left to calibrate."""
+    eps = exact(x, name)
+    if not EPSILON_MIN <= eps <= EPSILON_MAX:
+        raise ValueError(f"{name} must be between {float(EPSILON_MIN):g} and {float(EPSILON_MAX):g}, got {x!r}")
+    return eps
+
+
+def magnitude(x) -> str:
+    """A rational of any size, printed to 3 significant digits (no float overflow)."""
+    with localcontext() as ctx:
+        ctx.prec = 10
+        return f"{decimal_of(Fraction(x)):.3g}"
+
+
+def float_at_least(x: Fraction) -> float:
+    """The smallest float not below the rational ``x``."""
+    r = float(x)
+    return r if Fraction(r) >= x else math.nextafter(r, math.inf)
+
+
+def positive_rational(x, name: str) -> Fraction:
+    """``x`` (int, float, decimal text, Fraction) as an exact positive Fraction (see :func:`exact`)."""
+    value = exact(x, name)
     if value <= 0:
         raise ValueError(f"{name} must be positive, got {x!r}")
     return value
@@ -56,7 +99,7 @@ def rational_at_least(x: Fraction, name: str = "parameter") -> Fraction:
     else:
         y = Fraction(math.ceil(x / (1 << -e)) * (1 << -e))
     if y.numerator >= 1 << MAX_BITS or y.denominator >= 1 << MAX_BITS:
-        raise ValueError(f"{name} = {float(x):g} is outside the supported range")
+        raise ValueError(f"{name} = {magnitude(x)} is outside the supported range")
     return y
 
 
@@ -113,10 +156,14 @@ def _quantize(x: float, digits: int, rounding: str) -> float:
 
 
 def round_up(x: float | Fraction, digits: int = 6) -> float:
-    """x rounded up to ``digits`` decimals; the float returned is never below x (a Fraction: exactly)."""
+    """x rounded up to ``digits`` decimals; the float returned is never below x.
+
+    A Fraction is rounded exactly, and the float returned, read as the decimal it prints as
+    (:func:`exact`), is never below it.
+    """
     if isinstance(x, Fraction):
         r = float(Fraction(math.ceil(x * 10**digits), 10**digits))
-        return r if Fraction(r) >= x else math.nextafter(r, math.inf)
+        return r if exact(r, "x") >= x else math.nextafter(r, math.inf)
     if not math.isfinite(x):
         return x
     r = _quantize(x, digits, ROUND_CEILING)
@@ -124,10 +171,11 @@ def round_up(x: float | Fraction, digits: int = 6) -> float:
 
 
 def round_down(x: float | Fraction, digits: int = 6) -> float:
-    """x rounded down to ``digits`` decimals; the float returned is never above x (a Fraction: exactly)."""
+    """x rounded down to ``digits`` decimals; the float returned is never above x (a Fraction: read as
+    the decimal it prints as)."""
     if isinstance(x, Fraction):
         r = float(Fraction(math.floor(x * 10**digits), 10**digits))
-        return r if Fraction(r) <= x else math.nextafter(r, -math.inf)
+        return r if exact(r, "x") <= x else math.nextafter(r, -math.inf)
     if not math.isfinite(x):
         return x
     r = _quantize(x, digits, ROUND_FLOOR)

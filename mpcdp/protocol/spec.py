@@ -11,8 +11,10 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 from .. import ring
+from ..dp.rational import epsilon_in_range, exact
 
 STATISTICS = ("sum", "count", "mean", "variance", "histogram")
 MECHANISMS = ("discrete_laplace", "skellam")
@@ -20,6 +22,7 @@ SHARING_MODES = ("seeded", "full")
 SESSION_ID_BYTES = 16
 MAX_PARTIES = 1024
 MAX_DIMENSION = 1 << 24
+MAX_DEADLINE_SECONDS = 600.0  # default cap on how far ahead a session's deadline may be
 
 
 class SpecError(ValueError):
@@ -54,8 +57,10 @@ class QuerySpec:
     categories  the declared categories of a histogram
     frac_bits   fixed-point fractional bits for real values
     max_records most records any one party may contribute (sizes the ring headroom)
-    epsilon     DP parameter of the release; None means an exact (non-DP) release
-    delta       approximate-DP slack (0 for pure DP)
+    epsilon     DP parameter of the release; None means an exact (non-DP) release. Decimal
+                text, a Fraction or a number; stored as a float and read everywhere (ledger
+                charge, noise calibration) as the decimal it prints as: 0.1 is exactly 1/10
+    delta       approximate-DP slack (0 for pure DP), read like epsilon
     mechanism   distributed noise: discrete_laplace (pure DP) or skellam (zCDP)
     colluders   assumed number t of colluding parties (1 <= t < n); noise is sized
                 so that the pieces of the n - t honest parties alone suffice
@@ -81,6 +86,13 @@ class QuerySpec:
     deadline: float = math.inf
 
     def __post_init__(self):
+        for name in ("epsilon", "delta"):
+            value = getattr(self, name)
+            if isinstance(value, (str, Fraction)):  # decimal text or an exact rational: as the nearest float
+                try:
+                    object.__setattr__(self, name, float(exact(value, name)))
+                except (TypeError, ValueError, OverflowError) as exc:
+                    raise SpecError(name, str(exc).removeprefix(f"{name} ")) from None
         object.__setattr__(self, "parties", tuple(self.parties))
         object.__setattr__(self, "categories", tuple(self.categories))
         object.__setattr__(self, "bounds", tuple(self.bounds))
@@ -142,8 +154,12 @@ class QuerySpec:
 
     def _validate_privacy(self) -> None:
         if self.epsilon is not None:
-            if not _finite(self.epsilon) or self.epsilon <= 0:
+            if isinstance(self.epsilon, bool) or not _finite(self.epsilon):
                 raise SpecError("epsilon", f"must be a finite number > 0 (or None for an exact release), got {self.epsilon!r}")
+            try:
+                epsilon_in_range(float(self.epsilon))
+            except ValueError as exc:
+                raise SpecError("epsilon", str(exc).removeprefix("epsilon ")) from None
         if not _finite(self.delta) or not 0 <= self.delta < 1:
             raise SpecError("delta", f"must be in [0, 1), got {self.delta!r}")
         if self.mechanism not in MECHANISMS:
@@ -160,12 +176,27 @@ class QuerySpec:
 
         try:
             statistic_for(self).check_headroom(len(self.parties) * self.max_records)
-            if not self.is_exact:
-                check_noise_headroom(self)
+        except ValueError as exc:  # HeadroomError included: the bounds do not fit the ring
+            raise SpecError("bounds", str(exc)) from None
+        if self.is_exact:
+            return
+        try:
+            check_noise_headroom(self)
         except ring.HeadroomError as exc:
             raise SpecError("bounds", str(exc)) from None
         except ValueError as exc:  # the noise cannot be calibrated at these parameters
             raise SpecError("epsilon", f"{exc}; try fewer frac_bits or tighter bounds") from None
+
+    def check_deadline(self, now: float, max_seconds: float = MAX_DEADLINE_SECONDS) -> None:
+        """Refuse (SpecError) a session that has no deadline, is already past it, or whose
+        deadline lies more than ``max_seconds`` ahead of ``now``: what a node on a network checks."""
+        if math.isinf(self.deadline):
+            raise SpecError("deadline", f"a session needs a deadline, at most {max_seconds:g} s ahead")
+        if self.deadline <= now:
+            raise SpecError("deadline", "the session's deadline has already passed")
+        if self.deadline - now > max_seconds:
+            raise SpecError("deadline", f"is {self.deadline - now:.0f} s ahead; this node allows at most "
+                                        f"{max_seconds:g} s")
 
     @property
     def n_parties(self) -> int:

@@ -48,15 +48,14 @@ class Statistic:
         else:
             lo, hi = map(float, spec.bounds)
             mag = max(abs(lo), abs(hi))
-            sum_b = Block("sum", d, fx, self.codec.encode_bound(mag))
-            sq_b = Block("sum_sq", d, fx, self.codec.encode_bound(mag * mag))
-            count_b = Block("count", 1, 1, 1)
-            self.blocks = {
-                "sum": (sum_b,),
-                "count": (count_b,),
-                "mean": (sum_b, count_b),
-                "variance": (sum_b, sq_b, count_b),
-            }[spec.statistic]
+            blocks = {  # built only for the statistic asked: a bound fine for a sum may not be squared
+                "sum": lambda: Block("sum", d, fx, self.codec.encode_bound(mag)),
+                "sum_sq": lambda: Block("sum_sq", d, fx, self.codec.encode_bound(mag * mag)),
+                "count": lambda: Block("count", 1, 1, 1),
+            }
+            names = {"sum": ("sum",), "count": ("count",), "mean": ("sum", "count"),
+                     "variance": ("sum", "sum_sq", "count")}[spec.statistic]
+            self.blocks = tuple(blocks[n]() for n in names)
 
     @property
     def length(self) -> int:

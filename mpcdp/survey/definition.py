@@ -40,6 +40,7 @@ from functools import lru_cache
 
 from .. import ring
 from ..dp.laplace import GridLaplace
+from ..dp.rational import epsilon_in_range
 from .toml_lines import key_lines, line_of
 
 KINDS = ("yesno", "choice", "multiselect", "numeric")
@@ -366,8 +367,10 @@ def _parse_question(r: _Reader, q, i: int) -> Question:
 
 def _epsilon(r: _Reader, table: dict, path: tuple) -> float:
     eps = r.get(table, path, "epsilon", (int, float), required=True)
-    if not math.isfinite(eps) or eps <= 0:
-        r.fail(path + ("epsilon",), f"must be a finite number > 0, got {eps!r}")
+    try:
+        epsilon_in_range(eps)
+    except ValueError as exc:
+        r.fail(path + ("epsilon",), str(exc).removeprefix("epsilon "))
     return float(eps)
 
 
