@@ -9,6 +9,11 @@
    nothing in the library imports the respondent client ``mpcdp.client``.
 3. No import circle among mpcdp modules, except the ones listed in
    ``ALLOWED_CIRCLES`` (today's, to be removed by issue 10, "The house").
+4. In ``services/``, nothing imports the command line (``services.cli``,
+   ``services.commands``) but the command line itself, and one command
+   module does not import another (shared pieces live in
+   ``services/commands/__init__.py`` or a helper module), except the arrows
+   listed in ``ALLOWED_COMMAND_IMPORTS`` (today's, issue 10 removes them).
 
 Run ``python tests/test_layers.py`` to print the import graph's circles.
 """
@@ -36,6 +41,15 @@ ALLOWED_CIRCLES = (
     frozenset({"mpcdp.protocol.spec", "mpcdp.protocol.noise", "mpcdp.protocol.statistics"}),
 )
 
+# Issue 10 ("The house"): CLI command modules do not import each other. Today's exceptions, to be
+# moved into a helper module; do not add to this list.
+ALLOWED_COMMAND_IMPORTS = frozenset({
+    ("services.commands.simulate", "services.commands.query"),
+    ("services.commands.demo", "services.commands.query"),
+    ("services.commands.certs", "services.commands.survey"),
+})
+CLI = ("services.cli", "services.commands")
+
 
 @dataclass(frozen=True)
 class Import:
@@ -55,8 +69,14 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
+def python_files(top: str) -> dict[str, Path]:
+    """Module name -> file, for every module under ``top`` (generated protobuf code excluded)."""
+    return {module_name(p): p for p in sorted((ROOT / top).rglob("*.py"))
+            if not p.name.endswith(("_pb2.py", "_pb2_grpc.py"))}
+
+
 def library_files() -> dict[str, Path]:
-    return {module_name(p): p for p in sorted((ROOT / LIBRARY).rglob("*.py"))}
+    return python_files(LIBRARY)
 
 
 def _resolve(source: str, is_package: bool, level: int, module: str | None) -> str:
@@ -90,9 +110,13 @@ def imports_of(source: str, path: Path, modules: set[str]) -> list[Import]:
     return out
 
 
-def library_imports() -> list[Import]:
-    files = library_files()
+def imports_under(top: str) -> list[Import]:
+    files = python_files(top)
     return [imp for name, path in files.items() for imp in imports_of(name, path, set(files))]
+
+
+def library_imports() -> list[Import]:
+    return imports_under(LIBRARY)
 
 
 def _within(target: str, prefix: str) -> bool:
@@ -185,6 +209,31 @@ def test_allowed_circles_still_exist():
                       + "; ".join(", ".join(sorted(c)) for c in gone))
 
 
+def command_line_arrows() -> tuple[list[Import], list[Import]]:
+    """(imports of the command line from outside it, imports between two command modules)."""
+    into, between = [], []
+    for imp in imports_under("services"):
+        in_cli = any(_within(imp.source, c) for c in CLI)
+        if not in_cli and any(_within(imp.target, c) for c in CLI):
+            into.append(imp)
+        elif (_within(imp.source, "services.commands") and _within(imp.target, "services.commands")
+              and "services.commands" not in (imp.source, imp.target) and imp.source != imp.target):
+            between.append(imp)
+    return into, between
+
+
+def test_the_command_line_sits_on_top():
+    into, between = command_line_arrows()
+    new = [imp for imp in between if (imp.source, imp.target) not in ALLOWED_COMMAND_IMPORTS]
+    assert not into, "only the command line may import services.cli or services.commands:\n" + "\n".join(
+        f"  {imp.where()}: {imp.target}" for imp in into)
+    assert not new, ("a command module imports another (put the shared piece in services/commands/__init__.py "
+                     "or a helper module; issue 10, 'The house'):\n") + "\n".join(
+        f"  {imp.where()}: {imp.target}" for imp in new)
+    gone = ALLOWED_COMMAND_IMPORTS - {(imp.source, imp.target) for imp in between}
+    assert not gone, f"no longer imported - delete from ALLOWED_COMMAND_IMPORTS: {sorted(gone)}"
+
+
 # -- the checker checks itself on small trees -----------------------------------------------------
 
 def _write(root: Path, files: dict[str, str]) -> dict[str, Path]:
@@ -236,9 +285,24 @@ def test_a_new_circle_fails(tmp_path, monkeypatch):
             raise AssertionError(f"{test.__name__} passed on a tree with ring <-> dp")
 
 
+
+def test_command_line_arrows_are_seen(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    _write(tmp_path, {"services/__init__.py": "", "services/commands/__init__.py": "def helper(): ...\n",
+                      "services/commands/a.py": "from services.commands import helper\nfrom . import b\n",
+                      "services/commands/b.py": "", "services/node.py": "from services.commands.a import x\n"})
+    into, between = command_line_arrows()
+    assert [(i.source, i.target) for i in into] == [("services.node", "services.commands.a")]
+    assert [(i.source, i.target) for i in between] == [("services.commands.a", "services.commands.b")]
+
+
 if __name__ == "__main__":
     edges = graph()
     found = circles(edges)
     print(f"{len(edges)} modules, {sum(map(len, edges.values()))} import arrows, {len(found)} circle(s)")
     for c in found:
         print(("  allowed: " if c in ALLOWED_CIRCLES else "  NEW: ") + describe(c, edges))
+    into, between = command_line_arrows()
+    for where, target, source in sorted({(imp.where(), imp.target, imp.source) for imp in into + between}):
+        known = (source, target) in ALLOWED_COMMAND_IMPORTS
+        print(f"  {'allowed' if known else 'NEW'} command-line import: {where}: {target}")
