@@ -239,19 +239,16 @@ def fixed_point_vectors() -> dict:
 
 # -- survey digests -------------------------------------------------------------------------------
 
+def aggregator_tables(*addresses: str, names: str = "abc") -> str:
+    """The [[aggregator]] tables of a survey file: one per address, named a, b, c, ..."""
+    return "".join(f'\n[[aggregator]]\nname = "{n}"\naddress = "{a}"\n' for n, a in zip(names, addresses))
+
+
 SURVEY_TEXTS = [
     ("a yes/no question without noise", """
 [survey]
 id = "tiny"
-
-[[aggregator]]
-name = "a"
-address = "127.0.0.1:7001"
-
-[[aggregator]]
-name = "b"
-address = "127.0.0.1:7002"
-
+""" + aggregator_tables("127.0.0.1:7001", "127.0.0.1:7002") + """
 [[question]]
 id = "ok"
 kind = "yesno"
@@ -259,15 +256,7 @@ kind = "yesno"
     ("the same survey at other addresses: the digest does not change", """
 [survey]
 id = "tiny"
-
-[[aggregator]]
-name = "a"
-address = "a.example.org:443"
-
-[[aggregator]]
-name = "b"
-address = "b.example.org:443"
-
+""" + aggregator_tables("a.example.org:443", "b.example.org:443") + """
 [[question]]
 id = "ok"
 kind = "yesno"
@@ -450,19 +439,7 @@ SHEET_SURVEY = """
 [survey]
 id = "sheet-vectors"
 min_respondents = 1
-
-[[aggregator]]
-name = "a"
-address = "127.0.0.1:7001"
-
-[[aggregator]]
-name = "b"
-address = "127.0.0.1:7002"
-
-[[aggregator]]
-name = "c"
-address = "127.0.0.1:7003"
-
+""" + aggregator_tables("127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003") + """
 [[question]]
 id = "agree"
 kind = "yesno"
