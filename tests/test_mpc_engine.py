@@ -26,7 +26,7 @@ PARTIES = (3, 5, 7)
 EDGES = [compare.VALUE_MIN, compare.VALUE_MAX, 0, -1, 1, compare.VALUE_MIN + 1, compare.VALUE_MAX - 1]
 values = st.one_of(st.integers(compare.VALUE_MIN, compare.VALUE_MAX), st.sampled_from(EDGES),
                    st.integers(-3, 3))
-FAST = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def run(n: int, inputs: list, body, seed: int = 0):

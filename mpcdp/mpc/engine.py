@@ -73,19 +73,20 @@ def received(inbox: Inbox, sender: int, size: int) -> np.ndarray:
 
 
 class Stream:
-    """A Prg read in large chunks: the same words as ``prg.uint64`` calls, without a cipher call per read."""
+    """A Prg read in growing chunks: the same words as ``prg.uint64`` calls, without a cipher call per read."""
 
-    CHUNK = 1 << 14
+    MAX_CHUNK = 1 << 14
 
     def __init__(self, prg: Prg):
         self._prg = prg
         self._buf = np.empty(0, dtype=U64)
         self._at = 0
+        self._chunk = 256
 
     def take(self, size: int) -> np.ndarray:
         if self._at + size > self._buf.size:
-            rest = self._buf[self._at:]
-            self._buf = np.concatenate([rest, self._prg.uint64(max(size, self.CHUNK))])
+            self._chunk = min(2 * self._chunk, self.MAX_CHUNK)
+            self._buf = np.concatenate([self._buf[self._at:], self._prg.uint64(max(size, self._chunk))])
             self._at = 0
         out = self._buf[self._at:self._at + size]
         self._at += size
@@ -106,8 +107,9 @@ class Engine:
         self._rng = rng or system_random("mpc")
         self._pos = {idx: pos for pos, idx in enumerate(self.held)}
         self._owned = list(self.access.owned(me))
-        pairs = [(a, b) for a, bs in self.access.products[me] for b in bs]
-        self._left, self._right = (np.array(v, dtype=np.intp) for v in zip(*pairs))
+        pairs = [(a, b) for a, bs in self.access.products[me] for b in bs]  # may be none (n = 4, party 3)
+        self._left = np.array([a for a, _ in pairs], dtype=np.intp)
+        self._right = np.array([b for _, b in pairs], dtype=np.intp)
         self._residual = [self.access.residual(p) for p in range(n)]
         # inputs(): row r of held index pos is the part contributed by holders(idx)[r]; it is drawn
         # from the index key, except in the contributor's residual index (then it arrives by message)
