@@ -112,6 +112,9 @@ class PrepMessage:
     joint_rand_seed: bytes = b""
 
 
+_EMPTY_PUBLIC_SHARE = PublicShare()
+
+
 def format_dst(algo_class: int, algo: int, usage: int) -> bytes:
     """The draft's domain separation tag: version, class, algorithm id, usage."""
     return bytes([VERSION, algo_class]) + algo.to_bytes(4, "big") + usage.to_bytes(2, "big")
@@ -376,6 +379,8 @@ class Prio3:
     def decode_public_share(self, data: bytes) -> PublicShare:
         expected = SEED_SIZE * self.SHARES if self.uses_joint_rand else 0
         _check_len("public share", data, expected, DecodeError)
+        if not expected:
+            return _EMPTY_PUBLIC_SHARE
         return PublicShare(tuple(data[i:i + SEED_SIZE] for i in range(0, expected, SEED_SIZE)))
 
     def encode_input_share(self, share: InputShare) -> bytes:

@@ -42,14 +42,19 @@ def _direct_turboshake():
     local = threading.local()
     capacity, rounds, domain = c_size_t(32), c_ubyte(12), 1
 
+    def new_state():
+        pointer = VoidPointer()
+        if lib.keccak_init(pointer.address_of(), capacity, rounds):
+            raise RuntimeError("TurboSHAKE128 state could not be created")
+        local.state = SmartPointer(pointer.get(), lib.keccak_destroy)  # frees it with the thread
+        local.raw = local.state.get()
+        return local.raw
+
     def turboshake(message: bytes, length: int) -> bytes:
-        state = getattr(local, "state", None)
-        if state is None:
-            pointer = VoidPointer()
-            if lib.keccak_init(pointer.address_of(), capacity, rounds):
-                raise RuntimeError("TurboSHAKE128 state could not be created")
-            state = local.state = SmartPointer(pointer.get(), lib.keccak_destroy)
-        raw = state.get()
+        try:
+            raw = local.raw
+        except AttributeError:
+            raw = new_state()
         out = ffi.new(byte_array, length)
         if (lib.keccak_reset(raw) or lib.keccak_absorb(raw, message, len(message))
                 or lib.keccak_squeeze(raw, out, length, domain)):
