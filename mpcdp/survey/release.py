@@ -10,7 +10,9 @@ reports a coordinate as 1 with probability p if it is truly 1 and q if truly
 0, the unbiased estimate of the population share is (c/n - q) / (p - q) (Wang
 et al., USENIX Security 2017; Warner 1965 for the two-coin case). Its variance
 for respondents drawn at random is lambda (1 - lambda) / (n (p - q)^2), lambda the
-reported share, plus the central noise's variance / (n (p - q))^2.
+reported share (its maximum 1/4 where noise pushed lambda outside [0, 1]),
+plus the central noise's variance / (n (p - q))^2. Estimates are never
+clipped: one outside [0, 1] (or a numeric question's bounds) is flagged.
 
 Numeric: the mean of the reports, unbiased (zero-mean local noise, unbiased
 rounding). Its variance is an upper bound: (Popoviciu's (hi - lo)^2 / 4 for
@@ -88,16 +90,26 @@ class QuestionResult:
     local_epsilon: float | None  # per respondent, spent on their device
     central_epsilon: float | None  # per release, for replace-one-respondent neighbours
     central_delta: float
+    value_range: tuple[float, float] = (0.0, 1.0)  # where the true value lies: [0, 1] for shares, the bounds
+
+    @property
+    def outside_range(self) -> np.ndarray:
+        """Per estimate: did the noise push it outside the range the true value lies in?"""
+        lo, hi = self.value_range
+        return (self.estimate.value < lo) | (self.estimate.value > hi)
 
     def as_dict(self, level: float = 0.95) -> dict:
+        """Estimates are reported as computed, never clipped: one outside the possible range is
+        flagged ``outside_range`` and keeps its full (unclipped) interval."""
         low, high = self.estimate.ci(level)
         return {
             "question": self.question, "kind": self.kind, "respondents": self.respondents,
             "local_epsilon": self.local_epsilon, "central_epsilon": self.central_epsilon,
-            "central_delta": self.central_delta, "ci_level": level,
-            "estimates": [{"label": lab, "value": float(v), "variance": float(var), "ci": [float(lo), float(hi)]}
-                          for lab, v, var, lo, hi in zip(self.labels, self.estimate.value, self.estimate.variance,
-                                                         low, high)],
+            "central_delta": self.central_delta, "ci_level": level, "range": list(self.value_range),
+            "estimates": [{"label": lab, "value": float(v), "variance": float(var), "ci": [float(lo), float(hi)],
+                           "outside_range": bool(out)}
+                          for lab, v, var, lo, hi, out in zip(self.labels, self.estimate.value,
+                                                              self.estimate.variance, low, high, self.outside_range)],
         }
 
 
@@ -119,10 +131,13 @@ def estimate(survey: Survey, total, respondents: int) -> list[QuestionResult]:
         else:
             p, qq = rates(q)
             lam = values[block] / n
-            clipped = np.clip(lam, 0.0, 1.0)
-            var = (clipped * (1 - clipped) / n + sigma2 / n ** 2) / (p - qq) ** 2
+            # the plug-in lambda (1 - lambda) where lambda is a possible share; where noise pushed it
+            # outside [0, 1] the plug-in says nothing (clipping made it 0), so use its maximum 1/4
+            share_var = np.where((lam >= 0) & (lam <= 1), lam * (1 - lam), 0.25)
+            var = (share_var / n + sigma2 / n ** 2) / (p - qq) ** 2
             est = Estimate((lam - qq) / (p - qq), var, respondents)
         out.append(QuestionResult(q.id, q.kind, q.labels, est, respondents,
                                   q.local.epsilon if q.local.enabled else None,
-                                  charged[0] if charged else None, charged[1] if charged else 0.0))
+                                  charged[0] if charged else None, charged[1] if charged else 0.0,
+                                  q.bounds if q.kind == "numeric" else (0.0, 1.0)))
     return out

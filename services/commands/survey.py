@@ -78,7 +78,12 @@ def format_results(doc: dict) -> str:
         for e in q["estimates"]:
             lo, hi = e["ci"]
             truth = f"   truth {e['truth']:.4g}" if "truth" in e else ""
-            lines.append(f"  {e['label']:<16} {e['value']:>12.4g}   {level}% CI [{lo:.4g}, {hi:.4g}]{truth}")
+            lines.append(f"  {e['label']:<16} {e['value']:>12.4g}   {level}% CI [{lo:.4g}, {hi:.4g}]{truth}"
+                         + ("   (!)" if e.get("outside_range") else ""))
+        if any(e.get("outside_range") for e in q["estimates"]):
+            lo, hi = q.get("range", (0, 1))
+            lines.append(f"  (!) outside [{lo:g}, {hi:g}], where the true value lies: the noise pushed it there. "
+                         "Reported unclipped, with its full interval; read it as near the edge.")
     return "\n".join(lines)
 
 
@@ -257,6 +262,11 @@ def plot_results(doc: dict, path: str) -> None:
         ys = list(range(len(labels)))
         ax.errorbar(values, ys, xerr=[lows, highs], fmt="o", color="tab:blue", capsize=4,
                     label=f"estimate, {int(round(q['ci_level'] * 100))}% interval")
+        outside = [i for i, e in enumerate(q["estimates"]) if e.get("outside_range")]
+        if outside:
+            ax.plot([values[i] for i in outside], [ys[i] for i in outside], "o", color="tab:orange",
+                    label="outside the possible range (noise)")
+            ax.axvspan(*q.get("range", (0, 1)), color="0.9", zorder=0)
         if all("truth" in e for e in q["estimates"]):
             ax.plot([e["truth"] for e in q["estimates"]], ys, "x", color="tab:red", markersize=9, label="truth")
         ax.set_yticks(ys, labels)

@@ -1,0 +1,68 @@
+"""Survey hardening: honest intervals for estimates the noise pushed out of range, private files."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from mpcdp import ring
+from mpcdp.survey import central
+from mpcdp.survey.definition import parse_survey
+from mpcdp.survey.release import estimate
+from services.commands.survey import format_results, results_document
+
+TEXT = """
+[survey]
+id = "s"
+min_respondents = 10
+[[aggregator]]
+name = "a"
+address = "127.0.0.1:1"
+[[aggregator]]
+name = "b"
+address = "127.0.0.1:2"
+[[question]]
+id = "rare"
+kind = "yesno"
+central = { mechanism = "discrete_laplace", epsilon = 1.0 }
+[[question]]
+id = "income"
+kind = "numeric"
+bounds = [0, 100]
+step = 1
+central = { mechanism = "discrete_laplace", epsilon = 1.0 }
+"""
+SURVEY = parse_survey(TEXT)
+N = 1000
+
+
+def released(rare: int, income_steps: int):
+    total = ring.as_ring(np.array([rare, income_steps], dtype=np.int64))
+    return {r.question: r for r in estimate(SURVEY, total, N)}
+
+
+def test_a_share_pushed_below_zero_gets_an_honest_interval_and_a_flag():
+    r = released(-3, 50 * N)["rare"]  # nobody said yes; the central noise drew -3
+    assert r.estimate.value[0] < 0
+    # the sampling variance is at most 1/4 / n; the old clipped plug-in gave 0 and a +-0.003 interval
+    assert r.estimate.variance[0] >= 0.25 / N
+    lo, hi = r.estimate.ci(0.95)
+    assert hi[0] - lo[0] >= 2 * 1.95 * math.sqrt(0.25 / N)
+    d = r.as_dict()
+    assert d["estimates"][0]["outside_range"] is True and d["range"] == [0.0, 1.0]
+
+
+def test_a_share_inside_the_range_keeps_its_plug_in_variance_and_no_flag():
+    r = released(100, 50 * N)["rare"]
+    lam, sigma2 = 0.1, central.variance(SURVEY, SURVEY.question("rare"))
+    assert math.isclose(r.estimate.variance[0], lam * (1 - lam) / N + sigma2 / N**2)
+    assert r.as_dict()["estimates"][0]["outside_range"] is False
+
+
+def test_a_numeric_mean_beyond_its_bounds_is_flagged_in_the_report():
+    results = released(100, 101 * N)  # a mean of 101 on [0, 100]
+    assert results["income"].as_dict()["estimates"][0]["outside_range"] is True
+    doc = results_document(SURVEY, list(results.values()), None, 0.95)
+    text = format_results(doc)
+    assert "(!) outside [0, 100]" in text and "outside [0, 1]" not in text
