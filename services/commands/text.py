@@ -18,6 +18,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from mpcdp.text.corpus import DEFAULT_PARTITION_ROWS, ENGINES, INPUT_FORMATS
 from mpcdp.text.mechanisms import MECHANISMS, EpsilonTooSmallError
 from services.commands import Formatter, at_least, epsilon, examples
 from services.text_node import add_embedding_arguments, sanitizer_from_args
@@ -45,7 +46,15 @@ fix truncated Gumbel's smallest epsilon, are printed first. Out-of-vocabulary
 words (often names), URLs, e-mail addresses and @mentions become a placeholder
 unless --keep-oov; emoji and other symbols too, unless --symbols keep (which
 releases them as they are) or drop. Which positions hold words is not
-hidden. Nothing leaves this machine."""
+hidden. Nothing leaves this machine.
+
+A corpus (a .csv, .jsonl or .parquet file with a text column) is sanitised
+partition by partition into a Parquet dataset folder (--output out.parquet):
+in this process (--engine local) or in parallel on Dask (--engine dask: a
+local cluster of this machine's cores, or --scheduler tcp://HOST:PORT for a
+running cluster). Each output row keeps its input row number and carries its
+own privacy cost. Partitions are written atomically: run the same command
+again after a crash and it skips the finished ones."""
 
 EVALUATE = """\
 The privacy-utility experiment, on two tasks from the corpora in the
@@ -76,8 +85,25 @@ def register(subparsers) -> None:
                            "mpcdp text sanitize reviews.txt --mechanism multivariate-laplace --epsilon 10 "
                            "-o reviews.private.txt",
                            'echo "Alice loved the ending" | mpcdp text sanitize --epsilon 200 --json',
+                           "mpcdp text sanitize --input corpus.csv --column text --output out.parquet --epsilon 200 "
+                           "--engine dask",
+                           "mpcdp text sanitize --input corpus.parquet --output out.parquet --epsilon 200 "
+                           "--engine dask --scheduler tcp://10.0.0.5:8786",
                        ))
-    s.add_argument("input", nargs="?", default="-", help="input file, one text per line, or - for stdin (default -)")
+    s.add_argument("file", nargs="?", metavar="input",
+                   help="input: a text file, one text per line, or - for stdin (default -); or a corpus, "
+                        ".csv, .jsonl or .parquet (see --column)")
+    s.add_argument("--input", help="the same input, as an option")
+    corpus = s.add_argument_group("corpus (.csv, .jsonl, .parquet input)")
+    corpus.add_argument("--column", default="text", help="the column holding the texts (default %(default)s)")
+    corpus.add_argument("--engine", choices=ENGINES, default="local",
+                        help="local: this process; dask: partitions in parallel on dask.distributed "
+                             "(default %(default)s)")
+    corpus.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                        help="a running Dask scheduler (default: a local cluster of this machine's cores)")
+    corpus.add_argument("--workers", type=at_least(1), help="local cluster workers (default: one per core)")
+    corpus.add_argument("--partition-rows", type=at_least(1), default=DEFAULT_PARTITION_ROWS,
+                        help="rows per partition, the unit of work and of resuming (default %(default)s)")
     s.add_argument("--mechanism", choices=MECHANISMS, default="truncated-gumbel",
                    help="truncated-gumbel: noise calibrated to each word's neighbourhood, defined only above a "
                         "vocabulary-dependent epsilon (about 76 for the default 50,000 GloVe words); "
@@ -87,7 +113,9 @@ def register(subparsers) -> None:
                    help="metric-DP epsilon per word, per unit of embedding distance, > 0: smaller is more "
                         "private (fewer words kept); not comparable with a count's epsilon (e.g. 100 for "
                         "truncated-gumbel, 10 for multivariate-laplace; no default)")
-    s.add_argument("-o", "--output", default="-", help="output file, or - for stdout (default -)")
+    s.add_argument("-o", "--output", default="-",
+                   help="output file, or - for stdout (default -); for a corpus, the Parquet dataset folder to "
+                        "write (e.g. out.parquet)")
     s.add_argument("--json", action="store_true",
                    help="write one JSON object per input line instead of text: the sanitised text and its "
                         "privacy cost (words perturbed, out-of-vocabulary words, epsilon bound for the text)")
@@ -130,7 +158,21 @@ def _open(name: str, mode: str):
     return open(name, mode, encoding="utf-8", newline="")
 
 
+def _is_corpus(args) -> bool:
+    return Path(args.input).suffix.lower() in INPUT_FORMATS
+
+
 def run_sanitize(args) -> int:
+    if args.input and args.file:
+        print("mpcdp text sanitize: give the input once (as --input or as the argument)", file=sys.stderr)
+        return 2
+    args.input = args.input or args.file or "-"
+    if _is_corpus(args):
+        return run_sanitize_corpus(args)
+    if args.engine != "local" or args.scheduler:
+        print("mpcdp text sanitize: --engine dask and --scheduler need a corpus input (.csv, .jsonl or .parquet)",
+              file=sys.stderr)
+        return 2
     from tqdm import tqdm
 
     from mpcdp.prg import system_random
@@ -158,6 +200,39 @@ def run_sanitize(args) -> int:
             if len(batch) >= BATCH_LINES:
                 _flush(sanitizer, batch, args, rng, dst, bar)
         _flush(sanitizer, batch, args, rng, dst, bar)
+    return 0
+
+
+def run_sanitize_corpus(args) -> int:
+    from tqdm import tqdm
+
+    from mpcdp.text import corpus
+
+    if args.output == "-":
+        print("mpcdp text sanitize: a corpus needs --output FOLDER (a Parquet dataset, e.g. out.parquet)",
+              file=sys.stderr)
+        return 2
+    bar = tqdm(unit="partition", desc="sanitising", file=sys.stderr, disable=None)
+    try:
+        corpus.input_format(args.input)
+        if not os.path.isfile(args.input):
+            raise ValueError(f"input file {args.input!r} does not exist")
+        sanitizer = sanitizer_from_args(args)
+        print(sanitizer.describe(), file=sys.stderr)
+        summary = corpus.run(sanitizer, args.input, args.column, args.output, args.mechanism, args.epsilon,
+                             engine=args.engine, partition_rows=args.partition_rows, scheduler=args.scheduler,
+                             workers=args.workers, progress=bar.update, on_total=lambda n: bar.reset(total=n))
+    except (ValueError, OSError) as exc:  # CorpusError and EpsilonTooSmallError are ValueErrors
+        bar.close()
+        print(f"mpcdp text sanitize: {exc}", file=sys.stderr)
+        return 2
+    bar.close()
+    if args.json:
+        print(json.dumps(asdict(summary)))
+    else:
+        print(f"{summary.rows:,} rows in {summary.partitions} partitions ({summary.partitions_skipped} already done) "
+              f"-> {summary.output}; {summary.words_perturbed:,} words perturbed, largest text epsilon bound "
+              f"{summary.max_text_epsilon:.4g}", file=sys.stderr)
     return 0
 
 
