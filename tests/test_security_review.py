@@ -6,6 +6,7 @@ Budget: about 2 s (in-process gRPC servers on loopback, no sleeps).
 from __future__ import annotations
 
 import math
+import time
 
 import grpc
 import numpy as np
@@ -112,7 +113,7 @@ async def abort(h, call, spec):
 
 def dp_spec(sid: bytes) -> QuerySpec:
     return QuerySpec("mean", parties=tuple(RAISES), column="raise", bounds=(0, 10_000), epsilon=1.0,
-                     session_id=sid, deadline=math.inf)
+                     session_id=sid, deadline=time.time() + 60)
 
 
 async def test_concurrent_sessions_cannot_together_overspend_a_partys_budget(dp_cluster):
@@ -146,7 +147,7 @@ async def test_a_whole_query_still_charges_once_and_frees_its_reservation(dp_clu
 async def test_a_spec_listing_a_node_that_is_not_a_party_is_refused(dp_cluster):
     # A coordinator naming itself a party would get bob's share and then bob's partial sum.
     spec = QuerySpec("mean", parties=("bob", "coordinator"), column="raise", bounds=(0, 10_000),
-                     session_id=b"M" * 16, deadline=math.inf, epsilon=1.0)
+                     session_id=b"M" * 16, deadline=time.time() + 60, epsilon=1.0)
     h, _, answer = await propose(dp_cluster, spec)
     assert isinstance(answer, grpc.aio.AioRpcError)
     assert answer.code() == grpc.StatusCode.PERMISSION_DENIED and "coordinator" in answer.details()
