@@ -259,8 +259,9 @@ class Prio3:
         for k in range(self.PROOFS):
             for t, (_, _, _, wire_len, _) in zip(_chunk(query_rands, flp.QUERY_RAND_LEN, k), flp._shapes):
                 degenerate |= field.power(t, wire_len) == 1
-        if degenerate.any():  # probability ~2^-60: such a report goes alone, and is refused
-            return [self.prep_init(verify_key, agg_id, agg_param, *report) for report in reports]
+        if degenerate.any():  # probability about 2^-60 per report: the draft refuses such a report
+            raise VerifyError(f"report {int(np.flatnonzero(degenerate)[0])} of the batch has a query point on the "
+                              "interpolation nodes and is refused; prepare the others without it")
         columns: list = []
         for k in range(self.PROOFS):
             columns += flp.query(meas, _chunk(proofs, flp.PROOF_LEN, k), _chunk(query_rands, flp.QUERY_RAND_LEN, k),
