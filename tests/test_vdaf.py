@@ -294,3 +294,19 @@ def test_instance_parameters_are_checked():
         Prio3Histogram(2, 10, 0)
     nonce, public_share, shares = Prio3Count(2).shard_random(1, Prg.from_int(1))
     assert "<" in repr(shares[0]) and str(shares[0].meas_share[0]) not in repr(shares[0])
+
+
+def test_a_degenerate_query_point_refuses_the_report(monkeypatch):
+    """If the verifier's random point t is an interpolation node (t^P = 1, probability ~2^-60),
+    the query would leak gadget outputs: the report is refused, alone or in a batch."""
+    vdaf = Prio3Histogram(2, 4, 2)
+    rng = Prg.from_int(4)
+    reports = [vdaf.shard_random(1, rng) for _ in range(3)]
+    bad_nonce = reports[1][0]
+    real = vdaf._query_rands
+    monkeypatch.setattr(vdaf, "_query_rands", lambda key, nonce: [1] if nonce == bad_nonce else real(key, nonce))
+    with pytest.raises(VerifyError, match="root of unity"):
+        vdaf.prep_init(VERIFY_KEY, 0, None, *reports[1][:2], reports[1][2][0])
+    with pytest.raises(VerifyError, match="report 1 of the batch"):
+        vdaf.prep_init_batch(VERIFY_KEY, 0, None, [(n, ps, s[0]) for n, ps, s in reports])
+    assert len(vdaf.prep_init_batch(VERIFY_KEY, 0, None, [(n, ps, s[0]) for n, ps, s in reports[::2]])) == 2
