@@ -15,8 +15,10 @@ Guarantees (draft 08, section 9 and BBCGGI19): privacy against any set of
 aggregators missing at least one honest one (shares are uniform; the verifier
 reveals only validity); robustness: if all aggregators are honest, an invalid
 measurement is accepted with probability at most the FLP's soundness error
-(about ``calls * degree / |F|``, < 2^-54 for the circuits here) — so one client
-moves an aggregate by at most one valid measurement.
+(about ``(calls * degree + length) / |F|``: below 2^-62 for Count over Field64,
+2^-100 for the Field128 circuits at survey sizes) — so one client moves an
+aggregate by at most one valid measurement. Robustness needs the verify key to
+be secret from clients (it seeds the verifier's query randomness).
 
 Every message has an explicit ``encode_*`` / ``decode_*`` pair producing the
 draft's byte encodings; nothing here does I/O. Per-report randomness ``rand``
