@@ -49,12 +49,22 @@ def spec_fields(msg: pb.QuerySpec) -> dict:
     return fields
 
 
+def build_spec(fields: dict) -> QuerySpec:
+    """``QuerySpec(**fields)``, any refusal of the library as a SpecError (INVALID_ARGUMENT on the wire)."""
+    try:
+        return QuerySpec(**fields)
+    except SpecError:
+        raise
+    except (ValueError, ArithmeticError, TypeError) as exc:
+        raise SpecError("spec", f"cannot be represented: {exc}") from None
+
+
 def spec_from_proto(msg: pb.QuerySpec, require_deadline: bool = False) -> QuerySpec:
     """The spec on the wire; ``require_deadline``: an unset (0) deadline is refused, not read as none."""
     if require_deadline and not msg.deadline > 0:
         raise SpecError("deadline", "must be set to an absolute UNIX time; a session without one could be "
                                     "held open forever")
-    return QuerySpec(**spec_fields(msg))
+    return build_spec(spec_fields(msg))
 
 
 def chunks(vector: np.ndarray):

@@ -221,7 +221,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             fields["max_records"] = int(self.federation.policy.get("max_records", 1))
         fields.update(parties=parties, deadline=self._clock() + timeout)
         del fields["session_id"]
-        spec = QuerySpec(**fields)
+        spec = convert.build_spec(fields)
         releases.check_presentation(spec, confidence)
         return spec, confidence
 

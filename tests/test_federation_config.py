@@ -93,3 +93,19 @@ def test_query_command_refuses_bad_bounds_without_contacting_anyone(capsys):
     fed_file = ROOT / "examples" / "engineers" / "federation.toml"
     assert main(["query", "--federation", str(fed_file), "--statistic", "mean", "--bounds", "5"]) == 2
     assert "LO,HI" in capsys.readouterr().err
+
+
+def test_state_directory_and_max_timeout_are_configurable(tmp_path):
+    from services.federation import FederationError, parse
+
+    doc = {"policy": {"max_timeout": 60},
+           "node": [{"name": "coordinator", "address": "127.0.0.1:1", "roles": ["coordinator"], "ledger": "s/c.db"},
+                    {"name": "alice", "address": "127.0.0.1:2", "roles": ["party"], "state": "alice-state"},
+                    {"name": "analyst", "roles": ["client"]}]}
+    f = parse(doc, tmp_path)
+    assert f.policy["max_timeout"] == 60.0
+    assert f.node("coordinator").state_dir == tmp_path / "s" and f.node("alice").state_dir == tmp_path / "alice-state"
+    assert f.node("analyst").state_dir is None
+    doc["policy"]["max_timeout"] = 0
+    with pytest.raises(FederationError, match="max_timeout"):
+        parse(doc, tmp_path)

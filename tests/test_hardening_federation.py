@@ -80,6 +80,10 @@ def test_limits_become_keepalive_and_stream_options():
 
 
 def test_simulated_parties_get_their_values_from_private_files_not_their_command_line():
+    import json
+    import subprocess
+    import sys
+
     from services.simulation import LocalFederation
 
     values = {"alice": [3817.25], "bob": [2514.75]}
@@ -89,7 +93,13 @@ def test_simulated_parties_get_their_values_from_private_files_not_their_command
             assert "3817.25" not in cmdline and "2514.75" not in cmdline, (name, cmdline)
         for name in values:
             assert (f.dir / f"{name}.csv").stat().st_mode & 0o777 == 0o600
-        assert f.query("sum", bounds=(0, 10_000)).value == pytest.approx(3817.25 + 2514.75, abs=1e-3)
+        r = f.query("sum", bounds=(0, 10_000), epsilon=1.0)
+        fetched = subprocess.run([sys.executable, "-m", "services.cli", "query", "--federation", str(f.path),
+                                  "--fetch", r.session_id, "--json"], capture_output=True, text=True, timeout=60)
+        assert fetched.returncode == 0, fetched.stderr
+        assert json.loads(fetched.stdout)["result"] == r.result  # the kept release, fetched by the command
+        assert f.federation.node("coordinator").state_dir.joinpath("coordinator.releases",
+                                                                    f"{r.session_id}.release").exists()
 
 
 # -- 3. clear errors: the analyst gets INVALID_ARGUMENT naming the field, from coordinator and party ----------
