@@ -412,3 +412,22 @@ async def test_an_abort_naming_a_culprit_is_shown_as_the_claim_of_the_party_that
         assert not text.startswith("bob")
     finally:
         await c.close()
+
+
+async def test_concurrent_queries_cannot_together_overspend_the_coordinators_budget(certs, tmp_path):  # noqa: F811
+    """Without the single lock, the coordinator's ledger reserves what running sessions will spend."""
+    from mpcdp.dp.ledger import PrivacyLedger
+    from services.client import QueryError
+    from services.party_node import PartyNode
+
+    ledger = PrivacyLedger(tmp_path / "coordinator.db", "raises", 1.5)
+    c = await make_cluster(certs, ledgers={"coordinator": ledger},
+                           party_cls=type("Slow", (SlowPartial, PartyNode), {}))
+    try:
+        outcomes = await asyncio.gather(c.query(epsilon=1.0), c.query(epsilon=1.0), return_exceptions=True)
+        refused = [o for o in outcomes if isinstance(o, QueryError)]
+        assert len(refused) == 1 and refused[0].code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "held for 1 session" in refused[0].details and "raises" not in refused[0].details
+        assert float(ledger.spent().epsilon) == 1.0
+    finally:
+        await c.close()
