@@ -149,11 +149,12 @@ class PartyNode(pb_grpc.PartyServicer):
                                       f"refusing to share with them", session=sid.hex())
         if self.sessions is not None:
             self.sessions.add(sid, spec.deadline)  # on disk before anything else happens in this session
-        ahead = spec.deadline - self._clock()
-        if ahead > self.max_timeout + CLOCK_SLACK:
-            return await self._refuse(context, sid, f"the deadline is {ahead:.0f} s away; this party accepts "
-                                                    f"sessions of at most {self.max_timeout:g} s",
-                                      Status.INVALID_ARGUMENT)
+        now = self._clock()
+        try:
+            if spec.deadline > now:  # a passed deadline is refused by accept, as DEADLINE_EXCEEDED
+                spec.check_deadline(now, self.max_timeout + CLOCK_SLACK)
+        except SpecError as exc:
+            return await self._refuse(context, sid, str(exc), Status.INVALID_ARGUMENT)
         try:
             records = self.table.records(spec)
         except DataError as exc:
