@@ -34,6 +34,7 @@ from .survey.local import randomise
 from .survey.sheet import check_answers
 
 ID_BYTES = 16
+BATCH_BYTES = 4 << 20  # at most this many share bytes per batch: half an aggregator's 8 MiB message limit
 Item = tuple[bytes, bytes]  # (submission id, share blob)
 
 
@@ -112,6 +113,8 @@ class SurveyClient:
                       attempts: int = 5, on_ack: Callable[[str, int], None] | None = None) -> None:
         """Send every submission to every aggregator, retrying unacknowledged batches.
 
+        Batches hold at most ``batch_size`` submissions and ``BATCH_BYTES`` bytes of shares.
+
         ``on_ack(aggregator, n)`` reports n more submissions stored there.
         Raises :class:`Conflict` if an aggregator holds another share under one
         of these ids, :class:`Unavailable` if an aggregator stays unreachable
@@ -129,7 +132,9 @@ class SurveyClient:
 
     async def _deliver_to(self, name, submissions, batch_size, attempts, on_ack) -> None:
         items = [(s.submission_id, s.shares[name]) for s in submissions]
-        pending = {i: items[i:i + batch_size] for i in range(0, len(items), batch_size)}
+        item_bytes = len(items[0][1]) + ID_BYTES if items else 1
+        per_batch = max(1, min(batch_size, BATCH_BYTES // item_bytes))
+        pending = {i: items[i:i + per_batch] for i in range(0, len(items), per_batch)}
         conflicts = 0
 
         def acked(index: int, outcomes: list[str]) -> None:

@@ -66,3 +66,24 @@ def test_a_numeric_mean_beyond_its_bounds_is_flagged_in_the_report():
     doc = results_document(SURVEY, list(results.values()), None, 0.95)
     text = format_results(doc)
     assert "(!) outside [0, 100]" in text and "outside [0, 1]" not in text
+
+
+def test_respondent_batches_stay_under_the_aggregators_message_limit():
+    import asyncio
+
+    from mpcdp.client import BATCH_BYTES, PreparedSubmission, SurveyClient
+    from services.survey.aggregator import MAX_MESSAGE
+
+    sizes = []
+
+    class Recorder:
+        async def send(self, aggregator, survey, batches, on_ack):
+            for i, b in enumerate(batches):
+                sizes.append(sum(len(sid) + len(share) for sid, share in b))
+                on_ack(i, ["accepted"] * len(b))
+
+    share = bytes(64 << 10)  # 64 KiB shares: 1000 of them would be a 64 MiB batch
+    subs = [PreparedSubmission(SURVEY.id, i.to_bytes(16, "big"), {"a": share, "b": share}) for i in range(300)]
+    asyncio.run(SurveyClient(SURVEY, Recorder()).deliver(subs, batch_size=1000))
+    assert sum(sizes) == 2 * 300 * (16 + len(share))
+    assert max(sizes) <= BATCH_BYTES < MAX_MESSAGE

@@ -29,7 +29,9 @@ from mpcdp.survey.definition import Survey, SurveyError, parse_survey
 from mpcdp.survey.release import BelowMinimum, QuestionResult
 from mpcdp.survey.sheet import AnswerError
 from mpcdp.survey.synthetic import synthetic_answers
-from services.commands import Formatter, address, at_least, examples, level, positive
+from services.commands import (Formatter, add_node_arguments, address, at_least, configure_audit, examples, level,
+                               node_limits, positive)
+from services.survey.aggregator import MAX_MESSAGE as AGGREGATOR_MAX_MESSAGE
 
 SURVEY = "examples/election_poll.toml"
 ANSWERS = '{"will_vote": true, "vote": "Greens", "issues": ["climate"], "salary": 52000}'
@@ -116,13 +118,14 @@ def run_aggregator(args) -> int:
 
     service = AggregatorService(args.name, surveys, store, noise_rng, args.coordinator, args.insecure)
     name = survey_pb2.DESCRIPTOR.services_by_name["SurveyAggregator"].full_name
+    configure_audit(args, args.name)
 
     async def cleanup():
         store.shutdown()
 
     return asyncio.run(serve_until_stopped(
         identity, listen, [(survey_pb2_grpc.add_SurveyAggregatorServicer_to_server, service, name)],
-        f"aggregator {args.name} serving {', '.join(surveys)} on port {{port}}", cleanup))
+        f"aggregator {args.name} serving {', '.join(surveys)} on port {{port}}", cleanup, node_limits(args)))
 
 
 # -- respondent ------------------------------------------------------------------
@@ -387,7 +390,12 @@ def register(sub) -> None:
     a.add_argument("--insecure", action="store_true",
                    help="plaintext, unauthenticated channels: anyone on the network can read the shares "
                         "(local experiments only)")
-    a.set_defaults(run=_guard(run_aggregator))
+    add_node_arguments(a)
+    mib = AGGREGATOR_MAX_MESSAGE / 2**20
+    for action in a._actions:  # an aggregator's own default: respondents send batches of at most 4 MiB
+        if "--max-message-mib" in action.option_strings:
+            action.help = f"largest message received or sent, in MiB; bounds the memory one batch costs (default {mib:g})"
+    a.set_defaults(run=_guard(run_aggregator), max_message_mib=mib)
 
     s = sp.add_parser(
         "submit", help="answer a survey: randomise locally, share, send to every aggregator",

@@ -4,11 +4,23 @@ It stores each respondent's share durably before acknowledging it, and at
 close gives the coordinator one partial sum over exactly the counted
 submissions plus its own piece of the distributed central noise. It checks
 the survey's minimum size itself rather than trusting the coordinator.
+
+Memory is bounded whatever the clients do: a message is at most
+``MAX_MESSAGE`` (the server's limit, :mod:`services.server`), and a Submit
+stream reads its next batch only once it holds one of ``INTAKE_BATCHES``
+intake slots shared by all streams, so at most that many batches are decoded
+and being stored at a time; the others wait unread (gRPC flow control holds
+their senders back). After each batch the freed heap is given back to the
+system (glibc ``malloc_trim``), so the node's resident memory returns to its
+resting size after a burst instead of staying at its peak.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Mapping
 
 import grpc
@@ -29,6 +41,24 @@ _STATUS = {StoreError.UNKNOWN_SURVEY: grpc.StatusCode.NOT_FOUND, StoreError.MISM
            StoreError.NOT_CLOSED: grpc.StatusCode.FAILED_PRECONDITION,
            StoreError.RELEASED: grpc.StatusCode.FAILED_PRECONDITION}
 CHUNK_IDS = 65_536  # ids per ListIds message (1 MiB)
+MAX_MESSAGE = 8 << 20  # the aggregator's largest message: clients send batches of at most mpcdp.client.BATCH_BYTES
+INTAKE_BATCHES = 2  # batches decoded and being stored at once, over all Submit streams
+
+
+def _malloc_trim():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to trim with
+        return None
+
+
+_TRIM = _malloc_trim()
+
+
+def give_memory_back() -> None:
+    """Return the heap's free pages to the system (glibc keeps freed memory of large batches otherwise)."""
+    if _TRIM is not None:
+        _TRIM(0)
 
 
 def split_ids(blob: bytes) -> list[bytes]:
@@ -43,8 +73,12 @@ class AggregatorService(survey_pb2_grpc.SurveyAggregatorServicer):
 
     def __init__(self, name: str, surveys: Mapping[str, Survey], store: ShareStore,
                  noise_rng: Callable[[Survey], RandomSource] | None = None, coordinator: str = "coordinator",
-                 insecure: bool = False):
+                 insecure: bool = False, intake_batches: int = INTAKE_BATCHES):
         self.name = name
+        self._intake = asyncio.Semaphore(intake_batches)
+        # one thread for all store work: every store serialises it anyway, and one thread keeps one malloc
+        # arena (memory freed in a pool of threads' arenas is not given back to the system)
+        self._store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self.surveys = dict(surveys)
         self.store = store
         self.noise_rng = noise_rng
@@ -73,7 +107,7 @@ class AggregatorService(survey_pb2_grpc.SurveyAggregatorServicer):
 
     async def _run(self, context, fn, *args):
         try:
-            return await asyncio.to_thread(fn, *args)
+            return await asyncio.get_running_loop().run_in_executor(self._store_thread, fn, *args)
         except StoreError as exc:
             await context.abort(_STATUS[exc.reason], str(exc))
         except (ValueError, BelowMinimum) as exc:
@@ -82,11 +116,19 @@ class AggregatorService(survey_pb2_grpc.SurveyAggregatorServicer):
             await context.abort(code, str(exc))
 
     async def Submit(self, request_iterator, context):
+        batches = aiter(request_iterator)
         index = 0
-        async for batch in request_iterator:
-            survey = await self._survey(batch.survey, context)
-            items = [(s.submission_id, s.share) for s in batch.submissions]
-            statuses = await self._run(context, self.store.put, survey.id, items)
+        while True:
+            async with self._intake:  # the next batch is read (decoded) only with a slot held
+                batch = await anext(batches, None)
+                if batch is None:
+                    return
+                survey = await self._survey(batch.survey, context)
+                items = [(s.submission_id, s.share) for s in batch.submissions]
+                del batch
+                statuses = await self._run(context, self.store.put, survey.id, items)
+                del items
+                give_memory_back()
             yield survey_pb2.SubmitAck(batch=index, outcomes=[_OUTCOME[s] for s in statuses])
             index += 1
 

@@ -33,7 +33,7 @@ from mpcdp.survey.definition import Survey
 from mpcdp.survey.release import id_set_digest
 
 ID_BYTES = 16
-_SUM_CHUNK = 65_536  # shares folded into the sum per fetch
+_FOLD_BYTES = 8 << 20  # share bytes folded into the sum at a time
 
 
 class PutStatus(str, Enum):
@@ -67,6 +67,7 @@ def fold(blobs: Iterable[bytes], width: int) -> np.ndarray:
     """The sum mod 2^64 of share blobs of ``width`` little-endian uint64 each."""
     total = np.zeros(width, dtype=np.uint64)
     batch: list[bytes] = []
+    per_chunk = max(1, _FOLD_BYTES // (8 * width))
 
     def flush():
         if batch:
@@ -76,7 +77,7 @@ def fold(blobs: Iterable[bytes], width: int) -> np.ndarray:
 
     for blob in blobs:
         batch.append(blob)
-        if len(batch) >= _SUM_CHUNK:
+        if len(batch) >= per_chunk:
             flush()
     flush()
     return total
@@ -253,19 +254,24 @@ def _replay(survey: str, done_digest: bytes, done_vector: bytes, expected_digest
 
 
 def _release_sum(survey: Survey, rows, exclude, expected, expected_digest, width, rng) -> np.ndarray:
+    """The noisy partial sum over the rows not excluded; shares are folded as they stream past (memory
+    stays at one fold chunk, not the whole survey), ids are kept to check the set."""
     kept: list[bytes] = []
-    blobs: list[bytes] = []
-    for sid, share in rows:
-        sid = bytes(sid)
-        if sid not in exclude:
-            kept.append(sid)
-            blobs.append(bytes(share))
+
+    def shares():
+        for sid, share in rows:
+            sid = bytes(sid)
+            if sid not in exclude:
+                kept.append(sid)
+                yield bytes(share)
+
+    total = fold(shares(), width)
     if len(kept) != expected or id_set_digest(kept) != expected_digest:
         raise StoreError(StoreError.MISMATCH, f"survey {survey.id!r}: this aggregator holds {len(kept)} of the "
                                               f"{expected} submissions to be counted, or a different set")
     if width != survey.width:
         raise StoreError(StoreError.MISMATCH, f"survey {survey.id!r} is stored with another definition")
-    return noisy_partial(survey, fold(blobs, width), rng)
+    return noisy_partial(survey, total, rng)
 
 
 class PostgresStore(ShareStore):
