@@ -145,7 +145,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         await context.send_initial_metadata(((SESSION_HEADER, sid),))
         task = asyncio.ensure_future(self._session(spec, confidence, who))
         self._sessions.add(task)
-        task.add_done_callback(self._sessions.discard)
+        task.add_done_callback(self._finished)
         try:
             parts = await asyncio.shield(task)  # the analyst leaving does not cancel a charged release
         except ProtocolError as exc:
@@ -154,6 +154,12 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             await context.abort(exc.status, str(exc))
         for part in parts:
             await context.write(part)
+
+    def _finished(self, task: asyncio.Task) -> None:
+        """A session ended; its outcome was audited, and an analyst who left is not there to hear it."""
+        self._sessions.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved, so asyncio does not report it as lost
 
     async def Fetch(self, request: pb.FetchRequest, context):
         """A release already made for this client, again, at no cost."""
