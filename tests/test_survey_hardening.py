@@ -87,3 +87,57 @@ def test_respondent_batches_stay_under_the_aggregators_message_limit():
     asyncio.run(SurveyClient(SURVEY, Recorder()).deliver(subs, batch_size=1000))
     assert sum(sizes) == 2 * 300 * (16 + len(share))
     assert max(sizes) <= BATCH_BYTES < MAX_MESSAGE
+
+
+def test_aggregator_store_and_its_wal_are_owner_only(tmp_path):
+    import os
+    import stat
+
+    from services.survey.store import SqliteStore
+
+    old = os.umask(0o022)  # the usual umask, under which the store used to be 0644
+    try:
+        store = SqliteStore(str(tmp_path / "agg.db"))
+        store.register(SURVEY.id, SURVEY.digest, SURVEY.width)
+        store.put(SURVEY.id, [(b"i" * 16, bytes(8 * SURVEY.width))])
+        files = sorted(p.name for p in tmp_path.iterdir())
+        assert files == ["agg.db", "agg.db-shm", "agg.db-wal"]
+        assert {stat.S_IMODE((tmp_path / f).stat().st_mode) for f in files} == {0o600}
+        store.shutdown()
+    finally:
+        os.umask(old)
+
+
+def test_an_earlier_world_readable_store_is_tightened(tmp_path):
+    import os
+    import stat
+
+    from services.survey.store import SqliteStore
+
+    path = tmp_path / "agg.db"
+    path.touch(mode=0o644)
+    os.chmod(path, 0o644)
+    SqliteStore(str(path)).shutdown()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_the_outbox_holding_a_respondents_shares_is_owner_only(tmp_path):
+    import json
+    import os
+    import stat
+
+    from services.cli import main
+
+    (tmp_path / "s.toml").write_text(TEXT)  # its aggregators (ports 1 and 2) are not running
+    answers = tmp_path / "a.json"
+    answers.write_text(json.dumps({"rare": True, "income": 50}))
+    old = os.umask(0o022)
+    try:
+        code = main(["survey", "submit", "--survey", str(tmp_path / "s.toml"), "--answers", str(answers),
+                     "--insecure", "--attempts", "1", "--timeout", "0.5"])
+    finally:
+        os.umask(old)
+    assert code != 0
+    outbox = tmp_path / "a.json.pending.json"
+    assert outbox.exists() and stat.S_IMODE(outbox.stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []

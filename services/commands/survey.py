@@ -32,6 +32,7 @@ from mpcdp.survey.synthetic import synthetic_answers
 from services.commands import (Formatter, add_node_arguments, address, at_least, configure_audit, examples, level,
                                node_limits, positive)
 from services.survey.aggregator import MAX_MESSAGE as AGGREGATOR_MAX_MESSAGE
+from services.survey.files import write_private
 
 SURVEY = "examples/election_poll.toml"
 ANSWERS = '{"will_vote": true, "vote": "Greens", "issues": ["climate"], "salary": 52000}'
@@ -149,7 +150,7 @@ def run_submit(args) -> int:
             print(f"mpcdp survey submit: --answers: cannot read a JSON answer sheet: {exc}", file=sys.stderr)
             return 2
         prepared = SurveyClient(survey).prepare(answers)
-        outbox.write_text(prepared.to_json())
+        write_private(outbox, prepared.to_json())  # every share of this respondent: owner-only
     transport = GrpcTransport(identity, survey, timeout=args.timeout)
 
     async def send():

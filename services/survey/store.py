@@ -31,6 +31,7 @@ from mpcdp.prg import RandomSource
 from mpcdp.survey.central import noisy_partial
 from mpcdp.survey.definition import Survey
 from mpcdp.survey.release import id_set_digest
+from services.survey.files import create_private
 
 ID_BYTES = 16
 _FOLD_BYTES = 8 << 20  # share bytes folded into the sum at a time
@@ -144,6 +145,8 @@ class SqliteStore(ShareStore):
     """SQLite in WAL mode with synchronous=FULL: the embedded default, no set-up."""
 
     def __init__(self, path: str):
+        if path != ":memory:":
+            create_private(path)  # 0600 before SQLite opens it; its -wal and -shm follow its mode
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._lock = threading.Lock()
         self._db.execute("PRAGMA journal_mode=WAL")
