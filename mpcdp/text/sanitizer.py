@@ -23,6 +23,7 @@ from __future__ import annotations
 import threading
 import warnings
 from collections import OrderedDict
+from itertools import repeat
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -32,7 +33,7 @@ from ..prg import RandomSource, system_random
 from .embeddings import DEFAULT_VOCABULARY_SIZE, Embedding, load_default_glove
 from .mechanisms import Mechanism, make_mechanism
 from .neighbours import DEFAULT_NEIGHBOURS, NeighbourTable, load_or_build, max_pairwise_distance
-from .tokenize import apply_case, case_pattern, replace_symbols, tokenize
+from .tokenize import apply_case, case_pattern, fix_keys, pieces_of, replace_symbols, split
 
 OOV_PLACEHOLDER, OOV_KEEP = "placeholder", "keep"
 SYMBOLS_PLACEHOLDER, SYMBOLS_DROP, SYMBOLS_KEEP = "placeholder", "drop", "keep"
@@ -77,6 +78,7 @@ class Sanitizer:
             warnings.warn("emoji and symbols will be released unperturbed (symbols='keep')", stacklevel=2)
         self.embedding, self.table, self.oov, self.placeholder = embedding, table, oov, placeholder
         self.symbols = symbols
+        self._word_array = np.array(embedding.words, dtype=object)
         self.diameter = table.delta_max if table is not None else max_pairwise_distance(embedding.vectors)
         self._mechanisms: OrderedDict[tuple, Mechanism] = OrderedDict()
         self._lock = threading.Lock()
@@ -120,55 +122,65 @@ class Sanitizer:
 
     def vocabulary_ids(self, texts: Sequence[str]) -> np.ndarray:
         """The vocabulary index of every in-vocabulary word occurrence in ``texts``, in order."""
-        index = self.embedding.index
-        ids = [index.get(t.lookup, -1) for text in texts for t in tokenize(text) if t.is_word]
-        ids = np.asarray(ids, dtype=np.int64)
+        get = self.embedding.index.get
+        ids = np.fromiter((get(k, -1) for text in texts for k in split(text)[1]), dtype=np.int64)
         return ids[ids >= 0]
 
     def sanitize(self, texts: Sequence[str], mechanism: str, epsilon: float,
                  rng: RandomSource | None = None) -> list[SanitizedText]:
-        """One sanitised text and its privacy cost per input text; all words in one vectorised draw."""
+        """One sanitised text and its privacy cost per input text; all words in one vectorised draw.
+
+        Each text is split once (a C-speed regular expression); lookups, the draw and
+        the choice of substitutes run over the whole batch, and only the words that
+        need it (capitals, out-of-vocabulary words, contraction pieces, symbols) get
+        individual treatment.
+        """
         mech = self.mechanism(mechanism, epsilon)
         rng = rng or system_random("text-sanitize")
-        index = self.embedding.index
-        token_lists = [tokenize(t) for t in texts]
-        ids, owners = [], []
-        for tokens in token_lists:
-            row = []
-            for tok in tokens:
-                row.append(index.get(tok.lookup, -1) if tok.is_word else -2)
-            ids.extend(row)
-            owners.append(len(row))
-        ids = np.asarray(ids, dtype=np.int64)
+        parsed = [pieces_of(t) for t in texts]
+        originals = [w for pieces, _ in parsed for w in pieces[1::2]]
+        keys = lower_all(originals)
+        counts = np.fromiter((len(pieces) // 2 for pieces, _ in parsed), dtype=np.int64, count=len(parsed))
+        starts = (np.cumsum(counts) - counts).tolist()
+        glued = {t: fix_keys(pieces, keys, start)
+                 for t, ((pieces, special), start) in enumerate(zip(parsed, starts)) if special}
+        ids = np.fromiter(map(self.embedding.index.get, keys, repeat(-1)), dtype=np.int64, count=len(keys))
         known = ids >= 0
-        replaced = ids.copy()
-        replaced[known] = mech.perturb(ids[known], rng)
-        words = self.embedding.words
-        out, pos = [], 0
-        for tokens, count in zip(token_lists, owners):
-            pieces, perturbed, oov, symbols, after_word = [], 0, 0, 0, False
-            for tok, original, new in zip(tokens, ids[pos:pos + count], replaced[pos:pos + count]):
-                if original == -2:
-                    piece, released = self._separator(tok.text)
-                    symbols += released
-                elif original == -1:
-                    oov += 1
-                    piece = tok.text if self.oov == OOV_KEEP else self.placeholder
-                else:
-                    perturbed += 1
-                    piece = apply_case(words[new], case_pattern(tok.text))
-                    # A clitic ("n't", "'s") replaced by a full word must not glue onto its host.
-                    if after_word and piece[:1].isalnum():
-                        piece = " " + piece
-                pieces.append(piece)
-                after_word = original != -2
-            pos += count
+        chosen = np.zeros_like(ids)
+        chosen[known] = mech.perturb(ids[known], rng)
+        out_words = self._word_array[chosen].tolist()
+        for j in np.flatnonzero(~known).tolist():
+            out_words[j] = originals[j] if self.oov == OOV_KEEP else self.placeholder
+        capitals = np.asarray(originals, dtype=object) != np.asarray(lower_all(originals), dtype=object)
+        for j in np.flatnonzero(capitals & known).tolist():
+            out_words[j] = apply_case(out_words[j], case_pattern(originals[j]))
+        counted = np.concatenate([[0], np.cumsum(known, dtype=np.int64)])
+        perturbed = (counted[np.cumsum(counts)] - counted[np.cumsum(counts) - counts]).tolist()
+        out = []
+        for t, (text, (pieces, _), start, n, k) in enumerate(zip(texts, parsed, starts, counts.tolist(), perturbed)):
+            chunk = out_words[start:start + n]
+            for i in glued.get(t, ()):  # a contraction piece replaced by a full word must not glue onto its host
+                if chunk[i][:1].isalnum():
+                    chunk[i] = " " + chunk[i]
+            pieces[1::2] = chunk
+            symbols = 0
+            if not text.isascii():  # ASCII holds no symbols
+                for i in range(0, len(pieces), 2):
+                    if not pieces[i].isascii():
+                        pieces[i], released = self._separator(pieces[i])
+                        symbols += released
             cost = PrivacyCost(
-                mechanism=mech.name, epsilon_per_word=mech.epsilon, words_perturbed=perturbed,
-                oov_words=oov, oov_released=oov if self.oov == OOV_KEEP else 0,
-                epsilon_text_bound=mech.epsilon * perturbed * self.diameter, symbols_released=symbols)
+                mechanism=mech.name, epsilon_per_word=mech.epsilon, words_perturbed=k,
+                oov_words=n - k, oov_released=n - k if self.oov == OOV_KEEP else 0,
+                epsilon_text_bound=mech.epsilon * k * self.diameter, symbols_released=symbols)
             out.append(SanitizedText("".join(pieces), cost))
         return out
+
+
+def lower_all(words: list[str]) -> list[str]:
+    """Every word lower-cased, in one pass over their concatenation when that is safe."""
+    lowered = "\0".join(words).lower().split("\0")  # words never hold NUL
+    return lowered if len(lowered) == len(words) else [w.lower() for w in words]
 
 
 def load_sanitizer(vocabulary_size: int = DEFAULT_VOCABULARY_SIZE, neighbours: int = DEFAULT_NEIGHBOURS,

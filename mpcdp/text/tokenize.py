@@ -22,16 +22,20 @@ from dataclasses import dataclass
 
 APOSTROPHES = "'\u2019"  # straight and right single quotation mark (the curly apostrophe)
 _A = f"[{APOSTROPHES}]"
-_WORD = re.compile(
-    r"(?P<unit>(?:https?://|www\.)[^\s<>\"]+?(?=[.,;:!?)\]]*(?:\s|$))"  # a URL, trailing punctuation excluded
-    r"|[\w.+-]+@[^\W_](?:[\w-]*[^\W_])?(?:\.[^\W_](?:[\w-]*[^\W_])?)+"  # an e-mail address
-    r"|(?<![\w@])@\w+)"  # an @mention
-    rf"|(?P<word>[^\W_]+?(?=n{_A}t\b)|n{_A}t\b|{_A}(?:s|re|ll|ve|d|m)\b|[^\W_]+)",
-    re.IGNORECASE)
+_UNIT = (r"(?:https?://|www\.)[^\s<>\"]+?(?=[.,;:!?)\]]*(?:\s|$))"  # a URL, trailing punctuation excluded
+         r"|[\w.+-]+@[^\W_](?:[\w-]*[^\W_])?(?:\.[^\W_](?:[\w-]*[^\W_])?)+"  # an e-mail address
+         r"|(?<![\w@])@\w+")  # an @mention
+_PIECE = rf"[^\W_]+?(?=n{_A}t\b)|n{_A}t\b|{_A}(?:s|re|ll|ve|d|m)\b|[^\W_]+"
+_SPLIT = re.compile(f"({_UNIT}|{_PIECE})", re.IGNORECASE)
+# The same split for texts without units (no "@", "://", "www.") or without apostrophes either: faster.
+_SPLIT_PIECES = re.compile(f"({_PIECE})", re.IGNORECASE)
+_SPLIT_WORDS = re.compile(r"([^\W_]+)")
 
 # What each contraction piece stands for, as a vocabulary word ("'s" is read as "is").
 CLITICS = {"n't": "not", "'s": "is", "'re": "are", "'ll": "will", "'ve": "have", "'d": "would", "'m": "am"}
 CONTRACTION_HOSTS = {"ca": "can", "wo": "will", "sha": "shall", "ai": "is"}  # before "n't" only
+_CLITIC_KEYS = {k.replace("'", a): v for k, v in CLITICS.items() for a in APOSTROPHES}
+_NOT = {"n't".replace("'", a) for a in APOSTROPHES}
 
 LOWER, TITLE, UPPER, MIXED = "lower", "title", "upper", "mixed"
 
@@ -49,33 +53,60 @@ class Token:
     lookup: str = ""
 
 
-def _straight(piece: str) -> str:
-    return piece.lower().replace("\u2019", "'")
+def pieces_of(text: str) -> tuple[list[str], bool]:
+    """The regular-expression split of ``text`` (separators at even positions, words at odd ones),
+    and whether it may hold contraction pieces or units, whose lookup keys need :func:`fix_keys`."""
+    if not isinstance(text, str):
+        raise TypeError("text must be a str")
+    if "@" in text or "://" in text or "www." in text:
+        return _SPLIT.split(text), True
+    if "'" in text or "\u2019" in text:
+        return _SPLIT_PIECES.split(text), True
+    return _SPLIT_WORDS.split(text), False
+
+
+def fix_keys(pieces: list[str], keys: list[str], offset: int = 0) -> list[int]:
+    """Turn the lower-cased words of ``pieces`` (at ``keys[offset:]``) into lookup keys, in place:
+    contraction pieces become their words, units become "". Returns the glued words' positions."""
+    glued = []
+    for i in range(len(pieces) // 2):
+        key = keys[offset + i]
+        if key.isalnum():
+            continue
+        if key in _CLITIC_KEYS:
+            keys[offset + i] = _CLITIC_KEYS[key]
+            if i and not pieces[2 * i]:
+                glued.append(i)
+                host = keys[offset + i - 1]
+                if key in _NOT and host in CONTRACTION_HOSTS:
+                    keys[offset + i - 1] = CONTRACTION_HOSTS[host]
+        else:
+            keys[offset + i] = ""
+    return glued
+
+
+def split(text: str) -> tuple[list[str], list[str], list[int]]:
+    """``(pieces, keys, glued)``: the form of :func:`tokenize` the sanitiser works on.
+
+    ``pieces`` alternates separators (even positions, possibly empty) and words
+    (odd positions), so ``"".join(pieces) == text``; ``keys[i]`` is word i's
+    lookup word ("" for a URL, e-mail address or @mention); ``glued`` lists the
+    words that follow another word with no separator (contraction pieces).
+    """
+    pieces, special = pieces_of(text)
+    keys = [w.lower() for w in pieces[1::2]]
+    return pieces, keys, fix_keys(pieces, keys) if special else []
 
 
 def tokenize(text: str) -> list[Token]:
     """Split ``text`` into word and separator tokens covering it exactly."""
-    if not isinstance(text, str):
-        raise TypeError("text must be a str")
-    tokens, pos = [], 0
-    matches = list(_WORD.finditer(text))
-    for i, match in enumerate(matches):
-        if match.start() > pos:
-            tokens.append(Token(text[pos:match.start()], False))
-        piece = match.group()
-        if match.group("unit"):
-            tokens.append(Token(piece, True, ""))
-        else:
-            key = _straight(piece)
-            if key in CLITICS:
-                key = CLITICS[key]
-            elif (key in CONTRACTION_HOSTS and i + 1 < len(matches) and matches[i + 1].start() == match.end()
-                  and _straight(matches[i + 1].group()) == "n't"):
-                key = CONTRACTION_HOSTS[key]
-            tokens.append(Token(piece, True, key))
-        pos = match.end()
-    if pos < len(text):
-        tokens.append(Token(text[pos:], False))
+    pieces, keys, _ = split(text)
+    tokens = []
+    for i, piece in enumerate(pieces):
+        if i % 2:
+            tokens.append(Token(piece, True, keys[i // 2]))
+        elif piece:
+            tokens.append(Token(piece, False))
     return tokens
 
 
