@@ -23,7 +23,8 @@ import os
 import sys
 from pathlib import Path
 
-EVENTS = ("started", "refused", "aborted", "released", "fetched", "denied", "invalid", "idle_closed", "error")
+EVENTS = ("started", "refused", "aborted", "released", "fetched", "denied", "invalid", "idle_closed", "error",
+          "closed")
 FORBIDDEN = frozenset({"share", "shares", "seed", "seeds", "value", "values", "record", "records", "vector",
                        "data", "path", "columns", "noise"})
 FORMATS = ("text", "json")

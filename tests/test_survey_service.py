@@ -204,3 +204,38 @@ async def test_only_the_coordinator_may_close_under_mutual_tls(tmp_path):
         assert results[0].respondents == 60
     finally:
         await fed.stop()
+
+
+async def test_refusals_denials_close_and_release_are_audited_without_shares(tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="mpcdp.audit")
+    fed = await Federation(tmp_path, insecure=False).start()
+    try:
+        answers, _ = sheets(60, 21)
+        prepared = SurveyClient(fed.survey, rng=Prg.from_int(22)).prepare_many(answers)
+        await deliver(fed, prepared)
+        with pytest.raises(grpc.aio.AioRpcError):
+            await close(fed, name="mallory")
+        stale = dataclasses.replace(fed.survey, digest=b"x" * 32)
+        transport = GrpcTransport(fed.identity("respondents"), stale, timeout=10)
+        with pytest.raises(Refused):
+            await SurveyClient(stale, transport).deliver(prepared[:1])
+        await transport.close()
+        await close(fed)
+    finally:
+        await fed.stop()
+    events = [r.audit for r in caplog.records if hasattr(r, "audit")]
+    kinds = [e["event"] for e in events]
+    assert {"denied", "refused", "closed", "released"} <= set(kinds)
+    denied = next(e for e in events if e["event"] == "denied")
+    assert denied["caller"] == "mallory"
+    refused = next(e for e in events if e["event"] == "refused")
+    assert refused["status"] == "FAILED_PRECONDITION" and "digest mismatch" in refused["reason"]
+    released = [e for e in events if e["event"] == "released"]
+    assert len(released) == 4 and all(e["respondents"] == 60 for e in released)  # 3 aggregators, the coordinator
+    assert sum("aggregators" in e for e in released) == 1
+    logged = caplog.text
+    for p in prepared[:5]:  # no share and no submission id reaches the log
+        assert not any(share.hex()[:16] in logged for share in p.shares.values())
+        assert p.submission_id.hex() not in logged

@@ -31,6 +31,7 @@ from mpcdp.survey.central import check_headroom
 from mpcdp.survey.definition import Survey
 from mpcdp.survey.release import BelowMinimum, check_minimum
 from services.survey.store import ID_BYTES, PutStatus, ShareStore, StoreError
+from services import audit
 from services.tls import caller
 from services.wire.mpcdp.v1 import survey_pb2, survey_pb2_grpc
 
@@ -89,31 +90,41 @@ class AggregatorService(survey_pb2_grpc.SurveyAggregatorServicer):
                 raise ValueError(f"{name!r} is not an aggregator of survey {survey.id!r}")
             store.register(survey.id, survey.digest, survey.width)
 
+    @staticmethod
+    async def _refuse(context, code: grpc.StatusCode, reason: str, survey: str = "") -> None:
+        """Abort the call, with an audit record of the refusal (who, which survey, why; never a share)."""
+        if code == grpc.StatusCode.PERMISSION_DENIED:
+            audit.record("denied", caller=caller(context), reason=reason)
+        else:
+            audit.record("refused", survey=survey, status=code.name, reason=reason)
+        await context.abort(code, reason)
+
     async def _survey(self, ref, context) -> Survey:
         survey = self.surveys.get(ref.survey_id)
         if survey is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"this aggregator runs no survey {ref.survey_id!r}")
+            await self._refuse(context, grpc.StatusCode.NOT_FOUND, f"this aggregator runs no survey {ref.survey_id!r}",
+                               ref.survey_id)
         if ref.digest != survey.digest:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                                f"survey {survey.id!r}: your definition differs from this aggregator's "
-                                "(digest mismatch); fetch the current survey file")
+            await self._refuse(context, grpc.StatusCode.FAILED_PRECONDITION,
+                               f"survey {survey.id!r}: your definition differs from this aggregator's "
+                               "(digest mismatch); fetch the current survey file", survey.id)
         return survey
 
     async def _coordinator_only(self, context) -> None:
         if not self.insecure and caller(context) != self.coordinator:
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                                f"only the coordinator {self.coordinator!r} may see the state of, close or "
-                                "release a survey")
+            await self._refuse(context, grpc.StatusCode.PERMISSION_DENIED,
+                               f"only the coordinator {self.coordinator!r} may see the state of, close or "
+                               "release a survey")
 
-    async def _run(self, context, fn, *args):
+    async def _run(self, context, survey: str, fn, *args):
         try:
             return await asyncio.get_running_loop().run_in_executor(self._store_thread, fn, *args)
         except StoreError as exc:
-            await context.abort(_STATUS[exc.reason], str(exc))
+            await self._refuse(context, _STATUS[exc.reason], str(exc), survey)
         except (ValueError, BelowMinimum) as exc:
             code = grpc.StatusCode.FAILED_PRECONDITION if isinstance(exc, BelowMinimum) \
                 else grpc.StatusCode.INVALID_ARGUMENT
-            await context.abort(code, str(exc))
+            await self._refuse(context, code, str(exc), survey)
 
     async def Submit(self, request_iterator, context):
         batches = aiter(request_iterator)
@@ -126,7 +137,7 @@ class AggregatorService(survey_pb2_grpc.SurveyAggregatorServicer):
                 survey = await self._survey(batch.survey, context)
                 items = [(s.submission_id, s.share) for s in batch.submissions]
                 del batch
-                statuses = await self._run(context, self.store.put, survey.id, items)
+                statuses = await self._run(context, survey.id, self.store.put, survey.id, items)
                 del items
                 give_memory_back()
             yield survey_pb2.SubmitAck(batch=index, outcomes=[_OUTCOME[s] for s in statuses])
@@ -136,19 +147,20 @@ class AggregatorService(survey_pb2_grpc.SurveyAggregatorServicer):
         # the count over time would tell anyone polling it when someone answered: the coordinator's only
         await self._coordinator_only(context)
         survey = await self._survey(request, context)
-        state = await self._run(context, self.store.state, survey.id)
+        state = await self._run(context, survey.id, self.store.state, survey.id)
         return survey_pb2.SurveyStatus(state=state.state, submissions=state.count)
 
     async def Close(self, request, context):
         await self._coordinator_only(context)
         survey = await self._survey(request, context)
-        state = await self._run(context, self.store.close, survey.id)
+        state = await self._run(context, survey.id, self.store.close, survey.id)
+        audit.record("closed", survey=survey.id, respondents=state.count)
         return survey_pb2.SurveyStatus(state=state.state, submissions=state.count)
 
     async def ListIds(self, request, context):
         await self._coordinator_only(context)
         survey = await self._survey(request, context)
-        ids = await self._run(context, lambda: list(self.store.ids(survey.id)))
+        ids = await self._run(context, survey.id, lambda: list(self.store.ids(survey.id)))
         for start in range(0, len(ids), CHUNK_IDS):
             yield survey_pb2.IdChunk(ids=b"".join(ids[start:start + CHUNK_IDS]))
 
@@ -163,5 +175,7 @@ class AggregatorService(survey_pb2_grpc.SurveyAggregatorServicer):
             rng = self.noise_rng(survey) if self.noise_rng else None  # None: the CSPRNG
             return self.store.release(survey, exclude, request.count, request.set_digest, rng)
 
-        vector = await self._run(context, release)
+        vector = await self._run(context, survey.id, release)
+        audit.record("released", survey=survey.id, respondents=request.count,
+                     excluded=len(request.exclude) // ID_BYTES)
         return survey_pb2.PartialSum(vector=np.asarray(vector, dtype="<u8").tobytes())

@@ -16,6 +16,7 @@ from mpcdp.client import Refused, Unavailable
 from mpcdp.survey import central
 from mpcdp.survey.definition import Survey
 from mpcdp.survey.release import BelowMinimum, QuestionResult, check_minimum, estimate, intersect
+from services import audit
 from services.server import OPTIONS
 from services.survey.aggregator import split_ids
 from services.tls import Identity
@@ -97,8 +98,10 @@ class CoordinatorClient(_Channels):
         survey = self.survey
         counts = {n: s.submissions for n, s in (await self.status()).items()}
         if min(counts.values()) < survey.min_respondents:
-            raise BelowMinimum(f"survey {survey.id!r}: {min(counts.values())} submissions at the emptiest "
-                               f"aggregator, below the minimum of {survey.min_respondents}; nothing was changed")
+            reason = (f"survey {survey.id!r}: {min(counts.values())} submissions at the emptiest "
+                      f"aggregator, below the minimum of {survey.min_respondents}; nothing was changed")
+            audit.record("refused", survey=survey.id, reason=reason)
+            raise BelowMinimum(reason)
         await self._all(lambda n: self.stub(n).Close(ref(survey), timeout=self.timeout))
         ids = await self._all(self._ids)
         inter = intersect(ids)
@@ -108,6 +111,8 @@ class CoordinatorClient(_Channels):
             survey=ref(survey), count=inter.count, set_digest=inter.digest, exclude=b"".join(inter.exclude[n])),
             timeout=self.timeout))
         total = ring.total(np.frombuffer(p.vector, dtype="<u8").astype(np.uint64) for p in partials.values())
+        audit.record("released", survey=survey.id, respondents=inter.count,
+                     aggregators=",".join(survey.aggregator_names))
         return estimate(survey, total, inter.count)
 
     async def _ids(self, name: str) -> list[bytes]:
