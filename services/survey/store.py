@@ -361,8 +361,10 @@ class PostgresStore(ShareStore):
                 return _replay(survey.id, done_digest, done_vector, expected_digest)
             if state == "open":
                 raise StoreError(StoreError.NOT_CLOSED, f"survey {survey.id!r} is still open: close it first")
-            rows = self._db.execute("SELECT sid, share FROM shares WHERE survey = %s", (survey.id,))
-            result = _release_sum(survey, rows, exclude, expected, expected_digest, width, rng)
+            with self._db.cursor(name="release_rows") as rows:  # server-side: rows stream, not all in memory
+                rows.itersize = 4096
+                rows.execute("SELECT sid, share FROM shares WHERE survey = %s", (survey.id,))
+                result = _release_sum(survey, rows, exclude, expected, expected_digest, width, rng)
             self._db.execute("UPDATE surveys SET state = 'released', release_digest = %s, release_vector = %s "
                              "WHERE id = %s", (expected_digest, result.astype("<u8").tobytes(), survey.id))
         return result
