@@ -7,8 +7,8 @@ both implementations then run, on the same encoded bytes, the whole preparation 
 aggregator on one core: decode each input share, prep_init for each aggregator, combine the
 prep shares (the proof check) and prep_next. Per aggregator = reports x aggregators / seconds
 (each aggregator does one prep_init and prep_next per report; the combination, done once, is
-charged to them equally). mpcdp runs its batch path (``prep_init_batch``) and, for reference,
-the per-report path. Time is the best of ``--repeats`` runs, in CPU seconds for mpcdp (one
+charged to them equally). mpcdp runs its batch path from the wire (``prep_init_encoded_batch``)
+and, for reference, the per-report path. Time is the best of ``--repeats`` runs, in CPU seconds for mpcdp (one
 thread) and the smaller of wall and CPU seconds for Node; both are recorded. Sizes: proof, input shares, prep shares, against today's
 unverified shares (8 bytes per ring element per aggregator).
 
@@ -62,11 +62,9 @@ def shard_reports(vdaf, measure, n: int, seed: int) -> list[tuple[bytes, bytes, 
 
 def prepare_batch(vdaf, reports) -> int:
     """Every aggregator's preparation of encoded reports, vectorised across reports; returns accepted."""
-    states = []
-    for j in range(vdaf.SHARES):
-        decoded = [(nonce, vdaf.decode_public_share(public), vdaf.decode_input_share(j, shares[j]))
-                   for nonce, public, shares in reports]
-        states.append(vdaf.prep_init_batch(VERIFY_KEY, j, None, decoded))
+    states = [vdaf.prep_init_encoded_batch(VERIFY_KEY, j, None, [(nonce, public, shares[j])
+                                                                 for nonce, public, shares in reports])
+              for j in range(vdaf.SHARES)]
     msgs = vdaf.prep_shares_to_prep_batch(None, [[states[j][i][1] for j in range(vdaf.SHARES)]
                                                  for i in range(len(reports))])
     accepted = 0

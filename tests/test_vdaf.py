@@ -175,6 +175,11 @@ def test_round_trip_per_report_and_in_batch(kind, shares):
     msgs = vdaf.prep_shares_to_prep_batch(None, [[b[i][1] for b in batches] for i in range(len(reports))])
     assert [[vdaf.prep_next(b[i][0], m) for b in batches] for i, m in enumerate(msgs)] == out
 
+    # and so does the batch straight from the wire
+    for j in range(shares):
+        encoded = [(n, vdaf.encode_public_share(ps), vdaf.encode_input_share(s[j])) for n, ps, s in reports]
+        assert vdaf.prep_init_encoded_batch(VERIFY_KEY, j, None, encoded) == batches[j]
+
 
 @pytest.mark.parametrize("shares", [2, 3, 5])
 @pytest.mark.parametrize("kind", CIRCUITS)
@@ -310,3 +315,38 @@ def test_a_degenerate_query_point_refuses_the_report(monkeypatch):
     with pytest.raises(VerifyError, match="report 1 of the batch"):
         vdaf.prep_init_batch(VERIFY_KEY, 0, None, [(n, ps, s[0]) for n, ps, s in reports])
     assert len(vdaf.prep_init_batch(VERIFY_KEY, 0, None, [(n, ps, s[0]) for n, ps, s in reports[::2]])) == 2
+
+
+def test_the_wire_batch_refuses_malformed_reports_in_place():
+    vdaf = Prio3Histogram(2, 10, 3)
+    rng = Prg.from_int(12)
+    reports = [vdaf.shard_random(m, rng) for m in (1, 2, 3, 4, 5)]
+    wire = [[n, vdaf.encode_public_share(ps), vdaf.encode_input_share(s[0])] for n, ps, s in reports]
+    wire[1][2] = wire[1][2][:-1]                              # truncated share
+    wire[2][2] = b"\xff" * 16 + wire[2][2][16:]              # an element above p
+    wire[3][0] = bytes(15)                                     # a bad nonce
+    results = vdaf.prep_init_encoded_batch(VERIFY_KEY, 0, None, [tuple(w) for w in wire])
+    assert [type(r).__name__ for r in results] == ["tuple", "DecodeError", "DecodeError", "DecodeError", "tuple"]
+    assert "expected" in str(results[1]) and "modulus" in str(results[2]) and "nonce" in str(results[3])
+    for i in (0, 4):
+        n, ps, s = reports[i]
+        assert results[i] == vdaf.prep_init(VERIFY_KEY, 0, None, n, ps, s[0])
+
+
+def test_helper_expansion_falls_back_to_rejection_sampling(monkeypatch):
+    """An XOF output element at or above p (probability 2^-62 per element) makes the vectorised
+    expansion redo that report's row by rejection sampling, in stream order."""
+    from mpcdp.vdaf import prio3 as module
+    vdaf = Prio3SumVec(3, 3, 2, 2)
+    rng = Prg.from_int(13)
+    reports = [vdaf.shard_random([1, 2, 3], rng) for _ in range(3)]
+    real, calls = module.turboshake128, []
+
+    def first_output_above_p(message, length):
+        calls.append(length)
+        return b"\xff" * length if len(calls) in (2, 5) else real(message, length)  # report 1: meas and proofs
+
+    monkeypatch.setattr(module, "turboshake128", first_output_above_p)
+    batch = vdaf.prep_init_batch(VERIFY_KEY, 2, None, [(n, ps, s[2]) for n, ps, s in reports])
+    monkeypatch.setattr(module, "turboshake128", real)
+    assert batch == [vdaf.prep_init(VERIFY_KEY, 2, None, n, ps, s[2]) for n, ps, s in reports]

@@ -51,6 +51,19 @@ class Field:
             raise DecodeError(f"{what}: an element is not below the {self.name} modulus")
         return vec
 
+    def decode_matrix(self, data: bytes, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """Many equal-length encoded vectors at once: an object matrix (one row per vector) and a
+        boolean mask of the rows holding an element not below p (numpy, not element by element)."""
+        words = np.frombuffer(data, dtype="<u8").reshape(rows, -1)
+        if self.encoded_size == 8:
+            return words.astype(object), (words >= np.uint64(self.modulus)).any(axis=1)
+        if self.encoded_size != 16:
+            raise ValueError(f"{self.name}: only 8- and 16-byte elements decode as a matrix")
+        lo, hi = words[:, 0::2], words[:, 1::2]
+        p_lo, p_hi = np.uint64(self.modulus & (2**64 - 1)), np.uint64(self.modulus >> 64)
+        bad = ((hi > p_hi) | ((hi == p_hi) & (lo >= p_lo))).any(axis=1)
+        return lo.astype(object) | (hi.astype(object) << 64), bad
+
     # --- arithmetic ---------------------------------------------------------------------------
     def inv(self, x):
         """Multiplicative inverse of a nonzero element, or elementwise of an object array of them

@@ -36,7 +36,7 @@ import numpy as np
 from .circuits import Count, Histogram, MultiHotHistogram, Sum, SumVec
 from .errors import DecodeError, VerifyError
 from .flp import Circuit, FlpGeneric
-from .xof import SEED_SIZE, XofTurboShake128
+from .xof import SEED_SIZE, XofTurboShake128, turboshake128
 
 VERSION = 8
 NONCE_SIZE = 16
@@ -154,8 +154,8 @@ class Prio3:
         return self.Xof.expand_into_vec(self.field, seed, self._dst[USAGE_PROOF_SHARE],
                                         bytes([self.PROOFS, agg_id]), self.flp.PROOF_LEN * self.PROOFS)
 
-    def _joint_rand_part(self, agg_id: int, blind: bytes, meas_share: list[int], nonce: bytes) -> bytes:
-        binder = bytes([agg_id]) + nonce + self.field.encode_vec(meas_share)
+    def _joint_rand_part(self, agg_id: int, blind: bytes, encoded_meas_share: bytes, nonce: bytes) -> bytes:
+        binder = bytes([agg_id]) + nonce + encoded_meas_share
         return self.Xof.derive_seed(blind, self._dst[USAGE_JOINT_RAND_PART], binder)
 
     def _joint_rand_seed(self, parts: Sequence[bytes]) -> bytes:
@@ -204,10 +204,11 @@ class Prio3:
         leader_blind = b""
         if self.uses_joint_rand:
             leader_blind, prove_seed = rest
-            parts = [self._joint_rand_part(0, leader_blind, leader_meas, nonce)]
+            encode = field.encode_vec
+            parts = [self._joint_rand_part(0, leader_blind, encode(leader_meas), nonce)]
             for j, helper in enumerate(helpers):
-                parts.append(self._joint_rand_part(j + 1, helper.blind, self._helper_meas_share(j + 1, helper.meas_seed),
-                                                   nonce))
+                helper_meas = self._helper_meas_share(j + 1, helper.meas_seed)
+                parts.append(self._joint_rand_part(j + 1, helper.blind, encode(helper_meas), nonce))
             public_share = PublicShare(tuple(parts))
             joint_rands = self._joint_rands(self._joint_rand_seed(parts))
         else:
@@ -249,15 +250,119 @@ class Prio3:
         Same results as one call per report; the FLP queries of all reports run together on
         numpy object arrays (one element per report) instead of one interpreted loop each.
         """
+        self._check_batch(verify_key, agg_id)
         if not reports:
             return []
-        flp, field = self.flp, self.field
-        inputs = [self._prep_inputs(verify_key, agg_id, *report) for report in reports]
-        meas = _columns([x[0] for x in inputs])
-        proofs = _columns([x[1] for x in inputs])
-        query_rands = _columns([x[2] for x in inputs])
-        joint_rands = _columns([x[3] for x in inputs])
-        degenerate = np.zeros(len(reports), dtype=bool)
+        nonces, public_shares, shares = zip(*reports)
+        for nonce in nonces:
+            _check_len("nonce", nonce, NONCE_SIZE)
+        kind = LeaderShare if agg_id == 0 else HelperShare
+        if not all(isinstance(share, kind) for share in shares):
+            raise DecodeError(f"aggregator {agg_id} needs {'a leader' if agg_id == 0 else 'a helper'} input share")
+        if agg_id == 0:
+            flp, encode = self.flp, self.field.encode_vec
+            if any(len(x.meas_share) != flp.MEAS_LEN or len(x.proofs_share) != flp.PROOF_LEN * self.PROOFS
+                   for x in shares):
+                raise DecodeError("a leader input share has the wrong number of elements")
+            meas = np.array([x.meas_share for x in shares], dtype=object)
+            proofs = np.array([x.proofs_share for x in shares], dtype=object)
+            encoded = [encode(x.meas_share) for x in shares]
+        else:
+            meas, proofs, encoded = self._expand_helper_shares(agg_id, [x.meas_seed for x in shares],
+                                                               [x.proofs_seed for x in shares])
+        return self._prep_batch(verify_key, agg_id, nonces, public_shares, [x.blind for x in shares],
+                                meas, proofs, encoded)
+
+    def prep_init_encoded_batch(self, verify_key: bytes, agg_id: int, agg_param: None,
+                                reports: Sequence[tuple[bytes, bytes, bytes]]
+                                ) -> list[tuple[PrepState, PrepShare] | DecodeError]:
+        """:meth:`prep_init_batch` straight from the wire: ``(nonce, encoded public share, encoded
+        input share)`` per report, all decoded together (numpy, not element by element).
+
+        A malformed report (wrong length, an element not below the modulus, a bad nonce) comes
+        back as its :class:`DecodeError`, in place; the others are prepared.
+        """
+        self._check_batch(verify_key, agg_id)
+        results: list = [None] * len(reports)
+        good, nonces, public_shares, blobs = [], [], [], []
+        expected = self.input_share_size(agg_id)
+        for i, (nonce, public, share) in enumerate(reports):
+            try:
+                _check_len("nonce", nonce, NONCE_SIZE, DecodeError)
+                public_share = self.decode_public_share(public)
+                _check_len("leader input share" if agg_id == 0 else "helper input share", share, expected, DecodeError)
+            except DecodeError as error:
+                results[i] = error
+                continue
+            good.append(i)
+            nonces.append(nonce)
+            public_shares.append(public_share)
+            blobs.append(share)
+        if not good:
+            return results
+        field, flp, S = self.field, self.flp, SEED_SIZE
+        if agg_id == 0:
+            width = field.encoded_size * (flp.MEAS_LEN + flp.PROOF_LEN * self.PROOFS)
+            meas_bytes = field.encoded_size * flp.MEAS_LEN
+            matrix, bad = field.decode_matrix(b"".join(b[:width] for b in blobs), len(blobs))
+            if bad.any():
+                for k in np.flatnonzero(bad).tolist():
+                    results[good[k]] = DecodeError("leader input share: an element is not below the "
+                                                   f"{field.name} modulus")
+                keep = np.flatnonzero(~bad).tolist()
+                good, nonces, public_shares, blobs = ([v[k] for k in keep] for v in (good, nonces, public_shares, blobs))
+                matrix = matrix[~bad]
+                if not good:
+                    return results
+            meas, proofs = matrix[:, :flp.MEAS_LEN], matrix[:, flp.MEAS_LEN:]
+            encoded = [b[:meas_bytes] for b in blobs]
+            blinds = [b[width:] for b in blobs]
+        else:
+            meas, proofs, encoded = self._expand_helper_shares(agg_id, [b[:S] for b in blobs], [b[S:2 * S] for b in blobs])
+            blinds = [b[2 * S:] for b in blobs]
+        for i, result in zip(good, self._prep_batch(verify_key, agg_id, nonces, public_shares, blinds,
+                                                    meas, proofs, encoded)):
+            results[i] = result
+        return results
+
+    def _check_batch(self, verify_key: bytes, agg_id: int) -> None:
+        _check_len("verify key", verify_key, VERIFY_KEY_SIZE)
+        self._check_agg_id(agg_id)
+
+    def _expand_helper_shares(self, agg_id: int, meas_seeds: Sequence[bytes], proofs_seeds: Sequence[bytes]):
+        """Helper measurement and proof shares of many reports as two matrices (one row per report),
+        and each measurement share's encoding, from one XOF call per seed and one numpy decoding."""
+        field, flp = self.field, self.flp
+        size = field.encoded_size
+        meas_len, proofs_len = flp.MEAS_LEN, flp.PROOF_LEN * self.PROOFS
+        meas_prefix = bytes([len(self._dst[USAGE_MEAS_SHARE])]) + self._dst[USAGE_MEAS_SHARE]
+        proofs_prefix = bytes([len(self._dst[USAGE_PROOF_SHARE])]) + self._dst[USAGE_PROOF_SHARE]
+        meas_binder, proofs_binder = bytes([agg_id]), bytes([self.PROOFS, agg_id])
+        for seed in (*meas_seeds, *proofs_seeds):
+            _check_len("helper seed", seed, SEED_SIZE, DecodeError)
+        encoded = [turboshake128(meas_prefix + seed + meas_binder, size * meas_len) for seed in meas_seeds]
+        proofs_raw = b"".join([turboshake128(proofs_prefix + seed + proofs_binder, size * proofs_len)
+                               for seed in proofs_seeds])
+        meas, meas_bad = field.decode_matrix(b"".join(encoded), len(encoded))
+        proofs, proofs_bad = field.decode_matrix(proofs_raw, len(encoded))
+        # an element at or above p means rejection sampling reads further: redo those rows in order
+        for k in np.flatnonzero(meas_bad).tolist():
+            row = self._helper_meas_share(agg_id, meas_seeds[k])
+            meas[k] = row
+            encoded[k] = field.encode_vec(row)
+        for k in np.flatnonzero(proofs_bad).tolist():
+            proofs[k] = self._helper_proofs_share(agg_id, proofs_seeds[k])
+        return meas, proofs, encoded
+
+    def _prep_batch(self, verify_key, agg_id, nonces, public_shares, blinds, meas, proofs, encoded):
+        """The vectorised part of prep_init for reports whose shares are matrices (one row each)."""
+        flp, field, n = self.flp, self.field, len(nonces)
+        randomness = [self._randomness(verify_key, agg_id, *args)
+                      for args in zip(nonces, public_shares, blinds, encoded)]
+        meas_columns, proofs_columns = list(meas.T), list(proofs.T)
+        query_rands = _columns([r[0] for r in randomness])
+        joint_rands = _columns([r[1] for r in randomness])
+        degenerate = np.zeros(n, dtype=bool)
         for k in range(self.PROOFS):
             for t, (_, _, _, wire_len, _) in zip(_chunk(query_rands, flp.QUERY_RAND_LEN, k), flp._shapes):
                 degenerate |= field.power(t, wire_len) == 1
@@ -266,10 +371,28 @@ class Prio3:
                               "interpolation nodes and is refused; prepare the others without it")
         columns: list = []
         for k in range(self.PROOFS):
-            columns += flp.query(meas, _chunk(proofs, flp.PROOF_LEN, k), _chunk(query_rands, flp.QUERY_RAND_LEN, k),
+            columns += flp.query(meas_columns, _chunk(proofs_columns, flp.PROOF_LEN, k),
+                                 _chunk(query_rands, flp.QUERY_RAND_LEN, k),
                                  _chunk(joint_rands, flp.JOINT_RAND_LEN, k), self.SHARES)
-        verifiers = _rows(columns, len(reports))
-        return [(x[4], PrepShare(v, x[5])) for x, v in zip(inputs, verifiers)]
+        verifiers = _rows(columns, n)
+        out_shares = _rows(flp.truncate(meas_columns), n)
+        return [(PrepState(out, r[2]), PrepShare(v, r[3])) for out, r, v in zip(out_shares, randomness, verifiers)]
+
+    def _randomness(self, verify_key: bytes, agg_id: int, nonce: bytes, public_share: PublicShare, blind: bytes,
+                    encoded_meas_share: bytes):
+        """Query and joint randomness of one report: (query rands, joint rands, corrected seed, part)."""
+        joint_rands: list[int] = []
+        part = corrected = b""
+        if self.uses_joint_rand:
+            if len(public_share.joint_rand_parts) != self.SHARES:
+                raise DecodeError(f"the public share holds {len(public_share.joint_rand_parts)} joint randomness "
+                                  f"parts, expected {self.SHARES}")
+            part = self._joint_rand_part(agg_id, blind, encoded_meas_share, nonce)
+            parts = list(public_share.joint_rand_parts)
+            parts[agg_id] = part
+            corrected = self._joint_rand_seed(parts)
+            joint_rands = self._joint_rands(corrected)
+        return self._query_rands(verify_key, nonce), joint_rands, corrected, part
 
     def _prep_inputs(self, verify_key: bytes, agg_id: int, nonce: bytes, public_share: PublicShare,
                      input_share: InputShare):
@@ -286,21 +409,10 @@ class Prio3:
                 raise DecodeError(f"aggregator {agg_id} needs a helper input share")
             meas_share = self._helper_meas_share(agg_id, input_share.meas_seed)
             proofs_share = self._helper_proofs_share(agg_id, input_share.proofs_seed)
-        out_share = self.flp.truncate(meas_share)
-
-        joint_rands: list[int] = []
-        part = corrected = b""
-        if self.uses_joint_rand:
-            if len(public_share.joint_rand_parts) != self.SHARES:
-                raise DecodeError(f"the public share holds {len(public_share.joint_rand_parts)} joint randomness "
-                                  f"parts, expected {self.SHARES}")
-            part = self._joint_rand_part(agg_id, input_share.blind, meas_share, nonce)
-            parts = list(public_share.joint_rand_parts)
-            parts[agg_id] = part
-            corrected = self._joint_rand_seed(parts)
-            joint_rands = self._joint_rands(corrected)
-        query_rands = self._query_rands(verify_key, nonce)
-        return meas_share, proofs_share, query_rands, joint_rands, PrepState(out_share, corrected), part
+        query_rands, joint_rands, corrected, part = self._randomness(
+            verify_key, agg_id, nonce, public_share, input_share.blind, self.field.encode_vec(meas_share))
+        state = PrepState(self.flp.truncate(meas_share), corrected)
+        return meas_share, proofs_share, query_rands, joint_rands, state, part
 
     def prep_shares_to_prep(self, agg_param: None, prep_shares: Sequence[PrepShare]) -> PrepMessage:
         """Combine all aggregators' prep shares; raises :class:`VerifyError` if the proof fails."""
