@@ -84,3 +84,11 @@ def test_cli_epsilon_is_read_as_decimal():
     # --epsilon 0.1 reaches the spec as the float 0.1, which ledger and calibration read as 1/10
     assert exact(cli_epsilon("0.1"), "epsilon") == Fraction(1, 10)
     assert exact(cli_epsilon("0.30000000000000004"), "epsilon") == Fraction("0.30000000000000004")
+
+
+@pytest.mark.parametrize("epsilon", ["0.1", "0.7", "1.3"])
+def test_the_blocks_of_a_query_never_spend_more_than_its_epsilon_exactly(epsilon):
+    s = QuerySpec("variance", parties=("alice", "bob", "carol"), bounds=(0, 1), epsilon=epsilon)
+    blocks = mechanisms(s)
+    assert len(blocks) == 3  # epsilon / 3 does not round-trip through a float
+    assert sum(Fraction(m.sensitivity) / m.scale for _, m in blocks) <= Fraction(epsilon)

@@ -163,7 +163,8 @@ class DistributedSkellam:
         a = d2**2 / 8 + max(0.0, 6 * l1 - d2**2) / 16
         inv_mu = 2 * self.rho / (c + math.sqrt(c * c + 4 * a * self.rho))  # stable root of a x^2 + c x = rho
         mu = Fraction(1 / inv_mu)
-        while skellam_rho(float(mu), self.sensitivity, self.l1_sensitivity) > self.rho:
+        # the float evaluation of skellam_rho may be a few ulps low: demand a 1e-12 relative margin
+        while skellam_rho(float(mu), self.sensitivity, self.l1_sensitivity) * (1 + 1e-12) > self.rho:
             mu *= 1 + Fraction(1, 1 << 30)
         per_piece = mu / (self.n_nodes - self.colluders)
         if per_piece >= approximate.PTRS_MAX_MEAN:

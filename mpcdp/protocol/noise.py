@@ -32,6 +32,7 @@ import numpy as np
 from .. import ring
 from ..dp.distributed import DEFAULT_BETA, DistributedDiscreteLaplace, DistributedSkellam
 from ..dp.guarantee import zcdp_rho
+from ..dp.rational import exact
 from ..prg import RandomSource, system_random
 from .spec import QuerySpec
 from .statistics import Block, statistic_for
@@ -55,9 +56,10 @@ def mechanisms(spec: QuerySpec) -> list[tuple[Block, object]]:
     for b in blocks:
         l1, l2 = _sensitivities(b)
         if spec.mechanism == "discrete_laplace":
-            mech = DistributedDiscreteLaplace(spec.epsilon / k, max(l1, 1), n, t)
+            mech = DistributedDiscreteLaplace(exact(spec.epsilon, "epsilon") / k, max(l1, 1), n, t)  # exact split
         else:
-            mech = DistributedSkellam(zcdp_rho(spec.epsilon, spec.delta) / k, max(l2, 1), n, t,
+            rho = math.nextafter(zcdp_rho(spec.epsilon, spec.delta) / k, 0.0)  # never above the exact share
+            mech = DistributedSkellam(rho, max(l2, 1), n, t,
                                       l1_sensitivity=max(l1, l2, 1))
         out.append((b, mech))
     return out

@@ -30,8 +30,8 @@ from mpcdp.prg import RandomSource
 from mpcdp.survey.central import check_headroom
 from mpcdp.survey.definition import Survey
 from mpcdp.survey.release import BelowMinimum, check_minimum
-from services.survey.store import ID_BYTES, PutStatus, ShareStore, StoreError
 from services import audit
+from services.survey.store import ID_BYTES, PutStatus, ShareStore, StoreError
 from services.tls import caller
 from services.wire.mpcdp.v1 import survey_pb2, survey_pb2_grpc
 
