@@ -278,3 +278,27 @@ def test_a_faulty_peer_aborts_the_run_with_nothing_released_and_the_next_run_wor
         inboxes = _deliver(fresh, outgoing)
         outgoing = [r.step(inboxes[p]) for p, r in enumerate(fresh)]
     assert np.array_equal(fresh[0].result, [0, 1])
+
+
+def test_a_session_runs_several_programs_with_one_key_set_up_and_running_round_numbers():
+    from mpcdp.mpc.memory import engines
+
+    n = 3
+    values = np.tile([5, -2], 32)
+    parts = share(ring.as_ring(values), n, Prg.from_int(3))
+    session = engines(n, seeded_rngs(n, 4))
+
+    def program(p):
+        def run(e):
+            b = yield from compare.to_bits(e, parts[p])
+            return (yield from e.open(compare.shr(b, 63), xor=True))
+        return run
+
+    first, t1 = run_in_memory(n, [program(p) for p in range(n)], session=session, record=True)
+    second, t2 = run_in_memory(n, [program(p) for p in range(n)], session=session, record=True)
+    assert np.array_equal(first[0], values < 0) and np.array_equal(second[0], values < 0)
+    assert t2.rounds == t1.rounds - 1  # no second key set-up
+    assert min(m.round for msgs in t2.received for m in msgs) == t1.rounds  # round numbers run on
+    last = [np.concatenate([m.words for msgs in t.received for m in msgs if m.round == t.rounds - 1 + start])
+            for t, start in ((t1, 0), (t2, t1.rounds))]
+    assert not np.array_equal(*last)  # fresh masks in the second run

@@ -18,7 +18,7 @@ Operations and their rounds (n parties, t = (n - 1) // 2):
 ``setup``              1       the lowest holder of each share index deals its 32-byte key
 ``inputs``/``reshare`` 1       additive (per-party) values -> replicated sharing
 ``mul``/``and_``       1       local cross terms, then ``reshare``
-``open``               1       every party broadcasts its additive part
+``open``               1       each share's owner broadcasts its additive part
 ``random_bits``        0       pseudo-random secret sharing from the index keys
 =====================  ======  ===========================================
 
@@ -107,6 +107,7 @@ class Engine:
         self._rng = rng or system_random("mpc")
         self._pos = {idx: pos for pos, idx in enumerate(self.held)}
         self._owned = list(self.access.owned(me))
+        self._owners = sorted({self.access.owner(k) for k in range(len(self.access.indices))})
         pairs = [(a, b) for a, bs in self.access.products[me] for b in bs]  # may be none (n = 4, party 3)
         self._left = np.array([a for a, _ in pairs], dtype=np.intp)
         self._right = np.array([b for _, b in pairs], dtype=np.intp)
@@ -122,6 +123,12 @@ class Engine:
         self._residual_pos = {p: self._pos[self._residual[p]] for p in range(n) if self._residual[p] in self._pos}
         self._reshare: dict[int, Stream] = {}
         self._random: dict[int, Stream] = {}
+        self.round = 0  # rounds run so far in this session, across all its programs
+
+    @property
+    def ready(self) -> bool:
+        """True once the keys are dealt: later programs of the same session skip the set-up round."""
+        return bool(self._reshare)
 
     # -- setup ------------------------------------------------------------------------
 
@@ -225,12 +232,12 @@ class Engine:
         return [part.reshape(x.shape) for part, (x, _) in zip(np.split(both, cuts, axis=1), pairs)]
 
     def open(self, x: np.ndarray, xor: bool = False) -> Program[np.ndarray]:
-        """Reveal x to every party (one round; each sends its additive part to the others)."""
+        """Reveal x to every party (one round; each share's owner sends its additive part to the others)."""
         mine = self.additive(x, xor)
         flat = mine.reshape(-1)
-        inbox = yield {p: flat for p in range(self.n) if p != self.me}
+        inbox = yield {p: flat for p in range(self.n) if p != self.me} if self._owned else {}
         total = flat.copy()
-        for p in range(self.n):
+        for p in self._owners:
             if p != self.me:
                 part = received(inbox, p, flat.size)
                 if xor:

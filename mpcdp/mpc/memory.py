@@ -25,22 +25,30 @@ class Trace:
     received: list[list[Round]] = field(default_factory=list)  # per party, when recorded
 
 
+def engines(n: int, rngs: Sequence[RandomSource] | None = None, session_id: bytes = b"mpc-memory") -> list[Engine]:
+    """One engine per party for one session; ``rngs[p]`` is party p's randomness (default: system CSPRNG)."""
+    rngs = list(rngs) if rngs is not None else [system_random("mpc") for _ in range(n)]
+    return [Engine(n, p, session_id, rngs[p]) for p in range(n)]
+
+
 def run_in_memory(
     n: int,
     programs: Sequence[Callable[[Engine], Program]],
     rngs: Sequence[RandomSource] | None = None,
     session_id: bytes = b"mpc-memory",
     record: bool = False,
+    session: Sequence[Engine] | None = None,
 ) -> tuple[list, Trace]:
     """Run ``programs[p]`` as party p (one program per party); returns their results and the trace.
 
-    ``rngs[p]`` is party p's randomness (keys it deals); default: the system CSPRNG.
-    ``record`` keeps every message each party receives (for privacy tests).
+    A new session (fresh :func:`engines`, so one key set-up round first) unless
+    ``session`` passes the engines of one already set up. ``record`` keeps
+    every message each party receives (for privacy tests).
     """
     if len(programs) != n:
         raise ValueError(f"need one program per party: {n} parties, {len(programs)} programs")
-    rngs = list(rngs) if rngs is not None else [system_random("mpc") for _ in range(n)]
-    runs = [PartyRun(Engine(n, p, session_id, rngs[p]), programs[p]) for p in range(n)]
+    session = list(session) if session is not None else engines(n, rngs, session_id)
+    runs = [PartyRun(session[p], programs[p]) for p in range(n)]
     trace = Trace(received=[[] for _ in range(n)] if record else [])
     outgoing = [r.start() for r in runs]
     while not all(r.done for r in runs):

@@ -9,6 +9,11 @@
 Each ``step`` checks every message (session, round number, recipient, no
 duplicate sender) before the program sees it, and a failed check aborts the
 run: ``done`` with no result, so nothing partial is ever released.
+
+A session may run several programs one after another on the same
+:class:`Engine`: keys are dealt once, by the first, and round numbers run on
+across programs, so a message of an earlier program can never be taken for
+one of a later one.
 """
 
 from __future__ import annotations
@@ -25,15 +30,19 @@ class PartyRun:
 
     def __init__(self, engine: Engine, program: Callable[[Engine], Program]):
         self.engine = engine
-        self.round = 0
         self.done = False
         self.aborted: str | None = None
         self._result = None
         self._gen = self._whole(program)
         self._started = False
 
+    @property
+    def round(self) -> int:
+        return self.engine.round
+
     def _whole(self, program):
-        yield from self.engine.setup()
+        if not self.engine.ready:
+            yield from self.engine.setup()
         return (yield from program(self.engine))
 
     @property
@@ -68,7 +77,7 @@ class PartyRun:
                 if m.sender in inbox or not 0 <= m.sender < self.engine.n or m.sender == self.engine.me:
                     raise ProtocolError(Status.INVALID_ARGUMENT, f"unexpected message from party {m.sender}")
                 inbox[m.sender] = m.words
-            self.round += 1
+            self.engine.round += 1
             outbox = self._gen.send(inbox)
         except StopIteration as stop:
             self.done = True
