@@ -15,7 +15,7 @@ unverified shares (8 bytes per ring element per aggregator).
 Targets (issue 11): >= 5,000 Histogram(10) reports/s per aggregator, >= 3x the JavaScript
 implementation on every circuit.
 
-    python benchmarks/survey_verify.py [--n 2000] [--js-n 300] [--repeats 3] [--shares 2]
+    python benchmarks/survey_verify.py [--n 2000] [--js-n 300] [--repeats 5] [--shares 2]
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--n", type=int, default=2000, help="reports per circuit (default 2000)")
     parser.add_argument("--js-n", type=int, default=300,
                         help="reports per circuit for JavaScript, repeated for at least a second (default 300)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs, best kept (default 3)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs, best kept (default 5)")
     parser.add_argument("--shares", type=int, default=2, help="aggregators (default 2)")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)

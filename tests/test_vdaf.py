@@ -307,9 +307,24 @@ def test_a_degenerate_query_point_refuses_the_report(monkeypatch):
     vdaf = Prio3Histogram(2, 4, 2)
     rng = Prg.from_int(4)
     reports = [vdaf.shard_random(1, rng) for _ in range(3)]
-    bad_nonce = reports[1][0]
-    real = vdaf._query_rands
-    monkeypatch.setattr(vdaf, "_query_rands", lambda key, nonce: [1] if nonce == bad_nonce else real(key, nonce))
+    bad_nonce, query_dst = reports[1][0], vdaf._dst[5]
+
+    class DegenerateXof(XofTurboShake128):  # the query point of one report becomes t = 1
+        @classmethod
+        def expand_into_vec(cls, field, seed, dst, binder, length):
+            if dst == query_dst and binder.endswith(bad_nonce):
+                return [1] * length
+            return super().expand_into_vec(field, seed, dst, binder, length)
+
+        @classmethod
+        def expand_into_matrix(cls, field, seeds, dst, binders, length):
+            matrix, rows = super().expand_into_matrix(field, seeds, dst, binders, length)
+            for k, binder in enumerate(binders):
+                if dst == query_dst and binder.endswith(bad_nonce):
+                    matrix[k] = 1
+            return matrix, rows
+
+    monkeypatch.setattr(vdaf, "Xof", DegenerateXof)
     with pytest.raises(VerifyError, match="root of unity"):
         vdaf.prep_init(VERIFY_KEY, 0, None, *reports[1][:2], reports[1][2][0])
     with pytest.raises(VerifyError, match="report 1 of the batch"):
@@ -336,17 +351,22 @@ def test_the_wire_batch_refuses_malformed_reports_in_place():
 def test_helper_expansion_falls_back_to_rejection_sampling(monkeypatch):
     """An XOF output element at or above p (probability 2^-62 per element) makes the vectorised
     expansion redo that report's row by rejection sampling, in stream order."""
-    from mpcdp.vdaf import prio3 as module
+    from mpcdp.vdaf import xof as module
     vdaf = Prio3SumVec(3, 3, 2, 2)
     rng = Prg.from_int(13)
     reports = [vdaf.shard_random([1, 2, 3], rng) for _ in range(3)]
-    real, calls = module.turboshake128, []
+    seeds = {reports[1][2][2].meas_seed, reports[1][2][2].proofs_seed}
+    real, spoiled = module.turboshake128, set()
 
-    def first_output_above_p(message, length):
-        calls.append(length)
-        return b"\xff" * length if len(calls) in (2, 5) else real(message, length)  # report 1: meas and proofs
+    def above_p_once(message, length):  # report 1's first expansions read all-ones words
+        seed = next((x for x in seeds if x in message and x not in spoiled), None)
+        if seed is not None:
+            spoiled.add(seed)
+            return b"\xff" * length
+        return real(message, length)
 
-    monkeypatch.setattr(module, "turboshake128", first_output_above_p)
+    monkeypatch.setattr(module, "turboshake128", above_p_once)
     batch = vdaf.prep_init_batch(VERIFY_KEY, 2, None, [(n, ps, s[2]) for n, ps, s in reports])
     monkeypatch.setattr(module, "turboshake128", real)
+    assert spoiled == seeds
     assert batch == [vdaf.prep_init(VERIFY_KEY, 2, None, n, ps, s[2]) for n, ps, s in reports]

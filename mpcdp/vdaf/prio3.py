@@ -36,7 +36,7 @@ import numpy as np
 from .circuits import Count, Histogram, MultiHotHistogram, Sum, SumVec
 from .errors import DecodeError, VerifyError
 from .flp import Circuit, FlpGeneric
-from .xof import SEED_SIZE, XofTurboShake128, turboshake128
+from .xof import SEED_SIZE, XofTurboShake128
 
 VERSION = 8
 NONCE_SIZE = 16
@@ -115,6 +115,7 @@ class PrepMessage:
 
 
 _EMPTY_PUBLIC_SHARE = PublicShare()
+_EMPTY_PREP_MESSAGE = PrepMessage()
 
 
 def format_dst(algo_class: int, algo: int, usage: int) -> bytes:
@@ -331,37 +332,35 @@ class Prio3:
 
     def _expand_helper_shares(self, agg_id: int, meas_seeds: Sequence[bytes], proofs_seeds: Sequence[bytes]):
         """Helper measurement and proof shares of many reports as two matrices (one row per report),
-        and each measurement share's encoding, from one XOF call per seed and one numpy decoding."""
-        field, flp = self.field, self.flp
-        size = field.encoded_size
-        meas_len, proofs_len = flp.MEAS_LEN, flp.PROOF_LEN * self.PROOFS
-        meas_prefix = bytes([len(self._dst[USAGE_MEAS_SHARE])]) + self._dst[USAGE_MEAS_SHARE]
-        proofs_prefix = bytes([len(self._dst[USAGE_PROOF_SHARE])]) + self._dst[USAGE_PROOF_SHARE]
-        meas_binder, proofs_binder = bytes([agg_id]), bytes([self.PROOFS, agg_id])
+        and each measurement share's encoding."""
         for seed in (*meas_seeds, *proofs_seeds):
             _check_len("helper seed", seed, SEED_SIZE, DecodeError)
-        encoded = [turboshake128(meas_prefix + seed + meas_binder, size * meas_len) for seed in meas_seeds]
-        proofs_raw = b"".join([turboshake128(proofs_prefix + seed + proofs_binder, size * proofs_len)
-                               for seed in proofs_seeds])
-        meas, meas_bad = field.decode_matrix(b"".join(encoded), len(encoded))
-        proofs, proofs_bad = field.decode_matrix(proofs_raw, len(encoded))
-        # an element at or above p means rejection sampling reads further: redo those rows in order
-        for k in np.flatnonzero(meas_bad).tolist():
-            row = self._helper_meas_share(agg_id, meas_seeds[k])
-            meas[k] = row
-            encoded[k] = field.encode_vec(row)
-        for k in np.flatnonzero(proofs_bad).tolist():
-            proofs[k] = self._helper_proofs_share(agg_id, proofs_seeds[k])
+        n, xof, field = len(meas_seeds), self.Xof, self.field
+        meas, encoded = xof.expand_into_matrix(field, meas_seeds, self._dst[USAGE_MEAS_SHARE], [bytes([agg_id])] * n,
+                                               self.flp.MEAS_LEN)
+        proofs, _ = xof.expand_into_matrix(field, proofs_seeds, self._dst[USAGE_PROOF_SHARE],
+                                           [bytes([self.PROOFS, agg_id])] * n, self.flp.PROOF_LEN * self.PROOFS)
         return meas, proofs, encoded
 
     def _prep_batch(self, verify_key, agg_id, nonces, public_shares, blinds, meas, proofs, encoded):
         """The vectorised part of prep_init for reports whose shares are matrices (one row each)."""
-        flp, field, n = self.flp, self.field, len(nonces)
-        randomness = [self._randomness(verify_key, agg_id, *args)
-                      for args in zip(nonces, public_shares, blinds, encoded)]
+        flp, field, xof, n = self.flp, self.field, self.Xof, len(nonces)
+        query_rands, _ = xof.expand_into_matrix(field, [verify_key] * n, self._dst[USAGE_QUERY_RANDOMNESS],
+                                                [bytes([self.PROOFS]) + nonce for nonce in nonces],
+                                                flp.QUERY_RAND_LEN * self.PROOFS)
+        query_rands = list(query_rands.T)
+        joint_rands: list = []
+        parts = corrected = [b""] * n
+        if self.uses_joint_rand:
+            parts, corrected = [], []
+            for nonce, public_share, blind, encoded_meas in zip(nonces, public_shares, blinds, encoded):
+                part, seed = self._joint_rand_seeds(agg_id, nonce, public_share, blind, encoded_meas)
+                parts.append(part)
+                corrected.append(seed)
+            joint_rands, _ = xof.expand_into_matrix(field, corrected, self._dst[USAGE_JOINT_RANDOMNESS],
+                                                    [bytes([self.PROOFS])] * n, flp.JOINT_RAND_LEN * self.PROOFS)
+            joint_rands = list(joint_rands.T)
         meas_columns, proofs_columns = list(meas.T), list(proofs.T)
-        query_rands = _columns([r[0] for r in randomness])
-        joint_rands = _columns([r[1] for r in randomness])
         degenerate = np.zeros(n, dtype=bool)
         for k in range(self.PROOFS):
             for t, (_, _, _, wire_len, _) in zip(_chunk(query_rands, flp.QUERY_RAND_LEN, k), flp._shapes):
@@ -376,23 +375,19 @@ class Prio3:
                                  _chunk(joint_rands, flp.JOINT_RAND_LEN, k), self.SHARES)
         verifiers = _rows(columns, n)
         out_shares = _rows(flp.truncate(meas_columns), n)
-        return [(PrepState(out, r[2]), PrepShare(v, r[3])) for out, r, v in zip(out_shares, randomness, verifiers)]
+        return [(PrepState(out, seed), PrepShare(v, part))
+                for out, seed, v, part in zip(out_shares, corrected, verifiers, parts)]
 
-    def _randomness(self, verify_key: bytes, agg_id: int, nonce: bytes, public_share: PublicShare, blind: bytes,
-                    encoded_meas_share: bytes):
-        """Query and joint randomness of one report: (query rands, joint rands, corrected seed, part)."""
-        joint_rands: list[int] = []
-        part = corrected = b""
-        if self.uses_joint_rand:
-            if len(public_share.joint_rand_parts) != self.SHARES:
-                raise DecodeError(f"the public share holds {len(public_share.joint_rand_parts)} joint randomness "
-                                  f"parts, expected {self.SHARES}")
-            part = self._joint_rand_part(agg_id, blind, encoded_meas_share, nonce)
-            parts = list(public_share.joint_rand_parts)
-            parts[agg_id] = part
-            corrected = self._joint_rand_seed(parts)
-            joint_rands = self._joint_rands(corrected)
-        return self._query_rands(verify_key, nonce), joint_rands, corrected, part
+    def _joint_rand_seeds(self, agg_id: int, nonce: bytes, public_share: PublicShare, blind: bytes,
+                          encoded_meas_share: bytes) -> tuple[bytes, bytes]:
+        """This aggregator's joint randomness part and the joint randomness seed it implies."""
+        if len(public_share.joint_rand_parts) != self.SHARES:
+            raise DecodeError(f"the public share holds {len(public_share.joint_rand_parts)} joint randomness "
+                              f"parts, expected {self.SHARES}")
+        part = self._joint_rand_part(agg_id, blind, encoded_meas_share, nonce)
+        parts = list(public_share.joint_rand_parts)
+        parts[agg_id] = part
+        return part, self._joint_rand_seed(parts)
 
     def _prep_inputs(self, verify_key: bytes, agg_id: int, nonce: bytes, public_share: PublicShare,
                      input_share: InputShare):
@@ -409,10 +404,14 @@ class Prio3:
                 raise DecodeError(f"aggregator {agg_id} needs a helper input share")
             meas_share = self._helper_meas_share(agg_id, input_share.meas_seed)
             proofs_share = self._helper_proofs_share(agg_id, input_share.proofs_seed)
-        query_rands, joint_rands, corrected, part = self._randomness(
-            verify_key, agg_id, nonce, public_share, input_share.blind, self.field.encode_vec(meas_share))
+        joint_rands: list[int] = []
+        part = corrected = b""
+        if self.uses_joint_rand:
+            part, corrected = self._joint_rand_seeds(agg_id, nonce, public_share, input_share.blind,
+                                                     self.field.encode_vec(meas_share))
+            joint_rands = self._joint_rands(corrected)
         state = PrepState(self.flp.truncate(meas_share), corrected)
-        return meas_share, proofs_share, query_rands, joint_rands, state, part
+        return meas_share, proofs_share, self._query_rands(verify_key, nonce), joint_rands, state, part
 
     def prep_shares_to_prep(self, agg_param: None, prep_shares: Sequence[PrepShare]) -> PrepMessage:
         """Combine all aggregators' prep shares; raises :class:`VerifyError` if the proof fails."""
@@ -429,8 +428,15 @@ class Prio3:
         per report, its prep message, or the :class:`VerifyError` that rejects it."""
         if not prep_shares:
             return []
-        flp = self.flp
-        columns = _columns([self._sum_verifiers(shares) for shares in prep_shares])
+        flp, length = self.flp, self.flp.VERIFIER_LEN * self.PROOFS
+        for shares in prep_shares:
+            if len(shares) != self.SHARES:
+                raise DecodeError(f"expected {self.SHARES} prep shares, got {len(shares)}")
+            for share in shares:
+                if len(share.verifiers_share) != length:
+                    raise DecodeError(f"a verifier share has {length} elements, got {len(share.verifiers_share)}")
+        stacked = np.array([[share.verifiers_share for share in shares] for shares in prep_shares], dtype=object)
+        columns = list((stacked.sum(axis=1) % self.field.modulus).T)
         ok = np.ones(len(prep_shares), dtype=bool)
         for k in range(self.PROOFS):
             ok &= np.asarray(flp.decide_columns(_chunk(columns, flp.VERIFIER_LEN, k)), dtype=bool)
@@ -451,7 +457,7 @@ class Prio3:
 
     def _prep_message(self, prep_shares: Sequence[PrepShare]) -> PrepMessage:
         if not self.uses_joint_rand:
-            return PrepMessage()
+            return _EMPTY_PREP_MESSAGE
         return PrepMessage(self._joint_rand_seed([share.joint_rand_part for share in prep_shares]))
 
     def prep_next(self, prep_state: PrepState, prep_msg: PrepMessage) -> list[int]:

@@ -17,7 +17,9 @@ API and replaced by it if pycryptodome's internals ever differ.
 from __future__ import annotations
 
 import threading
+from typing import Sequence
 
+import numpy as np
 from Crypto.Hash import TurboSHAKE128
 
 from .field import Field
@@ -120,6 +122,24 @@ class XofTurboShake128:
         if max(vec, default=0) >= p or p.bit_length() < 8 * size:  # rejection sampling is needed
             return cls(seed, dst, binder).next_vec(field, length)
         return vec
+
+
+    @classmethod
+    def expand_into_matrix(cls, field: Field, seeds: Sequence[bytes], dst: bytes, binders: Sequence[bytes],
+                           length: int) -> tuple[np.ndarray, list[bytes]]:
+        """:meth:`expand_into_vec` for many ``(seed, binder)`` pairs: an object matrix with one row
+        each, decoded together, and each row's encoding. Rows that need rejection sampling (an
+        element at or above p, probability 2^-62 per element) are redone one by one, in order."""
+        if any(len(seed) != SEED_SIZE for seed in seeds):
+            raise ValueError(f"XofTurboShake128 seeds are {SEED_SIZE} bytes")
+        prefix, size = bytes([len(dst)]) + dst, field.encoded_size
+        rows = [turboshake128(prefix + seed + binder, size * length) for seed, binder in zip(seeds, binders, strict=True)]
+        matrix, bad = field.decode_matrix(b"".join(rows), len(rows))
+        for k in np.flatnonzero(bad).tolist():
+            vec = cls.expand_into_vec(field, seeds[k], dst, binders[k], length)
+            matrix[k] = vec
+            rows[k] = field.encode_vec(vec)
+        return matrix, rows
 
 
 def _check(seed: bytes, dst: bytes) -> None:
