@@ -90,3 +90,16 @@ def test_fingerprint_tracks_words_and_vectors():
     moved[0, 0] += 1e-3
     assert base.fingerprint() != E.Embedding(WORDS, moved).fingerprint()
     assert base.fingerprint() != E.Embedding(("the", "film", "café", "good"), VECTORS).fingerprint()
+
+
+def test_duplicate_rows_are_found_exactly_including_signed_zeros():
+    v = np.random.default_rng(0).normal(size=(1000, 7)).astype(np.float32)
+    v[5] = v[2]
+    v[9] = v[2]
+    v[700] = v[3]
+    v[701] = -0.0 * v[701]
+    v[702] = np.abs(v[701])  # +0.0 and -0.0 are the same vector
+    first, duplicate = E._duplicate_rows(v)
+    assert first.tolist() == [2, 2, 3, 701] and duplicate.tolist() == [5, 9, 700, 702]
+    merged = E.merge_duplicates(tuple(f"w{i}" for i in range(1000)), v)
+    assert merged.size == 996 and merged.index["w9"] == merged.index["w2"] == merged.index["w5"]

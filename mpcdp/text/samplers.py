@@ -8,8 +8,9 @@ production, ``Prg.from_int(seed)`` in tests.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
-from scipy import stats
 
 from ..prg import RandomSource
 
@@ -34,18 +35,11 @@ class TruncatedPoisson:
         # Beyond lam + 40 sqrt(lam) + 60 the remaining mass is far below 2^-53: it cannot
         # change a double-precision inverse CDF, so the table stops there.
         stop = min(self.hi, int(lam + 40 * np.sqrt(lam) + 60))
-        support = np.arange(self.lo, stop + 1)
-        log_pmf = stats.poisson.logpmf(support, self.lam)
+        # log P(K = k) = k ln(lam) - lam - ln(k!), up to the normalisation that follows.
+        log_pmf = np.array([k * math.log(self.lam) - math.lgamma(k + 1) for k in range(self.lo, stop + 1)])
         pmf = np.exp(log_pmf - log_pmf.max())
         self._cdf = np.cumsum(pmf) / pmf.sum()
         self._cdf[-1] = 1.0
-
-    def pmf(self, k: np.ndarray) -> np.ndarray:
-        """The exact truncated probabilities P(K = k) (zero outside [lo, hi])."""
-        k = np.asarray(k)
-        inside = (k >= self.lo) & (k <= self.hi)
-        mass = stats.poisson.cdf(self.hi, self.lam) - stats.poisson.cdf(self.lo - 1, self.lam)
-        return np.where(inside, stats.poisson.pmf(k, self.lam) / mass, 0.0)
 
     def sample(self, rng: RandomSource, n: int) -> np.ndarray:
         u = uniform_open(rng, n)

@@ -66,7 +66,7 @@ class Sanitizer:
 
     def __init__(self, embedding: Embedding, table: NeighbourTable | None = None,
                  oov: str = OOV_PLACEHOLDER, placeholder: str = DEFAULT_PLACEHOLDER,
-                 symbols: str = SYMBOLS_PLACEHOLDER):
+                 symbols: str = SYMBOLS_PLACEHOLDER, approximate_nn: bool = False):
         if oov not in (OOV_PLACEHOLDER, OOV_KEEP):
             raise ValueError(f"oov must be {OOV_PLACEHOLDER!r} or {OOV_KEEP!r}, got {oov!r}")
         if symbols not in SYMBOL_POLICIES:
@@ -77,7 +77,7 @@ class Sanitizer:
         if symbols == SYMBOLS_KEEP:
             warnings.warn("emoji and symbols will be released unperturbed (symbols='keep')", stacklevel=2)
         self.embedding, self.table, self.oov, self.placeholder = embedding, table, oov, placeholder
-        self.symbols = symbols
+        self.symbols, self.approximate_nn = symbols, approximate_nn
         self._word_array = np.array(embedding.words, dtype=object)
         self.diameter = table.delta_max if table is not None else max_pairwise_distance(embedding.vectors)
         self._mechanisms: OrderedDict[tuple, Mechanism] = OrderedDict()
@@ -114,7 +114,8 @@ class Sanitizer:
         key = (name, float(epsilon))
         with self._lock:
             if key not in self._mechanisms:
-                self._mechanisms[key] = make_mechanism(name, self.embedding, self.table, epsilon)
+                self._mechanisms[key] = make_mechanism(name, self.embedding, self.table, epsilon,
+                                                       approximate=self.approximate_nn)
                 if len(self._mechanisms) > _MECHANISM_CACHE:
                     self._mechanisms.popitem(last=False)
             self._mechanisms.move_to_end(key)
@@ -186,9 +187,10 @@ def lower_all(words: list[str]) -> list[str]:
 def load_sanitizer(vocabulary_size: int = DEFAULT_VOCABULARY_SIZE, neighbours: int = DEFAULT_NEIGHBOURS,
                    cache_dir=None, oov: str = OOV_PLACEHOLDER, placeholder: str = DEFAULT_PLACEHOLDER,
                    embedding: Embedding | None = None, symbols: str = SYMBOLS_PLACEHOLDER,
-                   words_only: bool = True) -> Sanitizer:
+                   words_only: bool = True, approximate_nn: bool = False) -> Sanitizer:
     """A sanitizer over ``embedding`` (default: GloVe 6B 50d, its most frequent words, or entries
     when not ``words_only``) with its cached neighbour table."""
     embedding = embedding or load_default_glove(vocabulary_size, words_only)
     table = load_or_build(embedding, neighbours, cache_dir)
-    return Sanitizer(embedding, table, oov=oov, placeholder=placeholder, symbols=symbols)
+    return Sanitizer(embedding, table, oov=oov, placeholder=placeholder, symbols=symbols,
+                     approximate_nn=approximate_nn)
