@@ -198,7 +198,8 @@ class FlpGeneric:
         for (arity, degree, calls, wire_len, poly_len), t, gadget_wires, poly in zip(
             self._shapes, query_rand, wires, polys, strict=True
         ):
-            if np.any(field.power(t, wire_len) == 1):
+            degenerate = field.power(t, wire_len) == 1
+            if degenerate is True or (isinstance(degenerate, np.ndarray) and degenerate.any()):
                 raise VerifyError("the query point is a root of unity: it would leak gadget outputs")
             basis = field.lagrange_at(wire_len, t, 1 + calls)  # wire values past the calls are 0
             for wire in gadget_wires:
