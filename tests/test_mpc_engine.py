@@ -302,3 +302,22 @@ def test_a_session_runs_several_programs_with_one_key_set_up_and_running_round_n
     last = [np.concatenate([m.words for msgs in t.received for m in msgs if m.round == t.rounds - 1 + start])
             for t, start in ((t1, 0), (t2, t1.rounds))]
     assert not np.array_equal(*last)  # fresh masks in the second run
+
+
+def test_a_failing_program_aborts_its_run():
+    def program(e):
+        yield from e.open(e.constant(np.arange(3)))
+        raise ValueError("bad input")
+
+    rngs = seeded_rngs(3, 1)
+    runs = [PartyRun(Engine(3, p, b"s", rngs[p]), program) for p in range(3)]
+    outgoing = [r.start() for r in runs]
+    for _ in range(2):
+        inboxes = _deliver(runs, outgoing)
+        try:
+            outgoing = [r.step(inboxes[p]) for p, r in enumerate(runs)]
+        except ValueError:
+            break
+    assert runs[0].done and runs[0].aborted and "bad input" in runs[0].aborted
+    with pytest.raises(ProtocolError):
+        runs[0].result

@@ -86,6 +86,9 @@ class PartyRun:
         except ProtocolError as err:
             self.abort(str(err))
             raise
+        except Exception as err:  # a bug or bad input in the program: stop for good all the same
+            self.abort(f"the engine program failed: {err}")
+            raise
         return self._outgoing(outbox)
 
     def abort(self, reason: str) -> None:
