@@ -1,15 +1,20 @@
 """Text sanitisation throughput on the default vocabulary (GloVe 6B 50d, 50,000 words).
 
-Measures, in one run: tokens per second of the vectorised truncated Gumbel and
-multivariate Laplace mechanisms against a straightforward per-token
-implementation (one nearest-neighbour query per token); the end-to-end
-sanitiser on real review text; cold start with and without the neighbour
-cache; and the text node's cold start (process launch to first answered
-request) with a warm cache. Writes benchmarks/results/text_throughput.json.
+Measures, in one run and on one core (faiss and BLAS held to one thread):
+tokens per second of the vectorised truncated Gumbel and multivariate Laplace
+mechanisms against a straightforward per-token implementation (one
+nearest-neighbour query per token); multivariate Laplace with exact search
+against faiss IVF approximate search at several nprobe values (speed, and the
+share of tokens decoded to the same word as exact search, on the same noisy
+vectors); the end-to-end sanitiser (tokenise, look up, perturb, re-case,
+join) on real review text, by wall clock and by CPU time; cold start with and
+without the neighbour cache; and the text node's launch to first answered
+request with a warm cache. Writes benchmarks/results/text_throughput.json.
 
 Usage: python benchmarks/text_throughput.py [--out PATH]
-Targets: truncated Gumbel >= 1,000,000 tokens/s and >= 100x the per-token
-baseline; text-node cold start with a warm cache <= 2 s.
+Targets: end to end >= 1,000,000 words/s (truncated Gumbel); truncated Gumbel
+mechanism >= 100x the per-token baseline; multivariate Laplace >= 200,000
+tokens/s with approximate search; text node first answer with a warm cache <= 1 s.
 """
 
 from __future__ import annotations
@@ -40,13 +45,34 @@ ROOT = Path(__file__).resolve().parents[1]
 GUMBEL_EPSILON, LAPLACE_EPSILON = 200.0, 10.0
 
 
-def best_of(fn, repeats: int = 3) -> float:
+def best_of(fn, repeats: int = 3, clock=time.perf_counter) -> float:
     times = []
     for _ in range(repeats):
-        t = time.perf_counter()
+        t = clock()
         fn()
-        times.append(time.perf_counter() - t)
+        times.append(clock() - t)
     return min(times)
+
+
+def laplace_exact_vs_approximate(emb, words, rng) -> dict:
+    """Tokens/s of exact and IVF decoding, and their agreement on the same noisy vectors."""
+    exact = MultivariateLaplace(emb, LAPLACE_EPSILON)
+    points = exact._vectors64[words] + exact.noise(words.size, rng)
+    noise_rate = words.size / best_of(lambda: exact.noise(words.size, rng), 1)
+    seconds = best_of(lambda: exact._nearest(points), 1)
+    truth = exact._nearest(points)
+    rows = {"noise_only_tokens_per_second": noise_rate,
+            "exact": {"decode_tokens_per_second": words.size / seconds,
+                      "end_to_end_tokens_per_second": 1 / (1 / noise_rate + seconds / words.size)}}
+    for nprobe in (1, 4, MultivariateLaplace.DEFAULT_NPROBE, 16):
+        approx = MultivariateLaplace(emb, LAPLACE_EPSILON, approximate=True, nprobe=nprobe)
+        seconds = best_of(lambda: approx._nearest(points), 1)
+        rows[f"ivf_nprobe_{nprobe}"] = {
+            "decode_tokens_per_second": words.size / seconds,
+            "end_to_end_tokens_per_second": 1 / (1 / noise_rate + seconds / words.size),
+            "agreement_with_exact": float((approx._nearest(points) == truth).mean())}
+    rows["tokens"] = int(words.size)
+    return rows
 
 
 def per_token_gumbel(emb, index, mech: TruncatedGumbel, words, rng) -> np.ndarray:
@@ -101,10 +127,12 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "text_throughput.json")
     ap.add_argument("--tokens", type=int, default=2_000_000, help="tokens for the vectorised runs")
     args = ap.parse_args(argv)
+    os.environ["OMP_NUM_THREADS"] = "1"  # one core, the node subprocess included
     import faiss
 
+    faiss.omp_set_num_threads(1)
     result = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                          "faiss_threads": faiss.omp_get_max_threads()},
+                          "faiss_threads": faiss.omp_get_max_threads(), "load_average_at_start": os.getloadavg()},
               "vocabulary": "GloVe 6B 50d, 50,000 most frequent words", "neighbours_cached": 64,
               "epsilon": {"truncated-gumbel": GUMBEL_EPSILON, "multivariate-laplace": LAPLACE_EPSILON},
               "randomness": "system_random (AES-256-CTR CSPRNG) for every mechanism run"}
@@ -133,6 +161,7 @@ def main(argv=None) -> int:
     n_lap = 20_000
     l_fast = n_lap / best_of(lambda: laplace.perturb(words[:n_lap], rng), 1)
     l_slow = n_slow / best_of(lambda: per_token_laplace(emb, index, laplace, words[:n_slow], rng), 1)
+    result["multivariate_laplace_exact_vs_approximate"] = laplace_exact_vs_approximate(emb, words[:n_lap], rng)
     result["tokens_per_second"] = {
         "truncated-gumbel": {"vectorised": g_fast, "per_token_baseline": g_slow, "speedup": g_fast / g_slow,
                              "tokens": args.tokens, "baseline_tokens": n_slow},
@@ -144,12 +173,18 @@ def main(argv=None) -> int:
     n_words = sum(r.cost.words_perturbed + r.cost.oov_words
                   for r in sanitizer.sanitize(texts, "truncated-gumbel", GUMBEL_EPSILON, rng))
     seconds = best_of(lambda: sanitizer.sanitize(texts, "truncated-gumbel", GUMBEL_EPSILON, rng))
+    cpu = best_of(lambda: sanitizer.sanitize(texts, "truncated-gumbel", GUMBEL_EPSILON, rng), clock=time.process_time)
     result["end_to_end_sanitizer"] = {"texts": len(texts), "words": n_words, "words_per_second": n_words / seconds,
+                                      "words_per_cpu_second": n_words / cpu,
                                       "note": "tokenise, look up, perturb, re-case, join (truncated Gumbel)"}
+    best_approx = max((v for k, v in result["multivariate_laplace_exact_vs_approximate"].items()
+                       if k.startswith("ivf")), key=lambda v: v["end_to_end_tokens_per_second"])
     result["targets"] = {
+        "end_to_end_words_per_second_ge_1e6": n_words / seconds >= 1e6,
         "gumbel_tokens_per_second_ge_1e6": g_fast >= 1e6,
         "gumbel_speedup_ge_100x": g_fast / g_slow >= 100,
-        "node_cold_start_with_cache_le_2s": result["text_node_cold_start_with_cache_s"] <= 2.0,
+        "laplace_approximate_tokens_per_second_ge_2e5": best_approx["end_to_end_tokens_per_second"] >= 2e5,
+        "node_first_answer_with_warm_cache_le_1s": result["text_node_cold_start_with_cache_s"] <= 1.0,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=lambda x: x if math.isfinite(x) else None) + "\n")
