@@ -12,7 +12,7 @@ a < b is exact whenever a - b does not overflow: for every pair of values in
 ``equal``             6                        on bits: an OR tree over 64 bits
 ``select``            1                        on bits
 ``to_ring``           1 + ceil(log2 n) = 3/4/4 a shared bit -> ring
-``extremum``          8 per level              max/min and its index, log2(m) levels
+``extremum``          10 per level             max/min and its index, radix 4 (8 for a last pair)
 ``top_two``           16 per level             max, its index and the runner-up
 ====================  =======================  ==================================
 
@@ -151,20 +151,64 @@ def _halves(v: np.ndarray):
     return v[..., 0:2 * h:2], v[..., 1:2 * h:2], v[..., 2 * h:]
 
 
+PAIRS = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
+
+
+def _pad(e: Engine, values: np.ndarray, index: np.ndarray, multiple: int, filler: int):
+    extra = (-values.shape[-1]) % multiple
+    if not extra:
+        return values, index
+    shape = values.shape[1:-1] + (extra,)
+    fill = e.constant(np.full(shape, np.int64(filler).view(U64), dtype=U64))
+    return (np.concatenate([values, fill], axis=-1),
+            np.concatenate([index, e.constant(np.zeros(shape, dtype=U64))], axis=-1))
+
+
 def extremum(e: Engine, values: np.ndarray, smallest: bool = False) -> Program[tuple[np.ndarray, np.ndarray]]:
     """The max (or min) over the last axis of shared bit vectors, and its index; ties go to the lowest index.
 
-    A tournament: ceil(log2 m) levels, each one comparison and one selection.
+    A radix-4 tournament: each group of four runs its six comparisons at
+    once (7 rounds), each member's "beats every other" bit is an AND of three
+    (2 rounds), and one selection picks the winner and its index (1 round):
+    10 rounds per level where a binary tournament spends 16 on two levels, at
+    twice the comparisons. Groups are padded with a value that never wins; a
+    last pair takes one binary step (8 rounds).
     """
     index = e.constant(np.broadcast_to(np.arange(values.shape[-1], dtype=U64), values.shape[1:]))
-    while values.shape[-1] > 1:
-        a, b, rest = _halves(values)
-        ia, ib, irest = _halves(index)
+    filler = -SENTINEL if smallest else SENTINEL
+    one = None
+    while values.shape[-1] > 2:
+        values, index = _pad(e, values, index, 4, filler)
+        groups = values.reshape(values.shape[:-1] + (-1, 4))
+        igroups = index.reshape(index.shape[:-1] + (-1, 4))
+        left = np.stack([groups[..., i] for i, _ in PAIRS], axis=1)
+        right = np.stack([groups[..., j] for _, j in PAIRS], axis=1)
+        beaten = yield from (less_than(e, right, left) if smallest else less_than(e, left, right))
+        if one is None or one.shape != beaten.shape[2:]:
+            one = np.ones(beaten.shape[2:], dtype=U64)
+        bit = {pair: beaten[:, n] for n, pair in enumerate(PAIRS)}  # 1: the later member beats the earlier
+        holds = {pair: b ^ e.constant(one) for pair, b in bit.items()}
+        terms = [[holds[(i, j)] if i < j else bit[(j, i)] for j in range(4) if j != i] for i in range(4)]
+        first = yield from e.and_(np.stack([t[0] for t in terms], axis=1), np.stack([t[1] for t in terms], axis=1))
+        wins = yield from e.and_(first, np.stack([t[2] for t in terms], axis=1))
+        mask = spread(e, wins)
+        chosen, at = yield from e.and_many([(mask, np.moveaxis(groups, -1, 1)), (mask, np.moveaxis(igroups, -1, 1))])
+        values = np.bitwise_xor.reduce(chosen, axis=1)
+        index = np.bitwise_xor.reduce(at, axis=1)
+    if values.shape[-1] == 2:
+        a, b, _ = _halves(values)
+        ia, ib, _ = _halves(index)
         take_b = yield from (less_than(e, b, a) if smallest else less_than(e, a, b))
         values, index = yield from select(e, take_b, [(b, a), (ib, ia)])
-        values = np.concatenate([values, rest], axis=-1)
-        index = np.concatenate([index, irest], axis=-1)
     return values[..., 0], index[..., 0]
+
+
+def extremum_rounds(m: int) -> int:
+    """Rounds of :func:`extremum` over m values."""
+    rounds = 0
+    while m > 2:
+        m, rounds = -(-m // 4), rounds + 10
+    return rounds + (8 if m == 2 else 0)
 
 
 def top_two(e: Engine, values: np.ndarray) -> Program[tuple[np.ndarray, np.ndarray, np.ndarray]]:

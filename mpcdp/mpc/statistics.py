@@ -118,7 +118,7 @@ class Extremum:
     about the other values (a tournament of comparisons whose outcomes stay
     shared). ``prepare`` takes a party's additive part of the m values; for
     bids, a party puts its own bids in its slots and zeros elsewhere.
-    Rounds: 1 + to_bits + 8 * ceil(log2 m) + 1.
+    Rounds: 1 key set-up + to_bits + compare.extremum_rounds(m) (50 for m = 1000) + 1 open.
     """
 
     def __init__(self, smallest: bool = False, reveal: str = "value"):
@@ -152,7 +152,7 @@ class SecondPrice:
 
     Exact (no DP): releases the winner and the price (which is the runner-up's
     bid, or None with a single bid) and nothing else; the winning bid itself
-    stays secret. Rounds: 1 + to_bits + 16 * ceil(log2 m) + 1.
+    stays secret. Rounds: 1 key set-up + to_bits + 16 * ceil(log2 m) + 1 open.
     """
 
     name = "second-price"
@@ -187,7 +187,7 @@ class NoisyArgmax:
     (2014), Claim 3.9 (report noisy max); its proof carries over to discrete
     Laplace noise because P[X >= k + s] >= exp(-s / b) P[X >= k] for integer
     s >= 0. The Polya pieces are floating-point (approximate) samplers.
-    Rounds: 1 + to_bits + 8 * ceil(log2 m) + 1.
+    Rounds: 1 key set-up + to_bits + compare.extremum_rounds(m) (50 for m = 1000) + 1 open.
     """
 
     name = "noisy-argmax"
@@ -233,7 +233,7 @@ class DPQuantile:
     are compared to zero (to_bits), turned into ring bits (to_ring) to take
     |gap| with one multiplication, and each party adds its noise piece
     before the noisy argmax; only the winning edge is opened.
-    Rounds: 1 + 1 + to_bits + to_ring + 1 + to_bits + 8 * ceil(log2 (B + 1)) + 1.
+    Rounds: 1 key set-up + 1 + to_bits + to_ring + 1 + to_bits + compare.extremum_rounds(B + 1) + 1.
     """
 
     name = "quantile"
