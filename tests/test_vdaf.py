@@ -65,7 +65,7 @@ def test_field_decoding_refuses_bad_bytes():
 
 # --- XOF -------------------------------------------------------------------------------------------------
 def test_direct_turboshake_equals_the_public_api():
-    for n, k in ((0, 1), (1, 16), (167, 168), (168, 300), (1000, 33)):
+    for n, k in ((0, 1), (1, 16), (167, 168), (168, 300), (1000, 33), (10, 5000), (3, 7)):
         message = bytes(i % 251 for i in range(n))
         assert turboshake128(message, k) == _public_turboshake(message, k)
 

@@ -40,28 +40,36 @@ def _direct_turboshake():
         return None
     if backend != "cffi":
         return None
-    byte_array, as_bytes = ffi.typeof("uint8_t[]"), ffi.buffer
+    byte_array = ffi.typeof("uint8_t[]")
     local = threading.local()
     capacity, rounds, domain = c_size_t(32), c_ubyte(12), 1
 
     def new_state():
+        """This thread's keccak state and a reusable output buffer."""
         pointer = VoidPointer()
         if lib.keccak_init(pointer.address_of(), capacity, rounds):
             raise RuntimeError("TurboSHAKE128 state could not be created")
         local.state = SmartPointer(pointer.get(), lib.keccak_destroy)  # frees it with the thread
         local.raw = local.state.get()
+        grow(1 << 12)
         return local.raw
+
+    def grow(size: int):
+        local.out = ffi.new(byte_array, size)
+        local.buffer = ffi.buffer(local.out)
+        local.size = size
 
     def turboshake(message: bytes, length: int) -> bytes:
         try:
             raw = local.raw
         except AttributeError:
             raw = new_state()
-        out = ffi.new(byte_array, length)
+        if length > local.size:
+            grow(max(length, 2 * local.size))
         if (lib.keccak_reset(raw) or lib.keccak_absorb(raw, message, len(message))
-                or lib.keccak_squeeze(raw, out, length, domain)):
+                or lib.keccak_squeeze(raw, local.out, length, domain)):
             raise RuntimeError("TurboSHAKE128 failed")
-        return as_bytes(out)[:]
+        return local.buffer[0:length]
 
     try:
         probe = bytes(range(200))
