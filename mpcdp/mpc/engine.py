@@ -225,6 +225,8 @@ class Engine:
 
     def and_many(self, pairs: list[tuple[np.ndarray, np.ndarray]]) -> Program[list[np.ndarray]]:
         """Several ANDs of different shapes in the same round."""
+        if len(pairs) == 1:
+            return [(yield from self.and_(*pairs[0]))]
         xs = [x.reshape(self.k, -1) for x, _ in pairs]
         ys = [y.reshape(self.k, -1) for _, y in pairs]
         both = yield from self.and_(np.concatenate(xs, axis=1), np.concatenate(ys, axis=1))
