@@ -197,3 +197,18 @@ def test_a_negative_value_after_an_option_is_its_value_not_an_option(argv, dest,
 def test_an_unknown_option_is_still_refused(capsys):
     assert main(["simulate", "--bogus", "1"]) == 2
     assert "--bogus" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["party", "coordinator"])
+def test_serving_commands_take_audit_and_server_limit_options(command):
+    from services.commands import node_limits
+
+    argv = [command, "--federation", "f.toml", "--log-format", "json", "--audit-log", "a.log", "--idle-timeout", "30",
+            "--keepalive-time", "15", "--keepalive-timeout", "5", "--max-message-mib", "8", "--max-streams", "10"]
+    if command == "party":
+        argv += ["--id", "alice"]
+    args = build_parser().parse_args(argv)
+    limits = node_limits(args)
+    assert (args.log_format, args.audit_log) == ("json", "a.log")
+    assert (limits.idle_timeout, limits.keepalive_time, limits.keepalive_timeout) == (30, 15, 5)
+    assert (limits.max_message_bytes, limits.max_concurrent_streams) == (8 << 20, 10)
