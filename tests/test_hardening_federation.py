@@ -432,3 +432,24 @@ async def test_concurrent_queries_cannot_together_overspend_the_coordinators_bud
         assert float(ledger.spent().epsilon) == 1.0
     finally:
         await c.close()
+
+
+class Broken:
+    """A party whose share handling fails with an unexpected exception carrying local detail."""
+
+    async def _receive(self, head, context):
+        raise RuntimeError("/srv/alice/private.csv row 17")
+
+
+async def test_an_unexpected_failure_is_internal_with_no_class_name_or_detail(certs):  # noqa: F811
+    from services.party_node import PartyNode
+
+    c = await make_cluster(certs, party_cls=type("Broken", (Broken, PartyNode), {}))
+    try:
+        header = pb.ShareHeader(session_id=b"s" * 16, sender="alice", recipient="bob", seed=b"k" * 32)
+        err = await raw_call(c, "bob", "/mpcdp.v1.Party/DeliverSeed", header.SerializeToString(), as_name="alice")
+        assert isinstance(err, grpc.aio.AioRpcError) and err.code() == grpc.StatusCode.INTERNAL
+        assert "RuntimeError" not in err.details() and "private.csv" not in err.details()
+        assert "<class" not in err.details()
+    finally:
+        await c.close()
