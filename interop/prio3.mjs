@@ -6,9 +6,9 @@
 //   {"op": "prepare", "vdaf": {...}, "verify_key": hex, "reports": [...]}
 //       -> {"results": [{"ok", "prep_shares"?, "prep_message"?, "error"?}], "agg_shares": [hex],
 //           "agg_result", "accepted"}
-//   {"op": "bench", "vdaf": {...}, "verify_key": hex, "reports": [...], "min_seconds": s}
-//       -> {"seconds", "cpu_seconds", "reports"}  (decode + every aggregator's preparation, repeated
-//          until min_seconds have passed)
+//   {"op": "bench", "vdaf": {...}, "verify_key": hex, "reports": [...], "warmup_seconds": w, "min_seconds": s}
+//       -> {"seconds", "cpu_seconds", "reports"}  (decode + every aggregator's preparation, untimed for
+//          warmup_seconds (the JIT warms up), then timed, repeated until min_seconds have passed)
 // An array of requests gets an array of answers (one Node start for many checks).
 // "vdaf" is {"type": "Count"|"Sum"|"Histogram"|"SumVec", "shares", "bits"?, "length"?, "chunk_length"?}.
 //
@@ -146,6 +146,10 @@ async function handle(request) {
     };
   } else if (request.op === "bench") {
     const verifyKey = unhex(request.verify_key);
+    const warmStart = process.hrtime.bigint();
+    while (Number(process.hrtime.bigint() - warmStart) / 1e9 < (request.warmup_seconds ?? 0)) {
+      for (const report of request.reports) await prepareReport(vdaf, verifyKey, report);
+    }
     let done = 0;
     const start = process.hrtime.bigint();
     const cpuStart = process.cpuUsage();
