@@ -230,7 +230,7 @@ class Client:
 
 
 _BROKEN = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED,
-           grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
+           grpc.StatusCode.UNKNOWN)  # how a cut connection or a client-side deadline ends a call
 
 
 def _check_locally(spec: pb.QuerySpec, confidence: float, parties) -> None:

@@ -137,13 +137,18 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         try:
             spec, confidence = self.spec_for(request)
             self.admit(spec)
+            budget = self._hold(spec)
         except (SpecError, ProtocolError) as exc:
             code = convert.GRPC_CODES[exc.status] if isinstance(exc, ProtocolError) else grpc.StatusCode.INVALID_ARGUMENT
             audit.record("refused", client=who, status=code.name, reason=str(exc))
             await context.abort(code, str(exc))
-        sid = spec.session_id.hex()
-        await context.send_initial_metadata(((SESSION_HEADER, sid),))
-        task = asyncio.ensure_future(self._session(spec, confidence, who))
+        sid = spec.session_id
+        try:
+            await context.send_initial_metadata(((SESSION_HEADER, sid.hex()),))
+        except BaseException:
+            self._reserved.pop(sid, None)
+            raise
+        task = asyncio.ensure_future(self._session(spec, confidence, who, budget))
         self._sessions.add(task)
         task.add_done_callback(self._finished)
         try:
@@ -154,6 +159,18 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             await context.abort(exc.status, str(exc))
         for part in parts:
             await context.write(part)
+
+    def _hold(self, spec: QuerySpec) -> Reserving | None:
+        """Check the coordinator's ledger, counting running sessions, and reserve this one's cost."""
+        if self.ledger is None or spec.is_exact:
+            return None
+        budget = Reserving(self.ledger, self._reserved, spec.session_id)
+        try:
+            budget.check(spec.epsilon, spec.delta)
+        except ValueError as exc:
+            raise ProtocolError(Status.RESOURCE_EXHAUSTED, f"coordinator: {exc}") from None
+        self._reserved[spec.session_id] = (spec.epsilon, spec.delta)  # no await since the check
+        return budget
 
     def _finished(self, task: asyncio.Task) -> None:
         """A session ended; its outcome was audited, and an analyst who left is not there to hear it."""
@@ -180,18 +197,9 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             return True
         return any(c.label == sid for c in self.ledger.history())
 
-    async def _session(self, spec: QuerySpec, confidence: float, client: str) -> list:
-        """Check and hold the budget, run the session, keep its release, charge; the release's parts."""
+    async def _session(self, spec: QuerySpec, confidence: float, client: str, budget: Reserving | None) -> list:
+        """Run the session, keep its release, charge the held budget; the release's parts."""
         sid = spec.session_id
-        budget = None if self.ledger is None or spec.is_exact else Reserving(self.ledger, self._reserved, sid)
-        if budget is not None:
-            try:
-                budget.check(spec.epsilon, spec.delta)
-            except ValueError as exc:
-                audit.record("refused", session=sid.hex(), client=client, status="RESOURCE_EXHAUSTED",
-                             reason=f"coordinator: {exc}")
-                raise ProtocolError(Status.RESOURCE_EXHAUSTED, f"coordinator: {exc}") from None
-            self._reserved[sid] = (spec.epsilon, spec.delta)  # no await since the check
         try:
             release = await self.run(spec)
             parts = list(releases.parts(spec, release, confidence))

@@ -118,7 +118,8 @@ class PartyNode(pb_grpc.PartyServicer):
     async def _refuse(self, context, sid: bytes, public: str, status: Status, local: str = "") -> None:
         """Answer a proposal with a refusal: ``public`` goes to the coordinator, ``local`` only to the audit log."""
         self._close(sid)
-        audit.record("refused", session=sid.hex(), status=status.value, reason=public, detail=local or None)
+        audit.record("refused", session=sid.hex(), status=status.value, reason=public,
+                     detail=local if local != public else None)
         await context.write(self._answer(sid, False, public, status))
 
     # -- coordinator stream -----------------------------------------------------
