@@ -94,7 +94,8 @@ CIRCUITS = {
     "Sum": (lambda s: Prio3Sum(s, 16), [0, 65535, 300], 65835),
     "SumVec": (lambda s: Prio3SumVec(s, 3, 4, 4), [[15, 0, 1], [1, 2, 3], [0, 0, 0]], [16, 2, 4]),
     "Histogram": (lambda s: Prio3Histogram(s, 10, 3), [0, 9, 9], [1, 0, 0, 0, 0, 0, 0, 0, 0, 2]),
-    "MultiHotHistogram": (lambda s: Prio3MultiHotHistogram(s, 6, 3, 2), [[1, 1, 1, 0, 0, 0], [0] * 6, [0, 1, 0, 0, 0, 1]],
+    "MultiHotHistogram": (lambda s: Prio3MultiHotHistogram(s, 6, 3, 2),
+                          [[1, 1, 1, 0, 0, 0], [0] * 6, [0, 1, 0, 0, 0, 1]],
                           [1, 2, 1, 0, 0, 1]),
 }
 
@@ -254,7 +255,8 @@ def test_decoding_refuses_malformed_messages():
     rng = Prg.from_int(9)
     nonce, public_share, shares = vdaf.shard_random(200, rng)
     leader = vdaf.encode_input_share(shares[0])
-    assert len(leader) == vdaf.input_share_size(0) and len(vdaf.encode_input_share(shares[1])) == vdaf.input_share_size(1)
+    assert len(leader) == vdaf.input_share_size(0)
+    assert len(vdaf.encode_input_share(shares[1])) == vdaf.input_share_size(1)
     with pytest.raises(DecodeError, match=f"leader input share: expected {len(leader)} bytes, got {len(leader) - 1}"):
         vdaf.decode_input_share(0, leader[:-1])
     with pytest.raises(DecodeError, match="helper input share: expected 48 bytes"):

@@ -291,7 +291,8 @@ class Prio3:
             try:
                 _check_len("nonce", nonce, NONCE_SIZE, DecodeError)
                 public_share = self.decode_public_share(public)
-                _check_len("leader input share" if agg_id == 0 else "helper input share", share, expected, DecodeError)
+                what = "leader input share" if agg_id == 0 else "helper input share"
+                _check_len(what, share, expected, DecodeError)
             except DecodeError as error:
                 results[i] = error
                 continue
@@ -311,7 +312,8 @@ class Prio3:
                     results[good[k]] = DecodeError("leader input share: an element is not below the "
                                                    f"{field.name} modulus")
                 keep = np.flatnonzero(~bad).tolist()
-                good, nonces, public_shares, blobs = ([v[k] for k in keep] for v in (good, nonces, public_shares, blobs))
+                good, nonces, public_shares, blobs = ([v[k] for k in keep]
+                                                      for v in (good, nonces, public_shares, blobs))
                 matrix = matrix[~bad]
                 if not good:
                     return results
@@ -319,7 +321,8 @@ class Prio3:
             encoded = [b[:meas_bytes] for b in blobs]
             blinds = [b[width:] for b in blobs]
         else:
-            meas, proofs, encoded = self._expand_helper_shares(agg_id, [b[:S] for b in blobs], [b[S:2 * S] for b in blobs])
+            meas, proofs, encoded = self._expand_helper_shares(agg_id, [b[:S] for b in blobs],
+                                                               [b[S:2 * S] for b in blobs])
             blinds = [b[2 * S:] for b in blobs]
         for i, result in zip(good, self._prep_batch(verify_key, agg_id, nonces, public_shares, blinds,
                                                     meas, proofs, encoded)):
@@ -563,15 +566,9 @@ def _chunk(vec: list[int], length: int, k: int) -> list[int]:
     return vec[k * length:(k + 1) * length]
 
 
-def _columns(rows: list[list[int]]) -> list:
-    """Per-report vectors (equal lengths) as one object array per position, one element per report."""
-    if not rows[0]:
-        return []
-    return list(np.array(rows, dtype=object).T)
-
-
 def _rows(columns: list, n: int) -> list[list[int]]:
-    """Inverse of :func:`_columns` (scalars broadcast to every report)."""
+    """Per-position columns (object arrays, one element per report; scalars broadcast) as
+    per-report lists."""
     stacked = np.empty((len(columns), n), dtype=object)
     for i, column in enumerate(columns):
         stacked[i, :] = column

@@ -141,7 +141,8 @@ class XofTurboShake128:
         if any(len(seed) != SEED_SIZE for seed in seeds):
             raise ValueError(f"XofTurboShake128 seeds are {SEED_SIZE} bytes")
         prefix, size = bytes([len(dst)]) + dst, field.encoded_size
-        rows = [turboshake128(prefix + seed + binder, size * length) for seed, binder in zip(seeds, binders, strict=True)]
+        rows = [turboshake128(prefix + seed + binder, size * length)
+                for seed, binder in zip(seeds, binders, strict=True)]
         matrix, bad = field.decode_matrix(b"".join(rows), len(rows))
         for k in np.flatnonzero(bad).tolist():
             vec = cls.expand_into_vec(field, seeds[k], dst, binders[k], length)
