@@ -372,3 +372,21 @@ def test_helper_expansion_falls_back_to_rejection_sampling(monkeypatch):
     monkeypatch.setattr(module, "turboshake128", real)
     assert spoiled == seeds
     assert batch == [vdaf.prep_init(VERIFY_KEY, 2, None, n, ps, s[2]) for n, ps, s in reports]
+
+
+def test_several_proofs_per_report():
+    """PROOFS > 1 (draft 08 allows up to 255; its instances use 1): every proof must verify."""
+    from mpcdp.vdaf import Prio3
+    from mpcdp.vdaf.circuits import Count, Histogram
+    for circuit, good, bad in ((Count(), 1, [2]), (Histogram(5, 2), 3, [1, 1, 0, 0, 0])):
+        vdaf = Prio3("test", 0xFFFF0000, circuit, shares=3, proofs=3)
+        rng = Prg.from_int(21)
+        nonce, public_share, shares = vdaf.shard_random(good, rng)
+        assert len(shares[0].proofs_share) == 3 * vdaf.flp.PROOF_LEN
+        assert _prepare(vdaf, *_wire(vdaf, nonce, public_share, shares))
+        nonce = rng.bytes(16)
+        forged = _wire(vdaf, nonce, *vdaf.shard_encoded(bad, nonce, rng.bytes(vdaf.RAND_SIZE)))
+        with pytest.raises(VerifyError):
+            _prepare(vdaf, *forged)
+        batches = [vdaf.prep_init_batch(VERIFY_KEY, j, None, [forged[:2] + (forged[2][j],)]) for j in range(3)]
+        assert isinstance(vdaf.prep_shares_to_prep_batch(None, [[b[0][1] for b in batches]])[0], VerifyError)
