@@ -12,9 +12,11 @@ from __future__ import annotations
 import math
 import os
 import time
+from fractions import Fraction
 from pathlib import Path
 
 from mpcdp.dp.ledger import BudgetExceeded, PrivacyLedger
+from mpcdp.dp.rational import exact
 from services.federation import Federation, FederationError
 
 SESSION_KEEP_AFTER_DEADLINE = 3600.0  # seconds of clock skew a replayed, expired session id is still refused for
@@ -53,11 +55,13 @@ class Reserving:
 
     def check(self, epsilon: float, delta: float = 0.0) -> None:
         others = [v for k, v in self.reserved.items() if k != self.sid]
-        held_eps, held_delta = sum(e for e, _ in others), sum(d for _, d in others)
+        # exact sums of the decimals charged: 0.1 + 0.2 in floats is 0.30000000000000004
+        held_eps = sum((exact(e, "epsilon") for e, _ in others), Fraction(0))
+        held_delta = sum((exact(d, "delta") for _, d in others), Fraction(0))
         try:
-            self.ledger.check(epsilon + held_eps, delta + held_delta)
+            self.ledger.check(exact(epsilon, "epsilon") + held_eps, exact(delta, "delta") + held_delta)
         except Exception as exc:  # noqa: BLE001 - any ledger error refuses (fail closed)
-            held = (f" (the request includes epsilon={held_eps:g} delta={held_delta:g} held for "
+            held = (f" (the request includes epsilon={float(held_eps):g} delta={float(held_delta):g} held for "
                     f"{len(others)} session(s) still in progress)" if others else "")
             raise ValueError(public_refusal(exc) + held) from None
 

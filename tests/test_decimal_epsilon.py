@@ -92,3 +92,14 @@ def test_the_blocks_of_a_query_never_spend_more_than_its_epsilon_exactly(epsilon
     blocks = mechanisms(s)
     assert len(blocks) == 3  # epsilon / 3 does not round-trip through a float
     assert sum(Fraction(m.sensitivity) / m.scale for _, m in blocks) <= Fraction(epsilon)
+
+
+def test_concurrent_reservations_add_up_exactly(tmp_path):
+    # a node holding 0.1 for one session in progress must still accept 0.2 against a budget of 0.3
+    from services.ledgers import Reserving
+
+    ledger = PrivacyLedger(tmp_path / "alice.db", "d", 0.3)
+    reserved = {b"a" * 16: (0.1, 0.0)}
+    Reserving(ledger, reserved, b"b" * 16).check(0.2)
+    with pytest.raises(ValueError, match="held for 1 session"):
+        Reserving(ledger, reserved, b"b" * 16).check(0.21)
