@@ -46,6 +46,7 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_CONFIDENCE = 0.95
 ABORT_GRACE = 2.0  # seconds to wait for each party to confirm an abort
 SESSION_HEADER = "mpcdp-session-id"
+SEND_TIMEOUT = 60.0  # seconds an analyst may leave a release part unread before the call is closed
 MAX_REASON = 500  # characters of a party's abort reason passed on
 
 
@@ -87,11 +88,13 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
 
     def __init__(self, federation: Federation, identity: Identity, ledger=None,
                  default_timeout: float = DEFAULT_TIMEOUT, clock: Callable[[], float] = time.time,
-                 max_timeout: float | None = None, store: releases.ReleaseStore | None = None):
+                 max_timeout: float | None = None, store: releases.ReleaseStore | None = None,
+                 send_timeout: float = SEND_TIMEOUT):
         self.federation = federation
         self.identity = identity
         self.ledger = ledger
         self.store = store
+        self.send_timeout = send_timeout
         self.max_timeout = float(max_timeout or federation.policy.get("max_timeout", DEFAULT_MAX_TIMEOUT))
         self.default_timeout = min(default_timeout, self.max_timeout)
         self._clock = clock
@@ -157,8 +160,18 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             await context.abort(convert.GRPC_CODES[exc.status], str(exc))
         except SessionFailed as exc:
             await context.abort(exc.status, str(exc))
+        await self._send(context, parts, sid.hex())
+
+    async def _send(self, context, parts: list, sid: str) -> None:
+        """Write the parts; an analyst who stops reading does not hold the call (and the parts) forever."""
         for part in parts:
-            await context.write(part)
+            try:
+                await asyncio.wait_for(context.write(part), self.send_timeout)
+            except asyncio.TimeoutError:
+                audit.record("aborted", session=sid, reason="the analyst did not read the release")
+                await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                    f"the release was not read within {self.send_timeout:g} s; it is kept: "
+                                    f"`mpcdp query --fetch {sid}` gets it at no further cost")
 
     def _hold(self, spec: QuerySpec) -> Reserving | None:
         """Check the coordinator's ledger, counting running sessions, and reserve this one's cost."""
@@ -188,8 +201,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
                                 f"no release of session {sid} for {who!r} is kept here" if self.store is not None
                                 else "this coordinator keeps no releases (it has no state directory)")
         audit.record("fetched", session=sid, client=who)
-        for part in kept[1]:
-            await context.write(part)
+        await self._send(context, kept[1], sid)
 
     def _charged(self, sid: str, meta: dict) -> bool:
         """Whether a kept release was paid for (a crash between keeping and charging leaves it unpaid)."""

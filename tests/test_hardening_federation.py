@@ -453,3 +453,28 @@ async def test_an_unexpected_failure_is_internal_with_no_class_name_or_detail(ce
         assert "<class" not in err.details()
     finally:
         await c.close()
+
+
+async def test_an_analyst_who_stops_reading_does_not_hold_the_release_call_forever(dp_cluster):
+    """A client that never reads a large release (and sets no deadline) used to block its Query call for good."""
+    coordinator = dp_cluster.nodes["coordinator"]
+    coordinator.send_timeout = 0.5
+    categories = [f"c{i:07d}" for i in range(200_000)]  # ~6 MiB of parts: more than the transport buffers
+    request = pb.QueryRequest(spec=pb.QuerySpec(statistic="histogram", column="team", epsilon=1.0,
+                                                categories=categories), timeout_seconds=60)
+    node = dp_cluster.federation.coordinator()
+    async with Identity("analyst", dp_cluster.federation.certs).channel(node.address, "coordinator") as ch:
+        call = pb_grpc.CoordinatorStub(ch).Query(request)  # no deadline, and never read
+        sid = dict(await call.initial_metadata())["mpcdp-session-id"]
+        for _ in range(200):
+            if not coordinator._sessions and spent(dp_cluster)["coordinator"]:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.5)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            async for _ in call:
+                pass
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED and sid in info.value.details()
+    async with dp_cluster.client() as client:  # the release is kept, and costs nothing to fetch
+        assert len((await client.fetch(sid)).value) == len(categories)
+    assert spent(dp_cluster) == {name: 1.0 for name in dp_cluster.ledgers}
