@@ -18,7 +18,7 @@ import sys
 
 from services import federation as fed
 from services.commands import Formatter, add_node_arguments, address, configure_audit, examples, node_limits, positive
-from services.coordinator_node import DEFAULT_TIMEOUT, CoordinatorNode
+from services.coordinator_node import DEFAULT_TIMEOUT, SEND_TIMEOUT, CoordinatorNode
 from services.ledgers import ledger_for
 from services.releases import ReleaseStore
 from services.server import serve_until_stopped
@@ -44,6 +44,7 @@ def run(args) -> int:
     state = node.state_dir
     coordinator = CoordinatorNode(federation, identity, ledger=ledger_for(federation, node.name, federation.name),
                                   default_timeout=args.timeout, max_timeout=args.max_timeout,
+                                  send_timeout=args.send_timeout,
                                   store=None if state is None else ReleaseStore(state / f"{node.name}.releases"))
     try:
         return asyncio.run(serve_until_stopped(
@@ -70,6 +71,9 @@ def register(sub) -> None:
     p.add_argument("--max-timeout", type=positive, metavar="SECONDS",
                    help="longest session deadline a query may ask for; longer ones are refused (default: the "
                         "federation policy's max_timeout, else 300)")
+    p.add_argument("--send-timeout", type=positive, default=SEND_TIMEOUT, metavar="SECONDS",
+                   help="close a query call whose analyst leaves part of the release unread this long; the "
+                        f"release stays kept for `mpcdp query --fetch` (default {SEND_TIMEOUT:g})")
     p.add_argument("--insecure", action="store_true",
                    help="plaintext, unauthenticated channels: anyone on the network can read shares and "
                         "impersonate nodes (local experiments only)")
