@@ -390,3 +390,46 @@ def test_several_proofs_per_report():
             _prepare(vdaf, *forged)
         batches = [vdaf.prep_init_batch(VERIFY_KEY, j, None, [forged[:2] + (forged[2][j],)]) for j in range(3)]
         assert isinstance(vdaf.prep_shares_to_prep_batch(None, [[b[0][1] for b in batches]])[0], VerifyError)
+
+
+@pytest.mark.parametrize("kind", ["Count", "Histogram"])
+def test_untrusted_bytes_raise_only_vdaf_errors(kind):
+    """Aggregators decode what clients send: any byte string either decodes or raises a
+    DecodeError (a VdafError with a reason), and well-formed garbage fails verification, never
+    with another exception."""
+    from hypothesis import given, settings, strategies as st
+    from mpcdp.vdaf import VdafError
+    vdaf = CIRCUITS[kind][0](2)
+    sizes = [vdaf.input_share_size(0), vdaf.input_share_size(1)]
+
+    @settings(max_examples=60, deadline=None, derandomize=True)
+    @given(st.data())
+    def check(data):
+        agg_id = data.draw(st.sampled_from([0, 1]))
+        length = data.draw(st.sampled_from([0, 1, sizes[agg_id] - 1, sizes[agg_id], sizes[agg_id] + 1]))
+        blob = data.draw(st.binary(min_size=length, max_size=length))
+        public = data.draw(st.binary(max_size=64))
+        for decode, arg in ((lambda b: vdaf.decode_input_share(agg_id, b), blob), (vdaf.decode_public_share, public),
+                            (vdaf.decode_prep_share, blob), (vdaf.decode_prep_msg, public),
+                            (vdaf.decode_agg_share, blob)):
+            try:
+                decode(arg)
+            except VdafError:
+                pass
+        [result] = vdaf.prep_init_encoded_batch(VERIFY_KEY, agg_id, None, [(bytes(16), public, blob)])
+        assert isinstance(result, (tuple, VdafError))
+
+        # well-formed random shares for both aggregators: verification fails (or, rarely, passes)
+        shares = [data.draw(st.binary(min_size=n, max_size=n)) for n in sizes]
+        public_len = 16 * vdaf.SHARES if vdaf.uses_joint_rand else 0
+        public = data.draw(st.binary(min_size=public_len, max_size=public_len))
+        try:
+            prepared = [vdaf.prep_init_encoded_batch(VERIFY_KEY, j, None, [(bytes(16), public, shares[j])])[0]
+                        for j in range(2)]
+            if all(isinstance(p, tuple) for p in prepared):
+                msg = vdaf.prep_shares_to_prep(None, [p[1] for p in prepared])
+                vdaf.prep_next(prepared[0][0], msg)
+        except VdafError:
+            pass
+
+    check()
