@@ -7,6 +7,10 @@
     msg = vdaf.prep_shares_to_prep(None, shares)        # VerifyError if the proof fails
     out_shares = [vdaf.prep_next(st, msg) for st in states]
 
+Aggregators preparing many reports use ``prep_init_encoded_batch`` (straight from the
+wire; malformed reports come back as their DecodeError) and ``prep_shares_to_prep_batch``
+(rejected reports come back as their VerifyError): same results, checked together.
+
 Modules: ``field`` (Field64, Field128, NTT), ``xof`` (XofTurboShake128), ``flp``
 (gadgets and the generic FLP), ``circuits`` (Count, Sum, SumVec, Histogram,
 MultiHotHistogram), ``prio3`` (the VDAF, its messages and their encodings).
