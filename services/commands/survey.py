@@ -264,13 +264,15 @@ def plot_results(doc: dict, path: str) -> None:
         lows = [e["value"] - e["ci"][0] for e in q["estimates"]]
         highs = [e["ci"][1] - e["value"] for e in q["estimates"]]
         ys = list(range(len(labels)))
-        ax.errorbar(values, ys, xerr=[lows, highs], fmt="o", color="tab:blue", capsize=4,
-                    label=f"estimate, {int(round(q['ci_level'] * 100))}% interval")
-        outside = [i for i, e in enumerate(q["estimates"]) if e.get("outside_range")]
-        if outside:
-            ax.plot([values[i] for i in outside], [ys[i] for i in outside], "o", color="tab:orange",
-                    label="outside the possible range (noise)")
-            ax.axvspan(*q.get("range", (0, 1)), color="0.9", zorder=0)
+        outside = [bool(e.get("outside_range")) for e in q["estimates"]]
+        for flag, color, label in ((False, "tab:blue", f"estimate, {int(round(q['ci_level'] * 100))}% interval"),
+                                   (True, "tab:orange", "pushed outside the possible range by noise")):
+            pick = [i for i in ys if outside[i] == flag]
+            if pick:
+                ax.errorbar([values[i] for i in pick], pick, xerr=[[lows[i] for i in pick], [highs[i] for i in pick]],
+                            fmt="o", color=color, capsize=4, label=label)
+        if any(outside):
+            ax.axvspan(*q.get("range", (0, 1)), color="0.95", zorder=0)  # where the true value lies
         if all("truth" in e for e in q["estimates"]):
             ax.plot([e["truth"] for e in q["estimates"]], ys, "x", color="tab:red", markersize=9, label="truth")
         ax.set_yticks(ys, labels)
@@ -280,8 +282,11 @@ def plot_results(doc: dict, path: str) -> None:
         unit = "share of respondents" if q["kind"] != "numeric" else "mean"
         ax.set_title(f"{q['question']} — {unit}, n={q['respondents']} ({', '.join(eps)})", fontsize=10)
         ax.grid(axis="x", alpha=0.3)
-    handles, names = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="lower center", ncol=len(names), fontsize=9)
+    legend = {}
+    for ax in axes[:, 0]:
+        for handle, name in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(name, handle)
+    fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=len(legend), fontsize=9)
     fig.suptitle(doc.get("title") or doc["survey"])
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(path, dpi=110)
