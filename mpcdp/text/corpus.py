@@ -128,6 +128,7 @@ class Job:
     oov: str
     symbols: str
     placeholder: str
+    approximate_nn: bool
 
     @property
     def partitions(self) -> int:
@@ -238,7 +239,7 @@ def run(sanitizer: Sanitizer, input_path, column: str, output, mechanism: str, e
     job = Job(input=str(Path(input_path).resolve()), input_sha256=file_digest(input_path), column=column,
               rows=len(texts), partition_rows=partition_rows, mechanism=mechanism, epsilon=float(epsilon),
               embedding_fingerprint=sanitizer.embedding.fingerprint(), oov=sanitizer.oov, symbols=sanitizer.symbols,
-              placeholder=sanitizer.placeholder)
+              placeholder=sanitizer.placeholder, approximate_nn=sanitizer.approximate_nn)
     out = Path(output)
     todo = prepare_output(out, job)
     if on_total:
