@@ -24,7 +24,7 @@ from mpcdp.mpc.memory import run_in_memory, seeded_rngs
 from mpcdp.prg import Prg
 from mpcdp.sharing import share
 
-K = 1200
+K = 1000
 ALPHA = 1e-3  # family-wise, Bonferroni over every block, feature and coalition of one n
 INPUTS = {"A": (1, 2), "B": (-(1 << 40) + 12345, 987654321)}  # both: x < y
 

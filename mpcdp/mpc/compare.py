@@ -9,6 +9,7 @@ a < b is exact whenever a - b does not overflow: for every pair of values in
 ====================  =======================  ==================================
 ``to_bits``           1 + csa + 7 = 9/11/12    ring (additive parts) -> bits
 ``less_than``         7                        on bits: g, p, then 6 prefix levels
+``greater_equal``     7                        on bits: NOT less_than
 ``equal``             6                        on bits: an OR tree over 64 bits
 ``select``            1                        on bits
 ``to_ring``           1 + ceil(log2 n) = 3/4/4 a shared bit -> ring
@@ -110,6 +111,12 @@ def less_than(e: Engine, a: np.ndarray, b: np.ndarray) -> Program[np.ndarray]:
     p_in = p & ~U64(1)
     g = yield from carries(e, g, p_in)
     return (shr(p, 63) ^ shr(g, 62)) & U64(1)
+
+
+def greater_equal(e: Engine, a: np.ndarray, b: np.ndarray) -> Program[np.ndarray]:
+    """[a >= b] in bit 0: NOT [a < b] (7 rounds)."""
+    lt = yield from less_than(e, a, b)
+    return lt ^ e.constant(np.ones(lt.shape[1:], dtype=U64))
 
 
 def equal(e: Engine, a: np.ndarray, b: np.ndarray) -> Program[np.ndarray]:
