@@ -26,7 +26,7 @@ from google.protobuf import json_format
 
 from mpcdp.protocol import QuerySpec, SpecError
 from mpcdp.protocol.spec import MAX_DIMENSION
-from services import releases
+from services import convert, releases
 from services.federation import Federation
 from services.server import OPTIONS
 from services.tls import Identity
@@ -236,8 +236,6 @@ _BROKEN = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCo
 def _check_locally(spec: pb.QuerySpec, confidence: float, parties) -> None:
     """Refuse, before sending, a query whose release could not be described (QueryError). A spec the
     library refuses is left to the coordinator, whose answer names the field."""
-    from services import convert
-
     fields = convert.spec_fields(spec)
     fields.update(parties=fields["parties"] or parties, session_id=bytes(16), deadline=float("inf"))
     try:
