@@ -156,18 +156,24 @@ def sanitize_partition(sanitizer: Sanitizer, texts: list, first_row: int, mechan
     import pyarrow as pa
 
     rng = system_random(f"text-corpus/partition-from-row-{first_row}")
-    present = [i for i, t in enumerate(texts) if t is not None]
-    results = sanitizer.sanitize([texts[i] for i in present], mechanism, epsilon, rng)
-    out_text: list[str | None] = [None] * len(texts)
-    costs = {name: np.zeros(len(texts), dtype=np.float64 if name.startswith("epsilon") else np.int32)
-             for name in COST_COLUMNS}
-    for i, result in zip(present, results):
-        out_text[i] = result.text
-        for name in COST_COLUMNS:
-            costs[name][i] = getattr(result.cost, name)
-    columns = {"row": pa.array(np.arange(first_row, first_row + len(texts), dtype=np.int64)),
-               "text": pa.array(out_text, type=pa.string())}
-    columns.update((name, pa.array(costs[name])) for name in COST_COLUMNS)
+    nulls = [i for i, t in enumerate(texts) if t is None]
+    present = texts if not nulls else [t for t in texts if t is not None]
+    batch = sanitizer.sanitize_batch(present, mechanism, epsilon, rng)
+    columns = {"row": pa.array(np.arange(first_row, first_row + len(texts), dtype=np.int64))}
+    where = np.setdiff1d(np.arange(len(texts)), nulls) if nulls else None
+    out_text = batch.texts
+    if nulls:
+        out_text = [None] * len(texts)
+        for i, text in zip(where.tolist(), batch.texts):
+            out_text[i] = text
+    columns["text"] = pa.array(out_text, type=pa.string())
+    for name in COST_COLUMNS:
+        values = np.full(len(present), batch.epsilon_per_word) if name == "epsilon_per_word" else getattr(batch, name)
+        if nulls:  # a null cell costs nothing
+            full = np.zeros(len(texts), dtype=values.dtype)
+            full[where] = values
+            values = full
+        columns[name] = pa.array(values)
     return pa.table(columns)
 
 

@@ -56,6 +56,26 @@ class PrivacyCost:
 
 
 @dataclass(frozen=True)
+class SanitizedBatch:
+    """A batch's sanitised texts and, per text, the counts its :class:`PrivacyCost` is made of."""
+
+    texts: list[str]
+    mechanism: str
+    epsilon_per_word: float
+    words_perturbed: np.ndarray  # int64, one per text
+    oov_words: np.ndarray
+    oov_released: np.ndarray
+    symbols_released: np.ndarray
+    epsilon_text_bound: np.ndarray  # float64
+
+    def costs(self) -> list[PrivacyCost]:
+        columns = zip(self.words_perturbed.tolist(), self.oov_words.tolist(), self.oov_released.tolist(),
+                      self.epsilon_text_bound.tolist(), self.symbols_released.tolist())
+        return [PrivacyCost(self.mechanism, self.epsilon_per_word, k, oov, released, bound, symbols)
+                for k, oov, released, bound, symbols in columns]
+
+
+@dataclass(frozen=True)
 class SanitizedText:
     text: str
     cost: PrivacyCost
@@ -129,7 +149,13 @@ class Sanitizer:
 
     def sanitize(self, texts: Sequence[str], mechanism: str, epsilon: float,
                  rng: RandomSource | None = None) -> list[SanitizedText]:
-        """One sanitised text and its privacy cost per input text; all words in one vectorised draw.
+        """One sanitised text and its privacy cost per input text (see :meth:`sanitize_batch`)."""
+        batch = self.sanitize_batch(texts, mechanism, epsilon, rng)
+        return [SanitizedText(text, cost) for text, cost in zip(batch.texts, batch.costs())]
+
+    def sanitize_batch(self, texts: Sequence[str], mechanism: str, epsilon: float,
+                       rng: RandomSource | None = None) -> SanitizedBatch:
+        """The sanitised texts and their costs as columns; all words in one vectorised draw.
 
         Each text is split once (a C-speed regular expression); lookups, the draw and
         the choice of substitutes run over the whole batch, and only the words that
@@ -156,26 +182,24 @@ class Sanitizer:
         for j in np.flatnonzero(capitals & known).tolist():
             out_words[j] = apply_case(out_words[j], case_pattern(originals[j]))
         counted = np.concatenate([[0], np.cumsum(known, dtype=np.int64)])
-        perturbed = (counted[np.cumsum(counts)] - counted[np.cumsum(counts) - counts]).tolist()
-        out = []
-        for t, (text, (pieces, _), start, n, k) in enumerate(zip(texts, parsed, starts, counts.tolist(), perturbed)):
+        perturbed = counted[np.cumsum(counts)] - counted[np.cumsum(counts) - counts]
+        out, symbols_released = [], np.zeros(len(texts), dtype=np.int64)
+        for t, (text, (pieces, _), start, n) in enumerate(zip(texts, parsed, starts, counts.tolist())):
             chunk = out_words[start:start + n]
             for i in glued.get(t, ()):  # a contraction piece replaced by a full word must not glue onto its host
                 if chunk[i][:1].isalnum():
                     chunk[i] = " " + chunk[i]
             pieces[1::2] = chunk
-            symbols = 0
             if not text.isascii():  # ASCII holds no symbols
                 for i in range(0, len(pieces), 2):
                     if not pieces[i].isascii():
                         pieces[i], released = self._separator(pieces[i])
-                        symbols += released
-            cost = PrivacyCost(
-                mechanism=mech.name, epsilon_per_word=mech.epsilon, words_perturbed=k,
-                oov_words=n - k, oov_released=n - k if self.oov == OOV_KEEP else 0,
-                epsilon_text_bound=mech.epsilon * k * self.diameter, symbols_released=symbols)
-            out.append(SanitizedText("".join(pieces), cost))
-        return out
+                        symbols_released[t] += released
+            out.append("".join(pieces))
+        oov = counts - perturbed
+        return SanitizedBatch(out, mech.name, mech.epsilon, perturbed, oov,
+                              oov if self.oov == OOV_KEEP else np.zeros_like(oov), symbols_released,
+                              mech.epsilon * perturbed * self.diameter)
 
 
 def lower_all(words: list[str]) -> list[str]:
