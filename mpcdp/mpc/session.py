@@ -6,6 +6,10 @@
         out = run.step(received_rounds)       # the Rounds addressed to this party this round
     run.result
 
+Every round each party sends exactly one Round to every peer (empty when it
+has nothing for it), so an adapter calls ``step`` once it holds one Round
+from each peer, and a peer that stalls is noticed by everyone.
+
 Each ``step`` checks every message (session, round number, recipient, no
 duplicate sender) before the program sees it, and a failed check aborts the
 run: ``done`` with no result, so nothing partial is ever released.
@@ -20,9 +24,13 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
+
 from ..protocol.errors import ProtocolError, Status
 from .engine import Engine, Program
 from .messages import Round
+
+_EMPTY = np.zeros(0, dtype=np.uint64)
 
 
 class PartyRun:
@@ -52,8 +60,10 @@ class PartyRun:
         return self._result
 
     def _outgoing(self, outbox) -> list[Round]:
+        """One Round to every peer, empty when the program has nothing for it: one per peer per round."""
         e = self.engine
-        return [Round(e.session_id, self.round, e.me, to, words) for to, words in sorted(outbox.items())]
+        return [Round(e.session_id, self.round, e.me, to, outbox.get(to, _EMPTY))
+                for to in range(e.n) if to != e.me]
 
     def start(self) -> list[Round]:
         if self._started:
@@ -77,6 +87,11 @@ class PartyRun:
                 if m.sender in inbox or not 0 <= m.sender < self.engine.n or m.sender == self.engine.me:
                     raise ProtocolError(Status.INVALID_ARGUMENT, f"unexpected message from party {m.sender}")
                 inbox[m.sender] = m.words
+            missing = [p for p in range(self.engine.n) if p != self.engine.me and p not in inbox]
+            if missing:
+                raise ProtocolError(Status.INVALID_ARGUMENT,
+                                    f"round {self.round}: no message from part{'ies' if len(missing) > 1 else 'y'} "
+                                    + ", ".join(map(str, missing)))
             self.engine.round += 1
             outbox = self._gen.send(inbox)
         except StopIteration as stop:
