@@ -188,7 +188,7 @@ def test_round_counts_are_the_documented_ones(n):
     assert rounds(bits_then(lambda e, b: compare.to_ring(e, b))) == to_bits + compare.to_ring_rounds(n)
     assert rounds(bits_then(compare.extremum)) == to_bits + 10 + 8  # m = 8: one radix-4 level, one pair
     assert [compare.extremum_rounds(m) for m in (1, 2, 3, 4, 5, 16, 17, 1000)] == [0, 8, 10, 10, 18, 20, 28, 50]
-    assert rounds(bits_then(compare.top_two)) == to_bits + 16 * 3
+    assert rounds(bits_then(compare.top_two)) == to_bits + 2 * (10 + 8) + 6 + 1
 
 
 @pytest.mark.parametrize("n", PARTIES)

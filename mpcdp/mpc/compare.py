@@ -14,7 +14,7 @@ a < b is exact whenever a - b does not overflow: for every pair of values in
 ``select``            1                        on bits
 ``to_ring``           1 + ceil(log2 n) = 3/4/4 a shared bit -> ring
 ``extremum``          10 per level             max/min and its index, radix 4 (8 for a last pair)
-``top_two``           16 per level             max, its index and the runner-up
+``top_two``           2 extremum + 7           max, its index and the runner-up
 ====================  =======================  ==================================
 
 ``to_bits`` is the arithmetic-to-boolean conversion of ABY3 (Mohassel and
@@ -219,18 +219,17 @@ def extremum_rounds(m: int) -> int:
 
 
 def top_two(e: Engine, values: np.ndarray) -> Program[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """The max over the last axis, its index (lowest on ties) and the second largest (SENTINEL if none)."""
-    second = e.constant(np.full(values.shape[1:], np.int64(SENTINEL).view(U64), dtype=U64))
-    index = e.constant(np.broadcast_to(np.arange(values.shape[-1], dtype=U64), values.shape[1:]))
-    while values.shape[-1] > 1:
-        a, b, rest = _halves(values)
-        a2, b2, rest2 = _halves(second)
-        ia, ib, irest = _halves(index)
-        take_b = yield from less_than(e, a, b)
-        top, idx, loser, runner = yield from select(e, take_b, [(b, a), (ib, ia), (a, b), (b2, a2)])
-        take_loser = yield from less_than(e, runner, loser)
-        (sec,) = yield from select(e, take_loser, [(loser, runner)])
-        values = np.concatenate([top, rest], axis=-1)
-        second = np.concatenate([sec, rest2], axis=-1)
-        index = np.concatenate([idx, irest], axis=-1)
-    return values[..., 0], index[..., 0], second[..., 0]
+    """The max over the last axis, its index (lowest on ties) and the second largest (SENTINEL if none).
+
+    The max and its index (a tournament), then the winner knocked out — its
+    slot, found by comparing the shared index with each public position,
+    replaced by SENTINEL — and a second tournament: extremum_rounds(m) * 2 + 7.
+    """
+    best, index = yield from extremum(e, values)
+    positions = np.broadcast_to(np.arange(values.shape[-1], dtype=U64), values.shape[1:])
+    winner = np.broadcast_to(index[..., None], values.shape)
+    is_winner = yield from equal(e, winner, e.constant(positions))
+    knocked = e.constant(np.full(values.shape[1:], np.int64(SENTINEL).view(U64), dtype=U64))
+    (rest,) = yield from select(e, is_winner, [(knocked, values)])
+    second, _ = yield from extremum(e, rest)
+    return best, index, second

@@ -152,7 +152,7 @@ class SecondPrice:
 
     Exact (no DP): releases the winner and the price (which is the runner-up's
     bid, or None with a single bid) and nothing else; the winning bid itself
-    stays secret. Rounds: 1 key set-up + to_bits + 16 * ceil(log2 m) + 1 open.
+    stays secret. Rounds: 1 key set-up + to_bits + 2 * compare.extremum_rounds(m) + 7 + 1 open.
     """
 
     name = "second-price"
