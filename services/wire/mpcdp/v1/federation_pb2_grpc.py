@@ -305,3 +305,77 @@ class Coordinator:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class LinkStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Open = channel.stream_stream(
+                '/mpcdp.v1.Link/Open',
+                request_serializer=mpcdp_dot_v1_dot_federation__pb2.Frame.SerializeToString,
+                response_deserializer=mpcdp_dot_v1_dot_federation__pb2.Frame.FromString,
+                _registered_method=True)
+
+
+class LinkServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def Open(self, request_iterator, context):
+        """Opened once per pair of nodes and kept: the caller's frames for the callee
+        on the request side, the callee's frames for the caller on the response side.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_LinkServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Open': grpc.stream_stream_rpc_method_handler(
+                    servicer.Open,
+                    request_deserializer=mpcdp_dot_v1_dot_federation__pb2.Frame.FromString,
+                    response_serializer=mpcdp_dot_v1_dot_federation__pb2.Frame.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'mpcdp.v1.Link', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('mpcdp.v1.Link', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Link:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def Open(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/mpcdp.v1.Link/Open',
+            mpcdp_dot_v1_dot_federation__pb2.Frame.SerializeToString,
+            mpcdp_dot_v1_dot_federation__pb2.Frame.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

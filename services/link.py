@@ -1,0 +1,356 @@
+"""One long-lived, mutually authenticated stream per pair of nodes, carrying the messages of many sessions.
+
+A :class:`Hub` is a node's end of every link. ``await hub.send(peer, session,
+round, kind, payload)`` delivers an opaque message (bytes, or a numpy array
+sent as its raw bytes) to ``peer``; ``await hub.receive(peer, session, round,
+kind)`` returns the message ``peer`` sent under that tag, whenever it
+arrived (before or after the call). Messages are cut into frames of at most
+``chunk_bytes`` and reassembled by one assembler that checks every offset
+and length; ``hub.expect(..., sink)`` instead hands each piece to ``sink``
+as it arrives (a running sum folds the bytes in with no assembly buffer).
+
+Links: the first ``send`` to a peer opens the gRPC stream ``Link/Open`` on
+one channel to it (one TLS handshake) and keeps it; a peer's frames may come
+on the stream this node opened or on one the peer opened, whichever exists.
+Who sent a frame is the certificate's name of the stream's other end, never
+a field of the frame (a ``sender`` field that disagrees is refused), and a
+hub accepts streams only from the names ``allowed`` says.
+
+Bounds: a message longer than ``max_message_bytes`` is refused; messages
+nobody has asked for yet are held up to ``max_pending_bytes`` per peer and
+for ``pending_seconds`` (after that a peer's early frames are dropped), and
+``close_session`` drops everything of a session and ignores its later
+frames. A stream that breaks fails the receives waiting on that peer, so a
+protocol round sees a dropped peer at once rather than at its deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Callable
+
+import grpc
+import numpy as np
+
+from services import audit
+from services.tls import Identity, caller
+from services.wire.mpcdp.v1 import federation_pb2 as pb
+from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
+
+log = logging.getLogger("mpcdp.link")
+CHUNK_BYTES = 1 << 20
+MAX_MESSAGE_BYTES = 1 << 27  # 128 MiB: a vector of 2^24 ring elements
+MAX_PENDING_BYTES = 1 << 28  # per peer, of messages nobody asked for yet
+PENDING_SECONDS = 120.0
+CLOSED_REMEMBERED = 100_000
+OPTIONS = [("grpc.max_receive_message_length", 4 * CHUNK_BYTES),
+           ("grpc.max_send_message_length", 4 * CHUNK_BYTES)]
+
+Tag = tuple[bytes, int, str]  # (session id, round, kind)
+
+
+class LinkError(Exception):
+    """A message could not be sent or received: the peer is unreachable, dropped, or sent garbage."""
+
+    def __init__(self, peer: str, message: str):
+        super().__init__(f"{peer}: {message}")
+        self.peer = peer
+
+
+def as_bytes(payload) -> memoryview:
+    """A message's bytes without a copy: bytes as they are, an array as its little-endian raw bytes."""
+    if isinstance(payload, np.ndarray):
+        arr = np.ascontiguousarray(payload)
+        if arr.dtype.byteorder == ">":
+            arr = arr.astype(arr.dtype.newbyteorder("<"))
+        return memoryview(arr).cast("B")
+    return memoryview(payload).cast("B")
+
+
+@dataclass
+class _Inbox:
+    """One message being received: assembled into ``buffer``, or passed piece by piece to ``sink``."""
+
+    total: int = -1
+    filled: int = 0
+    buffer: bytearray | None = None
+    sink: Callable[[int, memoryview], None] | None = None
+    held: int = 0  # bytes counted against the peer's pending allowance
+    done: asyncio.Future | None = None
+    since: float = field(default_factory=time.monotonic)
+
+    def future(self) -> asyncio.Future:
+        if self.done is None:
+            self.done = asyncio.get_running_loop().create_future()
+        return self.done
+
+
+class _Stream:
+    """One open stream to a peer: either our call's write, or the servicer context's."""
+
+    def __init__(self, write, cancel):
+        self._write = write
+        self._cancel = cancel
+        self.lock = asyncio.Lock()
+
+    async def write(self, frame: pb.Frame) -> None:
+        await self._write(frame)
+
+    def cancel(self) -> None:
+        self._cancel()
+
+
+class Hub(pb_grpc.LinkServicer):
+    """A node's links to its peers (see the module doc). ``address(peer)`` is where ``peer`` listens."""
+
+    def __init__(self, identity: Identity, address: Callable[[str], str], allowed: Callable[[str], bool],
+                 chunk_bytes: int = CHUNK_BYTES, max_message_bytes: int = MAX_MESSAGE_BYTES,
+                 max_pending_bytes: int = MAX_PENDING_BYTES, pending_seconds: float = PENDING_SECONDS):
+        self.identity = identity
+        self.me = identity.name
+        self._address = address
+        self._allowed = allowed
+        self.chunk_bytes = chunk_bytes
+        self.max_message_bytes = max_message_bytes
+        self.max_pending_bytes = max_pending_bytes
+        self.pending_seconds = pending_seconds
+        self._streams: dict[str, list[_Stream]] = {}
+        self._dialing: dict[str, asyncio.Future] = {}
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._readers: set[asyncio.Task] = set()
+        self._inbox: dict[tuple[str, bytes, int, str], _Inbox] = {}
+        self._pending: dict[str, int] = {}  # bytes held per peer for messages nobody asked for
+        self._closed: OrderedDict[bytes, None] = OrderedDict()
+
+    # -- sending ------------------------------------------------------------------
+
+    async def send(self, peer: str, session: bytes, round: int, kind: str, payload) -> None:
+        """Deliver one message to ``peer`` (raises LinkError if the link cannot carry it)."""
+        data = as_bytes(payload)
+        if len(data) > self.max_message_bytes:
+            raise LinkError(peer, f"message of {len(data)} bytes exceeds the link's {self.max_message_bytes}")
+        stream = await self._stream(peer)
+        total, step = len(data), self.chunk_bytes
+        try:
+            async with stream.lock:  # the pieces of one message go out together, in order
+                for offset in range(0, max(total, 1), step):
+                    await stream.write(pb.Frame(session_id=session, round=round, kind=kind, offset=offset,
+                                                total=total, payload=bytes(data[offset:offset + step]),
+                                                sender=self.me))
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError, grpc.aio.UsageError) as exc:
+            self._drop(peer, stream)
+            raise LinkError(peer, f"link broke while sending ({_describe(exc)})") from None
+
+    async def _stream(self, peer: str) -> _Stream:
+        streams = self._streams.get(peer)
+        if streams:
+            return streams[-1]
+        if peer not in self._dialing:
+            self._dialing[peer] = asyncio.ensure_future(self._dial(peer))
+        try:
+            return await asyncio.shield(self._dialing[peer])
+        finally:
+            if self._dialing.get(peer) is not None and self._dialing[peer].done():
+                self._dialing.pop(peer, None)
+
+    async def _dial(self, peer: str) -> _Stream:
+        try:
+            address = self._address(peer)
+        except Exception as exc:  # an unknown name: the federation file's own error says which
+            raise LinkError(peer, str(exc)) from None
+        channel = self._channels.get(peer)
+        if channel is None:
+            channel = self._channels[peer] = self.identity.channel(address, peer, OPTIONS)
+        call = pb_grpc.LinkStub(channel).Open()
+        stream = _Stream(call.write, call.cancel)
+        self._streams.setdefault(peer, []).append(stream)
+        task = asyncio.ensure_future(self._read(peer, stream, call))
+        self._readers.add(task)
+        task.add_done_callback(self._readers.discard)
+        return stream
+
+    async def _read(self, peer: str, stream: _Stream, frames) -> str | None:
+        """Dispatch a stream's frames until it ends; then fail whatever waits on ``peer``. Returns
+        why the peer's frames were refused, if they were."""
+        reason, refused = "the link closed", None
+        try:
+            async for frame in frames:
+                self._dispatch(peer, frame)
+        except grpc.aio.AioRpcError as exc:
+            reason = f"link broke ({_describe(exc)})"
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                channel = self._channels.pop(peer, None)
+                if channel is not None:
+                    asyncio.ensure_future(channel.close())
+        except LinkError as exc:
+            reason = refused = str(exc).split(": ", 1)[-1]
+            stream.cancel()
+        except asyncio.CancelledError:
+            reason = "the link closed"
+        finally:
+            self._drop(peer, stream, reason)
+        return refused
+
+    def _drop(self, peer: str, stream: _Stream, reason: str = "the link closed") -> None:
+        streams = self._streams.get(peer, [])
+        if stream in streams:
+            streams.remove(stream)
+        if not streams:
+            self._streams.pop(peer, None)
+            for (p, *_), box in list(self._inbox.items()):
+                if p == peer and box.done is not None and not box.done.done():
+                    box.done.set_exception(LinkError(peer, reason))
+
+    # -- the servicer: a peer's stream to us ----------------------------------------
+
+    async def Open(self, request_iterator, context):
+        first = await context.read()
+        if first is grpc.aio.EOF:
+            return
+        who = caller(context, first.sender, self.identity.insecure)
+        if not self._allowed(who) or (first.sender and first.sender != who):
+            audit.record("denied", caller=who, message="link refused")
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{who!r} may not open a link to {self.me!r}")
+        stream = _Stream(context.write, lambda: None)
+        self._streams.setdefault(who, []).append(stream)
+
+        async def frames():
+            yield first
+            while (frame := await context.read()) is not grpc.aio.EOF:
+                yield frame
+
+        refused = await self._read(who, stream, frames())
+        if refused:
+            audit.record("invalid", caller=who, message=refused)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, refused)
+
+    # -- receiving -----------------------------------------------------------------
+
+    def _dispatch(self, peer: str, frame: pb.Frame) -> None:
+        if frame.sender and frame.sender != peer:
+            raise LinkError(peer, f"a frame claims to come from {frame.sender!r}")
+        sid = frame.session_id
+        if sid in self._closed:
+            return
+        key = (peer, sid, frame.round, frame.kind)
+        box = self._inbox.get(key)
+        if box is None:
+            self._expire(peer)
+            box = self._inbox[key] = _Inbox()
+        if box.total < 0:
+            if frame.total > self.max_message_bytes:
+                raise LinkError(peer, f"message of {frame.total} bytes exceeds {self.max_message_bytes}")
+            box.total = frame.total
+        n = len(frame.payload)
+        if frame.total != box.total or frame.offset != box.filled or box.filled + n > box.total \
+                or (n == 0 and box.total):
+            raise LinkError(peer, "frames out of order or beyond their message's length")
+        if box.sink is not None:
+            box.sink(box.filled, memoryview(frame.payload))
+        else:
+            if box.done is None:  # nobody asked yet: count it against the peer
+                held = self._pending.get(peer, 0) + n
+                if held > self.max_pending_bytes:
+                    raise LinkError(peer, f"more than {self.max_pending_bytes} bytes sent ahead of their sessions")
+                self._pending[peer] = held
+                box.held += n
+            if box.buffer is None and n == box.total:
+                box.buffer = bytearray(frame.payload)  # a one-frame message: one copy
+            else:
+                if box.buffer is None:
+                    box.buffer = bytearray(box.total)
+                box.buffer[box.filled:box.filled + n] = frame.payload
+        box.filled += n
+        if box.filled == box.total:
+            self._complete(key, box)
+
+    def _complete(self, key, box: _Inbox) -> None:
+        fut = box.future()
+        if not fut.done():
+            fut.set_result(memoryview(box.buffer) if box.sink is None else None)
+
+    def _expire(self, peer: str) -> None:
+        """Forget a peer's messages nobody asked for within ``pending_seconds``."""
+        old = time.monotonic() - self.pending_seconds
+        for key, box in list(self._inbox.items()):
+            if key[0] == peer and box.since < old and (box.done is None or box.done.done()):
+                self._forget(key, box)
+
+    def _forget(self, key, box: _Inbox) -> None:
+        self._inbox.pop(key, None)
+        self._release(key[0], box)
+
+    def _release(self, peer: str, box: _Inbox) -> None:
+        """Someone asked for the message (or it is dropped): its bytes no longer count as pending."""
+        if box.held:
+            self._pending[peer] = max(self._pending.get(peer, 0) - box.held, 0)
+            box.held = 0
+
+    async def receive(self, peer: str, session: bytes, round: int, kind: str,
+                      timeout: float | None = None) -> memoryview:
+        """The message ``peer`` sent under this tag (waiting for it up to ``timeout`` s; LinkError if
+        the link to ``peer`` breaks meanwhile). Each message is received once."""
+        key = (peer, session, round, kind)
+        box = self._inbox.setdefault(key, _Inbox())
+        self._release(peer, box)
+        fut = box.future()
+        if not fut.done() and not self._streams.get(peer) and peer not in self._dialing:
+            await self._stream(peer)  # so a peer that cannot be reached fails the receive at once
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), timeout)
+        finally:
+            if self._inbox.get(key) is box and fut.done():
+                self._inbox.pop(key, None)
+
+    async def expect(self, peer: str, session: bytes, round: int, kind: str,
+                     sink: Callable[[int, memoryview], None], timeout: float | None = None) -> int:
+        """Hand the pieces of ``peer``'s message to ``sink(offset, bytes)`` as they arrive (pieces that
+        came earlier first); returns the message's length once it is complete."""
+        key = (peer, session, round, kind)
+        box = self._inbox.setdefault(key, _Inbox())
+        self._release(peer, box)
+        if box.buffer is not None and box.filled:
+            sink(0, memoryview(box.buffer)[:box.filled])
+        box.buffer = None
+        box.sink = sink
+        fut = box.future()
+        if box.filled == box.total and not fut.done():
+            fut.set_result(None)
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout)
+            return box.total
+        finally:
+            if self._inbox.get(key) is box and fut.done():
+                self._inbox.pop(key, None)
+
+    def close_session(self, session: bytes) -> None:
+        """Drop everything held for ``session``; its later frames are ignored."""
+        self._closed[session] = None
+        while len(self._closed) > CLOSED_REMEMBERED:
+            self._closed.popitem(last=False)
+        for key, box in list(self._inbox.items()):
+            if key[1] == session:
+                if box.done is not None and not box.done.done():
+                    box.done.set_exception(LinkError(key[0], "session closed"))
+                self._forget(key, box)
+
+    async def close(self) -> None:
+        for streams in list(self._streams.values()):
+            for s in list(streams):
+                s.cancel()
+        for task in list(self._readers):
+            task.cancel()
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()
+        self._streams.clear()
+
+
+def _describe(exc) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name}: {exc.details()}"
+    return "stream closed"

@@ -1,0 +1,189 @@
+"""The party-to-party link (services.link): long-lived mutually authenticated streams carrying many sessions."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import numpy as np
+import pytest
+
+from services.link import Hub, LinkError
+from services.server import start
+from services.tls import Identity, init_certs
+from services.wire.mpcdp.v1 import federation_pb2 as pb
+from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
+
+NAMES = ("alice", "bob", "carol", "mallory")
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("certs")
+    init_certs(list(NAMES), out)
+    return out
+
+
+class Net:
+    def __init__(self):
+        self.hubs, self.servers, self.addresses = {}, {}, {}
+
+    async def close(self):
+        for hub in self.hubs.values():
+            await hub.close()
+        for server in self.servers.values():
+            await server.stop(None)
+
+
+async def make_net(certs, names=("alice", "bob", "carol"), allowed=("alice", "bob", "carol"), **kw):
+    net = Net()
+    for name in names:
+        ident = Identity(name, certs)
+        hub = Hub(ident, net.addresses.__getitem__, lambda who: who in allowed, **kw)
+        server, port = await start(ident, "127.0.0.1:0", [(pb_grpc.add_LinkServicer_to_server, hub, "mpcdp.v1.Link")])
+        net.hubs[name], net.servers[name], net.addresses[name] = hub, server, f"127.0.0.1:{port}"
+    return net
+
+
+@pytest.fixture
+async def net(certs):
+    n = await make_net(certs, chunk_bytes=1000)
+    yield n
+    await n.close()
+
+
+async def test_messages_of_many_sessions_interleave_on_one_stream_each_way(net):
+    a, b = net.hubs["alice"], net.hubs["bob"]
+    sessions = [bytes([i]) * 16 for i in range(20)]
+    payloads = {s: np.arange(2500 + i, dtype=np.uint64) * (i + 1) for i, s in enumerate(sessions)}  # 20 KB: chunked
+    await asyncio.gather(*(a.send("bob", s, 1, "share", payloads[s]) for s in sessions),
+                         *(b.send("alice", s, 2, "reply", s) for s in sessions))
+    for s in sessions:  # every message arrived before it was asked for, and is intact
+        got = np.frombuffer(await b.receive("alice", s, 1, "share", timeout=5), dtype="<u8")
+        assert np.array_equal(got, payloads[s])
+        assert bytes(await a.receive("bob", s, 2, "reply", timeout=5)) == s
+    assert b._pending.get("alice", 0) == 0  # nothing held once asked for
+    # at most the stream each side opened (both dialled at once here), reused by later messages
+    before = (len(a._streams["bob"]), len(b._streams["alice"]))
+    assert before[0] <= 2 and before[1] <= 2
+    await asyncio.gather(*(a.send("bob", s, 3, "again", b"x") for s in sessions))
+    assert (len(a._streams["bob"]), len(b._streams["alice"])) == before
+
+
+async def test_a_receive_waits_for_a_later_message_and_a_sink_folds_pieces_in_place(net):
+    a, b = net.hubs["alice"], net.hubs["bob"]
+    sid = b"s" * 16
+    waiting = asyncio.ensure_future(b.receive("alice", sid, 0, "x", timeout=5))
+    await asyncio.sleep(0.05)
+    await a.send("bob", sid, 0, "x", b"hello")
+    assert bytes(await waiting) == b"hello"
+    total = np.zeros(3000, dtype=np.uint64)
+    vec = np.arange(3000, dtype=np.uint64) + (1 << 63)
+
+    def fold(offset, piece):
+        n = len(piece) // 8
+        np.add(total[offset // 8:offset // 8 + n], np.frombuffer(piece, dtype="<u8"), out=total[offset // 8:offset // 8 + n])
+
+    await a.send("bob", sid, 1, "vec", vec)  # 24 KB in 1000-byte frames, partly before the sink is set
+    await a.send("bob", sid, 2, "vec", vec)
+    assert await b.expect("alice", sid, 1, "vec", fold, timeout=5) == 24000
+    assert await b.expect("alice", sid, 2, "vec", fold, timeout=5) == 24000
+    assert np.array_equal(total, vec + vec)  # wraps modulo 2^64
+
+
+async def test_the_sender_is_the_certificate_never_the_frame(net, certs):
+    # mallory's certificate is valid in this CA but she is not allowed to link
+    mallory = Hub(Identity("mallory", certs), net.addresses.__getitem__, lambda who: True)
+    try:
+        try:
+            await mallory.send("bob", b"m" * 16, 0, "share", b"evil")
+        except LinkError:
+            pass
+        for _ in range(50):  # bob refuses the stream: mallory's end sees it close
+            if not mallory._streams.get("bob"):
+                break
+            await asyncio.sleep(0.05)
+        assert not mallory._streams.get("bob")
+    finally:
+        await mallory.close()
+    assert ("mallory", b"m" * 16, 0, "share") not in net.hubs["bob"]._inbox
+    # carol may link, but a frame naming alice as its sender is refused and the stream closed
+    channel = Identity("carol", certs).channel(net.addresses["bob"], "bob")
+    call = pb_grpc.LinkStub(channel).Open()
+    await call.write(pb.Frame(session_id=b"c" * 16, kind="share", total=3, payload=b"abc", sender="carol"))
+    await call.write(pb.Frame(session_id=b"c" * 16, kind="share2", total=3, payload=b"abc", sender="alice"))
+    await call.done_writing()
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        async for _ in call:
+            pass
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    await channel.close()
+    assert ("alice", b"c" * 16, 0, "share2") not in net.hubs["bob"]._inbox
+    assert bytes(await net.hubs["bob"].receive("carol", b"c" * 16, 0, "share", timeout=5)) == b"abc"
+
+
+async def test_out_of_order_or_overlong_frames_close_the_link(net, certs):
+    channel = Identity("carol", certs).channel(net.addresses["bob"], "bob")
+    call = pb_grpc.LinkStub(channel).Open()
+    await call.write(pb.Frame(session_id=b"o" * 16, kind="v", total=6, offset=3, payload=b"abc", sender="carol"))
+    await call.done_writing()
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        async for _ in call:
+            pass
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    await channel.close()
+    assert not net.hubs["bob"]._streams.get("carol")
+    assert ("carol", b"o" * 16, 0, "v") not in net.hubs["bob"]._inbox or \
+        net.hubs["bob"]._inbox[("carol", b"o" * 16, 0, "v")].filled == 0
+
+
+async def test_a_peer_that_goes_away_fails_the_receives_waiting_on_it_at_once(net):
+    a, b = net.hubs["alice"], net.hubs["bob"]
+    sid = b"d" * 16
+    await a.send("bob", sid, 0, "hello", b"hi")
+    assert bytes(await b.receive("alice", sid, 0, "hello", timeout=5)) == b"hi"
+    waiting = asyncio.ensure_future(b.receive("alice", sid, 1, "share", timeout=30))
+    await asyncio.sleep(0.05)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    await net.servers["alice"].stop(None)
+    await a.close()
+    with pytest.raises(LinkError):
+        await waiting
+    assert loop.time() - t0 < 5
+
+
+async def test_closed_sessions_drop_their_messages_and_early_bytes_are_bounded(certs):
+    net = await make_net(certs, chunk_bytes=1000, max_pending_bytes=10_000)
+    try:
+        a, b = net.hubs["alice"], net.hubs["bob"]
+        b.close_session(b"z" * 16)
+        await a.send("bob", b"z" * 16, 0, "share", b"x" * 5000)
+        await a.send("bob", b"y" * 16, 0, "share", b"x" * 5000)
+        assert bytes(await b.receive("alice", b"y" * 16, 0, "share", timeout=5)) == b"x" * 5000
+        assert not any(k[1] == b"z" * 16 for k in b._inbox)
+        # 12 KB ahead of any session: the link is closed rather than hold it
+        await a.send("bob", b"w" * 16, 0, "share", b"x" * 6000)
+        try:
+            await a.send("bob", b"v" * 16, 0, "share", b"x" * 6000)
+        except LinkError:
+            pass
+        for _ in range(50):
+            if not b._streams.get("alice"):
+                break
+            await asyncio.sleep(0.05)
+        assert not b._streams.get("alice")
+        assert b._pending.get("alice", 0) <= 10_000
+        box = b._inbox.get(("alice", b"v" * 16, 0, "share"))
+        assert box is None or box.filled < 6000
+    finally:
+        await net.close()
+
+
+async def test_a_message_longer_than_the_limit_is_refused_by_the_sender(certs):
+    net = await make_net(certs, max_message_bytes=1000)
+    try:
+        with pytest.raises(LinkError, match="exceeds"):
+            await net.hubs["alice"].send("bob", b"l" * 16, 0, "share", b"x" * 1001)
+    finally:
+        await net.close()
