@@ -145,8 +145,8 @@ def scaling(parties: int) -> dict:
     return out
 
 
-def party_programs(workload: str):
-    """Every party's local preparation and engine program for ``workload``, and how to read the answer."""
+def party_programs(workload: str, only: int | None = None):
+    """Every party's (or party ``only``'s) local preparation and engine program, and how to read the answer."""
     from mpcdp import ring
     from mpcdp.mpc import compare
     from mpcdp.mpc.statistics import Extremum, NoisyArgmax, Threshold
@@ -172,7 +172,8 @@ def party_programs(workload: str):
     else:
         stat, data = NoisyArgmax(EPSILON, PARTIES, colluders=1), [(inputs("noisy-argmax", p),) for p in range(PARTIES)]
         ok = lambda a: 0 <= a < CANDIDATES
-    return [stat.program(stat.prepare(p, *d)) for p, d in enumerate(data)], stat.release, ok
+    programs = [stat.program(stat.prepare(p, *d)) if only in (None, p) else None for p, d in enumerate(data)]
+    return programs, stat.release, ok
 
 
 def mpcdp_once(workload: str, session) -> tuple[float, object, object]:
@@ -230,7 +231,7 @@ def tcp_party(me: int, workload: str, reps: int, ports, results) -> None:
         for s in peers.values():
             _recv_exact(s, 1)
         t0 = time.perf_counter()
-        programs, release, ok = party_programs(workload)
+        programs, release, ok = party_programs(workload, only=me)
         run = PartyRun(engine, programs[me])
         out = run.start()
         while not run.done:
