@@ -272,7 +272,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             start = pb.CoordinatorToParty(start_sharing=pb.StartSharing(session_id=spec.session_id))
             await self._phase(spec, {p: self._collect(c, start, session) for p, c in calls.items()},
                               "send its partial sum", inflight)
-            return session.release()
+            return session.release(arrays=True)  # vectors stay arrays: packed again without Python floats
         except (SessionFailed, ProtocolError) as exc:
             reason = str(exc)
             if session.state != "aborted":

@@ -94,8 +94,10 @@ class CoordinatorSession:
             raise ProtocolError(Status.INVALID_ARGUMENT, f"partial sums are {self.length} ring elements")
         self._partials[msg.sender] = ring.as_ring(vec.reshape(-1))
 
-    def release(self, extras: dict | None = None) -> Release:
-        """Combine all partial sums, decode and post-process. Closes the session."""
+    def release(self, extras: dict | None = None, arrays: bool = False) -> Release:
+        """Combine all partial sums, decode and post-process. Closes the session.
+
+        ``arrays``: vector entries of the result as float64 arrays rather than lists."""
         self._require("collecting-sums")
         if self.missing:
             raise ProtocolError(Status.FAILED_PRECONDITION, f"still waiting for {', '.join(self.missing)}")
@@ -105,7 +107,7 @@ class CoordinatorSession:
         spec = self.spec
         return Release(
             statistic=spec.statistic,
-            result=self._statistic.decode(total),
+            result=self._statistic.decode(total, arrays=arrays),
             parties=spec.parties,
             epsilon=spec.epsilon,
             delta=spec.delta,

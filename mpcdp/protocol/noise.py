@@ -123,7 +123,7 @@ def describe(spec: QuerySpec, result: dict, confidence: float = 0.95) -> Descrip
 
 
 def _around(value, w):
-    if isinstance(value, list):  # the same half-width for every coordinate
+    if isinstance(value, (list, np.ndarray)):  # the same half-width for every coordinate
         return {"half_width": w}
     return [value - w, value + w]
 
@@ -133,7 +133,7 @@ def _as_result(bounds, like):
     if bounds is None:
         return None
     lower, upper = bounds
-    if isinstance(like, list):
+    if isinstance(like, (list, np.ndarray)):
         return {"lower": lower, "upper": upper}
     return [float(lower[0]), float(upper[0])]
 

@@ -136,9 +136,13 @@ class Statistic:
             start += b.length
         return out
 
-    def decode(self, total) -> dict:
-        """The answer from the summed vector: a dict with the statistic and its parts."""
+    def decode(self, total, arrays: bool = False) -> dict:
+        """The answer from the summed vector: a dict with the statistic and its parts.
+
+        Vector entries are lists, or float64 arrays with ``arrays`` (no per-element
+        Python objects: what a transport that packs them again wants)."""
         parts = self.split(total)
+        _scalar = _as_array if arrays else _as_list
         stat = self.spec.statistic
         if stat == "sum":
             return {"sum": _scalar(parts["sum"])}
@@ -159,8 +163,12 @@ class Statistic:
         return result
 
 
-def _scalar(v: np.ndarray):
+def _as_list(v: np.ndarray):
     return float(v[0]) if v.size == 1 else v.tolist()
+
+
+def _as_array(v: np.ndarray):
+    return float(v[0]) if v.size == 1 else v
 
 
 def statistic_for(spec: QuerySpec) -> Statistic:
