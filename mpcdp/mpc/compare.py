@@ -58,14 +58,6 @@ def invert(e: Engine, x: np.ndarray) -> np.ndarray:
     return x ^ e.constant(np.full(x.shape[1:], ONES, dtype=U64))
 
 
-def csa_layers(n: int) -> int:
-    layers = 0
-    while n > 2:
-        n = 2 * (n // 3) + n % 3
-        layers += 1
-    return layers
-
-
 def carries(e: Engine, g: np.ndarray, p: np.ndarray) -> Program[np.ndarray]:
     """Kogge-Stone prefix: bit i of the result is the carry out of bits 0..i (six rounds)."""
     for level, k in enumerate(PREFIX_SHIFTS):
@@ -183,7 +175,6 @@ def extremum(e: Engine, values: np.ndarray, smallest: bool = False) -> Program[t
     """
     index = e.constant(np.broadcast_to(np.arange(values.shape[-1], dtype=U64), values.shape[1:]))
     filler = -SENTINEL if smallest else SENTINEL
-    one = None
     while values.shape[-1] > 2:
         values, index = _pad(e, values, index, 4, filler)
         groups = values.reshape(values.shape[:-1] + (-1, 4))
@@ -191,10 +182,9 @@ def extremum(e: Engine, values: np.ndarray, smallest: bool = False) -> Program[t
         left = np.stack([groups[..., i] for i, _ in PAIRS], axis=1)
         right = np.stack([groups[..., j] for _, j in PAIRS], axis=1)
         beaten = yield from (less_than(e, right, left) if smallest else less_than(e, left, right))
-        if one is None or one.shape != beaten.shape[2:]:
-            one = np.ones(beaten.shape[2:], dtype=U64)
+        one = e.constant(np.ones(beaten.shape[2:], dtype=U64))
         bit = {pair: beaten[:, n] for n, pair in enumerate(PAIRS)}  # 1: the later member beats the earlier
-        holds = {pair: b ^ e.constant(one) for pair, b in bit.items()}
+        holds = {pair: b ^ one for pair, b in bit.items()}
         terms = [[holds[(i, j)] if i < j else bit[(j, i)] for j in range(4) if j != i] for i in range(4)]
         first = yield from e.and_(np.stack([t[0] for t in terms], axis=1), np.stack([t[1] for t in terms], axis=1))
         wins = yield from e.and_(first, np.stack([t[2] for t in terms], axis=1))
