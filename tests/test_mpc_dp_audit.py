@@ -56,6 +56,7 @@ def exact_loss(p, q) -> float:
 
 def audited_loss(labels_a, labels_b, m: int) -> float:
     """A lower confidence bound on max_i |ln P_a(i) / P_b(i)| from observed labels (Clopper-Pearson)."""
+    K = labels_a.size
     ca, cb = np.bincount(labels_a, minlength=m), np.bincount(labels_b, minlength=m)
     lo = lambda c, k: stats.beta.ppf(CONFIDENCE, c, k - c + 1) if c > 0 else 0.0
     hi = lambda c, k: stats.beta.ppf(1 - CONFIDENCE, c + 1, k - c) if c < k else 1.0
@@ -68,6 +69,7 @@ def audited_loss(labels_a, labels_b, m: int) -> float:
 
 
 def goodness_of_fit(labels, probabilities) -> float:
+    K = labels.size
     observed = np.bincount(labels, minlength=probabilities.size)
     keep = probabilities * K > 5
     expected = probabilities[keep] * K
@@ -75,29 +77,32 @@ def goodness_of_fit(labels, probabilities) -> float:
     return stats.chisquare(obs, expected * obs.sum() / expected.sum()).pvalue
 
 
-def noisy_argmax_labels(stat, counts, seed):
-    batch = np.broadcast_to(np.asarray(counts), (K, len(counts)))
+def noisy_argmax_labels(stat, counts, seed, runs=K):
+    batch = np.broadcast_to(np.asarray(counts), (runs, len(counts)))
     data = [batch] + [np.zeros_like(batch)] * (stat.n_parties - 1)
     labels, _ = simulate(stat, data, seed=seed)
     return np.asarray(labels)
 
 
-def test_noisy_argmax_audit_on_one_approval_ballot():
+@pytest.mark.parametrize("n", [3, 5])
+def test_noisy_argmax_audit_on_one_approval_ballot(n):
     """Neighbours: one more ballot approving candidates 0 and 2 (counts move up by one, monotone)."""
-    d, d_prime, eps = [3, 4, 1], [4, 4, 2], 1.0
-    stat = NoisyArgmax(eps, n_parties=3)
-    a, b = noisy_argmax_labels(stat, d, seed=1), noisy_argmax_labels(stat, d_prime, seed=2)
-    support, all_pieces = noise_pmf(stat.noise, 3)
+    d, d_prime, eps, t = [3, 4, 1], [4, 4, 2], 1.0, (n - 1) // 2
+    stat = NoisyArgmax(eps, n_parties=n)
+    runs = K if n == 3 else K // 4  # five parties: fewer runs, to keep the suite fast
+    a, b = noisy_argmax_labels(stat, d, n, runs), noisy_argmax_labels(stat, d_prime, n + 1, runs)
+    support, all_pieces = noise_pmf(stat.noise, n)
     for labels, counts in ((a, d), (b, d_prime)):
         assert goodness_of_fit(labels, argmax_distribution(counts, support, all_pieces)) > 1e-3
-    for pieces in (2, 3):  # the n - t honest pieces alone, and all n
+    for pieces in (n - t, n):  # the n - t honest pieces alone, and all n
         support, pmf = noise_pmf(stat.noise, pieces)
         assert exact_loss(argmax_distribution(d, support, pmf),
                           argmax_distribution(d_prime, support, pmf)) <= eps + 1e-9
     assert audited_loss(a, b, 3) <= eps
-
-    weak = NoisyArgmax(8 * eps, n_parties=3)  # claims epsilon, adds the noise of 8 epsilon
-    a, b = noisy_argmax_labels(weak, d, seed=3), noisy_argmax_labels(weak, d_prime, seed=4)
+    if n > 3:
+        return  # the audit's power does not depend on n
+    weak = NoisyArgmax(8 * eps, n_parties=n)  # claims epsilon, adds the noise of 8 epsilon
+    a, b = noisy_argmax_labels(weak, d, seed=n + 2), noisy_argmax_labels(weak, d_prime, seed=n + 3)
     assert audited_loss(a, b, 3) > eps
 
 
