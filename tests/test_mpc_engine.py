@@ -13,11 +13,10 @@ from hypothesis import strategies as st
 from mpcdp import ring
 from mpcdp.mpc import compare
 from mpcdp.mpc.access import Access
-from mpcdp.mpc.engine import U64
+from mpcdp.mpc.engine import U64, Engine
 from mpcdp.mpc.memory import run_in_memory, seeded_rngs
 from mpcdp.mpc.messages import Round
 from mpcdp.mpc.session import PartyRun
-from mpcdp.mpc.engine import Engine
 from mpcdp.prg import Prg
 from mpcdp.protocol.errors import ProtocolError
 from mpcdp.sharing import share

@@ -27,7 +27,6 @@ checks where the party's data determine it.
 
 from __future__ import annotations
 
-import math
 from fractions import Fraction
 from typing import Callable, Sequence
 
