@@ -64,6 +64,10 @@ def _grid_laplace(epsilon: float, sensitivity: float, grid_exponent: int) -> Gri
     return GridLaplace(epsilon, sensitivity, grid_exponent, rounding="unbiased")
 
 
+# "none": shares of the ring, unverified; "prio3": Prio3 reports whose validity the aggregators verify
+PROOFS = ("none", "prio3")
+
+
 class SurveyError(ValueError):
     """An invalid survey file; ``line`` and ``field`` say where."""
 
@@ -180,6 +184,7 @@ class Survey:
     max_respondents: int = 10_000_000
     colluders: int = 1
     digest: bytes = b""
+    proofs: str = "none"  # "prio3": every answer carries a validity proof the aggregators check (mpcdp.survey.proved)
 
     @property
     def width(self) -> int:
@@ -270,7 +275,7 @@ def parse_survey(text: str, source: str = "<survey>") -> Survey:
     r = _Reader(text, source)
     r.unknown(doc, (), ("survey", "aggregator", "question"))
     head = r.table(doc, (), "survey")
-    r.unknown(head, ("survey",), ("id", "title", "min_respondents", "max_respondents", "colluders"))
+    r.unknown(head, ("survey",), ("id", "title", "min_respondents", "max_respondents", "colluders", "proofs"))
     sid = r.get(head, ("survey",), "id", str, required=True)
     if not _is_name(sid):
         r.fail(("survey", "id"), "must be 1-64 characters of [A-Za-z0-9._-]")
@@ -285,6 +290,9 @@ def parse_survey(text: str, source: str = "<survey>") -> Survey:
     if not 1 <= colluders < len(aggregators):
         r.fail(("survey", "colluders"),
                f"must be in [1, {len(aggregators) - 1}] (at least one honest aggregator), got {colluders}")
+    proofs = r.get(head, ("survey",), "proofs", str, "none")
+    if proofs not in PROOFS:
+        r.fail(("survey", "proofs"), f"must be one of {', '.join(PROOFS)}, got {proofs!r}")
     raw_questions = r.get(doc, (), "question", list, required=True)
     if not raw_questions:
         r.fail(("question",), "a survey needs at least one question")
@@ -299,7 +307,7 @@ def parse_survey(text: str, source: str = "<survey>") -> Survey:
         except ring.HeadroomError as exc:
             r.fail(("survey", "max_respondents"), str(exc))
     survey = Survey(sid, questions, aggregators, r.get(head, ("survey",), "title", str, ""),
-                    min_resp, max_resp, colluders)
+                    min_resp, max_resp, colluders, proofs=proofs)
     return replace(survey, digest=_digest(survey))
 
 
@@ -426,4 +434,6 @@ def _digest(survey: Survey) -> bytes:
             for q in survey.questions
         ],
     }
+    if survey.proofs != "none":  # surveys without proofs keep the digests they always had
+        canon["proofs"] = survey.proofs
     return hashlib.sha256(json.dumps(canon, sort_keys=True).encode()).digest()
