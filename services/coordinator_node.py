@@ -2,9 +2,10 @@
 
 For each analyst query it builds a spec with a fresh session id and a
 deadline, refuses it (before any share moves) if its policy or its own ledger
-says no, opens one Session stream per party, proposes, starts the sharing
-once every party accepted, collects the partial sums, releases and charges
-its ledger. Any failure (a party down, refusing, slow past the deadline or
+says no, opens one Session stream per party, proposes (asking each party to
+share at once on accepting: one round trip), sends StartSharing once every
+party accepted (a party whose policy does not share at once waits for it),
+collects the partial sums, releases and charges its ledger. Any failure (a party down, refusing, slow past the deadline or
 dropping mid-round) aborts the session on every node with a diagnostic naming
 the party, and charges nothing.
 
@@ -266,7 +267,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
                  for p in spec.parties}
         inflight: dict[str, asyncio.Future] = {}
         try:
-            propose = pb.CoordinatorToParty(propose=pb.Propose(spec=convert.spec_to_proto(spec)))
+            propose = pb.CoordinatorToParty(propose=pb.Propose(spec=convert.spec_to_proto(spec), start=True))
             await self._phase(spec, {p: self._propose(c, propose, session) for p, c in calls.items()},
                               "answer", inflight)
             start = pb.CoordinatorToParty(start_sharing=pb.StartSharing(session_id=spec.session_id))

@@ -14,6 +14,7 @@ optional shared policy and per-node settings::
     max_records = 10000
     max_length = 2097152            # ring elements per query vector (memory per query)
     max_timeout = 300.0             # longest session deadline, in seconds from now
+    one_round = true                # share on accepting, without waiting for the others' answers
     epsilon_budget = 10.0
 
     [[node]]
@@ -53,7 +54,8 @@ _NODE_KEYS = {"name", "address", "roles", "data", "table", "ledger", "state", "p
 DEFAULT_MAX_TIMEOUT = 300.0  # seconds: the longest session deadline a node accepts unless its policy says
 POLICY_KEYS = {
     "allow_exact": bool, "max_epsilon": float, "max_records": int, "min_colluders": int,
-    "statistics": list, "columns": list, "epsilon_budget": float, "delta_budget": float, "max_length": int, "max_timeout": float,
+    "statistics": list, "columns": list, "epsilon_budget": float, "delta_budget": float, "max_length": int,
+    "max_timeout": float, "one_round": bool,
 }
 
 

@@ -2,9 +2,15 @@
 
 For each session the coordinator opens a stream and proposes a spec; the node
 checks it against its own policy and ledger (never the coordinator's
-accounting), answers, and on StartSharing encodes its clipped records plus its
-noise piece, sends one share to each peer directly (Exchange), waits for the
-peers' shares and streams back only its partial sum. The identity of every
+accounting), answers, and encodes its clipped records plus its noise piece,
+sends one share to each peer over its long-lived link to that peer
+(:mod:`services.link`: one authenticated stream per pair, carrying every
+session), waits for the peers' shares and streams back only its partial sum.
+It starts sharing as soon as it accepts when the coordinator asks for one
+round trip and its policy's ``one_round`` (default true) allows it: a share
+is uniformly random on its own and no partial sum leaves before every peer's
+share arrived, so a peer that refuses only stops the session; otherwise it
+waits for StartSharing, sent once every party accepted. The identity of every
 caller is its certificate's name. A session id is used once: replays and late
 messages for a closed session are refused, and with a state directory the
 ids are kept on disk (:class:`services.ledgers.SessionLog`), so a restart
@@ -33,11 +39,13 @@ from services import audit, convert
 from services.data import DataError, Table
 from services.federation import DEFAULT_MAX_TIMEOUT, Federation
 from services.ledgers import Reserving, SessionLog
+from services.link import Hub, LinkError
 from services.tls import Identity, caller
 from services.wire.mpcdp.v1 import federation_pb2 as pb
 from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
 
 CLOSED_REMEMBERED = 100_000
+SHARE = "share"  # the link message kind of a party's share for a peer (round 0)
 SHARE_MARGIN_FRACTION = 0.2
 SHARE_MARGIN_MAX = 2.0  # seconds
 CLOCK_SLACK = 5.0  # seconds a proposed deadline may exceed max_timeout by (clocks differ)
@@ -52,6 +60,7 @@ def policy_from(settings: dict) -> PartyPolicy:
 @dataclass
 class _Live:
     session: PartySession
+    at_once: bool = False  # share on accepting (one round trip), not on StartSharing
     complete: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -67,6 +76,7 @@ class PartyNode(pb_grpc.PartyServicer):
         self.identity = identity
         self.ledger = ledger
         self.policy = policy_from(federation.policy_for(name))
+        self.one_round = bool(federation.policy_for(name).get("one_round", True))
         self.max_timeout = float(federation.policy_for(name).get("max_timeout", DEFAULT_MAX_TIMEOUT))
         self.sessions = sessions  # durable used session ids (None: only those since start)
         self._rng = rng
@@ -76,6 +86,13 @@ class PartyNode(pb_grpc.PartyServicer):
         self._closed: OrderedDict[bytes, None] = OrderedDict()
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[str, pb_grpc.PartyStub] = {}
+        self.link = Hub(identity, lambda peer: self.federation.node(peer).address,
+                        lambda who: who in self.federation.names("party") and who != self.me)
+
+    def services(self) -> list:
+        """What a server must offer for this node: the Party service and its links to peers."""
+        return [(pb_grpc.add_PartyServicer_to_server, self, "mpcdp.v1.Party"),
+                (pb_grpc.add_LinkServicer_to_server, self.link, "mpcdp.v1.Link")]
 
     # -- bookkeeping ----------------------------------------------------------
 
@@ -83,6 +100,7 @@ class PartyNode(pb_grpc.PartyServicer):
         return caller(context, claimed, self.identity.insecure)
 
     def _close(self, sid: bytes) -> None:
+        self.link.close_session(sid)
         self._live.pop(sid, None)
         self._reserved.pop(sid, None)
         self._closed[sid] = None
@@ -101,6 +119,7 @@ class PartyNode(pb_grpc.PartyServicer):
         return self._stubs[peer]
 
     async def close(self) -> None:
+        await self.link.close()
         for channel in self._channels.values():
             await channel.close()
         self._channels.clear()
@@ -173,7 +192,7 @@ class PartyNode(pb_grpc.PartyServicer):
                                       Status.INVALID_ARGUMENT, str(exc))
         if budget is not None and not spec.is_exact:  # no await since the check: no other session got in between
             self._reserved[sid] = (spec.epsilon, spec.delta)
-        live = self._live[sid] = _Live(session)
+        live = self._live[sid] = _Live(session, at_once=first.propose.start and self.one_round)
         try:
             await context.write(self._answer(sid, True))
             await self._run(live, context)
@@ -195,35 +214,48 @@ class PartyNode(pb_grpc.PartyServicer):
 
     async def _run(self, live: _Live, context) -> None:
         session, spec = live.session, live.session.spec
-        # shares are made while the other parties answer; none moves before StartSharing
+        # shares are made while the other parties answer; unless at_once none moves before StartSharing
         outbox = session.make_shares()  # the session draws its own noise piece from its rng
-        try:
-            msg = await asyncio.wait_for(context.read(), self._remaining(spec))
-        except asyncio.TimeoutError:
-            return await self._abort(context, session, "no StartSharing before the deadline")
-        if msg is grpc.aio.EOF or msg.WhichOneof("phase") == "abort":
-            session.abort()
-            return
-        if msg.WhichOneof("phase") != "start_sharing" or msg.start_sharing.session_id != spec.session_id:
-            return await self._abort(context, session, "expected StartSharing for this session")
-        failures = await asyncio.gather(*(self._send(m, spec) for m in outbox))
-        failed = [f for f in failures if f]
-        if failed:
-            return await self._abort(context, session, "; ".join(r for _, r in failed), failed[0][0])
-        reader = asyncio.ensure_future(context.read())
+        receiving = asyncio.ensure_future(self._receive_all(live))
         waiter = asyncio.ensure_future(live.complete.wait())
-        done, _ = await asyncio.wait({reader, waiter}, timeout=self._share_wait(spec),
-                                     return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
-        if waiter not in done:
-            reader.cancel()
-            if reader in done:  # the coordinator aborted or hung up
-                session.abort()
-                return
-            missing = session.missing
-            return await self._abort(context, session,
-                                     f"no share from {', '.join(missing)} before the deadline", missing[0])
-        reader.cancel()
+        reader = asyncio.ensure_future(self._start_sharing(context, spec)) if live.at_once else None
+        if not live.at_once:
+            try:
+                await self._start_sharing(context, spec)
+            except ProtocolError as exc:
+                receiving.cancel()
+                waiter.cancel()
+                if exc.status == Status.ABORTED:
+                    session.abort()
+                    return
+                return await self._abort(context, session, str(exc))
+            reader = asyncio.ensure_future(context.read())
+        try:
+            failures = await asyncio.gather(*(self._send(m, spec) for m in outbox))
+            failed = [f for f in failures if f]
+            if failed:
+                return await self._abort(context, session, "; ".join(r for _, r in failed), failed[0][0])
+            done, _ = await asyncio.wait({reader, receiving, waiter}, timeout=self._share_wait(spec),
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if reader in done and live.at_once and reader.exception() is None:  # StartSharing: a confirmation
+                reader = asyncio.ensure_future(context.read())
+                done, _ = await asyncio.wait({reader, receiving, waiter}, timeout=self._share_wait(spec),
+                                             return_when=asyncio.FIRST_COMPLETED)
+            if waiter in done:  # every share in, some perhaps by the Exchange/DeliverSeed calls
+                pass
+            elif receiving not in done:
+                if reader in done:  # the coordinator aborted or hung up
+                    session.abort()
+                    return
+                missing = session.missing
+                return await self._abort(context, session,
+                                         f"no share from {', '.join(missing)} before the deadline", missing[0])
+            elif receiving.result():
+                culprit, reason = receiving.result()
+                return await self._abort(context, session, reason, culprit)
+        finally:
+            for task in (receiving, reader, waiter):
+                task.cancel()
         partial = session.partial_sum(self._clock())
         audit.record("released", session=spec.session_id.hex(), statistic=spec.statistic,
                      parties=",".join(spec.parties), epsilon=None if spec.is_exact else spec.epsilon,
@@ -234,6 +266,18 @@ class PartyNode(pb_grpc.PartyServicer):
         for chunk in chunks:
             await context.write(pb.PartyToCoordinator(chunk=chunk))
 
+    async def _start_sharing(self, context, spec) -> None:
+        """Read StartSharing; ProtocolError ABORTED if the coordinator aborted or hung up, FAILED_PRECONDITION
+        if it sent something else or nothing before the deadline."""
+        try:
+            msg = await asyncio.wait_for(context.read(), self._remaining(spec))
+        except asyncio.TimeoutError:
+            raise ProtocolError(Status.FAILED_PRECONDITION, "no StartSharing before the deadline") from None
+        if msg is grpc.aio.EOF or msg.WhichOneof("phase") == "abort":
+            raise ProtocolError(Status.ABORTED, "the coordinator ended the session")
+        if msg.WhichOneof("phase") != "start_sharing" or msg.start_sharing.session_id != spec.session_id:
+            raise ProtocolError(Status.FAILED_PRECONDITION, "expected StartSharing for this session")
+
     def _share_wait(self, spec) -> float:
         """How long to wait for peers' shares: until shortly before the deadline, so that this
         party's abort naming the missing peer reaches the coordinator while it is still listening."""
@@ -241,31 +285,49 @@ class PartyNode(pb_grpc.PartyServicer):
         return remaining - min(SHARE_MARGIN_FRACTION * remaining, SHARE_MARGIN_MAX)
 
     async def _send(self, msg: ShareMessage, spec) -> tuple[str, str] | None:
-        """Deliver one share; on failure return (peer, diagnostic)."""
-        header = pb.ShareHeader(session_id=msg.session_id, sender=msg.sender, recipient=msg.recipient)
-        if msg.seed is not None:
-            header.seed = msg.seed
-        else:
-            header.vector_length = msg.vector.size
-
-        def stream():
-            yield pb.PeerToPeer(share=header)
-            for chunk in convert.chunks(msg.vector):
-                yield pb.PeerToPeer(chunk=chunk)
-
+        """Deliver one share over the link to its recipient; on failure return (peer, diagnostic)."""
         try:
-            stub, timeout = self._stub(msg.recipient), max(self._remaining(spec), 0.001)
-            if msg.seed is not None:
-                await stub.DeliverSeed(header, timeout=timeout)
+            await asyncio.wait_for(self.link.send(msg.recipient, msg.session_id, 0, SHARE,
+                                                  msg.seed if msg.seed is not None else msg.vector),
+                                   max(self._remaining(spec), 0.001))
+        except LinkError as exc:
+            return msg.recipient, f"could not deliver a share to {msg.recipient}: {exc}"
+        except asyncio.TimeoutError:
+            return msg.recipient, f"could not deliver a share to {msg.recipient} before the deadline"
+        return None
+
+    async def _receive_all(self, live: _Live) -> tuple[str, str] | None:
+        """Fold in every peer's share as it arrives over the links; on failure (peer, diagnostic)."""
+        session = live.session
+        spec = session.spec
+
+        async def one(peer: str):
+            data = await self.link.receive(peer, spec.session_id, 0, SHARE)
+            if spec.sharing == "seeded":
+                msg = ShareMessage(spec.session_id, peer, self.me, seed=bytes(data))
             else:
-                await stub.Exchange(stream(), timeout=timeout)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.UNAVAILABLE:  # reconnect afresh next session
-                channel = self._channels.pop(msg.recipient, None)
-                self._stubs.pop(msg.recipient, None)
-                if channel is not None:
-                    await channel.close()
-            return msg.recipient, f"could not deliver a share to {msg.recipient}: {exc.code().name}: {exc.details()}"
+                if len(data) % 8:
+                    raise ProtocolError(Status.INVALID_ARGUMENT, "a share vector is whole uint64 words")
+                msg = ShareMessage(spec.session_id, peer, self.me, vector=np.frombuffer(data, dtype="<u8"))
+            session.receive_share(msg, self._clock())
+
+        tasks = {asyncio.ensure_future(one(p)): p for p in session.missing}
+        try:
+            for done in asyncio.as_completed(tasks):
+                try:
+                    await done
+                except LinkError as exc:
+                    return exc.peer, f"the link to {exc.peer} failed: {str(exc).split(': ', 1)[-1]}"
+                except ProtocolError as exc:
+                    culprit = next((p for t, p in tasks.items()
+                                    if t.done() and not t.cancelled() and t.exception() is exc), "")
+                    audit.record("refused", session=spec.session_id.hex(), status=exc.status.value,
+                                 reason=str(exc), culprit=culprit or None)
+                    return culprit, f"a share was refused: {exc}"
+        finally:
+            for t in tasks:
+                t.cancel()
+        live.complete.set()
         return None
 
     # -- peer shares ------------------------------------------------------------

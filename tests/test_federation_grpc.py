@@ -77,7 +77,7 @@ async def make_cluster(certs, data=None, policy=None, party_cls=PartyNode, ledge
         node = party_cls(f, name, Table(data[name]), Identity(name, certs), ledger=ledgers.get(name),
                          rng=rng)
         servers[name], ports[name] = await start(Identity(name, certs), "127.0.0.1:0",
-                                                 [(pb_grpc.add_PartyServicer_to_server, node, "mpcdp.v1.Party")],
+                                                 node.services(),
                                                  limits)
         nodes[name] = node
     coord = CoordinatorNode(f, Identity("coordinator", certs), ledger=ledgers.get("coordinator"),

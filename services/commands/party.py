@@ -24,9 +24,7 @@ from services.ledgers import SessionLog, ledger_for
 from services.party_node import PartyNode
 from services.server import serve_until_stopped
 from services.tls import Identity, warn_insecure
-from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
 
-SERVICE = "mpcdp.v1.Party"
 
 
 def _table(args, node) -> Table:
@@ -61,7 +59,7 @@ def run(args) -> int:
     address = args.listen or node.address
     try:
         return asyncio.run(serve_until_stopped(
-            identity, address, [(pb_grpc.add_PartyServicer_to_server, party, SERVICE)],
+            identity, address, party.services(),
             f"party {node.name} serving on port {{port}}", cleanup=party.close, limits=node_limits(args)))
     except (OSError, RuntimeError) as exc:  # gRPC reports an address it cannot bind as a RuntimeError
         print(f"mpcdp party: {exc}", file=sys.stderr)

@@ -66,10 +66,12 @@ class VectorChunk(_message.Message):
     def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class Propose(_message.Message):
-    __slots__ = ("spec",)
+    __slots__ = ("spec", "start")
     SPEC_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
     spec: QuerySpec
-    def __init__(self, spec: _Optional[_Union[QuerySpec, _Mapping]] = ...) -> None: ...
+    start: bool
+    def __init__(self, spec: _Optional[_Union[QuerySpec, _Mapping]] = ..., start: _Optional[bool] = ...) -> None: ...
 
 class StartSharing(_message.Message):
     __slots__ = ("session_id",)

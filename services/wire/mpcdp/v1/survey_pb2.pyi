@@ -80,3 +80,51 @@ class PartialSum(_message.Message):
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     vector: bytes
     def __init__(self, vector: _Optional[bytes] = ...) -> None: ...
+
+class PrepareRequest(_message.Message):
+    __slots__ = ("survey", "ids")
+    SURVEY_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    survey: SurveyRef
+    ids: bytes
+    def __init__(self, survey: _Optional[_Union[SurveyRef, _Mapping]] = ..., ids: _Optional[bytes] = ...) -> None: ...
+
+class PrepareResult(_message.Message):
+    __slots__ = ("verdicts",)
+    VERDICTS_FIELD_NUMBER: _ClassVar[int]
+    verdicts: bytes
+    def __init__(self, verdicts: _Optional[bytes] = ...) -> None: ...
+
+class PrepInitRequest(_message.Message):
+    __slots__ = ("survey", "ids", "verify_key")
+    SURVEY_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    VERIFY_KEY_FIELD_NUMBER: _ClassVar[int]
+    survey: SurveyRef
+    ids: bytes
+    verify_key: bytes
+    def __init__(self, survey: _Optional[_Union[SurveyRef, _Mapping]] = ..., ids: _Optional[bytes] = ..., verify_key: _Optional[bytes] = ...) -> None: ...
+
+class PrepInitResponse(_message.Message):
+    __slots__ = ("shares",)
+    SHARES_FIELD_NUMBER: _ClassVar[int]
+    shares: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, shares: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class PrepFinishRequest(_message.Message):
+    __slots__ = ("survey", "ids", "verdicts", "messages")
+    SURVEY_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    VERDICTS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    survey: SurveyRef
+    ids: bytes
+    verdicts: bytes
+    messages: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, survey: _Optional[_Union[SurveyRef, _Mapping]] = ..., ids: _Optional[bytes] = ..., verdicts: _Optional[bytes] = ..., messages: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class PrepFinishResponse(_message.Message):
+    __slots__ = ("accepted",)
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    accepted: int
+    def __init__(self, accepted: _Optional[int] = ...) -> None: ...

@@ -25,6 +25,166 @@ if _version_not_supported:
     )
 
 
+class SurveyVerifierStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.PrepareBatch = channel.unary_unary(
+                '/mpcdp.v1.SurveyVerifier/PrepareBatch',
+                request_serializer=mpcdp_dot_v1_dot_survey__pb2.PrepareRequest.SerializeToString,
+                response_deserializer=mpcdp_dot_v1_dot_survey__pb2.PrepareResult.FromString,
+                _registered_method=True)
+        self.PrepInit = channel.unary_unary(
+                '/mpcdp.v1.SurveyVerifier/PrepInit',
+                request_serializer=mpcdp_dot_v1_dot_survey__pb2.PrepInitRequest.SerializeToString,
+                response_deserializer=mpcdp_dot_v1_dot_survey__pb2.PrepInitResponse.FromString,
+                _registered_method=True)
+        self.PrepFinish = channel.unary_unary(
+                '/mpcdp.v1.SurveyVerifier/PrepFinish',
+                request_serializer=mpcdp_dot_v1_dot_survey__pb2.PrepFinishRequest.SerializeToString,
+                response_deserializer=mpcdp_dot_v1_dot_survey__pb2.PrepFinishResponse.FromString,
+                _registered_method=True)
+
+
+class SurveyVerifierServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def PrepareBatch(self, request, context):
+        """Coordinator -> leader: verify one batch with every aggregator; idempotent (a crash is resumed).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PrepInit(self, request, context):
+        """Leader -> helpers (only the survey's leader may call these).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PrepFinish(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_SurveyVerifierServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'PrepareBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.PrepareBatch,
+                    request_deserializer=mpcdp_dot_v1_dot_survey__pb2.PrepareRequest.FromString,
+                    response_serializer=mpcdp_dot_v1_dot_survey__pb2.PrepareResult.SerializeToString,
+            ),
+            'PrepInit': grpc.unary_unary_rpc_method_handler(
+                    servicer.PrepInit,
+                    request_deserializer=mpcdp_dot_v1_dot_survey__pb2.PrepInitRequest.FromString,
+                    response_serializer=mpcdp_dot_v1_dot_survey__pb2.PrepInitResponse.SerializeToString,
+            ),
+            'PrepFinish': grpc.unary_unary_rpc_method_handler(
+                    servicer.PrepFinish,
+                    request_deserializer=mpcdp_dot_v1_dot_survey__pb2.PrepFinishRequest.FromString,
+                    response_serializer=mpcdp_dot_v1_dot_survey__pb2.PrepFinishResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'mpcdp.v1.SurveyVerifier', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('mpcdp.v1.SurveyVerifier', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class SurveyVerifier:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def PrepareBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpcdp.v1.SurveyVerifier/PrepareBatch',
+            mpcdp_dot_v1_dot_survey__pb2.PrepareRequest.SerializeToString,
+            mpcdp_dot_v1_dot_survey__pb2.PrepareResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PrepInit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpcdp.v1.SurveyVerifier/PrepInit',
+            mpcdp_dot_v1_dot_survey__pb2.PrepInitRequest.SerializeToString,
+            mpcdp_dot_v1_dot_survey__pb2.PrepInitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PrepFinish(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpcdp.v1.SurveyVerifier/PrepFinish',
+            mpcdp_dot_v1_dot_survey__pb2.PrepFinishRequest.SerializeToString,
+            mpcdp_dot_v1_dot_survey__pb2.PrepFinishResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
 class SurveyAggregatorStub:
     """Missing associated documentation comment in .proto file."""
 
