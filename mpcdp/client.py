@@ -130,6 +130,12 @@ class SurveyClient:
         await asyncio.gather(*(self._deliver_to(name, submissions, batch_size, attempts, on_ack)
                                for name in self.survey.aggregator_names))
 
+    def _backoff(self, attempt: int) -> float:
+        """Seconds before retry ``attempt + 1``: 0.2 s doubling to at most 10 s, times a random 0.5-1.5
+        (so respondents turned away by a busy aggregator do not all come back at once)."""
+        jitter = 0.5 + int(self.rng.uint64(1)[0] >> 11) / 2**53
+        return min(0.2 * 2**attempt, 10.0) * jitter
+
     async def _deliver_to(self, name, submissions, batch_size, attempts, on_ack) -> None:
         items = [(s.submission_id, s.shares[name]) for s in submissions]
         item_bytes = len(items[0][1]) + ID_BYTES if items else 1
@@ -153,5 +159,6 @@ class SurveyClient:
             except Unavailable:
                 if attempt == attempts - 1:
                     raise
+                await asyncio.sleep(self._backoff(attempt))
         if conflicts:
             raise Conflict(f"{name} already holds a different share under {conflicts} of these submission ids")

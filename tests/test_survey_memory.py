@@ -2,9 +2,11 @@
 
 The attack from issue 9: six concurrent 54 MiB Submit batches took an aggregator
 from 393 MB to 1.9 GB resident, and it kept the memory. Here a real aggregator
-process (sqlite store) gets the same six batches, then a legitimate burst of
-six streams of batches just under its message limit; its peak (VmHWM) and its
-resident size afterwards (VmRSS) are read from /proc.
+process (sqlite store) gets 12 streams at once over one connection (beyond its
+streams per connection), a burst of six streams of two batches just under its
+message limit, the six 54 MiB batches, and 18 streams over six connections
+(beyond its calls in flight); its peak (VmHWM) and its resident size afterwards
+(VmRSS) are read from /proc.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from mpcdp.client import BATCH_BYTES
 from mpcdp.survey.definition import parse_survey
 from services.survey.aggregator import MAX_MESSAGE
 from services.survey.simulation import LocalSurvey
+from services.survey.transport import _busy
 from services.wire.mpcdp.v1 import survey_pb2, survey_pb2_grpc
 
 WIDTH = 256  # 2 KiB shares
@@ -61,25 +64,46 @@ def batch_bytes(survey, first_id: int, size_bytes: int) -> bytes:
 
 
 async def stream(channel, batches: list[bytes]) -> str:
-    call = channel.stream_stream(SUBMIT)(iter(batches), timeout=120)  # raw bytes both ways
-    try:
-        async for _ in call:
-            pass
-        return "OK"
-    except grpc.aio.AioRpcError as exc:
-        return exc.code().name
+    """One Submit call with raw bytes both ways, retried like a respondent's transport when the aggregator
+    is busy or refused the stream (UNAVAILABLE); the final outcome."""
+    for attempt in range(10):
+        call = channel.stream_stream(SUBMIT)(iter(batches), timeout=120)
+        try:
+            async for _ in call:
+                pass
+            return "OK"
+        except grpc.aio.AioRpcError as exc:
+            if not (_busy(exc) or exc.code() == grpc.StatusCode.UNAVAILABLE):
+                return exc.code().name
+        await asyncio.sleep(min(0.2 * 2**attempt, 2.0))
+    return "gave up"
 
 
-async def load(address: str, survey) -> tuple[list[str], list[str]]:
+PER_BATCH = (MAX_MESSAGE - (512 << 10)) // (8 * WIDTH + 24)
+MAX_CALLS = 12
+
+
+async def load(address: str, survey) -> tuple[list[str], ...]:
     options = [("grpc.max_send_message_length", 256 << 20), ("grpc.max_receive_message_length", 256 << 20)]
+
+    def batch(k: int, size: int = MAX_MESSAGE - (512 << 10)) -> bytes:
+        return batch_bytes(survey, k << 32, size)
+
     async with grpc.aio.insecure_channel(address, options=options) as channel:
+        # 12 streams at once over one connection, each with a respondent's largest batch: beyond
+        # --max-streams they wait in the client (gRPC would otherwise buffer a message for each)
+        queued = await asyncio.gather(*(stream(channel, [batch(1000 + s, BATCH_BYTES)]) for s in range(12)))
+        # a burst of six streams of two batches
+        burst = await asyncio.gather(*(stream(channel, [batch(s * 10 + b) for b in range(2)]) for s in range(6)))
+        # the attack of the issue: six 54 MiB batches at once
         huge = batch_bytes(survey, 0, 54 << 20)
         attack = await asyncio.gather(*(stream(channel, [huge]) for _ in range(6)))
         del huge
-        legit = [[batch_bytes(survey, (s * 10 + b) << 32, MAX_MESSAGE - (512 << 10)) for b in range(2)]
-                 for s in range(6)]
-        burst = await asyncio.gather(*(stream(channel, batches) for batches in legit))
-    return attack, burst
+    # 18 streams over six connections: beyond --max-calls the aggregator turns calls away
+    channels = [grpc.aio.insecure_channel(address, options=options) for _ in range(6)]
+    flood = await asyncio.gather(*(stream(channels[s % 6], [batch(2000 + s, BATCH_BYTES)]) for s in range(18)))
+    await asyncio.gather(*(c.close() for c in channels))
+    return queued, burst, attack, flood
 
 
 @pytest.mark.slow
@@ -88,23 +112,26 @@ def test_aggregator_memory_is_bounded_under_concurrent_large_batches_and_given_b
     survey = parse_survey(TEXT)
     path = tmp_path / "big.toml"
     path.write_text(TEXT)
-    run = LocalSurvey(survey, path, tmp_path, insecure=True)
+    run = LocalSurvey(survey, path, tmp_path, insecure=True, aggregator_args=("--max-calls", str(MAX_CALLS)))
     try:
         run.launch("agg-a")  # the other aggregator is not needed to store shares
         run.wait_serving("agg-a")
         pid = run.procs["agg-a"].pid
         address = {a.name: a.address for a in run.survey.aggregators}["agg-a"]
         before = memory_mib(pid)["VmRSS"]
-        attack, burst = asyncio.run(load(address, run.survey))
+        queued, burst, attack, flood = asyncio.run(load(address, run.survey))
         time.sleep(0.5)
         after = memory_mib(pid)
         stored = asyncio.run(_count(run))
     finally:
         run.stop()
-    assert attack == ["RESOURCE_EXHAUSTED"] * 6  # 54 MiB is over the aggregator's limit
+    assert queued == ["OK"] * 12  # one connection: extra streams waited their turn (or were refused, then retried)
     assert burst == ["OK"] * 6
-    assert stored == 12 * ((MAX_MESSAGE - (512 << 10)) // (8 * WIDTH + 24))
-    # ~90 MiB of shares went in; the unbounded server peaked ~900 MiB above its start on the attack alone
+    assert attack == ["RESOURCE_EXHAUSTED"] * 6  # 54 MiB is over the aggregator's limit
+    assert flood == ["OK"] * 18  # turned away past --max-calls, then in on a retry
+    assert stored == 12 * PER_BATCH + 30 * (BATCH_BYTES // (8 * WIDTH + 24))
+    # the unbounded server peaked ~900 MiB above its start on the attack alone, and took ~9 MiB per waiting stream
+    print(f"aggregator memory: start {before} MiB, after {after}")
     assert after["VmHWM"] - before < 250, (before, after)
     assert after["VmRSS"] - before < 80, (before, after)  # given back, not kept at the peak
 

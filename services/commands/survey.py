@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import shutil
 import sys
@@ -31,6 +32,8 @@ from mpcdp.survey.sheet import AnswerError
 from mpcdp.survey.synthetic import synthetic_answers
 from services.commands import (Formatter, add_node_arguments, address, at_least, configure_audit, examples, level,
                                node_limits, positive)
+from services.survey.aggregator import MAX_CALLS as AGGREGATOR_MAX_CALLS
+from services.survey.aggregator import MAX_STREAMS as AGGREGATOR_MAX_STREAMS
 from services.survey.aggregator import MAX_MESSAGE as AGGREGATOR_MAX_MESSAGE
 from services.survey.files import write_private
 
@@ -126,7 +129,8 @@ def run_aggregator(args) -> int:
 
     return asyncio.run(serve_until_stopped(
         identity, listen, [(survey_pb2_grpc.add_SurveyAggregatorServicer_to_server, service, name)],
-        f"aggregator {args.name} serving {', '.join(surveys)} on port {{port}}", cleanup, node_limits(args)))
+        f"aggregator {args.name} serving {', '.join(surveys)} on port {{port}}", cleanup,
+        dataclasses.replace(node_limits(args), max_concurrent_rpcs=args.max_calls)))
 
 
 # -- respondent ------------------------------------------------------------------
@@ -396,12 +400,22 @@ def register(sub) -> None:
     a.add_argument("--insecure", action="store_true",
                    help="plaintext, unauthenticated channels: anyone on the network can read the shares "
                         "(local experiments only)")
+    a.add_argument("--max-calls", type=at_least(1), default=AGGREGATOR_MAX_CALLS, metavar="N",
+                   help="calls in flight on this aggregator at once; more are refused (RESOURCE_EXHAUSTED) and "
+                        "respondents retry later. With --max-message-mib it bounds the memory waiting batches "
+                        f"can take (default {AGGREGATOR_MAX_CALLS})")
     add_node_arguments(a)
     mib = AGGREGATOR_MAX_MESSAGE / 2**20
-    for action in a._actions:  # an aggregator's own default: respondents send batches of at most 4 MiB
-        if "--max-message-mib" in action.option_strings:
-            action.help = f"largest message received or sent, in MiB; bounds the memory one batch costs (default {mib:g})"
-    a.set_defaults(run=_guard(run_aggregator), max_message_mib=mib)
+    helps = {  # an aggregator's own defaults: respondents send batches of at most 4 MiB, one stream each
+        "--max-message-mib": f"largest message received or sent, in MiB; bounds the memory one batch costs "
+                             f"(default {mib:g})",
+        "--max-streams": f"calls in flight on one connection; more wait in the client (HTTP/2 flow control) "
+                         f"(default {AGGREGATOR_MAX_STREAMS})"}
+    for action in a._actions:
+        for option, text in helps.items():
+            if option in action.option_strings:
+                action.help = text
+    a.set_defaults(run=_guard(run_aggregator), max_message_mib=mib, max_streams=AGGREGATOR_MAX_STREAMS)
 
     s = sp.add_parser(
         "submit", help="answer a survey: randomise locally, share, send to every aggregator",

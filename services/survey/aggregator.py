@@ -9,8 +9,12 @@ Memory is bounded whatever the clients do: a message is at most
 ``MAX_MESSAGE`` (the server's limit, :mod:`services.server`), and a Submit
 stream reads its next batch only once it holds one of ``INTAKE_BATCHES``
 intake slots shared by all streams, so at most that many batches are decoded
-and being stored at a time; the others wait unread (gRPC flow control holds
-their senders back). After each batch the freed heap is given back to the
+and being stored at a time; the others wait unread. gRPC still buffers up to
+one message per waiting stream, so a connection may carry at most
+``MAX_STREAMS`` calls at once (``--max-streams``; further ones wait in the
+client, by HTTP/2 flow control) and the server takes at most ``MAX_CALLS``
+calls over all connections (``--max-calls``); beyond that gRPC refuses them,
+and respondents retry after a random back-off. After each batch the freed heap is given back to the
 system (glibc ``malloc_trim``), so the node's resident memory returns to its
 resting size after a burst instead of staying at its peak.
 """
@@ -44,6 +48,8 @@ _STATUS = {StoreError.UNKNOWN_SURVEY: grpc.StatusCode.NOT_FOUND, StoreError.MISM
 CHUNK_IDS = 65_536  # ids per ListIds message (1 MiB)
 MAX_MESSAGE = 8 << 20  # the aggregator's largest message: clients send batches of at most mpcdp.client.BATCH_BYTES
 INTAKE_BATCHES = 2  # batches decoded and being stored at once, over all Submit streams
+MAX_CALLS = 32  # calls in flight on the whole server: gRPC buffers up to a message per waiting stream
+MAX_STREAMS = 4  # calls in flight on one connection: more wait in the client, not in this node's memory
 
 
 def _malloc_trim():

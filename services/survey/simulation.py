@@ -40,12 +40,13 @@ class LocalSurvey:
     """
 
     def __init__(self, survey: Survey, survey_path: Path, workdir: Path, store: str = "sqlite",
-                 insecure: bool = False, noise_seed: int | None = None):
+                 insecure: bool = False, noise_seed: int | None = None, aggregator_args: tuple[str, ...] = ()):
         self.workdir = Path(workdir)
         self.survey_path = Path(survey_path)
         self.store = store
         self.insecure = insecure
         self.noise_seed = noise_seed
+        self.aggregator_args = tuple(aggregator_args)  # extra `mpcdp survey aggregator` options
         self._socks = {a.name: reserve_loopback_port() for a in survey.aggregators}
         ports = {n: s.getsockname()[1] for n, s in self._socks.items()}
         self.survey = dataclasses.replace(survey, aggregators=tuple(
@@ -79,6 +80,7 @@ class LocalSurvey:
         cmd += ["--insecure"] if self.insecure else ["--certs", str(self.certs)]
         if self.noise_seed is not None:
             cmd += ["--noise-seed", str(self.noise_seed)]
+        cmd += list(self.aggregator_args)
         log = open(self.workdir / f"{name}.log", "ab")
         self.procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             env={**os.environ, "PYTHONUNBUFFERED": "1"})

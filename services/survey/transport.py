@@ -27,6 +27,15 @@ _OUTCOMES = {survey_pb2.SubmitAck.ACCEPTED: "accepted", survey_pb2.SubmitAck.DUP
 _RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
+def _busy(exc: grpc.aio.AioRpcError) -> bool:
+    """An aggregator at its limit of calls in flight: worth retrying later. gRPC refuses such a call
+    itself, as RESOURCE_EXHAUSTED, or (when the refusal cuts a message being sent) as INTERNAL from its
+    core; the aggregator's own errors never use these words."""
+    details = exc.details() or ""
+    return ((exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "Concurrent RPC limit" in details)
+            or (exc.code() == grpc.StatusCode.INTERNAL and details == "Internal error from Core"))
+
+
 def ref(survey: Survey) -> survey_pb2.SurveyRef:
     return survey_pb2.SurveyRef(survey_id=survey.id, digest=survey.digest)
 
@@ -70,7 +79,7 @@ class GrpcTransport(_Channels):
             async for ack in call:
                 on_ack(ack.batch, [_OUTCOMES[o] for o in ack.outcomes])
         except grpc.aio.AioRpcError as exc:
-            if exc.code() in _RETRYABLE:
+            if exc.code() in _RETRYABLE or _busy(exc):
                 raise Unavailable(f"{aggregator}: {exc.code().name}: {exc.details()}") from None
             raise Refused(f"{aggregator} refused the submissions: {exc.code().name}: {exc.details()}") from None
 
