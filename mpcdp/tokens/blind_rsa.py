@@ -155,7 +155,7 @@ def prepare(message: bytes, variant: Variant, rng: RandomSource) -> bytes:
     return rng.bytes(PREFIX_LEN) + message if variant.randomized else bytes(message)
 
 
-def _random_unit(n: int, rng: RandomSource) -> int:
+def random_blind(n: int, rng: RandomSource) -> int:
     """A uniform r in [1, n) coprime to n, by rejection sampling (RFC 9474 random_integer_uniform)."""
     nbytes = (n.bit_length() + 7) // 8
     mask = (1 << n.bit_length()) - 1
@@ -185,7 +185,7 @@ def blind_with(public: PublicKey, prepared_msg: bytes, variant: Variant, salt: b
 def blind(public: PublicKey, prepared_msg: bytes, variant: Variant, rng: RandomSource) -> tuple[bytes, bytes]:
     """Blind (RFC 9474 section 4.2): a fresh salt and a uniform blind from ``rng``."""
     salt = rng.bytes(variant.salt_len)
-    return blind_with(public, prepared_msg, variant, salt, _random_unit(public.n, rng))
+    return blind_with(public, prepared_msg, variant, salt, random_blind(public.n, rng))
 
 
 def finalize(public: PublicKey, prepared_msg: bytes, blind_sig: bytes, inv: bytes, variant: Variant) -> bytes:
