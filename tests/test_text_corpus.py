@@ -166,6 +166,24 @@ def cluster():
         yield c
 
 
+def test_dask_ships_the_sanitizer_once_per_worker(sanitizer, cluster):
+    from distributed import Client
+
+    def where(shared, _):
+        from distributed import get_worker
+
+        return get_worker().address, id(shared)
+
+    with Client(cluster) as client:
+        client.wait_for_workers(2, timeout=60)
+        [shared] = client.scatter([sanitizer], broadcast=True)
+        seen = client.gather([client.submit(where, shared, i, pure=False) for i in range(12)])
+    per_worker = {}
+    for address, ident in seen:
+        per_worker.setdefault(address, set()).add(ident)
+    assert all(len(ids) == 1 for ids in per_worker.values())  # one copy per worker, reused by every task
+
+
 class SlowSanitizer(Sanitizer):
     """Sleeps per call so that a worker can be killed mid-run; reports where it runs."""
 
@@ -196,21 +214,3 @@ def test_dask_two_workers_one_killed_mid_run(tmp_path, sanitizer, cluster):
     assert summary.rows == n and len(done) == 20
     assert out.column("row").to_pylist() == list(range(n))  # no row missing, none twice
     assert all(w == 8 for w in out.column("words_perturbed").to_pylist())
-
-
-def test_dask_ships_the_sanitizer_once_per_worker(sanitizer, cluster):
-    from distributed import Client
-
-    def where(shared, _):
-        from distributed import get_worker
-
-        return get_worker().address, id(shared)
-
-    with Client(cluster) as client:
-        client.wait_for_workers(2, timeout=60)
-        [shared] = client.scatter([sanitizer], broadcast=True)
-        seen = client.gather([client.submit(where, shared, i, pure=False) for i in range(12)])
-    per_worker = {}
-    for address, ident in seen:
-        per_worker.setdefault(address, set()).add(ident)
-    assert all(len(ids) == 1 for ids in per_worker.values())  # one copy per worker, reused by every task
