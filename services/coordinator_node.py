@@ -26,6 +26,7 @@ passed on as that party's claim, naming it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -49,6 +50,7 @@ ABORT_GRACE = 2.0  # seconds to wait for each party to confirm an abort
 SESSION_HEADER = "mpcdp-session-id"
 SEND_TIMEOUT = 60.0  # seconds an analyst may leave a release part unread before the call is closed
 MAX_REASON = 500  # characters of a party's abort reason passed on
+SESSIONS_PER_PARTY = 64  # concurrent session streams to one party (its servers allow 100 per connection)
 
 
 class SessionFailed(Exception):
@@ -101,6 +103,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         self._clock = clock
         self._reserved: dict[bytes, tuple[float, float]] = {}  # sessions checked against the ledger, uncharged
         self._sessions: set[asyncio.Task] = set()  # running to their end even if their analyst left
+        self._slots: dict[str, asyncio.Semaphore] = {}  # per party: its streams in use
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[str, pb_grpc.PartyStub] = {}
 
@@ -261,7 +264,17 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
     # -- one session ----------------------------------------------------------------
 
     async def run(self, spec: QuerySpec):
-        """Drive one session to its release, or abort it everywhere and raise SessionFailed."""
+        """Drive one session to its release, or abort it everywhere and raise SessionFailed.
+
+        At most ``SESSIONS_PER_PARTY`` sessions hold a stream to one party at a time (a party
+        serves a bounded number of streams per connection); later ones wait for a slot, in
+        party-name order so that no two sessions wait on each other."""
+        async with contextlib.AsyncExitStack() as slots:
+            for p in sorted(spec.parties):
+                await slots.enter_async_context(self._slots.setdefault(p, asyncio.Semaphore(SESSIONS_PER_PARTY)))
+            return await self._run(spec)
+
+    async def _run(self, spec: QuerySpec):
         session = CoordinatorSession(spec)
         calls = {p: _Call(p, self._stub(p).Session(timeout=max(spec.deadline - self._clock(), 0.001)))
                  for p in spec.parties}
@@ -355,8 +368,8 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
     async def _collect(self, c: _Call, start, session: CoordinatorSession) -> None:
         try:
             await c.write(start)
-        except grpc.aio.AioRpcError as exc:
-            raise self._rpc_failure(c.party, exc, "partial sum") from None
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            pass  # a party sharing at once may have sent its partial sum and closed: the reads below tell
         msg = await self._read(c, "partial sum")
         if msg.WhichOneof("phase") != "partial_sum" or msg.partial_sum.sender != c.party:
             raise SessionFailed(grpc.StatusCode.INVALID_ARGUMENT,

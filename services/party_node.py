@@ -254,7 +254,7 @@ class PartyNode(pb_grpc.PartyServicer):
                 culprit, reason = receiving.result()
                 return await self._abort(context, session, reason, culprit)
         finally:
-            for task in (receiving, reader, waiter):
+            for task in (receiving, waiter) if live.at_once and not reader.done() else (receiving, waiter, reader):
                 task.cancel()
         partial = session.partial_sum(self._clock())
         audit.record("released", session=spec.session_id.hex(), statistic=spec.statistic,
@@ -265,6 +265,9 @@ class PartyNode(pb_grpc.PartyServicer):
             session_id=spec.session_id, sender=self.me, length=partial.vector.size, first=next(chunks))))
         for chunk in chunks:
             await context.write(pb.PartyToCoordinator(chunk=chunk))
+        if not reader.done():  # sharing at once: the stream stays open for the coordinator's StartSharing
+            await asyncio.wait({reader}, timeout=self._remaining(spec))
+            reader.cancel()
 
     async def _start_sharing(self, context, spec) -> None:
         """Read StartSharing; ProtocolError ABORTED if the coordinator aborted or hung up, FAILED_PRECONDITION
