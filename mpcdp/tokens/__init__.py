@@ -1,0 +1,24 @@
+"""Anonymous single-use admission tokens: RFC 9474 blind RSA and RFC 9578 Privacy Pass token type 2.
+
+- :mod:`~mpcdp.tokens.blind_rsa` — RSABSSA-SHA384 (all four variants of RFC 9474 section 5);
+- :mod:`~mpcdp.tokens.privacy_pass` — publicly verifiable tokens (token type 0x0002);
+- :mod:`~mpcdp.tokens.invitations` — one-time invitation codes, each redeemable for one token;
+- :mod:`~mpcdp.tokens.spent` — verify a token and record it spent, refusing reuse.
+
+Pure library: no network, no grpc; SQLite files are owner-only.
+"""
+
+from mpcdp.tokens.errors import (BlindSignatureError, InvalidToken, InvitationRefused, TokenError,
+                                 TokenReused)
+from mpcdp.tokens.invitations import Invitations, MemoryInvitations, SQLiteInvitations
+from mpcdp.tokens.privacy_pass import (Issuer, IssuerPublicKey, PendingToken, Token, TokenChallenge,
+                                       generate_issuer_key, request_token, verify_token)
+from mpcdp.tokens.spent import MemorySpentTokens, SpentTokenTable, SQLiteSpentTokens
+
+__all__ = [
+    "BlindSignatureError", "InvalidToken", "InvitationRefused", "TokenError", "TokenReused",
+    "Invitations", "MemoryInvitations", "SQLiteInvitations",
+    "Issuer", "IssuerPublicKey", "PendingToken", "Token", "TokenChallenge", "generate_issuer_key",
+    "request_token", "verify_token",
+    "MemorySpentTokens", "SpentTokenTable", "SQLiteSpentTokens",
+]

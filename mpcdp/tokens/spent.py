@@ -1,0 +1,105 @@
+"""The spent-token set: verify a token, record it as spent, refuse it ever after.
+
+``spend`` checks the token against the issuer public key and the expected challenge (for a survey,
+``TokenChallenge.bound(survey, aggregators, report_id)``, so the token is only spendable with that
+one report), then records SHA-256(token_input) — the nonce makes it unique — with the report id.
+A second spend of the same token raises :class:`TokenReused`, whatever report it comes with.
+
+The SQLite form is built to share a transaction with the caller's own writes:
+``SpentTokenTable.spend_in(conn, ...)`` runs inside the caller's open transaction and never commits,
+so an aggregator stores the report and spends its token atomically (a crash keeps both or neither).
+The primary key makes two concurrent spends of one token conflict: exactly one commits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+
+from mpcdp.tokens.errors import TokenReused
+from mpcdp.tokens.privacy_pass import IssuerPublicKey, Token, verify_token
+from mpcdp.tokens.sqlite_files import private_db
+
+SCHEMA = ("CREATE TABLE IF NOT EXISTS spent_tokens "
+          "(token_hash BLOB PRIMARY KEY, report_id BLOB NOT NULL, spent_at REAL NOT NULL)")
+
+
+def token_hash(token: Token) -> bytes:
+    """What identifies a token in the spent set: SHA-256 of its signed input."""
+    return hashlib.sha256(token.token_input).digest()
+
+
+class MemorySpentTokens:
+    """In-process spent set (tests and single-process tools), thread-safe."""
+
+    def __init__(self, issuer: IssuerPublicKey):
+        self.issuer = issuer
+        self._spent: dict[bytes, bytes] = {}
+        self._lock = threading.Lock()
+
+    def spend(self, token: bytes, challenge: bytes, report_id: bytes) -> Token:
+        decoded = verify_token(self.issuer, token, challenge)
+        key = token_hash(decoded)
+        with self._lock:
+            if key in self._spent:
+                raise TokenReused("this token was already used")
+            self._spent[key] = bytes(report_id)
+        return decoded
+
+    def __len__(self) -> int:
+        return len(self._spent)
+
+
+class SpentTokenTable:
+    """Spent tokens as a table in a caller's SQLite database."""
+
+    def __init__(self, issuer: IssuerPublicKey):
+        self.issuer = issuer
+
+    @staticmethod
+    def create(conn: sqlite3.Connection) -> None:
+        """Create the table (idempotent); call from the caller's schema setup."""
+        conn.execute(SCHEMA)
+
+    def spend_in(self, conn: sqlite3.Connection, token: bytes, challenge: bytes, report_id: bytes) -> Token:
+        """Verify and record inside the caller's open transaction (no commit here).
+
+        Raises InvalidToken (bad token: nothing written) or TokenReused (the caller must roll back
+        whatever else it wrote in this transaction)."""
+        decoded = verify_token(self.issuer, token, challenge)
+        try:
+            conn.execute("INSERT INTO spent_tokens VALUES (?, ?, julianday('now'))",
+                         (token_hash(decoded), bytes(report_id)))
+        except sqlite3.IntegrityError:
+            raise TokenReused("this token was already used") from None
+        return decoded
+
+    def is_spent(self, conn: sqlite3.Connection, token: Token) -> bool:
+        row = conn.execute("SELECT 1 FROM spent_tokens WHERE token_hash = ?", (token_hash(token),)).fetchone()
+        return row is not None
+
+
+class SQLiteSpentTokens:
+    """A standalone owner-only SQLite spent set; each spend is its own IMMEDIATE transaction."""
+
+    def __init__(self, path, issuer: IssuerPublicKey):
+        self.path = path
+        self.table = SpentTokenTable(issuer)
+        with private_db(path) as conn:
+            SpentTokenTable.create(conn)
+
+    def spend(self, token: bytes, challenge: bytes, report_id: bytes) -> Token:
+        with private_db(self.path) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                decoded = self.table.spend_in(conn, token, challenge, report_id)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return decoded
+
+    def __len__(self) -> int:
+        with private_db(self.path) as conn:
+            return conn.execute("SELECT COUNT(*) FROM spent_tokens").fetchone()[0]
