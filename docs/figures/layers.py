@@ -35,7 +35,7 @@ BOXES = {
     "text": (6.25, 2, 2.3, "text/\nembeddings · neighbours\nmechanisms · sanitiser\nevaluate"),
     "other": (8.75, 2, 2.3, "{names}"),
     "wire": (8.75, 3, 2.3, "services/wire/\ngenerated from\nprotos/mpcdp/v1/*.proto"),
-    "support": (5.0, 3, 4.6, "services: tls · server · federation · convert\nreleases · data · ledgers · audit"),
+    "support": (5.0, 3, 4.6, "services: tls · server · link · federation · convert\nreleases · data · ledgers · audit"),
     "nodes": (1.25, 4, 2.3, "federation nodes\nparty_node\ncoordinator_node"),
     "survey_nodes": (3.75, 4, 2.3, "services/survey/\naggregator · store\ntransport"),
     "text_node": (6.25, 4, 2.3, "text_node"),
