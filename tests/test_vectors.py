@@ -215,8 +215,10 @@ def test_survey_digest(v):
 
 
 def test_survey_digest_ignores_addresses_but_not_meaning():
-    tiny, moved, poll = DIGESTS["surveys"]
+    tiny, proved, moved, poll = DIGESTS["surveys"]
     assert tiny["digest"] == moved["digest"] and tiny["toml"] != moved["toml"]
+    assert proved["digest"] != tiny["digest"] and '"proofs": "prio3"' in proved["canonical_json"]
+    assert '"proofs"' not in tiny["canonical_json"]
     changed = parse_survey(tiny["toml"].replace('kind = "yesno"', 'kind = "yesno"\ncentral = { epsilon = 1.0 }'))
     assert changed.digest.hex() != tiny["digest"]
     assert poll["digest"] != tiny["digest"]

@@ -253,6 +253,15 @@ id = "tiny"
 id = "ok"
 kind = "yesno"
 """),
+    ("the same survey with validity proofs (proofs = \"prio3\"): the key proofs enters the digest", """
+[survey]
+id = "tiny"
+proofs = "prio3"
+""" + aggregator_tables("127.0.0.1:7001", "127.0.0.1:7002") + """
+[[question]]
+id = "ok"
+kind = "yesno"
+"""),
     ("the same survey at other addresses: the digest does not change", """
 [survey]
 id = "tiny"
@@ -328,6 +337,8 @@ def canonical_survey_json(survey) -> str:
                  for q in survey.questions]
     canon = {"id": survey.id, "min": survey.min_respondents, "max": survey.max_respondents,
              "colluders": survey.colluders, "aggregators": list(survey.aggregator_names), "questions": questions}
+    if survey.proofs != "none":
+        canon["proofs"] = survey.proofs
     return json.dumps(canon, sort_keys=True)
 
 
@@ -351,7 +362,8 @@ def survey_digest_vectors() -> dict:
             "in repr form (shortest round-trip, e.g. 0.5, 1e-09, 200000.0), None as null; obj = {id, min "
             "(min_respondents), max (max_respondents), colluders, aggregators (names in file order), "
             "questions: [{id, kind, options, bounds ([lo, hi] as floats, or null), step (float, a power of two, "
-            "or null), local: [mechanism, epsilon or null], central: [mechanism, epsilon or null, delta]}]} "
+            "or null), local: [mechanism, epsilon or null], central: [mechanism, epsilon or null, delta]}], "
+            "and proofs (the validity-proof system, e.g. 'prio3') only when the survey sets one} "
             "after parsing with defaults (min 100, max 10000000, colluders 1, mechanisms 'none', a central "
             "table without a mechanism is 'discrete_laplace', two_coin epsilon = ln 3). Addresses, titles "
             "and question texts are excluded. Nodes compare digests so that all run the same survey "
