@@ -138,11 +138,11 @@ class _ReleaseStream:
             raise ValueError(f"unexpected {kind or 'empty'} part after the reply")
 
     def _chunk(self, chunk: pb.VectorChunk) -> None:
-        out = self._current[1]
-        n = len(chunk.data) // 8
-        if len(chunk.data) % 8 or chunk.offset != self._filled or not 0 < n <= out.size - self._filled:
+        out, data = self._current[1], chunk.data  # each read of a bytes field copies it: read it once
+        n = len(data) // 8
+        if len(data) % 8 or chunk.offset != self._filled or not 0 < n <= out.size - self._filled:
             raise ValueError("release chunks must be whole float64 words, in order, within the announced length")
-        out[self._filled:self._filled + n] = np.frombuffer(chunk.data, dtype="<f8")
+        out[self._filled:self._filled + n] = np.frombuffer(data, dtype="<f8")
         self._filled += n
 
     def _finish(self) -> None:

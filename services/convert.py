@@ -67,11 +67,24 @@ def spec_from_proto(msg: pb.QuerySpec, require_deadline: bool = False) -> QueryS
     return build_spec(spec_fields(msg))
 
 
-def chunks(vector: np.ndarray):
-    """VectorChunks covering ``vector`` (ring elements) in order."""
+def pieces(vector: np.ndarray):
+    """(offset, packed little-endian bytes) covering ``vector`` (ring elements) in ~1 MiB pieces, in order."""
     data = ring.as_ring(vector).reshape(-1).astype("<u8", copy=False)
     for start in range(0, max(data.size, 1), CHUNK_ELEMENTS):
-        yield pb.VectorChunk(offset=start, data=data[start:start + CHUNK_ELEMENTS].tobytes())
+        yield start, data[start:start + CHUNK_ELEMENTS].tobytes()
+
+
+def chunks(vector: np.ndarray):
+    """VectorChunks covering ``vector`` (ring elements) in order."""
+    for offset, data in pieces(vector):
+        yield pb.VectorChunk(offset=offset, data=data)
+
+
+def set_chunk(chunk: pb.VectorChunk, offset: int, data: bytes) -> None:
+    """Fill the VectorChunk field of a wrapper message in place (building one and passing it to the
+    wrapper's constructor would copy its megabyte again)."""
+    chunk.offset = offset
+    chunk.data = data
 
 
 class Assembler:
@@ -81,7 +94,7 @@ class Assembler:
         if length != expected:
             raise ProtocolError(Status.INVALID_ARGUMENT,
                                 f"vector announced with {length} elements; this session's vectors have {expected}")
-        self.vector = ring.zeros(length)
+        self.vector = np.empty(length, dtype=ring.DTYPE)  # read only once every element is filled
         self.filled = 0
 
     @property
@@ -89,12 +102,13 @@ class Assembler:
         return self.filled == self.vector.size
 
     def add(self, chunk: pb.VectorChunk) -> None:
-        if len(chunk.data) % 8 or chunk.offset != self.filled:
+        data = chunk.data  # each read of a bytes field makes a new copy: read it once
+        if len(data) % 8 or chunk.offset != self.filled:
             raise ProtocolError(Status.INVALID_ARGUMENT, "vector chunks must be whole uint64 words, in order")
-        n = len(chunk.data) // 8
+        n = len(data) // 8
         if self.filled + n > self.vector.size or (n == 0 and self.vector.size):
             raise ProtocolError(Status.INVALID_ARGUMENT, "vector chunks overrun the announced length")
-        self.vector[self.filled:self.filled + n] = np.frombuffer(chunk.data, dtype="<u8")
+        self.vector[self.filled:self.filled + n] = np.frombuffer(data, dtype="<u8")
         self.filled += n
 
 

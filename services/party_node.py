@@ -260,11 +260,16 @@ class PartyNode(pb_grpc.PartyServicer):
         audit.record("released", session=spec.session_id.hex(), statistic=spec.statistic,
                      parties=",".join(spec.parties), epsilon=None if spec.is_exact else spec.epsilon,
                      delta=spec.delta or None, what="partial sum sent to the coordinator")
-        chunks = convert.chunks(partial.vector)
-        await context.write(pb.PartyToCoordinator(partial_sum=pb.PartialSumHeader(
-            session_id=spec.session_id, sender=self.me, length=partial.vector.size, first=next(chunks))))
-        for chunk in chunks:
-            await context.write(pb.PartyToCoordinator(chunk=chunk))
+        for offset, data in convert.pieces(partial.vector):
+            msg = pb.PartyToCoordinator()
+            if offset == 0:
+                head = msg.partial_sum
+                head.session_id, head.sender, head.length = spec.session_id, self.me, partial.vector.size
+                convert.set_chunk(head.first, offset, data)
+            else:
+                convert.set_chunk(msg.chunk, offset, data)
+            await context.write(msg)
+        del partial
         if not reader.done():  # sharing at once: the stream stays open for the coordinator's StartSharing
             await asyncio.wait({reader}, timeout=self._remaining(spec))
             reader.cancel()

@@ -95,12 +95,14 @@ def parts(spec: QuerySpec, release, confidence: float):
     if spec.statistic == HISTOGRAM:
         yield from _label_batches(spec.categories)
     for key, end, packed in large:
-        chunks = (pb.VectorChunk(offset=i, data=packed[i:i + convert.CHUNK_ELEMENTS].tobytes())
-                  for i in range(0, packed.size, convert.CHUNK_ELEMENTS))
-        yield pb.QueryReplyPart(vector=pb.ReleaseVector(name=key, interval_end=end, length=packed.size,
-                                                        first=next(chunks)))
-        for chunk in chunks:
-            yield pb.QueryReplyPart(chunk=chunk)
+        for i in range(0, packed.size, convert.CHUNK_ELEMENTS):
+            part, data = pb.QueryReplyPart(), packed[i:i + convert.CHUNK_ELEMENTS].tobytes()
+            if i == 0:
+                part.vector.name, part.vector.interval_end, part.vector.length = key, end, packed.size
+                convert.set_chunk(part.vector.first, i, data)
+            else:
+                convert.set_chunk(part.chunk, i, data)
+            yield part
 
 
 def _label_batches(categories):

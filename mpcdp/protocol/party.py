@@ -89,6 +89,7 @@ class PartySession:
         self._statistic = statistic_for(spec)
         self._sum = ring.zeros(self._statistic.length)
         self._received: set[str] = set()
+        self._local: np.ndarray | None = None  # the encoded aggregate, between accept and make_shares
 
     @property
     def length(self) -> int:
@@ -127,7 +128,8 @@ class PartySession:
         if reason is not None:
             self.state = "refused"
             raise ProtocolError(Status.PERMISSION_DENIED, reason)
-        self._statistic.encode(self._records)  # fail now, not mid-round, on bad local data
+        self._local = self._statistic.encode(self._records)  # fail now, not mid-round, on bad local data
+        self._records = None  # the encoded aggregate is all the session needs of them
         self.state = "accepted"
 
     def make_shares(self) -> list[ShareMessage]:
@@ -137,10 +139,10 @@ class PartySession:
         noise piece (:func:`mpcdp.protocol.noise.noise_piece`) from its random
         source, so no caller can obtain an exact sum under a DP label. The
         share this party keeps is folded into its running sum; the encoded
-        aggregate and the records are dropped afterwards.
+        aggregate (made once, by :meth:`accept`) is dropped afterwards.
         """
         self._require("accepted")
-        local = self._statistic.encode(self._records)
+        local, self._local = self._local, None
         if not self.spec.is_exact:
             local = ring.add(local, ring.as_ring(noise_piece(self.spec, self._rng)))
         sid = self.spec.session_id
@@ -195,6 +197,6 @@ class PartySession:
 
     def abort(self) -> None:
         """Drop everything; the session can make no further progress."""
-        self._records = None
+        self._records = self._local = None
         self._sum = ring.zeros(self.length)
         self.state = "aborted"
