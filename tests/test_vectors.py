@@ -26,6 +26,7 @@ from mpcdp.prg import Prg
 from mpcdp.protocol import QuerySpec, statistic_for
 from mpcdp.protocol.party import seed_purpose
 from mpcdp.sharing import SeededShares, share_seeded
+from mpcdp.survey import proved
 from mpcdp.survey.definition import parse_survey
 from mpcdp.survey.release import id_set_digest
 
@@ -318,3 +319,49 @@ def test_survey_sheet_encoding(v):
         columns = zip(*(le_words(blob) for blob in prepared.shares.values()))
         assert [sum(c) % MOD for c in columns] == [e % MOD for e in v["encoded"]]
     assert described_sheet(SHEETS["layout"], v["answers"]) == v["encoded"]
+
+
+# -- verified surveys: answers as Prio3 reports ----------------------------------------------------
+
+PRIO3 = _load("survey_prio3.json")
+
+
+def described_circuit(q, aggregators: int) -> dict:
+    """The Prio3 instance survey_prio3.json's description gives for a parsed question."""
+    k, chunk = len(q.options), max(1, round(len(q.options) ** 0.5))
+    if q.kind == "yesno":
+        return {"name": "Prio3Count", "shares": aggregators}
+    if q.kind == "choice" and q.local.name != "unary":
+        return {"name": "Prio3Histogram", "shares": aggregators, "length": k, "chunk_length": chunk}
+    if q.kind in ("choice", "multiselect"):
+        return {"name": "Prio3SumVec", "shares": aggregators, "length": k, "bits": 1, "chunk_length": chunk}
+    lo, hi = q.unit_range
+    return {"name": "Prio3Sum", "shares": aggregators, "bits": max(1, (hi - lo).bit_length())}
+
+
+def test_prio3_survey_reports():
+    survey = parse_survey(PRIO3["survey_toml"], "proved-vectors.toml")
+    assert survey.proofs == "prio3" and survey.digest.hex() == PRIO3["digest"]
+    sheet = SHEETS["sheets"][0]["encoded"]
+    offsets = {q["question"]: (q["offset"], q["width"]) for q in SHEETS["layout"]}
+    for i, (q, v) in enumerate(zip(survey.questions, PRIO3["questions"], strict=True)):
+        vdaf = proved.circuit(survey, q)
+        assert {k: v["circuit"][k] for k in ("name", "algorithm_id", "shares", "proofs")} == {
+            "name": vdaf.name, "algorithm_id": vdaf.ID, "shares": vdaf.SHARES, "proofs": vdaf.PROOFS}
+        assert described_circuit(q, len(survey.aggregators)).items() <= v["circuit"].items()
+        for sid, expected in v["nonces"].items():
+            assert proved.nonce(survey, bytes.fromhex(sid), i).hex() == expected
+            binding = b"mpcdp/prio3" + survey.digest + bytes.fromhex(sid) + i.to_bytes(2, "big")
+            assert hashlib.sha256(binding).hexdigest()[:32] == expected
+        if v["measurement_of_sheet"] is None:
+            continue
+        start, width = offsets[q.id]
+        block = sheet[start:start + width]
+        assert proved.measurement(q, np.array(block)) == v["measurement_of_sheet"]
+        if q.kind == "numeric":
+            described = block[0] - q.unit_range[0]
+        elif q.kind == "choice":
+            described = block.index(1)
+        else:
+            described = block[0] if q.kind == "yesno" else block
+        assert described == v["measurement_of_sheet"]

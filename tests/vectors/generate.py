@@ -12,6 +12,7 @@ interoperate with mpcdp nodes:
     survey_digest.json  a survey definition's digest (canonical JSON), and the digest of a set of submission ids
     statistics.json     a party's local aggregate vector for each statistic, and the decoding of a total
     survey_sheet.json   a respondent's encoded answer sheet (no local randomisation), before sharing
+    survey_prio3.json   a verified survey's Prio3 circuit per question, each answer's measurement, report nonces
 
 Every output is computed here by calling the library (``mpcdp``), never
 written by hand; the intermediate values a reader needs (the HKDF key, the
@@ -41,7 +42,9 @@ from mpcdp.prg import SEED_BYTES, Prg
 from mpcdp.protocol import QuerySpec, statistic_for
 from mpcdp.protocol.party import seed_purpose
 from mpcdp.sharing import share_seeded
+from mpcdp.survey import proved
 from mpcdp.survey.definition import parse_survey
+from mpcdp.survey.local import randomise
 from mpcdp.survey.release import id_set_digest
 
 HERE = Path(__file__).resolve().parent
@@ -511,6 +514,54 @@ def survey_sheet_vectors() -> dict:
     }
 
 
+# -- verified surveys: answers as Prio3 reports ----------------------------------------------------
+
+PROVED_SURVEY = SHEET_SURVEY.replace('min_respondents = 1\n', 'min_respondents = 1\nproofs = "prio3"\n') + """
+[[question]]
+id = "flavour"
+kind = "choice"
+options = ["vanilla", "chocolate", "strawberry", "mint", "lemon"]
+local = { mechanism = "unary", epsilon = 2.0 }
+"""
+PROVED_IDS = [bytes(16), bytes(range(16))]
+
+
+def _circuit_json(vdaf) -> dict:
+    circuit = vdaf.flp.circuit
+    params = {k: getattr(circuit, k) for k in ("length", "bits", "chunk_length") if hasattr(circuit, k)}
+    return {"name": vdaf.name, "algorithm_id": vdaf.ID, "shares": vdaf.SHARES, "proofs": vdaf.PROOFS, **params}
+
+
+def survey_prio3_vectors() -> dict:
+    survey = parse_survey(PROVED_SURVEY.lstrip(), "proved-vectors.toml")
+    sheet = {**SHEETS[0][0], "flavour": "mint"}
+    questions = []
+    for i, q in enumerate(survey.questions):
+        row = randomise(q, [sheet[q.id]], Prg.from_int(5, "vectors"))[0] if not q.local.enabled else None
+        questions.append({
+            "question": q.id, "kind": q.kind, "local": q.local.name, "circuit": _circuit_json(proved.circuit(survey, q)),
+            "measurement_of_sheet": proved.measurement(q, row) if row is not None else None,
+            "nonces": {sid.hex(): proved.nonce(survey, sid, i).hex() for sid in PROVED_IDS}})
+    return {
+        "format": "mpcdp verified surveys: answers as Prio3 reports (mpcdp/survey/proved.py)",
+        "description": (
+            "In a survey with proofs = 'prio3' each question's (locally randomised) block is one Prio3 "
+            "measurement (draft-irtf-cfrg-vdaf-08) with one share per aggregator: yesno -> Prio3Count (0 or 1); "
+            "choice -> Prio3Histogram(length k, chunk_length round(sqrt(k))) measuring the chosen option's "
+            "index, except under the unary local mechanism -> Prio3SumVec(k, bits 1, chunk_length "
+            "round(sqrt(k))) measuring the 0/1 vector; multiselect -> Prio3SumVec(k, 1, round(sqrt(k))); "
+            "numeric -> Prio3Sum(bits) measuring report - lo in steps, [lo, hi] the question's report range "
+            "(unit_range), bits = max(1, bit length of hi - lo). The nonce of question i (0-based, in survey "
+            "order) of submission sid is SHA-256('mpcdp/prio3' || survey digest || sid || uint16_be(i))[:16], "
+            "recomputed by the aggregators; the survey digest is survey_digest.json's. measurement_of_sheet is "
+            "the measurement of the sheet in survey_sheet.json's first vector (questions without a local "
+            "mechanism; null for the randomised one)."),
+        "survey_toml": PROVED_SURVEY.lstrip(),
+        "digest": survey.digest.hex(),
+        "questions": questions,
+    }
+
+
 # -- files ----------------------------------------------------------------------------------------
 
 BUILDERS = {
@@ -520,6 +571,7 @@ BUILDERS = {
     "survey_digest.json": survey_digest_vectors,
     "statistics.json": statistics_vectors,
     "survey_sheet.json": survey_sheet_vectors,
+    "survey_prio3.json": survey_prio3_vectors,
 }
 
 
@@ -540,7 +592,7 @@ def stale(directory: Path = HERE) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Write mpcdp's JSON test vectors (PRG, seeded sharing, fixed point, survey digests, "
-                    "statistics, survey answer sheets) "
+                    "statistics, survey answer sheets, Prio3 survey reports) "
                     "into tests/vectors/, or check that the files still match the library.")
     parser.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 and name the files that differ from the library's output")
