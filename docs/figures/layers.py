@@ -43,7 +43,8 @@ BOXES = {
     "cli": (3.75, 5, 7.1, "the mpcdp command: services/cli.py, services/commands/ (one module per subcommand)"),
     "simulations": (8.75, 5, 2.3, "local processes\nservices/simulation.py\nservices/survey/simulation.py"),
 }
-PACKAGE_NOTES = {"mpc": "\nhonest-majority engine,\ncomparisons", "vdaf": "\nPrio3 (VDAF draft 08)"}
+PACKAGE_NOTES = {"mpc": ": honest-majority\nengine, comparisons", "vdaf": ": Prio3 (VDAF 08)",
+                 "tokens": ": blind RSA,\nPrivacy Pass"}
 ROW_HEIGHT, BOX_HEIGHT = 1.6, 0.95
 LIBRARY_COLOUR, SERVICE_COLOUR, WIRE_COLOUR = "#dbe9f6", "#fbe3c8", "#e6e6e6"
 
@@ -137,7 +138,7 @@ def draw(repo: Path, out: Path) -> None:
             start, end, colour = (sx, ya + BOX_HEIGHT / 2), (ex, yb - BOX_HEIGHT / 2), "#cc0000"
         ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=9,
                                      lw=0.4 + 0.25 * min(n, 12), alpha=0.6, color=colour,
-                                     connectionstyle=f"arc3,rad={0.07 if start[1] == end[1] else 0.05}"))
+                                     connectionstyle=f"arc3,rad={np.sign(xa - xb) * 0.07 if start[1] == end[1] else 0.05}"))
     ax.set_title("mpcdp: layers and import arrows (an arrow A -> B: a module of A imports one of B; "
                  "width ~ number of imports)", fontsize=9.5)
     fig.tight_layout()
