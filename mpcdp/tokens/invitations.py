@@ -25,7 +25,7 @@ from abc import ABC, abstractmethod
 from mpcdp.prg import RandomSource
 from mpcdp.tokens.errors import InvitationRefused, TokenError
 from mpcdp.tokens.privacy_pass import Issuer
-from mpcdp.tokens.sqlite_files import private_db
+from mpcdp.tokens.sqlite_files import PrivateDB
 
 CODE_BYTES = 16
 KEY_BYTES = 32
@@ -122,42 +122,36 @@ class SQLiteInvitations(Invitations):
     two processes racing on one code cannot both succeed."""
 
     def __init__(self, path):
-        self.path = path
-        with private_db(self.path) as conn:
-            conn.execute("BEGIN IMMEDIATE")
+        self.db = PrivateDB(path)
+
+        def setup(conn):
             conn.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL)")
             conn.execute("CREATE TABLE IF NOT EXISTS invitations "
                          "(digest BLOB PRIMARY KEY, used_by BLOB, used_at REAL)")
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('hmac_key', ?)", (os.urandom(KEY_BYTES),))
-            conn.execute("COMMIT")
-            self._key = conn.execute("SELECT value FROM meta WHERE name = 'hmac_key'").fetchone()[0]
+            return conn.execute("SELECT value FROM meta WHERE name = 'hmac_key'").fetchone()[0]
+
+        self._key = self.db.transaction(setup)
 
     @property
     def key(self) -> bytes:
         return self._key
 
     def _insert(self, digests):
-        with private_db(self.path) as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany("INSERT OR IGNORE INTO invitations (digest) VALUES (?)", [(d,) for d in digests])
-            conn.execute("COMMIT")
+        self.db.transaction(lambda conn: conn.executemany(
+            "INSERT OR IGNORE INTO invitations (digest) VALUES (?)", [(d,) for d in digests]))
 
     def _consume(self, digest, request_digest):
-        with private_db(self.path) as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                row = conn.execute("SELECT used_by FROM invitations WHERE digest = ?", (digest,)).fetchone()
-                if row is None:
-                    raise InvitationRefused("unknown invitation code")
-                if row[0] is not None and row[0] != request_digest:
-                    raise InvitationRefused("this invitation was already used")
-                conn.execute("UPDATE invitations SET used_by = ?, used_at = COALESCE(used_at, julianday('now')) "
-                             "WHERE digest = ?", (request_digest, digest))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        def consume(conn):
+            row = conn.execute("SELECT used_by FROM invitations WHERE digest = ?", (digest,)).fetchone()
+            if row is None:
+                raise InvitationRefused("unknown invitation code")
+            if row[0] is not None and row[0] != request_digest:
+                raise InvitationRefused("this invitation was already used")
+            conn.execute("UPDATE invitations SET used_by = ?, used_at = COALESCE(used_at, julianday('now')) "
+                         "WHERE digest = ?", (request_digest, digest))
+
+        self.db.transaction(consume)
 
     def unused(self) -> int:
-        with private_db(self.path) as conn:
-            return conn.execute("SELECT COUNT(*) FROM invitations WHERE used_by IS NULL").fetchone()[0]
+        return self.db.conn().execute("SELECT COUNT(*) FROM invitations WHERE used_by IS NULL").fetchone()[0]

@@ -19,7 +19,7 @@ import threading
 
 from mpcdp.tokens.errors import TokenReused
 from mpcdp.tokens.privacy_pass import IssuerPublicKey, Token, verify_token
-from mpcdp.tokens.sqlite_files import private_db
+from mpcdp.tokens.sqlite_files import PrivateDB
 
 SCHEMA = ("CREATE TABLE IF NOT EXISTS spent_tokens "
           "(token_hash BLOB PRIMARY KEY, report_id BLOB NOT NULL, spent_at REAL NOT NULL)")
@@ -84,22 +84,12 @@ class SQLiteSpentTokens:
     """A standalone owner-only SQLite spent set; each spend is its own IMMEDIATE transaction."""
 
     def __init__(self, path, issuer: IssuerPublicKey):
-        self.path = path
+        self.db = PrivateDB(path)
         self.table = SpentTokenTable(issuer)
-        with private_db(path) as conn:
-            SpentTokenTable.create(conn)
+        self.db.transaction(SpentTokenTable.create)
 
     def spend(self, token: bytes, challenge: bytes, report_id: bytes) -> Token:
-        with private_db(self.path) as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                decoded = self.table.spend_in(conn, token, challenge, report_id)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        return decoded
+        return self.db.transaction(lambda conn: self.table.spend_in(conn, token, challenge, report_id))
 
     def __len__(self) -> int:
-        with private_db(self.path) as conn:
-            return conn.execute("SELECT COUNT(*) FROM spent_tokens").fetchone()[0]
+        return self.db.conn().execute("SELECT COUNT(*) FROM spent_tokens").fetchone()[0]

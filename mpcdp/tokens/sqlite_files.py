@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from contextlib import contextmanager
+import threading
 from pathlib import Path
 
 
@@ -26,11 +26,28 @@ def open_private(path: str | os.PathLike) -> sqlite3.Connection:
     return conn
 
 
-@contextmanager
-def private_db(path: str | os.PathLike):
-    """``with private_db(path) as conn``: :func:`open_private`, closed on exit."""
-    conn = open_private(path)
-    try:
-        yield conn
-    finally:
-        conn.close()
+class PrivateDB:
+    """One owner-only SQLite file with one connection per thread (opened on first use and kept:
+    opening a connection costs more than a small transaction)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._local = threading.local()
+
+    def conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = open_private(self.path)
+        return conn
+
+    def transaction(self, work):
+        """Run ``work(conn)`` inside BEGIN IMMEDIATE ... COMMIT (ROLLBACK if it raises)."""
+        conn = self.conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
