@@ -5,9 +5,10 @@ deadline, refuses it (before any share moves) if its policy or its own ledger
 says no, opens one Session stream per party, proposes (asking each party to
 share at once on accepting: one round trip), sends StartSharing once every
 party accepted (a party whose policy does not share at once waits for it),
-collects the partial sums, releases and charges its ledger. Any failure (a party down, refusing, slow past the deadline or
-dropping mid-round) aborts the session on every node with a diagnostic naming
-the party, and charges nothing.
+collects the partial sums, releases and charges its ledger. Any failure (a
+party down, refusing, slow past the deadline or dropping mid-round) aborts
+the session on every node with a diagnostic naming the party, and charges
+nothing.
 
 Queries run concurrently: each has its own streams, and the coordinator's
 ledger reserves what accepted, uncharged sessions will spend
@@ -221,7 +222,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             parts = list(releases.parts(spec, release, confidence))
             if self.store is not None:
                 try:
-                    self.store.put(sid.hex(), client, spec.is_exact, parts)
+                    await asyncio.to_thread(self.store.put, sid.hex(), client, spec.is_exact, parts)  # off the loop
                 except OSError as exc:  # the release still goes to the analyst; it cannot be fetched again
                     log.error("could not keep the release of session %s: %s", sid.hex(), exc)
             if budget is not None:

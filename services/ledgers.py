@@ -9,6 +9,7 @@ Its other state lives in its state directory (:attr:`Node.state_dir`).
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import time
@@ -75,7 +76,8 @@ class SessionLog:
     """The session ids a node has used, kept durably so that none is accepted twice, even after a restart.
 
     One line per id (``hex deadline``) appended and fsynced to ``path`` (0600)
-    before the session goes on. An id is remembered until an hour past its
+    before the session goes on (concurrent sessions share an fsync:
+    :meth:`add_durably`). An id is remembered until an hour past its
     deadline: a replayed spec with a passed deadline is refused anyway. The
     file is compacted to the live ids when the node starts.
     """
@@ -101,6 +103,8 @@ class SessionLog:
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
         self._file = open(os.open(self.path, os.O_WRONLY | os.O_APPEND), "a")  # noqa: SIM115 - kept open
+        self._written = self._synced = 0  # lines appended / known on disk, for add_durably
+        self._flushing: asyncio.Future | None = None
 
     def _forget_expired(self) -> None:
         cutoff = self._clock() - SESSION_KEEP_AFTER_DEADLINE
@@ -111,12 +115,31 @@ class SessionLog:
 
     def add(self, sid: bytes, deadline: float) -> None:
         """Remember ``sid`` durably (returns once it is on disk)."""
+        self._append(sid, deadline)
+        os.fsync(self._file.fileno())
+
+    def _append(self, sid: bytes, deadline: float) -> None:
         self.ids[sid] = deadline if math.isfinite(deadline) else math.inf
         self._file.write(f"{sid.hex()} {self.ids[sid]!r}\n")
         self._file.flush()
-        os.fsync(self._file.fileno())
         if len(self.ids) % 4096 == 0:
             self._forget_expired()
+
+    async def add_durably(self, sid: bytes, deadline: float) -> None:
+        """:meth:`add` for an event loop, by group commit: the id is remembered at once (so a
+        concurrent replay is refused), and the call returns once an fsync begun after its line was
+        written has finished. Concurrent sessions share one fsync, done off the loop."""
+        self._append(sid, deadline)
+        self._written += 1
+        mine = self._written
+        while self._synced < mine:
+            if self._flushing is None or self._flushing.done():
+                self._flushing = asyncio.ensure_future(self._flush(self._written))
+            await asyncio.shield(self._flushing)
+
+    async def _flush(self, upto: int) -> None:
+        await asyncio.to_thread(os.fsync, self._file.fileno())
+        self._synced = max(self._synced, upto)
 
     def close(self) -> None:
         self._file.close()

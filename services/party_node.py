@@ -168,7 +168,7 @@ class PartyNode(pb_grpc.PartyServicer):
             await self._deny(context, f"not parties of this federation: {', '.join(outsiders)}; "
                                       f"refusing to share with them", session=sid.hex())
         if self.sessions is not None:
-            self.sessions.add(sid, spec.deadline)  # on disk before anything else happens in this session
+            await self.sessions.add_durably(sid, spec.deadline)  # on disk before anything else happens here
         now = self._clock()
         try:
             if spec.deadline > now:  # a passed deadline is refused by accept, as DEADLINE_EXCEEDED

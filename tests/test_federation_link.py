@@ -81,8 +81,8 @@ async def test_a_receive_waits_for_a_later_message_and_a_sink_folds_pieces_in_pl
     vec = np.arange(3000, dtype=np.uint64) + (1 << 63)
 
     def fold(offset, piece):
-        n = len(piece) // 8
-        np.add(total[offset // 8:offset // 8 + n], np.frombuffer(piece, dtype="<u8"), out=total[offset // 8:offset // 8 + n])
+        part = total[offset // 8:offset // 8 + len(piece) // 8]
+        np.add(part, np.frombuffer(piece, dtype="<u8"), out=part)
 
     await a.send("bob", sid, 1, "vec", vec)  # 24 KB in 1000-byte frames, partly before the sink is set
     await a.send("bob", sid, 2, "vec", vec)
@@ -187,3 +187,22 @@ async def test_a_message_longer_than_the_limit_is_refused_by_the_sender(certs):
             await net.hubs["alice"].send("bob", b"l" * 16, 0, "share", b"x" * 1001)
     finally:
         await net.close()
+
+
+async def test_the_session_log_group_commits_concurrent_ids_and_each_is_durable(tmp_path, monkeypatch):
+    import os
+
+    from services import ledgers
+
+    log = ledgers.SessionLog(tmp_path / "p.sessions")
+    syncs = []
+    real = os.fsync
+    monkeypatch.setattr(ledgers.os, "fsync", lambda fd: (syncs.append(fd), real(fd)))
+    ids = [bytes([i]) * 16 for i in range(50)]
+    await asyncio.gather(*(log.add_durably(sid, 1e12) for sid in ids))
+    assert all(sid in log for sid in ids)
+    assert 1 <= len(syncs) < 50  # shared fsyncs, done off the event loop
+    log.close()
+    again = ledgers.SessionLog(tmp_path / "p.sessions")  # a restart reads them all back
+    assert all(sid in again for sid in ids)
+    again.close()
