@@ -331,3 +331,10 @@ def test_spend_shares_the_callers_transaction(tmp_path, issuer):
         store(b"r2", commit=True)
     assert [r[0] for r in conn.execute("SELECT id FROM reports")] == [b"r1"]
     assert conn.execute("SELECT report_id FROM spent_tokens").fetchone()[0] == b"r1"
+
+
+def test_client_state_never_shows_its_secrets(issuer):
+    _, pending = request_token(issuer.public_key, CHALLENGE, Prg.from_int(19))
+    text = repr(pending)
+    assert pending.inv.hex() not in text and pending.token_input.hex() not in text
+    assert str(list(pending.inv[:4])) not in text and "inv" not in text

@@ -43,7 +43,7 @@ def normalize_code(code: str) -> bytes:
     text = "".join(str(code).split()).replace("-", "").upper()
     try:
         raw = base64.b32decode(text + "=" * (-len(text) % 8))
-    except (ValueError, base64.binascii.Error):
+    except ValueError:  # binascii.Error is a ValueError
         raise InvitationRefused(f"that is not an invitation code (codes use {_ALPHABET_NOTE})") from None
     if len(raw) != CODE_BYTES:
         raise InvitationRefused("that is not an invitation code (wrong length)")

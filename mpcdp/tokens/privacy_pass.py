@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -181,11 +181,12 @@ class Token:
 
 @dataclass(frozen=True)
 class PendingToken:
-    """What the client keeps between its TokenRequest and the issuer's TokenResponse."""
+    """What the client keeps between its TokenRequest and the issuer's TokenResponse (secret:
+    the issuer seeing ``inv`` or ``token_input`` could link the token to the request; hidden from repr)."""
 
-    issuer: IssuerPublicKey
-    token_input: bytes
-    inv: bytes
+    issuer: IssuerPublicKey = field(repr=False)
+    token_input: bytes = field(repr=False)
+    inv: bytes = field(repr=False)
 
     def finalize(self, response: bytes) -> bytes:
         """Unblind the TokenResponse into an encoded Token (raises if the issuer's answer is bad)."""
