@@ -110,7 +110,7 @@ def run_mpcdp(length: int, parties: int, reps: int) -> dict:
             .astype(np.float64) for i in range(parties)}
     query = dict(bounds=(0, BOUND), dimension=length, frac_bits=0, max_records=1, timeout=300.0)
     expected = sum(v[0] for v in data.values())
-    with LocalFederation(data, timeout=300.0) as fed:
+    with LocalFederation(data, timeout=300.0, max_length=max(length, 1 << 21)) as fed:
         first = fed.query("sum", **query)  # warm-up: channels, imports, first-touch allocations
         got = np.atleast_1d(np.asarray(first.value, dtype=np.float64))
         if not np.array_equal(got, expected):

@@ -53,7 +53,8 @@ class LocalFederation:
     """Start a coordinator and parties as separate processes; stop them all on exit."""
 
     def __init__(self, data: dict, column: str = "value", *, epsilon_budget: float = 100.0,
-                 allow_exact: bool = True, insecure: bool = False, timeout: float = 30.0, workdir=None):
+                 allow_exact: bool = True, insecure: bool = False, timeout: float = 30.0, workdir=None,
+                 max_length: int | None = None):
         if len(data) < 2:
             raise ValueError(f"a federation needs at least 2 parties, got {len(data)}")
         self.data = data
@@ -62,6 +63,7 @@ class LocalFederation:
         self.allow_exact = allow_exact
         self.insecure = insecure
         self.timeout = timeout
+        self.max_length = max_length  # the parties' policy max_length (None: the default)
         self.max_timeout = max(float(timeout), 300.0)
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="mpcdp-sim-")
         self.dir = Path(workdir or self._tmp.name)
@@ -77,7 +79,8 @@ class LocalFederation:
         lines = ['[federation]', 'name = "simulation"', 'certs = "certs"', '',
                  '[policy]', f'allow_exact = {"true" if self.allow_exact else "false"}',
                  f'max_records = {max(max_records, 1)}', f'epsilon_budget = {float(self.epsilon_budget)!r}',
-                 f'max_epsilon = {float(self.epsilon_budget)!r}', f'max_timeout = {self.max_timeout!r}', '',
+                 f'max_epsilon = {float(self.epsilon_budget)!r}', f'max_timeout = {self.max_timeout!r}',
+                 *([f'max_length = {int(self.max_length)}'] if self.max_length else []), '',
                  '[[node]]', f'name = "{COORDINATOR}"', f'address = "127.0.0.1:{ports[COORDINATOR]}"',
                  'roles = ["coordinator"]', f'ledger = "state/{COORDINATOR}.db"', '',
                  '[[node]]', f'name = "{CLIENT}"', 'roles = ["client"]', '']
