@@ -9,8 +9,11 @@ session), waits for the peers' shares and streams back only its partial sum.
 It starts sharing as soon as it accepts when the coordinator asks for one
 round trip and its policy's ``one_round`` (default true) allows it: a share
 is uniformly random on its own and no partial sum leaves before every peer's
-share arrived, so a peer that refuses only stops the session; otherwise it
-waits for StartSharing, sent once every party accepted. The identity of every
+share arrived, so a peer that refuses only stops the session (a refusing
+peer that shares anyway, with the coordinator, learns what a peer that
+accepts and then deviates learns in two rounds: the others' noisy sum, their
+budgets charged; the noise pieces are sized for ``colluders`` withheld);
+otherwise it waits for StartSharing, sent once every party accepted. The identity of every
 caller is its certificate's name. A session id is used once: replays and late
 messages for a closed session are refused, and with a state directory the
 ids are kept on disk (:class:`services.ledgers.SessionLog`), so a restart
