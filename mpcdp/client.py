@@ -6,7 +6,9 @@
 
 ``prepare`` applies each question's local DP mechanism on the device, encodes
 the sheet into one ring vector and splits it into one additive share per
-aggregator, all under a fresh 16-byte submission id. ``deliver`` sends each
+aggregator, all under a fresh 16-byte submission id. For a survey with
+``proofs = "prio3"`` each aggregator gets instead one Prio3 report per question
+(:mod:`mpcdp.survey.proved`), proving the randomised answer valid. ``deliver`` sends each
 aggregator its share under that id and retries what was not acknowledged.
 A retry re-sends the *same* prepared submission (keep it until delivered:
 :meth:`PreparedSubmission.to_json`), so an aggregator that already stored it
@@ -31,6 +33,7 @@ from .prg import RandomSource, system_random
 from .sharing import share
 from .survey.definition import Survey
 from .survey.local import randomise
+from .survey.proved import shard_sheet
 from .survey.sheet import check_answers
 
 ID_BYTES = 16
@@ -100,8 +103,15 @@ class SurveyClient:
             check_answers(self.survey, sheet)
         n = len(sheets)
         blocks = [randomise(q, [s[q.id] for s in sheets], self.rng) for q in self.survey.questions]
-        vectors = ring.as_ring(np.concatenate(blocks, axis=1)) if n else ring.zeros(0)
         names = self.survey.aggregator_names
+        if self.survey.proofs == "prio3":  # one Prio3 report per aggregator, each question proved valid
+            out = []
+            for i in range(n):
+                sid = self.rng.bytes(ID_BYTES)
+                reports = shard_sheet(self.survey, sid, [b[i] for b in blocks], self.rng)
+                out.append(PreparedSubmission(self.survey.id, sid, dict(zip(names, reports))))
+            return out
+        vectors = ring.as_ring(np.concatenate(blocks, axis=1)) if n else ring.zeros(0)
         parts = share(vectors, len(names), self.rng)
         ids = self.rng.bytes(ID_BYTES * n)
         blobs = [np.ascontiguousarray(p, dtype="<u8") for p in parts]

@@ -42,3 +42,22 @@ def forged_reports(survey: Survey, sid: bytes, rows: Sequence, attack: int, rng:
     menu = [(i, name, vec) for i, q in enumerate(survey.questions) for name, vec in attacks(q)]
     i, name, vec = menu[attack % len(menu)]
     return name, shard_sheet(survey, sid, rows, rng, encoded={i: vec})
+
+
+def forged_submissions(survey: Survey, n: int, rng: RandomSource) -> list:
+    """``n`` malicious respondents' submissions (:class:`mpcdp.client.PreparedSubmission`), cycling
+    over the attacks; their other answers are randomised honestly from synthetic respondents."""
+    from ..client import PreparedSubmission
+    from .local import randomise
+    from .synthetic import synthetic_answers
+
+    if n == 0:
+        return []
+    sheets, _ = synthetic_answers(survey, n, rng)
+    rows = [randomise(q, [s[q.id] for s in sheets], rng) for q in survey.questions]
+    out = []
+    for a in range(n):
+        sid = rng.bytes(16)
+        _, reports = forged_reports(survey, sid, [r[a] for r in rows], a, rng)
+        out.append(PreparedSubmission(survey.id, sid, dict(zip(survey.aggregator_names, reports))))
+    return out

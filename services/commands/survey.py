@@ -27,6 +27,7 @@ import grpc
 from mpcdp.client import Conflict, PreparedSubmission, Refused, SurveyClient, Unavailable
 from mpcdp.prg import Prg, system_random
 from mpcdp.survey.definition import Survey, SurveyError, parse_survey
+from mpcdp.survey.forged import forged_submissions
 from mpcdp.survey.release import BelowMinimum, QuestionResult
 from mpcdp.survey.sheet import AnswerError
 from mpcdp.survey.synthetic import synthetic_answers
@@ -61,7 +62,9 @@ def _identity(args, default_name: str):
     return Identity(args.name or default_name, Path(args.certs))
 
 
-def results_document(survey: Survey, results: list[QuestionResult], truth: dict | None, level: float) -> dict:
+def results_document(survey: Survey, results: list[QuestionResult], truth: dict | None, level: float,
+                     coordinator=None) -> dict:
+    """The release as a document; a verified survey's also says how many reports failed verification."""
     questions = []
     for r in results:
         d = r.as_dict(level)
@@ -69,11 +72,19 @@ def results_document(survey: Survey, results: list[QuestionResult], truth: dict 
             for e, t in zip(d["estimates"], truth[r.question]):
                 e["truth"] = t
         questions.append(d)
-    return {"survey": survey.id, "title": survey.title, "questions": questions}
+    doc = {"survey": survey.id, "title": survey.title, "questions": questions}
+    verification = getattr(coordinator, "verification", None)
+    if verification is not None:
+        doc["verification"] = verification.as_dict()
+    return doc
 
 
 def format_results(doc: dict) -> str:
     lines = []
+    v = doc.get("verification")
+    if v is not None:
+        lines.append(f"verified: counted {v['counted']} reports; rejected: {v['rejected']} reports failed "
+                     f"verification; {v['malformed']} malformed; {v['incomplete']} not held by every aggregator")
     for q in doc["questions"]:
         eps = [f"local eps {q['local_epsilon']:.4g}" if q["local_epsilon"] else "no local DP",
                f"central eps {q['central_epsilon']:.4g}" if q["central_epsilon"] else "no central noise"]
@@ -94,6 +105,19 @@ def format_results(doc: dict) -> str:
 
 
 # -- aggregator -----------------------------------------------------------------
+
+
+def _with_peers(survey: Survey, peers: dict[str, str]) -> Survey:
+    """The survey with the other aggregators reached at ``peers`` (name -> address) instead of the file's."""
+    return dataclasses.replace(survey, aggregators=tuple(
+        dataclasses.replace(a, address=peers.get(a.name, a.address)) for a in survey.aggregators))
+
+
+def _peer(text: str) -> tuple[str, str]:
+    name, sep, addr = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=HOST:PORT, got {text!r}")
+    return name, address(addr)
 
 
 def run_aggregator(args) -> int:
@@ -120,6 +144,20 @@ def run_aggregator(args) -> int:
             return system_random(f"survey-noise/{args.name}")
         return Prg(int(args.noise_seed).to_bytes(32, "big"), survey.digest, f"survey-noise/{args.name}")
 
+    servicers = []
+    if any(s.proofs == "prio3" for s in surveys.values()):  # verified surveys: reports, verdicts, the verifier
+        from services.survey.reports import RoutedStore, open_report_store
+        from services.survey.verifier import VerifierService
+        try:
+            reports = open_report_store(args.store or f"{args.name}.survey.db")
+        except ValueError as exc:
+            raise SurveyError(str(exc), source="--store") from None
+        store = RoutedStore(store, reports, surveys, args.name)
+        peers = dict(args.peer or ())
+        verifier = VerifierService(args.name, {k: _with_peers(v, peers) for k, v in surveys.items()}, reports,
+                                   identity, args.coordinator, args.insecure)
+        servicers.append((survey_pb2_grpc.add_SurveyVerifierServicer_to_server, verifier,
+                          survey_pb2.DESCRIPTOR.services_by_name["SurveyVerifier"].full_name))
     service = AggregatorService(args.name, surveys, store, noise_rng, args.coordinator, args.insecure)
     name = survey_pb2.DESCRIPTOR.services_by_name["SurveyAggregator"].full_name
     configure_audit(args, args.name)
@@ -128,7 +166,7 @@ def run_aggregator(args) -> int:
         store.shutdown()
 
     return asyncio.run(serve_until_stopped(
-        identity, listen, [(survey_pb2_grpc.add_SurveyAggregatorServicer_to_server, service, name)],
+        identity, listen, [(survey_pb2_grpc.add_SurveyAggregatorServicer_to_server, service, name), *servicers],
         f"aggregator {args.name} serving {', '.join(surveys)} on port {{port}}", cleanup,
         dataclasses.replace(node_limits(args), max_concurrent_rpcs=args.max_calls)))
 
@@ -173,10 +211,10 @@ def run_submit(args) -> int:
 
 
 def run_close(args) -> int:
-    from services.survey.transport import CoordinatorClient
+    from services.survey.collector import coordinator_for
 
     survey = load_survey(args.survey)
-    coordinator = CoordinatorClient(_identity(args, "coordinator"), survey, timeout=args.timeout)
+    coordinator = coordinator_for(_identity(args, "coordinator"), survey, timeout=args.timeout)
 
     async def close():
         try:
@@ -184,7 +222,7 @@ def run_close(args) -> int:
         finally:
             await coordinator.close()
 
-    doc = results_document(survey, asyncio.run(close()), None, args.level)
+    doc = results_document(survey, asyncio.run(close()), None, args.level, coordinator)
     _emit(doc, args)
     return 0
 
@@ -213,13 +251,20 @@ def _emit(doc: dict, args) -> None:
 def run_simulate(args) -> int:
     from tqdm import tqdm
 
-    from services.survey.simulation import LocalSurvey
+    from services.survey.collector import coordinator_for
+    from services.survey.simulation import COORDINATOR, LocalSurvey
 
     survey = load_survey(args.survey)
     rng = Prg.from_int(args.seed, "survey-simulate") if args.seed is not None else system_random("simulate")
     sheets, truth = synthetic_answers(survey, args.respondents, rng)
     client_rng = Prg.from_int(args.seed, "survey-respondents") if args.seed is not None else None
     prepared = SurveyClient(survey, rng=client_rng).prepare_many(sheets)
+    if args.forged:
+        if survey.proofs != "prio3":
+            raise SurveyError('--forged needs a survey whose reports carry proofs: set proofs = "prio3" in '
+                              '[survey] (without proofs a forged share is counted as it is)', source=args.survey)
+        prepared += forged_submissions(survey, args.forged, Prg.from_int(args.seed, "survey-forged")
+                                       if args.seed is not None else system_random("forged"))
     workdir = Path(tempfile.mkdtemp(prefix="mpcdp-survey-"))
     mode = "plaintext: --insecure" if args.insecure else "mutual TLS, fresh certificates"
     print(f"starting {len(survey.aggregators)} aggregator processes on loopback ({mode}; store: {args.store})",
@@ -227,7 +272,7 @@ def run_simulate(args) -> int:
     try:
         with LocalSurvey(survey, Path(args.survey), workdir, args.store, args.insecure, args.seed) as run:
             transport = run.transport()
-            coordinator = run.coordinator()
+            coordinator = coordinator_for(run.identity(COORDINATOR), run.survey)
 
             async def go():
                 bar = tqdm(total=len(prepared) * len(survey.aggregators), unit="share", desc="submitting",
@@ -244,7 +289,7 @@ def run_simulate(args) -> int:
             results = asyncio.run(go())
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    _emit(results_document(survey, results, truth, args.level), args)
+    _emit(results_document(survey, results, truth, args.level, coordinator), args)
     return 0
 
 
@@ -390,6 +435,9 @@ def register(sub) -> None:
     a.add_argument("--store", help="where shares are kept: sqlite://PATH, postgresql://... or memory "
                                    "(lost on exit) (default: sqlite file <name>.survey.db)")
     a.add_argument("--pg-schema", default="public", help="PostgreSQL schema for the tables (default public)")
+    a.add_argument("--peer", type=_peer, action="append", metavar="NAME=HOST:PORT",
+                   help="reach aggregator NAME at HOST:PORT instead of the survey file's address (verified "
+                        "surveys: the leader calls the others); repeat per aggregator")
     a.add_argument("--coordinator", default="coordinator",
                    help="the only certificate name allowed to close the survey and receive its sums "
                         "(default coordinator)")
@@ -471,6 +519,7 @@ def register(sub) -> None:
             f"mpcdp survey simulate --survey {SURVEY} --respondents 20000 --seed 1",
             f"mpcdp survey simulate --survey {SURVEY} --respondents 100000 --json results.json --plot results.png",
             f"mpcdp survey simulate --survey {SURVEY} --respondents 5000 --store memory --quiet --json -",
+            f"mpcdp survey simulate --survey {SURVEY} --respondents 20000 --forged 10",
         ))
     m.add_argument("--survey", required=True, help="survey file (TOML): questions, mechanisms, aggregators")
     m.add_argument("--respondents", type=at_least(1), default=10_000,
@@ -482,6 +531,10 @@ def register(sub) -> None:
                    help="aggregators' share stores: sqlite (a file each in a temporary folder), memory or "
                         "postgresql://... (default sqlite)")
     m.add_argument("--batch", type=at_least(1), default=1000, help="submissions per streamed batch (default 1000)")
+    m.add_argument("--forged", type=at_least(0), default=0, metavar="N",
+                   help="add N malicious respondents whose reports encode out-of-range answers (a choice counted "
+                        "10^6 times, two options in one choice, a count of -1, a salary of -10^12) with honestly "
+                        "made proofs; a survey with proofs = \"prio3\" rejects every one and says so (default 0)")
     _json_flag(m, "the results (with the truth)")
     m.add_argument("--plot", metavar="PNG", help="also draw the estimates, intervals and truth to this PNG file")
     _level_flag(m)
