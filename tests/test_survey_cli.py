@@ -34,7 +34,7 @@ def test_bad_survey_file_points_at_the_line(tmp_path, capsys):
     bad.write_text(EXAMPLE.read_text().replace('epsilon = 2.0', 'epsilon = "two"'))
     assert main(["survey", "simulate", "--survey", str(bad), "--respondents", "10"]) == 1
     err = capsys.readouterr().err
-    assert f"{bad}:36: question[1].local.epsilon: must be a number" in err
+    assert f"{bad}:37: question[1].local.epsilon: must be a number" in err
 
 
 def test_submit_resends_its_outbox_and_close_releases(tmp_path, capsys):
