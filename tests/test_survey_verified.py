@@ -93,13 +93,19 @@ class CrashingCoordinator(VerifiedCoordinator):
         return await task
 
 
-@pytest.mark.parametrize("victim", [0, 2], ids=["leader", "helper"])
-def test_kill_9_during_preparation_gives_the_release_of_an_uninterrupted_run(tmp_path, victim):
-    path, survey, submissions, _ = setup(tmp_path, 100, 3)
-    (tmp_path / "calm").mkdir()
-    with LocalSurvey(survey, path, tmp_path / "calm", noise_seed=NOISE_SEED, insecure=True) as run:
+@pytest.fixture(scope="module")
+def calm(tmp_path_factory):
+    """The uninterrupted run both crash tests compare with (same reports, same noise seeds)."""
+    tmp = tmp_path_factory.mktemp("calm")
+    path, survey, submissions, _ = setup(tmp, 100, 3)
+    with LocalSurvey(survey, path, tmp, noise_seed=NOISE_SEED, insecure=True) as run:
         CrashingCoordinator.run, CrashingCoordinator.at_batch = run, 10**9  # never kills
-        calm = asyncio.run(run_survey(run, submissions, CrashingCoordinator))
+        return asyncio.run(run_survey(run, submissions, CrashingCoordinator))
+
+
+@pytest.mark.parametrize("victim", [0, 2], ids=["leader", "helper"])
+def test_kill_9_during_preparation_gives_the_release_of_an_uninterrupted_run(tmp_path, victim, calm):
+    path, survey, submissions, _ = setup(tmp_path, 100, 3)
     (tmp_path / "crash").mkdir()
     with LocalSurvey(survey, path, tmp_path / "crash", noise_seed=NOISE_SEED, insecure=True) as run:
         CrashingCoordinator.run, CrashingCoordinator.at_batch = run, 2
