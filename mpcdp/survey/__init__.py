@@ -8,18 +8,19 @@
 Modules: ``definition`` (survey files), ``local`` (per-question local DP),
 ``sheet`` (answer validation), ``central`` (the aggregators' noise pieces),
 ``release`` (intersection, minimum size, debiasing), ``synthetic``
-(respondents with a known truth, for simulations).
+(respondents with a known truth, for simulations), ``proved`` (answers as
+Prio3 reports and their verification), ``lifecycle`` (an aggregator's survey
+state machine), ``forged`` (malicious respondents, for simulations and tests).
 
-What a malicious respondent can still do. Shares are uniformly random, so an
-aggregator cannot tell a well-formed submission from one that encodes an
-out-of-range value (a "yes" count of 10^6, a salary of -10^12): nothing in
-this protocol proves a share's validity (that takes zero-knowledge validity
-proofs such as Prio's, which mpcdp does not implement). What bounds the damage:
-one submission per id and, under mutual TLS, only holders of a respondent
-certificate can submit at all (admission control is the real defence: one
-certificate or token per respondent); the survey's ``max_respondents`` and the
-ring's headroom check bound honest totals, not forged ones; a forged value
-shifts the estimates (accuracy) but can never reveal another respondent's
-answer, and the central noise and local randomisation of honest respondents
-keep their guarantees whatever forged submissions are added (privacy).
+What a malicious respondent can do. With ``proofs = "prio3"`` every answer
+carries a zero-knowledge proof of validity that the aggregators check
+together (:mod:`.proved`): a count outside 0/1, two options in one choice, an
+option ticked twice or a number outside its proved range is rejected by all
+and reported as rejected, so one admitted respondent moves a total by at most
+one valid answer. Without proofs (ring shares), shares are uniformly random and
+nothing proves their validity: an aggregator cannot tell a well-formed
+submission from one encoding a "yes" count of 10^6. Either way admission
+control (one certificate or token per respondent) bounds how many respondents
+there are, and forged input can hurt accuracy but never privacy: the central
+noise and honest respondents' local randomisation keep their guarantees.
 """
