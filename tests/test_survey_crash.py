@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from mpcdp.client import SurveyClient
 from mpcdp.prg import Prg
@@ -18,14 +19,17 @@ N = 3000
 NOISE_SEED = 7
 
 
-def survey_file(tmp: Path) -> Path:
+def survey_file(tmp: Path, proofs: bool) -> Path:
+    """The example poll with ring shares, or with Prio3 reports (fewer respondents: each is proved)."""
     path = tmp / "poll.toml"
-    path.write_text(EXAMPLE.read_text().replace('proofs = "prio3"', ""))  # ring shares; Prio3: test_survey_verified
+    text = EXAMPLE.read_text()
+    path.write_text(text.replace("min_respondents = 1000", "min_respondents = 100") if proofs
+                    else text.replace('proofs = "prio3"', ""))
     return path
 
 
-def prepared(survey):
-    sheets, _ = synthetic_answers(survey, N, Prg.from_int(1, "truth"))
+def prepared(survey, n):
+    sheets, _ = synthetic_answers(survey, n, Prg.from_int(1, "truth"))
     return SurveyClient(survey, rng=Prg.from_int(2)).prepare_many(sheets)
 
 
@@ -40,10 +44,12 @@ async def ingest_and_close(run: LocalSurvey, submissions, on_ack=None):
         await coordinator.close()
 
 
-def test_kill_9_mid_ingestion_loses_nothing_and_counts_nothing_twice(tmp_path):
-    path = survey_file(tmp_path)
+@pytest.mark.parametrize("proofs", [False, True], ids=["ring-shares", "prio3-reports"])
+def test_kill_9_mid_ingestion_loses_nothing_and_counts_nothing_twice(tmp_path, proofs):
+    path = survey_file(tmp_path, proofs)
     survey = parse_survey(path.read_text())
-    submissions = prepared(survey)
+    n = 600 if proofs else N
+    submissions = prepared(survey, n)
     victim = survey.aggregator_names[1]
 
     (tmp_path / "calm").mkdir()
@@ -57,7 +63,7 @@ def test_kill_9_mid_ingestion_loses_nothing_and_counts_nothing_twice(tmp_path):
             if name != victim:
                 return
             acked["total"] += k
-            if acked["at_kill"] is None and acked["total"] >= N // 3:
+            if acked["at_kill"] is None and acked["total"] >= n // 3:
                 acked["at_kill"] = acked["total"]
                 run.kill(victim)  # SIGKILL: no flush, no goodbye
                 run.launch(victim)  # same port, same store; the client's retry waits for it
@@ -65,10 +71,10 @@ def test_kill_9_mid_ingestion_loses_nothing_and_counts_nothing_twice(tmp_path):
         counts, crashed = asyncio.run(ingest_and_close(run, submissions, on_ack))
         assert "aggregator" in run.log(victim)
 
-    assert acked["at_kill"] is not None and acked["at_kill"] < N
+    assert acked["at_kill"] is not None and acked["at_kill"] < n
     # The client never re-sends an acknowledged batch, so a full count proves every acknowledged
     # share survived the SIGKILL; a count of exactly N proves the retries doubled nothing.
-    assert counts == {name: N for name in survey.aggregator_names}
+    assert counts == {name: n for name in survey.aggregator_names}
     for a, b in zip(calm, crashed):
-        assert a.respondents == b.respondents == N
+        assert a.respondents == b.respondents == n
         assert np.array_equal(a.estimate.value, b.estimate.value)  # the very same release

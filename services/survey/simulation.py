@@ -22,6 +22,7 @@ from pathlib import Path
 
 from mpcdp.survey.definition import Aggregator, Survey
 from services.server import reserve_loopback_port, wait_serving
+from services.survey.collector import coordinator_for
 from services.survey.transport import CoordinatorClient, GrpcTransport
 from services.tls import Identity, init_certs
 
@@ -109,7 +110,8 @@ class LocalSurvey:
         return GrpcTransport(self.identity(RESPONDENTS), self.survey)
 
     def coordinator(self) -> CoordinatorClient:
-        return CoordinatorClient(self.identity(COORDINATOR), self.survey)
+        """The survey's coordinator: :class:`VerifiedCoordinator` for ``proofs = "prio3"``."""
+        return coordinator_for(self.identity(COORDINATOR), self.survey)
 
     def stop(self) -> None:
         for proc in self.procs.values():
