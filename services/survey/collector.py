@@ -21,6 +21,7 @@ from services.wire.mpcdp.v1 import survey_pb2, survey_pb2_grpc
 
 BATCH = 1000  # reports verified per PrepareBatch call
 RETRIES = 8  # PrepareBatch attempts while an aggregator restarts
+IN_FLIGHT = 2  # batches being verified at once: one aggregator's preparation overlaps another's
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class VerifiedCoordinator(CoordinatorClient):
 
     verification: Verification | None = None
     batch = BATCH
+    in_flight = IN_FLIGHT
     _verifier: survey_pb2_grpc.SurveyVerifierStub | None = None
 
     async def close_and_release(self) -> list[QuestionResult]:
@@ -53,9 +55,15 @@ class VerifiedCoordinator(CoordinatorClient):
         held = await self._all(self._ids)
         common = sorted(set.intersection(*(set(ids) for ids in held.values())))
         incomplete = len(set().union(*held.values())) - len(common)
-        verdicts: list[int] = []
-        for start in range(0, len(common), self.batch):
-            verdicts += await self._prepare(common[start:start + self.batch])
+        slots = asyncio.Semaphore(self.in_flight)
+
+        async def prepare(ids):
+            async with slots:
+                return await self._prepare(ids)
+
+        batches = await asyncio.gather(*(prepare(common[start:start + self.batch])
+                                         for start in range(0, len(common), self.batch)))
+        verdicts = [v for batch in batches for v in batch]
         accepted = [sid for sid, v in zip(common, verdicts) if v == proved.ACCEPTED]
         self.verification = Verification(len(accepted), verdicts.count(proved.REJECTED),
                                          verdicts.count(proved.MALFORMED), incomplete)
