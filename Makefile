@@ -32,7 +32,7 @@ interop/node_modules/.installed: interop/package.json interop/package-lock.json
 interop: interop/node_modules/.installed
 
 test: $(VENV)/.installed-test interop/node_modules/.installed
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 bench: $(VENV)/.installed-test interop/node_modules/.installed
 	$(PIP) install -e '.[bench]'
