@@ -138,3 +138,16 @@ def test_concurrent_processes_never_overspend(tmp_path):
         p.join(60)
     assert sum(results.get(timeout=5) for _ in procs) == 8
     assert PrivacyLedger(path, "shared", 1.0).spent().epsilon == 1.0
+
+
+def test_a_new_ledger_file_is_owner_only(tmp_path):
+    """The ledger holds every charge of a dataset: other local users must not read it."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        PrivacyLedger(tmp_path / "ledger.db", "raises", 1.0).charge(0.5, label="s1")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "ledger.db").stat().st_mode) == 0o600

@@ -17,6 +17,7 @@ the charge (fail closed).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -119,6 +120,11 @@ class PrivacyLedger:
         eps, delta = _amounts(epsilon_budget, delta_budget, "_budget")
         self.path = Path(path)
         self.dataset = dataset
+        if str(self.path) != ":memory:":
+            try:  # owner-only from the moment it exists (SQLite's journal files take its mode)
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:
+                pass
         with self._transaction() as db:
             row = db.execute(
                 "SELECT epsilon_budget, delta_budget FROM budgets WHERE dataset = ?", (dataset,)
