@@ -10,8 +10,10 @@ vectors); the end-to-end sanitiser (tokenise, look up, perturb, re-case,
 join) on real review text, by wall clock and by CPU time; cold start with and
 without the neighbour cache; and the text node's launch to first answered
 request with a warm cache. Writes benchmarks/results/text_throughput.json.
+``--node-only`` measures only the node's first answer and updates that figure
+in the file (with the load average it was taken at).
 
-Usage: python benchmarks/text_throughput.py [--out PATH]
+Usage: python benchmarks/text_throughput.py [--out PATH] [--node-only]
 Targets: end to end >= 1,000,000 words/s (truncated Gumbel); truncated Gumbel
 mechanism >= 100x the per-token baseline; multivariate Laplace >= 200,000
 tokens/s with approximate search; text node first answer with a warm cache <= 1 s.
@@ -122,12 +124,33 @@ def node_cold_start(cache: Path) -> float:
         proc.wait(timeout=30)
 
 
+def node_only(out: Path) -> int:
+    """Re-measure the node's first answer (best of 3 launches, each listed) and update it in ``out``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp)
+        load_or_build(load_default_glove(), 64, cache)
+        load = os.getloadavg()
+        runs = [node_cold_start(cache) for _ in range(3)]
+    result = json.loads(out.read_text()) if out.exists() else {}
+    result["text_node_cold_start_with_cache_s"] = min(runs)
+    result["text_node_cold_start_runs"] = {"seconds": runs, "load_average_at_start": load}
+    result.setdefault("targets", {})["node_first_answer_with_warm_cache_le_1s"] = min(runs) <= 1.0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({"text_node_cold_start_with_cache_s": min(runs), **result["text_node_cold_start_runs"]}))
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "text_throughput.json")
     ap.add_argument("--tokens", type=int, default=2_000_000, help="tokens for the vectorised runs")
+    ap.add_argument("--node-only", action="store_true",
+                    help="measure only the text node's first answer with a warm cache; update it in --out")
     args = ap.parse_args(argv)
     os.environ["OMP_NUM_THREADS"] = "1"  # one core, the node subprocess included
+    if args.node_only:
+        return node_only(args.out)
     import faiss
 
     faiss.omp_set_num_threads(1)

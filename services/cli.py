@@ -42,7 +42,17 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_modules() -> dict[str, str]:
+    """Each command's name and the module of :mod:`services.commands` defining it (``text_node`` defines
+    ``text-node``): finding them reads the package folder, importing none."""
+    names = (info.name for info in pkgutil.iter_modules(commands.__path__))
+    return {name.replace("_", "-"): name for name in sorted(names)}
+
+
+def build_parser(argv=None) -> argparse.ArgumentParser:
+    """The ``mpcdp`` parser. Given the command line ``argv``, it imports only the command ``argv`` starts with,
+    so a node or a one-off command starts without loading every other command's libraries; without ``argv``,
+    or when it names no command (``mpcdp --help``, a typo), every command is registered."""
     parser = Parser(
         prog="mpcdp",
         description=DESCRIPTION,
@@ -54,15 +64,18 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=commands.Formatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{commands.__name__}.{info.name}")
-        module.register(sub)
+    modules = command_modules()
+    if argv and argv[0] in modules:
+        modules = {argv[0]: modules[argv[0]]}
+    for module in modules.values():
+        importlib.import_module(f"{commands.__name__}.{module}").register(sub)
     return parser
 
 
 def main(argv=None) -> int:
     """Run one command; returns its exit code (also for --help and usage errors, which argparse exits on)."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:

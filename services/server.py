@@ -25,6 +25,7 @@ import contextvars
 import inspect
 import logging
 import socket
+import sys
 import time
 from dataclasses import dataclass
 
@@ -32,7 +33,6 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from mpcdp.protocol import SpecError
 from services import audit
 from services.tls import Identity
 
@@ -40,6 +40,13 @@ log = logging.getLogger("mpcdp.server")
 MAX_MESSAGE = 64 << 20  # a bound on any one message; federation vectors and releases go in ~1 MiB chunks
 OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE)]
 INTERNAL_MESSAGE = "internal error in this node; its operator's log has the details"
+
+
+def _is_spec_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a :class:`mpcdp.protocol.SpecError`, without importing the protocol (and scipy) into
+    nodes that never use it, such as the text node: no such error exists unless its module was loaded."""
+    spec = sys.modules.get("mpcdp.protocol.spec")
+    return spec is not None and isinstance(exc, spec.SpecError)
 
 
 @dataclass(frozen=True)
@@ -124,7 +131,7 @@ def _guard(handler: grpc.RpcMethodHandler, method: str, limits: Limits) -> grpc.
             audit.record("invalid", method=method, reason="undecodable request bytes")
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 f"the request is not a valid {method.rsplit('/', 1)[-1]} message")
-        if isinstance(exc, SpecError):
+        if _is_spec_error(exc):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         log.error("unexpected error in %s", method, exc_info=exc)
         audit.record("error", method=method)

@@ -1,6 +1,8 @@
 """Subcommands of ``mpcdp``: each module here defines ``register(subparsers)``.
 
-The CLI discovers them, so adding a command is adding a module. This package
+The CLI discovers them, so adding a command is adding a module; the module is
+named after its command (``text_node`` registers ``text-node``), so that
+``mpcdp X`` imports only X's module. This package
 file holds what the commands share: argument types that refuse a bad value
 with one clear line (argparse reports it as ``argument --flag: <message>``)
 and the layout of an "examples:" epilog.
