@@ -167,6 +167,11 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             await context.abort(exc.status, str(exc))
         await self._send(context, parts, sid.hex())
 
+    async def Compare(self, request: pb.CompareRequest, context) -> pb.CompareReply:
+        """A comparison statistic the parties compute under MPC (:mod:`services.mpc_node`)."""
+        from services import mpc_node
+        return await mpc_node.coordinate(self, request, context)
+
     async def _send(self, context, parts: list, sid: str) -> None:
         """Write the parts; an analyst who stops reading does not hold the call (and the parts) forever."""
         for part in parts:

@@ -15,6 +15,7 @@ optional shared policy and per-node settings::
     max_length = 2097152            # ring elements per query vector (memory per query)
     max_timeout = 300.0             # longest session deadline, in seconds from now
     one_round = true                # share on accepting, without waiting for the others' answers
+    allow_exact_nonlinear = false   # exact max/min/argmax/threshold under MPC (services/mpc_node.py)
     epsilon_budget = 10.0
 
     [[node]]
@@ -55,7 +56,7 @@ DEFAULT_MAX_TIMEOUT = 300.0  # seconds: the longest session deadline a node acce
 POLICY_KEYS = {
     "allow_exact": bool, "max_epsilon": float, "max_records": int, "min_colluders": int,
     "statistics": list, "columns": list, "epsilon_budget": float, "delta_budget": float, "max_length": int,
-    "max_timeout": float, "one_round": bool,
+    "max_timeout": float, "one_round": bool, "allow_exact_nonlinear": bool,
 }
 
 

@@ -343,6 +343,11 @@ class PartyNode(pb_grpc.PartyServicer):
 
     # -- peer shares ------------------------------------------------------------
 
+    async def Compare(self, request: pb.CompareRequest, context) -> pb.CompareReply:
+        """A comparison statistic under MPC with the other parties (:mod:`services.mpc_node`)."""
+        from services import mpc_node
+        return await mpc_node.party_compare(self, request, context)
+
     async def Exchange(self, request_iterator, context):
         first = await context.read()
         if first is grpc.aio.EOF or first.WhichOneof("phase") != "share":

@@ -54,13 +54,14 @@ class LocalFederation:
 
     def __init__(self, data: dict, column: str = "value", *, epsilon_budget: float = 100.0,
                  allow_exact: bool = True, insecure: bool = False, timeout: float = 30.0, workdir=None,
-                 max_length: int | None = None):
+                 max_length: int | None = None, allow_exact_nonlinear: bool = False):
         if len(data) < 2:
             raise ValueError(f"a federation needs at least 2 parties, got {len(data)}")
         self.data = data
         self.column = column
         self.epsilon_budget = epsilon_budget
         self.allow_exact = allow_exact
+        self.allow_exact_nonlinear = allow_exact_nonlinear  # exact max/min/threshold under MPC (opt-in)
         self.insecure = insecure
         self.timeout = timeout
         self.max_length = max_length  # the parties' policy max_length (None: the default)
@@ -78,6 +79,7 @@ class LocalFederation:
         max_records = max(int(np.shape(v)[0]) if np.ndim(v) else 1 for v in self.data.values())
         lines = ['[federation]', 'name = "simulation"', 'certs = "certs"', '',
                  '[policy]', f'allow_exact = {"true" if self.allow_exact else "false"}',
+                 *(['allow_exact_nonlinear = true'] if self.allow_exact_nonlinear else []),
                  f'max_records = {max(max_records, 1)}', f'epsilon_budget = {float(self.epsilon_budget)!r}',
                  f'max_epsilon = {float(self.epsilon_budget)!r}', f'max_timeout = {self.max_timeout!r}',
                  *([f'max_length = {int(self.max_length)}'] if self.max_length else []), '',
@@ -177,6 +179,31 @@ class LocalFederation:
         if self._client is None:
             self._client = Client(self.federation, CLIENT, self.insecure)
         return await self._client.query(statistic, **kw)
+
+    def compare(self, statistic: str, column: str | None = None, fraction=None, timeout: float | None = None):
+        """A comparison statistic (max, min, argmax, threshold) computed by the parties under MPC
+        (:mod:`services.mpc_node`); returns the release as text. Raises grpc.aio.AioRpcError on refusal."""
+        from fractions import Fraction
+
+        from services.wire.mpcdp.v1 import federation_pb2 as pb
+        from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
+        frac = Fraction(fraction if fraction is not None else 0).limit_denominator(1 << 16)
+        request = pb.CompareRequest(statistic=statistic, column=column or self.column,
+                                    fraction_num=frac.numerator, fraction_den=frac.denominator,
+                                    timeout_seconds=float(timeout or self.timeout))
+
+        async def ask():
+            ident = Identity(CLIENT, self.federation.certs, self.insecure)
+            node = self.federation.node(COORDINATOR)
+            channel = ident.channel(node.address, COORDINATOR)
+            try:
+                return (await pb_grpc.CoordinatorStub(channel).Compare(request, timeout=request.timeout_seconds + 5)).release
+            finally:
+                await channel.close()
+
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(ask())
 
     def kill(self, name: str) -> None:
         """SIGKILL one node (a crash, for failure experiments)."""

@@ -63,6 +63,45 @@ def run_simulation(data: dict, args, bounds, out=sys.stdout) -> int:
     return 0
 
 
+COMPARISONS = ("max", "min", "argmax", "threshold")  # computed under MPC by services/mpc_node.py
+
+
+def run_comparison(data: dict, args, out=None) -> int:
+    """A comparison statistic among the party processes under MPC; prints only its release.
+
+    The throwaway federation's policy opts in to exact nonlinear releases
+    (``allow_exact_nonlinear``), as it opts in to exact sums."""
+    import grpc
+
+    out = out or sys.stdout
+    if len(data) < 3:
+        print("mpcdp simulate: comparisons under MPC need at least 3 parties (honest majority)", file=sys.stderr)
+        return 2
+    if args.statistic == "threshold" and (args.threshold is None or not 0 <= args.threshold <= 1):
+        print("mpcdp simulate: --statistic threshold needs --threshold FRACTION in [0, 1] "
+              "(YES if the sum is at least that fraction of the count)", file=sys.stderr)
+        return 2
+    print(f"starting a coordinator and {len(data)} party processes on loopback "
+          f"({'plaintext: --insecure' if args.insecure else 'mutual TLS, fresh certificates'}) ...",
+          file=sys.stderr if args.json else out)
+    try:
+        with LocalFederation(data, column=args.column, insecure=args.insecure, timeout=args.timeout,
+                             allow_exact_nonlinear=True) as f:
+            release = f.compare(args.statistic, fraction=args.threshold)
+    except grpc.aio.AioRpcError as exc:
+        print(f"mpcdp simulate: the comparison failed: {exc.details()}", file=sys.stderr)
+        return 1
+    except RuntimeError as exc:
+        print(f"mpcdp simulate: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        import json
+        print(json.dumps({"statistic": args.statistic, "release": release}), file=out)
+    else:
+        print(f"{args.statistic}: {release}", file=out)
+    return 0
+
+
 def run(args) -> int:
     try:
         data = party_values(args.parties, args.values, args.bounds, args.seed)
@@ -72,6 +111,8 @@ def run(args) -> int:
     if args.insecure:
         from services.tls import warn_insecure
         warn_insecure()
+    if args.statistic in COMPARISONS:
+        return run_comparison(data, args)
     return run_simulation(data, args, args.bounds)
 
 
@@ -83,6 +124,10 @@ def register(sub) -> None:
                            "--epsilon 1 --json",
                            "mpcdp simulate --parties 20 --statistic sum --bounds 0,1 --epsilon 0.5 --seed 7   "
                            "# random data, one value per party",
+                           "mpcdp simulate --parties 4 --values 3800,2514,2982,3390 --statistic max   "
+                           "# under MPC: prints the top bid only",
+                           "mpcdp simulate --parties 5 --values 1,1,1,1,1 --statistic threshold --threshold 0.5   "
+                           "# YES/NO only",
                        ))
     p.add_argument("--parties", type=at_least(2, " (a secure sum needs two parties)"), default=4,
                    help="number of party processes, at least 2 (default 4)")
@@ -92,5 +137,12 @@ def register(sub) -> None:
                         "(default: fresh random values)")
     p.add_argument("--insecure", action="store_true",
                    help="plaintext, unauthenticated channels between the local processes (experiments only)")
+    p.add_argument("--threshold", type=float, metavar="FRACTION",
+                   help="with --statistic threshold: YES if the sum is at least this fraction of the count")
     add_query_arguments(p, statistic_default="mean", bounds_default="0,10000")
+    for action in p._actions:  # simulate also offers the comparisons the parties compute under MPC
+        if action.dest == "statistic":
+            action.choices = (*action.choices, *COMPARISONS)
+            action.help += "; or, under MPC among >= 3 parties, exactly: max, min, argmax (the winning party) " \
+                           "or threshold (YES/NO, with --threshold)"
     p.set_defaults(run=run)

@@ -157,6 +157,36 @@ class ShareAck(_message.Message):
     session_id: bytes
     def __init__(self, session_id: _Optional[bytes] = ...) -> None: ...
 
+class CompareRequest(_message.Message):
+    __slots__ = ("session_id", "statistic", "column", "parties", "fraction_num", "fraction_den", "deadline", "timeout_seconds")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    STATISTIC_FIELD_NUMBER: _ClassVar[int]
+    COLUMN_FIELD_NUMBER: _ClassVar[int]
+    PARTIES_FIELD_NUMBER: _ClassVar[int]
+    FRACTION_NUM_FIELD_NUMBER: _ClassVar[int]
+    FRACTION_DEN_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    session_id: bytes
+    statistic: str
+    column: str
+    parties: _containers.RepeatedScalarFieldContainer[str]
+    fraction_num: int
+    fraction_den: int
+    deadline: float
+    timeout_seconds: float
+    def __init__(self, session_id: _Optional[bytes] = ..., statistic: _Optional[str] = ..., column: _Optional[str] = ..., parties: _Optional[_Iterable[str]] = ..., fraction_num: _Optional[int] = ..., fraction_den: _Optional[int] = ..., deadline: _Optional[float] = ..., timeout_seconds: _Optional[float] = ...) -> None: ...
+
+class CompareReply(_message.Message):
+    __slots__ = ("session_id", "statistic", "release")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    STATISTIC_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    session_id: bytes
+    statistic: str
+    release: str
+    def __init__(self, session_id: _Optional[bytes] = ..., statistic: _Optional[str] = ..., release: _Optional[str] = ...) -> None: ...
+
 class QueryRequest(_message.Message):
     __slots__ = ("spec", "timeout_seconds", "confidence")
     SPEC_FIELD_NUMBER: _ClassVar[int]

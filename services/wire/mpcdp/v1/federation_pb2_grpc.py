@@ -49,6 +49,11 @@ class PartyStub:
                 request_serializer=mpcdp_dot_v1_dot_federation__pb2.ShareHeader.SerializeToString,
                 response_deserializer=mpcdp_dot_v1_dot_federation__pb2.ShareAck.FromString,
                 _registered_method=True)
+        self.Compare = channel.unary_unary(
+                '/mpcdp.v1.Party/Compare',
+                request_serializer=mpcdp_dot_v1_dot_federation__pb2.CompareRequest.SerializeToString,
+                response_deserializer=mpcdp_dot_v1_dot_federation__pb2.CompareReply.FromString,
+                _registered_method=True)
 
 
 class PartyServicer:
@@ -77,6 +82,15 @@ class PartyServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Compare(self, request, context):
+        """The coordinator asks for one comparison statistic (services/mpc_node.py):
+        the parties run it among themselves over their links and each answers
+        with the release only. Exact, so only where the policy allows it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PartyServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +108,11 @@ def add_PartyServicer_to_server(servicer, server):
                     servicer.DeliverSeed,
                     request_deserializer=mpcdp_dot_v1_dot_federation__pb2.ShareHeader.FromString,
                     response_serializer=mpcdp_dot_v1_dot_federation__pb2.ShareAck.SerializeToString,
+            ),
+            'Compare': grpc.unary_unary_rpc_method_handler(
+                    servicer.Compare,
+                    request_deserializer=mpcdp_dot_v1_dot_federation__pb2.CompareRequest.FromString,
+                    response_serializer=mpcdp_dot_v1_dot_federation__pb2.CompareReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -187,6 +206,33 @@ class Party:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def Compare(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpcdp.v1.Party/Compare',
+            mpcdp_dot_v1_dot_federation__pb2.CompareRequest.SerializeToString,
+            mpcdp_dot_v1_dot_federation__pb2.CompareReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class CoordinatorStub:
     """Missing associated documentation comment in .proto file."""
@@ -206,6 +252,11 @@ class CoordinatorStub:
                 '/mpcdp.v1.Coordinator/Fetch',
                 request_serializer=mpcdp_dot_v1_dot_federation__pb2.FetchRequest.SerializeToString,
                 response_deserializer=mpcdp_dot_v1_dot_federation__pb2.QueryReplyPart.FromString,
+                _registered_method=True)
+        self.Compare = channel.unary_unary(
+                '/mpcdp.v1.Coordinator/Compare',
+                request_serializer=mpcdp_dot_v1_dot_federation__pb2.CompareRequest.SerializeToString,
+                response_deserializer=mpcdp_dot_v1_dot_federation__pb2.CompareReply.FromString,
                 _registered_method=True)
 
 
@@ -228,6 +279,14 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Compare(self, request, context):
+        """One comparison statistic (max, min, argmax, threshold) computed by the
+        parties under MPC; only its release comes back.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -240,6 +299,11 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.Fetch,
                     request_deserializer=mpcdp_dot_v1_dot_federation__pb2.FetchRequest.FromString,
                     response_serializer=mpcdp_dot_v1_dot_federation__pb2.QueryReplyPart.SerializeToString,
+            ),
+            'Compare': grpc.unary_unary_rpc_method_handler(
+                    servicer.Compare,
+                    request_deserializer=mpcdp_dot_v1_dot_federation__pb2.CompareRequest.FromString,
+                    response_serializer=mpcdp_dot_v1_dot_federation__pb2.CompareReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -296,6 +360,33 @@ class Coordinator:
             '/mpcdp.v1.Coordinator/Fetch',
             mpcdp_dot_v1_dot_federation__pb2.FetchRequest.SerializeToString,
             mpcdp_dot_v1_dot_federation__pb2.QueryReplyPart.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Compare(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpcdp.v1.Coordinator/Compare',
+            mpcdp_dot_v1_dot_federation__pb2.CompareRequest.SerializeToString,
+            mpcdp_dot_v1_dot_federation__pb2.CompareReply.FromString,
             options,
             channel_credentials,
             insecure,
