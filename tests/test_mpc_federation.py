@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
 
@@ -50,3 +52,69 @@ def test_simulate_prints_the_top_bid_only_and_refuses_two_parties(capsys):
     assert not any(bid in out for bid in ("2514", "2982", "3390"))
     assert main(["simulate", "--parties", "2", "--values", "1,2", "--statistic", "max"]) == 2
     assert "at least 3 parties" in capsys.readouterr().err
+
+
+class _MemoryLinks:
+    """Every party's end of in-memory links with the Hub's send/receive signature; a party can go silent."""
+
+    def __init__(self):
+        self.boxes: dict[tuple, asyncio.Future] = {}
+        self.silent_from: dict[str, int] = {}  # party -> first round it no longer sends
+
+    def _box(self, key):
+        if key not in self.boxes:
+            self.boxes[key] = asyncio.get_running_loop().create_future()
+        return self.boxes[key]
+
+    def end(self, me: str):
+        links = self
+
+        class End:
+            async def send(self, peer, session, round, kind, payload):
+                if round < links.silent_from.get(me, 1 << 30):
+                    links._box((me, peer, session, round, kind)).set_result(bytes(payload))
+
+            async def receive(self, peer, session, round, kind):
+                return await links._box((peer, me, session, round, kind))
+
+        return End()
+
+
+def _runs(names, statistic, inputs, sid=b"s" * 16):
+    from mpcdp.mpc.engine import Engine
+    from mpcdp.mpc.memory import seeded_rngs
+    from mpcdp.mpc.session import PartyRun
+
+    rngs = seeded_rngs(len(names), 5)
+    return [PartyRun(Engine(len(names), p, sid, rngs[p]), statistic.program(statistic.prepare(p, x)))
+            for p, x in enumerate(inputs)]
+
+
+def test_drive_runs_the_engine_over_links_and_a_peer_silent_mid_run_aborts_everyone_with_no_result():
+    from mpcdp.mpc.statistics import Extremum
+    from mpcdp.protocol import ProtocolError
+    from services.mpc_node import drive
+
+    names = ["a", "b", "c"]
+    bids = [[7, 0, 0], [0, -3, 0], [0, 0, 5]]
+
+    async def go(links, runs, seconds):
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds
+        return await asyncio.gather(*(drive(links.end(n), names, r, b"s" * 16, lambda: end - loop.time())
+                                      for n, r in zip(names, runs)), return_exceptions=True)
+
+    runs = _runs(names, Extremum(), bids)
+    assert asyncio.run(go(_MemoryLinks(), runs, 10.0)) == [None] * 3
+    assert [Extremum().release(r.result) for r in runs] == [7, 7, 7]
+    rounds = runs[0].round
+
+    links = _MemoryLinks()
+    links.silent_from["c"] = rounds // 2  # c stops sending half-way through the comparison
+    runs = _runs(names, Extremum(), bids)
+    outcomes = asyncio.run(go(links, runs, 0.5))
+    assert all(isinstance(o, asyncio.TimeoutError) for o in outcomes)
+    for r in runs:
+        assert r.done and r.aborted
+        with pytest.raises(ProtocolError):
+            r.result
