@@ -116,7 +116,7 @@ async def drive(link, parties: list[str], run: PartyRun, session_id: bytes, dead
             out = run.step([Round.decode(bytes(m)) for m in got])
     except BaseException as exc:
         if not run.done:
-            run.abort(f"{type(exc).__name__}: {exc}")
+            run.abort(str(exc) or "the run was stopped")
         raise
 
 
