@@ -74,8 +74,11 @@ async def make_cluster(certs, data=None, policy=None, party_cls=PartyNode, ledge
     nodes, servers, ports = {}, {}, {}
     ledgers = ledgers or {}
     for name in data:
+        # rng(sid, party): each party its own stream, as with the CSPRNG (shared streams would
+        # make the parties' noise pieces identical, and the total noise far wider than described)
+        node_rng = (lambda sid, _name=name: rng(sid, _name)) if rng else None
         node = party_cls(f, name, Table(data[name]), Identity(name, certs), ledger=ledgers.get(name),
-                         rng=rng)
+                         rng=node_rng)
         servers[name], ports[name] = await start(Identity(name, certs), "127.0.0.1:0",
                                                  node.services(),
                                                  limits)
@@ -374,7 +377,7 @@ async def dp_cluster(certs, tmp_path):
 
     ledgers = {name: PrivacyLedger(tmp_path / f"{name}.db", "raises", 2.5 if name == "dave" else 1.5)
                for name in ["coordinator", *RAISES]}
-    c = await make_cluster(certs, ledgers=ledgers, rng=lambda sid: Prg(b"k" * 32, sid, "test-party"))
+    c = await make_cluster(certs, ledgers=ledgers, rng=lambda sid, party: Prg(b"k" * 32, sid, f"test-party/{party}"))
     c.ledgers = ledgers
     yield c
     await c.close()

@@ -86,7 +86,7 @@ async def dp_cluster(certs, tmp_path):
     from mpcdp.dp.ledger import PrivacyLedger
 
     ledgers = {name: PrivacyLedger(tmp_path / f"{name}.db", "raises", 1.5) for name in ["coordinator", *RAISES]}
-    c = await make_cluster(certs, ledgers=ledgers, rng=lambda sid: Prg(b"k" * 32, sid, "test-party"))
+    c = await make_cluster(certs, ledgers=ledgers, rng=lambda sid, party: Prg(b"k" * 32, sid, f"test-party/{party}"))
     c.ledgers = ledgers
     yield c
     await c.close()
