@@ -62,6 +62,7 @@ def inputs(workload: str, party: int) -> np.ndarray:
 
 # -- the MPyC side: this same file, run as an MPyC program ---------------------------------
 
+
 def mpyc_party() -> None:
     from mpyc.runtime import mpc
 
@@ -109,15 +110,17 @@ def mpyc_party() -> None:
 
 def run_mpyc(workload: str, reps: int) -> dict:
     env = {**os.environ, MPYC_ENV: workload, "MPCDP_BENCH_MPYC_REPS": str(reps)}
-    out = subprocess.run([sys.executable, __file__, f"-M{PARTIES}"], env=env, capture_output=True, text=True,
-                         timeout=1800)
+    out = subprocess.run(
+        [sys.executable, __file__, f"-M{PARTIES}"], env=env, capture_output=True, text=True, timeout=1800
+    )
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
+            return json.loads(line[len("RESULT ") :])
     raise RuntimeError(f"MPyC run failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
 
 
 # -- the mpcdp side ------------------------------------------------------------------------
+
 
 def scaling(parties: int) -> dict:
     """mpcdp alone with n parties: 1,000 comparisons and the max of 1,000 (compute, rounds, bytes)."""
@@ -130,6 +133,7 @@ def scaling(parties: int) -> dict:
         def run(e):
             bits = yield from compare.to_bits(e, part)
             return (yield from e.open(compare.shr(bits, 63), xor=True))
+
         return run
 
     d = ring.as_ring(inputs("compare", 0) - inputs("compare", 1))
@@ -152,13 +156,17 @@ def party_programs(workload: str, only: int | None = None):
     from mpcdp.mpc.statistics import Extremum, NoisyArgmax, Threshold
 
     if workload == "compare":
-        parts = [ring.as_ring(inputs("compare", 0)), ring.as_ring(-inputs("compare", 1)),
-                 ring.as_ring(inputs("compare", 2))]  # additive parts of x - y
+        parts = [
+            ring.as_ring(inputs("compare", 0)),
+            ring.as_ring(-inputs("compare", 1)),
+            ring.as_ring(inputs("compare", 2)),
+        ]  # additive parts of x - y
 
         def program(part):
             def run(e):
                 bits = yield from compare.to_bits(e, part)
                 return (yield from e.open(compare.shr(bits, 63), xor=True))
+
             return run
 
         expected = inputs("compare", 0) < inputs("compare", 1)
@@ -192,6 +200,7 @@ def mpcdp_once(workload: str, session) -> tuple[float, object, object]:
 # -- a check of the projection: the same parties as processes over plain TCP ----------------
 # Benchmark-only framing, no TLS, no authentication: NOT the transport (that is still to be built).
 # Every round each party sends every peer one length-prefixed frame (empty when it has nothing).
+
 
 def _recv_exact(sock: socket.socket, size: int) -> bytes:
     buf = bytearray()
@@ -281,8 +290,13 @@ def run_mpcdp(workload: str, reps: int) -> dict:
     for _ in range(reps):
         seconds, trace, _ = mpcdp_once(workload, session)
         runs.append(seconds)
-    return {"seconds": statistics.median(runs), "runs": runs, "rounds": trace.rounds,
-            "messages": trace.messages, "bytes": trace.bytes}
+    return {
+        "seconds": statistics.median(runs),
+        "runs": runs,
+        "rounds": trace.rounds,
+        "messages": trace.messages,
+        "bytes": trace.bytes,
+    }
 
 
 # -- the loopback network, measured --------------------------------------------------------
@@ -324,8 +338,11 @@ def loopback() -> dict:
     finally:
         server.kill()
         server.wait()
-    return {"rtt_seconds": statistics.median(rtts), "rtt_p90_seconds": float(np.percentile(rtts, 90)),
-            "throughput_bytes_per_second": throughput}
+    return {
+        "rtt_seconds": statistics.median(rtts),
+        "rtt_p90_seconds": float(np.percentile(rtts, 90)),
+        "throughput_bytes_per_second": throughput,
+    }
 
 
 def main(argv=None) -> int:
@@ -345,20 +362,30 @@ def main(argv=None) -> int:
         network = ours["rounds"] * net["rtt_seconds"] + ours["bytes"] / net["throughput_bytes_per_second"]
         projected = ours["seconds"] + network
         count = SIZE if workload in ("compare", "max") else CANDIDATES if workload == "noisy-argmax" else 1
-        rows.append({
-            "workload": workload, "parties": PARTIES, "items": count,
-            "mpcdp_compute_seconds": ours["seconds"], "mpcdp_rounds": ours["rounds"],
-            "mpcdp_messages": ours["messages"], "mpcdp_bytes": ours["bytes"],
-            "mpcdp_bytes_per_item": ours["bytes"] / count,
-            "mpcdp_projected_network_seconds": network, "mpcdp_projected_seconds": projected,
-            "mpcdp_tcp_processes_seconds": tcp["seconds"], "mpcdp_tcp_bytes": tcp["bytes"],
-            "mpyc_seconds": theirs["seconds"],
-            "speedup_projected_vs_mpyc": theirs["seconds"] / projected,
-            "speedup_compute_vs_mpyc": theirs["seconds"] / ours["seconds"],
-            "target_speedup": TARGETS.get(workload),
-            "target_met": (theirs["seconds"] / projected >= TARGETS[workload]) if workload in TARGETS else None,
-            "mpcdp_runs": ours["runs"], "mpcdp_tcp_runs": tcp["runs"], "mpyc_runs": theirs["runs"],
-        })
+        rows.append(
+            {
+                "workload": workload,
+                "parties": PARTIES,
+                "items": count,
+                "mpcdp_compute_seconds": ours["seconds"],
+                "mpcdp_rounds": ours["rounds"],
+                "mpcdp_messages": ours["messages"],
+                "mpcdp_bytes": ours["bytes"],
+                "mpcdp_bytes_per_item": ours["bytes"] / count,
+                "mpcdp_projected_network_seconds": network,
+                "mpcdp_projected_seconds": projected,
+                "mpcdp_tcp_processes_seconds": tcp["seconds"],
+                "mpcdp_tcp_bytes": tcp["bytes"],
+                "mpyc_seconds": theirs["seconds"],
+                "speedup_projected_vs_mpyc": theirs["seconds"] / projected,
+                "speedup_compute_vs_mpyc": theirs["seconds"] / ours["seconds"],
+                "target_speedup": TARGETS.get(workload),
+                "target_met": (theirs["seconds"] / projected >= TARGETS[workload]) if workload in TARGETS else None,
+                "mpcdp_runs": ours["runs"],
+                "mpcdp_tcp_runs": tcp["runs"],
+                "mpyc_runs": theirs["runs"],
+            }
+        )
         print(f"done: {workload}", file=sys.stderr, flush=True)
     more = [scaling(n) for n in (3, 5, 7)]
     report = {
@@ -367,31 +394,43 @@ def main(argv=None) -> int:
         "mpcdp_measured": "in-memory driver: all parties in one process, one after another; messages encoded",
         "projection": "compute + rounds x loopback RTT + bytes / loopback throughput (both measured below)",
         "pending": "end-to-end over the real transport (mutual TLS streams between party nodes): not built yet",
-        "tcp_check": ("the projection checked: the same three parties as processes exchanging the engine's "
-                      "messages over plain loopback TCP (benchmark-only framing, no TLS), slowest party's time"),
+        "tcp_check": (
+            "the projection checked: the same three parties as processes exchanging the engine's "
+            "messages over plain loopback TCP (benchmark-only framing, no TLS), slowest party's time"
+        ),
         "mpyc": "MPyC 0.11, -M3 local processes over loopback, SecInt(64) arrays, gmpy2, input to output",
         "loopback": net,
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
-                    "load_average_at_end": os.getloadavg()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "load_average_at_end": os.getloadavg(),
+        },
         "rows": rows,
         "mpcdp_scaling_in_memory": more,
         "scaling_note": "in-memory, a fresh session each: rounds and bytes include the key set-up round",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    head = (f"{'workload':<13} {'mpcdp cpu':>10} {'rounds':>6} {'bytes/item':>10} {'projected':>10} "
-            f"{'TCP procs':>10} {'MPyC':>10} {'speed-up':>9}")
+    head = (
+        f"{'workload':<13} {'mpcdp cpu':>10} {'rounds':>6} {'bytes/item':>10} {'projected':>10} "
+        f"{'TCP procs':>10} {'MPyC':>10} {'speed-up':>9}"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r['workload']:<13} {1e3 * r['mpcdp_compute_seconds']:>8.1f}ms {r['mpcdp_rounds']:>6} "
-              f"{r['mpcdp_bytes_per_item']:>10.0f} {1e3 * r['mpcdp_projected_seconds']:>8.1f}ms "
-              f"{1e3 * r['mpcdp_tcp_processes_seconds']:>8.1f}ms "
-              f"{1e3 * r['mpyc_seconds']:>8.1f}ms {r['speedup_projected_vs_mpyc']:>8.1f}x")
+        print(
+            f"{r['workload']:<13} {1e3 * r['mpcdp_compute_seconds']:>8.1f}ms {r['mpcdp_rounds']:>6} "
+            f"{r['mpcdp_bytes_per_item']:>10.0f} {1e3 * r['mpcdp_projected_seconds']:>8.1f}ms "
+            f"{1e3 * r['mpcdp_tcp_processes_seconds']:>8.1f}ms "
+            f"{1e3 * r['mpyc_seconds']:>8.1f}ms {r['speedup_projected_vs_mpyc']:>8.1f}x"
+        )
     for m in more:
-        print(f"n = {m['parties']}: 1,000 comparisons {1e3 * m['compare']['seconds']:.0f} ms, "
-              f"{m['compare']['rounds']} rounds, {m['compare']['bytes'] / SIZE:.0f} B each; max of 1,000 "
-              f"{1e3 * m['max']['seconds']:.0f} ms, {m['max']['rounds']} rounds, {m['max']['bytes'] / SIZE:.0f} B/value")
+        print(
+            f"n = {m['parties']}: 1,000 comparisons {1e3 * m['compare']['seconds']:.0f} ms, "
+            f"{m['compare']['rounds']} rounds, {m['compare']['bytes'] / SIZE:.0f} B each; max of 1,000 "
+            f"{1e3 * m['max']['seconds']:.0f} ms, {m['max']['rounds']} rounds, {m['max']['bytes'] / SIZE:.0f} B/value"
+        )
     print(f"loopback RTT {1e6 * net['rtt_seconds']:.0f} us; wrote {args.out}")
     return 0
 

@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from secure_sum import run_mpcdp, run_mpyc  # noqa: E402
+from secure_sum import run_mpcdp, run_mpyc
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PARTIES = [3, 5, 10, 16]
@@ -43,13 +43,22 @@ def point(length: int, parties: int, reps: int, mpyc: bool) -> dict:
 
     services.simulation.START_TIMEOUT = START_TIMEOUT
     ours = run_mpcdp(length, parties, reps)
-    row = {"length": length, "parties": parties, "repetitions": reps, "mpcdp_seconds": ours["seconds"],
-           "mpcdp_bytes_per_party": ours["party_bytes"] / parties, "mpcdp_runs": ours["runs"]}
+    row = {
+        "length": length,
+        "parties": parties,
+        "repetitions": reps,
+        "mpcdp_seconds": ours["seconds"],
+        "mpcdp_bytes_per_party": ours["party_bytes"] / parties,
+        "mpcdp_runs": ours["runs"],
+    }
     if mpyc:
         theirs = run_mpyc(length, parties, reps)
         row.update(mpyc_seconds=theirs["seconds"], mpyc_bytes_party0=theirs["bytes_party0"])
-    print(f"n={parties:>4} L={length:>9}: mpcdp {1e3 * row['mpcdp_seconds']:9.1f} ms"
-          + (f", MPyC {1e3 * row['mpyc_seconds']:9.1f} ms" if mpyc else ""), flush=True)
+    print(
+        f"n={parties:>4} L={length:>9}: mpcdp {1e3 * row['mpcdp_seconds']:9.1f} ms"
+        + (f", MPyC {1e3 * row['mpyc_seconds']:9.1f} ms" if mpyc else ""),
+        flush=True,
+    )
     return row
 
 
@@ -60,8 +69,12 @@ def plot(report: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
-    for col, (sweep, key, label) in enumerate([("by_parties", "parties", f"parties n (L = {PARTIES_L:,})"),
-                                               ("by_length", "length", f"vector length L (n = {LENGTHS_N})")]):
+    for col, (sweep, key, label) in enumerate(
+        [
+            ("by_parties", "parties", f"parties n (L = {PARTIES_L:,})"),
+            ("by_length", "length", f"vector length L (n = {LENGTHS_N})"),
+        ]
+    ):
         rows = report[sweep]
         x = [r[key] for r in rows]
         ax = axes[0][col]
@@ -96,12 +109,13 @@ def main(argv=None) -> int:
     parties = PARTIES[:3] if args.quick else PARTIES
     lengths = LENGTHS[:4] if args.quick else LENGTHS
     report = {
-        "benchmark": "scaling", "sharing": "seeded, every party with every other (full mesh)",
+        "benchmark": "scaling",
+        "sharing": "seeded, every party with every other (full mesh)",
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
         "by_parties": [point(PARTIES_L, n, reps, n <= MPYC_MAX_PARTIES) for n in parties],
         "by_length": [point(L, LENGTHS_N, reps, L <= MPYC_MAX_LENGTH) for L in lengths],
         "not_measured": "n beyond 16: one OS process per party on 2 cores; 100 and 1,000 parties need many "
-                        "parties per process and a sparse sharing graph (not built)",
+        "parties per process and a sparse sharing graph (not built)",
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "scaling.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -45,6 +45,7 @@ BOUND = 1000
 
 # -- the MPyC side: this same file, run as an MPyC program ---------------------------
 
+
 def mpyc_party() -> None:
     from mpyc.runtime import mpc
 
@@ -74,13 +75,15 @@ def mpyc_party() -> None:
 
 def run_mpyc(length: int, parties: int, reps: int) -> dict:
     env = {**os.environ, MPYC_ENV: str(length), "MPCDP_BENCH_MPYC_REPS": str(reps)}
-    out = subprocess.run([sys.executable, __file__, f"-M{parties}"], env=env, capture_output=True,
-                         text=True, timeout=900)
+    out = subprocess.run(
+        [sys.executable, __file__, f"-M{parties}"], env=env, capture_output=True, text=True, timeout=900
+    )
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
-            result = json.loads(line[len("RESULT "):])
-            sent = [int(l.split("bytes sent:")[1]) for l in (out.stdout + out.stderr).splitlines()
-                    if "bytes sent:" in l]
+            result = json.loads(line[len("RESULT ") :])
+            sent = [
+                int(l.split("bytes sent:")[1]) for l in (out.stdout + out.stderr).splitlines() if "bytes sent:" in l
+            ]
             result["bytes_party0"] = sent[-1] if sent else None
             return result
     raise RuntimeError(f"MPyC run failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
@@ -88,10 +91,10 @@ def run_mpyc(length: int, parties: int, reps: int) -> dict:
 
 # -- the mpcdp side --------------------------------------------------------------------
 
+
 def socket_bytes_sent() -> dict[int, int]:
     """Bytes sent so far on every established TCP socket, summed per owning process (``ss -tinp``)."""
-    out = subprocess.run(["ss", "-tinpH", "state", "established"], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(["ss", "-tinpH", "state", "established"], capture_output=True, text=True, check=True).stdout
     sent: dict[int, int] = {}
     pid = None
     for line in out.splitlines():
@@ -106,8 +109,10 @@ def socket_bytes_sent() -> dict[int, int]:
 def run_mpcdp(length: int, parties: int, reps: int) -> dict:
     from services.simulation import COORDINATOR, LocalFederation
 
-    data = {f"party-{i + 1}": ((np.arange(length, dtype=np.int64) * (i + 1)) % BOUND).reshape(1, length)
-            .astype(np.float64) for i in range(parties)}
+    data = {
+        f"party-{i + 1}": ((np.arange(length, dtype=np.int64) * (i + 1)) % BOUND).reshape(1, length).astype(np.float64)
+        for i in range(parties)
+    }
     query = dict(bounds=(0, BOUND), dimension=length, frac_bits=0, max_records=1, timeout=300.0)
     expected = sum(v[0] for v in data.values())
     with LocalFederation(data, timeout=300.0, max_length=max(length, 1 << 21)) as fed:
@@ -126,8 +131,12 @@ def run_mpcdp(length: int, parties: int, reps: int) -> dict:
             delta = {n: after.get(pid, 0) - before.get(pid, 0) for n, pid in pids.items()}
             party_bytes.append(sum(v for n, v in delta.items() if n != COORDINATOR))
             all_bytes.append(sum(delta.values()))
-    return {"seconds": statistics.median(times), "runs": times,
-            "party_bytes": statistics.median(party_bytes), "all_bytes": statistics.median(all_bytes)}
+    return {
+        "seconds": statistics.median(times),
+        "runs": times,
+        "party_bytes": statistics.median(party_bytes),
+        "all_bytes": statistics.median(all_bytes),
+    }
 
 
 def main(argv=None) -> int:
@@ -141,32 +150,45 @@ def main(argv=None) -> int:
         ours = run_mpcdp(length, parties, reps)
         theirs = run_mpyc(length, parties, reps)
         plaintext = parties * length * 8
-        rows.append({
-            "workload": name, "length": length, "parties": parties, "repetitions": reps,
-            "mpcdp_seconds": ours["seconds"], "mpyc_seconds": theirs["seconds"],
-            "speedup_vs_mpyc": theirs["seconds"] / ours["seconds"],
-            "plaintext_bytes": plaintext,
-            "mpcdp_party_bytes": ours["party_bytes"], "mpcdp_all_bytes": ours["all_bytes"],
-            "party_bytes_over_plaintext": ours["party_bytes"] / plaintext,
-            "all_bytes_over_plaintext": ours["all_bytes"] / plaintext,
-            "mpyc_party0_bytes": theirs["bytes_party0"],
-            "mpcdp_runs": ours["runs"], "mpyc_runs": theirs["runs"],
-        })
+        rows.append(
+            {
+                "workload": name,
+                "length": length,
+                "parties": parties,
+                "repetitions": reps,
+                "mpcdp_seconds": ours["seconds"],
+                "mpyc_seconds": theirs["seconds"],
+                "speedup_vs_mpyc": theirs["seconds"] / ours["seconds"],
+                "plaintext_bytes": plaintext,
+                "mpcdp_party_bytes": ours["party_bytes"],
+                "mpcdp_all_bytes": ours["all_bytes"],
+                "party_bytes_over_plaintext": ours["party_bytes"] / plaintext,
+                "all_bytes_over_plaintext": ours["all_bytes"] / plaintext,
+                "mpyc_party0_bytes": theirs["bytes_party0"],
+                "mpcdp_runs": ours["runs"],
+                "mpyc_runs": theirs["runs"],
+            }
+        )
         print(f"done: {name}", file=sys.stderr, flush=True)
-    report = {"benchmark": "secure_sum", "sharing": "seeded", "transport": "gRPC, mutual TLS, loopback",
-              "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                          "platform": platform.platform()},
-              "targets": {"speedup_L1e6_3_parties": ">= 20", "party_bytes_over_plaintext": "<= 1.2"},
-              "rows": rows}
+    report = {
+        "benchmark": "secure_sum",
+        "sharing": "seeded",
+        "transport": "gRPC, mutual TLS, loopback",
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "targets": {"speedup_L1e6_3_parties": ">= 20", "party_bytes_over_plaintext": "<= 1.2"},
+        "rows": rows,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     head = f"{'workload':<20} {'mpcdp':>10} {'MPyC':>10} {'speed-up':>9} {'wire/plain':>11} {'+release':>9}"
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r['workload']:<20} {1e3 * r['mpcdp_seconds']:>8.1f}ms {1e3 * r['mpyc_seconds']:>8.1f}ms "
-              f"{r['speedup_vs_mpyc']:>8.2f}x {r['party_bytes_over_plaintext']:>10.3f}x "
-              f"{r['all_bytes_over_plaintext']:>8.3f}x")
+        print(
+            f"{r['workload']:<20} {1e3 * r['mpcdp_seconds']:>8.1f}ms {1e3 * r['mpyc_seconds']:>8.1f}ms "
+            f"{r['speedup_vs_mpyc']:>8.2f}x {r['party_bytes_over_plaintext']:>10.3f}x "
+            f"{r['all_bytes_over_plaintext']:>8.3f}x"
+        )
     print(f"wrote {args.out}")
     return 0
 

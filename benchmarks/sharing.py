@@ -50,17 +50,29 @@ def main() -> dict:
         seeded = median_time(lambda: share_seeded(x, n, sid, rng=rng).reconstruct(sid))
         seeded_share = median_time(lambda: share_seeded(x, n, sid, rng=rng))
         full_share = median_time(lambda: share(x, n, rng=rng))
-        rows.append({
-            "n": n, "L": L,
-            "plain_sum_ms": plain * 1e3, "full_ms": full * 1e3, "seeded_ms": seeded * 1e3,
-            "full_share_ms": full_share * 1e3, "seeded_share_ms": seeded_share * 1e3,
-            "full_ratio": full / plain, "seeded_ratio": seeded / plain,
-            "full_share_ratio": full_share / plain, "seeded_share_ratio": seeded_share / plain,
-            "seeded_share_within_3x": seeded_share / plain <= 3.0,
-        })
+        rows.append(
+            {
+                "n": n,
+                "L": L,
+                "plain_sum_ms": plain * 1e3,
+                "full_ms": full * 1e3,
+                "seeded_ms": seeded * 1e3,
+                "full_share_ms": full_share * 1e3,
+                "seeded_share_ms": seeded_share * 1e3,
+                "full_ratio": full / plain,
+                "seeded_ratio": seeded / plain,
+                "full_share_ratio": full_share / plain,
+                "seeded_share_ratio": seeded_share / plain,
+                "seeded_share_within_3x": seeded_share / plain <= 3.0,
+            }
+        )
     result = {
-        "benchmark": "sharing", "python": platform.python_version(), "numpy": np.__version__,
-        "prg_gb_per_s": 8 * L / prg_s / 1e9, "repeats": REPEATS, "rows": rows,
+        "benchmark": "sharing",
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "prg_gb_per_s": 8 * L / prg_s / 1e9,
+        "repeats": REPEATS,
+        "rows": rows,
     }
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2) + "\n")
@@ -68,8 +80,10 @@ def main() -> dict:
     print("ratios to a plain numpy sum of the same n vectors (share = split only; +rec = split and reconstruct)")
     print(f"{'n':>3} {'plain ms':>9} {'full share':>11} {'seeded share':>13} {'full +rec':>10} {'seeded +rec':>12}")
     for r in rows:
-        print(f"{r['n']:>3} {r['plain_sum_ms']:>9.2f} {r['full_share_ratio']:>10.2f}x {r['seeded_share_ratio']:>12.2f}x "
-              f"{r['full_ratio']:>9.2f}x {r['seeded_ratio']:>11.2f}x")
+        print(
+            f"{r['n']:>3} {r['plain_sum_ms']:>9.2f} {r['full_share_ratio']:>10.2f}x {r['seeded_share_ratio']:>12.2f}x "
+            f"{r['full_ratio']:>9.2f}x {r['seeded_ratio']:>11.2f}x"
+        )
     return result
 
 

@@ -39,12 +39,12 @@ def make_items(n: int, width: int, seed: int) -> list[tuple[bytes, bytes]]:
     rng = Prg.from_int(seed, "bench")
     ids, shares = rng.bytes(16 * n), rng.bytes(8 * width * n)
     step = 8 * width
-    return [(ids[16 * i:16 * (i + 1)], shares[step * i:step * (i + 1)]) for i in range(n)]
+    return [(ids[16 * i : 16 * (i + 1)], shares[step * i : step * (i + 1)]) for i in range(n)]
 
 
 async def stream(run: LocalSurvey, name: str, items, batch: int) -> float:
     transport = run.transport()
-    batches = [items[i:i + batch] for i in range(0, len(items), batch)]
+    batches = [items[i : i + batch] for i in range(0, len(items), batch)]
     acked = 0
 
     def on_ack(_index, outcomes):
@@ -102,13 +102,19 @@ def main(argv=None) -> int:
     memory = measure("memory", args.n, args.batch, args.repeats, args.seed)
     results = {"memory (no storage)": memory}
     sqlite = measure("sqlite", args.n, args.batch, args.repeats, args.seed)
-    results["sqlite (WAL, synchronous=FULL)"] = {**sqlite, "ratio_to_memory": round(
-        sqlite["per_second"] / memory["per_second"], 3), "meets_target": sqlite["per_second"] >= TARGET}
+    results["sqlite (WAL, synchronous=FULL)"] = {
+        **sqlite,
+        "ratio_to_memory": round(sqlite["per_second"] / memory["per_second"], 3),
+        "meets_target": sqlite["per_second"] >= TARGET,
+    }
     dsn = os.environ.get("MPCDP_TEST_POSTGRES")
     if dsn:
         pg = measure(dsn, args.n, args.batch, args.repeats, args.seed)
-        results["postgresql (synchronous commit)"] = {**pg, "ratio_to_memory": round(
-            pg["per_second"] / memory["per_second"], 3), "meets_target": pg["per_second"] >= TARGET}
+        results["postgresql (synchronous commit)"] = {
+            **pg,
+            "ratio_to_memory": round(pg["per_second"] / memory["per_second"], 3),
+            "meets_target": pg["per_second"] >= TARGET,
+        }
     else:
         results["postgresql (synchronous commit)"] = {"skipped": "MPCDP_TEST_POSTGRES is not set"}
     doc = {

@@ -36,8 +36,15 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from mpcdp.prg import Prg
-from mpcdp.tokens import (Issuer, MemorySpentTokens, SQLiteInvitations, TokenChallenge, generate_issuer_key,
-                          request_token, verify_token)
+from mpcdp.tokens import (
+    Issuer,
+    MemorySpentTokens,
+    SQLiteInvitations,
+    TokenChallenge,
+    generate_issuer_key,
+    request_token,
+    verify_token,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).parent / "results" / "survey_tokens.json"
@@ -88,13 +95,13 @@ def main() -> None:
         codes = store.create(args.n, rng)
         work = list(zip(codes, requests))
         results["redemption_sqlite"] = timed(lambda cr: store.redeem(cr[0], cr[1], issuer), work, 1)
-    results["verification"] = timed(lambda t: verify_token(issuer.public_key, t, CHALLENGE), verify_items,
-                                    args.repeats)
+    results["verification"] = timed(lambda t: verify_token(issuer.public_key, t, CHALLENGE), verify_items, args.repeats)
     # the floor: OpenSSL's RSASSA-PSS verify alone (through cryptography), same tokens, same run
     public = issuer.public_key.blind
     pss = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
     results["openssl_pss_verify_only"] = timed(
-        lambda t: public.key.verify(t[98:], t[:98], pss, hashes.SHA384()), verify_items, args.repeats)
+        lambda t: public.key.verify(t[98:], t[:98], pss, hashes.SHA384()), verify_items, args.repeats
+    )
     spent_sets = iter([MemorySpentTokens(issuer.public_key) for _ in range(args.repeats)])
 
     def spend_all(_):
@@ -103,8 +110,11 @@ def main() -> None:
             spent.spend(t, CHALLENGE, i.to_bytes(4, "big"))
 
     spend = timed(spend_all, [None], args.repeats)
-    spend.update(operations=len(tokens), per_second_per_core=round(len(tokens) / spend["cpu_seconds"]),
-                 per_second_wall=round(len(tokens) / spend["wall_seconds"]))
+    spend.update(
+        operations=len(tokens),
+        per_second_per_core=round(len(tokens) / spend["cpu_seconds"]),
+        per_second_wall=round(len(tokens) / spend["wall_seconds"]),
+    )
     results["verification_and_spend_memory"] = spend
 
     # the client's requests are replayed from one seed: answer them all before the clock starts
@@ -123,11 +133,21 @@ def main() -> None:
 
     javascript = None
     if args.js_seconds > 0 and blindrsa_node.missing() is None:
-        (bench,) = blindrsa_node.run([{"op": "bench", "variant": "RSABSSA-SHA384-PSS-Deterministic",
-                                       "spki": blindrsa_node.spki_hex(key.public_key()),
-                                       "pkcs8": blindrsa_node.pkcs8_hex(key), "seconds": args.js_seconds}])
-        javascript = {"blind_sign_per_second": round(bench["sign_per_s"], 1),
-                      "verify_per_second": round(bench["verify_per_s"])}
+        (bench,) = blindrsa_node.run(
+            [
+                {
+                    "op": "bench",
+                    "variant": "RSABSSA-SHA384-PSS-Deterministic",
+                    "spki": blindrsa_node.spki_hex(key.public_key()),
+                    "pkcs8": blindrsa_node.pkcs8_hex(key),
+                    "seconds": args.js_seconds,
+                }
+            ]
+        )
+        javascript = {
+            "blind_sign_per_second": round(bench["sign_per_s"], 1),
+            "verify_per_second": round(bench["verify_per_s"]),
+        }
 
     node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip() or None
     issuance = results["issuance"]["per_second_per_core"]
@@ -141,13 +161,19 @@ def main() -> None:
         "results": results,
         "javascript": javascript,
         "javascript_library": f"@cloudflare/blindrsa-ts 0.4.4 on Node {node}, WebCrypto keys, wall clock",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform(), "load_average": list(os.getloadavg())},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "load_average": list(os.getloadavg()),
+        },
     }
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"issuance {issuance}/s per core (target {TARGET_ISSUANCE}), "
-          f"verification {verification}/s per core (target {TARGET_VERIFICATION})")
+    print(
+        f"issuance {issuance}/s per core (target {TARGET_ISSUANCE}), "
+        f"verification {verification}/s per core (target {TARGET_VERIFICATION})"
+    )
     print(json.dumps({k: v["per_second_per_core"] for k, v in results.items()}), "javascript:", javascript)
 
 

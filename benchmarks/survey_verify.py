@@ -58,8 +58,11 @@ CIRCUITS = {
     "Count": (lambda s: Prio3Count(s), lambda r: r % 2, 1),
     "Histogram(length 10, chunk 3)": (lambda s: Prio3Histogram(s, 10, 3), lambda r: r % 10, 10),
     "Sum(bits 16)": (lambda s: Prio3Sum(s, 16), lambda r: r % 65536, 1),
-    "SumVec(length 10, bits 1, chunk 3)": (lambda s: Prio3SumVec(s, 10, 1, 3),
-                                           lambda r: [(r >> i) & 1 for i in range(10)], 10),
+    "SumVec(length 10, bits 1, chunk 3)": (
+        lambda s: Prio3SumVec(s, 10, 1, 3),
+        lambda r: [(r >> i) & 1 for i in range(10)],
+        10,
+    ),
 }
 
 
@@ -75,11 +78,15 @@ def shard_reports(vdaf, measure, n: int, seed: int) -> list[tuple[bytes, bytes, 
 
 def prepare_batch(vdaf, reports) -> int:
     """Every aggregator's preparation of encoded reports, vectorised across reports; returns accepted."""
-    states = [vdaf.prep_init_encoded_batch(VERIFY_KEY, j, None, [(nonce, public, shares[j])
-                                                                 for nonce, public, shares in reports])
-              for j in range(vdaf.SHARES)]
-    msgs = vdaf.prep_shares_to_prep_batch(None, [[states[j][i][1] for j in range(vdaf.SHARES)]
-                                                 for i in range(len(reports))])
+    states = [
+        vdaf.prep_init_encoded_batch(
+            VERIFY_KEY, j, None, [(nonce, public, shares[j]) for nonce, public, shares in reports]
+        )
+        for j in range(vdaf.SHARES)
+    ]
+    msgs = vdaf.prep_shares_to_prep_batch(
+        None, [[states[j][i][1] for j in range(vdaf.SHARES)] for i in range(len(reports))]
+    )
     accepted = 0
     for i, msg in enumerate(msgs):
         if not isinstance(msg, VerifyError):
@@ -94,8 +101,10 @@ def prepare_each(vdaf, reports) -> int:
     accepted = 0
     for nonce, public, shares in reports:
         public_share = vdaf.decode_public_share(public)
-        steps = [vdaf.prep_init(VERIFY_KEY, j, None, nonce, public_share, vdaf.decode_input_share(j, shares[j]))
-                 for j in range(vdaf.SHARES)]
+        steps = [
+            vdaf.prep_init(VERIFY_KEY, j, None, nonce, public_share, vdaf.decode_input_share(j, shares[j]))
+            for j in range(vdaf.SHARES)
+        ]
         msg = vdaf.prep_shares_to_prep(None, [share for _, share in steps])
         for state, _ in steps:
             vdaf.prep_next(state, msg)
@@ -110,8 +119,11 @@ def best_of(repeats: int, run) -> dict:
     for _ in range(repeats):
         wall, cpu = time.perf_counter(), time.process_time()
         accepted = run()
-        result = {"wall_seconds": time.perf_counter() - wall, "cpu_seconds": time.process_time() - cpu,
-                  "accepted": accepted}
+        result = {
+            "wall_seconds": time.perf_counter() - wall,
+            "cpu_seconds": time.process_time() - cpu,
+            "accepted": accepted,
+        }
         result["seconds"] = result["cpu_seconds"]
         if best is None or result["seconds"] < best["seconds"]:
             best = result
@@ -148,14 +160,21 @@ def sizes(vdaf, reports, ring_elements: int) -> dict:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=2000, help="reports per circuit (default 2000)")
-    parser.add_argument("--js-n", type=int, default=300,
-                        help="reports per circuit for JavaScript, repeated for at least a second (default 300)")
+    parser.add_argument(
+        "--js-n",
+        type=int,
+        default=300,
+        help="reports per circuit for JavaScript, repeated for at least a second (default 300)",
+    )
     parser.add_argument("--repeats", type=int, default=5, help="timed runs, best kept (default 5)")
     parser.add_argument("--shares", type=int, default=2, help="aggregators (default 2)")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--e2e-n", type=int, default=20_000, help="reports for the end-to-end runs (default 20000)")
-    parser.add_argument("--end-to-end-only", action="store_true",
-                        help="measure only the end-to-end runs and keep the circuit results already in --out")
+    parser.add_argument(
+        "--end-to-end-only",
+        action="store_true",
+        help="measure only the end-to-end runs and keep the circuit results already in --out",
+    )
     args = parser.parse_args(argv)
     if args.end_to_end_only:
         report = json.loads(args.out.read_text())
@@ -168,20 +187,30 @@ def main(argv=None) -> dict:
         vdaf = make(args.shares)
         reports = shard_reports(vdaf, measure, args.n, seed)
         per_agg = lambda r: round(r["accepted"] * vdaf.SHARES / r["seconds"])  # noqa: E731
-        js_request = {"op": "bench", "vdaf": prio3_node.spec(vdaf), "verify_key": VERIFY_KEY.hex(),
-                      "reports": [{"nonce": nonce.hex(), "public_share": public.hex(),
-                                   "input_shares": [s.hex() for s in shares]}
-                                  for nonce, public, shares in reports[:args.js_n]],
-                      "warmup_seconds": 1.0, "min_seconds": 1.0}
+        js_request = {
+            "op": "bench",
+            "vdaf": prio3_node.spec(vdaf),
+            "verify_key": VERIFY_KEY.hex(),
+            "reports": [
+                {"nonce": nonce.hex(), "public_share": public.hex(), "input_shares": [s.hex() for s in shares]}
+                for nonce, public, shares in reports[: args.js_n]
+            ],
+            "warmup_seconds": 1.0,
+            "min_seconds": 1.0,
+        }
         batch_runs, js_runs = [], []
         for _ in range(args.repeats):  # interleaved, so both see the same load on a shared machine
             batch_runs.append(best_of(1, lambda: prepare_batch(vdaf, reports)))
             js_runs.append(prio3_node.run(js_request, timeout=600))
         batch = min(batch_runs, key=lambda r: r["seconds"])
-        each = best_of(args.repeats, lambda: prepare_each(vdaf, reports[:args.js_n]))
+        each = best_of(args.repeats, lambda: prepare_each(vdaf, reports[: args.js_n]))
         js = min(js_runs, key=js_seconds)
-        js = {"wall_seconds": js["seconds"], "cpu_seconds": js["cpu_seconds"], "seconds": js_seconds(js),
-              "reports": js["reports"]}
+        js = {
+            "wall_seconds": js["seconds"],
+            "cpu_seconds": js["cpu_seconds"],
+            "seconds": js_seconds(js),
+            "reports": js["reports"],
+        }
         js_per_agg = round(js["reports"] * vdaf.SHARES / js["seconds"])
         entry = {
             "mpcdp_batch": {**batch, "reports": args.n, "per_aggregator_per_second": per_agg(batch)},
@@ -194,13 +223,15 @@ def main(argv=None) -> dict:
         if name.startswith("Histogram"):
             entry["meets_histogram_target"] = per_agg(batch) >= TARGET_HISTOGRAM
         results[name] = entry
-        print(f"{name:36s} mpcdp {per_agg(batch):7d}/s per aggregator (per report {per_agg(each):6d}/s), "
-              f"JS {js_per_agg:6d}/s, x{entry['ratio_to_javascript']}")
+        print(
+            f"{name:36s} mpcdp {per_agg(batch):7d}/s per aggregator (per report {per_agg(each):6d}/s), "
+            f"JS {js_per_agg:6d}/s, x{entry['ratio_to_javascript']}"
+        )
 
     report = {
         "benchmark": "Prio3 (VDAF draft 08) reports verified per second per aggregator, one core",
         "work": "decode input shares, prep_init of every aggregator, prep_shares_to_prep (proof check), "
-                "prep_next; per aggregator = accepted reports x aggregators / seconds",
+        "prep_next; per aggregator = accepted reports x aggregators / seconds",
         "seconds": "best of repeats; mpcdp: process CPU seconds (one thread); JavaScript: min(wall, CPU)",
         "javascript": "@divviup/prio3 0.8.0 on Node " + _node_version() + ", same encoded reports, same run",
         "aggregators": args.shares,
@@ -217,7 +248,8 @@ def main(argv=None) -> dict:
 
 E2E_TARGET = 5_000
 E2E_SURVEYS = {  # name -> (survey file text, reports)
-    "choice of 10 (Histogram(10))": ("""
+    "choice of 10 (Histogram(10))": (
+        """
 [survey]
 id = "bench-choice"
 min_respondents = 1
@@ -233,7 +265,9 @@ id = "pick"
 kind = "choice"
 options = ["o0", "o1", "o2", "o3", "o4", "o5", "o6", "o7", "o8", "o9"]
 central = { epsilon = 1.0 }
-""", 1.0),
+""",
+        1.0,
+    ),
     "election poll (4 questions, 3 aggregators)": (None, 0.25),
 }
 
@@ -251,8 +285,12 @@ def end_to_end(n: int) -> dict:
     from services.survey.simulation import COORDINATOR, LocalSurvey
 
     poll = (ROOT / "examples" / "election_poll.toml").read_text()
-    out = {"target_per_aggregator_per_second": E2E_TARGET, "store": "sqlite (WAL, synchronous=FULL)",
-           "transport": "gRPC over mutual TLS, aggregator processes on loopback", "cpus": _cpus()}
+    out = {
+        "target_per_aggregator_per_second": E2E_TARGET,
+        "store": "sqlite (WAL, synchronous=FULL)",
+        "transport": "gRPC over mutual TLS, aggregator processes on loopback",
+        "cpus": _cpus(),
+    }
     for name, (text, share) in E2E_SURVEYS.items():
         count = max(1000, int(n * share))
         entry = {"reports": count}
@@ -271,22 +309,27 @@ def end_to_end(n: int) -> dict:
                 path = Path(tmp) / "survey.toml"
                 path.write_text(body)
                 with LocalSurvey(survey, path, Path(tmp), "sqlite") as run:
-                    timings = asyncio.run(_ingest_and_release(run, prepared, coordinator_for(
-                        run.identity(COORDINATOR), run.survey)))
+                    timings = asyncio.run(
+                        _ingest_and_release(run, prepared, coordinator_for(run.identity(COORDINATOR), run.survey))
+                    )
             wire = [len(v) for v in prepared[0].shares.values()]
             label = "verified (prio3)" if proofs == "prio3" else "unverified (ring shares)"
             entry[label] = {
-                **timings, "client_cpu_ms_per_report": round(1000 * client_cpu / count, 3),
+                **timings,
+                "client_cpu_ms_per_report": round(1000 * client_cpu / count, 3),
                 "per_aggregator_per_second": round(count / timings["total_seconds"]),
                 "ingest_per_aggregator_per_second": round(count / timings["ingest_seconds"]),
-                "bytes_per_report_per_aggregator": wire, "bytes_per_report_total": sum(wire),
+                "bytes_per_report_per_aggregator": wire,
+                "bytes_per_report_total": sum(wire),
             }
             if proofs == "prio3":
                 entry[label]["meets_target"] = entry[label]["per_aggregator_per_second"] >= E2E_TARGET
                 entry[label]["prep_bytes_per_report_per_helper"] = proved.prep_message_size(survey)
-            print(f"{name:44s} {label:26s} {entry[label]['per_aggregator_per_second']:7d}/s per aggregator, "
-                  f"{timings['per_aggregator_per_cpu_second']}/CPU s "
-                  f"(ingest {entry[label]['ingest_per_aggregator_per_second']}/s), {sum(wire)} B/report")
+            print(
+                f"{name:44s} {label:26s} {entry[label]['per_aggregator_per_second']:7d}/s per aggregator, "
+                f"{timings['per_aggregator_per_cpu_second']}/CPU s "
+                f"(ingest {entry[label]['ingest_per_aggregator_per_second']}/s), {sum(wire)} B/report"
+            )
         out[name] = entry
     return out
 
@@ -318,19 +361,24 @@ async def _ingest_and_release(run, prepared, coordinator) -> dict:
     if counted is not None and counted.counted != len(prepared):
         raise RuntimeError(f"{counted.line()}: every benchmark report is honest")
     used = {name: _cpu_seconds(pid) - cpu[name] for name, pid in pids.items()}
-    return {"ingest_seconds": round(ingested - start, 3), "verify_and_release_seconds": round(done - ingested, 3),
-            "total_seconds": round(done - start, 3),
-            "aggregator_cpu_seconds": {name: round(v, 3) for name, v in used.items()},
-            "per_aggregator_per_cpu_second": round(len(prepared) / max(used.values()))}
+    return {
+        "ingest_seconds": round(ingested - start, 3),
+        "verify_and_release_seconds": round(done - ingested, 3),
+        "total_seconds": round(done - start, 3),
+        "aggregator_cpu_seconds": {name: round(v, 3) for name, v in used.items()},
+        "per_aggregator_per_cpu_second": round(len(prepared) / max(used.values())),
+    }
 
 
 def _node_version() -> str:
     import subprocess
+
     return subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
 
 
 def _cpus() -> int:
     import os
+
     return len(os.sched_getaffinity(0))
 
 

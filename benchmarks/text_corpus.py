@@ -41,10 +41,10 @@ def synthetic_corpus(words: tuple[str, ...], documents: int, seed: int = 0) -> l
     vocab = np.array(words, dtype=object)[ranks].tolist()
     out, pos = [], 0
     for n in lengths.tolist():
-        doc = vocab[pos:pos + n]
+        doc = vocab[pos : pos + n]
         pos += n
         doc[0] = doc[0].capitalize()
-        out.append(" ".join(doc[: n // 2]) + ", " + " ".join(doc[n // 2:]) + ".")
+        out.append(" ".join(doc[: n // 2]) + ", " + " ".join(doc[n // 2 :]) + ".")
     return out
 
 
@@ -68,34 +68,66 @@ def main(argv=None) -> int:
 
     sanitizer = load_sanitizer()
     texts = synthetic_corpus(sanitizer.embedding.words, args.documents)
-    result = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                          "load_average_at_start": os.getloadavg()},
-              "documents": len(texts), "words": sum(t.count(" ") + 1 for t in texts),
-              "mechanism": "truncated-gumbel", "epsilon": EPSILON, "partition_rows": PARTITION_ROWS,
-              "vocabulary": f"GloVe 6B 50d, {sanitizer.embedding.size:,} words"}
+    result = {
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "load_average_at_start": os.getloadavg(),
+        },
+        "documents": len(texts),
+        "words": sum(t.count(" ") + 1 for t in texts),
+        "mechanism": "truncated-gumbel",
+        "epsilon": EPSILON,
+        "partition_rows": PARTITION_ROWS,
+        "vocabulary": f"GloVe 6B 50d, {sanitizer.embedding.size:,} words",
+    }
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "corpus.parquet"
         pq.write_table(pa.table({"text": texts}), source)
         del texts
         runs = {}
-        for name, engine, workers in (("single_process", "local", None), ("dask_1_worker", "dask", 1),
-                                      ("dask_2_workers", "dask", 2)):
-            seconds, summary = timed(lambda: corpus.run(
-                sanitizer, source, "text", Path(tmp) / f"{name}.parquet", "truncated-gumbel", EPSILON,
-                engine=engine, workers=workers, partition_rows=PARTITION_ROWS))
+        for name, engine, workers in (
+            ("single_process", "local", None),
+            ("dask_1_worker", "dask", 1),
+            ("dask_2_workers", "dask", 2),
+        ):
+            seconds, summary = timed(
+                lambda: corpus.run(
+                    sanitizer,
+                    source,
+                    "text",
+                    Path(tmp) / f"{name}.parquet",
+                    "truncated-gumbel",
+                    EPSILON,
+                    engine=engine,
+                    workers=workers,
+                    partition_rows=PARTITION_ROWS,
+                )
+            )
             assert summary.rows == result["documents"] and summary.partitions_skipped == 0
             runs[name] = {"seconds": seconds, "words_per_second": result["words"] / seconds}
             print(name, f"{seconds:.1f} s", file=sys.stderr, flush=True)
-        seconds, summary = timed(lambda: corpus.run(
-            sanitizer, source, "text", Path(tmp) / "dask_2_workers.parquet", "truncated-gumbel", EPSILON,
-            engine="local", partition_rows=PARTITION_ROWS))
+        seconds, summary = timed(
+            lambda: corpus.run(
+                sanitizer,
+                source,
+                "text",
+                Path(tmp) / "dask_2_workers.parquet",
+                "truncated-gumbel",
+                EPSILON,
+                engine="local",
+                partition_rows=PARTITION_ROWS,
+            )
+        )
         runs["resume_with_all_partitions_done"] = {"seconds": seconds, "skipped": summary.partitions_skipped}
     result["runs"] = runs
     one, two = runs["dask_1_worker"]["seconds"], runs["dask_2_workers"]["seconds"]
     result["scaling_efficiency_2_workers"] = one / (2 * two)
     result["speedup_2_workers_vs_single_process"] = runs["single_process"]["seconds"] / two
-    result["note"] = ("wall times on a 2-core machine shared with other jobs; each Dask run includes cluster "
-                      "start-up and shipping the sanitiser (embedding + neighbour table, ~50 MB) to each worker")
+    result["note"] = (
+        "wall times on a 2-core machine shared with other jobs; each Dask run includes cluster "
+        "start-up and shipping the sanitiser (embedding + neighbour table, ~50 MB) to each worker"
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

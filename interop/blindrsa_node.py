@@ -28,13 +28,13 @@ def missing() -> str | None:
 
 def spki_hex(public_key) -> str:
     """The rsaEncryption SubjectPublicKeyInfo WebCrypto imports, as hex."""
-    return public_key.public_bytes(serialization.Encoding.DER,
-                                   serialization.PublicFormat.SubjectPublicKeyInfo).hex()
+    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo).hex()
 
 
 def pkcs8_hex(private_key) -> str:
-    return private_key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                                     serialization.NoEncryption()).hex()
+    return private_key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).hex()
 
 
 def run(requests: list[dict], timeout: float = 300) -> list:
@@ -42,8 +42,14 @@ def run(requests: list[dict], timeout: float = 300) -> list:
     reason = missing()
     if reason:
         raise RuntimeError(reason)
-    done = subprocess.run(["node", str(HERE / "blindrsa.mjs")], input=json.dumps(requests), capture_output=True,
-                          text=True, cwd=HERE, timeout=timeout)
+    done = subprocess.run(
+        ["node", str(HERE / "blindrsa.mjs")],
+        input=json.dumps(requests),
+        capture_output=True,
+        text=True,
+        cwd=HERE,
+        timeout=timeout,
+    )
     if done.returncode:
         raise RuntimeError(f"blindrsa.mjs failed: {done.stderr.strip()[-2000:]}")
     return json.loads(done.stdout)

@@ -40,8 +40,14 @@ def run(request: dict | list, timeout: float = 300) -> dict | list:
     reason = missing()
     if reason:
         raise RuntimeError(reason)
-    done = subprocess.run(["node", str(HERE / "prio3.mjs")], input=json.dumps(request), capture_output=True,
-                          text=True, cwd=HERE, timeout=timeout)
+    done = subprocess.run(
+        ["node", str(HERE / "prio3.mjs")],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        cwd=HERE,
+        timeout=timeout,
+    )
     if done.returncode:
         raise RuntimeError(f"prio3.mjs failed: {done.stderr.strip()[-2000:]}")
     return json.loads(done.stdout)
@@ -49,6 +55,11 @@ def run(request: dict | list, timeout: float = 300) -> dict | list:
 
 def encode_reports(vdaf, reports) -> list[dict]:
     """mpcdp reports ``(nonce, public_share, input_shares)`` as prio3.mjs's hex JSON."""
-    return [{"nonce": nonce.hex(), "public_share": vdaf.encode_public_share(public).hex(),
-             "input_shares": [vdaf.encode_input_share(s).hex() for s in shares]}
-            for nonce, public, shares in reports]
+    return [
+        {
+            "nonce": nonce.hex(),
+            "public_share": vdaf.encode_public_share(public).hex(),
+            "input_shares": [vdaf.encode_input_share(s).hex() for s in shares],
+        }
+        for nonce, public, shares in reports
+    ]

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -54,8 +55,13 @@ class Conflict(Exception):
 
 
 class Transport(Protocol):
-    async def send(self, aggregator: str, survey: Survey, batches: Sequence[Sequence[Item]],
-                   on_ack: Callable[[int, list[str]], None]) -> None:
+    async def send(
+        self,
+        aggregator: str,
+        survey: Survey,
+        batches: Sequence[Sequence[Item]],
+        on_ack: Callable[[int, list[str]], None],
+    ) -> None:
         """Stream ``batches`` to ``aggregator``; call ``on_ack(index, outcomes)`` as each is stored.
 
         Outcomes are "accepted", "duplicate" or "conflict". Raises
@@ -76,11 +82,16 @@ class PreparedSubmission:
     shares: dict[str, bytes] = field(repr=False)
 
     def to_json(self) -> str:
-        return json.dumps({"survey": self.survey_id, "id": self.submission_id.hex(),
-                           "shares": {k: v.hex() for k, v in self.shares.items()}})
+        return json.dumps(
+            {
+                "survey": self.survey_id,
+                "id": self.submission_id.hex(),
+                "shares": {k: v.hex() for k, v in self.shares.items()},
+            }
+        )
 
     @classmethod
-    def from_json(cls, text: str) -> "PreparedSubmission":
+    def from_json(cls, text: str) -> PreparedSubmission:
         d = json.loads(text)
         return cls(d["survey"], bytes.fromhex(d["id"]), {k: bytes.fromhex(v) for k, v in d["shares"].items()})
 
@@ -115,12 +126,22 @@ class SurveyClient:
         parts = share(vectors, len(names), self.rng)
         ids = self.rng.bytes(ID_BYTES * n)
         blobs = [np.ascontiguousarray(p, dtype="<u8") for p in parts]
-        return [PreparedSubmission(self.survey.id, ids[i * ID_BYTES:(i + 1) * ID_BYTES],
-                                   {name: blob[i].tobytes() for name, blob in zip(names, blobs)})
-                for i in range(n)]
+        return [
+            PreparedSubmission(
+                self.survey.id,
+                ids[i * ID_BYTES : (i + 1) * ID_BYTES],
+                {name: blob[i].tobytes() for name, blob in zip(names, blobs)},
+            )
+            for i in range(n)
+        ]
 
-    async def deliver(self, submissions: Sequence[PreparedSubmission], batch_size: int = 1000,
-                      attempts: int = 5, on_ack: Callable[[str, int], None] | None = None) -> None:
+    async def deliver(
+        self,
+        submissions: Sequence[PreparedSubmission],
+        batch_size: int = 1000,
+        attempts: int = 5,
+        on_ack: Callable[[str, int], None] | None = None,
+    ) -> None:
         """Send every submission to every aggregator, retrying unacknowledged batches.
 
         Batches hold at most ``batch_size`` submissions and ``BATCH_BYTES`` bytes of shares.
@@ -137,8 +158,12 @@ class SurveyClient:
         for s in submissions:
             if s.survey_id != self.survey.id:
                 raise ValueError(f"submissions: one is for survey {s.survey_id!r}, not {self.survey.id!r}")
-        await asyncio.gather(*(self._deliver_to(name, submissions, batch_size, attempts, on_ack)
-                               for name in self.survey.aggregator_names))
+        await asyncio.gather(
+            *(
+                self._deliver_to(name, submissions, batch_size, attempts, on_ack)
+                for name in self.survey.aggregator_names
+            )
+        )
 
     def _backoff(self, attempt: int) -> float:
         """Seconds before retry ``attempt + 1``: 0.2 s doubling to at most 10 s, times a random 0.5-1.5
@@ -150,7 +175,7 @@ class SurveyClient:
         items = [(s.submission_id, s.shares[name]) for s in submissions]
         item_bytes = len(items[0][1]) + ID_BYTES if items else 1
         per_batch = max(1, min(batch_size, BATCH_BYTES // item_bytes))
-        pending = {i: items[i:i + per_batch] for i in range(0, len(items), per_batch)}
+        pending = {i: items[i : i + per_batch] for i in range(0, len(items), per_batch)}
         conflicts = 0
 
         def acked(index: int, outcomes: list[str]) -> None:

@@ -62,7 +62,7 @@ class Prg:
         self._scratch = np.empty(0, dtype=np.uint8)
 
     @classmethod
-    def from_int(cls, seed: int, purpose: str = "test") -> "Prg":
+    def from_int(cls, seed: int, purpose: str = "test") -> Prg:
         """A reproducible generator for tests and simulations (never for production noise)."""
         return cls(int(seed).to_bytes(SEED_BYTES, "big"), b"", purpose)
 
@@ -104,7 +104,7 @@ class Prg:
         for start in range(0, flat.size, words):
             k = min(words, flat.size - start)
             self._enc.update_into(zeros[: 8 * k], scratch)
-            chunk = flat[start:start + k]
+            chunk = flat[start : start + k]
             op(chunk, scratch[: 8 * k].view("<u8"), out=chunk)
         return out
 

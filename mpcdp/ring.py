@@ -107,8 +107,7 @@ class FixedPoint:
         scaled = np.rint(arr * self.scale)
         if scaled.size and (scaled.max() >= 2.0**63 or scaled.min() < -(2.0**63)):
             raise HeadroomError(
-                f"value too large for the ring at frac_bits={self.frac_bits}: "
-                f"|x| must be below 2^{63 - self.frac_bits}"
+                f"value too large for the ring at frac_bits={self.frac_bits}: |x| must be below 2^{63 - self.frac_bits}"
             )
         return scaled.astype(np.int64).view(DTYPE)
 
@@ -122,9 +121,11 @@ class FixedPoint:
             raise ValueError(f"bound must be a finite non-negative number, got {bound!r}")
         scaled = float(bound) * self.scale
         if not scaled < 2.0**63:
-            raise HeadroomError(f"overflow risk: |value| {float(bound):g} is too large for the ring at frac_bits={self.frac_bits}: "
-                                f"bounds must lie within +-2^{63 - self.frac_bits} (about {2.0**(63 - self.frac_bits):.3g}); "
-                                "lower the bound or the number of fractional bits")
+            raise HeadroomError(
+                f"overflow risk: |value| {float(bound):g} is too large for the ring at frac_bits={self.frac_bits}: "
+                f"bounds must lie within +-2^{63 - self.frac_bits} (about {2.0 ** (63 - self.frac_bits):.3g}); "
+                "lower the bound or the number of fractional bits"
+            )
         return int(np.rint(scaled))
 
 

@@ -64,9 +64,7 @@ class SeededShares:
     def expand(self, session_id: bytes) -> list[np.ndarray]:
         """All n share vectors (for inspection; :meth:`reconstruct` avoids the copies)."""
         n = self.correction.size
-        return [expand_seed(s, n, session_id, p) for s, p in zip(self.seeds, self.purposes)] + [
-            self.correction
-        ]
+        return [expand_seed(s, n, session_id, p) for s, p in zip(self.seeds, self.purposes)] + [self.correction]
 
     def reconstruct(self, session_id: bytes) -> np.ndarray:
         """The secret, summing each seed's expansion straight into one vector."""

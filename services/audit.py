@@ -23,10 +23,24 @@ import os
 import sys
 from pathlib import Path
 
-EVENTS = ("started", "refused", "aborted", "released", "fetched", "denied", "invalid", "idle_closed", "error",
-          "closed")
-FORBIDDEN = frozenset({"share", "shares", "seed", "seeds", "value", "values", "record", "records", "vector",
-                       "data", "path", "columns", "noise"})
+EVENTS = ("started", "refused", "aborted", "released", "fetched", "denied", "invalid", "idle_closed", "error", "closed")
+FORBIDDEN = frozenset(
+    {
+        "share",
+        "shares",
+        "seed",
+        "seeds",
+        "value",
+        "values",
+        "record",
+        "records",
+        "vector",
+        "data",
+        "path",
+        "columns",
+        "noise",
+    }
+)
 FORMATS = ("text", "json")
 
 _log = logging.getLogger("mpcdp.audit")
@@ -36,8 +50,11 @@ _node = ""
 class _JsonLines(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         event = getattr(record, "audit", None)
-        line = {"time": dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(timespec="milliseconds"),
-                "node": _node, "level": record.levelname.lower()}
+        line = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
+            "node": _node,
+            "level": record.levelname.lower(),
+        }
         if event is None:
             line.update(event="log", logger=record.name, message=record.getMessage())
         else:
@@ -47,7 +64,7 @@ class _JsonLines(logging.Formatter):
 
 class _Text(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        when = dt.datetime.fromtimestamp(record.created, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        when = dt.datetime.fromtimestamp(record.created, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
         event = getattr(record, "audit", None)
         if event is None:
             return f"{when} {_node} {record.levelname.lower()} {record.name}: {record.getMessage()}"

@@ -34,7 +34,6 @@ from services.wire.mpcdp.v1 import federation_pb2 as pb
 from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
 
 
-
 class QueryError(Exception):
     """The federation refused or aborted a query; ``code`` is the gRPC status."""
 
@@ -70,11 +69,15 @@ class QueryResult:
         return self.result[self.statistic]
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True,
-                          default=lambda v: v.tolist() if isinstance(v, np.ndarray) else str(v))
+        return json.dumps(
+            asdict(self),
+            indent=2,
+            sort_keys=True,
+            default=lambda v: v.tolist() if isinstance(v, np.ndarray) else str(v),
+        )
 
     @classmethod
-    def from_proto(cls, reply: pb.QueryReply, streamed: dict | None = None, categories=()) -> "QueryResult":
+    def from_proto(cls, reply: pb.QueryReply, streamed: dict | None = None, categories=()) -> QueryResult:
         """The result of a QueryReply and the vectors streamed after it, keyed (name, interval_end);
         a histogram's cells come back as ``{category: value}`` and ``{category: [lower, upper]}``."""
         as_dict = json_format.MessageToDict
@@ -97,12 +100,18 @@ class QueryResult:
             if end:
                 intervals.setdefault(key, {})[end] = values
         return cls(
-            session_id=reply.session_id.hex(), statistic=reply.statistic,
+            session_id=reply.session_id.hex(),
+            statistic=reply.statistic,
             result={**as_dict(reply.result), **{k: v for (k, end), v in vectors.items() if not end}},
-            parties=tuple(reply.parties), exact=reply.exact,
-            epsilon=None if reply.exact else reply.epsilon, delta=reply.delta,
-            mechanism=reply.mechanism or None, noise_std=as_dict(reply.noise),
-            intervals=intervals, confidence=None if reply.exact else reply.confidence)
+            parties=tuple(reply.parties),
+            exact=reply.exact,
+            epsilon=None if reply.exact else reply.epsilon,
+            delta=reply.delta,
+            mechanism=reply.mechanism or None,
+            noise_std=as_dict(reply.noise),
+            intervals=intervals,
+            confidence=None if reply.exact else reply.confidence,
+        )
 
 
 class _ReleaseStream:
@@ -128,8 +137,10 @@ class _ReleaseStream:
             if key in self.vectors or v.interval_end not in ("", "lower", "upper"):
                 raise ValueError(f"vector {v.name!r} announced twice or with an unknown interval end")
             if v.length > self.max_length:
-                raise ValueError(f"vector {v.name!r} announced with {v.length} elements; "
-                                 f"this query's vectors have at most {self.max_length}")
+                raise ValueError(
+                    f"vector {v.name!r} announced with {v.length} elements; "
+                    f"this query's vectors have at most {self.max_length}"
+                )
             self._current, self._filled = (key, np.empty(v.length, dtype="<f8")), 0
             self._chunk(v.first)
         elif kind == "chunk" and self._current is not None:
@@ -142,7 +153,7 @@ class _ReleaseStream:
         n = len(data) // 8
         if len(data) % 8 or chunk.offset != self._filled or not 0 < n <= out.size - self._filled:
             raise ValueError("release chunks must be whole float64 words, in order, within the announced length")
-        out[self._filled:self._filled + n] = np.frombuffer(data, dtype="<f8")
+        out[self._filled : self._filled + n] = np.frombuffer(data, dtype="<f8")
         self._filled += n
 
     def _finish(self) -> None:
@@ -168,7 +179,7 @@ class Client:
         self._channel = self.identity.channel(coordinator.address, coordinator.name, OPTIONS)
         self._stub = pb_grpc.CoordinatorStub(self._channel)
 
-    async def __aenter__(self) -> "Client":
+    async def __aenter__(self) -> Client:
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -177,17 +188,44 @@ class Client:
     async def close(self) -> None:
         await self._channel.close()
 
-    async def query(self, statistic: str, column: str = "value", bounds=(0.0, 1.0), epsilon: float | None = None,
-                    *, delta: float = 0.0, dimension: int = 1, categories=(), parties=(), frac_bits: int = 16,
-                    max_records: int = 0, mechanism: str = "discrete_laplace", colluders: int = 1,
-                    sharing: str = "seeded", timeout: float = 30.0, confidence: float = 0.95) -> QueryResult:
+    async def query(
+        self,
+        statistic: str,
+        column: str = "value",
+        bounds=(0.0, 1.0),
+        epsilon: float | None = None,
+        *,
+        delta: float = 0.0,
+        dimension: int = 1,
+        categories=(),
+        parties=(),
+        frac_bits: int = 16,
+        max_records: int = 0,
+        mechanism: str = "discrete_laplace",
+        colluders: int = 1,
+        sharing: str = "seeded",
+        timeout: float = 30.0,
+        confidence: float = 0.95,
+    ) -> QueryResult:
         """Run one query; raises QueryError with the federation's diagnostic if it is refused."""
         lo, hi = bounds
-        spec = pb.QuerySpec(statistic=statistic, column=column, dimension=dimension, lower=lo, upper=hi,
-                            categories=list(categories), parties=list(parties), frac_bits=frac_bits,
-                            max_records=max_records, exact=epsilon is None,
-                            epsilon=0.0 if epsilon is None else epsilon, delta=delta, mechanism=mechanism,
-                            colluders=colluders, sharing=sharing)
+        spec = pb.QuerySpec(
+            statistic=statistic,
+            column=column,
+            dimension=dimension,
+            lower=lo,
+            upper=hi,
+            categories=list(categories),
+            parties=list(parties),
+            frac_bits=frac_bits,
+            max_records=max_records,
+            exact=epsilon is None,
+            epsilon=0.0 if epsilon is None else epsilon,
+            delta=delta,
+            mechanism=mechanism,
+            colluders=colluders,
+            sharing=sharing,
+        )
         _check_locally(spec, confidence, self._parties)
         request = pb.QueryRequest(spec=spec, timeout_seconds=timeout, confidence=confidence)
         call = self._stub.Query(request, timeout=timeout + 5.0, wait_for_ready=False)
@@ -198,8 +236,9 @@ class Client:
         try:
             sid = bytes.fromhex(session_id)
         except ValueError:
-            raise QueryError(grpc.StatusCode.INVALID_ARGUMENT,
-                             f"a session id is 32 hex digits, got {session_id!r}") from None
+            raise QueryError(
+                grpc.StatusCode.INVALID_ARGUMENT, f"a session id is 32 hex digits, got {session_id!r}"
+            ) from None
         call = self._stub.Fetch(pb.FetchRequest(session_id=sid), timeout=timeout)
         return await self._receive(call, MAX_DIMENSION)
 
@@ -220,17 +259,23 @@ class Client:
             return QueryResult.from_proto(reply, streamed, rest.categories)
         except grpc.aio.AioRpcError as exc:
             details = exc.details() or ""
-            if sid and reply is not None or (sid and exc.code() in _BROKEN):
-                details += (f" (session {sid}: if the coordinator released it, `mpcdp query --fetch {sid}` "
-                            f"gets it at no further cost)")
+            if (sid and reply is not None) or (sid and exc.code() in _BROKEN):
+                details += (
+                    f" (session {sid}: if the coordinator released it, `mpcdp query --fetch {sid}` "
+                    f"gets it at no further cost)"
+                )
             raise QueryError(exc.code(), details, sid) from None
         except ValueError as exc:
             call.cancel()
             raise QueryError(grpc.StatusCode.DATA_LOSS, f"malformed release from the coordinator: {exc}", sid) from None
 
 
-_BROKEN = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED,
-           grpc.StatusCode.UNKNOWN)  # how a cut connection or a client-side deadline ends a call
+_BROKEN = (
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.CANCELLED,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.UNKNOWN,
+)  # how a cut connection or a client-side deadline ends a call
 
 
 def _check_locally(spec: pb.QuerySpec, confidence: float, parties) -> None:

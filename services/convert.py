@@ -25,11 +25,24 @@ GRPC_CODES = {s: getattr(grpc.StatusCode, s.value) for s in Status}
 def spec_to_proto(spec: QuerySpec) -> pb.QuerySpec:
     lo, hi = (float(b) for b in spec.bounds) if len(spec.bounds) == 2 else (0.0, 0.0)
     return pb.QuerySpec(
-        statistic=spec.statistic, parties=spec.parties, session_id=spec.session_id, column=spec.column,
-        dimension=spec.dimension, lower=lo, upper=hi, categories=spec.categories,
-        frac_bits=spec.frac_bits, max_records=spec.max_records, exact=spec.is_exact,
-        epsilon=0.0 if spec.is_exact else spec.epsilon, delta=spec.delta, mechanism=spec.mechanism,
-        colluders=spec.colluders, sharing=spec.sharing, deadline=spec.deadline)
+        statistic=spec.statistic,
+        parties=spec.parties,
+        session_id=spec.session_id,
+        column=spec.column,
+        dimension=spec.dimension,
+        lower=lo,
+        upper=hi,
+        categories=spec.categories,
+        frac_bits=spec.frac_bits,
+        max_records=spec.max_records,
+        exact=spec.is_exact,
+        epsilon=0.0 if spec.is_exact else spec.epsilon,
+        delta=spec.delta,
+        mechanism=spec.mechanism,
+        colluders=spec.colluders,
+        sharing=spec.sharing,
+        deadline=spec.deadline,
+    )
 
 
 def spec_fields(msg: pb.QuerySpec) -> dict:
@@ -39,13 +52,22 @@ def spec_fields(msg: pb.QuerySpec) -> dict:
     refuses it rather than silently turning the query exact.
     """
     fields = dict(
-        statistic=msg.statistic, parties=tuple(msg.parties), session_id=msg.session_id,
-        column=msg.column or "value", dimension=msg.dimension or 1,
-        bounds=(msg.lower, msg.upper), categories=tuple(msg.categories),
-        frac_bits=msg.frac_bits, max_records=msg.max_records or 1,
-        epsilon=None if msg.exact else msg.epsilon, delta=msg.delta,
-        mechanism=msg.mechanism or "discrete_laplace", colluders=msg.colluders or 1,
-        sharing=msg.sharing or "seeded", deadline=msg.deadline or math.inf)
+        statistic=msg.statistic,
+        parties=tuple(msg.parties),
+        session_id=msg.session_id,
+        column=msg.column or "value",
+        dimension=msg.dimension or 1,
+        bounds=(msg.lower, msg.upper),
+        categories=tuple(msg.categories),
+        frac_bits=msg.frac_bits,
+        max_records=msg.max_records or 1,
+        epsilon=None if msg.exact else msg.epsilon,
+        delta=msg.delta,
+        mechanism=msg.mechanism or "discrete_laplace",
+        colluders=msg.colluders or 1,
+        sharing=msg.sharing or "seeded",
+        deadline=msg.deadline or math.inf,
+    )
     return fields
 
 
@@ -62,8 +84,9 @@ def build_spec(fields: dict) -> QuerySpec:
 def spec_from_proto(msg: pb.QuerySpec, require_deadline: bool = False) -> QuerySpec:
     """The spec on the wire; ``require_deadline``: an unset (0) deadline is refused, not read as none."""
     if require_deadline and not msg.deadline > 0:
-        raise SpecError("deadline", "must be set to an absolute UNIX time; a session without one could be "
-                                    "held open forever")
+        raise SpecError(
+            "deadline", "must be set to an absolute UNIX time; a session without one could be held open forever"
+        )
     return build_spec(spec_fields(msg))
 
 
@@ -71,7 +94,7 @@ def pieces(vector: np.ndarray):
     """(offset, packed little-endian bytes) covering ``vector`` (ring elements) in ~1 MiB pieces, in order."""
     data = ring.as_ring(vector).reshape(-1).astype("<u8", copy=False)
     for start in range(0, max(data.size, 1), CHUNK_ELEMENTS):
-        yield start, data[start:start + CHUNK_ELEMENTS].tobytes()
+        yield start, data[start : start + CHUNK_ELEMENTS].tobytes()
 
 
 def chunks(vector: np.ndarray):
@@ -92,8 +115,10 @@ class Assembler:
 
     def __init__(self, length: int, expected: int):
         if length != expected:
-            raise ProtocolError(Status.INVALID_ARGUMENT,
-                                f"vector announced with {length} elements; this session's vectors have {expected}")
+            raise ProtocolError(
+                Status.INVALID_ARGUMENT,
+                f"vector announced with {length} elements; this session's vectors have {expected}",
+            )
         self.vector = np.empty(length, dtype=ring.DTYPE)  # read only once every element is filled
         self.filled = 0
 
@@ -108,7 +133,7 @@ class Assembler:
         n = len(data) // 8
         if self.filled + n > self.vector.size or (n == 0 and self.vector.size):
             raise ProtocolError(Status.INVALID_ARGUMENT, "vector chunks overrun the announced length")
-        self.vector[self.filled:self.filled + n] = np.frombuffer(data, dtype="<u8")
+        self.vector[self.filled : self.filled + n] = np.frombuffer(data, dtype="<u8")
         self.filled += n
 
 

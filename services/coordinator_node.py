@@ -31,8 +31,8 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import grpc
 
@@ -90,10 +90,17 @@ def claimed_abort(party: str, reason: str, culprit: str = "") -> str:
 class CoordinatorNode(pb_grpc.CoordinatorServicer):
     """The federation's coordinator; it never sees an input, a share or an exact aggregate."""
 
-    def __init__(self, federation: Federation, identity: Identity, ledger=None,
-                 default_timeout: float = DEFAULT_TIMEOUT, clock: Callable[[], float] = time.time,
-                 max_timeout: float | None = None, store: releases.ReleaseStore | None = None,
-                 send_timeout: float = SEND_TIMEOUT):
+    def __init__(
+        self,
+        federation: Federation,
+        identity: Identity,
+        ledger=None,
+        default_timeout: float = DEFAULT_TIMEOUT,
+        clock: Callable[[], float] = time.time,
+        max_timeout: float | None = None,
+        store: releases.ReleaseStore | None = None,
+        send_timeout: float = SEND_TIMEOUT,
+    ):
         self.federation = federation
         self.identity = identity
         self.ledger = ledger
@@ -147,7 +154,9 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             self.admit(spec)
             budget = self._hold(spec)
         except (SpecError, ProtocolError) as exc:
-            code = convert.GRPC_CODES[exc.status] if isinstance(exc, ProtocolError) else grpc.StatusCode.INVALID_ARGUMENT
+            code = (
+                convert.GRPC_CODES[exc.status] if isinstance(exc, ProtocolError) else grpc.StatusCode.INVALID_ARGUMENT
+            )
             audit.record("refused", client=who, status=code.name, reason=str(exc))
             await context.abort(code, str(exc))
         sid = spec.session_id
@@ -170,6 +179,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
     async def Compare(self, request: pb.CompareRequest, context) -> pb.CompareReply:
         """A comparison statistic the parties compute under MPC (:mod:`services.mpc_node`)."""
         from services import mpc_node
+
         return await mpc_node.coordinate(self, request, context)
 
     async def _send(self, context, parts: list, sid: str) -> None:
@@ -177,11 +187,13 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         for part in parts:
             try:
                 await asyncio.wait_for(context.write(part), self.send_timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 audit.record("aborted", session=sid, reason="the analyst did not read the release")
-                await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
-                                    f"the release was not read within {self.send_timeout:g} s; it is kept: "
-                                    f"`mpcdp query --fetch {sid}` gets it at no further cost")
+                await context.abort(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"the release was not read within {self.send_timeout:g} s; it is kept: "
+                    f"`mpcdp query --fetch {sid}` gets it at no further cost",
+                )
 
     def _hold(self, spec: QuerySpec) -> Reserving | None:
         """Check the coordinator's ledger, counting running sessions, and reserve this one's cost."""
@@ -207,9 +219,12 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         sid = request.session_id.hex()
         kept = self.store.get(sid) if self.store is not None else None
         if kept is None or kept[0]["client"] != who or not self._charged(sid, kept[0]):
-            await context.abort(grpc.StatusCode.NOT_FOUND,
-                                f"no release of session {sid} for {who!r} is kept here" if self.store is not None
-                                else "this coordinator keeps no releases (it has no state directory)")
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"no release of session {sid} for {who!r} is kept here"
+                if self.store is not None
+                else "this coordinator keeps no releases (it has no state directory)",
+            )
         audit.record("fetched", session=sid, client=who)
         await self._send(context, kept[1], sid)
 
@@ -234,9 +249,16 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
                 budget.charge(spec.epsilon, spec.delta, label=sid.hex())
         finally:
             self._reserved.pop(sid, None)
-        audit.record("released", session=sid.hex(), client=client, statistic=spec.statistic,
-                     parties=",".join(spec.parties), epsilon=None if spec.is_exact else spec.epsilon,
-                     delta=spec.delta or None, exact=spec.is_exact)
+        audit.record(
+            "released",
+            session=sid.hex(),
+            client=client,
+            statistic=spec.statistic,
+            parties=",".join(spec.parties),
+            epsilon=None if spec.is_exact else spec.epsilon,
+            delta=spec.delta or None,
+            exact=spec.is_exact,
+        )
         return parts
 
     def spec_for(self, request: pb.QueryRequest) -> tuple[QuerySpec, float]:
@@ -245,8 +267,10 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             raise SpecError("session_id", "is chosen by the coordinator; leave it empty")
         timeout = request.timeout_seconds or self.default_timeout
         if not math.isfinite(timeout) or not 0 < timeout <= self.max_timeout:
-            raise SpecError("timeout_seconds", f"must be in (0, {self.max_timeout:g}] seconds (this "
-                                               f"coordinator's max_timeout), got {timeout!r}")
+            raise SpecError(
+                "timeout_seconds",
+                f"must be in (0, {self.max_timeout:g}] seconds (this coordinator's max_timeout), got {timeout!r}",
+            )
         confidence = request.confidence or DEFAULT_CONFIDENCE
         fields = convert.spec_fields(request.spec)
         parties = fields["parties"] or tuple(self.federation.names("party"))
@@ -264,8 +288,9 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
     def admit(self, spec: QuerySpec) -> None:
         """The federation-wide policy: exact releases only where it says so."""
         if spec.is_exact and not self.federation.policy.get("allow_exact", False):
-            raise ProtocolError(Status.PERMISSION_DENIED,
-                                "this federation does not allow exact (non-DP) releases; set an epsilon")
+            raise ProtocolError(
+                Status.PERMISSION_DENIED, "this federation does not allow exact (non-DP) releases; set an epsilon"
+            )
 
     # -- one session ----------------------------------------------------------------
 
@@ -282,24 +307,28 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
 
     async def _run(self, spec: QuerySpec):
         session = CoordinatorSession(spec)
-        calls = {p: _Call(p, self._stub(p).Session(timeout=max(spec.deadline - self._clock(), 0.001)))
-                 for p in spec.parties}
+        calls = {
+            p: _Call(p, self._stub(p).Session(timeout=max(spec.deadline - self._clock(), 0.001))) for p in spec.parties
+        }
         inflight: dict[str, asyncio.Future] = {}
         try:
             propose = pb.CoordinatorToParty(propose=pb.Propose(spec=convert.spec_to_proto(spec), start=True))
-            await self._phase(spec, {p: self._propose(c, propose, session) for p, c in calls.items()},
-                              "answer", inflight)
+            await self._phase(
+                spec, {p: self._propose(c, propose, session) for p, c in calls.items()}, "answer", inflight
+            )
             start = pb.CoordinatorToParty(start_sharing=pb.StartSharing(session_id=spec.session_id))
-            await self._phase(spec, {p: self._collect(c, start, session) for p, c in calls.items()},
-                              "send its partial sum", inflight)
+            await self._phase(
+                spec, {p: self._collect(c, start, session) for p, c in calls.items()}, "send its partial sum", inflight
+            )
             return session.release(arrays=True)  # vectors stay arrays: packed again without Python floats
         except (SessionFailed, ProtocolError) as exc:
             reason = str(exc)
             if session.state != "aborted":
                 session.abort(reason, getattr(exc, "culprit", ""))
             await self._abort_all(spec, calls, reason, inflight)
-            audit.record("aborted", session=spec.session_id.hex(), reason=reason,
-                         culprit=getattr(exc, "culprit", "") or None)
+            audit.record(
+                "aborted", session=spec.session_id.hex(), reason=reason, culprit=getattr(exc, "culprit", "") or None
+            )
             if isinstance(exc, ProtocolError):
                 raise SessionFailed(convert.GRPC_CODES[exc.status], reason) from None
             raise
@@ -314,8 +343,9 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         reading their party's stream, and the abort lets them finish.
         """
         tasks = {asyncio.ensure_future(coro): p for p, coro in steps.items()}
-        done, pending = await asyncio.wait(tasks, timeout=max(spec.deadline - self._clock(), 0.0),
-                                           return_when=asyncio.FIRST_EXCEPTION)
+        done, pending = await asyncio.wait(
+            tasks, timeout=max(spec.deadline - self._clock(), 0.0), return_when=asyncio.FIRST_EXCEPTION
+        )
         failures = [t for t in done if t.exception() is not None]
         inflight.update({tasks[t]: t for t in pending})
         if failures:
@@ -325,9 +355,11 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             raise SessionFailed(grpc.StatusCode.INTERNAL, f"{tasks[failures[0]]}: {type(exc).__name__}")
         if pending:
             late = sorted(tasks[t] for t in pending)
-            raise SessionFailed(grpc.StatusCode.DEADLINE_EXCEEDED,
-                                f"{', '.join(late)} did not {doing} before the deadline; session aborted, "
-                                f"no result released", late[0])
+            raise SessionFailed(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"{', '.join(late)} did not {doing} before the deadline; session aborted, no result released",
+                late[0],
+            )
 
     async def _read(self, c: _Call, what: str):
         try:
@@ -335,23 +367,32 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         except grpc.aio.AioRpcError as exc:
             raise self._rpc_failure(c.party, exc, what) from None
         if msg is grpc.aio.EOF:
-            raise SessionFailed(grpc.StatusCode.ABORTED,
-                                f"{c.party} dropped out of the session while we waited for its {what}; "
-                                f"session aborted, no result released", c.party)
+            raise SessionFailed(
+                grpc.StatusCode.ABORTED,
+                f"{c.party} dropped out of the session while we waited for its {what}; "
+                f"session aborted, no result released",
+                c.party,
+            )
         if msg.WhichOneof("phase") == "abort":
-            raise SessionFailed(grpc.StatusCode.ABORTED, claimed_abort(c.party, msg.abort.reason, msg.abort.culprit),
-                                c.party)
+            raise SessionFailed(
+                grpc.StatusCode.ABORTED, claimed_abort(c.party, msg.abort.reason, msg.abort.culprit), c.party
+            )
         return msg
 
     def _rpc_failure(self, party: str, exc: grpc.aio.AioRpcError, what: str) -> SessionFailed:
         code = exc.code()
         if code == grpc.StatusCode.UNAVAILABLE:
             self._forget(party)
-            return SessionFailed(code, f"party {party} is unreachable at {self.federation.node(party).address} "
-                                       f"({exc.details()}); session aborted, no result released", party)
+            return SessionFailed(
+                code,
+                f"party {party} is unreachable at {self.federation.node(party).address} "
+                f"({exc.details()}); session aborted, no result released",
+                party,
+            )
         if code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
-            return SessionFailed(grpc.StatusCode.DEADLINE_EXCEEDED,
-                                 f"{party} did not send its {what} before the deadline", party)
+            return SessionFailed(
+                grpc.StatusCode.DEADLINE_EXCEEDED, f"{party} did not send its {what} before the deadline", party
+            )
         return SessionFailed(code, f"{party} refused the session: {exc.details()}", party)
 
     async def _propose(self, c: _Call, propose, session: CoordinatorSession) -> None:
@@ -364,8 +405,11 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             raise SessionFailed(grpc.StatusCode.INTERNAL, f"{c.party} answered out of turn", c.party)
         r = msg.response
         if r.party != c.party:
-            raise SessionFailed(grpc.StatusCode.PERMISSION_DENIED,
-                                f"an answer on {c.party}'s channel claims to come from {r.party!r}", c.party)
+            raise SessionFailed(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"an answer on {c.party}'s channel claims to come from {r.party!r}",
+                c.party,
+            )
         if not r.accepted:
             code = getattr(grpc.StatusCode, r.status, None) if r.status else None
             raise SessionFailed(code or grpc.StatusCode.ABORTED, f"{c.party} refused: {r.reason}", c.party)
@@ -378,8 +422,9 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             pass  # a party sharing at once may have sent its partial sum and closed: the reads below tell
         msg = await self._read(c, "partial sum")
         if msg.WhichOneof("phase") != "partial_sum" or msg.partial_sum.sender != c.party:
-            raise SessionFailed(grpc.StatusCode.INVALID_ARGUMENT,
-                                f"{c.party} sent something other than its own partial sum", c.party)
+            raise SessionFailed(
+                grpc.StatusCode.INVALID_ARGUMENT, f"{c.party} sent something other than its own partial sum", c.party
+            )
         head = msg.partial_sum
         try:
             assembler = convert.Assembler(head.length, session.length)
@@ -417,7 +462,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         async def tell_briefly(c: _Call):
             try:
                 await asyncio.wait_for(tell(c), ABORT_GRACE)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
         await asyncio.gather(*(tell_briefly(c) for c in calls.values()))

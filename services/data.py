@@ -36,13 +36,13 @@ class Table:
         self.source = source
 
     @classmethod
-    def load(cls, source, table: str | None = None) -> "Table":
+    def load(cls, source, table: str | None = None) -> Table:
         """Read a CSV file (with a header row) or ``sqlite:PATH`` (with ``table``)."""
         text = str(source)
         if text.endswith(".npy"):
             return cls._npy(Path(text))
         if text.startswith("sqlite:"):
-            return cls._sqlite(Path(text[len("sqlite:"):]), table)
+            return cls._sqlite(Path(text[len("sqlite:") :]), table)
         path = Path(text)
         try:
             with path.open(newline="") as f:
@@ -57,7 +57,7 @@ class Table:
         return cls({h: [r[i] for r in body] for i, h in enumerate(header)}, str(path))
 
     @classmethod
-    def _npy(cls, path: Path) -> "Table":
+    def _npy(cls, path: Path) -> Table:
         """A numpy array file: one record per row (a vector when 2-D), as the column ``value``."""
         try:
             arr = np.load(path, allow_pickle=False)
@@ -68,7 +68,7 @@ class Table:
         return cls({"value": arr}, str(path))
 
     @classmethod
-    def _sqlite(cls, path: Path, table: str | None) -> "Table":
+    def _sqlite(cls, path: Path, table: str | None) -> Table:
         if not table or not table.replace("_", "").isalnum():
             raise DataError(f"sqlite data {path}: set `table` to a plain table name")
         if not path.exists():
@@ -93,9 +93,10 @@ class Table:
         column = self.columns[names[0]]
         if len(names) == 1 and isinstance(column, np.ndarray) and column.ndim == 2:  # vector records
             if spec.statistic != "count" and column.shape[1] != spec.dimension:
-                raise DataError(f"column {names[0]!r} holds vectors of length {column.shape[1]}, "
-                                f"not {spec.dimension}", f"column {names[0]!r} does not hold vectors of "
-                                                         f"dimension {spec.dimension}")
+                raise DataError(
+                    f"column {names[0]!r} holds vectors of length {column.shape[1]}, not {spec.dimension}",
+                    f"column {names[0]!r} does not hold vectors of dimension {spec.dimension}",
+                )
             return column.astype(np.float64, copy=False)
         if spec.statistic != "count" and len(names) != spec.dimension:
             text = f"dimension {spec.dimension} needs {spec.dimension} comma-separated columns, got {len(names)}"
@@ -103,6 +104,8 @@ class Table:
         try:
             cols = [[float(v) for v in self.columns[c]] for c in names]
         except (TypeError, ValueError):
-            raise DataError(f"{self.source}: column {spec.column!r} holds non-numeric values",
-                            f"column {spec.column!r} is not numeric") from None
+            raise DataError(
+                f"{self.source}: column {spec.column!r} holds non-numeric values",
+                f"column {spec.column!r} is not numeric",
+            ) from None
         return np.asarray(cols, dtype=np.float64).reshape(len(names), -1).T

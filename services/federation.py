@@ -54,9 +54,18 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _NODE_KEYS = {"name", "address", "roles", "data", "table", "ledger", "state", "policy"}
 DEFAULT_MAX_TIMEOUT = 300.0  # seconds: the longest session deadline a node accepts unless its policy says
 POLICY_KEYS = {
-    "allow_exact": bool, "max_epsilon": float, "max_records": int, "min_colluders": int,
-    "statistics": list, "columns": list, "epsilon_budget": float, "delta_budget": float, "max_length": int,
-    "max_timeout": float, "one_round": bool, "allow_exact_nonlinear": bool,
+    "allow_exact": bool,
+    "max_epsilon": float,
+    "max_records": int,
+    "min_colluders": int,
+    "statistics": list,
+    "columns": list,
+    "epsilon_budget": float,
+    "delta_budget": float,
+    "max_length": int,
+    "max_timeout": float,
+    "one_round": bool,
+    "allow_exact_nonlinear": bool,
 }
 
 
@@ -165,7 +174,7 @@ def _resolve(base: Path, value) -> Path | str | None:
     if not isinstance(value, str) or not value:
         raise FederationError(f"expected a path string, got {value!r}")
     if value.startswith("sqlite:"):
-        return "sqlite:" + str(base / value[len("sqlite:"):])
+        return "sqlite:" + str(base / value[len("sqlite:") :])
     return base / value
 
 
@@ -192,9 +201,7 @@ def parse(doc: dict, base: Path, path: Path | None = None) -> Federation:
         if not isinstance(roles, list) or not roles or any(r not in ROLES for r in roles):
             raise FederationError(f"{at}: roles must be a non-empty list of {', '.join(ROLES)}, got {roles!r}")
         address = raw.get("address")
-        if any(r in SERVING_ROLES for r in roles):
-            address = _check_address(at, address)
-        elif address is not None:
+        if any(r in SERVING_ROLES for r in roles) or address is not None:
             address = _check_address(at, address)
         try:
             data = _resolve(base, raw.get("data"))
@@ -202,11 +209,19 @@ def parse(doc: dict, base: Path, path: Path | None = None) -> Federation:
             state = _resolve(base, raw.get("state"))
         except FederationError as exc:
             raise FederationError(f"{at}: {exc}") from None
-        nodes.append(Node(
-            name=nm, roles=tuple(roles), address=address, data=data, table=raw.get("table"),
-            ledger=ledger, state=state, policy=_check_policy(f"{at}: policy", raw.get("policy", {})),
-            extra={k: v for k, v in raw.items() if k not in _NODE_KEYS},
-        ))
+        nodes.append(
+            Node(
+                name=nm,
+                roles=tuple(roles),
+                address=address,
+                data=data,
+                table=raw.get("table"),
+                ledger=ledger,
+                state=state,
+                policy=_check_policy(f"{at}: policy", raw.get("policy", {})),
+                extra={k: v for k, v in raw.items() if k not in _NODE_KEYS},
+            )
+        )
     certs = base / head.get("certs", "certs")
     return Federation(name=name, nodes=tuple(nodes), certs=certs, policy=policy, path=path)
 

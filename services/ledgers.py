@@ -37,9 +37,11 @@ def ledger_for(federation: Federation, name: str, dataset: str):
 def public_refusal(exc: Exception) -> str:
     """A ledger's refusal in words for the analyst: amounts, never the dataset (a local file path)."""
     if isinstance(exc, BudgetExceeded):
-        return (f"privacy budget exceeded: spent epsilon={exc.spent.epsilon:g} delta={exc.spent.delta:g}; "
-                f"requested epsilon={exc.requested.epsilon:g} delta={exc.requested.delta:g}; "
-                f"remaining epsilon={exc.remaining.epsilon:g} delta={exc.remaining.delta:g}")
+        return (
+            f"privacy budget exceeded: spent epsilon={exc.spent.epsilon:g} delta={exc.spent.delta:g}; "
+            f"requested epsilon={exc.requested.epsilon:g} delta={exc.requested.delta:g}; "
+            f"remaining epsilon={exc.remaining.epsilon:g} delta={exc.remaining.delta:g}"
+        )
     return "the privacy ledger refused the charge"
 
 
@@ -61,9 +63,13 @@ class Reserving:
         held_delta = sum((exact(d, "delta") for _, d in others), Fraction(0))
         try:
             self.ledger.check(exact(epsilon, "epsilon") + held_eps, exact(delta, "delta") + held_delta)
-        except Exception as exc:  # noqa: BLE001 - any ledger error refuses (fail closed)
-            held = (f" (the request includes epsilon={float(held_eps):g} delta={float(held_delta):g} held for "
-                    f"{len(others)} session(s) still in progress)" if others else "")
+        except Exception as exc:
+            held = (
+                f" (the request includes epsilon={float(held_eps):g} delta={float(held_delta):g} held for "
+                f"{len(others)} session(s) still in progress)"
+                if others
+                else ""
+            )
             raise ValueError(public_refusal(exc) + held) from None
 
     def charge(self, epsilon: float, delta: float = 0.0, **kw):

@@ -30,8 +30,8 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import grpc
 import numpy as np
@@ -47,8 +47,7 @@ MAX_MESSAGE_BYTES = 1 << 27  # 128 MiB: a vector of 2^24 ring elements
 MAX_PENDING_BYTES = 1 << 28  # per peer, of messages nobody asked for yet
 PENDING_SECONDS = 120.0
 CLOSED_REMEMBERED = 100_000
-OPTIONS = [("grpc.max_receive_message_length", 4 * CHUNK_BYTES),
-           ("grpc.max_send_message_length", 4 * CHUNK_BYTES)]
+OPTIONS = [("grpc.max_receive_message_length", 4 * CHUNK_BYTES), ("grpc.max_send_message_length", 4 * CHUNK_BYTES)]
 
 Tag = tuple[bytes, int, str]  # (session id, round, kind)
 
@@ -107,9 +106,16 @@ class _Stream:
 class Hub(pb_grpc.LinkServicer):
     """A node's links to its peers (see the module doc). ``address(peer)`` is where ``peer`` listens."""
 
-    def __init__(self, identity: Identity, address: Callable[[str], str], allowed: Callable[[str], bool],
-                 chunk_bytes: int = CHUNK_BYTES, max_message_bytes: int = MAX_MESSAGE_BYTES,
-                 max_pending_bytes: int = MAX_PENDING_BYTES, pending_seconds: float = PENDING_SECONDS):
+    def __init__(
+        self,
+        identity: Identity,
+        address: Callable[[str], str],
+        allowed: Callable[[str], bool],
+        chunk_bytes: int = CHUNK_BYTES,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+        max_pending_bytes: int = MAX_PENDING_BYTES,
+        pending_seconds: float = PENDING_SECONDS,
+    ):
         self.identity = identity
         self.me = identity.name
         self._address = address
@@ -138,9 +144,17 @@ class Hub(pb_grpc.LinkServicer):
         try:
             async with stream.lock:  # the pieces of one message go out together, in order
                 for offset in range(0, max(total, 1), step):
-                    await stream.write(pb.Frame(session_id=session, round=round, kind=kind, offset=offset,
-                                                total=total, payload=bytes(data[offset:offset + step]),
-                                                sender=self.me))
+                    await stream.write(
+                        pb.Frame(
+                            session_id=session,
+                            round=round,
+                            kind=kind,
+                            offset=offset,
+                            total=total,
+                            payload=bytes(data[offset : offset + step]),
+                            sender=self.me,
+                        )
+                    )
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError, grpc.aio.UsageError) as exc:
             self._drop(peer, stream)
             raise LinkError(peer, f"link broke while sending ({_describe(exc)})") from None
@@ -246,8 +260,12 @@ class Hub(pb_grpc.LinkServicer):
                 raise LinkError(peer, f"message of {frame.total} bytes exceeds {self.max_message_bytes}")
             box.total = frame.total
         n = len(frame.payload)
-        if frame.total != box.total or frame.offset != box.filled or box.filled + n > box.total \
-                or (n == 0 and box.total):
+        if (
+            frame.total != box.total
+            or frame.offset != box.filled
+            or box.filled + n > box.total
+            or (n == 0 and box.total)
+        ):
             raise LinkError(peer, "frames out of order or beyond their message's length")
         if box.sink is not None:
             box.sink(box.filled, memoryview(frame.payload))
@@ -263,7 +281,7 @@ class Hub(pb_grpc.LinkServicer):
             else:
                 if box.buffer is None:
                     box.buffer = bytearray(box.total)
-                box.buffer[box.filled:box.filled + n] = frame.payload
+                box.buffer[box.filled : box.filled + n] = frame.payload
         box.filled += n
         if box.filled == box.total:
             self._complete(key, box)
@@ -290,8 +308,9 @@ class Hub(pb_grpc.LinkServicer):
             self._pending[peer] = max(self._pending.get(peer, 0) - box.held, 0)
             box.held = 0
 
-    async def receive(self, peer: str, session: bytes, round: int, kind: str,
-                      timeout: float | None = None) -> memoryview:
+    async def receive(
+        self, peer: str, session: bytes, round: int, kind: str, timeout: float | None = None
+    ) -> memoryview:
         """The message ``peer`` sent under this tag (waiting for it up to ``timeout`` s; LinkError if
         the link to ``peer`` breaks meanwhile). Each message is received once."""
         key = (peer, session, round, kind)
@@ -306,15 +325,22 @@ class Hub(pb_grpc.LinkServicer):
             if self._inbox.get(key) is box and fut.done():
                 self._inbox.pop(key, None)
 
-    async def expect(self, peer: str, session: bytes, round: int, kind: str,
-                     sink: Callable[[int, memoryview], None], timeout: float | None = None) -> int:
+    async def expect(
+        self,
+        peer: str,
+        session: bytes,
+        round: int,
+        kind: str,
+        sink: Callable[[int, memoryview], None],
+        timeout: float | None = None,
+    ) -> int:
         """Hand the pieces of ``peer``'s message to ``sink(offset, bytes)`` as they arrive (pieces that
         came earlier first); returns the message's length once it is complete."""
         key = (peer, session, round, kind)
         box = self._inbox.setdefault(key, _Inbox())
         self._release(peer, box)
         if box.buffer is not None and box.filled:
-            sink(0, memoryview(box.buffer)[:box.filled])
+            sink(0, memoryview(box.buffer)[: box.filled])
         box.buffer = None
         box.sink = sink
         fut = box.future()

@@ -57,14 +57,15 @@ class CompareRefused(Exception):
 def statistic_for(request: pb.CompareRequest):
     """The :mod:`mpcdp.mpc.statistics` object a request names."""
     if request.statistic not in STATISTICS:
-        raise CompareRefused(grpc.StatusCode.INVALID_ARGUMENT, f"unknown comparison statistic "
-                             f"{request.statistic!r}; choose one of {', '.join(STATISTICS)}")
+        raise CompareRefused(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"unknown comparison statistic {request.statistic!r}; choose one of {', '.join(STATISTICS)}",
+        )
     if request.statistic == "threshold":
         if request.fraction_den == 0 or request.fraction_num > request.fraction_den:
             raise CompareRefused(grpc.StatusCode.INVALID_ARGUMENT, "a threshold is a fraction in [0, 1]")
         return Threshold(fraction=Fraction(request.fraction_num, request.fraction_den))
-    return Extremum(smallest=request.statistic == "min",
-                    reveal="index" if request.statistic == "argmax" else "value")
+    return Extremum(smallest=request.statistic == "min", reveal="index" if request.statistic == "argmax" else "value")
 
 
 def _integers(values, column: str) -> list[int]:
@@ -72,8 +73,9 @@ def _integers(values, column: str) -> list[int]:
     for v in values:
         f = float(v)
         if not np.isfinite(f) or not f.is_integer():
-            raise CompareRefused(grpc.StatusCode.INVALID_ARGUMENT,
-                                 f"column {column!r} must hold whole numbers to be compared")
+            raise CompareRefused(
+                grpc.StatusCode.INVALID_ARGUMENT, f"column {column!r} must hold whole numbers to be compared"
+            )
         out.append(int(f))
     return out
 
@@ -108,11 +110,13 @@ async def drive(link, parties: list[str], run: PartyRun, session_id: bytes, dead
     out = run.start()
     try:
         while not run.done:
-            await asyncio.wait_for(asyncio.gather(*(
-                link.send(parties[r.recipient], session_id, r.round, KIND, r.encode()) for r in out)),
-                max(deadline(), 0.001))
-            got = await asyncio.wait_for(asyncio.gather(*(
-                link.receive(p, session_id, run.round, KIND) for p in peers)), max(deadline(), 0.001))
+            await asyncio.wait_for(
+                asyncio.gather(*(link.send(parties[r.recipient], session_id, r.round, KIND, r.encode()) for r in out)),
+                max(deadline(), 0.001),
+            )
+            got = await asyncio.wait_for(
+                asyncio.gather(*(link.receive(p, session_id, run.round, KIND) for p in peers)), max(deadline(), 0.001)
+            )
             out = run.step([Round.decode(bytes(m)) for m in got])
     except BaseException as exc:
         if not run.done:
@@ -132,16 +136,24 @@ async def party_compare(node, request: pb.CompareRequest, context) -> pb.Compare
         if node._used(sid):
             raise CompareRefused(grpc.StatusCode.ALREADY_EXISTS, "this session id was already used")
         if not node.federation.policy_for(node.me).get("allow_exact_nonlinear", False):
-            raise CompareRefused(grpc.StatusCode.PERMISSION_DENIED, f"{node.me}'s policy does not allow exact "
-                                 "nonlinear releases (allow_exact_nonlinear)")
+            raise CompareRefused(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"{node.me}'s policy does not allow exact nonlinear releases (allow_exact_nonlinear)",
+            )
         parties = list(request.parties)
-        if node.me not in parties or len(set(parties)) != len(parties) \
-                or any(p not in node.federation.names("party") for p in parties):
-            raise CompareRefused(grpc.StatusCode.INVALID_ARGUMENT, "the party list must name distinct "
-                                 "parties of this federation, this one among them")
+        if (
+            node.me not in parties
+            or len(set(parties)) != len(parties)
+            or any(p not in node.federation.names("party") for p in parties)
+        ):
+            raise CompareRefused(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "the party list must name distinct parties of this federation, this one among them",
+            )
         if len(parties) < 3:
-            raise CompareRefused(grpc.StatusCode.INVALID_ARGUMENT, "comparisons under MPC need at least 3 "
-                                 "parties (honest majority)")
+            raise CompareRefused(
+                grpc.StatusCode.INVALID_ARGUMENT, "comparisons under MPC need at least 3 parties (honest majority)"
+            )
         now = node._clock()
         if not now < request.deadline <= now + node.max_timeout + CLOCK_SLACK:
             raise CompareRefused(grpc.StatusCode.INVALID_ARGUMENT, "the deadline is past or too far ahead")
@@ -162,15 +174,20 @@ async def party_compare(node, request: pb.CompareRequest, context) -> pb.Compare
         await drive(node.link, parties, run, sid, lambda: request.deadline - node._clock())
         text = release_text(statistic, request, run.result)
     except Exception as exc:  # a link, a deadline, a peer's garbage: abort, release nothing
-        reason = str(exc) if isinstance(exc, LinkError) else \
-            "a peer did not answer in time" if isinstance(exc, asyncio.TimeoutError) else \
-            f"the comparison failed: {run.aborted or exc}"
+        reason = (
+            str(exc)
+            if isinstance(exc, LinkError)
+            else "a peer did not answer in time"
+            if isinstance(exc, asyncio.TimeoutError)
+            else f"the comparison failed: {run.aborted or exc}"
+        )
         audit.record("aborted", session=sid.hex(), reason=reason)
         await context.abort(grpc.StatusCode.ABORTED, reason)
     finally:
         node.link.close_session(sid)
-    audit.record("released", session=sid.hex(), statistic=request.statistic, parties=",".join(parties),
-                 what="comparison release")
+    audit.record(
+        "released", session=sid.hex(), statistic=request.statistic, parties=",".join(parties), what="comparison release"
+    )
     return pb.CompareReply(session_id=sid, statistic=request.statistic, release=text)
 
 
@@ -185,9 +202,15 @@ async def coordinate(coord, request: pb.CompareRequest, context) -> pb.CompareRe
     timeout = min(request.timeout_seconds or coord.default_timeout, coord.max_timeout)
     parties = list(coord.federation.names("party"))
     sid = secrets.token_bytes(SESSION_ID_BYTES)
-    ask = pb.CompareRequest(session_id=sid, statistic=request.statistic, column=request.column,
-                            parties=parties, fraction_num=request.fraction_num,
-                            fraction_den=request.fraction_den, deadline=coord._clock() + timeout)
+    ask = pb.CompareRequest(
+        session_id=sid,
+        statistic=request.statistic,
+        column=request.column,
+        parties=parties,
+        fraction_num=request.fraction_num,
+        fraction_den=request.fraction_den,
+        deadline=coord._clock() + timeout,
+    )
     calls = {p: asyncio.ensure_future(coord._stub(p).Compare(ask, timeout=timeout + 1.0)) for p in parties}
     done, _ = await asyncio.wait(calls.values(), return_when=asyncio.FIRST_EXCEPTION)
     failures = [(p, c.exception()) for p, c in calls.items() if c.done() and c.exception() is not None]
@@ -200,9 +223,18 @@ async def coordinate(coord, request: pb.CompareRequest, context) -> pb.CompareRe
         party, exc = failures[0]
         detail = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
         audit.record("aborted", session=sid.hex(), reason=f"{party}: {detail}")
-        code = exc.code() if isinstance(exc, grpc.aio.AioRpcError) and exc.code() in (
-            grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT,
-            grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION) else grpc.StatusCode.ABORTED
+        code = (
+            exc.code()
+            if isinstance(exc, grpc.aio.AioRpcError)
+            and exc.code()
+            in (
+                grpc.StatusCode.PERMISSION_DENIED,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                grpc.StatusCode.NOT_FOUND,
+                grpc.StatusCode.FAILED_PRECONDITION,
+            )
+            else grpc.StatusCode.ABORTED
+        )
         await context.abort(code, f"{party}: {detail}")
     releases = {c.result().release for c in calls.values()}
     if len(releases) != 1:

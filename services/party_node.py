@@ -30,8 +30,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import grpc
 import numpy as np
@@ -70,9 +70,17 @@ class _Live:
 class PartyNode(pb_grpc.PartyServicer):
     """One party of a federation, holding its own data and ledger."""
 
-    def __init__(self, federation: Federation, name: str, table: Table, identity: Identity,
-                 ledger=None, rng: Callable[[bytes], RandomSource] | None = None,
-                 clock: Callable[[], float] = time.time, sessions: SessionLog | None = None):
+    def __init__(
+        self,
+        federation: Federation,
+        name: str,
+        table: Table,
+        identity: Identity,
+        ledger=None,
+        rng: Callable[[bytes], RandomSource] | None = None,
+        clock: Callable[[], float] = time.time,
+        sessions: SessionLog | None = None,
+    ):
         self.federation = federation
         self.me = name
         self.table = table
@@ -89,13 +97,18 @@ class PartyNode(pb_grpc.PartyServicer):
         self._closed: OrderedDict[bytes, None] = OrderedDict()
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[str, pb_grpc.PartyStub] = {}
-        self.link = Hub(identity, lambda peer: self.federation.node(peer).address,
-                        lambda who: who in self.federation.names("party") and who != self.me)
+        self.link = Hub(
+            identity,
+            lambda peer: self.federation.node(peer).address,
+            lambda who: who in self.federation.names("party") and who != self.me,
+        )
 
     def services(self) -> list:
         """What a server must offer for this node: the Party service and its links to peers."""
-        return [(pb_grpc.add_PartyServicer_to_server, self, "mpcdp.v1.Party"),
-                (pb_grpc.add_LinkServicer_to_server, self.link, "mpcdp.v1.Link")]
+        return [
+            (pb_grpc.add_PartyServicer_to_server, self, "mpcdp.v1.Party"),
+            (pb_grpc.add_LinkServicer_to_server, self.link, "mpcdp.v1.Link"),
+        ]
 
     # -- bookkeeping ----------------------------------------------------------
 
@@ -140,15 +153,15 @@ class PartyNode(pb_grpc.PartyServicer):
     async def _refuse(self, context, sid: bytes, public: str, status: Status, local: str = "") -> None:
         """Answer a proposal with a refusal: ``public`` goes to the coordinator, ``local`` only to the audit log."""
         self._close(sid)
-        audit.record("refused", session=sid.hex(), status=status.value, reason=public,
-                     detail=local if local != public else None)
+        audit.record(
+            "refused", session=sid.hex(), status=status.value, reason=public, detail=local if local != public else None
+        )
         await context.write(self._answer(sid, False, public, status))
 
     # -- coordinator stream -----------------------------------------------------
 
     async def Session(self, request_iterator, context):
-        who = self._caller(context, self.federation.names("coordinator")[0]
-                           if self.identity.insecure else "")
+        who = self._caller(context, self.federation.names("coordinator")[0] if self.identity.insecure else "")
         if who not in self.federation.names("coordinator"):
             await self._deny(context, f"{who!r} is not a coordinator of this federation", caller=who)
         first = await context.read()
@@ -162,14 +175,18 @@ class PartyNode(pb_grpc.PartyServicer):
         sid = spec.session_id
         if self._used(sid):
             audit.record("refused", session=sid.hex(), status="ALREADY_EXISTS", reason="session id replayed")
-            await context.abort(grpc.StatusCode.ALREADY_EXISTS,
-                                "this session id was already used; every session needs a fresh id")
+            await context.abort(
+                grpc.StatusCode.ALREADY_EXISTS, "this session id was already used; every session needs a fresh id"
+            )
         if self.me not in spec.parties:
             await self._deny(context, f"{self.me!r} is not on this session's party list", session=sid.hex())
         outsiders = [p for p in spec.parties if p not in self.federation.names("party")]
         if outsiders:  # e.g. the coordinator listing itself, to receive a share and then this party's partial sum
-            await self._deny(context, f"not parties of this federation: {', '.join(outsiders)}; "
-                                      f"refusing to share with them", session=sid.hex())
+            await self._deny(
+                context,
+                f"not parties of this federation: {', '.join(outsiders)}; refusing to share with them",
+                session=sid.hex(),
+            )
         if self.sessions is not None:
             await self.sessions.add_durably(sid, spec.deadline)  # on disk before anything else happens here
         now = self._clock()
@@ -190,9 +207,14 @@ class PartyNode(pb_grpc.PartyServicer):
         except ProtocolError as exc:
             return await self._refuse(context, sid, str(exc), exc.status)
         except ValueError as exc:  # local records unusable (NaN, too many): say so without the detail
-            return await self._refuse(context, sid, "its records cannot answer this query (non-finite values, "
-                                                    "or more records than the query's max_records)",
-                                      Status.INVALID_ARGUMENT, str(exc))
+            return await self._refuse(
+                context,
+                sid,
+                "its records cannot answer this query (non-finite values, "
+                "or more records than the query's max_records)",
+                Status.INVALID_ARGUMENT,
+                str(exc),
+            )
         if budget is not None and not spec.is_exact:  # no await since the check: no other session got in between
             self._reserved[sid] = (spec.epsilon, spec.delta)
         live = self._live[sid] = _Live(session, at_once=first.propose.start and self.one_round)
@@ -205,15 +227,18 @@ class PartyNode(pb_grpc.PartyServicer):
             self._close(sid)
 
     def _answer(self, sid: bytes, accepted: bool, reason: str = "", status: Status | None = None):
-        return pb.PartyToCoordinator(response=pb.ProposeResponse(
-            session_id=sid, party=self.me, accepted=accepted, reason=reason,
-            status=status.value if status else ""))
+        return pb.PartyToCoordinator(
+            response=pb.ProposeResponse(
+                session_id=sid, party=self.me, accepted=accepted, reason=reason, status=status.value if status else ""
+            )
+        )
 
     async def _abort(self, context, session: PartySession, reason: str, culprit: str = "") -> None:
         session.abort()
         audit.record("aborted", session=session.spec.session_id.hex(), reason=reason, culprit=culprit)
-        await context.write(pb.PartyToCoordinator(
-            abort=convert.abort_message(session.spec.session_id, self.me, reason, culprit)))
+        await context.write(
+            pb.PartyToCoordinator(abort=convert.abort_message(session.spec.session_id, self.me, reason, culprit))
+        )
 
     async def _run(self, live: _Live, context) -> None:
         session, spec = live.session, live.session.spec
@@ -238,12 +263,14 @@ class PartyNode(pb_grpc.PartyServicer):
             failed = [f for f in failures if f]
             if failed:
                 return await self._abort(context, session, "; ".join(r for _, r in failed), failed[0][0])
-            done, _ = await asyncio.wait({reader, receiving, waiter}, timeout=self._share_wait(spec),
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {reader, receiving, waiter}, timeout=self._share_wait(spec), return_when=asyncio.FIRST_COMPLETED
+            )
             if reader in done and live.at_once and reader.exception() is None:  # StartSharing: a confirmation
                 reader = asyncio.ensure_future(context.read())
-                done, _ = await asyncio.wait({reader, receiving, waiter}, timeout=self._share_wait(spec),
-                                             return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    {reader, receiving, waiter}, timeout=self._share_wait(spec), return_when=asyncio.FIRST_COMPLETED
+                )
             if waiter in done:  # every share in, some perhaps by the Exchange/DeliverSeed calls
                 pass
             elif receiving not in done:
@@ -251,8 +278,9 @@ class PartyNode(pb_grpc.PartyServicer):
                     session.abort()
                     return
                 missing = session.missing
-                return await self._abort(context, session,
-                                         f"no share from {', '.join(missing)} before the deadline", missing[0])
+                return await self._abort(
+                    context, session, f"no share from {', '.join(missing)} before the deadline", missing[0]
+                )
             elif receiving.result():
                 culprit, reason = receiving.result()
                 return await self._abort(context, session, reason, culprit)
@@ -260,9 +288,15 @@ class PartyNode(pb_grpc.PartyServicer):
             for task in (receiving, waiter) if live.at_once and not reader.done() else (receiving, waiter, reader):
                 task.cancel()
         partial = session.partial_sum(self._clock())
-        audit.record("released", session=spec.session_id.hex(), statistic=spec.statistic,
-                     parties=",".join(spec.parties), epsilon=None if spec.is_exact else spec.epsilon,
-                     delta=spec.delta or None, what="partial sum sent to the coordinator")
+        audit.record(
+            "released",
+            session=spec.session_id.hex(),
+            statistic=spec.statistic,
+            parties=",".join(spec.parties),
+            epsilon=None if spec.is_exact else spec.epsilon,
+            delta=spec.delta or None,
+            what="partial sum sent to the coordinator",
+        )
         for offset, data in convert.pieces(partial.vector):
             msg = pb.PartyToCoordinator()
             if offset == 0:
@@ -282,7 +316,7 @@ class PartyNode(pb_grpc.PartyServicer):
         if it sent something else or nothing before the deadline."""
         try:
             msg = await asyncio.wait_for(context.read(), self._remaining(spec))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ProtocolError(Status.FAILED_PRECONDITION, "no StartSharing before the deadline") from None
         if msg is grpc.aio.EOF or msg.WhichOneof("phase") == "abort":
             raise ProtocolError(Status.ABORTED, "the coordinator ended the session")
@@ -298,12 +332,15 @@ class PartyNode(pb_grpc.PartyServicer):
     async def _send(self, msg: ShareMessage, spec) -> tuple[str, str] | None:
         """Deliver one share over the link to its recipient; on failure return (peer, diagnostic)."""
         try:
-            await asyncio.wait_for(self.link.send(msg.recipient, msg.session_id, 0, SHARE,
-                                                  msg.seed if msg.seed is not None else msg.vector),
-                                   max(self._remaining(spec), 0.001))
+            await asyncio.wait_for(
+                self.link.send(
+                    msg.recipient, msg.session_id, 0, SHARE, msg.seed if msg.seed is not None else msg.vector
+                ),
+                max(self._remaining(spec), 0.001),
+            )
         except LinkError as exc:
             return msg.recipient, f"could not deliver a share to {msg.recipient}: {exc}"
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return msg.recipient, f"could not deliver a share to {msg.recipient} before the deadline"
         return None
 
@@ -330,10 +367,16 @@ class PartyNode(pb_grpc.PartyServicer):
                 except LinkError as exc:
                     return exc.peer, f"the link to {exc.peer} failed: {str(exc).split(': ', 1)[-1]}"
                 except ProtocolError as exc:
-                    culprit = next((p for t, p in tasks.items()
-                                    if t.done() and not t.cancelled() and t.exception() is exc), "")
-                    audit.record("refused", session=spec.session_id.hex(), status=exc.status.value,
-                                 reason=str(exc), culprit=culprit or None)
+                    culprit = next(
+                        (p for t, p in tasks.items() if t.done() and not t.cancelled() and t.exception() is exc), ""
+                    )
+                    audit.record(
+                        "refused",
+                        session=spec.session_id.hex(),
+                        status=exc.status.value,
+                        reason=str(exc),
+                        culprit=culprit or None,
+                    )
                     return culprit, f"a share was refused: {exc}"
         finally:
             for t in tasks:
@@ -346,6 +389,7 @@ class PartyNode(pb_grpc.PartyServicer):
     async def Compare(self, request: pb.CompareRequest, context) -> pb.CompareReply:
         """A comparison statistic under MPC with the other parties (:mod:`services.mpc_node`)."""
         from services import mpc_node
+
         return await mpc_node.party_compare(self, request, context)
 
     async def Exchange(self, request_iterator, context):
@@ -356,16 +400,21 @@ class PartyNode(pb_grpc.PartyServicer):
 
     async def DeliverSeed(self, request: pb.ShareHeader, context):
         if request.WhichOneof("payload") != "seed":
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                "DeliverSeed carries a seed; full-vector shares go by Exchange")
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "DeliverSeed carries a seed; full-vector shares go by Exchange"
+            )
         return await self._receive(request, context)
 
     async def _receive(self, head: pb.ShareHeader, context) -> pb.ShareAck:
         """Check who sent a share for which live session, and fold it in."""
         who = self._caller(context, head.sender)
         if head.sender != who:
-            await self._deny(context, f"share claims to come from {head.sender!r} but the caller is {who!r}",
-                             caller=who, session=head.session_id.hex())
+            await self._deny(
+                context,
+                f"share claims to come from {head.sender!r} but the caller is {who!r}",
+                caller=who,
+                session=head.session_id.hex(),
+            )
         live = self._live.get(head.session_id)
         if live is None:
             if head.session_id in self._closed:
@@ -376,14 +425,18 @@ class PartyNode(pb_grpc.PartyServicer):
             if head.WhichOneof("payload") == "seed":
                 msg = ShareMessage(head.session_id, head.sender, head.recipient, seed=head.seed)
             elif head.WhichOneof("payload") == "vector_length":
-                msg = ShareMessage(head.session_id, head.sender, head.recipient,
-                                   vector=await self._read_vector(context, head.vector_length, session))
+                msg = ShareMessage(
+                    head.session_id,
+                    head.sender,
+                    head.recipient,
+                    vector=await self._read_vector(context, head.vector_length, session),
+                )
             else:
                 raise ProtocolError(Status.INVALID_ARGUMENT, "a share carries a seed or a vector")
             session.receive_share(msg, self._clock())
         except ProtocolError as exc:
             await context.abort(convert.GRPC_CODES[exc.status], str(exc))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the share did not arrive before the deadline")
         if not session.missing:
             live.complete.set()

@@ -50,8 +50,10 @@ def check_presentation(spec: QuerySpec, confidence: float) -> None:
     try:
         describe(spec, statistic.decode(ring.zeros(statistic.length)), confidence)
     except (ValueError, ArithmeticError) as exc:
-        raise SpecError("confidence", f"{confidence!r} gives no usable intervals for this query ({exc}); "
-                                      f"choose a level such as 0.95") from None
+        raise SpecError(
+            "confidence",
+            f"{confidence!r} gives no usable intervals for this query ({exc}); choose a level such as 0.95",
+        ) from None
 
 
 def _cells(values: dict, categories) -> np.ndarray:
@@ -79,10 +81,18 @@ def parts(spec: QuerySpec, release, confidence: float):
             else:
                 intervals[key] = interval
     reply = pb.QueryReply(
-        session_id=spec.session_id, statistic=spec.statistic, result=result, parties=spec.parties,
-        exact=spec.is_exact, epsilon=0.0 if spec.is_exact else spec.epsilon, delta=spec.delta,
-        mechanism="" if spec.is_exact else spec.mechanism, noise=noise, intervals=intervals,
-        confidence=confidence if not spec.is_exact else 0.0)
+        session_id=spec.session_id,
+        statistic=spec.statistic,
+        result=result,
+        parties=spec.parties,
+        exact=spec.is_exact,
+        epsilon=0.0 if spec.is_exact else spec.epsilon,
+        delta=spec.delta,
+        mechanism="" if spec.is_exact else spec.mechanism,
+        noise=noise,
+        intervals=intervals,
+        confidence=confidence if not spec.is_exact else 0.0,
+    )
     inline = {"": reply.vectors, "lower": reply.interval_lower, "upper": reply.interval_upper}
     large = []
     for (key, end), v in vectors.items():
@@ -96,7 +106,7 @@ def parts(spec: QuerySpec, release, confidence: float):
         yield from _label_batches(spec.categories)
     for key, end, packed in large:
         for i in range(0, packed.size, convert.CHUNK_ELEMENTS):
-            part, data = pb.QueryReplyPart(), packed[i:i + convert.CHUNK_ELEMENTS].tobytes()
+            part, data = pb.QueryReplyPart(), packed[i : i + convert.CHUNK_ELEMENTS].tobytes()
             if i == 0:
                 part.vector.name, part.vector.interval_end, part.vector.length = key, end, packed.size
                 convert.set_chunk(part.vector.first, i, data)
@@ -160,7 +170,7 @@ class ReleaseStore:
         blobs, at = [], 0
         while at < len(data):
             (n,) = _LENGTH.unpack_from(data, at)
-            blobs.append(data[at + 4:at + 4 + n])
+            blobs.append(data[at + 4 : at + 4 + n])
             at += 4 + n
         return json.loads(blobs[0]), [pb.QueryReplyPart.FromString(b) for b in blobs[1:]]
 

@@ -54,12 +54,12 @@ class Limits:
     """What one server allows a connection and a stream. Every field is settable from the command line
     (:func:`services.commands.add_node_arguments`)."""
 
-    max_message_bytes: int = MAX_MESSAGE   # largest message received or sent
-    idle_timeout: float = 300.0            # seconds a streaming call may go without a message either way
-    keepalive_time: float = 60.0           # ping a connection quiet for this long ...
-    keepalive_timeout: float = 20.0        # ... and drop it if the ping is not answered in this long
-    max_concurrent_streams: int = 100      # calls in flight on one connection
-    max_connection_idle: float = 900.0     # close a connection with no call for this long
+    max_message_bytes: int = MAX_MESSAGE  # largest message received or sent
+    idle_timeout: float = 300.0  # seconds a streaming call may go without a message either way
+    keepalive_time: float = 60.0  # ping a connection quiet for this long ...
+    keepalive_timeout: float = 20.0  # ... and drop it if the ping is not answered in this long
+    max_concurrent_streams: int = 100  # calls in flight on one connection
+    max_connection_idle: float = 900.0  # close a connection with no call for this long
     max_concurrent_rpcs: int | None = None  # calls in flight on the whole server (None: no limit)
 
     def __post_init__(self):
@@ -129,8 +129,9 @@ def _guard(handler: grpc.RpcMethodHandler, method: str, limits: Limits) -> grpc.
     async def refuse(exc: BaseException, context) -> None:
         if isinstance(exc, Undecodable):
             audit.record("invalid", method=method, reason="undecodable request bytes")
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                f"the request is not a valid {method.rsplit('/', 1)[-1]} message")
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid {method.rsplit('/', 1)[-1]} message"
+            )
         if _is_spec_error(exc):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         log.error("unexpected error in %s", method, exc_info=exc)
@@ -174,8 +175,9 @@ def _guard(handler: grpc.RpcMethodHandler, method: str, limits: Limits) -> grpc.
                     raise exc
                 self.task.uncancel()
                 audit.record("idle_closed", method=method, seconds=limits.idle_timeout)
-                await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
-                                    f"stream idle for more than {limits.idle_timeout:g} s; closed")
+                await context.abort(
+                    grpc.StatusCode.DEADLINE_EXCEEDED, f"stream idle for more than {limits.idle_timeout:g} s; closed"
+                )
             if isinstance(exc, grpc.aio.AbortError):
                 raise exc
             await refuse(exc, context)
@@ -185,6 +187,7 @@ def _guard(handler: grpc.RpcMethodHandler, method: str, limits: Limits) -> grpc.
 
     behavior = handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
     if inspect.isasyncgenfunction(behavior):
+
         async def guarded(request, context):
             call = _Call(request, context)
             if call.bad:
@@ -192,11 +195,12 @@ def _guard(handler: grpc.RpcMethodHandler, method: str, limits: Limits) -> grpc.
             try:
                 async for item in behavior(request, context):
                     yield item
-            except BaseException as exc:  # noqa: BLE001 - every path ends in a status or re-raises
+            except BaseException as exc:
                 await call.on_error(exc, context)
             finally:
                 call.stop()
     else:
+
         async def guarded(request, context):
             call = _Call(request, context)
             if call.bad:
@@ -204,15 +208,20 @@ def _guard(handler: grpc.RpcMethodHandler, method: str, limits: Limits) -> grpc.
             try:
                 result = behavior(request, context)
                 return await result if inspect.isawaitable(result) else result
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 await call.on_error(exc, context)
             finally:
                 call.stop()
 
-    make = {(False, False): grpc.unary_unary_rpc_method_handler, (False, True): grpc.unary_stream_rpc_method_handler,
-            (True, False): grpc.stream_unary_rpc_method_handler, (True, True): grpc.stream_stream_rpc_method_handler}
+    make = {
+        (False, False): grpc.unary_unary_rpc_method_handler,
+        (False, True): grpc.unary_stream_rpc_method_handler,
+        (True, False): grpc.stream_unary_rpc_method_handler,
+        (True, True): grpc.stream_stream_rpc_method_handler,
+    }
     return make[(handler.request_streaming, handler.response_streaming)](
-        guarded, request_deserializer=deserialize, response_serializer=serialize)
+        guarded, request_deserializer=deserialize, response_serializer=serialize
+    )
 
 
 class Guard(grpc.aio.ServerInterceptor):
@@ -240,7 +249,9 @@ def reserve_loopback_port() -> socket.socket:
     return sock
 
 
-async def start(identity: Identity, address: str, services, limits: Limits | None = None) -> tuple[grpc.aio.Server, int]:
+async def start(
+    identity: Identity, address: str, services, limits: Limits | None = None
+) -> tuple[grpc.aio.Server, int]:
     """Start a server on ``address`` (port 0 picks a free port) and return it with its port.
 
     ``services`` is a list of ``(add_to_server, servicer, full_service_name)``.
@@ -249,8 +260,9 @@ async def start(identity: Identity, address: str, services, limits: Limits | Non
     ``limits`` (default :class:`Limits`) bounds messages, streams and connections.
     """
     limits = limits or Limits()
-    server = grpc.aio.server(options=limits.options(), interceptors=[Guard(limits)],
-                             maximum_concurrent_rpcs=limits.max_concurrent_rpcs)
+    server = grpc.aio.server(
+        options=limits.options(), interceptors=[Guard(limits)], maximum_concurrent_rpcs=limits.max_concurrent_rpcs
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
@@ -276,8 +288,9 @@ async def wait_serving(identity: Identity, address: str, peer: str, timeout: flo
             raise RuntimeError(f"{peer} at {address} is not serving")
 
 
-async def serve_until_stopped(identity: Identity, address: str, services, banner: str, cleanup=None,
-                              limits: Limits | None = None) -> int:
+async def serve_until_stopped(
+    identity: Identity, address: str, services, banner: str, cleanup=None, limits: Limits | None = None
+) -> int:
     """Serve until SIGINT or SIGTERM, then stop gracefully. Prints ``banner`` with the port once serving."""
     import signal
 

@@ -37,7 +37,6 @@ COORDINATOR = "coordinator"
 START_TIMEOUT = 60.0
 
 
-
 def _private_file(path: Path, binary: bool = False):
     """Open ``path`` for writing, created owner-only (0600)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -52,9 +51,19 @@ def _toml_str(value: str) -> str:
 class LocalFederation:
     """Start a coordinator and parties as separate processes; stop them all on exit."""
 
-    def __init__(self, data: dict, column: str = "value", *, epsilon_budget: float = 100.0,
-                 allow_exact: bool = True, insecure: bool = False, timeout: float = 30.0, workdir=None,
-                 max_length: int | None = None, allow_exact_nonlinear: bool = False):
+    def __init__(
+        self,
+        data: dict,
+        column: str = "value",
+        *,
+        epsilon_budget: float = 100.0,
+        allow_exact: bool = True,
+        insecure: bool = False,
+        timeout: float = 30.0,
+        workdir=None,
+        max_length: int | None = None,
+        allow_exact_nonlinear: bool = False,
+    ):
         if len(data) < 2:
             raise ValueError(f"a federation needs at least 2 parties, got {len(data)}")
         self.data = data
@@ -77,18 +86,39 @@ class LocalFederation:
 
     def _write_federation(self, ports: dict[str, int]) -> Path:
         max_records = max(int(np.shape(v)[0]) if np.ndim(v) else 1 for v in self.data.values())
-        lines = ['[federation]', 'name = "simulation"', 'certs = "certs"', '',
-                 '[policy]', f'allow_exact = {"true" if self.allow_exact else "false"}',
-                 *(['allow_exact_nonlinear = true'] if self.allow_exact_nonlinear else []),
-                 f'max_records = {max(max_records, 1)}', f'epsilon_budget = {float(self.epsilon_budget)!r}',
-                 f'max_epsilon = {float(self.epsilon_budget)!r}', f'max_timeout = {self.max_timeout!r}',
-                 *([f'max_length = {int(self.max_length)}'] if self.max_length else []), '',
-                 '[[node]]', f'name = "{COORDINATOR}"', f'address = "127.0.0.1:{ports[COORDINATOR]}"',
-                 'roles = ["coordinator"]', f'ledger = "state/{COORDINATOR}.db"', '',
-                 '[[node]]', f'name = "{CLIENT}"', 'roles = ["client"]', '']
+        lines = [
+            "[federation]",
+            'name = "simulation"',
+            'certs = "certs"',
+            "",
+            "[policy]",
+            f"allow_exact = {'true' if self.allow_exact else 'false'}",
+            *(["allow_exact_nonlinear = true"] if self.allow_exact_nonlinear else []),
+            f"max_records = {max(max_records, 1)}",
+            f"epsilon_budget = {float(self.epsilon_budget)!r}",
+            f"max_epsilon = {float(self.epsilon_budget)!r}",
+            f"max_timeout = {self.max_timeout!r}",
+            *([f"max_length = {int(self.max_length)}"] if self.max_length else []),
+            "",
+            "[[node]]",
+            f'name = "{COORDINATOR}"',
+            f'address = "127.0.0.1:{ports[COORDINATOR]}"',
+            'roles = ["coordinator"]',
+            f'ledger = "state/{COORDINATOR}.db"',
+            "",
+            "[[node]]",
+            f'name = "{CLIENT}"',
+            'roles = ["client"]',
+            "",
+        ]
         for name, values in self.data.items():
-            lines += ['[[node]]', f'name = {_toml_str(name)}', f'address = "127.0.0.1:{ports[name]}"',
-                      'roles = ["party"]', f'ledger = "state/{name}.db"']
+            lines += [
+                "[[node]]",
+                f"name = {_toml_str(name)}",
+                f'address = "127.0.0.1:{ports[name]}"',
+                'roles = ["party"]',
+                f'ledger = "state/{name}.db"',
+            ]
             if isinstance(values, np.ndarray) and values.ndim == 2:
                 with _private_file(self.dir / f"{name}.npy", binary=True) as f:
                     np.save(f, values)
@@ -99,7 +129,7 @@ class LocalFederation:
                     rows.writerow([self.column])
                     rows.writerows([v] for v in np.asarray(values).reshape(-1).tolist())
                 lines.append(f'data = "{name}.csv"')
-            lines.append('')
+            lines.append("")
         path = self.dir / "federation.toml"
         path.write_text("\n".join(lines))
         return path
@@ -114,7 +144,7 @@ class LocalFederation:
             cmd.append("--insecure")
         return cmd
 
-    def start(self) -> "LocalFederation":
+    def start(self) -> LocalFederation:
         names = [COORDINATOR, *self.data]
         reserved = {n: reserve_loopback_port() for n in names}
         try:
@@ -138,9 +168,14 @@ class LocalFederation:
         """Start (or restart) the process of node ``name``."""
         role = "coordinator" if name == COORDINATOR else "party"
         log = open(self.dir / "logs" / f"{name}.log", "ab")
-        self.procs[name] = subprocess.Popen(self._command(role, name), stdout=log, stderr=log,
-                                            stdin=subprocess.DEVNULL, cwd=self.dir,
-                                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.procs[name] = subprocess.Popen(
+            self._command(role, name),
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            cwd=self.dir,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         log.close()
 
     async def _wait_all_serving(self, names) -> None:
@@ -187,17 +222,24 @@ class LocalFederation:
 
         from services.wire.mpcdp.v1 import federation_pb2 as pb
         from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
+
         frac = Fraction(fraction if fraction is not None else 0).limit_denominator(1 << 16)
-        request = pb.CompareRequest(statistic=statistic, column=column or self.column,
-                                    fraction_num=frac.numerator, fraction_den=frac.denominator,
-                                    timeout_seconds=float(timeout or self.timeout))
+        request = pb.CompareRequest(
+            statistic=statistic,
+            column=column or self.column,
+            fraction_num=frac.numerator,
+            fraction_den=frac.denominator,
+            timeout_seconds=float(timeout or self.timeout),
+        )
 
         async def ask():
             ident = Identity(CLIENT, self.federation.certs, self.insecure)
             node = self.federation.node(COORDINATOR)
             channel = ident.channel(node.address, COORDINATOR)
             try:
-                return (await pb_grpc.CoordinatorStub(channel).Compare(request, timeout=request.timeout_seconds + 5)).release
+                return (
+                    await pb_grpc.CoordinatorStub(channel).Compare(request, timeout=request.timeout_seconds + 5)
+                ).release
             finally:
                 await channel.close()
 
@@ -230,7 +272,7 @@ class LocalFederation:
                 proc.wait()
         self.procs.clear()
 
-    def __enter__(self) -> "LocalFederation":
+    def __enter__(self) -> LocalFederation:
         return self.start()
 
     def __exit__(self, *exc) -> None:

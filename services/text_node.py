@@ -37,8 +37,15 @@ from mpcdp.prg import system_random
 from mpcdp.text.embeddings import DEFAULT_VOCABULARY_SIZE, FORMATS, load_embedding
 from mpcdp.text.mechanisms import MECHANISMS, EpsilonTooSmallError, truncated_gumbel_min_epsilon
 from mpcdp.text.neighbours import DEFAULT_NEIGHBOURS
-from mpcdp.text.sanitizer import (DEFAULT_PLACEHOLDER, OOV_KEEP, OOV_PLACEHOLDER, SYMBOL_POLICIES,
-                                  SYMBOLS_PLACEHOLDER, Sanitizer, load_sanitizer)
+from mpcdp.text.sanitizer import (
+    DEFAULT_PLACEHOLDER,
+    OOV_KEEP,
+    OOV_PLACEHOLDER,
+    SYMBOL_POLICIES,
+    SYMBOLS_PLACEHOLDER,
+    Sanitizer,
+    load_sanitizer,
+)
 from services import audit, server
 from services.tls import Identity, caller
 from services.wire.mpcdp.v1 import text_pb2, text_pb2_grpc
@@ -71,8 +78,13 @@ class TextLimits:
 class TextSanitizerService(text_pb2_grpc.TextSanitizerServicer):
     """The ``TextSanitizer`` handlers; every method runs on the server's event loop."""
 
-    def __init__(self, sanitizer: Sanitizer, limits: TextLimits = TextLimits(), insecure: bool = False,
-                 idle_timeout: float = server.Limits.idle_timeout):
+    def __init__(
+        self,
+        sanitizer: Sanitizer,
+        limits: TextLimits = TextLimits(),
+        insecure: bool = False,
+        idle_timeout: float = server.Limits.idle_timeout,
+    ):
         self.sanitizer, self.limits, self.insecure, self.idle_timeout = sanitizer, limits, insecure, idle_timeout
         self._pool = futures.ThreadPoolExecutor(limits.workers, thread_name_prefix="text-sanitize")
         self._in_flight = 0
@@ -89,28 +101,36 @@ class TextSanitizerService(text_pb2_grpc.TextSanitizerServicer):
         if not request.text.strip():
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"request {request.id!r}: text is empty")
         if len(request.text) > self.limits.max_text_chars:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                f"request {request.id!r}: text has {len(request.text)} characters, "
-                                f"more than this node's limit of {self.limits.max_text_chars}")
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"request {request.id!r}: text has {len(request.text)} characters, "
+                f"more than this node's limit of {self.limits.max_text_chars}",
+            )
         if request.mechanism not in MECHANISMS:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                f"request {request.id!r}: unknown mechanism {request.mechanism!r}; "
-                                f"expected one of {', '.join(MECHANISMS)}")
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"request {request.id!r}: unknown mechanism {request.mechanism!r}; "
+                f"expected one of {', '.join(MECHANISMS)}",
+            )
         if not (math.isfinite(request.epsilon) and request.epsilon > 0):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                f"request {request.id!r}: epsilon must be a positive finite number")
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"request {request.id!r}: epsilon must be a positive finite number"
+            )
 
     async def _admit(self, client: str, request, context) -> None:
         if self._per_client[client] >= self.limits.per_client:
             audit.record("refused", client=client, status="RESOURCE_EXHAUSTED", reason="per-client limit")
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                f"request {request.id!r}: this client already has {self.limits.per_client} "
-                                f"requests queued or running, the most this node allows; wait for their answers")
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"request {request.id!r}: this client already has {self.limits.per_client} "
+                f"requests queued or running, the most this node allows; wait for their answers",
+            )
         if self._in_flight >= self.limits.queue:
             audit.record("refused", client=client, status="RESOURCE_EXHAUSTED", reason="queue full")
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                f"request {request.id!r}: the node is busy ({self._in_flight} requests queued "
-                                f"or running); retry later")
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"request {request.id!r}: the node is busy ({self._in_flight} requests queued or running); retry later",
+            )
         self._per_client[client] += 1
         self._in_flight += 1
 
@@ -129,35 +149,57 @@ class TextSanitizerService(text_pb2_grpc.TextSanitizerServicer):
             await self._admit(client, request, context)
             try:
                 [result] = await loop.run_in_executor(
-                    self._pool, self.sanitizer.sanitize, [request.text], request.mechanism, request.epsilon, rng)
+                    self._pool, self.sanitizer.sanitize, [request.text], request.mechanism, request.epsilon, rng
+                )
             except EpsilonTooSmallError as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"request {request.id!r}: {exc}")
             finally:
                 self._release(client)
             c = result.cost
-            yield text_pb2.SanitizeResponse(id=request.id, text=result.text, cost=text_pb2.PrivacyCost(
-                mechanism=c.mechanism, epsilon_per_word=c.epsilon_per_word,
-                words_perturbed=c.words_perturbed, oov_words=c.oov_words,
-                oov_released=c.oov_released, text_epsilon_bound=c.epsilon_text_bound,
-                symbols_released=c.symbols_released))
+            yield text_pb2.SanitizeResponse(
+                id=request.id,
+                text=result.text,
+                cost=text_pb2.PrivacyCost(
+                    mechanism=c.mechanism,
+                    epsilon_per_word=c.epsilon_per_word,
+                    words_perturbed=c.words_perturbed,
+                    oov_words=c.oov_words,
+                    oov_released=c.oov_released,
+                    text_epsilon_bound=c.epsilon_text_bound,
+                    symbols_released=c.symbols_released,
+                ),
+            )
 
     async def Describe(self, request, context):
         s, limits = self.sanitizer, self.limits
         return text_pb2.DescribeResponse(
-            vocabulary_size=s.embedding.size, dimension=s.embedding.dim,
-            embedding_fingerprint=s.table.fingerprint, diameter=s.table.delta_max,
-            min_distance=s.table.delta_min, max_text_chars=limits.max_text_chars, oov_policy=s.oov,
-            symbol_policy=s.symbols, max_requests_per_client=limits.per_client,
+            vocabulary_size=s.embedding.size,
+            dimension=s.embedding.dim,
+            embedding_fingerprint=s.table.fingerprint,
+            diameter=s.table.delta_max,
+            min_distance=s.table.delta_min,
+            max_text_chars=limits.max_text_chars,
+            oov_policy=s.oov,
+            symbol_policy=s.symbols,
+            max_requests_per_client=limits.per_client,
             idle_timeout_seconds=self.idle_timeout,
             mechanisms=[
-                text_pb2.MechanismInfo(name="truncated-gumbel", min_epsilon_exclusive=truncated_gumbel_min_epsilon(
-                    s.embedding.size, s.table.delta_min)),
+                text_pb2.MechanismInfo(
+                    name="truncated-gumbel",
+                    min_epsilon_exclusive=truncated_gumbel_min_epsilon(s.embedding.size, s.table.delta_min),
+                ),
                 text_pb2.MechanismInfo(name="multivariate-laplace", min_epsilon_exclusive=0.0),
-            ])
+            ],
+        )
 
 
-async def start(sanitizer: Sanitizer, address: str, identity: Identity, limits: TextLimits = TextLimits(),
-                server_limits: server.Limits | None = None) -> tuple[grpc.aio.Server, int, TextSanitizerService]:
+async def start(
+    sanitizer: Sanitizer,
+    address: str,
+    identity: Identity,
+    limits: TextLimits = TextLimits(),
+    server_limits: server.Limits | None = None,
+) -> tuple[grpc.aio.Server, int, TextSanitizerService]:
     """A started asyncio server on ``address`` (port 0: any free port), health SERVING.
 
     Messages are bounded by what a request of ``limits.max_text_chars`` characters
@@ -165,24 +207,32 @@ async def start(sanitizer: Sanitizer, address: str, identity: Identity, limits: 
     """
     server_limits = server_limits or server.Limits()
     server_limits = dataclasses.replace(
-        server_limits, max_message_bytes=min(server_limits.max_message_bytes, limits.max_message_bytes))
+        server_limits, max_message_bytes=min(server_limits.max_message_bytes, limits.max_message_bytes)
+    )
     service = TextSanitizerService(sanitizer, limits, identity.insecure, server_limits.idle_timeout)
     grpc_server, port = await server.start(
-        identity, address, [(text_pb2_grpc.add_TextSanitizerServicer_to_server, service, SERVICE_NAME)],
-        server_limits)
+        identity, address, [(text_pb2_grpc.add_TextSanitizerServicer_to_server, service, SERVICE_NAME)], server_limits
+    )
     return grpc_server, port, service
 
 
 class RunningNode:
     """A text node served by its own event loop on a background thread (for tests and embedding)."""
 
-    def __init__(self, sanitizer: Sanitizer, address: str, identity: Identity, limits: TextLimits = TextLimits(),
-                 server_limits: server.Limits | None = None):
+    def __init__(
+        self,
+        sanitizer: Sanitizer,
+        address: str,
+        identity: Identity,
+        limits: TextLimits = TextLimits(),
+        server_limits: server.Limits | None = None,
+    ):
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="text-node", daemon=True)
         self._thread.start()
         self._server, self.port, self._service = asyncio.run_coroutine_threadsafe(
-            start(sanitizer, address, identity, limits, server_limits), self._loop).result()
+            start(sanitizer, address, identity, limits, server_limits), self._loop
+        ).result()
 
     def stop(self, grace: float | None = None) -> None:
         asyncio.run_coroutine_threadsafe(self._server.stop(grace), self._loop).result()
@@ -191,8 +241,13 @@ class RunningNode:
         self._thread.join()
 
 
-def build_server(sanitizer: Sanitizer, address: str, identity: Identity, limits: TextLimits = TextLimits(),
-                 server_limits: server.Limits | None = None) -> tuple[RunningNode, int]:
+def build_server(
+    sanitizer: Sanitizer,
+    address: str,
+    identity: Identity,
+    limits: TextLimits = TextLimits(),
+    server_limits: server.Limits | None = None,
+) -> tuple[RunningNode, int]:
     """A started node on ``address`` (port 0: any free port), health SERVING; returns it and its port.
 
     ``identity`` gives the transport: mutual TLS under the federation's CA, or
@@ -205,31 +260,54 @@ def build_server(sanitizer: Sanitizer, address: str, identity: Identity, limits:
 def add_embedding_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags shared by the text commands: which embedding, neighbour cache, OOV and symbol policy."""
     g = parser.add_argument_group("embedding")
-    g.add_argument("--vocab-size", type=int, default=DEFAULT_VOCABULARY_SIZE,
-                   help="keep the N most frequent words (default %(default)s)")
+    g.add_argument(
+        "--vocab-size",
+        type=int,
+        default=DEFAULT_VOCABULARY_SIZE,
+        help="keep the N most frequent words (default %(default)s)",
+    )
     g.add_argument("--embedding", type=Path, help="an embedding file instead of the built-in GloVe 6B 50d")
     g.add_argument("--format", choices=FORMATS, default="glove", help="format of --embedding")
     g.add_argument("--vocabulary", type=Path, help="word list for --format npy (one word per line)")
-    g.add_argument("--all-entries", action="store_true",
-                   help="substitute from every embedding entry, punctuation and word fragments included "
-                        "(default: only entries that are words the tokeniser can produce; Delta and "
-                        "Delta0, so epsilon's minimum, are computed on the set used)")
-    g.add_argument("--approximate-nn", action="store_true",
-                   help="multivariate Laplace finds the word nearest the noisy vector with an approximate faiss "
-                        "index (IVF, 8 of 894 lists searched): about 8x faster, the same privacy (decoding is "
-                        "post-processing), but a different word than exact search for about 1 token in 6 "
-                        "(default: exact search)")
-    g.add_argument("--neighbours", type=int, default=DEFAULT_NEIGHBOURS,
-                   help="cached nearest neighbours per word (default %(default)s)")
-    g.add_argument("--cache-dir", type=Path,
-                   help="neighbour cache folder (default $MPCDP_CACHE or ~/.cache/mpcdp)")
-    g.add_argument("--keep-oov", action="store_true",
-                   help="release out-of-vocabulary words unperturbed (NOT private; default: placeholder)")
-    g.add_argument("--symbols", choices=SYMBOL_POLICIES, default=SYMBOLS_PLACEHOLDER,
-                   help="emoji and other symbols: keep them (released unperturbed, NOT private), replace each "
-                        "run by the placeholder, or drop them (default %(default)s)")
-    g.add_argument("--placeholder", default=DEFAULT_PLACEHOLDER,
-                   help="replacement for out-of-vocabulary words and symbols (default %(default)s)")
+    g.add_argument(
+        "--all-entries",
+        action="store_true",
+        help="substitute from every embedding entry, punctuation and word fragments included "
+        "(default: only entries that are words the tokeniser can produce; Delta and "
+        "Delta0, so epsilon's minimum, are computed on the set used)",
+    )
+    g.add_argument(
+        "--approximate-nn",
+        action="store_true",
+        help="multivariate Laplace finds the word nearest the noisy vector with an approximate faiss "
+        "index (IVF, 8 of 894 lists searched): about 8x faster, the same privacy (decoding is "
+        "post-processing), but a different word than exact search for about 1 token in 6 "
+        "(default: exact search)",
+    )
+    g.add_argument(
+        "--neighbours",
+        type=int,
+        default=DEFAULT_NEIGHBOURS,
+        help="cached nearest neighbours per word (default %(default)s)",
+    )
+    g.add_argument("--cache-dir", type=Path, help="neighbour cache folder (default $MPCDP_CACHE or ~/.cache/mpcdp)")
+    g.add_argument(
+        "--keep-oov",
+        action="store_true",
+        help="release out-of-vocabulary words unperturbed (NOT private; default: placeholder)",
+    )
+    g.add_argument(
+        "--symbols",
+        choices=SYMBOL_POLICIES,
+        default=SYMBOLS_PLACEHOLDER,
+        help="emoji and other symbols: keep them (released unperturbed, NOT private), replace each "
+        "run by the placeholder, or drop them (default %(default)s)",
+    )
+    g.add_argument(
+        "--placeholder",
+        default=DEFAULT_PLACEHOLDER,
+        help="replacement for out-of-vocabulary words and symbols (default %(default)s)",
+    )
 
 
 def sanitizer_from_args(args) -> Sanitizer:
@@ -238,7 +316,14 @@ def sanitizer_from_args(args) -> Sanitizer:
     embedding = None
     if args.embedding is not None:
         embedding = load_embedding(args.embedding, args.format, args.vocab_size, args.vocabulary)
-    return load_sanitizer(args.vocab_size, args.neighbours, args.cache_dir,
-                          OOV_KEEP if args.keep_oov else OOV_PLACEHOLDER, args.placeholder, embedding,
-                          symbols=args.symbols, words_only=not args.all_entries,
-                          approximate_nn=args.approximate_nn)
+    return load_sanitizer(
+        args.vocab_size,
+        args.neighbours,
+        args.cache_dir,
+        OOV_KEEP if args.keep_oov else OOV_PLACEHOLDER,
+        args.placeholder,
+        embedding,
+        symbols=args.symbols,
+        words_only=not args.all_entries,
+        approximate_nn=args.approximate_nn,
+    )

@@ -25,8 +25,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 CA_CERT = "ca.pem"
 CA_KEY = "ca.key"
 VALIDITY = dt.timedelta(days=365)
-INSECURE_WARNING = ("WARNING: --insecure: channels are plaintext and unauthenticated; anyone on the "
-                    "network can read shares and impersonate nodes. Use only for local experiments.")
+INSECURE_WARNING = (
+    "WARNING: --insecure: channels are plaintext and unauthenticated; anyone on the "
+    "network can read shares and impersonate nodes. Use only for local experiments."
+)
 
 
 def _name(common_name: str) -> x509.Name:
@@ -34,8 +36,9 @@ def _name(common_name: str) -> x509.Name:
 
 
 def _pem_key(key) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _write(path: Path, data: bytes, private: bool = False) -> None:
@@ -52,33 +55,54 @@ def _write(path: Path, data: bytes, private: bool = False) -> None:
 def make_ca(common_name: str):
     """A self-signed CA key and certificate."""
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder()
-            .subject_name(_name(common_name)).issuer_name(_name(common_name))
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + VALIDITY)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                         content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False,
-                                         encipher_only=False, decipher_only=False), critical=True)
-            .sign(key, hashes.SHA256()))
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name))
+        .issuer_name(_name(common_name))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
     return key, cert
 
 
 def make_node_cert(ca_key, ca_cert, name: str):
     """A key and a certificate naming ``name``, usable as TLS server and client."""
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder()
-            .subject_name(_name(name)).issuer_name(ca_cert.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + VALIDITY)
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
-                                                  ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(name))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + VALIDITY)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     return key, cert
 
 
@@ -111,18 +135,24 @@ class Identity:
         try:
             return path.read_bytes()
         except FileNotFoundError:
-            raise FileNotFoundError(f"missing {path}: run `mpcdp certs init` for this federation "
-                                    f"(or pass --insecure for a local experiment)") from None
+            raise FileNotFoundError(
+                f"missing {path}: run `mpcdp certs init` for this federation "
+                f"(or pass --insecure for a local experiment)"
+            ) from None
 
     def server_credentials(self) -> grpc.ServerCredentials:
         return grpc.ssl_server_credentials(
             [(self._read(f"{self.name}.key"), self._read(f"{self.name}.pem"))],
-            root_certificates=self._read(CA_CERT), require_client_auth=True)
+            root_certificates=self._read(CA_CERT),
+            require_client_auth=True,
+        )
 
     def channel_credentials(self) -> grpc.ChannelCredentials:
         return grpc.ssl_channel_credentials(
-            root_certificates=self._read(CA_CERT), private_key=self._read(f"{self.name}.key"),
-            certificate_chain=self._read(f"{self.name}.pem"))
+            root_certificates=self._read(CA_CERT),
+            private_key=self._read(f"{self.name}.key"),
+            certificate_chain=self._read(f"{self.name}.pem"),
+        )
 
     def add_port(self, server, address: str) -> int:
         """Bind ``server`` to ``address`` (port 0: any free port); returns the port."""
@@ -135,8 +165,9 @@ class Identity:
         options = list(options)
         if self.insecure:
             return grpc.aio.insecure_channel(address, options=options)
-        return grpc.aio.secure_channel(address, self.channel_credentials(),
-                                       options=options + [("grpc.ssl_target_name_override", peer)])
+        return grpc.aio.secure_channel(
+            address, self.channel_credentials(), options=options + [("grpc.ssl_target_name_override", peer)]
+        )
 
 
 def caller(context, claimed: str | None = None, insecure: bool = False) -> str:

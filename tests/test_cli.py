@@ -36,10 +36,24 @@ COMMANDS = sorted({path[1] for path, _ in PARSERS if len(path) > 1})
 
 
 def test_the_tree_holds_every_command_and_subcommand():
-    assert set(COMMANDS) >= {"certs", "coordinator", "demo", "party", "query", "simulate", "survey", "text",
-                             "text-node"}
+    assert set(COMMANDS) >= {
+        "certs",
+        "coordinator",
+        "demo",
+        "party",
+        "query",
+        "simulate",
+        "survey",
+        "text",
+        "text-node",
+    }
     assert {path[-1] for path, _ in PARSERS if path[:2] == ("mpcdp", "survey")} >= {
-        "aggregator", "submit", "close", "simulate", "report"}
+        "aggregator",
+        "submit",
+        "close",
+        "simulate",
+        "report",
+    }
 
 
 @pytest.mark.parametrize("path, parser", PARSERS, ids=[" ".join(p) for p, _ in PARSERS])
@@ -89,8 +103,9 @@ def test_no_command_prints_the_overview_and_fails(capsys):
 @pytest.fixture
 def engineers(tmp_path):
     """The example federation copied without certificates."""
-    shutil.copytree(ROOT / "examples" / "engineers", tmp_path / "engineers",
-                    ignore=shutil.ignore_patterns("certs", "state"))
+    shutil.copytree(
+        ROOT / "examples" / "engineers", tmp_path / "engineers", ignore=shutil.ignore_patterns("certs", "state")
+    )
     return str(tmp_path / "engineers" / "federation.toml")
 
 
@@ -120,14 +135,19 @@ MISTAKES = [
     (["survey", "simulate", "--survey", SURVEY, "--level", "95"], 2, "between 0 and 1"),
     (["survey", "close", "--survey", SURVEY], 1, "--certs"),
     (["survey", "close", "--survey", SURVEY, "--certs", "{tmp}/no-certs"], 1, "no-certs/ca.pem"),
-    (["survey", "aggregator", "--survey", SURVEY, "--name", "pollster-a", "--certs", "{tmp}/no-certs"], 1,
-     "no-certs/pollster-a.key"),
-    (["survey", "submit", "--survey", SURVEY, "--answers", "{tmp}/a.json", "--certs", "{tmp}/no-certs"], 1,
-     "no-certs/ca.pem"),
+    (
+        ["survey", "aggregator", "--survey", SURVEY, "--name", "pollster-a", "--certs", "{tmp}/no-certs"],
+        1,
+        "no-certs/pollster-a.key",
+    ),
+    (
+        ["survey", "submit", "--survey", SURVEY, "--answers", "{tmp}/a.json", "--certs", "{tmp}/no-certs"],
+        1,
+        "no-certs/ca.pem",
+    ),
     (["survey", "report", "--results", "{tmp}/nope.json"], 2, "cannot read"),
     (["text", "sanitize", "{tmp}/a.json", "--epsilon", "0"], 2, "--epsilon: must be > 0"),
-    (["text", "sanitize", "{tmp}/a.json", "--epsilon", "100", "-o", "{tmp}/no-dir/out.txt"], 2,
-     "does not exist"),
+    (["text", "sanitize", "{tmp}/a.json", "--epsilon", "100", "-o", "{tmp}/no-dir/out.txt"], 2, "does not exist"),
     (["text", "sanitize", "{tmp}/missing.txt", "--epsilon", "100"], 2, "does not exist"),
 ]
 
@@ -151,8 +171,27 @@ def test_sanitize_json_gives_one_object_per_line_with_its_cost(tmp_path, capsys)
     glove.write_text("".join(f"{w} {' '.join(map(str, v))}\n" for w, v in zip(words, vectors)))
     src = tmp_path / "in.txt"
     src.write_text("Good movie!\nbad Zorblax\n")
-    assert main(["text", "sanitize", str(src), "--json", "--mechanism", "multivariate-laplace", "--epsilon", "1e9",
-                 "--embedding", str(glove), "--neighbours", "3", "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert (
+        main(
+            [
+                "text",
+                "sanitize",
+                str(src),
+                "--json",
+                "--mechanism",
+                "multivariate-laplace",
+                "--epsilon",
+                "1e9",
+                "--embedding",
+                str(glove),
+                "--neighbours",
+                "3",
+                "--cache-dir",
+                str(tmp_path / "cache"),
+            ]
+        )
+        == 0
+    )
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [d["text"] for d in lines] == ["Good movie!", "bad <unk>"]
     assert [(d["words_perturbed"], d["oov_words"]) for d in lines] == [(2, 0), (1, 1)]
@@ -172,11 +211,23 @@ def test_query_output_shows_every_kind_of_interval():
     from services.commands.query import format_result
 
     r = QueryResult(
-        session_id="00", statistic="mean", parties=("a", "b"), exact=False, epsilon=1.0, delta=0.0,
-        mechanism="discrete_laplace", confidence=0.95, noise_std={"sum": 2.0},
+        session_id="00",
+        statistic="mean",
+        parties=("a", "b"),
+        exact=False,
+        epsilon=1.0,
+        delta=0.0,
+        mechanism="discrete_laplace",
+        confidence=0.95,
+        noise_std={"sum": 2.0},
         result={"mean": np.array([1.0, 2.0]), "count": 10.0, "histogram": {"yes": 3.0}},
-        intervals={"mean": {"lower": np.array([0.5, 1.5]), "upper": np.array([1.5, 2.5])},
-                   "count": [8.0, 12.0], "histogram": {"yes": [1.0, 5.0]}, "variance": None})
+        intervals={
+            "mean": {"lower": np.array([0.5, 1.5]), "upper": np.array([1.5, 2.5])},
+            "count": [8.0, 12.0],
+            "histogram": {"yes": [1.0, 5.0]},
+            "variance": None,
+        },
+    )
     text = format_result(r)
     assert "95% interval for mean: lower [0.5, 1.5], upper [1.5, 2.5]" in text
     assert "95% interval for count: [8, 12]" in text
@@ -184,12 +235,15 @@ def test_query_output_shows_every_kind_of_interval():
     assert "interval for variance: none" in text
 
 
-@pytest.mark.parametrize("argv, dest, expected", [
-    (["query", "--federation", "f.toml", "--statistic", "mean", "--bounds", "-10,10"], "bounds", (-10.0, 10.0)),
-    (["simulate", "--bounds", "-10,-5"], "bounds", (-10.0, -5.0)),
-    (["simulate", "--values", "-3,-4,-5,-6"], "values", "-3,-4,-5,-6"),
-    (["simulate", "--bounds", "-.5,1e3"], "bounds", (-0.5, 1000.0)),
-])
+@pytest.mark.parametrize(
+    "argv, dest, expected",
+    [
+        (["query", "--federation", "f.toml", "--statistic", "mean", "--bounds", "-10,10"], "bounds", (-10.0, 10.0)),
+        (["simulate", "--bounds", "-10,-5"], "bounds", (-10.0, -5.0)),
+        (["simulate", "--values", "-3,-4,-5,-6"], "values", "-3,-4,-5,-6"),
+        (["simulate", "--bounds", "-.5,1e3"], "bounds", (-0.5, 1000.0)),
+    ],
+)
 def test_a_negative_value_after_an_option_is_its_value_not_an_option(argv, dest, expected):
     assert getattr(build_parser().parse_args(argv), dest) == expected
 
@@ -203,8 +257,25 @@ def test_an_unknown_option_is_still_refused(capsys):
 def test_serving_commands_take_audit_and_server_limit_options(command):
     from services.commands import node_limits
 
-    argv = [command, "--federation", "f.toml", "--log-format", "json", "--audit-log", "a.log", "--idle-timeout", "30",
-            "--keepalive-time", "15", "--keepalive-timeout", "5", "--max-message-mib", "8", "--max-streams", "10"]
+    argv = [
+        command,
+        "--federation",
+        "f.toml",
+        "--log-format",
+        "json",
+        "--audit-log",
+        "a.log",
+        "--idle-timeout",
+        "30",
+        "--keepalive-time",
+        "15",
+        "--keepalive-timeout",
+        "5",
+        "--max-message-mib",
+        "8",
+        "--max-streams",
+        "10",
+    ]
     if command == "party":
         argv += ["--id", "alice"]
     args = build_parser().parse_args(argv)

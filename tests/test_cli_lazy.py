@@ -50,8 +50,10 @@ def test_a_lazily_built_parser_says_what_the_full_one_says():
 
 
 def test_the_text_node_starts_without_the_other_commands_or_scipy():
-    code = ("import json, sys\nfrom services.cli import main\nmain(['text-node', '--help'])\n"
-            "print(json.dumps(sorted(sys.modules)))")
+    code = (
+        "import json, sys\nfrom services.cli import main\nmain(['text-node', '--help'])\n"
+        "print(json.dumps(sorted(sys.modules)))"
+    )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert run.returncode == 0, run.stderr
     loaded = set(json.loads(run.stdout.splitlines()[-1]))

@@ -18,7 +18,7 @@ def host_path(container_path: str, volumes) -> Path | None:
     for volume in volumes:
         source, target = volume.split(":")[:2]
         if source.startswith(".") and container_path.startswith(target + "/"):
-            return (ROOT / "docker" / source / container_path[len(target) + 1:]).resolve()
+            return (ROOT / "docker" / source / container_path[len(target) + 1 :]).resolve()
     return None
 
 

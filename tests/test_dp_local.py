@@ -106,8 +106,9 @@ def test_post_processing_clips_and_normalises():
     assert np.allclose(simplex, [0.6, 0.0, 0.4])
 
 
-@pytest.mark.parametrize("make", [lambda e: local.BinaryRR(e), lambda e: local.KaryRR(e, 3),
-                                  lambda e: local.UnaryEncoding(e, 4)])
+@pytest.mark.parametrize(
+    "make", [lambda e: local.BinaryRR(e), lambda e: local.KaryRR(e, 3), lambda e: local.UnaryEncoding(e, 4)]
+)
 def test_epsilon_too_small_to_represent_is_refused(make):
     """Keep probabilities are rounded to 2^-64 towards privacy; below that resolution the reports
     carry no information and the estimator would divide by zero (or report a negative epsilon)."""

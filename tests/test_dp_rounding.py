@@ -18,8 +18,10 @@ def exact_rho(eps, delta) -> Decimal:
     decimal values the floats print as (what the ledger charges)."""
     with localcontext() as ctx:
         ctx.prec = 120
-        d, e = Fraction(repr(delta)) if isinstance(delta, float) else delta, \
-            Fraction(repr(eps)) if isinstance(eps, float) else eps
+        d, e = (
+            Fraction(repr(delta)) if isinstance(delta, float) else delta,
+            Fraction(repr(eps)) if isinstance(eps, float) else eps,
+        )
         lg = -(Decimal(d.numerator) / Decimal(d.denominator)).ln()
         e = Decimal(e.numerator) / Decimal(e.denominator)
         return ((lg + e).sqrt() - lg.sqrt()) ** 2

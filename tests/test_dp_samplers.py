@@ -68,7 +68,9 @@ def test_poisson_matches_pmf(lam):
     assert chi_square_pvalue(draws, support, pmf) > P_MIN
 
 
-@pytest.mark.parametrize("p", [Fraction(1, 3), Fraction(999_999, 1_000_000), Fraction(1, 2**20), Fraction(0), Fraction(1)])
+@pytest.mark.parametrize(
+    "p", [Fraction(1, 3), Fraction(999_999, 1_000_000), Fraction(1, 2**20), Fraction(0), Fraction(1)]
+)
 def test_bernoulli_rational_is_exact(p):
     draws = samplers.bernoulli(p, N, Prg.from_int(15))
     hits = int(draws.sum())

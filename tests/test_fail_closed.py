@@ -63,12 +63,14 @@ def chi_square_p(errors, pmf) -> float:
 
 def two_piece_laplace(scale: float):
     """pmf of the sum of two independent discrete Laplace pieces (n = 2 parties)."""
+
     def pmf(support):
         k = int(np.abs(support).max())
         wide = np.arange(-2 * k, 2 * k + 1)
         one = discrete_laplace_pmf(scale, wide)
         both = np.convolve(one, one)  # support -4k .. 4k
         return both[support + 4 * k]
+
     return pmf
 
 
@@ -90,8 +92,10 @@ def test_in_memory_driver_adds_skellam_noise_by_itself():
     ((_, mech),) = mechanisms(s0)
     assert isinstance(mech, DistributedSkellam)
     mu = 2 * float(mech.piece_mean)  # two pieces: Skellam(2 mu_p, 2 mu_p)
-    errors = [run_in_memory(spec(mechanism="skellam", delta=1e-6, epsilon=1.0), DATA, rng=rng).release.value - TRUTH
-              for _ in range(RUNS)]
+    errors = [
+        run_in_memory(spec(mechanism="skellam", delta=1e-6, epsilon=1.0), DATA, rng=rng).release.value - TRUTH
+        for _ in range(RUNS)
+    ]
     assert chi_square_p(errors, lambda k: stats.skellam.pmf(k, mu, mu)) > 1e-3
 
 

@@ -27,18 +27,23 @@ def test_example_federations_parse():
     assert f.names("party") == ["alice", "bob", "carol"] and f.names("client") == ["analyst"]
     assert f.policy_for("alice")["epsilon_budget"] == 10.0
     table = Table.load(f.node("alice").data)
-    assert table.records(QuerySpec("mean", parties=PARTIES, column="raise", bounds=(0, 1e4),
-                                   max_records=10)).shape == (3, 1)
+    assert table.records(QuerySpec("mean", parties=PARTIES, column="raise", bounds=(0, 1e4), max_records=10)).shape == (
+        3,
+        1,
+    )
 
 
-@pytest.mark.parametrize("node, match", [
-    (dict(name="a b"), "name"),
-    (dict(roles=["boss"]), "roles"),
-    (dict(address="localhost"), "host:port"),
-    (dict(address="h:70000"), "host:port"),
-    (dict(policy={"max_epsilon": "lots"}), "max_epsilon"),
-    (dict(policy={"colour": 1}), "unknown policy key"),
-])
+@pytest.mark.parametrize(
+    "node, match",
+    [
+        (dict(name="a b"), "name"),
+        (dict(roles=["boss"]), "roles"),
+        (dict(address="localhost"), "host:port"),
+        (dict(address="h:70000"), "host:port"),
+        (dict(policy={"max_epsilon": "lots"}), "max_epsilon"),
+        (dict(policy={"colour": 1}), "unknown policy key"),
+    ],
+)
 def test_malformed_federation_names_the_field(node, match):
     with pytest.raises(fed.FederationError, match=match):
         fed.parse(doc(**node), Path("."))
@@ -83,7 +88,8 @@ def test_certs_init_names_every_node_and_refuses_to_overwrite(tmp_path, capsys):
     alice = x509.load_pem_x509_certificate((tmp_path / "certs" / "alice.pem").read_bytes())
     assert alice.issuer == ca.subject
     assert alice.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
-        x509.DNSName) == ["alice"]
+        x509.DNSName
+    ) == ["alice"]
     assert (tmp_path / "certs" / "alice.key").stat().st_mode & 0o077 == 0
     assert main(["certs", "init", "--federation", str(f)]) == 1
     assert "--force" in capsys.readouterr().err
@@ -98,10 +104,14 @@ def test_query_command_refuses_bad_bounds_without_contacting_anyone(capsys):
 def test_state_directory_and_max_timeout_are_configurable(tmp_path):
     from services.federation import FederationError, parse
 
-    doc = {"policy": {"max_timeout": 60},
-           "node": [{"name": "coordinator", "address": "127.0.0.1:1", "roles": ["coordinator"], "ledger": "s/c.db"},
-                    {"name": "alice", "address": "127.0.0.1:2", "roles": ["party"], "state": "alice-state"},
-                    {"name": "analyst", "roles": ["client"]}]}
+    doc = {
+        "policy": {"max_timeout": 60},
+        "node": [
+            {"name": "coordinator", "address": "127.0.0.1:1", "roles": ["coordinator"], "ledger": "s/c.db"},
+            {"name": "alice", "address": "127.0.0.1:2", "roles": ["party"], "state": "alice-state"},
+            {"name": "analyst", "roles": ["client"]},
+        ],
+    }
     f = parse(doc, tmp_path)
     assert f.policy["max_timeout"] == 60.0
     assert f.node("coordinator").state_dir == tmp_path / "s" and f.node("alice").state_dir == tmp_path / "alice-state"

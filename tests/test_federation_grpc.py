@@ -25,11 +25,16 @@ MEAN = 3171.5
 
 
 def federation_doc(parties, policy=None):
-    nodes = [{"name": "coordinator", "address": "127.0.0.1:1", "roles": ["coordinator"]},
-             {"name": "analyst", "roles": ["client"]}]
+    nodes = [
+        {"name": "coordinator", "address": "127.0.0.1:1", "roles": ["coordinator"]},
+        {"name": "analyst", "roles": ["client"]},
+    ]
     nodes += [{"name": p, "address": "127.0.0.1:1", "roles": ["party"]} for p in parties]
-    return {"federation": {"name": "test"}, "policy": policy or {"allow_exact": True, "max_records": 100},
-            "node": nodes}
+    return {
+        "federation": {"name": "test"},
+        "policy": policy or {"allow_exact": True, "max_records": 100},
+        "node": nodes,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -77,21 +82,23 @@ async def make_cluster(certs, data=None, policy=None, party_cls=PartyNode, ledge
         # rng(sid, party): each party its own stream, as with the CSPRNG (shared streams would
         # make the parties' noise pieces identical, and the total noise far wider than described)
         node_rng = (lambda sid, _name=name: rng(sid, _name)) if rng else None
-        node = party_cls(f, name, Table(data[name]), Identity(name, certs), ledger=ledgers.get(name),
-                         rng=node_rng)
-        servers[name], ports[name] = await start(Identity(name, certs), "127.0.0.1:0",
-                                                 node.services(),
-                                                 limits)
+        node = party_cls(f, name, Table(data[name]), Identity(name, certs), ledger=ledgers.get(name), rng=node_rng)
+        servers[name], ports[name] = await start(Identity(name, certs), "127.0.0.1:0", node.services(), limits)
         nodes[name] = node
-    coord = CoordinatorNode(f, Identity("coordinator", certs), ledger=ledgers.get("coordinator"),
-                            default_timeout=10.0)
+    coord = CoordinatorNode(f, Identity("coordinator", certs), ledger=ledgers.get("coordinator"), default_timeout=10.0)
     servers["coordinator"], ports["coordinator"] = await start(
-        Identity("coordinator", certs), "127.0.0.1:0",
-        [(pb_grpc.add_CoordinatorServicer_to_server, coord, "mpcdp.v1.Coordinator")], limits)
+        Identity("coordinator", certs),
+        "127.0.0.1:0",
+        [(pb_grpc.add_CoordinatorServicer_to_server, coord, "mpcdp.v1.Coordinator")],
+        limits,
+    )
     nodes["coordinator"] = coord
-    real = dataclasses.replace(f, nodes=tuple(
-        dataclasses.replace(n, address=f"127.0.0.1:{ports[n.name]}") if n.name in ports else n
-        for n in f.nodes))
+    real = dataclasses.replace(
+        f,
+        nodes=tuple(
+            dataclasses.replace(n, address=f"127.0.0.1:{ports[n.name]}") if n.name in ports else n for n in f.nodes
+        ),
+    )
     for node in nodes.values():
         node.federation = real
     return Cluster(real, nodes, servers)
@@ -162,10 +169,13 @@ class Dropping(PartyNode):
         await context.read()
 
 
-@pytest.mark.parametrize("cls, code, words", [
-    (Stalling, grpc.StatusCode.ABORTED, ["no share from bob before the deadline"]),
-    (Dropping, grpc.StatusCode.ABORTED, ["dropped out"]),
-])
+@pytest.mark.parametrize(
+    "cls, code, words",
+    [
+        (Stalling, grpc.StatusCode.ABORTED, ["no share from bob before the deadline"]),
+        (Dropping, grpc.StatusCode.ABORTED, ["dropped out"]),
+    ],
+)
 async def test_faulty_party_aborts_the_session_naming_it(certs, cls, code, words):
     faulty = "bob"
 
@@ -241,8 +251,15 @@ async def open_session(cluster, party="bob", sharing="full", session_id=b"s" * 1
     from mpcdp.protocol import QuerySpec
     from services import convert
 
-    spec = QuerySpec("mean", parties=tuple(RAISES), column="raise", bounds=(0, 10_000), sharing=sharing,
-                     session_id=session_id, deadline=time.time() + 60)
+    spec = QuerySpec(
+        "mean",
+        parties=tuple(RAISES),
+        column="raise",
+        bounds=(0, 10_000),
+        sharing=sharing,
+        session_id=session_id,
+        deadline=time.time() + 60,
+    )
     h = Handle(cluster, party, "coordinator")
     call = h.stub.Session()
     await call.write(pb.CoordinatorToParty(propose=pb.Propose(spec=convert.spec_to_proto(spec))))
@@ -304,6 +321,7 @@ async def test_malformed_peer_traffic_is_refused_and_changes_nothing(cluster):
     h2 = Handle(cluster, "bob", "coordinator")
     replay = h2.stub.Session()
     from services import convert as cv
+
     await replay.write(pb.CoordinatorToParty(propose=pb.Propose(spec=cv.spec_to_proto(spec))))
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await replay.read()
@@ -337,8 +355,9 @@ async def test_seeded_shares_are_checked_like_vectors(cluster):
     assert (await deliver(head(seed=b"k" * 32), "alice"))[0] == grpc.StatusCode.OK
     assert (await deliver(head(seed=b"k" * 32), "alice"))[0] == grpc.StatusCode.ALREADY_EXISTS
     assert cluster.nodes["bob"]._live[spec.session_id].session.missing == ["carol", "dave"]
-    await call.write(pb.CoordinatorToParty(abort=pb.Abort(session_id=spec.session_id, sender="coordinator",
-                                                          reason="test")))
+    await call.write(
+        pb.CoordinatorToParty(abort=pb.Abort(session_id=spec.session_id, sender="coordinator", reason="test"))
+    )
     await call.done_writing()
     assert await call.read() is grpc.aio.EOF
     await h.channel.close()
@@ -361,11 +380,11 @@ async def test_health_and_reflection_are_served(cluster):
 
     node = cluster.federation.node("alice")
     async with Identity("analyst", cluster.federation.certs).channel(node.address, "alice") as ch:
-        health = await health_pb2_grpc.HealthStub(ch).Check(
-            health_pb2.HealthCheckRequest(service="mpcdp.v1.Party"))
+        health = await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service="mpcdp.v1.Party"))
         assert health.status == health_pb2.HealthCheckResponse.SERVING
         stream = reflection_pb2_grpc.ServerReflectionStub(ch).ServerReflectionInfo(
-            iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+        )
         names = [s.name async for r in stream for s in r.list_services_response.service]
     assert "mpcdp.v1.Party" in names and "grpc.health.v1.Health" in names
 
@@ -375,8 +394,10 @@ async def dp_cluster(certs, tmp_path):
     from mpcdp.dp.ledger import PrivacyLedger
     from mpcdp.prg import Prg
 
-    ledgers = {name: PrivacyLedger(tmp_path / f"{name}.db", "raises", 2.5 if name == "dave" else 1.5)
-               for name in ["coordinator", *RAISES]}
+    ledgers = {
+        name: PrivacyLedger(tmp_path / f"{name}.db", "raises", 2.5 if name == "dave" else 1.5)
+        for name in ["coordinator", *RAISES]
+    }
     c = await make_cluster(certs, ledgers=ledgers, rng=lambda sid, party: Prg(b"k" * 32, sid, f"test-party/{party}"))
     c.ledgers = ledgers
     yield c
@@ -421,15 +442,18 @@ async def test_large_vector_release_streams_in_chunks_and_small_ones_stay_one_me
     from services.convert import CHUNK_BYTES, CHUNK_ELEMENTS
 
     length = 2 * CHUNK_ELEMENTS + 5  # three chunks per vector
-    data = {p: {"value": ((np.arange(4 * length) * (i + 1)) % 1000).astype(float).reshape(4, length)}
-            for i, p in enumerate(["alice", "bob", "carol"])}
+    data = {
+        p: {"value": ((np.arange(4 * length) * (i + 1)) % 1000).astype(float).reshape(4, length)}
+        for i, p in enumerate(["alice", "bob", "carol"])
+    }
     c = await make_cluster(certs, data=data)
     try:
         coordinator = c.federation.coordinator()
 
         async def parts(**spec):
-            request = pb.QueryRequest(spec=pb.QuerySpec(column="value", upper=1000, max_records=4, exact=True,
-                                                        **spec), timeout_seconds=30)
+            request = pb.QueryRequest(
+                spec=pb.QuerySpec(column="value", upper=1000, max_records=4, exact=True, **spec), timeout_seconds=30
+            )
             async with Identity("analyst", certs).channel(coordinator.address, coordinator.name) as ch:
                 return [p async for p in pb_grpc.CoordinatorStub(ch).Query(request)]
 
@@ -449,7 +473,7 @@ async def test_large_vector_release_streams_in_chunks_and_small_ones_stay_one_me
 
         dp = await c.query("mean", epsilon=10.0, **query)  # per-coordinate interval ends stream too
         lo, hi = dp.intervals["mean"]["lower"], dp.intervals["mean"]["upper"]
-        assert lo.shape == hi.shape == (length,) and np.all((0 <= lo) & (lo <= dp.value) & (dp.value <= hi))
+        assert lo.shape == hi.shape == (length,) and np.all((lo >= 0) & (lo <= dp.value) & (dp.value <= hi))
         assert set(dp.intervals["sum"]) == {"half_width"}
     finally:
         await c.close()
@@ -470,10 +494,12 @@ def test_client_refuses_a_malformed_release_stream():
     ok.add(vector(3, chunk(0, [1, 2])))
     ok.add(pb.QueryReplyPart(chunk=chunk(2, [3])))
     np.testing.assert_array_equal(ok.finish()[("sum", "")], [1, 2, 3])
-    for bad in ([vector(3, chunk(0, [1])), pb.QueryReplyPart(chunk=chunk(2, [3]))],  # a gap
-                [vector(2, chunk(0, [1, 2, 3]))],  # overrun
-                [pb.QueryReplyPart(chunk=chunk(0, [1]))],  # a chunk with no vector
-                [vector(1, chunk(0, [1])), vector(1, chunk(0, [1]))]):  # announced twice
+    for bad in (
+        [vector(3, chunk(0, [1])), pb.QueryReplyPart(chunk=chunk(2, [3]))],  # a gap
+        [vector(2, chunk(0, [1, 2, 3]))],  # overrun
+        [pb.QueryReplyPart(chunk=chunk(0, [1]))],  # a chunk with no vector
+        [vector(1, chunk(0, [1])), vector(1, chunk(0, [1]))],
+    ):  # announced twice
         stream = _ReleaseStream()
         with pytest.raises(ValueError):
             for part in bad:

@@ -56,8 +56,10 @@ async def test_messages_of_many_sessions_interleave_on_one_stream_each_way(net):
     a, b = net.hubs["alice"], net.hubs["bob"]
     sessions = [bytes([i]) * 16 for i in range(20)]
     payloads = {s: np.arange(2500 + i, dtype=np.uint64) * (i + 1) for i, s in enumerate(sessions)}  # 20 KB: chunked
-    await asyncio.gather(*(a.send("bob", s, 1, "share", payloads[s]) for s in sessions),
-                         *(b.send("alice", s, 2, "reply", s) for s in sessions))
+    await asyncio.gather(
+        *(a.send("bob", s, 1, "share", payloads[s]) for s in sessions),
+        *(b.send("alice", s, 2, "reply", s) for s in sessions),
+    )
     for s in sessions:  # every message arrived before it was asked for, and is intact
         got = np.frombuffer(await b.receive("alice", s, 1, "share", timeout=5), dtype="<u8")
         assert np.array_equal(got, payloads[s])
@@ -81,7 +83,7 @@ async def test_a_receive_waits_for_a_later_message_and_a_sink_folds_pieces_in_pl
     vec = np.arange(3000, dtype=np.uint64) + (1 << 63)
 
     def fold(offset, piece):
-        part = total[offset // 8:offset // 8 + len(piece) // 8]
+        part = total[offset // 8 : offset // 8 + len(piece) // 8]
         np.add(part, np.frombuffer(piece, dtype="<u8"), out=part)
 
     await a.send("bob", sid, 1, "vec", vec)  # 24 KB in 1000-byte frames, partly before the sink is set
@@ -133,8 +135,9 @@ async def test_out_of_order_or_overlong_frames_close_the_link(net, certs):
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     await channel.close()
     assert not net.hubs["bob"]._streams.get("carol")
-    assert ("carol", b"o" * 16, 0, "v") not in net.hubs["bob"]._inbox or \
-        net.hubs["bob"]._inbox[("carol", b"o" * 16, 0, "v")].filled == 0
+    assert ("carol", b"o" * 16, 0, "v") not in net.hubs["bob"]._inbox or net.hubs["bob"]._inbox[
+        ("carol", b"o" * 16, 0, "v")
+    ].filled == 0
 
 
 async def test_a_peer_that_goes_away_fails_the_receives_waiting_on_it_at_once(net):

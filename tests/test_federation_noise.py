@@ -74,8 +74,10 @@ def test_noise_tail_is_part_of_the_headroom_check():
 @pytest.mark.parametrize("mechanism, delta", [("discrete_laplace", 0.0), ("skellam", 1e-6)])
 def test_vector_mean_and_variance_intervals_cover_per_coordinate(mechanism, delta):
     records = 2000  # per party; enough that the intervals are informative, not just the bounds
-    data = {p: ((Prg.from_int(k, "data").uint64(3 * records) % 1001) / 1000).reshape(records, 3) ** (k + 1)
-            for k, p in enumerate(PARTIES)}
+    data = {
+        p: ((Prg.from_int(k, "data").uint64(3 * records) % 1001) / 1000).reshape(records, 3) ** (k + 1)
+        for k, p in enumerate(PARTIES)
+    }
     pooled = np.concatenate(list(data.values()))
     truth = {"mean": pooled.mean(axis=0), "variance": pooled.var(axis=0, ddof=1)}
     rng = Prg.from_int(11, "interval-test")
@@ -83,8 +85,15 @@ def test_vector_mean_and_variance_intervals_cover_per_coordinate(mechanism, delt
     widths = {"mean": [], "variance": []}
     runs = 150
     for _ in range(runs):
-        s = spec(statistic="variance", dimension=3, bounds=(0, 1), frac_bits=12, max_records=records,
-                 mechanism=mechanism, delta=delta)
+        s = spec(
+            statistic="variance",
+            dimension=3,
+            bounds=(0, 1),
+            frac_bits=12,
+            max_records=records,
+            mechanism=mechanism,
+            delta=delta,
+        )
         r = run_in_memory(s, data, rng=rng).release.result
         intervals = describe(s, r).intervals
         for key in covered:
@@ -105,5 +114,7 @@ def test_variance_interval_is_clipped_and_needs_two_records():
     lo, hi = d.intervals["variance"]
     n_min = max(d.intervals["count"][0], 2.0)
     assert 0 <= lo <= hi <= 25 * n_min / (n_min - 1) + 1e-9  # Popoviciu: ((10 - 0) / 2)^2 n / (n - 1)
-    assert describe(s, {"sum": 1.0, "sum_sq": 1.0, "count": -50.0, "mean": None,
-                        "variance": None}).intervals["variance"] is None
+    assert (
+        describe(s, {"sum": 1.0, "sum_sq": 1.0, "count": -50.0, "mean": None, "variance": None}).intervals["variance"]
+        is None
+    )

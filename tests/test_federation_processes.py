@@ -13,9 +13,25 @@ RAISES = {"alice": [3800], "bob": [2514], "carol": [2982], "dave": [3390]}
 
 
 def test_simulate_command_prints_the_four_engineers_average():
-    out = subprocess.run([sys.executable, "-m", "services.cli", "simulate", "--parties", "4",
-                          "--values", "3800,2514,2982,3390", "--statistic", "mean", "--bounds", "0,10000"],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "simulate",
+            "--parties",
+            "4",
+            "--values",
+            "3800,2514,2982,3390",
+            "--statistic",
+            "mean",
+            "--bounds",
+            "0,10000",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert "mean: 3171.5" in out.stdout
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from test_federation_grpc import MEAN, RAISES, certs, expect_error, make_cluster  # noqa: F401
 
 from services import audit
-from test_federation_grpc import MEAN, RAISES, certs, expect_error, make_cluster  # noqa: F401
 
 
 class Counting:
@@ -43,8 +43,10 @@ async def test_a_refusal_after_others_shared_releases_nothing_and_charges_nothin
     and no ledger is charged."""
     from mpcdp.dp.ledger import PrivacyLedger
 
-    ledgers = {name: PrivacyLedger(tmp_path / f"{name}.db", "raises", 0.5 if name == "carol" else 5.0)
-               for name in ["coordinator", *RAISES]}
+    ledgers = {
+        name: PrivacyLedger(tmp_path / f"{name}.db", "raises", 0.5 if name == "carol" else 5.0)
+        for name in ["coordinator", *RAISES]
+    }
     events = []
     real = audit.record
     audit.record = lambda event, **fields: (events.append((event, fields)), real(event, **fields))

@@ -8,7 +8,7 @@ import time
 import grpc
 import pytest
 
-from services.server import Limits, start
+from services.server import Limits
 from services.tls import Identity
 from services.wire.mpcdp.v1 import federation_pb2 as pb
 from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
@@ -27,8 +27,12 @@ async def cluster(certs):  # noqa: F811
 async def raw_call(cluster, node, method, payload, streaming_in=False, streaming_out=False, as_name="coordinator"):
     address = cluster.federation.node(node).address
     async with Identity(as_name, cluster.federation.certs).channel(address, node) as ch:
-        kind = {(False, False): ch.unary_unary, (False, True): ch.unary_stream,
-                (True, False): ch.stream_unary, (True, True): ch.stream_stream}[(streaming_in, streaming_out)]
+        kind = {
+            (False, False): ch.unary_unary,
+            (False, True): ch.unary_stream,
+            (True, False): ch.stream_unary,
+            (True, True): ch.stream_stream,
+        }[(streaming_in, streaming_out)]
         call = kind(method)
         request = iter([payload]) if streaming_in else payload
         try:
@@ -39,13 +43,16 @@ async def raw_call(cluster, node, method, payload, streaming_in=False, streaming
             return exc
 
 
-@pytest.mark.parametrize("node, method, streaming_in, streaming_out", [
-    ("bob", "/mpcdp.v1.Party/DeliverSeed", False, False),
-    ("bob", "/mpcdp.v1.Party/Exchange", True, False),
-    ("bob", "/mpcdp.v1.Party/Session", True, True),
-    ("coordinator", "/mpcdp.v1.Coordinator/Query", False, True),
-    ("bob", "/grpc.health.v1.Health/Check", False, False),
-])
+@pytest.mark.parametrize(
+    "node, method, streaming_in, streaming_out",
+    [
+        ("bob", "/mpcdp.v1.Party/DeliverSeed", False, False),
+        ("bob", "/mpcdp.v1.Party/Exchange", True, False),
+        ("bob", "/mpcdp.v1.Party/Session", True, True),
+        ("coordinator", "/mpcdp.v1.Coordinator/Query", False, True),
+        ("bob", "/grpc.health.v1.Health/Check", False, False),
+    ],
+)
 async def test_undecodable_request_bytes_are_invalid_argument(cluster, node, method, streaming_in, streaming_out):
     as_name = "analyst" if node == "coordinator" else "coordinator"
     err = await raw_call(cluster, node, method, GARBAGE, streaming_in, streaming_out, as_name)
@@ -94,15 +101,33 @@ def test_simulated_parties_get_their_values_from_private_files_not_their_command
         for name in values:
             assert (f.dir / f"{name}.csv").stat().st_mode & 0o777 == 0o600
         r = f.query("sum", bounds=(0, 10_000), epsilon=1.0)
-        fetched = subprocess.run([sys.executable, "-m", "services.cli", "query", "--federation", str(f.path),
-                                  "--fetch", r.session_id, "--json"], capture_output=True, text=True, timeout=60)
+        fetched = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "services.cli",
+                "query",
+                "--federation",
+                str(f.path),
+                "--fetch",
+                r.session_id,
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert fetched.returncode == 0, fetched.stderr
         assert json.loads(fetched.stdout)["result"] == r.result  # the kept release, fetched by the command
-        assert f.federation.node("coordinator").state_dir.joinpath("coordinator.releases",
-                                                                    f"{r.session_id}.release").exists()
+        assert (
+            f.federation.node("coordinator")
+            .state_dir.joinpath("coordinator.releases", f"{r.session_id}.release")
+            .exists()
+        )
 
 
 # -- 3. clear errors: the analyst gets INVALID_ARGUMENT naming the field, from coordinator and party ----------
+
 
 async def expect(cluster, code, *fragments, **kw):
     from services.client import QueryError
@@ -116,11 +141,14 @@ async def expect(cluster, code, *fragments, **kw):
     return info.value
 
 
-@pytest.mark.parametrize("kw, field", [
-    (dict(bounds=(0, 1e308), epsilon=1.0), "bounds"),
-    (dict(bounds=(-1e308, 1e308)), "bounds"),
-    (dict(epsilon=1e-300), "epsilon"),
-])
+@pytest.mark.parametrize(
+    "kw, field",
+    [
+        (dict(bounds=(0, 1e308), epsilon=1.0), "bounds"),
+        (dict(bounds=(-1e308, 1e308)), "bounds"),
+        (dict(epsilon=1e-300), "epsilon"),
+    ],
+)
 async def test_extreme_bounds_and_epsilon_are_invalid_argument_naming_the_field(cluster, kw, field):
     await expect(cluster, grpc.StatusCode.INVALID_ARGUMENT, field, **kw)
 
@@ -130,10 +158,25 @@ async def test_a_party_refuses_extreme_specs_itself_with_invalid_argument(cluste
     from services import convert
 
     for lower, upper, epsilon, field in ((0, 1e308, 1.0, "bounds"), (0, 1, 1e-300, "epsilon")):
-        spec = pb.QuerySpec(statistic="sum", parties=list(RAISES), session_id=bytes(range(16)), column="raise",
-                            lower=lower, upper=upper, epsilon=epsilon, max_records=1, deadline=time.time() + 30)
-        err = await raw_call(cluster, "bob", "/mpcdp.v1.Party/Session",
-                             pb.CoordinatorToParty(propose=pb.Propose(spec=spec)).SerializeToString(), True, True)
+        spec = pb.QuerySpec(
+            statistic="sum",
+            parties=list(RAISES),
+            session_id=bytes(range(16)),
+            column="raise",
+            lower=lower,
+            upper=upper,
+            epsilon=epsilon,
+            max_records=1,
+            deadline=time.time() + 30,
+        )
+        err = await raw_call(
+            cluster,
+            "bob",
+            "/mpcdp.v1.Party/Session",
+            pb.CoordinatorToParty(propose=pb.Propose(spec=spec)).SerializeToString(),
+            True,
+            True,
+        )
         assert isinstance(err, grpc.aio.AioRpcError) and err.code() == grpc.StatusCode.INVALID_ARGUMENT, err
         assert field in err.details() and "<class" not in err.details()
     del convert
@@ -141,25 +184,35 @@ async def test_a_party_refuses_extreme_specs_itself_with_invalid_argument(cluste
 
 async def test_deadline_zero_and_too_far_are_refused_by_the_party(cluster):
     def propose(deadline, sid):
-        spec = pb.QuerySpec(statistic="mean", parties=list(RAISES), session_id=sid, column="raise", upper=10_000,
-                            max_records=1, exact=True, deadline=deadline)
+        spec = pb.QuerySpec(
+            statistic="mean",
+            parties=list(RAISES),
+            session_id=sid,
+            column="raise",
+            upper=10_000,
+            max_records=1,
+            exact=True,
+            deadline=deadline,
+        )
         return pb.CoordinatorToParty(propose=pb.Propose(spec=spec)).SerializeToString()
 
     err = await raw_call(cluster, "bob", "/mpcdp.v1.Party/Session", propose(0.0, b"z" * 16), True, True)
     assert isinstance(err, grpc.aio.AioRpcError) and err.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "deadline" in err.details()
-    answer = await raw_call(cluster, "bob", "/mpcdp.v1.Party/Session", propose(time.time() + 10 ** 6, b"y" * 16),
-                            True, True)
+    answer = await raw_call(
+        cluster, "bob", "/mpcdp.v1.Party/Session", propose(time.time() + 10**6, b"y" * 16), True, True
+    )
     refusal = pb.PartyToCoordinator.FromString(answer[0]).response
     assert not refusal.accepted and refusal.status == "INVALID_ARGUMENT" and "deadline" in refusal.reason
     assert "at most 305 s" in refusal.reason  # max_timeout 300 s plus 5 s for clock differences
 
 
 async def test_timeout_seconds_is_capped_by_the_coordinator(cluster):
-    await expect(cluster, grpc.StatusCode.INVALID_ARGUMENT, "timeout_seconds", "300", timeout=10 ** 6)
+    await expect(cluster, grpc.StatusCode.INVALID_ARGUMENT, "timeout_seconds", "300", timeout=10**6)
 
 
 # -- 2. budget is never spent without a release reaching the analyst ----------------------------------------
+
 
 @pytest.fixture
 async def dp_cluster(certs, tmp_path):  # noqa: F811
@@ -186,8 +239,9 @@ async def test_a_bad_confidence_level_is_refused_before_any_ledger_is_charged(dp
             await client.query("count", column="raise", epsilon=1.0, confidence=1e-20)
     assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT and "confidence" in info.value.details
     coordinator = dp_cluster.federation.coordinator()
-    request = pb.QueryRequest(spec=pb.QuerySpec(statistic="count", column="raise", epsilon=1.0, upper=1),
-                              confidence=1e-20)
+    request = pb.QueryRequest(
+        spec=pb.QuerySpec(statistic="count", column="raise", epsilon=1.0, upper=1), confidence=1e-20
+    )
     async with Identity("analyst", dp_cluster.federation.certs).channel(coordinator.address, "coordinator") as ch:
         with pytest.raises(grpc.aio.AioRpcError) as raw:  # and so does the coordinator, for any client
             [p async for p in pb_grpc.CoordinatorStub(ch).Query(request)]
@@ -221,8 +275,9 @@ async def test_an_analyst_who_vanishes_after_the_charge_fetches_the_release_at_n
     slow = type("Slow", (SlowPartial, PartyNode), {})
     dp_cluster.nodes["alice"].__class__ = slow
     coordinator = dp_cluster.federation.coordinator()
-    request = pb.QueryRequest(spec=pb.QuerySpec(statistic="sum", column="raise", epsilon=1.0, upper=10_000),
-                              timeout_seconds=20)
+    request = pb.QueryRequest(
+        spec=pb.QuerySpec(statistic="sum", column="raise", epsilon=1.0, upper=10_000), timeout_seconds=20
+    )
     async with Identity("analyst", dp_cluster.federation.certs).channel(coordinator.address, "coordinator") as ch:
         call = pb_grpc.CoordinatorStub(ch).Query(request)
         sid = dict(await call.initial_metadata())["mpcdp-session-id"]
@@ -252,6 +307,7 @@ async def test_an_analyst_who_vanishes_after_the_charge_fetches_the_release_at_n
 
 # -- 4. a stalled party delays only the queries that include it (real processes, SIGSTOP) --------------------
 
+
 def test_a_stopped_party_delays_only_the_queries_that_include_it():
     import os
     import signal
@@ -269,6 +325,7 @@ def test_a_stopped_party_delays_only_the_queries_that_include_it():
                 async def go():
                     async with Client(f.federation, "analyst") as c:
                         return await c.query("sum", column="raise", bounds=(0, 10_000), timeout=4.0)
+
                 try:
                     stalled["result"] = asyncio.run(go())
                 except QueryError as exc:
@@ -289,6 +346,7 @@ def test_a_stopped_party_delays_only_the_queries_that_include_it():
 
 
 # -- 5. used session ids survive a restart -----------------------------------------------------------------
+
 
 async def test_a_finished_session_id_is_refused_after_the_party_restarts(certs, tmp_path):  # noqa: F811
     from services.ledgers import SessionLog
@@ -311,8 +369,14 @@ async def test_a_finished_session_id_is_refused_after_the_party_restarts(certs, 
     try:
         from services import convert
 
-        replay = await raw_call(restarted, "bob", "/mpcdp.v1.Party/Session", pb.CoordinatorToParty(
-            propose=pb.Propose(spec=convert.spec_to_proto(spec))).SerializeToString(), True, True)
+        replay = await raw_call(
+            restarted,
+            "bob",
+            "/mpcdp.v1.Party/Session",
+            pb.CoordinatorToParty(propose=pb.Propose(spec=convert.spec_to_proto(spec))).SerializeToString(),
+            True,
+            True,
+        )
         assert isinstance(replay, grpc.aio.AioRpcError) and replay.code() == grpc.StatusCode.ALREADY_EXISTS
         assert (await restarted.query()).value == pytest.approx(3171.5, abs=1e-3)
     finally:
@@ -321,6 +385,7 @@ async def test_a_finished_session_id_is_refused_after_the_party_restarts(certs, 
 
 
 # -- 6. what nodes reveal and log ----------------------------------------------------------------------------
+
 
 async def test_refusals_name_no_local_file_dataset_or_column(certs, tmp_path):  # noqa: F811
     """The ledger's dataset is the party's data file path: a budget refusal used to carry it to the analyst."""
@@ -424,8 +489,7 @@ async def test_concurrent_queries_cannot_together_overspend_the_coordinators_bud
     from services.party_node import PartyNode
 
     ledger = PrivacyLedger(tmp_path / "coordinator.db", "raises", 1.5)
-    c = await make_cluster(certs, ledgers={"coordinator": ledger},
-                           party_cls=type("Slow", (SlowPartial, PartyNode), {}))
+    c = await make_cluster(certs, ledgers={"coordinator": ledger}, party_cls=type("Slow", (SlowPartial, PartyNode), {}))
     try:
         outcomes = await asyncio.gather(c.query(epsilon=1.0), c.query(epsilon=1.0), return_exceptions=True)
         refused = [o for o in outcomes if isinstance(o, QueryError)]
@@ -462,8 +526,9 @@ async def test_an_analyst_who_stops_reading_does_not_hold_the_release_call_forev
     coordinator = dp_cluster.nodes["coordinator"]
     coordinator.send_timeout = 0.5
     categories = [f"c{i:07d}" for i in range(200_000)]  # ~6 MiB of parts: more than the transport buffers
-    request = pb.QueryRequest(spec=pb.QuerySpec(statistic="histogram", column="team", epsilon=1.0,
-                                                categories=categories), timeout_seconds=60)
+    request = pb.QueryRequest(
+        spec=pb.QuerySpec(statistic="histogram", column="team", epsilon=1.0, categories=categories), timeout_seconds=60
+    )
     node = dp_cluster.federation.coordinator()
     async with Identity("analyst", dp_cluster.federation.certs).channel(node.address, "coordinator") as ch:
         call = pb_grpc.CoordinatorStub(ch).Query(request)  # no deadline, and never read

@@ -28,8 +28,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LIBRARY = "mpcdp"
-FORBIDDEN = ("grpc", "grpc_health", "grpc_reflection", "google.protobuf", "services",
-             "aiohttp", "fastapi", "flask", "starlette", "httpx", "requests", "urllib3")
+FORBIDDEN = (
+    "grpc",
+    "grpc_health",
+    "grpc_reflection",
+    "google.protobuf",
+    "services",
+    "aiohttp",
+    "fastapi",
+    "flask",
+    "starlette",
+    "httpx",
+    "requests",
+    "urllib3",
+)
 FOUNDATIONS = ("mpcdp.ring", "mpcdp.prg", "mpcdp.sharing")
 STRING_IMPORTERS = ("import_module", "__import__", "find_spec")
 
@@ -38,9 +50,7 @@ STRING_IMPORTERS = ("import_module", "__import__", "find_spec")
 # ``statistic`` and ``mechanism``). Registries of statistic and mechanism classes break it.
 # Do not add to this list: a new circle is a design error to fix, not to allow. When a circle
 # disappears, delete its entry (test_allowed_circles_still_exist says so).
-ALLOWED_CIRCLES = (
-    frozenset({"mpcdp.protocol.spec", "mpcdp.protocol.noise", "mpcdp.protocol.statistics"}),
-)
+ALLOWED_CIRCLES = (frozenset({"mpcdp.protocol.spec", "mpcdp.protocol.noise", "mpcdp.protocol.statistics"}),)
 
 # Issue 10 ("The house") moves the respondent client into survey/ (survey/respondent.py); until then
 # the forged-respondent simulator builds its submissions with it. Do not add to this list.
@@ -48,11 +58,13 @@ ALLOWED_CLIENT_IMPORTS = frozenset({("mpcdp.survey.forged", "mpcdp.client")})
 
 # Issue 10 ("The house"): CLI command modules do not import each other. Today's exceptions, to be
 # moved into a helper module; do not add to this list.
-ALLOWED_COMMAND_IMPORTS = frozenset({
-    ("services.commands.simulate", "services.commands.query"),
-    ("services.commands.demo", "services.commands.query"),
-    ("services.commands.certs", "services.commands.survey"),
-})
+ALLOWED_COMMAND_IMPORTS = frozenset(
+    {
+        ("services.commands.simulate", "services.commands.query"),
+        ("services.commands.demo", "services.commands.query"),
+        ("services.commands.certs", "services.commands.survey"),
+    }
+)
 CLI = ("services.cli", "services.commands")
 
 
@@ -76,8 +88,11 @@ def module_name(path: Path) -> str:
 
 def python_files(top: str) -> dict[str, Path]:
     """Module name -> file, for every module under ``top`` (generated protobuf code excluded)."""
-    return {module_name(p): p for p in sorted((ROOT / top).rglob("*.py"))
-            if not p.name.endswith(("_pb2.py", "_pb2_grpc.py"))}
+    return {
+        module_name(p): p
+        for p in sorted((ROOT / top).rglob("*.py"))
+        if not p.name.endswith(("_pb2.py", "_pb2_grpc.py"))
+    }
 
 
 def library_files() -> dict[str, Path]:
@@ -180,11 +195,14 @@ def describe(circle: frozenset[str], edges: dict[str, set[str]]) -> str:
 
 # -- the tests ------------------------------------------------------------------------------------
 
+
 def test_the_library_imports_no_transport_and_no_service():
-    bad = [imp for imp in library_imports()
-           if any(_within(imp.target, f) for f in FORBIDDEN) or imp.target == "<dynamic>"]
+    bad = [
+        imp for imp in library_imports() if any(_within(imp.target, f) for f in FORBIDDEN) or imp.target == "<dynamic>"
+    ]
     assert not bad, "mpcdp/ must stay pure (no grpc, protobuf, HTTP or services/, no dynamic imports):\n" + "\n".join(
-        f"  {imp.where()}: {imp.how} {imp.target}" for imp in bad)
+        f"  {imp.where()}: {imp.how} {imp.target}" for imp in bad
+    )
 
 
 def test_foundations_and_dp_import_nothing_above_them():
@@ -196,8 +214,11 @@ def test_foundations_and_dp_import_nothing_above_them():
         layer = "foundations" if imp.source in FOUNDATIONS else "mpcdp.dp" if _within(imp.source, "mpcdp.dp") else None
         if layer and not any(_within(imp.target, ok) for ok in allowed[layer]):
             bad.append(f"  {imp.where()}: {layer} imports {imp.target}")
-        if (_within(imp.target, "mpcdp.client") and imp.source != "mpcdp"
-                and (imp.source, imp.target) not in ALLOWED_CLIENT_IMPORTS):
+        if (
+            _within(imp.target, "mpcdp.client")
+            and imp.source != "mpcdp"
+            and (imp.source, imp.target) not in ALLOWED_CLIENT_IMPORTS
+        ):
             bad.append(f"  {imp.where()}: the library imports the respondent client {imp.target}")
     assert not bad, "an import runs upward:\n" + "\n".join(bad)
 
@@ -206,13 +227,15 @@ def test_no_new_import_circle():
     edges = graph()
     new = [c for c in circles(edges) if c not in ALLOWED_CIRCLES]
     assert not new, "new import circle(s) among mpcdp modules (see issue 10, 'The house'):\n" + "\n".join(
-        "  " + describe(c, edges) for c in new)
+        "  " + describe(c, edges) for c in new
+    )
 
 
 def test_allowed_circles_still_exist():
     gone = [c for c in ALLOWED_CIRCLES if c not in circles(graph())]
-    assert not gone, ("circle(s) removed - delete them from ALLOWED_CIRCLES in tests/test_layers.py: "
-                      + "; ".join(", ".join(sorted(c)) for c in gone))
+    assert not gone, "circle(s) removed - delete them from ALLOWED_CIRCLES in tests/test_layers.py: " + "; ".join(
+        ", ".join(sorted(c)) for c in gone
+    )
 
 
 def command_line_arrows() -> tuple[list[Import], list[Import]]:
@@ -222,8 +245,12 @@ def command_line_arrows() -> tuple[list[Import], list[Import]]:
         in_cli = any(_within(imp.source, c) for c in CLI)
         if not in_cli and any(_within(imp.target, c) for c in CLI):
             into.append(imp)
-        elif (_within(imp.source, "services.commands") and _within(imp.target, "services.commands")
-              and "services.commands" not in (imp.source, imp.target) and imp.source != imp.target):
+        elif (
+            _within(imp.source, "services.commands")
+            and _within(imp.target, "services.commands")
+            and "services.commands" not in (imp.source, imp.target)
+            and imp.source != imp.target
+        ):
             between.append(imp)
     return into, between
 
@@ -232,15 +259,18 @@ def test_the_command_line_sits_on_top():
     into, between = command_line_arrows()
     new = [imp for imp in between if (imp.source, imp.target) not in ALLOWED_COMMAND_IMPORTS]
     assert not into, "only the command line may import services.cli or services.commands:\n" + "\n".join(
-        f"  {imp.where()}: {imp.target}" for imp in into)
-    assert not new, ("a command module imports another (put the shared piece in services/commands/__init__.py "
-                     "or a helper module; issue 10, 'The house'):\n") + "\n".join(
-        f"  {imp.where()}: {imp.target}" for imp in new)
+        f"  {imp.where()}: {imp.target}" for imp in into
+    )
+    assert not new, (
+        "a command module imports another (put the shared piece in services/commands/__init__.py "
+        "or a helper module; issue 10, 'The house'):\n"
+    ) + "\n".join(f"  {imp.where()}: {imp.target}" for imp in new)
     gone = ALLOWED_COMMAND_IMPORTS - {(imp.source, imp.target) for imp in between}
     assert not gone, f"no longer imported - delete from ALLOWED_COMMAND_IMPORTS: {sorted(gone)}"
 
 
 # -- the checker checks itself on small trees -----------------------------------------------------
+
 
 def _write(root: Path, files: dict[str, str]) -> dict[str, Path]:
     out = {}
@@ -254,21 +284,31 @@ def _write(root: Path, files: dict[str, str]) -> dict[str, Path]:
 
 def test_every_import_form_is_seen(tmp_path, monkeypatch):
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
-    _write(tmp_path, {
-        "mpcdp/__init__.py": "",
-        "mpcdp/a.py": "def f():\n    import grpc\n",
-        "mpcdp/b.py": "from ..services import party_node\n",
-        "mpcdp/c.py": "import importlib\nimportlib.import_module('services.tls')\n",
-        "mpcdp/d.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from google.protobuf import struct_pb2\n",
-        "mpcdp/e.py": "__import__(name)\n",
-        "mpcdp/pkg/__init__.py": "",
-        "mpcdp/pkg/x.py": "from . import y\n",
-        "mpcdp/pkg/y.py": "from .. import a\nfrom ..pkg.x import thing\n",
-    })
+    _write(
+        tmp_path,
+        {
+            "mpcdp/__init__.py": "",
+            "mpcdp/a.py": "def f():\n    import grpc\n",
+            "mpcdp/b.py": "from ..services import party_node\n",
+            "mpcdp/c.py": "import importlib\nimportlib.import_module('services.tls')\n",
+            "mpcdp/d.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from google.protobuf import struct_pb2\n",
+            "mpcdp/e.py": "__import__(name)\n",
+            "mpcdp/pkg/__init__.py": "",
+            "mpcdp/pkg/x.py": "from . import y\n",
+            "mpcdp/pkg/y.py": "from .. import a\nfrom ..pkg.x import thing\n",
+        },
+    )
     seen = {(i.source, i.target) for i in library_imports()}
-    assert {("mpcdp.a", "grpc"), ("mpcdp.b", "services"), ("mpcdp.c", "services.tls"),
-            ("mpcdp.d", "google.protobuf"), ("mpcdp.e", "<dynamic>"), ("mpcdp.pkg.x", "mpcdp.pkg.y"),
-            ("mpcdp.pkg.y", "mpcdp.a"), ("mpcdp.pkg.y", "mpcdp.pkg.x")} <= seen
+    assert {
+        ("mpcdp.a", "grpc"),
+        ("mpcdp.b", "services"),
+        ("mpcdp.c", "services.tls"),
+        ("mpcdp.d", "google.protobuf"),
+        ("mpcdp.e", "<dynamic>"),
+        ("mpcdp.pkg.x", "mpcdp.pkg.y"),
+        ("mpcdp.pkg.y", "mpcdp.a"),
+        ("mpcdp.pkg.y", "mpcdp.pkg.x"),
+    } <= seen
     try:
         test_the_library_imports_no_transport_and_no_service()
     except AssertionError as exc:
@@ -280,8 +320,15 @@ def test_every_import_form_is_seen(tmp_path, monkeypatch):
 
 def test_a_new_circle_fails(tmp_path, monkeypatch):
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
-    _write(tmp_path, {"mpcdp/__init__.py": "", "mpcdp/ring.py": "def f():\n    from .dp import x\n",
-                      "mpcdp/dp/__init__.py": "", "mpcdp/dp/x.py": "from ..ring import g\n"})
+    _write(
+        tmp_path,
+        {
+            "mpcdp/__init__.py": "",
+            "mpcdp/ring.py": "def f():\n    from .dp import x\n",
+            "mpcdp/dp/__init__.py": "",
+            "mpcdp/dp/x.py": "from ..ring import g\n",
+        },
+    )
     for test in (test_no_new_import_circle, test_foundations_and_dp_import_nothing_above_them):
         try:
             test()
@@ -291,12 +338,18 @@ def test_a_new_circle_fails(tmp_path, monkeypatch):
             raise AssertionError(f"{test.__name__} passed on a tree with ring <-> dp")
 
 
-
 def test_command_line_arrows_are_seen(tmp_path, monkeypatch):
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
-    _write(tmp_path, {"services/__init__.py": "", "services/commands/__init__.py": "def helper(): ...\n",
-                      "services/commands/a.py": "from services.commands import helper\nfrom . import b\n",
-                      "services/commands/b.py": "", "services/node.py": "from services.commands.a import x\n"})
+    _write(
+        tmp_path,
+        {
+            "services/__init__.py": "",
+            "services/commands/__init__.py": "def helper(): ...\n",
+            "services/commands/a.py": "from services.commands import helper\nfrom . import b\n",
+            "services/commands/b.py": "",
+            "services/node.py": "from services.commands.a import x\n",
+        },
+    )
     into, between = command_line_arrows()
     assert [(i.source, i.target) for i in into] == [("services.node", "services.commands.a")]
     assert [(i.source, i.target) for i in between] == [("services.commands.a", "services.commands.b")]

@@ -33,12 +33,12 @@ def argmax_distribution(utilities, support, pmf) -> np.ndarray:
     grid = np.arange(u.min() + support[0], u.max() + support[-1] + 1)
     at = np.zeros((u.size, grid.size))
     for j, uj in enumerate(u):
-        at[j, uj + support[0] - grid[0]: uj + support[-1] - grid[0] + 1] = pmf
+        at[j, uj + support[0] - grid[0] : uj + support[-1] - grid[0] + 1] = pmf
     below = np.cumsum(at, axis=1) - at  # P(V_j < v)
     upto = below + at  # P(V_j <= v)
     out = np.empty(u.size)
     for i in range(u.size):
-        others = np.prod(below[:i], axis=0) * np.prod(upto[i + 1:], axis=0)
+        others = np.prod(below[:i], axis=0) * np.prod(upto[i + 1 :], axis=0)
         out[i] = float(np.sum(at[i] * others))
     return out / out.sum()
 
@@ -96,8 +96,9 @@ def test_noisy_argmax_audit_on_one_approval_ballot(n):
         assert goodness_of_fit(labels, argmax_distribution(counts, support, all_pieces)) > 1e-3
     for pieces in (n - t, n):  # the n - t honest pieces alone, and all n
         support, pmf = noise_pmf(stat.noise, pieces)
-        assert exact_loss(argmax_distribution(d, support, pmf),
-                          argmax_distribution(d_prime, support, pmf)) <= eps + 1e-9
+        assert (
+            exact_loss(argmax_distribution(d, support, pmf), argmax_distribution(d_prime, support, pmf)) <= eps + 1e-9
+        )
     assert audited_loss(a, b, 3) <= eps
     if n > 3:
         return  # the audit's power does not depend on n
@@ -134,7 +135,8 @@ def test_dp_median_audit_on_one_added_record():
     losses = []
     for pieces in (2, 3):
         support, pmf = noise_pmf(stat.noise, pieces)
-        losses.append(exact_loss(argmax_distribution(utilities[0], support, pmf),
-                                 argmax_distribution(utilities[1], support, pmf)))
+        losses.append(
+            exact_loss(argmax_distribution(utilities[0], support, pmf), argmax_distribution(utilities[1], support, pmf))
+        )
     assert 0.1 < losses[0] <= eps + 1e-9 and losses[1] <= losses[0]  # a real, bounded loss
     assert audited_loss(a, b, len(edges)) <= eps

@@ -23,15 +23,15 @@ from mpcdp.sharing import share
 
 PARTIES = (3, 5, 7)
 EDGES = [compare.VALUE_MIN, compare.VALUE_MAX, 0, -1, 1, compare.VALUE_MIN + 1, compare.VALUE_MAX - 1]
-values = st.one_of(st.integers(compare.VALUE_MIN, compare.VALUE_MAX), st.sampled_from(EDGES),
-                   st.integers(-3, 3))
+values = st.one_of(st.integers(compare.VALUE_MIN, compare.VALUE_MAX), st.sampled_from(EDGES), st.integers(-3, 3))
 FAST = settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def run(n: int, inputs: list, body, seed: int = 0):
     """Share each input additively among n parties, run ``body(e, *my_parts)``, return party 0's result."""
-    parts = [share(ring.as_ring(np.asarray(x, dtype=np.int64)), n, Prg.from_int(seed + i))
-             for i, x in enumerate(inputs)]
+    parts = [
+        share(ring.as_ring(np.asarray(x, dtype=np.int64)), n, Prg.from_int(seed + i)) for i, x in enumerate(inputs)
+    ]
     programs = [(lambda p: lambda e: body(e, *[s[p] for s in parts]))(p) for p in range(n)]
     results, trace = run_in_memory(n, programs, seeded_rngs(n, seed + 100))
     for other in results[1:]:  # every party opens the same thing
@@ -169,12 +169,14 @@ def test_round_counts_are_the_documented_ones(n):
         def body(e, xp):
             yield from op(e, xp)
             return None
+
         return body
 
     def bits_then(op):
         def body(e, xp):
             b = yield from compare.to_bits(e, xp)
             yield from op(e, b)
+
         return body
 
     to_bits = 1 + csa(n) + 1 + 6
@@ -225,6 +227,7 @@ def _comparison_runs(n, sid=b"s"):
         def program(e):
             b = yield from compare.to_bits(e, parts[p])
             return (yield from e.open(compare.shr(b, 63), xor=True))
+
         return program
 
     rngs = seeded_rngs(n, 9)
@@ -297,6 +300,7 @@ def test_a_session_runs_several_programs_with_one_key_set_up_and_running_round_n
         def run(e):
             b = yield from compare.to_bits(e, parts[p])
             return (yield from e.open(compare.shr(b, 63), xor=True))
+
         return run
 
     first, t1 = run_in_memory(n, [program(p) for p in range(n)], session=session, record=True)
@@ -304,8 +308,10 @@ def test_a_session_runs_several_programs_with_one_key_set_up_and_running_round_n
     assert np.array_equal(first[0], values < 0) and np.array_equal(second[0], values < 0)
     assert t2.rounds == t1.rounds - 1  # no second key set-up
     assert min(m.round for msgs in t2.received for m in msgs) == t1.rounds  # round numbers run on
-    last = [np.concatenate([m.words for msgs in t.received for m in msgs if m.round == t.rounds - 1 + start])
-            for t, start in ((t1, 0), (t2, t1.rounds))]
+    last = [
+        np.concatenate([m.words for msgs in t.received for m in msgs if m.round == t.rounds - 1 + start])
+        for t, start in ((t1, 0), (t2, t1.rounds))
+    ]
     assert not np.array_equal(*last)  # fresh masks in the second run
 
 

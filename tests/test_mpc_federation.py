@@ -86,8 +86,10 @@ def _runs(names, statistic, inputs, sid=b"s" * 16):
     from mpcdp.mpc.session import PartyRun
 
     rngs = seeded_rngs(len(names), 5)
-    return [PartyRun(Engine(len(names), p, sid, rngs[p]), statistic.program(statistic.prepare(p, x)))
-            for p, x in enumerate(inputs)]
+    return [
+        PartyRun(Engine(len(names), p, sid, rngs[p]), statistic.program(statistic.prepare(p, x)))
+        for p, x in enumerate(inputs)
+    ]
 
 
 def test_drive_runs_the_engine_over_links_and_a_peer_silent_mid_run_aborts_everyone_with_no_result():
@@ -101,8 +103,10 @@ def test_drive_runs_the_engine_over_links_and_a_peer_silent_mid_run_aborts_every
     async def go(links, runs, seconds):
         loop = asyncio.get_running_loop()
         end = loop.time() + seconds
-        return await asyncio.gather(*(drive(links.end(n), names, r, b"s" * 16, lambda: end - loop.time())
-                                      for n, r in zip(names, runs)), return_exceptions=True)
+        return await asyncio.gather(
+            *(drive(links.end(n), names, r, b"s" * 16, lambda: end - loop.time()) for n, r in zip(names, runs)),
+            return_exceptions=True,
+        )
 
     runs = _runs(names, Extremum(), bids)
     assert asyncio.run(go(_MemoryLinks(), runs, 10.0)) == [None] * 3

@@ -43,8 +43,13 @@ def session(n: int, x: int, y: int, seed: int):
             lt_ring = yield from compare.to_ring(e, lt)
             product = yield from e.mul(lt_ring, xa)
             out = yield from e.open(lt, xor=True)
-            return out, {"x (ring)": (xa, False), "x - y bits": (xb, True), "max": (larger, True),
-                         "lt * x": (product, False)}
+            return out, {
+                "x (ring)": (xa, False),
+                "x - y bits": (xb, True),
+                "max": (larger, True),
+                "lt * x": (product, False),
+            }
+
         return run
 
     results, trace = run_in_memory(n, [program(p) for p in range(n)], seeded_rngs(n, seed + 2), record=True)
@@ -87,8 +92,9 @@ def pvalues(a: dict, b: dict) -> dict:
     out = {}
     for key in a:
         for f, (fa, fb) in enumerate(zip(features(a[key]), features(b[key]))):
-            table = np.stack([np.bincount(fa.astype(np.int64), minlength=16),
-                              np.bincount(fb.astype(np.int64), minlength=16)])
+            table = np.stack(
+                [np.bincount(fa.astype(np.int64), minlength=16), np.bincount(fb.astype(np.int64), minlength=16)]
+            )
             table = table[:, table.sum(axis=0) > 0]
             out[key + (f,)] = 1.0 if table.shape[1] < 2 else chi2_contingency(table)[1]
     return out

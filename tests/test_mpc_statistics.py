@@ -18,8 +18,11 @@ from mpcdp.sharing import share
 
 PARTIES = (3, 5, 7)
 FAST = settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-bids = st.one_of(st.integers(compare.VALUE_MIN, compare.VALUE_MAX),
-                 st.sampled_from([compare.VALUE_MIN, compare.VALUE_MAX, 0, -1]), st.integers(-2, 2))
+bids = st.one_of(
+    st.integers(compare.VALUE_MIN, compare.VALUE_MAX),
+    st.sampled_from([compare.VALUE_MIN, compare.VALUE_MAX, 0, -1]),
+    st.integers(-2, 2),
+)
 
 
 def slots(values, n):

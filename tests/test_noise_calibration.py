@@ -27,8 +27,8 @@ def test_dp_spec_refuses_noise_that_would_overflow_the_ring():
 
 def test_dp_spec_refuses_uncalibratable_noise_with_advice():
     with pytest.raises(SpecError, match="fewer frac_bits") as err:
-        QuerySpec("mean", parties=PARTIES, bounds=(0, 10_000), frac_bits=16, epsilon=1.0,
-                  delta=1e-6, mechanism="skellam")
+        QuerySpec(
+            "mean", parties=PARTIES, bounds=(0, 10_000), frac_bits=16, epsilon=1.0, delta=1e-6, mechanism="skellam"
+        )
     assert err.value.field == "epsilon"
-    QuerySpec("mean", parties=PARTIES, bounds=(0, 10_000), frac_bits=4, epsilon=1.0,
-              delta=1e-6, mechanism="skellam")
+    QuerySpec("mean", parties=PARTIES, bounds=(0, 10_000), frac_bits=4, epsilon=1.0, delta=1e-6, mechanism="skellam")

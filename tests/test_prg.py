@@ -11,8 +11,11 @@ def test_same_inputs_same_stream_and_domain_separation():
     seed = bytes(range(32))
     a = Prg(seed, b"session-1", "share/a/b").uint64(64)
     assert np.array_equal(a, Prg(seed, b"session-1", "share/a/b").uint64(64))
-    for other in (Prg(seed, b"session-2", "share/a/b"), Prg(seed, b"session-1", "share/b/a"),
-                  Prg(bytes(32), b"session-1", "share/a/b")):
+    for other in (
+        Prg(seed, b"session-2", "share/a/b"),
+        Prg(seed, b"session-1", "share/b/a"),
+        Prg(bytes(32), b"session-1", "share/a/b"),
+    ):
         assert not np.array_equal(a, other.uint64(64))
 
 

@@ -8,8 +8,17 @@ import pytest
 from mpcdp import ring
 from mpcdp.prg import Prg
 from mpcdp.protocol import (
-    CoordinatorSession, PartialSum, PartyPolicy, PartySession, ProtocolError, QuerySpec,
-    Response, ShareMessage, SpecError, Status, run_in_memory,
+    CoordinatorSession,
+    PartialSum,
+    PartyPolicy,
+    PartySession,
+    ProtocolError,
+    QuerySpec,
+    Response,
+    ShareMessage,
+    SpecError,
+    Status,
+    run_in_memory,
 )
 
 RAISES = {"alice": 3800, "bob": 2514, "carol": 2982, "dave": 3390}
@@ -171,37 +180,44 @@ def test_nan_records_refused_at_accept():
         p.accept()
 
 
-@pytest.mark.parametrize("field,kw,match", [
-    ("statistic", dict(statistic="median"), "unknown statistic"),
-    ("parties", dict(parties=("solo",)), "at least 2"),
-    ("parties", dict(parties=("a", "a")), "distinct"),
-    ("parties", dict(parties=("a", "b c")), "names"),
-    ("session_id", dict(session_id=b"short"), "16 random bytes"),
-    ("dimension", dict(dimension=0), "dimension"),
-    ("bounds", dict(bounds=(5, 1)), "lo must not exceed hi"),
-    ("bounds", dict(bounds=(0, math.inf)), "finite"),
-    ("bounds", dict(bounds=(0, 1e15), frac_bits=20), r"too large for the ring at frac_bits=20: bounds must lie within"),
-    ("bounds", dict(bounds=(0, 1e308)), r"within \+-2\^47"),  # was an OverflowError
-    ("bounds", dict(bounds=(0, 1e6), max_records=1 << 30), "overflow risk"),
-    ("categories", dict(categories=("x",)), "only a histogram"),
-    ("categories", dict(statistic="histogram"), "declared"),
-    ("frac_bits", dict(frac_bits=60), "frac_bits"),
-    ("max_records", dict(max_records=0), "positive"),
-    ("epsilon", dict(epsilon=0.0), "between 1e-09 and 1e"),
-    ("epsilon", dict(epsilon=-1.0), "between"),
-    ("epsilon", dict(epsilon=1e-300), r"between 1e-09 and 1e\+06"),  # was an OverflowError
-    ("epsilon", dict(epsilon=1e300), "between"),
-    ("epsilon", dict(epsilon="a lot"), "decimal number"),
-    ("epsilon", dict(epsilon=float("nan")), "> 0"),
-    ("delta", dict(delta=1.5), r"\[0, 1\)"),
-    ("mechanism", dict(mechanism="gaussian"), "unknown mechanism"),
-    ("delta", dict(epsilon=1.0, mechanism="skellam"), "delta > 0"),
-    ("colluders", dict(colluders=4), "at least one honest"),
-    ("colluders", dict(colluders=0), "colluders"),
-    ("sharing", dict(sharing="shamir"), "sharing"),
-    ("deadline", dict(deadline=-5), "deadline"),
-    ("column", dict(column=""), "column"),
-])
+@pytest.mark.parametrize(
+    "field,kw,match",
+    [
+        ("statistic", dict(statistic="median"), "unknown statistic"),
+        ("parties", dict(parties=("solo",)), "at least 2"),
+        ("parties", dict(parties=("a", "a")), "distinct"),
+        ("parties", dict(parties=("a", "b c")), "names"),
+        ("session_id", dict(session_id=b"short"), "16 random bytes"),
+        ("dimension", dict(dimension=0), "dimension"),
+        ("bounds", dict(bounds=(5, 1)), "lo must not exceed hi"),
+        ("bounds", dict(bounds=(0, math.inf)), "finite"),
+        (
+            "bounds",
+            dict(bounds=(0, 1e15), frac_bits=20),
+            r"too large for the ring at frac_bits=20: bounds must lie within",
+        ),
+        ("bounds", dict(bounds=(0, 1e308)), r"within \+-2\^47"),  # was an OverflowError
+        ("bounds", dict(bounds=(0, 1e6), max_records=1 << 30), "overflow risk"),
+        ("categories", dict(categories=("x",)), "only a histogram"),
+        ("categories", dict(statistic="histogram"), "declared"),
+        ("frac_bits", dict(frac_bits=60), "frac_bits"),
+        ("max_records", dict(max_records=0), "positive"),
+        ("epsilon", dict(epsilon=0.0), "between 1e-09 and 1e"),
+        ("epsilon", dict(epsilon=-1.0), "between"),
+        ("epsilon", dict(epsilon=1e-300), r"between 1e-09 and 1e\+06"),  # was an OverflowError
+        ("epsilon", dict(epsilon=1e300), "between"),
+        ("epsilon", dict(epsilon="a lot"), "decimal number"),
+        ("epsilon", dict(epsilon=float("nan")), "> 0"),
+        ("delta", dict(delta=1.5), r"\[0, 1\)"),
+        ("mechanism", dict(mechanism="gaussian"), "unknown mechanism"),
+        ("delta", dict(epsilon=1.0, mechanism="skellam"), "delta > 0"),
+        ("colluders", dict(colluders=4), "at least one honest"),
+        ("colluders", dict(colluders=0), "colluders"),
+        ("sharing", dict(sharing="shamir"), "sharing"),
+        ("deadline", dict(deadline=-5), "deadline"),
+        ("column", dict(column=""), "column"),
+    ],
+)
 def test_each_bad_field_gets_its_own_error(field, kw, match):
     with pytest.raises(SpecError, match=match) as err:
         spec(**kw)

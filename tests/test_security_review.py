@@ -5,7 +5,6 @@ Budget: about 2 s (in-process gRPC servers on loopback, no sleeps).
 
 from __future__ import annotations
 
-import math
 import time
 
 import grpc
@@ -32,12 +31,15 @@ def test_share_carrying_objects_keep_their_secrets_out_of_repr():
     seed = bytes(range(32))
     vector = np.array([987654321012345], dtype=np.uint64)
     seeded = share_seeded(vector, 3, b"s" * 16, ["a", "b"], rng=Prg.from_int(1))
-    shown = " ".join(repr(o) for o in (
-        ShareMessage(b"s" * 16, "alice", "bob", seed=seed),
-        ShareMessage(b"s" * 16, "alice", "bob", vector=vector),
-        PartialSum(b"s" * 16, "alice", vector),
-        seeded,
-    ))
+    shown = " ".join(
+        repr(o)
+        for o in (
+            ShareMessage(b"s" * 16, "alice", "bob", seed=seed),
+            ShareMessage(b"s" * 16, "alice", "bob", vector=vector),
+            PartialSum(b"s" * 16, "alice", vector),
+            seeded,
+        )
+    )
     assert "alice" in shown  # names and ids stay, for diagnostics
     for secret in (repr(seed), seed.hex(), "987654321012345", repr(seeded.seeds[0]), str(seeded.correction[0])):
         assert secret not in shown
@@ -104,16 +106,24 @@ async def propose(cluster, spec, party="bob"):
 
 
 async def abort(h, call, spec):
-    await call.write(pb.CoordinatorToParty(abort=pb.Abort(session_id=spec.session_id, sender="coordinator",
-                                                          reason="test")))
+    await call.write(
+        pb.CoordinatorToParty(abort=pb.Abort(session_id=spec.session_id, sender="coordinator", reason="test"))
+    )
     await call.done_writing()
     assert await call.read() is grpc.aio.EOF
     await h.channel.close()
 
 
 def dp_spec(sid: bytes) -> QuerySpec:
-    return QuerySpec("mean", parties=tuple(RAISES), column="raise", bounds=(0, 10_000), epsilon=1.0,
-                     session_id=sid, deadline=time.time() + 60)
+    return QuerySpec(
+        "mean",
+        parties=tuple(RAISES),
+        column="raise",
+        bounds=(0, 10_000),
+        epsilon=1.0,
+        session_id=sid,
+        deadline=time.time() + 60,
+    )
 
 
 async def test_concurrent_sessions_cannot_together_overspend_a_partys_budget(dp_cluster):
@@ -146,8 +156,15 @@ async def test_a_whole_query_still_charges_once_and_frees_its_reservation(dp_clu
 
 async def test_a_spec_listing_a_node_that_is_not_a_party_is_refused(dp_cluster):
     # A coordinator naming itself a party would get bob's share and then bob's partial sum.
-    spec = QuerySpec("mean", parties=("bob", "coordinator"), column="raise", bounds=(0, 10_000),
-                     session_id=b"M" * 16, deadline=time.time() + 60, epsilon=1.0)
+    spec = QuerySpec(
+        "mean",
+        parties=("bob", "coordinator"),
+        column="raise",
+        bounds=(0, 10_000),
+        session_id=b"M" * 16,
+        deadline=time.time() + 60,
+        epsilon=1.0,
+    )
     h, _, answer = await propose(dp_cluster, spec)
     assert isinstance(answer, grpc.aio.AioRpcError)
     assert answer.code() == grpc.StatusCode.PERMISSION_DENIED and "coordinator" in answer.details()
@@ -189,14 +206,17 @@ async def test_only_the_coordinator_may_see_list_close_or_release_a_survey(tmp_p
 
         release = survey_pb2.ReleaseRequest(survey=survey_ref, count=60)
         for name in ("mallory", "respondents"):
-            for method, request in (("Status", survey_ref), ("Close", survey_ref), ("ListIds", survey_ref),
-                                    ("Release", release)):
+            for method, request in (
+                ("Status", survey_ref),
+                ("Close", survey_ref),
+                ("ListIds", survey_ref),
+                ("Release", release),
+            ):
                 assert await as_(name, method, request) == grpc.StatusCode.PERMISSION_DENIED, (name, method)
         state = await as_("coordinator", "Status", survey_ref)
         assert (state.state, state.submissions) == ("open", 60)
     finally:
         await fed.stop()
-
 
 
 # -- certificates: private keys are never readable by others --------------------------------------

@@ -2,7 +2,8 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from mpcdp import ring
@@ -10,7 +11,8 @@ from mpcdp.prg import Prg
 from mpcdp.sharing import reconstruct, share, share_seeded
 
 secrets_ = st.lists(st.integers(0, ring.MODULUS - 1), min_size=1, max_size=20).map(
-    lambda v: ring.as_ring(np.array(v, dtype=object)))
+    lambda v: ring.as_ring(np.array(v, dtype=object))
+)
 
 
 @settings(max_examples=100)
@@ -50,7 +52,7 @@ def test_any_n_minus_1_shares_look_uniform_and_independent_of_secret(mode, drop)
         collected = []
         for _ in range(draws // 64):
             shares = share(x, n, rng=rng) if mode == "full" else share_seeded(x, n, sid, rng=rng).expand(sid)
-            collected.append(np.concatenate(shares[:drop] + shares[drop + 1:]) >> np.uint64(60))
+            collected.append(np.concatenate(shares[:drop] + shares[drop + 1 :]) >> np.uint64(60))
         tops[secret] = np.bincount(np.concatenate(collected).astype(np.int64), minlength=16)
         assert stats.chisquare(tops[secret]).pvalue > 1e-3
     # independence of the secret: the two histograms come from the same distribution

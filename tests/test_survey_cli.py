@@ -18,8 +18,24 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "election_poll.toml
 
 def test_simulate_then_report_prints_estimates_beside_the_truth_and_plots(tmp_path, capsys):
     out, png = tmp_path / "results.json", tmp_path / "results.png"
-    assert main(["survey", "simulate", "--survey", str(EXAMPLE), "--respondents", "2000", "--seed", "3",
-                 "--json", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "survey",
+                "simulate",
+                "--survey",
+                str(EXAMPLE),
+                "--respondents",
+                "2000",
+                "--seed",
+                "3",
+                "--json",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "mutual TLS" in printed and re.search(r"Greens .* 95% CI \[.*\]\s+truth", printed)
     doc = json.loads(out.read_text())
@@ -31,7 +47,7 @@ def test_simulate_then_report_prints_estimates_beside_the_truth_and_plots(tmp_pa
 
 def test_bad_survey_file_points_at_the_line(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
-    bad.write_text(EXAMPLE.read_text().replace('epsilon = 2.0', 'epsilon = "two"'))
+    bad.write_text(EXAMPLE.read_text().replace("epsilon = 2.0", 'epsilon = "two"'))
     assert main(["survey", "simulate", "--survey", str(bad), "--respondents", "10"]) == 1
     err = capsys.readouterr().err
     assert f"{bad}:37: question[1].local.epsilon: must be a number" in err
@@ -52,15 +68,26 @@ def test_submit_resends_its_outbox_and_close_releases(tmp_path, capsys):
         for i, sheet in enumerate(sheets):
             answers = tmp_path / f"a{i}.json"
             answers.write_text(json.dumps(sheet))
-            assert main(["survey", "submit", "--survey", str(live_path), "--answers", str(answers),
-                         "--insecure"]) == 0
+            assert main(["survey", "submit", "--survey", str(live_path), "--answers", str(answers), "--insecure"]) == 0
         # a respondent whose first attempt died after writing the outbox: the rerun resends it as is
         pending = tmp_path / "a0.json.pending.json"
         pending.write_text(SurveyClient(survey, rng=Prg.from_int(5)).prepare(sheets[0]).to_json())
         for _ in range(2):
             pending_copy = pending.read_text()
-            assert main(["survey", "submit", "--survey", str(live_path), "--answers", str(tmp_path / "a0.json"),
-                         "--insecure"]) == 0
+            assert (
+                main(
+                    [
+                        "survey",
+                        "submit",
+                        "--survey",
+                        str(live_path),
+                        "--answers",
+                        str(tmp_path / "a0.json"),
+                        "--insecure",
+                    ]
+                )
+                == 0
+            )
             pending.write_text(pending_copy)
         assert "resending the pending submission" in capsys.readouterr().out
         out = tmp_path / "results.json"

@@ -23,8 +23,11 @@ def survey_file(tmp: Path, proofs: bool) -> Path:
     """The example poll with ring shares, or with Prio3 reports (fewer respondents: each is proved)."""
     path = tmp / "poll.toml"
     text = EXAMPLE.read_text()
-    path.write_text(text.replace("min_respondents = 1000", "min_respondents = 100") if proofs
-                    else text.replace('proofs = "prio3"', ""))
+    path.write_text(
+        text.replace("min_respondents = 1000", "min_respondents = 100")
+        if proofs
+        else text.replace('proofs = "prio3"', "")
+    )
     return path
 
 
@@ -59,6 +62,7 @@ def test_kill_9_mid_ingestion_loses_nothing_and_counts_nothing_twice(tmp_path, p
     (tmp_path / "crash").mkdir()
     acked = {"at_kill": None, "total": 0}
     with LocalSurvey(survey, path, tmp_path / "crash", noise_seed=NOISE_SEED, insecure=True) as run:
+
         def on_ack(name, k):
             if name != victim:
                 return

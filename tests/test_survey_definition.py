@@ -57,18 +57,21 @@ def test_digest_ignores_addresses_but_not_meaning():
     assert parse_survey(BASE.replace("epsilon = 1.0", "epsilon = 1.5")).digest != a.digest
 
 
-@pytest.mark.parametrize("old, new, line, field, words", [
-    ('epsilon = 1.0 }', 'epsilon = -1.0 }', 16, "question[0].local.epsilon", "between 1e-09 and 1e+06"),
-    ('epsilon = 1.0 }', 'epsilon = 1e-300 }', 16, "question[0].local.epsilon", "between"),
-    ('mechanism = "rr"', 'mechanism = "krr"', 16, "question[0].local.mechanism", "does not apply"),
-    ('kind = "numeric"', 'kind = "slider"', 20, "question[1].kind", "unknown kind"),
-    ("bounds = [0, 100]", "bounds = [100, 0]", 21, "question[1].bounds", "lo < hi"),
-    ("min_respondents = 10", "min_respondents = 0", 3, "survey.min_respondents", "at least 1"),
-    ('address = "127.0.0.1:2"', 'address = "nowhere"', 11, "aggregator[1].address", "host:port"),
-    ('id = "q2"', 'id = "q1"', 19, "question[1].id", "duplicate"),
-    ("step = 0.3", "step = 0.3\ncolour = 1", 23, "question[1].colour", "unknown field"),
-    ('id = "s1"', 'id = 5', 2, "survey.id", "must be a string"),
-])
+@pytest.mark.parametrize(
+    "old, new, line, field, words",
+    [
+        ("epsilon = 1.0 }", "epsilon = -1.0 }", 16, "question[0].local.epsilon", "between 1e-09 and 1e+06"),
+        ("epsilon = 1.0 }", "epsilon = 1e-300 }", 16, "question[0].local.epsilon", "between"),
+        ('mechanism = "rr"', 'mechanism = "krr"', 16, "question[0].local.mechanism", "does not apply"),
+        ('kind = "numeric"', 'kind = "slider"', 20, "question[1].kind", "unknown kind"),
+        ("bounds = [0, 100]", "bounds = [100, 0]", 21, "question[1].bounds", "lo < hi"),
+        ("min_respondents = 10", "min_respondents = 0", 3, "survey.min_respondents", "at least 1"),
+        ('address = "127.0.0.1:2"', 'address = "nowhere"', 11, "aggregator[1].address", "host:port"),
+        ('id = "q2"', 'id = "q1"', 19, "question[1].id", "duplicate"),
+        ("step = 0.3", "step = 0.3\ncolour = 1", 23, "question[1].colour", "unknown field"),
+        ('id = "s1"', "id = 5", 2, "survey.id", "must be a string"),
+    ],
+)
 def test_errors_point_to_line_and_field(old, new, line, field, words):
     with pytest.raises(SurveyError) as err:
         parse_survey(BASE.replace(old, new, 1), "poll.toml")
@@ -88,5 +91,6 @@ def test_syntax_errors_and_structural_errors():
     with pytest.raises(SurveyError, match="Skellam noise gives approximate DP"):
         parse_survey(BASE + 'central = { mechanism = "skellam", epsilon = 1.0 }\n')
     with pytest.raises(SurveyError, match="overflow risk"):
-        parse_survey(BASE.replace("step = 0.3", "step = 1e-12").replace("min_respondents = 10",
-                                                                        "max_respondents = 100000000000"))
+        parse_survey(
+            BASE.replace("step = 0.3", "step = 1e-12").replace("min_respondents = 10", "max_respondents = 100000000000")
+        )

@@ -133,8 +133,21 @@ def test_the_outbox_holding_a_respondents_shares_is_owner_only(tmp_path):
     answers.write_text(json.dumps({"rare": True, "income": 50}))
     old = os.umask(0o022)
     try:
-        code = main(["survey", "submit", "--survey", str(tmp_path / "s.toml"), "--answers", str(answers),
-                     "--insecure", "--attempts", "1", "--timeout", "0.5"])
+        code = main(
+            [
+                "survey",
+                "submit",
+                "--survey",
+                str(tmp_path / "s.toml"),
+                "--answers",
+                str(answers),
+                "--insecure",
+                "--attempts",
+                "1",
+                "--timeout",
+                "0.5",
+            ]
+        )
     finally:
         os.umask(old)
     assert code != 0

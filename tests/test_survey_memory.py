@@ -23,7 +23,7 @@ from mpcdp.survey.definition import parse_survey
 from services.survey.aggregator import MAX_MESSAGE
 from services.survey.simulation import LocalSurvey
 from services.survey.transport import _busy
-from services.wire.mpcdp.v1 import survey_pb2, survey_pb2_grpc
+from services.wire.mpcdp.v1 import survey_pb2
 
 WIDTH = 256  # 2 KiB shares
 TEXT = f"""
@@ -59,8 +59,10 @@ def batch_bytes(survey, first_id: int, size_bytes: int) -> bytes:
     share = bytes(range(256)) * (8 * WIDTH // 256)
     return survey_pb2.SubmitBatch(
         survey=survey_pb2.SurveyRef(survey_id=survey.id, digest=survey.digest),
-        submissions=[survey_pb2.Submission(submission_id=(first_id + i).to_bytes(16, "big"), share=share)
-                     for i in range(n)]).SerializeToString()
+        submissions=[
+            survey_pb2.Submission(submission_id=(first_id + i).to_bytes(16, "big"), share=share) for i in range(n)
+        ],
+    ).SerializeToString()
 
 
 async def stream(channel, batches: list[bytes]) -> str:
@@ -139,8 +141,9 @@ def test_aggregator_memory_is_bounded_under_concurrent_large_batches_and_given_b
 async def _count(run) -> int:
     client = run.coordinator()
     try:
-        reply = await client.stub("agg-a").Status(survey_pb2.SurveyRef(survey_id=run.survey.id,
-                                                                       digest=run.survey.digest), timeout=30)
+        reply = await client.stub("agg-a").Status(
+            survey_pb2.SurveyRef(survey_id=run.survey.id, digest=run.survey.digest), timeout=30
+        )
         return reply.submissions
     finally:
         await client.close()

@@ -29,20 +29,26 @@ def truth_answers(n: int, seed: int) -> list[dict]:
     vote_cdf = np.cumsum([0.10, 0.30, 0.15, 0.35, 0.10])
     out = []
     for row in u:
-        out.append({
-            "will_vote": bool(row[0] < 0.7),
-            "vote": SURVEY.question("vote").options[int(np.searchsorted(vote_cdf, row[1], side="right"))],
-            "issues": [o for o, t, x in zip(("economy", "health", "climate", "housing"), (0.6, 0.5, 0.3, 0.2),
-                                             row[2:6]) if x < t],
-            "salary": float(20_000 + 60_000 * row[6]),
-        })
+        out.append(
+            {
+                "will_vote": bool(row[0] < 0.7),
+                "vote": SURVEY.question("vote").options[int(np.searchsorted(vote_cdf, row[1], side="right"))],
+                "issues": [
+                    o
+                    for o, t, x in zip(("economy", "health", "climate", "housing"), (0.6, 0.5, 0.3, 0.2), row[2:6])
+                    if x < t
+                ],
+                "salary": float(20_000 + 60_000 * row[6]),
+            }
+        )
     return out
 
 
-OTHER = parse_survey(EXAMPLE_TEXT
-                     .replace('mechanism = "two_coin"', 'mechanism = "rr", epsilon = 1.5')
-                     .replace('mechanism = "krr"', 'mechanism = "unary"')
-                     .replace('local = { mechanism = "rr", epsilon = 4.0 }', ""))
+OTHER = parse_survey(
+    EXAMPLE_TEXT.replace('mechanism = "two_coin"', 'mechanism = "rr", epsilon = 1.5')
+    .replace('mechanism = "krr"', 'mechanism = "unary"')
+    .replace('local = { mechanism = "rr", epsilon = 4.0 }', "")
+)
 
 
 @pytest.mark.parametrize("survey", [SURVEY, OTHER], ids=["example", "other-mechanisms"])
@@ -71,8 +77,11 @@ def test_numeric_reports_are_unbiased_and_on_the_grid():
 
 
 def test_unnoised_numeric_answers_round_without_bias_on_both_sides_of_zero():
-    q = parse_survey(EXAMPLE_TEXT.replace("bounds = [0, 200000]", "bounds = [-1000, 1000]")
-                     .replace('local = { mechanism = "laplace", epsilon = 1.0 }', "")).question("salary")
+    q = parse_survey(
+        EXAMPLE_TEXT.replace("bounds = [0, 200000]", "bounds = [-1000, 1000]").replace(
+            'local = { mechanism = "laplace", epsilon = 1.0 }', ""
+        )
+    ).question("salary")
     rng = Prg.from_int(13)
     assert randomise(q, [-1e-30, 0.0, 1e-30], rng)[:, 0].tolist() == [0, 0, 0]  # crashed before
     x = -0.25 * q.step
@@ -84,9 +93,13 @@ def test_unnoised_numeric_answers_round_without_bias_on_both_sides_of_zero():
 def test_bad_answers_are_refused_naming_the_question():
     client = SurveyClient(SURVEY, rng=Prg.from_int(1))
     good = truth_answers(1, 1)[0]
-    for change, qid in [({"vote": "Pirates"}, "vote"), ({"salary": float("nan")}, "salary"),
-                        ({"will_vote": "yes"}, "will_vote"), ({"issues": ["health", "health"]}, "issues"),
-                        ({"age": 40}, "age")]:
+    for change, qid in [
+        ({"vote": "Pirates"}, "vote"),
+        ({"salary": float("nan")}, "salary"),
+        ({"will_vote": "yes"}, "will_vote"),
+        ({"issues": ["health", "health"]}, "issues"),
+        ({"age": 40}, "age"),
+    ]:
         with pytest.raises(AnswerError) as err:
             client.prepare({**good, **change})
         assert err.value.question == qid
@@ -104,8 +117,9 @@ def test_prepared_submission_round_trips_through_json():
 def close_in_memory(survey, submissions, seed: int, drop_at: dict[str, int] | None = None):
     """Aggregators' partial sums over the intersection plus their noise pieces, then the estimates."""
     drop_at = drop_at or {}
-    held = {a: [s.submission_id for i, s in enumerate(submissions) if drop_at.get(a) != i]
-            for a in survey.aggregator_names}
+    held = {
+        a: [s.submission_id for i, s in enumerate(submissions) if drop_at.get(a) != i] for a in survey.aggregator_names
+    }
     inter = intersect(held)
     partials = []
     for a in survey.aggregator_names:
@@ -161,7 +175,7 @@ def test_frequency_estimator_interval_coverage():
         reported = np.where(yes, u < p, u < qq).sum()
         total = np.zeros(small.width, dtype=np.int64)
         total[offset] = reported
-        (res, *_), = [estimate(small, ring.as_ring(total), n)[:1]]
+        ((res, *_),) = [estimate(small, ring.as_ring(total), n)[:1]]
         low, high = res.estimate.ci(0.95)
         covered += low[0] <= truth <= high[0]
     assert 0.92 <= covered / 400 <= 0.98
@@ -169,8 +183,9 @@ def test_frequency_estimator_interval_coverage():
 
 def test_skellam_central_noise_reports_its_epsilon_delta():
     text = EXAMPLE_TEXT.replace(
-        "central = { epsilon = 0.5 }\n\n[[question]]\nid = \"vote\"",
-        "central = { mechanism = \"skellam\", epsilon = 0.5, delta = 1e-6 }\n\n[[question]]\nid = \"vote\"")
+        'central = { epsilon = 0.5 }\n\n[[question]]\nid = "vote"',
+        'central = { mechanism = "skellam", epsilon = 0.5, delta = 1e-6 }\n\n[[question]]\nid = "vote"',
+    )
     survey = parse_survey(text)
     q = survey.question("will_vote")
     assert q.central.mechanism == "skellam"

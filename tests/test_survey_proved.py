@@ -19,10 +19,11 @@ from mpcdp.vdaf import VerifyError
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "election_poll.toml"
 TEXT = EXAMPLE.read_text().replace("min_respondents = 1000", "min_respondents = 10")
 if 'proofs = "prio3"' not in TEXT:
-    TEXT = TEXT.replace('colluders = 1', 'colluders = 1\nproofs = "prio3"')
+    TEXT = TEXT.replace("colluders = 1", 'colluders = 1\nproofs = "prio3"')
 SURVEY = parse_survey(TEXT)
-OTHER = parse_survey(TEXT.replace('mechanism = "krr"', 'mechanism = "unary"').replace('id = "election-poll-2026"',
-                                                                                      'id = "other-poll"'))
+OTHER = parse_survey(
+    TEXT.replace('mechanism = "krr"', 'mechanism = "unary"').replace('id = "election-poll-2026"', 'id = "other-poll"')
+)
 KEY = bytes(range(16))
 
 
@@ -67,8 +68,7 @@ def test_every_forgery_is_rejected_by_all_and_the_release_is_the_honest_one():
     forged = [forged_reports(SURVEY, sid, rows[0], a, rng)[1] for a, sid in enumerate(bad_ids)]
     verdicts, merged, _ = verify(SURVEY, sids + bad_ids, honest + forged)
     assert verdicts == [proved.ACCEPTED] * 200 + [proved.REJECTED] * menu
-    assert proved.totals_vector(SURVEY, merged, 200).tolist() == \
-        np.concatenate(columns, axis=1).sum(axis=0).tolist()
+    assert proved.totals_vector(SURVEY, merged, 200).tolist() == np.concatenate(columns, axis=1).sum(axis=0).tolist()
 
 
 def test_a_report_for_another_survey_or_id_is_rejected_and_a_wrong_length_is_malformed():
@@ -113,8 +113,9 @@ def test_released_estimates_cover_the_truth_with_forged_reports_present():
     reports += [forged_reports(SURVEY, sid, rows[0], a, rng)[1] for a, sid in enumerate(bad_ids)]
     verdicts, _, shares = verify(SURVEY, sids + bad_ids, reports)
     assert verdicts.count(proved.REJECTED) == 10
-    noisy = proved.add_aggregates(SURVEY, [proved.noisy_aggregate(SURVEY, share, Prg.from_int(20 + j))
-                                           for j, share in enumerate(shares)])
+    noisy = proved.add_aggregates(
+        SURVEY, [proved.noisy_aggregate(SURVEY, share, Prg.from_int(20 + j)) for j, share in enumerate(shares)]
+    )
     results = estimate(SURVEY, proved.totals_vector(SURVEY, noisy, 400), 400)
     for r in results:
         lo, hi = r.estimate.ci(0.999)

@@ -6,15 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from test_survey_proved import TEXT, respondents
 
 from mpcdp.prg import Prg
 from mpcdp.survey import proved
 from mpcdp.survey.definition import parse_survey
-from mpcdp.survey.release import id_set_digest
 from mpcdp.survey.lifecycle import Refusal
+from mpcdp.survey.release import id_set_digest
 from services.survey.reports import ReportStore, batch_id
 from services.survey.store import PutStatus, StoreError
-from test_survey_proved import TEXT, respondents
 
 SURVEY = parse_survey(TEXT)
 LEADER = SURVEY.aggregator_names[0]

@@ -48,11 +48,18 @@ class Federation:
         addresses = []
         for name in self.base.aggregator_names:
             store = open_store(f"sqlite://{self.tmp / (name + '.db')}")
-            service = AggregatorService(name, {self.base.id: self.base}, store,
-                                        lambda s, n=name: Prg.from_int(99, f"noise/{n}"),
-                                        insecure=self.insecure)
-            server, port = await start(self.identity(name), "127.0.0.1:0", [
-                (survey_pb2_grpc.add_SurveyAggregatorServicer_to_server, service, SERVICE)])
+            service = AggregatorService(
+                name,
+                {self.base.id: self.base},
+                store,
+                lambda s, n=name: Prg.from_int(99, f"noise/{n}"),
+                insecure=self.insecure,
+            )
+            server, port = await start(
+                self.identity(name),
+                "127.0.0.1:0",
+                [(survey_pb2_grpc.add_SurveyAggregatorServicer_to_server, service, SERVICE)],
+            )
             self.servers.append(server)
             self.stores.append(store)
             addresses.append(Aggregator(name, f"127.0.0.1:{port}"))
@@ -163,14 +170,30 @@ async def test_malformed_batches_get_clear_statuses(fed):
 
     good_ref = ref(fed.survey)
     cases = [
-        (survey_pb2.SubmitBatch(survey=good_ref, submissions=[survey_pb2.Submission(
-            submission_id=b"i" * 16, share=b"s" * 7)]), grpc.StatusCode.INVALID_ARGUMENT, "shares 88 bytes"),
-        (survey_pb2.SubmitBatch(survey=good_ref, submissions=[survey_pb2.Submission(
-            submission_id=b"i" * 3, share=b"s" * 88)]), grpc.StatusCode.INVALID_ARGUMENT, "ids are 16 bytes"),
-        (survey_pb2.SubmitBatch(survey=survey_pb2.SurveyRef(survey_id="other", digest=fed.survey.digest)),
-         grpc.StatusCode.NOT_FOUND, "runs no survey 'other'"),
-        (survey_pb2.SubmitBatch(survey=survey_pb2.SurveyRef(survey_id=fed.survey.id, digest=b"x" * 32)),
-         grpc.StatusCode.FAILED_PRECONDITION, "digest mismatch"),
+        (
+            survey_pb2.SubmitBatch(
+                survey=good_ref, submissions=[survey_pb2.Submission(submission_id=b"i" * 16, share=b"s" * 7)]
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "shares 88 bytes",
+        ),
+        (
+            survey_pb2.SubmitBatch(
+                survey=good_ref, submissions=[survey_pb2.Submission(submission_id=b"i" * 3, share=b"s" * 88)]
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "ids are 16 bytes",
+        ),
+        (
+            survey_pb2.SubmitBatch(survey=survey_pb2.SurveyRef(survey_id="other", digest=fed.survey.digest)),
+            grpc.StatusCode.NOT_FOUND,
+            "runs no survey 'other'",
+        ),
+        (
+            survey_pb2.SubmitBatch(survey=survey_pb2.SurveyRef(survey_id=fed.survey.id, digest=b"x" * 32)),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "digest mismatch",
+        ),
     ]
     try:
         for batch, code, words in cases:

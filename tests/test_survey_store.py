@@ -77,10 +77,16 @@ def test_duplicates_are_acknowledged_and_conflicts_refused(store):
     sid, share = batch[0]
     other = bytes(8 * WIDTH)
     new_sid = b"n" * ID_BYTES
-    statuses = store.put("poll", [(sid, share), (batch[1][0], other), (new_sid, other), (new_sid, other),
-                                  (new_sid, share)])
-    assert statuses == [PutStatus.DUPLICATE, PutStatus.CONFLICT, PutStatus.ACCEPTED, PutStatus.DUPLICATE,
-                        PutStatus.CONFLICT]
+    statuses = store.put(
+        "poll", [(sid, share), (batch[1][0], other), (new_sid, other), (new_sid, other), (new_sid, share)]
+    )
+    assert statuses == [
+        PutStatus.DUPLICATE,
+        PutStatus.CONFLICT,
+        PutStatus.ACCEPTED,
+        PutStatus.DUPLICATE,
+        PutStatus.CONFLICT,
+    ]
     store.close("poll")
     stored = list(store.ids("poll"))
     assert len(stored) == 5

@@ -61,7 +61,8 @@ def test_forged_reports_are_rejected_by_every_aggregator_process_and_counted(tmp
             helper = run.survey.aggregators[1]
             async with run.identity(COORDINATOR).channel(helper.address, helper.name) as channel:
                 await survey_pb2_grpc.SurveyVerifierStub(channel).PrepInit(
-                    survey_pb2.PrepInitRequest(survey=ref(run.survey), ids=b"", verify_key=bytes(16)))
+                    survey_pb2.PrepInitRequest(survey=ref(run.survey), ids=b"", verify_key=bytes(16))
+                )
 
         with pytest.raises(grpc.aio.AioRpcError) as denied:
             asyncio.run(helper_called_by_coordinator())

@@ -3,13 +3,11 @@ mechanism says it cannot."""
 
 import json
 
-import numpy as np
 import pytest
 
 from mpcdp.prg import Prg
-from mpcdp.text import calibrate
+from mpcdp.text import calibrate, samplers
 from mpcdp.text import neighbours as nb
-from mpcdp.text import samplers
 from mpcdp.text.embeddings import Embedding
 from mpcdp.text.evaluate import token_sample
 from mpcdp.text.mechanisms import privacy_statistics
@@ -33,8 +31,9 @@ def test_laplace_epsilon_found_keeps_the_target_on_fresh_draws(sanitizer, target
     words = token_sample(sanitizer, CORPUS, 300, Prg.from_int(1))
     result = calibrate.calibrate(sanitizer, "multivariate-laplace", target, words, draws=20)
     assert result.reached and abs(result.n_w - target) <= 0.02
-    fresh = privacy_statistics(sanitizer.mechanism("multivariate-laplace", result.epsilon), words, 50,
-                               Prg.from_int(99, "fresh"))
+    fresh = privacy_statistics(
+        sanitizer.mechanism("multivariate-laplace", result.epsilon), words, 50, Prg.from_int(99, "fresh")
+    )
     assert abs(fresh.n_w - target) < 0.04
     assert result.reachable[0] < target < result.reachable[1]
 
@@ -55,10 +54,37 @@ def test_cli(tmp_path, sanitizer, capsys):
     glove = tmp_path / "e.txt"
     glove.write_text("".join(f"{w} {' '.join(map(repr, v.tolist()))}\n" for w, v in zip(emb.words, emb.vectors)))
     (tmp_path / "corpus.txt").write_text("\n".join(CORPUS) + "\n")
-    base = ["text", "calibrate", "--embedding", str(glove), "--neighbours", "10", "--cache-dir", str(tmp_path / "c"),
-            "--png", str(tmp_path / "curve.png"), "--words", "200", "--draws", "10"]
-    assert main(base + ["--mechanism", "multivariate-laplace", "--target-nw", "0.5", "--corpus",
-                        str(tmp_path / "corpus.txt"), "--json"]) == 0
+    base = [
+        "text",
+        "calibrate",
+        "--embedding",
+        str(glove),
+        "--neighbours",
+        "10",
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "--png",
+        str(tmp_path / "curve.png"),
+        "--words",
+        "200",
+        "--draws",
+        "10",
+    ]
+    assert (
+        main(
+            base
+            + [
+                "--mechanism",
+                "multivariate-laplace",
+                "--target-nw",
+                "0.5",
+                "--corpus",
+                str(tmp_path / "corpus.txt"),
+                "--json",
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert abs(out["n_w"] - 0.5) < 0.03 and out["counted_over"].startswith("200 word occurrences")
     assert (tmp_path / "curve.png").exists()

@@ -4,18 +4,15 @@
 import json
 import os
 import signal
-import threading
 import time
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from mpcdp.prg import Prg
-from mpcdp.text import corpus
+from mpcdp.text import corpus, samplers
 from mpcdp.text import neighbours as nb
-from mpcdp.text import samplers
 from mpcdp.text.embeddings import Embedding
 from mpcdp.text.sanitizer import Sanitizer
 from services.cli import main
@@ -55,25 +52,33 @@ def test_formats_give_the_same_rows(tmp_path, sanitizer):
 
     pcsv.write_csv(table, tmp_path / "c.csv")
     for name in ("c.parquet", "c.jsonl", "c.csv"):
-        summary = corpus.run(sanitizer, tmp_path / name, "text", tmp_path / f"{name}.out", "truncated-gumbel",
-                             EPSILON, partition_rows=3)
+        summary = corpus.run(
+            sanitizer, tmp_path / name, "text", tmp_path / f"{name}.out", "truncated-gumbel", EPSILON, partition_rows=3
+        )
         out = read(tmp_path / f"{name}.out")
         assert summary.rows == out.num_rows == 8 and summary.partitions == 3
         assert out.column("row").to_pylist() == list(range(8))
         words = out.column("words_perturbed").to_pylist()
-        assert words[:7] == [8] * 7 and out.column("text")[7].as_py() == (None if name != "c.csv" else "") and words[7] == 0
+        assert (
+            words[:7] == [8] * 7
+            and out.column("text")[7].as_py() == (None if name != "c.csv" else "")
+            and words[7] == 0
+        )
         bound = out.column("epsilon_text_bound").to_numpy()
         assert bound[0] == pytest.approx(EPSILON * 8 * sanitizer.diameter)
         assert all(t.endswith("<unk>") for t in out.column("text").to_pylist()[:7])  # the numbers are OOV
 
 
-@pytest.mark.parametrize("content, column, message", [
-    ('{"text": "good film"}\n{"text": 5}\n', "text", "holds a cell that is not text"),
-    ('{"text": 1}\n{"text": 5}\n', "text", "holds int64 values, not text"),
-    ('{"body": "good film"}\n', "text", "no column 'text'; its columns are 'body'"),
-    ('{"text": "good film"\n', "text", "cannot read"),
-    ("", "text", "cannot read"),
-])
+@pytest.mark.parametrize(
+    "content, column, message",
+    [
+        ('{"text": "good film"}\n{"text": 5}\n', "text", "holds a cell that is not text"),
+        ('{"text": 1}\n{"text": 5}\n', "text", "holds int64 values, not text"),
+        ('{"body": "good film"}\n', "text", "no column 'text'; its columns are 'body'"),
+        ('{"text": "good film"\n', "text", "cannot read"),
+        ("", "text", "cannot read"),
+    ],
+)
 def test_bad_jsonl_input_is_named(tmp_path, sanitizer, content, column, message):
     path = tmp_path / "c.jsonl"
     path.write_text(content)
@@ -134,8 +139,9 @@ def test_a_crashed_run_resumes_without_redoing_finished_partitions(tmp_path, san
 
 def test_every_partition_draws_its_own_stream(tmp_path, sanitizer):
     pq.write_table(pa.table({"text": ["good film bad plot great movie it was"] * 40}), tmp_path / "c.parquet")
-    first = corpus.run(sanitizer, tmp_path / "c.parquet", "text", tmp_path / "a", "truncated-gumbel", 40.0,
-                       partition_rows=20)
+    first = corpus.run(
+        sanitizer, tmp_path / "c.parquet", "text", tmp_path / "a", "truncated-gumbel", 40.0, partition_rows=20
+    )
     assert first.partitions == 2
     texts_a = read(tmp_path / "a").column("text").to_pylist()
     assert texts_a[:20] != texts_a[20:]  # same input in both partitions, different draws
@@ -145,8 +151,18 @@ def test_every_partition_draws_its_own_stream(tmp_path, sanitizer):
 
 def test_cli_corpus_errors_and_success(tmp_path, glove_file, capsys):
     (tmp_path / "c.csv").write_text("text\n" + "".join(f'"{t}"\n' for t in texts(5)))
-    base = ["text", "sanitize", "--epsilon", str(EPSILON), "--embedding", str(glove_file), "--neighbours", "6",
-            "--cache-dir", str(tmp_path / "cache")]
+    base = [
+        "text",
+        "sanitize",
+        "--epsilon",
+        str(EPSILON),
+        "--embedding",
+        str(glove_file),
+        "--neighbours",
+        "6",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
     assert main(base + ["--input", str(tmp_path / "c.csv"), "--column", "body", "--output", str(tmp_path / "o")]) == 2
     assert "no column 'body'; its columns are 'text'" in capsys.readouterr().err
     assert main(base + ["--input", str(tmp_path / "c.csv")]) == 2
@@ -208,8 +224,18 @@ def test_dask_two_workers_one_killed_mid_run(tmp_path, sanitizer, cluster):
         if len(done) == 4:  # kill one worker while the others are still in flight
             os.kill(next(iter(pids.values())), signal.SIGKILL)
 
-    summary = corpus.run(slow, tmp_path / "c.parquet", "text", tmp_path / "out.parquet", "truncated-gumbel", EPSILON,
-                         engine="dask", partition_rows=10, scheduler=cluster.scheduler_address, progress=progress)
+    summary = corpus.run(
+        slow,
+        tmp_path / "c.parquet",
+        "text",
+        tmp_path / "out.parquet",
+        "truncated-gumbel",
+        EPSILON,
+        engine="dask",
+        partition_rows=10,
+        scheduler=cluster.scheduler_address,
+        progress=progress,
+    )
     out = read(tmp_path / "out.parquet")
     assert summary.rows == n and len(done) == 20
     assert out.column("row").to_pylist() == list(range(n))  # no row missing, none twice

@@ -3,8 +3,16 @@
 import numpy as np
 import pytest
 
-from mpcdp.text.evaluate import (MIN_SENTENCE_WORDS, SUBJECTIVITY_PER_CLASS, TASKS, fixed_split, load_rotten_tomatoes,
-                                 load_subjectivity, read_results, write_results)
+from mpcdp.text.evaluate import (
+    MIN_SENTENCE_WORDS,
+    SUBJECTIVITY_PER_CLASS,
+    TASKS,
+    fixed_split,
+    load_rotten_tomatoes,
+    load_subjectivity,
+    read_results,
+    write_results,
+)
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +36,7 @@ def test_subjectivity_classes_are_plot_sentences_and_review_snippets(subjectivit
     subjective = [t for t, y in zip(texts, labels) if y == 1]
     # Plot sentences are single sentences cut from multi-sentence summaries: they end a sentence,
     # and are a few dozen words at most (whole summaries average over 100).
-    assert np.mean([t.rstrip()[-1] in '.!?"\')' for t in objective]) > 0.95
+    assert np.mean([t.rstrip()[-1] in ".!?\"')" for t in objective]) > 0.95
     assert np.mean([len(t.split()) for t in objective]) < 40
     assert 10 < np.mean([len(t.split()) for t in subjective]) < 30
 
@@ -93,7 +101,21 @@ def test_n_w_is_counted_over_the_corpus_tokens():
     assert on_tokens.n_w > 0.6 and on_vocabulary.n_w < 0.3
     with pytest.raises(ValueError, match="no vocabulary word"):
         token_sample(sanitizer, ["Zorblax!"], 10, Prg.from_int(1))
-    table = markdown_table({"clean_accuracy": 0.7, "points": [
-        {"mechanism": "m", "epsilon": 1.0, "accuracy_mean": 0.6, "accuracy_sd": 0.01, "n_w": 0.25, "s_w": 3.0,
-         "n_w_vocabulary": 0.5, "s_w_vocabulary": 2.0}]})
+    table = markdown_table(
+        {
+            "clean_accuracy": 0.7,
+            "points": [
+                {
+                    "mechanism": "m",
+                    "epsilon": 1.0,
+                    "accuracy_mean": 0.6,
+                    "accuracy_sd": 0.01,
+                    "n_w": 0.25,
+                    "s_w": 3.0,
+                    "n_w_vocabulary": 0.5,
+                    "s_w_vocabulary": 2.0,
+                }
+            ],
+        }
+    )
     assert "N_w (tokens)" in table and "| 0.250 | 3.0 | 0.500 | 2.0 |" in table

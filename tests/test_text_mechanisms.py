@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 from scipy import stats
-from scipy.special import lambertw
 from scipy.spatial.distance import pdist
+from scipy.special import lambertw
 
 from mpcdp.prg import Prg
 from mpcdp.text import mechanisms as m
@@ -61,8 +61,10 @@ def test_words_with_one_vector_have_one_output_distribution(tmp_path):
     sanitizer = Sanitizer(merged, table)
     sanitizer._mechanisms[(mech.name, mech.epsilon)] = mech
     n = 6000
-    outs = {w: [r.text for r in sanitizer.sanitize([w] * n, mech.name, mech.epsilon, Prg.from_int(8, w))]
-            for w in ("w0", "w1")}
+    outs = {
+        w: [r.text for r in sanitizer.sanitize([w] * n, mech.name, mech.epsilon, Prg.from_int(8, w))]
+        for w in ("w0", "w1")
+    }
     support = sorted(set(outs["w0"]) | set(outs["w1"]))
     counts = np.array([[outs[w].count(s) for s in support] for w in ("w0", "w1")])
     assert stats.chi2_contingency(counts[:, counts.sum(axis=0) >= 10]).pvalue > 1e-3
@@ -116,7 +118,8 @@ def reference_truncated_gumbel(emb, table, eps, word, draws, rng):
         ids, dist = nb.exact_neighbours(emb, word, k - 1) if k > 1 else (np.array([], int), np.array([]))
         cand = np.concatenate([[word], ids])
         noisy = np.concatenate([[0.0], dist]) + samplers.truncated_gumbel(
-            rng, k, mech.calibration.scale, table.delta_max)
+            rng, k, mech.calibration.scale, table.delta_max
+        )
         out[i] = cand[np.argmin(noisy)]
     return out
 

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import grpc
-import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -63,20 +62,26 @@ def certs(federation_file):
 
 def tls_channel(port: int, key: bytes, chain: bytes, roots: bytes, server_name: str = "scribe") -> grpc.Channel:
     credentials = grpc.ssl_channel_credentials(root_certificates=roots, private_key=key, certificate_chain=chain)
-    return grpc.secure_channel(f"127.0.0.1:{port}", credentials,
-                               options=[("grpc.ssl_target_name_override", server_name)])
+    return grpc.secure_channel(
+        f"127.0.0.1:{port}", credentials, options=[("grpc.ssl_target_name_override", server_name)]
+    )
 
 
 def member_channel(port: int, certs, name: str = "analyst") -> grpc.Channel:
     """A channel as federation member ``name``, verifying the server is the node ``scribe``."""
-    return tls_channel(port, (certs / f"{name}.key").read_bytes(), (certs / f"{name}.pem").read_bytes(),
-                       (certs / CA_CERT).read_bytes())
+    return tls_channel(
+        port, (certs / f"{name}.key").read_bytes(), (certs / f"{name}.pem").read_bytes(), (certs / CA_CERT).read_bytes()
+    )
 
 
 @pytest.fixture(scope="module")
 def port(emb, certs):
-    server, port = build_server(Sanitizer(emb, nb.build_neighbour_table(emb, 8)), "127.0.0.1:0",
-                                Identity("scribe", certs), TextLimits(max_text_chars=200))
+    server, port = build_server(
+        Sanitizer(emb, nb.build_neighbour_table(emb, 8)),
+        "127.0.0.1:0",
+        Identity("scribe", certs),
+        TextLimits(max_text_chars=200),
+    )
     yield port
     server.stop(None)
 
@@ -101,25 +106,37 @@ def test_a_member_of_the_federation_is_served(port, certs):
 def test_a_client_certified_by_another_ca_is_refused(port, certs, tmp_path):
     init_certs(["mallory"], tmp_path, ca_name="another CA")
     # mallory trusts the federation's CA (so she would accept the node) but her own certificate is foreign
-    with tls_channel(port, (tmp_path / "mallory.key").read_bytes(), (tmp_path / "mallory.pem").read_bytes(),
-                     (certs / CA_CERT).read_bytes()) as channel:
-        with pytest.raises(grpc.RpcError) as info:
-            health_check(channel)
+    with (
+        tls_channel(
+            port,
+            (tmp_path / "mallory.key").read_bytes(),
+            (tmp_path / "mallory.pem").read_bytes(),
+            (certs / CA_CERT).read_bytes(),
+        ) as channel,
+        pytest.raises(grpc.RpcError) as info,
+    ):
+        health_check(channel)
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
 def test_a_client_without_a_certificate_is_refused(port, certs):
     credentials = grpc.ssl_channel_credentials(root_certificates=(certs / CA_CERT).read_bytes())
-    with grpc.secure_channel(f"127.0.0.1:{port}", credentials,
-                             options=[("grpc.ssl_target_name_override", "scribe")]) as channel:
+    with grpc.secure_channel(
+        f"127.0.0.1:{port}", credentials, options=[("grpc.ssl_target_name_override", "scribe")]
+    ) as channel:
         with pytest.raises(grpc.RpcError) as info:
             health_check(channel)
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
 def test_the_client_verifies_the_node_name(port, certs):
-    with tls_channel(port, (certs / "analyst.key").read_bytes(), (certs / "analyst.pem").read_bytes(),
-                     (certs / CA_CERT).read_bytes(), server_name="alice") as channel:
+    with tls_channel(
+        port,
+        (certs / "analyst.key").read_bytes(),
+        (certs / "analyst.pem").read_bytes(),
+        (certs / CA_CERT).read_bytes(),
+        server_name="alice",
+    ) as channel:
         with pytest.raises(grpc.RpcError) as info:
             health_check(channel)
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -142,10 +159,13 @@ def test_health_and_describe(stub, emb):
 
 def test_stream_in_order_with_costs(stub):
     sanitizer = text_pb2_grpc.TextSanitizerStub(stub)
-    min_eps = {m.name: m.min_epsilon_exclusive
-               for m in sanitizer.Describe(text_pb2.DescribeRequest(), timeout=5).mechanisms}
-    requests = [req("Good movie, Zorblax!", id="a"),
-                req("w1 w2 w3", "truncated-gumbel", 2 * min_eps["truncated-gumbel"], id="b")]
+    min_eps = {
+        m.name: m.min_epsilon_exclusive for m in sanitizer.Describe(text_pb2.DescribeRequest(), timeout=5).mechanisms
+    }
+    requests = [
+        req("Good movie, Zorblax!", id="a"),
+        req("w1 w2 w3", "truncated-gumbel", 2 * min_eps["truncated-gumbel"], id="b"),
+    ]
     responses = list(sanitizer.Sanitize(iter(requests), timeout=10))
     assert [r.id for r in responses] == ["a", "b"]
     assert responses[0].text == "Good movie, <unk>!"
@@ -154,13 +174,16 @@ def test_stream_in_order_with_costs(stub):
     assert re.fullmatch(r"(w\d+|good|movie) (w\d+|good|movie) (w\d+|good|movie)", responses[1].text)
 
 
-@pytest.mark.parametrize("request_, message", [
-    (req("   "), "text is empty"),
-    (req("good " * 60), "more than this node's limit of 200"),
-    (req("good", mechanism="gaussian"), "unknown mechanism 'gaussian'"),
-    (req("good", epsilon=float("nan")), "epsilon must be a positive"),
-    (req("good", mechanism="truncated-gumbel", epsilon=1.0), "needs epsilon >"),
-])
+@pytest.mark.parametrize(
+    "request_, message",
+    [
+        (req("   "), "text is empty"),
+        (req("good " * 60), "more than this node's limit of 200"),
+        (req("good", mechanism="gaussian"), "unknown mechanism 'gaussian'"),
+        (req("good", epsilon=float("nan")), "epsilon must be a positive"),
+        (req("good", mechanism="truncated-gumbel", epsilon=1.0), "needs epsilon >"),
+    ],
+)
 def test_bad_requests_get_invalid_argument(stub, request_, message):
     with pytest.raises(grpc.RpcError) as info:
         list(text_pb2_grpc.TextSanitizerStub(stub).Sanitize(iter([request_]), timeout=10))
@@ -180,8 +203,19 @@ def glove_file(tmp_path_factory, emb):
 def test_cli_sanitize_file(tmp_path, glove_file, capsys):
     src = tmp_path / "in.txt"
     src.write_text("Good movie!\nw3, w4 and Zorblax\n")
-    args = ["text", "sanitize", "--mechanism", "multivariate-laplace", "--epsilon", "1e7",
-            "--embedding", str(glove_file), "--cache-dir", str(tmp_path / "cache"), str(src)]
+    args = [
+        "text",
+        "sanitize",
+        "--mechanism",
+        "multivariate-laplace",
+        "--epsilon",
+        "1e7",
+        "--embedding",
+        str(glove_file),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        str(src),
+    ]
     assert main(args) == 0
     assert capsys.readouterr().out == "Good movie!\nw3, w4 <unk> <unk>\n"
     swap = {"multivariate-laplace": "truncated-gumbel", "1e7": "1"}
@@ -192,8 +226,24 @@ def test_cli_sanitize_file(tmp_path, glove_file, capsys):
 def test_text_node_command_serves_the_federation(tmp_path, glove_file, federation_file, certs):
     env = dict(os.environ, MPCDP_CACHE=str(tmp_path / "cache"))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "text-node", "--federation", str(federation_file), "--id", "scribe",
-         "--port", "0", "--embedding", str(glove_file)], stderr=subprocess.PIPE, text=True, env=env)
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "text-node",
+            "--federation",
+            str(federation_file),
+            "--id",
+            "scribe",
+            "--port",
+            "0",
+            "--embedding",
+            str(glove_file),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         found = None
         while found is None:
@@ -220,8 +270,9 @@ def test_address_and_identity_come_from_the_federation(federation_file, certs, c
     identity, address = setup(["--federation", str(federation_file), "--id", "scribe"])
     assert (identity.name, identity.certs, identity.insecure, address) == ("scribe", certs, False, "127.0.0.1:50060")
     assert setup(["--federation", str(federation_file), "--id", "scribe", "--port", "0"])[1] == "127.0.0.1:0"
-    assert setup(["--federation", str(federation_file), "--id", "scribe", "--listen", "0.0.0.0:7000"])[1] == \
-        "0.0.0.0:7000"
+    assert (
+        setup(["--federation", str(federation_file), "--id", "scribe", "--listen", "0.0.0.0:7000"])[1] == "0.0.0.0:7000"
+    )
     assert capsys.readouterr().err == ""
 
 
@@ -231,16 +282,19 @@ def test_insecure_warns_and_needs_no_federation(capsys):
     assert "WARNING: --insecure" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--port", "0"], "pass --federation FILE --id NAME"),
-    (["--federation", "{fed}"], "--federation and --id go together"),
-    (["--federation", "{fed}", "--id", "alice"], "node 'alice' does not have the text role"),
-    (["--federation", "{fed}", "--id", "nobody"], "no node named 'nobody'"),
-    (["--insecure"], "without --federation, pass --port or --listen"),
-    (["--insecure", "--port", "70000"], "--port must be in [0, 65535]"),
-    (["--insecure", "--listen", "localhost"], "--listen must be host:port"),
-    (["--federation", "{fed}", "--id", "scribe", "--max-text-chars", "0"], "max-text-chars must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--port", "0"], "pass --federation FILE --id NAME"),
+        (["--federation", "{fed}"], "--federation and --id go together"),
+        (["--federation", "{fed}", "--id", "alice"], "node 'alice' does not have the text role"),
+        (["--federation", "{fed}", "--id", "nobody"], "no node named 'nobody'"),
+        (["--insecure"], "without --federation, pass --port or --listen"),
+        (["--insecure", "--port", "70000"], "--port must be in [0, 65535]"),
+        (["--insecure", "--listen", "localhost"], "--listen must be host:port"),
+        (["--federation", "{fed}", "--id", "scribe", "--max-text-chars", "0"], "max-text-chars must be at least 1"),
+    ],
+)
 def test_text_node_command_errors(argv, message, federation_file, capsys):
     assert main(["text-node", *(a.format(fed=federation_file) for a in argv)]) == 2
     assert message in capsys.readouterr().err
@@ -248,7 +302,19 @@ def test_text_node_command_errors(argv, message, federation_file, capsys):
 
 def test_missing_certificates_are_named_before_loading_anything(tmp_path, capsys):
     (tmp_path / "federation.toml").write_text(FEDERATION)
-    assert main(["text-node", "--federation", str(tmp_path / "federation.toml"), "--id", "scribe",
-                 "--embedding", str(tmp_path / "no-such-embedding.txt")]) == 2
+    assert (
+        main(
+            [
+                "text-node",
+                "--federation",
+                str(tmp_path / "federation.toml"),
+                "--id",
+                "scribe",
+                "--embedding",
+                str(tmp_path / "no-such-embedding.txt"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "mpcdp certs init" in err and "no-such-embedding" not in err

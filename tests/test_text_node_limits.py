@@ -120,8 +120,11 @@ def test_idle_streams_from_one_member_do_not_block_anyone(node, certs):
 
 def test_one_client_cannot_hold_more_than_its_share(node, certs):
     sanitizer, port = node(TextLimits(per_client=1, queue=2, workers=1))
-    with member_channel(port, certs, "alice") as alice, member_channel(port, certs, "bob") as bob, \
-            member_channel(port, certs, "analyst") as analyst:
+    with (
+        member_channel(port, certs, "alice") as alice,
+        member_channel(port, certs, "bob") as bob,
+        member_channel(port, certs, "analyst") as analyst,
+    ):
         first = Stream(alice)
         first.send(req(id="a1"))
         assert sanitizer.started.acquire(timeout=5)  # alice's first request is running
@@ -179,8 +182,9 @@ def test_idle_streams_are_closed(node, certs):
 def test_undecodable_and_oversized_requests(node, certs):
     _, port = node(TextLimits(max_text_chars=1000))
     with member_channel(port, certs, "alice") as alice:
-        raw = alice.stream_stream(f"/{SERVICE_NAME}/Sanitize", request_serializer=lambda b: b,
-                                  response_deserializer=lambda b: b)
+        raw = alice.stream_stream(
+            f"/{SERVICE_NAME}/Sanitize", request_serializer=lambda b: b, response_deserializer=lambda b: b
+        )
         with pytest.raises(grpc.RpcError) as info:
             list(raw(iter([b"\xff\xff\xff"]), timeout=5))
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -67,8 +67,7 @@ def test_substitutes_are_never_punctuation_or_fragments(tmp_path):
     path = tmp_path / "e.txt"
     path.write_text("".join(f"{w} {' '.join(map(str, r))}\n" for w, r in zip(entries, rows)))
     words_only = Sanitizer(load_glove_text(path), None)
-    outs = words_only.sanitize(["It can't be, it's a good movie."] * 300, "multivariate-laplace", 0.3,
-                               Prg.from_int(9))
+    outs = words_only.sanitize(["It can't be, it's a good movie."] * 300, "multivariate-laplace", 0.3, Prg.from_int(9))
     substitutes = {t.text.lower() for o in outs for t in tokenize(o.text.replace("<unk>", "")) if t.is_word}
     assert len(substitutes) > 3 and substitutes <= {"the", "movie", "good", "bad", "film", "not", "is", "it"}
     assert all(o.text.endswith(".") and o.text.count(",") == 1 for o in outs)
@@ -80,8 +79,10 @@ def test_substitutes_are_never_punctuation_or_fragments(tmp_path):
 def test_symbols_placeholder_drop_or_keep(emb):
     text = "good 😀😀 film 👨‍👩‍👧 © $5 + 2"
     table = nb.build_neighbour_table(emb, 5)
-    expected = {"placeholder": ("good <unk> film <unk> <unk> $<unk> + <unk>", 0),
-                "drop": ("good  film   $<unk> + <unk>", 0)}
+    expected = {
+        "placeholder": ("good <unk> film <unk> <unk> $<unk> + <unk>", 0),
+        "drop": ("good  film   $<unk> + <unk>", 0),
+    }
     for policy, (want, released) in expected.items():
         [out] = Sanitizer(emb, table, symbols=policy).sanitize([text], "multivariate-laplace", 1e7, Prg.from_int(1))
         assert (out.text, out.cost.symbols_released) == (want, released)

@@ -43,7 +43,21 @@ def test_curly_and_straight_apostrophes_are_contractions_alike():
     for apostrophe in ("'", "\u2019"):
         text = f"I don{apostrophe}t know, it{apostrophe}s fine, we{apostrophe}ll see; can{apostrophe}t WON{apostrophe}T"
         assert [lookup for _, lookup in words(text)] == [
-            "i", "do", "not", "know", "it", "is", "fine", "we", "will", "see", "can", "not", "will", "not"]
+            "i",
+            "do",
+            "not",
+            "know",
+            "it",
+            "is",
+            "fine",
+            "we",
+            "will",
+            "see",
+            "can",
+            "not",
+            "will",
+            "not",
+        ]
         assert detokenize(tokenize(text)) == text
 
 
@@ -62,7 +76,7 @@ def test_urls_mentions_and_emails_are_single_non_vocabulary_tokens():
 def test_emoji_are_separators_and_symbol_runs_are_found():
     from mpcdp.text.tokenize import replace_symbols
 
-    text = "great\U0001F600\U0001F600 film \U0001F468\u200d\U0001F469\u200d\U0001F467 \u00a9 2024 \u20ac5 $5"
+    text = "great\U0001f600\U0001f600 film \U0001f468\u200d\U0001f469\u200d\U0001f467 \u00a9 2024 \u20ac5 $5"
     assert [t.text for t in tokenize(text) if t.is_word] == ["great", "film", "2024", "5", "5"]
     seps = "".join(t.text for t in tokenize(text) if not t.is_word)
     assert replace_symbols(seps, "#") == ("#  # #  # $", 4)  # emoji, family (one ZWJ run), ©, €
@@ -72,5 +86,8 @@ def test_emoji_are_separators_and_symbol_runs_are_found():
 def test_vocabulary_words():
     from mpcdp.text.tokenize import is_vocabulary_word
 
-    assert [w for w in ["the", "2002", "café", ",", "n't", "'s", "ca", "wo", "e-mail", "u.s.", "Paris", "--", "..."]
-            if is_vocabulary_word(w)] == ["the", "2002", "café"]
+    assert [
+        w
+        for w in ["the", "2002", "café", ",", "n't", "'s", "ca", "wo", "e-mail", "u.s.", "Paris", "--", "..."]
+        if is_vocabulary_word(w)
+    ] == ["the", "2002", "café"]

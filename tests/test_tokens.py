@@ -18,10 +18,25 @@ from cryptography.hazmat.primitives import serialization
 from scipy import stats
 
 from mpcdp.prg import Prg
-from mpcdp.tokens import (BlindSignatureError, InvalidToken, InvitationRefused, Issuer, IssuerPublicKey,
-                          MemoryInvitations, MemorySpentTokens, SpentTokenTable, SQLiteInvitations,
-                          SQLiteSpentTokens, TokenChallenge, TokenError, TokenReused, blind_rsa,
-                          generate_issuer_key, request_token, verify_token)
+from mpcdp.tokens import (
+    BlindSignatureError,
+    InvalidToken,
+    InvitationRefused,
+    Issuer,
+    IssuerPublicKey,
+    MemoryInvitations,
+    MemorySpentTokens,
+    SpentTokenTable,
+    SQLiteInvitations,
+    SQLiteSpentTokens,
+    TokenChallenge,
+    TokenError,
+    TokenReused,
+    blind_rsa,
+    generate_issuer_key,
+    request_token,
+    verify_token,
+)
 from mpcdp.tokens.invitations import normalize_code
 
 CHALLENGE = TokenChallenge(b"survey-1", origin_info=b"agg-a,agg-b").encode()
@@ -67,15 +82,18 @@ def test_token_from_another_issuer_is_refused(issuer, other_issuer):
             issuer.issue(request)
 
 
-@pytest.mark.parametrize("tamper, message", [
-    (lambda t: t[:-1] + bytes([t[-1] ^ 1]), "does not verify"),        # forged authenticator
-    (lambda t: t[:5] + bytes([t[5] ^ 1]) + t[6:], "does not verify"),  # altered nonce
-    (lambda t: t[:200], "354 bytes"),                                  # truncated
-    (lambda t: t + b"\x00", "354 bytes"),                              # padded
-    (lambda t: b"\x00\x01" + t[2:], "not supported"),                  # another token type
-    (lambda t: b"", "empty or truncated"),
-    (lambda t: t[:34] + bytes(32) + t[66:], "another challenge"),      # swapped challenge digest
-])
+@pytest.mark.parametrize(
+    "tamper, message",
+    [
+        (lambda t: t[:-1] + bytes([t[-1] ^ 1]), "does not verify"),  # forged authenticator
+        (lambda t: t[:5] + bytes([t[5] ^ 1]) + t[6:], "does not verify"),  # altered nonce
+        (lambda t: t[:200], "354 bytes"),  # truncated
+        (lambda t: t + b"\x00", "354 bytes"),  # padded
+        (lambda t: b"\x00\x01" + t[2:], "not supported"),  # another token type
+        (lambda t: b"", "empty or truncated"),
+        (lambda t: t[:34] + bytes(32) + t[66:], "another challenge"),  # swapped challenge digest
+    ],
+)
 def test_forged_and_truncated_tokens_are_refused(issuer, tamper, message):
     token = make_token(issuer, Prg.from_int(4))
     with pytest.raises(InvalidToken, match=message):
@@ -93,13 +111,16 @@ def test_token_bound_to_one_report(issuer):
     spent.spend(token, challenge_a, b"report-A")
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda r: r[:100], "truncated|259 bytes"),
-    (lambda r: r + b"\x00", "259 bytes"),
-    (lambda r: b"\x00\x01" + r[2:], "not supported"),
-    (lambda r: r[:2] + bytes([r[2] ^ 0xFF]) + r[3:], "another issuer key"),
-    (lambda r: r[:3] + b"\xff" * 256, "out of range"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda r: r[:100], "truncated|259 bytes"),
+        (lambda r: r + b"\x00", "259 bytes"),
+        (lambda r: b"\x00\x01" + r[2:], "not supported"),
+        (lambda r: r[:2] + bytes([r[2] ^ 0xFF]) + r[3:], "another issuer key"),
+        (lambda r: r[:3] + b"\xff" * 256, "out of range"),
+    ],
+)
 def test_issuer_refuses_malformed_requests(issuer, mutate, message):
     request, _ = request_token(issuer.public_key, CHALLENGE, Prg.from_int(6))
     with pytest.raises(InvalidToken, match=message):
@@ -149,8 +170,9 @@ def test_randomized_variants_round_trip(issuer):
 def test_issuer_key_spki_round_trip_and_refusals(issuer):
     spki = issuer.public_key.spki
     assert IssuerPublicKey.from_spki(spki).token_key_id == issuer.public_key.token_key_id
-    plain = issuer.signer.key.public_key().public_bytes(serialization.Encoding.DER,
-                                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+    plain = issuer.signer.key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     with pytest.raises(InvalidToken, match="RSASSA-PSS"):
         IssuerPublicKey.from_spki(plain)  # rsaEncryption OID: not RFC 9578's encoding
     with pytest.raises(InvalidToken):
@@ -172,11 +194,13 @@ def test_token_challenge_encoding():
 
 # --- blindness --------------------------------------------------------------------------------
 
+
 def test_same_message_blinds_differently(issuer):
     rng = Prg.from_int(9)
     token_input = b"\x00\x02" + bytes(96)
-    blinded = {blind_rsa.blind(issuer.public_key.blind, token_input, blind_rsa.PSS_DETERMINISTIC, rng)[0]
-               for _ in range(20)}
+    blinded = {
+        blind_rsa.blind(issuer.public_key.blind, token_input, blind_rsa.PSS_DETERMINISTIC, rng)[0] for _ in range(20)
+    }
     assert len(blinded) == 20
 
 
@@ -188,8 +212,10 @@ def test_signer_view_is_independent_of_the_message(issuer):
     samples = {}
     for label, message, seed in (("zeros", bytes(98), 10), ("ones", b"\xff" * 98, 11)):
         rng = Prg.from_int(seed)
-        values = [int.from_bytes(blind_rsa.blind(public, message, blind_rsa.PSS_DETERMINISTIC, rng)[0], "big")
-                  for _ in range(400)]
+        values = [
+            int.from_bytes(blind_rsa.blind(public, message, blind_rsa.PSS_DETERMINISTIC, rng)[0], "big")
+            for _ in range(400)
+        ]
         samples[label] = values
     for extract in (lambda z: z & 0xF, lambda z: z >> (public.n.bit_length() - 4)):
         counts = [np.bincount([extract(z) for z in samples[k]], minlength=16) for k in ("zeros", "ones")]
@@ -201,6 +227,7 @@ def test_signer_view_is_independent_of_the_message(issuer):
 
 
 # --- invitations ------------------------------------------------------------------------------
+
 
 @pytest.fixture(params=["memory", "sqlite"])
 def invitations(request, tmp_path):
@@ -278,6 +305,7 @@ def test_sqlite_stores_are_private_and_hold_no_codes(tmp_path, issuer):
 
 
 # --- spent-token set --------------------------------------------------------------------------
+
 
 def test_sqlite_spent_set_refuses_reuse_even_concurrently(tmp_path, issuer):
     spent = SQLiteSpentTokens(tmp_path / "spent.sqlite", issuer.public_key)

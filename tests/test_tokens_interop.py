@@ -23,7 +23,8 @@ from mpcdp.prg import Prg
 from mpcdp.tokens import Issuer, TokenChallenge, blind_rsa, generate_issuer_key, verify_token
 
 _spec = importlib.util.spec_from_file_location(
-    "blindrsa_node", Path(__file__).resolve().parents[1] / "interop" / "blindrsa_node.py")
+    "blindrsa_node", Path(__file__).resolve().parents[1] / "interop" / "blindrsa_node.py"
+)
 blindrsa_node = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(blindrsa_node)
 
@@ -41,8 +42,9 @@ def exchange():
     pkcs8 = blindrsa_node.pkcs8_hex(issuer.signer.key)
     rng = Prg.from_int(77)
     public = issuer.public_key.blind
-    token_input = (struct.pack(">H", 2) + rng.bytes(32) + hashlib.sha256(CHALLENGE).digest()
-                   + issuer.public_key.token_key_id)
+    token_input = (
+        struct.pack(">H", 2) + rng.bytes(32) + hashlib.sha256(CHALLENGE).digest() + issuer.public_key.token_key_id
+    )
 
     # Python's side of direction 2: prepare and blind
     ours = {}
@@ -52,38 +54,69 @@ def exchange():
         ours[v.name] = (prepared, blinded, inv)
 
     first = blindrsa_node.run(
-        [{"op": "blind", "variant": v.name, "spki": spki, "messages": [b"js message".hex(), token_input.hex()]}
-         for v in VARIANTS]
-        + [{"op": "sign", "variant": v.name, "pkcs8": pkcs8, "blinded": [ours[v.name][1].hex()]} for v in VARIANTS])
-    js_blinded = dict(zip((v.name for v in VARIANTS), first[:len(VARIANTS)]))
-    js_signed = dict(zip((v.name for v in VARIANTS), first[len(VARIANTS):]))
+        [
+            {"op": "blind", "variant": v.name, "spki": spki, "messages": [b"js message".hex(), token_input.hex()]}
+            for v in VARIANTS
+        ]
+        + [{"op": "sign", "variant": v.name, "pkcs8": pkcs8, "blinded": [ours[v.name][1].hex()]} for v in VARIANTS]
+    )
+    js_blinded = dict(zip((v.name for v in VARIANTS), first[: len(VARIANTS)]))
+    js_signed = dict(zip((v.name for v in VARIANTS), first[len(VARIANTS) :]))
 
     # Python signs what JS blinded; Python finalizes what JS signed
-    py_sigs_of_js = {name: [issuer.signer.blind_sign(bytes.fromhex(item["blinded"])).hex() for item in items]
-                     for name, items in js_blinded.items()}
-    py_final = {v.name: blind_rsa.finalize(public, ours[v.name][0], bytes.fromhex(js_signed[v.name][0]),
-                                           ours[v.name][2], v) for v in VARIANTS}
+    py_sigs_of_js = {
+        name: [issuer.signer.blind_sign(bytes.fromhex(item["blinded"])).hex() for item in items]
+        for name, items in js_blinded.items()
+    }
+    py_final = {
+        v.name: blind_rsa.finalize(public, ours[v.name][0], bytes.fromhex(js_signed[v.name][0]), ours[v.name][2], v)
+        for v in VARIANTS
+    }
 
     second = blindrsa_node.run(
-        [{"op": "finalize", "variant": v.name, "spki": spki,
-          "items": [{"prepared": it["prepared"], "blind_sig": sig, "inv": it["inv"]}
-                    for it, sig in zip(js_blinded[v.name], py_sigs_of_js[v.name])]} for v in VARIANTS]
-        + [{"op": "verify", "variant": v.name, "spki": spki,
-            "items": [{"prepared": ours[v.name][0].hex(), "sig": py_final[v.name].hex()},
-                      {"prepared": ours[v.name][0].hex(), "sig": py_final[v.name][:-1].hex() + "00"}]}
-           for v in VARIANTS])
-    return dict(issuer=issuer, token_input=token_input, ours=ours, js_blinded=js_blinded, js_signed=js_signed,
-                py_sigs_of_js=py_sigs_of_js, py_final=py_final,
-                js_final=dict(zip((v.name for v in VARIANTS), second[:len(VARIANTS)])),
-                js_verify=dict(zip((v.name for v in VARIANTS), second[len(VARIANTS):])))
+        [
+            {
+                "op": "finalize",
+                "variant": v.name,
+                "spki": spki,
+                "items": [
+                    {"prepared": it["prepared"], "blind_sig": sig, "inv": it["inv"]}
+                    for it, sig in zip(js_blinded[v.name], py_sigs_of_js[v.name])
+                ],
+            }
+            for v in VARIANTS
+        ]
+        + [
+            {
+                "op": "verify",
+                "variant": v.name,
+                "spki": spki,
+                "items": [
+                    {"prepared": ours[v.name][0].hex(), "sig": py_final[v.name].hex()},
+                    {"prepared": ours[v.name][0].hex(), "sig": py_final[v.name][:-1].hex() + "00"},
+                ],
+            }
+            for v in VARIANTS
+        ]
+    )
+    return dict(
+        issuer=issuer,
+        token_input=token_input,
+        ours=ours,
+        js_blinded=js_blinded,
+        js_signed=js_signed,
+        py_sigs_of_js=py_sigs_of_js,
+        py_final=py_final,
+        js_final=dict(zip((v.name for v in VARIANTS), second[: len(VARIANTS)])),
+        js_verify=dict(zip((v.name for v in VARIANTS), second[len(VARIANTS) :])),
+    )
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=[v.name for v in VARIANTS])
 def test_js_blinds_python_signs_js_finalizes(exchange, variant):
     public = exchange["issuer"].public_key.blind
     messages = [b"js message", exchange["token_input"]]
-    for message, item, final in zip(messages, exchange["js_blinded"][variant.name],
-                                    exchange["js_final"][variant.name]):
+    for message, item, final in zip(messages, exchange["js_blinded"][variant.name], exchange["js_final"][variant.name]):
         assert final["ok"], final.get("error")
         prepared = bytes.fromhex(item["prepared"])
         # JS prepares as RFC 9474 says: a 32-byte random prefix for Randomized, the message itself otherwise

@@ -38,8 +38,9 @@ def rfc9474_signer():
     p, q, e = k["p"], k["q"], k["e"]
     assert p * q == k["n"]
     d = pow(e, -1, (p - 1) * (q - 1))
-    numbers = rsa.RSAPrivateNumbers(p, q, d, rsa.rsa_crt_dmp1(d, p), rsa.rsa_crt_dmq1(d, q),
-                                    rsa.rsa_crt_iqmp(p, q), rsa.RSAPublicNumbers(e, k["n"]))
+    numbers = rsa.RSAPrivateNumbers(
+        p, q, d, rsa.rsa_crt_dmp1(d, p), rsa.rsa_crt_dmq1(d, q), rsa.rsa_crt_iqmp(p, q), rsa.RSAPublicNumbers(e, k["n"])
+    )
     return blind_rsa.BlindSigner(numbers.private_key())
 
 

@@ -9,8 +9,17 @@ import pytest
 
 from mpcdp.prg import Prg
 from mpcdp.vdaf import (
-    DecodeError, Field, Field64, Field128, Prio3Count, Prio3Histogram, Prio3MultiHotHistogram, Prio3Sum,
-    Prio3SumVec, VerifyError, XofTurboShake128,
+    DecodeError,
+    Field,
+    Field64,
+    Field128,
+    Prio3Count,
+    Prio3Histogram,
+    Prio3MultiHotHistogram,
+    Prio3Sum,
+    Prio3SumVec,
+    VerifyError,
+    XofTurboShake128,
 )
 from mpcdp.vdaf.flp import FlpGeneric
 from mpcdp.vdaf.xof import _public_turboshake, turboshake128
@@ -82,8 +91,9 @@ def test_rejection_sampling_keeps_stream_order():
         if x < 97:
             expected.append(x)
     assert vec == expected
-    assert XofTurboShake128.expand_into_vec(Field128, seed, dst, binder, 9) == \
-        XofTurboShake128(seed, dst, binder).next_vec(Field128, 9)
+    assert XofTurboShake128.expand_into_vec(Field128, seed, dst, binder, 9) == XofTurboShake128(
+        seed, dst, binder
+    ).next_vec(Field128, 9)
     with pytest.raises(ValueError, match="seeds are 16 bytes"):
         XofTurboShake128.derive_seed(bytes(15), dst, binder)
 
@@ -94,9 +104,11 @@ CIRCUITS = {
     "Sum": (lambda s: Prio3Sum(s, 16), [0, 65535, 300], 65835),
     "SumVec": (lambda s: Prio3SumVec(s, 3, 4, 4), [[15, 0, 1], [1, 2, 3], [0, 0, 0]], [16, 2, 4]),
     "Histogram": (lambda s: Prio3Histogram(s, 10, 3), [0, 9, 9], [1, 0, 0, 0, 0, 0, 0, 0, 0, 2]),
-    "MultiHotHistogram": (lambda s: Prio3MultiHotHistogram(s, 6, 3, 2),
-                          [[1, 1, 1, 0, 0, 0], [0] * 6, [0, 1, 0, 0, 0, 1]],
-                          [1, 2, 1, 0, 0, 1]),
+    "MultiHotHistogram": (
+        lambda s: Prio3MultiHotHistogram(s, 6, 3, 2),
+        [[1, 1, 1, 0, 0, 0], [0] * 6, [0, 1, 0, 0, 0, 1]],
+        [1, 2, 1, 0, 0, 1],
+    ),
 }
 
 # encoded measurements no honest client can produce (each with an honestly computed proof)
@@ -105,9 +117,11 @@ FORGED = {
     "Sum": [[2] + [0] * 15, [-1] + [0] * 15, [10**6] + [0] * 15],
     "SumVec": [[2] + [0] * 11, [1] * 11 + [-1]],
     "Histogram": [[1, 1] + [0] * 8, [0] * 10, [10**6] + [0] * 9, [2, -1] + [0] * 8],
-    "MultiHotHistogram": [[1, 1, 1, 1, 0, 0, 1, 1],   # 4 buckets set, count bits claim 3 (offset 0)
-                          [1, 1, 1, 1, 0, 0, 0, 0],   # 4 set, count bits claim 0
-                          [2, 0, 0, 0, 0, 0, 0, 1]],  # a bucket of 2
+    "MultiHotHistogram": [
+        [1, 1, 1, 1, 0, 0, 1, 1],  # 4 buckets set, count bits claim 3 (offset 0)
+        [1, 1, 1, 1, 0, 0, 0, 0],  # 4 set, count bits claim 0
+        [2, 0, 0, 0, 0, 0, 0, 1],
+    ],  # a bucket of 2
 }
 
 
@@ -142,16 +156,20 @@ def test_flp_refuses_a_query_point_on_the_interpolation_nodes():
 # --- Prio3 end to end -------------------------------------------------------------------------------------
 def _prepare(vdaf, nonce, public_share, input_shares, verify_keys=None):
     keys = verify_keys or [VERIFY_KEY] * vdaf.SHARES
-    states, shares = zip(*(vdaf.prep_init(keys[j], j, None, nonce, public_share, s)
-                           for j, s in enumerate(input_shares)))
+    states, shares = zip(
+        *(vdaf.prep_init(keys[j], j, None, nonce, public_share, s) for j, s in enumerate(input_shares))
+    )
     msg = vdaf.prep_shares_to_prep(None, shares)
     return [vdaf.prep_next(st, msg) for st in states]
 
 
 def _wire(vdaf, nonce, public_share, input_shares):
     """A report through its encodings, as aggregators receive it."""
-    return (nonce, vdaf.decode_public_share(vdaf.encode_public_share(public_share)),
-            [vdaf.decode_input_share(j, vdaf.encode_input_share(s)) for j, s in enumerate(input_shares)])
+    return (
+        nonce,
+        vdaf.decode_public_share(vdaf.encode_public_share(public_share)),
+        [vdaf.decode_input_share(j, vdaf.encode_input_share(s)) for j, s in enumerate(input_shares)],
+    )
 
 
 @pytest.mark.parametrize("shares", [2, 3, 5])
@@ -167,8 +185,9 @@ def test_round_trip_per_report_and_in_batch(kind, shares):
     assert vdaf.unshard(None, agg, len(reports)) == expected
 
     # the batch path gives the same prep shares and messages
-    batches = [vdaf.prep_init_batch(VERIFY_KEY, j, None, [(n, ps, s[j]) for n, ps, s in reports])
-               for j in range(shares)]
+    batches = [
+        vdaf.prep_init_batch(VERIFY_KEY, j, None, [(n, ps, s[j]) for n, ps, s in reports]) for j in range(shares)
+    ]
     for i, (nonce, public_share, input_shares) in enumerate(reports):
         single = [vdaf.prep_init(VERIFY_KEY, j, None, nonce, public_share, s) for j, s in enumerate(input_shares)]
         assert [b[i][1] for b in batches] == [s[1] for s in single]
@@ -196,8 +215,9 @@ def test_forged_measurements_with_honest_proofs_are_rejected(kind, shares):
         with pytest.raises(VerifyError, match="does not verify: its measurement is not valid"):
             _prepare(vdaf, *report)
         reports.append(report)
-    batches = [vdaf.prep_init_batch(VERIFY_KEY, j, None, [(n, ps, s[j]) for n, ps, s in reports])
-               for j in range(shares)]
+    batches = [
+        vdaf.prep_init_batch(VERIFY_KEY, j, None, [(n, ps, s[j]) for n, ps, s in reports]) for j in range(shares)
+    ]
     msgs = vdaf.prep_shares_to_prep_batch(None, [[b[i][1] for b in batches] for i in range(len(reports))])
     assert all(isinstance(m, VerifyError) for m in msgs)
 
@@ -228,11 +248,11 @@ def test_tampered_reports_are_rejected():
     p = vdaf.field.modulus
 
     proofs = list(leader.proofs_share)
-    proofs[-1] = (proofs[-1] + 1) % p   # a changed gadget polynomial coefficient
+    proofs[-1] = (proofs[-1] + 1) % p  # a changed gadget polynomial coefficient
     with pytest.raises(VerifyError, match="does not verify"):
         _prepare(vdaf, nonce, public_share, [type(leader)(leader.meas_share, proofs, leader.blind), helper])
 
-    meas = list(leader.meas_share)      # a changed measurement share: another (invalid) measurement
+    meas = list(leader.meas_share)  # a changed measurement share: another (invalid) measurement
     meas[0] = (meas[0] + 1) % p
     with pytest.raises(VerifyError):
         _prepare(vdaf, nonce, public_share, [type(leader)(meas, leader.proofs_share, leader.blind), helper])
@@ -242,10 +262,10 @@ def test_tampered_reports_are_rejected():
     with pytest.raises(VerifyError):
         _prepare(vdaf, nonce, type(public_share)(tuple(parts)), [leader, helper])
 
-    with pytest.raises(VerifyError):           # aggregators that disagree on the verify key
+    with pytest.raises(VerifyError):  # aggregators that disagree on the verify key
         _prepare(vdaf, nonce, public_share, [leader, helper], verify_keys=[VERIFY_KEY, bytes(16)])
 
-    with pytest.raises(VerifyError):           # another report's nonce (replayed shares)
+    with pytest.raises(VerifyError):  # another report's nonce (replayed shares)
         _prepare(vdaf, rng.bytes(16), public_share, [leader, helper])
     assert _prepare(vdaf, nonce, public_share, [leader, helper])  # the untouched report still verifies
 
@@ -277,15 +297,18 @@ def test_decoding_refuses_malformed_messages():
         vdaf.shard(1, bytes(8), bytes(vdaf.RAND_SIZE))
 
 
-@pytest.mark.parametrize("make,bad,message", [
-    (lambda: Prio3Count(2), 2, "a Count measurement is 0 or 1"),
-    (lambda: Prio3Sum(2, 8), 256, r"a Sum measurement must be an integer \[0, 256\)"),
-    (lambda: Prio3Sum(2, 8), -1, r"a Sum measurement must be an integer \[0, 256\)"),
-    (lambda: Prio3Histogram(2, 4, 2), 4, "bucket index"),
-    (lambda: Prio3SumVec(2, 2, 2, 2), [1, 4], r"a SumVec entry must be an integer \[0, 4\)"),
-    (lambda: Prio3SumVec(2, 2, 2, 2), [1], "has 2 entries"),
-    (lambda: Prio3MultiHotHistogram(2, 4, 2, 2), [1, 1, 1, 0], "at most 2 buckets"),
-])
+@pytest.mark.parametrize(
+    "make,bad,message",
+    [
+        (lambda: Prio3Count(2), 2, "a Count measurement is 0 or 1"),
+        (lambda: Prio3Sum(2, 8), 256, r"a Sum measurement must be an integer \[0, 256\)"),
+        (lambda: Prio3Sum(2, 8), -1, r"a Sum measurement must be an integer \[0, 256\)"),
+        (lambda: Prio3Histogram(2, 4, 2), 4, "bucket index"),
+        (lambda: Prio3SumVec(2, 2, 2, 2), [1, 4], r"a SumVec entry must be an integer \[0, 4\)"),
+        (lambda: Prio3SumVec(2, 2, 2, 2), [1], "has 2 entries"),
+        (lambda: Prio3MultiHotHistogram(2, 4, 2, 2), [1, 1, 1, 0], "at most 2 buckets"),
+    ],
+)
 def test_honest_clients_cannot_shard_invalid_measurements(make, bad, message):
     vdaf = make()
     with pytest.raises(ValueError, match=message):
@@ -339,9 +362,9 @@ def test_the_wire_batch_refuses_malformed_reports_in_place():
     rng = Prg.from_int(12)
     reports = [vdaf.shard_random(m, rng) for m in (1, 2, 3, 4, 5)]
     wire = [[n, vdaf.encode_public_share(ps), vdaf.encode_input_share(s[0])] for n, ps, s in reports]
-    wire[1][2] = wire[1][2][:-1]                              # truncated share
-    wire[2][2] = b"\xff" * 16 + wire[2][2][16:]              # an element above p
-    wire[3][0] = bytes(15)                                     # a bad nonce
+    wire[1][2] = wire[1][2][:-1]  # truncated share
+    wire[2][2] = b"\xff" * 16 + wire[2][2][16:]  # an element above p
+    wire[3][0] = bytes(15)  # a bad nonce
     results = vdaf.prep_init_encoded_batch(VERIFY_KEY, 0, None, [tuple(w) for w in wire])
     assert [type(r).__name__ for r in results] == ["tuple", "DecodeError", "DecodeError", "DecodeError", "tuple"]
     assert "expected" in str(results[1]) and "modulus" in str(results[2]) and "nonce" in str(results[3])
@@ -354,6 +377,7 @@ def test_helper_expansion_falls_back_to_rejection_sampling(monkeypatch):
     """An XOF output element at or above p (probability 2^-62 per element) makes the vectorised
     expansion redo that report's row by rejection sampling, in stream order."""
     from mpcdp.vdaf import xof as module
+
     vdaf = Prio3SumVec(3, 3, 2, 2)
     rng = Prg.from_int(13)
     reports = [vdaf.shard_random([1, 2, 3], rng) for _ in range(3)]
@@ -378,6 +402,7 @@ def test_several_proofs_per_report():
     """PROOFS > 1 (draft 08 allows up to 255; its instances use 1): every proof must verify."""
     from mpcdp.vdaf import Prio3
     from mpcdp.vdaf.circuits import Count, Histogram
+
     for circuit, good, bad in ((Count(), 1, [2]), (Histogram(5, 2), 3, [1, 1, 0, 0, 0])):
         vdaf = Prio3("test", 0xFFFF0000, circuit, shares=3, proofs=3)
         rng = Prg.from_int(21)
@@ -397,8 +422,11 @@ def test_untrusted_bytes_raise_only_vdaf_errors(kind):
     """Aggregators decode what clients send: any byte string either decodes or raises a
     DecodeError (a VdafError with a reason), and well-formed garbage fails verification, never
     with another exception."""
-    from hypothesis import given, settings, strategies as st
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
     from mpcdp.vdaf import VdafError
+
     vdaf = CIRCUITS[kind][0](2)
     sizes = [vdaf.input_share_size(0), vdaf.input_share_size(1)]
 
@@ -409,9 +437,13 @@ def test_untrusted_bytes_raise_only_vdaf_errors(kind):
         length = data.draw(st.sampled_from([0, 1, sizes[agg_id] - 1, sizes[agg_id], sizes[agg_id] + 1]))
         blob = data.draw(st.binary(min_size=length, max_size=length))
         public = data.draw(st.binary(max_size=64))
-        for decode, arg in ((lambda b: vdaf.decode_input_share(agg_id, b), blob), (vdaf.decode_public_share, public),
-                            (vdaf.decode_prep_share, blob), (vdaf.decode_prep_msg, public),
-                            (vdaf.decode_agg_share, blob)):
+        for decode, arg in (
+            (lambda b: vdaf.decode_input_share(agg_id, b), blob),
+            (vdaf.decode_public_share, public),
+            (vdaf.decode_prep_share, blob),
+            (vdaf.decode_prep_msg, public),
+            (vdaf.decode_agg_share, blob),
+        ):
             try:
                 decode(arg)
             except VdafError:
@@ -424,8 +456,9 @@ def test_untrusted_bytes_raise_only_vdaf_errors(kind):
         public_len = 16 * vdaf.SHARES if vdaf.uses_joint_rand else 0
         public = data.draw(st.binary(min_size=public_len, max_size=public_len))
         try:
-            prepared = [vdaf.prep_init_encoded_batch(VERIFY_KEY, j, None, [(bytes(16), public, shares[j])])[0]
-                        for j in range(2)]
+            prepared = [
+                vdaf.prep_init_encoded_batch(VERIFY_KEY, j, None, [(bytes(16), public, shares[j])])[0] for j in range(2)
+            ]
             if all(isinstance(p, tuple) for p in prepared):
                 msg = vdaf.prep_shares_to_prep(None, [p[1] for p in prepared])
                 vdaf.prep_next(prepared[0][0], msg)

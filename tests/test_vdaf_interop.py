@@ -20,7 +20,8 @@ from mpcdp.prg import Prg
 from mpcdp.vdaf import Prio3Count, Prio3Histogram, Prio3Sum, Prio3SumVec, VerifyError
 
 _spec = importlib.util.spec_from_file_location(
-    "prio3_node", Path(__file__).resolve().parents[1] / "interop" / "prio3_node.py")
+    "prio3_node", Path(__file__).resolve().parents[1] / "interop" / "prio3_node.py"
+)
 prio3_node = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(prio3_node)
 
@@ -30,11 +31,18 @@ VERIFY_KEY = bytes(range(16))
 CIRCUITS = {
     "Count": (lambda s: Prio3Count(s), [1, 0, 1, 1], [[2]], 3),
     "Sum": (lambda s: Prio3Sum(s, 8), [0, 255, 17, 100], [[2] + [0] * 7, [1, 1, 1, 1, 1, 1, 1, -1]], 372),
-    "Histogram": (lambda s: Prio3Histogram(s, 10, 3), [0, 9, 4, 4],
-                  [[1, 1] + [0] * 8, [0] * 10, [10**6] + [0] * 9, [-1, 2] + [0] * 8],
-                  [1, 0, 0, 0, 2, 0, 0, 0, 0, 1]),
-    "SumVec": (lambda s: Prio3SumVec(s, 4, 3, 5), [[7, 0, 1, 2], [0, 0, 0, 0], [3, 3, 3, 3], [1, 2, 4, 7]],
-               [[2] + [0] * 11, [1] * 11 + [3]], [11, 5, 8, 12]),
+    "Histogram": (
+        lambda s: Prio3Histogram(s, 10, 3),
+        [0, 9, 4, 4],
+        [[1, 1] + [0] * 8, [0] * 10, [10**6] + [0] * 9, [-1, 2] + [0] * 8],
+        [1, 0, 0, 0, 2, 0, 0, 0, 0, 1],
+    ),
+    "SumVec": (
+        lambda s: Prio3SumVec(s, 4, 3, 5),
+        [[7, 0, 1, 2], [0, 0, 0, 0], [3, 3, 3, 3], [1, 2, 4, 7]],
+        [[2] + [0] * 11, [1] * 11 + [3]],
+        [11, 5, 8, 12],
+    ),
 }
 INSTANCES = [(kind, shares) for kind in CIRCUITS for shares in (2, 3, 5)]
 IDS = [f"{kind}-{shares}" for kind, shares in INSTANCES]
@@ -72,13 +80,26 @@ def node():
         vdaf = CIRCUITS[kind][0](shares)
         spec = prio3_node.spec(vdaf)
         measurements, nonces, rands = _oracle_inputs(vdaf, kind, shares)
-        requests.append({"op": "shard", "vdaf": spec, "measurements": measurements,
-                         "nonces": [n.hex() for n in nonces], "rands": [r.hex() for r in rands]})
+        requests.append(
+            {
+                "op": "shard",
+                "vdaf": spec,
+                "measurements": measurements,
+                "nonces": [n.hex() for n in nonces],
+                "rands": [r.hex() for r in rands],
+            }
+        )
         requests.append({"op": "shard", "vdaf": spec, "measurements": measurements})
-        requests.append({"op": "prepare", "vdaf": spec, "verify_key": VERIFY_KEY.hex(),
-                         "reports": prio3_node.encode_reports(vdaf, _mpcdp_reports(vdaf, kind, shares))})
+        requests.append(
+            {
+                "op": "prepare",
+                "vdaf": spec,
+                "verify_key": VERIFY_KEY.hex(),
+                "reports": prio3_node.encode_reports(vdaf, _mpcdp_reports(vdaf, kind, shares)),
+            }
+        )
     answers = prio3_node.run(requests)
-    return {key: answers[3 * i:3 * i + 3] for i, key in enumerate(INSTANCES)}
+    return {key: answers[3 * i : 3 * i + 3] for i, key in enumerate(INSTANCES)}
 
 
 def _prepare(vdaf, report):
@@ -94,8 +115,11 @@ def _prepare(vdaf, report):
 
 
 def _decode_report(vdaf, report):
-    return (bytes.fromhex(report["nonce"]), vdaf.decode_public_share(bytes.fromhex(report["public_share"])),
-            [vdaf.decode_input_share(j, bytes.fromhex(s)) for j, s in enumerate(report["input_shares"])])
+    return (
+        bytes.fromhex(report["nonce"]),
+        vdaf.decode_public_share(bytes.fromhex(report["public_share"])),
+        [vdaf.decode_input_share(j, bytes.fromhex(s)) for j, s in enumerate(report["input_shares"])],
+    )
 
 
 @pytest.mark.parametrize("kind,shares", INSTANCES, ids=IDS)

@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 
 from mpcdp.vdaf import (
-    Field128, Prio3Count, Prio3Histogram, Prio3MultiHotHistogram, Prio3Sum, Prio3SumVec, XofTurboShake128,
+    Field128,
+    Prio3Count,
+    Prio3Histogram,
+    Prio3MultiHotHistogram,
+    Prio3Sum,
+    Prio3SumVec,
+    XofTurboShake128,
 )
 
 VECTORS = Path(__file__).resolve().parents[1].parent / "shared" / "vdaf-08-test-vectors"
@@ -23,8 +29,9 @@ INSTANCES = {
     "Prio3Sum": lambda v: Prio3Sum(v["shares"], v["bits"]),
     "Prio3SumVec": lambda v: Prio3SumVec(v["shares"], v["length"], v["bits"], v["chunk_length"]),
     "Prio3Histogram": lambda v: Prio3Histogram(v["shares"], v["length"], v["chunk_length"]),
-    "Prio3MultiHotHistogram": lambda v: Prio3MultiHotHistogram(v["shares"], v["length"], v["max_count"],
-                                                               v["chunk_length"]),
+    "Prio3MultiHotHistogram": lambda v: Prio3MultiHotHistogram(
+        v["shares"], v["length"], v["max_count"], v["chunk_length"]
+    ),
 }
 CASES = [(name, k) for name in INSTANCES for k in (0, 1)]
 

@@ -47,6 +47,7 @@ def _generator():
 
 # -- the description, implemented from scratch ----------------------------------------------------
 
+
 def rfc5869_key(seed: bytes, session_id: bytes, purpose: str) -> bytes:
     """HKDF-SHA256 extract-then-expand, one block, truncated to the 16-byte AES key."""
     info = len(session_id).to_bytes(2, "big") + session_id + purpose.encode("utf-8")
@@ -62,7 +63,7 @@ def ctr_keystream(key: bytes, nbytes: int) -> bytes:
 
 
 def le_words(data: bytes) -> list[int]:
-    return [int.from_bytes(data[i:i + 8], "little") for i in range(0, len(data), 8)]
+    return [int.from_bytes(data[i : i + 8], "little") for i in range(0, len(data), 8)]
 
 
 def round_half_even(x: float) -> int:
@@ -70,6 +71,7 @@ def round_half_even(x: float) -> int:
 
 
 # -- the files as a whole -------------------------------------------------------------------------
+
 
 def test_committed_vectors_match_the_library():
     stale = _generator().stale()
@@ -143,8 +145,11 @@ def test_seeded_sharing_from_the_library(v):
     assert [s.hex() for s in shares.seeds] == v["seeds"]
     assert [int(w) for w in shares.correction] == v["correction"]
     assert np.asarray(shares.correction, dtype="<u8").tobytes().hex() == v["correction_le_hex"]
-    received = SeededShares(tuple(bytes.fromhex(s) for s in v["seeds"]), tuple(v["purposes"]),
-                            ring.as_ring(np.array(v["correction"], dtype=object)))
+    received = SeededShares(
+        tuple(bytes.fromhex(s) for s in v["seeds"]),
+        tuple(v["purposes"]),
+        ring.as_ring(np.array(v["correction"], dtype=object)),
+    )
     assert [int(w) for w in received.reconstruct(sid)] == v["reconstruction"] == v["secret_ring"]
 
 
@@ -178,9 +183,9 @@ def test_fixed_point_encode(v):
     encoded = ring.FixedPoint(f).encode([x])
     assert int(encoded[0]) == v["ring"]
     assert encoded.astype("<u8").tobytes().hex() == v["le_hex"]
-    assert round_half_even(x * 2 ** f) == v["signed"] and v["signed"] % MOD == v["ring"]
+    assert round_half_even(x * 2**f) == v["signed"] and v["signed"] % MOD == v["ring"]
     assert float(ring.FixedPoint(f).decode(encoded)[0]) == float.fromhex(v["decoded"]["hex"])
-    assert v["signed"] / 2 ** f == float.fromhex(v["decoded"]["hex"])
+    assert v["signed"] / 2**f == float.fromhex(v["decoded"]["hex"])
 
 
 @pytest.mark.parametrize("v", FIXED["refused"], ids=[v["comment"] + v["real"]["repr"] for v in FIXED["refused"]])
@@ -264,7 +269,8 @@ def test_statistic_encoding(v):
     vector = stat.encode(v["records"])
     assert [int(w) for w in vector] == v["local_aggregate"] == described_aggregate(v["spec"], v["records"])
     assert [[b.name, b.length, b.scale, b.sensitivity] for b in stat.blocks] == [
-        [b["name"], b["length"], b["scale"], b["sensitivity"]] for b in v["blocks"]]
+        [b["name"], b["length"], b["scale"], b["sensitivity"]] for b in v["blocks"]
+    ]
     assert le_words(bytes.fromhex(v["local_aggregate_le_hex"])) == v["local_aggregate"]
 
 
@@ -312,7 +318,8 @@ def test_survey_sheet_encoding(v):
     survey = parse_survey(SHEETS["survey_toml"], "sheet-vectors.toml")
     assert survey.width == SHEETS["width"] == sum(q["width"] for q in SHEETS["layout"])
     assert [[q.id, block.start, q.width] for q, block in survey.offsets()] == [
-        [q["question"], q["offset"], q["width"]] for q in SHEETS["layout"]]
+        [q["question"], q["offset"], q["width"]] for q in SHEETS["layout"]
+    ]
     for seed in (1, 2):  # fresh shares each time; their sum is the encoding
         prepared = SurveyClient(survey, rng=Prg.from_int(seed, "sheet")).prepare(v["answers"])
         assert {name: len(blob) for name, blob in prepared.shares.items()} == v["share_bytes"]
@@ -347,7 +354,11 @@ def test_prio3_survey_reports():
     for i, (q, v) in enumerate(zip(survey.questions, PRIO3["questions"], strict=True)):
         vdaf = proved.circuit(survey, q)
         assert {k: v["circuit"][k] for k in ("name", "algorithm_id", "shares", "proofs")} == {
-            "name": vdaf.name, "algorithm_id": vdaf.ID, "shares": vdaf.SHARES, "proofs": vdaf.PROOFS}
+            "name": vdaf.name,
+            "algorithm_id": vdaf.ID,
+            "shares": vdaf.SHARES,
+            "proofs": vdaf.PROOFS,
+        }
         assert described_circuit(q, len(survey.aggregators)).items() <= v["circuit"].items()
         for sid, expected in v["nonces"].items():
             assert proved.nonce(survey, bytes.fromhex(sid), i).hex() == expected
@@ -356,7 +367,7 @@ def test_prio3_survey_reports():
         if v["measurement_of_sheet"] is None:
             continue
         start, width = offsets[q.id]
-        block = sheet[start:start + width]
+        block = sheet[start : start + width]
         assert proved.measurement(q, np.array(block)) == v["measurement_of_sheet"]
         if q.kind == "numeric":
             described = block[0] - q.unit_range[0]

@@ -29,7 +29,12 @@ REPO = HERE.parent.parent
 
 # box -> (column centre, row, width, label); rows from the bottom (0) up
 BOXES = {
-    "foundations": (5.0, 0, 9.6, "foundations: ring.py (Z_2^64, fixed point, headroom) · prg.py (AES-CTR) · sharing.py"),
+    "foundations": (
+        5.0,
+        0,
+        9.6,
+        "foundations: ring.py (Z_2^64, fixed point, headroom) · prg.py (AES-CTR) · sharing.py",
+    ),
     "dp": (5.0, 1, 9.6, "dp/: exact samplers · local DP · central and distributed noise · guarantees · ledger"),
     "protocol": (1.25, 2, 2.3, "protocol/\nspec · statistics · noise\nparty · coordinator\nin-memory driver"),
     "survey": (3.75, 2, 2.3, "survey/ + client.py\ndefinition · local · sheet\ncentral · release\nrespondent client"),
@@ -44,8 +49,11 @@ BOXES = {
     "cli": (3.75, 5, 7.1, "the mpcdp command: services/cli.py, services/commands/ (one module per subcommand)"),
     "simulations": (8.75, 5, 2.3, "local processes\nservices/simulation.py\nservices/survey/simulation.py"),
 }
-PACKAGE_NOTES = {"mpc": ": honest-majority\nengine, comparisons", "vdaf": ": Prio3 (VDAF 08)",
-                 "tokens": ": blind RSA,\nPrivacy Pass"}
+PACKAGE_NOTES = {
+    "mpc": ": honest-majority\nengine, comparisons",
+    "vdaf": ": Prio3 (VDAF 08)",
+    "tokens": ": blind RSA,\nPrivacy Pass",
+}
 ROW_HEIGHT, BOX_HEIGHT = 1.6, 0.95
 LIBRARY_COLOUR, SERVICE_COLOUR, WIRE_COLOUR = "#dbe9f6", "#fbe3c8", "#e6e6e6"
 
@@ -73,14 +81,26 @@ def box_of(module: str) -> str:
     sub = parts[1] if len(parts) > 1 else ""
     if parts[-1] == "simulation":
         return "simulations"
-    return {"wire": "wire", "party_node": "nodes", "coordinator_node": "nodes", "survey": "survey_nodes",
-            "text_node": "text_node", "client": "analyst", "cli": "cli", "commands": "cli"}.get(sub, "support")
+    return {
+        "wire": "wire",
+        "party_node": "nodes",
+        "coordinator_node": "nodes",
+        "survey": "survey_nodes",
+        "text_node": "text_node",
+        "client": "analyst",
+        "cli": "cli",
+        "commands": "cli",
+    }.get(sub, "support")
 
 
 def arrows(repo: Path) -> tuple[collections.Counter, set[str]]:
     layers = load_layer_test(repo)
-    files = {layers.module_name(p): p for top in ("mpcdp", "services") for p in sorted((repo / top).rglob("*.py"))
-             if not p.name.endswith(("_pb2.py", "_pb2_grpc.py"))}
+    files = {
+        layers.module_name(p): p
+        for top in ("mpcdp", "services")
+        for p in sorted((repo / top).rglob("*.py"))
+        if not p.name.endswith(("_pb2.py", "_pb2_grpc.py"))
+    }
     counts: collections.Counter = collections.Counter()
     others = {box_of(m) for m in files if box_of(m).startswith("other:")}
     for name, path in files.items():
@@ -114,15 +134,38 @@ def draw(repo: Path, out: Path) -> None:
             label = "\n".join(f"{o.split(':')[1]}/" + PACKAGE_NOTES.get(o.split(":")[1], "") for o in sorted(others))
         colour = WIRE_COLOUR if key == "wire" else LIBRARY_COLOUR if row <= 2 else SERVICE_COLOUR
         y = row * ROW_HEIGHT
-        ax.add_patch(FancyBboxPatch((x - width / 2, y - BOX_HEIGHT / 2), width, BOX_HEIGHT,
-                                    boxstyle="round,pad=0.02,rounding_size=0.08", fc=colour, ec="#444444", lw=1))
+        ax.add_patch(
+            FancyBboxPatch(
+                (x - width / 2, y - BOX_HEIGHT / 2),
+                width,
+                BOX_HEIGHT,
+                boxstyle="round,pad=0.02,rounding_size=0.08",
+                fc=colour,
+                ec="#444444",
+                lw=1,
+            )
+        )
         ax.text(x, y, label, ha="center", va="center", fontsize=8.2, family="DejaVu Sans")
     boundary = 2.5 * ROW_HEIGHT
     ax.plot([-0.1, 10.1], [boundary, boundary], ls="--", color="#aa3333", lw=1.2)
-    ax.text(-0.1, boundary + 0.08, "services/: gRPC adapters, files, processes", ha="left", va="bottom",
-            fontsize=8.5, color="#aa3333")
-    ax.text(-0.1, boundary - 0.08, "mpcdp/: the pure library (never imports grpc, protobuf or services/)",
-            ha="left", va="top", fontsize=8.5, color="#aa3333")
+    ax.text(
+        -0.1,
+        boundary + 0.08,
+        "services/: gRPC adapters, files, processes",
+        ha="left",
+        va="bottom",
+        fontsize=8.5,
+        color="#aa3333",
+    )
+    ax.text(
+        -0.1,
+        boundary - 0.08,
+        "mpcdp/: the pure library (never imports grpc, protobuf or services/)",
+        ha="left",
+        va="top",
+        fontsize=8.5,
+        color="#aa3333",
+    )
     for (a, b), n in sorted(counts.items()):
         (xa, ya), (xb, yb) = centre(a), centre(b)
         wa, wb = width_of(a), width_of(b)
@@ -137,11 +180,22 @@ def draw(repo: Path, out: Path) -> None:
             start, end, colour = (sx, ya - BOX_HEIGHT / 2), (ex, yb + BOX_HEIGHT / 2), "#1f4e79"
         else:
             start, end, colour = (sx, ya + BOX_HEIGHT / 2), (ex, yb - BOX_HEIGHT / 2), "#cc0000"
-        ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=9,
-                                     lw=0.4 + 0.25 * min(n, 12), alpha=0.6, color=colour,
-                                     connectionstyle=f"arc3,rad={np.sign(xa - xb) * 0.07 if start[1] == end[1] else 0.05}"))
-    ax.set_title("mpcdp: layers and import arrows (an arrow A -> B: a module of A imports one of B; "
-                 "width ~ number of imports)", fontsize=9.5)
+        ax.add_patch(
+            FancyArrowPatch(
+                start,
+                end,
+                arrowstyle="-|>",
+                mutation_scale=9,
+                lw=0.4 + 0.25 * min(n, 12),
+                alpha=0.6,
+                color=colour,
+                connectionstyle=f"arc3,rad={np.sign(xa - xb) * 0.07 if start[1] == end[1] else 0.05}",
+            )
+        )
+    ax.set_title(
+        "mpcdp: layers and import arrows (an arrow A -> B: a module of A imports one of B; width ~ number of imports)",
+        fontsize=9.5,
+    )
     fig.tight_layout()
     fig.savefig(out, format=out.suffix[1:], **({"metadata": {"Date": None}} if out.suffix == ".svg" else {}))
     plt.close(fig)

@@ -29,15 +29,15 @@ class Guarantee:
     rho: float = math.inf
 
     @classmethod
-    def pure(cls, epsilon: float) -> "Guarantee":
+    def pure(cls, epsilon: float) -> Guarantee:
         return cls(PURE, epsilon=float(epsilon), rho=float(epsilon) ** 2 / 2)
 
     @classmethod
-    def zcdp(cls, rho: float) -> "Guarantee":
+    def zcdp(cls, rho: float) -> Guarantee:
         return cls(ZCDP, rho=float(rho))
 
     @classmethod
-    def none(cls) -> "Guarantee":
+    def none(cls) -> Guarantee:
         return cls(NONE)
 
     @property

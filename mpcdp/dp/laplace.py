@@ -102,8 +102,7 @@ class GridLaplace:
         scaled = arr / self.grid  # exact: division by a power of two
         if arr.size and np.max(np.abs(scaled)) >= _MAX_UNITS:
             raise ValueError(
-                f"input magnitude exceeds the grid range 2^{62 + self.grid_exponent}; "
-                "use a coarser grid_exponent"
+                f"input magnitude exceeds the grid range 2^{62 + self.grid_exponent}; use a coarser grid_exponent"
             )
         if self.rounding == "nearest":
             return np.rint(scaled).astype(np.int64)

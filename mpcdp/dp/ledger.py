@@ -133,8 +133,10 @@ class PrivacyLedger:
                 db.execute("INSERT INTO budgets VALUES (?, ?, ?)", (dataset, str(eps), str(delta)))
             elif (_as_written(row[0]), _as_written(row[1])) == (eps, delta) != (Fraction(row[0]), Fraction(row[1])):
                 # written by a version that stored a float budget's binary value: keep the decimal one
-                db.execute("UPDATE budgets SET epsilon_budget = ?, delta_budget = ? WHERE dataset = ?",
-                           (str(eps), str(delta), dataset))
+                db.execute(
+                    "UPDATE budgets SET epsilon_budget = ?, delta_budget = ? WHERE dataset = ?",
+                    (str(eps), str(delta), dataset),
+                )
             elif (Fraction(row[0]), Fraction(row[1])) != (eps, delta):
                 raise ValueError(
                     f"dataset {dataset!r} already has budget epsilon={float(Fraction(row[0])):g} "
@@ -238,8 +240,7 @@ class PrivacyLedger:
         db = self._connect()
         try:
             rows = db.execute(
-                "SELECT id, dataset, scope, epsilon, delta, label, created FROM charges "
-                "WHERE dataset = ? ORDER BY id",
+                "SELECT id, dataset, scope, epsilon, delta, label, created FROM charges WHERE dataset = ? ORDER BY id",
                 (self.dataset,),
             ).fetchall()
         finally:

@@ -67,8 +67,10 @@ def _keep_probability(eps: Fraction, others: int) -> Fraction:
 
 
 def _too_small(epsilon) -> ValueError:
-    return ValueError(f"epsilon={epsilon!r} is too small: at 64-bit resolution the reports would carry "
-                      "no information about the answer, and the estimator would be undefined")
+    return ValueError(
+        f"epsilon={epsilon!r} is too small: at 64-bit resolution the reports would carry "
+        "no information about the answer, and the estimator would be undefined"
+    )
 
 
 def two_coin_randomize(truth, rng: RandomSource | None = None) -> np.ndarray:

@@ -194,8 +194,9 @@ def _bernoulli_exp_neg_ratio(u: np.ndarray, t: int, rng: RandomSource) -> np.nda
     Bernoulli(u / (t k)) is drawn as Bernoulli(u / t) AND Bernoulli(1 / k),
     which keeps every comparison within 64-bit integers.
     """
-    return _alternating_series(u.size, lambda todo, k: (uniform_below(t, todo.size, rng) < u[todo])
-                               & bernoulli(Fraction(1, k), todo.size, rng))
+    return _alternating_series(
+        u.size, lambda todo, k: (uniform_below(t, todo.size, rng) < u[todo]) & bernoulli(Fraction(1, k), todo.size, rng)
+    )
 
 
 def _geometric_exp_neg_one(size: int, rng: RandomSource) -> np.ndarray:
@@ -301,8 +302,9 @@ def discrete_gaussian(sigma2, size: int, rng: RandomSource) -> np.ndarray:
 
 def _bernoulli_exp_neg_fraction_each(nums: np.ndarray, den: int, rng: RandomSource) -> np.ndarray:
     """Bernoulli(exp(-nums[i] / den)) for per-element rationals in [0, 1)."""
-    return _alternating_series(nums.size, lambda todo, k: _bernoulli_each(nums[todo], den, rng)
-                               & bernoulli(Fraction(1, k), todo.size, rng))
+    return _alternating_series(
+        nums.size, lambda todo, k: _bernoulli_each(nums[todo], den, rng) & bernoulli(Fraction(1, k), todo.size, rng)
+    )
 
 
 def poisson(lam, size: int, rng: RandomSource) -> np.ndarray:
@@ -341,4 +343,3 @@ def _poisson_at_most_one(mu: Fraction, size: int, rng: RandomSource) -> np.ndarr
         out[todo[accept]] = k[accept]
         todo = todo[~accept]
     return out
-

@@ -25,8 +25,7 @@ class Access:
             raise ValueError(f"an honest-majority engine needs at least 3 parties, got {n!r}")
         self.n = n
         self.t = (n - 1) // 2
-        self.indices: tuple[frozenset[int], ...] = tuple(
-            frozenset(c) for c in combinations(range(n), self.t))
+        self.indices: tuple[frozenset[int], ...] = tuple(frozenset(c) for c in combinations(range(n), self.t))
         self._holders = tuple(tuple(p for p in range(n) if p not in T) for T in self.indices)
         self._held = tuple(tuple(k for k, T in enumerate(self.indices) if p not in T) for p in range(n))
 

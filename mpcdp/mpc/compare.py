@@ -73,8 +73,8 @@ def add_bits(e: Engine, terms: list[np.ndarray]) -> Program[np.ndarray]:
     """The bits of the sum mod 2^64 of shared bit vectors (carry-save tree, then one adder)."""
     terms = list(terms)
     while len(terms) > 2:
-        triples = [terms[i:i + 3] for i in range(0, len(terms) - 2, 3)]
-        rest = terms[3 * len(triples):]
+        triples = [terms[i : i + 3] for i in range(0, len(terms) - 2, 3)]
+        rest = terms[3 * len(triples) :]
         ands = yield from e.and_many([(a ^ c, b ^ c) for a, b, c in triples])
         terms = [x for (a, b, c), m in zip(triples, ands) for x in (a ^ b ^ c, shl(m ^ c, 1))] + rest
     a, b = terms
@@ -133,9 +133,11 @@ def to_ring(e: Engine, bit: np.ndarray) -> Program[np.ndarray]:
     parts = yield from e.inputs(e.additive(bit, xor=True) & U64(1))
     while len(parts) > 1:
         pairs = [(parts[i], parts[i + 1]) for i in range(0, len(parts) - 1, 2)]
-        rest = parts[2 * len(pairs):]
-        flat = yield from e.mul(np.concatenate([a.reshape(e.k, -1) for a, _ in pairs], axis=1),
-                                np.concatenate([b.reshape(e.k, -1) for _, b in pairs], axis=1))
+        rest = parts[2 * len(pairs) :]
+        flat = yield from e.mul(
+            np.concatenate([a.reshape(e.k, -1) for a, _ in pairs], axis=1),
+            np.concatenate([b.reshape(e.k, -1) for _, b in pairs], axis=1),
+        )
         prods = np.split(flat, len(pairs), axis=1)
         parts = [a + b - U64(2) * m.reshape(a.shape) for (a, b), m in zip(pairs, prods)] + rest
     return parts[0]
@@ -147,7 +149,7 @@ def to_ring_rounds(n: int) -> int:
 
 def _halves(v: np.ndarray):
     h = v.shape[-1] // 2
-    return v[..., 0:2 * h:2], v[..., 1:2 * h:2], v[..., 2 * h:]
+    return v[..., 0 : 2 * h : 2], v[..., 1 : 2 * h : 2], v[..., 2 * h :]
 
 
 PAIRS = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
@@ -159,8 +161,10 @@ def _pad(e: Engine, values: np.ndarray, index: np.ndarray, multiple: int, filler
         return values, index
     shape = values.shape[1:-1] + (extra,)
     fill = e.constant(np.full(shape, np.int64(filler).view(U64), dtype=U64))
-    return (np.concatenate([values, fill], axis=-1),
-            np.concatenate([index, e.constant(np.zeros(shape, dtype=U64))], axis=-1))
+    return (
+        np.concatenate([values, fill], axis=-1),
+        np.concatenate([index, e.constant(np.zeros(shape, dtype=U64))], axis=-1),
+    )
 
 
 def extremum(e: Engine, values: np.ndarray, smallest: bool = False) -> Program[tuple[np.ndarray, np.ndarray]]:

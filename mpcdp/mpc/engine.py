@@ -40,7 +40,8 @@ verification), as in MPyC's default mode.
 
 from __future__ import annotations
 
-from typing import Generator, TypeVar
+from collections.abc import Generator
+from typing import TypeVar
 
 import numpy as np
 
@@ -67,8 +68,9 @@ def received(inbox: Inbox, sender: int, size: int) -> np.ndarray:
     if words is None:
         raise ProtocolError(Status.INVALID_ARGUMENT, f"no message from party {sender} in this round")
     if words.size != size:
-        raise ProtocolError(Status.INVALID_ARGUMENT,
-                            f"party {sender} sent {words.size} words where {size} were expected")
+        raise ProtocolError(
+            Status.INVALID_ARGUMENT, f"party {sender} sent {words.size} words where {size} were expected"
+        )
     return words
 
 
@@ -86,9 +88,9 @@ class Stream:
     def take(self, size: int) -> np.ndarray:
         if self._at + size > self._buf.size:
             self._chunk = min(2 * self._chunk, self.MAX_CHUNK)
-            self._buf = np.concatenate([self._buf[self._at:], self._prg.uint64(max(size, self._chunk))])
+            self._buf = np.concatenate([self._buf[self._at :], self._prg.uint64(max(size, self._chunk))])
             self._at = 0
-        out = self._buf[self._at:self._at + size]
+        out = self._buf[self._at : self._at + size]
         self._at += size
         return out
 
@@ -117,8 +119,12 @@ class Engine:
         rows = [self.access.holders(idx) for idx in self.held]
         self._my_row = np.array([r.index(me) for r in rows])
         self._drawn = np.array([[self._residual[p] != idx for p in r] for idx, r in zip(self.held, rows)])
-        slots = [(p, pos, r) for pos, (idx, row) in enumerate(zip(self.held, rows))
-                 for r, p in enumerate(row) if self._residual[p] != idx]
+        slots = [
+            (p, pos, r)
+            for pos, (idx, row) in enumerate(zip(self.held, rows))
+            for r, p in enumerate(row)
+            if self._residual[p] != idx
+        ]
         self._slot_party, self._slot_pos, self._slot_row = (np.array(v) for v in zip(*slots))
         self._residual_pos = {p: self._pos[self._residual[p]] for p in range(n) if self._residual[p] in self._pos}
         self._reshare: dict[int, Stream] = {}
@@ -151,7 +157,7 @@ class Engine:
         for dealer, idxs in expected.items():
             raw = received(inbox, dealer, len(idxs) * SEED_BYTES // 8).astype("<u8").tobytes()
             for j, idx in enumerate(idxs):
-                dealt[idx] = raw[j * SEED_BYTES:(j + 1) * SEED_BYTES]
+                dealt[idx] = raw[j * SEED_BYTES : (j + 1) * SEED_BYTES]
         for idx, key in dealt.items():
             self._reshare[idx] = Stream(Prg(key, self.session_id, "mpc/reshare"))
             self._random[idx] = Stream(Prg(key, self.session_id, "mpc/random"))

@@ -6,8 +6,8 @@ the byte counts are those a transport would carry (before its own framing).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from ..prg import Prg, RandomSource, system_random
 from .engine import Engine, Program

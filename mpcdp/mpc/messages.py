@@ -41,7 +41,7 @@ class Round:
         return head + self.session_id + _COUNT.pack(words.size) + words.tobytes()
 
     @classmethod
-    def decode(cls, data: bytes) -> "Round":
+    def decode(cls, data: bytes) -> Round:
         if len(data) < _HEAD.size:
             raise ProtocolError(Status.INVALID_ARGUMENT, "truncated engine message")
         magic, version, rnd, sender, recipient, sid_len = _HEAD.unpack_from(data)
@@ -53,7 +53,8 @@ class Round:
         (count,) = _COUNT.unpack_from(data, at)
         at += _COUNT.size
         if count > MAX_WORDS or len(data) != at + 8 * count:
-            raise ProtocolError(Status.INVALID_ARGUMENT,
-                                f"engine message announces {count} words but carries {(len(data) - at) // 8}")
+            raise ProtocolError(
+                Status.INVALID_ARGUMENT, f"engine message announces {count} words but carries {(len(data) - at) // 8}"
+            )
         words = np.frombuffer(data, dtype="<u8", count=count, offset=at).astype(np.uint64)
-        return cls(bytes(data[_HEAD.size:_HEAD.size + sid_len]), rnd, sender, recipient, words)
+        return cls(bytes(data[_HEAD.size : _HEAD.size + sid_len]), rnd, sender, recipient, words)

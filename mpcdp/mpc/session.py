@@ -22,7 +22,7 @@ one of a later one.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -62,8 +62,7 @@ class PartyRun:
     def _outgoing(self, outbox) -> list[Round]:
         """One Round to every peer, empty when the program has nothing for it: one per peer per round."""
         e = self.engine
-        return [Round(e.session_id, self.round, e.me, to, outbox.get(to, _EMPTY))
-                for to in range(e.n) if to != e.me]
+        return [Round(e.session_id, self.round, e.me, to, outbox.get(to, _EMPTY)) for to in range(e.n) if to != e.me]
 
     def start(self) -> list[Round]:
         if self._started:
@@ -81,17 +80,21 @@ class PartyRun:
                 if m.session_id != self.engine.session_id:
                     raise ProtocolError(Status.INVALID_ARGUMENT, "a message from another session")
                 if m.round != self.round or m.recipient != self.engine.me:
-                    raise ProtocolError(Status.INVALID_ARGUMENT,
-                                        f"a message for round {m.round}, party {m.recipient} reached "
-                                        f"party {self.engine.me} in round {self.round}")
+                    raise ProtocolError(
+                        Status.INVALID_ARGUMENT,
+                        f"a message for round {m.round}, party {m.recipient} reached "
+                        f"party {self.engine.me} in round {self.round}",
+                    )
                 if m.sender in inbox or not 0 <= m.sender < self.engine.n or m.sender == self.engine.me:
                     raise ProtocolError(Status.INVALID_ARGUMENT, f"unexpected message from party {m.sender}")
                 inbox[m.sender] = m.words
             missing = [p for p in range(self.engine.n) if p != self.engine.me and p not in inbox]
             if missing:
-                raise ProtocolError(Status.INVALID_ARGUMENT,
-                                    f"round {self.round}: no message from part{'ies' if len(missing) > 1 else 'y'} "
-                                    + ", ".join(map(str, missing)))
+                raise ProtocolError(
+                    Status.INVALID_ARGUMENT,
+                    f"round {self.round}: no message from part{'ies' if len(missing) > 1 else 'y'} "
+                    + ", ".join(map(str, missing)),
+                )
             self.engine.round += 1
             outbox = self._gen.send(inbox)
         except StopIteration as stop:

@@ -27,8 +27,8 @@ checks where the party's data determine it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from fractions import Fraction
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -104,6 +104,7 @@ class Threshold:
         def run(e: Engine):
             bits = yield from compare.to_bits(e, part)
             return (yield from e.open(compare.shr(bits, 63), xor=True))
+
         return run
 
     def release(self, opened) -> bool:
@@ -135,6 +136,7 @@ class Extremum:
             best, index = yield from compare.extremum(e, bits, smallest=self.smallest)
             shown = {"value": [best], "index": [index], "both": [best, index]}[self.reveal]
             return (yield from e.open(np.stack(shown, axis=1), xor=True))
+
         return run
 
     def release(self, opened):
@@ -164,6 +166,7 @@ class SecondPrice:
             bits = yield from compare.to_bits(e, part)
             _, index, second = yield from compare.top_two(e, bits)
             return (yield from e.open(np.stack([index, second], axis=1), xor=True))
+
         return run
 
     def release(self, opened) -> tuple[int, int | None]:
@@ -191,11 +194,13 @@ class NoisyArgmax:
 
     name = "noisy-argmax"
 
-    def __init__(self, epsilon: float, n_parties: int, sensitivity: int = 1, monotone: bool = True,
-                 colluders: int | None = None):
+    def __init__(
+        self, epsilon: float, n_parties: int, sensitivity: int = 1, monotone: bool = True, colluders: int | None = None
+    ):
         self.colluders = (n_parties - 1) // 2 if colluders is None else colluders
-        self.noise = DistributedDiscreteLaplace(epsilon, sensitivity if monotone else 2 * sensitivity,
-                                                n_parties, max(1, self.colluders))
+        self.noise = DistributedDiscreteLaplace(
+            epsilon, sensitivity if monotone else 2 * sensitivity, n_parties, max(1, self.colluders)
+        )
         self.epsilon, self.n_parties = float(epsilon), n_parties
 
     def guarantee(self, pieces_added: int | None = None) -> Guarantee:
@@ -237,8 +242,7 @@ class DPQuantile:
 
     name = "quantile"
 
-    def __init__(self, q: float, edges: Sequence[float], epsilon: float, n_parties: int,
-                 colluders: int | None = None):
+    def __init__(self, q: float, edges: Sequence[float], epsilon: float, n_parties: int, colluders: int | None = None):
         frac = Fraction(q).limit_denominator(1 << 10)
         if not 0 < frac < 1:
             raise ValueError(f"q must be strictly between 0 and 1, got {q!r}")
@@ -279,6 +283,7 @@ class DPQuantile:
             noisy = yield from compare.to_bits(e, e.additive(utility) + noise)
             _, index = yield from compare.extremum(e, noisy)
             return (yield from e.open(index, xor=True))
+
         return run
 
     def release(self, opened):
@@ -296,7 +301,8 @@ def simulate(statistic, data: Sequence, seed: int | None = None, record: bool = 
     n = len(data)
     rngs = seeded_rngs(n, seed) if seed is not None else [system_random("mpc") for _ in range(n)]
     noise_rngs = seeded_rngs(n, seed + 1) if seed is not None else [system_random("noise") for _ in range(n)]
-    prepared = [statistic.prepare(p, *(d if isinstance(d, tuple) else (d,)), rng=noise_rngs[p])
-                for p, d in enumerate(data)]
+    prepared = [
+        statistic.prepare(p, *(d if isinstance(d, tuple) else (d,)), rng=noise_rngs[p]) for p, d in enumerate(data)
+    ]
     results, trace = run_in_memory(n, [statistic.program(x) for x in prepared], rngs, record=record)
     return statistic.release(results[0]), trace

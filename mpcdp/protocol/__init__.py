@@ -1,7 +1,7 @@
 """The peer protocol (DESIGN.md, protocol 1) without I/O: specs, messages, state machines.
 
-    spec = QuerySpec("mean", parties=("alice", "bob", "carol", "dave"), bounds=(0, 10_000))
-    run_in_memory(spec, {"alice": [3800], "bob": [2514], ...}).release.value
+spec = QuerySpec("mean", parties=("alice", "bob", "carol", "dave"), bounds=(0, 10_000))
+run_in_memory(spec, {"alice": [3800], "bob": [2514], ...}).release.value
 """
 
 from .coordinator import CoordinatorSession, Release
@@ -13,7 +13,21 @@ from .spec import QuerySpec, SpecError, new_session_id
 from .statistics import Statistic, statistic_for
 
 __all__ = [
-    "Abort", "CoordinatorSession", "PartialSum", "PartyPolicy", "PartySession", "ProtocolError",
-    "QuerySpec", "Release", "Response", "Run", "ShareMessage", "SpecError", "Statistic", "Status",
-    "new_session_id", "run_in_memory", "statistic_for",
+    "Abort",
+    "CoordinatorSession",
+    "PartialSum",
+    "PartyPolicy",
+    "PartySession",
+    "ProtocolError",
+    "QuerySpec",
+    "Release",
+    "Response",
+    "Run",
+    "ShareMessage",
+    "SpecError",
+    "Statistic",
+    "Status",
+    "new_session_id",
+    "run_in_memory",
+    "statistic_for",
 ]

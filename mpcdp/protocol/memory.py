@@ -7,8 +7,8 @@ exercised end to end in tests and in the in-process demo.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from ..prg import RandomSource
 from .coordinator import CoordinatorSession, Release
@@ -43,8 +43,9 @@ def run_in_memory(
         raise ValueError(f"no data for parties: {', '.join(missing)}")
     policies = policies or {}
     coordinator = CoordinatorSession(spec)
-    parties = {p: PartySession(p, spec, data[p], policies.get(p, PartyPolicy(allow_exact=True)), rng=rng)
-               for p in spec.parties}
+    parties = {
+        p: PartySession(p, spec, data[p], policies.get(p, PartyPolicy(allow_exact=True)), rng=rng) for p in spec.parties
+    }
     try:
         for name, party in parties.items():
             try:

@@ -59,8 +59,7 @@ def mechanisms(spec: QuerySpec) -> list[tuple[Block, object]]:
             mech = DistributedDiscreteLaplace(exact(spec.epsilon, "epsilon") / k, max(l1, 1), n, t)  # exact split
         else:
             rho = math.nextafter(zcdp_rho(spec.epsilon, spec.delta) / k, 0.0)  # never above the exact share
-            mech = DistributedSkellam(rho, max(l2, 1), n, t,
-                                      l1_sensitivity=max(l1, l2, 1))
+            mech = DistributedSkellam(rho, max(l2, 1), n, t, l1_sensitivity=max(l1, l2, 1))
         out.append((b, mech))
     return out
 
@@ -80,9 +79,9 @@ def check_noise_headroom(spec: QuerySpec) -> None:
 
 @dataclass(frozen=True)
 class Description:
-    noise_std: dict      # block name -> standard deviation of its total noise, in value units
-    intervals: dict      # result key -> [lower, upper]; vectors: {"half_width": w} or {"lower": a, "upper": a}; or None
-    guarantee: dict      # block name -> epsilon (pure) or rho (zCDP) that block's honest pieces give
+    noise_std: dict  # block name -> standard deviation of its total noise, in value units
+    intervals: dict  # result key -> [lower, upper]; vectors: {"half_width": w} or {"lower": a, "upper": a}; or None
+    guarantee: dict  # block name -> epsilon (pure) or rho (zCDP) that block's honest pieces give
 
 
 def describe(spec: QuerySpec, result: dict, confidence: float = 0.95) -> Description:
@@ -112,8 +111,9 @@ def describe(spec: QuerySpec, result: dict, confidence: float = 0.95) -> Descrip
         if key in width and result.get(key) is not None:
             intervals[key] = _around(result[key], width[key])
     if "histogram" in width:
-        intervals["histogram"] = {c: [v - width["histogram"], v + width["histogram"]]
-                                  for c, v in result["histogram"].items()}
+        intervals["histogram"] = {
+            c: [v - width["histogram"], v + width["histogram"]] for c, v in result["histogram"].items()
+        }
     lo, hi = map(float, spec.bounds) if "sum" in width else (0.0, 0.0)
     if "mean" in result:
         intervals["mean"] = _as_result(_mean_interval(result, width, lo, hi), result["sum"])

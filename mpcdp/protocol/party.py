@@ -75,8 +75,15 @@ def seed_purpose(sender: str, recipient: str) -> str:
 class PartySession:
     """One party's state in one session."""
 
-    def __init__(self, me: str, spec: QuerySpec, records, policy: PartyPolicy = PartyPolicy(),
-                 rng: RandomSource | None = None, budget: Budget | None = None):
+    def __init__(
+        self,
+        me: str,
+        spec: QuerySpec,
+        records,
+        policy: PartyPolicy = PartyPolicy(),
+        rng: RandomSource | None = None,
+        budget: Budget | None = None,
+    ):
         if me not in spec.parties:
             raise ProtocolError(Status.PERMISSION_DENIED, f"{me!r} is not on this session's party list")
         self.me = me
@@ -106,8 +113,9 @@ class PartySession:
 
     def _require(self, *states: str) -> None:
         if self.state not in states:
-            raise ProtocolError(Status.FAILED_PRECONDITION,
-                                f"session is {self.state}; this step needs it to be {' or '.join(states)}")
+            raise ProtocolError(
+                Status.FAILED_PRECONDITION, f"session is {self.state}; this step needs it to be {' or '.join(states)}"
+            )
 
     def _check_deadline(self, now: float) -> None:
         if now > self.spec.deadline:
@@ -148,8 +156,9 @@ class PartySession:
         sid = self.spec.session_id
         out = []
         if self.spec.sharing == "seeded":
-            seeded = share_seeded(local, self.spec.n_parties, sid,
-                                  [seed_purpose(self.me, p) for p in self.peers], rng=self._rng)
+            seeded = share_seeded(
+                local, self.spec.n_parties, sid, [seed_purpose(self.me, p) for p in self.peers], rng=self._rng
+            )
             kept = seeded.correction
             out = [ShareMessage(sid, self.me, p, seed=s) for p, s in zip(self.peers, seeded.seeds)]
         else:

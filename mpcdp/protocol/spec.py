@@ -155,7 +155,9 @@ class QuerySpec:
     def _validate_privacy(self) -> None:
         if self.epsilon is not None:
             if isinstance(self.epsilon, bool) or not _finite(self.epsilon):
-                raise SpecError("epsilon", f"must be a finite number > 0 (or None for an exact release), got {self.epsilon!r}")
+                raise SpecError(
+                    "epsilon", f"must be a finite number > 0 (or None for an exact release), got {self.epsilon!r}"
+                )
             try:
                 epsilon_in_range(float(self.epsilon))
             except ValueError as exc:
@@ -167,7 +169,10 @@ class QuerySpec:
         if self.epsilon is not None and self.mechanism == "skellam" and self.delta <= 0:
             raise SpecError("delta", "skellam noise gives approximate DP: set delta > 0")
         if not isinstance(self.colluders, int) or not 1 <= self.colluders < len(self.parties):
-            raise SpecError("colluders", f"must be an integer in [1, {len(self.parties) - 1}] (at least one honest party), got {self.colluders!r}")
+            raise SpecError(
+                "colluders",
+                f"must be an integer in [1, {len(self.parties) - 1}] (at least one honest party), got {self.colluders!r}",
+            )
 
     def _validate_headroom(self) -> None:
         # the codec and the noise calibration both depend on an otherwise valid spec
@@ -195,8 +200,9 @@ class QuerySpec:
         if self.deadline <= now:
             raise SpecError("deadline", "the session's deadline has already passed")
         if self.deadline - now > max_seconds:
-            raise SpecError("deadline", f"is {self.deadline - now:.0f} s ahead; this node allows at most "
-                                        f"{max_seconds:g} s")
+            raise SpecError(
+                "deadline", f"is {self.deadline - now:.0f} s ahead; this node allows at most {max_seconds:g} s"
+            )
 
     @property
     def n_parties(self) -> int:

@@ -53,8 +53,12 @@ class Statistic:
                 "sum_sq": lambda: Block("sum_sq", d, fx, self.codec.encode_bound(mag * mag)),
                 "count": lambda: Block("count", 1, 1, 1),
             }
-            names = {"sum": ("sum",), "count": ("count",), "mean": ("sum", "count"),
-                     "variance": ("sum", "sum_sq", "count")}[spec.statistic]
+            names = {
+                "sum": ("sum",),
+                "count": ("count",),
+                "mean": ("sum", "count"),
+                "variance": ("sum", "sum_sq", "count"),
+            }[spec.statistic]
             self.blocks = tuple(blocks[n]() for n in names)
 
     @property
@@ -132,7 +136,7 @@ class Statistic:
             raise ValueError(f"expected a vector of length {self.length}, got {values.size}")
         out, start = {}, 0
         for b in self.blocks:
-            out[b.name] = values[start:start + b.length] / b.scale
+            out[b.name] = values[start : start + b.length] / b.scale
             start += b.length
         return out
 

@@ -42,8 +42,9 @@ def _mechanism(q: Question, m: int, t: int):
     if q.central.mechanism == "discrete_laplace":
         return DistributedDiscreteLaplace(q.central.epsilon, q.sensitivity, m, t)
     if q.central.mechanism == "skellam":
-        return DistributedSkellam(zcdp_rho(q.central.epsilon, q.central.delta), l2_sensitivity(q), m, t,
-                                  l1_sensitivity=q.sensitivity)
+        return DistributedSkellam(
+            zcdp_rho(q.central.epsilon, q.central.delta), l2_sensitivity(q), m, t, l1_sensitivity=q.sensitivity
+        )
     return None
 
 

@@ -248,8 +248,14 @@ class _Reader:
 
 
 def _kind_name(kind) -> str:
-    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-             list: "an array", dict: "a table"}
+    names = {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+        list: "an array",
+        dict: "a table",
+    }
     if isinstance(kind, tuple):
         return "a number" if set(kind) == {int, float} else " or ".join(names[k] for k in kind)
     return names[kind]
@@ -288,8 +294,10 @@ def parse_survey(text: str, source: str = "<survey>") -> Survey:
     aggregators = _parse_aggregators(r, doc)
     colluders = r.get(head, ("survey",), "colluders", int, 1)
     if not 1 <= colluders < len(aggregators):
-        r.fail(("survey", "colluders"),
-               f"must be in [1, {len(aggregators) - 1}] (at least one honest aggregator), got {colluders}")
+        r.fail(
+            ("survey", "colluders"),
+            f"must be in [1, {len(aggregators) - 1}] (at least one honest aggregator), got {colluders}",
+        )
     proofs = r.get(head, ("survey",), "proofs", str, "none")
     if proofs not in PROOFS:
         r.fail(("survey", "proofs"), f"must be one of {', '.join(PROOFS)}, got {proofs!r}")
@@ -306,8 +314,16 @@ def parse_survey(text: str, source: str = "<survey>") -> Survey:
             ring.check_fits(max_resp, q.magnitude, what=f"totals of question {q.id!r}")
         except ring.HeadroomError as exc:
             r.fail(("survey", "max_respondents"), str(exc))
-    survey = Survey(sid, questions, aggregators, r.get(head, ("survey",), "title", str, ""),
-                    min_resp, max_resp, colluders, proofs=proofs)
+    survey = Survey(
+        sid,
+        questions,
+        aggregators,
+        r.get(head, ("survey",), "title", str, ""),
+        min_resp,
+        max_resp,
+        colluders,
+        proofs=proofs,
+    )
     return replace(survey, digest=_digest(survey))
 
 
@@ -356,8 +372,11 @@ def _parse_question(r: _Reader, q, i: int) -> Question:
         r.fail(path + ("options",), f"a {kind} question takes no options")
     if kind == "numeric":
         raw = r.get(q, path, "bounds", list, required=True)
-        if len(raw) != 2 or not all(isinstance(b, (int, float)) and not isinstance(b, bool)
-                                    and math.isfinite(b) for b in raw) or raw[0] >= raw[1]:
+        if (
+            len(raw) != 2
+            or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b) for b in raw)
+            or raw[0] >= raw[1]
+        ):
             r.fail(path + ("bounds",), "must be [lo, hi], two finite numbers with lo < hi")
         bounds = (float(raw[0]), float(raw[1]))
         step = float(r.get(q, path, "step", (int, float), (bounds[1] - bounds[0]) / 1024))
@@ -388,8 +407,10 @@ def _parse_local(r: _Reader, q: dict, path: tuple, kind: str, k: int) -> LocalMe
     r.unknown(t, path, ("mechanism", "epsilon"))
     name = r.get(t, path, "mechanism", str, "none")
     if name not in LOCAL_MECHANISMS[kind]:
-        r.fail(path + ("mechanism",),
-               f"{name!r} does not apply to a {kind} question; choose one of {', '.join(LOCAL_MECHANISMS[kind])}")
+        r.fail(
+            path + ("mechanism",),
+            f"{name!r} does not apply to a {kind} question; choose one of {', '.join(LOCAL_MECHANISMS[kind])}",
+        )
     if name == "none":
         if "epsilon" in t:
             r.fail(path + ("epsilon",), "no local mechanism, so no epsilon")
@@ -425,12 +446,21 @@ def _parse_central(r: _Reader, q: dict, path: tuple) -> CentralNoise:
 def _digest(survey: Survey) -> bytes:
     """SHA-256 over the canonical meaning of the survey (aggregator addresses excluded)."""
     canon = {
-        "id": survey.id, "min": survey.min_respondents, "max": survey.max_respondents,
-        "colluders": survey.colluders, "aggregators": list(survey.aggregator_names),
+        "id": survey.id,
+        "min": survey.min_respondents,
+        "max": survey.max_respondents,
+        "colluders": survey.colluders,
+        "aggregators": list(survey.aggregator_names),
         "questions": [
-            {"id": q.id, "kind": q.kind, "options": list(q.options), "bounds": q.bounds, "step": q.step,
-             "local": [q.local.name, q.local.epsilon], "central": [q.central.mechanism, q.central.epsilon,
-                                                                  q.central.delta]}
+            {
+                "id": q.id,
+                "kind": q.kind,
+                "options": list(q.options),
+                "bounds": q.bounds,
+                "step": q.step,
+                "local": [q.local.name, q.local.epsilon],
+                "central": [q.central.mechanism, q.central.epsilon, q.central.delta],
+            }
             for q in survey.questions
         ],
     }

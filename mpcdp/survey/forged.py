@@ -13,7 +13,7 @@ questions are valid. Without proofs such a report moved a vote share from 0.33 t
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..prg import RandomSource
 from .definition import Question, Survey
@@ -26,18 +26,23 @@ def attacks(q: Question) -> list[tuple[str, list[int]]]:
     if q.kind == "yesno":
         return [("a count of -1", [-1]), ("a count of 10^6", [10**6])]
     if q.kind == "choice":
-        return [(f"{q.options[0]!r} counted 10^6 times", [10**6] + [0] * (k - 1)),
-                ("two options in a single choice", [1, 1] + [0] * (k - 2))]
+        return [
+            (f"{q.options[0]!r} counted 10^6 times", [10**6] + [0] * (k - 1)),
+            ("two options in a single choice", [1, 1] + [0] * (k - 2)),
+        ]
     if q.kind == "multiselect":
         return [(f"{q.options[0]!r} counted twice", [2] + [0] * (k - 1))]
     bits = numeric_bits(q)
     low = -int(10**12 // q.step)  # the whole value on the lowest bit: a bit of -10^12 / step
-    return [(f"an answer of -10^12 ({q.id})", [low] + [0] * (bits - 1)),
-            (f"an answer of 10^6 x its top ({q.id})", [0] * (bits - 1) + [10**6])]
+    return [
+        (f"an answer of -10^12 ({q.id})", [low] + [0] * (bits - 1)),
+        (f"an answer of 10^6 x its top ({q.id})", [0] * (bits - 1) + [10**6]),
+    ]
 
 
-def forged_reports(survey: Survey, sid: bytes, rows: Sequence, attack: int, rng: RandomSource
-                   ) -> tuple[str, list[bytes]]:
+def forged_reports(
+    survey: Survey, sid: bytes, rows: Sequence, attack: int, rng: RandomSource
+) -> tuple[str, list[bytes]]:
     """Respondent ``sid``'s reports with attack number ``attack`` (cycling over all questions' attacks)."""
     menu = [(i, name, vec) for i, q in enumerate(survey.questions) for name, vec in attacks(q)]
     i, name, vec = menu[attack % len(menu)]

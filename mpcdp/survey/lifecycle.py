@@ -38,18 +38,18 @@ class Lifecycle:
     verify_key: bytes | None = None
     released_digest: bytes | None = None
 
-    def submit(self, reports: int) -> "Lifecycle":
+    def submit(self, reports: int) -> Lifecycle:
         if self.state not in ("open", "collecting"):
             raise Refusal(Refusal.CLOSED, f"survey {self.survey!r} is {self.state}: no more submissions")
         return Lifecycle(self.survey, "collecting" if reports else self.state)
 
-    def close(self) -> "Lifecycle":
+    def close(self) -> Lifecycle:
         """Stop intake (idempotent once past collecting)."""
         if self.state in ("open", "collecting"):
             return Lifecycle(self.survey, "preparing")
         return self
 
-    def prepare(self, verify_key: bytes) -> "Lifecycle":
+    def prepare(self, verify_key: bytes) -> Lifecycle:
         """Verify a batch under ``verify_key``: the first key is kept, another is refused."""
         if self.state in ("open", "collecting"):
             raise Refusal(Refusal.NOT_CLOSED, f"survey {self.survey!r} is still taking submissions: close it first")
@@ -59,19 +59,24 @@ class Lifecycle:
             raise Refusal(Refusal.KEY, f"survey {self.survey!r} is verified under another key")
         return Lifecycle(self.survey, "preparing", verify_key)
 
-    def verified(self) -> "Lifecycle":
+    def verified(self) -> Lifecycle:
         """All batches of the counted set are verified: the aggregate is final."""
         if self.state not in ("preparing", "closed"):
-            raise Refusal(Refusal.NOT_CLOSED if self.state in ("open", "collecting") else Refusal.RELEASED,
-                          f"survey {self.survey!r} is {self.state}: it cannot be finalised now")
+            raise Refusal(
+                Refusal.NOT_CLOSED if self.state in ("open", "collecting") else Refusal.RELEASED,
+                f"survey {self.survey!r} is {self.state}: it cannot be finalised now",
+            )
         return Lifecycle(self.survey, "closed", self.verify_key)
 
-    def release(self, digest: bytes) -> "Lifecycle":
+    def release(self, digest: bytes) -> Lifecycle:
         """Release bound to ``digest`` (the accepted set): once, replayed for the same digest only."""
         if self.state == "released":
             if digest != self.released_digest:
-                raise Refusal(Refusal.RELEASED, f"survey {self.survey!r} was already released over another "
-                                                "set of reports; a second release could reveal a respondent")
+                raise Refusal(
+                    Refusal.RELEASED,
+                    f"survey {self.survey!r} was already released over another "
+                    "set of reports; a second release could reveal a respondent",
+                )
             return self
         if self.state != "closed":
             raise Refusal(Refusal.NOT_CLOSED, f"survey {self.survey!r} is {self.state}: verify every batch first")

@@ -25,13 +25,13 @@ truly 0; :func:`rates` gives (p, q) for the debiasing in :mod:`.release`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Sequence
 
 import numpy as np
 
-from ..dp.local import BinaryRR, KaryRR, UnaryEncoding, two_coin_randomize
 from ..dp.laplace import unbiased_round
+from ..dp.local import BinaryRR, KaryRR, UnaryEncoding, two_coin_randomize
 from ..dp.samplers import discrete_laplace
 from ..prg import RandomSource
 from .definition import Question

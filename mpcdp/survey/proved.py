@@ -38,9 +38,9 @@ decides and the others follow).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Sequence
 
 import numpy as np
 
@@ -56,7 +56,7 @@ VERDICT_NAMES = {ACCEPTED: "accepted", REJECTED: "rejected", MALFORMED: "malform
 
 def _chunk_length(length: int) -> int:
     """Draft 08's suggested chunk length: about sqrt(length) (at least 1)."""
-    return max(1, round(length ** 0.5))
+    return max(1, round(length**0.5))
 
 
 def numeric_bits(q: Question) -> int:
@@ -106,8 +106,9 @@ def report_size(survey: Survey, agg_index: int) -> int:
     return sum(_public_size(v) + v.input_share_size(agg_index) for v in (circuit(survey, q) for q in survey.questions))
 
 
-def shard_sheet(survey: Survey, sid: bytes, rows: Sequence, rng: RandomSource,
-                encoded: dict[int, list[int]] | None = None) -> list[bytes]:
+def shard_sheet(
+    survey: Survey, sid: bytes, rows: Sequence, rng: RandomSource, encoded: dict[int, list[int]] | None = None
+) -> list[bytes]:
     """One respondent's reports, one per aggregator (in the survey's order), from its randomised rows.
 
     ``encoded`` (tests and ``--forged`` simulations only) replaces question i's encoded
@@ -145,8 +146,9 @@ def _prep_share_size(vdaf: Prio3) -> int:
     return vdaf.field.encoded_size * vdaf.flp.VERIFIER_LEN * vdaf.PROOFS + 2 * seed
 
 
-def prep_init(survey: Survey, agg_index: int, verify_key: bytes, sids: Sequence[bytes],
-              reports: Sequence[bytes]) -> PrepInit:
+def prep_init(
+    survey: Survey, agg_index: int, verify_key: bytes, sids: Sequence[bytes], reports: Sequence[bytes]
+) -> PrepInit:
     """Aggregator ``agg_index``'s prep_init of a batch of stored reports (pure: recomputable after a crash)."""
     n = len(sids)
     states: list = [[] for _ in range(n)]
@@ -159,8 +161,12 @@ def prep_init(survey: Survey, agg_index: int, verify_key: bytes, sids: Sequence[
     for i, q in enumerate(survey.questions):
         vdaf = circuit(survey, q)
         pub, size = _public_size(vdaf), vdaf.input_share_size(agg_index)
-        batch = [(nonce(survey, sid, i), rep[offset:offset + pub], rep[offset + pub:offset + pub + size])
-                 if not bad[r] else (nonce(survey, sid, i), b"", b"") for r, (sid, rep) in enumerate(zip(sids, reports))]
+        batch = [
+            (nonce(survey, sid, i), rep[offset : offset + pub], rep[offset + pub : offset + pub + size])
+            if not bad[r]
+            else (nonce(survey, sid, i), b"", b"")
+            for r, (sid, rep) in enumerate(zip(sids, reports))
+        ]
         offset += pub + size
         for r, result in enumerate(_prep_init_batch(vdaf, verify_key, agg_index, batch)):
             if isinstance(result, DecodeError) or bad[r]:
@@ -169,8 +175,9 @@ def prep_init(survey: Survey, agg_index: int, verify_key: bytes, sids: Sequence[
             state, share = result
             states[r].append(state)
             shares[r].append(vdaf.encode_prep_share(share) + state.corrected_joint_rand_seed)
-    return PrepInit([None if bad[r] else states[r] for r in range(n)],
-                    [b"" if bad[r] else b"".join(shares[r]) for r in range(n)])
+    return PrepInit(
+        [None if bad[r] else states[r] for r in range(n)], [b"" if bad[r] else b"".join(shares[r]) for r in range(n)]
+    )
 
 
 def _prep_init_batch(vdaf: Prio3, verify_key: bytes, agg_index: int, batch):
@@ -204,10 +211,11 @@ def decide(survey: Survey, shares: Sequence[Sequence[bytes]]) -> tuple[list[int]
         vdaf = circuit(survey, q)
         size, seed = _prep_share_size(vdaf), SEED_SIZE if vdaf.uses_joint_rand else 0
         live = [r for r in range(n) if verdicts[r] == ACCEPTED]
-        decoded = [[vdaf.decode_prep_share(shares[j][r][offset:offset + size - seed]) for j in range(m)]
-                   for r in live]
+        decoded = [
+            [vdaf.decode_prep_share(shares[j][r][offset : offset + size - seed]) for j in range(m)] for r in live
+        ]
         for r, ps, result in zip(live, decoded, vdaf.prep_shares_to_prep_batch(None, decoded)):
-            derived = {shares[j][r][offset + size - seed:offset + size] for j in range(m)}
+            derived = {shares[j][r][offset + size - seed : offset + size] for j in range(m)}
             if isinstance(result, VerifyError) or derived != {vdaf.encode_prep_msg(result)}:
                 verdicts[r] = REJECTED
             else:
@@ -238,7 +246,7 @@ def finish(survey: Survey, init: PrepInit, verdicts: Sequence[int], messages: Se
                 continue
             if init.states[r] is None:
                 raise VerifyError("the leader accepted a report this aggregator could not decode")
-            msg = vdaf.decode_prep_msg(messages[r][offset:offset + seed])
+            msg = vdaf.decode_prep_msg(messages[r][offset : offset + seed])
             total = vdaf.agg_update(None, total, vdaf.prep_next(init.states[r][i], msg))
         totals.append(total)
     return totals
@@ -253,7 +261,7 @@ def decode_aggregate(survey: Survey, data: bytes) -> list[list[int]]:
     for q in survey.questions:
         vdaf = circuit(survey, q)
         size = vdaf.field.encoded_size * vdaf.flp.OUTPUT_LEN
-        out.append(vdaf.decode_agg_share(data[offset:offset + size]))
+        out.append(vdaf.decode_agg_share(data[offset : offset + size]))
         offset += size
     if offset != len(data):
         raise DecodeError(f"an aggregate share of this survey is {offset} bytes, got {len(data)}")

@@ -27,8 +27,8 @@ Intervals are normal approximations (:class:`mpcdp.dp.estimate.Estimate`).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 import numpy as np
 
@@ -66,18 +66,21 @@ def intersect(held: Mapping[str, Iterable[bytes]]) -> Intersection:
         raise ValueError("held: need the id sets of at least two aggregators")
     sets = {name: set(ids) for name, ids in held.items()}
     common = set.intersection(*sets.values())
-    return Intersection(len(common), id_set_digest(common),
-                        {name: sorted(s - common) for name, s in sets.items()})
+    return Intersection(len(common), id_set_digest(common), {name: sorted(s - common) for name, s in sets.items()})
 
 
 def check_minimum(survey: Survey, count: int) -> None:
     """Refuse a release over fewer respondents than declared, or more than the headroom allows."""
     if count < survey.min_respondents:
-        raise BelowMinimum(f"survey {survey.id!r} has {count} complete submissions, below its minimum of "
-                           f"{survey.min_respondents}: nothing is released and the survey stays as it is")
+        raise BelowMinimum(
+            f"survey {survey.id!r} has {count} complete submissions, below its minimum of "
+            f"{survey.min_respondents}: nothing is released and the survey stays as it is"
+        )
     if count > survey.max_respondents:
-        raise ValueError(f"survey {survey.id!r} has {count} complete submissions, above its max_respondents of "
-                         f"{survey.max_respondents} that sized the ring headroom")
+        raise ValueError(
+            f"survey {survey.id!r} has {count} complete submissions, above its max_respondents of "
+            f"{survey.max_respondents} that sized the ring headroom"
+        )
 
 
 @dataclass(frozen=True)
@@ -103,13 +106,26 @@ class QuestionResult:
         flagged ``outside_range`` and keeps its full (unclipped) interval."""
         low, high = self.estimate.ci(level)
         return {
-            "question": self.question, "kind": self.kind, "respondents": self.respondents,
-            "local_epsilon": self.local_epsilon, "central_epsilon": self.central_epsilon,
-            "central_delta": self.central_delta, "ci_level": level, "range": list(self.value_range),
-            "estimates": [{"label": lab, "value": float(v), "variance": float(var), "ci": [float(lo), float(hi)],
-                           "outside_range": bool(out)}
-                          for lab, v, var, lo, hi, out in zip(self.labels, self.estimate.value,
-                                                              self.estimate.variance, low, high, self.outside_range)],
+            "question": self.question,
+            "kind": self.kind,
+            "respondents": self.respondents,
+            "local_epsilon": self.local_epsilon,
+            "central_epsilon": self.central_epsilon,
+            "central_delta": self.central_delta,
+            "ci_level": level,
+            "range": list(self.value_range),
+            "estimates": [
+                {
+                    "label": lab,
+                    "value": float(v),
+                    "variance": float(var),
+                    "ci": [float(lo), float(hi)],
+                    "outside_range": bool(out),
+                }
+                for lab, v, var, lo, hi, out in zip(
+                    self.labels, self.estimate.value, self.estimate.variance, low, high, self.outside_range
+                )
+            ],
         }
 
 
@@ -126,7 +142,7 @@ def estimate(survey: Survey, total, respondents: int) -> list[QuestionResult]:
         charged = central.guarantee(survey, q)
         if q.kind == "numeric":
             lo, hi = q.bounds
-            var = ((hi - lo) ** 2 / 4 + report_variance(q) + q.step ** 2 / 4) / n + sigma2 * q.step ** 2 / n ** 2
+            var = ((hi - lo) ** 2 / 4 + report_variance(q) + q.step**2 / 4) / n + sigma2 * q.step**2 / n**2
             est = Estimate(values[block] * q.step / n, np.array([var]), respondents)
         else:
             p, qq = rates(q)
@@ -134,10 +150,19 @@ def estimate(survey: Survey, total, respondents: int) -> list[QuestionResult]:
             # the plug-in lambda (1 - lambda) where lambda is a possible share; where noise pushed it
             # outside [0, 1] the plug-in says nothing (clipping made it 0), so use its maximum 1/4
             share_var = np.where((lam >= 0) & (lam <= 1), lam * (1 - lam), 0.25)
-            var = (share_var / n + sigma2 / n ** 2) / (p - qq) ** 2
+            var = (share_var / n + sigma2 / n**2) / (p - qq) ** 2
             est = Estimate((lam - qq) / (p - qq), var, respondents)
-        out.append(QuestionResult(q.id, q.kind, q.labels, est, respondents,
-                                  q.local.epsilon if q.local.enabled else None,
-                                  charged[0] if charged else None, charged[1] if charged else 0.0,
-                                  q.bounds if q.kind == "numeric" else (0.0, 1.0)))
+        out.append(
+            QuestionResult(
+                q.id,
+                q.kind,
+                q.labels,
+                est,
+                respondents,
+                q.local.epsilon if q.local.enabled else None,
+                charged[0] if charged else None,
+                charged[1] if charged else 0.0,
+                q.bounds if q.kind == "numeric" else (0.0, 1.0),
+            )
+        )
     return out

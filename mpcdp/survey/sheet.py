@@ -16,7 +16,7 @@ naming the question, never echoing the answer itself.
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 from .definition import Question, Survey
 

@@ -60,8 +60,15 @@ def epsilon_range(sanitizer: Sanitizer, mechanism: str) -> tuple[float, float]:
     return low, high
 
 
-def calibrate(sanitizer: Sanitizer, mechanism: str, target: float, words: np.ndarray, draws: int = 20,
-              seed: int = 0, tolerance: float = 0.005) -> Calibration:
+def calibrate(
+    sanitizer: Sanitizer,
+    mechanism: str,
+    target: float,
+    words: np.ndarray,
+    draws: int = 20,
+    seed: int = 0,
+    tolerance: float = 0.005,
+) -> Calibration:
     """The epsilon whose N_w over ``words`` is ``target`` (within ``tolerance``, or the bisection's end)."""
     if mechanism not in EPSILON_RANGE:
         raise ValueError(f"unknown mechanism {mechanism!r}; expected one of {', '.join(EPSILON_RANGE)}")
@@ -83,8 +90,7 @@ def calibrate(sanitizer: Sanitizer, mechanism: str, target: float, words: np.nda
     values = [n_w(float(e)) for e in sweep]
     reachable = (min(values), max(values))
     result = dict(mechanism=mechanism, target=target, reachable=reachable, words=int(words.size), draws=draws)
-    crossing = next((i for i in range(len(sweep) - 1)
-                     if (values[i] - target) * (values[i + 1] - target) <= 0), None)
+    crossing = next((i for i in range(len(sweep) - 1) if (values[i] - target) * (values[i + 1] - target) <= 0), None)
     if crossing is None:
         return Calibration(epsilon=None, n_w=None, curve=sorted(curve.items()), **result)
     a, b = float(sweep[crossing]), float(sweep[crossing + 1])
@@ -114,8 +120,14 @@ def plot(calibration: Calibration, path, title: str = "") -> None:
     ax.plot(eps, nw, marker="o", ms=3, color="tab:blue", label=f"N_w, {calibration.mechanism}")
     ax.axhline(calibration.target, color="grey", ls="--", lw=1, label=f"target {calibration.target:g}")
     if calibration.reached:
-        ax.plot([calibration.epsilon], [calibration.n_w], marker="*", ms=14, color="tab:red",
-                label=f"epsilon = {calibration.epsilon:.4g}")
+        ax.plot(
+            [calibration.epsilon],
+            [calibration.n_w],
+            marker="*",
+            ms=14,
+            color="tab:red",
+            label=f"epsilon = {calibration.epsilon:.4g}",
+        )
     ax.set_xscale("log")
     ax.set_ylim(0, 1)
     ax.set_xlabel("epsilon (metric DP, per unit of embedding distance)")

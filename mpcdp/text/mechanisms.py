@@ -41,7 +41,8 @@ class EpsilonTooSmallError(ValueError):
         self.epsilon, self.minimum = epsilon, minimum
         super().__init__(
             f"epsilon={epsilon:g} is too small for the truncated Gumbel mechanism on this "
-            f"vocabulary of {vocabulary_size} words: it needs epsilon > {minimum:.6g}")
+            f"vocabulary of {vocabulary_size} words: it needs epsilon > {minimum:.6g}"
+        )
 
 
 class Mechanism(Protocol):
@@ -96,8 +97,9 @@ class GumbelCalibration:
     scale: float
 
     @classmethod
-    def for_vocabulary(cls, epsilon: float, vocabulary_size: int, delta_max: float,
-                       delta_min: float) -> "GumbelCalibration":
+    def for_vocabulary(
+        cls, epsilon: float, vocabulary_size: int, delta_max: float, delta_min: float
+    ) -> GumbelCalibration:
         epsilon = _check_epsilon(epsilon)
         minimum = truncated_gumbel_min_epsilon(vocabulary_size, delta_min)
         if not epsilon > minimum:
@@ -138,8 +140,8 @@ class TruncatedGumbel:
         words = _check_words(words, self.embedding.size)
         out = np.empty_like(words)
         for start in range(0, words.size, _CHUNK):
-            chunk = words[start:start + _CHUNK]
-            out[start:start + _CHUNK] = self._perturb_chunk(chunk, rng)
+            chunk = words[start : start + _CHUNK]
+            out[start : start + _CHUNK] = self._perturb_chunk(chunk, rng)
         return out
 
     def _perturb_chunk(self, words: np.ndarray, rng: RandomSource) -> np.ndarray:
@@ -191,8 +193,7 @@ class MultivariateLaplace:
     _RERANK = 4
     DEFAULT_NPROBE = 8
 
-    def __init__(self, embedding: Embedding, epsilon: float, approximate: bool = False,
-                 nprobe: int = DEFAULT_NPROBE):
+    def __init__(self, embedding: Embedding, epsilon: float, approximate: bool = False, nprobe: int = DEFAULT_NPROBE):
         import faiss
 
         self.embedding, self.epsilon, self.approximate = embedding, _check_epsilon(epsilon), approximate
@@ -215,9 +216,9 @@ class MultivariateLaplace:
         words = _check_words(words, self.embedding.size)
         out = np.empty_like(words)
         for start in range(0, words.size, _CHUNK):
-            chunk = words[start:start + _CHUNK]
+            chunk = words[start : start + _CHUNK]
             noisy = self._vectors64[chunk] + self.noise(chunk.size, rng)
-            out[start:start + _CHUNK] = self._nearest(noisy)
+            out[start : start + _CHUNK] = self._nearest(noisy)
         return out
 
     def _nearest(self, points: np.ndarray) -> np.ndarray:
@@ -230,8 +231,9 @@ class MultivariateLaplace:
         return ids[np.arange(ids.shape[0]), np.argmin(dist, axis=1)].astype(np.int64)
 
 
-def make_mechanism(name: str, embedding: Embedding, table: NeighbourTable | None, epsilon: float,
-                   approximate: bool = False) -> Mechanism:
+def make_mechanism(
+    name: str, embedding: Embedding, table: NeighbourTable | None, epsilon: float, approximate: bool = False
+) -> Mechanism:
     """A mechanism by its name in :data:`MECHANISMS`."""
     if name == TruncatedGumbel.name:
         if table is None:
@@ -262,8 +264,7 @@ def vocabulary_sample(vocabulary_size: int, count: int, rng: RandomSource) -> np
     return np.sort(np.argsort(keys, kind="stable")[:count])
 
 
-def privacy_statistics(mechanism: Mechanism, words: np.ndarray, draws: int,
-                       rng: RandomSource) -> PrivacyStatistics:
+def privacy_statistics(mechanism: Mechanism, words: np.ndarray, draws: int, rng: RandomSource) -> PrivacyStatistics:
     """Estimate N_w and S_w by perturbing each of ``words`` ``draws`` times."""
     if draws < 1:
         raise ValueError(f"draws must be at least 1, got {draws!r}")
@@ -272,5 +273,6 @@ def privacy_statistics(mechanism: Mechanism, words: np.ndarray, draws: int,
     kept = (outputs == words[:, None]).mean(axis=1)
     ordered = np.sort(outputs, axis=1)
     distinct = 1 + (ordered[:, 1:] != ordered[:, :-1]).sum(axis=1)
-    return PrivacyStatistics(n_w=float(kept.mean()), s_w=float(distinct.mean()),
-                             words=int(words.size), draws=int(draws))
+    return PrivacyStatistics(
+        n_w=float(kept.mean()), s_w=float(distinct.mean()), words=int(words.size), draws=int(draws)
+    )

@@ -103,7 +103,7 @@ def max_pairwise_distance(vectors: np.ndarray, block: int = 512) -> float:
     sq = np.einsum("ij,ij->i", v, v)
     best = 0.0
     for start in range(0, v.shape[0], block):
-        rows = order[start:start + block]
+        rows = order[start : start + block]
         if radius[rows[0]] + r_max <= best:
             break
         d2 = sq[rows, None] + sq[None, :] - 2.0 * (v[rows] @ v.T)
@@ -131,22 +131,28 @@ def cache_path(cache_dir: Path, fingerprint: str, k: int) -> Path:
     return Path(cache_dir) / "text" / f"neighbours-v{_FORMAT_VERSION}-{fingerprint[:32]}-k{k}.npz"
 
 
-def load_or_build(embedding: Embedding, k: int = DEFAULT_NEIGHBOURS,
-                  cache_dir: Path | None = None) -> NeighbourTable:
+def load_or_build(embedding: Embedding, k: int = DEFAULT_NEIGHBOURS, cache_dir: Path | None = None) -> NeighbourTable:
     """The cached table for this embedding and k, building and saving it on a miss."""
     fingerprint = embedding.fingerprint()
     path = cache_path(cache_dir or default_cache_dir(), fingerprint, k)
     if path.exists():
         with np.load(path) as data:
             if str(data["fingerprint"]) == fingerprint and data["ids"].shape == (embedding.size, k):
-                return NeighbourTable(data["ids"], data["distances"], float(data["delta_max"]),
-                                      float(data["delta_min"]), fingerprint)
+                return NeighbourTable(
+                    data["ids"], data["distances"], float(data["delta_max"]), float(data["delta_min"]), fingerprint
+                )
     table = build_neighbour_table(embedding, k)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Write to a temporary file and rename, so a concurrent reader never sees half a table.
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
     with os.fdopen(fd, "wb") as fh:
-        np.savez(fh, ids=table.ids, distances=table.distances, delta_max=table.delta_max,
-                 delta_min=table.delta_min, fingerprint=fingerprint)
+        np.savez(
+            fh,
+            ids=table.ids,
+            distances=table.distances,
+            delta_max=table.delta_max,
+            delta_min=table.delta_min,
+            fingerprint=fingerprint,
+        )
     os.replace(tmp, path)
     return table

@@ -23,9 +23,9 @@ from __future__ import annotations
 import threading
 import warnings
 from collections import OrderedDict
-from itertools import repeat
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
+from itertools import repeat
 
 import numpy as np
 
@@ -69,10 +69,17 @@ class SanitizedBatch:
     epsilon_text_bound: np.ndarray  # float64
 
     def costs(self) -> list[PrivacyCost]:
-        columns = zip(self.words_perturbed.tolist(), self.oov_words.tolist(), self.oov_released.tolist(),
-                      self.epsilon_text_bound.tolist(), self.symbols_released.tolist())
-        return [PrivacyCost(self.mechanism, self.epsilon_per_word, k, oov, released, bound, symbols)
-                for k, oov, released, bound, symbols in columns]
+        columns = zip(
+            self.words_perturbed.tolist(),
+            self.oov_words.tolist(),
+            self.oov_released.tolist(),
+            self.epsilon_text_bound.tolist(),
+            self.symbols_released.tolist(),
+        )
+        return [
+            PrivacyCost(self.mechanism, self.epsilon_per_word, k, oov, released, bound, symbols)
+            for k, oov, released, bound, symbols in columns
+        ]
 
 
 @dataclass(frozen=True)
@@ -84,16 +91,21 @@ class SanitizedText:
 class Sanitizer:
     """Sanitises batches of texts over one embedding (and its neighbour table, for truncated Gumbel)."""
 
-    def __init__(self, embedding: Embedding, table: NeighbourTable | None = None,
-                 oov: str = OOV_PLACEHOLDER, placeholder: str = DEFAULT_PLACEHOLDER,
-                 symbols: str = SYMBOLS_PLACEHOLDER, approximate_nn: bool = False):
+    def __init__(
+        self,
+        embedding: Embedding,
+        table: NeighbourTable | None = None,
+        oov: str = OOV_PLACEHOLDER,
+        placeholder: str = DEFAULT_PLACEHOLDER,
+        symbols: str = SYMBOLS_PLACEHOLDER,
+        approximate_nn: bool = False,
+    ):
         if oov not in (OOV_PLACEHOLDER, OOV_KEEP):
             raise ValueError(f"oov must be {OOV_PLACEHOLDER!r} or {OOV_KEEP!r}, got {oov!r}")
         if symbols not in SYMBOL_POLICIES:
             raise ValueError(f"symbols must be one of {', '.join(SYMBOL_POLICIES)}, got {symbols!r}")
         if oov == OOV_KEEP:
-            warnings.warn("out-of-vocabulary words will be released unperturbed (oov='keep')",
-                          stacklevel=2)
+            warnings.warn("out-of-vocabulary words will be released unperturbed (oov='keep')", stacklevel=2)
         if symbols == SYMBOLS_KEEP:
             warnings.warn("emoji and symbols will be released unperturbed (symbols='keep')", stacklevel=2)
         self.embedding, self.table, self.oov, self.placeholder = embedding, table, oov, placeholder
@@ -120,7 +132,7 @@ class Sanitizer:
         line = f"substitution set: {self.embedding.size:,} words, diameter Delta = {self.diameter:.4f}"
         if self.table is not None:
             minimum = truncated_gumbel_min_epsilon(self.embedding.size, self.table.delta_min)
-            line += (f", Delta0 = {self.table.delta_min:.4f}: truncated Gumbel needs epsilon > {minimum:.4g}")
+            line += f", Delta0 = {self.table.delta_min:.4f}: truncated Gumbel needs epsilon > {minimum:.4g}"
         return line
 
     def _separator(self, text: str) -> tuple[str, int]:
@@ -134,8 +146,9 @@ class Sanitizer:
         key = (name, float(epsilon))
         with self._lock:
             if key not in self._mechanisms:
-                self._mechanisms[key] = make_mechanism(name, self.embedding, self.table, epsilon,
-                                                       approximate=self.approximate_nn)
+                self._mechanisms[key] = make_mechanism(
+                    name, self.embedding, self.table, epsilon, approximate=self.approximate_nn
+                )
                 if len(self._mechanisms) > _MECHANISM_CACHE:
                     self._mechanisms.popitem(last=False)
             self._mechanisms.move_to_end(key)
@@ -147,14 +160,16 @@ class Sanitizer:
         ids = np.fromiter((get(k, -1) for text in texts for k in split(text)[1]), dtype=np.int64)
         return ids[ids >= 0]
 
-    def sanitize(self, texts: Sequence[str], mechanism: str, epsilon: float,
-                 rng: RandomSource | None = None) -> list[SanitizedText]:
+    def sanitize(
+        self, texts: Sequence[str], mechanism: str, epsilon: float, rng: RandomSource | None = None
+    ) -> list[SanitizedText]:
         """One sanitised text and its privacy cost per input text (see :meth:`sanitize_batch`)."""
         batch = self.sanitize_batch(texts, mechanism, epsilon, rng)
         return [SanitizedText(text, cost) for text, cost in zip(batch.texts, batch.costs())]
 
-    def sanitize_batch(self, texts: Sequence[str], mechanism: str, epsilon: float,
-                       rng: RandomSource | None = None) -> SanitizedBatch:
+    def sanitize_batch(
+        self, texts: Sequence[str], mechanism: str, epsilon: float, rng: RandomSource | None = None
+    ) -> SanitizedBatch:
         """The sanitised texts and their costs as columns; all words in one vectorised draw.
 
         Each text is split once (a C-speed regular expression); lookups, the draw and
@@ -169,8 +184,11 @@ class Sanitizer:
         keys = lower_all(originals)
         counts = np.fromiter((len(pieces) // 2 for pieces, _ in parsed), dtype=np.int64, count=len(parsed))
         starts = (np.cumsum(counts) - counts).tolist()
-        glued = {t: fix_keys(pieces, keys, start)
-                 for t, ((pieces, special), start) in enumerate(zip(parsed, starts)) if special}
+        glued = {
+            t: fix_keys(pieces, keys, start)
+            for t, ((pieces, special), start) in enumerate(zip(parsed, starts))
+            if special
+        }
         ids = np.fromiter(map(self.embedding.index.get, keys, repeat(-1)), dtype=np.int64, count=len(keys))
         known = ids >= 0
         chosen = np.zeros_like(ids)
@@ -185,7 +203,7 @@ class Sanitizer:
         perturbed = counted[np.cumsum(counts)] - counted[np.cumsum(counts) - counts]
         out, symbols_released = [], np.zeros(len(texts), dtype=np.int64)
         for t, (text, (pieces, _), start, n) in enumerate(zip(texts, parsed, starts, counts.tolist())):
-            chunk = out_words[start:start + n]
+            chunk = out_words[start : start + n]
             for i in glued.get(t, ()):  # a contraction piece replaced by a full word must not glue onto its host
                 if chunk[i][:1].isalnum():
                     chunk[i] = " " + chunk[i]
@@ -197,9 +215,16 @@ class Sanitizer:
                         symbols_released[t] += released
             out.append("".join(pieces))
         oov = counts - perturbed
-        return SanitizedBatch(out, mech.name, mech.epsilon, perturbed, oov,
-                              oov if self.oov == OOV_KEEP else np.zeros_like(oov), symbols_released,
-                              mech.epsilon * perturbed * self.diameter)
+        return SanitizedBatch(
+            out,
+            mech.name,
+            mech.epsilon,
+            perturbed,
+            oov,
+            oov if self.oov == OOV_KEEP else np.zeros_like(oov),
+            symbols_released,
+            mech.epsilon * perturbed * self.diameter,
+        )
 
 
 def lower_all(words: list[str]) -> list[str]:
@@ -208,13 +233,19 @@ def lower_all(words: list[str]) -> list[str]:
     return lowered if len(lowered) == len(words) else [w.lower() for w in words]
 
 
-def load_sanitizer(vocabulary_size: int = DEFAULT_VOCABULARY_SIZE, neighbours: int = DEFAULT_NEIGHBOURS,
-                   cache_dir=None, oov: str = OOV_PLACEHOLDER, placeholder: str = DEFAULT_PLACEHOLDER,
-                   embedding: Embedding | None = None, symbols: str = SYMBOLS_PLACEHOLDER,
-                   words_only: bool = True, approximate_nn: bool = False) -> Sanitizer:
+def load_sanitizer(
+    vocabulary_size: int = DEFAULT_VOCABULARY_SIZE,
+    neighbours: int = DEFAULT_NEIGHBOURS,
+    cache_dir=None,
+    oov: str = OOV_PLACEHOLDER,
+    placeholder: str = DEFAULT_PLACEHOLDER,
+    embedding: Embedding | None = None,
+    symbols: str = SYMBOLS_PLACEHOLDER,
+    words_only: bool = True,
+    approximate_nn: bool = False,
+) -> Sanitizer:
     """A sanitizer over ``embedding`` (default: GloVe 6B 50d, its most frequent words, or entries
     when not ``words_only``) with its cached neighbour table."""
     embedding = embedding or load_default_glove(vocabulary_size, words_only)
     table = load_or_build(embedding, neighbours, cache_dir)
-    return Sanitizer(embedding, table, oov=oov, placeholder=placeholder, symbols=symbols,
-                     approximate_nn=approximate_nn)
+    return Sanitizer(embedding, table, oov=oov, placeholder=placeholder, symbols=symbols, approximate_nn=approximate_nn)

@@ -22,9 +22,11 @@ from dataclasses import dataclass
 
 APOSTROPHES = "'\u2019"  # straight and right single quotation mark (the curly apostrophe)
 _A = f"[{APOSTROPHES}]"
-_UNIT = (r"(?:https?://|www\.)[^\s<>\"]+?(?=[.,;:!?)\]]*(?:\s|$))"  # a URL, trailing punctuation excluded
-         r"|[\w.+-]+@[^\W_](?:[\w-]*[^\W_])?(?:\.[^\W_](?:[\w-]*[^\W_])?)+"  # an e-mail address
-         r"|(?<![\w@])@\w+")  # an @mention
+_UNIT = (
+    r"(?:https?://|www\.)[^\s<>\"]+?(?=[.,;:!?)\]]*(?:\s|$))"  # a URL, trailing punctuation excluded
+    r"|[\w.+-]+@[^\W_](?:[\w-]*[^\W_])?(?:\.[^\W_](?:[\w-]*[^\W_])?)+"  # an e-mail address
+    r"|(?<![\w@])@\w+"
+)  # an @mention
 _PIECE = rf"[^\W_]+?(?=n{_A}t\b)|n{_A}t\b|{_A}(?:s|re|ll|ve|d|m)\b|[^\W_]+"
 _SPLIT = re.compile(f"({_UNIT}|{_PIECE})", re.IGNORECASE)
 # The same split for texts without units (no "@", "://", "www.") or without apostrophes either: faster.
@@ -120,8 +122,7 @@ def is_vocabulary_word(entry: str) -> bool:
     True for runs of letters and digits; False for punctuation, contraction pieces
     ("n't", "'s") and the hosts that exist only before "n't" ("ca", "wo").
     """
-    return (entry == entry.lower() and _WHOLE_WORD.fullmatch(entry) is not None
-            and entry not in CONTRACTION_HOSTS)
+    return entry == entry.lower() and _WHOLE_WORD.fullmatch(entry) is not None and entry not in CONTRACTION_HOSTS
 
 
 _WHOLE_WORD = re.compile(r"[^\W_]+")

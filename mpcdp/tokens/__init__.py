@@ -8,17 +8,38 @@
 Pure library: no network, no grpc; SQLite files are owner-only.
 """
 
-from mpcdp.tokens.errors import (BlindSignatureError, InvalidToken, InvitationRefused, TokenError,
-                                 TokenReused)
+from mpcdp.tokens.errors import BlindSignatureError, InvalidToken, InvitationRefused, TokenError, TokenReused
 from mpcdp.tokens.invitations import Invitations, MemoryInvitations, SQLiteInvitations
-from mpcdp.tokens.privacy_pass import (Issuer, IssuerPublicKey, PendingToken, Token, TokenChallenge,
-                                       generate_issuer_key, request_token, verify_token)
+from mpcdp.tokens.privacy_pass import (
+    Issuer,
+    IssuerPublicKey,
+    PendingToken,
+    Token,
+    TokenChallenge,
+    generate_issuer_key,
+    request_token,
+    verify_token,
+)
 from mpcdp.tokens.spent import MemorySpentTokens, SpentTokenTable, SQLiteSpentTokens
 
 __all__ = [
-    "BlindSignatureError", "InvalidToken", "InvitationRefused", "TokenError", "TokenReused",
-    "Invitations", "MemoryInvitations", "SQLiteInvitations",
-    "Issuer", "IssuerPublicKey", "PendingToken", "Token", "TokenChallenge", "generate_issuer_key",
-    "request_token", "verify_token",
-    "MemorySpentTokens", "SpentTokenTable", "SQLiteSpentTokens",
+    "BlindSignatureError",
+    "InvalidToken",
+    "InvitationRefused",
+    "Invitations",
+    "Issuer",
+    "IssuerPublicKey",
+    "MemoryInvitations",
+    "MemorySpentTokens",
+    "PendingToken",
+    "SQLiteInvitations",
+    "SQLiteSpentTokens",
+    "SpentTokenTable",
+    "Token",
+    "TokenChallenge",
+    "TokenError",
+    "TokenReused",
+    "generate_issuer_key",
+    "request_token",
+    "verify_token",
 ]

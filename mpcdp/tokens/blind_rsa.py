@@ -103,8 +103,7 @@ class PublicKey:
 
     @cached_property
     def _pss(self) -> dict[int, padding.PSS]:
-        return {salt: padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=salt)
-                for salt in (0, HASH_LEN)}
+        return {salt: padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=salt) for salt in (0, HASH_LEN)}
 
     def verify(self, prepared_msg: bytes, signature: bytes, variant: Variant) -> None:
         """RSASSA-PSS-VERIFY (RFC 8017 section 8.1.2) of a prepared message; raises if invalid."""
@@ -165,8 +164,7 @@ def random_blind(n: int, rng: RandomSource) -> int:
             return r
 
 
-def blind_with(public: PublicKey, prepared_msg: bytes, variant: Variant, salt: bytes, r: int
-               ) -> tuple[bytes, bytes]:
+def blind_with(public: PublicKey, prepared_msg: bytes, variant: Variant, salt: bytes, r: int) -> tuple[bytes, bytes]:
     """Blind (RFC 9474 section 4.2) with a given PSS salt and blind r: (blinded_msg, inv)."""
     if len(salt) != variant.salt_len:
         raise BlindSignatureError(f"{variant.name} uses a {variant.salt_len}-byte salt")

@@ -35,7 +35,7 @@ _ALPHABET_NOTE = "letters a-z and digits 2-7"
 def new_code(rng: RandomSource) -> str:
     """A fresh invitation code: 128 random bits in base32, grouped for reading (xxxxx-xxxxx-...)."""
     text = base64.b32encode(rng.bytes(CODE_BYTES)).decode().rstrip("=").lower()
-    return "-".join(text[i:i + 5] for i in range(0, len(text), 5))
+    return "-".join(text[i : i + 5] for i in range(0, len(text), 5))
 
 
 def normalize_code(code: str) -> bytes:
@@ -126,8 +126,7 @@ class SQLiteInvitations(Invitations):
 
         def setup(conn):
             conn.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL)")
-            conn.execute("CREATE TABLE IF NOT EXISTS invitations "
-                         "(digest BLOB PRIMARY KEY, used_by BLOB, used_at REAL)")
+            conn.execute("CREATE TABLE IF NOT EXISTS invitations (digest BLOB PRIMARY KEY, used_by BLOB, used_at REAL)")
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('hmac_key', ?)", (os.urandom(KEY_BYTES),))
             return conn.execute("SELECT value FROM meta WHERE name = 'hmac_key'").fetchone()[0]
 
@@ -138,8 +137,11 @@ class SQLiteInvitations(Invitations):
         return self._key
 
     def _insert(self, digests):
-        self.db.transaction(lambda conn: conn.executemany(
-            "INSERT OR IGNORE INTO invitations (digest) VALUES (?)", [(d,) for d in digests]))
+        self.db.transaction(
+            lambda conn: conn.executemany(
+                "INSERT OR IGNORE INTO invitations (digest) VALUES (?)", [(d,) for d in digests]
+            )
+        )
 
     def _consume(self, digest, request_digest):
         def consume(conn):
@@ -148,8 +150,10 @@ class SQLiteInvitations(Invitations):
                 raise InvitationRefused("unknown invitation code")
             if row[0] is not None and row[0] != request_digest:
                 raise InvitationRefused("this invitation was already used")
-            conn.execute("UPDATE invitations SET used_by = ?, used_at = COALESCE(used_at, julianday('now')) "
-                         "WHERE digest = ?", (request_digest, digest))
+            conn.execute(
+                "UPDATE invitations SET used_by = ?, used_at = COALESCE(used_at, julianday('now')) WHERE digest = ?",
+                (request_digest, digest),
+            )
 
         self.db.transaction(consume)
 

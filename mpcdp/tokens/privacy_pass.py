@@ -37,7 +37,9 @@ REQUEST_LEN = 2 + 1 + NK
 # AlgorithmIdentifier { id-RSASSA-PSS, RSASSA-PSS-params { sha384, mgf1(sha384), saltLength 48 } }
 _PSS_ALGORITHM = bytes.fromhex(
     "303d06092a864886f70d01010a3030a00d300b0609608648016503040202a11a301806092a864886f70d010108"
-    "300b0609608648016503040202a2030201" "30")
+    "300b0609608648016503040202a2030201"
+    "30"
+)
 _RSA_ENCRYPTION = bytes.fromhex("300d06092a864886f70d0101010500")
 
 
@@ -55,11 +57,11 @@ def _der_read(data: bytes, at: int, tag: int) -> tuple[bytes, int]:
     length, at = data[at + 1], at + 2
     if length & 0x80:
         count = length & 0x7F
-        length = int.from_bytes(data[at:at + count], "big")
+        length = int.from_bytes(data[at : at + count], "big")
         at += count
     if at + length > len(data):
         raise InvalidToken("the issuer public key is truncated")
-    return data[at:at + length], at + length
+    return data[at : at + length], at + length
 
 
 class IssuerPublicKey:
@@ -77,7 +79,7 @@ class IssuerPublicKey:
         self.truncated_key_id = self.token_key_id[-1]
 
     @classmethod
-    def from_spki(cls, spki: bytes) -> "IssuerPublicKey":
+    def from_spki(cls, spki: bytes) -> IssuerPublicKey:
         """Decode the RSASSA-PSS SubjectPublicKeyInfo (exactly SHA-384 / MGF1-SHA-384 / salt 48)."""
         body, end = _der_read(bytes(spki), 0, 0x30)
         if end != len(spki) or not body.startswith(_PSS_ALGORITHM):
@@ -119,27 +121,32 @@ class TokenChallenge:
             raise TokenError("origin info is at most 65535 bytes")
 
     @classmethod
-    def bound(cls, issuer_name: bytes, origin_info: bytes, binding: bytes) -> "TokenChallenge":
+    def bound(cls, issuer_name: bytes, origin_info: bytes, binding: bytes) -> TokenChallenge:
         """A challenge whose redemption context is SHA-256(binding): a token issued for it is
         spendable only with that binding (for example one report id)."""
         return cls(issuer_name, hashlib.sha256(binding).digest(), origin_info)
 
     def encode(self) -> bytes:
-        return (struct.pack(">HH", self.token_type, len(self.issuer_name)) + self.issuer_name
-                + bytes([len(self.redemption_context)]) + self.redemption_context
-                + struct.pack(">H", len(self.origin_info)) + self.origin_info)
+        return (
+            struct.pack(">HH", self.token_type, len(self.issuer_name))
+            + self.issuer_name
+            + bytes([len(self.redemption_context)])
+            + self.redemption_context
+            + struct.pack(">H", len(self.origin_info))
+            + self.origin_info
+        )
 
     @classmethod
-    def decode(cls, data: bytes) -> "TokenChallenge":
+    def decode(cls, data: bytes) -> TokenChallenge:
         try:
             token_type, n = struct.unpack_from(">HH", data, 0)
             at = 4 + n
             issuer = data[4:at]
             ctx_len = data[at]
-            ctx = data[at + 1:at + 1 + ctx_len]
+            ctx = data[at + 1 : at + 1 + ctx_len]
             at += 1 + ctx_len
             (o_len,) = struct.unpack_from(">H", data, at)
-            origin = data[at + 2:at + 2 + o_len]
+            origin = data[at + 2 : at + 2 + o_len]
             end = at + 2 + o_len
         except (struct.error, IndexError):
             raise TokenError("the token challenge is truncated") from None
@@ -167,7 +174,7 @@ class Token:
         return self.token_input + self.authenticator
 
     @classmethod
-    def decode(cls, data: bytes) -> "Token":
+    def decode(cls, data: bytes) -> Token:
         data = bytes(data)
         if len(data) < 2:
             raise InvalidToken("the token is empty or truncated")
@@ -199,13 +206,13 @@ class PendingToken:
         return self.token_input + sig
 
 
-def request_token_with(issuer: IssuerPublicKey, challenge: bytes, nonce: bytes, salt: bytes, r: int
-                       ) -> tuple[bytes, PendingToken]:
+def request_token_with(
+    issuer: IssuerPublicKey, challenge: bytes, nonce: bytes, salt: bytes, r: int
+) -> tuple[bytes, PendingToken]:
     """The client's TokenRequest with a given nonce, PSS salt and blind (test vectors)."""
     if len(nonce) != NONCE_LEN:
         raise TokenError("a token nonce is 32 bytes")
-    token_input = (struct.pack(">H", TOKEN_TYPE) + nonce + hashlib.sha256(challenge).digest()
-                   + issuer.token_key_id)
+    token_input = struct.pack(">H", TOKEN_TYPE) + nonce + hashlib.sha256(challenge).digest() + issuer.token_key_id
     blinded, inv = blind_rsa.blind_with(issuer.blind, token_input, VARIANT, salt, r)
     request = struct.pack(">HB", TOKEN_TYPE, issuer.truncated_key_id) + blinded
     return request, PendingToken(issuer, token_input, inv)

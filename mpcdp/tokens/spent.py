@@ -21,8 +21,10 @@ from mpcdp.tokens.errors import TokenReused
 from mpcdp.tokens.privacy_pass import IssuerPublicKey, Token, verify_token
 from mpcdp.tokens.sqlite_files import PrivateDB
 
-SCHEMA = ("CREATE TABLE IF NOT EXISTS spent_tokens "
-          "(token_hash BLOB PRIMARY KEY, report_id BLOB NOT NULL, spent_at REAL NOT NULL)")
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS spent_tokens "
+    "(token_hash BLOB PRIMARY KEY, report_id BLOB NOT NULL, spent_at REAL NOT NULL)"
+)
 
 
 def token_hash(token: Token) -> bytes:
@@ -69,8 +71,9 @@ class SpentTokenTable:
         whatever else it wrote in this transaction)."""
         decoded = verify_token(self.issuer, token, challenge)
         try:
-            conn.execute("INSERT INTO spent_tokens VALUES (?, ?, julianday('now'))",
-                         (token_hash(decoded), bytes(report_id)))
+            conn.execute(
+                "INSERT INTO spent_tokens VALUES (?, ?, julianday('now'))", (token_hash(decoded), bytes(report_id))
+            )
         except sqlite3.IntegrityError:
             raise TokenReused("this token was already used") from None
         return decoded

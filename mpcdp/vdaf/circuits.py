@@ -37,8 +37,9 @@ def _from_bits(field: Field, bits: list[int]) -> int:
     return sum(b * (1 << i) for i, b in enumerate(bits)) % field.modulus
 
 
-def _range_check(field: Field, meas: list[int], r: int, num_shares: int, chunk_length: int, calls: int,
-                 call: GadgetCall) -> int:
+def _range_check(
+    field: Field, meas: list[int], r: int, num_shares: int, chunk_length: int, calls: int, call: GadgetCall
+) -> int:
     """``sum_i r^(i+1) * m_i * (m_i - 1)`` over all entries, chunk by chunk through gadget 0.
 
     With shares, ``1`` becomes ``1 / num_shares`` so that the shares sum to the true check.
@@ -133,8 +134,7 @@ class SumVec:
         self.gadget_calls = [-(-self.MEAS_LEN // chunk_length)]
 
     def eval(self, meas, joint_rand, num_shares, call):
-        return _range_check(self.field, meas, joint_rand[0], num_shares, self.chunk_length,
-                            self.gadget_calls[0], call)
+        return _range_check(self.field, meas, joint_rand[0], num_shares, self.chunk_length, self.gadget_calls[0], call)
 
     def encode(self, measurement) -> list[int]:
         if len(measurement) != self.length:
@@ -146,7 +146,7 @@ class SumVec:
 
     def truncate(self, meas):
         b = self.bits
-        return [_from_bits(self.field, meas[i * b:(i + 1) * b]) for i in range(self.length)]
+        return [_from_bits(self.field, meas[i * b : (i + 1) * b]) for i in range(self.length)]
 
     def decode(self, output, num_measurements) -> list[int]:
         return list(output)
@@ -167,8 +167,9 @@ class Histogram:
 
     def eval(self, meas, joint_rand, num_shares, call):
         p = self.field.modulus
-        range_check = _range_check(self.field, meas, joint_rand[0], num_shares, self.chunk_length,
-                                   self.gadget_calls[0], call)
+        range_check = _range_check(
+            self.field, meas, joint_rand[0], num_shares, self.chunk_length, self.gadget_calls[0], call
+        )
         sum_check = (sum(meas) - self.field.inv(num_shares)) % p
         r = joint_rand[1]
         return (r * range_check + r * r % p * sum_check) % p
@@ -203,10 +204,9 @@ class MultiHotHistogram:
 
     def eval(self, meas, joint_rand, num_shares, call):
         f, p = self.field, self.field.modulus
-        range_check = _range_check(f, meas, joint_rand[0], num_shares, self.chunk_length,
-                                   self.gadget_calls[0], call)
-        weight = sum(meas[:self.length])
-        claimed = _from_bits(f, meas[self.length:])
+        range_check = _range_check(f, meas, joint_rand[0], num_shares, self.chunk_length, self.gadget_calls[0], call)
+        weight = sum(meas[: self.length])
+        claimed = _from_bits(f, meas[self.length :])
         count_check = (weight + self.offset * f.inv(num_shares) - claimed) % p
         r = joint_rand[1]
         return (r * range_check + r * r % p * count_check) % p
@@ -214,14 +214,16 @@ class MultiHotHistogram:
     def encode(self, measurement) -> list[int]:
         if len(measurement) != self.length:
             raise ValueError(f"a MultiHotHistogram measurement has {self.length} entries, got {len(measurement)}")
-        buckets = [int(_check_int("a MultiHotHistogram entry", int(b) if isinstance(b, bool) else b, 0, 2))
-                   for b in measurement]
+        buckets = [
+            int(_check_int("a MultiHotHistogram entry", int(b) if isinstance(b, bool) else b, 0, 2))
+            for b in measurement
+        ]
         if sum(buckets) > self.max_count:
             raise ValueError(f"at most {self.max_count} buckets may be set, got {sum(buckets)}")
         return buckets + _bits(sum(buckets) + self.offset, self.bits_for_count)
 
     def truncate(self, meas):
-        return list(meas[:self.length])
+        return list(meas[: self.length])
 
     def decode(self, output, num_measurements) -> list[int]:
         return list(output)

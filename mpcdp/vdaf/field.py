@@ -15,8 +15,9 @@ fields: ``GEN_ORDER`` and ``gen()``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field as dataclass_field
-from functools import lru_cache
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from functools import cache
 
 import numpy as np
 
@@ -46,7 +47,7 @@ class Field:
         if len(data) % size:
             raise DecodeError(f"{what}: {len(data)} bytes is not a whole number of {self.name} elements")
         frm = int.from_bytes
-        vec = [frm(data[i:i + size], "little") for i in range(0, len(data), size)]
+        vec = [frm(data[i : i + size], "little") for i in range(0, len(data), size)]
         if vec and max(vec) >= self.modulus:
             raise DecodeError(f"{what}: an element is not below the {self.name} modulus")
         return vec
@@ -194,13 +195,13 @@ class Field:
         """
         p = self.modulus
         nodes, n_inv = self.nodes(n)
-        nodes = nodes[:n if count is None else count]
+        nodes = nodes[: n if count is None else count]
         scale = (self.power(t, n) - 1) * n_inv % p
         inverses = self.batch_inv([t - x for x in nodes])
         return [x * y % p * scale % p for x, y in zip(nodes, inverses)]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _bit_reversal(n: int) -> tuple[int, ...]:
     bits = n.bit_length() - 1
     return tuple(int(format(i, f"0{bits}b")[::-1], 2) if bits else 0 for i in range(n))

@@ -30,8 +30,9 @@ interpolating back; this gives exactly the draft's ``gadget.eval_poly``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -97,7 +98,7 @@ class ParallelSum:
         if isinstance(self.sub, Mul):  # the common case, inlined: sum of pairwise products
             return sum(x * y for x, y in zip(inputs[0::2], inputs[1::2])) % p
         a = self.sub.arity
-        return sum(self.sub.eval(p, inputs[i * a:(i + 1) * a]) for i in range(self.count)) % p
+        return sum(self.sub.eval(p, inputs[i * a : (i + 1) * a]) for i in range(self.count)) % p
 
 
 GadgetCall = Callable[[int, list[int]], int]
@@ -145,7 +146,7 @@ class FlpGeneric:
         wires: list[list[list[int]]] = []
         offset = 0
         for arity, *_ in self._shapes:
-            wires.append([[seed] for seed in prove_rand[offset:offset + arity]])
+            wires.append([[seed] for seed in prove_rand[offset : offset + arity]])
             offset += arity
 
         def call(index: int, inputs: list[int]) -> int:
@@ -155,9 +156,7 @@ class FlpGeneric:
 
         self.circuit.eval(meas, joint_rand, 1, call)
         proof: list[int] = []
-        for gadget, (arity, degree, calls, wire_len, poly_len), gadget_wires in zip(
-            gadgets, self._shapes, wires
-        ):
+        for gadget, (arity, degree, calls, wire_len, poly_len), gadget_wires in zip(gadgets, self._shapes, wires):
             n = next_power_of_two(poly_len)
             on_n_roots = []
             for wire in gadget_wires:
@@ -176,8 +175,8 @@ class FlpGeneric:
         seeds, polys, outputs, wires = [], [], [], []
         offset = 0
         for arity, degree, calls, wire_len, poly_len in self._shapes:
-            seeds.append(proof[offset:offset + arity])
-            poly = proof[offset + arity:offset + arity + poly_len]
+            seeds.append(proof[offset : offset + arity])
+            poly = proof[offset + arity : offset + arity + poly_len]
             offset += arity + poly_len
             polys.append(poly)
             # the gadget's output at call k is gadget_poly(alpha^k): reduce mod x^P - 1, then an NTT
@@ -219,7 +218,7 @@ class FlpGeneric:
         p, offset = self.field.modulus, 1
         ok = verifier[0] == 0
         for gadget, (arity, *_) in zip(self.circuit.gadgets, self._shapes):
-            x, y = verifier[offset:offset + arity], verifier[offset + arity]
+            x, y = verifier[offset : offset + arity], verifier[offset + arity]
             offset += arity + 1
             ok = ok & (gadget.eval(p, x) == y)
         return ok

@@ -28,8 +28,9 @@ and nonces are explicit (``RAND_SIZE`` / ``NONCE_SIZE`` bytes), as in the draft;
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -148,12 +149,18 @@ class Prio3:
 
     # --- derived randomness ---------------------------------------------------------------------------
     def _helper_meas_share(self, agg_id: int, seed: bytes) -> list[int]:
-        return self.Xof.expand_into_vec(self.field, seed, self._dst[USAGE_MEAS_SHARE], bytes([agg_id]),
-                                        self.flp.MEAS_LEN)
+        return self.Xof.expand_into_vec(
+            self.field, seed, self._dst[USAGE_MEAS_SHARE], bytes([agg_id]), self.flp.MEAS_LEN
+        )
 
     def _helper_proofs_share(self, agg_id: int, seed: bytes) -> list[int]:
-        return self.Xof.expand_into_vec(self.field, seed, self._dst[USAGE_PROOF_SHARE],
-                                        bytes([self.PROOFS, agg_id]), self.flp.PROOF_LEN * self.PROOFS)
+        return self.Xof.expand_into_vec(
+            self.field,
+            seed,
+            self._dst[USAGE_PROOF_SHARE],
+            bytes([self.PROOFS, agg_id]),
+            self.flp.PROOF_LEN * self.PROOFS,
+        )
 
     def _joint_rand_part(self, agg_id: int, blind: bytes, encoded_meas_share: bytes, nonce: bytes) -> bytes:
         binder = bytes([agg_id]) + nonce + encoded_meas_share
@@ -163,12 +170,22 @@ class Prio3:
         return self.Xof.derive_seed(bytes(SEED_SIZE), self._dst[USAGE_JOINT_RAND_SEED], b"".join(parts))
 
     def _joint_rands(self, seed: bytes) -> list[int]:
-        return self.Xof.expand_into_vec(self.field, seed, self._dst[USAGE_JOINT_RANDOMNESS], bytes([self.PROOFS]),
-                                        self.flp.JOINT_RAND_LEN * self.PROOFS)
+        return self.Xof.expand_into_vec(
+            self.field,
+            seed,
+            self._dst[USAGE_JOINT_RANDOMNESS],
+            bytes([self.PROOFS]),
+            self.flp.JOINT_RAND_LEN * self.PROOFS,
+        )
 
     def _query_rands(self, verify_key: bytes, nonce: bytes) -> list[int]:
-        return self.Xof.expand_into_vec(self.field, verify_key, self._dst[USAGE_QUERY_RANDOMNESS],
-                                        bytes([self.PROOFS]) + nonce, self.flp.QUERY_RAND_LEN * self.PROOFS)
+        return self.Xof.expand_into_vec(
+            self.field,
+            verify_key,
+            self._dst[USAGE_QUERY_RANDOMNESS],
+            bytes([self.PROOFS]) + nonce,
+            self.flp.QUERY_RAND_LEN * self.PROOFS,
+        )
 
     # --- client ---------------------------------------------------------------------------------------
     def shard(self, measurement: Any, nonce: bytes, rand: bytes) -> tuple[PublicShare, list[InputShare]]:
@@ -188,7 +205,7 @@ class Prio3:
         if len(meas) != flp.MEAS_LEN:
             raise ValueError(f"an encoded measurement has {flp.MEAS_LEN} elements, got {len(meas)}")
         meas = [x % field.modulus for x in meas]
-        seeds = [rand[i:i + SEED_SIZE] for i in range(0, self.RAND_SIZE, SEED_SIZE)]
+        seeds = [rand[i : i + SEED_SIZE] for i in range(0, self.RAND_SIZE, SEED_SIZE)]
         per_helper = 3 if self.uses_joint_rand else 2
 
         helpers = []
@@ -198,7 +215,7 @@ class Prio3:
             blind = seeds[per_helper * j + 2] if self.uses_joint_rand else b""
             helpers.append(HelperShare(meas_seed, proofs_seed, blind))
             leader_meas = field.vec_sub(leader_meas, self._helper_meas_share(j + 1, meas_seed))
-        rest = seeds[per_helper * (S - 1):]
+        rest = seeds[per_helper * (S - 1) :]
 
         joint_rands: list[int] = []
         public_share = PublicShare()
@@ -215,12 +232,14 @@ class Prio3:
         else:
             (prove_seed,) = rest
 
-        prove_rands = self.Xof.expand_into_vec(field, prove_seed, self._dst[USAGE_PROVE_RANDOMNESS],
-                                               bytes([self.PROOFS]), flp.PROVE_RAND_LEN * self.PROOFS)
+        prove_rands = self.Xof.expand_into_vec(
+            field, prove_seed, self._dst[USAGE_PROVE_RANDOMNESS], bytes([self.PROOFS]), flp.PROVE_RAND_LEN * self.PROOFS
+        )
         proofs: list[int] = []
         for k in range(self.PROOFS):
-            proofs += flp.prove(meas, _chunk(prove_rands, flp.PROVE_RAND_LEN, k),
-                                _chunk(joint_rands, flp.JOINT_RAND_LEN, k))
+            proofs += flp.prove(
+                meas, _chunk(prove_rands, flp.PROVE_RAND_LEN, k), _chunk(joint_rands, flp.JOINT_RAND_LEN, k)
+            )
         for j, helper in enumerate(helpers):
             proofs = field.vec_sub(proofs, self._helper_proofs_share(j + 1, helper.proofs_seed))
         return public_share, [LeaderShare(leader_meas, proofs, leader_blind), *helpers]
@@ -231,21 +250,34 @@ class Prio3:
         return (nonce, *self.shard(measurement, nonce, rng.bytes(self.RAND_SIZE)))
 
     # --- aggregators ----------------------------------------------------------------------------------
-    def prep_init(self, verify_key: bytes, agg_id: int, agg_param: None, nonce: bytes,
-                  public_share: PublicShare, input_share: InputShare) -> tuple[PrepState, PrepShare]:
+    def prep_init(
+        self,
+        verify_key: bytes,
+        agg_id: int,
+        agg_param: None,
+        nonce: bytes,
+        public_share: PublicShare,
+        input_share: InputShare,
+    ) -> tuple[PrepState, PrepShare]:
         """Aggregator ``agg_id``'s first (only) preparation step on one report."""
         meas_share, proofs_share, query_rands, joint_rands, state, part = self._prep_inputs(
-            verify_key, agg_id, nonce, public_share, input_share)
+            verify_key, agg_id, nonce, public_share, input_share
+        )
         flp = self.flp
         verifiers: list[int] = []
         for k in range(self.PROOFS):
-            verifiers += flp.query(meas_share, _chunk(proofs_share, flp.PROOF_LEN, k),
-                                   _chunk(query_rands, flp.QUERY_RAND_LEN, k),
-                                   _chunk(joint_rands, flp.JOINT_RAND_LEN, k), self.SHARES)
+            verifiers += flp.query(
+                meas_share,
+                _chunk(proofs_share, flp.PROOF_LEN, k),
+                _chunk(query_rands, flp.QUERY_RAND_LEN, k),
+                _chunk(joint_rands, flp.JOINT_RAND_LEN, k),
+                self.SHARES,
+            )
         return state, PrepShare(verifiers, part)
 
-    def prep_init_batch(self, verify_key: bytes, agg_id: int, agg_param: None,
-                        reports: Sequence[tuple[bytes, PublicShare, InputShare]]) -> list[tuple[PrepState, PrepShare]]:
+    def prep_init_batch(
+        self, verify_key: bytes, agg_id: int, agg_param: None, reports: Sequence[tuple[bytes, PublicShare, InputShare]]
+    ) -> list[tuple[PrepState, PrepShare]]:
         """:meth:`prep_init` of many reports ``(nonce, public_share, input_share)`` at once.
 
         Same results as one call per report; the FLP queries of all reports run together on
@@ -262,21 +294,24 @@ class Prio3:
             raise DecodeError(f"aggregator {agg_id} needs {'a leader' if agg_id == 0 else 'a helper'} input share")
         if agg_id == 0:
             flp, encode = self.flp, self.field.encode_vec
-            if any(len(x.meas_share) != flp.MEAS_LEN or len(x.proofs_share) != flp.PROOF_LEN * self.PROOFS
-                   for x in shares):
+            if any(
+                len(x.meas_share) != flp.MEAS_LEN or len(x.proofs_share) != flp.PROOF_LEN * self.PROOFS for x in shares
+            ):
                 raise DecodeError("a leader input share has the wrong number of elements")
             meas = np.array([x.meas_share for x in shares], dtype=object)
             proofs = np.array([x.proofs_share for x in shares], dtype=object)
             encoded = [encode(x.meas_share) for x in shares]
         else:
-            meas, proofs, encoded = self._expand_helper_shares(agg_id, [x.meas_seed for x in shares],
-                                                               [x.proofs_seed for x in shares])
-        return self._prep_batch(verify_key, agg_id, nonces, public_shares, [x.blind for x in shares],
-                                meas, proofs, encoded)
+            meas, proofs, encoded = self._expand_helper_shares(
+                agg_id, [x.meas_seed for x in shares], [x.proofs_seed for x in shares]
+            )
+        return self._prep_batch(
+            verify_key, agg_id, nonces, public_shares, [x.blind for x in shares], meas, proofs, encoded
+        )
 
-    def prep_init_encoded_batch(self, verify_key: bytes, agg_id: int, agg_param: None,
-                                reports: Sequence[tuple[bytes, bytes, bytes]]
-                                ) -> list[tuple[PrepState, PrepShare] | DecodeError]:
+    def prep_init_encoded_batch(
+        self, verify_key: bytes, agg_id: int, agg_param: None, reports: Sequence[tuple[bytes, bytes, bytes]]
+    ) -> list[tuple[PrepState, PrepShare] | DecodeError]:
         """:meth:`prep_init_batch` straight from the wire: ``(nonce, encoded public share, encoded
         input share)`` per report, all decoded together (numpy, not element by element).
 
@@ -309,23 +344,27 @@ class Prio3:
             matrix, bad = field.decode_matrix(b"".join(b[:width] for b in blobs), len(blobs))
             if bad.any():
                 for k in np.flatnonzero(bad).tolist():
-                    results[good[k]] = DecodeError("leader input share: an element is not below the "
-                                                   f"{field.name} modulus")
+                    results[good[k]] = DecodeError(
+                        f"leader input share: an element is not below the {field.name} modulus"
+                    )
                 keep = np.flatnonzero(~bad).tolist()
-                good, nonces, public_shares, blobs = ([v[k] for k in keep]
-                                                      for v in (good, nonces, public_shares, blobs))
+                good, nonces, public_shares, blobs = (
+                    [v[k] for k in keep] for v in (good, nonces, public_shares, blobs)
+                )
                 matrix = matrix[~bad]
                 if not good:
                     return results
-            meas, proofs = matrix[:, :flp.MEAS_LEN], matrix[:, flp.MEAS_LEN:]
+            meas, proofs = matrix[:, : flp.MEAS_LEN], matrix[:, flp.MEAS_LEN :]
             encoded = [b[:meas_bytes] for b in blobs]
             blinds = [b[width:] for b in blobs]
         else:
-            meas, proofs, encoded = self._expand_helper_shares(agg_id, [b[:S] for b in blobs],
-                                                               [b[S:2 * S] for b in blobs])
-            blinds = [b[2 * S:] for b in blobs]
-        for i, result in zip(good, self._prep_batch(verify_key, agg_id, nonces, public_shares, blinds,
-                                                    meas, proofs, encoded)):
+            meas, proofs, encoded = self._expand_helper_shares(
+                agg_id, [b[:S] for b in blobs], [b[S : 2 * S] for b in blobs]
+            )
+            blinds = [b[2 * S :] for b in blobs]
+        for i, result in zip(
+            good, self._prep_batch(verify_key, agg_id, nonces, public_shares, blinds, meas, proofs, encoded)
+        ):
             results[i] = result
         return results
 
@@ -339,18 +378,28 @@ class Prio3:
         for seed in (*meas_seeds, *proofs_seeds):
             _check_len("helper seed", seed, SEED_SIZE, DecodeError)
         n, xof, field = len(meas_seeds), self.Xof, self.field
-        meas, encoded = xof.expand_into_matrix(field, meas_seeds, self._dst[USAGE_MEAS_SHARE], [bytes([agg_id])] * n,
-                                               self.flp.MEAS_LEN)
-        proofs, _ = xof.expand_into_matrix(field, proofs_seeds, self._dst[USAGE_PROOF_SHARE],
-                                           [bytes([self.PROOFS, agg_id])] * n, self.flp.PROOF_LEN * self.PROOFS)
+        meas, encoded = xof.expand_into_matrix(
+            field, meas_seeds, self._dst[USAGE_MEAS_SHARE], [bytes([agg_id])] * n, self.flp.MEAS_LEN
+        )
+        proofs, _ = xof.expand_into_matrix(
+            field,
+            proofs_seeds,
+            self._dst[USAGE_PROOF_SHARE],
+            [bytes([self.PROOFS, agg_id])] * n,
+            self.flp.PROOF_LEN * self.PROOFS,
+        )
         return meas, proofs, encoded
 
     def _prep_batch(self, verify_key, agg_id, nonces, public_shares, blinds, meas, proofs, encoded):
         """The vectorised part of prep_init for reports whose shares are matrices (one row each)."""
         flp, field, xof, n = self.flp, self.field, self.Xof, len(nonces)
-        query_rands, _ = xof.expand_into_matrix(field, [verify_key] * n, self._dst[USAGE_QUERY_RANDOMNESS],
-                                                [bytes([self.PROOFS]) + nonce for nonce in nonces],
-                                                flp.QUERY_RAND_LEN * self.PROOFS)
+        query_rands, _ = xof.expand_into_matrix(
+            field,
+            [verify_key] * n,
+            self._dst[USAGE_QUERY_RANDOMNESS],
+            [bytes([self.PROOFS]) + nonce for nonce in nonces],
+            flp.QUERY_RAND_LEN * self.PROOFS,
+        )
         query_rands = list(query_rands.T)
         joint_rands: list = []
         parts = corrected = [b""] * n
@@ -360,8 +409,13 @@ class Prio3:
                 part, seed = self._joint_rand_seeds(agg_id, nonce, public_share, blind, encoded_meas)
                 parts.append(part)
                 corrected.append(seed)
-            joint_rands, _ = xof.expand_into_matrix(field, corrected, self._dst[USAGE_JOINT_RANDOMNESS],
-                                                    [bytes([self.PROOFS])] * n, flp.JOINT_RAND_LEN * self.PROOFS)
+            joint_rands, _ = xof.expand_into_matrix(
+                field,
+                corrected,
+                self._dst[USAGE_JOINT_RANDOMNESS],
+                [bytes([self.PROOFS])] * n,
+                flp.JOINT_RAND_LEN * self.PROOFS,
+            )
             joint_rands = list(joint_rands.T)
         meas_columns, proofs_columns = list(meas.T), list(proofs.T)
         degenerate = np.zeros(n, dtype=bool)
@@ -369,31 +423,43 @@ class Prio3:
             for t, (_, _, _, wire_len, _) in zip(_chunk(query_rands, flp.QUERY_RAND_LEN, k), flp._shapes):
                 degenerate |= field.power(t, wire_len) == 1
         if degenerate.any():  # probability about 2^-60 per report: the draft refuses such a report
-            raise VerifyError(f"report {int(np.flatnonzero(degenerate)[0])} of the batch has a query point on the "
-                              "interpolation nodes and is refused; prepare the others without it")
+            raise VerifyError(
+                f"report {int(np.flatnonzero(degenerate)[0])} of the batch has a query point on the "
+                "interpolation nodes and is refused; prepare the others without it"
+            )
         columns: list = []
         for k in range(self.PROOFS):
-            columns += flp.query(meas_columns, _chunk(proofs_columns, flp.PROOF_LEN, k),
-                                 _chunk(query_rands, flp.QUERY_RAND_LEN, k),
-                                 _chunk(joint_rands, flp.JOINT_RAND_LEN, k), self.SHARES)
+            columns += flp.query(
+                meas_columns,
+                _chunk(proofs_columns, flp.PROOF_LEN, k),
+                _chunk(query_rands, flp.QUERY_RAND_LEN, k),
+                _chunk(joint_rands, flp.JOINT_RAND_LEN, k),
+                self.SHARES,
+            )
         verifiers = _rows(columns, n)
         out_shares = _rows(flp.truncate(meas_columns), n)
-        return [(PrepState(out, seed), PrepShare(v, part))
-                for out, seed, v, part in zip(out_shares, corrected, verifiers, parts)]
+        return [
+            (PrepState(out, seed), PrepShare(v, part))
+            for out, seed, v, part in zip(out_shares, corrected, verifiers, parts)
+        ]
 
-    def _joint_rand_seeds(self, agg_id: int, nonce: bytes, public_share: PublicShare, blind: bytes,
-                          encoded_meas_share: bytes) -> tuple[bytes, bytes]:
+    def _joint_rand_seeds(
+        self, agg_id: int, nonce: bytes, public_share: PublicShare, blind: bytes, encoded_meas_share: bytes
+    ) -> tuple[bytes, bytes]:
         """This aggregator's joint randomness part and the joint randomness seed it implies."""
         if len(public_share.joint_rand_parts) != self.SHARES:
-            raise DecodeError(f"the public share holds {len(public_share.joint_rand_parts)} joint randomness "
-                              f"parts, expected {self.SHARES}")
+            raise DecodeError(
+                f"the public share holds {len(public_share.joint_rand_parts)} joint randomness "
+                f"parts, expected {self.SHARES}"
+            )
         part = self._joint_rand_part(agg_id, blind, encoded_meas_share, nonce)
         parts = list(public_share.joint_rand_parts)
         parts[agg_id] = part
         return part, self._joint_rand_seed(parts)
 
-    def _prep_inputs(self, verify_key: bytes, agg_id: int, nonce: bytes, public_share: PublicShare,
-                     input_share: InputShare):
+    def _prep_inputs(
+        self, verify_key: bytes, agg_id: int, nonce: bytes, public_share: PublicShare, input_share: InputShare
+    ):
         """Everything prep_init derives before the FLP query: shares, randomness, state, part."""
         _check_len("verify key", verify_key, VERIFY_KEY_SIZE)
         _check_len("nonce", nonce, NONCE_SIZE)
@@ -410,8 +476,9 @@ class Prio3:
         joint_rands: list[int] = []
         part = corrected = b""
         if self.uses_joint_rand:
-            part, corrected = self._joint_rand_seeds(agg_id, nonce, public_share, input_share.blind,
-                                                     self.field.encode_vec(meas_share))
+            part, corrected = self._joint_rand_seeds(
+                agg_id, nonce, public_share, input_share.blind, self.field.encode_vec(meas_share)
+            )
             joint_rands = self._joint_rands(corrected)
         state = PrepState(self.flp.truncate(meas_share), corrected)
         return meas_share, proofs_share, self._query_rands(verify_key, nonce), joint_rands, state, part
@@ -425,8 +492,9 @@ class Prio3:
                 raise VerifyError(REJECTED)
         return self._prep_message(prep_shares)
 
-    def prep_shares_to_prep_batch(self, agg_param: None, prep_shares: Sequence[Sequence[PrepShare]]
-                                  ) -> list[PrepMessage | VerifyError]:
+    def prep_shares_to_prep_batch(
+        self, agg_param: None, prep_shares: Sequence[Sequence[PrepShare]]
+    ) -> list[PrepMessage | VerifyError]:
         """:meth:`prep_shares_to_prep` of many reports (one sequence of prep shares each) at once:
         per report, its prep message, or the :class:`VerifyError` that rejects it."""
         if not prep_shares:
@@ -443,8 +511,10 @@ class Prio3:
         ok = np.ones(len(prep_shares), dtype=bool)
         for k in range(self.PROOFS):
             ok &= np.asarray(flp.decide_columns(_chunk(columns, flp.VERIFIER_LEN, k)), dtype=bool)
-        return [self._prep_message(shares) if good else VerifyError(REJECTED)
-                for shares, good in zip(prep_shares, ok.tolist())]
+        return [
+            self._prep_message(shares) if good else VerifyError(REJECTED)
+            for shares, good in zip(prep_shares, ok.tolist())
+        ]
 
     def _sum_verifiers(self, prep_shares: Sequence[PrepShare]) -> list[int]:
         if len(prep_shares) != self.SHARES:
@@ -505,7 +575,7 @@ class Prio3:
         _check_len("public share", data, expected, DecodeError)
         if not expected:
             return _EMPTY_PUBLIC_SHARE
-        return PublicShare(tuple(data[i:i + SEED_SIZE] for i in range(0, expected, SEED_SIZE)))
+        return PublicShare(tuple(data[i : i + SEED_SIZE] for i in range(0, expected, SEED_SIZE)))
 
     def encode_input_share(self, share: InputShare) -> bytes:
         if isinstance(share, LeaderShare):
@@ -519,11 +589,13 @@ class Prio3:
             size = self.field.encoded_size
             meas_len, proofs_len = size * self.flp.MEAS_LEN, size * self.flp.PROOF_LEN * self.PROOFS
             _check_len("leader input share", data, meas_len + proofs_len + blind_len, DecodeError)
-            return LeaderShare(self.field.decode_vec(data[:meas_len], "measurement share"),
-                               self.field.decode_vec(data[meas_len:meas_len + proofs_len], "proof share"),
-                               data[meas_len + proofs_len:])
+            return LeaderShare(
+                self.field.decode_vec(data[:meas_len], "measurement share"),
+                self.field.decode_vec(data[meas_len : meas_len + proofs_len], "proof share"),
+                data[meas_len + proofs_len :],
+            )
         _check_len("helper input share", data, 2 * SEED_SIZE + blind_len, DecodeError)
-        return HelperShare(data[:SEED_SIZE], data[SEED_SIZE:2 * SEED_SIZE], data[2 * SEED_SIZE:])
+        return HelperShare(data[:SEED_SIZE], data[SEED_SIZE : 2 * SEED_SIZE], data[2 * SEED_SIZE :])
 
     def encode_prep_share(self, share: PrepShare) -> bytes:
         return self.field.encode_vec(share.verifiers_share) + share.joint_rand_part
@@ -563,7 +635,7 @@ class Prio3:
 
 
 def _chunk(vec: list[int], length: int, k: int) -> list[int]:
-    return vec[k * length:(k + 1) * length]
+    return vec[k * length : (k + 1) * length]
 
 
 def _rows(columns: list, n: int) -> list[list[int]]:
@@ -598,7 +670,8 @@ def Prio3Histogram(shares: int, length: int, chunk_length: int) -> Prio3:
     return Prio3("Prio3Histogram", 0x00000003, Histogram(length, chunk_length), shares)
 
 
-def Prio3MultiHotHistogram(shares: int, length: int, max_count: int, chunk_length: int,
-                           algo_id: int = 0xFFFFFFFF) -> Prio3:
+def Prio3MultiHotHistogram(
+    shares: int, length: int, max_count: int, chunk_length: int, algo_id: int = 0xFFFFFFFF
+) -> Prio3:
     """Draft 08 assigns MultiHotHistogram no codepoint; its test vectors use 0xFFFFFFFF (the default)."""
     return Prio3("Prio3MultiHotHistogram", algo_id, MultiHotHistogram(length, max_count, chunk_length), shares)

@@ -17,7 +17,7 @@ API and replaced by it if pycryptodome's internals ever differ.
 from __future__ import annotations
 
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from Crypto.Hash import TurboSHAKE128
@@ -66,8 +66,11 @@ def _direct_turboshake():
             raw = new_state()
         if length > local.size:
             grow(max(length, 2 * local.size))
-        if (lib.keccak_reset(raw) or lib.keccak_absorb(raw, message, len(message))
-                or lib.keccak_squeeze(raw, local.out, length, domain)):
+        if (
+            lib.keccak_reset(raw)
+            or lib.keccak_absorb(raw, message, len(message))
+            or lib.keccak_squeeze(raw, local.out, length, domain)
+        ):
             raise RuntimeError("TurboSHAKE128 failed")
         return local.buffer[0:length]
 
@@ -75,7 +78,7 @@ def _direct_turboshake():
         probe = bytes(range(200))
         if all(turboshake(probe[:n], k) == _public_turboshake(probe[:n], k) for n, k in ((0, 16), (200, 400))):
             return turboshake
-    except Exception:  # noqa: BLE001 - any surprise in private internals means: use the public API
+    except Exception:
         pass
     return None
 
@@ -104,7 +107,7 @@ class XofTurboShake128:
         mask = (1 << (p - 1).bit_length()) - 1
         frm = int.from_bytes
         data = self._hash.read(size * length)
-        vec = [frm(data[i:i + size], "little") & mask for i in range(0, len(data), size)]
+        vec = [frm(data[i : i + size], "little") & mask for i in range(0, len(data), size)]
         if any(x >= p for x in vec):  # rare (2^-32 for Field64, 2^-62 for Field128): redo in order
             vec = [x for x in vec if x < p]
             while len(vec) < length:
@@ -126,23 +129,24 @@ class XofTurboShake128:
         message = bytes([len(dst)]) + dst + seed + binder
         data = turboshake128(message, size * length)
         frm = int.from_bytes
-        vec = [frm(data[i:i + size], "little") for i in range(0, len(data), size)]
+        vec = [frm(data[i : i + size], "little") for i in range(0, len(data), size)]
         if max(vec, default=0) >= p or p.bit_length() < 8 * size:  # rejection sampling is needed
             return cls(seed, dst, binder).next_vec(field, length)
         return vec
 
-
     @classmethod
-    def expand_into_matrix(cls, field: Field, seeds: Sequence[bytes], dst: bytes, binders: Sequence[bytes],
-                           length: int) -> tuple[np.ndarray, list[bytes]]:
+    def expand_into_matrix(
+        cls, field: Field, seeds: Sequence[bytes], dst: bytes, binders: Sequence[bytes], length: int
+    ) -> tuple[np.ndarray, list[bytes]]:
         """:meth:`expand_into_vec` for many ``(seed, binder)`` pairs: an object matrix with one row
         each, decoded together, and each row's encoding. Rows that need rejection sampling (an
         element at or above p, probability 2^-62 per element) are redone one by one, in order."""
         if any(len(seed) != SEED_SIZE for seed in seeds):
             raise ValueError(f"XofTurboShake128 seeds are {SEED_SIZE} bytes")
         prefix, size = bytes([len(dst)]) + dst, field.encoded_size
-        rows = [turboshake128(prefix + seed + binder, size * length)
-                for seed, binder in zip(seeds, binders, strict=True)]
+        rows = [
+            turboshake128(prefix + seed + binder, size * length) for seed, binder in zip(seeds, binders, strict=True)
+        ]
         matrix, bad = field.decode_matrix(b"".join(rows), len(rows))
         for k in np.flatnonzero(bad).tolist():
             vec = cls.expand_into_vec(field, seeds[k], dst, binders[k], length)

@@ -37,7 +37,8 @@ def _number(kind, text: str):
         value = kind(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+            f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+        ) from None
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     return value
@@ -45,21 +46,25 @@ def _number(kind, text: str):
 
 def at_least(lo: int, hint: str = ""):
     """An integer type refusing values below ``lo``."""
+
     def parse(text: str) -> int:
         value = _number(int, text)
         if value < lo:
             raise argparse.ArgumentTypeError(f"must be at least {lo}{hint}, got {value}")
         return value
+
     return parse
 
 
 def integer_in(lo: int, hi: int):
     """An integer type refusing values outside [lo, hi]."""
+
     def parse(text: str) -> int:
         value = _number(int, text)
         if not lo <= value <= hi:
             raise argparse.ArgumentTypeError(f"must be in [{lo}, {hi}], got {value}")
         return value
+
     return parse
 
 
@@ -110,32 +115,68 @@ def add_node_arguments(parser: argparse.ArgumentParser) -> None:
 
     d = Limits()
     g = parser.add_argument_group("audit log and server limits")
-    g.add_argument("--log-format", choices=FORMATS, default="text",
-                   help="audit log format: text lines, or json (one JSON object per line, for log shippers); "
-                        "the log records refusals, aborts, releases and permission denials, never a share, "
-                        "seed or record value (default: text)")
-    g.add_argument("--audit-log", metavar="PATH",
-                   help="append the audit log to this file, created owner-only (0600) (default: standard error)")
-    g.add_argument("--idle-timeout", type=positive, default=d.idle_timeout, metavar="SECONDS",
-                   help=f"close a streaming call that neither sends nor receives a message for this long "
-                        f"(default {d.idle_timeout:g})")
-    g.add_argument("--keepalive-time", type=positive, default=d.keepalive_time, metavar="SECONDS",
-                   help=f"ping a quiet connection after this long (default {d.keepalive_time:g})")
-    g.add_argument("--keepalive-timeout", type=positive, default=d.keepalive_timeout, metavar="SECONDS",
-                   help=f"drop a connection whose ping is unanswered for this long (default {d.keepalive_timeout:g})")
-    g.add_argument("--max-message-mib", type=positive, default=d.max_message_bytes / 2**20, metavar="MIB",
-                   help=f"largest message received or sent, in MiB (default {d.max_message_bytes / 2**20:g})")
-    g.add_argument("--max-streams", type=at_least(1), default=d.max_concurrent_streams, metavar="N",
-                   help=f"calls in flight on one connection (default {d.max_concurrent_streams})")
+    g.add_argument(
+        "--log-format",
+        choices=FORMATS,
+        default="text",
+        help="audit log format: text lines, or json (one JSON object per line, for log shippers); "
+        "the log records refusals, aborts, releases and permission denials, never a share, "
+        "seed or record value (default: text)",
+    )
+    g.add_argument(
+        "--audit-log",
+        metavar="PATH",
+        help="append the audit log to this file, created owner-only (0600) (default: standard error)",
+    )
+    g.add_argument(
+        "--idle-timeout",
+        type=positive,
+        default=d.idle_timeout,
+        metavar="SECONDS",
+        help=f"close a streaming call that neither sends nor receives a message for this long "
+        f"(default {d.idle_timeout:g})",
+    )
+    g.add_argument(
+        "--keepalive-time",
+        type=positive,
+        default=d.keepalive_time,
+        metavar="SECONDS",
+        help=f"ping a quiet connection after this long (default {d.keepalive_time:g})",
+    )
+    g.add_argument(
+        "--keepalive-timeout",
+        type=positive,
+        default=d.keepalive_timeout,
+        metavar="SECONDS",
+        help=f"drop a connection whose ping is unanswered for this long (default {d.keepalive_timeout:g})",
+    )
+    g.add_argument(
+        "--max-message-mib",
+        type=positive,
+        default=d.max_message_bytes / 2**20,
+        metavar="MIB",
+        help=f"largest message received or sent, in MiB (default {d.max_message_bytes / 2**20:g})",
+    )
+    g.add_argument(
+        "--max-streams",
+        type=at_least(1),
+        default=d.max_concurrent_streams,
+        metavar="N",
+        help=f"calls in flight on one connection (default {d.max_concurrent_streams})",
+    )
 
 
 def node_limits(args):
     """The :class:`services.server.Limits` of :func:`add_node_arguments`' options."""
     from services.server import Limits
 
-    return Limits(max_message_bytes=max(int(args.max_message_mib * 2**20), 1024), idle_timeout=args.idle_timeout,
-                  keepalive_time=args.keepalive_time, keepalive_timeout=args.keepalive_timeout,
-                  max_concurrent_streams=args.max_streams)
+    return Limits(
+        max_message_bytes=max(int(args.max_message_mib * 2**20), 1024),
+        idle_timeout=args.idle_timeout,
+        keepalive_time=args.keepalive_time,
+        keepalive_timeout=args.keepalive_timeout,
+        max_concurrent_streams=args.max_streams,
+    )
 
 
 def configure_audit(args, node: str) -> None:

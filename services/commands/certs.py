@@ -55,28 +55,42 @@ def run_init(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("certs", help="make the TLS certificates of a federation (a CA, one per node)",
-                       description=__doc__, formatter_class=Formatter,
-                       epilog=examples(f"mpcdp certs init --federation {FEDERATION}"))
+    p = sub.add_parser(
+        "certs",
+        help="make the TLS certificates of a federation (a CA, one per node)",
+        description=__doc__,
+        formatter_class=Formatter,
+        epilog=examples(f"mpcdp certs init --federation {FEDERATION}"),
+    )
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     init = actions.add_parser(
-        "init", help="make a CA and one key and certificate per node",
+        "init",
+        help="make a CA and one key and certificate per node",
         description="Make a fresh CA (ca.pem, ca.key) and a key and certificate (<name>.pem, <name>.key) for "
-                    "every node of the federation file, so that every channel is mutually authenticated TLS. "
-                    "For a survey file: one per aggregator, plus `coordinator` (closes the survey) and "
-                    "`respondents` (the client certificate respondents submit with). "
-                    "Keys are written readable by their owner only; an existing CA is kept unless --force.",
-        formatter_class=Formatter, epilog=examples(
+        "every node of the federation file, so that every channel is mutually authenticated TLS. "
+        "For a survey file: one per aggregator, plus `coordinator` (closes the survey) and "
+        "`respondents` (the client certificate respondents submit with). "
+        "Keys are written readable by their owner only; an existing CA is kept unless --force.",
+        formatter_class=Formatter,
+        epilog=examples(
             f"mpcdp certs init --federation {FEDERATION}",
             f"mpcdp certs init --federation {FEDERATION} --out /tmp/engineers-certs --force",
             f"mpcdp certs init --survey {SURVEY} --out /tmp/poll-certs",
-        ))
+        ),
+    )
     which = init.add_mutually_exclusive_group(required=True)
     which.add_argument("--federation", help="federation file (TOML) whose nodes get a certificate each")
-    which.add_argument("--survey", help="survey file (TOML) whose aggregators, coordinator and respondents "
-                                        "get a certificate each")
-    init.add_argument("--out", help="output folder (default: the federation file's `certs` folder, "
-                                    "relative to the file; for a survey, `certs` next to the survey file)")
-    init.add_argument("--force", action="store_true",
-                      help="replace an existing CA and every certificate (old certificates stop being accepted)")
+    which.add_argument(
+        "--survey", help="survey file (TOML) whose aggregators, coordinator and respondents get a certificate each"
+    )
+    init.add_argument(
+        "--out",
+        help="output folder (default: the federation file's `certs` folder, "
+        "relative to the file; for a survey, `certs` next to the survey file)",
+    )
+    init.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing CA and every certificate (old certificates stop being accepted)",
+    )
     init.set_defaults(run=run_init)

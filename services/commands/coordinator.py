@@ -42,40 +42,74 @@ def run(args) -> int:
     configure_audit(args, node.name)
     identity = Identity(node.name, federation.certs, args.insecure)
     state = node.state_dir
-    coordinator = CoordinatorNode(federation, identity, ledger=ledger_for(federation, node.name, federation.name),
-                                  default_timeout=args.timeout, max_timeout=args.max_timeout,
-                                  send_timeout=args.send_timeout,
-                                  store=None if state is None else ReleaseStore(state / f"{node.name}.releases"))
+    coordinator = CoordinatorNode(
+        federation,
+        identity,
+        ledger=ledger_for(federation, node.name, federation.name),
+        default_timeout=args.timeout,
+        max_timeout=args.max_timeout,
+        send_timeout=args.send_timeout,
+        store=None if state is None else ReleaseStore(state / f"{node.name}.releases"),
+    )
     try:
-        return asyncio.run(serve_until_stopped(
-            identity, args.listen or node.address,
-            [(pb_grpc.add_CoordinatorServicer_to_server, coordinator, SERVICE)],
-            f"coordinator {node.name} serving on port {{port}}", cleanup=coordinator.close,
-            limits=node_limits(args)))
+        return asyncio.run(
+            serve_until_stopped(
+                identity,
+                args.listen or node.address,
+                [(pb_grpc.add_CoordinatorServicer_to_server, coordinator, SERVICE)],
+                f"coordinator {node.name} serving on port {{port}}",
+                cleanup=coordinator.close,
+                limits=node_limits(args),
+            )
+        )
     except (OSError, RuntimeError) as exc:  # gRPC reports an address it cannot bind as a RuntimeError
         print(f"mpcdp coordinator: {exc}", file=sys.stderr)
         return 1
 
 
 def register(sub) -> None:
-    p = sub.add_parser("coordinator", help="run the coordinator (opens sessions, releases DP results)",
-                       description=__doc__, formatter_class=Formatter, epilog=examples(
-                           "mpcdp coordinator --federation examples/engineers/federation.toml",
-                           "mpcdp coordinator --federation examples/engineers/federation.toml --timeout 60",
-                       ))
-    p.add_argument("--federation", required=True,
-                   help="federation file (TOML): the coordinator node, the parties, the policy")
-    p.add_argument("--listen", type=address, help="address to bind instead of the federation file's (e.g. 0.0.0.0:50050)")
-    p.add_argument("--timeout", type=positive, default=DEFAULT_TIMEOUT,
-                   help=f"default session deadline in seconds, for queries that give none (default {DEFAULT_TIMEOUT:g})")
-    p.add_argument("--max-timeout", type=positive, metavar="SECONDS",
-                   help="longest session deadline a query may ask for; longer ones are refused (default: the "
-                        "federation policy's max_timeout, else 300)")
-    p.add_argument("--send-timeout", type=positive, default=SEND_TIMEOUT, metavar="SECONDS",
-                   help="close a query call whose analyst leaves part of the release unread this long; the "
-                        f"release stays kept for `mpcdp query --fetch` (default {SEND_TIMEOUT:g})")
-    p.add_argument("--insecure", action="store_true",
-                   help="plaintext, unauthenticated channels: anyone on the network can read shares and "
-                        "impersonate nodes (local experiments only)")
+    p = sub.add_parser(
+        "coordinator",
+        help="run the coordinator (opens sessions, releases DP results)",
+        description=__doc__,
+        formatter_class=Formatter,
+        epilog=examples(
+            "mpcdp coordinator --federation examples/engineers/federation.toml",
+            "mpcdp coordinator --federation examples/engineers/federation.toml --timeout 60",
+        ),
+    )
+    p.add_argument(
+        "--federation", required=True, help="federation file (TOML): the coordinator node, the parties, the policy"
+    )
+    p.add_argument(
+        "--listen", type=address, help="address to bind instead of the federation file's (e.g. 0.0.0.0:50050)"
+    )
+    p.add_argument(
+        "--timeout",
+        type=positive,
+        default=DEFAULT_TIMEOUT,
+        help=f"default session deadline in seconds, for queries that give none (default {DEFAULT_TIMEOUT:g})",
+    )
+    p.add_argument(
+        "--max-timeout",
+        type=positive,
+        metavar="SECONDS",
+        help="longest session deadline a query may ask for; longer ones are refused (default: the "
+        "federation policy's max_timeout, else 300)",
+    )
+    p.add_argument(
+        "--send-timeout",
+        type=positive,
+        default=SEND_TIMEOUT,
+        metavar="SECONDS",
+        help="close a query call whose analyst leaves part of the release unread this long; the "
+        f"release stays kept for `mpcdp query --fetch` (default {SEND_TIMEOUT:g})",
+    )
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="plaintext, unauthenticated channels: anyone on the network can read shares and "
+        "impersonate nodes (local experiments only)",
+    )
     add_node_arguments(p)
     p.set_defaults(run=run)

@@ -60,6 +60,11 @@ def run(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("demo", help="run the four-engineers raise-averaging example over real processes",
-                       description=__doc__, formatter_class=Formatter, epilog=examples("mpcdp demo"))
+    p = sub.add_parser(
+        "demo",
+        help="run the four-engineers raise-averaging example over real processes",
+        description=__doc__,
+        formatter_class=Formatter,
+        epilog=examples("mpcdp demo"),
+    )
     p.set_defaults(run=run)

@@ -26,7 +26,6 @@ from services.server import serve_until_stopped
 from services.tls import Identity, warn_insecure
 
 
-
 def _table(args, node) -> Table:
     if args.values is not None:
         values = [v for v in args.values.split(",") if v != ""]
@@ -53,37 +52,64 @@ def run(args) -> int:
     configure_audit(args, node.name)
     identity = Identity(node.name, federation.certs, args.insecure)
     state = node.state_dir
-    party = PartyNode(federation, node.name, table, identity,
-                      ledger=ledger_for(federation, node.name, dataset=table.source),
-                      sessions=None if state is None else SessionLog(state / f"{node.name}.sessions"))
+    party = PartyNode(
+        federation,
+        node.name,
+        table,
+        identity,
+        ledger=ledger_for(federation, node.name, dataset=table.source),
+        sessions=None if state is None else SessionLog(state / f"{node.name}.sessions"),
+    )
     address = args.listen or node.address
     try:
-        return asyncio.run(serve_until_stopped(
-            identity, address, party.services(),
-            f"party {node.name} serving on port {{port}}", cleanup=party.close, limits=node_limits(args)))
+        return asyncio.run(
+            serve_until_stopped(
+                identity,
+                address,
+                party.services(),
+                f"party {node.name} serving on port {{port}}",
+                cleanup=party.close,
+                limits=node_limits(args),
+            )
+        )
     except (OSError, RuntimeError) as exc:  # gRPC reports an address it cannot bind as a RuntimeError
         print(f"mpcdp party: {exc}", file=sys.stderr)
         return 1
 
 
 def register(sub) -> None:
-    p = sub.add_parser("party", help="run a party node (holds private data, shares it securely)",
-                       description=__doc__, formatter_class=Formatter, epilog=examples(
-                           "mpcdp certs init --federation examples/engineers/federation.toml   # once",
-                           "mpcdp party --federation examples/engineers/federation.toml --id alice   "
-                           "# and bob, carol: one terminal each",
-                           "mpcdp party --federation examples/engineers/federation.toml --id alice --values 3800,4100 "
-                           "--column raise",
-                       ))
-    p.add_argument("--federation", required=True,
-                   help="federation file (TOML): this node's address and data file, its peers, the policy")
+    p = sub.add_parser(
+        "party",
+        help="run a party node (holds private data, shares it securely)",
+        description=__doc__,
+        formatter_class=Formatter,
+        epilog=examples(
+            "mpcdp certs init --federation examples/engineers/federation.toml   # once",
+            "mpcdp party --federation examples/engineers/federation.toml --id alice   "
+            "# and bob, carol: one terminal each",
+            "mpcdp party --federation examples/engineers/federation.toml --id alice --values 3800,4100 --column raise",
+        ),
+    )
+    p.add_argument(
+        "--federation",
+        required=True,
+        help="federation file (TOML): this node's address and data file, its peers, the policy",
+    )
     p.add_argument("--id", required=True, help="this node's name in the federation file (a node with the party role)")
-    p.add_argument("--values", help="comma-separated records to hold instead of the node's data file "
-                                    "(experiments; default: the node's `data` file)")
+    p.add_argument(
+        "--values",
+        help="comma-separated records to hold instead of the node's data file "
+        "(experiments; default: the node's `data` file)",
+    )
     p.add_argument("--column", default="value", help="column name the --values records get (default: value)")
-    p.add_argument("--listen", type=address, help="address to bind instead of the federation file's (e.g. 0.0.0.0:50051)")
-    p.add_argument("--insecure", action="store_true",
-                   help="plaintext, unauthenticated channels: anyone on the network can read shares and "
-                        "impersonate nodes (local experiments only)")
+    p.add_argument(
+        "--listen", type=address, help="address to bind instead of the federation file's (e.g. 0.0.0.0:50051)"
+    )
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="plaintext, unauthenticated channels: anyone on the network can read shares and "
+        "impersonate nodes (local experiments only)",
+    )
     add_node_arguments(p)
     p.set_defaults(run=run)

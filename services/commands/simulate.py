@@ -44,15 +44,28 @@ def party_values(n: int, values: str | None, bounds, seed: int | None) -> dict[s
 
 def run_simulation(data: dict, args, bounds, out=sys.stdout) -> int:
     """Start the federation, run the query, print the release to ``out`` (progress to stderr with --json)."""
-    print(f"starting a coordinator and {len(data)} party processes on loopback "
-          f"({'plaintext: --insecure' if args.insecure else 'mutual TLS, fresh certificates'}) ...", file=sys.stderr if args.json else out)
+    print(
+        f"starting a coordinator and {len(data)} party processes on loopback "
+        f"({'plaintext: --insecure' if args.insecure else 'mutual TLS, fresh certificates'}) ...",
+        file=sys.stderr if args.json else out,
+    )
     categories = [c for c in (args.categories or "").split(",") if c]
     try:
         with LocalFederation(data, column=args.column, insecure=args.insecure, timeout=args.timeout) as f:
-            result = f.query(args.statistic, bounds=bounds, epsilon=args.epsilon, delta=args.delta,
-                             dimension=args.dimension, categories=categories, frac_bits=args.frac_bits,
-                             max_records=args.max_records, mechanism=args.mechanism,
-                             colluders=args.colluders, sharing=args.sharing, confidence=args.confidence)
+            result = f.query(
+                args.statistic,
+                bounds=bounds,
+                epsilon=args.epsilon,
+                delta=args.delta,
+                dimension=args.dimension,
+                categories=categories,
+                frac_bits=args.frac_bits,
+                max_records=args.max_records,
+                mechanism=args.mechanism,
+                colluders=args.colluders,
+                sharing=args.sharing,
+                confidence=args.confidence,
+            )
     except QueryError as exc:
         print(f"mpcdp simulate: the query failed: {exc}", file=sys.stderr)
         return 1
@@ -78,15 +91,21 @@ def run_comparison(data: dict, args, out=None) -> int:
         print("mpcdp simulate: comparisons under MPC need at least 3 parties (honest majority)", file=sys.stderr)
         return 2
     if args.statistic == "threshold" and (args.threshold is None or not 0 <= args.threshold <= 1):
-        print("mpcdp simulate: --statistic threshold needs --threshold FRACTION in [0, 1] "
-              "(YES if the sum is at least that fraction of the count)", file=sys.stderr)
+        print(
+            "mpcdp simulate: --statistic threshold needs --threshold FRACTION in [0, 1] "
+            "(YES if the sum is at least that fraction of the count)",
+            file=sys.stderr,
+        )
         return 2
-    print(f"starting a coordinator and {len(data)} party processes on loopback "
-          f"({'plaintext: --insecure' if args.insecure else 'mutual TLS, fresh certificates'}) ...",
-          file=sys.stderr if args.json else out)
+    print(
+        f"starting a coordinator and {len(data)} party processes on loopback "
+        f"({'plaintext: --insecure' if args.insecure else 'mutual TLS, fresh certificates'}) ...",
+        file=sys.stderr if args.json else out,
+    )
     try:
-        with LocalFederation(data, column=args.column, insecure=args.insecure, timeout=args.timeout,
-                             allow_exact_nonlinear=True) as f:
+        with LocalFederation(
+            data, column=args.column, insecure=args.insecure, timeout=args.timeout, allow_exact_nonlinear=True
+        ) as f:
             release = f.compare(args.statistic, fraction=args.threshold)
     except grpc.aio.AioRpcError as exc:
         print(f"mpcdp simulate: the comparison failed: {exc.details()}", file=sys.stderr)
@@ -96,6 +115,7 @@ def run_comparison(data: dict, args, out=None) -> int:
         return 1
     if args.json:
         import json
+
         print(json.dumps({"statistic": args.statistic, "release": release}), file=out)
     else:
         print(f"{args.statistic}: {release}", file=out)
@@ -110,6 +130,7 @@ def run(args) -> int:
         return 2
     if args.insecure:
         from services.tls import warn_insecure
+
         warn_insecure()
     if args.statistic in COMPARISONS:
         return run_comparison(data, args)
@@ -117,32 +138,51 @@ def run(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("simulate", help="run a federation as local processes and ask it one query",
-                       description=__doc__, formatter_class=Formatter, epilog=examples(
-                           "mpcdp simulate --parties 4 --values 3800,2514,2982,3390 --statistic mean --bounds 0,10000",
-                           "mpcdp simulate --parties 4 --values 3800,2514,2982,3390 --statistic mean --bounds 0,10000 "
-                           "--epsilon 1 --json",
-                           "mpcdp simulate --parties 20 --statistic sum --bounds 0,1 --epsilon 0.5 --seed 7   "
-                           "# random data, one value per party",
-                           "mpcdp simulate --parties 4 --values 3800,2514,2982,3390 --statistic max   "
-                           "# under MPC: prints the top bid only",
-                           "mpcdp simulate --parties 5 --values 1,1,1,1,1 --statistic threshold --threshold 0.5   "
-                           "# YES/NO only",
-                       ))
-    p.add_argument("--parties", type=at_least(2, " (a secure sum needs two parties)"), default=4,
-                   help="number of party processes, at least 2 (default 4)")
+    p = sub.add_parser(
+        "simulate",
+        help="run a federation as local processes and ask it one query",
+        description=__doc__,
+        formatter_class=Formatter,
+        epilog=examples(
+            "mpcdp simulate --parties 4 --values 3800,2514,2982,3390 --statistic mean --bounds 0,10000",
+            "mpcdp simulate --parties 4 --values 3800,2514,2982,3390 --statistic mean --bounds 0,10000 "
+            "--epsilon 1 --json",
+            "mpcdp simulate --parties 20 --statistic sum --bounds 0,1 --epsilon 0.5 --seed 7   "
+            "# random data, one value per party",
+            "mpcdp simulate --parties 4 --values 3800,2514,2982,3390 --statistic max   "
+            "# under MPC: prints the top bid only",
+            "mpcdp simulate --parties 5 --values 1,1,1,1,1 --statistic threshold --threshold 0.5   # YES/NO only",
+        ),
+    )
+    p.add_argument(
+        "--parties",
+        type=at_least(2, " (a secure sum needs two parties)"),
+        default=4,
+        help="number of party processes, at least 2 (default 4)",
+    )
     p.add_argument("--values", help="one number per party, comma-separated (default: uniform random in --bounds)")
-    p.add_argument("--seed", type=at_least(0),
-                   help="seed for the random values: reproducible data, never reproducible noise "
-                        "(default: fresh random values)")
-    p.add_argument("--insecure", action="store_true",
-                   help="plaintext, unauthenticated channels between the local processes (experiments only)")
-    p.add_argument("--threshold", type=float, metavar="FRACTION",
-                   help="with --statistic threshold: YES if the sum is at least this fraction of the count")
+    p.add_argument(
+        "--seed",
+        type=at_least(0),
+        help="seed for the random values: reproducible data, never reproducible noise (default: fresh random values)",
+    )
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="plaintext, unauthenticated channels between the local processes (experiments only)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        metavar="FRACTION",
+        help="with --statistic threshold: YES if the sum is at least this fraction of the count",
+    )
     add_query_arguments(p, statistic_default="mean", bounds_default="0,10000")
     for action in p._actions:  # simulate also offers the comparisons the parties compute under MPC
         if action.dest == "statistic":
             action.choices = (*action.choices, *COMPARISONS)
-            action.help += "; or, under MPC among >= 3 parties, exactly: max, min, argmax (the winning party) " \
-                           "or threshold (YES/NO, with --threshold)"
+            action.help += (
+                "; or, under MPC among >= 3 parties, exactly: max, min, argmax (the winning party) "
+                "or threshold (YES/NO, with --threshold)"
+            )
     p.set_defaults(run=run)

@@ -31,11 +31,20 @@ from mpcdp.survey.forged import forged_submissions
 from mpcdp.survey.release import BelowMinimum, QuestionResult
 from mpcdp.survey.sheet import AnswerError
 from mpcdp.survey.synthetic import synthetic_answers
-from services.commands import (Formatter, add_node_arguments, address, at_least, configure_audit, examples, level,
-                               node_limits, positive)
+from services.commands import (
+    Formatter,
+    add_node_arguments,
+    address,
+    at_least,
+    configure_audit,
+    examples,
+    level,
+    node_limits,
+    positive,
+)
 from services.survey.aggregator import MAX_CALLS as AGGREGATOR_MAX_CALLS
-from services.survey.aggregator import MAX_STREAMS as AGGREGATOR_MAX_STREAMS
 from services.survey.aggregator import MAX_MESSAGE as AGGREGATOR_MAX_MESSAGE
+from services.survey.aggregator import MAX_STREAMS as AGGREGATOR_MAX_STREAMS
 from services.survey.files import write_private
 
 SURVEY = "examples/election_poll.toml"
@@ -62,8 +71,9 @@ def _identity(args, default_name: str):
     return Identity(args.name or default_name, Path(args.certs))
 
 
-def results_document(survey: Survey, results: list[QuestionResult], truth: dict | None, level: float,
-                     coordinator=None) -> dict:
+def results_document(
+    survey: Survey, results: list[QuestionResult], truth: dict | None, level: float, coordinator=None
+) -> dict:
     """The release as a document; a verified survey's also says how many reports failed verification."""
     questions = []
     for r in results:
@@ -83,11 +93,15 @@ def format_results(doc: dict) -> str:
     lines = []
     v = doc.get("verification")
     if v is not None:
-        lines.append(f"verified: counted {v['counted']} reports; rejected: {v['rejected']} reports failed "
-                     f"verification; {v['malformed']} malformed; {v['incomplete']} not held by every aggregator")
+        lines.append(
+            f"verified: counted {v['counted']} reports; rejected: {v['rejected']} reports failed "
+            f"verification; {v['malformed']} malformed; {v['incomplete']} not held by every aggregator"
+        )
     for q in doc["questions"]:
-        eps = [f"local eps {q['local_epsilon']:.4g}" if q["local_epsilon"] else "no local DP",
-               f"central eps {q['central_epsilon']:.4g}" if q["central_epsilon"] else "no central noise"]
+        eps = [
+            f"local eps {q['local_epsilon']:.4g}" if q["local_epsilon"] else "no local DP",
+            f"central eps {q['central_epsilon']:.4g}" if q["central_epsilon"] else "no central noise",
+        ]
         if q["central_delta"]:
             eps[-1] += f", delta {q['central_delta']:g}"
         lines.append(f"{q['question']} ({q['kind']}, {q['respondents']} respondents; {'; '.join(eps)})")
@@ -95,12 +109,16 @@ def format_results(doc: dict) -> str:
         for e in q["estimates"]:
             lo, hi = e["ci"]
             truth = f"   truth {e['truth']:.4g}" if "truth" in e else ""
-            lines.append(f"  {e['label']:<16} {e['value']:>12.4g}   {level}% CI [{lo:.4g}, {hi:.4g}]{truth}"
-                         + ("   (!)" if e.get("outside_range") else ""))
+            lines.append(
+                f"  {e['label']:<16} {e['value']:>12.4g}   {level}% CI [{lo:.4g}, {hi:.4g}]{truth}"
+                + ("   (!)" if e.get("outside_range") else "")
+            )
         if any(e.get("outside_range") for e in q["estimates"]):
             lo, hi = q.get("range", (0, 1))
-            lines.append(f"  (!) outside [{lo:g}, {hi:g}], where the true value lies: the noise pushed it there. "
-                         "Reported unclipped, with its full interval; read it as near the edge.")
+            lines.append(
+                f"  (!) outside [{lo:g}, {hi:g}], where the true value lies: the noise pushed it there. "
+                "Reported unclipped, with its full interval; read it as near the edge."
+            )
     return "\n".join(lines)
 
 
@@ -109,8 +127,10 @@ def format_results(doc: dict) -> str:
 
 def _with_peers(survey: Survey, peers: dict[str, str]) -> Survey:
     """The survey with the other aggregators reached at ``peers`` (name -> address) instead of the file's."""
-    return dataclasses.replace(survey, aggregators=tuple(
-        dataclasses.replace(a, address=peers.get(a.name, a.address)) for a in survey.aggregators))
+    return dataclasses.replace(
+        survey,
+        aggregators=tuple(dataclasses.replace(a, address=peers.get(a.name, a.address)) for a in survey.aggregators),
+    )
 
 
 def _peer(text: str) -> tuple[str, str]:
@@ -148,16 +168,28 @@ def run_aggregator(args) -> int:
     if any(s.proofs == "prio3" for s in surveys.values()):  # verified surveys: reports, verdicts, the verifier
         from services.survey.reports import RoutedStore, open_report_store
         from services.survey.verifier import VerifierService
+
         try:
             reports = open_report_store(args.store or f"{args.name}.survey.db")
         except ValueError as exc:
             raise SurveyError(str(exc), source="--store") from None
         store = RoutedStore(store, reports, surveys, args.name)
         peers = dict(args.peer or ())
-        verifier = VerifierService(args.name, {k: _with_peers(v, peers) for k, v in surveys.items()}, reports,
-                                   identity, args.coordinator, args.insecure)
-        servicers.append((survey_pb2_grpc.add_SurveyVerifierServicer_to_server, verifier,
-                          survey_pb2.DESCRIPTOR.services_by_name["SurveyVerifier"].full_name))
+        verifier = VerifierService(
+            args.name,
+            {k: _with_peers(v, peers) for k, v in surveys.items()},
+            reports,
+            identity,
+            args.coordinator,
+            args.insecure,
+        )
+        servicers.append(
+            (
+                survey_pb2_grpc.add_SurveyVerifierServicer_to_server,
+                verifier,
+                survey_pb2.DESCRIPTOR.services_by_name["SurveyVerifier"].full_name,
+            )
+        )
     service = AggregatorService(args.name, surveys, store, noise_rng, args.coordinator, args.insecure)
     name = survey_pb2.DESCRIPTOR.services_by_name["SurveyAggregator"].full_name
     configure_audit(args, args.name)
@@ -165,10 +197,16 @@ def run_aggregator(args) -> int:
     async def cleanup():
         store.shutdown()
 
-    return asyncio.run(serve_until_stopped(
-        identity, listen, [(survey_pb2_grpc.add_SurveyAggregatorServicer_to_server, service, name), *servicers],
-        f"aggregator {args.name} serving {', '.join(surveys)} on port {{port}}", cleanup,
-        dataclasses.replace(node_limits(args), max_concurrent_rpcs=args.max_calls)))
+    return asyncio.run(
+        serve_until_stopped(
+            identity,
+            listen,
+            [(survey_pb2_grpc.add_SurveyAggregatorServicer_to_server, service, name), *servicers],
+            f"aggregator {args.name} serving {', '.join(surveys)} on port {{port}}",
+            cleanup,
+            dataclasses.replace(node_limits(args), max_concurrent_rpcs=args.max_calls),
+        )
+    )
 
 
 # -- respondent ------------------------------------------------------------------
@@ -261,25 +299,35 @@ def run_simulate(args) -> int:
     prepared = SurveyClient(survey, rng=client_rng).prepare_many(sheets)
     if args.forged:
         if survey.proofs != "prio3":
-            raise SurveyError('--forged needs a survey whose reports carry proofs: set proofs = "prio3" in '
-                              '[survey] (without proofs a forged share is counted as it is)', source=args.survey)
-        prepared += forged_submissions(survey, args.forged, Prg.from_int(args.seed, "survey-forged")
-                                       if args.seed is not None else system_random("forged"))
+            raise SurveyError(
+                '--forged needs a survey whose reports carry proofs: set proofs = "prio3" in '
+                "[survey] (without proofs a forged share is counted as it is)",
+                source=args.survey,
+            )
+        prepared += forged_submissions(
+            survey,
+            args.forged,
+            Prg.from_int(args.seed, "survey-forged") if args.seed is not None else system_random("forged"),
+        )
     workdir = Path(tempfile.mkdtemp(prefix="mpcdp-survey-"))
     mode = "plaintext: --insecure" if args.insecure else "mutual TLS, fresh certificates"
-    print(f"starting {len(survey.aggregators)} aggregator processes on loopback ({mode}; store: {args.store})",
-          file=_info(args))
+    print(
+        f"starting {len(survey.aggregators)} aggregator processes on loopback ({mode}; store: {args.store})",
+        file=_info(args),
+    )
     try:
         with LocalSurvey(survey, Path(args.survey), workdir, args.store, args.insecure, args.seed) as run:
             transport = run.transport()
             coordinator = coordinator_for(run.identity(COORDINATOR), run.survey)
 
             async def go():
-                bar = tqdm(total=len(prepared) * len(survey.aggregators), unit="share", desc="submitting",
-                           disable=args.quiet)
+                bar = tqdm(
+                    total=len(prepared) * len(survey.aggregators), unit="share", desc="submitting", disable=args.quiet
+                )
                 try:
                     await SurveyClient(run.survey, transport).deliver(
-                        prepared, batch_size=args.batch, on_ack=lambda _name, k: bar.update(k))
+                        prepared, batch_size=args.batch, on_ack=lambda _name, k: bar.update(k)
+                    )
                     bar.close()
                     return await coordinator.close_and_release()
                 finally:
@@ -305,8 +353,9 @@ def plot_results(doc: dict, path: str) -> None:
 
     questions = doc["questions"]
     heights = [1 + 0.35 * len(q["estimates"]) for q in questions]
-    fig, axes = plt.subplots(len(questions), 1, figsize=(8, 1.2 + sum(heights)), squeeze=False,
-                             gridspec_kw={"height_ratios": heights})
+    fig, axes = plt.subplots(
+        len(questions), 1, figsize=(8, 1.2 + sum(heights)), squeeze=False, gridspec_kw={"height_ratios": heights}
+    )
     for ax, q in zip(axes[:, 0], questions):
         labels = [e["label"] for e in q["estimates"]]
         values = [e["value"] for e in q["estimates"]]
@@ -314,20 +363,31 @@ def plot_results(doc: dict, path: str) -> None:
         highs = [e["ci"][1] - e["value"] for e in q["estimates"]]
         ys = list(range(len(labels)))
         outside = [bool(e.get("outside_range")) for e in q["estimates"]]
-        for flag, color, label in ((False, "tab:blue", f"estimate, {int(round(q['ci_level'] * 100))}% interval"),
-                                   (True, "tab:orange", "pushed outside the possible range by noise")):
+        for flag, color, label in (
+            (False, "tab:blue", f"estimate, {int(round(q['ci_level'] * 100))}% interval"),
+            (True, "tab:orange", "pushed outside the possible range by noise"),
+        ):
             pick = [i for i in ys if outside[i] == flag]
             if pick:
-                ax.errorbar([values[i] for i in pick], pick, xerr=[[lows[i] for i in pick], [highs[i] for i in pick]],
-                            fmt="o", color=color, capsize=4, label=label)
+                ax.errorbar(
+                    [values[i] for i in pick],
+                    pick,
+                    xerr=[[lows[i] for i in pick], [highs[i] for i in pick]],
+                    fmt="o",
+                    color=color,
+                    capsize=4,
+                    label=label,
+                )
         if any(outside):
             ax.axvspan(*q.get("range", (0, 1)), color="0.95", zorder=0)  # where the true value lies
         if all("truth" in e for e in q["estimates"]):
             ax.plot([e["truth"] for e in q["estimates"]], ys, "x", color="tab:red", markersize=9, label="truth")
         ax.set_yticks(ys, labels)
         ax.invert_yaxis()
-        eps = [f"local ε={q['local_epsilon']:.3g}" if q["local_epsilon"] else "no local DP",
-               f"central ε={q['central_epsilon']:.3g}" if q["central_epsilon"] else "no central noise"]
+        eps = [
+            f"local ε={q['local_epsilon']:.3g}" if q["local_epsilon"] else "no local DP",
+            f"central ε={q['central_epsilon']:.3g}" if q["central_epsilon"] else "no central noise",
+        ]
         unit = "share of respondents" if q["kind"] != "numeric" else "mean"
         ax.set_title(f"{q['question']} — {unit}, n={q['respondents']} ({', '.join(eps)})", fontsize=10)
         ax.grid(axis="x", alpha=0.3)
@@ -374,6 +434,7 @@ def _guard(fn):
         except OSError as exc:  # a missing certificate or an unwritable output file
             print(f"mpcdp survey {args.survey_command}: {exc}", file=sys.stderr)
             return 1
+
     return run
 
 
@@ -385,80 +446,118 @@ def simulation_store(text: str) -> str:
 
 
 def _tls_flags(p, default_name: str) -> None:
-    p.add_argument("--certs", help=f"folder with ca.pem, <name>.pem and <name>.key: your TLS identity "
-                                   f"(required unless --insecure)")
+    p.add_argument(
+        "--certs", help="folder with ca.pem, <name>.pem and <name>.key: your TLS identity (required unless --insecure)"
+    )
     p.add_argument("--name", help=f"your certificate name (default: {default_name})")
-    p.add_argument("--insecure", action="store_true",
-                   help="plaintext, unauthenticated channels: anyone on the network can read the shares "
-                        "(local experiments only)")
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="plaintext, unauthenticated channels: anyone on the network can read the shares (local experiments only)",
+    )
     p.add_argument("--timeout", type=positive, default=120.0, help="seconds per RPC (default 120)")
 
 
 def _json_flag(p, what: str) -> None:
-    p.add_argument("--json", metavar="PATH",
-                   help=f"write {what} as JSON to PATH, or print only the JSON to stdout with `--json -` "
-                        f"(for scripts; default: text only)")
+    p.add_argument(
+        "--json",
+        metavar="PATH",
+        help=f"write {what} as JSON to PATH, or print only the JSON to stdout with `--json -` "
+        f"(for scripts; default: text only)",
+    )
 
 
 def _level_flag(p) -> None:
-    p.add_argument("--level", type=level, default=0.95,
-                   help="confidence level of the intervals, between 0 and 1 (default 0.95)")
+    p.add_argument(
+        "--level", type=level, default=0.95, help="confidence level of the intervals, between 0 and 1 (default 0.95)"
+    )
 
 
 def register(sub) -> None:
-    p = sub.add_parser("survey", help="secure surveys and polls: aggregate, submit, close, simulate, report",
-                       description=__doc__, formatter_class=Formatter, epilog=examples(
-                           f"mpcdp survey simulate --survey {SURVEY} --respondents 20000 --seed 1",
-                           f"mpcdp survey simulate --survey {SURVEY} --respondents 100000 --json results.json",
-                           "mpcdp survey report --results results.json --plot results.png",
-                       ))
+    p = sub.add_parser(
+        "survey",
+        help="secure surveys and polls: aggregate, submit, close, simulate, report",
+        description=__doc__,
+        formatter_class=Formatter,
+        epilog=examples(
+            f"mpcdp survey simulate --survey {SURVEY} --respondents 20000 --seed 1",
+            f"mpcdp survey simulate --survey {SURVEY} --respondents 100000 --json results.json",
+            "mpcdp survey report --results results.json --plot results.png",
+        ),
+    )
     sp = p.add_subparsers(dest="survey_command", metavar="SUBCOMMAND", required=True)
 
     a = sp.add_parser(
-        "aggregator", help="run an aggregator node (stores shares durably, releases once)",
+        "aggregator",
+        help="run an aggregator node (stores shares durably, releases once)",
         formatter_class=Formatter,
         description="Run one aggregator of a survey until Ctrl-C or SIGTERM. It accepts respondents' shares, "
-                    "stores each durably before acknowledging it (a retried submission is stored once), and at "
-                    "close gives the coordinator only its sum over the submissions every aggregator holds, plus "
-                    "its piece of the central DP noise. A share on its own is uniformly random: an aggregator "
-                    "learns nothing about any answer.",
+        "stores each durably before acknowledging it (a retried submission is stored once), and at "
+        "close gives the coordinator only its sum over the submissions every aggregator holds, plus "
+        "its piece of the central DP noise. A share on its own is uniformly random: an aggregator "
+        "learns nothing about any answer.",
         epilog=examples(
             f"mpcdp survey aggregator --survey {SURVEY} --name pollster-a --insecure --store memory   "
             "# and pollster-b, university-c",
             f"mpcdp survey aggregator --survey {SURVEY} --name pollster-a --certs certs/ "
             "--store sqlite://pollster-a.db",
-        ))
-    a.add_argument("--survey", action="append", required=True,
-                   help="survey file (TOML); repeat to serve several surveys")
-    a.add_argument("--name", required=True, help="this aggregator's name in the survey file (also its certificate name)")
+        ),
+    )
+    a.add_argument(
+        "--survey", action="append", required=True, help="survey file (TOML); repeat to serve several surveys"
+    )
+    a.add_argument(
+        "--name", required=True, help="this aggregator's name in the survey file (also its certificate name)"
+    )
     a.add_argument("--listen", type=address, help="address to bind instead of the survey file's (e.g. 0.0.0.0:7311)")
-    a.add_argument("--store", help="where shares are kept: sqlite://PATH, postgresql://... or memory "
-                                   "(lost on exit) (default: sqlite file <name>.survey.db)")
+    a.add_argument(
+        "--store",
+        help="where shares are kept: sqlite://PATH, postgresql://... or memory "
+        "(lost on exit) (default: sqlite file <name>.survey.db)",
+    )
     a.add_argument("--pg-schema", default="public", help="PostgreSQL schema for the tables (default public)")
-    a.add_argument("--peer", type=_peer, action="append", metavar="NAME=HOST:PORT",
-                   help="reach aggregator NAME at HOST:PORT instead of the survey file's address (verified "
-                        "surveys: the leader calls the others); repeat per aggregator")
-    a.add_argument("--coordinator", default="coordinator",
-                   help="the only certificate name allowed to close the survey and receive its sums "
-                        "(default coordinator)")
-    a.add_argument("--noise-seed", type=at_least(0),
-                   help="make this node's noise reproducible: simulations and tests only, it voids the "
-                        "central DP guarantee (default: fresh CSPRNG noise)")
+    a.add_argument(
+        "--peer",
+        type=_peer,
+        action="append",
+        metavar="NAME=HOST:PORT",
+        help="reach aggregator NAME at HOST:PORT instead of the survey file's address (verified "
+        "surveys: the leader calls the others); repeat per aggregator",
+    )
+    a.add_argument(
+        "--coordinator",
+        default="coordinator",
+        help="the only certificate name allowed to close the survey and receive its sums (default coordinator)",
+    )
+    a.add_argument(
+        "--noise-seed",
+        type=at_least(0),
+        help="make this node's noise reproducible: simulations and tests only, it voids the "
+        "central DP guarantee (default: fresh CSPRNG noise)",
+    )
     a.add_argument("--certs", help="folder with ca.pem, <name>.pem and <name>.key (required unless --insecure)")
-    a.add_argument("--insecure", action="store_true",
-                   help="plaintext, unauthenticated channels: anyone on the network can read the shares "
-                        "(local experiments only)")
-    a.add_argument("--max-calls", type=at_least(1), default=AGGREGATOR_MAX_CALLS, metavar="N",
-                   help="calls in flight on this aggregator at once; more are refused (RESOURCE_EXHAUSTED) and "
-                        "respondents retry later. With --max-message-mib it bounds the memory waiting batches "
-                        f"can take (default {AGGREGATOR_MAX_CALLS})")
+    a.add_argument(
+        "--insecure",
+        action="store_true",
+        help="plaintext, unauthenticated channels: anyone on the network can read the shares (local experiments only)",
+    )
+    a.add_argument(
+        "--max-calls",
+        type=at_least(1),
+        default=AGGREGATOR_MAX_CALLS,
+        metavar="N",
+        help="calls in flight on this aggregator at once; more are refused (RESOURCE_EXHAUSTED) and "
+        "respondents retry later. With --max-message-mib it bounds the memory waiting batches "
+        f"can take (default {AGGREGATOR_MAX_CALLS})",
+    )
     add_node_arguments(a)
     mib = AGGREGATOR_MAX_MESSAGE / 2**20
     helps = {  # an aggregator's own defaults: respondents send batches of at most 4 MiB, one stream each
         "--max-message-mib": f"largest message received or sent, in MiB; bounds the memory one batch costs "
-                             f"(default {mib:g})",
+        f"(default {mib:g})",
         "--max-streams": f"calls in flight on one connection; more wait in the client (HTTP/2 flow control) "
-                         f"(default {AGGREGATOR_MAX_STREAMS})"}
+        f"(default {AGGREGATOR_MAX_STREAMS})",
+    }
     for action in a._actions:
         for option, text in helps.items():
             if option in action.option_strings:
@@ -466,40 +565,48 @@ def register(sub) -> None:
     a.set_defaults(run=_guard(run_aggregator), max_message_mib=mib, max_streams=AGGREGATOR_MAX_STREAMS)
 
     s = sp.add_parser(
-        "submit", help="answer a survey: randomise locally, share, send to every aggregator",
+        "submit",
+        help="answer a survey: randomise locally, share, send to every aggregator",
         formatter_class=Formatter,
         description="Answer a survey as one respondent. The answer sheet is checked against the survey, each "
-                    "answer is randomised here with its question's local DP mechanism, then split into one "
-                    "share per aggregator. The raw answers never leave this machine and each aggregator sees "
-                    "only a random-looking share. The prepared submission waits in an outbox file until every "
-                    "aggregator has acknowledged it; a rerun resends it unchanged (same id: counted once).",
+        "answer is randomised here with its question's local DP mechanism, then split into one "
+        "share per aggregator. The raw answers never leave this machine and each aggregator sees "
+        "only a random-looking share. The prepared submission waits in an outbox file until every "
+        "aggregator has acknowledged it; a rerun resends it unchanged (same id: counted once).",
         epilog=examples(
             f"echo '{ANSWERS}' > answers.json",
             f"mpcdp survey submit --survey {SURVEY} --answers answers.json --insecure",
             f"mpcdp survey submit --survey {SURVEY} --answers answers.json --certs certs/",
-        ))
+        ),
+    )
     s.add_argument("--survey", required=True, help="survey file (TOML): questions, mechanisms, aggregators")
-    s.add_argument("--answers", required=True,
-                   help="answer sheet: a JSON object mapping every question id to its answer")
-    s.add_argument("--outbox", help="where the prepared submission waits until delivered "
-                                    "(default <answers>.pending.json); a rerun resends it unchanged")
+    s.add_argument(
+        "--answers", required=True, help="answer sheet: a JSON object mapping every question id to its answer"
+    )
+    s.add_argument(
+        "--outbox",
+        help="where the prepared submission waits until delivered "
+        "(default <answers>.pending.json); a rerun resends it unchanged",
+    )
     s.add_argument("--attempts", type=at_least(1), default=5, help="tries per aggregator (default 5)")
     _tls_flags(s, "respondents")
     s.set_defaults(run=_guard(run_submit))
 
     c = sp.add_parser(
-        "close", help="close a survey, intersect, release and debias (coordinator)",
+        "close",
+        help="close a survey, intersect, release and debias (coordinator)",
         formatter_class=Formatter,
         description="Close a survey and publish its estimates (the coordinator's job). Every aggregator lists "
-                    "the submissions it holds; only those every aggregator holds are counted, so a retried or "
-                    "half-delivered submission is neither lost nor counted twice. Each aggregator then returns "
-                    "its sum over exactly that set plus its central noise piece; the sums are added and the "
-                    "local randomisation debiased. Only noisy totals are seen here, and nothing is released "
-                    "below the survey's min_respondents.",
+        "the submissions it holds; only those every aggregator holds are counted, so a retried or "
+        "half-delivered submission is neither lost nor counted twice. Each aggregator then returns "
+        "its sum over exactly that set plus its central noise piece; the sums are added and the "
+        "local randomisation debiased. Only noisy totals are seen here, and nothing is released "
+        "below the survey's min_respondents.",
         epilog=examples(
             f"mpcdp survey close --survey {SURVEY} --insecure --json results.json",
             f"mpcdp survey close --survey {SURVEY} --certs certs/ --json -   # JSON on stdout",
-        ))
+        ),
+    )
     c.add_argument("--survey", required=True, help="survey file (TOML): aggregators and questions")
     _json_flag(c, "the results")
     c.add_argument("--plot", metavar="PNG", help="also draw the estimates and intervals to this PNG file")
@@ -508,49 +615,69 @@ def register(sub) -> None:
     c.set_defaults(run=_guard(run_close))
 
     m = sp.add_parser(
-        "simulate", help="aggregators as local processes, synthetic respondents, estimates vs truth",
+        "simulate",
+        help="aggregators as local processes, synthetic respondents, estimates vs truth",
         formatter_class=Formatter,
         description="Run a whole survey on this machine: one process per aggregator of the survey file "
-                    "(mutual TLS with fresh certificates unless --insecure), synthetic respondents whose answers "
-                    "are randomised and shared exactly like real ones, then close, and print each estimate "
-                    "beside the true value. Shows what the survey's epsilons cost in accuracy before it is "
-                    "fielded; the respondents are made up, so no one's privacy is at stake.",
+        "(mutual TLS with fresh certificates unless --insecure), synthetic respondents whose answers "
+        "are randomised and shared exactly like real ones, then close, and print each estimate "
+        "beside the true value. Shows what the survey's epsilons cost in accuracy before it is "
+        "fielded; the respondents are made up, so no one's privacy is at stake.",
         epilog=examples(
             f"mpcdp survey simulate --survey {SURVEY} --respondents 20000 --seed 1",
             f"mpcdp survey simulate --survey {SURVEY} --respondents 100000 --json results.json --plot results.png",
             f"mpcdp survey simulate --survey {SURVEY} --respondents 5000 --store memory --quiet --json -",
             f"mpcdp survey simulate --survey {SURVEY} --respondents 20000 --forged 10",
-        ))
+        ),
+    )
     m.add_argument("--survey", required=True, help="survey file (TOML): questions, mechanisms, aggregators")
-    m.add_argument("--respondents", type=at_least(1), default=10_000,
-                   help="number of synthetic respondents, at least 1; the survey's min_respondents must be met "
-                        "for a release (default 10000)")
-    m.add_argument("--seed", type=at_least(0),
-                   help="reproducible respondents, randomisation and noise (default: fresh randomness)")
-    m.add_argument("--store", type=simulation_store, default="sqlite",
-                   help="aggregators' share stores: sqlite (a file each in a temporary folder), memory or "
-                        "postgresql://... (default sqlite)")
+    m.add_argument(
+        "--respondents",
+        type=at_least(1),
+        default=10_000,
+        help="number of synthetic respondents, at least 1; the survey's min_respondents must be met "
+        "for a release (default 10000)",
+    )
+    m.add_argument(
+        "--seed", type=at_least(0), help="reproducible respondents, randomisation and noise (default: fresh randomness)"
+    )
+    m.add_argument(
+        "--store",
+        type=simulation_store,
+        default="sqlite",
+        help="aggregators' share stores: sqlite (a file each in a temporary folder), memory or "
+        "postgresql://... (default sqlite)",
+    )
     m.add_argument("--batch", type=at_least(1), default=1000, help="submissions per streamed batch (default 1000)")
-    m.add_argument("--forged", type=at_least(0), default=0, metavar="N",
-                   help="add N malicious respondents whose reports encode out-of-range answers (a choice counted "
-                        "10^6 times, two options in one choice, a count of -1, a salary of -10^12) with honestly "
-                        "made proofs; a survey with proofs = \"prio3\" rejects every one and says so (default 0)")
+    m.add_argument(
+        "--forged",
+        type=at_least(0),
+        default=0,
+        metavar="N",
+        help="add N malicious respondents whose reports encode out-of-range answers (a choice counted "
+        "10^6 times, two options in one choice, a count of -1, a salary of -10^12) with honestly "
+        'made proofs; a survey with proofs = "prio3" rejects every one and says so (default 0)',
+    )
     _json_flag(m, "the results (with the truth)")
     m.add_argument("--plot", metavar="PNG", help="also draw the estimates, intervals and truth to this PNG file")
     _level_flag(m)
-    m.add_argument("--insecure", action="store_true",
-                   help="plaintext channels between the local processes (experiments only)")
+    m.add_argument(
+        "--insecure", action="store_true", help="plaintext channels between the local processes (experiments only)"
+    )
     m.add_argument("--quiet", action="store_true", help="no progress bar")
     m.set_defaults(run=_guard(run_simulate))
 
     r = sp.add_parser(
-        "report", help="print and plot a results file",
+        "report",
+        help="print and plot a results file",
         formatter_class=Formatter,
         description="Print a results file written by `survey close --json` or `survey simulate --json`, and "
-                    "optionally plot each question's estimates with their intervals (and the truth, for a "
-                    "simulation). It reads only released results, which are already private.",
-        epilog=examples("mpcdp survey report --results results.json --plot results.png"))
-    r.add_argument("--results", default="results.json",
-                   help="results JSON from close or simulate (default results.json)")
+        "optionally plot each question's estimates with their intervals (and the truth, for a "
+        "simulation). It reads only released results, which are already private.",
+        epilog=examples("mpcdp survey report --results results.json --plot results.png"),
+    )
+    r.add_argument(
+        "--results", default="results.json", help="results JSON from close or simulate (default results.json)"
+    )
     r.add_argument("--plot", metavar="PNG", help="draw each question's estimates and intervals to this PNG file")
     r.set_defaults(run=_guard(run_report))

@@ -84,105 +84,202 @@ describes how much of the text survives."""
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("text", help="sanitise text with word-level metric DP, or run the utility experiment",
-                              description=__doc__, formatter_class=Formatter, epilog=examples(
-                                  'echo "The film was a delight from start to finish" | mpcdp text sanitize '
-                                  "--epsilon 100",
-                                  "mpcdp text evaluate --seeds 2 --gumbel-epsilons 100 --laplace-epsilons 10",
-                              ))
+    p = subparsers.add_parser(
+        "text",
+        help="sanitise text with word-level metric DP, or run the utility experiment",
+        description=__doc__,
+        formatter_class=Formatter,
+        epilog=examples(
+            'echo "The film was a delight from start to finish" | mpcdp text sanitize --epsilon 100',
+            "mpcdp text evaluate --seeds 2 --gumbel-epsilons 100 --laplace-epsilons 10",
+        ),
+    )
     sub = p.add_subparsers(dest="text_command", metavar="ACTION", required=True)
 
-    s = sub.add_parser("sanitize", help="sanitise each line of FILE (or stdin) to stdout",
-                       description=SANITIZE, formatter_class=Formatter, epilog=examples(
-                           'echo "The film was a delight from start to finish" | mpcdp text sanitize --epsilon 100',
-                           "mpcdp text sanitize reviews.txt --mechanism multivariate-laplace --epsilon 10 "
-                           "-o reviews.private.txt",
-                           'echo "Alice loved the ending" | mpcdp text sanitize --epsilon 200 --json',
-                           "mpcdp text sanitize --input corpus.csv --column text --output out.parquet --epsilon 200 "
-                           "--engine dask",
-                           "mpcdp text sanitize --input corpus.parquet --output out.parquet --epsilon 200 "
-                           "--engine dask --scheduler tcp://10.0.0.5:8786",
-                       ))
-    s.add_argument("file", nargs="?", metavar="input",
-                   help="input: a text file, one text per line, or - for stdin (default -); or a corpus, "
-                        ".csv, .jsonl or .parquet (see --column)")
+    s = sub.add_parser(
+        "sanitize",
+        help="sanitise each line of FILE (or stdin) to stdout",
+        description=SANITIZE,
+        formatter_class=Formatter,
+        epilog=examples(
+            'echo "The film was a delight from start to finish" | mpcdp text sanitize --epsilon 100',
+            "mpcdp text sanitize reviews.txt --mechanism multivariate-laplace --epsilon 10 -o reviews.private.txt",
+            'echo "Alice loved the ending" | mpcdp text sanitize --epsilon 200 --json',
+            "mpcdp text sanitize --input corpus.csv --column text --output out.parquet --epsilon 200 --engine dask",
+            "mpcdp text sanitize --input corpus.parquet --output out.parquet --epsilon 200 "
+            "--engine dask --scheduler tcp://10.0.0.5:8786",
+        ),
+    )
+    s.add_argument(
+        "file",
+        nargs="?",
+        metavar="input",
+        help="input: a text file, one text per line, or - for stdin (default -); or a corpus, "
+        ".csv, .jsonl or .parquet (see --column)",
+    )
     s.add_argument("--input", help="the same input, as an option")
     corpus = s.add_argument_group("corpus (.csv, .jsonl, .parquet input)")
     corpus.add_argument("--column", default="text", help="the column holding the texts (default %(default)s)")
-    corpus.add_argument("--engine", choices=ENGINES, default="local",
-                        help="local: this process; dask: partitions in parallel on dask.distributed "
-                             "(default %(default)s)")
-    corpus.add_argument("--scheduler", metavar="tcp://HOST:PORT",
-                        help="a running Dask scheduler (default: a local cluster of this machine's cores)")
+    corpus.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="local",
+        help="local: this process; dask: partitions in parallel on dask.distributed (default %(default)s)",
+    )
+    corpus.add_argument(
+        "--scheduler",
+        metavar="tcp://HOST:PORT",
+        help="a running Dask scheduler (default: a local cluster of this machine's cores)",
+    )
     corpus.add_argument("--workers", type=at_least(1), help="local cluster workers (default: one per core)")
-    corpus.add_argument("--partition-rows", type=at_least(1), default=DEFAULT_PARTITION_ROWS,
-                        help="rows per partition, the unit of work and of resuming (default %(default)s)")
-    s.add_argument("--mechanism", choices=MECHANISMS, default="truncated-gumbel",
-                   help="truncated-gumbel: noise calibrated to each word's neighbourhood, defined only above a "
-                        "vocabulary-dependent epsilon (about 76 for the default 50,000 GloVe words); "
-                        "multivariate-laplace: noise on the word vector, then the nearest word (the baseline) "
-                        "(default: truncated-gumbel)")
-    s.add_argument("--epsilon", type=epsilon, required=True,
-                   help="metric-DP epsilon per word, per unit of embedding distance, > 0: smaller is more "
-                        "private (fewer words kept); not comparable with a count's epsilon (e.g. 100 for "
-                        "truncated-gumbel, 10 for multivariate-laplace; no default)")
-    s.add_argument("-o", "--output", default="-",
-                   help="output file, or - for stdout (default -); for a corpus, the Parquet dataset folder to "
-                        "write (e.g. out.parquet)")
-    s.add_argument("--json", action="store_true",
-                   help="write one JSON object per input line instead of text: the sanitised text and its "
-                        "privacy cost (words perturbed, out-of-vocabulary words, epsilon bound for the text)")
+    corpus.add_argument(
+        "--partition-rows",
+        type=at_least(1),
+        default=DEFAULT_PARTITION_ROWS,
+        help="rows per partition, the unit of work and of resuming (default %(default)s)",
+    )
+    s.add_argument(
+        "--mechanism",
+        choices=MECHANISMS,
+        default="truncated-gumbel",
+        help="truncated-gumbel: noise calibrated to each word's neighbourhood, defined only above a "
+        "vocabulary-dependent epsilon (about 76 for the default 50,000 GloVe words); "
+        "multivariate-laplace: noise on the word vector, then the nearest word (the baseline) "
+        "(default: truncated-gumbel)",
+    )
+    s.add_argument(
+        "--epsilon",
+        type=epsilon,
+        required=True,
+        help="metric-DP epsilon per word, per unit of embedding distance, > 0: smaller is more "
+        "private (fewer words kept); not comparable with a count's epsilon (e.g. 100 for "
+        "truncated-gumbel, 10 for multivariate-laplace; no default)",
+    )
+    s.add_argument(
+        "-o",
+        "--output",
+        default="-",
+        help="output file, or - for stdout (default -); for a corpus, the Parquet dataset folder to "
+        "write (e.g. out.parquet)",
+    )
+    s.add_argument(
+        "--json",
+        action="store_true",
+        help="write one JSON object per input line instead of text: the sanitised text and its "
+        "privacy cost (words perturbed, out-of-vocabulary words, epsilon bound for the text)",
+    )
     add_embedding_arguments(s)
     s.set_defaults(run=run_sanitize)
 
-    c = sub.add_parser("calibrate", help="find the epsilon that keeps a chosen fraction of words (N_w)",
-                       description=CALIBRATE, formatter_class=Formatter, epilog=examples(
-                           "mpcdp text calibrate --mechanism multivariate-laplace --target-nw 0.5",
-                           "mpcdp text calibrate --mechanism multivariate-laplace --target-nw 0.3 --corpus reviews.txt",
-                           "mpcdp text calibrate --mechanism truncated-gumbel --target-nw 0.25 --corpus corpus.csv "
-                           "--column text --png gumbel.png",
-                       ))
+    c = sub.add_parser(
+        "calibrate",
+        help="find the epsilon that keeps a chosen fraction of words (N_w)",
+        description=CALIBRATE,
+        formatter_class=Formatter,
+        epilog=examples(
+            "mpcdp text calibrate --mechanism multivariate-laplace --target-nw 0.5",
+            "mpcdp text calibrate --mechanism multivariate-laplace --target-nw 0.3 --corpus reviews.txt",
+            "mpcdp text calibrate --mechanism truncated-gumbel --target-nw 0.25 --corpus corpus.csv "
+            "--column text --png gumbel.png",
+        ),
+    )
     c.add_argument("--mechanism", choices=MECHANISMS, required=True, help="the mechanism to calibrate")
-    c.add_argument("--target-nw", type=float, required=True,
-                   help="the fraction of words to keep, strictly between 0 and 1 (e.g. 0.5)")
-    c.add_argument("--corpus", help="count N_w over this corpus's words: a text file (one text per line) or a "
-                                    ".csv, .jsonl or .parquet file (see --column); default: a vocabulary sample")
+    c.add_argument(
+        "--target-nw",
+        type=float,
+        required=True,
+        help="the fraction of words to keep, strictly between 0 and 1 (e.g. 0.5)",
+    )
+    c.add_argument(
+        "--corpus",
+        help="count N_w over this corpus's words: a text file (one text per line) or a "
+        ".csv, .jsonl or .parquet file (see --column); default: a vocabulary sample",
+    )
     c.add_argument("--column", default="text", help="the text column of a tabular --corpus (default %(default)s)")
-    c.add_argument("--words", type=at_least(1), default=1000,
-                   help="word occurrences (or vocabulary words) sampled (default %(default)s)")
+    c.add_argument(
+        "--words",
+        type=at_least(1),
+        default=1000,
+        help="word occurrences (or vocabulary words) sampled (default %(default)s)",
+    )
     c.add_argument("--draws", type=at_least(1), default=20, help="draws per sampled word (default %(default)s)")
-    c.add_argument("--png", type=Path, default=Path("text-calibration.png"),
-                   help="where to draw the N_w curve (default %(default)s)")
+    c.add_argument(
+        "--png",
+        type=Path,
+        default=Path("text-calibration.png"),
+        help="where to draw the N_w curve (default %(default)s)",
+    )
     c.add_argument("--json", action="store_true", help="print the result as JSON")
     add_embedding_arguments(c)
     c.set_defaults(run=run_calibrate)
 
-    e = sub.add_parser("evaluate", help="privacy-utility experiment: sentiment and subjectivity of movie texts",
-                       description=EVALUATE, formatter_class=Formatter, epilog=examples(
-                           "mpcdp text evaluate --seeds 2 --gumbel-epsilons 100 --laplace-epsilons 10",
-                           "mpcdp text evaluate --task subjectivity   # one task; the file keeps the other",
-                           "mpcdp text evaluate   # both tasks, the full grid, 5 seeds each: the published figures",
-                       ))
-    e.add_argument("--task", choices=TASK_NAMES, action="append",
-                   help="task to run; repeat for several (default: all of them)")
-    e.add_argument("--gumbel-epsilons", type=epsilon, nargs="*", default=GUMBEL_GRID, metavar="EPSILON",
-                   help="truncated Gumbel epsilons to try, each above the vocabulary's minimum "
-                        f"(default {' '.join(f'{x:g}' for x in GUMBEL_GRID)})")
-    e.add_argument("--laplace-epsilons", type=epsilon, nargs="*", default=LAPLACE_GRID, metavar="EPSILON",
-                   help=f"multivariate Laplace epsilons to try (default {' '.join(f'{x:g}' for x in LAPLACE_GRID)})")
-    e.add_argument("--seeds", type=at_least(2), default=5,
-                   help="runs per point, at least 2 for a standard deviation (default %(default)s)")
-    e.add_argument("--stat-words", type=at_least(1), default=200,
-                   help="vocabulary words sampled for the secondary N_w, S_w (default %(default)s)")
-    e.add_argument("--stat-tokens", type=at_least(1), default=500,
-                   help="word occurrences of the training texts sampled for N_w, S_w (default %(default)s)")
-    e.add_argument("--stat-draws", type=at_least(1), default=100,
-                   help="draws per sampled word or occurrence for N_w, S_w (default %(default)s)")
-    e.add_argument("--json", type=Path, default=RESULTS / "text_eval.json",
-                   help="results file, JSON: the tasks run replace their entries, others are kept "
-                        "(default %(default)s)")
-    e.add_argument("--png", type=Path, default=RESULTS / "text_eval.png",
-                   help="where to draw the accuracy and N_w curves (default %(default)s)")
+    e = sub.add_parser(
+        "evaluate",
+        help="privacy-utility experiment: sentiment and subjectivity of movie texts",
+        description=EVALUATE,
+        formatter_class=Formatter,
+        epilog=examples(
+            "mpcdp text evaluate --seeds 2 --gumbel-epsilons 100 --laplace-epsilons 10",
+            "mpcdp text evaluate --task subjectivity   # one task; the file keeps the other",
+            "mpcdp text evaluate   # both tasks, the full grid, 5 seeds each: the published figures",
+        ),
+    )
+    e.add_argument(
+        "--task", choices=TASK_NAMES, action="append", help="task to run; repeat for several (default: all of them)"
+    )
+    e.add_argument(
+        "--gumbel-epsilons",
+        type=epsilon,
+        nargs="*",
+        default=GUMBEL_GRID,
+        metavar="EPSILON",
+        help="truncated Gumbel epsilons to try, each above the vocabulary's minimum "
+        f"(default {' '.join(f'{x:g}' for x in GUMBEL_GRID)})",
+    )
+    e.add_argument(
+        "--laplace-epsilons",
+        type=epsilon,
+        nargs="*",
+        default=LAPLACE_GRID,
+        metavar="EPSILON",
+        help=f"multivariate Laplace epsilons to try (default {' '.join(f'{x:g}' for x in LAPLACE_GRID)})",
+    )
+    e.add_argument(
+        "--seeds",
+        type=at_least(2),
+        default=5,
+        help="runs per point, at least 2 for a standard deviation (default %(default)s)",
+    )
+    e.add_argument(
+        "--stat-words",
+        type=at_least(1),
+        default=200,
+        help="vocabulary words sampled for the secondary N_w, S_w (default %(default)s)",
+    )
+    e.add_argument(
+        "--stat-tokens",
+        type=at_least(1),
+        default=500,
+        help="word occurrences of the training texts sampled for N_w, S_w (default %(default)s)",
+    )
+    e.add_argument(
+        "--stat-draws",
+        type=at_least(1),
+        default=100,
+        help="draws per sampled word or occurrence for N_w, S_w (default %(default)s)",
+    )
+    e.add_argument(
+        "--json",
+        type=Path,
+        default=RESULTS / "text_eval.json",
+        help="results file, JSON: the tasks run replace their entries, others are kept (default %(default)s)",
+    )
+    e.add_argument(
+        "--png",
+        type=Path,
+        default=RESULTS / "text_eval.png",
+        help="where to draw the accuracy and N_w curves (default %(default)s)",
+    )
     add_embedding_arguments(e)
     e.set_defaults(run=run_evaluate)
 
@@ -205,8 +302,10 @@ def run_sanitize(args) -> int:
     if _is_corpus(args):
         return run_sanitize_corpus(args)
     if args.engine != "local" or args.scheduler:
-        print("mpcdp text sanitize: --engine dask and --scheduler need a corpus input (.csv, .jsonl or .parquet)",
-              file=sys.stderr)
+        print(
+            "mpcdp text sanitize: --engine dask and --scheduler need a corpus input (.csv, .jsonl or .parquet)",
+            file=sys.stderr,
+        )
         return 2
     from tqdm import tqdm
 
@@ -226,9 +325,18 @@ def run_sanitize(args) -> int:
         return 2
     size = os.path.getsize(args.input) if args.input != "-" else None
     rng = system_random("text-sanitize")
-    with _open(args.input, "r") as src, _open(args.output, "w") as dst, tqdm(
-            total=size, unit="B", unit_scale=True, desc="sanitising", file=sys.stderr,
-            disable=size is not None and size < PROGRESS_MIN_BYTES or None) as bar:
+    with (
+        _open(args.input, "r") as src,
+        _open(args.output, "w") as dst,
+        tqdm(
+            total=size,
+            unit="B",
+            unit_scale=True,
+            desc="sanitising",
+            file=sys.stderr,
+            disable=(size is not None and size < PROGRESS_MIN_BYTES) or None,
+        ) as bar,
+    ):
         batch = []
         for line in src:
             batch.append(line)
@@ -244,8 +352,9 @@ def run_sanitize_corpus(args) -> int:
     from mpcdp.text import corpus
 
     if args.output == "-":
-        print("mpcdp text sanitize: a corpus needs --output FOLDER (a Parquet dataset, e.g. out.parquet)",
-              file=sys.stderr)
+        print(
+            "mpcdp text sanitize: a corpus needs --output FOLDER (a Parquet dataset, e.g. out.parquet)", file=sys.stderr
+        )
         return 2
     bar = tqdm(unit="partition", desc="sanitising", file=sys.stderr, disable=None)
     try:
@@ -254,9 +363,20 @@ def run_sanitize_corpus(args) -> int:
             raise ValueError(f"input file {args.input!r} does not exist")
         sanitizer = sanitizer_from_args(args)
         print(sanitizer.describe(), file=sys.stderr)
-        summary = corpus.run(sanitizer, args.input, args.column, args.output, args.mechanism, args.epsilon,
-                             engine=args.engine, partition_rows=args.partition_rows, scheduler=args.scheduler,
-                             workers=args.workers, progress=bar.update, on_total=lambda n: bar.reset(total=n))
+        summary = corpus.run(
+            sanitizer,
+            args.input,
+            args.column,
+            args.output,
+            args.mechanism,
+            args.epsilon,
+            engine=args.engine,
+            partition_rows=args.partition_rows,
+            scheduler=args.scheduler,
+            workers=args.workers,
+            progress=bar.update,
+            on_total=lambda n: bar.reset(total=n),
+        )
     except (ValueError, OSError) as exc:  # CorpusError and EpsilonTooSmallError are ValueErrors
         bar.close()
         print(f"mpcdp text sanitize: {exc}", file=sys.stderr)
@@ -265,9 +385,12 @@ def run_sanitize_corpus(args) -> int:
     if args.json:
         print(json.dumps(asdict(summary)))
     else:
-        print(f"{summary.rows:,} rows in {summary.partitions} partitions ({summary.partitions_skipped} already done) "
-              f"-> {summary.output}; {summary.words_perturbed:,} words perturbed, largest text epsilon bound "
-              f"{summary.max_text_epsilon:.4g}", file=sys.stderr)
+        print(
+            f"{summary.rows:,} rows in {summary.partitions} partitions ({summary.partitions_skipped} already done) "
+            f"-> {summary.output}; {summary.words_perturbed:,} words perturbed, largest text epsilon bound "
+            f"{summary.max_text_epsilon:.4g}",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -307,12 +430,16 @@ def run_calibrate(args) -> int:
         sanitizer = sanitizer_from_args(args)
         print(sanitizer.describe(), file=sys.stderr)
         if args.corpus:
-            words = token_sample(sanitizer, _corpus_texts(args.corpus, args.column), args.words,
-                                 Prg.from_int(0, "text-calibrate/tokens"))
+            words = token_sample(
+                sanitizer, _corpus_texts(args.corpus, args.column), args.words, Prg.from_int(0, "text-calibrate/tokens")
+            )
             over = f"{words.size} word occurrences of {args.corpus}"
         else:
-            words = vocabulary_sample(sanitizer.embedding.size, min(args.words, sanitizer.embedding.size),
-                                      Prg.from_int(0, "text-calibrate/vocabulary"))
+            words = vocabulary_sample(
+                sanitizer.embedding.size,
+                min(args.words, sanitizer.embedding.size),
+                Prg.from_int(0, "text-calibrate/vocabulary"),
+            )
             over = f"{words.size} vocabulary words"
         result = calibrate.calibrate(sanitizer, args.mechanism, args.target_nw, words, draws=args.draws)
         calibrate.plot(result, args.png, title=f"{args.mechanism}: N_w over {over} x {args.draws} draws")
@@ -322,13 +449,17 @@ def run_calibrate(args) -> int:
     if args.json:
         print(json.dumps({**asdict(result), "counted_over": over, "png": str(args.png)}))
     elif result.reached:
-        print(f"epsilon = {result.epsilon:.6g} keeps N_w = {result.n_w:.3f} of the words "
-              f"(target {args.target_nw:g}; over {over} x {args.draws} draws)")
+        print(
+            f"epsilon = {result.epsilon:.6g} keeps N_w = {result.n_w:.3f} of the words "
+            f"(target {args.target_nw:g}; over {over} x {args.draws} draws)"
+        )
     else:
         low, high = result.reachable
-        print(f"{args.mechanism} cannot keep {args.target_nw:g} of the words at any epsilon from "
-              f"{result.curve[0][0]:.4g} to {result.curve[-1][0]:.4g}: its N_w stays between {low:.3f} and "
-              f"{high:.3f} (over {over})")
+        print(
+            f"{args.mechanism} cannot keep {args.target_nw:g} of the words at any epsilon from "
+            f"{result.curve[0][0]:.4g} to {result.curve[-1][0]:.4g}: its N_w stays between {low:.3f} and "
+            f"{high:.3f} (over {over})"
+        )
     print(f"wrote {args.png}", file=sys.stderr)
     return 0 if result.reached else 1
 
@@ -351,11 +482,22 @@ def run_evaluate(args) -> int:
         task_started = time.perf_counter()
 
         def progress(name, eps, seed):
-            print(f"{time.perf_counter() - started:7.1f} s  {task} {name} epsilon={eps:g} seed={seed}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"{time.perf_counter() - started:7.1f} s  {task} {name} epsilon={eps:g} seed={seed}",
+                file=sys.stderr,
+                flush=True,
+            )
 
-        result = evaluate.run(sanitizer, grid, task=task, seeds=args.seeds, stat_words=args.stat_words,
-                              stat_draws=args.stat_draws, stat_tokens=args.stat_tokens, progress=progress)
+        result = evaluate.run(
+            sanitizer,
+            grid,
+            task=task,
+            seeds=args.seeds,
+            stat_words=args.stat_words,
+            stat_draws=args.stat_draws,
+            stat_tokens=args.stat_tokens,
+            progress=progress,
+        )
         result["runtime_seconds"] = round(time.perf_counter() - task_started, 1)
         results[task] = result
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -28,8 +28,8 @@ import time
 
 from services import audit
 from services import federation as fed
-from services.text_node import TextLimits, add_embedding_arguments, build_server, sanitizer_from_args
 from services.commands import Formatter, add_node_arguments, configure_audit, examples, node_limits
+from services.text_node import TextLimits, add_embedding_arguments, build_server, sanitizer_from_args
 from services.tls import Identity, warn_insecure
 
 ROLE = "text"
@@ -38,28 +38,50 @@ LOCAL_HOST = "127.0.0.1"
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "text-node", help="serve text sanitisation (truncated Gumbel, multivariate Laplace) over gRPC",
-        description=__doc__, formatter_class=Formatter, epilog=examples(
+        "text-node",
+        help="serve text sanitisation (truncated Gumbel, multivariate Laplace) over gRPC",
+        description=__doc__,
+        formatter_class=Formatter,
+        epilog=examples(
             "mpcdp text-node --insecure --port 50060   # a local experiment, plaintext",
             "mpcdp text-node --federation examples/docker/federation.toml --id text   # in the compose federation",
-        ))
-    p.add_argument("--federation", help="federation file (TOML) naming this node, its address and the "
-                                        "certificate folder (required unless --insecure)")
+        ),
+    )
+    p.add_argument(
+        "--federation",
+        help="federation file (TOML) naming this node, its address and the "
+        "certificate folder (required unless --insecure)",
+    )
     p.add_argument("--id", help="this node's name in the federation file (a node with the text role)")
     p.add_argument("--listen", help="address to bind instead of the federation file's (e.g. 0.0.0.0:50060)")
     p.add_argument("--port", type=int, help="port to bind instead of the federation file's (0: any free port)")
-    p.add_argument("--insecure", action="store_true",
-                   help="plaintext, unauthenticated channels: anyone on the network can read the texts "
-                        "(local experiments only)")
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="plaintext, unauthenticated channels: anyone on the network can read the texts (local experiments only)",
+    )
     limits = p.add_argument_group("sanitising work")
-    limits.add_argument("--max-text-chars", type=int, default=TextLimits.max_text_chars,
-                        help="refuse longer texts (default %(default)s)")
-    limits.add_argument("--workers", type=int, default=TextLimits.workers,
-                        help="threads sanitising at once (default %(default)s)")
-    limits.add_argument("--queue", type=int, default=TextLimits.queue,
-                        help="requests queued or running, all clients together (default %(default)s)")
-    limits.add_argument("--per-client", type=int, default=TextLimits.per_client,
-                        help="requests one client may have queued or running (default %(default)s)")
+    limits.add_argument(
+        "--max-text-chars",
+        type=int,
+        default=TextLimits.max_text_chars,
+        help="refuse longer texts (default %(default)s)",
+    )
+    limits.add_argument(
+        "--workers", type=int, default=TextLimits.workers, help="threads sanitising at once (default %(default)s)"
+    )
+    limits.add_argument(
+        "--queue",
+        type=int,
+        default=TextLimits.queue,
+        help="requests queued or running, all clients together (default %(default)s)",
+    )
+    limits.add_argument(
+        "--per-client",
+        type=int,
+        default=TextLimits.per_client,
+        help="requests one client may have queued or running (default %(default)s)",
+    )
     add_node_arguments(p)
     add_embedding_arguments(p)
     p.set_defaults(run=run)
@@ -80,8 +102,10 @@ def identity_and_address(args) -> tuple[Identity, str]:
         raise ValueError("--federation and --id go together")
     if args.federation is None:
         if not args.insecure:
-            raise ValueError("pass --federation FILE --id NAME (mutual TLS with the federation's "
-                             "certificates), or --insecure for a local experiment")
+            raise ValueError(
+                "pass --federation FILE --id NAME (mutual TLS with the federation's "
+                "certificates), or --insecure for a local experiment"
+            )
         if args.listen is None and args.port is None:
             raise ValueError("without --federation, pass --port or --listen")
         identity = Identity(ROLE, None, insecure=True)
@@ -118,8 +142,12 @@ def run(args) -> int:
         print(f"mpcdp text-node: {exc}", file=sys.stderr)
         return 2
     host = address.rsplit(":", 1)[0]
-    print(f"text node {identity.name} serving on {host}:{port} ({sanitizer.embedding.size} words, "
-          f"ready in {time.perf_counter() - started:.2f} s)", file=sys.stderr, flush=True)
+    print(
+        f"text node {identity.name} serving on {host}:{port} ({sanitizer.embedding.size} words, "
+        f"ready in {time.perf_counter() - started:.2f} s)",
+        file=sys.stderr,
+        flush=True,
+    )
     print(sanitizer.describe(), file=sys.stderr, flush=True)
     audit.record("started", address=address, port=port)
     stop.wait()

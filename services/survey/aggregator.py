@@ -24,8 +24,8 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Mapping
 
 import grpc
 import numpy as np
@@ -39,12 +39,18 @@ from services.survey.store import ID_BYTES, PutStatus, ShareStore, StoreError
 from services.tls import caller
 from services.wire.mpcdp.v1 import survey_pb2, survey_pb2_grpc
 
-_OUTCOME = {PutStatus.ACCEPTED: survey_pb2.SubmitAck.ACCEPTED, PutStatus.DUPLICATE: survey_pb2.SubmitAck.DUPLICATE,
-            PutStatus.CONFLICT: survey_pb2.SubmitAck.CONFLICT}
-_STATUS = {StoreError.UNKNOWN_SURVEY: grpc.StatusCode.NOT_FOUND, StoreError.MISMATCH: grpc.StatusCode.FAILED_PRECONDITION,
-           StoreError.CLOSED: grpc.StatusCode.FAILED_PRECONDITION,
-           StoreError.NOT_CLOSED: grpc.StatusCode.FAILED_PRECONDITION,
-           StoreError.RELEASED: grpc.StatusCode.FAILED_PRECONDITION}
+_OUTCOME = {
+    PutStatus.ACCEPTED: survey_pb2.SubmitAck.ACCEPTED,
+    PutStatus.DUPLICATE: survey_pb2.SubmitAck.DUPLICATE,
+    PutStatus.CONFLICT: survey_pb2.SubmitAck.CONFLICT,
+}
+_STATUS = {
+    StoreError.UNKNOWN_SURVEY: grpc.StatusCode.NOT_FOUND,
+    StoreError.MISMATCH: grpc.StatusCode.FAILED_PRECONDITION,
+    StoreError.CLOSED: grpc.StatusCode.FAILED_PRECONDITION,
+    StoreError.NOT_CLOSED: grpc.StatusCode.FAILED_PRECONDITION,
+    StoreError.RELEASED: grpc.StatusCode.FAILED_PRECONDITION,
+}
 CHUNK_IDS = 65_536  # ids per ListIds message (1 MiB)
 MAX_MESSAGE = 8 << 20  # the aggregator's largest message: clients send batches of at most mpcdp.client.BATCH_BYTES
 INTAKE_BATCHES = 2  # batches decoded and being stored at once, over all Submit streams
@@ -71,16 +77,23 @@ def give_memory_back() -> None:
 def split_ids(blob: bytes) -> list[bytes]:
     if len(blob) % ID_BYTES:
         raise ValueError(f"id lists are concatenated {ID_BYTES}-byte ids")
-    return [blob[i:i + ID_BYTES] for i in range(0, len(blob), ID_BYTES)]
+    return [blob[i : i + ID_BYTES] for i in range(0, len(blob), ID_BYTES)]
 
 
 class AggregatorService(survey_pb2_grpc.SurveyAggregatorServicer):
     """``noise_rng(survey)`` gives the generator of this aggregator's noise piece for a survey
     (None: the CSPRNG); the piece itself is always drawn by the store's release."""
 
-    def __init__(self, name: str, surveys: Mapping[str, Survey], store: ShareStore,
-                 noise_rng: Callable[[Survey], RandomSource] | None = None, coordinator: str = "coordinator",
-                 insecure: bool = False, intake_batches: int = INTAKE_BATCHES):
+    def __init__(
+        self,
+        name: str,
+        surveys: Mapping[str, Survey],
+        store: ShareStore,
+        noise_rng: Callable[[Survey], RandomSource] | None = None,
+        coordinator: str = "coordinator",
+        insecure: bool = False,
+        intake_batches: int = INTAKE_BATCHES,
+    ):
         self.name = name
         self._intake = asyncio.Semaphore(intake_batches)
         # one thread for all store work: every store serialises it anyway, and one thread keeps one malloc
@@ -108,19 +121,26 @@ class AggregatorService(survey_pb2_grpc.SurveyAggregatorServicer):
     async def _survey(self, ref, context) -> Survey:
         survey = self.surveys.get(ref.survey_id)
         if survey is None:
-            await self._refuse(context, grpc.StatusCode.NOT_FOUND, f"this aggregator runs no survey {ref.survey_id!r}",
-                               ref.survey_id)
+            await self._refuse(
+                context, grpc.StatusCode.NOT_FOUND, f"this aggregator runs no survey {ref.survey_id!r}", ref.survey_id
+            )
         if ref.digest != survey.digest:
-            await self._refuse(context, grpc.StatusCode.FAILED_PRECONDITION,
-                               f"survey {survey.id!r}: your definition differs from this aggregator's "
-                               "(digest mismatch); fetch the current survey file", survey.id)
+            await self._refuse(
+                context,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"survey {survey.id!r}: your definition differs from this aggregator's "
+                "(digest mismatch); fetch the current survey file",
+                survey.id,
+            )
         return survey
 
     async def _coordinator_only(self, context) -> None:
         if not self.insecure and caller(context) != self.coordinator:
-            await self._refuse(context, grpc.StatusCode.PERMISSION_DENIED,
-                               f"only the coordinator {self.coordinator!r} may see the state of, close or "
-                               "release a survey")
+            await self._refuse(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"only the coordinator {self.coordinator!r} may see the state of, close or release a survey",
+            )
 
     async def _run(self, context, survey: str, fn, *args):
         try:
@@ -128,8 +148,11 @@ class AggregatorService(survey_pb2_grpc.SurveyAggregatorServicer):
         except StoreError as exc:
             await self._refuse(context, _STATUS[exc.reason], str(exc), survey)
         except (ValueError, BelowMinimum) as exc:
-            code = grpc.StatusCode.FAILED_PRECONDITION if isinstance(exc, BelowMinimum) \
+            code = (
+                grpc.StatusCode.FAILED_PRECONDITION
+                if isinstance(exc, BelowMinimum)
                 else grpc.StatusCode.INVALID_ARGUMENT
+            )
             await self._refuse(context, code, str(exc), survey)
 
     async def Submit(self, request_iterator, context):
@@ -168,7 +191,7 @@ class AggregatorService(survey_pb2_grpc.SurveyAggregatorServicer):
         survey = await self._survey(request, context)
         ids = await self._run(context, survey.id, lambda: list(self.store.ids(survey.id)))
         for start in range(0, len(ids), CHUNK_IDS):
-            yield survey_pb2.IdChunk(ids=b"".join(ids[start:start + CHUNK_IDS]))
+            yield survey_pb2.IdChunk(ids=b"".join(ids[start : start + CHUNK_IDS]))
 
     async def Release(self, request, context):
         await self._coordinator_only(context)
@@ -182,6 +205,5 @@ class AggregatorService(survey_pb2_grpc.SurveyAggregatorServicer):
             return self.store.release(survey, exclude, request.count, request.set_digest, rng)
 
         vector = await self._run(context, survey.id, release)
-        audit.record("released", survey=survey.id, respondents=request.count,
-                     excluded=len(request.exclude) // ID_BYTES)
+        audit.record("released", survey=survey.id, respondents=request.count, excluded=len(request.exclude) // ID_BYTES)
         return survey_pb2.PartialSum(vector=np.asarray(vector, dtype="<u8").tobytes())

@@ -15,8 +15,8 @@ import grpc
 from mpcdp.survey import central, proved
 from mpcdp.survey.release import BelowMinimum, QuestionResult, check_minimum, estimate, id_set_digest
 from services import audit
-from services.survey.transport import CoordinatorClient, ref
 from services.server import OPTIONS
+from services.survey.transport import CoordinatorClient, ref
 from services.wire.mpcdp.v1 import survey_pb2, survey_pb2_grpc
 
 BATCH = 1000  # reports verified per PrepareBatch call
@@ -32,12 +32,18 @@ class Verification:
     incomplete: int  # held by some aggregators only
 
     def line(self) -> str:
-        return (f"counted {self.counted} reports; rejected: {self.rejected} reports failed verification; "
-                f"{self.malformed} malformed; {self.incomplete} not held by every aggregator")
+        return (
+            f"counted {self.counted} reports; rejected: {self.rejected} reports failed verification; "
+            f"{self.malformed} malformed; {self.incomplete} not held by every aggregator"
+        )
 
     def as_dict(self) -> dict:
-        return {"counted": self.counted, "rejected": self.rejected, "malformed": self.malformed,
-                "incomplete": self.incomplete}
+        return {
+            "counted": self.counted,
+            "rejected": self.rejected,
+            "malformed": self.malformed,
+            "incomplete": self.incomplete,
+        }
 
 
 class VerifiedCoordinator(CoordinatorClient):
@@ -61,28 +67,42 @@ class VerifiedCoordinator(CoordinatorClient):
             async with slots:
                 return await self._prepare(ids)
 
-        batches = await asyncio.gather(*(prepare(common[start:start + self.batch])
-                                         for start in range(0, len(common), self.batch)))
+        batches = await asyncio.gather(
+            *(prepare(common[start : start + self.batch]) for start in range(0, len(common), self.batch))
+        )
         verdicts = [v for batch in batches for v in batch]
         accepted = [sid for sid, v in zip(common, verdicts) if v == proved.ACCEPTED]
-        self.verification = Verification(len(accepted), verdicts.count(proved.REJECTED),
-                                         verdicts.count(proved.MALFORMED), incomplete)
+        self.verification = Verification(
+            len(accepted), verdicts.count(proved.REJECTED), verdicts.count(proved.MALFORMED), incomplete
+        )
         check_minimum(survey, len(accepted))
         central.check_headroom(survey, len(accepted))
-        partials = await self._all(lambda n: self.stub(n).Release(survey_pb2.ReleaseRequest(
-            survey=ref(survey), count=len(accepted), set_digest=id_set_digest(accepted)), timeout=self.timeout))
+        partials = await self._all(
+            lambda n: self.stub(n).Release(
+                survey_pb2.ReleaseRequest(survey=ref(survey), count=len(accepted), set_digest=id_set_digest(accepted)),
+                timeout=self.timeout,
+            )
+        )
         merged = proved.add_aggregates(survey, [proved.decode_aggregate(survey, p.vector) for p in partials.values()])
-        audit.record("released", survey=survey.id, respondents=len(accepted),
-                     aggregators=",".join(survey.aggregator_names), rejected=self.verification.rejected,
-                     malformed=self.verification.malformed, incomplete=incomplete)
+        audit.record(
+            "released",
+            survey=survey.id,
+            respondents=len(accepted),
+            aggregators=",".join(survey.aggregator_names),
+            rejected=self.verification.rejected,
+            malformed=self.verification.malformed,
+            incomplete=incomplete,
+        )
         return estimate(survey, proved.totals_vector(survey, merged, len(accepted)), len(accepted))
 
     async def _refuse_below_minimum(self) -> None:
         """Change nothing when some aggregator holds fewer reports than the survey's minimum."""
         fewest = min(s.submissions for s in (await self.status()).values())
         if fewest < self.survey.min_respondents:
-            reason = (f"survey {self.survey.id!r}: {fewest} submissions at the emptiest aggregator, below the "
-                      f"minimum of {self.survey.min_respondents}; nothing was changed")
+            reason = (
+                f"survey {self.survey.id!r}: {fewest} submissions at the emptiest aggregator, below the "
+                f"minimum of {self.survey.min_respondents}; nothing was changed"
+            )
             audit.record("refused", survey=self.survey.id, reason=reason)
             raise BelowMinimum(reason)
 
@@ -99,10 +119,12 @@ class VerifiedCoordinator(CoordinatorClient):
                 result = await self._verifier.PrepareBatch(request, timeout=self.timeout, wait_for_ready=True)
                 return list(result.verdicts)
             except grpc.aio.AioRpcError as exc:
-                if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) \
-                        or attempt == RETRIES - 1:
+                if (
+                    exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+                    or attempt == RETRIES - 1
+                ):
                     raise
-                await asyncio.sleep(min(0.2 * 2 ** attempt, 5.0))
+                await asyncio.sleep(min(0.2 * 2**attempt, 5.0))
         raise AssertionError("unreachable")
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -76,27 +76,35 @@ class ReportStore:
                 raise
 
     def _life(self, survey: str) -> Lifecycle:
-        row = self._db.execute("SELECT state, verify_key, released_digest FROM proved_surveys WHERE id = ?",
-                               (survey,)).fetchone()
+        row = self._db.execute(
+            "SELECT state, verify_key, released_digest FROM proved_surveys WHERE id = ?", (survey,)
+        ).fetchone()
         if row is None:
             raise StoreError(StoreError.UNKNOWN_SURVEY, f"unknown survey {survey!r}")
         return Lifecycle(survey, row[0], row[1] and bytes(row[1]), row[2] and bytes(row[2]))
 
     def _save(self, life: Lifecycle) -> None:
-        self._db.execute("UPDATE proved_surveys SET state = ?, verify_key = ?, released_digest = ? WHERE id = ?",
-                         (life.state, life.verify_key, life.released_digest, life.survey))
+        self._db.execute(
+            "UPDATE proved_surveys SET state = ?, verify_key = ?, released_digest = ? WHERE id = ?",
+            (life.state, life.verify_key, life.released_digest, life.survey),
+        )
 
     def _count(self, survey: str, reason: str, n: int) -> None:
-        self._db.execute("INSERT INTO proved_refusals VALUES (?, ?, ?) ON CONFLICT (survey, reason) "
-                         "DO UPDATE SET count = count + excluded.count", (survey, reason, n))
+        self._db.execute(
+            "INSERT INTO proved_refusals VALUES (?, ?, ?) ON CONFLICT (survey, reason) "
+            "DO UPDATE SET count = count + excluded.count",
+            (survey, reason, n),
+        )
 
     # -- intake ------------------------------------------------------------------------------------
     def register(self, survey: Survey, aggregator: str) -> None:
         self.surveys[survey.id] = survey
         self.index[survey.id] = survey.aggregator_names.index(aggregator)
         with self._lock:
-            self._db.execute("INSERT OR IGNORE INTO proved_surveys (id, digest, state) VALUES (?, ?, 'open')",
-                             (survey.id, survey.digest))
+            self._db.execute(
+                "INSERT OR IGNORE INTO proved_surveys (id, digest, state) VALUES (?, ?, 'open')",
+                (survey.id, survey.digest),
+            )
             (digest,) = self._db.execute("SELECT digest FROM proved_surveys WHERE id = ?", (survey.id,)).fetchone()
         if bytes(digest) != survey.digest:
             raise StoreError(StoreError.MISMATCH, f"survey {survey.id!r} is stored with another definition")
@@ -106,15 +114,19 @@ class ReportStore:
         bad = sum(len(sid) != ID_BYTES or len(report) != size for sid, report in items)
         if bad:
             self._tx(lambda: self._count(survey, "malformed", bad))
-            raise ValueError(f"{bad} of these reports are malformed: ids are {ID_BYTES} bytes and this "
-                             f"aggregator's reports of survey {survey!r} {size} bytes")
+            raise ValueError(
+                f"{bad} of these reports are malformed: ids are {ID_BYTES} bytes and this "
+                f"aggregator's reports of survey {survey!r} {size} bytes"
+            )
 
         def put():
             self._save(self._life(survey).submit(len(items)))
             first = _first(items)
             existing = self._existing(survey, list(first))
-            self._db.executemany("INSERT INTO proved_reports VALUES (?, ?, ?)",
-                                 [(survey, sid, rep) for sid, rep in first.items() if sid not in existing])
+            self._db.executemany(
+                "INSERT INTO proved_reports VALUES (?, ?, ?)",
+                [(survey, sid, rep) for sid, rep in first.items() if sid not in existing],
+            )
             statuses = _statuses(items, existing, first)
             conflicts = statuses.count(PutStatus.CONFLICT)
             if conflicts:
@@ -126,9 +138,11 @@ class ReportStore:
     def _existing(self, survey: str, sids: list[bytes]) -> dict[bytes, bytes]:
         found: dict[bytes, bytes] = {}
         for start in range(0, len(sids), 500):
-            part = sids[start:start + 500]
-            for sid, rep in self._db.execute(f"SELECT sid, report FROM proved_reports WHERE survey = ? AND sid IN "
-                                             f"({','.join('?' * len(part))})", (survey, *part)):
+            part = sids[start : start + 500]
+            for sid, rep in self._db.execute(
+                f"SELECT sid, report FROM proved_reports WHERE survey = ? AND sid IN ({','.join('?' * len(part))})",
+                (survey, *part),
+            ):
                 found[bytes(sid)] = bytes(rep)
         return found
 
@@ -150,8 +164,9 @@ class ReportStore:
         with self._lock:
             if self._life(survey).state in ("open", "collecting"):
                 raise StoreError(StoreError.NOT_CLOSED, f"survey {survey!r} is still open: close it first")
-            rows = self._db.execute("SELECT sid FROM proved_reports WHERE survey = ? ORDER BY sid",
-                                    (survey,)).fetchall()
+            rows = self._db.execute(
+                "SELECT sid FROM proved_reports WHERE survey = ? ORDER BY sid", (survey,)
+            ).fetchall()
         return (bytes(r[0]) for r in rows)
 
     # -- preparation -------------------------------------------------------------------------------
@@ -177,21 +192,27 @@ class ReportStore:
 
     def decided(self, survey: str, batch: bytes) -> tuple[bytes, list[bytes]] | None:
         with self._lock:
-            row = self._db.execute("SELECT verdicts, messages FROM proved_batches WHERE survey = ? AND batch = ?",
-                                   (survey, batch)).fetchone()
+            row = self._db.execute(
+                "SELECT verdicts, messages FROM proved_batches WHERE survey = ? AND batch = ?", (survey, batch)
+            ).fetchone()
         if row is None or row[1] is None:
             return None
         return bytes(row[0]), _split(bytes(row[1]))
 
     def decide(self, survey: str, ids: Sequence[bytes], verdicts: bytes, messages: Sequence[bytes]) -> None:
-        self._tx(lambda: self._db.execute(
-            "INSERT OR IGNORE INTO proved_batches (survey, batch, ids, verdicts, messages) VALUES (?, ?, ?, ?, ?)",
-            (survey, batch_id(ids), b"".join(ids), verdicts, _join(messages))))
+        self._tx(
+            lambda: self._db.execute(
+                "INSERT OR IGNORE INTO proved_batches (survey, batch, ids, verdicts, messages) VALUES (?, ?, ?, ?, ?)",
+                (survey, batch_id(ids), b"".join(ids), verdicts, _join(messages)),
+            )
+        )
 
     def finished(self, survey: str, batch: bytes) -> bytes | None:
         with self._lock:
-            row = self._db.execute("SELECT verdicts FROM proved_batches WHERE survey = ? AND batch = ? AND "
-                                   "aggregate IS NOT NULL", (survey, batch)).fetchone()
+            row = self._db.execute(
+                "SELECT verdicts FROM proved_batches WHERE survey = ? AND batch = ? AND aggregate IS NOT NULL",
+                (survey, batch),
+            ).fetchone()
         return bytes(row[0]) if row else None
 
     def finish(self, survey: str, ids: Sequence[bytes], verdicts: bytes, aggregate: bytes) -> None:
@@ -200,53 +221,66 @@ class ReportStore:
 
         def finish():
             self._save(self._life(survey).prepare(self._life(survey).verify_key))
-            row = self._db.execute("SELECT verdicts, aggregate FROM proved_batches WHERE survey = ? AND batch = ?",
-                                   (survey, batch)).fetchone()
+            row = self._db.execute(
+                "SELECT verdicts, aggregate FROM proved_batches WHERE survey = ? AND batch = ?", (survey, batch)
+            ).fetchone()
             if row is not None and row[1] is not None:
                 if bytes(row[0]) != verdicts:
                     raise StoreError(StoreError.MISMATCH, "this batch was already counted with other verdicts")
                 return
             if row is None:
-                self._db.execute("INSERT INTO proved_batches (survey, batch, ids, verdicts, aggregate) "
-                                 "VALUES (?, ?, ?, ?, ?)", (survey, batch, b"".join(ids), verdicts, aggregate))
+                self._db.execute(
+                    "INSERT INTO proved_batches (survey, batch, ids, verdicts, aggregate) VALUES (?, ?, ?, ?, ?)",
+                    (survey, batch, b"".join(ids), verdicts, aggregate),
+                )
             else:
                 if bytes(row[0]) != verdicts:
                     raise StoreError(StoreError.MISMATCH, "this batch was decided with other verdicts")
-                self._db.execute("UPDATE proved_batches SET aggregate = ? WHERE survey = ? AND batch = ?",
-                                 (aggregate, survey, batch))
+                self._db.execute(
+                    "UPDATE proved_batches SET aggregate = ? WHERE survey = ? AND batch = ?", (aggregate, survey, batch)
+                )
 
         self._tx(finish)
 
     # -- release -----------------------------------------------------------------------------------
-    def release(self, survey: Survey, expected: int, expected_digest: bytes,
-                rng: RandomSource | None = None) -> bytes:
+    def release(self, survey: Survey, expected: int, expected_digest: bytes, rng: RandomSource | None = None) -> bytes:
         """The noisy aggregate share over every counted batch, bound to the accepted ids' digest, once."""
 
         def release():
             life = self._life(survey.id)
             if life.state == "released":
                 life.release(expected_digest)  # refuses another digest
-                (done,) = self._db.execute("SELECT released FROM proved_surveys WHERE id = ?",
-                                           (survey.id,)).fetchone()
+                (done,) = self._db.execute("SELECT released FROM proved_surveys WHERE id = ?", (survey.id,)).fetchone()
                 return bytes(done)
             accepted: list[bytes] = []
             shares = []
             for ids, verdicts, aggregate in self._db.execute(
-                    "SELECT ids, verdicts, aggregate FROM proved_batches WHERE survey = ? AND aggregate IS NOT NULL",
-                    (survey.id,)):
+                "SELECT ids, verdicts, aggregate FROM proved_batches WHERE survey = ? AND aggregate IS NOT NULL",
+                (survey.id,),
+            ):
                 ids = bytes(ids)
-                accepted += [ids[r * ID_BYTES:(r + 1) * ID_BYTES] for r, v in enumerate(bytes(verdicts))
-                             if v == proved.ACCEPTED]
+                accepted += [
+                    ids[r * ID_BYTES : (r + 1) * ID_BYTES]
+                    for r, v in enumerate(bytes(verdicts))
+                    if v == proved.ACCEPTED
+                ]
                 shares.append(proved.decode_aggregate(survey, bytes(aggregate)))
             if len(accepted) != expected or id_set_digest(accepted) != expected_digest:
-                raise StoreError(StoreError.MISMATCH, f"survey {survey.id!r}: this aggregator counted "
-                                                      f"{len(accepted)} verified reports, not the {expected} "
-                                                      "asked for, or a different set")
+                raise StoreError(
+                    StoreError.MISMATCH,
+                    f"survey {survey.id!r}: this aggregator counted "
+                    f"{len(accepted)} verified reports, not the {expected} "
+                    "asked for, or a different set",
+                )
             life = life.verified().release(expected_digest)
-            total = proved.add_aggregates(survey, shares) if shares else \
-                [circ.aggregate_init() for circ in (proved.circuit(survey, q) for q in survey.questions)]
-            out = proved.encode_aggregate(survey, proved.noisy_aggregate(survey, total, rng or system_random(
-                "survey-noise")))
+            total = (
+                proved.add_aggregates(survey, shares)
+                if shares
+                else [circ.aggregate_init() for circ in (proved.circuit(survey, q) for q in survey.questions)]
+            )
+            out = proved.encode_aggregate(
+                survey, proved.noisy_aggregate(survey, total, rng or system_random("survey-noise"))
+            )
             self._save(life)
             self._db.execute("UPDATE proved_surveys SET released = ? WHERE id = ?", (out, survey.id))
             return out
@@ -265,8 +299,8 @@ def _join(parts: Sequence[bytes]) -> bytes:
 def _split(blob: bytes) -> list[bytes]:
     out, i = [], 0
     while i < len(blob):
-        n = int.from_bytes(blob[i:i + 4], "little")
-        out.append(blob[i + 4:i + 4 + n])
+        n = int.from_bytes(blob[i : i + 4], "little")
+        out.append(blob[i + 4 : i + 4 + n])
         i += 4 + n
     return out
 
@@ -326,6 +360,8 @@ def open_report_store(url: str) -> ReportStore:
     if url == "memory":
         return ReportStore(":memory:")
     if url.startswith(("postgresql://", "postgres://")):
-        raise ValueError("verified surveys (proofs = \"prio3\") are stored in SQLite or memory only, for now: "
-                         "give --store sqlite://PATH")
+        raise ValueError(
+            'verified surveys (proofs = "prio3") are stored in SQLite or memory only, for now: '
+            "give --store sqlite://PATH"
+        )
     return ReportStore(url.removeprefix("sqlite://"))

@@ -31,7 +31,6 @@ RESPONDENTS = "respondents"
 START_TIMEOUT = 60.0
 
 
-
 class LocalSurvey:
     """Aggregator processes for ``survey`` (parsed from ``survey_path``) under ``workdir``.
 
@@ -40,8 +39,16 @@ class LocalSurvey:
     aggregators' noise reproducible (simulations and tests only).
     """
 
-    def __init__(self, survey: Survey, survey_path: Path, workdir: Path, store: str = "sqlite",
-                 insecure: bool = False, noise_seed: int | None = None, aggregator_args: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        survey: Survey,
+        survey_path: Path,
+        workdir: Path,
+        store: str = "sqlite",
+        insecure: bool = False,
+        noise_seed: int | None = None,
+        aggregator_args: tuple[str, ...] = (),
+    ):
         self.workdir = Path(workdir)
         self.survey_path = Path(survey_path)
         self.store = store
@@ -50,8 +57,9 @@ class LocalSurvey:
         self.aggregator_args = tuple(aggregator_args)  # extra `mpcdp survey aggregator` options
         self._socks = {a.name: reserve_loopback_port() for a in survey.aggregators}
         ports = {n: s.getsockname()[1] for n, s in self._socks.items()}
-        self.survey = dataclasses.replace(survey, aggregators=tuple(
-            Aggregator(a.name, f"127.0.0.1:{ports[a.name]}") for a in survey.aggregators))
+        self.survey = dataclasses.replace(
+            survey, aggregators=tuple(Aggregator(a.name, f"127.0.0.1:{ports[a.name]}") for a in survey.aggregators)
+        )
         self.certs = None if insecure else self.workdir / "certs"
         self.procs: dict[str, subprocess.Popen] = {}
 
@@ -63,7 +71,7 @@ class LocalSurvey:
             return f"sqlite://{self.workdir / (name + '.db')}"
         return self.store
 
-    def start(self) -> "LocalSurvey":
+    def start(self) -> LocalSurvey:
         if self.certs is not None:
             init_certs([*self.survey.aggregator_names, COORDINATOR, RESPONDENTS], self.certs)
         for name in self.survey.aggregator_names:
@@ -75,8 +83,21 @@ class LocalSurvey:
     def launch(self, name: str) -> None:
         """Start (or restart) aggregator ``name`` on its reserved port and its store."""
         address = {a.name: a.address for a in self.survey.aggregators}[name]
-        cmd = [sys.executable, "-m", "services.cli", "survey", "aggregator", "--survey", str(self.survey_path),
-               "--name", name, "--listen", address, "--store", self._store_url(name)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "survey",
+            "aggregator",
+            "--survey",
+            str(self.survey_path),
+            "--name",
+            name,
+            "--listen",
+            address,
+            "--store",
+            self._store_url(name),
+        ]
         cmd += ["--pg-schema", "mpcdp_" + name.replace("-", "_").replace(".", "_")]
         cmd += ["--insecure"] if self.insecure else ["--certs", str(self.certs)]
         if self.noise_seed is not None:
@@ -85,8 +106,13 @@ class LocalSurvey:
             cmd += [arg for a in self.survey.aggregators for arg in ("--peer", f"{a.name}={a.address}")]
         cmd += list(self.aggregator_args)
         log = open(self.workdir / f"{name}.log", "ab")
-        self.procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.procs[name] = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         log.close()
 
     def wait_serving(self, name: str) -> None:
@@ -126,7 +152,7 @@ class LocalSurvey:
         for sock in self._socks.values():
             sock.close()
 
-    def __enter__(self) -> "LocalSurvey":
+    def __enter__(self) -> LocalSurvey:
         try:
             return self.start()
         except BaseException:

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Iterable, Iterator, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -101,8 +102,14 @@ class ShareStore(Protocol):
     def ids(self, survey: str) -> Iterator[bytes]:
         """The stored submission ids of a closed survey, sorted."""
 
-    def release(self, survey: Survey, exclude: Iterable[bytes], expected: int, expected_digest: bytes,
-                rng: RandomSource | None = None) -> np.ndarray:
+    def release(
+        self,
+        survey: Survey,
+        exclude: Iterable[bytes],
+        expected: int,
+        expected_digest: bytes,
+        rng: RandomSource | None = None,
+    ) -> np.ndarray:
         """Sum this store's shares over (all ids - exclude) plus this aggregator's noise piece, once per survey.
 
         The piece is drawn by :func:`mpcdp.survey.central.noisy_partial` from ``rng`` (the CSPRNG by
@@ -161,16 +168,18 @@ class SqliteStore(ShareStore):
         """)
 
     def _survey(self, survey: str) -> tuple[str, int, bytes | None, bytes | None]:
-        row = self._db.execute("SELECT state, width, release_digest, release_vector FROM surveys WHERE id = ?",
-                               (survey,)).fetchone()
+        row = self._db.execute(
+            "SELECT state, width, release_digest, release_vector FROM surveys WHERE id = ?", (survey,)
+        ).fetchone()
         if row is None:
             raise StoreError(StoreError.UNKNOWN_SURVEY, f"unknown survey {survey!r}")
         return row
 
     def register(self, survey, digest, width):
         with self._lock:
-            self._db.execute("INSERT OR IGNORE INTO surveys (id, digest, width) VALUES (?, ?, ?)",
-                             (survey, digest, width))
+            self._db.execute(
+                "INSERT OR IGNORE INTO surveys (id, digest, width) VALUES (?, ?, ?)", (survey, digest, width)
+            )
             row = self._db.execute("SELECT digest, width FROM surveys WHERE id = ?", (survey,)).fetchone()
         if (bytes(row[0]), row[1]) != (digest, width):
             raise StoreError(StoreError.MISMATCH, f"survey {survey!r} is stored with another definition")
@@ -196,10 +205,11 @@ class SqliteStore(ShareStore):
     def _existing(self, survey: str, sids: list[bytes]) -> dict[bytes, bytes]:
         found: dict[bytes, bytes] = {}
         for start in range(0, len(sids), 500):
-            part = sids[start:start + 500]
+            part = sids[start : start + 500]
             marks = ",".join("?" * len(part))
             for sid, share in self._db.execute(
-                    f"SELECT sid, share FROM shares WHERE survey = ? AND sid IN ({marks})", (survey, *part)):
+                f"SELECT sid, share FROM shares WHERE survey = ? AND sid IN ({marks})", (survey, *part)
+            ):
                 found[bytes(sid)] = bytes(share)
         return found
 
@@ -236,8 +246,10 @@ class SqliteStore(ShareStore):
                         raise StoreError(StoreError.NOT_CLOSED, f"survey {survey.id!r} is still open: close it first")
                     rows = self._db.execute("SELECT sid, share FROM shares WHERE survey = ?", (survey.id,))
                     result = _release_sum(survey, rows, exclude, expected, expected_digest, width, rng)
-                    self._db.execute("UPDATE surveys SET state = 'released', release_digest = ?, release_vector = ?"
-                                     " WHERE id = ?", (expected_digest, result.astype("<u8").tobytes(), survey.id))
+                    self._db.execute(
+                        "UPDATE surveys SET state = 'released', release_digest = ?, release_vector = ? WHERE id = ?",
+                        (expected_digest, result.astype("<u8").tobytes(), survey.id),
+                    )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -251,8 +263,11 @@ class SqliteStore(ShareStore):
 
 def _replay(survey: str, done_digest: bytes, done_vector: bytes, expected_digest: bytes) -> np.ndarray:
     if bytes(done_digest) != expected_digest:
-        raise StoreError(StoreError.RELEASED, f"survey {survey!r} was already released over another set of "
-                                              "submissions; a second sum would expose the difference")
+        raise StoreError(
+            StoreError.RELEASED,
+            f"survey {survey!r} was already released over another set of "
+            "submissions; a second sum would expose the difference",
+        )
     return np.frombuffer(bytes(done_vector), dtype="<u8").astype(np.uint64)
 
 
@@ -270,8 +285,11 @@ def _release_sum(survey: Survey, rows, exclude, expected, expected_digest, width
 
     total = fold(shares(), width)
     if len(kept) != expected or id_set_digest(kept) != expected_digest:
-        raise StoreError(StoreError.MISMATCH, f"survey {survey.id!r}: this aggregator holds {len(kept)} of the "
-                                              f"{expected} submissions to be counted, or a different set")
+        raise StoreError(
+            StoreError.MISMATCH,
+            f"survey {survey.id!r}: this aggregator holds {len(kept)} of the "
+            f"{expected} submissions to be counted, or a different set",
+        )
     if width != survey.width:
         raise StoreError(StoreError.MISMATCH, f"survey {survey.id!r} is stored with another definition")
     return noisy_partial(survey, total, rng)
@@ -299,16 +317,19 @@ class PostgresStore(ShareStore):
                     PRIMARY KEY (survey, sid))""")
 
     def _survey(self, survey: str, lock: str = "") -> tuple:
-        row = self._db.execute(f"SELECT state, width, release_digest, release_vector FROM surveys WHERE id = %s "
-                               f"{lock}", (survey,)).fetchone()
+        row = self._db.execute(
+            f"SELECT state, width, release_digest, release_vector FROM surveys WHERE id = %s {lock}", (survey,)
+        ).fetchone()
         if row is None:
             raise StoreError(StoreError.UNKNOWN_SURVEY, f"unknown survey {survey!r}")
         return row
 
     def register(self, survey, digest, width):
         with self._lock, self._db.transaction():
-            self._db.execute("INSERT INTO surveys (id, digest, width) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-                             (survey, digest, width))
+            self._db.execute(
+                "INSERT INTO surveys (id, digest, width) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                (survey, digest, width),
+            )
             row = self._db.execute("SELECT digest, width FROM surveys WHERE id = %s", (survey,)).fetchone()
         if (bytes(row[0]), row[1]) != (digest, width):
             raise StoreError(StoreError.MISMATCH, f"survey {survey!r} is stored with another definition")
@@ -321,16 +342,23 @@ class PostgresStore(ShareStore):
             _check_items(items, width)
             first = _first(items)
             sids = list(first)
-            inserted = {bytes(r[0]) for r in self._db.execute(
-                "INSERT INTO shares (survey, sid, share) SELECT %s, s, v FROM unnest(%s::bytea[], %s::bytea[]) "
-                "AS t(s, v) ON CONFLICT DO NOTHING RETURNING sid",
-                (survey, sids, [first[s] for s in sids])).fetchall()}
+            inserted = {
+                bytes(r[0])
+                for r in self._db.execute(
+                    "INSERT INTO shares (survey, sid, share) SELECT %s, s, v FROM unnest(%s::bytea[], %s::bytea[]) "
+                    "AS t(s, v) ON CONFLICT DO NOTHING RETURNING sid",
+                    (survey, sids, [first[s] for s in sids]),
+                ).fetchall()
+            }
             others = [s for s in sids if s not in inserted]
             existing = {}
             if others:
-                existing = {bytes(s): bytes(v) for s, v in self._db.execute(
-                    "SELECT sid, share FROM shares WHERE survey = %s AND sid = ANY(%s::bytea[])",
-                    (survey, others)).fetchall()}
+                existing = {
+                    bytes(s): bytes(v)
+                    for s, v in self._db.execute(
+                        "SELECT sid, share FROM shares WHERE survey = %s AND sid = ANY(%s::bytea[])", (survey, others)
+                    ).fetchall()
+                }
         return _statuses(items, existing, first)
 
     def state(self, survey):
@@ -365,8 +393,10 @@ class PostgresStore(ShareStore):
                 rows.itersize = 4096
                 rows.execute("SELECT sid, share FROM shares WHERE survey = %s", (survey.id,))
                 result = _release_sum(survey, rows, exclude, expected, expected_digest, width, rng)
-            self._db.execute("UPDATE surveys SET state = 'released', release_digest = %s, release_vector = %s "
-                             "WHERE id = %s", (expected_digest, result.astype("<u8").tobytes(), survey.id))
+            self._db.execute(
+                "UPDATE surveys SET state = 'released', release_digest = %s, release_vector = %s WHERE id = %s",
+                (expected_digest, result.astype("<u8").tobytes(), survey.id),
+            )
         return result
 
     def shutdown(self):
@@ -388,8 +418,9 @@ class MemoryStore(ShareStore):
 
     def register(self, survey, digest, width):
         with self._lock:
-            s = self._surveys.setdefault(survey, {"digest": digest, "width": width, "state": "open",
-                                                  "shares": {}, "release": None})
+            s = self._surveys.setdefault(
+                survey, {"digest": digest, "width": width, "state": "open", "shares": {}, "release": None}
+            )
         if (s["digest"], s["width"]) != (digest, width):
             raise StoreError(StoreError.MISMATCH, f"survey {survey!r} is stored with another definition")
 

@@ -22,8 +22,11 @@ from services.survey.aggregator import split_ids
 from services.tls import Identity
 from services.wire.mpcdp.v1 import survey_pb2, survey_pb2_grpc
 
-_OUTCOMES = {survey_pb2.SubmitAck.ACCEPTED: "accepted", survey_pb2.SubmitAck.DUPLICATE: "duplicate",
-             survey_pb2.SubmitAck.CONFLICT: "conflict"}
+_OUTCOMES = {
+    survey_pb2.SubmitAck.ACCEPTED: "accepted",
+    survey_pb2.SubmitAck.DUPLICATE: "duplicate",
+    survey_pb2.SubmitAck.CONFLICT: "conflict",
+}
 _RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
@@ -32,8 +35,9 @@ def _busy(exc: grpc.aio.AioRpcError) -> bool:
     itself, as RESOURCE_EXHAUSTED, or (when the refusal cuts a message being sent) as INTERNAL from its
     core; the aggregator's own errors never use these words."""
     details = exc.details() or ""
-    return ((exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "Concurrent RPC limit" in details)
-            or (exc.code() == grpc.StatusCode.INTERNAL and details == "Internal error from Core"))
+    return (exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "Concurrent RPC limit" in details) or (
+        exc.code() == grpc.StatusCode.INTERNAL and details == "Internal error from Core"
+    )
 
 
 def ref(survey: Survey) -> survey_pb2.SurveyRef:
@@ -71,8 +75,10 @@ class GrpcTransport(_Channels):
 
         async def requests():
             for batch in batches:
-                yield survey_pb2.SubmitBatch(survey=survey_ref, submissions=[
-                    survey_pb2.Submission(submission_id=sid, share=share) for sid, share in batch])
+                yield survey_pb2.SubmitBatch(
+                    survey=survey_ref,
+                    submissions=[survey_pb2.Submission(submission_id=sid, share=share) for sid, share in batch],
+                )
 
         try:
             call = self.stub(aggregator).Submit(requests(), timeout=self.timeout, wait_for_ready=True)
@@ -107,8 +113,10 @@ class CoordinatorClient(_Channels):
         survey = self.survey
         counts = {n: s.submissions for n, s in (await self.status()).items()}
         if min(counts.values()) < survey.min_respondents:
-            reason = (f"survey {survey.id!r}: {min(counts.values())} submissions at the emptiest "
-                      f"aggregator, below the minimum of {survey.min_respondents}; nothing was changed")
+            reason = (
+                f"survey {survey.id!r}: {min(counts.values())} submissions at the emptiest "
+                f"aggregator, below the minimum of {survey.min_respondents}; nothing was changed"
+            )
             audit.record("refused", survey=survey.id, reason=reason)
             raise BelowMinimum(reason)
         await self._all(lambda n: self.stub(n).Close(ref(survey), timeout=self.timeout))
@@ -116,12 +124,18 @@ class CoordinatorClient(_Channels):
         inter = intersect(ids)
         check_minimum(survey, inter.count)
         central.check_headroom(survey, inter.count)
-        partials = await self._all(lambda n: self.stub(n).Release(survey_pb2.ReleaseRequest(
-            survey=ref(survey), count=inter.count, set_digest=inter.digest, exclude=b"".join(inter.exclude[n])),
-            timeout=self.timeout))
+        partials = await self._all(
+            lambda n: self.stub(n).Release(
+                survey_pb2.ReleaseRequest(
+                    survey=ref(survey), count=inter.count, set_digest=inter.digest, exclude=b"".join(inter.exclude[n])
+                ),
+                timeout=self.timeout,
+            )
+        )
         total = ring.total(np.frombuffer(p.vector, dtype="<u8").astype(np.uint64) for p in partials.values())
-        audit.record("released", survey=survey.id, respondents=inter.count,
-                     aggregators=",".join(survey.aggregator_names))
+        audit.record(
+            "released", survey=survey.id, respondents=inter.count, aggregators=",".join(survey.aggregator_names)
+        )
         return estimate(survey, total, inter.count)
 
     async def _ids(self, name: str) -> list[bytes]:
@@ -129,4 +143,3 @@ class CoordinatorClient(_Channels):
         async for chunk in self.stub(name).ListIds(ref(self.survey), timeout=self.timeout):
             out.extend(split_ids(chunk.ids))
         return out
-

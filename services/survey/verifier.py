@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from typing import Mapping
+from collections.abc import Mapping
 
 import grpc
 
@@ -30,15 +30,28 @@ from services.survey.store import StoreError
 from services.tls import Identity, caller
 from services.wire.mpcdp.v1 import survey_pb2, survey_pb2_grpc
 
-_CODES = {StoreError.UNKNOWN_SURVEY: grpc.StatusCode.NOT_FOUND, StoreError.MISMATCH: grpc.StatusCode.FAILED_PRECONDITION,
-          Refusal.CLOSED: grpc.StatusCode.FAILED_PRECONDITION, Refusal.NOT_CLOSED: grpc.StatusCode.FAILED_PRECONDITION,
-          Refusal.RELEASED: grpc.StatusCode.FAILED_PRECONDITION, Refusal.KEY: grpc.StatusCode.PERMISSION_DENIED}
+_CODES = {
+    StoreError.UNKNOWN_SURVEY: grpc.StatusCode.NOT_FOUND,
+    StoreError.MISMATCH: grpc.StatusCode.FAILED_PRECONDITION,
+    Refusal.CLOSED: grpc.StatusCode.FAILED_PRECONDITION,
+    Refusal.NOT_CLOSED: grpc.StatusCode.FAILED_PRECONDITION,
+    Refusal.RELEASED: grpc.StatusCode.FAILED_PRECONDITION,
+    Refusal.KEY: grpc.StatusCode.PERMISSION_DENIED,
+}
 _CACHED_BATCHES = 8  # helpers keep their last prep_init results between PrepInit and PrepFinish
 
 
 class VerifierService(survey_pb2_grpc.SurveyVerifierServicer):
-    def __init__(self, name: str, surveys: Mapping[str, Survey], store: ReportStore, identity: Identity,
-                 coordinator: str = "coordinator", insecure: bool = False, timeout: float = 120.0):
+    def __init__(
+        self,
+        name: str,
+        surveys: Mapping[str, Survey],
+        store: ReportStore,
+        identity: Identity,
+        coordinator: str = "coordinator",
+        insecure: bool = False,
+        timeout: float = 120.0,
+    ):
         self.name, self.store, self.identity = name, store, identity
         self.surveys = {k: s for k, s in surveys.items() if s.proofs == "prio3"}
         self.coordinator, self.insecure, self.timeout = coordinator, insecure, timeout
@@ -53,9 +66,12 @@ class VerifierService(survey_pb2_grpc.SurveyVerifierServicer):
         """The survey of ``ref``, if the caller is ``allowed`` (default: the survey's leader)."""
         survey = self.surveys.get(ref.survey_id)
         if survey is None or ref.digest != survey.digest:
-            await self._refuse(context, grpc.StatusCode.FAILED_PRECONDITION,
-                               f"this aggregator verifies no survey {ref.survey_id!r} with that definition",
-                               ref.survey_id)
+            await self._refuse(
+                context,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"this aggregator verifies no survey {ref.survey_id!r} with that definition",
+                ref.survey_id,
+            )
         allowed = allowed or survey.aggregator_names[0]
         if not self.insecure and caller(context) != allowed:
             audit.record("denied", caller=caller(context), reason=f"only {allowed} may call this")
@@ -103,8 +119,12 @@ class VerifierService(survey_pb2_grpc.SurveyVerifierServicer):
     async def PrepareBatch(self, request, context):
         survey = await self._survey(request.survey, context, self.coordinator)
         if survey.aggregator_names[0] != self.name:
-            await self._refuse(context, grpc.StatusCode.FAILED_PRECONDITION,
-                               f"{self.name} does not lead survey {survey.id!r}", survey.id)
+            await self._refuse(
+                context,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"{self.name} does not lead survey {survey.id!r}",
+                survey.id,
+            )
         ids = await self._run(context, survey.id, split_ids, request.ids)
         key = await self._run(context, survey.id, self.store.verify_key, survey.id, None, True)
         decided = await self._run(context, survey.id, self.store.decided, survey.id, batch_id(ids))
@@ -112,11 +132,20 @@ class VerifierService(survey_pb2_grpc.SurveyVerifierServicer):
         helpers = survey.aggregator_names[1:]
         if decided is None:
             own = self._run(context, survey.id, self._init, survey, ids, key)
-            theirs = [self._helper(context, survey, h, "PrepInit", survey_pb2.PrepInitRequest(
-                survey=ref, ids=request.ids, verify_key=key)) for h in helpers]
+            theirs = [
+                self._helper(
+                    context,
+                    survey,
+                    h,
+                    "PrepInit",
+                    survey_pb2.PrepInitRequest(survey=ref, ids=request.ids, verify_key=key),
+                )
+                for h in helpers
+            ]
             own, *theirs = await asyncio.gather(own, *theirs)
-            verdict_list, messages = await self._run(context, survey.id, proved.decide, survey,
-                                                     [own.shares, *[list(t.shares) for t in theirs]])
+            verdict_list, messages = await self._run(
+                context, survey.id, proved.decide, survey, [own.shares, *[list(t.shares) for t in theirs]]
+            )
             verdicts = bytes(verdict_list)
             await self._run(context, survey.id, self.store.decide, survey.id, ids, verdicts, messages)
         else:
@@ -137,8 +166,9 @@ class VerifierService(survey_pb2_grpc.SurveyVerifierServicer):
         survey = await self._survey(request.survey, context)
         ids = await self._run(context, survey.id, split_ids, request.ids)
         key = await self._run(context, survey.id, self.store.verify_key, survey.id)
-        accepted = await self._run(context, survey.id, self._finish, survey, ids, key, request.verdicts,
-                                   list(request.messages))
+        accepted = await self._run(
+            context, survey.id, self._finish, survey, ids, key, request.verdicts, list(request.messages)
+        )
         return survey_pb2.PrepFinishResponse(accepted=accepted)
 
     async def close(self) -> None:

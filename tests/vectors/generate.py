@@ -59,8 +59,7 @@ def hkdf_info(session_id: bytes, purpose: str) -> bytes:
 
 def hkdf_key(seed: bytes, session_id: bytes, purpose: str) -> bytes:
     """The AES-128 key of a PRG: HKDF-SHA256(salt, seed, info) truncated to 16 bytes."""
-    return HKDF(algorithm=hashes.SHA256(), length=16, salt=PRG_SALT,
-                info=hkdf_info(session_id, purpose)).derive(seed)
+    return HKDF(algorithm=hashes.SHA256(), length=16, salt=PRG_SALT, info=hkdf_info(session_id, purpose)).derive(seed)
 
 
 def words(array) -> list[int]:
@@ -86,12 +85,15 @@ PRG_CASES = [
     # (seed, session id, purpose, why)
     (bytes(SEED_BYTES), b"", "default", "all-zero seed, empty session, the default purpose"),
     ((7).to_bytes(SEED_BYTES, "big"), b"", "test", "Prg.from_int(7): the stream the tests use"),
-    (bytes(range(SEED_BYTES)), bytes(range(16)), "share/alice/bob",
-     "a seeded share from alice to bob in a session with a 16-byte id"),
+    (
+        bytes(range(SEED_BYTES)),
+        bytes(range(16)),
+        "share/alice/bob",
+        "a seeded share from alice to bob in a session with a 16-byte id",
+    ),
     (bytes(range(SEED_BYTES)), bytes(range(16)), "share/bob/alice", "the reverse direction: another stream"),
     (b"\xff" * SEED_BYTES, b"\x00" * 16, "noise", "all-ones seed, a noise stream"),
-    (bytes(range(SEED_BYTES)), bytes(range(16)), "partie/é",
-     "a non-ASCII purpose: encoded as UTF-8 (2 bytes for é)"),
+    (bytes(range(SEED_BYTES)), bytes(range(16)), "partie/é", "a non-ASCII purpose: encoded as UTF-8 (2 bytes for é)"),
 ]
 
 
@@ -100,16 +102,20 @@ def prg_vectors() -> dict:
     for seed, sid, purpose, why in PRG_CASES:
         first = Prg(seed, sid, purpose).bytes(64)
         long_stream = Prg(seed, sid, purpose).uint64(LONG_STREAM_WORDS)
-        vectors.append({
-            "comment": why,
-            "seed": seed.hex(), "session_id": sid.hex(), "purpose": purpose,
-            "hkdf_info": hkdf_info(sid, purpose).hex(),
-            "aes128_key": hkdf_key(seed, sid, purpose).hex(),
-            "stream_first_64_bytes": first.hex(),
-            "uint64_first_8": words(Prg(seed, sid, purpose).uint64(8)),
-            "long_stream_words": LONG_STREAM_WORDS,
-            "long_stream_sha256": hashlib.sha256(le_bytes(long_stream)).hexdigest(),
-        })
+        vectors.append(
+            {
+                "comment": why,
+                "seed": seed.hex(),
+                "session_id": sid.hex(),
+                "purpose": purpose,
+                "hkdf_info": hkdf_info(sid, purpose).hex(),
+                "aes128_key": hkdf_key(seed, sid, purpose).hex(),
+                "stream_first_64_bytes": first.hex(),
+                "uint64_first_8": words(Prg(seed, sid, purpose).uint64(8)),
+                "long_stream_words": LONG_STREAM_WORDS,
+                "long_stream_sha256": hashlib.sha256(le_bytes(long_stream)).hexdigest(),
+            }
+        )
     return {
         "format": "mpcdp PRG (mpcdp/prg.py)",
         "description": (
@@ -119,7 +125,8 @@ def prg_vectors() -> dict:
             "(incremented as a 128-bit big-endian integer), encrypting zero bytes. Ring elements "
             "(uint64) are consecutive 8-byte little-endian words of the stream; successive requests "
             "continue one stream. long_stream_sha256 is SHA-256 over the first long_stream_words "
-            "words (8 bytes each)."),
+            "words (8 bytes each)."
+        ),
         "vectors": vectors,
     }
 
@@ -130,12 +137,16 @@ SHARING_CASES = [
     # (secret as Python ints (signed allowed, taken mod 2^64), parties n, session id, purposes or None,
     #  seed of the generator that draws the share seeds, why)
     ([5], 2, bytes(16), None, 1, "one element, two parties, default purposes share/<i>"),
-    ([0, 1, -1, (1 << 63) - 1, -(1 << 63)], 3, bytes(range(16)), None, 2,
-     "ring edge values (signed), three parties"),
-    ([3800 << 16, 1], 4, bytes(range(16, 32)),
-     [seed_purpose("alice", p) for p in ("bob", "carol", "dave")], 3,
-     "alice's local aggregate for a mean of raises (sum at frac_bits 16, count 1), shared with bob, carol and "
-     "dave under the peer protocol's purposes share/<sender>/<recipient>; alice keeps the correction"),
+    ([0, 1, -1, (1 << 63) - 1, -(1 << 63)], 3, bytes(range(16)), None, 2, "ring edge values (signed), three parties"),
+    (
+        [3800 << 16, 1],
+        4,
+        bytes(range(16, 32)),
+        [seed_purpose("alice", p) for p in ("bob", "carol", "dave")],
+        3,
+        "alice's local aggregate for a mean of raises (sum at frac_bits 16, count 1), shared with bob, carol and "
+        "dave under the peer protocol's purposes share/<sender>/<recipient>; alice keeps the correction",
+    ),
 ]
 
 
@@ -144,20 +155,22 @@ def sharing_vectors() -> dict:
     for secret, n, sid, purposes, rng_seed, why in SHARING_CASES:
         x = ring.as_ring(np.array(secret, dtype=object))
         seeded = share_seeded(x, n, sid, purposes, rng=Prg.from_int(rng_seed, "vectors"))
-        vectors.append({
-            "comment": why,
-            "secret": secret,
-            "secret_ring": words(x),
-            "parties": n,
-            "session_id": sid.hex(),
-            "purposes": list(seeded.purposes),
-            "seed_source": {"from_int": rng_seed, "purpose": "vectors"},
-            "seeds": [s.hex() for s in seeded.seeds],
-            "expansions": [words(e) for e in seeded.expand(sid)[:-1]],
-            "correction": words(seeded.correction),
-            "correction_le_hex": le_hex(seeded.correction),
-            "reconstruction": words(seeded.reconstruct(sid)),
-        })
+        vectors.append(
+            {
+                "comment": why,
+                "secret": secret,
+                "secret_ring": words(x),
+                "parties": n,
+                "session_id": sid.hex(),
+                "purposes": list(seeded.purposes),
+                "seed_source": {"from_int": rng_seed, "purpose": "vectors"},
+                "seeds": [s.hex() for s in seeded.seeds],
+                "expansions": [words(e) for e in seeded.expand(sid)[:-1]],
+                "correction": words(seeded.correction),
+                "correction_le_hex": le_hex(seeded.correction),
+                "reconstruction": words(seeded.reconstruct(sid)),
+            }
+        )
     return {
         "format": "mpcdp seeded additive sharing over Z_2^64 (mpcdp/sharing.py)",
         "description": (
@@ -167,7 +180,8 @@ def sharing_vectors() -> dict:
             "expansions mod 2^64 = x. On the wire a seed is its 32 bytes and a vector is packed "
             "little-endian uint64 (correction_le_hex). Seeds are fresh CSPRNG output in production; "
             "here they are the successive 32-byte blocks of Prg.from_int(seed_source.from_int, "
-            "seed_source.purpose), which another implementation can simply take as inputs."),
+            "seed_source.purpose), which another implementation can simply take as inputs."
+        ),
         "vectors": vectors,
     }
 
@@ -185,10 +199,10 @@ FIXED_POINT_ENCODE = [
     (16, 12.5, "exact binary fraction"),
     (16, -3171.5, "negative value"),
     (16, 1 / 3, "not representable: rounded to the nearest 2^-16"),
-    (16, 2.0 ** -17, "half a unit: tie to even -> 0"),
-    (16, 3 * 2.0 ** -17, "one and a half units: tie to even -> 2"),
-    (16, 2.0 ** 46, "large but fits: 2^62 ring units"),
-    (16, -(2.0 ** 47), "the most negative value at 16 bits: -2^63"),
+    (16, 2.0**-17, "half a unit: tie to even -> 0"),
+    (16, 3 * 2.0**-17, "one and a half units: tie to even -> 2"),
+    (16, 2.0**46, "large but fits: 2^62 ring units"),
+    (16, -(2.0**47), "the most negative value at 16 bits: -2^63"),
     (52, 1.0, "frac_bits 52, the maximum"),
     (52, -2047.0, "near the limit at 52 bits"),
 ]
@@ -196,7 +210,7 @@ FIXED_POINT_REFUSED = [
     (16, "nan", "NaN is refused"),
     (16, "inf", "infinity is refused"),
     (16, "-inf", "infinity is refused"),
-    (16, 2.0 ** 47, "2^63 ring units: outside the signed range"),
+    (16, 2.0**47, "2^63 ring units: outside the signed range"),
     (52, 2048.0, "2^63 ring units at 52 bits"),
 ]
 FIXED_POINT_DECODE = [0, 1, 65536, (1 << 63) - 1, 1 << 63, (1 << 64) - 1, (1 << 64) - 65536]
@@ -208,22 +222,39 @@ def fixed_point_vectors() -> dict:
     for frac_bits, x, why in FIXED_POINT_ENCODE:
         fx = ring.FixedPoint(frac_bits)
         enc = fx.encode([x])
-        encode.append({"comment": why, "frac_bits": frac_bits, "real": real(x), "ring": words(enc)[0],
-                       "signed": int(ring.to_signed(enc)[0]), "le_hex": le_hex(enc),
-                       "decoded": real(fx.decode(enc)[0])})
+        encode.append(
+            {
+                "comment": why,
+                "frac_bits": frac_bits,
+                "real": real(x),
+                "ring": words(enc)[0],
+                "signed": int(ring.to_signed(enc)[0]),
+                "le_hex": le_hex(enc),
+                "decoded": real(fx.decode(enc)[0]),
+            }
+        )
     refused = []
     for frac_bits, x, why in FIXED_POINT_REFUSED:
         try:
             ring.FixedPoint(frac_bits).encode([float(x)])
         except ValueError as exc:
-            refused.append({"comment": why, "frac_bits": frac_bits, "real": real(float(x)),
-                            "error": type(exc).__name__})
+            refused.append(
+                {"comment": why, "frac_bits": frac_bits, "real": real(float(x)), "error": type(exc).__name__}
+            )
         else:
             raise AssertionError(f"the library encoded {x!r} at frac_bits {frac_bits}; the vector says refuse")
-    decode = [{"frac_bits": 16, "ring": r, "signed": int(ring.to_signed(ring.as_ring([r]))[0]),
-               "decoded": real(ring.FixedPoint(16).decode(ring.as_ring([r]))[0])} for r in FIXED_POINT_DECODE]
-    bounds = [{"frac_bits": f, "bound": real(b), "ring_units": ring.FixedPoint(f).encode_bound(b)}
-              for f, b in ENCODE_BOUNDS]
+    decode = [
+        {
+            "frac_bits": 16,
+            "ring": r,
+            "signed": int(ring.to_signed(ring.as_ring([r]))[0]),
+            "decoded": real(ring.FixedPoint(16).decode(ring.as_ring([r]))[0]),
+        }
+        for r in FIXED_POINT_DECODE
+    ]
+    bounds = [
+        {"frac_bits": f, "bound": real(b), "ring_units": ring.FixedPoint(f).encode_bound(b)} for f, b in ENCODE_BOUNDS
+    ]
     return {
         "format": "mpcdp fixed-point encoding into Z_2^64 (mpcdp/ring.py)",
         "description": (
@@ -232,7 +263,8 @@ def fixed_point_vectors() -> dict:
             "scaled magnitude reaches 2^63 (scaled >= 2^63 or < -2^63) are refused (error: ValueError, or its "
             "subclass HeadroomError for size). decode(r) = signed(r) / 2^frac_bits, signed(r) = r - 2^64 if "
             "r >= 2^63. encode_bound(b) = round_half_even(b * 2^frac_bits): the ring units of the largest "
-            "|x| <= b, used by the overflow (headroom) check."),
+            "|x| <= b, used by the overflow (headroom) check."
+        ),
         "encode": encode,
         "refused": refused,
         "decode": decode,
@@ -242,38 +274,56 @@ def fixed_point_vectors() -> dict:
 
 # -- survey digests -------------------------------------------------------------------------------
 
+
 def aggregator_tables(*addresses: str, names: str = "abc") -> str:
     """The [[aggregator]] tables of a survey file: one per address, named a, b, c, ..."""
     return "".join(f'\n[[aggregator]]\nname = "{n}"\naddress = "{a}"\n' for n, a in zip(names, addresses))
 
 
 SURVEY_TEXTS = [
-    ("a yes/no question without noise", """
+    (
+        "a yes/no question without noise",
+        """
 [survey]
 id = "tiny"
-""" + aggregator_tables("127.0.0.1:7001", "127.0.0.1:7002") + """
+"""
+        + aggregator_tables("127.0.0.1:7001", "127.0.0.1:7002")
+        + """
 [[question]]
 id = "ok"
 kind = "yesno"
-"""),
-    ("the same survey with validity proofs (proofs = \"prio3\"): the key proofs enters the digest", """
+""",
+    ),
+    (
+        'the same survey with validity proofs (proofs = "prio3"): the key proofs enters the digest',
+        """
 [survey]
 id = "tiny"
 proofs = "prio3"
-""" + aggregator_tables("127.0.0.1:7001", "127.0.0.1:7002") + """
+"""
+        + aggregator_tables("127.0.0.1:7001", "127.0.0.1:7002")
+        + """
 [[question]]
 id = "ok"
 kind = "yesno"
-"""),
-    ("the same survey at other addresses: the digest does not change", """
+""",
+    ),
+    (
+        "the same survey at other addresses: the digest does not change",
+        """
 [survey]
 id = "tiny"
-""" + aggregator_tables("a.example.org:443", "b.example.org:443") + """
+"""
+        + aggregator_tables("a.example.org:443", "b.example.org:443")
+        + """
 [[question]]
 id = "ok"
 kind = "yesno"
-"""),
-    ("every question kind, local and central mechanisms, a step rounded down to a power of two", """
+""",
+    ),
+    (
+        "every question kind, local and central mechanisms, a step rounded down to a power of two",
+        """
 [survey]
 id = "poll-2026"
 title = "Titles do not enter the digest"
@@ -320,26 +370,42 @@ kind = "numeric"
 bounds = [0, 200000]
 step = 100
 local = { mechanism = "laplace", epsilon = 1.0 }
-"""),
+""",
+    ),
 ]
 
 ID_SETS = [
     ("the empty set: SHA-256 of nothing", []),
     ("one id", [bytes(range(16))]),
-    ("order does not matter: ids are sorted (bytewise) before hashing",
-     [b"\xff" * 16, bytes(16), bytes(range(16)), b"\x80" + bytes(15)]),
+    (
+        "order does not matter: ids are sorted (bytewise) before hashing",
+        [b"\xff" * 16, bytes(16), bytes(range(16)), b"\x80" + bytes(15)],
+    ),
 ]
 
 
 def canonical_survey_json(survey) -> str:
     """The text the survey digest hashes, built from the format's description (see the file's description)."""
-    questions = [{"id": q.id, "kind": q.kind, "options": list(q.options),
-                  "bounds": list(q.bounds) if q.bounds else None, "step": q.step,
-                  "local": [q.local.name, q.local.epsilon],
-                  "central": [q.central.mechanism, q.central.epsilon, q.central.delta]}
-                 for q in survey.questions]
-    canon = {"id": survey.id, "min": survey.min_respondents, "max": survey.max_respondents,
-             "colluders": survey.colluders, "aggregators": list(survey.aggregator_names), "questions": questions}
+    questions = [
+        {
+            "id": q.id,
+            "kind": q.kind,
+            "options": list(q.options),
+            "bounds": list(q.bounds) if q.bounds else None,
+            "step": q.step,
+            "local": [q.local.name, q.local.epsilon],
+            "central": [q.central.mechanism, q.central.epsilon, q.central.delta],
+        }
+        for q in survey.questions
+    ]
+    canon = {
+        "id": survey.id,
+        "min": survey.min_respondents,
+        "max": survey.max_respondents,
+        "colluders": survey.colluders,
+        "aggregators": list(survey.aggregator_names),
+        "questions": questions,
+    }
     if survey.proofs != "none":
         canon["proofs"] = survey.proofs
     return json.dumps(canon, sort_keys=True)
@@ -351,12 +417,22 @@ def survey_digest_vectors() -> dict:
         survey = parse_survey(text.lstrip(), "vector.toml")
         canonical = canonical_survey_json(survey)
         if hashlib.sha256(canonical.encode()).digest() != survey.digest:
-            raise AssertionError(f"survey {survey.id!r}: the library's digest is not SHA-256 of the described "
-                                 "canonical JSON; update canonical_survey_json and the description")
-        surveys.append({"comment": why, "toml": text.lstrip(), "canonical_json": canonical,
-                        "digest": survey.digest.hex(), "width": survey.width})
-    id_sets = [{"comment": why, "ids": [i.hex() for i in ids], "digest": id_set_digest(ids).hex()}
-               for why, ids in ID_SETS]
+            raise AssertionError(
+                f"survey {survey.id!r}: the library's digest is not SHA-256 of the described "
+                "canonical JSON; update canonical_survey_json and the description"
+            )
+        surveys.append(
+            {
+                "comment": why,
+                "toml": text.lstrip(),
+                "canonical_json": canonical,
+                "digest": survey.digest.hex(),
+                "width": survey.width,
+            }
+        )
+    id_sets = [
+        {"comment": why, "ids": [i.hex() for i in ids], "digest": id_set_digest(ids).hex()} for why, ids in ID_SETS
+    ]
     return {
         "format": "mpcdp survey digests (mpcdp/survey/definition.py, mpcdp/survey/release.py)",
         "description": (
@@ -371,7 +447,8 @@ def survey_digest_vectors() -> dict:
             "table without a mechanism is 'discrete_laplace', two_coin epsilon = ln 3). Addresses, titles "
             "and question texts are excluded. Nodes compare digests so that all run the same survey "
             "(SurveyRef.digest on the wire). The id-set digest (ReleaseRequest.set_digest) is SHA-256 over "
-            "the 16-byte submission ids sorted bytewise and concatenated."),
+            "the 16-byte submission ids sorted bytewise and concatenated."
+        ),
         "surveys": surveys,
         "id_sets": id_sets,
     }
@@ -382,23 +459,40 @@ def survey_digest_vectors() -> dict:
 PARTIES = ("alice", "bob", "carol", "dave")
 STATISTIC_CASES = [
     # (spec keyword arguments, one party's records, why)
-    (dict(statistic="sum", bounds=(0, 10_000), max_records=3), [3800, 2514.25, 12_000],
-     "sum at frac_bits 16: each record clipped to the bounds, encoded, then summed (12000 -> 10000)"),
+    (
+        dict(statistic="sum", bounds=(0, 10_000), max_records=3),
+        [3800, 2514.25, 12_000],
+        "sum at frac_bits 16: each record clipped to the bounds, encoded, then summed (12000 -> 10000)",
+    ),
     (dict(statistic="count", max_records=5), [1, 2, 3], "count: the number of records"),
     (dict(statistic="mean", bounds=(0, 10_000)), [3800], "mean: [sum, count], alice's raise in the README's example"),
-    (dict(statistic="variance", dimension=2, bounds=(-5, 5), frac_bits=8, max_records=3),
-     [[1.5, -2.0], [7.0, 0.25], [-0.1, 4.0]],
-     "variance over 2 coordinates at frac_bits 8: [sum x (2), sum x^2 (2), n]; 7 is clipped to 5, -0.1 rounds"),
-    (dict(statistic="histogram", categories=("red", "green", "blue"), max_records=4),
-     ["red", "blue", "red", "purple"], "histogram: one count per declared category; undeclared ones are dropped"),
+    (
+        dict(statistic="variance", dimension=2, bounds=(-5, 5), frac_bits=8, max_records=3),
+        [[1.5, -2.0], [7.0, 0.25], [-0.1, 4.0]],
+        "variance over 2 coordinates at frac_bits 8: [sum x (2), sum x^2 (2), n]; 7 is clipped to 5, -0.1 rounds",
+    ),
+    (
+        dict(statistic="histogram", categories=("red", "green", "blue"), max_records=4),
+        ["red", "blue", "red", "purple"],
+        "histogram: one count per declared category; undeclared ones are dropped",
+    ),
 ]
 DECODE_CASES = [
-    (dict(statistic="mean", bounds=(0, 10_000)), [(3800 + 2514 + 2982 + 3390) << 16, 4],
-     "the four engineers' total: mean 3171.5"),
-    (dict(statistic="variance", bounds=(-10, 10), frac_bits=4, max_records=2),
-     [-(3 << 4), 50 << 4, 3], "variance from a total with a negative sum (two's complement): sum -3, sum_sq 50, n 3"),
-    (dict(statistic="histogram", categories=("yes", "no")), [7, (1 << 64) - 2],
-     "a histogram total read as signed: a noisy cell may be negative"),
+    (
+        dict(statistic="mean", bounds=(0, 10_000)),
+        [(3800 + 2514 + 2982 + 3390) << 16, 4],
+        "the four engineers' total: mean 3171.5",
+    ),
+    (
+        dict(statistic="variance", bounds=(-10, 10), frac_bits=4, max_records=2),
+        [-(3 << 4), 50 << 4, 3],
+        "variance from a total with a negative sum (two's complement): sum -3, sum_sq 50, n 3",
+    ),
+    (
+        dict(statistic="histogram", categories=("yes", "no")),
+        [7, (1 << 64) - 2],
+        "a histogram total read as signed: a noisy cell may be negative",
+    ),
 ]
 
 
@@ -421,15 +515,25 @@ def statistics_vectors() -> dict:
     for kwargs, records, why in STATISTIC_CASES:
         stat = statistic_for(_spec(kwargs))
         vector = stat.encode(records)
-        encode.append({"comment": why, "spec": _spec_json(kwargs), "records": records,
-                       "blocks": [{"name": b.name, "length": b.length, "scale": b.scale,
-                                   "sensitivity": b.sensitivity} for b in stat.blocks],
-                       "local_aggregate": words(vector), "local_aggregate_le_hex": le_hex(vector)})
+        encode.append(
+            {
+                "comment": why,
+                "spec": _spec_json(kwargs),
+                "records": records,
+                "blocks": [
+                    {"name": b.name, "length": b.length, "scale": b.scale, "sensitivity": b.sensitivity}
+                    for b in stat.blocks
+                ],
+                "local_aggregate": words(vector),
+                "local_aggregate_le_hex": le_hex(vector),
+            }
+        )
     decode = []
     for kwargs, total, why in DECODE_CASES:
         result = statistic_for(_spec(kwargs)).decode(ring.as_ring(np.array(total, dtype=object)))
-        decode.append({"comment": why, "spec": _spec_json(kwargs),
-                       "total": [t % (1 << 64) for t in total], "result": result})
+        decode.append(
+            {"comment": why, "spec": _spec_json(kwargs), "total": [t % (1 << 64) for t in total], "result": result}
+        )
     return {
         "format": "mpcdp statistics as vectors (mpcdp/protocol/statistics.py)",
         "description": (
@@ -442,7 +546,8 @@ def statistics_vectors() -> dict:
             "(a number when dimension is 1, else a list), count, mean = sum / count clipped to the bounds (null "
             "when count <= 0), variance = max((sum_sq - sum^2 / n) / (n - 1), 0) (null when n <= 1), "
             "histogram = {category: count}. Block sensitivity: ring units one record can move a coordinate "
-            "(encode_bound of max(|lo|, |hi|), of its square for sum_sq, 1 for counts)."),
+            "(encode_bound of max(|lo|, |hi|), of its square for sum_sq, 1 for counts)."
+        ),
         "encode": encode,
         "decode": decode,
     }
@@ -450,11 +555,14 @@ def statistics_vectors() -> dict:
 
 # -- survey answer sheets -------------------------------------------------------------------------
 
-SHEET_SURVEY = """
+SHEET_SURVEY = (
+    """
 [survey]
 id = "sheet-vectors"
 min_respondents = 1
-""" + aggregator_tables("127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003") + """
+"""
+    + aggregator_tables("127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003")
+    + """
 [[question]]
 id = "agree"
 kind = "yesno"
@@ -476,11 +584,14 @@ kind = "numeric"
 bounds = [0, 100]
 step = 0.5
 """
+)
 SHEETS = [
     ({"agree": True, "colour": "blue", "pets": ["dog", "bird"], "hours": 37.5}, "answers on the grid"),
     ({"agree": False, "colour": "red", "pets": [], "hours": -3}, "a numeric answer below the range is clamped to lo"),
-    ({"agree": True, "colour": "green", "pets": ["fish", "cat", "dog", "bird"], "hours": 250},
-     "every option; a numeric answer above the range is clamped to hi"),
+    (
+        {"agree": True, "colour": "green", "pets": ["fish", "cat", "dog", "bird"], "hours": 250},
+        "every option; a numeric answer above the range is clamped to hi",
+    ),
 ]
 
 
@@ -491,11 +602,26 @@ def survey_sheet_vectors() -> dict:
     for answers, why in SHEETS:
         prepared = client.prepare(answers)
         vector = ring.total(np.frombuffer(blob, dtype="<u8").astype(np.uint64) for blob in prepared.shares.values())
-        sheets.append({"comment": why, "answers": answers, "encoded": [int(v) for v in ring.to_signed(vector)],
-                       "share_bytes": {name: len(blob) for name, blob in prepared.shares.items()}})
-    layout = [{"question": q.id, "kind": q.kind, "offset": block.start, "width": q.width,
-               "labels": list(q.labels), "bounds": list(q.bounds) if q.bounds else None, "step": q.step}
-              for q, block in survey.offsets()]
+        sheets.append(
+            {
+                "comment": why,
+                "answers": answers,
+                "encoded": [int(v) for v in ring.to_signed(vector)],
+                "share_bytes": {name: len(blob) for name, blob in prepared.shares.items()},
+            }
+        )
+    layout = [
+        {
+            "question": q.id,
+            "kind": q.kind,
+            "offset": block.start,
+            "width": q.width,
+            "labels": list(q.labels),
+            "bounds": list(q.bounds) if q.bounds else None,
+            "step": q.step,
+        }
+        for q, block in survey.offsets()
+    ]
     return {
         "format": "mpcdp survey answer sheet encoding (mpcdp/survey/sheet.py, local.py, mpcdp/client.py)",
         "description": (
@@ -506,7 +632,8 @@ def survey_sheet_vectors() -> dict:
             "mechanism, so the encoding is deterministic; a local mechanism randomises each block first. The "
             "sheet is split into one additive share per aggregator (a full share: width * 8 bytes, packed "
             "little-endian uint64), all under one 16-byte submission id; the shares sum to the encoding mod "
-            "2^64. encoded lists the sheet as signed integers."),
+            "2^64. encoded lists the sheet as signed integers."
+        ),
         "survey_toml": SHEET_SURVEY.lstrip(),
         "width": survey.width,
         "layout": layout,
@@ -516,13 +643,16 @@ def survey_sheet_vectors() -> dict:
 
 # -- verified surveys: answers as Prio3 reports ----------------------------------------------------
 
-PROVED_SURVEY = SHEET_SURVEY.replace('min_respondents = 1\n', 'min_respondents = 1\nproofs = "prio3"\n') + """
+PROVED_SURVEY = (
+    SHEET_SURVEY.replace("min_respondents = 1\n", 'min_respondents = 1\nproofs = "prio3"\n')
+    + """
 [[question]]
 id = "flavour"
 kind = "choice"
 options = ["vanilla", "chocolate", "strawberry", "mint", "lemon"]
 local = { mechanism = "unary", epsilon = 2.0 }
 """
+)
 PROVED_IDS = [bytes(16), bytes(range(16))]
 
 
@@ -538,10 +668,16 @@ def survey_prio3_vectors() -> dict:
     questions = []
     for i, q in enumerate(survey.questions):
         row = randomise(q, [sheet[q.id]], Prg.from_int(5, "vectors"))[0] if not q.local.enabled else None
-        questions.append({
-            "question": q.id, "kind": q.kind, "local": q.local.name, "circuit": _circuit_json(proved.circuit(survey, q)),
-            "measurement_of_sheet": proved.measurement(q, row) if row is not None else None,
-            "nonces": {sid.hex(): proved.nonce(survey, sid, i).hex() for sid in PROVED_IDS}})
+        questions.append(
+            {
+                "question": q.id,
+                "kind": q.kind,
+                "local": q.local.name,
+                "circuit": _circuit_json(proved.circuit(survey, q)),
+                "measurement_of_sheet": proved.measurement(q, row) if row is not None else None,
+                "nonces": {sid.hex(): proved.nonce(survey, sid, i).hex() for sid in PROVED_IDS},
+            }
+        )
     return {
         "format": "mpcdp verified surveys: answers as Prio3 reports (mpcdp/survey/proved.py)",
         "description": (
@@ -555,7 +691,8 @@ def survey_prio3_vectors() -> dict:
             "order) of submission sid is SHA-256('mpcdp/prio3' || survey digest || sid || uint16_be(i))[:16], "
             "recomputed by the aggregators; the survey digest is survey_digest.json's. measurement_of_sheet is "
             "the measurement of the sheet in survey_sheet.json's first vector (questions without a local "
-            "mechanism; null for the randomised one)."),
+            "mechanism; null for the randomised one)."
+        ),
         "survey_toml": PROVED_SURVEY.lstrip(),
         "digest": survey.digest.hex(),
         "questions": questions,
@@ -592,17 +729,24 @@ def stale(directory: Path = HERE) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Write mpcdp's JSON test vectors (PRG, seeded sharing, fixed point, survey digests, "
-                    "statistics, survey answer sheets, Prio3 survey reports) "
-                    "into tests/vectors/, or check that the files still match the library.")
-    parser.add_argument("--check", action="store_true",
-                        help="write nothing; exit 1 and name the files that differ from the library's output")
+        "statistics, survey answer sheets, Prio3 survey reports) "
+        "into tests/vectors/, or check that the files still match the library."
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 and name the files that differ from the library's output",
+    )
     parser.add_argument("--out", type=Path, default=HERE, help="directory of the vector files (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.check:
         bad = stale(args.out)
         if bad:
-            print(f"out of date: {', '.join(bad)}; if the format change is intended, run "
-                  f"python tests/vectors/generate.py and commit the files", file=sys.stderr)
+            print(
+                f"out of date: {', '.join(bad)}; if the format change is intended, run "
+                f"python tests/vectors/generate.py and commit the files",
+                file=sys.stderr,
+            )
             return 1
         print(f"all {len(BUILDERS)} vector files match the library")
         return 0
