@@ -5,7 +5,7 @@
 Modules are grouped into boxes; an arrow from box A to box B means some
 module of A imports some module of B (anywhere in the file), its width
 growing with the number of such imports. The import parser is the layer
-test's (tests/test_layers.py), so the picture and the test read the same graph.
+test's (tests/lib/test_layers.py), so the picture and the test read the same graph.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ LIBRARY_COLOUR, SERVICE_COLOUR, WIRE_COLOUR = "#dbe9f6", "#fbe3c8", "#e6e6e6"
 
 def load_layer_test(repo: Path):
     """This checkout's layer test, reading the tree at ``repo``."""
-    spec = importlib.util.spec_from_file_location("mpcdp_layer_test", REPO / "tests" / "test_layers.py")
+    spec = importlib.util.spec_from_file_location("mpcdp_layer_test", REPO / "tests" / "lib" / "test_layers.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)

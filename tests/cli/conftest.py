@@ -1,0 +1,1 @@
+"""Command-line tests: the `mpcdp` command, in-process (services.cli.main) or as real processes."""

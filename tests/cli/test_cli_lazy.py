@@ -1,0 +1,62 @@
+"""``mpcdp X`` imports only command X (a node starts without every other command's libraries), and says the
+same as when every command is loaded."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from services.cli import build_parser, command_modules
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+
+def helps(parser: argparse.ArgumentParser, prefix: str = "mpcdp") -> dict[str, str]:
+    """The --help text of the parser and of every parser below it, by command path."""
+    out = {prefix: parser.format_help()}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                out.update(helps(sub, f"{prefix} {name}"))
+    return out
+
+
+@pytest.mark.parametrize("name,module", sorted(command_modules().items()))
+def test_each_command_module_registers_the_command_named_after_it(name, module):
+    sub = argparse.ArgumentParser().add_subparsers()
+    importlib.import_module(f"services.commands.{module}").register(sub)
+    assert list(sub.choices) == [name]
+
+
+def test_a_lazily_built_parser_says_what_the_full_one_says():
+    full = helps(build_parser())
+    for name in command_modules():
+        lazy = build_parser([name, "--help"])
+        assert list(subparsers(lazy).choices) == [name]
+        own = {path: text for path, text in helps(lazy).items() if path != "mpcdp"}
+        assert own and own == {path: text for path, text in full.items() if path.split()[1:2] == [name]}
+    for argv in ([], ["--help"], ["no-such-command"], ["text_node"]):
+        assert list(subparsers(build_parser(argv)).choices) == list(command_modules())
+
+
+def test_the_text_node_starts_without_the_other_commands_or_scipy():
+    code = (
+        "import json, sys\nfrom services.cli import main\nmain(['text-node', '--help'])\n"
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert run.returncode == 0, run.stderr
+    loaded = set(json.loads(run.stdout.splitlines()[-1]))
+    assert "services.commands.text_node" in loaded
+    assert not {f"services.commands.{m}" for m in command_modules().values() if m != "text_node"} & loaded
+    assert not {m for m in loaded if m == "scipy" or m.startswith("scipy.") or m.startswith("mpcdp.protocol")}

@@ -1,0 +1,121 @@
+"""Federation files, local data sources and the certificate command: clear errors naming the field."""
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cryptography import x509
+
+from mpcdp.protocol import QuerySpec
+from services import federation as fed
+from services.cli import main
+from services.data import DataError, Table
+
+ROOT = Path(__file__).resolve().parents[2]
+PARTIES = ("alice", "bob")
+
+
+def doc(**node):
+    base = {"name": "alice", "address": "127.0.0.1:5001", "roles": ["party"]}
+    return {"node": [{**base, **node}]}
+
+
+def test_example_federations_parse():
+    f = fed.load(ROOT / "examples" / "engineers" / "federation.toml")
+    assert f.coordinator().name == "coordinator"
+    assert f.names("party") == ["alice", "bob", "carol"] and f.names("client") == ["analyst"]
+    assert f.policy_for("alice")["epsilon_budget"] == 10.0
+    table = Table.load(f.node("alice").data)
+    assert table.records(QuerySpec("mean", parties=PARTIES, column="raise", bounds=(0, 1e4), max_records=10)).shape == (
+        3,
+        1,
+    )
+
+
+@pytest.mark.parametrize(
+    "node, match",
+    [
+        (dict(name="a b"), "name"),
+        (dict(roles=["boss"]), "roles"),
+        (dict(address="localhost"), "host:port"),
+        (dict(address="h:70000"), "host:port"),
+        (dict(policy={"max_epsilon": "lots"}), "max_epsilon"),
+        (dict(policy={"colour": 1}), "unknown policy key"),
+    ],
+)
+def test_malformed_federation_names_the_field(node, match):
+    with pytest.raises(fed.FederationError, match=match):
+        fed.parse(doc(**node), Path("."))
+
+
+def test_duplicate_nodes_and_missing_files_are_refused(tmp_path):
+    with pytest.raises(fed.FederationError, match="duplicate"):
+        fed.parse({"node": doc()["node"] * 2}, tmp_path)
+    with pytest.raises(fed.FederationError, match="does not exist"):
+        fed.load(tmp_path / "nope.toml")
+    (tmp_path / "bad.toml").write_text("[[node]\n")
+    with pytest.raises(fed.FederationError, match="TOML"):
+        fed.load(tmp_path / "bad.toml")
+
+
+def test_sqlite_and_npy_sources(tmp_path):
+    db = tmp_path / "d.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE pay (raise REAL, team TEXT)")
+        conn.executemany("INSERT INTO pay VALUES (?, ?)", [(1.5, "x"), (2.5, "y")])
+    table = Table.load(f"sqlite:{db}", "pay")
+    hist = QuerySpec("histogram", parties=PARTIES, column="team", categories=("x", "y"), max_records=5)
+    assert table.records(hist) == ["x", "y"]
+    np.save(tmp_path / "v.npy", np.ones((2, 3)))
+    vec = QuerySpec("sum", parties=PARTIES, dimension=3, max_records=5)
+    assert Table.load(tmp_path / "v.npy").records(vec).shape == (2, 3)
+    with pytest.raises(DataError, match="length 3, not 4"):
+        Table.load(tmp_path / "v.npy").records(QuerySpec("sum", parties=PARTIES, dimension=4, max_records=5))
+    with pytest.raises(DataError, match="table"):
+        Table.load(f"sqlite:{db}", "pay; drop")
+    with pytest.raises(DataError, match="not offered"):
+        table.records(QuerySpec("mean", parties=PARTIES, column="salary"))
+    with pytest.raises(DataError, match="non-numeric"):
+        table.records(QuerySpec("mean", parties=PARTIES, column="team", max_records=5))
+
+
+def test_certs_init_names_every_node_and_refuses_to_overwrite(tmp_path, capsys):
+    f = tmp_path / "fed.toml"
+    f.write_text((ROOT / "examples" / "engineers" / "federation.toml").read_text())
+    assert main(["certs", "init", "--federation", str(f)]) == 0
+    ca = x509.load_pem_x509_certificate((tmp_path / "certs" / "ca.pem").read_bytes())
+    alice = x509.load_pem_x509_certificate((tmp_path / "certs" / "alice.pem").read_bytes())
+    assert alice.issuer == ca.subject
+    assert alice.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName
+    ) == ["alice"]
+    assert (tmp_path / "certs" / "alice.key").stat().st_mode & 0o077 == 0
+    assert main(["certs", "init", "--federation", str(f)]) == 1
+    assert "--force" in capsys.readouterr().err
+
+
+def test_query_command_refuses_bad_bounds_without_contacting_anyone(capsys):
+    fed_file = ROOT / "examples" / "engineers" / "federation.toml"
+    assert main(["query", "--federation", str(fed_file), "--statistic", "mean", "--bounds", "5"]) == 2
+    assert "LO,HI" in capsys.readouterr().err
+
+
+def test_state_directory_and_max_timeout_are_configurable(tmp_path):
+    from services.federation import FederationError, parse
+
+    doc = {
+        "policy": {"max_timeout": 60},
+        "node": [
+            {"name": "coordinator", "address": "127.0.0.1:1", "roles": ["coordinator"], "ledger": "s/c.db"},
+            {"name": "alice", "address": "127.0.0.1:2", "roles": ["party"], "state": "alice-state"},
+            {"name": "analyst", "roles": ["client"]},
+        ],
+    }
+    f = parse(doc, tmp_path)
+    assert f.policy["max_timeout"] == 60.0
+    assert f.node("coordinator").state_dir == tmp_path / "s" and f.node("alice").state_dir == tmp_path / "alice-state"
+    assert f.node("analyst").state_dir is None
+    doc["policy"]["max_timeout"] = 0
+    with pytest.raises(FederationError, match="max_timeout"):
+        parse(doc, tmp_path)

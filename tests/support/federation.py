@@ -1,0 +1,156 @@
+"""Shared test helpers."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+
+from services import federation as fed
+from services.client import Client, QueryError
+from services.coordinator_node import CoordinatorNode
+from services.data import Table
+from services.party_node import PartyNode
+from services.server import start
+from services.tls import Identity, init_certs
+from services.wire.mpcdp.v1 import federation_pb2 as pb
+from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
+
+RAISES = {"alice": 3800, "bob": 2514, "carol": 2982, "dave": 3390}
+
+
+MEAN = 3171.5
+
+
+def federation_doc(parties, policy=None):
+    nodes = [
+        {"name": "coordinator", "address": "127.0.0.1:1", "roles": ["coordinator"]},
+        {"name": "analyst", "roles": ["client"]},
+    ]
+    nodes += [{"name": p, "address": "127.0.0.1:1", "roles": ["party"]} for p in parties]
+    return {
+        "federation": {"name": "test"},
+        "policy": policy or {"allow_exact": True, "max_records": 100},
+        "node": nodes,
+    }
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("certs")
+    init_certs(["coordinator", "analyst", "mallory", *RAISES], out)
+    return out
+
+
+class Cluster:
+    """A coordinator and parties on loopback, each a real TLS gRPC server."""
+
+    def __init__(self, federation, nodes, servers):
+        self.federation = federation
+        self.nodes = nodes
+        self.servers = servers
+
+    def client(self, name="analyst", certs=None):
+        f = dataclasses.replace(self.federation, certs=certs or self.federation.certs)
+        return Client(f, name)
+
+    async def query(self, statistic="mean", **kw):
+        kw.setdefault("column", "raise")
+        kw.setdefault("bounds", (0, 10_000))
+        async with self.client() as c:
+            return await c.query(statistic, **kw)
+
+    async def stop(self, name):
+        await self.servers[name].stop(None)
+
+    async def close(self):
+        for server in self.servers.values():
+            await server.stop(None)
+        for node in self.nodes.values():
+            await node.close()
+
+
+async def make_cluster(certs, data=None, policy=None, party_cls=PartyNode, ledgers=None, rng=None, limits=None):
+    data = data or {p: {"raise": [v]} for p, v in RAISES.items()}
+    f = fed.parse(federation_doc(list(data), policy), certs.parent)
+    f = dataclasses.replace(f, certs=certs)
+    nodes, servers, ports = {}, {}, {}
+    ledgers = ledgers or {}
+    for name in data:
+        # rng(sid, party): each party its own stream, as with the CSPRNG (shared streams would
+        # make the parties' noise pieces identical, and the total noise far wider than described)
+        node_rng = (lambda sid, _name=name: rng(sid, _name)) if rng else None
+        node = party_cls(f, name, Table(data[name]), Identity(name, certs), ledger=ledgers.get(name), rng=node_rng)
+        servers[name], ports[name] = await start(Identity(name, certs), "127.0.0.1:0", node.services(), limits)
+        nodes[name] = node
+    coord = CoordinatorNode(f, Identity("coordinator", certs), ledger=ledgers.get("coordinator"), default_timeout=10.0)
+    servers["coordinator"], ports["coordinator"] = await start(
+        Identity("coordinator", certs),
+        "127.0.0.1:0",
+        [(pb_grpc.add_CoordinatorServicer_to_server, coord, "mpcdp.v1.Coordinator")],
+        limits,
+    )
+    nodes["coordinator"] = coord
+    real = dataclasses.replace(
+        f,
+        nodes=tuple(
+            dataclasses.replace(n, address=f"127.0.0.1:{ports[n.name]}") if n.name in ports else n for n in f.nodes
+        ),
+    )
+    for node in nodes.values():
+        node.federation = real
+    return Cluster(real, nodes, servers)
+
+
+@pytest.fixture
+async def cluster(certs):
+    c = await make_cluster(certs)
+    yield c
+    await c.close()
+
+
+def assert_idle(cluster, *faulty):
+    for name, node in cluster.nodes.items():
+        if isinstance(node, PartyNode) and name not in faulty:
+            assert not node._live, f"{name} still holds a live session"
+
+
+async def expect_error(cluster, code, *fragments, faulty=(), **kw):
+    with pytest.raises(QueryError) as info:
+        await cluster.query(**kw)
+    assert info.value.code == code, info.value
+    for fragment in fragments:
+        assert fragment in info.value.details
+    assert_idle(cluster, *faulty)
+    return info.value
+
+
+class Handle:
+    """Talks to one party directly, as a given node, to send it malformed traffic."""
+
+    def __init__(self, cluster, party, as_name):
+        node = cluster.federation.node(party)
+        self.channel = Identity(as_name, cluster.federation.certs).channel(node.address, party)
+        self.stub = pb_grpc.PartyStub(self.channel)
+
+
+async def open_session(cluster, party="bob", sharing="full", session_id=b"s" * 16):
+    from mpcdp.protocol import QuerySpec
+    from services import convert
+
+    spec = QuerySpec(
+        "mean",
+        parties=tuple(RAISES),
+        column="raise",
+        bounds=(0, 10_000),
+        sharing=sharing,
+        session_id=session_id,
+        deadline=time.time() + 60,
+    )
+    h = Handle(cluster, party, "coordinator")
+    call = h.stub.Session()
+    await call.write(pb.CoordinatorToParty(propose=pb.Propose(spec=convert.spec_to_proto(spec))))
+    answer = await call.read()
+    assert answer.response.accepted
+    return h, call, spec
