@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 MPCDP  := $(VENV)/bin/mpcdp
 
-.PHONY: demo test install-test bench protos clean interop
+.PHONY: demo test lint install-test bench protos clean interop
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ interop: interop/node_modules/.installed
 
 test: $(VENV)/.installed-test interop/node_modules/.installed
 	$(PY) -m pytest -q -n 2 --dist loadfile
+
+# ruff (lint + format check) over everything, mypy strict on mpcdp/ and normal on services/ (config in pyproject)
+lint: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 bench: $(VENV)/.installed-test interop/node_modules/.installed
 	$(PIP) install -e '.[bench]'
