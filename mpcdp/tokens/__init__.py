@@ -3,12 +3,20 @@
 - :mod:`~mpcdp.tokens.blind_rsa` — RSABSSA-SHA384 (all four variants of RFC 9474 section 5);
 - :mod:`~mpcdp.tokens.privacy_pass` — publicly verifiable tokens (token type 0x0002);
 - :mod:`~mpcdp.tokens.invitations` — one-time invitation codes, each redeemable for one token;
-- :mod:`~mpcdp.tokens.spent` — verify a token and record it spent, refusing reuse.
+- :mod:`~mpcdp.tokens.spent` — verify a token and record it spent, refusing reuse;
+- :mod:`~mpcdp.tokens.admission` — a survey's token binding: one token admits one submission.
 
 Pure library: no network, no grpc; SQLite files are owner-only.
 """
 
-from mpcdp.tokens.errors import BlindSignatureError, InvalidToken, InvitationRefused, TokenError, TokenReused
+from mpcdp.tokens.errors import (
+    BlindSignatureError,
+    InvalidToken,
+    InvitationRefused,
+    TokenError,
+    TokenRequired,
+    TokenReused,
+)
 from mpcdp.tokens.invitations import Invitations, MemoryInvitations, SQLiteInvitations
 from mpcdp.tokens.privacy_pass import (
     Issuer,
@@ -38,6 +46,7 @@ __all__ = [
     "Token",
     "TokenChallenge",
     "TokenError",
+    "TokenRequired",
     "TokenReused",
     "generate_issuer_key",
     "request_token",

@@ -77,7 +77,7 @@ def emsa_pss_encode(message: bytes, em_bits: int, salt: bytes) -> bytes:
     m_hash = hashlib.sha384(message).digest()
     h = hashlib.sha384(bytes(8) + m_hash + salt).digest()
     db = bytes(em_len - len(salt) - HASH_LEN - 2) + b"\x01" + salt
-    masked = bytearray(a ^ b for a, b in zip(db, _mgf1_sha384(h, em_len - HASH_LEN - 1)))
+    masked = bytearray(a ^ b for a, b in zip(db, _mgf1_sha384(h, em_len - HASH_LEN - 1), strict=True))
     masked[0] &= 0xFF >> (8 * em_len - em_bits)
     return bytes(masked) + h + b"\xbc"
 

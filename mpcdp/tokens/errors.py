@@ -25,3 +25,7 @@ class TokenReused(TokenError):
 
 class InvitationRefused(TokenError):
     """An invitation code is unknown or was already used for another token request."""
+
+
+class TokenRequired(TokenError):
+    """A submission came without a token to a survey that admits respondents by token only."""

@@ -32,6 +32,28 @@ def token_hash(token: Token) -> bytes:
     return hashlib.sha256(token.token_input).digest()
 
 
+def record_in(conn: sqlite3.Connection, spent: list[tuple[bytes, bytes]]) -> None:
+    """Record already verified tokens (token hash, report id) inside the caller's open transaction.
+
+    Raises TokenReused if any was spent before (or twice in ``spent``): the caller rolls back."""
+    try:
+        conn.executemany("INSERT INTO spent_tokens VALUES (?, ?, julianday('now'))", spent)
+    except sqlite3.IntegrityError:
+        raise TokenReused("this token was already used") from None
+
+
+def spent_among(conn: sqlite3.Connection, hashes: list[bytes]) -> set[bytes]:
+    """Which of these token hashes are already spent."""
+    found: set[bytes] = set()
+    for start in range(0, len(hashes), 500):
+        part = hashes[start : start + 500]
+        rows = conn.execute(
+            f"SELECT token_hash FROM spent_tokens WHERE token_hash IN ({','.join('?' * len(part))})", part
+        )
+        found.update(bytes(r[0]) for r in rows)
+    return found
+
+
 class MemorySpentTokens:
     """In-process spent set (tests and single-process tools), thread-safe."""
 
@@ -70,12 +92,7 @@ class SpentTokenTable:
         Raises InvalidToken (bad token: nothing written) or TokenReused (the caller must roll back
         whatever else it wrote in this transaction)."""
         decoded = verify_token(self.issuer, token, challenge)
-        try:
-            conn.execute(
-                "INSERT INTO spent_tokens VALUES (?, ?, julianday('now'))", (token_hash(decoded), bytes(report_id))
-            )
-        except sqlite3.IntegrityError:
-            raise TokenReused("this token was already used") from None
+        record_in(conn, [(token_hash(decoded), bytes(report_id))])
         return decoded
 
     def is_spent(self, conn: sqlite3.Connection, token: Token) -> bool:

@@ -7,6 +7,11 @@ transaction as the data. Every write commits before it is acknowledged (WAL, syn
 * ``put``: a batch of (id, report) in one transaction; an id re-sent with the same report is a
   duplicate, with another a conflict (counted, changes nothing); a report of the wrong length
   refuses the batch with its reason (counted as ``malformed``).
+* tokens (surveys admitted by token, :meth:`ReportStore.admit_by_token`): every new report's token is
+  verified against the survey's issuer key and its submission id, then recorded spent **in the
+  transaction that stores the report** (a crash keeps both or neither); a batch with a missing, invalid
+  or already spent token is refused whole, counted (``token-missing``, ``token-invalid``,
+  ``token-reused``), nothing stored.
 * ``decide`` (leader only): a batch's verdicts and prep messages, stored before any helper
   hears them, so a leader restarted mid-batch tells everyone the same verdicts again.
 * ``finish``: a batch's verdicts and its aggregate share over the accepted reports, in one
@@ -29,6 +34,9 @@ from mpcdp.survey import proved
 from mpcdp.survey.definition import Survey
 from mpcdp.survey.lifecycle import Lifecycle, Refusal
 from mpcdp.survey.release import id_set_digest
+from mpcdp.tokens.admission import CheckedToken, SurveyAdmission, check_batch
+from mpcdp.tokens.errors import InvalidToken, TokenError, TokenRequired, TokenReused
+from mpcdp.tokens.spent import SpentTokenTable, record_in, spent_among
 from services.survey.files import create_private
 from services.survey.store import ID_BYTES, PutStatus, StoreError, SurveyState, _first, _statuses
 
@@ -60,6 +68,8 @@ class ReportStore:
             CREATE TABLE IF NOT EXISTS proved_refusals (
                 survey TEXT NOT NULL, reason TEXT NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (survey, reason));
         """)
+        SpentTokenTable.create(self._db)
+        self.admission: dict[str, SurveyAdmission] = {}
         self.surveys: dict[str, Survey] = {}
         self.index: dict[str, int] = {}
 
@@ -109,7 +119,42 @@ class ReportStore:
         if bytes(digest) != survey.digest:
             raise StoreError(StoreError.MISMATCH, f"survey {survey.id!r} is stored with another definition")
 
-    def put(self, survey: str, items: Sequence[tuple[bytes, bytes]]) -> list[PutStatus]:
+    def admit_by_token(self, admission: SurveyAdmission) -> None:
+        """From now on, survey ``admission.survey_id`` stores a report only with a valid, unspent token."""
+        self.admission[admission.survey_id] = admission
+
+    def _check_tokens(self, survey: str, items, tokens: Sequence[bytes] | None) -> list[CheckedToken]:
+        """Verify every token of a batch (outside the lock: CPU only); count and raise a refusal."""
+        if tokens is None or len(tokens) != len(items) or not all(tokens):
+            self._tx(lambda: self._count(survey, "token-missing", 1))
+            raise TokenRequired(f"survey {survey!r} admits respondents by token only: send each report with its token")
+        try:
+            return check_batch(self.admission[survey], [(sid, t) for (sid, _), t in zip(items, tokens, strict=True)])
+        except InvalidToken:
+            self._tx(lambda: self._count(survey, "token-invalid", 1))
+            raise
+
+    def _spend(self, survey: str, items, checked: list[CheckedToken], existing) -> TokenError | None:
+        """Inside the transaction: record the tokens of the new reports spent, or say why not."""
+        token_of: dict[bytes, CheckedToken] = {}
+        for (sid, _), c in zip(items, checked, strict=True):
+            token_of.setdefault(sid, c)
+        fresh = [(token_of[sid], sid) for sid in token_of if sid not in existing]
+        keys = [c.key for c, _ in fresh]
+        reused = len(spent_among(self._db, keys)) + len(keys) - len(set(keys))
+        if reused:
+            self._count(survey, "token-reused", reused)
+            return TokenReused(f"{reused} of these tokens were already used: a token admits one report")
+        unbound = sum(not c.bound for c, _ in fresh)
+        if unbound:
+            self._count(survey, "token-invalid", unbound)
+            return InvalidToken(f"{unbound} of these tokens were issued for another submission or survey")
+        record_in(self._db, [(c.key, sid) for c, sid in fresh])
+        return None
+
+    def put(
+        self, survey: str, items: Sequence[tuple[bytes, bytes]], tokens: Sequence[bytes] | None = None
+    ) -> list[PutStatus]:
         size = proved.report_size(self.surveys[survey], self.index[survey])
         bad = sum(len(sid) != ID_BYTES or len(report) != size for sid, report in items)
         if bad:
@@ -119,10 +164,17 @@ class ReportStore:
                 f"aggregator's reports of survey {survey!r} {size} bytes"
             )
 
+        checked = self._check_tokens(survey, items, tokens) if survey in self.admission else None
+
         def put():
-            self._save(self._life(survey).submit(len(items)))
+            life = self._life(survey).submit(len(items))
             first = _first(items)
             existing = self._existing(survey, list(first))
+            if checked is not None:
+                refusal = self._spend(survey, items, checked, existing)
+                if refusal is not None:
+                    return refusal  # committed: the refusal's count, nothing else
+            self._save(life)
             self._db.executemany(
                 "INSERT INTO proved_reports VALUES (?, ?, ?)",
                 [(survey, sid, rep) for sid, rep in first.items() if sid not in existing],
@@ -133,7 +185,10 @@ class ReportStore:
                 self._count(survey, "conflict", conflicts)
             return statuses
 
-        return self._tx(put)
+        out = self._tx(put)
+        if isinstance(out, TokenError):
+            raise out
+        return out
 
     def _existing(self, survey: str, sids: list[bytes]) -> dict[bytes, bytes]:
         found: dict[bytes, bytes] = {}
@@ -327,8 +382,10 @@ class RoutedStore:
             return self.reports.register(self.surveys[survey], self.aggregator)
         return self.shares.register(survey, digest, width)
 
-    def put(self, survey, items):
-        return self._call(survey, "put", items)
+    def put(self, survey, items, tokens=None):
+        if tokens is not None and survey not in self.proved:
+            raise ValueError(f"survey {survey!r} has no proofs: tokens admit reports of verified surveys only")
+        return self._call(survey, "put", items, *(() if tokens is None else (tokens,)))
 
     def state(self, survey):
         return self._call(survey, "state")
