@@ -31,7 +31,17 @@ interop/node_modules/.installed: interop/package.json interop/package-lock.json
 
 interop: interop/node_modules/.installed
 
-test: $(VENV)/.installed-test interop/node_modules/.installed
+# the survey web page: its JavaScript from the pinned lock file, bundled by esbuild into web/dist
+web/node_modules/.installed: web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+web/dist/page.js: web/node_modules/.installed web/build.mjs $(wildcard web/src/*)
+	cd web && node build.mjs
+
+web: web/dist/page.js
+
+test: $(VENV)/.installed-test interop/node_modules/.installed web/dist/page.js
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 # ruff (lint + format check) over everything, mypy strict on mpcdp/ and normal on services/ (config in pyproject)
@@ -40,7 +50,7 @@ lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-bench: $(VENV)/.installed-test interop/node_modules/.installed
+bench: $(VENV)/.installed-test interop/node_modules/.installed web/dist/page.js
 	$(PIP) install -e '.[bench]'
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
 
