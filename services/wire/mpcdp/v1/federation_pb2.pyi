@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class QuerySpec(_message.Message):
-    __slots__ = ("statistic", "parties", "session_id", "column", "dimension", "lower", "upper", "categories", "frac_bits", "max_records", "exact", "epsilon", "delta", "mechanism", "colluders", "sharing", "deadline")
+    __slots__ = ("statistic", "parties", "session_id", "column", "dimension", "lower", "upper", "categories", "frac_bits", "max_records", "exact", "epsilon", "delta", "mechanism", "colluders", "sharing", "deadline", "fraction", "quantile", "edges")
     STATISTIC_FIELD_NUMBER: _ClassVar[int]
     PARTIES_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -26,6 +26,9 @@ class QuerySpec(_message.Message):
     COLLUDERS_FIELD_NUMBER: _ClassVar[int]
     SHARING_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    FRACTION_FIELD_NUMBER: _ClassVar[int]
+    QUANTILE_FIELD_NUMBER: _ClassVar[int]
+    EDGES_FIELD_NUMBER: _ClassVar[int]
     statistic: str
     parties: _containers.RepeatedScalarFieldContainer[str]
     session_id: bytes
@@ -43,7 +46,10 @@ class QuerySpec(_message.Message):
     colluders: int
     sharing: str
     deadline: float
-    def __init__(self, statistic: _Optional[str] = ..., parties: _Optional[_Iterable[str]] = ..., session_id: _Optional[bytes] = ..., column: _Optional[str] = ..., dimension: _Optional[int] = ..., lower: _Optional[float] = ..., upper: _Optional[float] = ..., categories: _Optional[_Iterable[str]] = ..., frac_bits: _Optional[int] = ..., max_records: _Optional[int] = ..., exact: _Optional[bool] = ..., epsilon: _Optional[float] = ..., delta: _Optional[float] = ..., mechanism: _Optional[str] = ..., colluders: _Optional[int] = ..., sharing: _Optional[str] = ..., deadline: _Optional[float] = ...) -> None: ...
+    fraction: float
+    quantile: float
+    edges: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, statistic: _Optional[str] = ..., parties: _Optional[_Iterable[str]] = ..., session_id: _Optional[bytes] = ..., column: _Optional[str] = ..., dimension: _Optional[int] = ..., lower: _Optional[float] = ..., upper: _Optional[float] = ..., categories: _Optional[_Iterable[str]] = ..., frac_bits: _Optional[int] = ..., max_records: _Optional[int] = ..., exact: _Optional[bool] = ..., epsilon: _Optional[float] = ..., delta: _Optional[float] = ..., mechanism: _Optional[str] = ..., colluders: _Optional[int] = ..., sharing: _Optional[str] = ..., deadline: _Optional[float] = ..., fraction: _Optional[float] = ..., quantile: _Optional[float] = ..., edges: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class Abort(_message.Message):
     __slots__ = ("session_id", "sender", "reason", "culprit")
@@ -158,7 +164,7 @@ class ShareAck(_message.Message):
     def __init__(self, session_id: _Optional[bytes] = ...) -> None: ...
 
 class CompareRequest(_message.Message):
-    __slots__ = ("session_id", "statistic", "column", "parties", "fraction_num", "fraction_den", "deadline", "timeout_seconds")
+    __slots__ = ("session_id", "statistic", "column", "parties", "fraction_num", "fraction_den", "deadline", "timeout_seconds", "spec")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     STATISTIC_FIELD_NUMBER: _ClassVar[int]
     COLUMN_FIELD_NUMBER: _ClassVar[int]
@@ -167,6 +173,7 @@ class CompareRequest(_message.Message):
     FRACTION_DEN_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
     session_id: bytes
     statistic: str
     column: str
@@ -175,7 +182,8 @@ class CompareRequest(_message.Message):
     fraction_den: int
     deadline: float
     timeout_seconds: float
-    def __init__(self, session_id: _Optional[bytes] = ..., statistic: _Optional[str] = ..., column: _Optional[str] = ..., parties: _Optional[_Iterable[str]] = ..., fraction_num: _Optional[int] = ..., fraction_den: _Optional[int] = ..., deadline: _Optional[float] = ..., timeout_seconds: _Optional[float] = ...) -> None: ...
+    spec: QuerySpec
+    def __init__(self, session_id: _Optional[bytes] = ..., statistic: _Optional[str] = ..., column: _Optional[str] = ..., parties: _Optional[_Iterable[str]] = ..., fraction_num: _Optional[int] = ..., fraction_den: _Optional[int] = ..., deadline: _Optional[float] = ..., timeout_seconds: _Optional[float] = ..., spec: _Optional[_Union[QuerySpec, _Mapping]] = ...) -> None: ...
 
 class CompareReply(_message.Message):
     __slots__ = ("session_id", "statistic", "release")
