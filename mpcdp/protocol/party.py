@@ -149,10 +149,7 @@ class PartySession:
         share this party keeps is folded into its running sum; the encoded
         aggregate (made once, by :meth:`accept`) is dropped afterwards.
         """
-        self._require("accepted")
-        local, self._local = self._local, None
-        if not self.spec.is_exact:
-            local = ring.add(local, ring.as_ring(noise_piece(self.spec, self._rng)))
+        local = self.contribution()
         sid = self.spec.session_id
         out = []
         if self.spec.sharing == "seeded":
@@ -170,6 +167,16 @@ class PartySession:
         self._records = None
         self.state = "shared"
         return out
+
+    def contribution(self) -> np.ndarray:
+        """The encoded aggregate plus this party's noise piece (drawn whenever the spec is not exact: fail
+        closed), handed over once: to be split into shares here, or masked by :mod:`mpcdp.protocol.masked`."""
+        self._require("accepted")
+        local, self._local = self._local, None
+        if not self.spec.is_exact:
+            local = ring.add(local, ring.as_ring(noise_piece(self.spec, self._rng)))
+        self.state = "shared"
+        return local
 
     def receive_share(self, msg: ShareMessage, now: float = -math.inf) -> None:
         """Fold one peer's share into the running sum, after checking who sent what."""
