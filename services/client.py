@@ -26,9 +26,9 @@ from google.protobuf import json_format
 
 from mpcdp.protocol import QuerySpec, SpecError
 from mpcdp.protocol.spec import MAX_DIMENSION
-from services import convert, releases
+from services import convert, releases, streams
+from services.channels import Channels
 from services.federation import Federation
-from services.server import OPTIONS
 from services.tls import Identity
 from services.wire.mpcdp.v1 import federation_pb2 as pb
 from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
@@ -115,14 +115,13 @@ class QueryResult:
 
 
 class _ReleaseStream:
-    """Reassembles the vectors streamed after a QueryReply, checking every offset and length."""
+    """Reassembles the vectors streamed after a QueryReply (:class:`services.streams.Assembler` each)."""
 
     def __init__(self, max_length: int = MAX_DIMENSION):
         self.max_length = max_length  # no release vector is longer than the query's dimension or categories
         self.vectors: dict[tuple[str, str], np.ndarray] = {}
         self.categories: list[str] = []
-        self._current: tuple[tuple[str, str], np.ndarray] | None = None
-        self._filled = 0
+        self._current: tuple[tuple[str, str], streams.Assembler] | None = None
 
     def add(self, part: pb.QueryReplyPart) -> None:
         kind = part.WhichOneof("part")
@@ -141,27 +140,17 @@ class _ReleaseStream:
                     f"vector {v.name!r} announced with {v.length} elements; "
                     f"this query's vectors have at most {self.max_length}"
                 )
-            self._current, self._filled = (key, np.empty(v.length, dtype="<f8")), 0
-            self._chunk(v.first)
+            self._current = key, streams.Assembler(v.length, convert.RING_BYTES)
+            self._current[1].add(v.first.data, v.first.offset)
         elif kind == "chunk" and self._current is not None:
-            self._chunk(part.chunk)
+            self._current[1].add(part.chunk.data, part.chunk.offset)
         else:
             raise ValueError(f"unexpected {kind or 'empty'} part after the reply")
 
-    def _chunk(self, chunk: pb.VectorChunk) -> None:
-        out, data = self._current[1], chunk.data  # each read of a bytes field copies it: read it once
-        n = len(data) // 8
-        if len(data) % 8 or chunk.offset != self._filled or not 0 < n <= out.size - self._filled:
-            raise ValueError("release chunks must be whole float64 words, in order, within the announced length")
-        out[self._filled : self._filled + n] = np.frombuffer(data, dtype="<f8")
-        self._filled += n
-
     def _finish(self) -> None:
         if self._current is not None:
-            key, out = self._current
-            if self._filled != out.size:
-                raise ValueError(f"vector {key[0]!r} ended after {self._filled} of {out.size} elements")
-            self.vectors[key] = out
+            key, assembler = self._current
+            self.vectors[key] = assembler.array("<f8")  # StreamError (a ValueError) if it ended early
             self._current = None
 
     def finish(self) -> dict:
@@ -176,8 +165,8 @@ class Client:
         coordinator = federation.coordinator()
         self._parties = tuple(federation.names("party"))
         self.identity = Identity(name, federation.certs, insecure)
-        self._channel = self.identity.channel(coordinator.address, coordinator.name, OPTIONS)
-        self._stub = pb_grpc.CoordinatorStub(self._channel)
+        self._channels = Channels(self.identity, lambda _: str(coordinator.address))
+        self._stub = self._channels.stub(coordinator.name, pb_grpc.CoordinatorStub)
 
     async def __aenter__(self) -> Client:
         return self
@@ -186,7 +175,7 @@ class Client:
         await self.close()
 
     async def close(self) -> None:
-        await self._channel.close()
+        await self._channels.close()
 
     async def query(
         self,

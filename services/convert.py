@@ -1,23 +1,25 @@
 """Between the library's protocol objects and the mpcdp.v1 protobufs, adding no meaning.
 
 Vectors are cut into ~1 MiB chunks of packed little-endian uint64 and
-reassembled with every offset and length checked, so a malformed stream is
-refused with INVALID_ARGUMENT before it touches a session.
+reassembled with every offset and length checked (:mod:`services.streams`),
+so a malformed stream is refused with INVALID_ARGUMENT before it touches a
+session.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import grpc
 import numpy as np
 
 from mpcdp import ring
 from mpcdp.protocol import ProtocolError, QuerySpec, SpecError, Status
+from services import streams
 from services.wire.mpcdp.v1 import federation_pb2 as pb
 
-CHUNK_BYTES = 1 << 20
-CHUNK_ELEMENTS = CHUNK_BYTES // 8
+RING_BYTES = 8  # one ring element (packed little-endian uint64), or one float64 value of a release
 
 GRPC_CODES = {s: getattr(grpc.StatusCode, s.value) for s in Status}
 
@@ -90,14 +92,13 @@ def spec_from_proto(msg: pb.QuerySpec, require_deadline: bool = False) -> QueryS
     return build_spec(spec_fields(msg))
 
 
-def pieces(vector: np.ndarray):
+def pieces(vector: np.ndarray) -> Iterator[tuple[int, bytes]]:
     """(offset, packed little-endian bytes) covering ``vector`` (ring elements) in ~1 MiB pieces, in order."""
-    data = ring.as_ring(vector).reshape(-1).astype("<u8", copy=False)
-    for start in range(0, max(data.size, 1), CHUNK_ELEMENTS):
-        yield start, data[start : start + CHUNK_ELEMENTS].tobytes()
+    for offset, piece in streams.chunks(ring.as_ring(vector).reshape(-1), RING_BYTES):
+        yield offset, bytes(piece)
 
 
-def chunks(vector: np.ndarray):
+def chunks(vector: np.ndarray) -> Iterator[pb.VectorChunk]:
     """VectorChunks covering ``vector`` (ring elements) in order."""
     for offset, data in pieces(vector):
         yield pb.VectorChunk(offset=offset, data=data)
@@ -110,8 +111,9 @@ def set_chunk(chunk: pb.VectorChunk, offset: int, data: bytes) -> None:
     chunk.data = data
 
 
-class Assembler:
-    """Collects the chunks of one announced vector of ``length`` elements."""
+class RingVector:
+    """Collects the VectorChunks of one announced vector of ``length`` ring elements (a
+    :class:`services.streams.Assembler`), refusing a malformed stream as INVALID_ARGUMENT."""
 
     def __init__(self, length: int, expected: int):
         if length != expected:
@@ -119,22 +121,21 @@ class Assembler:
                 Status.INVALID_ARGUMENT,
                 f"vector announced with {length} elements; this session's vectors have {expected}",
             )
-        self.vector = np.empty(length, dtype=ring.DTYPE)  # read only once every element is filled
-        self.filled = 0
+        self._assembler = streams.Assembler(length, RING_BYTES)
 
     @property
     def done(self) -> bool:
-        return self.filled == self.vector.size
+        return self._assembler.done
 
     def add(self, chunk: pb.VectorChunk) -> None:
-        data = chunk.data  # each read of a bytes field makes a new copy: read it once
-        if len(data) % 8 or chunk.offset != self.filled:
-            raise ProtocolError(Status.INVALID_ARGUMENT, "vector chunks must be whole uint64 words, in order")
-        n = len(data) // 8
-        if self.filled + n > self.vector.size or (n == 0 and self.vector.size):
-            raise ProtocolError(Status.INVALID_ARGUMENT, "vector chunks overrun the announced length")
-        self.vector[self.filled : self.filled + n] = np.frombuffer(data, dtype="<u8")
-        self.filled += n
+        try:
+            self._assembler.add(chunk.data, chunk.offset)  # each read of a bytes field copies it: read once
+        except streams.StreamError as exc:
+            raise ProtocolError(Status.INVALID_ARGUMENT, f"vector chunks: {exc}") from None
+
+    @property
+    def vector(self) -> np.ndarray:
+        return self._assembler.array("<u8")
 
 
 def abort_message(session_id: bytes, sender: str, reason: str, culprit: str = "") -> pb.Abort:

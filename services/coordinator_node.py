@@ -38,6 +38,7 @@ import grpc
 
 from mpcdp.protocol import CoordinatorSession, PartialSum, ProtocolError, QuerySpec, Response, SpecError, Status
 from services import audit, convert, releases
+from services.channels import Channels
 from services.federation import DEFAULT_MAX_TIMEOUT, Federation
 from services.ledgers import Reserving
 from services.tls import Identity, caller
@@ -112,30 +113,20 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         self._reserved: dict[bytes, tuple[float, float]] = {}  # sessions checked against the ledger, uncharged
         self._sessions: set[asyncio.Task] = set()  # running to their end even if their analyst left
         self._slots: dict[str, asyncio.Semaphore] = {}  # per party: its streams in use
-        self._channels: dict[str, grpc.aio.Channel] = {}
-        self._stubs: dict[str, pb_grpc.PartyStub] = {}
+        self.channels = Channels(identity, lambda party: self.federation.node(party).address)
 
     async def close(self) -> None:
         if self._sessions:
             await asyncio.wait(self._sessions, timeout=ABORT_GRACE)
-        for channel in self._channels.values():
-            await channel.close()
-        self._channels.clear()
-        self._stubs.clear()
+        await self.channels.close()
 
     def _stub(self, party: str) -> pb_grpc.PartyStub:
         """The stub on the one long-lived channel to ``party`` (one TLS handshake, then reused)."""
-        if party not in self._stubs:
-            self._channels[party] = self.identity.channel(self.federation.node(party).address, party)
-            self._stubs[party] = pb_grpc.PartyStub(self._channels[party])
-        return self._stubs[party]
+        return self.channels.stub(party, pb_grpc.PartyStub)
 
     def _forget(self, party: str) -> None:
         """Drop the channel to an unreachable party, so the next session reconnects without backoff."""
-        self._stubs.pop(party, None)
-        channel = self._channels.pop(party, None)
-        if channel is not None:
-            asyncio.ensure_future(channel.close())
+        self.channels.forget(party)
 
     # -- the analyst's entry point ------------------------------------------------
 
@@ -427,7 +418,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             )
         head = msg.partial_sum
         try:
-            assembler = convert.Assembler(head.length, session.length)
+            assembler = convert.RingVector(head.length, session.length)
             assembler.add(head.first)
             while not assembler.done:
                 chunk = await self._read(c, "partial sum")

@@ -95,8 +95,6 @@ class PartyNode(pb_grpc.PartyServicer):
         self._live: dict[bytes, _Live] = {}
         self._reserved: dict[bytes, tuple[float, float]] = {}  # accepted, uncharged sessions' (epsilon, delta)
         self._closed: OrderedDict[bytes, None] = OrderedDict()
-        self._channels: dict[str, grpc.aio.Channel] = {}
-        self._stubs: dict[str, pb_grpc.PartyStub] = {}
         self.link = Hub(
             identity,
             lambda peer: self.federation.node(peer).address,
@@ -126,20 +124,8 @@ class PartyNode(pb_grpc.PartyServicer):
     def _remaining(self, spec) -> float:
         return max(spec.deadline - self._clock(), 0.0)
 
-    def _stub(self, peer: str) -> pb_grpc.PartyStub:
-        """The stub on this node's one long-lived channel to ``peer`` (one TLS handshake, then reused)."""
-        if peer not in self._stubs:
-            node = self.federation.node(peer)
-            self._channels[peer] = self.identity.channel(node.address, peer)
-            self._stubs[peer] = pb_grpc.PartyStub(self._channels[peer])
-        return self._stubs[peer]
-
     async def close(self) -> None:
         await self.link.close()
-        for channel in self._channels.values():
-            await channel.close()
-        self._channels.clear()
-        self._stubs.clear()
         if self.sessions is not None:
             self.sessions.close()
 
@@ -445,7 +431,7 @@ class PartyNode(pb_grpc.PartyServicer):
     async def _read_vector(self, context, length: int, session: PartySession) -> np.ndarray:
         if session.spec.sharing != "full":
             raise ProtocolError(Status.INVALID_ARGUMENT, "this session uses seeded shares, not vectors")
-        assembler = convert.Assembler(length, session.length)
+        assembler = convert.RingVector(length, session.length)
         while not assembler.done:
             msg = await asyncio.wait_for(context.read(), self._remaining(session.spec))
             if msg is grpc.aio.EOF or msg.WhichOneof("phase") != "chunk":

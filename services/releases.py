@@ -34,7 +34,7 @@ from mpcdp import ring
 from mpcdp.protocol import QuerySpec, SpecError
 from mpcdp.protocol.noise import describe
 from mpcdp.protocol.statistics import statistic_for
-from services import convert
+from services import convert, streams
 from services.wire.mpcdp.v1 import federation_pb2 as pb
 
 HISTOGRAM = "histogram"
@@ -97,33 +97,27 @@ def parts(spec: QuerySpec, release, confidence: float):
     large = []
     for (key, end), v in vectors.items():
         packed = np.asarray(v, dtype="<f8").reshape(-1)
-        if packed.size <= convert.CHUNK_ELEMENTS:
+        if packed.nbytes <= streams.CHUNK_BYTES:
             inline[end][key] = packed.tobytes()
         else:
             large.append((key, end, packed))
     yield pb.QueryReplyPart(reply=reply)
     if spec.statistic == HISTOGRAM:
-        yield from _label_batches(spec.categories)
+        for batch in streams.batches(spec.categories, _label_bytes):
+            yield pb.QueryReplyPart(labels=pb.ReleaseLabels(categories=batch))
     for key, end, packed in large:
-        for i in range(0, packed.size, convert.CHUNK_ELEMENTS):
-            part, data = pb.QueryReplyPart(), packed[i : i + convert.CHUNK_ELEMENTS].tobytes()
-            if i == 0:
+        for offset, piece in streams.chunks(packed, convert.RING_BYTES):
+            part = pb.QueryReplyPart()
+            if offset == 0:
                 part.vector.name, part.vector.interval_end, part.vector.length = key, end, packed.size
-                convert.set_chunk(part.vector.first, i, data)
+                convert.set_chunk(part.vector.first, offset, bytes(piece))
             else:
-                convert.set_chunk(part.chunk, i, data)
+                convert.set_chunk(part.chunk, offset, bytes(piece))
             yield part
 
 
-def _label_batches(categories):
-    batch, size = [], 0
-    for c in categories:
-        if batch and size + len(c) + 8 > convert.CHUNK_BYTES:
-            yield pb.QueryReplyPart(labels=pb.ReleaseLabels(categories=batch))
-            batch, size = [], 0
-        batch.append(c)
-        size += len(c) + 8
-    yield pb.QueryReplyPart(labels=pb.ReleaseLabels(categories=batch))
+def _label_bytes(label: str) -> int:
+    return len(label.encode()) + 8  # the string and its field overhead, generously
 
 
 _SESSION = re.compile(r"^[0-9a-f]{32}$")

@@ -19,9 +19,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -29,12 +26,12 @@ import numpy as np
 
 from services import federation as fed
 from services.client import Client, QueryResult
-from services.server import reserve_loopback_port, wait_serving
+from services.launch import Processes, mpcdp_command, reserve_ports
 from services.tls import Identity, init_certs
 
 CLIENT = "analyst"
 COORDINATOR = "coordinator"
-START_TIMEOUT = 60.0
+START_TIMEOUT = 60.0  # seconds each node has to start serving
 
 
 def _private_file(path: Path, binary: bool = False):
@@ -77,7 +74,7 @@ class LocalFederation:
         self.max_timeout = max(float(timeout), 300.0)
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="mpcdp-sim-")
         self.dir = Path(workdir or self._tmp.name)
-        self.procs: dict[str, subprocess.Popen] = {}
+        self.processes = Processes(self.dir / "logs")
         self.federation: fed.Federation | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: Client | None = None
@@ -135,7 +132,7 @@ class LocalFederation:
         return path
 
     def _command(self, role: str, name: str) -> list[str]:
-        cmd = [sys.executable, "-m", "services.cli", role, "--federation", str(self.path)]
+        cmd = mpcdp_command(role, "--federation", str(self.path))
         if role == "party":
             cmd += ["--id", name]
         else:
@@ -146,13 +143,12 @@ class LocalFederation:
 
     def start(self) -> LocalFederation:
         names = [COORDINATOR, *self.data]
-        reserved = {n: reserve_loopback_port() for n in names}
+        reserved = reserve_ports(names)
         try:
             self.path = self._write_federation({n: s.getsockname()[1] for n, s in reserved.items()})
             self.federation = fed.load(self.path)
             if not self.insecure:
                 init_certs(self.federation.names(), self.federation.certs, ca_name="simulation CA")
-            (self.dir / "logs").mkdir(exist_ok=True)
             for name in names:
                 self.launch(name)
             asyncio.run(self._wait_all_serving(names))
@@ -166,39 +162,24 @@ class LocalFederation:
 
     def launch(self, name: str) -> None:
         """Start (or restart) the process of node ``name``."""
-        role = "coordinator" if name == COORDINATOR else "party"
-        log = open(self.dir / "logs" / f"{name}.log", "ab")
-        self.procs[name] = subprocess.Popen(
-            self._command(role, name),
-            stdout=log,
-            stderr=log,
-            stdin=subprocess.DEVNULL,
-            cwd=self.dir,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        log.close()
+        self.processes.start(name, self._command("coordinator" if name == COORDINATOR else "party", name), self.dir)
 
     async def _wait_all_serving(self, names) -> None:
         ident = Identity(CLIENT, self.federation.certs, self.insecure)
-
-        async def one(name):
-            node = self.federation.node(name)
-            waiter = asyncio.ensure_future(wait_serving(ident, node.address, name, START_TIMEOUT))
-            while not waiter.done():  # notice a node that dies instead of serving
-                await asyncio.wait({waiter}, timeout=0.2)
-                if self.procs[name].poll() is not None:
-                    waiter.cancel()
-                    raise RuntimeError(f"{name} exited during start-up:\n{self.log(name)}")
-            waiter.result()
-
-        await asyncio.gather(*(one(n) for n in names))
+        await asyncio.gather(
+            *(self.processes.wait_serving(n, ident, self.federation.node(n).address, START_TIMEOUT) for n in names)
+        )
 
     def wait_serving(self, name: str) -> None:
         asyncio.run(self._wait_all_serving([name]))
 
     def log(self, name: str) -> str:
-        path = self.dir / "logs" / f"{name}.log"
-        return path.read_text(errors="replace")[-2000:] if path.exists() else ""
+        return self.processes.log(name)
+
+    @property
+    def procs(self) -> dict:
+        """The running node processes by name."""
+        return self.processes.procs
 
     # -- use ---------------------------------------------------------------------
 
@@ -249,9 +230,7 @@ class LocalFederation:
 
     def kill(self, name: str) -> None:
         """SIGKILL one node (a crash, for failure experiments)."""
-        proc = self.procs[name]
-        proc.kill()
-        proc.wait()
+        self.processes.kill(name)
 
     # -- tear-down -----------------------------------------------------------------
 
@@ -261,16 +240,7 @@ class LocalFederation:
                 self._loop.run_until_complete(self._client.close())
             self._loop.close()
             self._client = self._loop = None
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.procs.clear()
+        self.processes.stop()
 
     def __enter__(self) -> LocalFederation:
         return self.start()

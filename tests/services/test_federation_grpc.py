@@ -306,9 +306,9 @@ async def test_aborted_dp_session_charges_nothing(dp_cluster):
 async def test_large_vector_release_streams_in_chunks_and_small_ones_stay_one_message(certs):
     import numpy as np
 
-    from services.convert import CHUNK_BYTES, CHUNK_ELEMENTS
+    from services.streams import CHUNK_BYTES
 
-    length = 2 * CHUNK_ELEMENTS + 5  # three chunks per vector
+    length = 2 * (CHUNK_BYTES // 8) + 5  # three chunks per vector
     data = {
         p: {"value": ((np.arange(4 * length) * (i + 1)) % 1000).astype(float).reshape(4, length)}
         for i, p in enumerate(["alice", "bob", "carol"])
