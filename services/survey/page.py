@@ -4,7 +4,8 @@ The page (``web/``, built with esbuild into ``web/dist``) randomizes each answer
 browser with the same local mechanism and the *same exact parameters* as :mod:`mpcdp.survey.local`:
 rather than re-deriving the rounded keep/flip probabilities in JavaScript, it reads them from
 ``survey.json``, written here from the parsed survey (thresholds T with Bernoulli(p) = [u < T] for a
-uniform 64-bit u, the discrete Laplace scale as the exact rational t / s). Each question's Prio3
+uniform 64-bit u, the discrete Laplace scale as the exact rational t / s: each registered local
+mechanism's ``browser_parameters``). Each question's Prio3
 circuit is :func:`mpcdp.survey.proved.circuit`'s, so the page's reports verify at the aggregators.
 
 ``write_page(survey, out, ...)`` copies the built page and writes ``survey.json`` beside it, for any
@@ -17,16 +18,15 @@ import json
 import shutil
 import ssl
 import threading
-from collections.abc import Callable, Mapping
-from fractions import Fraction
+from collections.abc import Mapping
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from mpcdp.dp.local import BinaryRR, KaryRR, UnaryEncoding
-from mpcdp.survey.definition import Question, Survey
+from mpcdp.survey.definition import Survey
 from mpcdp.survey.proved import circuit
+from mpcdp.survey.questions import Question
 
 ROOT = Path(__file__).resolve().parents[2]
 DIST = ROOT / "web" / "dist"
@@ -35,37 +35,6 @@ PAGE_FORMAT = "mpcdp survey page 1"
 
 class PageError(Exception):
     """The page cannot be written or served (not built, bad folder, a survey without proofs)."""
-
-
-def _threshold(p: Fraction) -> str:
-    """T = p 2^64 as a decimal string (p is a multiple of 2^-64 by construction)."""
-    t = p * (1 << 64)
-    if t.denominator != 1:
-        raise ValueError("a sampling probability that is not a multiple of 2^-64")
-    return str(t.numerator)
-
-
-def _bit_epsilon(q: Question) -> float:
-    """A multi-select question's bits each get epsilon / k (one answer changes at most k bits)."""
-    assert q.local.epsilon is not None
-    return q.local.epsilon / len(q.options) if q.kind == "multiselect" else q.local.epsilon
-
-
-def _laplace(q: Question) -> dict[str, Any]:
-    scale = Fraction(q.laplace().scale_steps)
-    return {"scale_num": str(scale.numerator), "scale_den": str(scale.denominator)}
-
-
-# The exact parameters each local mechanism's sampler uses (see web/src/mechanisms.js).
-# TODO(survey registries): these become methods of the registered local mechanisms.
-_PARAMETERS: dict[str, Callable[[Question], dict[str, Any]]] = {
-    "none": lambda q: {},
-    "two_coin": lambda q: {},
-    "rr": lambda q: {"keep_threshold": _threshold(BinaryRR(_bit_epsilon(q)).keep)},
-    "krr": lambda q: {"keep_threshold": _threshold(KaryRR(_bit_epsilon(q), len(q.options)).keep)},
-    "unary": lambda q: {"flip_on_threshold": _threshold(UnaryEncoding(_bit_epsilon(q), len(q.options)).flip_on)},
-    "laplace": _laplace,
-}
 
 
 def _circuit(survey: Survey, q: Question) -> dict[str, Any]:
@@ -84,7 +53,7 @@ def question_json(survey: Survey, q: Question) -> dict[str, Any]:
         "text": q.text or q.id,
         "kind": q.kind,
         "options": list(q.options),
-        "local": {"mechanism": q.local.name, "epsilon": q.local.epsilon, **_PARAMETERS[q.local.name](q)},
+        "local": {"mechanism": q.local.name, "epsilon": q.local.epsilon, **q.local.browser_parameters(q)},
         "circuit": _circuit(survey, q),
     }
     if q.bounds is not None:
@@ -92,25 +61,32 @@ def question_json(survey: Survey, q: Question) -> dict[str, Any]:
     return out
 
 
-def survey_json(
-    survey: Survey, endpoints: Mapping[str, str] | None = None, extra: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
-    """The page's ``survey.json``: the survey, its questions and where each aggregator takes reports.
+def check_endpoints(survey: Survey, endpoints: Mapping[str, Any]) -> dict[str, Any]:
+    """The endpoints file (HTTP API contract: issuer and aggregator base URLs), checked against the survey."""
+    if endpoints.get("survey") != survey.id:
+        raise PageError(f"the endpoints file is for survey {endpoints.get('survey')!r}, not {survey.id!r}")
+    urls = endpoints.get("aggregators") or {}
+    missing = [name for name in survey.aggregator_names if not isinstance(urls.get(name), str)]
+    if missing or not isinstance(endpoints.get("issuer"), str):
+        raise PageError(f"the endpoints file needs the issuer's URL and every aggregator's (missing: {missing})")
+    return {
+        "issuer": endpoints["issuer"].rstrip("/"),
+        "aggregators": {k: urls[k].rstrip("/") for k in survey.aggregator_names},
+    }
 
-    ``endpoints`` maps aggregator names to their HTTPS base URLs; ``extra`` adds fields the
-    token redemption needs (issuer key, issuer URL).
-    """
+
+def survey_json(survey: Survey, endpoints: Mapping[str, Any]) -> dict[str, Any]:
+    """The page's ``survey.json``: the survey, its questions, and where the issuer and each aggregator listen."""
     if survey.proofs != "prio3":
-        raise PageError(f"survey {survey.id!r} has no proofs: the page sends Prio3 reports (set proofs = \"prio3\")")
-    endpoints = endpoints or {}
+        raise PageError(f'survey {survey.id!r} has no proofs: the page sends Prio3 reports (set proofs = "prio3")')
     return {
         "format": PAGE_FORMAT,
         "id": survey.id,
         "title": survey.title or survey.id,
         "digest": survey.digest.hex(),
-        "aggregators": [{"name": a.name, "url": endpoints.get(a.name, "")} for a in survey.aggregators],
+        "aggregators": [{"name": name} for name in survey.aggregator_names],
+        "endpoints": check_endpoints(survey, endpoints),
         "questions": [question_json(survey, q) for q in survey.questions],
-        **(extra or {}),
     }
 
 
@@ -127,7 +103,7 @@ def write_page(survey: Survey, out: Path, description: Mapping[str, Any], dist: 
 
 
 class _Quiet(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def end_headers(self) -> None:
