@@ -139,6 +139,10 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         return who
 
     async def Query(self, request: pb.QueryRequest, context):
+        from services import mpc_node
+
+        if mpc_node.comparison_of(request.spec) is not None:  # computed by the parties under MPC
+            return await mpc_node.coordinate(self, request, context)
         who = await self._client(context)
         try:
             spec, confidence = self.spec_for(request)
@@ -166,12 +170,6 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         except SessionFailed as exc:
             await context.abort(exc.status, str(exc))
         await self._send(context, parts, sid.hex())
-
-    async def Compare(self, request: pb.CompareRequest, context) -> pb.CompareReply:
-        """A comparison statistic the parties compute under MPC (:mod:`services.mpc_node`)."""
-        from services import mpc_node
-
-        return await mpc_node.coordinate(self, request, context)
 
     async def _send(self, context, parts: list, sid: str) -> None:
         """Write the parts; an analyst who stops reading does not hold the call (and the parts) forever."""

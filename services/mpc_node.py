@@ -1,106 +1,144 @@
-"""Comparison statistics among real party nodes: :mod:`mpcdp.mpc` driven over the party links.
+"""Comparison queries among real party nodes: :mod:`mpcdp.mpc` driven over the party links.
 
-The coordinator's ``Compare`` call names a statistic ("max", "min",
-"argmax", "threshold"); it asks every party at once, each party runs one
+A comparison statistic (:data:`mpcdp.mpc.queries.COMPARISONS`: max, min,
+argmax, threshold, second-price, noisy-argmax, quantile, median) is asked
+like any other query, with ``Coordinator.Query``, and kept like any other
+release, so ``Coordinator.Fetch`` returns it again at no cost. The
+coordinator (:func:`coordinate`) builds the spec (fresh session id, deadline,
+every party unless named), refuses it before any party hears of it if the
+federation's policy or its own ledger says no, holds the query's epsilon in
+reserve, and asks every party at once with ``Party.Compare``.
+
+A party (:func:`party_compare`) checks the spec against its own policy
+(:class:`mpcdp.mpc.queries.ComparisonPolicy`: exact releases only with
+``allow_exact_nonlinear``) and its own ledger (counting what its other
+accepted sessions hold in reserve), reserves the epsilon, prepares its input
+from its own column (adding its noise piece for a DP statistic), and runs one
 :class:`mpcdp.mpc.session.PartyRun` with its peers over its long-lived links
 (:mod:`services.link`, messages tagged with the session id, the engine's
-round number and kind ``"mpc"``) and answers with the release only. Every
-round a party sends one encoded Round to each peer, then waits for one from
-each peer (until the session's deadline) before it steps; a peer that fails,
-stalls or sends garbage aborts the run, and an aborted run releases nothing
-(:class:`PartyRun` keeps no partial result). The coordinator passes a release
-on only when every party computed the same one.
+round number and kind ``"mpc"``). Every round a party sends one encoded
+Round to each peer, then waits for one from each peer (until the deadline)
+before it steps. It charges its ledger when the run ends with the release;
+a run that aborts (a peer failed, stalled or sent garbage, the deadline
+passed) releases nothing and frees the reservation -- unless the party had
+already sent its part of the opening round, after which a peer may know the
+release: then it charges all the same (as a party of a secure sum that has
+sent its partial sum does).
 
-What is released (exact, no differential privacy, so a party takes part only
-if its policy sets ``allow_exact_nonlinear``; it charges no epsilon):
-``max``/``min`` — the largest/smallest of all the parties' values, which is
-one party's value; ``argmax`` — the name of the party holding the largest
-value (lowest position on ties); ``threshold`` — YES if the column's sum over
-all parties is at least ``num/den`` of its record count, else NO (one bit).
-Semi-honest, honest majority: n >= 3 parties, up to (n - 1) // 2 colluding
-learn nothing beyond the release (the engine's guarantee, see
-:mod:`mpcdp.mpc.engine`).
+The coordinator passes a release on only when every party computed the same
+one; it keeps it durably, charges its own ledger, and replies. Semi-honest,
+honest majority: n >= 3 parties, up to (n - 1) // 2 colluding learn nothing
+beyond the release (the engine's guarantee, :mod:`mpcdp.mpc.engine`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import math
 import secrets
-from fractions import Fraction
+from collections.abc import Callable
+from typing import Any
 
 import grpc
-import numpy as np
+from google.protobuf import struct_pb2
 
 from mpcdp.mpc.engine import Engine
 from mpcdp.mpc.messages import Round
+from mpcdp.mpc.queries import COMPARISONS, Comparison, ComparisonPolicy, ComparisonRefused, ComparisonSpec
 from mpcdp.mpc.session import PartyRun
-from mpcdp.mpc.statistics import Extremum, Threshold
 from mpcdp.prg import system_random
-from services import audit
+from services import audit, convert
+from services.ledgers import Reserving
 from services.link import LinkError
 from services.wire.mpcdp.v1 import federation_pb2 as pb
 
-STATISTICS = ("max", "min", "argmax", "threshold")
+log = logging.getLogger("mpcdp.mpc")
 KIND = "mpc"
 SESSION_ID_BYTES = 16
 CLOCK_SLACK = 5.0
+MECHANISM = "discrete_laplace"  # the noise pieces of the DP comparisons
+PASSED_ON = (
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+)  # a party's refusal keeps its class; anything else aborts the session
 
 
 class CompareRefused(Exception):
-    """A comparison request a node will not run: ``code`` is the gRPC status to answer with."""
+    """A comparison a node will not run: ``code`` is the gRPC status to answer with."""
 
     def __init__(self, code: grpc.StatusCode, message: str):
         super().__init__(message)
         self.code = code
 
 
-def statistic_for(request: pb.CompareRequest):
-    """The :mod:`mpcdp.mpc.statistics` object a request names."""
-    if request.statistic not in STATISTICS:
+def comparison_of(spec: pb.QuerySpec) -> Comparison | None:
+    """The comparison statistic a query names, or None for a secure-sum statistic."""
+    return COMPARISONS.get(spec.statistic) if spec.statistic in COMPARISONS else None
+
+
+def spec_from_proto(msg: pb.QuerySpec) -> ComparisonSpec:
+    """The library's spec from the wire; a refusal names the field (INVALID_ARGUMENT)."""
+    if msg.statistic not in COMPARISONS:
         raise CompareRefused(
             grpc.StatusCode.INVALID_ARGUMENT,
-            f"unknown comparison statistic {request.statistic!r}; choose one of {', '.join(STATISTICS)}",
+            f"unknown comparison statistic {msg.statistic!r}; choose one of {', '.join(COMPARISONS.names())}",
         )
-    if request.statistic == "threshold":
-        if request.fraction_den == 0 or request.fraction_num > request.fraction_den:
-            raise CompareRefused(grpc.StatusCode.INVALID_ARGUMENT, "a threshold is a fraction in [0, 1]")
-        return Threshold(fraction=Fraction(request.fraction_num, request.fraction_den))
-    return Extremum(smallest=request.statistic == "min", reveal="index" if request.statistic == "argmax" else "value")
+    kind = COMPARISONS.get(msg.statistic)
+    fields = convert.spec_fields(msg)
+    if fields.get("delta"):
+        raise CompareRefused(grpc.StatusCode.INVALID_ARGUMENT, "delta: comparisons are pure epsilon-DP; leave it 0")
+    try:
+        return ComparisonSpec(
+            statistic=msg.statistic,
+            column=msg.column,
+            parties=tuple(msg.parties),
+            session_id=bytes(msg.session_id),
+            deadline=msg.deadline,
+            epsilon=fields["epsilon"],
+            colluders=msg.colluders or 1,
+            fraction=msg.fraction if "fraction" in kind.uses else (msg.fraction or None),  # 0 is a threshold
+            quantile=msg.quantile or None,
+            edges=tuple(msg.edges),
+            categories=tuple(msg.categories),
+        )
+    except ComparisonRefused as exc:
+        raise CompareRefused(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
 
 
-def _integers(values, column: str) -> list[int]:
-    out = []
-    for v in values:
-        f = float(v)
-        if not np.isfinite(f) or not f.is_integer():
-            raise CompareRefused(
-                grpc.StatusCode.INVALID_ARGUMENT, f"column {column!r} must hold whole numbers to be compared"
-            )
-        out.append(int(f))
-    return out
+def policy_for(settings: dict) -> ComparisonPolicy:
+    """A party's comparison policy from its (node-overlaid) federation policy table."""
+    statistics = settings.get("statistics")
+    return ComparisonPolicy(
+        allow_exact_nonlinear=bool(settings.get("allow_exact_nonlinear", False)),
+        max_epsilon=float(settings.get("max_epsilon", ComparisonPolicy.max_epsilon)),
+        min_colluders=int(settings.get("min_colluders", ComparisonPolicy.min_colluders)),
+        statistics=None if statistics is None else tuple(statistics),
+        columns=tuple(settings.get("columns", ())),
+    )
 
 
-def prepare(statistic, request: pb.CompareRequest, position: int, values: list[int]) -> np.ndarray:
-    """This party's additive input: its best value in its own slot (zeros elsewhere), or (sum, count)."""
-    if isinstance(statistic, Threshold):
-        return statistic.prepare(position, sum(values), len(values))
-    if not values:
-        raise CompareRefused(grpc.StatusCode.FAILED_PRECONDITION, "this party holds no records to compare")
-    slots = [0] * len(request.parties)
-    slots[position] = min(values) if request.statistic == "min" else max(values)
-    return statistic.prepare(position, np.array(slots, dtype=object))
+def release_parts(spec: ComparisonSpec, entries: dict) -> list[pb.QueryReplyPart]:
+    """The release as the parts of a query reply: one QueryReply whose result holds the entries."""
+    result = struct_pb2.Struct()
+    result.update(entries)
+    reply = pb.QueryReply(
+        session_id=spec.session_id,
+        statistic=spec.statistic,
+        result=result,
+        parties=spec.parties,
+        exact=spec.is_exact,
+        epsilon=0.0 if spec.epsilon is None else spec.epsilon,
+        mechanism="" if spec.is_exact else MECHANISM,
+    )
+    return [pb.QueryReplyPart(reply=reply)]
 
 
-def release_text(statistic, request: pb.CompareRequest, opened) -> str:
-    out = statistic.release(opened)
-    if isinstance(statistic, Threshold):
-        return "YES" if out else "NO"
-    if request.statistic == "argmax":
-        return request.parties[int(out)]
-    return str(int(out))
-
-
-async def drive(link, parties: list[str], run: PartyRun, session_id: bytes, deadline) -> None:
+async def drive(link, parties: list[str], run: PartyRun, session_id: bytes, deadline: Callable[[], float]) -> None:
     """Run ``run`` to its end over ``link``: send this round's Rounds, wait for one from each peer, step.
 
     ``deadline()`` is the seconds left. Raises (LinkError, TimeoutError, ProtocolError) after aborting
@@ -124,95 +162,195 @@ async def drive(link, parties: list[str], run: PartyRun, session_id: bytes, dead
         raise
 
 
+def _abort_reason(exc: BaseException, run: PartyRun) -> str:
+    if isinstance(exc, LinkError):
+        return str(exc)
+    if isinstance(exc, asyncio.TimeoutError):
+        return "a peer did not answer in time"
+    return f"the comparison failed: {run.aborted or exc}"
+
+
 async def party_compare(node, request: pb.CompareRequest, context) -> pb.CompareReply:
     """The party side of ``Party.Compare`` (``node`` is a :class:`services.party_node.PartyNode`)."""
-    who = node._caller(context, node.federation.names("coordinator")[0])
-    if who not in node.federation.names("coordinator"):
+    coordinators = node.federation.names("coordinator")
+    who = node._caller(context, coordinators[0])
+    if who not in coordinators:
         await node._deny(context, f"{who!r} is not a coordinator of this federation", caller=who)
-    sid = bytes(request.session_id)
+    sid = bytes(request.spec.session_id)
+    budget = None
     try:
         if len(sid) != SESSION_ID_BYTES:
             raise CompareRefused(grpc.StatusCode.INVALID_ARGUMENT, f"a session id is {SESSION_ID_BYTES} bytes")
         if node._used(sid):
             raise CompareRefused(grpc.StatusCode.ALREADY_EXISTS, "this session id was already used")
-        if not node.federation.policy_for(node.me).get("allow_exact_nonlinear", False):
-            raise CompareRefused(
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"{node.me}'s policy does not allow exact nonlinear releases (allow_exact_nonlinear)",
-            )
-        parties = list(request.parties)
-        if (
-            node.me not in parties
-            or len(set(parties)) != len(parties)
-            or any(p not in node.federation.names("party") for p in parties)
-        ):
+        spec = spec_from_proto(request.spec)
+        if node.me not in spec.parties or any(p not in node.federation.names("party") for p in spec.parties):
             raise CompareRefused(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "the party list must name distinct parties of this federation, this one among them",
             )
-        if len(parties) < 3:
-            raise CompareRefused(
-                grpc.StatusCode.INVALID_ARGUMENT, "comparisons under MPC need at least 3 parties (honest majority)"
-            )
         now = node._clock()
-        if not now < request.deadline <= now + node.max_timeout + CLOCK_SLACK:
+        if not now < spec.deadline <= now + node.max_timeout + CLOCK_SLACK:
             raise CompareRefused(grpc.StatusCode.INVALID_ARGUMENT, "the deadline is past or too far ahead")
-        statistic = statistic_for(request)
-        if request.column not in node.table.columns:
-            raise CompareRefused(grpc.StatusCode.NOT_FOUND, f"column {request.column!r} is not offered by this party")
-        position = parties.index(node.me)
-        part = prepare(statistic, request, position, _integers(node.table.columns[request.column], request.column))
+        refusal = policy_for(node.federation.policy_for(node.me)).refusal(spec)
+        if refusal is not None:
+            raise CompareRefused(grpc.StatusCode.PERMISSION_DENIED, f"{node.me}: {refusal}")
+        if spec.column not in node.table.columns:
+            raise CompareRefused(grpc.StatusCode.NOT_FOUND, f"column {spec.column!r} is not offered by this party")
+        if spec.epsilon is not None:
+            if node.ledger is None:
+                raise CompareRefused(
+                    grpc.StatusCode.FAILED_PRECONDITION, f"{node.me} keeps no privacy ledger, so it answers no DP query"
+                )
+            budget = Reserving(node.ledger, node._reserved, sid)
+            try:
+                budget.check(spec.epsilon, 0.0)
+            except ValueError as exc:
+                raise CompareRefused(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{node.me}: {exc}") from None
+        position = spec.parties.index(node.me)
+        noise = node._rng(sid + b"/noise") if node._rng else system_random("mpc-noise")
+        part = spec.kind.prepare(spec, position, node.table.columns[spec.column], noise)
+    except ComparisonRefused as exc:
+        audit.record("refused", session=sid.hex(), status="INVALID_ARGUMENT", reason=str(exc))
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
     except CompareRefused as exc:
         audit.record("refused", session=sid.hex(), status=exc.code.name, reason=str(exc))
         await context.abort(exc.code, str(exc))
+    if budget is not None:
+        node._reserved[sid] = (spec.epsilon, 0.0)  # no await since the check
     if node.sessions is not None:
-        await node.sessions.add_durably(sid, request.deadline)
-    engine = Engine(len(parties), position, sid, node._rng(sid) if node._rng else system_random("mpc"))
-    run = PartyRun(engine, statistic.program(part))
+        await node.sessions.add_durably(sid, spec.deadline)
+    engine = Engine(len(spec.parties), position, sid, node._rng(sid) if node._rng else system_random("mpc"))
+    run = PartyRun(engine, spec.kind.computation(spec).program(part))
     node._closed[sid] = None  # used from now on, whatever happens
     try:
-        await drive(node.link, parties, run, sid, lambda: request.deadline - node._clock())
-        text = release_text(statistic, request, run.result)
+        await drive(node.link, list(spec.parties), run, sid, lambda: spec.deadline - node._clock())
+        entries = spec.kind.release(spec, run.result)
     except Exception as exc:  # a link, a deadline, a peer's garbage: abort, release nothing
-        reason = (
-            str(exc)
-            if isinstance(exc, LinkError)
-            else "a peer did not answer in time"
-            if isinstance(exc, asyncio.TimeoutError)
-            else f"the comparison failed: {run.aborted or exc}"
-        )
-        audit.record("aborted", session=sid.hex(), reason=reason)
+        reason = _abort_reason(exc, run)
+        late = engine.openings > 0
+        if budget is not None and late:  # our part of the opening left: a peer may hold the release
+            budget.charge(spec.epsilon, 0.0, label=sid.hex())
+        node._reserved.pop(sid, None)
+        audit.record("aborted", session=sid.hex(), reason=reason, charged=late and budget is not None)
         await context.abort(grpc.StatusCode.ABORTED, reason)
     finally:
         node.link.close_session(sid)
+    if budget is not None:
+        budget.charge(spec.epsilon, 0.0, label=sid.hex())
     audit.record(
-        "released", session=sid.hex(), statistic=request.statistic, parties=",".join(parties), what="comparison release"
+        "released",
+        session=sid.hex(),
+        statistic=spec.statistic,
+        parties=",".join(spec.parties),
+        epsilon=spec.epsilon,
+        what="comparison release",
     )
-    return pb.CompareReply(session_id=sid, statistic=request.statistic, release=text)
+    return pb.CompareReply(session_id=sid, statistic=spec.statistic, release=json.dumps(entries, sort_keys=True))
 
 
-async def coordinate(coord, request: pb.CompareRequest, context) -> pb.CompareReply:
-    """The coordinator side of ``Coordinator.Compare``: ask every party at once, pass on one agreed release."""
+def _proposal(coord, request: pb.QueryRequest) -> tuple[pb.QuerySpec, ComparisonSpec]:
+    """The spec every party gets: the analyst's, with a fresh session id, the deadline and the parties."""
+    if request.spec.session_id:
+        raise CompareRefused(grpc.StatusCode.INVALID_ARGUMENT, "session_id: is chosen by the coordinator")
+    timeout = request.timeout_seconds or coord.default_timeout
+    if not math.isfinite(timeout) or not 0 < timeout <= coord.max_timeout:
+        raise CompareRefused(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"timeout_seconds: must be in (0, {coord.max_timeout:g}] seconds (this coordinator's max_timeout)",
+        )
+    parties = list(request.spec.parties) or list(coord.federation.names("party"))
+    unknown = [p for p in parties if p not in coord.federation.names("party")]
+    if unknown:
+        raise CompareRefused(
+            grpc.StatusCode.INVALID_ARGUMENT, f"parties: not parties of this federation: {', '.join(unknown)}"
+        )
+    msg = pb.QuerySpec()
+    msg.CopyFrom(request.spec)
+    msg.session_id = secrets.token_bytes(SESSION_ID_BYTES)
+    msg.deadline = coord._clock() + timeout
+    del msg.parties[:]
+    msg.parties.extend(parties)
+    return msg, spec_from_proto(msg)
+
+
+async def coordinate(coord, request: pb.QueryRequest, context) -> None:
+    """The coordinator side of a comparison query (``coord`` is a :class:`services.coordinator_node.CoordinatorNode`):
+    check, reserve, ask every party at once, keep and charge one agreed release, write its parts."""
     who = await coord._client(context)
     try:
-        statistic_for(request)
+        msg, spec = _proposal(coord, request)
+        if spec.is_exact and not coord.federation.policy.get("allow_exact_nonlinear", False):
+            raise CompareRefused(
+                grpc.StatusCode.PERMISSION_DENIED,
+                "this federation does not allow exact nonlinear releases (allow_exact_nonlinear)"
+                + ("; noisy-argmax, quantile and median are DP" if not spec.kind.private else ""),
+            )
+        budget = _hold(coord, spec)
     except CompareRefused as exc:
         audit.record("refused", client=who, status=exc.code.name, reason=str(exc))
         await context.abort(exc.code, str(exc))
-    timeout = min(request.timeout_seconds or coord.default_timeout, coord.max_timeout)
-    parties = list(coord.federation.names("party"))
-    sid = secrets.token_bytes(SESSION_ID_BYTES)
-    ask = pb.CompareRequest(
-        session_id=sid,
-        statistic=request.statistic,
-        column=request.column,
-        parties=parties,
-        fraction_num=request.fraction_num,
-        fraction_den=request.fraction_den,
-        deadline=coord._clock() + timeout,
+    sid = spec.session_id
+    try:
+        await context.send_initial_metadata((("mpcdp-session-id", sid.hex()),))
+    except BaseException:
+        coord._reserved.pop(sid, None)
+        raise
+    task = asyncio.ensure_future(_session(coord, msg, spec, who, budget))
+    coord._sessions.add(task)
+    task.add_done_callback(coord._finished)
+    try:
+        parts = await asyncio.shield(task)  # the analyst leaving does not cancel a charged release
+    except CompareRefused as exc:
+        await context.abort(exc.code, str(exc))
+    await coord._send(context, parts, sid.hex())
+
+
+def _hold(coord, spec: ComparisonSpec) -> Reserving | None:
+    """Check the coordinator's ledger, counting its running sessions, and reserve this one's epsilon."""
+    if coord.ledger is None or spec.epsilon is None:
+        return None
+    budget = Reserving(coord.ledger, coord._reserved, spec.session_id)
+    try:
+        budget.check(spec.epsilon, 0.0)
+    except ValueError as exc:
+        raise CompareRefused(grpc.StatusCode.RESOURCE_EXHAUSTED, f"coordinator: {exc}") from None
+    coord._reserved[spec.session_id] = (spec.epsilon, 0.0)  # no await since the check
+    return budget
+
+
+async def _session(coord, msg: pb.QuerySpec, spec: ComparisonSpec, client: str, budget: Reserving | None) -> list:
+    sid = spec.session_id
+    try:
+        entries = await _ask_parties(coord, msg, spec)
+        parts = release_parts(spec, entries)
+        if coord.store is not None:
+            try:
+                await asyncio.to_thread(coord.store.put, sid.hex(), client, spec.is_exact, parts)
+            except OSError as exc:  # the release still goes to the analyst; it cannot be fetched again
+                log.error("could not keep the release of session %s: %s", sid.hex(), exc)
+        if budget is not None:
+            budget.charge(spec.epsilon, 0.0, label=sid.hex())
+    finally:
+        coord._reserved.pop(sid, None)
+    audit.record(
+        "released",
+        session=sid.hex(),
+        client=client,
+        statistic=spec.statistic,
+        parties=",".join(spec.parties),
+        epsilon=spec.epsilon,
+        exact=spec.is_exact,
     )
-    calls = {p: asyncio.ensure_future(coord._stub(p).Compare(ask, timeout=timeout + 1.0)) for p in parties}
-    done, _ = await asyncio.wait(calls.values(), return_when=asyncio.FIRST_EXCEPTION)
+    return parts
+
+
+async def _ask_parties(coord, msg: pb.QuerySpec, spec: ComparisonSpec) -> dict[str, Any]:
+    """Every party's release; they must all agree. CompareRefused names the first party that failed."""
+    sid, timeout = spec.session_id, max(spec.deadline - coord._clock(), 0.001)
+    ask = pb.CompareRequest(spec=msg)
+    calls = {p: asyncio.ensure_future(coord._stub(p).Compare(ask, timeout=timeout + 1.0)) for p in spec.parties}
+    await asyncio.wait(calls.values(), return_when=asyncio.FIRST_EXCEPTION)
     failures = [(p, c.exception()) for p, c in calls.items() if c.done() and c.exception() is not None]
     if failures:
         for c in calls.values():
@@ -221,24 +359,16 @@ async def coordinate(coord, request: pb.CompareRequest, context) -> pb.CompareRe
             if isinstance(exc, grpc.aio.AioRpcError) and exc.code() == grpc.StatusCode.UNAVAILABLE:
                 coord._forget(p)  # reconnect at once next time, not after the channel's backoff
         party, exc = failures[0]
-        detail = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
+        rpc = exc if isinstance(exc, grpc.aio.AioRpcError) else None
+        detail = rpc.details() if rpc is not None else str(exc)
         audit.record("aborted", session=sid.hex(), reason=f"{party}: {detail}")
-        code = (
-            exc.code()
-            if isinstance(exc, grpc.aio.AioRpcError)
-            and exc.code()
-            in (
-                grpc.StatusCode.PERMISSION_DENIED,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                grpc.StatusCode.NOT_FOUND,
-                grpc.StatusCode.FAILED_PRECONDITION,
-            )
-            else grpc.StatusCode.ABORTED
-        )
-        await context.abort(code, f"{party}: {detail}")
+        code = rpc.code() if rpc is not None and rpc.code() in PASSED_ON else grpc.StatusCode.ABORTED
+        raise CompareRefused(code, f"{party}: {detail}; session {sid.hex()} aborted, nothing released or charged")
     releases = {c.result().release for c in calls.values()}
     if len(releases) != 1:
         audit.record("aborted", session=sid.hex(), reason="the parties computed different releases")
-        await context.abort(grpc.StatusCode.ABORTED, "the parties computed different releases; nothing released")
-    audit.record("released", session=sid.hex(), client=who, statistic=request.statistic, what="comparison")
-    return pb.CompareReply(session_id=sid, statistic=request.statistic, release=releases.pop())
+        raise CompareRefused(grpc.StatusCode.ABORTED, "the parties computed different releases; nothing released")
+    entries = json.loads(releases.pop())
+    if not isinstance(entries, dict) or spec.statistic not in entries:
+        raise CompareRefused(grpc.StatusCode.ABORTED, "the parties' release does not name the statistic")
+    return entries

@@ -130,6 +130,7 @@ class Engine:
         self._reshare: dict[int, Stream] = {}
         self._random: dict[int, Stream] = {}
         self.round = 0  # rounds run so far in this session, across all its programs
+        self.openings = 0  # opening rounds this party has sent its part of: after one, a peer may know a release
 
     @property
     def ready(self) -> bool:
@@ -243,6 +244,7 @@ class Engine:
         """Reveal x to every party (one round; each share's owner sends its additive part to the others)."""
         mine = self.additive(x, xor)
         flat = mine.reshape(-1)
+        self.openings += 1
         inbox = yield {p: flat for p in range(self.n) if p != self.me} if self._owned else {}
         total = flat.copy()
         for p in self._owners:

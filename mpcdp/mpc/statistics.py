@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from fractions import Fraction
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -41,6 +42,14 @@ from .engine import U64, Engine, Program
 from .memory import Trace, run_in_memory, seeded_rngs
 
 COUNT_MAX = 1 << 40  # counts and local totals a DP statistic accepts (headroom for noise and scaling)
+
+
+class MpcStatistic(Protocol):
+    """What every statistic here offers a driver: the engine program over a prepared input, and its release."""
+
+    def program(self, part: Any) -> Callable[[Engine], Program[Any]]: ...
+
+    def release(self, opened: Any) -> Any: ...
 
 
 def _ints(values, what: str, lo: int, hi: int) -> np.ndarray:
