@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import shutil
 import ssl
+import sys
 import threading
 from collections.abc import Mapping
 from functools import partial
@@ -24,8 +25,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from mpcdp.survey.definition import Survey
-from mpcdp.survey.proved import circuit
+from mpcdp.survey.definition import Survey, SurveyError, parse_survey
 from mpcdp.survey.questions import Question
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,6 +38,8 @@ class PageError(Exception):
 
 
 def _circuit(survey: Survey, q: Question) -> dict[str, Any]:
+    from mpcdp.survey.proved import circuit  # Prio3 only when a page is written, not at command-line start-up
+
     vdaf = circuit(survey, q)
     out: dict[str, Any] = {"type": vdaf.name.removeprefix("Prio3")}
     for key in ("bits", "length", "chunk_length"):
@@ -119,3 +121,103 @@ def serve_page(folder: Path, host: str, port: int, tls: ssl.SSLContext | None) -
         server.socket = tls.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True, name="survey-page").start()
     return server
+
+
+# -- the `mpcdp survey serve-page` command ----------------------------------------------
+
+HELP = "write the survey's web page to a folder, or serve it over HTTPS"
+DESCRIPTION = """\
+The survey's web page for respondents: it shows the questions and, in plain words, what is protected;
+randomizes each answer on the respondent's device (the survey's local mechanisms, with the same exact
+parameters as `mpcdp survey submit`), proves and splits it with Prio3 (one report per aggregator),
+exchanges the respondent's invitation for an anonymous single-use token (blind RSA: the issuer cannot
+link the token to the invitation), uploads each report to its aggregator over HTTPS and shows a receipt.
+A reload or a network error resends the same submission, which is never counted twice.
+
+--endpoints is the endpoints file (the issuer's and each aggregator's HTTPS base URL). The page's origin
+(https://HOST:PORT of this server, or your static host's) must be in every aggregator's and the issuer's
+--cors-origin. Give respondents the page's address with their code: https://HOST:PORT/#invitation=CODE
+(after the #, the code never reaches any server log).
+
+With --out DIR the page is written to DIR for any static host (HTTPS) and the command exits; otherwise it
+is served at --listen until Ctrl-C or SIGTERM, over HTTPS with --https-cert/--https-key, or over plain
+HTTP with --insecure (loopback experiments only: browsers give no protection to the page's code then)."""
+EXAMPLES = (
+    "mpcdp survey serve-page --survey examples/election_poll.toml --endpoints endpoints.json --out site/",
+    "mpcdp survey serve-page --survey examples/election_poll.toml --endpoints endpoints.json "
+    "--listen 0.0.0.0:8443 --https-cert page.pem --https-key page.key",
+)
+
+
+def register(sp: Any, guard: Any, formatter: Any, examples: Any) -> None:
+    """Add ``serve-page`` to the ``mpcdp survey`` subcommands (``guard`` turns errors into messages)."""
+    g = sp.add_parser(
+        "serve-page", help=HELP, formatter_class=formatter, description=DESCRIPTION, epilog=examples(*EXAMPLES)
+    )
+    g.add_argument("--survey", required=True, help="the survey file (TOML)")
+    g.add_argument("--endpoints", required=True, metavar="JSON", help="the endpoints file (issuer and aggregator URLs)")
+    g.add_argument("--out", metavar="DIR", help="write the page to this folder and exit (for any static host)")
+    g.add_argument(
+        "--listen", default="127.0.0.1:8443", metavar="HOST:PORT", help="where to serve (default %(default)s)"
+    )
+    g.add_argument("--https-cert", metavar="PEM", help="the page server's certificate chain")
+    g.add_argument("--https-key", metavar="PEM", help="the page server's private key")
+    g.add_argument("--insecure", action="store_true", help="plain HTTP (loopback experiments only)")
+    g.set_defaults(run=guard(run))
+
+
+def _tls(cert: str | None, key: str | None) -> ssl.SSLContext:
+    if not cert or not key:
+        raise PageError("give --https-cert and --https-key (or --out DIR for a static host, or --insecure)")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def run(args: Any) -> int:
+    """``mpcdp survey serve-page``: write the page, then serve it unless ``--out`` was given."""
+    try:
+        return _serve(args)
+    except PageError as exc:
+        print(f"mpcdp survey serve-page: {exc}", file=sys.stderr)
+        return 1
+
+
+def _serve(args: Any) -> int:
+    import signal
+    import tempfile
+
+    try:
+        survey = parse_survey(Path(args.survey).read_text(), args.survey)
+    except OSError as exc:
+        raise SurveyError(f"cannot read: {exc.strerror}", source=args.survey) from None
+
+    try:
+        endpoints = json.loads(Path(args.endpoints).read_text())
+    except (OSError, ValueError) as exc:
+        raise PageError(f"cannot read the endpoints file {args.endpoints}: {exc}") from None
+    if not isinstance(endpoints, dict):
+        raise PageError(f"the endpoints file {args.endpoints} must hold a JSON object")
+    description = survey_json(survey, endpoints)
+    if args.out:
+        folder = write_page(survey, Path(args.out), description)
+        print(f"survey page written to {folder}/ (serve it over HTTPS; its origin must be in --cors-origin)")
+        return 0
+    tls = None if args.insecure else _tls(args.https_cert, args.https_key)
+    host, _, port = args.listen.rpartition(":")
+    with tempfile.TemporaryDirectory(prefix="mpcdp-page-") as tmp:
+        write_page(survey, Path(tmp), description)
+        server = serve_page(Path(tmp), host, int(port), tls)
+        scheme = "http" if tls is None else "https"
+        bound = server.server_address[1]
+        print(f"survey page at {scheme}://{host}:{bound}/  (respondents: {scheme}://{host}:{bound}/#invitation=CODE)")
+        if tls is None:
+            print("warning: plain HTTP (--insecure): for loopback experiments only", file=sys.stderr)
+        sys.stdout.flush()
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        stop.wait()
+        server.shutdown()
+    return 0
