@@ -1,0 +1,343 @@
+"""HTTPS for surveys: report intake and invitation redemption, beside the aggregators' gRPC (Starlette on hypercorn).
+
+The contract (paths, JSON bodies, status codes, CORS) is the README's "HTTPS API" section; in short:
+
+- ``GET  /v1/surveys/{id}`` — the published definition: the survey file, its digest, the issuer public key;
+- ``POST /v1/surveys/{id}/reports`` (aggregator) — one report with its token, stored by the same store and
+  library lifecycle as a gRPC ``Submit`` (the token spent in the transaction that stores the report);
+- ``POST /v1/surveys/{id}/tokens`` (issuer) — an invitation code and a TokenRequest for a blind signature;
+- ``GET /healthz``, ``GET /metrics``.
+
+HTTP/1.1 and HTTP/2 (ALPN over TLS; h2c in plaintext for loopback experiments). Every request body is
+bounded (413), every client address is rate-limited by a token bucket and every token or invitation by
+a count per minute (429 with ``Retry-After``); CORS only for the configured origins. Errors are
+``{"error": code, "message": sentence}`` and are counted (``/metrics``) and audited; nothing is stored
+on any error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from mpcdp.survey.definition import Survey
+from mpcdp.survey.lifecycle import Refusal
+from mpcdp.tokens import InvalidToken, InvitationRefused, TokenRequired, TokenReused
+from mpcdp.tokens.admission import SurveyAdmission
+from services import audit
+from services.survey.admission import IssuerDir, b64url, from_b64url, public_key_document
+from services.survey.store import ID_BYTES, PutStatus, StoreError
+
+MAX_BODY = 64 << 10  # a report of the example poll is 2 KiB (leader): room for much larger surveys
+MAX_TOKEN_BODY = 4 << 10
+WINDOW = 60.0
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    """Per request and per client limits of the HTTPS intake."""
+
+    max_body: int = MAX_BODY
+    rate: float = 20.0  # requests per second per client address, sustained
+    burst: float = 40.0  # and at once
+    per_token: int = 6  # attempts per token (or invitation) per minute: an outbox's retries, not a flood
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None):
+        super().__init__(message)
+        self.status, self.code, self.retry_after = status, code, retry_after
+
+
+class RateLimiter:
+    """A token bucket per client address and a per-minute count per token; memory bounded (LRU)."""
+
+    def __init__(self, limits: HttpLimits, clock: Callable[[], float] = time.monotonic, size: int = 100_000):
+        self.limits, self.clock, self.size = limits, clock, size
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._uses: OrderedDict[bytes, tuple[float, int]] = OrderedDict()
+
+    def _keep(self, table: OrderedDict, key, value) -> None:
+        table[key] = value
+        table.move_to_end(key)
+        while len(table) > self.size:
+            table.popitem(last=False)
+
+    def address(self, address: str) -> None:
+        now = self.clock()
+        level, last = self._buckets.get(address, (self.limits.burst, now))
+        level = min(self.limits.burst, level + (now - last) * self.limits.rate)
+        if level < 1:
+            self._keep(self._buckets, address, (level, now))
+            wait = math.ceil((1 - level) / self.limits.rate)
+            raise HttpError(429, "rate_limited", "too many requests from your address: wait and retry", wait)
+        self._keep(self._buckets, address, (level - 1, now))
+
+    def token(self, key: bytes, what: str) -> None:
+        now = self.clock()
+        start, count = self._uses.get(key, (now, 0))
+        if now - start >= WINDOW:
+            start, count = now, 0
+        if count >= self.limits.per_token:
+            wait = math.ceil(WINDOW - (now - start))
+            raise HttpError(429, "rate_limited", f"this {what} was tried too often: wait a minute and retry", wait)
+        self._keep(self._uses, key, (start, count + 1))
+
+
+def _error(exc: HttpError) -> JSONResponse:
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+    return JSONResponse({"error": exc.code, "message": str(exc)}, status_code=exc.status, headers=headers)
+
+
+async def read_json(request: Request, limit: int) -> dict:
+    """The request's JSON object, refusing a body over ``limit`` bytes (413) before reading it all."""
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        raise HttpError(415, "unsupported_media_type", "send a JSON body (Content-Type: application/json)")
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise HttpError(413, "too_large", f"the body is larger than this server's limit of {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HttpError(413, "too_large", f"the body is larger than this server's limit of {limit} bytes")
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise HttpError(400, "malformed", "the body is not JSON") from None
+    if not isinstance(doc, dict):
+        raise HttpError(400, "malformed", "the body is not a JSON object")
+    return doc
+
+
+def _field(doc: dict, name: str, decode: Callable[[str], bytes], required: bool = True) -> bytes | None:
+    value = doc.get(name)
+    if value is None or value == "":
+        if required:
+            raise HttpError(400, "malformed", f"the field {name!r} is missing")
+        return None
+    try:
+        return decode(value)
+    except (ValueError, TypeError):
+        raise HttpError(400, "malformed", f"the field {name!r} is not encoded as the API says") from None
+
+
+def _hex(text: str) -> bytes:
+    if not isinstance(text, str):
+        raise ValueError("not hex")
+    return bytes.fromhex(text)
+
+
+class SurveyHttp:
+    """The HTTPS face of an aggregator (``store``: its report store) and/or an issuer (``issuers``).
+
+    ``store.put(survey_id, items, tokens)`` is the same call the gRPC ``Submit`` makes; it runs on
+    ``executor`` threads, off the event loop."""
+
+    def __init__(
+        self,
+        surveys: Mapping[str, Survey],
+        sources: Mapping[str, str],
+        *,
+        aggregator: str | None = None,
+        store=None,
+        admissions: Mapping[str, SurveyAdmission] | None = None,
+        issuers: Mapping[str, IssuerDir] | None = None,
+        endpoints: dict | None = None,
+        cors_origins: tuple[str, ...] = (),
+        limits: HttpLimits = HttpLimits(),
+        executor: ThreadPoolExecutor | None = None,
+    ):
+        self.surveys, self.sources = dict(surveys), dict(sources)
+        self.aggregator, self.store = aggregator, store
+        self.admissions = dict(admissions or {})
+        self.issuers = dict(issuers or {})
+        for issuer in self.issuers.values():
+            self.admissions.setdefault(issuer.survey.id, issuer.admission)
+        self.endpoints = endpoints
+        self.limits = limits
+        self.limiter = RateLimiter(limits)
+        self.metrics: Counter[str] = Counter()
+        self.executor = executor or ThreadPoolExecutor(max_workers=2, thread_name_prefix="https")
+        routes = [
+            Route("/healthz", self.health, methods=["GET"]),
+            Route("/metrics", self.render_metrics, methods=["GET"]),
+            Route("/v1/surveys/{survey_id}", self.definition, methods=["GET"]),
+        ]
+        if store is not None:
+            routes.append(Route("/v1/surveys/{survey_id}/reports", self.report, methods=["POST"]))
+        if self.issuers:
+            routes.append(Route("/v1/surveys/{survey_id}/tokens", self.token, methods=["POST"]))
+        self.app = Starlette(
+            routes=routes,
+            middleware=[
+                Middleware(
+                    CORSMiddleware,
+                    allow_origins=list(cors_origins),
+                    allow_methods=["GET", "POST"],
+                    allow_headers=["content-type"],
+                    max_age=600,
+                )
+            ],
+        )
+
+    # -- plumbing --------------------------------------------------------------------------------
+    async def _handle(self, request: Request, what: str, work) -> Response:
+        self.metrics[f"{what}_requests"] += 1
+        survey_id = request.path_params.get("survey_id", "")
+        try:
+            self.limiter.address(request.client.host if request.client else "")
+            return await work(request)
+        except HttpError as exc:
+            self.metrics[f"{what}_refused_{exc.code}"] += 1
+            if exc.code != "rate_limited":  # a flood is counted, not written line by line to the audit log
+                audit.record("refused", survey=survey_id, status=str(exc.status), reason=f"{exc.code}: {exc}")
+            return _error(exc)
+
+    def _survey(self, request: Request) -> Survey:
+        survey = self.surveys.get(request.path_params["survey_id"])
+        if survey is None:
+            raise HttpError(404, "unknown_survey", f"this server runs no survey {request.path_params['survey_id']!r}")
+        return survey
+
+    async def _run(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    # -- routes ----------------------------------------------------------------------------------
+    async def health(self, request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def render_metrics(self, request: Request) -> Response:
+        return PlainTextResponse("".join(f"mpcdp_https_{k} {v}\n" for k, v in sorted(self.metrics.items())))
+
+    async def definition(self, request: Request) -> Response:
+        async def work(request):
+            survey = self._survey(request)
+            admission = self.admissions.get(survey.id)
+            issuer = None
+            if admission is not None:
+                issuer = {
+                    **public_key_document(survey.id, admission.issuer),
+                    "name": admission.issuer_name.decode(),
+                    "origin_info": admission.origin_info.decode(),
+                    "token_type": 2,
+                }
+                del issuer["survey"]
+            return JSONResponse(
+                {
+                    "survey": survey.id,
+                    "title": survey.title,
+                    "digest": survey.digest.hex(),
+                    "proofs": survey.proofs,
+                    "toml": self.sources.get(survey.id, ""),
+                    "aggregators": list(survey.aggregator_names),
+                    "issuer": issuer,
+                    "endpoints": self.endpoints,
+                }
+            )
+
+        return await self._handle(request, "definition", work)
+
+    async def report(self, request: Request) -> Response:
+        async def work(request):
+            survey = self._survey(request)
+            if survey.id not in self.admissions:
+                reason = f"this aggregator takes no HTTPS reports for survey {survey.id!r} (it has no issuer key)"
+                raise HttpError(404, "unknown_survey", reason)
+            doc = await read_json(request, self.limits.max_body)
+            if _field(doc, "digest", _hex) != survey.digest:
+                raise HttpError(
+                    412, "digest_mismatch", f"your definition of survey {survey.id!r} differs from this aggregator's"
+                )
+            sid = _field(doc, "submission_id", _hex)
+            if len(sid) != ID_BYTES:
+                raise HttpError(400, "malformed", f"a submission id is {ID_BYTES} bytes ({2 * ID_BYTES} hex digits)")
+            report = _field(doc, "report", from_b64url)
+            token = _field(doc, "token", from_b64url, required=False)
+            if token is not None:
+                self.limiter.token(hashlib.sha256(token).digest(), "token")
+            try:
+                (status,) = await self._run(self.store.put, survey.id, [(sid, report)], [token] if token else None)
+            except TokenRequired as exc:
+                raise HttpError(401, "token_missing", str(exc)) from None
+            except TokenReused as exc:
+                raise HttpError(403, "token_reused", str(exc)) from None
+            except InvalidToken as exc:
+                raise HttpError(403, "token_invalid", str(exc)) from None
+            except (StoreError, Refusal) as exc:
+                if exc.reason in (StoreError.UNKNOWN_SURVEY,):
+                    raise HttpError(404, "unknown_survey", str(exc)) from None
+                raise HttpError(409, "closed", str(exc)) from None
+            except ValueError as exc:
+                raise HttpError(400, "malformed", str(exc)) from None
+            if status == PutStatus.CONFLICT:
+                raise HttpError(409, "conflict", "this submission id is already stored with another report")
+            self.metrics[f"reports_{status.name.lower()}"] += 1
+            if status == PutStatus.ACCEPTED:
+                return JSONResponse({"outcome": "accepted"}, status_code=201)
+            return JSONResponse({"outcome": "duplicate"}, status_code=200)
+
+        return await self._handle(request, "reports", work)
+
+    async def token(self, request: Request) -> Response:
+        async def work(request):
+            survey = self._survey(request)
+            issuer = self.issuers.get(survey.id)
+            if issuer is None:
+                raise HttpError(404, "unknown_survey", f"this server issues no tokens for survey {survey.id!r}")
+            doc = await read_json(request, MAX_TOKEN_BODY)
+            code = doc.get("invitation")
+            if not isinstance(code, str) or not code:
+                raise HttpError(400, "malformed", "the field 'invitation' is missing")
+            token_request = _field(doc, "token_request", from_b64url)
+            self.limiter.token(hashlib.sha256(b"invitation:" + code.encode()).digest(), "invitation")
+            try:
+                response = await self._run(issuer.invitations.redeem, code, token_request, issuer.issuer)
+            except InvitationRefused as exc:
+                raise HttpError(403, "invitation_refused", str(exc)) from None
+            except InvalidToken as exc:
+                raise HttpError(400, "malformed", str(exc)) from None
+            self.metrics["tokens_issued"] += 1
+            return JSONResponse({"token_response": b64url(response)})
+
+        return await self._handle(request, "tokens", work)
+
+
+async def serve(
+    app,
+    bind: str,
+    shutdown: asyncio.Event,
+    certfile: Path | None = None,
+    keyfile: Path | None = None,
+) -> None:
+    """Serve ``app`` on ``bind`` (HOST:PORT) until ``shutdown`` is set: TLS with HTTP/2 and HTTP/1.1 by ALPN
+    when given a certificate, else plaintext HTTP/1.1 and h2c."""
+    from hypercorn.asyncio import serve as hypercorn_serve
+    from hypercorn.config import Config
+
+    config = Config()
+    config.bind = [bind]
+    config.accesslog = None
+    config.errorlog = None
+    config.include_server_header = False
+    config.keep_alive_timeout = 30
+    config.h11_max_incomplete_size = 16 << 10  # request line and headers
+    config.h2_max_concurrent_streams = 32
+    if certfile is not None:
+        config.certfile, config.keyfile = str(certfile), str(keyfile)
+    await hypercorn_serve(app, config, shutdown_trigger=shutdown.wait)
