@@ -277,9 +277,9 @@ def end_to_end(n: int) -> dict:
     import asyncio
     import tempfile
 
-    from mpcdp.client import SurveyClient
     from mpcdp.survey import proved
     from mpcdp.survey.definition import parse_survey
+    from mpcdp.survey.respondent import SurveyClient
     from mpcdp.survey.synthetic import synthetic_answers
     from services.survey.collector import coordinator_for
     from services.survey.simulation import COORDINATOR, LocalSurvey
@@ -343,7 +343,7 @@ def _cpu_seconds(pid: int) -> float:
 
 
 async def _ingest_and_release(run, prepared, coordinator) -> dict:
-    from mpcdp.client import SurveyClient
+    from mpcdp.survey.respondent import SurveyClient
 
     transport = run.transport()
     pids = {name: proc.pid for name, proc in run.procs.items()}

@@ -1,16 +1,19 @@
 """Secure surveys and polls (DESIGN.md, protocol 2): local DP, secret sharing, central DP.
 
     survey = parse_survey(Path("examples/election_poll.toml").read_text(), "election_poll.toml")
-    prepared = SurveyClient(survey).prepare({"vote": "Labour", ...})   # mpcdp.client
+    prepared = SurveyClient(survey).prepare({"vote": "Labour", ...})   # mpcdp.survey.respondent
     ...                                                                # aggregators store shares
     results = estimate(survey, total, respondents)                     # after intersect()
 
-Modules: ``definition`` (survey files), ``local`` (per-question local DP),
-``sheet`` (answer validation), ``central`` (the aggregators' noise pieces),
-``release`` (intersection, minimum size, debiasing), ``synthetic``
-(respondents with a known truth, for simulations), ``proved`` (answers as
-Prio3 reports and their verification), ``lifecycle`` (an aggregator's survey
-state machine), ``forged`` (malicious respondents, for simulations and tests).
+Modules: ``questions`` (the question kinds, one class each, in a registry:
+encoding, checks, sensitivity, Prio3 circuit, debiasing), ``local`` (the local
+DP mechanisms, one class each, in a registry), ``definition`` (survey files),
+``sheet`` (answer validation), ``respondent`` (the respondent's client),
+``noise`` (the aggregators' central noise pieces), ``release``
+(intersection, minimum size, debiasing), ``synthetic`` (respondents with a
+known truth, for simulations), ``proved`` (answers as Prio3 reports and their
+verification), ``lifecycle`` (an aggregator's survey state machine),
+``forged`` (malicious respondents, for simulations and tests).
 
 What a malicious respondent can do. With ``proofs = "prio3"`` every answer
 carries a zero-knowledge proof of validity that the aggregators check

@@ -36,33 +36,17 @@ import json
 import math
 import tomllib
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from typing import Any, NoReturn
 
 from .. import ring
-from ..dp.laplace import GridLaplace
 from ..dp.rational import epsilon_in_range
+from .local import LOCAL_MECHANISMS, LocalMechanism
+from .questions import MAX_OPTIONS, QUESTION_KINDS, CentralNoise, Question
 from .toml_lines import key_lines, line_of
 
-KINDS = ("yesno", "choice", "multiselect", "numeric")
-LOCAL_MECHANISMS = {
-    "yesno": ("none", "two_coin", "rr"),
-    "choice": ("none", "krr", "unary"),
-    "multiselect": ("none", "rr"),
-    "numeric": ("none", "laplace"),
-}
 CENTRAL_MECHANISMS = ("none", "discrete_laplace", "skellam")
-TWO_COIN_EPSILON = math.log(3.0)
-MAX_OPTIONS = 256
 MAX_AGGREGATORS = 16
-# A locally noised numeric report is clamped T = b * LAPLACE_TAIL steps beyond the answer
-# range (b the noise scale in steps): P(|noise| > T) <= 1e-9, so the clamp's bias is below 1e-9 * b.
-LAPLACE_TAIL = math.log(1e9)
-
-
-@lru_cache(maxsize=64)
-def _grid_laplace(epsilon: float, sensitivity: float, grid_exponent: int) -> GridLaplace:
-    return GridLaplace(epsilon, sensitivity, grid_exponent, rounding="unbiased")
-
+Path = tuple[str | int, ...]  # where a field is: ("question", 1, "local", "epsilon")
 
 # "none": shares of the ring, unverified; "prio3": Prio3 reports whose validity the aggregators verify
 PROOFS = ("none", "prio3")
@@ -76,96 +60,6 @@ class SurveyError(ValueError):
         super().__init__(f"{where}: {field + ': ' if field else ''}{message}")
         self.field = field
         self.line = line
-
-
-@dataclass(frozen=True)
-class LocalMechanism:
-    """Randomisation on the respondent's device (local DP with parameter ``epsilon``)."""
-
-    name: str = "none"
-    epsilon: float | None = None
-
-    @property
-    def enabled(self) -> bool:
-        return self.name != "none"
-
-
-@dataclass(frozen=True)
-class CentralNoise:
-    """Distributed noise the aggregators add to a question's totals at release."""
-
-    mechanism: str = "none"
-    epsilon: float | None = None
-    delta: float = 0.0
-
-    @property
-    def enabled(self) -> bool:
-        return self.mechanism != "none"
-
-
-@dataclass(frozen=True)
-class Question:
-    id: str
-    kind: str
-    text: str = ""
-    options: tuple[str, ...] = ()
-    bounds: tuple[float, float] | None = None
-    step: float | None = None  # numeric: the report grid, a power of two (a declared step is rounded down)
-    local: LocalMechanism = LocalMechanism()
-    central: CentralNoise = CentralNoise()
-
-    @property
-    def width(self) -> int:
-        """Ring coordinates this question takes in an encoded answer sheet."""
-        return len(self.options) if self.kind in ("choice", "multiselect") else 1
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        """What each coordinate estimates."""
-        if self.kind in ("choice", "multiselect"):
-            return self.options
-        return ("yes",) if self.kind == "yesno" else ("mean",)
-
-    @property
-    def grid_exponent(self) -> int:
-        """Numeric questions: reports are integer multiples of ``step`` = 2^grid_exponent."""
-        return math.frexp(self.step)[1] - 1
-
-    def laplace(self) -> GridLaplace:
-        """Numeric questions under local Laplace: the grid mechanism on the answer range."""
-        return _grid_laplace(self.local.epsilon, self.bounds[1] - self.bounds[0], self.grid_exponent)
-
-    @property
-    def unit_range(self) -> tuple[int, int]:
-        """Numeric questions: the smallest and largest report, in steps.
-
-        Under local Laplace a report is clamped T = ceil(scale * LAPLACE_TAIL)
-        steps beyond the rounded answer range.
-        """
-        lo, hi = math.floor(self.bounds[0] / self.step), math.ceil(self.bounds[1] / self.step)
-        if self.local.name == "laplace":
-            tail = math.ceil(float(self.laplace().scale_steps) * LAPLACE_TAIL)
-            return lo - tail, hi + tail
-        return lo, hi
-
-    @property
-    def magnitude(self) -> int:
-        """Largest |coordinate| one report can contribute, in ring units."""
-        if self.kind == "numeric":
-            return max(abs(u) for u in self.unit_range)
-        return 1
-
-    @property
-    def sensitivity(self) -> int:
-        """L1 change of this block when one respondent's report is replaced (ring units)."""
-        if self.kind == "yesno":
-            return 1
-        if self.kind == "choice":
-            return len(self.options) if self.local.name == "unary" else 2
-        if self.kind == "multiselect":
-            return len(self.options)
-        lo, hi = self.unit_range
-        return hi - lo
 
 
 @dataclass(frozen=True)
@@ -187,12 +81,18 @@ class Survey:
     proofs: str = "none"  # "prio3": every answer carries a validity proof the aggregators check (mpcdp.survey.proved)
 
     @property
+    def verified(self) -> bool:
+        """Do reports carry Prio3 proofs the aggregators verify (``proofs = "prio3"``)?"""
+        return self.proofs == "prio3"
+
+    @property
     def width(self) -> int:
         """Length of an encoded answer sheet: the questions' blocks, in order."""
         return sum(q.width for q in self.questions)
 
     def offsets(self) -> list[tuple[Question, slice]]:
-        out, start = [], 0
+        out: list[tuple[Question, slice]] = []
+        start = 0
         for q in self.questions:
             out.append((q, slice(start, start + q.width)))
             start += q.width
@@ -219,10 +119,10 @@ class _Reader:
         self.lines = key_lines(text)
         self.source = source
 
-    def fail(self, path: tuple, message: str):
+    def fail(self, path: Path, message: str) -> NoReturn:
         raise SurveyError(message, _dotted(path), line_of(self.lines, path), self.source)
 
-    def table(self, doc: dict, path: tuple, key: str, required: bool = True) -> dict:
+    def table(self, doc: dict[str, Any], path: Path, key: str, required: bool = True) -> dict[str, Any]:
         value = doc.get(key)
         if value is None and not required:
             return {}
@@ -230,7 +130,15 @@ class _Reader:
             self.fail(path + (key,), "missing table" if value is None else "must be a table")
         return value
 
-    def get(self, doc: dict, path: tuple, key: str, kind, default=None, required: bool = False):
+    def get(
+        self,
+        doc: dict[str, Any],
+        path: Path,
+        key: str,
+        kind: type | tuple[type, ...],
+        default: Any = None,
+        required: bool = False,
+    ) -> Any:
         if key not in doc:
             if required:
                 self.fail(path + (key,) if path else (key,), "required field is missing")
@@ -241,14 +149,14 @@ class _Reader:
             self.fail(path + (key,), f"must be {_kind_name(kind)}, got {type(value).__name__}")
         return value
 
-    def unknown(self, doc: dict, path: tuple, allowed: tuple[str, ...]) -> None:
+    def unknown(self, doc: dict[str, Any], path: Path, allowed: tuple[str, ...]) -> None:
         for key in doc:
             if key not in allowed:
                 self.fail(path + (key,), f"unknown field; expected one of {', '.join(allowed)}")
 
 
-def _kind_name(kind) -> str:
-    names = {
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    names: dict[type, str] = {
         str: "a string",
         int: "an integer",
         float: "a number",
@@ -261,7 +169,7 @@ def _kind_name(kind) -> str:
     return names[kind]
 
 
-def _dotted(path: tuple) -> str:
+def _dotted(path: Path) -> str:
     out = ""
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
@@ -327,13 +235,13 @@ def parse_survey(text: str, source: str = "<survey>") -> Survey:
     return replace(survey, digest=_digest(survey))
 
 
-def _parse_aggregators(r: _Reader, doc: dict) -> tuple[Aggregator, ...]:
+def _parse_aggregators(r: _Reader, doc: dict[str, Any]) -> tuple[Aggregator, ...]:
     raw = r.get(doc, (), "aggregator", list, required=True)
     if not 2 <= len(raw) <= MAX_AGGREGATORS:
         r.fail(("aggregator",), f"a survey needs between 2 and {MAX_AGGREGATORS} aggregators, got {len(raw)}")
-    out = []
+    out: list[Aggregator] = []
     for i, a in enumerate(raw):
-        path = ("aggregator", i)
+        path: Path = ("aggregator", i)
         r.unknown(a, path, ("name", "address"))
         name = r.get(a, path, "name", str, required=True)
         if not _is_name(name):
@@ -348,51 +256,81 @@ def _parse_aggregators(r: _Reader, doc: dict) -> tuple[Aggregator, ...]:
     return tuple(out)
 
 
-def _parse_question(r: _Reader, q, i: int) -> Question:
-    path = ("question", i)
+_SHARED_FIELDS = ("id", "text", "kind", "local", "central")
+
+
+def _parse_question(r: _Reader, q: object, i: int) -> Question:
+    path: Path = ("question", i)
     if not isinstance(q, dict):
         r.fail(path, "must be a table")
-    r.unknown(q, path, ("id", "text", "kind", "options", "bounds", "step", "local", "central"))
+    kind_fields = {f: k for k in QUESTION_KINDS for f in k.fields}
+    r.unknown(q, path, _SHARED_FIELDS + tuple(kind_fields))
     qid = r.get(q, path, "id", str, required=True)
     if not _is_name(qid):
         r.fail(path + ("id",), "must be 1-64 characters of [A-Za-z0-9._-]")
-    kind = r.get(q, path, "kind", str, required=True)
-    if kind not in KINDS:
-        r.fail(path + ("kind",), f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
-    options: tuple[str, ...] = ()
-    bounds = step = None
-    if kind in ("choice", "multiselect"):
-        raw = r.get(q, path, "options", list, required=True)
-        if not 2 <= len(raw) <= MAX_OPTIONS or not all(isinstance(o, str) and o for o in raw):
-            r.fail(path + ("options",), f"must be 2 to {MAX_OPTIONS} non-empty strings")
-        if len(set(raw)) != len(raw):
-            r.fail(path + ("options",), "options must be distinct")
-        options = tuple(raw)
-    elif "options" in q:
-        r.fail(path + ("options",), f"a {kind} question takes no options")
-    if kind == "numeric":
-        raw = r.get(q, path, "bounds", list, required=True)
-        if (
-            len(raw) != 2
-            or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b) for b in raw)
-            or raw[0] >= raw[1]
-        ):
-            r.fail(path + ("bounds",), "must be [lo, hi], two finite numbers with lo < hi")
-        bounds = (float(raw[0]), float(raw[1]))
-        step = float(r.get(q, path, "step", (int, float), (bounds[1] - bounds[0]) / 1024))
-        if not math.isfinite(step) or step <= 0 or step > bounds[1] - bounds[0]:
+    name = r.get(q, path, "kind", str, required=True)
+    if name not in QUESTION_KINDS:
+        r.fail(path + ("kind",), f"unknown kind {name!r}; choose one of {', '.join(QUESTION_KINDS.names())}")
+    kind = QUESTION_KINDS.get(name)
+    for key, owner in kind_fields.items():
+        if key in q and key not in kind.fields:
+            r.fail(path + (key,), f"a {name} question takes no {key} (only a {owner.name} question does)")
+    fields = {key: _FIELD_READERS[key](r, q, path) for key in kind.fields}
+    if "step" in fields:  # the default step is 1/1024 of the range; a step is rounded down to a power of two
+        lo, hi = fields["bounds"]
+        step = fields["step"] if fields["step"] is not None else (hi - lo) / 1024
+        if not math.isfinite(step) or step <= 0 or step > hi - lo:
             r.fail(path + ("step",), "must be a number in (0, hi - lo]")
-        step = 2.0 ** (math.frexp(step)[1] - 1)  # a power of two: exact in binary floating point
-    else:
-        for key in ("bounds", "step"):
-            if key in q:
-                r.fail(path + (key,), f"only a numeric question takes {key}")
-    local = _parse_local(r, q, path, kind, len(options))
+        fields["step"] = 2.0 ** (math.frexp(step)[1] - 1)  # a power of two: exact in binary floating point
+    local = _parse_local(r, q, path, kind)
     central = _parse_central(r, q, path)
-    return Question(qid, kind, r.get(q, path, "text", str, ""), options, bounds, step, local, central)
+    return kind(id=qid, text=r.get(q, path, "text", str, ""), local=local, central=central, **fields)
 
 
-def _epsilon(r: _Reader, table: dict, path: tuple) -> float:
+def _read_options(r: _Reader, q: dict, path: Path) -> tuple[str, ...]:
+    raw = r.get(q, path, "options", list, required=True)
+    if not 2 <= len(raw) <= MAX_OPTIONS or not all(isinstance(o, str) and o for o in raw):
+        r.fail(path + ("options",), f"must be 2 to {MAX_OPTIONS} non-empty strings")
+    if len(set(raw)) != len(raw):
+        r.fail(path + ("options",), "options must be distinct")
+    return tuple(raw)
+
+
+def _read_bounds(r: _Reader, q: dict, path: Path) -> tuple[float, float]:
+    raw = r.get(q, path, "bounds", list, required=True)
+    finite = all(isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b) for b in raw)
+    if len(raw) != 2 or not finite or raw[0] >= raw[1]:
+        r.fail(path + ("bounds",), "must be [lo, hi], two finite numbers with lo < hi")
+    return float(raw[0]), float(raw[1])
+
+
+def _read_step(r: _Reader, q: dict, path: Path) -> float | None:
+    step = r.get(q, path, "step", (int, float))
+    return None if step is None else float(step)
+
+
+_FIELD_READERS = {"options": _read_options, "bounds": _read_bounds, "step": _read_step}
+
+
+def _parse_local(r: _Reader, q: dict, path: Path, kind: type[Question]) -> LocalMechanism:
+    t = r.table(q, path, "local", required=False)
+    path = path + ("local",)
+    r.unknown(t, path, ("mechanism", "epsilon"))
+    name = r.get(t, path, "mechanism", str, "none")
+    allowed = [m.name for m in kind.mechanisms]
+    if name not in allowed:
+        r.fail(
+            path + ("mechanism",),
+            f"{name!r} does not apply to a {kind.name} question; choose one of {', '.join(allowed)}",
+        )
+    epsilon = r.get(t, path, "epsilon", (int, float))
+    try:
+        return LOCAL_MECHANISMS.get(name).configure(epsilon)
+    except ValueError as exc:
+        r.fail(path + ("epsilon",), str(exc))
+
+
+def _epsilon(r: _Reader, table: dict[str, Any], path: Path) -> float:
     eps = r.get(table, path, "epsilon", (int, float), required=True)
     try:
         epsilon_in_range(eps)
@@ -401,28 +339,7 @@ def _epsilon(r: _Reader, table: dict, path: tuple) -> float:
     return float(eps)
 
 
-def _parse_local(r: _Reader, q: dict, path: tuple, kind: str, k: int) -> LocalMechanism:
-    t = r.table(q, path, "local", required=False)
-    path = path + ("local",)
-    r.unknown(t, path, ("mechanism", "epsilon"))
-    name = r.get(t, path, "mechanism", str, "none")
-    if name not in LOCAL_MECHANISMS[kind]:
-        r.fail(
-            path + ("mechanism",),
-            f"{name!r} does not apply to a {kind} question; choose one of {', '.join(LOCAL_MECHANISMS[kind])}",
-        )
-    if name == "none":
-        if "epsilon" in t:
-            r.fail(path + ("epsilon",), "no local mechanism, so no epsilon")
-        return LocalMechanism()
-    if name == "two_coin":
-        if "epsilon" in t and abs(t["epsilon"] - TWO_COIN_EPSILON) > 1e-9:
-            r.fail(path + ("epsilon",), f"the two-coin mechanism has epsilon = ln 3 = {TWO_COIN_EPSILON:.6f}")
-        return LocalMechanism(name, TWO_COIN_EPSILON)
-    return LocalMechanism(name, _epsilon(r, t, path))
-
-
-def _parse_central(r: _Reader, q: dict, path: tuple) -> CentralNoise:
+def _parse_central(r: _Reader, q: dict[str, Any], path: Path) -> CentralNoise:
     t = r.table(q, path, "central", required=False)
     path = path + ("central",)
     r.unknown(t, path, ("mechanism", "epsilon", "delta"))
@@ -445,7 +362,7 @@ def _parse_central(r: _Reader, q: dict, path: tuple) -> CentralNoise:
 
 def _digest(survey: Survey) -> bytes:
     """SHA-256 over the canonical meaning of the survey (aggregator addresses excluded)."""
-    canon = {
+    canon: dict[str, object] = {
         "id": survey.id,
         "min": survey.min_respondents,
         "max": survey.max_respondents,

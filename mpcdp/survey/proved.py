@@ -6,20 +6,13 @@ the aggregators check the proof together on secret-shared data and count a
 report only if it verifies, so one respondent moves a total by at most one
 valid answer (robustness; Corrigan-Gibbs and Boneh, NSDI 2017).
 
-Question kind -> circuit (the *randomised* answer is the measurement: local DP
-runs first, :func:`mpcdp.survey.local.randomise`, and every mechanism's output
-is itself a valid answer):
-
-* yes/no -> Count (0 or 1);
-* choice -> Histogram(k) (exactly one option, also after k-RR); a choice under
-  unary encoding and a multi-select -> SumVec(k, bits 1) (any 0/1 vector);
-* numeric -> Sum(bits) of ``report - lo`` in grid steps, where ``[lo, hi]`` is
-  :attr:`Question.unit_range` (the grid-Laplace report is already clamped
-  there, LAPLACE_TAIL scales beyond the answer range, a bias below 1e-9 of the
-  range) and bits = bit length of hi - lo. The proof shows
-  ``0 <= report - lo < 2^bits``: a forged numeric report can add at most
-  ``lo + 2^bits - 1 <= 2 hi - lo + 1`` steps, under twice an honest extreme;
-  the estimator adds ``lo`` back per counted respondent.
+Each question kind owns its circuit and measurement
+(:meth:`mpcdp.survey.questions.Question.make_circuit`, ``measurement``): the
+*randomized* answer is the measurement (local DP runs first,
+:meth:`~mpcdp.survey.questions.Question.randomize`, and every mechanism's
+output is itself a valid answer): yes/no -> Count; choice -> Histogram(k), or
+SumVec(k, bits 1) under unary encoding; multi-select -> SumVec(k, bits 1);
+numeric -> Sum(bits) of ``report - lo`` in grid steps.
 
 Binding: the nonce of question i of submission ``sid`` is
 SHA-256("mpcdp/prio3" || survey digest || sid || i)[:16], recomputed by the
@@ -40,56 +33,23 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
 from ..prg import RandomSource
-from ..vdaf import DecodeError, Prio3, Prio3Count, Prio3Histogram, Prio3Sum, Prio3SumVec, VerifyError
+from ..vdaf import DecodeError, Prio3, VerifyError
 from ..vdaf.xof import SEED_SIZE
-from .central import mechanism
-from .definition import Question, Survey
+from .definition import Survey
+from .noise import mechanism
+from .questions import Question
 
 ACCEPTED, REJECTED, MALFORMED = 0, 1, 2  # per-report verdicts
 VERDICT_NAMES = {ACCEPTED: "accepted", REJECTED: "rejected", MALFORMED: "malformed"}
 
 
-def _chunk_length(length: int) -> int:
-    """Draft 08's suggested chunk length: about sqrt(length) (at least 1)."""
-    return max(1, round(length**0.5))
-
-
-def numeric_bits(q: Question) -> int:
-    lo, hi = q.unit_range
-    return max(1, (hi - lo).bit_length())
-
-
-@lru_cache(maxsize=256)
-def _circuit(q: Question, shares: int) -> Prio3:
-    k = len(q.options)
-    if q.kind == "yesno":
-        return Prio3Count(shares)
-    if q.kind == "choice" and q.local.name != "unary":
-        return Prio3Histogram(shares, k, _chunk_length(k))
-    if q.kind in ("choice", "multiselect"):
-        return Prio3SumVec(shares, k, 1, _chunk_length(k))
-    return Prio3Sum(shares, numeric_bits(q))
-
-
 def circuit(survey: Survey, q: Question) -> Prio3:
     """The Prio3 instance proving question ``q``'s answers, one share per aggregator."""
-    return _circuit(q, len(survey.aggregators))
-
-
-def measurement(q: Question, row) -> object:
-    """The Prio3 measurement of one randomised row (:func:`mpcdp.survey.local.randomise`)."""
-    if q.kind == "yesno":
-        return int(row[0])
-    if q.kind == "numeric":
-        return int(row[0]) - q.unit_range[0]
-    if q.kind == "choice" and q.local.name != "unary":
-        return int(np.argmax(row))
-    return [int(x) for x in row]
+    return q.circuit(len(survey.aggregators))
 
 
 def nonce(survey: Survey, sid: bytes, index: int) -> bytes:
@@ -109,7 +69,7 @@ def report_size(survey: Survey, agg_index: int) -> int:
 def shard_sheet(
     survey: Survey, sid: bytes, rows: Sequence, rng: RandomSource, encoded: dict[int, list[int]] | None = None
 ) -> list[bytes]:
-    """One respondent's reports, one per aggregator (in the survey's order), from its randomised rows.
+    """One respondent's reports, one per aggregator (in the survey's order), from its randomized rows.
 
     ``encoded`` (tests and ``--forged`` simulations only) replaces question i's encoded
     measurement with any vector, proved as honestly as possible: the aggregators must reject it.
@@ -122,7 +82,7 @@ def shard_sheet(
         if encoded and i in encoded:
             public, shares = vdaf.shard_encoded(encoded[i], n, rand)
         else:
-            public, shares = vdaf.shard(measurement(q, row), n, rand)
+            public, shares = vdaf.shard(q.measurement(row), n, rand)
         public_bytes = vdaf.encode_public_share(public)
         for j, share in enumerate(shares):
             parts[j].append(public_bytes + vdaf.encode_input_share(share))
@@ -297,8 +257,5 @@ def totals_vector(survey: Survey, merged: Sequence[Sequence[int]], count: int) -
     out = []
     for q, total in zip(survey.questions, merged):
         p = circuit(survey, q).field.modulus
-        signed = [t - p if t > p // 2 else t for t in total]
-        if q.kind == "numeric":
-            signed = [signed[0] + q.unit_range[0] * count]
-        out.extend(signed)
+        out.extend(q.unshift([t - p if t > p // 2 else t for t in total], count))
     return np.array(out, dtype=np.int64)

@@ -5,22 +5,9 @@ A submission counts only if *every* aggregator holds its share
 its noise piece, and the coordinator adds the partial sums. :func:`estimate`
 turns the total into per-question estimates.
 
-Frequencies (yes/no, choice, multi-select): with a local mechanism that
-reports a coordinate as 1 with probability p if it is truly 1 and q if truly
-0, the unbiased estimate of the population share is (c/n - q) / (p - q) (Wang
-et al., USENIX Security 2017; Warner 1965 for the two-coin case). Its variance
-for respondents drawn at random is lambda (1 - lambda) / (n (p - q)^2), lambda the
-reported share (its maximum 1/4 where noise pushed lambda outside [0, 1]),
-plus the central noise's variance / (n (p - q))^2. Estimates are never
+Each question kind debiases its own block
+(:meth:`mpcdp.survey.questions.Question.estimate`); estimates are never
 clipped: one outside [0, 1] (or a numeric question's bounds) is flagged.
-
-Numeric: the mean of the reports, unbiased (zero-mean local noise, unbiased
-rounding). Its variance is an upper bound: (Popoviciu's (hi - lo)^2 / 4 for
-the answers + the local noise + the rounding's step^2 / 4) / n, plus the
-central noise's variance * step^2 / n^2.
-
-Variances here are for respondents drawn at random from a population
-(sampling plus randomisation), so intervals cover the population value.
 Intervals are normal approximations (:class:`mpcdp.dp.estimate.Estimate`).
 """
 
@@ -34,9 +21,8 @@ import numpy as np
 
 from .. import ring
 from ..dp.estimate import Estimate
-from . import central
+from . import noise
 from .definition import Survey
-from .local import rates, report_variance
 
 
 class BelowMinimum(ValueError):
@@ -87,6 +73,7 @@ def check_minimum(survey: Survey, count: int) -> None:
 class QuestionResult:
     question: str
     kind: str
+    unit: str  # what each estimate is: "share of respondents", "mean"
     labels: tuple[str, ...]
     estimate: Estimate  # one value per label: population shares, or the mean
     respondents: int
@@ -108,6 +95,7 @@ class QuestionResult:
         return {
             "question": self.question,
             "kind": self.kind,
+            "unit": self.unit,
             "respondents": self.respondents,
             "local_epsilon": self.local_epsilon,
             "central_epsilon": self.central_epsilon,
@@ -135,34 +123,22 @@ def estimate(survey: Survey, total, respondents: int) -> list[QuestionResult]:
     values = ring.to_signed(ring.as_ring(total)).astype(np.float64)
     if values.shape != (survey.width,):
         raise ValueError(f"total: expected {survey.width} ring elements, got {values.size}")
-    n = float(respondents)
     out = []
     for q, block in survey.offsets():
-        sigma2 = central.variance(survey, q)
-        charged = central.guarantee(survey, q)
-        if q.kind == "numeric":
-            lo, hi = q.bounds
-            var = ((hi - lo) ** 2 / 4 + report_variance(q) + q.step**2 / 4) / n + sigma2 * q.step**2 / n**2
-            est = Estimate(values[block] * q.step / n, np.array([var]), respondents)
-        else:
-            p, qq = rates(q)
-            lam = values[block] / n
-            # the plug-in lambda (1 - lambda) where lambda is a possible share; where noise pushed it
-            # outside [0, 1] the plug-in says nothing (clipping made it 0), so use its maximum 1/4
-            share_var = np.where((lam >= 0) & (lam <= 1), lam * (1 - lam), 0.25)
-            var = (share_var / n + sigma2 / n**2) / (p - qq) ** 2
-            est = Estimate((lam - qq) / (p - qq), var, respondents)
+        charged = noise.guarantee(survey, q)
+        est = q.estimate(values[block], respondents, noise.variance(survey, q))
         out.append(
             QuestionResult(
                 q.id,
                 q.kind,
+                q.unit,
                 q.labels,
                 est,
                 respondents,
                 q.local.epsilon if q.local.enabled else None,
                 charged[0] if charged else None,
                 charged[1] if charged else 0.0,
-                q.bounds if q.kind == "numeric" else (0.0, 1.0),
+                q.value_range,
             )
         )
     return out

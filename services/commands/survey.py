@@ -24,11 +24,11 @@ from pathlib import Path
 
 import grpc
 
-from mpcdp.client import Conflict, PreparedSubmission, Refused, SurveyClient, Unavailable
 from mpcdp.prg import Prg, system_random
 from mpcdp.survey.definition import Survey, SurveyError, parse_survey
 from mpcdp.survey.forged import forged_submissions
 from mpcdp.survey.release import BelowMinimum, QuestionResult
+from mpcdp.survey.respondent import Conflict, PreparedSubmission, Refused, SurveyClient, Unavailable
 from mpcdp.survey.sheet import AnswerError
 from mpcdp.survey.synthetic import synthetic_answers
 from services.commands import (
@@ -42,6 +42,8 @@ from services.commands import (
     node_limits,
     positive,
 )
+from services.survey import page as survey_page
+from services.survey import tokens_cli
 from services.survey.aggregator import MAX_CALLS as AGGREGATOR_MAX_CALLS
 from services.survey.aggregator import MAX_MESSAGE as AGGREGATOR_MAX_MESSAGE
 from services.survey.aggregator import MAX_STREAMS as AGGREGATOR_MAX_STREAMS
@@ -165,7 +167,8 @@ def run_aggregator(args) -> int:
         return Prg(int(args.noise_seed).to_bytes(32, "big"), survey.digest, f"survey-noise/{args.name}")
 
     servicers = []
-    if any(s.proofs == "prio3" for s in surveys.values()):  # verified surveys: reports, verdicts, the verifier
+    reports = None
+    if any(s.verified for s in surveys.values()):  # verified surveys: reports, verdicts, the verifier
         from services.survey.reports import RoutedStore, open_report_store
         from services.survey.verifier import VerifierService
 
@@ -190,6 +193,7 @@ def run_aggregator(args) -> int:
                 survey_pb2.DESCRIPTOR.services_by_name["SurveyVerifier"].full_name,
             )
         )
+    admissions = tokens_cli.admit(args, surveys, reports)  # --issuer-key: admitted by token only
     service = AggregatorService(args.name, surveys, store, noise_rng, args.coordinator, args.insecure)
     name = survey_pb2.DESCRIPTOR.services_by_name["SurveyAggregator"].full_name
     configure_audit(args, args.name)
@@ -197,16 +201,16 @@ def run_aggregator(args) -> int:
     async def cleanup():
         store.shutdown()
 
-    return asyncio.run(
-        serve_until_stopped(
-            identity,
-            listen,
-            [(survey_pb2_grpc.add_SurveyAggregatorServicer_to_server, service, name), *servicers],
-            f"aggregator {args.name} serving {', '.join(surveys)} on port {{port}}",
-            cleanup,
-            dataclasses.replace(node_limits(args), max_concurrent_rpcs=args.max_calls),
-        )
+    grpc_server = serve_until_stopped(
+        identity,
+        listen,
+        [(survey_pb2_grpc.add_SurveyAggregatorServicer_to_server, service, name), *servicers],
+        f"aggregator {args.name} serving {', '.join(surveys)} on port {{port}}",
+        cleanup,
+        dataclasses.replace(node_limits(args), max_concurrent_rpcs=args.max_calls),
     )
+    sources = {survey_id: Path(p).read_text() for survey_id, p in zip(surveys, args.survey, strict=True)}
+    return asyncio.run(tokens_cli.with_https(args, grpc_server, surveys, sources, store, admissions))
 
 
 # -- respondent ------------------------------------------------------------------
@@ -216,8 +220,8 @@ def run_submit(args) -> int:
     from services.survey.transport import GrpcTransport
 
     survey = load_survey(args.survey)
-    identity = _identity(args, "respondents")
-    if not args.insecure:
+    identity = None if args.invitation else _identity(args, "respondents")  # with an invitation: a token
+    if identity is not None and not args.insecure:
         identity.channel_credentials()  # missing certificates: say so before preparing anything
     outbox = Path(args.outbox or f"{args.answers}.pending.json")
     if outbox.exists():
@@ -231,15 +235,18 @@ def run_submit(args) -> int:
             return 2
         prepared = SurveyClient(survey).prepare(answers)
         write_private(outbox, prepared.to_json())  # every share of this respondent: owner-only
-    transport = GrpcTransport(identity, survey, timeout=args.timeout)
+    if identity is None:
+        tokens_cli.deliver_https(args, survey, prepared, outbox)
+    else:
+        transport = GrpcTransport(identity, survey, timeout=args.timeout)
 
-    async def send():
-        try:
-            await SurveyClient(survey, transport).deliver([prepared], attempts=args.attempts)
-        finally:
-            await transport.close()
+        async def send():
+            try:
+                await SurveyClient(survey, transport).deliver([prepared], attempts=args.attempts)
+            finally:
+                await transport.close()
 
-    asyncio.run(send())
+        asyncio.run(send())
     outbox.unlink()
     print(f"submitted to {len(survey.aggregators)} aggregators")
     return 0
@@ -298,7 +305,7 @@ def run_simulate(args) -> int:
     client_rng = Prg.from_int(args.seed, "survey-respondents") if args.seed is not None else None
     prepared = SurveyClient(survey, rng=client_rng).prepare_many(sheets)
     if args.forged:
-        if survey.proofs != "prio3":
+        if not survey.verified:
             raise SurveyError(
                 '--forged needs a survey whose reports carry proofs: set proofs = "prio3" in '
                 "[survey] (without proofs a forged share is counted as it is)",
@@ -388,8 +395,7 @@ def plot_results(doc: dict, path: str) -> None:
             f"local ε={q['local_epsilon']:.3g}" if q["local_epsilon"] else "no local DP",
             f"central ε={q['central_epsilon']:.3g}" if q["central_epsilon"] else "no central noise",
         ]
-        unit = "share of respondents" if q["kind"] != "numeric" else "mean"
-        ax.set_title(f"{q['question']} — {unit}, n={q['respondents']} ({', '.join(eps)})", fontsize=10)
+        ax.set_title(f"{q['question']} — {q['unit']}, n={q['respondents']} ({', '.join(eps)})", fontsize=10)
         ax.grid(axis="x", alpha=0.3)
     legend = {}
     for ax in axes[:, 0]:
@@ -551,6 +557,7 @@ def register(sub) -> None:
         f"can take (default {AGGREGATOR_MAX_CALLS})",
     )
     add_node_arguments(a)
+    tokens_cli.add_aggregator_flags(a)
     mib = AGGREGATOR_MAX_MESSAGE / 2**20
     helps = {  # an aggregator's own defaults: respondents send batches of at most 4 MiB, one stream each
         "--max-message-mib": f"largest message received or sent, in MiB; bounds the memory one batch costs "
@@ -590,6 +597,7 @@ def register(sub) -> None:
     )
     s.add_argument("--attempts", type=at_least(1), default=5, help="tries per aggregator (default 5)")
     _tls_flags(s, "respondents")
+    tokens_cli.add_submit_flags(s)
     s.set_defaults(run=_guard(run_submit))
 
     c = sp.add_parser(
@@ -666,6 +674,9 @@ def register(sub) -> None:
     )
     m.add_argument("--quiet", action="store_true", help="no progress bar")
     m.set_defaults(run=_guard(run_simulate))
+
+    tokens_cli.register(sp, _guard, Formatter, examples, address, at_least, SURVEY)
+    survey_page.register(sp, _guard, Formatter, examples)
 
     r = sp.add_parser(
         "report",

@@ -31,8 +31,8 @@ import grpc
 import numpy as np
 
 from mpcdp.prg import RandomSource
-from mpcdp.survey.central import check_headroom
 from mpcdp.survey.definition import Survey
+from mpcdp.survey.noise import check_headroom
 from mpcdp.survey.release import BelowMinimum, check_minimum
 from services import audit
 from services.survey.store import ID_BYTES, PutStatus, ShareStore, StoreError
@@ -52,7 +52,9 @@ _STATUS = {
     StoreError.RELEASED: grpc.StatusCode.FAILED_PRECONDITION,
 }
 CHUNK_IDS = 65_536  # ids per ListIds message (1 MiB)
-MAX_MESSAGE = 8 << 20  # the aggregator's largest message: clients send batches of at most mpcdp.client.BATCH_BYTES
+MAX_MESSAGE = (
+    8 << 20
+)  # the aggregator's largest message: clients send batches of at most mpcdp.survey.respondent.BATCH_BYTES
 INTAKE_BATCHES = 2  # batches decoded and being stored at once, over all Submit streams
 MAX_CALLS = 32  # calls in flight on the whole server: gRPC buffers up to a message per waiting stream
 MAX_STREAMS = 4  # calls in flight on one connection: more wait in the client, not in this node's memory

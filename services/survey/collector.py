@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from mpcdp.survey import central, proved
+from mpcdp.survey import noise, proved
 from mpcdp.survey.release import BelowMinimum, QuestionResult, check_minimum, estimate, id_set_digest
 from services import audit
 from services.server import OPTIONS
@@ -76,7 +76,7 @@ class VerifiedCoordinator(CoordinatorClient):
             len(accepted), verdicts.count(proved.REJECTED), verdicts.count(proved.MALFORMED), incomplete
         )
         check_minimum(survey, len(accepted))
-        central.check_headroom(survey, len(accepted))
+        noise.check_headroom(survey, len(accepted))
         partials = await self._all(
             lambda n: self.stub(n).Release(
                 survey_pb2.ReleaseRequest(survey=ref(survey), count=len(accepted), set_digest=id_set_digest(accepted)),
@@ -130,4 +130,4 @@ class VerifiedCoordinator(CoordinatorClient):
 
 def coordinator_for(identity, survey, timeout: float = 120.0) -> CoordinatorClient:
     """The coordinator client a survey needs: verified batches for ``proofs = "prio3"``, sums otherwise."""
-    return (VerifiedCoordinator if survey.proofs == "prio3" else CoordinatorClient)(identity, survey, timeout)
+    return (VerifiedCoordinator if survey.verified else CoordinatorClient)(identity, survey, timeout)

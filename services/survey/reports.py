@@ -366,7 +366,7 @@ class RoutedStore:
 
     def __init__(self, shares, reports: ReportStore, surveys: dict[str, Survey], aggregator: str):
         self.shares, self.reports, self.aggregator = shares, reports, aggregator
-        self.proved = {k for k, s in surveys.items() if s.proofs == "prio3"}
+        self.proved = {k for k, s in surveys.items() if s.verified}
         self.surveys = surveys
 
     def _call(self, survey: str, fn: str, *args):

@@ -102,7 +102,7 @@ class LocalSurvey:
         cmd += ["--insecure"] if self.insecure else ["--certs", str(self.certs)]
         if self.noise_seed is not None:
             cmd += ["--noise-seed", str(self.noise_seed)]
-        if self.survey.proofs == "prio3":  # the leader calls the helpers on their loopback ports
+        if self.survey.verified:  # the leader calls the helpers on their loopback ports
             cmd += [arg for a in self.survey.aggregators for arg in ("--peer", f"{a.name}={a.address}")]
         cmd += list(self.aggregator_args)
         log = open(self.workdir / f"{name}.log", "ab")

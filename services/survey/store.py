@@ -29,8 +29,8 @@ from typing import Protocol
 import numpy as np
 
 from mpcdp.prg import RandomSource
-from mpcdp.survey.central import noisy_partial
 from mpcdp.survey.definition import Survey
+from mpcdp.survey.noise import noisy_partial
 from mpcdp.survey.release import id_set_digest
 from services.survey.files import create_private
 
@@ -112,7 +112,7 @@ class ShareStore(Protocol):
     ) -> np.ndarray:
         """Sum this store's shares over (all ids - exclude) plus this aggregator's noise piece, once per survey.
 
-        The piece is drawn by :func:`mpcdp.survey.central.noisy_partial` from ``rng`` (the CSPRNG by
+        The piece is drawn by :func:`mpcdp.survey.noise.noisy_partial` from ``rng`` (the CSPRNG by
         default): there is no way to release a survey with central noise declared but not added.
         """
 

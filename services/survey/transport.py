@@ -12,10 +12,10 @@ import grpc
 import numpy as np
 
 from mpcdp import ring
-from mpcdp.client import Refused, Unavailable
-from mpcdp.survey import central
+from mpcdp.survey import noise
 from mpcdp.survey.definition import Survey
 from mpcdp.survey.release import BelowMinimum, QuestionResult, check_minimum, estimate, intersect
+from mpcdp.survey.respondent import Refused, Unavailable
 from services import audit
 from services.server import OPTIONS
 from services.survey.aggregator import split_ids
@@ -64,7 +64,7 @@ class _Channels:
 
 
 class GrpcTransport(_Channels):
-    """:class:`mpcdp.client.Transport` over the aggregators' Submit streams."""
+    """:class:`mpcdp.survey.respondent.Transport` over the aggregators' Submit streams."""
 
     def __init__(self, identity: Identity, survey: Survey, timeout: float = 60.0):
         super().__init__(identity, survey)
@@ -123,7 +123,7 @@ class CoordinatorClient(_Channels):
         ids = await self._all(self._ids)
         inter = intersect(ids)
         check_minimum(survey, inter.count)
-        central.check_headroom(survey, inter.count)
+        noise.check_headroom(survey, inter.count)
         partials = await self._all(
             lambda n: self.stub(n).Release(
                 survey_pb2.ReleaseRequest(

@@ -53,7 +53,7 @@ class VerifierService(survey_pb2_grpc.SurveyVerifierServicer):
         timeout: float = 120.0,
     ):
         self.name, self.store, self.identity = name, store, identity
-        self.surveys = {k: s for k, s in surveys.items() if s.proofs == "prio3"}
+        self.surveys = {k: s for k, s in surveys.items() if s.verified}
         self.coordinator, self.insecure, self.timeout = coordinator, insecure, timeout
         self._stubs: dict[str, survey_pb2_grpc.SurveyVerifierStub] = {}
         self._cache: OrderedDict[bytes, proved.PrepInit] = OrderedDict()

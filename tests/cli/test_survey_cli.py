@@ -6,9 +6,9 @@ import json
 import re
 from pathlib import Path
 
-from mpcdp.client import SurveyClient
 from mpcdp.prg import Prg
 from mpcdp.survey.definition import parse_survey
+from mpcdp.survey.respondent import SurveyClient
 from mpcdp.survey.synthetic import synthetic_answers
 from services.cli import main
 from services.survey.simulation import LocalSurvey

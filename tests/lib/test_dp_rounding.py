@@ -10,7 +10,7 @@ import pytest
 from mpcdp.dp import guarantee
 from mpcdp.dp.ledger import PrivacyLedger
 from mpcdp.protocol import noise
-from mpcdp.survey import central
+from mpcdp.survey import noise as survey_noise
 
 
 def exact_rho(eps, delta) -> Decimal:
@@ -29,8 +29,8 @@ def exact_rho(eps, delta) -> Decimal:
 
 def test_one_zcdp_rho_for_queries_and_surveys():
     assert noise.zcdp_rho is guarantee.zcdp_rho
-    assert central.zcdp_rho is guarantee.zcdp_rho
-    assert not hasattr(central, "skellam_rho")
+    assert survey_noise.zcdp_rho is guarantee.zcdp_rho
+    assert not hasattr(survey_noise, "skellam_rho")
 
 
 EPSILONS = [10.0**-k for k in range(2, 13)] + [3e-9 * (1 + i / 7) for i in range(30)] + [0.5, 1.0, 8.0]

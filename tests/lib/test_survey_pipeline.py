@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 
 from mpcdp import ring
-from mpcdp.client import PreparedSubmission, SurveyClient
 from mpcdp.prg import Prg
-from mpcdp.survey import central
+from mpcdp.survey import noise
 from mpcdp.survey.definition import parse_survey
-from mpcdp.survey.local import randomise, rates
 from mpcdp.survey.release import BelowMinimum, estimate, id_set_digest, intersect
+from mpcdp.survey.respondent import PreparedSubmission, SurveyClient
 from mpcdp.survey.sheet import AnswerError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "election_poll.toml"
@@ -53,12 +52,12 @@ OTHER = parse_survey(
 
 @pytest.mark.parametrize("survey", [SURVEY, OTHER], ids=["example", "other-mechanisms"])
 @pytest.mark.parametrize("qid", ["will_vote", "vote", "issues"])
-def test_randomise_reports_at_the_stated_rates(survey, qid):
+def test_randomize_reports_at_the_stated_rates(survey, qid):
     q = survey.question(qid)
     rng = Prg.from_int(11)
     answer = {"will_vote": True, "vote": "Labour", "issues": ["health"]}[qid]
-    reports = randomise(q, [answer] * 20_000, rng)
-    p, qq = rates(q)
+    reports = q.randomize([answer] * 20_000, rng)
+    p, qq = q.local.rates(q)
     truth = {"will_vote": [1], "vote": [0, 1, 0, 0, 0], "issues": [0, 1, 0, 0]}[qid]
     expected = np.where(np.array(truth) == 1, p, qq)
     se = np.sqrt(expected * (1 - expected) / len(reports))
@@ -68,9 +67,9 @@ def test_randomise_reports_at_the_stated_rates(survey, qid):
 def test_numeric_reports_are_unbiased_and_on_the_grid():
     q = SURVEY.question("salary")
     rng = Prg.from_int(12)
-    reports = randomise(q, [51_234.5] * 20_000, rng)[:, 0]
+    reports = q.randomize([51_234.5] * 20_000, rng)[:, 0]
     mean = reports.mean() * q.step
-    se = np.sqrt(q.laplace().variance / len(reports))
+    se = np.sqrt(q.local.report_variance(q) / len(reports))
     assert abs(mean - 51_234.5) < 4.5 * se
     lo, hi = q.unit_range
     assert reports.min() >= lo and reports.max() <= hi
@@ -83,9 +82,9 @@ def test_unnoised_numeric_answers_round_without_bias_on_both_sides_of_zero():
         )
     ).question("salary")
     rng = Prg.from_int(13)
-    assert randomise(q, [-1e-30, 0.0, 1e-30], rng)[:, 0].tolist() == [0, 0, 0]  # crashed before
+    assert q.randomize([-1e-30, 0.0, 1e-30], rng)[:, 0].tolist() == [0, 0, 0]  # crashed before
     x = -0.25 * q.step
-    reports = randomise(q, [x] * 20_000, rng)[:, 0]
+    reports = q.randomize([x] * 20_000, rng)[:, 0]
     assert set(reports.tolist()) == {-1, 0}
     assert abs(reports.mean() * q.step - x) < 4.5 * q.step * np.sqrt(0.25 * 0.75 / len(reports))
 
@@ -127,7 +126,7 @@ def close_in_memory(survey, submissions, seed: int, drop_at: dict[str, int] | No
         kept = [s for s in submissions if s.submission_id in counted]
         assert id_set_digest(s.submission_id for s in kept) == inter.digest
         share_sum = ring.total(np.frombuffer(s.shares[a], dtype="<u8") for s in kept)
-        partials.append(ring.add(share_sum, central.noise_piece(survey, Prg.from_int(seed, f"noise/{a}"))))
+        partials.append(ring.add(share_sum, noise.noise_piece(survey, Prg.from_int(seed, f"noise/{a}"))))
     return estimate(survey, ring.total(partials), inter.count), inter
 
 
@@ -164,7 +163,7 @@ def test_release_is_reproducible_at_fixed_seeds_and_refused_below_minimum():
 def test_frequency_estimator_interval_coverage():
     """95% intervals of the RR yes/no estimator cover the truth in about 95% of 400 polls."""
     q = SURVEY.question("will_vote")
-    p, qq = rates(q)
+    p, qq = q.local.rates(q)
     rng = Prg.from_int(9)
     n, truth, covered = 500, 0.3, 0
     small = parse_survey(EXAMPLE_TEXT.replace("min_respondents = 1000", "min_respondents = 10"))
@@ -189,8 +188,8 @@ def test_skellam_central_noise_reports_its_epsilon_delta():
     survey = parse_survey(text)
     q = survey.question("will_vote")
     assert q.central.mechanism == "skellam"
-    eps, delta = central.guarantee(survey, q)
+    eps, delta = noise.guarantee(survey, q)
     assert eps <= 0.5 + 1e-6 and delta == 1e-6
-    pieces = np.array([ring.to_signed(central.noise_piece(survey, Prg.from_int(i)))[0] for i in range(400)])
-    per_piece = central.variance(survey, q) / len(survey.aggregators)
+    pieces = np.array([ring.to_signed(noise.noise_piece(survey, Prg.from_int(i)))[0] for i in range(400)])
+    per_piece = noise.variance(survey, q) / len(survey.aggregators)
     assert abs(pieces.var() / per_piece - 1) < 0.3  # 400 draws: the variance within about 4 sigma

@@ -8,7 +8,7 @@ import pytest
 from mpcdp.prg import Prg
 from mpcdp.survey import proved
 from mpcdp.survey.definition import parse_survey
-from mpcdp.survey.forged import attacks, forged_reports
+from mpcdp.survey.forged import forged_reports
 from mpcdp.survey.lifecycle import Lifecycle, Refusal
 from mpcdp.survey.release import estimate
 from mpcdp.vdaf import VerifyError
@@ -50,7 +50,7 @@ def test_every_forgery_is_rejected_by_all_and_the_release_is_the_honest_one():
     sids, rows, columns, truth = respondents(SURVEY, 200, 3)
     rng = Prg.from_int(4)
     honest = [proved.shard_sheet(SURVEY, sid, row, rng) for sid, row in zip(sids, rows)]
-    menu = sum(len(attacks(q)) for q in SURVEY.questions)
+    menu = sum(len(q.attacks()) for q in SURVEY.questions)
     assert menu == 7
     bad_ids = [Prg.from_int(100 + a).bytes(16) for a in range(menu)]
     forged = [forged_reports(SURVEY, sid, rows[0], a, rng)[1] for a, sid in enumerate(bad_ids)]

@@ -21,7 +21,6 @@ import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from mpcdp import ring
-from mpcdp.client import SurveyClient
 from mpcdp.prg import Prg
 from mpcdp.protocol import QuerySpec, statistic_for
 from mpcdp.protocol.party import seed_purpose
@@ -29,6 +28,7 @@ from mpcdp.sharing import SeededShares, share_seeded
 from mpcdp.survey import proved
 from mpcdp.survey.definition import parse_survey
 from mpcdp.survey.release import id_set_digest
+from mpcdp.survey.respondent import SurveyClient
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 MOD = 1 << 64
@@ -368,7 +368,7 @@ def test_prio3_survey_reports():
             continue
         start, width = offsets[q.id]
         block = sheet[start : start + width]
-        assert proved.measurement(q, np.array(block)) == v["measurement_of_sheet"]
+        assert q.measurement(np.array(block)) == v["measurement_of_sheet"]
         if q.kind == "numeric":
             described = block[0] - q.unit_range[0]
         elif q.kind == "choice":

@@ -11,12 +11,12 @@ import grpc
 import numpy as np
 import pytest
 
-from mpcdp.client import SurveyClient
+from mpcdp.survey.respondent import SurveyClient
 from mpcdp.prg import Prg
 from mpcdp.protocol import PartialSum, PartyPolicy, PartySession, QuerySpec, ShareMessage
 from mpcdp.sharing import share_seeded
 from services import convert
-from services.client import _ReleaseStream
+from services.analyst import _ReleaseStream
 from services.survey.transport import ref
 from services.tls import init_certs
 from services.wire.mpcdp.v1 import federation_pb2 as pb

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mpcdp.client import SurveyClient
 from mpcdp.prg import Prg
 from mpcdp.survey.definition import parse_survey
+from mpcdp.survey.respondent import SurveyClient
 from mpcdp.survey.synthetic import synthetic_answers
 from services.survey.simulation import LocalSurvey
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from mpcdp import ring
-from mpcdp.survey import central
+from mpcdp.survey import noise
 from mpcdp.survey.definition import parse_survey
 from mpcdp.survey.release import estimate
 from services.commands.survey import format_results, results_document
@@ -55,7 +55,7 @@ def test_a_share_pushed_below_zero_gets_an_honest_interval_and_a_flag():
 
 def test_a_share_inside_the_range_keeps_its_plug_in_variance_and_no_flag():
     r = released(100, 50 * N)["rare"]
-    lam, sigma2 = 0.1, central.variance(SURVEY, SURVEY.question("rare"))
+    lam, sigma2 = 0.1, noise.variance(SURVEY, SURVEY.question("rare"))
     assert math.isclose(r.estimate.variance[0], lam * (1 - lam) / N + sigma2 / N**2)
     assert r.as_dict()["estimates"][0]["outside_range"] is False
 
@@ -71,7 +71,7 @@ def test_a_numeric_mean_beyond_its_bounds_is_flagged_in_the_report():
 def test_respondent_batches_stay_under_the_aggregators_message_limit():
     import asyncio
 
-    from mpcdp.client import BATCH_BYTES, PreparedSubmission, SurveyClient
+    from mpcdp.survey.respondent import BATCH_BYTES, PreparedSubmission, SurveyClient
     from services.survey.aggregator import MAX_MESSAGE
 
     sizes = []

@@ -18,8 +18,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from mpcdp.client import BATCH_BYTES
 from mpcdp.survey.definition import parse_survey
+from mpcdp.survey.respondent import BATCH_BYTES
 from services.survey.aggregator import MAX_MESSAGE
 from services.survey.simulation import LocalSurvey
 from services.survey.transport import _busy

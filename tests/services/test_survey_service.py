@@ -8,10 +8,10 @@ import grpc
 import numpy as np
 import pytest
 
-from mpcdp.client import Conflict, Refused, SurveyClient
 from mpcdp.prg import Prg
 from mpcdp.survey.definition import parse_survey
 from mpcdp.survey.release import BelowMinimum
+from mpcdp.survey.respondent import Conflict, Refused, SurveyClient
 from mpcdp.survey.sheet import AnswerError
 from services.survey.transport import CoordinatorClient, GrpcTransport, ref
 from services.wire.mpcdp.v1 import survey_pb2, survey_pb2_grpc

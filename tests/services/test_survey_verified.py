@@ -13,10 +13,10 @@ import grpc
 import numpy as np
 import pytest
 
-from mpcdp.client import SurveyClient
 from mpcdp.prg import Prg
 from mpcdp.survey.definition import parse_survey
-from mpcdp.survey.forged import attacks, forged_submissions
+from mpcdp.survey.forged import forged_submissions
+from mpcdp.survey.respondent import SurveyClient
 from mpcdp.survey.synthetic import synthetic_answers
 from services.survey.collector import VerifiedCoordinator
 from services.survey.simulation import COORDINATOR, LocalSurvey
@@ -52,7 +52,7 @@ async def run_survey(run: LocalSurvey, submissions, coordinator_class=VerifiedCo
 
 
 def test_forged_reports_are_rejected_by_every_aggregator_process_and_counted(tmp_path):
-    forged = sum(len(attacks(q)) for q in parse_survey(TEXT).questions)
+    forged = sum(len(q.attacks()) for q in parse_survey(TEXT).questions)
     path, survey, submissions, truth = setup(tmp_path, 150, forged)
     with LocalSurvey(survey, path, tmp_path, noise_seed=NOISE_SEED) as run:
         verification, results = asyncio.run(run_survey(run, submissions))

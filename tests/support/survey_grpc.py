@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from mpcdp.client import SurveyClient
 from mpcdp.prg import Prg
 from mpcdp.survey.definition import Aggregator, parse_survey
+from mpcdp.survey.respondent import SurveyClient
 from mpcdp.survey.synthetic import synthetic_answers
 from services.server import start
 from services.survey.aggregator import AggregatorService

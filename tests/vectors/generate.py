@@ -37,15 +37,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from mpcdp import ring
-from mpcdp.client import SurveyClient
 from mpcdp.prg import SEED_BYTES, Prg
 from mpcdp.protocol import QuerySpec, statistic_for
 from mpcdp.protocol.party import seed_purpose
 from mpcdp.sharing import share_seeded
 from mpcdp.survey import proved
 from mpcdp.survey.definition import parse_survey
-from mpcdp.survey.local import randomise
 from mpcdp.survey.release import id_set_digest
+from mpcdp.survey.respondent import SurveyClient
 
 HERE = Path(__file__).resolve().parent
 PRG_SALT = b"mpcdp/v1/prg"
@@ -667,14 +666,14 @@ def survey_prio3_vectors() -> dict:
     sheet = {**SHEETS[0][0], "flavour": "mint"}
     questions = []
     for i, q in enumerate(survey.questions):
-        row = randomise(q, [sheet[q.id]], Prg.from_int(5, "vectors"))[0] if not q.local.enabled else None
+        row = q.randomize([sheet[q.id]], Prg.from_int(5, "vectors"))[0] if not q.local.enabled else None
         questions.append(
             {
                 "question": q.id,
                 "kind": q.kind,
                 "local": q.local.name,
                 "circuit": _circuit_json(proved.circuit(survey, q)),
-                "measurement_of_sheet": proved.measurement(q, row) if row is not None else None,
+                "measurement_of_sheet": q.measurement(row) if row is not None else None,
                 "nonces": {sid.hex(): proved.nonce(survey, sid, i).hex() for sid in PROVED_IDS},
             }
         )

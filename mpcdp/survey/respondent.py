@@ -1,4 +1,4 @@
-"""The respondent's side of a survey: randomise locally, encode, share, deliver with safe retries.
+"""The respondent's side of a survey: randomize locally, encode, share, deliver with safe retries.
 
     client = SurveyClient(survey, transport)
     prepared = client.prepare({"vote": "Left", "salary": 52_000})
@@ -8,7 +8,7 @@
 the sheet into one ring vector and splits it into one additive share per
 aggregator, all under a fresh 16-byte submission id. For a survey with
 ``proofs = "prio3"`` each aggregator gets instead one Prio3 report per question
-(:mod:`mpcdp.survey.proved`), proving the randomised answer valid. ``deliver`` sends each
+(:mod:`mpcdp.survey.proved`), proving the randomized answer valid. ``deliver`` sends each
 aggregator its share under that id and retries what was not acknowledged.
 A retry re-sends the *same* prepared submission (keep it until delivered:
 :meth:`PreparedSubmission.to_json`), so an aggregator that already stored it
@@ -29,13 +29,12 @@ from typing import Protocol
 
 import numpy as np
 
-from . import ring
-from .prg import RandomSource, system_random
-from .sharing import share
-from .survey.definition import Survey
-from .survey.local import randomise
-from .survey.proved import shard_sheet
-from .survey.sheet import check_answers
+from .. import ring
+from ..prg import RandomSource, system_random
+from ..sharing import share
+from .definition import Survey
+from .proved import shard_sheet
+from .sheet import check_answers
 
 ID_BYTES = 16
 BATCH_BYTES = 4 << 20  # at most this many share bytes per batch: half an aggregator's 8 MiB message limit
@@ -72,9 +71,9 @@ class Transport(Protocol):
 
 @dataclass(frozen=True)
 class PreparedSubmission:
-    """A randomised, shared answer sheet, ready to (re)send: one share per aggregator.
+    """A randomized, shared answer sheet, ready to (re)send: one share per aggregator.
 
-    The shares stay out of the repr: together they give the randomised answers.
+    The shares stay out of the repr: together they give the randomized answers.
     """
 
     survey_id: str
@@ -105,7 +104,7 @@ class SurveyClient:
         self.rng = rng or system_random("survey-client")
 
     def prepare(self, answers: Mapping[str, object]) -> PreparedSubmission:
-        """Validate, randomise locally, encode and share one answer sheet."""
+        """Validate, randomize locally, encode and share one answer sheet."""
         return self.prepare_many([answers])[0]
 
     def prepare_many(self, sheets: Sequence[Mapping[str, object]]) -> list[PreparedSubmission]:
@@ -113,9 +112,9 @@ class SurveyClient:
         for sheet in sheets:
             check_answers(self.survey, sheet)
         n = len(sheets)
-        blocks = [randomise(q, [s[q.id] for s in sheets], self.rng) for q in self.survey.questions]
+        blocks = [q.randomize([s[q.id] for s in sheets], self.rng) for q in self.survey.questions]
         names = self.survey.aggregator_names
-        if self.survey.proofs == "prio3":  # one Prio3 report per aggregator, each question proved valid
+        if self.survey.verified:  # one Prio3 report per aggregator, each question proved valid
             out = []
             for i in range(n):
                 sid = self.rng.bytes(ID_BYTES)

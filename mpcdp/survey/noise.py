@@ -10,13 +10,12 @@ guarantee (t = the survey's ``colluders``):
   (epsilon, delta)-DP (:func:`mpcdp.dp.guarantee.zcdp_rho`; Bun and Steinke, TCC 2016).
 
 Neighbours: one respondent's report replaced (the number of respondents is
-public). Sensitivities are :attr:`Question.sensitivity` (L1) and, for Skellam,
-ceil(sqrt(L1)) for 0/1 blocks or the range for numeric ones (L2).
+public). Sensitivities are the question kind's ``sensitivity`` (L1) and
+``l2_sensitivity`` (for Skellam: ceil(sqrt(L1)) for 0/1 blocks, the range for numeric ones).
 """
 
 from __future__ import annotations
 
-import math
 from functools import lru_cache
 
 import numpy as np
@@ -25,11 +24,8 @@ from .. import ring
 from ..dp.distributed import DistributedDiscreteLaplace, DistributedSkellam
 from ..dp.guarantee import zcdp_rho
 from ..prg import RandomSource, system_random
-from .definition import Question, Survey
-
-
-def l2_sensitivity(q: Question) -> int:
-    return q.sensitivity if q.kind == "numeric" else math.isqrt(q.sensitivity - 1) + 1
+from .definition import Survey
+from .questions import Question
 
 
 def mechanism(survey: Survey, q: Question) -> DistributedDiscreteLaplace | DistributedSkellam | None:
@@ -43,7 +39,7 @@ def _mechanism(q: Question, m: int, t: int):
         return DistributedDiscreteLaplace(q.central.epsilon, q.sensitivity, m, t)
     if q.central.mechanism == "skellam":
         return DistributedSkellam(
-            zcdp_rho(q.central.epsilon, q.central.delta), l2_sensitivity(q), m, t, l1_sensitivity=q.sensitivity
+            zcdp_rho(q.central.epsilon, q.central.delta), q.l2_sensitivity, m, t, l1_sensitivity=q.sensitivity
         )
     return None
 
