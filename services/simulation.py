@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from services import federation as fed
-from services.client import Client, QueryResult
+from services.analyst import Analyst, QueryResult
 from services.launch import Processes, mpcdp_command, reserve_ports
 from services.tls import Identity, init_certs
 
@@ -77,7 +77,7 @@ class LocalFederation:
         self.processes = Processes(self.dir / "logs")
         self.federation: fed.Federation | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._client: Client | None = None
+        self._client: Analyst | None = None
 
     # -- set-up -----------------------------------------------------------------
 
@@ -193,7 +193,7 @@ class LocalFederation:
 
     async def _query(self, statistic: str, kw: dict) -> QueryResult:
         if self._client is None:
-            self._client = Client(self.federation, CLIENT, self.insecure)
+            self._client = Analyst(self.federation, CLIENT, self.insecure)
         return await self._client.query(statistic, **kw)
 
     def compare(self, statistic: str, column: str | None = None, fraction=None, timeout: float | None = None):

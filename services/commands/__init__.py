@@ -3,9 +3,11 @@
 The CLI discovers them, so adding a command is adding a module; the module is
 named after its command (``text_node`` registers ``text-node``), so that
 ``mpcdp X`` imports only X's module. This package
-file holds what the commands share: argument types that refuse a bad value
-with one clear line (argparse reports it as ``argument --flag: <message>``)
-and the layout of an "examples:" epilog.
+file holds what the commands share (command modules never import each other):
+argument types that refuse a bad value with one clear line (argparse reports
+it as ``argument --flag: <message>``), the layout of an "examples:" epilog,
+the options of every serving node and the query options of ``mpcdp query``
+and ``mpcdp simulate``.
 """
 
 from __future__ import annotations
@@ -184,3 +186,119 @@ def configure_audit(args, node: str) -> None:
     from services import audit
 
     audit.configure(node, args.log_format, args.audit_log)
+
+
+def parse_bounds(text: str) -> tuple[float, float]:
+    """The --bounds type: ``LO,HI``, two finite numbers with LO <= HI."""
+    parts = text.split(",")
+    try:
+        lo, hi = (float(p) for p in parts) if len(parts) == 2 else (math.nan, math.nan)
+    except ValueError:
+        lo = hi = math.nan
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise argparse.ArgumentTypeError(f"takes LO,HI (two numbers, e.g. 0,10000), got {text!r}")
+    if lo > hi:
+        raise argparse.ArgumentTypeError(f"takes LO,HI with LO <= HI, got {text!r}")
+    return lo, hi
+
+
+def add_query_arguments(p, statistic_default: str | None = None, bounds_default: str = "0,1") -> None:
+    """The flags of ``mpcdp query`` and ``mpcdp simulate`` (no ``statistic_default``: --statistic is required)."""
+    p.add_argument(
+        "--statistic",
+        default=statistic_default,
+        choices=("sum", "count", "mean", "variance", "histogram"),
+        help="what to release over all parties' records: sum, count, mean, variance (each per "
+        "coordinate) or histogram (a count per --categories value)"
+        + (f" (default: {statistic_default})" if statistic_default else " (required)"),
+    )
+    p.add_argument(
+        "--column",
+        default="value",
+        help="data column each party reads; comma-separated columns make a vector record (default: value)",
+    )
+    p.add_argument(
+        "--bounds",
+        type=parse_bounds,
+        default=parse_bounds(bounds_default),
+        metavar="LO,HI",
+        help="every record (each coordinate) is clipped to [LO, HI] before it is shared; this caps "
+        "one record's influence, so wider bounds mean more noise for the same epsilon "
+        f"(default: {bounds_default})",
+    )
+    p.add_argument(
+        "--epsilon",
+        type=epsilon,
+        help="DP privacy loss of this release, > 0: one record can change the odds of any result by "
+        "at most a factor e^epsilon, so smaller is more private and noisier (0.1 strong, 1 "
+        "moderate); charged to every party's budget. Omit for an exact, non-DP release, only "
+        "if the federation's policy allows it (default: exact)",
+    )
+    p.add_argument(
+        "--delta",
+        type=delta,
+        default=0.0,
+        help="DP delta in [0, 1): probability that the epsilon guarantee may fail; 0 is pure DP, "
+        "skellam needs a small delta > 0 such as 1e-6 (default 0)",
+    )
+    p.add_argument(
+        "--mechanism",
+        default="discrete_laplace",
+        choices=("discrete_laplace", "skellam"),
+        help="noise the parties add jointly: discrete_laplace (pure epsilon-DP) or skellam (zCDP, "
+        "reported as (epsilon, delta); needs --delta > 0) (default: discrete_laplace)",
+    )
+    p.add_argument(
+        "--dimension",
+        type=at_least(1),
+        default=1,
+        help="length of each record vector for sum, mean and variance (default 1: scalars)",
+    )
+    p.add_argument(
+        "--categories",
+        help="comma-separated categories of a histogram, declared up front (required with "
+        "--statistic histogram; no default)",
+    )
+    p.add_argument(
+        "--frac-bits",
+        type=integer_in(0, 52),
+        default=16,
+        help="fixed-point precision: reals are encoded in Z_2^64 with this many fractional bits, "
+        "0 to 52 (default 16: steps of 1/65536)",
+    )
+    p.add_argument(
+        "--max-records",
+        type=at_least(0),
+        default=0,
+        help="most records any one party may contribute; sizes the ring overflow check "
+        "(default 0: the federation policy's max_records)",
+    )
+    p.add_argument(
+        "--colluders",
+        type=at_least(1),
+        default=1,
+        help="assumed number t of colluding parties, 1 <= t < parties: the noise is sized so that "
+        "the other parties' pieces alone give the promised epsilon; larger t means more noise "
+        "(default 1)",
+    )
+    p.add_argument(
+        "--sharing",
+        default="seeded",
+        choices=("seeded", "full"),
+        help="how shares travel: seeded (a 32-byte PRG seed per peer instead of a random vector, "
+        "much less traffic) or full random vectors (default: seeded)",
+    )
+    p.add_argument("--timeout", type=positive, default=30.0, help="session deadline in seconds (default 30)")
+    p.add_argument(
+        "--confidence",
+        type=level,
+        default=0.95,
+        help="confidence level of the reported noise intervals, between 0 and 1 (default 0.95); "
+        "they come from the noise distribution alone and cost no privacy",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the release as JSON (result, intervals, noise std, epsilon and delta spent) "
+        "for scripts, instead of text",
+    )

@@ -15,9 +15,8 @@ from __future__ import annotations
 import sys
 
 from mpcdp.prg import Prg
-from services.client import QueryError
+from services.analyst import QueryError
 from services.commands import Formatter, examples
-from services.commands.query import format_result
 from services.simulation import LocalFederation
 
 RAISES = {"alice": 3800, "bob": 2514, "carol": 2982, "dave": 3390}
@@ -44,14 +43,14 @@ def run(args) -> int:
             print("piece of discrete Laplace noise, so even the released sum and count are noisy and no one,")
             print("the coordinator included, knows the noise. With four records the noise is large.\n")
             noisy = fed.query("mean", bounds=BOUNDS, epsilon=DP_EPSILON)
-            print(format_result(noisy))
+            print(noisy.to_text())
         companies = {f"company-{c}": synthetic_raises(c, COMPANY_SIZE) for c in "abcd"}
         truth = sum(v.sum() for v in companies.values()) / (4 * COMPANY_SIZE)
         print(f"\nThe same private query over four companies of {COMPANY_SIZE:,} engineers each: one engineer")
         print("is a tiny part of the total, so the same noise hardly moves the average.\n")
         with LocalFederation(companies, column="raise") as fed:
             big = fed.query("mean", bounds=BOUNDS, epsilon=DP_EPSILON)
-        print(format_result(big))
+        print(big.to_text())
         print(f"(exact mean, for comparison only: {truth:.6g})")
     except (QueryError, RuntimeError) as exc:
         print(f"mpcdp demo: {exc}", file=sys.stderr)

@@ -20,82 +20,14 @@ further cost. The error message names the session.
 
 from __future__ import annotations
 
-import argparse
-import math
 import sys
 
-import numpy as np
-
 from services import federation as fed
-from services.client import QueryError, QueryResult, fetch, query
-from services.commands import Formatter, at_least, delta, epsilon, examples, integer_in, level, positive
+from services.analyst import QueryError, fetch, query
+from services.commands import Formatter, add_query_arguments, examples
 from services.tls import Identity, warn_insecure
 
 FEDERATION = "examples/engineers/federation.toml"
-
-
-def parse_bounds(text: str) -> tuple[float, float]:
-    """The --bounds type: ``LO,HI``, two finite numbers with LO <= HI."""
-    parts = text.split(",")
-    try:
-        lo, hi = (float(p) for p in parts) if len(parts) == 2 else (math.nan, math.nan)
-    except ValueError:
-        lo = hi = math.nan
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise argparse.ArgumentTypeError(f"takes LO,HI (two numbers, e.g. 0,10000), got {text!r}")
-    if lo > hi:
-        raise argparse.ArgumentTypeError(f"takes LO,HI with LO <= HI, got {text!r}")
-    return lo, hi
-
-
-def format_result(r: QueryResult) -> str:
-    lines = [f"{r.statistic}: {_fmt(r.value)}"]
-    for key, value in r.result.items():
-        if key != r.statistic:
-            lines.append(f"  {key}: {_fmt(value)}")
-    if r.exact:
-        lines.append("exact release (no differential privacy)")
-    else:
-        lines.append(
-            f"epsilon spent: {r.epsilon:g}"
-            + (f", delta {r.delta:g}" if r.delta else "")
-            + f" ({r.mechanism} noise, shared among the parties)"
-        )
-        level = f"{100 * r.confidence:g}%"
-        for key, interval in r.intervals.items():
-            lines.extend(_interval_lines(level, key, interval))
-        for key, std in r.noise_std.items():
-            lines.append(f"  noise std on {key}: {_fmt(std)}")
-    lines.append(f"parties: {', '.join(r.parties)}")
-    return "\n".join(lines)
-
-
-def _interval_lines(level: str, key: str, interval) -> list[str]:
-    """One line per interval: scalar [lo, hi], vector half-width or bounds, histogram cells."""
-    if interval is None:
-        return [f"  {level} interval for {key}: none (too few records for the noise; the count may be 0)"]
-    if isinstance(interval, list):
-        return [f"  {level} interval for {key}: [{_fmt(interval[0])}, {_fmt(interval[1])}]"]
-    if "half_width" in interval:
-        return [f"  {level} interval for each {key}: +/- {_fmt(interval['half_width'])}"]
-    if set(interval) == {"lower", "upper"}:
-        return [
-            f"  {level} interval for {key}: lower {_fmt(np.asarray(interval['lower']))}, "
-            f"upper {_fmt(np.asarray(interval['upper']))}"
-        ]
-    return [line for cell, iv in interval.items() for line in _interval_lines(level, f"{key}[{cell}]", iv)]
-
-
-def _fmt(v) -> str:
-    if isinstance(v, np.ndarray):
-        v = v.tolist() if v.size <= 20 else v[:20].tolist() + ["..."]
-    if isinstance(v, float):
-        return f"{v:.6g}" if math.isfinite(v) else str(v)
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{k}: {_fmt(x)}" for k, x in v.items()) + "}"
-    if isinstance(v, list):
-        return "[" + ", ".join(_fmt(x) for x in v) + "]"
-    return str(v)
 
 
 def run(args) -> int:
@@ -119,7 +51,7 @@ def run(args) -> int:
     try:
         if args.fetch is not None:
             result = fetch(federation, name, args.fetch, insecure=args.insecure)
-            print(result.to_json() if args.json else format_result(result))
+            print(result.to_json() if args.json else result.to_text())
             return 0
         result = query(
             federation,
@@ -144,110 +76,8 @@ def run(args) -> int:
     except QueryError as exc:
         print(f"mpcdp query: {exc}", file=sys.stderr)
         return 1
-    print(result.to_json() if args.json else format_result(result))
+    print(result.to_json() if args.json else result.to_text())
     return 0
-
-
-def add_query_arguments(p, statistic_default: str | None = None, bounds_default: str = "0,1") -> None:
-    """The query flags, shared with ``mpcdp simulate`` (no ``statistic_default``: --statistic is required)."""
-    p.add_argument(
-        "--statistic",
-        default=statistic_default,
-        choices=("sum", "count", "mean", "variance", "histogram"),
-        help="what to release over all parties' records: sum, count, mean, variance (each per "
-        "coordinate) or histogram (a count per --categories value)"
-        + (f" (default: {statistic_default})" if statistic_default else " (required)"),
-    )
-    p.add_argument(
-        "--column",
-        default="value",
-        help="data column each party reads; comma-separated columns make a vector record (default: value)",
-    )
-    p.add_argument(
-        "--bounds",
-        type=parse_bounds,
-        default=parse_bounds(bounds_default),
-        metavar="LO,HI",
-        help="every record (each coordinate) is clipped to [LO, HI] before it is shared; this caps "
-        "one record's influence, so wider bounds mean more noise for the same epsilon "
-        f"(default: {bounds_default})",
-    )
-    p.add_argument(
-        "--epsilon",
-        type=epsilon,
-        help="DP privacy loss of this release, > 0: one record can change the odds of any result by "
-        "at most a factor e^epsilon, so smaller is more private and noisier (0.1 strong, 1 "
-        "moderate); charged to every party's budget. Omit for an exact, non-DP release, only "
-        "if the federation's policy allows it (default: exact)",
-    )
-    p.add_argument(
-        "--delta",
-        type=delta,
-        default=0.0,
-        help="DP delta in [0, 1): probability that the epsilon guarantee may fail; 0 is pure DP, "
-        "skellam needs a small delta > 0 such as 1e-6 (default 0)",
-    )
-    p.add_argument(
-        "--mechanism",
-        default="discrete_laplace",
-        choices=("discrete_laplace", "skellam"),
-        help="noise the parties add jointly: discrete_laplace (pure epsilon-DP) or skellam (zCDP, "
-        "reported as (epsilon, delta); needs --delta > 0) (default: discrete_laplace)",
-    )
-    p.add_argument(
-        "--dimension",
-        type=at_least(1),
-        default=1,
-        help="length of each record vector for sum, mean and variance (default 1: scalars)",
-    )
-    p.add_argument(
-        "--categories",
-        help="comma-separated categories of a histogram, declared up front (required with "
-        "--statistic histogram; no default)",
-    )
-    p.add_argument(
-        "--frac-bits",
-        type=integer_in(0, 52),
-        default=16,
-        help="fixed-point precision: reals are encoded in Z_2^64 with this many fractional bits, "
-        "0 to 52 (default 16: steps of 1/65536)",
-    )
-    p.add_argument(
-        "--max-records",
-        type=at_least(0),
-        default=0,
-        help="most records any one party may contribute; sizes the ring overflow check "
-        "(default 0: the federation policy's max_records)",
-    )
-    p.add_argument(
-        "--colluders",
-        type=at_least(1),
-        default=1,
-        help="assumed number t of colluding parties, 1 <= t < parties: the noise is sized so that "
-        "the other parties' pieces alone give the promised epsilon; larger t means more noise "
-        "(default 1)",
-    )
-    p.add_argument(
-        "--sharing",
-        default="seeded",
-        choices=("seeded", "full"),
-        help="how shares travel: seeded (a 32-byte PRG seed per peer instead of a random vector, "
-        "much less traffic) or full random vectors (default: seeded)",
-    )
-    p.add_argument("--timeout", type=positive, default=30.0, help="session deadline in seconds (default 30)")
-    p.add_argument(
-        "--confidence",
-        type=level,
-        default=0.95,
-        help="confidence level of the reported noise intervals, between 0 and 1 (default 0.95); "
-        "they come from the noise distribution alone and cost no privacy",
-    )
-    p.add_argument(
-        "--json",
-        action="store_true",
-        help="print the release as JSON (result, intervals, noise std, epsilon and delta spent) "
-        "for scripts, instead of text",
-    )
 
 
 def register(sub) -> None:

@@ -19,9 +19,8 @@ import sys
 import numpy as np
 
 from mpcdp.prg import Prg, system_random
-from services.client import QueryError
-from services.commands import Formatter, at_least, examples
-from services.commands.query import add_query_arguments, format_result
+from services.analyst import QueryError
+from services.commands import Formatter, add_query_arguments, at_least, examples
 from services.simulation import LocalFederation
 
 
@@ -72,7 +71,7 @@ def run_simulation(data: dict, args, bounds, out=sys.stdout) -> int:
     except RuntimeError as exc:
         print(f"mpcdp simulate: {exc}", file=sys.stderr)
         return 1
-    print(result.to_json() if args.json else format_result(result), file=out)
+    print(result.to_json() if args.json else result.to_text(), file=out)
     return 0
 
 

@@ -207,8 +207,7 @@ def test_certs_init_for_a_survey_names_its_aggregators_coordinator_and_responden
 
 
 def test_query_output_shows_every_kind_of_interval():
-    from services.client import QueryResult
-    from services.commands.query import format_result
+    from services.analyst import QueryResult
 
     r = QueryResult(
         session_id="00",
@@ -228,7 +227,7 @@ def test_query_output_shows_every_kind_of_interval():
             "variance": None,
         },
     )
-    text = format_result(r)
+    text = r.to_text()
     assert "95% interval for mean: lower [0.5, 1.5], upper [1.5, 2.5]" in text
     assert "95% interval for count: [8, 12]" in text
     assert "95% interval for histogram[yes]: [1, 5]" in text

@@ -6,7 +6,7 @@ import sys
 import grpc
 import pytest
 
-from services.client import QueryError
+from services.analyst import QueryError
 from services.simulation import LocalFederation
 
 RAISES = {"alice": [3800], "bob": [2514], "carol": [2982], "dave": [3390]}

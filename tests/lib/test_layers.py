@@ -56,8 +56,6 @@ ALLOWED_CIRCLES = (frozenset({"mpcdp.protocol.spec", "mpcdp.protocol.noise", "mp
 # moved into a helper module; do not add to this list.
 ALLOWED_COMMAND_IMPORTS = frozenset(
     {
-        ("services.commands.simulate", "services.commands.query"),
-        ("services.commands.demo", "services.commands.query"),
         ("services.commands.certs", "services.commands.survey"),
     }
 )

@@ -8,7 +8,7 @@ import math
 import grpc
 import pytest
 
-from services.client import QueryError
+from services.analyst import QueryError
 from services.party_node import PartyNode
 from services.tls import Identity, init_certs
 from services.wire.mpcdp.v1 import federation_pb2 as pb
@@ -349,7 +349,7 @@ async def test_large_vector_release_streams_in_chunks_and_small_ones_stay_one_me
 def test_client_refuses_a_malformed_release_stream():
     import numpy as np
 
-    from services.client import _ReleaseStream
+    from services.analyst import _ReleaseStream
 
     def vector(n, first):
         return pb.QueryReplyPart(vector=pb.ReleaseVector(name="sum", length=n, first=first))

@@ -130,7 +130,7 @@ def test_simulated_parties_get_their_values_from_private_files_not_their_command
 
 
 async def expect(cluster, code, *fragments, **kw):
-    from services.client import QueryError
+    from services.analyst import QueryError
 
     with pytest.raises(QueryError) as info:
         await cluster.query(**kw)
@@ -232,7 +232,7 @@ def spent(cluster):
 
 
 async def test_a_bad_confidence_level_is_refused_before_any_ledger_is_charged(dp_cluster):
-    from services.client import QueryError
+    from services.analyst import QueryError
 
     async with dp_cluster.client() as client:  # the analyst's side refuses it before sending
         with pytest.raises(QueryError) as info:
@@ -294,7 +294,7 @@ async def test_an_analyst_who_vanishes_after_the_charge_fetches_the_release_at_n
     lo, hi = first.intervals["sum"]
     assert first.epsilon == 1.0 and lo <= sum(RAISES.values()) <= hi
     assert spent(dp_cluster) == {name: 1.0 for name in dp_cluster.ledgers}  # fetching cost nothing
-    from services.client import QueryError
+    from services.analyst import QueryError
 
     async with dp_cluster.client("mallory") as other, dp_cluster.client() as client:
         with pytest.raises(QueryError) as info:
@@ -313,7 +313,7 @@ def test_a_stopped_party_delays_only_the_queries_that_include_it():
     import signal
     import threading
 
-    from services.client import Client, QueryError
+    from services.analyst import Analyst, QueryError
     from services.simulation import LocalFederation
 
     with LocalFederation({"alice": [3800], "bob": [2514], "carol": [2982]}, column="raise", timeout=10.0) as f:
@@ -323,7 +323,7 @@ def test_a_stopped_party_delays_only_the_queries_that_include_it():
 
             def ask_everyone():
                 async def go():
-                    async with Client(f.federation, "analyst") as c:
+                    async with Analyst(f.federation, "analyst") as c:
                         return await c.query("sum", column="raise", bounds=(0, 10_000), timeout=4.0)
 
                 try:
@@ -392,7 +392,7 @@ async def test_refusals_name_no_local_file_dataset_or_column(certs, tmp_path):
     import numpy as np
 
     from mpcdp.dp.ledger import PrivacyLedger
-    from services.client import QueryError
+    from services.analyst import QueryError
     from services.data import Table
 
     secret = tmp_path / "hr-confidential" / "salaries-2026.csv"
@@ -422,7 +422,7 @@ async def test_the_audit_log_records_refusals_releases_and_denials_without_value
     import json
 
     from services import audit
-    from services.client import QueryError
+    from services.analyst import QueryError
 
     log = tmp_path / "audit.log"
     audit.configure("test", "json", log)
@@ -467,7 +467,7 @@ class Accuser:
 
 
 async def test_an_abort_naming_a_culprit_is_shown_as_the_claim_of_the_party_that_made_it(certs):
-    from services.client import QueryError
+    from services.analyst import QueryError
     from services.party_node import PartyNode
 
     c = await make_cluster(certs, party_cls=type("Accusing", (Accuser, PartyNode), {}))
@@ -485,7 +485,7 @@ async def test_an_abort_naming_a_culprit_is_shown_as_the_claim_of_the_party_that
 async def test_concurrent_queries_cannot_together_overspend_the_coordinators_budget(certs, tmp_path):
     """Without the single lock, the coordinator's ledger reserves what running sessions will spend."""
     from mpcdp.dp.ledger import PrivacyLedger
-    from services.client import QueryError
+    from services.analyst import QueryError
     from services.party_node import PartyNode
 
     ledger = PrivacyLedger(tmp_path / "coordinator.db", "raises", 1.5)

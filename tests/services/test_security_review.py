@@ -11,7 +11,7 @@ import grpc
 import numpy as np
 import pytest
 
-from mpcdp.survey.respondent import SurveyClient
+from mpcdp.client import SurveyClient
 from mpcdp.prg import Prg
 from mpcdp.protocol import PartialSum, PartyPolicy, PartySession, QuerySpec, ShareMessage
 from mpcdp.sharing import share_seeded

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from services import federation as fed
-from services.client import Client, QueryError
+from services.analyst import Analyst, QueryError
 from services.coordinator_node import CoordinatorNode
 from services.data import Table
 from services.party_node import PartyNode
@@ -53,7 +53,7 @@ class Cluster:
 
     def client(self, name="analyst", certs=None):
         f = dataclasses.replace(self.federation, certs=certs or self.federation.certs)
-        return Client(f, name)
+        return Analyst(f, name)
 
     async def query(self, statistic="mean", **kw):
         kw.setdefault("column", "raise")

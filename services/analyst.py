@@ -1,16 +1,16 @@
-"""The analyst's client: ask a federation's coordinator for a statistic.
+"""The analyst: ask a federation's coordinator for a statistic.
 
-    from services.client import Client
-    async with Client(federation, "analyst") as c:
+    from services.analyst import Analyst
+    async with Analyst(federation, "analyst") as c:
         r = await c.query("mean", column="raise", bounds=(0, 10_000), epsilon=1.0)
     r.value, r.intervals, r.epsilon, r.parties
 
-or synchronously: ``services.client.query(federation, "analyst", "mean", ...)``.
+or synchronously: ``services.analyst.query(federation, "analyst", "mean", ...)``.
 
 The client checks the presentation options (confidence) before sending, as
 the coordinator does again before any budget is spent. If the release
 stream breaks after the session started, the QueryError names the session
-id, and ``Client.fetch(session_id)`` (``mpcdp query --fetch``) gets the
+id, and ``Analyst.fetch(session_id)`` (``mpcdp query --fetch``) gets the
 release the coordinator kept, at no further cost.
 """
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from dataclasses import asdict, dataclass
 
 import grpc
@@ -75,6 +76,28 @@ class QueryResult:
             sort_keys=True,
             default=lambda v: v.tolist() if isinstance(v, np.ndarray) else str(v),
         )
+
+    def to_text(self) -> str:
+        """The release for people: the statistic, its parts, what it cost, its intervals and noise."""
+        lines = [f"{self.statistic}: {_fmt(self.value)}"]
+        for key, value in self.result.items():
+            if key != self.statistic:
+                lines.append(f"  {key}: {_fmt(value)}")
+        if self.exact:
+            lines.append("exact release (no differential privacy)")
+        else:
+            lines.append(
+                f"epsilon spent: {self.epsilon:g}"
+                + (f", delta {self.delta:g}" if self.delta else "")
+                + f" ({self.mechanism} noise, shared among the parties)"
+            )
+            level = f"{100 * self.confidence:g}%"
+            for key, interval in self.intervals.items():
+                lines.extend(_interval_lines(level, key, interval))
+            for key, std in self.noise_std.items():
+                lines.append(f"  noise std on {key}: {_fmt(std)}")
+        lines.append(f"parties: {', '.join(self.parties)}")
+        return "\n".join(lines)
 
     @classmethod
     def from_proto(cls, reply: pb.QueryReply, streamed: dict | None = None, categories=()) -> QueryResult:
@@ -158,7 +181,7 @@ class _ReleaseStream:
         return self.vectors
 
 
-class Client:
+class Analyst:
     """A channel to the coordinator, authenticated as client ``name``."""
 
     def __init__(self, federation: Federation, name: str, insecure: bool = False):
@@ -168,7 +191,7 @@ class Client:
         self._channels = Channels(self.identity, lambda _: str(coordinator.address))
         self._stub = self._channels.stub(coordinator.name, pb_grpc.CoordinatorStub)
 
-    async def __aenter__(self) -> Client:
+    async def __aenter__(self) -> Analyst:
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -195,8 +218,14 @@ class Client:
         sharing: str = "seeded",
         timeout: float = 30.0,
         confidence: float = 0.95,
+        fraction: float | None = None,
+        quantile: float | None = None,
+        edges=(),
     ) -> QueryResult:
-        """Run one query; raises QueryError with the federation's diagnostic if it is refused."""
+        """Run one query; raises QueryError with the federation's diagnostic if it is refused.
+
+        ``fraction`` (threshold), ``quantile`` and ``edges`` (quantile, median) are for the comparison
+        statistics the parties compute under MPC (:mod:`services.mpc_node`)."""
         lo, hi = bounds
         spec = pb.QuerySpec(
             statistic=statistic,
@@ -214,6 +243,9 @@ class Client:
             mechanism=mechanism,
             colluders=colluders,
             sharing=sharing,
+            fraction=fraction or 0.0,
+            quantile=quantile or 0.0,
+            edges=list(edges),
         )
         _check_locally(spec, confidence, self._parties)
         request = pb.QueryRequest(spec=spec, timeout_seconds=timeout, confidence=confidence)
@@ -283,20 +315,48 @@ def _check_locally(spec: pb.QuerySpec, confidence: float, parties) -> None:
 
 
 def query(federation: Federation, name: str, statistic: str, insecure: bool = False, **kw) -> QueryResult:
-    """Synchronous one-shot :meth:`Client.query`."""
+    """Synchronous one-shot :meth:`Analyst.query`."""
 
     async def once():
-        async with Client(federation, name, insecure) as client:
-            return await client.query(statistic, **kw)
+        async with Analyst(federation, name, insecure) as analyst:
+            return await analyst.query(statistic, **kw)
 
     return asyncio.run(once())
 
 
 def fetch(federation: Federation, name: str, session_id: str, insecure: bool = False) -> QueryResult:
-    """Synchronous one-shot :meth:`Client.fetch`."""
+    """Synchronous one-shot :meth:`Analyst.fetch`."""
 
     async def once():
-        async with Client(federation, name, insecure) as client:
-            return await client.fetch(session_id)
+        async with Analyst(federation, name, insecure) as analyst:
+            return await analyst.fetch(session_id)
 
     return asyncio.run(once())
+
+
+def _interval_lines(level: str, key: str, interval) -> list[str]:
+    """One line per interval: scalar [lo, hi], vector half-width or bounds, histogram cells."""
+    if interval is None:
+        return [f"  {level} interval for {key}: none (too few records for the noise; the count may be 0)"]
+    if isinstance(interval, list):
+        return [f"  {level} interval for {key}: [{_fmt(interval[0])}, {_fmt(interval[1])}]"]
+    if "half_width" in interval:
+        return [f"  {level} interval for each {key}: +/- {_fmt(interval['half_width'])}"]
+    if set(interval) == {"lower", "upper"}:
+        return [
+            f"  {level} interval for {key}: lower {_fmt(np.asarray(interval['lower']))}, "
+            f"upper {_fmt(np.asarray(interval['upper']))}"
+        ]
+    return [line for cell, iv in interval.items() for line in _interval_lines(level, f"{key}[{cell}]", iv)]
+
+
+def _fmt(v) -> str:
+    if isinstance(v, np.ndarray):
+        v = v.tolist() if v.size <= 20 else v[:20].tolist() + ["..."]
+    if isinstance(v, float):
+        return f"{v:.6g}" if math.isfinite(v) else str(v)
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}: {_fmt(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, list):
+        return "[" + ", ".join(_fmt(x) for x in v) + "]"
+    return str(v)
