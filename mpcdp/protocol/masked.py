@@ -1,0 +1,597 @@
+"""The many-party query: masked inputs over a sparse graph, surviving dropouts (SecAgg+, no I/O).
+
+Bonawitz et al. (CCS 2017) and Bell et al. (CCS 2020), honest-but-curious variant. The spec's parties are
+laid on a sparse graph (:mod:`mpcdp.protocol.graph`, degree k = O(log n)); a party exchanges secrets only
+with its k neighbours, over the authenticated links between parties, and sends the coordinator one masked
+vector. Rounds:
+
+1. **Keys** (party -> each neighbour). A party draws an X25519 key pair and a self-mask seed b, and sends
+   each neighbour its public key with one Shamir share (threshold t) of its private key and one of b.
+2. **Report** (party -> coordinator): its public key and the neighbours whose keys arrived. The coordinator
+   keeps the edges whose two ends both reported and heard each other, and sends each party its **roster**.
+3. **Masked input** (party -> coordinator): y = x + PRG(b) + sum over roster j of +-PRG(DH(sk, pk_j)),
+   + when the party comes before j in the party list, - after; x is its encoded records plus its noise
+   piece (:meth:`mpcdp.protocol.PartySession.contribution`). The party's ledger is charged now.
+4. **Unmask**: the coordinator names the counted set C (the masked inputs that arrived; at least the
+   quorum, :mod:`mpcdp.protocol.quorum`); later inputs are refused. Each party answers once, for each
+   neighbour: the share of its **self-mask seed** if the neighbour is counted, else the share of its
+   **private key** (never both kinds for one party: each honest party derives which from the one set C).
+5. **Release**: from t shares the coordinator rebuilds b of every counted party and the private key of
+   every dropped one with a counted neighbour (checked against its public key), removes the self masks
+   and the masks between counted and dropped neighbours (masks between counted neighbours cancel), and
+   decodes. The release names who was counted and restates the loss for them.
+
+A dropped party's state cannot reveal its input: if its masked input arrives late (or is kept by a
+curious coordinator), the coordinator can rebuild its private key and strip every pairwise mask, but its
+self mask b stays: honest parties hand out shares of b only for counted parties, and fewer than t
+neighbours collude (:mod:`mpcdp.protocol.graph`, S1). Without the masked input, shares of a dropped
+party's key say nothing about its input at all.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+from .. import ring
+from ..dp.loss import PrivacyLoss
+from ..prg import SEED_BYTES, Prg, RandomSource, system_random
+from . import shamir
+from .coordinator import Release
+from .errors import ProtocolError, Status
+from .graph import DEFAULT_CORRECTNESS_BITS, DEFAULT_SECURITY_BITS, GraphPlan, SharingGraph, plan_graph
+from .party import Budget, PartyPolicy, PartySession
+from .quorum import Quorum, survivor_loss
+from .spec import QuerySpec
+from .statistics import codec_for
+
+KEY_BYTES = 32
+
+
+def pair_purpose(a: str, b: str) -> str:
+    """The PRG domain of the mask between parties ``a`` and ``b`` (in either order: the same stream)."""
+    first, second = sorted((a, b))
+    return f"mask/{first}/{second}"
+
+
+def self_purpose(party: str) -> str:
+    return f"self-mask/{party}"
+
+
+@dataclass(frozen=True)
+class MaskedQuery:
+    """A spec, the quorum that must finish, and the graph both imply (the same on every node)."""
+
+    spec: QuerySpec
+    quorum: Quorum
+    security_bits: float = DEFAULT_SECURITY_BITS
+    correctness_bits: float = DEFAULT_CORRECTNESS_BITS
+
+    @classmethod
+    def of(cls, spec: QuerySpec, quorum: int | None = None) -> MaskedQuery:
+        """``quorum`` parties must finish (default: all of them)."""
+        return cls(spec, Quorum(spec, spec.n_parties if quorum is None else quorum))
+
+    @cached_property
+    def plan(self) -> GraphPlan:
+        n = self.spec.n_parties
+        return plan_graph(n, self.spec.colluders, self.quorum.dropouts, self.security_bits, self.correctness_bits)
+
+    @cached_property
+    def charge(self) -> PrivacyLoss | None:
+        """What each party's ledger is charged: the loss if only the quorum is counted."""
+        return self.quorum.charge()
+
+    @cached_property
+    def graph(self) -> SharingGraph:
+        return SharingGraph(self.spec.parties, self.plan.degree, self.spec.session_id)
+
+    def point(self, party: str) -> int:
+        """The party's Shamir evaluation point."""
+        return self.graph.index(party) + 1
+
+    def sign(self, me: str, other: str) -> bool:
+        """True when ``me`` subtracts the mask it shares with ``other`` (it comes later in the party list)."""
+        return self.graph.index(me) > self.graph.index(other)
+
+
+# -- messages -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeyShares:
+    """Round 1, party to neighbour: the sender's public key, and the recipient's shares of its secrets."""
+
+    session_id: bytes
+    sender: str
+    recipient: str
+    public_key: bytes
+    key_share: bytes = field(repr=False)
+    seed_share: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Report:
+    """Round 2, party to coordinator: its public key and the neighbours whose keys it holds."""
+
+    session_id: bytes
+    party: str
+    public_key: bytes
+    heard: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Roster:
+    """Coordinator to party: the neighbours to mask with (both reported, each heard the other)."""
+
+    session_id: bytes
+    party: str
+    neighbours: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MaskedInput:
+    session_id: bytes
+    party: str
+    vector: np.ndarray = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Unmask:
+    """Coordinator to every party still there: whose masked inputs are counted."""
+
+    session_id: bytes
+    counted: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Reveal:
+    """Round 4, party to coordinator: per neighbour, a self-mask share (counted) or a key share (dropped)."""
+
+    session_id: bytes
+    party: str
+    seed_shares: dict[str, bytes] = field(repr=False)
+    key_shares: dict[str, bytes] = field(repr=False)
+
+
+def _public(private: X25519PrivateKey) -> bytes:
+    return private.public_key().public_bytes_raw()
+
+
+def _agree(private: X25519PrivateKey, public: bytes, who: str) -> bytes:
+    try:
+        return private.exchange(X25519PublicKey.from_public_bytes(public))
+    except ValueError:
+        raise ProtocolError(Status.INVALID_ARGUMENT, f"{who}'s public key is not a usable X25519 key") from None
+
+
+# -- the party ------------------------------------------------------------------------------------------
+
+
+class MaskedParty:
+    """One party's state in one many-party session.
+
+    proposed --accept--> accepted --key_shares--> keyed --masked_input--> masked --reveal--> revealed
+        \\--refuse--> refused                      (keyed --reveal--> revealed: it helps, uncounted)
+    """
+
+    def __init__(
+        self,
+        me: str,
+        query: MaskedQuery,
+        records: Any,
+        policy: PartyPolicy | None = None,
+        rng: RandomSource | None = None,
+        budget: Budget | None = None,
+    ):
+        self.me = me
+        self.query = query
+        self.spec = query.spec
+        self._rng = rng or system_random("masked-party")
+        self._inner = PartySession(me, query.spec, records, policy or PartyPolicy(), rng=self._rng)
+        self._budget = budget
+        self.state = "proposed"
+        self._private: X25519PrivateKey | None = None
+        self._seed = b""
+        self._keys: dict[str, bytes] = {}  # neighbour -> its public key
+        self._shares: dict[str, tuple[bytes, bytes]] = {}  # neighbour -> (key share, seed share) it gave us
+
+    @property
+    def neighbours(self) -> tuple[str, ...]:
+        return self.query.graph.neighbours(self.me)
+
+    def _require(self, *states: str) -> None:
+        if self.state not in states:
+            raise ProtocolError(
+                Status.FAILED_PRECONDITION, f"session is {self.state}; this step needs it to be {' or '.join(states)}"
+            )
+
+    def accept(self, now: float = -math.inf) -> None:
+        """Policy, deadline and local data (as a full-mesh party), and the worst-case charge against the ledger."""
+        self._require("proposed")
+        try:
+            self._inner.accept(now)
+            charge = self.query.charge
+            if self._budget is not None and charge is not None:
+                try:
+                    self._budget.reserve(self.spec.session_id, charge, self.spec.deadline)
+                except ValueError as exc:
+                    raise ProtocolError(Status.RESOURCE_EXHAUSTED, str(exc)) from None
+        except ProtocolError:
+            self.state = "refused"
+            raise
+        self.state = "accepted"
+
+    def key_shares(self) -> list[KeyShares]:
+        """Round 1: a key pair and a self-mask seed, shared among the neighbours (one message each)."""
+        self._require("accepted")
+        plan, sid = self.query.plan, self.spec.session_id
+        self._private = X25519PrivateKey.from_private_bytes(self._rng.bytes(KEY_BYTES))
+        self._seed = self._rng.bytes(SEED_BYTES)
+        points = [self.query.point(p) for p in self.neighbours]
+        keys = shamir.split(self._private.private_bytes_raw(), points, plan.threshold, self._rng)
+        seeds = shamir.split(self._seed, points, plan.threshold, self._rng)
+        public = _public(self._private)
+        self.state = "keyed"
+        return [
+            KeyShares(sid, self.me, p, public, keys[x], seeds[x]) for p, x in zip(self.neighbours, points, strict=True)
+        ]
+
+    def receive_keys(self, msg: KeyShares) -> None:
+        self._require("accepted", "keyed")
+        if msg.session_id != self.spec.session_id:
+            raise ProtocolError(Status.NOT_FOUND, "keys for another session")
+        if msg.recipient != self.me:
+            raise ProtocolError(Status.INVALID_ARGUMENT, f"keys addressed to {msg.recipient!r}, not to {self.me!r}")
+        if msg.sender not in self.neighbours:
+            raise ProtocolError(Status.PERMISSION_DENIED, f"{msg.sender!r} is not a neighbour in this session")
+        if msg.sender in self._keys:
+            raise ProtocolError(Status.ALREADY_EXISTS, f"duplicate keys from {msg.sender!r}")
+        if len(msg.public_key) != KEY_BYTES or len(msg.key_share) != shamir.SHARE_BYTES:
+            raise ProtocolError(Status.INVALID_ARGUMENT, "malformed key message")
+        if len(msg.seed_share) != shamir.SHARE_BYTES:
+            raise ProtocolError(Status.INVALID_ARGUMENT, "malformed key message")
+        self._keys[msg.sender] = msg.public_key
+        self._shares[msg.sender] = (msg.key_share, msg.seed_share)
+
+    @property
+    def missing(self) -> list[str]:
+        """Neighbours whose keys have not arrived."""
+        return [p for p in self.neighbours if p not in self._keys]
+
+    def report(self) -> Report:
+        self._require("keyed")
+        assert self._private is not None
+        heard = tuple(p for p in self.neighbours if p in self._keys)
+        return Report(self.spec.session_id, self.me, _public(self._private), heard)
+
+    def masked_input(self, roster: Roster, now: float = -math.inf) -> MaskedInput:
+        """Round 3: this party's contribution under its self mask and one mask per roster neighbour."""
+        self._require("keyed")
+        if roster.session_id != self.spec.session_id or roster.party != self.me:
+            raise ProtocolError(Status.INVALID_ARGUMENT, "a roster for another session or party")
+        unknown = [p for p in roster.neighbours if p not in self._keys]
+        if unknown or len(set(roster.neighbours)) != len(roster.neighbours):
+            raise ProtocolError(Status.INVALID_ARGUMENT, "the roster names neighbours whose keys this party lacks")
+        if now > self.spec.deadline:
+            raise ProtocolError(Status.DEADLINE_EXCEEDED, "the session's deadline has passed")
+        assert self._private is not None
+        sid = self.spec.session_id
+        y = self._inner.contribution()
+        Prg(self._seed, sid, self_purpose(self.me)).add_into(y)
+        for p in roster.neighbours:
+            seed = _agree(self._private, self._keys[p], p)
+            Prg(seed, sid, pair_purpose(self.me, p)).add_into(y, subtract=self.query.sign(self.me, p))
+        if self._budget is not None and self.query.charge is not None:
+            self._budget.charge_reserved(sid)
+        self.state = "masked"
+        return MaskedInput(sid, self.me, y)
+
+    def reveal(self, unmask: Unmask) -> Reveal:
+        """Round 4, once: a self-mask share for each counted neighbour, a key share for each other one."""
+        self._require("keyed", "masked")
+        if unmask.session_id != self.spec.session_id:
+            raise ProtocolError(Status.NOT_FOUND, "an unmask request for another session")
+        counted = set(unmask.counted)
+        if not counted <= set(self.spec.parties) or len(counted) != len(unmask.counted):
+            raise ProtocolError(Status.INVALID_ARGUMENT, "the counted set names parties outside the session")
+        self.query.quorum.check(len(counted), "are counted")
+        seeds = {p: s for p, (_, s) in self._shares.items() if p in counted}
+        keys = {p: k for p, (k, _) in self._shares.items() if p not in counted}
+        self._shares.clear()  # answered once: a second request (another counted set) gets nothing
+        self.state = "revealed"
+        return Reveal(self.spec.session_id, self.me, seeds, keys)
+
+    def abort(self) -> None:
+        if self._budget is not None and self.query.charge is not None and self.state in ("accepted", "keyed"):
+            self._budget.free(self.spec.session_id)
+        self._private = None
+        self._seed = b""
+        self._shares.clear()
+        if self._inner.state != "aborted":
+            self._inner.abort()
+        self.state = "aborted"
+
+
+# -- the coordinator ------------------------------------------------------------------------------------
+
+
+class MaskedCoordinator:
+    """The coordinator's state in one many-party session; it never sees an input or an unmasked vector.
+
+    accepting --rosters--> collecting-inputs --unmask--> unmasking --release--> released (any: aborted)
+    """
+
+    def __init__(self, query: MaskedQuery):
+        self.query = query
+        self.spec = query.spec
+        self.state = "accepting"
+        self._length = codec_for(query.spec).length
+        self._accepted: set[str] = set()
+        self.refused: dict[str, str] = {}
+        self._reports: dict[str, Report] = {}
+        self._rosters: dict[str, tuple[str, ...]] = {}
+        self._inputs: dict[str, np.ndarray] = {}
+        self._counted: tuple[str, ...] = ()
+        self._seed_shares: dict[str, dict[int, bytes]] = {}
+        self._key_shares: dict[str, dict[int, bytes]] = {}
+        self.abort_reason = ""
+
+    def _require(self, *states: str) -> None:
+        if self.state not in states:
+            raise ProtocolError(Status.FAILED_PRECONDITION, f"session is {self.state}, not {' or '.join(states)}")
+
+    def _check(self, session_id: bytes, party: str) -> None:
+        if session_id != self.spec.session_id:
+            raise ProtocolError(Status.NOT_FOUND, "message for another session")
+        if party not in self.spec.parties:
+            raise ProtocolError(Status.PERMISSION_DENIED, f"{party!r} is not a party of this session")
+
+    def record_response(self, party: str, accepted: bool, reason: str = "") -> None:
+        """A party's answer; a refusal counts against the quorum like a dropout."""
+        self._require("accepting")
+        self._check(self.spec.session_id, party)
+        if accepted:
+            self._accepted.add(party)
+        else:
+            self.refused[party] = reason
+
+    def record_report(self, report: Report) -> None:
+        self._require("accepting")
+        self._check(report.session_id, report.party)
+        if report.party not in self._accepted:
+            raise ProtocolError(Status.FAILED_PRECONDITION, f"{report.party} reports without having accepted")
+        if report.party in self._reports:
+            raise ProtocolError(Status.ALREADY_EXISTS, f"duplicate report from {report.party!r}")
+        if len(report.public_key) != KEY_BYTES or not set(report.heard) <= set(
+            self.query.graph.neighbours(report.party)
+        ):
+            raise ProtocolError(Status.INVALID_ARGUMENT, f"{report.party}'s report is malformed")
+        self._reports[report.party] = report
+
+    def rosters(self) -> list[Roster]:
+        """Close round 2: each reporting party's neighbours that reported and heard it (and it them)."""
+        self._require("accepting")
+        self.query.quorum.check(len(self._reports), "exchanged keys with their neighbours")
+        heard = {p: set(r.heard) for p, r in self._reports.items()}
+        for p in self.spec.parties:
+            if p in heard:
+                self._rosters[p] = tuple(q for q in self._reports[p].heard if q in heard and p in heard[q])
+        self.state = "collecting-inputs"
+        sid = self.spec.session_id
+        return [Roster(sid, p, r) for p, r in self._rosters.items()]
+
+    def receive_masked(self, msg: MaskedInput) -> None:
+        self._require("collecting-inputs")
+        self._check(msg.session_id, msg.party)
+        if msg.party not in self._rosters:
+            raise ProtocolError(Status.FAILED_PRECONDITION, f"{msg.party} has no roster in this session")
+        if msg.party in self._inputs:
+            raise ProtocolError(Status.ALREADY_EXISTS, f"duplicate masked input from {msg.party!r}")
+        vec = np.asarray(msg.vector)
+        if vec.size != self._length or vec.dtype.kind not in "iu":
+            raise ProtocolError(Status.INVALID_ARGUMENT, f"masked inputs are {self._length} ring elements")
+        self._inputs[msg.party] = ring.as_ring(vec.reshape(-1))
+
+    @property
+    def waiting_for(self) -> list[str]:
+        """Parties of the current round that have not answered yet."""
+        if self.state == "accepting":
+            return [p for p in self.spec.parties if p not in self._reports and p not in self.refused]
+        if self.state == "collecting-inputs":
+            return [p for p in self._rosters if p not in self._inputs]
+        if self.state == "unmasking":
+            return list(self.missing_shares())
+        return []
+
+    def unmask(self) -> Unmask:
+        """Close round 3: the masked inputs in hand are counted, later ones refused."""
+        self._require("collecting-inputs")
+        self.query.quorum.check(len(self._inputs), "sent a masked input")
+        self._counted = tuple(p for p in self.spec.parties if p in self._inputs)
+        self.state = "unmasking"
+        return Unmask(self.spec.session_id, self._counted)
+
+    @property
+    def counted(self) -> tuple[str, ...]:
+        return self._counted
+
+    @cached_property
+    def _needed_keys(self) -> frozenset[str]:
+        """Dropped parties (reported, not counted) with a counted roster neighbour: their keys must be rebuilt."""
+        counted = set(self._counted)
+        return frozenset(d for d in self._rosters if d not in counted and any(u in counted for u in self._rosters[d]))
+
+    def receive_reveal(self, msg: Reveal) -> None:
+        self._require("unmasking")
+        self._check(msg.session_id, msg.party)
+        counted = set(self._counted)
+        graph = self.query.graph
+        if not set(msg.seed_shares) <= counted or set(msg.key_shares) & counted:
+            raise ProtocolError(Status.INVALID_ARGUMENT, f"{msg.party} revealed the wrong kind of share")
+        near = set(graph.neighbours(msg.party))
+        if not (set(msg.seed_shares) | set(msg.key_shares)) <= near:
+            raise ProtocolError(Status.INVALID_ARGUMENT, f"{msg.party} revealed shares of non-neighbours")
+        x = self.query.point(msg.party)
+        for p, s in msg.seed_shares.items():
+            self._seed_shares.setdefault(p, {})[x] = s
+        for p, s in msg.key_shares.items():
+            self._key_shares.setdefault(p, {})[x] = s
+
+    def missing_shares(self) -> dict[str, int]:
+        """Party -> how many more shares are needed to rebuild what must be removed for it."""
+        t = self.query.plan.threshold
+        out = {}
+        for p in self._counted:
+            have = len(self._seed_shares.get(p, {}))
+            if have < t:
+                out[p] = t - have
+        for d in self._needed_keys:
+            have = len(self._key_shares.get(d, {}))
+            if have < t:
+                out[d] = t - have
+        return out
+
+    def release(self, arrays: bool = False) -> Release:
+        """Rebuild, unmask, decode; the release names the counted parties and their restated loss."""
+        self._require("unmasking")
+        missing = self.missing_shares()
+        if missing:
+            raise ProtocolError(
+                Status.FAILED_PRECONDITION,
+                f"too few shares to unmask {len(missing)} parties ({', '.join(sorted(missing)[:5])}...)",
+            )
+        t, sid = self.query.plan.threshold, self.spec.session_id
+        total = ring.zeros(self._length)
+        for p in self._counted:
+            np.add(total, self._inputs.pop(p), out=total)
+            seed = shamir.rebuild(self._seed_shares[p], t)
+            Prg(seed, sid, self_purpose(p)).add_into(total, subtract=True)
+        counted = set(self._counted)
+        for d in sorted(self._needed_keys):
+            private = X25519PrivateKey.from_private_bytes(shamir.rebuild(self._key_shares[d], t))
+            if _public(private) != self._reports[d].public_key:
+                raise ProtocolError(Status.INVALID_ARGUMENT, f"the shares of {d}'s key do not match its public key")
+            for u in self._rosters[d]:
+                if u in counted:  # u added +-mask(u, d): take it out again
+                    seed = _agree(private, self._reports[u].public_key, u)
+                    Prg(seed, sid, pair_purpose(u, d)).add_into(total, subtract=not self.query.sign(u, d))
+        self._inputs.clear()
+        self.state = "released"
+        spec = self.spec
+        loss = survivor_loss(spec, len(self._counted))
+        epsilon, delta = loss.epsilon_delta(spec.delta) if loss is not None else (None, spec.delta)
+        dropped = tuple(p for p in spec.parties if p not in counted)
+        return Release(
+            statistic=spec.statistic,
+            result=codec_for(spec).decode(total, arrays=arrays),
+            parties=self._counted,
+            epsilon=epsilon,
+            delta=delta,
+            mechanism=None if spec.is_exact else spec.mechanism,
+            extras={
+                "counted": len(self._counted),
+                "dropped": list(dropped),
+                "quorum": self.query.quorum.size,
+                "degree": self.query.plan.degree,
+                "threshold": self.query.plan.threshold,
+            },
+        )
+
+    def loss(self) -> PrivacyLoss | None:
+        """The loss of the release for the parties counted so far."""
+        return survivor_loss(self.spec, len(self._counted))
+
+    def abort(self, reason: str) -> None:
+        self._inputs.clear()
+        self._seed_shares.clear()
+        self._key_shares.clear()
+        self.abort_reason = reason
+        self.state = "aborted"
+
+
+# -- an in-memory driver --------------------------------------------------------------------------------
+
+PHASES = ("accept", "keys", "report", "mask", "reveal", "late")
+"""Where a party can stop in :func:`run_masked_in_memory`: after accepting (silent); half-way through
+sending its keys; before reporting; before its masked input; after its masked input (no reveal); or its
+masked input arrives after the counted set was fixed (it is refused; the party still reveals)."""
+
+
+@dataclass
+class MaskedRun:
+    release: Release
+    parties: dict[str, MaskedParty]
+    coordinator: MaskedCoordinator
+    late: dict[str, MaskedInput] = field(default_factory=dict)  # masked inputs that came after the cut
+
+
+def run_masked_in_memory(
+    query: MaskedQuery,
+    data: Mapping[str, Any],
+    drop: Mapping[str, str] | None = None,
+    rng: Callable[[str], RandomSource] | None = None,
+    policies: Mapping[str, PartyPolicy] | None = None,
+) -> MaskedRun:
+    """Run ``query`` over ``data`` with the parties in ``drop`` stopping at the named phase (see PHASES)."""
+    drop = dict(drop or {})
+    bad = {p: ph for p, ph in drop.items() if ph not in PHASES or p not in query.spec.parties}
+    if bad:
+        raise ValueError(f"unknown parties or phases in drop: {bad}")
+    spec = query.spec
+    coordinator = MaskedCoordinator(query)
+    parties = {
+        p: MaskedParty(
+            p,
+            query,
+            data[p],
+            (policies or {}).get(p, PartyPolicy(allow_exact=True)),
+            rng=rng(p) if rng else None,
+        )
+        for p in spec.parties
+    }
+
+    def alive(p: str, phase: str) -> bool:
+        """Whether ``p`` still acts at ``phase``."""
+        return p not in drop or PHASES.index(drop[p]) > PHASES.index(phase)
+
+    try:
+        for p, party in parties.items():
+            party.accept()
+            coordinator.record_response(p, True)
+        for p, party in parties.items():
+            if not alive(p, "accept"):
+                continue
+            outbox = party.key_shares()
+            if drop.get(p) == "keys":
+                outbox = outbox[: len(outbox) // 2]
+            for msg in outbox:
+                if alive(msg.recipient, "accept"):
+                    parties[msg.recipient].receive_keys(msg)
+        for p, party in parties.items():
+            if alive(p, "report") and party.state == "keyed":
+                coordinator.record_report(party.report())
+        late: dict[str, MaskedInput] = {}
+        for roster in coordinator.rosters():
+            if alive(roster.party, "mask"):
+                masked = parties[roster.party].masked_input(roster)
+                if drop.get(roster.party) == "late":
+                    late[roster.party] = masked
+                else:
+                    coordinator.receive_masked(masked)
+        unmask = coordinator.unmask()
+        for p, party in parties.items():
+            if alive(p, "reveal") and party.state in ("keyed", "masked"):
+                coordinator.receive_reveal(party.reveal(unmask))
+        return MaskedRun(coordinator.release(), parties, coordinator, late)
+    except ProtocolError as exc:
+        for party in parties.values():
+            party.abort()
+        coordinator.abort(str(exc))
+        raise

@@ -1,0 +1,363 @@
+"""The many-party query (issue 14): sparse graph, Shamir shares, quorum, masked inputs, dropouts, attacks."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from mpcdp.prg import Prg
+from mpcdp.protocol import PartyPolicy, ProtocolError, QuerySpec, Status, shamir
+from mpcdp.protocol.graph import (
+    SharingGraph,
+    hypergeometric_tail,
+    plan_graph,
+    window_all_removed,
+)
+from mpcdp.protocol.masked import (
+    PHASES,
+    MaskedCoordinator,
+    MaskedParty,
+    MaskedQuery,
+    pair_purpose,
+    run_masked_in_memory,
+    self_purpose,
+)
+from mpcdp.protocol.quorum import Quorum, survivor_loss
+from mpcdp.protocol.statistics import codec_for
+
+EXACT = PartyPolicy(allow_exact=True)
+
+
+def names(n: int) -> tuple[str, ...]:
+    return tuple(f"p{i:04d}" for i in range(n))
+
+
+def seeded(p: str) -> Prg:
+    return Prg.from_int(int(p[1:]) + 1, "party")
+
+
+def exact_sum(n: int, quorum: int | None = None, colluders: int = 1, bounds=(0, 1000)) -> MaskedQuery:
+    spec = QuerySpec("sum", names(n), bounds=bounds, colluders=colluders, session_id=bytes(range(16)))
+    return MaskedQuery.of(spec, quorum)
+
+
+# -- the graph and its bounds -------------------------------------------------------------------------
+
+
+def test_hypergeometric_tail_is_exact():
+    for population, marked, draws, at_least in [(99, 10, 22, 3), (999, 333, 102, 72), (50, 5, 10, 1)]:
+        want = stats.hypergeom.sf(at_least - 1, population, marked, draws)
+        assert math.isclose(2 ** hypergeometric_tail(population, marked, draws, at_least), want, rel_tol=1e-9)
+    assert hypergeometric_tail(10, 2, 5, 3) == -math.inf
+    assert hypergeometric_tail(10, 2, 5, 0) == 0.0
+
+
+def test_window_bound_holds_empirically():
+    """The union bound on a run of w removed places in a random ordering is above the observed rate."""
+    n, removed, w, trials = 30, 12, 4, 4000
+    rng = np.random.default_rng(7)  # the test's own sampling, not the protocol's randomness
+    hits = 0
+    for _ in range(trials):
+        mask = np.zeros(n, dtype=bool)
+        mask[rng.choice(n, removed, replace=False)] = True
+        ring_ = np.concatenate([mask, mask[: w - 1]])
+        hits += any(ring_[i : i + w].all() for i in range(n))
+    bound = 2 ** window_all_removed(n, removed, w)
+    assert hits / trials <= bound
+
+
+def test_degree_grows_like_log_n():
+    degrees = {n: plan_graph(n, 1, n // 10).degree for n in (100, 300, 1000)}
+    assert degrees[1000] < 100 and degrees[1000] <= 1.5 * degrees[100], degrees
+    for n, c, d in [(100, 1, 10), (1000, 1, 100), (1000, 100, 100), (1000, 333, 100), (300, 30, 30)]:
+        plan = plan_graph(n, c, d)
+        assert plan.security_log2 <= -40 and plan.correctness_log2 <= -20
+        assert plan.threshold > 0 and (plan.complete or plan.degree % 2 == 0)
+    assert plan_graph(1000, 333, 100).degree < 200  # a third colluding: still far from the complete graph
+
+
+def test_complete_graph_when_small_and_refusals():
+    plan = plan_graph(4, 1, 1)
+    assert plan.complete and plan.threshold == 2
+    with pytest.raises(ValueError, match="no honest survivor"):
+        plan_graph(10, 5, 5)
+    with pytest.raises(ValueError, match="cannot tolerate"):
+        plan_graph(4, 2, 1)
+
+
+def test_graph_is_regular_symmetric_and_drawn_from_the_session():
+    parties = names(200)
+    g = SharingGraph(parties, 16, b"a" * 16)
+    for p in parties:
+        near = g.neighbours(p)
+        assert len(near) == 16 and p not in near
+        assert all(p in g.neighbours(q) for q in near)
+    assert SharingGraph(parties, 16, b"a" * 16).neighbours("p0000") == g.neighbours("p0000")
+    assert SharingGraph(parties, 16, b"b" * 16).neighbours("p0000") != g.neighbours("p0000")
+
+
+def test_neighbourhoods_are_uniform():
+    """Over many sessions, each other party is p0000's neighbour with probability k / (n - 1)."""
+    parties, k, sessions = names(21), 4, 2000
+    counts = np.zeros(20)
+    for s in range(sessions):
+        for q in SharingGraph(parties, k, s.to_bytes(16, "big")).neighbours("p0000"):
+            counts[int(q[1:]) - 1] += 1
+    expected = sessions * k / 20
+    assert stats.chisquare(counts, np.full(20, expected)).pvalue > 1e-3
+
+
+def test_survivors_without_a_removed_window_stay_connected():
+    parties, k = names(60), 6
+    g = SharingGraph(parties, k, b"c" * 16)
+    order = [parties[i] for i in g._order]
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        removed = {order[i] for i in rng.choice(60, 25, replace=False)}
+        longest, cur = 0, 0
+        for i in range(120):
+            cur = cur + 1 if order[i % 60] in removed else 0
+            longest = max(longest, cur)
+        alive = [p for p in parties if p not in removed]
+        seen, todo = {alive[0]}, [alive[0]]
+        while todo:
+            for q in g.neighbours(todo.pop()):
+                if q not in removed and q not in seen:
+                    seen.add(q)
+                    todo.append(q)
+        if longest < k // 2:
+            assert seen == set(alive)
+
+
+# -- Shamir ------------------------------------------------------------------------------------------
+
+
+def test_shamir_any_threshold_subset_rebuilds():
+    rng = Prg.from_int(1)
+    secret = bytes(range(32))
+    shares = shamir.split(secret, list(range(1, 11)), 4, rng)
+    for subset in ([1, 2, 3, 4], [10, 7, 3, 5], [2, 4, 6, 8, 9]):
+        assert shamir.rebuild({x: shares[x] for x in subset}, 4) == secret
+    with pytest.raises(ValueError, match="cannot rebuild"):
+        shamir.rebuild({x: shares[x] for x in (1, 2, 3)}, 4)
+
+
+def test_shamir_fewer_than_threshold_shares_look_alike_for_any_secret():
+    """The top byte of one share (t = 2) has the same uniform law whether the secret is 0 or all ones."""
+    rng = Prg.from_int(2)
+    tops = {s: [] for s in (bytes(32), b"\xff" * 32)}
+    for secret in tops:
+        for _ in range(3000):
+            share = shamir.split(secret, [1, 2], 2, rng)[1]
+            tops[secret].append(int.from_bytes(share, "big") >> (520 - 4))  # top 4 of 521 bits
+    for values in tops.values():
+        counts = np.bincount(values, minlength=16)[:16]
+        assert stats.chisquare(counts).pvalue > 1e-3
+
+
+# -- quorum ------------------------------------------------------------------------------------------
+
+
+def test_survivor_loss_restates_the_guarantee():
+    spec = QuerySpec("mean", names(20), bounds=(0, 10), epsilon=1.0, colluders=2)
+    full = survivor_loss(spec, 20)
+    assert full is not None and float(full.epsilon) <= 1.0 + 1e-9
+    losses = [float(survivor_loss(spec, m).epsilon) for m in (20, 15, 10, 5, 3)]
+    assert losses == sorted(losses) and losses[-1] > losses[0]
+    assert survivor_loss(spec, 2) is None  # only the colluders' pieces: no guarantee
+    assert Quorum(spec, 10).charge() == survivor_loss(spec, 10)
+    with pytest.raises(ValueError, match="quorum"):
+        Quorum(spec, 2)
+    skellam = QuerySpec("sum", names(10), bounds=(0, 10), epsilon=1.0, delta=1e-6, mechanism="skellam")
+    assert float(survivor_loss(skellam, 10).epsilon) <= 1.0 + 1e-9
+    assert float(survivor_loss(skellam, 6).epsilon) > float(survivor_loss(skellam, 10).epsilon)
+
+
+# -- the protocol ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [3, 10, 60])
+def test_exact_sum(n):
+    query = exact_sum(n, quorum=max(2, n - n // 5))
+    data = {p: [float(i)] for i, p in enumerate(query.spec.parties)}
+    run = run_masked_in_memory(query, data, rng=seeded)
+    assert run.release.value == sum(range(n))
+    assert run.release.parties == query.spec.parties and run.release.extras["dropped"] == []
+
+
+def test_sparse_graph_at_200_parties():
+    query = exact_sum(200, quorum=180)
+    assert not query.plan.complete and query.plan.degree < 60
+    data = {p: [float(i % 7)] for i, p in enumerate(query.spec.parties)}
+    assert run_masked_in_memory(query, data, rng=seeded).release.value == sum(i % 7 for i in range(200))
+
+
+@pytest.mark.parametrize("phase", PHASES)
+def test_a_party_dropping_at_each_phase_is_left_out(phase):
+    query = exact_sum(30, quorum=24)
+    data = {p: [float(i + 1)] for i, p in enumerate(query.spec.parties)}
+    gone = query.spec.parties[7]
+    run = run_masked_in_memory(query, data, drop={gone: phase}, rng=seeded)
+    if phase == "reveal":  # its masked input arrived: it is counted, its neighbours' shares unmask it
+        assert run.release.value == sum(range(1, 31)) and len(run.release.parties) == 30
+        return
+    assert run.release.value == sum(range(1, 31)) - 8
+    assert gone not in run.release.parties and run.release.extras["dropped"] == [gone]
+    assert len(run.release.parties) == 29
+
+
+def test_drops_at_every_phase_at_once_in_a_sparse_graph():
+    query = exact_sum(120, quorum=100)
+    assert not query.plan.complete
+    parties = query.spec.parties
+    drop = {parties[3 * i]: phase for i, phase in enumerate(PHASES * 2)}  # 12 drops, each phase twice
+    data = {p: [float(i)] for i, p in enumerate(parties)}
+    run = run_masked_in_memory(query, data, drop=drop, rng=seeded)
+    uncounted = {p for p, phase in drop.items() if phase != "reveal"}  # after its masked input: counted
+    assert run.release.value == sum(i for i, p in enumerate(parties) if p not in uncounted)
+    assert sorted(run.release.extras["dropped"]) == sorted(uncounted)
+
+
+def test_below_quorum_aborts():
+    query = exact_sum(10, quorum=8)
+    drop = {p: "mask" for p in query.spec.parties[:3]}
+    with pytest.raises(ProtocolError, match="quorum is 8") as err:
+        run_masked_in_memory(query, {p: [1.0] for p in query.spec.parties}, drop=drop, rng=seeded)
+    assert err.value.status == Status.ABORTED
+
+
+def test_release_restates_the_loss_for_the_survivors():
+    spec = QuerySpec("sum", names(12), bounds=(0, 10), epsilon=1.0, session_id=bytes(16))
+    query = MaskedQuery.of(spec, quorum=8)
+    drop = {"p0001": "mask", "p0002": "accept"}
+    run = run_masked_in_memory(query, {p: [5.0] for p in spec.parties}, drop=drop, rng=seeded)
+    want = survivor_loss(spec, 10)
+    assert run.release.epsilon == want.epsilon_delta()[0]
+    assert 1.0 < run.release.epsilon <= query.charge.epsilon_delta()[0]
+
+
+def test_dp_noise_from_survivors_is_centred_with_the_right_spread():
+    """150 releases at fixed seeds: the mean is the true sum, the variance that of the counted pieces."""
+    spec0 = QuerySpec("sum", names(6), bounds=(0, 1), epsilon=1.0, frac_bits=0)
+    values = []
+    for s in range(150):
+        spec = QuerySpec("sum", names(6), bounds=(0, 1), epsilon=1.0, frac_bits=0, session_id=s.to_bytes(16, "big"))
+        query = MaskedQuery.of(spec, quorum=4)
+        run = run_masked_in_memory(
+            query,
+            {p: [1.0] for p in spec.parties},
+            drop={"p0005": "mask"},
+            rng=lambda p, s=s: Prg.from_int(1000 * s + int(p[1:]), "party"),
+        )
+        values.append(run.release.value - 5)
+    from mpcdp.protocol.noise import mechanisms
+
+    ((_, mech),) = mechanisms(spec0)
+    sd = math.sqrt(mech.variance(5))
+    assert abs(np.mean(values)) < 4 * sd / math.sqrt(150)
+    assert 0.75 < np.std(values) / sd < 1.3
+
+
+def test_late_input_is_refused_and_unmasked_only_down_to_its_self_mask():
+    """A party whose masked input comes after the cut: the coordinator refuses it; a curious coordinator
+    that kept it anyway can strip the pairwise masks with the key the survivors helped rebuild, and is
+    left with the input under the self mask, whose shares no honest party gives for an uncounted party."""
+    query = exact_sum(16, quorum=12)
+    parties = query.spec.parties
+    late = parties[4]
+    data = {p: [float(100 + i)] for i, p in enumerate(parties)}
+    run = run_masked_in_memory(query, data, drop={late: "late"}, rng=seeded)
+    assert run.release.value == sum(100 + i for i in range(16)) - 104
+    y = run.late[late].vector.copy()
+    with pytest.raises(ProtocolError) as err:
+        run.coordinator.receive_masked(run.late[late])
+    assert err.value.status == Status.FAILED_PRECONDITION
+    # the curious coordinator: the key shares the honest survivors revealed rebuild the late party's key
+    key = shamir.rebuild(run.coordinator._key_shares[late], query.plan.threshold)
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+    private = X25519PrivateKey.from_private_bytes(key)
+    sid = query.spec.session_id
+    for q in run.coordinator._rosters[late]:
+        seed = private.exchange(X25519PublicKey.from_public_bytes(run.coordinator._reports[q].public_key))
+        Prg(seed, sid, pair_purpose(late, q)).add_into(y, subtract=not query.sign(late, q))
+    codec = codec_for(query.spec)
+    assert codec.decode(y)["sum"] != 104.0  # still under the self mask
+    assert late not in run.coordinator._seed_shares  # nobody revealed a share of its self mask
+    # the self mask is all that is left: with its seed (which no honest node ever gives out) the input shows
+    Prg(run.parties[late]._seed, sid, self_purpose(late)).add_into(y, subtract=True)
+    assert codec.decode(y)["sum"] == 104.0
+
+
+def test_a_party_answers_one_unmask_request_only():
+    query = exact_sum(8, quorum=6)
+    parties = query.spec.parties
+    sessions = {p: MaskedParty(p, query, [1.0], EXACT, rng=seeded(p)) for p in parties}
+    coordinator = MaskedCoordinator(query)
+    for p, s in sessions.items():
+        s.accept()
+        coordinator.record_response(p, True)
+    for s in sessions.values():
+        for msg in s.key_shares():
+            sessions[msg.recipient].receive_keys(msg)
+    for s in sessions.values():
+        coordinator.record_report(s.report())
+    for roster in coordinator.rosters():
+        coordinator.receive_masked(sessions[roster.party].masked_input(roster))
+    first = coordinator.unmask()
+    reveal = sessions["p0000"].reveal(first)
+    assert set(reveal.seed_shares) == set(query.graph.neighbours("p0000")) and not reveal.key_shares
+    # a second request that calls a counted neighbour dropped would hand out its key share too: refused
+    second = type(first)(first.session_id, first.counted[:-1])
+    with pytest.raises(ProtocolError) as err:
+        sessions["p0000"].reveal(second)
+    assert err.value.status == Status.FAILED_PRECONDITION
+
+
+def test_colluding_neighbours_at_the_threshold_unmask_a_party_and_below_it_cannot():
+    """(S1) is the condition that matters: t colluding neighbours rebuild a party's key and self mask and
+    read its input from its masked vector; t - 1 rebuild nothing (the rebuilt key is not the party's)."""
+    query = exact_sum(12, quorum=12, colluders=3)  # complete graph, t = colluders + 1 = 4
+    t = query.plan.threshold
+    parties = query.spec.parties
+    data = {p: [float(10 * i)] for i, p in enumerate(parties)}
+    sessions = {p: MaskedParty(p, query, data[p], EXACT, rng=seeded(p)) for p in parties}
+    coordinator = MaskedCoordinator(query)
+    for p, s in sessions.items():
+        s.accept()
+        coordinator.record_response(p, True)
+    for s in sessions.values():
+        for msg in s.key_shares():
+            sessions[msg.recipient].receive_keys(msg)
+    reports = {p: s.report() for p, s in sessions.items()}
+    for r in reports.values():
+        coordinator.record_report(r)
+    inputs = {r.party: sessions[r.party].masked_input(r) for r in coordinator.rosters()}
+    victim = parties[0]
+    codec = codec_for(query.spec)
+
+    def attack(colluders):
+        shares_key = {query.point(c): sessions[c]._shares[victim][0] for c in colluders}
+        shares_seed = {query.point(c): sessions[c]._shares[victim][1] for c in colluders}
+        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+        try:
+            private = X25519PrivateKey.from_private_bytes(shamir.rebuild(shares_key, len(colluders)))
+            seed = shamir.rebuild(shares_seed, len(colluders))
+        except ValueError:
+            return None
+        if private.public_key().public_bytes_raw() != reports[victim].public_key:
+            return None
+        y = inputs[victim].vector.copy()
+        Prg(seed, query.spec.session_id, self_purpose(victim)).add_into(y, subtract=True)
+        for q in query.graph.neighbours(victim):
+            s = private.exchange(X25519PublicKey.from_public_bytes(reports[q].public_key))
+            Prg(s, query.spec.session_id, pair_purpose(victim, q)).add_into(y, subtract=not query.sign(victim, q))
+        return codec.decode(y)["sum"]
+
+    near = query.graph.neighbours(victim)
+    assert attack(near[:t]) == data[victim][0]
+    assert attack(near[: t - 1]) is None
