@@ -9,6 +9,7 @@ answers it again) or the same token (each aggregator answers "duplicate"), never
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -27,7 +28,7 @@ _RETRY = {429, 500, 502, 503, 504}
 
 def http_client(ca: Path | None = None, insecure: bool = False, timeout: float = 60.0) -> httpx.AsyncClient:
     """An HTTP/2-capable client trusting ``ca`` (the survey CA) or the system's roots."""
-    verify: bool | str = False if insecure else (str(ca) if ca else True)
+    verify: bool | ssl.SSLContext = False if insecure else ssl.create_default_context(cafile=str(ca) if ca else None)
     return httpx.AsyncClient(http2=True, verify=verify, timeout=timeout)
 
 
