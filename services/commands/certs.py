@@ -27,9 +27,12 @@ def _members(args) -> tuple[str, list[str], Path]:
         return f"{federation.name} CA", list(federation.names()), federation.certs
     from services.commands.survey import load_survey
     from services.survey.simulation import COORDINATOR, RESPONDENTS
+    from services.survey.tokens_cli import ISSUER
 
     survey = load_survey(args.survey)
-    names = [*survey.aggregator_names, COORDINATOR, RESPONDENTS]
+    # respondents of a verified survey are admitted by token over server-authenticated HTTPS: no certificate
+    respondents = [] if survey.verified else [RESPONDENTS]
+    names = [*survey.aggregator_names, COORDINATOR, ISSUER, *respondents]
     return f"{survey.id} CA", names, Path(args.survey).resolve().parent / "certs"
 
 
@@ -68,8 +71,9 @@ def register(sub) -> None:
         help="make a CA and one key and certificate per node",
         description="Make a fresh CA (ca.pem, ca.key) and a key and certificate (<name>.pem, <name>.key) for "
         "every node of the federation file, so that every channel is mutually authenticated TLS. "
-        "For a survey file: one per aggregator, plus `coordinator` (closes the survey) and "
-        "`respondents` (the client certificate respondents submit with). "
+        "For a survey file: one per aggregator, plus `coordinator` (closes the survey), `issuer` (the token "
+        "endpoint's HTTPS certificate) and, for a survey without proofs only, `respondents` (the client "
+        "certificate respondents submit with; respondents of a verified survey use an invitation instead). "
         "Keys are written readable by their owner only; an existing CA is kept unless --force.",
         formatter_class=Formatter,
         epilog=examples(
@@ -81,7 +85,7 @@ def register(sub) -> None:
     which = init.add_mutually_exclusive_group(required=True)
     which.add_argument("--federation", help="federation file (TOML) whose nodes get a certificate each")
     which.add_argument(
-        "--survey", help="survey file (TOML) whose aggregators, coordinator and respondents get a certificate each"
+        "--survey", help="survey file (TOML) whose aggregators, coordinator and issuer get a certificate each"
     )
     init.add_argument(
         "--out",

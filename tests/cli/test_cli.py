@@ -198,10 +198,11 @@ def test_sanitize_json_gives_one_object_per_line_with_its_cost(tmp_path, capsys)
     assert all(d["epsilon_per_word"] == 1e9 and d["mechanism"] == "multivariate-laplace" for d in lines)
 
 
-def test_certs_init_for_a_survey_names_its_aggregators_coordinator_and_respondents(tmp_path, capsys):
+def test_certs_init_for_a_survey_names_its_aggregators_coordinator_and_issuer(tmp_path, capsys):
     assert main(["certs", "init", "--survey", SURVEY, "--out", str(tmp_path)]) == 0
     names = {p.stem for p in tmp_path.glob("*.pem")}
-    assert names == {"ca", "pollster-a", "pollster-b", "university-c", "coordinator", "respondents"}
+    # respondents of a verified survey come with a token, not a certificate
+    assert names == {"ca", "pollster-a", "pollster-b", "university-c", "coordinator", "issuer"}
     assert main(["certs", "init", "--survey", SURVEY, "--out", str(tmp_path)]) == 1  # keeps an existing CA
     assert "--force" in capsys.readouterr().err
 
