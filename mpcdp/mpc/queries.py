@@ -111,17 +111,31 @@ class ComparisonSpec:
 
 
 def whole_numbers(values: Sequence[object], column: str) -> list[int]:
-    """A column's values as integers in the comparison range, or a refusal naming the column (never a value)."""
+    """A column's values as integers in the comparison range, or a refusal naming the column (never a value).
+
+    Integers (and strings of digits) are read exactly; floats only when they are whole."""
     out = []
     for v in values:
-        try:
-            f = float(v)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            f = math.nan
-        if not math.isfinite(f) or not f.is_integer() or not compare.VALUE_MIN <= f <= compare.VALUE_MAX:
+        number = _whole(v)
+        if number is None or not compare.VALUE_MIN <= number <= compare.VALUE_MAX:
             raise ComparisonRefused("column", f"{column!r} must hold whole numbers within +-2^62 to be compared")
-        out.append(int(f))
+        out.append(number)
     return out
+
+
+def _whole(v: object) -> int | None:
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        return int(v)
+    if isinstance(v, str):
+        try:
+            return int(v.strip())
+        except ValueError:
+            pass
+    try:
+        f = float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return int(f) if math.isfinite(f) and f.is_integer() else None
 
 
 class Comparison(ABC):
