@@ -166,6 +166,12 @@ class AggregatorService(survey_pb2_grpc.SurveyAggregatorServicer):
                 if batch is None:
                     return
                 survey = await self._survey(batch.survey, context)
+                if not self.insecure and caller(context) in (self.coordinator, *survey.aggregator_names):
+                    await self._refuse(  # a node's certificate is no respondent's: it could answer at will
+                        context,
+                        grpc.StatusCode.PERMISSION_DENIED,
+                        "aggregator and coordinator certificates cannot submit reports",
+                    )
                 items = [(s.submission_id, s.share) for s in batch.submissions]
                 del batch
                 statuses = await self._run(context, survey.id, self.store.put, survey.id, items)
