@@ -2,6 +2,10 @@
 
     open --first report--> collecting --close--> preparing --all batches verified--> closed --release--> released
 
+A survey without proofs (shares of the ring) has nothing to verify: ``close`` takes it straight to
+``closed``. Both stores (:mod:`services.survey.store` for ring shares, :mod:`services.survey.reports`
+for Prio3 reports) load this value, ask it, and save what it returns: the rules live only here.
+
 * ``open`` / ``collecting``: reports are stored (``collecting`` once one is held).
 * ``preparing``: intake stopped (the id set is final); batches are verified under the
   verify key the leader drew *after* intake stopped, so no respondent can know it.
@@ -43,11 +47,17 @@ class Lifecycle:
             raise Refusal(Refusal.CLOSED, f"survey {self.survey!r} is {self.state}: no more submissions")
         return Lifecycle(self.survey, "collecting" if reports else self.state)
 
-    def close(self) -> Lifecycle:
-        """Stop intake (idempotent once past collecting)."""
+    def close(self, verify: bool = True) -> Lifecycle:
+        """Stop intake (idempotent once past collecting): on to preparation, or with nothing to
+        ``verify`` (ring shares) straight to closed."""
         if self.state in ("open", "collecting"):
-            return Lifecycle(self.survey, "preparing")
+            return Lifecycle(self.survey, "preparing" if verify else "closed")
         return self
+
+    def final_ids(self) -> None:
+        """Refuse to list the stored ids while intake is open (the set the coordinator intersects must be final)."""
+        if self.state in ("open", "collecting"):
+            raise Refusal(Refusal.NOT_CLOSED, f"survey {self.survey!r} is still open: close it first")
 
     def prepare(self, verify_key: bytes) -> Lifecycle:
         """Verify a batch under ``verify_key``: the first key is kept, another is refused."""
@@ -78,6 +88,7 @@ class Lifecycle:
                     "set of reports; a second release could reveal a respondent",
                 )
             return self
+        self.final_ids()
         if self.state != "closed":
             raise Refusal(Refusal.NOT_CLOSED, f"survey {self.survey!r} is {self.state}: verify every batch first")
         return Lifecycle(self.survey, "released", self.verify_key, digest)

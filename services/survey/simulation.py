@@ -14,14 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 from mpcdp.survey.definition import Aggregator, Survey
-from services.server import reserve_loopback_port, wait_serving
+from services.launch import Processes, mpcdp_command, reserve_ports
 from services.survey.collector import coordinator_for
 from services.survey.transport import CoordinatorClient, GrpcTransport
 from services.tls import Identity, init_certs
@@ -36,7 +32,8 @@ class LocalSurvey:
 
     ``store`` is "sqlite" (one file per aggregator in workdir), "memory" or a
     postgresql:// DSN (one schema per aggregator in that database). ``noise_seed`` makes the
-    aggregators' noise reproducible (simulations and tests only).
+    aggregators' noise reproducible (simulations and tests only). The processes run under
+    :class:`services.launch.Processes` (logs in ``workdir/<name>.log``).
     """
 
     def __init__(
@@ -55,13 +52,18 @@ class LocalSurvey:
         self.insecure = insecure
         self.noise_seed = noise_seed
         self.aggregator_args = tuple(aggregator_args)  # extra `mpcdp survey aggregator` options
-        self._socks = {a.name: reserve_loopback_port() for a in survey.aggregators}
+        self._socks = reserve_ports(survey.aggregator_names)
         ports = {n: s.getsockname()[1] for n, s in self._socks.items()}
         self.survey = dataclasses.replace(
             survey, aggregators=tuple(Aggregator(a.name, f"127.0.0.1:{ports[a.name]}") for a in survey.aggregators)
         )
         self.certs = None if insecure else self.workdir / "certs"
-        self.procs: dict[str, subprocess.Popen] = {}
+        self.processes = Processes(self.workdir)
+
+    @property
+    def procs(self) -> dict:
+        """The running aggregator processes by name."""
+        return self.processes.procs
 
     def identity(self, name: str) -> Identity:
         return Identity(name, self.certs, self.insecure)
@@ -70,6 +72,9 @@ class LocalSurvey:
         if self.store == "sqlite":
             return f"sqlite://{self.workdir / (name + '.db')}"
         return self.store
+
+    def _address(self, name: str) -> str:
+        return {a.name: a.address for a in self.survey.aggregators}[name]
 
     def start(self) -> LocalSurvey:
         if self.certs is not None:
@@ -82,73 +87,36 @@ class LocalSurvey:
 
     def launch(self, name: str) -> None:
         """Start (or restart) aggregator ``name`` on its reserved port and its store."""
-        address = {a.name: a.address for a in self.survey.aggregators}[name]
-        cmd = [
-            sys.executable,
-            "-m",
-            "services.cli",
-            "survey",
-            "aggregator",
-            "--survey",
-            str(self.survey_path),
-            "--name",
-            name,
-            "--listen",
-            address,
-            "--store",
-            self._store_url(name),
-        ]
-        cmd += ["--pg-schema", "mpcdp_" + name.replace("-", "_").replace(".", "_")]
-        cmd += ["--insecure"] if self.insecure else ["--certs", str(self.certs)]
+        args = ["survey", "aggregator", "--survey", str(self.survey_path), "--name", name]
+        args += ["--listen", self._address(name), "--store", self._store_url(name)]
+        args += ["--pg-schema", "mpcdp_" + name.replace("-", "_").replace(".", "_")]
+        args += ["--insecure"] if self.insecure else ["--certs", str(self.certs)]
         if self.noise_seed is not None:
-            cmd += ["--noise-seed", str(self.noise_seed)]
+            args += ["--noise-seed", str(self.noise_seed)]
         if self.survey.verified:  # the leader calls the helpers on their loopback ports
-            cmd += [arg for a in self.survey.aggregators for arg in ("--peer", f"{a.name}={a.address}")]
-        cmd += list(self.aggregator_args)
-        log = open(self.workdir / f"{name}.log", "ab")
-        self.procs[name] = subprocess.Popen(
-            cmd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        log.close()
+            args += [arg for a in self.survey.aggregators for arg in ("--peer", f"{a.name}={a.address}")]
+        self.processes.start(name, mpcdp_command(*args, *self.aggregator_args))
 
     def wait_serving(self, name: str) -> None:
-        address = {a.name: a.address for a in self.survey.aggregators}[name]
-        try:
-            asyncio.run(wait_serving(self.identity(COORDINATOR), address, name, START_TIMEOUT))
-        except Exception as exc:
-            raise RuntimeError(f"aggregator {name} did not start: {self.log(name)[-2000:]}") from exc
+        """Until aggregator ``name`` serves (RuntimeError quoting its log if it exits or stays silent)."""
+        asyncio.run(self.processes.wait_serving(name, self.identity(COORDINATOR), self._address(name), START_TIMEOUT))
 
     def log(self, name: str) -> str:
-        path = self.workdir / f"{name}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+        return self.processes.log(name, tail=1 << 20)
 
     def kill(self, name: str) -> None:
         """SIGKILL: no clean-up, no flush (what a crash looks like)."""
-        proc = self.procs.pop(name)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        self.processes.kill(name)
 
     def transport(self) -> GrpcTransport:
         return GrpcTransport(self.identity(RESPONDENTS), self.survey)
 
     def coordinator(self) -> CoordinatorClient:
-        """The survey's coordinator: :class:`VerifiedCoordinator` for ``proofs = "prio3"``."""
+        """The survey's coordinator: :class:`VerifiedCoordinator` for verified surveys."""
         return coordinator_for(self.identity(COORDINATOR), self.survey)
 
     def stop(self) -> None:
-        for proc in self.procs.values():
-            proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.procs.clear()
+        self.processes.stop(grace=10)
         for sock in self._socks.values():
             sock.close()
 
@@ -159,5 +127,5 @@ class LocalSurvey:
             self.stop()
             raise
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()

@@ -1,6 +1,10 @@
 """An aggregator's durable share store: SQLite (embedded default) or PostgreSQL.
 
-A survey's life in one store:  open --close--> closed --release--> released.
+A survey's life in one store:  open --close--> closed --release--> released. Which step is allowed
+when is :class:`mpcdp.survey.lifecycle.Lifecycle`'s rule (shares of the ring have nothing to verify,
+so ``close`` goes straight to closed); each backend loads the survey's lifecycle, asks it, and saves
+the outcome in the same transaction as the data. (``collecting`` is not recorded here: its rules are
+open's, and not writing it keeps concurrent batches from contending for the survey's row.)
 
 * ``put`` stores a batch of (submission id, share) pairs in one transaction and
   returns only after it is committed (SQLite WAL with ``synchronous=FULL``;
@@ -22,6 +26,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
@@ -30,6 +35,7 @@ import numpy as np
 
 from mpcdp.prg import RandomSource
 from mpcdp.survey.definition import Survey
+from mpcdp.survey.lifecycle import Lifecycle, Refusal
 from mpcdp.survey.noise import noisy_partial
 from mpcdp.survey.release import id_set_digest
 from services.survey.files import create_private
@@ -58,9 +64,18 @@ class StoreError(Exception):
         self.reason = reason
 
 
+@contextmanager
+def rules() -> Iterator[None]:
+    """The lifecycle's refusals as this store's errors (same reasons)."""
+    try:
+        yield
+    except Refusal as exc:
+        raise StoreError(exc.reason, str(exc)) from None
+
+
 @dataclass(frozen=True)
 class SurveyState:
-    state: str  # open, closed or released
+    state: str  # a lifecycle state (mpcdp.survey.lifecycle.STATES)
     count: int
     width: int
 
@@ -189,8 +204,8 @@ class SqliteStore(ShareStore):
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 state, width, _, _ = self._survey(survey)
-                if state != "open":
-                    raise StoreError(StoreError.CLOSED, f"survey {survey!r} is {state}: no more submissions")
+                with rules():
+                    Lifecycle(survey, state).submit(len(items))
                 _check_items(items, width)
                 first = _first(items)
                 existing = self._existing(survey, list(first))
@@ -221,15 +236,15 @@ class SqliteStore(ShareStore):
 
     def close(self, survey):
         with self._lock:
-            self._survey(survey)
-            self._db.execute("UPDATE surveys SET state = 'closed' WHERE id = ? AND state = 'open'", (survey,))
+            state, _, _, _ = self._survey(survey)
+            after = Lifecycle(survey, state).close(verify=False).state
+            self._db.execute("UPDATE surveys SET state = ? WHERE id = ?", (after, survey))
         return self.state(survey)
 
     def ids(self, survey):
-        with self._lock:
+        with self._lock, rules():
             state, _, _, _ = self._survey(survey)
-            if state == "open":
-                raise StoreError(StoreError.NOT_CLOSED, f"survey {survey!r} is still open: close it first")
+            Lifecycle(survey, state).final_ids()
             rows = self._db.execute("SELECT sid FROM shares WHERE survey = ? ORDER BY sid", (survey,)).fetchall()
         return (bytes(r[0]) for r in rows)
 
@@ -239,16 +254,15 @@ class SqliteStore(ShareStore):
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 state, width, done_digest, done_vector = self._survey(survey.id)
-                if state == "released":
-                    result = _replay(survey.id, done_digest, done_vector, expected_digest)
+                life = _release(survey.id, state, done_digest, expected_digest)
+                if state == life.state:
+                    result = _vector(done_vector)
                 else:
-                    if state == "open":
-                        raise StoreError(StoreError.NOT_CLOSED, f"survey {survey.id!r} is still open: close it first")
                     rows = self._db.execute("SELECT sid, share FROM shares WHERE survey = ?", (survey.id,))
                     result = _release_sum(survey, rows, exclude, expected, expected_digest, width, rng)
                     self._db.execute(
-                        "UPDATE surveys SET state = 'released', release_digest = ?, release_vector = ? WHERE id = ?",
-                        (expected_digest, result.astype("<u8").tobytes(), survey.id),
+                        "UPDATE surveys SET state = ?, release_digest = ?, release_vector = ? WHERE id = ?",
+                        (life.state, expected_digest, result.astype("<u8").tobytes(), survey.id),
                     )
                 self._db.execute("COMMIT")
             except BaseException:
@@ -261,13 +275,13 @@ class SqliteStore(ShareStore):
             self._db.close()
 
 
-def _replay(survey: str, done_digest: bytes, done_vector: bytes, expected_digest: bytes) -> np.ndarray:
-    if bytes(done_digest) != expected_digest:
-        raise StoreError(
-            StoreError.RELEASED,
-            f"survey {survey!r} was already released over another set of "
-            "submissions; a second sum would expose the difference",
-        )
+def _release(survey: str, state: str, done_digest: bytes | None, expected_digest: bytes) -> Lifecycle:
+    """The lifecycle after releasing over ``expected_digest``: unchanged for a replay of the same set."""
+    with rules():
+        return Lifecycle(survey, state, None, done_digest and bytes(done_digest)).release(expected_digest)
+
+
+def _vector(done_vector: bytes) -> np.ndarray:
     return np.frombuffer(bytes(done_vector), dtype="<u8").astype(np.uint64)
 
 
@@ -337,8 +351,8 @@ class PostgresStore(ShareStore):
     def put(self, survey, items):
         with self._lock, self._db.transaction():
             state, width, _, _ = self._survey(survey, "FOR SHARE")
-            if state != "open":
-                raise StoreError(StoreError.CLOSED, f"survey {survey!r} is {state}: no more submissions")
+            with rules():
+                Lifecycle(survey, state).submit(len(items))
             _check_items(items, width)
             first = _first(items)
             sids = list(first)
@@ -369,15 +383,15 @@ class PostgresStore(ShareStore):
 
     def close(self, survey):
         with self._lock, self._db.transaction():
-            self._survey(survey, "FOR UPDATE")
-            self._db.execute("UPDATE surveys SET state = 'closed' WHERE id = %s AND state = 'open'", (survey,))
+            state, _, _, _ = self._survey(survey, "FOR UPDATE")
+            after = Lifecycle(survey, state).close(verify=False).state
+            self._db.execute("UPDATE surveys SET state = %s WHERE id = %s", (after, survey))
         return self.state(survey)
 
     def ids(self, survey):
-        with self._lock, self._db.transaction():
+        with self._lock, self._db.transaction(), rules():
             state, _, _, _ = self._survey(survey)
-            if state == "open":
-                raise StoreError(StoreError.NOT_CLOSED, f"survey {survey!r} is still open: close it first")
+            Lifecycle(survey, state).final_ids()
             rows = self._db.execute("SELECT sid FROM shares WHERE survey = %s ORDER BY sid", (survey,)).fetchall()
         return (bytes(r[0]) for r in rows)
 
@@ -385,17 +399,16 @@ class PostgresStore(ShareStore):
         exclude = set(exclude)
         with self._lock, self._db.transaction():
             state, width, done_digest, done_vector = self._survey(survey.id, "FOR UPDATE")
-            if state == "released":
-                return _replay(survey.id, done_digest, done_vector, expected_digest)
-            if state == "open":
-                raise StoreError(StoreError.NOT_CLOSED, f"survey {survey.id!r} is still open: close it first")
+            life = _release(survey.id, state, done_digest, expected_digest)
+            if state == life.state:
+                return _vector(done_vector)
             with self._db.cursor(name="release_rows") as rows:  # server-side: rows stream, not all in memory
                 rows.itersize = 4096
                 rows.execute("SELECT sid, share FROM shares WHERE survey = %s", (survey.id,))
                 result = _release_sum(survey, rows, exclude, expected, expected_digest, width, rng)
             self._db.execute(
-                "UPDATE surveys SET state = 'released', release_digest = %s, release_vector = %s WHERE id = %s",
-                (expected_digest, result.astype("<u8").tobytes(), survey.id),
+                "UPDATE surveys SET state = %s, release_digest = %s, release_vector = %s WHERE id = %s",
+                (life.state, expected_digest, result.astype("<u8").tobytes(), survey.id),
             )
         return result
 
@@ -427,8 +440,8 @@ class MemoryStore(ShareStore):
     def put(self, survey, items):
         with self._lock:
             s = self._survey(survey)
-            if s["state"] != "open":
-                raise StoreError(StoreError.CLOSED, f"survey {survey!r} is {s['state']}: no more submissions")
+            with rules():
+                Lifecycle(survey, s["state"]).submit(len(items))
             _check_items(items, s["width"])
             first = _first(items)
             existing = {sid: s["shares"][sid] for sid in first if sid in s["shares"]}
@@ -444,27 +457,25 @@ class MemoryStore(ShareStore):
     def close(self, survey):
         with self._lock:
             s = self._survey(survey)
-            if s["state"] == "open":
-                s["state"] = "closed"
+            s["state"] = Lifecycle(survey, s["state"]).close(verify=False).state
         return self.state(survey)
 
     def ids(self, survey):
-        with self._lock:
+        with self._lock, rules():
             s = self._survey(survey)
-            if s["state"] == "open":
-                raise StoreError(StoreError.NOT_CLOSED, f"survey {survey!r} is still open: close it first")
+            Lifecycle(survey, s["state"]).final_ids()
             return iter(sorted(s["shares"]))
 
     def release(self, survey, exclude, expected, expected_digest, rng=None):
         exclude = set(exclude)
         with self._lock:
             s = self._survey(survey.id)
-            if s["state"] == "released":
-                return _replay(survey.id, s["release"][0], s["release"][1], expected_digest)
-            if s["state"] == "open":
-                raise StoreError(StoreError.NOT_CLOSED, f"survey {survey.id!r} is still open: close it first")
+            done = s["release"] or (None, None)
+            life = _release(survey.id, s["state"], done[0], expected_digest)
+            if s["state"] == life.state:
+                return _vector(done[1])
             result = _release_sum(survey, s["shares"].items(), exclude, expected, expected_digest, s["width"], rng)
-            s["state"], s["release"] = "released", (expected_digest, result.astype("<u8").tobytes())
+            s["state"], s["release"] = life.state, (expected_digest, result.astype("<u8").tobytes())
         return result
 
     def shutdown(self):
