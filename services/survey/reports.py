@@ -217,8 +217,7 @@ class ReportStore:
 
     def ids(self, survey: str):
         with self._lock:
-            if self._life(survey).state in ("open", "collecting"):
-                raise StoreError(StoreError.NOT_CLOSED, f"survey {survey!r} is still open: close it first")
+            self._life(survey).final_ids()
             rows = self._db.execute(
                 "SELECT sid FROM proved_reports WHERE survey = ? ORDER BY sid", (survey,)
             ).fetchall()
