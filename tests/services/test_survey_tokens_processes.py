@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import sqlite3
 import ssl
 import threading
@@ -24,50 +23,14 @@ from mpcdp.survey.synthetic import synthetic_answers
 from services.survey.admission import ISSUER_PUBLIC, IssuerDir
 from services.survey.collector import coordinator_for
 from services.survey.https_client import HttpsTransport, http_client
+from services.survey.https_local import HttpsLocalSurvey
 from services.survey.simulation import COORDINATOR, RESPONDENTS, LocalSurvey
 from services.survey.transport import GrpcTransport
 from tests.support.survey_proved import TEXT
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class TokenSurvey(LocalSurvey):
-    """Aggregator processes that admit by token (--issuer-key) and take reports over HTTPS too."""
-
-    def __init__(self, survey, path, workdir, issuer_json: Path, **kw):
-        super().__init__(survey, path, workdir, **kw)
-        self.https = {name: f"127.0.0.1:{free_port()}" for name in survey.aggregator_names}
-        self.issuer_json = issuer_json
-
-    def launch(self, name: str) -> None:
-        self.aggregator_args = ("--issuer-key", str(self.issuer_json), "--https", self.https[name])
-        self.aggregator_args += ("--rate", "100000", "--burst", "100000")
-        super().launch(name)
-
-    def wait_serving(self, name: str) -> None:
-        super().wait_serving(name)
-        ca = False if self.insecure else ssl.create_default_context(cafile=str(self.certs / "ca.pem"))
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with httpx.Client(verify=ca) as client:
-                    r = client.get(f"{self.url(name)}/healthz", extensions={"sni_hostname": name})
-                if r.status_code == 200:
-                    return
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise
-            time.sleep(0.1)
-
-    def url(self, name: str) -> str:
-        return f"{'http' if self.insecure else 'https'}://{self.https[name]}"
-
-    def urls(self) -> dict[str, str]:
-        return {name: self.url(name) for name in self.survey.aggregator_names}
+def TokenSurvey(survey, path, workdir, issuer_json, **kw) -> HttpsLocalSurvey:
+    return HttpsLocalSurvey(survey, path, workdir, issuer_json, ("--rate", "100000", "--burst", "100000"), **kw)
 
 
 def setup(tmp: Path, n: int):
