@@ -115,7 +115,7 @@ def plot(calibration: Calibration, path, title: str = "") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    eps, nw = zip(*calibration.curve)
+    eps, nw = zip(*calibration.curve, strict=True)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     ax.plot(eps, nw, marker="o", ms=3, color="tab:blue", label=f"N_w, {calibration.mechanism}")
     ax.axhline(calibration.target, color="grey", ls="--", lw=1, label=f"target {calibration.target:g}")

@@ -165,7 +165,7 @@ def sanitize_partition(sanitizer: Sanitizer, texts: list, first_row: int, mechan
     out_text = batch.texts
     if nulls:
         out_text = [None] * len(texts)
-        for i, text in zip(where.tolist(), batch.texts):
+        for i, text in zip(where.tolist(), batch.texts, strict=True):
             out_text[i] = text
     columns["text"] = pa.array(out_text, type=pa.string())
     for name in COST_COLUMNS:

@@ -105,7 +105,7 @@ def _duplicate_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     run_starts = np.flatnonzero(np.concatenate([[True], sorted_keys[1:] != sorted_keys[:-1]]))
     run_ends = np.append(run_starts[1:], len(order))
     first, duplicate = [], []
-    for a, b in zip(run_starts.tolist(), run_ends.tolist()):
+    for a, b in zip(run_starts.tolist(), run_ends.tolist(), strict=True):
         if b - a < 2:
             continue
         run = order[a:b].tolist()  # rare: rows whose hashes collide, compared exactly
@@ -126,10 +126,10 @@ def merge_duplicates(words, vectors) -> Embedding:
     """
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     first, duplicate = _duplicate_rows(vectors)
-    aliases = {words[j]: words[i] for i, j in zip(first.tolist(), duplicate.tolist())}
+    aliases = {words[j]: words[i] for i, j in zip(first.tolist(), duplicate.tolist(), strict=True)}
     keep = np.ones(len(words), dtype=bool)
     keep[duplicate] = False
-    return Embedding(tuple(w for w, k in zip(words, keep) if k), vectors[keep], aliases)
+    return Embedding(tuple(w for w, k in zip(words, keep, strict=True) if k), vectors[keep], aliases)
 
 
 def _from_pairs(pairs, limit: int | None, source: Path, words_only: bool = True) -> Embedding:
@@ -214,7 +214,7 @@ def load_npy(vectors_path, vocabulary_path, limit: int | None = None, words_only
         words = [line.rstrip("\n\r") for line in fh]
     if len(words) != vectors.shape[0]:
         raise ValueError(f"vocabulary_path lists {len(words)} words but vectors_path has {vectors.shape[0]} rows")
-    return _from_pairs(zip(words, vectors), limit, Path(vectors_path), words_only)
+    return _from_pairs(zip(words, vectors, strict=True), limit, Path(vectors_path), words_only)
 
 
 def load_default_glove(limit: int = DEFAULT_VOCABULARY_SIZE, words_only: bool = True) -> Embedding:

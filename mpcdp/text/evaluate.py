@@ -124,7 +124,7 @@ TASKS = {
 def fixed_split(n: int, test_fraction: float = TEST_FRACTION) -> tuple[np.ndarray, np.ndarray]:
     """A reproducible shuffle-split of range(n): (train indices, test indices)."""
     order = np.argsort(Prg.from_int(0, "text-eval/split").uint64(n), kind="stable")
-    n_test = int(round(n * test_fraction))
+    n_test = round(n * test_fraction)
     return np.sort(order[n_test:]), np.sort(order[:n_test])
 
 
@@ -308,13 +308,13 @@ def plot(results: dict, path) -> None:
     names = sorted(results)
     fig, grid = plt.subplots(len(names), 2, figsize=(11, 4.2 * len(names)), squeeze=False)
     styles = {"truncated-gumbel": ("tab:red", "o"), "multivariate-laplace": ("tab:blue", "s")}
-    for axes, task in zip(grid, names):
+    for axes, task in zip(grid, names, strict=True):
         result = results[task]
         for name, (colour, marker) in styles.items():
             pts = [p for p in result["points"] if p["mechanism"] == name]
             if not pts:
                 continue
-            for ax, key in zip(axes, ("epsilon", "n_w")):
+            for ax, key in zip(axes, ("epsilon", "n_w"), strict=True):
                 pts_sorted = sorted(pts, key=lambda p: p[key])
                 ax.errorbar(
                     [p[key] for p in pts_sorted],

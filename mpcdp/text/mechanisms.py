@@ -31,7 +31,7 @@ from .embeddings import Embedding
 from .neighbours import NeighbourTable, exact_neighbours
 
 MECHANISMS = ("truncated-gumbel", "multivariate-laplace")
-_CHUNK = 1 << 17  # tokens per vectorised step; bounds scratch memory
+_CHUNK = 1 << 16  # tokens per vectorised step; bounds scratch memory
 
 
 class EpsilonTooSmallError(ValueError):
@@ -131,10 +131,9 @@ class TruncatedGumbel:
         self.epsilon = float(epsilon)
         self.min_epsilon = truncated_gumbel_min_epsilon(n, table.delta_min)
         self.candidate_count = samplers.TruncatedPoisson(math.log(n), 1, n)
-        width = table.k + 1
-        self._width = width
-        self._ids = np.hstack([np.arange(n, dtype=np.int32)[:, None], table.ids]).ravel()
-        self._dist = np.hstack([np.zeros((n, 1)), table.distances]).ravel()
+        self._width = table.k + 1  # candidates in the table: the word itself, then its neighbours
+        self._ids = np.hstack([np.arange(n, dtype=np.int32)[:, None], table.ids])
+        self._dist = np.hstack([np.zeros((n, 1)), table.distances])
 
     def perturb(self, words, rng: RandomSource) -> np.ndarray:
         words = _check_words(words, self.embedding.size)
@@ -145,25 +144,24 @@ class TruncatedGumbel:
         return out
 
     def _perturb_chunk(self, words: np.ndarray, rng: RandomSource) -> np.ndarray:
+        # Tokens grouped by their candidate count k: each group is one dense (tokens, k) block of noisy
+        # distances and one argmin per row (the first column reaching the minimum; ties have probability ~0).
         k = self.candidate_count.sample(rng, words.size)
+        order = np.argsort(k.astype(np.int16) if k.max() < 1 << 15 else k, kind="stable")
+        counts = k[order]
+        cuts = (np.flatnonzero(counts[1:] != counts[:-1]) + 1).tolist()
         out = np.empty_like(words)
-        cached = k <= self._width
-        if not cached.all():
-            for i in np.flatnonzero(~cached):
-                out[i] = self._perturb_exact(int(words[i]), int(k[i]), rng)
-        w, kk = words[cached], k[cached]
-        if w.size == 0:
-            return out
-        starts = np.cumsum(kk) - kk
-        total = int(kk.sum())
-        column = np.arange(total) - np.repeat(starts, kk)
-        flat = np.repeat(w * self._width, kk) + column
-        cal = self.calibration
-        noisy = self._dist[flat] + samplers.truncated_gumbel(rng, total, cal.scale, self.table.delta_max)
-        best = np.minimum.reduceat(noisy, starts)
-        # The first column reaching each segment's minimum (ties have probability ~0).
-        winner = np.where(noisy == np.repeat(best, kk), column, self._width)
-        out[cached] = self._ids[w * self._width + np.minimum.reduceat(winner, starts)]
+        scale, bound = self.calibration.scale, self.table.delta_max
+        for first, last in zip([0, *cuts], [*cuts, words.size], strict=True):
+            count, rows = int(counts[first]), order[first:last]
+            if count > self._width:
+                out[rows] = [self._perturb_exact(int(w), count, rng) for w in words[rows]]
+                continue
+            w = words[rows]
+            noisy = self._dist[w, :count] + samplers.truncated_gumbel(rng, rows.size * count, scale, bound).reshape(
+                rows.size, count
+            )
+            out[rows] = self._ids[w, noisy.argmin(axis=1)]
         return out
 
     def _perturb_exact(self, word: int, k: int, rng: RandomSource) -> int:

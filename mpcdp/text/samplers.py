@@ -54,12 +54,17 @@ def truncated_gumbel(rng: RandomSource, n: int, scale: float, bound: float) -> n
     """
     if not scale > 0 or not bound > 0:
         raise ValueError(f"Gumbel scale and bound must be positive, got scale={scale!r}, bound={bound!r}")
-    f_lo = np.exp(-np.exp(bound / scale))
-    f_hi = np.exp(-np.exp(-bound / scale))
-    u = f_lo + (f_hi - f_lo) * uniform_open(rng, n)
+    f_lo = math.exp(-math.exp(bound / scale))
+    f_hi = math.exp(-math.exp(-bound / scale))
+    x = uniform_open(rng, n)  # transformed in place: one array, no temporaries
+    x *= f_hi - f_lo
+    x += f_lo
     with np.errstate(divide="ignore"):  # u rounding to 1.0 maps to +inf, clipped to bound
-        x = -scale * np.log(-np.log(u))
-    return np.clip(x, -bound, bound)
+        np.log(x, out=x)
+        np.negative(x, out=x)
+        np.log(x, out=x)
+    x *= -scale
+    return np.clip(x, -bound, bound, out=x)
 
 
 def truncated_gumbel_cdf(x: np.ndarray, scale: float, bound: float) -> np.ndarray:

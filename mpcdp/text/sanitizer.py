@@ -25,15 +25,16 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import repeat
 
 import numpy as np
 
 from ..prg import RandomSource, system_random
 from .embeddings import DEFAULT_VOCABULARY_SIZE, Embedding, load_default_glove
+from .lexicon import Lexicon
 from .mechanisms import Mechanism, make_mechanism
 from .neighbours import DEFAULT_NEIGHBOURS, NeighbourTable, load_or_build, max_pairwise_distance
-from .tokenize import apply_case, case_pattern, fix_keys, pieces_of, replace_symbols, split
+from .render import VocabularyCodes, render
+from .spans import split_batch
 
 OOV_PLACEHOLDER, OOV_KEEP = "placeholder", "keep"
 SYMBOLS_PLACEHOLDER, SYMBOLS_DROP, SYMBOLS_KEEP = "placeholder", "drop", "keep"
@@ -75,6 +76,7 @@ class SanitizedBatch:
             self.oov_released.tolist(),
             self.epsilon_text_bound.tolist(),
             self.symbols_released.tolist(),
+            strict=True,
         )
         return [
             PrivacyCost(self.mechanism, self.epsilon_per_word, k, oov, released, bound, symbols)
@@ -110,7 +112,8 @@ class Sanitizer:
             warnings.warn("emoji and symbols will be released unperturbed (symbols='keep')", stacklevel=2)
         self.embedding, self.table, self.oov, self.placeholder = embedding, table, oov, placeholder
         self.symbols, self.approximate_nn = symbols, approximate_nn
-        self._word_array = np.array(embedding.words, dtype=object)
+        self.lexicon = Lexicon(embedding.index)
+        self._vocabulary = VocabularyCodes.of(embedding.words)
         self.diameter = table.delta_max if table is not None else max_pairwise_distance(embedding.vectors)
         self._mechanisms: OrderedDict[tuple, Mechanism] = OrderedDict()
         self._lock = threading.Lock()
@@ -135,12 +138,6 @@ class Sanitizer:
             line += f", Delta0 = {self.table.delta_min:.4f}: truncated Gumbel needs epsilon > {minimum:.4g}"
         return line
 
-    def _separator(self, text: str) -> tuple[str, int]:
-        """A separator as released, and how many symbol runs it releases verbatim."""
-        if self.symbols == SYMBOLS_KEEP:
-            return text, replace_symbols(text, "")[1]
-        return replace_symbols(text, self.placeholder if self.symbols == SYMBOLS_PLACEHOLDER else "")[0], 0
-
     def mechanism(self, name: str, epsilon: float) -> Mechanism:
         """The named mechanism at ``epsilon`` (validated; the last few are kept ready)."""
         key = (name, float(epsilon))
@@ -156,8 +153,7 @@ class Sanitizer:
 
     def vocabulary_ids(self, texts: Sequence[str]) -> np.ndarray:
         """The vocabulary index of every in-vocabulary word occurrence in ``texts``, in order."""
-        get = self.embedding.index.get
-        ids = np.fromiter((get(k, -1) for text in texts for k in split(text)[1]), dtype=np.int64)
+        ids = self.lexicon.ids(split_batch(texts))
         return ids[ids >= 0]
 
     def sanitize(
@@ -165,56 +161,29 @@ class Sanitizer:
     ) -> list[SanitizedText]:
         """One sanitised text and its privacy cost per input text (see :meth:`sanitize_batch`)."""
         batch = self.sanitize_batch(texts, mechanism, epsilon, rng)
-        return [SanitizedText(text, cost) for text, cost in zip(batch.texts, batch.costs())]
+        return [SanitizedText(text, cost) for text, cost in zip(batch.texts, batch.costs(), strict=True)]
 
     def sanitize_batch(
         self, texts: Sequence[str], mechanism: str, epsilon: float, rng: RandomSource | None = None
     ) -> SanitizedBatch:
         """The sanitised texts and their costs as columns; all words in one vectorised draw.
 
-        Each text is split once (a C-speed regular expression); lookups, the draw and
-        the choice of substitutes run over the whole batch, and only the words that
-        need it (capitals, out-of-vocabulary words, contraction pieces, symbols) get
-        individual treatment.
+        The batch is split, looked up, perturbed and written back with array operations over all its
+        texts at once (:mod:`~mpcdp.text.spans`, :mod:`~mpcdp.text.lexicon`, :mod:`~mpcdp.text.render`).
         """
         mech = self.mechanism(mechanism, epsilon)
         rng = rng or system_random("text-sanitize")
-        parsed = [pieces_of(t) for t in texts]
-        originals = [w for pieces, _ in parsed for w in pieces[1::2]]
-        keys = lower_all(originals)
-        counts = np.fromiter((len(pieces) // 2 for pieces, _ in parsed), dtype=np.int64, count=len(parsed))
-        starts = (np.cumsum(counts) - counts).tolist()
-        glued = {
-            t: fix_keys(pieces, keys, start)
-            for t, ((pieces, special), start) in enumerate(zip(parsed, starts))
-            if special
-        }
-        ids = np.fromiter(map(self.embedding.index.get, keys, repeat(-1)), dtype=np.int64, count=len(keys))
-        known = ids >= 0
-        chosen = np.zeros_like(ids)
-        chosen[known] = mech.perturb(ids[known], rng)
-        out_words = self._word_array[chosen].tolist()
-        for j in np.flatnonzero(~known).tolist():
-            out_words[j] = originals[j] if self.oov == OOV_KEEP else self.placeholder
-        capitals = np.asarray(originals, dtype=object) != np.asarray(lower_all(originals), dtype=object)
-        for j in np.flatnonzero(capitals & known).tolist():
-            out_words[j] = apply_case(out_words[j], case_pattern(originals[j]))
-        counted = np.concatenate([[0], np.cumsum(known, dtype=np.int64)])
-        perturbed = counted[np.cumsum(counts)] - counted[np.cumsum(counts) - counts]
-        out, symbols_released = [], np.zeros(len(texts), dtype=np.int64)
-        for t, (text, (pieces, _), start, n) in enumerate(zip(texts, parsed, starts, counts.tolist())):
-            chunk = out_words[start : start + n]
-            for i in glued.get(t, ()):  # a contraction piece replaced by a full word must not glue onto its host
-                if chunk[i][:1].isalnum():
-                    chunk[i] = " " + chunk[i]
-            pieces[1::2] = chunk
-            if not text.isascii():  # ASCII holds no symbols
-                for i in range(0, len(pieces), 2):
-                    if not pieces[i].isascii():
-                        pieces[i], released = self._separator(pieces[i])
-                        symbols_released[t] += released
-            out.append("".join(pieces))
-        oov = counts - perturbed
+        batch = split_batch(texts)
+        chosen = self.lexicon.ids(batch)
+        known = chosen >= 0
+        chosen[known] = mech.perturb(chosen[known], rng)
+        replacement = {SYMBOLS_PLACEHOLDER: self.placeholder, SYMBOLS_DROP: "", SYMBOLS_KEEP: None}[self.symbols]
+        out, symbols_released = render(
+            batch, chosen, self._vocabulary, self.placeholder, self.oov == OOV_KEEP, replacement
+        )
+        words = batch.pieces_per_text()
+        perturbed = np.bincount(batch.doc[known], minlength=len(texts)).astype(np.int64)
+        oov = words - perturbed
         return SanitizedBatch(
             out,
             mech.name,
@@ -225,12 +194,6 @@ class Sanitizer:
             symbols_released,
             mech.epsilon * perturbed * self.diameter,
         )
-
-
-def lower_all(words: list[str]) -> list[str]:
-    """Every word lower-cased, in one pass over their concatenation when that is safe."""
-    lowered = "\0".join(words).lower().split("\0")  # words never hold NUL
-    return lowered if len(lowered) == len(words) else [w.lower() for w in words]
 
 
 def load_sanitizer(

@@ -4,7 +4,7 @@ A text splits into word and separator tokens; separators (whitespace,
 punctuation, emoji and other symbols) are kept verbatim, so
 ``detokenize(tokenize(t)) == t`` for every string. Words are runs of letters and
 digits. English contractions split as GloVe's tokeniser does ("don't" -> "do"
-"n't", "it’s" -> "it" "’s", straight and curly apostrophes alike), and each
+"n't", "it\u2019s" -> "it" "\u2019s", straight and curly apostrophes alike), and each
 piece is looked up as the full word it stands for ("n't" -> "not", "'ll" ->
 "will", "ca" in "can't" -> "can"), so a contraction is perturbed as words and
 replaced by words. URLs, e-mail addresses and @mentions are single tokens that
