@@ -18,11 +18,13 @@ the aggregators' shares of the output sum to the output.
 
 from __future__ import annotations
 
-from .field import Field, Field64, Field128
-from .flp import GadgetCall, Mul, ParallelSum, PolyEval
+from typing import Any
+
+from .field import Elem, Field, Field64, Field128
+from .flp import Gadget, GadgetCall, Mul, ParallelSum, PolyEval
 
 
-def _check_int(name: str, value, low: int, high: int | None = None) -> int:
+def _check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value >= high):
         bound = f"[{low}, {high})" if high is not None else f"at least {low}"
         raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
@@ -33,13 +35,13 @@ def _bits(value: int, bits: int) -> list[int]:
     return [(value >> i) & 1 for i in range(bits)]
 
 
-def _from_bits(field: Field, bits: list[int]) -> int:
+def _from_bits(field: Field, bits: list[Elem]) -> Elem:
     return sum(b * (1 << i) for i, b in enumerate(bits)) % field.modulus
 
 
 def _range_check(
-    field: Field, meas: list[int], r: int, num_shares: int, chunk_length: int, calls: int, call: GadgetCall
-) -> int:
+    field: Field, meas: list[Elem], r: Elem, num_shares: int, chunk_length: int, calls: int, call: GadgetCall
+) -> Elem:
     """``sum_i r^(i+1) * m_i * (m_i - 1)`` over all entries, chunk by chunk through gadget 0.
 
     With shares, ``1`` becomes ``1 / num_shares`` so that the shares sum to the true check.
@@ -48,9 +50,10 @@ def _range_check(
     p = field.modulus
     shares_inv = field.inv(num_shares)
     n = len(meas)
-    total, r_power = 0, 1
+    total: Elem = 0
+    r_power: Elem = 1
     for c in range(calls):
-        inputs = []
+        inputs: list[Elem] = []
         for index in range(c * chunk_length, (c + 1) * chunk_length):
             r_power = r_power * r % p
             m = meas[index] if index < n else 0
@@ -66,23 +69,23 @@ class Count:
     MEAS_LEN = OUTPUT_LEN = 1
     JOINT_RAND_LEN = 0
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.field = Field64
-        self.gadgets = [Mul()]
+        self.gadgets: list[Gadget] = [Mul()]
         self.gadget_calls = [1]
 
-    def eval(self, meas, joint_rand, num_shares, call):
+    def eval(self, meas: list[Elem], joint_rand: list[Elem], num_shares: int, call: GadgetCall) -> Elem:
         return (call(0, [meas[0], meas[0]]) - meas[0]) % self.field.modulus
 
-    def encode(self, measurement) -> list[int]:
+    def encode(self, measurement: Any) -> list[int]:
         if measurement not in (0, 1) or not isinstance(measurement, (bool, int)):
             raise ValueError(f"a Count measurement is 0 or 1 (or a bool), got {measurement!r}")
         return [int(measurement)]
 
-    def truncate(self, meas):
+    def truncate(self, meas: list[Elem]) -> list[Elem]:
         return list(meas)
 
-    def decode(self, output, num_measurements) -> int:
+    def decode(self, output: list[int], num_measurements: int) -> int:
         return output[0]
 
 
@@ -96,25 +99,26 @@ class Sum:
         self.bits = _check_int("bits", bits, 1, 128)
         self.field = Field128
         self.MEAS_LEN = bits
-        self.gadgets = [PolyEval((0, Field128.modulus - 1, 1))]
+        self.gadgets: list[Gadget] = [PolyEval((0, Field128.modulus - 1, 1))]
         self.gadget_calls = [bits]
 
-    def eval(self, meas, joint_rand, num_shares, call):
+    def eval(self, meas: list[Elem], joint_rand: list[Elem], num_shares: int, call: GadgetCall) -> Elem:
         p, r = self.field.modulus, joint_rand[0]
-        out, r_power = 0, 1
+        out: Elem = 0
+        r_power: Elem = 1
         for b in meas:
             r_power = r_power * r % p
             out += r_power * call(0, [b])
         return out % p
 
-    def encode(self, measurement) -> list[int]:
+    def encode(self, measurement: Any) -> list[int]:
         _check_int("a Sum measurement", measurement, 0, 1 << self.bits)
         return _bits(measurement, self.bits)
 
-    def truncate(self, meas):
+    def truncate(self, meas: list[Elem]) -> list[Elem]:
         return [_from_bits(self.field, meas)]
 
-    def decode(self, output, num_measurements) -> int:
+    def decode(self, output: list[int], num_measurements: int) -> int:
         return output[0]
 
 
@@ -130,25 +134,25 @@ class SumVec:
         self.field = Field128
         self.MEAS_LEN = length * bits
         self.OUTPUT_LEN = length
-        self.gadgets = [ParallelSum(Mul(), chunk_length)]
+        self.gadgets: list[Gadget] = [ParallelSum(Mul(), chunk_length)]
         self.gadget_calls = [-(-self.MEAS_LEN // chunk_length)]
 
-    def eval(self, meas, joint_rand, num_shares, call):
+    def eval(self, meas: list[Elem], joint_rand: list[Elem], num_shares: int, call: GadgetCall) -> Elem:
         return _range_check(self.field, meas, joint_rand[0], num_shares, self.chunk_length, self.gadget_calls[0], call)
 
-    def encode(self, measurement) -> list[int]:
+    def encode(self, measurement: Any) -> list[int]:
         if len(measurement) != self.length:
             raise ValueError(f"a SumVec measurement has {self.length} entries, got {len(measurement)}")
-        out = []
+        out: list[int] = []
         for value in measurement:
             out += _bits(_check_int("a SumVec entry", value, 0, 1 << self.bits), self.bits)
         return out
 
-    def truncate(self, meas):
+    def truncate(self, meas: list[Elem]) -> list[Elem]:
         b = self.bits
         return [_from_bits(self.field, meas[i * b : (i + 1) * b]) for i in range(self.length)]
 
-    def decode(self, output, num_measurements) -> list[int]:
+    def decode(self, output: list[int], num_measurements: int) -> list[int]:
         return list(output)
 
 
@@ -162,10 +166,10 @@ class Histogram:
         self.chunk_length = _check_int("chunk_length", chunk_length, 1)
         self.field = Field128
         self.MEAS_LEN = self.OUTPUT_LEN = length
-        self.gadgets = [ParallelSum(Mul(), chunk_length)]
+        self.gadgets: list[Gadget] = [ParallelSum(Mul(), chunk_length)]
         self.gadget_calls = [-(-length // chunk_length)]
 
-    def eval(self, meas, joint_rand, num_shares, call):
+    def eval(self, meas: list[Elem], joint_rand: list[Elem], num_shares: int, call: GadgetCall) -> Elem:
         p = self.field.modulus
         range_check = _range_check(
             self.field, meas, joint_rand[0], num_shares, self.chunk_length, self.gadget_calls[0], call
@@ -174,14 +178,14 @@ class Histogram:
         r = joint_rand[1]
         return (r * range_check + r * r % p * sum_check) % p
 
-    def encode(self, measurement) -> list[int]:
+    def encode(self, measurement: Any) -> list[int]:
         index = _check_int("a Histogram measurement (a bucket index)", measurement, 0, self.length)
         return [int(i == index) for i in range(self.length)]
 
-    def truncate(self, meas):
+    def truncate(self, meas: list[Elem]) -> list[Elem]:
         return list(meas)
 
-    def decode(self, output, num_measurements) -> list[int]:
+    def decode(self, output: list[int], num_measurements: int) -> list[int]:
         return list(output)
 
 
@@ -199,10 +203,10 @@ class MultiHotHistogram:
         self.offset = (1 << self.bits_for_count) - 1 - max_count
         self.MEAS_LEN = length + self.bits_for_count
         self.OUTPUT_LEN = length
-        self.gadgets = [ParallelSum(Mul(), chunk_length)]
+        self.gadgets: list[Gadget] = [ParallelSum(Mul(), chunk_length)]
         self.gadget_calls = [-(-self.MEAS_LEN // chunk_length)]
 
-    def eval(self, meas, joint_rand, num_shares, call):
+    def eval(self, meas: list[Elem], joint_rand: list[Elem], num_shares: int, call: GadgetCall) -> Elem:
         f, p = self.field, self.field.modulus
         range_check = _range_check(f, meas, joint_rand[0], num_shares, self.chunk_length, self.gadget_calls[0], call)
         weight = sum(meas[: self.length])
@@ -211,7 +215,7 @@ class MultiHotHistogram:
         r = joint_rand[1]
         return (r * range_check + r * r % p * count_check) % p
 
-    def encode(self, measurement) -> list[int]:
+    def encode(self, measurement: Any) -> list[int]:
         if len(measurement) != self.length:
             raise ValueError(f"a MultiHotHistogram measurement has {self.length} entries, got {len(measurement)}")
         buckets = [
@@ -222,10 +226,10 @@ class MultiHotHistogram:
             raise ValueError(f"at most {self.max_count} buckets may be set, got {sum(buckets)}")
         return buckets + _bits(sum(buckets) + self.offset, self.bits_for_count)
 
-    def truncate(self, meas):
+    def truncate(self, meas: list[Elem]) -> list[Elem]:
         return list(meas[: self.length])
 
-    def decode(self, output, num_measurements) -> list[int]:
+    def decode(self, output: list[int], num_measurements: int) -> list[int]:
         return list(output)
 
 

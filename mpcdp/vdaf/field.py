@@ -18,10 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from functools import cache
+from typing import Any, cast
 
 import numpy as np
 
 from .errors import DecodeError
+
+Elem = Any  # a field element: an int, or an object array holding one element per report
 
 
 @dataclass(frozen=True, eq=False)
@@ -33,7 +36,7 @@ class Field:
     encoded_size: int
     gen_order: int
     generator: int
-    _cache: dict = dataclass_field(default_factory=dict, repr=False)
+    _cache: dict[object, Any] = dataclass_field(default_factory=dict, repr=False)
 
     # --- encoding ---------------------------------------------------------------------------
     def encode_vec(self, vec: list[int]) -> bytes:
@@ -57,27 +60,27 @@ class Field:
         boolean mask of the rows holding an element not below p (numpy, not element by element)."""
         words = np.frombuffer(data, dtype="<u8").reshape(rows, -1)
         if self.encoded_size == 8:
-            return words.astype(object), (words >= np.uint64(self.modulus)).any(axis=1)
+            return words.astype(object), np.asarray((words >= np.uint64(self.modulus)).any(axis=1))
         if self.encoded_size != 16:
             raise ValueError(f"{self.name}: only 8- and 16-byte elements decode as a matrix")
         lo, hi = words[:, 0::2], words[:, 1::2]
         p_lo, p_hi = np.uint64(self.modulus & (2**64 - 1)), np.uint64(self.modulus >> 64)
         bad = ((hi > p_hi) | ((hi == p_hi) & (lo >= p_lo))).any(axis=1)
-        return lo.astype(object) | (hi.astype(object) << 64), bad
+        return lo.astype(object) | (hi.astype(object) << 64), np.asarray(bad)
 
     # --- arithmetic ---------------------------------------------------------------------------
-    def inv(self, x):
+    def inv(self, x: Elem) -> Elem:
         """Multiplicative inverse of a nonzero element, or elementwise of an object array of them
         (Montgomery's trick along the array: one modular inversion for all of it)."""
         if not isinstance(x, np.ndarray):
             return pow(x, -1, self.modulus)
         return np.array(self.batch_inv(x.tolist()) if len(x) else [], dtype=object)
 
-    def power(self, x, e: int):
+    def power(self, x: Elem, e: int) -> Elem:
         """``x ** e`` for an element or, elementwise, an object array of them (square and multiply)."""
         if not isinstance(x, np.ndarray):
             return pow(x, e, self.modulus)
-        p, out = self.modulus, 1
+        p, out = self.modulus, cast(Elem, 1)
         while e:
             if e & 1:
                 out = out * x % p
@@ -94,20 +97,20 @@ class Field:
         p = self.modulus
         return [(x - y) % p for x, y in zip(a, b, strict=True)]
 
-    def batch_inv(self, xs: list) -> list:
+    def batch_inv(self, xs: list[Elem]) -> list[Elem]:
         """Inverses of nonzero elements with one inversion (Montgomery's trick).
 
         Like every vector routine here, it also works elementwise on a list of object arrays
         (one entry per report), which is how preparation is vectorised across reports.
         """
         p = self.modulus
-        prefix = [1] * (len(xs) + 1)
-        acc = 1
+        prefix: list[Elem] = [1] * (len(xs) + 1)
+        acc: Elem = 1
         for i, x in enumerate(xs):
             acc = acc * x % p
             prefix[i + 1] = acc
         inv = self.inv(acc)
-        out = [0] * len(xs)
+        out: list[Elem] = [0] * len(xs)
         for i in range(len(xs) - 1, -1, -1):
             out[i] = inv * prefix[i] % p
             inv = inv * xs[i] % p
@@ -129,7 +132,7 @@ class Field:
         key = ("root", n)
         if key not in self._cache:
             self._cache[key] = pow(self.generator, self.gen_order // n, self.modulus)
-        return self._cache[key]
+        return cast(int, self._cache[key])
 
     def nodes(self, n: int) -> tuple[list[int], int]:
         """The n-th roots of unity ``root(n)**k`` for k < n, and ``1/n``."""
@@ -140,13 +143,13 @@ class Field:
             for k in range(1, n):
                 nodes[k] = nodes[k - 1] * w % p
             self._cache[key] = (nodes, pow(n, -1, p))
-        return self._cache[key]
+        return cast(tuple[list[int], int], self._cache[key])
 
     def _twiddles(self, n: int, inverse: bool) -> list[list[int]]:
         key = (n, inverse)
         if key not in self._cache:
             p = self.modulus
-            stages = []
+            stages: list[list[int]] = []
             length = 2
             while length <= n:
                 w = self.root(length)
@@ -159,7 +162,7 @@ class Field:
                 stages.append(ws)
                 length *= 2
             self._cache[key] = stages
-        return self._cache[key]
+        return cast(list[list[int]], self._cache[key])
 
     def ntt(self, values: list[int], inverse: bool = False) -> list[int]:
         """Evaluate a polynomial (coefficients, length n a power of two) at ``root(n)**k``, k < n.
@@ -198,7 +201,7 @@ class Field:
         nodes = nodes[: n if count is None else count]
         scale = (self.power(t, n) - 1) * n_inv % p
         inverses = self.batch_inv([t - x for x in nodes])
-        return [x * y % p * scale % p for x, y in zip(nodes, inverses)]
+        return [x * y % p * scale % p for x, y in zip(nodes, inverses, strict=True)]
 
 
 @cache

@@ -32,21 +32,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from .errors import VerifyError
-from .field import Field, next_power_of_two
+from .field import Elem, Field, next_power_of_two
 
 
 class Gadget(Protocol):
     """A polynomial map of ``arity`` field elements, of total degree ``degree``."""
 
-    arity: int
-    degree: int
+    @property
+    def arity(self) -> int: ...
 
-    def eval(self, p: int, inputs: list[int]) -> int: ...
+    @property
+    def degree(self) -> int: ...
+
+    def eval(self, p: int, inputs: list[Elem]) -> Elem: ...
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,7 @@ class Mul:
     arity: int = 2
     degree: int = 2
 
-    def eval(self, p: int, inputs: list[int]) -> int:
+    def eval(self, p: int, inputs: list[Elem]) -> Elem:
         return inputs[0] * inputs[1] % p
 
 
@@ -72,7 +75,7 @@ class PolyEval:
         nonzero = [i for i, c in enumerate(self.coeffs) if c]
         return nonzero[-1] if nonzero else 0
 
-    def eval(self, p: int, inputs: list[int]) -> int:
+    def eval(self, p: int, inputs: list[Elem]) -> Elem:
         x, acc = inputs[0], 0
         for c in reversed(self.coeffs):
             acc = (acc * x + c) % p
@@ -94,14 +97,14 @@ class ParallelSum:
     def degree(self) -> int:
         return self.sub.degree
 
-    def eval(self, p: int, inputs: list[int]) -> int:
+    def eval(self, p: int, inputs: list[Elem]) -> Elem:
         if isinstance(self.sub, Mul):  # the common case, inlined: sum of pairwise products
-            return sum(x * y for x, y in zip(inputs[0::2], inputs[1::2])) % p
+            return sum(x * y for x, y in zip(inputs[0::2], inputs[1::2], strict=True)) % p
         a = self.sub.arity
         return sum(self.sub.eval(p, inputs[i * a : (i + 1) * a]) for i in range(self.count)) % p
 
 
-GadgetCall = Callable[[int, list[int]], int]
+GadgetCall = Callable[[int, list[Elem]], Elem]
 """How a circuit calls its gadgets: ``call(gadget_index, inputs) -> output``."""
 
 
@@ -115,10 +118,10 @@ class Circuit(Protocol):
     OUTPUT_LEN: int
     JOINT_RAND_LEN: int
 
-    def eval(self, meas: list[int], joint_rand: list[int], num_shares: int, call: GadgetCall) -> int: ...
-    def encode(self, measurement) -> list[int]: ...
-    def truncate(self, meas: list[int]) -> list[int]: ...
-    def decode(self, output: list[int], num_measurements: int): ...
+    def eval(self, meas: list[Elem], joint_rand: list[Elem], num_shares: int, call: GadgetCall) -> Elem: ...
+    def encode(self, measurement: Any) -> list[int]: ...
+    def truncate(self, meas: list[Elem]) -> list[Elem]: ...
+    def decode(self, output: list[int], num_measurements: int) -> Any: ...
 
 
 class FlpGeneric:
@@ -133,7 +136,7 @@ class FlpGeneric:
         self.PROVE_RAND_LEN = sum(g.arity for g in circuit.gadgets)
         self.QUERY_RAND_LEN = len(circuit.gadgets)
         # per gadget: (arity, degree, calls, P = wire polynomial length, gadget polynomial length)
-        self._shapes = []
+        self._shapes: list[tuple[int, int, int, int, int]] = []
         for g, calls in zip(circuit.gadgets, circuit.gadget_calls, strict=True):
             wire_len = next_power_of_two(1 + calls)
             self._shapes.append((g.arity, g.degree, calls, wire_len, g.degree * (wire_len - 1) + 1))
@@ -149,14 +152,14 @@ class FlpGeneric:
             wires.append([[seed] for seed in prove_rand[offset : offset + arity]])
             offset += arity
 
-        def call(index: int, inputs: list[int]) -> int:
+        def call(index: int, inputs: list[Elem]) -> Elem:
             for wire, x in zip(wires[index], inputs, strict=True):
                 wire.append(x)
             return gadgets[index].eval(p, inputs)
 
         self.circuit.eval(meas, joint_rand, 1, call)
         proof: list[int] = []
-        for gadget, (arity, degree, calls, wire_len, poly_len), gadget_wires in zip(gadgets, self._shapes, wires):
+        for gadget, (_, _, _, wire_len, poly_len), gadget_wires in zip(gadgets, self._shapes, wires, strict=True):
             n = next_power_of_two(poly_len)
             on_n_roots = []
             for wire in gadget_wires:
@@ -172,29 +175,32 @@ class FlpGeneric:
         self, meas: list[int], proof: list[int], query_rand: list[int], joint_rand: list[int], num_shares: int
     ) -> list[int]:
         field, p = self.field, self.field.modulus
-        seeds, polys, outputs, wires = [], [], [], []
+        seeds: list[list[Elem]] = []
+        polys: list[list[Elem]] = []
+        outputs: list[list[Elem]] = []
+        wires: list[list[list[Elem]]] = []
         offset = 0
-        for arity, degree, calls, wire_len, poly_len in self._shapes:
+        for arity, _, _, wire_len, poly_len in self._shapes:
             seeds.append(proof[offset : offset + arity])
             poly = proof[offset + arity : offset + arity + poly_len]
             offset += arity + poly_len
             polys.append(poly)
             # the gadget's output at call k is gadget_poly(alpha^k): reduce mod x^P - 1, then an NTT
-            folded = [0] * wire_len
+            folded: list[Elem] = [0] * wire_len
             for i, c in enumerate(poly):
                 folded[i % wire_len] += c
             outputs.append(field.ntt(folded))
             wires.append([[seed] for seed in seeds[-1]])
         counters = [0] * len(self._shapes)
 
-        def call(index: int, inputs: list[int]) -> int:
+        def call(index: int, inputs: list[Elem]) -> Elem:
             for wire, x in zip(wires[index], inputs, strict=True):
                 wire.append(x)
             counters[index] += 1
             return outputs[index][counters[index]]
 
         verifier = [self.circuit.eval(meas, joint_rand, num_shares, call)]
-        for (arity, degree, calls, wire_len, poly_len), t, gadget_wires, poly in zip(
+        for (_, _, calls, wire_len, _), t, gadget_wires, poly in zip(
             self._shapes, query_rand, wires, polys, strict=True
         ):
             degenerate = field.power(t, wire_len) == 1
@@ -202,7 +208,7 @@ class FlpGeneric:
                 raise VerifyError("the query point is a root of unity: it would leak gadget outputs")
             basis = field.lagrange_at(wire_len, t, 1 + calls)  # wire values past the calls are 0
             for wire in gadget_wires:
-                verifier.append(sum(x * y for x, y in zip(wire, basis)) % p)
+                verifier.append(sum(x * y for x, y in zip(wire, basis, strict=False)) % p)
             verifier.append(field.poly_eval(poly, t))
         return verifier
 
@@ -210,25 +216,25 @@ class FlpGeneric:
         """True iff the (summed) verifier shows a valid measurement."""
         return bool(self.decide_columns(verifier))
 
-    def decide_columns(self, verifier: list):
+    def decide_columns(self, verifier: list[Elem]) -> Any:
         """:meth:`decide` of many reports at once: entries are object arrays, one element per
         report; returns a boolean array (or a bool for plain ints)."""
         if len(verifier) != self.VERIFIER_LEN:
             raise VerifyError(f"a verifier has {self.VERIFIER_LEN} elements, got {len(verifier)}")
         p, offset = self.field.modulus, 1
         ok = verifier[0] == 0
-        for gadget, (arity, *_) in zip(self.circuit.gadgets, self._shapes):
+        for gadget, (arity, *_) in zip(self.circuit.gadgets, self._shapes, strict=True):
             x, y = verifier[offset : offset + arity], verifier[offset + arity]
             offset += arity + 1
             ok = ok & (gadget.eval(p, x) == y)
         return ok
 
     # --- the circuit's encoding ------------------------------------------------------------------
-    def encode(self, measurement) -> list[int]:
+    def encode(self, measurement: Any) -> list[int]:
         return self.circuit.encode(measurement)
 
     def truncate(self, meas: list[int]) -> list[int]:
         return self.circuit.truncate(meas)
 
-    def decode(self, output: list[int], num_measurements: int):
+    def decode(self, output: list[int], num_measurements: int) -> Any:
         return self.circuit.decode(output, num_measurements)

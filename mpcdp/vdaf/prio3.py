@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from ..prg import RandomSource
 from .circuits import Count, Histogram, MultiHotHistogram, Sum, SumVec
 from .errors import DecodeError, VerifyError
 from .flp import Circuit, FlpGeneric
@@ -201,7 +202,7 @@ class Prio3:
         """
         _check_len("nonce", nonce, NONCE_SIZE)
         _check_len("rand", rand, self.RAND_SIZE)
-        flp, field, S = self.flp, self.field, self.SHARES
+        flp, field, shares = self.flp, self.field, self.SHARES
         if len(meas) != flp.MEAS_LEN:
             raise ValueError(f"an encoded measurement has {flp.MEAS_LEN} elements, got {len(meas)}")
         meas = [x % field.modulus for x in meas]
@@ -210,12 +211,12 @@ class Prio3:
 
         helpers = []
         leader_meas = meas
-        for j in range(S - 1):
+        for j in range(shares - 1):
             meas_seed, proofs_seed = seeds[per_helper * j], seeds[per_helper * j + 1]
             blind = seeds[per_helper * j + 2] if self.uses_joint_rand else b""
             helpers.append(HelperShare(meas_seed, proofs_seed, blind))
             leader_meas = field.vec_sub(leader_meas, self._helper_meas_share(j + 1, meas_seed))
-        rest = seeds[per_helper * (S - 1) :]
+        rest = seeds[per_helper * (shares - 1) :]
 
         joint_rands: list[int] = []
         public_share = PublicShare()
@@ -244,7 +245,7 @@ class Prio3:
             proofs = field.vec_sub(proofs, self._helper_proofs_share(j + 1, helper.proofs_seed))
         return public_share, [LeaderShare(leader_meas, proofs, leader_blind), *helpers]
 
-    def shard_random(self, measurement: Any, rng) -> tuple[bytes, PublicShare, list[InputShare]]:
+    def shard_random(self, measurement: Any, rng: RandomSource) -> tuple[bytes, PublicShare, list[InputShare]]:
         """Shard with a fresh nonce and randomness from ``rng`` (``mpcdp.prg.system_random()``)."""
         nonce = rng.bytes(NONCE_SIZE)
         return (nonce, *self.shard(measurement, nonce, rng.bytes(self.RAND_SIZE)))
@@ -286,7 +287,7 @@ class Prio3:
         self._check_batch(verify_key, agg_id)
         if not reports:
             return []
-        nonces, public_shares, shares = zip(*reports)
+        nonces, public_shares, shares = zip(*reports, strict=True)
         for nonce in nonces:
             _check_len("nonce", nonce, NONCE_SIZE)
         kind = LeaderShare if agg_id == 0 else HelperShare
@@ -319,8 +320,11 @@ class Prio3:
         back as its :class:`DecodeError`, in place; the others are prepared.
         """
         self._check_batch(verify_key, agg_id)
-        results: list = [None] * len(reports)
-        good, nonces, public_shares, blobs = [], [], [], []
+        results: list[Any] = [None] * len(reports)
+        good: list[int] = []
+        nonces: list[bytes] = []
+        public_shares: list[PublicShare] = []
+        blobs: list[bytes] = []
         expected = self.input_share_size(agg_id)
         for i, (nonce, public, share) in enumerate(reports):
             try:
@@ -337,7 +341,7 @@ class Prio3:
             blobs.append(share)
         if not good:
             return results
-        field, flp, S = self.field, self.flp, SEED_SIZE
+        field, flp, seed = self.field, self.flp, SEED_SIZE
         if agg_id == 0:
             width = field.encoded_size * (flp.MEAS_LEN + flp.PROOF_LEN * self.PROOFS)
             meas_bytes = field.encoded_size * flp.MEAS_LEN
@@ -348,9 +352,10 @@ class Prio3:
                         f"leader input share: an element is not below the {field.name} modulus"
                     )
                 keep = np.flatnonzero(~bad).tolist()
-                good, nonces, public_shares, blobs = (
-                    [v[k] for k in keep] for v in (good, nonces, public_shares, blobs)
-                )
+                good = [good[k] for k in keep]
+                nonces = [nonces[k] for k in keep]
+                public_shares = [public_shares[k] for k in keep]
+                blobs = [blobs[k] for k in keep]
                 matrix = matrix[~bad]
                 if not good:
                     return results
@@ -359,11 +364,13 @@ class Prio3:
             blinds = [b[width:] for b in blobs]
         else:
             meas, proofs, encoded = self._expand_helper_shares(
-                agg_id, [b[:S] for b in blobs], [b[S : 2 * S] for b in blobs]
+                agg_id, [b[:seed] for b in blobs], [b[seed : 2 * seed] for b in blobs]
             )
-            blinds = [b[2 * S :] for b in blobs]
+            blinds = [b[2 * seed :] for b in blobs]
         for i, result in zip(
-            good, self._prep_batch(verify_key, agg_id, nonces, public_shares, blinds, meas, proofs, encoded)
+            good,
+            self._prep_batch(verify_key, agg_id, nonces, public_shares, blinds, meas, proofs, encoded),
+            strict=True,
         ):
             results[i] = result
         return results
@@ -372,7 +379,9 @@ class Prio3:
         _check_len("verify key", verify_key, VERIFY_KEY_SIZE)
         self._check_agg_id(agg_id)
 
-    def _expand_helper_shares(self, agg_id: int, meas_seeds: Sequence[bytes], proofs_seeds: Sequence[bytes]):
+    def _expand_helper_shares(
+        self, agg_id: int, meas_seeds: Sequence[bytes], proofs_seeds: Sequence[bytes]
+    ) -> tuple[np.ndarray, np.ndarray, list[bytes]]:
         """Helper measurement and proof shares of many reports as two matrices (one row per report),
         and each measurement share's encoding."""
         for seed in (*meas_seeds, *proofs_seeds):
@@ -390,44 +399,54 @@ class Prio3:
         )
         return meas, proofs, encoded
 
-    def _prep_batch(self, verify_key, agg_id, nonces, public_shares, blinds, meas, proofs, encoded):
+    def _prep_batch(
+        self,
+        verify_key: bytes,
+        agg_id: int,
+        nonces: Sequence[bytes],
+        public_shares: Sequence[PublicShare],
+        blinds: Sequence[bytes],
+        meas: np.ndarray,
+        proofs: np.ndarray,
+        encoded: Sequence[bytes],
+    ) -> list[tuple[PrepState, PrepShare]]:
         """The vectorised part of prep_init for reports whose shares are matrices (one row each)."""
         flp, field, xof, n = self.flp, self.field, self.Xof, len(nonces)
-        query_rands, _ = xof.expand_into_matrix(
+        query_matrix, _ = xof.expand_into_matrix(
             field,
             [verify_key] * n,
             self._dst[USAGE_QUERY_RANDOMNESS],
             [bytes([self.PROOFS]) + nonce for nonce in nonces],
             flp.QUERY_RAND_LEN * self.PROOFS,
         )
-        query_rands = list(query_rands.T)
-        joint_rands: list = []
+        query_rands = list(query_matrix.T)
+        joint_rands: list[Any] = []
         parts = corrected = [b""] * n
         if self.uses_joint_rand:
             parts, corrected = [], []
-            for nonce, public_share, blind, encoded_meas in zip(nonces, public_shares, blinds, encoded):
+            for nonce, public_share, blind, encoded_meas in zip(nonces, public_shares, blinds, encoded, strict=True):
                 part, seed = self._joint_rand_seeds(agg_id, nonce, public_share, blind, encoded_meas)
                 parts.append(part)
                 corrected.append(seed)
-            joint_rands, _ = xof.expand_into_matrix(
+            joint_matrix, _ = xof.expand_into_matrix(
                 field,
                 corrected,
                 self._dst[USAGE_JOINT_RANDOMNESS],
                 [bytes([self.PROOFS])] * n,
                 flp.JOINT_RAND_LEN * self.PROOFS,
             )
-            joint_rands = list(joint_rands.T)
+            joint_rands = list(joint_matrix.T)
         meas_columns, proofs_columns = list(meas.T), list(proofs.T)
         degenerate = np.zeros(n, dtype=bool)
         for k in range(self.PROOFS):
-            for t, (_, _, _, wire_len, _) in zip(_chunk(query_rands, flp.QUERY_RAND_LEN, k), flp._shapes):
+            for t, (_, _, _, wire_len, _) in zip(_chunk(query_rands, flp.QUERY_RAND_LEN, k), flp._shapes, strict=True):
                 degenerate |= field.power(t, wire_len) == 1
         if degenerate.any():  # probability about 2^-60 per report: the draft refuses such a report
             raise VerifyError(
                 f"report {int(np.flatnonzero(degenerate)[0])} of the batch has a query point on the "
                 "interpolation nodes and is refused; prepare the others without it"
             )
-        columns: list = []
+        columns: list[Any] = []
         for k in range(self.PROOFS):
             columns += flp.query(
                 meas_columns,
@@ -440,7 +459,7 @@ class Prio3:
         out_shares = _rows(flp.truncate(meas_columns), n)
         return [
             (PrepState(out, seed), PrepShare(v, part))
-            for out, seed, v, part in zip(out_shares, corrected, verifiers, parts)
+            for out, seed, v, part in zip(out_shares, corrected, verifiers, parts, strict=True)
         ]
 
     def _joint_rand_seeds(
@@ -459,7 +478,7 @@ class Prio3:
 
     def _prep_inputs(
         self, verify_key: bytes, agg_id: int, nonce: bytes, public_share: PublicShare, input_share: InputShare
-    ):
+    ) -> tuple[list[int], list[int], list[int], list[int], PrepState, bytes]:
         """Everything prep_init derives before the FLP query: shares, randomness, state, part."""
         _check_len("verify key", verify_key, VERIFY_KEY_SIZE)
         _check_len("nonce", nonce, NONCE_SIZE)
@@ -513,7 +532,7 @@ class Prio3:
             ok &= np.asarray(flp.decide_columns(_chunk(columns, flp.VERIFIER_LEN, k)), dtype=bool)
         return [
             self._prep_message(shares) if good else VerifyError(REJECTED)
-            for shares, good in zip(prep_shares, ok.tolist())
+            for shares, good in zip(prep_shares, ok.tolist(), strict=True)
         ]
 
     def _sum_verifiers(self, prep_shares: Sequence[PrepShare]) -> list[int]:
@@ -525,7 +544,7 @@ class Prio3:
         for share in prep_shares:
             if len(share.verifiers_share) != length:
                 raise DecodeError(f"a verifier share has {length} elements, got {len(share.verifiers_share)}")
-            verifiers = [x + y for x, y in zip(verifiers, share.verifiers_share)]
+            verifiers = [x + y for x, y in zip(verifiers, share.verifiers_share, strict=True)]
         return [x % p for x in verifiers]
 
     def _prep_message(self, prep_shares: Sequence[PrepShare]) -> PrepMessage:
@@ -560,7 +579,7 @@ class Prio3:
             total = [x + y for x, y in zip(total, share, strict=True)]
         return [x % p for x in total]
 
-    def unshard(self, agg_param: None, agg_shares: Sequence[list[int]], num_measurements: int):
+    def unshard(self, agg_param: None, agg_shares: Sequence[list[int]], num_measurements: int) -> Any:
         """The aggregate result from all aggregators' aggregate shares."""
         if len(agg_shares) != self.SHARES:
             raise DecodeError(f"expected {self.SHARES} aggregate shares, got {len(agg_shares)}")
@@ -634,17 +653,18 @@ class Prio3:
             raise ValueError(f"aggregator id must be in [0, {self.SHARES}), got {agg_id!r}")
 
 
-def _chunk(vec: list[int], length: int, k: int) -> list[int]:
+def _chunk(vec: list[Any], length: int, k: int) -> list[Any]:
     return vec[k * length : (k + 1) * length]
 
 
-def _rows(columns: list, n: int) -> list[list[int]]:
+def _rows(columns: list[Any], n: int) -> list[list[int]]:
     """Per-position columns (object arrays, one element per report; scalars broadcast) as
     per-report lists."""
     stacked = np.empty((len(columns), n), dtype=object)
     for i, column in enumerate(columns):
         stacked[i, :] = column
-    return stacked.T.tolist()
+    rows: list[list[int]] = stacked.T.tolist()
+    return rows
 
 
 def _check_len(what: str, data: bytes, length: int, error: type[Exception] = ValueError) -> None:
@@ -654,23 +674,23 @@ def _check_len(what: str, data: bytes, length: int, error: type[Exception] = Val
 
 
 # --- the draft's instantiations (section 7.4) ------------------------------------------------------------
-def Prio3Count(shares: int) -> Prio3:
+def Prio3Count(shares: int) -> Prio3:  # noqa: N802 (the draft's names)
     return Prio3("Prio3Count", 0x00000000, Count(), shares)
 
 
-def Prio3Sum(shares: int, bits: int) -> Prio3:
+def Prio3Sum(shares: int, bits: int) -> Prio3:  # noqa: N802 (the draft's names)
     return Prio3("Prio3Sum", 0x00000001, Sum(bits), shares)
 
 
-def Prio3SumVec(shares: int, length: int, bits: int, chunk_length: int) -> Prio3:
+def Prio3SumVec(shares: int, length: int, bits: int, chunk_length: int) -> Prio3:  # noqa: N802 (the draft's names)
     return Prio3("Prio3SumVec", 0x00000002, SumVec(length, bits, chunk_length), shares)
 
 
-def Prio3Histogram(shares: int, length: int, chunk_length: int) -> Prio3:
+def Prio3Histogram(shares: int, length: int, chunk_length: int) -> Prio3:  # noqa: N802 (the draft's names)
     return Prio3("Prio3Histogram", 0x00000003, Histogram(length, chunk_length), shares)
 
 
-def Prio3MultiHotHistogram(
+def Prio3MultiHotHistogram(  # noqa: N802 (the draft's names)
     shares: int, length: int, max_count: int, chunk_length: int, algo_id: int = 0xFFFFFFFF
 ) -> Prio3:
     """Draft 08 assigns MultiHotHistogram no codepoint; its test vectors use 0xFFFFFFFF (the default)."""

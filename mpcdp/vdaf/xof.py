@@ -17,7 +17,8 @@ API and replaced by it if pycryptodome's internals ever differ.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import numpy as np
 from Crypto.Hash import TurboSHAKE128
@@ -31,7 +32,7 @@ def _public_turboshake(message: bytes, length: int) -> bytes:
     return TurboSHAKE128.new(data=message, domain=1).read(length)
 
 
-def _direct_turboshake():
+def _direct_turboshake() -> Callable[[bytes, int], bytes] | None:
     """A one-shot TurboSHAKE128 (domain byte 1) on pycryptodome's keccak functions, or None."""
     try:
         from Crypto.Hash.keccak import _raw_keccak_lib as lib
@@ -44,7 +45,7 @@ def _direct_turboshake():
     local = threading.local()
     capacity, rounds, domain = c_size_t(32), c_ubyte(12), 1
 
-    def new_state():
+    def new_state() -> Any:
         """This thread's keccak state and a reusable output buffer."""
         pointer = VoidPointer()
         if lib.keccak_init(pointer.address_of(), capacity, rounds):
@@ -54,7 +55,7 @@ def _direct_turboshake():
         grow(1 << 12)
         return local.raw
 
-    def grow(size: int):
+    def grow(size: int) -> None:
         local.out = ffi.new(byte_array, size)
         local.buffer = ffi.buffer(local.out)
         local.size = size
@@ -72,7 +73,7 @@ def _direct_turboshake():
             or lib.keccak_squeeze(raw, local.out, length, domain)
         ):
             raise RuntimeError("TurboSHAKE128 failed")
-        return local.buffer[0:length]
+        return cast(bytes, local.buffer[0:length])
 
     try:
         probe = bytes(range(200))
