@@ -4,7 +4,7 @@ A secret is the sum (or, for bits, the XOR) of one share per t-subset T of the
 parties; share T is held by every party *not* in T. A coalition C of t parties
 therefore misses exactly the share indexed by C itself and sees nothing of
 the secret, while any t + 1 parties hold every share. Because 2t < n, any
-two indices T, U leave some party outside T ∪ U, which can multiply those two
+two indices T, U leave some party outside their union, which can multiply those two
 shares locally: this is what makes multiplication one round (Maurer,
 "Secure multi-party computation made simple", DAM 2006; Ito, Saito and
 Nishizeki's CNF sharing, 1987). Sizes: n = 3 has 3 shares (2 per party),
@@ -57,7 +57,7 @@ class Access:
     def products(self) -> tuple[tuple[tuple[int, tuple[int, ...]], ...], ...]:
         """For each party, [(position a, positions b...)] of the cross terms x_a * y_b it computes.
 
-        The pair (T, U) goes to the lowest party outside T ∪ U (one exists since 2t < n);
+        The pair (T, U) goes to the lowest party outside the union of T and U (one exists since 2t < n);
         positions are local to that party's ``held`` list.
         """
         out = []

@@ -29,6 +29,7 @@ Catrina and de Hoogh), a coalition's view is pseudo-random outright.
 from __future__ import annotations
 
 import math
+from typing import Any, cast
 
 import numpy as np
 
@@ -41,21 +42,25 @@ PREFIX_SHIFTS = (1, 2, 4, 8, 16, 32)
 
 
 def shl(x: np.ndarray, k: int) -> np.ndarray:
-    return np.left_shift(x, U64(k))
+    out: np.ndarray = np.left_shift(x, U64(k))
+    return out
 
 
 def shr(x: np.ndarray, k: int) -> np.ndarray:
-    return np.right_shift(x, U64(k))
+    out: np.ndarray = np.right_shift(x, U64(k))
+    return out
 
 
 def spread(e: Engine, bit: np.ndarray) -> np.ndarray:
     """A shared bit (in bit 0) as a shared all-ones / all-zeros mask: local."""
-    return np.subtract(U64(0), bit & U64(1), dtype=U64)
+    out: np.ndarray = np.subtract(U64(0), bit & U64(1), dtype=U64)
+    return out
 
 
 def invert(e: Engine, x: np.ndarray) -> np.ndarray:
     """NOT x, bitwise: local (the constant sits in share index 0)."""
-    return x ^ e.constant(np.full(x.shape[1:], ONES, dtype=U64))
+    out: np.ndarray = x ^ e.constant(np.full(x.shape[1:], ONES, dtype=U64))
+    return out
 
 
 def carries(e: Engine, g: np.ndarray, p: np.ndarray) -> Program[np.ndarray]:
@@ -76,17 +81,18 @@ def add_bits(e: Engine, terms: list[np.ndarray]) -> Program[np.ndarray]:
         triples = [terms[i : i + 3] for i in range(0, len(terms) - 2, 3)]
         rest = terms[3 * len(triples) :]
         ands = yield from e.and_many([(a ^ c, b ^ c) for a, b, c in triples])
-        terms = [x for (a, b, c), m in zip(triples, ands) for x in (a ^ b ^ c, shl(m ^ c, 1))] + rest
+        terms = [x for (a, b, c), m in zip(triples, ands, strict=True) for x in (a ^ b ^ c, shl(m ^ c, 1))] + rest
     a, b = terms
     (g,) = yield from e.and_many([(a, b)])
     p = a ^ b
     g = yield from carries(e, g, p)
-    return p ^ shl(g, 1)
+    total: np.ndarray = p ^ shl(g, 1)
+    return total
 
 
-def to_bits(e: Engine, z) -> Program[np.ndarray]:
+def to_bits(e: Engine, z: Any) -> Program[np.ndarray]:
     """Shared bits of the ring value whose additive parts (one per party) are z: one entry round + adder."""
-    parts = yield from e.inputs(z, xor=True)
+    parts = cast(list[np.ndarray], (yield from e.inputs(z, xor=True)))
     return (yield from add_bits(e, parts))
 
 
@@ -102,13 +108,15 @@ def less_than(e: Engine, a: np.ndarray, b: np.ndarray) -> Program[np.ndarray]:
     g = g ^ (p & U64(1))
     p_in = p & ~U64(1)
     g = yield from carries(e, g, p_in)
-    return (shr(p, 63) ^ shr(g, 62)) & U64(1)
+    bit: np.ndarray = (shr(p, 63) ^ shr(g, 62)) & U64(1)
+    return bit
 
 
 def greater_equal(e: Engine, a: np.ndarray, b: np.ndarray) -> Program[np.ndarray]:
     """[a >= b] in bit 0: NOT [a < b] (7 rounds)."""
     lt = yield from less_than(e, a, b)
-    return lt ^ e.constant(np.ones(lt.shape[1:], dtype=U64))
+    ge: np.ndarray = lt ^ e.constant(np.ones(lt.shape[1:], dtype=U64))
+    return ge
 
 
 def equal(e: Engine, a: np.ndarray, b: np.ndarray) -> Program[np.ndarray]:
@@ -125,7 +133,7 @@ def select(e: Engine, bit: np.ndarray, pairs: list[tuple[np.ndarray, np.ndarray]
     """For each (x, y): x where the shared bit is 1, else y (one round for all pairs)."""
     mask = spread(e, bit)
     diffs = yield from e.and_many([(mask, x ^ y) for x, y in pairs])
-    return [y ^ d for (_, y), d in zip(pairs, diffs)]
+    return [y ^ d for (_, y), d in zip(pairs, diffs, strict=True)]
 
 
 def to_ring(e: Engine, bit: np.ndarray) -> Program[np.ndarray]:
@@ -139,7 +147,7 @@ def to_ring(e: Engine, bit: np.ndarray) -> Program[np.ndarray]:
             np.concatenate([b.reshape(e.k, -1) for _, b in pairs], axis=1),
         )
         prods = np.split(flat, len(pairs), axis=1)
-        parts = [a + b - U64(2) * m.reshape(a.shape) for (a, b), m in zip(pairs, prods)] + rest
+        parts = [a + b - U64(2) * m.reshape(a.shape) for (a, b), m in zip(pairs, prods, strict=True)] + rest
     return parts[0]
 
 
@@ -147,7 +155,7 @@ def to_ring_rounds(n: int) -> int:
     return 1 + math.ceil(math.log2(n))
 
 
-def _halves(v: np.ndarray):
+def _halves(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     h = v.shape[-1] // 2
     return v[..., 0 : 2 * h : 2], v[..., 1 : 2 * h : 2], v[..., 2 * h :]
 
@@ -155,7 +163,7 @@ def _halves(v: np.ndarray):
 PAIRS = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
 
 
-def _pad(e: Engine, values: np.ndarray, index: np.ndarray, multiple: int, filler: int):
+def _pad(e: Engine, values: np.ndarray, index: np.ndarray, multiple: int, filler: int) -> tuple[np.ndarray, np.ndarray]:
     extra = (-values.shape[-1]) % multiple
     if not extra:
         return values, index

@@ -41,7 +41,7 @@ verification), as in MPyC's default mode.
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
@@ -118,14 +118,14 @@ class Engine:
         # from the index key, except in the contributor's residual index (then it arrives by message)
         rows = [self.access.holders(idx) for idx in self.held]
         self._my_row = np.array([r.index(me) for r in rows])
-        self._drawn = np.array([[self._residual[p] != idx for p in r] for idx, r in zip(self.held, rows)])
+        self._drawn = np.array([[self._residual[p] != idx for p in r] for idx, r in zip(self.held, rows, strict=True)])
         slots = [
             (p, pos, r)
-            for pos, (idx, row) in enumerate(zip(self.held, rows))
+            for pos, (idx, row) in enumerate(zip(self.held, rows, strict=True))
             for r, p in enumerate(row)
             if self._residual[p] != idx
         ]
-        self._slot_party, self._slot_pos, self._slot_row = (np.array(v) for v in zip(*slots))
+        self._slot_party, self._slot_pos, self._slot_row = (np.array(v) for v in zip(*slots, strict=True))
         self._residual_pos = {p: self._pos[self._residual[p]] for p in range(n) if self._residual[p] in self._pos}
         self._reshare: dict[int, Stream] = {}
         self._random: dict[int, Stream] = {}
@@ -165,7 +165,7 @@ class Engine:
 
     # -- local operations ---------------------------------------------------------------
 
-    def constant(self, value) -> np.ndarray:
+    def constant(self, value: object) -> np.ndarray:
         """A public value (ring element or bit word) as a sharing: it sits in share index 0."""
         value = np.asarray(value, dtype=U64)
         out = np.zeros((self.k,) + value.shape, dtype=U64)
@@ -178,11 +178,12 @@ class Engine:
         if not self._owned:
             return np.zeros(x.shape[1:], dtype=U64)
         parts = x[self._owned]
-        return np.bitwise_xor.reduce(parts, axis=0) if xor else parts.sum(axis=0, dtype=U64)
+        out: np.ndarray = np.bitwise_xor.reduce(parts, axis=0) if xor else parts.sum(axis=0, dtype=U64)
+        return out
 
     # -- interactive operations ---------------------------------------------------------
 
-    def inputs(self, z, xor: bool = False, combine: bool = False) -> Program[list[np.ndarray] | np.ndarray]:
+    def inputs(self, z: Any, xor: bool = False, combine: bool = False) -> Program[list[np.ndarray] | np.ndarray]:
         """Replicated sharings of every party's additive value z_p (one round).
 
         Returns the n sharings [z_0], ..., [z_{n-1}], or their sum (XOR) when
@@ -204,23 +205,26 @@ class Engine:
             out = np.bitwise_xor.reduce(draws, axis=1) if xor else draws.sum(axis=1, dtype=U64)
             for p, pos in self._residual_pos.items():
                 out[pos] = out[pos] ^ residuals[p] if xor else out[pos] + residuals[p]
-            return out.reshape((self.k,) + z.shape)
+            combined: np.ndarray = out.reshape((self.k,) + z.shape)
+            return combined
         out = np.zeros((self.n, self.k, size), dtype=U64)
         out[self._slot_party, self._slot_pos] = draws[self._slot_pos, self._slot_row]
         for p, pos in self._residual_pos.items():
             out[p, pos] = residuals[p]
         return [s.reshape((self.k,) + z.shape) for s in out]
 
-    def reshare(self, z, xor: bool = False) -> Program[np.ndarray]:
+    def reshare(self, z: Any, xor: bool = False) -> Program[np.ndarray]:
         """A replicated sharing of the sum (XOR) of all parties' additive values z_p (one round)."""
-        return (yield from self.inputs(z, xor=xor, combine=True))
+        return cast(np.ndarray, (yield from self.inputs(z, xor=xor, combine=True)))
 
     def _cross(self, x: np.ndarray, y: np.ndarray, xor: bool) -> np.ndarray:
         """This party's sum of the cross terms x_T * y_U assigned to it (an additive share of x * y)."""
         x, y = x.reshape(self.k, -1), y.reshape(self.k, -1)
         if xor:
-            return np.bitwise_xor.reduce(x[self._left] & y[self._right], axis=0)
-        return (x[self._left] * y[self._right]).sum(axis=0, dtype=U64)
+            terms: np.ndarray = np.bitwise_xor.reduce(x[self._left] & y[self._right], axis=0)
+            return terms
+        products: np.ndarray = (x[self._left] * y[self._right]).sum(axis=0, dtype=U64)
+        return products
 
     def mul(self, x: np.ndarray, y: np.ndarray) -> Program[np.ndarray]:
         """[x * y] mod 2^64, elementwise (one round)."""
@@ -238,7 +242,7 @@ class Engine:
         ys = [y.reshape(self.k, -1) for _, y in pairs]
         both = yield from self.and_(np.concatenate(xs, axis=1), np.concatenate(ys, axis=1))
         cuts = np.cumsum([x.shape[1] for x in xs])[:-1]
-        return [part.reshape(x.shape) for part, (x, _) in zip(np.split(both, cuts, axis=1), pairs)]
+        return [part.reshape(x.shape) for part, (x, _) in zip(np.split(both, cuts, axis=1), pairs, strict=True)]
 
     def open(self, x: np.ndarray, xor: bool = False) -> Program[np.ndarray]:
         """Reveal x to every party (one round; each share's owner sends its additive part to the others)."""
@@ -256,7 +260,7 @@ class Engine:
                     np.add(total, part, out=total)
         return total.reshape(mine.shape)
 
-    def random_bits(self, shape) -> np.ndarray:
+    def random_bits(self, shape: tuple[int, ...] | int) -> np.ndarray:
         """Uniformly random shared bit words (64 random bits each), no communication."""
         size = int(np.prod(shape))
         return np.stack([self._random[idx].take(size).reshape(shape) for idx in self.held])

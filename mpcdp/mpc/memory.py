@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..prg import Prg, RandomSource, system_random
 from .engine import Engine, Program
@@ -33,12 +34,12 @@ def engines(n: int, rngs: Sequence[RandomSource] | None = None, session_id: byte
 
 def run_in_memory(
     n: int,
-    programs: Sequence[Callable[[Engine], Program]],
+    programs: Sequence[Callable[[Engine], Program[Any]]],
     rngs: Sequence[RandomSource] | None = None,
     session_id: bytes = b"mpc-memory",
     record: bool = False,
     session: Sequence[Engine] | None = None,
-) -> tuple[list, Trace]:
+) -> tuple[list[Any], Trace]:
     """Run ``programs[p]`` as party p (one program per party); returns their results and the trace.
 
     A new session (fresh :func:`engines`, so one key set-up round first) unless

@@ -29,16 +29,18 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from ..dp.guarantee import Guarantee
 from ..prg import RandomSource, system_random
 from ..registry import Registry
 from . import compare
 from .statistics import COUNT_MAX, DPQuantile, Extremum, NoisyArgmax, SecondPrice, Threshold
 from .statistics import MpcStatistic as Computation
+
+if TYPE_CHECKING:  # what the noise's guarantee() returns
+    from ..dp.loss import PrivacyLoss
 
 SESSION_ID_BYTES = 16
 Entry = str | int | float
@@ -105,7 +107,7 @@ class ComparisonSpec:
     def is_exact(self) -> bool:
         return self.epsilon is None
 
-    def loss(self) -> Guarantee | None:
+    def loss(self) -> PrivacyLoss | None:
         """The release's privacy loss against ``colluders`` colluding parties (None: exact, no DP)."""
         return self.kind.loss(self)
 
@@ -159,7 +161,7 @@ class Comparison(ABC):
 
     uses: ClassVar[tuple[str, ...]] = ()
 
-    def loss(self, spec: ComparisonSpec) -> Guarantee | None:
+    def loss(self, spec: ComparisonSpec) -> PrivacyLoss | None:
         return None
 
     @abstractmethod
@@ -242,7 +244,7 @@ class ThresholdVote(Comparison):
         "YES if the column's sum over all parties is at least --threshold times its record count, else NO "
         "(exact, one bit)"
     )
-    uses = ("fraction",)
+    uses: ClassVar[tuple[str, ...]] = ("fraction",)
 
     def validate(self, spec: ComparisonSpec) -> None:
         super().validate(spec)
@@ -270,7 +272,7 @@ class NoisySelection(Comparison):
         "to every count inside the MPC (report-noisy-max, epsilon-DP)"
     )
     private = True
-    uses = ("categories",)
+    uses: ClassVar[tuple[str, ...]] = ("categories",)
 
     def validate(self, spec: ComparisonSpec) -> None:
         super().validate(spec)
@@ -284,7 +286,7 @@ class NoisySelection(Comparison):
     def computation(self, spec: ComparisonSpec) -> Computation:
         return self._computation(spec)
 
-    def loss(self, spec: ComparisonSpec) -> Guarantee | None:
+    def loss(self, spec: ComparisonSpec) -> PrivacyLoss | None:
         return self._computation(spec).guarantee()
 
     def prepare(self, spec: ComparisonSpec, position: int, values: Sequence[Any], rng: RandomSource) -> Any:
@@ -307,7 +309,7 @@ class Quantile(Comparison):
         "(exponential mechanism as report-noisy-max under MPC, epsilon-DP)"
     )
     private = True
-    uses = ("quantile", "edges")
+    uses: ClassVar[tuple[str, ...]] = ("quantile", "edges")
 
     def q(self, spec: ComparisonSpec) -> float:
         if spec.quantile is None:
@@ -330,7 +332,7 @@ class Quantile(Comparison):
     def computation(self, spec: ComparisonSpec) -> Computation:
         return self._computation(spec)
 
-    def loss(self, spec: ComparisonSpec) -> Guarantee | None:
+    def loss(self, spec: ComparisonSpec) -> PrivacyLoss | None:
         return self._computation(spec).guarantee()
 
     def prepare(self, spec: ComparisonSpec, position: int, values: Sequence[Any], rng: RandomSource) -> Any:
@@ -349,7 +351,7 @@ class Quantile(Comparison):
 class Median(Quantile):
     name, wire = "median", 13
     summary = "DP median: the quantile at q = 1/2 (--quantile may be left out)"
-    uses = ("edges",)
+    uses: ClassVar[tuple[str, ...]] = ("edges",)
 
     def q(self, spec: ComparisonSpec) -> float:
         if spec.quantile is not None and spec.quantile != 0.5:

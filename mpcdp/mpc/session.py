@@ -23,11 +23,12 @@ one of a later one.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from ..protocol.errors import ProtocolError, Status
-from .engine import Engine, Program
+from .engine import Engine, Outbox, Program
 from .messages import Round
 
 _EMPTY = np.zeros(0, dtype=np.uint64)
@@ -36,11 +37,11 @@ _EMPTY = np.zeros(0, dtype=np.uint64)
 class PartyRun:
     """Drives ``setup`` then ``program(engine)`` one round per :meth:`step`."""
 
-    def __init__(self, engine: Engine, program: Callable[[Engine], Program]):
+    def __init__(self, engine: Engine, program: Callable[[Engine], Program[Any]]):
         self.engine = engine
         self.done = False
         self.aborted: str | None = None
-        self._result = None
+        self._result: Any = None
         self._gen = self._whole(program)
         self._started = False
 
@@ -48,18 +49,18 @@ class PartyRun:
     def round(self) -> int:
         return self.engine.round
 
-    def _whole(self, program):
+    def _whole(self, program: Callable[[Engine], Program[Any]]) -> Program[Any]:
         if not self.engine.ready:
             yield from self.engine.setup()
         return (yield from program(self.engine))
 
     @property
-    def result(self):
+    def result(self) -> Any:
         if not self.done or self.aborted is not None:
             raise ProtocolError(Status.FAILED_PRECONDITION, "the engine run has not finished with a result")
         return self._result
 
-    def _outgoing(self, outbox) -> list[Round]:
+    def _outgoing(self, outbox: Outbox) -> list[Round]:
         """One Round to every peer, empty when the program has nothing for it: one per peer per round."""
         e = self.engine
         return [Round(e.session_id, self.round, e.me, to, outbox.get(to, _EMPTY)) for to in range(e.n) if to != e.me]

@@ -29,17 +29,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from fractions import Fraction
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from .. import ring
 from ..dp.distributed import DistributedDiscreteLaplace
-from ..dp.guarantee import Guarantee
 from ..prg import RandomSource, system_random
 from . import compare
 from .engine import U64, Engine, Program
 from .memory import Trace, run_in_memory, seeded_rngs
+
+if TYPE_CHECKING:  # the loss type (mpcdp.dp.loss) is what the noise's guarantee() returns
+    from ..dp.loss import PrivacyLoss
 
 COUNT_MAX = 1 << 40  # counts and local totals a DP statistic accepts (headroom for noise and scaling)
 
@@ -52,7 +54,7 @@ class MpcStatistic(Protocol):
     def release(self, opened: Any) -> Any: ...
 
 
-def _ints(values, what: str, lo: int, hi: int) -> np.ndarray:
+def _ints(values: Any, what: str, lo: int, hi: int) -> np.ndarray:
     """Integers in [lo, hi] as ring elements, shape kept (leading axes are independent instances)."""
     arr = np.asarray(values)
     if arr.ndim == 0 or arr.shape[-1] == 0:
@@ -65,12 +67,12 @@ def _ints(values, what: str, lo: int, hi: int) -> np.ndarray:
     return np.array([v % ring.MODULUS for v in flat], dtype=U64).reshape(arr.shape)
 
 
-def _signed(words):
+def _signed(words: Any) -> Any:
     out = ring.to_signed(np.asarray(words, dtype=U64))
     return int(out) if out.ndim == 0 else out
 
 
-def _index(words):
+def _index(words: Any) -> Any:
     out = np.asarray(words, dtype=U64).astype(np.int64)
     return int(out) if out.ndim == 0 else out
 
@@ -89,34 +91,40 @@ class Threshold:
 
     name = "threshold"
 
-    def __init__(self, at_least: int | None = None, fraction=None):
+    def __init__(self, at_least: int | None = None, fraction: float | Fraction | None = None):
         if (at_least is None) == (fraction is None):
             raise ValueError("give exactly one of at_least (a value) or fraction (of the count)")
         if fraction is not None:
             frac = Fraction(fraction).limit_denominator(1 << 16)
             if not 0 <= frac <= 1:
                 raise ValueError(f"fraction must be in [0, 1], got {fraction!r}")
-            self.num, self.den, self.at_least = frac.numerator, frac.denominator, None
+            self.num: int | None = frac.numerator
+            self.den: int = frac.denominator
+            self.at_least: int | None = None
         else:
+            assert at_least is not None
             self.num, self.den, self.at_least = None, 1, int(at_least)
             if not compare.VALUE_MIN <= self.at_least <= compare.VALUE_MAX:
                 raise ValueError("at_least is outside the comparison range")
 
-    def prepare(self, party: int, total, count=0, rng: RandomSource | None = None) -> np.ndarray:
+    def prepare(self, party: int, total: Any, count: Any = 0, rng: RandomSource | None = None) -> np.ndarray:
         """This party's additive part of q * total - p * count (or of total - value)."""
         total, count = ring.as_ring(total).reshape(1), ring.as_ring(count).reshape(1)
         if self.at_least is not None:
-            return total - ring.as_ring(self.at_least if party == 0 else 0).reshape(1)
-        return U64(self.den) * total - U64(self.num) * count
+            shifted: np.ndarray = total - ring.as_ring(self.at_least if party == 0 else 0).reshape(1)
+            return shifted
+        assert self.num is not None
+        scaled: np.ndarray = U64(self.den) * total - U64(self.num) * count
+        return scaled
 
-    def program(self, part: np.ndarray) -> Callable[[Engine], Program]:
-        def run(e: Engine):
+    def program(self, part: np.ndarray) -> Callable[[Engine], Program[Any]]:
+        def run(e: Engine) -> Program[Any]:
             bits = yield from compare.to_bits(e, part)
             return (yield from e.open(compare.shr(bits, 63), xor=True))
 
         return run
 
-    def release(self, opened) -> bool:
+    def release(self, opened: Any) -> bool:
         return int(np.asarray(opened).reshape(-1)[0]) == 0
 
 
@@ -136,11 +144,11 @@ class Extremum:
         self.smallest, self.reveal = smallest, reveal
         self.name = ("min" if smallest else "max") if reveal == "value" else ("argmin" if smallest else "argmax")
 
-    def prepare(self, party: int, values, rng: RandomSource | None = None) -> np.ndarray:
+    def prepare(self, party: int, values: Any, rng: RandomSource | None = None) -> np.ndarray:
         return _ints(values, "values", compare.VALUE_MIN, compare.VALUE_MAX)
 
-    def program(self, part: np.ndarray) -> Callable[[Engine], Program]:
-        def run(e: Engine):
+    def program(self, part: np.ndarray) -> Callable[[Engine], Program[Any]]:
+        def run(e: Engine) -> Program[Any]:
             bits = yield from compare.to_bits(e, part)
             best, index = yield from compare.extremum(e, bits, smallest=self.smallest)
             shown = {"value": [best], "index": [index], "both": [best, index]}[self.reveal]
@@ -148,7 +156,7 @@ class Extremum:
 
         return run
 
-    def release(self, opened):
+    def release(self, opened: Any) -> Any:
         """The value, the index, or (value, index); arrays of them for a batch of instances."""
         if self.reveal == "value":
             return _signed(opened[0])
@@ -167,18 +175,18 @@ class SecondPrice:
 
     name = "second-price"
 
-    def prepare(self, party: int, values, rng: RandomSource | None = None) -> np.ndarray:
+    def prepare(self, party: int, values: Any, rng: RandomSource | None = None) -> np.ndarray:
         return _ints(values, "bids", compare.VALUE_MIN, compare.VALUE_MAX)
 
-    def program(self, part: np.ndarray) -> Callable[[Engine], Program]:
-        def run(e: Engine):
+    def program(self, part: np.ndarray) -> Callable[[Engine], Program[Any]]:
+        def run(e: Engine) -> Program[Any]:
             bits = yield from compare.to_bits(e, part)
             _, index, second = yield from compare.top_two(e, bits)
             return (yield from e.open(np.stack([index, second], axis=1), xor=True))
 
         return run
 
-    def release(self, opened) -> tuple[int, int | None]:
+    def release(self, opened: Any) -> tuple[int, int | None]:
         price = _signed(opened[1])
         return _index(opened[0]), (None if price == compare.SENTINEL else price)
 
@@ -212,20 +220,21 @@ class NoisyArgmax:
         )
         self.epsilon, self.n_parties = float(epsilon), n_parties
 
-    def guarantee(self, pieces_added: int | None = None) -> Guarantee:
+    def guarantee(self, pieces_added: int | None = None) -> PrivacyLoss | None:
         """The epsilon-DP guarantee when ``pieces_added`` (default: all n) parties added their piece."""
         return self.noise.guarantee(self.n_parties if pieces_added is None else pieces_added)
 
-    def prepare(self, party: int, counts, rng: RandomSource | None = None) -> np.ndarray:
+    def prepare(self, party: int, counts: Any, rng: RandomSource | None = None) -> np.ndarray:
         """This party's counts plus its own noise piece on each candidate."""
         counts = _ints(counts, "counts", -COUNT_MAX, COUNT_MAX)
         rng = rng or system_random("noisy-argmax")
-        return counts + ring.as_ring(self.noise.piece(counts.size, rng)).reshape(counts.shape)
+        noisy: np.ndarray = counts + ring.as_ring(self.noise.piece(counts.size, rng)).reshape(counts.shape)
+        return noisy
 
-    def program(self, part: np.ndarray) -> Callable[[Engine], Program]:
+    def program(self, part: np.ndarray) -> Callable[[Engine], Program[Any]]:
         return Extremum(reveal="index").program(part)
 
-    def release(self, opened):
+    def release(self, opened: Any) -> Any:
         return _index(opened[0])
 
 
@@ -264,10 +273,10 @@ class DPQuantile:
         self.noise = DistributedDiscreteLaplace(epsilon, 2 * self.sensitivity, n_parties, max(1, self.colluders))
         self.epsilon, self.n_parties = float(epsilon), n_parties
 
-    def guarantee(self, pieces_added: int | None = None) -> Guarantee:
+    def guarantee(self, pieces_added: int | None = None) -> PrivacyLoss | None:
         return self.noise.guarantee(self.n_parties if pieces_added is None else pieces_added)
 
-    def gaps(self, records) -> np.ndarray:
+    def gaps(self, records: Any) -> np.ndarray:
         """den * rank_b - num * N over this party's records, for every edge b (plaintext, local)."""
         x = np.clip(np.asarray(records, dtype=np.float64).reshape(-1), self.edges[0], self.edges[-1])
         if x.size > COUNT_MAX:
@@ -275,15 +284,15 @@ class DPQuantile:
         ranks = np.searchsorted(np.sort(x), self.edges, side="left").astype(np.int64)
         return self.den * ranks - self.num * x.size
 
-    def prepare(self, party: int, records, rng: RandomSource | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def prepare(self, party: int, records: Any, rng: RandomSource | None = None) -> tuple[np.ndarray, np.ndarray]:
         """This party's additive gaps and its noise piece for each edge."""
         rng = rng or system_random("quantile")
         return ring.as_ring(self.gaps(records)), ring.as_ring(self.noise.piece(self.edges.size, rng))
 
-    def program(self, prepared) -> Callable[[Engine], Program]:
+    def program(self, prepared: tuple[np.ndarray, np.ndarray]) -> Callable[[Engine], Program[Any]]:
         gap, noise = prepared
 
-        def run(e: Engine):
+        def run(e: Engine) -> Program[Any]:
             shared = yield from e.reshare(gap)
             bits = yield from compare.to_bits(e, gap)
             negative = yield from compare.to_ring(e, compare.shr(bits, 63))
@@ -295,12 +304,12 @@ class DPQuantile:
 
         return run
 
-    def release(self, opened):
+    def release(self, opened: Any) -> Any:
         chosen = self.edges[np.asarray(opened).astype(np.int64)]
         return float(chosen) if chosen.ndim == 0 else chosen
 
 
-def simulate(statistic, data: Sequence, seed: int | None = None, record: bool = False) -> tuple[object, Trace]:
+def simulate(statistic: Any, data: Sequence[Any], seed: int | None = None, record: bool = False) -> tuple[Any, Trace]:
     """Run ``statistic`` among ``len(data)`` parties in memory; ``data[p]`` is party p's input.
 
     ``data[p]`` is passed to ``prepare`` as positional arguments when it is a
