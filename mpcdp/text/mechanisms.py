@@ -132,8 +132,8 @@ class TruncatedGumbel:
         self.min_epsilon = truncated_gumbel_min_epsilon(n, table.delta_min)
         self.candidate_count = samplers.TruncatedPoisson(math.log(n), 1, n)
         self._width = table.k + 1  # candidates in the table: the word itself, then its neighbours
-        self._ids = np.hstack([np.arange(n, dtype=np.int32)[:, None], table.ids])
-        self._dist = np.hstack([np.zeros((n, 1)), table.distances])
+        self._ids = np.hstack([np.arange(n, dtype=np.int32)[:, None], table.ids]).ravel()
+        self._dist = np.hstack([np.zeros((n, 1)), table.distances]).ravel()
 
     def perturb(self, words, rng: RandomSource) -> np.ndarray:
         words = _check_words(words, self.embedding.size)
@@ -146,22 +146,25 @@ class TruncatedGumbel:
     def _perturb_chunk(self, words: np.ndarray, rng: RandomSource) -> np.ndarray:
         # Tokens grouped by their candidate count k: each group is one dense (tokens, k) block of noisy
         # distances and one argmin per row (the first column reaching the minimum; ties have probability ~0).
+        # The noise of the whole chunk is drawn at once and used block after block.
         k = self.candidate_count.sample(rng, words.size)
         order = np.argsort(k.astype(np.int16) if k.max() < 1 << 15 else k, kind="stable")
         counts = k[order]
         cuts = (np.flatnonzero(counts[1:] != counts[:-1]) + 1).tolist()
+        cached = k <= self._width
+        noise = samplers.truncated_gumbel(rng, int(k[cached].sum()), self.calibration.scale, self.table.delta_max)
         out = np.empty_like(words)
-        scale, bound = self.calibration.scale, self.table.delta_max
+        used = 0
         for first, last in zip([0, *cuts], [*cuts, words.size], strict=True):
             count, rows = int(counts[first]), order[first:last]
             if count > self._width:
                 out[rows] = [self._perturb_exact(int(w), count, rng) for w in words[rows]]
                 continue
-            w = words[rows]
-            noisy = self._dist[w, :count] + samplers.truncated_gumbel(rng, rows.size * count, scale, bound).reshape(
-                rows.size, count
-            )
-            out[rows] = self._ids[w, noisy.argmin(axis=1)]
+            base = words[rows] * self._width
+            block = noise[used : used + rows.size * count].reshape(rows.size, count)
+            used += rows.size * count
+            block += self._dist[base[:, None] + np.arange(count)]
+            out[rows] = self._ids[base + block.argmin(axis=1)]
         return out
 
     def _perturb_exact(self, word: int, k: int, rng: RandomSource) -> int:

@@ -119,6 +119,7 @@ def render(
     closing = batch.first.copy()
     closing[count > 0] = end[through[count > 0] - 1]
     src[after], size[after] = closing, batch.last - closing
+    size[after[:-1]] += 1  # the NUL between two texts, to split the output at
 
     known = chosen >= 0
     word = np.where(known, chosen, 0)
@@ -156,8 +157,11 @@ def render(
         joined = out.astype(np.uint8).tobytes().decode("ascii")
     else:
         joined = out.tobytes().decode("utf-32-le", "surrogatepass")
-    ends = out_end[after].tolist()
-    return [joined[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)], released
+    if joined.count("\0") == texts - 1:
+        return joined.split("\0"), released
+    ends = out_end[after].tolist()  # some text holds a NUL itself: cut by the lengths
+    stops = [e - 1 for e in ends[:-1]] + ends[-1:]
+    return [joined[a:b] for a, b in zip([0, *ends[:-1]], stops, strict=True)], released
 
 
 def _capitalise(out: npt.NDArray[np.uint32], starts: Int64s, sizes: Int64s) -> None:
