@@ -337,7 +337,8 @@ class MaskedCoordinator:
         self.refused: dict[str, str] = {}
         self._reports: dict[str, Report] = {}
         self._rosters: dict[str, tuple[str, ...]] = {}
-        self._inputs: dict[str, np.ndarray] = {}
+        self._inputs: set[str] = set()  # parties whose masked input is folded into the running total
+        self._total = ring.zeros(self._length)
         self._counted: tuple[str, ...] = ()
         self._seed_shares: dict[str, dict[int, bytes]] = {}
         self._key_shares: dict[str, dict[int, bytes]] = {}
@@ -397,7 +398,8 @@ class MaskedCoordinator:
         vec = np.asarray(msg.vector)
         if vec.size != self._length or vec.dtype.kind not in "iu":
             raise ProtocolError(Status.INVALID_ARGUMENT, f"masked inputs are {self._length} ring elements")
-        self._inputs[msg.party] = ring.as_ring(vec.reshape(-1))
+        np.add(self._total, ring.as_ring(vec.reshape(-1)), out=self._total)  # memory stays O(length)
+        self._inputs.add(msg.party)
 
     @property
     def waiting_for(self) -> list[str]:
@@ -468,9 +470,8 @@ class MaskedCoordinator:
                 f"too few shares to unmask {len(missing)} parties ({', '.join(sorted(missing)[:5])}...)",
             )
         t, sid = self.query.plan.threshold, self.spec.session_id
-        total = ring.zeros(self._length)
+        total, self._total = self._total, ring.zeros(0)
         for p in self._counted:
-            np.add(total, self._inputs.pop(p), out=total)
             seed = shamir.rebuild(self._seed_shares[p], t)
             Prg(seed, sid, self_purpose(p)).add_into(total, subtract=True)
         counted = set(self._counted)
@@ -482,7 +483,6 @@ class MaskedCoordinator:
                 if u in counted:  # u added +-mask(u, d): take it out again
                     seed = _agree(private, self._reports[u].public_key, u)
                     Prg(seed, sid, pair_purpose(u, d)).add_into(total, subtract=not self.query.sign(u, d))
-        self._inputs.clear()
         self.state = "released"
         spec = self.spec
         loss = survivor_loss(spec, len(self._counted))
@@ -509,7 +509,7 @@ class MaskedCoordinator:
         return survivor_loss(self.spec, len(self._counted))
 
     def abort(self, reason: str) -> None:
-        self._inputs.clear()
+        self._total = ring.zeros(0)
         self._seed_shares.clear()
         self._key_shares.clear()
         self.abort_reason = reason

@@ -76,6 +76,57 @@ def run_simulation(data: dict, args, bounds, out=sys.stdout) -> int:
 
 
 COMPARISONS = ("max", "min", "argmax", "threshold")  # computed under MPC by services/mpc_node.py
+PROCESS_LIMIT = 16  # above this many parties, they run in one process (services/swarm.py)
+
+
+def run_in_process(data: dict, args, out=None) -> int:
+    """The many-party query (sparse graph, quorum, dropouts) with every party in this process."""
+    import json
+
+    from mpcdp.protocol import QuerySpec, SpecError
+    from services import swarm
+
+    out = out or sys.stdout
+    n = len(data)
+    quorum = args.quorum if args.quorum is not None else n - n // 10
+    try:
+        spec = QuerySpec(
+            args.statistic,
+            tuple(data),
+            column=args.column,
+            dimension=args.dimension,
+            bounds=args.bounds,
+            categories=tuple(c for c in (args.categories or "").split(",") if c),
+            frac_bits=args.frac_bits,
+            max_records=args.max_records or 1,  # one value per party
+            epsilon=args.epsilon,
+            delta=args.delta,
+            mechanism=args.mechanism,
+            colluders=args.colluders,
+        )
+        query = swarm.MaskedQuery.of(spec, quorum)
+        query.plan  # noqa: B018  (refuses colluders and dropouts no graph can survive)
+    except (SpecError, ValueError) as exc:
+        print(f"mpcdp simulate: {exc}", file=sys.stderr)
+        return 2
+    if args.drop > n - quorum:
+        print(f"mpcdp simulate: --drop {args.drop} exceeds the {n - quorum} dropouts --quorum allows", file=sys.stderr)
+        return 2
+    picker = Prg.from_int(args.seed, "simulate/drop") if args.seed is not None else system_random("simulate/drop")
+    order = [list(data)[i] for i in np.argsort(picker.uint64(n), kind="stable")]
+    stop = {p: swarm.PHASES[i % len(swarm.PHASES)] for i, p in enumerate(order[: args.drop])}
+    print(
+        f"running {n} parties in this process (many-party protocol: sparse graph of degree "
+        f"{query.plan.degree}, quorum {quorum}{f', {args.drop} made to drop' if args.drop else ''}) ...",
+        file=sys.stderr if args.json else out,
+    )
+    run = swarm.run_query(query, data, stop=stop)
+    if run.release is None:
+        print(f"mpcdp simulate: the query failed: {run.error}", file=sys.stderr)
+        return 1
+    doc = swarm.report(run, spec, data, args.confidence)
+    print(json.dumps(doc, default=str) if args.json else swarm.to_text(doc), file=out)
+    return 0
 
 
 def run_comparison(data: dict, args, out=None) -> int:
@@ -133,6 +184,8 @@ def run(args) -> int:
         warn_insecure()
     if args.statistic in COMPARISONS:
         return run_comparison(data, args)
+    if args.parties > PROCESS_LIMIT or args.in_process or args.quorum is not None or args.drop:
+        return run_in_process(data, args)
     return run_simulation(data, args, args.bounds)
 
 
@@ -151,13 +204,16 @@ def register(sub) -> None:
             "mpcdp simulate --parties 4 --values 3800,2514,2982,3390 --statistic max   "
             "# under MPC: prints the top bid only",
             "mpcdp simulate --parties 5 --values 1,1,1,1,1 --statistic threshold --threshold 0.5   # YES/NO only",
+            "mpcdp simulate --parties 1000 --statistic sum --bounds 0,1 --seed 1   # 1,000 parties in this process",
+            "mpcdp simulate --parties 100 --statistic mean --epsilon 1 --quorum 90 --drop 8   # 8 parties drop",
         ),
     )
     p.add_argument(
         "--parties",
         type=at_least(2, " (a secure sum needs two parties)"),
         default=4,
-        help="number of party processes, at least 2 (default 4)",
+        help=f"number of parties, at least 2 (default 4): one process each up to {PROCESS_LIMIT}, "
+        "all in this process above that (up to 1024)",
     )
     p.add_argument("--values", help="one number per party, comma-separated (default: uniform random in --bounds)")
     p.add_argument(
@@ -169,6 +225,24 @@ def register(sub) -> None:
         "--insecure",
         action="store_true",
         help="plaintext, unauthenticated channels between the local processes (experiments only)",
+    )
+    p.add_argument(
+        "--quorum",
+        type=at_least(2),
+        help="many-party protocol: the query completes if at least this many parties finish "
+        "(default: all but a tenth); the release names who was counted and restates epsilon for them",
+    )
+    p.add_argument(
+        "--drop",
+        type=at_least(0),
+        default=0,
+        help="many-party protocol: make this many parties drop, each at a different phase (default 0)",
+    )
+    p.add_argument(
+        "--in-process",
+        action="store_true",
+        help=f"run every party in this process with the many-party protocol (sparse graph, quorum, dropouts); "
+        f"automatic above {PROCESS_LIMIT} parties, or with --quorum or --drop",
     )
     p.add_argument(
         "--threshold",

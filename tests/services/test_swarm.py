@@ -1,0 +1,92 @@
+"""Many parties in one process (services/swarm.py): dropouts at every phase, tasks killed at random moments,
+per-party bytes that do not grow with n beyond the graph's degree."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from mpcdp.prg import Prg
+from mpcdp.protocol import QuerySpec
+from mpcdp.protocol.masked import MaskedQuery
+from services import swarm
+
+
+def query(n: int, quorum: int, epsilon=None, seed: int = 0) -> tuple[MaskedQuery, dict]:
+    parties = tuple(f"party-{i + 1}" for i in range(n))
+    spec = QuerySpec("sum", parties, bounds=(0, 1000), epsilon=epsilon, session_id=seed.to_bytes(16, "big"))
+    return MaskedQuery.of(spec, quorum), {p: [float(i + 1)] for i, p in enumerate(parties)}
+
+
+def rng(p: str) -> Prg:
+    return Prg.from_int(int(p.split("-")[1]), "party")
+
+
+def run(q, data, **kw) -> swarm.SwarmRun:
+    return asyncio.run(swarm.run_swarm(q, data, rng=rng, round_timeout=0.5, **kw))
+
+
+def test_everyone_finishes():
+    q, data = query(40, 36)
+    result = run(q, data)
+    assert result.release.value == sum(range(1, 41)) and len(result.release.parties) == 40
+    assert result.error == "" and result.late == []
+
+
+def test_a_party_stopping_at_every_phase():
+    q, data = query(40, 33)
+    parties = q.spec.parties
+    stop = {parties[5 * i + 2]: phase for i, phase in enumerate(swarm.PHASES)}
+    result = run(q, data, stop=stop)
+    uncounted = {p for p, phase in stop.items() if phase != "reveal"}  # after its masked input: counted
+    assert result.release.value == sum(i + 1 for i, p in enumerate(parties) if p not in uncounted)
+    assert set(result.release.extras["dropped"]) == uncounted
+    late = next(p for p, phase in stop.items() if phase == "late")
+    assert result.late == [late]  # its masked input came after the cut and was refused
+
+
+def test_below_the_quorum_the_query_aborts_with_a_reason():
+    q, data = query(20, 18)
+    stop = {p: "mask" for p in q.spec.parties[:3]}
+    result = run(q, data, stop=stop)
+    assert result.release is None and "quorum is 18" in result.error
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_parties_killed_at_random_moments(seed):
+    """Tasks cancelled wherever they are: the release is exactly the sum over the parties it names as
+    counted, or the query aborts below the quorum; never a wrong answer."""
+    q, data = query(60, 50, seed=seed)
+    picker = Prg.from_int(seed, "kill")
+    victims = [q.spec.parties[int(i) % 60] for i in picker.uint64(8)]
+    when = {p: float(t % 400) / 1000 for p, t in zip(victims, picker.uint64(8), strict=True)}  # 0 - 0.4 s
+    result = run(q, data, kill_after=when)
+    if result.release is None:
+        assert "quorum" in result.error
+        return
+    counted = result.release.parties
+    assert result.release.value == sum(data[p][0] for p in counted)
+    assert set(q.spec.parties) - set(counted) <= set(when)
+
+
+def test_dp_release_names_who_was_counted_and_their_loss():
+    q, data = query(30, 25, epsilon=1.0)
+    stop = {"party-3": "mask", "party-4": "keys"}
+    result = run(q, data, stop=stop)
+    doc = swarm.report(result, q.spec, data)
+    assert doc["counted"] == 28 and sorted(doc["dropped"]) == ["party-3", "party-4"]
+    assert 1.0 < doc["epsilon"] <= q.charge.epsilon_delta()[0]
+    assert doc["in_the_clear"] == sum(range(1, 31)) - 7
+    assert "epsilon for the 28 counted parties" in swarm.to_text(doc)
+
+
+def test_bytes_per_party_follow_the_degree_not_n():
+    small_q, small_data = query(100, 90)
+    big_q, big_data = query(300, 270)
+    small, big = run(small_q, small_data), run(big_q, big_data)
+    per_neighbour_small = small.party_bytes() / small_q.plan.degree
+    per_neighbour_big = big.party_bytes() / big_q.plan.degree
+    assert big_q.plan.degree < 1.5 * small_q.plan.degree  # 3x the parties
+    assert per_neighbour_big < 1.5 * per_neighbour_small
+    assert big.release.value == sum(range(1, 301))
