@@ -34,9 +34,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
-import numpy as np
 
 from services import audit
+from services.channels import Channels
+from services.streams import Assembler, StreamError, as_bytes, chunks
 from services.tls import Identity, caller
 from services.wire.mpcdp.v1 import federation_pb2 as pb
 from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
@@ -60,22 +61,13 @@ class LinkError(Exception):
         self.peer = peer
 
 
-def as_bytes(payload) -> memoryview:
-    """A message's bytes without a copy: bytes as they are, an array as its little-endian raw bytes."""
-    if isinstance(payload, np.ndarray):
-        arr = np.ascontiguousarray(payload)
-        if arr.dtype.byteorder == ">":
-            arr = arr.astype(arr.dtype.newbyteorder("<"))
-        return memoryview(arr).cast("B")
-    return memoryview(payload).cast("B")
-
-
 @dataclass
 class _Inbox:
-    """One message being received: assembled into ``buffer``, or passed piece by piece to ``sink``."""
+    """One message being received: its pieces checked by ``assembler`` (services.streams), then kept in
+    ``buffer`` or, once someone asked with a sink, passed to ``sink`` as they come."""
 
     total: int = -1
-    filled: int = 0
+    assembler: Assembler | None = None
     buffer: bytearray | None = None
     sink: Callable[[int, memoryview], None] | None = None
     held: int = 0  # bytes counted against the peer's pending allowance
@@ -86,6 +78,21 @@ class _Inbox:
         if self.done is None:
             self.done = asyncio.get_running_loop().create_future()
         return self.done
+
+    @property
+    def filled(self) -> int:
+        return self.assembler.filled if self.assembler is not None else 0
+
+    def piece(self, offset: int, view: memoryview) -> None:
+        """The assembler's sink: to the asker's sink, or into the buffer until someone asks."""
+        if self.sink is not None:
+            self.sink(offset, view)
+        elif self.buffer is None and len(view) == self.total:
+            self.buffer = bytearray(view)  # a one-frame message: one copy
+        else:
+            if self.buffer is None:
+                self.buffer = bytearray(self.total)
+            self.buffer[offset : offset + len(view)] = view
 
 
 class _Stream:
@@ -126,7 +133,7 @@ class Hub(pb_grpc.LinkServicer):
         self.pending_seconds = pending_seconds
         self._streams: dict[str, list[_Stream]] = {}
         self._dialing: dict[str, asyncio.Future] = {}
-        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._channels = Channels(identity, address, OPTIONS)
         self._readers: set[asyncio.Task] = set()
         self._inbox: dict[tuple[str, bytes, int, str], _Inbox] = {}
         self._pending: dict[str, int] = {}  # bytes held per peer for messages nobody asked for
@@ -137,13 +144,13 @@ class Hub(pb_grpc.LinkServicer):
     async def send(self, peer: str, session: bytes, round: int, kind: str, payload) -> None:
         """Deliver one message to ``peer`` (raises LinkError if the link cannot carry it)."""
         data = as_bytes(payload)
-        if len(data) > self.max_message_bytes:
-            raise LinkError(peer, f"message of {len(data)} bytes exceeds the link's {self.max_message_bytes}")
+        total = len(data)
+        if total > self.max_message_bytes:
+            raise LinkError(peer, f"message of {total} bytes exceeds the link's {self.max_message_bytes}")
         stream = await self._stream(peer)
-        total, step = len(data), self.chunk_bytes
         try:
             async with stream.lock:  # the pieces of one message go out together, in order
-                for offset in range(0, max(total, 1), step):
+                for offset, piece in chunks(data, 1, self.chunk_bytes):
                     await stream.write(
                         pb.Frame(
                             session_id=session,
@@ -151,7 +158,7 @@ class Hub(pb_grpc.LinkServicer):
                             kind=kind,
                             offset=offset,
                             total=total,
-                            payload=bytes(data[offset : offset + step]),
+                            payload=bytes(piece),
                             sender=self.me,
                         )
                     )
@@ -173,12 +180,9 @@ class Hub(pb_grpc.LinkServicer):
 
     async def _dial(self, peer: str) -> _Stream:
         try:
-            address = self._address(peer)
+            channel = self._channels.channel(peer)
         except Exception as exc:  # an unknown name: the federation file's own error says which
             raise LinkError(peer, str(exc)) from None
-        channel = self._channels.get(peer)
-        if channel is None:
-            channel = self._channels[peer] = self.identity.channel(address, peer, OPTIONS)
         call = pb_grpc.LinkStub(channel).Open()
         stream = _Stream(call.write, call.cancel)
         self._streams.setdefault(peer, []).append(stream)
@@ -197,9 +201,7 @@ class Hub(pb_grpc.LinkServicer):
         except grpc.aio.AioRpcError as exc:
             reason = f"link broke ({_describe(exc)})"
             if exc.code() == grpc.StatusCode.UNAVAILABLE:
-                channel = self._channels.pop(peer, None)
-                if channel is not None:
-                    asyncio.ensure_future(channel.close())
+                self._channels.forget(peer)
         except LinkError as exc:
             reason = refused = str(exc).split(": ", 1)[-1]
             stream.cancel()
@@ -255,41 +257,33 @@ class Hub(pb_grpc.LinkServicer):
         if box is None:
             self._expire(peer)
             box = self._inbox[key] = _Inbox()
-        if box.total < 0:
+        if box.assembler is None:
             if frame.total > self.max_message_bytes:
                 raise LinkError(peer, f"message of {frame.total} bytes exceeds {self.max_message_bytes}")
             box.total = frame.total
+            box.assembler = Assembler(frame.total, 1, max_length=self.max_message_bytes, sink=box.piece)
+        if frame.total != box.total:
+            raise LinkError(peer, "frames of one message disagree on its length")
         n = len(frame.payload)
-        if (
-            frame.total != box.total
-            or frame.offset != box.filled
-            or box.filled + n > box.total
-            or (n == 0 and box.total)
-        ):
-            raise LinkError(peer, "frames out of order or beyond their message's length")
-        if box.sink is not None:
-            box.sink(box.filled, memoryview(frame.payload))
-        else:
-            if box.done is None:  # nobody asked yet: count it against the peer
-                held = self._pending.get(peer, 0) + n
-                if held > self.max_pending_bytes:
-                    raise LinkError(peer, f"more than {self.max_pending_bytes} bytes sent ahead of their sessions")
-                self._pending[peer] = held
-                box.held += n
-            if box.buffer is None and n == box.total:
-                box.buffer = bytearray(frame.payload)  # a one-frame message: one copy
-            else:
-                if box.buffer is None:
-                    box.buffer = bytearray(box.total)
-                box.buffer[box.filled : box.filled + n] = frame.payload
-        box.filled += n
-        if box.filled == box.total:
+        if box.sink is None and box.done is None:  # nobody asked yet: count it against the peer
+            held = self._pending.get(peer, 0) + n
+            if held > self.max_pending_bytes:
+                raise LinkError(peer, f"more than {self.max_pending_bytes} bytes sent ahead of their sessions")
+            self._pending[peer] = held
+            box.held += n
+        try:
+            box.assembler.add(frame.payload, frame.offset)
+        except StreamError as exc:
+            raise LinkError(peer, f"frames out of order or beyond their message's length ({exc})") from None
+        if box.assembler.done:
             self._complete(key, box)
 
     def _complete(self, key, box: _Inbox) -> None:
         fut = box.future()
         if not fut.done():
-            fut.set_result(memoryview(box.buffer) if box.sink is None else None)
+            fut.set_result(
+                memoryview(box.buffer if box.buffer is not None else bytearray()) if box.sink is None else None
+            )
 
     def _expire(self, peer: str) -> None:
         """Forget a peer's messages nobody asked for within ``pending_seconds``."""
@@ -340,11 +334,11 @@ class Hub(pb_grpc.LinkServicer):
         box = self._inbox.setdefault(key, _Inbox())
         self._release(peer, box)
         if box.buffer is not None and box.filled:
-            sink(0, memoryview(box.buffer)[: box.filled])
+            sink(0, memoryview(box.buffer)[: box.filled])  # the pieces that came before the ask
         box.buffer = None
         box.sink = sink
         fut = box.future()
-        if box.filled == box.total and not fut.done():
+        if box.assembler is not None and box.assembler.done and not fut.done():
             fut.set_result(None)
         try:
             await asyncio.wait_for(asyncio.shield(fut), timeout)
@@ -370,9 +364,7 @@ class Hub(pb_grpc.LinkServicer):
                 s.cancel()
         for task in list(self._readers):
             task.cancel()
-        for channel in self._channels.values():
-            await channel.close()
-        self._channels.clear()
+        await self._channels.close()
         self._streams.clear()
 
 
