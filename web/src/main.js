@@ -25,21 +25,28 @@ const MECHANISM_WORDS = {
 const list = (names) =>
   names.length < 2 ? names.join("") : `${names.slice(0, -1).join(", ")} and ${names[names.length - 1]}`;
 
+// The headline promise, in plain words; it names what is *not* randomized when a question has no local mechanism.
+function headline(survey) {
+  const plain = survey.questions.filter((q) => q.local.mechanism === "none");
+  if (plain.length === 0) {
+    return "Your answer is randomized on this device before it leaves; no single organisation can see even the randomized answer.";
+  }
+  if (plain.length === survey.questions.length) {
+    return "Your answers are split on this device before they leave; no single organisation can see them. (This survey does not randomize them.)";
+  }
+  return (
+    "Your answers are randomized on this device before they leave (except: " +
+    `${plain.map((q) => q.text).join("; ")}); no single organisation can see even the randomized answers.`
+  );
+}
+
 function protectionNotice(survey) {
   const names = survey.aggregators.map((a) => a.name);
   return el(
     "section",
     { class: "protected", "aria-labelledby": "protected-title" },
     el("h2", { id: "protected-title", class: "visually-hidden" }, "How your answers are protected"),
-    el(
-      "p",
-      {},
-      el(
-        "strong",
-        {},
-        "Your answer is randomized on this device before it leaves; no single organisation can see even the randomized answer.",
-      ),
-    ),
+    el("p", {}, el("strong", { id: "promise" }, headline(survey))),
     el(
       "p",
       {},
