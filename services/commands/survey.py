@@ -210,7 +210,7 @@ def run_aggregator(args) -> int:
         dataclasses.replace(node_limits(args), max_concurrent_rpcs=args.max_calls),
     )
     sources = {survey_id: Path(p).read_text() for survey_id, p in zip(surveys, args.survey, strict=True)}
-    return asyncio.run(tokens_cli.with_https(args, grpc_server, surveys, sources, store, admissions))
+    return asyncio.run(tokens_cli.with_https(args, grpc_server, surveys, sources, reports, admissions))
 
 
 # -- respondent ------------------------------------------------------------------

@@ -37,8 +37,8 @@ from starlette.routing import Route
 
 from mpcdp.survey.definition import Survey
 from mpcdp.survey.lifecycle import Refusal
-from mpcdp.tokens import InvalidToken, InvitationRefused, TokenRequired, TokenReused
-from mpcdp.tokens.admission import SurveyAdmission
+from mpcdp.tokens import InvalidToken, InvitationRefused, TokenReused
+from mpcdp.tokens.admission import CheckedToken, SurveyAdmission, check_batch
 from services import audit
 from services.survey.admission import IssuerDir, b64url, from_b64url, public_key_document
 from services.survey.store import ID_BYTES, PutStatus, StoreError
@@ -143,11 +143,73 @@ def _hex(text: str) -> bytes:
     return bytes.fromhex(text)
 
 
-class SurveyHttp:
-    """The HTTPS face of an aggregator (``store``: its report store) and/or an issuer (``issuers``).
+class GroupCommit:
+    """Stores the reports of concurrent requests together: one transaction, so one fsync, for all that wait.
 
-    ``store.put(survey_id, items, tokens)`` is the same call the gRPC ``Submit`` makes; it runs on
-    ``executor`` threads, off the event loop."""
+    Each request's token was verified and bound before it joined (a bad one is refused alone); if a group's
+    transaction still refuses (a race on one submission id or token, the survey closing), its reports are
+    stored one by one, so each request gets its own answer."""
+
+    def __init__(self, store, executor: ThreadPoolExecutor, max_group: int = 256):
+        self.store, self.executor, self.max_group = store, executor, max_group
+        self._waiting: list[tuple[str, tuple[bytes, bytes], bytes, CheckedToken, asyncio.Future]] = []
+        self._running = False
+        self.transactions = 0  # groups stored (each one transaction, unless it fell back to one per report)
+
+    async def put(self, survey_id: str, item: tuple[bytes, bytes], token: bytes, checked: CheckedToken) -> PutStatus:
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append((survey_id, item, token, checked, future))
+        if not self._running:
+            self._running = True
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._waiting:
+                group, self._waiting = self._waiting[: self.max_group], self._waiting[self.max_group :]
+                outcomes = await loop.run_in_executor(self.executor, self._store, group)
+                for (*_, future), outcome in zip(group, outcomes, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(outcome, BaseException):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(outcome)
+        finally:
+            self._running = False
+
+    def _store(self, group) -> list:
+        by_survey: dict[str, list[int]] = {}
+        for i, (survey_id, *_) in enumerate(group):
+            by_survey.setdefault(survey_id, []).append(i)
+        outcomes: list = [None] * len(group)
+        for survey_id, picks in by_survey.items():
+            parts = [group[i] for i in picks]
+            self.transactions += 1
+            try:
+                statuses = self.store.put(
+                    survey_id, [p[1] for p in parts], [p[2] for p in parts], [p[3] for p in parts]
+                )
+                for i, status in zip(picks, statuses, strict=True):
+                    outcomes[i] = status
+            except Exception:
+                for i in picks:
+                    _, item, token, checked, _ = group[i]
+                    try:
+                        (outcomes[i],) = self.store.put(survey_id, [item], [token], [checked])
+                    except Exception as exc:
+                        outcomes[i] = exc
+        return outcomes
+
+
+class SurveyHttp:
+    """The HTTPS face of an aggregator (``store``: its :class:`~services.survey.reports.ReportStore`) and/or an
+    issuer (``issuers``).
+
+    Reports go through ``store.put`` — the call the gRPC ``Submit`` makes, under the same library lifecycle —
+    grouped by :class:`GroupCommit`; store work runs on ``executor`` threads, off the event loop."""
 
     def __init__(
         self,
@@ -174,6 +236,7 @@ class SurveyHttp:
         self.limiter = RateLimiter(limits)
         self.metrics: Counter[str] = Counter()
         self.executor = executor or ThreadPoolExecutor(max_workers=2, thread_name_prefix="https")
+        self.intake = GroupCommit(store, self.executor) if store is not None else None
         routes = [
             Route("/healthz", self.health, methods=["GET"]),
             Route("/metrics", self.render_metrics, methods=["GET"]),
@@ -223,7 +286,10 @@ class SurveyHttp:
         return PlainTextResponse("ok")
 
     async def render_metrics(self, request: Request) -> Response:
-        return PlainTextResponse("".join(f"mpcdp_https_{k} {v}\n" for k, v in sorted(self.metrics.items())))
+        counts = dict(self.metrics)
+        if self.intake is not None:
+            counts["intake_transactions"] = self.intake.transactions
+        return PlainTextResponse("".join(f"mpcdp_https_{k} {v}\n" for k, v in sorted(counts.items())))
 
     async def definition(self, request: Request) -> Response:
         async def work(request):
@@ -269,18 +335,23 @@ class SurveyHttp:
                 raise HttpError(400, "malformed", f"a submission id is {ID_BYTES} bytes ({2 * ID_BYTES} hex digits)")
             report = _field(doc, "report", from_b64url)
             token = _field(doc, "token", from_b64url, required=False)
-            if token is not None:
-                self.limiter.token(hashlib.sha256(token).digest(), "token")
+            if token is None:
+                await self._refused(survey.id, "token-missing")
+                raise HttpError(401, "token_missing", f"survey {survey.id!r} admits respondents by token only")
+            self.limiter.token(hashlib.sha256(token).digest(), "token")
+            if len(report) != self.store.report_size(survey.id):
+                await self._refused(survey.id, "malformed")
+                size = self.store.report_size(survey.id)
+                raise HttpError(400, "malformed", f"this aggregator's reports of survey {survey.id!r} are {size} bytes")
+            checked = await self._check_token(survey, sid, token)
             try:
-                (status,) = await self._run(self.store.put, survey.id, [(sid, report)], [token] if token else None)
-            except TokenRequired as exc:
-                raise HttpError(401, "token_missing", str(exc)) from None
+                status = await self.intake.put(survey.id, (sid, report), token, checked)
             except TokenReused as exc:
                 raise HttpError(403, "token_reused", str(exc)) from None
             except InvalidToken as exc:
                 raise HttpError(403, "token_invalid", str(exc)) from None
             except (StoreError, Refusal) as exc:
-                if exc.reason in (StoreError.UNKNOWN_SURVEY,):
+                if exc.reason == StoreError.UNKNOWN_SURVEY:
                     raise HttpError(404, "unknown_survey", str(exc)) from None
                 raise HttpError(409, "closed", str(exc)) from None
             except ValueError as exc:
@@ -293,6 +364,31 @@ class SurveyHttp:
             return JSONResponse({"outcome": "duplicate"}, status_code=200)
 
         return await self._handle(request, "reports", work)
+
+    async def _refused(self, survey_id: str, reason: str) -> None:
+        await self._run(self.store.count_refusal, survey_id, reason)
+
+    async def _check_token(self, survey: Survey, sid: bytes, token: bytes) -> CheckedToken:
+        """Verify a report's token before it joins a group commit, so that one bad token never refuses a group:
+        forged, truncated, another issuer's (403 token_invalid), already spent (403 token_reused)."""
+        admission = self.admissions[survey.id]
+
+        def check() -> CheckedToken:
+            (checked,) = check_batch(admission, [(sid, token)])
+            return checked
+
+        try:
+            checked = await self._run(check)
+        except InvalidToken as exc:
+            await self._refused(survey.id, "token-invalid")
+            raise HttpError(403, "token_invalid", str(exc)) from None
+        if not checked.bound:
+            reused = await self._run(self.store.spent, checked.key)
+            await self._refused(survey.id, "token-reused" if reused else "token-invalid")
+            if reused:
+                raise HttpError(403, "token_reused", "this token was already used: a token admits one report")
+            raise HttpError(403, "token_invalid", "this token was issued for another submission or survey")
+        return checked
 
     async def token(self, request: Request) -> Response:
         async def work(request):

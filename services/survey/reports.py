@@ -134,7 +134,7 @@ class ReportStore:
             self._tx(lambda: self._count(survey, "token-invalid", 1))
             raise
 
-    def _spend(self, survey: str, items, checked: list[CheckedToken], existing) -> TokenError | None:
+    def _spend(self, survey: str, items, checked: Sequence[CheckedToken], existing) -> TokenError | None:
         """Inside the transaction: record the tokens of the new reports spent, or say why not."""
         token_of: dict[bytes, CheckedToken] = {}
         for (sid, _), c in zip(items, checked, strict=True):
@@ -152,9 +152,27 @@ class ReportStore:
         record_in(self._db, [(c.key, sid) for c, sid in fresh])
         return None
 
+    def count_refusal(self, survey: str, reason: str) -> None:
+        """Count one refusal decided before the store (an HTTPS request's bad token or report), durably."""
+        self._tx(lambda: self._count(survey, reason, 1))
+
+    def spent(self, token_key: bytes) -> bool:
+        """Whether a token (by its spent-set key) was already spent here."""
+        with self._lock:
+            return bool(spent_among(self._db, [token_key]))
+
+    def report_size(self, survey: str) -> int:
+        return proved.report_size(self.surveys[survey], self.index[survey])
+
     def put(
-        self, survey: str, items: Sequence[tuple[bytes, bytes]], tokens: Sequence[bytes] | None = None
+        self,
+        survey: str,
+        items: Sequence[tuple[bytes, bytes]],
+        tokens: Sequence[bytes] | None = None,
+        checked: Sequence[CheckedToken] | None = None,
     ) -> list[PutStatus]:
+        """Store a batch; a survey admitted by token needs ``tokens`` (verified here) or ``checked`` (their
+        verification already done by the caller, :func:`mpcdp.tokens.admission.check_batch`)."""
         size = proved.report_size(self.surveys[survey], self.index[survey])
         bad = sum(len(sid) != ID_BYTES or len(report) != size for sid, report in items)
         if bad:
@@ -164,7 +182,10 @@ class ReportStore:
                 f"aggregator's reports of survey {survey!r} {size} bytes"
             )
 
-        checked = self._check_tokens(survey, items, tokens) if survey in self.admission else None
+        if survey not in self.admission:
+            checked = None
+        elif checked is None:
+            checked = self._check_tokens(survey, items, tokens)
 
         def put():
             life = self._life(survey).submit(len(items))

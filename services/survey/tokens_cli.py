@@ -116,15 +116,18 @@ def admit(args, surveys: dict[str, Survey], reports) -> dict:
     return admissions
 
 
-async def with_https(args, grpc_server, surveys: dict[str, Survey], sources: dict[str, str], store, admissions):
-    """Run the gRPC server coroutine, with the HTTPS intake beside it when --https is given."""
+async def with_https(args, grpc_server, surveys: dict[str, Survey], sources: dict[str, str], reports, admissions):
+    """Run the gRPC server coroutine, with the HTTPS intake (into the report store) beside it when --https is given."""
     if not args.https:
         return await grpc_server
+    if not admissions:
+        grpc_server.close()
+        raise SurveyError("--https takes reports of surveys admitted by token: give --issuer-key", source="--https")
     app = SurveyHttp(
         surveys,
         sources,
         aggregator=args.name,
-        store=store,
+        store=reports,
         admissions=admissions,
         endpoints=_endpoints(args),
         cors_origins=tuple(args.cors_origin),

@@ -4,17 +4,20 @@ oversized body, a flood from one address — each refused with its status, count
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
 from mpcdp.prg import Prg
 from mpcdp.survey import proved
 from mpcdp.survey.definition import parse_survey
-from mpcdp.tokens import Issuer, generate_issuer_key
+from mpcdp.tokens import InvalidToken, Issuer, TokenReused, generate_issuer_key
 from mpcdp.tokens.admission import SurveyAdmission
 from services.survey.admission import IssuerDir, b64url, from_b64url
-from services.survey.http import HttpLimits, SurveyHttp
+from services.survey.http import GroupCommit, HttpLimits, SurveyHttp
 from services.survey.reports import ReportStore
+from services.survey.store import PutStatus
 from tests.support.survey_proved import TEXT, respondents
 
 SURVEY = parse_survey(TEXT)
@@ -189,3 +192,41 @@ async def test_cors_only_for_the_survey_page_origin(server):
         assert "access-control-allow-origin" not in r.headers
         r = await http.options(f"/v1/surveys/{SURVEY.id}/reports", headers={**pre, "Origin": "https://evil.example"})
         assert r.status_code == 400
+
+
+async def test_concurrent_reports_share_one_transaction_and_each_gets_its_own_answer(server, issuer_dir):
+    app, store = server
+    subs = [submission(20 + i) for i in range(40)]
+    async with client(app) as http:
+        tokens = []
+        for (sid, _), code in zip(subs, issuer_dir.invitations.create(40, Prg.from_int(8)), strict=True):
+            tokens.append((await redeem(http, issuer_dir.admission, code, sid))[1])
+        docs = [body(sid, report, token) for (sid, report), token in zip(subs, tokens, strict=True)]
+        docs.append(body(subs[0][0], subs[1][1], tokens[0]))  # the same id with another report: a conflict
+        replies = await asyncio.gather(*(http.post(f"/v1/surveys/{SURVEY.id}/reports", json=d) for d in docs))
+        metrics = (await http.get("/metrics")).text
+    assert sorted(r.status_code for r in replies) == [201] * 40 + [409]
+    assert store.state(SURVEY.id).count == 40
+    transactions = int(metrics.split("mpcdp_https_intake_transactions ")[1].split()[0])
+    assert transactions < 20  # grouped: far fewer commits (fsyncs) than reports
+
+
+def test_a_group_the_store_refuses_is_stored_report_by_report():
+    class Store:
+        def __init__(self):
+            self.calls = []
+
+        def put(self, survey_id, items, tokens, checked):
+            self.calls.append(len(items))
+            if len(items) > 1:
+                raise TokenReused("one of these tokens was already used")
+            if items[0][0] == b"bad":
+                raise InvalidToken("this one is bad")
+            return [PutStatus.ACCEPTED]
+
+    store = Store()
+    group = GroupCommit(store, None)
+    waiting = [("s", (sid, b"r"), b"t", None, None) for sid in (b"ok1", b"bad", b"ok2")]
+    outcomes = group._store(waiting)
+    assert outcomes[0] == outcomes[2] == PutStatus.ACCEPTED and isinstance(outcomes[1], InvalidToken)
+    assert store.calls == [3, 1, 1, 1]
