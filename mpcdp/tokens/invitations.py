@@ -19,6 +19,7 @@ import base64
 import hashlib
 import hmac
 import os
+import sqlite3
 import threading
 from abc import ABC, abstractmethod
 
@@ -98,12 +99,12 @@ class MemoryInvitations(Invitations):
     def key(self) -> bytes:
         return self._key
 
-    def _insert(self, digests):
+    def _insert(self, digests: list[bytes]) -> None:
         with self._lock:
             for d in digests:
                 self._used.setdefault(d, None)
 
-    def _consume(self, digest, request_digest):
+    def _consume(self, digest: bytes, request_digest: bytes) -> None:
         with self._lock:
             if digest not in self._used:
                 raise InvitationRefused("unknown invitation code")
@@ -121,14 +122,14 @@ class SQLiteInvitations(Invitations):
     """Durable store in an owner-only SQLite file; redemption is one IMMEDIATE transaction, so
     two processes racing on one code cannot both succeed."""
 
-    def __init__(self, path):
+    def __init__(self, path: str | os.PathLike[str]):
         self.db = PrivateDB(path)
 
-        def setup(conn):
+        def setup(conn: sqlite3.Connection) -> bytes:
             conn.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL)")
             conn.execute("CREATE TABLE IF NOT EXISTS invitations (digest BLOB PRIMARY KEY, used_by BLOB, used_at REAL)")
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('hmac_key', ?)", (os.urandom(KEY_BYTES),))
-            return conn.execute("SELECT value FROM meta WHERE name = 'hmac_key'").fetchone()[0]
+            return bytes(conn.execute("SELECT value FROM meta WHERE name = 'hmac_key'").fetchone()[0])
 
         self._key = self.db.transaction(setup)
 
@@ -136,15 +137,15 @@ class SQLiteInvitations(Invitations):
     def key(self) -> bytes:
         return self._key
 
-    def _insert(self, digests):
+    def _insert(self, digests: list[bytes]) -> None:
         self.db.transaction(
             lambda conn: conn.executemany(
                 "INSERT OR IGNORE INTO invitations (digest) VALUES (?)", [(d,) for d in digests]
             )
         )
 
-    def _consume(self, digest, request_digest):
-        def consume(conn):
+    def _consume(self, digest: bytes, request_digest: bytes) -> None:
+        def consume(conn: sqlite3.Connection) -> None:
             row = conn.execute("SELECT used_by FROM invitations WHERE digest = ?", (digest,)).fetchone()
             if row is None:
                 raise InvitationRefused("unknown invitation code")
@@ -158,4 +159,4 @@ class SQLiteInvitations(Invitations):
         self.db.transaction(consume)
 
     def unused(self) -> int:
-        return self.db.conn().execute("SELECT COUNT(*) FROM invitations WHERE used_by IS NULL").fetchone()[0]
+        return int(self.db.conn().execute("SELECT COUNT(*) FROM invitations WHERE used_by IS NULL").fetchone()[0])

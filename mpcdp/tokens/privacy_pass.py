@@ -92,6 +92,8 @@ class IssuerPublicKey:
             key = serialization.load_der_public_key(b"\x30" + _der_length(len(plain)) + plain)
         except ValueError:
             raise InvalidToken("the issuer public key does not hold a valid RSA key") from None
+        if not isinstance(key, rsa.RSAPublicKey):
+            raise InvalidToken("the issuer public key is not an RSA key")
         decoded = cls(key)
         if decoded.spki != bytes(spki):
             raise InvalidToken("the issuer public key is not in canonical DER")
@@ -112,7 +114,7 @@ class TokenChallenge:
     origin_info: bytes = b""
     token_type: int = TOKEN_TYPE
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not 1 <= len(self.issuer_name) < 1 << 16:
             raise TokenError("a token challenge needs an issuer name of 1 to 65535 bytes")
         if len(self.redemption_context) not in (0, 32):

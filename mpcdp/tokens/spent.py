@@ -14,8 +14,11 @@ The primary key makes two concurrent spends of one token conflict: exactly one c
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 import threading
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
 
 from mpcdp.tokens.errors import TokenReused
 from mpcdp.tokens.privacy_pass import IssuerPublicKey, Token, verify_token
@@ -27,12 +30,21 @@ SCHEMA = (
 )
 
 
+class SQLConnection(Protocol):
+    """The part of :class:`sqlite3.Connection` the spent table uses (a unique-key violation raises
+    :class:`sqlite3.IntegrityError`); a caller's PostgreSQL adapter can offer the same."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Any: ...
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Any: ...
+
+
 def token_hash(token: Token) -> bytes:
     """What identifies a token in the spent set: SHA-256 of its signed input."""
     return hashlib.sha256(token.token_input).digest()
 
 
-def record_in(conn: sqlite3.Connection, spent: list[tuple[bytes, bytes]]) -> None:
+def record_in(conn: SQLConnection, spent: list[tuple[bytes, bytes]]) -> None:
     """Record already verified tokens (token hash, report id) inside the caller's open transaction.
 
     Raises TokenReused if any was spent before (or twice in ``spent``): the caller rolls back."""
@@ -42,7 +54,7 @@ def record_in(conn: sqlite3.Connection, spent: list[tuple[bytes, bytes]]) -> Non
         raise TokenReused("this token was already used") from None
 
 
-def spent_among(conn: sqlite3.Connection, hashes: list[bytes]) -> set[bytes]:
+def spent_among(conn: SQLConnection, hashes: list[bytes]) -> set[bytes]:
     """Which of these token hashes are already spent."""
     found: set[bytes] = set()
     for start in range(0, len(hashes), 500):
@@ -82,11 +94,11 @@ class SpentTokenTable:
         self.issuer = issuer
 
     @staticmethod
-    def create(conn: sqlite3.Connection) -> None:
+    def create(conn: SQLConnection) -> None:
         """Create the table (idempotent); call from the caller's schema setup."""
         conn.execute(SCHEMA)
 
-    def spend_in(self, conn: sqlite3.Connection, token: bytes, challenge: bytes, report_id: bytes) -> Token:
+    def spend_in(self, conn: SQLConnection, token: bytes, challenge: bytes, report_id: bytes) -> Token:
         """Verify and record inside the caller's open transaction (no commit here).
 
         Raises InvalidToken (bad token: nothing written) or TokenReused (the caller must roll back
@@ -95,7 +107,7 @@ class SpentTokenTable:
         record_in(conn, [(token_hash(decoded), bytes(report_id))])
         return decoded
 
-    def is_spent(self, conn: sqlite3.Connection, token: Token) -> bool:
+    def is_spent(self, conn: SQLConnection, token: Token) -> bool:
         row = conn.execute("SELECT 1 FROM spent_tokens WHERE token_hash = ?", (token_hash(token),)).fetchone()
         return row is not None
 
@@ -103,7 +115,7 @@ class SpentTokenTable:
 class SQLiteSpentTokens:
     """A standalone owner-only SQLite spent set; each spend is its own IMMEDIATE transaction."""
 
-    def __init__(self, path, issuer: IssuerPublicKey):
+    def __init__(self, path: str | os.PathLike[str], issuer: IssuerPublicKey):
         self.db = PrivateDB(path)
         self.table = SpentTokenTable(issuer)
         self.db.transaction(SpentTokenTable.create)
@@ -112,4 +124,4 @@ class SQLiteSpentTokens:
         return self.db.transaction(lambda conn: self.table.spend_in(conn, token, challenge, report_id))
 
     def __len__(self) -> int:
-        return self.db.conn().execute("SELECT COUNT(*) FROM spent_tokens").fetchone()[0]
+        return int(self.db.conn().execute("SELECT COUNT(*) FROM spent_tokens").fetchone()[0])

@@ -6,10 +6,14 @@ import contextlib
 import os
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
-def open_private(path: str | os.PathLike) -> sqlite3.Connection:
+def open_private(path: str | os.PathLike[str]) -> sqlite3.Connection:
     """A connection to ``path``, creating the file with mode 0600 first if it does not exist.
 
     SQLite gives its journal files the database file's mode, so they stay owner-only too.
@@ -29,7 +33,7 @@ class PrivateDB:
     """One owner-only SQLite file with one connection per thread (opened on first use and kept:
     opening a connection costs more than a small transaction)."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
         self._local = threading.local()
 
@@ -39,7 +43,7 @@ class PrivateDB:
             conn = self._local.conn = open_private(self.path)
         return conn
 
-    def transaction(self, work):
+    def transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work(conn)`` inside BEGIN IMMEDIATE ... COMMIT (ROLLBACK if it raises)."""
         conn = self.conn()
         conn.execute("BEGIN IMMEDIATE")

@@ -125,16 +125,21 @@ async def read_json(request: Request, limit: int) -> dict:
     return doc
 
 
-def _field(doc: dict, name: str, decode: Callable[[str], bytes], required: bool = True) -> bytes | None:
+def _optional(doc: dict, name: str, decode: Callable[[str], bytes]) -> bytes | None:
     value = doc.get(name)
     if value is None or value == "":
-        if required:
-            raise HttpError(400, "malformed", f"the field {name!r} is missing")
         return None
     try:
         return decode(value)
     except (ValueError, TypeError):
         raise HttpError(400, "malformed", f"the field {name!r} is not encoded as the API says") from None
+
+
+def _field(doc: dict, name: str, decode: Callable[[str], bytes]) -> bytes:
+    value = _optional(doc, name, decode)
+    if value is None:
+        raise HttpError(400, "malformed", f"the field {name!r} is missing")
+    return value
 
 
 def _hex(text: str) -> bytes:
@@ -334,7 +339,7 @@ class SurveyHttp:
             if len(sid) != ID_BYTES:
                 raise HttpError(400, "malformed", f"a submission id is {ID_BYTES} bytes ({2 * ID_BYTES} hex digits)")
             report = _field(doc, "report", from_b64url)
-            token = _field(doc, "token", from_b64url, required=False)
+            token = _optional(doc, "token", from_b64url)
             if token is None:
                 await self._refused(survey.id, "token-missing")
                 raise HttpError(401, "token_missing", f"survey {survey.id!r} admits respondents by token only")
@@ -344,6 +349,7 @@ class SurveyHttp:
                 size = self.store.report_size(survey.id)
                 raise HttpError(400, "malformed", f"this aggregator's reports of survey {survey.id!r} are {size} bytes")
             checked = await self._check_token(survey, sid, token)
+            assert self.intake is not None  # this route exists only with a store
             try:
                 status = await self.intake.put(survey.id, (sid, report), token, checked)
             except TokenReused as exc:

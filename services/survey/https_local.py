@@ -41,7 +41,9 @@ class HttpsLocalSurvey(LocalSurvey):
 
     def ssl_context(self) -> ssl.SSLContext | bool:
         """What an HTTPS client trusts: the survey CA (or nothing to check, in plaintext)."""
-        return False if self.insecure else ssl.create_default_context(cafile=str(self.certs / "ca.pem"))
+        if self.certs is None:
+            return False
+        return ssl.create_default_context(cafile=str(self.certs / "ca.pem"))
 
     def wait_serving(self, name: str) -> None:
         super().wait_serving(name)
