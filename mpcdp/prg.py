@@ -79,7 +79,7 @@ class Prg:
         zeros = self._zero_bytes(min(8 * _CHUNK_WORDS, 8 * n))
         for start in range(0, 8 * n, len(zeros)):
             k = min(len(zeros), 8 * n - start)
-            self._enc.update_into(zeros[:k], memoryview(raw)[start:])
+            self._enc.update_into(zeros[:k], raw.data[start:])
         return raw[: 8 * n].view("<u8").astype(np.uint64, copy=False)
 
     def _zero_bytes(self, nbytes: int) -> memoryview:
@@ -103,7 +103,7 @@ class Prg:
         op = np.subtract if subtract else np.add
         for start in range(0, flat.size, words):
             k = min(words, flat.size - start)
-            self._enc.update_into(zeros[: 8 * k], scratch)
+            self._enc.update_into(zeros[: 8 * k], scratch.data)
             chunk = flat[start : start + k]
             op(chunk, scratch[: 8 * k].view("<u8"), out=chunk)
         return out

@@ -12,9 +12,11 @@ run at query time, before any share moves.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 BITS = 64
 MODULUS = 1 << BITS
@@ -27,7 +29,7 @@ class HeadroomError(ValueError):
     """A query whose worst-case sum would not fit the ring's signed range."""
 
 
-def as_ring(values) -> np.ndarray:
+def as_ring(values: ArrayLike) -> np.ndarray:
     """Coerce ints (Python or numpy, signed or not) to ring elements, mod 2^64."""
     arr = np.asarray(values)
     if arr.dtype == DTYPE:
@@ -46,33 +48,36 @@ def zeros(length: int) -> np.ndarray:
     return np.zeros(length, dtype=DTYPE)
 
 
-def add(a, b) -> np.ndarray:
+def add(a: ArrayLike, b: ArrayLike) -> np.ndarray:
     """a + b mod 2^64."""
-    return np.add(as_ring(a), as_ring(b), dtype=DTYPE)
+    out: np.ndarray = np.add(as_ring(a), as_ring(b), dtype=DTYPE)
+    return out
 
 
-def sub(a, b) -> np.ndarray:
+def sub(a: ArrayLike, b: ArrayLike) -> np.ndarray:
     """a - b mod 2^64."""
-    return np.subtract(as_ring(a), as_ring(b), dtype=DTYPE)
+    out: np.ndarray = np.subtract(as_ring(a), as_ring(b), dtype=DTYPE)
+    return out
 
 
-def neg(a) -> np.ndarray:
+def neg(a: ArrayLike) -> np.ndarray:
     """-a mod 2^64."""
-    return np.subtract(DTYPE(0), as_ring(a), dtype=DTYPE)
+    out: np.ndarray = np.subtract(DTYPE(0), as_ring(a), dtype=DTYPE)
+    return out
 
 
-def total(arrays) -> np.ndarray:
+def total(arrays: Iterable[ArrayLike]) -> np.ndarray:
     """Sum of a sequence of equal-length ring vectors, mod 2^64."""
-    arrays = list(arrays)
-    if not arrays:
+    vectors = list(arrays)
+    if not vectors:
         raise ValueError("total() of no vectors")
-    out = as_ring(arrays[0]).copy()
-    for a in arrays[1:]:
+    out = as_ring(vectors[0]).copy()
+    for a in vectors[1:]:
         np.add(out, as_ring(a), out=out, dtype=DTYPE)
     return out
 
 
-def to_signed(a) -> np.ndarray:
+def to_signed(a: ArrayLike) -> np.ndarray:
     """Interpret ring elements as two's-complement int64 in [-2^63, 2^63)."""
     return as_ring(a).view(np.int64)
 
@@ -87,7 +92,7 @@ class FixedPoint:
 
     frac_bits: int = 16
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not isinstance(self.frac_bits, int) or not 0 <= self.frac_bits <= 52:
             raise ValueError(f"frac_bits must be an integer in [0, 52], got {self.frac_bits!r}")
 
@@ -99,7 +104,7 @@ class FixedPoint:
     def resolution(self) -> float:
         return 1.0 / self.scale
 
-    def encode(self, x) -> np.ndarray:
+    def encode(self, x: ArrayLike) -> np.ndarray:
         """Reals -> ring. Refuses NaN, infinities and values outside the signed range."""
         arr = np.asarray(x, dtype=np.float64)
         if not np.all(np.isfinite(arr)):
@@ -111,7 +116,7 @@ class FixedPoint:
             )
         return scaled.astype(np.int64).view(DTYPE)
 
-    def decode(self, a) -> np.ndarray:
+    def decode(self, a: ArrayLike) -> np.ndarray:
         """Ring -> reals, reading elements as signed."""
         return to_signed(a).astype(np.float64) / self.scale
 

@@ -13,9 +13,11 @@ seed-compression of secure aggregation (Bonawitz et al., CCS 2017).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import ring
 from .prg import SEED_BYTES, Prg, RandomSource, system_random
@@ -26,7 +28,7 @@ def _check_parties(n: int) -> None:
         raise ValueError(f"secret sharing needs at least 2 parties, got {n!r}")
 
 
-def share(secret, n: int, rng: RandomSource | None = None) -> list[np.ndarray]:
+def share(secret: ArrayLike, n: int, rng: RandomSource | None = None) -> list[np.ndarray]:
     """Split ``secret`` (ring vector) into n additive shares; share i goes to party i."""
     _check_parties(n)
     x = ring.as_ring(secret)
@@ -38,7 +40,7 @@ def share(secret, n: int, rng: RandomSource | None = None) -> list[np.ndarray]:
     return masks + [last]
 
 
-def reconstruct(shares) -> np.ndarray:
+def reconstruct(shares: Iterable[ArrayLike]) -> np.ndarray:
     """The secret: the sum of all shares mod 2^64."""
     return ring.total(shares)
 
@@ -64,18 +66,19 @@ class SeededShares:
     def expand(self, session_id: bytes) -> list[np.ndarray]:
         """All n share vectors (for inspection; :meth:`reconstruct` avoids the copies)."""
         n = self.correction.size
-        return [expand_seed(s, n, session_id, p) for s, p in zip(self.seeds, self.purposes)] + [self.correction]
+        seeded = [expand_seed(s, n, session_id, p) for s, p in zip(self.seeds, self.purposes, strict=True)]
+        return [*seeded, self.correction]
 
     def reconstruct(self, session_id: bytes) -> np.ndarray:
         """The secret, summing each seed's expansion straight into one vector."""
         out = self.correction.copy()
-        for s, p in zip(self.seeds, self.purposes):
+        for s, p in zip(self.seeds, self.purposes, strict=True):
             Prg(s, session_id, p).add_into(out)
         return out
 
 
 def share_seeded(
-    secret,
+    secret: ArrayLike,
     n: int,
     session_id: bytes,
     purposes: list[str] | None = None,
@@ -95,6 +98,6 @@ def share_seeded(
     rng = rng or system_random("seed")
     seeds = tuple(rng.bytes(SEED_BYTES) for _ in range(n - 1))
     correction = x.copy()
-    for s, p in zip(seeds, purposes):
+    for s, p in zip(seeds, purposes, strict=True):
         Prg(s, session_id, p).add_into(correction, subtract=True)
     return SeededShares(seeds, tuple(purposes), correction)

@@ -12,7 +12,7 @@ nothing.
 
 Queries run concurrently: each has its own streams, and the coordinator's
 ledger reserves what accepted, uncharged sessions will spend
-(:class:`services.ledgers.Reserving`), so a stalled party delays only the
+(:meth:`mpcdp.dp.ledger.PrivacyLedger.reserve`), so a stalled party delays only the
 queries that include it. Every option is checked before a session starts
 (the deadline at most ``max_timeout`` seconds away, the confidence level
 usable), so no budget is spent on a query whose release could not be made.
@@ -40,7 +40,7 @@ from mpcdp.protocol import CoordinatorSession, PartialSum, ProtocolError, QueryS
 from services import audit, convert, releases
 from services.channels import Channels
 from services.federation import DEFAULT_MAX_TIMEOUT, Federation
-from services.ledgers import Reserving
+from services.ledgers import public_refusal
 from services.tls import Identity, caller
 from services.wire.mpcdp.v1 import federation_pb2 as pb
 from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
@@ -110,7 +110,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         self.max_timeout = float(max_timeout or federation.policy.get("max_timeout", DEFAULT_MAX_TIMEOUT))
         self.default_timeout = min(default_timeout, self.max_timeout)
         self._clock = clock
-        self._reserved: dict[bytes, tuple[float, float]] = {}  # sessions checked against the ledger, uncharged
+        self._reserved: dict[bytes, tuple[float, float]] = {}  # mpc_node's comparisons only (ledgers.Reserving)
         self._sessions: set[asyncio.Task] = set()  # running to their end even if their analyst left
         self._slots: dict[str, asyncio.Semaphore] = {}  # per party: its streams in use
         self.channels = Channels(identity, lambda party: self.federation.node(party).address)
@@ -158,7 +158,8 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         try:
             await context.send_initial_metadata(((SESSION_HEADER, sid.hex()),))
         except BaseException:
-            self._reserved.pop(sid, None)
+            if budget:
+                self.ledger.free(sid)
             raise
         task = asyncio.ensure_future(self._session(spec, confidence, who, budget))
         self._sessions.add(task)
@@ -184,17 +185,16 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
                     f"`mpcdp query --fetch {sid}` gets it at no further cost",
                 )
 
-    def _hold(self, spec: QuerySpec) -> Reserving | None:
-        """Check the coordinator's ledger, counting running sessions, and reserve this one's cost."""
-        if self.ledger is None or spec.is_exact:
-            return None
-        budget = Reserving(self.ledger, self._reserved, spec.session_id)
+    def _hold(self, spec: QuerySpec) -> bool:
+        """Reserve the session's loss on the coordinator's ledger until its deadline (refused if it would
+        overspend, counting the sessions still running); whether anything is held."""
+        if self.ledger is None or spec.loss is None:
+            return False
         try:
-            budget.check(spec.epsilon, spec.delta)
-        except ValueError as exc:
-            raise ProtocolError(Status.RESOURCE_EXHAUSTED, f"coordinator: {exc}") from None
-        self._reserved[spec.session_id] = (spec.epsilon, spec.delta)  # no await since the check
-        return budget
+            self.ledger.reserve(spec.session_id, spec.loss, until=spec.deadline)
+        except Exception as exc:
+            raise ProtocolError(Status.RESOURCE_EXHAUSTED, f"coordinator: {public_refusal(exc)}") from None
+        return True
 
     def _finished(self, task: asyncio.Task) -> None:
         """A session ended; its outcome was audited, and an analyst who left is not there to hear it."""
@@ -223,7 +223,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             return True
         return any(c.label == sid for c in self.ledger.history())
 
-    async def _session(self, spec: QuerySpec, confidence: float, client: str, budget: Reserving | None) -> list:
+    async def _session(self, spec: QuerySpec, confidence: float, client: str, budget: bool) -> list:
         """Run the session, keep its release, charge the held budget; the release's parts."""
         sid = spec.session_id
         try:
@@ -234,10 +234,11 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
                     await asyncio.to_thread(self.store.put, sid.hex(), client, spec.is_exact, parts)  # off the loop
                 except OSError as exc:  # the release still goes to the analyst; it cannot be fetched again
                     log.error("could not keep the release of session %s: %s", sid.hex(), exc)
-            if budget is not None:
-                budget.charge(spec.epsilon, spec.delta, label=sid.hex())
+            if budget:
+                self.ledger.charge_reserved(sid)
         finally:
-            self._reserved.pop(sid, None)
+            if budget:
+                self.ledger.free(sid)  # nothing left to free once charged
         audit.record(
             "released",
             session=sid.hex(),

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mpcdp.names import is_name
 from mpcdp.protocol import QuerySpec
+from mpcdp.protocol.statistics import Reads, linear
 
 
 class DataError(ValueError):
@@ -69,8 +71,8 @@ class Table:
 
     @classmethod
     def _sqlite(cls, path: Path, table: str | None) -> Table:
-        if not table or not table.replace("_", "").isalnum():
-            raise DataError(f"sqlite data {path}: set `table` to a plain table name")
+        if not is_name(table):
+            raise DataError(f"sqlite data {path}: set `table` to a plain table name (letters, digits, '.', '_', '-')")
         if not path.exists():
             raise DataError(f"sqlite database {path} does not exist")
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
@@ -81,24 +83,26 @@ class Table:
 
     def records(self, spec: QuerySpec):
         """The records ``spec`` asks for: labels (histogram), counts' rows, or an (m, d) float list."""
+        reads = linear(spec.statistic).reads
         names = [c.strip() for c in spec.column.split(",")]
         missing = [c for c in names if c not in self.columns]
         if missing:
             text = f"column {', '.join(map(repr, missing))} is not offered by this party"
             raise DataError(text, text)
-        if spec.statistic == "histogram":
+        if reads is Reads.LABELS:
             if len(names) != 1:
-                raise DataError("a histogram reads exactly one column", "a histogram reads exactly one column")
+                text = f"a {spec.statistic} reads exactly one column of labels"
+                raise DataError(text, text)
             return [str(v) for v in self.columns[names[0]]]
         column = self.columns[names[0]]
         if len(names) == 1 and isinstance(column, np.ndarray) and column.ndim == 2:  # vector records
-            if spec.statistic != "count" and column.shape[1] != spec.dimension:
+            if reads is Reads.NUMBERS and column.shape[1] != spec.dimension:
                 raise DataError(
                     f"column {names[0]!r} holds vectors of length {column.shape[1]}, not {spec.dimension}",
                     f"column {names[0]!r} does not hold vectors of dimension {spec.dimension}",
                 )
             return column.astype(np.float64, copy=False)
-        if spec.statistic != "count" and len(names) != spec.dimension:
+        if reads is Reads.NUMBERS and len(names) != spec.dimension:
             text = f"dimension {spec.dimension} needs {spec.dimension} comma-separated columns, got {len(names)}"
             raise DataError(text, text)
         try:

@@ -1,4 +1,4 @@
-"""What a node keeps across restarts: its privacy ledger, budget reservations, the session ids it has seen.
+"""What a node keeps across restarts: its privacy ledger (with its budget reservations), the session ids it has seen.
 
 A node with a ``ledger`` path keeps a :class:`mpcdp.dp.ledger.PrivacyLedger`
 there for its dataset, with the ``epsilon_budget`` (and ``delta_budget``) of
@@ -28,49 +28,35 @@ def ledger_for(federation: Federation, name: str, dataset: str):
     if node.ledger is None:
         return None
     policy = federation.policy_for(name)
-    if "epsilon_budget" not in policy:
+    if policy.epsilon_budget is None:
         raise FederationError(f"node {name!r} keeps a ledger: set policy epsilon_budget")
     node.ledger.parent.mkdir(parents=True, exist_ok=True)
-    return PrivacyLedger(node.ledger, dataset, policy["epsilon_budget"], policy.get("delta_budget", 0.0))
+    return PrivacyLedger(node.ledger, dataset, policy.epsilon_budget, policy.delta_budget)
 
 
 def public_refusal(exc: Exception) -> str:
     """A ledger's refusal in words for the analyst: amounts, never the dataset (a local file path)."""
     if isinstance(exc, BudgetExceeded):
-        return (
-            f"privacy budget exceeded: spent epsilon={exc.spent.epsilon:g} delta={exc.spent.delta:g}; "
-            f"requested epsilon={exc.requested.epsilon:g} delta={exc.requested.delta:g}; "
-            f"remaining epsilon={exc.remaining.epsilon:g} delta={exc.remaining.delta:g}"
-        )
+        return str(exc)
     return "the privacy ledger refused the charge"
 
 
 class Reserving:
-    """A node's ledger as one session sees it: a check also counts what the node's other
-    accepted, not yet charged sessions will spend, so concurrent sessions cannot together
-    overspend (each would pass a plain check, and the second charge would come only after
-    its shares had moved). ``reserved`` maps session ids to their (epsilon, delta); the
-    caller adds the session once its check passed and removes it when the session ends.
-    Refusals are :func:`public_refusal` texts (ValueError)."""
+    """The former in-memory reservation, kept only for ``services/mpc_node.py`` until its comparisons
+    reserve on the ledger itself (:meth:`mpcdp.dp.ledger.PrivacyLedger.reserve`, durable and shared by every
+    session of the node); delete it then. ``reserved`` maps session ids to their (epsilon, delta)."""
 
     def __init__(self, ledger, reserved: dict, sid: bytes):
         self.ledger, self.reserved, self.sid = ledger, reserved, sid
 
     def check(self, epsilon: float, delta: float = 0.0) -> None:
         others = [v for k, v in self.reserved.items() if k != self.sid]
-        # exact sums of the decimals charged: 0.1 + 0.2 in floats is 0.30000000000000004
         held_eps = sum((exact(e, "epsilon") for e, _ in others), Fraction(0))
         held_delta = sum((exact(d, "delta") for _, d in others), Fraction(0))
         try:
             self.ledger.check(exact(epsilon, "epsilon") + held_eps, exact(delta, "delta") + held_delta)
         except Exception as exc:
-            held = (
-                f" (the request includes epsilon={float(held_eps):g} delta={float(held_delta):g} held for "
-                f"{len(others)} session(s) still in progress)"
-                if others
-                else ""
-            )
-            raise ValueError(public_refusal(exc) + held) from None
+            raise ValueError(public_refusal(exc)) from None
 
     def charge(self, epsilon: float, delta: float = 0.0, **kw):
         charged = self.ledger.charge(epsilon, delta, **kw)

@@ -41,7 +41,7 @@ from mpcdp.protocol import PartyPolicy, PartySession, ProtocolError, ShareMessag
 from services import audit, convert
 from services.data import DataError, Table
 from services.federation import DEFAULT_MAX_TIMEOUT, Federation
-from services.ledgers import Reserving, SessionLog
+from services.ledgers import SessionLog
 from services.link import Hub, LinkError
 from services.tls import Identity, caller
 from services.wire.mpcdp.v1 import federation_pb2 as pb
@@ -93,7 +93,7 @@ class PartyNode(pb_grpc.PartyServicer):
         self._rng = rng
         self._clock = clock
         self._live: dict[bytes, _Live] = {}
-        self._reserved: dict[bytes, tuple[float, float]] = {}  # accepted, uncharged sessions' (epsilon, delta)
+        self._reserved: dict[bytes, tuple[float, float]] = {}  # mpc_node's comparisons only (ledgers.Reserving)
         self._closed: OrderedDict[bytes, None] = OrderedDict()
         self.link = Hub(
             identity,
@@ -186,8 +186,8 @@ class PartyNode(pb_grpc.PartyServicer):
         except DataError as exc:
             return await self._refuse(context, sid, exc.public, Status.PERMISSION_DENIED, str(exc))
         rng = self._rng(sid) if self._rng else None
-        budget = None if self.ledger is None else Reserving(self.ledger, self._reserved, sid)
-        session = PartySession(self.me, spec, records, self.policy, rng=rng, budget=budget)
+        # the ledger holds the session's loss from accept (durably, until the deadline) to its charge or abort
+        session = PartySession(self.me, spec, records, self.policy, rng=rng, budget=self.ledger)
         try:
             session.accept(self._clock())
         except ProtocolError as exc:
@@ -201,8 +201,6 @@ class PartyNode(pb_grpc.PartyServicer):
                 Status.INVALID_ARGUMENT,
                 str(exc),
             )
-        if budget is not None and not spec.is_exact:  # no await since the check: no other session got in between
-            self._reserved[sid] = (spec.epsilon, spec.delta)
         live = self._live[sid] = _Live(session, at_once=first.propose.start and self.one_round)
         try:
             await context.write(self._answer(sid, True))

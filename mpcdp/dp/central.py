@@ -22,22 +22,23 @@ from __future__ import annotations
 from fractions import Fraction
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..prg import RandomSource, system_random
-from .guarantee import Guarantee
+from .loss import PrivacyLoss
 from .rational import positive_rational, rational_at_least
 from .samplers import bernoulli_exp_neg, discrete_gaussian, discrete_laplace, discrete_laplace_variance, uniform_below
 
 NEIGHBOURING = ("add_remove", "replace")
 
 
-def _int_sensitivity(sensitivity, name: str = "sensitivity") -> int:
+def _int_sensitivity(sensitivity: object, name: str = "sensitivity") -> int:
     if not isinstance(sensitivity, (int, np.integer)) or sensitivity < 1:
         raise ValueError(f"{name} must be a positive integer, got {sensitivity!r}")
     return int(sensitivity)
 
 
-def _int_values(values) -> np.ndarray:
+def _int_values(values: ArrayLike) -> np.ndarray:
     arr = np.asarray(values)
     if arr.dtype.kind not in "iu":
         raise ValueError("values must be integers")
@@ -55,7 +56,7 @@ def sum_sensitivity(lo: int, hi: int, neighbouring: str = "add_remove") -> int:
     return max(abs(int(lo)), abs(int(hi)), 1)
 
 
-def histogram(values, k: int) -> np.ndarray:
+def histogram(values: ArrayLike, k: int) -> np.ndarray:
     """Counts of the categories 0..k-1 (the exact statistic; add noise with a mechanism)."""
     arr = _int_values(values).reshape(-1)
     if arr.size and (arr.min() < 0 or arr.max() >= k):
@@ -73,18 +74,20 @@ class DiscreteLaplaceMechanism:
         self.scale = rational_at_least(self.sensitivity / eps, "sensitivity / epsilon")
 
     @property
-    def guarantee(self) -> Guarantee:
-        return Guarantee.pure(self.sensitivity / float(self.scale))
+    def guarantee(self) -> PrivacyLoss:
+        """Pure epsilon = sensitivity / scale (exact), for neighbors at L1 distance ``sensitivity``."""
+        return PrivacyLoss.pure(self.sensitivity / self.scale)
 
     @property
     def variance(self) -> float:
         """2 a / (1 - a)^2 with a = exp(-1 / scale)."""
         return discrete_laplace_variance(self.scale)
 
-    def release(self, values, rng: RandomSource | None = None) -> np.ndarray:
+    def release(self, values: ArrayLike, rng: RandomSource | None = None) -> np.ndarray:
         arr = _int_values(values)
         rng = rng or system_random("dp/discrete-laplace")
-        return arr + discrete_laplace(self.scale, arr.size, rng).reshape(arr.shape)
+        noisy: np.ndarray = arr + discrete_laplace(self.scale, arr.size, rng).reshape(arr.shape)
+        return noisy
 
 
 class DiscreteGaussianMechanism:
@@ -97,22 +100,24 @@ class DiscreteGaussianMechanism:
         self.sigma2 = rational_at_least(Fraction(self.sensitivity**2) / (2 * r), "sigma^2")
 
     @property
-    def guarantee(self) -> Guarantee:
-        return Guarantee.zcdp(self.sensitivity**2 / (2 * float(self.sigma2)))
+    def guarantee(self) -> PrivacyLoss:
+        """rho = sensitivity^2 / (2 sigma^2) (exact), for neighbors at L2 distance ``sensitivity``."""
+        return PrivacyLoss.zcdp(Fraction(self.sensitivity**2) / (2 * self.sigma2))
 
     @property
     def variance(self) -> float:
         """At most sigma^2 (CKS 2020, Cor. 9); returned as sigma^2."""
         return float(self.sigma2)
 
-    def release(self, values, rng: RandomSource | None = None) -> np.ndarray:
+    def release(self, values: ArrayLike, rng: RandomSource | None = None) -> np.ndarray:
         arr = _int_values(values)
         rng = rng or system_random("dp/discrete-gaussian")
-        return arr + discrete_gaussian(self.sigma2, arr.size, rng).reshape(arr.shape)
+        noisy: np.ndarray = arr + discrete_gaussian(self.sigma2, arr.size, rng).reshape(arr.shape)
+        return noisy
 
 
 def exponential_mechanism(
-    scores,
+    scores: ArrayLike,
     epsilon: float,
     sensitivity: int = 1,
     rng: RandomSource | None = None,
@@ -153,7 +158,7 @@ def exponential_mechanism(
     return out
 
 
-def approval_winner(ballots, epsilon: float, rng: RandomSource | None = None) -> int:
+def approval_winner(ballots: ArrayLike, epsilon: float, rng: RandomSource | None = None) -> int:
     """epsilon-DP winner of an approval vote: ballots is an (n, k) 0/1 matrix, one row per voter.
 
     Scores are approval counts; adding or removing one voter moves every

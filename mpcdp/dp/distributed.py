@@ -30,20 +30,30 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
+from typing import Protocol
 
 import numpy as np
 from scipy.special import gammaln
 
 from ..prg import RandomSource
 from . import approximate
-from .guarantee import Guarantee
+from .loss import PrivacyLoss, Relation
 from .rational import float_at_least, positive_rational, rational_at_least
 from .samplers import POISSON_EXACT_MAX, discrete_laplace_variance, poisson
 
 DEFAULT_BETA = 2.0**-40
 
 
-def _check_nodes(sensitivity, n_nodes, colluders) -> None:
+class DistributedNoise(Protocol):
+    """What both distributed mechanisms offer: a node's piece, the guarantee, the variance, a tail bound."""
+
+    def piece(self, size: int, rng: RandomSource) -> np.ndarray: ...
+    def guarantee(self, pieces_added: int, relation: Relation = Relation.RECORD) -> PrivacyLoss | None: ...
+    def variance(self, pieces_added: int) -> float: ...
+    def tail_bound(self, beta: float = DEFAULT_BETA) -> int: ...
+
+
+def _check_nodes(sensitivity: object, n_nodes: object, colluders: object) -> None:
     if not isinstance(sensitivity, (int, np.integer)) or sensitivity < 1:
         raise ValueError(f"sensitivity must be a positive integer (ring units), got {sensitivity!r}")
     if not isinstance(n_nodes, (int, np.integer)) or n_nodes < 2:
@@ -52,13 +62,13 @@ def _check_nodes(sensitivity, n_nodes, colluders) -> None:
         raise ValueError(f"colluders must be an integer in [1, n_nodes - 1], got {colluders!r}")
 
 
-def _check_pieces(pieces_added, n_nodes) -> int:
+def _check_pieces(pieces_added: object, n_nodes: int) -> int:
     if not isinstance(pieces_added, (int, np.integer)) or not 0 <= pieces_added <= n_nodes:
         raise ValueError(f"pieces_added must be an integer in [0, {n_nodes}], got {pieces_added!r}")
     return int(pieces_added)
 
 
-def _check_beta(beta) -> float:
+def _check_beta(beta: float) -> float:
     if not 0 < beta < 1:
         raise ValueError(f"beta must be in (0, 1), got {beta!r}")
     return float(beta)
@@ -73,7 +83,7 @@ class DistributedDiscreteLaplace:
 
     exact = False
 
-    def __init__(self, epsilon: float, sensitivity: int, n_nodes: int, colluders: int):
+    def __init__(self, epsilon: float | Fraction | str, sensitivity: int, n_nodes: int, colluders: int):
         eps = positive_rational(epsilon, "epsilon")
         _check_nodes(sensitivity, n_nodes, colluders)
         self.epsilon = float(epsilon)
@@ -88,10 +98,12 @@ class DistributedDiscreteLaplace:
     def piece(self, size: int, rng: RandomSource) -> np.ndarray:
         """This node's int64 noise piece: Polya(1/(n-t), a) - Polya(1/(n-t), a)."""
         shape = float(self.shape)
-        return approximate.polya(shape, self._b, size, rng) - approximate.polya(shape, self._b, size, rng)
+        piece: np.ndarray = approximate.polya(shape, self._b, size, rng) - approximate.polya(shape, self._b, size, rng)
+        return piece
 
-    def guarantee(self, pieces_added: int) -> Guarantee:
-        """Guarantee when ``pieces_added`` pieces reached the sum, ``colluders`` of them known.
+    def guarantee(self, pieces_added: int, relation: Relation = Relation.RECORD) -> PrivacyLoss | None:
+        """Pure DP loss when ``pieces_added`` pieces reached the sum, ``colluders`` of them known (None: no
+        protection), for the neighboring ``relation`` the sensitivity was computed for.
 
         With h = pieces_added - t honest pieces the hidden noise is
         NB(r) - NB(r), r = h / (n - t). For r <= 1 its pmf ratio over one
@@ -101,11 +113,11 @@ class DistributedDiscreteLaplace:
         """
         honest = _check_pieces(pieces_added, self.n_nodes) - self.colluders
         if honest <= 0:
-            return Guarantee.none()
+            return None
         r = honest / (self.n_nodes - self.colluders)
         d = self.sensitivity
         extra = 0.0 if r >= 1 else float(gammaln(d + 1) + gammaln(r) - gammaln(d + r))
-        return Guarantee.pure(d / self._b + extra)
+        return PrivacyLoss.pure(Fraction(d / self._b + extra), relation)
 
     def variance(self, pieces_added: int) -> float:
         """Variance of the total noise of ``pieces_added`` pieces: 2 R a / (1 - a)^2, R = m / (n - t)."""
@@ -120,7 +132,7 @@ class DistributedDiscreteLaplace:
         return math.ceil(t) + 1
 
 
-def skellam_rho(mu: float, l2_sensitivity: int, l1_sensitivity: int) -> float:
+def rho_of_skellam(mu: float, l2_sensitivity: int, l1_sensitivity: int) -> float:
     """rho such that Skellam(mu, mu) noise is rho-zCDP for the given sensitivities.
 
     Agarwal, Kairouz and Liu (2021, Thm 3.5): Renyi DP of order a at most
@@ -137,7 +149,7 @@ class DistributedSkellam:
 
     ``sensitivity`` is the L2 sensitivity; ``l1_sensitivity`` defaults to it
     (right for a scalar sum). The total Poisson mean mu of the n - t honest
-    pieces is the smallest (rounded up) with skellam_rho(mu) <= rho.
+    pieces is the smallest (rounded up) with rho_of_skellam(mu) <= rho.
     """
 
     def __init__(
@@ -163,8 +175,8 @@ class DistributedSkellam:
         a = d2**2 / 8 + max(0.0, 6 * l1 - d2**2) / 16
         inv_mu = 2 * self.rho / (c + math.sqrt(c * c + 4 * a * self.rho))  # stable root of a x^2 + c x = rho
         mu = Fraction(1 / inv_mu)
-        # the float evaluation of skellam_rho may be a few ulps low: demand a 1e-12 relative margin
-        while skellam_rho(float(mu), self.sensitivity, self.l1_sensitivity) * (1 + 1e-12) > self.rho:
+        # the float evaluation of rho_of_skellam may be a few ulps low: demand a 1e-12 relative margin
+        while rho_of_skellam(float(mu), self.sensitivity, self.l1_sensitivity) * (1 + 1e-12) > self.rho:
             mu *= 1 + Fraction(1, 1 << 30)
         per_piece = mu / (self.n_nodes - self.colluders)
         if per_piece >= approximate.PTRS_MAX_MEAN:
@@ -178,18 +190,21 @@ class DistributedSkellam:
 
     def piece(self, size: int, rng: RandomSource) -> np.ndarray:
         """This node's int64 noise piece: Poisson(mu_p) - Poisson(mu_p)."""
+        piece: np.ndarray
         if self.exact:
-            return poisson(self.piece_mean, size, rng) - poisson(self.piece_mean, size, rng)
-        lam = float_at_least(self.piece_mean)
-        return approximate.poisson_large(lam, size, rng) - approximate.poisson_large(lam, size, rng)
+            piece = poisson(self.piece_mean, size, rng) - poisson(self.piece_mean, size, rng)
+        else:
+            lam = float_at_least(self.piece_mean)
+            piece = approximate.poisson_large(lam, size, rng) - approximate.poisson_large(lam, size, rng)
+        return piece
 
-    def guarantee(self, pieces_added: int) -> Guarantee:
-        """rho-zCDP of Skellam((m - t) mu_p) when m pieces were added, t of them known."""
+    def guarantee(self, pieces_added: int, relation: Relation = Relation.RECORD) -> PrivacyLoss | None:
+        """rho-zCDP of Skellam((m - t) mu_p) when m pieces were added, t of them known (None: no protection)."""
         honest = _check_pieces(pieces_added, self.n_nodes) - self.colluders
         if honest <= 0:
-            return Guarantee.none()
+            return None
         mu = honest * float(self.piece_mean)
-        return Guarantee.zcdp(skellam_rho(mu, self.sensitivity, self.l1_sensitivity))
+        return PrivacyLoss.zcdp(Fraction(rho_of_skellam(mu, self.sensitivity, self.l1_sensitivity)), relation)
 
     def variance(self, pieces_added: int) -> float:
         """Variance of the total noise of ``pieces_added`` pieces: 2 m mu_p."""

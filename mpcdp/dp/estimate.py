@@ -23,7 +23,8 @@ class Estimate:
 
     @property
     def std_error(self) -> np.ndarray:
-        return np.sqrt(self.variance)
+        error: np.ndarray = np.sqrt(self.variance)
+        return error
 
     def ci(self, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
         """Two-sided normal-approximation interval value +- z_{(1+level)/2} * std_error."""

@@ -25,9 +25,10 @@ import math
 from fractions import Fraction
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..prg import RandomSource, system_random
-from .guarantee import Guarantee
+from .loss import PrivacyLoss
 from .rational import positive_rational, rational_at_least
 from .samplers import bernoulli_float_each, discrete_laplace, discrete_laplace_variance
 
@@ -47,7 +48,8 @@ def unbiased_round(x: np.ndarray, rng: RandomSource) -> np.ndarray:
     magnitude = np.abs(x)
     low = np.floor(magnitude)
     rounded = low.astype(np.int64) + bernoulli_float_each(magnitude - low, rng)
-    return np.where(x < 0, -rounded, rounded)
+    signed: np.ndarray = np.where(x < 0, -rounded, rounded)
+    return signed
 
 
 class GridLaplace:
@@ -86,15 +88,16 @@ class GridLaplace:
         self.scale_steps = rational_at_least(self.sensitivity_steps / eps, "noise scale in grid steps")
 
     @property
-    def guarantee(self) -> Guarantee:
-        return Guarantee.pure(self.sensitivity_steps / float(self.scale_steps))
+    def guarantee(self) -> PrivacyLoss:
+        """Pure epsilon = sensitivity steps / scale steps (exact)."""
+        return PrivacyLoss.pure(self.sensitivity_steps / self.scale_steps)
 
     @property
     def variance(self) -> float:
         """Variance of the added noise in input units: g^2 2a / (1 - a)^2, a = exp(-1 / scale)."""
         return self.grid**2 * discrete_laplace_variance(self.scale_steps)
 
-    def to_grid(self, x, rng: RandomSource) -> np.ndarray:
+    def to_grid(self, x: ArrayLike, rng: RandomSource) -> np.ndarray:
         """The inputs as int64 grid indices (rounded as configured)."""
         arr = np.asarray(x, dtype=np.float64).reshape(-1)
         if not np.all(np.isfinite(arr)):
@@ -108,10 +111,11 @@ class GridLaplace:
             return np.rint(scaled).astype(np.int64)
         return unbiased_round(scaled, rng)
 
-    def release(self, x, rng: RandomSource | None = None) -> np.ndarray:
+    def release(self, x: ArrayLike, rng: RandomSource | None = None) -> np.ndarray:
         """x plus noise, as floats that are exact multiples of the grid step."""
         rng = rng or system_random("dp/grid-laplace")
         shape = np.shape(x)
         steps = self.to_grid(x, rng)
         noisy = steps + discrete_laplace(self.scale_steps, steps.size, rng)
-        return (noisy.astype(np.float64) * self.grid).reshape(shape)
+        out: np.ndarray = (noisy.astype(np.float64) * self.grid).reshape(shape)
+        return out

@@ -1,34 +1,42 @@
-"""A persistent privacy-budget ledger per dataset, in an SQLite file.
+"""A persistent privacy-budget ledger per dataset, in an SQLite file, with durable reservations.
 
-Basic sequential composition: releases of (eps_i, delta_i) together satisfy
-(sum eps_i, sum delta_i)-DP (Dwork, Kenthapadi, McSherry, Mironov and Naor,
-EUROCRYPT 2006). zCDP releases are converted to (epsilon, delta) when
-charged (:meth:`PrivacyLedger.charge_guarantee`, Bun and Steinke 2016). Local and
-central releases are recorded under separate scopes and reported apart; both
-count against the one budget of the dataset, since they concern the same
-people. Amounts are stored as exact rationals, read as the decimal numbers
-they denote (:func:`mpcdp.dp.rational.exact`: "0.1" and the float 0.1 are
-1/10, so a budget of 1.0 holds exactly ten charges of 0.1), and sums never
-round. :meth:`PrivacyLedger.charge` runs in one
-``BEGIN IMMEDIATE`` transaction: two processes charging at once are
-serialised by SQLite and can never overspend together. Any error refuses
-the charge (fail closed).
+A ledger's budget is a :class:`~mpcdp.dp.loss.PrivacyLoss` of one neighboring relation (a party's dataset:
+one added or removed record; a survey: one replaced respondent). Every charge must have that relation: a loss
+of another relation is refused (:class:`~mpcdp.dp.loss.RelationMismatch`), never added. Charges compose by
+basic sequential composition: (eps_i, delta_i) together satisfy (sum eps_i, sum delta_i)-DP (Dwork,
+Kenthapadi, McSherry, Mironov and Naor, EUROCRYPT 2006); a zCDP loss must be converted to (epsilon, delta)
+first (:meth:`~mpcdp.dp.loss.PrivacyLoss.to_approx`). Amounts are stored as exact rationals, read as the
+decimal numbers they denote (:func:`mpcdp.dp.rational.exact`: "0.1" and the float 0.1 are 1/10, so a budget
+of 1.0 holds exactly ten charges of 0.1), and sums never round.
+
+Reservations: a node that accepts a session *reserves* its loss (:meth:`PrivacyLedger.reserve`), until the
+session's deadline; the reservation counts against the budget for every other check, so concurrent sessions
+can never together overspend. The node charges it when the release leaves (:meth:`~PrivacyLedger.
+charge_reserved`) or frees it on abort (:meth:`~PrivacyLedger.free`). Reservations are rows of the same
+SQLite file, so other processes see them, and they lapse at their deadline: a node that crashes holds no
+budget for ever. Every change runs in one ``BEGIN IMMEDIATE`` transaction: two processes at once are
+serialised by SQLite and can never overspend together. Any error refuses the charge (fail closed).
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TypeVar
 
-from .guarantee import Guarantee
+from .loss import Measure, PrivacyLoss, Relation, RelationMismatch
 from .rational import exact, round_down, round_up
 
-SCOPES = ("central", "local")
+T = TypeVar("T")
 _TIMEOUT_S = 30.0
+LAPSED_KEPT_SECONDS = 3600.0  # a lapsed reservation no longer holds budget, but can still be charged this long
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS budgets (
     dataset TEXT PRIMARY KEY,
@@ -45,7 +53,23 @@ CREATE TABLE IF NOT EXISTS charges (
     created REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS charges_by_dataset ON charges(dataset);
+CREATE TABLE IF NOT EXISTS reservations (
+    dataset TEXT NOT NULL REFERENCES budgets(dataset),
+    session TEXT NOT NULL,
+    epsilon TEXT NOT NULL,
+    delta TEXT NOT NULL,
+    until REAL NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (dataset, session)
+);
 """
+# columns added after the first version; files written by it get them (default: the only relation it had)
+_ADDED_COLUMNS = (
+    ("budgets", "relation", "TEXT NOT NULL DEFAULT 'record'"),
+    ("charges", "relation", "TEXT NOT NULL DEFAULT 'record'"),
+)
+
+__all__ = ["BudgetExceeded", "Charge", "PrivacyLedger", "Spend"]
 
 
 @dataclass(frozen=True)
@@ -62,44 +86,52 @@ class Charge:
 
     id: int
     dataset: str
-    scope: str
-    epsilon: float
-    delta: float
+    loss: PrivacyLoss
     label: str
     created: float
 
+    @property
+    def epsilon(self) -> float:
+        return float(self.loss.epsilon)
+
+    @property
+    def delta(self) -> float:
+        return float(self.loss.delta)
+
 
 class BudgetExceeded(Exception):
-    """A charge that would overspend the dataset's budget; shows spent, requested and remaining."""
+    """A charge or reservation that would overspend the dataset's budget; shows spent, requested, remaining
+    and, when other sessions hold budget, how much (``held``, ``holders``)."""
 
-    def __init__(self, dataset: str, spent: Spend, requested: Spend, remaining: Spend):
+    def __init__(
+        self,
+        dataset: str,
+        spent: Spend,
+        requested: Spend,
+        remaining: Spend,
+        held: Spend | None = None,
+        holders: int = 0,
+    ):
         self.dataset, self.spent, self.requested, self.remaining = dataset, spent, requested, remaining
-        super().__init__(
-            f"privacy budget of dataset {dataset!r} exceeded: spent epsilon={spent.epsilon:g} "
-            f"delta={spent.delta:g}; requested epsilon={requested.epsilon:g} delta={requested.delta:g}; "
-            f"remaining epsilon={remaining.epsilon:g} delta={remaining.delta:g}"
+        self.held, self.holders = held, holders
+        super().__init__(f"privacy budget exceeded: {self.amounts()}")  # not the dataset: a local file path
+
+    def amounts(self) -> str:
+        """The amounts in words."""
+        text = (
+            f"spent epsilon={self.spent.epsilon:g} delta={self.spent.delta:g}; requested "
+            f"epsilon={self.requested.epsilon:g} delta={self.requested.delta:g}; remaining "
+            f"epsilon={self.remaining.epsilon:g} delta={self.remaining.delta:g}"
         )
+        if self.holders and self.held is not None:
+            text += (
+                f" (epsilon={self.held.epsilon:g} delta={self.held.delta:g} held for {self.holders} "
+                "session(s) still in progress)"
+            )
+        return text
 
 
-def _amount(x, name: str, allow_zero: bool) -> Fraction:
-    value = exact(x, name)  # decimal text and floats as the decimal numbers they denote
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {'non-negative' if allow_zero else 'positive'}, got {x!r}")
-    return value
-
-
-def _amounts(epsilon, delta, suffix: str = "") -> tuple[Fraction, Fraction]:
-    """(epsilon, delta) as exact rationals: epsilon > 0, 0 <= delta < 1."""
-    eps = _amount(epsilon, f"epsilon{suffix}", allow_zero=False)
-    d = _amount(delta, f"delta{suffix}", allow_zero=True)
-    if d >= 1:
-        raise ValueError(f"delta{suffix} must be below 1, got {delta!r}")
-    return eps, d
-
-
-def _as_written(stored: str) -> Fraction:
-    """A stored amount read as the float it came from, through its decimal representation."""
-    return exact(float(Fraction(stored)), "stored amount")
+LossLike = PrivacyLoss | float | int | str | Fraction
 
 
 def _spend(eps: Fraction, delta: Fraction, up: bool) -> Spend:
@@ -107,30 +139,68 @@ def _spend(eps: Fraction, delta: Fraction, up: bool) -> Spend:
     return Spend(rnd(eps), rnd(delta, 20))  # the exact fractions, rounded once
 
 
-class PrivacyLedger:
-    """The budget and the charges of one dataset, stored in the SQLite file at ``path``.
+def _as_written(stored: str) -> Fraction:
+    """A stored amount read as the float it came from, through its decimal representation."""
+    return exact(float(Fraction(stored)), "stored amount")
 
-    The first ledger opened for a dataset fixes its budget; reopening with a
-    different budget is refused rather than silently changing it.
+
+def _session_key(session: bytes | str) -> str:
+    if isinstance(session, bytes):
+        return session.hex()
+    if not isinstance(session, str) or not session:
+        raise ValueError("a reservation needs a session id (bytes or a non-empty string)")
+    return session
+
+
+class PrivacyLedger:
+    """The budget, charges and reservations of one dataset, stored in the SQLite file at ``path``.
+
+    ``budget`` is a :class:`PrivacyLoss` (pure or (epsilon, delta)), or an epsilon (number or decimal text)
+    with ``delta_budget`` and ``relation``. The first ledger opened for a dataset fixes its budget and
+    relation; reopening with a different one is refused rather than silently changing it. Amounts given to
+    :meth:`check`/:meth:`charge` as numbers are read as losses of the ledger's relation. ``clock`` (UNIX
+    seconds) decides when reservations lapse.
     """
 
-    def __init__(self, path, dataset: str, epsilon_budget: float, delta_budget: float = 0.0):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        dataset: str,
+        budget: LossLike,
+        delta_budget: float | str | Fraction = 0.0,
+        *,
+        relation: Relation = Relation.RECORD,
+        clock: Callable[[], float] = time.time,
+    ):
         if not isinstance(dataset, str) or not dataset:
             raise ValueError("dataset must be a non-empty string")
-        eps, delta = _amounts(epsilon_budget, delta_budget, "_budget")
+        if isinstance(budget, PrivacyLoss):
+            loss = budget
+        else:
+            loss = PrivacyLoss.of(_positive(budget, "epsilon_budget"), _amount(delta_budget, "delta_budget"), relation)
+        if loss.measure is Measure.ZCDP or loss.epsilon <= 0:
+            raise ValueError("a ledger's budget is a positive epsilon (pure) or (epsilon, delta)")
         self.path = Path(path)
         self.dataset = dataset
+        self.budget = loss
+        self._clock = clock
+        eps, delta = loss.epsilon, loss.delta
         if str(self.path) != ":memory:":
-            try:  # owner-only from the moment it exists (SQLite's journal files take its mode)
+            with contextlib.suppress(FileExistsError):  # owner-only from the start (journals take its mode)
                 os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-            except FileExistsError:
-                pass
         with self._transaction() as db:
             row = db.execute(
-                "SELECT epsilon_budget, delta_budget FROM budgets WHERE dataset = ?", (dataset,)
+                "SELECT epsilon_budget, delta_budget, relation FROM budgets WHERE dataset = ?", (dataset,)
             ).fetchone()
             if row is None:
-                db.execute("INSERT INTO budgets VALUES (?, ?, ?)", (dataset, str(eps), str(delta)))
+                db.execute(
+                    "INSERT INTO budgets (dataset, epsilon_budget, delta_budget, relation) VALUES (?, ?, ?, ?)",
+                    (dataset, str(eps), str(delta), loss.relation.value),
+                )
+            elif row[2] != loss.relation.value:
+                raise RelationMismatch(
+                    f"dataset {dataset!r} has a budget {Relation(row[2]).describe}, not {loss.relation.describe}"
+                )
             elif (_as_written(row[0]), _as_written(row[1])) == (eps, delta) != (Fraction(row[0]), Fraction(row[1])):
                 # written by a version that stored a float budget's binary value: keep the decimal one
                 db.execute(
@@ -142,110 +212,212 @@ class PrivacyLedger:
                     f"dataset {dataset!r} already has budget epsilon={float(Fraction(row[0])):g} "
                     f"delta={float(Fraction(row[1])):g}; refusing to change it"
                 )
-        self._eps_budget, self._delta_budget = eps, delta
+
+    @property
+    def relation(self) -> Relation:
+        return self.budget.relation
+
+    # -- storage ------------------------------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=_TIMEOUT_S, isolation_level=None)
         db.executescript(_SCHEMA)
+        for table, column, declaration in _ADDED_COLUMNS:
+            if column not in {r[1] for r in db.execute(f"PRAGMA table_info({table})")}:
+                with contextlib.suppress(sqlite3.OperationalError):  # another process added it in between
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
         return db
 
-    def _transaction(self):
+    def _transaction(self) -> _Transaction:
         return _Transaction(self._connect())
 
-    def _totals(self, db, scope: str | None) -> tuple[Fraction, Fraction]:
-        query = "SELECT epsilon, delta FROM charges WHERE dataset = ?"
-        args: tuple = (self.dataset,)
-        if scope is not None:
-            query += " AND scope = ?"
-            args += (scope,)
+    def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        db = self._connect()
+        try:
+            return query(db)
+        finally:
+            db.close()
+
+    def _charged(self, db: sqlite3.Connection) -> tuple[Fraction, Fraction]:
         eps, delta = Fraction(0), Fraction(0)
-        for e, d in db.execute(query, args):
+        for e, d in db.execute("SELECT epsilon, delta FROM charges WHERE dataset = ?", (self.dataset,)):
             eps += Fraction(e)
             delta += Fraction(d)
         return eps, delta
 
-    def _refuse_if_over(self, db, eps: Fraction, delta: Fraction) -> None:
-        spent_eps, spent_delta = self._totals(db, None)
-        if spent_eps + eps > self._eps_budget or spent_delta + delta > self._delta_budget:
+    def _held(self, db: sqlite3.Connection, but: str | None) -> tuple[Fraction, Fraction, int]:
+        """What live reservations of other sessions than ``but`` hold."""
+        eps, delta, n = Fraction(0), Fraction(0), 0
+        rows = db.execute(
+            "SELECT session, epsilon, delta FROM reservations WHERE dataset = ? AND until > ?",
+            (self.dataset, self._clock()),
+        )
+        for session, e, d in rows:
+            if session != but:
+                eps, delta, n = eps + Fraction(e), delta + Fraction(d), n + 1
+        return eps, delta, n
+
+    def _request(self, loss: LossLike, delta: float | str | Fraction) -> PrivacyLoss:
+        if not isinstance(loss, PrivacyLoss):
+            loss = PrivacyLoss.of(_positive(loss, "epsilon"), _amount(delta, "delta"), self.relation)
+        elif loss.relation is not self.relation:
+            raise RelationMismatch(
+                f"dataset {self.dataset!r} keeps a budget {self.relation.describe}; "
+                f"a loss {loss.relation.describe} cannot be charged to it"
+            )
+        if loss.measure is Measure.ZCDP:
+            raise ValueError("convert a zCDP loss to (epsilon, delta) before charging it (PrivacyLoss.to_approx)")
+        if loss.epsilon <= 0:
+            raise ValueError(f"epsilon must be positive, got {float(loss.epsilon):g}")
+        return loss
+
+    def _refuse_if_over(self, db: sqlite3.Connection, loss: PrivacyLoss, but: str | None = None) -> None:
+        spent_eps, spent_delta = self._charged(db)
+        held_eps, held_delta, holders = self._held(db, but)
+        used_eps, used_delta = spent_eps + held_eps, spent_delta + held_delta
+        if used_eps + loss.epsilon > self.budget.epsilon or used_delta + loss.delta > self.budget.delta:
             raise BudgetExceeded(
                 self.dataset,
                 _spend(spent_eps, spent_delta, up=True),
-                _spend(eps, delta, up=True),
+                _spend(loss.epsilon, loss.delta, up=True),
                 _spend(
-                    max(self._eps_budget - spent_eps, Fraction(0)),
-                    max(self._delta_budget - spent_delta, Fraction(0)),
+                    max(self.budget.epsilon - used_eps, Fraction(0)),
+                    max(self.budget.delta - used_delta, Fraction(0)),
                     up=False,
                 ),
+                _spend(held_eps, held_delta, up=True),
+                holders,
             )
 
-    @staticmethod
-    def _request(epsilon, delta, scope) -> tuple[Fraction, Fraction]:
-        if scope not in SCOPES:
-            raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
-        return _amounts(epsilon, delta)
+    def _insert_charge(self, db: sqlite3.Connection, loss: PrivacyLoss, label: str) -> Charge:
+        created = self._clock()
+        scope = "local" if loss.relation is Relation.LOCAL else "central"  # the first version's column
+        cur = db.execute(
+            "INSERT INTO charges (dataset, scope, epsilon, delta, label, created, relation) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (self.dataset, scope, str(loss.epsilon), str(loss.delta), label, created, loss.relation.value),
+        )
+        assert cur.lastrowid is not None
+        return Charge(cur.lastrowid, self.dataset, loss, label, created)
 
-    def check(self, epsilon: float, delta: float = 0.0, *, scope: str = "central") -> None:
-        """Raise :class:`BudgetExceeded` if charging (epsilon, delta) now would overspend; charge nothing."""
-        eps, d = self._request(epsilon, delta, scope)
+    # -- direct charges -----------------------------------------------------------------------------------
+
+    def check(self, loss: LossLike, delta: float | str | Fraction = 0.0) -> None:
+        """Raise :class:`BudgetExceeded` if charging ``loss`` now would overspend (counting reservations)."""
+        request = self._request(loss, delta)
         db = self._connect()
         try:
-            self._refuse_if_over(db, eps, d)
+            self._refuse_if_over(db, request)
         finally:
             db.close()
 
-    def charge(self, epsilon: float, delta: float = 0.0, *, scope: str = "central", label: str = "") -> Charge:
-        """Atomically record a release of (epsilon, delta), or raise :class:`BudgetExceeded`."""
-        eps, d = self._request(epsilon, delta, scope)
+    def charge(self, loss: LossLike, delta: float | str | Fraction = 0.0, *, label: str = "") -> Charge:
+        """Atomically record a release of ``loss``, or raise :class:`BudgetExceeded`."""
+        request = self._request(loss, delta)
         if not isinstance(label, str):
             raise TypeError("label must be a string")
         with self._transaction() as db:
-            self._refuse_if_over(db, eps, d)
-            created = time.time()
-            cur = db.execute(
-                "INSERT INTO charges (dataset, scope, epsilon, delta, label, created) VALUES (?, ?, ?, ?, ?, ?)",
-                (self.dataset, scope, str(eps), str(d), label, created),
+            self._refuse_if_over(db, request)
+            return self._insert_charge(db, request, label)
+
+    # -- reservations -------------------------------------------------------------------------------------
+
+    def reserve(self, session: bytes | str, loss: PrivacyLoss, until: float) -> None:
+        """Hold ``loss`` for ``session`` until the UNIX time ``until`` (its deadline), or raise
+        :class:`BudgetExceeded` counting what is charged and what other sessions hold. Reserving a session
+        again replaces its reservation."""
+        key = _session_key(session)
+        request = self._request(loss, 0)
+        if not isinstance(until, (int, float)) or math.isnan(until):
+            raise ValueError(f"until must be a UNIX time, got {until!r}")
+        with self._transaction() as db:
+            cutoff = self._clock() - LAPSED_KEPT_SECONDS
+            db.execute("DELETE FROM reservations WHERE dataset = ? AND until <= ?", (self.dataset, cutoff))
+            self._refuse_if_over(db, request, but=key)
+            db.execute(
+                "INSERT OR REPLACE INTO reservations (dataset, session, epsilon, delta, until, created) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (self.dataset, key, str(request.epsilon), str(request.delta), float(until), self._clock()),
             )
-            return Charge(cur.lastrowid, self.dataset, scope, float(epsilon), float(delta), label, created)
 
-    def charge_guarantee(
-        self, guarantee: Guarantee, delta: float = 0.0, *, scope: str = "central", label: str = ""
-    ) -> Charge:
-        """Charge a release by its guarantee; zCDP is converted at ``delta`` (epsilon rounded up)."""
-        if not guarantee.is_private:
-            raise ValueError("refusing to charge a release without a DP guarantee")
-        eps, d = guarantee.epsilon_delta(delta)
-        return self.charge(eps, d, scope=scope, label=label)
+    def charge_reserved(self, session: bytes | str, label: str | None = None) -> Charge:
+        """Charge what ``session`` reserved (label: its id) and drop the reservation. A reservation that
+        lapsed is charged only if the budget still allows it; none at all is an error (``KeyError``)."""
+        key = _session_key(session)
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT epsilon, delta, until FROM reservations WHERE dataset = ? AND session = ?",
+                (self.dataset, key),
+            ).fetchone()
+            if row is None:
+                raise KeyError(f"session {key} holds no reservation on dataset {self.dataset!r}")
+            loss = PrivacyLoss.of(Fraction(row[0]), Fraction(row[1]), self.relation)
+            db.execute("DELETE FROM reservations WHERE dataset = ? AND session = ?", (self.dataset, key))
+            if row[2] <= self._clock():  # lapsed: its budget may have gone to others since
+                self._refuse_if_over(db, loss, but=key)
+            return self._insert_charge(db, loss, key if label is None else label)
 
-    def spent(self, scope: str | None = None) -> Spend:
-        """Total spent, over both scopes or one; epsilon rounded up."""
-        if scope is not None and scope not in SCOPES:
-            raise ValueError(f"scope must be one of {SCOPES} or None, got {scope!r}")
-        db = self._connect()
-        try:
-            return _spend(*self._totals(db, scope), up=True)
-        finally:
-            db.close()
+    def free(self, session: bytes | str) -> None:
+        """Drop ``session``'s reservation, if any (an aborted session spends nothing)."""
+        key = _session_key(session)
+        with self._transaction() as db:
+            db.execute("DELETE FROM reservations WHERE dataset = ? AND session = ?", (self.dataset, key))
+
+    def reserved(self) -> dict[str, PrivacyLoss]:
+        """Live reservations: session id -> loss held."""
+        rows = self._read(
+            lambda db: db.execute(
+                "SELECT session, epsilon, delta FROM reservations WHERE dataset = ? AND until > ?",
+                (self.dataset, self._clock()),
+            ).fetchall()
+        )
+        return {s: PrivacyLoss.of(Fraction(e), Fraction(d), self.relation) for s, e, d in rows}
+
+    # -- reports ------------------------------------------------------------------------------------------
+
+    def spent(self) -> Spend:
+        """Total charged; epsilon rounded up."""
+        eps, delta = self._read(self._charged)
+        return _spend(eps, delta, up=True)
 
     def remaining(self) -> Spend:
-        """Budget left (over both scopes); rounded down."""
-        db = self._connect()
-        try:
-            eps, delta = self._totals(db, None)
-        finally:
-            db.close()
-        return _spend(max(self._eps_budget - eps, Fraction(0)), max(self._delta_budget - delta, Fraction(0)), up=False)
+        """Budget left after charges and live reservations; rounded down."""
+
+        def used(db: sqlite3.Connection) -> tuple[Fraction, Fraction]:
+            (e, d), (he, hd, _) = self._charged(db), self._held(db, None)
+            return e + he, d + hd
+
+        eps, delta = self._read(used)
+        return _spend(max(self.budget.epsilon - eps, Fraction(0)), max(self.budget.delta - delta, Fraction(0)), False)
 
     def history(self) -> list[Charge]:
         """Every charge of this dataset, oldest first."""
-        db = self._connect()
-        try:
-            rows = db.execute(
-                "SELECT id, dataset, scope, epsilon, delta, label, created FROM charges WHERE dataset = ? ORDER BY id",
+        rows = self._read(
+            lambda db: db.execute(
+                "SELECT id, epsilon, delta, relation, label, created FROM charges WHERE dataset = ? ORDER BY id",
                 (self.dataset,),
             ).fetchall()
-        finally:
-            db.close()
-        return [Charge(i, ds, sc, float(Fraction(e)), float(Fraction(d)), lb, cr) for i, ds, sc, e, d, lb, cr in rows]
+        )
+        return [
+            Charge(i, self.dataset, PrivacyLoss.of(Fraction(e), Fraction(d), Relation(rel)), lb, cr)
+            for i, e, d, rel, lb, cr in rows
+        ]
+
+
+def _amount(x: object, name: str) -> Fraction:
+    value = exact(x, name)  # decimal text and floats as the decimal numbers they denote
+    if value < 0:
+        raise ValueError(f"{name} must be non-negative, got {x!r}")
+    if name.startswith("delta") and value >= 1:
+        raise ValueError(f"{name} must be below 1, got {x!r}")
+    return value
+
+
+def _positive(x: object, name: str) -> Fraction:
+    value = _amount(x, name)
+    if value == 0:
+        raise ValueError(f"{name} must be positive, got {x!r}")
+    return value
 
 
 class _Transaction:
@@ -258,7 +430,7 @@ class _Transaction:
         self.db.execute("BEGIN IMMEDIATE")
         return self.db
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         try:
             self.db.execute("ROLLBACK" if exc_type else "COMMIT")
         finally:

@@ -18,6 +18,7 @@ can work in 64-bit integers.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, localcontext
 from fractions import Fraction
 
@@ -27,7 +28,7 @@ DECIMAL_DIGITS = 60
 _FLOAT_DIGITS = 310
 
 
-def exact(x, name: str) -> Fraction:
+def exact(x: object, name: str) -> Fraction:
     """``x`` as the exact rational it denotes: int or Fraction as is, decimal text exactly,
     a float through its shortest decimal representation (``repr``). TypeError/ValueError name ``name``."""
     if isinstance(x, bool):
@@ -50,7 +51,7 @@ EPSILON_MIN = Fraction(1, 10**9)
 EPSILON_MAX = Fraction(10**6)
 
 
-def epsilon_in_range(x, name: str = "epsilon") -> Fraction:
+def epsilon_in_range(x: object, name: str = "epsilon") -> Fraction:
     """A DP epsilon as an exact Fraction, refused (ValueError naming ``name`` and the range) outside
     [1e-9, 1e6]: below, noise scales leave the ring; above, there is no privacy left to calibrate."""
     eps = exact(x, name)
@@ -59,7 +60,7 @@ def epsilon_in_range(x, name: str = "epsilon") -> Fraction:
     return eps
 
 
-def magnitude(x) -> str:
+def magnitude(x: Fraction | int | float) -> str:
     """A rational of any size, printed to 3 significant digits (no float overflow)."""
     with localcontext() as ctx:
         ctx.prec = 10
@@ -72,7 +73,7 @@ def float_at_least(x: Fraction) -> float:
     return r if Fraction(r) >= x else math.nextafter(r, math.inf)
 
 
-def positive_rational(x, name: str) -> Fraction:
+def positive_rational(x: object, name: str) -> Fraction:
     """``x`` (int, float, decimal text, Fraction) as an exact positive Fraction (see :func:`exact`)."""
     value = exact(x, name)
     if value <= 0:
@@ -103,12 +104,12 @@ def rational_at_least(x: Fraction, name: str = "parameter") -> Fraction:
     return y
 
 
-def decimal_of(x) -> Decimal:
+def decimal_of(x: Fraction | int | float | str | Decimal) -> Decimal:
     """A Fraction (or int, float) as a Decimal in the current context."""
     return Decimal(x.numerator) / Decimal(x.denominator) if isinstance(x, Fraction) else Decimal(x)
 
 
-def _dyadic_probability(compute, name: str, up: bool) -> Fraction:
+def _dyadic_probability(compute: Callable[[], Decimal], name: str, up: bool) -> Fraction:
     with localcontext() as ctx:
         ctx.prec = DECIMAL_DIGITS
         margin = Decimal(10) ** -40
@@ -119,7 +120,7 @@ def _dyadic_probability(compute, name: str, up: bool) -> Fraction:
     return Fraction(t, 1 << PROB_BITS)
 
 
-def probability_below(compute, name: str) -> Fraction:
+def probability_below(compute: Callable[[], Decimal], name: str) -> Fraction:
     """A dyadic probability T / 2^64 strictly below the real value computed by ``compute``.
 
     ``compute()`` returns the probability with
@@ -130,12 +131,12 @@ def probability_below(compute, name: str) -> Fraction:
     return _dyadic_probability(compute, name, up=False)
 
 
-def probability_above(compute, name: str) -> Fraction:
+def probability_above(compute: Callable[[], Decimal], name: str) -> Fraction:
     """Like :func:`probability_below`, rounding up instead (never below the real value)."""
     return _dyadic_probability(compute, name, up=True)
 
 
-def exp_decimal(x) -> Decimal:
+def exp_decimal(x: Fraction | int | float | str) -> Decimal:
     """e^x in the current decimal context (correctly rounded)."""
     return decimal_of(Fraction(x)).exp()
 

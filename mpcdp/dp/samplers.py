@@ -17,6 +17,7 @@ for rational lambda by geometric rejection (cost linear in lambda).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from fractions import Fraction
 from math import factorial, isqrt
 
@@ -31,7 +32,7 @@ _SAFE_V = 1 << 10  # V < 2^10 keeps U + t V below 2^63 for t < 2^52
 POISSON_EXACT_MAX = 256  # exact Poisson costs O(lambda) words per sample
 
 
-def _check_size(size) -> int:
+def _check_size(size: object) -> int:
     if not isinstance(size, (int, np.integer)) or size < 0:
         raise ValueError(f"size must be a non-negative integer, got {size!r}")
     return int(size)
@@ -73,7 +74,7 @@ def uniform_below(bound: int, size: int, rng: RandomSource) -> np.ndarray:
     return out
 
 
-def bernoulli(p, size: int, rng: RandomSource) -> np.ndarray:
+def bernoulli(p: Fraction | int | float | str, size: int, rng: RandomSource) -> np.ndarray:
     """Exact Bernoulli(p) for a rational p in [0, 1] (int, Fraction or float, taken exactly).
 
     A uniform u in [0, 1) is compared with p one 64-bit binary digit at a
@@ -141,7 +142,7 @@ def bernoulli_float_each(p: np.ndarray, rng: RandomSource) -> np.ndarray:
     return out
 
 
-def bernoulli_exp_neg(gamma, size: int, rng: RandomSource) -> np.ndarray:
+def bernoulli_exp_neg(gamma: Fraction | int | float | str, size: int, rng: RandomSource) -> np.ndarray:
     """Exact Bernoulli(exp(-gamma)) for a rational gamma >= 0 (CKS 2020, Algorithm 1).
 
     gamma = whole + frac: ``whole`` independent Bernoulli(e^-1) must all
@@ -165,7 +166,7 @@ def bernoulli_exp_neg(gamma, size: int, rng: RandomSource) -> np.ndarray:
     return out
 
 
-def _alternating_series(size: int, bernoulli_over_k) -> np.ndarray:
+def _alternating_series(size: int, bernoulli_over_k: Callable[[np.ndarray, int], np.ndarray]) -> np.ndarray:
     """Bernoulli(exp(-gamma[i])) for gamma[i] in [0, 1] (CKS 2020, Algorithm 1).
 
     ``bernoulli_over_k(todo, k)`` draws Bernoulli(gamma[i] / k) for the
@@ -180,7 +181,8 @@ def _alternating_series(size: int, bernoulli_over_k) -> np.ndarray:
         k_first_failure[todo[~success]] = k
         todo = todo[success]
         k += 1
-    return (k_first_failure % 2) == 1
+    odd: np.ndarray = (k_first_failure % 2) == 1
+    return odd
 
 
 def _bernoulli_exp_neg_unit(frac: Fraction, size: int, rng: RandomSource) -> np.ndarray:
@@ -210,7 +212,7 @@ def _geometric_exp_neg_one(size: int, rng: RandomSource) -> np.ndarray:
     return v
 
 
-def discrete_laplace(scale, size: int, rng: RandomSource) -> np.ndarray:
+def discrete_laplace(scale: Fraction | int | float | str, size: int, rng: RandomSource) -> np.ndarray:
     """Exact discrete Laplace: P(X = x) proportional to exp(-|x| / scale) on the integers.
 
     ``scale`` = t / s is an exact rational with t, s < 2^52 (see
@@ -253,13 +255,13 @@ def discrete_laplace(scale, size: int, rng: RandomSource) -> np.ndarray:
     return out
 
 
-def discrete_laplace_variance(scale) -> float:
+def discrete_laplace_variance(scale: Fraction | int | float | str) -> float:
     """Variance of the discrete Laplace of ``scale``: 2 a / (1 - a)^2, a = exp(-1 / scale)."""
     b = float(scale)
     return 2 * math.exp(-1 / b) / math.expm1(-1 / b) ** 2
 
 
-def discrete_gaussian(sigma2, size: int, rng: RandomSource) -> np.ndarray:
+def discrete_gaussian(sigma2: Fraction | int | float | str, size: int, rng: RandomSource) -> np.ndarray:
     """Exact discrete Gaussian: P(X = x) proportional to exp(-x^2 / (2 sigma2)) on the integers.
 
     ``sigma2`` is an exact positive rational. CKS 2020, Algorithm 3: a
@@ -307,7 +309,7 @@ def _bernoulli_exp_neg_fraction_each(nums: np.ndarray, den: int, rng: RandomSour
     )
 
 
-def poisson(lam, size: int, rng: RandomSource) -> np.ndarray:
+def poisson(lam: Fraction | int | float | str, size: int, rng: RandomSource) -> np.ndarray:
     """Exact Poisson(lam) for a rational lam in (0, POISSON_EXACT_MAX].
 
     lam is split into J = ceil(lam) equal parts mu <= 1 and the J Poisson(mu)
@@ -322,7 +324,8 @@ def poisson(lam, size: int, rng: RandomSource) -> np.ndarray:
     parts = -(-lam.numerator // lam.denominator)
     mu = lam / parts
     draws = _poisson_at_most_one(mu, size * parts, rng)
-    return draws.reshape(size, parts).sum(axis=1)
+    total: np.ndarray = draws.reshape(size, parts).sum(axis=1)
+    return total
 
 
 def _poisson_at_most_one(mu: Fraction, size: int, rng: RandomSource) -> np.ndarray:

@@ -10,15 +10,18 @@ from .memory import Run, run_in_memory
 from .messages import Abort, PartialSum, Response, ShareMessage
 from .party import PartyPolicy, PartySession
 from .spec import QuerySpec, SpecError, new_session_id
-from .statistics import Statistic, statistic_for
+from .statistics import STATISTICS, LinearStatistic, QueryCodec, Statistic, codec_for, statistic_for
 
 __all__ = [
+    "STATISTICS",
     "Abort",
     "CoordinatorSession",
+    "LinearStatistic",
     "PartialSum",
     "PartyPolicy",
     "PartySession",
     "ProtocolError",
+    "QueryCodec",
     "QuerySpec",
     "Release",
     "Response",
@@ -27,6 +30,7 @@ __all__ = [
     "SpecError",
     "Statistic",
     "Status",
+    "codec_for",
     "new_session_id",
     "run_in_memory",
     "statistic_for",

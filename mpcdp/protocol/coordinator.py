@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from .. import ring
 from .errors import ProtocolError, Status
 from .messages import PartialSum, Response
 from .spec import QuerySpec
-from .statistics import statistic_for
+from .statistics import codec_for
 
 
 @dataclass(frozen=True)
@@ -27,15 +28,15 @@ class Release:
     """What a query returns: the answer and what it cost."""
 
     statistic: str
-    result: dict
+    result: dict[str, Any]
     parties: tuple[str, ...]
     epsilon: float | None
     delta: float
     mechanism: str | None
-    extras: dict = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def value(self):
+    def value(self) -> Any:
         """The headline number: the requested statistic itself."""
         return self.result[self.statistic]
 
@@ -46,7 +47,7 @@ class CoordinatorSession:
     def __init__(self, spec: QuerySpec):
         self.spec = spec
         self.state = "collecting-responses"
-        self._statistic = statistic_for(spec)
+        self._statistic = codec_for(spec)
         self._accepted: set[str] = set()
         self._partials: dict[str, np.ndarray] = {}
         self.abort_reason = ""
@@ -94,7 +95,7 @@ class CoordinatorSession:
             raise ProtocolError(Status.INVALID_ARGUMENT, f"partial sums are {self.length} ring elements")
         self._partials[msg.sender] = ring.as_ring(vec.reshape(-1))
 
-    def release(self, extras: dict | None = None, arrays: bool = False) -> Release:
+    def release(self, extras: dict[str, Any] | None = None, arrays: bool = False) -> Release:
         """Combine all partial sums, decode and post-process. Closes the session.
 
         ``arrays``: vector entries of the result as float64 arrays rather than lists."""

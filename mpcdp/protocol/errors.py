@@ -6,10 +6,10 @@ exact intermediate: only names, lengths, states and parameters.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     """The failure classes of the protocol (named after the gRPC status codes they map to)."""
 
     INVALID_ARGUMENT = "INVALID_ARGUMENT"  # malformed: wrong length, NaN, bad spec
@@ -28,3 +28,11 @@ class ProtocolError(Exception):
     def __init__(self, status: Status, message: str):
         super().__init__(message)
         self.status = status
+
+
+class SpecError(ValueError):
+    """An invalid query spec. ``field`` names the offending field."""
+
+    def __init__(self, field_name: str, message: str):
+        super().__init__(f"invalid query spec: {field_name}: {message}")
+        self.field = field_name

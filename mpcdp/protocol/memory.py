@@ -36,7 +36,8 @@ def run_in_memory(
     """Run ``spec`` over ``data`` (party name -> its records) and return the release.
 
     Each party draws its own noise piece for a DP spec (from ``rng``, the
-    CSPRNG by default), exactly as over the network. A refusal or a protocol error aborts every session and is re-raised.
+    CSPRNG by default), exactly as over the network. A refusal or a protocol error aborts every
+    session and is re-raised.
     """
     missing = [p for p in spec.parties if p not in data]
     if missing:

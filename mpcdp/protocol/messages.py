@@ -34,7 +34,7 @@ class ShareMessage:
     seed: bytes | None = field(default=None, repr=False)
     vector: np.ndarray | None = field(default=None, repr=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if (self.seed is None) == (self.vector is None):
             raise ValueError("a share carries exactly one of seed or vector")
 

@@ -26,65 +26,66 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
 from .. import ring
-from ..dp.distributed import DEFAULT_BETA, DistributedDiscreteLaplace, DistributedSkellam
-from ..dp.guarantee import zcdp_rho
-from ..dp.rational import exact
+from ..dp.distributed import DEFAULT_BETA, DistributedNoise
+from ..dp.loss import PrivacyLoss
+from ..dp.mechanisms import CENTRAL_MECHANISMS
 from ..prg import RandomSource, system_random
-from .spec import QuerySpec
-from .statistics import Block, statistic_for
+from .statistics import Block, SpecShape, codec_for
 
 
-def _sensitivities(block: Block) -> tuple[int, int]:
-    """(L1, L2) sensitivity of a block in ring units."""
-    if block.name in ("sum", "sum_sq"):
-        return block.length * block.sensitivity, math.ceil(math.sqrt(block.length) * block.sensitivity)
-    return 1, 1
+class NoiseSpec(SpecShape, Protocol):
+    """What the noise calibration needs of a query spec (``QuerySpec`` has it)."""
+
+    @property
+    def parties(self) -> tuple[str, ...]: ...
+    @property
+    def colluders(self) -> int: ...
+    @property
+    def mechanism(self) -> str: ...
+    @property
+    def loss(self) -> PrivacyLoss | None: ...
 
 
-def mechanisms(spec: QuerySpec) -> list[tuple[Block, object]]:
+Interval = tuple[np.ndarray, np.ndarray]  # per-coordinate lower and upper bounds
+
+
+def mechanisms(spec: NoiseSpec) -> list[tuple[Block, DistributedNoise]]:
     """Each block of ``spec``'s statistic with its distributed-noise mechanism."""
-    if spec.is_exact:
+    if spec.loss is None:
         raise ValueError("an exact query has no noise")
-    blocks = statistic_for(spec).blocks
-    k = len(blocks)
-    n, t = spec.n_parties, spec.colluders
-    out = []
-    for b in blocks:
-        l1, l2 = _sensitivities(b)
-        if spec.mechanism == "discrete_laplace":
-            mech = DistributedDiscreteLaplace(exact(spec.epsilon, "epsilon") / k, max(l1, 1), n, t)  # exact split
-        else:
-            rho = math.nextafter(zcdp_rho(spec.epsilon, spec.delta) / k, 0.0)  # never above the exact share
-            mech = DistributedSkellam(rho, max(l2, 1), n, t, l1_sensitivity=max(l1, l2, 1))
-        out.append((b, mech))
-    return out
+    blocks = codec_for(spec).blocks
+    mechanism = CENTRAL_MECHANISMS.get(spec.mechanism)
+    share = mechanism.share(spec.loss, len(blocks))
+    n, t = len(spec.parties), spec.colluders
+    return [(b, mechanism.calibrate(share, b.l1, b.l2, n, t)) for b in blocks]
 
 
-def noise_piece(spec: QuerySpec, rng: RandomSource | None = None) -> np.ndarray:
+def noise_piece(spec: NoiseSpec, rng: RandomSource | None = None) -> np.ndarray:
     """One party's int64 noise piece for the whole vector (ring units)."""
     rng = rng or system_random("noise")
     return np.concatenate([np.asarray(m.piece(b.length, rng), dtype=np.int64) for b, m in mechanisms(spec)])
 
 
-def check_noise_headroom(spec: QuerySpec) -> None:
+def check_noise_headroom(spec: NoiseSpec) -> None:
     """Raise ``ring.HeadroomError`` if data plus noise (beyond a 2^-40 tail) could overflow a block."""
-    total = spec.n_parties * spec.max_records
+    total = len(spec.parties) * spec.max_records
     for b, m in mechanisms(spec):
         ring.check_fits(total, b.sensitivity, m.tail_bound(DEFAULT_BETA), what=b.name)
 
 
 @dataclass(frozen=True)
 class Description:
-    noise_std: dict  # block name -> standard deviation of its total noise, in value units
-    intervals: dict  # result key -> [lower, upper]; vectors: {"half_width": w} or {"lower": a, "upper": a}; or None
-    guarantee: dict  # block name -> epsilon (pure) or rho (zCDP) that block's honest pieces give
+    noise_std: dict[str, float]  # block name -> standard deviation of its total noise, in value units
+    intervals: dict[str, Any]  # result key -> [lower, upper]; vectors: {"half_width": w} or {"lower", "upper"}
+    guarantee: dict[str, PrivacyLoss | None]  # block name -> the loss that block's honest pieces give
 
 
-def describe(spec: QuerySpec, result: dict, confidence: float = 0.95) -> Description:
+def describe(spec: NoiseSpec, result: dict[str, Any], confidence: float = 0.95) -> Description:
     """Noise scale and simultaneous ``confidence`` intervals for a noisy release.
 
     Each coordinate's interval has miss probability (1 - confidence) / m, m the
@@ -99,14 +100,15 @@ def describe(spec: QuerySpec, result: dict, confidence: float = 0.95) -> Descrip
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
     mechs = mechanisms(spec)
     beta = (1 - confidence) / sum(b.length for b, _ in mechs)
-    n = spec.n_parties
-    std, width, guarantee = {}, {}, {}
+    n = len(spec.parties)
+    std: dict[str, float] = {}
+    width: dict[str, float] = {}
+    guarantee: dict[str, PrivacyLoss | None] = {}
     for b, m in mechs:
         std[b.name] = math.sqrt(m.variance(n)) / b.scale
         width[b.name] = m.tail_bound(beta) / b.scale
-        g = m.guarantee(n)
-        guarantee[b.name] = g.epsilon if g.kind == "pure" else g.rho
-    intervals = {}
+        guarantee[b.name] = m.guarantee(n)
+    intervals: dict[str, Any] = {}
     for key in ("sum", "count"):
         if key in width and result.get(key) is not None:
             intervals[key] = _around(result[key], width[key])
@@ -114,7 +116,7 @@ def describe(spec: QuerySpec, result: dict, confidence: float = 0.95) -> Descrip
         intervals["histogram"] = {
             c: [v - width["histogram"], v + width["histogram"]] for c, v in result["histogram"].items()
         }
-    lo, hi = map(float, spec.bounds) if "sum" in width else (0.0, 0.0)
+    lo, hi = (float(spec.bounds[0]), float(spec.bounds[1])) if "sum" in width else (0.0, 0.0)
     if "mean" in result:
         intervals["mean"] = _as_result(_mean_interval(result, width, lo, hi), result["sum"])
     if "variance" in result:
@@ -122,13 +124,13 @@ def describe(spec: QuerySpec, result: dict, confidence: float = 0.95) -> Descrip
     return Description(std, intervals, guarantee)
 
 
-def _around(value, w):
+def _around(value: Any, w: float) -> Any:
     if isinstance(value, (list, np.ndarray)):  # the same half-width for every coordinate
         return {"half_width": w}
     return [value - w, value + w]
 
 
-def _as_result(bounds, like):
+def _as_result(bounds: Interval | None, like: Any) -> Any:
     """[lower, upper] for a scalar entry, {"lower": array, "upper": array} for a vector one."""
     if bounds is None:
         return None
@@ -138,11 +140,11 @@ def _as_result(bounds, like):
     return [float(lower[0]), float(upper[0])]
 
 
-def _count_range(result: dict, width: dict) -> tuple[float, float]:
+def _count_range(result: dict[str, Any], width: dict[str, float]) -> tuple[float, float]:
     return result["count"] - width["count"], result["count"] + width["count"]
 
 
-def _mean_interval(result: dict, width: dict, lo: float, hi: float):
+def _mean_interval(result: dict[str, Any], width: dict[str, float], lo: float, hi: float) -> Interval | None:
     """Per coordinate, s / c over s in its sum interval and c in the count's (c > 0 needed).
 
     s / c is monotone in s and in c on c > 0, so the extremes are at the box's
@@ -157,7 +159,7 @@ def _mean_interval(result: dict, width: dict, lo: float, hi: float):
     return (np.clip(np.minimum.reduce(corners), lo, hi), np.clip(np.maximum.reduce(corners), lo, hi))
 
 
-def _variance_interval(result: dict, width: dict, lo: float, hi: float):
+def _variance_interval(result: dict[str, Any], width: dict[str, float], lo: float, hi: float) -> Interval | None:
     """Per coordinate, the sample variance (q - s^2 / n) / (n - 1) by interval arithmetic.
 
     s, q and n range over their intervals independently (sound, if loose,

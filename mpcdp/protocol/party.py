@@ -16,33 +16,43 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from .. import ring
+from ..dp.loss import PrivacyLoss
+from ..dp.rational import exact
 from ..prg import SEED_BYTES, Prg, RandomSource, system_random
 from ..sharing import share, share_seeded
 from .errors import ProtocolError, Status
 from .messages import PartialSum, ShareMessage
 from .noise import noise_piece
-from .spec import STATISTICS, QuerySpec
-from .statistics import statistic_for
+from .spec import QuerySpec
+from .statistics import STATISTICS, LinearStatistic, codec_for
 
 
 class Budget(Protocol):
-    """What a party needs of a privacy ledger: refuse without charging, and charge."""
+    """What a party needs of a privacy ledger (:class:`mpcdp.dp.ledger.PrivacyLedger` has it): hold a
+    session's loss at accept (refusing if it would overspend, counting the other sessions held), charge it
+    when the partial sum leaves, free it on abort."""
 
-    def check(self, epsilon: float, delta: float = 0.0) -> None: ...
+    def reserve(self, session: bytes | str, loss: PrivacyLoss, until: float) -> None: ...
 
-    def charge(self, epsilon: float, delta: float = 0.0, **kw): ...
+    def charge_reserved(self, session: bytes | str) -> object: ...
+
+    def free(self, session: bytes | str) -> None: ...
+
+
+def _linear_statistics() -> tuple[str, ...]:
+    return tuple(s.name for s in STATISTICS if isinstance(s, LinearStatistic))
 
 
 @dataclass(frozen=True)
 class PartyPolicy:
     """What a party agrees to answer. The safe default refuses exact releases."""
 
-    statistics: tuple[str, ...] = STATISTICS
+    statistics: tuple[str, ...] = field(default_factory=_linear_statistics)
     allow_exact: bool = False
     max_epsilon: float = 10.0
     min_colluders: int = 1
@@ -57,9 +67,9 @@ class PartyPolicy:
             return f"column {spec.column!r} is not offered by this party"
         if spec.is_exact and not self.allow_exact:
             return "exact (non-DP) releases are not allowed by this party's policy; set an epsilon"
-        if not spec.is_exact and spec.epsilon > self.max_epsilon:
+        if spec.loss is not None and spec.loss.epsilon > exact(self.max_epsilon, "max_epsilon"):
             return f"epsilon {spec.epsilon:g} exceeds this party's per-query maximum {self.max_epsilon:g}"
-        length = statistic_for(spec).length
+        length = codec_for(spec).length
         if length > self.max_length:
             return f"the query needs vectors of {length} elements; this party allows at most {self.max_length}"
         if spec.colluders < self.min_colluders:
@@ -79,7 +89,7 @@ class PartySession:
         self,
         me: str,
         spec: QuerySpec,
-        records,
+        records: Any,
         policy: PartyPolicy = PartyPolicy(),
         rng: RandomSource | None = None,
         budget: Budget | None = None,
@@ -93,7 +103,7 @@ class PartySession:
         self.state = "proposed"
         self._records = records
         self._rng = rng or system_random("party")
-        self._statistic = statistic_for(spec)
+        self._statistic = codec_for(spec)
         self._sum = ring.zeros(self._statistic.length)
         self._received: set[str] = set()
         self._local: np.ndarray | None = None  # the encoded aggregate, between accept and make_shares
@@ -126,17 +136,17 @@ class PartySession:
         self._require("proposed")
         self._check_deadline(now)
         reason = self.policy.refusal(self.spec)
-        if reason is None and self.budget is not None and not self.spec.is_exact:
-            try:
-                self.budget.check(self.spec.epsilon, self.spec.delta)
-            except Exception as exc:  # the ledger's own error says spent/requested/remaining
-                reason = str(exc)
-                self.state = "refused"
-                raise ProtocolError(Status.RESOURCE_EXHAUSTED, reason) from None
         if reason is not None:
             self.state = "refused"
             raise ProtocolError(Status.PERMISSION_DENIED, reason)
         self._local = self._statistic.encode(self._records)  # fail now, not mid-round, on bad local data
+        if self.budget is not None and self.spec.loss is not None:
+            try:
+                self.budget.reserve(self.spec.session_id, self.spec.loss, until=self.spec.deadline)
+            except Exception as exc:  # the ledger's own error says spent/requested/remaining
+                self._local = None
+                self.state = "refused"
+                raise ProtocolError(Status.RESOURCE_EXHAUSTED, str(exc)) from None
         self._records = None  # the encoded aggregate is all the session needs of them
         self.state = "accepted"
 
@@ -157,11 +167,11 @@ class PartySession:
                 local, self.spec.n_parties, sid, [seed_purpose(self.me, p) for p in self.peers], rng=self._rng
             )
             kept = seeded.correction
-            out = [ShareMessage(sid, self.me, p, seed=s) for p, s in zip(self.peers, seeded.seeds)]
+            out = [ShareMessage(sid, self.me, p, seed=s) for p, s in zip(self.peers, seeded.seeds, strict=True)]
         else:
             shares = share(local, self.spec.n_parties, rng=self._rng)
             kept = shares[-1]
-            out = [ShareMessage(sid, self.me, p, vector=v) for p, v in zip(self.peers, shares)]
+            out = [ShareMessage(sid, self.me, p, vector=v) for p, v in zip(self.peers, shares[:-1], strict=True)]
         np.add(self._sum, kept, out=self._sum)
         del local, kept
         self._records = None
@@ -173,6 +183,7 @@ class PartySession:
         closed), handed over once: to be split into shares here, or masked by :mod:`mpcdp.protocol.masked`."""
         self._require("accepted")
         local, self._local = self._local, None
+        assert local is not None  # accepted: accept() encoded it
         if not self.spec.is_exact:
             local = ring.add(local, ring.as_ring(noise_piece(self.spec, self._rng)))
         self.state = "shared"
@@ -206,13 +217,15 @@ class PartySession:
         self._check_deadline(now)
         if self.missing:
             raise ProtocolError(Status.FAILED_PRECONDITION, f"still waiting for shares from {', '.join(self.missing)}")
-        if self.budget is not None and not self.spec.is_exact:
-            self.budget.charge(self.spec.epsilon, self.spec.delta, label=self.spec.session_id.hex())
+        if self.budget is not None and self.spec.loss is not None:
+            self.budget.charge_reserved(self.spec.session_id)
         self.state = "done"
         return PartialSum(self.spec.session_id, self.me, self._sum.copy())
 
     def abort(self) -> None:
-        """Drop everything; the session can make no further progress."""
+        """Drop everything and free the budget held for it; the session can make no further progress."""
+        if self.budget is not None and self.spec.loss is not None and self.state in ("accepted", "shared"):
+            self.budget.free(self.spec.session_id)
         self._records = self._local = None
         self._sum = ring.zeros(self.length)
         self.state = "aborted"

@@ -12,25 +12,32 @@ import math
 import os
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import cached_property
 
 from .. import ring
+from ..dp.loss import Measure, PrivacyLoss, Relation
+from ..dp.mechanisms import CENTRAL_MECHANISMS
 from ..dp.rational import epsilon_in_range, exact
+from ..names import is_name
+from .errors import SpecError
+from .noise import check_noise_headroom
+from .statistics import MAX_DIMENSION, codec_for, linear
 
-STATISTICS = ("sum", "count", "mean", "variance", "histogram")
-MECHANISMS = ("discrete_laplace", "skellam")
 SHARING_MODES = ("seeded", "full")
 SESSION_ID_BYTES = 16
 MAX_PARTIES = 1024
-MAX_DIMENSION = 1 << 24
 MAX_DEADLINE_SECONDS = 600.0  # default cap on how far ahead a session's deadline may be
 
-
-class SpecError(ValueError):
-    """An invalid query spec. ``field`` names the offending field."""
-
-    def __init__(self, field_name: str, message: str):
-        super().__init__(f"invalid query spec: {field_name}: {message}")
-        self.field = field_name
+__all__ = [
+    "MAX_DEADLINE_SECONDS",
+    "MAX_DIMENSION",
+    "MAX_PARTIES",
+    "SESSION_ID_BYTES",
+    "SHARING_MODES",
+    "QuerySpec",
+    "SpecError",
+    "new_session_id",
+]
 
 
 def new_session_id() -> bytes:
@@ -38,9 +45,9 @@ def new_session_id() -> bytes:
     return os.urandom(SESSION_ID_BYTES)
 
 
-def _finite(x) -> bool:
+def _finite(x: object) -> bool:
     try:
-        return math.isfinite(float(x))
+        return math.isfinite(float(x))  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return False
 
@@ -58,15 +65,21 @@ class QuerySpec:
     frac_bits   fixed-point fractional bits for real values
     max_records most records any one party may contribute (sizes the ring headroom)
     epsilon     DP parameter of the release; None means an exact (non-DP) release. Decimal
-                text, a Fraction or a number; stored as a float and read everywhere (ledger
-                charge, noise calibration) as the decimal it prints as: 0.1 is exactly 1/10
+                text, a Fraction or a number; stored as a float (the wire form) and read as the
+                decimal it prints as: 0.1 is exactly 1/10
     delta       approximate-DP slack (0 for pure DP), read like epsilon
-    mechanism   distributed noise: discrete_laplace (pure DP) or skellam (zCDP)
+    mechanism   distributed noise, a name in mpcdp.dp.mechanisms.CENTRAL_MECHANISMS:
+                discrete_laplace (pure DP) or skellam (zCDP within (epsilon, delta))
     colluders   assumed number t of colluding parties (1 <= t < n); noise is sized
                 so that the pieces of the n - t honest parties alone suffice
     sharing     seeded (n - 1 PRG seeds + one kept vector per party) or full vectors
     deadline    absolute UNIX time after which the session is dead
     session_id  fresh random bytes binding every message and PRG of the session
+
+    ``epsilon`` may also be given as a :class:`~mpcdp.dp.loss.PrivacyLoss` (pure, or (epsilon,
+    delta); relation RECORD), which then sets ``delta`` too. The property :attr:`loss` is the
+    release's privacy loss as a value (None: exact): what the ledgers charge and the noise is
+    calibrated on. The floats are its wire form, so every node derives the same loss.
     """
 
     statistic: str
@@ -85,7 +98,9 @@ class QuerySpec:
     sharing: str = "seeded"
     deadline: float = math.inf
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
+        if isinstance(self.epsilon, PrivacyLoss):
+            self._from_loss(self.epsilon)
         for name in ("epsilon", "delta"):
             value = getattr(self, name)
             if isinstance(value, (str, Fraction)):  # decimal text or an exact rational: as the nearest float
@@ -98,9 +113,16 @@ class QuerySpec:
         object.__setattr__(self, "bounds", tuple(self.bounds))
         self._validate()
 
+    def _from_loss(self, loss: PrivacyLoss) -> None:
+        if loss.relation is not Relation.RECORD:
+            raise SpecError("epsilon", f"a query's loss is per added or removed record, not {loss.relation.describe}")
+        if loss.measure is Measure.ZCDP:
+            raise SpecError("epsilon", "give the query's loss as epsilon (pure DP) or (epsilon, delta), not zCDP rho")
+        object.__setattr__(self, "epsilon", float(loss.epsilon))
+        object.__setattr__(self, "delta", float(loss.delta))
+
     def _validate(self) -> None:
-        if self.statistic not in STATISTICS:
-            raise SpecError("statistic", f"unknown statistic {self.statistic!r}; choose one of {', '.join(STATISTICS)}")
+        statistic = linear(self.statistic)  # unknown or not computed by a secure sum: SpecError
         if not isinstance(self.session_id, bytes) or len(self.session_id) != SESSION_ID_BYTES:
             raise SpecError("session_id", f"must be {SESSION_ID_BYTES} random bytes")
         self._validate_parties()
@@ -108,8 +130,7 @@ class QuerySpec:
             raise SpecError("column", "must be a non-empty column name")
         if not isinstance(self.dimension, int) or not 1 <= self.dimension <= MAX_DIMENSION:
             raise SpecError("dimension", f"must be an integer in [1, {MAX_DIMENSION}], got {self.dimension!r}")
-        self._validate_bounds()
-        self._validate_categories()
+        statistic.validate(self)  # its bounds and categories
         if not isinstance(self.frac_bits, int) or not 0 <= self.frac_bits <= 52:
             raise SpecError("frac_bits", f"must be an integer in [0, 52], got {self.frac_bits!r}")
         if not isinstance(self.max_records, int) or self.max_records < 1:
@@ -127,30 +148,10 @@ class QuerySpec:
         if len(self.parties) > MAX_PARTIES:
             raise SpecError("parties", f"at most {MAX_PARTIES} parties")
         for p in self.parties:
-            if not isinstance(p, str) or not p or not p.replace("-", "").replace("_", "").replace(".", "").isalnum():
-                raise SpecError("parties", f"party names are non-empty [A-Za-z0-9._-] strings, got {p!r}")
+            if not is_name(p):
+                raise SpecError("parties", f"party names are 1-63 characters of [A-Za-z0-9._-], got {p!r}")
         if len(set(self.parties)) != len(self.parties):
             raise SpecError("parties", "party names must be distinct")
-
-    def _validate_bounds(self) -> None:
-        if self.statistic in ("count", "histogram"):
-            return
-        if len(self.bounds) != 2 or not all(_finite(b) for b in self.bounds):
-            raise SpecError("bounds", "must be two finite numbers (lo, hi)")
-        lo, hi = map(float, self.bounds)
-        if lo > hi:
-            raise SpecError("bounds", f"lo must not exceed hi, got ({lo:g}, {hi:g})")
-
-    def _validate_categories(self) -> None:
-        if self.statistic == "histogram":
-            if not self.categories:
-                raise SpecError("categories", "a histogram needs its categories declared up front")
-            if len(set(self.categories)) != len(self.categories):
-                raise SpecError("categories", "categories must be distinct")
-            if len(self.categories) > MAX_DIMENSION:
-                raise SpecError("categories", f"at most {MAX_DIMENSION} categories")
-        elif self.categories:
-            raise SpecError("categories", f"only a histogram takes categories, not {self.statistic}")
 
     def _validate_privacy(self) -> None:
         if self.epsilon is not None:
@@ -164,23 +165,26 @@ class QuerySpec:
                 raise SpecError("epsilon", str(exc).removeprefix("epsilon ")) from None
         if not _finite(self.delta) or not 0 <= self.delta < 1:
             raise SpecError("delta", f"must be in [0, 1), got {self.delta!r}")
-        if self.mechanism not in MECHANISMS:
-            raise SpecError("mechanism", f"unknown mechanism {self.mechanism!r}; choose one of {', '.join(MECHANISMS)}")
-        if self.epsilon is not None and self.mechanism == "skellam" and self.delta <= 0:
-            raise SpecError("delta", "skellam noise gives approximate DP: set delta > 0")
+        try:
+            mechanism = CENTRAL_MECHANISMS.get(self.mechanism)
+        except ValueError as exc:
+            raise SpecError("mechanism", str(exc)) from None
+        if self.loss is not None:
+            try:
+                mechanism.check(self.loss)
+            except ValueError as exc:
+                raise SpecError("delta", str(exc)) from None
         if not isinstance(self.colluders, int) or not 1 <= self.colluders < len(self.parties):
             raise SpecError(
                 "colluders",
-                f"must be an integer in [1, {len(self.parties) - 1}] (at least one honest party), got {self.colluders!r}",
+                f"must be an integer in [1, {len(self.parties) - 1}] (at least one honest party), "
+                f"got {self.colluders!r}",
             )
 
     def _validate_headroom(self) -> None:
         # the codec and the noise calibration both depend on an otherwise valid spec
-        from .noise import check_noise_headroom
-        from .statistics import statistic_for
-
         try:
-            statistic_for(self).check_headroom(len(self.parties) * self.max_records)
+            codec_for(self).check_headroom(len(self.parties) * self.max_records)
         except ValueError as exc:  # HeadroomError included: the bounds do not fit the ring
             raise SpecError("bounds", str(exc)) from None
         if self.is_exact:
@@ -207,6 +211,13 @@ class QuerySpec:
     @property
     def n_parties(self) -> int:
         return len(self.parties)
+
+    @cached_property
+    def loss(self) -> PrivacyLoss | None:
+        """The release's privacy loss, per added or removed record (None: an exact release)."""
+        if self.epsilon is None:
+            return None
+        return PrivacyLoss.of(exact(self.epsilon, "epsilon"), exact(self.delta, "delta"), Relation.RECORD)
 
     @property
     def is_exact(self) -> bool:

@@ -1,18 +1,20 @@
 """Central mechanisms: calibration, noise distribution, exact exponential mechanism."""
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
 from scipy import stats
 
 from mpcdp.dp import central
+from mpcdp.dp.loss import Measure
 from mpcdp.prg import Prg
 
 
 def test_discrete_laplace_mechanism_calibration_and_noise():
     mech = central.DiscreteLaplaceMechanism(0.3, sensitivity=3)
-    assert mech.guarantee.kind == "pure" and mech.guarantee.epsilon <= 0.3
+    assert mech.guarantee.measure is Measure.PURE and mech.guarantee.epsilon <= Fraction("0.3")
     out = mech.release(np.full(100_000, 7), Prg.from_int(51)) - 7
     assert abs(out.var() / mech.variance - 1) < 0.03
     assert abs(out.mean()) < 4 * math.sqrt(mech.variance / out.size)

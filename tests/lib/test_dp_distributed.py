@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from mpcdp.dp import approximate
-from mpcdp.dp.distributed import DistributedDiscreteLaplace, DistributedSkellam, skellam_rho
+from mpcdp.dp.distributed import DistributedDiscreteLaplace, DistributedSkellam, rho_of_skellam
 from mpcdp.prg import Prg
 from tests.support.stats import P_MIN, chi_square_pvalue, nb_difference_pmf
 
@@ -72,7 +72,7 @@ def test_skellam_mean_is_the_smallest_that_meets_rho(rho, sensitivity):
     """The root of a x^2 + c x = rho must not cancel when 4 a rho << c^2 (large ring sensitivities)."""
     mech = DistributedSkellam(rho, sensitivity, n_nodes=3, colluders=1)
     mu = 2 * float(mech.piece_mean)
-    assert skellam_rho(mu, sensitivity, sensitivity) <= rho < skellam_rho(mu * (1 - 1e-8), sensitivity, sensitivity)
+    assert rho_of_skellam(mu, sensitivity, sensitivity) <= rho < rho_of_skellam(mu * (1 - 1e-8), sensitivity, sensitivity)
 
 
 def test_skellam_rho_too_small_is_a_clear_error():
@@ -102,7 +102,7 @@ def test_discrete_laplace_guarantee_formula_bounds_the_exact_epsilon(n_nodes, co
         assert exact <= claimed + 1e-9
         if added == n_nodes:  # all honest pieces: exactly the promised discrete Laplace
             assert math.isclose(exact, claimed, rel_tol=1e-6) and claimed <= 0.5
-    assert not mech.guarantee(colluders).is_private
+    assert mech.guarantee(colluders) is None  # only the colluders' own pieces: no protection
 
 
 def renyi(p, q, order):
@@ -111,12 +111,12 @@ def renyi(p, q, order):
 
 
 @pytest.mark.parametrize("mu,sensitivity", [(0.5, 1), (3.0, 2), (40.0, 5)])
-def test_skellam_rho_bounds_the_exact_renyi_divergence(mu, sensitivity):
+def test_rho_of_skellam_bounds_the_exact_renyi_divergence(mu, sensitivity):
     width = int(30 * math.sqrt(mu)) + 40
     k = np.arange(-width, width + 1)
     p = stats.skellam.pmf(k, mu, mu)
     q = stats.skellam.pmf(k - sensitivity, mu, mu)
-    rho = skellam_rho(mu, sensitivity, sensitivity)
+    rho = rho_of_skellam(mu, sensitivity, sensitivity)
     for order in (1.25, 2.0, 4.0, 16.0):
         assert renyi(p, q, order) <= rho * order
 
@@ -125,7 +125,7 @@ def test_skellam_guarantee_with_dropouts_and_colluders():
     mech = DistributedSkellam(0.5, 1, n_nodes=5, colluders=2)
     assert mech.guarantee(5).rho <= 0.5
     assert mech.guarantee(4).rho > mech.guarantee(5).rho
-    assert not mech.guarantee(2).is_private
+    assert mech.guarantee(2) is None
     eps, delta = mech.guarantee(5).epsilon_delta(1e-6)
     assert delta == 1e-6 and eps >= 0.5 + 2 * math.sqrt(0.5 * math.log(1e6)) - 1e-3
 

@@ -1,6 +1,7 @@
 """Grid Laplace: Mironov regression (identical output sets for neighbours), rounding and noise."""
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -33,7 +34,7 @@ def test_sensitivity_is_widened_to_cover_rounding():
     assert GridLaplace(1.0, 0.3, grid_exponent=-2).sensitivity_steps == 2
     assert GridLaplace(1.0, 0.3, grid_exponent=-2, rounding="unbiased").sensitivity_steps == 3
     mech = GridLaplace(0.7, 3.0)
-    assert mech.guarantee.epsilon <= 0.7
+    assert mech.guarantee.epsilon <= Fraction("0.7")
 
 
 def test_unbiased_rounding_is_unbiased():

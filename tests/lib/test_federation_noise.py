@@ -7,7 +7,8 @@ import pytest
 
 from mpcdp.prg import Prg
 from mpcdp.protocol import QuerySpec, SpecError, run_in_memory
-from mpcdp.protocol.noise import describe, mechanisms, noise_piece, zcdp_rho
+from mpcdp.dp.loss import Measure, PrivacyLoss
+from mpcdp.protocol.noise import describe, mechanisms, noise_piece
 
 PARTIES = ("alice", "bob", "carol", "dave")
 DATA = {"alice": [3800], "bob": [2514], "carol": [2982], "dave": [3390]}
@@ -24,11 +25,13 @@ def test_budget_is_split_over_blocks_and_guarantee_holds():
     mechs = mechanisms(s)
     assert [b.name for b, _ in mechs] == ["sum", "count"]
     d = describe(s, {"sum": 12686.0, "count": 4.0, "mean": 3171.5})
-    assert sum(d.guarantee.values()) <= 1.0 + 1e-9  # sequential composition within the query's epsilon
+    total = d.guarantee["sum"] + d.guarantee["count"]  # sequential composition within the query's epsilon
+    assert total.measure is Measure.PURE and total.epsilon <= 1
     sk = spec(mechanism="skellam", delta=1e-6, bounds=(0, 1), frac_bits=8)
-    rho = zcdp_rho(1.0, 1e-6)
+    rho = float(PrivacyLoss.approx(1.0, 1e-6).to_zcdp().rho)
     assert rho + 2 * math.sqrt(rho * math.log(1e6)) == pytest.approx(1.0)
-    assert sum(describe(sk, {"sum": 0.0, "count": 4.0, "mean": 0.0}).guarantee.values()) <= rho * (1 + 1e-9)
+    blocks = describe(sk, {"sum": 0.0, "count": 4.0, "mean": 0.0}).guarantee
+    assert float(blocks["sum"].compose(blocks["count"]).rho) <= rho * (1 + 1e-9)
 
 
 @pytest.mark.parametrize("mechanism, delta", [("discrete_laplace", 0.0), ("skellam", 1e-6)])

@@ -209,7 +209,7 @@ def test_nan_records_refused_at_accept():
         ("epsilon", dict(epsilon="a lot"), "decimal number"),
         ("epsilon", dict(epsilon=float("nan")), "> 0"),
         ("delta", dict(delta=1.5), r"\[0, 1\)"),
-        ("mechanism", dict(mechanism="gaussian"), "unknown mechanism"),
+        ("mechanism", dict(mechanism="gaussian"), "unknown central mechanism"),
         ("delta", dict(epsilon=1.0, mechanism="skellam"), "delta > 0"),
         ("colluders", dict(colluders=4), "at least one honest"),
         ("colluders", dict(colluders=0), "colluders"),

@@ -26,10 +26,10 @@ def spec(epsilon) -> QuerySpec:
 
 
 def accept_and_charge(s: QuerySpec, ledger) -> None:
-    """A party's whole life in one session, without peers: accept, then charge at its partial sum."""
+    """A party's whole life in one session, without peers: accept (reserves), then charge at its partial sum."""
     party = PartySession("alice", s, [1, 2], PartyPolicy(), rng=Prg.from_int(1), budget=ledger)
     party.accept()
-    ledger.charge(s.epsilon, s.delta, label=s.session_id.hex())  # what partial_sum() charges
+    ledger.charge_reserved(s.session_id)  # what partial_sum() charges
 
 
 @pytest.mark.parametrize("epsilon", [0.1, "0.1", Fraction(1, 10)])
@@ -96,10 +96,9 @@ def test_the_blocks_of_a_query_never_spend_more_than_its_epsilon_exactly(epsilon
 
 def test_concurrent_reservations_add_up_exactly(tmp_path):
     # a node holding 0.1 for one session in progress must still accept 0.2 against a budget of 0.3
-    from services.ledgers import Reserving
-
     ledger = PrivacyLedger(tmp_path / "alice.db", "d", 0.3)
-    reserved = {b"a" * 16: (0.1, 0.0)}
-    Reserving(ledger, reserved, b"b" * 16).check(0.2)
-    with pytest.raises(ValueError, match="held for 1 session"):
-        Reserving(ledger, reserved, b"b" * 16).check(0.21)
+    ledger.reserve(b"a" * 16, spec(0.1).loss, until=float("inf"))
+    with pytest.raises(BudgetExceeded, match="held for 1 session"):
+        ledger.reserve(b"b" * 16, spec(0.21).loss, until=float("inf"))
+    ledger.reserve(b"b" * 16, spec(0.2).loss, until=float("inf"))
+    assert ledger.remaining().epsilon == 0.0
