@@ -173,7 +173,7 @@ def run_aggregator(args) -> int:
         from services.survey.verifier import VerifierService
 
         try:
-            reports = open_report_store(args.store or f"{args.name}.survey.db")
+            reports = open_report_store(args.store or f"{args.name}.survey.db", args.pg_schema)
         except ValueError as exc:
             raise SurveyError(str(exc), source="--store") from None
         store = RoutedStore(store, reports, surveys, args.name)

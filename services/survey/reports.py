@@ -23,7 +23,6 @@ transaction as the data. Every write commits before it is acknowledged (WAL, syn
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import threading
 from collections.abc import Sequence
 
@@ -37,7 +36,7 @@ from mpcdp.survey.release import id_set_digest
 from mpcdp.tokens.admission import CheckedToken, SurveyAdmission, check_batch
 from mpcdp.tokens.errors import InvalidToken, TokenError, TokenRequired, TokenReused
 from mpcdp.tokens.spent import SpentTokenTable, record_in, spent_among
-from services.survey.files import create_private
+from services.survey.sql import connect
 from services.survey.store import ID_BYTES, PutStatus, StoreError, SurveyState, _first, _statuses
 
 
@@ -46,15 +45,12 @@ def batch_id(ids: Sequence[bytes]) -> bytes:
 
 
 class ReportStore:
-    """SQLite store of verified surveys (``path`` may be ``:memory:``)."""
+    """Store of verified surveys: an SQLite file (``:memory:`` too) or ``postgresql://...`` (tables in
+    ``schema``), through :mod:`services.survey.sql`."""
 
-    def __init__(self, path: str):
-        if path != ":memory:":
-            create_private(path)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    def __init__(self, url: str, schema: str = "public"):
+        self._db = connect(url, schema)
         self._lock = threading.Lock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript("""
             CREATE TABLE IF NOT EXISTS proved_surveys (
                 id TEXT PRIMARY KEY, digest BLOB NOT NULL, state TEXT NOT NULL, verify_key BLOB,
@@ -102,7 +98,7 @@ class ReportStore:
     def _count(self, survey: str, reason: str, n: int) -> None:
         self._db.execute(
             "INSERT INTO proved_refusals VALUES (?, ?, ?) ON CONFLICT (survey, reason) "
-            "DO UPDATE SET count = count + excluded.count",
+            "DO UPDATE SET count = proved_refusals.count + excluded.count",
             (survey, reason, n),
         )
 
@@ -432,13 +428,7 @@ class RoutedStore:
         self.reports.shutdown()
 
 
-def open_report_store(url: str) -> ReportStore:
-    """The verified surveys' store beside the share store: the same SQLite file (its own tables), or memory."""
-    if url == "memory":
-        return ReportStore(":memory:")
-    if url.startswith(("postgresql://", "postgres://")):
-        raise ValueError(
-            'verified surveys (proofs = "prio3") are stored in SQLite or memory only, for now: '
-            "give --store sqlite://PATH"
-        )
-    return ReportStore(url.removeprefix("sqlite://"))
+def open_report_store(url: str, pg_schema: str = "public") -> ReportStore:
+    """The verified surveys' store beside the share store: the same SQLite file or PostgreSQL schema
+    (its own tables), or memory."""
+    return ReportStore(":memory:" if url == "memory" else url, pg_schema)

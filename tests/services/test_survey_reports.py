@@ -1,8 +1,11 @@
 """The verified surveys' report store: bad input refused with a reason and a counter, batches counted once,
-release once per accepted set, the state rules of the library's lifecycle, kept across a reopen."""
+release once per accepted set, the state rules of the library's lifecycle, kept across a reopen; on SQLite
+and on PostgreSQL (when MPCDP_TEST_POSTGRES is set)."""
 
 from __future__ import annotations
 
+import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -26,20 +29,39 @@ def reports(n, seed=1):
     return sids, [proved.shard_sheet(SURVEY, sid, row, rng) for sid, row in zip(sids, rows)]
 
 
-def open_leader(path) -> ReportStore:
-    store = ReportStore(str(path))
+PG = os.environ.get("MPCDP_TEST_POSTGRES")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, tmp_path):
+    """Where a store lives: (url, schema)."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "a.db"), "public"
+        return
+    if not PG:
+        pytest.skip("MPCDP_TEST_POSTGRES is not set (a postgresql:// DSN; .ci/run starts a server)")
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    yield PG, schema
+    with psycopg.connect(PG, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def open_leader(db) -> ReportStore:
+    store = ReportStore(*db)
     store.register(SURVEY, LEADER)
     return store
 
 
-def test_bad_input_is_refused_with_its_reason_and_counted(tmp_path):
-    store = open_leader(tmp_path / "a.db")
+def test_bad_input_is_refused_with_its_reason_and_counted(db):
+    store = open_leader(db)
     sids, reps = reports(3)
     items = [(sid, r[0]) for sid, r in zip(sids, reps)]
     assert store.put(SURVEY.id, items[:2]) == [PutStatus.ACCEPTED] * 2
     # the same id again: a duplicate if the same report, a conflict (refused, counted) if another
     assert store.put(SURVEY.id, [items[0], (sids[1], items[2][1])]) == [PutStatus.DUPLICATE, PutStatus.CONFLICT]
-    with pytest.raises(ValueError, match="1 of these reports are malformed.*2048 bytes"):
+    with pytest.raises(ValueError, match=r"1 of these reports are malformed.*2048 bytes"):
         store.put(SURVEY.id, [(sids[2], items[2][1][:-1])])  # a share of the wrong length
     with pytest.raises(ValueError, match="malformed"):
         store.put(SURVEY.id, [(sids[2][:15], items[2][1])])  # a malformed id
@@ -51,9 +73,8 @@ def test_bad_input_is_refused_with_its_reason_and_counted(tmp_path):
     assert store.state(SURVEY.id).state == "preparing"
 
 
-def test_a_batch_is_counted_once_and_the_release_is_bound_to_the_accepted_set(tmp_path):
-    path = tmp_path / "a.db"
-    store = open_leader(path)
+def test_a_batch_is_counted_once_and_the_release_is_bound_to_the_accepted_set(db):
+    store = open_leader(db)
     sids, reps = reports(20)
     store.put(SURVEY.id, [(sid, r[0]) for sid, r in zip(sids, reps)])
     with pytest.raises(Refusal, match="close it first"):
@@ -69,7 +90,7 @@ def test_a_batch_is_counted_once_and_the_release_is_bound_to_the_accepted_set(tm
     store.decide(SURVEY.id, ids, verdicts, [b"m"] * 20)
     store.shutdown()
 
-    store = open_leader(path)  # a restart: the decision and the key are kept
+    store = open_leader(db)  # a restart: the decision and the key are kept
     assert store.decided(SURVEY.id, batch_id(ids)) == (verdicts, [b"m"] * 20)
     assert store.verify_key(SURVEY.id) == key
     store.finish(SURVEY.id, ids, verdicts, aggregate)
@@ -86,16 +107,16 @@ def test_a_batch_is_counted_once_and_the_release_is_bound_to_the_accepted_set(tm
     assert store.state(SURVEY.id).state == "released"
 
 
-def test_reports_of_a_survey_stored_under_another_definition_are_refused(tmp_path):
-    open_leader(tmp_path / "a.db").shutdown()
+def test_reports_of_a_survey_stored_under_another_definition_are_refused(db):
+    open_leader(db).shutdown()
     other = parse_survey(TEXT.replace("epsilon = 2.0", "epsilon = 3.0"))
-    store = ReportStore(str(tmp_path / "a.db"))
+    store = ReportStore(*db)
     with pytest.raises(StoreError, match="another definition"):
         store.register(other, LEADER)
 
 
 def test_the_store_and_its_side_files_are_owner_only(tmp_path):
-    store = open_leader(tmp_path / "a.db")
+    store = open_leader((str(tmp_path / "a.db"), "public"))
     sids, reps = reports(1)
     store.put(SURVEY.id, [(sids[0], reps[0][0])])
     for f in Path(tmp_path).glob("a.db*"):

@@ -7,6 +7,7 @@ prep shares, decides, and tells them the verdicts.
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import grpc
@@ -28,6 +29,7 @@ TEXT = EXAMPLE.read_text().replace("min_respondents = 1000", "min_respondents = 
 if 'proofs = "prio3"' not in TEXT:
     TEXT = TEXT.replace("colluders = 1", 'colluders = 1\nproofs = "prio3"')
 NOISE_SEED = 3
+PG = os.environ.get("MPCDP_TEST_POSTGRES")
 
 
 def setup(tmp: Path, n: int, forged: int):
@@ -114,4 +116,29 @@ def test_kill_9_during_preparation_gives_the_release_of_an_uninterrupted_run(tmp
         crash = asyncio.run(run_survey(run, submissions, CrashingCoordinator))
     assert crash[0] == calm[0] and calm[0].counted == 100 and calm[0].rejected == 3
     for a, b in zip(calm[1], crash[1]):
+        assert a.estimate.value.tolist() == b.estimate.value.tolist(), a.question
+
+
+def _drop_schemas(names):
+    import psycopg
+
+    with psycopg.connect(PG, autocommit=True) as conn:
+        for name in names:
+            conn.execute(f'DROP SCHEMA IF EXISTS "mpcdp_{name.replace("-", "_").replace(".", "_")}" CASCADE')
+
+
+@pytest.mark.skipif(not PG, reason="MPCDP_TEST_POSTGRES is not set (a postgresql:// DSN; .ci/run starts a server)")
+def test_verified_survey_on_postgresql_survives_kill_9_of_a_helper(tmp_path, calm):
+    """Reports, verdicts and aggregate shares in PostgreSQL (one schema per aggregator): the same release."""
+    path, survey, submissions, _ = setup(tmp_path, 100, 3)
+    _drop_schemas(survey.aggregator_names)
+    try:
+        with LocalSurvey(survey, path, tmp_path, store=PG, noise_seed=NOISE_SEED, insecure=True) as run:
+            CrashingCoordinator.run, CrashingCoordinator.at_batch = run, 2
+            CrashingCoordinator.victim = survey.aggregator_names[2]
+            crash = asyncio.run(run_survey(run, submissions, CrashingCoordinator))
+    finally:
+        _drop_schemas(survey.aggregator_names)
+    assert crash[0] == calm[0]
+    for a, b in zip(calm[1], crash[1], strict=True):
         assert a.estimate.value.tolist() == b.estimate.value.tolist(), a.question
