@@ -1,13 +1,13 @@
 """Text sanitisation throughput on the default vocabulary (GloVe 6B 50d, 50,000 words).
 
-Measures, in one run and on one core (faiss and BLAS held to one thread):
-tokens per second of the vectorised truncated Gumbel and multivariate Laplace
-mechanisms against a straightforward per-token implementation (one
-nearest-neighbour query per token); multivariate Laplace with exact search
-against faiss IVF approximate search at several nprobe values (speed, and the
-share of tokens decoded to the same word as exact search, on the same noisy
-vectors); the end-to-end sanitiser (tokenise, look up, perturb, re-case,
-join) on real review text, by wall clock and by CPU time; cold start with and
+Measures, in one run and on one core (faiss and BLAS held to one thread), by CPU time (robust on a shared
+machine) and where said by wall clock: tokens per second of the vectorised truncated Gumbel and
+multivariate Laplace mechanisms against a straightforward per-token implementation (one
+nearest-neighbour query per token); multivariate Laplace's noise, exact decoding and inverted-list
+decoding at several nprobe values (speed, and the share of tokens decoded to the same word as exact
+search, on the same noisy vectors), against faiss's own IVF at the same lists; the end-to-end sanitiser
+(tokenise, look up, perturb, re-case, join) on real review text against the per-text implementation it
+replaced; cold start with and
 without the neighbour cache; and the text node's launch to first answered
 request with a warm cache. Writes benchmarks/results/text_throughput.json.
 ``--node-only`` measures only the node's first answer and updates that figure
@@ -40,8 +40,10 @@ from mpcdp.prg import Prg, system_random
 from mpcdp.text import evaluate, samplers
 from mpcdp.text.embeddings import load_default_glove
 from mpcdp.text.mechanisms import MultivariateLaplace, TruncatedGumbel
+from mpcdp.text.nearest import ListSearch
 from mpcdp.text.neighbours import load_or_build
 from mpcdp.text.sanitizer import Sanitizer
+from mpcdp.text.tokenize import apply_case, case_pattern, split
 
 ROOT = Path(__file__).resolve().parents[1]
 GUMBEL_EPSILON, LAPLACE_EPSILON = 200.0, 10.0
@@ -57,27 +59,50 @@ def best_of(fn, repeats: int = 3, clock=time.perf_counter) -> float:
 
 
 def laplace_exact_vs_approximate(emb, words, rng) -> dict:
-    """Tokens/s of exact and IVF decoding, and their agreement on the same noisy vectors."""
+    """Tokens per CPU second of noise, exact decoding and inverted-list decoding (ours, and faiss's IVF at the
+    same lists and nprobe), and their agreement with exact decoding on the same noisy vectors."""
+    import faiss
+
     exact = MultivariateLaplace(emb, LAPLACE_EPSILON)
-    points = exact._vectors64[words] + exact.noise(words.size, rng)
-    noise_rate = words.size / best_of(lambda: exact.noise(words.size, rng), 1)
-    seconds = best_of(lambda: exact._nearest(points), 1)
-    truth = exact._nearest(points)
+    points = exact.noisy_vectors(words, rng)
+    noise_rate = words.size / best_of(lambda: exact.noisy_vectors(words, rng), 3, time.process_time)
+    seconds = best_of(lambda: exact.search.nearest(points), 1, time.process_time)
+    truth = exact.search.nearest(points)
     rows = {
-        "noise_only_tokens_per_second": noise_rate,
+        "noise_tokens_per_cpu_second": noise_rate,
         "exact": {
-            "decode_tokens_per_second": words.size / seconds,
-            "end_to_end_tokens_per_second": 1 / (1 / noise_rate + seconds / words.size),
+            "decode_tokens_per_cpu_second": words.size / seconds,
+            "end_to_end_tokens_per_cpu_second": 1 / (1 / noise_rate + seconds / words.size),
         },
     }
-    for nprobe in (1, 4, MultivariateLaplace.DEFAULT_NPROBE, 16):
-        approx = MultivariateLaplace(emb, LAPLACE_EPSILON, approximate=True, nprobe=nprobe)
-        seconds = best_of(lambda: approx._nearest(points), 1)
-        rows[f"ivf_nprobe_{nprobe}"] = {
-            "decode_tokens_per_second": words.size / seconds,
-            "end_to_end_tokens_per_second": 1 / (1 / noise_rate + seconds / words.size),
-            "agreement_with_exact": float((approx._nearest(points) == truth).mean()),
+    for nprobe in (2, 4, ListSearch.DEFAULT_NPROBE, 16):
+        search = ListSearch(emb.vectors, nprobe)
+        seconds = best_of(lambda search=search: search.nearest(points), 3, time.process_time)
+        rows[f"lists_nprobe_{nprobe}"] = {
+            "lists": len(search.members),
+            "decode_tokens_per_cpu_second": words.size / seconds,
+            "end_to_end_tokens_per_cpu_second": 1 / (1 / noise_rate + seconds / words.size),
+            "agreement_with_exact": float((search.nearest(points) == truth).mean()),
         }
+    default = rows[f"lists_nprobe_{ListSearch.DEFAULT_NPROBE}"]
+    ivf = faiss.IndexIVFFlat(faiss.IndexFlatL2(emb.dim), emb.dim, default["lists"])
+    ivf.train(emb.vectors)
+    ivf.add(emb.vectors)
+    ivf.nprobe = ListSearch.DEFAULT_NPROBE
+    queries = points.astype(np.float32)
+    seconds = best_of(lambda: ivf.search(queries, 1), 3, time.process_time)
+    rows["faiss_ivf_same_lists_and_nprobe"] = {
+        "decode_tokens_per_cpu_second": words.size / seconds,
+        "agreement_with_exact": float((ivf.search(queries, 1)[1][:, 0] == truth).mean()),
+        "ours_vs_faiss_decode_speed": default["decode_tokens_per_cpu_second"] * seconds / words.size,
+    }
+    approximate = MultivariateLaplace(emb, LAPLACE_EPSILON, approximate=True)
+    cpu = best_of(lambda: approximate.perturb(words, rng), 3, time.process_time)
+    wall = best_of(lambda: approximate.perturb(words, rng), 3)
+    rows["perturb_approximate_default"] = {
+        "tokens_per_cpu_second": words.size / cpu,
+        "tokens_per_second": words.size / wall,
+    }
     rows["tokens"] = int(words.size)
     return rows
 
@@ -99,6 +124,26 @@ def per_token_laplace(emb, index, mech: MultivariateLaplace, words, rng) -> np.n
     for i, w in enumerate(words):
         point = emb.vectors[w : w + 1] + mech.noise(1, rng).astype(np.float32)
         out[i] = index.search(point, 1)[1][0, 0]
+    return out
+
+
+def per_text_sanitizer(sanitizer: Sanitizer, texts, mechanism, rng) -> list[str]:
+    """The straightforward sanitiser the batch path replaced: per text a regular-expression split, a
+    dictionary lookup and str methods per word (one vectorised draw for the whole input, as before)."""
+    split_texts = [split(t) for t in texts]
+    ids = np.array([sanitizer.embedding.index.get(k, -1) for _, keys, _ in split_texts for k in keys])
+    known = ids >= 0
+    ids[known] = mechanism.perturb(ids[known], rng)
+    words = iter(ids.tolist())
+    out = []
+    for pieces, _, glued in split_texts:
+        for i, word in enumerate(pieces[1::2]):
+            index = next(words)
+            new = sanitizer.embedding.words[index] if index >= 0 else sanitizer.placeholder
+            if index >= 0 and word != word.lower():
+                new = apply_case(new, case_pattern(word))
+            pieces[2 * i + 1] = " " + new if i in glued and new[:1].isalnum() else new
+        out.append("".join(pieces))
     return out
 
 
@@ -199,12 +244,12 @@ def main(argv=None) -> int:
     index.add(emb.vectors)
     rng = system_random("bench")
 
-    g_fast = args.tokens / best_of(lambda: gumbel.perturb(words, rng))
+    g_fast = args.tokens / best_of(lambda: gumbel.perturb(words, rng), clock=time.process_time)
     n_slow = 2_000
-    g_slow = n_slow / best_of(lambda: per_token_gumbel(emb, index, gumbel, words[:n_slow], rng), 1)
+    g_slow = n_slow / best_of(lambda: per_token_gumbel(emb, index, gumbel, words[:n_slow], rng), 1, time.process_time)
     n_lap = 20_000
-    l_fast = n_lap / best_of(lambda: laplace.perturb(words[:n_lap], rng), 1)
-    l_slow = n_slow / best_of(lambda: per_token_laplace(emb, index, laplace, words[:n_slow], rng), 1)
+    l_fast = n_lap / best_of(lambda: laplace.perturb(words[:n_lap], rng), 1, time.process_time)
+    l_slow = n_slow / best_of(lambda: per_token_laplace(emb, index, laplace, words[:n_slow], rng), 1, time.process_time)
     result["multivariate_laplace_exact_vs_approximate"] = laplace_exact_vs_approximate(emb, words[:n_lap], rng)
     result["tokens_per_second"] = {
         "truncated-gumbel": {
@@ -224,28 +269,33 @@ def main(argv=None) -> int:
     }
     texts, _ = evaluate.load_rotten_tomatoes()
     sanitizer = Sanitizer(emb, table)
-    n_words = sum(
-        r.cost.words_perturbed + r.cost.oov_words
-        for r in sanitizer.sanitize(texts, "truncated-gumbel", GUMBEL_EPSILON, rng)
+    n_words = int(
+        sanitizer.vocabulary_ids(texts).size
+        + sanitizer.sanitize_batch(texts, "truncated-gumbel", GUMBEL_EPSILON, rng).oov_words.sum()
     )
-    seconds = best_of(lambda: sanitizer.sanitize(texts, "truncated-gumbel", GUMBEL_EPSILON, rng))
-    cpu = best_of(lambda: sanitizer.sanitize(texts, "truncated-gumbel", GUMBEL_EPSILON, rng), clock=time.process_time)
+
+    def batch():
+        return sanitizer.sanitize_batch(texts, "truncated-gumbel", GUMBEL_EPSILON, rng)
+
+    seconds = best_of(batch, 5)
+    cpu = best_of(batch, 5, clock=time.process_time)
+    baseline = best_of(lambda: per_text_sanitizer(sanitizer, texts, gumbel, rng), 3, clock=time.process_time)
     result["end_to_end_sanitizer"] = {
         "texts": len(texts),
         "words": n_words,
         "words_per_second": n_words / seconds,
         "words_per_cpu_second": n_words / cpu,
-        "note": "tokenise, look up, perturb, re-case, join (truncated Gumbel)",
+        "per_text_baseline_words_per_cpu_second": n_words / baseline,
+        "speedup_over_per_text_baseline": baseline / cpu,
+        "note": "tokenise, look up, perturb, re-case, join (truncated Gumbel), the whole input as one batch",
     }
-    best_approx = max(
-        (v for k, v in result["multivariate_laplace_exact_vs_approximate"].items() if k.startswith("ivf")),
-        key=lambda v: v["end_to_end_tokens_per_second"],
-    )
+    laplace_default = result["multivariate_laplace_exact_vs_approximate"]["perturb_approximate_default"]
     result["targets"] = {
         "end_to_end_words_per_second_ge_1e6": n_words / seconds >= 1e6,
+        "end_to_end_words_per_cpu_second_ge_1e6": n_words / cpu >= 1e6,
         "gumbel_tokens_per_second_ge_1e6": g_fast >= 1e6,
         "gumbel_speedup_ge_100x": g_fast / g_slow >= 100,
-        "laplace_approximate_tokens_per_second_ge_2e5": best_approx["end_to_end_tokens_per_second"] >= 2e5,
+        "laplace_approximate_tokens_per_cpu_second_ge_2e5": laplace_default["tokens_per_cpu_second"] >= 2e5,
         "node_first_answer_with_warm_cache_le_1s": result["text_node_cold_start_with_cache_s"] <= 1.0,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ import numpy as np
 from ..prg import RandomSource
 from . import samplers
 from .embeddings import Embedding
+from .nearest import ExactSearch, ListSearch
 from .neighbours import NeighbourTable, exact_neighbours
 
 MECHANISMS = ("truncated-gumbel", "multivariate-laplace")
@@ -181,55 +182,45 @@ class MultivariateLaplace:
     Adds noise z with density proportional to exp(-epsilon ||z||) (a uniform
     direction times a Gamma(d, 1/epsilon) radius) to the word's vector and returns
     the nearest vocabulary word, the source word included. The search is exact
-    (float32 faiss flat index, top candidates re-ranked in float64). With
-    ``approximate`` it is a faiss inverted-file index (IVF, about 4 sqrt(n) lists,
-    ``nprobe`` of them searched, top candidates re-ranked in float64): much
-    faster, and it decodes a different word for some tokens (on GloVe 50k at
-    epsilon 10: 16% at nprobe 8, 8% at nprobe 16). Decoding is post-processing of
-    the noisy vector, so the privacy guarantee is the same; only utility figures
-    change (``benchmarks/text_throughput.py`` measures speed and agreement).
+    (:class:`~mpcdp.text.nearest.ExactSearch`), or with ``approximate`` a search of
+    the ``nprobe`` nearest of about sqrt(n) inverted lists
+    (:class:`~mpcdp.text.nearest.ListSearch`): much faster, and it decodes a
+    different word for some tokens (on GloVe 50k at epsilon 10: about 5% at nprobe
+    8). Decoding is post-processing of the noisy vector, so the privacy guarantee
+    is the same; only utility figures change (``benchmarks/text_throughput.py``
+    measures speed and agreement).
     """
 
     name = "multivariate-laplace"
-    _RERANK = 4
-    DEFAULT_NPROBE = 8
+    DEFAULT_NPROBE = ListSearch.DEFAULT_NPROBE
 
     def __init__(self, embedding: Embedding, epsilon: float, approximate: bool = False, nprobe: int = DEFAULT_NPROBE):
-        import faiss
-
         self.embedding, self.epsilon, self.approximate = embedding, _check_epsilon(epsilon), approximate
-        if approximate:
-            lists = max(1, min(int(4 * math.sqrt(embedding.size)), embedding.size // 40))
-            self._index = faiss.IndexIVFFlat(faiss.IndexFlatL2(embedding.dim), embedding.dim, lists)
-            self._index.train(embedding.vectors)  # k-means on the public embedding, faiss's fixed seed
-            self._index.nprobe = min(nprobe, lists)
-        else:
-            self._index = faiss.IndexFlatL2(embedding.dim)
-        self._index.add(embedding.vectors)
+        self.search: ExactSearch | ListSearch = (
+            ListSearch(embedding.vectors, nprobe) if approximate else ExactSearch(embedding.vectors)
+        )
         self._vectors64 = embedding.vectors.astype(np.float64)
 
     def noise(self, n: int, rng: RandomSource) -> np.ndarray:
         """n noise vectors with density proportional to exp(-epsilon ||z||)."""
         radius = samplers.gamma_integer_shape(rng, n, self.embedding.dim, 1.0 / self.epsilon)
-        return samplers.uniform_direction(rng, n, self.embedding.dim) * radius[:, None]
+        direction = samplers.uniform_direction(rng, n, self.embedding.dim)
+        direction *= radius[:, None]
+        return direction
+
+    def noisy_vectors(self, words: np.ndarray, rng: RandomSource) -> np.ndarray:
+        """Each word's vector plus its own noise vector."""
+        points = self.noise(words.size, rng)
+        points += self._vectors64[words]
+        return points
 
     def perturb(self, words, rng: RandomSource) -> np.ndarray:
         words = _check_words(words, self.embedding.size)
         out = np.empty_like(words)
         for start in range(0, words.size, _CHUNK):
             chunk = words[start : start + _CHUNK]
-            noisy = self._vectors64[chunk] + self.noise(chunk.size, rng)
-            out[start : start + _CHUNK] = self._nearest(noisy)
+            out[start : start + _CHUNK] = self.search.nearest(self.noisy_vectors(chunk, rng))
         return out
-
-    def _nearest(self, points: np.ndarray) -> np.ndarray:
-        top = min(self._RERANK, self.embedding.size)
-        _, ids = self._index.search(points.astype(np.float32), top)
-        if self.approximate:  # an IVF search can come back short: fill with its best answer
-            ids = np.where(ids < 0, ids[:, :1], ids)
-        diff = self._vectors64[ids] - points[:, None, :]
-        dist = np.einsum("ijk,ijk->ij", diff, diff)
-        return ids[np.arange(ids.shape[0]), np.argmin(dist, axis=1)].astype(np.int64)
 
 
 def make_mechanism(

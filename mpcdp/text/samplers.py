@@ -84,13 +84,25 @@ def standard_normal(rng: RandomSource, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def gamma_integer_shape(rng: RandomSource, n: int, shape: int, scale: float) -> np.ndarray:
-    """n iid Gamma(shape, scale) variates for an integer shape: scale times a sum of Exp(1)."""
+    """n iid Gamma(shape, scale) variates for an integer shape: scale times a sum of Exp(1).
+
+    The sum of -ln(u) over ``shape`` uniforms is taken as -ln of their products, 16 uniforms at a time
+    (each at least 2^-54, so a product of 16 stays far above the smallest double): the same variates as
+    summing the logarithms, with 16 times fewer of them.
+    """
     if int(shape) != shape or shape < 1:
         raise ValueError(f"Gamma shape must be a positive integer here, got {shape!r}")
     if not scale > 0:
         raise ValueError(f"Gamma scale must be positive, got {scale!r}")
-    logs = np.log(uniform_open(rng, n * int(shape))).reshape(n, int(shape))
+    groups = -(-int(shape) // _GROUP)
+    u = np.ones((n, groups * _GROUP))
+    u[:, : int(shape)] = uniform_open(rng, n * int(shape)).reshape(n, int(shape))
+    products = u.reshape(n, groups, _GROUP).prod(axis=2)
+    logs = np.log(products)
     return -scale * logs.sum(axis=1)
+
+
+_GROUP = 16
 
 
 def uniform_direction(rng: RandomSource, n: int, dim: int) -> np.ndarray:

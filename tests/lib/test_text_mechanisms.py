@@ -225,8 +225,8 @@ def test_approximate_laplace_decoder_mostly_agrees_with_exact_search():
     exact = m.MultivariateLaplace(emb, 3.0)
     approx = m.MultivariateLaplace(emb, 3.0, approximate=True)
     words = np.arange(3000)
-    points = exact._vectors64[words] + exact.noise(words.size, Prg.from_int(5))
-    truth, found = exact._nearest(points), approx._nearest(points)
+    points = exact.noisy_vectors(words, Prg.from_int(5))
+    truth, found = exact.search.nearest(points), approx.search.nearest(points)
     assert ((found >= 0) & (found < emb.size)).all()
     assert 0.85 < (found == truth).mean() < 1.0
     assert approx.perturb(words, Prg.from_int(6)).shape == words.shape
