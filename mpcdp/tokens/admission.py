@@ -18,11 +18,21 @@ transaction that stores the report. Same guarantee as the signature: only the is
 from __future__ import annotations
 
 import hashlib
+import struct
 from dataclasses import dataclass
+from functools import cached_property
 
 from mpcdp.prg import RandomSource
 from mpcdp.tokens.errors import InvalidToken
-from mpcdp.tokens.privacy_pass import IssuerPublicKey, PendingToken, Token, TokenChallenge, request_token, verify_token
+from mpcdp.tokens.privacy_pass import (
+    TOKEN_TYPE,
+    IssuerPublicKey,
+    PendingToken,
+    Token,
+    TokenChallenge,
+    request_token,
+    verify_token,
+)
 from mpcdp.tokens.spent import token_hash
 
 CONTEXT_LABEL = b"mpcdp/token/v1"
@@ -46,12 +56,20 @@ class SurveyAdmission:
     def origin_info(self) -> bytes:
         return ",".join(self.aggregators).encode()
 
+    @cached_property
+    def _around(self) -> tuple[bytes, bytes]:
+        """The encoded challenge before and after its redemption context (the same for every submission)."""
+        TokenChallenge(self.issuer_name, bytes(32), self.origin_info)  # checks the sizes once
+        head = struct.pack(">HH", TOKEN_TYPE, len(self.issuer_name)) + self.issuer_name + bytes([32])
+        return head, struct.pack(">H", len(self.origin_info)) + self.origin_info
+
     def challenge(self, submission_id: bytes) -> bytes:
-        """The encoded TokenChallenge a token for ``submission_id`` is issued under."""
+        """The encoded TokenChallenge a token for ``submission_id`` is issued under
+        (``TokenChallenge.bound(issuer_name, origin_info, label ‖ digest ‖ id).encode()``)."""
         if len(submission_id) != SUBMISSION_ID_BYTES:
             raise InvalidToken(f"a submission id is {SUBMISSION_ID_BYTES} bytes")
-        binding = CONTEXT_LABEL + self.survey_digest + bytes(submission_id)
-        return TokenChallenge.bound(self.issuer_name, self.origin_info, binding).encode()
+        head, tail = self._around
+        return head + hashlib.sha256(CONTEXT_LABEL + self.survey_digest + bytes(submission_id)).digest() + tail
 
     def request(self, submission_id: bytes, rng: RandomSource) -> tuple[bytes, PendingToken]:
         """The respondent's TokenRequest for ``submission_id`` and what finalizes its answer."""
