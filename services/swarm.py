@@ -91,8 +91,13 @@ class Network:
 
     async def next(self, me: str, idle: float | None) -> tuple[str, object] | None:
         """The next message for ``me``, or None if none came for ``idle`` seconds (None: wait for ever)."""
+        inbox = self.inbox[me]
+        if not inbox.empty():  # the common case: no timer, no task
+            return inbox.get_nowait()
+        if idle is None:
+            return await inbox.get()
         try:
-            return await asyncio.wait_for(self.inbox[me].get(), idle)
+            return await asyncio.wait_for(inbox.get(), idle)
         except TimeoutError:
             return None
 
@@ -102,9 +107,11 @@ class SwarmRun:
     release: Release | None
     error: str = ""
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # this process's CPU time: the protocol's cost, whatever else runs on the machine
     sent: dict[str, int] = field(default_factory=dict)  # payload bytes sent per node
     received: dict[str, int] = field(default_factory=dict)
     late: list[str] = field(default_factory=list)  # masked inputs refused because they came after the cut
+    releases: list[Release] = field(default_factory=list)  # one per statistic of a batch
 
     def party_bytes(self) -> float:
         """Mean payload bytes sent plus received per party."""
@@ -132,7 +139,7 @@ class _Party:
         s, net, me = self.session, self.net, self.me
         try:
             s.accept()
-        except ProtocolError as exc:
+        except (ProtocolError, ValueError) as exc:  # policy, budget, or local records that cannot answer
             net.send(me, COORDINATOR, _Answer(me, False, str(exc)))
             return
         net.send(me, COORDINATOR, _Answer(me, True))
@@ -265,16 +272,19 @@ async def run_swarm(
     policy: PartyPolicy | None = None,
     round_timeout: float = ROUND_TIMEOUT,
     kill_after: Mapping[str, float] | None = None,
+    batch_data: Mapping[str, tuple[Any, ...]] | None = None,
 ) -> SwarmRun:
     """Run ``query`` with one task per party; ``stop`` makes parties stop at a phase (see PHASES),
     ``kill_after`` cancels a party's task that many seconds after the start, wherever it is."""
     spec = query.spec
     net = Network([COORDINATOR, *spec.parties])
     policy = policy or PartyPolicy(allow_exact=True)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     parties = {
         p: _Party(
-            MaskedParty(p, query, data[p], policy, rng=rng(p) if rng else None),
+            MaskedParty(
+                p, query, data[p], policy, rng=rng(p) if rng else None, batch_records=(batch_data or {}).get(p, ())
+            ),
             net,
             (stop or {}).get(p),
             round_timeout,
@@ -302,9 +312,11 @@ async def run_swarm(
         release,
         error,
         time.perf_counter() - start,
+        time.process_time() - cpu,
         dict(net.sent),
         dict(net.received),
         coordinator.late,
+        coordinator.session.releases,
     )
 
 

@@ -66,17 +66,33 @@ def self_purpose(party: str) -> str:
 
 @dataclass(frozen=True)
 class MaskedQuery:
-    """A spec, the quorum that must finish, and the graph both imply (the same on every node)."""
+    """A spec, the quorum that must finish, and the graph both imply (the same on every node).
+
+    ``batch``: more statistics asked in the same session (the batch API): same parties, colluders, session id
+    and deadline. One key exchange serves them all; each party masks the concatenation of its contributions,
+    and the release gives one :class:`Release` per statistic. The charge composes their losses.
+    """
 
     spec: QuerySpec
     quorum: Quorum
     security_bits: float = DEFAULT_SECURITY_BITS
     correctness_bits: float = DEFAULT_CORRECTNESS_BITS
+    batch: tuple[QuerySpec, ...] = ()
+
+    def __post_init__(self) -> None:
+        for other in self.batch:
+            same = (other.parties, other.colluders, other.session_id, other.deadline)
+            if same != (self.spec.parties, self.spec.colluders, self.spec.session_id, self.spec.deadline):
+                raise ValueError("the statistics of a batch share parties, colluders, session id and deadline")
 
     @classmethod
-    def of(cls, spec: QuerySpec, quorum: int | None = None) -> MaskedQuery:
-        """``quorum`` parties must finish (default: all of them)."""
-        return cls(spec, Quorum(spec, spec.n_parties if quorum is None else quorum))
+    def of(cls, spec: QuerySpec, quorum: int | None = None, batch: tuple[QuerySpec, ...] = ()) -> MaskedQuery:
+        """``quorum`` parties must finish (default: all of them); ``batch``: more statistics in the session."""
+        return cls(spec, Quorum(spec, spec.n_parties if quorum is None else quorum), batch=tuple(batch))
+
+    @property
+    def specs(self) -> tuple[QuerySpec, ...]:
+        return (self.spec, *self.batch)
 
     @cached_property
     def plan(self) -> GraphPlan:
@@ -85,8 +101,13 @@ class MaskedQuery:
 
     @cached_property
     def charge(self) -> PrivacyLoss | None:
-        """What each party's ledger is charged: the loss if only the quorum is counted."""
-        return self.quorum.charge()
+        """What each party's ledger is charged: the loss if only the quorum is counted (composed over a batch)."""
+        total: PrivacyLoss | None = None
+        for spec in self.specs:
+            loss = Quorum(spec, self.quorum.size).charge()
+            if loss is not None:
+                total = loss if total is None else total + loss
+        return total
 
     @cached_property
     def graph(self) -> SharingGraph:
@@ -189,12 +210,18 @@ class MaskedParty:
         policy: PartyPolicy | None = None,
         rng: RandomSource | None = None,
         budget: Budget | None = None,
+        batch_records: tuple[Any, ...] = (),
     ):
         self.me = me
         self.query = query
         self.spec = query.spec
         self._rng = rng or system_random("masked-party")
-        self._inner = PartySession(me, query.spec, records, policy or PartyPolicy(), rng=self._rng)
+        if len(batch_records) != len(query.batch):
+            raise ValueError(f"a batch of {len(query.specs)} statistics needs {len(query.batch)} batch_records")
+        self._inner = [
+            PartySession(me, spec, r, policy or PartyPolicy(), rng=self._rng)
+            for spec, r in zip(query.specs, (records, *batch_records), strict=True)
+        ]
         self._budget = budget
         self.state = "proposed"
         self._private: X25519PrivateKey | None = None
@@ -216,7 +243,8 @@ class MaskedParty:
         """Policy, deadline and local data (as a full-mesh party), and the worst-case charge against the ledger."""
         self._require("proposed")
         try:
-            self._inner.accept(now)
+            for inner in self._inner:
+                inner.accept(now)
             charge = self.query.charge
             if self._budget is not None and charge is not None:
                 try:
@@ -283,7 +311,7 @@ class MaskedParty:
             raise ProtocolError(Status.DEADLINE_EXCEEDED, "the session's deadline has passed")
         assert self._private is not None
         sid = self.spec.session_id
-        y = self._inner.contribution()
+        y = np.concatenate([inner.contribution() for inner in self._inner])
         Prg(self._seed, sid, self_purpose(self.me)).add_into(y)
         for p in roster.neighbours:
             seed = _agree(self._private, self._keys[p], p)
@@ -314,8 +342,9 @@ class MaskedParty:
         self._private = None
         self._seed = b""
         self._shares.clear()
-        if self._inner.state != "aborted":
-            self._inner.abort()
+        for inner in self._inner:
+            if inner.state != "aborted":
+                inner.abort()
         self.state = "aborted"
 
 
@@ -332,7 +361,9 @@ class MaskedCoordinator:
         self.query = query
         self.spec = query.spec
         self.state = "accepting"
-        self._length = codec_for(query.spec).length
+        self._lengths = [codec_for(spec).length for spec in query.specs]
+        self._length = sum(self._lengths)
+        self.releases: list[Release] = []  # one per statistic of the batch, once released
         self._accepted: set[str] = set()
         self.refused: dict[str, str] = {}
         self._reports: dict[str, Report] = {}
@@ -484,25 +515,31 @@ class MaskedCoordinator:
                     seed = _agree(private, self._reports[u].public_key, u)
                     Prg(seed, sid, pair_purpose(u, d)).add_into(total, subtract=not self.query.sign(u, d))
         self.state = "released"
-        spec = self.spec
-        loss = survivor_loss(spec, len(self._counted))
-        epsilon, delta = loss.epsilon_delta(spec.delta) if loss is not None else (None, spec.delta)
-        dropped = tuple(p for p in spec.parties if p not in counted)
-        return Release(
-            statistic=spec.statistic,
-            result=codec_for(spec).decode(total, arrays=arrays),
-            parties=self._counted,
-            epsilon=epsilon,
-            delta=delta,
-            mechanism=None if spec.is_exact else spec.mechanism,
-            extras={
-                "counted": len(self._counted),
-                "dropped": list(dropped),
-                "quorum": self.query.quorum.size,
-                "degree": self.query.plan.degree,
-                "threshold": self.query.plan.threshold,
-            },
-        )
+        dropped = [p for p in self.spec.parties if p not in counted]
+        extras = {
+            "counted": len(self._counted),
+            "dropped": dropped,
+            "quorum": self.query.quorum.size,
+            "degree": self.query.plan.degree,
+            "threshold": self.query.plan.threshold,
+        }
+        start = 0
+        for spec, length in zip(self.query.specs, self._lengths, strict=True):
+            loss = survivor_loss(spec, len(self._counted))
+            epsilon, delta = loss.epsilon_delta(spec.delta) if loss is not None else (None, spec.delta)
+            self.releases.append(
+                Release(
+                    statistic=spec.statistic,
+                    result=codec_for(spec).decode(total[start : start + length], arrays=arrays),
+                    parties=self._counted,
+                    epsilon=epsilon,
+                    delta=delta,
+                    mechanism=None if spec.is_exact else spec.mechanism,
+                    extras=dict(extras),
+                )
+            )
+            start += length
+        return self.releases[0]
 
     def loss(self) -> PrivacyLoss | None:
         """The loss of the release for the parties counted so far."""
@@ -538,8 +575,10 @@ def run_masked_in_memory(
     drop: Mapping[str, str] | None = None,
     rng: Callable[[str], RandomSource] | None = None,
     policies: Mapping[str, PartyPolicy] | None = None,
+    batch_data: Mapping[str, tuple[Any, ...]] | None = None,
 ) -> MaskedRun:
-    """Run ``query`` over ``data`` with the parties in ``drop`` stopping at the named phase (see PHASES)."""
+    """Run ``query`` over ``data`` with the parties in ``drop`` stopping at the named phase (see PHASES);
+    ``batch_data``: each party's records for the batch's further statistics."""
     drop = dict(drop or {})
     bad = {p: ph for p, ph in drop.items() if ph not in PHASES or p not in query.spec.parties}
     if bad:
@@ -553,6 +592,7 @@ def run_masked_in_memory(
             data[p],
             (policies or {}).get(p, PartyPolicy(allow_exact=True)),
             rng=rng(p) if rng else None,
+            batch_records=tuple((batch_data or {}).get(p, ())),
         )
         for p in spec.parties
     }

@@ -361,3 +361,40 @@ def test_colluding_neighbours_at_the_threshold_unmask_a_party_and_below_it_canno
     near = query.graph.neighbours(victim)
     assert attack(near[:t]) == data[victim][0]
     assert attack(near[: t - 1]) is None
+
+
+def test_a_batch_of_statistics_in_one_session():
+    """Three statistics over different columns share one key exchange; each release is what its own
+    query gives, the counted set is the same, and the charge composes the three losses."""
+    parties = names(24)
+    sid = bytes(range(16))
+    total = QuerySpec("sum", parties, bounds=(0, 100), session_id=sid)
+    mean = QuerySpec("mean", parties, column="age", bounds=(0, 100), max_records=3, session_id=sid)
+    hist = QuerySpec("histogram", parties, column="vote", categories=("a", "b", "c"), max_records=3, session_id=sid)
+    query = MaskedQuery.of(total, 20, batch=(mean, hist))
+    data = {p: [float(i)] for i, p in enumerate(parties)}
+    batch = {p: ([20.0 + i, 30.0 + i], ["a", "c", "c"] if i % 2 else ["b"]) for i, p in enumerate(parties)}
+    run = run_masked_in_memory(query, data, drop={parties[5]: "mask"}, rng=seeded, batch_data=batch)
+    counted = [i for i, p in enumerate(parties) if p != parties[5]]
+    sums, means, hists = run.coordinator.releases
+    assert sums.value == sum(counted)
+    assert means.value == sum(50.0 + 2 * i for i in counted) / (2 * len(counted))
+    assert hists.value == {"a": 11, "b": 12, "c": 22}
+    assert sums.parties == means.parties == hists.parties and parties[5] not in hists.parties
+    dp = [
+        QuerySpec(
+            s.statistic,
+            parties,
+            column=s.column,
+            bounds=s.bounds,
+            categories=s.categories,
+            max_records=s.max_records,
+            epsilon=0.5,
+            session_id=sid,
+        )
+        for s in (total, mean, hist)
+    ]
+    dp_query = MaskedQuery.of(dp[0], 20, batch=tuple(dp[1:]))
+    assert float(dp_query.charge.epsilon) == pytest.approx(sum(float(Quorum(s, 20).charge().epsilon) for s in dp))
+    with pytest.raises(ValueError, match="share parties"):
+        MaskedQuery.of(total, 20, batch=(QuerySpec("sum", parties[:-1], session_id=sid),))

@@ -90,3 +90,12 @@ def test_bytes_per_party_follow_the_degree_not_n():
     assert big_q.plan.degree < 1.5 * small_q.plan.degree  # 3x the parties
     assert per_neighbour_big < 1.5 * per_neighbour_small
     assert big.release.value == sum(range(1, 301))
+
+
+def test_a_batch_runs_in_one_session():
+    q, data = query(30, 27)
+    spec = q.spec
+    count = QuerySpec("count", spec.parties, max_records=2, session_id=spec.session_id)
+    batched = MaskedQuery.of(spec, 27, batch=(count,))
+    result = run(batched, data, batch_data={p: ([1.0, 2.0],) for p in spec.parties}, stop={"party-9": "report"})
+    assert result.error == "" and [r.value for r in result.releases] == [sum(range(1, 31)) - 9, 58]
