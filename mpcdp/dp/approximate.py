@@ -26,9 +26,15 @@ PTRS_MIN_MEAN = 10.0
 PTRS_MAX_MEAN = 2.0**50  # counts must stay exact in float64
 
 
-def uniform01(size: int, rng: RandomSource) -> np.ndarray:
-    """Floats uniform on the open interval (0, 1), 53 random bits each."""
-    return ((rng.uint64(size) >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
+def uniform_open(rng: RandomSource, n: int) -> np.ndarray:
+    """n doubles uniform on the open interval (0, 1): 53 random bits plus a half-ulp offset.
+
+    The one uniform sampler of the library (the text mechanisms use it too); never 0 or 1, so logarithms
+    of it and of 1 - it are finite.
+    """
+    words = rng.uint64(n) >> np.uint64(11)
+    out: np.ndarray = (words.astype(np.float64) + 0.5) * 2.0**-53
+    return out
 
 
 def poisson_large(lam: float, size: int, rng: RandomSource) -> np.ndarray:
@@ -47,8 +53,8 @@ def poisson_large(lam: float, size: int, rng: RandomSource) -> np.ndarray:
     out = np.empty(size, dtype=np.int64)
     todo = np.arange(size)
     while todo.size:
-        u = uniform01(todo.size, rng) - 0.5
-        v = uniform01(todo.size, rng)
+        u = uniform_open(rng, todo.size) - 0.5
+        v = uniform_open(rng, todo.size)
         us = 0.5 - np.abs(u)
         k = np.floor((2 * a / us + b) * u + lam + 0.43)
         quick = (us >= 0.07) & (v <= vr)
@@ -93,12 +99,12 @@ def logarithmic(scale: float, size: int, rng: RandomSource) -> np.ndarray:
     """
     alpha = math.exp(-1.0 / scale)
     log1m_alpha = math.log(-math.expm1(-1.0 / scale))
-    v = uniform01(size, rng)
+    v = uniform_open(rng, size)
     out = np.ones(size, dtype=np.int64)
     big = np.flatnonzero(v < alpha)
     if big.size:
         vb = v[big]
-        q = -np.expm1(uniform01(big.size, rng) * log1m_alpha)
+        q = -np.expm1(uniform_open(rng, big.size) * log1m_alpha)
         with np.errstate(divide="ignore"):
             tail = np.floor(1 + np.log(vb) / np.log(q))
         out[big] = np.where(vb < q * q, tail, np.where(vb < q, 2, 1)).astype(np.int64)

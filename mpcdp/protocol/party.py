@@ -44,13 +44,17 @@ class Budget(Protocol):
     def free(self, session: bytes | str) -> None: ...
 
 
+DEFAULT_MAX_TIMEOUT = 300.0  # seconds: the longest session deadline a party accepts unless its policy says
+
+
 def _linear_statistics() -> tuple[str, ...]:
     return tuple(s.name for s in STATISTICS if isinstance(s, LinearStatistic))
 
 
 @dataclass(frozen=True)
 class PartyPolicy:
-    """What a party agrees to answer. The safe default refuses exact releases."""
+    """What a party agrees to answer, and how it takes part: the one policy type (a federation file's
+    ``[policy]`` table is read into it). The safe default refuses exact releases."""
 
     statistics: tuple[str, ...] = field(default_factory=_linear_statistics)
     allow_exact: bool = False
@@ -58,6 +62,14 @@ class PartyPolicy:
     min_colluders: int = 1
     columns: tuple[str, ...] = field(default=())  # empty: any column
     max_length: int = 1 << 21  # ring elements per vector: bounds the memory a query may cost
+    max_timeout: float = DEFAULT_MAX_TIMEOUT  # the latest session deadline accepted, in seconds from now
+    one_round: bool = True  # share on accepting, without waiting for the others' answers
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_timeout, (int, float)) or not 0 < self.max_timeout < math.inf:
+            raise ValueError(f"max_timeout must be a positive number of seconds, got {self.max_timeout!r}")
+        object.__setattr__(self, "statistics", tuple(self.statistics))
+        object.__setattr__(self, "columns", tuple(self.columns))
 
     def refusal(self, spec: QuerySpec) -> str | None:
         """Why this policy refuses ``spec``, or None if it accepts."""
