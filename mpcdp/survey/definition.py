@@ -35,18 +35,20 @@ import hashlib
 import json
 import math
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
 from .. import ring
+from ..dp.loss import Measure, PrivacyLoss, Relation
+from ..dp.mechanisms import CENTRAL_MECHANISMS
 from ..dp.rational import epsilon_in_range
 from .local import LOCAL_MECHANISMS, LocalMechanism
 from .questions import MAX_OPTIONS, QUESTION_KINDS, CentralNoise, Question
+from .toml_lines import KeyPath as Path
 from .toml_lines import key_lines, line_of
 
-CENTRAL_MECHANISMS = ("none", "discrete_laplace", "skellam")
 MAX_AGGREGATORS = 16
-Path = tuple[str | int, ...]  # where a field is: ("question", 1, "local", "epsilon")
 
 # "none": shares of the ring, unverified; "prio3": Prio3 reports whose validity the aggregators verify
 PROOFS = ("none", "prio3")
@@ -275,7 +277,7 @@ def _parse_question(r: _Reader, q: object, i: int) -> Question:
     for key, owner in kind_fields.items():
         if key in q and key not in kind.fields:
             r.fail(path + (key,), f"a {name} question takes no {key} (only a {owner.name} question does)")
-    fields = {key: _FIELD_READERS[key](r, q, path) for key in kind.fields}
+    fields: dict[str, Any] = {key: _FIELD_READERS[key](r, q, path) for key in kind.fields}
     if "step" in fields:  # the default step is 1/1024 of the range; a step is rounded down to a power of two
         lo, hi = fields["bounds"]
         step = fields["step"] if fields["step"] is not None else (hi - lo) / 1024
@@ -287,7 +289,7 @@ def _parse_question(r: _Reader, q: object, i: int) -> Question:
     return kind(id=qid, text=r.get(q, path, "text", str, ""), local=local, central=central, **fields)
 
 
-def _read_options(r: _Reader, q: dict, path: Path) -> tuple[str, ...]:
+def _read_options(r: _Reader, q: dict[str, Any], path: Path) -> tuple[str, ...]:
     raw = r.get(q, path, "options", list, required=True)
     if not 2 <= len(raw) <= MAX_OPTIONS or not all(isinstance(o, str) and o for o in raw):
         r.fail(path + ("options",), f"must be 2 to {MAX_OPTIONS} non-empty strings")
@@ -296,7 +298,7 @@ def _read_options(r: _Reader, q: dict, path: Path) -> tuple[str, ...]:
     return tuple(raw)
 
 
-def _read_bounds(r: _Reader, q: dict, path: Path) -> tuple[float, float]:
+def _read_bounds(r: _Reader, q: dict[str, Any], path: Path) -> tuple[float, float]:
     raw = r.get(q, path, "bounds", list, required=True)
     finite = all(isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b) for b in raw)
     if len(raw) != 2 or not finite or raw[0] >= raw[1]:
@@ -304,15 +306,19 @@ def _read_bounds(r: _Reader, q: dict, path: Path) -> tuple[float, float]:
     return float(raw[0]), float(raw[1])
 
 
-def _read_step(r: _Reader, q: dict, path: Path) -> float | None:
+def _read_step(r: _Reader, q: dict[str, Any], path: Path) -> float | None:
     step = r.get(q, path, "step", (int, float))
     return None if step is None else float(step)
 
 
-_FIELD_READERS = {"options": _read_options, "bounds": _read_bounds, "step": _read_step}
+_FIELD_READERS: dict[str, Callable[[_Reader, dict[str, Any], Path], object]] = {
+    "options": _read_options,
+    "bounds": _read_bounds,
+    "step": _read_step,
+}
 
 
-def _parse_local(r: _Reader, q: dict, path: Path, kind: type[Question]) -> LocalMechanism:
+def _parse_local(r: _Reader, q: dict[str, Any], path: Path, kind: type[Question]) -> LocalMechanism:
     t = r.table(q, path, "local", required=False)
     path = path + ("local",)
     r.unknown(t, path, ("mechanism", "epsilon"))
@@ -343,21 +349,26 @@ def _parse_central(r: _Reader, q: dict[str, Any], path: Path) -> CentralNoise:
     t = r.table(q, path, "central", required=False)
     path = path + ("central",)
     r.unknown(t, path, ("mechanism", "epsilon", "delta"))
-    name = r.get(t, path, "mechanism", str, "discrete_laplace" if t else "none")
-    if name not in CENTRAL_MECHANISMS:
-        r.fail(path + ("mechanism",), f"unknown mechanism {name!r}; choose one of {', '.join(CENTRAL_MECHANISMS)}")
+    name = r.get(t, path, "mechanism", str, CENTRAL_MECHANISMS.names()[0] if t else "none")
     if name == "none":
         if set(t) - {"mechanism"}:
             r.fail(path, "no central mechanism, so no epsilon or delta")
         return CentralNoise()
+    if name not in CENTRAL_MECHANISMS:
+        choices = ", ".join(("none", *CENTRAL_MECHANISMS.names()))
+        r.fail(path + ("mechanism",), f"unknown mechanism {name!r}; choose one of {choices}")
+    mech = CENTRAL_MECHANISMS.get(name)
     delta = float(r.get(t, path, "delta", (int, float), 0.0))
     if not 0 <= delta < 1:
         r.fail(path + ("delta",), f"must be in [0, 1), got {delta!r}")
-    if name == "skellam" and delta <= 0:
-        r.fail(path + ("delta",), "Skellam noise gives approximate DP: set delta > 0")
-    if name == "discrete_laplace" and delta:
-        r.fail(path + ("delta",), "discrete Laplace noise is pure DP: leave delta at 0")
-    return CentralNoise(name, _epsilon(r, t, path), delta)
+    if mech.measure is Measure.PURE and delta:
+        r.fail(path + ("delta",), f"{name} noise is pure DP: leave delta at 0")
+    epsilon = _epsilon(r, t, path)
+    try:
+        mech.check(PrivacyLoss.of(epsilon, delta, Relation.RESPONDENT))
+    except ValueError as exc:
+        r.fail(path + ("delta",), str(exc))
+    return CentralNoise(name, epsilon, delta)
 
 
 def _digest(survey: Survey) -> bytes:

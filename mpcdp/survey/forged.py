@@ -45,5 +45,5 @@ def forged_submissions(survey: Survey, n: int, rng: RandomSource) -> list[Prepar
     for a in range(n):
         sid = rng.bytes(16)
         _, reports = forged_reports(survey, sid, [r[a] for r in rows], a, rng)
-        out.append(PreparedSubmission(survey.id, sid, dict(zip(survey.aggregator_names, reports))))
+        out.append(PreparedSubmission(survey.id, sid, dict(zip(survey.aggregator_names, reports, strict=True))))
     return out

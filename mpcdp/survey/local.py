@@ -277,7 +277,8 @@ class LocalLaplace(LocalMechanism):
 
     def randomize(self, q: Block, block: np.ndarray, rng: RandomSource) -> np.ndarray:
         noisy = block + discrete_laplace(self.grid(q).scale_steps, block.size, rng).reshape(block.shape)
-        return np.clip(noisy, *q.unit_range).astype(np.int64)
+        clamped: np.ndarray = np.clip(noisy, *q.unit_range).astype(np.int64)
+        return clamped
 
     def report_variance(self, q: Block) -> float:
         return self.grid(q).variance

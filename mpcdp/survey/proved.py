@@ -38,6 +38,7 @@ import numpy as np
 
 from ..prg import RandomSource
 from ..vdaf import DecodeError, Prio3, VerifyError
+from ..vdaf.prio3 import PrepShare, PrepState
 from ..vdaf.xof import SEED_SIZE
 from .definition import Survey
 from .noise import mechanism
@@ -67,7 +68,11 @@ def report_size(survey: Survey, agg_index: int) -> int:
 
 
 def shard_sheet(
-    survey: Survey, sid: bytes, rows: Sequence, rng: RandomSource, encoded: dict[int, list[int]] | None = None
+    survey: Survey,
+    sid: bytes,
+    rows: Sequence[np.ndarray],
+    rng: RandomSource,
+    encoded: dict[int, list[int]] | None = None,
 ) -> list[bytes]:
     """One respondent's reports, one per aggregator (in the survey's order), from its randomized rows.
 
@@ -75,7 +80,7 @@ def shard_sheet(
     measurement with any vector, proved as honestly as possible: the aggregators must reject it.
     """
     parts: list[list[bytes]] = [[] for _ in survey.aggregators]
-    for i, (q, row) in enumerate(zip(survey.questions, rows)):
+    for i, (q, row) in enumerate(zip(survey.questions, rows, strict=True)):
         vdaf = circuit(survey, q)
         n = nonce(survey, sid, i)
         rand = rng.bytes(vdaf.RAND_SIZE)
@@ -97,7 +102,7 @@ class PrepInit:
     randomness seed this aggregator derived), or b"" if the report is malformed here.
     """
 
-    states: list  # per report: list of PrepState per question, or None when malformed
+    states: list[list[PrepState] | None]  # per report: its PrepState per question, or None when malformed
     shares: list[bytes]
 
 
@@ -111,7 +116,7 @@ def prep_init(
 ) -> PrepInit:
     """Aggregator ``agg_index``'s prep_init of a batch of stored reports (pure: recomputable after a crash)."""
     n = len(sids)
-    states: list = [[] for _ in range(n)]
+    states: list[list[PrepState]] = [[] for _ in range(n)]
     shares: list[list[bytes]] = [[] for _ in range(n)]
     bad = np.zeros(n, dtype=bool)
     expected = report_size(survey, agg_index)
@@ -125,7 +130,7 @@ def prep_init(
             (nonce(survey, sid, i), rep[offset : offset + pub], rep[offset + pub : offset + pub + size])
             if not bad[r]
             else (nonce(survey, sid, i), b"", b"")
-            for r, (sid, rep) in enumerate(zip(sids, reports))
+            for r, (sid, rep) in enumerate(zip(sids, reports, strict=True))
         ]
         offset += pub + size
         for r, result in enumerate(_prep_init_batch(vdaf, verify_key, agg_index, batch)):
@@ -140,11 +145,13 @@ def prep_init(
     )
 
 
-def _prep_init_batch(vdaf: Prio3, verify_key: bytes, agg_index: int, batch):
+def _prep_init_batch(
+    vdaf: Prio3, verify_key: bytes, agg_index: int, batch: list[tuple[bytes, bytes, bytes]]
+) -> list[tuple[PrepState, PrepShare] | DecodeError]:
     try:
         return vdaf.prep_init_encoded_batch(verify_key, agg_index, None, batch)
     except VerifyError:  # a query point on the interpolation nodes (about 2^-60 per report): one by one
-        out = []
+        out: list[tuple[PrepState, PrepShare] | DecodeError] = []
         for report in batch:
             try:
                 out.extend(vdaf.prep_init_encoded_batch(verify_key, agg_index, None, [report]))
@@ -174,7 +181,7 @@ def decide(survey: Survey, shares: Sequence[Sequence[bytes]]) -> tuple[list[int]
         decoded = [
             [vdaf.decode_prep_share(shares[j][r][offset : offset + size - seed]) for j in range(m)] for r in live
         ]
-        for r, ps, result in zip(live, decoded, vdaf.prep_shares_to_prep_batch(None, decoded)):
+        for r, result in zip(live, vdaf.prep_shares_to_prep_batch(None, decoded), strict=True):
             derived = {shares[j][r][offset + size - seed : offset + size] for j in range(m)}
             if isinstance(result, VerifyError) or derived != {vdaf.encode_prep_msg(result)}:
                 verdicts[r] = REJECTED
@@ -204,16 +211,17 @@ def finish(survey: Survey, init: PrepInit, verdicts: Sequence[int], messages: Se
         for r, verdict in enumerate(verdicts):
             if verdict != ACCEPTED:
                 continue
-            if init.states[r] is None:
+            states = init.states[r]
+            if states is None:
                 raise VerifyError("the leader accepted a report this aggregator could not decode")
             msg = vdaf.decode_prep_msg(messages[r][offset : offset + seed])
-            total = vdaf.agg_update(None, total, vdaf.prep_next(init.states[r][i], msg))
+            total = vdaf.agg_update(None, total, vdaf.prep_next(states[i], msg))
         totals.append(total)
     return totals
 
 
 def encode_aggregate(survey: Survey, totals: Sequence[Sequence[int]]) -> bytes:
-    return b"".join(circuit(survey, q).encode_agg_share(list(t)) for q, t in zip(survey.questions, totals))
+    return b"".join(circuit(survey, q).encode_agg_share(list(t)) for q, t in zip(survey.questions, totals, strict=True))
 
 
 def decode_aggregate(survey: Survey, data: bytes) -> list[list[int]]:
@@ -230,7 +238,7 @@ def decode_aggregate(survey: Survey, data: bytes) -> list[list[int]]:
 
 def add_aggregates(survey: Survey, shares: Sequence[Sequence[Sequence[int]]]) -> list[list[int]]:
     """Sum of aggregate shares (per question, in the field)."""
-    return [circuit(survey, q).merge(None, [s[i] for s in shares]) for i, q in enumerate(survey.questions)]
+    return [circuit(survey, q).merge(None, [list(s[i]) for s in shares]) for i, q in enumerate(survey.questions)]
 
 
 def noisy_aggregate(survey: Survey, totals: Sequence[Sequence[int]], rng: RandomSource) -> list[list[int]]:
@@ -239,13 +247,13 @@ def noisy_aggregate(survey: Survey, totals: Sequence[Sequence[int]], rng: Random
     Fail closed: the piece is always drawn, here, for every question with central noise.
     """
     out = []
-    for q, total in zip(survey.questions, totals):
+    for q, total in zip(survey.questions, totals, strict=True):
         mech, p = mechanism(survey, q), circuit(survey, q).field.modulus
         if mech is None:
             out.append(list(total))
             continue
         piece = mech.piece(len(total), rng)
-        out.append([(int(t) + int(x)) % p for t, x in zip(total, piece)])
+        out.append([(int(t) + int(x)) % p for t, x in zip(total, piece, strict=True)])
     return out
 
 
@@ -255,7 +263,7 @@ def totals_vector(survey: Survey, merged: Sequence[Sequence[int]], count: int) -
     Field elements above p/2 are negative (noise); numeric totals get ``lo`` back per report.
     """
     out = []
-    for q, total in zip(survey.questions, merged):
+    for q, total in zip(survey.questions, merged, strict=True):
         p = circuit(survey, q).field.modulus
         out.extend(q.unshift([t - p if t > p // 2 else t for t in total], count))
     return np.array(out, dtype=np.int64)

@@ -88,7 +88,7 @@ class QuestionResult:
         lo, hi = self.value_range
         return (self.estimate.value < lo) | (self.estimate.value > hi)
 
-    def as_dict(self, level: float = 0.95) -> dict:
+    def as_dict(self, level: float = 0.95) -> dict[str, object]:
         """Estimates are reported as computed, never clipped: one outside the possible range is
         flagged ``outside_range`` and keeps its full (unclipped) interval."""
         low, high = self.estimate.ci(level)
@@ -111,13 +111,13 @@ class QuestionResult:
                     "outside_range": bool(out),
                 }
                 for lab, v, var, lo, hi, out in zip(
-                    self.labels, self.estimate.value, self.estimate.variance, low, high, self.outside_range
+                    self.labels, self.estimate.value, self.estimate.variance, low, high, self.outside_range, strict=True
                 )
             ],
         }
 
 
-def estimate(survey: Survey, total, respondents: int) -> list[QuestionResult]:
+def estimate(survey: Survey, total: np.ndarray, respondents: int) -> list[QuestionResult]:
     """Debiased per-question estimates from the summed (noisy) ring vector over ``respondents``."""
     check_minimum(survey, respondents)
     values = ring.to_signed(ring.as_ring(total)).astype(np.float64)
@@ -125,7 +125,8 @@ def estimate(survey: Survey, total, respondents: int) -> list[QuestionResult]:
         raise ValueError(f"total: expected {survey.width} ring elements, got {values.size}")
     out = []
     for q, block in survey.offsets():
-        charged = noise.guarantee(survey, q)
+        loss = noise.guarantee(survey, q)
+        charged = loss.epsilon_delta(q.central.delta) if loss is not None else None
         est = q.estimate(values[block], respondents, noise.variance(survey, q))
         out.append(
             QuestionResult(

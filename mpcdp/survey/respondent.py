@@ -119,7 +119,7 @@ class SurveyClient:
             for i in range(n):
                 sid = self.rng.bytes(ID_BYTES)
                 reports = shard_sheet(self.survey, sid, [b[i] for b in blocks], self.rng)
-                out.append(PreparedSubmission(self.survey.id, sid, dict(zip(names, reports))))
+                out.append(PreparedSubmission(self.survey.id, sid, dict(zip(names, reports, strict=True))))
             return out
         vectors = ring.as_ring(np.concatenate(blocks, axis=1)) if n else ring.zeros(0)
         parts = share(vectors, len(names), self.rng)
@@ -129,7 +129,7 @@ class SurveyClient:
             PreparedSubmission(
                 self.survey.id,
                 ids[i * ID_BYTES : (i + 1) * ID_BYTES],
-                {name: blob[i].tobytes() for name, blob in zip(names, blobs)},
+                {name: blob[i].tobytes() for name, blob in zip(names, blobs, strict=True)},
             )
             for i in range(n)
         ]
@@ -167,10 +167,19 @@ class SurveyClient:
     def _backoff(self, attempt: int) -> float:
         """Seconds before retry ``attempt + 1``: 0.2 s doubling to at most 10 s, times a random 0.5-1.5
         (so respondents turned away by a busy aggregator do not all come back at once)."""
-        jitter = 0.5 + int(self.rng.uint64(1)[0] >> 11) / 2**53
-        return min(0.2 * 2**attempt, 10.0) * jitter
+        jitter = 0.5 + int(self.rng.uint64(1)[0] >> np.uint64(11)) / 2**53
+        return float(min(0.2 * 2**attempt, 10.0) * jitter)
 
-    async def _deliver_to(self, name, submissions, batch_size, attempts, on_ack) -> None:
+    async def _deliver_to(
+        self,
+        name: str,
+        submissions: Sequence[PreparedSubmission],
+        batch_size: int,
+        attempts: int,
+        on_ack: Callable[[str, int], None] | None,
+    ) -> None:
+        assert self.transport is not None, "deliver() checked it"
+        transport = self.transport
         items = [(s.submission_id, s.shares[name]) for s in submissions]
         item_bytes = len(items[0][1]) + ID_BYTES if items else 1
         per_batch = max(1, min(batch_size, BATCH_BYTES // item_bytes))
@@ -188,7 +197,7 @@ class SurveyClient:
         for attempt in range(attempts):
             order = sorted(pending)
             try:
-                await self.transport.send(name, self.survey, [pending[i] for i in order], acked)
+                await transport.send(name, self.survey, [pending[i] for i in order], acked)
                 break
             except Unavailable:
                 if attempt == attempts - 1:

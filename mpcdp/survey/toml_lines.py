@@ -12,6 +12,7 @@ import re
 
 _ARRAY_HEADER = re.compile(r"^\s*\[\[\s*([A-Za-z0-9_.\- ]+?)\s*\]\]")
 _HEADER = re.compile(r"^\s*\[\s*([A-Za-z0-9_.\- ]+?)\s*\]")
+KeyPath = tuple[str | int, ...]  # ("question", 1, "local", "epsilon")
 _KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+(?:\s*\.\s*[A-Za-z0-9_\-]+)*)\s*=")
 _MULTILINE_STRING = re.compile(r'"""|\'\'\'')
 
@@ -20,11 +21,11 @@ def _split(dotted: str) -> list[str]:
     return [part.strip() for part in dotted.split(".")]
 
 
-def key_lines(text: str) -> dict[tuple, int]:
+def key_lines(text: str) -> dict[KeyPath, int]:
     """Map each key path to the (1-based) line that first defines it."""
-    lines: dict[tuple, int] = {}
-    array_counts: dict[tuple, int] = {}
-    table: tuple = ()
+    lines: dict[KeyPath, int] = {}
+    array_counts: dict[KeyPath, int] = {}
+    table: KeyPath = ()
     in_string = False
     for number, line in enumerate(text.splitlines(), start=1):
         if in_string:
@@ -49,9 +50,9 @@ def key_lines(text: str) -> dict[tuple, int]:
     return lines
 
 
-def _resolve(name: tuple, array_counts: dict[tuple, int]) -> tuple:
+def _resolve(name: KeyPath, array_counts: dict[KeyPath, int]) -> KeyPath:
     """Insert the current element index after each array-of-tables prefix of ``name``."""
-    out: list = []
+    out: list[str | int] = []
     for i, part in enumerate(name):
         out.append(part)
         prefix = name[: i + 1]
@@ -60,7 +61,7 @@ def _resolve(name: tuple, array_counts: dict[tuple, int]) -> tuple:
     return tuple(out)
 
 
-def line_of(lines: dict[tuple, int], path: tuple) -> int | None:
+def line_of(lines: dict[KeyPath, int], path: KeyPath) -> int | None:
     """The line of ``path`` or of its nearest enclosing key or table."""
     for end in range(len(path), 0, -1):
         if path[:end] in lines:

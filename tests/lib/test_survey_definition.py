@@ -88,7 +88,7 @@ def test_syntax_errors_and_structural_errors():
         parse_survey(BASE.replace("min_respondents = 10", "min_respondents = 10\ncolluders = 2"))
     with pytest.raises(SurveyError, match="two-coin mechanism has epsilon = ln 3"):
         parse_survey(BASE.replace('mechanism = "rr", epsilon = 1.0', 'mechanism = "two_coin", epsilon = 2.0'))
-    with pytest.raises(SurveyError, match="Skellam noise gives approximate DP"):
+    with pytest.raises(SurveyError, match="skellam noise gives approximate DP"):
         parse_survey(BASE + 'central = { mechanism = "skellam", epsilon = 1.0 }\n')
     with pytest.raises(SurveyError, match="overflow risk"):
         parse_survey(

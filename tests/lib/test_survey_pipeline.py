@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from mpcdp import ring
+from mpcdp.dp.loss import Relation
 from mpcdp.prg import Prg
 from mpcdp.survey import noise
 from mpcdp.survey.definition import parse_survey
@@ -188,7 +189,9 @@ def test_skellam_central_noise_reports_its_epsilon_delta():
     survey = parse_survey(text)
     q = survey.question("will_vote")
     assert q.central.mechanism == "skellam"
-    eps, delta = noise.guarantee(survey, q)
+    loss = noise.guarantee(survey, q)
+    assert loss is not None and loss.relation is Relation.RESPONDENT
+    eps, delta = loss.epsilon_delta(1e-6)
     assert eps <= 0.5 + 1e-6 and delta == 1e-6
     pieces = np.array([ring.to_signed(noise.noise_piece(survey, Prg.from_int(i)))[0] for i in range(400)])
     per_piece = noise.variance(survey, q) / len(survey.aggregators)
