@@ -26,7 +26,7 @@ winning party and second-price is a Vickrey auction among the parties.
 from __future__ import annotations
 
 import math
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from ..prg import RandomSource, system_random
+from ..protocol.statistics import STATISTICS, Statistic
+from ..protocol.statistics import Engine as Computed
 from ..registry import Registry
 from . import compare
 from .statistics import COUNT_MAX, DPQuantile, Extremum, NoisyArgmax, SecondPrice, Threshold
@@ -140,11 +142,10 @@ def _whole(v: object) -> int | None:
     return int(f) if math.isfinite(f) and f.is_integer() else None
 
 
-class Comparison(ABC):
+class Comparison(Statistic):
     """One statistic computed under MPC among the parties, opening only its release."""
 
-    name: ClassVar[str]
-    wire: ClassVar[int]
+    engine: ClassVar[Computed] = Computed.HONEST_MAJORITY
     private: ClassVar[bool] = False  # True: DP (needs epsilon); False: exact (needs allow_exact_nonlinear)
     summary: ClassVar[str]
 
@@ -362,9 +363,9 @@ class Median(Quantile):
         return {self.name: float(self._computation(spec).release(opened))}
 
 
-COMPARISONS: Registry[Comparison] = Registry("comparison statistic")
+COMPARISONS: Registry[Comparison] = Registry("comparison statistic")  # the comparisons among STATISTICS
 for _kind in (Max(), Min(), Argmax(), ThresholdVote(), SecondPriceAuction(), NoisySelection(), Quantile(), Median()):
-    COMPARISONS.register(_kind)
+    STATISTICS.register(COMPARISONS.register(_kind))
 
 
 @dataclass(frozen=True)

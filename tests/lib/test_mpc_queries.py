@@ -20,6 +20,7 @@ from mpcdp.mpc.queries import (
     whole_numbers,
 )
 from mpcdp.mpc.statistics import Extremum
+from mpcdp.protocol.statistics import STATISTICS, Engine
 
 FAST = settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SID = bytes(range(16))
@@ -47,6 +48,8 @@ def test_every_comparison_is_registered_once_with_its_wire_value_after_the_linea
     )
     assert [COMPARISONS.wire(n) for n in COMPARISONS.names()] == [6, 7, 8, 9, 10, 11, 12, 13]
     assert {c.name for c in COMPARISONS if c.private} == {"noisy-argmax", "quantile", "median"}
+    assert all(STATISTICS.get(c.name) is c and STATISTICS.by_wire(c.wire) is c for c in COMPARISONS)
+    assert {c.engine for c in COMPARISONS} == {Engine.HONEST_MAJORITY}
     assert all(c.summary for c in COMPARISONS)
 
 
