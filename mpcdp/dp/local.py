@@ -10,7 +10,7 @@ towards more privacy (:mod:`mpcdp.dp.rational`) and sampled exactly.
 Each estimator is unbiased and returns an :class:`Estimate` whose variance
 is conditional on the data. Clipping or normalising an estimate is a
 separate, *biased* post-processing step (:func:`clip_proportions`,
-:func:`normalise_frequencies`).
+:func:`normalize_frequencies`).
 
 References: Warner, JASA 1965 (randomized response); Kairouz, Bonawitz and
 Ramage, ICML 2016 (k-ary RR); Wang, Blocki, Li and Jha, USENIX Security 2017
@@ -24,6 +24,7 @@ from decimal import Decimal
 from fractions import Fraction
 
 import numpy as np
+import numpy.typing as npt
 
 from ..prg import RandomSource, system_random
 from .estimate import Estimate
@@ -35,7 +36,7 @@ TWO_COIN_EPSILON = math.log(3)
 _HALF = np.uint64(1 << 63)
 
 
-def _bits(reports, name: str) -> np.ndarray:
+def _bits(reports: npt.ArrayLike, name: str) -> np.ndarray:
     arr = np.asarray(reports)
     if arr.dtype != bool:
         if arr.size and not np.isin(arr, (0, 1)).all():
@@ -59,21 +60,21 @@ def _threshold(p: Fraction) -> np.uint64:
 def _keep_probability(eps: Fraction, others: int) -> Fraction:
     """e^eps / (e^eps + others), rounded down to a multiple of 2^-64."""
 
-    def exact():
+    def exact() -> Decimal:
         e = exp_decimal(eps)
         return e / (e + others)
 
     return probability_below(exact, "keep probability")
 
 
-def _too_small(epsilon) -> ValueError:
+def _too_small(epsilon: float) -> ValueError:
     return ValueError(
         f"epsilon={epsilon!r} is too small: at 64-bit resolution the reports would carry "
         "no information about the answer, and the estimator would be undefined"
     )
 
 
-def two_coin_randomize(truth, rng: RandomSource | None = None) -> np.ndarray:
+def two_coin_randomize(truth: npt.ArrayLike, rng: RandomSource | None = None) -> np.ndarray:
     """The seed's two-coin randomized response (epsilon = ln 3).
 
     Flip a fair coin: tails, answer truthfully; heads, flip a second coin and
@@ -88,12 +89,12 @@ def two_coin_randomize(truth, rng: RandomSource | None = None) -> np.ndarray:
     return np.where(first_heads, second_heads, truth)
 
 
-def two_coin_estimate(reports) -> Estimate:
+def two_coin_estimate(reports: npt.ArrayLike) -> Estimate:
     """Unbiased share of true "yes": p_hat = 2 N / n - 1/2, variance exactly 3 / (4 n)."""
     reports = _bits(reports, "reports")
     n = reports.size
     _nonempty(n, "reports")
-    return Estimate(2 * reports.sum() / n - 0.5, 3 / (4 * n), n)
+    return Estimate(np.asarray(2 * reports.sum() / n - 0.5), np.asarray(3 / (4 * n)), n)
 
 
 class BinaryRR:
@@ -111,20 +112,20 @@ class BinaryRR:
             raise _too_small(epsilon)
         self.epsilon_actual = log_up(self.keep / (1 - self.keep))
 
-    def randomize(self, truth, rng: RandomSource | None = None) -> np.ndarray:
+    def randomize(self, truth: npt.ArrayLike, rng: RandomSource | None = None) -> np.ndarray:
         truth = _bits(truth, "truth")
         rng = rng or system_random("dp/binary-rr")
         keep = rng.uint64(truth.size) < _threshold(self.keep)
         return np.where(keep, truth, ~truth)
 
-    def estimate(self, reports) -> Estimate:
+    def estimate(self, reports: npt.ArrayLike) -> Estimate:
         """pi_hat = (N / n - (1 - p)) / (2 p - 1); variance p (1 - p) / (n (2 p - 1)^2), exact."""
         reports = _bits(reports, "reports")
         n = reports.size
         _nonempty(n, "reports")
         p = float(self.keep)
         value = (reports.sum() / n - (1 - p)) / (2 * p - 1)
-        return Estimate(value, p * (1 - p) / (n * (2 * p - 1) ** 2), n)
+        return Estimate(np.asarray(value), np.asarray(p * (1 - p) / (n * (2 * p - 1) ** 2)), n)
 
 
 def _frequency_estimate(counts: np.ndarray, n: int, p: float, q: float) -> Estimate:
@@ -160,13 +161,13 @@ class KaryRR:
         self.epsilon_actual = log_up(self.keep * (self.k - 1) / (1 - self.keep))
         self._threshold = _threshold(self.keep)
 
-    def _values(self, values, name: str) -> np.ndarray:
+    def _values(self, values: npt.ArrayLike, name: str) -> np.ndarray:
         arr = np.asarray(values).reshape(-1)
         if arr.size and (arr.dtype.kind not in "iu" or arr.min() < 0 or arr.max() >= self.k):
             raise ValueError(f"{name} must be integers in [0, {self.k})")
         return arr.astype(np.int64)
 
-    def randomize(self, values, rng: RandomSource | None = None) -> np.ndarray:
+    def randomize(self, values: npt.ArrayLike, rng: RandomSource | None = None) -> np.ndarray:
         values = self._values(values, "values")
         rng = rng or system_random("dp/k-rr")
         keep = rng.uint64(values.size) < self._threshold
@@ -174,7 +175,7 @@ class KaryRR:
         other += other >= values
         return np.where(keep, values, other)
 
-    def estimate(self, reports) -> Estimate:
+    def estimate(self, reports: npt.ArrayLike) -> Estimate:
         """Unbiased frequencies of the k answers (plug-in conditional variance)."""
         reports = self._values(reports, "reports")
         _nonempty(reports.size, "reports")
@@ -211,7 +212,7 @@ class UnaryEncoding:
         self._threshold = _threshold(self.flip_on)
 
     @staticmethod
-    def one_hot(values, k: int) -> np.ndarray:
+    def one_hot(values: npt.ArrayLike, k: int) -> np.ndarray:
         """Single-choice answers 0..k-1 as an (n, k) boolean matrix."""
         values = np.asarray(values).reshape(-1)
         if values.size and (values.dtype.kind not in "iu" or values.min() < 0 or values.max() >= k):
@@ -220,13 +221,13 @@ class UnaryEncoding:
         out[np.arange(values.size), values] = True
         return out
 
-    def _matrix(self, selections, name: str) -> np.ndarray:
+    def _matrix(self, selections: npt.ArrayLike, name: str) -> np.ndarray:
         arr = np.asarray(selections)
         if arr.ndim != 2 or arr.shape[1] != self.k:
             raise ValueError(f"{name} must be an (n, {self.k}) matrix")
         return _bits(arr, name).reshape(arr.shape)
 
-    def randomize(self, selections, rng: RandomSource | None = None) -> np.ndarray:
+    def randomize(self, selections: npt.ArrayLike, rng: RandomSource | None = None) -> np.ndarray:
         sel = self._matrix(selections, "selections")
         if sel.size and sel.sum(axis=1).max() > self.max_selections:
             raise ValueError(f"selections has a row with more than {self.max_selections} choices")
@@ -234,7 +235,7 @@ class UnaryEncoding:
         u = rng.uint64(sel.size).reshape(sel.shape)
         return u < np.where(sel, _HALF, self._threshold)
 
-    def estimate(self, reports) -> Estimate:
+    def estimate(self, reports: npt.ArrayLike) -> Estimate:
         """Unbiased share of respondents selecting each option (plug-in conditional variance)."""
         reports = self._matrix(reports, "reports")
         _nonempty(reports.shape[0], "reports")
@@ -256,27 +257,28 @@ class BoundedLaplace:
         self.mechanism = GridLaplace(epsilon, self.hi - self.lo, rounding="unbiased")
         self.epsilon = self.mechanism.epsilon
 
-    def randomize(self, values, rng: RandomSource | None = None) -> np.ndarray:
+    def randomize(self, values: npt.ArrayLike, rng: RandomSource | None = None) -> np.ndarray:
         arr = np.asarray(values, dtype=np.float64).reshape(-1)
         if not np.all(np.isfinite(arr)):
             raise ValueError("values contain NaN or infinite entries")
         return self.mechanism.release(np.clip(arr, self.lo, self.hi), rng or system_random("dp/bounded"))
 
-    def estimate(self, reports) -> Estimate:
+    def estimate(self, reports: npt.ArrayLike) -> Estimate:
         """Mean of the reports; variance (noise variance + g^2 / 4) / n, an upper bound
         that exceeds the exact conditional variance by at most the rounding term g^2 / (4 n)."""
         arr = np.asarray(reports, dtype=np.float64).reshape(-1)
         _nonempty(arr.size, "reports")
         m = self.mechanism
-        return Estimate(arr.mean(), (m.variance + m.grid**2 / 4) / arr.size, arr.size)
+        return Estimate(np.asarray(arr.mean()), np.asarray((m.variance + m.grid**2 / 4) / arr.size), arr.size)
 
 
 def clip_proportions(estimate: Estimate) -> np.ndarray:
     """Post-processing: clip estimated proportions to [0, 1]. BIASED (towards the interior)."""
-    return np.clip(estimate.value, 0.0, 1.0)
+    clipped: np.ndarray = np.clip(estimate.value, 0.0, 1.0)
+    return clipped
 
 
-def normalise_frequencies(estimate: Estimate) -> np.ndarray:
+def normalize_frequencies(estimate: Estimate) -> np.ndarray:
     """Post-processing: Euclidean projection of frequencies onto the probability simplex.
 
     Removes negative entries and makes them sum to 1; BIASED. Only for
@@ -287,4 +289,5 @@ def normalise_frequencies(estimate: Estimate) -> np.ndarray:
     css = np.cumsum(u) - 1
     idx = np.arange(1, v.size + 1)
     r = idx[u - css / idx > 0][-1]
-    return np.maximum(v - css[r - 1] / r, 0.0)
+    projected: np.ndarray = np.maximum(v - css[r - 1] / r, 0.0)
+    return projected

@@ -70,7 +70,7 @@ class CentralNoise:
 
 def chunk_length(length: int) -> int:
     """Draft 08's suggested chunk length: about sqrt(length) (at least 1)."""
-    return max(1, int(round(length**0.5)))
+    return max(1, round(math.sqrt(length)))
 
 
 @dataclass(frozen=True)

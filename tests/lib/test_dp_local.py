@@ -101,7 +101,7 @@ def test_bounded_laplace_unbiased_for_clipped_mean():
 def test_post_processing_clips_and_normalises():
     est = Estimate(np.array([0.7, -0.1, 0.5]), np.full(3, 0.01), 100)
     assert np.array_equal(local.clip_proportions(est), [0.7, 0.0, 0.5])
-    simplex = local.normalise_frequencies(est)
+    simplex = local.normalize_frequencies(est)
     assert np.all(simplex >= 0) and math.isclose(simplex.sum(), 1.0)
     assert np.allclose(simplex, [0.6, 0.0, 0.4])
 

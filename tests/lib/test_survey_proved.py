@@ -47,7 +47,7 @@ def test_question_kinds_map_to_circuits_and_honest_sheets_sum_exactly(survey):
 
 
 def test_every_forgery_is_rejected_by_all_and_the_release_is_the_honest_one():
-    sids, rows, columns, truth = respondents(SURVEY, 200, 3)
+    sids, rows, columns, _ = respondents(SURVEY, 200, 3)
     rng = Prg.from_int(4)
     honest = [proved.shard_sheet(SURVEY, sid, row, rng) for sid, row in zip(sids, rows)]
     menu = sum(len(q.attacks()) for q in SURVEY.questions)
