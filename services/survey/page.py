@@ -24,6 +24,7 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from mpcdp.survey.definition import Survey, SurveyError, parse_survey
 from mpcdp.survey.questions import Question
@@ -31,6 +32,7 @@ from mpcdp.survey.questions import Question
 ROOT = Path(__file__).resolve().parents[2]
 DIST = ROOT / "web" / "dist"
 PAGE_FORMAT = "mpcdp survey page 1"
+CONNECT_ANY = "connect-src 'self' https: http://127.0.0.1:* http://localhost:*"  # web/src/index.html's, narrowed
 
 
 class PageError(Exception):
@@ -64,17 +66,25 @@ def question_json(survey: Survey, q: Question) -> dict[str, Any]:
 
 
 def check_endpoints(survey: Survey, endpoints: Mapping[str, Any]) -> dict[str, Any]:
-    """The endpoints file (HTTP API contract: issuer and aggregator base URLs), checked against the survey."""
+    """The endpoints file (HTTP API contract: issuer and aggregator base URLs), checked against the survey.
+
+    Every URL is https://, or http:// on loopback (experiments): answers never travel in clear over a network."""
     if endpoints.get("survey") != survey.id:
         raise PageError(f"the endpoints file is for survey {endpoints.get('survey')!r}, not {survey.id!r}")
     urls = endpoints.get("aggregators") or {}
     missing = [name for name in survey.aggregator_names if not isinstance(urls.get(name), str)]
     if missing or not isinstance(endpoints.get("issuer"), str):
         raise PageError(f"the endpoints file needs the issuer's URL and every aggregator's (missing: {missing})")
-    return {
+    out = {
         "issuer": endpoints["issuer"].rstrip("/"),
         "aggregators": {k: urls[k].rstrip("/") for k in survey.aggregator_names},
     }
+    for url in [out["issuer"], *out["aggregators"].values()]:
+        parts = urlsplit(url)
+        loopback = parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
+        if not (parts.scheme == "https" or loopback) or not parts.hostname:
+            raise PageError(f"{url!r} in the endpoints file: give an https:// URL (http:// only on loopback)")
+    return out
 
 
 def survey_json(survey: Survey, endpoints: Mapping[str, Any]) -> dict[str, Any]:
@@ -100,8 +110,19 @@ def write_page(survey: Survey, out: Path, description: Mapping[str, Any], dist: 
     for item in dist.iterdir():
         if item.is_file():
             shutil.copy2(item, out / item.name)
+    html = (dist / "index.html").read_text()
+    if CONNECT_ANY not in html:
+        raise PageError(f"{dist / 'index.html'} has no connect-src to narrow: rebuild it with `make web`")
+    (out / "index.html").write_text(html.replace(CONNECT_ANY, _connect_src(description["endpoints"])))
     (out / "survey.json").write_text(json.dumps(description, indent=1) + "\n")
     return out
+
+
+def _connect_src(endpoints: Mapping[str, Any]) -> str:
+    """The page's Content-Security-Policy connect-src: its own origin, the issuer and the aggregators only."""
+    urls = [endpoints["issuer"], *endpoints["aggregators"].values()]
+    origins = sorted({f"{u.scheme}://{u.netloc}" for u in map(urlsplit, urls)})
+    return "connect-src 'self' " + " ".join(origins)
 
 
 class _Quiet(SimpleHTTPRequestHandler):
@@ -126,22 +147,23 @@ def serve_page(folder: Path, host: str, port: int, tls: ssl.SSLContext | None) -
 # -- the `mpcdp survey serve-page` command ----------------------------------------------
 
 HELP = "write the survey's web page to a folder, or serve it over HTTPS"
-DESCRIPTION = """\
-The survey's web page for respondents: it shows the questions and, in plain words, what is protected;
-randomizes each answer on the respondent's device (the survey's local mechanisms, with the same exact
-parameters as `mpcdp survey submit`), proves and splits it with Prio3 (one report per aggregator),
-exchanges the respondent's invitation for an anonymous single-use token (blind RSA: the issuer cannot
-link the token to the invitation), uploads each report to its aggregator over HTTPS and shows a receipt.
-A reload or a network error resends the same submission, which is never counted twice.
-
---endpoints is the endpoints file (the issuer's and each aggregator's HTTPS base URL). The page's origin
-(https://HOST:PORT of this server, or your static host's) must be in every aggregator's and the issuer's
---cors-origin. Give respondents the page's address with their code: https://HOST:PORT/#invitation=CODE
-(after the #, the code never reaches any server log).
-
-With --out DIR the page is written to DIR for any static host (HTTPS) and the command exits; otherwise it
-is served at --listen until Ctrl-C or SIGTERM, over HTTPS with --https-cert/--https-key, or over plain
-HTTP with --insecure (loopback experiments only: browsers give no protection to the page's code then)."""
+DESCRIPTION = "\n\n".join(
+    (
+        "The survey's web page for respondents: it shows the questions and, in plain words, what is protected; "
+        "randomizes each answer on the respondent's device (the survey's local mechanisms, with the same exact "
+        "parameters as `mpcdp survey submit`), proves and splits it with Prio3 (one report per aggregator), "
+        "exchanges the respondent's invitation for an anonymous single-use token (blind RSA: the issuer cannot "
+        "link the token to the invitation), uploads each report to its aggregator over HTTPS and shows a "
+        "receipt. A reload or a network error resends the same submission, which is never counted twice.",
+        "--endpoints is the endpoints file (the issuer's and each aggregator's HTTPS base URL). The page's "
+        "origin (https://HOST:PORT of this server, or your static host's) must be in every aggregator's and the "
+        "issuer's --cors-origin. Give respondents the page's address with their code: "
+        "https://HOST:PORT/#invitation=CODE (after the #, the code reaches no server's log).",
+        "With --out DIR the page is written to DIR for any static host (HTTPS) and the command exits; otherwise "
+        "it is served at --listen until Ctrl-C or SIGTERM, over HTTPS with --https-cert/--https-key, or over "
+        "plain HTTP with --insecure (loopback experiments only: nothing protects the page's code then).",
+    )
+)
 EXAMPLES = (
     "mpcdp survey serve-page --survey examples/election_poll.toml --endpoints endpoints.json --out site/",
     "mpcdp survey serve-page --survey examples/election_poll.toml --endpoints endpoints.json "

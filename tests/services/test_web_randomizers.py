@@ -121,7 +121,11 @@ OTHER = {
     "numeric_none": 3.9,
     "numeric_laplace": 2.1,
 }
-ENDPOINTS = {"survey": "web-randomizers", "issuer": "https://127.0.0.1:1", "aggregators": {"a": "x", "b": "y"}}
+ENDPOINTS = {
+    "survey": "web-randomizers",
+    "issuer": "https://127.0.0.1:1",
+    "aggregators": {"a": "https://127.0.0.1:2", "b": "https://127.0.0.1:3"},
+}
 
 
 def run_node(request: dict) -> dict:
