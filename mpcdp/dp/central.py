@@ -25,11 +25,9 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ..prg import RandomSource, system_random
-from .loss import PrivacyLoss
+from .loss import PrivacyLoss, Relation
 from .rational import positive_rational, rational_at_least
 from .samplers import bernoulli_exp_neg, discrete_gaussian, discrete_laplace, discrete_laplace_variance, uniform_below
-
-NEIGHBOURING = ("add_remove", "replace")
 
 
 def _int_sensitivity(sensitivity: object, name: str = "sensitivity") -> int:
@@ -45,13 +43,14 @@ def _int_values(values: ArrayLike) -> np.ndarray:
     return arr.astype(np.int64)
 
 
-def sum_sensitivity(lo: int, hi: int, neighbouring: str = "add_remove") -> int:
-    """L1 sensitivity of a sum of integers in [lo, hi] under the given neighbouring relation."""
-    if neighbouring not in NEIGHBOURING:
-        raise ValueError(f"neighbouring must be one of {NEIGHBOURING}, got {neighbouring!r}")
+def sum_sensitivity(lo: int, hi: int, relation: Relation = Relation.RECORD) -> int:
+    """L1 sensitivity of a sum of integers in [lo, hi]: max(|lo|, |hi|) when one record is added or removed
+    (``RECORD``), hi - lo when one is replaced by another (``RESPONDENT``)."""
+    if relation not in (Relation.RECORD, Relation.RESPONDENT):
+        raise ValueError(f"a sum's sensitivity is for added/removed or replaced records, not {relation!r}")
     if not (isinstance(lo, (int, np.integer)) and isinstance(hi, (int, np.integer)) and lo <= hi):
         raise ValueError("lo and hi must be integers with lo <= hi")
-    if neighbouring == "replace":
+    if relation is Relation.RESPONDENT:
         return max(int(hi - lo), 1)
     return max(abs(int(lo)), abs(int(hi)), 1)
 

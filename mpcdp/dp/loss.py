@@ -30,7 +30,7 @@ from .rational import DECIMAL_DIGITS, decimal_of, exact, round_up
 
 __all__ = ["Measure", "PrivacyLoss", "Relation", "RelationMismatch"]
 
-_DIGITS = 30  # decimal places kept when a conversion leaves the rationals (sqrt, log)
+_MARGIN = Decimal(10) ** -40  # relative error allowance of a 60-digit decimal evaluation
 
 
 class Measure(Enum):
@@ -73,9 +73,14 @@ def _amount(x: object, name: str) -> Fraction:
 
 
 def _fraction(value: Decimal, up: bool) -> Fraction:
-    """A decimal rounded to ``_DIGITS`` places, up or down, as an exact Fraction."""
-    step = Decimal(1).scaleb(-_DIGITS)
-    return Fraction(value.quantize(step, rounding=ROUND_CEILING if up else ROUND_FLOOR))
+    """A value computed in decimal at ``DECIMAL_DIGITS`` digits as an exact Fraction, first moved up or down
+    by a relative 10^-40 (more than the arithmetic's error), then cut to 45 significant digits the same way."""
+    with localcontext() as ctx:
+        ctx.prec = DECIMAL_DIGITS
+        moved = value * (1 + _MARGIN if up else 1 - _MARGIN)
+        ctx.prec = 45
+        ctx.rounding = ROUND_CEILING if up else ROUND_FLOOR
+        return Fraction(+moved)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from mpcdp.dp import central
-from mpcdp.dp.loss import Measure
+from mpcdp.dp.loss import Measure, Relation
 from mpcdp.prg import Prg
 
 
@@ -31,7 +31,7 @@ def test_discrete_gaussian_mechanism_calibration_and_noise():
 def test_histogram_and_sum_sensitivity():
     assert np.array_equal(central.histogram([0, 2, 2, 3], 5), [1, 0, 2, 1, 0])
     assert central.sum_sensitivity(-3, 10) == 10
-    assert central.sum_sensitivity(-3, 10, "replace") == 13
+    assert central.sum_sensitivity(-3, 10, Relation.RESPONDENT) == 13
 
 
 @pytest.mark.parametrize("monotone", [False, True])
@@ -63,6 +63,7 @@ def test_approval_winner_picks_the_clear_favourite():
         lambda: central.approval_winner([[2, 0]], 1.0),
         lambda: central.histogram([5], 3),
         lambda: central.sum_sensitivity(1, 0),
+        lambda: central.sum_sensitivity(0, 1, Relation.METRIC),
     ],
 )
 def test_bad_input_raises_value_error(call):
