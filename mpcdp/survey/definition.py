@@ -43,6 +43,8 @@ from .. import ring
 from ..dp.loss import Measure, PrivacyLoss, Relation
 from ..dp.mechanisms import CENTRAL_MECHANISMS
 from ..dp.rational import epsilon_in_range
+from ..names import RULE as NAME_RULE
+from ..names import is_name
 from .local import LOCAL_MECHANISMS, LocalMechanism
 from .questions import MAX_OPTIONS, QUESTION_KINDS, CentralNoise, Question
 from .toml_lines import KeyPath as Path
@@ -178,10 +180,6 @@ def _dotted(path: Path) -> str:
     return out
 
 
-def _is_name(s: str) -> bool:
-    return bool(s) and len(s) <= 64 and s.replace("-", "").replace("_", "").replace(".", "").isalnum()
-
-
 def parse_survey(text: str, source: str = "<survey>") -> Survey:
     """Parse and validate a survey file's text; ``source`` names it in errors."""
     try:
@@ -193,8 +191,8 @@ def parse_survey(text: str, source: str = "<survey>") -> Survey:
     head = r.table(doc, (), "survey")
     r.unknown(head, ("survey",), ("id", "title", "min_respondents", "max_respondents", "colluders", "proofs"))
     sid = r.get(head, ("survey",), "id", str, required=True)
-    if not _is_name(sid):
-        r.fail(("survey", "id"), "must be 1-64 characters of [A-Za-z0-9._-]")
+    if not is_name(sid):
+        r.fail(("survey", "id"), f"must be {NAME_RULE}")
     min_resp = r.get(head, ("survey",), "min_respondents", int, 100)
     if min_resp < 1:
         r.fail(("survey", "min_respondents"), f"must be at least 1, got {min_resp}")
@@ -246,8 +244,8 @@ def _parse_aggregators(r: _Reader, doc: dict[str, Any]) -> tuple[Aggregator, ...
         path: Path = ("aggregator", i)
         r.unknown(a, path, ("name", "address"))
         name = r.get(a, path, "name", str, required=True)
-        if not _is_name(name):
-            r.fail(path + ("name",), "must be 1-64 characters of [A-Za-z0-9._-]")
+        if not is_name(name):
+            r.fail(path + ("name",), f"must be {NAME_RULE}")
         address = r.get(a, path, "address", str, required=True)
         host, _, port = address.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -268,8 +266,8 @@ def _parse_question(r: _Reader, q: object, i: int) -> Question:
     kind_fields = {f: k for k in QUESTION_KINDS for f in k.fields}
     r.unknown(q, path, _SHARED_FIELDS + tuple(kind_fields))
     qid = r.get(q, path, "id", str, required=True)
-    if not _is_name(qid):
-        r.fail(path + ("id",), "must be 1-64 characters of [A-Za-z0-9._-]")
+    if not is_name(qid):
+        r.fail(path + ("id",), f"must be {NAME_RULE}")
     name = r.get(q, path, "kind", str, required=True)
     if name not in QUESTION_KINDS:
         r.fail(path + ("kind",), f"unknown kind {name!r}; choose one of {', '.join(QUESTION_KINDS.names())}")
