@@ -28,7 +28,7 @@ from ..sharing import share, share_seeded
 from .errors import ProtocolError, Status
 from .messages import PartialSum, ShareMessage
 from .noise import noise_piece
-from .spec import QuerySpec
+from .spec import QuerySpec, Sharing
 from .statistics import STATISTICS, LinearStatistic, codec_for
 
 
@@ -174,7 +174,7 @@ class PartySession:
         local = self.contribution()
         sid = self.spec.session_id
         out = []
-        if self.spec.sharing == "seeded":
+        if self.spec.sharing is Sharing.SEEDED:
             seeded = share_seeded(
                 local, self.spec.n_parties, sid, [seed_purpose(self.me, p) for p in self.peers], rng=self._rng
             )
@@ -213,7 +213,7 @@ class PartySession:
             raise ProtocolError(Status.PERMISSION_DENIED, f"{msg.sender!r} is not a peer in this session")
         if msg.sender in self._received:
             raise ProtocolError(Status.ALREADY_EXISTS, f"duplicate share from {msg.sender!r}")
-        if self.spec.sharing == "seeded":
+        if self.spec.sharing is Sharing.SEEDED:
             if msg.seed is None or len(msg.seed) != SEED_BYTES:
                 raise ProtocolError(Status.INVALID_ARGUMENT, f"seeded sessions carry {SEED_BYTES}-byte seeds")
             Prg(msg.seed, self.spec.session_id, seed_purpose(msg.sender, self.me)).add_into(self._sum)

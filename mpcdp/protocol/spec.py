@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from enum import StrEnum
 from fractions import Fraction
 from functools import cached_property
 
@@ -23,7 +24,15 @@ from .errors import SpecError
 from .noise import check_noise_headroom
 from .statistics import MAX_DIMENSION, codec_for, linear
 
-SHARING_MODES = ("seeded", "full")
+
+class Sharing(StrEnum):
+    """How a party's vector reaches its peers."""
+
+    SEEDED = "seeded"  # n - 1 PRG seeds, one full correction vector kept
+    FULL = "full"  # n - 1 full random vectors
+
+
+SHARING_MODES = tuple(m.value for m in Sharing)
 SESSION_ID_BYTES = 16
 MAX_PARTIES = 1024
 MAX_DEADLINE_SECONDS = 600.0  # default cap on how far ahead a session's deadline may be
@@ -35,6 +44,7 @@ __all__ = [
     "SESSION_ID_BYTES",
     "SHARING_MODES",
     "QuerySpec",
+    "Sharing",
     "SpecError",
     "new_session_id",
 ]
@@ -95,7 +105,7 @@ class QuerySpec:
     delta: float = 0.0
     mechanism: str = "discrete_laplace"
     colluders: int = 1
-    sharing: str = "seeded"
+    sharing: Sharing = Sharing.SEEDED  # or its name
     deadline: float = math.inf
 
     def __post_init__(self) -> None:
@@ -136,8 +146,10 @@ class QuerySpec:
         if not isinstance(self.max_records, int) or self.max_records < 1:
             raise SpecError("max_records", f"must be a positive integer, got {self.max_records!r}")
         self._validate_privacy()
-        if self.sharing not in SHARING_MODES:
-            raise SpecError("sharing", f"must be one of {', '.join(SHARING_MODES)}, got {self.sharing!r}")
+        try:
+            object.__setattr__(self, "sharing", Sharing(self.sharing))
+        except ValueError:
+            raise SpecError("sharing", f"must be one of {', '.join(SHARING_MODES)}, got {self.sharing!r}") from None
         if not isinstance(self.deadline, (int, float)) or math.isnan(self.deadline) or self.deadline <= 0:
             raise SpecError("deadline", "must be a positive UNIX time (or infinity for no deadline)")
         self._validate_headroom()
