@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from mpcdp import ring
 from mpcdp.prg import Prg
-from mpcdp.protocol import QuerySpec, statistic_for
+from mpcdp.protocol import QuerySpec, codec_for
 from mpcdp.protocol.party import seed_purpose
 from mpcdp.sharing import SeededShares, share_seeded
 from mpcdp.survey import proved
@@ -265,7 +265,7 @@ def described_aggregate(spec: dict, records: list) -> list[int]:
 
 @pytest.mark.parametrize("v", STATISTICS["encode"], ids=[v["spec"]["statistic"] for v in STATISTICS["encode"]])
 def test_statistic_encoding(v):
-    stat = statistic_for(_query(v["spec"]))
+    stat = codec_for(_query(v["spec"]))
     vector = stat.encode(v["records"])
     assert [int(w) for w in vector] == v["local_aggregate"] == described_aggregate(v["spec"], v["records"])
     assert [[b.name, b.length, b.scale, b.sensitivity] for b in stat.blocks] == [
@@ -277,7 +277,7 @@ def test_statistic_encoding(v):
 @pytest.mark.parametrize("v", STATISTICS["decode"], ids=[v["spec"]["statistic"] for v in STATISTICS["decode"]])
 def test_statistic_decoding(v):
     total = ring.as_ring(np.array(v["total"], dtype=object))
-    assert statistic_for(_query(v["spec"])).decode(total) == v["result"]
+    assert codec_for(_query(v["spec"])).decode(total) == v["result"]
     signed = [t - MOD if t >= 1 << 63 else t for t in v["total"]]
     spec, result = v["spec"], v["result"]
     if spec["statistic"] == "histogram":

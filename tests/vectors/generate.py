@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from mpcdp import ring
 from mpcdp.prg import SEED_BYTES, Prg
-from mpcdp.protocol import QuerySpec, statistic_for
+from mpcdp.protocol import QuerySpec, codec_for
 from mpcdp.protocol.party import seed_purpose
 from mpcdp.sharing import share_seeded
 from mpcdp.survey import proved
@@ -512,7 +512,7 @@ def _spec_json(kwargs: dict) -> dict:
 def statistics_vectors() -> dict:
     encode = []
     for kwargs, records, why in STATISTIC_CASES:
-        stat = statistic_for(_spec(kwargs))
+        stat = codec_for(_spec(kwargs))
         vector = stat.encode(records)
         encode.append(
             {
@@ -529,7 +529,7 @@ def statistics_vectors() -> dict:
         )
     decode = []
     for kwargs, total, why in DECODE_CASES:
-        result = statistic_for(_spec(kwargs)).decode(ring.as_ring(np.array(total, dtype=object)))
+        result = codec_for(_spec(kwargs)).decode(ring.as_ring(np.array(total, dtype=object)))
         decode.append(
             {"comment": why, "spec": _spec_json(kwargs), "total": [t % (1 << 64) for t in total], "result": result}
         )
