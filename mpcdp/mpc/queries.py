@@ -160,7 +160,8 @@ class Comparison(Statistic):
             if unused and name not in self.uses:
                 raise ComparisonRefused(name, f"is not used by {self.name}")
 
-    uses: ClassVar[tuple[str, ...]] = ()
+    uses: ClassVar[tuple[str, ...]] = ()  # the spec fields it reads beyond the column (and epsilon if private)
+    needs: ClassVar[tuple[str, ...]] = ()  # those it cannot do without
 
     def loss(self, spec: ComparisonSpec) -> PrivacyLoss | None:
         return None
@@ -246,6 +247,7 @@ class ThresholdVote(Comparison):
         "(exact, one bit)"
     )
     uses: ClassVar[tuple[str, ...]] = ("fraction",)
+    needs: ClassVar[tuple[str, ...]] = ("fraction",)
 
     def validate(self, spec: ComparisonSpec) -> None:
         super().validate(spec)
@@ -274,6 +276,7 @@ class NoisySelection(Comparison):
     )
     private = True
     uses: ClassVar[tuple[str, ...]] = ("categories",)
+    needs: ClassVar[tuple[str, ...]] = ("categories",)
 
     def validate(self, spec: ComparisonSpec) -> None:
         super().validate(spec)
@@ -311,6 +314,7 @@ class Quantile(Comparison):
     )
     private = True
     uses: ClassVar[tuple[str, ...]] = ("quantile", "edges")
+    needs: ClassVar[tuple[str, ...]] = ("quantile", "edges")
 
     def q(self, spec: ComparisonSpec) -> float:
         if spec.quantile is None:
@@ -353,6 +357,7 @@ class Median(Quantile):
     name, wire = "median", 13
     summary = "DP median: the quantile at q = 1/2 (--quantile may be left out)"
     uses: ClassVar[tuple[str, ...]] = ("edges",)
+    needs: ClassVar[tuple[str, ...]] = ("edges",)
 
     def q(self, spec: ComparisonSpec) -> float:
         if spec.quantile is not None and spec.quantile != 0.5:

@@ -16,6 +16,9 @@ import argparse
 import math
 import textwrap
 
+from mpcdp.mpc.queries import COMPARISONS  # registers the comparison statistics in STATISTICS
+from mpcdp.protocol.statistics import STATISTICS
+
 
 class Formatter(argparse.RawDescriptionHelpFormatter):
     """Keeps the line breaks of descriptions and epilogs (so example commands stay whole and copyable),
@@ -92,6 +95,19 @@ def delta(text: str) -> float:
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"must be in [0, 1) (0 for pure DP), got {text}")
     return value
+
+
+def fraction(text: str) -> float:
+    """A fraction in [0, 1]."""
+    value = _number(float, text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1] (e.g. 0.5 for half), got {text}")
+    return value
+
+
+def numbers(text: str) -> tuple[float, ...]:
+    """Comma-separated finite numbers, e.g. ``0,1000,2000``."""
+    return tuple(_number(float, part) for part in text.split(","))
 
 
 def level(text: str) -> float:
@@ -202,15 +218,50 @@ def parse_bounds(text: str) -> tuple[float, float]:
     return lo, hi
 
 
+COMPARISON_FLAGS = {"fraction": "threshold", "quantile": "quantile", "edges": "edges", "categories": "categories"}
+
+
+def missing_comparison_flag(args) -> str | None:
+    """What a comparison statistic needs that the command line left out, in words (None: nothing)."""
+    kind = COMPARISONS.get(args.statistic) if args.statistic in COMPARISONS else None
+    for need in kind.needs if kind is not None else ():
+        flag = COMPARISON_FLAGS[need]
+        if not getattr(args, flag):
+            return f"--statistic {kind.name} needs --{flag}"
+    return None
+
+
 def add_query_arguments(p, statistic_default: str | None = None, bounds_default: str = "0,1") -> None:
     """The flags of ``mpcdp query`` and ``mpcdp simulate`` (no ``statistic_default``: --statistic is required)."""
     p.add_argument(
         "--statistic",
         default=statistic_default,
-        choices=("sum", "count", "mean", "variance", "histogram"),
+        choices=STATISTICS.names(),
         help="what to release over all parties' records: sum, count, mean, variance (each per "
-        "coordinate) or histogram (a count per --categories value)"
+        "coordinate) or histogram (a count per --categories value), as a secure sum; or, computed by "
+        ">= 3 parties under MPC (services/mpc_node.py) and opening only the answer: "
+        + "; ".join(f"{c.name}: {c.summary}" for c in COMPARISONS)
         + (f" (default: {statistic_default})" if statistic_default else " (required)"),
+    )
+    p.add_argument(
+        "--threshold",
+        type=fraction,
+        metavar="FRACTION",
+        help="with --statistic threshold: YES if the column's sum is at least FRACTION times its record "
+        "count, e.g. 0.5 for a majority of 0/1 votes",
+    )
+    p.add_argument(
+        "--quantile",
+        type=level,
+        metavar="Q",
+        help="with --statistic quantile: which quantile, strictly between 0 and 1 (median: 0.5)",
+    )
+    p.add_argument(
+        "--edges",
+        type=numbers,
+        metavar="E0,E1,...",
+        help="with --statistic quantile or median: the increasing candidate values; the DP release is one "
+        "of them (the one nearest in rank to the quantile, with high probability)",
     )
     p.add_argument(
         "--column",

@@ -1,6 +1,16 @@
-"""``mpcdp demo``: the seed's four engineers average their raises without revealing them.
+"""``mpcdp demo``: the seed's examples among real party processes.
 
-The coordinator and each engineer run as separate OS processes on loopback,
+``mpcdp demo`` (or ``mpcdp demo raises``): four engineers average their raises
+without revealing them. ``mpcdp demo referendum``: five voters learn only
+whether at least half voted YES -- the answer, YES, and nothing about the
+count. ``mpcdp demo auction``: the four engineers bid their raises and only
+the winning bid is printed; ``mpcdp demo vickrey``: a second-price auction
+that names only the winner and what it pays (the second-highest bid), not
+the winning bid. The referendum and the auctions are computed by the parties
+under MPC (replicated secret sharing, honest majority): no party, and not the
+coordinator, sees a vote or a bid.
+
+For the raises: the coordinator and each engineer run as separate OS processes on loopback,
 talking gRPC over mutual TLS with freshly made certificates (the same code as
 ``mpcdp simulate``): first the exact average, then a differentially private one,
 then the same private query over four companies of 2,500 engineers each, where
@@ -30,7 +40,52 @@ def synthetic_raises(company: str, n: int):
     return (1000 + Prg.from_int(sum(company.encode()), "demo-data").uint64(n) % 5000).astype(float)
 
 
+VOTERS = ("ana", "ben", "chloe", "dmitri", "eve")  # the unanimous referendum: every one votes YES
+
+
+def exact_nonlinear(data: dict, column: str, statistic: str, **kw):
+    """One comparison query among a throwaway federation whose policy opts in to exact nonlinear releases."""
+    with LocalFederation(data, column=column, allow_exact_nonlinear=True) as fed:
+        return fed.query(statistic, **kw)
+
+
+def referendum(args) -> int:
+    print("Five voters each hold one secret ballot, YES or NO, each at their own party process.")
+    print("A count would reveal every vote when it is unanimous, so the parties compute under MPC only")
+    print("whether the YES votes reach half of the ballots: each enters its ballot as replicated secret")
+    print("shares, the comparison runs on shares, and only its one-bit answer is opened.\n")
+    result = exact_nonlinear({v: [1] for v in VOTERS}, "ballot", "threshold", fraction=0.5)
+    print(f"referendum: {result.value}")
+    return 0
+
+
+def auction(args) -> int:
+    print("The four engineers bid their raises, each at their own party process. Under MPC the parties")
+    print("compare the bids on secret shares (a tournament whose outcomes stay shared) and open only the")
+    print("top bid: no losing bid, and not who bid it, leaves the parties.\n")
+    result = exact_nonlinear({p: [v] for p, v in RAISES.items()}, "bid", "max")
+    print(f"winning bid: {result.value:g}")
+    return 0
+
+
+def vickrey(args) -> int:
+    print("A second-price (Vickrey) auction among the four engineers: the highest bidder wins and pays")
+    print("the second-highest bid. Under MPC the parties open only the winner's name and that price: the")
+    print("winning bid itself, and every other bid, stay secret.\n")
+    result = exact_nonlinear({p: [v] for p, v in RAISES.items()}, "bid", "second-price")
+    print(f"winner: {result.result['winner']}, pays {result.value:g}")
+    return 0
+
+
 def run(args) -> int:
+    try:
+        return DEMOS[args.which](args)
+    except (QueryError, RuntimeError) as exc:
+        print(f"mpcdp demo: {exc}", file=sys.stderr)
+        return 1
+
+
+def raises(args) -> int:
     print("Four engineers each hold a private raise; they want only the average.")
     print("Each encodes its raise in Z_2^64, splits it into 4 additive shares (3 sent as 32-byte PRG seeds),")
     print("keeps one, sends the others to its peers over mutual TLS, and reports only the sum of the")
@@ -58,12 +113,23 @@ def run(args) -> int:
     return 0
 
 
+DEMOS = {"raises": raises, "referendum": referendum, "auction": auction, "vickrey": vickrey}
+
+
 def register(sub) -> None:
     p = sub.add_parser(
         "demo",
-        help="run the four-engineers raise-averaging example over real processes",
+        help="run the seed's examples over real processes: raises (default), referendum, auction, vickrey",
         description=__doc__,
         formatter_class=Formatter,
-        epilog=examples("mpcdp demo"),
+        epilog=examples("mpcdp demo", "mpcdp demo referendum", "mpcdp demo auction", "mpcdp demo vickrey"),
+    )
+    p.add_argument(
+        "which",
+        nargs="?",
+        default="raises",
+        choices=tuple(DEMOS),
+        help="raises: the average of four raises, exact then DP; referendum: YES/NO only; auction: the "
+        "winning bid only; vickrey: the winner and the second price only (default: raises)",
     )
     p.set_defaults(run=run)

@@ -24,7 +24,7 @@ import sys
 
 from services import federation as fed
 from services.analyst import QueryError, fetch, query
-from services.commands import Formatter, add_query_arguments, examples
+from services.commands import Formatter, add_query_arguments, examples, missing_comparison_flag
 from services.tls import Identity, warn_insecure
 
 FEDERATION = "examples/engineers/federation.toml"
@@ -45,6 +45,10 @@ def run(args) -> int:
         return 2
     if args.insecure:
         warn_insecure()
+    missing = missing_comparison_flag(args) if args.fetch is None and args.statistic else None
+    if missing:
+        print(f"mpcdp query: {missing}", file=sys.stderr)
+        return 2
     if args.fetch is None and args.statistic is None:
         print("mpcdp query: --statistic is required (or --fetch SESSION for a release already made)", file=sys.stderr)
         return 2
@@ -72,6 +76,9 @@ def run(args) -> int:
             sharing=args.sharing,
             timeout=args.timeout,
             confidence=args.confidence,
+            fraction=args.threshold,
+            quantile=args.quantile,
+            edges=args.edges or (),
         )
     except QueryError as exc:
         print(f"mpcdp query: {exc}", file=sys.stderr)
@@ -94,6 +101,13 @@ def register(sub) -> None:
             f"mpcdp query --federation {FEDERATION} --statistic variance --column raise "
             "--bounds 0,10000 --epsilon 1 --colluders 2",
             f"mpcdp query --federation {FEDERATION} --fetch 5f0c3d2e9a8b4c1d7e6f5a4b3c2d1e0f",
+            "# computed by the parties under MPC (at least 3), opening only the answer:",
+            f"mpcdp query --federation {FEDERATION} --statistic noisy-argmax --column team "
+            "--categories infra,product --epsilon 1",
+            f"mpcdp query --federation {FEDERATION} --statistic median --column raise "
+            "--edges 2000,2500,3000,3500,4000 --epsilon 1",
+            f"mpcdp query --federation {FEDERATION} --statistic max --column raise   "
+            "# exact: only where every policy sets allow_exact_nonlinear",
         ),
     )
     p.add_argument(

@@ -18,9 +18,10 @@ import sys
 
 import numpy as np
 
+from mpcdp.mpc.queries import COMPARISONS
 from mpcdp.prg import Prg, system_random
 from services.analyst import QueryError
-from services.commands import Formatter, add_query_arguments, at_least, examples
+from services.commands import Formatter, add_query_arguments, at_least, examples, missing_comparison_flag
 from services.simulation import LocalFederation
 
 
@@ -50,7 +51,13 @@ def run_simulation(data: dict, args, bounds, out=sys.stdout) -> int:
     )
     categories = [c for c in (args.categories or "").split(",") if c]
     try:
-        with LocalFederation(data, column=args.column, insecure=args.insecure, timeout=args.timeout) as f:
+        with LocalFederation(
+            data,
+            column=args.column,
+            insecure=args.insecure,
+            timeout=args.timeout,
+            allow_exact_nonlinear=args.statistic in COMPARISONS,  # the throwaway federation opts in, as to exact sums
+        ) as f:
             result = f.query(
                 args.statistic,
                 bounds=bounds,
@@ -64,6 +71,9 @@ def run_simulation(data: dict, args, bounds, out=sys.stdout) -> int:
                 colluders=args.colluders,
                 sharing=args.sharing,
                 confidence=args.confidence,
+                fraction=args.threshold,
+                quantile=args.quantile,
+                edges=args.edges or (),
             )
     except QueryError as exc:
         print(f"mpcdp simulate: the query failed: {exc}", file=sys.stderr)
@@ -75,7 +85,6 @@ def run_simulation(data: dict, args, bounds, out=sys.stdout) -> int:
     return 0
 
 
-COMPARISONS = ("max", "min", "argmax", "threshold")  # computed under MPC by services/mpc_node.py
 PROCESS_LIMIT = 16  # above this many parties, they run in one process (services/swarm.py)
 
 
@@ -129,49 +138,6 @@ def run_in_process(data: dict, args, out=None) -> int:
     return 0
 
 
-def run_comparison(data: dict, args, out=None) -> int:
-    """A comparison statistic among the party processes under MPC; prints only its release.
-
-    The throwaway federation's policy opts in to exact nonlinear releases
-    (``allow_exact_nonlinear``), as it opts in to exact sums."""
-    import grpc
-
-    out = out or sys.stdout
-    if len(data) < 3:
-        print("mpcdp simulate: comparisons under MPC need at least 3 parties (honest majority)", file=sys.stderr)
-        return 2
-    if args.statistic == "threshold" and (args.threshold is None or not 0 <= args.threshold <= 1):
-        print(
-            "mpcdp simulate: --statistic threshold needs --threshold FRACTION in [0, 1] "
-            "(YES if the sum is at least that fraction of the count)",
-            file=sys.stderr,
-        )
-        return 2
-    print(
-        f"starting a coordinator and {len(data)} party processes on loopback "
-        f"({'plaintext: --insecure' if args.insecure else 'mutual TLS, fresh certificates'}) ...",
-        file=sys.stderr if args.json else out,
-    )
-    try:
-        with LocalFederation(
-            data, column=args.column, insecure=args.insecure, timeout=args.timeout, allow_exact_nonlinear=True
-        ) as f:
-            release = f.compare(args.statistic, fraction=args.threshold)
-    except grpc.aio.AioRpcError as exc:
-        print(f"mpcdp simulate: the comparison failed: {exc.details()}", file=sys.stderr)
-        return 1
-    except RuntimeError as exc:
-        print(f"mpcdp simulate: {exc}", file=sys.stderr)
-        return 1
-    if args.json:
-        import json
-
-        print(json.dumps({"statistic": args.statistic, "release": release}), file=out)
-    else:
-        print(f"{args.statistic}: {release}", file=out)
-    return 0
-
-
 def run(args) -> int:
     try:
         data = party_values(args.parties, args.values, args.bounds, args.seed)
@@ -182,8 +148,15 @@ def run(args) -> int:
         from services.tls import warn_insecure
 
         warn_insecure()
-    if args.statistic in COMPARISONS:
-        return run_comparison(data, args)
+    if args.statistic in COMPARISONS:  # computed by the party processes under MPC
+        if len(data) < 3:
+            print("mpcdp simulate: comparisons under MPC need at least 3 parties (honest majority)", file=sys.stderr)
+            return 2
+        missing = missing_comparison_flag(args)
+        if missing:
+            print(f"mpcdp simulate: {missing}", file=sys.stderr)
+            return 2
+        return run_simulation(data, args, args.bounds)
     if args.parties > PROCESS_LIMIT or args.in_process or args.quorum is not None or args.drop:
         return run_in_process(data, args)
     return run_simulation(data, args, args.bounds)
@@ -244,18 +217,5 @@ def register(sub) -> None:
         help=f"run every party in this process with the many-party protocol (sparse graph, quorum, dropouts); "
         f"automatic above {PROCESS_LIMIT} parties, or with --quorum or --drop",
     )
-    p.add_argument(
-        "--threshold",
-        type=float,
-        metavar="FRACTION",
-        help="with --statistic threshold: YES if the sum is at least this fraction of the count",
-    )
     add_query_arguments(p, statistic_default="mean", bounds_default="0,10000")
-    for action in p._actions:  # simulate also offers the comparisons the parties compute under MPC
-        if action.dest == "statistic":
-            action.choices = (*action.choices, *COMPARISONS)
-            action.help += (
-                "; or, under MPC among >= 3 parties, exactly: max, min, argmax (the winning party) "
-                "or threshold (YES/NO, with --threshold)"
-            )
     p.set_defaults(run=run)

@@ -3,44 +3,100 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 
 import grpc
 import pytest
 
-from services.simulation import LocalFederation
+from mpcdp.dp.ledger import PrivacyLedger
+from services.analyst import QueryError, fetch
+from services.simulation import CLIENT, LocalFederation
 
 
-def test_max_min_argmax_and_threshold_among_three_party_processes_then_a_crash_aborts_and_the_next_works():
+def spent(f: LocalFederation, name: str) -> float:
+    """The epsilon node ``name`` has charged to its ledger (one dataset per node)."""
+    path = f.dir / "state" / f"{name}.db"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        (dataset,) = db.execute("SELECT dataset FROM budgets").fetchone()
+    return float(PrivacyLedger(path, dataset, f.epsilon_budget).spent().epsilon)
+
+
+def test_exact_comparisons_are_queries_kept_for_fetch_then_a_crash_aborts_and_the_next_works():
     data = {"alice": [3, 0], "bob": [1], "carol": [4, -7]}
     with LocalFederation(data, column="bid", timeout=10.0, allow_exact_nonlinear=True) as f:
-        assert f.compare("max") == "4"
-        assert f.compare("min") == "-7"
-        assert f.compare("argmax") == "carol"
+        top = f.query("max")
+        assert (top.value, top.exact, top.epsilon, top.parties) == (4, True, None, ("alice", "bob", "carol"))
+        assert f.query("min").value == -7
+        assert f.query("argmax").value == "carol"
+        assert f.query("second-price").result == {"second-price": 3, "winner": "carol"}  # carol's 4 stays secret
         # 5 records, sum 1: at least 1/5 of the count (exactly reached) -> YES; 0.3 -> NO
-        assert f.compare("threshold", fraction=0.2) == "YES"
-        assert f.compare("threshold", fraction=0.3) == "NO"
-        with pytest.raises(grpc.aio.AioRpcError) as refused:
-            f.compare("median")
-        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert f.query("threshold", fraction=0.2).value == "YES"
+        assert f.query("threshold", fraction=0.3).value == "NO"
+        again = fetch(f.federation, CLIENT, top.session_id)
+        assert (again.statistic, again.result, again.session_id) == ("max", {"max": 4}, top.session_id)
+        with pytest.raises(QueryError) as refused:
+            f.query("max", epsilon=1.0)
+        assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT and "epsilon" in refused.value.details
+        with pytest.raises(QueryError) as refused:
+            f.query("threshold", fraction=0.5, column="salary")
+        assert refused.value.code == grpc.StatusCode.NOT_FOUND
 
         f.kill("bob")  # a party gone: the session aborts, nobody releases anything
-        with pytest.raises(grpc.aio.AioRpcError) as failed:
-            f.compare("max", timeout=3.0)
-        assert failed.value.code() in (grpc.StatusCode.ABORTED, grpc.StatusCode.UNAVAILABLE)
-        assert "bob" in failed.value.details()
+        with pytest.raises(QueryError) as failed:
+            f.query("max", timeout=3.0)
+        assert failed.value.code in (grpc.StatusCode.ABORTED, grpc.StatusCode.UNAVAILABLE)
+        assert "bob" in failed.value.details
 
         f.launch("bob")
         f.wait_serving("bob")
-        assert f.compare("max") == "4"
+        assert f.query("max").value == 4
 
 
-def test_exact_nonlinear_releases_are_opt_in_in_the_party_policy():
-    votes = {"p1": [1, 0, 0], "p2": [0, 0], "p3": [1, 0]}
-    with LocalFederation(votes, column="vote", timeout=10.0) as f:  # default policy: no exact nonlinear release
-        with pytest.raises(grpc.aio.AioRpcError) as refused:
-            f.compare("max")
-        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
-        assert "allow_exact_nonlinear" in refused.value.details()
+def test_dp_selection_and_median_charge_every_ledger_once_fetch_is_free_and_the_budget_holds():
+    ballots = {"p1": ["infra"] * 30 + ["sales"] * 2, "p2": ["infra"] * 20, "p3": ["product"] * 5, "p4": ["sales"]}
+    with LocalFederation(ballots, column="team", timeout=20.0, epsilon_budget=2.5) as f:
+        chosen = f.query("noisy-argmax", epsilon=1.0, categories=["infra", "product", "sales"])
+        assert (chosen.value, chosen.exact, chosen.epsilon, chosen.mechanism) == (
+            "infra",
+            False,
+            1.0,
+            "discrete_laplace",
+        )
+        names = ["coordinator", "p1", "p2", "p3", "p4"]
+        assert {n: spent(f, n) for n in names} == {n: 1.0 for n in names}
+        assert fetch(f.federation, CLIENT, chosen.session_id).value == "infra"
+        assert {n: spent(f, n) for n in names} == {n: 1.0 for n in names}  # fetching again costs nothing
+        with pytest.raises(QueryError) as exact:
+            f.query("max")  # the federation did not opt in to exact nonlinear releases
+        assert exact.value.code == grpc.StatusCode.PERMISSION_DENIED and "allow_exact_nonlinear" in exact.value.details
+        f.query("noisy-argmax", epsilon=1.0, categories=["infra", "product", "sales"])
+        with pytest.raises(QueryError) as over:
+            f.query("noisy-argmax", epsilon=1.0, categories=["infra", "product", "sales"])
+        assert over.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert {n: spent(f, n) for n in names} == {n: 2.0 for n in names}
+
+    salaries = {f"q{i}": [1000 * i + k for k in range(30)] for i in range(1, 4)}  # 90 records, 45 below 2015
+    with LocalFederation(salaries, column="salary", timeout=20.0) as f:
+        median = f.query("median", epsilon=4.0, edges=[0.0, 1000.0, 2015.0, 3000.0, 4000.0])
+        assert median.value == 2015.0 and median.epsilon == 4.0
+        assert {n: spent(f, n) for n in ("coordinator", "q1", "q2", "q3")} == dict.fromkeys(
+            ("coordinator", "q1", "q2", "q3"), 4.0
+        )
+
+
+def test_demos_the_referendum_prints_yes_only_and_the_auction_only_the_winning_bid(capsys):
+    from services.cli import main
+
+    assert main(["demo", "referendum"]) == 0
+    out = capsys.readouterr().out
+    assert out.rstrip().endswith("referendum: YES")
+    assert not any(ch.isdigit() for ch in out)  # no count, no share of the vote
+    assert main(["demo", "auction"]) == 0
+    out = capsys.readouterr().out
+    assert out.rstrip().endswith("winning bid: 3800")
+    assert not any(bid in out for bid in ("2514", "2982", "3390", "alice"))
+    # `mpcdp demo vickrey` asks the second-price query tested above among party processes
 
 
 def test_simulate_prints_the_top_bid_only_and_refuses_two_parties(capsys):
@@ -52,6 +108,8 @@ def test_simulate_prints_the_top_bid_only_and_refuses_two_parties(capsys):
     assert not any(bid in out for bid in ("2514", "2982", "3390"))
     assert main(["simulate", "--parties", "2", "--values", "1,2", "--statistic", "max"]) == 2
     assert "at least 3 parties" in capsys.readouterr().err
+    assert main(["simulate", "--parties", "3", "--values", "1,0,1", "--statistic", "threshold"]) == 2
+    assert "needs --threshold" in capsys.readouterr().err
 
 
 class _MemoryLinks:
@@ -121,4 +179,4 @@ def test_drive_runs_the_engine_over_links_and_a_peer_silent_mid_run_aborts_every
     for r in runs:
         assert r.done and r.aborted
         with pytest.raises(ProtocolError):
-            r.result
+            _ = r.result
