@@ -150,7 +150,12 @@ class SurveyPage {
     );
     this.form.addEventListener("submit", (event) => {
       event.preventDefault();
-      this.send();
+      // a submission already saved on this device is resent as it is, never replaced by a new one
+      if (this.outbox.pending()) this.deliver("Sending the answers saved on this device…");
+      else this.send();
+    });
+    window.addEventListener("online", () => {
+      if (this.outbox.pending() && !this.button.disabled) this.deliver("Back online: sending your saved answers…");
     });
     this.root.append(this.form);
     this.root.removeAttribute("aria-busy");
