@@ -29,10 +29,11 @@ import math
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
+from ..dp.loss import PrivacyLoss, Relation
 from ..prg import RandomSource, system_random
 from ..protocol.statistics import STATISTICS, Statistic
 from ..protocol.statistics import Engine as Computed
@@ -40,9 +41,6 @@ from ..registry import Registry
 from . import compare
 from .statistics import COUNT_MAX, DPQuantile, Extremum, NoisyArgmax, SecondPrice, Threshold
 from .statistics import MpcStatistic as Computation
-
-if TYPE_CHECKING:  # what the noise's guarantee() returns
-    from ..dp.loss import PrivacyLoss
 
 SESSION_ID_BYTES = 16
 Entry = str | int | float
@@ -110,8 +108,14 @@ class ComparisonSpec:
         return self.epsilon is None
 
     def loss(self) -> PrivacyLoss | None:
-        """The release's privacy loss against ``colluders`` colluding parties (None: exact, no DP)."""
+        """The release's privacy loss against ``colluders`` colluding parties (None: exact, no DP); at most
+        :attr:`charge` (the noise's scale is rounded up)."""
         return self.kind.loss(self)
+
+    @property
+    def charge(self) -> PrivacyLoss | None:
+        """What every node's ledger is charged: pure epsilon-DP per added or removed record (None: exact)."""
+        return None if self.epsilon is None else PrivacyLoss.pure(self.epsilon, Relation.RECORD)
 
 
 def whole_numbers(values: Sequence[object], column: str) -> list[int]:

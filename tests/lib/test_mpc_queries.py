@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mpcdp.dp.loss import PrivacyLoss, Relation
 from mpcdp.mpc import compare
 from mpcdp.mpc.memory import engines, run_in_memory
 from mpcdp.mpc.queries import (
@@ -99,10 +100,11 @@ def test_noisy_argmax_and_the_dp_median_find_the_clear_answer_at_a_large_epsilon
 
 def test_the_dp_statistics_state_a_pure_loss_within_the_epsilon_and_the_exact_ones_none():
     for name, extra in (("noisy-argmax", {"categories": ("a", "b")}), ("median", {"edges": (0.0, 1.0)})):
-        loss = spec(name, 5, epsilon=0.5, colluders=2, **extra).loss()
-        assert loss is not None
-        assert float(loss.epsilon) <= 0.5 + 1e-12
-    assert spec("max").loss() is None and spec("max").is_exact
+        s = spec(name, 5, epsilon=0.5, colluders=2, **extra)
+        loss = s.loss()
+        assert loss is not None and s.charge == PrivacyLoss.pure("0.5", Relation.RECORD)
+        assert loss.relation is Relation.RECORD and loss.epsilon <= s.charge.epsilon
+    assert spec("max").loss() is None and spec("max").charge is None and spec("max").is_exact
 
 
 @pytest.mark.parametrize(
