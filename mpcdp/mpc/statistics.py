@@ -29,19 +29,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from .. import ring
 from ..dp.distributed import DistributedDiscreteLaplace
+from ..dp.loss import PrivacyLoss
 from ..prg import RandomSource, system_random
 from . import compare
 from .engine import U64, Engine, Program
 from .memory import Trace, run_in_memory, seeded_rngs
 
-if TYPE_CHECKING:  # the loss type (mpcdp.dp.loss) is what the noise's guarantee() returns
-    from ..dp.loss import PrivacyLoss
 
 COUNT_MAX = 1 << 40  # counts and local totals a DP statistic accepts (headroom for noise and scaling)
 
