@@ -41,7 +41,6 @@ from . import compare
 from .engine import U64, Engine, Program
 from .memory import Trace, run_in_memory, seeded_rngs
 
-
 COUNT_MAX = 1 << 40  # counts and local totals a DP statistic accepts (headroom for noise and scaling)
 
 
