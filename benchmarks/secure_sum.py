@@ -16,6 +16,13 @@ opened and TLS-authenticated once, at the warm-up query, and reused, as MPyC's
 connections are set up before its timed region.
 
     python benchmarks/secure_sum.py [--quick]      # writes benchmarks/results/secure_sum.json
+    python benchmarks/secure_sum.py --profile      # where a scalar query's time goes (secure_sum_profile.json)
+
+The profile runs a coordinator, three parties and the analyst as real TLS gRPC servers and clients in ONE
+process (each with its state directory: the parties' session logs and the coordinator's release store are
+fsynced as in production), times scalar queries one after another, then profiles more of them with
+cProfile and sorts every function's own time into groups: gRPC and its event-loop plumbing, the
+protocol library, the service adapters, durability (fsync and file writes), protobuf, the rest.
 """
 
 from __future__ import annotations
@@ -82,7 +89,7 @@ def run_mpyc(length: int, parties: int, reps: int) -> dict:
         if line.startswith("RESULT "):
             result = json.loads(line[len("RESULT ") :])
             sent = [
-                int(l.split("bytes sent:")[1]) for l in (out.stdout + out.stderr).splitlines() if "bytes sent:" in l
+                int(ln.split("bytes sent:")[1]) for ln in (out.stdout + out.stderr).splitlines() if "bytes sent:" in ln
             ]
             result["bytes_party0"] = sent[-1] if sent else None
             return result
@@ -139,13 +146,185 @@ def run_mpcdp(length: int, parties: int, reps: int) -> dict:
     }
 
 
+# -- where a scalar query's time goes ---------------------------------------------------
+
+PROFILE_RESULTS = RESULTS.with_name("secure_sum_profile.json")
+GROUPS = (  # (group, substrings of a profiled function's file or name), first match wins
+    ("waiting in epoll (idle: sockets, other threads)", ("select.epoll",)),
+    ("durability (fsync, file writes)", ("fsync", "ledgers.py", "releases.py", "sqlite", "ledger.py")),
+    ("gRPC (calls, streams, HTTP/2, TLS)", ("grpc", "cygrpc", "_cython")),
+    ("protobuf (encode, decode)", ("protobuf", "_pb2", "convert.py", "SerializeToString", "FromString")),
+    ("protocol library (mpcdp/)", ("/mpcdp/",)),
+    ("service adapters (services/)", ("/services/",)),
+    ("asyncio event loop", ("asyncio", "selectors", "select", "epoll")),
+)
+
+
+def _replace(obj, **fields):
+    """A copy of a federation (or node) description with ``fields`` changed (pydantic or dataclass)."""
+    import dataclasses
+
+    return obj.model_copy(update=fields) if hasattr(obj, "model_copy") else dataclasses.replace(obj, **fields)
+
+
+async def _profile_cluster(tmp: Path, queries: int, profiled: int, durable: bool = True) -> dict:
+    import cProfile
+    import pstats
+
+    from services import federation as fed
+    from services.analyst import Analyst
+    from services.coordinator_node import CoordinatorNode
+    from services.data import Table
+    from services.ledgers import SessionLog
+    from services.party_node import PartyNode
+    from services.releases import ReleaseStore
+    from services.server import start
+    from services.tls import Identity, init_certs
+    from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
+
+    parties = ["alice", "bob", "carol"]
+    certs = tmp / "certs"
+    init_certs(["coordinator", "analyst", *parties], certs)
+    doc = {
+        "federation": {"name": "profile"},
+        "policy": {"allow_exact": True, "max_records": 1},
+        "node": [
+            {"name": "coordinator", "address": "127.0.0.1:1", "roles": ["coordinator"]},
+            {"name": "analyst", "roles": ["client"]},
+            *({"name": p, "address": "127.0.0.1:1", "roles": ["party"]} for p in parties),
+        ],
+    }
+    f = _replace(fed.parse(doc, tmp), certs=certs)
+    nodes, servers, ports = {}, {}, {}
+    for i, name in enumerate(parties):
+        node = PartyNode(
+            f,
+            name,
+            Table({"value": [float(i + 1)]}),
+            Identity(name, certs),
+            sessions=SessionLog(tmp / f"{name}.sessions") if durable else None,
+        )
+        servers[name], ports[name] = await start(Identity(name, certs), "127.0.0.1:0", node.services())
+        nodes[name] = node
+    store = ReleaseStore(tmp / "releases") if durable else None
+    coordinator = CoordinatorNode(f, Identity("coordinator", certs), store=store)
+    servers["coordinator"], ports["coordinator"] = await start(
+        Identity("coordinator", certs),
+        "127.0.0.1:0",
+        [(pb_grpc.add_CoordinatorServicer_to_server, coordinator, "mpcdp.v1.Coordinator")],
+    )
+    nodes["coordinator"] = coordinator
+    real = _replace(
+        f, nodes=tuple(_replace(n, address=f"127.0.0.1:{ports[n.name]}") if n.name in ports else n for n in f.nodes)
+    )
+    for node in nodes.values():
+        node.federation = real
+    try:
+        async with Analyst(real, "analyst") as analyst:
+            await analyst.query("sum", bounds=(0, 10))  # warm-up: every channel and link opened once
+            times = []
+            for _ in range(queries):
+                t0 = time.perf_counter()
+                result = await analyst.query("sum", bounds=(0, 10))
+                times.append(time.perf_counter() - t0)
+            if result.value != 6:
+                raise RuntimeError(f"wrong sum {result.value}")
+            profiler = cProfile.Profile()
+            profiler.enable()
+            t0 = time.perf_counter()
+            for _ in range(profiled):
+                await analyst.query("sum", bounds=(0, 10))
+            profiled_seconds = time.perf_counter() - t0
+            profiler.disable()
+    finally:
+        for server in servers.values():
+            await server.stop(None)
+        for node in nodes.values():
+            await node.close()
+    stats = pstats.Stats(profiler)
+    groups: dict[str, float] = {g: 0.0 for g, _ in GROUPS}
+    groups["other"] = 0.0
+    top = []
+    for (file, line, name), (_, calls, own, _cumulative, _) in stats.stats.items():
+        where = f"{file}:{line}({name})"
+        group = next((g for g, keys in GROUPS if any(k in where for k in keys)), "other")
+        groups[group] += own
+        top.append((own, calls, where, group))
+    total = sum(groups.values())
+    top.sort(reverse=True)
+    fsync = _fsync_seconds(tmp)
+    return {
+        "queries": queries,
+        "median_ms": 1e3 * statistics.median(times),
+        "p90_ms": 1e3 * sorted(times)[int(0.9 * len(times))],
+        "profiled_queries": profiled,
+        "profiled_ms_per_query": 1e3 * profiled_seconds / profiled,
+        "cpu_ms_per_query_by_group": {g: 1e3 * v / profiled for g, v in sorted(groups.items(), key=lambda kv: -kv[1])},
+        "cpu_share_by_group": {g: v / total for g, v in groups.items()},
+        "top_functions_ms_per_query": [
+            {"function": where, "group": group, "ms": 1e3 * own / profiled, "calls_per_query": calls / profiled}
+            for own, calls, where, group in top[:40]
+        ],
+        "fsync_ms_on_this_disk": fsync,
+        "note": "all nodes in one process, so CPU adds up over coordinator, parties and analyst; an fsync "
+        "waits on the disk without using CPU (its wall time is fsync_ms_on_this_disk, 3 per query: a "
+        "party's session id (group-committed), the coordinator's release file and its folder)",
+    }
+
+
+def _fsync_seconds(tmp: Path, n: int = 20) -> float:
+    """Median wall time of one small write + fsync in ``tmp`` (ms)."""
+    times = []
+    for i in range(n):
+        path = tmp / f"fsync-{i}"
+        t0 = time.perf_counter()
+        with open(path, "wb") as fh:
+            fh.write(b"x" * 100)
+            fh.flush()
+            os.fsync(fh.fileno())
+        times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times)
+
+
+def profile(queries: int = 200, profiled: int = 100, out: Path = PROFILE_RESULTS) -> dict:
+    import asyncio
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="mpcdp-profile-") as tmp:
+        report = asyncio.run(_profile_cluster(Path(tmp), queries, profiled))
+    with tempfile.TemporaryDirectory(prefix="mpcdp-profile-") as tmp:  # the same, no state directories
+        bare = asyncio.run(_profile_cluster(Path(tmp), queries, 1, durable=False))
+    report["without_durability"] = {k: bare[k] for k in ("median_ms", "p90_ms")}
+    report["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count(), "load": os.getloadavg()}
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"scalar query, all nodes in one process: median {report['median_ms']:.2f} ms, p90 {report['p90_ms']:.2f} ms")
+    print(f"profiled: {report['profiled_ms_per_query']:.2f} ms per query; CPU per query by group:")
+    for group, ms in report["cpu_ms_per_query_by_group"].items():
+        print(f"  {ms:7.3f} ms  {group}")
+    print(f"one small write + fsync on this disk: {report['fsync_ms_on_this_disk']:.2f} ms")
+    print(f"the same nodes without state directories (no fsync): median {bare['median_ms']:.2f} ms")
+    for row in report["top_functions_ms_per_query"][:12]:
+        print(f"  {row['ms']:7.3f} ms  {row['calls_per_query']:6.1f} calls  {row['function'][-90:]}")
+    print(f"wrote {out}")
+    return report
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
+    ap.add_argument("--profile", action="store_true", help="only the profile of a scalar query (see above)")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument(
+        "--only", action="append", default=[], help="run only workloads whose name contains this (repeatable)"
+    )
     args = ap.parse_args(argv)
+    if args.profile:
+        profile(50 if args.quick else 200, 20 if args.quick else 100)
+        return 0
     rows = []
     for name, length, parties, reps in WORKLOADS:
+        if args.only and not any(o in name for o in args.only):
+            continue
         reps = 2 if args.quick else reps
         ours = run_mpcdp(length, parties, reps)
         theirs = run_mpyc(length, parties, reps)
