@@ -41,7 +41,7 @@ from mpcdp.text import evaluate, samplers
 from mpcdp.text.embeddings import load_default_glove
 from mpcdp.text.mechanisms import MultivariateLaplace, TruncatedGumbel
 from mpcdp.text.nearest import ListSearch
-from mpcdp.text.neighbours import load_or_build
+from mpcdp.text.neighbors import load_or_build
 from mpcdp.text.sanitizer import Sanitizer
 from mpcdp.text.tokenize import apply_case, case_pattern, split
 
@@ -221,7 +221,7 @@ def main(argv=None) -> int:
             "load_average_at_start": os.getloadavg(),
         },
         "vocabulary": "GloVe 6B 50d, 50,000 most frequent words",
-        "neighbours_cached": 64,
+        "neighbors_cached": 64,
         "epsilon": {"truncated-gumbel": GUMBEL_EPSILON, "multivariate-laplace": LAPLACE_EPSILON},
         "randomness": "system_random (AES-256-CTR CSPRNG) for every mechanism run",
     }

@@ -36,7 +36,7 @@ import grpc
 from mpcdp.prg import system_random
 from mpcdp.text.embeddings import DEFAULT_VOCABULARY_SIZE, FORMATS, load_embedding
 from mpcdp.text.mechanisms import MECHANISMS, EpsilonTooSmallError, truncated_gumbel_min_epsilon
-from mpcdp.text.neighbours import DEFAULT_NEIGHBOURS
+from mpcdp.text.neighbors import DEFAULT_NEIGHBORS
 from mpcdp.text.sanitizer import (
     DEFAULT_PLACEHOLDER,
     OOV_KEEP,
@@ -279,15 +279,15 @@ def add_embedding_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--approximate-nn",
         action="store_true",
-        help="multivariate Laplace finds the word nearest the noisy vector with an approximate faiss "
-        "index (IVF, 8 of 894 lists searched): about 8x faster, the same privacy (decoding is "
-        "post-processing), but a different word than exact search for about 1 token in 6 "
-        "(default: exact search)",
+        help="multivariate Laplace finds the word nearest the noisy vector among the words of the 8 "
+        "nearest of about sqrt(n) lists (224 for 50,000 words) instead of all: many times faster, the "
+        "same privacy (decoding is post-processing), but a different word than exact search for about "
+        "1 token in 20 (default: exact search)",
     )
     g.add_argument(
-        "--neighbours",
+        "--neighbors",
         type=int,
-        default=DEFAULT_NEIGHBOURS,
+        default=DEFAULT_NEIGHBORS,
         help="cached nearest neighbours per word (default %(default)s)",
     )
     g.add_argument("--cache-dir", type=Path, help="neighbour cache folder (default $MPCDP_CACHE or ~/.cache/mpcdp)")
@@ -318,7 +318,7 @@ def sanitizer_from_args(args) -> Sanitizer:
         embedding = load_embedding(args.embedding, args.format, args.vocab_size, args.vocabulary)
     return load_sanitizer(
         args.vocab_size,
-        args.neighbours,
+        args.neighbors,
         args.cache_dir,
         OOV_KEEP if args.keep_oov else OOV_PLACEHOLDER,
         args.placeholder,

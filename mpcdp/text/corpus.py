@@ -56,7 +56,12 @@ def input_format(path) -> str:
 
 
 def read_texts(path, column: str) -> list[str | None]:
-    """The cells of ``column`` in ``path``; every cell must be text (or null)."""
+    """The cells of ``column`` in ``path`` as Python strings (see :func:`read_column`)."""
+    return read_column(path, column).to_pylist()
+
+
+def read_column(path, column: str):
+    """The cells of ``column`` in ``path`` as one Arrow array; every cell must be text (or null)."""
     import pyarrow as pa
 
     path = Path(path)
@@ -77,7 +82,7 @@ def read_texts(path, column: str) -> list[str | None]:
     cells = table.column(0)
     if not (pa.types.is_string(cells.type) or pa.types.is_large_string(cells.type) or pa.types.is_null(cells.type)):
         raise CorpusError(f"{path}: column {column!r} holds {cells.type} values, not text")
-    return cells.to_pylist()
+    return cells.combine_chunks()
 
 
 def _read_table(path: Path, fmt: str, column: str):
@@ -148,14 +153,16 @@ def part_path(out: Path, index: int) -> Path:
     return out / f"part-{index:05d}.parquet"
 
 
-def sanitize_partition(sanitizer: Sanitizer, texts: list, first_row: int, mechanism: str, epsilon: float):
-    """One partition as an Arrow table: row number, sanitised text and its privacy cost per row.
+def sanitize_partition(sanitizer: Sanitizer, cells, first_row: int, mechanism: str, epsilon: float):
+    """One partition (an Arrow array of texts) as an Arrow table: row number, sanitised text and its
+    privacy cost per row.
 
     The random stream is new for every call (a fresh seed from the OS), whatever
     runs it and however often.
     """
     import pyarrow as pa
 
+    texts = cells.to_pylist()
     rng = system_random(f"text-corpus/partition-from-row-{first_row}")
     nulls = [i for i, t in enumerate(texts) if t is None]
     present = texts if not nulls else [t for t in texts if t is not None]
@@ -176,6 +183,12 @@ def sanitize_partition(sanitizer: Sanitizer, texts: list, first_row: int, mechan
             values = full
         columns[name] = pa.array(values)
     return pa.table(columns)
+
+
+def _compact(cells):
+    import pyarrow as pa
+
+    return pa.concat_arrays([cells])
 
 
 def _write_atomically(table, path: Path) -> None:
@@ -254,12 +267,12 @@ def run(
     if partition_rows < 1:
         raise CorpusError(f"partition rows must be at least 1, got {partition_rows}")
     sanitizer.mechanism(mechanism, epsilon)  # a bad epsilon fails before any reading
-    texts = read_texts(input_path, column)
+    cells = read_column(input_path, column)
     job = Job(
         input=str(Path(input_path).resolve()),
         input_sha256=file_digest(input_path),
         column=column,
-        rows=len(texts),
+        rows=len(cells),
         partition_rows=partition_rows,
         mechanism=mechanism,
         epsilon=float(epsilon),
@@ -273,7 +286,8 @@ def run(
     todo = prepare_output(out, job)
     if on_total:
         on_total(len(todo))
-    slices = {i: (texts[i * partition_rows : (i + 1) * partition_rows], i * partition_rows) for i in todo}
+    # Each partition's cells copied out of the column: a pickled Arrow slice would carry the whole column.
+    slices = {i: (_compact(cells.slice(i * partition_rows, partition_rows)), i * partition_rows) for i in todo}
     if engine == "local":
         for i in todo:
             part, first = slices[i]

@@ -29,7 +29,7 @@ from ..prg import RandomSource
 from . import samplers
 from .embeddings import Embedding
 from .nearest import ExactSearch, ListSearch
-from .neighbours import NeighbourTable, exact_neighbours
+from .neighbors import NeighborTable, exact_neighbors
 
 MECHANISMS = ("truncated-gumbel", "multivariate-laplace")
 _CHUNK = 1 << 16  # tokens per vectorised step; bounds scratch memory
@@ -123,7 +123,7 @@ class TruncatedGumbel:
 
     name = "truncated-gumbel"
 
-    def __init__(self, embedding: Embedding, table: NeighbourTable, epsilon: float):
+    def __init__(self, embedding: Embedding, table: NeighborTable, epsilon: float):
         if table.ids.shape[0] != embedding.size or table.fingerprint != embedding.fingerprint():
             raise ValueError("table was not built for this embedding")
         n = embedding.size
@@ -169,7 +169,7 @@ class TruncatedGumbel:
         return out
 
     def _perturb_exact(self, word: int, k: int, rng: RandomSource) -> int:
-        ids, dist = exact_neighbours(self.embedding, word, k - 1)
+        ids, dist = exact_neighbors(self.embedding, word, k - 1)
         ids = np.concatenate([[word], ids])
         dist = np.concatenate([[0.0], dist])
         noise = samplers.truncated_gumbel(rng, k, self.calibration.scale, self.table.delta_max)
@@ -224,7 +224,7 @@ class MultivariateLaplace:
 
 
 def make_mechanism(
-    name: str, embedding: Embedding, table: NeighbourTable | None, epsilon: float, approximate: bool = False
+    name: str, embedding: Embedding, table: NeighborTable | None, epsilon: float, approximate: bool = False
 ) -> Mechanism:
     """A mechanism by its name in :data:`MECHANISMS`."""
     if name == TruncatedGumbel.name:

@@ -32,7 +32,7 @@ from ..prg import RandomSource, system_random
 from .embeddings import DEFAULT_VOCABULARY_SIZE, Embedding, load_default_glove
 from .lexicon import Lexicon
 from .mechanisms import Mechanism, make_mechanism
-from .neighbours import DEFAULT_NEIGHBOURS, NeighbourTable, load_or_build, max_pairwise_distance
+from .neighbors import DEFAULT_NEIGHBORS, NeighborTable, load_or_build, max_pairwise_distance
 from .render import VocabularyCodes, render
 from .spans import split_batch
 
@@ -96,7 +96,7 @@ class Sanitizer:
     def __init__(
         self,
         embedding: Embedding,
-        table: NeighbourTable | None = None,
+        table: NeighborTable | None = None,
         oov: str = OOV_PLACEHOLDER,
         placeholder: str = DEFAULT_PLACEHOLDER,
         symbols: str = SYMBOLS_PLACEHOLDER,
@@ -198,7 +198,7 @@ class Sanitizer:
 
 def load_sanitizer(
     vocabulary_size: int = DEFAULT_VOCABULARY_SIZE,
-    neighbours: int = DEFAULT_NEIGHBOURS,
+    neighbors: int = DEFAULT_NEIGHBORS,
     cache_dir=None,
     oov: str = OOV_PLACEHOLDER,
     placeholder: str = DEFAULT_PLACEHOLDER,
@@ -210,5 +210,5 @@ def load_sanitizer(
     """A sanitizer over ``embedding`` (default: GloVe 6B 50d, its most frequent words, or entries
     when not ``words_only``) with its cached neighbour table."""
     embedding = embedding or load_default_glove(vocabulary_size, words_only)
-    table = load_or_build(embedding, neighbours, cache_dir)
+    table = load_or_build(embedding, neighbors, cache_dir)
     return Sanitizer(embedding, table, oov=oov, placeholder=placeholder, symbols=symbols, approximate_nn=approximate_nn)

@@ -7,7 +7,7 @@ import pytest
 
 from mpcdp.prg import Prg
 from mpcdp.text import calibrate, samplers
-from mpcdp.text import neighbours as nb
+from mpcdp.text import neighbors as nb
 from mpcdp.text.embeddings import Embedding
 from mpcdp.text.evaluate import token_sample
 from mpcdp.text.mechanisms import privacy_statistics
@@ -20,7 +20,7 @@ WORDS = tuple(f"w{i}" for i in range(80))
 @pytest.fixture(scope="module")
 def sanitizer():
     emb = Embedding(WORDS, samplers.standard_normal(Prg.from_int(0, "emb"), (len(WORDS), 5)))
-    return Sanitizer(emb, nb.build_neighbour_table(emb, 10))
+    return Sanitizer(emb, nb.build_neighbor_table(emb, 10))
 
 
 CORPUS = [" ".join(f"w{(i * 7 + j) % 30}" for j in range(12)) for i in range(40)]
@@ -59,7 +59,7 @@ def test_cli(tmp_path, sanitizer, capsys):
         "calibrate",
         "--embedding",
         str(glove),
-        "--neighbours",
+        "--neighbors",
         "10",
         "--cache-dir",
         str(tmp_path / "c"),

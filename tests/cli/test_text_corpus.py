@@ -12,7 +12,7 @@ import pytest
 
 from mpcdp.prg import Prg
 from mpcdp.text import corpus, samplers
-from mpcdp.text import neighbours as nb
+from mpcdp.text import neighbors as nb
 from mpcdp.text.embeddings import Embedding
 from mpcdp.text.sanitizer import Sanitizer
 from services.cli import main
@@ -24,7 +24,7 @@ EPSILON = 1e4  # truncated Gumbel on this vocabulary needs more than ~30
 @pytest.fixture(scope="module")
 def sanitizer():
     emb = Embedding(WORDS, samplers.standard_normal(Prg.from_int(0, "emb"), (len(WORDS), 4)))
-    return Sanitizer(emb, nb.build_neighbour_table(emb, 6))
+    return Sanitizer(emb, nb.build_neighbor_table(emb, 6))
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +158,7 @@ def test_cli_corpus_errors_and_success(tmp_path, glove_file, capsys):
         str(EPSILON),
         "--embedding",
         str(glove_file),
-        "--neighbours",
+        "--neighbors",
         "6",
         "--cache-dir",
         str(tmp_path / "cache"),
@@ -203,9 +203,9 @@ def test_dask_ships_the_sanitizer_once_per_worker(sanitizer, cluster):
 class SlowSanitizer(Sanitizer):
     """Sleeps per call so that a worker can be killed mid-run; reports where it runs."""
 
-    def sanitize(self, texts, *args, **kw):
+    def sanitize_batch(self, texts, *args, **kw):
         time.sleep(0.15)
-        return super().sanitize(texts, *args, **kw)
+        return super().sanitize_batch(texts, *args, **kw)
 
 
 def test_dask_two_workers_one_killed_mid_run(tmp_path, sanitizer, cluster):

@@ -11,7 +11,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mpcdp.prg import Prg
-from mpcdp.text import neighbours as nb
+from mpcdp.text import neighbors as nb
 from mpcdp.text import samplers
 from mpcdp.text.embeddings import Embedding
 from mpcdp.text.sanitizer import Sanitizer
@@ -64,7 +64,7 @@ def certs(federation_file):
 @pytest.fixture(scope="module")
 def port(emb, certs):
     server, port = build_server(
-        Sanitizer(emb, nb.build_neighbour_table(emb, 8)),
+        Sanitizer(emb, nb.build_neighbor_table(emb, 8)),
         "127.0.0.1:0",
         Identity("scribe", certs),
         TextLimits(max_text_chars=200),

@@ -5,7 +5,7 @@ import pytest
 
 from mpcdp.prg import Prg
 from mpcdp.text import mechanisms as m
-from mpcdp.text import neighbours as nb
+from mpcdp.text import neighbors as nb
 from mpcdp.text.sanitizer import load_sanitizer
 
 
@@ -23,7 +23,7 @@ def test_default_vocabulary_and_extremes(sanitizer):
     assert m.truncated_gumbel_min_epsilon(emb.size, table.delta_min) == pytest.approx(75.8, abs=0.1)
     assert 15 < table.delta_max < 30
     for w in (0, 1234, 49_999):
-        ids, _ = nb.exact_neighbours(emb, w, 64)
+        ids, _ = nb.exact_neighbors(emb, w, 64)
         np.testing.assert_array_equal(ids, table.ids[w])
 
 

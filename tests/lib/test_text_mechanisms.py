@@ -10,7 +10,7 @@ from scipy.special import lambertw
 
 from mpcdp.prg import Prg
 from mpcdp.text import mechanisms as m
-from mpcdp.text import neighbours as nb
+from mpcdp.text import neighbors as nb
 from mpcdp.text import samplers
 from mpcdp.text.embeddings import Embedding
 
@@ -27,7 +27,7 @@ def emb():
 
 @pytest.fixture(scope="module")
 def table(emb):
-    return nb.build_neighbour_table(emb, 16)
+    return nb.build_neighbor_table(emb, 16)
 
 
 def test_delta_and_delta0_are_the_exact_pairwise_extremes(emb, table):
@@ -53,7 +53,7 @@ def test_words_with_one_vector_have_one_output_distribution(tmp_path):
 
     merged = load_glove_text(path)
     assert merged.size == 19 and merged.aliases == {"w1": "w0"} and merged.index["w1"] == merged.index["w0"]
-    table = nb.build_neighbour_table(merged, 8)
+    table = nb.build_neighbor_table(merged, 8)
     assert table.delta_min > 0
     mech = m.TruncatedGumbel(merged, table, 2 * m.truncated_gumbel_min_epsilon(merged.size, table.delta_min))
     from mpcdp.text.sanitizer import Sanitizer
@@ -72,14 +72,14 @@ def test_words_with_one_vector_have_one_output_distribution(tmp_path):
 
 def test_delta0_is_the_smallest_distance_between_words():
     vectors = np.array([[0, 0], [0, 2], [3, 4], [0, 1]], dtype=np.float32)
-    t = nb.build_neighbour_table(Embedding(("a", "b", "c", "d"), vectors), 2)
+    t = nb.build_neighbor_table(Embedding(("a", "b", "c", "d"), vectors), 2)
     assert t.delta_min == pytest.approx(1.0) and t.delta_max == pytest.approx(5.0)
     assert list(t.ids[0]) == [3, 1]
 
 
-def test_cached_neighbours_agree_with_exact_search(emb, table):
+def test_cached_neighbors_agree_with_exact_search(emb, table):
     for w in range(emb.size):
-        ids, dist = nb.exact_neighbours(emb, w, table.k)
+        ids, dist = nb.exact_neighbors(emb, w, table.k)
         np.testing.assert_array_equal(ids, table.ids[w])
         np.testing.assert_allclose(dist, table.distances[w], rtol=1e-12)
 
@@ -115,7 +115,7 @@ def reference_truncated_gumbel(emb, table, eps, word, draws, rng):
     out = np.empty(draws, dtype=np.int64)
     for i in range(draws):
         k = int(mech.candidate_count.sample(rng, 1)[0])
-        ids, dist = nb.exact_neighbours(emb, word, k - 1) if k > 1 else (np.array([], int), np.array([]))
+        ids, dist = nb.exact_neighbors(emb, word, k - 1) if k > 1 else (np.array([], int), np.array([]))
         cand = np.concatenate([[word], ids])
         noisy = np.concatenate([[0.0], dist]) + samplers.truncated_gumbel(
             rng, k, mech.calibration.scale, table.delta_max
@@ -144,9 +144,9 @@ def test_vectorised_truncated_gumbel_matches_per_token_reference(emb, table):
 
 
 def test_exact_fallback_beyond_the_cache_has_the_same_distribution(emb):
-    eps = 1.5 * m.truncated_gumbel_min_epsilon(emb.size, nb.build_neighbour_table(emb, 1).delta_min)
-    tiny = m.TruncatedGumbel(emb, nb.build_neighbour_table(emb, 2), eps)  # most k exceed 3
-    full = m.TruncatedGumbel(emb, nb.build_neighbour_table(emb, 40), eps)
+    eps = 1.5 * m.truncated_gumbel_min_epsilon(emb.size, nb.build_neighbor_table(emb, 1).delta_min)
+    tiny = m.TruncatedGumbel(emb, nb.build_neighbor_table(emb, 2), eps)  # most k exceed 3
+    full = m.TruncatedGumbel(emb, nb.build_neighbor_table(emb, 40), eps)
     a = tiny.perturb(np.full(6_000, 3), Prg.from_int(13))
     b = full.perturb(np.full(6_000, 3), Prg.from_int(14))
     assert two_sample_chisquare(a, b) > 1e-3

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mpcdp.prg import Prg
-from mpcdp.text import neighbours as nb
+from mpcdp.text import neighbors as nb
 from mpcdp.text.embeddings import Embedding
 from mpcdp.text.mechanisms import EpsilonTooSmallError
 from mpcdp.text.sanitizer import Sanitizer, load_sanitizer
@@ -20,7 +20,7 @@ def emb():
 
 @pytest.fixture(scope="module")
 def sanitizer(emb):
-    return Sanitizer(emb, nb.build_neighbour_table(emb, 5))
+    return Sanitizer(emb, nb.build_neighbor_table(emb, 5))
 
 
 def test_layout_case_and_placeholder(sanitizer):
@@ -42,7 +42,7 @@ def test_words_are_replaced_by_vocabulary_words_wearing_the_case(sanitizer):
 
 def test_keep_oov_is_explicit_and_warned(emb):
     with pytest.warns(UserWarning, match="unperturbed"):
-        keep = Sanitizer(emb, nb.build_neighbour_table(emb, 5), oov="keep")
+        keep = Sanitizer(emb, nb.build_neighbor_table(emb, 5), oov="keep")
     [out] = keep.sanitize(["good Zorblax"], "multivariate-laplace", 1e7, Prg.from_int(3))
     assert out.text == "good Zorblax" and out.cost.oov_released == 1
     with pytest.raises(ValueError, match="oov"):
@@ -78,7 +78,7 @@ def test_substitutes_are_never_punctuation_or_fragments(tmp_path):
 
 def test_symbols_placeholder_drop_or_keep(emb):
     text = "good 😀😀 film 👨‍👩‍👧 © $5 + 2"
-    table = nb.build_neighbour_table(emb, 5)
+    table = nb.build_neighbor_table(emb, 5)
     expected = {
         "placeholder": ("good <unk> film <unk> <unk> $<unk> + <unk>", 0),
         "drop": ("good  film   $<unk> + <unk>", 0),
@@ -99,7 +99,7 @@ def test_errors(sanitizer):
         sanitizer.sanitize(["good"], "gaussian", 1.0, Prg.from_int(5))
 
 
-def test_neighbour_cache_is_keyed_by_embedding_and_reused(tmp_path, emb, monkeypatch):
+def test_neighbor_cache_is_keyed_by_embedding_and_reused(tmp_path, emb, monkeypatch):
     first = nb.load_or_build(emb, 5, tmp_path)
     files = list((tmp_path / "text").glob("*.npz"))
     assert len(files) == 1 and emb.fingerprint()[:32] in files[0].name
@@ -107,7 +107,7 @@ def test_neighbour_cache_is_keyed_by_embedding_and_reused(tmp_path, emb, monkeyp
     def no_build(*_args, **_kw):
         raise AssertionError("the cache was not used")
 
-    monkeypatch.setattr(nb, "build_neighbour_table", no_build)
+    monkeypatch.setattr(nb, "build_neighbor_table", no_build)
     again = nb.load_or_build(emb, 5, tmp_path)
     np.testing.assert_array_equal(first.ids, again.ids)
     assert (again.delta_max, again.delta_min) == (first.delta_max, first.delta_min)
@@ -125,5 +125,5 @@ def test_cache_dir_environment(monkeypatch, tmp_path):
 
 
 def test_load_sanitizer_with_a_given_embedding(tmp_path, emb):
-    s = load_sanitizer(cache_dir=tmp_path, neighbours=4, embedding=emb)
+    s = load_sanitizer(cache_dir=tmp_path, neighbors=4, embedding=emb)
     assert s.table.k == 4 and s.embedding is emb

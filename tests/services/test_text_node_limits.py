@@ -9,7 +9,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mpcdp.prg import Prg
-from mpcdp.text import neighbours as nb
+from mpcdp.text import neighbors as nb
 from mpcdp.text import samplers
 from mpcdp.text.embeddings import Embedding
 from mpcdp.text.sanitizer import Sanitizer
@@ -48,7 +48,7 @@ def certs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def parts():
     emb = Embedding(WORDS, samplers.standard_normal(Prg.from_int(0, "emb"), (len(WORDS), 5)))
-    return emb, nb.build_neighbour_table(emb, 6)
+    return emb, nb.build_neighbor_table(emb, 6)
 
 
 @pytest.fixture

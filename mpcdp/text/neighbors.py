@@ -26,7 +26,7 @@ import numpy as np
 
 from .embeddings import Embedding
 
-DEFAULT_NEIGHBOURS = 64
+DEFAULT_NEIGHBORS = 64
 _FORMAT_VERSION = 1
 
 
@@ -39,7 +39,7 @@ def default_cache_dir() -> Path:
 
 
 @dataclass(frozen=True)
-class NeighbourTable:
+class NeighborTable:
     """``ids[i]``/``distances[i]``: word i's k nearest other words, nearest first; global Delta, Delta0."""
 
     ids: np.ndarray  # (n, k) int32
@@ -53,7 +53,7 @@ class NeighbourTable:
         return self.ids.shape[1]
 
 
-def exact_neighbours(embedding: Embedding, word: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+def exact_neighbors(embedding: Embedding, word: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Word ``word``'s k nearest other words by a float64 scan of the whole vocabulary."""
     if not 0 <= word < embedding.size:
         raise ValueError(f"word index {word} is outside the vocabulary")
@@ -113,12 +113,12 @@ def max_pairwise_distance(vectors: np.ndarray, block: int = 512) -> float:
     return best
 
 
-def build_neighbour_table(embedding: Embedding, k: int = DEFAULT_NEIGHBOURS) -> NeighbourTable:
+def build_neighbor_table(embedding: Embedding, k: int = DEFAULT_NEIGHBORS) -> NeighborTable:
     """Compute the table (exact faiss kNN, exact Delta and Delta0); minutes at most for 50k words."""
     if not 1 <= k < embedding.size:
         raise ValueError(f"k (neighbours per word) must be in [1, {embedding.size - 1}], got {k!r}")
     ids, distances = _knn(embedding.vectors, k)
-    return NeighbourTable(
+    return NeighborTable(
         ids=ids,
         distances=distances,
         delta_max=max_pairwise_distance(embedding.vectors),
@@ -131,17 +131,17 @@ def cache_path(cache_dir: Path, fingerprint: str, k: int) -> Path:
     return Path(cache_dir) / "text" / f"neighbours-v{_FORMAT_VERSION}-{fingerprint[:32]}-k{k}.npz"
 
 
-def load_or_build(embedding: Embedding, k: int = DEFAULT_NEIGHBOURS, cache_dir: Path | None = None) -> NeighbourTable:
+def load_or_build(embedding: Embedding, k: int = DEFAULT_NEIGHBORS, cache_dir: Path | None = None) -> NeighborTable:
     """The cached table for this embedding and k, building and saving it on a miss."""
     fingerprint = embedding.fingerprint()
     path = cache_path(cache_dir or default_cache_dir(), fingerprint, k)
     if path.exists():
         with np.load(path) as data:
             if str(data["fingerprint"]) == fingerprint and data["ids"].shape == (embedding.size, k):
-                return NeighbourTable(
+                return NeighborTable(
                     data["ids"], data["distances"], float(data["delta_max"]), float(data["delta_min"]), fingerprint
                 )
-    table = build_neighbour_table(embedding, k)
+    table = build_neighbor_table(embedding, k)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Write to a temporary file and rename, so a concurrent reader never sees half a table.
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
