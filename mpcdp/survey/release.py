@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -88,7 +89,7 @@ class QuestionResult:
         lo, hi = self.value_range
         return (self.estimate.value < lo) | (self.estimate.value > hi)
 
-    def as_dict(self, level: float = 0.95) -> dict[str, object]:
+    def as_dict(self, level: float = 0.95) -> dict[str, Any]:
         """Estimates are reported as computed, never clipped: one outside the possible range is
         flagged ``outside_range`` and keeps its full (unclipped) interval."""
         low, high = self.estimate.ci(level)

@@ -21,6 +21,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -81,7 +82,7 @@ def results_document(
     for r in results:
         d = r.as_dict(level)
         if truth is not None:
-            for e, t in zip(d["estimates"], truth[r.question]):
+            for e, t in zip(d["estimates"], truth[r.question], strict=True):
                 e["truth"] = t
         questions.append(d)
     doc = {"survey": survey.id, "title": survey.title, "questions": questions}
@@ -107,7 +108,7 @@ def format_results(doc: dict) -> str:
         if q["central_delta"]:
             eps[-1] += f", delta {q['central_delta']:g}"
         lines.append(f"{q['question']} ({q['kind']}, {q['respondents']} respondents; {'; '.join(eps)})")
-        level = int(round(q["ci_level"] * 100))
+        level = round(q["ci_level"] * 100)
         for e in q["estimates"]:
             lo, hi = e["ci"]
             truth = f"   truth {e['truth']:.4g}" if "truth" in e else ""
@@ -363,7 +364,7 @@ def plot_results(doc: dict, path: str) -> None:
     fig, axes = plt.subplots(
         len(questions), 1, figsize=(8, 1.2 + sum(heights)), squeeze=False, gridspec_kw={"height_ratios": heights}
     )
-    for ax, q in zip(axes[:, 0], questions):
+    for ax, q in zip(axes[:, 0], questions, strict=True):
         labels = [e["label"] for e in q["estimates"]]
         values = [e["value"] for e in q["estimates"]]
         lows = [e["value"] - e["ci"][0] for e in q["estimates"]]
@@ -371,7 +372,7 @@ def plot_results(doc: dict, path: str) -> None:
         ys = list(range(len(labels)))
         outside = [bool(e.get("outside_range")) for e in q["estimates"]]
         for flag, color, label in (
-            (False, "tab:blue", f"estimate, {int(round(q['ci_level'] * 100))}% interval"),
+            (False, "tab:blue", f"estimate, {round(q['ci_level'] * 100)}% interval"),
             (True, "tab:orange", "pushed outside the possible range by noise"),
         ):
             pick = [i for i in ys if outside[i] == flag]
@@ -397,9 +398,9 @@ def plot_results(doc: dict, path: str) -> None:
         ]
         ax.set_title(f"{q['question']} — {q['unit']}, n={q['respondents']} ({', '.join(eps)})", fontsize=10)
         ax.grid(axis="x", alpha=0.3)
-    legend = {}
+    legend: dict[str, Any] = {}
     for ax in axes[:, 0]:
-        for handle, name in zip(*ax.get_legend_handles_labels()):
+        for handle, name in zip(*ax.get_legend_handles_labels(), strict=True):
             legend.setdefault(name, handle)
     fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=len(legend), fontsize=9)
     fig.suptitle(doc.get("title") or doc["survey"])

@@ -71,7 +71,7 @@ class VerifiedCoordinator(CoordinatorClient):
             *(prepare(common[start : start + self.batch]) for start in range(0, len(common), self.batch))
         )
         verdicts = [v for batch in batches for v in batch]
-        accepted = [sid for sid, v in zip(common, verdicts) if v == proved.ACCEPTED]
+        accepted = [sid for sid, v in zip(common, verdicts, strict=True) if v == proved.ACCEPTED]
         self.verification = Verification(
             len(accepted), verdicts.count(proved.REJECTED), verdicts.count(proved.MALFORMED), incomplete
         )

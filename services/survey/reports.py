@@ -291,7 +291,10 @@ class ReportStore:
         batch = batch_id(ids)
 
         def finish():
-            self._save(self._life(survey).prepare(self._life(survey).verify_key))
+            life = self._life(survey)
+            if life.verify_key is None:
+                raise Refusal(Refusal.KEY, f"survey {survey!r} has no verify key yet: nothing was prepared")
+            self._save(life.prepare(life.verify_key))
             row = self._db.execute(
                 "SELECT verdicts, aggregate FROM proved_batches WHERE survey = ? AND batch = ?", (survey, batch)
             ).fetchone()

@@ -78,14 +78,14 @@ class PostgresConnection:
         if sql.lstrip().upper().startswith("PRAGMA"):
             return self._db.cursor()  # SQLite settings: nothing to do here
         try:
-            return self._db.execute(postgres_sql(sql), tuple(parameters))  # type: ignore[arg-type]
+            return self._db.execute(postgres_sql(sql), tuple(parameters))
         except self._errors.UniqueViolation as exc:
             raise sqlite3.IntegrityError(str(exc)) from exc
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]]) -> Any:
         cursor = self._db.cursor()
         try:
-            cursor.executemany(postgres_sql(sql), [tuple(p) for p in parameters])  # type: ignore[arg-type]
+            cursor.executemany(postgres_sql(sql), [tuple(p) for p in parameters])
         except self._errors.UniqueViolation as exc:
             raise sqlite3.IntegrityError(str(exc)) from exc
         return cursor

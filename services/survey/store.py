@@ -28,7 +28,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Protocol
 
 import numpy as np
@@ -44,7 +44,7 @@ ID_BYTES = 16
 _FOLD_BYTES = 8 << 20  # share bytes folded into the sum at a time
 
 
-class PutStatus(str, Enum):
+class PutStatus(StrEnum):
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"  # same id, same share: already stored, acknowledged again
     CONFLICT = "conflict"  # same id, different share: refused
@@ -281,7 +281,8 @@ def _release(survey: str, state: str, done_digest: bytes | None, expected_digest
         return Lifecycle(survey, state, None, done_digest and bytes(done_digest)).release(expected_digest)
 
 
-def _vector(done_vector: bytes) -> np.ndarray:
+def _vector(done_vector: bytes | None) -> np.ndarray:
+    assert done_vector is not None, "a released survey keeps its vector"
     return np.frombuffer(bytes(done_vector), dtype="<u8").astype(np.uint64)
 
 
@@ -345,6 +346,7 @@ class PostgresStore(ShareStore):
                 (survey, digest, width),
             )
             row = self._db.execute("SELECT digest, width FROM surveys WHERE id = %s", (survey,)).fetchone()
+        assert row is not None, "registered just above"
         if (bytes(row[0]), row[1]) != (digest, width):
             raise StoreError(StoreError.MISMATCH, f"survey {survey!r} is stored with another definition")
 
@@ -378,7 +380,7 @@ class PostgresStore(ShareStore):
     def state(self, survey):
         with self._lock, self._db.transaction():
             state, width, _, _ = self._survey(survey)
-            (count,) = self._db.execute("SELECT COUNT(*) FROM shares WHERE survey = %s", (survey,)).fetchone()
+            (count,) = self._db.execute("SELECT COUNT(*) FROM shares WHERE survey = %s", (survey,)).fetchone() or (0,)
         return SurveyState(state, count, width)
 
     def close(self, survey):

@@ -99,7 +99,7 @@ class CoordinatorClient(_Channels):
 
     async def _all(self, fn):
         names = self.survey.aggregator_names
-        return dict(zip(names, await asyncio.gather(*(fn(n) for n in names))))
+        return dict(zip(names, await asyncio.gather(*(fn(n) for n in names)), strict=True))
 
     async def status(self) -> dict[str, survey_pb2.SurveyStatus]:
         return await self._all(lambda n: self.stub(n).Status(ref(self.survey), timeout=self.timeout))

@@ -72,6 +72,7 @@ class VerifierService(survey_pb2_grpc.SurveyVerifierServicer):
                 f"this aggregator verifies no survey {ref.survey_id!r} with that definition",
                 ref.survey_id,
             )
+        assert survey is not None, "refused above"
         allowed = allowed or survey.aggregator_names[0]
         if not self.insecure and caller(context) != allowed:
             audit.record("denied", caller=caller(context), reason=f"only {allowed} may call this")
@@ -142,9 +143,9 @@ class VerifierService(survey_pb2_grpc.SurveyVerifierServicer):
                 )
                 for h in helpers
             ]
-            own, *theirs = await asyncio.gather(own, *theirs)
+            own_init, *their_inits = await asyncio.gather(own, *theirs)
             verdict_list, messages = await self._run(
-                context, survey.id, proved.decide, survey, [own.shares, *[list(t.shares) for t in theirs]]
+                context, survey.id, proved.decide, survey, [own_init.shares, *[list(t.shares) for t in their_inits]]
             )
             verdicts = bytes(verdict_list)
             await self._run(context, survey.id, self.store.decide, survey.id, ids, verdicts, messages)
