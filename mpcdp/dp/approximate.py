@@ -16,7 +16,6 @@ import math
 from fractions import Fraction
 
 import numpy as np
-from scipy.special import gammaln
 
 from ..prg import RandomSource
 from .samplers import POISSON_EXACT_MAX
@@ -74,6 +73,8 @@ def _poisson_log_pmf(k: np.ndarray, lam: float, loglam: float) -> np.ndarray:
     -(k log1p((k - lam) / lam) - (k - lam)) - ln(2 pi k) / 2 - stirlerr(k),
     stirlerr(k) = 1/(12k) - 1/(360k^3) + 1/(1260k^5).
     """
+    from scipy.special import gammaln  # here, not at import: the text node uses uniform_open and starts fast
+
     small = k < 10
     ks = np.where(small, 10.0, k)
     d = ks - lam
