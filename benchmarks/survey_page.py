@@ -176,7 +176,7 @@ def main() -> None:
             site = Path(tmp) / "site"
             fed.mpcdp(
                 "survey", "serve-page", "--survey", str(fed.survey), "--endpoints", str(fed.work / "endpoints.json"),
-                "--out", str(site),
+                "--issuer-key", str(fed.tokens / "issuer.json"), "--out", str(site),
             )  # fmt: skip
             weight = page_weight(site)
             print(f"page weight: {weight['total_bytes']:,} bytes, {weight['total_gzip_bytes']:,} gzip")

@@ -87,8 +87,11 @@ def check_endpoints(survey: Survey, endpoints: Mapping[str, Any]) -> dict[str, A
     return out
 
 
-def survey_json(survey: Survey, endpoints: Mapping[str, Any]) -> dict[str, Any]:
-    """The page's ``survey.json``: the survey, its questions, and where the issuer and each aggregator listen."""
+def survey_json(survey: Survey, endpoints: Mapping[str, Any], issuer_key: Mapping[str, str]) -> dict[str, Any]:
+    """The page's ``survey.json``: the survey, its questions, where the issuer and each aggregator listen, and
+    the issuer's public key the page was published with (``issuer_key``: ``public_key`` base64url SPKI and
+    ``token_key_id`` hex). The page refuses to blind a token request under any other key, so an issuer cannot
+    hand one respondent a key of their own to recognize their token later (key consistency)."""
     if survey.proofs != "prio3":
         raise PageError(f'survey {survey.id!r} has no proofs: the page sends Prio3 reports (set proofs = "prio3")')
     return {
@@ -98,6 +101,7 @@ def survey_json(survey: Survey, endpoints: Mapping[str, Any]) -> dict[str, Any]:
         "digest": survey.digest.hex(),
         "aggregators": [{"name": name} for name in survey.aggregator_names],
         "endpoints": check_endpoints(survey, endpoints),
+        "issuer_key": {"public_key": issuer_key["public_key"], "token_key_id": issuer_key["token_key_id"]},
         "questions": [question_json(survey, q) for q in survey.questions],
     }
 
@@ -178,6 +182,13 @@ def register(sp: Any, guard: Any, formatter: Any, examples: Any) -> None:
     )
     g.add_argument("--survey", required=True, help="the survey file (TOML)")
     g.add_argument("--endpoints", required=True, metavar="JSON", help="the endpoints file (issuer and aggregator URLs)")
+    g.add_argument(
+        "--issuer-key",
+        required=True,
+        metavar="ISSUER_JSON",
+        help="the survey's issuer public key (issuer.json from `survey invite`, as the aggregators get it): the page "
+        "uses no other key",
+    )
     g.add_argument("--out", metavar="DIR", help="write the page to this folder and exit (for any static host)")
     g.add_argument(
         "--listen", default="127.0.0.1:8443", metavar="HOST:PORT", help="where to serve (default %(default)s)"
@@ -186,6 +197,19 @@ def register(sp: Any, guard: Any, formatter: Any, examples: Any) -> None:
     g.add_argument("--https-key", metavar="PEM", help="the page server's private key")
     g.add_argument("--insecure", action="store_true", help="plain HTTP (loopback experiments only)")
     g.set_defaults(run=guard(run))
+
+
+def _issuer_key(path: str, survey: Survey) -> dict[str, str]:
+    """The issuer public key file (``issuer.json`` from ``mpcdp survey invite``) as the page pins it."""
+    from services.survey.admission import AdmissionError, public_key_document, read_public_key
+
+    try:
+        survey_id, key = read_public_key(path)
+    except AdmissionError as exc:
+        raise PageError(str(exc)) from None
+    if survey_id != survey.id:
+        raise PageError(f"{path} is the issuer key of survey {survey_id!r}, not {survey.id!r}")
+    return public_key_document(survey_id, key)
 
 
 def _tls(cert: str | None, key: str | None) -> ssl.SSLContext:
@@ -221,7 +245,7 @@ def _serve(args: Any) -> int:
         raise PageError(f"cannot read the endpoints file {args.endpoints}: {exc}") from None
     if not isinstance(endpoints, dict):
         raise PageError(f"the endpoints file {args.endpoints} must hold a JSON object")
-    description = survey_json(survey, endpoints)
+    description = survey_json(survey, endpoints, _issuer_key(args.issuer_key, survey))
     if args.out:
         folder = write_page(survey, Path(args.out), description)
         print(f"survey page written to {folder}/ (serve it over HTTPS; its origin must be in --cors-origin)")

@@ -146,7 +146,7 @@ def survey():
 
 @pytest.fixture(scope="module")
 def page(survey):
-    return survey_json(survey, ENDPOINTS)
+    return survey_json(survey, ENDPOINTS, {"public_key": "", "token_key_id": ""})  # no token in these tests
 
 
 @pytest.fixture(scope="module")
@@ -246,3 +246,24 @@ def test_reports_made_by_the_page_verify_at_mpcdp_aggregators(survey, page):
     moved = [sids[1], sids[2], sids[0]]
     verdicts, _, _ = _prepare(survey, moved, reports)
     assert ACCEPTED not in verdicts
+
+
+def _key_doc(survey_id: str = "web-randomizers") -> dict:
+    from mpcdp.tokens.privacy_pass import IssuerPublicKey, generate_issuer_key
+    from services.survey.admission import public_key_document
+
+    return public_key_document(survey_id, IssuerPublicKey(generate_issuer_key().public_key()))
+
+
+def test_the_page_uses_only_the_issuer_key_it_was_published_with():
+    """Key consistency: a key other than the pinned one (or a key id that is not its key's) is refused."""
+    pinned, other = _key_doc(), _key_doc()
+    same = run_node({"op": "issuer", "presented": pinned, "pinned": pinned})
+    assert same == {"ok": True, "key_id": pinned["token_key_id"]}
+    assert run_node({"op": "issuer", "presented": other, "pinned": pinned}) == {
+        "ok": False,
+        "error": "issuer_key_mismatch",
+    }
+    forged_id = {**pinned, "token_key_id": other["token_key_id"]}
+    refused = run_node({"op": "issuer", "presented": forged_id, "pinned": forged_id})
+    assert refused["ok"] is False and "key id" in refused["error"]

@@ -8,7 +8,7 @@ import { randomize } from "./mechanisms.js";
 import { Outbox } from "./outbox.js";
 import { hex, shardSheet, unhex } from "./report.js";
 import { cryptoSource, randomBytes } from "./sampling.js";
-import { b64url, finalizeToken, issuerKey, requestToken, unb64url } from "./token.js";
+import { KeyMismatch, b64url, finalizeToken, pinnedIssuer, requestToken, unb64url } from "./token.js";
 
 const RETRIES = 6; // about 30 s of backoff before the page asks the respondent to retry later
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -103,7 +103,11 @@ class SurveyPage {
         throw new Refusal("digest_mismatch", "This page's survey differs from the organisations' one: reload the page.");
       }
       if (!doc.issuer) throw new Refusal("no_issuer", "This survey does not admit respondents by invitation.");
-      return issuerKey(doc.issuer);
+      try {
+        return await pinnedIssuer(doc.issuer, this.survey.issuer_key);
+      } catch (error) {
+        throw error instanceof KeyMismatch ? new Refusal(error.code, error.message) : error;
+      }
     })();
     this.issuerPromise.catch(() => (this.issuerPromise = null));
     return this.issuerPromise;

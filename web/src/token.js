@@ -72,6 +72,25 @@ export async function issuerKey(issuer) {
   return { key, keyId, name: issuer.name, originInfo: issuer.origin_info };
 }
 
+/**
+ * The issuer key the issuer presents (`issuer` of GET /v1/surveys/{id}), accepted only if it is the key the
+ * page was published with (`pinned`, from survey.json): key consistency, so an issuer cannot hand one
+ * respondent a key of their own and recognize that respondent's token later.
+ */
+export async function pinnedIssuer(presented, pinned) {
+  if (!pinned || presented.public_key !== pinned.public_key || presented.token_key_id !== pinned.token_key_id) {
+    throw new KeyMismatch();
+  }
+  return issuerKey(presented);
+}
+
+export class KeyMismatch extends Error {
+  constructor() {
+    super("The token issuer shows a different key from the one this page was published with; nothing was sent.");
+    this.code = "issuer_key_mismatch";
+  }
+}
+
 /** The TokenChallenge binding a token to submission `sid` of the survey with `digest`. */
 export async function challenge(issuer, digest, sid) {
   const name = encoder.encode(issuer.name);

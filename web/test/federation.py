@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 
+from mpcdp.survey.definition import parse_survey
 from services.launch import Processes, mpcdp_command, reserve_ports
 
 # Every question kind, each with a local mechanism; min_respondents = 1 so one respondent can be released.
@@ -77,12 +78,13 @@ class PageFederation:
         )
         self.survey = self.work / "survey.toml"
         self.survey.write_text((survey_text or SURVEY).format(aggregators=blocks))
+        self.survey_id = parse_survey(self.survey.read_text()).id
         self.certs = self.work / "certs"
         self.tokens = self.work / "tokens"
         self.page_url = f"https://127.0.0.1:{self.ports['page']}/"
         self.origin = self.page_url.rstrip("/")
         self.endpoints = {
-            "survey": "web-page-test",
+            "survey": self.survey_id,
             "issuer": f"https://127.0.0.1:{self.ports['issuer']}",
             "aggregators": {a: f"https://127.0.0.1:{self.ports[a + '-https']}" for a in AGGREGATORS},
         }
@@ -131,6 +133,7 @@ class PageFederation:
             "page",
             mpcdp_command(
                 "survey", "serve-page", "--survey", survey, "--endpoints", str(endpoints),
+                "--issuer-key", str(self.tokens / "issuer.json"),
                 "--listen", f"127.0.0.1:{self.ports['page']}",
                 "--https-cert", str(self.certs / "issuer.pem"), "--https-key", str(self.certs / "issuer.key"),
             ),

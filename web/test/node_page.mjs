@@ -6,10 +6,13 @@
 //       -> {qid: [block, ...]}  (n randomized blocks per question; numeric steps as strings)
 //   {"op": "shard", "survey", "answers", "sid": hex, "seed"}
 //       -> {"reports": [hex per aggregator]}  (one sheet, randomized then sharded and proved)
+//   {"op": "issuer", "presented": {...}, "pinned": {...}}
+//       -> {"ok": true, "key_id": hex} or {"ok": false, "error"}  (the page's key-consistency check)
 import { createCipheriv, createHash } from "node:crypto";
 import { Buffer } from "node:buffer";
 import { randomize } from "../src/mechanisms.js";
 import { hex, shardSheet, unhex } from "../src/report.js";
+import { pinnedIssuer } from "../src/token.js";
 
 // AES-128-CTR keyed by SHA-256(seed): a reproducible stream of uniform words (tests only).
 function seeded(seed) {
@@ -36,6 +39,14 @@ async function handle(request) {
     const blocks = survey.questions.map((q) => randomize(rng, q, answers[q.id]));
     const reports = await shardSheet(survey, unhex(request.sid), blocks, rng.bytes);
     return { blocks, reports: reports.map(hex) };
+  }
+  if (request.op === "issuer") {
+    try {
+      const issuer = await pinnedIssuer(request.presented, request.pinned);
+      return { ok: true, key_id: hex(issuer.keyId) };
+    } catch (error) {
+      return { ok: false, error: error.code ?? String(error.message || error) };
+    }
   }
   throw new Error(`unknown op ${request.op}`);
 }
