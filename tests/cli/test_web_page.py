@@ -9,6 +9,7 @@ chromium driven by selenium (web/test/chromium.py) loads the page, answers every
 * a reload while one aggregator is unreachable, and again after the page lost the acknowledgements it had
   (the race of a reload mid-upload), resends the same submission: the aggregators that had it answer
   "duplicate" and nothing is counted twice;
+* a reload before the token arrived redeems the same invitation with the same saved request;
 * a second submission with a used invitation is refused at redemption; the same token with another
   submission is refused by the aggregator.
 """
@@ -76,6 +77,7 @@ WAIT = 90  # seconds: the machine is shared and loaded
 # Two respondents; salaries on the 64-EUR grid so their mean is exact.
 FIRST = {"will_vote": True, "vote": "Labour", "issues": ["economy", "climate"], "salary": 51200}
 SECOND = {"will_vote": False, "vote": "Greens", "issues": [], "salary": 30016}
+THIRD = {"will_vote": True, "vote": "Other", "issues": ["health", "housing", "climate"], "salary": 199936}
 sent: list[dict] = []  # answers whose receipt the page showed
 
 
@@ -221,12 +223,30 @@ def test_a_reload_mid_upload_resends_without_counting_twice(fed, browser):
     assert again.status_code == 200 and again.json()["outcome"] == "duplicate"
 
 
+def test_a_reload_before_the_token_arrived_redeems_the_same_request(fed, browser):
+    """The submission and its blinded token request are saved before the redemption; after a reload the page
+    redeems the same invitation with the same request (a new request would be refused: the code is spent)."""
+    tokens = f"*{fed.endpoints['issuer'].removeprefix('https://')}/v1/surveys/*/tokens*"
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": [tokens]})
+    open_page(browser, fed, fed.codes[2])
+    until(lambda: browser.find_elements("css selector", "form[data-issuer=ready]"), "the issuer key")
+    answer(browser, THIRD)
+    saved = until(lambda: outbox(browser), "the outbox")
+    assert saved["request"] and not saved.get("token") and saved["delivered"] == {}
+    browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})
+    browser.refresh()
+    text = receipt(browser)
+    assert all(f"{name}: stored" in text for name in federation.AGGREGATORS) and "confirmed again" not in text
+    sent.append(THIRD)
+
+
 def test_close_counts_exactly_the_respondents_who_sent(fed):
-    assert len(sent) == 2, "the earlier tests of this file must have sent both respondents"
+    assert len(sent) == 3, "the earlier tests of this file must have sent all three respondents"
     doc = fed.close()
-    assert doc["verification"]["counted"] == 2 and doc["verification"]["rejected"] == 0
+    assert doc["verification"]["counted"] == 3 and doc["verification"]["rejected"] == 0
     estimates = {q["question"]: {e["label"]: e["value"] for e in q["estimates"]} for q in doc["questions"]}
-    assert all(q["respondents"] == 2 for q in doc["questions"])
+    assert all(q["respondents"] == 3 for q in doc["questions"])
     n = len(sent)
     assert estimates["will_vote"]["yes"] == pytest.approx(sum(s["will_vote"] for s in sent) / n)
     for option in federation_options()["vote"]:
