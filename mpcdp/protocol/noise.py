@@ -51,9 +51,6 @@ class NoiseSpec(SpecShape, Protocol):
     def loss(self) -> PrivacyLoss | None: ...
 
 
-Interval = tuple[np.ndarray, np.ndarray]  # per-coordinate lower and upper bounds
-
-
 def mechanisms(spec: NoiseSpec) -> list[tuple[Block, DistributedNoise]]:
     """Each block of ``spec``'s statistic with its distributed-noise mechanism."""
     if spec.loss is None:
@@ -93,7 +90,7 @@ def describe(spec: NoiseSpec, result: dict[str, Any], confidence: float = 0.95) 
     intervals of a release hold together with probability >= ``confidence``;
     a sum vector gets one half-width for all its coordinates. Means and
     variances (scalars, or per coordinate of a vector) are bounded over the box
-    those intervals span (:func:`_mean_interval`, :func:`_variance_interval`):
+    those intervals span (:mod:`mpcdp.protocol.intervals`, per statistic):
     conservative, sound, and post-processing of the released values only.
     """
     if not 0 < confidence < 1:
@@ -108,80 +105,5 @@ def describe(spec: NoiseSpec, result: dict[str, Any], confidence: float = 0.95) 
         std[b.name] = math.sqrt(m.variance(n)) / b.scale
         width[b.name] = m.tail_bound(beta) / b.scale
         guarantee[b.name] = m.guarantee(n)
-    intervals: dict[str, Any] = {}
-    for key in ("sum", "count"):
-        if key in width and result.get(key) is not None:
-            intervals[key] = _around(result[key], width[key])
-    if "histogram" in width:
-        intervals["histogram"] = {
-            c: [v - width["histogram"], v + width["histogram"]] for c, v in result["histogram"].items()
-        }
-    lo, hi = (float(spec.bounds[0]), float(spec.bounds[1])) if "sum" in width else (0.0, 0.0)
-    if "mean" in result:
-        intervals["mean"] = _as_result(_mean_interval(result, width, lo, hi), result["sum"])
-    if "variance" in result:
-        intervals["variance"] = _as_result(_variance_interval(result, width, lo, hi), result["sum"])
+    intervals = codec_for(spec).statistic.intervals(spec, result, width)
     return Description(std, intervals, guarantee)
-
-
-def _around(value: Any, w: float) -> Any:
-    if isinstance(value, (list, np.ndarray)):  # the same half-width for every coordinate
-        return {"half_width": w}
-    return [value - w, value + w]
-
-
-def _as_result(bounds: Interval | None, like: Any) -> Any:
-    """[lower, upper] for a scalar entry, {"lower": array, "upper": array} for a vector one."""
-    if bounds is None:
-        return None
-    lower, upper = bounds
-    if isinstance(like, (list, np.ndarray)):
-        return {"lower": lower, "upper": upper}
-    return [float(lower[0]), float(upper[0])]
-
-
-def _count_range(result: dict[str, Any], width: dict[str, float]) -> tuple[float, float]:
-    return result["count"] - width["count"], result["count"] + width["count"]
-
-
-def _mean_interval(result: dict[str, Any], width: dict[str, float], lo: float, hi: float) -> Interval | None:
-    """Per coordinate, s / c over s in its sum interval and c in the count's (c > 0 needed).
-
-    s / c is monotone in s and in c on c > 0, so the extremes are at the box's
-    corners; the true mean of clipped records lies in [lo, hi], so the interval
-    is clipped to it.
-    """
-    c_lo, c_hi = _count_range(result, width)
-    if c_lo <= 0:
-        return None
-    s = np.atleast_1d(np.asarray(result["sum"], dtype=np.float64))
-    corners = [(s + ds) / c for ds in (-width["sum"], width["sum"]) for c in (c_lo, c_hi)]
-    return (np.clip(np.minimum.reduce(corners), lo, hi), np.clip(np.maximum.reduce(corners), lo, hi))
-
-
-def _variance_interval(result: dict[str, Any], width: dict[str, float], lo: float, hi: float) -> Interval | None:
-    """Per coordinate, the sample variance (q - s^2 / n) / (n - 1) by interval arithmetic.
-
-    s, q and n range over their intervals independently (sound, if loose,
-    since the true point lies in that box), with n >= 2 (the variance needs
-    two records): s^2 / n in [min s^2 / n_max, max s^2 / n_min], the numerator
-    q - s^2 / n, then the division by n - 1 > 0. The result is clipped to
-    [0, ((hi - lo) / 2)^2 n_min / (n_min - 1)], the largest sample variance of
-    n >= n_min values in [lo, hi] (Popoviciu's inequality times n / (n - 1)).
-    """
-    c_lo, c_hi = _count_range(result, width)
-    n_min = max(c_lo, 2.0)
-    if c_hi < n_min:
-        return None
-    s = np.atleast_1d(np.asarray(result["sum"], dtype=np.float64))
-    q = np.atleast_1d(np.asarray(result["sum_sq"], dtype=np.float64))
-    s_lo, s_hi = s - width["sum"], s + width["sum"]
-    sq_hi = np.maximum(s_lo * s_lo, s_hi * s_hi)
-    sq_lo = np.where((s_lo <= 0) & (s_hi >= 0), 0.0, np.minimum(s_lo * s_lo, s_hi * s_hi))
-    num_lo = q - width["sum_sq"] - sq_hi / n_min
-    num_hi = q + width["sum_sq"] - sq_lo / c_hi
-    d_lo, d_hi = n_min - 1, c_hi - 1
-    lower = np.where(num_lo >= 0, num_lo / d_hi, num_lo / d_lo)
-    upper = np.where(num_hi >= 0, num_hi / d_lo, num_hi / d_hi)
-    cap = ((hi - lo) / 2) ** 2 * n_min / (n_min - 1)
-    return np.clip(lower, 0.0, cap), np.clip(upper, 0.0, cap)

@@ -33,6 +33,7 @@ import numpy as np
 from .. import ring
 from ..registry import Registry
 from .errors import SpecError
+from .intervals import around, as_result, mean_interval, variance_interval
 
 MAX_DIMENSION = 1 << 24
 
@@ -155,6 +156,11 @@ class LinearStatistic(Statistic):
     ) -> dict[str, Any]:
         """The answer from the decoded blocks (``parts``); ``as_value`` turns a vector into a result entry."""
 
+    @abstractmethod
+    def intervals(self, spec: SpecShape, result: dict[str, Any], width: dict[str, float]) -> dict[str, Any]:
+        """Confidence intervals of a noisy ``result`` from each block's noise half-width (``width``, value
+        units): post-processing of the release (:mod:`mpcdp.protocol.intervals`)."""
+
 
 class _Moments(LinearStatistic):
     """Sums of powers of the clipped records: power 1 (sum), 2 (sum of squares), 0 (count)."""
@@ -196,6 +202,9 @@ class Sum(_Moments):
     ) -> dict[str, Any]:
         return {"sum": as_value(parts["sum"])}
 
+    def intervals(self, spec: SpecShape, result: dict[str, Any], width: dict[str, float]) -> dict[str, Any]:
+        return {"sum": around(result["sum"], width["sum"])}
+
 
 class Count(LinearStatistic):
     name = "count"
@@ -217,6 +226,9 @@ class Count(LinearStatistic):
     ) -> dict[str, Any]:
         return {"count": float(parts["count"][0])}
 
+    def intervals(self, spec: SpecShape, result: dict[str, Any], width: dict[str, float]) -> dict[str, Any]:
+        return {"count": around(result["count"], width["count"])}
+
 
 class Mean(_Moments):
     name = "mean"
@@ -235,6 +247,14 @@ class Mean(_Moments):
         mean = as_value(np.clip(s / n, lo, hi)) if n > 0 else None
         return {"count": n, "sum": as_value(s), "mean": mean}
 
+    def intervals(self, spec: SpecShape, result: dict[str, Any], width: dict[str, float]) -> dict[str, Any]:
+        lo, hi = (float(b) for b in spec.bounds)
+        return {
+            "sum": around(result["sum"], width["sum"]),
+            "count": around(result["count"], width["count"]),
+            "mean": as_result(mean_interval(result, width, lo, hi), result["sum"]),
+        }
+
 
 class Variance(Mean):
     name = "variance"
@@ -250,6 +270,12 @@ class Variance(Mean):
         result["sum_sq"] = as_value(ss)
         result["variance"] = as_value(np.maximum((ss - s * s / n) / (n - 1), 0.0)) if n > 1 else None
         return result
+
+    def intervals(self, spec: SpecShape, result: dict[str, Any], width: dict[str, float]) -> dict[str, Any]:
+        lo, hi = (float(b) for b in spec.bounds)
+        intervals = super().intervals(spec, result, width)
+        intervals["variance"] = as_result(variance_interval(result, width, lo, hi), result["sum"])
+        return intervals
 
 
 class Histogram(LinearStatistic):
@@ -285,6 +311,10 @@ class Histogram(LinearStatistic):
         self, spec: SpecShape, parts: dict[str, np.ndarray], as_value: Callable[[np.ndarray], Any]
     ) -> dict[str, Any]:
         return {"histogram": dict(zip(spec.categories, parts["histogram"].tolist(), strict=True))}
+
+    def intervals(self, spec: SpecShape, result: dict[str, Any], width: dict[str, float]) -> dict[str, Any]:
+        w = width["histogram"]
+        return {"histogram": {c: [v - w, v + w] for c, v in result["histogram"].items()}}
 
 
 for _statistic in (Sum(), Count(), Mean(), Variance(), Histogram()):

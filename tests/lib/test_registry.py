@@ -9,7 +9,8 @@ from mpcdp import ring
 from mpcdp.dp.loss import PrivacyLoss
 from mpcdp.dp.mechanisms import CENTRAL_MECHANISMS
 from mpcdp.protocol import QuerySpec, SpecError, run_in_memory
-from mpcdp.protocol.noise import mechanisms
+from mpcdp.protocol.intervals import around
+from mpcdp.protocol.noise import describe, mechanisms
 from mpcdp.protocol.statistics import STATISTICS, Block, Engine, LinearStatistic, Reads, Statistic
 from mpcdp.registry import Registry, UnknownName
 
@@ -75,6 +76,9 @@ class SumOfSquares(LinearStatistic):
     def decode(self, spec, parts, as_value):
         return {self.name: as_value(parts["sum_sq"])}
 
+    def intervals(self, spec, result, width):
+        return {self.name: around(result[self.name], width["sum_sq"])}
+
 
 @pytest.fixture
 def sum_of_squares():
@@ -91,6 +95,9 @@ def test_a_new_linear_statistic_is_one_class_and_one_registration(sum_of_squares
     assert run_in_memory(exact, data).release.value == pytest.approx(14.25)
     noisy = QuerySpec("test-sum-of-squares", parties=("a", "b", "c"), bounds=(0, 4), max_records=2, epsilon=1.0)
     assert [b.name for b, _ in mechanisms(noisy)] == ["sum_sq"]
+    release = run_in_memory(noisy, data).release
+    low, high = describe(noisy, release.result).intervals["test-sum-of-squares"]
+    assert low < release.value < high
 
 
 class Median(Statistic):
