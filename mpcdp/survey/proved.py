@@ -38,7 +38,7 @@ import numpy as np
 
 from ..prg import RandomSource
 from ..vdaf import DecodeError, Prio3, VerifyError
-from ..vdaf.prio3 import PrepShare, PrepState
+from ..vdaf.prio3 import PrepMessage, PrepShare, PrepState
 from ..vdaf.xof import SEED_SIZE
 from .definition import Survey
 from .noise import mechanism
@@ -178,12 +178,10 @@ def decide(survey: Survey, shares: Sequence[Sequence[bytes]]) -> tuple[list[int]
         vdaf = circuit(survey, q)
         size, seed = _prep_share_size(vdaf), SEED_SIZE if vdaf.uses_joint_rand else 0
         live = [r for r in range(n) if verdicts[r] == ACCEPTED]
-        decoded = [
-            [vdaf.decode_prep_share(shares[j][r][offset : offset + size - seed]) for j in range(m)] for r in live
-        ]
-        for r, result in zip(live, vdaf.prep_shares_to_prep_batch(None, decoded), strict=True):
+        encoded = [[shares[j][r][offset : offset + size - seed] for j in range(m)] for r in live]
+        for r, result in zip(live, vdaf.prep_shares_to_prep_encoded_batch(None, encoded), strict=True):
             derived = {shares[j][r][offset + size - seed : offset + size] for j in range(m)}
-            if isinstance(result, VerifyError) or derived != {vdaf.encode_prep_msg(result)}:
+            if not isinstance(result, PrepMessage) or derived != {vdaf.encode_prep_msg(result)}:
                 verdicts[r] = REJECTED
             else:
                 messages[r].append(vdaf.encode_prep_msg(result))

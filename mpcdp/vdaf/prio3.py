@@ -535,6 +535,49 @@ class Prio3:
             for shares, good in zip(prep_shares, ok.tolist(), strict=True)
         ]
 
+    def prep_shares_to_prep_encoded_batch(
+        self, agg_param: None, prep_shares: Sequence[Sequence[bytes]]
+    ) -> list[PrepMessage | VerifyError | DecodeError]:
+        """:meth:`prep_shares_to_prep_batch` straight from the wire: ``prep_shares[r][j]`` is aggregator
+        j's encoded prep share of report r. Every aggregator's verifier shares are decoded together
+        (:meth:`Field.decode_matrix`, numpy), summed and decided column by column. Per report: its prep
+        message, the :class:`VerifyError` that rejects it, or the :class:`DecodeError` of a malformed share.
+        """
+        field, flp = self.field, self.flp
+        size = field.encoded_size * flp.VERIFIER_LEN * self.PROOFS
+        part = SEED_SIZE if self.uses_joint_rand else 0
+        out: list[PrepMessage | VerifyError | DecodeError] = [DecodeError("malformed")] * len(prep_shares)
+        good = []
+        for r, shares in enumerate(prep_shares):
+            if len(shares) != self.SHARES:
+                out[r] = DecodeError(f"expected {self.SHARES} prep shares, got {len(shares)}")
+            elif any(len(share) != size + part for share in shares):
+                out[r] = DecodeError(f"a prep share is {size + part} bytes")
+            else:
+                good.append(r)
+        if not good:
+            return out
+        total: Any = 0
+        in_range = np.ones(len(good), dtype=bool)
+        for j in range(self.SHARES):
+            matrix, bad = field.decode_matrix(b"".join(prep_shares[r][j][:size] for r in good), len(good))
+            total = total + matrix
+            in_range &= ~bad
+        columns = list((total % field.modulus).T)
+        ok = in_range.copy()
+        for k in range(self.PROOFS):
+            ok &= np.asarray(flp.decide_columns(_chunk(columns, flp.VERIFIER_LEN, k)), dtype=bool)
+        for r, fine, decodable in zip(good, ok.tolist(), in_range.tolist(), strict=True):
+            if not decodable:
+                out[r] = DecodeError(f"verifier share: an element is not below the {field.name} modulus")
+            elif not fine:
+                out[r] = VerifyError(REJECTED)
+            elif part:
+                out[r] = PrepMessage(self._joint_rand_seed([share[size:] for share in prep_shares[r]]))
+            else:
+                out[r] = _EMPTY_PREP_MESSAGE
+        return out
+
     def _sum_verifiers(self, prep_shares: Sequence[PrepShare]) -> list[int]:
         if len(prep_shares) != self.SHARES:
             raise DecodeError(f"expected {self.SHARES} prep shares, got {len(prep_shares)}")

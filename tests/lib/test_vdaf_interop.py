@@ -147,7 +147,7 @@ def test_mpcdp_prepares_reports_sharded_by_js(node, kind, shares):
 @pytest.mark.parametrize("kind,shares", INSTANCES, ids=IDS)
 def test_js_accepts_mpcdp_reports_and_rejects_the_forged(node, kind, shares):
     vdaf = CIRCUITS[kind][0](shares)
-    _, honest, forged, expected = CIRCUITS[kind]
+    _, honest, _forged, expected = CIRCUITS[kind]
     answer = node[(kind, shares)][2]
     reports = _mpcdp_reports(vdaf, kind, shares)
     accepted = []
