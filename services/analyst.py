@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass
 
 import grpc
 import numpy as np
-from google.protobuf import json_format
 
 from mpcdp.protocol import QuerySpec, SpecError
 from mpcdp.protocol.spec import MAX_DIMENSION
@@ -57,8 +56,7 @@ class QueryResult:
     statistic: str
     result: dict
     parties: tuple[str, ...]
-    exact: bool
-    epsilon: float | None
+    epsilon: float | None  # None: an exact release
     delta: float
     mechanism: str | None
     noise_std: dict
@@ -68,6 +66,11 @@ class QueryResult:
     @property
     def value(self):
         return self.result[self.statistic]
+
+    @property
+    def exact(self) -> bool:
+        """Whether the release is exact (no differential privacy)."""
+        return self.epsilon is None
 
     def to_json(self) -> str:
         return json.dumps(
@@ -101,40 +104,82 @@ class QueryResult:
 
     @classmethod
     def from_proto(cls, reply: pb.QueryReply, streamed: dict | None = None, categories=()) -> QueryResult:
-        """The result of a QueryReply and the vectors streamed after it, keyed (name, interval_end);
-        a histogram's cells come back as ``{category: value}`` and ``{category: [lower, upper]}``."""
-        as_dict = json_format.MessageToDict
-        vectors = {(k, ""): v for k, v in reply.vectors.items()}
-        vectors.update({(k, "lower"): v for k, v in reply.interval_lower.items()})
-        vectors.update({(k, "upper"): v for k, v in reply.interval_upper.items()})
-        vectors = {key: np.frombuffer(v, dtype="<f8") for key, v in vectors.items()}
-        vectors.update(streamed or {})
-        intervals = as_dict(reply.intervals)
-        hist = releases.HISTOGRAM
-        if reply.statistic == hist and (hist, "") in vectors:
-            cells = vectors.pop((hist, ""))
-            if len(categories) != cells.size:
-                raise ValueError(f"{cells.size} histogram cells but {len(categories)} category labels")
-            vectors[(hist, "")] = dict(zip(categories, cells.tolist()))
-            if (hist, "lower") in vectors:
-                lower, upper = vectors.pop((hist, "lower")).tolist(), vectors.pop((hist, "upper")).tolist()
-                intervals[hist] = {c: [lo, hi] for c, lo, hi in zip(categories, lower, upper)}
-        for (key, end), values in vectors.items():
-            if end:
-                intervals.setdefault(key, {})[end] = values
+        """The result of a QueryReply and the vectors streamed after it (keyed (name, ReleaseVector.Part));
+        with ``categories`` (the labels that followed the reply), the entry named like the statistic is a
+        dict ``{category: value}`` and its interval ``{category: [lower, upper]}``."""
+        streamed = dict(streamed or {})
+        name = convert.statistic_name(reply.statistic)
+        result, noise_std, intervals = {}, {}, {}
+        for entry in reply.entries:
+            key = entry.name
+            labels = categories if categories and key == name else ()
+            value = _value(entry.value, streamed.pop((key, pb.ReleaseVector.PART_VALUE), None), labels)
+            result[key] = value  # None: undefined (the mean of no records)
+            if entry.HasField("noise_std"):
+                noise_std[key] = entry.noise_std
+            if entry.HasField("interval"):
+                intervals[key] = _interval(entry.interval, key, streamed, labels)
+        if streamed:
+            raise ValueError(f"vectors streamed for no entry: {sorted(k for k, _ in streamed)}")
+        exact = not reply.HasField("epsilon")
         return cls(
             session_id=reply.session_id.hex(),
-            statistic=reply.statistic,
-            result={**as_dict(reply.result), **{k: v for (k, end), v in vectors.items() if not end}},
+            statistic=name,
+            result=result,
             parties=tuple(reply.parties),
-            exact=reply.exact,
-            epsilon=None if reply.exact else reply.epsilon,
+            epsilon=None if exact else reply.epsilon,
             delta=reply.delta,
-            mechanism=reply.mechanism or None,
-            noise_std=as_dict(reply.noise),
+            mechanism=None if exact else _mechanism(reply.mechanism),
+            noise_std=noise_std,
             intervals=intervals,
-            confidence=None if reply.exact else reply.confidence,
+            confidence=None if exact else reply.confidence,
         )
+
+
+def _mechanism(value: int) -> str:
+    from mpcdp.dp.mechanisms import CENTRAL_MECHANISMS
+
+    return CENTRAL_MECHANISMS.by_wire(value).name
+
+
+def _value(values: pb.Values, streamed, labels=()):
+    """A Values message as a number, a label, a float64 array, or (with ``labels``) a dict of cells."""
+    kind = values.WhichOneof("values")
+    if kind in ("scalar", "integer", "label"):
+        return getattr(values, kind)
+    if kind is None:
+        return None
+    if kind == "packed":
+        vector = np.frombuffer(values.packed, dtype="<f8")
+    elif streamed is None or streamed.size != values.streamed:
+        raise ValueError(f"a vector of {values.streamed} elements was announced but not streamed")
+    else:
+        vector = streamed
+    if labels:
+        if len(labels) != vector.size:
+            raise ValueError(f"{vector.size} cells but {len(labels)} category labels")
+        return dict(zip(labels, vector.tolist(), strict=True))
+    return vector
+
+
+def _interval(interval: pb.Interval, key: str, streamed: dict, labels=()):
+    """An Interval as [lower, upper], {"half_width": w}, {"lower": array, "upper": array}, per category
+    {category: [lower, upper]}, or None (unavailable)."""
+    kind = interval.WhichOneof("bounds")
+    if kind == "half_width":
+        return {"half_width": interval.half_width}
+    if kind != "ends":
+        return None
+    lower = _value(interval.ends.lower, streamed.pop((key, pb.ReleaseVector.PART_LOWER), None))
+    upper = _value(interval.ends.upper, streamed.pop((key, pb.ReleaseVector.PART_UPPER), None))
+    if not isinstance(lower, np.ndarray):
+        return [lower, upper]
+    if labels:
+        return {c: [lo, hi] for c, lo, hi in zip(labels, lower.tolist(), upper.tolist(), strict=True)}
+    return {"lower": lower, "upper": upper}
+
+
+_PARTS = (pb.ReleaseVector.PART_VALUE, pb.ReleaseVector.PART_LOWER, pb.ReleaseVector.PART_UPPER)
 
 
 class _ReleaseStream:
@@ -142,9 +187,9 @@ class _ReleaseStream:
 
     def __init__(self, max_length: int = MAX_DIMENSION):
         self.max_length = max_length  # no release vector is longer than the query's dimension or categories
-        self.vectors: dict[tuple[str, str], np.ndarray] = {}
+        self.vectors: dict[tuple[str, int], np.ndarray] = {}
         self.categories: list[str] = []
-        self._current: tuple[tuple[str, str], streams.Assembler] | None = None
+        self._current: tuple[tuple[str, int], streams.Assembler] | None = None
 
     def add(self, part: pb.QueryReplyPart) -> None:
         kind = part.WhichOneof("part")
@@ -155,9 +200,9 @@ class _ReleaseStream:
         elif kind == "vector":
             self._finish()
             v = part.vector
-            key = (v.name, v.interval_end)
-            if key in self.vectors or v.interval_end not in ("", "lower", "upper"):
-                raise ValueError(f"vector {v.name!r} announced twice or with an unknown interval end")
+            key = (v.name, v.part)
+            if key in self.vectors or v.part not in _PARTS:
+                raise ValueError(f"vector {v.name!r} announced twice or as an unknown part")
             if v.length > self.max_length:
                 raise ValueError(
                     f"vector {v.name!r} announced with {v.length} elements; "
@@ -227,8 +272,13 @@ class Analyst:
         ``fraction`` (threshold), ``quantile`` and ``edges`` (quantile, median) are for the comparison
         statistics the parties compute under MPC (:mod:`services.mpc_node`)."""
         lo, hi = bounds
+        try:
+            wire = dict(statistic=convert.statistic_wire(statistic), sharing=convert.sharing_wire(sharing))
+            if epsilon is not None:
+                wire["mechanism"] = convert.mechanism_wire(mechanism)
+        except SpecError as exc:
+            raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         spec = pb.QuerySpec(
-            statistic=statistic,
             column=column,
             dimension=dimension,
             lower=lo,
@@ -237,15 +287,13 @@ class Analyst:
             parties=list(parties),
             frac_bits=frac_bits,
             max_records=max_records,
-            exact=epsilon is None,
-            epsilon=0.0 if epsilon is None else epsilon,
+            epsilon=epsilon,  # None: absent, an exact release
             delta=delta,
-            mechanism=mechanism,
             colluders=colluders,
-            sharing=sharing,
             fraction=fraction or 0.0,
             quantile=quantile or 0.0,
             edges=list(edges),
+            **wire,
         )
         _check_locally(spec, confidence, self._parties)
         request = pb.QueryRequest(spec=spec, timeout_seconds=timeout, confidence=confidence)

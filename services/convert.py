@@ -15,19 +15,80 @@ import grpc
 import numpy as np
 
 from mpcdp import ring
+from mpcdp.dp.mechanisms import CENTRAL_MECHANISMS
 from mpcdp.protocol import ProtocolError, QuerySpec, SpecError, Status
+from mpcdp.protocol.statistics import STATISTICS
+from mpcdp.registry import UnknownName
 from services import streams
 from services.wire.mpcdp.v1 import federation_pb2 as pb
 
 RING_BYTES = 8  # one ring element (packed little-endian uint64), or one float64 value of a release
 
 GRPC_CODES = {s: getattr(grpc.StatusCode, s.value) for s in Status}
+_SHARING = {"seeded": pb.SHARING_SEEDED, "full": pb.SHARING_FULL}  # mpcdp.protocol.spec.SHARING_MODES
+
+
+def _registered(registries, value: int, field: str):
+    """The item whose wire value is ``value`` in the first of ``registries`` that has it (SpecError if none)."""
+    if value == 0:
+        raise SpecError(field, "must be set (its zero value, UNSPECIFIED, is no choice)")
+    for registry in registries:
+        try:
+            return registry.by_wire(value)
+        except UnknownName:
+            continue
+    raise SpecError(field, f"unknown wire value {value}")
+
+
+def statistic_wire(name: str) -> int:
+    """The Statistic enum value of the statistic called ``name`` (SpecError listing the choices)."""
+    try:
+        return STATISTICS.wire(name)
+    except UnknownName as exc:
+        raise SpecError("statistic", str(exc)) from None
+
+
+def statistic_name(value: int) -> str:
+    """The name of the statistic with Statistic enum value ``value`` (SpecError if there is none)."""
+    return str(_registered((STATISTICS,), value, "statistic").name)
+
+
+def mechanism_wire(name: str) -> int:
+    try:
+        return CENTRAL_MECHANISMS.wire(name)
+    except UnknownName as exc:
+        raise SpecError("mechanism", str(exc)) from None
+
+
+def sharing_wire(name: str) -> int:
+    try:
+        return _SHARING[name]
+    except KeyError:
+        raise SpecError("sharing", f"must be one of {', '.join(_SHARING)}, got {name!r}") from None
+
+
+def sharing_name(value: int) -> str:
+    for name, wire in _SHARING.items():
+        if wire == value:
+            return name
+    return str(_registered((), value, "sharing"))  # refuses UNSPECIFIED and unknown values
+
+
+def status_wire(status: Status | None) -> int:
+    """The RefusalStatus of a refusal's class (UNSPECIFIED for none)."""
+    return pb.RefusalStatus.Value(f"REFUSAL_STATUS_{status.value}") if status is not None else 0
+
+
+def status_name(value: int) -> Status | None:
+    """The refusal class of a RefusalStatus value (None for UNSPECIFIED or an unknown value)."""
+    name = pb.RefusalStatus.Name(value) if value in pb.RefusalStatus.values() else ""
+    return Status(name.removeprefix("REFUSAL_STATUS_")) if value else None
 
 
 def spec_to_proto(spec: QuerySpec) -> pb.QuerySpec:
     lo, hi = (float(b) for b in spec.bounds) if len(spec.bounds) == 2 else (0.0, 0.0)
     return pb.QuerySpec(
-        statistic=spec.statistic,
+        statistic=statistic_wire(spec.statistic),
         parties=spec.parties,
         session_id=spec.session_id,
         column=spec.column,
@@ -37,12 +98,11 @@ def spec_to_proto(spec: QuerySpec) -> pb.QuerySpec:
         categories=spec.categories,
         frac_bits=spec.frac_bits,
         max_records=spec.max_records,
-        exact=spec.is_exact,
-        epsilon=0.0 if spec.is_exact else spec.epsilon,
+        epsilon=spec.epsilon,  # None: the field stays absent (an exact release)
         delta=spec.delta,
-        mechanism=spec.mechanism,
+        mechanism=mechanism_wire(spec.mechanism),
         colluders=spec.colluders,
-        sharing=spec.sharing,
+        sharing=sharing_wire(spec.sharing),
         deadline=spec.deadline,
     )
 
@@ -50,11 +110,12 @@ def spec_to_proto(spec: QuerySpec) -> pb.QuerySpec:
 def spec_fields(msg: pb.QuerySpec) -> dict:
     """QuerySpec keyword arguments from the wire (validation happens in QuerySpec itself).
 
-    An unset epsilon on a non-exact spec is passed as 0.0 so that validation
-    refuses it rather than silently turning the query exact.
+    The statistic and the sharing mode must be set, and the mechanism too when an epsilon is (an absent
+    epsilon is an exact release): their UNSPECIFIED value is refused (SpecError naming the field).
     """
+    epsilon = msg.epsilon if msg.HasField("epsilon") else None
     fields = dict(
-        statistic=msg.statistic,
+        statistic=statistic_name(msg.statistic),
         parties=tuple(msg.parties),
         session_id=msg.session_id,
         column=msg.column or "value",
@@ -63,13 +124,14 @@ def spec_fields(msg: pb.QuerySpec) -> dict:
         categories=tuple(msg.categories),
         frac_bits=msg.frac_bits,
         max_records=msg.max_records or 1,
-        epsilon=None if msg.exact else msg.epsilon,
+        epsilon=epsilon,
         delta=msg.delta,
-        mechanism=msg.mechanism or "discrete_laplace",
         colluders=msg.colluders or 1,
-        sharing=msg.sharing or "seeded",
+        sharing=sharing_name(msg.sharing),
         deadline=msg.deadline or math.inf,
     )
+    if epsilon is not None or msg.mechanism:
+        fields["mechanism"] = _registered((CENTRAL_MECHANISMS,), msg.mechanism, "mechanism").name
     return fields
 
 

@@ -401,8 +401,9 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
                 c.party,
             )
         if not r.accepted:
-            code = getattr(grpc.StatusCode, r.status, None) if r.status else None
-            raise SessionFailed(code or grpc.StatusCode.ABORTED, f"{c.party} refused: {r.reason}", c.party)
+            status = convert.status_name(r.status)
+            code = convert.GRPC_CODES[status] if status is not None else grpc.StatusCode.ABORTED
+            raise SessionFailed(code, f"{c.party} refused: {r.reason}", c.party)
         session.record_response(Response(r.session_id, r.party, True))
 
     async def _collect(self, c: _Call, start, session: CoordinatorSession) -> None:

@@ -34,7 +34,6 @@ beyond the release (the engine's guarantee, :mod:`mpcdp.mpc.engine`).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import secrets
@@ -49,7 +48,8 @@ from mpcdp.mpc.messages import Round
 from mpcdp.mpc.queries import COMPARISONS, Comparison, ComparisonPolicy, ComparisonRefused, ComparisonSpec
 from mpcdp.mpc.session import PartyRun
 from mpcdp.prg import system_random
-from services import audit, convert
+from mpcdp.registry import UnknownName
+from services import audit, convert, releases
 from services.ledgers import Reserving
 from services.link import LinkError
 from services.wire.mpcdp.v1 import federation_pb2 as pb
@@ -78,23 +78,26 @@ class CompareRefused(Exception):
 
 def comparison_of(spec: pb.QuerySpec) -> Comparison | None:
     """The comparison statistic a query names, or None for a secure-sum statistic."""
-    return COMPARISONS.get(spec.statistic) if spec.statistic in COMPARISONS else None
+    try:
+        return COMPARISONS.by_wire(spec.statistic)
+    except UnknownName:
+        return None
 
 
 def spec_from_proto(msg: pb.QuerySpec) -> ComparisonSpec:
     """The library's spec from the wire; a refusal names the field (INVALID_ARGUMENT)."""
-    if msg.statistic not in COMPARISONS:
+    kind = comparison_of(msg)
+    if kind is None:
         raise CompareRefused(
             grpc.StatusCode.INVALID_ARGUMENT,
-            f"unknown comparison statistic {msg.statistic!r}; choose one of {', '.join(COMPARISONS.names())}",
+            f"statistic: not a comparison statistic; choose one of {', '.join(COMPARISONS.names())}",
         )
-    kind = COMPARISONS.get(msg.statistic)
     fields = convert.spec_fields(msg)
     if fields.get("delta"):
         raise CompareRefused(grpc.StatusCode.INVALID_ARGUMENT, "delta: comparisons are pure epsilon-DP; leave it 0")
     try:
         return ComparisonSpec(
-            statistic=msg.statistic,
+            statistic=kind.name,
             column=msg.column,
             parties=tuple(msg.parties),
             session_id=bytes(msg.session_id),
@@ -122,18 +125,15 @@ def policy_for(settings: dict) -> ComparisonPolicy:
     )
 
 
-def release_parts(spec: ComparisonSpec, entries: dict) -> list[pb.QueryReplyPart]:
-    """The release as the parts of a query reply: one QueryReply whose result holds the entries."""
-    result = struct_pb2.Struct()
-    result.update(entries)
+def release_parts(spec: ComparisonSpec, entries: list[pb.ReleaseEntry]) -> list[pb.QueryReplyPart]:
+    """The release as the parts of a query reply: one QueryReply holding the entries."""
     reply = pb.QueryReply(
         session_id=spec.session_id,
-        statistic=spec.statistic,
-        result=result,
+        statistic=convert.statistic_wire(spec.statistic),
+        entries=entries,
         parties=spec.parties,
-        exact=spec.is_exact,
-        epsilon=0.0 if spec.epsilon is None else spec.epsilon,
-        mechanism="" if spec.is_exact else MECHANISM,
+        epsilon=spec.epsilon,  # None: absent, an exact release
+        mechanism=0 if spec.is_exact else convert.mechanism_wire(MECHANISM),
     )
     return [pb.QueryReplyPart(reply=reply)]
 
@@ -246,7 +246,7 @@ async def party_compare(node, request: pb.CompareRequest, context) -> pb.Compare
         epsilon=spec.epsilon,
         what="comparison release",
     )
-    return pb.CompareReply(session_id=sid, statistic=spec.statistic, release=json.dumps(entries, sort_keys=True))
+    return pb.CompareReply(session_id=sid, entries=releases.entries(entries))
 
 
 def _proposal(coord, request: pb.QueryRequest) -> tuple[pb.QuerySpec, ComparisonSpec]:
@@ -345,7 +345,7 @@ async def _session(coord, msg: pb.QuerySpec, spec: ComparisonSpec, client: str, 
     return parts
 
 
-async def _ask_parties(coord, msg: pb.QuerySpec, spec: ComparisonSpec) -> dict[str, Any]:
+async def _ask_parties(coord, msg: pb.QuerySpec, spec: ComparisonSpec) -> list[pb.ReleaseEntry]:
     """Every party's release; they must all agree. CompareRefused names the first party that failed."""
     sid, timeout = spec.session_id, max(spec.deadline - coord._clock(), 0.001)
     ask = pb.CompareRequest(spec=msg)
@@ -364,11 +364,11 @@ async def _ask_parties(coord, msg: pb.QuerySpec, spec: ComparisonSpec) -> dict[s
         audit.record("aborted", session=sid.hex(), reason=f"{party}: {detail}")
         code = rpc.code() if rpc is not None and rpc.code() in PASSED_ON else grpc.StatusCode.ABORTED
         raise CompareRefused(code, f"{party}: {detail}; session {sid.hex()} aborted, nothing released or charged")
-    releases = {c.result().release for c in calls.values()}
-    if len(releases) != 1:
+    answers = {tuple(e.SerializeToString(deterministic=True) for e in c.result().entries) for c in calls.values()}
+    if len(answers) != 1:
         audit.record("aborted", session=sid.hex(), reason="the parties computed different releases")
         raise CompareRefused(grpc.StatusCode.ABORTED, "the parties computed different releases; nothing released")
-    entries = json.loads(releases.pop())
-    if not isinstance(entries, dict) or spec.statistic not in entries:
+    entries = list(next(iter(calls.values())).result().entries)
+    if not any(e.name == spec.statistic for e in entries):
         raise CompareRefused(grpc.StatusCode.ABORTED, "the parties' release does not name the statistic")
     return entries

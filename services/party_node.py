@@ -213,7 +213,7 @@ class PartyNode(pb_grpc.PartyServicer):
     def _answer(self, sid: bytes, accepted: bool, reason: str = "", status: Status | None = None):
         return pb.PartyToCoordinator(
             response=pb.ProposeResponse(
-                session_id=sid, party=self.me, accepted=accepted, reason=reason, status=status.value if status else ""
+                session_id=sid, party=self.me, accepted=accepted, reason=reason, status=convert.status_wire(status)
             )
         )
 

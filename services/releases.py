@@ -1,11 +1,13 @@
 """A release on the wire and on disk: its parts, the checks made before any budget is spent, its durable copy.
 
 The coordinator turns a :class:`mpcdp.protocol.Release` into QueryReplyParts
-(:func:`parts`): a QueryReply with every scalar and every vector of at most
-one chunk, then a histogram's category labels in batches, then each larger
-vector as a ReleaseVector and its ~1 MiB chunks. A histogram's cells always
-travel as the vector "histogram" labelled by those batches, so a release of
-any size within the spec's bounds fits gRPC's message limits.
+(:func:`parts`): a QueryReply with one typed ReleaseEntry per entry (its value,
+its block's noise standard deviation and its interval), every scalar and
+every vector of at most one chunk inline, then a histogram's category labels
+in batches, then each larger vector as a ReleaseVector and its ~1 MiB chunks
+(:mod:`services.streams`). A histogram's cells always travel as a vector
+labelled by those batches, so a release of any size within the spec's bounds
+fits gRPC's message limits.
 
 :func:`check_presentation` runs the release's description (noise and
 intervals) on an all-zero result before a session starts, so a presentation
@@ -28,16 +30,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from google.protobuf import struct_pb2
 
 from mpcdp import ring
 from mpcdp.protocol import QuerySpec, SpecError
 from mpcdp.protocol.noise import describe
-from mpcdp.protocol.statistics import statistic_for
+from mpcdp.protocol.statistics import codec_for
 from services import convert, streams
 from services.wire.mpcdp.v1 import federation_pb2 as pb
-
-HISTOGRAM = "histogram"
 
 
 def check_presentation(spec: QuerySpec, confidence: float) -> None:
@@ -46,9 +45,9 @@ def check_presentation(spec: QuerySpec, confidence: float) -> None:
         raise SpecError("confidence", f"must be strictly between 0 and 1, got {confidence!r}")
     if spec.is_exact:
         return
-    statistic = statistic_for(spec)
+    codec = codec_for(spec)
     try:
-        describe(spec, statistic.decode(ring.zeros(statistic.length)), confidence)
+        describe(spec, codec.decode(ring.zeros(codec.length)), confidence)
     except (ValueError, ArithmeticError) as exc:
         raise SpecError(
             "confidence",
@@ -56,60 +55,96 @@ def check_presentation(spec: QuerySpec, confidence: float) -> None:
         ) from None
 
 
-def _cells(values: dict, categories) -> np.ndarray:
-    return np.fromiter((values[c] for c in categories), dtype="<f8", count=len(categories))
+Large = list[tuple[str, int, np.ndarray]]  # (entry, ReleaseVector.Part, float64 values) streamed after the reply
+
+
+def fill(values: pb.Values, value, name: str, part: int, large: Large) -> None:
+    """Set ``values`` to ``value``: None (unset), a label, a whole number (exactly), a number, or a float64
+    vector (packed, or streamed after the reply when larger than a chunk: appended to ``large``)."""
+    if value is None:
+        return
+    if isinstance(value, str):
+        values.label = value
+    elif isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        values.integer = int(value)
+    elif isinstance(value, (list, tuple, np.ndarray)):
+        packed = np.asarray(value, dtype="<f8").reshape(-1)
+        if packed.nbytes <= streams.CHUNK_BYTES:
+            values.packed = packed.tobytes()
+        else:
+            values.streamed = packed.size
+            large.append((name, part, packed))
+    else:
+        values.scalar = float(value)
+
+
+def _interval(msg: pb.Interval, interval, name: str, categories, large: Large) -> None:
+    """An interval of :func:`mpcdp.protocol.noise.describe`: None, [lower, upper], {half_width},
+    {lower: array, upper: array}, or per category {category: [lower, upper]}."""
+    if interval is None:
+        msg.unavailable = True
+    elif isinstance(interval, (list, tuple)):
+        msg.ends.lower.scalar, msg.ends.upper.scalar = map(float, interval)
+    elif "half_width" in interval:
+        msg.half_width = float(interval["half_width"])
+    else:
+        if categories:  # labelled cells, in the query's order
+            cells = [interval[c] for c in categories]
+            interval = {"lower": [c[0] for c in cells], "upper": [c[1] for c in cells]}
+        fill(msg.ends.lower, interval["lower"], name, pb.ReleaseVector.PART_LOWER, large)
+        fill(msg.ends.upper, interval["upper"], name, pb.ReleaseVector.PART_UPPER, large)
+
+
+def entries(result: dict, categories=(), noise_std=None, intervals=None, large: Large | None = None) -> list:
+    """ReleaseEntries of a release's ``result``: a dict-valued entry is a vector of cells in ``categories``'
+    order (labelled by the ReleaseLabels that follow the reply); vectors larger than a chunk go to ``large``."""
+    large = [] if large is None else large
+    noise_std, intervals = noise_std or {}, intervals or {}
+    out = []
+    for name in [*result, *(n for n in noise_std if n not in result)]:
+        entry = pb.ReleaseEntry(name=name)
+        value = result.get(name)
+        labelled = isinstance(value, dict)
+        if labelled:
+            value = [value[c] for c in categories]
+        fill(entry.value, value, name, pb.ReleaseVector.PART_VALUE, large)
+        if name in noise_std:
+            entry.noise_std = float(noise_std[name])
+        if name in intervals:
+            _interval(entry.interval, intervals[name], name, categories if labelled else (), large)
+        out.append(entry)
+    return out
 
 
 def parts(spec: QuerySpec, release, confidence: float):
     """The release as QueryReplyParts (see the module docstring)."""
-    result, noise, intervals = struct_pb2.Struct(), struct_pb2.Struct(), struct_pb2.Struct()
-    values = dict(release.result)
-    vectors = {(k, ""): v for k, v in values.items() if isinstance(v, (list, np.ndarray))}
-    if spec.statistic == HISTOGRAM:
-        vectors[(HISTOGRAM, "")] = _cells(values.pop(HISTOGRAM), spec.categories)
-    result.update({k: v for k, v in values.items() if (k, "") not in vectors})
-    if not spec.is_exact:
-        described = describe(spec, release.result, confidence)
-        noise.update(described.noise_std)
-        for key, interval in described.intervals.items():
-            if key == HISTOGRAM:
-                cells = [interval[c] for c in spec.categories]
-                vectors[(key, "lower")] = np.fromiter((c[0] for c in cells), dtype="<f8", count=len(cells))
-                vectors[(key, "upper")] = np.fromiter((c[1] for c in cells), dtype="<f8", count=len(cells))
-            elif isinstance(interval, dict) and isinstance(interval.get("lower"), (list, np.ndarray)):
-                vectors.update({(key, "lower"): interval["lower"], (key, "upper"): interval["upper"]})
-            else:
-                intervals[key] = interval
+    described = None if spec.is_exact else describe(spec, release.result, confidence)
+    large: Large = []
     reply = pb.QueryReply(
         session_id=spec.session_id,
-        statistic=spec.statistic,
-        result=result,
+        statistic=convert.statistic_wire(spec.statistic),
+        entries=entries(
+            release.result,
+            spec.categories,
+            described.noise_std if described else None,
+            described.intervals if described else None,
+            large,
+        ),
         parties=spec.parties,
-        exact=spec.is_exact,
-        epsilon=0.0 if spec.is_exact else spec.epsilon,
+        epsilon=spec.epsilon,  # None: absent, an exact release
         delta=spec.delta,
-        mechanism="" if spec.is_exact else spec.mechanism,
-        noise=noise,
-        intervals=intervals,
-        confidence=confidence if not spec.is_exact else 0.0,
+        mechanism=0 if spec.is_exact else convert.mechanism_wire(spec.mechanism),
+        confidence=0.0 if spec.is_exact else confidence,
     )
-    inline = {"": reply.vectors, "lower": reply.interval_lower, "upper": reply.interval_upper}
-    large = []
-    for (key, end), v in vectors.items():
-        packed = np.asarray(v, dtype="<f8").reshape(-1)
-        if packed.nbytes <= streams.CHUNK_BYTES:
-            inline[end][key] = packed.tobytes()
-        else:
-            large.append((key, end, packed))
     yield pb.QueryReplyPart(reply=reply)
-    if spec.statistic == HISTOGRAM:
+    if any(isinstance(v, dict) for v in release.result.values()):
         for batch in streams.batches(spec.categories, _label_bytes):
             yield pb.QueryReplyPart(labels=pb.ReleaseLabels(categories=batch))
-    for key, end, packed in large:
+    for name, part_of, packed in large:
         for offset, piece in streams.chunks(packed, convert.RING_BYTES):
             part = pb.QueryReplyPart()
             if offset == 0:
-                part.vector.name, part.vector.interval_end, part.vector.length = key, end, packed.size
+                part.vector.name, part.vector.part, part.vector.length = name, part_of, packed.size
                 convert.set_chunk(part.vector.first, offset, bytes(piece))
             else:
                 convert.set_chunk(part.chunk, offset, bytes(piece))

@@ -76,6 +76,13 @@ def give_memory_back() -> None:
         _TRIM(0)
 
 
+def _status(state) -> survey_pb2.SurveyStatus:
+    """A store's survey state on the wire (SurveyState ``SURVEY_STATE_<STATE>``, mpcdp.survey.lifecycle)."""
+    return survey_pb2.SurveyStatus(
+        state=survey_pb2.SurveyState.Value(f"SURVEY_STATE_{state.state.upper()}"), submissions=state.count
+    )
+
+
 def split_ids(blob: bytes) -> list[bytes]:
     if len(blob) % ID_BYTES:
         raise ValueError(f"id lists are concatenated {ID_BYTES}-byte ids")
@@ -185,14 +192,14 @@ class AggregatorService(survey_pb2_grpc.SurveyAggregatorServicer):
         await self._coordinator_only(context)
         survey = await self._survey(request, context)
         state = await self._run(context, survey.id, self.store.state, survey.id)
-        return survey_pb2.SurveyStatus(state=state.state, submissions=state.count)
+        return _status(state)
 
     async def Close(self, request, context):
         await self._coordinator_only(context)
         survey = await self._survey(request, context)
         state = await self._run(context, survey.id, self.store.close, survey.id)
         audit.record("closed", survey=survey.id, respondents=state.count)
-        return survey_pb2.SurveyStatus(state=state.state, submissions=state.count)
+        return _status(state)
 
     async def ListIds(self, request, context):
         await self._coordinator_only(context)

@@ -319,17 +319,20 @@ async def test_large_vector_release_streams_in_chunks_and_small_ones_stay_one_me
 
         async def parts(**spec):
             request = pb.QueryRequest(
-                spec=pb.QuerySpec(column="value", upper=1000, max_records=4, exact=True, **spec), timeout_seconds=30
+                spec=pb.QuerySpec(column="value", upper=1000, max_records=4, sharing=pb.SHARING_SEEDED, **spec),
+                timeout_seconds=30,
             )
             async with Identity("analyst", certs).channel(coordinator.address, coordinator.name) as ch:
                 return [p async for p in pb_grpc.CoordinatorStub(ch).Query(request)]
 
-        big = await parts(statistic="mean", dimension=length, frac_bits=0)
-        assert big[0].WhichOneof("part") == "reply" and not big[0].reply.vectors
+        big = await parts(statistic=pb.STATISTIC_MEAN, dimension=length, frac_bits=0)
+        assert big[0].WhichOneof("part") == "reply"
+        streamed = {e.name: e.value.streamed for e in big[0].reply.entries if e.value.HasField("streamed")}
+        assert streamed == {"sum": length, "mean": length}
         assert [p.WhichOneof("part") for p in big[1:]] == ["vector", "chunk", "chunk"] * 2
         assert {p.vector.name for p in big if p.WhichOneof("part") == "vector"} == {"sum", "mean"}
         assert max(p.ByteSize() for p in big) < CHUNK_BYTES + 1024  # no message beyond ~1 MiB
-        assert len(await parts(statistic="count")) == 1
+        assert len(await parts(statistic=pb.STATISTIC_COUNT)) == 1
 
         query = dict(column="value", bounds=(0, 1000), dimension=length, frac_bits=0, max_records=4)
         r = await c.query("mean", **query)
@@ -352,7 +355,9 @@ def test_client_refuses_a_malformed_release_stream():
     from services.analyst import _ReleaseStream
 
     def vector(n, first):
-        return pb.QueryReplyPart(vector=pb.ReleaseVector(name="sum", length=n, first=first))
+        return pb.QueryReplyPart(
+            vector=pb.ReleaseVector(name="sum", part=pb.ReleaseVector.PART_VALUE, length=n, first=first)
+        )
 
     def chunk(offset, values):
         return pb.VectorChunk(offset=offset, data=np.asarray(values, dtype="<f8").tobytes())
@@ -360,13 +365,14 @@ def test_client_refuses_a_malformed_release_stream():
     ok = _ReleaseStream()
     ok.add(vector(3, chunk(0, [1, 2])))
     ok.add(pb.QueryReplyPart(chunk=chunk(2, [3])))
-    np.testing.assert_array_equal(ok.finish()[("sum", "")], [1, 2, 3])
+    np.testing.assert_array_equal(ok.finish()[("sum", pb.ReleaseVector.PART_VALUE)], [1, 2, 3])
     for bad in (
         [vector(3, chunk(0, [1])), pb.QueryReplyPart(chunk=chunk(2, [3]))],  # a gap
         [vector(2, chunk(0, [1, 2, 3]))],  # overrun
         [pb.QueryReplyPart(chunk=chunk(0, [1]))],  # a chunk with no vector
-        [vector(1, chunk(0, [1])), vector(1, chunk(0, [1]))],
-    ):  # announced twice
+        [vector(1, chunk(0, [1])), vector(1, chunk(0, [1]))],  # announced twice
+        [pb.QueryReplyPart(vector=pb.ReleaseVector(name="sum", length=1, first=chunk(0, [1])))],  # no part
+    ):
         stream = _ReleaseStream()
         with pytest.raises(ValueError):
             for part in bad:

@@ -159,7 +159,9 @@ async def test_a_party_refuses_extreme_specs_itself_with_invalid_argument(cluste
 
     for lower, upper, epsilon, field in ((0, 1e308, 1.0, "bounds"), (0, 1, 1e-300, "epsilon")):
         spec = pb.QuerySpec(
-            statistic="sum",
+            statistic=pb.STATISTIC_SUM,
+            sharing=pb.SHARING_SEEDED,
+            mechanism=pb.MECHANISM_DISCRETE_LAPLACE,
             parties=list(RAISES),
             session_id=bytes(range(16)),
             column="raise",
@@ -185,13 +187,13 @@ async def test_a_party_refuses_extreme_specs_itself_with_invalid_argument(cluste
 async def test_deadline_zero_and_too_far_are_refused_by_the_party(cluster):
     def propose(deadline, sid):
         spec = pb.QuerySpec(
-            statistic="mean",
+            statistic=pb.STATISTIC_MEAN,
+            sharing=pb.SHARING_SEEDED,
             parties=list(RAISES),
             session_id=sid,
             column="raise",
             upper=10_000,
             max_records=1,
-            exact=True,
             deadline=deadline,
         )
         return pb.CoordinatorToParty(propose=pb.Propose(spec=spec)).SerializeToString()
@@ -203,7 +205,9 @@ async def test_deadline_zero_and_too_far_are_refused_by_the_party(cluster):
         cluster, "bob", "/mpcdp.v1.Party/Session", propose(time.time() + 10**6, b"y" * 16), True, True
     )
     refusal = pb.PartyToCoordinator.FromString(answer[0]).response
-    assert not refusal.accepted and refusal.status == "INVALID_ARGUMENT" and "deadline" in refusal.reason
+    assert (
+        not refusal.accepted and refusal.status == pb.REFUSAL_STATUS_INVALID_ARGUMENT and "deadline" in refusal.reason
+    )
     assert "at most 305 s" in refusal.reason  # max_timeout 300 s plus 5 s for clock differences
 
 
@@ -240,7 +244,15 @@ async def test_a_bad_confidence_level_is_refused_before_any_ledger_is_charged(dp
     assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT and "confidence" in info.value.details
     coordinator = dp_cluster.federation.coordinator()
     request = pb.QueryRequest(
-        spec=pb.QuerySpec(statistic="count", column="raise", epsilon=1.0, upper=1), confidence=1e-20
+        spec=pb.QuerySpec(
+            statistic=pb.STATISTIC_COUNT,
+            sharing=pb.SHARING_SEEDED,
+            mechanism=pb.MECHANISM_DISCRETE_LAPLACE,
+            column="raise",
+            epsilon=1.0,
+            upper=1,
+        ),
+        confidence=1e-20,
     )
     async with Identity("analyst", dp_cluster.federation.certs).channel(coordinator.address, "coordinator") as ch:
         with pytest.raises(grpc.aio.AioRpcError) as raw:  # and so does the coordinator, for any client
@@ -276,7 +288,15 @@ async def test_an_analyst_who_vanishes_after_the_charge_fetches_the_release_at_n
     dp_cluster.nodes["alice"].__class__ = slow
     coordinator = dp_cluster.federation.coordinator()
     request = pb.QueryRequest(
-        spec=pb.QuerySpec(statistic="sum", column="raise", epsilon=1.0, upper=10_000), timeout_seconds=20
+        spec=pb.QuerySpec(
+            statistic=pb.STATISTIC_SUM,
+            sharing=pb.SHARING_SEEDED,
+            mechanism=pb.MECHANISM_DISCRETE_LAPLACE,
+            column="raise",
+            epsilon=1.0,
+            upper=10_000,
+        ),
+        timeout_seconds=20,
     )
     async with Identity("analyst", dp_cluster.federation.certs).channel(coordinator.address, "coordinator") as ch:
         call = pb_grpc.CoordinatorStub(ch).Query(request)
@@ -527,7 +547,15 @@ async def test_an_analyst_who_stops_reading_does_not_hold_the_release_call_forev
     coordinator.send_timeout = 0.5
     categories = [f"c{i:07d}" for i in range(200_000)]  # ~6 MiB of parts: more than the transport buffers
     request = pb.QueryRequest(
-        spec=pb.QuerySpec(statistic="histogram", column="team", epsilon=1.0, categories=categories), timeout_seconds=60
+        spec=pb.QuerySpec(
+            statistic=pb.STATISTIC_HISTOGRAM,
+            sharing=pb.SHARING_SEEDED,
+            mechanism=pb.MECHANISM_DISCRETE_LAPLACE,
+            column="team",
+            epsilon=1.0,
+            categories=categories,
+        ),
+        timeout_seconds=60,
     )
     node = dp_cluster.federation.coordinator()
     async with Identity("analyst", dp_cluster.federation.certs).channel(node.address, "coordinator") as ch:

@@ -11,7 +11,7 @@ import grpc
 import numpy as np
 import pytest
 
-from mpcdp.client import SurveyClient
+from mpcdp.survey.respondent import SurveyClient
 from mpcdp.prg import Prg
 from mpcdp.protocol import PartialSum, PartyPolicy, PartySession, QuerySpec, ShareMessage
 from mpcdp.sharing import share_seeded
@@ -133,7 +133,7 @@ async def test_concurrent_sessions_cannot_together_overspend_a_partys_budget(dp_
     assert answer.response.accepted
     second = dp_spec(b"B" * 16)
     h2, c2, answer = await propose(dp_cluster, second)
-    assert not answer.response.accepted and answer.response.status == "RESOURCE_EXHAUSTED"
+    assert not answer.response.accepted and answer.response.status == pb.REFUSAL_STATUS_RESOURCE_EXHAUSTED
     assert "in progress" in answer.response.reason
     await h2.channel.close()
     await abort(h1, c1, first)  # an aborted session frees what it held, and charged nothing
@@ -178,7 +178,11 @@ def test_client_refuses_a_release_vector_longer_than_the_query_asked_for():
     stream = _ReleaseStream(max_length=10)
     chunk = pb.VectorChunk(offset=0, data=np.zeros(1, dtype="<f8").tobytes())
     with pytest.raises(ValueError, match="at most 10"):
-        stream.add(pb.QueryReplyPart(vector=pb.ReleaseVector(name="sum", length=1 << 40, first=chunk)))
+        stream.add(
+            pb.QueryReplyPart(
+                vector=pb.ReleaseVector(name="sum", part=pb.ReleaseVector.PART_VALUE, length=1 << 40, first=chunk)
+            )
+        )
 
 
 # -- surveys: state, ids, close and release are the coordinator's alone ----------------------------
@@ -213,7 +217,7 @@ async def test_only_the_coordinator_may_see_list_close_or_release_a_survey(tmp_p
             ):
                 assert await as_(name, method, request) == grpc.StatusCode.PERMISSION_DENIED, (name, method)
         state = await as_("coordinator", "Status", survey_ref)
-        assert (state.state, state.submissions) == ("open", 60)
+        assert (state.state, state.submissions) == (survey_pb2.SURVEY_STATE_OPEN, 60)
     finally:
         await fed.stop()
 

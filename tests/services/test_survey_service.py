@@ -31,7 +31,10 @@ async def close(fed, name="coordinator"):
 async def status(fed):
     coordinator = CoordinatorClient(fed.identity("coordinator"), fed.survey, timeout=10)
     try:
-        return {n: (s.state, s.submissions) for n, s in (await coordinator.status()).items()}
+        return {
+            n: (survey_pb2.SurveyState.Name(s.state).removeprefix("SURVEY_STATE_").lower(), s.submissions)
+            for n, s in (await coordinator.status()).items()
+        }
     finally:
         await coordinator.close()
 

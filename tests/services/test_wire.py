@@ -1,8 +1,18 @@
-"""The committed generated code is exactly what protoc makes from protos/."""
+"""The wire: the committed generated code is what protoc makes from protos/; enums, optional epsilon and typed
+release entries survive the trip and refuse what is not set."""
 
 from pathlib import Path
 
+import numpy as np
+import pytest
+
+from mpcdp.prg import Prg
+from mpcdp.protocol import QuerySpec, SpecError, run_in_memory
+from services import convert, releases
+from services.analyst import QueryResult, _ReleaseStream
+from services.streams import CHUNK_BYTES
 from services.wire import generate
+from services.wire.mpcdp.v1 import federation_pb2 as pb
 
 COMMITTED = Path(generate.__file__).resolve().parent
 
@@ -14,3 +24,119 @@ def test_generated_code_matches_protos(tmp_path):
     committed = {p.relative_to(COMMITTED): p.read_bytes() for p in (COMMITTED / "mpcdp").rglob("*_pb2*.py*")}
     stale = sorted(str(k) for k in fresh.keys() | committed.keys() if fresh.get(k) != committed.get(k))
     assert not stale, f"regenerate with `python -m services.wire.generate` and commit: {stale}"
+
+
+# -- the tightened wire: enums, optional epsilon, typed release entries --------------------------------
+
+
+PARTIES = ("alice", "bob", "carol")
+
+
+def test_unspecified_enum_values_are_refused_naming_the_field():
+    with pytest.raises(SpecError, match=r"statistic.*must be set"):
+        convert.spec_fields(pb.QuerySpec(sharing=pb.SHARING_SEEDED))
+    with pytest.raises(SpecError, match=r"sharing.*must be set"):
+        convert.spec_fields(pb.QuerySpec(statistic=pb.STATISTIC_SUM))
+    with pytest.raises(SpecError, match=r"mechanism.*must be set"):  # an epsilon needs its mechanism
+        convert.spec_fields(pb.QuerySpec(statistic=pb.STATISTIC_SUM, sharing=pb.SHARING_SEEDED, epsilon=1.0))
+    with pytest.raises(SpecError, match=r"statistic.*unknown wire value 99"):
+        convert.spec_fields(pb.QuerySpec(statistic=99, sharing=pb.SHARING_SEEDED))
+    assert convert.status_name(pb.REFUSAL_STATUS_UNSPECIFIED) is None
+
+
+def test_an_absent_epsilon_is_an_exact_release_and_zero_is_refused_not_read_as_exact():
+    exact = convert.spec_fields(pb.QuerySpec(statistic=pb.STATISTIC_COUNT, sharing=pb.SHARING_FULL))
+    assert exact["epsilon"] is None and exact["sharing"] == "full" and "mechanism" not in exact
+    zero = pb.QuerySpec(
+        statistic=pb.STATISTIC_COUNT, sharing=pb.SHARING_SEEDED, mechanism=pb.MECHANISM_SKELLAM, epsilon=0.0
+    )
+    assert zero.HasField("epsilon")
+    fields = convert.spec_fields(zero)
+    assert fields["epsilon"] == 0.0 and fields["mechanism"] == "skellam"
+    with pytest.raises(SpecError, match="epsilon"):
+        convert.build_spec({**fields, "parties": PARTIES, "session_id": bytes(16)})
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        QuerySpec("mean", parties=PARTIES, bounds=(0, 10), dimension=3, max_records=4, sharing="full"),
+        QuerySpec("histogram", parties=PARTIES, categories=("a", "b"), epsilon=0.5),
+        QuerySpec("sum", parties=PARTIES, epsilon=1.0, delta=1e-6, mechanism="skellam", colluders=2),
+    ],
+)
+def test_a_spec_survives_the_wire(spec):
+    back = convert.build_spec(convert.spec_fields(convert.spec_to_proto(spec)))
+    assert back == spec
+
+
+def received(parts: list) -> QueryResult:
+    """What the analyst makes of the parts, through its release stream."""
+    stream = _ReleaseStream()
+    for part in parts[1:]:
+        stream.add(part)
+    vectors = stream.finish()
+    return QueryResult.from_proto(parts[0].reply, vectors, stream.categories)
+
+
+def test_a_dp_release_travels_as_typed_entries_with_noise_and_every_kind_of_interval():
+    data = {p: np.full((40, 2), 3.0 + i) for i, p in enumerate(PARTIES)}
+    spec = QuerySpec("mean", parties=PARTIES, bounds=(0, 10), dimension=2, max_records=40, epsilon=10.0)
+    release = run_in_memory(spec, data, rng=Prg.from_int(7, "wire-test")).release
+    parts = list(releases.parts(spec, release, 0.9))
+    reply = parts[0].reply
+    assert reply.HasField("epsilon") and reply.epsilon == 10.0 and reply.mechanism == pb.MECHANISM_DISCRETE_LAPLACE
+    entries = {e.name: e for e in reply.entries}
+    assert entries["count"].value.WhichOneof("values") == "scalar" and entries["count"].HasField("noise_std")
+    assert entries["sum"].interval.WhichOneof("bounds") == "half_width"
+    assert entries["mean"].interval.ends.lower.WhichOneof("values") == "packed"
+    r = received(parts)
+    np.testing.assert_array_equal(r.result["sum"], release.result["sum"])
+    assert r.result["count"] == release.result["count"] and r.epsilon == 10.0 and not r.exact
+    assert r.confidence == 0.9 and set(r.noise_std) == {"sum", "count"}
+    assert set(r.intervals["mean"]) == {"lower", "upper"} and "half_width" in r.intervals["sum"]
+    assert "95%" not in r.to_text() and "90% interval for count" in r.to_text()
+
+
+def test_an_exact_release_has_no_epsilon_no_mechanism_and_no_intervals():
+    spec = QuerySpec("count", parties=PARTIES, max_records=5)
+    release = run_in_memory(spec, {p: [1.0, 2.0] for p in PARTIES}).release
+    parts = list(releases.parts(spec, release, 0.95))
+    reply = parts[0].reply
+    assert not reply.HasField("epsilon") and reply.mechanism == pb.MECHANISM_UNSPECIFIED
+    assert all(not e.HasField("interval") and not e.HasField("noise_std") for e in reply.entries)
+    r = received(parts)
+    assert r.exact and r.epsilon is None and r.mechanism is None and r.value == 6.0 and r.intervals == {}
+
+
+def test_large_vectors_and_many_labels_stream_and_come_back_whole():
+    n = CHUNK_BYTES // 8 + 3  # just over one chunk
+    categories = tuple(f"category-{i:07d}" for i in range(n))
+    cells = np.arange(n, dtype=float)
+    spec = QuerySpec("histogram", parties=PARTIES, categories=categories, epsilon=1.0)
+    release = type("Release", (), {"result": {"histogram": dict(zip(categories, cells.tolist(), strict=True))}})
+    parts = list(releases.parts(spec, release, 0.95))
+    kinds = [p.WhichOneof("part") for p in parts]
+    assert kinds[0] == "reply" and kinds.count("labels") >= 2 and kinds.count("vector") == 3  # value, lower, upper
+    assert max(p.ByteSize() for p in parts) < CHUNK_BYTES + 1024
+    r = received(parts)
+    assert list(r.value) == list(categories) and r.value[categories[-1]] == n - 1
+    lo, hi = r.intervals["histogram"][categories[5]]
+    assert lo < 5 < hi
+
+
+def test_labels_whole_numbers_and_undefined_values_are_typed():
+    entries = releases.entries({"second-price": 2**53 + 1, "winner": "carol", "mean": None, "share": 0.25})
+    kinds = {e.name: e.value.WhichOneof("values") for e in entries}
+    assert kinds == {"second-price": "integer", "winner": "label", "mean": None, "share": "scalar"}
+    reply = pb.QueryReply(statistic=pb.STATISTIC_SECOND_PRICE, entries=entries)
+    r = QueryResult.from_proto(reply)
+    assert r.result == {"second-price": 2**53 + 1, "winner": "carol", "mean": None, "share": 0.25} and r.exact
+
+
+def test_unavailable_intervals_say_so():
+    entries = releases.entries({"mean": None}, intervals={"mean": None})
+    assert entries[0].interval.unavailable
+    reply = pb.QueryReply(statistic=pb.STATISTIC_MEAN, epsilon=1.0, mechanism=pb.MECHANISM_SKELLAM, entries=entries)
+    r = QueryResult.from_proto(reply)
+    assert r.intervals == {"mean": None} and "interval for mean: none" in r.to_text()

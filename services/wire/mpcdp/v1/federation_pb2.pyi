@@ -1,5 +1,5 @@
-from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -7,8 +7,78 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class Statistic(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STATISTIC_UNSPECIFIED: _ClassVar[Statistic]
+    STATISTIC_SUM: _ClassVar[Statistic]
+    STATISTIC_COUNT: _ClassVar[Statistic]
+    STATISTIC_MEAN: _ClassVar[Statistic]
+    STATISTIC_VARIANCE: _ClassVar[Statistic]
+    STATISTIC_HISTOGRAM: _ClassVar[Statistic]
+    STATISTIC_MAX: _ClassVar[Statistic]
+    STATISTIC_MIN: _ClassVar[Statistic]
+    STATISTIC_ARGMAX: _ClassVar[Statistic]
+    STATISTIC_THRESHOLD: _ClassVar[Statistic]
+    STATISTIC_SECOND_PRICE: _ClassVar[Statistic]
+    STATISTIC_NOISY_ARGMAX: _ClassVar[Statistic]
+    STATISTIC_QUANTILE: _ClassVar[Statistic]
+    STATISTIC_MEDIAN: _ClassVar[Statistic]
+
+class Mechanism(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MECHANISM_UNSPECIFIED: _ClassVar[Mechanism]
+    MECHANISM_DISCRETE_LAPLACE: _ClassVar[Mechanism]
+    MECHANISM_SKELLAM: _ClassVar[Mechanism]
+
+class Sharing(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SHARING_UNSPECIFIED: _ClassVar[Sharing]
+    SHARING_SEEDED: _ClassVar[Sharing]
+    SHARING_FULL: _ClassVar[Sharing]
+
+class RefusalStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REFUSAL_STATUS_UNSPECIFIED: _ClassVar[RefusalStatus]
+    REFUSAL_STATUS_INVALID_ARGUMENT: _ClassVar[RefusalStatus]
+    REFUSAL_STATUS_FAILED_PRECONDITION: _ClassVar[RefusalStatus]
+    REFUSAL_STATUS_PERMISSION_DENIED: _ClassVar[RefusalStatus]
+    REFUSAL_STATUS_NOT_FOUND: _ClassVar[RefusalStatus]
+    REFUSAL_STATUS_ALREADY_EXISTS: _ClassVar[RefusalStatus]
+    REFUSAL_STATUS_DEADLINE_EXCEEDED: _ClassVar[RefusalStatus]
+    REFUSAL_STATUS_RESOURCE_EXHAUSTED: _ClassVar[RefusalStatus]
+    REFUSAL_STATUS_ABORTED: _ClassVar[RefusalStatus]
+STATISTIC_UNSPECIFIED: Statistic
+STATISTIC_SUM: Statistic
+STATISTIC_COUNT: Statistic
+STATISTIC_MEAN: Statistic
+STATISTIC_VARIANCE: Statistic
+STATISTIC_HISTOGRAM: Statistic
+STATISTIC_MAX: Statistic
+STATISTIC_MIN: Statistic
+STATISTIC_ARGMAX: Statistic
+STATISTIC_THRESHOLD: Statistic
+STATISTIC_SECOND_PRICE: Statistic
+STATISTIC_NOISY_ARGMAX: Statistic
+STATISTIC_QUANTILE: Statistic
+STATISTIC_MEDIAN: Statistic
+MECHANISM_UNSPECIFIED: Mechanism
+MECHANISM_DISCRETE_LAPLACE: Mechanism
+MECHANISM_SKELLAM: Mechanism
+SHARING_UNSPECIFIED: Sharing
+SHARING_SEEDED: Sharing
+SHARING_FULL: Sharing
+REFUSAL_STATUS_UNSPECIFIED: RefusalStatus
+REFUSAL_STATUS_INVALID_ARGUMENT: RefusalStatus
+REFUSAL_STATUS_FAILED_PRECONDITION: RefusalStatus
+REFUSAL_STATUS_PERMISSION_DENIED: RefusalStatus
+REFUSAL_STATUS_NOT_FOUND: RefusalStatus
+REFUSAL_STATUS_ALREADY_EXISTS: RefusalStatus
+REFUSAL_STATUS_DEADLINE_EXCEEDED: RefusalStatus
+REFUSAL_STATUS_RESOURCE_EXHAUSTED: RefusalStatus
+REFUSAL_STATUS_ABORTED: RefusalStatus
+
 class QuerySpec(_message.Message):
-    __slots__ = ("statistic", "parties", "session_id", "column", "dimension", "lower", "upper", "categories", "frac_bits", "max_records", "exact", "epsilon", "delta", "mechanism", "colluders", "sharing", "deadline", "fraction", "quantile", "edges")
+    __slots__ = ("statistic", "parties", "session_id", "column", "dimension", "lower", "upper", "categories", "frac_bits", "max_records", "epsilon", "delta", "mechanism", "colluders", "sharing", "deadline", "fraction", "quantile", "edges")
     STATISTIC_FIELD_NUMBER: _ClassVar[int]
     PARTIES_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -19,7 +89,6 @@ class QuerySpec(_message.Message):
     CATEGORIES_FIELD_NUMBER: _ClassVar[int]
     FRAC_BITS_FIELD_NUMBER: _ClassVar[int]
     MAX_RECORDS_FIELD_NUMBER: _ClassVar[int]
-    EXACT_FIELD_NUMBER: _ClassVar[int]
     EPSILON_FIELD_NUMBER: _ClassVar[int]
     DELTA_FIELD_NUMBER: _ClassVar[int]
     MECHANISM_FIELD_NUMBER: _ClassVar[int]
@@ -29,7 +98,7 @@ class QuerySpec(_message.Message):
     FRACTION_FIELD_NUMBER: _ClassVar[int]
     QUANTILE_FIELD_NUMBER: _ClassVar[int]
     EDGES_FIELD_NUMBER: _ClassVar[int]
-    statistic: str
+    statistic: Statistic
     parties: _containers.RepeatedScalarFieldContainer[str]
     session_id: bytes
     column: str
@@ -39,17 +108,16 @@ class QuerySpec(_message.Message):
     categories: _containers.RepeatedScalarFieldContainer[str]
     frac_bits: int
     max_records: int
-    exact: bool
     epsilon: float
     delta: float
-    mechanism: str
+    mechanism: Mechanism
     colluders: int
-    sharing: str
+    sharing: Sharing
     deadline: float
     fraction: float
     quantile: float
     edges: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, statistic: _Optional[str] = ..., parties: _Optional[_Iterable[str]] = ..., session_id: _Optional[bytes] = ..., column: _Optional[str] = ..., dimension: _Optional[int] = ..., lower: _Optional[float] = ..., upper: _Optional[float] = ..., categories: _Optional[_Iterable[str]] = ..., frac_bits: _Optional[int] = ..., max_records: _Optional[int] = ..., exact: _Optional[bool] = ..., epsilon: _Optional[float] = ..., delta: _Optional[float] = ..., mechanism: _Optional[str] = ..., colluders: _Optional[int] = ..., sharing: _Optional[str] = ..., deadline: _Optional[float] = ..., fraction: _Optional[float] = ..., quantile: _Optional[float] = ..., edges: _Optional[_Iterable[float]] = ...) -> None: ...
+    def __init__(self, statistic: _Optional[_Union[Statistic, str]] = ..., parties: _Optional[_Iterable[str]] = ..., session_id: _Optional[bytes] = ..., column: _Optional[str] = ..., dimension: _Optional[int] = ..., lower: _Optional[float] = ..., upper: _Optional[float] = ..., categories: _Optional[_Iterable[str]] = ..., frac_bits: _Optional[int] = ..., max_records: _Optional[int] = ..., epsilon: _Optional[float] = ..., delta: _Optional[float] = ..., mechanism: _Optional[_Union[Mechanism, str]] = ..., colluders: _Optional[int] = ..., sharing: _Optional[_Union[Sharing, str]] = ..., deadline: _Optional[float] = ..., fraction: _Optional[float] = ..., quantile: _Optional[float] = ..., edges: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class Abort(_message.Message):
     __slots__ = ("session_id", "sender", "reason", "culprit")
@@ -106,8 +174,8 @@ class ProposeResponse(_message.Message):
     party: str
     accepted: bool
     reason: str
-    status: str
-    def __init__(self, session_id: _Optional[bytes] = ..., party: _Optional[str] = ..., accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., status: _Optional[str] = ...) -> None: ...
+    status: RefusalStatus
+    def __init__(self, session_id: _Optional[bytes] = ..., party: _Optional[str] = ..., accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., status: _Optional[_Union[RefusalStatus, str]] = ...) -> None: ...
 
 class PartialSumHeader(_message.Message):
     __slots__ = ("session_id", "sender", "length", "first")
@@ -164,36 +232,18 @@ class ShareAck(_message.Message):
     def __init__(self, session_id: _Optional[bytes] = ...) -> None: ...
 
 class CompareRequest(_message.Message):
-    __slots__ = ("session_id", "statistic", "column", "parties", "fraction_num", "fraction_den", "deadline", "timeout_seconds", "spec")
-    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
-    STATISTIC_FIELD_NUMBER: _ClassVar[int]
-    COLUMN_FIELD_NUMBER: _ClassVar[int]
-    PARTIES_FIELD_NUMBER: _ClassVar[int]
-    FRACTION_NUM_FIELD_NUMBER: _ClassVar[int]
-    FRACTION_DEN_FIELD_NUMBER: _ClassVar[int]
-    DEADLINE_FIELD_NUMBER: _ClassVar[int]
-    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("spec",)
     SPEC_FIELD_NUMBER: _ClassVar[int]
-    session_id: bytes
-    statistic: str
-    column: str
-    parties: _containers.RepeatedScalarFieldContainer[str]
-    fraction_num: int
-    fraction_den: int
-    deadline: float
-    timeout_seconds: float
     spec: QuerySpec
-    def __init__(self, session_id: _Optional[bytes] = ..., statistic: _Optional[str] = ..., column: _Optional[str] = ..., parties: _Optional[_Iterable[str]] = ..., fraction_num: _Optional[int] = ..., fraction_den: _Optional[int] = ..., deadline: _Optional[float] = ..., timeout_seconds: _Optional[float] = ..., spec: _Optional[_Union[QuerySpec, _Mapping]] = ...) -> None: ...
+    def __init__(self, spec: _Optional[_Union[QuerySpec, _Mapping]] = ...) -> None: ...
 
 class CompareReply(_message.Message):
-    __slots__ = ("session_id", "statistic", "release")
+    __slots__ = ("session_id", "entries")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
-    STATISTIC_FIELD_NUMBER: _ClassVar[int]
-    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
     session_id: bytes
-    statistic: str
-    release: str
-    def __init__(self, session_id: _Optional[bytes] = ..., statistic: _Optional[str] = ..., release: _Optional[str] = ...) -> None: ...
+    entries: _containers.RepeatedCompositeFieldContainer[ReleaseEntry]
+    def __init__(self, session_id: _Optional[bytes] = ..., entries: _Optional[_Iterable[_Union[ReleaseEntry, _Mapping]]] = ...) -> None: ...
 
 class QueryRequest(_message.Message):
     __slots__ = ("spec", "timeout_seconds", "confidence")
@@ -205,70 +255,91 @@ class QueryRequest(_message.Message):
     confidence: float
     def __init__(self, spec: _Optional[_Union[QuerySpec, _Mapping]] = ..., timeout_seconds: _Optional[float] = ..., confidence: _Optional[float] = ...) -> None: ...
 
+class Values(_message.Message):
+    __slots__ = ("scalar", "integer", "label", "packed", "streamed")
+    SCALAR_FIELD_NUMBER: _ClassVar[int]
+    INTEGER_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    PACKED_FIELD_NUMBER: _ClassVar[int]
+    STREAMED_FIELD_NUMBER: _ClassVar[int]
+    scalar: float
+    integer: int
+    label: str
+    packed: bytes
+    streamed: int
+    def __init__(self, scalar: _Optional[float] = ..., integer: _Optional[int] = ..., label: _Optional[str] = ..., packed: _Optional[bytes] = ..., streamed: _Optional[int] = ...) -> None: ...
+
+class Interval(_message.Message):
+    __slots__ = ("half_width", "ends", "unavailable")
+    HALF_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    ENDS_FIELD_NUMBER: _ClassVar[int]
+    UNAVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    half_width: float
+    ends: Ends
+    unavailable: bool
+    def __init__(self, half_width: _Optional[float] = ..., ends: _Optional[_Union[Ends, _Mapping]] = ..., unavailable: _Optional[bool] = ...) -> None: ...
+
+class Ends(_message.Message):
+    __slots__ = ("lower", "upper")
+    LOWER_FIELD_NUMBER: _ClassVar[int]
+    UPPER_FIELD_NUMBER: _ClassVar[int]
+    lower: Values
+    upper: Values
+    def __init__(self, lower: _Optional[_Union[Values, _Mapping]] = ..., upper: _Optional[_Union[Values, _Mapping]] = ...) -> None: ...
+
+class ReleaseEntry(_message.Message):
+    __slots__ = ("name", "value", "noise_std", "interval")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    NOISE_STD_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    value: Values
+    noise_std: float
+    interval: Interval
+    def __init__(self, name: _Optional[str] = ..., value: _Optional[_Union[Values, _Mapping]] = ..., noise_std: _Optional[float] = ..., interval: _Optional[_Union[Interval, _Mapping]] = ...) -> None: ...
+
 class QueryReply(_message.Message):
-    __slots__ = ("session_id", "statistic", "result", "parties", "exact", "epsilon", "delta", "mechanism", "noise", "intervals", "confidence", "vectors", "interval_lower", "interval_upper")
-    class VectorsEntry(_message.Message):
-        __slots__ = ("key", "value")
-        KEY_FIELD_NUMBER: _ClassVar[int]
-        VALUE_FIELD_NUMBER: _ClassVar[int]
-        key: str
-        value: bytes
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
-    class IntervalLowerEntry(_message.Message):
-        __slots__ = ("key", "value")
-        KEY_FIELD_NUMBER: _ClassVar[int]
-        VALUE_FIELD_NUMBER: _ClassVar[int]
-        key: str
-        value: bytes
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
-    class IntervalUpperEntry(_message.Message):
-        __slots__ = ("key", "value")
-        KEY_FIELD_NUMBER: _ClassVar[int]
-        VALUE_FIELD_NUMBER: _ClassVar[int]
-        key: str
-        value: bytes
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
+    __slots__ = ("session_id", "statistic", "entries", "parties", "epsilon", "delta", "mechanism", "confidence")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     STATISTIC_FIELD_NUMBER: _ClassVar[int]
-    RESULT_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
     PARTIES_FIELD_NUMBER: _ClassVar[int]
-    EXACT_FIELD_NUMBER: _ClassVar[int]
     EPSILON_FIELD_NUMBER: _ClassVar[int]
     DELTA_FIELD_NUMBER: _ClassVar[int]
     MECHANISM_FIELD_NUMBER: _ClassVar[int]
-    NOISE_FIELD_NUMBER: _ClassVar[int]
-    INTERVALS_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
-    VECTORS_FIELD_NUMBER: _ClassVar[int]
-    INTERVAL_LOWER_FIELD_NUMBER: _ClassVar[int]
-    INTERVAL_UPPER_FIELD_NUMBER: _ClassVar[int]
     session_id: bytes
-    statistic: str
-    result: _struct_pb2.Struct
+    statistic: Statistic
+    entries: _containers.RepeatedCompositeFieldContainer[ReleaseEntry]
     parties: _containers.RepeatedScalarFieldContainer[str]
-    exact: bool
     epsilon: float
     delta: float
-    mechanism: str
-    noise: _struct_pb2.Struct
-    intervals: _struct_pb2.Struct
+    mechanism: Mechanism
     confidence: float
-    vectors: _containers.ScalarMap[str, bytes]
-    interval_lower: _containers.ScalarMap[str, bytes]
-    interval_upper: _containers.ScalarMap[str, bytes]
-    def __init__(self, session_id: _Optional[bytes] = ..., statistic: _Optional[str] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., parties: _Optional[_Iterable[str]] = ..., exact: _Optional[bool] = ..., epsilon: _Optional[float] = ..., delta: _Optional[float] = ..., mechanism: _Optional[str] = ..., noise: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., intervals: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., confidence: _Optional[float] = ..., vectors: _Optional[_Mapping[str, bytes]] = ..., interval_lower: _Optional[_Mapping[str, bytes]] = ..., interval_upper: _Optional[_Mapping[str, bytes]] = ...) -> None: ...
+    def __init__(self, session_id: _Optional[bytes] = ..., statistic: _Optional[_Union[Statistic, str]] = ..., entries: _Optional[_Iterable[_Union[ReleaseEntry, _Mapping]]] = ..., parties: _Optional[_Iterable[str]] = ..., epsilon: _Optional[float] = ..., delta: _Optional[float] = ..., mechanism: _Optional[_Union[Mechanism, str]] = ..., confidence: _Optional[float] = ...) -> None: ...
 
 class ReleaseVector(_message.Message):
-    __slots__ = ("name", "interval_end", "length", "first")
+    __slots__ = ("name", "part", "length", "first")
+    class Part(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        PART_UNSPECIFIED: _ClassVar[ReleaseVector.Part]
+        PART_VALUE: _ClassVar[ReleaseVector.Part]
+        PART_LOWER: _ClassVar[ReleaseVector.Part]
+        PART_UPPER: _ClassVar[ReleaseVector.Part]
+    PART_UNSPECIFIED: ReleaseVector.Part
+    PART_VALUE: ReleaseVector.Part
+    PART_LOWER: ReleaseVector.Part
+    PART_UPPER: ReleaseVector.Part
     NAME_FIELD_NUMBER: _ClassVar[int]
-    INTERVAL_END_FIELD_NUMBER: _ClassVar[int]
+    PART_FIELD_NUMBER: _ClassVar[int]
     LENGTH_FIELD_NUMBER: _ClassVar[int]
     FIRST_FIELD_NUMBER: _ClassVar[int]
     name: str
-    interval_end: str
+    part: ReleaseVector.Part
     length: int
     first: VectorChunk
-    def __init__(self, name: _Optional[str] = ..., interval_end: _Optional[str] = ..., length: _Optional[int] = ..., first: _Optional[_Union[VectorChunk, _Mapping]] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., part: _Optional[_Union[ReleaseVector.Part, str]] = ..., length: _Optional[int] = ..., first: _Optional[_Union[VectorChunk, _Mapping]] = ...) -> None: ...
 
 class ReleaseLabels(_message.Message):
     __slots__ = ("categories",)

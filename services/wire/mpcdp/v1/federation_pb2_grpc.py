@@ -85,7 +85,7 @@ class PartyServicer:
     def Compare(self, request, context):
         """The coordinator asks for one comparison statistic (services/mpc_node.py):
         the parties run it among themselves over their links and each answers
-        with the release only. Exact, so only where the policy allows it.
+        with the release only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -253,11 +253,6 @@ class CoordinatorStub:
                 request_serializer=mpcdp_dot_v1_dot_federation__pb2.FetchRequest.SerializeToString,
                 response_deserializer=mpcdp_dot_v1_dot_federation__pb2.QueryReplyPart.FromString,
                 _registered_method=True)
-        self.Compare = channel.unary_unary(
-                '/mpcdp.v1.Coordinator/Compare',
-                request_serializer=mpcdp_dot_v1_dot_federation__pb2.CompareRequest.SerializeToString,
-                response_deserializer=mpcdp_dot_v1_dot_federation__pb2.CompareReply.FromString,
-                _registered_method=True)
 
 
 class CoordinatorServicer:
@@ -279,14 +274,6 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Compare(self, request, context):
-        """One comparison statistic (max, min, argmax, threshold) computed by the
-        parties under MPC; only its release comes back.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
 
 def add_CoordinatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -299,11 +286,6 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.Fetch,
                     request_deserializer=mpcdp_dot_v1_dot_federation__pb2.FetchRequest.FromString,
                     response_serializer=mpcdp_dot_v1_dot_federation__pb2.QueryReplyPart.SerializeToString,
-            ),
-            'Compare': grpc.unary_unary_rpc_method_handler(
-                    servicer.Compare,
-                    request_deserializer=mpcdp_dot_v1_dot_federation__pb2.CompareRequest.FromString,
-                    response_serializer=mpcdp_dot_v1_dot_federation__pb2.CompareReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -360,33 +342,6 @@ class Coordinator:
             '/mpcdp.v1.Coordinator/Fetch',
             mpcdp_dot_v1_dot_federation__pb2.FetchRequest.SerializeToString,
             mpcdp_dot_v1_dot_federation__pb2.QueryReplyPart.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Compare(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/mpcdp.v1.Coordinator/Compare',
-            mpcdp_dot_v1_dot_federation__pb2.CompareRequest.SerializeToString,
-            mpcdp_dot_v1_dot_federation__pb2.CompareReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -24,13 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15mpcdp/v1/survey.proto\x12\x08mpcdp.v1\".\n\tSurveyRef\x12\x11\n\tsurvey_id\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\x0c\"2\n\nSubmission\x12\x15\n\rsubmission_id\x18\x01 \x01(\x0c\x12\r\n\x05share\x18\x02 \x01(\x0c\"]\n\x0bSubmitBatch\x12#\n\x06survey\x18\x01 \x01(\x0b\x32\x13.mpcdp.v1.SurveyRef\x12)\n\x0bsubmissions\x18\x02 \x03(\x0b\x32\x14.mpcdp.v1.Submission\"\x98\x01\n\tSubmitAck\x12\r\n\x05\x62\x61tch\x18\x01 \x01(\x04\x12-\n\x08outcomes\x18\x02 \x03(\x0e\x32\x1b.mpcdp.v1.SubmitAck.Outcome\"M\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x41\x43\x43\x45PTED\x10\x01\x12\r\n\tDUPLICATE\x10\x02\x12\x0c\n\x08\x43ONFLICT\x10\x03\"2\n\x0cSurveyStatus\x12\r\n\x05state\x18\x01 \x01(\t\x12\x13\n\x0bsubmissions\x18\x02 \x01(\x04\"\x16\n\x07IdChunk\x12\x0b\n\x03ids\x18\x01 \x01(\x0c\"i\n\x0eReleaseRequest\x12#\n\x06survey\x18\x01 \x01(\x0b\x32\x13.mpcdp.v1.SurveyRef\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\x12\x12\n\nset_digest\x18\x03 \x01(\x0c\x12\x0f\n\x07\x65xclude\x18\x04 \x01(\x0c\"\x1c\n\nPartialSum\x12\x0e\n\x06vector\x18\x01 \x01(\x0c\"B\n\x0ePrepareRequest\x12#\n\x06survey\x18\x01 \x01(\x0b\x32\x13.mpcdp.v1.SurveyRef\x12\x0b\n\x03ids\x18\x02 \x01(\x0c\"!\n\rPrepareResult\x12\x10\n\x08verdicts\x18\x01 \x01(\x0c\"W\n\x0fPrepInitRequest\x12#\n\x06survey\x18\x01 \x01(\x0b\x32\x13.mpcdp.v1.SurveyRef\x12\x0b\n\x03ids\x18\x02 \x01(\x0c\x12\x12\n\nverify_key\x18\x03 \x01(\x0c\"\"\n\x10PrepInitResponse\x12\x0e\n\x06shares\x18\x01 \x03(\x0c\"i\n\x11PrepFinishRequest\x12#\n\x06survey\x18\x01 \x01(\x0b\x32\x13.mpcdp.v1.SurveyRef\x12\x0b\n\x03ids\x18\x02 \x01(\x0c\x12\x10\n\x08verdicts\x18\x03 \x01(\x0c\x12\x10\n\x08messages\x18\x04 \x03(\x0c\"&\n\x12PrepFinishResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x04\x32\xdf\x01\n\x0eSurveyVerifier\x12\x41\n\x0cPrepareBatch\x12\x18.mpcdp.v1.PrepareRequest\x1a\x17.mpcdp.v1.PrepareResult\x12\x41\n\x08PrepInit\x12\x19.mpcdp.v1.PrepInitRequest\x1a\x1a.mpcdp.v1.PrepInitResponse\x12G\n\nPrepFinish\x12\x1b.mpcdp.v1.PrepFinishRequest\x1a\x1c.mpcdp.v1.PrepFinishResponse2\xa9\x02\n\x10SurveyAggregator\x12\x38\n\x06Submit\x12\x15.mpcdp.v1.SubmitBatch\x1a\x13.mpcdp.v1.SubmitAck(\x01\x30\x01\x12\x35\n\x06Status\x12\x13.mpcdp.v1.SurveyRef\x1a\x16.mpcdp.v1.SurveyStatus\x12\x34\n\x05\x43lose\x12\x13.mpcdp.v1.SurveyRef\x1a\x16.mpcdp.v1.SurveyStatus\x12\x33\n\x07ListIds\x12\x13.mpcdp.v1.SurveyRef\x1a\x11.mpcdp.v1.IdChunk0\x01\x12\x39\n\x07Release\x12\x18.mpcdp.v1.ReleaseRequest\x1a\x14.mpcdp.v1.PartialSumb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15mpcdp/v1/survey.proto\x12\x08mpcdp.v1\".\n\tSurveyRef\x12\x11\n\tsurvey_id\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\x0c\"2\n\nSubmission\x12\x15\n\rsubmission_id\x18\x01 \x01(\x0c\x12\r\n\x05share\x18\x02 \x01(\x0c\"]\n\x0bSubmitBatch\x12#\n\x06survey\x18\x01 \x01(\x0b\x32\x13.mpcdp.v1.SurveyRef\x12)\n\x0bsubmissions\x18\x02 \x03(\x0b\x32\x14.mpcdp.v1.Submission\"\x98\x01\n\tSubmitAck\x12\r\n\x05\x62\x61tch\x18\x01 \x01(\x04\x12-\n\x08outcomes\x18\x02 \x03(\x0e\x32\x1b.mpcdp.v1.SubmitAck.Outcome\"M\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x41\x43\x43\x45PTED\x10\x01\x12\r\n\tDUPLICATE\x10\x02\x12\x0c\n\x08\x43ONFLICT\x10\x03\"I\n\x0cSurveyStatus\x12$\n\x05state\x18\x01 \x01(\x0e\x32\x15.mpcdp.v1.SurveyState\x12\x13\n\x0bsubmissions\x18\x02 \x01(\x04\"\x16\n\x07IdChunk\x12\x0b\n\x03ids\x18\x01 \x01(\x0c\"i\n\x0eReleaseRequest\x12#\n\x06survey\x18\x01 \x01(\x0b\x32\x13.mpcdp.v1.SurveyRef\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\x12\x12\n\nset_digest\x18\x03 \x01(\x0c\x12\x0f\n\x07\x65xclude\x18\x04 \x01(\x0c\"\x1c\n\nPartialSum\x12\x0e\n\x06vector\x18\x01 \x01(\x0c\"B\n\x0ePrepareRequest\x12#\n\x06survey\x18\x01 \x01(\x0b\x32\x13.mpcdp.v1.SurveyRef\x12\x0b\n\x03ids\x18\x02 \x01(\x0c\"!\n\rPrepareResult\x12\x10\n\x08verdicts\x18\x01 \x01(\x0c\"W\n\x0fPrepInitRequest\x12#\n\x06survey\x18\x01 \x01(\x0b\x32\x13.mpcdp.v1.SurveyRef\x12\x0b\n\x03ids\x18\x02 \x01(\x0c\x12\x12\n\nverify_key\x18\x03 \x01(\x0c\"\"\n\x10PrepInitResponse\x12\x0e\n\x06shares\x18\x01 \x03(\x0c\"i\n\x11PrepFinishRequest\x12#\n\x06survey\x18\x01 \x01(\x0b\x32\x13.mpcdp.v1.SurveyRef\x12\x0b\n\x03ids\x18\x02 \x01(\x0c\x12\x10\n\x08verdicts\x18\x03 \x01(\x0c\x12\x10\n\x08messages\x18\x04 \x03(\x0c\"&\n\x12PrepFinishResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x04*\xaf\x01\n\x0bSurveyState\x12\x1c\n\x18SURVEY_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11SURVEY_STATE_OPEN\x10\x01\x12\x1b\n\x17SURVEY_STATE_COLLECTING\x10\x02\x12\x1a\n\x16SURVEY_STATE_PREPARING\x10\x03\x12\x17\n\x13SURVEY_STATE_CLOSED\x10\x04\x12\x19\n\x15SURVEY_STATE_RELEASED\x10\x05\x32\xdf\x01\n\x0eSurveyVerifier\x12\x41\n\x0cPrepareBatch\x12\x18.mpcdp.v1.PrepareRequest\x1a\x17.mpcdp.v1.PrepareResult\x12\x41\n\x08PrepInit\x12\x19.mpcdp.v1.PrepInitRequest\x1a\x1a.mpcdp.v1.PrepInitResponse\x12G\n\nPrepFinish\x12\x1b.mpcdp.v1.PrepFinishRequest\x1a\x1c.mpcdp.v1.PrepFinishResponse2\xa9\x02\n\x10SurveyAggregator\x12\x38\n\x06Submit\x12\x15.mpcdp.v1.SubmitBatch\x1a\x13.mpcdp.v1.SubmitAck(\x01\x30\x01\x12\x35\n\x06Status\x12\x13.mpcdp.v1.SurveyRef\x1a\x16.mpcdp.v1.SurveyStatus\x12\x34\n\x05\x43lose\x12\x13.mpcdp.v1.SurveyRef\x1a\x16.mpcdp.v1.SurveyStatus\x12\x33\n\x07ListIds\x12\x13.mpcdp.v1.SurveyRef\x1a\x11.mpcdp.v1.IdChunk0\x01\x12\x39\n\x07Release\x12\x18.mpcdp.v1.ReleaseRequest\x1a\x14.mpcdp.v1.PartialSumb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mpcdp.v1.survey_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_SURVEYSTATE']._serialized_start=997
+  _globals['_SURVEYSTATE']._serialized_end=1172
   _globals['_SURVEYREF']._serialized_start=35
   _globals['_SURVEYREF']._serialized_end=81
   _globals['_SUBMISSION']._serialized_start=83
@@ -42,27 +44,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBMITACK_OUTCOME']._serialized_start=306
   _globals['_SUBMITACK_OUTCOME']._serialized_end=383
   _globals['_SURVEYSTATUS']._serialized_start=385
-  _globals['_SURVEYSTATUS']._serialized_end=435
-  _globals['_IDCHUNK']._serialized_start=437
-  _globals['_IDCHUNK']._serialized_end=459
-  _globals['_RELEASEREQUEST']._serialized_start=461
-  _globals['_RELEASEREQUEST']._serialized_end=566
-  _globals['_PARTIALSUM']._serialized_start=568
-  _globals['_PARTIALSUM']._serialized_end=596
-  _globals['_PREPAREREQUEST']._serialized_start=598
-  _globals['_PREPAREREQUEST']._serialized_end=664
-  _globals['_PREPARERESULT']._serialized_start=666
-  _globals['_PREPARERESULT']._serialized_end=699
-  _globals['_PREPINITREQUEST']._serialized_start=701
-  _globals['_PREPINITREQUEST']._serialized_end=788
-  _globals['_PREPINITRESPONSE']._serialized_start=790
-  _globals['_PREPINITRESPONSE']._serialized_end=824
-  _globals['_PREPFINISHREQUEST']._serialized_start=826
-  _globals['_PREPFINISHREQUEST']._serialized_end=931
-  _globals['_PREPFINISHRESPONSE']._serialized_start=933
-  _globals['_PREPFINISHRESPONSE']._serialized_end=971
-  _globals['_SURVEYVERIFIER']._serialized_start=974
-  _globals['_SURVEYVERIFIER']._serialized_end=1197
-  _globals['_SURVEYAGGREGATOR']._serialized_start=1200
-  _globals['_SURVEYAGGREGATOR']._serialized_end=1497
+  _globals['_SURVEYSTATUS']._serialized_end=458
+  _globals['_IDCHUNK']._serialized_start=460
+  _globals['_IDCHUNK']._serialized_end=482
+  _globals['_RELEASEREQUEST']._serialized_start=484
+  _globals['_RELEASEREQUEST']._serialized_end=589
+  _globals['_PARTIALSUM']._serialized_start=591
+  _globals['_PARTIALSUM']._serialized_end=619
+  _globals['_PREPAREREQUEST']._serialized_start=621
+  _globals['_PREPAREREQUEST']._serialized_end=687
+  _globals['_PREPARERESULT']._serialized_start=689
+  _globals['_PREPARERESULT']._serialized_end=722
+  _globals['_PREPINITREQUEST']._serialized_start=724
+  _globals['_PREPINITREQUEST']._serialized_end=811
+  _globals['_PREPINITRESPONSE']._serialized_start=813
+  _globals['_PREPINITRESPONSE']._serialized_end=847
+  _globals['_PREPFINISHREQUEST']._serialized_start=849
+  _globals['_PREPFINISHREQUEST']._serialized_end=954
+  _globals['_PREPFINISHRESPONSE']._serialized_start=956
+  _globals['_PREPFINISHRESPONSE']._serialized_end=994
+  _globals['_SURVEYVERIFIER']._serialized_start=1175
+  _globals['_SURVEYVERIFIER']._serialized_end=1398
+  _globals['_SURVEYAGGREGATOR']._serialized_start=1401
+  _globals['_SURVEYAGGREGATOR']._serialized_end=1698
 # @@protoc_insertion_point(module_scope)

@@ -7,6 +7,21 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class SurveyState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SURVEY_STATE_UNSPECIFIED: _ClassVar[SurveyState]
+    SURVEY_STATE_OPEN: _ClassVar[SurveyState]
+    SURVEY_STATE_COLLECTING: _ClassVar[SurveyState]
+    SURVEY_STATE_PREPARING: _ClassVar[SurveyState]
+    SURVEY_STATE_CLOSED: _ClassVar[SurveyState]
+    SURVEY_STATE_RELEASED: _ClassVar[SurveyState]
+SURVEY_STATE_UNSPECIFIED: SurveyState
+SURVEY_STATE_OPEN: SurveyState
+SURVEY_STATE_COLLECTING: SurveyState
+SURVEY_STATE_PREPARING: SurveyState
+SURVEY_STATE_CLOSED: SurveyState
+SURVEY_STATE_RELEASED: SurveyState
+
 class SurveyRef(_message.Message):
     __slots__ = ("survey_id", "digest")
     SURVEY_ID_FIELD_NUMBER: _ClassVar[int]
@@ -53,9 +68,9 @@ class SurveyStatus(_message.Message):
     __slots__ = ("state", "submissions")
     STATE_FIELD_NUMBER: _ClassVar[int]
     SUBMISSIONS_FIELD_NUMBER: _ClassVar[int]
-    state: str
+    state: SurveyState
     submissions: int
-    def __init__(self, state: _Optional[str] = ..., submissions: _Optional[int] = ...) -> None: ...
+    def __init__(self, state: _Optional[_Union[SurveyState, str]] = ..., submissions: _Optional[int] = ...) -> None: ...
 
 class IdChunk(_message.Message):
     __slots__ = ("ids",)
