@@ -72,7 +72,9 @@ def test_skellam_mean_is_the_smallest_that_meets_rho(rho, sensitivity):
     """The root of a x^2 + c x = rho must not cancel when 4 a rho << c^2 (large ring sensitivities)."""
     mech = DistributedSkellam(rho, sensitivity, n_nodes=3, colluders=1)
     mu = 2 * float(mech.piece_mean)
-    assert rho_of_skellam(mu, sensitivity, sensitivity) <= rho < rho_of_skellam(mu * (1 - 1e-8), sensitivity, sensitivity)
+    assert (
+        rho_of_skellam(mu, sensitivity, sensitivity) <= rho < rho_of_skellam(mu * (1 - 1e-8), sensitivity, sensitivity)
+    )
 
 
 def test_skellam_rho_too_small_is_a_clear_error():

@@ -241,7 +241,8 @@ def test_a_ledger_file_of_the_first_version_gains_relations(tmp_path):
             " CHECK (scope IN ('central', 'local')), epsilon TEXT NOT NULL, delta TEXT NOT NULL, label TEXT NOT NULL,"
             " created REAL NOT NULL);"
             "INSERT INTO budgets VALUES ('d', '1', '0');"
-            "INSERT INTO charges (dataset, scope, epsilon, delta, label, created) VALUES ('d', 'central', '1/4', '0', 'x', 0);"
+            "INSERT INTO charges (dataset, scope, epsilon, delta, label, created)"
+            " VALUES ('d', 'central', '1/4', '0', 'x', 0);"
         )
     ledger = PrivacyLedger(path, "d", 1.0)
     assert ledger.spent().epsilon == 0.25 and ledger.history()[0].loss == PrivacyLoss.pure("0.25")

@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
+from mpcdp.dp.loss import Measure, PrivacyLoss
 from mpcdp.prg import Prg
 from mpcdp.protocol import QuerySpec, SpecError, run_in_memory
-from mpcdp.dp.loss import Measure, PrivacyLoss
 from mpcdp.protocol.noise import describe, mechanisms, noise_piece
 
 PARTIES = ("alice", "bob", "carol", "dave")
