@@ -28,10 +28,10 @@ def ledger_for(federation: Federation, name: str, dataset: str):
     if node.ledger is None:
         return None
     policy = federation.policy_for(name)
-    if policy.epsilon_budget is None:
+    if "epsilon_budget" not in policy:
         raise FederationError(f"node {name!r} keeps a ledger: set policy epsilon_budget")
     node.ledger.parent.mkdir(parents=True, exist_ok=True)
-    return PrivacyLedger(node.ledger, dataset, policy.epsilon_budget, policy.delta_budget)
+    return PrivacyLedger(node.ledger, dataset, policy["epsilon_budget"], policy.get("delta_budget", 0.0))
 
 
 def public_refusal(exc: Exception) -> str:
