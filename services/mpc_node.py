@@ -38,11 +38,10 @@ import logging
 import math
 import secrets
 from collections.abc import Callable
-from typing import Any
 
 import grpc
-from google.protobuf import struct_pb2
 
+from mpcdp.dp.ledger import BudgetExceeded
 from mpcdp.mpc.engine import Engine
 from mpcdp.mpc.messages import Round
 from mpcdp.mpc.queries import COMPARISONS, Comparison, ComparisonPolicy, ComparisonRefused, ComparisonSpec
@@ -50,7 +49,6 @@ from mpcdp.mpc.session import PartyRun
 from mpcdp.prg import system_random
 from mpcdp.registry import UnknownName
 from services import audit, convert, releases
-from services.ledgers import Reserving
 from services.link import LinkError
 from services.wire.mpcdp.v1 import federation_pb2 as pb
 
@@ -177,7 +175,6 @@ async def party_compare(node, request: pb.CompareRequest, context) -> pb.Compare
     if who not in coordinators:
         await node._deny(context, f"{who!r} is not a coordinator of this federation", caller=who)
     sid = bytes(request.spec.session_id)
-    budget = None
     try:
         if len(sid) != SESSION_ID_BYTES:
             raise CompareRefused(grpc.StatusCode.INVALID_ARGUMENT, f"a session id is {SESSION_ID_BYTES} bytes")
@@ -197,47 +194,44 @@ async def party_compare(node, request: pb.CompareRequest, context) -> pb.Compare
             raise CompareRefused(grpc.StatusCode.PERMISSION_DENIED, f"{node.me}: {refusal}")
         if spec.column not in node.table.columns:
             raise CompareRefused(grpc.StatusCode.NOT_FOUND, f"column {spec.column!r} is not offered by this party")
-        if spec.epsilon is not None:
-            if node.ledger is None:
-                raise CompareRefused(
-                    grpc.StatusCode.FAILED_PRECONDITION, f"{node.me} keeps no privacy ledger, so it answers no DP query"
-                )
-            budget = Reserving(node.ledger, node._reserved, sid)
-            try:
-                budget.check(spec.epsilon, 0.0)
-            except ValueError as exc:
-                raise CompareRefused(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{node.me}: {exc}") from None
+        if spec.charge is not None and node.ledger is None:
+            raise CompareRefused(
+                grpc.StatusCode.FAILED_PRECONDITION, f"{node.me} keeps no privacy ledger, so it answers no DP query"
+            )
         position = spec.parties.index(node.me)
         noise = node._rng(sid + b"/noise") if node._rng else system_random("mpc-noise")
         part = spec.kind.prepare(spec, position, node.table.columns[spec.column], noise)
+        if spec.charge is not None:  # held until the deadline, counted by every other session's check
+            try:
+                node.ledger.reserve(sid, spec.charge, until=spec.deadline)
+            except BudgetExceeded as exc:
+                raise CompareRefused(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{node.me}: {exc}") from None
     except ComparisonRefused as exc:
         audit.record("refused", session=sid.hex(), status="INVALID_ARGUMENT", reason=str(exc))
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
     except CompareRefused as exc:
         audit.record("refused", session=sid.hex(), status=exc.code.name, reason=str(exc))
         await context.abort(exc.code, str(exc))
-    if budget is not None:
-        node._reserved[sid] = (spec.epsilon, 0.0)  # no await since the check
-    if node.sessions is not None:
-        await node.sessions.add_durably(sid, spec.deadline)
     engine = Engine(len(spec.parties), position, sid, node._rng(sid) if node._rng else system_random("mpc"))
     run = PartyRun(engine, spec.kind.computation(spec).program(part))
-    node._closed[sid] = None  # used from now on, whatever happens
+    released = False
     try:
+        node._closed[sid] = None  # used from now on, whatever happens
+        if node.sessions is not None:
+            await node.sessions.add_durably(sid, spec.deadline)
         await drive(node.link, list(spec.parties), run, sid, lambda: spec.deadline - node._clock())
         entries = spec.kind.release(spec, run.result)
+        released = True
     except Exception as exc:  # a link, a deadline, a peer's garbage: abort, release nothing
         reason = _abort_reason(exc, run)
-        late = engine.openings > 0
-        if budget is not None and late:  # our part of the opening left: a peer may hold the release
-            budget.charge(spec.epsilon, 0.0, label=sid.hex())
-        node._reserved.pop(sid, None)
-        audit.record("aborted", session=sid.hex(), reason=reason, charged=late and budget is not None)
+        audit.record(
+            "aborted", session=sid.hex(), reason=reason, charged=spec.charge is not None and engine.openings > 0
+        )
         await context.abort(grpc.StatusCode.ABORTED, reason)
-    finally:
+    finally:  # also when the coordinator cancels the call
         node.link.close_session(sid)
-    if budget is not None:
-        budget.charge(spec.epsilon, 0.0, label=sid.hex())
+        if spec.charge is not None:  # after our part of the opening left, a peer may hold the release: charge
+            settle(node.ledger, sid, charge=released or engine.openings > 0)
     audit.record(
         "released",
         session=sid.hex(),
@@ -286,7 +280,7 @@ async def coordinate(coord, request: pb.QueryRequest, context) -> None:
                 "this federation does not allow exact nonlinear releases (allow_exact_nonlinear)"
                 + ("; noisy-argmax, quantile and median are DP" if not spec.kind.private else ""),
             )
-        budget = _hold(coord, spec)
+        held = _hold(coord, spec)
     except CompareRefused as exc:
         audit.record("refused", client=who, status=exc.code.name, reason=str(exc))
         await context.abort(exc.code, str(exc))
@@ -294,9 +288,10 @@ async def coordinate(coord, request: pb.QueryRequest, context) -> None:
     try:
         await context.send_initial_metadata((("mpcdp-session-id", sid.hex()),))
     except BaseException:
-        coord._reserved.pop(sid, None)
+        if held:
+            coord.ledger.free(sid)
         raise
-    task = asyncio.ensure_future(_session(coord, msg, spec, who, budget))
+    task = asyncio.ensure_future(_session(coord, msg, spec, who, held))
     coord._sessions.add(task)
     task.add_done_callback(coord._finished)
     try:
@@ -306,21 +301,28 @@ async def coordinate(coord, request: pb.QueryRequest, context) -> None:
     await coord._send(context, parts, sid.hex())
 
 
-def _hold(coord, spec: ComparisonSpec) -> Reserving | None:
-    """Check the coordinator's ledger, counting its running sessions, and reserve this one's epsilon."""
-    if coord.ledger is None or spec.epsilon is None:
-        return None
-    budget = Reserving(coord.ledger, coord._reserved, spec.session_id)
+def settle(ledger, sid: bytes, charge: bool) -> None:
+    """End a session's reservation: charge it (the release was made, or may be known) or free it."""
+    if charge:
+        ledger.charge_reserved(sid)  # labelled with the session id, as Fetch looks it up
+    else:
+        ledger.free(sid)
+
+
+def _hold(coord, spec: ComparisonSpec) -> bool:
+    """Reserve the query's loss on the coordinator's ledger (counting its running sessions): whether it did."""
+    if coord.ledger is None or spec.charge is None:
+        return False
     try:
-        budget.check(spec.epsilon, 0.0)
-    except ValueError as exc:
+        coord.ledger.reserve(spec.session_id, spec.charge, until=spec.deadline)
+    except BudgetExceeded as exc:
         raise CompareRefused(grpc.StatusCode.RESOURCE_EXHAUSTED, f"coordinator: {exc}") from None
-    coord._reserved[spec.session_id] = (spec.epsilon, 0.0)  # no await since the check
-    return budget
+    return True
 
 
-async def _session(coord, msg: pb.QuerySpec, spec: ComparisonSpec, client: str, budget: Reserving | None) -> list:
+async def _session(coord, msg: pb.QuerySpec, spec: ComparisonSpec, client: str, held: bool) -> list:
     sid = spec.session_id
+    released = False
     try:
         entries = await _ask_parties(coord, msg, spec)
         parts = release_parts(spec, entries)
@@ -329,10 +331,10 @@ async def _session(coord, msg: pb.QuerySpec, spec: ComparisonSpec, client: str, 
                 await asyncio.to_thread(coord.store.put, sid.hex(), client, spec.is_exact, parts)
             except OSError as exc:  # the release still goes to the analyst; it cannot be fetched again
                 log.error("could not keep the release of session %s: %s", sid.hex(), exc)
-        if budget is not None:
-            budget.charge(spec.epsilon, 0.0, label=sid.hex())
+        released = True
     finally:
-        coord._reserved.pop(sid, None)
+        if held:
+            settle(coord.ledger, sid, charge=released)
     audit.record(
         "released",
         session=sid.hex(),
