@@ -34,8 +34,9 @@ from pathlib import Path
 import grpc
 
 from mpcdp.prg import system_random
+from mpcdp.registry import UnknownName
 from mpcdp.text.embeddings import DEFAULT_VOCABULARY_SIZE, FORMATS, load_embedding
-from mpcdp.text.mechanisms import MECHANISMS, EpsilonTooSmallError, truncated_gumbel_min_epsilon
+from mpcdp.text.mechanisms import TEXT_MECHANISMS, EpsilonTooSmallError
 from mpcdp.text.neighbors import DEFAULT_NEIGHBORS
 from mpcdp.text.sanitizer import (
     DEFAULT_PLACEHOLDER,
@@ -106,12 +107,10 @@ class TextSanitizerService(text_pb2_grpc.TextSanitizerServicer):
                 f"request {request.id!r}: text has {len(request.text)} characters, "
                 f"more than this node's limit of {self.limits.max_text_chars}",
             )
-        if request.mechanism not in MECHANISMS:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"request {request.id!r}: unknown mechanism {request.mechanism!r}; "
-                f"expected one of {', '.join(MECHANISMS)}",
-            )
+        try:
+            TEXT_MECHANISMS.get(request.mechanism)
+        except UnknownName as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"request {request.id!r}: {exc}")
         if not (math.isfinite(request.epsilon) and request.epsilon > 0):
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"request {request.id!r}: epsilon must be a positive finite number"
@@ -175,9 +174,9 @@ class TextSanitizerService(text_pb2_grpc.TextSanitizerServicer):
         return text_pb2.DescribeResponse(
             vocabulary_size=s.embedding.size,
             dimension=s.embedding.dim,
-            embedding_fingerprint=s.table.fingerprint,
-            diameter=s.table.delta_max,
-            min_distance=s.table.delta_min,
+            embedding_fingerprint=s.table.fingerprint if s.table is not None else s.embedding.fingerprint(),
+            diameter=s.diameter,
+            min_distance=s.table.delta_min if s.table is not None else 0.0,
             max_text_chars=limits.max_text_chars,
             oov_policy=s.oov,
             symbol_policy=s.symbols,
@@ -185,10 +184,9 @@ class TextSanitizerService(text_pb2_grpc.TextSanitizerServicer):
             idle_timeout_seconds=self.idle_timeout,
             mechanisms=[
                 text_pb2.MechanismInfo(
-                    name="truncated-gumbel",
-                    min_epsilon_exclusive=truncated_gumbel_min_epsilon(s.embedding.size, s.table.delta_min),
-                ),
-                text_pb2.MechanismInfo(name="multivariate-laplace", min_epsilon_exclusive=0.0),
+                    name=kind.name, min_epsilon_exclusive=kind.min_epsilon(s.embedding.size, s.table)
+                )
+                for kind in TEXT_MECHANISMS
             ],
         )
 

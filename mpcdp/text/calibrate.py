@@ -23,10 +23,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..prg import Prg
-from .mechanisms import EpsilonTooSmallError, privacy_statistics
+from .mechanisms import TEXT_MECHANISMS, EpsilonTooSmallError, privacy_statistics
 from .sanitizer import Sanitizer
 
-EPSILON_RANGE = {"truncated-gumbel": (None, 1e8), "multivariate-laplace": (0.05, 1e4)}
 SWEEP_POINTS = 16
 BISECTIONS = 12
 
@@ -51,7 +50,7 @@ class Calibration:
 
 def epsilon_range(sanitizer: Sanitizer, mechanism: str) -> tuple[float, float]:
     """The sweep's ends: truncated Gumbel starts just above its smallest valid epsilon."""
-    low, high = EPSILON_RANGE[mechanism]
+    low, high = TEXT_MECHANISMS.get(mechanism).search_range
     if low is None:
         try:
             sanitizer.mechanism(mechanism, 1e-12)
@@ -70,8 +69,7 @@ def calibrate(
     tolerance: float = 0.005,
 ) -> Calibration:
     """The epsilon whose N_w over ``words`` is ``target`` (within ``tolerance``, or the bisection's end)."""
-    if mechanism not in EPSILON_RANGE:
-        raise ValueError(f"unknown mechanism {mechanism!r}; expected one of {', '.join(EPSILON_RANGE)}")
+    TEXT_MECHANISMS.get(mechanism)  # an unknown name fails here, listing the choices
     if not 0 < target < 1:
         raise ValueError(f"target N_w must be strictly between 0 and 1, got {target!r}")
     words = np.asarray(words, dtype=np.int64)

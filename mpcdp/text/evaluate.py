@@ -39,7 +39,13 @@ from pathlib import Path
 import numpy as np
 
 from ..prg import Prg
-from .mechanisms import privacy_statistics, vocabulary_sample
+from .mechanisms import (
+    MULTIVARIATE_LAPLACE,
+    TEXT_MECHANISMS,
+    TRUNCATED_GUMBEL,
+    privacy_statistics,
+    vocabulary_sample,
+)
 from .sanitizer import Sanitizer
 
 LABELS = {"rotten": 0, "fresh": 1}
@@ -240,13 +246,13 @@ def _curve(points, name):
 
 def matched_n_w(points) -> list[dict]:
     """Each truncated Gumbel point against the Laplace accuracy interpolated at the same N_w."""
-    laplace = _curve(points, "multivariate-laplace")
+    laplace = _curve(points, MULTIVARIATE_LAPLACE.name)
     if len(laplace) < 2:
         return []
     xs = np.array([p.n_w for p in laplace])
     ys = np.array([p.accuracy_mean for p in laplace])
     out = []
-    for g in _curve(points, "truncated-gumbel"):
+    for g in _curve(points, TRUNCATED_GUMBEL.name):
         if xs.min() <= g.n_w <= xs.max():
             lap = float(np.interp(g.n_w, xs, ys))
             out.append(
@@ -263,10 +269,10 @@ def matched_n_w(points) -> list[dict]:
 
 def matched_epsilon(points) -> list[dict]:
     """Pairs of points at the same epsilon."""
-    lap = {p.epsilon: p for p in points if p.mechanism == "multivariate-laplace"}
+    lap = {p.epsilon: p for p in points if p.mechanism == MULTIVARIATE_LAPLACE.name}
     out = []
     for g in points:
-        if g.mechanism == "truncated-gumbel" and g.epsilon in lap:
+        if g.mechanism == TRUNCATED_GUMBEL.name and g.epsilon in lap:
             m = lap[g.epsilon]
             out.append(
                 {
@@ -307,7 +313,7 @@ def plot(results: dict, path) -> None:
 
     names = sorted(results)
     fig, grid = plt.subplots(len(names), 2, figsize=(11, 4.2 * len(names)), squeeze=False)
-    styles = {"truncated-gumbel": ("tab:red", "o"), "multivariate-laplace": ("tab:blue", "s")}
+    styles = {kind.name: kind.style for kind in TEXT_MECHANISMS}
     for axes, task in zip(grid, names, strict=True):
         result = results[task]
         for name, (colour, marker) in styles.items():

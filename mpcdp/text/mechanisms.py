@@ -26,12 +26,12 @@ from typing import Protocol
 import numpy as np
 
 from ..prg import RandomSource
+from ..registry import Registry
 from . import samplers
 from .embeddings import Embedding
 from .nearest import ExactSearch, ListSearch
 from .neighbors import NeighborTable, exact_neighbors
 
-MECHANISMS = ("truncated-gumbel", "multivariate-laplace")
 _CHUNK = 1 << 16  # tokens per vectorised step; bounds scratch memory
 
 
@@ -223,17 +223,70 @@ class MultivariateLaplace:
         return out
 
 
-def make_mechanism(
-    name: str, embedding: Embedding, table: NeighborTable | None, epsilon: float, approximate: bool = False
-) -> Mechanism:
-    """A mechanism by its name in :data:`MECHANISMS`."""
-    if name == TruncatedGumbel.name:
+class TextMechanism:
+    """A text mechanism as the command line, the text node and the experiments know it (registered in
+    :data:`TEXT_MECHANISMS`): its name, what it is, and how to build it at an epsilon."""
+
+    name: str
+    summary: str  # what the mechanism does, for --help
+    search_range: tuple[float | None, float]  # calibrate's sweep; None: just above the smallest valid epsilon
+    style: tuple[str, str]  # colour and marker in plots
+
+    def build(
+        self, embedding: Embedding, table: NeighborTable | None, epsilon: float, approximate: bool = False
+    ) -> Mechanism:
+        raise NotImplementedError
+
+    def min_epsilon(self, vocabulary_size: int, table: NeighborTable | None) -> float:
+        """The smallest epsilon it is defined for (exclusive)."""
+        raise NotImplementedError
+
+
+class TruncatedGumbelKind(TextMechanism):
+    name = TruncatedGumbel.name
+    summary = (
+        "noise calibrated to each word's neighbourhood, defined only above a vocabulary-dependent epsilon "
+        "(about 76 for the default 50,000 GloVe words)"
+    )
+    search_range = (None, 1e8)
+    style = ("tab:red", "o")
+
+    def build(
+        self, embedding: Embedding, table: NeighborTable | None, epsilon: float, approximate: bool = False
+    ) -> Mechanism:
         if table is None:
             raise ValueError("the truncated Gumbel mechanism needs a neighbour table")
         return TruncatedGumbel(embedding, table, epsilon)
-    if name == MultivariateLaplace.name:
+
+    def min_epsilon(self, vocabulary_size: int, table: NeighborTable | None) -> float:
+        return math.inf if table is None else truncated_gumbel_min_epsilon(vocabulary_size, table.delta_min)
+
+
+class MultivariateLaplaceKind(TextMechanism):
+    name = MultivariateLaplace.name
+    summary = "noise on the word vector, then the nearest word (the baseline)"
+    search_range = (0.05, 1e4)
+    style = ("tab:blue", "s")
+
+    def build(
+        self, embedding: Embedding, table: NeighborTable | None, epsilon: float, approximate: bool = False
+    ) -> Mechanism:
         return MultivariateLaplace(embedding, epsilon, approximate=approximate)
-    raise ValueError(f"unknown mechanism {name!r}; expected one of {', '.join(MECHANISMS)}")
+
+    def min_epsilon(self, vocabulary_size: int, table: NeighborTable | None) -> float:
+        return 0.0
+
+
+TEXT_MECHANISMS: Registry[TextMechanism] = Registry("text mechanism")
+TRUNCATED_GUMBEL = TEXT_MECHANISMS.register(TruncatedGumbelKind())
+MULTIVARIATE_LAPLACE = TEXT_MECHANISMS.register(MultivariateLaplaceKind())
+
+
+def make_mechanism(
+    name: str, embedding: Embedding, table: NeighborTable | None, epsilon: float, approximate: bool = False
+) -> Mechanism:
+    """The mechanism registered as ``name`` at ``epsilon`` (``UnknownName``, a ValueError, lists the choices)."""
+    return TEXT_MECHANISMS.get(name).build(embedding, table, epsilon, approximate)
 
 
 @dataclass(frozen=True)

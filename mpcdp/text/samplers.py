@@ -1,6 +1,7 @@
 """Vectorised samplers driven by an explicit :class:`~mpcdp.prg.RandomSource`.
 
-Every sampler turns uniform 64-bit words into the target distribution by an
+Every sampler turns uniforms on (0, 1) (the one uniform sampler,
+:func:`mpcdp.dp.approximate.uniform_open`) into the target distribution by an
 exact transform (inverse CDF, Box-Muller, sums of exponentials), so the only
 randomness in the text mechanisms is the injected source: a CSPRNG in
 production, ``Prg.from_int(seed)`` in tests.
@@ -12,15 +13,8 @@ import math
 
 import numpy as np
 
+from ..dp.approximate import uniform_open
 from ..prg import RandomSource
-
-_TWO_POW_MINUS_53 = 2.0**-53
-
-
-def uniform_open(rng: RandomSource, n: int) -> np.ndarray:
-    """n doubles uniform on the open interval (0, 1): 53 random bits plus a half-ulp offset."""
-    words = rng.uint64(n) >> np.uint64(11)
-    return (words.astype(np.float64) + 0.5) * _TWO_POW_MINUS_53
 
 
 class TruncatedPoisson:

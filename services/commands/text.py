@@ -19,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from mpcdp.text.corpus import DEFAULT_PARTITION_ROWS, ENGINES, INPUT_FORMATS
-from mpcdp.text.mechanisms import MECHANISMS, EpsilonTooSmallError
+from mpcdp.text.mechanisms import MULTIVARIATE_LAPLACE, TEXT_MECHANISMS, TRUNCATED_GUMBEL, EpsilonTooSmallError
 from services.commands import Formatter, at_least, epsilon, examples
 from services.text_node import add_embedding_arguments, sanitizer_from_args
 
@@ -140,12 +140,9 @@ def register(subparsers) -> None:
     )
     s.add_argument(
         "--mechanism",
-        choices=MECHANISMS,
-        default="truncated-gumbel",
-        help="truncated-gumbel: noise calibrated to each word's neighbourhood, defined only above a "
-        "vocabulary-dependent epsilon (about 76 for the default 50,000 GloVe words); "
-        "multivariate-laplace: noise on the word vector, then the nearest word (the baseline) "
-        "(default: truncated-gumbel)",
+        choices=TEXT_MECHANISMS.names(),
+        default=TRUNCATED_GUMBEL.name,
+        help="; ".join(f"{kind.name}: {kind.summary}" for kind in TEXT_MECHANISMS) + " (default: %(default)s)",
     )
     s.add_argument(
         "--epsilon",
@@ -183,7 +180,7 @@ def register(subparsers) -> None:
             "--column text --png gumbel.png",
         ),
     )
-    c.add_argument("--mechanism", choices=MECHANISMS, required=True, help="the mechanism to calibrate")
+    c.add_argument("--mechanism", choices=TEXT_MECHANISMS.names(), required=True, help="the mechanism to calibrate")
     c.add_argument(
         "--target-nw",
         type=float,
@@ -468,12 +465,12 @@ def run_evaluate(args) -> int:
     from mpcdp.text import evaluate
 
     tasks = list(dict.fromkeys(args.task or TASK_NAMES))
-    grid = {"truncated-gumbel": args.gumbel_epsilons, "multivariate-laplace": args.laplace_epsilons}
+    grid = {TRUNCATED_GUMBEL.name: args.gumbel_epsilons, MULTIVARIATE_LAPLACE.name: args.laplace_epsilons}
     try:
         results = evaluate.read_results(args.json)
         sanitizer = sanitizer_from_args(args)
         for eps in args.gumbel_epsilons:
-            sanitizer.mechanism("truncated-gumbel", eps)
+            sanitizer.mechanism(TRUNCATED_GUMBEL.name, eps)
     except (ValueError, OSError, EpsilonTooSmallError) as exc:
         print(f"mpcdp text evaluate: {exc}", file=sys.stderr)
         return 2
@@ -481,7 +478,7 @@ def run_evaluate(args) -> int:
     for task in tasks:
         task_started = time.perf_counter()
 
-        def progress(name, eps, seed):
+        def progress(name, eps, seed, task=task):
             print(
                 f"{time.perf_counter() - started:7.1f} s  {task} {name} epsilon={eps:g} seed={seed}",
                 file=sys.stderr,

@@ -170,7 +170,7 @@ def test_stream_in_order_with_costs(stub):
     [
         (req("   "), "text is empty"),
         (req("good " * 60), "more than this node's limit of 200"),
-        (req("good", mechanism="gaussian"), "unknown mechanism 'gaussian'"),
+        (req("good", mechanism="gaussian"), "unknown text mechanism 'gaussian'"),
         (req("good", epsilon=float("nan")), "epsilon must be a positive"),
         (req("good", mechanism="truncated-gumbel", epsilon=1.0), "needs epsilon >"),
     ],

@@ -208,7 +208,7 @@ def test_privacy_statistics_counts(emb, table):
 
 def test_make_mechanism_names():
     emb = synthetic(30, 3, 1)
-    with pytest.raises(ValueError, match="unknown mechanism"):
+    with pytest.raises(ValueError, match="unknown text mechanism"):
         m.make_mechanism("gaussian", emb, None, 1.0)
     with pytest.raises(ValueError, match="neighbour table"):
         m.make_mechanism("truncated-gumbel", emb, None, 1e4)

@@ -95,7 +95,7 @@ def test_symbols_placeholder_drop_or_keep(emb):
 def test_errors(sanitizer):
     with pytest.raises(EpsilonTooSmallError, match="needs epsilon >"):
         sanitizer.sanitize(["good"], "truncated-gumbel", 1.0, Prg.from_int(5))
-    with pytest.raises(ValueError, match="unknown mechanism"):
+    with pytest.raises(ValueError, match="unknown text mechanism"):
         sanitizer.sanitize(["good"], "gaussian", 1.0, Prg.from_int(5))
 
 
