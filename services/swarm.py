@@ -17,6 +17,7 @@ running sum (O(L)); each party holds its own vector until it masks it (O(n L) fo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -150,6 +151,7 @@ class _Party:
             outbox = outbox[: len(outbox) // 2]
         for keys in outbox:
             net.send(me, keys.recipient, keys)
+        await asyncio.sleep(0)  # let the messages go while other parties compute
         if self._gone("keys"):
             return
         held: MaskedInput | None = None
@@ -177,6 +179,7 @@ class _Party:
                     held = masked
                 else:
                     net.send(me, COORDINATOR, masked)
+                await asyncio.sleep(0)
             elif isinstance(msg, Unmask):
                 if held is not None:  # a slow party: its masked input arrives after the cut
                     net.send(me, COORDINATOR, held)
@@ -190,8 +193,9 @@ class _Party:
 
 
 class _Coordinator:
-    def __init__(self, query: MaskedQuery, net: Network, round_timeout: float):
+    def __init__(self, query: MaskedQuery, net: Network, round_timeout: float, first_timeout: float | None = None):
         self.session = MaskedCoordinator(query)
+        self.first_timeout = first_timeout or round_timeout  # the first answer may wait for processes to start
         self.query = query
         self.net = net
         self.round_timeout = round_timeout
@@ -233,7 +237,7 @@ class _Coordinator:
                 c.record_report(msg)
 
         # rounds 1-2: answers and key reports; parties wait up to round_timeout for their neighbours' keys
-        await self._round(lambda: [p for p in parties if p not in answered], on_answer, self.round_timeout)
+        await self._round(lambda: [p for p in parties if p not in answered], on_answer, self.first_timeout)
         await self._round(lambda: c.waiting_for, on_answer, 2 * self.round_timeout)
         for roster in c.rosters():
             net.send(COORDINATOR, roster.party, roster)
@@ -410,3 +414,371 @@ def to_text(doc: dict[str, Any]) -> str:
     )
     lines.append(f"check, computed in the clear over the counted parties: {fmt(doc['in_the_clear'])}")
     return "\n".join(lines)
+
+
+# -- across processes: parties spread over worker processes, messages over the links ------------------------
+
+_KINDS: dict[type, int] = {
+    KeyShares: 1,
+    Report: 2,
+    Roster: 3,
+    MaskedInput: 4,
+    Unmask: 5,
+    Reveal: 6,
+    _Answer: 7,
+    _Abort: 8,
+}
+LINK_KIND = "swarm"  # the link message kind of a batch of many-party messages
+DIAL_ATTEMPTS = 100  # 0.2 s apart: how long a process waits for another to start listening
+
+
+def _pack(*fields: bytes) -> bytes:
+    return b"".join(len(f).to_bytes(4, "little") + f for f in fields)
+
+
+def _unpack(data: bytes | memoryview) -> list[bytes]:
+    view, out, at = memoryview(data), [], 0
+    while at < len(view):
+        n = int.from_bytes(view[at : at + 4], "little")
+        out.append(bytes(view[at + 4 : at + 4 + n]))
+        at += 4 + n
+        if at > len(view):
+            raise ValueError("a truncated field")
+    return out
+
+
+def _names(names: tuple[str, ...] | list[str]) -> bytes:
+    return "\n".join(names).encode()
+
+
+def _split(data: bytes) -> tuple[str, ...]:
+    return tuple(data.decode().split("\n")) if data else ()
+
+
+def _shares(shares: dict[str, bytes]) -> bytes:
+    return _pack(*(x for p, s in shares.items() for x in (p.encode(), s)))
+
+
+def _unshares(data: bytes) -> dict[str, bytes]:
+    fields = _unpack(data)
+    return {fields[i].decode(): fields[i + 1] for i in range(0, len(fields), 2)}
+
+
+def encode(msg: object) -> bytes:
+    """A many-party message as bytes: a kind byte, then length-prefixed fields."""
+    kind = _KINDS[type(msg)]
+    if isinstance(msg, KeyShares):
+        f = [msg.session_id, msg.sender.encode(), msg.recipient.encode(), msg.public_key, msg.key_share, msg.seed_share]
+    elif isinstance(msg, Report):
+        f = [msg.session_id, msg.party.encode(), msg.public_key, _names(msg.heard)]
+    elif isinstance(msg, Roster):
+        f = [msg.session_id, msg.party.encode(), _names(msg.neighbours)]
+    elif isinstance(msg, MaskedInput):
+        f = [msg.session_id, msg.party.encode(), msg.vector.astype("<u8", copy=False).tobytes()]
+    elif isinstance(msg, Unmask):
+        f = [msg.session_id, _names(msg.counted)]
+    elif isinstance(msg, Reveal):
+        f = [msg.session_id, msg.party.encode(), _shares(msg.seed_shares), _shares(msg.key_shares)]
+    elif isinstance(msg, _Answer):
+        f = [msg.party.encode(), b"1" if msg.accepted else b"", msg.reason.encode()]
+    else:
+        assert isinstance(msg, _Abort)
+        f = [msg.reason.encode()]
+    return bytes([kind]) + _pack(*f)
+
+
+def decode(data: bytes) -> object:
+    """The message :func:`encode` made (ValueError on anything else)."""
+    import numpy as np
+
+    if not data:
+        raise ValueError("an empty message")
+    kind, f = data[0], _unpack(data[1:])
+    if kind == 1:
+        return KeyShares(f[0], f[1].decode(), f[2].decode(), f[3], f[4], f[5])
+    if kind == 2:
+        return Report(f[0], f[1].decode(), f[2], _split(f[3]))
+    if kind == 3:
+        return Roster(f[0], f[1].decode(), _split(f[2]))
+    if kind == 4:
+        return MaskedInput(f[0], f[1].decode(), np.frombuffer(f[2], dtype="<u8").astype(np.uint64))
+    if kind == 5:
+        return Unmask(f[0], _split(f[1]))
+    if kind == 6:
+        return Reveal(f[0], f[1].decode(), _unshares(f[2]), _unshares(f[3]))
+    if kind == 7:
+        return _Answer(f[0].decode(), bool(f[1]), f[2].decode())
+    if kind == 8:
+        return _Abort(f[0].decode())
+    raise ValueError(f"unknown many-party message kind {kind}")
+
+
+class LinkNetwork(Network):
+    """A :class:`Network` whose nodes live in several processes: messages for a node hosted elsewhere
+    travel over the link (services.link.Hub) to its process, batched, in order, one link message per batch."""
+
+    def __init__(self, hub: Any, session: bytes, local: list[str], host_of: Mapping[str, str]):
+        super().__init__(local)
+        self.hub = hub
+        self.session = session
+        self.host_of = dict(host_of)
+        self._out: dict[str, list[bytes]] = {}
+        self._wake: dict[str, asyncio.Event] = {}
+        self._seq_out: dict[str, int] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self.failed: list[str] = []
+
+    def start(self, hosts: list[str]) -> None:
+        """Pump messages to and from each other process in ``hosts``."""
+        for host in hosts:
+            self._out[host] = []
+            self._wake[host] = asyncio.Event()
+            self._tasks.append(asyncio.ensure_future(self._sender(host)))
+            self._tasks.append(asyncio.ensure_future(self._receiver(host)))
+
+    def send(self, sender: str, recipient: str, msg: object) -> None:
+        if recipient in self.inbox:
+            super().send(sender, recipient, msg)
+            return
+        if sender in self.gone:
+            return
+        host = self.host_of[recipient]
+        size = payload_bytes(msg)
+        self.sent[sender] += size
+        self._out[host].append(_pack(sender.encode(), recipient.encode(), encode(msg)))
+        self._wake[host].set()
+
+    async def _sender(self, host: str) -> None:
+        from services.link import LinkError
+
+        seq = 0
+        while True:
+            await self._wake[host].wait()
+            self._wake[host].clear()
+            batch, self._out[host] = self._out[host], []
+            if not batch:
+                continue
+            payload = _pack(*batch)
+            for attempt in range(DIAL_ATTEMPTS):  # a process that is still starting refuses connections
+                try:
+                    await self.hub.send(host, self.session, seq, LINK_KIND, payload)
+                    break
+                except LinkError as exc:
+                    if attempt == DIAL_ATTEMPTS - 1:
+                        self.failed.append(str(exc))
+                        return
+                    await asyncio.sleep(0.2)
+            seq += 1
+
+    async def _receiver(self, host: str) -> None:
+        from services.link import LinkError
+
+        seq = 0
+        while True:
+            try:
+                data = await self.hub.receive(host, self.session, seq, LINK_KIND)
+            except LinkError as exc:
+                self.failed.append(str(exc))
+                return
+            seq += 1
+            for envelope in _unpack(data):
+                sender, recipient, body = _unpack(envelope)
+                name, target = sender.decode(), recipient.decode()
+                if self.host_of.get(name) != host or target not in self.inbox:
+                    continue  # a process speaks only for the parties it hosts
+                msg = decode(body)
+                self.received[target] += payload_bytes(msg)
+                if target not in self.gone:
+                    self.inbox[target].put_nowait((name, msg))
+
+    async def flush(self, timeout: float = 5.0) -> None:
+        """Wait until every queued message left (or ``timeout``)."""
+        until = time.monotonic() + timeout
+        while any(self._out.values()) and time.monotonic() < until:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+
+    def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+
+
+def _spec_fields(spec: QuerySpec) -> dict[str, Any]:
+    return {
+        "statistic": spec.statistic,
+        "parties": list(spec.parties),
+        "session_id": spec.session_id.hex(),
+        "column": spec.column,
+        "dimension": spec.dimension,
+        "bounds": list(spec.bounds),
+        "categories": list(spec.categories),
+        "frac_bits": spec.frac_bits,
+        "max_records": spec.max_records,
+        "epsilon": spec.epsilon,
+        "delta": spec.delta,
+        "mechanism": spec.mechanism,
+        "colluders": spec.colluders,
+    }
+
+
+def _spec_from(fields: dict[str, Any]) -> QuerySpec:
+    fields = dict(fields, session_id=bytes.fromhex(fields["session_id"]))
+    fields["parties"] = tuple(fields["parties"])
+    fields["bounds"] = tuple(fields["bounds"])
+    fields["categories"] = tuple(fields["categories"])
+    return QuerySpec(**fields)
+
+
+async def _serve_hub(name: str, certs: Any, addresses: Mapping[str, str], port: int) -> tuple[Any, Any]:
+    from services.link import Hub
+    from services.server import start
+    from services.tls import Identity
+    from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
+
+    identity = Identity(name, certs)
+    hub = Hub(identity, lambda peer: addresses[peer], lambda who: who in addresses and who != name)
+    server, _ = await start(identity, f"127.0.0.1:{port}", [(pb_grpc.add_LinkServicer_to_server, hub, "mpcdp.v1.Link")])
+    return hub, server
+
+
+async def _worker(config_path: str) -> int:
+    import json
+    import sys
+    from pathlib import Path
+
+    config = json.loads(Path(config_path).read_text())
+    data = json.loads(Path(config["data"]).read_text())
+    me = config["name"]
+    hub, server = await _serve_hub(me, config["certs"], config["addresses"], config["port"])
+    spec = _spec_from(config["spec"])
+    query = MaskedQuery.of(spec, config["quorum"])
+    local = list(data)
+    net = LinkNetwork(hub, spec.session_id, local, config["host_of"])
+    net.start([h for h in config["addresses"] if h != me])
+    policy = PartyPolicy(allow_exact=True)
+    stop = config.get("stop", {})
+    tasks = [
+        asyncio.ensure_future(
+            _Party(MaskedParty(p, query, data[p], policy), net, stop.get(p), config["round_timeout"]).run()
+        )
+        for p in local
+    ]
+    await asyncio.wait(tasks, timeout=config["timeout"])
+    failed = [t.exception() for t in tasks if t.done() and not t.cancelled() and t.exception() is not None]
+    for exc in failed[:5]:
+        print(f"{me}: a party stopped: {exc!r}", file=sys.stderr, flush=True)
+    await net.flush()
+    print(json.dumps({"sent": dict(net.sent), "received": dict(net.received), "cpu": time.process_time()}), flush=True)
+    await asyncio.sleep(0.5)  # let the coordinator read the last batch before the link closes
+    net.close()
+    await hub.close()
+    await server.stop(None)
+    return 0
+
+
+async def run_across_processes(
+    query: MaskedQuery,
+    data: Mapping[str, Any],
+    workers: int = 2,
+    stop: Mapping[str, str] | None = None,
+    round_timeout: float = 30 * ROUND_TIMEOUT,
+    timeout: float = 600.0,
+) -> SwarmRun:
+    """The parties spread over ``workers`` processes (many parties each), the coordinator here; every
+    message between processes goes over mutually authenticated links (services/link.py), batched.
+
+    ``round_timeout`` is long by default: a worker computing hundreds of parties' masks in one burst can
+    leave its links quiet for seconds on a loaded machine, and a round closes after that much silence."""
+    import json
+    import os
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+
+    from services.launch import Processes, reserve_ports
+    from services.tls import Identity, init_certs
+
+    spec = query.spec
+    hosts = [f"worker-{i + 1}" for i in range(workers)]
+    host_of = {p: hosts[i % workers] for i, p in enumerate(spec.parties)}
+    host_of[COORDINATOR] = COORDINATOR
+    with tempfile.TemporaryDirectory(prefix="mpcdp-swarm-") as tmp:
+        folder = Path(tmp)
+        certs = folder / "certs"
+        init_certs([COORDINATOR, *hosts], certs)
+        held = reserve_ports([COORDINATOR, *hosts])
+        ports = {name: sock.getsockname()[1] for name, sock in held.items()}
+        addresses = {name: f"127.0.0.1:{port}" for name, port in ports.items()}
+        processes = Processes(folder / "logs")
+        hub, server = await _serve_hub(COORDINATOR, certs, addresses, ports[COORDINATOR])
+        try:
+            for host in hosts:
+                mine = {p: np.asarray(data[p]).tolist() for p in spec.parties if host_of[p] == host}
+                data_file = folder / f"{host}.data.json"
+                fd = os.open(data_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as fh:
+                    json.dump(mine, fh)
+                config = {
+                    "name": host,
+                    "port": ports[host],
+                    "certs": str(certs),
+                    "addresses": addresses,
+                    "host_of": host_of,
+                    "data": str(data_file),
+                    "spec": _spec_fields(spec),
+                    "quorum": query.quorum.size,
+                    "stop": {p: s for p, s in (stop or {}).items() if host_of[p] == host},
+                    "round_timeout": round_timeout,
+                    "timeout": timeout,
+                }
+                (folder / f"{host}.json").write_text(json.dumps(config))
+                processes.start(host, [sys.executable, "-m", "services.swarm", str(folder / f"{host}.json")])
+            for sock in held.values():
+                sock.close()
+            for host in hosts:
+                await processes.wait_serving(host, Identity(COORDINATOR, certs), addresses[host])
+            net = LinkNetwork(hub, spec.session_id, [COORDINATOR], host_of)
+            net.start(hosts)
+            start, cpu = time.perf_counter(), time.process_time()
+            coordinator = _Coordinator(query, net, round_timeout, first_timeout=60.0)
+            try:
+                release: Release | None = await coordinator.run()
+                error = ""
+            except ProtocolError as exc:
+                release, error = None, str(exc)
+                for p in spec.parties:
+                    net.send(COORDINATOR, p, _Abort(error))
+                await net.flush()
+            seconds = time.perf_counter() - start
+            if release is None and net.failed:
+                error += f" (links: {'; '.join(net.failed[:3])})"
+            cpu_seconds = time.process_time() - cpu
+            sent, received = dict(net.sent), dict(net.received)
+            for host in hosts:
+                proc = processes.procs[host]
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.to_thread(proc.wait), 30)
+                for line in processes.log(host, tail=1 << 24).splitlines():
+                    if line.startswith("{"):
+                        doc = json.loads(line)
+                        for k, v in doc["sent"].items():
+                            sent[k] = sent.get(k, 0) + v
+                        for k, v in doc["received"].items():
+                            received[k] = received.get(k, 0) + v
+                        cpu_seconds += doc["cpu"]
+            net.close()
+        finally:
+            processes.stop()
+            await hub.close()
+            await server.stop(None)
+        return SwarmRun(
+            release, error, seconds, cpu_seconds, sent, received, coordinator.late, coordinator.session.releases
+        )
+
+
+if __name__ == "__main__":
+    import sys as _sys
+
+    _sys.exit(asyncio.run(_worker(_sys.argv[1])))

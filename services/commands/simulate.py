@@ -125,11 +125,17 @@ def run_in_process(data: dict, args, out=None) -> int:
     order = [list(data)[i] for i in np.argsort(picker.uint64(n), kind="stable")]
     stop = {p: swarm.PHASES[i % len(swarm.PHASES)] for i, p in enumerate(order[: args.drop])}
     print(
-        f"running {n} parties in this process (many-party protocol: sparse graph of degree "
+        f"running {n} parties {f'in {args.workers} worker processes' if args.workers else 'in this process'} "
+        f"(many-party protocol: sparse graph of degree "
         f"{query.plan.degree}, quorum {quorum}{f', {args.drop} made to drop' if args.drop else ''}) ...",
         file=sys.stderr if args.json else out,
     )
-    run = swarm.run_query(query, data, stop=stop)
+    if args.workers:
+        import asyncio
+
+        run = asyncio.run(swarm.run_across_processes(query, data, workers=args.workers, stop=stop))
+    else:
+        run = swarm.run_query(query, data, stop=stop)
     if run.release is None:
         print(f"mpcdp simulate: the query failed: {run.error}", file=sys.stderr)
         return 1
@@ -157,7 +163,7 @@ def run(args) -> int:
             print(f"mpcdp simulate: {missing}", file=sys.stderr)
             return 2
         return run_simulation(data, args, args.bounds)
-    if args.parties > PROCESS_LIMIT or args.in_process or args.quorum is not None or args.drop:
+    if args.parties > PROCESS_LIMIT or args.in_process or args.quorum is not None or args.drop or args.workers:
         return run_in_process(data, args)
     return run_simulation(data, args, args.bounds)
 
@@ -179,6 +185,7 @@ def register(sub) -> None:
             "mpcdp simulate --parties 5 --values 1,1,1,1,1 --statistic threshold --threshold 0.5   # YES/NO only",
             "mpcdp simulate --parties 1000 --statistic sum --bounds 0,1 --seed 1   # 1,000 parties in this process",
             "mpcdp simulate --parties 100 --statistic mean --epsilon 1 --quorum 90 --drop 8   # 8 parties drop",
+            "mpcdp simulate --parties 1000 --workers 2 --statistic sum --bounds 0,1   # 500 parties per process",
         ),
     )
     p.add_argument(
@@ -210,6 +217,13 @@ def register(sub) -> None:
         type=at_least(0),
         default=0,
         help="many-party protocol: make this many parties drop, each at a different phase (default 0)",
+    )
+    p.add_argument(
+        "--workers",
+        type=at_least(0),
+        default=0,
+        help="many-party protocol: spread the parties over this many worker processes, linked by mutual TLS "
+        "(default 0: every party in this process)",
     )
     p.add_argument(
         "--in-process",
