@@ -169,9 +169,10 @@ DESCRIPTION = "\n\n".join(
     )
 )
 EXAMPLES = (
-    "mpcdp survey serve-page --survey examples/election_poll.toml --endpoints endpoints.json --out site/",
     "mpcdp survey serve-page --survey examples/election_poll.toml --endpoints endpoints.json "
-    "--listen 0.0.0.0:8443 --https-cert page.pem --https-key page.key",
+    "--issuer-key tokens/issuer.json --out site/",
+    "mpcdp survey serve-page --survey examples/election_poll.toml --endpoints endpoints.json "
+    "--issuer-key tokens/issuer.json --listen 0.0.0.0:8443 --https-cert page.pem --https-key page.key",
 )
 
 
