@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .. import ring
+from ..dp.loss import PrivacyLoss
 from .errors import ProtocolError, Status
 from .messages import PartialSum, Response
 from .spec import QuerySpec
@@ -25,7 +26,8 @@ from .statistics import codec_for
 
 @dataclass(frozen=True)
 class Release:
-    """What a query returns: the answer and what it cost."""
+    """What a query returns: the answer and what it cost (``loss``; None for an exact release, whose
+    ``epsilon`` is None too: the floats are the loss's wire and display form)."""
 
     statistic: str
     result: dict[str, Any]
@@ -34,6 +36,7 @@ class Release:
     delta: float
     mechanism: str | None
     extras: dict[str, Any] = field(default_factory=dict)
+    loss: PrivacyLoss | None = None
 
     @property
     def value(self) -> Any:
@@ -114,6 +117,7 @@ class CoordinatorSession:
             delta=spec.delta,
             mechanism=None if spec.is_exact else spec.mechanism,
             extras=dict(extras or {}),
+            loss=spec.loss,
         )
 
     def abort(self, reason: str, culprit: str = "") -> None:
