@@ -1,17 +1,22 @@
-"""Many parties in one process: the many-party query (:mod:`mpcdp.protocol.masked`) on one asyncio loop.
+"""Many parties per process: the many-party query (:mod:`mpcdp.protocol.masked`) on asyncio loops.
 
 Each party and the coordinator is a task with its own inbox; every message goes through a
 :class:`Network` that delivers it (or not, if either end is gone) and counts its payload bytes per node.
 Parties act as they would over links: a party sends its keys to its neighbours, reports once every
 neighbour's keys are in or its round timer runs out, masks when its roster comes, and reveals once. The
-coordinator closes each round when every party it waits for answered or the round's timer ran out, so
-parties that are killed (at a named phase, or by cancelling their task at any moment) only make the
-rounds wait for their timers, and the query completes if the quorum is met.
+coordinator closes each round when every party it waits for answered or no message came for the round's
+timer, so parties that are killed (at a named phase, or by cancelling their task at any moment) only make
+the rounds wait for their timers, and the query completes if the quorum is met.
 
-This is a simulation of the protocol, not of the network: all nodes share one process, one CPU core and
-no TLS. What it measures is the protocol's own cost per party (computation and bytes), which does not
-grow with n beyond the graph's O(log n) degree. Memory: the coordinator folds masked inputs into one
-running sum (O(L)); each party holds its own vector until it masks it (O(n L) for the process).
+Two ways to run it. :func:`run_swarm`: every node in this process on one loop (no TLS, one core): it
+measures the protocol's own cost per party (CPU and payload bytes), which grows with the graph's
+O(log n) degree, not with n. :func:`run_across_processes`: the parties spread over worker processes, many
+each, the coordinator in the caller, and every message between processes batched on the mutually
+authenticated links between them (:class:`LinkNetwork` over :class:`services.link.Hub`, in the byte form of
+:func:`encode`). A process speaks only for the parties it hosts (a frame naming a sender hosted elsewhere
+is dropped); within a process parties are not isolated from each other (a simulation, not a deployment).
+Memory: the coordinator folds masked inputs into one running sum (O(L)); each party holds its own vector
+until it masks it (O(n L / workers) per process).
 """
 
 from __future__ import annotations
