@@ -39,7 +39,7 @@ import grpc
 from mpcdp.protocol import CoordinatorSession, PartialSum, ProtocolError, QuerySpec, Response, SpecError, Status
 from services import audit, convert, releases
 from services.channels import Channels
-from services.federation import DEFAULT_MAX_TIMEOUT, Federation
+from services.federation import Federation
 from services.ledgers import public_refusal
 from services.tls import Identity, caller
 from services.wire.mpcdp.v1 import federation_pb2 as pb
@@ -107,7 +107,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         self.ledger = ledger
         self.store = store
         self.send_timeout = send_timeout
-        self.max_timeout = float(max_timeout or federation.policy.get("max_timeout", DEFAULT_MAX_TIMEOUT))
+        self.max_timeout = float(max_timeout or federation.policy.max_timeout)
         self.default_timeout = min(default_timeout, self.max_timeout)
         self._clock = clock
         self._reserved: dict[bytes, tuple[float, float]] = {}  # mpc_node's comparisons only (ledgers.Reserving)
@@ -268,7 +268,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         if unknown:
             raise SpecError("parties", f"not parties of this federation: {', '.join(unknown)}")
         if not request.spec.max_records:
-            fields["max_records"] = int(self.federation.policy.get("max_records", 1))
+            fields["max_records"] = self.federation.policy.max_records
         fields.update(parties=parties, deadline=self._clock() + timeout)
         del fields["session_id"]
         spec = convert.build_spec(fields)
@@ -277,7 +277,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
 
     def admit(self, spec: QuerySpec) -> None:
         """The federation-wide policy: exact releases only where it says so."""
-        if spec.is_exact and not self.federation.policy.get("allow_exact", False):
+        if spec.is_exact and not self.federation.policy.allow_exact:
             raise ProtocolError(
                 Status.PERMISSION_DENIED, "this federation does not allow exact (non-DP) releases; set an epsilon"
             )

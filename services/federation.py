@@ -35,55 +35,110 @@ optional shared policy and per-node settings::
     name = "analyst"
     roles = ["client"]
 
-A node's state directory is its ``state`` key, or else the folder of its
-ledger. Relative paths are relative to the file. Keys this module does not know are
-kept in ``Node.extra`` for the services that use them.
+The file is read into typed models (pydantic, unknown keys refused, every
+number range-checked); an error names the file, the line and the field. A
+node's state directory is its ``state`` key, or else the folder of its
+ledger. Relative paths are relative to the file. A party's answer policy is
+the library's one :class:`mpcdp.protocol.PartyPolicy` (:meth:`Policy.party`).
 """
 
 from __future__ import annotations
 
-import math
-import re
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
 
-ROLES = ("coordinator", "party", "aggregator", "text", "client")
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError, field_validator
+
+from mpcdp.names import InvalidName, check_name
+from mpcdp.protocol import PartyPolicy
+from mpcdp.survey.toml_lines import key_lines
+
+Role = Literal["coordinator", "party", "aggregator", "text", "client"]
+ROLES: tuple[str, ...] = get_args(Role)
 SERVING_ROLES = ("coordinator", "party", "aggregator", "text")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-_NODE_KEYS = {"name", "address", "roles", "data", "table", "ledger", "state", "policy"}
-DEFAULT_MAX_TIMEOUT = 300.0  # seconds: the longest session deadline a node accepts unless its policy says
-POLICY_KEYS = {
-    "allow_exact": bool,
-    "max_epsilon": float,
-    "max_records": int,
-    "min_colluders": int,
-    "statistics": list,
-    "columns": list,
-    "epsilon_budget": float,
-    "delta_budget": float,
-    "max_length": int,
-    "max_timeout": float,
-    "one_round": bool,
-    "allow_exact_nonlinear": bool,
-}
+
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0)]  # an int is a number too
+Count = Annotated[int, Field(strict=True, ge=1)]
 
 
 class FederationError(ValueError):
-    """A malformed federation file; the message names the file and the field."""
+    """A malformed federation file; the message names the file, the line and the field."""
 
 
-@dataclass(frozen=True)
-class Node:
-    name: str
-    roles: tuple[str, ...]
-    address: str | None = None
-    data: Path | str | None = None
-    table: str | None = None
+class Policy(BaseModel):
+    """A ``[policy]`` table: the federation's defaults, or a node's overrides of them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    allow_exact: StrictBool = False  # exact (non-DP) secure sums
+    allow_exact_nonlinear: StrictBool = False  # exact comparisons under MPC
+    max_epsilon: Number = PartyPolicy.max_epsilon  # per query
+    max_records: Count = 1  # records one party may contribute (the coordinator's default for a query)
+    min_colluders: Count = PartyPolicy.min_colluders
+    statistics: tuple[StrictStr, ...] | None = None  # statistics a party answers (None: every secure sum)
+    columns: tuple[StrictStr, ...] = ()  # columns a party offers (empty: any)
+    epsilon_budget: Number | None = None  # a ledger's total epsilon (required where a node keeps a ledger)
+    delta_budget: Annotated[float, Field(strict=True, ge=0, le=1)] = 0.0
+    max_length: Count = PartyPolicy.max_length  # ring elements per query vector
+    max_timeout: Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0)] = PartyPolicy.max_timeout
+    one_round: StrictBool = PartyPolicy.one_round  # share on accepting (one round trip)
+
+    def over(self, defaults: Policy) -> Policy:
+        """This table's settings over ``defaults``'."""
+        return Policy.model_validate({**defaults.model_dump(exclude_unset=True), **self.model_dump(exclude_unset=True)})
+
+    def party(self) -> PartyPolicy:
+        """What a party agrees to answer, as the library's policy."""
+        chosen = {} if self.statistics is None else {"statistics": self.statistics}
+        return PartyPolicy(
+            allow_exact=self.allow_exact,
+            max_epsilon=self.max_epsilon,
+            min_colluders=self.min_colluders,
+            columns=self.columns,
+            max_length=self.max_length,
+            max_timeout=self.max_timeout,
+            one_round=self.one_round,
+            **chosen,
+        )
+
+
+def _resolve(value: str | None, base: Path) -> Path | str | None:
+    if value is None:
+        return None
+    if value.startswith("sqlite:"):
+        return "sqlite:" + str(base / value[len("sqlite:") :])
+    return base / value
+
+
+class Node(BaseModel):
+    """A ``[[node]]``: its name (its TLS identity), roles, address and files."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    name: StrictStr
+    roles: tuple[Role, ...] = Field(min_length=1)
+    address: StrictStr | None = None
+    data: Path | str | None = None  # a file, or sqlite:PATH (with `table`)
+    table: StrictStr | None = None
     ledger: Path | None = None
     state: Path | None = None
-    policy: dict = field(default_factory=dict)
-    extra: dict = field(default_factory=dict)
+    policy: Policy = Policy()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_name(value, "node name")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"address must be 'host:port' with a port in 1..65535, got {value!r}")
+        return value
 
     def has(self, role: str) -> bool:
         return role in self.roles
@@ -97,19 +152,39 @@ class Node:
 
     @property
     def host(self) -> str:
-        return self.address.rsplit(":", 1)[0]
+        return str(self.address).rsplit(":", 1)[0]
 
     @property
     def port(self) -> int:
-        return int(self.address.rsplit(":", 1)[1])
+        return int(str(self.address).rsplit(":", 1)[1])
 
 
-@dataclass(frozen=True)
-class Federation:
+class _Head(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: StrictStr = "federation"
+    certs: StrictStr = "certs"
+
+
+class _File(BaseModel):
+    """The whole file, as written."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    federation: _Head = _Head()
+    policy: Policy = Policy()
+    node: list[dict[str, Any]] = Field(min_length=1, description="the nodes, as [[node]] tables")
+
+
+class Federation(BaseModel):
+    """A federation: its nodes, certificate folder and policy."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
     name: str
     nodes: tuple[Node, ...]
     certs: Path
-    policy: dict = field(default_factory=dict)
+    policy: Policy = Policy()
     path: Path | None = None
 
     def node(self, name: str) -> Node:
@@ -130,109 +205,101 @@ class Federation:
             raise FederationError(f"{self._where}: expected exactly one coordinator, found {len(found)}")
         return found[0]
 
-    def policy_for(self, name: str) -> dict:
+    def policy_for(self, name: str) -> Policy:
         """The federation's policy overlaid with the node's own."""
-        return {**self.policy, **self.node(name).policy}
+        return self.node(name).policy.over(self.policy)
 
     @property
     def _where(self) -> str:
         return str(self.path) if self.path else f"federation {self.name!r}"
 
 
-def _check_address(where: str, address) -> str:
-    if not isinstance(address, str) or ":" not in address:
-        raise FederationError(f"{where}: address must be 'host:port', got {address!r}")
-    host, port = address.rsplit(":", 1)
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise FederationError(f"{where}: address must be 'host:port' with a port in 1..65535, got {address!r}")
-    return address
+def _message(loc: tuple, error: dict) -> str:
+    """One pydantic error in the file's words: the field (within its node), what is wrong."""
+    within = loc[2:] if loc[:1] == ("node",) and len(loc) > 2 and isinstance(loc[1], int) else loc
+    field = ".".join(str(p) for p in within)
+    if error["type"] == "extra_forbidden":
+        if "policy" in loc[:-1]:
+            return f"unknown policy key {loc[-1]!r}; known: {', '.join(Policy.model_fields)}"
+        table = {(): "top-level", ("federation",): "[federation]"}.get(tuple(loc[:-1]), "node")
+        return f"unknown {table} key {loc[-1]!r}"
+    if loc == ("node",) and error["type"] in ("missing", "list_type", "too_short"):
+        return "list the nodes as [[node]] tables"
+    text = error["msg"].removeprefix("Value error, ")
+    if isinstance(error.get("ctx", {}).get("error"), InvalidName):
+        text = str(error["ctx"]["error"])
+    if "roles" in loc and error["type"] != "literal_error":
+        text += f" (roles are {', '.join(ROLES)})"
+    return f"{field}: {text}"
 
 
-def _check_policy(where: str, policy) -> dict:
-    if not isinstance(policy, dict):
-        raise FederationError(f"{where}: policy must be a table")
-    out = {}
-    for key, value in policy.items():
-        kind = POLICY_KEYS.get(key)
-        if kind is None:
-            raise FederationError(f"{where}: unknown policy key {key!r}; known: {', '.join(sorted(POLICY_KEYS))}")
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise FederationError(f"{where}: policy {key} must be a {kind.__name__}, got {value!r}")
-        if kind is float and (not math.isfinite(value) or value < 0):
-            raise FederationError(f"{where}: policy {key} must be a finite non-negative number, got {value!r}")
-        if key == "max_timeout" and value <= 0:
-            raise FederationError(f"{where}: policy max_timeout must be a positive number of seconds, got {value!r}")
-        out[key] = tuple(value) if kind is list else value
-    return out
+def _located(errors: list[dict], where: str, doc: dict, lines: dict, prefix: tuple = ()) -> FederationError:
+    """The errors of one table as one FederationError: file:line, the node, each field and what is wrong."""
+    locs = [tuple(prefix) + tuple(p for p in e["loc"] if not str(p).startswith("function-")) for e in errors]
+    key = locs[0]
+    line = next((lines[key[:n]] for n in range(len(key), 0, -1) if key[:n] in lines), None)
+    at = f"{where}:{line}" if line else where
+    node = ""
+    if key[:1] == ("node",) and len(key) > 1 and isinstance(key[1], int):
+        raw = doc["node"][key[1]] if isinstance(doc.get("node"), list) and len(doc["node"]) > key[1] else {}
+        name = raw.get("name") if isinstance(raw, dict) else None
+        node = f" node {name!r}:" if isinstance(name, str) else f" node #{key[1] + 1}:"
+    return FederationError(f"{at}:{node} " + "; ".join(_message(loc, e) for loc, e in zip(locs, errors, strict=True)))
 
 
-def _resolve(base: Path, value) -> Path | str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value:
-        raise FederationError(f"expected a path string, got {value!r}")
-    if value.startswith("sqlite:"):
-        return "sqlite:" + str(base / value[len("sqlite:") :])
-    return base / value
-
-
-def parse(doc: dict, base: Path, path: Path | None = None) -> Federation:
-    """A federation from parsed TOML; ``base`` anchors relative paths."""
+def parse(doc: dict, base: Path, path: Path | None = None, text: str | None = None) -> Federation:
+    """A federation from parsed TOML; ``base`` anchors relative paths; ``text`` (the file) gives line numbers."""
     where = str(path) if path else "federation"
-    head = doc.get("federation", {})
-    name = head.get("name", "federation")
-    policy = _check_policy(f"{where}: [policy]", doc.get("policy", {}))
-    raw_nodes = doc.get("node", [])
-    if not isinstance(raw_nodes, list) or not raw_nodes:
-        raise FederationError(f"{where}: list the nodes as [[node]] tables")
+    lines = key_lines(text) if text else {}
+    try:
+        head = _File.model_validate(doc)
+    except ValidationError as exc:
+        raise _located(exc.errors(), where, doc, lines) from None
     nodes, seen = [], set()
-    for i, raw in enumerate(raw_nodes):
-        at = f"{where}: node #{i + 1}"
-        nm = raw.get("name")
-        if not isinstance(nm, str) or not _NAME.match(nm):
-            raise FederationError(f"{at}: name must be 1-63 characters [A-Za-z0-9._-], got {nm!r}")
-        at = f"{where}: node {nm!r}"
-        if nm in seen:
-            raise FederationError(f"{at}: duplicate node name")
-        seen.add(nm)
-        roles = raw.get("roles")
-        if not isinstance(roles, list) or not roles or any(r not in ROLES for r in roles):
-            raise FederationError(f"{at}: roles must be a non-empty list of {', '.join(ROLES)}, got {roles!r}")
-        address = raw.get("address")
-        if any(r in SERVING_ROLES for r in roles) or address is not None:
-            address = _check_address(at, address)
+    for i, raw in enumerate(head.node):
         try:
-            data = _resolve(base, raw.get("data"))
-            ledger = _resolve(base, raw.get("ledger"))
-            state = _resolve(base, raw.get("state"))
-        except FederationError as exc:
-            raise FederationError(f"{at}: {exc}") from None
+            node = Node.model_validate(raw)
+        except ValidationError as exc:
+            raise _located(exc.errors(), where, doc, lines, ("node", i)) from None
+        if node.name in seen:
+            raise _located(
+                [{"loc": ("name",), "msg": "duplicate node name", "type": "duplicate"}], where, doc, lines, ("node", i)
+            )
+        if any(r in SERVING_ROLES for r in node.roles) and node.address is None:
+            raise _located(
+                [{"loc": ("address",), "msg": "a serving node needs an address 'host:port'", "type": "missing"}],
+                where,
+                doc,
+                lines,
+                ("node", i),
+            )
+        seen.add(node.name)
         nodes.append(
-            Node(
-                name=nm,
-                roles=tuple(roles),
-                address=address,
-                data=data,
-                table=raw.get("table"),
-                ledger=ledger,
-                state=state,
-                policy=_check_policy(f"{at}: policy", raw.get("policy", {})),
-                extra={k: v for k, v in raw.items() if k not in _NODE_KEYS},
+            node.model_copy(
+                update={
+                    "data": _resolve(raw.get("data"), base),
+                    "ledger": _resolve(raw.get("ledger"), base),
+                    "state": _resolve(raw.get("state"), base),
+                }
             )
         )
-    certs = base / head.get("certs", "certs")
-    return Federation(name=name, nodes=tuple(nodes), certs=certs, policy=policy, path=path)
+    return Federation(
+        name=head.federation.name,
+        nodes=tuple(nodes),
+        certs=base / head.federation.certs,
+        policy=head.policy,
+        path=path,
+    )
 
 
 def load(path) -> Federation:
     """Read and validate a federation file."""
     path = Path(path)
     try:
-        doc = tomllib.loads(path.read_text())
+        text = path.read_text()
+        doc = tomllib.loads(text)
     except FileNotFoundError:
         raise FederationError(f"federation file {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise FederationError(f"{path}: not valid TOML: {exc}") from None
-    return parse(doc, path.resolve().parent, path)
+    return parse(doc, path.resolve().parent, path, text)

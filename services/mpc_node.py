@@ -111,15 +111,14 @@ def spec_from_proto(msg: pb.QuerySpec) -> ComparisonSpec:
         raise CompareRefused(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
 
 
-def policy_for(settings: dict) -> ComparisonPolicy:
-    """A party's comparison policy from its (node-overlaid) federation policy table."""
-    statistics = settings.get("statistics")
+def policy_for(settings: Policy) -> ComparisonPolicy:
+    """A party's comparison policy from its (node-overlaid) federation policy."""
     return ComparisonPolicy(
-        allow_exact_nonlinear=bool(settings.get("allow_exact_nonlinear", False)),
-        max_epsilon=float(settings.get("max_epsilon", ComparisonPolicy.max_epsilon)),
-        min_colluders=int(settings.get("min_colluders", ComparisonPolicy.min_colluders)),
-        statistics=None if statistics is None else tuple(statistics),
-        columns=tuple(settings.get("columns", ())),
+        allow_exact_nonlinear=settings.allow_exact_nonlinear,
+        max_epsilon=settings.max_epsilon,
+        min_colluders=settings.min_colluders,
+        statistics=settings.statistics,
+        columns=settings.columns,
     )
 
 
@@ -274,7 +273,7 @@ async def coordinate(coord, request: pb.QueryRequest, context) -> None:
     who = await coord._client(context)
     try:
         msg, spec = _proposal(coord, request)
-        if spec.is_exact and not coord.federation.policy.get("allow_exact_nonlinear", False):
+        if spec.is_exact and not coord.federation.policy.allow_exact_nonlinear:
             raise CompareRefused(
                 grpc.StatusCode.PERMISSION_DENIED,
                 "this federation does not allow exact nonlinear releases (allow_exact_nonlinear)"

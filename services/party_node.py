@@ -37,10 +37,10 @@ import grpc
 import numpy as np
 
 from mpcdp.prg import RandomSource
-from mpcdp.protocol import PartyPolicy, PartySession, ProtocolError, ShareMessage, SpecError, Status
+from mpcdp.protocol import PartySession, ProtocolError, ShareMessage, SpecError, Status
 from services import audit, convert
 from services.data import DataError, Table
-from services.federation import DEFAULT_MAX_TIMEOUT, Federation
+from services.federation import Federation
 from services.ledgers import SessionLog
 from services.link import Hub, LinkError
 from services.tls import Identity, caller
@@ -52,12 +52,6 @@ SHARE = "share"  # the link message kind of a party's share for a peer (round 0)
 SHARE_MARGIN_FRACTION = 0.2
 SHARE_MARGIN_MAX = 2.0  # seconds
 CLOCK_SLACK = 5.0  # seconds a proposed deadline may exceed max_timeout by (clocks differ)
-
-
-def policy_from(settings: dict) -> PartyPolicy:
-    """A PartyPolicy from a federation's (node-overlaid) policy table."""
-    keys = ("statistics", "allow_exact", "max_epsilon", "min_colluders", "columns", "max_length")
-    return PartyPolicy(**{k: settings[k] for k in keys if k in settings})
 
 
 @dataclass
@@ -86,9 +80,10 @@ class PartyNode(pb_grpc.PartyServicer):
         self.table = table
         self.identity = identity
         self.ledger = ledger
-        self.policy = policy_from(federation.policy_for(name))
-        self.one_round = bool(federation.policy_for(name).get("one_round", True))
-        self.max_timeout = float(federation.policy_for(name).get("max_timeout", DEFAULT_MAX_TIMEOUT))
+        policy = federation.policy_for(name)
+        self.policy = policy.party()
+        self.one_round = policy.one_round
+        self.max_timeout = policy.max_timeout
         self.sessions = sessions  # durable used session ids (None: only those since start)
         self._rng = rng
         self._clock = clock

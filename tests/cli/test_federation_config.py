@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from cryptography import x509
 
-from mpcdp.protocol import QuerySpec
+from mpcdp.protocol import PartyPolicy, QuerySpec
 from services import federation as fed
 from services.cli import main
 from services.data import DataError, Table
@@ -25,7 +25,7 @@ def test_example_federations_parse():
     f = fed.load(ROOT / "examples" / "engineers" / "federation.toml")
     assert f.coordinator().name == "coordinator"
     assert f.names("party") == ["alice", "bob", "carol"] and f.names("client") == ["analyst"]
-    assert f.policy_for("alice")["epsilon_budget"] == 10.0
+    assert f.policy_for("alice").epsilon_budget == 10.0
     table = Table.load(f.node("alice").data)
     assert table.records(QuerySpec("mean", parties=PARTIES, column="raise", bounds=(0, 1e4), max_records=10)).shape == (
         3,
@@ -41,12 +41,45 @@ def test_example_federations_parse():
         (dict(address="localhost"), "host:port"),
         (dict(address="h:70000"), "host:port"),
         (dict(policy={"max_epsilon": "lots"}), "max_epsilon"),
-        (dict(policy={"colour": 1}), "unknown policy key"),
+        (dict(policy={"colour": 1}), "unknown policy key 'colour'; known: allow_exact"),
+        (dict(policy={"max_records": 0}), "max_records: Input should be greater than or equal to 1"),
+        (dict(policy={"allow_exact": "yes"}), "allow_exact"),
+        (dict(colour="red"), "unknown node key 'colour'"),
+        (dict(address=None), "needs an address"),
     ],
 )
 def test_malformed_federation_names_the_field(node, match):
     with pytest.raises(fed.FederationError, match=match):
         fed.parse(doc(**node), Path("."))
+
+
+def test_errors_name_the_line_of_the_file(tmp_path):
+    path = tmp_path / "federation.toml"
+    path.write_text(
+        '[federation]\nname = "x"\n\n[policy]\nmax_epsilon = -1\n\n[[node]]\nname = "alice"\n'
+        'address = "127.0.0.1:5001"\nroles = ["party"]\n\n[[node]]\nname = "bob"\naddress = "nowhere"\n'
+        'roles = ["party"]\n'
+    )
+    with pytest.raises(fed.FederationError, match=r"federation.toml:5: policy.max_epsilon: .*greater than or equal"):
+        fed.load(path)
+    path.write_text(path.read_text().replace("max_epsilon = -1", "max_epsilon = 1"))
+    with pytest.raises(fed.FederationError, match=r"federation.toml:14: node 'bob': address: .*host:port"):
+        fed.load(path)
+
+
+def test_a_node_policy_overrides_the_federations_and_becomes_the_librarys_party_policy(tmp_path):
+    f = fed.parse(
+        {
+            "policy": {"max_epsilon": 2, "allow_exact": True, "epsilon_budget": 5},
+            "node": [doc(policy={"max_epsilon": 0.5, "columns": ["raise"], "one_round": False})["node"][0]],
+        },
+        tmp_path,
+    )
+    mine = f.policy_for("alice")
+    assert (mine.max_epsilon, mine.allow_exact, mine.epsilon_budget, mine.one_round) == (0.5, True, 5.0, False)
+    party = mine.party()
+    assert (party.max_epsilon, party.allow_exact, party.columns) == (0.5, True, ("raise",))
+    assert f.policy.max_timeout == PartyPolicy.max_timeout and f.policy.one_round
 
 
 def test_duplicate_nodes_and_missing_files_are_refused(tmp_path):
@@ -113,7 +146,7 @@ def test_state_directory_and_max_timeout_are_configurable(tmp_path):
         ],
     }
     f = parse(doc, tmp_path)
-    assert f.policy["max_timeout"] == 60.0
+    assert f.policy.max_timeout == 60.0
     assert f.node("coordinator").state_dir == tmp_path / "s" and f.node("alice").state_dir == tmp_path / "alice-state"
     assert f.node("analyst").state_dir is None
     doc["policy"]["max_timeout"] = 0

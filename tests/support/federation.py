@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import pytest
@@ -52,7 +51,7 @@ class Cluster:
         self.servers = servers
 
     def client(self, name="analyst", certs=None):
-        f = dataclasses.replace(self.federation, certs=certs or self.federation.certs)
+        f = self.federation.model_copy(update={"certs": certs or self.federation.certs})
         return Analyst(f, name)
 
     async def query(self, statistic="mean", **kw):
@@ -74,7 +73,7 @@ class Cluster:
 async def make_cluster(certs, data=None, policy=None, party_cls=PartyNode, ledgers=None, rng=None, limits=None):
     data = data or {p: {"raise": [v]} for p, v in RAISES.items()}
     f = fed.parse(federation_doc(list(data), policy), certs.parent)
-    f = dataclasses.replace(f, certs=certs)
+    f = f.model_copy(update={"certs": certs})
     nodes, servers, ports = {}, {}, {}
     ledgers = ledgers or {}
     for name in data:
@@ -92,11 +91,13 @@ async def make_cluster(certs, data=None, policy=None, party_cls=PartyNode, ledge
         limits,
     )
     nodes["coordinator"] = coord
-    real = dataclasses.replace(
-        f,
-        nodes=tuple(
-            dataclasses.replace(n, address=f"127.0.0.1:{ports[n.name]}") if n.name in ports else n for n in f.nodes
-        ),
+    real = f.model_copy(
+        update={
+            "nodes": tuple(
+                n.model_copy(update={"address": f"127.0.0.1:{ports[n.name]}"}) if n.name in ports else n
+                for n in f.nodes
+            )
+        }
     )
     for node in nodes.values():
         node.federation = real
