@@ -536,6 +536,7 @@ class MaskedCoordinator:
                     delta=delta,
                     mechanism=None if spec.is_exact else spec.mechanism,
                     extras=dict(extras),
+                    loss=loss,  # restated for the counted parties
                 )
             )
             start += length

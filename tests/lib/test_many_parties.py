@@ -235,7 +235,7 @@ def test_release_restates_the_loss_for_the_survivors():
     drop = {"p0001": "mask", "p0002": "accept"}
     run = run_masked_in_memory(query, {p: [5.0] for p in spec.parties}, drop=drop, rng=seeded)
     want = survivor_loss(spec, 10)
-    assert run.release.epsilon == want.epsilon_delta()[0]
+    assert run.release.loss == want and run.release.epsilon == want.epsilon_delta()[0]
     assert 1.0 < run.release.epsilon <= query.charge.epsilon_delta()[0]
 
 
