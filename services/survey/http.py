@@ -438,6 +438,9 @@ async def serve(
     config.errorlog = None
     config.include_server_header = False
     config.keep_alive_timeout = 30
+    # hypercorn closes a connection after 1,000 requests (its default), cutting HTTP/2 streams in flight: a relay
+    # or the benchmark sends more than that on one connection
+    config.keep_alive_max_requests = 1_000_000
     config.h11_max_incomplete_size = 16 << 10  # request line and headers
     config.h2_max_concurrent_streams = 32
     if certfile is not None:
