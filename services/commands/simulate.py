@@ -35,11 +35,11 @@ def party_values(n: int, values: str | None, bounds, seed: int | None) -> dict[s
             raise ValueError(f"--values takes one number per party, comma-separated, got {values!r}") from None
         if len(given) != n:
             raise ValueError(f"--values has {len(given)} values for --parties {n}")
-        return {p: [v] for p, v in zip(names, given)}
+        return {p: [v] for p, v in zip(names, given, strict=True)}
     rng = Prg.from_int(seed, "simulate") if seed is not None else system_random("simulate")
     lo, hi = bounds
     u = rng.uint64(n).astype(np.float64) / 2.0**64
-    return {p: [float(lo + (hi - lo) * x)] for p, x in zip(names, u)}
+    return {p: [float(lo + (hi - lo) * x)] for p, x in zip(names, u, strict=True)}
 
 
 def run_simulation(data: dict, args, bounds, out=sys.stdout) -> int:
