@@ -24,7 +24,6 @@ import asyncio
 import contextvars
 import inspect
 import logging
-import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -235,18 +234,6 @@ class Guard(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         return _guard(handler, handler_call_details.method, self.limits)
-
-
-def reserve_loopback_port() -> socket.socket:
-    """Hold a free loopback port (SO_REUSEPORT) until a child process has bound it too.
-
-    Closing the returned socket after the node is serving releases the hold;
-    no other program can take the port in between.
-    """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
 
 
 async def start(

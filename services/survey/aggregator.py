@@ -34,7 +34,7 @@ from mpcdp.prg import RandomSource
 from mpcdp.survey.definition import Survey
 from mpcdp.survey.noise import check_headroom
 from mpcdp.survey.release import BelowMinimum, check_minimum
-from services import audit
+from services import audit, streams
 from services.survey.store import ID_BYTES, PutStatus, ShareStore, StoreError
 from services.tls import caller
 from services.wire.mpcdp.v1 import survey_pb2, survey_pb2_grpc
@@ -51,7 +51,6 @@ _STATUS = {
     StoreError.NOT_CLOSED: grpc.StatusCode.FAILED_PRECONDITION,
     StoreError.RELEASED: grpc.StatusCode.FAILED_PRECONDITION,
 }
-CHUNK_IDS = 65_536  # ids per ListIds message (1 MiB)
 MAX_MESSAGE = (
     8 << 20
 )  # the aggregator's largest message: clients send batches of at most mpcdp.survey.respondent.BATCH_BYTES
@@ -205,8 +204,8 @@ class AggregatorService(survey_pb2_grpc.SurveyAggregatorServicer):
         await self._coordinator_only(context)
         survey = await self._survey(request, context)
         ids = await self._run(context, survey.id, lambda: list(self.store.ids(survey.id)))
-        for start in range(0, len(ids), CHUNK_IDS):
-            yield survey_pb2.IdChunk(ids=b"".join(ids[start : start + CHUNK_IDS]))
+        for _, piece in streams.chunks(b"".join(ids), ID_BYTES):  # ~1 MiB of whole ids per message
+            yield survey_pb2.IdChunk(ids=bytes(piece))
 
     async def Release(self, request, context):
         await self._coordinator_only(context)

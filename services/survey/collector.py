@@ -15,7 +15,6 @@ import grpc
 from mpcdp.survey import noise, proved
 from mpcdp.survey.release import BelowMinimum, QuestionResult, check_minimum, estimate, id_set_digest
 from services import audit
-from services.server import OPTIONS
 from services.survey.transport import CoordinatorClient, ref
 from services.wire.mpcdp.v1 import survey_pb2, survey_pb2_grpc
 
@@ -108,11 +107,8 @@ class VerifiedCoordinator(CoordinatorClient):
 
     async def _prepare(self, ids: list[bytes]) -> list[int]:
         """Ask the leader to verify one batch; retried while an aggregator is unavailable (a restart)."""
-        if self._verifier is None:
-            leader = self.survey.aggregators[0]
-            channel = self.identity.channel(leader.address, leader.name, OPTIONS)
-            self._channels.append(channel)
-            self._verifier = survey_pb2_grpc.SurveyVerifierStub(channel)
+        if self._verifier is None:  # the leader: the survey's first aggregator
+            self._verifier = self._channels.stub(self.survey.aggregators[0].name, survey_pb2_grpc.SurveyVerifierStub)
         request = survey_pb2.PrepareRequest(survey=ref(self.survey), ids=b"".join(ids))
         for attempt in range(RETRIES):
             try:

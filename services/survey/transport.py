@@ -17,8 +17,10 @@ from mpcdp.survey.definition import Survey
 from mpcdp.survey.release import BelowMinimum, QuestionResult, check_minimum, estimate, intersect
 from mpcdp.survey.respondent import Refused, Unavailable
 from services import audit
-from services.server import OPTIONS
+from services.channels import Channels
+from services.streams import Assembler
 from services.survey.aggregator import split_ids
+from services.survey.store import ID_BYTES
 from services.tls import Identity
 from services.wire.mpcdp.v1 import survey_pb2, survey_pb2_grpc
 
@@ -45,22 +47,19 @@ def ref(survey: Survey) -> survey_pb2.SurveyRef:
 
 
 class _Channels:
+    """The survey's aggregators by name, one channel each (:class:`services.channels.Channels`)."""
+
     def __init__(self, identity: Identity, survey: Survey):
         self.identity = identity
         self.survey = survey
-        self._stubs: dict[str, survey_pb2_grpc.SurveyAggregatorStub] = {}
-        self._channels: list[grpc.aio.Channel] = []
+        addresses = {a.name: a.address for a in survey.aggregators}
+        self._channels = Channels(identity, addresses.__getitem__)
 
     def stub(self, name: str) -> survey_pb2_grpc.SurveyAggregatorStub:
-        if name not in self._stubs:
-            address = {a.name: a.address for a in self.survey.aggregators}[name]
-            channel = self.identity.channel(address, name, OPTIONS)
-            self._channels.append(channel)
-            self._stubs[name] = survey_pb2_grpc.SurveyAggregatorStub(channel)
-        return self._stubs[name]
+        return self._channels.stub(name, survey_pb2_grpc.SurveyAggregatorStub)
 
     async def close(self) -> None:
-        await asyncio.gather(*(c.close() for c in self._channels))
+        await self._channels.close()
 
 
 class GrpcTransport(_Channels):
@@ -139,7 +138,7 @@ class CoordinatorClient(_Channels):
         return estimate(survey, total, inter.count)
 
     async def _ids(self, name: str) -> list[bytes]:
-        out: list[bytes] = []
+        ids = Assembler(None, ID_BYTES)  # refuses a piece that is not whole ids
         async for chunk in self.stub(name).ListIds(ref(self.survey), timeout=self.timeout):
-            out.extend(split_ids(chunk.ids))
-        return out
+            ids.add(chunk.ids)
+        return split_ids(bytes(ids.bytes()))

@@ -23,7 +23,7 @@ from mpcdp.survey import proved
 from mpcdp.survey.definition import Survey
 from mpcdp.survey.lifecycle import Refusal
 from services import audit
-from services.server import OPTIONS
+from services.channels import Channels
 from services.survey.aggregator import split_ids
 from services.survey.reports import ReportStore, batch_id
 from services.survey.store import StoreError
@@ -55,7 +55,8 @@ class VerifierService(survey_pb2_grpc.SurveyVerifierServicer):
         self.name, self.store, self.identity = name, store, identity
         self.surveys = {k: s for k, s in surveys.items() if s.verified}
         self.coordinator, self.insecure, self.timeout = coordinator, insecure, timeout
-        self._stubs: dict[str, survey_pb2_grpc.SurveyVerifierStub] = {}
+        self._addresses: dict[str, str] = {}  # the aggregators of every survey verified here
+        self._channels = Channels(identity, self._addresses.__getitem__)
         self._cache: OrderedDict[bytes, proved.PrepInit] = OrderedDict()
 
     async def _refuse(self, context, code, reason: str, survey: str = ""):
@@ -88,10 +89,8 @@ class VerifierService(survey_pb2_grpc.SurveyVerifierServicer):
             await self._refuse(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc), survey)
 
     def _stub(self, survey: Survey, name: str) -> survey_pb2_grpc.SurveyVerifierStub:
-        if name not in self._stubs:
-            address = {a.name: a.address for a in survey.aggregators}[name]
-            self._stubs[name] = survey_pb2_grpc.SurveyVerifierStub(self.identity.channel(address, name, OPTIONS))
-        return self._stubs[name]
+        self._addresses.update({a.name: a.address for a in survey.aggregators})
+        return self._channels.stub(name, survey_pb2_grpc.SurveyVerifierStub)
 
     def _init(self, survey: Survey, ids: list[bytes], key: bytes) -> proved.PrepInit:
         bid = batch_id(ids)
@@ -173,4 +172,4 @@ class VerifierService(survey_pb2_grpc.SurveyVerifierServicer):
         return survey_pb2.PrepFinishResponse(accepted=accepted)
 
     async def close(self) -> None:
-        self._stubs.clear()
+        await self._channels.close()
