@@ -379,13 +379,13 @@ def run_link(workload: str, reps: int) -> dict:
     """Three party processes over mutual TLS links; a run's time is its slowest party's."""
     import tempfile
 
-    from services.server import reserve_loopback_port
+    from services.launch import reserve_ports
     from services.tls import init_certs
 
     with tempfile.TemporaryDirectory(prefix="mpcdp-bench-cmp-") as tmp:
         folder = Path(tmp)
         init_certs(LINK_NAMES, folder / "certs", ca_name="benchmark CA")
-        held = {n: reserve_loopback_port() for n in LINK_NAMES}
+        held = reserve_ports(LINK_NAMES)
         ports = ",".join(f"{n}={s.getsockname()[1]}" for n, s in held.items())
         procs = [
             subprocess.Popen(
