@@ -12,12 +12,21 @@ import sys
 from pathlib import Path
 
 from mpcdp.prg import system_random
-from mpcdp.survey.definition import Survey, SurveyError
+from mpcdp.survey.definition import Survey, SurveyError, parse_survey
 from services.survey.admission import AdmissionError, IssuerDir, admission_for, default_tokens_dir, read_public_key
 from services.survey.files import write_private
 from services.survey.http import HttpLimits, SurveyHttp, serve
 
 ISSUER = "issuer"  # the token endpoint's certificate name in the survey CA (`mpcdp certs init --survey`)
+
+
+def load_survey(path: str) -> Survey:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise SurveyError(f"cannot read: {exc.strerror}", source=path) from None
+    return parse_survey(text, path)
+
 
 # -- shared flags --------------------------------------------------------------------------------
 
@@ -147,8 +156,6 @@ async def with_https(args, grpc_server, surveys: dict[str, Survey], sources: dic
 
 
 def run_invite(args) -> int:
-    from services.commands.survey import load_survey
-
     survey = load_survey(args.survey)
     if not survey.verified:
         raise SurveyError('tokens admit reports of verified surveys only: set proofs = "prio3"', source=args.survey)
@@ -182,8 +189,6 @@ def run_invite(args) -> int:
 
 
 def run_issuer(args) -> int:
-    from services.commands.survey import load_survey
-
     survey = load_survey(args.survey)
     folder = Path(args.tokens) if args.tokens else default_tokens_dir(args.survey, survey)
     try:
@@ -275,11 +280,17 @@ def add_submit_flags(s) -> None:
     )
     s.add_argument("--endpoints", help="endpoints file (JSON): the issuer's and each aggregator's HTTPS URL")
     s.add_argument("--ca", help="CA certificate to trust for HTTPS (default: the system's; the survey's ca.pem)")
+    s.add_argument(
+        "--issuer-key",
+        metavar="ISSUER_JSON",
+        help="the survey's published issuer key (issuer.json): refuse any other key the issuer presents (an "
+        "issuer giving you a key of your own could recognise your token)",
+    )
 
 
 def deliver_https(args, survey: Survey, prepared, outbox: Path) -> None:
     """Redeem the invitation (once, kept in <outbox>.token) and send every aggregator its report."""
-    from mpcdp.survey.respondent import SurveyClient
+    from mpcdp.survey.respondent import Refused, SurveyClient
     from services.survey.https_client import HttpsTransport, TokenOutbox, endpoints_of, fetch_issuer_key, http_client
 
     if not args.endpoints:
@@ -291,11 +302,23 @@ def deliver_https(args, survey: Survey, prepared, outbox: Path) -> None:
     except (OSError, ValueError) as exc:
         raise SurveyError(f"cannot read the endpoints file: {exc}", source="--endpoints") from None
     token_box = outbox.with_name(outbox.name + ".token")
+    pinned = None
+    if args.issuer_key:
+        try:
+            pinned_survey, pinned = read_public_key(args.issuer_key)
+        except AdmissionError as exc:
+            raise SurveyError(str(exc), source="--issuer-key") from None
+        if pinned_survey != survey.id:
+            raise SurveyError(f"{args.issuer_key} is the issuer key of survey {pinned_survey!r}", source="--issuer-key")
 
     async def go():
         async with http_client(Path(args.ca) if args.ca else None, args.insecure, args.timeout) as client:
             issuer_name = ISSUER if args.ca else None  # the survey CA names its nodes, not their addresses
             key = await fetch_issuer_key(client, endpoints["issuer"], survey, issuer_name)
+            if pinned is not None and key.spki != pinned.spki:
+                raise Refused(
+                    "the issuer presents another key than the survey's published one (--issuer-key): not redeeming"
+                )
             admission = admission_for(survey, key)
             token = await TokenOutbox(token_box, admission, prepared.submission_id, issuer_name).token(
                 client, endpoints["issuer"], args.invitation, system_random("token")

@@ -16,8 +16,9 @@ import httpx
 from cryptography.hazmat.primitives import serialization
 
 from mpcdp.survey.definition import parse_survey
+from mpcdp.tokens import Issuer, generate_issuer_key
 from services.cli import main
-from services.survey.admission import ISSUER_PUBLIC, read_public_key
+from services.survey.admission import ISSUER_PUBLIC, public_key_document, read_public_key
 from services.survey.https_local import HttpsLocalSurvey, free_port
 from services.tls import make_node_cert
 from tests.support.survey_proved import TEXT
@@ -105,13 +106,19 @@ def test_respondents_redeem_an_invitation_and_submit_over_https_without_a_certif
             )
             ca = str(run.certs / "ca.pem")
 
-            def submit(i: int, code: str) -> int:
+            def submit(i: int, code: str, key: Path = tokens / ISSUER_PUBLIC) -> int:
                 answers = tmp_path / f"answers{i}.json"
                 answers.write_text(json.dumps(ANSWERS))
                 return main(
                     ["survey", "submit", "--survey", str(survey_path), "--answers", str(answers)]
-                    + ["--invitation", code, "--endpoints", str(endpoints), "--ca", ca]
+                    + ["--invitation", code, "--endpoints", str(endpoints), "--ca", ca, "--issuer-key", str(key)]
                 )
+
+            # a respondent pins the published issuer key: an issuer presenting another one is not trusted
+            other_key = tmp_path / "other-issuer.json"
+            other_key.write_text(json.dumps(public_key_document(survey.id, Issuer(generate_issuer_key()).public_key)))
+            assert submit(9, codes[0], other_key) == 1
+            assert "another key than the survey's published one" in capsys.readouterr().err
 
             for i, code in enumerate(codes[:3]):
                 assert submit(i, code) == 0
