@@ -13,11 +13,9 @@ import asyncio
 import math
 import os
 import time
-from fractions import Fraction
 from pathlib import Path
 
 from mpcdp.dp.ledger import BudgetExceeded, PrivacyLedger
-from mpcdp.dp.rational import exact
 from services.federation import Federation, FederationError
 
 SESSION_KEEP_AFTER_DEADLINE = 3600.0  # seconds of clock skew a replayed, expired session id is still refused for
@@ -39,29 +37,6 @@ def public_refusal(exc: Exception) -> str:
     if isinstance(exc, BudgetExceeded):
         return str(exc)
     return "the privacy ledger refused the charge"
-
-
-class Reserving:
-    """The former in-memory reservation, kept only for ``services/mpc_node.py`` until its comparisons
-    reserve on the ledger itself (:meth:`mpcdp.dp.ledger.PrivacyLedger.reserve`, durable and shared by every
-    session of the node); delete it then. ``reserved`` maps session ids to their (epsilon, delta)."""
-
-    def __init__(self, ledger, reserved: dict, sid: bytes):
-        self.ledger, self.reserved, self.sid = ledger, reserved, sid
-
-    def check(self, epsilon: float, delta: float = 0.0) -> None:
-        others = [v for k, v in self.reserved.items() if k != self.sid]
-        held_eps = sum((exact(e, "epsilon") for e, _ in others), Fraction(0))
-        held_delta = sum((exact(d, "delta") for _, d in others), Fraction(0))
-        try:
-            self.ledger.check(exact(epsilon, "epsilon") + held_eps, exact(delta, "delta") + held_delta)
-        except Exception as exc:
-            raise ValueError(public_refusal(exc)) from None
-
-    def charge(self, epsilon: float, delta: float = 0.0, **kw):
-        charged = self.ledger.charge(epsilon, delta, **kw)
-        self.reserved.pop(self.sid, None)
-        return charged
 
 
 class SessionLog:

@@ -10,7 +10,7 @@ from .memory import Run, run_in_memory
 from .messages import Abort, PartialSum, Response, ShareMessage
 from .party import PartyPolicy, PartySession
 from .spec import QuerySpec, SpecError, new_session_id
-from .statistics import STATISTICS, LinearStatistic, QueryCodec, Statistic, codec_for, statistic_for
+from .statistics import STATISTICS, LinearStatistic, QueryCodec, Statistic, codec_for
 
 __all__ = [
     "STATISTICS",
@@ -33,5 +33,4 @@ __all__ = [
     "codec_for",
     "new_session_id",
     "run_in_memory",
-    "statistic_for",
 ]

@@ -427,6 +427,3 @@ def _finite(x: object) -> bool:
 def codec_for(spec: SpecShape) -> QueryCodec:
     """The codec of ``spec``'s (linear) statistic."""
     return QueryCodec(spec)
-
-
-statistic_for = codec_for  # the former name, until services/releases.py and the vector tests switch (issue 10)

@@ -183,7 +183,7 @@ def test_nan_records_refused_at_accept():
 @pytest.mark.parametrize(
     "field,kw,match",
     [
-        ("statistic", dict(statistic="median"), "unknown statistic"),
+        ("statistic", dict(statistic="mode"), "unknown statistic"),
         ("parties", dict(parties=("solo",)), "at least 2"),
         ("parties", dict(parties=("a", "a")), "distinct"),
         ("parties", dict(parties=("a", "b c")), "names"),

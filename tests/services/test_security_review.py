@@ -142,7 +142,7 @@ async def test_concurrent_sessions_cannot_together_overspend_a_partys_budget(dp_
     assert answer.response.accepted
     await abort(h3, c3, third)
     assert float(dp_cluster.ledgers["bob"].spent().epsilon) == 0.0
-    assert not dp_cluster.nodes["bob"]._reserved
+    assert not dp_cluster.ledgers["bob"].reserved()  # nothing held any more, in the ledger's own file
     assert_idle(dp_cluster)
 
 
@@ -150,7 +150,7 @@ async def test_a_whole_query_still_charges_once_and_frees_its_reservation(dp_clu
     async with dp_cluster.client() as c:
         await c.query("mean", column="raise", bounds=(0, 10_000), epsilon=1.0)
     assert {float(ledger.spent().epsilon) for ledger in dp_cluster.ledgers.values()} == {1.0}
-    assert all(not node._reserved for name, node in dp_cluster.nodes.items() if name in RAISES)
+    assert all(not ledger.reserved() for ledger in dp_cluster.ledgers.values())
 
 
 async def test_a_spec_listing_a_node_that_is_not_a_party_is_refused(dp_cluster):
