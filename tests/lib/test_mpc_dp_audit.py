@@ -56,23 +56,28 @@ def exact_loss(p, q) -> float:
 
 def audited_loss(labels_a, labels_b, m: int) -> float:
     """A lower confidence bound on max_i |ln P_a(i) / P_b(i)| from observed labels (Clopper-Pearson)."""
-    K = labels_a.size
+    runs = labels_a.size
     ca, cb = np.bincount(labels_a, minlength=m), np.bincount(labels_b, minlength=m)
-    lo = lambda c, k: stats.beta.ppf(CONFIDENCE, c, k - c + 1) if c > 0 else 0.0
-    hi = lambda c, k: stats.beta.ppf(1 - CONFIDENCE, c + 1, k - c) if c < k else 1.0
+
+    def lo(c, k):
+        return stats.beta.ppf(CONFIDENCE, c, k - c + 1) if c > 0 else 0.0
+
+    def hi(c, k):
+        return stats.beta.ppf(1 - CONFIDENCE, c + 1, k - c) if c < k else 1.0
+
     best = 0.0
     for i in range(m):
-        for (x, nx), (y, ny) in (((ca[i], K), (cb[i], K)), ((cb[i], K), (ca[i], K))):
+        for (x, nx), (y, ny) in (((ca[i], runs), (cb[i], runs)), ((cb[i], runs), (ca[i], runs))):
             if lo(x, nx) > 0:
                 best = max(best, math.log(lo(x, nx) / hi(y, ny)))
     return best
 
 
 def goodness_of_fit(labels, probabilities) -> float:
-    K = labels.size
+    runs = labels.size
     observed = np.bincount(labels, minlength=probabilities.size)
-    keep = probabilities * K > 5
-    expected = probabilities[keep] * K
+    keep = probabilities * runs > 5
+    expected = probabilities[keep] * runs
     obs = observed[keep]
     return stats.chisquare(obs, expected * obs.sum() / expected.sum()).pvalue
 
@@ -121,7 +126,8 @@ def quantile_labels(stat, parts, seed):
 
 
 def test_dp_median_audit_on_one_added_record():
-    """Neighbours: one more record (at 3.5); the utility -|2 rank - N| moves by one, down at some edges, up at others."""
+    """Neighbours: one more record (at 3.5); the utility -|2 rank - N| moves by one, down at some edges, up at
+    others."""
     eps, edges = 1.0, [0, 1, 2, 3, 4]
     stat = DPQuantile(0.5, edges, eps, n_parties=3)
     d = [[0.5, 1.5], [1.5, 2.5], [3.5]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from itertools import combinations
 
@@ -32,7 +33,7 @@ def run(n: int, inputs: list, body, seed: int = 0):
     parts = [
         share(ring.as_ring(np.asarray(x, dtype=np.int64)), n, Prg.from_int(seed + i)) for i, x in enumerate(inputs)
     ]
-    programs = [(lambda p: lambda e: body(e, *[s[p] for s in parts]))(p) for p in range(n)]
+    programs = [functools.partial(lambda p, e: body(e, *[s[p] for s in parts]), p) for p in range(n)]
     results, trace = run_in_memory(n, programs, seeded_rngs(n, seed + 100))
     for other in results[1:]:  # every party opens the same thing
         assert same(results[0], other)
@@ -202,7 +203,7 @@ def test_a_multiplication_sends_n_minus_t_minus_one_words_per_party_per_element(
         yield from e.mul(c, c)
 
     parts = [share(ring.as_ring(np.arange(size)), n, Prg.from_int(1))]
-    programs = [(lambda p: lambda e: body(e, parts[0][p]))(p) for p in range(n)]
+    programs = [functools.partial(lambda p, e: body(e, parts[0][p]), p) for p in range(n)]
     _, trace = run_in_memory(n, programs, seeded_rngs(n, 2), record=True)
     words = sum(m.words.size for msgs in trace.received for m in msgs if m.round == 1)
     assert words == n * (n - t - 1) * size
@@ -277,7 +278,7 @@ def test_a_faulty_peer_aborts_the_run_with_nothing_released_and_the_next_run_wor
             r.abort("a peer aborted")  # what a transport does when a peer aborts or its deadline passes
         assert r.done and r.aborted
         with pytest.raises(ProtocolError):
-            r.result  # nothing partial
+            _ = r.result  # nothing partial
         with pytest.raises(ProtocolError):
             r.step([])
     fresh = _comparison_runs(n, sid=b"next")  # the next session is unaffected
@@ -331,4 +332,4 @@ def test_a_failing_program_aborts_its_run():
             break
     assert runs[0].done and runs[0].aborted and "bad input" in runs[0].aborted
     with pytest.raises(ProtocolError):
-        runs[0].result
+        _ = runs[0].result
