@@ -26,10 +26,10 @@ def ledger_for(federation: Federation, name: str, dataset: str):
     if node.ledger is None:
         return None
     policy = federation.policy_for(name)
-    if "epsilon_budget" not in policy:
+    if policy.epsilon_budget is None:
         raise FederationError(f"node {name!r} keeps a ledger: set policy epsilon_budget")
     node.ledger.parent.mkdir(parents=True, exist_ok=True)
-    return PrivacyLedger(node.ledger, dataset, policy["epsilon_budget"], policy.get("delta_budget", 0.0))
+    return PrivacyLedger(node.ledger, dataset, policy.epsilon_budget, policy.delta_budget)
 
 
 def public_refusal(exc: Exception) -> str:
