@@ -110,7 +110,6 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         self.max_timeout = float(max_timeout or federation.policy.max_timeout)
         self.default_timeout = min(default_timeout, self.max_timeout)
         self._clock = clock
-        self._reserved: dict[bytes, tuple[float, float]] = {}  # mpc_node's comparisons only (ledgers.Reserving)
         self._sessions: set[asyncio.Task] = set()  # running to their end even if their analyst left
         self._slots: dict[str, asyncio.Semaphore] = {}  # per party: its streams in use
         self.channels = Channels(identity, lambda party: self.federation.node(party).address)

@@ -88,7 +88,6 @@ class PartyNode(pb_grpc.PartyServicer):
         self._rng = rng
         self._clock = clock
         self._live: dict[bytes, _Live] = {}
-        self._reserved: dict[bytes, tuple[float, float]] = {}  # mpc_node's comparisons only (ledgers.Reserving)
         self._closed: OrderedDict[bytes, None] = OrderedDict()
         self.link = Hub(
             identity,
@@ -111,7 +110,6 @@ class PartyNode(pb_grpc.PartyServicer):
     def _close(self, sid: bytes) -> None:
         self.link.close_session(sid)
         self._live.pop(sid, None)
-        self._reserved.pop(sid, None)
         self._closed[sid] = None
         while len(self._closed) > CLOSED_REMEMBERED:
             self._closed.popitem(last=False)
