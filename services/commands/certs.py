@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from services import federation as fed
-from services.commands import Formatter, examples
+from services.commands import Formatter, examples, load_survey
 from services.tls import init_certs
 
 FEDERATION = "examples/engineers/federation.toml"
@@ -25,7 +25,6 @@ def _members(args) -> tuple[str, list[str], Path]:
     if args.federation:
         federation = fed.load(args.federation)
         return f"{federation.name} CA", list(federation.names()), federation.certs
-    from services.commands.survey import load_survey
     from services.survey.simulation import COORDINATOR, RESPONDENTS
     from services.survey.tokens_cli import ISSUER
 
