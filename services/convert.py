@@ -14,9 +14,11 @@ from collections.abc import Iterator
 import grpc
 import numpy as np
 
+import mpcdp.mpc.queries  # noqa: F401 -- registers the comparison statistics in STATISTICS
 from mpcdp import ring
 from mpcdp.dp.mechanisms import CENTRAL_MECHANISMS
 from mpcdp.protocol import ProtocolError, QuerySpec, SpecError, Status
+from mpcdp.protocol.spec import Sharing
 from mpcdp.protocol.statistics import STATISTICS
 from mpcdp.registry import UnknownName
 from services import streams
@@ -25,7 +27,7 @@ from services.wire.mpcdp.v1 import federation_pb2 as pb
 RING_BYTES = 8  # one ring element (packed little-endian uint64), or one float64 value of a release
 
 GRPC_CODES = {s: getattr(grpc.StatusCode, s.value) for s in Status}
-_SHARING = {"seeded": pb.SHARING_SEEDED, "full": pb.SHARING_FULL}  # mpcdp.protocol.spec.SHARING_MODES
+_SHARING = {Sharing.SEEDED: pb.SHARING_SEEDED, Sharing.FULL: pb.SHARING_FULL}
 
 
 def _registered(registries, value: int, field: str):
@@ -67,11 +69,11 @@ def sharing_wire(name: str) -> int:
         raise SpecError("sharing", f"must be one of {', '.join(_SHARING)}, got {name!r}") from None
 
 
-def sharing_name(value: int) -> str:
+def sharing_name(value: int) -> Sharing:
     for name, wire in _SHARING.items():
         if wire == value:
             return name
-    return str(_registered((), value, "sharing"))  # refuses UNSPECIFIED and unknown values
+    raise _registered((), value, "sharing")  # refuses UNSPECIFIED and unknown values
 
 
 def status_wire(status: Status | None) -> int:
