@@ -20,13 +20,12 @@ epsilon rounded up); the converse, the largest rho within (epsilon, delta), is :
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, localcontext
 from enum import Enum
 from fractions import Fraction
 
-from .rational import DECIMAL_DIGITS, decimal_of, exact, round_up
+from .rational import DECIMAL_DIGITS, decimal_of, exact, magnitude, round_up
 
 __all__ = ["Measure", "PrivacyLoss", "Relation", "RelationMismatch"]
 
@@ -214,4 +213,5 @@ class PrivacyLoss:
 
 
 def _g(x: Fraction) -> str:
-    return f"{float(x):g}" if math.isfinite(float(x)) else str(x)
+    """An amount for people, as %g (beyond the float range, 3 significant digits of the exact value)."""
+    return magnitude(x) if x > Fraction(10) ** 300 else f"{float(x):g}"
