@@ -1,4 +1,4 @@
-"""The peer protocol (DESIGN.md, protocol 1) without I/O: specs, messages, state machines.
+"""The peer protocol (docs/design.md, "The federation query") without I/O: specs, messages, state machines.
 
 spec = QuerySpec("mean", parties=("alice", "bob", "carol", "dave"), bounds=(0, 10_000))
 run_in_memory(spec, {"alice": [3800], "bob": [2514], ...}).release.value

@@ -1,4 +1,4 @@
-"""The messages of the peer protocol (DESIGN.md, protocol 1), transport-free.
+"""The messages of the peer protocol (docs/design.md, "The federation query"), transport-free.
 
 Every message carries the session id; transports encode these into the
 ``mpcdp.v1`` protobufs and back without adding meaning.
