@@ -21,7 +21,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -49,6 +49,9 @@ from services.survey.aggregator import MAX_CALLS as AGGREGATOR_MAX_CALLS
 from services.survey.aggregator import MAX_MESSAGE as AGGREGATOR_MAX_MESSAGE
 from services.survey.aggregator import MAX_STREAMS as AGGREGATOR_MAX_STREAMS
 from services.survey.files import write_private
+
+if TYPE_CHECKING:
+    from services.survey.budget import SurveyLedger
 
 SURVEY = "examples/election_poll.toml"
 ANSWERS = '{"will_vote": true, "vote": "Greens", "issues": ["climate"], "salary": 52000}'
@@ -143,6 +146,19 @@ def _peer(text: str) -> tuple[str, str]:
     return name, address(addr)
 
 
+def _survey_ledger(args) -> SurveyLedger:
+    """This aggregator's ledger of survey releases: ``--ledger``, else beside an SQLite store, else (memory or
+    PostgreSQL store) ``NAME.ledger.db`` in the working directory."""
+    from services.survey.budget import SurveyLedger
+
+    if args.ledger:
+        return SurveyLedger(args.ledger)
+    store = args.store or f"{args.name}.survey.db"
+    if store == "memory" or store.startswith(("postgresql://", "postgres://")):
+        return SurveyLedger(f"{args.name}.ledger.db")
+    return SurveyLedger(Path(store.removeprefix("sqlite://")).with_suffix(".ledger.db"))
+
+
 def run_aggregator(args) -> int:
     from services.server import serve_until_stopped
     from services.survey.aggregator import AggregatorService
@@ -195,7 +211,9 @@ def run_aggregator(args) -> int:
             )
         )
     admissions = tokens_cli.admit(args, surveys, reports)  # --issuer-key: admitted by token only
-    service = AggregatorService(args.name, surveys, store, noise_rng, args.coordinator, args.insecure)
+    service = AggregatorService(
+        args.name, surveys, store, noise_rng, args.coordinator, args.insecure, ledger=_survey_ledger(args)
+    )
     name = survey_pb2.DESCRIPTOR.services_by_name["SurveyAggregator"].full_name
     configure_audit(args, args.name)
 
@@ -523,6 +541,12 @@ def register(sub) -> None:
         "(lost on exit) (default: sqlite file <name>.survey.db)",
     )
     a.add_argument("--pg-schema", default="public", help="PostgreSQL schema for the tables (default public)")
+    a.add_argument(
+        "--ledger",
+        metavar="FILE",
+        help="privacy ledger of survey releases: each release is charged there once, per replaced "
+        "respondent (default: beside an SQLite store, else NAME.ledger.db here)",
+    )
     a.add_argument(
         "--peer",
         type=_peer,

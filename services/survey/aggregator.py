@@ -26,15 +26,18 @@ import ctypes
 import ctypes.util
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from typing import NoReturn
 
 import grpc
 import numpy as np
 
+from mpcdp.dp.ledger import BudgetExceeded
 from mpcdp.prg import RandomSource
 from mpcdp.survey.definition import Survey
 from mpcdp.survey.noise import check_headroom
 from mpcdp.survey.release import BelowMinimum, check_minimum
 from services import audit, streams
+from services.survey.budget import SurveyLedger
 from services.survey.store import ID_BYTES, PutStatus, ShareStore, StoreError
 from services.tls import caller
 from services.wire.mpcdp.v1 import survey_pb2, survey_pb2_grpc
@@ -78,6 +81,14 @@ def give_memory_back() -> None:
 def _status(state) -> survey_pb2.SurveyStatus:
     """A store's survey state on the wire (SurveyState ``SURVEY_STATE_<STATE>``, mpcdp.survey.lifecycle)."""
     return survey_pb2.SurveyStatus(
+        state=f"SURVEY_STATE_{state.state.upper()}",  # the enum value by its name
+        submissions=state.count,
+    )
+
+
+def _status(state) -> survey_pb2.SurveyStatus:
+    """A store's survey state on the wire (SurveyState ``SURVEY_STATE_<STATE>``, mpcdp.survey.lifecycle)."""
+    return survey_pb2.SurveyStatus(
         state=survey_pb2.SurveyState.Value(f"SURVEY_STATE_{state.state.upper()}"), submissions=state.count
     )
 
@@ -101,8 +112,10 @@ class AggregatorService(survey_pb2_grpc.SurveyAggregatorServicer):
         coordinator: str = "coordinator",
         insecure: bool = False,
         intake_batches: int = INTAKE_BATCHES,
+        ledger: SurveyLedger | None = None,
     ):
         self.name = name
+        self.ledger = ledger  # charged at each release (services.survey.budget); None: tests of the store alone
         self._intake = asyncio.Semaphore(intake_batches)
         # one thread for all store work: every store serialises it anyway, and one thread keeps one malloc
         # arena (memory freed in a pool of threads' arenas is not given back to the system)
@@ -118,13 +131,14 @@ class AggregatorService(survey_pb2_grpc.SurveyAggregatorServicer):
             store.register(survey.id, survey.digest, survey.width)
 
     @staticmethod
-    async def _refuse(context, code: grpc.StatusCode, reason: str, survey: str = "") -> None:
+    async def _refuse(context, code: grpc.StatusCode, reason: str, survey: str = "") -> NoReturn:
         """Abort the call, with an audit record of the refusal (who, which survey, why; never a share)."""
         if code == grpc.StatusCode.PERMISSION_DENIED:
             audit.record("denied", caller=caller(context), reason=reason)
         else:
             audit.record("refused", survey=survey, status=code.name, reason=reason)
         await context.abort(code, reason)
+        raise AssertionError("context.abort() returned")  # it raises: the call ends here
 
     async def _survey(self, ref, context) -> Survey:
         survey = self.surveys.get(ref.survey_id)
@@ -155,6 +169,8 @@ class AggregatorService(survey_pb2_grpc.SurveyAggregatorServicer):
             return await asyncio.get_running_loop().run_in_executor(self._store_thread, fn, *args)
         except StoreError as exc:
             await self._refuse(context, _STATUS[exc.reason], str(exc), survey)
+        except BudgetExceeded as exc:  # the survey's ledger holds a release over another set
+            await self._refuse(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc), survey)
         except (ValueError, BelowMinimum) as exc:
             code = (
                 grpc.StatusCode.FAILED_PRECONDITION
@@ -216,7 +232,10 @@ class AggregatorService(survey_pb2_grpc.SurveyAggregatorServicer):
             check_headroom(survey, request.count)
             exclude = split_ids(request.exclude)
             rng = self.noise_rng(survey) if self.noise_rng else None  # None: the CSPRNG
-            return self.store.release(survey, exclude, request.count, request.set_digest, rng)
+            vector = self.store.release(survey, exclude, request.count, request.set_digest, rng)
+            if self.ledger is not None:  # recorded, then charged before the share leaves (a replay: no charge)
+                self.ledger.charge_release(survey, request.set_digest)
+            return vector
 
         vector = await self._run(context, survey.id, release)
         audit.record("released", survey=survey.id, respondents=request.count, excluded=len(request.exclude) // ID_BYTES)

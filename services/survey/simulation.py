@@ -90,6 +90,7 @@ class LocalSurvey:
         args = ["survey", "aggregator", "--survey", str(self.survey_path), "--name", name]
         args += ["--listen", self._address(name), "--store", self._store_url(name)]
         args += ["--pg-schema", "mpcdp_" + name.replace("-", "_").replace(".", "_")]
+        args += ["--ledger", str(self.workdir / f"{name}.ledger.db")]
         args += ["--insecure"] if self.insecure else ["--certs", str(self.certs)]
         if self.noise_seed is not None:
             args += ["--noise-seed", str(self.noise_seed)]

@@ -8,11 +8,14 @@ import grpc
 import numpy as np
 import pytest
 
+from mpcdp.dp.loss import Relation
 from mpcdp.prg import Prg
 from mpcdp.survey.definition import parse_survey
+from mpcdp.survey.noise import release_loss
 from mpcdp.survey.release import BelowMinimum
 from mpcdp.survey.respondent import Conflict, Refused, SurveyClient
 from mpcdp.survey.sheet import AnswerError
+from services.survey.budget import SurveyLedger
 from services.survey.transport import CoordinatorClient, GrpcTransport, ref
 from services.wire.mpcdp.v1 import survey_pb2, survey_pb2_grpc
 from tests.support.survey_grpc import TEXT, Federation, deliver, sheets
@@ -48,6 +51,10 @@ async def test_retries_and_duplicates_are_counted_once(fed):
     assert all(count == 120 for _, count in (await status(fed)).values())
     results = await close(fed)
     assert all(r.respondents == 120 for r in results)
+    await close(fed)  # the coordinator asks again (after a crash, say): the same release, charged once
+    for name in fed.survey.aggregator_names:  # ring-share releases charge the ledger like verified ones
+        [charge] = SurveyLedger(fed.tmp / f"{name}.ledger.db").ledger(fed.survey).history()
+        assert charge.loss == release_loss(fed.survey) and charge.loss.relation is Relation.RESPONDENT
 
 
 async def test_same_id_with_different_answers_is_refused_and_changes_nothing(fed):
@@ -78,7 +85,7 @@ async def test_replay_after_close_is_refused(fed):
     prepared = SurveyClient(fed.survey, rng=Prg.from_int(9)).prepare_many(answers)
     await deliver(fed, prepared)
     first = await close(fed)
-    with pytest.raises(Refused, match="FAILED_PRECONDITION.*released: no more submissions"):
+    with pytest.raises(Refused, match=r"FAILED_PRECONDITION.*released: no more submissions"):
         await deliver(fed, prepared[:1])
     again = await close(fed)  # a coordinator that lost its answer gets the same release
     assert np.array_equal(first[1].estimate.value, again[1].estimate.value)

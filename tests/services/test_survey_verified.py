@@ -14,11 +14,14 @@ import grpc
 import numpy as np
 import pytest
 
+from mpcdp.dp.loss import Relation
 from mpcdp.prg import Prg
 from mpcdp.survey.definition import parse_survey
 from mpcdp.survey.forged import forged_submissions
+from mpcdp.survey.noise import release_loss
 from mpcdp.survey.respondent import SurveyClient
 from mpcdp.survey.synthetic import synthetic_answers
+from services.survey.budget import SurveyLedger
 from services.survey.collector import VerifiedCoordinator
 from services.survey.simulation import COORDINATOR, LocalSurvey
 from services.survey.transport import ref
@@ -69,6 +72,9 @@ def test_forged_reports_are_rejected_by_every_aggregator_process_and_counted(tmp
         with pytest.raises(grpc.aio.AioRpcError) as denied:
             asyncio.run(helper_called_by_coordinator())
     assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED  # only the leader asks helpers to prepare
+    for name in survey.aggregator_names:  # each aggregator charged its ledger once, per replaced respondent
+        [charge] = SurveyLedger(tmp_path / f"{name}.ledger.db").ledger(survey).history()
+        assert charge.loss == release_loss(survey) and charge.loss.relation is Relation.RESPONDENT
     assert (verification.counted, verification.rejected, verification.malformed) == (150, forged, 0)
     assert "rejected: 7 reports failed verification" in verification.line()
     for r in results:

@@ -13,6 +13,7 @@ from mpcdp.survey.respondent import SurveyClient
 from mpcdp.survey.synthetic import synthetic_answers
 from services.server import start
 from services.survey.aggregator import AggregatorService
+from services.survey.budget import SurveyLedger
 from services.survey.store import open_store
 from services.survey.transport import GrpcTransport
 from services.tls import Identity, init_certs
@@ -53,6 +54,7 @@ class Federation:
                 store,
                 lambda s, n=name: Prg.from_int(99, f"noise/{n}"),
                 insecure=self.insecure,
+                ledger=SurveyLedger(self.tmp / f"{name}.ledger.db"),
             )
             server, port = await start(
                 self.identity(name),
