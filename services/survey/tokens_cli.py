@@ -45,16 +45,30 @@ def add_https_flags(p, serving: str) -> None:
     p.add_argument(
         "--endpoints", help="endpoints file (JSON: issuer and aggregator URLs) to publish with the survey's definition"
     )
-    p.add_argument("--rate", type=float, default=HttpLimits.rate, help="requests per second per client address")
-    p.add_argument("--burst", type=float, default=HttpLimits.burst, help="requests at once per client address")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=HttpLimits.rate,
+        help=f"requests per second per client address, sustained (default {HttpLimits.rate:g}); more get 429",
+    )
+    p.add_argument(
+        "--burst",
+        type=float,
+        default=HttpLimits.burst,
+        help=f"requests at once per client address (default {HttpLimits.burst:g})",
+    )
     p.add_argument(
         "--per-token",
         type=int,
         default=HttpLimits.per_token,
-        help="attempts per token or invitation per minute (an outbox's retries)",
+        help=f"attempts per token or invitation per minute: an outbox's retries, not a flood "
+        f"(default {HttpLimits.per_token})",
     )
     p.add_argument(
-        "--max-body-kib", type=int, default=HttpLimits.max_body >> 10, help="largest report request body, in KiB"
+        "--max-body-kib",
+        type=int,
+        default=HttpLimits.max_body >> 10,
+        help=f"largest report request body, in KiB; larger get 413 (default {HttpLimits.max_body >> 10})",
     )
 
 
