@@ -30,16 +30,18 @@ GRPC_CODES = {s: getattr(grpc.StatusCode, s.value) for s in Status}
 _SHARING = {Sharing.SEEDED: pb.SHARING_SEEDED, Sharing.FULL: pb.SHARING_FULL}
 
 
-def _registered(registries, value: int, field: str):
-    """The item whose wire value is ``value`` in the first of ``registries`` that has it (SpecError if none)."""
+def _refusal(field: str, value: int) -> SpecError:
+    """An enum value no one can use: UNSPECIFIED (0, what an unset field reads as) or one this node does not know."""
     if value == 0:
-        raise SpecError(field, "must be set (its zero value, UNSPECIFIED, is no choice)")
-    for registry in registries:
-        try:
-            return registry.by_wire(value)
-        except UnknownName:
-            continue
-    raise SpecError(field, f"unknown wire value {value}")
+        return SpecError(field, "must be set (its zero value, UNSPECIFIED, is no choice)")
+    return SpecError(field, f"unknown wire value {value}")
+
+
+def _by_wire(registry, value: int, field: str):
+    try:
+        return registry.by_wire(value)
+    except UnknownName:
+        raise _refusal(field, value) from None
 
 
 def statistic_wire(name: str) -> int:
@@ -52,7 +54,7 @@ def statistic_wire(name: str) -> int:
 
 def statistic_name(value: int) -> str:
     """The name of the statistic with Statistic enum value ``value`` (SpecError if there is none)."""
-    return str(_registered((STATISTICS,), value, "statistic").name)
+    return str(_by_wire(STATISTICS, value, "statistic").name)
 
 
 def mechanism_wire(name: str) -> int:
@@ -73,7 +75,7 @@ def sharing_name(value: int) -> Sharing:
     for name, wire in _SHARING.items():
         if wire == value:
             return name
-    raise _registered((), value, "sharing")  # refuses UNSPECIFIED and unknown values
+    raise _refusal("sharing", value)
 
 
 def status_wire(status: Status | None) -> int:
@@ -133,7 +135,7 @@ def spec_fields(msg: pb.QuerySpec) -> dict:
         deadline=msg.deadline or math.inf,
     )
     if epsilon is not None or msg.mechanism:
-        fields["mechanism"] = _registered((CENTRAL_MECHANISMS,), msg.mechanism, "mechanism").name
+        fields["mechanism"] = _by_wire(CENTRAL_MECHANISMS, msg.mechanism, "mechanism").name
     return fields
 
 

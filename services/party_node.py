@@ -38,6 +38,7 @@ import numpy as np
 
 from mpcdp.prg import RandomSource
 from mpcdp.protocol import PartySession, ProtocolError, ShareMessage, SpecError, Status
+from mpcdp.protocol.spec import Sharing
 from services import audit, convert
 from services.data import DataError, Table
 from services.federation import Federation
@@ -328,7 +329,7 @@ class PartyNode(pb_grpc.PartyServicer):
 
         async def one(peer: str):
             data = await self.link.receive(peer, spec.session_id, 0, SHARE)
-            if spec.sharing == "seeded":
+            if spec.sharing is Sharing.SEEDED:
                 msg = ShareMessage(spec.session_id, peer, self.me, seed=bytes(data))
             else:
                 if len(data) % 8:
@@ -420,7 +421,7 @@ class PartyNode(pb_grpc.PartyServicer):
         return pb.ShareAck(session_id=head.session_id)
 
     async def _read_vector(self, context, length: int, session: PartySession) -> np.ndarray:
-        if session.spec.sharing != "full":
+        if session.spec.sharing is not Sharing.FULL:
             raise ProtocolError(Status.INVALID_ARGUMENT, "this session uses seeded shares, not vectors")
         assembler = convert.RingVector(length, session.length)
         while not assembler.done:

@@ -16,7 +16,9 @@ import argparse
 import math
 import textwrap
 
+from mpcdp.dp.mechanisms import CENTRAL_MECHANISMS
 from mpcdp.mpc.queries import COMPARISONS  # registers the comparison statistics in STATISTICS
+from mpcdp.protocol.spec import SHARING_MODES
 from mpcdp.protocol.statistics import STATISTICS
 
 
@@ -309,7 +311,7 @@ def add_query_arguments(p, statistic_default: str | None = None, bounds_default:
     p.add_argument(
         "--mechanism",
         default="discrete_laplace",
-        choices=("discrete_laplace", "skellam"),
+        choices=CENTRAL_MECHANISMS.names(),
         help="noise the parties add jointly: discrete_laplace (pure epsilon-DP) or skellam (zCDP, "
         "reported as (epsilon, delta); needs --delta > 0) (default: discrete_laplace)",
     )
@@ -349,7 +351,7 @@ def add_query_arguments(p, statistic_default: str | None = None, bounds_default:
     p.add_argument(
         "--sharing",
         default="seeded",
-        choices=("seeded", "full"),
+        choices=SHARING_MODES,
         help="how shares travel: seeded (a 32-byte PRG seed per peer instead of a random vector, "
         "much less traffic) or full random vectors (default: seeded)",
     )
