@@ -86,13 +86,6 @@ def _status(state) -> survey_pb2.SurveyStatus:
     )
 
 
-def _status(state) -> survey_pb2.SurveyStatus:
-    """A store's survey state on the wire (SurveyState ``SURVEY_STATE_<STATE>``, mpcdp.survey.lifecycle)."""
-    return survey_pb2.SurveyStatus(
-        state=survey_pb2.SurveyState.Value(f"SURVEY_STATE_{state.state.upper()}"), submissions=state.count
-    )
-
-
 def split_ids(blob: bytes) -> list[bytes]:
     if len(blob) % ID_BYTES:
         raise ValueError(f"id lists are concatenated {ID_BYTES}-byte ids")
