@@ -16,11 +16,6 @@ import argparse
 import math
 import textwrap
 
-from mpcdp.dp.mechanisms import CENTRAL_MECHANISMS
-from mpcdp.mpc.queries import COMPARISONS  # registers the comparison statistics in STATISTICS
-from mpcdp.protocol.spec import SHARING_MODES
-from mpcdp.protocol.statistics import STATISTICS
-
 
 class Formatter(argparse.RawDescriptionHelpFormatter):
     """Keeps the line breaks of descriptions and epilogs (so example commands stay whole and copyable),
@@ -239,6 +234,8 @@ COMPARISON_FLAGS = {"fraction": "threshold", "quantile": "quantile", "edges": "e
 
 def missing_comparison_flag(args) -> str | None:
     """What a comparison statistic needs that the command line left out, in words (None: nothing)."""
+    from mpcdp.mpc.queries import COMPARISONS  # here, not at the top: `mpcdp X` loads only what X needs
+
     kind = COMPARISONS.get(args.statistic) if args.statistic in COMPARISONS else None
     for need in kind.needs if kind is not None else ():
         flag = COMPARISON_FLAGS[need]
@@ -249,6 +246,11 @@ def missing_comparison_flag(args) -> str | None:
 
 def add_query_arguments(p, statistic_default: str | None = None, bounds_default: str = "0,1") -> None:
     """The flags of ``mpcdp query`` and ``mpcdp simulate`` (no ``statistic_default``: --statistic is required)."""
+    from mpcdp.dp.mechanisms import CENTRAL_MECHANISMS  # imported here: `mpcdp X` loads only what X needs
+    from mpcdp.mpc.queries import COMPARISONS  # registers the comparison statistics in STATISTICS
+    from mpcdp.protocol.spec import SHARING_MODES
+    from mpcdp.protocol.statistics import STATISTICS
+
     p.add_argument(
         "--statistic",
         default=statistic_default,

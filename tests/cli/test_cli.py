@@ -119,7 +119,7 @@ MISTAKES = [
     (["query", "--federation", "{fed}", "--statistic", "mean", "--epsilon", "-1"], 2, "--epsilon: must be > 0"),
     (["query", "--federation", "{fed}", "--statistic", "mean", "--epsilon", "1"], 2, "mpcdp certs init"),
     (["query", "--federation", "{fed}", "--statistic", "mean", "--id", "nobody"], 2, "no node named 'nobody'"),
-    (["query", "--federation", "{fed}", "--statistic", "median"], 2, "invalid choice"),
+    (["query", "--federation", "{fed}", "--statistic", "mode"], 2, "invalid choice"),
     (["party", "--federation", "{fed}", "--id", "alice"], 2, "mpcdp certs init"),
     (["party", "--federation", "{fed}", "--id", "alice", "--listen", "nowhere"], 2, "host:port"),
     (["coordinator", "--federation", "{fed}"], 2, "mpcdp certs init"),
