@@ -38,6 +38,7 @@ import logging
 import math
 import secrets
 from collections.abc import Callable
+from typing import cast
 
 import grpc
 
@@ -127,12 +128,13 @@ def release_parts(spec: ComparisonSpec, entries: list[pb.ReleaseEntry]) -> list[
     """The release as the parts of a query reply: one QueryReply holding the entries."""
     reply = pb.QueryReply(
         session_id=spec.session_id,
-        statistic=convert.statistic_wire(spec.statistic),
+        statistic=cast(pb.Statistic, convert.statistic_wire(spec.statistic)),
         entries=entries,
         parties=spec.parties,
         epsilon=spec.epsilon,  # None: absent, an exact release
-        mechanism=0 if spec.is_exact else convert.mechanism_wire(MECHANISM),
     )
+    if not spec.is_exact:
+        reply.mechanism = cast(pb.Mechanism, convert.mechanism_wire(MECHANISM))
     return [pb.QueryReplyPart(reply=reply)]
 
 
@@ -206,7 +208,7 @@ async def party_compare(node, request: pb.CompareRequest, context) -> pb.Compare
                 node.ledger.reserve(sid, spec.charge, until=spec.deadline)
             except BudgetExceeded as exc:
                 raise CompareRefused(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{node.me}: {exc}") from None
-    except ComparisonRefused as exc:
+    except ValueError as exc:  # ComparisonRefused, or data the engine cannot take (out of its range)
         audit.record("refused", session=sid.hex(), status="INVALID_ARGUMENT", reason=str(exc))
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
     except CompareRefused as exc:
