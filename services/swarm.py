@@ -254,7 +254,7 @@ class _Coordinator:
 
         await self._round(lambda: c.waiting_for, self._late_or(on_masked), self.round_timeout)
         unmask = c.unmask()
-        for party in c._rosters:
+        for party in c.rostered:
             net.send(COORDINATOR, party, unmask)
 
         def on_reveal(sender: str, msg: object) -> None:

@@ -455,6 +455,11 @@ class MaskedCoordinator:
     def counted(self) -> tuple[str, ...]:
         return self._counted
 
+    @property
+    def rostered(self) -> tuple[str, ...]:
+        """The parties that got a roster (they reported): whom the unmask request goes to."""
+        return tuple(self._rosters)
+
     @cached_property
     def _needed_keys(self) -> frozenset[str]:
         """Dropped parties (reported, not counted) with a counted roster neighbour: their keys must be rebuilt."""
