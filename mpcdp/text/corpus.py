@@ -302,6 +302,8 @@ def run(
 def _run_dask(sanitizer, slices: dict, out: Path, mechanism: str, epsilon: float, scheduler, workers, progress):
     from distributed import Client, LocalCluster, as_completed
 
+    from .dask_workers import ReuseFreedMemory
+
     if scheduler:
         cluster, client = None, Client(scheduler, timeout="30s")
     else:
@@ -310,6 +312,7 @@ def _run_dask(sanitizer, slices: dict, out: Path, mechanism: str, epsilon: float
         )
         client = Client(cluster)
     try:
+        client.register_plugin(ReuseFreedMemory())
         [shared] = client.scatter([sanitizer], broadcast=True)  # once per worker, shared by its tasks
         futures = {
             client.submit(
