@@ -290,8 +290,8 @@ class Analyst:
             epsilon=epsilon,  # None: absent, an exact release
             delta=delta,
             colluders=colluders,
-            fraction=fraction or 0.0,
-            quantile=quantile or 0.0,
+            fraction=fraction,  # None: absent (a threshold at 0 is a threshold)
+            quantile=quantile,
             edges=list(edges),
             **wire,
         )

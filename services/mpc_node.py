@@ -104,8 +104,8 @@ def spec_from_proto(msg: pb.QuerySpec) -> ComparisonSpec:
             deadline=msg.deadline,
             epsilon=fields["epsilon"],
             colluders=msg.colluders or 1,
-            fraction=msg.fraction if "fraction" in kind.uses else (msg.fraction or None),  # 0 is a threshold
-            quantile=msg.quantile or None,
+            fraction=msg.fraction if msg.HasField("fraction") else None,
+            quantile=msg.quantile if msg.HasField("quantile") else None,
             edges=tuple(msg.edges),
             categories=tuple(msg.categories),
         )
