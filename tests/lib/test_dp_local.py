@@ -16,7 +16,7 @@ LEVEL = 0.95
 
 def fixed_dataset(n: int, share: float) -> np.ndarray:
     truth = np.zeros(n, dtype=bool)
-    truth[: int(round(share * n))] = True
+    truth[: round(share * n)] = True
     return truth
 
 
