@@ -4,6 +4,7 @@
 issuer`` and ``survey serve-page`` over HTTPS, started as a pollster would (web/test/federation.py); Debian's
 chromium driven by selenium (web/test/chromium.py) loads the page, answers every question kind and sends.
 
+* no axe-core (WCAG) violation on the form, its error state or the receipt, at phone width;
 * the receipt names every aggregator, and ``survey close`` counts exactly the respondents who sent, with
   exactly their answers (the test survey has no local or central noise, so the release is exact);
 * a reload while one aggregator is unreachable, and again after the page lost the acknowledgements it had
@@ -26,6 +27,7 @@ import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+AXE = ROOT / "web" / "node_modules" / "axe-core" / "axe.min.js"  # pinned in web/package-lock.json
 
 
 def _load(name: str):
@@ -146,6 +148,16 @@ def status(driver) -> str:
     return found[0].text if found else ""
 
 
+def accessibility_violations(driver) -> list:
+    """axe-core's WCAG rules over the page as it is now: [(rule, impact, where)] of every violation."""
+    driver.execute_script(AXE.read_text())
+    return driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "axe.run(document).then(r => done(r.violations.map(v => [v.id, v.impact, v.nodes.map(n => n.target)])),"
+        " e => done([['axe failed', String(e), []]]));"
+    )
+
+
 def outbox(driver) -> dict | None:
     raw = driver.execute_script(f"return localStorage.getItem('{OUTBOX}')")
     return json.loads(raw) if raw else None
@@ -161,6 +173,14 @@ def test_page_says_what_is_protected_and_labels_every_control(fed, browser):
         assert labels, f"input {control.get_attribute('id')} has no label"
     width = browser.execute_script("return document.documentElement.scrollWidth")
     assert width <= chromium.PHONE[0], "the page scrolls sideways on a phone"
+    assert accessibility_violations(browser) == []
+    browser.find_element("css selector", "form button[type=submit]").click()  # nothing answered
+    errors = [e.text for e in browser.find_elements("css selector", "fieldset .error") if e.is_displayed()]
+    assert errors == ["Please answer this question."] * 2 + [
+        "Please enter a number."
+    ]  # multi-select: none is an answer
+    assert browser.switch_to.active_element.get_attribute("name") == "q-will_vote"  # focus on the first to fix
+    assert accessibility_violations(browser) == []
 
 
 def test_a_respondent_answers_every_kind_and_gets_a_receipt(fed, browser):
@@ -171,6 +191,7 @@ def test_a_respondent_answers_every_kind_and_gets_a_receipt(fed, browser):
     for name in federation.AGGREGATORS:
         assert f"{name}: stored" in text
     assert outbox(browser) is None  # the shares are gone from the device; the receipt stays
+    assert accessibility_violations(browser) == []
     sent.append(FIRST)
 
 
