@@ -251,8 +251,12 @@ def _serve(args: Any) -> int:
         folder = write_page(survey, Path(args.out), description)
         print(f"survey page written to {folder}/ (serve it over HTTPS; its origin must be in --cors-origin)")
         return 0
-    tls = None if args.insecure else _tls(args.https_cert, args.https_key)
     host, _, port = args.listen.rpartition(":")
+    if not port.isdigit() or not host:
+        raise PageError(f"--listen must be HOST:PORT, got {args.listen!r}")
+    if args.insecure and host not in ("127.0.0.1", "localhost", "::1", "[::1]"):
+        raise PageError("--insecure serves plain HTTP: only on loopback (--listen 127.0.0.1:PORT); use HTTPS elsewhere")
+    tls = None if args.insecure else _tls(args.https_cert, args.https_key)
     with tempfile.TemporaryDirectory(prefix="mpcdp-page-") as tmp:
         write_page(survey, Path(tmp), description)
         server = serve_page(Path(tmp), host, int(port), tls)

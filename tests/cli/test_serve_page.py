@@ -106,3 +106,9 @@ def test_refuses_another_surveys_issuer_key(tmp_path, endpoints, serve_page, cap
 def test_serving_needs_a_certificate_or_insecure(tmp_path, endpoints, serve_page, capsys):
     assert serve_page("--survey", POLL, "--endpoints", endpoints()) == 1
     assert "--https-cert" in capsys.readouterr().err
+
+
+def test_plain_http_only_on_loopback(endpoints, serve_page, capsys):
+    args = ("--survey", POLL, "--endpoints", endpoints(), "--insecure", "--listen", "0.0.0.0:8443")
+    assert serve_page(*args) == 1
+    assert "only on loopback" in capsys.readouterr().err
