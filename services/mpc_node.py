@@ -38,7 +38,6 @@ import logging
 import math
 import secrets
 from collections.abc import Callable
-from typing import cast
 
 import grpc
 
@@ -92,8 +91,7 @@ def spec_from_proto(msg: pb.QuerySpec) -> ComparisonSpec:
             grpc.StatusCode.INVALID_ARGUMENT,
             f"statistic: not a comparison statistic; choose one of {', '.join(COMPARISONS.names())}",
         )
-    fields = convert.spec_fields(msg)
-    if fields.get("delta"):
+    if msg.delta:
         raise CompareRefused(grpc.StatusCode.INVALID_ARGUMENT, "delta: comparisons are pure epsilon-DP; leave it 0")
     try:
         return ComparisonSpec(
@@ -102,7 +100,7 @@ def spec_from_proto(msg: pb.QuerySpec) -> ComparisonSpec:
             parties=tuple(msg.parties),
             session_id=bytes(msg.session_id),
             deadline=msg.deadline,
-            epsilon=fields["epsilon"],
+            epsilon=msg.epsilon if msg.HasField("epsilon") else None,  # absent: an exact release
             colluders=msg.colluders or 1,
             fraction=msg.fraction if msg.HasField("fraction") else None,
             quantile=msg.quantile if msg.HasField("quantile") else None,
@@ -128,13 +126,13 @@ def release_parts(spec: ComparisonSpec, entries: list[pb.ReleaseEntry]) -> list[
     """The release as the parts of a query reply: one QueryReply holding the entries."""
     reply = pb.QueryReply(
         session_id=spec.session_id,
-        statistic=cast(pb.Statistic, convert.statistic_wire(spec.statistic)),
+        statistic=convert.statistic_wire(spec.statistic),
         entries=entries,
         parties=spec.parties,
         epsilon=spec.epsilon,  # None: absent, an exact release
     )
     if not spec.is_exact:
-        reply.mechanism = cast(pb.Mechanism, convert.mechanism_wire(MECHANISM))
+        reply.mechanism = convert.mechanism_wire(MECHANISM)
     return [pb.QueryReplyPart(reply=reply)]
 
 
