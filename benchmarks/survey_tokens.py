@@ -251,9 +251,11 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def e2e_https(survey, submissions, tokens, issuer: Issuer, folder: Path, concurrency: int, http2: bool) -> dict:
+def e2e_https(
+    survey, submissions, tokens, issuer: Issuer, folder: Path, concurrency: int, http2: bool, batch: int = 1
+) -> dict:
     """Every report into the leader over HTTPS (TLS; HTTP/2 on one connection, or HTTP/1.1 on ``concurrency``
-    connections), one POST with its token each."""
+    connections), one POST with its token each, or ``batch`` reports per POST (/reports/batch)."""
     import httpx
 
     from services.survey.admission import b64url, public_key_document
@@ -265,7 +267,7 @@ def e2e_https(survey, submissions, tokens, issuer: Issuer, folder: Path, concurr
     issuer_json.write_text(json.dumps(public_key_document(survey.id, issuer.public_key)))
     leader = survey.aggregator_names[0]
     limits = ("--rate", "1000000", "--burst", "1000000")
-    workdir = folder / ("https2" if http2 else "https1")
+    workdir = folder / f"https{2 if http2 else 1}-{batch}"
     with HttpsLocalSurvey(survey, path, workdir, issuer_json, limits) as run:
         url = f"{run.url(leader)}/v1/surveys/{survey.id}/reports"
         docs = [
@@ -289,14 +291,26 @@ def e2e_https(survey, submissions, tokens, issuer: Issuer, folder: Path, concurr
                         r = await client.post(url, json=doc, extensions={"sni_hostname": leader})
                         assert r.status_code == 201, r.text
 
+                async def post_batch(part):
+                    async with gate:
+                        for d in part:
+                            d.pop("digest", None)
+                        doc = {"digest": survey.digest.hex(), "reports": part}
+                        r = await client.post(f"{url}/batch", json=doc, extensions={"sni_hostname": leader})
+                        assert r.status_code == 200 and set(r.json()["outcomes"]) == {"accepted"}, r.text
+
                 c0 = _cpu_seconds(run.procs[leader].pid)
                 w0 = time.perf_counter()
-                await asyncio.gather(*(post(d) for d in docs))
+                if batch == 1:
+                    await asyncio.gather(*(post(d) for d in docs))
+                else:
+                    await asyncio.gather(*(post_batch(docs[i : i + batch]) for i in range(0, len(docs), batch)))
                 return time.perf_counter() - w0, _cpu_seconds(run.procs[leader].pid) - c0
 
         wall, cpu = asyncio.run(go())
     return {
-        "path": f"HTTPS ({'HTTP/2, one connection' if http2 else 'HTTP/1.1'}, TLS), a token per report, one POST each",
+        "path": f"HTTPS ({'HTTP/2, one connection' if http2 else 'HTTP/1.1'}, TLS), a token per report, "
+        + ("one POST each" if batch == 1 else f"batches of {batch} (/reports/batch)"),
         "reports": len(docs),
         "concurrency": concurrency,
         "per_second_wall": round(len(docs) / wall),
@@ -346,8 +360,8 @@ def measure_ingest(issuer: Issuer, n: int, concurrency: int) -> dict:
         for batch in (1, 100):
             for with_tokens in (False, True):
                 out["store"].append(store_ingest(survey, admission, items, tokens, batch, with_tokens, folder))
-        for http2 in (True, False):
-            out["end_to_end"].append(e2e_https(survey, submissions, tokens, issuer, folder, concurrency, http2))
+        for http2, batch in ((True, 1), (False, 1), (True, 100)):
+            out["end_to_end"].append(e2e_https(survey, submissions, tokens, issuer, folder, concurrency, http2, batch))
         out["end_to_end"].append(e2e_grpc(survey, submissions, folder))
     by = {(r["batch"], r["tokens"]): r for r in out["store"]}
     out["summary"] = {
@@ -362,7 +376,8 @@ def measure_ingest(issuer: Issuer, n: int, concurrency: int) -> dict:
         ),
         "https2_with_tokens_per_second": out["end_to_end"][0]["per_second_wall"],
         "https1_with_tokens_per_second": out["end_to_end"][1]["per_second_wall"],
-        "grpc_without_tokens_per_second": out["end_to_end"][2]["per_second_wall"],
+        "https2_batches_of_100_with_tokens_per_second": out["end_to_end"][2]["per_second_wall"],
+        "grpc_batches_of_100_without_tokens_per_second": out["end_to_end"][3]["per_second_wall"],
     }
     return out
 

@@ -5,6 +5,8 @@ The contract (paths, JSON bodies, status codes, CORS) is the README's "HTTPS API
 - ``GET  /v1/surveys/{id}`` — the published definition: the survey file, its digest, the issuer public key;
 - ``POST /v1/surveys/{id}/reports`` (aggregator) — one report with its token, stored by the same store and
   library lifecycle as a gRPC ``Submit`` (the token spent in the transaction that stores the report);
+- ``POST /v1/surveys/{id}/reports/batch`` (aggregator) — up to 1,000 reports with their tokens, stored in one
+  transaction or refused together (a relay's path);
 - ``POST /v1/surveys/{id}/tokens`` (issuer) — an invitation code and a TokenRequest for a blind signature;
 - ``GET /healthz``, ``GET /metrics``.
 
@@ -37,7 +39,7 @@ from starlette.routing import Route
 
 from mpcdp.survey.definition import Survey
 from mpcdp.survey.lifecycle import Refusal
-from mpcdp.tokens import InvalidToken, InvitationRefused, TokenReused
+from mpcdp.tokens import InvalidToken, InvitationRefused, TokenRequired, TokenReused
 from mpcdp.tokens.admission import CheckedToken, SurveyAdmission, check_batch
 from services import audit
 from services.survey.admission import IssuerDir, b64url, from_b64url, public_key_document
@@ -45,6 +47,8 @@ from services.survey.store import ID_BYTES, PutStatus, StoreError
 
 MAX_BODY = 64 << 10  # a report of the example poll is 2 KiB (leader): room for much larger surveys
 MAX_TOKEN_BODY = 4 << 10
+MAX_BATCH = 1000  # reports per batch request
+MAX_BATCH_BODY = 8 << 20  # like the aggregator's largest gRPC message
 WINDOW = 60.0
 
 
@@ -53,6 +57,7 @@ class HttpLimits:
     """Per request and per client limits of the HTTPS intake."""
 
     max_body: int = MAX_BODY
+    max_batch_body: int = MAX_BATCH_BODY
     rate: float = 20.0  # requests per second per client address, sustained
     burst: float = 40.0  # and at once
     per_token: int = 6  # attempts per token (or invitation) per minute: an outbox's retries, not a flood
@@ -249,6 +254,7 @@ class SurveyHttp:
         ]
         if store is not None:
             routes.append(Route("/v1/surveys/{survey_id}/reports", self.report, methods=["POST"]))
+            routes.append(Route("/v1/surveys/{survey_id}/reports/batch", self.report_batch, methods=["POST"]))
         if self.issuers:
             routes.append(Route("/v1/surveys/{survey_id}/tokens", self.token, methods=["POST"]))
         self.app = Starlette(
@@ -324,26 +330,56 @@ class SurveyHttp:
 
         return await self._handle(request, "definition", work)
 
+    def _intake_survey(self, request: Request) -> Survey:
+        survey = self._survey(request)
+        if survey.id not in self.admissions:
+            reason = f"this aggregator takes no HTTPS reports for survey {survey.id!r} (it has no issuer key)"
+            raise HttpError(404, "unknown_survey", reason)
+        return survey
+
+    @staticmethod
+    def _check_digest(doc: dict, survey: Survey) -> None:
+        if _field(doc, "digest", _hex) != survey.digest:
+            raise HttpError(
+                412, "digest_mismatch", f"your definition of survey {survey.id!r} differs from this aggregator's"
+            )
+
+    def _entry(self, doc: dict) -> tuple[bytes, bytes, bytes | None]:
+        """(submission id, report, token or None) of one report's JSON object; rate-limits its token."""
+        if not isinstance(doc, dict):
+            raise HttpError(400, "malformed", "each report is a JSON object")
+        sid = _field(doc, "submission_id", _hex)
+        if len(sid) != ID_BYTES:
+            raise HttpError(400, "malformed", f"a submission id is {ID_BYTES} bytes ({2 * ID_BYTES} hex digits)")
+        token = _optional(doc, "token", from_b64url)
+        if token is not None:
+            self.limiter.token(hashlib.sha256(token).digest(), "token")
+        return sid, _field(doc, "report", from_b64url), token
+
+    @staticmethod
+    def _store_refusal(exc: Exception) -> HttpError:
+        """The HTTP answer to a refusal of the store (the same refusals a gRPC Submit gets)."""
+        if isinstance(exc, TokenRequired):
+            return HttpError(401, "token_missing", str(exc))
+        if isinstance(exc, TokenReused):
+            return HttpError(403, "token_reused", str(exc))
+        if isinstance(exc, InvalidToken):
+            return HttpError(403, "token_invalid", str(exc))
+        if isinstance(exc, (StoreError, Refusal)):
+            if exc.reason == StoreError.UNKNOWN_SURVEY:
+                return HttpError(404, "unknown_survey", str(exc))
+            return HttpError(409, "closed", str(exc))
+        return HttpError(400, "malformed", str(exc))
+
     async def report(self, request: Request) -> Response:
         async def work(request):
-            survey = self._survey(request)
-            if survey.id not in self.admissions:
-                reason = f"this aggregator takes no HTTPS reports for survey {survey.id!r} (it has no issuer key)"
-                raise HttpError(404, "unknown_survey", reason)
+            survey = self._intake_survey(request)
             doc = await read_json(request, self.limits.max_body)
-            if _field(doc, "digest", _hex) != survey.digest:
-                raise HttpError(
-                    412, "digest_mismatch", f"your definition of survey {survey.id!r} differs from this aggregator's"
-                )
-            sid = _field(doc, "submission_id", _hex)
-            if len(sid) != ID_BYTES:
-                raise HttpError(400, "malformed", f"a submission id is {ID_BYTES} bytes ({2 * ID_BYTES} hex digits)")
-            report = _field(doc, "report", from_b64url)
-            token = _optional(doc, "token", from_b64url)
+            self._check_digest(doc, survey)
+            sid, report, token = self._entry(doc)
             if token is None:
                 await self._refused(survey.id, "token-missing")
                 raise HttpError(401, "token_missing", f"survey {survey.id!r} admits respondents by token only")
-            self.limiter.token(hashlib.sha256(token).digest(), "token")
             if len(report) != self.store.report_size(survey.id):
                 await self._refused(survey.id, "malformed")
                 size = self.store.report_size(survey.id)
@@ -352,16 +388,8 @@ class SurveyHttp:
             assert self.intake is not None  # this route exists only with a store
             try:
                 status = await self.intake.put(survey.id, (sid, report), token, checked)
-            except TokenReused as exc:
-                raise HttpError(403, "token_reused", str(exc)) from None
-            except InvalidToken as exc:
-                raise HttpError(403, "token_invalid", str(exc)) from None
-            except (StoreError, Refusal) as exc:
-                if exc.reason == StoreError.UNKNOWN_SURVEY:
-                    raise HttpError(404, "unknown_survey", str(exc)) from None
-                raise HttpError(409, "closed", str(exc)) from None
-            except ValueError as exc:
-                raise HttpError(400, "malformed", str(exc)) from None
+            except (ValueError, StoreError, Refusal) as exc:
+                raise self._store_refusal(exc) from None
             if status == PutStatus.CONFLICT:
                 raise HttpError(409, "conflict", "this submission id is already stored with another report")
             self.metrics[f"reports_{status.name.lower()}"] += 1
@@ -370,6 +398,30 @@ class SurveyHttp:
             return JSONResponse({"outcome": "duplicate"}, status_code=200)
 
         return await self._handle(request, "reports", work)
+
+    async def report_batch(self, request: Request) -> Response:
+        """Many reports, each with its token, stored in one transaction or refused together (a relay's path,
+        like a gRPC Submit batch): 200 with one outcome per report, in order."""
+
+        async def work(request):
+            survey = self._intake_survey(request)
+            doc = await read_json(request, self.limits.max_batch_body)
+            self._check_digest(doc, survey)
+            entries = doc.get("reports")
+            if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_BATCH:
+                raise HttpError(400, "malformed", f"'reports' is a list of 1 to {MAX_BATCH} reports")
+            parsed = [self._entry(e) for e in entries]
+            items = [(sid, report) for sid, report, _ in parsed]
+            tokens = [token or b"" for _, _, token in parsed]
+            try:
+                statuses = await self._run(self.store.put, survey.id, items, tokens)
+            except (ValueError, StoreError, Refusal) as exc:
+                raise self._store_refusal(exc) from None
+            for status in statuses:
+                self.metrics[f"reports_{status.name.lower()}"] += 1
+            return JSONResponse({"outcomes": [status.value for status in statuses]})
+
+        return await self._handle(request, "batches", work)
 
     async def _refused(self, survey_id: str, reason: str) -> None:
         await self._run(self.store.count_refusal, survey_id, reason)

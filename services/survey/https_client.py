@@ -140,7 +140,19 @@ class HttpsTransport:
         on_ack: Callable[[int, list[str]], None],
     ) -> None:
         url = f"{self.urls[aggregator]}/v1/surveys/{survey.id}/reports"
+        tls_name = aggregator if self.check_names else None
         for index, batch in enumerate(batches):
+            if len(batch) > 1:  # a relay's batch: one request, one transaction, refused together
+                entries = [
+                    {"submission_id": sid.hex(), "report": b64url(report), "token": b64url(self.tokens[sid])}
+                    for sid, report in batch
+                ]
+                doc = {"digest": survey.digest.hex(), "reports": entries}
+                response = await _post(self.client, f"{url}/batch", doc, aggregator, tls_name)
+                if response.status_code != 200:
+                    raise Refused(f"{aggregator} refused the reports: {_reason(response)}")
+                on_ack(index, response.json()["outcomes"])
+                continue
             outcomes = []
             for sid, report in batch:
                 doc = {
@@ -149,7 +161,7 @@ class HttpsTransport:
                     "report": b64url(report),
                     "token": b64url(self.tokens[sid]),
                 }
-                response = await _post(self.client, url, doc, aggregator, aggregator if self.check_names else None)
+                response = await _post(self.client, url, doc, aggregator, tls_name)
                 if response.status_code in (200, 201):
                     outcomes.append(response.json()["outcome"])
                 elif response.status_code == 409 and response.json().get("error") == "conflict":

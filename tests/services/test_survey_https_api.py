@@ -230,3 +230,38 @@ def test_a_group_the_store_refuses_is_stored_report_by_report():
     outcomes = group._store(waiting)
     assert outcomes[0] == outcomes[2] == PutStatus.ACCEPTED and isinstance(outcomes[1], InvalidToken)
     assert store.calls == [3, 1, 1, 1]
+
+
+async def test_a_batch_of_reports_with_tokens_is_stored_together_or_refused_together(server, issuer_dir):
+    app, store = server
+    subs = [submission(70 + i) for i in range(6)]
+    batch = f"/v1/surveys/{SURVEY.id}/reports/batch"
+    async with client(app) as http:
+        tokens = []
+        for (sid, _), code in zip(subs, issuer_dir.invitations.create(6, Prg.from_int(9)), strict=True):
+            tokens.append((await redeem(http, issuer_dir.admission, code, sid))[1])
+        entries = [body(sid, report, token) for (sid, report), token in zip(subs, tokens, strict=True)]
+        for e in entries:
+            del e["digest"]
+        doc = {"digest": SURVEY.digest.hex(), "reports": entries[:5]}
+        r = await http.post(batch, json=doc)
+        assert (r.status_code, r.json()) == (200, {"outcomes": ["accepted"] * 5})
+        r = await http.post(batch, json=doc)  # the relay retried
+        assert r.json() == {"outcomes": ["duplicate"] * 5}
+        sid7, report7 = submission(80)
+        reused = {**body(sid7, report7, tokens[0]), "digest": None}  # a spent token with a new report
+        for bad, status, code in (
+            ({"digest": SURVEY.digest.hex(), "reports": [entries[5], reused]}, 403, "token_reused"),
+            (
+                {"digest": SURVEY.digest.hex(), "reports": [{k: v for k, v in entries[5].items() if k != "token"}]},
+                401,
+                "token_missing",
+            ),
+            ({"digest": OTHER.digest.hex(), "reports": [entries[5]]}, 412, "digest_mismatch"),
+            ({"digest": SURVEY.digest.hex(), "reports": []}, 400, "malformed"),
+        ):
+            r = await http.post(batch, json=bad)
+            assert (r.status_code, r.json()["error"]) == (status, code), r.text
+        assert store.state(SURVEY.id).count == 5  # the refused batches stored nothing, not even their good report
+        r = await http.post(batch, json={"digest": SURVEY.digest.hex(), "reports": [entries[5]]})
+        assert r.json() == {"outcomes": ["accepted"]}
