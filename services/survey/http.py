@@ -8,7 +8,7 @@ The contract (paths, JSON bodies, status codes, CORS) is the README's "HTTPS API
 - ``POST /v1/surveys/{id}/reports/batch`` (aggregator) — up to 1,000 reports with their tokens, stored in one
   transaction or refused together (a relay's path);
 - ``POST /v1/surveys/{id}/tokens`` (issuer) — an invitation code and a TokenRequest for a blind signature;
-- ``GET /healthz``, ``GET /metrics``.
+- ``GET /healthz``; ``GET /metrics`` (to loopback clients only: counts over time would tell when someone answered).
 
 HTTP/1.1 and HTTP/2 (ALPN over TLS; h2c in plaintext for loopback experiments). Every request body is
 bounded (413), every client address is rate-limited by a token bucket and every token or invitation by
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import json
 import math
 import time
@@ -89,7 +90,7 @@ class RateLimiter:
         level = min(self.limits.burst, level + (now - last) * self.limits.rate)
         if level < 1:
             self._keep(self._buckets, address, (level, now))
-            wait = math.ceil((1 - level) / self.limits.rate)
+            wait = math.ceil((1 - level) / max(self.limits.rate, 1e-3))
             raise HttpError(429, "rate_limited", "too many requests from your address: wait and retry", wait)
         self._keep(self._buckets, address, (level - 1, now))
 
@@ -102,6 +103,13 @@ class RateLimiter:
             wait = math.ceil(WINDOW - (now - start))
             raise HttpError(429, "rate_limited", f"this {what} was tried too often: wait a minute and retry", wait)
         self._keep(self._uses, key, (start, count + 1))
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _error(exc: HttpError) -> JSONResponse:
@@ -297,6 +305,9 @@ class SurveyHttp:
         return PlainTextResponse("ok")
 
     async def render_metrics(self, request: Request) -> Response:
+        # counts over time tell when someone answered (as a survey's Status would): for the operator, on this host
+        if not _is_loopback(request.client.host if request.client else ""):
+            return _error(HttpError(404, "not_found", "metrics are served to this host only"))
         counts = dict(self.metrics)
         if self.intake is not None:
             counts["intake_transactions"] = self.intake.transactions
