@@ -219,7 +219,7 @@ class Hub(pb_grpc.LinkServicer):
             self._streams.pop(peer, None)
             for (p, *_), box in list(self._inbox.items()):
                 if p == peer and box.done is not None and not box.done.done():
-                    box.done.set_exception(LinkError(peer, reason))
+                    _fail(box.done, LinkError(peer, reason))
 
     # -- the servicer: a peer's stream to us ----------------------------------------
 
@@ -355,7 +355,7 @@ class Hub(pb_grpc.LinkServicer):
         for key, box in list(self._inbox.items()):
             if key[1] == session:
                 if box.done is not None and not box.done.done():
-                    box.done.set_exception(LinkError(key[0], "session closed"))
+                    _fail(box.done, LinkError(key[0], "session closed"))
                 self._forget(key, box)
 
     async def close(self) -> None:
@@ -366,6 +366,13 @@ class Hub(pb_grpc.LinkServicer):
             task.cancel()
         await self._channels.close()
         self._streams.clear()
+
+
+def _fail(future: asyncio.Future, error: LinkError) -> None:
+    """Fail a receive's future; whoever awaits it gets ``error``, and if nobody does any more (its receive
+    was cancelled) asyncio does not log it as never retrieved (at garbage collection, at any moment)."""
+    future.set_exception(error)
+    future.exception()  # marks it retrieved; awaiting it still raises
 
 
 def _describe(exc) -> str:
