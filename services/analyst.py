@@ -94,7 +94,7 @@ class QueryResult:
                 + (f", delta {self.delta:g}" if self.delta else "")
                 + f" ({self.mechanism} noise, shared among the parties)"
             )
-            level = f"{100 * self.confidence:g}%"
+            level = f"{100 * (self.confidence or 0.0):g}%"
             for key, interval in self.intervals.items():
                 lines.extend(_interval_lines(level, key, interval))
             for key, std in self.noise_std.items():
@@ -233,7 +233,7 @@ class Analyst:
         coordinator = federation.coordinator()
         self._parties = tuple(federation.names("party"))
         self.identity = Identity(name, federation.certs, insecure)
-        self._channels = Channels(self.identity, lambda _: str(coordinator.address))
+        self._channels = Channels(self.identity, federation.address)
         self._stub = self._channels.stub(coordinator.name, pb_grpc.CoordinatorStub)
 
     async def __aenter__(self) -> Analyst:
@@ -273,9 +273,7 @@ class Analyst:
         statistics the parties compute under MPC (:mod:`services.mpc_node`)."""
         lo, hi = bounds
         try:
-            wire = dict(statistic=convert.statistic_wire(statistic), sharing=convert.sharing_wire(sharing))
-            if epsilon is not None:
-                wire["mechanism"] = convert.mechanism_wire(mechanism)
+            wired = convert.statistic_wire(statistic), convert.sharing_wire(sharing), convert.mechanism_wire(mechanism)
         except SpecError as exc:
             raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         spec = pb.QuerySpec(
@@ -293,7 +291,9 @@ class Analyst:
             fraction=fraction,  # None: absent (a threshold at 0 is a threshold)
             quantile=quantile,
             edges=list(edges),
-            **wire,
+            statistic=wired[0],
+            sharing=wired[1],
+            mechanism=wired[2] if epsilon is not None else pb.MECHANISM_UNSPECIFIED,
         )
         _check_locally(spec, confidence, self._parties)
         request = pb.QueryRequest(spec=spec, timeout_seconds=timeout, confidence=confidence)

@@ -34,7 +34,7 @@ class Channels:
         self._address = address
         self._options = list(options)
         self._channels: dict[str, grpc.aio.Channel] = {}
-        self._stubs: dict[tuple[str, type], Any] = {}
+        self._stubs: dict[tuple[str, Any], Any] = {}
         self._closing: set[asyncio.Task] = set()
 
     def channel(self, peer: str) -> grpc.aio.Channel:
@@ -48,7 +48,8 @@ class Channels:
         key = (peer, stub_class)
         if key not in self._stubs:
             self._stubs[key] = stub_class(self.channel(peer))
-        return self._stubs[key]  # type: ignore[no-any-return]
+        stub: S = self._stubs[key]
+        return stub
 
     def forget(self, peer: str) -> None:
         """Drop the channel to ``peer`` (closed in the background): the next use dials it again."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import cast
 
 import grpc
 import numpy as np
@@ -27,7 +28,7 @@ from services.wire.mpcdp.v1 import federation_pb2 as pb
 RING_BYTES = 8  # one ring element (packed little-endian uint64), or one float64 value of a release
 
 GRPC_CODES = {s: getattr(grpc.StatusCode, s.value) for s in Status}
-_SHARING = {Sharing.SEEDED: pb.SHARING_SEEDED, Sharing.FULL: pb.SHARING_FULL}
+_SHARING: dict[str, pb.Sharing] = {Sharing.SEEDED: pb.SHARING_SEEDED, Sharing.FULL: pb.SHARING_FULL}
 
 
 def _refusal(field: str, value: int) -> SpecError:
@@ -44,10 +45,10 @@ def _by_wire(registry, value: int, field: str):
         raise _refusal(field, value) from None
 
 
-def statistic_wire(name: str) -> int:
+def statistic_wire(name: str) -> pb.Statistic:
     """The Statistic enum value of the statistic called ``name`` (SpecError listing the choices)."""
     try:
-        return STATISTICS.wire(name)
+        return cast("pb.Statistic", STATISTICS.wire(name))
     except UnknownName as exc:
         raise SpecError("statistic", str(exc)) from None
 
@@ -57,14 +58,14 @@ def statistic_name(value: int) -> str:
     return str(_by_wire(STATISTICS, value, "statistic").name)
 
 
-def mechanism_wire(name: str) -> int:
+def mechanism_wire(name: str) -> pb.Mechanism:
     try:
-        return CENTRAL_MECHANISMS.wire(name)
+        return cast("pb.Mechanism", CENTRAL_MECHANISMS.wire(name))
     except UnknownName as exc:
         raise SpecError("mechanism", str(exc)) from None
 
 
-def sharing_wire(name: str) -> int:
+def sharing_wire(name: str) -> pb.Sharing:
     try:
         return _SHARING[name]
     except KeyError:
@@ -74,13 +75,15 @@ def sharing_wire(name: str) -> int:
 def sharing_name(value: int) -> Sharing:
     for name, wire in _SHARING.items():
         if wire == value:
-            return name
+            return Sharing(name)
     raise _refusal("sharing", value)
 
 
-def status_wire(status: Status | None) -> int:
+def status_wire(status: Status | None) -> pb.RefusalStatus:
     """The RefusalStatus of a refusal's class (UNSPECIFIED for none)."""
-    return pb.RefusalStatus.Value(f"REFUSAL_STATUS_{status.value}") if status is not None else 0
+    if status is None:
+        return pb.REFUSAL_STATUS_UNSPECIFIED
+    return cast("pb.RefusalStatus", pb.RefusalStatus.Value(f"REFUSAL_STATUS_{status.value}"))
 
 
 def status_name(value: int) -> Status | None:

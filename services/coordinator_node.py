@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from mpcdp.protocol import CoordinatorSession, PartialSum, ProtocolError, QuerySpec, Response, SpecError, Status
-from services import audit, convert, releases
+from services import audit, convert, releases, server
 from services.channels import Channels
 from services.federation import Federation
 from services.ledgers import public_refusal
@@ -112,7 +112,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         self._clock = clock
         self._sessions: set[asyncio.Task] = set()  # running to their end even if their analyst left
         self._slots: dict[str, asyncio.Semaphore] = {}  # per party: its streams in use
-        self.channels = Channels(identity, lambda party: self.federation.node(party).address)
+        self.channels = Channels(identity, lambda party: self.federation.address(party))
 
     async def close(self) -> None:
         if self._sessions:
@@ -207,7 +207,8 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         sid = request.session_id.hex()
         kept = self.store.get(sid) if self.store is not None else None
         if kept is None or kept[0]["client"] != who or not self._charged(sid, kept[0]):
-            await context.abort(
+            await server.abort(
+                context,
                 grpc.StatusCode.NOT_FOUND,
                 f"no release of session {sid} for {who!r} is kept here"
                 if self.store is not None
@@ -406,10 +407,9 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         session.record_response(Response(r.session_id, r.party, True))
 
     async def _collect(self, c: _Call, start, session: CoordinatorSession) -> None:
-        try:
+        # a party sharing at once may have sent its partial sum and closed: the reads below tell
+        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
             await c.write(start)
-        except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
-            pass  # a party sharing at once may have sent its partial sum and closed: the reads below tell
         msg = await self._read(c, "partial sum")
         if msg.WhichOneof("phase") != "partial_sum" or msg.partial_sum.sender != c.party:
             raise SessionFailed(
@@ -450,9 +450,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
                 pass
 
         async def tell_briefly(c: _Call):
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(tell(c), ABORT_GRACE)
-            except TimeoutError:
-                pass
 
         await asyncio.gather(*(tell_briefly(c) for c in calls.values()))

@@ -205,6 +205,13 @@ class Federation(BaseModel):
             raise FederationError(f"{self._where}: expected exactly one coordinator, found {len(found)}")
         return found[0]
 
+    def address(self, name: str) -> str:
+        """Where node ``name`` listens (FederationError for a node that does not: a client)."""
+        address = self.node(name).address
+        if address is None:
+            raise FederationError(f"{self._where}: node {name!r} has no address")
+        return address
+
     def policy_for(self, name: str) -> Policy:
         """The federation's policy overlaid with the node's own."""
         return self.node(name).policy.over(self.policy)
@@ -233,7 +240,7 @@ def _message(loc: tuple, error: dict) -> str:
     return f"{field}: {text}"
 
 
-def _located(errors: list[dict], where: str, doc: dict, lines: dict, prefix: tuple = ()) -> FederationError:
+def _located(errors: list[Any], where: str, doc: dict, lines: dict, prefix: tuple = ()) -> FederationError:
     """The errors of one table as one FederationError: file:line, the node, each field and what is wrong."""
     locs = [tuple(prefix) + tuple(p for p in e["loc"] if not str(p).startswith("function-")) for e in errors]
     key = locs[0]

@@ -39,7 +39,7 @@ import numpy as np
 from mpcdp.prg import RandomSource
 from mpcdp.protocol import PartySession, ProtocolError, ShareMessage, SpecError, Status
 from mpcdp.protocol.spec import Sharing
-from services import audit, convert
+from services import audit, convert, server
 from services.data import DataError, Table
 from services.federation import Federation
 from services.ledgers import SessionLog
@@ -92,7 +92,7 @@ class PartyNode(pb_grpc.PartyServicer):
         self._closed: OrderedDict[bytes, None] = OrderedDict()
         self.link = Hub(
             identity,
-            lambda peer: self.federation.node(peer).address,
+            lambda peer: self.federation.address(peer),  # read at call time: the federation may be replaced
             lambda who: who in self.federation.names("party") and who != self.me,
         )
 
@@ -224,8 +224,10 @@ class PartyNode(pb_grpc.PartyServicer):
         outbox = session.make_shares()  # the session draws its own noise piece from its rng
         receiving = asyncio.ensure_future(self._receive_all(live))
         waiter = asyncio.ensure_future(live.complete.wait())
-        reader = asyncio.ensure_future(self._start_sharing(context, spec)) if live.at_once else None
-        if not live.at_once:
+        reader: asyncio.Future
+        if live.at_once:
+            reader = asyncio.ensure_future(self._start_sharing(context, spec))
+        else:
             try:
                 await self._start_sharing(context, spec)
             except ProtocolError as exc:
@@ -259,8 +261,8 @@ class PartyNode(pb_grpc.PartyServicer):
                 return await self._abort(
                     context, session, f"no share from {', '.join(missing)} before the deadline", missing[0]
                 )
-            elif receiving.result():
-                culprit, reason = receiving.result()
+            elif (failure := receiving.result()) is not None:
+                culprit, reason = failure
                 return await self._abort(context, session, reason, culprit)
         finally:
             for task in (receiving, waiter) if live.at_once and not reader.done() else (receiving, waiter, reader):
@@ -396,8 +398,8 @@ class PartyNode(pb_grpc.PartyServicer):
         live = self._live.get(head.session_id)
         if live is None:
             if head.session_id in self._closed:
-                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "that session is closed")
-            await context.abort(grpc.StatusCode.NOT_FOUND, "unknown session")
+                await server.abort(context, grpc.StatusCode.FAILED_PRECONDITION, "that session is closed")
+            await server.abort(context, grpc.StatusCode.NOT_FOUND, "unknown session")
         session = live.session
         try:
             if head.WhichOneof("payload") == "seed":

@@ -55,10 +55,12 @@ def check_presentation(spec: QuerySpec, confidence: float) -> None:
         ) from None
 
 
-Large = list[tuple[str, int, np.ndarray]]  # (entry, ReleaseVector.Part, float64 values) streamed after the reply
+Large = list[
+    tuple[str, "pb.ReleaseVector.Part", np.ndarray]
+]  # (entry, ReleaseVector.Part, float64 values) streamed after the reply
 
 
-def fill(values: pb.Values, value, name: str, part: int, large: Large) -> None:
+def fill(values: pb.Values, value, name: str, part: pb.ReleaseVector.Part, large: Large) -> None:
     """Set ``values`` to ``value``: None (unset), a label, a whole number (exactly), a number, or a float64
     vector (packed, or streamed after the reply when larger than a chunk: appended to ``large``)."""
     if value is None:
@@ -105,7 +107,7 @@ def entries(result: dict, categories=(), noise_std=None, intervals=None, large: 
         entry = pb.ReleaseEntry(name=name)
         value = result.get(name)
         labelled = isinstance(value, dict)
-        if labelled:
+        if isinstance(value, dict):
             value = [value[c] for c in categories]
         fill(entry.value, value, name, pb.ReleaseVector.PART_VALUE, large)
         if name in noise_std:
@@ -133,7 +135,7 @@ def parts(spec: QuerySpec, release, confidence: float):
         parties=spec.parties,
         epsilon=spec.epsilon,  # None: absent, an exact release
         delta=spec.delta,
-        mechanism=0 if spec.is_exact else convert.mechanism_wire(spec.mechanism),
+        mechanism=pb.MECHANISM_UNSPECIFIED if spec.is_exact else convert.mechanism_wire(spec.mechanism),
         confidence=0.0 if spec.is_exact else confidence,
     )
     yield pb.QueryReplyPart(reply=reply)

@@ -27,6 +27,7 @@ import logging
 import sys
 import time
 from dataclasses import dataclass
+from typing import NoReturn
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -39,6 +40,12 @@ log = logging.getLogger("mpcdp.server")
 MAX_MESSAGE = 64 << 20  # a bound on any one message; federation vectors and releases go in ~1 MiB chunks
 OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE)]
 INTERNAL_MESSAGE = "internal error in this node; its operator's log has the details"
+
+
+async def abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
+    """End the call with ``code`` and ``message`` (``context.abort`` raises; this says so to type checkers)."""
+    await context.abort(code, message)
+    raise AssertionError("ServicerContext.abort returned")
 
 
 def _is_spec_error(exc: BaseException) -> bool:
@@ -148,7 +155,9 @@ def _guard(handler: grpc.RpcMethodHandler, method: str, limits: Limits) -> grpc.
             self.activity = _Activity()
             _ACTIVITY.set(self.activity)
             self.expired = False
-            self.task = asyncio.current_task()
+            task = asyncio.current_task()
+            assert task is not None  # a call runs in a task
+            self.task = task
             self.timer = None
             if streaming_in:
                 self._arm(limits.idle_timeout)
@@ -185,33 +194,32 @@ def _guard(handler: grpc.RpcMethodHandler, method: str, limits: Limits) -> grpc.
         await refuse(Undecodable(), context)
 
     behavior = handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
-    if inspect.isasyncgenfunction(behavior):
 
-        async def guarded(request, context):
-            call = _Call(request, context)
-            if call.bad:
-                await bad_request(context)
-            try:
-                async for item in behavior(request, context):
-                    yield item
-            except BaseException as exc:
-                await call.on_error(exc, context)
-            finally:
-                call.stop()
-    else:
+    async def guarded_stream(request, context):
+        call = _Call(request, context)
+        if call.bad:
+            await bad_request(context)
+        try:
+            async for item in behavior(request, context):
+                yield item
+        except BaseException as exc:
+            await call.on_error(exc, context)
+        finally:
+            call.stop()
 
-        async def guarded(request, context):
-            call = _Call(request, context)
-            if call.bad:
-                await bad_request(context)
-            try:
-                result = behavior(request, context)
-                return await result if inspect.isawaitable(result) else result
-            except BaseException as exc:
-                await call.on_error(exc, context)
-            finally:
-                call.stop()
+    async def guarded_unary(request, context):
+        call = _Call(request, context)
+        if call.bad:
+            await bad_request(context)
+        try:
+            result = behavior(request, context)
+            return await result if inspect.isawaitable(result) else result
+        except BaseException as exc:
+            await call.on_error(exc, context)
+        finally:
+            call.stop()
 
+    guarded = guarded_stream if inspect.isasyncgenfunction(behavior) else guarded_unary
     make = {
         (False, False): grpc.unary_unary_rpc_method_handler,
         (False, True): grpc.unary_stream_rpc_method_handler,

@@ -72,8 +72,11 @@ class LocalFederation:
         self.timeout = timeout
         self.max_length = max_length  # the parties' policy max_length (None: the default)
         self.max_timeout = max(float(timeout), 300.0)
-        self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="mpcdp-sim-")
-        self.dir = Path(workdir or self._tmp.name)
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="mpcdp-sim-")
+            workdir = self._tmp.name
+        self.dir = Path(workdir)
         self.processes = Processes(self.dir / "logs")
         self.federation: fed.Federation | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -164,10 +167,16 @@ class LocalFederation:
         """Start (or restart) the process of node ``name``."""
         self.processes.start(name, self._command("coordinator" if name == COORDINATOR else "party", name), self.dir)
 
+    def _started(self) -> fed.Federation:
+        if self.federation is None:
+            raise RuntimeError("the federation is not started: use `with LocalFederation(...)` or start()")
+        return self.federation
+
     async def _wait_all_serving(self, names) -> None:
-        ident = Identity(CLIENT, self.federation.certs, self.insecure)
+        federation = self._started()
+        ident = Identity(CLIENT, federation.certs, self.insecure)
         await asyncio.gather(
-            *(self.processes.wait_serving(n, ident, self.federation.node(n).address, START_TIMEOUT) for n in names)
+            *(self.processes.wait_serving(n, ident, federation.address(n), START_TIMEOUT) for n in names)
         )
 
     def wait_serving(self, name: str) -> None:
@@ -193,40 +202,8 @@ class LocalFederation:
 
     async def _query(self, statistic: str, kw: dict) -> QueryResult:
         if self._client is None:
-            self._client = Analyst(self.federation, CLIENT, self.insecure)
+            self._client = Analyst(self._started(), CLIENT, self.insecure)
         return await self._client.query(statistic, **kw)
-
-    def compare(self, statistic: str, column: str | None = None, fraction=None, timeout: float | None = None):
-        """A comparison statistic (max, min, argmax, threshold) computed by the parties under MPC
-        (:mod:`services.mpc_node`); returns the release as text. Raises grpc.aio.AioRpcError on refusal."""
-        from fractions import Fraction
-
-        from services.wire.mpcdp.v1 import federation_pb2 as pb
-        from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
-
-        frac = Fraction(fraction if fraction is not None else 0).limit_denominator(1 << 16)
-        request = pb.CompareRequest(
-            statistic=statistic,
-            column=column or self.column,
-            fraction_num=frac.numerator,
-            fraction_den=frac.denominator,
-            timeout_seconds=float(timeout or self.timeout),
-        )
-
-        async def ask():
-            ident = Identity(CLIENT, self.federation.certs, self.insecure)
-            node = self.federation.node(COORDINATOR)
-            channel = ident.channel(node.address, COORDINATOR)
-            try:
-                return (
-                    await pb_grpc.CoordinatorStub(channel).Compare(request, timeout=request.timeout_seconds + 5)
-                ).release
-            finally:
-                await channel.close()
-
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-        return self._loop.run_until_complete(ask())
 
     def kill(self, name: str) -> None:
         """SIGKILL one node (a crash, for failure experiments)."""

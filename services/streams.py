@@ -30,7 +30,7 @@ def as_bytes(data: bytes | bytearray | memoryview | np.ndarray) -> memoryview:
     """``data``'s bytes without a copy: bytes as they are, an array as its little-endian raw bytes."""
     if isinstance(data, np.ndarray):
         arr = np.ascontiguousarray(data)
-        return memoryview(arr.astype(arr.dtype.newbyteorder("<"), copy=False)).cast("B")
+        return arr.astype(arr.dtype.newbyteorder("<"), copy=False).data.cast("B")
     return memoryview(data).cast("B")
 
 

@@ -236,8 +236,10 @@ def missing_comparison_flag(args) -> str | None:
     """What a comparison statistic needs that the command line left out, in words (None: nothing)."""
     from mpcdp.mpc.queries import COMPARISONS  # here, not at the top: `mpcdp X` loads only what X needs
 
-    kind = COMPARISONS.get(args.statistic) if args.statistic in COMPARISONS else None
-    for need in kind.needs if kind is not None else ():
+    if args.statistic not in COMPARISONS:
+        return None
+    kind = COMPARISONS.get(args.statistic)
+    for need in kind.needs:
         flag = COMPARISON_FLAGS[need]
         if not getattr(args, flag):
             return f"--statistic {kind.name} needs --{flag}"

@@ -55,7 +55,7 @@ def run(args) -> int:
         return asyncio.run(
             serve_until_stopped(
                 identity,
-                args.listen or node.address,
+                args.listen or federation.address(node.name),
                 [(pb_grpc.add_CoordinatorServicer_to_server, coordinator, SERVICE)],
                 f"coordinator {node.name} serving on port {{port}}",
                 cleanup=coordinator.close,

@@ -60,7 +60,7 @@ def run(args) -> int:
         ledger=ledger_for(federation, node.name, dataset=table.source),
         sessions=None if state is None else SessionLog(state / f"{node.name}.sessions"),
     )
-    address = args.listen or node.address
+    address = args.listen or federation.address(node.name)
     try:
         return asyncio.run(
             serve_until_stopped(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import grpc
 import pytest
@@ -96,7 +97,7 @@ def test_simulated_parties_get_their_values_from_private_files_not_their_command
     values = {"alice": [3817.25], "bob": [2514.75]}
     with LocalFederation(values, column="raise", timeout=10.0) as f:
         for name, proc in f.procs.items():
-            cmdline = open(f"/proc/{proc.pid}/cmdline", "rb").read().decode()
+            cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode()
             assert "3817.25" not in cmdline and "2514.75" not in cmdline, (name, cmdline)
         for name in values:
             assert (f.dir / f"{name}.csv").stat().st_mode & 0o777 == 0o600

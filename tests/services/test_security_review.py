@@ -11,10 +11,10 @@ import grpc
 import numpy as np
 import pytest
 
-from mpcdp.survey.respondent import SurveyClient
 from mpcdp.prg import Prg
 from mpcdp.protocol import PartialSum, PartyPolicy, PartySession, QuerySpec, ShareMessage
 from mpcdp.sharing import share_seeded
+from mpcdp.survey.respondent import SurveyClient
 from services import convert
 from services.analyst import _ReleaseStream
 from services.survey.transport import ref
@@ -132,7 +132,7 @@ async def test_concurrent_sessions_cannot_together_overspend_a_partys_budget(dp_
     h1, c1, answer = await propose(dp_cluster, first)
     assert answer.response.accepted
     second = dp_spec(b"B" * 16)
-    h2, c2, answer = await propose(dp_cluster, second)
+    h2, _c2, answer = await propose(dp_cluster, second)
     assert not answer.response.accepted and answer.response.status == pb.REFUSAL_STATUS_RESOURCE_EXHAUSTED
     assert "in progress" in answer.response.reason
     await h2.channel.close()
