@@ -11,16 +11,10 @@ from mpcdp.dp.loss import Measure, PrivacyLoss, Relation
 from mpcdp.survey.definition import parse_survey
 from mpcdp.survey.noise import release_loss
 from services.survey.budget import SurveyLedger, release_label
+from tests.support.survey_text import survey_text
 
-_POLL = """
-[survey]
-id = "poll"
-[[aggregator]]
-name = "a"
-address = "127.0.0.1:1"
-[[aggregator]]
-name = "b"
-address = "127.0.0.1:2"
+_POLL = survey_text(
+    """
 [[question]]
 id = "q"
 kind = "yesno"
@@ -34,6 +28,7 @@ central = { mechanism = "skellam", epsilon = 0.5, delta = 1e-6 }
 id = "s"
 kind = "yesno"
 """
+)
 POLL = parse_survey(_POLL)
 
 

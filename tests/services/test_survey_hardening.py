@@ -11,17 +11,10 @@ from mpcdp.survey import noise
 from mpcdp.survey.definition import parse_survey
 from mpcdp.survey.release import estimate
 from services.commands.survey import format_results, results_document
+from tests.support.survey_text import survey_text
 
-TEXT = """
-[survey]
-id = "s"
-min_respondents = 10
-[[aggregator]]
-name = "a"
-address = "127.0.0.1:1"
-[[aggregator]]
-name = "b"
-address = "127.0.0.1:2"
+TEXT = survey_text(
+    """
 [[question]]
 id = "rare"
 kind = "yesno"
@@ -32,7 +25,10 @@ kind = "numeric"
 bounds = [0, 100]
 step = 1
 central = { mechanism = "discrete_laplace", epsilon = 1.0 }
-"""
+""",
+    survey_id="s",
+    head="min_respondents = 10",
+)
 SURVEY = parse_survey(TEXT)
 N = 1000
 

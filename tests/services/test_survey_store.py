@@ -12,24 +12,17 @@ from mpcdp.prg import Prg
 from mpcdp.survey.definition import parse_survey
 from mpcdp.survey.release import id_set_digest
 from services.survey.store import ID_BYTES, PutStatus, SqliteStore, StoreError, fold, open_store
+from tests.support.survey_text import survey_text
 
 PG = os.environ.get("MPCDP_TEST_POSTGRES")
 WIDTH = 3
 DIGEST = b"d" * 32
-_POLL = """
-[survey]
-id = "poll"
-[[aggregator]]
-name = "a"
-address = "127.0.0.1:1"
-[[aggregator]]
-name = "b"
-address = "127.0.0.1:2"
+_POLL = survey_text("""
 [[question]]
 id = "q"
 kind = "choice"
 options = ["x", "y", "z"]
-"""
+""")
 POLL = parse_survey(_POLL)  # no central noise: the partial sum is the exact share total
 NOISY = parse_survey(_POLL + 'central = { mechanism = "discrete_laplace", epsilon = 1.0 }\n')
 
