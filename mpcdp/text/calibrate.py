@@ -17,13 +17,15 @@ the metric-DP epsilon found (see :mod:`mpcdp.text.mechanisms`).
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..prg import Prg
-from .mechanisms import TEXT_MECHANISMS, EpsilonTooSmallError, privacy_statistics
+from .mechanisms import TEXT_MECHANISMS, privacy_statistics
 from .sanitizer import Sanitizer
 
 SWEEP_POINTS = 16
@@ -50,12 +52,10 @@ class Calibration:
 
 def epsilon_range(sanitizer: Sanitizer, mechanism: str) -> tuple[float, float]:
     """The sweep's ends: truncated Gumbel starts just above its smallest valid epsilon."""
-    low, high = TEXT_MECHANISMS.get(mechanism).search_range
+    kind = TEXT_MECHANISMS.get(mechanism)
+    low, high = kind.search_range
     if low is None:
-        try:
-            sanitizer.mechanism(mechanism, 1e-12)
-        except EpsilonTooSmallError as exc:
-            low = exc.minimum * (1 + 1e-6)
+        low = kind.min_epsilon(sanitizer.embedding.size, sanitizer.table) * (1 + 1e-6)
     return low, high
 
 
@@ -87,10 +87,12 @@ def calibrate(
     sweep = np.geomspace(low, high, SWEEP_POINTS)
     values = [n_w(float(e)) for e in sweep]
     reachable = (min(values), max(values))
-    result = dict(mechanism=mechanism, target=target, reachable=reachable, words=int(words.size), draws=draws)
+    result = functools.partial(
+        Calibration, mechanism=mechanism, target=target, reachable=reachable, words=int(words.size), draws=draws
+    )
     crossing = next((i for i in range(len(sweep) - 1) if (values[i] - target) * (values[i + 1] - target) <= 0), None)
     if crossing is None:
-        return Calibration(epsilon=None, n_w=None, curve=sorted(curve.items()), **result)
+        return result(epsilon=None, n_w=None, curve=sorted(curve.items()))
     a, b = float(sweep[crossing]), float(sweep[crossing + 1])
     rising = values[crossing + 1] >= values[crossing]
     best = min((a, b), key=lambda e: abs(n_w(e) - target))
@@ -103,10 +105,10 @@ def calibrate(
         else:
             b = mid
         best = min((best, mid), key=lambda e: abs(n_w(e) - target))
-    return Calibration(epsilon=best, n_w=n_w(best), curve=sorted(curve.items()), **result)
+    return result(epsilon=best, n_w=n_w(best), curve=sorted(curve.items()))
 
 
-def plot(calibration: Calibration, path, title: str = "") -> None:
+def plot(calibration: Calibration, path: str | os.PathLike[str], title: str = "") -> None:
     """N_w against epsilon (log scale), the target, and the epsilon found."""
     import matplotlib
 
@@ -118,6 +120,7 @@ def plot(calibration: Calibration, path, title: str = "") -> None:
     ax.plot(eps, nw, marker="o", ms=3, color="tab:blue", label=f"N_w, {calibration.mechanism}")
     ax.axhline(calibration.target, color="grey", ls="--", lw=1, label=f"target {calibration.target:g}")
     if calibration.reached:
+        assert calibration.epsilon is not None and calibration.n_w is not None
         ax.plot(
             [calibration.epsilon],
             [calibration.n_w],

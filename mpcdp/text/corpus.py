@@ -25,16 +25,19 @@ null (no text, no cost).
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..prg import system_random
+from .embeddings import StrPath
 from .sanitizer import PrivacyCost, Sanitizer
 
 INPUT_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
@@ -48,19 +51,20 @@ class CorpusError(ValueError):
     """Bad input or output for a corpus job, in words a user can act on."""
 
 
-def input_format(path) -> str:
+def input_format(path: StrPath) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in INPUT_FORMATS:
         raise CorpusError(f"{path}: expected a .csv, .jsonl (or .ndjson) or .parquet file")
     return INPUT_FORMATS[suffix]
 
 
-def read_texts(path, column: str) -> list[str | None]:
+def read_texts(path: StrPath, column: str) -> list[str | None]:
     """The cells of ``column`` in ``path`` as Python strings (see :func:`read_column`)."""
-    return read_column(path, column).to_pylist()
+    texts: list[str | None] = read_column(path, column).to_pylist()
+    return texts
 
 
-def read_column(path, column: str):
+def read_column(path: StrPath, column: str) -> Any:
     """The cells of ``column`` in ``path`` as one Arrow array; every cell must be text (or null)."""
     import pyarrow as pa
 
@@ -85,7 +89,7 @@ def read_column(path, column: str):
     return cells.combine_chunks()
 
 
-def _read_table(path: Path, fmt: str, column: str):
+def _read_table(path: Path, fmt: str, column: str) -> Any:
     import pyarrow as pa
 
     if fmt == "csv":
@@ -114,7 +118,7 @@ def _read_table(path: Path, fmt: str, column: str):
     return table.select([column])
 
 
-def _missing(path, column: str, names) -> str:
+def _missing(path: StrPath, column: str, names: Iterable[str]) -> str:
     shown = ", ".join(repr(n) for n in list(names)[:20]) or "none"
     return f"{path}: no column {column!r}; its columns are {shown} (choose one with --column)"
 
@@ -141,7 +145,7 @@ class Job:
         return -(-self.rows // self.partition_rows)
 
 
-def file_digest(path) -> str:
+def file_digest(path: StrPath) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -153,7 +157,7 @@ def part_path(out: Path, index: int) -> Path:
     return out / f"part-{index:05d}.parquet"
 
 
-def sanitize_partition(sanitizer: Sanitizer, cells, first_row: int, mechanism: str, epsilon: float):
+def sanitize_partition(sanitizer: Sanitizer, cells: Any, first_row: int, mechanism: str, epsilon: float) -> Any:
     """One partition (an Arrow array of texts) as an Arrow table: row number, sanitised text and its
     privacy cost per row.
 
@@ -168,8 +172,8 @@ def sanitize_partition(sanitizer: Sanitizer, cells, first_row: int, mechanism: s
     present = texts if not nulls else [t for t in texts if t is not None]
     batch = sanitizer.sanitize_batch(present, mechanism, epsilon, rng)
     columns = {"row": pa.array(np.arange(first_row, first_row + len(texts), dtype=np.int64))}
-    where = np.setdiff1d(np.arange(len(texts)), nulls) if nulls else None
-    out_text = batch.texts
+    where = np.setdiff1d(np.arange(len(texts)), nulls)
+    out_text: list[str | None] = list(batch.texts)
     if nulls:
         out_text = [None] * len(texts)
         for i, text in zip(where.tolist(), batch.texts, strict=True):
@@ -185,13 +189,13 @@ def sanitize_partition(sanitizer: Sanitizer, cells, first_row: int, mechanism: s
     return pa.table(columns)
 
 
-def _compact(cells):
+def _compact(cells: Any) -> Any:
     import pyarrow as pa
 
     return pa.concat_arrays([cells])
 
 
-def _write_atomically(table, path: Path) -> None:
+def _write_atomically(table: Any, path: Path) -> None:
     import pyarrow.parquet as pq
 
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -204,7 +208,7 @@ def _write_atomically(table, path: Path) -> None:
             os.unlink(tmp)
 
 
-def prepare_output(out, job: Job) -> list[int]:
+def prepare_output(out: StrPath, job: Job) -> list[int]:
     """Create or check the output folder; the partitions still to do."""
     out = Path(out)
     manifest = out / JOB_FILE
@@ -245,9 +249,9 @@ class Summary:
 
 def run(
     sanitizer: Sanitizer,
-    input_path,
+    input_path: StrPath,
     column: str,
-    output,
+    output: StrPath,
     mechanism: str,
     epsilon: float,
     engine: str = "local",
@@ -299,18 +303,27 @@ def run(
     return summarise(out, job, skipped=job.partitions - len(todo))
 
 
-def _run_dask(sanitizer, slices: dict, out: Path, mechanism: str, epsilon: float, scheduler, workers, progress):
-    from distributed import Client, LocalCluster, as_completed
+def _run_dask(
+    sanitizer: Sanitizer,
+    slices: dict[int, tuple[Any, int]],
+    out: Path,
+    mechanism: str,
+    epsilon: float,
+    scheduler: str | None,
+    workers: int | None,
+    progress: Callable[[int], None] | None,
+) -> None:
+    dask: Any = importlib.import_module("distributed")  # untyped: used through Any
 
     from .dask_workers import ReuseFreedMemory
 
     if scheduler:
-        cluster, client = None, Client(scheduler, timeout="30s")
+        cluster, client = None, dask.Client(scheduler, timeout="30s")
     else:
-        cluster = LocalCluster(
+        cluster = dask.LocalCluster(
             n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True, dashboard_address=None
         )
-        client = Client(cluster)
+        client = dask.Client(cluster)
     try:
         client.register_plugin(ReuseFreedMemory())
         [shared] = client.scatter([sanitizer], broadcast=True)  # once per worker, shared by its tasks
@@ -327,7 +340,7 @@ def _run_dask(sanitizer, slices: dict, out: Path, mechanism: str, epsilon: float
             ): i
             for i, (part, first) in slices.items()
         }
-        for future in as_completed(futures):
+        for future in dask.as_completed(futures):
             i = futures[future]
             _write_atomically(future.result(), part_path(out, i))
             future.release()
@@ -339,7 +352,7 @@ def _run_dask(sanitizer, slices: dict, out: Path, mechanism: str, epsilon: float
             cluster.close()
 
 
-def summarise(out, job: Job, skipped: int = 0) -> Summary:
+def summarise(out: StrPath, job: Job, skipped: int = 0) -> Summary:
     """Totals over the partitions written, checking that each row appears once."""
     import pyarrow.parquet as pq
 

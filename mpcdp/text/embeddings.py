@@ -19,16 +19,19 @@ have the same output distribution; :class:`Embedding` itself refuses them.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from .tokenize import is_vocabulary_word
 
 DEFAULT_VOCABULARY_SIZE = 50_000
 FORMATS = ("glove", "word2vec", "word2vec-binary", "fasttext", "npy")
+StrPath = str | os.PathLike[str]
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ class Embedding:
     aliases: Mapping[str, str] = field(default_factory=dict)
     index: dict[str, int] = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         vectors = np.ascontiguousarray(self.vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[0] != len(self.words):
             raise ValueError(
@@ -77,7 +80,7 @@ class Embedding:
 
     @property
     def dim(self) -> int:
-        return self.vectors.shape[1]
+        return int(self.vectors.shape[1])
 
     def fingerprint(self) -> str:
         """SHA-256 over the words and the vector bytes: the key of every derived cache."""
@@ -118,7 +121,7 @@ def _duplicate_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.array(first, dtype=np.int64)[by_row], np.array(duplicate, dtype=np.int64)[by_row]
 
 
-def merge_duplicates(words, vectors) -> Embedding:
+def merge_duplicates(words: Sequence[str], vectors: npt.ArrayLike) -> Embedding:
     """An embedding of ``words`` in which a word whose vector equals an earlier word's is an alias of it.
 
     Identical vectors are at distance 0, where metric DP demands identical output
@@ -132,7 +135,9 @@ def merge_duplicates(words, vectors) -> Embedding:
     return Embedding(tuple(w for w, k in zip(words, keep, strict=True) if k), vectors[keep], aliases)
 
 
-def _from_pairs(pairs, limit: int | None, source: Path, words_only: bool = True) -> Embedding:
+def _from_pairs(
+    pairs: Iterable[tuple[str, np.ndarray]], limit: int | None, source: Path, words_only: bool = True
+) -> Embedding:
     words, rows, seen, dim = [], [], set(), None
     for line_no, (word, vec) in enumerate(pairs, start=1):
         if dim is None:
@@ -151,7 +156,7 @@ def _from_pairs(pairs, limit: int | None, source: Path, words_only: bool = True)
     return merge_duplicates(tuple(words), np.asarray(rows, dtype=np.float32))
 
 
-def _text_lines(path: Path, header: bool):
+def _text_lines(path: Path, header: bool) -> Iterator[tuple[str, np.ndarray]]:
     with open(path, encoding="utf-8", errors="strict") as fh:
         if header:
             fh.readline()
@@ -162,13 +167,13 @@ def _text_lines(path: Path, header: bool):
             yield parts[0], np.asarray(parts[1:], dtype=np.float32)
 
 
-def load_glove_text(path, limit: int | None = None, words_only: bool = True) -> Embedding:
+def load_glove_text(path: StrPath, limit: int | None = None, words_only: bool = True) -> Embedding:
     """GloVe text format: ``word v1 ... vd`` per line, no header."""
     path = Path(path)
     return _from_pairs(_text_lines(path, header=False), limit, path, words_only)
 
 
-def load_word2vec_text(path, limit: int | None = None, words_only: bool = True) -> Embedding:
+def load_word2vec_text(path: StrPath, limit: int | None = None, words_only: bool = True) -> Embedding:
     """word2vec text format, which is also fastText's ``.vec``: an ``n d`` header, then GloVe lines."""
     path = Path(path)
     with open(path, encoding="utf-8") as fh:
@@ -176,19 +181,19 @@ def load_word2vec_text(path, limit: int | None = None, words_only: bool = True) 
     return _from_pairs(_text_lines(path, header=True), limit, path, words_only)
 
 
-def _check_header(fields, path: Path) -> tuple[int, int]:
+def _check_header(fields: list[str], path: Path) -> tuple[int, int]:
     if len(fields) != 2 or not all(f.isdigit() for f in fields):
         raise ValueError(f"{path}: expected a word2vec header 'count dim', got {' '.join(fields)[:40]!r}")
     return int(fields[0]), int(fields[1])
 
 
-def load_word2vec_binary(path, limit: int | None = None, words_only: bool = True) -> Embedding:
+def load_word2vec_binary(path: StrPath, limit: int | None = None, words_only: bool = True) -> Embedding:
     """word2vec binary format: an ``n d`` header line, then ``word<space>`` and d little-endian float32."""
     path = Path(path)
     with open(path, "rb") as fh:
         count, dim = _check_header(fh.readline().decode("ascii", "replace").split(), path)
 
-        def entries():
+        def entries() -> Iterator[tuple[str, np.ndarray]]:
             for _ in range(count):
                 raw = bytearray()
                 while True:
@@ -207,7 +212,9 @@ def load_word2vec_binary(path, limit: int | None = None, words_only: bool = True
         return _from_pairs(entries(), limit, path, words_only)
 
 
-def load_npy(vectors_path, vocabulary_path, limit: int | None = None, words_only: bool = True) -> Embedding:
+def load_npy(
+    vectors_path: StrPath, vocabulary_path: StrPath, limit: int | None = None, words_only: bool = True
+) -> Embedding:
     """A ``.npy`` matrix and a text vocabulary with one word per line, in the same order."""
     vectors = np.load(vectors_path, mmap_mode="r")
     with open(vocabulary_path, encoding="utf-8") as fh:
@@ -229,22 +236,28 @@ def load_default_glove(limit: int = DEFAULT_VOCABULARY_SIZE, words_only: bool = 
     wanted = limit + limit // 10 + 100
     batch = next(pq.ParquetFile(root / "glove_6B_index.parquet").iter_batches(batch_size=wanted, columns=["index"]))
     words = batch.column(0).to_pylist()
-    rows = [i for i, w in enumerate(words) if is_vocabulary_word(w)] if words_only else range(len(words))
-    rows = np.asarray(rows[:limit], dtype=np.int64)
+    kept = [i for i, w in enumerate(words) if is_vocabulary_word(w)] if words_only else range(len(words))
+    rows = np.asarray(kept[:limit], dtype=np.int64)
     vectors = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")[: int(rows[-1]) + 1]
     return merge_duplicates(tuple(words[i] for i in rows), np.array(vectors[rows], dtype=np.float32))
 
 
-def load_embedding(path, format: str, limit: int | None = None, vocabulary=None, words_only: bool = True) -> Embedding:
+def load_embedding(
+    path: StrPath, format: str, limit: int | None = None, vocabulary: StrPath | None = None, words_only: bool = True
+) -> Embedding:
     """Load ``path`` in one of :data:`FORMATS` (``npy`` also needs ``vocabulary``)."""
-    if format == "glove":
-        return load_glove_text(path, limit, words_only)
-    if format in ("word2vec", "fasttext"):
-        return load_word2vec_text(path, limit, words_only)
-    if format == "word2vec-binary":
-        return load_word2vec_binary(path, limit, words_only)
     if format == "npy":
         if vocabulary is None:
             raise ValueError("format 'npy' needs a vocabulary file")
         return load_npy(path, vocabulary, limit, words_only)
-    raise ValueError(f"unknown embedding format {format!r}; expected one of {', '.join(FORMATS)}")
+    if format not in _LOADERS:
+        raise ValueError(f"unknown embedding format {format!r}; expected one of {', '.join(FORMATS)}")
+    return _LOADERS[format](path, limit, words_only)
+
+
+_LOADERS: dict[str, Callable[[StrPath, int | None, bool], Embedding]] = {
+    "glove": load_glove_text,
+    "word2vec": load_word2vec_text,
+    "fasttext": load_word2vec_text,
+    "word2vec-binary": load_word2vec_binary,
+}

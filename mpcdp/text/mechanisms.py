@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from ..prg import RandomSource
 from ..registry import Registry
@@ -50,24 +51,25 @@ class Mechanism(Protocol):
     name: str
     epsilon: float
 
-    def perturb(self, words: np.ndarray, rng: RandomSource) -> np.ndarray:
+    def perturb(self, given: npt.ArrayLike, rng: RandomSource) -> np.ndarray:
         """One independent draw of the mechanism for each vocabulary index in ``words``."""
 
 
-def _check_epsilon(epsilon) -> float:
-    epsilon = float(epsilon)
+def _check_epsilon(value: float) -> float:
+    epsilon = float(value)
     if not math.isfinite(epsilon) or epsilon <= 0:
         raise ValueError(f"epsilon must be a positive finite number, got {epsilon!r}")
     return epsilon
 
 
-def _check_words(words, size: int) -> np.ndarray:
-    words = np.asarray(words)
+def _check_words(given: npt.ArrayLike, size: int) -> npt.NDArray[np.int64]:
+    words = np.asarray(given)
     if words.ndim != 1 or (words.size and not np.issubdtype(words.dtype, np.integer)):
         raise ValueError("words must be a 1-d array of vocabulary indices")
     if words.size and (words.min() < 0 or words.max() >= size):
         raise ValueError(f"words contains an index outside the vocabulary [0, {size})")
-    return words.astype(np.int64, copy=False)
+    checked: npt.NDArray[np.int64] = words.astype(np.int64, copy=False)
+    return checked
 
 
 def truncated_gumbel_min_epsilon(vocabulary_size: int, delta_min: float) -> float:
@@ -136,8 +138,8 @@ class TruncatedGumbel:
         self._ids = np.hstack([np.arange(n, dtype=np.int32)[:, None], table.ids]).ravel()
         self._dist = np.hstack([np.zeros((n, 1)), table.distances]).ravel()
 
-    def perturb(self, words, rng: RandomSource) -> np.ndarray:
-        words = _check_words(words, self.embedding.size)
+    def perturb(self, given: npt.ArrayLike, rng: RandomSource) -> np.ndarray:
+        words = _check_words(given, self.embedding.size)
         out = np.empty_like(words)
         for start in range(0, words.size, _CHUNK):
             chunk = words[start : start + _CHUNK]
@@ -214,8 +216,8 @@ class MultivariateLaplace:
         points += self._vectors64[words]
         return points
 
-    def perturb(self, words, rng: RandomSource) -> np.ndarray:
-        words = _check_words(words, self.embedding.size)
+    def perturb(self, given: npt.ArrayLike, rng: RandomSource) -> np.ndarray:
+        words = _check_words(given, self.embedding.size)
         out = np.empty_like(words)
         for start in range(0, words.size, _CHUNK):
             chunk = words[start : start + _CHUNK]

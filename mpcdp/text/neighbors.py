@@ -50,7 +50,7 @@ class NeighborTable:
 
     @property
     def k(self) -> int:
-        return self.ids.shape[1]
+        return int(self.ids.shape[1])
 
 
 def exact_neighbors(embedding: Embedding, word: int, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import numpy.typing as npt
 
 from ..dp.approximate import uniform_open
 from ..prg import RandomSource
@@ -63,8 +64,12 @@ def truncated_gumbel(rng: RandomSource, n: int, scale: float, bound: float) -> n
 
 def truncated_gumbel_cdf(x: np.ndarray, scale: float, bound: float) -> np.ndarray:
     """The CDF of :func:`truncated_gumbel` (for tests and diagnostics)."""
-    f = lambda t: np.exp(-np.exp(-np.asarray(t, dtype=np.float64) / scale))  # noqa: E731
-    return np.clip((f(x) - f(-bound)) / (f(bound) - f(-bound)), 0.0, 1.0)
+
+    def f(t: npt.ArrayLike) -> np.ndarray:
+        return np.exp(-np.exp(-np.asarray(t, dtype=np.float64) / scale))
+
+    cdf: np.ndarray = np.clip((f(x) - f(-bound)) / (f(bound) - f(-bound)), 0.0, 1.0)
+    return cdf
 
 
 def standard_normal(rng: RandomSource, shape: tuple[int, ...]) -> np.ndarray:
@@ -92,8 +97,9 @@ def gamma_integer_shape(rng: RandomSource, n: int, shape: int, scale: float) -> 
     u = np.ones((n, groups * _GROUP))
     u[:, : int(shape)] = uniform_open(rng, n * int(shape)).reshape(n, int(shape))
     products = u.reshape(n, groups, _GROUP).prod(axis=2)
-    logs = np.log(products)
-    return -scale * logs.sum(axis=1)
+    radius: np.ndarray = np.log(products).sum(axis=1)
+    radius *= -scale
+    return radius
 
 
 _GROUP = 16
@@ -102,4 +108,5 @@ _GROUP = 16
 def uniform_direction(rng: RandomSource, n: int, dim: int) -> np.ndarray:
     """n unit vectors uniform on the sphere S^(dim-1): normalised Gaussian vectors."""
     g = standard_normal(rng, (n, dim))
-    return g / np.linalg.norm(g, axis=1, keepdims=True)
+    g /= np.linalg.norm(g, axis=1, keepdims=True)
+    return g

@@ -25,6 +25,8 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -115,16 +117,16 @@ class Sanitizer:
         self.lexicon = Lexicon(embedding.index)
         self._vocabulary = VocabularyCodes.of(embedding.words)
         self.diameter = table.delta_max if table is not None else max_pairwise_distance(embedding.vectors)
-        self._mechanisms: OrderedDict[tuple, Mechanism] = OrderedDict()
+        self._mechanisms: OrderedDict[tuple[str, float], Mechanism] = OrderedDict()
         self._lock = threading.Lock()
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         # Shipped to workers once (see mpcdp.text.corpus): without the lock and the ready mechanisms.
         state = dict(self.__dict__)
         del state["_lock"], state["_mechanisms"]
         return state
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._mechanisms, self._lock = OrderedDict(), threading.Lock()
 
@@ -199,7 +201,7 @@ class Sanitizer:
 def load_sanitizer(
     vocabulary_size: int = DEFAULT_VOCABULARY_SIZE,
     neighbors: int = DEFAULT_NEIGHBORS,
-    cache_dir=None,
+    cache_dir: Path | None = None,
     oov: str = OOV_PLACEHOLDER,
     placeholder: str = DEFAULT_PLACEHOLDER,
     embedding: Embedding | None = None,

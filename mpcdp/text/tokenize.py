@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 APOSTROPHES = "'\u2019"  # straight and right single quotation mark (the curly apostrophe)
@@ -112,7 +113,7 @@ def tokenize(text: str) -> list[Token]:
     return tokens
 
 
-def detokenize(tokens) -> str:
+def detokenize(tokens: Iterable[Token]) -> str:
     return "".join(t.text for t in tokens)
 
 
