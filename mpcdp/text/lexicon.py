@@ -27,11 +27,8 @@ _MIX2 = np.uint64(0xC2B2AE3D27D4EB4F)
 
 def pack(words: list[str]) -> tuple[Keys, Keys]:
     """The packed keys of ASCII words of at most 16 characters (as stored; no lower-casing)."""
-    raw = np.zeros((len(words), PACKED), dtype=np.uint8)
-    for i, word in enumerate(words):
-        data = word.encode("ascii")
-        raw[i, : len(data)] = np.frombuffer(data, dtype=np.uint8)
-    packed = raw.view("<u8")
+    padded = b"".join(word.encode("ascii").ljust(PACKED, b"\0") for word in words)
+    packed = np.frombuffer(padded, dtype="<u8").reshape(len(words), 2)
     return packed[:, 0].astype(np.uint64), packed[:, 1].astype(np.uint64)
 
 
