@@ -53,8 +53,8 @@ def test_the_statistics_and_mechanisms_the_wire_and_the_cli_name():
     assert [STATISTICS.wire(n) for n in STATISTICS.names()[:5]] == [1, 2, 3, 4, 5]
     assert CENTRAL_MECHANISMS.names() == ("discrete_laplace", "skellam")
     assert [CENTRAL_MECHANISMS.wire(n) for n in CENTRAL_MECHANISMS.names()] == [1, 2]
-    with pytest.raises(SpecError, match="statistic: unknown statistic 'median'; choose one of: sum, count"):
-        QuerySpec("median", parties=("a", "b"))
+    with pytest.raises(SpecError, match="statistic: unknown statistic 'mode'; choose one of: sum, count"):
+        QuerySpec("mode", parties=("a", "b"))
 
 
 class SumOfSquares(LinearStatistic):
