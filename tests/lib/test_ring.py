@@ -15,10 +15,10 @@ vectors = st.lists(u64, min_size=1, max_size=32)
 def test_add_sub_neg_wrap_mod_2_64(a, b):
     n = min(len(a), len(b))
     a, b = a[:n], b[:n]
-    A, B = ring.as_ring(np.array(a, dtype=object)), ring.as_ring(np.array(b, dtype=object))
-    assert ring.add(A, B).tolist() == [(x + y) % ring.MODULUS for x, y in zip(a, b)]
-    assert ring.sub(A, B).tolist() == [(x - y) % ring.MODULUS for x, y in zip(a, b)]
-    assert ring.neg(A).tolist() == [(-x) % ring.MODULUS for x in a]
+    ra, rb = ring.as_ring(np.array(a, dtype=object)), ring.as_ring(np.array(b, dtype=object))
+    assert ring.add(ra, rb).tolist() == [(x + y) % ring.MODULUS for x, y in zip(a, b, strict=True)]
+    assert ring.sub(ra, rb).tolist() == [(x - y) % ring.MODULUS for x, y in zip(a, b, strict=True)]
+    assert ring.neg(ra).tolist() == [(-x) % ring.MODULUS for x in a]
 
 
 @given(st.lists(st.integers(ring.SIGNED_MIN, ring.SIGNED_MAX), min_size=1, max_size=16))
@@ -47,8 +47,8 @@ def test_encode_refuses_values_beyond_the_ring():
 @settings(max_examples=300, deadline=None)  # each example is microseconds; a loaded machine is not a failure
 @given(st.integers(1, 2**20), st.floats(0, 1e12, allow_nan=False), st.integers(0, 40), st.integers(0, 2**40))
 def test_headroom_rejects_exactly_the_overflowing_cases(count, bound, frac_bits, tail):
-    B = int(np.rint(bound * 2**frac_bits))
-    overflows = count * B + tail > ring.SIGNED_MAX
+    worst_units = int(np.rint(bound * 2**frac_bits))
+    overflows = count * worst_units + tail > ring.SIGNED_MAX
     if overflows:
         with pytest.raises(ring.HeadroomError, match="overflow risk"):
             ring.check_headroom(count, bound, frac_bits, tail)
@@ -56,9 +56,9 @@ def test_headroom_rejects_exactly_the_overflowing_cases(count, bound, frac_bits,
     ring.check_headroom(count, bound, frac_bits, tail)
     # accepted => the worst cases really decode correctly
     for sign in (1, -1):
-        worst = np.full(count, sign * B, dtype=np.int64).view(np.uint64).sum(dtype=np.uint64)
+        worst = np.full(count, sign * worst_units, dtype=np.int64).view(np.uint64).sum(dtype=np.uint64)
         total = ring.add(worst, ring.as_ring(np.array([sign * tail], dtype=np.int64)))
-        assert int(ring.to_signed(total).reshape(-1)[0]) == sign * (count * B + tail)
+        assert int(ring.to_signed(total).reshape(-1)[0]) == sign * (count * worst_units + tail)
 
 
 def test_headroom_message_is_actionable():
