@@ -107,7 +107,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         self.ledger = ledger
         self.store = store
         self.send_timeout = send_timeout
-        self.max_timeout = float(max_timeout or federation.policy.max_timeout)
+        self.max_timeout = float(max_timeout or federation.policy.party().max_timeout)
         self.default_timeout = min(default_timeout, self.max_timeout)
         self._clock = clock
         self._sessions: set[asyncio.Task] = set()  # running to their end even if their analyst left

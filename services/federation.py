@@ -39,20 +39,25 @@ The file is read into typed models (pydantic, unknown keys refused, every
 number range-checked); an error names the file, the line and the field. A
 node's state directory is its ``state`` key, or else the folder of its
 ledger. Relative paths are relative to the file. A party's answer policy is
-the library's one :class:`mpcdp.protocol.PartyPolicy` (:meth:`Policy.party`).
+the library's one :class:`mpcdp.protocol.PartyPolicy` (:meth:`Policy.party`), and
+what it computes under MPC its :class:`mpcdp.mpc.queries.ComparisonPolicy`
+(:meth:`Policy.comparisons`).
 """
 
 from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError, field_validator
 
 from mpcdp.names import InvalidName, check_name
-from mpcdp.protocol import PartyPolicy
 from mpcdp.survey.toml_lines import key_lines
+
+if TYPE_CHECKING:
+    from mpcdp.mpc.queries import ComparisonPolicy
+    from mpcdp.protocol import PartyPolicy
 
 Role = Literal["coordinator", "party", "aggregator", "text", "client"]
 ROLES: tuple[str, ...] = get_args(Role)
@@ -67,40 +72,46 @@ class FederationError(ValueError):
 
 
 class Policy(BaseModel):
-    """A ``[policy]`` table: the federation's defaults, or a node's overrides of them."""
+    """A ``[policy]`` table: the federation's defaults, or a node's overrides of them.
+
+    A setting the library's policies own (:class:`mpcdp.protocol.PartyPolicy`, :class:`mpcdp.mpc.queries.
+    ComparisonPolicy`) is None when the file leaves it out: those classes' own defaults then apply."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     allow_exact: StrictBool = False  # exact (non-DP) secure sums
     allow_exact_nonlinear: StrictBool = False  # exact comparisons under MPC
-    max_epsilon: Number = PartyPolicy.max_epsilon  # per query
     max_records: Count = 1  # records one party may contribute (the coordinator's default for a query)
-    min_colluders: Count = PartyPolicy.min_colluders
-    statistics: tuple[StrictStr, ...] | None = None  # statistics a party answers (None: every secure sum)
-    columns: tuple[StrictStr, ...] = ()  # columns a party offers (empty: any)
     epsilon_budget: Number | None = None  # a ledger's total epsilon (required where a node keeps a ledger)
     delta_budget: Annotated[float, Field(strict=True, ge=0, le=1)] = 0.0
-    max_length: Count = PartyPolicy.max_length  # ring elements per query vector
-    max_timeout: Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0)] = PartyPolicy.max_timeout
-    one_round: StrictBool = PartyPolicy.one_round  # share on accepting (one round trip)
+    max_epsilon: Number | None = None  # per query
+    min_colluders: Count | None = None
+    statistics: tuple[StrictStr, ...] | None = None  # statistics a party answers
+    columns: tuple[StrictStr, ...] | None = None  # columns a party offers (empty: any)
+    max_length: Count | None = None  # ring elements per query vector
+    max_timeout: Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0)] | None = None  # seconds
+    one_round: StrictBool | None = None  # share on accepting (one round trip)
 
     def over(self, defaults: Policy) -> Policy:
         """This table's settings over ``defaults``'."""
         return Policy.model_validate({**defaults.model_dump(exclude_unset=True), **self.model_dump(exclude_unset=True)})
 
+    def _given(self, *names: str) -> dict[str, Any]:
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
     def party(self) -> PartyPolicy:
-        """What a party agrees to answer, as the library's policy."""
-        chosen = {} if self.statistics is None else {"statistics": self.statistics}
-        return PartyPolicy(
-            allow_exact=self.allow_exact,
-            max_epsilon=self.max_epsilon,
-            min_colluders=self.min_colluders,
-            columns=self.columns,
-            max_length=self.max_length,
-            max_timeout=self.max_timeout,
-            one_round=self.one_round,
-            **chosen,
-        )
+        """What a party agrees to answer and how it takes part, as the library's policy."""
+        from mpcdp.protocol import PartyPolicy  # here: a node that answers no query need not load the protocol
+
+        given = "statistics", "max_epsilon", "min_colluders", "columns", "max_length", "max_timeout", "one_round"
+        return PartyPolicy(allow_exact=self.allow_exact, **self._given(*given))
+
+    def comparisons(self) -> ComparisonPolicy:
+        """What a party agrees to compute under MPC (:mod:`services.mpc_node`), as the library's policy."""
+        from mpcdp.mpc.queries import ComparisonPolicy
+
+        given = "statistics", "max_epsilon", "min_colluders", "columns"
+        return ComparisonPolicy(allow_exact_nonlinear=self.allow_exact_nonlinear, **self._given(*given))
 
 
 def _resolve(value: str | None, base: Path) -> Path | str | None:

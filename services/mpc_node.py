@@ -44,12 +44,11 @@ import grpc
 from mpcdp.dp.ledger import BudgetExceeded
 from mpcdp.mpc.engine import Engine
 from mpcdp.mpc.messages import Round
-from mpcdp.mpc.queries import COMPARISONS, Comparison, ComparisonPolicy, ComparisonRefused, ComparisonSpec
+from mpcdp.mpc.queries import COMPARISONS, Comparison, ComparisonRefused, ComparisonSpec
 from mpcdp.mpc.session import PartyRun
 from mpcdp.prg import system_random
 from mpcdp.registry import UnknownName
 from services import audit, convert, releases
-from services.federation import Policy
 from services.link import LinkError
 from services.wire.mpcdp.v1 import federation_pb2 as pb
 
@@ -109,17 +108,6 @@ def spec_from_proto(msg: pb.QuerySpec) -> ComparisonSpec:
         )
     except ComparisonRefused as exc:
         raise CompareRefused(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
-
-
-def policy_for(settings: Policy) -> ComparisonPolicy:
-    """A party's comparison policy from its (node-overlaid) federation policy."""
-    return ComparisonPolicy(
-        allow_exact_nonlinear=settings.allow_exact_nonlinear,
-        max_epsilon=settings.max_epsilon,
-        min_colluders=settings.min_colluders,
-        statistics=settings.statistics,
-        columns=settings.columns,
-    )
 
 
 def release_parts(spec: ComparisonSpec, entries: list[pb.ReleaseEntry]) -> list[pb.QueryReplyPart]:
@@ -189,7 +177,7 @@ async def party_compare(node, request: pb.CompareRequest, context) -> pb.Compare
         now = node._clock()
         if not now < spec.deadline <= now + node.max_timeout + CLOCK_SLACK:
             raise CompareRefused(grpc.StatusCode.INVALID_ARGUMENT, "the deadline is past or too far ahead")
-        refusal = policy_for(node.federation.policy_for(node.me)).refusal(spec)
+        refusal = node.federation.policy_for(node.me).comparisons().refusal(spec)
         if refusal is not None:
             raise CompareRefused(grpc.StatusCode.PERMISSION_DENIED, f"{node.me}: {refusal}")
         if spec.column not in node.table.columns:

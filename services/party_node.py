@@ -81,10 +81,9 @@ class PartyNode(pb_grpc.PartyServicer):
         self.table = table
         self.identity = identity
         self.ledger = ledger
-        policy = federation.policy_for(name)
-        self.policy = policy.party()
-        self.one_round = policy.one_round
-        self.max_timeout = policy.max_timeout
+        self.policy = federation.policy_for(name).party()
+        self.one_round = self.policy.one_round
+        self.max_timeout = self.policy.max_timeout
         self.sessions = sessions  # durable used session ids (None: only those since start)
         self._rng = rng
         self._clock = clock

@@ -77,9 +77,12 @@ def test_a_node_policy_overrides_the_federations_and_becomes_the_librarys_party_
     )
     mine = f.policy_for("alice")
     assert (mine.max_epsilon, mine.allow_exact, mine.epsilon_budget, mine.one_round) == (0.5, True, 5.0, False)
+    assert mine.max_timeout is None and mine.party().max_timeout == PartyPolicy.max_timeout  # the library's default
     party = mine.party()
-    assert (party.max_epsilon, party.allow_exact, party.columns) == (0.5, True, ("raise",))
-    assert f.policy.max_timeout == PartyPolicy.max_timeout and f.policy.one_round
+    assert (party.max_epsilon, party.allow_exact, party.columns, party.one_round) == (0.5, True, ("raise",), False)
+    comparisons = mine.comparisons()
+    assert (comparisons.max_epsilon, comparisons.allow_exact_nonlinear, comparisons.columns) == (0.5, False, ("raise",))
+    assert f.policy.party().one_round and f.policy.party().statistics == PartyPolicy().statistics
 
 
 def test_duplicate_nodes_and_missing_files_are_refused(tmp_path):
