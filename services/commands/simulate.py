@@ -133,9 +133,12 @@ def run_in_process(data: dict, args, out=None) -> int:
     if args.workers:
         import asyncio
 
-        run = asyncio.run(swarm.run_across_processes(query, data, workers=args.workers, stop=stop))
+        wait = args.round_timeout or 30 * swarm.ROUND_TIMEOUT
+        if args.drop:
+            print(f"(a round waits for {wait:g} s of silence before it gives up on a dropped party)", file=sys.stderr)
+        run = asyncio.run(swarm.run_across_processes(query, data, workers=args.workers, stop=stop, round_timeout=wait))
     else:
-        run = swarm.run_query(query, data, stop=stop)
+        run = swarm.run_query(query, data, stop=stop, round_timeout=args.round_timeout or swarm.ROUND_TIMEOUT)
     if run.release is None:
         print(f"mpcdp simulate: the query failed: {run.error}", file=sys.stderr)
         return 1
@@ -224,6 +227,14 @@ def register(sub) -> None:
         default=0,
         help="many-party protocol: spread the parties over this many worker processes, linked by mutual TLS "
         "(default 0: every party in this process)",
+    )
+    p.add_argument(
+        "--round-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="many-party protocol: a round stops waiting for parties after this long without a message "
+        "(default 1 in this process, 30 with --workers, where a worker masking hundreds of parties at once "
+        "can leave its links quiet for seconds)",
     )
     p.add_argument(
         "--in-process",
