@@ -21,7 +21,7 @@ import numpy as np
 from mpcdp.mpc.queries import COMPARISONS
 from mpcdp.prg import Prg, system_random
 from services.analyst import QueryError
-from services.commands import Formatter, add_query_arguments, at_least, examples, missing_comparison_flag
+from services.commands import Formatter, add_query_arguments, at_least, examples, positive, missing_comparison_flag
 from services.simulation import LocalFederation
 
 
@@ -230,7 +230,7 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--round-timeout",
-        type=float,
+        type=positive,
         metavar="SECONDS",
         help="many-party protocol: a round stops waiting for parties after this long without a message "
         "(default 1 in this process, 30 with --workers, where a worker masking hundreds of parties at once "
