@@ -21,7 +21,7 @@ import numpy as np
 from mpcdp.mpc.queries import COMPARISONS
 from mpcdp.prg import Prg, system_random
 from services.analyst import QueryError
-from services.commands import Formatter, add_query_arguments, at_least, examples, positive, missing_comparison_flag
+from services.commands import Formatter, add_query_arguments, at_least, examples, missing_comparison_flag, positive
 from services.simulation import LocalFederation
 
 
