@@ -56,7 +56,10 @@ def code_point_class(code: int) -> tuple[int, int]:
         | CHANGED_BY_UPPER * (ch.upper() != ch)
         | ALPHA * ch.isalpha()
     )
-    folded = next((ord(x) for x in _FOLDED_LETTERS if re.fullmatch(x, ch, re.IGNORECASE)), 0)
+    if ch.isascii():  # ASCII letters match ignoring case exactly their lower case
+        folded = ord(ch.lower()) if ch.lower() in _FOLDED_LETTERS else 0
+    else:  # a few others do too (the long s matches "s")
+        folded = next((ord(x) for x in _FOLDED_LETTERS if re.fullmatch(x, ch, re.IGNORECASE)), 0)
     return flags, folded
 
 
