@@ -76,10 +76,18 @@ def standard_normal(rng: RandomSource, shape: tuple[int, ...]) -> np.ndarray:
     """iid N(0, 1) variates by the Box-Muller transform."""
     size = int(np.prod(shape))
     half = (size + 1) // 2
-    radius = np.sqrt(-2.0 * np.log(uniform_open(rng, half)))
-    angle = 2.0 * np.pi * uniform_open(rng, half)
-    out = np.concatenate([radius * np.cos(angle), radius * np.sin(angle)])[:size]
-    return out.reshape(shape)
+    radius = uniform_open(rng, half)  # sqrt(-2 ln u), in place
+    np.log(radius, out=radius)
+    radius *= -2.0
+    np.sqrt(radius, out=radius)
+    angle = uniform_open(rng, half)
+    angle *= 2.0 * np.pi
+    out = np.empty(2 * half)
+    np.cos(angle, out=out[:half])
+    out[:half] *= radius
+    np.sin(angle, out=out[half:])
+    out[half:] *= radius
+    return out[:size].reshape(shape)
 
 
 def gamma_integer_shape(rng: RandomSource, n: int, shape: int, scale: float) -> np.ndarray:
