@@ -96,9 +96,17 @@ def render(
     if not texts:
         return [], np.zeros(0, dtype=np.int64)
     doc, start, end = batch.doc, batch.start, batch.end
+    known = chosen >= 0
+    word = np.where(known, chosen, 0)
+    # The substitutes' code points, one after another (only theirs: the whole vocabulary would be copied
+    # for every batch, which costs more than a short text does).
+    length = np.where(known, vocabulary.length[word], 0)
+    at = np.cumsum(length) - length
+    total_length = int(length.sum())
+    used = vocabulary.codes[np.repeat(vocabulary.offset[word] - at, length) + np.arange(total_length)]
     extras: list[str] = [placeholder, " "]
     extra_at: list[int] = [0, len(placeholder)]
-    base = n + vocabulary.codes.size  # where the extra strings start in the source buffer
+    base = n + total_length  # where the extra strings start in the source buffer
 
     def extra(text: str) -> int:
         extra_at.append(extra_at[-1] + len(extras[-1]))
@@ -121,10 +129,8 @@ def render(
     src[after], size[after] = closing, batch.last - closing
     size[after[:-1]] += 1  # the NUL between two texts, to split the output at
 
-    known = chosen >= 0
-    word = np.where(known, chosen, 0)
-    src[before + 1] = np.where(known, n + vocabulary.offset[word], base)
-    size[before + 1] = np.where(known, vocabulary.length[word], len(placeholder))
+    src[before + 1] = np.where(known, n + at, base)
+    size[before + 1] = np.where(known, length, len(placeholder))
     starts_alnum = np.where(known, vocabulary.starts_alnum[word], placeholder[:1].isalnum())
     if keep_oov:
         oov = np.flatnonzero(~known)
@@ -149,7 +155,7 @@ def render(
     out_end = np.cumsum(size)
     out_start = out_end - size
     total = int(out_end[-1]) if out_end.size else 0
-    buffer = np.concatenate([batch.codes.astype(np.uint32), vocabulary.codes, _wide("".join(extras))])
+    buffer = np.concatenate([batch.codes.astype(np.uint32), used, _wide("".join(extras))])
     out = buffer[np.repeat(src - out_start, size) + np.arange(total)]
     _capitalise(out, out_start[before[upper] + 1], size[before[upper] + 1])
     _capitalise(out, out_start[before[title] + 1], np.ones(int(title.sum()), dtype=np.int64))
