@@ -97,11 +97,11 @@ def test_bad_csv_parquet_and_paths(tmp_path, sanitizer):
     with pytest.raises(corpus.CorpusError, match="holds int64 values, not text"):
         corpus.run(sanitizer, tmp_path / "n.parquet", "text", tmp_path / "o3", "truncated-gumbel", EPSILON)
     (tmp_path / "bad.parquet").write_bytes(b"not parquet at all")
-    with pytest.raises(corpus.CorpusError, match="cannot read .*bad.parquet as PARQUET"):
+    with pytest.raises(corpus.CorpusError, match=r"cannot read .*bad\.parquet as PARQUET"):
         corpus.run(sanitizer, tmp_path / "bad.parquet", "text", tmp_path / "o4", "truncated-gumbel", EPSILON)
     with pytest.raises(corpus.CorpusError, match="does not exist"):
         corpus.run(sanitizer, tmp_path / "missing.csv", "text", tmp_path / "o5", "truncated-gumbel", EPSILON)
-    with pytest.raises(corpus.CorpusError, match="expected a .csv"):
+    with pytest.raises(corpus.CorpusError, match=r"expected a \.csv"):
         corpus.run(sanitizer, tmp_path / "c.txt", "text", tmp_path / "o6", "truncated-gumbel", EPSILON)
 
 
@@ -133,7 +133,7 @@ def test_a_crashed_run_resumes_without_redoing_finished_partitions(tmp_path, san
     assert calls == [4, 6, 8] and summary.partitions_skipped == 2
     assert all(p.stat().st_mtime_ns == t for p, t in before.items())
     assert read(out).column("row").to_pylist() == list(range(10))
-    with pytest.raises(corpus.CorpusError, match="holds another job .*epsilon"):
+    with pytest.raises(corpus.CorpusError, match=r"holds another job .*epsilon"):
         corpus.run(sanitizer, tmp_path / "c.parquet", "text", out, "truncated-gumbel", 2 * EPSILON, partition_rows=2)
 
 

@@ -32,7 +32,7 @@ def test_sanitizes_real_text(sanitizer):
     outs = sanitizer.sanitize(texts, "truncated-gumbel", 200.0, Prg.from_int(1))
     assert all(o.text.endswith("<unk>.") and o.cost.words_perturbed == 10 for o in outs)
     assert len({o.text for o in outs}) == len(outs)
-    with pytest.raises(m.EpsilonTooSmallError, match="75.8"):
+    with pytest.raises(m.EpsilonTooSmallError, match=r"75\.8"):
         sanitizer.sanitize(texts, "truncated-gumbel", 75.0)
 
 

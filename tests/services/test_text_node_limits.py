@@ -57,9 +57,11 @@ def node(parts, certs):
 
     started = []
 
-    def make(limits=TextLimits(), spin=0.0, server_limits=None):
+    def make(limits=None, spin=0.0, server_limits=None):
         sanitizer = GatedSanitizer(*parts, spin=spin)
-        server, port = build_server(sanitizer, "127.0.0.1:0", Identity("scribe", certs), limits, server_limits)
+        server, port = build_server(
+            sanitizer, "127.0.0.1:0", Identity("scribe", certs), limits or TextLimits(), server_limits
+        )
         started.append((server, sanitizer))
         return sanitizer, port
 
