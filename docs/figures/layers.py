@@ -33,21 +33,41 @@ BOXES = {
         5.0,
         0,
         9.6,
-        "foundations: ring.py (Z_2^64, fixed point, headroom) · prg.py (AES-CTR) · sharing.py",
+        "foundations: ring.py (Z_2^64, fixed point, headroom) · prg.py (AES-CTR) · sharing.py · registry.py · names.py",
     ),
-    "dp": (5.0, 1, 9.6, "dp/: exact samplers · local DP · central and distributed noise · guarantees · ledger"),
-    "protocol": (1.25, 2, 2.3, "protocol/\nspec · statistics · noise\nparty · coordinator\nin-memory driver"),
-    "survey": (3.75, 2, 2.3, "survey/ + client.py\ndefinition · local · sheet\ncentral · release\nrespondent client"),
-    "text": (6.25, 2, 2.3, "text/\nembeddings · neighbours\nmechanisms · sanitiser\nevaluate"),
+    "dp": (
+        5.0,
+        1,
+        9.6,
+        "dp/: exact samplers · local DP · central and distributed noise · privacy loss · mechanism registry · ledger",
+    ),
+    "protocol": (1.25, 2, 2.3, "protocol/\nspec · statistics · noise\nparty · coordinator · masked\nin-memory driver"),
+    "survey": (3.75, 2, 2.3, "survey/\ndefinition · questions · local\nsheet · noise · release\nrespondent · proved"),
+    "text": (
+        6.25,
+        2,
+        2.3,
+        "text/\nembeddings · neighbors · nearest\nspans · lexicon · render\nmechanisms · sanitizer · corpus",
+    ),
     "other": (8.75, 2, 2.3, "{names}"),
     "wire": (8.75, 3, 2.3, "services/wire/\ngenerated from\nprotos/mpcdp/v1/*.proto"),
-    "support": (5.0, 3, 4.6, "services: tls · server · link · federation · convert\nreleases · data · ledgers · audit"),
-    "nodes": (1.25, 4, 2.3, "federation nodes\nparty_node\ncoordinator_node"),
-    "survey_nodes": (3.75, 4, 2.3, "services/survey/\naggregator · store\ntransport"),
+    "support": (
+        5.0,
+        3,
+        4.6,
+        "services: tls · server · link · channels · streams\nfederation · convert · releases · data · ledgers · audit",
+    ),
+    "nodes": (1.25, 4, 2.3, "federation nodes\nparty_node · mpc_node\ncoordinator_node"),
+    "survey_nodes": (3.75, 4, 2.3, "services/survey/\naggregator · store · http\ntransport · collector · verifier"),
     "text_node": (6.25, 4, 2.3, "text_node"),
-    "analyst": (8.75, 4, 2.3, "analyst client\nservices/client.py"),
+    "analyst": (8.75, 4, 2.3, "analyst client\nservices/analyst.py"),
     "cli": (3.75, 5, 7.1, "the mpcdp command: services/cli.py, services/commands/ (one module per subcommand)"),
-    "simulations": (8.75, 5, 2.3, "local processes\nservices/simulation.py\nservices/survey/simulation.py"),
+    "simulations": (
+        8.75,
+        5,
+        2.3,
+        "local processes: launch.py\nsimulation.py · swarm.py\nsurvey/simulation · https_local",
+    ),
 }
 PACKAGE_NOTES = {
     "mpc": ": honest-majority\nengine, comparisons",
@@ -71,23 +91,22 @@ def load_layer_test(repo: Path):
 def box_of(module: str) -> str:
     parts = module.split(".")
     if parts[0] == "mpcdp":
-        if len(parts) == 1 or parts[1] in ("ring", "prg", "sharing"):
+        if len(parts) == 1 or parts[1] in ("ring", "prg", "sharing", "registry", "names"):
             return "foundations"
-        if parts[1] == "client":
-            return "survey"
         return parts[1] if parts[1] in ("dp", "protocol", "survey", "text") else "other:" + parts[1]
     if parts[0] != "services":
         return ""
     sub = parts[1] if len(parts) > 1 else ""
-    if parts[-1] == "simulation":
+    if parts[-1] in ("simulation", "https_local") or sub in ("launch", "swarm"):
         return "simulations"
     return {
         "wire": "wire",
         "party_node": "nodes",
+        "mpc_node": "nodes",
         "coordinator_node": "nodes",
         "survey": "survey_nodes",
         "text_node": "text_node",
-        "client": "analyst",
+        "analyst": "analyst",
         "cli": "cli",
         "commands": "cli",
     }.get(sub, "support")
