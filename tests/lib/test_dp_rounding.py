@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import ast
 from decimal import Decimal, localcontext
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 
 from mpcdp.dp import mechanisms
 from mpcdp.dp.ledger import PrivacyLedger
-from mpcdp.dp.loss import PrivacyLoss
-from mpcdp.protocol import noise
+from mpcdp.dp.loss import PrivacyLoss, Relation
+from mpcdp.protocol import QuerySpec, noise
 from mpcdp.survey import noise as survey_noise
+from mpcdp.survey.definition import parse_survey
 
 
 def exact_rho(eps, delta) -> Decimal:
@@ -38,11 +41,49 @@ def rho_within(eps, delta) -> Fraction:
     return PrivacyLoss.approx(eps, delta).to_zcdp().rho
 
 
-def test_one_zcdp_rho_for_queries_and_surveys():
-    assert noise.CENTRAL_MECHANISMS is mechanisms.CENTRAL_MECHANISMS  # both calibrate through the registry
-    assert not hasattr(noise, "zcdp_rho")
-    assert not hasattr(survey_noise, "zcdp_rho")  # surveys calibrate through mpcdp.dp.mechanisms, like queries
-    assert not hasattr(survey_noise, "skellam_rho")
+def _conversions(root: Path) -> set[str]:
+    """Every function under ``root`` doing a conversion's arithmetic: a logarithm and a square root of a loss's
+    delta or rho (rho = (sqrt(L + epsilon) - sqrt(L))^2 and epsilon = rho + 2 sqrt(rho L), L = ln(1/delta))."""
+    found = set()
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for scope in [tree, *(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef))]:
+            for fn in scope.body:
+                if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    continue
+                calls, words = set(), set()
+                for n in ast.walk(fn):
+                    if isinstance(n, ast.Call):
+                        calls.add(n.func.attr if isinstance(n.func, ast.Attribute) else getattr(n.func, "id", ""))
+                    words.add(getattr(n, "attr", None) or getattr(n, "id", None) or getattr(n, "arg", None))
+                if calls & {"log", "ln", "log1p"} and "sqrt" in calls and words & {"delta", "rho"}:
+                    found.add(f"{getattr(scope, 'name', path.stem)}.{fn.name}")
+    return found
+
+
+def test_one_zcdp_rho_for_queries_and_surveys(monkeypatch):
+    # one conversion each way in the library (the deleted dp/guarantee.zcdp_rho was a second one)
+    assert _conversions(Path(mechanisms.__file__).parents[1]) == {"PrivacyLoss.to_zcdp", "PrivacyLoss.to_approx"}
+    converted = []
+    to_zcdp = PrivacyLoss.to_zcdp
+
+    def spy(loss: PrivacyLoss) -> PrivacyLoss:
+        converted.append(loss)
+        return to_zcdp(loss)
+
+    monkeypatch.setattr(PrivacyLoss, "to_zcdp", spy)
+    spec = QuerySpec("sum", parties=("a", "b", "c"), bounds=(0, 1), epsilon=0.5, delta=1e-6, mechanism="skellam")
+    noise.mechanisms(spec)
+    assert converted and converted[0] == PrivacyLoss.approx(0.5, 1e-6)  # a query's Skellam noise: to_zcdp
+    converted.clear()
+    survey = parse_survey(
+        (Path(mechanisms.__file__).parents[2] / "examples" / "election_poll.toml")
+        .read_text()
+        .replace("central = { epsilon = 0.5 }", 'central = { mechanism = "skellam", epsilon = 0.4375, delta = 1e-7 }')
+    )
+    q = next(q for q in survey.questions if q.central.mechanism == "skellam")
+    survey_noise.mechanism(survey, q)
+    assert converted and converted[0] == PrivacyLoss.approx(0.4375, 1e-7, Relation.RESPONDENT)  # and a survey's
 
 
 EPSILONS = [10.0**-k for k in range(2, 13)] + [3e-9 * (1 + i / 7) for i in range(30)] + [0.5, 1.0, 8.0]
