@@ -42,8 +42,10 @@ def party_values(n: int, values: str | None, bounds, seed: int | None) -> dict[s
     return {p: [float(lo + (hi - lo) * x)] for p, x in zip(names, u, strict=True)}
 
 
-def run_simulation(data: dict, args, bounds, out=sys.stdout) -> int:
-    """Start the federation, run the query, print the release to ``out`` (progress to stderr with --json)."""
+def run_simulation(data: dict, args, bounds, out=None) -> int:
+    """Start the federation, run the query, print the release to ``out`` (default: the standard output at the
+    time of the call; progress to stderr with --json)."""
+    out = out or sys.stdout
     print(
         f"starting a coordinator and {len(data)} party processes on loopback "
         f"({'plaintext: --insecure' if args.insecure else 'mutual TLS, fresh certificates'}) ...",
