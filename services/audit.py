@@ -84,14 +84,21 @@ def _open_private(path: Path):
     return os.fdopen(fd, "a", buffering=1, encoding="utf-8")
 
 
+class _StandardError(logging.StreamHandler):
+    """Writes to the standard error of each moment, not the one at configuration (a caller may replace it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def configure(node: str, fmt: str = "text", path=None, level: int = logging.INFO) -> None:
     """Send this process's audit events and its diagnostic log to ``path`` (default stderr) in ``fmt``."""
     global _node
     if fmt not in FORMATS:
         raise ValueError(f"log format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     _node = node
-    stream = sys.stderr if path is None else _open_private(Path(path))
-    handler = logging.StreamHandler(stream)
+    handler = _StandardError() if path is None else logging.StreamHandler(_open_private(Path(path)))
     handler.setFormatter(_JsonLines() if fmt == "json" else _Text())
     root = logging.getLogger()
     for old in list(root.handlers):
