@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from mpcdp.prg import Prg, system_random
-from mpcdp.survey.definition import Survey, SurveyError, parse_survey
+from mpcdp.survey.definition import Survey, SurveyError
 from mpcdp.survey.forged import forged_submissions
 from mpcdp.survey.release import BelowMinimum, QuestionResult
 from mpcdp.survey.respondent import Conflict, PreparedSubmission, Refused, SurveyClient, Unavailable
@@ -40,6 +40,7 @@ from services.commands import (
     configure_audit,
     examples,
     level,
+    load_survey,
     node_limits,
     positive,
 )
@@ -56,14 +57,6 @@ if TYPE_CHECKING:
 SURVEY = "examples/election_poll.toml"
 ANSWERS = '{"will_vote": true, "vote": "Greens", "issues": ["climate"], "salary": 52000}'
 STDOUT = "-"
-
-
-def load_survey(path: str) -> Survey:
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise SurveyError(f"cannot read: {exc.strerror}", source=path) from None
-    return parse_survey(text, path)
 
 
 def _identity(args, default_name: str):
