@@ -45,11 +45,11 @@ def main() -> dict:
     rows = []
     for n in (3, 10):
         arrays = [rng.uint64(L) for _ in range(n)]
-        plain = median_time(lambda: ring.total(arrays))
-        full = median_time(lambda: reconstruct(share(x, n, rng=rng)))
-        seeded = median_time(lambda: share_seeded(x, n, sid, rng=rng).reconstruct(sid))
-        seeded_share = median_time(lambda: share_seeded(x, n, sid, rng=rng))
-        full_share = median_time(lambda: share(x, n, rng=rng))
+        plain = median_time(lambda arrays=arrays: ring.total(arrays))
+        full = median_time(lambda n=n: reconstruct(share(x, n, rng=rng)))
+        seeded = median_time(lambda n=n: share_seeded(x, n, sid, rng=rng).reconstruct(sid))
+        seeded_share = median_time(lambda n=n: share_seeded(x, n, sid, rng=rng))
+        full_share = median_time(lambda n=n: share(x, n, rng=rng))
         rows.append(
             {
                 "n": n,

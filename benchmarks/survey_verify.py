@@ -186,7 +186,7 @@ def main(argv=None) -> dict:
     for seed, (name, (make, measure, ring_elements)) in enumerate(CIRCUITS.items()):
         vdaf = make(args.shares)
         reports = shard_reports(vdaf, measure, args.n, seed)
-        per_agg = lambda r: round(r["accepted"] * vdaf.SHARES / r["seconds"])  # noqa: E731
+        per_agg = lambda r, vdaf=vdaf: round(r["accepted"] * vdaf.SHARES / r["seconds"])  # noqa: E731
         js_request = {
             "op": "bench",
             "vdaf": prio3_node.spec(vdaf),
@@ -200,10 +200,10 @@ def main(argv=None) -> dict:
         }
         batch_runs, js_runs = [], []
         for _ in range(args.repeats):  # interleaved, so both see the same load on a shared machine
-            batch_runs.append(best_of(1, lambda: prepare_batch(vdaf, reports)))
+            batch_runs.append(best_of(1, lambda vdaf=vdaf, reports=reports: prepare_batch(vdaf, reports)))
             js_runs.append(prio3_node.run(js_request, timeout=600))
         batch = min(batch_runs, key=lambda r: r["seconds"])
-        each = best_of(args.repeats, lambda: prepare_each(vdaf, reports[: args.js_n]))
+        each = best_of(args.repeats, lambda vdaf=vdaf, reports=reports: prepare_each(vdaf, reports[: args.js_n]))
         js = min(js_runs, key=js_seconds)
         js = {
             "wall_seconds": js["seconds"],

@@ -131,6 +131,8 @@ class Identity:
     insecure: bool = False
 
     def _read(self, filename: str) -> bytes:
+        if self.certs is None:
+            raise FileNotFoundError(f"{self.name}: no certificate folder given (--certs)")
         path = Path(self.certs) / filename
         try:
             return path.read_bytes()

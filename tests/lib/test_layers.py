@@ -280,7 +280,9 @@ def test_every_import_form_is_seen(tmp_path, monkeypatch):
             "mpcdp/a.py": "def f():\n    import grpc\n",
             "mpcdp/b.py": "from ..services import party_node\n",
             "mpcdp/c.py": "import importlib\nimportlib.import_module('services.tls')\n",
-            "mpcdp/d.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from google.protobuf import struct_pb2\n",
+            "mpcdp/d.py": (
+                "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from google.protobuf import struct_pb2\n"
+            ),
             "mpcdp/e.py": "__import__(name)\n",
             "mpcdp/pkg/__init__.py": "",
             "mpcdp/pkg/x.py": "from . import y\n",

@@ -54,7 +54,7 @@ async def test_a_refusal_after_others_shared_releases_nothing_and_charges_nothin
     try:
         err = await expect_error(c, grpc.StatusCode.RESOURCE_EXHAUSTED, "carol", epsilon=1.0)
         assert "budget" in err.details
-        assert {n: float(l.spent().epsilon) for n, l in ledgers.items()} == {n: 0.0 for n in ledgers}
+        assert {n: float(ledger.spent().epsilon) for n, ledger in ledgers.items()} == {n: 0.0 for n in ledgers}
         assert not [f for e, f in events if e == "released"]  # no partial sum sent, no release
         for name in RAISES:
             assert not c.nodes[name]._live and not any(k[1] for k in c.nodes[name].link._inbox)
