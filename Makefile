@@ -41,7 +41,7 @@ web/dist/page.js: web/node_modules/.installed web/build.mjs $(wildcard web/src/*
 
 web: web/dist/page.js
 
-test: $(VENV)/.installed-test interop/node_modules/.installed web/dist/page.js
+test: lint $(VENV)/.installed-test interop/node_modules/.installed web/dist/page.js
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 # ruff (lint + format check) over everything, mypy strict on mpcdp/ and normal on services/ (config in pyproject)
