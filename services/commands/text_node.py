@@ -27,7 +27,6 @@ import threading
 import time
 
 from services import audit
-from services import federation as fed
 from services.commands import Formatter, add_node_arguments, configure_audit, examples, node_limits
 from services.text_node import TextLimits, add_embedding_arguments, build_server, sanitizer_from_args
 from services.tls import Identity, warn_insecure
@@ -111,6 +110,8 @@ def identity_and_address(args) -> tuple[Identity, str]:
         identity = Identity(ROLE, None, insecure=True)
         address = args.listen or f"{LOCAL_HOST}:0"
     else:
+        from services import federation as fed  # here: pydantic costs the node ~0.3 s of start-up otherwise
+
         federation = fed.load(args.federation)
         node = federation.node(args.id)
         if not node.has(ROLE):
