@@ -201,6 +201,35 @@ def configure_audit(args, node: str) -> None:
     audit.configure(node, args.log_format, args.audit_log)
 
 
+def node_identity(args, node, federation):
+    """The TLS identity a federation node serves with; warns under --insecure and sends the audit log where
+    :func:`add_node_arguments`' options say."""
+    from services.tls import Identity, warn_insecure
+
+    if args.insecure:
+        warn_insecure()
+    configure_audit(args, node.name)
+    return Identity(node.name, federation.certs, args.insecure)
+
+
+def serve_node(command: str, args, identity, address: str, services, cleanup) -> int:
+    """Serve ``services`` at ``address`` until Ctrl-C or SIGTERM (exit 0); an address that cannot be bound is
+    a one-line error naming ``command`` (exit 1)."""
+    import asyncio
+    import sys
+
+    from services.server import serve_until_stopped
+
+    banner = f"{command} {identity.name} serving on port {{port}}"
+    try:
+        return asyncio.run(
+            serve_until_stopped(identity, address, services, banner, cleanup=cleanup, limits=node_limits(args))
+        )
+    except (OSError, RuntimeError) as exc:  # gRPC reports an address it cannot bind as a RuntimeError
+        print(f"mpcdp {command}: {exc}", file=sys.stderr)
+        return 1
+
+
 def load_survey(path: str):
     """The survey file at ``path``, parsed (:class:`mpcdp.survey.definition.SurveyError` naming the file if it
     cannot be read or is malformed)."""

@@ -13,16 +13,14 @@ none may last longer than --max-timeout. Runs until Ctrl-C or SIGTERM.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 from services import federation as fed
-from services.commands import Formatter, add_node_arguments, address, configure_audit, examples, node_limits, positive
+from services.commands import Formatter, add_node_arguments, address, examples, node_identity, positive, serve_node
 from services.coordinator_node import DEFAULT_TIMEOUT, SEND_TIMEOUT, CoordinatorNode
 from services.ledgers import ledger_for
 from services.releases import ReleaseStore
-from services.server import serve_until_stopped
-from services.tls import Identity, warn_insecure
+from services.tls import Identity
 from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
 
 SERVICE = "mpcdp.v1.Coordinator"
@@ -37,10 +35,7 @@ def run(args) -> int:
     except (fed.FederationError, OSError) as exc:
         print(f"mpcdp coordinator: {exc}", file=sys.stderr)
         return 2
-    if args.insecure:
-        warn_insecure()
-    configure_audit(args, node.name)
-    identity = Identity(node.name, federation.certs, args.insecure)
+    identity = node_identity(args, node, federation)
     state = node.state_dir
     coordinator = CoordinatorNode(
         federation,
@@ -51,20 +46,10 @@ def run(args) -> int:
         send_timeout=args.send_timeout,
         store=None if state is None else ReleaseStore(state / f"{node.name}.releases"),
     )
-    try:
-        return asyncio.run(
-            serve_until_stopped(
-                identity,
-                args.listen or federation.address(node.name),
-                [(pb_grpc.add_CoordinatorServicer_to_server, coordinator, SERVICE)],
-                f"coordinator {node.name} serving on port {{port}}",
-                cleanup=coordinator.close,
-                limits=node_limits(args),
-            )
-        )
-    except (OSError, RuntimeError) as exc:  # gRPC reports an address it cannot bind as a RuntimeError
-        print(f"mpcdp coordinator: {exc}", file=sys.stderr)
-        return 1
+    services = [(pb_grpc.add_CoordinatorServicer_to_server, coordinator, SERVICE)]
+    return serve_node(
+        "coordinator", args, identity, args.listen or federation.address(node.name), services, coordinator.close
+    )
 
 
 def register(sub) -> None:

@@ -14,16 +14,14 @@ columns or counts. Runs until Ctrl-C or SIGTERM.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 from services import federation as fed
-from services.commands import Formatter, add_node_arguments, address, configure_audit, examples, node_limits
+from services.commands import Formatter, add_node_arguments, address, examples, node_identity, serve_node
 from services.data import DataError, Table
 from services.ledgers import SessionLog, ledger_for
 from services.party_node import PartyNode
-from services.server import serve_until_stopped
-from services.tls import Identity, warn_insecure
+from services.tls import Identity
 
 
 def _table(args, node) -> Table:
@@ -47,10 +45,7 @@ def run(args) -> int:
     except (fed.FederationError, DataError, OSError) as exc:
         print(f"mpcdp party: {exc}", file=sys.stderr)
         return 2
-    if args.insecure:
-        warn_insecure()
-    configure_audit(args, node.name)
-    identity = Identity(node.name, federation.certs, args.insecure)
+    identity = node_identity(args, node, federation)
     state = node.state_dir
     party = PartyNode(
         federation,
@@ -60,21 +55,9 @@ def run(args) -> int:
         ledger=ledger_for(federation, node.name, dataset=table.source),
         sessions=None if state is None else SessionLog(state / f"{node.name}.sessions"),
     )
-    address = args.listen or federation.address(node.name)
-    try:
-        return asyncio.run(
-            serve_until_stopped(
-                identity,
-                address,
-                party.services(),
-                f"party {node.name} serving on port {{port}}",
-                cleanup=party.close,
-                limits=node_limits(args),
-            )
-        )
-    except (OSError, RuntimeError) as exc:  # gRPC reports an address it cannot bind as a RuntimeError
-        print(f"mpcdp party: {exc}", file=sys.stderr)
-        return 1
+    return serve_node(
+        "party", args, identity, args.listen or federation.address(node.name), party.services(), party.close
+    )
 
 
 def register(sub) -> None:
