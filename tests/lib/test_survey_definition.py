@@ -8,22 +8,12 @@ from pathlib import Path
 import pytest
 
 from mpcdp.survey.definition import SurveyError, parse_survey
+from tests.support.survey_text import survey_text
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "election_poll.toml"
 
-BASE = """\
-[survey]
-id = "s1"
-min_respondents = 10
-
-[[aggregator]]
-name = "a"
-address = "127.0.0.1:1"
-
-[[aggregator]]
-name = "b"
-address = "127.0.0.1:2"
-
+BASE = survey_text(
+    """
 [[question]]
 id = "q1"
 kind = "yesno"
@@ -34,7 +24,10 @@ id = "q2"
 kind = "numeric"
 bounds = [0, 100]
 step = 0.3
-"""
+""",
+    "s1",
+    head="min_respondents = 10",
+)
 
 
 def test_example_parses_with_expected_layout():
@@ -60,16 +53,16 @@ def test_digest_ignores_addresses_but_not_meaning():
 @pytest.mark.parametrize(
     "old, new, line, field, words",
     [
-        ("epsilon = 1.0 }", "epsilon = -1.0 }", 16, "question[0].local.epsilon", "between 1e-09 and 1e+06"),
-        ("epsilon = 1.0 }", "epsilon = 1e-300 }", 16, "question[0].local.epsilon", "between"),
-        ('mechanism = "rr"', 'mechanism = "krr"', 16, "question[0].local.mechanism", "does not apply"),
-        ('kind = "numeric"', 'kind = "slider"', 20, "question[1].kind", "unknown kind"),
-        ("bounds = [0, 100]", "bounds = [100, 0]", 21, "question[1].bounds", "lo < hi"),
-        ("min_respondents = 10", "min_respondents = 0", 3, "survey.min_respondents", "at least 1"),
-        ('address = "127.0.0.1:2"', 'address = "nowhere"', 11, "aggregator[1].address", "host:port"),
-        ('id = "q2"', 'id = "q1"', 19, "question[1].id", "duplicate"),
-        ("step = 0.3", "step = 0.3\ncolour = 1", 23, "question[1].colour", "unknown field"),
-        ('id = "s1"', "id = 5", 2, "survey.id", "must be a string"),
+        ("epsilon = 1.0 }", "epsilon = -1.0 }", 15, "question[0].local.epsilon", "between 1e-09 and 1e+06"),
+        ("epsilon = 1.0 }", "epsilon = 1e-300 }", 15, "question[0].local.epsilon", "between"),
+        ('mechanism = "rr"', 'mechanism = "krr"', 15, "question[0].local.mechanism", "does not apply"),
+        ('kind = "numeric"', 'kind = "slider"', 19, "question[1].kind", "unknown kind"),
+        ("bounds = [0, 100]", "bounds = [100, 0]", 20, "question[1].bounds", "lo < hi"),
+        ("min_respondents = 10", "min_respondents = 0", 4, "survey.min_respondents", "at least 1"),
+        ('address = "127.0.0.1:2"', 'address = "nowhere"', 10, "aggregator[1].address", "host:port"),
+        ('id = "q2"', 'id = "q1"', 18, "question[1].id", "duplicate"),
+        ("step = 0.3", "step = 0.3\ncolour = 1", 22, "question[1].colour", "unknown field"),
+        ('id = "s1"', "id = 5", 3, "survey.id", "must be a string"),
     ],
 )
 def test_errors_point_to_line_and_field(old, new, line, field, words):

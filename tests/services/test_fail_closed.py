@@ -23,6 +23,7 @@ from mpcdp.protocol.noise import mechanisms
 from mpcdp.survey.definition import parse_survey
 from mpcdp.survey.release import id_set_digest
 from services.survey.store import MemoryStore, SqliteStore, fold
+from tests.support.survey_text import survey_text
 
 PARTIES = ("alice", "bob")  # n = 2, t = 1: each party's piece is a whole discrete Laplace
 DATA = {"alice": [1.0, 0.0, 1.0], "bob": [1.0, 1.0]}
@@ -133,21 +134,17 @@ def test_party_and_coordinator_sessions_add_noise_by_themselves():
     assert chi_square_p(errors, two_piece_laplace(laplace_scale(spec()))) > 1e-3
 
 
-SURVEY = parse_survey("""
-[survey]
-id = "poll"
-min_respondents = 1
-[[aggregator]]
-name = "a"
-address = "127.0.0.1:1"
-[[aggregator]]
-name = "b"
-address = "127.0.0.1:2"
+SURVEY = parse_survey(
+    survey_text(
+        """
 [[question]]
 id = "q"
 kind = "yesno"
 central = { mechanism = "discrete_laplace", epsilon = 0.5 }
-""")
+""",
+        head="min_respondents = 1",
+    )
+)
 
 
 @pytest.mark.parametrize("backend", ["memory", "sqlite"])
