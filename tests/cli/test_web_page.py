@@ -41,38 +41,7 @@ chromium = _load("chromium")
 federation = _load("federation")
 
 # Every question kind; no local mechanism and no central noise, so the release must equal the answers exactly.
-SURVEY = """\
-[survey]
-id = "web-page-test"
-title = "Survey page test"
-min_respondents = 1
-proofs = "prio3"
-
-{aggregators}
-[[question]]
-id = "will_vote"
-text = "Will you vote in the election?"
-kind = "yesno"
-
-[[question]]
-id = "vote"
-text = "Which party will you vote for?"
-kind = "choice"
-options = ["Greens", "Labour", "Liberal", "Conservative", "Other"]
-
-[[question]]
-id = "issues"
-text = "Which issues matter most to you?"
-kind = "multiselect"
-options = ["economy", "health", "climate", "housing"]
-
-[[question]]
-id = "salary"
-text = "What is your yearly salary (EUR)?"
-kind = "numeric"
-bounds = [0, 200000]
-step = 64
-"""
+SURVEY = federation.without_noise(federation.SURVEY)
 OUTBOX = "mpcdp/outbox/web-page-test"
 WAIT = 90  # seconds: the machine is shared and loaded
 

@@ -61,6 +61,13 @@ step = 64
 local = {{ mechanism = "laplace", epsilon = 1.0 }}
 central = {{ epsilon = 0.5 }}
 """
+
+
+def without_noise(text: str) -> str:
+    """``text`` without its local mechanisms and central noise: a survey whose release equals the answers."""
+    return "".join(line for line in text.splitlines(keepends=True) if not line.startswith(("local = ", "central = ")))
+
+
 AGGREGATORS = ("pollster-a", "pollster-b", "university-c")
 
 
