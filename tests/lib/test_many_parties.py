@@ -292,10 +292,9 @@ def test_late_input_is_refused_and_unmasked_only_down_to_its_self_mask():
     assert codec.decode(y)["sum"] == 104.0
 
 
-def test_a_party_answers_one_unmask_request_only():
-    query = exact_sum(8, quorum=6)
-    parties = query.spec.parties
-    sessions = {p: MaskedParty(p, query, [1.0], EXACT, rng=seeded(p)) for p in parties}
+def accepted_with_keys(query: MaskedQuery, sessions: dict) -> MaskedCoordinator:
+    """A coordinator that every party in ``sessions`` has accepted, after the parties exchanged their key
+    shares (the first two phases of a masked session, no drop)."""
     coordinator = MaskedCoordinator(query)
     for p, s in sessions.items():
         s.accept()
@@ -303,6 +302,14 @@ def test_a_party_answers_one_unmask_request_only():
     for s in sessions.values():
         for msg in s.key_shares():
             sessions[msg.recipient].receive_keys(msg)
+    return coordinator
+
+
+def test_a_party_answers_one_unmask_request_only():
+    query = exact_sum(8, quorum=6)
+    parties = query.spec.parties
+    sessions = {p: MaskedParty(p, query, [1.0], EXACT, rng=seeded(p)) for p in parties}
+    coordinator = accepted_with_keys(query, sessions)
     for s in sessions.values():
         coordinator.record_report(s.report())
     for roster in coordinator.rosters():
@@ -325,13 +332,7 @@ def test_colluding_neighbours_at_the_threshold_unmask_a_party_and_below_it_canno
     parties = query.spec.parties
     data = {p: [float(10 * i)] for i, p in enumerate(parties)}
     sessions = {p: MaskedParty(p, query, data[p], EXACT, rng=seeded(p)) for p in parties}
-    coordinator = MaskedCoordinator(query)
-    for p, s in sessions.items():
-        s.accept()
-        coordinator.record_response(p, True)
-    for s in sessions.values():
-        for msg in s.key_shares():
-            sessions[msg.recipient].receive_keys(msg)
+    coordinator = accepted_with_keys(query, sessions)
     reports = {p: s.report() for p, s in sessions.items()}
     for r in reports.values():
         coordinator.record_report(r)
