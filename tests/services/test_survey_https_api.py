@@ -32,11 +32,17 @@ def issuer_dir(tmp_path_factory):
     return IssuerDir(tmp_path_factory.mktemp("tokens"), SURVEY, create=True)
 
 
-@pytest.fixture
-def server(tmp_path, issuer_dir):
+def token_store(tmp_path, issuer_dir) -> ReportStore:
+    """The leader's report store for SURVEY, admitting reports by the issuer's tokens only."""
     store = ReportStore(str(tmp_path / "a.db"))
     store.register(SURVEY, LEADER)
     store.admit_by_token(issuer_dir.admission)
+    return store
+
+
+@pytest.fixture
+def server(tmp_path, issuer_dir):
+    store = token_store(tmp_path, issuer_dir)
     app = SurveyHttp(
         {SURVEY.id: SURVEY},
         {SURVEY.id: TEXT},
@@ -152,9 +158,7 @@ async def test_every_attack_is_refused_with_its_status_counted_and_nothing_store
 
 
 async def test_a_flood_from_one_address_and_one_token_is_rate_limited(tmp_path, issuer_dir):
-    store = ReportStore(str(tmp_path / "a.db"))
-    store.register(SURVEY, LEADER)
-    store.admit_by_token(issuer_dir.admission)
+    store = token_store(tmp_path, issuer_dir)
     app = SurveyHttp(
         {SURVEY.id: SURVEY},
         {SURVEY.id: TEXT},
