@@ -239,16 +239,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         finally:
             if budget:
                 self.ledger.free(sid)  # nothing left to free once charged
-        audit.record(
-            "released",
-            session=sid.hex(),
-            client=client,
-            statistic=spec.statistic,
-            parties=",".join(spec.parties),
-            epsilon=None if spec.is_exact else spec.epsilon,
-            delta=spec.delta or None,
-            exact=spec.is_exact,
-        )
+        releases.audit_released(sid, client, spec, spec.delta)
         return parts
 
     def spec_for(self, request: pb.QueryRequest) -> tuple[QuerySpec, float]:

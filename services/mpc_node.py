@@ -323,15 +323,7 @@ async def _session(coord, msg: pb.QuerySpec, spec: ComparisonSpec, client: str, 
     finally:
         if held:
             settle(coord.ledger, sid, charge=released)
-    audit.record(
-        "released",
-        session=sid.hex(),
-        client=client,
-        statistic=spec.statistic,
-        parties=",".join(spec.parties),
-        epsilon=spec.epsilon,
-        exact=spec.is_exact,
-    )
+    releases.audit_released(sid, client, spec)
     return parts
 
 

@@ -35,8 +35,23 @@ from mpcdp import ring
 from mpcdp.protocol import QuerySpec, SpecError
 from mpcdp.protocol.noise import describe
 from mpcdp.protocol.statistics import codec_for
-from services import convert, streams
+from services import audit, convert, streams
 from services.wire.mpcdp.v1 import federation_pb2 as pb
+
+
+def audit_released(session: bytes, client: str, spec, delta: float = 0.0) -> None:
+    """Record a release in the audit log: the session, the analyst, the statistic, the parties and the loss
+    (no epsilon for an exact query). ``spec`` is a sum's QuerySpec or a comparison's spec."""
+    audit.record(
+        "released",
+        session=session.hex(),
+        client=client,
+        statistic=spec.statistic,
+        parties=",".join(spec.parties),
+        epsilon=None if spec.is_exact else spec.epsilon,
+        delta=delta or None,
+        exact=spec.is_exact,
+    )
 
 
 def check_presentation(spec: QuerySpec, confidence: float) -> None:
