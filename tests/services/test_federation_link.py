@@ -109,30 +109,36 @@ async def test_the_sender_is_the_certificate_never_the_frame(net, certs):
         await mallory.close()
     assert ("mallory", b"m" * 16, 0, "share") not in net.hubs["bob"]._inbox
     # carol may link, but a frame naming alice as its sender is refused and the stream closed
-    channel = Identity("carol", certs).channel(net.addresses["bob"], "bob")
-    call = pb_grpc.LinkStub(channel).Open()
-    await call.write(pb.Frame(session_id=b"c" * 16, kind="share", total=3, payload=b"abc", sender="carol"))
-    await call.write(pb.Frame(session_id=b"c" * 16, kind="share2", total=3, payload=b"abc", sender="alice"))
-    await call.done_writing()
-    with pytest.raises(grpc.aio.AioRpcError) as refused:
-        async for _ in call:
-            pass
-    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    await channel.close()
+    await assert_link_refused(
+        net,
+        certs,
+        pb.Frame(session_id=b"c" * 16, kind="share", total=3, payload=b"abc", sender="carol"),
+        pb.Frame(session_id=b"c" * 16, kind="share2", total=3, payload=b"abc", sender="alice"),
+    )
     assert ("alice", b"c" * 16, 0, "share2") not in net.hubs["bob"]._inbox
     assert bytes(await net.hubs["bob"].receive("carol", b"c" * 16, 0, "share", timeout=5)) == b"abc"
 
 
-async def test_out_of_order_or_overlong_frames_close_the_link(net, certs):
+async def assert_link_refused(net, certs, *frames: pb.Frame) -> None:
+    """carol opens a link to bob and sends ``frames``: bob closes the stream as INVALID_ARGUMENT."""
     channel = Identity("carol", certs).channel(net.addresses["bob"], "bob")
-    call = pb_grpc.LinkStub(channel).Open()
-    await call.write(pb.Frame(session_id=b"o" * 16, kind="v", total=6, offset=3, payload=b"abc", sender="carol"))
-    await call.done_writing()
-    with pytest.raises(grpc.aio.AioRpcError) as refused:
-        async for _ in call:
-            pass
-    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    await channel.close()
+    try:
+        call = pb_grpc.LinkStub(channel).Open()
+        for frame in frames:
+            await call.write(frame)
+        await call.done_writing()
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            async for _ in call:
+                pass
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    finally:
+        await channel.close()
+
+
+async def test_out_of_order_or_overlong_frames_close_the_link(net, certs):
+    await assert_link_refused(
+        net, certs, pb.Frame(session_id=b"o" * 16, kind="v", total=6, offset=3, payload=b"abc", sender="carol")
+    )
     assert not net.hubs["bob"]._streams.get("carol")
     assert ("carol", b"o" * 16, 0, "v") not in net.hubs["bob"]._inbox or net.hubs["bob"]._inbox[
         ("carol", b"o" * 16, 0, "v")
