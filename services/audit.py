@@ -45,6 +45,8 @@ FORMATS = ("text", "json")
 
 _log = logging.getLogger("mpcdp.audit")
 _node = ""
+_handler: logging.StreamHandler | None = None  # what configure() installed
+_level = logging.WARNING  # the root level before it
 
 
 class _JsonLines(logging.Formatter):
@@ -93,18 +95,34 @@ class _StandardError(logging.StreamHandler):
 
 
 def configure(node: str, fmt: str = "text", path=None, level: int = logging.INFO) -> None:
-    """Send this process's audit events and its diagnostic log to ``path`` (default stderr) in ``fmt``."""
-    global _node
+    """Send this process's audit events and its diagnostic log to ``path`` (default stderr) in ``fmt``.
+
+    Called again, it replaces (and closes) what it installed before; other handlers of the root logger (a test
+    runner's, say) are left alone. :func:`reset` undoes it."""
+    global _node, _handler, _level
     if fmt not in FORMATS:
         raise ValueError(f"log format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    _node = node
     handler = _StandardError() if path is None else logging.StreamHandler(_open_private(Path(path)))
     handler.setFormatter(_JsonLines() if fmt == "json" else _Text())
     root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
+    reset()
+    _node, _handler, _level = node, handler, root.level
     root.addHandler(handler)
     root.setLevel(level)
+
+
+def reset() -> None:
+    """Remove and close the handler :func:`configure` installed, and put back the root logger's level."""
+    global _node, _handler
+    if _handler is None:
+        return
+    root = logging.getLogger()
+    root.removeHandler(_handler)
+    _handler.close()
+    if not isinstance(_handler, _StandardError):
+        _handler.stream.close()  # the log file configure() opened (a StreamHandler leaves its stream open)
+    root.setLevel(_level)
+    _node, _handler = "", None
 
 
 def record(event: str, **fields) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from pathlib import Path
 
@@ -446,6 +447,7 @@ async def test_the_audit_log_records_refusals_releases_and_denials_without_value
     from services.analyst import QueryError
 
     log = tmp_path / "audit.log"
+    handlers = list(logging.getLogger().handlers)
     audit.configure("test", "json", log)
     try:
         c = await make_cluster(certs, data={p: {"raise": [v + 0.123]} for p, v in RAISES.items()})
@@ -459,7 +461,8 @@ async def test_the_audit_log_records_refusals_releases_and_denials_without_value
         finally:
             await c.close()
     finally:
-        audit.configure("", "text", None)
+        audit.reset()
+    assert logging.getLogger().handlers == handlers  # pytest's own log handlers left alone, the audit one gone
     text = log.read_text()
     events = [json.loads(line) for line in text.splitlines()]
     kinds = {e["event"] for e in events}
