@@ -247,25 +247,18 @@ def main(argv=None) -> dict:
 
 
 E2E_TARGET = 5_000
-E2E_SURVEYS = {  # name -> (survey file text, reports)
+E2E_SURVEYS = {  # name -> (survey id and [[question]] tables, or None for the example poll; reports)
     "choice of 10 (Histogram(10))": (
-        """
-[survey]
-id = "bench-choice"
-min_respondents = 1
-{proofs}
-[[aggregator]]
-name = "agg-a"
-address = "127.0.0.1:1"
-[[aggregator]]
-name = "agg-b"
-address = "127.0.0.1:2"
+        (
+            "bench-choice",
+            """
 [[question]]
 id = "pick"
 kind = "choice"
 options = ["o0", "o1", "o2", "o3", "o4", "o5", "o6", "o7", "o8", "o9"]
 central = { epsilon = 1.0 }
 """,
+        ),
         1.0,
     ),
     "election poll (4 questions, 3 aggregators)": (None, 0.25),
@@ -282,7 +275,7 @@ def end_to_end(n: int) -> dict:
     from mpcdp.survey.respondent import SurveyClient
     from mpcdp.survey.synthetic import synthetic_answers
     from services.survey.collector import coordinator_for
-    from services.survey.simulation import COORDINATOR, LocalSurvey
+    from services.survey.simulation import COORDINATOR, LocalSurvey, loopback_survey_text
 
     poll = (ROOT / "examples" / "election_poll.toml").read_text()
     out = {
@@ -291,15 +284,15 @@ def end_to_end(n: int) -> dict:
         "transport": "gRPC over mutual TLS, aggregator processes on loopback",
         "cpus": _cpus(),
     }
-    for name, (text, share) in E2E_SURVEYS.items():
+    for name, (questions, share) in E2E_SURVEYS.items():
         count = max(1000, int(n * share))
         entry = {"reports": count}
         for proofs in ("prio3", "none"):
-            if text is None:
+            if questions is None:
                 body = poll.replace('proofs = "prio3"', "") if proofs == "none" else poll
                 body = body.replace("min_respondents = 1000", "min_respondents = 1")
             else:
-                body = text.replace("{proofs}", f'proofs = "{proofs}"')
+                body = loopback_survey_text(questions[1], questions[0], f'min_respondents = 1\nproofs = "{proofs}"')
             survey = parse_survey(body)
             sheets, _ = synthetic_answers(survey, count, Prg.from_int(1, "e2e"))
             start = time.process_time()

@@ -27,6 +27,16 @@ RESPONDENTS = "respondents"
 START_TIMEOUT = 60.0
 
 
+def loopback_survey_text(
+    questions: str, survey_id: str, head: str = "min_respondents = 1", aggregators: tuple[str, ...] = ("agg-a", "agg-b")
+) -> str:
+    """The text of a survey file for :class:`LocalSurvey`: ``head`` adds lines to ``[survey]``, ``questions`` is
+    the ``[[question]]`` tables; the aggregators get placeholder loopback addresses (LocalSurvey reserves the
+    real ports)."""
+    tables = "".join(f'[[aggregator]]\nname = "{n}"\naddress = "127.0.0.1:{i}"\n' for i, n in enumerate(aggregators, 1))
+    return f'[survey]\nid = "{survey_id}"\n{head}\n{tables}{questions}'
+
+
 class LocalSurvey:
     """Aggregator processes for ``survey`` (parsed from ``survey_path``) under ``workdir``.
 
@@ -115,6 +125,16 @@ class LocalSurvey:
     def coordinator(self) -> CoordinatorClient:
         """The survey's coordinator: :class:`VerifiedCoordinator` for verified surveys."""
         return coordinator_for(self.identity(COORDINATOR), self.survey)
+
+    async def close_and_verify(self):
+        """Close the survey and release it; the coordinator's count of verified reports (None for a survey
+        without proofs)."""
+        coordinator = self.coordinator()
+        try:
+            await coordinator.close_and_release()
+            return getattr(coordinator, "verification", None)
+        finally:
+            await coordinator.close()
 
     def stop(self) -> None:
         self.processes.stop(grace=10)

@@ -21,26 +21,20 @@ import pytest
 from mpcdp.survey.definition import parse_survey
 from mpcdp.survey.respondent import BATCH_BYTES
 from services.survey.aggregator import MAX_MESSAGE
-from services.survey.simulation import LocalSurvey
+from services.survey.simulation import LocalSurvey, loopback_survey_text
 from services.survey.transport import _busy
 from services.wire.mpcdp.v1 import survey_pb2
 
 WIDTH = 256  # 2 KiB shares
-TEXT = f"""
-[survey]
-id = "big"
-min_respondents = 1
-[[aggregator]]
-name = "agg-a"
-address = "127.0.0.1:1"
-[[aggregator]]
-name = "agg-b"
-address = "127.0.0.1:2"
+TEXT = loopback_survey_text(
+    f"""
 [[question]]
 id = "q"
 kind = "choice"
 options = [{", ".join(f'"o{i}"' for i in range(WIDTH))}]
-"""
+""",
+    "big",
+)
 SUBMIT = "/mpcdp.v1.SurveyAggregator/Submit"
 
 
