@@ -130,15 +130,7 @@ def test_respondents_redeem_an_invitation_and_submit_over_https_without_a_certif
             assert (tmp_path / "answers3.json.pending.json").exists()  # kept: it can go with a valid invitation
             assert submit(3, codes[3]) == 0
 
-            async def close():
-                coordinator = run.coordinator()
-                try:
-                    await coordinator.close_and_release()
-                    return coordinator.verification
-                finally:
-                    await coordinator.close()
-
-            assert asyncio.run(close()).counted == 4
+            assert asyncio.run(run.close_and_verify()).counted == 4
         finally:
             issuer.terminate()
             issuer.wait(timeout=10)

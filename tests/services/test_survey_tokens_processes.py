@@ -24,7 +24,7 @@ from services.survey.admission import ISSUER_PUBLIC, IssuerDir
 from services.survey.collector import coordinator_for
 from services.survey.https_client import HttpsTransport, http_client
 from services.survey.https_local import HttpsLocalSurvey
-from services.survey.simulation import COORDINATOR, RESPONDENTS, LocalSurvey
+from services.survey.simulation import COORDINATOR, RESPONDENTS
 from services.survey.transport import GrpcTransport
 from tests.support.survey_proved import TEXT
 
@@ -45,15 +45,6 @@ def setup(tmp: Path, n: int):
         request, pending = issuer.admission.request(s.submission_id, Prg.from_int(3, s.submission_id.hex()))
         tokens[s.submission_id] = pending.finalize(issuer.issuer.issue(request))
     return path, survey, issuer, submissions, tokens
-
-
-async def close(run: LocalSurvey):
-    coordinator = run.coordinator()
-    try:
-        await coordinator.close_and_release()
-        return coordinator.verification
-    finally:
-        await coordinator.close()
 
 
 def test_respondents_submit_over_https_with_tokens_and_certificates_admit_nothing(tmp_path):
@@ -96,7 +87,7 @@ def test_respondents_submit_over_https_with_tokens_and_certificates_admit_nothin
                 assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
             finally:
                 await impostor.close()
-            return await close(run)
+            return await run.close_and_verify()
 
         verification = asyncio.run(go())
     assert verification.counted == 12 and verification.incomplete == 0
@@ -136,7 +127,7 @@ def test_kill_9_mid_https_ingestion_never_separates_a_report_from_its_spent_toke
             with sqlite3.connect(db) as conn:
                 seen["reports_after"] = {bytes(r[0]) for r in conn.execute("SELECT sid FROM proved_reports")}
                 seen["spent_after"] = {bytes(r[0]) for r in conn.execute("SELECT report_id FROM spent_tokens")}
-            return await close(run)
+            return await run.close_and_verify()
 
         verification = asyncio.run(go())
     assert n // 3 <= len(seen["reports"]) < n  # killed mid-way
