@@ -180,6 +180,18 @@ def _dotted(path: Path) -> str:
     return out
 
 
+def read_survey(path: str) -> Survey:
+    """Parse and validate the survey file at ``path`` (:class:`SurveyError` naming the file if it cannot be
+    read)."""
+    import pathlib
+
+    try:
+        text = pathlib.Path(path).read_text()
+    except OSError as exc:
+        raise SurveyError(f"cannot read: {exc.strerror}", source=path) from None
+    return parse_survey(text, path)
+
+
 def parse_survey(text: str, source: str = "<survey>") -> Survey:
     """Parse and validate a survey file's text; ``source`` names it in errors."""
     try:

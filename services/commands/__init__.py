@@ -230,20 +230,6 @@ def serve_node(command: str, args, identity, address: str, services, cleanup) ->
         return 1
 
 
-def load_survey(path: str):
-    """The survey file at ``path``, parsed (:class:`mpcdp.survey.definition.SurveyError` naming the file if it
-    cannot be read or is malformed)."""
-    from pathlib import Path
-
-    from mpcdp.survey.definition import SurveyError, parse_survey
-
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise SurveyError(f"cannot read: {exc.strerror}", source=path) from None
-    return parse_survey(text, path)
-
-
 def parse_bounds(text: str) -> tuple[float, float]:
     """The --bounds type: ``LO,HI``, two finite numbers with LO <= HI."""
     parts = text.split(",")

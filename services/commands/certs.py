@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from services import federation as fed
-from services.commands import Formatter, examples, load_survey
+from services.commands import Formatter, examples
 from services.tls import init_certs
 
 FEDERATION = "examples/engineers/federation.toml"
@@ -25,10 +25,11 @@ def _members(args) -> tuple[str, list[str], Path]:
     if args.federation:
         federation = fed.load(args.federation)
         return f"{federation.name} CA", list(federation.names()), federation.certs
+    from mpcdp.survey.definition import read_survey
     from services.survey.simulation import COORDINATOR, RESPONDENTS
     from services.survey.tokens_cli import ISSUER
 
-    survey = load_survey(args.survey)
+    survey = read_survey(args.survey)
     # respondents of a verified survey are admitted by token over server-authenticated HTTPS: no certificate
     respondents = [] if survey.verified else [RESPONDENTS]
     names = [*survey.aggregator_names, COORDINATOR, ISSUER, *respondents]

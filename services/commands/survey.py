@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from mpcdp.prg import Prg, system_random
-from mpcdp.survey.definition import Survey, SurveyError
+from mpcdp.survey.definition import Survey, SurveyError, read_survey
 from mpcdp.survey.forged import forged_submissions
 from mpcdp.survey.release import BelowMinimum, QuestionResult
 from mpcdp.survey.respondent import Conflict, PreparedSubmission, Refused, SurveyClient, Unavailable
@@ -40,7 +40,6 @@ from services.commands import (
     configure_audit,
     examples,
     level,
-    load_survey,
     node_limits,
     positive,
 )
@@ -158,7 +157,7 @@ def run_aggregator(args) -> int:
     from services.survey.store import open_store
     from services.wire.mpcdp.v1 import survey_pb2, survey_pb2_grpc
 
-    surveys = {s.id: s for s in (load_survey(p) for p in args.survey)}
+    surveys = {s.id: s for s in (read_survey(p) for p in args.survey)}
     first = next(iter(surveys.values()))
     listen = args.listen or {a.name: a.address for a in first.aggregators}.get(args.name)
     if listen is None:
@@ -231,7 +230,7 @@ def run_aggregator(args) -> int:
 def run_submit(args) -> int:
     from services.survey.transport import GrpcTransport
 
-    survey = load_survey(args.survey)
+    survey = read_survey(args.survey)
     identity = None if args.invitation else _identity(args, "respondents")  # with an invitation: a token
     if identity is not None and not args.insecure:
         identity.channel_credentials()  # missing certificates: say so before preparing anything
@@ -270,7 +269,7 @@ def run_submit(args) -> int:
 def run_close(args) -> int:
     from services.survey.collector import coordinator_for
 
-    survey = load_survey(args.survey)
+    survey = read_survey(args.survey)
     coordinator = coordinator_for(_identity(args, "coordinator"), survey, timeout=args.timeout)
 
     async def close():
@@ -311,7 +310,7 @@ def run_simulate(args) -> int:
     from services.survey.collector import coordinator_for
     from services.survey.simulation import COORDINATOR, LocalSurvey
 
-    survey = load_survey(args.survey)
+    survey = read_survey(args.survey)
     rng = Prg.from_int(args.seed, "survey-simulate") if args.seed is not None else system_random("simulate")
     sheets, truth = synthetic_answers(survey, args.respondents, rng)
     client_rng = Prg.from_int(args.seed, "survey-respondents") if args.seed is not None else None

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from mpcdp.survey.definition import Survey, SurveyError, parse_survey
+from mpcdp.survey.definition import Survey, read_survey
 from mpcdp.survey.questions import Question
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -235,10 +235,7 @@ def _serve(args: Any) -> int:
     import signal
     import tempfile
 
-    try:
-        survey = parse_survey(Path(args.survey).read_text(), args.survey)
-    except OSError as exc:
-        raise SurveyError(f"cannot read: {exc.strerror}", source=args.survey) from None
+    survey = read_survey(args.survey)
 
     try:
         endpoints = json.loads(Path(args.endpoints).read_text())

@@ -12,20 +12,12 @@ import sys
 from pathlib import Path
 
 from mpcdp.prg import system_random
-from mpcdp.survey.definition import Survey, SurveyError, parse_survey
+from mpcdp.survey.definition import Survey, SurveyError, read_survey
 from services.survey.admission import AdmissionError, IssuerDir, admission_for, default_tokens_dir, read_public_key
 from services.survey.files import write_private
 from services.survey.http import HttpLimits, SurveyHttp, serve
 
 ISSUER = "issuer"  # the token endpoint's certificate name in the survey CA (`mpcdp certs init --survey`)
-
-
-def load_survey(path: str) -> Survey:
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise SurveyError(f"cannot read: {exc.strerror}", source=path) from None
-    return parse_survey(text, path)
 
 
 # -- shared flags --------------------------------------------------------------------------------
@@ -170,7 +162,7 @@ async def with_https(args, grpc_server, surveys: dict[str, Survey], sources: dic
 
 
 def run_invite(args) -> int:
-    survey = load_survey(args.survey)
+    survey = read_survey(args.survey)
     if not survey.verified:
         raise SurveyError('tokens admit reports of verified surveys only: set proofs = "prio3"', source=args.survey)
     folder = Path(args.tokens) if args.tokens else default_tokens_dir(args.survey, survey)
@@ -203,7 +195,7 @@ def run_invite(args) -> int:
 
 
 def run_issuer(args) -> int:
-    survey = load_survey(args.survey)
+    survey = read_survey(args.survey)
     folder = Path(args.tokens) if args.tokens else default_tokens_dir(args.survey, survey)
     try:
         issuer = IssuerDir(folder, survey)
