@@ -44,6 +44,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from benchlib import mpyc_runs
 
 MPYC_ENV = "MPCDP_BENCH_CMP_WORKLOAD"
 RESULTS = Path(__file__).resolve().parent / "results" / "comparisons.json"
@@ -80,7 +81,7 @@ def mpyc_party() -> None:
     from mpcdp.prg import system_random
 
     workload = os.environ[MPYC_ENV]
-    reps = int(os.environ.get("MPCDP_BENCH_MPYC_REPS", "1"))
+    reps = mpyc_runs.reps()
 
     async def main():
         secint = mpc.SecInt(64)
@@ -113,20 +114,13 @@ def mpyc_party() -> None:
                 raise RuntimeError("MPyC returned a wrong answer")
         await mpc.shutdown()
         if mpc.pid == 0:
-            print("RESULT " + json.dumps({"seconds": statistics.median(times), "runs": times}), flush=True)
+            mpyc_runs.report(times)
 
     mpc.run(main())
 
 
 def run_mpyc(workload: str, reps: int) -> dict:
-    env = {**os.environ, MPYC_ENV: workload, "MPCDP_BENCH_MPYC_REPS": str(reps)}
-    out = subprocess.run(
-        [sys.executable, __file__, f"-M{PARTIES}"], env=env, capture_output=True, text=True, timeout=1800
-    )
-    for line in out.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT ") :])
-    raise RuntimeError(f"MPyC run failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+    return mpyc_runs.run_parties(__file__, PARTIES, {MPYC_ENV: workload}, reps, timeout=1800)[0]
 
 
 # -- the mpcdp side ------------------------------------------------------------------------
@@ -602,7 +596,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    if os.environ.get(MPYC_ENV):
-        mpyc_party()
-    else:
-        sys.exit(main())
+    mpyc_runs.main_or_party(MPYC_ENV, mpyc_party, main)

@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from benchlib import mpyc_runs
 
 MPYC_ENV = "MPCDP_BENCH_MPYC_LENGTH"
 RESULTS = Path(__file__).resolve().parent / "results" / "secure_sum.json"
@@ -57,7 +58,7 @@ def mpyc_party() -> None:
     from mpyc.runtime import mpc
 
     length = int(os.environ[MPYC_ENV])
-    reps = int(os.environ.get("MPCDP_BENCH_MPYC_REPS", "1"))
+    reps = mpyc_runs.reps()
 
     async def main():
         secint = mpc.SecInt(64)
@@ -75,25 +76,16 @@ def mpyc_party() -> None:
             times.append(time.perf_counter() - t0)
         await mpc.shutdown()
         if mpc.pid == 0:
-            print("RESULT " + json.dumps({"seconds": statistics.median(times), "runs": times}), flush=True)
+            mpyc_runs.report(times)
 
     mpc.run(main())
 
 
 def run_mpyc(length: int, parties: int, reps: int) -> dict:
-    env = {**os.environ, MPYC_ENV: str(length), "MPCDP_BENCH_MPYC_REPS": str(reps)}
-    out = subprocess.run(
-        [sys.executable, __file__, f"-M{parties}"], env=env, capture_output=True, text=True, timeout=900
-    )
-    for line in out.stdout.splitlines():
-        if line.startswith("RESULT "):
-            result = json.loads(line[len("RESULT ") :])
-            sent = [
-                int(ln.split("bytes sent:")[1]) for ln in (out.stdout + out.stderr).splitlines() if "bytes sent:" in ln
-            ]
-            result["bytes_party0"] = sent[-1] if sent else None
-            return result
-    raise RuntimeError(f"MPyC run failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+    result, output = mpyc_runs.run_parties(__file__, parties, {MPYC_ENV: str(length)}, reps, timeout=900)
+    sent = [int(ln.split("bytes sent:")[1]) for ln in output.splitlines() if "bytes sent:" in ln]
+    result["bytes_party0"] = sent[-1] if sent else None
+    return result
 
 
 # -- the mpcdp side --------------------------------------------------------------------
@@ -373,7 +365,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    if os.environ.get(MPYC_ENV):
-        mpyc_party()
-    else:
-        sys.exit(main())
+    mpyc_runs.main_or_party(MPYC_ENV, mpyc_party, main)

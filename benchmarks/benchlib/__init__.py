@@ -1,0 +1,1 @@
+"""Helpers the benchmark scripts share (importable because a script's own folder is first on ``sys.path``)."""
