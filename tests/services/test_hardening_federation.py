@@ -545,8 +545,9 @@ async def test_an_unexpected_failure_is_internal_with_no_class_name_or_detail(ce
         await c.close()
 
 
-async def test_an_analyst_who_stops_reading_does_not_hold_the_release_call_forever(dp_cluster):
+async def test_an_analyst_who_stops_reading_does_not_hold_the_release_call_forever(dp_cluster, caplog):
     """A client that never reads a large release (and sets no deadline) used to block its Query call for good."""
+    caplog.set_level(logging.INFO, logger="mpcdp.audit")
     coordinator = dp_cluster.nodes["coordinator"]
     coordinator.send_timeout = 0.5
     categories = [f"c{i:07d}" for i in range(200_000)]  # ~6 MiB of parts: more than the transport buffers
@@ -565,11 +566,11 @@ async def test_an_analyst_who_stops_reading_does_not_hold_the_release_call_forev
     async with Identity("analyst", dp_cluster.federation.certs).channel(node.address, "coordinator") as ch:
         call = pb_grpc.CoordinatorStub(ch).Query(request)  # no deadline, and never read
         sid = dict(await call.initial_metadata())["mpcdp-session-id"]
-        for _ in range(200):
-            if not coordinator._sessions and spent(dp_cluster)["coordinator"]:
+        for _ in range(1200):  # until the coordinator gives up sending (fixed sleeps were too short at load 20)
+            aborts = [r for r in caplog.records if getattr(r, "audit", {}).get("event") == "aborted"]
+            if any(r.audit.get("session") == sid and "not read" in r.audit["reason"] for r in aborts):
                 break
             await asyncio.sleep(0.05)
-        await asyncio.sleep(1.5)
         with pytest.raises(grpc.aio.AioRpcError) as info:
             async for _ in call:
                 pass
