@@ -123,6 +123,15 @@ def address(text: str) -> str:
     return text
 
 
+def add_insecure_flag(parser: argparse.ArgumentParser, exposed: str = "read shares and impersonate nodes") -> None:
+    """--insecure, whose help says what anyone on the network can then do (``exposed``)."""
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help=f"plaintext, unauthenticated channels: anyone on the network can {exposed} (local experiments only)",
+    )
+
+
 def add_node_arguments(parser: argparse.ArgumentParser) -> None:
     """The options every serving node shares: its audit log and the limits of its gRPC server."""
     from services.audit import FORMATS

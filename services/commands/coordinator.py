@@ -16,7 +16,16 @@ from __future__ import annotations
 import sys
 
 from services import federation as fed
-from services.commands import Formatter, add_node_arguments, address, examples, node_identity, positive, serve_node
+from services.commands import (
+    Formatter,
+    add_insecure_flag,
+    add_node_arguments,
+    address,
+    examples,
+    node_identity,
+    positive,
+    serve_node,
+)
 from services.coordinator_node import DEFAULT_TIMEOUT, SEND_TIMEOUT, CoordinatorNode
 from services.ledgers import ledger_for
 from services.releases import ReleaseStore
@@ -90,11 +99,6 @@ def register(sub) -> None:
         help="close a query call whose analyst leaves part of the release unread this long; the "
         f"release stays kept for `mpcdp query --fetch` (default {SEND_TIMEOUT:g})",
     )
-    p.add_argument(
-        "--insecure",
-        action="store_true",
-        help="plaintext, unauthenticated channels: anyone on the network can read shares and "
-        "impersonate nodes (local experiments only)",
-    )
+    add_insecure_flag(p)
     add_node_arguments(p)
     p.set_defaults(run=run)

@@ -17,7 +17,15 @@ from __future__ import annotations
 import sys
 
 from services import federation as fed
-from services.commands import Formatter, add_node_arguments, address, examples, node_identity, serve_node
+from services.commands import (
+    Formatter,
+    add_insecure_flag,
+    add_node_arguments,
+    address,
+    examples,
+    node_identity,
+    serve_node,
+)
 from services.data import DataError, Table
 from services.ledgers import SessionLog, ledger_for
 from services.party_node import PartyNode
@@ -88,11 +96,6 @@ def register(sub) -> None:
     p.add_argument(
         "--listen", type=address, help="address to bind instead of the federation file's (e.g. 0.0.0.0:50051)"
     )
-    p.add_argument(
-        "--insecure",
-        action="store_true",
-        help="plaintext, unauthenticated channels: anyone on the network can read shares and "
-        "impersonate nodes (local experiments only)",
-    )
+    add_insecure_flag(p)
     add_node_arguments(p)
     p.set_defaults(run=run)

@@ -34,6 +34,7 @@ from mpcdp.survey.sheet import AnswerError
 from mpcdp.survey.synthetic import synthetic_answers
 from services.commands import (
     Formatter,
+    add_insecure_flag,
     add_node_arguments,
     address,
     at_least,
@@ -467,11 +468,7 @@ def _tls_flags(p, default_name: str) -> None:
         "--certs", help="folder with ca.pem, <name>.pem and <name>.key: your TLS identity (required unless --insecure)"
     )
     p.add_argument("--name", help=f"your certificate name (default: {default_name})")
-    p.add_argument(
-        "--insecure",
-        action="store_true",
-        help="plaintext, unauthenticated channels: anyone on the network can read the shares (local experiments only)",
-    )
+    add_insecure_flag(p, "read the shares")
     p.add_argument("--timeout", type=positive, default=120.0, help="seconds per RPC (default 120)")
 
 
@@ -559,11 +556,7 @@ def register(sub) -> None:
         "central DP guarantee (default: fresh CSPRNG noise)",
     )
     a.add_argument("--certs", help="folder with ca.pem, <name>.pem and <name>.key (required unless --insecure)")
-    a.add_argument(
-        "--insecure",
-        action="store_true",
-        help="plaintext, unauthenticated channels: anyone on the network can read the shares (local experiments only)",
-    )
+    add_insecure_flag(a, "read the shares")
     a.add_argument(
         "--max-calls",
         type=at_least(1),
