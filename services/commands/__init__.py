@@ -190,6 +190,18 @@ def add_node_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_federation_node_arguments(parser: argparse.ArgumentParser, example_port: int) -> None:
+    """The options a federation node (party or coordinator) serves with: --listen, --insecure, then
+    :func:`add_node_arguments`."""
+    parser.add_argument(
+        "--listen",
+        type=address,
+        help=f"address to bind instead of the federation file's (e.g. 0.0.0.0:{example_port})",
+    )
+    add_insecure_flag(parser)
+    add_node_arguments(parser)
+
+
 def node_limits(args):
     """The :class:`services.server.Limits` of :func:`add_node_arguments`' options."""
     from services.server import Limits

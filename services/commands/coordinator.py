@@ -16,16 +16,7 @@ from __future__ import annotations
 import sys
 
 from services import federation as fed
-from services.commands import (
-    Formatter,
-    add_insecure_flag,
-    add_node_arguments,
-    address,
-    examples,
-    node_identity,
-    positive,
-    serve_node,
-)
+from services.commands import Formatter, add_federation_node_arguments, examples, node_identity, positive, serve_node
 from services.coordinator_node import DEFAULT_TIMEOUT, SEND_TIMEOUT, CoordinatorNode
 from services.ledgers import ledger_for
 from services.releases import ReleaseStore
@@ -76,9 +67,6 @@ def register(sub) -> None:
         "--federation", required=True, help="federation file (TOML): the coordinator node, the parties, the policy"
     )
     p.add_argument(
-        "--listen", type=address, help="address to bind instead of the federation file's (e.g. 0.0.0.0:50050)"
-    )
-    p.add_argument(
         "--timeout",
         type=positive,
         default=DEFAULT_TIMEOUT,
@@ -99,6 +87,5 @@ def register(sub) -> None:
         help="close a query call whose analyst leaves part of the release unread this long; the "
         f"release stays kept for `mpcdp query --fetch` (default {SEND_TIMEOUT:g})",
     )
-    add_insecure_flag(p)
-    add_node_arguments(p)
+    add_federation_node_arguments(p, 50050)
     p.set_defaults(run=run)

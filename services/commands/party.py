@@ -17,15 +17,7 @@ from __future__ import annotations
 import sys
 
 from services import federation as fed
-from services.commands import (
-    Formatter,
-    add_insecure_flag,
-    add_node_arguments,
-    address,
-    examples,
-    node_identity,
-    serve_node,
-)
+from services.commands import Formatter, add_federation_node_arguments, examples, node_identity, serve_node
 from services.data import DataError, Table
 from services.ledgers import SessionLog, ledger_for
 from services.party_node import PartyNode
@@ -93,9 +85,5 @@ def register(sub) -> None:
         "(experiments; default: the node's `data` file)",
     )
     p.add_argument("--column", default="value", help="column name the --values records get (default: value)")
-    p.add_argument(
-        "--listen", type=address, help="address to bind instead of the federation file's (e.g. 0.0.0.0:50051)"
-    )
-    add_insecure_flag(p)
-    add_node_arguments(p)
+    add_federation_node_arguments(p, 50051)
     p.set_defaults(run=run)
