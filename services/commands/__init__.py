@@ -282,6 +282,31 @@ def missing_comparison_flag(args) -> str | None:
     return None
 
 
+def categories(args) -> list[str]:
+    """The --categories list (empty without the flag)."""
+    return [c for c in (args.categories or "").split(",") if c]
+
+
+def query_options(args) -> dict:
+    """The query keywords :func:`add_query_arguments`' flags give (all but the statistic, the column and the
+    bounds), as :func:`services.analyst.query` and a local federation's ``query`` take them."""
+    return {
+        "epsilon": args.epsilon,
+        "delta": args.delta,
+        "dimension": args.dimension,
+        "categories": categories(args),
+        "frac_bits": args.frac_bits,
+        "max_records": args.max_records,
+        "mechanism": args.mechanism,
+        "colluders": args.colluders,
+        "sharing": args.sharing,
+        "confidence": args.confidence,
+        "fraction": args.threshold,
+        "quantile": args.quantile,
+        "edges": args.edges or (),
+    }
+
+
 def add_query_arguments(p, statistic_default: str | None = None, bounds_default: str = "0,1") -> None:
     """The flags of ``mpcdp query`` and ``mpcdp simulate`` (no ``statistic_default``: --statistic is required)."""
     from mpcdp.dp.mechanisms import CENTRAL_MECHANISMS  # imported here: `mpcdp X` loads only what X needs

@@ -24,7 +24,7 @@ import sys
 
 from services import federation as fed
 from services.analyst import QueryError, fetch, query
-from services.commands import Formatter, add_query_arguments, examples, missing_comparison_flag
+from services.commands import Formatter, add_query_arguments, examples, missing_comparison_flag, query_options
 from services.tls import Identity, warn_insecure
 
 FEDERATION = "examples/engineers/federation.toml"
@@ -64,21 +64,9 @@ def run(args) -> int:
             insecure=args.insecure,
             column=args.column,
             bounds=args.bounds,
-            epsilon=args.epsilon,
-            delta=args.delta,
-            dimension=args.dimension,
-            categories=[c for c in (args.categories or "").split(",") if c],
             parties=[p for p in (args.parties or "").split(",") if p],
-            frac_bits=args.frac_bits,
-            max_records=args.max_records,
-            mechanism=args.mechanism,
-            colluders=args.colluders,
-            sharing=args.sharing,
             timeout=args.timeout,
-            confidence=args.confidence,
-            fraction=args.threshold,
-            quantile=args.quantile,
-            edges=args.edges or (),
+            **query_options(args),
         )
     except QueryError as exc:
         print(f"mpcdp query: {exc}", file=sys.stderr)

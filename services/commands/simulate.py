@@ -21,7 +21,16 @@ import numpy as np
 from mpcdp.mpc.queries import COMPARISONS
 from mpcdp.prg import Prg, system_random
 from services.analyst import QueryError
-from services.commands import Formatter, add_query_arguments, at_least, examples, missing_comparison_flag, positive
+from services.commands import (
+    Formatter,
+    add_query_arguments,
+    at_least,
+    categories,
+    examples,
+    missing_comparison_flag,
+    positive,
+    query_options,
+)
 from services.simulation import LocalFederation
 
 
@@ -51,7 +60,6 @@ def run_simulation(data: dict, args, bounds, out=None) -> int:
         f"({'plaintext: --insecure' if args.insecure else 'mutual TLS, fresh certificates'}) ...",
         file=sys.stderr if args.json else out,
     )
-    categories = [c for c in (args.categories or "").split(",") if c]
     try:
         with LocalFederation(
             data,
@@ -60,23 +68,7 @@ def run_simulation(data: dict, args, bounds, out=None) -> int:
             timeout=args.timeout,
             allow_exact_nonlinear=args.statistic in COMPARISONS,  # the throwaway federation opts in, as to exact sums
         ) as f:
-            result = f.query(
-                args.statistic,
-                bounds=bounds,
-                epsilon=args.epsilon,
-                delta=args.delta,
-                dimension=args.dimension,
-                categories=categories,
-                frac_bits=args.frac_bits,
-                max_records=args.max_records,
-                mechanism=args.mechanism,
-                colluders=args.colluders,
-                sharing=args.sharing,
-                confidence=args.confidence,
-                fraction=args.threshold,
-                quantile=args.quantile,
-                edges=args.edges or (),
-            )
+            result = f.query(args.statistic, bounds=bounds, **query_options(args))
     except QueryError as exc:
         print(f"mpcdp simulate: the query failed: {exc}", file=sys.stderr)
         return 1
@@ -107,7 +99,7 @@ def run_in_process(data: dict, args, out=None) -> int:
             column=args.column,
             dimension=args.dimension,
             bounds=args.bounds,
-            categories=tuple(c for c in (args.categories or "").split(",") if c),
+            categories=tuple(categories(args)),
             frac_bits=args.frac_bits,
             max_records=args.max_records or 1,  # one value per party
             epsilon=args.epsilon,
