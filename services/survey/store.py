@@ -50,18 +50,12 @@ class PutStatus(StrEnum):
     CONFLICT = "conflict"  # same id, different share: refused
 
 
-class StoreError(Exception):
-    """A refused store operation; ``reason`` is one of the class constants."""
+class StoreError(Refusal):
+    """A refused store operation; ``reason`` is one of the class constants (the lifecycle's, and two of the
+    store's own)."""
 
     UNKNOWN_SURVEY = "unknown-survey"
     MISMATCH = "mismatch"
-    CLOSED = "closed"
-    NOT_CLOSED = "not-closed"
-    RELEASED = "released"
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
 
 
 @contextmanager
