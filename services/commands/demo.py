@@ -23,6 +23,9 @@ options and needs no files.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from mpcdp.prg import Prg
 from services.analyst import QueryError
@@ -43,38 +46,57 @@ def synthetic_raises(company: str, n: int):
 VOTERS = ("ana", "ben", "chloe", "dmitri", "eve")  # the unanimous referendum: every one votes YES
 
 
-def exact_nonlinear(data: dict, column: str, statistic: str, **kw):
-    """One comparison query among a throwaway federation whose policy opts in to exact nonlinear releases."""
-    with LocalFederation(data, column=column, allow_exact_nonlinear=True) as fed:
-        return fed.query(statistic, **kw)
+@dataclass(frozen=True)
+class ComparisonDemo:
+    """A demo computed under MPC among a throwaway federation whose policy opts in to exact nonlinear
+    releases: its story, each party's records, the query, and the line that prints the answer."""
+
+    story: str
+    records: dict[str, list[float]]
+    column: str
+    statistic: str
+    answer: Callable[[Any], str]
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __call__(self, args) -> int:
+        print(self.story + "\n")
+        with LocalFederation(self.records, column=self.column, allow_exact_nonlinear=True) as fed:
+            result = fed.query(self.statistic, **self.options)
+        print(self.answer(result))
+        return 0
 
 
-def referendum(args) -> int:
-    print("Five voters each hold one secret ballot, YES or NO, each at their own party process.")
-    print("A count would reveal every vote when it is unanimous, so the parties compute under MPC only")
-    print("whether the YES votes reach half of the ballots: each enters its ballot as replicated secret")
-    print("shares, the comparison runs on shares, and only its one-bit answer is opened.\n")
-    result = exact_nonlinear({v: [1] for v in VOTERS}, "ballot", "threshold", fraction=0.5)
-    print(f"referendum: {result.value}")
-    return 0
+BIDS = {p: [float(v)] for p, v in RAISES.items()}
 
-
-def auction(args) -> int:
-    print("The four engineers bid their raises, each at their own party process. Under MPC the parties")
-    print("compare the bids on secret shares (a tournament whose outcomes stay shared) and open only the")
-    print("top bid: no losing bid, and not who bid it, leaves the parties.\n")
-    result = exact_nonlinear({p: [v] for p, v in RAISES.items()}, "bid", "max")
-    print(f"winning bid: {result.value:g}")
-    return 0
-
-
-def vickrey(args) -> int:
-    print("A second-price (Vickrey) auction among the four engineers: the highest bidder wins and pays")
-    print("the second-highest bid. Under MPC the parties open only the winner's name and that price: the")
-    print("winning bid itself, and every other bid, stay secret.\n")
-    result = exact_nonlinear({p: [v] for p, v in RAISES.items()}, "bid", "second-price")
-    print(f"winner: {result.result['winner']}, pays {result.value:g}")
-    return 0
+referendum = ComparisonDemo(
+    "Five voters each hold one secret ballot, YES or NO, each at their own party process.\n"
+    "A count would reveal every vote when it is unanimous, so the parties compute under MPC only\n"
+    "whether the YES votes reach half of the ballots: each enters its ballot as replicated secret\n"
+    "shares, the comparison runs on shares, and only its one-bit answer is opened.",
+    {v: [1.0] for v in VOTERS},
+    "ballot",
+    "threshold",
+    lambda r: f"referendum: {r.value}",
+    {"fraction": 0.5},
+)
+auction = ComparisonDemo(
+    "The four engineers bid their raises, each at their own party process. Under MPC the parties\n"
+    "compare the bids on secret shares (a tournament whose outcomes stay shared) and open only the\n"
+    "top bid: no losing bid, and not who bid it, leaves the parties.",
+    BIDS,
+    "bid",
+    "max",
+    lambda r: f"winning bid: {r.value:g}",
+)
+vickrey = ComparisonDemo(
+    "A second-price (Vickrey) auction among the four engineers: the highest bidder wins and pays\n"
+    "the second-highest bid. Under MPC the parties open only the winner's name and that price: the\n"
+    "winning bid itself, and every other bid, stay secret.",
+    BIDS,
+    "bid",
+    "second-price",
+    lambda r: f"winner: {r.result['winner']}, pays {r.value:g}",
+)
 
 
 def run(args) -> int:
@@ -113,7 +135,12 @@ def raises(args) -> int:
     return 0
 
 
-DEMOS = {"raises": raises, "referendum": referendum, "auction": auction, "vickrey": vickrey}
+DEMOS: dict[str, Callable[[Any], int]] = {
+    "raises": raises,
+    "referendum": referendum,
+    "auction": auction,
+    "vickrey": vickrey,
+}
 
 
 def register(sub) -> None:
