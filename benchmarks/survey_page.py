@@ -48,6 +48,9 @@ def _load(name: str):
     return module
 
 
+chromium = _load("chromium")
+
+
 def poll_template() -> str:
     """The example poll with its aggregators' addresses left to the federation (free loopback ports)."""
     text = POLL.read_text().replace("{", "{{").replace("}", "}}")
@@ -79,14 +82,8 @@ def fill(driver, fed) -> None:
     driver.find_element("id", "q-salary-value").send_keys(str(ANSWERS["salary"]))
 
 
-def until(predicate, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise RuntimeError("timed out")
+def until(predicate):
+    return chromium.until(predicate)
 
 
 def one_respondent(driver, fed, code: str) -> dict:
@@ -163,7 +160,6 @@ def main() -> None:
     parser.add_argument("--screenshots", type=Path, help="save the page at phone and desktop width to this folder")
     args = parser.parse_args()
 
-    chromium = _load("chromium")
     federation = _load("federation")
     if reason := chromium.missing():
         raise SystemExit(reason)

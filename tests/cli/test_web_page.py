@@ -20,7 +20,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import secrets
-import time
 from pathlib import Path
 
 import httpx
@@ -74,14 +73,8 @@ def browser():
         driver.quit()
 
 
-def until(predicate, what: str, timeout: float = WAIT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+def until(predicate, what: str):
+    return chromium.until(predicate, what, WAIT, poll=0.1)
 
 
 def open_page(driver, fed, code: str) -> None:

@@ -4,6 +4,7 @@ chromium-driver, driven by selenium). Loaded by path: ``web/`` is not a Python p
 from __future__ import annotations
 
 import shutil
+import time
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -49,3 +50,15 @@ def chromium(size: tuple[int, int] = DESKTOP, scale: float = 1.0) -> webdriver.C
         },
     )
     return driver
+
+
+def until(predicate, what: str = "the page", timeout: float = 60, poll: float = 0.02):
+    """Poll ``predicate`` until it returns something true and return that (AssertionError naming ``what``
+    after ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out waiting for {what}")
