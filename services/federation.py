@@ -39,9 +39,8 @@ The file is read into typed models (pydantic, unknown keys refused, every
 number range-checked); an error names the file, the line and the field. A
 node's state directory is its ``state`` key, or else the folder of its
 ledger. Relative paths are relative to the file. A party's answer policy is
-the library's one :class:`mpcdp.protocol.PartyPolicy` (:meth:`Policy.party`), and
-what it computes under MPC its :class:`mpcdp.mpc.queries.ComparisonPolicy`
-(:meth:`Policy.comparisons`).
+the library's one :class:`mpcdp.protocol.PartyPolicy` (:meth:`Policy.party`), for
+its secure sums and what it computes under MPC alike.
 """
 
 from __future__ import annotations
@@ -56,7 +55,6 @@ from mpcdp.names import InvalidName, check_name
 from mpcdp.survey.toml_lines import key_lines
 
 if TYPE_CHECKING:
-    from mpcdp.mpc.queries import ComparisonPolicy
     from mpcdp.protocol import PartyPolicy
 
 Role = Literal["coordinator", "party", "aggregator", "text", "client"]
@@ -74,8 +72,8 @@ class FederationError(ValueError):
 class Policy(BaseModel):
     """A ``[policy]`` table: the federation's defaults, or a node's overrides of them.
 
-    A setting the library's policies own (:class:`mpcdp.protocol.PartyPolicy`, :class:`mpcdp.mpc.queries.
-    ComparisonPolicy`) is None when the file leaves it out: those classes' own defaults then apply."""
+    A setting the library's policy owns (:class:`mpcdp.protocol.PartyPolicy`, for secure sums and comparisons
+    alike) is None when the file leaves it out: that class's own default then applies."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -104,14 +102,9 @@ class Policy(BaseModel):
         from mpcdp.protocol import PartyPolicy  # here: a node that answers no query need not load the protocol
 
         given = "statistics", "max_epsilon", "min_colluders", "columns", "max_length", "max_timeout", "one_round"
-        return PartyPolicy(allow_exact=self.allow_exact, **self._given(*given))
-
-    def comparisons(self) -> ComparisonPolicy:
-        """What a party agrees to compute under MPC (:mod:`services.mpc_node`), as the library's policy."""
-        from mpcdp.mpc.queries import ComparisonPolicy
-
-        given = "statistics", "max_epsilon", "min_colluders", "columns"
-        return ComparisonPolicy(allow_exact_nonlinear=self.allow_exact_nonlinear, **self._given(*given))
+        return PartyPolicy(
+            allow_exact=self.allow_exact, allow_exact_nonlinear=self.allow_exact_nonlinear, **self._given(*given)
+        )
 
 
 def _resolve(value: str | None, base: Path) -> Path | str | None:

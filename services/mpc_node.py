@@ -10,8 +10,8 @@ federation's policy or its own ledger says no, holds the query's epsilon in
 reserve, and asks every party at once with ``Party.Compare``.
 
 A party (:func:`party_compare`) checks the spec against its own policy
-(:class:`mpcdp.mpc.queries.ComparisonPolicy`: exact releases only with
-``allow_exact_nonlinear``) and its own ledger (counting what its other
+(:class:`mpcdp.protocol.PartyPolicy` by :func:`mpcdp.mpc.queries.refusal`: exact
+releases only with ``allow_exact_nonlinear``) and its own ledger (counting what its other
 accepted sessions hold in reserve), reserves the epsilon, prepares its input
 from its own column (adding its noise piece for a DP statistic), and runs one
 :class:`mpcdp.mpc.session.PartyRun` with its peers over its long-lived links
@@ -42,6 +42,7 @@ from collections.abc import Callable
 import grpc
 
 from mpcdp.dp.ledger import BudgetExceeded
+from mpcdp.mpc import queries
 from mpcdp.mpc.engine import Engine
 from mpcdp.mpc.messages import Round
 from mpcdp.mpc.queries import COMPARISONS, Comparison, ComparisonRefused, ComparisonSpec
@@ -177,7 +178,7 @@ async def party_compare(node, request: pb.CompareRequest, context) -> pb.Compare
         now = node._clock()
         if not now < spec.deadline <= now + node.max_timeout + CLOCK_SLACK:
             raise CompareRefused(grpc.StatusCode.INVALID_ARGUMENT, "the deadline is past or too far ahead")
-        refusal = node.federation.policy_for(node.me).comparisons().refusal(spec)
+        refusal = queries.refusal(node.federation.policy_for(node.me).party(), spec)
         if refusal is not None:
             raise CompareRefused(grpc.StatusCode.PERMISSION_DENIED, f"{node.me}: {refusal}")
         if spec.column not in node.table.columns:

@@ -28,13 +28,14 @@ from __future__ import annotations
 import math
 from abc import abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
 from ..dp.loss import PrivacyLoss, Relation
 from ..prg import RandomSource, system_random
+from ..protocol.party import PartyPolicy
 from ..protocol.statistics import STATISTICS, Statistic
 from ..protocol.statistics import Engine as Computed
 from ..registry import Registry
@@ -377,31 +378,21 @@ for _kind in (Max(), Min(), Argmax(), ThresholdVote(), SecondPriceAuction(), Noi
     STATISTICS.register(COMPARISONS.register(_kind))
 
 
-@dataclass(frozen=True)
-class ComparisonPolicy:
-    """What a party agrees to compute under MPC (from its federation policy)."""
-
-    allow_exact_nonlinear: bool = False  # exact max/min/argmax/threshold/second-price: opt-in
-    max_epsilon: float = 10.0
-    min_colluders: int = 1
-    statistics: tuple[str, ...] | None = None  # None: every comparison statistic
-    columns: tuple[str, ...] = field(default=())  # empty: any column
-
-    def refusal(self, spec: ComparisonSpec) -> str | None:
-        """Why this policy refuses ``spec``, or None if it accepts (no local detail in the words)."""
-        if self.statistics is not None and spec.statistic not in self.statistics:
-            return f"statistic {spec.statistic!r} is not allowed by this party's policy"
-        if self.columns and spec.column not in self.columns:
-            return f"column {spec.column!r} is not offered by this party"
-        if spec.epsilon is None:
-            if not self.allow_exact_nonlinear:
-                return "this party's policy does not allow exact nonlinear releases (allow_exact_nonlinear)"
-            return None
-        if spec.epsilon > self.max_epsilon:
-            return f"epsilon {spec.epsilon:g} exceeds this party's per-query maximum {self.max_epsilon:g}"
-        if spec.colluders < self.min_colluders:
-            return f"the query assumes {spec.colluders} colluders; this party requires at least {self.min_colluders}"
+def refusal(policy: PartyPolicy, spec: ComparisonSpec) -> str | None:
+    """Why a party with ``policy`` refuses to compute ``spec`` under MPC, or None if it accepts (no local detail
+    in the words): exact comparisons only with ``allow_exact_nonlinear``, the statistics, columns, epsilon cap and
+    colluders of the same policy as its secure sums."""
+    if not policy.allows(spec.statistic, spec.column):
+        return policy.not_allowed(spec.statistic, spec.column)
+    if spec.epsilon is None:
+        if not policy.allow_exact_nonlinear:
+            return "this party's policy does not allow exact nonlinear releases (allow_exact_nonlinear)"
         return None
+    if spec.epsilon > policy.max_epsilon:
+        return f"epsilon {spec.epsilon:g} exceeds this party's per-query maximum {policy.max_epsilon:g}"
+    if spec.colluders < policy.min_colluders:
+        return f"the query assumes {spec.colluders} colluders; this party requires at least {policy.min_colluders}"
+    return None
 
 
 def run_locally(spec: ComparisonSpec, columns: Sequence[Sequence[Any]], seed: int | None = None) -> dict[str, Entry]:

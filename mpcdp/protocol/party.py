@@ -29,7 +29,7 @@ from .errors import ProtocolError, Status
 from .messages import PartialSum, ShareMessage
 from .noise import noise_piece
 from .spec import QuerySpec, Sharing
-from .statistics import STATISTICS, LinearStatistic, codec_for
+from .statistics import codec_for
 
 
 class Budget(Protocol):
@@ -47,17 +47,15 @@ class Budget(Protocol):
 DEFAULT_MAX_TIMEOUT = 300.0  # seconds: the longest session deadline a party accepts unless its policy says
 
 
-def _linear_statistics() -> tuple[str, ...]:
-    return tuple(s.name for s in STATISTICS if isinstance(s, LinearStatistic))
-
-
 @dataclass(frozen=True)
 class PartyPolicy:
     """What a party agrees to answer, and how it takes part: the one policy type (a federation file's
-    ``[policy]`` table is read into it). The safe default refuses exact releases."""
+    ``[policy]`` table is read into it), for secure sums (:meth:`refusal`) and for comparisons under MPC
+    (:func:`mpcdp.mpc.queries.refusal`). The safe default refuses exact releases."""
 
-    statistics: tuple[str, ...] = field(default_factory=_linear_statistics)
-    allow_exact: bool = False
+    statistics: tuple[str, ...] | None = None  # None: every registered statistic
+    allow_exact: bool = False  # exact (non-DP) secure sums
+    allow_exact_nonlinear: bool = False  # exact comparisons under MPC (max, min, argmax, threshold, second price)
     max_epsilon: float = 10.0
     min_colluders: int = 1
     columns: tuple[str, ...] = field(default=())  # empty: any column
@@ -68,15 +66,26 @@ class PartyPolicy:
     def __post_init__(self) -> None:
         if not isinstance(self.max_timeout, (int, float)) or not 0 < self.max_timeout < math.inf:
             raise ValueError(f"max_timeout must be a positive number of seconds, got {self.max_timeout!r}")
-        object.__setattr__(self, "statistics", tuple(self.statistics))
+        if self.statistics is not None:
+            object.__setattr__(self, "statistics", tuple(self.statistics))
         object.__setattr__(self, "columns", tuple(self.columns))
 
+    def allows(self, statistic: str, column: str) -> bool:
+        """Whether this party answers ``statistic`` on ``column`` (any query kind)."""
+        return (self.statistics is None or statistic in self.statistics) and (
+            not self.columns or column in self.columns
+        )
+
+    def not_allowed(self, statistic: str, column: str) -> str:
+        """Why :meth:`allows` says no."""
+        if self.statistics is not None and statistic not in self.statistics:
+            return f"statistic {statistic!r} is not allowed by this party's policy"
+        return f"column {column!r} is not offered by this party"
+
     def refusal(self, spec: QuerySpec) -> str | None:
-        """Why this policy refuses ``spec``, or None if it accepts."""
-        if spec.statistic not in self.statistics:
-            return f"statistic {spec.statistic!r} is not allowed by this party's policy"
-        if self.columns and spec.column not in self.columns:
-            return f"column {spec.column!r} is not offered by this party"
+        """Why this policy refuses the secure sum ``spec``, or None if it accepts."""
+        if not self.allows(spec.statistic, spec.column):
+            return self.not_allowed(spec.statistic, spec.column)
         if spec.is_exact and not self.allow_exact:
             return "exact (non-DP) releases are not allowed by this party's policy; set an epsilon"
         if spec.loss is not None and spec.loss.epsilon > exact(self.max_epsilon, "max_epsilon"):

@@ -80,8 +80,7 @@ def test_a_node_policy_overrides_the_federations_and_becomes_the_librarys_party_
     assert mine.max_timeout is None and mine.party().max_timeout == PartyPolicy.max_timeout  # the library's default
     party = mine.party()
     assert (party.max_epsilon, party.allow_exact, party.columns, party.one_round) == (0.5, True, ("raise",), False)
-    comparisons = mine.comparisons()
-    assert (comparisons.max_epsilon, comparisons.allow_exact_nonlinear, comparisons.columns) == (0.5, False, ("raise",))
+    assert not party.allow_exact_nonlinear  # the comparisons' opt-in is its own (one policy for both)
     assert f.policy.party().one_round and f.policy.party().statistics == PartyPolicy().statistics
 
 

@@ -14,13 +14,14 @@ from mpcdp.mpc import compare
 from mpcdp.mpc.memory import engines, run_in_memory
 from mpcdp.mpc.queries import (
     COMPARISONS,
-    ComparisonPolicy,
     ComparisonRefused,
     ComparisonSpec,
+    refusal,
     run_locally,
     whole_numbers,
 )
 from mpcdp.mpc.statistics import Extremum
+from mpcdp.protocol import PartyPolicy
 from mpcdp.protocol.statistics import STATISTICS, Engine
 
 FAST = settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -154,13 +155,14 @@ def test_a_column_that_cannot_be_compared_is_refused_without_showing_its_values(
 
 def test_the_policy_makes_exact_releases_opt_in_and_caps_epsilon():
     exact, dp = spec("max"), spec("noisy-argmax", epsilon=2.0, categories=("a", "b"))
-    assert "allow_exact_nonlinear" in (ComparisonPolicy().refusal(exact) or "")
-    assert ComparisonPolicy(allow_exact_nonlinear=True).refusal(exact) is None
-    assert ComparisonPolicy().refusal(dp) is None
-    assert "exceeds" in (ComparisonPolicy(max_epsilon=1.0).refusal(dp) or "")
-    assert "not allowed" in (ComparisonPolicy(statistics=("max",)).refusal(dp) or "")
-    assert "not offered" in (ComparisonPolicy(columns=("w",)).refusal(dp) or "")
-    assert "colluders" in (ComparisonPolicy(min_colluders=2).refusal(dp) or "")
+    assert "allow_exact_nonlinear" in (refusal(PartyPolicy(), exact) or "")
+    assert "allow_exact_nonlinear" in (refusal(PartyPolicy(allow_exact=True), exact) or "")  # sums' opt-in only
+    assert refusal(PartyPolicy(allow_exact_nonlinear=True), exact) is None
+    assert refusal(PartyPolicy(), dp) is None
+    assert "exceeds" in (refusal(PartyPolicy(max_epsilon=1.0), dp) or "")
+    assert "not allowed" in (refusal(PartyPolicy(statistics=("max",)), dp) or "")
+    assert "not offered" in (refusal(PartyPolicy(columns=("w",)), dp) or "")
+    assert "colluders" in (refusal(PartyPolicy(min_colluders=2), dp) or "")
 
 
 def test_each_party_counts_the_opening_rounds_it_sent_so_a_late_abort_can_be_charged():
