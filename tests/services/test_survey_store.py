@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 
@@ -96,13 +97,19 @@ def test_malformed_batch_changes_nothing(store):
     assert store.state("poll").count == 0
 
 
+@contextlib.contextmanager
+def refused(reason: str):
+    """The block must raise StoreError with ``reason``."""
+    with pytest.raises(StoreError) as err:
+        yield
+    assert err.value.reason == reason
+
+
 def test_unknown_survey_and_definition_mismatch(store):
-    with pytest.raises(StoreError) as err:
+    with refused(StoreError.UNKNOWN_SURVEY):
         store.put("other", items(Prg.from_int(4), 1))
-    assert err.value.reason == StoreError.UNKNOWN_SURVEY
-    with pytest.raises(StoreError) as err:
+    with refused(StoreError.MISMATCH):
         store.register("poll", b"e" * 32, WIDTH)
-    assert err.value.reason == StoreError.MISMATCH
     store.register("poll", DIGEST, WIDTH)  # idempotent
 
 
@@ -111,20 +118,17 @@ def test_closed_survey_refuses_submissions_and_replays(store):
     store.put("poll", batch)
     store.close("poll")
     for attempt in (batch[:1], items(Prg.from_int(6), 1)):
-        with pytest.raises(StoreError) as err:
+        with refused(StoreError.CLOSED):
             store.put("poll", attempt)
-        assert err.value.reason == StoreError.CLOSED
     assert store.state("poll").count == 3
 
 
 def test_ids_and_release_need_a_closed_survey(store):
     store.put("poll", items(Prg.from_int(7), 2))
-    with pytest.raises(StoreError) as err:
+    with refused(StoreError.NOT_CLOSED):
         list(store.ids("poll"))
-    assert err.value.reason == StoreError.NOT_CLOSED
-    with pytest.raises(StoreError) as err:
+    with refused(StoreError.NOT_CLOSED):
         store.release(POLL, [], 2, b"")
-    assert err.value.reason == StoreError.NOT_CLOSED
 
 
 def test_release_is_once_per_survey_and_bound_to_its_id_set(store):
@@ -136,9 +140,8 @@ def test_release_is_once_per_survey_and_bound_to_its_id_set(store):
     first = store.release(NOISY, ids[:1], 5, id_set_digest(kept), Prg.from_int(1))
     again = store.release(NOISY, ids[:1], 5, id_set_digest(kept), Prg.from_int(2))
     assert np.array_equal(first, again)  # same set: same vector, no fresh noise
-    with pytest.raises(StoreError) as err:
+    with refused(StoreError.RELEASED):
         store.release(NOISY, [], 6, id_set_digest(ids), Prg.from_int(3))
-    assert err.value.reason == StoreError.RELEASED
 
 
 def test_release_refuses_a_set_it_does_not_hold(store):
@@ -146,9 +149,8 @@ def test_release_refuses_a_set_it_does_not_hold(store):
     store.put("poll", batch)
     store.close("poll")
     ids = list(store.ids("poll"))
-    with pytest.raises(StoreError) as err:
+    with refused(StoreError.MISMATCH):
         store.release(POLL, [], 4, id_set_digest(ids + [b"z" * ID_BYTES]))
-    assert err.value.reason == StoreError.MISMATCH
     assert store.state("poll").state == "closed"  # nothing released
 
 
