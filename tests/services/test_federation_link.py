@@ -174,11 +174,11 @@ async def test_closed_sessions_drop_their_messages_and_early_bytes_are_bounded(c
         await a.send("bob", b"w" * 16, 0, "share", b"x" * 6000)
         with contextlib.suppress(LinkError):
             await a.send("bob", b"v" * 16, 0, "share", b"x" * 6000)
-        for _ in range(50):
+        for _ in range(200):  # up to 10 s: the refusal reaches both ends late on a loaded machine
             if not b._streams.get("alice"):
                 break
             await asyncio.sleep(0.05)
-        assert not b._streams.get("alice")
+        assert not b._streams.get("alice"), f"bob still holds {len(b._streams.get('alice', []))} stream(s) from alice"
         assert b._pending.get("alice", 0) <= 10_000
         box = b._inbox.get(("alice", b"v" * 16, 0, "share"))
         assert box is None or box.filled < 6000
