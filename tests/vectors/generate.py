@@ -622,7 +622,7 @@ def survey_sheet_vectors() -> dict:
         for q, block in survey.offsets()
     ]
     return {
-        "format": "mpcdp survey answer sheet encoding (mpcdp/survey/sheet.py, local.py, mpcdp/client.py)",
+        "format": "mpcdp survey answer sheet encoding (mpcdp/survey/sheet.py, questions.py, local.py, respondent.py)",
         "description": (
             "An answer sheet is one integer block per question, in survey order (layout): yesno [1 or 0]; "
             "choice one-hot over the options; multiselect one 0/1 per option; numeric the answer clamped to "
