@@ -309,7 +309,7 @@ def run_simulate(args) -> int:
     from tqdm import tqdm
 
     from services.survey.collector import coordinator_for
-    from services.survey.simulation import COORDINATOR, LocalSurvey
+    from services.survey.simulation import COORDINATOR, RESPONDENTS, LocalSurvey
 
     survey = read_survey(args.survey)
     rng = Prg.from_int(args.seed, "survey-simulate") if args.seed is not None else system_random("simulate")
@@ -329,14 +329,19 @@ def run_simulate(args) -> int:
             Prg.from_int(args.seed, "survey-forged") if args.seed is not None else system_random("forged"),
         )
     workdir = Path(tempfile.mkdtemp(prefix="mpcdp-survey-"))
+    info = _info(args)
     mode = "plaintext: --insecure" if args.insecure else "mutual TLS, fresh certificates"
     print(
-        f"starting {len(survey.aggregators)} aggregator processes on loopback ({mode}; store: {args.store})",
-        file=_info(args),
+        f"starting {len(survey.aggregators)} aggregator processes on loopback ({mode}; store: {args.store})", file=info
     )
     try:
-        with LocalSurvey(survey, Path(args.survey), workdir, args.store, args.insecure, args.seed) as run:
-            transport = run.transport()
+        if survey.verified:  # admitted the way real respondents are: invitation -> token -> HTTPS
+            run_local, deliver, admission = _token_admission(args, survey, prepared, workdir, info)
+        else:
+            run_local = LocalSurvey(survey, Path(args.survey), workdir, args.store, args.insecure, args.seed)
+            print(f"respondents admitted by the shared {RESPONDENTS!r} client certificate over gRPC", file=info)
+            admission = None
+        with run_local as run:
             coordinator = coordinator_for(run.identity(COORDINATOR), run.survey)
 
             async def go():
@@ -344,20 +349,69 @@ def run_simulate(args) -> int:
                     total=len(prepared) * len(survey.aggregators), unit="share", desc="submitting", disable=args.quiet
                 )
                 try:
-                    await SurveyClient(run.survey, transport).deliver(
-                        prepared, batch_size=args.batch, on_ack=lambda _name, k: bar.update(k)
-                    )
+                    if admission is None:
+                        transport = run.transport()
+                        try:
+                            await SurveyClient(run.survey, transport).deliver(
+                                prepared, batch_size=args.batch, on_ack=lambda _name, k: bar.update(k)
+                            )
+                        finally:
+                            await transport.close()
+                    else:
+                        await deliver(run, lambda _name, k: bar.update(k))
                     bar.close()
-                    return await coordinator.close_and_release()
+                    results = await coordinator.close_and_release()
+                    if admission is not None:
+                        admission["spent_tokens"] = run.spent_tokens()
+                    return results
                 finally:
-                    await transport.close()
                     await coordinator.close()
 
             results = asyncio.run(go())
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    _emit(results_document(survey, results, truth, args.level, coordinator), args)
+    doc = results_document(survey, results, truth, args.level, coordinator)
+    if admission is not None:
+        doc["admission"] = admission
+    _emit(doc, args)
     return 0
+
+
+def _token_admission(args, survey: Survey, prepared, workdir: Path, info):
+    """A verified survey's simulation: an issuer, one invitation per respondent (forged ones too) redeemed for
+    a token, aggregators admitting by token with their HTTPS intake, and reports sent in batches with tokens."""
+    from services.survey.admission import ISSUER_PUBLIC, IssuerDir
+    from services.survey.https_client import HttpsTransport, http_client
+    from services.survey.https_local import HttpsLocalSurvey, redeem_invitations
+
+    issuer = IssuerDir(workdir / "tokens", survey, create=True)
+    rng = Prg.from_int(args.seed, "survey-tokens") if args.seed is not None else system_random("tokens")
+    tokens = redeem_invitations(issuer, prepared, rng)
+    print(
+        f"respondents admitted by anonymous tokens: {len(tokens)} one-time invitations redeemed at the survey's "
+        f"issuer (blind RSA), reports sent with their tokens over {'HTTP' if args.insecure else 'HTTPS'} "
+        f"in batches of up to {args.batch} (/reports/batch); no client certificate",
+        file=info,
+    )
+    unlimited = ("--rate", "1000000", "--burst", "1000000")  # one loopback client sends every respondent's reports
+    run = HttpsLocalSurvey(
+        survey,
+        Path(args.survey),
+        workdir,
+        issuer.path / ISSUER_PUBLIC,
+        unlimited,
+        store=args.store,
+        insecure=args.insecure,
+        noise_seed=args.seed,
+    )
+
+    async def deliver(run: HttpsLocalSurvey, on_ack) -> None:
+        ca = None if run.certs is None else run.certs / "ca.pem"
+        async with http_client(ca, args.insecure) as client:
+            transport = HttpsTransport(client, run.urls(), tokens, check_names=ca is not None)
+            await SurveyClient(run.survey, transport).deliver(prepared, batch_size=args.batch, on_ack=on_ack)
+
+    return run, deliver, {"by": "token", "invitations": len(tokens), "transport": "https"}
 
 
 # -- pictures --------------------------------------------------------------------

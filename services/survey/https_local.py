@@ -6,14 +6,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import sqlite3
 import ssl
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
 
+from mpcdp.prg import RandomSource
 from mpcdp.survey.definition import Survey
+from mpcdp.survey.respondent import PreparedSubmission
+from mpcdp.tokens import MemoryInvitations
+from services.survey.admission import IssuerDir
 from services.survey.simulation import LocalSurvey
 
 START_TIMEOUT = 30.0
@@ -63,3 +70,29 @@ class HttpsLocalSurvey(LocalSurvey):
 
     def urls(self) -> dict[str, str]:
         return {name: self.url(name) for name in self.survey.aggregator_names}
+
+    def spent_tokens(self) -> dict[str, int] | None:
+        """Each aggregator's count of spent tokens, read from its SQLite store (None for other stores)."""
+        if self.store != "sqlite":
+            return None
+        counts = {}
+        for name in self.survey.aggregator_names:
+            with contextlib.closing(sqlite3.connect(self.workdir / f"{name}.db")) as conn:
+                (counts[name],) = conn.execute("SELECT COUNT(*) FROM spent_tokens").fetchone()
+        return counts
+
+
+def redeem_invitations(
+    issuer: IssuerDir, submissions: Sequence[PreparedSubmission], rng: RandomSource
+) -> dict[bytes, bytes]:
+    """One invitation per submission, each redeemed for a token bound to it: the respondent's blinded
+    TokenRequest, the issuer's :meth:`~mpcdp.tokens.Invitations.redeem` (one code, one token) and the
+    respondent's finalize. In process and in memory (a simulation's throwaway invitations need no fsync)."""
+    invitations = MemoryInvitations()
+    codes = invitations.create(len(submissions), rng)
+    admission = issuer.admission
+    tokens = {}
+    for code, s in zip(codes, submissions, strict=True):
+        request, pending = admission.request(s.submission_id, rng)
+        tokens[s.submission_id] = pending.finalize(invitations.redeem(code, request, issuer.issuer))
+    return tokens

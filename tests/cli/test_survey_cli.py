@@ -29,6 +29,8 @@ def test_simulate_then_report_prints_estimates_beside_the_truth_and_plots(tmp_pa
                 "2000",
                 "--seed",
                 "3",
+                "--forged",
+                "3",
                 "--json",
                 str(out),
                 "--quiet",
@@ -38,9 +40,15 @@ def test_simulate_then_report_prints_estimates_beside_the_truth_and_plots(tmp_pa
     )
     printed = capsys.readouterr().out
     assert "mutual TLS" in printed and re.search(r"Greens .* 95% CI \[.*\]\s+truth", printed)
+    assert "respondents admitted by anonymous tokens: 2003 one-time invitations" in printed
     doc = json.loads(out.read_text())
     assert [q["question"] for q in doc["questions"]] == ["will_vote", "vote", "issues", "salary"]
     assert all(q["respondents"] == 2000 and "truth" in q["estimates"][0] for q in doc["questions"])
+    # the example poll is verified: every respondent, forged ones too, came in with a token of their own, over
+    # HTTPS; each aggregator spent exactly one token per report the close counted or rejected
+    assert doc["verification"] == {"counted": 2000, "rejected": 3, "malformed": 0, "incomplete": 0}
+    assert doc["admission"]["by"] == "token" and doc["admission"]["transport"] == "https"
+    assert set(doc["admission"]["spent_tokens"].values()) == {2003}
     assert main(["survey", "report", "--results", str(out), "--plot", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
