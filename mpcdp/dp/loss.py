@@ -193,10 +193,6 @@ class PrivacyLoss:
         loss = self.to_approx(delta)
         return round_up(loss.epsilon), float(loss.delta)
 
-    @property
-    def is_zero(self) -> bool:
-        return not (self.epsilon or self.delta or self.rho)
-
     # -- text -------------------------------------------------------------------------------------------
 
     def amounts(self) -> str:

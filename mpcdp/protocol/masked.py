@@ -249,9 +249,12 @@ class MaskedParty:
             if self._budget is not None and charge is not None:
                 try:
                     self._budget.reserve(self.spec.session_id, charge, self.spec.deadline)
-                except ValueError as exc:
+                except Exception as exc:  # the ledger's own error says spent/requested/remaining
                     raise ProtocolError(Status.RESOURCE_EXHAUSTED, str(exc)) from None
         except ProtocolError:
+            for inner in self._inner:  # nothing encoded stays behind a refusal
+                if inner.state == "accepted":
+                    inner.abort()
             self.state = "refused"
             raise
         self.state = "accepted"
@@ -546,10 +549,6 @@ class MaskedCoordinator:
             )
             start += length
         return self.releases[0]
-
-    def loss(self) -> PrivacyLoss | None:
-        """The loss of the release for the parties counted so far."""
-        return survivor_loss(self.spec, len(self._counted))
 
     def abort(self, reason: str) -> None:
         self._total = ring.zeros(0)

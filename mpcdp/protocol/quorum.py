@@ -52,10 +52,6 @@ class Quorum:
                 f"(so at least one honest noise piece is counted), at most all {n}; got {self.size!r}"
             )
 
-    @classmethod
-    def everyone(cls, spec: QuerySpec) -> Quorum:
-        return cls(spec, spec.n_parties)
-
     @property
     def dropouts(self) -> int:
         """The most parties that may drop after accepting."""

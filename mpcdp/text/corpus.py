@@ -172,16 +172,16 @@ def sanitize_partition(sanitizer: Sanitizer, cells: Any, first_row: int, mechani
     present = texts if not nulls else [t for t in texts if t is not None]
     batch = sanitizer.sanitize_batch(present, mechanism, epsilon, rng)
     columns = {"row": pa.array(np.arange(first_row, first_row + len(texts), dtype=np.int64))}
-    where = np.setdiff1d(np.arange(len(texts)), nulls)
+    where = np.setdiff1d(np.arange(len(texts)), nulls) if nulls else None
     out_text: list[str | None] = list(batch.texts)
-    if nulls:
+    if where is not None:
         out_text = [None] * len(texts)
         for i, text in zip(where.tolist(), batch.texts, strict=True):
             out_text[i] = text
     columns["text"] = pa.array(out_text, type=pa.string())
     for name in COST_COLUMNS:
         values = np.full(len(present), batch.epsilon_per_word) if name == "epsilon_per_word" else getattr(batch, name)
-        if nulls:  # a null cell costs nothing
+        if where is not None:  # a null cell costs nothing
             full = np.zeros(len(texts), dtype=values.dtype)
             full[where] = values
             values = full

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import functools
 import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from .tokenize import APOSTROPHES, CLITICS, fix_keys, pieces_of
+from .tokenize import APOSTROPHES, CLITICS, fix_keys, is_symbol, pieces_of
 
 Int64s = npt.NDArray[np.int64]
 Codes = npt.NDArray[np.uint8] | npt.NDArray[np.uint32]
@@ -50,7 +49,7 @@ def code_point_class(code: int) -> tuple[int, int]:
         ALNUM * ch.isalnum()
         | WORD * (ch.isalnum() or ch == "_")
         | APOSTROPHE * (ch in APOSTROPHES)
-        | SYMBOL * _is_symbol(ch)
+        | SYMBOL * is_symbol(ch)
         | UPPER * ch.isupper()
         | CHANGED_BY_LOWER * (ch.lower() != ch)
         | CHANGED_BY_UPPER * (ch.upper() != ch)
@@ -61,13 +60,6 @@ def code_point_class(code: int) -> tuple[int, int]:
     else:  # a few others do too (the long s matches "s")
         folded = next((ord(x) for x in _FOLDED_LETTERS if re.fullmatch(x, ch, re.IGNORECASE)), 0)
     return flags, folded
-
-
-def _is_symbol(ch: str) -> bool:
-    if ch.isascii():
-        return False
-    cat = unicodedata.category(ch)
-    return cat[0] == "S" or cat in ("Co", "Cn", "Cf", "Mn", "Me")
 
 
 _ONE_LETTER = np.zeros(256, dtype=bool)  # "'s", "'d", "'m" by their folded letter

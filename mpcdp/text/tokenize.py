@@ -130,7 +130,7 @@ _WHOLE_WORD = re.compile(r"[^\W_]+")
 
 
 @functools.lru_cache(maxsize=4096)
-def _is_symbol(ch: str) -> bool:
+def is_symbol(ch: str) -> bool:
     """A non-ASCII symbol: emoji, ©, €, private-use, or a joiner or mark inside an emoji sequence.
 
     ASCII punctuation and symbols ($, +, =, ...) are layout, like other punctuation.
@@ -147,7 +147,7 @@ def replace_symbols(separator: str, replacement: str) -> tuple[str, int]:
         return separator, 0
     out, runs, in_run = [], 0, False
     for ch in separator:
-        if _is_symbol(ch):
+        if is_symbol(ch):
             if not in_run:
                 out.append(replacement)
                 runs += 1

@@ -443,3 +443,17 @@ def test_a_party_reserves_the_worst_case_charges_when_masking_and_frees_on_abort
     with pytest.raises(ProtocolError) as err:
         MaskedParty("p0002", query, [1.0], budget=_Ledger(cap=1.5)).accept()
     assert err.value.status == Status.RESOURCE_EXHAUSTED
+
+
+def test_a_party_whose_real_ledger_cannot_pay_refuses_and_keeps_nothing_encoded(tmp_path):
+    """The ledger's own BudgetExceeded (not a ValueError) becomes a RESOURCE_EXHAUSTED refusal."""
+    from mpcdp.dp.ledger import PrivacyLedger
+
+    spec = QuerySpec("sum", names(10), bounds=(0, 1), epsilon=1.0, session_id=bytes(16))
+    query = MaskedQuery.of(spec, 7)
+    party = MaskedParty("p0000", query, [1.0], budget=PrivacyLedger(tmp_path / "l.db", "d", 0.5))
+    with pytest.raises(ProtocolError) as err:
+        party.accept()
+    assert err.value.status == Status.RESOURCE_EXHAUSTED and "budget" in str(err.value)
+    assert party.state == "refused"
+    assert all(inner.state == "aborted" for inner in party._inner)
