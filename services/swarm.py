@@ -580,11 +580,15 @@ class LinkNetwork(Network):
 
         seq = 0
         while True:
-            try:
-                data = await self.hub.receive(host, self.session, seq, LINK_KIND)
-            except LinkError as exc:
-                self.failed.append(str(exc))
-                return
+            for attempt in range(DIAL_ATTEMPTS):  # as the sender: a process still starting refuses connections
+                try:
+                    data = await self.hub.receive(host, self.session, seq, LINK_KIND)
+                    break
+                except LinkError as exc:
+                    if attempt == DIAL_ATTEMPTS - 1:
+                        self.failed.append(str(exc))
+                        return
+                    await asyncio.sleep(0.2)
             seq += 1
             for envelope in _unpack(data):
                 sender, recipient, body = _unpack(envelope)
@@ -608,30 +612,18 @@ class LinkNetwork(Network):
             t.cancel()
 
 
-def _spec_fields(spec: QuerySpec) -> dict[str, Any]:
-    return {
-        "statistic": spec.statistic,
-        "parties": list(spec.parties),
-        "session_id": spec.session_id.hex(),
-        "column": spec.column,
-        "dimension": spec.dimension,
-        "bounds": list(spec.bounds),
-        "categories": list(spec.categories),
-        "frac_bits": spec.frac_bits,
-        "max_records": spec.max_records,
-        "epsilon": spec.epsilon,
-        "delta": spec.delta,
-        "mechanism": spec.mechanism,
-        "colluders": spec.colluders,
-    }
+def _spec_fields(spec: QuerySpec) -> str:
+    """The spec as the wire carries it (hex of the protobuf): every field, deadline and sharing included."""
+    from services.convert import spec_to_proto
+
+    return str(spec_to_proto(spec).SerializeToString().hex())
 
 
-def _spec_from(fields: dict[str, Any]) -> QuerySpec:
-    fields = dict(fields, session_id=bytes.fromhex(fields["session_id"]))
-    fields["parties"] = tuple(fields["parties"])
-    fields["bounds"] = tuple(fields["bounds"])
-    fields["categories"] = tuple(fields["categories"])
-    return QuerySpec(**fields)
+def _spec_from(fields: str) -> QuerySpec:
+    from services.convert import spec_from_proto
+    from services.wire.mpcdp.v1 import federation_pb2 as pb
+
+    return spec_from_proto(pb.QuerySpec.FromString(bytes.fromhex(fields)))
 
 
 async def _serve_hub(name: str, certs: Any, addresses: Mapping[str, str], port: int) -> tuple[Any, Any]:

@@ -184,6 +184,7 @@ class PrivacyLedger:
         self.dataset = dataset
         self.budget = loss
         self._clock = clock
+        self._schema_ready = False
         eps, delta = loss.epsilon, loss.delta
         if str(self.path) != ":memory:":
             with contextlib.suppress(FileExistsError):  # owner-only from the start (journals take its mode)
@@ -221,11 +222,13 @@ class PrivacyLedger:
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=_TIMEOUT_S, isolation_level=None)
-        db.executescript(_SCHEMA)
-        for table, column, declaration in _ADDED_COLUMNS:
-            if column not in {r[1] for r in db.execute(f"PRAGMA table_info({table})")}:
-                with contextlib.suppress(sqlite3.OperationalError):  # another process added it in between
-                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+        if not self._schema_ready:  # once per ledger object: the accept and release paths skip it
+            db.executescript(_SCHEMA)
+            for table, column, declaration in _ADDED_COLUMNS:
+                if column not in {r[1] for r in db.execute(f"PRAGMA table_info({table})")}:
+                    with contextlib.suppress(sqlite3.OperationalError):  # another process added it in between
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+            self._schema_ready = str(self.path) != ":memory:"  # each connection to :memory: is a new database
         return db
 
     def _transaction(self) -> _Transaction:
