@@ -38,7 +38,7 @@ from ..prg import RandomSource, system_random
 from ..protocol.party import PartyPolicy
 from ..protocol.statistics import STATISTICS, Statistic
 from ..protocol.statistics import Engine as Computed
-from ..registry import Registry
+from ..registry import Registry, UnknownName
 from . import compare
 from .statistics import COUNT_MAX, DPQuantile, Extremum, NoisyArgmax, SecondPrice, Threshold
 from .statistics import MpcStatistic as Computation
@@ -72,12 +72,10 @@ class ComparisonSpec:
     categories: tuple[str, ...] = ()  # noisy-argmax: the candidates
 
     def __post_init__(self) -> None:
-        kind = COMPARISONS.get(self.statistic) if self.statistic in COMPARISONS else None
-        if kind is None:
-            raise ComparisonRefused(
-                "statistic",
-                f"unknown comparison statistic {self.statistic!r}; choose one of: {', '.join(COMPARISONS.names())}",
-            )
+        try:
+            kind = COMPARISONS.get(self.statistic)
+        except UnknownName as exc:
+            raise ComparisonRefused("statistic", str(exc)) from None
         n = len(self.parties)
         if n < 3:
             raise ComparisonRefused("parties", "comparisons under MPC need at least 3 parties (honest majority)")
@@ -368,9 +366,6 @@ class Median(Quantile):
         if spec.quantile is not None and spec.quantile != 0.5:
             raise ComparisonRefused("quantile", "the median is the quantile at 1/2; leave --quantile out")
         return 0.5
-
-    def release(self, spec: ComparisonSpec, opened: np.ndarray) -> dict[str, Entry]:
-        return {self.name: float(self._computation(spec).release(opened))}
 
 
 COMPARISONS: Registry[Comparison] = Registry("comparison statistic")  # the comparisons among STATISTICS
