@@ -207,8 +207,8 @@ class GroupCommit:
             parts = [group[i] for i in picks]
             self.transactions += 1
             try:
-                statuses = self.store.put(
-                    survey_id, [p[1] for p in parts], [p[2] for p in parts], [p[3] for p in parts]
+                statuses = self.store.put(  # a refusal is counted below, report by report, not here too
+                    survey_id, [p[1] for p in parts], [p[2] for p in parts], [p[3] for p in parts], count=False
                 )
                 for i, status in zip(picks, statuses, strict=True):
                     outcomes[i] = status

@@ -130,7 +130,9 @@ class ReportStore:
             self._tx(lambda: self._count(survey, "token-invalid", 1))
             raise
 
-    def _spend(self, survey: str, items, checked: Sequence[CheckedToken], existing) -> TokenError | None:
+    def _spend(
+        self, survey: str, items, checked: Sequence[CheckedToken], existing, count: bool = True
+    ) -> TokenError | None:
         """Inside the transaction: record the tokens of the new reports spent, or say why not."""
         token_of: dict[bytes, CheckedToken] = {}
         for (sid, _), c in zip(items, checked, strict=True):
@@ -139,11 +141,13 @@ class ReportStore:
         keys = [c.key for c, _ in fresh]
         reused = len(spent_among(self._db, keys)) + len(keys) - len(set(keys))
         if reused:
-            self._count(survey, "token-reused", reused)
+            if count:
+                self._count(survey, "token-reused", reused)
             return TokenReused(f"{reused} of these tokens were already used: a token admits one report")
         unbound = sum(not c.bound for c, _ in fresh)
         if unbound:
-            self._count(survey, "token-invalid", unbound)
+            if count:
+                self._count(survey, "token-invalid", unbound)
             return InvalidToken(f"{unbound} of these tokens were issued for another submission or survey")
         record_in(self._db, [(c.key, sid) for c, sid in fresh])
         return None
@@ -166,9 +170,12 @@ class ReportStore:
         items: Sequence[tuple[bytes, bytes]],
         tokens: Sequence[bytes] | None = None,
         checked: Sequence[CheckedToken] | None = None,
+        *,
+        count: bool = True,
     ) -> list[PutStatus]:
         """Store a batch; a survey admitted by token needs ``tokens`` (verified here) or ``checked`` (their
-        verification already done by the caller, :func:`mpcdp.tokens.admission.check_batch`)."""
+        verification already done by the caller, :func:`mpcdp.tokens.admission.check_batch`). ``count=False``:
+        a token refusal is not counted (the caller retries report by report, which counts it once)."""
         size = proved.report_size(self.surveys[survey], self.index[survey])
         bad = sum(len(sid) != ID_BYTES or len(report) != size for sid, report in items)
         if bad:
@@ -179,7 +186,8 @@ class ReportStore:
             )
 
         if survey not in self.admission:
-            checked = None
+            if tokens is not None or checked is not None:  # never store a report whose token is not spent
+                raise ValueError(f"survey {survey!r} is not admitted by token here: its tokens cannot be spent")
         elif checked is None:
             checked = self._check_tokens(survey, items, tokens)
 
@@ -188,7 +196,7 @@ class ReportStore:
             first = _first(items)
             existing = self._existing(survey, list(first))
             if checked is not None:
-                refusal = self._spend(survey, items, checked, existing)
+                refusal = self._spend(survey, items, checked, existing, count)
                 if refusal is not None:
                     return refusal  # committed: the refusal's count, nothing else
             self._save(life)
