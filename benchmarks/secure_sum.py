@@ -172,7 +172,6 @@ async def _profile_cluster(tmp: Path, queries: int, profiled: int, durable: bool
     from services.releases import ReleaseStore
     from services.server import start
     from services.tls import Identity, init_certs
-    from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
 
     parties = ["alice", "bob", "carol"]
     certs = tmp / "certs"
@@ -203,7 +202,7 @@ async def _profile_cluster(tmp: Path, queries: int, profiled: int, durable: bool
     servers["coordinator"], ports["coordinator"] = await start(
         Identity("coordinator", certs),
         "127.0.0.1:0",
-        [(pb_grpc.add_CoordinatorServicer_to_server, coordinator, "mpcdp.v1.Coordinator")],
+        coordinator.services(),
     )
     nodes["coordinator"] = coordinator
     real = _replace(

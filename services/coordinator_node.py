@@ -41,6 +41,7 @@ from services import audit, convert, releases, server
 from services.channels import Channels
 from services.federation import Federation
 from services.ledgers import public_refusal
+from services.link import Hub
 from services.tls import Identity, caller
 from services.wire.mpcdp.v1 import federation_pb2 as pb
 from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
@@ -113,10 +114,23 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         self._sessions: set[asyncio.Task] = set()  # running to their end even if their analyst left
         self._slots: dict[str, asyncio.Semaphore] = {}  # per party: its streams in use
         self.channels = Channels(identity, lambda party: self.federation.address(party))
+        self.link = Hub(  # one long-lived authenticated stream to each party, carrying every session
+            identity,
+            lambda party: self.federation.address(party),  # read at call time: the federation may be replaced
+            lambda who: who in self.federation.names("party"),
+        )
+
+    def services(self) -> list:
+        """What a server must offer for this node: the Coordinator service and its links to the parties."""
+        return [
+            (pb_grpc.add_CoordinatorServicer_to_server, self, "mpcdp.v1.Coordinator"),
+            (pb_grpc.add_LinkServicer_to_server, self.link, "mpcdp.v1.Link"),
+        ]
 
     async def close(self) -> None:
         if self._sessions:
             await asyncio.wait(self._sessions, timeout=ABORT_GRACE)
+        await self.link.close()
         await self.channels.close()
 
     def _stub(self, party: str) -> pb_grpc.PartyStub:

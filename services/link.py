@@ -16,6 +16,12 @@ Who sent a frame is the certificate's name of the stream's other end, never
 a field of the frame (a ``sender`` field that disagrees is refused), and a
 hub accepts streams only from the names ``allowed`` says.
 
+Pushed kinds: ``hub.on(kind, handler)`` hands every complete message of
+``kind`` to ``handler(peer, session, round, payload)`` instead of holding it
+for a ``receive``: the way a message that starts something (a coordinator's
+proposal, a many-party protocol's next step) reaches a node that cannot know
+when to ask. A kind is either pushed or received, never both.
+
 Bounds: a message longer than ``max_message_bytes`` is refused; messages
 nobody has asked for yet are held up to ``max_pending_bytes`` per peer and
 for ``pending_seconds`` (after that a peer's early frames are dropped), and
@@ -138,6 +144,12 @@ class Hub(pb_grpc.LinkServicer):
         self._inbox: dict[tuple[str, bytes, int, str], _Inbox] = {}
         self._pending: dict[str, int] = {}  # bytes held per peer for messages nobody asked for
         self._closed: OrderedDict[bytes, None] = OrderedDict()
+        self._handlers: dict[str, Callable[[str, bytes, int, memoryview], None]] = {}
+
+    def on(self, kind: str, handler: Callable[[str, bytes, int, memoryview], None]) -> None:
+        """Push each complete message of ``kind`` to ``handler(peer, session, round, payload)`` (called on
+        the event loop, so it must not block: it schedules whatever work the message starts)."""
+        self._handlers[kind] = handler
 
     # -- sending ------------------------------------------------------------------
 
@@ -279,6 +291,11 @@ class Hub(pb_grpc.LinkServicer):
             self._complete(key, box)
 
     def _complete(self, key, box: _Inbox) -> None:
+        handler = self._handlers.get(key[3])
+        if handler is not None:
+            self._forget(key, box)
+            handler(key[0], key[1], key[2], memoryview(box.buffer if box.buffer is not None else bytearray()))
+            return
         fut = box.future()
         if not fut.done():
             fut.set_result(

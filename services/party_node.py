@@ -92,8 +92,12 @@ class PartyNode(pb_grpc.PartyServicer):
         self.link = Hub(
             identity,
             lambda peer: self.federation.address(peer),  # read at call time: the federation may be replaced
-            lambda who: who in self.federation.names("party") and who != self.me,
+            self._may_link,
         )
+
+    def _may_link(self, who: str) -> bool:
+        """Who may open a link to this party: the other parties and the coordinator."""
+        return who != self.me and (who in self.federation.names("party") or who in self.federation.names("coordinator"))
 
     def services(self) -> list:
         """What a server must offer for this node: the Party service and its links to peers."""

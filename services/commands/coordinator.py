@@ -21,9 +21,6 @@ from services.coordinator_node import DEFAULT_TIMEOUT, SEND_TIMEOUT, Coordinator
 from services.ledgers import ledger_for
 from services.releases import ReleaseStore
 from services.tls import Identity
-from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
-
-SERVICE = "mpcdp.v1.Coordinator"
 
 
 def run(args) -> int:
@@ -46,9 +43,13 @@ def run(args) -> int:
         send_timeout=args.send_timeout,
         store=None if state is None else ReleaseStore(state / f"{node.name}.releases"),
     )
-    services = [(pb_grpc.add_CoordinatorServicer_to_server, coordinator, SERVICE)]
     return serve_node(
-        "coordinator", args, identity, args.listen or federation.address(node.name), services, coordinator.close
+        "coordinator",
+        args,
+        identity,
+        args.listen or federation.address(node.name),
+        coordinator.services(),
+        coordinator.close,
     )
 
 

@@ -94,6 +94,23 @@ async def test_a_receive_waits_for_a_later_message_and_a_sink_folds_pieces_in_pl
     assert np.array_equal(total, vec + vec)  # wraps modulo 2^64
 
 
+async def test_a_pushed_kind_goes_to_its_handler_whole_with_the_certified_sender(net):
+    a, b, c = net.hubs["alice"], net.hubs["bob"], net.hubs["carol"]
+    got: list = []
+    b.on("propose", lambda peer, sid, rnd, payload: got.append((peer, sid, rnd, bytes(payload))))
+    big = np.arange(700, dtype=np.uint64)  # 5,600 bytes: several 1,000-byte frames, handed over once, whole
+    await a.send("bob", b"1" * 16, 0, "propose", big)
+    await c.send("bob", b"2" * 16, 3, "propose", b"hi")
+    await a.send("bob", b"1" * 16, 1, "reply", b"pulled")  # another kind still waits for its receive
+    for _ in range(100):
+        if len(got) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert sorted(got) == [("alice", b"1" * 16, 0, big.tobytes()), ("carol", b"2" * 16, 3, b"hi")]
+    assert bytes(await b.receive("alice", b"1" * 16, 1, "reply", timeout=5)) == b"pulled"
+    assert not b._inbox and b._pending.get("alice", 0) == 0  # nothing held for a pushed message
+
+
 async def test_the_sender_is_the_certificate_never_the_frame(net, certs):
     # mallory's certificate is valid in this CA but she is not allowed to link
     mallory = Hub(Identity("mallory", certs), net.addresses.__getitem__, lambda who: True)

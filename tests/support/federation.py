@@ -87,7 +87,7 @@ async def make_cluster(certs, data=None, policy=None, party_cls=PartyNode, ledge
     servers["coordinator"], ports["coordinator"] = await start(
         Identity("coordinator", certs),
         "127.0.0.1:0",
-        [(pb_grpc.add_CoordinatorServicer_to_server, coord, "mpcdp.v1.Coordinator")],
+        coord.services(),
         limits,
     )
     nodes["coordinator"] = coord
