@@ -246,14 +246,16 @@ class CompareReply(_message.Message):
     def __init__(self, session_id: _Optional[bytes] = ..., entries: _Optional[_Iterable[_Union[ReleaseEntry, _Mapping]]] = ...) -> None: ...
 
 class QueryRequest(_message.Message):
-    __slots__ = ("spec", "timeout_seconds", "confidence")
+    __slots__ = ("spec", "timeout_seconds", "confidence", "quorum")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    QUORUM_FIELD_NUMBER: _ClassVar[int]
     spec: QuerySpec
     timeout_seconds: float
     confidence: float
-    def __init__(self, spec: _Optional[_Union[QuerySpec, _Mapping]] = ..., timeout_seconds: _Optional[float] = ..., confidence: _Optional[float] = ...) -> None: ...
+    quorum: int
+    def __init__(self, spec: _Optional[_Union[QuerySpec, _Mapping]] = ..., timeout_seconds: _Optional[float] = ..., confidence: _Optional[float] = ..., quorum: _Optional[int] = ...) -> None: ...
 
 class Values(_message.Message):
     __slots__ = ("scalar", "integer", "label", "packed", "streamed")
@@ -300,7 +302,7 @@ class ReleaseEntry(_message.Message):
     def __init__(self, name: _Optional[str] = ..., value: _Optional[_Union[Values, _Mapping]] = ..., noise_std: _Optional[float] = ..., interval: _Optional[_Union[Interval, _Mapping]] = ...) -> None: ...
 
 class QueryReply(_message.Message):
-    __slots__ = ("session_id", "statistic", "entries", "parties", "epsilon", "delta", "mechanism", "confidence")
+    __slots__ = ("session_id", "statistic", "entries", "parties", "epsilon", "delta", "mechanism", "confidence", "quorum", "dropped")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     STATISTIC_FIELD_NUMBER: _ClassVar[int]
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
@@ -309,6 +311,8 @@ class QueryReply(_message.Message):
     DELTA_FIELD_NUMBER: _ClassVar[int]
     MECHANISM_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    QUORUM_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
     session_id: bytes
     statistic: Statistic
     entries: _containers.RepeatedCompositeFieldContainer[ReleaseEntry]
@@ -317,7 +321,9 @@ class QueryReply(_message.Message):
     delta: float
     mechanism: Mechanism
     confidence: float
-    def __init__(self, session_id: _Optional[bytes] = ..., statistic: _Optional[_Union[Statistic, str]] = ..., entries: _Optional[_Iterable[_Union[ReleaseEntry, _Mapping]]] = ..., parties: _Optional[_Iterable[str]] = ..., epsilon: _Optional[float] = ..., delta: _Optional[float] = ..., mechanism: _Optional[_Union[Mechanism, str]] = ..., confidence: _Optional[float] = ...) -> None: ...
+    quorum: int
+    dropped: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, session_id: _Optional[bytes] = ..., statistic: _Optional[_Union[Statistic, str]] = ..., entries: _Optional[_Iterable[_Union[ReleaseEntry, _Mapping]]] = ..., parties: _Optional[_Iterable[str]] = ..., epsilon: _Optional[float] = ..., delta: _Optional[float] = ..., mechanism: _Optional[_Union[Mechanism, str]] = ..., confidence: _Optional[float] = ..., quorum: _Optional[int] = ..., dropped: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ReleaseVector(_message.Message):
     __slots__ = ("name", "part", "length", "first")
