@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import benchlib.one_core  # noqa: F401  (first: one BLAS thread per process, workers included)
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,7 +74,6 @@ def main(argv=None) -> int:
     ap.add_argument("--documents", type=int, default=1_000_000)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "text_corpus.json")
     args = ap.parse_args(argv)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core per process, workers included
     import pyarrow as pa
     import pyarrow.parquet as pq
 

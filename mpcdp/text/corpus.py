@@ -290,8 +290,7 @@ def run(
     todo = prepare_output(out, job)
     if on_total:
         on_total(len(todo))
-    # Each partition's cells copied out of the column: a pickled Arrow slice would carry the whole column.
-    slices = {i: (_compact(cells.slice(i * partition_rows, partition_rows)), i * partition_rows) for i in todo}
+    slices = {i: (cells.slice(i * partition_rows, partition_rows), i * partition_rows) for i in todo}
     if engine == "local":
         for i in todo:
             part, first = slices[i]
@@ -331,7 +330,7 @@ def _run_dask(
             client.submit(
                 sanitize_partition,
                 shared,
-                part,
+                _compact(part),  # the partition's cells copied out: a pickled slice would carry the whole column
                 first,
                 mechanism,
                 epsilon,

@@ -30,7 +30,7 @@ from ..prg import RandomSource
 from ..registry import Registry
 from . import samplers
 from .embeddings import Embedding
-from .nearest import ExactSearch, ListSearch
+from .nearest import Int64s, ListSearch, Points, VocabularySearch
 from .neighbors import NeighborTable, exact_neighbors
 
 _CHUNK = 1 << 16  # tokens per vectorised step; bounds scratch memory
@@ -187,21 +187,33 @@ class MultivariateLaplace:
     (:class:`~mpcdp.text.nearest.ExactSearch`), or with ``approximate`` a search of
     the ``nprobe`` nearest of about sqrt(n) inverted lists
     (:class:`~mpcdp.text.nearest.ListSearch`): much faster, and it decodes a
-    different word for some tokens (on GloVe 50k at epsilon 10: about 5% at nprobe
+    different word for some tokens (on GloVe 50k at epsilon 10: about 9% at nprobe
     8). Decoding is post-processing of the noisy vector, so the privacy guarantee
     is the same; only utility figures change (``benchmarks/text_throughput.py``
-    measures speed and agreement).
+    measures speed and agreement). The searches come from ``searches``, shared by
+    every mechanism over the vocabulary (a new one when not given).
     """
 
     name = "multivariate-laplace"
     DEFAULT_NPROBE = ListSearch.DEFAULT_NPROBE
 
-    def __init__(self, embedding: Embedding, epsilon: float, approximate: bool = False, nprobe: int = DEFAULT_NPROBE):
+    def __init__(
+        self,
+        embedding: Embedding,
+        epsilon: float,
+        approximate: bool = False,
+        nprobe: int = DEFAULT_NPROBE,
+        searches: VocabularySearch | None = None,
+    ):
+        searches = searches or VocabularySearch(embedding.vectors)
+        if searches.vectors is not embedding.vectors:
+            raise ValueError("searches were not built for this embedding")
+        if nprobe < 1:
+            raise ValueError(f"nprobe must be at least 1, got {nprobe!r}")
         self.embedding, self.epsilon, self.approximate = embedding, _check_epsilon(epsilon), approximate
-        self.search: ExactSearch | ListSearch = (
-            ListSearch(embedding.vectors, nprobe) if approximate else ExactSearch(embedding.vectors)
-        )
-        self._vectors64 = embedding.vectors.astype(np.float64)
+        self.nprobe = nprobe
+        self._exact = searches.exact()
+        self._lists = searches.lists() if approximate else None
 
     def noise(self, n: int, rng: RandomSource) -> np.ndarray:
         """n noise vectors with density proportional to exp(-epsilon ||z||)."""
@@ -213,15 +225,19 @@ class MultivariateLaplace:
     def noisy_vectors(self, words: np.ndarray, rng: RandomSource) -> np.ndarray:
         """Each word's vector plus its own noise vector."""
         points = self.noise(words.size, rng)
-        points += self._vectors64[words]
+        points += self._exact.vectors64[words]
         return points
+
+    def nearest(self, points: Points) -> Int64s:
+        """The vocabulary word nearest to each point, by the exact or the approximate search."""
+        return self._exact.nearest(points) if self._lists is None else self._lists.nearest(points, self.nprobe)
 
     def perturb(self, given: npt.ArrayLike, rng: RandomSource) -> np.ndarray:
         words = _check_words(given, self.embedding.size)
         out = np.empty_like(words)
         for start in range(0, words.size, _CHUNK):
             chunk = words[start : start + _CHUNK]
-            out[start : start + _CHUNK] = self.search.nearest(self.noisy_vectors(chunk, rng))
+            out[start : start + _CHUNK] = self.nearest(self.noisy_vectors(chunk, rng))
         return out
 
 
@@ -235,7 +251,12 @@ class TextMechanism:
     style: tuple[str, str]  # colour and marker in plots
 
     def build(
-        self, embedding: Embedding, table: NeighborTable | None, epsilon: float, approximate: bool = False
+        self,
+        embedding: Embedding,
+        table: NeighborTable | None,
+        epsilon: float,
+        approximate: bool = False,
+        searches: VocabularySearch | None = None,
     ) -> Mechanism:
         raise NotImplementedError
 
@@ -254,7 +275,12 @@ class TruncatedGumbelKind(TextMechanism):
     style = ("tab:red", "o")
 
     def build(
-        self, embedding: Embedding, table: NeighborTable | None, epsilon: float, approximate: bool = False
+        self,
+        embedding: Embedding,
+        table: NeighborTable | None,
+        epsilon: float,
+        approximate: bool = False,
+        searches: VocabularySearch | None = None,
     ) -> Mechanism:
         if table is None:
             raise ValueError("the truncated Gumbel mechanism needs a neighbour table")
@@ -271,9 +297,14 @@ class MultivariateLaplaceKind(TextMechanism):
     style = ("tab:blue", "s")
 
     def build(
-        self, embedding: Embedding, table: NeighborTable | None, epsilon: float, approximate: bool = False
+        self,
+        embedding: Embedding,
+        table: NeighborTable | None,
+        epsilon: float,
+        approximate: bool = False,
+        searches: VocabularySearch | None = None,
     ) -> Mechanism:
-        return MultivariateLaplace(embedding, epsilon, approximate=approximate)
+        return MultivariateLaplace(embedding, epsilon, approximate=approximate, searches=searches)
 
     def min_epsilon(self, vocabulary_size: int, table: NeighborTable | None) -> float:
         return 0.0
@@ -285,10 +316,16 @@ MULTIVARIATE_LAPLACE = TEXT_MECHANISMS.register(MultivariateLaplaceKind())
 
 
 def make_mechanism(
-    name: str, embedding: Embedding, table: NeighborTable | None, epsilon: float, approximate: bool = False
+    name: str,
+    embedding: Embedding,
+    table: NeighborTable | None,
+    epsilon: float,
+    approximate: bool = False,
+    searches: VocabularySearch | None = None,
 ) -> Mechanism:
-    """The mechanism registered as ``name`` at ``epsilon`` (``UnknownName``, a ValueError, lists the choices)."""
-    return TEXT_MECHANISMS.get(name).build(embedding, table, epsilon, approximate)
+    """The mechanism registered as ``name`` at ``epsilon`` (``UnknownName``, a ValueError, lists the choices),
+    decoding with the shared ``searches`` of the embedding when it needs a nearest-word search."""
+    return TEXT_MECHANISMS.get(name).build(embedding, table, epsilon, approximate, searches)
 
 
 @dataclass(frozen=True)

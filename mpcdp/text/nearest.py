@@ -8,11 +8,14 @@ the points that probe a list with its words in one matrix product, so the work r
 point by point (about 3x faster than faiss's own inverted-file scan here). Decoding a noisy vector to a
 word is post-processing, so an approximate search leaves a mechanism's guarantee unchanged; it decodes some
 points to another word than exact search would (``benchmarks/text_throughput.py`` measures how many).
+:class:`VocabularySearch` builds each search once per vocabulary, on first use, for every mechanism and
+epsilon to share.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any
 
 import numpy as np
@@ -30,7 +33,7 @@ class ExactSearch:
     def __init__(self, vectors: npt.NDArray[np.float32]):
         import faiss
 
-        self.vectors64 = vectors.astype(np.float64)
+        self.vectors64 = vectors.astype(np.float64)  # the vocabulary's one float64 copy (noisy points start here)
         self.index: Any = faiss.IndexFlatL2(vectors.shape[1])
         self.index.add(vectors)
 
@@ -48,33 +51,33 @@ class ListSearch:
 
     DEFAULT_NPROBE = 8
 
-    def __init__(self, vectors: npt.NDArray[np.float32], nprobe: int = DEFAULT_NPROBE, lists: int | None = None):
+    def __init__(self, vectors: npt.NDArray[np.float32], lists: int | None = None, exact: ExactSearch | None = None):
         import faiss
 
         n, dim = vectors.shape
-        lists = lists or max(1, min(round(math.sqrt(n)), n // 40))
-        if nprobe < 1:
-            raise ValueError(f"nprobe must be at least 1, got {nprobe!r}")
-        self.nprobe = min(nprobe, lists)
-        kmeans = faiss.Kmeans(dim, lists, niter=20, seed=1234)
+        self.lists = lists or max(1, min(round(math.sqrt(n)), n // 40))
+        kmeans = faiss.Kmeans(dim, self.lists, niter=20, seed=1234)
         kmeans.train(vectors)
         self.centroids: Any = faiss.IndexFlatL2(dim)
         self.centroids.add(kmeans.centroids)
         _, assigned = self.centroids.search(vectors, 1)
         order = np.argsort(assigned[:, 0], kind="stable")
-        sizes = np.bincount(assigned[:, 0], minlength=lists)
+        sizes = np.bincount(assigned[:, 0], minlength=self.lists)
         self.members = np.split(order, np.cumsum(sizes)[:-1])
         self.transposed = [np.ascontiguousarray(vectors[m].T) for m in self.members]
         self.norms = [np.einsum("ij,ij->i", vectors[m], vectors[m]) for m in self.members]
-        self.exact = ExactSearch(vectors)  # for a point whose probed lists are all empty
+        self.exact = exact or ExactSearch(vectors)  # for a point whose probed lists are all empty
 
-    def nearest(self, points: Points) -> Int64s:
+    def nearest(self, points: Points, nprobe: int = DEFAULT_NPROBE) -> Int64s:
+        if nprobe < 1:
+            raise ValueError(f"nprobe must be at least 1, got {nprobe!r}")
+        nprobe = min(nprobe, self.lists)
         n = points.shape[0]
         queries = points.astype(np.float32)
-        _, probed = self.centroids.search(queries, self.nprobe)
+        _, probed = self.centroids.search(queries, nprobe)
         lists = probed.ravel()
         order = np.argsort(lists, kind="stable")
-        lists, asking = lists[order], np.repeat(np.arange(n), self.nprobe)[order]
+        lists, asking = lists[order], np.repeat(np.arange(n), nprobe)[order]
         cuts = (np.flatnonzero(lists[1:] != lists[:-1]) + 1).tolist()
         best = np.full(n, np.inf, dtype=np.float32)
         found = np.full(n, -1, dtype=np.int64)
@@ -94,3 +97,37 @@ class ListSearch:
         if missing.size:
             found[missing] = self.exact.nearest(points[missing])
         return found
+
+
+class VocabularySearch:
+    """One vocabulary's searches, each built on first use and shared from then on (thread-safe).
+
+    A mechanism at every epsilon decodes with the same index: building it (faiss k-means for the lists)
+    costs far more than a mechanism, so a sanitiser builds it once. Pickled (to a worker), it carries
+    only the vectors and builds again there on first use (faiss indexes do not pickle).
+    """
+
+    def __init__(self, vectors: npt.NDArray[np.float32]):
+        self.vectors = vectors
+        self._lock = threading.Lock()
+        self._exact: ExactSearch | None = None
+        self._lists: ListSearch | None = None
+
+    def exact(self) -> ExactSearch:
+        with self._lock:
+            if self._exact is None:
+                self._exact = ExactSearch(self.vectors)
+            return self._exact
+
+    def lists(self) -> ListSearch:
+        exact = self.exact()
+        with self._lock:
+            if self._lists is None:
+                self._lists = ListSearch(self.vectors, exact=exact)
+            return self._lists
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"vectors": self.vectors}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        VocabularySearch.__init__(self, state["vectors"])

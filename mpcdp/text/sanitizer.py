@@ -34,6 +34,7 @@ from ..prg import RandomSource, system_random
 from .embeddings import DEFAULT_VOCABULARY_SIZE, Embedding, load_default_glove
 from .lexicon import Lexicon
 from .mechanisms import Mechanism, make_mechanism
+from .nearest import VocabularySearch
 from .neighbors import DEFAULT_NEIGHBORS, NeighborTable, load_or_build, max_pairwise_distance
 from .render import VocabularyCodes, render
 from .spans import split_batch
@@ -116,6 +117,7 @@ class Sanitizer:
         self.symbols, self.approximate_nn = symbols, approximate_nn
         self.lexicon = Lexicon(embedding.index)
         self._vocabulary = VocabularyCodes.of(embedding.words)
+        self.searches = VocabularySearch(embedding.vectors)  # built on first use, shared by every epsilon
         self.diameter = table.delta_max if table is not None else max_pairwise_distance(embedding.vectors)
         self._mechanisms: OrderedDict[tuple[str, float], Mechanism] = OrderedDict()
         self._lock = threading.Lock()
@@ -146,7 +148,7 @@ class Sanitizer:
         with self._lock:
             if key not in self._mechanisms:
                 self._mechanisms[key] = make_mechanism(
-                    name, self.embedding, self.table, epsilon, approximate=self.approximate_nn
+                    name, self.embedding, self.table, epsilon, self.approximate_nn, self.searches
                 )
                 if len(self._mechanisms) > _MECHANISM_CACHE:
                     self._mechanisms.popitem(last=False)

@@ -13,6 +13,7 @@ from mpcdp.text import mechanisms as m
 from mpcdp.text import neighbors as nb
 from mpcdp.text import samplers
 from mpcdp.text.embeddings import Embedding
+from mpcdp.text.nearest import VocabularySearch
 
 
 def synthetic(n=300, dim=8, seed=0) -> Embedding:
@@ -226,7 +227,19 @@ def test_approximate_laplace_decoder_mostly_agrees_with_exact_search():
     approx = m.MultivariateLaplace(emb, 3.0, approximate=True)
     words = np.arange(3000)
     points = exact.noisy_vectors(words, Prg.from_int(5))
-    truth, found = exact.search.nearest(points), approx.search.nearest(points)
+    truth, found = exact.nearest(points), approx.nearest(points)
     assert ((found >= 0) & (found < emb.size)).all()
     assert 0.85 < (found == truth).mean() < 1.0
     assert approx.perturb(words, Prg.from_int(6)).shape == words.shape
+
+
+def test_laplace_mechanisms_share_one_vocabulary_search():
+    emb = synthetic(n=500, dim=4, seed=2)
+    searches = VocabularySearch(emb.vectors)
+    first = m.make_mechanism("multivariate-laplace", emb, None, 1.0, approximate=True, searches=searches)
+    second = m.make_mechanism("multivariate-laplace", emb, None, 2.0, approximate=True, searches=searches)
+    assert first._lists is second._lists is searches.lists() and first._exact is searches.exact()
+    with pytest.raises(ValueError, match="not built for this embedding"):
+        m.MultivariateLaplace(synthetic(n=500, dim=4, seed=3), 1.0, searches=searches)
+    with pytest.raises(ValueError, match="nprobe"):
+        m.MultivariateLaplace(emb, 1.0, approximate=True, nprobe=0, searches=searches)

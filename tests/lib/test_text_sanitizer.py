@@ -127,3 +127,14 @@ def test_cache_dir_environment(monkeypatch, tmp_path):
 def test_load_sanitizer_with_a_given_embedding(tmp_path, emb):
     s = load_sanitizer(cache_dir=tmp_path, neighbors=4, embedding=emb)
     assert s.table.k == 4 and s.embedding is emb
+
+
+def test_every_epsilon_decodes_with_the_sanitizers_one_search():
+    # Sixty words, so the inverted lists have something to split.
+    words = tuple(f"w{i}" for i in range(60))
+    emb = Embedding(words, (np.arange(60 * 3, dtype=np.float32).reshape(60, 3) ** 1.1) % 17)
+    sanitizer = Sanitizer(emb, approximate_nn=True)
+    first = sanitizer.mechanism("multivariate-laplace", 1.0)
+    second = sanitizer.mechanism("multivariate-laplace", 2.0)
+    assert first is not second and first._lists is second._lists is sanitizer.searches.lists()
+    assert first._exact is sanitizer.searches.exact()
