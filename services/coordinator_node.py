@@ -2,16 +2,18 @@
 
 For each analyst query it builds a spec with a fresh session id and a
 deadline, refuses it (before any share moves) if its policy or its own ledger
-says no, opens one Session stream per party, proposes (asking each party to
-share at once on accepting: one round trip), sends StartSharing once every
-party accepted (a party whose policy does not share at once waits for it),
-collects the partial sums, releases and charges its ledger. Any failure (a
-party down, refusing, slow past the deadline or dropping mid-round) aborts
-the session on every node with a diagnostic naming the party, and charges
-nothing.
+says no, and runs the session over its long-lived link to each party
+(:mod:`services.link`, the kinds of :mod:`services.sessions`): it proposes
+(asking each party to share at once on accepting: one round trip), sends
+START to the parties whose answer says they wait for it once every party
+accepted, folds in the partial sums as they arrive, releases and charges its
+ledger. Who answered is the link's certificate name. Any failure (a party
+down, refusing, slow past the deadline or dropping mid-round: a broken link
+fails its sessions at once) aborts the session on every node with a
+diagnostic naming the party, and charges nothing.
 
-Queries run concurrently: each has its own streams, and the coordinator's
-ledger reserves what accepted, uncharged sessions will spend
+Queries run concurrently: every session shares the same links, and the
+coordinator's ledger reserves what accepted, uncharged sessions will spend
 (:meth:`mpcdp.dp.ledger.PrivacyLedger.reserve`), so a stalled party delays only the
 queries that include it. Every option is checked before a session starts
 (the deadline at most ``max_timeout`` seconds away, the confidence level
@@ -27,21 +29,22 @@ passed on as that party's claim, naming it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import grpc
+import numpy as np
+from google.protobuf.message import DecodeError
 
 from mpcdp.protocol import CoordinatorSession, PartialSum, ProtocolError, QuerySpec, Response, SpecError, Status
 from services import audit, convert, releases, server
 from services.channels import Channels
 from services.federation import Federation
 from services.ledgers import public_refusal
-from services.link import Hub
+from services.link import Hub, LinkError
+from services.sessions import ABORT, ANSWER, PARTIAL, PROPOSE, START
 from services.tls import Identity, caller
 from services.wire.mpcdp.v1 import federation_pb2 as pb
 from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
@@ -53,7 +56,6 @@ ABORT_GRACE = 2.0  # seconds to wait for each party to confirm an abort
 SESSION_HEADER = "mpcdp-session-id"
 SEND_TIMEOUT = 60.0  # seconds an analyst may leave a release part unread before the call is closed
 MAX_REASON = 500  # characters of a party's abort reason passed on
-SESSIONS_PER_PARTY = 64  # concurrent session streams to one party (its servers allow 100 per connection)
 
 
 class SessionFailed(Exception):
@@ -65,15 +67,29 @@ class SessionFailed(Exception):
         self.culprit = culprit
 
 
-@dataclass
-class _Call:
-    party: str
-    call: grpc.aio.StreamStreamCall
-    writing: asyncio.Lock = field(default_factory=asyncio.Lock)  # one write at a time per stream
+class _Run:
+    """One session in flight: ``outcome`` is done once every partial sum is folded in, or failed with the
+    SessionFailed that ends the session. The link handlers feed it (:meth:`CoordinatorNode._answered`, ...)."""
 
-    async def write(self, msg) -> None:
-        async with self.writing:
-            await self.call.write(msg)
+    def __init__(self, spec: QuerySpec):
+        self.spec = spec
+        self.session = CoordinatorSession(spec)
+        self.outcome: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.waiting: list[str] = []  # accepted, waiting for START
+        self.early: dict[str, memoryview] = {}  # partial sums that came before every party accepted
+        self.closed: set[str] = set()  # parties that closed the session themselves (refused, aborted)
+        self.confirming: dict[str, asyncio.Future] = {}  # while aborting: each told party's confirmation
+
+    def fail(self, error: SessionFailed) -> None:
+        if not self.outcome.done():
+            self.outcome.set_exception(error)
+            self.outcome.exception()  # retrieved: the session reads it, unless it already left
+
+    def confirmed(self, party: str) -> None:
+        self.closed.add(party)
+        waiter = self.confirming.get(party)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
 
 def _printable(text: str) -> str:
@@ -112,13 +128,17 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         self.default_timeout = min(default_timeout, self.max_timeout)
         self._clock = clock
         self._sessions: set[asyncio.Task] = set()  # running to their end even if their analyst left
-        self._slots: dict[str, asyncio.Semaphore] = {}  # per party: its streams in use
+        self._runs: dict[bytes, _Run] = {}  # sessions in flight, by id
         self.channels = Channels(identity, lambda party: self.federation.address(party))
         self.link = Hub(  # one long-lived authenticated stream to each party, carrying every session
             identity,
             lambda party: self.federation.address(party),  # read at call time: the federation may be replaced
             lambda who: who in self.federation.names("party"),
         )
+        self.link.on(ANSWER, self._answered)
+        self.link.on(PARTIAL, self._partial)
+        self.link.on(ABORT, self._party_aborted)
+        self.link.on_drop(self._dropped)
 
     def services(self) -> list:
         """What a server must offer for this node: the Coordinator service and its links to the parties."""
@@ -156,6 +176,10 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
 
         if mpc_node.comparison_of(request.spec) is not None:  # computed by the parties under MPC
             return await mpc_node.coordinate(self, request, context)
+        if request.HasField("quorum"):  # the many-party protocol: completes when the quorum finishes
+            from services import many_party
+
+            return await many_party.coordinate(self, request, context)
         who = await self._client(context)
         try:
             spec, confidence = self.spec_for(request)
@@ -290,172 +314,152 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
     # -- one session ----------------------------------------------------------------
 
     async def run(self, spec: QuerySpec):
-        """Drive one session to its release, or abort it everywhere and raise SessionFailed.
-
-        At most ``SESSIONS_PER_PARTY`` sessions hold a stream to one party at a time (a party
-        serves a bounded number of streams per connection); later ones wait for a slot, in
-        party-name order so that no two sessions wait on each other."""
-        async with contextlib.AsyncExitStack() as slots:
-            for p in sorted(spec.parties):
-                await slots.enter_async_context(self._slots.setdefault(p, asyncio.Semaphore(SESSIONS_PER_PARTY)))
-            return await self._run(spec)
-
-    async def _run(self, spec: QuerySpec):
-        session = CoordinatorSession(spec)
-        calls = {
-            p: _Call(p, self._stub(p).Session(timeout=max(spec.deadline - self._clock(), 0.001))) for p in spec.parties
-        }
-        inflight: dict[str, asyncio.Future] = {}
+        """Drive one session to its release, or abort it everywhere and raise SessionFailed."""
+        sid = spec.session_id
+        run = self._runs[sid] = _Run(spec)
+        session = run.session
         try:
-            propose = pb.CoordinatorToParty(propose=pb.Propose(spec=convert.spec_to_proto(spec), start=True))
-            await self._phase(
-                spec, {p: self._propose(c, propose, session) for p, c in calls.items()}, "answer", inflight
-            )
-            start = pb.CoordinatorToParty(start_sharing=pb.StartSharing(session_id=spec.session_id))
-            await self._phase(
-                spec, {p: self._collect(c, start, session) for p, c in calls.items()}, "send its partial sum", inflight
-            )
+            propose = pb.Propose(spec=convert.spec_to_proto(spec), start=True).SerializeToString()
+            for p in spec.parties:
+                self.link.post(p, sid, 0, PROPOSE, propose).add_done_callback(
+                    lambda sent, p=p: self._unsent(run, p, sent)
+                )
+            try:
+                async with asyncio.timeout(max(spec.deadline - self._clock(), 0.0)):
+                    await asyncio.shield(run.outcome)
+            except TimeoutError:
+                late = session.missing
+                doing = "answer" if session.state == "collecting-responses" else "send its partial sum"
+                raise SessionFailed(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"{', '.join(late)} did not {doing} before the deadline; session aborted, no result released",
+                    late[0],
+                ) from None
             return session.release(arrays=True)  # vectors stay arrays: packed again without Python floats
         except (SessionFailed, ProtocolError) as exc:
             reason = str(exc)
             if session.state != "aborted":
                 session.abort(reason, getattr(exc, "culprit", ""))
-            await self._abort_all(spec, calls, reason, inflight)
-            audit.record(
-                "aborted", session=spec.session_id.hex(), reason=reason, culprit=getattr(exc, "culprit", "") or None
-            )
+            await self._abort_all(run, reason)
+            audit.record("aborted", session=sid.hex(), reason=reason, culprit=getattr(exc, "culprit", "") or None)
             if isinstance(exc, ProtocolError):
                 raise SessionFailed(convert.GRPC_CODES[exc.status], reason) from None
             raise
         finally:
-            for c in calls.values():
-                c.call.cancel()
+            del self._runs[sid]
+            self.link.close_session(sid)
 
-    async def _phase(self, spec: QuerySpec, steps: dict, doing: str, inflight: dict) -> None:
-        """Run one step per party until all finish, one fails or the deadline passes.
+    def _unsent(self, run: _Run, party: str, sent: asyncio.Future) -> None:
+        """A message to ``party`` that could not be written: the session fails, naming it."""
+        if not sent.cancelled() and isinstance(sent.exception(), LinkError):
+            self._lost(run, party, sent.exception())
 
-        On failure the unfinished steps are left in ``inflight``: they are still
-        reading their party's stream, and the abort lets them finish.
-        """
-        tasks = {asyncio.ensure_future(coro): p for p, coro in steps.items()}
-        done, pending = await asyncio.wait(
-            tasks, timeout=max(spec.deadline - self._clock(), 0.0), return_when=asyncio.FIRST_EXCEPTION
-        )
-        failures = [t for t in done if t.exception() is not None]
-        inflight.update({tasks[t]: t for t in pending})
-        if failures:
-            exc = failures[0].exception()
-            if isinstance(exc, (SessionFailed, ProtocolError)):
-                raise exc
-            raise SessionFailed(grpc.StatusCode.INTERNAL, f"{tasks[failures[0]]}: {type(exc).__name__}")
-        if pending:
-            late = sorted(tasks[t] for t in pending)
-            raise SessionFailed(
-                grpc.StatusCode.DEADLINE_EXCEEDED,
-                f"{', '.join(late)} did not {doing} before the deadline; session aborted, no result released",
-                late[0],
-            )
+    def _lost(self, run: _Run, party: str, error: LinkError) -> None:
+        run.confirmed(party)  # nobody there to confirm an abort
+        if error.unreachable:
+            message = f"party {party} is unreachable at {self.federation.node(party).address} ({error.reason})"
+            code = grpc.StatusCode.UNAVAILABLE
+        else:
+            doing = "answer" if run.session.state == "collecting-responses" else "partial sum"
+            message = f"{party} dropped out of the session while we waited for its {doing} ({error.reason})"
+            code = grpc.StatusCode.ABORTED
+        run.fail(SessionFailed(code, message + "; session aborted, no result released", party))
 
-    async def _read(self, c: _Call, what: str):
+    def _run_of(self, peer: str, sid: bytes) -> _Run | None:
+        """The session in flight a party's message is for (None: closed, or not one of its parties)."""
+        run = self._runs.get(sid)
+        if run is None:
+            return None
+        if peer not in run.spec.parties:
+            audit.record("denied", caller=peer, session=sid.hex(), message="not a party of this session")
+            return None
+        return run
+
+    def _answered(self, peer: str, sid: bytes, _round: int, payload: memoryview) -> None:
+        run = self._run_of(peer, sid)
+        if run is None or run.outcome.done():
+            return
         try:
-            msg = await c.call.read()
-        except grpc.aio.AioRpcError as exc:
-            raise self._rpc_failure(c.party, exc, what) from None
-        if msg is grpc.aio.EOF:
-            raise SessionFailed(
-                grpc.StatusCode.ABORTED,
-                f"{c.party} dropped out of the session while we waited for its {what}; "
-                f"session aborted, no result released",
-                c.party,
-            )
-        if msg.WhichOneof("phase") == "abort":
-            raise SessionFailed(
-                grpc.StatusCode.ABORTED, claimed_abort(c.party, msg.abort.reason, msg.abort.culprit), c.party
-            )
-        return msg
-
-    def _rpc_failure(self, party: str, exc: grpc.aio.AioRpcError, what: str) -> SessionFailed:
-        code = exc.code()
-        if code == grpc.StatusCode.UNAVAILABLE:
-            self._forget(party)
-            return SessionFailed(
-                code,
-                f"party {party} is unreachable at {self.federation.node(party).address} "
-                f"({exc.details()}); session aborted, no result released",
-                party,
-            )
-        if code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
-            return SessionFailed(
-                grpc.StatusCode.DEADLINE_EXCEEDED, f"{party} did not send its {what} before the deadline", party
-            )
-        return SessionFailed(code, f"{party} refused the session: {exc.details()}", party)
-
-    async def _propose(self, c: _Call, propose, session: CoordinatorSession) -> None:
-        try:
-            await c.write(propose)
-        except grpc.aio.AioRpcError as exc:
-            raise self._rpc_failure(c.party, exc, "answer") from None
-        msg = await self._read(c, "answer")
-        if msg.WhichOneof("phase") != "response":
-            raise SessionFailed(grpc.StatusCode.INTERNAL, f"{c.party} answered out of turn", c.party)
-        r = msg.response
-        if r.party != c.party:
-            raise SessionFailed(
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"an answer on {c.party}'s channel claims to come from {r.party!r}",
-                c.party,
+            r = pb.ProposeResponse.FromString(payload)
+        except DecodeError:
+            return run.fail(SessionFailed(grpc.StatusCode.INVALID_ARGUMENT, f"{peer}'s answer does not decode", peer))
+        if r.party and r.party != peer:
+            return run.fail(
+                SessionFailed(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"an answer on {peer}'s link claims to come from {r.party!r}",
+                    peer,
+                )
             )
         if not r.accepted:
+            run.closed.add(peer)
             status = convert.status_name(r.status)
             code = convert.GRPC_CODES[status] if status is not None else grpc.StatusCode.ABORTED
-            raise SessionFailed(code, f"{c.party} refused: {r.reason}", c.party)
-        session.record_response(Response(r.session_id, r.party, True))
-
-    async def _collect(self, c: _Call, start, session: CoordinatorSession) -> None:
-        # a party sharing at once may have sent its partial sum and closed: the reads below tell
-        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
-            await c.write(start)
-        msg = await self._read(c, "partial sum")
-        if msg.WhichOneof("phase") != "partial_sum" or msg.partial_sum.sender != c.party:
-            raise SessionFailed(
-                grpc.StatusCode.INVALID_ARGUMENT, f"{c.party} sent something other than its own partial sum", c.party
-            )
-        head = msg.partial_sum
+            return run.fail(SessionFailed(code, f"{peer} refused: {_printable(r.reason)}", peer))
         try:
-            assembler = convert.RingVector(head.length, session.length)
-            assembler.add(head.first)
-            while not assembler.done:
-                chunk = await self._read(c, "partial sum")
-                if chunk.WhichOneof("phase") != "chunk":
-                    raise ProtocolError(Status.INVALID_ARGUMENT, "partial sum ended early")
-                assembler.add(chunk.chunk)
-            session.receive_partial(PartialSum(head.session_id, c.party, assembler.vector), self._clock())
+            run.session.record_response(Response(sid, peer, True))
+        except ProtocolError:
+            return run.fail(SessionFailed(grpc.StatusCode.INVALID_ARGUMENT, f"{peer} answered out of turn", peer))
+        if r.waits:
+            run.waiting.append(peer)
+        if run.session.state == "collecting-sums":  # every party accepted
+            for p in run.waiting:
+                self.link.post(p, sid, 0, START, b"").add_done_callback(lambda sent, p=p: self._unsent(run, p, sent))
+            for p, early in list(run.early.items()):
+                self._fold(run, p, early)
+
+    def _partial(self, peer: str, sid: bytes, _round: int, payload: memoryview) -> None:
+        run = self._run_of(peer, sid)
+        if run is None or run.outcome.done():
+            return
+        if run.session.state == "collecting-responses":  # it shared at once; another party has not answered yet
+            if peer in run.early:
+                return run.fail(SessionFailed(grpc.StatusCode.ALREADY_EXISTS, f"{peer} sent two partial sums", peer))
+            run.early[peer] = payload
+            return
+        self._fold(run, peer, payload)
+
+    def _fold(self, run: _Run, peer: str, payload: memoryview) -> None:
+        """Fold a party's partial sum into the session; the outcome is done once all are in."""
+        try:
+            if len(payload) % 8:
+                raise ProtocolError(Status.INVALID_ARGUMENT, "a partial sum is whole uint64 words")
+            vector = np.frombuffer(payload, dtype="<u8")
+            run.session.receive_partial(PartialSum(run.spec.session_id, peer, vector), self._clock())
         except ProtocolError as exc:
-            raise SessionFailed(convert.GRPC_CODES[exc.status], f"{c.party}'s partial sum: {exc}", c.party) from None
+            return run.fail(SessionFailed(convert.GRPC_CODES[exc.status], f"{peer}'s partial sum: {exc}", peer))
+        if not run.session.missing and not run.outcome.done():
+            run.outcome.set_result(None)
 
-    async def _abort_all(self, spec: QuerySpec, calls: dict, reason: str, inflight: dict) -> None:
-        msg = pb.CoordinatorToParty(abort=convert.abort_message(spec.session_id, "coordinator", reason))
+    def _party_aborted(self, peer: str, sid: bytes, _round: int, payload: memoryview) -> None:
+        """A party gave up on a session (its claim, naming it), or confirms it closed it on our abort."""
+        run = self._run_of(peer, sid)
+        if run is None:
+            return
+        run.confirmed(peer)
+        if run.outcome.done():
+            return
+        try:
+            abort = pb.Abort.FromString(payload)
+        except DecodeError:
+            abort = pb.Abort()
+        run.fail(SessionFailed(grpc.StatusCode.ABORTED, claimed_abort(peer, abort.reason, abort.culprit), peer))
 
-        async def tell(c: _Call):
-            # the party closes its session on the abort and then ends the stream; waiting for
-            # that end means every node is ready for the next query when this one returns
-            try:
-                async with c.writing:
-                    await c.call.write(msg)
-                    await c.call.done_writing()
-            except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
-                pass
-            step = inflight.get(c.party)
-            if step is not None:  # it owns the stream's reads until it sees the end
-                await asyncio.gather(step, return_exceptions=True)
-            try:
-                while await c.call.read() is not grpc.aio.EOF:
-                    pass
-            except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
-                pass
+    def _dropped(self, party: str, error: LinkError) -> None:
+        """The link to a party broke: every session it is in fails at once, naming it."""
+        for run in [r for r in self._runs.values() if party in r.spec.parties]:
+            self._lost(run, party, error)
 
-        async def tell_briefly(c: _Call):
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(tell(c), ABORT_GRACE)
-
-        await asyncio.gather(*(tell_briefly(c) for c in calls.values()))
+    async def _abort_all(self, run: _Run, reason: str) -> None:
+        """Tell every party that has not closed the session itself; wait (briefly) until each confirms, so that
+        every node is ready for the next query when this one returns."""
+        sid = run.spec.session_id
+        abort = convert.abort_message(sid, "coordinator", reason).SerializeToString()
+        for p in run.spec.parties:
+            if p not in run.closed:
+                run.confirming[p] = asyncio.get_running_loop().create_future()
+                self.link.post(p, sid, 0, ABORT, abort).add_done_callback(
+                    lambda sent, p=p: run.confirmed(p) if sent.cancelled() or sent.exception() else None
+                )
+        if run.confirming:
+            await asyncio.wait(run.confirming.values(), timeout=ABORT_GRACE)

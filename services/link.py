@@ -16,6 +16,13 @@ Who sent a frame is the certificate's name of the stream's other end, never
 a field of the frame (a ``sender`` field that disagrees is refused), and a
 hub accepts streams only from the names ``allowed`` says.
 
+Sending: ``hub.post(...)`` queues a message for a peer and returns a future
+that is done once it is written (``send`` awaits it). One writer per peer
+drains the queue in order; whatever was queued meanwhile (the messages of
+every session in flight to that peer) goes out in one gRPC write, a
+``Frames`` batch of up to ``chunk_bytes``, so the per-write cost of gRPC is
+paid per batch, not per message.
+
 Pushed kinds: ``hub.on(kind, handler)`` hands every complete message of
 ``kind`` to ``handler(peer, session, round, payload)`` instead of holding it
 for a ``receive``: the way a message that starts something (a coordinator's
@@ -27,7 +34,10 @@ nobody has asked for yet are held up to ``max_pending_bytes`` per peer and
 for ``pending_seconds`` (after that a peer's early frames are dropped), and
 ``close_session`` drops everything of a session and ignores its later
 frames. A stream that breaks fails the receives waiting on that peer, so a
-protocol round sees a dropped peer at once rather than at its deadline.
+protocol round sees a dropped peer at once rather than at its deadline; and
+``hub.on_drop(callback)`` tells ``callback(peer, error)`` when the last
+stream to a peer is gone (for a node whose sessions wait on pushed
+messages, not on receives).
 """
 
 from __future__ import annotations
@@ -35,7 +45,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -60,11 +70,14 @@ Tag = tuple[bytes, int, str]  # (session id, round, kind)
 
 
 class LinkError(Exception):
-    """A message could not be sent or received: the peer is unreachable, dropped, or sent garbage."""
+    """A message could not be sent or received: the peer is unreachable, dropped, or sent garbage.
+    ``unreachable``: the transport could not reach the peer (gRPC UNAVAILABLE)."""
 
-    def __init__(self, peer: str, message: str):
+    def __init__(self, peer: str, message: str, unreachable: bool = False):
         super().__init__(f"{peer}: {message}")
         self.peer = peer
+        self.reason = message
+        self.unreachable = unreachable
 
 
 @dataclass
@@ -107,13 +120,21 @@ class _Stream:
     def __init__(self, write, cancel):
         self._write = write
         self._cancel = cancel
-        self.lock = asyncio.Lock()
 
-    async def write(self, frame: pb.Frame) -> None:
-        await self._write(frame)
+    async def write(self, frames: pb.Frames) -> None:
+        await self._write(frames)
 
     def cancel(self) -> None:
         self._cancel()
+
+
+@dataclass
+class _Outbox:
+    """The messages queued for one peer (each its frames and the future done once they are written) and
+    the task writing them."""
+
+    messages: deque = field(default_factory=deque)  # [frames still to write, future]
+    writer: asyncio.Task | None = None
 
 
 class Hub(pb_grpc.LinkServicer):
@@ -145,6 +166,13 @@ class Hub(pb_grpc.LinkServicer):
         self._pending: dict[str, int] = {}  # bytes held per peer for messages nobody asked for
         self._closed: OrderedDict[bytes, None] = OrderedDict()
         self._handlers: dict[str, Callable[[str, bytes, int, memoryview], None]] = {}
+        self._outboxes: dict[str, _Outbox] = {}
+        self._drop_callbacks: list[Callable[[str, LinkError], None]] = []
+
+    def on_drop(self, callback: Callable[[str, LinkError], None]) -> None:
+        """Call ``callback(peer, error)`` (on the event loop) whenever the last stream to ``peer`` ends; ``error``
+        says why (``error.unreachable``: the peer could not be reached)."""
+        self._drop_callbacks.append(callback)
 
     def on(self, kind: str, handler: Callable[[str, bytes, int, memoryview], None]) -> None:
         """Push each complete message of ``kind`` to ``handler(peer, session, round, payload)`` (called on
@@ -155,28 +183,73 @@ class Hub(pb_grpc.LinkServicer):
 
     async def send(self, peer: str, session: bytes, round: int, kind: str, payload) -> None:
         """Deliver one message to ``peer`` (raises LinkError if the link cannot carry it)."""
+        await self.post(peer, session, round, kind, payload)
+
+    def post(self, peer: str, session: bytes, round: int, kind: str, payload) -> asyncio.Future:
+        """Queue one message for ``peer``; the future is done once it is written (LinkError if the link
+        cannot carry it). Messages to one peer are written in the order they were posted."""
         data = as_bytes(payload)
         total = len(data)
         if total > self.max_message_bytes:
             raise LinkError(peer, f"message of {total} bytes exceeds the link's {self.max_message_bytes}")
-        stream = await self._stream(peer)
+        frames = [
+            pb.Frame(
+                session_id=session,
+                round=round,
+                kind=kind,
+                offset=offset,
+                total=total,
+                payload=bytes(piece),
+                sender=self.me,
+            )
+            for offset, piece in chunks(data, 1, self.chunk_bytes)
+        ]
+        done = asyncio.get_running_loop().create_future()
+        box = self._outboxes.setdefault(peer, _Outbox())
+        box.messages.append([frames, done])
+        if box.writer is None:
+            box.writer = asyncio.ensure_future(self._write(peer, box))
+        return done
+
+    async def _write(self, peer: str, box: _Outbox) -> None:
+        """Write ``box``'s messages in order, as many as fit ``chunk_bytes`` per gRPC write."""
+        stream, written = None, []
         try:
-            async with stream.lock:  # the pieces of one message go out together, in order
-                for offset, piece in chunks(data, 1, self.chunk_bytes):
-                    await stream.write(
-                        pb.Frame(
-                            session_id=session,
-                            round=round,
-                            kind=kind,
-                            offset=offset,
-                            total=total,
-                            payload=bytes(piece),
-                            sender=self.me,
-                        )
-                    )
-        except (grpc.aio.AioRpcError, asyncio.InvalidStateError, grpc.aio.UsageError) as exc:
-            self._drop(peer, stream)
-            raise LinkError(peer, f"link broke while sending ({_describe(exc)})") from None
+            stream = await self._stream(peer)
+            while box.messages:
+                batch, written, size = [], [], 0
+                while box.messages and (not batch or size + len(box.messages[0][0][0].payload) <= self.chunk_bytes):
+                    frames, done = box.messages[0]
+                    frame = frames.pop(0)
+                    batch.append(frame)
+                    size += len(frame.payload)
+                    if not frames:
+                        box.messages.popleft()
+                        written.append(done)
+                await stream.write(pb.Frames(frames=batch))
+                for done in written:
+                    if not done.done():
+                        done.set_result(None)
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError, grpc.aio.UsageError, LinkError) as exc:
+            if not isinstance(exc, LinkError):
+                exc = _broken(peer, exc, "link broke while sending")
+                if stream is not None:
+                    self._drop(peer, stream, exc)
+            self._fail_outbox(box, written, exc)
+        except asyncio.CancelledError:
+            self._fail_outbox(box, written, LinkError(peer, "the link closed"))
+            raise
+        finally:
+            box.writer = None
+
+    @staticmethod
+    def _fail_outbox(box: _Outbox, written: list, error: LinkError) -> None:
+        """Fail every message of the batch that failed and every message still queued in ``box``."""
+        pending = written + [done for _, done in box.messages]
+        box.messages.clear()
+        for done in pending:
+            if not done.done():
+                _fail(done, error)
 
     async def _stream(self, peer: str) -> _Stream:
         streams = self._streams.get(peer)
@@ -206,32 +279,37 @@ class Hub(pb_grpc.LinkServicer):
     async def _read(self, peer: str, stream: _Stream, frames) -> str | None:
         """Dispatch a stream's frames until it ends; then fail whatever waits on ``peer``. Returns
         why the peer's frames were refused, if they were."""
-        reason, refused = "the link closed", None
+        error, refused = LinkError(peer, "the link closed"), None
         try:
-            async for frame in frames:
-                self._dispatch(peer, frame)
+            async for batch in frames:
+                for frame in batch.frames:
+                    self._dispatch(peer, frame)
         except grpc.aio.AioRpcError as exc:
-            reason = f"link broke ({_describe(exc)})"
-            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+            error = _broken(peer, exc, "link broke")
+            if error.unreachable:
                 self._channels.forget(peer)
         except LinkError as exc:
-            reason = refused = str(exc).split(": ", 1)[-1]
+            error, refused = exc, exc.reason
             stream.cancel()
         except asyncio.CancelledError:
-            reason = "the link closed"
+            pass
         finally:
-            self._drop(peer, stream, reason)
+            self._drop(peer, stream, error)
         return refused
 
-    def _drop(self, peer: str, stream: _Stream, reason: str = "the link closed") -> None:
+    def _drop(self, peer: str, stream: _Stream, error: LinkError | None = None) -> None:
         streams = self._streams.get(peer, [])
-        if stream in streams:
-            streams.remove(stream)
+        if stream not in streams:
+            return  # dropped already (by its writer and then its reader)
+        streams.remove(stream)
         if not streams:
+            error = error or LinkError(peer, "the link closed")
             self._streams.pop(peer, None)
             for (p, *_), box in list(self._inbox.items()):
                 if p == peer and box.done is not None and not box.done.done():
-                    _fail(box.done, LinkError(peer, reason))
+                    _fail(box.done, error)
+            for callback in self._drop_callbacks:
+                callback(peer, error)
 
     # -- the servicer: a peer's stream to us ----------------------------------------
 
@@ -239,8 +317,9 @@ class Hub(pb_grpc.LinkServicer):
         first = await context.read()
         if first is grpc.aio.EOF:
             return
-        who = caller(context, first.sender, self.identity.insecure)
-        if not self._allowed(who) or (first.sender and first.sender != who):
+        claimed = first.frames[0].sender if first.frames else ""
+        who = caller(context, claimed, self.identity.insecure)
+        if not self._allowed(who) or (claimed and claimed != who):
             audit.record("denied", caller=who, message="link refused")
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{who!r} may not open a link to {self.me!r}")
         stream = _Stream(context.write, lambda: None)
@@ -376,6 +455,9 @@ class Hub(pb_grpc.LinkServicer):
                 self._forget(key, box)
 
     async def close(self) -> None:
+        for box in self._outboxes.values():
+            if box.writer is not None:
+                box.writer.cancel()
         for streams in list(self._streams.values()):
             for s in list(streams):
                 s.cancel()
@@ -390,6 +472,12 @@ def _fail(future: asyncio.Future, error: LinkError) -> None:
     was cancelled) asyncio does not log it as never retrieved (at garbage collection, at any moment)."""
     future.set_exception(error)
     future.exception()  # marks it retrieved; awaiting it still raises
+
+
+def _broken(peer: str, exc, what: str) -> LinkError:
+    """The LinkError for a stream that failed with ``exc``."""
+    unreachable = isinstance(exc, grpc.aio.AioRpcError) and exc.code() == grpc.StatusCode.UNAVAILABLE
+    return LinkError(peer, f"{what} ({_describe(exc)})", unreachable)
 
 
 def _describe(exc) -> str:

@@ -1,55 +1,55 @@
-"""A party node: the Party gRPC service over :class:`mpcdp.protocol.PartySession`.
+"""A party node: :class:`mpcdp.protocol.PartySession` over its long-lived links.
 
-For each session the coordinator opens a stream and proposes a spec; the node
-checks it against its own policy and ledger (never the coordinator's
-accounting), answers, and encodes its clipped records plus its noise piece,
-sends one share to each peer over its long-lived link to that peer
-(:mod:`services.link`: one authenticated stream per pair, carrying every
-session), waits for the peers' shares and streams back only its partial sum.
-It starts sharing as soon as it accepts when the coordinator asks for one
-round trip and its policy's ``one_round`` (default true) allows it: a share
-is uniformly random on its own and no partial sum leaves before every peer's
-share arrived, so a peer that refuses only stops the session (a refusing
-peer that shares anyway, with the coordinator, learns what a peer that
-accepts and then deviates learns in two rounds: the others' noisy sum, their
-budgets charged; the noise pieces are sized for ``colluders`` withheld);
-otherwise it waits for StartSharing, sent once every party accepted. The identity of every
-caller is its certificate's name. A session id is used once: replays and late
-messages for a closed session are refused, and with a state directory the
-ids are kept on disk (:class:`services.ledgers.SessionLog`), so a restart
-does not forget them. A proposed deadline must be set and at most the
-policy's ``max_timeout`` away. Refusals sent back name the reason in words
-that carry no local detail (no file path, no dataset name, no record count);
-the audit log (:mod:`services.audit`) records refusals, aborts, partial sums
-sent and permission denials. Logs and errors carry names, lengths and states
-only.
+Every message of a session travels on the node's mutually authenticated links (:mod:`services.link`,
+the kinds of :mod:`services.sessions`): the coordinator's proposal arrives pushed on the coordinator's
+link, and who proposed is that link's certificate name (only a coordinator of the federation may). The
+node checks the spec against its own policy and ledger (never the coordinator's accounting), answers,
+encodes its clipped records plus its noise piece, sends one share to each peer over its link to that
+peer, folds in the peers' shares as they arrive and sends back only its partial sum. It starts sharing
+as soon as it accepts when the coordinator asks for one round trip and its policy's ``one_round``
+(default true) allows it: a share is uniformly random on its own and no partial sum leaves before every
+peer's share arrived, so a peer that refuses only stops the session (a refusing peer that shares anyway,
+with the coordinator, learns what a peer that accepts and then deviates learns in two rounds: the
+others' noisy sum, their budgets charged; the noise pieces are sized for ``colluders`` withheld);
+otherwise its answer says it waits, and it shares on the coordinator's START, sent once every party
+accepted. A session id is used once: replays and late messages for a closed session are refused, and
+with a state directory the ids are kept on disk (:class:`services.ledgers.SessionLog`, group-committed),
+so a restart does not forget them. A proposed deadline must be set and at most the policy's
+``max_timeout`` away. Refusals sent back name the reason in words that carry no local detail (no file
+path, no dataset name, no record count); the audit log (:mod:`services.audit`) records refusals, aborts,
+partial sums sent and permission denials. The coordinator's abort ends a session at once (the node
+answers with its own abort: the confirmation), and so does the link to the coordinator breaking. Logs
+and errors carry names, lengths and states only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import grpc
 import numpy as np
+from google.protobuf.message import DecodeError
 
 from mpcdp.prg import RandomSource
-from mpcdp.protocol import PartySession, ProtocolError, ShareMessage, SpecError, Status
+from mpcdp.protocol import PartySession, ProtocolError, QuerySpec, ShareMessage, SpecError, Status
 from mpcdp.protocol.spec import Sharing
-from services import audit, convert, server
+from services import audit, convert
 from services.data import DataError, Table
 from services.federation import Federation
 from services.ledgers import SessionLog
 from services.link import Hub, LinkError
-from services.tls import Identity, caller
+from services.sessions import ABORT, ANSWER, PARTIAL, PROPOSE, SHARE, START
+from services.tls import Identity
 from services.wire.mpcdp.v1 import federation_pb2 as pb
 from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
 
+log = logging.getLogger("mpcdp.party")
 CLOSED_REMEMBERED = 100_000
-SHARE = "share"  # the link message kind of a party's share for a peer (round 0)
 SHARE_MARGIN_FRACTION = 0.2
 SHARE_MARGIN_MAX = 2.0  # seconds
 CLOCK_SLACK = 5.0  # seconds a proposed deadline may exceed max_timeout by (clocks differ)
@@ -57,9 +57,13 @@ CLOCK_SLACK = 5.0  # seconds a proposed deadline may exceed max_timeout by (cloc
 
 @dataclass
 class _Live:
-    session: PartySession
-    at_once: bool = False  # share on accepting (one round trip), not on StartSharing
-    complete: asyncio.Event = field(default_factory=asyncio.Event)
+    """A session this node has taken up: who proposed it, its spec, its state once accepted, its task."""
+
+    coordinator: str
+    spec: QuerySpec
+    start: bool  # the coordinator asked to share at once
+    session: PartySession | None = None
+    task: asyncio.Task | None = None
 
 
 class PartyNode(pb_grpc.PartyServicer):
@@ -94,22 +98,25 @@ class PartyNode(pb_grpc.PartyServicer):
             lambda peer: self.federation.address(peer),  # read at call time: the federation may be replaced
             self._may_link,
         )
+        from services import many_party
+
+        many_party.serve_party(self)  # many-party proposals on the links (services/many_party.py)
+        self.link.on(PROPOSE, self._proposed)
+        self.link.on(ABORT, self._aborted)
+        self.link.on_drop(self._dropped)
 
     def _may_link(self, who: str) -> bool:
         """Who may open a link to this party: the other parties and the coordinator."""
         return who != self.me and (who in self.federation.names("party") or who in self.federation.names("coordinator"))
 
     def services(self) -> list:
-        """What a server must offer for this node: the Party service and its links to peers."""
+        """What a server must offer for this node: the Party service (comparisons) and its links."""
         return [
             (pb_grpc.add_PartyServicer_to_server, self, "mpcdp.v1.Party"),
             (pb_grpc.add_LinkServicer_to_server, self.link, "mpcdp.v1.Link"),
         ]
 
     # -- bookkeeping ----------------------------------------------------------
-
-    def _caller(self, context, claimed: str = "") -> str:
-        return caller(context, claimed, self.identity.insecure)
 
     def _close(self, sid: bytes) -> None:
         self.link.close_session(sid)
@@ -122,6 +129,9 @@ class PartyNode(pb_grpc.PartyServicer):
         return max(spec.deadline - self._clock(), 0.0)
 
     async def close(self) -> None:
+        for live in list(self._live.values()):
+            if live.task is not None:
+                live.task.cancel()
         await self.link.close()
         if self.sessions is not None:
             self.sessions.close()
@@ -129,148 +139,157 @@ class PartyNode(pb_grpc.PartyServicer):
     def _used(self, sid: bytes) -> bool:
         return sid in self._live or sid in self._closed or (self.sessions is not None and sid in self.sessions)
 
-    async def _deny(self, context, message: str, **fields) -> None:
-        audit.record("denied", message=message, **fields)
-        await context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
-
-    async def _refuse(self, context, sid: bytes, public: str, status: Status, local: str = "") -> None:
-        """Answer a proposal with a refusal: ``public`` goes to the coordinator, ``local`` only to the audit log."""
-        self._close(sid)
-        audit.record(
-            "refused", session=sid.hex(), status=status.value, reason=public, detail=local if local != public else None
+    def _answer(self, coordinator: str, sid: bytes, accepted: bool, reason="", status=None, waits=False) -> None:
+        response = pb.ProposeResponse(
+            session_id=sid,
+            party=self.me,
+            accepted=accepted,
+            reason=reason,
+            status=convert.status_wire(status),
+            waits=waits,
         )
-        await context.write(self._answer(sid, False, public, status))
+        self.link.post(coordinator, sid, 0, ANSWER, response.SerializeToString())
 
-    # -- coordinator stream -----------------------------------------------------
+    def _refuse(self, coordinator: str, sid: bytes, public: str, status: Status, local: str = "", **fields) -> None:
+        """Answer a proposal with a refusal: ``public`` goes to the coordinator, ``local`` only to the audit log."""
+        event = "denied" if status is Status.PERMISSION_DENIED and fields.get("caller") else "refused"
+        audit.record(
+            event,
+            session=sid.hex(),
+            status=status.value,
+            reason=public,
+            detail=local if local != public else None,
+            **fields,
+        )
+        self._answer(coordinator, sid, False, public, status)
 
-    async def Session(self, request_iterator, context):
-        who = self._caller(context, self.federation.names("coordinator")[0] if self.identity.insecure else "")
-        if who not in self.federation.names("coordinator"):
-            await self._deny(context, f"{who!r} is not a coordinator of this federation", caller=who)
-        first = await context.read()
-        if first is grpc.aio.EOF or first.WhichOneof("phase") != "propose":
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a session starts with a Propose")
+    # -- a proposal, pushed on the coordinator's link -----------------------------
+
+    def _proposed(self, peer: str, sid: bytes, _round: int, payload: memoryview) -> None:
+        """Check a proposal and take the session up (its task does the rest), or refuse it."""
+        if peer not in self.federation.names("coordinator"):
+            return self._refuse(
+                peer, sid, f"{peer!r} is not a coordinator of this federation", Status.PERMISSION_DENIED, caller=peer
+            )
         try:
-            spec = convert.spec_from_proto(first.propose.spec, require_deadline=True)
+            propose = pb.Propose.FromString(payload)
+            spec = convert.spec_from_proto(propose.spec, require_deadline=True)
+            if spec.session_id != sid:
+                raise SpecError("session_id", "differs from the session the proposal was sent for")
+        except DecodeError:
+            return self._refuse(peer, sid, "the proposal does not decode", Status.INVALID_ARGUMENT)
         except SpecError as exc:
-            audit.record("refused", status="INVALID_ARGUMENT", reason=str(exc))
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        sid = spec.session_id
+            return self._refuse(peer, sid, str(exc), Status.INVALID_ARGUMENT)
         if self._used(sid):
-            audit.record("refused", session=sid.hex(), status="ALREADY_EXISTS", reason="session id replayed")
-            await context.abort(
-                grpc.StatusCode.ALREADY_EXISTS, "this session id was already used; every session needs a fresh id"
+            return self._refuse(
+                peer,
+                sid,
+                "this session id was already used; every session needs a fresh id",
+                Status.ALREADY_EXISTS,
+                "session id replayed",
             )
         if self.me not in spec.parties:
-            await self._deny(context, f"{self.me!r} is not on this session's party list", session=sid.hex())
+            return self._refuse(
+                peer, sid, f"{self.me!r} is not on this session's party list", Status.PERMISSION_DENIED, caller=peer
+            )
         outsiders = [p for p in spec.parties if p not in self.federation.names("party")]
         if outsiders:  # e.g. the coordinator listing itself, to receive a share and then this party's partial sum
-            await self._deny(
-                context,
+            return self._refuse(
+                peer,
+                sid,
                 f"not parties of this federation: {', '.join(outsiders)}; refusing to share with them",
-                session=sid.hex(),
+                Status.PERMISSION_DENIED,
+                caller=peer,
             )
-        if self.sessions is not None:
-            await self.sessions.add_durably(sid, spec.deadline)  # on disk before anything else happens here
+        live = self._live[sid] = _Live(peer, spec, propose.start)  # from now on a replay is refused
+        live.task = asyncio.ensure_future(self._session(live))
+
+    async def _session(self, live: _Live) -> None:
+        spec, sid, coordinator = live.spec, live.spec.session_id, live.coordinator
+        try:
+            if self.sessions is not None:
+                await self.sessions.add_durably(sid, spec.deadline)  # on disk before anything else happens here
+            session = self._accept(live)
+            if session is None:
+                return
+            live.session = session
+            waits = not (live.start and self.one_round)
+            self._answer(coordinator, sid, True, waits=waits)
+            if waits and not await self._started(live):
+                return
+            await self._run(live)
+        except Exception:  # a bug: the coordinator hears that the session ended, never the detail
+            log.exception("session %s failed", sid.hex())
+            self._abort(live, "an internal error ended the session at this party")
+        finally:
+            if live.session is not None and live.session.state != "done":
+                live.session.abort()
+            self._close(sid)
+
+    def _accept(self, live: _Live) -> PartySession | None:
+        """The session, accepted; None once refused (the refusal sent)."""
+        spec, sid, coordinator = live.spec, live.spec.session_id, live.coordinator
         now = self._clock()
         try:
             if spec.deadline > now:  # a passed deadline is refused by accept, as DEADLINE_EXCEEDED
                 spec.check_deadline(now, self.max_timeout + CLOCK_SLACK)
         except SpecError as exc:
-            return await self._refuse(context, sid, str(exc), Status.INVALID_ARGUMENT)
+            return self._refuse(coordinator, sid, str(exc), Status.INVALID_ARGUMENT)
         try:
             records = self.table.records(spec)
         except DataError as exc:
-            return await self._refuse(context, sid, exc.public, Status.PERMISSION_DENIED, str(exc))
+            return self._refuse(coordinator, sid, exc.public, Status.PERMISSION_DENIED, str(exc))
         rng = self._rng(sid) if self._rng else None
         # the ledger holds the session's loss from accept (durably, until the deadline) to its charge or abort
         session = PartySession(self.me, spec, records, self.policy, rng=rng, budget=self.ledger)
         try:
-            session.accept(self._clock())
+            session.accept(now)
         except ProtocolError as exc:
-            return await self._refuse(context, sid, str(exc), exc.status)
+            return self._refuse(coordinator, sid, str(exc), exc.status)
         except ValueError as exc:  # local records unusable (NaN, too many): say so without the detail
-            return await self._refuse(
-                context,
+            return self._refuse(
+                coordinator,
                 sid,
                 "its records cannot answer this query (non-finite values, "
                 "or more records than the query's max_records)",
                 Status.INVALID_ARGUMENT,
                 str(exc),
             )
-        live = self._live[sid] = _Live(session, at_once=first.propose.start and self.one_round)
+        return session
+
+    async def _started(self, live: _Live) -> bool:
+        """Wait for the coordinator's START; whether it came (if not, the session is aborted)."""
+        spec = live.spec
         try:
-            await context.write(self._answer(sid, True))
-            await self._run(live, context)
-        finally:
-            if session.state != "done":
-                session.abort()
-            self._close(sid)
+            await self.link.receive(live.coordinator, spec.session_id, 0, START, timeout=self._remaining(spec))
+        except TimeoutError:
+            self._abort(live, "no start from the coordinator before the deadline")
+            return False
+        except LinkError:  # the coordinator's link broke: nobody to tell
+            return False
+        return True
 
-    def _answer(self, sid: bytes, accepted: bool, reason: str = "", status: Status | None = None):
-        return pb.PartyToCoordinator(
-            response=pb.ProposeResponse(
-                session_id=sid, party=self.me, accepted=accepted, reason=reason, status=convert.status_wire(status)
-            )
-        )
+    def _abort(self, live: _Live, reason: str, culprit: str = "") -> None:
+        """Give up on a session, telling the coordinator why (naming the culprit, if known)."""
+        if live.session is not None:
+            live.session.abort()
+        sid = live.spec.session_id
+        audit.record("aborted", session=sid.hex(), reason=reason, culprit=culprit)
+        abort = convert.abort_message(sid, self.me, reason, culprit)
+        self.link.post(live.coordinator, sid, 0, ABORT, abort.SerializeToString())
 
-    async def _abort(self, context, session: PartySession, reason: str, culprit: str = "") -> None:
-        session.abort()
-        audit.record("aborted", session=session.spec.session_id.hex(), reason=reason, culprit=culprit)
-        await context.write(
-            pb.PartyToCoordinator(abort=convert.abort_message(session.spec.session_id, self.me, reason, culprit))
-        )
-
-    async def _run(self, live: _Live, context) -> None:
-        session, spec = live.session, live.session.spec
-        # shares are made while the other parties answer; unless at_once none moves before StartSharing
-        outbox = session.make_shares()  # the session draws its own noise piece from its rng
-        receiving = asyncio.ensure_future(self._receive_all(live))
-        waiter = asyncio.ensure_future(live.complete.wait())
-        reader: asyncio.Future
-        if live.at_once:
-            reader = asyncio.ensure_future(self._start_sharing(context, spec))
-        else:
-            try:
-                await self._start_sharing(context, spec)
-            except ProtocolError as exc:
-                receiving.cancel()
-                waiter.cancel()
-                if exc.status == Status.ABORTED:
-                    session.abort()
-                    return
-                return await self._abort(context, session, str(exc))
-            reader = asyncio.ensure_future(context.read())
+    async def _run(self, live: _Live) -> None:
+        """Share, fold in the peers' shares, send the partial sum (or abort naming the culprit)."""
+        session, spec = live.session, live.spec
+        assert session is not None
+        sent = {self._post_share(m): m.recipient for m in session.make_shares()}  # draws its own noise piece
+        failure = await self._exchange(session, sent)
+        if failure is not None:
+            return self._abort(live, failure[1], failure[0])
         try:
-            failures = await asyncio.gather(*(self._send(m, spec) for m in outbox))
-            failed = [f for f in failures if f]
-            if failed:
-                return await self._abort(context, session, "; ".join(r for _, r in failed), failed[0][0])
-            done, _ = await asyncio.wait(
-                {reader, receiving, waiter}, timeout=self._share_wait(spec), return_when=asyncio.FIRST_COMPLETED
-            )
-            if reader in done and live.at_once and reader.exception() is None:  # StartSharing: a confirmation
-                reader = asyncio.ensure_future(context.read())
-                done, _ = await asyncio.wait(
-                    {reader, receiving, waiter}, timeout=self._share_wait(spec), return_when=asyncio.FIRST_COMPLETED
-                )
-            if waiter in done:  # every share in, some perhaps by the Exchange/DeliverSeed calls
-                pass
-            elif receiving not in done:
-                if reader in done:  # the coordinator aborted or hung up
-                    session.abort()
-                    return
-                missing = session.missing
-                return await self._abort(
-                    context, session, f"no share from {', '.join(missing)} before the deadline", missing[0]
-                )
-            elif (failure := receiving.result()) is not None:
-                culprit, reason = failure
-                return await self._abort(context, session, reason, culprit)
-        finally:
-            for task in (receiving, waiter) if live.at_once and not reader.done() else (receiving, waiter, reader):
-                task.cancel()
-        partial = session.partial_sum(self._clock())
+            partial = session.partial_sum(self._clock())
+        except ProtocolError as exc:  # the deadline passed meanwhile
+            return self._abort(live, str(exc))
         audit.record(
             "released",
             session=spec.session_id.hex(),
@@ -280,31 +299,15 @@ class PartyNode(pb_grpc.PartyServicer):
             delta=spec.delta or None,
             what="partial sum sent to the coordinator",
         )
-        for offset, data in convert.pieces(partial.vector):
-            msg = pb.PartyToCoordinator()
-            if offset == 0:
-                head = msg.partial_sum
-                head.session_id, head.sender, head.length = spec.session_id, self.me, partial.vector.size
-                convert.set_chunk(head.first, offset, data)
-            else:
-                convert.set_chunk(msg.chunk, offset, data)
-            await context.write(msg)
+        with contextlib.suppress(LinkError, TimeoutError):  # the coordinator is gone or late: it aborts itself
+            await asyncio.wait_for(
+                self.link.post(live.coordinator, spec.session_id, 0, PARTIAL, partial.vector),
+                max(self._remaining(spec), 0.001),
+            )
         del partial
-        if not reader.done():  # sharing at once: the stream stays open for the coordinator's StartSharing
-            await asyncio.wait({reader}, timeout=self._remaining(spec))
-            reader.cancel()
 
-    async def _start_sharing(self, context, spec) -> None:
-        """Read StartSharing; ProtocolError ABORTED if the coordinator aborted or hung up, FAILED_PRECONDITION
-        if it sent something else or nothing before the deadline."""
-        try:
-            msg = await asyncio.wait_for(context.read(), self._remaining(spec))
-        except TimeoutError:
-            raise ProtocolError(Status.FAILED_PRECONDITION, "no StartSharing before the deadline") from None
-        if msg is grpc.aio.EOF or msg.WhichOneof("phase") == "abort":
-            raise ProtocolError(Status.ABORTED, "the coordinator ended the session")
-        if msg.WhichOneof("phase") != "start_sharing" or msg.start_sharing.session_id != spec.session_id:
-            raise ProtocolError(Status.FAILED_PRECONDITION, "expected StartSharing for this session")
+    def _post_share(self, msg: ShareMessage) -> asyncio.Future:
+        return self.link.post(msg.recipient, msg.session_id, 0, SHARE, msg.seed if msg.seed is not None else msg.vector)
 
     def _share_wait(self, spec) -> float:
         """How long to wait for peers' shares: until shortly before the deadline, so that this
@@ -312,126 +315,76 @@ class PartyNode(pb_grpc.PartyServicer):
         remaining = self._remaining(spec)
         return remaining - min(SHARE_MARGIN_FRACTION * remaining, SHARE_MARGIN_MAX)
 
-    async def _send(self, msg: ShareMessage, spec) -> tuple[str, str] | None:
-        """Deliver one share over the link to its recipient; on failure return (peer, diagnostic)."""
-        try:
-            await asyncio.wait_for(
-                self.link.send(
-                    msg.recipient, msg.session_id, 0, SHARE, msg.seed if msg.seed is not None else msg.vector
-                ),
-                max(self._remaining(spec), 0.001),
-            )
-        except LinkError as exc:
-            return msg.recipient, f"could not deliver a share to {msg.recipient}: {exc}"
-        except TimeoutError:
-            return msg.recipient, f"could not deliver a share to {msg.recipient} before the deadline"
-        return None
-
-    async def _receive_all(self, live: _Live) -> tuple[str, str] | None:
-        """Fold in every peer's share as it arrives over the links; on failure (peer, diagnostic)."""
-        session = live.session
+    async def _exchange(self, session: PartySession, sent: dict) -> tuple[str, str] | None:
+        """Wait until this party's shares are written and every peer's share is folded in; on failure
+        (culprit, diagnostic)."""
         spec = session.spec
-
-        async def one(peer: str):
-            data = await self.link.receive(peer, spec.session_id, 0, SHARE)
-            if spec.sharing is Sharing.SEEDED:
-                msg = ShareMessage(spec.session_id, peer, self.me, seed=bytes(data))
-            else:
-                if len(data) % 8:
-                    raise ProtocolError(Status.INVALID_ARGUMENT, "a share vector is whole uint64 words")
-                msg = ShareMessage(spec.session_id, peer, self.me, vector=np.frombuffer(data, dtype="<u8"))
-            session.receive_share(msg, self._clock())
-
-        tasks = {asyncio.ensure_future(one(p)): p for p in session.missing}
+        receiving = {asyncio.ensure_future(self._receive_share(session, p)): p for p in session.missing}
+        steps = {**sent, **receiving}
         try:
-            for done in asyncio.as_completed(tasks):
-                try:
-                    await done
-                except LinkError as exc:
-                    return exc.peer, f"the link to {exc.peer} failed: {str(exc).split(': ', 1)[-1]}"
-                except ProtocolError as exc:
-                    culprit = next(
-                        (p for t, p in tasks.items() if t.done() and not t.cancelled() and t.exception() is exc), ""
-                    )
+            done, _ = await asyncio.wait(steps, timeout=self._share_wait(spec), return_when=asyncio.FIRST_EXCEPTION)
+            failed = next((t for t in steps if t in done and t.exception() is not None), None)
+            if failed is not None:
+                peer, exc = steps[failed], failed.exception()
+                if failed in sent:
+                    return peer, f"could not deliver a share to {peer}: {exc}"
+                if isinstance(exc, LinkError):
+                    return peer, f"the link to {peer} failed: {str(exc).split(': ', 1)[-1]}"
+                if isinstance(exc, ProtocolError):
                     audit.record(
-                        "refused",
-                        session=spec.session_id.hex(),
-                        status=exc.status.value,
-                        reason=str(exc),
-                        culprit=culprit or None,
+                        "refused", session=spec.session_id.hex(), status=exc.status.value, reason=str(exc), culprit=peer
                     )
-                    return culprit, f"a share was refused: {exc}"
+                    return peer, f"a share was refused: {exc}"
+                raise exc
+            unsent = [p for t, p in sent.items() if t not in done]
+            if unsent:
+                return unsent[0], f"could not deliver a share to {unsent[0]} before the deadline"
+            missing = session.missing
+            if missing:
+                return missing[0], f"no share from {', '.join(missing)} before the deadline"
+            return None
         finally:
-            for t in tasks:
+            for t in receiving:
                 t.cancel()
-        live.complete.set()
-        return None
 
-    # -- peer shares ------------------------------------------------------------
+    async def _receive_share(self, session: PartySession, peer: str) -> None:
+        spec = session.spec
+        data = await self.link.receive(peer, spec.session_id, 0, SHARE)
+        if spec.sharing is Sharing.SEEDED:
+            msg = ShareMessage(spec.session_id, peer, self.me, seed=bytes(data))
+        else:
+            if len(data) % 8:
+                raise ProtocolError(Status.INVALID_ARGUMENT, "a share vector is whole uint64 words")
+            msg = ShareMessage(spec.session_id, peer, self.me, vector=np.frombuffer(data, dtype="<u8"))
+        session.receive_share(msg, self._clock())
+
+    # -- the coordinator ends a session ---------------------------------------------
+
+    def _aborted(self, peer: str, sid: bytes, _round: int, payload: memoryview) -> None:
+        """The coordinator's abort: close the session at once and confirm (also for a session already closed)."""
+        live = self._live.get(sid)
+        if peer not in self.federation.names("coordinator") or (live is not None and live.coordinator != peer):
+            audit.record("denied", caller=peer, session=sid.hex(), message="an abort from a node that did not propose")
+            return
+        if live is not None:
+            self._end(live)
+        confirm = convert.abort_message(sid, self.me, "the session is closed")
+        self.link.post(peer, sid, 0, ABORT, confirm.SerializeToString())
+
+    def _dropped(self, peer: str, error: LinkError) -> None:
+        """The link to a coordinator broke: its sessions here can make no progress."""
+        for live in [live for live in self._live.values() if live.coordinator == peer]:
+            self._end(live)
+
+    def _end(self, live: _Live) -> None:
+        if live.session is not None and live.session.state != "done":
+            live.session.abort()
+        self._close(live.spec.session_id)
+        if live.task is not None:
+            live.task.cancel()
 
     async def Compare(self, request: pb.CompareRequest, context) -> pb.CompareReply:
         """A comparison statistic under MPC with the other parties (:mod:`services.mpc_node`)."""
         from services import mpc_node
 
         return await mpc_node.party_compare(self, request, context)
-
-    async def Exchange(self, request_iterator, context):
-        first = await context.read()
-        if first is grpc.aio.EOF or first.WhichOneof("phase") != "share":
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "an exchange starts with a ShareHeader")
-        return await self._receive(first.share, context)
-
-    async def DeliverSeed(self, request: pb.ShareHeader, context):
-        if request.WhichOneof("payload") != "seed":
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, "DeliverSeed carries a seed; full-vector shares go by Exchange"
-            )
-        return await self._receive(request, context)
-
-    async def _receive(self, head: pb.ShareHeader, context) -> pb.ShareAck:
-        """Check who sent a share for which live session, and fold it in."""
-        who = self._caller(context, head.sender)
-        if head.sender != who:
-            await self._deny(
-                context,
-                f"share claims to come from {head.sender!r} but the caller is {who!r}",
-                caller=who,
-                session=head.session_id.hex(),
-            )
-        live = self._live.get(head.session_id)
-        if live is None:
-            if head.session_id in self._closed:
-                await server.abort(context, grpc.StatusCode.FAILED_PRECONDITION, "that session is closed")
-            await server.abort(context, grpc.StatusCode.NOT_FOUND, "unknown session")
-        session = live.session
-        try:
-            if head.WhichOneof("payload") == "seed":
-                msg = ShareMessage(head.session_id, head.sender, head.recipient, seed=head.seed)
-            elif head.WhichOneof("payload") == "vector_length":
-                msg = ShareMessage(
-                    head.session_id,
-                    head.sender,
-                    head.recipient,
-                    vector=await self._read_vector(context, head.vector_length, session),
-                )
-            else:
-                raise ProtocolError(Status.INVALID_ARGUMENT, "a share carries a seed or a vector")
-            session.receive_share(msg, self._clock())
-        except ProtocolError as exc:
-            await context.abort(convert.GRPC_CODES[exc.status], str(exc))
-        except TimeoutError:
-            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the share did not arrive before the deadline")
-        if not session.missing:
-            live.complete.set()
-        return pb.ShareAck(session_id=head.session_id)
-
-    async def _read_vector(self, context, length: int, session: PartySession) -> np.ndarray:
-        if session.spec.sharing is not Sharing.FULL:
-            raise ProtocolError(Status.INVALID_ARGUMENT, "this session uses seeded shares, not vectors")
-        assembler = convert.RingVector(length, session.length)
-        while not assembler.done:
-            msg = await asyncio.wait_for(context.read(), self._remaining(session.spec))
-            if msg is grpc.aio.EOF or msg.WhichOneof("phase") != "chunk":
-                raise ProtocolError(Status.INVALID_ARGUMENT, "the share's vector ended early")
-            assembler.add(msg.chunk)
-        return assembler.vector

@@ -142,7 +142,7 @@ async def assert_link_refused(net, certs, *frames: pb.Frame) -> None:
     try:
         call = pb_grpc.LinkStub(channel).Open()
         for frame in frames:
-            await call.write(frame)
+            await call.write(pb.Frames(frames=[frame]))
         await call.done_writing()
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             async for _ in call:

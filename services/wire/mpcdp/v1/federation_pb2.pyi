@@ -147,89 +147,21 @@ class Propose(_message.Message):
     start: bool
     def __init__(self, spec: _Optional[_Union[QuerySpec, _Mapping]] = ..., start: _Optional[bool] = ...) -> None: ...
 
-class StartSharing(_message.Message):
-    __slots__ = ("session_id",)
-    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
-    session_id: bytes
-    def __init__(self, session_id: _Optional[bytes] = ...) -> None: ...
-
-class CoordinatorToParty(_message.Message):
-    __slots__ = ("propose", "start_sharing", "abort")
-    PROPOSE_FIELD_NUMBER: _ClassVar[int]
-    START_SHARING_FIELD_NUMBER: _ClassVar[int]
-    ABORT_FIELD_NUMBER: _ClassVar[int]
-    propose: Propose
-    start_sharing: StartSharing
-    abort: Abort
-    def __init__(self, propose: _Optional[_Union[Propose, _Mapping]] = ..., start_sharing: _Optional[_Union[StartSharing, _Mapping]] = ..., abort: _Optional[_Union[Abort, _Mapping]] = ...) -> None: ...
-
 class ProposeResponse(_message.Message):
-    __slots__ = ("session_id", "party", "accepted", "reason", "status")
+    __slots__ = ("session_id", "party", "accepted", "reason", "status", "waits")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     PARTY_FIELD_NUMBER: _ClassVar[int]
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    WAITS_FIELD_NUMBER: _ClassVar[int]
     session_id: bytes
     party: str
     accepted: bool
     reason: str
     status: RefusalStatus
-    def __init__(self, session_id: _Optional[bytes] = ..., party: _Optional[str] = ..., accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., status: _Optional[_Union[RefusalStatus, str]] = ...) -> None: ...
-
-class PartialSumHeader(_message.Message):
-    __slots__ = ("session_id", "sender", "length", "first")
-    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
-    SENDER_FIELD_NUMBER: _ClassVar[int]
-    LENGTH_FIELD_NUMBER: _ClassVar[int]
-    FIRST_FIELD_NUMBER: _ClassVar[int]
-    session_id: bytes
-    sender: str
-    length: int
-    first: VectorChunk
-    def __init__(self, session_id: _Optional[bytes] = ..., sender: _Optional[str] = ..., length: _Optional[int] = ..., first: _Optional[_Union[VectorChunk, _Mapping]] = ...) -> None: ...
-
-class PartyToCoordinator(_message.Message):
-    __slots__ = ("response", "partial_sum", "chunk", "abort")
-    RESPONSE_FIELD_NUMBER: _ClassVar[int]
-    PARTIAL_SUM_FIELD_NUMBER: _ClassVar[int]
-    CHUNK_FIELD_NUMBER: _ClassVar[int]
-    ABORT_FIELD_NUMBER: _ClassVar[int]
-    response: ProposeResponse
-    partial_sum: PartialSumHeader
-    chunk: VectorChunk
-    abort: Abort
-    def __init__(self, response: _Optional[_Union[ProposeResponse, _Mapping]] = ..., partial_sum: _Optional[_Union[PartialSumHeader, _Mapping]] = ..., chunk: _Optional[_Union[VectorChunk, _Mapping]] = ..., abort: _Optional[_Union[Abort, _Mapping]] = ...) -> None: ...
-
-class ShareHeader(_message.Message):
-    __slots__ = ("session_id", "sender", "recipient", "seed", "vector_length")
-    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
-    SENDER_FIELD_NUMBER: _ClassVar[int]
-    RECIPIENT_FIELD_NUMBER: _ClassVar[int]
-    SEED_FIELD_NUMBER: _ClassVar[int]
-    VECTOR_LENGTH_FIELD_NUMBER: _ClassVar[int]
-    session_id: bytes
-    sender: str
-    recipient: str
-    seed: bytes
-    vector_length: int
-    def __init__(self, session_id: _Optional[bytes] = ..., sender: _Optional[str] = ..., recipient: _Optional[str] = ..., seed: _Optional[bytes] = ..., vector_length: _Optional[int] = ...) -> None: ...
-
-class PeerToPeer(_message.Message):
-    __slots__ = ("share", "chunk", "abort")
-    SHARE_FIELD_NUMBER: _ClassVar[int]
-    CHUNK_FIELD_NUMBER: _ClassVar[int]
-    ABORT_FIELD_NUMBER: _ClassVar[int]
-    share: ShareHeader
-    chunk: VectorChunk
-    abort: Abort
-    def __init__(self, share: _Optional[_Union[ShareHeader, _Mapping]] = ..., chunk: _Optional[_Union[VectorChunk, _Mapping]] = ..., abort: _Optional[_Union[Abort, _Mapping]] = ...) -> None: ...
-
-class ShareAck(_message.Message):
-    __slots__ = ("session_id",)
-    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
-    session_id: bytes
-    def __init__(self, session_id: _Optional[bytes] = ...) -> None: ...
+    waits: bool
+    def __init__(self, session_id: _Optional[bytes] = ..., party: _Optional[str] = ..., accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., status: _Optional[_Union[RefusalStatus, str]] = ..., waits: _Optional[bool] = ...) -> None: ...
 
 class CompareRequest(_message.Message):
     __slots__ = ("spec",)
@@ -388,3 +320,9 @@ class Frame(_message.Message):
     payload: bytes
     sender: str
     def __init__(self, session_id: _Optional[bytes] = ..., round: _Optional[int] = ..., kind: _Optional[str] = ..., offset: _Optional[int] = ..., total: _Optional[int] = ..., payload: _Optional[bytes] = ..., sender: _Optional[str] = ...) -> None: ...
+
+class Frames(_message.Message):
+    __slots__ = ("frames",)
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    frames: _containers.RepeatedCompositeFieldContainer[Frame]
+    def __init__(self, frames: _Optional[_Iterable[_Union[Frame, _Mapping]]] = ...) -> None: ...

@@ -34,21 +34,6 @@ class PartyStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.Session = channel.stream_stream(
-                '/mpcdp.v1.Party/Session',
-                request_serializer=mpcdp_dot_v1_dot_federation__pb2.CoordinatorToParty.SerializeToString,
-                response_deserializer=mpcdp_dot_v1_dot_federation__pb2.PartyToCoordinator.FromString,
-                _registered_method=True)
-        self.Exchange = channel.stream_unary(
-                '/mpcdp.v1.Party/Exchange',
-                request_serializer=mpcdp_dot_v1_dot_federation__pb2.PeerToPeer.SerializeToString,
-                response_deserializer=mpcdp_dot_v1_dot_federation__pb2.ShareAck.FromString,
-                _registered_method=True)
-        self.DeliverSeed = channel.unary_unary(
-                '/mpcdp.v1.Party/DeliverSeed',
-                request_serializer=mpcdp_dot_v1_dot_federation__pb2.ShareHeader.SerializeToString,
-                response_deserializer=mpcdp_dot_v1_dot_federation__pb2.ShareAck.FromString,
-                _registered_method=True)
         self.Compare = channel.unary_unary(
                 '/mpcdp.v1.Party/Compare',
                 request_serializer=mpcdp_dot_v1_dot_federation__pb2.CompareRequest.SerializeToString,
@@ -58,29 +43,6 @@ class PartyStub:
 
 class PartyServicer:
     """Missing associated documentation comment in .proto file."""
-
-    def Session(self, request_iterator, context):
-        """The coordinator drives one session: Propose, then StartSharing (or Abort);
-        the party answers with a ProposeResponse, then its partial sum (or Abort).
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def Exchange(self, request_iterator, context):
-        """A peer delivers its full-vector share for this party: a ShareHeader with
-        vector_length, then the vector's chunks.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def DeliverSeed(self, request, context):
-        """A peer delivers its seeded share (a ShareHeader with a seed) in one message.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
 
     def Compare(self, request, context):
         """The coordinator asks for one comparison statistic (services/mpc_node.py):
@@ -94,21 +56,6 @@ class PartyServicer:
 
 def add_PartyServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Session': grpc.stream_stream_rpc_method_handler(
-                    servicer.Session,
-                    request_deserializer=mpcdp_dot_v1_dot_federation__pb2.CoordinatorToParty.FromString,
-                    response_serializer=mpcdp_dot_v1_dot_federation__pb2.PartyToCoordinator.SerializeToString,
-            ),
-            'Exchange': grpc.stream_unary_rpc_method_handler(
-                    servicer.Exchange,
-                    request_deserializer=mpcdp_dot_v1_dot_federation__pb2.PeerToPeer.FromString,
-                    response_serializer=mpcdp_dot_v1_dot_federation__pb2.ShareAck.SerializeToString,
-            ),
-            'DeliverSeed': grpc.unary_unary_rpc_method_handler(
-                    servicer.DeliverSeed,
-                    request_deserializer=mpcdp_dot_v1_dot_federation__pb2.ShareHeader.FromString,
-                    response_serializer=mpcdp_dot_v1_dot_federation__pb2.ShareAck.SerializeToString,
-            ),
             'Compare': grpc.unary_unary_rpc_method_handler(
                     servicer.Compare,
                     request_deserializer=mpcdp_dot_v1_dot_federation__pb2.CompareRequest.FromString,
@@ -124,87 +71,6 @@ def add_PartyServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class Party:
     """Missing associated documentation comment in .proto file."""
-
-    @staticmethod
-    def Session(request_iterator,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.stream_stream(
-            request_iterator,
-            target,
-            '/mpcdp.v1.Party/Session',
-            mpcdp_dot_v1_dot_federation__pb2.CoordinatorToParty.SerializeToString,
-            mpcdp_dot_v1_dot_federation__pb2.PartyToCoordinator.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Exchange(request_iterator,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.stream_unary(
-            request_iterator,
-            target,
-            '/mpcdp.v1.Party/Exchange',
-            mpcdp_dot_v1_dot_federation__pb2.PeerToPeer.SerializeToString,
-            mpcdp_dot_v1_dot_federation__pb2.ShareAck.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def DeliverSeed(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/mpcdp.v1.Party/DeliverSeed',
-            mpcdp_dot_v1_dot_federation__pb2.ShareHeader.SerializeToString,
-            mpcdp_dot_v1_dot_federation__pb2.ShareAck.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
 
     @staticmethod
     def Compare(request,
@@ -364,8 +230,8 @@ class LinkStub:
         """
         self.Open = channel.stream_stream(
                 '/mpcdp.v1.Link/Open',
-                request_serializer=mpcdp_dot_v1_dot_federation__pb2.Frame.SerializeToString,
-                response_deserializer=mpcdp_dot_v1_dot_federation__pb2.Frame.FromString,
+                request_serializer=mpcdp_dot_v1_dot_federation__pb2.Frames.SerializeToString,
+                response_deserializer=mpcdp_dot_v1_dot_federation__pb2.Frames.FromString,
                 _registered_method=True)
 
 
@@ -385,8 +251,8 @@ def add_LinkServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Open': grpc.stream_stream_rpc_method_handler(
                     servicer.Open,
-                    request_deserializer=mpcdp_dot_v1_dot_federation__pb2.Frame.FromString,
-                    response_serializer=mpcdp_dot_v1_dot_federation__pb2.Frame.SerializeToString,
+                    request_deserializer=mpcdp_dot_v1_dot_federation__pb2.Frames.FromString,
+                    response_serializer=mpcdp_dot_v1_dot_federation__pb2.Frames.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -414,8 +280,8 @@ class Link:
             request_iterator,
             target,
             '/mpcdp.v1.Link/Open',
-            mpcdp_dot_v1_dot_federation__pb2.Frame.SerializeToString,
-            mpcdp_dot_v1_dot_federation__pb2.Frame.FromString,
+            mpcdp_dot_v1_dot_federation__pb2.Frames.SerializeToString,
+            mpcdp_dot_v1_dot_federation__pb2.Frames.FromString,
             options,
             channel_credentials,
             insecure,
