@@ -10,7 +10,6 @@ starts; each figure is the best of ``--repeats`` runs, in process CPU seconds of
   its CPU rate excludes the disk's fsync wait, which the wall figure includes;
 - verification: ``verify_token`` (decode, key id, challenge digest, RSASSA-PSS verify), next to
   OpenSSL's RSASSA-PSS verify alone on the same tokens (the floor any Python verifier pays);
-- verification + spend: the same plus recording in the in-memory spent set;
 - client: ``request_token`` + ``finalize`` (blind, unblind, verify) per token;
 - the JavaScript library (@cloudflare/blindrsa-ts 0.4.4 in Node, WebCrypto keys) in the same run:
   blind signing and verification per second on the same key.
@@ -54,7 +53,6 @@ from mpcdp.survey.respondent import SurveyClient
 from mpcdp.survey.synthetic import synthetic_answers
 from mpcdp.tokens import (
     Issuer,
-    MemorySpentTokens,
     SQLiteInvitations,
     TokenChallenge,
     generate_issuer_key,
@@ -128,20 +126,6 @@ def main() -> None:
     bound = [pending.finalize(issuer.issue(req)) for req, pending in (admission.request(sid, rng) for sid in sids)]
     pairs_bound = [(bound[i % args.n], sids[i % args.n]) for i in range(args.verify_n)]
     results["admission_check"] = timed(lambda ts: admission.check(*ts), pairs_bound, args.repeats)
-    spent_sets = iter([MemorySpentTokens(issuer.public_key) for _ in range(args.repeats)])
-
-    def spend_all(_):
-        spent = next(spent_sets)
-        for i, t in enumerate(tokens):
-            spent.spend(t, CHALLENGE, i.to_bytes(4, "big"))
-
-    spend = timed(spend_all, [None], args.repeats)
-    spend.update(
-        operations=len(tokens),
-        per_second_per_core=round(len(tokens) / spend["cpu_seconds"]),
-        per_second_wall=round(len(tokens) / spend["wall_seconds"]),
-    )
-    results["verification_and_spend_memory"] = spend
 
     # the client's requests are replayed from one seed: answer them all before the clock starts
     responses = {}

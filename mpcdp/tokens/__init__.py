@@ -3,7 +3,7 @@
 - :mod:`~mpcdp.tokens.blind_rsa` — RSABSSA-SHA384 (all four variants of RFC 9474 section 5);
 - :mod:`~mpcdp.tokens.privacy_pass` — publicly verifiable tokens (token type 0x0002);
 - :mod:`~mpcdp.tokens.invitations` — one-time invitation codes, each redeemable for one token;
-- :mod:`~mpcdp.tokens.spent` — verify a token and record it spent, refusing reuse;
+- :mod:`~mpcdp.tokens.spent` — record verified tokens spent in the caller's transaction, refusing reuse;
 - :mod:`~mpcdp.tokens.admission` — a survey's token binding: one token admits one submission.
 
 Pure library: no network, no grpc; SQLite files are owner-only.
@@ -28,7 +28,6 @@ from mpcdp.tokens.privacy_pass import (
     request_token,
     verify_token,
 )
-from mpcdp.tokens.spent import MemorySpentTokens, SpentTokenTable, SQLiteSpentTokens
 
 __all__ = [
     "BlindSignatureError",
@@ -38,11 +37,8 @@ __all__ = [
     "Issuer",
     "IssuerPublicKey",
     "MemoryInvitations",
-    "MemorySpentTokens",
     "PendingToken",
     "SQLiteInvitations",
-    "SQLiteSpentTokens",
-    "SpentTokenTable",
     "Token",
     "TokenChallenge",
     "TokenError",

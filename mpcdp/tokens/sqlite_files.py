@@ -1,10 +1,14 @@
-"""Private SQLite files for token state: created owner-only (0600) and opened for explicit transactions."""
+"""Private SQLite files: created owner-only (0600), opened for explicit transactions; the one opener.
+
+Every SQLite file of mpcdp (token state, the survey stores) is opened by :func:`open_private`.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -12,18 +16,36 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
+PRIVATE = 0o600
+MEMORY = ":memory:"
+SIDE_FILES = ("-wal", "-shm", "-journal")
 
-def open_private(path: str | os.PathLike[str]) -> sqlite3.Connection:
-    """A connection to ``path``, creating the file with mode 0600 first if it does not exist.
 
-    SQLite gives its journal files the database file's mode, so they stay owner-only too.
-    Autocommit mode (``isolation_level=None``): callers write ``BEGIN IMMEDIATE`` ... ``COMMIT``
-    themselves, so a check and its update are one transaction holding the write lock.
-    """
+def create_private(path: str | os.PathLike[str]) -> None:
+    """Create ``path`` empty and 0600 if it does not exist (``os.open``, never a chmod after the fact); tighten
+    it and SQLite's side files if an earlier version left them readable by others."""
     path = Path(path)
     with contextlib.suppress(FileExistsError):
-        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE))
+        return
+    for p in [path, *(path.with_name(path.name + s) for s in SIDE_FILES)]:
+        if p.exists() and stat.S_IMODE(p.stat().st_mode) & 0o077:
+            os.chmod(p, PRIVATE)
+
+
+def open_private(path: str | os.PathLike[str]) -> sqlite3.Connection:
+    """A connection to ``path`` (or to a new in-memory database for ``":memory:"``), the file made private
+    first (:func:`create_private`).
+
+    SQLite gives its journal files the database file's mode, so they stay owner-only too. WAL mode with
+    ``synchronous=FULL``: a transaction is on disk when ``COMMIT`` returns. Autocommit mode
+    (``isolation_level=None``): callers write ``BEGIN IMMEDIATE`` ... ``COMMIT`` themselves, so a check and
+    its update are one transaction holding the write lock. The connection may move between threads; its
+    owner keeps one per thread or serialises its use.
+    """
+    if os.fspath(path) != MEMORY:
+        create_private(path)
+    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     return conn

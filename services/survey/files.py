@@ -1,34 +1,17 @@
 """Files that hold shares are owner-only (0600) from the moment they exist.
 
-All shares of one respondent (the outbox) or every respondent's share for one
-aggregator (its SQLite store) are created with mode 0600 by ``os.open``, never
-chmod-ed after the fact, so there is no window in which another local user can
-read them. SQLite gives its ``-wal`` and ``-shm`` files the mode of the
-database file, so creating that file 0600 is enough for all three.
+All shares of one respondent (the outbox) are written with mode 0600 by ``os.open``, never chmod-ed after
+the fact, so there is no window in which another local user can read them. An aggregator's SQLite store
+is created the same way by :func:`mpcdp.tokens.sqlite_files.open_private` (SQLite gives its ``-wal`` and
+``-shm`` files the mode of the database file).
 """
 
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
-PRIVATE = 0o600
-SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
-
-
-def create_private(path) -> None:
-    """Create ``path`` empty and 0600 if it does not exist; tighten it (and SQLite's side files) if it
-    was left readable by others (a store made by an earlier version)."""
-    path = Path(path)
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE))
-        return
-    except FileExistsError:
-        pass
-    for p in [path, *(path.with_name(path.name + s) for s in SQLITE_SIDE_FILES)]:
-        if p.exists() and stat.S_IMODE(p.stat().st_mode) & 0o077:
-            os.chmod(p, PRIVATE)
+from mpcdp.tokens.sqlite_files import PRIVATE
 
 
 def write_private(path, text: str) -> None:

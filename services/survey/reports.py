@@ -35,7 +35,7 @@ from mpcdp.survey.lifecycle import Lifecycle, Refusal
 from mpcdp.survey.release import id_set_digest
 from mpcdp.tokens.admission import CheckedToken, SurveyAdmission, check_batch
 from mpcdp.tokens.errors import InvalidToken, TokenError, TokenRequired, TokenReused
-from mpcdp.tokens.spent import SpentTokenTable, record_in, spent_among
+from mpcdp.tokens.spent import create_table, record_in, spent_among
 from services.survey.sql import connect
 from services.survey.store import ID_BYTES, PutStatus, StoreError, SurveyState, _first, _statuses
 
@@ -64,7 +64,7 @@ class ReportStore:
             CREATE TABLE IF NOT EXISTS proved_refusals (
                 survey TEXT NOT NULL, reason TEXT NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (survey, reason));
         """)
-        SpentTokenTable.create(self._db)
+        create_table(self._db)
         self.admission: dict[str, SurveyAdmission] = {}
         self.surveys: dict[str, Survey] = {}
         self.index: dict[str, int] = {}

@@ -17,7 +17,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-from services.survey.files import create_private
+from mpcdp.tokens.sqlite_files import open_private
 
 
 class Connection(Protocol):
@@ -30,16 +30,6 @@ class Connection(Protocol):
     def executescript(self, script: str, /) -> Any: ...
 
     def close(self) -> None: ...
-
-
-def connect_sqlite(path: str) -> sqlite3.Connection:
-    """An SQLite file (owner-only) in WAL mode with synchronous=FULL, transactions by explicit statements."""
-    if path != ":memory:":
-        create_private(path)
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=FULL")
-    return db
 
 
 _REWRITES = (
@@ -103,4 +93,4 @@ def connect(url: str, schema: str = "public") -> Connection:
     """``postgresql://...`` (tables in ``schema``), or an SQLite file (``sqlite://PATH`` or a path, ``:memory:``)."""
     if url.startswith(("postgresql://", "postgres://")):
         return PostgresConnection(url, schema)
-    return connect_sqlite(url.removeprefix("sqlite://"))
+    return open_private(url.removeprefix("sqlite://"))

@@ -23,7 +23,6 @@ Shares are opaque blobs here (packed little-endian uint64); nothing is logged.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -38,7 +37,7 @@ from mpcdp.survey.definition import Survey
 from mpcdp.survey.lifecycle import Lifecycle, Refusal
 from mpcdp.survey.noise import noisy_partial
 from mpcdp.survey.release import id_set_digest
-from services.survey.files import create_private
+from mpcdp.tokens.sqlite_files import open_private
 
 ID_BYTES = 16
 _FOLD_BYTES = 8 << 20  # share bytes folded into the sum at a time
@@ -161,12 +160,8 @@ class SqliteStore(ShareStore):
     """SQLite in WAL mode with synchronous=FULL: the embedded default, no set-up."""
 
     def __init__(self, path: str):
-        if path != ":memory:":
-            create_private(path)  # 0600 before SQLite opens it; its -wal and -shm follow its mode
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db = open_private(path)
         self._lock = threading.Lock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript("""
             CREATE TABLE IF NOT EXISTS surveys (
                 id TEXT PRIMARY KEY, digest BLOB NOT NULL, width INTEGER NOT NULL,

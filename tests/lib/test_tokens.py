@@ -8,7 +8,6 @@ blinds differently every time.
 """
 
 import os
-import sqlite3
 import stat
 import threading
 
@@ -25,10 +24,7 @@ from mpcdp.tokens import (
     Issuer,
     IssuerPublicKey,
     MemoryInvitations,
-    MemorySpentTokens,
-    SpentTokenTable,
     SQLiteInvitations,
-    SQLiteSpentTokens,
     TokenChallenge,
     TokenError,
     TokenReused,
@@ -38,6 +34,9 @@ from mpcdp.tokens import (
     verify_token,
 )
 from mpcdp.tokens.invitations import normalize_code
+from mpcdp.tokens.spent import create_table, record_in, spent_among, token_hash
+from mpcdp.tokens.sqlite_files import open_private
+from tests.support.tokens import SpentTokens
 
 CHALLENGE = TokenChallenge(b"survey-1", origin_info=b"agg-a,agg-b").encode()
 
@@ -57,10 +56,10 @@ def make_token(issuer, rng, challenge=CHALLENGE):
     return pending.finalize(issuer.issue(request))
 
 
-def test_issue_verify_and_spend_once(issuer):
+def test_issue_verify_and_spend_once(issuer, tmp_path):
     rng = Prg.from_int(1)
     token = make_token(issuer, rng)
-    spent = MemorySpentTokens(issuer.public_key)
+    spent = SpentTokens(tmp_path / "spent.sqlite", issuer.public_key)
     spent.spend(token, CHALLENGE, b"report-1")
     with pytest.raises(TokenReused, match="already used"):
         spent.spend(token, CHALLENGE, b"report-2")
@@ -100,12 +99,12 @@ def test_forged_and_truncated_tokens_are_refused(issuer, tamper, message):
         verify_token(issuer.public_key, tamper(token), CHALLENGE)
 
 
-def test_token_bound_to_one_report(issuer):
+def test_token_bound_to_one_report(issuer, tmp_path):
     """A token issued for report A's challenge cannot be attached to report B."""
     challenge_a = TokenChallenge.bound(b"survey-1", b"agg-a,agg-b", b"report-A").encode()
     challenge_b = TokenChallenge.bound(b"survey-1", b"agg-a,agg-b", b"report-B").encode()
     token = make_token(issuer, Prg.from_int(5), challenge_a)
-    spent = MemorySpentTokens(issuer.public_key)
+    spent = SpentTokens(tmp_path / "spent.sqlite", issuer.public_key)
     with pytest.raises(InvalidToken, match="another challenge"):
         spent.spend(token, challenge_b, b"report-B")
     spent.spend(token, challenge_a, b"report-A")
@@ -297,7 +296,7 @@ def test_sqlite_stores_are_private_and_hold_no_codes(tmp_path, issuer):
     codes = store.create(5, Prg.from_int(15))
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     spent_path = tmp_path / "spent.sqlite"
-    SQLiteSpentTokens(spent_path, issuer.public_key)
+    SpentTokens(spent_path, issuer.public_key)
     assert stat.S_IMODE(os.stat(spent_path).st_mode) == 0o600
     blob = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("inv.sqlite"))
     for code in codes:
@@ -308,7 +307,7 @@ def test_sqlite_stores_are_private_and_hold_no_codes(tmp_path, issuer):
 
 
 def test_sqlite_spent_set_refuses_reuse_even_concurrently(tmp_path, issuer):
-    spent = SQLiteSpentTokens(tmp_path / "spent.sqlite", issuer.public_key)
+    spent = SpentTokens(tmp_path / "spent.sqlite", issuer.public_key)
     token = make_token(issuer, Prg.from_int(16))
     outcomes = []
     barrier = threading.Barrier(6)
@@ -335,30 +334,48 @@ def test_sqlite_spent_set_refuses_reuse_even_concurrently(tmp_path, issuer):
 
 def test_spend_shares_the_callers_transaction(tmp_path, issuer):
     """The aggregator's use: store the report and spend its token in one transaction."""
-    conn = sqlite3.connect(tmp_path / "agg.sqlite", isolation_level=None)
+    conn = open_private(tmp_path / "agg.sqlite")
     conn.execute("CREATE TABLE reports (id BLOB PRIMARY KEY)")
-    table = SpentTokenTable(issuer.public_key)
-    SpentTokenTable.create(conn)
+    create_table(conn)
     token = make_token(issuer, Prg.from_int(18))
 
     def store(report_id, commit):
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute("INSERT INTO reports VALUES (?)", (report_id,))
-            table.spend_in(conn, token, CHALLENGE, report_id)
+            record_in(conn, [(token_hash(verify_token(issuer.public_key, token, CHALLENGE)), report_id)])
         except TokenError:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT" if commit else "ROLLBACK")  # ROLLBACK stands for a crash before commit
 
+    key = token_hash(verify_token(issuer.public_key, token, CHALLENGE))
     store(b"r1", commit=False)
     assert conn.execute("SELECT COUNT(*) FROM reports").fetchone()[0] == 0
-    assert not table.is_spent(conn, verify_token(issuer.public_key, token))
+    assert not spent_among(conn, [key])
     store(b"r1", commit=True)
+    assert spent_among(conn, [key, bytes(32)]) == {key}
     with pytest.raises(TokenReused):
         store(b"r2", commit=True)
     assert [r[0] for r in conn.execute("SELECT id FROM reports")] == [b"r1"]
     assert conn.execute("SELECT report_id FROM spent_tokens").fetchone()[0] == b"r1"
+
+
+def test_private_sqlite_files_are_made_and_kept_owner_only(tmp_path, monkeypatch):
+    """The one opener of every SQLite file (token state, the survey stores) creates it 0600 and tightens a
+    file an earlier version left readable by others, its side files included."""
+    fresh = tmp_path / "fresh.sqlite"
+    open_private(fresh).close()
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o600
+    old = tmp_path / "old.sqlite"
+    for path in (old, tmp_path / "old.sqlite-wal"):
+        path.touch()
+        os.chmod(path, 0o644)
+    open_private(old).close()
+    assert {stat.S_IMODE(p.stat().st_mode) for p in tmp_path.glob("old.sqlite*")} == {0o600}
+    monkeypatch.chdir(tmp_path)
+    memory = open_private(":memory:")
+    assert memory.execute("SELECT 1").fetchone() == (1,) and not (tmp_path / ":memory:").exists()
 
 
 def test_client_state_never_shows_its_secrets(issuer):
