@@ -276,45 +276,13 @@ class Prio3:
             )
         return state, PrepShare(verifiers, part)
 
-    def prep_init_batch(
-        self, verify_key: bytes, agg_id: int, agg_param: None, reports: Sequence[tuple[bytes, PublicShare, InputShare]]
-    ) -> list[tuple[PrepState, PrepShare]]:
-        """:meth:`prep_init` of many reports ``(nonce, public_share, input_share)`` at once.
-
-        Same results as one call per report; the FLP queries of all reports run together on
-        numpy object arrays (one element per report) instead of one interpreted loop each.
-        """
-        self._check_batch(verify_key, agg_id)
-        if not reports:
-            return []
-        nonces, public_shares, shares = zip(*reports, strict=True)
-        for nonce in nonces:
-            _check_len("nonce", nonce, NONCE_SIZE)
-        kind = LeaderShare if agg_id == 0 else HelperShare
-        if not all(isinstance(share, kind) for share in shares):
-            raise DecodeError(f"aggregator {agg_id} needs {'a leader' if agg_id == 0 else 'a helper'} input share")
-        if agg_id == 0:
-            flp, encode = self.flp, self.field.encode_vec
-            if any(
-                len(x.meas_share) != flp.MEAS_LEN or len(x.proofs_share) != flp.PROOF_LEN * self.PROOFS for x in shares
-            ):
-                raise DecodeError("a leader input share has the wrong number of elements")
-            meas = np.array([x.meas_share for x in shares], dtype=object)
-            proofs = np.array([x.proofs_share for x in shares], dtype=object)
-            encoded = [encode(x.meas_share) for x in shares]
-        else:
-            meas, proofs, encoded = self._expand_helper_shares(
-                agg_id, [x.meas_seed for x in shares], [x.proofs_seed for x in shares]
-            )
-        return self._prep_batch(
-            verify_key, agg_id, nonces, public_shares, [x.blind for x in shares], meas, proofs, encoded
-        )
-
     def prep_init_encoded_batch(
         self, verify_key: bytes, agg_id: int, agg_param: None, reports: Sequence[tuple[bytes, bytes, bytes]]
     ) -> list[tuple[PrepState, PrepShare] | DecodeError]:
-        """:meth:`prep_init_batch` straight from the wire: ``(nonce, encoded public share, encoded
-        input share)`` per report, all decoded together (numpy, not element by element).
+        """:meth:`prep_init` of many reports straight from the wire: ``(nonce, encoded public share, encoded
+        input share)`` per report, all decoded together (numpy, not element by element). Same results as one
+        call per report; the FLP queries of all reports run together on numpy arrays (one row per report)
+        instead of one interpreted loop each.
 
         A malformed report (wrong length, an element not below the modulus, a bad nonce) comes
         back as its :class:`DecodeError`, in place; the others are prepared.

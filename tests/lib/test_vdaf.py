@@ -30,6 +30,13 @@ VERIFY_KEY = bytes(range(16))
 FIELDS = [Field64, Field128]
 
 
+def _prep_batch(vdaf, agg_id, reports):
+    """Aggregator ``agg_id``'s batch preparation of ``(nonce, public share, input shares)`` reports, from the wire."""
+    encode_public, encode_share = vdaf.encode_public_share, vdaf.encode_input_share
+    wire = [(n, encode_public(ps), encode_share(s[agg_id])) for n, ps, s in reports]
+    return vdaf.prep_init_encoded_batch(VERIFY_KEY, agg_id, None, wire)
+
+
 # --- fields ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("field", FIELDS, ids=lambda f: f.name)
 def test_roots_of_unity_have_exact_order(field):
@@ -186,10 +193,8 @@ def test_round_trip_per_report_and_in_batch(kind, shares):
     agg = [vdaf.decode_agg_share(vdaf.encode_agg_share(a)) for a in agg]
     assert vdaf.unshard(None, agg, len(reports)) == expected
 
-    # the batch path gives the same prep shares and messages
-    batches = [
-        vdaf.prep_init_batch(VERIFY_KEY, j, None, [(n, ps, s[j]) for n, ps, s in reports]) for j in range(shares)
-    ]
+    # the batch path straight from the wire gives the same prep shares and messages
+    batches = [_prep_batch(vdaf, j, reports) for j in range(shares)]
     for i, (nonce, public_share, input_shares) in enumerate(reports):
         single = [vdaf.prep_init(VERIFY_KEY, j, None, nonce, public_share, s) for j, s in enumerate(input_shares)]
         assert [b[i][1] for b in batches] == [s[1] for s in single]
@@ -197,10 +202,6 @@ def test_round_trip_per_report_and_in_batch(kind, shares):
     msgs = vdaf.prep_shares_to_prep_batch(None, [[b[i][1] for b in batches] for i in range(len(reports))])
     assert [[vdaf.prep_next(b[i][0], m) for b in batches] for i, m in enumerate(msgs)] == out
 
-    # and so does the batch straight from the wire
-    for j in range(shares):
-        encoded = [(n, vdaf.encode_public_share(ps), vdaf.encode_input_share(s[j])) for n, ps, s in reports]
-        assert vdaf.prep_init_encoded_batch(VERIFY_KEY, j, None, encoded) == batches[j]
     wire_shares = [[vdaf.encode_prep_share(b[i][1]) for b in batches] for i in range(len(reports))]
     assert vdaf.prep_shares_to_prep_encoded_batch(None, wire_shares) == msgs
 
@@ -219,9 +220,7 @@ def test_forged_measurements_with_honest_proofs_are_rejected(kind, shares):
         with pytest.raises(VerifyError, match="does not verify: its measurement is not valid"):
             _prepare(vdaf, *report)
         reports.append(report)
-    batches = [
-        vdaf.prep_init_batch(VERIFY_KEY, j, None, [(n, ps, s[j]) for n, ps, s in reports]) for j in range(shares)
-    ]
+    batches = [_prep_batch(vdaf, j, reports) for j in range(shares)]
     msgs = vdaf.prep_shares_to_prep_batch(None, [[b[i][1] for b in batches] for i in range(len(reports))])
     assert all(isinstance(m, VerifyError) for m in msgs)
     wire_shares = [[vdaf.encode_prep_share(b[i][1]) for b in batches] for i in range(len(reports))]
@@ -239,7 +238,7 @@ def test_one_forged_report_moves_the_aggregate_by_nothing():
         meas = [[10**6, 0, 0, 0, 0], [1, 0, 1, 0, 0], [0] * 5, [0, 0, 0, 0, -1]][k % 4]
         nonce = rng.bytes(16)
         reports.append((nonce, *vdaf.shard_encoded(meas, nonce, rng.bytes(vdaf.RAND_SIZE))))
-    batches = [vdaf.prep_init_batch(VERIFY_KEY, j, None, [(n, ps, s[j]) for n, ps, s in reports]) for j in range(3)]
+    batches = [_prep_batch(vdaf, j, reports) for j in range(3)]
     msgs = vdaf.prep_shares_to_prep_batch(None, [[b[i][1] for b in batches] for i in range(len(reports))])
     accepted = [i for i, m in enumerate(msgs) if not isinstance(m, VerifyError)]
     assert accepted == list(range(200))
@@ -359,8 +358,8 @@ def test_a_degenerate_query_point_refuses_the_report(monkeypatch):
     with pytest.raises(VerifyError, match="root of unity"):
         vdaf.prep_init(VERIFY_KEY, 0, None, *reports[1][:2], reports[1][2][0])
     with pytest.raises(VerifyError, match="report 1 of the batch"):
-        vdaf.prep_init_batch(VERIFY_KEY, 0, None, [(n, ps, s[0]) for n, ps, s in reports])
-    assert len(vdaf.prep_init_batch(VERIFY_KEY, 0, None, [(n, ps, s[0]) for n, ps, s in reports[::2]])) == 2
+        _prep_batch(vdaf, 0, reports)
+    assert len(_prep_batch(vdaf, 0, reports[::2])) == 2
 
 
 def test_the_wire_batch_refuses_malformed_reports_in_place():
@@ -398,7 +397,7 @@ def test_helper_expansion_falls_back_to_rejection_sampling(monkeypatch):
         return real(message, length)
 
     monkeypatch.setattr(module, "turboshake128", above_p_once)
-    batch = vdaf.prep_init_batch(VERIFY_KEY, 2, None, [(n, ps, s[2]) for n, ps, s in reports])
+    batch = _prep_batch(vdaf, 2, reports)
     monkeypatch.setattr(module, "turboshake128", real)
     assert spoiled == seeds
     assert batch == [vdaf.prep_init(VERIFY_KEY, 2, None, n, ps, s[2]) for n, ps, s in reports]
@@ -419,7 +418,7 @@ def test_several_proofs_per_report():
         forged = _wire(vdaf, nonce, *vdaf.shard_encoded(bad, nonce, rng.bytes(vdaf.RAND_SIZE)))
         with pytest.raises(VerifyError):
             _prepare(vdaf, *forged)
-        batches = [vdaf.prep_init_batch(VERIFY_KEY, j, None, [forged[:2] + (forged[2][j],)]) for j in range(3)]
+        batches = [_prep_batch(vdaf, j, [forged]) for j in range(3)]
         assert isinstance(vdaf.prep_shares_to_prep_batch(None, [[b[0][1] for b in batches]])[0], VerifyError)
 
 
@@ -476,7 +475,7 @@ def test_prep_shares_from_the_wire_refuse_bad_lengths_and_elements_in_place():
     vdaf = Prio3Histogram(2, 10, 3)
     rng = Prg.from_int(12)
     reports = [vdaf.shard_random(m, rng) for m in (1, 2, 3)]
-    batches = [vdaf.prep_init_batch(VERIFY_KEY, j, None, [(n, ps, s[j]) for n, ps, s in reports]) for j in range(2)]
+    batches = [_prep_batch(vdaf, j, reports) for j in range(2)]
     wire = [[vdaf.encode_prep_share(b[i][1]) for b in batches] for i in range(3)]
     size = vdaf.field.encoded_size
     wire[0][1] = wire[0][1][:-1]  # a byte short
