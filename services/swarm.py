@@ -30,55 +30,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mpcdp.prg import RandomSource
-from mpcdp.protocol import PartyPolicy, ProtocolError, QuerySpec, Release, Status
-from mpcdp.protocol.masked import (
-    KeyShares,
-    MaskedCoordinator,
-    MaskedInput,
-    MaskedParty,
-    MaskedQuery,
-    Report,
-    Reveal,
-    Roster,
-    Unmask,
+from mpcdp.protocol import PartyPolicy, ProtocolError, QuerySpec, Release
+from mpcdp.protocol.masked import MaskedParty, MaskedQuery
+from services.many_party import (
+    COORDINATOR,
+    CoordinatorDriver,
+    PartyDriver,
+    decode,
+    encode,
+    pack,
+    payload_bytes,
+    unpack,
 )
 
-COORDINATOR = "coordinator"
 ROUND_TIMEOUT = 1.0  # seconds without a message after which a round stops waiting for parties that dropped
-PHASES = ("accept", "keys", "report", "mask", "reveal", "late")  # where a party can be made to stop
 
 
-@dataclass(frozen=True)
-class _Answer:
-    party: str
-    accepted: bool
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class _Abort:
-    reason: str
-
-
-def payload_bytes(msg: object) -> int:
-    """What a message would carry on a wire: its keys, shares, vectors and names (not framing)."""
-    if isinstance(msg, KeyShares):
-        return len(msg.session_id) + len(msg.public_key) + len(msg.key_share) + len(msg.seed_share) + 16
-    if isinstance(msg, Report):
-        return len(msg.session_id) + len(msg.public_key) + sum(len(p) for p in msg.heard) + 8
-    if isinstance(msg, Roster):
-        return len(msg.session_id) + sum(len(p) for p in msg.neighbours) + 8
-    if isinstance(msg, MaskedInput):
-        return len(msg.session_id) + int(msg.vector.nbytes) + 8
-    if isinstance(msg, Unmask):
-        return len(msg.session_id) + sum(len(p) for p in msg.counted)
-    if isinstance(msg, Reveal):
-        shares = list(msg.seed_shares.items()) + list(msg.key_shares.items())
-        return len(msg.session_id) + sum(len(p) + len(s) for p, s in shares) + 8
-    return 16
-
-
-class Network:
+class LocalNetwork:
     """In-process delivery between named nodes; a node marked gone neither sends nor receives."""
 
     def __init__(self, names: list[str]):
@@ -127,152 +95,6 @@ class SwarmRun:
         return sum(self.sent.get(p, 0) + self.received.get(p, 0) for p in parties) / len(parties)
 
 
-class _Party:
-    def __init__(self, session: MaskedParty, net: Network, stop: str | None, round_timeout: float):
-        self.session = session
-        self.net = net
-        self.stop = stop
-        self.round_timeout = round_timeout
-        self.me = session.me
-
-    def _gone(self, phase: str) -> bool:
-        if self.stop == phase:
-            self.net.gone.add(self.me)
-            return True
-        return False
-
-    async def run(self) -> None:
-        s, net, me = self.session, self.net, self.me
-        try:
-            s.accept()
-        except (ProtocolError, ValueError) as exc:  # policy, budget, or local records that cannot answer
-            net.send(me, COORDINATOR, _Answer(me, False, str(exc)))
-            return
-        net.send(me, COORDINATOR, _Answer(me, True))
-        if self._gone("accept"):
-            return
-        outbox = s.key_shares()
-        if self.stop == "keys":
-            outbox = outbox[: len(outbox) // 2]
-        for keys in outbox:
-            net.send(me, keys.recipient, keys)
-        await asyncio.sleep(0)  # let the messages go while other parties compute
-        if self._gone("keys"):
-            return
-        held: MaskedInput | None = None
-        reported = False
-        while True:
-            if reported:
-                got = await net.next(me, None)
-            else:  # report when every neighbour's keys are in, or none came for a while
-                got = await net.next(me, self.round_timeout) if s.missing else None
-                if got is None:
-                    if self._gone("report"):
-                        return
-                    net.send(me, COORDINATOR, s.report())
-                    reported = True
-                    continue
-            assert got is not None
-            _, msg = got
-            if isinstance(msg, KeyShares):
-                s.receive_keys(msg)
-            elif isinstance(msg, Roster):
-                if self._gone("mask"):
-                    return
-                masked = s.masked_input(msg)
-                if self.stop == "late":
-                    held = masked
-                else:
-                    net.send(me, COORDINATOR, masked)
-                await asyncio.sleep(0)
-            elif isinstance(msg, Unmask):
-                if held is not None:  # a slow party: its masked input arrives after the cut
-                    net.send(me, COORDINATOR, held)
-                if self._gone("reveal"):
-                    return
-                net.send(me, COORDINATOR, s.reveal(msg))
-                return
-            elif isinstance(msg, _Abort):
-                s.abort()
-                return
-
-
-class _Coordinator:
-    def __init__(self, query: MaskedQuery, net: Network, round_timeout: float, first_timeout: float | None = None):
-        self.session = MaskedCoordinator(query)
-        self.first_timeout = first_timeout or round_timeout  # the first answer may wait for processes to start
-        self.query = query
-        self.net = net
-        self.round_timeout = round_timeout
-        self.late: list[str] = []
-
-    async def _round(self, pending: Callable[[], list[str]], handle: Callable[[str, object], None], idle: float):
-        """Handle messages until nobody is pending or none came for ``idle`` seconds."""
-        while pending():
-            got = await self.net.next(COORDINATOR, idle)
-            if got is None:
-                return
-            handle(*got)
-
-    def _late_or(self, handle: Callable[[str, object], None]) -> Callable[[str, object], None]:
-        def wrapped(sender: str, msg: object) -> None:
-            if isinstance(msg, MaskedInput) and self.session.state != "collecting-inputs":
-                self.late.append(sender)  # after the cut: refused, never added
-                return
-            handle(sender, msg)
-
-        return wrapped
-
-    def _check(self, sender: str, claimed: str) -> None:
-        if sender != claimed:
-            raise ProtocolError(Status.PERMISSION_DENIED, f"a message from {sender} claims to come from {claimed}")
-
-    async def run(self) -> Release:
-        c, net = self.session, self.net
-        parties = self.query.spec.parties
-        answered: set[str] = set()
-
-        def on_answer(sender: str, msg: object) -> None:
-            if isinstance(msg, _Answer):
-                self._check(sender, msg.party)
-                c.record_response(msg.party, msg.accepted, msg.reason)
-                answered.add(sender)
-            elif isinstance(msg, Report):
-                self._check(sender, msg.party)
-                c.record_report(msg)
-
-        # rounds 1-2: answers and key reports; parties wait up to round_timeout for their neighbours' keys
-        await self._round(lambda: [p for p in parties if p not in answered], on_answer, self.first_timeout)
-        await self._round(lambda: c.waiting_for, on_answer, 2 * self.round_timeout)
-        for roster in c.rosters():
-            net.send(COORDINATOR, roster.party, roster)
-
-        def on_masked(sender: str, msg: object) -> None:
-            if isinstance(msg, MaskedInput):
-                self._check(sender, msg.party)
-                c.receive_masked(msg)
-
-        await self._round(lambda: c.waiting_for, self._late_or(on_masked), self.round_timeout)
-        unmask = c.unmask()
-        for party in c.rostered:
-            net.send(COORDINATOR, party, unmask)
-
-        def on_reveal(sender: str, msg: object) -> None:
-            if isinstance(msg, Reveal):
-                self._check(sender, msg.party)
-                c.receive_reveal(msg)
-
-        await self._round(lambda: c.waiting_for, self._late_or(on_reveal), self.round_timeout)
-        release = c.release()
-        await asyncio.sleep(0)  # let parties still answering get their messages out
-        inbox = net.inbox[COORDINATOR]
-        while not inbox.empty():  # what came after the release: only to report late inputs
-            sender, msg = inbox.get_nowait()
-            if isinstance(msg, MaskedInput):
-                self.late.append(sender)
-        return release
-
-
 async def run_swarm(
     query: MaskedQuery,
     data: Mapping[str, Any],
@@ -286,31 +108,29 @@ async def run_swarm(
     """Run ``query`` with one task per party; ``stop`` makes parties stop at a phase (see PHASES),
     ``kill_after`` cancels a party's task that many seconds after the start, wherever it is."""
     spec = query.spec
-    net = Network([COORDINATOR, *spec.parties])
+    net = LocalNetwork([COORDINATOR, *spec.parties])
     policy = policy or PartyPolicy(allow_exact=True)
     start, cpu = time.perf_counter(), time.process_time()
     parties = {
-        p: _Party(
+        p: PartyDriver(
             MaskedParty(
                 p, query, data[p], policy, rng=rng(p) if rng else None, batch_records=(batch_data or {}).get(p, ())
             ),
             net,
-            (stop or {}).get(p),
             round_timeout,
+            stop=(stop or {}).get(p),
         )
         for p in spec.parties
     }
     tasks = {p: asyncio.ensure_future(party.run()) for p, party in parties.items()}
     killers = [asyncio.ensure_future(_kill(tasks[p], p, net, after)) for p, after in (kill_after or {}).items()]
-    coordinator = _Coordinator(query, net, round_timeout)
+    coordinator = CoordinatorDriver(query, net, round_timeout)
     try:
         release: Release | None = await coordinator.run()
         error = ""
     except ProtocolError as exc:
         release, error = None, str(exc)
-        coordinator.session.abort(error)
-        for p in spec.parties:
-            net.send(COORDINATOR, p, _Abort(error))
+        coordinator.abort(error)
     finally:
         for t in killers:
             t.cancel()
@@ -329,7 +149,7 @@ async def run_swarm(
     )
 
 
-async def _kill(task: asyncio.Task[None], party: str, net: Network, after: float) -> None:
+async def _kill(task: asyncio.Task[None], party: str, net: LocalNetwork, after: float) -> None:
     await asyncio.sleep(after)
     net.gone.add(party)
     task.cancel()
@@ -423,102 +243,11 @@ def to_text(doc: dict[str, Any]) -> str:
 
 # -- across processes: parties spread over worker processes, messages over the links ------------------------
 
-_KINDS: dict[type, int] = {
-    KeyShares: 1,
-    Report: 2,
-    Roster: 3,
-    MaskedInput: 4,
-    Unmask: 5,
-    Reveal: 6,
-    _Answer: 7,
-    _Abort: 8,
-}
 LINK_KIND = "swarm"  # the link message kind of a batch of many-party messages
 DIAL_ATTEMPTS = 100  # 0.2 s apart: how long a process waits for another to start listening
 
 
-def _pack(*fields: bytes) -> bytes:
-    return b"".join(len(f).to_bytes(4, "little") + f for f in fields)
-
-
-def _unpack(data: bytes | memoryview) -> list[bytes]:
-    view, out, at = memoryview(data), [], 0
-    while at < len(view):
-        n = int.from_bytes(view[at : at + 4], "little")
-        out.append(bytes(view[at + 4 : at + 4 + n]))
-        at += 4 + n
-        if at > len(view):
-            raise ValueError("a truncated field")
-    return out
-
-
-def _names(names: tuple[str, ...] | list[str]) -> bytes:
-    return "\n".join(names).encode()
-
-
-def _split(data: bytes) -> tuple[str, ...]:
-    return tuple(data.decode().split("\n")) if data else ()
-
-
-def _shares(shares: dict[str, bytes]) -> bytes:
-    return _pack(*(x for p, s in shares.items() for x in (p.encode(), s)))
-
-
-def _unshares(data: bytes) -> dict[str, bytes]:
-    fields = _unpack(data)
-    return {fields[i].decode(): fields[i + 1] for i in range(0, len(fields), 2)}
-
-
-def encode(msg: object) -> bytes:
-    """A many-party message as bytes: a kind byte, then length-prefixed fields."""
-    kind = _KINDS[type(msg)]
-    if isinstance(msg, KeyShares):
-        f = [msg.session_id, msg.sender.encode(), msg.recipient.encode(), msg.public_key, msg.key_share, msg.seed_share]
-    elif isinstance(msg, Report):
-        f = [msg.session_id, msg.party.encode(), msg.public_key, _names(msg.heard)]
-    elif isinstance(msg, Roster):
-        f = [msg.session_id, msg.party.encode(), _names(msg.neighbours)]
-    elif isinstance(msg, MaskedInput):
-        f = [msg.session_id, msg.party.encode(), msg.vector.astype("<u8", copy=False).tobytes()]
-    elif isinstance(msg, Unmask):
-        f = [msg.session_id, _names(msg.counted)]
-    elif isinstance(msg, Reveal):
-        f = [msg.session_id, msg.party.encode(), _shares(msg.seed_shares), _shares(msg.key_shares)]
-    elif isinstance(msg, _Answer):
-        f = [msg.party.encode(), b"1" if msg.accepted else b"", msg.reason.encode()]
-    else:
-        assert isinstance(msg, _Abort)
-        f = [msg.reason.encode()]
-    return bytes([kind]) + _pack(*f)
-
-
-def decode(data: bytes) -> object:
-    """The message :func:`encode` made (ValueError on anything else)."""
-    import numpy as np
-
-    if not data:
-        raise ValueError("an empty message")
-    kind, f = data[0], _unpack(data[1:])
-    if kind == 1:
-        return KeyShares(f[0], f[1].decode(), f[2].decode(), f[3], f[4], f[5])
-    if kind == 2:
-        return Report(f[0], f[1].decode(), f[2], _split(f[3]))
-    if kind == 3:
-        return Roster(f[0], f[1].decode(), _split(f[2]))
-    if kind == 4:
-        return MaskedInput(f[0], f[1].decode(), np.frombuffer(f[2], dtype="<u8").astype(np.uint64))
-    if kind == 5:
-        return Unmask(f[0], _split(f[1]))
-    if kind == 6:
-        return Reveal(f[0], f[1].decode(), _unshares(f[2]), _unshares(f[3]))
-    if kind == 7:
-        return _Answer(f[0].decode(), bool(f[1]), f[2].decode())
-    if kind == 8:
-        return _Abort(f[0].decode())
-    raise ValueError(f"unknown many-party message kind {kind}")
-
-
-class LinkNetwork(Network):
+class LinkNetwork(LocalNetwork):
     """A :class:`Network` whose nodes live in several processes: messages for a node hosted elsewhere
     travel over the link (services.link.Hub) to its process, batched, in order, one link message per batch."""
 
@@ -550,7 +279,7 @@ class LinkNetwork(Network):
         host = self.host_of[recipient]
         size = payload_bytes(msg)
         self.sent[sender] += size
-        self._out[host].append(_pack(sender.encode(), recipient.encode(), encode(msg)))
+        self._out[host].append(pack(sender.encode(), recipient.encode(), encode(msg)))
         self._wake[host].set()
 
     async def _sender(self, host: str) -> None:
@@ -563,7 +292,7 @@ class LinkNetwork(Network):
             batch, self._out[host] = self._out[host], []
             if not batch:
                 continue
-            payload = _pack(*batch)
+            payload = pack(*batch)
             for attempt in range(DIAL_ATTEMPTS):  # a process that is still starting refuses connections
                 try:
                     await self.hub.send(host, self.session, seq, LINK_KIND, payload)
@@ -590,8 +319,8 @@ class LinkNetwork(Network):
                         return
                     await asyncio.sleep(0.2)
             seq += 1
-            for envelope in _unpack(data):
-                sender, recipient, body = _unpack(envelope)
+            for envelope in unpack(data):
+                sender, recipient, body = unpack(envelope)
                 name, target = sender.decode(), recipient.decode()
                 if self.host_of.get(name) != host or target not in self.inbox:
                     continue  # a process speaks only for the parties it hosts
@@ -656,7 +385,7 @@ async def _worker(config_path: str) -> int:
     stop = config.get("stop", {})
     tasks = [
         asyncio.ensure_future(
-            _Party(MaskedParty(p, query, data[p], policy), net, stop.get(p), config["round_timeout"]).run()
+            PartyDriver(MaskedParty(p, query, data[p], policy), net, config["round_timeout"], stop=stop.get(p)).run()
         )
         for p in local
     ]
@@ -739,14 +468,13 @@ async def run_across_processes(
             net = LinkNetwork(hub, spec.session_id, [COORDINATOR], host_of)
             net.start(hosts)
             start, cpu = time.perf_counter(), time.process_time()
-            coordinator = _Coordinator(query, net, round_timeout, first_timeout=60.0)
+            coordinator = CoordinatorDriver(query, net, round_timeout, first_timeout=60.0)
             try:
                 release: Release | None = await coordinator.run()
                 error = ""
             except ProtocolError as exc:
                 release, error = None, str(exc)
-                for p in spec.parties:
-                    net.send(COORDINATOR, p, _Abort(error))
+                coordinator.abort(error)
                 await net.flush()
             seconds = time.perf_counter() - start
             if release is None and net.failed:

@@ -224,6 +224,7 @@ class MaskedParty:
         ]
         self._budget = budget
         self.state = "proposed"
+        self.masked = False  # its masked input left (and its ledger was charged)
         self._private: X25519PrivateKey | None = None
         self._seed = b""
         self._keys: dict[str, bytes] = {}  # neighbour -> its public key
@@ -321,6 +322,7 @@ class MaskedParty:
             Prg(seed, sid, pair_purpose(self.me, p)).add_into(y, subtract=self.query.sign(self.me, p))
         if self._budget is not None and self.query.charge is not None:
             self._budget.charge_reserved(sid)
+        self.masked = True
         self.state = "masked"
         return MaskedInput(sid, self.me, y)
 
@@ -336,12 +338,18 @@ class MaskedParty:
         seeds = {p: s for p, (_, s) in self._shares.items() if p in counted}
         keys = {p: k for p, (k, _) in self._shares.items() if p not in counted}
         self._shares.clear()  # answered once: a second request (another counted set) gets nothing
+        if not self.masked:
+            self._free()  # it helps unmask the others; its own input was never sent, so it is not charged
         self.state = "revealed"
         return Reveal(self.spec.session_id, self.me, seeds, keys)
 
-    def abort(self) -> None:
-        if self._budget is not None and self.query.charge is not None and self.state in ("accepted", "keyed"):
+    def _free(self) -> None:
+        if self._budget is not None and self.query.charge is not None:
             self._budget.free(self.spec.session_id)
+
+    def abort(self) -> None:
+        if self.state in ("accepted", "keyed"):
+            self._free()
         self._private = None
         self._seed = b""
         self._shares.clear()

@@ -88,6 +88,7 @@ def run_in_process(data: dict, args, out=None) -> int:
 
     from mpcdp.protocol import QuerySpec, SpecError
     from services import swarm
+    from services.many_party import PHASES
 
     out = out or sys.stdout
     n = len(data)
@@ -117,7 +118,7 @@ def run_in_process(data: dict, args, out=None) -> int:
         return 2
     picker = Prg.from_int(args.seed, "simulate/drop") if args.seed is not None else system_random("simulate/drop")
     order = [list(data)[i] for i in np.argsort(picker.uint64(n), kind="stable")]
-    stop = {p: swarm.PHASES[i % len(swarm.PHASES)] for i, p in enumerate(order[: args.drop])}
+    stop = {p: PHASES[i % len(PHASES)] for i, p in enumerate(order[: args.drop])}
     print(
         f"running {n} parties {f'in {args.workers} worker processes' if args.workers else 'in this process'} "
         f"(many-party protocol: sparse graph of degree "

@@ -10,7 +10,7 @@ import pytest
 from mpcdp.prg import Prg
 from mpcdp.protocol import QuerySpec
 from mpcdp.protocol.masked import MaskedQuery
-from services import swarm
+from services import many_party, swarm
 
 
 def query(n: int, quorum: int, epsilon=None, seed: int = 0) -> tuple[MaskedQuery, dict]:
@@ -37,7 +37,7 @@ def test_everyone_finishes():
 def test_a_party_stopping_at_every_phase():
     q, data = query(40, 33)
     parties = q.spec.parties
-    stop = {parties[5 * i + 2]: phase for i, phase in enumerate(swarm.PHASES)}
+    stop = {parties[5 * i + 2]: phase for i, phase in enumerate(many_party.PHASES)}
     result = run(q, data, stop=stop)
     uncounted = {p for p, phase in stop.items() if phase != "reveal"}  # after its masked input: counted
     assert result.release.value == sum(i + 1 for i, p in enumerate(parties) if p not in uncounted)
@@ -125,12 +125,12 @@ def test_the_wire_form_of_every_message_round_trips():
         Roster(sid, "a", ("c",)),
         Unmask(sid, ("a", "b")),
         Reveal(sid, "a", {"b": b"x" * 66}, {}),
-        swarm._Answer("a", False, "refused: policy"),
-        swarm._Abort("quorum"),
+        many_party.Answer("a", False, "refused: policy"),
+        many_party.Abort("quorum"),
     ):
-        assert swarm.decode(swarm.encode(msg)) == msg
+        assert many_party.decode(many_party.encode(msg)) == msg
     vec = np.arange(5, dtype=np.uint64) * (1 << 60)
-    got = swarm.decode(swarm.encode(MaskedInput(sid, "a", vec)))
+    got = many_party.decode(many_party.encode(MaskedInput(sid, "a", vec)))
     assert np.array_equal(got.vector, vec) and got.vector.dtype == np.uint64
     with pytest.raises(ValueError):
-        swarm.decode(b"\x09")
+        many_party.decode(b"\x09")
