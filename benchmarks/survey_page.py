@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import importlib.util
 import json
 import os
 import re
@@ -32,6 +31,8 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+
+from benchlib.files import load_module
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "survey_page.json"
@@ -41,14 +42,7 @@ WEIGHT_TARGET = 200 * 1024
 CLICK_TARGET_MS = 500
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"web_test_{name}", ROOT / "web" / "test" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-chromium = _load("chromium")
+chromium = load_module("web_test_chromium", ROOT / "web" / "test" / "chromium.py")
 
 
 def poll_template() -> str:
@@ -160,7 +154,7 @@ def main() -> None:
     parser.add_argument("--screenshots", type=Path, help="save the page at phone and desktop width to this folder")
     args = parser.parse_args()
 
-    federation = _load("federation")
+    federation = load_module("web_test_federation", ROOT / "web" / "test" / "federation.py")
     if reason := chromium.missing():
         raise SystemExit(reason)
     with tempfile.TemporaryDirectory(prefix="mpcdp-page-bench-") as tmp:

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import os
 import platform
@@ -44,6 +43,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchlib.files import load_module
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
@@ -68,9 +68,7 @@ TARGET_ISSUANCE = 500
 TARGET_VERIFICATION = 20_000
 CHALLENGE = TokenChallenge.bound(b"survey-bench", b"agg-a,agg-b", b"report").encode()
 
-_spec = importlib.util.spec_from_file_location("blindrsa_node", ROOT / "interop" / "blindrsa_node.py")
-blindrsa_node = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(blindrsa_node)
+blindrsa_node = load_module("blindrsa_node", ROOT / "interop" / "blindrsa_node.py")
 
 
 def timed(fn, items, repeats: int) -> dict:

@@ -34,11 +34,12 @@ does not inflate. Target: >= 5,000 verified reports/s per aggregator.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import platform
 import time
 from pathlib import Path
+
+from benchlib.files import load_module
 
 from mpcdp.prg import Prg
 from mpcdp.vdaf import Prio3Count, Prio3Histogram, Prio3Sum, Prio3SumVec, VerifyError
@@ -49,9 +50,7 @@ TARGET_HISTOGRAM = 5_000
 TARGET_RATIO = 3.0
 VERIFY_KEY = bytes(range(16))
 
-_spec = importlib.util.spec_from_file_location("prio3_node", ROOT / "interop" / "prio3_node.py")
-prio3_node = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(prio3_node)
+prio3_node = load_module("prio3_node", ROOT / "interop" / "prio3_node.py")
 
 # name -> (instance factory, measurement generator, unverified ring elements per report)
 CIRCUITS = {

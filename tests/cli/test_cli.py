@@ -9,14 +9,13 @@ import argparse
 import json
 import shlex
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from services.cli import build_parser, main
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 SURVEY = str(ROOT / "examples" / "election_poll.toml")
 
 

@@ -8,13 +8,11 @@ import importlib
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from services.cli import build_parser, command_modules
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import ROOT
 
 
 def subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:

@@ -7,8 +7,8 @@ import pytest
 
 from services import federation as fed
 from services.cli import build_parser
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = json.loads((ROOT / "docker" / "compose.yaml").read_text())  # JSON syntax is valid YAML
 SERVICES = COMPOSE["services"]
 

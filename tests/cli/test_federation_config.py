@@ -11,8 +11,8 @@ from mpcdp.protocol import PartyPolicy, QuerySpec
 from services import federation as fed
 from services.cli import main
 from services.data import DataError, Table
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 PARTIES = ("alice", "bob")
 
 

@@ -11,8 +11,8 @@ import pytest
 from mpcdp.tokens.privacy_pass import IssuerPublicKey, generate_issuer_key
 from services.cli import main
 from services.survey.admission import public_key_document
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 POLL = str(ROOT / "examples" / "election_poll.toml")
 ENDPOINTS = {
     "survey": "election-poll-2026",

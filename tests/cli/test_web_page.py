@@ -17,27 +17,19 @@ chromium driven by selenium (web/test/chromium.py) loads the page, answers every
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import secrets
-from pathlib import Path
 
 import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import ROOT, load_module
+
 AXE = ROOT / "web" / "node_modules" / "axe-core" / "axe.min.js"  # pinned in web/package-lock.json
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"web_test_{name}", ROOT / "web" / "test" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-chromium = _load("chromium")
-federation = _load("federation")
+chromium = load_module("web_test_chromium", ROOT / "web" / "test" / "chromium.py")
+federation = load_module("web_test_federation", ROOT / "web" / "test" / "federation.py")
 
 # Every question kind; no local mechanism and no central noise, so the release must equal the answers exactly.
 SURVEY = federation.without_noise(federation.SURVEY)

@@ -13,20 +13,15 @@ Two Node starts for the whole module. The package comes from interop/package-loc
 """
 
 import hashlib
-import importlib.util
 import struct
-from pathlib import Path
 
 import pytest
 
 from mpcdp.prg import Prg
 from mpcdp.tokens import Issuer, TokenChallenge, blind_rsa, generate_issuer_key, verify_token
+from tests.support import ROOT, load_module
 
-_spec = importlib.util.spec_from_file_location(
-    "blindrsa_node", Path(__file__).resolve().parents[2] / "interop" / "blindrsa_node.py"
-)
-blindrsa_node = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(blindrsa_node)
+blindrsa_node = load_module("blindrsa_node", ROOT / "interop" / "blindrsa_node.py")
 
 VARIANTS = list(blind_rsa.VARIANTS.values())
 CHALLENGE = TokenChallenge(b"survey-interop", origin_info=b"agg-a").encode()

@@ -11,19 +11,13 @@ aggregators, in one Node run:
 The package is installed from interop/package-lock.json by ``make interop`` (``make test`` runs it).
 """
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from mpcdp.prg import Prg
 from mpcdp.vdaf import Prio3Count, Prio3Histogram, Prio3Sum, Prio3SumVec, VerifyError
+from tests.support import ROOT, load_module
 
-_spec = importlib.util.spec_from_file_location(
-    "prio3_node", Path(__file__).resolve().parents[2] / "interop" / "prio3_node.py"
-)
-prio3_node = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(prio3_node)
+prio3_node = load_module("prio3_node", ROOT / "interop" / "prio3_node.py")
 
 VERIFY_KEY = bytes(range(16))
 

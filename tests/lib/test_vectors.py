@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -29,6 +28,7 @@ from mpcdp.survey import proved
 from mpcdp.survey.definition import parse_survey
 from mpcdp.survey.release import id_set_digest
 from mpcdp.survey.respondent import SurveyClient
+from tests.support import load_module
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 MOD = 1 << 64
@@ -39,10 +39,7 @@ def _load(name: str) -> dict:
 
 
 def _generator():
-    spec = importlib.util.spec_from_file_location("mpcdp_vector_generator", VECTORS / "generate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module("mpcdp_vector_generator", VECTORS / "generate.py")
 
 
 # -- the description, implemented from scratch ----------------------------------------------------

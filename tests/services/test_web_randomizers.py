@@ -18,7 +18,6 @@ import json
 import shutil
 import subprocess
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,8 +27,8 @@ from mpcdp.prg import Prg
 from mpcdp.survey.definition import parse_survey
 from mpcdp.survey.proved import ACCEPTED, add_aggregates, decide, finish, prep_init, totals_vector
 from services.survey.page import survey_json
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 NODE_PAGE = ROOT / "web" / "test" / "node_page.mjs"
 P_MIN = 1e-3
 N = 6000
