@@ -23,13 +23,11 @@ import secrets
 import httpx
 import pytest
 
-from tests.support import ROOT, load_module
+from tests.support import ROOT
+from web.test import chromium, federation
 
 AXE = ROOT / "web" / "node_modules" / "axe-core" / "axe.min.js"  # pinned in web/package-lock.json
 
-
-chromium = load_module("web_test_chromium", ROOT / "web" / "test" / "chromium.py")
-federation = load_module("web_test_federation", ROOT / "web" / "test" / "federation.py")
 
 # Every question kind; no local mechanism and no central noise, so the release must equal the answers exactly.
 SURVEY = federation.without_noise(federation.SURVEY)

@@ -17,11 +17,9 @@ import struct
 
 import pytest
 
+from interop import blindrsa_node
 from mpcdp.prg import Prg
 from mpcdp.tokens import Issuer, TokenChallenge, blind_rsa, generate_issuer_key, verify_token
-from tests.support import ROOT, load_module
-
-blindrsa_node = load_module("blindrsa_node", ROOT / "interop" / "blindrsa_node.py")
 
 VARIANTS = list(blind_rsa.VARIANTS.values())
 CHALLENGE = TokenChallenge(b"survey-interop", origin_info=b"agg-a").encode()

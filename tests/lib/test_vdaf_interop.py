@@ -13,11 +13,9 @@ The package is installed from interop/package-lock.json by ``make interop`` (``m
 
 import pytest
 
+from interop import prio3_node
 from mpcdp.prg import Prg
 from mpcdp.vdaf import Prio3Count, Prio3Histogram, Prio3Sum, Prio3SumVec, VerifyError
-from tests.support import ROOT, load_module
-
-prio3_node = load_module("prio3_node", ROOT / "interop" / "prio3_node.py")
 
 VERIFY_KEY = bytes(range(16))
 

@@ -28,7 +28,7 @@ from mpcdp.survey import proved
 from mpcdp.survey.definition import parse_survey
 from mpcdp.survey.release import id_set_digest
 from mpcdp.survey.respondent import SurveyClient
-from tests.support import load_module
+from tests.vectors import generate
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 MOD = 1 << 64
@@ -36,10 +36,6 @@ MOD = 1 << 64
 
 def _load(name: str) -> dict:
     return json.loads((VECTORS / name).read_text(encoding="utf-8"))
-
-
-def _generator():
-    return load_module("mpcdp_vector_generator", VECTORS / "generate.py")
 
 
 # -- the description, implemented from scratch ----------------------------------------------------
@@ -71,12 +67,12 @@ def round_half_even(x: float) -> int:
 
 
 def test_committed_vectors_match_the_library():
-    stale = _generator().stale()
+    stale = generate.stale()
     assert stale == [], f"regenerate with python tests/vectors/generate.py: {stale} differ from the library"
 
 
 def test_check_mode_fails_on_a_changed_vector(tmp_path, capsys):
-    gen = _generator()
+    gen = generate
     for name in gen.BUILDERS:
         shutil.copy(VECTORS / name, tmp_path / name)
     assert gen.main(["--check", "--out", str(tmp_path)]) == 0
@@ -88,7 +84,7 @@ def test_check_mode_fails_on_a_changed_vector(tmp_path, capsys):
 
 
 def test_every_file_states_its_format():
-    for name in _generator().BUILDERS:
+    for name in generate.BUILDERS:
         doc = _load(name)
         assert doc["format"] and len(doc["description"]) > 200
 
