@@ -62,6 +62,8 @@ class QueryResult:
     noise_std: dict
     intervals: dict
     confidence: float | None
+    quorum: int | None = None  # a many-party release: at least this many parties had to finish
+    dropped: tuple[str, ...] = ()  # ... and these were not counted (``parties`` are the counted ones)
 
     @property
     def value(self):
@@ -89,8 +91,9 @@ class QueryResult:
         if self.exact:
             lines.append("exact release (no differential privacy)")
         else:
+            spent = f"epsilon for the {len(self.parties)} counted parties" if self.quorum else "epsilon spent"
             lines.append(
-                f"epsilon spent: {self.epsilon:g}"
+                f"{spent}: {self.epsilon:g}"
                 + (f", delta {self.delta:g}" if self.delta else "")
                 + f" ({self.mechanism} noise, shared among the parties)"
             )
@@ -99,7 +102,14 @@ class QueryResult:
                 lines.extend(_interval_lines(level, key, interval))
             for key, std in self.noise_std.items():
                 lines.append(f"  noise std on {key}: {_fmt(std)}")
-        lines.append(f"parties: {', '.join(self.parties)}")
+        if self.quorum:
+            lines.append(
+                f"counted {len(self.parties)} of {len(self.parties) + len(self.dropped)} parties "
+                f"(quorum {self.quorum}): {', '.join(self.parties)}"
+                + (f"; dropped: {', '.join(self.dropped)}" if self.dropped else "")
+            )
+        else:
+            lines.append(f"parties: {', '.join(self.parties)}")
         return "\n".join(lines)
 
     @classmethod
@@ -133,6 +143,8 @@ class QueryResult:
             noise_std=noise_std,
             intervals=intervals,
             confidence=None if exact else reply.confidence,
+            quorum=reply.quorum if reply.HasField("quorum") else None,
+            dropped=tuple(reply.dropped),
         )
 
 
@@ -266,11 +278,14 @@ class Analyst:
         fraction: float | None = None,
         quantile: float | None = None,
         edges=(),
+        quorum: int | None = None,
     ) -> QueryResult:
         """Run one query; raises QueryError with the federation's diagnostic if it is refused.
 
         ``fraction`` (threshold), ``quantile`` and ``edges`` (quantile, median) are for the comparison
-        statistics the parties compute under MPC (:mod:`services.mpc_node`)."""
+        statistics the parties compute under MPC (:mod:`services.mpc_node`). ``quorum``: the many-party
+        protocol (:mod:`services.many_party`), which completes when at least that many parties finish,
+        whoever drops after accepting; the result names the counted parties and restates epsilon for them."""
         lo, hi = bounds
         try:
             wired = convert.statistic_wire(statistic), convert.sharing_wire(sharing), convert.mechanism_wire(mechanism)
@@ -296,7 +311,7 @@ class Analyst:
             mechanism=wired[2] if epsilon is not None else pb.MECHANISM_UNSPECIFIED,
         )
         _check_locally(spec, confidence, self._parties)
-        request = pb.QueryRequest(spec=spec, timeout_seconds=timeout, confidence=confidence)
+        request = pb.QueryRequest(spec=spec, timeout_seconds=timeout, confidence=confidence, quorum=quorum)
         call = self._stub.Query(request, timeout=timeout + 5.0, wait_for_ready=False)
         return await self._receive(call, max(dimension, len(categories), 1))
 

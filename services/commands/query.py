@@ -12,6 +12,12 @@ and privacy budget and refuses one that would overspend; the cost is charged
 to every party's ledger. Without --epsilon the release is exact, which the
 federation's policy must allow.
 
+With --quorum K the parties run the many-party protocol instead: each masks its
+input with secrets shared among a few neighbours, and the query completes when
+at least K of them finish, whoever drops after accepting. The release names the
+counted parties (and the dropped ones) and restates epsilon for the counted
+ones; every party is charged what a release counting only K would cost.
+
 Spent budget always yields its result: the coordinator keeps every release
 under its session id, and if yours did not arrive (you were cut off after
 the parties were charged) `mpcdp query --fetch SESSION` gets it again, at no
@@ -66,6 +72,7 @@ def run(args) -> int:
             bounds=args.bounds,
             parties=[p for p in (args.parties or "").split(",") if p],
             timeout=args.timeout,
+            quorum=args.quorum,
             **query_options(args),
         )
     except QueryError as exc:
@@ -89,6 +96,9 @@ def register(sub) -> None:
             f"mpcdp query --federation {FEDERATION} --statistic variance --column raise "
             "--bounds 0,10000 --epsilon 1 --colluders 2",
             f"mpcdp query --federation {FEDERATION} --fetch 5f0c3d2e9a8b4c1d7e6f5a4b3c2d1e0f",
+            "# completes if at least 3 of the parties finish (the release names who was counted):",
+            f"mpcdp query --federation {FEDERATION} --statistic sum --column raise --bounds 0,10000 --epsilon 1 "
+            "--quorum 3 --json",
             "# computed by the parties under MPC (at least 3), opening only the answer:",
             f"mpcdp query --federation {FEDERATION} --statistic noisy-argmax --column team "
             "--categories infra,product --epsilon 1",
@@ -120,6 +130,14 @@ def register(sub) -> None:
         metavar="SESSION",
         help="get again the release of a session you asked for (its id is in the error that "
         "reported the broken release); costs no budget (the other query options are ignored)",
+    )
+    p.add_argument(
+        "--quorum",
+        type=int,
+        metavar="K",
+        help="run the many-party protocol: the query completes when at least K parties finish, whoever drops "
+        "after accepting (more than --colluders, at most every party); the release names the counted parties and "
+        "restates epsilon for them (default: every party must finish)",
     )
     add_query_arguments(p)
     p.set_defaults(run=run)

@@ -1,0 +1,219 @@
+"""The many-party protocol between real party and coordinator nodes (TLS gRPC servers in this process, each
+with its own links, ledger and policy): parties killed at every phase, below the quorum, impersonation on
+the links, a late masked input. One cluster of 20 parties serves the module; each test names the parties
+it asks (a killed party stays dead)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import sys
+
+import grpc
+import pytest
+import pytest_asyncio
+
+from mpcdp.dp.ledger import PrivacyLedger
+from mpcdp.protocol import QuerySpec
+from mpcdp.protocol.masked import MaskedQuery
+from mpcdp.protocol.quorum import survivor_loss
+from services import many_party
+from services.analyst import QueryError
+from services.link import LinkError
+from services.tls import init_certs
+from tests.support.federation import make_cluster
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+NAMES = [f"p{i:02d}" for i in range(1, 21)]
+VALUES = {p: 100.0 + 7 * i for i, p in enumerate(NAMES)}
+TIMEOUT = 4.0  # seconds: a round waits at most an eighth of what is left (~0.5 s) for a dropped party
+POLICY = {"allow_exact": True, "max_records": 10, "max_epsilon": 5.0, "epsilon_budget": 50.0}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def nodes(tmp_path_factory):
+    certs = tmp_path_factory.mktemp("certs")
+    init_certs(["coordinator", "analyst", *NAMES], certs)
+    state = tmp_path_factory.mktemp("state")
+    ledgers = {n: PrivacyLedger(state / f"{n}.db", "values", 50.0) for n in [*NAMES, "coordinator"]}
+    cluster = await make_cluster(
+        certs, data={p: {"value": [v]} for p, v in VALUES.items()}, policy=POLICY, ledgers=ledgers
+    )
+    yield cluster, ledgers
+    await cluster.close()
+
+
+async def ask(cluster, parties, quorum, epsilon=None):
+    return await cluster.query(
+        "sum", column="value", bounds=(0, 1000), parties=parties, quorum=quorum, epsilon=epsilon, timeout=TIMEOUT
+    )
+
+
+class Fault:
+    """Makes a party node misbehave at one of its many-party messages (by its link kind): ``kill`` cuts the
+    node off (its server stops, its links close) after sending the message (``after``) or instead of it;
+    ``delay`` sends it that many seconds late; ``rewrite`` changes it before it goes."""
+
+    def __init__(self, cluster, party, kind, action, after=False, delay=0.0, rewrite=None):
+        self.cluster, self.party, self.kind, self.action = cluster, party, kind, action
+        self.after, self.delay, self.rewrite = after, delay, rewrite
+        self.node = cluster.nodes[party]
+        self.dead = False
+        self._send = self.node.link.send
+        self.node.link.send = self.send
+        self.fired = asyncio.Event()
+
+    async def send(self, peer, session, round, kind, payload):
+        if self.dead:
+            raise LinkError(peer, "the node was killed")
+        if self.rewrite is not None and kind.startswith("many/") and kind != many_party.PROPOSE:
+            payload = many_party.encode(self.rewrite(many_party.decode(bytes(payload))))
+        if kind != self.kind:
+            return await self._send(peer, session, round, kind, payload)
+        self.fired.set()
+        if self.action == "delay":
+            await asyncio.sleep(self.delay)
+            return await self._send(peer, session, round, kind, payload)
+        if self.after:
+            await self._send(peer, session, round, kind, payload)
+        await self.kill()
+        raise LinkError(peer, "the node was killed")
+
+    async def kill(self):
+        if not self.dead:
+            self.dead = True
+            await self.cluster.servers[self.party].stop(None)
+            await self.node.link.close()
+
+
+async def test_everyone_counted_when_nobody_drops(nodes):
+    cluster, _ = nodes
+    parties = NAMES[:5]
+    result = await ask(cluster, parties, quorum=4)
+    assert result.value == sum(VALUES[p] for p in parties)
+    assert result.parties == tuple(parties) and result.dropped == () and result.quorum == 4
+    assert "counted 5 of 5 parties (quorum 4)" in result.to_text()
+
+
+async def test_parties_killed_at_every_phase_the_release_is_the_sum_of_the_counted(nodes):
+    """p06 dies after accepting, p07 after sending its keys (before reporting), p08 once rostered (before its
+    masked input), p09 after its masked input (counted: its neighbours reveal its self-mask seed), p10 as it
+    reveals (counted). The release is exactly the sum over the parties it names."""
+    cluster, _ = nodes
+    parties = NAMES[:10]
+    faults = [
+        Fault(cluster, "p06", "many/answer", "kill", after=True),
+        Fault(cluster, "p07", "many/report", "kill"),
+        Fault(cluster, "p08", "many/masked", "kill"),
+        Fault(cluster, "p09", "many/masked", "kill", after=True),
+        Fault(cluster, "p10", "many/reveal", "kill"),
+    ]
+    result = await ask(cluster, parties, quorum=5)
+    assert all(f.fired.is_set() for f in faults)
+    counted = [p for p in parties if p not in ("p06", "p07", "p08")]
+    assert result.parties == tuple(counted) and result.dropped == ("p06", "p07", "p08")
+    assert result.value == sum(VALUES[p] for p in counted)
+    assert "dropped: p06, p07, p08" in result.to_text()
+
+
+async def test_below_the_quorum_the_query_aborts_and_every_reservation_is_freed(nodes):
+    cluster, ledgers = nodes
+    parties = NAMES[10:14]
+    Fault(cluster, "p14", "many/answer", "kill", after=True)
+    with pytest.raises(QueryError) as info:
+        await ask(cluster, parties, quorum=4, epsilon=1.0)
+    assert info.value.code == grpc.StatusCode.ABORTED
+    assert "only 3 of 4 parties exchanged keys with their neighbours; the query's quorum is 4" in info.value.details
+    for _ in range(100):  # the parties free their reservations as the coordinator's abort reaches them
+        if not any(ledgers[p].reserved() for p in [*parties[:3], "coordinator"]):
+            break
+        await asyncio.sleep(0.05)
+    for name in [*parties[:3], "coordinator"]:
+        assert ledgers[name].reserved() == {} and ledgers[name].spent().epsilon == 0, name
+
+
+async def test_a_dp_release_restates_epsilon_for_the_counted_and_charges_the_worst_case(nodes):
+    cluster, ledgers = nodes
+    parties = [*NAMES[10:13], "p15", "p16"]
+    Fault(cluster, "p16", "many/report", "kill")
+    result = await ask(cluster, parties, quorum=4, epsilon=1.0)
+    assert result.parties == (*NAMES[10:13], "p15") and result.dropped == ("p16",)
+    spec = QuerySpec("sum", tuple(parties), bounds=(0, 1000), epsilon=1.0, max_records=10)
+    restated = survivor_loss(spec, 4).epsilon_delta(spec.delta)[0]
+    assert result.epsilon > 1.0 and math.isclose(result.epsilon, restated)
+    worst = MaskedQuery.of(spec, 4).charge.epsilon_delta()[0]
+    for name in [*result.parties, "coordinator"]:
+        assert math.isclose(ledgers[name].spent().epsilon, worst) and ledgers[name].reserved() == {}, name
+    error = abs(result.value - sum(VALUES[p] for p in result.parties))
+    assert error < 10 * result.noise_std["sum"]  # noise, not a mask left in (that would be ~2^64 / 2^16 off)
+
+
+async def test_a_party_impersonating_another_is_refused(nodes):
+    """p17 signs every many-party message it sends with p18's name (its answer, keys, report, masked
+    input, reveal). The coordinator and the other parties go by the link's certificate, so all of it is
+    dropped: p17 counts as dropped, p18 (honest) is counted once, with its own input only."""
+    cluster, _ = nodes
+    parties = NAMES[16:20]
+
+    def as_p18(msg):
+        fields = {"party": "p18"} if hasattr(msg, "party") else {"sender": "p18"} if hasattr(msg, "sender") else {}
+        return type(msg)(**{**msg.__dict__, **fields})
+
+    Fault(cluster, "p17", "none", "none", rewrite=as_p18)
+    result = await ask(cluster, parties, quorum=3)
+    assert result.parties == ("p18", "p19", "p20") and result.dropped == ("p17",)
+    assert result.value == sum(VALUES[p] for p in result.parties)
+
+
+async def test_a_late_masked_input_is_not_added(nodes):
+    """p15's masked input leaves after the round closed (two round timers late): the coordinator refuses it
+    and releases the sum of the others; p15 still helps unmask them."""
+    cluster, _ = nodes
+    parties = [*NAMES[:5], "p15"]
+    Fault(cluster, "p15", "many/masked", "delay", delay=1.2)
+    result = await ask(cluster, parties, quorum=5)
+    assert result.parties == tuple(NAMES[:5]) and result.dropped == ("p15",)
+    assert result.value == sum(VALUES[p] for p in NAMES[:5])
+
+
+async def test_a_quorum_no_graph_can_keep_is_refused_before_anyone_is_asked(nodes):
+    cluster, _ = nodes
+    with pytest.raises(QueryError) as info:
+        await ask(cluster, NAMES[:3], quorum=1)
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT and "quorum" in info.value.details
+
+
+async def test_mpcdp_query_quorum_prints_the_counted_parties(nodes, tmp_path):
+    import json
+
+    cluster, _ = nodes
+    fed = cluster.federation
+    lines = ["[federation]", 'name = "test"', f'certs = "{fed.certs}"', "[policy]", "allow_exact = true"]
+    for node in fed.nodes:
+        lines += ["[[node]]", f'name = "{node.name}"', f"roles = {json.dumps(list(node.roles))}"]
+        if node.address:
+            lines.append(f'address = "{node.address}"')
+    path = tmp_path / "federation.toml"
+    path.write_text("\n".join(lines) + "\n")
+    parties = ",".join(NAMES[:4])
+    args = ["--federation", str(path), "--statistic", "sum", "--column", "value", "--bounds", "0,1000"]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.cli",
+        "query",
+        *args,
+        "--parties",
+        parties,
+        "--quorum",
+        "3",
+        "--json",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    doc = json.loads(out)
+    assert doc["parties"] == NAMES[:4] and doc["dropped"] == [] and doc["quorum"] == 3
+    assert doc["result"]["sum"] == sum(VALUES[p] for p in NAMES[:4])
