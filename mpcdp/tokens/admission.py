@@ -18,14 +18,11 @@ transaction that stores the report. Same guarantee as the signature: only the is
 from __future__ import annotations
 
 import hashlib
-import struct
 from dataclasses import dataclass
-from functools import cached_property
 
 from mpcdp.prg import RandomSource
 from mpcdp.tokens.errors import InvalidToken
 from mpcdp.tokens.privacy_pass import (
-    TOKEN_TYPE,
     IssuerPublicKey,
     PendingToken,
     Token,
@@ -56,20 +53,12 @@ class SurveyAdmission:
     def origin_info(self) -> bytes:
         return ",".join(self.aggregators).encode()
 
-    @cached_property
-    def _around(self) -> tuple[bytes, bytes]:
-        """The encoded challenge before and after its redemption context (the same for every submission)."""
-        TokenChallenge(self.issuer_name, bytes(32), self.origin_info)  # checks the sizes once
-        head = struct.pack(">HH", TOKEN_TYPE, len(self.issuer_name)) + self.issuer_name + bytes([32])
-        return head, struct.pack(">H", len(self.origin_info)) + self.origin_info
-
     def challenge(self, submission_id: bytes) -> bytes:
-        """The encoded TokenChallenge a token for ``submission_id`` is issued under
-        (``TokenChallenge.bound(issuer_name, origin_info, label ‖ digest ‖ id).encode()``)."""
+        """The encoded TokenChallenge a token for ``submission_id`` is issued under."""
         if len(submission_id) != SUBMISSION_ID_BYTES:
             raise InvalidToken(f"a submission id is {SUBMISSION_ID_BYTES} bytes")
-        head, tail = self._around
-        return head + hashlib.sha256(CONTEXT_LABEL + self.survey_digest + bytes(submission_id)).digest() + tail
+        binding = CONTEXT_LABEL + self.survey_digest + bytes(submission_id)
+        return TokenChallenge.bound(self.issuer_name, self.origin_info, binding).encode()
 
     def request(self, submission_id: bytes, rng: RandomSource) -> tuple[bytes, PendingToken]:
         """The respondent's TokenRequest for ``submission_id`` and what finalizes its answer."""
@@ -83,13 +72,6 @@ class SurveyAdmission:
         """Whether a verified token was issued for ``submission_id`` of this survey."""
         return token.challenge_digest == hashlib.sha256(self.challenge(submission_id)).digest()
 
-    def check(self, token: bytes, submission_id: bytes) -> bytes:
-        """Verify ``token`` for ``submission_id``; its spent-set key (SHA-256 of the token input), or raise."""
-        decoded = self.verify(token)
-        if not self.bound_to(decoded, submission_id):
-            raise InvalidToken("this token was issued for another submission or survey")
-        return token_hash(decoded)
-
 
 @dataclass(frozen=True)
 class CheckedToken:
@@ -102,7 +84,8 @@ class CheckedToken:
 
 def check_batch(admission: SurveyAdmission, items: list[tuple[bytes, bytes]]) -> list[CheckedToken]:
     """Verify the tokens of (submission id, token) pairs (CPU only, no state): raises InvalidToken for
-    the first token that is malformed, from another issuer key, or forged."""
+    the first token that is malformed, from another issuer key, or forged; a token issued for another
+    submission or survey verifies but comes back not ``bound`` (the caller refuses it and counts it)."""
     out = []
     for submission_id, token in items:
         decoded = admission.verify(token)

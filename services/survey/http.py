@@ -391,9 +391,9 @@ class SurveyHttp:
             if token is None:
                 await self._refused(survey.id, "token-missing")
                 raise HttpError(401, "token_missing", f"survey {survey.id!r} admits respondents by token only")
-            if len(report) != self.store.report_size(survey.id):
+            size = self.store.report_size(survey.id)  # checked before the token and the group commit it would fail
+            if len(report) != size:
                 await self._refused(survey.id, "malformed")
-                size = self.store.report_size(survey.id)
                 raise HttpError(400, "malformed", f"this aggregator's reports of survey {survey.id!r} are {size} bytes")
             checked = await self._check_token(survey, sid, token)
             assert self.intake is not None  # this route exists only with a store
