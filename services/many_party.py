@@ -38,7 +38,6 @@ import logging
 import math
 import time
 import weakref
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -79,6 +78,14 @@ class Answer:
 @dataclass(frozen=True)
 class Abort:
     """Coordinator to party: the session ended without a release."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Lost:
+    """Not sent by anyone: a network's notice to its driver that the link to the (reported) sender broke or
+    the sender cannot be reached; the driver stops waiting for it."""
 
     reason: str
 
@@ -249,6 +256,7 @@ class PartyDriver:
         self.clock = clock
         self.me = session.me
         self.ignored: list[str] = []
+        self.lost: set[str] = set()  # neighbours whose link broke: not waited for
 
     def _gone(self, phase: str) -> bool:
         if self.stop == phase:
@@ -291,7 +299,8 @@ class PartyDriver:
                     s.abort()
                     return
             else:  # report when every neighbour's keys are in, or none came for a while
-                got = await net.next(me, self._wait(self.round_timeout)) if s.missing else None
+                waiting = [p for p in s.missing if p not in self.lost]
+                got = await net.next(me, self._wait(self.round_timeout)) if waiting else None
                 if got is None:
                     if self._gone("report"):
                         return
@@ -302,6 +311,9 @@ class PartyDriver:
                     reported = True
                     continue
             sender, msg = got
+            if isinstance(msg, Lost):
+                self.lost.add(sender)
+                continue
             if isinstance(msg, KeyShares):
                 if msg.sender != sender:
                     self.ignored.append(f"keys from {sender} claiming to come from {msg.sender}")
@@ -370,10 +382,11 @@ class CoordinatorDriver:
         self.clock = clock
         self.late: list[str] = []
         self.rejected: list[tuple[str, str]] = []  # (sender, why its message was dropped)
+        self.lost: dict[str, str] = {}  # parties whose link broke (not waited for) -> why
 
     async def _round(self, pending: Callable[[], list[str]], handle: Callable[[str, object], None], idle: float):
-        """Handle messages until nobody is pending or none came for ``idle`` seconds."""
-        while pending():
+        """Handle messages until nobody is pending (but parties whose link broke) or none came for ``idle`` seconds."""
+        while [p for p in pending() if p not in self.lost]:
             left = _left(self.query.spec.deadline, self.clock)
             if left <= 0:
                 raise ProtocolError(
@@ -387,6 +400,9 @@ class CoordinatorDriver:
                     return
                 continue  # the deadline: the check above says so
             sender, msg = got
+            if isinstance(msg, Lost):
+                self.lost.setdefault(sender, msg.reason)
+                continue
             if isinstance(msg, MaskedInput) and self.session.state != "collecting-inputs":
                 self.late.append(sender)  # after the cut: refused, never added
                 continue
@@ -453,6 +469,7 @@ class CoordinatorDriver:
         """Refusals and dropped messages, for an abort's message."""
         notes = [f"{p} refused: {r}" for p, r in sorted(self.session.refused.items())[:5]]
         notes += [f"{p}: {r}" for p, r in self.rejected[:5]]
+        notes += [f"lost {p}: {r}" for p, r in sorted(self.lost.items())[:5]]
         return f" ({'; '.join(notes)})" if notes else ""
 
 
@@ -466,8 +483,10 @@ def round_timer(deadline: float, clock: Callable[[], float] = time.time) -> floa
 
 
 class HubNetwork:
-    """One session's messages over a node's :class:`services.link.Hub`: a pushed kind per message type,
-    the sender the link's certificate name; sends to each peer go out in order, one after the other."""
+    """One session's messages over a node's :class:`services.link.Hub`: a pushed kind per message type, the
+    sender the link's certificate name, messages to one peer written in order (``Hub.post``). A peer whose
+    link broke or who cannot be reached is reported to the driver as a :class:`Lost` notice, so a round
+    stops waiting for it at once instead of at its timer."""
 
     def __init__(self, hub: Any, session: bytes):
         self.hub = hub
@@ -475,8 +494,7 @@ class HubNetwork:
         self.gone: set[str] = set()
         self.inbox: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
         self.failed: dict[str, str] = {}  # peer -> why a message to it could not be sent
-        self._out: dict[str, deque[tuple[str, bytes]]] = {}
-        self._pumps: dict[str, asyncio.Task[None]] = {}
+        self._posted: set[asyncio.Future[None]] = set()
 
     def send(self, sender: str, recipient: str, msg: object) -> None:
         if sender in self.gone:
@@ -484,26 +502,28 @@ class HubNetwork:
         self.send_raw(recipient, KINDS[type(msg)], encode(msg))
 
     def send_raw(self, recipient: str, kind: str, data: bytes) -> None:
-        if recipient in self.failed:
-            return
-        self._out.setdefault(recipient, deque()).append((kind, data))
-        if recipient not in self._pumps:
-            self._pumps[recipient] = asyncio.ensure_future(self._pump(recipient))
-
-    async def _pump(self, peer: str) -> None:
         from services.link import LinkError
 
-        queue = self._out[peer]
+        if recipient in self.failed:
+            return
         try:
-            while queue:
-                kind, data = queue.popleft()
-                try:
-                    await self.hub.send(peer, self.session, 0, kind, data)
-                except LinkError as exc:  # the peer is gone: later messages to it are dropped too
-                    self.failed[peer] = str(exc)
-                    queue.clear()
-        finally:
-            self._pumps.pop(peer, None)
+            posted = self.hub.post(recipient, self.session, 0, kind, data)
+        except LinkError as exc:
+            self.lost(recipient, str(exc))
+            return
+        self._posted.add(posted)
+        posted.add_done_callback(lambda done: self._written(recipient, done))
+
+    def _written(self, peer: str, done: asyncio.Future[None]) -> None:
+        self._posted.discard(done)
+        if not done.cancelled() and done.exception() is not None:
+            self.lost(peer, str(done.exception()))
+
+    def lost(self, peer: str, reason: str) -> None:
+        """``peer`` cannot be reached or its link broke: later messages to it are dropped; the driver is told."""
+        if peer not in self.failed:
+            self.failed[peer] = reason
+            self.deliver(peer, Lost(reason))
 
     def deliver(self, peer: str, msg: object) -> None:
         self.inbox.put_nowait((peer, msg))
@@ -519,13 +539,9 @@ class HubNetwork:
             return None
 
     async def drain(self, timeout: float) -> None:
-        """Wait until every queued message was handed to the link (or ``timeout``)."""
-        if self._pumps:
-            await asyncio.wait(list(self._pumps.values()), timeout=max(timeout, 0.001))
-
-    def close(self) -> None:
-        for task in list(self._pumps.values()):
-            task.cancel()
+        """Wait until every message posted was written to its link (or ``timeout``)."""
+        if self._posted:
+            await asyncio.wait(list(self._posted), timeout=max(timeout, 0.001))
 
 
 class Router:
@@ -543,6 +559,7 @@ class Router:
         self._held = 0
         for kind in KINDS.values():
             hub.on(kind, self._on_message)
+        hub.on_drop(self._dropped)
         if on_propose is not None:
             hub.on(PROPOSE, lambda peer, sid, _round, payload: on_propose(peer, sid, payload))
 
@@ -555,11 +572,13 @@ class Router:
         return net
 
     def close(self, session: bytes) -> None:
-        net = self.live.pop(session, None)
-        if net is not None:
-            net.close()
+        self.live.pop(session, None)
         self._held -= len(self._early.pop(session, []))
         self.hub.close_session(session)  # later frames of the session are ignored
+
+    def _dropped(self, peer: str, error: Exception) -> None:
+        for net in self.live.values():
+            net.lost(peer, str(error))
 
     def _on_message(self, peer: str, session: bytes, _round: int, payload: memoryview) -> None:
         try:

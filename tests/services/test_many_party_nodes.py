@@ -52,33 +52,45 @@ async def ask(cluster, parties, quorum, epsilon=None):
 
 class Fault:
     """Makes a party node misbehave at one of its many-party messages (by its link kind): ``kill`` cuts the
-    node off (its server stops, its links close) after sending the message (``after``) or instead of it;
-    ``delay`` sends it that many seconds late; ``rewrite`` changes it before it goes."""
+    node off (its server stops, its links close) after the message was written (``after``) or instead of
+    sending it; ``silence`` sends neither it nor any later many-party message, the links staying up (a hung
+    party: only the round timers notice); ``delay`` sends it that many seconds late; ``rewrite`` changes every
+    message before it goes."""
 
     def __init__(self, cluster, party, kind, action, after=False, delay=0.0, rewrite=None):
         self.cluster, self.party, self.kind, self.action = cluster, party, kind, action
         self.after, self.delay, self.rewrite = after, delay, rewrite
         self.node = cluster.nodes[party]
         self.dead = False
-        self._send = self.node.link.send
-        self.node.link.send = self.send
+        self._post = self.node.link.post
+        self.node.link.post = self.post
         self.fired = asyncio.Event()
 
-    async def send(self, peer, session, round, kind, payload):
+    def post(self, peer, session, round, kind, payload):
         if self.dead:
             raise LinkError(peer, "the node was killed")
         if self.rewrite is not None and kind.startswith("many/") and kind != many_party.PROPOSE:
             payload = many_party.encode(self.rewrite(many_party.decode(bytes(payload))))
+        if kind == self.kind:
+            self.fired.set()
+        if self.action == "silence" and self.fired.is_set():
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
         if kind != self.kind:
-            return await self._send(peer, session, round, kind, payload)
-        self.fired.set()
+            return self._post(peer, session, round, kind, payload)
+        done = asyncio.get_running_loop().create_future()
+        self.acting = asyncio.ensure_future(self._act(done, peer, session, round, kind, payload))
+        return done
+
+    async def _act(self, done, peer, session, round, kind, payload):
         if self.action == "delay":
             await asyncio.sleep(self.delay)
-            return await self._send(peer, session, round, kind, payload)
-        if self.after:
-            await self._send(peer, session, round, kind, payload)
-        await self.kill()
-        raise LinkError(peer, "the node was killed")
+        if self.action == "delay" or self.after:
+            await self._post(peer, session, round, kind, payload)
+        if self.action == "kill":
+            await self.kill()
+        done.set_result(None)
 
     async def kill(self):
         if not self.dead:
@@ -110,7 +122,7 @@ async def test_parties_killed_at_every_phase_the_release_is_the_sum_of_the_count
         Fault(cluster, "p10", "many/reveal", "kill"),
     ]
     result = await ask(cluster, parties, quorum=5)
-    assert all(f.fired.is_set() for f in faults)
+    assert [f.party for f in faults if not f.fired.is_set()] == [], result
     counted = [p for p in parties if p not in ("p06", "p07", "p08")]
     assert result.parties == tuple(counted) and result.dropped == ("p06", "p07", "p08")
     assert result.value == sum(VALUES[p] for p in counted)
@@ -164,6 +176,19 @@ async def test_a_party_impersonating_another_is_refused(nodes):
     result = await ask(cluster, parties, quorum=3)
     assert result.parties == ("p18", "p19", "p20") and result.dropped == ("p17",)
     assert result.value == sum(VALUES[p] for p in result.parties)
+
+
+async def test_a_hung_party_only_makes_the_rounds_wait_for_their_timers(nodes):
+    """p20 answers and then sends nothing, its links staying up: the parties report when their round timer
+    runs out, the coordinator closes the key round on its timer, and the release leaves p20 out."""
+    cluster, _ = nodes
+    parties = ["p18", "p19", "p20", "p01", "p02"]
+    Fault(cluster, "p20", "many/keys", "silence")
+    started = asyncio.get_running_loop().time()
+    result = await ask(cluster, parties, quorum=4)
+    assert result.parties == ("p18", "p19", "p01", "p02") and result.dropped == ("p20",)
+    assert result.value == sum(VALUES[p] for p in result.parties)
+    assert asyncio.get_running_loop().time() - started < TIMEOUT  # a few round timers of ~TIMEOUT / 8
 
 
 async def test_a_late_masked_input_is_not_added(nodes):
