@@ -41,6 +41,7 @@ from google.protobuf.message import DecodeError
 from mpcdp.protocol import CoordinatorSession, PartialSum, ProtocolError, QuerySpec, Response, SpecError, Status
 from services import audit, convert, releases, server
 from services.channels import Channels
+from services.deadlines import DEFAULT_TIMEOUT, SEND_TIMEOUT
 from services.federation import Federation
 from services.ledgers import public_refusal
 from services.link import Hub, LinkError
@@ -50,11 +51,9 @@ from services.wire.mpcdp.v1 import federation_pb2 as pb
 from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
 
 log = logging.getLogger("mpcdp.coordinator")
-DEFAULT_TIMEOUT = 30.0
 DEFAULT_CONFIDENCE = 0.95
 ABORT_GRACE = 2.0  # seconds to wait for each party to confirm an abort
 SESSION_HEADER = "mpcdp-session-id"
-SEND_TIMEOUT = 60.0  # seconds an analyst may leave a release part unread before the call is closed
 MAX_REASON = 500  # characters of a party's abort reason passed on
 
 

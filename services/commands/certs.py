@@ -12,9 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from services import federation as fed
 from services.commands import Formatter, examples
-from services.tls import init_certs
 
 FEDERATION = "examples/engineers/federation.toml"
 SURVEY = "examples/election_poll.toml"
@@ -23,6 +21,8 @@ SURVEY = "examples/election_poll.toml"
 def _members(args) -> tuple[str, list[str], Path]:
     """(CA name, node names, default output folder) of the federation or survey file."""
     if args.federation:
+        from services import federation as fed
+
         federation = fed.load(args.federation)
         return f"{federation.name} CA", list(federation.names()), federation.certs
     from mpcdp.survey.definition import read_survey
@@ -38,6 +38,8 @@ def _members(args) -> tuple[str, list[str], Path]:
 
 def run_init(args) -> int:
     from mpcdp.survey.definition import SurveyError
+    from services import federation as fed
+    from services.tls import init_certs
 
     try:
         ca_name, names, default_out = _members(args)

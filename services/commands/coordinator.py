@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import sys
 
-from services import federation as fed
 from services.commands import Formatter, add_federation_node_arguments, examples, node_identity, positive, serve_node
-from services.coordinator_node import DEFAULT_TIMEOUT, SEND_TIMEOUT, CoordinatorNode
-from services.ledgers import ledger_for
-from services.releases import ReleaseStore
-from services.tls import Identity
+from services.deadlines import DEFAULT_TIMEOUT, SEND_TIMEOUT
 
 
 def run(args) -> int:
+    # Imported here, not above: `mpcdp --help` and `mpcdp coordinator --help` need none of them (scipy, pydantic).
+    from services import federation as fed
+    from services.coordinator_node import CoordinatorNode
+    from services.ledgers import ledger_for
+    from services.releases import ReleaseStore
+    from services.tls import Identity
+
     try:
         federation = fed.load(args.federation)
         node = federation.coordinator()

@@ -27,10 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mpcdp.prg import Prg
-from services.analyst import QueryError
 from services.commands import Formatter, examples
-from services.simulation import LocalFederation
 
 RAISES = {"alice": 3800, "bob": 2514, "carol": 2982, "dave": 3390}
 BOUNDS = (0, 10_000)
@@ -40,6 +37,8 @@ COMPANY_SIZE = 2_500
 
 def synthetic_raises(company: str, n: int):
     """Reproducible made-up raises in [1000, 6000) for the larger demo (data, not noise)."""
+    from mpcdp.prg import Prg
+
     return (1000 + Prg.from_int(sum(company.encode()), "demo-data").uint64(n) % 5000).astype(float)
 
 
@@ -59,6 +58,8 @@ class ComparisonDemo:
     options: dict[str, Any] = field(default_factory=dict)
 
     def __call__(self, args) -> int:
+        from services.simulation import LocalFederation
+
         print(self.story + "\n")
         with LocalFederation(self.records, column=self.column, allow_exact_nonlinear=True) as fed:
             result = fed.query(self.statistic, **self.options)
@@ -100,6 +101,8 @@ vickrey = ComparisonDemo(
 
 
 def run(args) -> int:
+    from services.analyst import QueryError  # here, not above: `mpcdp --help` needs no analyst (grpc, scipy)
+
     try:
         return DEMOS[args.which](args)
     except (QueryError, RuntimeError) as exc:
@@ -108,6 +111,9 @@ def run(args) -> int:
 
 
 def raises(args) -> int:
+    from services.analyst import QueryError
+    from services.simulation import LocalFederation
+
     print("Four engineers each hold a private raise; they want only the average.")
     print("Each encodes its raise in Z_2^64, splits it into 4 additive shares (3 sent as 32-byte PRG seeds),")
     print("keeps one, sends the others to its peers over mutual TLS, and reports only the sum of the")

@@ -15,16 +15,17 @@ columns or counts. Runs until Ctrl-C or SIGTERM.
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
-from services import federation as fed
 from services.commands import Formatter, add_federation_node_arguments, examples, node_identity, serve_node
-from services.data import DataError, Table
-from services.ledgers import SessionLog, ledger_for
-from services.party_node import PartyNode
-from services.tls import Identity
+
+if TYPE_CHECKING:
+    from services.data import Table
 
 
 def _table(args, node) -> Table:
+    from services.data import DataError, Table
+
     if args.values is not None:
         values = [v for v in args.values.split(",") if v != ""]
         return Table({args.column: values}, "values given on the command line")
@@ -34,6 +35,13 @@ def _table(args, node) -> Table:
 
 
 def run(args) -> int:
+    # Imported here, not above: `mpcdp --help` and `mpcdp party --help` need none of them (pydantic, grpc, scipy).
+    from services import federation as fed
+    from services.data import DataError
+    from services.ledgers import SessionLog, ledger_for
+    from services.party_node import PartyNode
+    from services.tls import Identity
+
     try:
         federation = fed.load(args.federation)
         node = federation.node(args.id)

@@ -1,0 +1,4 @@
+"""How long a coordinator's sessions and answers may take: defaults a command line shows without loading the node."""
+
+DEFAULT_TIMEOUT = 30.0  # seconds a session may last when its query gives no deadline
+SEND_TIMEOUT = 60.0  # seconds an analyst may leave a release part unread before the call is closed
