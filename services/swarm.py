@@ -244,6 +244,7 @@ def to_text(doc: dict[str, Any]) -> str:
 # -- across processes: parties spread over worker processes, messages over the links ------------------------
 
 LINK_KIND = "swarm"  # the link message kind of a batch of many-party messages
+BYE = "swarm/bye"  # the coordinator to each worker: the query is over, its links may close
 DIAL_ATTEMPTS = 100  # 0.2 s apart: how long a process waits for another to start listening
 
 
@@ -258,7 +259,7 @@ class LinkNetwork(LocalNetwork):
         self.host_of = dict(host_of)
         self._out: dict[str, list[bytes]] = {}
         self._wake: dict[str, asyncio.Event] = {}
-        self._seq_out: dict[str, int] = {}
+        self._idle: dict[str, asyncio.Event] = {}  # set while nothing is queued for or being sent to a host
         self._tasks: list[asyncio.Task[None]] = []
         self.failed: list[str] = []
 
@@ -267,6 +268,8 @@ class LinkNetwork(LocalNetwork):
         for host in hosts:
             self._out[host] = []
             self._wake[host] = asyncio.Event()
+            self._idle[host] = asyncio.Event()
+            self._idle[host].set()
             self._tasks.append(asyncio.ensure_future(self._sender(host)))
             self._tasks.append(asyncio.ensure_future(self._receiver(host)))
 
@@ -280,6 +283,7 @@ class LinkNetwork(LocalNetwork):
         size = payload_bytes(msg)
         self.sent[sender] += size
         self._out[host].append(pack(sender.encode(), recipient.encode(), encode(msg)))
+        self._idle[host].clear()
         self._wake[host].set()
 
     async def _sender(self, host: str) -> None:
@@ -290,19 +294,21 @@ class LinkNetwork(LocalNetwork):
             await self._wake[host].wait()
             self._wake[host].clear()
             batch, self._out[host] = self._out[host], []
-            if not batch:
-                continue
-            payload = pack(*batch)
-            for attempt in range(DIAL_ATTEMPTS):  # a process that is still starting refuses connections
-                try:
-                    await self.hub.send(host, self.session, seq, LINK_KIND, payload)
-                    break
-                except LinkError as exc:
-                    if attempt == DIAL_ATTEMPTS - 1:
-                        self.failed.append(str(exc))
-                        return
-                    await asyncio.sleep(0.2)
-            seq += 1
+            if batch:
+                payload = pack(*batch)
+                for attempt in range(DIAL_ATTEMPTS):  # a process that is still starting refuses connections
+                    try:
+                        await self.hub.send(host, self.session, seq, LINK_KIND, payload)
+                        break
+                    except LinkError as exc:
+                        if attempt == DIAL_ATTEMPTS - 1:
+                            self.failed.append(str(exc))
+                            self._idle[host].set()  # nothing more will leave: do not hold up a flush
+                            return
+                        await asyncio.sleep(0.2)
+                seq += 1
+            if not self._out[host]:
+                self._idle[host].set()
 
     async def _receiver(self, host: str) -> None:
         from services.link import LinkError
@@ -330,11 +336,9 @@ class LinkNetwork(LocalNetwork):
                     self.inbox[target].put_nowait((name, msg))
 
     async def flush(self, timeout: float = 5.0) -> None:
-        """Wait until every queued message left (or ``timeout``)."""
-        until = time.monotonic() + timeout
-        while any(self._out.values()) and time.monotonic() < until:
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.05)
+        """Wait until every queued message was written to its link (or ``timeout``)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(idle.wait() for idle in self._idle.values())), timeout)
 
     def close(self) -> None:
         for t in self._tasks:
@@ -372,6 +376,8 @@ async def _worker(config_path: str) -> int:
     import sys
     from pathlib import Path
 
+    from services.link import LinkError
+
     config = json.loads(Path(config_path).read_text())
     data = json.loads(Path(config["data"]).read_text())
     me = config["name"]
@@ -395,7 +401,8 @@ async def _worker(config_path: str) -> int:
         print(f"{me}: a party stopped: {exc!r}", file=sys.stderr, flush=True)
     await net.flush()
     print(json.dumps({"sent": dict(net.sent), "received": dict(net.received), "cpu": time.process_time()}), flush=True)
-    await asyncio.sleep(0.5)  # let the coordinator read the last batch before the link closes
+    with contextlib.suppress(LinkError, TimeoutError):  # the coordinator has read what it needs: links may close
+        await hub.receive(COORDINATOR, spec.session_id, 0, BYE, timeout=config["timeout"])
     net.close()
     await hub.close()
     await server.stop(None)
@@ -424,6 +431,7 @@ async def run_across_processes(
     import numpy as np
 
     from services.launch import Processes, reserve_ports
+    from services.link import LinkError
     from services.tls import Identity, init_certs
 
     spec = query.spec
@@ -475,7 +483,10 @@ async def run_across_processes(
             except ProtocolError as exc:
                 release, error = None, str(exc)
                 coordinator.abort(error)
-                await net.flush()
+            await net.flush()
+            for host in hosts:  # the workers close their links only once the coordinator is done
+                with contextlib.suppress(LinkError):
+                    await hub.send(host, spec.session_id, 0, BYE, b"")
             seconds = time.perf_counter() - start
             if release is None and net.failed:
                 error += f" (links: {'; '.join(net.failed[:3])})"
