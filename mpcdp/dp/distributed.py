@@ -33,7 +33,6 @@ from fractions import Fraction
 from typing import Protocol
 
 import numpy as np
-from scipy.special import gammaln
 
 from ..prg import RandomSource
 from . import approximate
@@ -116,6 +115,8 @@ class DistributedDiscreteLaplace:
             return None
         r = honest / (self.n_nodes - self.colluders)
         d = self.sensitivity
+        from scipy.special import gammaln  # here: importing scipy costs every command line 0.4 s
+
         extra = 0.0 if r >= 1 else float(gammaln(d + 1) + gammaln(r) - gammaln(d + r))
         return PrivacyLoss.pure(Fraction(d / self._b + extra), relation)
 
