@@ -29,6 +29,7 @@ passed on as that party's claim, naming it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
@@ -89,6 +90,12 @@ class _Run:
         waiter = self.confirming.get(party)
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+
+def _unconfirmable(run: _Run, party: str, sent: asyncio.Future) -> None:
+    """An abort that could not be written: nobody there to confirm it."""
+    if sent.cancelled() or sent.exception() is not None:
+        run.confirmed(party)
 
 
 def _printable(text: str) -> str:
@@ -320,9 +327,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         try:
             propose = pb.Propose(spec=convert.spec_to_proto(spec), start=True).SerializeToString()
             for p in spec.parties:
-                self.link.post(p, sid, 0, PROPOSE, propose).add_done_callback(
-                    lambda sent, p=p: self._unsent(run, p, sent)
-                )
+                self.link.post(p, sid, 0, PROPOSE, propose).add_done_callback(functools.partial(self._unsent, run, p))
             try:
                 async with asyncio.timeout(max(spec.deadline - self._clock(), 0.0)):
                     await asyncio.shield(run.outcome)
@@ -350,8 +355,9 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
 
     def _unsent(self, run: _Run, party: str, sent: asyncio.Future) -> None:
         """A message to ``party`` that could not be written: the session fails, naming it."""
-        if not sent.cancelled() and isinstance(sent.exception(), LinkError):
-            self._lost(run, party, sent.exception())
+        error = None if sent.cancelled() else sent.exception()
+        if isinstance(error, LinkError):
+            self._lost(run, party, error)
 
     def _lost(self, run: _Run, party: str, error: LinkError) -> None:
         run.confirmed(party)  # nobody there to confirm an abort
@@ -379,7 +385,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         if run is None or run.outcome.done():
             return
         try:
-            r = pb.ProposeResponse.FromString(payload)
+            r = pb.ProposeResponse.FromString(bytes(payload))
         except DecodeError:
             return run.fail(SessionFailed(grpc.StatusCode.INVALID_ARGUMENT, f"{peer}'s answer does not decode", peer))
         if r.party and r.party != peer:
@@ -403,7 +409,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             run.waiting.append(peer)
         if run.session.state == "collecting-sums":  # every party accepted
             for p in run.waiting:
-                self.link.post(p, sid, 0, START, b"").add_done_callback(lambda sent, p=p: self._unsent(run, p, sent))
+                self.link.post(p, sid, 0, START, b"").add_done_callback(functools.partial(self._unsent, run, p))
             for p, early in list(run.early.items()):
                 self._fold(run, p, early)
 
@@ -439,7 +445,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         if run.outcome.done():
             return
         try:
-            abort = pb.Abort.FromString(payload)
+            abort = pb.Abort.FromString(bytes(payload))
         except DecodeError:
             abort = pb.Abort()
         run.fail(SessionFailed(grpc.StatusCode.ABORTED, claimed_abort(peer, abort.reason, abort.culprit), peer))
@@ -457,8 +463,6 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         for p in run.spec.parties:
             if p not in run.closed:
                 run.confirming[p] = asyncio.get_running_loop().create_future()
-                self.link.post(p, sid, 0, ABORT, abort).add_done_callback(
-                    lambda sent, p=p: run.confirmed(p) if sent.cancelled() or sent.exception() else None
-                )
+                self.link.post(p, sid, 0, ABORT, abort).add_done_callback(functools.partial(_unconfirmable, run, p))
         if run.confirming:
             await asyncio.wait(run.confirming.values(), timeout=ABORT_GRACE)

@@ -162,6 +162,7 @@ class Hub(pb_grpc.LinkServicer):
         self._dialing: dict[str, asyncio.Future] = {}
         self._channels = Channels(identity, address, OPTIONS)
         self._readers: set[asyncio.Task] = set()
+        self._serving: set[asyncio.Task] = set()  # the Open calls peers made to this hub
         self._inbox: dict[tuple[str, bytes, int, str], _Inbox] = {}
         self._pending: dict[str, int] = {}  # bytes held per peer for messages nobody asked for
         self._closed: OrderedDict[bytes, None] = OrderedDict()
@@ -207,17 +208,19 @@ class Hub(pb_grpc.LinkServicer):
         done = asyncio.get_running_loop().create_future()
         box = self._outboxes.setdefault(peer, _Outbox())
         box.messages.append([frames, done])
-        if box.writer is None:
+        if box.writer is None or box.writer.done():
             box.writer = asyncio.ensure_future(self._write(peer, box))
         return done
 
     async def _write(self, peer: str, box: _Outbox) -> None:
         """Write ``box``'s messages in order, as many as fit ``chunk_bytes`` per gRPC write."""
-        stream, written = None, []
+        stream: _Stream | None = None
+        written: list[asyncio.Future] = []
         try:
             stream = await self._stream(peer)
             while box.messages:
-                batch, written, size = [], [], 0
+                batch: list[pb.Frame] = []
+                written, size = [], 0
                 while box.messages and (not batch or size + len(box.messages[0][0][0].payload) <= self.chunk_bytes):
                     frames, done = box.messages[0]
                     frame = frames.pop(0)
@@ -324,6 +327,10 @@ class Hub(pb_grpc.LinkServicer):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{who!r} may not open a link to {self.me!r}")
         stream = _Stream(context.write, lambda: None)
         self._streams.setdefault(who, []).append(stream)
+        serving = asyncio.current_task()
+        if serving is not None:  # so that close() ends the peers' streams too, as a process exit would
+            self._serving.add(serving)
+            serving.add_done_callback(self._serving.discard)
 
         async def frames():
             yield first
@@ -341,7 +348,7 @@ class Hub(pb_grpc.LinkServicer):
         if frame.sender and frame.sender != peer:
             raise LinkError(peer, f"a frame claims to come from {frame.sender!r}")
         sid = frame.session_id
-        if sid in self._closed:
+        if sid in self._closed and frame.kind not in self._handlers:  # a pushed kind: its handler decides
             return
         key = (peer, sid, frame.round, frame.kind)
         box = self._inbox.get(key)
@@ -455,16 +462,19 @@ class Hub(pb_grpc.LinkServicer):
                 self._forget(key, box)
 
     async def close(self) -> None:
-        for box in self._outboxes.values():
+        """End every link of this hub (ours and the peers' streams to it), as a process exit would."""
+        for peer, box in self._outboxes.items():
             if box.writer is not None:
-                box.writer.cancel()
+                box.writer.cancel()  # one cancelled before it ran never runs its own clean-up: done here
+                box.writer = None
+            self._fail_outbox(box, [], LinkError(peer, "the link closed"))
         for streams in list(self._streams.values()):
             for s in list(streams):
                 s.cancel()
-        for task in list(self._readers):
+        for task in [*self._readers, *self._serving]:
             task.cancel()
+        self._streams.clear()  # before the first await: a caller cancelled meanwhile leaves no stale stream
         await self._channels.close()
-        self._streams.clear()
 
 
 def _fail(future: asyncio.Future, error: LinkError) -> None:

@@ -32,6 +32,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import grpc
 import numpy as np
 from google.protobuf.message import DecodeError
 
@@ -44,7 +45,7 @@ from services.federation import Federation
 from services.ledgers import SessionLog
 from services.link import Hub, LinkError
 from services.sessions import ABORT, ANSWER, PARTIAL, PROPOSE, SHARE, START
-from services.tls import Identity
+from services.tls import Identity, caller
 from services.wire.mpcdp.v1 import federation_pb2 as pb
 from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
 
@@ -118,6 +119,14 @@ class PartyNode(pb_grpc.PartyServicer):
 
     # -- bookkeeping ----------------------------------------------------------
 
+    def _caller(self, context, claimed: str = "") -> str:
+        """Who made a gRPC call (a comparison's Compare): its certificate's name."""
+        return caller(context, claimed, self.identity.insecure)
+
+    async def _deny(self, context, message: str, **fields) -> None:
+        audit.record("denied", message=message, **fields)
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
+
     def _close(self, sid: bytes) -> None:
         self.link.close_session(sid)
         self._live.pop(sid, None)
@@ -172,7 +181,7 @@ class PartyNode(pb_grpc.PartyServicer):
                 peer, sid, f"{peer!r} is not a coordinator of this federation", Status.PERMISSION_DENIED, caller=peer
             )
         try:
-            propose = pb.Propose.FromString(payload)
+            propose = pb.Propose.FromString(bytes(payload))
             spec = convert.spec_from_proto(propose.spec, require_deadline=True)
             if spec.session_id != sid:
                 raise SpecError("session_id", "differs from the session the proposal was sent for")
@@ -234,20 +243,23 @@ class PartyNode(pb_grpc.PartyServicer):
             if spec.deadline > now:  # a passed deadline is refused by accept, as DEADLINE_EXCEEDED
                 spec.check_deadline(now, self.max_timeout + CLOCK_SLACK)
         except SpecError as exc:
-            return self._refuse(coordinator, sid, str(exc), Status.INVALID_ARGUMENT)
+            self._refuse(coordinator, sid, str(exc), Status.INVALID_ARGUMENT)
+            return None
         try:
             records = self.table.records(spec)
         except DataError as exc:
-            return self._refuse(coordinator, sid, exc.public, Status.PERMISSION_DENIED, str(exc))
+            self._refuse(coordinator, sid, exc.public, Status.PERMISSION_DENIED, str(exc))
+            return None
         rng = self._rng(sid) if self._rng else None
         # the ledger holds the session's loss from accept (durably, until the deadline) to its charge or abort
         session = PartySession(self.me, spec, records, self.policy, rng=rng, budget=self.ledger)
         try:
             session.accept(now)
         except ProtocolError as exc:
-            return self._refuse(coordinator, sid, str(exc), exc.status)
+            self._refuse(coordinator, sid, str(exc), exc.status)
+            return None
         except ValueError as exc:  # local records unusable (NaN, too many): say so without the detail
-            return self._refuse(
+            self._refuse(
                 coordinator,
                 sid,
                 "its records cannot answer this query (non-finite values, "
@@ -255,6 +267,7 @@ class PartyNode(pb_grpc.PartyServicer):
                 Status.INVALID_ARGUMENT,
                 str(exc),
             )
+            return None
         return session
 
     async def _started(self, live: _Live) -> bool:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 
 import grpc
 import pytest
 
+from services import sessions
 from services.analyst import QueryError
+from services.link import LinkError
 from services.party_node import PartyNode
 from services.tls import Identity, init_certs
 from services.wire.mpcdp.v1 import federation_pb2 as pb
@@ -16,11 +19,12 @@ from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
 from tests.support.federation import (
     MEAN,
     RAISES,
-    Handle,
+    Speaker,
     assert_idle,
     expect_error,
     make_cluster,
     open_session,
+    session_spec,
 )
 
 
@@ -55,15 +59,15 @@ async def test_party_down_aborts_naming_it_and_others_stay_ready(cluster):
 class Stalling(PartyNode):
     """Accepts, then never shares: slow past any deadline."""
 
-    async def _run(self, live, context):
+    async def _run(self, live):
         await asyncio.Event().wait()
 
 
 class Dropping(PartyNode):
-    """Accepts, then hangs up when told to share: drops mid-round."""
+    """Accepts, then drops its links mid-round (as a crashed process would)."""
 
-    async def _run(self, live, context):
-        await context.read()
+    async def _run(self, live):
+        await self.link.close()
 
 
 @pytest.mark.parametrize(
@@ -77,10 +81,10 @@ async def test_faulty_party_aborts_the_session_naming_it(certs, cls, code, words
     faulty = "bob"
 
     class OnlyBob(cls):
-        async def _run(self, live, context):
+        async def _run(self, live):
             if self.me == faulty:
-                return await cls._run(self, live, context)
-            return await PartyNode._run(self, live, context)
+                return await cls._run(self, live)
+            return await PartyNode._run(self, live)
 
     c = await make_cluster(certs, party_cls=OnlyBob)
     try:
@@ -135,110 +139,89 @@ async def test_certificate_from_another_ca_is_refused(cluster, tmp_path):
     assert info.value.code == grpc.StatusCode.UNAVAILABLE
 
 
-async def send_share(cluster, sender, header, chunks=(), as_name=None, party="bob"):
-    h = Handle(cluster, party, as_name or sender)
-
-    def stream():
-        yield pb.PeerToPeer(share=header)
-        for c in chunks:
-            yield pb.PeerToPeer(chunk=c)
-
-    try:
-        await h.stub.Exchange(stream(), timeout=5)
-        return grpc.StatusCode.OK, ""
-    except grpc.aio.AioRpcError as exc:
-        return exc.code(), exc.details()
-    finally:
-        await h.channel.close()
-
-
-async def test_malformed_peer_traffic_is_refused_and_changes_nothing(cluster):
+async def test_malformed_peer_traffic_is_refused_and_changes_nothing(cluster, certs):
+    """Shares on the links: who sent one is the link's certificate, a forged sender closes the link, an
+    outsider cannot link, a duplicate or a share for a closed session is never folded in, a replay is refused."""
     import numpy as np
 
-    from services import convert
-
-    h, call, spec = await open_session(cluster)
+    coordinator, spec = await open_session(cluster)
     sid = spec.session_id
+    bob = cluster.nodes["bob"]
+    alice, mallory = Speaker(cluster, "alice"), Speaker(cluster, "mallory")
+    try:
+        await coordinator.hub.send("bob", sid, 0, sessions.START, b"")  # bob shares, then waits for his peers'
+        good = np.arange(2, dtype=np.uint64)
+        await alice.share("bob", sid, good)
+        for _ in range(100):  # folded in once bob takes it from the link
+            if bob._live[sid].session.missing == ["carol", "dave"]:
+                break
+            await asyncio.sleep(0.02)
+        assert bob._live[sid].session.missing == ["carol", "dave"]
+        await alice.share("bob", sid, good)  # a duplicate: held on the link, never folded in
+        with contextlib.suppress(LinkError):  # a frame naming carol on alice's link closes that link
+            await alice.hub.send("bob", sid, 0, "probe", b"")
+            stream = alice.hub._streams["bob"][-1]
+            forged = pb.Frame(session_id=sid, kind=sessions.SHARE, total=16, payload=good.tobytes(), sender="carol")
+            await stream.write(pb.Frames(frames=[forged]))
+        with contextlib.suppress(LinkError):  # mallory's certificate is valid, but she is no node of this federation
+            await mallory.share("bob", sid, good)
+        await asyncio.sleep(0.2)
+        assert bob._live[sid].session.missing == ["carol", "dave"]
+        assert not bob.link._streams.get("mallory")
+        assert ("mallory", sid, 0, sessions.SHARE) not in bob.link._inbox
 
-    def head(sender="alice", length=2, **kw):
-        return pb.ShareHeader(session_id=kw.get("sid", sid), sender=sender, recipient="bob", vector_length=length)
+        confirmation = await coordinator.abort("bob", sid)
+        assert confirmation.sender == "bob"
+        await Speaker(cluster, "carol").share("bob", sid, good)  # late: the session is closed
+        await asyncio.sleep(0.1)
+        assert not any(k[1] == sid for k in bob.link._inbox)
 
-    good = list(convert.chunks(np.arange(2, dtype=np.uint64)))
-    wrong = await send_share(cluster, "alice", head(length=5), convert.chunks(np.arange(5, dtype=np.uint64)))
-    assert wrong[0] == grpc.StatusCode.INVALID_ARGUMENT and "2" in wrong[1]
-    spoof = await send_share(cluster, "alice", head(sender="carol"), good)
-    assert spoof[0] == grpc.StatusCode.PERMISSION_DENIED and "carol" in spoof[1]
-    outsider = await send_share(cluster, "mallory", head(sender="mallory"), good)
-    assert outsider[0] == grpc.StatusCode.PERMISSION_DENIED and "mallory" in outsider[1]
-    unknown = await send_share(cluster, "alice", head(sid=b"u" * 16), good)
-    assert unknown[0] == grpc.StatusCode.NOT_FOUND
-    assert (await send_share(cluster, "alice", head(), good))[0] == grpc.StatusCode.OK
-    dup = await send_share(cluster, "alice", head(), good)
-    assert dup[0] == grpc.StatusCode.ALREADY_EXISTS and "alice" in dup[1]
-    session = cluster.nodes["bob"]._live[sid].session
-    assert session.missing == ["carol", "dave"]
-
-    await call.write(pb.CoordinatorToParty(abort=pb.Abort(session_id=sid, sender="coordinator", reason="test")))
-    await call.done_writing()
-    assert await call.read() is grpc.aio.EOF
-    late = await send_share(cluster, "carol", head(sender="carol"), good)
-    assert late[0] == grpc.StatusCode.FAILED_PRECONDITION and "closed" in late[1]
-    await h.channel.close()
-
-    h2 = Handle(cluster, "bob", "coordinator")
-    replay = h2.stub.Session()
-    from services import convert as cv
-
-    await replay.write(pb.CoordinatorToParty(propose=pb.Propose(spec=cv.spec_to_proto(spec))))
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        await replay.read()
-    assert info.value.code() == grpc.StatusCode.ALREADY_EXISTS
-    await h2.channel.close()
+        replay = await coordinator.propose("bob", spec)
+        assert not replay.accepted and replay.status == pb.REFUSAL_STATUS_ALREADY_EXISTS
+        assert "already used" in replay.reason
+    finally:
+        for speaker in (coordinator, alice, mallory):
+            await speaker.close()
     assert_idle(cluster)
 
 
-async def test_seeded_shares_are_checked_like_vectors(cluster):
-    h, call, spec = await open_session(cluster, sharing="seeded", session_id=b"d" * 16)
+async def bob_aborts_on(cluster, sharing, payload, session_id):
+    """Open a session on bob, send him ``payload`` as alice's share: bob's abort (naming the culprit)."""
+    coordinator, spec = await open_session(cluster, sharing=sharing, session_id=session_id)
+    alice = Speaker(cluster, "alice")
+    try:
+        await coordinator.hub.send("bob", spec.session_id, 0, sessions.START, b"")  # bob shares and waits
+        await alice.share("bob", spec.session_id, payload)
+        return await coordinator.aborted("bob", spec.session_id)
+    finally:
+        await alice.close()
+        await coordinator.close()
 
-    async def deliver(header, as_name):
-        peer = Handle(cluster, "bob", as_name)
-        try:
-            await peer.stub.DeliverSeed(header, timeout=5)
-            return grpc.StatusCode.OK, ""
-        except grpc.aio.AioRpcError as exc:
-            return exc.code(), exc.details()
-        finally:
-            await peer.channel.close()
 
-    def head(sender="alice", **payload):
-        return pb.ShareHeader(session_id=spec.session_id, sender=sender, recipient="bob", **payload)
-
-    vector = await deliver(head(vector_length=2), "alice")
-    assert vector[0] == grpc.StatusCode.INVALID_ARGUMENT and "Exchange" in vector[1]
-    spoof = await deliver(head(sender="carol", seed=b"k" * 32), "alice")
-    assert spoof[0] == grpc.StatusCode.PERMISSION_DENIED and "carol" in spoof[1]
-    short = await deliver(head(seed=b"k" * 31), "alice")
-    assert short[0] == grpc.StatusCode.INVALID_ARGUMENT and "32" in short[1]
-    assert (await deliver(head(seed=b"k" * 32), "alice"))[0] == grpc.StatusCode.OK
-    assert (await deliver(head(seed=b"k" * 32), "alice"))[0] == grpc.StatusCode.ALREADY_EXISTS
-    assert cluster.nodes["bob"]._live[spec.session_id].session.missing == ["carol", "dave"]
-    await call.write(
-        pb.CoordinatorToParty(abort=pb.Abort(session_id=spec.session_id, sender="coordinator", reason="test"))
-    )
-    await call.done_writing()
-    assert await call.read() is grpc.aio.EOF
-    await h.channel.close()
+@pytest.mark.parametrize(
+    "sharing, payload, words",
+    [
+        ("full", bytes(5 * 8), "share vectors have length 2"),
+        ("full", bytes(7), "whole uint64 words"),
+        ("seeded", bytes(2 * 8), "32-byte seeds"),
+        ("seeded", b"k" * 31, "32-byte seeds"),
+    ],
+)
+async def test_a_malformed_share_aborts_the_session_naming_its_sender(cluster, sharing, payload, words):
+    abort = await bob_aborts_on(cluster, sharing, payload, bytes([len(payload)]) * 16)
+    assert abort.culprit == "alice" and words in abort.reason, abort
     assert_idle(cluster)
 
 
 async def test_only_the_coordinator_may_open_sessions(cluster):
-    h = Handle(cluster, "bob", "alice")
-    call = h.stub.Session()
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        await call.write(pb.CoordinatorToParty(propose=pb.Propose()))
-        await call.read()
-    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    await h.channel.close()
+    alice = Speaker(cluster, "alice")  # a party of the federation, proposing over its own link
+    try:
+        answer = await alice.propose("bob", session_spec())
+    finally:
+        await alice.close()
+    assert not answer.accepted and answer.status == pb.REFUSAL_STATUS_PERMISSION_DENIED
+    assert "'alice' is not a coordinator" in answer.reason
+    assert_idle(cluster)
 
 
 async def test_health_and_reflection_are_served(cluster):

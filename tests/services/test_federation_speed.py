@@ -10,16 +10,15 @@ from tests.support.federation import MEAN, RAISES, expect_error, make_cluster
 
 
 class Counting:
-    """A party that counts the StartSharing messages it waited for before sharing."""
+    """A party that counts the START messages it waited for before sharing."""
 
     waited = 0
 
-    async def _start_sharing(self, context, spec):
+    async def _started(self, live):
         from services.party_node import PartyNode
 
-        await PartyNode._start_sharing(self, context, spec)
-        if not self._live_at_once:
-            type(self).waited += 1
+        type(self).waited += 1
+        return await PartyNode._started(self, live)
 
 
 async def test_one_round_by_default_and_two_rounds_where_a_party_policy_says_so(certs):
@@ -27,12 +26,11 @@ async def test_one_round_by_default_and_two_rounds_where_a_party_policy_says_so(
 
     for one_round, rounds in ((True, 0), (False, 4)):
         cls = type("Counted", (Counting, PartyNode), {"waited": 0})
-        cls._live_at_once = property(lambda self: all(live.at_once for live in self._live.values()))
         policy = {"allow_exact": True, "max_records": 100, "one_round": one_round}
         c = await make_cluster(certs, policy=policy, party_cls=cls)
         try:
             assert (await c.query()).value == pytest.approx(MEAN, abs=1e-3)
-            assert cls.waited == rounds  # each of the 4 parties waited for StartSharing only without one_round
+            assert cls.waited == rounds  # each of the 4 parties waited for START only without one_round
         finally:
             await c.close()
 

@@ -14,7 +14,7 @@ from services.server import Limits
 from services.tls import Identity
 from services.wire.mpcdp.v1 import federation_pb2 as pb
 from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
-from tests.support.federation import RAISES, make_cluster
+from tests.support.federation import RAISES, Speaker, make_cluster
 
 GARBAGE = b"\x0a\xff\xff\xff\xff\x0f"  # a length-delimited field running past the end: no message decodes
 
@@ -48,9 +48,8 @@ async def raw_call(cluster, node, method, payload, streaming_in=False, streaming
 @pytest.mark.parametrize(
     "node, method, streaming_in, streaming_out",
     [
-        ("bob", "/mpcdp.v1.Party/DeliverSeed", False, False),
-        ("bob", "/mpcdp.v1.Party/Exchange", True, False),
-        ("bob", "/mpcdp.v1.Party/Session", True, True),
+        ("bob", "/mpcdp.v1.Link/Open", True, True),
+        ("bob", "/mpcdp.v1.Party/Compare", False, False),
         ("coordinator", "/mpcdp.v1.Coordinator/Query", False, True),
         ("bob", "/grpc.health.v1.Health/Check", False, False),
     ],
@@ -64,20 +63,31 @@ async def test_undecodable_request_bytes_are_invalid_argument(cluster, node, met
     assert (await cluster.query()).value == pytest.approx(3171.5, abs=1e-3)  # the node still serves
 
 
-async def test_an_idle_authenticated_exchange_stream_is_closed(certs):
+async def test_an_idle_authenticated_link_is_closed(certs):
     c = await make_cluster(certs, limits=Limits(idle_timeout=0.5))
     try:
         node = c.federation.node("bob")
         async with Identity("alice", certs).channel(node.address, "bob") as ch:
-            call = pb_grpc.PartyStub(ch).Exchange(timeout=10)
+            call = pb_grpc.LinkStub(ch).Open(timeout=10)
             began = time.monotonic()
             with pytest.raises(grpc.aio.AioRpcError) as info:
-                await call  # never writes: an idle stream held open by an authenticated peer
+                await call.read()  # never writes: an idle stream held open by an authenticated peer
         assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED and "idle" in info.value.details()
         assert time.monotonic() - began < 3
         assert (await c.query()).value == pytest.approx(3171.5, abs=1e-3)
     finally:
         await c.close()
+
+
+async def test_an_undecodable_proposal_on_the_link_is_refused_as_invalid_argument(cluster):
+    coordinator = Speaker(cluster)
+    try:
+        answer = await coordinator.propose_raw("bob", b"g" * 16, GARBAGE)
+    finally:
+        await coordinator.close()
+    assert not answer.accepted and answer.status == pb.REFUSAL_STATUS_INVALID_ARGUMENT
+    assert "does not decode" in answer.reason and "Error" not in answer.reason
+    assert (await cluster.query()).value == pytest.approx(3171.5, abs=1e-3)
 
 
 def test_limits_become_keepalive_and_stream_options():
@@ -157,33 +167,28 @@ async def test_extreme_bounds_and_epsilon_are_invalid_argument_naming_the_field(
 
 async def test_a_party_refuses_extreme_specs_itself_with_invalid_argument(cluster):
     """A coordinator that forwards whatever it is given: the party's own check names the field."""
-    from services import convert
-
-    for lower, upper, epsilon, field in ((0, 1e308, 1.0, "bounds"), (0, 1, 1e-300, "epsilon")):
-        spec = pb.QuerySpec(
-            statistic=pb.STATISTIC_SUM,
-            sharing=pb.SHARING_SEEDED,
-            mechanism=pb.MECHANISM_DISCRETE_LAPLACE,
-            parties=list(RAISES),
-            session_id=bytes(range(16)),
-            column="raise",
-            lower=lower,
-            upper=upper,
-            epsilon=epsilon,
-            max_records=1,
-            deadline=time.time() + 30,
-        )
-        err = await raw_call(
-            cluster,
-            "bob",
-            "/mpcdp.v1.Party/Session",
-            pb.CoordinatorToParty(propose=pb.Propose(spec=spec)).SerializeToString(),
-            True,
-            True,
-        )
-        assert isinstance(err, grpc.aio.AioRpcError) and err.code() == grpc.StatusCode.INVALID_ARGUMENT, err
-        assert field in err.details() and "<class" not in err.details()
-    del convert
+    coordinator = Speaker(cluster)
+    try:
+        for i, (lower, upper, epsilon, field) in enumerate(((0, 1e308, 1.0, "bounds"), (0, 1, 1e-300, "epsilon"))):
+            sid = bytes([i]) * 16
+            spec = pb.QuerySpec(
+                statistic=pb.STATISTIC_SUM,
+                sharing=pb.SHARING_SEEDED,
+                mechanism=pb.MECHANISM_DISCRETE_LAPLACE,
+                parties=list(RAISES),
+                session_id=sid,
+                column="raise",
+                lower=lower,
+                upper=upper,
+                epsilon=epsilon,
+                max_records=1,
+                deadline=time.time() + 30,
+            )
+            answer = await coordinator.propose_raw("bob", sid, pb.Propose(spec=spec).SerializeToString())
+            assert not answer.accepted and answer.status == pb.REFUSAL_STATUS_INVALID_ARGUMENT, answer
+            assert field in answer.reason and "<class" not in answer.reason
+    finally:
+        await coordinator.close()
 
 
 async def test_deadline_zero_and_too_far_are_refused_by_the_party(cluster):
@@ -198,19 +203,17 @@ async def test_deadline_zero_and_too_far_are_refused_by_the_party(cluster):
             max_records=1,
             deadline=deadline,
         )
-        return pb.CoordinatorToParty(propose=pb.Propose(spec=spec)).SerializeToString()
+        return pb.Propose(spec=spec).SerializeToString()
 
-    err = await raw_call(cluster, "bob", "/mpcdp.v1.Party/Session", propose(0.0, b"z" * 16), True, True)
-    assert isinstance(err, grpc.aio.AioRpcError) and err.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "deadline" in err.details()
-    answer = await raw_call(
-        cluster, "bob", "/mpcdp.v1.Party/Session", propose(time.time() + 10**6, b"y" * 16), True, True
-    )
-    refusal = pb.PartyToCoordinator.FromString(answer[0]).response
-    assert (
-        not refusal.accepted and refusal.status == pb.REFUSAL_STATUS_INVALID_ARGUMENT and "deadline" in refusal.reason
-    )
-    assert "at most 305 s" in refusal.reason  # max_timeout 300 s plus 5 s for clock differences
+    coordinator = Speaker(cluster)
+    try:
+        zero = await coordinator.propose_raw("bob", b"z" * 16, propose(0.0, b"z" * 16))
+        far = await coordinator.propose_raw("bob", b"y" * 16, propose(time.time() + 10**6, b"y" * 16))
+    finally:
+        await coordinator.close()
+    assert not zero.accepted and zero.status == pb.REFUSAL_STATUS_INVALID_ARGUMENT and "deadline" in zero.reason
+    assert not far.accepted and far.status == pb.REFUSAL_STATUS_INVALID_ARGUMENT and "deadline" in far.reason
+    assert "at most 305 s" in far.reason  # max_timeout 300 s plus 5 s for clock differences
 
 
 async def test_timeout_seconds_is_capped_by_the_coordinator(cluster):
@@ -276,11 +279,11 @@ async def test_a_histogram_of_120000_categories_reaches_the_analyst(dp_cluster):
 class SlowPartial:
     """A party that takes a while to send its partial sum: time for the analyst to vanish."""
 
-    async def _run(self, live, context):
+    async def _run(self, live):
         from services.party_node import PartyNode
 
         await asyncio.sleep(0.5)
-        return await PartyNode._run(self, live, context)
+        return await PartyNode._run(self, live)
 
 
 async def test_an_analyst_who_vanishes_after_the_charge_fetches_the_release_at_no_cost(dp_cluster):
@@ -380,26 +383,17 @@ async def test_a_finished_session_id_is_refused_after_the_party_restarts(certs, 
 
     c = await make_cluster(certs, party_cls=durable)
     try:
-        h, call, spec = await open_session(c, party="bob", session_id=b"r" * 16)
-        await call.write(pb.CoordinatorToParty(abort=pb.Abort(session_id=spec.session_id, sender="coordinator")))
-        await call.done_writing()
-        assert await call.read() is grpc.aio.EOF
-        await h.channel.close()
+        coordinator, spec = await open_session(c, party="bob", session_id=b"r" * 16)
+        assert (await coordinator.abort("bob", spec.session_id)).sender == "bob"
+        await coordinator.close()
     finally:
         await c.close()
     restarted = await make_cluster(certs, party_cls=durable)  # new processes' worth of nodes, same state folder
     try:
-        from services import convert
-
-        replay = await raw_call(
-            restarted,
-            "bob",
-            "/mpcdp.v1.Party/Session",
-            pb.CoordinatorToParty(propose=pb.Propose(spec=convert.spec_to_proto(spec))).SerializeToString(),
-            True,
-            True,
-        )
-        assert isinstance(replay, grpc.aio.AioRpcError) and replay.code() == grpc.StatusCode.ALREADY_EXISTS
+        coordinator = Speaker(restarted)
+        replay = await coordinator.propose("bob", spec)
+        await coordinator.close()
+        assert not replay.accepted and replay.status == pb.REFUSAL_STATUS_ALREADY_EXISTS
         assert (await restarted.query()).value == pytest.approx(3171.5, abs=1e-3)
     finally:
         await restarted.close()
@@ -481,13 +475,12 @@ async def test_the_audit_log_records_refusals_releases_and_denials_without_value
 class Accuser:
     """alice aborts every session, blaming bob."""
 
-    async def _run(self, live, context):
+    async def _run(self, live):
         from services.party_node import PartyNode
 
         if self.me == "alice":
-            await context.read()
-            return await self._abort(context, live.session, "bob cheated", "bob")
-        return await PartyNode._run(self, live, context)
+            return self._abort(live, "bob cheated", "bob")
+        return await PartyNode._run(self, live)
 
 
 async def test_an_abort_naming_a_culprit_is_shown_as_the_claim_of_the_party_that_made_it(certs):
@@ -527,20 +520,21 @@ async def test_concurrent_queries_cannot_together_overspend_the_coordinators_bud
 class Broken:
     """A party whose share handling fails with an unexpected exception carrying local detail."""
 
-    async def _receive(self, head, context):
+    async def _receive_share(self, session, peer):
         raise RuntimeError("/srv/alice/private.csv row 17")
 
 
-async def test_an_unexpected_failure_is_internal_with_no_class_name_or_detail(certs):
+async def test_an_unexpected_failure_is_reported_with_no_class_name_or_detail(certs):
+    from services.analyst import QueryError
     from services.party_node import PartyNode
 
     c = await make_cluster(certs, party_cls=type("Broken", (Broken, PartyNode), {}))
     try:
-        header = pb.ShareHeader(session_id=b"s" * 16, sender="alice", recipient="bob", seed=b"k" * 32)
-        err = await raw_call(c, "bob", "/mpcdp.v1.Party/DeliverSeed", header.SerializeToString(), as_name="alice")
-        assert isinstance(err, grpc.aio.AioRpcError) and err.code() == grpc.StatusCode.INTERNAL
-        assert "RuntimeError" not in err.details() and "private.csv" not in err.details()
-        assert "<class" not in err.details()
+        with pytest.raises(QueryError) as info:
+            await c.query(timeout=5.0)
+        text = info.value.details
+        assert info.value.code == grpc.StatusCode.ABORTED and "internal error" in text
+        assert "RuntimeError" not in text and "private.csv" not in text and "<class" not in text
     finally:
         await c.close()
 

@@ -15,13 +15,12 @@ from mpcdp.prg import Prg
 from mpcdp.protocol import PartialSum, PartyPolicy, PartySession, QuerySpec, ShareMessage
 from mpcdp.sharing import share_seeded
 from mpcdp.survey.respondent import SurveyClient
-from services import convert
 from services.analyst import _ReleaseStream
 from services.survey.transport import ref
 from services.tls import init_certs
 from services.wire.mpcdp.v1 import federation_pb2 as pb
 from services.wire.mpcdp.v1 import survey_pb2, survey_pb2_grpc
-from tests.support.federation import RAISES, Handle, assert_idle, make_cluster
+from tests.support.federation import RAISES, Speaker, assert_idle, make_cluster
 from tests.support.survey_grpc import Federation, deliver, sheets
 
 # -- nothing secret in a repr (a logged object or a traceback) ---------------------------------
@@ -94,23 +93,14 @@ async def dp_cluster(certs, tmp_path):
 
 
 async def propose(cluster, spec, party="bob"):
-    """Open a session on ``party`` as the coordinator; returns (handle, call, first answer or error)."""
-    h = Handle(cluster, party, "coordinator")
-    call = h.stub.Session()
-    await call.write(pb.CoordinatorToParty(propose=pb.Propose(spec=convert.spec_to_proto(spec))))
-    try:
-        return h, call, await call.read()
-    except grpc.aio.AioRpcError as exc:
-        return h, call, exc
+    """Propose a session to ``party`` as the coordinator, on the link; (the speaker, the party's answer)."""
+    coordinator = Speaker(cluster)
+    return coordinator, await coordinator.propose(party, spec)
 
 
-async def abort(h, call, spec):
-    await call.write(
-        pb.CoordinatorToParty(abort=pb.Abort(session_id=spec.session_id, sender="coordinator", reason="test"))
-    )
-    await call.done_writing()
-    assert await call.read() is grpc.aio.EOF
-    await h.channel.close()
+async def abort(coordinator, spec, party="bob"):
+    assert (await coordinator.abort(party, spec.session_id)).sender == party  # the party confirms it closed it
+    await coordinator.close()
 
 
 def dp_spec(sid: bytes) -> QuerySpec:
@@ -129,18 +119,18 @@ async def test_concurrent_sessions_cannot_together_overspend_a_partys_budget(dp_
     # Bob's budget is 1.5: one session of epsilon 1 fits, two at once do not. A plain check at each
     # Propose passes both, and the second would be refused only at its charge, after its shares moved.
     first = dp_spec(b"A" * 16)
-    h1, c1, answer = await propose(dp_cluster, first)
-    assert answer.response.accepted
+    c1, answer = await propose(dp_cluster, first)
+    assert answer.accepted
     second = dp_spec(b"B" * 16)
-    h2, _c2, answer = await propose(dp_cluster, second)
-    assert not answer.response.accepted and answer.response.status == pb.REFUSAL_STATUS_RESOURCE_EXHAUSTED
-    assert "in progress" in answer.response.reason
-    await h2.channel.close()
-    await abort(h1, c1, first)  # an aborted session frees what it held, and charged nothing
+    c2, answer = await propose(dp_cluster, second)
+    assert not answer.accepted and answer.status == pb.REFUSAL_STATUS_RESOURCE_EXHAUSTED
+    assert "in progress" in answer.reason
+    await c2.close()
+    await abort(c1, first)  # an aborted session frees what it held, and charged nothing
     third = dp_spec(b"C" * 16)
-    h3, c3, answer = await propose(dp_cluster, third)
-    assert answer.response.accepted
-    await abort(h3, c3, third)
+    c3, answer = await propose(dp_cluster, third)
+    assert answer.accepted
+    await abort(c3, third)
     assert float(dp_cluster.ledgers["bob"].spent().epsilon) == 0.0
     assert not dp_cluster.ledgers["bob"].reserved()  # nothing held any more, in the ledger's own file
     assert_idle(dp_cluster)
@@ -164,10 +154,10 @@ async def test_a_spec_listing_a_node_that_is_not_a_party_is_refused(dp_cluster):
         deadline=time.time() + 60,
         epsilon=1.0,
     )
-    h, _, answer = await propose(dp_cluster, spec)
-    assert isinstance(answer, grpc.aio.AioRpcError)
-    assert answer.code() == grpc.StatusCode.PERMISSION_DENIED and "coordinator" in answer.details()
-    await h.channel.close()
+    coordinator, answer = await propose(dp_cluster, spec)
+    await coordinator.close()
+    assert not answer.accepted and answer.status == pb.REFUSAL_STATUS_PERMISSION_DENIED
+    assert "coordinator" in answer.reason
     assert_idle(dp_cluster)
 
 

@@ -6,15 +6,17 @@ import time
 
 import pytest
 
+from mpcdp.protocol import QuerySpec
+from services import convert, sessions
 from services import federation as fed
 from services.analyst import Analyst, QueryError
 from services.coordinator_node import CoordinatorNode
 from services.data import Table
+from services.link import Hub
 from services.party_node import PartyNode
 from services.server import start
 from services.tls import Identity, init_certs
 from services.wire.mpcdp.v1 import federation_pb2 as pb
-from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
 
 RAISES = {"alice": 3800, "bob": 2514, "carol": 2982, "dave": 3390}
 
@@ -122,36 +124,55 @@ async def expect_error(cluster, code, *fragments, faulty=(), **kw):
         await cluster.query(**kw)
     assert info.value.code == code, info.value
     for fragment in fragments:
-        assert fragment in info.value.details
+        assert fragment in info.value.details, info.value.details
     assert_idle(cluster, *faulty)
     return info.value
 
 
-class Handle:
-    """Talks to one party directly, as a given node, to send it malformed traffic."""
+class Speaker:
+    """A link hub speaking as ``name`` (with its own certificate) to the cluster's nodes: raw session messages
+    on the links, as a coordinator or a party that misbehaves would send them."""
 
-    def __init__(self, cluster, party, as_name):
-        node = cluster.federation.node(party)
-        self.channel = Identity(as_name, cluster.federation.certs).channel(node.address, party)
-        self.stub = pb_grpc.PartyStub(self.channel)
+    def __init__(self, cluster, name="coordinator", certs=None):
+        self.hub = Hub(Identity(name, certs or cluster.federation.certs), cluster.federation.address, lambda who: True)
+
+    async def propose_raw(self, party, sid: bytes, payload: bytes, timeout=10.0) -> pb.ProposeResponse:
+        """Send a proposal's bytes; the party's answer."""
+        await self.hub.send(party, sid, 0, sessions.PROPOSE, payload)
+        return pb.ProposeResponse.FromString(await self.hub.receive(party, sid, 0, sessions.ANSWER, timeout=timeout))
+
+    async def propose(self, party, spec, start=False) -> pb.ProposeResponse:
+        propose = pb.Propose(spec=convert.spec_to_proto(spec), start=start)
+        return await self.propose_raw(party, spec.session_id, propose.SerializeToString())
+
+    async def share(self, party, sid: bytes, payload) -> None:
+        await self.hub.send(party, sid, 0, sessions.SHARE, payload)
+
+    async def aborted(self, party, sid: bytes, timeout=10.0) -> pb.Abort:
+        """The party's abort of a session (its own, or its confirmation of ours)."""
+        return pb.Abort.FromString(await self.hub.receive(party, sid, 0, sessions.ABORT, timeout=timeout))
+
+    async def abort(self, party, sid: bytes) -> pb.Abort:
+        """Abort a session as its coordinator; the party's confirmation."""
+        abort = pb.Abort(session_id=sid, sender="coordinator", reason="test")
+        await self.hub.send(party, sid, 0, sessions.ABORT, abort.SerializeToString())
+        return await self.aborted(party, sid)
+
+    async def close(self):
+        await self.hub.close()
+
+
+def session_spec(sharing="full", session_id=b"s" * 16, **kw) -> QuerySpec:
+    fields = dict(parties=tuple(RAISES), column="raise", bounds=(0, 10_000), deadline=time.time() + 60)
+    fields.update(kw)
+    return QuerySpec("mean", sharing=sharing, session_id=session_id, **fields)
 
 
 async def open_session(cluster, party="bob", sharing="full", session_id=b"s" * 16):
-    from mpcdp.protocol import QuerySpec
-    from services import convert
-
-    spec = QuerySpec(
-        "mean",
-        parties=tuple(RAISES),
-        column="raise",
-        bounds=(0, 10_000),
-        sharing=sharing,
-        session_id=session_id,
-        deadline=time.time() + 60,
-    )
-    h = Handle(cluster, party, "coordinator")
-    call = h.stub.Session()
-    await call.write(pb.CoordinatorToParty(propose=pb.Propose(spec=convert.spec_to_proto(spec))))
-    answer = await call.read()
-    assert answer.response.accepted
-    return h, call, spec
+    """Propose a session to ``party`` as the coordinator (waiting for START: no share moves); the speaker and
+    the spec."""
+    spec = session_spec(sharing, session_id)
+    speaker = Speaker(cluster)
+    answer = await speaker.propose(party, spec)
+    assert answer.accepted, answer
+    return speaker, spec
