@@ -47,14 +47,33 @@ def test_a_lazily_built_parser_says_what_the_full_one_says():
         assert list(subparsers(build_parser(argv)).choices) == list(command_modules())
 
 
-def test_the_text_node_starts_without_the_other_commands_or_scipy():
+def loaded_by(*argv: str) -> set[str]:
+    """The modules one ``mpcdp`` command line imports, in a fresh interpreter."""
     code = (
-        "import json, sys\nfrom services.cli import main\nmain(['text-node', '--help'])\n"
-        "print(json.dumps(sorted(sys.modules)))"
+        f"import json, sys\nfrom services.cli import main\nmain({list(argv)!r})\nprint(json.dumps(sorted(sys.modules)))"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert run.returncode == 0, run.stderr
-    loaded = set(json.loads(run.stdout.splitlines()[-1]))
+    return set(json.loads(run.stdout.splitlines()[-1]))
+
+
+def packages(loaded: set[str], *names: str) -> set[str]:
+    """Which of the packages ``names`` (or a module below one) are among ``loaded``."""
+    return {name for name in names if name in loaded or any(m.startswith(name + ".") for m in loaded)}
+
+
+def test_the_text_node_starts_without_the_other_commands_or_scipy():
+    loaded = loaded_by("text-node", "--help")
     assert "services.commands.text_node" in loaded
     assert not {f"services.commands.{m}" for m in command_modules().values() if m != "text_node"} & loaded
-    assert not {m for m in loaded if m == "scipy" or m.startswith("scipy.") or m.startswith("mpcdp.protocol")}
+    assert not packages(loaded, "scipy", "mpcdp.protocol")
+
+
+@pytest.mark.parametrize("command", ["coordinator", "party", "certs", "demo"])
+def test_a_commands_help_loads_no_node(command):
+    nodes = ("services.coordinator_node", "services.party_node", "services.analyst", "services.simulation")
+    assert not packages(loaded_by(command, "--help"), "scipy", "pydantic", "services.federation", *nodes)
+
+
+def test_the_help_of_every_command_loads_no_scipy_and_no_node():
+    assert not packages(loaded_by("--help"), "scipy", "faiss", "services.coordinator_node", "services.party_node")
