@@ -115,7 +115,7 @@ def payload_bytes(msg: object) -> int:
     if isinstance(msg, MaskedInput):
         return len(msg.session_id) + int(msg.vector.nbytes) + 8
     if isinstance(msg, Unmask):
-        return len(msg.session_id) + sum(len(p) for p in msg.counted)
+        return len(msg.session_id) + len(msg.party) + sum(len(p) for p in msg.counted) + 8
     if isinstance(msg, Reveal):
         shares = list(msg.seed_shares.items()) + list(msg.key_shares.items())
         return len(msg.session_id) + sum(len(p) + len(s) for p, s in shares) + 8
@@ -169,7 +169,7 @@ def encode(msg: object) -> bytes:
     elif isinstance(msg, MaskedInput):
         f = [msg.session_id, msg.party.encode(), msg.vector.astype("<u8", copy=False).tobytes()]
     elif isinstance(msg, Unmask):
-        f = [msg.session_id, _names(msg.counted)]
+        f = [msg.session_id, msg.party.encode(), _names(msg.counted), msg.total.to_bytes(4, "little")]
     elif isinstance(msg, Reveal):
         f = [msg.session_id, msg.party.encode(), _shares(msg.seed_shares), _shares(msg.key_shares)]
     elif isinstance(msg, Answer):
@@ -199,7 +199,7 @@ def decode(data: bytes | memoryview) -> object:
                 raise ValueError("a masked input is whole uint64 words")
             return MaskedInput(f[0], f[1].decode(), np.frombuffer(f[2], dtype="<u8").astype(np.uint64))
         if kind == 5:
-            return Unmask(f[0], _split(f[1]))
+            return Unmask(f[0], f[1].decode(), _split(f[2]), int.from_bytes(f[3], "little"))
         if kind == 6:
             return Reveal(f[0], f[1].decode(), _unshares(f[2]), _unshares(f[3]))
         if kind == 7:
@@ -299,7 +299,7 @@ class PartyDriver:
                     s.abort()
                     return
             else:  # report when every neighbour's keys are in, or none came for a while
-                waiting = [p for p in s.missing if p not in self.lost]
+                waiting = s.keys_missing and (not self.lost or any(p not in self.lost for p in s.missing))
                 got = await net.next(me, self._wait(self.round_timeout)) if waiting else None
                 if got is None:
                     if self._gone("report"):
@@ -384,15 +384,25 @@ class CoordinatorDriver:
         self.rejected: list[tuple[str, str]] = []  # (sender, why its message was dropped)
         self.lost: dict[str, str] = {}  # parties whose link broke (not waited for) -> why
 
-    async def _round(self, pending: Callable[[], list[str]], handle: Callable[[str, object], None], idle: float):
-        """Handle messages until nobody is pending (but parties whose link broke) or none came for ``idle`` seconds."""
-        while [p for p in pending() if p not in self.lost]:
+    def _waiting(self, count: Callable[[], int], names: Callable[[], list[str]]) -> bool:
+        """Whether a round still waits for someone: ``count()`` in O(1) after each message; the names only
+        when some party was lost (a lost party is not waited for)."""
+        return count() > 0 and (not self.lost or any(p not in self.lost for p in names()))
+
+    async def _round(
+        self,
+        count: Callable[[], int],
+        names: Callable[[], list[str]],
+        handle: Callable[[str, object], None],
+        idle: float,
+    ) -> None:
+        """Handle messages until nobody is waited for (see :meth:`_waiting`) or none came for ``idle`` seconds."""
+        while self._waiting(count, names):
             left = _left(self.query.spec.deadline, self.clock)
             if left <= 0:
                 raise ProtocolError(
                     Status.DEADLINE_EXCEEDED,
-                    f"{', '.join(pending()[:5])} did not answer before the deadline; "
-                    "session aborted, no result released",
+                    f"{', '.join(names()[:5])} did not answer before the deadline; session aborted, no result released",
                 )
             got = await self.net.next(self.name, min(idle, left))
             if got is None:
@@ -433,8 +443,11 @@ class CoordinatorDriver:
                 c.record_report(msg)
 
         # rounds 1-2: answers and key reports; parties wait up to round_timeout for their neighbours' keys
-        await self._round(lambda: [p for p in parties if p not in answered], on_answer, self.first_timeout)
-        await self._round(lambda: c.waiting_for, on_answer, 2 * self.round_timeout)
+        def unanswered() -> list[str]:
+            return [p for p in parties if p not in answered]
+
+        await self._round(lambda: len(parties) - len(answered), unanswered, on_answer, self.first_timeout)
+        await self._round(lambda: c.waiting_count, lambda: c.waiting_for, on_answer, 2 * self.round_timeout)
         for roster in c.rosters():
             net.send(self.name, roster.party, roster)
 
@@ -442,16 +455,18 @@ class CoordinatorDriver:
             if isinstance(msg, MaskedInput):
                 c.receive_masked(msg)
 
-        await self._round(lambda: c.waiting_for, on_masked, self.round_timeout)
-        unmask = c.unmask()
-        for party in c.rostered:
-            net.send(self.name, party, unmask)
+        await self._round(lambda: c.waiting_count, lambda: c.waiting_for, on_masked, self.round_timeout)
+        for unmask in c.unmask():
+            net.send(self.name, unmask.party, unmask)
 
         def on_reveal(sender: str, msg: object) -> None:
             if isinstance(msg, Reveal):
                 c.receive_reveal(msg)
 
-        await self._round(lambda: c.waiting_for, on_reveal, self.round_timeout)
+        # until every secret to rebuild has its t shares, or every party not lost revealed
+        await self._round(
+            lambda: min(c.waiting_count, c.unrevealed_count), lambda: c.unrevealed, on_reveal, self.round_timeout
+        )
         release = c.release()
         await asyncio.sleep(0)  # let parties still answering get their messages out
         while (got := await net.next(self.name, 0)) is not None:  # only to report late inputs

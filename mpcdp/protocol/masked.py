@@ -12,10 +12,12 @@ vector. Rounds:
 3. **Masked input** (party -> coordinator): y = x + PRG(b) + sum over roster j of +-PRG(DH(sk, pk_j)),
    + when the party comes before j in the party list, - after; x is its encoded records plus its noise
    piece (:meth:`mpcdp.protocol.PartySession.contribution`). The party's ledger is charged now.
-4. **Unmask**: the coordinator names the counted set C (the masked inputs that arrived; at least the
-   quorum, :mod:`mpcdp.protocol.quorum`); later inputs are refused. Each party answers once, for each
+4. **Unmask**: the coordinator fixes the counted set C (the masked inputs that arrived; at least the
+   quorum, :mod:`mpcdp.protocol.quorum`); later inputs are refused. It tells each party which of its
+   neighbours are in C and how large C is (a message of O(k), not O(n)). Each party answers once, for each
    neighbour: the share of its **self-mask seed** if the neighbour is counted, else the share of its
-   **private key** (never both kinds for one party: each honest party derives which from the one set C).
+   **private key** (never both kinds for one party: an honest coordinator derives every party's request
+   from the one set C, and a party answers one request only).
 5. **Release**: from t shares the coordinator rebuilds b of every counted party and the private key of
    every dropped one with a counted neighbour (checked against its public key), removes the self masks
    and the masks between counted and dropped neighbours (masks between counted neighbours cancel), and
@@ -41,7 +43,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 
 from .. import ring
 from ..dp.loss import PrivacyLoss
-from ..prg import SEED_BYTES, Prg, RandomSource, system_random
+from ..prg import SEED_BYTES, Prg, RandomSource, fold_streams, system_random
 from . import shamir
 from .coordinator import Release
 from .errors import ProtocolError, Status
@@ -165,10 +167,13 @@ class MaskedInput:
 
 @dataclass(frozen=True)
 class Unmask:
-    """Coordinator to every party still there: whose masked inputs are counted."""
+    """Coordinator to each rostered party: which of its neighbours are counted, and how many parties are in all
+    (so the party checks the quorum). Per party, so its size follows the degree, not n."""
 
     session_id: bytes
+    party: str
     counted: tuple[str, ...]
+    total: int
 
 
 @dataclass(frozen=True)
@@ -295,7 +300,12 @@ class MaskedParty:
     @property
     def missing(self) -> list[str]:
         """Neighbours whose keys have not arrived."""
-        return [p for p in self.neighbours if p not in self._keys]
+        return [p for p in self.neighbours if p not in self._keys] if self.keys_missing else []
+
+    @property
+    def keys_missing(self) -> int:
+        """How many neighbours' keys have not arrived (without listing them)."""
+        return len(self.neighbours) - len(self._keys)
 
     def report(self) -> Report:
         self._require("keyed")
@@ -316,10 +326,12 @@ class MaskedParty:
         assert self._private is not None
         sid = self.spec.session_id
         y = np.concatenate([inner.contribution() for inner in self._inner])
-        Prg(self._seed, sid, self_purpose(self.me)).add_into(y)
+        add: list[Prg] = [Prg(self._seed, sid, self_purpose(self.me))]
+        subtract: list[Prg] = []
         for p in roster.neighbours:
-            seed = _agree(self._private, self._keys[p], p)
-            Prg(seed, sid, pair_purpose(self.me, p)).add_into(y, subtract=self.query.sign(self.me, p))
+            prg = Prg(_agree(self._private, self._keys[p], p), sid, pair_purpose(self.me, p))
+            (subtract if self.query.sign(self.me, p) else add).append(prg)
+        fold_streams(y, add, subtract)  # one pass over y for every mask
         if self._budget is not None and self.query.charge is not None:
             self._budget.charge_reserved(sid)
         self.masked = True
@@ -329,12 +341,12 @@ class MaskedParty:
     def reveal(self, unmask: Unmask) -> Reveal:
         """Round 4, once: a self-mask share for each counted neighbour, a key share for each other one."""
         self._require("keyed", "masked")
-        if unmask.session_id != self.spec.session_id:
-            raise ProtocolError(Status.NOT_FOUND, "an unmask request for another session")
+        if unmask.session_id != self.spec.session_id or unmask.party != self.me:
+            raise ProtocolError(Status.NOT_FOUND, "an unmask request for another session or party")
         counted = set(unmask.counted)
-        if not counted <= set(self.spec.parties) or len(counted) != len(unmask.counted):
-            raise ProtocolError(Status.INVALID_ARGUMENT, "the counted set names parties outside the session")
-        self.query.quorum.check(len(counted), "are counted")
+        if not counted <= set(self.neighbours) or len(counted) != len(unmask.counted):
+            raise ProtocolError(Status.INVALID_ARGUMENT, "the counted set names parties that are not neighbours")
+        self.query.quorum.check(unmask.total, "are counted")
         seeds = {p: s for p, (_, s) in self._shares.items() if p in counted}
         keys = {p: k for p, (k, _) in self._shares.items() if p not in counted}
         self._shares.clear()  # answered once: a second request (another counted set) gets nothing
@@ -382,6 +394,10 @@ class MaskedCoordinator:
         self._inputs: set[str] = set()  # parties whose masked input is folded into the running total
         self._total = ring.zeros(self._length)
         self._counted: tuple[str, ...] = ()
+        self._counted_set: frozenset[str] = frozenset()
+        self._parties = frozenset(self.spec.parties)
+        self._revealed: set[str] = set()
+        self._short = 0  # secrets (counted seeds, needed keys) with fewer than t shares so far
         self._seed_shares: dict[str, dict[int, bytes]] = {}
         self._key_shares: dict[str, dict[int, bytes]] = {}
         self.abort_reason = ""
@@ -393,7 +409,7 @@ class MaskedCoordinator:
     def _check(self, session_id: bytes, party: str) -> None:
         if session_id != self.spec.session_id:
             raise ProtocolError(Status.NOT_FOUND, "message for another session")
-        if party not in self.spec.parties:
+        if party not in self._parties:
             raise ProtocolError(Status.PERMISSION_DENIED, f"{party!r} is not a party of this session")
 
     def record_response(self, party: str, accepted: bool, reason: str = "") -> None:
@@ -454,13 +470,40 @@ class MaskedCoordinator:
             return list(self.missing_shares())
         return []
 
-    def unmask(self) -> Unmask:
-        """Close round 3: the masked inputs in hand are counted, later ones refused."""
+    @property
+    def waiting_count(self) -> int:
+        """How many :attr:`waiting_for` names, counted in O(1) (a driver asks after every message)."""
+        if self.state == "accepting":
+            return self.spec.n_parties - len(self._reports) - len(self.refused)
+        if self.state == "collecting-inputs":
+            return len(self._rosters) - len(self._inputs)
+        if self.state == "unmasking":
+            return self._short
+        return 0
+
+    @property
+    def unrevealed(self) -> list[str]:
+        """Rostered parties that have not revealed their shares (yet)."""
+        return [p for p in self._rosters if p not in self._revealed]
+
+    @property
+    def unrevealed_count(self) -> int:
+        return len(self._rosters) - len(self._revealed)
+
+    def unmask(self) -> list[Unmask]:
+        """Close round 3: the masked inputs in hand are counted, later ones refused; one request per rostered
+        party, naming its counted neighbours."""
         self._require("collecting-inputs")
         self.query.quorum.check(len(self._inputs), "sent a masked input")
         self._counted = tuple(p for p in self.spec.parties if p in self._inputs)
+        self._counted_set = frozenset(self._counted)
+        self._short = len(self._counted) + len(self._needed_keys)
         self.state = "unmasking"
-        return Unmask(self.spec.session_id, self._counted)
+        sid, graph, total = self.spec.session_id, self.query.graph, len(self._counted)
+        return [
+            Unmask(sid, p, tuple(q for q in graph.neighbours(p) if q in self._counted_set), total)
+            for p in self._rosters
+        ]
 
     @property
     def counted(self) -> tuple[str, ...]:
@@ -480,18 +523,28 @@ class MaskedCoordinator:
     def receive_reveal(self, msg: Reveal) -> None:
         self._require("unmasking")
         self._check(msg.session_id, msg.party)
-        counted = set(self._counted)
+        if msg.party in self._revealed:
+            raise ProtocolError(Status.ALREADY_EXISTS, f"a second reveal from {msg.party!r}")
+        counted = self._counted_set
         graph = self.query.graph
         if not set(msg.seed_shares) <= counted or set(msg.key_shares) & counted:
             raise ProtocolError(Status.INVALID_ARGUMENT, f"{msg.party} revealed the wrong kind of share")
         near = set(graph.neighbours(msg.party))
         if not (set(msg.seed_shares) | set(msg.key_shares)) <= near:
             raise ProtocolError(Status.INVALID_ARGUMENT, f"{msg.party} revealed shares of non-neighbours")
-        x = self.query.point(msg.party)
+        self._revealed.add(msg.party)
+        x, t = self.query.point(msg.party), self.query.plan.threshold
         for p, s in msg.seed_shares.items():
-            self._seed_shares.setdefault(p, {})[x] = s
+            got = self._seed_shares.setdefault(p, {})
+            got[x] = s
+            if len(got) == t:
+                self._short -= 1
+        needed = self._needed_keys
         for p, s in msg.key_shares.items():
-            self._key_shares.setdefault(p, {})[x] = s
+            got = self._key_shares.setdefault(p, {})
+            got[x] = s
+            if p in needed and len(got) == t:
+                self._short -= 1
 
     def missing_shares(self) -> dict[str, int]:
         """Party -> how many more shares are needed to rebuild what must be removed for it."""
@@ -518,9 +571,8 @@ class MaskedCoordinator:
             )
         t, sid = self.query.plan.threshold, self.spec.session_id
         total, self._total = self._total, ring.zeros(0)
-        for p in self._counted:
-            seed = shamir.rebuild(self._seed_shares[p], t)
-            Prg(seed, sid, self_purpose(p)).add_into(total, subtract=True)
+        add: list[Prg] = []
+        subtract = [Prg(shamir.rebuild(self._seed_shares[p], t), sid, self_purpose(p)) for p in self._counted]
         counted = set(self._counted)
         for d in sorted(self._needed_keys):
             private = X25519PrivateKey.from_private_bytes(shamir.rebuild(self._key_shares[d], t))
@@ -528,8 +580,9 @@ class MaskedCoordinator:
                 raise ProtocolError(Status.INVALID_ARGUMENT, f"the shares of {d}'s key do not match its public key")
             for u in self._rosters[d]:
                 if u in counted:  # u added +-mask(u, d): take it out again
-                    seed = _agree(private, self._reports[u].public_key, u)
-                    Prg(seed, sid, pair_purpose(u, d)).add_into(total, subtract=not self.query.sign(u, d))
+                    prg = Prg(_agree(private, self._reports[u].public_key, u), sid, pair_purpose(u, d))
+                    (add if self.query.sign(u, d) else subtract).append(prg)
+        fold_streams(total, add, subtract)  # one pass over the total for every mask removed
         self.state = "released"
         dropped = [p for p in self.spec.parties if p not in counted]
         extras = {
@@ -638,9 +691,9 @@ def run_masked_in_memory(
                     late[roster.party] = masked
                 else:
                     coordinator.receive_masked(masked)
-        unmask = coordinator.unmask()
-        for p, party in parties.items():
-            if alive(p, "reveal") and party.state in ("keyed", "masked"):
+        for unmask in coordinator.unmask():
+            party = parties[unmask.party]
+            if alive(unmask.party, "reveal") and party.state in ("keyed", "masked"):
                 coordinator.receive_reveal(party.reveal(unmask))
         return MaskedRun(coordinator.release(), parties, coordinator, late)
     except ProtocolError as exc:

@@ -314,11 +314,12 @@ def test_a_party_answers_one_unmask_request_only():
         coordinator.record_report(s.report())
     for roster in coordinator.rosters():
         coordinator.receive_masked(sessions[roster.party].masked_input(roster))
-    first = coordinator.unmask()
+    first = next(u for u in coordinator.unmask() if u.party == "p0000")
+    assert first.counted == query.graph.neighbours("p0000") and first.total == 8  # its neighbours, not all n
     reveal = sessions["p0000"].reveal(first)
     assert set(reveal.seed_shares) == set(query.graph.neighbours("p0000")) and not reveal.key_shares
     # a second request that calls a counted neighbour dropped would hand out its key share too: refused
-    second = type(first)(first.session_id, first.counted[:-1])
+    second = type(first)(first.session_id, first.party, first.counted[:-1], first.total)
     with pytest.raises(ProtocolError) as err:
         sessions["p0000"].reveal(second)
     assert err.value.status == Status.FAILED_PRECONDITION
