@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
@@ -23,6 +24,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 SEED_BYTES = 32
 _SALT = b"mpcdp/v1/prg"
 _CHUNK_WORDS = 1 << 15  # words per cipher call: 256 KiB, stays in cache
+_ZEROS = bytes(8 * _CHUNK_WORDS)  # what the keystream is XORed onto
 
 
 class RandomSource(Protocol):
@@ -58,8 +60,6 @@ class Prg:
             raise TypeError("session_id must be bytes")
         key = _derive_key(bytes(seed), bytes(session_id), purpose)
         self._enc = Cipher(algorithms.AES(key), modes.CTR(bytes(16))).encryptor()
-        self._zeros = bytes(0)
-        self._scratch = np.empty(0, dtype=np.uint8)
 
     @classmethod
     def from_int(cls, seed: int, purpose: str = "test") -> Prg:
@@ -76,37 +76,41 @@ class Prg:
         if n < 0:
             raise ValueError("n must be non-negative")
         raw = np.empty(8 * n + 16, dtype=np.uint8)  # update_into wants 15 bytes of slack
-        zeros = self._zero_bytes(min(8 * _CHUNK_WORDS, 8 * n))
+        zeros = memoryview(_ZEROS)
         for start in range(0, 8 * n, len(zeros)):
             k = min(len(zeros), 8 * n - start)
             self._enc.update_into(zeros[:k], raw.data[start:])
         return raw[: 8 * n].view("<u8").astype(np.uint64, copy=False)
 
-    def _zero_bytes(self, nbytes: int) -> memoryview:
-        if len(self._zeros) < nbytes:
-            self._zeros = bytes(nbytes)
-            self._scratch = np.empty(nbytes + 16, dtype=np.uint8)
-        return memoryview(self._zeros)
-
     def add_into(self, out: np.ndarray, subtract: bool = False) -> np.ndarray:
-        """out += (or -=) the next ``out.size`` words, mod 2^64, in place.
+        """out += (or -=) the next ``out.size`` words, mod 2^64, in place (see :func:`fold_streams`)."""
+        return fold_streams(out, subtract=[self]) if subtract else fold_streams(out, add=[self])
 
-        The keystream is produced in cache-sized chunks and consumed at once, so
-        expanding a seed into a running sum costs one pass over ``out``.
-        """
-        if out.dtype != np.uint64 or not out.flags.c_contiguous:
-            raise TypeError("add_into needs a contiguous uint64 array")
-        flat = out.reshape(-1)
-        words = min(_CHUNK_WORDS, flat.size)
-        zeros = self._zero_bytes(8 * words)
-        scratch = self._scratch
-        op = np.subtract if subtract else np.add
-        for start in range(0, flat.size, words):
-            k = min(words, flat.size - start)
-            self._enc.update_into(zeros[: 8 * k], scratch.data)
-            chunk = flat[start : start + k]
-            op(chunk, scratch[: 8 * k].view("<u8"), out=chunk)
-        return out
+
+def fold_streams(out: np.ndarray, add: Sequence[Prg] = (), subtract: Sequence[Prg] = ()) -> np.ndarray:
+    """out += the next ``out.size`` words of each generator in ``add``, and -= those of ``subtract``, mod 2^64.
+
+    One pass over ``out`` whatever the number of generators: each cache-sized piece of ``out`` takes every
+    stream's keystream for it (produced into one small scratch buffer and consumed at once) before the next
+    piece is touched, so expanding n seeds into a running sum costs one trip through memory, not n. Each
+    generator's stream continues exactly as ``uint64`` would have: the result equals adding (subtracting)
+    ``prg.uint64(out.size)`` of each, in any order.
+    """
+    if out.dtype != np.uint64 or not out.flags.c_contiguous or not out.flags.writeable:
+        raise TypeError("fold_streams needs a writable contiguous uint64 array")
+    flat = out.reshape(-1)
+    words = min(_CHUNK_WORDS, flat.size)
+    scratch = np.empty(8 * words + 16, dtype=np.uint8)  # update_into wants 15 bytes of slack
+    zeros = memoryview(_ZEROS)
+    streams = [(p._enc, np.add) for p in add] + [(p._enc, np.subtract) for p in subtract]
+    for start in range(0, flat.size, words):
+        k = min(words, flat.size - start)
+        chunk = flat[start : start + k]
+        stream = scratch[: 8 * k].view("<u8")
+        for enc, op in streams:
+            enc.update_into(zeros[: 8 * k], scratch.data)
+            op(chunk, stream, out=chunk)
+    return out
 
 
 def system_random(purpose: str = "default") -> Prg:

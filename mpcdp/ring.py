@@ -12,6 +12,7 @@ run at query time, before any share moves.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -35,7 +36,7 @@ def as_ring(values: ArrayLike) -> np.ndarray:
     if arr.dtype == DTYPE:
         return arr
     if arr.dtype.kind == "i":
-        return arr.astype(np.int64).view(DTYPE)
+        return arr.astype(np.int64, copy=False).view(DTYPE)
     if arr.dtype.kind == "u":
         return arr.astype(DTYPE)
     if arr.dtype == object or arr.dtype.kind == "b":
@@ -104,17 +105,31 @@ class FixedPoint:
     def resolution(self) -> float:
         return 1.0 / self.scale
 
-    def encode(self, x: ArrayLike) -> np.ndarray:
-        """Reals -> ring. Refuses NaN, infinities and values outside the signed range."""
+    def encode(self, x: ArrayLike, *, in_place: bool = False) -> np.ndarray:
+        """Reals -> ring. Refuses NaN, infinities and values outside the signed range.
+
+        ``in_place``: ``x``, a float64 array the caller gives up, is scaled, rounded and converted where it
+        is (no megabyte-sized allocation at all); the result shares its memory."""
         arr = np.asarray(x, dtype=np.float64)
-        if not np.all(np.isfinite(arr)):
-            raise ValueError("cannot encode NaN or infinite values")
-        scaled = np.rint(arr * self.scale)
-        if scaled.size and (scaled.max() >= 2.0**63 or scaled.min() < -(2.0**63)):
-            raise HeadroomError(
-                f"value too large for the ring at frac_bits={self.frac_bits}: |x| must be below 2^{63 - self.frac_bits}"
-            )
-        return scaled.astype(np.int64).view(DTYPE)
+        if in_place and arr is x and arr.flags.writeable and arr.flags.c_contiguous:
+            scaled = arr if self.scale == 1 else np.multiply(arr, self.scale, out=arr)
+        else:
+            scaled = arr * self.scale
+        if scaled.size:
+            # a NaN anywhere makes both NaN; rounding cannot leave the range (floats beyond 2^52 are integers)
+            lo, hi = float(scaled.min()), float(scaled.max())
+            if not -(2.0**63) <= lo <= hi < 2.0**63:
+                if scaled is not arr and not np.all(np.isfinite(arr)):
+                    raise ValueError("cannot encode NaN or infinite values")
+                if math.isnan(lo) or math.isnan(hi):
+                    raise ValueError("cannot encode NaN values")
+                raise HeadroomError(
+                    f"value too large for the ring at frac_bits={self.frac_bits}: "
+                    f"|x| must be below 2^{63 - self.frac_bits}"
+                )
+        out = scaled.view(np.int64)
+        np.rint(scaled, out=out, casting="unsafe")  # rounded and converted in one pass, where it is
+        return out.view(DTYPE)
 
     def decode(self, a: ArrayLike) -> np.ndarray:
         """Ring -> reals, reading elements as signed."""

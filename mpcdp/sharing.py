@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import ring
-from .prg import SEED_BYTES, Prg, RandomSource, system_random
+from .prg import SEED_BYTES, Prg, RandomSource, fold_streams, system_random
 
 
 def _check_parties(n: int) -> None:
@@ -70,11 +70,11 @@ class SeededShares:
         return [*seeded, self.correction]
 
     def reconstruct(self, session_id: bytes) -> np.ndarray:
-        """The secret, summing each seed's expansion straight into one vector."""
-        out = self.correction.copy()
-        for s, p in zip(self.seeds, self.purposes, strict=True):
-            Prg(s, session_id, p).add_into(out)
-        return out
+        """The secret, summing every seed's expansion straight into one vector (one pass)."""
+        return fold_streams(self.correction.copy(), add=self._prgs(session_id))
+
+    def _prgs(self, session_id: bytes) -> list[Prg]:
+        return [Prg(s, session_id, p) for s, p in zip(self.seeds, self.purposes, strict=True)]
 
 
 def share_seeded(
@@ -83,12 +83,16 @@ def share_seeded(
     session_id: bytes,
     purposes: list[str] | None = None,
     rng: RandomSource | None = None,
+    *,
+    in_place: bool = False,
 ) -> SeededShares:
     """Split ``secret`` into n - 1 seeded shares and one full correction share.
 
     ``purposes`` names each seeded share's PRG domain (default ``share/<i>``);
     the peer protocol uses ``share/<sender>/<recipient>`` so that no two
     expansions in a session share a key stream even if a seed repeated.
+    ``in_place``: ``secret`` (a writable uint64 array the caller gives up) becomes the correction, so a
+    megabyte vector is not copied; every seed's expansion is subtracted from it in one pass.
     """
     _check_parties(n)
     x = ring.as_ring(secret).reshape(-1)
@@ -97,7 +101,7 @@ def share_seeded(
         raise ValueError(f"need {n - 1} purposes for {n} shares, got {len(purposes)}")
     rng = rng or system_random("seed")
     seeds = tuple(rng.bytes(SEED_BYTES) for _ in range(n - 1))
-    correction = x.copy()
-    for s, p in zip(seeds, purposes, strict=True):
-        Prg(s, session_id, p).add_into(correction, subtract=True)
-    return SeededShares(seeds, tuple(purposes), correction)
+    given = in_place and x.flags.writeable and x.flags.c_contiguous
+    shares = SeededShares(seeds, tuple(purposes), x if given else x.copy())
+    fold_streams(shares.correction, subtract=shares._prgs(session_id))
+    return shares

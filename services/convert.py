@@ -1,28 +1,25 @@
 """Between the library's protocol objects and the mpcdp.v1 protobufs, adding no meaning.
 
-Vectors are cut into ~1 MiB chunks of packed little-endian uint64 and
-reassembled with every offset and length checked (:mod:`services.streams`),
-so a malformed stream is refused with INVALID_ARGUMENT before it touches a
-session.
+Vectors travel as packed little-endian uint64 (:data:`RING_BYTES` per element);
+:class:`RingPieces` hands the pieces of one arriving over a link on as ring
+elements, with no assembly buffer.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import cast
 
 import grpc
 import numpy as np
 
 import mpcdp.mpc.queries  # noqa: F401 -- registers the comparison statistics in STATISTICS
-from mpcdp import ring
 from mpcdp.dp.mechanisms import CENTRAL_MECHANISMS
 from mpcdp.protocol import ProtocolError, QuerySpec, SpecError, Status
 from mpcdp.protocol.spec import Sharing
 from mpcdp.protocol.statistics import STATISTICS
 from mpcdp.registry import UnknownName
-from services import streams
 from services.wire.mpcdp.v1 import federation_pb2 as pb
 
 RING_BYTES = 8  # one ring element (packed little-endian uint64), or one float64 value of a release
@@ -161,18 +158,6 @@ def spec_from_proto(msg: pb.QuerySpec, require_deadline: bool = False) -> QueryS
     return build_spec(spec_fields(msg))
 
 
-def pieces(vector: np.ndarray) -> Iterator[tuple[int, bytes]]:
-    """(offset, packed little-endian bytes) covering ``vector`` (ring elements) in ~1 MiB pieces, in order."""
-    for offset, piece in streams.chunks(ring.as_ring(vector).reshape(-1), RING_BYTES):
-        yield offset, bytes(piece)
-
-
-def chunks(vector: np.ndarray) -> Iterator[pb.VectorChunk]:
-    """VectorChunks covering ``vector`` (ring elements) in order."""
-    for offset, data in pieces(vector):
-        yield pb.VectorChunk(offset=offset, data=data)
-
-
 def set_chunk(chunk: pb.VectorChunk, offset: int, data: bytes) -> None:
     """Fill the VectorChunk field of a wrapper message in place (building one and passing it to the
     wrapper's constructor would copy its megabyte again)."""
@@ -180,31 +165,50 @@ def set_chunk(chunk: pb.VectorChunk, offset: int, data: bytes) -> None:
     chunk.data = data
 
 
-class RingVector:
-    """Collects the VectorChunks of one announced vector of ``length`` ring elements (a
-    :class:`services.streams.Assembler`), refusing a malformed stream as INVALID_ARGUMENT."""
+class RingPieces:
+    """A link sink (:meth:`services.link.Hub.expect`) that hands a vector's bytes on as ring elements:
+    ``fold(offset, elements)`` gets each piece as a read-only uint64 array over the frame's own bytes (no
+    assembly buffer, no copy), in order; an element split across two pieces is carried over. A ProtocolError
+    from ``fold`` stops the folding (later pieces are dropped) and is raised again by :meth:`finish`, so a bad
+    vector fails its session, never the link."""
 
-    def __init__(self, length: int, expected: int):
-        if length != expected:
-            raise ProtocolError(
-                Status.INVALID_ARGUMENT,
-                f"vector announced with {length} elements; this session's vectors have {expected}",
-            )
-        self._assembler = streams.Assembler(length, RING_BYTES)
+    def __init__(self, fold: Callable[[int, np.ndarray], None]):
+        self._fold = fold
+        self._carry = b""  # the first bytes of an element split across pieces
+        self._elements = 0  # elements handed on so far
+        self.error: ProtocolError | None = None
 
-    @property
-    def done(self) -> bool:
-        return self._assembler.done
-
-    def add(self, chunk: pb.VectorChunk) -> None:
+    def __call__(self, _offset: int, view: memoryview) -> None:
+        if self.error is not None:
+            return
         try:
-            self._assembler.add(chunk.data, chunk.offset)  # each read of a bytes field copies it: read once
-        except streams.StreamError as exc:
-            raise ProtocolError(Status.INVALID_ARGUMENT, f"vector chunks: {exc}") from None
+            if self._carry:
+                take = RING_BYTES - len(self._carry)
+                self._carry += bytes(view[:take])
+                view = view[take:]
+                if len(self._carry) < RING_BYTES:
+                    return
+                self._hand_on(np.frombuffer(self._carry, dtype="<u8"))
+                self._carry = b""
+            whole = len(view) - len(view) % RING_BYTES
+            if whole:
+                self._hand_on(np.frombuffer(view[:whole], dtype="<u8"))
+            self._carry = bytes(view[whole:])
+        except ProtocolError as exc:
+            self.error = exc
 
-    @property
-    def vector(self) -> np.ndarray:
-        return self._assembler.array("<u8")
+    def _hand_on(self, elements: np.ndarray) -> None:
+        self._fold(self._elements, elements)
+        self._elements += elements.size
+
+    def finish(self) -> int:
+        """The number of elements handed on, once the message is complete (ProtocolError if folding failed
+        or the message was not whole elements)."""
+        if self.error is not None:
+            raise self.error
+        if self._carry:
+            raise ProtocolError(Status.INVALID_ARGUMENT, "a vector is whole uint64 words")
+        return self._elements
 
 
 def abort_message(session_id: bytes, sender: str, reason: str, culprit: str = "") -> pb.Abort:

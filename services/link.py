@@ -50,6 +50,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
+import numpy as np
 
 from services import audit
 from services.channels import Channels
@@ -87,7 +88,7 @@ class _Inbox:
 
     total: int = -1
     assembler: Assembler | None = None
-    buffer: bytearray | None = None
+    buffer: bytearray | memoryview | None = None
     sink: Callable[[int, memoryview], None] | None = None
     held: int = 0  # bytes counted against the peer's pending allowance
     done: asyncio.Future | None = None
@@ -109,8 +110,8 @@ class _Inbox:
         elif self.buffer is None and len(view) == self.total:
             self.buffer = bytearray(view)  # a one-frame message: one copy
         else:
-            if self.buffer is None:
-                self.buffer = bytearray(self.total)
+            if self.buffer is None:  # not bytearray(total): zeroing megabytes that are overwritten at once
+                self.buffer = memoryview(np.empty(self.total, dtype=np.uint8))
             self.buffer[offset : offset + len(view)] = view
 
 
@@ -362,7 +363,8 @@ class Hub(pb_grpc.LinkServicer):
             box.assembler = Assembler(frame.total, 1, max_length=self.max_message_bytes, sink=box.piece)
         if frame.total != box.total:
             raise LinkError(peer, "frames of one message disagree on its length")
-        n = len(frame.payload)
+        payload = frame.payload  # each read of a bytes field copies it: read once
+        n = len(payload)
         if box.sink is None and box.done is None:  # nobody asked yet: count it against the peer
             held = self._pending.get(peer, 0) + n
             if held > self.max_pending_bytes:
@@ -370,7 +372,7 @@ class Hub(pb_grpc.LinkServicer):
             self._pending[peer] = held
             box.held += n
         try:
-            box.assembler.add(frame.payload, frame.offset)
+            box.assembler.add(payload, frame.offset)
         except StreamError as exc:
             raise LinkError(peer, f"frames out of order or beyond their message's length ({exc})") from None
         if box.assembler.done:

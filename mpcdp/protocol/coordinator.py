@@ -5,7 +5,11 @@
 
 The coordinator never sees an input or a share: only the parties' answers and
 their partial sums, each uniformly random on its own. Their total is the
-(noisy, under DP) aggregate, which it decodes and post-processes.
+(noisy, under DP) aggregate, which it decodes and post-processes. Partial sums
+are added into one running total as they arrive, whole or piece by piece as
+they come off the wire (:meth:`CoordinatorSession.receive_piece`), so the
+release only decodes; a party that accepted may send its partial sum while
+others are still answering (one round trip).
 """
 
 from __future__ import annotations
@@ -52,7 +56,10 @@ class CoordinatorSession:
         self.state = "collecting-responses"
         self._statistic = codec_for(spec)
         self._accepted: set[str] = set()
-        self._partials: dict[str, np.ndarray] = {}
+        self._summed: set[str] = set()  # parties whose whole partial sum is in the total
+        self._filled: dict[str, int] = {}  # elements folded in so far, per party sending its partial in pieces
+        self._total: np.ndarray | None = None  # the running total of the partial sums
+        self._own_total = False  # whether _total is this session's array (else a caller's vector, read only)
         self.abort_reason = ""
 
     @property
@@ -83,20 +90,68 @@ class CoordinatorSession:
     @property
     def missing(self) -> list[str]:
         """Parties whose current-phase message has not arrived."""
-        have = self._accepted if self.state == "collecting-responses" else self._partials
+        have = self._accepted if self.state == "collecting-responses" else self._summed
         return [p for p in self.spec.parties if p not in have]
 
-    def receive_partial(self, msg: PartialSum, now: float = -math.inf) -> None:
-        self._require("collecting-sums")
-        self._check_sender(msg.session_id, msg.sender)
+    def _check_partial(self, session_id: bytes, sender: str, now: float) -> None:
+        """A partial sum may come from a party that accepted while others still answer (one round trip)."""
+        if self.state not in ("collecting-responses", "collecting-sums"):
+            raise ProtocolError(Status.FAILED_PRECONDITION, f"session is {self.state}, not collecting-sums")
+        self._check_sender(session_id, sender)
+        if sender not in self._accepted:
+            raise ProtocolError(Status.FAILED_PRECONDITION, f"{sender} sent a partial sum before accepting")
         if now > self.spec.deadline:
             raise ProtocolError(Status.DEADLINE_EXCEEDED, "the session's deadline has passed")
-        if msg.sender in self._partials:
-            raise ProtocolError(Status.ALREADY_EXISTS, f"duplicate partial sum from {msg.sender!r}")
+        if sender in self._summed:
+            raise ProtocolError(Status.ALREADY_EXISTS, f"duplicate partial sum from {sender!r}")
+
+    def receive_partial(self, msg: PartialSum, now: float = -math.inf) -> None:
+        """Add a party's whole partial sum into the running total (the vector is only read)."""
+        self._check_partial(msg.session_id, msg.sender, now)
+        if msg.sender in self._filled:
+            raise ProtocolError(Status.ALREADY_EXISTS, f"{msg.sender!r} is already sending its partial sum in pieces")
         vec = np.asarray(msg.vector)
         if vec.size != self.length or vec.dtype.kind not in "iu":
             raise ProtocolError(Status.INVALID_ARGUMENT, f"partial sums are {self.length} ring elements")
-        self._partials[msg.sender] = ring.as_ring(vec.reshape(-1))
+        vec = ring.as_ring(vec.reshape(-1))
+        if self._total is None:
+            self._total = vec  # kept as it is until a second one comes: then one new array holds the sum
+        elif self._own_total:
+            np.add(self._total, vec, out=self._total)
+        else:
+            self._total, self._own_total = np.add(self._total, vec), True
+        self._summed.add(msg.sender)
+
+    def receive_piece(
+        self, session_id: bytes, sender: str, offset: int, piece: np.ndarray, now: float = -math.inf
+    ) -> None:
+        """Add the next ``piece`` (ring elements from ``offset`` on) of ``sender``'s partial sum into the total as
+        it arrives, so the coordinator never holds a party's vector; :meth:`end_partial` completes it."""
+        self._check_partial(session_id, sender, now)
+        filled = self._filled.get(sender, 0)
+        if offset != filled or piece.dtype != ring.DTYPE or piece.ndim != 1 or filled + piece.size > self.length:
+            raise ProtocolError(
+                Status.INVALID_ARGUMENT,
+                f"a piece of {sender}'s partial sum at element {offset} (expected {filled}) of {piece.size} "
+                f"elements: partial sums are {self.length} ring elements, in order",
+            )
+        if not self._own_total:
+            self._total = ring.zeros(self.length) if self._total is None else self._total.copy()
+            self._own_total = True
+        assert self._total is not None
+        part = self._total[offset : offset + piece.size]
+        np.add(part, piece, out=part)
+        self._filled[sender] = filled + piece.size
+
+    def end_partial(self, session_id: bytes, sender: str, now: float = -math.inf) -> None:
+        """``sender``'s partial sum came in full by :meth:`receive_piece`."""
+        self._check_partial(session_id, sender, now)
+        if self._filled.get(sender) != self.length:
+            raise ProtocolError(
+                Status.INVALID_ARGUMENT,
+                f"{sender}'s partial sum ended after {self._filled.get(sender, 0)} of {self.length} elements",
+            )
+        self._summed.add(sender)
 
     def release(self, extras: dict[str, Any] | None = None, arrays: bool = False) -> Release:
         """Combine all partial sums, decode and post-process. Closes the session.
@@ -105,8 +160,8 @@ class CoordinatorSession:
         self._require("collecting-sums")
         if self.missing:
             raise ProtocolError(Status.FAILED_PRECONDITION, f"still waiting for {', '.join(self.missing)}")
-        total = ring.total(self._partials[p] for p in self.spec.parties)
-        self._partials.clear()
+        total, self._total = self._total, None
+        assert total is not None  # every party's partial sum is in it
         self.state = "released"
         spec = self.spec
         return Release(
@@ -121,7 +176,7 @@ class CoordinatorSession:
         )
 
     def abort(self, reason: str, culprit: str = "") -> None:
-        self._partials.clear()
+        self._total = None
         self.abort_reason = reason
         self.culprit = culprit
         self.state = "aborted"

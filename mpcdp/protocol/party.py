@@ -125,7 +125,7 @@ class PartySession:
         self._records = records
         self._rng = rng or system_random("party")
         self._statistic = codec_for(spec)
-        self._sum = ring.zeros(self._statistic.length)
+        self._sum: np.ndarray | None = None  # the running sum of the shares held, made by the first one
         self._received: set[str] = set()
         self._local: np.ndarray | None = None  # the encoded aggregate, between accept and make_shares
 
@@ -184,16 +184,19 @@ class PartySession:
         sid = self.spec.session_id
         out = []
         if self.spec.sharing is Sharing.SEEDED:
-            seeded = share_seeded(
-                local, self.spec.n_parties, sid, [seed_purpose(self.me, p) for p in self.peers], rng=self._rng
-            )
+            purposes = [seed_purpose(self.me, p) for p in self.peers]
+            # the encoded aggregate becomes the correction where it is: no copy of the vector
+            seeded = share_seeded(local, self.spec.n_parties, sid, purposes, rng=self._rng, in_place=True)
             kept = seeded.correction
             out = [ShareMessage(sid, self.me, p, seed=s) for p, s in zip(self.peers, seeded.seeds, strict=True)]
         else:
             shares = share(local, self.spec.n_parties, rng=self._rng)
             kept = shares[-1]
             out = [ShareMessage(sid, self.me, p, vector=v) for p, v in zip(self.peers, shares[:-1], strict=True)]
-        np.add(self._sum, kept, out=self._sum)
+        if self._sum is None:
+            self._sum = kept  # the first share held: the running sum starts as it
+        else:
+            np.add(self._sum, kept, out=self._sum)
         del local, kept
         self._records = None
         self.state = "shared"
@@ -206,7 +209,9 @@ class PartySession:
         local, self._local = self._local, None
         assert local is not None  # accepted: accept() encoded it
         if not self.spec.is_exact:
-            local = ring.add(local, ring.as_ring(noise_piece(self.spec, self._rng)))
+            if not local.flags.writeable:
+                local = local.copy()
+            np.add(local, ring.as_ring(noise_piece(self.spec, self._rng)), out=local)  # local is ours: in place
         self.state = "shared"
         return local
 
@@ -225,12 +230,17 @@ class PartySession:
         if self.spec.sharing is Sharing.SEEDED:
             if msg.seed is None or len(msg.seed) != SEED_BYTES:
                 raise ProtocolError(Status.INVALID_ARGUMENT, f"seeded sessions carry {SEED_BYTES}-byte seeds")
-            Prg(msg.seed, self.spec.session_id, seed_purpose(msg.sender, self.me)).add_into(self._sum)
+            Prg(msg.seed, self.spec.session_id, seed_purpose(msg.sender, self.me)).add_into(self._running())
         else:
             if msg.vector is None or np.asarray(msg.vector).size != self.length:
                 raise ProtocolError(Status.INVALID_ARGUMENT, f"share vectors have length {self.length}")
-            np.add(self._sum, ring.as_ring(np.asarray(msg.vector).reshape(-1)), out=self._sum)
+            np.add(self._running(), ring.as_ring(np.asarray(msg.vector).reshape(-1)), out=self._sum)
         self._received.add(msg.sender)
+
+    def _running(self) -> np.ndarray:
+        if self._sum is None:  # a peer's share came before this party made its own
+            self._sum = ring.zeros(self.length)
+        return self._sum
 
     def partial_sum(self, now: float = -math.inf) -> PartialSum:
         """The sum of the shares this party holds, once it holds all n. Charges the budget."""
@@ -241,12 +251,13 @@ class PartySession:
         if self.budget is not None and self.spec.loss is not None:
             self.budget.charge_reserved(self.spec.session_id)
         self.state = "done"
-        return PartialSum(self.spec.session_id, self.me, self._sum.copy())
+        total, self._sum = self._sum, None  # handed over, not copied: the session holds nothing more
+        assert total is not None  # shared: make_shares started it
+        return PartialSum(self.spec.session_id, self.me, total)
 
     def abort(self) -> None:
         """Drop everything and free the budget held for it; the session can make no further progress."""
         if self.budget is not None and self.spec.loss is not None and self.state in ("accepted", "shared"):
             self.budget.free(self.spec.session_id)
-        self._records = self._local = None
-        self._sum = ring.zeros(self.length)
+        self._records = self._local = self._sum = None
         self.state = "aborted"

@@ -180,15 +180,17 @@ class _Moments(LinearStatistic):
         )
 
     def encode(self, codec: QueryCodec, records: Any) -> np.ndarray:
-        x = codec.clip(records)
+        x = codec.clip(records)  # a fresh array: the power 1 is encoded in it, after the others
         codec.check_count(x.shape[0])
-        fixed = codec.fixed
-        return np.concatenate(
-            [
-                ring.as_ring(np.array([x.shape[0]])) if p == 0 else fixed.encode(x**p).sum(axis=0, dtype=ring.DTYPE)
-                for p in self.powers
-            ]
-        )
+        parts = {}
+        for p in sorted(self.powers, reverse=True):
+            if p == 0:
+                parts[p] = ring.as_ring(np.array([x.shape[0]]))
+            else:
+                encoded = codec.fixed.encode(x if p == 1 else x**p, in_place=True)
+                parts[p] = encoded.reshape(-1) if x.shape[0] == 1 else encoded.sum(axis=0, dtype=ring.DTYPE)
+        vectors = [parts[p] for p in self.powers]
+        return vectors[0] if len(vectors) == 1 else np.concatenate(vectors)
 
 
 class Sum(_Moments):
@@ -373,7 +375,8 @@ class QueryCodec:
             # the width only: the number of rows would tell the coordinator how many records this party holds
             width = arr.shape[-1] if arr.ndim else 1
             raise ValueError(f"records must have dimension {self.spec.dimension}, got {width} columns")
-        if not np.all(np.isfinite(arr)):
+        # the sum is finite iff every record is (NaN and infinities propagate), unless finite ones overflow it
+        if not math.isfinite(float(np.sum(arr))) and not np.all(np.isfinite(arr)):
             raise ValueError("records contain NaN or infinite values")
         lo, hi = map(float, self.spec.bounds)
         return np.clip(arr, lo, hi)
@@ -397,7 +400,9 @@ class QueryCodec:
         out: dict[str, np.ndarray] = {}
         start = 0
         for b in self.blocks:
-            out[b.name] = values[start : start + b.length] / b.scale
+            block = out[b.name] = values[start : start + b.length]
+            if b.scale != 1:
+                np.divide(block, b.scale, out=block)  # in place: one pass, no second megabyte array
             start += b.length
         return out
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from mpcdp.prg import Prg, new_seed, system_random
+from mpcdp.prg import Prg, fold_streams, new_seed, system_random
 
 
 def test_same_inputs_same_stream_and_domain_separation():
@@ -45,3 +45,29 @@ def test_seed_validation_and_fresh_seeds():
         Prg(b"short")
     assert new_seed() != new_seed()
     assert not np.array_equal(system_random().uint64(4), system_random().uint64(4))
+
+
+@pytest.mark.parametrize("n", [1, 1000, (1 << 15) * 2 + 5])
+def test_folding_streams_into_a_vector_equals_adding_their_plain_expansions(n):
+    base = Prg.from_int(99).uint64(n)
+    expected = base.copy()
+    for i in (1, 2, 3):
+        expected += Prg.from_int(i).uint64(n)
+    for i in (4, 5):
+        expected -= Prg.from_int(i).uint64(n)
+    out = base.copy()
+    assert (
+        fold_streams(out, add=[Prg.from_int(i) for i in (1, 2, 3)], subtract=[Prg.from_int(4), Prg.from_int(5)]) is out
+    )
+    assert np.array_equal(out, expected)
+    # a generator folded in continues its stream where uint64 would; add_into is the one-stream case
+    p, q = Prg.from_int(1), Prg.from_int(1)
+    p.add_into(np.zeros(7, np.uint64))
+    q.uint64(7)
+    assert np.array_equal(p.add_into(np.zeros(n, np.uint64), subtract=True), np.uint64(0) - q.uint64(n))
+
+
+def test_folding_needs_a_writable_contiguous_uint64_array():
+    for bad in (np.zeros(4, np.int64), np.zeros(8, np.uint64)[::2], np.frombuffer(bytes(32), np.uint64)):
+        with pytest.raises(TypeError):
+            fold_streams(bad, add=[Prg.from_int(1)])

@@ -113,7 +113,7 @@ def test_party_rejects_bad_messages_and_keeps_state():
     s = spec(sharing="full")
     alice = PartySession("alice", s, [3800], PartyPolicy(allow_exact=True), rng=Prg.from_int(1))
     alice.accept()
-    before = alice._sum.copy()
+    assert alice._sum is None  # no share held yet
     good = np.zeros(2, np.uint64)
     cases = [
         (ShareMessage(b"z" * 16, "bob", "alice", vector=good), Status.NOT_FOUND),
@@ -126,7 +126,7 @@ def test_party_rejects_bad_messages_and_keeps_state():
         with pytest.raises(ProtocolError) as err:
             alice.receive_share(msg)
         assert err.value.status == status
-        assert np.array_equal(alice._sum, before)
+        assert alice._sum is None
     alice.receive_share(ShareMessage(s.session_id, "bob", "alice", vector=good))
     with pytest.raises(ProtocolError) as err:
         alice.receive_share(ShareMessage(s.session_id, "bob", "alice", vector=good))
@@ -265,3 +265,84 @@ def test_a_party_reserves_its_loss_at_accept_charges_it_with_its_partial_sum_and
     parties["alice"].partial_sum()
     assert ledger.reserved() == {} and ledger.spent().epsilon == 0.5
     assert [c.label for c in ledger.history()] == [other.session_id.hex()]
+
+
+def _partials(s, records):
+    """Each party's partial sum of a session run in memory (shares delivered by hand)."""
+    parties = {
+        p: PartySession(p, s, records[p], PartyPolicy(allow_exact=True), rng=Prg.from_int(i))
+        for i, p in enumerate(s.parties)
+    }
+    for p in parties.values():
+        p.accept()
+    for msg in [m for p in parties.values() for m in p.make_shares()]:
+        parties[msg.recipient].receive_share(msg)
+    return {name: p.partial_sum().vector for name, p in parties.items()}
+
+
+def test_coordinator_folds_partials_given_in_pieces_as_it_folds_whole_ones():
+    length = 10_001
+    s = spec(statistic="sum", dimension=length, bounds=(0, 1000), frac_bits=0, parties=("alice", "bob", "carol"))
+    records = {
+        p: ((np.arange(length) * (i + 1)) % 1000).reshape(1, length).astype(float) for i, p in enumerate(s.parties)
+    }
+    partials = _partials(s, records)
+    expected = sum(r[0] for r in records.values())
+    whole = CoordinatorSession(s)
+    for p in s.parties:
+        whole.record_response(Response(s.session_id, p, True))
+    for p, v in partials.items():
+        v.flags.writeable = False  # only read: the first one is summed into a new array, not into itself
+        whole.receive_partial(PartialSum(s.session_id, p, v))
+    assert np.array_equal(whole.release(arrays=True).value, expected)
+
+    pieces = CoordinatorSession(s)
+    pieces.record_response(Response(s.session_id, "alice", True))
+    alice = partials["alice"]
+    for start, stop in [(0, 1), (1, 4000), (4000, length)]:  # while bob and carol still answer: one round trip
+        pieces.receive_piece(s.session_id, "alice", start, alice[start:stop])
+    pieces.end_partial(s.session_id, "alice")
+    assert pieces.missing == ["bob", "carol"]
+    with pytest.raises(ProtocolError) as err:
+        pieces.receive_piece(s.session_id, "bob", 0, partials["bob"][:5])
+    assert err.value.status == Status.FAILED_PRECONDITION  # bob has not accepted
+    for p in ("bob", "carol"):
+        pieces.record_response(Response(s.session_id, p, True))
+    pieces.receive_partial(PartialSum(s.session_id, "bob", partials["bob"]))
+    carol = partials["carol"]
+    pieces.receive_piece(s.session_id, "carol", 0, carol[:100])
+    for offset, piece, status in [
+        (0, carol[100:200], Status.INVALID_ARGUMENT),  # out of order
+        (100, carol[100:].astype(np.int64), Status.INVALID_ARGUMENT),  # not ring elements
+        (100, np.zeros(length, np.uint64), Status.INVALID_ARGUMENT),  # past the vector's end
+    ]:
+        with pytest.raises(ProtocolError) as err:
+            pieces.receive_piece(s.session_id, "carol", offset, piece)
+        assert err.value.status == status
+    with pytest.raises(ProtocolError) as err:
+        pieces.end_partial(s.session_id, "carol")  # 100 of 10001 elements
+    assert err.value.status == Status.INVALID_ARGUMENT
+    with pytest.raises(ProtocolError) as err:
+        pieces.receive_partial(PartialSum(s.session_id, "carol", carol))
+    assert err.value.status == Status.ALREADY_EXISTS
+    pieces.receive_piece(s.session_id, "carol", 100, carol[100:])
+    pieces.end_partial(s.session_id, "carol")
+    with pytest.raises(ProtocolError) as err:
+        pieces.receive_piece(s.session_id, "carol", length, carol[:0])
+    assert err.value.status == Status.ALREADY_EXISTS
+    assert np.array_equal(pieces.release(arrays=True).value, expected)
+
+
+def test_a_party_hands_its_running_sum_over_and_keeps_nothing():
+    s = spec(statistic="sum", dimension=3, bounds=(0, 10), frac_bits=0, parties=("alice", "bob"))
+    alice = PartySession("alice", s, [[1.0, 2.0, 3.0]], PartyPolicy(allow_exact=True), rng=Prg.from_int(1))
+    bob = PartySession("bob", s, [[4.0, 5.0, 6.0]], PartyPolicy(allow_exact=True), rng=Prg.from_int(2))
+    for p in (alice, bob):
+        p.accept()
+    (to_bob,) = alice.make_shares()
+    bob.receive_share(to_bob)  # before bob made his own shares: his running sum starts from it
+    (to_alice,) = bob.make_shares()
+    alice.receive_share(to_alice)
+    a, b = alice.partial_sum(), bob.partial_sum()
+    assert alice._sum is None and bob._sum is None
+    assert ring.to_signed(ring.add(a.vector, b.vector)).tolist() == [5, 7, 9]

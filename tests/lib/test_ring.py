@@ -64,3 +64,20 @@ def test_headroom_rejects_exactly_the_overflowing_cases(count, bound, frac_bits,
 def test_headroom_message_is_actionable():
     with pytest.raises(ring.HeadroomError, match="lower the bound"):
         ring.check_headroom(1000, 1e12, 40)
+
+
+@pytest.mark.parametrize("frac_bits", [0, 3, 16, 40])
+def test_encoding_in_place_equals_encoding_a_copy(frac_bits):
+    fp = ring.FixedPoint(frac_bits)
+    rng = np.random.default_rng(frac_bits)
+    x = rng.normal(0, 1e3, (3, 5001)) * rng.choice([1.0, 1e-3, 1e6], (3, 5001))
+    x = np.clip(x, -(2.0 ** (62 - frac_bits)), 2.0 ** (62 - frac_bits))
+    expected = np.rint(x * fp.scale).astype(np.int64).view(np.uint64)
+    given_up = x.copy()
+    got = fp.encode(given_up, in_place=True)
+    assert np.shares_memory(got, given_up) and np.array_equal(got, expected)
+    assert np.array_equal(fp.encode(x), expected) and np.array_equal(fp.encode(x[:, ::2]), expected[:, ::2])
+    with pytest.raises(ring.HeadroomError):
+        ring.FixedPoint(20).encode(np.array([1.0, 2.0**44]), in_place=True)
+    with pytest.raises(ValueError, match="NaN"):
+        fp.encode(np.array([1.0, np.nan]), in_place=True)

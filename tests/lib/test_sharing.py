@@ -57,3 +57,20 @@ def test_any_n_minus_1_shares_look_uniform_and_independent_of_secret(mode, drop)
         assert stats.chisquare(tops[secret]).pvalue > 1e-3
     # independence of the secret: the two histograms come from the same distribution
     assert stats.chi2_contingency(np.vstack([tops[0], tops[ring.MODULUS - 1]])).pvalue > 1e-3
+
+
+def test_seeded_sharing_in_place_makes_the_secret_its_correction_and_agrees_with_the_copying_form():
+    sid = b"s" * 16
+    x = Prg.from_int(5).uint64((1 << 15) + 3)
+    copied = share_seeded(x, 4, sid, rng=Prg.from_int(6))
+    given_up = x.copy()
+    in_place = share_seeded(given_up, 4, sid, rng=Prg.from_int(6), in_place=True)
+    assert np.shares_memory(in_place.correction, given_up)  # no copy of the vector
+    assert in_place.seeds == copied.seeds and np.array_equal(in_place.correction, copied.correction)
+    assert np.array_equal(in_place.reconstruct(sid), x) and np.array_equal(reconstruct(in_place.expand(sid)), x)
+    read_only = x.copy()
+    read_only.flags.writeable = False  # what cannot be written is copied, as without in_place
+    assert np.array_equal(
+        share_seeded(read_only, 4, sid, rng=Prg.from_int(6), in_place=True).correction, copied.correction
+    )
+    assert np.array_equal(read_only, x)
