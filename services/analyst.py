@@ -287,6 +287,14 @@ class Analyst:
         protocol (:mod:`services.many_party`), which completes when at least that many parties finish,
         whoever drops after accepting; the result names the counted parties and restates epsilon for them."""
         lo, hi = bounds
+        if quorum is not None:
+            from mpcdp.mpc.queries import COMPARISONS
+
+            if statistic in COMPARISONS.names():
+                raise QueryError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"quorum: {statistic} is computed under MPC by every party; a quorum is for the secure sums",
+                )
         try:
             wired = convert.statistic_wire(statistic), convert.sharing_wire(sharing), convert.mechanism_wire(mechanism)
         except SpecError as exc:

@@ -59,7 +59,7 @@ log = logging.getLogger("mpcdp.many")
 COORDINATOR = "coordinator"  # the coordinator's name where no federation names it (a simulation)
 ROUND_FRACTION = 8  # a round timer on real nodes: this fraction of the time left to the deadline
 MIN_ROUND_TIMER = 0.05  # seconds
-EARLY_MESSAGES = 4096  # messages held per node for sessions it has not opened yet (a neighbour was faster)
+EARLY_MESSAGES = 4096  # key messages (~250 bytes each) held for sessions not opened yet (a neighbour was faster)
 EARLY_SECONDS = 30.0
 
 
@@ -561,8 +561,9 @@ class HubNetwork:
 
 class Router:
     """A node's many-party sessions on its Hub: routes each pushed message to its session's network by
-    session id; holds (boundedly) messages of a session this node has not opened yet (a neighbour that
-    accepted first sends its keys before this node has read the proposal)."""
+    session id; holds (boundedly: :data:`EARLY_MESSAGES`, for :data:`EARLY_SECONDS` once full) the key
+    messages of a session this node has not opened yet (a neighbour that accepted first sends its keys
+    before this node has read the proposal); any other message for a session not open here is dropped."""
 
     def __init__(self, hub: Any, on_propose: Callable[[str, bytes, memoryview], None] | None = None):
         from services import audit
@@ -604,6 +605,8 @@ class Router:
         net = self.live.get(session)
         if net is not None:
             net.deliver(peer, msg)
+            return
+        if not isinstance(msg, KeyShares):  # nothing else can come before its session opened here
             return
         now = time.monotonic()
         if self._held >= EARLY_MESSAGES:

@@ -209,6 +209,13 @@ async def test_a_quorum_no_graph_can_keep_is_refused_before_anyone_is_asked(node
     assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT and "quorum" in info.value.details
 
 
+async def test_a_quorum_on_a_comparison_is_refused_by_the_client(nodes):
+    cluster, _ = nodes
+    with pytest.raises(QueryError) as info:
+        await cluster.query("max", column="value", parties=NAMES[:3], quorum=3)
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT and "under MPC" in info.value.details
+
+
 async def test_mpcdp_query_quorum_prints_the_counted_parties(nodes, tmp_path):
     import json
 
