@@ -461,9 +461,10 @@ class MaskedCoordinator:
 
     @property
     def waiting_for(self) -> list[str]:
-        """Parties of the current round that have not answered yet."""
+        """Parties of the current round that have not answered yet (accepting: those that accepted and have not
+        reported their keys; a party that has not even accepted is not waited for)."""
         if self.state == "accepting":
-            return [p for p in self.spec.parties if p not in self._reports and p not in self.refused]
+            return [p for p in self.spec.parties if p in self._accepted and p not in self._reports]
         if self.state == "collecting-inputs":
             return [p for p in self._rosters if p not in self._inputs]
         if self.state == "unmasking":
@@ -474,7 +475,7 @@ class MaskedCoordinator:
     def waiting_count(self) -> int:
         """How many :attr:`waiting_for` names, counted in O(1) (a driver asks after every message)."""
         if self.state == "accepting":
-            return self.spec.n_parties - len(self._reports) - len(self.refused)
+            return len(self._accepted) - len(self._reports)
         if self.state == "collecting-inputs":
             return len(self._rosters) - len(self._inputs)
         if self.state == "unmasking":
