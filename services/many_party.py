@@ -653,6 +653,8 @@ CLOCK_SLACK = 5.0  # seconds a proposed deadline may exceed the policy's max_tim
 
 def serve_party(node: Any) -> Router:
     """Let a :class:`services.party_node.PartyNode` take many-party proposals on its links."""
+    import scipy.special  # noqa: F401  (the survivor loss imports it lazily: not inside a proposal's round timer)
+
     tasks: set[asyncio.Task[None]] = set()
 
     def on_propose(peer: str, session: bytes, payload: memoryview) -> None:
