@@ -23,15 +23,6 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import grpc
-
-from mpcdp.prg import Prg, system_random
-from mpcdp.survey.definition import Survey, SurveyError, read_survey
-from mpcdp.survey.forged import forged_submissions
-from mpcdp.survey.release import BelowMinimum, QuestionResult
-from mpcdp.survey.respondent import Conflict, PreparedSubmission, Refused, SurveyClient, Unavailable
-from mpcdp.survey.sheet import AnswerError
-from mpcdp.survey.synthetic import synthetic_answers
 from services.commands import (
     Formatter,
     add_insecure_flag,
@@ -46,13 +37,17 @@ from services.commands import (
 )
 from services.survey import page as survey_page
 from services.survey import tokens_cli
-from services.survey.aggregator import MAX_CALLS as AGGREGATOR_MAX_CALLS
-from services.survey.aggregator import MAX_MESSAGE as AGGREGATOR_MAX_MESSAGE
-from services.survey.aggregator import MAX_STREAMS as AGGREGATOR_MAX_STREAMS
-from services.survey.files import write_private
+from services.survey.limits import MAX_CALLS as AGGREGATOR_MAX_CALLS
+from services.survey.limits import MAX_MESSAGE as AGGREGATOR_MAX_MESSAGE
+from services.survey.limits import MAX_STREAMS as AGGREGATOR_MAX_STREAMS
 
 if TYPE_CHECKING:
+    from mpcdp.survey.definition import Survey
+    from mpcdp.survey.release import QuestionResult
     from services.survey.budget import SurveyLedger
+
+# The survey library, grpc and the servers are imported in the functions that run them: `mpcdp survey --help`
+# (and `mpcdp --help`) register the subcommands without loading them.
 
 SURVEY = "examples/election_poll.toml"
 ANSWERS = '{"will_vote": true, "vote": "Greens", "issues": ["climate"], "salary": 52000}'
@@ -60,6 +55,7 @@ STDOUT = "-"
 
 
 def _identity(args, default_name: str):
+    from mpcdp.survey.definition import SurveyError
     from services.tls import Identity, warn_insecure
 
     if args.insecure:
@@ -153,6 +149,8 @@ def _survey_ledger(args) -> SurveyLedger:
 
 
 def run_aggregator(args) -> int:
+    from mpcdp.prg import Prg, system_random
+    from mpcdp.survey.definition import SurveyError, read_survey
     from services.server import serve_until_stopped
     from services.survey.aggregator import AggregatorService
     from services.survey.store import open_store
@@ -229,6 +227,9 @@ def run_aggregator(args) -> int:
 
 
 def run_submit(args) -> int:
+    from mpcdp.survey.definition import read_survey
+    from mpcdp.survey.respondent import PreparedSubmission, SurveyClient
+    from services.survey.files import write_private
     from services.survey.transport import GrpcTransport
 
     survey = read_survey(args.survey)
@@ -268,6 +269,7 @@ def run_submit(args) -> int:
 
 
 def run_close(args) -> int:
+    from mpcdp.survey.definition import read_survey
     from services.survey.collector import coordinator_for
 
     survey = read_survey(args.survey)
@@ -308,6 +310,11 @@ def _emit(doc: dict, args) -> None:
 def run_simulate(args) -> int:
     from tqdm import tqdm
 
+    from mpcdp.prg import Prg, system_random
+    from mpcdp.survey.definition import SurveyError, read_survey
+    from mpcdp.survey.forged import forged_submissions
+    from mpcdp.survey.respondent import SurveyClient
+    from mpcdp.survey.synthetic import synthetic_answers
     from services.survey.collector import coordinator_for
     from services.survey.simulation import COORDINATOR, RESPONDENTS, LocalSurvey
 
@@ -380,6 +387,8 @@ def run_simulate(args) -> int:
 def _token_admission(args, survey: Survey, prepared, workdir: Path, info):
     """A verified survey's simulation: an issuer, one invitation per respondent (forged ones too) redeemed for
     a token, aggregators admitting by token with their HTTPS intake, and reports sent in batches with tokens."""
+    from mpcdp.prg import Prg, system_random
+    from mpcdp.survey.respondent import SurveyClient
     from services.survey.admission import ISSUER_PUBLIC, IssuerDir
     from services.survey.https_client import HttpsTransport, http_client
     from services.survey.https_local import HttpsLocalSurvey, redeem_invitations
@@ -492,6 +501,13 @@ def run_report(args) -> int:
 
 def _guard(fn):
     def run(args) -> int:
+        import grpc
+
+        from mpcdp.survey.definition import SurveyError
+        from mpcdp.survey.release import BelowMinimum
+        from mpcdp.survey.respondent import Conflict, Refused, Unavailable
+        from mpcdp.survey.sheet import AnswerError
+
         try:
             return fn(args)
         except (SurveyError, AnswerError, BelowMinimum, Conflict, Refused, Unavailable) as exc:

@@ -5,8 +5,8 @@ close gives the coordinator one partial sum over exactly the counted
 submissions plus its own piece of the distributed central noise. It checks
 the survey's minimum size itself rather than trusting the coordinator.
 
-Memory is bounded whatever the clients do: a message is at most
-``MAX_MESSAGE`` (the server's limit, :mod:`services.server`), and a Submit
+Memory is bounded whatever the clients do (the defaults are in :mod:`services.survey.limits`): a
+message is at most ``MAX_MESSAGE`` (the server's limit, :mod:`services.server`), and a Submit
 stream reads its next batch only once it holds one of ``INTAKE_BATCHES``
 intake slots shared by all streams, so at most that many batches are decoded
 and being stored at a time; the others wait unread. gRPC still buffers up to
@@ -54,12 +54,7 @@ _STATUS = {
     StoreError.NOT_CLOSED: grpc.StatusCode.FAILED_PRECONDITION,
     StoreError.RELEASED: grpc.StatusCode.FAILED_PRECONDITION,
 }
-MAX_MESSAGE = (
-    8 << 20
-)  # the aggregator's largest message: clients send batches of at most mpcdp.survey.respondent.BATCH_BYTES
 INTAKE_BATCHES = 2  # batches decoded and being stored at once, over all Submit streams
-MAX_CALLS = 32  # calls in flight on the whole server: gRPC buffers up to a message per waiting stream
-MAX_STREAMS = 4  # calls in flight on one connection: more wait in the client, not in this node's memory
 
 
 def _malloc_trim():

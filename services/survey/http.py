@@ -28,7 +28,6 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -44,24 +43,10 @@ from mpcdp.tokens import InvalidToken, InvitationRefused, TokenRequired, TokenRe
 from mpcdp.tokens.admission import CheckedToken, SurveyAdmission, check_batch
 from services import audit
 from services.survey.admission import IssuerDir, b64url, from_b64url, public_key_document
+from services.survey.limits import MAX_BATCH, MAX_TOKEN_BODY, HttpLimits
 from services.survey.store import ID_BYTES, PutStatus, StoreError
 
-MAX_BODY = 64 << 10  # a report of the example poll is 2 KiB (leader): room for much larger surveys
-MAX_TOKEN_BODY = 4 << 10
-MAX_BATCH = 1000  # reports per batch request
-MAX_BATCH_BODY = 8 << 20  # like the aggregator's largest gRPC message
 WINDOW = 60.0
-
-
-@dataclass(frozen=True)
-class HttpLimits:
-    """Per request and per client limits of the HTTPS intake."""
-
-    max_body: int = MAX_BODY
-    max_batch_body: int = MAX_BATCH_BODY
-    rate: float = 20.0  # requests per second per client address, sustained
-    burst: float = 40.0  # and at once
-    per_token: int = 6  # attempts per token (or invitation) per minute: an outbox's retries, not a flood
 
 
 class HttpError(Exception):
@@ -240,7 +225,7 @@ class SurveyHttp:
         issuers: Mapping[str, IssuerDir] | None = None,
         endpoints: dict | None = None,
         cors_origins: tuple[str, ...] = (),
-        limits: HttpLimits = HttpLimits(),
+        limits: HttpLimits | None = None,
         executor: ThreadPoolExecutor | None = None,
     ):
         self.surveys, self.sources = dict(surveys), dict(sources)
@@ -250,7 +235,7 @@ class SurveyHttp:
         for issuer in self.issuers.values():
             self.admissions.setdefault(issuer.survey.id, issuer.admission)
         self.endpoints = endpoints
-        self.limits = limits
+        self.limits = limits = limits or HttpLimits()
         self.limiter = RateLimiter(limits)
         self.metrics: Counter[str] = Counter()
         self.executor = executor or ThreadPoolExecutor(max_workers=2, thread_name_prefix="https")

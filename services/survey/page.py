@@ -23,11 +23,12 @@ from collections.abc import Mapping
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from mpcdp.survey.definition import Survey, read_survey
-from mpcdp.survey.questions import Question
+if TYPE_CHECKING:  # `mpcdp survey --help` registers `survey page` without loading the survey library
+    from mpcdp.survey.definition import Survey
+    from mpcdp.survey.questions import Question
 
 ROOT = Path(__file__).resolve().parents[2]
 DIST = ROOT / "web" / "dist"
@@ -234,6 +235,8 @@ def run(args: Any) -> int:
 def _serve(args: Any) -> int:
     import signal
     import tempfile
+
+    from mpcdp.survey.definition import read_survey
 
     survey = read_survey(args.survey)
 

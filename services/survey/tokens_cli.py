@@ -10,12 +10,15 @@ import json
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mpcdp.prg import system_random
-from mpcdp.survey.definition import Survey, SurveyError, read_survey
-from services.survey.admission import AdmissionError, IssuerDir, admission_for, default_tokens_dir, read_public_key
-from services.survey.files import write_private
-from services.survey.http import HttpLimits, SurveyHttp, serve
+from services.survey.limits import HttpLimits
+
+if TYPE_CHECKING:
+    from mpcdp.survey.definition import Survey
+
+# The libraries of the servers and of the survey definition are imported in the functions that run them:
+# `mpcdp survey --help` registers these subcommands and flags without loading them.
 
 ISSUER = "issuer"  # the token endpoint's certificate name in the survey CA (`mpcdp certs init --survey`)
 
@@ -69,6 +72,8 @@ def _limits(args) -> HttpLimits:
 
 
 def _tls_files(args, name: str) -> tuple[Path | None, Path | None]:
+    from mpcdp.survey.definition import SurveyError
+
     if args.insecure:
         return None, None
     if args.https_cert:
@@ -79,6 +84,8 @@ def _tls_files(args, name: str) -> tuple[Path | None, Path | None]:
 
 
 def _endpoints(args) -> dict | None:
+    from mpcdp.survey.definition import SurveyError
+
     if not args.endpoints:
         return None
     try:
@@ -110,6 +117,9 @@ def add_aggregator_flags(a) -> None:
 
 def admit(args, surveys: dict[str, Survey], reports) -> dict:
     """Read every --issuer-key and make the report store admit its survey by token only."""
+    from mpcdp.survey.definition import SurveyError
+    from services.survey.admission import AdmissionError, admission_for, read_public_key
+
     admissions = {}
     for path in args.issuer_key:
         try:
@@ -133,6 +143,9 @@ def admit(args, surveys: dict[str, Survey], reports) -> dict:
 
 async def with_https(args, grpc_server, surveys: dict[str, Survey], sources: dict[str, str], reports, admissions):
     """Run the gRPC server coroutine, with the HTTPS intake (into the report store) beside it when --https is given."""
+    from mpcdp.survey.definition import SurveyError
+    from services.survey.http import SurveyHttp, serve
+
     if not args.https:
         return await grpc_server
     if not admissions:
@@ -162,6 +175,11 @@ async def with_https(args, grpc_server, surveys: dict[str, Survey], sources: dic
 
 
 def run_invite(args) -> int:
+    from mpcdp.prg import system_random
+    from mpcdp.survey.definition import SurveyError, read_survey
+    from services.survey.admission import AdmissionError, IssuerDir, default_tokens_dir
+    from services.survey.files import write_private
+
     survey = read_survey(args.survey)
     if not survey.verified:
         raise SurveyError('tokens admit reports of verified surveys only: set proofs = "prio3"', source=args.survey)
@@ -195,6 +213,10 @@ def run_invite(args) -> int:
 
 
 def run_issuer(args) -> int:
+    from mpcdp.survey.definition import SurveyError, read_survey
+    from services.survey.admission import AdmissionError, IssuerDir, default_tokens_dir
+    from services.survey.http import SurveyHttp, serve
+
     survey = read_survey(args.survey)
     folder = Path(args.tokens) if args.tokens else default_tokens_dir(args.survey, survey)
     try:
@@ -296,7 +318,10 @@ def add_submit_flags(s) -> None:
 
 def deliver_https(args, survey: Survey, prepared, outbox: Path) -> None:
     """Redeem the invitation (once, kept in <outbox>.token) and send every aggregator its report."""
+    from mpcdp.prg import system_random
+    from mpcdp.survey.definition import SurveyError
     from mpcdp.survey.respondent import Refused, SurveyClient
+    from services.survey.admission import AdmissionError, admission_for, read_public_key
     from services.survey.https_client import HttpsTransport, TokenOutbox, endpoints_of, fetch_issuer_key, http_client
 
     if not args.endpoints:

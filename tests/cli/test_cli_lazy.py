@@ -77,3 +77,7 @@ def test_a_commands_help_loads_no_node(command):
 
 def test_the_help_of_every_command_loads_no_scipy_and_no_node():
     assert not packages(loaded_by("--help"), "scipy", "faiss", "services.coordinator_node", "services.party_node")
+
+
+def test_the_survey_commands_help_loads_no_survey_library_and_no_server():
+    assert not packages(loaded_by("survey", "--help"), "mpcdp.survey", "mpcdp.tokens", "numpy", "starlette", "scipy")

@@ -68,7 +68,7 @@ def test_respondent_batches_stay_under_the_aggregators_message_limit():
     import asyncio
 
     from mpcdp.survey.respondent import BATCH_BYTES, PreparedSubmission, SurveyClient
-    from services.survey.aggregator import MAX_MESSAGE
+    from services.survey.limits import MAX_MESSAGE
 
     sizes = []
 

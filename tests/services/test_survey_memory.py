@@ -20,7 +20,7 @@ import pytest
 
 from mpcdp.survey.definition import parse_survey
 from mpcdp.survey.respondent import BATCH_BYTES
-from services.survey.aggregator import MAX_MESSAGE
+from services.survey.limits import MAX_MESSAGE
 from services.survey.simulation import LocalSurvey, loopback_survey_text
 from services.survey.transport import _busy
 from services.wire.mpcdp.v1 import survey_pb2
