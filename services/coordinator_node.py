@@ -135,6 +135,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         self._clock = clock
         self._sessions: set[asyncio.Task] = set()  # running to their end even if their analyst left
         self._runs: dict[bytes, _Run] = {}  # sessions in flight, by id
+        self._keeping: dict[str, asyncio.Task] = {}  # releases being written to the store, by session id
         self.channels = Channels(identity, lambda party: self.federation.address(party))
         self.link = Hub(  # one long-lived authenticated stream to each party, carrying every session
             identity,
@@ -156,6 +157,8 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
     async def close(self) -> None:
         if self._sessions:
             await asyncio.wait(self._sessions, timeout=ABORT_GRACE)
+        if self._keeping:
+            await asyncio.wait(list(self._keeping.values()))
         await self.link.close()
         await self.channels.close()
 
@@ -249,6 +252,8 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         """A release already made for this client, again, at no cost."""
         who = await self._client(context)
         sid = request.session_id.hex()
+        if sid in self._keeping:  # released a moment ago, still being written
+            await asyncio.wait({self._keeping[sid]})
         kept = self.store.get(sid) if self.store is not None else None
         if kept is None or kept[0]["client"] != who or not self._charged(sid, kept[0]):
             await server.abort(
@@ -274,10 +279,11 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             release = await self.run(spec)
             parts = list(releases.parts(spec, release, confidence))
             if self.store is not None:
-                try:
-                    await asyncio.to_thread(self.store.put, sid.hex(), client, spec.is_exact, parts)  # off the loop
-                except OSError as exc:  # the release still goes to the analyst; it cannot be fetched again
-                    log.error("could not keep the release of session %s: %s", sid.hex(), exc)
+                key = sid.hex()
+                keeping = self._keeping[key] = asyncio.ensure_future(self._keep(key, client, spec.is_exact, parts))
+                keeping.add_done_callback(functools.partial(self._kept, key))
+                if not spec.is_exact:  # budgets were spent on it: on disk before it is charged and sent
+                    await keeping
             if budget:
                 self.ledger.charge_reserved(sid)
         finally:
@@ -285,6 +291,18 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
                 self.ledger.free(sid)  # nothing left to free once charged
         releases.audit_released(sid, client, spec, spec.delta)
         return parts
+
+    async def _keep(self, sid: str, client: str, exact: bool, parts: list) -> None:
+        """Keep a release durably (off the loop). An exact release charged nothing, so it is sent without
+        waiting for the disk; until it is kept, Fetch waits for it (``_keeping``)."""
+        assert self.store is not None
+        try:
+            await asyncio.to_thread(self.store.put, sid, client, exact, parts)
+        except OSError as exc:  # the release still goes to the analyst; it cannot be fetched again
+            log.error("could not keep the release of session %s: %s", sid, exc)
+
+    def _kept(self, key: str, _: asyncio.Future) -> None:
+        self._keeping.pop(key, None)
 
     def spec_for(self, request: pb.QueryRequest) -> tuple[QuerySpec, float]:
         """The spec to propose: fresh session id, the deadline, every party unless named."""

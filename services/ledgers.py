@@ -83,12 +83,13 @@ class SessionLog:
     def add(self, sid: bytes, deadline: float) -> None:
         """Remember ``sid`` durably (returns once it is on disk)."""
         self._append(sid, deadline)
+        self._file.flush()
         os.fsync(self._file.fileno())
 
     def _append(self, sid: bytes, deadline: float) -> None:
+        """Remember ``sid`` and write its line to the file's buffer (flushed by whoever syncs)."""
         self.ids[sid] = deadline if math.isfinite(deadline) else math.inf
         self._file.write(f"{sid.hex()} {self.ids[sid]!r}\n")
-        self._file.flush()
         if len(self.ids) % 4096 == 0:
             self._forget_expired()
 
@@ -105,6 +106,7 @@ class SessionLog:
             await asyncio.shield(self._flushing)
 
     async def _flush(self, upto: int) -> None:
+        self._file.flush()  # every line appended so far, in one write
         await asyncio.to_thread(os.fsync, self._file.fileno())
         self._synced = max(self._synced, upto)
 

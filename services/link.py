@@ -219,6 +219,7 @@ class Hub(pb_grpc.LinkServicer):
         written: list[asyncio.Future] = []
         try:
             stream = await self._stream(peer)
+            await asyncio.sleep(0)  # one turn of the loop: what other sessions post meanwhile joins this write
             while box.messages:
                 batch: list[pb.Frame] = []
                 written, size = [], 0

@@ -1,25 +1,26 @@
 """A party node: :class:`mpcdp.protocol.PartySession` over its long-lived links.
 
-Every message of a session travels on the node's mutually authenticated links (:mod:`services.link`,
-the kinds of :mod:`services.sessions`): the coordinator's proposal arrives pushed on the coordinator's
-link, and who proposed is that link's certificate name (only a coordinator of the federation may). The
-node checks the spec against its own policy and ledger (never the coordinator's accounting), answers,
-encodes its clipped records plus its noise piece, sends one share to each peer over its link to that
-peer, folds in the peers' shares as they arrive and sends back only its partial sum. It starts sharing
-as soon as it accepts when the coordinator asks for one round trip and its policy's ``one_round``
-(default true) allows it: a share is uniformly random on its own and no partial sum leaves before every
-peer's share arrived, so a peer that refuses only stops the session (a refusing peer that shares anyway,
-with the coordinator, learns what a peer that accepts and then deviates learns in two rounds: the
-others' noisy sum, their budgets charged; the noise pieces are sized for ``colluders`` withheld);
-otherwise its answer says it waits, and it shares on the coordinator's START, sent once every party
-accepted. A session id is used once: replays and late messages for a closed session are refused, and
-with a state directory the ids are kept on disk (:class:`services.ledgers.SessionLog`, group-committed),
-so a restart does not forget them. A proposed deadline must be set and at most the policy's
-``max_timeout`` away. Refusals sent back name the reason in words that carry no local detail (no file
-path, no dataset name, no record count); the audit log (:mod:`services.audit`) records refusals, aborts,
-partial sums sent and permission denials. The coordinator's abort ends a session at once (the node
-answers with its own abort: the confirmation), and so does the link to the coordinator breaking. Logs
-and errors carry names, lengths and states only.
+Every message of a session travels on the node's mutually authenticated links (:mod:`services.link`, the
+kinds of :mod:`services.sessions`): the coordinator's proposal arrives pushed on the coordinator's link,
+and who proposed is that link's certificate name (only a coordinator of the federation may). The node
+checks the spec against its own policy and ledger (never the coordinator's accounting), answers, encodes
+its clipped records plus its noise piece, sends one share to each peer over its link to that peer, folds
+in the peers' shares as they arrive and sends back only its partial sum. It starts sharing as soon as it
+accepts when the coordinator asks for one round trip and its policy's ``one_round`` (default true)
+allows it: a share is uniformly random on its own and no partial sum leaves before every peer's share
+arrived, so a peer that refuses only stops the session (a refusing peer that shares anyway, with the
+coordinator, learns what a peer that accepts and then deviates learns in two rounds: the others' noisy
+sum, their budgets charged; the noise pieces are sized for ``colluders`` withheld); otherwise its answer
+says it waits, and it shares on the coordinator's START, sent once every party accepted. A session id is
+used once: replays and late messages for a closed session are refused, and with a state directory the
+ids are kept on disk (:class:`services.ledgers.SessionLog`, group-committed), so a restart does not
+forget them: the write starts when the proposal arrives and the partial sum (the only message a replay
+could obtain twice) leaves only once it is on disk. A proposed deadline must be set and at most the
+policy's ``max_timeout`` away. Refusals sent back name the reason in words that carry no local detail
+(no file path, no dataset name, no record count); the audit log (:mod:`services.audit`) records
+refusals, aborts, partial sums sent and permission denials. The coordinator's abort ends a session at
+once (the node answers with its own abort: the confirmation), and so does the link to the coordinator
+breaking. Logs and errors carry names, lengths and states only.
 """
 
 from __future__ import annotations
@@ -65,6 +66,13 @@ class _Live:
     start: bool  # the coordinator asked to share at once
     session: PartySession | None = None
     task: asyncio.Task | None = None
+    durable: asyncio.Future | None = None  # the session id on disk (SessionLog), awaited before the partial sum
+
+
+def _retrieved(task: asyncio.Future) -> None:
+    """Mark a background step's failure retrieved (whoever needs its result awaits it and sees it)."""
+    if not task.cancelled():
+        task.exception()
 
 
 class PartyNode(pb_grpc.PartyServicer):
@@ -216,8 +224,9 @@ class PartyNode(pb_grpc.PartyServicer):
     async def _session(self, live: _Live) -> None:
         spec, sid, coordinator = live.spec, live.spec.session_id, live.coordinator
         try:
-            if self.sessions is not None:
-                await self.sessions.add_durably(sid, spec.deadline)  # on disk before anything else happens here
+            if self.sessions is not None:  # written now, on disk (group-committed) before the partial sum leaves
+                live.durable = asyncio.ensure_future(self.sessions.add_durably(sid, spec.deadline))
+                live.durable.add_done_callback(_retrieved)
             session = self._accept(live)
             if session is None:
                 return
@@ -312,6 +321,8 @@ class PartyNode(pb_grpc.PartyServicer):
             delta=spec.delta or None,
             what="partial sum sent to the coordinator",
         )
+        if live.durable is not None:  # a replay after a restart must find this id: nothing leaves twice
+            await live.durable
         with contextlib.suppress(LinkError, TimeoutError):  # the coordinator is gone or late: it aborts itself
             await asyncio.wait_for(
                 self.link.post(live.coordinator, spec.session_id, 0, PARTIAL, partial.vector),

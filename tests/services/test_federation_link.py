@@ -229,3 +229,19 @@ async def test_the_session_log_group_commits_concurrent_ids_and_each_is_durable(
     again = ledgers.SessionLog(tmp_path / "p.sessions")  # a restart reads them all back
     assert all(sid in again for sid in ids)
     again.close()
+
+
+async def test_messages_queued_for_one_peer_go_out_together(net):
+    """Whatever is posted for a peer while a write is in flight joins the next write (one gRPC message for
+    many sessions' small messages), in order, each message's future done once it is written."""
+    a, b = net.hubs["alice"], net.hubs["bob"]
+    await a.send("bob", b"w" * 16, 0, "warm", b"")  # the link is open
+    writes = []
+    stream = a._streams["bob"][-1]
+    real = stream.write
+    stream.write = lambda frames: (writes.append(len(frames.frames)), real(frames))[1]
+    sessions = [bytes([i]) * 16 for i in range(50)]
+    await asyncio.gather(*(a.post("bob", s, 0, "small", s) for s in sessions))
+    assert sum(writes) == 50 and len(writes) < 10, writes
+    for s in sessions:
+        assert bytes(await b.receive("alice", s, 0, "small", timeout=5)) == s

@@ -6,7 +6,7 @@ import grpc
 import pytest
 
 from services import audit
-from tests.support.federation import MEAN, RAISES, expect_error, make_cluster
+from tests.support.federation import MEAN, RAISES, assert_idle, expect_error, make_cluster
 
 
 class Counting:
@@ -60,4 +60,91 @@ async def test_a_refusal_after_others_shared_releases_nothing_and_charges_nothin
         assert r.parties == ("alice", "bob", "dave")
     finally:
         audit.record = real
+        await c.close()
+
+
+async def test_concurrent_queries_share_the_links_and_each_gets_its_own_sum(certs):
+    """Forty queries at once over one link per pair: every release right, every party idle after, no stream
+    opened per session."""
+    import asyncio
+
+    data = {p: {"raise": [v, i]} for i, (p, v) in enumerate(RAISES.items())}
+    c = await make_cluster(certs, data=data)
+    try:
+        async with c.client() as analyst:
+            results = await asyncio.gather(
+                *(
+                    analyst.query("sum", column="raise", bounds=(0, 10_000), parties=list(RAISES)[: 2 + k % 3])
+                    for k in range(40)
+                )
+            )
+        for k, r in enumerate(results):
+            counted = list(RAISES)[: 2 + k % 3]
+            assert r.parties == tuple(counted)
+            assert r.value == pytest.approx(sum(RAISES[p] + i for i, p in enumerate(counted)), abs=1e-3)
+        assert_idle(c)
+        for name, node in c.nodes.items():
+            assert all(len(streams) <= 2 for streams in node.link._streams.values()), name
+    finally:
+        await c.close()
+
+
+async def test_the_partial_sum_leaves_only_once_the_session_id_is_on_disk(certs, tmp_path, monkeypatch):
+    """With a state directory a party writes the session id when the proposal arrives and shares meanwhile,
+    but holds its partial sum until the id is durable: a replay after a crash finds it."""
+    import asyncio
+    import os
+    import threading
+
+    from services import ledgers
+    from services.party_node import PartyNode
+
+    disk = threading.Event()
+    real = os.fsync
+    monkeypatch.setattr(ledgers.os, "fsync", lambda fd: (disk.wait(10), real(fd)))
+
+    def durable(f, name, table, identity, **kw):
+        return PartyNode(f, name, table, identity, sessions=ledgers.SessionLog(tmp_path / f"{name}.s"), **kw)
+
+    disk.set()  # the logs compact themselves on start
+    c = await make_cluster(certs, party_cls=durable)
+    disk.clear()
+    try:
+        query = asyncio.ensure_future(c.query())
+        await asyncio.sleep(0.5)
+        assert not query.done()  # every party shared and folded in its peers' shares, none sent its partial sum
+        parties = [node for name, node in c.nodes.items() if name in RAISES]
+        assert all(node.sessions.ids for node in parties)
+        assert all(live.session is not None and not live.session.missing for n in parties for live in n._live.values())
+        disk.set()
+        assert (await query).value == pytest.approx(MEAN, abs=1e-3)
+    finally:
+        disk.set()
+        await c.close()
+
+
+async def test_an_exact_release_is_sent_before_it_is_kept_and_fetch_waits_for_it(certs, tmp_path, monkeypatch):
+    """An exact release charged nothing: the analyst gets it without waiting for the disk; a Fetch meanwhile
+    waits until it is kept, then returns it."""
+    import asyncio
+    import threading
+
+    from services import releases
+
+    c = await make_cluster(certs)
+    store = c.nodes["coordinator"].store = releases.ReleaseStore(tmp_path / "releases")
+    disk = threading.Event()
+    put = store.put
+    monkeypatch.setattr(store, "put", lambda *a: (disk.wait(10), put(*a)))
+    try:
+        async with c.client() as analyst:
+            r = await asyncio.wait_for(analyst.query("mean", column="raise", bounds=(0, 10_000)), 5)
+            assert r.value == pytest.approx(MEAN, abs=1e-3) and store.get(r.session_id) is None
+            fetching = asyncio.ensure_future(analyst.fetch(r.session_id))
+            await asyncio.sleep(0.2)
+            assert not fetching.done()
+            disk.set()
+            assert (await fetching).value == r.value
+    finally:
+        disk.set()
         await c.close()
