@@ -756,7 +756,7 @@ async def _party_session(node: Any, router: Router, peer: str, session: bytes, p
             reason=str(exc),
             detail=exc.local if exc.local != str(exc) else None,
         )
-        net.send(node.me, peer, Answer(node.me, False, f"{node.me}: {exc}"))
+        net.send(node.me, peer, Answer(node.me, False, str(exc)))
         await net.drain(5.0)
     finally:
         if party is not None and party.state in ("accepted", "keyed"):

@@ -223,8 +223,9 @@ class MaskedParty:
         self._rng = rng or system_random("masked-party")
         if len(batch_records) != len(query.batch):
             raise ValueError(f"a batch of {len(query.specs)} statistics needs {len(query.batch)} batch_records")
+        self._policy = policy or PartyPolicy()
         self._inner = [
-            PartySession(me, spec, r, policy or PartyPolicy(), rng=self._rng)
+            PartySession(me, spec, r, self._policy, rng=self._rng)
             for spec, r in zip(query.specs, (records, *batch_records), strict=True)
         ]
         self._budget = budget
@@ -246,12 +247,19 @@ class MaskedParty:
             )
 
     def accept(self, now: float = -math.inf) -> None:
-        """Policy, deadline and local data (as a full-mesh party), and the worst-case charge against the ledger."""
+        """Policy, deadline and local data (as a full-mesh party), and the worst-case charge against the policy's
+        per-query maximum and the ledger."""
         self._require("proposed")
         try:
             for inner in self._inner:
                 inner.accept(now)
             charge = self.query.charge
+            if charge is not None and charge.epsilon > self._policy.max_epsilon:
+                raise ProtocolError(
+                    Status.PERMISSION_DENIED,
+                    f"epsilon {float(charge.epsilon):.4g} if only the quorum of {self.query.quorum.size} "
+                    f"is counted exceeds this party's per-query maximum {self._policy.max_epsilon:g}",
+                )
             if self._budget is not None and charge is not None:
                 try:
                     self._budget.reserve(self.spec.session_id, charge, self.spec.deadline)

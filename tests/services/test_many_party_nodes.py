@@ -28,7 +28,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 NAMES = [f"p{i:02d}" for i in range(1, 21)]
 VALUES = {p: 100.0 + 7 * i for i, p in enumerate(NAMES)}
 TIMEOUT = 8.0  # seconds: a round waits at most an eighth of what is left (~1 s) for a party that went quiet
-POLICY = {"allow_exact": True, "max_records": 10, "max_epsilon": 5.0, "epsilon_budget": 50.0}
+POLICY = {"allow_exact": True, "max_records": 10, "max_epsilon": 8.0, "epsilon_budget": 50.0}
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -200,6 +200,18 @@ async def test_a_late_masked_input_is_not_added(nodes):
     result = await ask(cluster, parties, quorum=5)
     assert result.parties == tuple(NAMES[:5]) and result.dropped == ("p15",)
     assert result.value == sum(VALUES[p] for p in NAMES[:5])
+
+
+async def test_parties_refuse_a_quorum_whose_worst_case_epsilon_exceeds_their_maximum(nodes):
+    """epsilon 1 with a quorum of 3 of 5: counted alone, their three noise pieces give far more than the parties'
+    max_epsilon of 8, which is what each party would be charged: every party refuses, nothing is reserved."""
+    cluster, ledgers = nodes
+    with pytest.raises(QueryError) as info:
+        await ask(cluster, NAMES[:5], quorum=3, epsilon=1.0)
+    assert info.value.code == grpc.StatusCode.ABORTED
+    assert "p01 refused: epsilon" in info.value.details
+    assert "if only the quorum of 3 is counted exceeds this party's per-query maximum 8" in info.value.details
+    assert all(ledgers[p].reserved() == {} for p in NAMES[:5])
 
 
 async def test_a_quorum_no_graph_can_keep_is_refused_before_anyone_is_asked(nodes):
