@@ -1,6 +1,9 @@
 """The many-party protocol between real `mpcdp party` and `mpcdp coordinator` processes (their federation file,
 ledgers, session logs and audit logs): parties killed with SIGKILL before and during a query."""
 
+import json
+import subprocess
+import sys
 import threading
 
 import grpc
@@ -24,6 +27,11 @@ def test_party_processes_killed_before_and_during_a_query_the_quorum_still_relea
         result = fed.query("sum", bounds=(0, 1000), quorum=4, epsilon=1.0)
         assert result.dropped == ("p6",) and result.epsilon > 1.0  # restated for the 5 counted
         assert abs(result.value - counted_sum(result)) < 10 * result.noise_std["sum"]
+        fetch = [sys.executable, "-m", "services.cli", "query", "--federation", str(fed.path), "--json"]
+        kept = subprocess.run([*fetch, "--fetch", result.session_id], capture_output=True, text=True, timeout=60)
+        assert kept.returncode == 0, kept.stderr
+        doc = json.loads(kept.stdout)  # the coordinator kept the release: counted, dropped and restated epsilon
+        assert doc["dropped"] == ["p6"] and doc["quorum"] == 4 and doc["epsilon"] == result.epsilon
         # during the query: p5 dies somewhere in its rounds; the release is the exact sum of whom it names
         killer = threading.Timer(0.05, fed.kill, ["p5"])
         killer.start()
