@@ -1,7 +1,8 @@
-"""Many parties per process: the many-party query (:mod:`mpcdp.protocol.masked`) on asyncio loops.
+"""Many parties per process: the many-party query (:mod:`mpcdp.protocol.masked`) on asyncio loops, a simulation.
 
+The drivers and the messages' byte form are :mod:`services.many_party`'s (the same as on a federation's nodes).
 Each party and the coordinator is a task with its own inbox; every message goes through a
-:class:`Network` that delivers it (or not, if either end is gone) and counts its payload bytes per node.
+:class:`LocalNetwork` that delivers it (or not, if either end is gone) and counts its payload bytes per node.
 Parties act as they would over links: a party sends its keys to its neighbours, reports once every
 neighbour's keys are in or its round timer runs out, masks when its roster comes, and reveals once. The
 coordinator closes each round when every party it waits for answered or no message came for the round's
@@ -13,10 +14,10 @@ measures the protocol's own cost per party (CPU and payload bytes), which grows 
 O(log n) degree, not with n. :func:`run_across_processes`: the parties spread over worker processes, many
 each, the coordinator in the caller, and every message between processes batched on the mutually
 authenticated links between them (:class:`LinkNetwork` over :class:`services.link.Hub`, in the byte form of
-:func:`encode`). A process speaks only for the parties it hosts (a frame naming a sender hosted elsewhere
-is dropped); within a process parties are not isolated from each other (a simulation, not a deployment).
-Memory: the coordinator folds masked inputs into one running sum (O(L)); each party holds its own vector
-until it masks it (O(n L / workers) per process).
+:func:`services.many_party.encode`). A process speaks only for the parties it hosts (a frame naming a
+sender hosted elsewhere is dropped); within a process parties are not isolated from each other (a
+simulation, not a deployment). Memory: the coordinator folds masked inputs into one running sum (O(L));
+each party holds its own vector until it masks it (O(n L / workers) per process).
 """
 
 from __future__ import annotations
