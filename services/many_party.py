@@ -660,7 +660,12 @@ def serve_party(node: Any) -> Router:
     def on_propose(peer: str, session: bytes, payload: memoryview) -> None:
         task = asyncio.ensure_future(_party_session(node, router, peer, session, bytes(payload)))
         tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        task.add_done_callback(finished)
+
+    def finished(task: asyncio.Task[None]) -> None:
+        tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:  # a bug, not a refusal: say so, keep serving
+            log.error("a many-party session failed", exc_info=task.exception())
 
     router = _router(node.link, on_propose)
     return router
