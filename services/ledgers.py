@@ -69,7 +69,8 @@ class SessionLog:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
-        self._file = open(os.open(self.path, os.O_WRONLY | os.O_APPEND), "a")  # noqa: SIM115 - kept open
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        self._lines: list[str] = []  # appended, not yet written to the file
         self._written = self._synced = 0  # lines appended / known on disk, for add_durably
         self._flushing: asyncio.Future | None = None
 
@@ -83,32 +84,46 @@ class SessionLog:
     def add(self, sid: bytes, deadline: float) -> None:
         """Remember ``sid`` durably (returns once it is on disk)."""
         self._append(sid, deadline)
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        self._sync(self._take())
 
     def _append(self, sid: bytes, deadline: float) -> None:
-        """Remember ``sid`` and write its line to the file's buffer (flushed by whoever syncs)."""
+        """Remember ``sid``; its line waits in ``_lines`` for whoever syncs next."""
         self.ids[sid] = deadline if math.isfinite(deadline) else math.inf
-        self._file.write(f"{sid.hex()} {self.ids[sid]!r}\n")
+        self._lines.append(f"{sid.hex()} {self.ids[sid]!r}\n")
         if len(self.ids) % 4096 == 0:
             self._forget_expired()
 
+    def _take(self) -> bytes:
+        data = "".join(self._lines).encode()
+        self._lines.clear()
+        return data
+
+    def _sync(self, data: bytes) -> None:
+        """Append ``data`` and fsync (one write and one fsync for every line of a group)."""
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        os.fsync(self._fd)
+
     async def add_durably(self, sid: bytes, deadline: float) -> None:
         """:meth:`add` for an event loop, by group commit: the id is remembered at once (so a
-        concurrent replay is refused), and the call returns once an fsync begun after its line was
-        written has finished. Concurrent sessions share one fsync, done off the loop."""
+        concurrent replay is refused), and the call returns once a write and fsync begun after it was
+        appended have finished. Concurrent sessions share one write and fsync, done off the loop (the
+        loop never waits on the file, not even on a write queued behind an fsync)."""
         self._append(sid, deadline)
         self._written += 1
         mine = self._written
         while self._synced < mine:
             if self._flushing is None or self._flushing.done():
-                self._flushing = asyncio.ensure_future(self._flush(self._written))
+                self._flushing = asyncio.ensure_future(self._flush())
             await asyncio.shield(self._flushing)
 
-    async def _flush(self, upto: int) -> None:
-        self._file.flush()  # every line appended so far, in one write
-        await asyncio.to_thread(os.fsync, self._file.fileno())
+    async def _flush(self) -> None:
+        upto, data = self._written, self._take()
+        await asyncio.to_thread(self._sync, data)
         self._synced = max(self._synced, upto)
 
     def close(self) -> None:
-        self._file.close()
+        if self._lines:  # remembered but never awaited: written, as a clean stop should
+            self._sync(self._take())
+        os.close(self._fd)

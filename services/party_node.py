@@ -37,7 +37,7 @@ import grpc
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from mpcdp.prg import RandomSource
+from mpcdp.prg import RandomSource, system_random
 from mpcdp.protocol import PartySession, ProtocolError, QuerySpec, ShareMessage, SpecError, Status
 from mpcdp.protocol.spec import Sharing
 from services import audit, convert
@@ -99,6 +99,7 @@ class PartyNode(pb_grpc.PartyServicer):
         self.max_timeout = self.policy.max_timeout
         self.sessions = sessions  # durable used session ids (None: only those since start)
         self._rng = rng
+        self._random = system_random("party")  # one CSPRNG stream for every session (no key set-up each)
         self._clock = clock
         self._live: dict[bytes, _Live] = {}
         self._closed: OrderedDict[bytes, None] = OrderedDict()
@@ -259,7 +260,7 @@ class PartyNode(pb_grpc.PartyServicer):
         except DataError as exc:
             self._refuse(coordinator, sid, exc.public, Status.PERMISSION_DENIED, str(exc))
             return None
-        rng = self._rng(sid) if self._rng else None
+        rng = self._rng(sid) if self._rng else self._random
         # the ledger holds the session's loss from accept (durably, until the deadline) to its charge or abort
         session = PartySession(self.me, spec, records, self.policy, rng=rng, budget=self.ledger)
         try:
