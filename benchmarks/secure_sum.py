@@ -316,8 +316,10 @@ async def _profile_cluster(tmp: Path, queries: int, profiled: int, durable: bool
         ],
         "fsync_ms_on_this_disk": fsync,
         "note": "all nodes in one process, so CPU adds up over coordinator, parties and analyst; an fsync "
-        "waits on the disk without using CPU (its wall time is fsync_ms_on_this_disk, 3 per query: a "
-        "party's session id (group-committed), the coordinator's release file and its folder)",
+        "waits on the disk without using CPU (its wall time is fsync_ms_on_this_disk). On the critical path of "
+        "an exact scalar query: one, each party's session id (group-committed, written while the shares "
+        "move, awaited before the partial sum leaves); the coordinator keeps an exact release after sending "
+        "it (a DP release: before, file and folder)",
     }
 
 
