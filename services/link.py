@@ -111,7 +111,7 @@ class _Inbox:
             self.buffer = bytearray(view)  # a one-frame message: one copy
         else:
             if self.buffer is None:  # not bytearray(total): zeroing megabytes that are overwritten at once
-                self.buffer = memoryview(np.empty(self.total, dtype=np.uint8))
+                self.buffer = np.empty(self.total, dtype=np.uint8).data
             self.buffer[offset : offset + len(view)] = view
 
 
