@@ -84,7 +84,7 @@ class Assembler:
         self.max_length = max_length
         self.sink = sink
         self.filled = 0  # items received
-        self._buffer: bytearray | None = None
+        self._buffer: bytearray | memoryview | None = None
 
     @property
     def done(self) -> bool:
@@ -109,8 +109,10 @@ class Assembler:
         elif self._buffer is None and (self.length is None or n == self.length):
             self._buffer = bytearray(view)  # a one-piece message (or the first of an unannounced one): one copy
         else:
-            if self._buffer is None:
-                self._buffer = bytearray(self.length * self.item_bytes if self.length is not None else 0)
+            if self._buffer is None:  # announced: uninitialised (zeroing megabytes overwritten at once costs more)
+                self._buffer = (
+                    np.empty(self.length * self.item_bytes, np.uint8).data if self.length is not None else bytearray()
+                )
             at = self.filled * self.item_bytes
             self._buffer[at : at + len(view)] = view
         self.filled = end

@@ -17,7 +17,9 @@ def test_ring_vectors_round_trip_in_whole_items_of_at_most_a_chunk(n):
     for offset, piece in pieces:
         assembler.add(piece, offset)
     assert assembler.done
-    np.testing.assert_array_equal(assembler.array("<u8"), vector)
+    got = assembler.array("<u8")
+    np.testing.assert_array_equal(got, vector)
+    assert got.flags.writeable  # the assembled message is the caller's to use in place
 
 
 def test_big_endian_arrays_travel_little_endian():
