@@ -12,11 +12,11 @@ and privacy budget and refuses one that would overspend; the cost is charged
 to every party's ledger. Without --epsilon the release is exact, which the
 federation's policy must allow.
 
-With --quorum K the parties run the many-party protocol instead: each masks its
-input with secrets shared among a few neighbours, and the query completes when
-at least K of them finish, whoever drops after accepting. The release names the
-counted parties (and the dropped ones) and restates epsilon for the counted
-ones; every party is charged what a release counting only K would cost.
+With --quorum K the parties run the many-party protocol instead: each masks
+its input with secrets shared among a few neighbours, and the query completes
+when at least K of them finish, whoever drops after accepting. The release
+names the counted parties (and the dropped ones) and restates epsilon for the
+counted ones; every party is charged what a release counting only K costs.
 
 Spent budget always yields its result: the coordinator keeps every release
 under its session id, and if yours did not arrive (you were cut off after
