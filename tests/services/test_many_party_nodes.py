@@ -108,6 +108,13 @@ async def test_everyone_counted_when_nobody_drops(nodes):
     assert "counted 5 of 5 parties (quorum 4)" in result.to_text()
 
 
+async def test_concurrent_quorum_queries_share_the_links(nodes):
+    cluster, _ = nodes
+    first, second = await asyncio.gather(ask(cluster, NAMES[:5], quorum=4), ask(cluster, NAMES[1:5], quorum=3))
+    assert first.value == sum(VALUES[p] for p in NAMES[:5]) and first.dropped == ()
+    assert second.value == sum(VALUES[p] for p in NAMES[1:5]) and second.dropped == ()
+
+
 async def test_parties_killed_at_every_phase_the_release_is_the_sum_of_the_counted(nodes):
     """p06 dies after accepting, p07 after sending its keys (before reporting), p08 once rostered (before its
     masked input), p09 after its masked input (counted: its neighbours reveal its self-mask seed), p10 as it
