@@ -331,6 +331,12 @@ class MaskedParty:
             raise ProtocolError(Status.INVALID_ARGUMENT, "the roster names neighbours whose keys this party lacks")
         if now > self.spec.deadline:
             raise ProtocolError(Status.DEADLINE_EXCEEDED, "the session's deadline has passed")
+        if len(roster.neighbours) < self.query.plan.threshold:  # as SecAgg+: too few masks to hide behind
+            raise ProtocolError(
+                Status.FAILED_PRECONDITION,
+                f"only {len(roster.neighbours)} neighbours are left to mask with, fewer than the threshold "
+                f"{self.query.plan.threshold}: the input is not sent",
+            )
         assert self._private is not None
         sid = self.spec.session_id
         y = np.concatenate([inner.contribution() for inner in self._inner])
@@ -399,6 +405,7 @@ class MaskedCoordinator:
         self.refused: dict[str, str] = {}
         self._reports: dict[str, Report] = {}
         self._rosters: dict[str, tuple[str, ...]] = {}
+        self._maskers: set[str] = set()  # rostered parties with enough roster neighbours to mask
         self._inputs: set[str] = set()  # parties whose masked input is folded into the running total
         self._total = ring.zeros(self._length)
         self._counted: tuple[str, ...] = ()
@@ -450,6 +457,8 @@ class MaskedCoordinator:
         for p in self.spec.parties:
             if p in heard:
                 self._rosters[p] = tuple(q for q in self._reports[p].heard if q in heard and p in heard[q])
+        t = self.query.plan.threshold
+        self._maskers = {p for p, r in self._rosters.items() if len(r) >= t}  # the others will not mask
         self.state = "collecting-inputs"
         sid = self.spec.session_id
         return [Roster(sid, p, r) for p, r in self._rosters.items()]
@@ -457,8 +466,11 @@ class MaskedCoordinator:
     def receive_masked(self, msg: MaskedInput) -> None:
         self._require("collecting-inputs")
         self._check(msg.session_id, msg.party)
-        if msg.party not in self._rosters:
-            raise ProtocolError(Status.FAILED_PRECONDITION, f"{msg.party} has no roster in this session")
+        if msg.party not in self._maskers:
+            raise ProtocolError(
+                Status.FAILED_PRECONDITION,
+                f"{msg.party} has no roster in this session, or one too short to mask with (below the threshold)",
+            )
         if msg.party in self._inputs:
             raise ProtocolError(Status.ALREADY_EXISTS, f"duplicate masked input from {msg.party!r}")
         vec = np.asarray(msg.vector)
@@ -474,7 +486,7 @@ class MaskedCoordinator:
         if self.state == "accepting":
             return [p for p in self.spec.parties if p in self._accepted and p not in self._reports]
         if self.state == "collecting-inputs":
-            return [p for p in self._rosters if p not in self._inputs]
+            return [p for p in self._maskers if p not in self._inputs]
         if self.state == "unmasking":
             return list(self.missing_shares())
         return []
@@ -485,7 +497,7 @@ class MaskedCoordinator:
         if self.state == "accepting":
             return len(self._accepted) - len(self._reports)
         if self.state == "collecting-inputs":
-            return len(self._rosters) - len(self._inputs)
+            return len(self._maskers) - len(self._inputs)  # inputs come only from maskers
         if self.state == "unmasking":
             return self._short
         return 0
@@ -694,7 +706,7 @@ def run_masked_in_memory(
                 coordinator.record_report(party.report())
         late: dict[str, MaskedInput] = {}
         for roster in coordinator.rosters():
-            if alive(roster.party, "mask"):
+            if alive(roster.party, "mask") and len(roster.neighbours) >= query.plan.threshold:
                 masked = parties[roster.party].masked_input(roster)
                 if drop.get(roster.party) == "late":
                     late[roster.party] = masked

@@ -325,6 +325,42 @@ def test_a_party_answers_one_unmask_request_only():
     assert err.value.status == Status.FAILED_PRECONDITION
 
 
+def test_a_party_left_with_too_few_masks_does_not_send_its_input():
+    """A slow party whose keys reached its neighbours only after they reported is on nobody's roster, and its
+    own roster is empty: its masked input would be x + PRG(b), and b is rebuilt for every counted party, so
+    the coordinator would read x. Below the threshold a party does not mask (as SecAgg+), the coordinator does
+    not wait for it, and the query completes without it."""
+    query = exact_sum(8, quorum=6)
+    parties = query.spec.parties
+    slow = parties[3]
+    sessions = {p: MaskedParty(p, query, [float(10 + i)], EXACT, rng=seeded(p)) for i, p in enumerate(parties)}
+    coordinator = MaskedCoordinator(query)
+    for p, s in sessions.items():
+        s.accept()
+        coordinator.record_response(p, True)
+    outboxes = {p: s.key_shares() for p, s in sessions.items()}
+    for p, box in outboxes.items():
+        for msg in box if p != slow else ():
+            sessions[msg.recipient].receive_keys(msg)
+    for s in sessions.values():
+        coordinator.record_report(s.report())  # nobody heard the slow party yet
+    for msg in outboxes[slow]:
+        sessions[msg.recipient].receive_keys(msg)  # its keys, too late to be on anyone's report
+    rosters = {r.party: r for r in coordinator.rosters()}
+    assert rosters[slow].neighbours == ()
+    with pytest.raises(ProtocolError) as err:
+        sessions[slow].masked_input(rosters[slow])
+    assert err.value.status == Status.FAILED_PRECONDITION and "not sent" in str(err.value)
+    for p, roster in rosters.items():
+        if p != slow:
+            coordinator.receive_masked(sessions[p].masked_input(roster))
+    assert coordinator.waiting_count == 0 and coordinator.waiting_for == []  # the slow party is not waited for
+    for unmask in coordinator.unmask():
+        coordinator.receive_reveal(sessions[unmask.party].reveal(unmask))
+    release = coordinator.release()
+    assert slow not in release.parties and release.value == sum(10 + i for i in range(8)) - 13
+
+
 def test_colluding_neighbours_at_the_threshold_unmask_a_party_and_below_it_cannot():
     """(S1) is the condition that matters: t colluding neighbours rebuild a party's key and self mask and
     read its input from its masked vector; t - 1 rebuild nothing (the rebuilt key is not the party's)."""
