@@ -11,7 +11,9 @@ vector. Rounds:
    keeps the edges whose two ends both reported and heard each other, and sends each party its **roster**.
 3. **Masked input** (party -> coordinator): y = x + PRG(b) + sum over roster j of +-PRG(DH(sk, pk_j)),
    + when the party comes before j in the party list, - after; x is its encoded records plus its noise
-   piece (:meth:`mpcdp.protocol.PartySession.contribution`). The party's ledger is charged now.
+   piece (:meth:`mpcdp.protocol.PartySession.contribution`). The party's ledger is charged now. A party
+   whose roster is shorter than the threshold t sends nothing (its input would hide behind its self mask
+   alone, which is rebuilt for a counted party); it still helps unmask the others.
 4. **Unmask**: the coordinator fixes the counted set C (the masked inputs that arrived; at least the
    quorum, :mod:`mpcdp.protocol.quorum`); later inputs are refused. It tells each party which of its
    neighbours are in C and how large C is (a message of O(k), not O(n)). Each party answers once, for each
