@@ -115,9 +115,11 @@ class DistributedDiscreteLaplace:
             return None
         r = honest / (self.n_nodes - self.colluders)
         d = self.sensitivity
-        from scipy.special import gammaln  # here: importing scipy costs every command line 0.4 s
+        if r >= 1:
+            return PrivacyLoss.pure(Fraction(d / self._b), relation)
+        from scipy.special import gammaln  # only here: importing scipy costs a command line 0.4 s
 
-        extra = 0.0 if r >= 1 else float(gammaln(d + 1) + gammaln(r) - gammaln(d + r))
+        extra = float(gammaln(d + 1) + gammaln(r) - gammaln(d + r))
         return PrivacyLoss.pure(Fraction(d / self._b + extra), relation)
 
     def variance(self, pieces_added: int) -> float:
