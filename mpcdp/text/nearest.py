@@ -34,6 +34,7 @@ class ExactSearch:
         import faiss
 
         self.vectors64 = vectors.astype(np.float64)  # the vocabulary's one float64 copy (noisy points start here)
+        self.vectors64.flags.writeable = False  # shared by every epsilon and thread: nothing may change it in place
         self.index: Any = faiss.IndexFlatL2(vectors.shape[1])
         self.index.add(vectors)
 

@@ -1,6 +1,7 @@
 """Private SQLite files: created owner-only (0600), opened for explicit transactions; the one opener.
 
-Every SQLite file of mpcdp (token state, the survey stores) is opened by :func:`open_private`.
+The token state and the survey stores open their SQLite files with :func:`open_private` (the privacy
+ledger, ``mpcdp.dp.ledger``, keeps its own: a rollback journal, and ``mpcdp.dp`` does not import tokens).
 """
 
 from __future__ import annotations
@@ -29,8 +30,15 @@ def create_private(path: str | os.PathLike[str]) -> None:
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE))
         return
     for p in [path, *(path.with_name(path.name + s) for s in SIDE_FILES)]:
-        if p.exists() and stat.S_IMODE(p.stat().st_mode) & 0o077:
-            os.chmod(p, PRIVATE)
+        try:
+            if stat.S_IMODE(p.stat().st_mode) & 0o077:
+                os.chmod(p, PRIVATE)
+        except FileNotFoundError:  # no such side file, or SQLite removed it meanwhile (another process closed)
+            continue
+        except PermissionError:
+            raise PermissionError(
+                f"{p} is readable by others and not ours to make private (chmod 600 it, as its owner)"
+            ) from None
 
 
 def open_private(path: str | os.PathLike[str]) -> sqlite3.Connection:

@@ -26,6 +26,17 @@ def test_the_challenge_is_rfc_9577s_encoding_of_the_binding():
     sid = bytes(range(16))
     expected = TokenChallenge.bound(b"poll", b"agg-a,agg-b", CONTEXT_LABEL + DIGEST + sid).encode()
     assert ADMISSION.challenge(sid) == expected
+    # the bytes themselves, pinned (tokens already issued must keep verifying): token type 2, issuer name
+    # "poll" (2-byte length), the 32-byte redemption context (1-byte length), origin info (2-byte length)
+    assert expected.hex() == (
+        "0002"
+        + "0004"
+        + b"poll".hex()
+        + "20"
+        + "3f3ad65fccb44cd0aa38351a19f4d7a25b3df15df87d53e961d21633ac4ac9ef"
+        + "000b"
+        + b"agg-a,agg-b".hex()
+    )
     assert TokenChallenge.decode(expected).redemption_context == hashlib.sha256(CONTEXT_LABEL + DIGEST + sid).digest()
     with pytest.raises(InvalidToken, match="16 bytes"):
         ADMISSION.challenge(b"short")
