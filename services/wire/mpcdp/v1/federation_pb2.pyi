@@ -178,16 +178,18 @@ class CompareReply(_message.Message):
     def __init__(self, session_id: _Optional[bytes] = ..., entries: _Optional[_Iterable[_Union[ReleaseEntry, _Mapping]]] = ...) -> None: ...
 
 class QueryRequest(_message.Message):
-    __slots__ = ("spec", "timeout_seconds", "confidence", "quorum")
+    __slots__ = ("spec", "timeout_seconds", "confidence", "quorum", "batch")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     QUORUM_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     spec: QuerySpec
     timeout_seconds: float
     confidence: float
     quorum: int
-    def __init__(self, spec: _Optional[_Union[QuerySpec, _Mapping]] = ..., timeout_seconds: _Optional[float] = ..., confidence: _Optional[float] = ..., quorum: _Optional[int] = ...) -> None: ...
+    batch: _containers.RepeatedCompositeFieldContainer[QuerySpec]
+    def __init__(self, spec: _Optional[_Union[QuerySpec, _Mapping]] = ..., timeout_seconds: _Optional[float] = ..., confidence: _Optional[float] = ..., quorum: _Optional[int] = ..., batch: _Optional[_Iterable[_Union[QuerySpec, _Mapping]]] = ...) -> None: ...
 
 class Values(_message.Message):
     __slots__ = ("scalar", "integer", "label", "packed", "streamed")
@@ -234,7 +236,7 @@ class ReleaseEntry(_message.Message):
     def __init__(self, name: _Optional[str] = ..., value: _Optional[_Union[Values, _Mapping]] = ..., noise_std: _Optional[float] = ..., interval: _Optional[_Union[Interval, _Mapping]] = ...) -> None: ...
 
 class QueryReply(_message.Message):
-    __slots__ = ("session_id", "statistic", "entries", "parties", "epsilon", "delta", "mechanism", "confidence", "quorum", "dropped")
+    __slots__ = ("session_id", "statistic", "entries", "parties", "epsilon", "delta", "mechanism", "confidence", "quorum", "dropped", "index")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     STATISTIC_FIELD_NUMBER: _ClassVar[int]
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
@@ -245,6 +247,7 @@ class QueryReply(_message.Message):
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     QUORUM_FIELD_NUMBER: _ClassVar[int]
     DROPPED_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
     session_id: bytes
     statistic: Statistic
     entries: _containers.RepeatedCompositeFieldContainer[ReleaseEntry]
@@ -255,7 +258,8 @@ class QueryReply(_message.Message):
     confidence: float
     quorum: int
     dropped: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, session_id: _Optional[bytes] = ..., statistic: _Optional[_Union[Statistic, str]] = ..., entries: _Optional[_Iterable[_Union[ReleaseEntry, _Mapping]]] = ..., parties: _Optional[_Iterable[str]] = ..., epsilon: _Optional[float] = ..., delta: _Optional[float] = ..., mechanism: _Optional[_Union[Mechanism, str]] = ..., confidence: _Optional[float] = ..., quorum: _Optional[int] = ..., dropped: _Optional[_Iterable[str]] = ...) -> None: ...
+    index: int
+    def __init__(self, session_id: _Optional[bytes] = ..., statistic: _Optional[_Union[Statistic, str]] = ..., entries: _Optional[_Iterable[_Union[ReleaseEntry, _Mapping]]] = ..., parties: _Optional[_Iterable[str]] = ..., epsilon: _Optional[float] = ..., delta: _Optional[float] = ..., mechanism: _Optional[_Union[Mechanism, str]] = ..., confidence: _Optional[float] = ..., quorum: _Optional[int] = ..., dropped: _Optional[_Iterable[str]] = ..., index: _Optional[int] = ...) -> None: ...
 
 class ReleaseVector(_message.Message):
     __slots__ = ("name", "part", "length", "first")

@@ -125,7 +125,8 @@ class CoordinatorServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Query(self, request, context):
-        """One release: a QueryReply, then each large vector as a ReleaseVector and its chunks.
+        """One release: a QueryReply, then each large vector as a ReleaseVector and its chunks (a batch: each
+        release so, one after the other).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
