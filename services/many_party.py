@@ -24,11 +24,14 @@ session id recorded durably in its SessionLog) and reserves the worst-case loss 
 only the quorum is counted, :mod:`mpcdp.protocol.quorum`), charges it when its masked input leaves, and
 frees it if the session ends before that. The coordinator reserves the same on its own ledger, keeps the
 release durably, charges, and replies; the release's ``parties`` are the counted ones, ``dropped`` the
-others, and its epsilon (and delta) is restated for the counted parties. Below the quorum the query aborts
-with a message saying how many of how many did what, every live party frees its reservation, and nothing
-is charged. Security (honest-but-curious, :mod:`mpcdp.protocol.graph`): the coordinator and up to the
-spec's colluders learn only the sum of the counted honest inputs with their noise; a dropped party's late
-masked input is refused and stays under its self mask.
+others, and its epsilon (and delta) is restated for the counted parties. A query that aborts says why
+(below the quorum: how many of how many did what). The coordinator and every live party that had not sent
+its masked input free their reservations; a party whose masked input had left when the session aborted
+(at the unmask cut or later: too few masked inputs, counted parties not linked by their masks, too few
+shares) stays charged, its input having left under masks. Security (honest-but-curious,
+:mod:`mpcdp.protocol.graph`): the coordinator and up to the spec's colluders learn only the sum of the
+counted honest inputs with their noise; a dropped party's late masked input is refused and stays under its
+self mask.
 """
 
 from __future__ import annotations

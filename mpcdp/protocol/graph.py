@@ -13,11 +13,20 @@ probability at most ``2^-security_bits`` over the graph:
 
 * (S1) every honest party has fewer than ``threshold`` colluding neighbours, so the coalition cannot
   rebuild its self-mask seed or its secret key from the Shamir shares it holds; and
-* (S2) the honest parties that are counted stay connected through edges whose masks the coalition cannot
-  remove (no ``k / 2`` consecutive places of the ordering are all colluders or dropped parties),
+* (S2) the Harary graph minus the colluders and the dropped parties keeps the honest counted parties
+  connected (no ``k / 2`` consecutive places of the ordering are all colluders or dropped parties),
 
 and then the coalition learns nothing about the honest counted parties' inputs beyond their sum (the
 release minus the colluders' own inputs), which carries the honest parties' noise pieces.
+
+S2 is a bound on removed *nodes*. The masks actually used form the **roster graph**
+(:meth:`mpcdp.protocol.masked.MaskedCoordinator.rosters`), which also loses every edge whose keys arrived
+after one end reported (a late edge), and nothing in the graph's draw bounds those. So the coordinator
+checks before unmasking that the counted parties are one connected group of their roster edges, and aborts
+otherwise: against an honest-but-curious coordinator alone, the sum of the counted inputs is then all it
+learns. Against a coordinator with colluding parties the check is weaker than S2: it cannot tell who
+colludes, so it checks connectivity of the counted parties, not of the honest ones once the colluders are
+taken out; S2 covers that only when no edge was late.
 
 Correctness: except with probability at most ``2^-correctness_bits``, (C1) every party keeps at least
 ``threshold`` neighbours that did not drop, so whatever must be rebuilt can be. Both bounds are union

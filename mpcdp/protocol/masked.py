@@ -15,7 +15,10 @@ vector. Rounds:
    whose roster is shorter than the threshold t sends nothing (its input would hide behind its self mask
    alone, which is rebuilt for a counted party); it still helps unmask the others.
 4. **Unmask**: the coordinator fixes the counted set C (the masked inputs that arrived; at least the
-   quorum, :mod:`mpcdp.protocol.quorum`); later inputs are refused. It tells each party which of its
+   quorum, :mod:`mpcdp.protocol.quorum`); later inputs are refused. C must be one connected group of the
+   roster edges between its members, else the session aborts before any share is asked for (unmasking
+   leaves only the masks between counted roster neighbours on the total, so it would reveal each group's
+   sum: a counted party whose mask partners all dropped after it masked, in clear). It tells each party which of its
    neighbours are in C and how large C is (a message of O(k), not O(n)). Each party answers once, for each
    neighbour: the share of its **self-mask seed** if the neighbour is counted, else the share of its
    **private key** (never both kinds for one party: an honest coordinator derives every party's request
@@ -30,6 +33,10 @@ curious coordinator), the coordinator can rebuild its private key and strip ever
 self mask b stays: honest parties hand out shares of b only for counted parties, and fewer than t
 neighbours collude (:mod:`mpcdp.protocol.graph`, S1). Without the masked input, shares of a dropped
 party's key say nothing about its input at all.
+
+Ledgers: a party is charged when its masked input leaves (round 3). A session that aborts after that (below
+the quorum at the cut, counted parties not linked, too few shares) leaves the parties that had masked
+charged (their input left, under masks); the others, and the coordinator, free their reservations.
 """
 
 from __future__ import annotations
@@ -518,6 +525,7 @@ class MaskedCoordinator:
         party, naming its counted neighbours."""
         self._require("collecting-inputs")
         self.query.quorum.check(len(self._inputs), "sent a masked input")
+        self._check_linked()
         self._counted = tuple(p for p in self.spec.parties if p in self._inputs)
         self._counted_set = frozenset(self._counted)
         self._short = len(self._counted) + len(self._needed_keys)
@@ -527,6 +535,36 @@ class MaskedCoordinator:
             Unmask(sid, p, tuple(q for q in graph.neighbours(p) if q in self._counted_set), total)
             for p in self._rosters
         ]
+
+    def _check_linked(self) -> None:
+        """Refuse to unmask unless the parties whose inputs arrived are one connected group of the roster edges
+        between them. Unmasking removes every self mask of a counted party and every mask it shares with a
+        dropped one, so what stays on the total is the masks between counted roster neighbours: the
+        coordinator would learn the sum of each connected group, and the input of a counted party whose mask
+        partners all dropped after it masked (the review's H1). No share has been asked for yet, so aborting
+        here reveals nothing. O(n k)."""
+        inputs = self._inputs
+        groups = 0
+        seen: set[str] = set()
+        for start in inputs:
+            if start in seen:
+                continue
+            groups += 1
+            seen.add(start)
+            stack = [start]
+            while stack:
+                for q in self._rosters[stack.pop()]:
+                    if q in inputs and q not in seen:
+                        seen.add(q)
+                        stack.append(q)
+        if groups > 1:
+            alone = sorted(p for p in inputs if not any(q in inputs for q in self._rosters[p]))
+            which = f"; {', '.join(alone[:5])} masked only with parties that dropped" if alone else ""
+            raise ProtocolError(
+                Status.ABORTED,
+                f"the counted parties' masks do not link them all (they fall into {groups} groups{which}): "
+                "unmasking would reveal each group's sum; session aborted, no result released",
+            )
 
     @property
     def counted(self) -> tuple[str, ...]:

@@ -494,3 +494,75 @@ def test_a_party_whose_real_ledger_cannot_pay_refuses_and_keeps_nothing_encoded(
     assert err.value.status == Status.RESOURCE_EXHAUSTED and "budget" in str(err.value)
     assert party.state == "refused"
     assert all(inner.state == "aborted" for inner in party._inner)
+
+
+def _isolate(query: MaskedQuery) -> tuple[dict, MaskedCoordinator, str, list[str]]:
+    """Every party reported, party u's keys having reached only ``t`` of its neighbours before that (its
+    other edges are late), so its roster will be just those ``t``: sessions, coordinator, u, those t."""
+    parties, t = query.spec.parties, query.plan.threshold
+    u = parties[0]
+    partners = list(query.graph.neighbours(u))[:t]
+    sessions = {p: MaskedParty(p, query, [float(100 + i)], EXACT, rng=seeded(p)) for i, p in enumerate(parties)}
+    coordinator = MaskedCoordinator(query)
+    for p, s in sessions.items():
+        s.accept()
+        coordinator.record_response(p, True)
+    late = []
+    for p, box in {p: s.key_shares() for p, s in sessions.items()}.items():
+        for msg in box:
+            if p == u and msg.recipient not in partners:
+                late.append(msg)  # u's keys reach the others only after they reported
+            else:
+                sessions[msg.recipient].receive_keys(msg)
+    for s in sessions.values():
+        coordinator.record_report(s.report())
+    for msg in late:
+        sessions[msg.recipient].receive_keys(msg)
+    return sessions, coordinator, u, partners
+
+
+def test_a_counted_party_whose_mask_partners_all_dropped_is_not_unmasked():
+    """(H1 of the review) u masks with t partners only (its other edges came late), and they drop after
+    reporting. Were u counted, the coordinator would rebuild u's self mask (u is counted) and its partners'
+    keys (dropped, with a counted neighbour): every mask on u's vector, so u's input in clear. The counted
+    parties' roster graph does not link u to anyone counted: the coordinator aborts before any share is asked
+    for, and the curious coordinator's attack has nothing to work with."""
+    query = exact_sum(8, quorum=6)
+    sessions, coordinator, u, partners = _isolate(query)
+    rosters = {r.party: r for r in coordinator.rosters()}
+    assert set(rosters[u].neighbours) == set(partners)
+    for p, roster in rosters.items():
+        if p not in partners:  # the partners drop after reporting
+            coordinator.receive_masked(sessions[p].masked_input(roster))
+    with pytest.raises(ProtocolError) as err:
+        coordinator.unmask()
+    assert err.value.status == Status.ABORTED and "do not link" in str(err.value)
+    assert coordinator.state != "unmasking" and not coordinator.counted  # no unmask request exists
+
+
+def test_counted_parties_split_in_two_groups_by_late_edges_are_not_unmasked():
+    """The general form: the coordinator would learn the sum of each connected component of the counted
+    parties' roster graph. Two groups whose cross-group keys all came late are not unmasked."""
+    query = exact_sum(8, quorum=6)
+    parties = query.spec.parties
+    left, right = set(parties[:4]), set(parties[4:])
+    sessions = {p: MaskedParty(p, query, [float(i)], EXACT, rng=seeded(p)) for i, p in enumerate(parties)}
+    coordinator = MaskedCoordinator(query)
+    for p, s in sessions.items():
+        s.accept()
+        coordinator.record_response(p, True)
+    late = []
+    for box in [s.key_shares() for s in sessions.values()]:
+        for msg in box:
+            crossing = (msg.sender in left) != (msg.recipient in left)
+            (late.append(msg) if crossing else sessions[msg.recipient].receive_keys(msg))
+    for s in sessions.values():
+        coordinator.record_report(s.report())
+    for msg in late:
+        sessions[msg.recipient].receive_keys(msg)
+    for roster in coordinator.rosters():
+        assert set(roster.neighbours) <= (left if roster.party in left else right)
+        coordinator.receive_masked(sessions[roster.party].masked_input(roster))
+    with pytest.raises(ProtocolError) as err:
+        coordinator.unmask()
+    assert err.value.status == Status.ABORTED and "2 groups" in str(err.value)
