@@ -828,7 +828,7 @@ def _hold(coord: Any, query: MaskedQuery) -> bool:
 
 async def run_session(coord: Any, query: MaskedQuery) -> tuple[Release, CoordinatorDriver]:
     """Propose ``query`` to its parties over the coordinator's links and drive it to its release (ProtocolError,
-    after telling every party, if it aborts)."""
+    after telling every party, if it aborts or fails in any way)."""
     spec = query.spec
     router = _router(coord.link)
     net = router.open(spec.session_id)
@@ -841,11 +841,17 @@ async def run_session(coord: Any, query: MaskedQuery) -> tuple[Release, Coordina
             net.send_raw(p, PROPOSE, proposal)
         try:
             return await driver.run(), driver
-        except ProtocolError as exc:
-            reason = str(exc) + driver.why()
+        except Exception as exc:  # any failure, a bug included: the parties are told, the analyst gets words
+            if isinstance(exc, ProtocolError):
+                status, reason = exc.status, str(exc) + driver.why()
+            else:
+                log.error("many-party session %s failed", spec.session_id.hex(), exc_info=exc)
+                status = Status.ABORTED
+                reason = "the coordinator failed while running the session (its log has the details); "
+                reason += "session aborted, no result released"
             driver.abort(reason)
             await net.drain(min(_left(spec.deadline, coord._clock), 2.0))
-            raise ProtocolError(exc.status, reason) from None
+            raise ProtocolError(status, reason) from None
     finally:
         router.close(spec.session_id)
 

@@ -593,6 +593,9 @@ class MaskedCoordinator:
         near = set(graph.neighbours(msg.party))
         if not (set(msg.seed_shares) | set(msg.key_shares)) <= near:
             raise ProtocolError(Status.INVALID_ARGUMENT, f"{msg.party} revealed shares of non-neighbours")
+        for share in (*msg.seed_shares.values(), *msg.key_shares.values()):
+            if len(share) != shamir.SHARE_BYTES or int.from_bytes(share, "big") >= shamir.PRIME:
+                raise ProtocolError(Status.INVALID_ARGUMENT, f"{msg.party} revealed a malformed share")
         self._revealed.add(msg.party)
         x, t = self.query.point(msg.party), self.query.plan.threshold
         for p, s in msg.seed_shares.items():
@@ -630,13 +633,15 @@ class MaskedCoordinator:
                 Status.FAILED_PRECONDITION,
                 f"too few shares to unmask {len(missing)} parties ({', '.join(sorted(missing)[:5])}...)",
             )
-        t, sid = self.query.plan.threshold, self.spec.session_id
+        sid = self.spec.session_id
         total, self._total = self._total, ring.zeros(0)
         add: list[Prg] = []
-        subtract = [Prg(shamir.rebuild(self._seed_shares[p], t), sid, self_purpose(p)) for p in self._counted]
+        subtract = [
+            Prg(self._rebuild(self._seed_shares, p, "self-mask seed"), sid, self_purpose(p)) for p in self._counted
+        ]
         counted = set(self._counted)
         for d in sorted(self._needed_keys):
-            private = X25519PrivateKey.from_private_bytes(shamir.rebuild(self._key_shares[d], t))
+            private = X25519PrivateKey.from_private_bytes(self._rebuild(self._key_shares, d, "key"))
             if _public(private) != self._reports[d].public_key:
                 raise ProtocolError(Status.INVALID_ARGUMENT, f"the shares of {d}'s key do not match its public key")
             for u in self._rosters[d]:
@@ -671,6 +676,12 @@ class MaskedCoordinator:
             )
             start += length
         return self.releases[0]
+
+    def _rebuild(self, shares: dict[str, dict[int, bytes]], party: str, what: str) -> bytes:
+        try:
+            return shamir.rebuild(shares[party], self.query.plan.threshold)
+        except ValueError as exc:  # shares of the right form that do not fit together: a party sent garbage
+            raise ProtocolError(Status.INVALID_ARGUMENT, f"the shares of {party}'s {what} are inconsistent") from exc
 
     def abort(self, reason: str) -> None:
         self._total = ring.zeros(0)

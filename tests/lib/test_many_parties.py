@@ -566,3 +566,53 @@ def test_counted_parties_split_in_two_groups_by_late_edges_are_not_unmasked():
     with pytest.raises(ProtocolError) as err:
         coordinator.unmask()
     assert err.value.status == Status.ABORTED and "2 groups" in str(err.value)
+
+
+def _to_reveals(n: int, quorum: int) -> tuple[dict, MaskedCoordinator, list]:
+    query = exact_sum(n, quorum=quorum)
+    sessions = {p: MaskedParty(p, query, [1.0], EXACT, rng=seeded(p)) for p in query.spec.parties}
+    coordinator = MaskedCoordinator(query)
+    for p, s in sessions.items():
+        s.accept()
+        coordinator.record_response(p, True)
+    for s in list(sessions.values()):
+        for msg in s.key_shares():
+            sessions[msg.recipient].receive_keys(msg)
+    for s in sessions.values():
+        coordinator.record_report(s.report())
+    for roster in coordinator.rosters():
+        coordinator.receive_masked(sessions[roster.party].masked_input(roster))
+    return sessions, coordinator, [sessions[u.party].reveal(u) for u in coordinator.unmask()]
+
+
+@pytest.mark.parametrize("share", [b"\x01", b"\xff" * shamir.SHARE_BYTES], ids=["short", "not-a-field-element"])
+def test_a_malformed_reveal_share_is_refused_naming_its_party(share):
+    """A share of the wrong length, or not a field element, is refused when it arrives (a ProtocolError naming
+    the party, which the driver drops like any bad message), not a ValueError at the release."""
+    from mpcdp.protocol.masked import Reveal
+
+    _, coordinator, reveals = _to_reveals(6, quorum=5)
+    bad = reveals[0]
+    forged = Reveal(bad.session_id, bad.party, {k: share for k in bad.seed_shares}, bad.key_shares)
+    with pytest.raises(ProtocolError) as err:
+        coordinator.receive_reveal(forged)
+    assert err.value.status == Status.INVALID_ARGUMENT and bad.party in str(err.value)
+    for reveal in reveals:  # the genuine one still counts: the forged one was not recorded
+        coordinator.receive_reveal(reveal)
+    assert coordinator.release().value == 6
+
+
+def test_inconsistent_reveal_shares_fail_the_release_as_a_protocol_error():
+    """Field elements that do not rebuild a 32-byte secret (garbage: a hash of each share, below 2^512): a
+    ProtocolError, not a ValueError."""
+    import hashlib
+
+    from mpcdp.protocol.masked import Reveal
+
+    _, coordinator, reveals = _to_reveals(6, quorum=5)
+    for reveal in reveals:
+        seeds = {k: bytes(2) + hashlib.sha512(s).digest() for k, s in reveal.seed_shares.items()}
+        coordinator.receive_reveal(Reveal(reveal.session_id, reveal.party, seeds, reveal.key_shares))
+    with pytest.raises(ProtocolError) as err:
+        coordinator.release()
+    assert err.value.status == Status.INVALID_ARGUMENT and "self-mask seed" in str(err.value)

@@ -21,7 +21,7 @@ from services import many_party
 from services.analyst import QueryError
 from services.link import LinkError
 from services.tls import init_certs
-from tests.support.federation import make_cluster
+from tests.support.federation import federation_file, make_cluster
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -239,14 +239,7 @@ async def test_mpcdp_query_quorum_prints_the_counted_parties(nodes, tmp_path):
     import json
 
     cluster, _ = nodes
-    fed = cluster.federation
-    lines = ["[federation]", 'name = "test"', f'certs = "{fed.certs}"', "[policy]", "allow_exact = true"]
-    for node in fed.nodes:
-        lines += ["[[node]]", f'name = "{node.name}"', f"roles = {json.dumps(list(node.roles))}"]
-        if node.address:
-            lines.append(f'address = "{node.address}"')
-    path = tmp_path / "federation.toml"
-    path.write_text("\n".join(lines) + "\n")
+    path = federation_file(cluster.federation, tmp_path / "federation.toml")
     parties = ",".join(NAMES[:4])
     args = ["--federation", str(path), "--statistic", "sum", "--column", "value", "--bounds", "0,1000"]
     proc = await asyncio.create_subprocess_exec(
@@ -268,3 +261,28 @@ async def test_mpcdp_query_quorum_prints_the_counted_parties(nodes, tmp_path):
     doc = json.loads(out)
     assert doc["parties"] == NAMES[:4] and doc["dropped"] == [] and doc["quorum"] == 3
     assert doc["result"]["sum"] == sum(VALUES[p] for p in NAMES[:4])
+
+
+async def test_a_coordinator_failure_aborts_the_parties_and_tells_the_analyst_plainly(nodes, monkeypatch):
+    """Any failure inside the coordinator's session (here a bug when closing the key round), not only a
+    ProtocolError: every party is told to abort (and frees its reservation at once, not at the deadline), and
+    the analyst gets ABORTED with words, not a Python exception's name."""
+    from mpcdp.protocol.masked import MaskedCoordinator
+
+    def broken(self):
+        raise RuntimeError("a bug in the coordinator")
+
+    monkeypatch.setattr(MaskedCoordinator, "rosters", broken)
+    cluster, ledgers = nodes
+    parties = NAMES[:5]
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(QueryError) as info:
+        await ask(cluster, parties, quorum=4, epsilon=1.0)
+    assert info.value.code == grpc.StatusCode.ABORTED, info.value.details
+    assert "RuntimeError" not in info.value.details and "session aborted" in info.value.details
+    for _ in range(100):  # the abort reaches the parties: their reservations go long before the deadline
+        if not any(ledgers[p].reserved() for p in [*parties, "coordinator"]):
+            break
+        await asyncio.sleep(0.05)
+    assert all(ledgers[p].reserved() == {} for p in [*parties, "coordinator"])
+    assert asyncio.get_running_loop().time() - started < TIMEOUT / 2
