@@ -398,8 +398,11 @@ class CoordinatorDriver:
         names: Callable[[], list[str]],
         handle: Callable[[str, object], None],
         idle: float,
+        hold: Callable[[], bool] = lambda: False,
+        hold_until: float = -math.inf,
     ) -> None:
-        """Handle messages until nobody is waited for (see :meth:`_waiting`) or none came for ``idle`` seconds."""
+        """Handle messages until nobody is waited for (see :meth:`_waiting`) or none came for ``idle`` seconds;
+        while ``hold()`` an idle timer does not close the round before the clock reads ``hold_until``."""
         while self._waiting(count, names):
             left = _left(self.query.spec.deadline, self.clock)
             if left <= 0:
@@ -409,9 +412,9 @@ class CoordinatorDriver:
                 )
             got = await self.net.next(self.name, min(idle, left))
             if got is None:
-                if left > idle:
+                if left > idle and not (hold() and self.clock() < hold_until):
                     return
-                continue  # the deadline: the check above says so
+                continue  # held, or the deadline: the check above says so
             sender, msg = got
             if isinstance(msg, Lost):
                 self.lost.setdefault(sender, msg.reason)
@@ -449,7 +452,20 @@ class CoordinatorDriver:
         def unanswered() -> list[str]:
             return [p for p in parties if p not in answered]
 
-        await self._round(lambda: len(parties) - len(answered), unanswered, on_answer, self.first_timeout)
+        def short() -> bool:
+            """Fewer than the quorum accepted, and enough parties not heard from (nor lost) could still make it."""
+            accepted = len(answered) - len(c.refused)
+            if accepted >= self.query.quorum.size:
+                return False
+            return accepted + sum(p not in self.lost for p in unanswered()) >= self.query.quorum.size
+
+        # round 1 waits past an idle timer while short of the quorum (slow first dials, a loaded host), up to
+        # the time the later rounds need (keys 2 timers, masks 1, reveals 1); no deadline: one idle timer
+        deadline = self.query.spec.deadline
+        hold_until = deadline - 4 * self.round_timeout if math.isfinite(deadline) else -math.inf
+        await self._round(
+            lambda: len(parties) - len(answered), unanswered, on_answer, self.first_timeout, short, hold_until
+        )
         await self._round(lambda: c.waiting_count, lambda: c.waiting_for, on_answer, 2 * self.round_timeout)
         for roster in c.rosters():
             net.send(self.name, roster.party, roster)

@@ -135,3 +135,38 @@ def test_the_wire_form_of_every_message_round_trips():
     assert np.array_equal(got.vector, vec) and got.vector.dtype == np.uint64
     with pytest.raises(ValueError):
         many_party.decode(b"\x09")
+
+
+def test_the_answer_round_waits_for_the_quorum_past_an_idle_timer():
+    """(review M2) No party answers within the coordinator's first round timer (a loaded host, a fresh
+    federation's first dials): the answer round keeps waiting while fewer than the quorum accepted, up to its
+    share of the deadline, instead of closing empty and aborting with "only 0 of 8 parties exchanged keys"."""
+    import time
+
+    from mpcdp.protocol import PartyPolicy
+    from mpcdp.protocol.masked import MaskedParty
+
+    parties = tuple(f"party-{i + 1}" for i in range(8))
+    spec = QuerySpec("sum", parties, bounds=(0, 1000), session_id=bytes(16), deadline=time.time() + 30)
+    q = MaskedQuery.of(spec, 6)
+    timer = 0.2
+
+    async def main():
+        net = swarm.LocalNetwork([many_party.COORDINATOR, *parties])
+        coordinator = many_party.CoordinatorDriver(q, net, timer)
+
+        async def slow_parties():
+            await asyncio.sleep(3 * timer)  # nothing for three round timers
+            policy = PartyPolicy(allow_exact=True)
+            drivers = [
+                many_party.PartyDriver(MaskedParty(p, q, [1.0], policy, rng=rng(p)), net, timer) for p in parties
+            ]
+            await asyncio.gather(*(d.run() for d in drivers))
+
+        late = asyncio.ensure_future(slow_parties())
+        release = await coordinator.run()
+        await late
+        return release
+
+    release = asyncio.run(main())
+    assert release.value == 8 and release.parties == parties
