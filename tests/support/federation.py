@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -35,6 +36,18 @@ def federation_doc(parties, policy=None):
         "policy": policy or {"allow_exact": True, "max_records": 100},
         "node": nodes,
     }
+
+
+def federation_file(federation, path):
+    """Write ``federation`` (its nodes, addresses and certificate folder; a policy allowing exact releases) as
+    a federation file at ``path``, for `mpcdp` commands run against a cluster; the path."""
+    lines = ["[federation]", 'name = "test"', f'certs = "{federation.certs}"', "[policy]", "allow_exact = true"]
+    for node in federation.nodes:
+        lines += ["[[node]]", f'name = "{node.name}"', f"roles = {json.dumps(list(node.roles))}"]
+        if node.address:
+            lines.append(f'address = "{node.address}"')
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 @pytest.fixture(scope="module")
