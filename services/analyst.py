@@ -12,6 +12,12 @@ the coordinator does again before any budget is spent. If the release
 stream breaks after the session started, the QueryError names the session
 id, and ``Analyst.fetch(session_id)`` (``mpcdp query --fetch``) gets the
 release the coordinator kept, at no further cost.
+
+Several statistics in one many-party session (one key exchange, one masked
+vector per party, their losses composed on each ledger once)::
+
+    rs = await c.query_batch([dict(statistic="sum", column="raise", bounds=(0, 10_000)),
+                              dict(statistic="count")], quorum=3)
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any, TypeVar
 
 import grpc
 import numpy as np
@@ -32,6 +40,8 @@ from services.federation import Federation
 from services.tls import Identity
 from services.wire.mpcdp.v1 import federation_pb2 as pb
 from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
+
+T = TypeVar("T")
 
 
 class QueryError(Exception):
@@ -64,6 +74,7 @@ class QueryResult:
     confidence: float | None
     quorum: int | None = None  # a many-party release: at least this many parties had to finish
     dropped: tuple[str, ...] = ()  # ... and these were not counted (``parties`` are the counted ones)
+    index: int = 0  # which statistic of its session's batch (0: the first, or the only one)
 
     @property
     def value(self):
@@ -145,6 +156,7 @@ class QueryResult:
             confidence=None if exact else reply.confidence,
             quorum=reply.quorum if reply.HasField("quorum") else None,
             dropped=tuple(reply.dropped),
+            index=reply.index,
         )
 
 
@@ -264,67 +276,78 @@ class Analyst:
         bounds=(0.0, 1.0),
         epsilon: float | None = None,
         *,
-        delta: float = 0.0,
-        dimension: int = 1,
-        categories=(),
-        parties=(),
-        frac_bits: int = 16,
-        max_records: int = 0,
-        mechanism: str = "discrete_laplace",
-        colluders: int = 1,
-        sharing: str = "seeded",
         timeout: float = 30.0,
         confidence: float = 0.95,
-        fraction: float | None = None,
-        quantile: float | None = None,
-        edges=(),
         quorum: int | None = None,
+        **options,
     ) -> QueryResult:
         """Run one query; raises QueryError with the federation's diagnostic if it is refused.
 
-        ``fraction`` (threshold), ``quantile`` and ``edges`` (quantile, median) are for the comparison
-        statistics the parties compute under MPC (:mod:`services.mpc_node`). ``quorum``: the many-party
-        protocol (:mod:`services.many_party`), which completes when at least that many parties finish,
-        whoever drops after accepting; the result names the counted parties and restates epsilon for them."""
-        lo, hi = bounds
+        ``options``: ``delta``, ``dimension``, ``categories``, ``parties``, ``frac_bits``, ``max_records``,
+        ``mechanism``, ``colluders``, ``sharing`` (see :func:`_spec` for their defaults), and ``fraction``
+        (threshold), ``quantile`` and ``edges`` (quantile, median) for the comparison statistics the parties
+        compute under MPC (:mod:`services.mpc_node`). ``quorum``: the many-party protocol
+        (:mod:`services.many_party`), which completes when at least that many parties finish, whoever drops
+        after accepting; the result names the counted parties and restates epsilon for them."""
         if quorum is not None:
-            from mpcdp.mpc.queries import COMPARISONS
-
-            if statistic in COMPARISONS.names():
-                raise QueryError(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    f"quorum: {statistic} is computed under MPC by every party; a quorum is for the secure sums",
-                )
-        try:
-            wired = convert.statistic_wire(statistic), convert.sharing_wire(sharing), convert.mechanism_wire(mechanism)
-        except SpecError as exc:
-            raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
-        spec = pb.QuerySpec(
-            column=column,
-            dimension=dimension,
-            lower=lo,
-            upper=hi,
-            categories=list(categories),
-            parties=list(parties),
-            frac_bits=frac_bits,
-            max_records=max_records,
-            epsilon=epsilon,  # None: absent, an exact release
-            delta=delta,
-            colluders=colluders,
-            fraction=fraction,  # None: absent (a threshold at 0 is a threshold)
-            quantile=quantile,
-            edges=list(edges),
-            statistic=wired[0],
-            sharing=wired[1],
-            mechanism=wired[2] if epsilon is not None else pb.MECHANISM_UNSPECIFIED,
-        )
+            _secure_sum(statistic, "quorum: {} is computed under MPC by every party; a quorum is for the secure sums")
+        spec = _spec(statistic, column, bounds, epsilon, **options)
         _check_locally(spec, confidence, self._parties)
         request = pb.QueryRequest(spec=spec, timeout_seconds=timeout, confidence=confidence, quorum=quorum)
         call = self._stub.Query(request, timeout=timeout + 5.0, wait_for_ready=False)
-        return await self._receive(call, max(dimension, len(categories), 1))
+        return _one(await self._receive(call, _longest(spec)))
+
+    async def query_batch(
+        self,
+        questions: Sequence[Mapping[str, Any]],
+        *,
+        quorum: int,
+        parties=(),
+        colluders: int = 1,
+        timeout: float = 30.0,
+        confidence: float = 0.95,
+    ) -> list[QueryResult]:
+        """Ask several statistics in one many-party session: one key exchange, one masked vector per party,
+        one release per question, in order. Each question is the per-statistic keywords of :meth:`query`
+        (``statistic``, ``column``, ``bounds``, ``epsilon``, ``delta``, ``dimension``, ``categories``, ...); the
+        parties, colluders, deadline (``timeout``) and ``quorum`` are the session's. Each party checks every
+        statistic against its policy (refusing one refuses the session) and is charged their losses composed,
+        once. Secure sums only (sum, count, mean, variance, histogram)."""
+        if not questions:
+            raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, "a batch asks at least one statistic")
+        specs = []
+        for question in questions:
+            ask = dict(question)
+            statistic = ask.pop("statistic", None)
+            if not isinstance(statistic, str):
+                raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, "each question of a batch names its statistic")
+            _secure_sum(statistic, "a batch asks secure sums; {} is computed under MPC on its own")
+            try:
+                spec = _spec(statistic, parties=parties, colluders=colluders, **ask)
+            except TypeError as exc:  # a keyword _spec does not take, or one that is the session's
+                raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, f"a question of a batch: {exc}") from None
+            _check_locally(spec, confidence, self._parties)
+            specs.append(spec)
+        request = pb.QueryRequest(
+            spec=specs[0], batch=specs[1:], timeout_seconds=timeout, confidence=confidence, quorum=quorum
+        )
+        call = self._stub.Query(request, timeout=timeout + 5.0, wait_for_ready=False)
+        released = await self._receive(call, max(_longest(s) for s in specs))
+        if [r.index for r in released] != list(range(len(specs))):
+            raise QueryError(
+                grpc.StatusCode.DATA_LOSS,
+                f"malformed release from the coordinator: {len(released)} releases for {len(specs)} statistics",
+                released[0].session_id if released else "",
+            )
+        return released
 
     async def fetch(self, session_id: str, timeout: float = 30.0) -> QueryResult:
-        """The release of a session this client asked for, kept by the coordinator; costs nothing."""
+        """The release of a session this client asked for, kept by the coordinator; costs nothing (a batch's:
+        :meth:`fetch_batch`)."""
+        return _one(await self.fetch_batch(session_id, timeout))
+
+    async def fetch_batch(self, session_id: str, timeout: float = 30.0) -> list[QueryResult]:
+        """Every release of a session this client asked for (one per statistic of its batch); costs nothing."""
         try:
             sid = bytes.fromhex(session_id)
         except ValueError:
@@ -334,24 +357,25 @@ class Analyst:
         call = self._stub.Fetch(pb.FetchRequest(session_id=sid), timeout=timeout)
         return await self._receive(call, MAX_DIMENSION)
 
-    async def _receive(self, call, max_length: int) -> QueryResult:
-        reply, rest, sid = None, _ReleaseStream(max_length), ""
+    async def _receive(self, call, max_length: int) -> list[QueryResult]:
+        """The releases of a reply stream: each a QueryReply and the parts after it, up to the next reply."""
+        got: list[tuple[pb.QueryReply, _ReleaseStream]] = []
+        sid = ""
         try:
             sid = dict(await call.initial_metadata() or ()).get("mpcdp-session-id", "")
             async for part in call:
-                if reply is None:
-                    if part.WhichOneof("part") != "reply":
-                        raise ValueError("the release does not start with its reply")
-                    reply = part.reply
+                if part.WhichOneof("part") == "reply":
+                    got.append((part.reply, _ReleaseStream(max_length)))
+                elif not got:
+                    raise ValueError("the release does not start with its reply")
                 else:
-                    rest.add(part)
-            if reply is None:
+                    got[-1][1].add(part)
+            if not got:
                 raise ValueError("the coordinator ended the release without a reply")
-            streamed = rest.finish()
-            return QueryResult.from_proto(reply, streamed, rest.categories)
+            return [QueryResult.from_proto(reply, rest.finish(), rest.categories) for reply, rest in got]
         except grpc.aio.AioRpcError as exc:
             details = exc.details() or ""
-            if (sid and reply is not None) or (sid and exc.code() in _BROKEN):
+            if (sid and got) or (sid and exc.code() in _BROKEN):
                 details += (
                     f" (session {sid}: if the coordinator released it, `mpcdp query --fetch {sid}` "
                     f"gets it at no further cost)"
@@ -360,6 +384,75 @@ class Analyst:
         except ValueError as exc:
             call.cancel()
             raise QueryError(grpc.StatusCode.DATA_LOSS, f"malformed release from the coordinator: {exc}", sid) from None
+
+
+def _one(released: list[QueryResult]) -> QueryResult:
+    if len(released) != 1:
+        raise QueryError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"session {released[0].session_id} released a batch of {len(released)} statistics: fetch_batch gets them",
+            released[0].session_id,
+        )
+    return released[0]
+
+
+def _longest(spec: pb.QuerySpec) -> int:
+    """The longest vector a release of ``spec`` holds."""
+    return max(spec.dimension, len(spec.categories), 1)
+
+
+def _secure_sum(statistic: str, refusal: str) -> None:
+    """Refuse (QueryError) a comparison statistic where only the secure sums can go (``refusal`` names it)."""
+    from mpcdp.mpc.queries import COMPARISONS
+
+    if statistic in COMPARISONS.names():
+        raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, refusal.format(statistic))
+
+
+def _spec(
+    statistic: str,
+    column: str = "value",
+    bounds=(0.0, 1.0),
+    epsilon: float | None = None,
+    *,
+    delta: float = 0.0,
+    dimension: int = 1,
+    categories=(),
+    parties=(),
+    frac_bits: int = 16,
+    max_records: int = 0,
+    mechanism: str = "discrete_laplace",
+    colluders: int = 1,
+    sharing: str = "seeded",
+    fraction: float | None = None,
+    quantile: float | None = None,
+    edges=(),
+) -> pb.QuerySpec:
+    """The QuerySpec of one statistic (see :meth:`Analyst.query`); QueryError for an unknown name."""
+    lo, hi = bounds
+    try:
+        wired = convert.statistic_wire(statistic), convert.sharing_wire(sharing), convert.mechanism_wire(mechanism)
+    except SpecError as exc:
+        raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+    return pb.QuerySpec(
+        column=column,
+        dimension=dimension,
+        lower=lo,
+        upper=hi,
+        categories=list(categories),
+        parties=list(parties),
+        frac_bits=frac_bits,
+        max_records=max_records,
+        epsilon=epsilon,  # None: absent, an exact release
+        delta=delta,
+        colluders=colluders,
+        fraction=fraction,  # None: absent (a threshold at 0 is a threshold)
+        quantile=quantile,
+        edges=list(edges),
+        statistic=wired[0],
+        sharing=wired[1],
+        mechanism=wired[2] if epsilon is not None else pb.MECHANISM_UNSPECIFIED,
+    )
 
 
 _BROKEN = (
@@ -385,24 +478,34 @@ def _check_locally(spec: pb.QuerySpec, confidence: float, parties) -> None:
         raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
 
 
-def query(federation: Federation, name: str, statistic: str, insecure: bool = False, **kw) -> QueryResult:
-    """Synchronous one-shot :meth:`Analyst.query`."""
+def _once(federation: Federation, name: str, insecure: bool, ask: Callable[[Analyst], Awaitable[T]]) -> T:
+    """Run ``ask`` on a fresh :class:`Analyst`, synchronously."""
 
-    async def once():
+    async def once() -> T:
         async with Analyst(federation, name, insecure) as analyst:
-            return await analyst.query(statistic, **kw)
+            return await ask(analyst)
 
     return asyncio.run(once())
+
+
+def query(federation: Federation, name: str, statistic: str, insecure: bool = False, **kw) -> QueryResult:
+    """Synchronous one-shot :meth:`Analyst.query`."""
+    return _once(federation, name, insecure, lambda a: a.query(statistic, **kw))
+
+
+def query_batch(federation: Federation, name: str, questions, insecure: bool = False, **kw) -> list[QueryResult]:
+    """Synchronous one-shot :meth:`Analyst.query_batch`."""
+    return _once(federation, name, insecure, lambda a: a.query_batch(questions, **kw))
 
 
 def fetch(federation: Federation, name: str, session_id: str, insecure: bool = False) -> QueryResult:
     """Synchronous one-shot :meth:`Analyst.fetch`."""
+    return _once(federation, name, insecure, lambda a: a.fetch(session_id))
 
-    async def once():
-        async with Analyst(federation, name, insecure) as analyst:
-            return await analyst.fetch(session_id)
 
-    return asyncio.run(once())
+def fetch_batch(federation: Federation, name: str, session_id: str, insecure: bool = False) -> list[QueryResult]:
+    """Synchronous one-shot :meth:`Analyst.fetch_batch`: every release of the session (one unless a batch)."""
+    return _once(federation, name, insecure, lambda a: a.fetch_batch(session_id))
 
 
 def _interval_lines(level: str, key: str, interval) -> list[str]:

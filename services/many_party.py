@@ -32,6 +32,12 @@ shares) stays charged, its input having left under masks. Security (honest-but-c
 :mod:`mpcdp.protocol.graph`): the coordinator and up to the spec's colluders learn only the sum of the
 counted honest inputs with their noise; a dropped party's late masked input is refused and stays under its
 self mask.
+
+A batch (``QueryRequest.batch``, :func:`batch_specs`) asks several statistics in one session: the proposal
+carries every spec, each party reads its records and checks its policy per statistic (refusing one refuses the
+session), reserves and is charged their worst-case losses composed (:attr:`MaskedQuery.charge`) once, and masks
+their concatenation; the coordinator replies (and keeps, for Fetch) one release per statistic, in order, each
+reply naming its ``index``.
 """
 
 from __future__ import annotations
@@ -41,12 +47,15 @@ import logging
 import math
 import time
 import weakref
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from mpcdp.dp.loss import PrivacyLoss
 from mpcdp.protocol import ProtocolError, QuerySpec, Release, SpecError, Status
 from mpcdp.protocol.masked import (
+    KEY_BYTES,
     KeyShares,
     MaskedCoordinator,
     MaskedInput,
@@ -57,13 +66,18 @@ from mpcdp.protocol.masked import (
     Roster,
     Unmask,
 )
+from mpcdp.protocol.shamir import SHARE_BYTES
+from mpcdp.protocol.spec import SESSION_ID_BYTES
 
 log = logging.getLogger("mpcdp.many")
 COORDINATOR = "coordinator"  # the coordinator's name where no federation names it (a simulation)
 ROUND_FRACTION = 8  # a round timer on real nodes: this fraction of the time left to the deadline
 MIN_ROUND_TIMER = 0.05  # seconds
-EARLY_MESSAGES = 4096  # key messages (~250 bytes each) held for sessions not opened yet (a neighbour was faster)
+EARLY_MESSAGES = 4096  # key messages (< 500 bytes each) held for sessions not opened yet (a neighbour was faster)
+EARLY_PER_PEER = EARLY_MESSAGES // 8  # of which from any one peer
 EARLY_SECONDS = 30.0
+MAX_NAME_BYTES = 256  # a node's name in a message
+PER_KIND = 2  # messages of one type from one peer a session takes (each is sent once; a duplicate is refused)
 
 
 # -- messages and their byte form -------------------------------------------------------------------------
@@ -104,7 +118,7 @@ KINDS: dict[type, str] = {
     Answer: "many/answer",
     Abort: "many/abort",
 }
-PROPOSE = "many/propose"  # the link kind of a proposal: the spec (its protobuf) and the quorum
+PROPOSE = "many/propose"  # the link kind of a proposal: the spec (its protobuf), the quorum, the batch's specs
 
 
 def payload_bytes(msg: object) -> int:
@@ -190,6 +204,12 @@ def decode(data: bytes | memoryview) -> object:
     if not data:
         raise ValueError("an empty message")
     kind, f = data[0], unpack(data[1:])
+    if 1 <= kind <= 6 and f and len(f[0]) != SESSION_ID_BYTES:
+        raise ValueError(f"a session id is {SESSION_ID_BYTES} bytes")
+    if any(len(name) > MAX_NAME_BYTES for name in f[1 : 3 if kind == 1 else 2]):
+        raise ValueError(f"a party's name is at most {MAX_NAME_BYTES} bytes")
+    if kind == 1 and len(f) == 6 and (len(f[3]), len(f[4]), len(f[5])) != (KEY_BYTES, SHARE_BYTES, SHARE_BYTES):
+        raise ValueError(f"a key message is a {KEY_BYTES}-byte key and two {SHARE_BYTES}-byte shares")
     try:
         if kind == 1:
             return KeyShares(f[0], f[1].decode(), f[2].decode(), f[3], f[4], f[5])
@@ -520,13 +540,15 @@ class HubNetwork:
     """One session's messages over a node's :class:`services.link.Hub`: a pushed kind per message type, the
     sender the link's certificate name, messages to one peer written in order (``Hub.post``). A peer whose
     link broke or who cannot be reached is reported to the driver as a :class:`Lost` notice, so a round
-    stops waiting for it at once instead of at its timer."""
+    stops waiting for it at once instead of at its timer. The inbox takes at most :data:`PER_KIND` messages
+    of a type from a peer (so it, and the drivers' lists of dropped messages, stay O(n) per session)."""
 
     def __init__(self, hub: Any, session: bytes):
         self.hub = hub
         self.session = session
         self.gone: set[str] = set()
         self.inbox: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
+        self._delivered: Counter[tuple[str, type]] = Counter()
         self.failed: dict[str, str] = {}  # peer -> why a message to it could not be sent
         self._posted: set[asyncio.Future[None]] = set()
 
@@ -560,7 +582,10 @@ class HubNetwork:
             self.deliver(peer, Lost(reason))
 
     def deliver(self, peer: str, msg: object) -> None:
-        self.inbox.put_nowait((peer, msg))
+        key = (peer, type(msg))
+        if self._delivered[key] < PER_KIND:
+            self._delivered[key] += 1
+            self.inbox.put_nowait((peer, msg))
 
     async def next(self, me: str, idle: float | None) -> tuple[str, object] | None:
         if not self.inbox.empty():
@@ -580,9 +605,10 @@ class HubNetwork:
 
 class Router:
     """A node's many-party sessions on its Hub: routes each pushed message to its session's network by
-    session id; holds (boundedly: :data:`EARLY_MESSAGES`, for :data:`EARLY_SECONDS` once full) the key
-    messages of a session this node has not opened yet (a neighbour that accepted first sends its keys
-    before this node has read the proposal); any other message for a session not open here is dropped."""
+    session id; holds (boundedly: :data:`EARLY_MESSAGES`, :data:`EARLY_PER_PEER` from one peer, for
+    :data:`EARLY_SECONDS` once full) the key messages of a session this node has not opened yet (a neighbour
+    that accepted first sends its keys before this node has read the proposal), unless the session was
+    closed here; any other message for a session not open here is dropped."""
 
     def __init__(self, hub: Any, on_propose: Callable[[str, bytes, memoryview], None] | None = None):
         from services import audit
@@ -592,6 +618,7 @@ class Router:
         self.live: dict[bytes, HubNetwork] = {}
         self._early: dict[bytes, list[tuple[float, str, object]]] = {}
         self._held = 0
+        self._held_from: Counter[str] = Counter()
         for kind in KINDS.values():
             hub.on(kind, self._on_message)
         hub.on_drop(self._dropped)
@@ -600,16 +627,20 @@ class Router:
 
     def open(self, session: bytes) -> HubNetwork:
         net = self.live[session] = HubNetwork(self.hub, session)
-        held = self._early.pop(session, [])
-        self._held -= len(held)
-        for _, peer, msg in held:
+        for _, peer, msg in self._release(session):
             net.deliver(peer, msg)
         return net
 
     def close(self, session: bytes) -> None:
         self.live.pop(session, None)
-        self._held -= len(self._early.pop(session, []))
+        self._release(session)
         self.hub.close_session(session)  # later frames of the session are ignored
+
+    def _release(self, session: bytes) -> list[tuple[float, str, object]]:
+        held = self._early.pop(session, [])
+        self._held -= len(held)
+        self._held_from.subtract(peer for _, peer, _ in held)
+        return held
 
     def _dropped(self, peer: str, error: Exception) -> None:
         for net in self.live.values():
@@ -627,13 +658,16 @@ class Router:
             return
         if not isinstance(msg, KeyShares):  # nothing else can come before its session opened here
             return
+        if session in self.hub._closed:  # finished or refused here (the Hub remembers): it never opens again
+            return
         now = time.monotonic()
         if self._held >= EARLY_MESSAGES:
             for sid in [s for s, held in self._early.items() if held[0][0] < now - EARLY_SECONDS]:
-                self._held -= len(self._early.pop(sid))
-        if self._held < EARLY_MESSAGES:
+                self._release(sid)
+        if self._held < EARLY_MESSAGES and self._held_from[peer] < EARLY_PER_PEER:
             self._early.setdefault(session, []).append((now, peer, msg))
             self._held += 1
+            self._held_from[peer] += 1
 
 
 _routers: weakref.WeakKeyDictionary[Any, Router] = weakref.WeakKeyDictionary()
@@ -646,23 +680,25 @@ def _router(hub: Any, on_propose: Callable[[str, bytes, memoryview], None] | Non
     return router
 
 
-def encode_proposal(spec: QuerySpec, quorum: int) -> bytes:
+def encode_proposal(query: MaskedQuery) -> bytes:
+    """The spec, the quorum, then the batch's further specs (each a QuerySpec protobuf)."""
     from services.convert import spec_to_proto
 
-    return pack(spec_to_proto(spec).SerializeToString(), quorum.to_bytes(4, "little"))
+    specs = [spec_to_proto(s).SerializeToString() for s in query.specs]
+    return pack(specs[0], query.quorum.size.to_bytes(4, "little"), *specs[1:])
 
 
-def decode_proposal(data: bytes | memoryview) -> tuple[QuerySpec, int]:
-    """The spec (with its deadline, required) and the quorum; SpecError or ValueError if malformed."""
+def decode_proposal(data: bytes | memoryview) -> MaskedQuery:
+    """The query :func:`encode_proposal` made (every spec with its deadline, required; a batch's specs sharing
+    the first's parties, colluders, session id and deadline); SpecError or ValueError if malformed."""
     from services.convert import spec_from_proto
     from services.wire.mpcdp.v1 import federation_pb2 as pb
 
     fields = unpack(data)
-    if len(fields) != 2 or len(fields[1]) != 4:
-        raise ValueError("a many-party proposal is a spec and a quorum")
-    return spec_from_proto(pb.QuerySpec.FromString(fields[0]), require_deadline=True), int.from_bytes(
-        fields[1], "little"
-    )
+    if len(fields) < 2 or len(fields[1]) != 4:
+        raise ValueError("a many-party proposal is a spec, a quorum and the batch's further specs")
+    spec, *batch = (spec_from_proto(pb.QuerySpec.FromString(f), require_deadline=True) for f in fields[:1] + fields[2:])
+    return MaskedQuery.of(spec, int.from_bytes(fields[1], "little"), batch=tuple(batch))
 
 
 # -- a party node -------------------------------------------------------------------------------------------
@@ -697,11 +733,12 @@ class _Refused(Exception):
         self.local = local or public
 
 
-def _check_proposal(node: Any, peer: str, session: bytes, payload: bytes) -> tuple[QuerySpec, int]:
+def _check_proposal(node: Any, peer: str, session: bytes, payload: bytes) -> MaskedQuery:
     try:
-        spec, quorum = decode_proposal(payload)
+        query = decode_proposal(payload)
     except (SpecError, ValueError) as exc:
         raise _Refused(Status.INVALID_ARGUMENT, str(exc)) from None
+    spec = query.spec
     if spec.session_id != session:
         raise _Refused(Status.INVALID_ARGUMENT, "the proposal's session id is not the one it came under")
     if node.me not in spec.parties:
@@ -709,7 +746,17 @@ def _check_proposal(node: Any, peer: str, session: bytes, payload: bytes) -> tup
     outsiders = [p for p in spec.parties if p not in node.federation.names("party")]
     if outsiders:
         raise _Refused(Status.PERMISSION_DENIED, f"not parties of this federation: {', '.join(outsiders)}")
-    return spec, quorum
+    return query
+
+
+def _mark_used(node: Any, session: bytes) -> None:
+    """``session`` is used on the party node from now on, whatever happens; the node remembers as many closed
+    sessions as its additive ones (``CLOSED_REMEMBERED``, the oldest forgotten: its SessionLog still has them)."""
+    from services.party_node import CLOSED_REMEMBERED
+
+    node._closed[session] = None
+    while len(node._closed) > CLOSED_REMEMBERED:
+        node._closed.popitem(last=False)
 
 
 async def _party_session(node: Any, router: Router, peer: str, session: bytes, payload: bytes) -> None:
@@ -724,27 +771,29 @@ async def _party_session(node: Any, router: Router, peer: str, session: bytes, p
     if node._used(session):
         audit.record("refused", session=sid, status="ALREADY_EXISTS", reason="session id replayed")
         return  # nothing is answered under a used id: its answer went out already
-    node._closed[session] = None  # used from now on, whatever happens
+    _mark_used(node, session)
     net = router.open(session)
     party: MaskedParty | None = None
     try:
-        spec, quorum = _check_proposal(node, peer, session, payload)
+        query = _check_proposal(node, peer, session, payload)
+        spec = query.spec
         if node.sessions is not None:
             await node.sessions.add_durably(session, spec.deadline)  # on disk before anything else happens here
         now = node._clock()
         try:
             if spec.deadline > now:  # a passed deadline is refused by accept, as DEADLINE_EXCEEDED
                 spec.check_deadline(now, node.max_timeout + CLOCK_SLACK)
-            query = MaskedQuery.of(spec, quorum)
             query.plan  # noqa: B018  (refuses colluders and dropouts no graph survives)
         except (SpecError, ValueError) as exc:
             raise _Refused(Status.INVALID_ARGUMENT, str(exc)) from None
         try:
-            records = node.table.records(spec)
+            records = [node.table.records(s) for s in query.specs]  # a batch: each statistic's own
         except DataError as exc:
             raise _Refused(Status.PERMISSION_DENIED, exc.public, str(exc)) from None
         rng = node._rng(session) if node._rng else None
-        party = MaskedParty(node.me, query, records, node.policy, rng=rng, budget=node.ledger)
+        party = MaskedParty(
+            node.me, query, records[0], node.policy, rng=rng, budget=node.ledger, batch_records=tuple(records[1:])
+        )
         try:
             party.accept(now)
         except ProtocolError as exc:
@@ -766,7 +815,7 @@ async def _party_session(node: Any, router: Router, peer: str, session: bytes, p
             audit.record(
                 "released",
                 session=sid,
-                statistic=spec.statistic,
+                statistic=",".join(s.statistic for s in query.specs),
                 parties=",".join(spec.parties),
                 epsilon=charge.epsilon_delta(spec.delta)[0] if charge is not None else None,
                 what="masked input sent to the coordinator",
@@ -801,9 +850,11 @@ async def coordinate(coord: Any, request: Any, context: Any) -> None:
     who = await coord._client(context)
     try:
         spec, confidence = coord.spec_for(request)
-        coord.admit(spec)
+        batch = batch_specs(coord, request, spec, confidence)
+        for s in (spec, *batch):
+            coord.admit(s)
         try:
-            query = MaskedQuery.of(spec, request.quorum)
+            query = MaskedQuery.of(spec, request.quorum, batch=batch)
             query.plan  # noqa: B018  (refuses colluders and dropouts no graph survives)
         except ValueError as exc:
             raise SpecError("quorum", str(exc)) from None
@@ -851,7 +902,7 @@ async def run_session(coord: Any, query: MaskedQuery) -> tuple[Release, Coordina
     me = coord.identity.name
     timer = round_timer(spec.deadline, coord._clock)
     driver = CoordinatorDriver(query, net, timer, name=me, clock=coord._clock)
-    proposal = encode_proposal(spec, query.quorum.size)
+    proposal = encode_proposal(query)
     try:
         for p in spec.parties:
             net.send_raw(p, PROPOSE, proposal)
@@ -887,10 +938,14 @@ async def _session(coord: Any, query: MaskedQuery, confidence: float, client: st
             audit.record("refused", session=sid.hex(), culprit=party, reason="a masked input after the cut")
         for party, why in driver.rejected[:10]:
             audit.record("invalid", caller=party, session=sid.hex(), message=why)
-        parts = release_parts(query, release, confidence)
+        parts = [
+            part
+            for index, (s, r) in enumerate(zip(query.specs, driver.session.releases, strict=True))
+            for part in release_parts(s, query.quorum.size, r, confidence, index)
+        ]
         if coord.store is not None:
             try:
-                await asyncio.to_thread(coord.store.put, sid.hex(), client, spec.is_exact, parts)
+                await asyncio.to_thread(coord.store.put, sid.hex(), client, all(s.is_exact for s in query.specs), parts)
             except OSError as exc:  # the release still goes to the analyst; it cannot be fetched again
                 log.error("could not keep the release of session %s: %s", sid.hex(), exc)
         if held:
@@ -898,32 +953,72 @@ async def _session(coord: Any, query: MaskedQuery, confidence: float, client: st
     finally:
         if held:
             coord.ledger.free(sid)  # nothing left to free once charged
+    spent = _composed(query, driver.session.releases)
     audit.record(
         "released",
         session=sid.hex(),
         client=client,
-        statistic=spec.statistic,
+        statistic=",".join(s.statistic for s in query.specs),
         parties=",".join(release.parties),
-        epsilon=release.epsilon,
-        delta=release.delta or None,
-        exact=spec.is_exact,
+        epsilon=spent[0] if spent else None,
+        delta=(spent[1] if spent else 0.0) or None,
+        exact=all(s.is_exact for s in query.specs),
         what=f"many-party release: {len(release.parties)} of {spec.n_parties} parties counted",
     )
     return parts
 
 
-def release_parts(query: MaskedQuery, release: Release, confidence: float) -> list:
-    """The reply parts of a many-party release: ``parties`` the counted ones, ``dropped`` the others, the
-    quorum, and epsilon and delta restated for the counted parties. (The intervals are those of all n noise
-    pieces: conservative, wider, when fewer were counted.)"""
+def _composed(query: MaskedQuery, released: list[Release]) -> tuple[float, float] | None:
+    """Epsilon and delta of a batch's releases together (their losses composed, restated for the counted
+    parties, as the charge composes the worst case); None: every one exact."""
+    total: PrivacyLoss | None = None
+    for r in released:
+        if r.loss is not None:
+            total = r.loss if total is None else total + r.loss
+    return None if total is None else total.epsilon_delta(sum(s.delta for s in query.specs))
+
+
+def batch_specs(coord: Any, request: Any, spec: QuerySpec, confidence: float) -> tuple[QuerySpec, ...]:
+    """The further statistics of a batch request (``QueryRequest.batch``), in the session of ``spec``: its
+    parties and colluders where unset, its session id and deadline; SpecError for one naming other parties or
+    colluders, or setting a session id or deadline (the coordinator sets them, once for the whole batch)."""
+    from services import convert, mpc_node, releases
+
+    out = []
+    for i, msg in enumerate(request.batch, 1):
+        if mpc_node.comparison_of(msg) is not None:
+            raise SpecError(f"batch[{i}]", "a batch asks secure sums; a comparison runs under MPC on its own")
+        if msg.session_id or msg.deadline:
+            raise SpecError(f"batch[{i}]", "leave session_id and deadline unset: the batch shares the session's")
+        fields = convert.spec_fields(msg)
+        if fields["parties"] and fields["parties"] != spec.parties:
+            raise SpecError(f"batch[{i}]", "names other parties: the statistics of a batch ask the same parties")
+        if msg.colluders and msg.colluders != spec.colluders:
+            raise SpecError(f"batch[{i}]", f"has colluders {msg.colluders}, the session {spec.colluders}")
+        if not msg.max_records:
+            fields["max_records"] = coord.federation.policy.max_records
+        fields.update(
+            parties=spec.parties, colluders=spec.colluders, session_id=spec.session_id, deadline=spec.deadline
+        )
+        other = convert.build_spec(fields)
+        releases.check_presentation(other, confidence)
+        out.append(other)
+    return tuple(out)
+
+
+def release_parts(spec: QuerySpec, quorum: int, release: Release, confidence: float, index: int = 0) -> list:
+    """The reply parts of a many-party release (the ``index``-th statistic of its batch): ``parties`` the
+    counted ones, ``dropped`` the others, the quorum, and epsilon and delta restated for the counted parties.
+    (The intervals are those of all n noise pieces: conservative, wider, when fewer were counted.)"""
     from services import releases
 
-    parts = list(releases.parts(query.spec, release, confidence))
+    parts = list(releases.parts(spec, release, confidence))
     reply = parts[0].reply
     del reply.parties[:]
     reply.parties.extend(release.parties)
     reply.dropped.extend(release.extras["dropped"])
-    reply.quorum = query.quorum.size
+    reply.quorum = quorum
+    reply.index = index
     if release.epsilon is not None:
         reply.epsilon = release.epsilon
         reply.delta = release.delta

@@ -18,6 +18,14 @@ when at least K of them finish, whoever drops after accepting. The release
 names the counted parties (and the dropped ones) and restates epsilon for the
 counted ones; every party is charged what a release counting only K costs.
 
+With --quorum, each --also "FLAGS" asks one more statistic in the same
+session (one key exchange, one masked vector per party): FLAGS are this
+command's per-statistic flags (--statistic, --column, --bounds, --epsilon,
+--categories, ...); --parties, --colluders, --timeout, --confidence and
+--quorum are the session's. Every party checks each statistic against its
+policy (refusing one refuses the session) and is charged their losses
+composed, once. The output lists one release per statistic (--json: a list).
+
 Spent budget always yields its result: the coordinator keeps every release
 under its session id, and if yours did not arrive (you were cut off after
 the parties were charged) `mpcdp query --fetch SESSION` gets it again, at no
@@ -26,10 +34,12 @@ further cost. The error message names the session.
 
 from __future__ import annotations
 
+import argparse
+import shlex
 import sys
 
 from services import federation as fed
-from services.analyst import QueryError, fetch, query
+from services.analyst import QueryError, QueryResult, fetch_batch, query, query_batch
 from services.commands import Formatter, add_query_arguments, examples, missing_comparison_flag, query_options
 from services.tls import Identity, warn_insecure
 
@@ -59,9 +69,32 @@ def run(args) -> int:
         print("mpcdp query: --statistic is required (or --fetch SESSION for a release already made)", file=sys.stderr)
         return 2
     try:
+        also = [_question(args, text) for text in args.also or ()]
+    except ValueError as exc:
+        print(f"mpcdp query: --also: {exc}", file=sys.stderr)
+        return 2
+    if also and args.quorum is None:
+        print("mpcdp query: --also asks in a many-party session: give --quorum K", file=sys.stderr)
+        return 2
+    try:
         if args.fetch is not None:
-            result = fetch(federation, name, args.fetch, insecure=args.insecure)
-            print(result.to_json() if args.json else result.to_text())
+            _print(fetch_batch(federation, name, args.fetch, insecure=args.insecure), args.json)
+            return 0
+        if also:
+            _print(
+                query_batch(
+                    federation,
+                    name,
+                    [_question(args), *also],
+                    insecure=args.insecure,
+                    quorum=args.quorum,
+                    parties=_parties(args),
+                    colluders=args.colluders,
+                    timeout=args.timeout,
+                    confidence=args.confidence,
+                ),
+                args.json,
+            )
             return 0
         result = query(
             federation,
@@ -70,7 +103,7 @@ def run(args) -> int:
             insecure=args.insecure,
             column=args.column,
             bounds=args.bounds,
-            parties=[p for p in (args.parties or "").split(",") if p],
+            parties=_parties(args),
             timeout=args.timeout,
             quorum=args.quorum,
             **query_options(args),
@@ -80,6 +113,47 @@ def run(args) -> int:
         return 1
     print(result.to_json() if args.json else result.to_text())
     return 0
+
+
+SESSION_FLAGS = ("colluders", "timeout", "confidence")  # the session's, not a statistic's: given once
+
+
+class _AlsoParser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise ValueError(message)
+
+
+def _question(args, text: str | None = None) -> dict:
+    """One statistic's keywords for :meth:`services.analyst.Analyst.query_batch`: the command's own flags
+    (``text`` None) or an --also's ("--statistic count --epsilon 0.5"); ValueError on a bad one."""
+    if text is not None:
+        parser = _AlsoParser(prog="--also", add_help=False)
+        add_query_arguments(parser)
+        parser.set_defaults(**{f: getattr(args, f) for f in SESSION_FLAGS})
+        parsed = parser.parse_args(shlex.split(text))
+        if parsed.statistic is None:
+            raise ValueError(f"{text!r} names no --statistic")
+        changed = [f"--{f}" for f in SESSION_FLAGS if getattr(parsed, f) != getattr(args, f)]
+        if changed:
+            raise ValueError(f"{', '.join(changed)} is the session's: give it once, outside --also")
+        args = parsed
+    options = {k: v for k, v in query_options(args).items() if k not in SESSION_FLAGS}
+    return dict(statistic=args.statistic, column=args.column, bounds=args.bounds, **options)
+
+
+def _parties(args) -> list[str]:
+    return [p for p in (args.parties or "").split(",") if p]
+
+
+def _print(released: list[QueryResult], as_json: bool) -> None:
+    """One release as before; a batch's one after the other (--json: a list)."""
+    if as_json:
+        texts = [r.to_json() for r in released]
+        print(texts[0] if len(texts) == 1 else "[\n" + ",\n".join(texts) + "\n]")
+    elif len(released) == 1:
+        print(released[0].to_text())
+    else:
+        print("\n\n".join(f"[{r.index + 1} of {len(released)}] {r.to_text()}" for r in released))
 
 
 def register(sub) -> None:
@@ -99,6 +173,10 @@ def register(sub) -> None:
             "# completes if at least 3 of the parties finish (the release names who was counted):",
             f"mpcdp query --federation {FEDERATION} --statistic sum --column raise --bounds 0,10000 --epsilon 1 "
             "--quorum 3 --json",
+            "# three statistics in one many-party session (one release each, their losses composed):",
+            f"mpcdp query --federation {FEDERATION} --quorum 3 --statistic sum --column raise --bounds 0,10000 "
+            "--epsilon 0.5 --also '--statistic count --epsilon 0.25' "
+            "--also '--statistic histogram --column team --categories infra,product --epsilon 0.25'",
             "# computed by the parties under MPC (at least 3), opening only the answer:",
             f"mpcdp query --federation {FEDERATION} --statistic noisy-argmax --column team "
             "--categories infra,product --epsilon 1",
@@ -138,6 +216,13 @@ def register(sub) -> None:
         help="run the many-party protocol: the query completes when at least K parties finish, whoever drops "
         "after accepting (more than --colluders, at most every party); the release names the counted parties and "
         "restates epsilon for them (default: every party must finish)",
+    )
+    p.add_argument(
+        "--also",
+        action="append",
+        metavar="FLAGS",
+        help="with --quorum: one more statistic in the same session, given by this command's per-statistic "
+        "flags in quotes, e.g. --also '--statistic count --epsilon 0.5' (repeatable; see above)",
     )
     add_query_arguments(p)
     p.set_defaults(run=run)
