@@ -260,7 +260,8 @@ def _left(deadline: float, clock: Callable[[], float]) -> float:
 class PartyDriver:
     """One party's side of a session: accept (unless the node already did), send its keys, report when its
     neighbours' keys are in or a round timer passed, mask on its roster, reveal once on the unmask request.
-    Gives up at the spec's deadline. Messages not from whom they must come are dropped into ``ignored``."""
+    Gives up at the spec's deadline, or at once when its link to the coordinator breaks. Messages not from whom
+    they must come are dropped into ``ignored``."""
 
     def __init__(
         self,
@@ -335,6 +336,9 @@ class PartyDriver:
                     continue
             sender, msg = got
             if isinstance(msg, Lost):
+                if sender == coordinator:  # nothing it sends can reach the coordinator: the session is over here
+                    s.abort()  # frees its reservation unless its masked input left
+                    return
                 self.lost.add(sender)
                 continue
             if isinstance(msg, KeyShares):

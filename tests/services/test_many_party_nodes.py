@@ -286,3 +286,27 @@ async def test_a_coordinator_failure_aborts_the_parties_and_tells_the_analyst_pl
         await asyncio.sleep(0.05)
     assert all(ledgers[p].reserved() == {} for p in [*parties, "coordinator"])
     assert asyncio.get_running_loop().time() - started < TIMEOUT / 2
+
+
+async def test_a_party_whose_link_to_the_coordinator_breaks_aborts_and_frees_its_reservation(nodes):
+    """p11's link to the coordinator breaks (its Hub reports the drop) as it sends its keys: nothing it sends can
+    reach the coordinator any more, so it aborts its session at once and frees its reservation, instead of
+    holding it to the deadline; the others are counted without it."""
+    from services.link import LinkError
+
+    cluster, ledgers = nodes
+    parties = [*NAMES[:3], "p11", "p12"]
+    node = cluster.nodes["p11"]
+    post = node.link.post
+
+    def breaking(peer, session, round, kind, payload):
+        if kind == "many/keys":
+            node.link.post = post
+            many_party._router(node.link)._dropped("coordinator", LinkError("coordinator", "the link broke"))
+        return post(peer, session, round, kind, payload)
+
+    node.link.post = breaking
+    spent = ledgers["p11"].spent().epsilon
+    result = await ask(cluster, parties, quorum=4, epsilon=1.0)
+    assert result.dropped == ("p11",) and "p11" not in result.parties
+    assert ledgers["p11"].reserved() == {} and ledgers["p11"].spent().epsilon == spent  # well before the deadline
