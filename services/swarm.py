@@ -39,6 +39,7 @@ from services.many_party import (
     PartyDriver,
     decode,
     encode,
+    log,
     pack,
     payload_bytes,
     unpack,
@@ -87,6 +88,7 @@ class SwarmRun:
     received: dict[str, int] = field(default_factory=dict)
     late: list[str] = field(default_factory=list)  # masked inputs refused because they came after the cut
     releases: list[Release] = field(default_factory=list)  # one per statistic of a batch
+    failed: dict[str, str] = field(default_factory=dict)  # party -> the exception its task stopped on (a bug)
 
     def party_bytes(self) -> float:
         """Mean payload bytes sent plus received per party."""
@@ -138,6 +140,9 @@ async def run_swarm(
     await asyncio.wait(tasks.values(), timeout=round_timeout)
     for t in tasks.values():
         t.cancel()
+    failed = {p: t.exception() for p, t in tasks.items() if t.done() and not t.cancelled() and t.exception()}
+    for p, stopped in failed.items():  # a party's bug, not a dropout: say so (as the workers do)
+        log.error("party %s stopped: %r", p, stopped, exc_info=stopped)
     return SwarmRun(
         release,
         error,
@@ -147,6 +152,7 @@ async def run_swarm(
         dict(net.received),
         coordinator.late,
         coordinator.session.releases,
+        failed={p: repr(stopped) for p, stopped in failed.items()},
     )
 
 

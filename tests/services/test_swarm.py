@@ -170,3 +170,22 @@ def test_the_answer_round_waits_for_the_quorum_past_an_idle_timer():
 
     release = asyncio.run(main())
     assert release.value == 8 and release.parties == parties
+
+
+def test_a_party_task_that_fails_is_reported_not_swallowed(monkeypatch, caplog):
+    """(review small finding 7) A party's task that stops on an exception (a bug, not a dropout) is read and
+    logged, and the run names it; the query still completes over the others."""
+    run_party = many_party.PartyDriver.run
+
+    async def buggy(self):
+        if self.me == "party-3":
+            raise RuntimeError("a bug in party-3's driver")
+        await run_party(self)
+
+    monkeypatch.setattr(many_party.PartyDriver, "run", buggy)
+    q, data = query(12, 10)
+    with caplog.at_level("ERROR", logger="mpcdp.many"):
+        result = run(q, data)
+    assert result.release is not None and "party-3" in result.release.extras["dropped"]
+    assert "a bug in party-3's driver" in result.failed["party-3"] and list(result.failed) == ["party-3"]
+    assert any("party party-3 stopped" in r.getMessage() for r in caplog.records)
