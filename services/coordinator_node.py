@@ -36,10 +36,9 @@ import time
 from collections.abc import Callable
 
 import grpc
-import numpy as np
 from google.protobuf.message import DecodeError
 
-from mpcdp.protocol import CoordinatorSession, PartialSum, ProtocolError, QuerySpec, Response, SpecError, Status
+from mpcdp.protocol import CoordinatorSession, ProtocolError, QuerySpec, Response, SpecError, Status
 from services import audit, convert, releases, server
 from services.channels import Channels
 from services.deadlines import DEFAULT_TIMEOUT, SEND_TIMEOUT
@@ -76,7 +75,6 @@ class _Run:
         self.session = CoordinatorSession(spec)
         self.outcome: asyncio.Future = asyncio.get_running_loop().create_future()
         self.waiting: list[str] = []  # accepted, waiting for START
-        self.early: dict[str, memoryview] = {}  # partial sums that came before every party accepted
         self.closed: set[str] = set()  # parties that closed the session themselves (refused, aborted)
         self.confirming: dict[str, asyncio.Future] = {}  # while aborting: each told party's confirmation
 
@@ -143,7 +141,6 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             lambda who: who in self.federation.names("party"),
         )
         self.link.on(ANSWER, self._answered)
-        self.link.on(PARTIAL, self._partial)
         self.link.on(ABORT, self._party_aborted)
         self.link.on_drop(self._dropped)
         # a many-party release with dropouts restates its loss with scipy (mpcdp.dp.distributed): loaded with
@@ -354,6 +351,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             propose = pb.Propose(spec=convert.spec_to_proto(spec), start=True).SerializeToString()
             for p in spec.parties:
                 self.link.post(p, sid, 0, PROPOSE, propose).add_done_callback(functools.partial(self._unsent, run, p))
+            collecting = [asyncio.ensure_future(self._collect(run, p)) for p in spec.parties]
             try:
                 async with asyncio.timeout(max(spec.deadline - self._clock(), 0.0)):
                     await asyncio.shield(run.outcome)
@@ -376,6 +374,8 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
                 raise SessionFailed(convert.GRPC_CODES[exc.status], reason) from None
             raise
         finally:
+            for task in collecting:
+                task.cancel()
             del self._runs[sid]
             self.link.close_session(sid)
 
@@ -436,29 +436,22 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         if run.session.state == "collecting-sums":  # every party accepted
             for p in run.waiting:
                 self.link.post(p, sid, 0, START, b"").add_done_callback(functools.partial(self._unsent, run, p))
-            for p, early in list(run.early.items()):
-                self._fold(run, p, early)
 
-    def _partial(self, peer: str, sid: bytes, _round: int, payload: memoryview) -> None:
-        run = self._run_of(peer, sid)
-        if run is None or run.outcome.done():
-            return
-        if run.session.state == "collecting-responses":  # it shared at once; another party has not answered yet
-            if peer in run.early:
-                return run.fail(SessionFailed(grpc.StatusCode.ALREADY_EXISTS, f"{peer} sent two partial sums", peer))
-            run.early[peer] = payload
-            return
-        self._fold(run, peer, payload)
-
-    def _fold(self, run: _Run, peer: str, payload: memoryview) -> None:
-        """Fold a party's partial sum into the session; the outcome is done once all are in."""
+    async def _collect(self, run: _Run, party: str) -> None:
+        """Fold ``party``'s partial sum into the session's total frame by frame as it arrives (no assembly);
+        the outcome is done once every partial sum is in."""
+        sid = run.spec.session_id
+        sink = convert.RingPieces(
+            lambda offset, piece: run.session.receive_piece(sid, party, offset, piece, self._clock())
+        )
         try:
-            if len(payload) % 8:
-                raise ProtocolError(Status.INVALID_ARGUMENT, "a partial sum is whole uint64 words")
-            vector = np.frombuffer(payload, dtype="<u8")
-            run.session.receive_partial(PartialSum(run.spec.session_id, peer, vector), self._clock())
+            await self.link.expect(party, sid, 0, PARTIAL, sink)
+            sink.finish()
+            run.session.end_partial(sid, party, self._clock())
         except ProtocolError as exc:
-            return run.fail(SessionFailed(convert.GRPC_CODES[exc.status], f"{peer}'s partial sum: {exc}", peer))
+            return run.fail(SessionFailed(convert.GRPC_CODES[exc.status], f"{party}'s partial sum: {exc}", party))
+        except LinkError:
+            return  # the link broke: _dropped fails the session, naming the party
         if not run.session.missing and not run.outcome.done():
             run.outcome.set_result(None)
 
