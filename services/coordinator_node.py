@@ -29,6 +29,7 @@ passed on as that party's claim, naming it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import math
@@ -55,6 +56,7 @@ DEFAULT_CONFIDENCE = 0.95
 ABORT_GRACE = 2.0  # seconds to wait for each party to confirm an abort
 SESSION_HEADER = "mpcdp-session-id"
 MAX_REASON = 500  # characters of a party's abort reason passed on
+SESSIONS_PER_PARTY = 64  # sessions in flight to one party at once; more queries wait (party_node.MAX_SESSIONS)
 
 
 class SessionFailed(Exception):
@@ -133,6 +135,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         self._clock = clock
         self._sessions: set[asyncio.Task] = set()  # running to their end even if their analyst left
         self._runs: dict[bytes, _Run] = {}  # sessions in flight, by id
+        self._slots: dict[str, asyncio.Semaphore] = {}  # per party: SESSIONS_PER_PARTY sessions at once
         self._keeping: dict[str, asyncio.Task] = {}  # releases being written to the store, by session id
         self.channels = Channels(identity, lambda party: self.federation.address(party))
         self.link = Hub(  # one long-lived authenticated stream to each party, carrying every session
@@ -281,7 +284,12 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         """Run the session, keep its release, charge the held budget; the release's parts."""
         sid = spec.session_id
         try:
-            release = await self.run(spec)
+            async with contextlib.AsyncExitStack() as slots:
+                for party in sorted(spec.parties):  # in name order: two queries never wait on each other
+                    await slots.enter_async_context(
+                        self._slots.setdefault(party, asyncio.Semaphore(SESSIONS_PER_PARTY))
+                    )
+                release = await self.run(spec)
             parts = list(releases.parts(spec, release, confidence))
             if self.store is not None:
                 key = sid.hex()
@@ -347,6 +355,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         sid = spec.session_id
         run = self._runs[sid] = _Run(spec)
         session = run.session
+        collecting: list[asyncio.Task] = []
         try:
             propose = pb.Propose(spec=convert.spec_to_proto(spec), start=True).SerializeToString()
             for p in spec.parties:

@@ -778,7 +778,14 @@ async def _party_session(node: Any, router: Router, peer: str, session: bytes, p
     _mark_used(node, session)
     net = router.open(session)
     party: MaskedParty | None = None
+    counted = False
     try:
+        if node.full():  # the party's cap on live sessions, shared with its additive ones (party_node.BUSY)
+            from services.party_node import BUSY
+
+            raise _Refused(Status.RESOURCE_EXHAUSTED, BUSY)
+        node.many_in_flight += 1
+        counted = True
         query = _check_proposal(node, peer, session, payload)
         spec = query.spec
         if node.sessions is not None:
@@ -836,6 +843,8 @@ async def _party_session(node: Any, router: Router, peer: str, session: bytes, p
         net.send(node.me, peer, Answer(node.me, False, str(exc)))
         await net.drain(5.0)
     finally:
+        if counted:
+            node.many_in_flight -= 1
         if party is not None and party.state in ("accepted", "keyed"):
             party.abort()  # never masked: frees its reservation
         router.close(session)

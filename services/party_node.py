@@ -12,15 +12,16 @@ arrived, so a peer that refuses only stops the session (a refusing peer that sha
 coordinator, learns what a peer that accepts and then deviates learns in two rounds: the others' noisy
 sum, their budgets charged; the noise pieces are sized for ``colluders`` withheld); otherwise its answer
 says it waits, and it shares on the coordinator's START, sent once every party accepted. A session id is
-used once: replays and late messages for a closed session are refused, and with a state directory the
-ids are kept on disk (:class:`services.ledgers.SessionLog`, group-committed), so a restart does not
-forget them: the write starts when the proposal arrives and the partial sum (the only message a replay
-could obtain twice) leaves only once it is on disk. A proposed deadline must be set and at most the
-policy's ``max_timeout`` away. Refusals sent back name the reason in words that carry no local detail
-(no file path, no dataset name, no record count); the audit log (:mod:`services.audit`) records
-refusals, aborts, partial sums sent and permission denials. The coordinator's abort ends a session at
-once (the node answers with its own abort: the confirmation), and so does the link to the coordinator
-breaking. Logs and errors carry names, lengths and states only.
+used once: replays and late messages for a closed session are refused, and with a state directory the ids
+are kept on disk (:class:`services.ledgers.SessionLog`, group-committed), so a restart does not forget them:
+the write starts when the proposal arrives and the partial sum (the only message a replay could obtain
+twice) leaves only once it is on disk. A proposed deadline must be set and at most the policy's
+``max_timeout`` away. At most ``max_sessions`` sessions (additive and many-party) are live at once; a
+proposal beyond that is refused as RESOURCE_EXHAUSTED before anything is reserved. Refusals sent back name
+the reason in words that carry no local detail (no file path, no dataset name, no record count); the audit
+log (:mod:`services.audit`) records refusals, aborts, partial sums sent and permission denials. The
+coordinator's abort ends a session at once (the node answers with its own abort: the confirmation), and so
+does the link to the coordinator breaking. Logs and errors carry names, lengths and states only.
 """
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ CLOSED_REMEMBERED = 100_000
 SHARE_MARGIN_FRACTION = 0.2
 SHARE_MARGIN_MAX = 2.0  # seconds
 CLOCK_SLACK = 5.0  # seconds a proposed deadline may exceed max_timeout by (clocks differ)
+# sessions (additive and many-party) live at once at a party: each holds vectors of up to the policy's max_length,
+# so this bounds its memory whatever its coordinators send; above the coordinator's SESSIONS_PER_PARTY, since a
+# coordinator frees its slot a moment before the party closes its session
+MAX_SESSIONS = 100
+BUSY = "too many sessions in flight at this party; retry later"
 
 
 @dataclass
@@ -88,6 +94,7 @@ class PartyNode(pb_grpc.PartyServicer):
         rng: Callable[[bytes], RandomSource] | None = None,
         clock: Callable[[], float] = time.time,
         sessions: SessionLog | None = None,
+        max_sessions: int = MAX_SESSIONS,
     ):
         self.federation = federation
         self.me = name
@@ -98,6 +105,8 @@ class PartyNode(pb_grpc.PartyServicer):
         self.one_round = self.policy.one_round
         self.max_timeout = self.policy.max_timeout
         self.sessions = sessions  # durable used session ids (None: only those since start)
+        self.max_sessions = max_sessions
+        self.many_in_flight = 0  # many-party sessions running (services/many_party.py counts them)
         self._rng = rng
         self._random = system_random("party")  # one CSPRNG stream for every session (no key set-up each)
         self._clock = clock
@@ -154,6 +163,10 @@ class PartyNode(pb_grpc.PartyServicer):
         if self.sessions is not None:
             self.sessions.close()
 
+    def full(self) -> bool:
+        """Whether ``max_sessions`` sessions (additive and many-party) are live: a new one is refused."""
+        return len(self._live) + self.many_in_flight >= self.max_sessions
+
     def _used(self, sid: bytes) -> bool:
         return sid in self._live or sid in self._closed or (self.sessions is not None and sid in self.sessions)
 
@@ -206,6 +219,8 @@ class PartyNode(pb_grpc.PartyServicer):
                 Status.ALREADY_EXISTS,
                 "session id replayed",
             )
+        if self.full():  # before anything is reserved or held
+            return self._refuse(peer, sid, BUSY, Status.RESOURCE_EXHAUSTED)
         if self.me not in spec.parties:
             return self._refuse(
                 peer, sid, f"{self.me!r} is not on this session's party list", Status.PERMISSION_DENIED, caller=peer
