@@ -43,6 +43,7 @@ messages, not on receives).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import OrderedDict, deque
@@ -63,6 +64,7 @@ log = logging.getLogger("mpcdp.link")
 CHUNK_BYTES = 1 << 20
 MAX_MESSAGE_BYTES = 1 << 27  # 128 MiB: a vector of 2^24 ring elements
 MAX_PENDING_BYTES = 1 << 28  # per peer, of messages nobody asked for yet
+MAX_QUEUED_BYTES = 1 << 29  # per peer, of messages posted and not yet written (a slow or stuck peer)
 PENDING_SECONDS = 120.0
 CLOSED_REMEMBERED = 100_000
 OPTIONS = [("grpc.max_receive_message_length", 4 * CHUNK_BYTES), ("grpc.max_send_message_length", 4 * CHUNK_BYTES)]
@@ -130,11 +132,26 @@ class _Stream:
 
 
 @dataclass
-class _Outbox:
-    """The messages queued for one peer (each its frames and the future done once they are written) and
-    the task writing them."""
+class _Message:
+    """One message queued for a peer: its frames still to write, the future done once they are written."""
 
-    messages: deque = field(default_factory=deque)  # [frames still to write, future]
+    frames: list
+    done: asyncio.Future
+    session: bytes
+    droppable: bool  # bulk data of its session: dropped when the session closes
+    started: bool = False  # a frame of it was handed to a write
+
+    @property
+    def size(self) -> int:
+        return sum(len(f.payload) for f in self.frames)
+
+
+@dataclass
+class _Outbox:
+    """The messages queued for one peer, their bytes, and the task writing them."""
+
+    messages: deque[_Message] = field(default_factory=deque)
+    queued: int = 0  # payload bytes of the frames still to write
     writer: asyncio.Task | None = None
 
 
@@ -150,6 +167,7 @@ class Hub(pb_grpc.LinkServicer):
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         max_pending_bytes: int = MAX_PENDING_BYTES,
         pending_seconds: float = PENDING_SECONDS,
+        max_queued_bytes: int = MAX_QUEUED_BYTES,
     ):
         self.identity = identity
         self.me = identity.name
@@ -159,6 +177,7 @@ class Hub(pb_grpc.LinkServicer):
         self.max_message_bytes = max_message_bytes
         self.max_pending_bytes = max_pending_bytes
         self.pending_seconds = pending_seconds
+        self.max_queued_bytes = max_queued_bytes
         self._streams: dict[str, list[_Stream]] = {}
         self._dialing: dict[str, asyncio.Future] = {}
         self._channels = Channels(identity, address, OPTIONS)
@@ -187,13 +206,23 @@ class Hub(pb_grpc.LinkServicer):
         """Deliver one message to ``peer`` (raises LinkError if the link cannot carry it)."""
         await self.post(peer, session, round, kind, payload)
 
-    def post(self, peer: str, session: bytes, round: int, kind: str, payload) -> asyncio.Future:
+    def post(
+        self, peer: str, session: bytes, round: int, kind: str, payload, droppable: bool = False
+    ) -> asyncio.Future:
         """Queue one message for ``peer``; the future is done once it is written (LinkError if the link
-        cannot carry it). Messages to one peer are written in the order they were posted."""
+        cannot carry it). Messages to one peer are written in the order they were posted. A message whose
+        future is cancelled (its poster gave up) before its first frame is written is not written; a
+        ``droppable`` one (bulk data of its session) is dropped, its future failed, by ``close_session``.
+        When more than ``max_queued_bytes`` wait for the peer (slow or stuck), the future fails at once."""
         data = as_bytes(payload)
         total = len(data)
         if total > self.max_message_bytes:
             raise LinkError(peer, f"message of {total} bytes exceeds the link's {self.max_message_bytes}")
+        box = self._outboxes.setdefault(peer, _Outbox())
+        done = asyncio.get_running_loop().create_future()
+        if box.messages and box.queued + total > self.max_queued_bytes:
+            _fail(done, LinkError(peer, f"more than {self.max_queued_bytes} bytes wait to be written to this peer"))
+            return done
         frames = [
             pb.Frame(
                 session_id=session,
@@ -206,9 +235,10 @@ class Hub(pb_grpc.LinkServicer):
             )
             for offset, piece in chunks(data, 1, self.chunk_bytes)
         ]
-        done = asyncio.get_running_loop().create_future()
-        box = self._outboxes.setdefault(peer, _Outbox())
-        box.messages.append([frames, done])
+        message = _Message(frames, done, session, droppable)
+        box.messages.append(message)
+        box.queued += total
+        done.add_done_callback(functools.partial(_given_up, box, message))
         if box.writer is None or box.writer.done():
             box.writer = asyncio.ensure_future(self._write(peer, box))
         return done
@@ -223,14 +253,21 @@ class Hub(pb_grpc.LinkServicer):
             while box.messages:
                 batch: list[pb.Frame] = []
                 written, size = [], 0
-                while box.messages and (not batch or size + len(box.messages[0][0][0].payload) <= self.chunk_bytes):
-                    frames, done = box.messages[0]
-                    frame = frames.pop(0)
+                while box.messages and (not batch or size + len(box.messages[0].frames[0].payload) <= self.chunk_bytes):
+                    message = box.messages[0]
+                    if message.done.cancelled() and not message.started:  # its poster gave up: not written
+                        _unqueue(box, message)
+                        continue
+                    message.started = True
+                    frame = message.frames.pop(0)
                     batch.append(frame)
                     size += len(frame.payload)
-                    if not frames:
+                    box.queued -= len(frame.payload)
+                    if not message.frames:
                         box.messages.popleft()
-                        written.append(done)
+                        written.append(message.done)
+                if not batch:
+                    break
                 await stream.write(pb.Frames(frames=batch))
                 for done in written:
                     if not done.done():
@@ -250,8 +287,9 @@ class Hub(pb_grpc.LinkServicer):
     @staticmethod
     def _fail_outbox(box: _Outbox, written: list, error: LinkError) -> None:
         """Fail every message of the batch that failed and every message still queued in ``box``."""
-        pending = written + [done for _, done in box.messages]
+        pending = written + [m.done for m in box.messages]
         box.messages.clear()
+        box.queued = 0
         for done in pending:
             if not done.done():
                 _fail(done, error)
@@ -454,7 +492,8 @@ class Hub(pb_grpc.LinkServicer):
                 self._inbox.pop(key, None)
 
     def close_session(self, session: bytes) -> None:
-        """Drop everything held for ``session``; its later frames are ignored."""
+        """Drop everything held for ``session`` (and its droppable messages not yet written); its later
+        frames are ignored."""
         self._closed[session] = None
         while len(self._closed) > CLOSED_REMEMBERED:
             self._closed.popitem(last=False)
@@ -463,6 +502,12 @@ class Hub(pb_grpc.LinkServicer):
                 if box.done is not None and not box.done.done():
                     _fail(box.done, LinkError(key[0], "session closed"))
                 self._forget(key, box)
+        for peer, out in self._outboxes.items():
+            dropped = [m for m in out.messages if m.droppable and m.session == session]
+            for message in dropped:
+                _unqueue(out, message)
+                if not message.done.done():
+                    _fail(message.done, LinkError(peer, "session closed"))
 
     async def close(self) -> None:
         """End every link of this hub (ours and the peers' streams to it), as a process exit would."""
@@ -478,6 +523,19 @@ class Hub(pb_grpc.LinkServicer):
             task.cancel()
         self._streams.clear()  # before the first await: a caller cancelled meanwhile leaves no stale stream
         await self._channels.close()
+
+
+def _given_up(box: _Outbox, message: _Message, done: asyncio.Future) -> None:
+    """A message's poster cancelled its future: not written, unless a frame of it already was."""
+    if done.cancelled() and not message.started:
+        _unqueue(box, message)
+
+
+def _unqueue(box: _Outbox, message: _Message) -> None:
+    """Take a message out of its outbox (its remaining frames are not written)."""
+    if message in box.messages:
+        box.messages.remove(message)
+        box.queued -= message.size
 
 
 def _fail(future: asyncio.Future, error: LinkError) -> None:

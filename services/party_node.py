@@ -341,13 +341,14 @@ class PartyNode(pb_grpc.PartyServicer):
             await live.durable
         with contextlib.suppress(LinkError, TimeoutError):  # the coordinator is gone or late: it aborts itself
             await asyncio.wait_for(
-                self.link.post(live.coordinator, spec.session_id, 0, PARTIAL, partial.vector),
+                self.link.post(live.coordinator, spec.session_id, 0, PARTIAL, partial.vector, droppable=True),
                 max(self._remaining(spec), 0.001),
             )
         del partial
 
     def _post_share(self, msg: ShareMessage) -> asyncio.Future:
-        return self.link.post(msg.recipient, msg.session_id, 0, SHARE, msg.seed if msg.seed is not None else msg.vector)
+        payload = msg.seed if msg.seed is not None else msg.vector
+        return self.link.post(msg.recipient, msg.session_id, 0, SHARE, payload, droppable=True)
 
     def _share_wait(self, spec) -> float:
         """How long to wait for peers' shares: until shortly before the deadline, so that this

@@ -245,3 +245,49 @@ async def test_messages_queued_for_one_peer_go_out_together(net):
     assert sum(writes) == 50 and len(writes) < 10, writes
     for s in sessions:
         assert bytes(await b.receive("alice", s, 0, "small", timeout=5)) == s
+
+
+async def stuck(net):
+    """alice's hub with a link to bob whose writes never return (a peer that never takes the bytes, link up)."""
+    a = net.hubs["alice"]
+    await a.send("bob", b"w" * 16, 0, "warm", b"")
+    a._streams["bob"][-1].write = lambda frames: asyncio.Event().wait()
+    return a
+
+
+async def test_messages_to_a_stuck_peer_are_dropped_when_their_sessions_close_or_their_posters_give_up(certs):
+    net = await make_net(certs, chunk_bytes=1 << 16)
+    try:
+        a = await stuck(net)
+        vector = np.zeros(1 << 17, np.uint64)  # 1 MiB: 16 frames
+        for i in range(3):  # shares of three sessions whose senders give up and close them
+            sid = bytes([i + 1]) * 16
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(a.post("bob", sid, 0, "share", vector, droppable=True), 0.2)
+            a.close_session(sid)
+        gave_up = a.post("bob", b"g" * 16, 0, "partial", vector)  # not droppable, its poster gives up
+        gave_up.cancel()
+        await asyncio.sleep(0)  # its done callbacks run
+        kept = a.post("bob", b"k" * 16, 0, "abort", b"bye")  # a session's last words: kept until written
+        a.close_session(b"k" * 16)
+        box = a._outboxes["bob"]
+        assert [m.session for m in box.messages] == [b"k" * 16], [m.session for m in box.messages]
+        assert box.queued == 3
+        assert not kept.done()
+    finally:
+        await net.close()
+
+
+async def test_a_stuck_peer_cannot_make_a_sender_queue_without_bound(certs):
+    net = await make_net(certs, chunk_bytes=1 << 16, max_queued_bytes=3 << 20)
+    try:
+        a = await stuck(net)
+        vector = np.zeros(1 << 17, np.uint64)  # 1 MiB
+        queued = [a.post("bob", bytes([i + 1]) * 16, 0, "share", vector) for i in range(3)]
+        over = a.post("bob", b"o" * 16, 0, "share", vector)
+        with pytest.raises(LinkError, match="bytes wait to be written"):
+            await asyncio.wait_for(over, 1)  # at once: a sender on a stuck peer fails, it does not hang
+        assert a._outboxes["bob"].queued <= 3 << 20
+        assert not any(f.done() for f in queued)
+    finally:
+        await net.close()
