@@ -37,7 +37,13 @@ frames. A stream that breaks fails the receives waiting on that peer, so a
 protocol round sees a dropped peer at once rather than at its deadline; and
 ``hub.on_drop(callback)`` tells ``callback(peer, error)`` when the last
 stream to a peer is gone (for a node whose sessions wait on pushed
-messages, not on receives).
+messages, not on receives). A pushed-kind handler that raises loses that
+one message (logged, audited as an error), never the link. At most
+``max_queued_bytes`` wait to be written to one peer (a post beyond that
+fails at once: a slow or stuck peer makes its senders fail, not queue);
+a message whose poster gave up before it was written is not written, and
+``droppable`` ones (a session's shares and partial sums) go with their
+session's ``close_session``.
 """
 
 from __future__ import annotations
@@ -421,7 +427,11 @@ class Hub(pb_grpc.LinkServicer):
         handler = self._handlers.get(key[3])
         if handler is not None:
             self._forget(key, box)
-            handler(key[0], key[1], key[2], memoryview(box.buffer if box.buffer is not None else bytearray()))
+            try:
+                handler(key[0], key[1], key[2], memoryview(box.buffer if box.buffer is not None else bytearray()))
+            except Exception:  # a bug in one handler: that message is lost, the link and its other sessions live on
+                log.exception("the handler of a %r message from %s failed", key[3], key[0])
+                audit.record("error", caller=key[0], session=key[1].hex(), message=f"a {key[3]!r} message failed")
             return
         fut = box.future()
         if not fut.done():

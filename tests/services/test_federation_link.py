@@ -291,3 +291,21 @@ async def test_a_stuck_peer_cannot_make_a_sender_queue_without_bound(certs):
         assert not any(f.done() for f in queued)
     finally:
         await net.close()
+
+
+async def test_a_handler_that_raises_loses_its_message_not_the_link(net, caplog):
+    a, b = net.hubs["alice"], net.hubs["bob"]
+    got = []
+
+    def handler(peer, session, round, payload):
+        if bytes(payload) == b"bad":
+            raise KeyError("a bug")
+        got.append(bytes(payload))
+
+    b.on("pushed", handler)
+    await a.send("bob", b"x" * 16, 0, "pushed", b"bad")
+    await a.send("bob", b"y" * 16, 0, "pushed", b"good")  # the same link
+    await a.send("bob", b"z" * 16, 0, "held", b"also")
+    assert bytes(await b.receive("alice", b"z" * 16, 0, "held", timeout=10)) == b"also"
+    assert got == [b"good"]
+    assert "failed" in caplog.text
