@@ -10,8 +10,10 @@ Its other state lives in its state directory (:attr:`Node.state_dir`).
 from __future__ import annotations
 
 import asyncio
+import errno
 import math
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -46,7 +48,11 @@ class SessionLog:
     before the session goes on (concurrent sessions share an fsync:
     :meth:`add_durably`). An id is remembered until an hour past its
     deadline: a replayed spec with a passed deadline is refused anyway. The
-    file is compacted to the live ids when the node starts.
+    file is compacted to the live ids when the node starts. A write that
+    failed part-way (disk full) may leave a torn line: the next write starts
+    on a fresh line, so the torn line never swallows the id after it, and
+    the failed group's lines are written again with the next group.
+    :meth:`close` waits for a write in progress in another thread.
     """
 
     def __init__(self, path, clock=time.time):
@@ -59,7 +65,7 @@ class SessionLog:
                 try:
                     self.ids[bytes.fromhex(sid)] = float(deadline)
                 except ValueError:
-                    continue  # a line torn by a crash mid-write
+                    continue  # a line torn by a crash or a failed write (its id was never acknowledged)
         self._forget_expired()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
@@ -73,6 +79,8 @@ class SessionLog:
         self._lines: list[str] = []  # appended, not yet written to the file
         self._written = self._synced = 0  # lines appended / known on disk, for add_durably
         self._flushing: asyncio.Future | None = None
+        self._torn = False  # a write failed part-way: the file may not end in a newline
+        self._lock = threading.Lock()  # one write at a time, and no close while one runs (in another thread)
 
     def _forget_expired(self) -> None:
         cutoff = self._clock() - SESSION_KEEP_AFTER_DEADLINE
@@ -80,11 +88,6 @@ class SessionLog:
 
     def __contains__(self, sid: bytes) -> bool:
         return sid in self.ids
-
-    def add(self, sid: bytes, deadline: float) -> None:
-        """Remember ``sid`` durably (returns once it is on disk)."""
-        self._append(sid, deadline)
-        self._sync(self._take())
 
     def _append(self, sid: bytes, deadline: float) -> None:
         """Remember ``sid``; its line waits in ``_lines`` for whoever syncs next."""
@@ -99,11 +102,17 @@ class SessionLog:
         return data
 
     def _sync(self, data: bytes) -> None:
-        """Append ``data`` and fsync (one write and one fsync for every line of a group)."""
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view) :]
-        os.fsync(self._fd)
+        """Append ``data`` and fsync (one write and one fsync for every line of a group), on a fresh line if
+        a write failed before."""
+        with self._lock:
+            if self._fd < 0:
+                raise OSError(errno.EBADF, "the session log is closed")
+            view = memoryview(b"\n" + data if self._torn else data)
+            self._torn = True
+            while view:
+                view = view[os.write(self._fd, view) :]
+            os.fsync(self._fd)
+            self._torn = False
 
     async def add_durably(self, sid: bytes, deadline: float) -> None:
         """:meth:`add` for an event loop, by group commit: the id is remembered at once (so a
@@ -120,10 +129,21 @@ class SessionLog:
 
     async def _flush(self) -> None:
         upto, data = self._written, self._take()
-        await asyncio.to_thread(self._sync, data)
+        try:
+            await asyncio.to_thread(self._sync, data)
+        except BaseException:
+            self._lines.insert(0, data.decode())  # written again with the next group
+            raise
         self._synced = max(self._synced, upto)
 
     def close(self) -> None:
-        if self._lines:  # remembered but never awaited: written, as a clean stop should
-            self._sync(self._take())
-        os.close(self._fd)
+        """Write what is remembered and not yet written (as a clean stop should) and close the file, once
+        a write in progress in another thread has finished."""
+        try:
+            if self._lines:
+                self._sync(self._take())
+        finally:
+            with self._lock:
+                if self._fd >= 0:
+                    os.close(self._fd)
+                    self._fd = -1

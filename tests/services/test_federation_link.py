@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import os
+import threading
 
 import grpc
 import numpy as np
@@ -213,8 +216,6 @@ async def test_a_message_longer_than_the_limit_is_refused_by_the_sender(certs):
 
 
 async def test_the_session_log_group_commits_concurrent_ids_and_each_is_durable(tmp_path, monkeypatch):
-    import os
-
     from services import ledgers
 
     log = ledgers.SessionLog(tmp_path / "p.sessions")
@@ -309,3 +310,55 @@ async def test_a_handler_that_raises_loses_its_message_not_the_link(net, caplog)
     assert bytes(await b.receive("alice", b"z" * 16, 0, "held", timeout=10)) == b"also"
     assert got == [b"good"]
     assert "failed" in caplog.text
+
+
+async def test_a_write_torn_by_a_full_disk_never_makes_the_session_log_forget_a_later_id(tmp_path, monkeypatch):
+    """A write that fails part-way leaves a torn line; the id acknowledged after it must survive a restart (or
+    its replay would be accepted: a second partial sum for one session)."""
+    from services import ledgers
+
+    log = ledgers.SessionLog(tmp_path / "p.sessions")
+    first, torn, later = b"\x01" * 16, b"\x02" * 16, b"\x03" * 16
+    await log.add_durably(first, 1e12)
+    real = os.write
+
+    def full(fd, data):  # the disk fills up after a few bytes of the line
+        monkeypatch.setattr(ledgers.os, "write", real)
+        real(fd, bytes(data[:7]))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ledgers.os, "write", full)
+    with pytest.raises(OSError):
+        await log.add_durably(torn, 1e12)  # its caller hears it: that session's partial sum never leaves
+    await log.add_durably(later, 1e12)  # the disk has room again: acknowledged
+    log.close()
+    again = ledgers.SessionLog(tmp_path / "p.sessions")
+    assert first in again and later in again
+    assert torn in again  # written again with the next group
+    again.close()
+
+
+async def test_closing_the_session_log_waits_for_a_write_in_progress(tmp_path, monkeypatch):
+    from services import ledgers
+
+    log = ledgers.SessionLog(tmp_path / "p.sessions")
+    inside, release = threading.Event(), threading.Event()
+    real = os.fsync
+
+    def slow(fd):
+        inside.set()
+        release.wait(10)
+        real(fd)
+
+    monkeypatch.setattr(ledgers.os, "fsync", slow)
+    sid = b"\x05" * 16
+    adding = asyncio.ensure_future(log.add_durably(sid, 1e12))
+    assert await asyncio.to_thread(inside.wait, 10)
+    closing = asyncio.ensure_future(asyncio.to_thread(log.close))  # a node stopping meanwhile
+    await asyncio.sleep(0.1)
+    release.set()
+    await closing
+    await adding  # its fsync ran on its own file, not on a closed (or reused) descriptor
+    again = ledgers.SessionLog(tmp_path / "p.sessions")
+    assert sid in again
+    again.close()
