@@ -99,7 +99,7 @@ def fold_streams(out: np.ndarray, add: Sequence[Prg] = (), subtract: Sequence[Pr
     if out.dtype != np.uint64 or not out.flags.c_contiguous or not out.flags.writeable:
         raise TypeError("fold_streams needs a writable contiguous uint64 array")
     flat = out.reshape(-1)
-    words = min(_CHUNK_WORDS, flat.size)
+    words = max(min(_CHUNK_WORDS, flat.size), 1)  # an empty ``out`` takes no words, as ``uint64(0)`` draws none
     scratch = np.empty(8 * words + 16, dtype=np.uint8)  # update_into wants 15 bytes of slack
     zeros = memoryview(_ZEROS)
     streams = [(p._enc, np.add) for p in add] + [(p._enc, np.subtract) for p in subtract]

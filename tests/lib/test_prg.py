@@ -71,3 +71,11 @@ def test_folding_needs_a_writable_contiguous_uint64_array():
     for bad in (np.zeros(4, np.int64), np.zeros(8, np.uint64)[::2], np.frombuffer(bytes(32), np.uint64)):
         with pytest.raises(TypeError):
             fold_streams(bad, add=[Prg.from_int(1)])
+
+
+def test_folding_an_empty_array_draws_nothing_like_uint64_of_zero():
+    p, q = Prg.from_int(1), Prg.from_int(1)
+    empty = np.zeros(0, np.uint64)
+    assert fold_streams(empty, add=[p], subtract=[Prg.from_int(2)]) is empty and empty.size == 0
+    q.uint64(0)
+    assert np.array_equal(p.uint64(5), q.uint64(5))  # the stream did not move
