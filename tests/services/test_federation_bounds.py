@@ -91,3 +91,12 @@ async def test_the_coordinator_runs_at_most_its_cap_of_sessions_per_party_and_qu
     results = await asyncio.gather(*(cluster.query(timeout=20) for _ in range(3)))
     assert peak == 1
     assert all(r.value == pytest.approx(3171.5) for r in results)
+
+
+async def test_a_proposal_the_link_refuses_to_carry_leaves_no_session_behind(cluster):
+    """R6: ``post`` raising at once (a message over the link's limit) ends the run cleanly: its clean-up ran."""
+    coord = cluster.nodes["coordinator"]
+    coord.link.max_message_bytes = 10  # every proposal is longer
+    with pytest.raises(QueryError):
+        await cluster.query(timeout=8)
+    assert not coord._runs
