@@ -99,6 +99,8 @@ class _Inbox:
     buffer: bytearray | memoryview | None = None
     sink: Callable[[int, memoryview], None] | None = None
     held: int = 0  # bytes counted against the peer's pending allowance
+    limit: int = -1  # the most bytes the asker takes (-1: up to max_message_bytes)
+    refused: bool = False  # announced longer than ``limit``: its frames are dropped as they come
     done: asyncio.Future | None = None
     since: float = field(default_factory=time.monotonic)
 
@@ -401,9 +403,13 @@ class Hub(pb_grpc.LinkServicer):
         if box is None:
             self._expire(peer)
             box = self._inbox[key] = _Inbox()
+        if box.refused:
+            return
         if box.assembler is None:
             if frame.total > self.max_message_bytes:
                 raise LinkError(peer, f"message of {frame.total} bytes exceeds {self.max_message_bytes}")
+            if 0 <= box.limit < frame.total:
+                return self._refuse(peer, box, frame.total)
             box.total = frame.total
             box.assembler = Assembler(frame.total, 1, max_length=self.max_message_bytes, sink=box.piece)
         if frame.total != box.total:
@@ -456,21 +462,40 @@ class Hub(pb_grpc.LinkServicer):
             self._pending[peer] = max(self._pending.get(peer, 0) - box.held, 0)
             box.held = 0
 
+    def _refuse(self, peer: str, box: _Inbox, total: int) -> None:
+        """A message announced longer than its asker takes: failed at its first frame, its bytes dropped."""
+        box.refused, box.buffer, box.assembler = True, None, None
+        self._release(peer, box)
+        fut = box.future()
+        if not fut.done():
+            _fail(fut, LinkError(peer, f"a message of {total} bytes where at most {box.limit} were expected"))
+
     async def receive(
-        self, peer: str, session: bytes, round: int, kind: str, timeout: float | None = None
+        self,
+        peer: str,
+        session: bytes,
+        round: int,
+        kind: str,
+        timeout: float | None = None,
+        max_bytes: int | None = None,
     ) -> memoryview:
         """The message ``peer`` sent under this tag (waiting for it up to ``timeout`` s; LinkError if
-        the link to ``peer`` breaks meanwhile). Each message is received once."""
+        the link to ``peer`` breaks meanwhile, or if the message is longer than ``max_bytes``, as soon as
+        its first frame says so). Each message is received once."""
         key = (peer, session, round, kind)
         box = self._inbox.setdefault(key, _Inbox())
         self._release(peer, box)
+        if max_bytes is not None:
+            box.limit = max_bytes
+            if box.total > max_bytes:
+                self._refuse(peer, box, box.total)
         fut = box.future()
         if not fut.done() and not self._streams.get(peer) and peer not in self._dialing:
             await self._stream(peer)  # so a peer that cannot be reached fails the receive at once
         try:
             return await asyncio.wait_for(asyncio.shield(fut), timeout)
         finally:
-            if self._inbox.get(key) is box and fut.done():
+            if self._inbox.get(key) is box and fut.done() and not box.refused:  # refused: its frames dropped
                 self._inbox.pop(key, None)
 
     async def expect(

@@ -38,7 +38,7 @@ import grpc
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from mpcdp.prg import RandomSource, system_random
+from mpcdp.prg import SEED_BYTES, RandomSource, system_random
 from mpcdp.protocol import PartySession, ProtocolError, QuerySpec, ShareMessage, SpecError, Status
 from mpcdp.protocol.spec import Sharing
 from services import audit, convert
@@ -390,7 +390,8 @@ class PartyNode(pb_grpc.PartyServicer):
 
     async def _receive_share(self, session: PartySession, peer: str) -> None:
         spec = session.spec
-        data = await self.link.receive(peer, spec.session_id, 0, SHARE)
+        size = SEED_BYTES if spec.sharing is Sharing.SEEDED else 8 * session.length
+        data = await self.link.receive(peer, spec.session_id, 0, SHARE, max_bytes=size)  # refused at its first frame
         if spec.sharing is Sharing.SEEDED:
             msg = ShareMessage(spec.session_id, peer, self.me, seed=bytes(data))
         else:

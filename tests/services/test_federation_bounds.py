@@ -100,3 +100,23 @@ async def test_a_proposal_the_link_refuses_to_carry_leaves_no_session_behind(clu
     with pytest.raises(QueryError):
         await cluster.query(timeout=8)
     assert not coord._runs
+
+
+async def test_an_oversized_share_is_refused_at_its_first_frame_naming_its_sender(cluster):
+    """R8: a peer announcing a share far longer than 8 L bytes makes the party abort at once, naming it, before
+    the rest arrives (it is never assembled)."""
+    coordinator, alice = Speaker(cluster), Speaker(cluster, name="alice")
+    try:
+        spec = session_spec(session_id=b"o" * 16)
+        assert (await coordinator.propose("bob", spec, start=True)).accepted
+        stream = await alice.hub._stream("bob")
+        first = pb.Frame(
+            session_id=spec.session_id, kind=sessions.SHARE, offset=0, total=1 << 26, payload=bytes(8), sender="alice"
+        )
+        await stream.write(pb.Frames(frames=[first]))  # the rest of its 64 MiB never comes
+        abort = await coordinator.aborted("bob", spec.session_id, timeout=20)
+        assert abort.culprit == "alice" and "bytes where at most" in abort.reason, abort
+        await until(lambda: not cluster.nodes["bob"]._live)
+    finally:
+        await alice.close()
+        await coordinator.close()
