@@ -89,6 +89,15 @@ class LinkError(Exception):
         self.unreachable = unreachable
 
 
+class TooLong(LinkError):
+    """A message announced longer than its receiver takes (``Hub.receive``'s ``max_bytes``)."""
+
+    def __init__(self, peer: str, total: int, limit: int):
+        super().__init__(peer, f"a message of {total} bytes where at most {limit} were expected")
+        self.total = total
+        self.limit = limit
+
+
 @dataclass
 class _Inbox:
     """One message being received: its pieces checked by ``assembler`` (services.streams), then kept in
@@ -468,7 +477,7 @@ class Hub(pb_grpc.LinkServicer):
         self._release(peer, box)
         fut = box.future()
         if not fut.done():
-            _fail(fut, LinkError(peer, f"a message of {total} bytes where at most {box.limit} were expected"))
+            _fail(fut, TooLong(peer, total, box.limit))
 
     async def receive(
         self,
@@ -481,7 +490,7 @@ class Hub(pb_grpc.LinkServicer):
     ) -> memoryview:
         """The message ``peer`` sent under this tag (waiting for it up to ``timeout`` s; LinkError if
         the link to ``peer`` breaks meanwhile, or if the message is longer than ``max_bytes``, as soon as
-        its first frame says so). Each message is received once."""
+        its first frame says so: TooLong). Each message is received once."""
         key = (peer, session, round, kind)
         box = self._inbox.setdefault(key, _Inbox())
         self._release(peer, box)

@@ -45,7 +45,7 @@ from services import audit, convert
 from services.data import DataError, Table
 from services.federation import Federation
 from services.ledgers import SessionLog
-from services.link import Hub, LinkError
+from services.link import Hub, LinkError, TooLong
 from services.sessions import ABORT, ANSWER, PARTIAL, PROPOSE, SHARE, START
 from services.tls import Identity, caller
 from services.wire.mpcdp.v1 import federation_pb2 as pb
@@ -391,7 +391,12 @@ class PartyNode(pb_grpc.PartyServicer):
     async def _receive_share(self, session: PartySession, peer: str) -> None:
         spec = session.spec
         size = SEED_BYTES if spec.sharing is Sharing.SEEDED else 8 * session.length
-        data = await self.link.receive(peer, spec.session_id, 0, SHARE, max_bytes=size)  # refused at its first frame
+        try:  # a longer share is refused at its first frame, never assembled
+            data = await self.link.receive(peer, spec.session_id, 0, SHARE, max_bytes=size)
+        except TooLong as exc:
+            raise ProtocolError(
+                Status.INVALID_ARGUMENT, f"a share of {exc.total} bytes, more than the {size} expected"
+            ) from None
         if spec.sharing is Sharing.SEEDED:
             msg = ShareMessage(spec.session_id, peer, self.me, seed=bytes(data))
         else:

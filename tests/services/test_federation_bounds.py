@@ -115,7 +115,9 @@ async def test_an_oversized_share_is_refused_at_its_first_frame_naming_its_sende
         )
         await stream.write(pb.Frames(frames=[first]))  # the rest of its 64 MiB never comes
         abort = await coordinator.aborted("bob", spec.session_id, timeout=20)
-        assert abort.culprit == "alice" and "bytes where at most" in abort.reason, abort
+        assert abort.culprit == "alice" and "a share of 67108864 bytes, more than the 16 expected" in abort.reason, (
+            abort
+        )
         await until(lambda: not cluster.nodes["bob"]._live)
     finally:
         await alice.close()

@@ -204,7 +204,8 @@ async def bob_aborts_on(cluster, sharing, payload, session_id):
 @pytest.mark.parametrize(
     "sharing, payload, words",
     [
-        ("full", bytes(5 * 8), "share vectors have length 2"),
+        ("full", bytes(5 * 8), "a share of 40 bytes, more than the 16 expected"),  # at its first frame
+        ("full", bytes(8), "share vectors have length 2"),
         ("full", bytes(7), "whole uint64 words"),
         ("seeded", bytes(2 * 8), "32-byte seeds"),
         ("seeded", b"k" * 31, "32-byte seeds"),
