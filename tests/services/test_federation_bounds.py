@@ -4,14 +4,13 @@ mounts the flood or the fault and checks the bound holds and the rest keeps work
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
 from services import coordinator_node, sessions
 from services.analyst import QueryError
 from services.wire.mpcdp.v1 import federation_pb2 as pb
-from tests.support.federation import Speaker, make_cluster, session_spec
+from tests.support.federation import Speaker, make_cluster, session_spec, until
 
 
 @pytest.fixture
@@ -19,14 +18,6 @@ async def cluster(certs):
     c = await make_cluster(certs)
     yield c
     await c.close()
-
-
-async def until(condition, seconds=20.0):
-    """Poll ``condition`` until it holds (a loaded CI machine is slow, never wrong)."""
-    end = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < end, "condition never held"
-        await asyncio.sleep(0.02)
 
 
 async def test_a_party_refuses_sessions_beyond_its_cap_without_holding_anything(cluster):

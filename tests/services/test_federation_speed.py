@@ -5,8 +5,8 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from services import audit
-from tests.support.federation import MEAN, RAISES, assert_idle, expect_error, make_cluster
+from services import audit, sessions
+from tests.support.federation import MEAN, RAISES, assert_idle, expect_error, make_cluster, until
 
 
 class Counting:
@@ -101,7 +101,7 @@ async def test_the_partial_sum_leaves_only_once_the_session_id_is_on_disk(certs,
 
     disk = threading.Event()
     real = os.fsync
-    monkeypatch.setattr(ledgers.os, "fsync", lambda fd: (disk.wait(10), real(fd)))
+    monkeypatch.setattr(ledgers.os, "fsync", lambda fd: (disk.wait(60), real(fd)))
 
     def durable(f, name, table, identity, **kw):
         return PartyNode(f, name, table, identity, sessions=ledgers.SessionLog(tmp_path / f"{name}.s"), **kw)
@@ -109,13 +109,21 @@ async def test_the_partial_sum_leaves_only_once_the_session_id_is_on_disk(certs,
     disk.set()  # the logs compact themselves on start
     c = await make_cluster(certs, party_cls=durable)
     disk.clear()
+    parties = [node for name, node in c.nodes.items() if name in RAISES]
+    posted = []
+    for node in parties:
+        node.link.post = lambda *a, _post=node.link.post, **kw: (posted.append(a[3]), _post(*a, **kw))[1]
     try:
-        query = asyncio.ensure_future(c.query())
-        await asyncio.sleep(0.5)
-        assert not query.done()  # every party shared and folded in its peers' shares, none sent its partial sum
-        parties = [node for name, node in c.nodes.items() if name in RAISES]
+        query = asyncio.ensure_future(c.query(timeout=30))
+
+        def folded():  # every party shared and folded in its peers' shares (or, wrongly, the query ended)
+            lives = [live for n in parties for live in n._live.values()]
+            done = len(lives) == len(parties) and all(live.session and not live.session.missing for live in lives)
+            return done or query.done()
+
+        await until(folded)
         assert all(node.sessions.ids for node in parties)
-        assert all(live.session is not None and not live.session.missing for n in parties for live in n._live.values())
+        assert sessions.PARTIAL not in posted and not query.done()  # none sent its partial sum: the disk waits
         disk.set()
         assert (await query).value == pytest.approx(MEAN, abs=1e-3)
     finally:
@@ -135,10 +143,10 @@ async def test_an_exact_release_is_sent_before_it_is_kept_and_fetch_waits_for_it
     store = c.nodes["coordinator"].store = releases.ReleaseStore(tmp_path / "releases")
     disk = threading.Event()
     put = store.put
-    monkeypatch.setattr(store, "put", lambda *a: (disk.wait(10), put(*a)))
+    monkeypatch.setattr(store, "put", lambda *a: (disk.wait(60), put(*a)))
     try:
         async with c.client() as analyst:
-            r = await asyncio.wait_for(analyst.query("mean", column="raise", bounds=(0, 10_000)), 5)
+            r = await asyncio.wait_for(analyst.query("mean", column="raise", bounds=(0, 10_000), timeout=30), 40)
             assert r.value == pytest.approx(MEAN, abs=1e-3) and store.get(r.session_id) is None
             fetching = asyncio.ensure_future(analyst.fetch(r.session_id))
             await asyncio.sleep(0.2)
