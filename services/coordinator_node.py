@@ -34,7 +34,7 @@ import functools
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -109,6 +109,15 @@ def claimed_abort(party: str, reason: str, culprit: str = "") -> str:
     if culprit and culprit != party:
         text += f" ({party} blames {_printable(culprit)}; the coordinator cannot verify this claim)"
     return text + "; no result released"
+
+
+def _failure_status(exc: Exception) -> tuple[grpc.StatusCode, str] | None:
+    """An additive session's failure as the analyst hears it."""
+    if isinstance(exc, ProtocolError):
+        return convert.GRPC_CODES[exc.status], str(exc)
+    if isinstance(exc, SessionFailed):
+        return exc.status, str(exc)
+    return None
 
 
 class CoordinatorNode(pb_grpc.CoordinatorServicer):
@@ -208,22 +217,38 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             )
             audit.record("refused", client=who, status=code.name, reason=str(exc))
             await context.abort(code, str(exc))
-        sid = spec.session_id
+        await self.answer(
+            context, spec.session_id, budget, lambda: self._session(spec, confidence, who, budget), _failure_status
+        )
+
+    async def answer(
+        self,
+        context,
+        sid: bytes,
+        held: bool,
+        start: Callable[[], Awaitable[list]],
+        status_of: Callable[[Exception], tuple[grpc.StatusCode, str] | None],
+    ) -> None:
+        """Every query's reply: tell the analyst the session id, run the session ``start()`` begins to its end
+        even if the analyst leaves (a charged release is kept for Fetch), then write its parts. ``held``: the
+        coordinator's reservation, freed if the analyst is gone before the session starts. ``status_of``: the
+        status and words of a failure the session raises (None: not one of its failures, raised on)."""
         try:
             await context.send_initial_metadata(((SESSION_HEADER, sid.hex()),))
         except BaseException:
-            if budget:
+            if held:
                 self.ledger.free(sid)
             raise
-        task = asyncio.ensure_future(self._session(spec, confidence, who, budget))
+        task = asyncio.ensure_future(start())
         self._sessions.add(task)
         task.add_done_callback(self._finished)
         try:
             parts = await asyncio.shield(task)  # the analyst leaving does not cancel a charged release
-        except ProtocolError as exc:
-            await context.abort(convert.GRPC_CODES[exc.status], str(exc))
-        except SessionFailed as exc:
-            await context.abort(exc.status, str(exc))
+        except Exception as exc:
+            failure = status_of(exc)
+            if failure is None:
+                raise
+            await context.abort(*failure)
         await self._send(context, parts, sid.hex())
 
     async def _send(self, context, parts: list, sid: str) -> None:

@@ -876,21 +876,13 @@ async def coordinate(coord: Any, request: Any, context: Any) -> None:
         code = convert.GRPC_CODES[exc.status] if isinstance(exc, ProtocolError) else grpc.StatusCode.INVALID_ARGUMENT
         audit.record("refused", client=who, status=code.name, reason=str(exc))
         await context.abort(code, str(exc))
-    sid = spec.session_id
-    try:
-        await context.send_initial_metadata((("mpcdp-session-id", sid.hex()),))
-    except BaseException:
-        if held:
-            coord.ledger.free(sid)
-        raise
-    task = asyncio.ensure_future(_session(coord, query, confidence, who, held))
-    coord._sessions.add(task)
-    task.add_done_callback(coord._finished)
-    try:
-        parts = await asyncio.shield(task)  # the analyst leaving does not cancel a charged release
-    except ProtocolError as exc:
-        await context.abort(convert.GRPC_CODES[exc.status], str(exc))
-    await coord._send(context, parts, sid.hex())
+    await coord.answer(
+        context,
+        spec.session_id,
+        held,
+        lambda: _session(coord, query, confidence, who, held),
+        lambda exc: (convert.GRPC_CODES[exc.status], str(exc)) if isinstance(exc, ProtocolError) else None,
+    )
 
 
 def _hold(coord: Any, query: MaskedQuery) -> bool:

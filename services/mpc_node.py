@@ -273,21 +273,13 @@ async def coordinate(coord, request: pb.QueryRequest, context) -> None:
     except CompareRefused as exc:
         audit.record("refused", client=who, status=exc.code.name, reason=str(exc))
         await context.abort(exc.code, str(exc))
-    sid = spec.session_id
-    try:
-        await context.send_initial_metadata((("mpcdp-session-id", sid.hex()),))
-    except BaseException:
-        if held:
-            coord.ledger.free(sid)
-        raise
-    task = asyncio.ensure_future(_session(coord, msg, spec, who, held))
-    coord._sessions.add(task)
-    task.add_done_callback(coord._finished)
-    try:
-        parts = await asyncio.shield(task)  # the analyst leaving does not cancel a charged release
-    except CompareRefused as exc:
-        await context.abort(exc.code, str(exc))
-    await coord._send(context, parts, sid.hex())
+    await coord.answer(
+        context,
+        spec.session_id,
+        held,
+        lambda: _session(coord, msg, spec, who, held),
+        lambda exc: (exc.code, str(exc)) if isinstance(exc, CompareRefused) else None,
+    )
 
 
 def settle(ledger, sid: bytes, charge: bool) -> None:
