@@ -39,6 +39,7 @@ from collections.abc import Awaitable, Callable
 import grpc
 from google.protobuf.message import DecodeError
 
+from mpcdp.dp.loss import PrivacyLoss
 from mpcdp.protocol import CoordinatorSession, ProtocolError, QuerySpec, Response, SpecError, Status
 from services import audit, convert, releases, server
 from services.channels import Channels
@@ -210,16 +211,18 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         try:
             spec, confidence = self.spec_for(request)
             self.admit(spec)
-            budget = self._hold(spec)
+            budget = self.hold(spec.session_id, spec.loss, spec.deadline)
         except (SpecError, ProtocolError) as exc:
-            code = (
-                convert.GRPC_CODES[exc.status] if isinstance(exc, ProtocolError) else grpc.StatusCode.INVALID_ARGUMENT
-            )
-            audit.record("refused", client=who, status=code.name, reason=str(exc))
-            await context.abort(code, str(exc))
+            await self.refuse(context, who, exc)
         await self.answer(
             context, spec.session_id, budget, lambda: self._session(spec, confidence, who, budget), _failure_status
         )
+
+    async def refuse(self, context, client: str, exc: SpecError | ProtocolError) -> None:
+        """Refuse a query before it starts (audited); the analyst hears the status and the reason."""
+        code = convert.GRPC_CODES[exc.status] if isinstance(exc, ProtocolError) else grpc.StatusCode.INVALID_ARGUMENT
+        audit.record("refused", client=client, status=code.name, reason=str(exc))
+        await context.abort(code, str(exc))
 
     async def answer(
         self,
@@ -264,13 +267,13 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
                     f"`mpcdp query --fetch {sid}` gets it at no further cost",
                 )
 
-    def _hold(self, spec: QuerySpec) -> bool:
-        """Reserve the session's loss on the coordinator's ledger until its deadline (refused if it would
-        overspend, counting the sessions still running); whether anything is held."""
-        if self.ledger is None or spec.loss is None:
+    def hold(self, session_id: bytes, loss: PrivacyLoss | None, until: float) -> bool:
+        """Reserve a session's loss on the coordinator's ledger until ``until`` (ProtocolError RESOURCE_EXHAUSTED
+        if it would overspend, counting the sessions still running); whether anything is held."""
+        if self.ledger is None or loss is None:
             return False
         try:
-            self.ledger.reserve(spec.session_id, spec.loss, until=spec.deadline)
+            self.ledger.reserve(session_id, loss, until=until)
         except Exception as exc:
             raise ProtocolError(Status.RESOURCE_EXHAUSTED, f"coordinator: {public_refusal(exc)}") from None
         return True

@@ -405,7 +405,7 @@ class Hub(pb_grpc.LinkServicer):
         if frame.sender and frame.sender != peer:
             raise LinkError(peer, f"a frame claims to come from {frame.sender!r}")
         sid = frame.session_id
-        if sid in self._closed and frame.kind not in self._handlers:  # a pushed kind: its handler decides
+        if self.is_closed(sid) and frame.kind not in self._handlers:  # a pushed kind: its handler decides
             return
         key = (peer, sid, frame.round, frame.kind)
         box = self._inbox.get(key)
@@ -534,6 +534,10 @@ class Hub(pb_grpc.LinkServicer):
         finally:
             if self._inbox.get(key) is box and fut.done():
                 self._inbox.pop(key, None)
+
+    def is_closed(self, session: bytes) -> bool:
+        """Whether ``session`` was closed here (among the last ``CLOSED_REMEMBERED``)."""
+        return session in self._closed
 
     def close_session(self, session: bytes) -> None:
         """Drop everything held for ``session`` (and its droppable messages not yet written); its later

@@ -662,7 +662,7 @@ class Router:
             return
         if not isinstance(msg, KeyShares):  # nothing else can come before its session opened here
             return
-        if session in self.hub._closed:  # finished or refused here (the Hub remembers): it never opens again
+        if self.hub.is_closed(session):  # finished or refused here (the Hub remembers): it never opens again
             return
         now = time.monotonic()
         if self._held >= EARLY_MESSAGES:
@@ -856,9 +856,7 @@ async def _party_session(node: Any, router: Router, peer: str, session: bytes, p
 async def coordinate(coord: Any, request: Any, context: Any) -> None:
     """The coordinator side of a query naming a quorum (``coord`` is a
     :class:`services.coordinator_node.CoordinatorNode`): check, reserve, run, keep, charge, reply."""
-    import grpc
-
-    from services import audit, convert
+    from services import convert
 
     who = await coord._client(context)
     try:
@@ -871,11 +869,9 @@ async def coordinate(coord: Any, request: Any, context: Any) -> None:
             query.plan  # noqa: B018  (refuses colluders and dropouts no graph survives)
         except ValueError as exc:
             raise SpecError("quorum", str(exc)) from None
-        held = _hold(coord, query)
+        held = coord.hold(spec.session_id, query.charge, spec.deadline)
     except (SpecError, ProtocolError) as exc:
-        code = convert.GRPC_CODES[exc.status] if isinstance(exc, ProtocolError) else grpc.StatusCode.INVALID_ARGUMENT
-        audit.record("refused", client=who, status=code.name, reason=str(exc))
-        await context.abort(code, str(exc))
+        await coord.refuse(context, who, exc)
     await coord.answer(
         context,
         spec.session_id,
@@ -883,19 +879,6 @@ async def coordinate(coord: Any, request: Any, context: Any) -> None:
         lambda: _session(coord, query, confidence, who, held),
         lambda exc: (convert.GRPC_CODES[exc.status], str(exc)) if isinstance(exc, ProtocolError) else None,
     )
-
-
-def _hold(coord: Any, query: MaskedQuery) -> bool:
-    """Reserve the worst-case loss (only the quorum counted) on the coordinator's ledger: whether it did."""
-    from services.ledgers import public_refusal
-
-    if coord.ledger is None or query.charge is None:
-        return False
-    try:
-        coord.ledger.reserve(query.spec.session_id, query.charge, until=query.spec.deadline)
-    except Exception as exc:  # the ledger's own refusal says spent/requested/remaining
-        raise ProtocolError(Status.RESOURCE_EXHAUSTED, f"coordinator: {public_refusal(exc)}") from None
-    return True
 
 
 async def run_session(coord: Any, query: MaskedQuery) -> tuple[Release, CoordinatorDriver]:

@@ -16,15 +16,13 @@ import grpc
 import pytest
 import pytest_asyncio
 
-from mpcdp.dp.ledger import PrivacyLedger
 from mpcdp.protocol import QuerySpec
 from mpcdp.protocol.masked import MaskedQuery
 from services import cli, convert, many_party
 from services.analyst import QueryError
 from services.releases import ReleaseStore
-from services.tls import init_certs
 from services.wire.mpcdp.v1 import federation_pb2 as pb
-from tests.support.federation import federation_file, make_cluster
+from tests.support.federation import federation_file, ledgered_cluster
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -40,12 +38,8 @@ HISTOGRAM = dict(statistic="histogram", column="team", categories=("infra", "pro
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def nodes(tmp_path_factory):
-    certs = tmp_path_factory.mktemp("certs")
-    init_certs(["coordinator", "analyst", *NAMES], certs)
-    state = tmp_path_factory.mktemp("state")
-    ledgers = {n: PrivacyLedger(state / f"{n}.db", "values", 50.0) for n in [*NAMES, "coordinator"]}
     data = {p: {"value": VALUES[p], "team": TEAMS[p]} for p in NAMES}
-    cluster = await make_cluster(certs, data=data, policy=POLICY, ledgers=ledgers)
+    cluster, ledgers, state = await ledgered_cluster(tmp_path_factory, data, POLICY)
     cluster.nodes["coordinator"].store = ReleaseStore(state / "releases")  # Fetch gets what it kept
     yield cluster, ledgers
     await cluster.close()

@@ -30,6 +30,9 @@ class FakeHub:
     def on_drop(self, handler):
         self.dropped = handler
 
+    def is_closed(self, session):
+        return session in self._closed
+
     def close_session(self, session):
         self._closed[session] = None
 

@@ -13,15 +13,13 @@ import grpc
 import pytest
 import pytest_asyncio
 
-from mpcdp.dp.ledger import PrivacyLedger
 from mpcdp.protocol import QuerySpec
 from mpcdp.protocol.masked import MaskedQuery
 from mpcdp.protocol.quorum import survivor_loss
 from services import many_party
 from services.analyst import QueryError
 from services.link import LinkError
-from services.tls import init_certs
-from tests.support.federation import federation_file, make_cluster
+from tests.support.federation import federation_file, ledgered_cluster
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -36,12 +34,8 @@ POLICY = {"allow_exact": True, "max_records": 10, "max_epsilon": 8.0, "epsilon_b
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def nodes(tmp_path_factory):
-    certs = tmp_path_factory.mktemp("certs")
-    init_certs(["coordinator", "analyst", *NAMES], certs)
-    state = tmp_path_factory.mktemp("state")
-    ledgers = {n: PrivacyLedger(state / f"{n}.db", "values", 50.0) for n in [*NAMES, "coordinator"]}
-    cluster = await make_cluster(
-        certs, data={p: {"value": [v]} for p, v in VALUES.items()}, policy=POLICY, ledgers=ledgers
+    cluster, ledgers, _ = await ledgered_cluster(
+        tmp_path_factory, {p: {"value": [v]} for p, v in VALUES.items()}, POLICY
     )
     yield cluster, ledgers
     await cluster.close()

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from mpcdp.dp.ledger import PrivacyLedger
 from mpcdp.protocol import QuerySpec
 from services import convert, sessions
 from services import federation as fed
@@ -85,6 +86,16 @@ class Cluster:
             await server.stop(None)
         for node in self.nodes.values():
             await node.close()
+
+
+async def ledgered_cluster(tmp_path_factory, data, policy, budget: float = 50.0):
+    """A cluster (:func:`make_cluster`) whose parties and coordinator each keep a privacy ledger on disk, with
+    fresh certificates: (cluster, ledgers by node, the state folder)."""
+    certs = tmp_path_factory.mktemp("certs")
+    init_certs(["coordinator", "analyst", *data], certs)
+    state = tmp_path_factory.mktemp("state")
+    ledgers = {n: PrivacyLedger(state / f"{n}.db", "values", budget) for n in [*data, "coordinator"]}
+    return await make_cluster(certs, data=data, policy=policy, ledgers=ledgers), ledgers, state
 
 
 async def make_cluster(certs, data=None, policy=None, party_cls=PartyNode, ledgers=None, rng=None, limits=None):
