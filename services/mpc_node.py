@@ -48,6 +48,7 @@ from mpcdp.mpc.messages import Round
 from mpcdp.mpc.queries import COMPARISONS, Comparison, ComparisonRefused, ComparisonSpec
 from mpcdp.mpc.session import PartyRun
 from mpcdp.prg import system_random
+from mpcdp.protocol import ProtocolError
 from mpcdp.registry import UnknownName
 from services import audit, convert, releases
 from services.link import LinkError
@@ -269,7 +270,9 @@ async def coordinate(coord, request: pb.QueryRequest, context) -> None:
                 "this federation does not allow exact nonlinear releases (allow_exact_nonlinear)"
                 + ("; noisy-argmax, quantile and median are DP" if not spec.kind.private else ""),
             )
-        held = _hold(coord, spec)
+        held = coord.hold(spec.session_id, spec.charge, spec.deadline)
+    except ProtocolError as exc:  # the coordinator's ledger would overspend
+        await coord.refuse(context, who, exc)
     except CompareRefused as exc:
         audit.record("refused", client=who, status=exc.code.name, reason=str(exc))
         await context.abort(exc.code, str(exc))
@@ -288,17 +291,6 @@ def settle(ledger, sid: bytes, charge: bool) -> None:
         ledger.charge_reserved(sid)  # labelled with the session id, as Fetch looks it up
     else:
         ledger.free(sid)
-
-
-def _hold(coord, spec: ComparisonSpec) -> bool:
-    """Reserve the query's loss on the coordinator's ledger (counting its running sessions): whether it did."""
-    if coord.ledger is None or spec.charge is None:
-        return False
-    try:
-        coord.ledger.reserve(spec.session_id, spec.charge, until=spec.deadline)
-    except BudgetExceeded as exc:
-        raise CompareRefused(grpc.StatusCode.RESOURCE_EXHAUSTED, f"coordinator: {exc}") from None
-    return True
 
 
 async def _session(coord, msg: pb.QuerySpec, spec: ComparisonSpec, client: str, held: bool) -> list:

@@ -73,7 +73,8 @@ def test_dp_selection_and_median_charge_every_ledger_once_a_crash_charges_nothin
         assert f.query("noisy-argmax", epsilon=1.0, categories=["infra", "product", "sales"]).value == "infra"
         with pytest.raises(QueryError) as over:
             f.query("noisy-argmax", epsilon=1.0, categories=["infra", "product", "sales"])
-        assert over.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert over.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED  # the coordinator's ledger, before any party
+        assert over.value.details.startswith("coordinator: ") and "budget" in over.value.details
         assert {n: spent(f, n) for n in names} == {n: 2.0 for n in names}
 
     salaries = {f"q{i}": [1000 * i + k for k in range(30)] for i in range(1, 4)}  # 90 records, 45 below 2015
