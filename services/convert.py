@@ -25,7 +25,11 @@ from services.wire.mpcdp.v1 import federation_pb2 as pb
 RING_BYTES = 8  # one ring element (packed little-endian uint64), or one float64 value of a release
 
 GRPC_CODES = {s: getattr(grpc.StatusCode, s.value) for s in Status}
-_SHARING: dict[str, pb.Sharing] = {Sharing.SEEDED: pb.SHARING_SEEDED, Sharing.FULL: pb.SHARING_FULL}
+_SHARING: dict[str, pb.Sharing] = {
+    Sharing.KEYED: pb.SHARING_KEYED,
+    Sharing.SEEDED: pb.SHARING_SEEDED,
+    Sharing.FULL: pb.SHARING_FULL,
+}
 
 
 def _refusal(field: str, value: int) -> SpecError:

@@ -30,6 +30,7 @@ class Sharing(StrEnum):
 
     SEEDED = "seeded"  # n - 1 PRG seeds, one full correction vector kept
     FULL = "full"  # n - 1 full random vectors
+    KEYED = "keyed"  # no share message: pairwise masks expanded from per-link pair keys (mpcdp.sharing.mask_pairwise)
 
 
 SHARING_MODES = tuple(m.value for m in Sharing)
@@ -82,7 +83,8 @@ class QuerySpec:
                 discrete_laplace (pure DP) or skellam (zCDP within (epsilon, delta))
     colluders   assumed number t of colluding parties (1 <= t < n); noise is sized
                 so that the pieces of the n - t honest parties alone suffice
-    sharing     seeded (n - 1 PRG seeds + one kept vector per party) or full vectors
+    sharing     keyed (no share message: each pair's masks come from its pair key), seeded (n - 1 PRG
+                seeds + one kept vector per party) or full vectors
     deadline    absolute UNIX time after which the session is dead
     session_id  fresh random bytes binding every message and PRG of the session
 

@@ -35,6 +35,7 @@ class Sharing(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SHARING_UNSPECIFIED: _ClassVar[Sharing]
     SHARING_SEEDED: _ClassVar[Sharing]
     SHARING_FULL: _ClassVar[Sharing]
+    SHARING_KEYED: _ClassVar[Sharing]
 
 class RefusalStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -67,6 +68,7 @@ MECHANISM_SKELLAM: Mechanism
 SHARING_UNSPECIFIED: Sharing
 SHARING_SEEDED: Sharing
 SHARING_FULL: Sharing
+SHARING_KEYED: Sharing
 REFUSAL_STATUS_UNSPECIFIED: RefusalStatus
 REFUSAL_STATUS_INVALID_ARGUMENT: RefusalStatus
 REFUSAL_STATUS_FAILED_PRECONDITION: RefusalStatus
