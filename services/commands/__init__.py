@@ -135,7 +135,7 @@ def add_insecure_flag(parser: argparse.ArgumentParser, exposed: str = "read shar
 def add_node_arguments(parser: argparse.ArgumentParser) -> None:
     """The options every serving node shares: its audit log and the limits of its gRPC server."""
     from services.audit import FORMATS
-    from services.server import Limits
+    from services.node_limits import Limits
 
     d = Limits()
     g = parser.add_argument_group("audit log and server limits")
@@ -203,8 +203,8 @@ def add_federation_node_arguments(parser: argparse.ArgumentParser, example_port:
 
 
 def node_limits(args):
-    """The :class:`services.server.Limits` of :func:`add_node_arguments`' options."""
-    from services.server import Limits
+    """The :class:`services.node_limits.Limits` of :func:`add_node_arguments`' options."""
+    from services.node_limits import Limits
 
     return Limits(
         max_message_bytes=max(int(args.max_message_mib * 2**20), 1024),

@@ -37,16 +37,22 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from typing import TYPE_CHECKING
 
-from services import federation as fed
-from services.analyst import QueryError, QueryResult, fetch_batch, query, query_batch
 from services.commands import Formatter, add_query_arguments, examples, missing_comparison_flag, query_options
-from services.tls import Identity, warn_insecure
+
+if TYPE_CHECKING:
+    from services.analyst import QueryResult
 
 FEDERATION = "examples/engineers/federation.toml"
 
 
 def run(args) -> int:
+    # the analyst client and gRPC load when a query runs, not for `mpcdp --help`
+    from services import federation as fed
+    from services.analyst import QueryError, fetch_batch, query, query_batch
+    from services.tls import Identity, warn_insecure
+
     try:
         federation = fed.load(args.federation)
         name = args.id or (federation.names("client") or [""])[0]

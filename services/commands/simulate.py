@@ -20,7 +20,6 @@ import numpy as np
 
 from mpcdp.mpc.queries import COMPARISONS
 from mpcdp.prg import Prg, system_random
-from services.analyst import QueryError
 from services.commands import (
     Formatter,
     add_query_arguments,
@@ -31,7 +30,6 @@ from services.commands import (
     positive,
     query_options,
 )
-from services.simulation import LocalFederation
 
 
 def party_values(n: int, values: str | None, bounds, seed: int | None) -> dict[str, list[float]]:
@@ -54,6 +52,9 @@ def party_values(n: int, values: str | None, bounds, seed: int | None) -> dict[s
 def run_simulation(data: dict, args, bounds, out=None) -> int:
     """Start the federation, run the query, print the release to ``out`` (default: the standard output at the
     time of the call; progress to stderr with --json)."""
+    from services.analyst import QueryError  # here, with gRPC: not for `mpcdp --help`
+    from services.simulation import LocalFederation
+
     out = out or sys.stdout
     print(
         f"starting a coordinator and {len(data)} party processes on loopback "

@@ -21,7 +21,7 @@ from pathlib import Path
 from mpcdp.text.corpus import DEFAULT_PARTITION_ROWS, ENGINES, INPUT_FORMATS
 from mpcdp.text.mechanisms import MULTIVARIATE_LAPLACE, TEXT_MECHANISMS, TRUNCATED_GUMBEL, EpsilonTooSmallError
 from services.commands import Formatter, at_least, epsilon, examples
-from services.text_node import add_embedding_arguments, sanitizer_from_args
+from services.text_options import add_embedding_arguments, sanitizer_from_args
 
 BATCH_LINES = 2000
 PROGRESS_MIN_BYTES = 1 << 20

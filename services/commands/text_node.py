@@ -25,11 +25,13 @@ import signal
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 
-from services import audit
 from services.commands import Formatter, add_node_arguments, configure_audit, examples, node_limits
-from services.text_node import TextLimits, add_embedding_arguments, build_server, sanitizer_from_args
-from services.tls import Identity, warn_insecure
+from services.text_options import TextLimits, add_embedding_arguments, sanitizer_from_args
+
+if TYPE_CHECKING:
+    from services.tls import Identity
 
 ROLE = "text"
 LOCAL_HOST = "127.0.0.1"
@@ -93,6 +95,8 @@ def _is_address(address: str) -> bool:
 
 def identity_and_address(args) -> tuple[Identity, str]:
     """This node's TLS identity and the address it binds, from the flags and the federation file."""
+    from services.tls import Identity, warn_insecure  # here, with gRPC: not for `mpcdp --help`
+
     if args.port is not None and not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be in [0, 65535], got {args.port}")
     if args.listen is not None and not _is_address(args.listen):
@@ -128,6 +132,9 @@ def identity_and_address(args) -> tuple[Identity, str]:
 
 
 def run(args) -> int:
+    from services import audit
+    from services.text_node import build_server
+
     started = time.perf_counter()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

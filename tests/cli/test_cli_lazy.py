@@ -75,8 +75,9 @@ def test_a_commands_help_loads_no_node(command):
     assert not packages(loaded_by(command, "--help"), "scipy", "pydantic", "services.federation", *nodes)
 
 
-def test_the_help_of_every_command_loads_no_scipy_and_no_node():
-    assert not packages(loaded_by("--help"), "scipy", "faiss", "services.coordinator_node", "services.party_node")
+def test_the_help_of_every_command_loads_no_scipy_no_grpc_and_no_node():
+    nodes = ("services.coordinator_node", "services.party_node", "services.analyst", "services.text_node")
+    assert not packages(loaded_by("--help"), "scipy", "faiss", "grpc", "pydantic", "services.federation", *nodes)
 
 
 def test_the_survey_commands_help_loads_no_survey_library_and_no_server():
