@@ -8,7 +8,12 @@ vector, ``make_randomized_response`` called once per report). Targets:
 discrete Laplace >= 3x OpenDP's batched throughput; k-RR >= 5 million
 reports per second. OpenDP is a benchmark-only dependency (extra ``bench``).
 
+Also the Polya pieces of distributed discrete Laplace noise (``mpcdp.dp.approximate``), side by side: the
+compound-Poisson and the gamma-mixture identities at shape 1/2 (3 parties, 1 colluder) over scales 1 to
+10^6, and which one ``polya`` picks; their ratio shows where the mixture pays.
+
     python benchmarks/dp_samplers.py [--n 1000000] [--repeats 3]
+    python benchmarks/dp_samplers.py --polya-only    # writes benchmarks/results/dp_polya.json
 """
 
 from __future__ import annotations
@@ -22,11 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mpcdp.dp import samplers
+from mpcdp.dp import approximate, samplers
 from mpcdp.dp.local import KaryRR
 from mpcdp.prg import system_random
 
 OUT = Path(__file__).parent / "results" / "dp_samplers.json"
+POLYA_OUT = OUT.with_name("dp_polya.json")
 SCALE = 10.0
 K = 10
 EPSILON = 1.0
@@ -52,6 +58,30 @@ def mpcdp_rates(n: int, repeats: int) -> dict:
     }
 
 
+POLYA_SCALES = (1.0, 10.0, 30.0, 100.0, 1e3, 1e6)
+
+
+def polya_rates(n: int, repeats: int) -> list[dict]:
+    """Elements per second of each Polya identity at shape 1/2, by scale."""
+    rng = system_random("bench/polya")
+    rows = []
+    for scale in POLYA_SCALES:
+        compound = best_rate(lambda s=scale: approximate.polya_compound(0.5, s, n, rng), n, repeats)
+        mixture = best_rate(lambda s=scale: approximate.polya_mixture(0.5, s, n, rng), n, repeats)
+        events = -0.5 * np.log(-np.expm1(-1 / scale))
+        rows.append(
+            {
+                "scale": scale,
+                "events_per_element": events,
+                "compound_per_s": compound,
+                "mixture_per_s": mixture,
+                "mixture_speedup": mixture / compound,
+                "polya_uses": "mixture" if events > approximate.GAMMA_POISSON_MIN_EVENTS else "compound",
+            }
+        )
+    return rows
+
+
 def opendp_rates(n: int, n_rr: int, repeats: int) -> dict:
     import opendp.prelude as dp
 
@@ -74,7 +104,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000, help="samples per batch")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--polya-only", action="store_true", help=f"only the Polya pieces (no OpenDP), to {POLYA_OUT}")
     args = parser.parse_args()
+    if args.polya_only:
+        rows = polya_rates(args.n, args.repeats)
+        load = __import__("os").getloadavg()[0]
+        POLYA_OUT.write_text(json.dumps({"n": args.n, "load": load, "shape": 0.5, "rows": rows}, indent=2) + "\n")
+        print(json.dumps(rows, indent=2))
+        return
     import opendp
 
     ours = mpcdp_rates(args.n, args.repeats)
@@ -86,6 +123,7 @@ def main() -> None:
         "opendp_version": getattr(opendp, "__version__", None) or _dist_version("opendp"),
         "samples_per_second": {"mpcdp": ours, "opendp": theirs},
         "speedup_vs_opendp": ratio,
+        "polya_pieces": polya_rates(args.n, args.repeats),
         "targets": {
             "discrete_laplace_speedup_at_least_3x": ratio["discrete_laplace"] >= 3,
             "k_rr_at_least_5M_per_s": ours["k_rr"] >= 5e6,

@@ -44,29 +44,102 @@ def poisson_large(lam: float, size: int, rng: RandomSource) -> np.ndarray:
     lam = float(lam)
     if not (PTRS_MIN_MEAN <= lam <= PTRS_MAX_MEAN):
         raise ValueError(f"lam must be in [{PTRS_MIN_MEAN}, 2^50], got {lam!r}")
-    slam, loglam = math.sqrt(lam), math.log(lam)
-    b = 0.931 + 2.53 * slam
-    a = -0.059 + 0.02483 * b
-    log_inv_alpha = math.log(1.1239 + 1.1328 / (b - 3.4))
-    vr = 0.9277 - 3.6224 / (b - 2)
-    out = np.empty(size, dtype=np.int64)
-    todo = np.arange(size)
+    return _ptrs(np.full(int(size), lam), rng)
+
+
+def poisson_each(means: np.ndarray, rng: RandomSource) -> np.ndarray:
+    """One Poisson(means[i]) draw per element, each mean in [0, 2^50]. Approximate.
+
+    Means below 10 by inversion (sequential search of the cumulative pmf), the others by PTRS (Hormann 1993);
+    both exact up to floating-point evaluation.
+    """
+    means = np.asarray(means, dtype=np.float64)
+    if means.size and not (means.min() >= 0 and means.max() <= PTRS_MAX_MEAN):  # NaN fails both comparisons
+        raise ValueError("every mean must be in [0, 2^50]")
+    out = np.zeros(means.size, dtype=np.int64)
+    small = np.flatnonzero(means < PTRS_MIN_MEAN)
+    if small.size:
+        out[small] = _inversion(means[small], rng)
+    big = np.flatnonzero(means >= PTRS_MIN_MEAN)
+    if big.size:
+        out[big] = _ptrs(means[big], rng)
+    return out
+
+
+def _inversion(means: np.ndarray, rng: RandomSource) -> np.ndarray:
+    """Poisson draws for means below 10: the first k whose cumulative pmf reaches a uniform."""
+    u = uniform_open(rng, means.size)
+    pk = np.exp(-means)
+    cdf = pk.copy()
+    k = np.zeros(means.size, dtype=np.int64)
+    todo = np.flatnonzero(u > cdf)
+    while todo.size:  # a few dozen rounds at most: the pmf underflows to 0 past k ~ 200 for means below 10
+        k[todo] += 1
+        pk[todo] *= means[todo] / k[todo]
+        cdf[todo] += pk[todo]
+        todo = todo[(u[todo] > cdf[todo]) & (pk[todo] > 0)]
+    return k
+
+
+def _ptrs(means: np.ndarray, rng: RandomSource) -> np.ndarray:
+    """Poisson draws for means in [10, 2^50] by PTRS, one mean per element. The quick acceptance region
+    takes most draws; the log-pmf is evaluated only for the rest."""
+    out = np.empty(means.size, dtype=np.int64)
+    todo = np.arange(means.size)
     while todo.size:
+        lam = means[todo]
+        b = 0.931 + 2.53 * np.sqrt(lam)
+        a = -0.059 + 0.02483 * b
+        vr = 0.9277 - 3.6224 / (b - 2)
         u = uniform_open(rng, todo.size) - 0.5
         v = uniform_open(rng, todo.size)
         us = 0.5 - np.abs(u)
         k = np.floor((2 * a / us + b) * u + lam + 0.43)
-        quick = (us >= 0.07) & (v <= vr)
-        possible = (k >= 0) & ~((us < 0.013) & (v > us))
-        log_ratio = _poisson_log_pmf(np.maximum(k, 0), lam, loglam)
-        slow = possible & (np.log(v) + log_inv_alpha - np.log(a / (us * us) + b) <= log_ratio)
-        ok = quick | slow
+        ok = (us >= 0.07) & (v <= vr)
+        rest = np.flatnonzero(~ok & (k >= 0) & ~((us < 0.013) & (v > us)))
+        if rest.size:
+            br, ur, lr = b[rest], us[rest], lam[rest]
+            log_inv_alpha = np.log(1.1239 + 1.1328 / (br - 3.4))
+            bound = np.log(v[rest]) + log_inv_alpha - np.log(a[rest] / (ur * ur) + br)
+            ok[rest] = bound <= _poisson_log_pmf(k[rest], lr, np.log(lr))
         out[todo[ok]] = k[ok].astype(np.int64)
         todo = todo[~ok]
     return out
 
 
-def _poisson_log_pmf(k: np.ndarray, lam: float, loglam: float) -> np.ndarray:
+def normal(size: int, rng: RandomSource) -> np.ndarray:
+    """``size`` standard normal draws by the Box-Muller transform (1958). Approximate."""
+    radius = np.sqrt(-2.0 * np.log(uniform_open(rng, size)))
+    out: np.ndarray = radius * np.cos(2.0 * math.pi * uniform_open(rng, size))
+    return out
+
+
+def gamma(shape: float, size: int, rng: RandomSource) -> np.ndarray:
+    """``size`` Gamma(shape, 1) draws by Marsaglia and Tsang's squeeze-free rejection ("A simple method for
+    generating gamma variables", ACM TOMS 2000); below shape 1, Gamma(shape + 1) U^(1/shape) (their
+    section 6). Approximate (floating point)."""
+    if not shape > 0:
+        raise ValueError(f"shape must be positive, got {shape!r}")
+    boosted = shape + 1.0 if shape < 1 else float(shape)
+    d = boosted - 1.0 / 3.0
+    c = 1.0 / math.sqrt(9.0 * d)
+    out = np.empty(int(size))
+    todo = np.arange(out.size)
+    while todo.size:
+        x = normal(todo.size, rng)
+        v = 1.0 + c * x
+        ok = v > 0
+        v = np.where(ok, v * v * v, 1.0)
+        log_u = np.log(uniform_open(rng, todo.size))
+        ok &= log_u < 0.5 * x * x + d - d * v + d * np.log(v)
+        out[todo[ok]] = d * v[ok]
+        todo = todo[~ok]
+    if shape < 1:
+        out *= uniform_open(rng, out.size) ** (1.0 / shape)
+    return out
+
+
+def _poisson_log_pmf(k: np.ndarray, lam: np.ndarray, loglam: np.ndarray) -> np.ndarray:
     """ln P(K = k) for Poisson(lam), without the cancellation of -lam + k ln lam - ln k!.
 
     For k >= 10 the saddle-point form of Loader (2000) is used:
@@ -82,7 +155,8 @@ def _poisson_log_pmf(k: np.ndarray, lam: float, loglam: float) -> np.ndarray:
     stirlerr = 1 / (12 * ks) - 1 / (360 * ks**3) + 1 / (1260 * ks**5)
     saddle = -bd0 - 0.5 * np.log(2 * math.pi * ks) - stirlerr
     direct = -lam + k * loglam - gammaln(k + 1)
-    return np.where(small, direct, saddle)
+    out: np.ndarray = np.where(small, direct, saddle)
+    return out
 
 
 def poisson(lam: float, size: int, rng: RandomSource) -> np.ndarray:
@@ -112,24 +186,53 @@ def logarithmic(scale: float, size: int, rng: RandomSource) -> np.ndarray:
     return out
 
 
+GAMMA_POISSON_MIN_EVENTS = 2.5  # Polya: above this many Poisson events per element, the gamma mixture is faster
+
+
 def polya(shape: float, scale: float, size: int, rng: RandomSource) -> np.ndarray:
     """Polya / negative binomial NB(shape, alpha), alpha = exp(-1/scale). Approximate.
 
-    P(X = k) = Gamma(k + shape) / (k! Gamma(shape)) (1 - alpha)^shape alpha^k.
-    Sampled as a compound Poisson: N ~ Poisson(-shape ln(1 - alpha))
-    logarithmic(alpha) variables summed (the pgf identity
-    ((1 - alpha) / (1 - alpha z))^shape = exp(lam (G_L(z) - 1))). The ``size`` Poisson counts are drawn at once:
-    their total is Poisson(size lam) and, given the total, each event falls on a uniformly chosen element
-    (independent Poissons conditioned on their sum are multinomial), so a 262,149-element piece costs one
-    Poisson draw and one uniform index per event instead of ``size`` Poisson draws (3x faster).
+    P(X = k) = Gamma(k + shape) / (k! Gamma(shape)) (1 - alpha)^shape alpha^k. Drawn by whichever of two exact
+    identities is cheaper for the parameters: the cost of :func:`polya_compound` grows with its Poisson events
+    per element (about shape ln(scale)), that of :func:`polya_mixture` does not; measured side by side
+    (benchmarks/dp_samplers.py --polya-only) they cross near ``GAMMA_POISSON_MIN_EVENTS`` events per element,
+    a scale of ~150 at shape 1/2, and at scale 10^6 the mixture is ~4x faster.
     """
-    size = int(size)
+    _check_polya(shape, scale)
+    if _polya_events(shape, scale) > GAMMA_POISSON_MIN_EVENTS:
+        return polya_mixture(shape, scale, size, rng)
+    return polya_compound(shape, scale, size, rng)
+
+
+def polya_compound(shape: float, scale: float, size: int, rng: RandomSource) -> np.ndarray:
+    """NB(shape, alpha) as a compound Poisson: N ~ Poisson(lam), lam = -shape ln(1 - alpha), logarithmic(alpha)
+    variables summed (the pgf identity ((1 - alpha) / (1 - alpha z))^shape = exp(lam (G_L(z) - 1))). The
+    ``size`` Poisson counts are drawn at once: their total is Poisson(size lam) and, given the total, each event
+    falls on a uniformly chosen element (independent Poissons conditioned on their sum are multinomial)."""
+    _check_polya(shape, scale)
+    lam = _polya_events(shape, scale)
+    out = np.zeros(int(size), dtype=np.int64)
+    if lam == 0.0 or out.size == 0:  # alpha = exp(-1/scale) underflows: NB(shape, alpha) is 0 to float precision
+        return out
+    events = int(poisson(lam * out.size, 1, rng)[0])
+    np.add.at(out, uniform_below(out.size, events, rng), logarithmic(scale, events, rng))
+    return out
+
+
+def polya_mixture(shape: float, scale: float, size: int, rng: RandomSource) -> np.ndarray:
+    """NB(shape, alpha) as a gamma mixture of Poissons: Poisson(G alpha / (1 - alpha)), G ~ Gamma(shape, 1)
+    (Greenwood and Yule 1920)."""
+    _check_polya(shape, scale)
+    if 1.0 / scale > 700.0:  # alpha = exp(-1/scale) underflows: NB(shape, alpha) is 0 to float precision
+        return np.zeros(int(size), dtype=np.int64)
+    return poisson_each(gamma(shape, size, rng) / math.expm1(1.0 / scale), rng)
+
+
+def _check_polya(shape: float, scale: float) -> None:
     if not (shape > 0 and scale > 0):
         raise ValueError("shape and scale must be positive")
-    lam = -shape * math.log(-math.expm1(-1.0 / scale))
-    out = np.zeros(size, dtype=np.int64)
-    if lam == 0.0 or size == 0:  # alpha = exp(-1/scale) underflows: NB(shape, alpha) is 0 to float precision
-        return out
-    events = int(poisson(lam * size, 1, rng)[0])
-    np.add.at(out, uniform_below(size, events, rng), logarithmic(scale, events, rng))
-    return out
+
+
+def _polya_events(shape: float, scale: float) -> float:
+    """The mean number of logarithmic variables per element of :func:`polya_compound`."""
+    return -shape * math.log(-math.expm1(-1.0 / scale))

@@ -24,13 +24,51 @@ def test_honest_polya_pieces_sum_to_discrete_laplace(epsilon, sensitivity):
     assert chi_square_pvalue(honest, support, np.exp(-np.abs(support) / scale)) > P_MIN
 
 
-def test_polya_piece_matches_negative_binomial():
-    rng = Prg.from_int(22)
-    for shape, scale in [(0.25, 10.0), (1 / 3, 0.7)]:
-        draws = approximate.polya(shape, scale, N, rng)
-        support = np.arange(0, int(40 * scale) + 20)
-        pmf = stats.nbinom.pmf(support, shape, -math.expm1(-1 / scale))
-        assert chi_square_pvalue(draws, support, pmf) > P_MIN
+@pytest.mark.parametrize("draw", [approximate.polya_compound, approximate.polya_mixture])
+@pytest.mark.parametrize("shape,scale", [(0.25, 10.0), (1 / 3, 0.7), (0.5, 50.0), (1 / 3, 400.0)])
+def test_both_polya_identities_match_the_negative_binomial(draw, shape, scale):
+    draws = draw(shape, scale, N, Prg.from_int(22))
+    support = np.arange(0, int(40 * scale) + 20)
+    pmf = stats.nbinom.pmf(support, shape, -math.expm1(-1 / scale))
+    assert chi_square_pvalue(draws, support, pmf) > P_MIN
+
+
+def test_polya_draws_by_the_cheaper_identity():
+    """The gamma mixture where the compound Poisson would draw more than GAMMA_POISSON_MIN_EVENTS per element."""
+    for shape, scale, cheaper in [(0.5, 50.0, "compound"), (0.5, 1000.0, "mixture"), (1 / 99, 1e6, "compound")]:
+        events = -shape * math.log(-math.expm1(-1 / scale))
+        assert (events > approximate.GAMMA_POISSON_MIN_EVENTS) == (cheaper == "mixture")
+        draw = getattr(approximate, f"polya_{cheaper}")
+        assert np.array_equal(
+            approximate.polya(shape, scale, 1000, Prg.from_int(9)), draw(shape, scale, 1000, Prg.from_int(9))
+        )
+    for draw in (approximate.polya, approximate.polya_compound, approximate.polya_mixture):  # exp(-1/scale) is 0
+        assert not draw(0.5, 1e-3, 100, Prg.from_int(9)).any()
+
+
+@pytest.mark.parametrize("shape", [0.05, 0.5, 1.0, 7.5])
+def test_gamma_matches_its_distribution(shape):
+    draws = approximate.gamma(shape, N, Prg.from_int(28))
+    assert stats.kstest(draws, stats.gamma(shape).cdf).pvalue > P_MIN
+
+
+def test_normal_matches_its_distribution():
+    assert stats.kstest(approximate.normal(N, Prg.from_int(29)), stats.norm.cdf).pvalue > P_MIN
+
+
+def test_poisson_each_draws_each_element_from_its_own_mean():
+    means = np.repeat([0.0, 0.3, 4.0, 9.99, 10.0, 60.0], N // 6)
+    draws = approximate.poisson_each(means, Prg.from_int(30))
+    assert not draws[means == 0.0].any()
+    for mean in (0.3, 4.0, 9.99, 10.0, 60.0):  # inversion below 10, PTRS from 10
+        support = np.arange(0, int(mean + 10 * math.sqrt(mean)) + 15)
+        assert chi_square_pvalue(draws[means == mean], support, stats.poisson.pmf(support, mean)) > P_MIN
+
+
+@pytest.mark.parametrize("bad", [-1.0, math.nan, 2.0**51])
+def test_poisson_each_refuses_a_mean_it_cannot_draw(bad):
+    with pytest.raises(ValueError, match="mean"):
+        approximate.poisson_each(np.array([1.0, bad]), Prg.from_int(31))
 
 
 @pytest.mark.parametrize("lam", [60.0, 1e6])
