@@ -25,6 +25,8 @@ SEED_BYTES = 32
 _SALT = b"mpcdp/v1/prg"
 _CHUNK_WORDS = 1 << 15  # words per cipher call: 256 KiB, stays in cache
 _ZEROS = bytes(8 * _CHUNK_WORDS)  # what the keystream is XORed onto
+_CTR = modes.CTR(bytes(16))  # every stream starts at counter 0 under its own key (immutable: shared)
+KEY_BYTES = 16  # an AES-128 key
 
 
 class RandomSource(Protocol):
@@ -59,7 +61,17 @@ class Prg:
         if not isinstance(session_id, (bytes, bytearray)):
             raise TypeError("session_id must be bytes")
         key = _derive_key(bytes(seed), bytes(session_id), purpose)
-        self._enc = Cipher(algorithms.AES(key), modes.CTR(bytes(16))).encryptor()
+        self._enc = Cipher(algorithms.AES(key), _CTR).encryptor()
+
+    @classmethod
+    def keyed(cls, key: bytes) -> Prg:
+        """A generator keyed directly by a 16-byte AES key that is already the output of a KDF bound to its session
+        and purpose (the many-party pair masks: one hash per neighbour instead of a hash and an HKDF)."""
+        if not isinstance(key, (bytes, bytearray)) or len(key) != KEY_BYTES:
+            raise ValueError(f"a PRG key is exactly {KEY_BYTES} bytes")
+        prg = cls.__new__(cls)
+        prg._enc = Cipher(algorithms.AES(bytes(key)), _CTR).encryptor()
+        return prg
 
     @classmethod
     def from_int(cls, seed: int, purpose: str = "test") -> Prg:
