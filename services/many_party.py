@@ -124,9 +124,10 @@ PROPOSE = "many/propose"  # the link kind of a proposal: the spec (its protobuf)
 def payload_bytes(msg: object) -> int:
     """What a message would carry on a wire: its keys, shares, vectors and names (not framing)."""
     if isinstance(msg, KeyShares):
-        return len(msg.session_id) + len(msg.public_key) + len(msg.key_share) + len(msg.seed_share) + 16
+        return len(msg.session_id) + len(msg.half) + len(msg.key_share) + len(msg.seed_share) + 16
     if isinstance(msg, Report):
-        return len(msg.session_id) + len(msg.public_key) + sum(len(p) for p in msg.heard) + 8
+        fixed = len(msg.session_id) + len(msg.key_commitment) + len(msg.seed_commitment) + len(msg.pads)
+        return fixed + sum(len(p) for p in msg.heard) + 8
     if isinstance(msg, Roster):
         return len(msg.session_id) + sum(len(p) for p in msg.neighbours) + 8
     if isinstance(msg, MaskedInput):
@@ -178,9 +179,9 @@ def encode(msg: object) -> bytes:
     """A many-party message as bytes: a type byte, then length-prefixed fields."""
     kind = _TYPES.index(type(msg)) + 1
     if isinstance(msg, KeyShares):
-        f = [msg.session_id, msg.sender.encode(), msg.recipient.encode(), msg.public_key, msg.key_share, msg.seed_share]
+        f = [msg.session_id, msg.sender.encode(), msg.recipient.encode(), msg.half, msg.key_share, msg.seed_share]
     elif isinstance(msg, Report):
-        f = [msg.session_id, msg.party.encode(), msg.public_key, _names(msg.heard)]
+        f = [msg.session_id, msg.party.encode(), msg.key_commitment, msg.seed_commitment, _names(msg.heard), msg.pads]
     elif isinstance(msg, Roster):
         f = [msg.session_id, msg.party.encode(), _names(msg.neighbours)]
     elif isinstance(msg, MaskedInput):
@@ -209,12 +210,15 @@ def decode(data: bytes | memoryview) -> object:
     if any(len(name) > MAX_NAME_BYTES for name in f[1 : 3 if kind == 1 else 2]):
         raise ValueError(f"a party's name is at most {MAX_NAME_BYTES} bytes")
     if kind == 1 and len(f) == 6 and (len(f[3]), len(f[4]), len(f[5])) != (KEY_BYTES, SHARE_BYTES, SHARE_BYTES):
-        raise ValueError(f"a key message is a {KEY_BYTES}-byte key and two {SHARE_BYTES}-byte shares")
+        raise ValueError(f"a key message is a {KEY_BYTES}-byte half seed and two {SHARE_BYTES}-byte shares")
     try:
         if kind == 1:
             return KeyShares(f[0], f[1].decode(), f[2].decode(), f[3], f[4], f[5])
         if kind == 2:
-            return Report(f[0], f[1].decode(), f[2], _split(f[3]))
+            heard = _split(f[4])
+            if (len(f[2]), len(f[3]), len(f[5])) != (KEY_BYTES, KEY_BYTES, KEY_BYTES * len(heard)):
+                raise ValueError(f"a report is two {KEY_BYTES}-byte commitments and a {KEY_BYTES}-byte pad per name")
+            return Report(f[0], f[1].decode(), f[2], f[3], heard, f[5])
         if kind == 3:
             return Roster(f[0], f[1].decode(), _split(f[2]))
         if kind == 4:

@@ -5,11 +5,15 @@ laid on a sparse graph (:mod:`mpcdp.protocol.graph`, degree k = O(log n)); a par
 with its k neighbours, over the authenticated links between parties, and sends the coordinator one masked
 vector. Rounds:
 
-1. **Keys** (party -> each neighbour). A party draws an X25519 key pair and a self-mask seed b, and sends
-   each neighbour its public key with one Shamir share (threshold t) of its private key and one of b.
-2. **Report** (party -> coordinator): its public key and the neighbours whose keys arrived. The coordinator
-   keeps the edges whose two ends both reported and heard each other, and sends each party its **roster**.
-3. **Masked input** (party -> coordinator): y = x + PRG(b) + sum over roster j of +-PRG(DH(sk, pk_j)),
+1. **Keys** (party -> each neighbour). A party draws a recovery key m, a self-mask seed b and, for each
+   neighbour j, a random half h_ij of their pair seed; it sends each neighbour its half with one Shamir
+   share (threshold t) of m and one of b. The pair seed of i and j is s_ij = H(sid, i, j, h_ij, h_ji): both
+   ends hold it once both halves arrived, and nobody else (the links between parties are mutually
+   authenticated and encrypted, as the shares they carry already require).
+2. **Report** (party -> coordinator): commitments H(m), H(b), the neighbours whose halves arrived, and for
+   each a **pad** e_ij = s_ij XOR PRF(m, sid, i, j), from which m alone recovers s_ij. The coordinator keeps
+   the edges whose two ends both reported and heard each other, and sends each party its **roster**.
+3. **Masked input** (party -> coordinator): y = x + PRG(b) + sum over roster j of +-PRG(s_ij),
    + when the party comes before j in the party list, - after; x is its encoded records plus its noise
    piece (:meth:`mpcdp.protocol.PartySession.contribution`). The party's ledger is charged now. A party
    whose roster is shorter than the threshold t sends nothing (its input would hide behind its self mask
@@ -21,15 +25,25 @@ vector. Rounds:
    sum: a counted party whose mask partners all dropped after it masked, in clear). It tells each party which of its
    neighbours are in C and how large C is (a message of O(k), not O(n)). Each party answers once, for each
    neighbour: the share of its **self-mask seed** if the neighbour is counted, else the share of its
-   **private key** (never both kinds for one party: an honest coordinator derives every party's request
+   **recovery key** (never both kinds for one party: an honest coordinator derives every party's request
    from the one set C, and a party answers one request only).
-5. **Release**: from t shares the coordinator rebuilds b of every counted party and the private key of
-   every dropped one with a counted neighbour (checked against its public key), removes the self masks
-   and the masks between counted and dropped neighbours (masks between counted neighbours cancel), and
-   decodes. The release names who was counted and restates the loss for them.
+5. **Release**: from t shares the coordinator rebuilds b of every counted party and m of every dropped one
+   with a counted neighbour (each checked against its commitment), recovers the dropped party's pair seeds
+   with its counted neighbours from its pads, removes the self masks and the masks between counted and
+   dropped neighbours (masks between counted neighbours cancel), and decodes. The release names who was
+   counted and restates the loss for them.
+
+Why pads and not a Diffie-Hellman agreement per neighbour (SecAgg's key pairs): the pair seed must be
+rebuilt from either end's Shamir-shared secret alone when that end drops. With DH that costs each party one
+X25519 exchange per neighbour and session (about 50 us each: most of a party's work at k = 30). Here the
+halves travel on the party-to-party links, which are already mutually authenticated and encrypted (the
+Shamir shares on them need that), and the pad ties s_ij to m_i with one PRF call. What the coalition sees is
+what it saw with DH: an honest counted party's m is never rebuilt (its shares go out only for an uncounted
+party, and fewer than t neighbours collude), so PRF(m, .) is pseudorandom to it and each pad hides its pair
+seed; a dropped party's m gives exactly its pair seeds, as its DH private key did.
 
 A dropped party's state cannot reveal its input: if its masked input arrives late (or is kept by a
-curious coordinator), the coordinator can rebuild its private key and strip every pairwise mask, but its
+curious coordinator), the coordinator can rebuild its recovery key and strip every pairwise mask, but its
 self mask b stays: honest parties hand out shares of b only for counted parties, and fewer than t
 neighbours collude (:mod:`mpcdp.protocol.graph`, S1). Without the masked input, shares of a dropped
 party's key say nothing about its input at all.
@@ -41,14 +55,15 @@ charged (their input left, under masks); the others, and the coordinator, free t
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 import numpy as np
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from .. import ring
 from ..dp.loss import PrivacyLoss
@@ -62,13 +77,40 @@ from .quorum import Quorum, survivor_loss
 from .spec import QuerySpec
 from .statistics import codec_for
 
-KEY_BYTES = 32
+KEY_BYTES = 32  # a recovery key, a half of a pair seed, a pad, a commitment
 
 
-def pair_purpose(a: str, b: str) -> str:
-    """The PRG domain of the mask between parties ``a`` and ``b`` (in either order: the same stream)."""
-    first, second = sorted((a, b))
-    return f"mask/{first}/{second}"
+def _bind(*fields: bytes) -> bytes:
+    """Fields joined unambiguously (each with a 2-byte length)."""
+    return b"".join([len(f).to_bytes(2, "big") + f for f in fields])
+
+
+def pair_seed(session_id: bytes, a: str, half_a: bytes, b: str, half_b: bytes) -> bytes:
+    """The pair seed of parties ``a`` and ``b`` from their halves (in either order: the same seed)."""
+    (first, h1), (second, h2) = sorted(((a, half_a), (b, half_b)))
+    return hashlib.sha256(_bind(b"mpcdp/v1/many/pair", session_id, first.encode(), second.encode(), h1, h2)).digest()
+
+
+def _xor(a: bytes, b: bytes) -> bytes:
+    """a XOR b, byte strings of one length (many pads at once)."""
+    return np.bitwise_xor(np.frombuffer(a, np.uint8), np.frombuffer(b, np.uint8)).tobytes()
+
+
+def _recovery_pads(key: bytes, session_id: bytes, party: str, others: Sequence[str]) -> bytes:
+    """PRF(key, session, party, other) for each of ``others`` (HMAC-SHA256), concatenated."""
+    prefix = _bind(b"mpcdp/v1/many/pad", session_id, party.encode())
+    return b"".join([hmac.digest(key, prefix + _bind(o.encode()), "sha256") for o in others])
+
+
+def commitment(secret: bytes, session_id: bytes, party: str, what: str) -> bytes:
+    """What a party's report commits to for its recovery key (``what`` = "key") or self-mask seed ("seed")."""
+    return hashlib.sha256(_bind(b"mpcdp/v1/many/commit", what.encode(), session_id, party.encode(), secret)).digest()
+
+
+def pair_stream(seed: bytes) -> Prg:
+    """The mask between two parties: AES-128-CTR keyed by the first half of their pair seed, which is already a
+    hash bound to the session and both names (:func:`pair_seed`)."""
+    return Prg.keyed(seed[: KEY_BYTES // 2])
 
 
 def self_purpose(party: str) -> str:
@@ -138,24 +180,38 @@ class MaskedQuery:
 
 @dataclass(frozen=True)
 class KeyShares:
-    """Round 1, party to neighbour: the sender's public key, and the recipient's shares of its secrets."""
+    """Round 1, party to neighbour: the sender's half of their pair seed, and the recipient's shares of the
+    sender's recovery key and self-mask seed."""
 
     session_id: bytes
     sender: str
     recipient: str
-    public_key: bytes
+    half: bytes = field(repr=False)
     key_share: bytes = field(repr=False)
     seed_share: bytes = field(repr=False)
 
 
 @dataclass(frozen=True)
 class Report:
-    """Round 2, party to coordinator: its public key and the neighbours whose keys it holds."""
+    """Round 2, party to coordinator: commitments to its recovery key and self-mask seed, the neighbours whose
+    halves it holds, and per such neighbour the pad that its recovery key turns into their pair seed
+    (``pads``: KEY_BYTES each, in the order of ``heard``)."""
 
     session_id: bytes
     party: str
-    public_key: bytes
+    key_commitment: bytes
+    seed_commitment: bytes
     heard: tuple[str, ...]
+    pads: bytes = field(repr=False)
+
+    def pad(self, other: str) -> bytes:
+        i = self.heard.index(other)
+        return self.pads[KEY_BYTES * i : KEY_BYTES * (i + 1)]
+
+
+def pair_seed_from_key(key: bytes, report: Report, other: str) -> bytes:
+    """The pair seed of ``report.party`` and ``other`` (a neighbour it heard) from its recovery key and pad."""
+    return _xor(report.pad(other), _recovery_pads(key, report.session_id, report.party, (other,)))
 
 
 @dataclass(frozen=True)
@@ -195,17 +251,6 @@ class Reveal:
     key_shares: dict[str, bytes] = field(repr=False)
 
 
-def _public(private: X25519PrivateKey) -> bytes:
-    return private.public_key().public_bytes_raw()
-
-
-def _agree(private: X25519PrivateKey, public: bytes, who: str) -> bytes:
-    try:
-        return private.exchange(X25519PublicKey.from_public_bytes(public))
-    except ValueError:
-        raise ProtocolError(Status.INVALID_ARGUMENT, f"{who}'s public key is not a usable X25519 key") from None
-
-
 # -- the party ------------------------------------------------------------------------------------------
 
 
@@ -240,14 +285,20 @@ class MaskedParty:
         self._budget = budget
         self.state = "proposed"
         self.masked = False  # its masked input left (and its ledger was charged)
-        self._private: X25519PrivateKey | None = None
-        self._seed = b""
-        self._keys: dict[str, bytes] = {}  # neighbour -> its public key
+        self._key = b""  # the recovery key m
+        self._seed = b""  # the self-mask seed b
+        self._halves: dict[str, bytes] = {}  # neighbour -> this party's half of their pair seed
+        self._keys: dict[str, bytes] = {}  # neighbour -> its half, once its keys arrived
+        self._pair_seeds: dict[str, bytes] = {}
         self._shares: dict[str, tuple[bytes, bytes]] = {}  # neighbour -> (key share, seed share) it gave us
 
     @property
     def neighbours(self) -> tuple[str, ...]:
         return self.query.graph.neighbours(self.me)
+
+    @cached_property
+    def _near(self) -> frozenset[str]:
+        return frozenset(self.neighbours)
 
     def _require(self, *states: str) -> None:
         if self.state not in states:
@@ -283,19 +334,18 @@ class MaskedParty:
         self.state = "accepted"
 
     def key_shares(self) -> list[KeyShares]:
-        """Round 1: a key pair and a self-mask seed, shared among the neighbours (one message each)."""
+        """Round 1: a recovery key, a self-mask seed and a half pair seed per neighbour; the key and seed are
+        shared among the neighbours (every share in one vectorised split), one message to each."""
         self._require("accepted")
-        plan, sid = self.query.plan, self.spec.session_id
-        self._private = X25519PrivateKey.from_private_bytes(self._rng.bytes(KEY_BYTES))
+        plan, sid, near = self.query.plan, self.spec.session_id, self.neighbours
+        self._key = self._rng.bytes(KEY_BYTES)
         self._seed = self._rng.bytes(SEED_BYTES)
-        points = [self.query.point(p) for p in self.neighbours]
-        keys = shamir.split(self._private.private_bytes_raw(), points, plan.threshold, self._rng)
-        seeds = shamir.split(self._seed, points, plan.threshold, self._rng)
-        public = _public(self._private)
+        halves = self._rng.bytes(KEY_BYTES * len(near))
+        self._halves = {p: halves[KEY_BYTES * i : KEY_BYTES * (i + 1)] for i, p in enumerate(near)}
+        shares = shamir.split([self._key, self._seed], [self.query.point(p) for p in near], plan.threshold, self._rng)
+        keys, seeds = shamir.share_bytes(shares[0]), shamir.share_bytes(shares[1])
         self.state = "keyed"
-        return [
-            KeyShares(sid, self.me, p, public, keys[x], seeds[x]) for p, x in zip(self.neighbours, points, strict=True)
-        ]
+        return [KeyShares(sid, self.me, p, self._halves[p], k, b) for p, k, b in zip(near, keys, seeds, strict=True)]
 
     def receive_keys(self, msg: KeyShares) -> None:
         self._require("accepted", "keyed")
@@ -303,15 +353,14 @@ class MaskedParty:
             raise ProtocolError(Status.NOT_FOUND, "keys for another session")
         if msg.recipient != self.me:
             raise ProtocolError(Status.INVALID_ARGUMENT, f"keys addressed to {msg.recipient!r}, not to {self.me!r}")
-        if msg.sender not in self.neighbours:
+        if msg.sender not in self._near:
             raise ProtocolError(Status.PERMISSION_DENIED, f"{msg.sender!r} is not a neighbour in this session")
         if msg.sender in self._keys:
             raise ProtocolError(Status.ALREADY_EXISTS, f"duplicate keys from {msg.sender!r}")
-        if len(msg.public_key) != KEY_BYTES or len(msg.key_share) != shamir.SHARE_BYTES:
+        shares = (msg.half, msg.key_share, msg.seed_share)
+        if tuple(map(len, shares)) != (KEY_BYTES, shamir.SHARE_BYTES, shamir.SHARE_BYTES):
             raise ProtocolError(Status.INVALID_ARGUMENT, "malformed key message")
-        if len(msg.seed_share) != shamir.SHARE_BYTES:
-            raise ProtocolError(Status.INVALID_ARGUMENT, "malformed key message")
-        self._keys[msg.sender] = msg.public_key
+        self._keys[msg.sender] = msg.half
         self._shares[msg.sender] = (msg.key_share, msg.seed_share)
 
     @property
@@ -324,11 +373,20 @@ class MaskedParty:
         """How many neighbours' keys have not arrived (without listing them)."""
         return len(self.neighbours) - len(self._keys)
 
+    def _pair_seed(self, other: str) -> bytes:
+        seed = self._pair_seeds.get(other)
+        if seed is None:
+            sid = self.spec.session_id
+            seed = self._pair_seeds[other] = pair_seed(sid, self.me, self._halves[other], other, self._keys[other])
+        return seed
+
     def report(self) -> Report:
+        """Round 2: commitments, the neighbours heard, and the pad of each one's pair seed under the key."""
         self._require("keyed")
-        assert self._private is not None
+        sid, me, key = self.spec.session_id, self.me, self._key
         heard = tuple(p for p in self.neighbours if p in self._keys)
-        return Report(self.spec.session_id, self.me, _public(self._private), heard)
+        pads = _xor(b"".join([self._pair_seed(p) for p in heard]), _recovery_pads(key, sid, me, heard))
+        return Report(sid, me, commitment(key, sid, me, "key"), commitment(self._seed, sid, me, "seed"), heard, pads)
 
     def masked_input(self, roster: Roster, now: float = -math.inf) -> MaskedInput:
         """Round 3: this party's contribution under its self mask and one mask per roster neighbour."""
@@ -346,13 +404,12 @@ class MaskedParty:
                 f"only {len(roster.neighbours)} neighbours are left to mask with, fewer than the threshold "
                 f"{self.query.plan.threshold}: the input is not sent",
             )
-        assert self._private is not None
         sid = self.spec.session_id
         y = np.concatenate([inner.contribution() for inner in self._inner])
         add: list[Prg] = [Prg(self._seed, sid, self_purpose(self.me))]
         subtract: list[Prg] = []
         for p in roster.neighbours:
-            prg = Prg(_agree(self._private, self._keys[p], p), sid, pair_purpose(self.me, p))
+            prg = pair_stream(self._pair_seed(p))
             (subtract if self.query.sign(self.me, p) else add).append(prg)
         fold_streams(y, add, subtract)  # one pass over y for every mask
         if self._budget is not None and self.query.charge is not None:
@@ -385,8 +442,9 @@ class MaskedParty:
     def abort(self) -> None:
         if self.state in ("accepted", "keyed"):
             self._free()
-        self._private = None
-        self._seed = b""
+        self._key = self._seed = b""
+        self._halves.clear()
+        self._pair_seeds.clear()
         self._shares.clear()
         for inner in self._inner:
             if inner.state != "aborted":
@@ -452,8 +510,12 @@ class MaskedCoordinator:
             raise ProtocolError(Status.FAILED_PRECONDITION, f"{report.party} reports without having accepted")
         if report.party in self._reports:
             raise ProtocolError(Status.ALREADY_EXISTS, f"duplicate report from {report.party!r}")
-        if len(report.public_key) != KEY_BYTES or not set(report.heard) <= set(
-            self.query.graph.neighbours(report.party)
+        heard = set(report.heard)
+        if (
+            (len(report.key_commitment), len(report.seed_commitment)) != (KEY_BYTES, KEY_BYTES)
+            or len(report.pads) != KEY_BYTES * len(report.heard)
+            or len(heard) != len(report.heard)
+            or not heard <= set(self.query.graph.neighbours(report.party))
         ):
             raise ProtocolError(Status.INVALID_ARGUMENT, f"{report.party}'s report is malformed")
         self._reports[report.party] = report
@@ -593,9 +655,10 @@ class MaskedCoordinator:
         near = set(graph.neighbours(msg.party))
         if not (set(msg.seed_shares) | set(msg.key_shares)) <= near:
             raise ProtocolError(Status.INVALID_ARGUMENT, f"{msg.party} revealed shares of non-neighbours")
-        for share in (*msg.seed_shares.values(), *msg.key_shares.values()):
-            if len(share) != shamir.SHARE_BYTES or int.from_bytes(share, "big") >= shamir.PRIME:
-                raise ProtocolError(Status.INVALID_ARGUMENT, f"{msg.party} revealed a malformed share")
+        try:
+            shamir.share_values([*msg.seed_shares.values(), *msg.key_shares.values()])
+        except ValueError:
+            raise ProtocolError(Status.INVALID_ARGUMENT, f"{msg.party} revealed a malformed share") from None
         self._revealed.add(msg.party)
         x, t = self.query.point(msg.party), self.query.plan.threshold
         for p, s in msg.seed_shares.items():
@@ -636,17 +699,15 @@ class MaskedCoordinator:
         sid = self.spec.session_id
         total, self._total = self._total, ring.zeros(0)
         add: list[Prg] = []
-        subtract = [
-            Prg(self._rebuild(self._seed_shares, p, "self-mask seed"), sid, self_purpose(p)) for p in self._counted
-        ]
-        counted = set(self._counted)
-        for d in sorted(self._needed_keys):
-            private = X25519PrivateKey.from_private_bytes(self._rebuild(self._key_shares, d, "key"))
-            if _public(private) != self._reports[d].public_key:
-                raise ProtocolError(Status.INVALID_ARGUMENT, f"the shares of {d}'s key do not match its public key")
+        seeds = self._rebuild(self._seed_shares, self._counted, "seed")
+        subtract = [Prg(seed, sid, self_purpose(p)) for p, seed in zip(self._counted, seeds, strict=True)]
+        counted = self._counted_set
+        needed = sorted(self._needed_keys)
+        for d, key in zip(needed, self._rebuild(self._key_shares, needed, "key"), strict=True):
+            report = self._reports[d]
             for u in self._rosters[d]:
                 if u in counted:  # u added +-mask(u, d): take it out again
-                    prg = Prg(_agree(private, self._reports[u].public_key, u), sid, pair_purpose(u, d))
+                    prg = pair_stream(pair_seed_from_key(key, report, u))
                     (add if self.query.sign(u, d) else subtract).append(prg)
         fold_streams(total, add, subtract)  # one pass over the total for every mask removed
         self.state = "released"
@@ -677,11 +738,26 @@ class MaskedCoordinator:
             start += length
         return self.releases[0]
 
-    def _rebuild(self, shares: dict[str, dict[int, bytes]], party: str, what: str) -> bytes:
-        try:
-            return shamir.rebuild(shares[party], self.query.plan.threshold)
-        except ValueError as exc:  # shares of the right form that do not fit together: a party sent garbage
-            raise ProtocolError(Status.INVALID_ARGUMENT, f"the shares of {party}'s {what} are inconsistent") from exc
+    def _rebuild(self, shares: dict[str, dict[int, bytes]], parties: Sequence[str], what: str) -> list[bytes]:
+        """The ``what`` ("seed" or "key") of each of ``parties`` from its first t shares, all in one vectorised
+        interpolation, each checked against the commitment in its report (shares of the right form that do not
+        fit together: a party sent garbage)."""
+        t, sid = self.query.plan.threshold, self.spec.session_id
+        if not parties:
+            return []
+        points = [sorted(shares[p])[:t] for p in parties]
+        values = shamir.share_values([shares[p][x] for p, xs in zip(parties, points, strict=True) for x in xs])
+        values = values.reshape(len(parties), t, shamir.CHUNKS)
+        out = []
+        secrets = shamir.secrets_from(shamir.rebuild_many(np.asarray(points), values))
+        for p, secret in zip(parties, secrets, strict=True):
+            report = self._reports[p]
+            committed = report.key_commitment if what == "key" else report.seed_commitment
+            if secret is None or commitment(secret, sid, p, what) != committed:
+                name = "recovery key" if what == "key" else "self-mask seed"
+                raise ProtocolError(Status.INVALID_ARGUMENT, f"the shares of {p}'s {name} are inconsistent")
+            out.append(secret)
+        return out
 
     def abort(self, reason: str) -> None:
         self._total = ring.zeros(0)

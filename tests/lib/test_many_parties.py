@@ -21,7 +21,9 @@ from mpcdp.protocol.masked import (
     MaskedCoordinator,
     MaskedParty,
     MaskedQuery,
-    pair_purpose,
+    commitment,
+    pair_seed_from_key,
+    pair_stream,
     run_masked_in_memory,
     self_purpose,
 )
@@ -130,32 +132,6 @@ def test_survivors_without_a_removed_window_stay_connected():
                     todo.append(q)
         if longest < k // 2:
             assert seen == set(alive)
-
-
-# -- Shamir ------------------------------------------------------------------------------------------
-
-
-def test_shamir_any_threshold_subset_rebuilds():
-    rng = Prg.from_int(1)
-    secret = bytes(range(32))
-    shares = shamir.split(secret, list(range(1, 11)), 4, rng)
-    for subset in ([1, 2, 3, 4], [10, 7, 3, 5], [2, 4, 6, 8, 9]):
-        assert shamir.rebuild({x: shares[x] for x in subset}, 4) == secret
-    with pytest.raises(ValueError, match="cannot rebuild"):
-        shamir.rebuild({x: shares[x] for x in (1, 2, 3)}, 4)
-
-
-def test_shamir_fewer_than_threshold_shares_look_alike_for_any_secret():
-    """The top byte of one share (t = 2) has the same uniform law whether the secret is 0 or all ones."""
-    rng = Prg.from_int(2)
-    tops = {s: [] for s in (bytes(32), b"\xff" * 32)}
-    for secret in tops:
-        for _ in range(3000):
-            share = shamir.split(secret, [1, 2], 2, rng)[1]
-            tops[secret].append(int.from_bytes(share, "big") >> (520 - 4))  # top 4 of 521 bits
-    for values in tops.values():
-        counts = np.bincount(values, minlength=16)[:16]
-        assert stats.chisquare(counts).pvalue > 1e-3
 
 
 # -- quorum ------------------------------------------------------------------------------------------
@@ -275,15 +251,13 @@ def test_late_input_is_refused_and_unmasked_only_down_to_its_self_mask():
     with pytest.raises(ProtocolError) as err:
         run.coordinator.receive_masked(run.late[late])
     assert err.value.status == Status.FAILED_PRECONDITION
-    # the curious coordinator: the key shares the honest survivors revealed rebuild the late party's key
+    # the curious coordinator: the key shares the honest survivors revealed rebuild the late party's key,
+    # which turns the pads of its report into its pair seeds
     key = shamir.rebuild(run.coordinator._key_shares[late], query.plan.threshold)
-    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-
-    private = X25519PrivateKey.from_private_bytes(key)
     sid = query.spec.session_id
     for q in run.coordinator._rosters[late]:
-        seed = private.exchange(X25519PublicKey.from_public_bytes(run.coordinator._reports[q].public_key))
-        Prg(seed, sid, pair_purpose(late, q)).add_into(y, subtract=not query.sign(late, q))
+        seed = pair_seed_from_key(key, run.coordinator._reports[late], q)
+        pair_stream(seed).add_into(y, subtract=not query.sign(late, q))
     codec = codec_for(query.spec)
     assert codec.decode(y)["sum"] != 104.0  # still under the self mask
     assert late not in run.coordinator._seed_shares  # nobody revealed a share of its self mask
@@ -380,20 +354,19 @@ def test_colluding_neighbours_at_the_threshold_unmask_a_party_and_below_it_canno
     def attack(colluders):
         shares_key = {query.point(c): sessions[c]._shares[victim][0] for c in colluders}
         shares_seed = {query.point(c): sessions[c]._shares[victim][1] for c in colluders}
-        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-
+        sid = query.spec.session_id
         try:
-            private = X25519PrivateKey.from_private_bytes(shamir.rebuild(shares_key, len(colluders)))
+            key = shamir.rebuild(shares_key, len(colluders))
             seed = shamir.rebuild(shares_seed, len(colluders))
         except ValueError:
             return None
-        if private.public_key().public_bytes_raw() != reports[victim].public_key:
+        if commitment(key, sid, victim, "key") != reports[victim].key_commitment:
             return None
         y = inputs[victim].vector.copy()
-        Prg(seed, query.spec.session_id, self_purpose(victim)).add_into(y, subtract=True)
+        Prg(seed, sid, self_purpose(victim)).add_into(y, subtract=True)
         for q in query.graph.neighbours(victim):
-            s = private.exchange(X25519PublicKey.from_public_bytes(reports[q].public_key))
-            Prg(s, query.spec.session_id, pair_purpose(victim, q)).add_into(y, subtract=not query.sign(victim, q))
+            s = pair_seed_from_key(key, reports[victim], q)
+            pair_stream(s).add_into(y, subtract=not query.sign(victim, q))
         return codec.decode(y)["sum"]
 
     near = query.graph.neighbours(victim)
@@ -603,15 +576,19 @@ def test_a_malformed_reveal_share_is_refused_naming_its_party(share):
 
 
 def test_inconsistent_reveal_shares_fail_the_release_as_a_protocol_error():
-    """Field elements that do not rebuild a 32-byte secret (garbage: a hash of each share, below 2^512): a
-    ProtocolError, not a ValueError."""
+    """Field elements that do not rebuild the committed secret (garbage: a hash of each share, as field elements):
+    a ProtocolError, not a ValueError."""
     import hashlib
 
     from mpcdp.protocol.masked import Reveal
 
+    def garbage(share: bytes) -> bytes:
+        words = np.frombuffer(hashlib.sha512(share).digest()[: shamir.SHARE_BYTES], ">u4") % shamir.PRIME
+        return words.astype(">u4").tobytes()
+
     _, coordinator, reveals = _to_reveals(6, quorum=5)
     for reveal in reveals:
-        seeds = {k: bytes(2) + hashlib.sha512(s).digest() for k, s in reveal.seed_shares.items()}
+        seeds = {k: garbage(s) for k, s in reveal.seed_shares.items()}
         coordinator.receive_reveal(Reveal(reveal.session_id, reveal.party, seeds, reveal.key_shares))
     with pytest.raises(ProtocolError) as err:
         coordinator.release()

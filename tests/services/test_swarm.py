@@ -117,16 +117,17 @@ def test_the_wire_form_of_every_message_round_trips():
     import numpy as np
 
     from mpcdp.protocol.masked import KeyShares, MaskedInput, Report, Reveal, Roster, Unmask
+    from mpcdp.protocol.shamir import SHARE_BYTES
 
     sid = b"s" * 16
     for msg in (
-        KeyShares(sid, "a", "b", b"k" * 32, b"x" * 66, b"y" * 66),
-        Report(sid, "a", b"k" * 32, ("b", "c")),
-        Report(sid, "a", b"k" * 32, ()),
+        KeyShares(sid, "a", "b", b"k" * 32, b"x" * SHARE_BYTES, b"y" * SHARE_BYTES),
+        Report(sid, "a", b"k" * 32, b"s" * 32, ("b", "c"), b"p" * 64),
+        Report(sid, "a", b"k" * 32, b"s" * 32, (), b""),
         Roster(sid, "a", ("c",)),
         Unmask(sid, "c", ("a", "b"), 10),
         Unmask(sid, "c", (), 10),
-        Reveal(sid, "a", {"b": b"x" * 66}, {}),
+        Reveal(sid, "a", {"b": b"x" * SHARE_BYTES}, {}),
         many_party.Answer("a", False, "refused: policy"),
         many_party.Abort("quorum"),
     ):
@@ -136,6 +137,8 @@ def test_the_wire_form_of_every_message_round_trips():
     assert np.array_equal(got.vector, vec) and got.vector.dtype == np.uint64
     with pytest.raises(ValueError):
         many_party.decode(b"\x09")
+    with pytest.raises(ValueError, match="pad per name"):  # a pad missing for a name heard
+        many_party.decode(many_party.encode(Report(sid, "a", b"k" * 32, b"s" * 32, ("b", "c"), b"p" * 32)))
 
 
 def test_the_answer_round_waits_for_the_quorum_past_an_idle_timer():
