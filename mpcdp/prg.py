@@ -26,6 +26,7 @@ _SALT = b"mpcdp/v1/prg"
 _CHUNK_WORDS = 1 << 15  # words per cipher call: 256 KiB, stays in cache
 _ZEROS = bytes(8 * _CHUNK_WORDS)  # what the keystream is XORed onto
 _CTR = modes.CTR(bytes(16))  # every stream starts at counter 0 under its own key (immutable: shared)
+_CTR_FROM = {0: _CTR}  # counter modes by first block (Prg.keyed)
 KEY_BYTES = 16  # an AES-128 key
 
 
@@ -64,13 +65,17 @@ class Prg:
         self._enc = Cipher(algorithms.AES(key), _CTR).encryptor()
 
     @classmethod
-    def keyed(cls, key: bytes) -> Prg:
+    def keyed(cls, key: bytes, first_block: int = 0) -> Prg:
         """A generator keyed directly by a 16-byte AES key that is already the output of a KDF bound to its session
-        and purpose (the many-party pair masks: one hash per neighbour instead of a hash and an HKDF)."""
+        and purpose (the many-party pair masks: one hash per neighbour instead of a hash and an HKDF); its counter
+        starts at ``first_block`` (the many-party masks start at 2, as AES-GCM's keystream does)."""
         if not isinstance(key, (bytes, bytearray)) or len(key) != KEY_BYTES:
             raise ValueError(f"a PRG key is exactly {KEY_BYTES} bytes")
+        mode = _CTR_FROM.get(first_block) or _CTR_FROM.setdefault(
+            first_block, modes.CTR(first_block.to_bytes(16, "big"))
+        )
         prg = cls.__new__(cls)
-        prg._enc = Cipher(algorithms.AES(bytes(key)), _CTR).encryptor()
+        prg._enc = Cipher(algorithms.AES(bytes(key)), mode).encryptor()
         return prg
 
     @classmethod
