@@ -22,8 +22,8 @@ from mpcdp.protocol.masked import (
     MaskedParty,
     MaskedQuery,
     commitment,
+    fold_masks,
     pair_seed_from_key,
-    pair_stream,
     run_masked_in_memory,
     self_purpose,
 )
@@ -257,7 +257,7 @@ def test_late_input_is_refused_and_unmasked_only_down_to_its_self_mask():
     sid = query.spec.session_id
     for q in run.coordinator._rosters[late]:
         seed = pair_seed_from_key(key, run.coordinator._reports[late], q)
-        pair_stream(seed).add_into(y, subtract=not query.sign(late, q))
+        fold_masks(y, *([seed], []) if query.sign(late, q) else ([], [seed]))
     codec = codec_for(query.spec)
     assert codec.decode(y)["sum"] != 104.0  # still under the self mask
     assert late not in run.coordinator._seed_shares  # nobody revealed a share of its self mask
@@ -366,7 +366,7 @@ def test_colluding_neighbours_at_the_threshold_unmask_a_party_and_below_it_canno
         Prg(seed, sid, self_purpose(victim)).add_into(y, subtract=True)
         for q in query.graph.neighbours(victim):
             s = pair_seed_from_key(key, reports[victim], q)
-            pair_stream(s).add_into(y, subtract=not query.sign(victim, q))
+            fold_masks(y, *([s], []) if query.sign(victim, q) else ([], [s]))
         return codec.decode(y)["sum"]
 
     near = query.graph.neighbours(victim)

@@ -11,11 +11,13 @@ from mpcdp.prg import Prg
 from mpcdp.protocol import PartyPolicy, ProtocolError, QuerySpec, Status, shamir
 from mpcdp.protocol.masked import (
     KEY_BYTES,
+    SHORT_MASK_WORDS,
     MaskedCoordinator,
     MaskedParty,
     MaskedQuery,
     Report,
     commitment,
+    fold_masks,
     pair_seed,
     pair_seed_from_key,
     pair_stream,
@@ -116,10 +118,38 @@ def test_key_shares_of_another_secret_fail_the_commitment_check():
     assert err.value.status == Status.INVALID_ARGUMENT and f"{dropped}'s recovery key" in str(err.value)
 
 
-def test_the_pair_stream_is_aes_ctr_keyed_by_the_seed():
+def test_the_pair_stream_is_aes_ctr_keyed_by_the_seed_from_the_counter_block_two():
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
     seed = pair_seed(SID, "x", bytes(32), "y", bytes([1]) * 32)
     a, b = pair_stream(seed), pair_stream(seed)
     assert np.array_equal(a.uint64(3), b.uint64(3))
+    ctr = Cipher(algorithms.AES(seed[:16]), modes.CTR((2).to_bytes(16, "big"))).encryptor()
+    assert pair_stream(seed).bytes(48) == ctr.update(bytes(48))
     assert not np.array_equal(pair_stream(bytes(32)).uint64(3), pair_stream(seed).uint64(3))
     with pytest.raises(ValueError, match="16 bytes"):
         Prg.keyed(bytes(32))
+
+
+@pytest.mark.parametrize("length", [1, SHORT_MASK_WORDS, SHORT_MASK_WORDS + 1, 3000])
+def test_masks_on_either_side_of_the_short_length_cancel_and_are_the_pair_stream(length):
+    seeds = [pair_seed(SID, "x", bytes([i]) * 32, "y", bytes(32)) for i in range(3)]
+    y = np.arange(length, dtype=np.uint64)
+    fold_masks(y, seeds[:2], seeds[2:])
+    words = [pair_stream(s).uint64(length) for s in seeds]  # one stream, made either way
+    assert np.array_equal(y, np.arange(length, dtype=np.uint64) + words[0] + words[1] - words[2])
+    fold_masks(y, seeds[2:], seeds[:2])
+    assert np.array_equal(y, np.arange(length, dtype=np.uint64))
+
+
+@pytest.mark.parametrize("dimension", [1, SHORT_MASK_WORDS + 44])
+def test_a_dropped_partys_masks_are_removed_on_short_and_long_vectors(dimension):
+    from mpcdp.protocol.masked import run_masked_in_memory
+
+    parties = tuple(f"p{i:02d}" for i in range(10))
+    spec = QuerySpec("sum", parties, dimension=dimension, bounds=(0, 100), session_id=SID)
+    query = MaskedQuery.of(spec, 8)
+    data = {p: np.full((1, dimension), float(i)) for i, p in enumerate(parties)}
+    run = run_masked_in_memory(query, data, drop={"p03": "mask", "p07": "reveal"}, rng=lambda p: Prg.from_int(len(p)))
+    want = sum(i for i in range(10) if i != 3)
+    assert np.array_equal(np.atleast_1d(run.release.value), np.full(dimension, float(want)))
