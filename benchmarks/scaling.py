@@ -11,14 +11,21 @@ same run where it finishes in reasonable time):
 - many parties in one process (``services/swarm.py``, the many-party
   protocol over a sparse graph): n = 10 ... 1,000 at L = 1 and L = 1,000, and
   n = 100 at L = 10^5. All parties share one core there, so the figure per
-  party is the query's wall time divided by n (the protocol's cost per
+  party is the process's CPU time divided by n (the protocol's cost per
   party), and bytes are the protocol's payload per party (sent + received).
+  The points are measured in interleaved rounds (every point once a round,
+  the order reversed every other round) and each reports the median over its
+  rounds: on this shared machine the CPU time of one and the same query drifts
+  by up to 2x over minutes, and a sweep measured point after point would
+  fold that drift into the ratio between 10 and 1,000 parties.
 
 Per party: the wall time of one query, and the bytes the parties sent on
 their TCP sockets divided by n. Writes benchmarks/results/scaling.json and
 scaling.png (log-log).
 
     python benchmarks/scaling.py [--quick] [--many-only]   # --many-only: only the third sweep, merged
+    python benchmarks/scaling.py --many-against REV          # the third sweep, REV's code against this tree's,
+                                                             # alternating: results/scaling_many_paired.json
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import os
 import platform
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from secure_sum import run_mpcdp, run_mpyc
@@ -44,27 +52,25 @@ MPYC_MAX_PARTIES = 10
 MANY_PARTIES = [10, 30, 100, 300, 1000]
 MANY_LENGTHS = [1, 1000]
 MANY_BIG = (100, 100_000)  # target: 100 parties, L = 10^5 in <= 5 s
-MANY_PER_POINT = 300  # parties per point at least: small federations run several times
+MANY_PER_POINT = 300  # parties per point and round at least: small federations run several times
+MANY_ROUNDS = 5  # interleaved rounds of the many-party sweep (--quick: 2)
 
 
-def many_point(parties: int, length: int, workers: int = 0) -> dict:
+def many_runs(parties: int, length: int, workers: int = 0) -> tuple[Any, list[Any]]:
     """Many-party queries, every party in this process (or in ``workers`` processes over the links); a tenth
-    may drop (none does). Small federations run several times (about 300 parties in all) and report the median
-    CPU per party, so that a point is not one run of a few milliseconds."""
+    may drop (none does). Small federations run several times (about 300 parties in all), so that a point is
+    not one run of a few milliseconds. Each release is checked against the sum in the clear."""
     import asyncio
 
     import numpy as np
 
-    from mpcdp.protocol import QuerySpec
-    from mpcdp.protocol.masked import MaskedQuery
     from services import swarm
 
-    names = tuple(f"party-{i + 1}" for i in range(parties))
+    query = many_query(parties, length)
     data = {
-        p: ((np.arange(length) * (i + 1)) % 1000).reshape(1, length).astype(np.float64) for i, p in enumerate(names)
+        p: ((np.arange(length) * (i + 1)) % 1000).reshape(1, length).astype(np.float64)
+        for i, p in enumerate(query.spec.parties)
     }
-    spec = QuerySpec("sum", names, dimension=length, bounds=(0, 1000), frac_bits=0)
-    query = MaskedQuery.of(spec, parties - parties // 10)
     want = sum(v[0] for v in data.values())
     runs = []
     for _ in range(1 if workers else max(1, MANY_PER_POINT // parties)):
@@ -75,6 +81,15 @@ def many_point(parties: int, length: int, workers: int = 0) -> dict:
         if run.release is None or not np.array_equal(np.atleast_1d(run.release.value), np.atleast_1d(want)):
             raise RuntimeError(f"the many-party sum of {parties} parties was wrong: {run.error}")
         runs.append(run)
+    return query, runs
+
+
+def many_point(parties: int, length: int, workers: int = 0, runs: list[Any] | None = None, loads=()) -> dict:
+    """A point of the sweep: the median CPU per party over ``runs`` (measured now if not given)."""
+    if runs is None:
+        query, runs = many_runs(parties, length, workers)
+    else:
+        query = many_query(parties, length)
     run = sorted(runs, key=lambda r: r.cpu_seconds)[len(runs) // 2]  # the median run
     row = {
         "parties": parties,
@@ -89,6 +104,7 @@ def many_point(parties: int, length: int, workers: int = 0) -> dict:
         "runs": len(runs),
         "cpu_seconds_per_party_runs": [r.cpu_seconds / parties for r in runs],
         "load_average": os.getloadavg()[0],
+        "load_averages": list(loads) or [os.getloadavg()[0]],
         "payload_bytes_per_party": run.party_bytes(),
     }
     print(
@@ -100,18 +116,130 @@ def many_point(parties: int, length: int, workers: int = 0) -> dict:
     return row
 
 
+def many_query(parties: int, length: int) -> Any:
+    """A sum over ``parties`` of vectors of ``length``; a tenth may drop."""
+    from mpcdp.protocol import QuerySpec
+    from mpcdp.protocol.masked import MaskedQuery
+
+    names = tuple(f"party-{i + 1}" for i in range(parties))
+    spec = QuerySpec("sum", names, dimension=length, bounds=(0, 1000), frac_bits=0)
+    return MaskedQuery.of(spec, parties - parties // 10)
+
+
+def many_points(quick: bool) -> list[tuple[int, int]]:
+    return [(n, L) for L in MANY_LENGTHS for n in (MANY_PARTIES[:3] if quick else MANY_PARTIES)]
+
+
+def interleaved(points: list[tuple[int, int]], rounds: int) -> tuple[dict, dict]:
+    """Every point once a round, the order reversed every other round: (point -> its runs, point -> loads)."""
+    runs: dict[tuple[int, int], list[Any]] = {p: [] for p in points}
+    loads: dict[tuple[int, int], list[float]] = {p: [] for p in points}
+    many_runs(30, 1)  # warm: the first runs in a process pay its imports
+    for r in range(rounds):
+        for point in points if r % 2 == 0 else points[::-1]:
+            runs[point] += many_runs(*point)[1]
+            loads[point].append(os.getloadavg()[0])
+    return runs, loads
+
+
+def flatness(rows: list[dict], key: str) -> dict[str, float]:
+    """Per length: the CPU per party at the most parties over that at the fewest."""
+    out = {}
+    for length in MANY_LENGTHS:
+        by_n = sorted((r["parties"], r[key]) for r in rows if r["length"] == length)
+        if len(by_n) > 1:
+            out[str(length)] = by_n[-1][1] / by_n[0][1]
+    return out
+
+
 def many_sweep(quick: bool) -> dict:
-    parties = MANY_PARTIES[:3] if quick else MANY_PARTIES
-    many_point(10, 1)  # warm: the first run in a process pays its imports
+    points = many_points(quick)
+    runs, loads = interleaved(points, 2 if quick else MANY_ROUNDS)
+    rows = [many_point(n, L, runs=runs[n, L], loads=loads[n, L]) for n, L in points]
     return {
-        "by_parties": [many_point(n, L) for L in MANY_LENGTHS for n in parties],
+        "by_parties": rows,
+        "flatness": flatness(rows, "cpu_seconds_per_party"),
+        "rounds": 2 if quick else MANY_ROUNDS,
         "big": many_point(*MANY_BIG),
         "across_processes": [many_point(n, 1, workers=2) for n in (100, 1000)],
         "note": "every party and the coordinator on one asyncio loop in one process (one core), no TLS "
         "(across_processes: the parties in 2 worker processes, the coordinator in a third, messages between "
         "processes on the mutually authenticated links; cpu_seconds adds the three processes); "
         "a quorum of n - n/10 (the graph tolerates that many dropouts); seconds_per_party = wall seconds / n, "
-        "cpu_seconds_per_party = the process's CPU time / n (what the protocol costs, whatever else runs)",
+        "cpu_seconds_per_party = the process's CPU time / n (what the protocol costs, whatever else runs), the "
+        "median over interleaved rounds; flatness: CPU per party at 1,000 parties over that at 10, per length",
+    }
+
+
+def _points_child(points: list[list[int]]) -> None:
+    """(``--points``) Measure ``points`` in this order and print one JSON line each: a child of
+    :func:`many_against`, run with another tree's code on its PYTHONPATH."""
+    many_runs(30, 1)  # warm
+    for n, length in points:
+        query, runs = many_runs(n, length)
+        cpu = [r.cpu_seconds / n for r in runs]
+        print(json.dumps({"parties": n, "length": length, "degree": query.plan.degree, "cpu": cpu}), flush=True)
+
+
+def many_against(rev: str, quick: bool) -> dict:
+    """The many-party sweep of commit ``rev`` against this tree, in alternating child processes (the same
+    benchmark code, each tree's mpcdp and services), every point once per child, the order reversed every
+    other round: the median CPU per party of each point before and after, and each side's flatness."""
+    import statistics
+    import subprocess
+    import tempfile
+
+    repo = Path(__file__).resolve().parent.parent
+    rounds = 2 if quick else MANY_ROUNDS
+    points = many_points(quick)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    base = subprocess.run(["git", "rev-parse", rev], cwd=repo, capture_output=True, text=True, check=True).stdout
+    cpu: dict[str, dict[tuple[int, int], list[float]]] = {side: {p: [] for p in points} for side in ("before", "after")}
+    degree: dict[str, dict[tuple[int, int], int]] = {"before": {}, "after": {}}
+    loads = []
+    with tempfile.TemporaryDirectory(prefix="mpcdp-scaling-") as tmp:
+        archive = subprocess.run(["git", "archive", rev], cwd=repo, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        trees = {"before": tmp, "after": str(repo)}
+        for r in range(rounds):
+            order = points if r % 2 == 0 else points[::-1]
+            for side in ("before", "after") if r % 2 == 0 else ("after", "before"):
+                env = {**os.environ, "PYTHONPATH": trees[side]}
+                cmd = [sys.executable, __file__, "--points", json.dumps(order)]
+                out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+                for line in out.splitlines():
+                    doc = json.loads(line)
+                    point = (doc["parties"], doc["length"])
+                    cpu[side][point] += doc["cpu"]
+                    degree[side][point] = doc["degree"]
+                loads.append(os.getloadavg()[0])
+                print(f"round {r + 1}/{rounds} {side}: load {loads[-1]:.2f}", flush=True)
+    rows = []
+    for point in points:
+        row: dict[str, Any] = {"parties": point[0], "length": point[1]}
+        for side in ("before", "after"):
+            row[f"{side}_degree"] = degree[side][point]
+            row[f"{side}_cpu_ms_per_party"] = 1e3 * statistics.median(cpu[side][point])
+            row[f"{side}_cpu_ms_per_party_runs"] = [1e3 * c for c in cpu[side][point]]
+        row["after_over_before"] = row["after_cpu_ms_per_party"] / row["before_cpu_ms_per_party"]
+        rows.append(row)
+        print(
+            f"n={point[0]:>5} L={point[1]:>5}: before {row['before_cpu_ms_per_party']:.2f} ms, "
+            f"after {row['after_cpu_ms_per_party']:.2f} ms CPU per party",
+            flush=True,
+        )
+    return {
+        "benchmark": "many-party CPU per party, before and after",
+        "before": {"rev": rev, "commit": base.strip()},
+        "after": {"commit": head, "tree": "the working tree at that commit (uncommitted changes included)"},
+        "rounds": rounds,
+        "load_averages": loads,
+        "points": rows,
+        "flatness": {side: flatness(rows, f"{side}_cpu_ms_per_party") for side in ("before", "after")},
+        "note": "CPU seconds of the process / n, every party and the coordinator on one asyncio loop (no TLS); "
+        "a quorum of n - n/10, nobody drops; the median over all runs of a point (small federations run several "
+        "times a round); the two sides alternate in child processes, so both see the same drift of this shared "
+        "machine; flatness: CPU per party at the most parties over that at the fewest, per length",
     }
 
 
@@ -198,7 +326,18 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one repetition per point, fewer points")
     ap.add_argument("--many-only", action="store_true", help="only the many-parties sweep, merged into the JSON")
+    ap.add_argument("--many-against", metavar="REV", help="the many-parties sweep of git REV against this tree")
+    ap.add_argument("--points", help=argparse.SUPPRESS)  # a child of --many-against
     args = ap.parse_args(argv)
+    if args.points:
+        _points_child(json.loads(args.points))
+        return 0
+    if args.many_against:
+        report = many_against(args.many_against, args.quick)
+        path = RESULTS / "scaling_many_paired.json"
+        path.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"flatness (1,000 parties over 10): {report['flatness']}; wrote {path}")
+        return 0
     if args.many_only:
         report = json.loads((RESULTS / "scaling.json").read_text())
         report["many_parties"] = many_sweep(args.quick)
