@@ -9,11 +9,19 @@ The *seeded* form replaces n - 1 of the share vectors by 32-byte PRG seeds
 n - 1 vectors and keeps the one full vector, the correction, for itself. Its
 secrecy is computational (AES) rather than perfect. This is the standard
 seed-compression of secure aggregation (Bonawitz et al., CCS 2017).
+
+The *keyed* form (:func:`mask_pairwise`) sends nothing between parties per session: each pair of parties
+holds a secret pair key agreed once over their authenticated link, and each party adds to its own vector,
+for every peer, the PRG expansion of their pair key bound to the session id and the pair (added by the
+party whose name sorts first, subtracted by the other). Every mask appears in exactly two vectors with
+opposite signs, so the sum over all parties is the sum of the secrets, while any one masked vector, and the
+sum of any strict subset of them, is uniformly random to whoever lacks a pair key crossing the subset's
+boundary (pairwise masking, Bonawitz et al. CCS 2017, without its dropout recovery).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -105,3 +113,27 @@ def share_seeded(
     shares = SeededShares(seeds, tuple(purposes), x if given else x.copy())
     fold_streams(shares.correction, subtract=shares._prgs(session_id))
     return shares
+
+
+def mask_purpose(a: str, b: str) -> str:
+    """The PRG domain of the mask between parties ``a`` and ``b`` (the same from either end)."""
+    lo, hi = sorted((a, b))
+    return f"mask/{lo}/{hi}"
+
+
+def mask_pairwise(vector: np.ndarray, me: str, keys: Mapping[str, bytes], session_id: bytes) -> np.ndarray:
+    """Mask ``vector`` (a writable contiguous ring vector, changed in place) as party ``me`` with one mask per
+    peer: the expansion of their 32-byte pair key ``keys[peer]`` under (``session_id``, the pair), added if
+    ``me`` sorts before ``peer`` and subtracted otherwise, all in one pass (:func:`mpcdp.prg.fold_streams`).
+
+    Summed over every party of a session (each with the same pair keys) the masks cancel. A session id must
+    never be masked twice under the same keys (the parties' session logs refuse replays): two vectors masked
+    alike would reveal their difference."""
+    if me in keys:
+        raise ValueError("a party has no pair key with itself")
+    streams = {peer: Prg(key, session_id, mask_purpose(me, peer)) for peer, key in keys.items()}
+    return fold_streams(
+        vector,
+        add=[prg for peer, prg in streams.items() if me < peer],
+        subtract=[prg for peer, prg in streams.items() if peer < me],
+    )

@@ -423,7 +423,7 @@ def _spec(
     max_records: int = 0,
     mechanism: str = "discrete_laplace",
     colluders: int = 1,
-    sharing: str = "seeded",
+    sharing: str = "keyed",
     fraction: float | None = None,
     quantile: float | None = None,
     edges=(),

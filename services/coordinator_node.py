@@ -3,11 +3,14 @@
 For each analyst query it builds a spec with a fresh session id and a
 deadline, refuses it (before any share moves) if its policy or its own ledger
 says no, and runs the session over its long-lived link to each party
-(:mod:`services.link`, the kinds of :mod:`services.sessions`): it proposes
-(asking each party to share at once on accepting: one round trip), sends
-START to the parties whose answer says they wait for it once every party
-accepted, folds in the partial sums as they arrive, releases and charges its
-ledger. Who answered is the link's certificate name. Any failure (a party
+(:mod:`services.link`, the kinds of :mod:`services.sessions`). A keyed session
+(asked for by default, run where every party's policy allows ``one_round``)
+is one message each way: it proposes, and each party's partial sum is its
+acceptance, checked for matching pair key ids pair by pair (a mismatch aborts
+naming the pair). Otherwise it proposes (asking each party to share at once on
+accepting: one round trip), sends START to the parties whose answer says they
+wait for it once every party accepted, folds in the partial sums as they
+arrive, releases and charges its ledger. Who answered is the link's certificate name. Any failure (a party
 down, refusing, slow past the deadline or dropping mid-round: a broken link
 fails its sessions at once) aborts the session on every node with a
 diagnostic naming the party, and charges nothing.
@@ -41,13 +44,14 @@ from google.protobuf.message import DecodeError
 
 from mpcdp.dp.loss import PrivacyLoss
 from mpcdp.protocol import CoordinatorSession, ProtocolError, QuerySpec, Response, SpecError, Status
+from mpcdp.protocol.spec import Sharing
 from services import audit, convert, releases, server
 from services.channels import Channels
 from services.deadlines import DEFAULT_TIMEOUT, SEND_TIMEOUT
 from services.federation import Federation
 from services.ledgers import public_refusal
 from services.link import Hub, LinkError
-from services.sessions import ABORT, ANSWER, PARTIAL, PROPOSE, START
+from services.sessions import ABORT, ANSWER, PARTIAL, PROPOSE, START, KeyedPartial
 from services.tls import Identity, caller
 from services.wire.mpcdp.v1 import federation_pb2 as pb
 from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
@@ -164,7 +168,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         """What a server must offer for this node: the Coordinator service and its links to the parties."""
         return [
             (pb_grpc.add_CoordinatorServicer_to_server, self, "mpcdp.v1.Coordinator"),
-            (pb_grpc.add_LinkServicer_to_server, self.link, "mpcdp.v1.Link"),
+            self.link.service(),
         ]
 
     async def close(self) -> None:
@@ -364,10 +368,17 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         if not request.spec.max_records:
             fields["max_records"] = self.federation.policy.max_records
         fields.update(parties=parties, deadline=self._clock() + timeout)
+        if fields["sharing"] == Sharing.KEYED and not self.pre_approved(parties):
+            fields["sharing"] = Sharing.SEEDED  # a party answers before sharing: two messages each way
         del fields["session_id"]
         spec = convert.build_spec(fields)
         releases.check_presentation(spec, confidence)
         return spec, confidence
+
+    def pre_approved(self, parties) -> bool:
+        """Whether every party's policy (in the federation file) sends its partial sum without waiting for
+        the others' answers (``one_round``): then a keyed session needs one message each way."""
+        return all(self.federation.policy_for(p).party().one_round for p in parties)
 
     def admit(self, spec: QuerySpec) -> None:
         """The federation-wide policy: exact releases only where it says so."""
@@ -477,19 +488,21 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
     async def _collect(self, run: _Run, party: str) -> None:
         """Fold ``party``'s partial sum into the session's total frame by frame as it arrives (no assembly);
         the outcome is done once every partial sum is in."""
-        sid = run.spec.session_id
-        sink = convert.RingPieces(
-            lambda offset, piece: run.session.receive_piece(sid, party, offset, piece, self._clock())
-        )
+        sid, session = run.spec.session_id, run.session
+        sink = convert.RingPieces(lambda offset, piece: session.receive_piece(sid, party, offset, piece, self._clock()))
+        peers = [p for p in run.spec.parties if p != party]
+        keyed = KeyedPartial(sink, session.length, len(peers)) if session.keyed else None
         try:
-            await self.link.expect(party, sid, 0, PARTIAL, sink)
+            await self.link.expect(party, sid, 0, PARTIAL, keyed or sink)
             sink.finish()
-            run.session.end_partial(sid, party, self._clock())
+            session.end_partial(sid, party, self._clock())
+            if keyed is not None:  # both ends of each pair masked with the same key, or abort naming the pair
+                session.record_key_ids(party, keyed.ids(peers))
         except ProtocolError as exc:
             return run.fail(SessionFailed(convert.GRPC_CODES[exc.status], f"{party}'s partial sum: {exc}", party))
         except LinkError:
             return  # the link broke: _dropped fails the session, naming the party
-        if not run.session.missing and not run.outcome.done():
+        if not session.missing and not run.outcome.done():
             run.outcome.set_result(None)
 
     def _party_aborted(self, peer: str, sid: bytes, _round: int, payload: memoryview) -> None:

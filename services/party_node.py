@@ -3,9 +3,14 @@
 Every message of a session travels on the node's mutually authenticated links (:mod:`services.link`, the
 kinds of :mod:`services.sessions`): the coordinator's proposal arrives pushed on the coordinator's link,
 and who proposed is that link's certificate name (only a coordinator of the federation may). The node
-checks the spec against its own policy and ledger (never the coordinator's accounting), answers, encodes
-its clipped records plus its noise piece, sends one share to each peer over its link to that peer, folds
-in the peers' shares as they arrive and sends back only its partial sum. It starts sharing as soon as it
+checks the spec against its own policy and ledger (never the coordinator's accounting). In a keyed session
+(the default, where every party's policy allows ``one_round``) it sends nothing to its peers: its partial
+sum, sent as its answer, is its encoded clipped records plus its noise piece plus one mask per peer
+expanded from their pair key (:mod:`services.pair_keys`, agreed once per link) and the session id; with it go
+the ids of the keys it used (see :meth:`PartyNode._keyed` for what sending it before the others accept
+reveals: nothing more than a refusing peer colluding with the coordinator learns). Otherwise it answers,
+encodes its clipped records plus its noise piece, sends one share to each peer over its link to that peer,
+folds in the peers' shares as they arrive and sends back only its partial sum. It starts sharing as soon as it
 accepts when the coordinator asks for one round trip and its policy's ``one_round`` (default true)
 allows it: a share is uniformly random on its own and no partial sum leaves before every peer's share
 arrived, so a peer that refuses only stops the session (a refusing peer that shares anyway, with the
@@ -46,7 +51,8 @@ from services.data import DataError, Table
 from services.federation import Federation
 from services.ledgers import SessionLog
 from services.link import Hub, LinkError, TooLong
-from services.sessions import ABORT, ANSWER, PARTIAL, PROPOSE, SHARE, START
+from services.pair_keys import PairKeyError, PairKeys
+from services.sessions import ABORT, ANSWER, PARTIAL, PROPOSE, SHARE, START, keyed_partial
 from services.tls import Identity, caller
 from services.wire.mpcdp.v1 import federation_pb2 as pb
 from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
@@ -120,6 +126,8 @@ class PartyNode(pb_grpc.PartyServicer):
         from services import many_party
 
         many_party.serve_party(self)  # many-party proposals on the links (services/many_party.py)
+        # pair keys with the other parties, agreed once per link (keyed sessions: no message between parties)
+        self.pair_keys = PairKeys(self.link, lambda who: who != self.me and who in self.federation.names("party"))
         self.link.on(PROPOSE, self._proposed)
         self.link.on(ABORT, self._aborted)
         self.link.on_drop(self._dropped)
@@ -132,7 +140,7 @@ class PartyNode(pb_grpc.PartyServicer):
         """What a server must offer for this node: the Party service (comparisons) and its links."""
         return [
             (pb_grpc.add_PartyServicer_to_server, self, "mpcdp.v1.Party"),
-            (pb_grpc.add_LinkServicer_to_server, self.link, "mpcdp.v1.Link"),
+            self.link.service(),
         ]
 
     # -- bookkeeping ----------------------------------------------------------
@@ -247,10 +255,11 @@ class PartyNode(pb_grpc.PartyServicer):
             if session is None:
                 return
             live.session = session
-            waits = not (live.start and self.one_round)
-            self._answer(coordinator, sid, True, waits=waits)
-            if waits and not await self._started(live):
-                return
+            if spec.sharing is not Sharing.KEYED:  # keyed: pre-approved, the partial sum is the answer
+                waits = not (live.start and self.one_round)
+                self._answer(coordinator, sid, True, waits=waits)
+                if waits and not await self._started(live):
+                    return
             await self._run(live)
         except Exception:  # a bug: the coordinator hears that the session ended, never the detail
             log.exception("session %s failed", sid.hex())
@@ -317,9 +326,12 @@ class PartyNode(pb_grpc.PartyServicer):
         self.link.post(live.coordinator, sid, 0, ABORT, abort.SerializeToString())
 
     async def _run(self, live: _Live) -> None:
-        """Share, fold in the peers' shares, send the partial sum (or abort naming the culprit)."""
-        session, spec = live.session, live.spec
+        """Share, fold in the peers' shares, send the partial sum (or abort naming the culprit); in a keyed
+        session, mask and send the partial sum (:meth:`_keyed`)."""
+        session = live.session
         assert session is not None
+        if session.spec.sharing is Sharing.KEYED:
+            return await self._keyed(live)
         sent = {self._post_share(m): m.recipient for m in session.make_shares()}  # draws its own noise piece
         failure = await self._exchange(session, sent)
         if failure is not None:
@@ -328,6 +340,35 @@ class PartyNode(pb_grpc.PartyServicer):
             partial = session.partial_sum(self._clock())
         except ProtocolError as exc:  # the deadline passed meanwhile
             return self._abort(live, str(exc))
+        await self._send_partial(live, partial.vector)
+        del partial
+
+    async def _keyed(self, live: _Live) -> None:
+        """A keyed session: mask with the pair keys (agreed once per link), send the partial sum as the answer.
+
+        The partial sum leaves before this party knows whether its peers accepted. That reveals nothing more
+        than a refusing peer colluding with the coordinator learns today: the coordinator can remove a pair's
+        mask only with that pair's key, so without every key crossing a set's boundary the partial sums of the
+        set are uniformly random; with the keys of the refusing (colluding) peers it learns the noisy sum of
+        the parties that answered, which the noise pieces are sized for (``colluders`` withheld). The budget
+        is charged as it leaves, even if the session then aborts; the session id is on disk first."""
+        session, spec = live.session, live.spec
+        assert session is not None
+        peers = session.peers
+        try:
+            keys = await self.pair_keys.keys(peers, self._share_wait(spec))
+        except PairKeyError as exc:
+            return self._abort(live, f"no pair key with {exc.peer}: {exc.reason}", exc.peer)
+        try:
+            partial = session.masked_partial({p: k.secret for p, k in keys.items()}, self._clock())
+        except ProtocolError as exc:  # the deadline passed meanwhile
+            return self._abort(live, str(exc))
+        await self._send_partial(live, keyed_partial(partial.vector, [keys[p].id for p in peers]))
+
+    async def _send_partial(self, live: _Live, payload) -> None:
+        """Audit, wait until the session id is on disk (a replay after a restart must find it: nothing leaves
+        twice), then send the partial sum to the coordinator."""
+        spec = live.spec
         audit.record(
             "released",
             session=spec.session_id.hex(),
@@ -337,14 +378,13 @@ class PartyNode(pb_grpc.PartyServicer):
             delta=spec.delta or None,
             what="partial sum sent to the coordinator",
         )
-        if live.durable is not None:  # a replay after a restart must find this id: nothing leaves twice
+        if live.durable is not None:
             await live.durable
         with contextlib.suppress(LinkError, TimeoutError):  # the coordinator is gone or late: it aborts itself
             await asyncio.wait_for(
-                self.link.post(live.coordinator, spec.session_id, 0, PARTIAL, partial.vector, droppable=True),
+                self.link.post(live.coordinator, spec.session_id, 0, PARTIAL, payload, droppable=True),
                 max(self._remaining(spec), 0.001),
             )
-        del partial
 
     def _post_share(self, msg: ShareMessage) -> asyncio.Future:
         payload = msg.seed if msg.seed is not None else msg.vector

@@ -12,16 +12,28 @@ ANSWER     party -> coordinator         yes      ``ProposeResponse``: accepted (
                                                  or refused with a status and words without local detail
 START      coordinator -> party         no       empty: every party accepted (only to the parties that wait)
 SHARE      party -> party               no       the share: a 32-byte PRG seed, or the packed uint64 vector
-PARTIAL    party -> coordinator         yes      the partial sum, packed little-endian uint64
+PARTIAL    party -> coordinator         yes      the partial sum, packed little-endian uint64; in a keyed
+                                                 session followed by the ids of the pair keys it was masked
+                                                 with, 8 bytes per peer in the spec's party order
 ABORT      either way                   yes      ``Abort`` (reason, culprit); a party answers the coordinator's
                                                  abort with its own, confirming it closed the session
 =========  ===========================  =======  ==============================================================
 
-A one-round session (every party's policy allows ``one_round``) is PROPOSE, ANSWER and the SHAREs at
-once, then PARTIAL: one round trip from the coordinator's point of view.
+A keyed session (every party's policy allows ``one_round``, and the analyst did not ask for another
+sharing mode) is PROPOSE, then PARTIAL: one message each way, no message between parties (the pair keys,
+:mod:`services.pair_keys`, are agreed once per link, not per session); a refusal is still an ANSWER, a
+failure an ABORT. A seeded or full session is PROPOSE, ANSWER and the SHAREs at once, then PARTIAL; a
+party whose policy says ``one_round = false`` waits for START before sharing.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from mpcdp.protocol import ProtocolError, Status
+from services.pair_keys import KEY_ID_BYTES
 
 PROPOSE = "sum.propose"
 ANSWER = "sum.answer"
@@ -29,3 +41,42 @@ START = "sum.start"
 SHARE = "sum.share"
 PARTIAL = "sum.partial"
 ABORT = "sum.abort"
+
+
+def keyed_partial(vector: np.ndarray, key_ids: Sequence[bytes]) -> np.ndarray:
+    """A keyed PARTIAL's payload: the partial sum's ring elements, then the pair key ids (8 bytes each)."""
+    ids = np.frombuffer(b"".join(key_ids), dtype="<u8")
+    return np.concatenate([np.asarray(vector, dtype="<u8").reshape(-1), ids])
+
+
+class KeyedPartial:
+    """A link sink (:meth:`services.link.Hub.expect`) for a keyed PARTIAL of ``elements`` ring elements and
+    ``peers`` pair key ids: the elements go on to ``sink`` as they arrive (no assembly), the ids are kept."""
+
+    def __init__(self, sink: Callable[[int, memoryview], None], elements: int, peers: int):
+        self._sink = sink
+        self._head = 8 * elements
+        self._ids = bytearray(KEY_ID_BYTES * peers)
+        self._filled = 0
+
+    def __call__(self, offset: int, view: memoryview) -> None:
+        end = offset + len(view)
+        if offset < self._head:
+            self._sink(offset, view[: self._head - offset])
+        if end > self._head:
+            start = max(self._head - offset, 0)
+            at = offset + start - self._head
+            if end - self._head > len(self._ids):
+                self._filled = -1  # longer than announced by the spec: refused by ids()
+                return
+            self._ids[at : end - self._head] = view[start:]
+            self._filled = max(self._filled, end - self._head) if self._filled >= 0 else -1
+
+    def ids(self, peers: Sequence[str]) -> dict[str, bytes]:
+        """The pair key id reported for each of ``peers`` (ProtocolError if the message was not that long)."""
+        if self._filled != len(self._ids):
+            raise ProtocolError(
+                Status.INVALID_ARGUMENT,
+                f"a keyed partial sum is {self._head} bytes and then {len(self._ids)} bytes of pair key ids",
+            )
+        return {p: bytes(self._ids[i * KEY_ID_BYTES : (i + 1) * KEY_ID_BYTES]) for i, p in enumerate(peers)}

@@ -3,6 +3,11 @@
     collecting-responses --all accepted--> collecting-sums --all in--> released
              any state --abort (naming the culprit)--> aborted
 
+A keyed session (:attr:`mpcdp.protocol.spec.Sharing.KEYED`) starts in collecting-sums: a party's partial
+sum is its acceptance, and with it the party reports the id of the pair key it masked with for each peer
+(:meth:`CoordinatorSession.record_key_ids`); both ends of every pair must report the same id, or the masks
+do not cancel and the session aborts naming the pair.
+
 The coordinator never sees an input or a share: only the parties' answers and
 their partial sums, each uniformly random on its own. Their total is the
 (noisy, under DP) aggregate, which it decodes and post-processes. Partial sums
@@ -24,7 +29,7 @@ from .. import ring
 from ..dp.loss import PrivacyLoss
 from .errors import ProtocolError, Status
 from .messages import PartialSum, Response
-from .spec import QuerySpec
+from .spec import QuerySpec, Sharing
 from .statistics import codec_for
 
 
@@ -53,9 +58,11 @@ class CoordinatorSession:
 
     def __init__(self, spec: QuerySpec):
         self.spec = spec
-        self.state = "collecting-responses"
+        self.keyed = spec.sharing is Sharing.KEYED  # pre-approved: a partial sum is the acceptance
+        self.state = "collecting-sums" if self.keyed else "collecting-responses"
         self._statistic = codec_for(spec)
-        self._accepted: set[str] = set()
+        self._accepted: set[str] = set(spec.parties) if self.keyed else set()
+        self._key_ids: dict[str, dict[str, bytes]] = {}  # keyed: per party, the pair key id it used per peer
         self._summed: set[str] = set()  # parties whose whole partial sum is in the total
         self._filled: dict[str, int] = {}  # elements folded in so far, per party sending its partial in pieces
         self._total: np.ndarray | None = None  # the running total of the partial sums
@@ -90,8 +97,33 @@ class CoordinatorSession:
     @property
     def missing(self) -> list[str]:
         """Parties whose current-phase message has not arrived."""
-        have = self._accepted if self.state == "collecting-responses" else self._summed
-        return [p for p in self.spec.parties if p not in have]
+        if self.state == "collecting-responses":
+            return [p for p in self.spec.parties if p not in self._accepted]
+        return [p for p in self.spec.parties if p not in self._summed or (self.keyed and p not in self._key_ids)]
+
+    def record_key_ids(self, party: str, ids: dict[str, bytes]) -> None:
+        """Keyed sharing: the ids of the pair keys ``party`` masked its partial sum with, by peer. Both ends of a
+        pair must have used the same key (a link re-established during the session gives its ends different
+        keys, and masks that do not cancel): otherwise the session aborts naming the pair (ProtocolError)."""
+        self._require("collecting-sums")
+        self._check_sender(self.spec.session_id, party)
+        if not self.keyed:
+            raise ProtocolError(Status.FAILED_PRECONDITION, "only a keyed session reports pair keys")
+        if party in self._key_ids:
+            raise ProtocolError(Status.ALREADY_EXISTS, f"duplicate pair key ids from {party!r}")
+        if set(ids) != {p for p in self.spec.parties if p != party}:
+            raise ProtocolError(Status.INVALID_ARGUMENT, f"{party} must report one pair key id per peer")
+        for peer, key_id in ids.items():
+            theirs = self._key_ids.get(peer)
+            if theirs is not None and theirs[party] != key_id:
+                first, second = sorted((party, peer))
+                self.abort(
+                    f"{first} and {second} masked with different pair keys (their link was re-established during "
+                    "the session); session aborted, no result released",
+                    first,
+                )
+                raise ProtocolError(Status.ABORTED, self.abort_reason)
+        self._key_ids[party] = dict(ids)
 
     def _check_partial(self, session_id: bytes, sender: str, now: float) -> None:
         """A partial sum may come from a party that accepted while others still answer (one round trip)."""

@@ -1,6 +1,7 @@
 """The party's side of the peer protocol, as a state machine with no I/O.
 
     proposed --accept--> accepted --make_shares--> shared --partial_sum--> done
+                            \\--masked_partial (keyed sharing)----------------> done
         \\--refuse--> refused          any state --abort--> aborted
 
 A party checks the spec against its own policy (and, when given, its own
@@ -8,13 +9,16 @@ privacy ledger: it never trusts the coordinator's accounting), encodes its
 clipped records into one ring vector, adds its noise piece, splits the result
 into n shares, and sums the shares it receives. Received shares are folded
 into a running sum at once, so the session never holds another party's share
-by itself, let alone its input. Every refusal raises a :class:`ProtocolError`
-and leaves the session unchanged.
+by itself, let alone its input. Under keyed sharing it sends no share at all:
+its partial sum is its encoded aggregate, its noise piece and one mask per peer
+expanded from their pair key (:meth:`PartySession.masked_partial`). Every
+refusal raises a :class:`ProtocolError` and leaves the session unchanged.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -24,7 +28,7 @@ from .. import ring
 from ..dp.loss import PrivacyLoss
 from ..dp.rational import exact
 from ..prg import SEED_BYTES, Prg, RandomSource, system_random
-from ..sharing import share, share_seeded
+from ..sharing import mask_pairwise, share, share_seeded
 from .errors import ProtocolError, Status
 from .messages import PartialSum, ShareMessage
 from .noise import noise_piece
@@ -61,7 +65,7 @@ class PartyPolicy:
     columns: tuple[str, ...] = field(default=())  # empty: any column
     max_length: int = 1 << 21  # ring elements per vector: bounds the memory a query may cost
     max_timeout: float = DEFAULT_MAX_TIMEOUT  # the latest session deadline accepted, in seconds from now
-    one_round: bool = True  # share on accepting, without waiting for the others' answers
+    one_round: bool = True  # share (or send the keyed partial sum) on accepting, without waiting for the others
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_timeout, (int, float)) or not 0 < self.max_timeout < math.inf:
@@ -95,6 +99,11 @@ class PartyPolicy:
             return f"the query needs vectors of {length} elements; this party allows at most {self.max_length}"
         if spec.colluders < self.min_colluders:
             return f"the query assumes {spec.colluders} colluders; this party requires at least {self.min_colluders}"
+        if spec.sharing is Sharing.KEYED and not self.one_round:
+            return (
+                "this party's policy says one_round = false: it sends nothing before every party accepted, "
+                "and a keyed session's partial sum is its answer; propose a seeded session"
+            )
         return None
 
 
@@ -180,6 +189,8 @@ class PartySession:
         share this party keeps is folded into its running sum; the encoded
         aggregate (made once, by :meth:`accept`) is dropped afterwards.
         """
+        if self.spec.sharing is Sharing.KEYED:
+            raise ProtocolError(Status.FAILED_PRECONDITION, "a keyed session has no shares: see masked_partial")
         local = self.contribution()
         sid = self.spec.session_id
         out = []
@@ -227,6 +238,8 @@ class PartySession:
             raise ProtocolError(Status.PERMISSION_DENIED, f"{msg.sender!r} is not a peer in this session")
         if msg.sender in self._received:
             raise ProtocolError(Status.ALREADY_EXISTS, f"duplicate share from {msg.sender!r}")
+        if self.spec.sharing is Sharing.KEYED:
+            raise ProtocolError(Status.INVALID_ARGUMENT, "a keyed session carries no shares")
         if self.spec.sharing is Sharing.SEEDED:
             if msg.seed is None or len(msg.seed) != SEED_BYTES:
                 raise ProtocolError(Status.INVALID_ARGUMENT, f"seeded sessions carry {SEED_BYTES}-byte seeds")
@@ -254,6 +267,33 @@ class PartySession:
         total, self._sum = self._sum, None  # handed over, not copied: the session holds nothing more
         assert total is not None  # shared: make_shares started it
         return PartialSum(self.spec.session_id, self.me, total)
+
+    def masked_partial(self, keys: Mapping[str, bytes], now: float = -math.inf) -> PartialSum:
+        """Keyed sharing: this party's partial sum at once, with no share sent or received: its encoded aggregate
+        plus its noise piece (:meth:`contribution`) plus one mask per peer expanded from their 32-byte pair key
+        ``keys[peer]`` and the session id (:func:`mpcdp.sharing.mask_pairwise`). Charges the budget: the partial
+        sum leaves whatever the peers do next, so it is paid for even if the session then aborts.
+
+        What it reveals: on its own, or summed with the partial sums of any strict subset of the parties, it is
+        uniformly random to anyone who lacks a pair key crossing that subset's boundary; the coordinator learns
+        the sum of a set of parties only if it holds every such key (colluding parties hold theirs). A peer
+        that refuses and colludes with the coordinator therefore yields the noisy sum of the parties that
+        answered, which the noise pieces are sized for (``colluders`` withheld): what it learns today from a peer
+        that accepts and then withholds its partial sum."""
+        if self.spec.sharing is not Sharing.KEYED:
+            raise ProtocolError(Status.FAILED_PRECONDITION, f"a {self.spec.sharing} session exchanges shares")
+        self._require("accepted")
+        self._check_deadline(now)
+        if set(keys) != set(self.peers):
+            raise ProtocolError(Status.FAILED_PRECONDITION, "a keyed partial sum needs one pair key per peer")
+        local = self.contribution()
+        if not local.flags.writeable or not local.flags.c_contiguous:
+            local = np.ascontiguousarray(local).copy()
+        mask_pairwise(local, self.me, keys, self.spec.session_id)
+        if self.budget is not None and self.spec.loss is not None:
+            self.budget.charge_reserved(self.spec.session_id)
+        self.state = "done"
+        return PartialSum(self.spec.session_id, self.me, local)
 
     def abort(self) -> None:
         """Drop everything and free the budget held for it; the session can make no further progress."""

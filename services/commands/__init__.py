@@ -415,10 +415,11 @@ def add_query_arguments(p, statistic_default: str | None = None, bounds_default:
     )
     p.add_argument(
         "--sharing",
-        default="seeded",
+        default="keyed",
         choices=SHARING_MODES,
-        help="how shares travel: seeded (a 32-byte PRG seed per peer instead of a random vector, "
-        "much less traffic) or full random vectors (default: seeded)",
+        help="how shares travel: keyed (no share message: masks from pair keys the parties agreed once "
+        "per link; one message each way, where every party's policy allows one_round), seeded (a 32-byte "
+        "PRG seed per peer) or full random vectors (default: keyed)",
     )
     p.add_argument("--timeout", type=positive, default=30.0, help="session deadline in seconds (default 30)")
     p.add_argument(

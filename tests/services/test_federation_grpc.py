@@ -10,7 +10,7 @@ import time
 import grpc
 import pytest
 
-from services import sessions
+from services import link, sessions
 from services.analyst import QueryError
 from services.link import LinkError
 from services.party_node import PartyNode
@@ -26,6 +26,7 @@ from tests.support.federation import (
     make_cluster,
     open_session,
     session_spec,
+    until,
 )
 
 
@@ -58,7 +59,7 @@ async def test_party_down_aborts_naming_it_and_others_stay_ready(cluster):
 
 
 class Stalling(PartyNode):
-    """Accepts, then never shares: slow past any deadline."""
+    """Accepts, then never shares (nor sends its keyed partial sum): slow past any deadline."""
 
     async def _run(self, live):
         await asyncio.Event().wait()
@@ -72,13 +73,15 @@ class Dropping(PartyNode):
 
 
 @pytest.mark.parametrize(
-    "cls, code, words, timeout",
+    "cls, sharing, code, words, timeout",
     [
-        (Stalling, grpc.StatusCode.ABORTED, ["no share from bob before the deadline"], 1.0),
-        (Dropping, grpc.StatusCode.ABORTED, ["dropped out"], 30.0),  # at once, not at the deadline
+        (Stalling, "seeded", grpc.StatusCode.ABORTED, ["no share from bob before the deadline"], 1.0),
+        (Stalling, "keyed", grpc.StatusCode.DEADLINE_EXCEEDED, ["bob did not send its partial sum"], 1.0),
+        (Dropping, "seeded", grpc.StatusCode.ABORTED, ["dropped out"], 30.0),  # at once, not at the deadline
+        (Dropping, "keyed", grpc.StatusCode.ABORTED, ["dropped out"], 30.0),
     ],
 )
-async def test_faulty_party_aborts_the_session_naming_it(certs, cls, code, words, timeout):
+async def test_faulty_party_aborts_the_session_naming_it(certs, cls, sharing, code, words, timeout):
     faulty = "bob"
 
     class OnlyBob(cls):
@@ -90,7 +93,7 @@ async def test_faulty_party_aborts_the_session_naming_it(certs, cls, code, words
     c = await make_cluster(certs, party_cls=OnlyBob)
     try:
         began = time.monotonic()
-        err = await expect_error(c, code, faulty, *words, faulty=[faulty], timeout=timeout)
+        err = await expect_error(c, code, faulty, *words, faulty=[faulty], timeout=timeout, sharing=sharing)
         assert time.monotonic() - began < 10
         assert "3800" not in str(err) and "2514" not in str(err)
         c.nodes[faulty].__class__ = PartyNode  # repaired: the same nodes answer the next query
@@ -164,8 +167,7 @@ async def test_malformed_peer_traffic_is_refused_and_changes_nothing(cluster, ce
         with contextlib.suppress(LinkError):  # a frame naming carol on alice's link closes that link
             await alice.hub.send("bob", sid, 0, "probe", b"")
             stream = alice.hub._streams["bob"][-1]
-            forged = pb.Frame(session_id=sid, kind=sessions.SHARE, total=16, payload=good.tobytes(), sender="carol")
-            await stream.write(pb.Frames(frames=[forged]))
+            await stream.write(link.encode("carol", [link.Frame(sid, 0, sessions.SHARE, 0, 16, good.tobytes())]))
         with contextlib.suppress(LinkError):  # mallory's certificate is valid, but she is no node of this federation
             await mallory.share("bob", sid, good)
         await asyncio.sleep(0.2)
@@ -274,20 +276,32 @@ async def test_dp_release_reports_noise_interval_and_charges_every_ledger(dp_clu
     assert spent(dp_cluster) == {name: 1.0 for name in dp_cluster.ledgers}
 
 
-async def test_over_budget_query_is_refused_before_any_share_moves(dp_cluster):
-    await dp_cluster.query(epsilon=1.0)
+@pytest.mark.parametrize("sharing", ["seeded", "keyed"])
+async def test_over_budget_query_is_refused_before_any_share_moves(dp_cluster, sharing):
+    await dp_cluster.query(epsilon=1.0, sharing=sharing)
     err = await expect_error(dp_cluster, grpc.StatusCode.RESOURCE_EXHAUSTED, "coordinator", epsilon=1.0)
     assert spent(dp_cluster) == {name: 1.0 for name in dp_cluster.ledgers}
     dp_cluster.nodes["coordinator"].ledger = None  # a coordinator that ignores its budget:
-    err = await expect_error(dp_cluster, grpc.StatusCode.RESOURCE_EXHAUSTED, "refused", epsilon=1.0)
+    err = await expect_error(dp_cluster, grpc.StatusCode.RESOURCE_EXHAUSTED, "refused", epsilon=1.0, sharing=sharing)
     assert any(p in err.details for p in ("alice", "bob", "carol"))  # the parties' own ledgers still refuse
-    assert spent(dp_cluster)["dave"] == 1.0
+    # seeded: dave's partial sum waits for every share, so it never left; keyed: it is dave's answer, sent
+    # before the others refused, and charged although nothing was released (conservative)
+    assert spent(dp_cluster)["dave"] == (2.0 if sharing == "keyed" else 1.0)
 
 
-async def test_aborted_dp_session_charges_nothing(dp_cluster):
+@pytest.mark.parametrize("sharing", ["seeded", "keyed"])
+async def test_aborted_dp_session_charges_nothing(dp_cluster, sharing):
+    """Nothing is released; under keyed sharing a party whose partial sum had left before the abort is charged
+    for it (conservative), the others and the coordinator are not, and nothing stays reserved."""
     await dp_cluster.stop("carol")
-    await expect_error(dp_cluster, grpc.StatusCode.UNAVAILABLE, "carol", epsilon=1.0)
-    assert spent(dp_cluster) == {name: 0.0 for name in dp_cluster.ledgers}
+    await expect_error(dp_cluster, grpc.StatusCode.UNAVAILABLE, "carol", epsilon=1.0, sharing=sharing)
+    charged = spent(dp_cluster)
+    if sharing == "seeded":
+        assert charged == {name: 0.0 for name in dp_cluster.ledgers}
+    else:
+        assert charged["coordinator"] == charged["carol"] == 0.0
+        assert all(charged[p] in (0.0, 1.0) for p in ("alice", "bob", "dave"))
+    await until(lambda: not any(ledger.reserved() for ledger in dp_cluster.ledgers.values()))
 
 
 async def test_large_vector_release_streams_in_chunks_and_small_ones_stay_one_message(certs):

@@ -36,7 +36,8 @@ async def test_one_round_by_default_and_two_rounds_where_a_party_policy_says_so(
 
 
 async def test_a_refusal_after_others_shared_releases_nothing_and_charges_nothing(certs, tmp_path):
-    """In one round, alice, bob and dave share before carol refuses: the shares they sent are random on
+    """In one seeded round, alice, bob and dave share before carol refuses (a keyed session sends partial sums
+    instead, charged as they leave: tests/services/test_keyed_sessions.py): the shares they sent are random on
     their own, carol drops the ones she got, nobody's partial sum leaves (each waits for carol's share),
     and no ledger is charged."""
     from mpcdp.dp.ledger import PrivacyLedger
@@ -50,7 +51,7 @@ async def test_a_refusal_after_others_shared_releases_nothing_and_charges_nothin
     audit.record = lambda event, **fields: (events.append((event, fields)), real(event, **fields))
     c = await make_cluster(certs, ledgers=ledgers)
     try:
-        err = await expect_error(c, grpc.StatusCode.RESOURCE_EXHAUSTED, "carol", epsilon=1.0)
+        err = await expect_error(c, grpc.StatusCode.RESOURCE_EXHAUSTED, "carol", epsilon=1.0, sharing="seeded")
         assert "budget" in err.details
         assert {n: float(ledger.spent().epsilon) for n, ledger in ledgers.items()} == {n: 0.0 for n in ledgers}
         assert not [f for e, f in events if e == "released"]  # no partial sum sent, no release
@@ -89,9 +90,10 @@ async def test_concurrent_queries_share_the_links_and_each_gets_its_own_sum(cert
         await c.close()
 
 
-async def test_the_partial_sum_leaves_only_once_the_session_id_is_on_disk(certs, tmp_path, monkeypatch):
-    """With a state directory a party writes the session id when the proposal arrives and shares meanwhile,
-    but holds its partial sum until the id is durable: a replay after a crash finds it."""
+@pytest.mark.parametrize("sharing", ["keyed", "seeded"])
+async def test_the_partial_sum_leaves_only_once_the_session_id_is_on_disk(certs, tmp_path, monkeypatch, sharing):
+    """With a state directory a party writes the session id when the proposal arrives and shares (or masks)
+    meanwhile, but holds its partial sum until the id is durable: a replay after a crash finds it."""
     import asyncio
     import os
     import threading
@@ -114,12 +116,14 @@ async def test_the_partial_sum_leaves_only_once_the_session_id_is_on_disk(certs,
     for node in parties:
         node.link.post = lambda *a, _post=node.link.post, **kw: (posted.append(a[3]), _post(*a, **kw))[1]
     try:
-        query = asyncio.ensure_future(c.query(timeout=30))
+        query = asyncio.ensure_future(c.query(timeout=30, sharing=sharing))
 
-        def folded():  # every party shared and folded in its peers' shares (or, wrongly, the query ended)
+        def ready(live):  # its partial sum made: masked (keyed), or every peer's share folded in (seeded)
+            return live.session and (live.session.state == "done" if sharing == "keyed" else not live.session.missing)
+
+        def folded():  # every party's partial sum is ready (or, wrongly, the query ended)
             lives = [live for n in parties for live in n._live.values()]
-            done = len(lives) == len(parties) and all(live.session and not live.session.missing for live in lives)
-            return done or query.done()
+            return (len(lives) == len(parties) and all(ready(live) for live in lives)) or query.done()
 
         await until(folded)
         assert all(node.sessions.ids for node in parties)

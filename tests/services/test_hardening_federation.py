@@ -10,6 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from services import link
 from services.server import Limits
 from services.tls import Identity
 from services.wire.mpcdp.v1 import federation_pb2 as pb
@@ -68,7 +69,7 @@ async def test_an_idle_authenticated_link_is_closed(certs):
     try:
         node = c.federation.node("bob")
         async with Identity("alice", certs).channel(node.address, "bob") as ch:
-            call = pb_grpc.LinkStub(ch).Open(timeout=10)
+            call = ch.stream_stream(link.METHOD)(timeout=10)
             began = time.monotonic()
             with pytest.raises(grpc.aio.AioRpcError) as info:
                 await call.read()  # never writes: an idle stream held open by an authenticated peer
@@ -518,20 +519,24 @@ async def test_concurrent_queries_cannot_together_overspend_the_coordinators_bud
 
 
 class Broken:
-    """A party whose share handling fails with an unexpected exception carrying local detail."""
+    """A party whose share handling (or, keyed, masking) fails with an unexpected exception carrying local detail."""
 
     async def _receive_share(self, session, peer):
         raise RuntimeError("/srv/alice/private.csv row 17")
 
+    async def _keyed(self, live):
+        raise RuntimeError("/srv/alice/private.csv row 17")
 
-async def test_an_unexpected_failure_is_reported_with_no_class_name_or_detail(certs):
+
+@pytest.mark.parametrize("sharing", ["seeded", "keyed"])
+async def test_an_unexpected_failure_is_reported_with_no_class_name_or_detail(certs, sharing):
     from services.analyst import QueryError
     from services.party_node import PartyNode
 
     c = await make_cluster(certs, party_cls=type("Broken", (Broken, PartyNode), {}))
     try:
         with pytest.raises(QueryError) as info:
-            await c.query(timeout=5.0)
+            await c.query(timeout=5.0, sharing=sharing)
         text = info.value.details
         assert info.value.code == grpc.StatusCode.ABORTED and "internal error" in text
         assert "RuntimeError" not in text and "private.csv" not in text and "<class" not in text
