@@ -21,6 +21,7 @@ boundary (pairwise masking, Bonawitz et al. CCS 2017, without its dropout recove
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -113,6 +114,16 @@ def share_seeded(
     shares = SeededShares(seeds, tuple(purposes), x if given else x.copy())
     fold_streams(shares.correction, subtract=shares._prgs(session_id))
     return shares
+
+
+PAIR_KEY_ID_BYTES = 8
+_PAIR_KEY_ID_DOMAIN = b"mpcdp/v1/pair-key-id"
+
+
+def pair_key_id(key: bytes) -> bytes:
+    """The public id of a pair key (8 bytes of SHA-256 over it): what a party reports so that the coordinator
+    can check both ends of a pair masked with the same key; it reveals nothing usable about the key."""
+    return hashlib.sha256(_PAIR_KEY_ID_DOMAIN + key).digest()[:PAIR_KEY_ID_BYTES]
 
 
 def mask_purpose(a: str, b: str) -> str:

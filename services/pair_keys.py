@@ -19,7 +19,7 @@ by every later session on the same link:
 - Its public id (:attr:`PairKey.id`, 8 bytes of SHA-256 over the key) is what a party reports with its
   keyed partial sum, so the coordinator can check that both ends of every pair masked with the same key
   (a link re-established mid-session gives its ends different keys; the session aborts naming the pair).
-  The id reveals nothing usable about the key (a preimage of SHA-256).
+  The id (:func:`mpcdp.sharing.pair_key_id`) reveals nothing usable about the key (a preimage of SHA-256).
 
 Source: pairwise key agreement then per-session PRG expansion bound to the session id, as in secure
 aggregation (Bonawitz et al., CCS 2017) and Google's SecAgg implementation.
@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hashlib
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,15 +39,14 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from mpcdp.prg import RandomSource, system_random
+from mpcdp.sharing import pair_key_id
 from services import audit
 from services.link import Hub, LinkError
 
 HELLO = "pair.hello"
 TAG = bytes(16)  # the "session" of the hello messages: none, the link's own
 PUBLIC_BYTES = 32
-KEY_ID_BYTES = 8
 _INFO = b"mpcdp/v1/pair-key"
-_ID_DOMAIN = b"mpcdp/v1/pair-key-id"
 
 
 @dataclass(frozen=True)
@@ -68,11 +66,6 @@ class PairKeyError(Exception):
         self.reason = reason
 
 
-def key_id(secret: bytes) -> bytes:
-    """The public id of a pair key."""
-    return hashlib.sha256(_ID_DOMAIN + secret).digest()[:KEY_ID_BYTES]
-
-
 def _public(private: X25519PrivateKey) -> bytes:
     return private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
@@ -85,7 +78,7 @@ def derive(me: str, peer: str, private: X25519PrivateKey, mine: bytes, theirs: b
     for part in (lo.encode(), hi.encode(), lo_public, hi_public):
         info += struct.pack(">H", len(part)) + part
     secret = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(shared)
-    return PairKey(secret, key_id(secret))
+    return PairKey(secret, pair_key_id(secret))
 
 
 @dataclass

@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from mpcdp.protocol import ProtocolError, Status
-from services.pair_keys import KEY_ID_BYTES
+from mpcdp.sharing import PAIR_KEY_ID_BYTES as KEY_ID_BYTES
 
 PROPOSE = "sum.propose"
 ANSWER = "sum.answer"

@@ -84,8 +84,10 @@ class CoordinatorSession:
             raise ProtocolError(Status.PERMISSION_DENIED, f"{party!r} is not a party of this session")
 
     def record_response(self, response: Response) -> None:
-        """Note a party's accept/refuse. A refusal aborts the session, naming the party."""
-        self._require("collecting-responses")
+        """Note a party's accept/refuse. A refusal aborts the session, naming the party (in a keyed session,
+        where a partial sum is the acceptance, a refusal is the only answer)."""
+        if not (self.keyed and not response.accepted and self.state == "collecting-sums"):
+            self._require("collecting-responses")
         self._check_sender(response.session_id, response.party)
         if not response.accepted:
             self.abort(f"{response.party} refused: {response.reason}", response.party)
@@ -105,10 +107,10 @@ class CoordinatorSession:
         """Keyed sharing: the ids of the pair keys ``party`` masked its partial sum with, by peer. Both ends of a
         pair must have used the same key (a link re-established during the session gives its ends different
         keys, and masks that do not cancel): otherwise the session aborts naming the pair (ProtocolError)."""
-        self._require("collecting-sums")
-        self._check_sender(self.spec.session_id, party)
         if not self.keyed:
             raise ProtocolError(Status.FAILED_PRECONDITION, "only a keyed session reports pair keys")
+        self._require("collecting-sums")
+        self._check_sender(self.spec.session_id, party)
         if party in self._key_ids:
             raise ProtocolError(Status.ALREADY_EXISTS, f"duplicate pair key ids from {party!r}")
         if set(ids) != {p for p in self.spec.parties if p != party}:

@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..prg import RandomSource
+from ..prg import SEED_BYTES, RandomSource, system_random
+from ..sharing import pair_key_id
 from .coordinator import CoordinatorSession, Release
 from .errors import ProtocolError
 from .messages import Response
 from .party import PartyPolicy, PartySession
-from .spec import QuerySpec
+from .spec import QuerySpec, Sharing
 
 
 @dataclass
@@ -37,7 +38,8 @@ def run_in_memory(
 
     Each party draws its own noise piece for a DP spec (from ``rng``, the
     CSPRNG by default), exactly as over the network. A refusal or a protocol error aborts every
-    session and is re-raised.
+    session and is re-raised. A keyed spec's pair keys are drawn here from ``rng`` (over the network each
+    pair agrees its own, :mod:`services.pair_keys`).
     """
     missing = [p for p in spec.parties if p not in data]
     if missing:
@@ -47,15 +49,25 @@ def run_in_memory(
     parties = {
         p: PartySession(p, spec, data[p], policies.get(p, PartyPolicy(allow_exact=True)), rng=rng) for p in spec.parties
     }
+    keyed = spec.sharing is Sharing.KEYED
     try:
         for name, party in parties.items():
             try:
                 party.accept()
-                coordinator.record_response(Response(spec.session_id, name, True))
+                if not keyed:  # keyed: the partial sum is the acceptance
+                    coordinator.record_response(Response(spec.session_id, name, True))
             except ProtocolError as exc:
                 if party.state != "refused":
                     raise
                 coordinator.record_response(Response(spec.session_id, name, False, str(exc)))
+        if keyed:
+            source = rng or system_random("pair-keys")
+            pairs = {frozenset((a, b)): source.bytes(SEED_BYTES) for a in spec.parties for b in spec.parties if a < b}
+            for name, party in parties.items():
+                keys = {p: pairs[frozenset((name, p))] for p in party.peers}
+                coordinator.receive_partial(party.masked_partial(keys))
+                coordinator.record_key_ids(name, {p: pair_key_id(k) for p, k in keys.items()})
+            return Run(coordinator.release(), parties, coordinator)
         outbox = [m for party in parties.values() for m in party.make_shares()]
         for msg in outbox:
             parties[msg.recipient].receive_share(msg)

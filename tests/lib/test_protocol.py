@@ -31,7 +31,7 @@ def spec(**kw):
     return QuerySpec(**base)
 
 
-@pytest.mark.parametrize("sharing", ["seeded", "full"])
+@pytest.mark.parametrize("sharing", ["keyed", "seeded", "full"])
 def test_four_engineers(sharing):
     run = run_in_memory(spec(sharing=sharing), {p: [v] for p, v in RAISES.items()}, rng=Prg.from_int(1))
     assert run.release.result["sum"] == 12686

@@ -1,0 +1,175 @@
+"""Keyed sharing in memory: pairwise masks from pair keys, what one partial sum (or a strict subset's sum)
+reveals, the coordinator's pair key check, and the budget charged as a keyed partial sum leaves."""
+
+import itertools
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from mpcdp import ring
+from mpcdp.prg import Prg
+from mpcdp.protocol import (
+    CoordinatorSession,
+    PartialSum,
+    PartyPolicy,
+    PartySession,
+    ProtocolError,
+    QuerySpec,
+    Response,
+    ShareMessage,
+    Status,
+    run_in_memory,
+)
+from mpcdp.sharing import mask_pairwise, pair_key_id
+from tests.support.stats import P_MIN
+
+RAISES = {"alice": 3800, "bob": 2514, "carol": 2982, "dave": 3390}
+THREE = ("alice", "bob", "carol")
+
+
+def keyed(**kw):
+    base = dict(statistic="sum", parties=THREE, bounds=(0, 10_000), sharing="keyed")
+    base.update(kw)
+    return QuerySpec(**base)
+
+
+def pair_keys(parties, seed=7):
+    rng = Prg.from_int(seed, "pair-keys")
+    return {frozenset(p): rng.bytes(32) for p in itertools.combinations(parties, 2)}
+
+
+def keys_of(me, parties, pairs):
+    return {p: pairs[frozenset((me, p))] for p in parties if p != me}
+
+
+def partials(spec, records, pairs, seed=0):
+    out = {}
+    for i, p in enumerate(spec.parties):
+        party = PartySession(p, spec, records[p], PartyPolicy(allow_exact=True), rng=Prg.from_int(seed + i))
+        party.accept()
+        out[p] = party.masked_partial(keys_of(p, spec.parties, pairs)).vector
+    return out
+
+
+@pytest.mark.parametrize("statistic", ["mean", "sum"])
+def test_keyed_sessions_release_the_clear_answer(statistic):
+    spec = keyed(statistic=statistic, parties=tuple(RAISES))
+    run = run_in_memory(spec, {p: [v] for p, v in RAISES.items()}, rng=Prg.from_int(1))
+    assert run.release.result["sum"] == sum(RAISES.values())
+    assert all(p.state == "done" for p in run.parties.values())
+
+
+def test_the_masks_cancel_only_in_the_full_sum_and_are_bound_to_the_session():
+    pairs = pair_keys(THREE)
+    vectors = {p: ring.zeros(5) for p in THREE}
+    for p in THREE:
+        mask_pairwise(vectors[p], p, keys_of(p, THREE, pairs), b"s" * 16)
+    assert not ring.total(vectors.values()).any()  # every mask added once and subtracted once
+    assert all(v.any() for v in vectors.values())
+    other = ring.zeros(5)
+    mask_pairwise(other, "alice", keys_of("alice", THREE, pairs), b"t" * 16)
+    assert not np.array_equal(other, vectors["alice"])  # another session: other masks
+    with pytest.raises(ValueError, match="itself"):
+        mask_pairwise(ring.zeros(1), "alice", {"alice": b"k" * 32}, b"s" * 16)
+
+
+def _uniform_pvalue(values: np.ndarray) -> float:
+    """Chi-square p-value of uint64 values against uniform, on their top 4 bits and their low 4 bits."""
+    top = np.bincount((values >> np.uint64(60)).astype(int), minlength=16)
+    low = np.bincount((values & np.uint64(15)).astype(int), minlength=16)
+    return min(stats.chisquare(top).pvalue, stats.chisquare(low).pvalue)
+
+
+def test_one_partial_sum_and_the_sum_of_any_strict_subset_are_uniform_while_the_whole_sum_is_exact():
+    """At a fixed seed, 3,000 sessions of the same inputs under the same pair keys: every strict subset's sum
+    of partial sums (one party alone included) is uniform on Z_2^64; the whole sum is the clear sum every time.
+    Unmasked, each subset's sum would be one constant: the test fails."""
+    pairs = pair_keys(THREE)
+    values = {"alice": 5, "bob": 7, "carol": 11}
+    sessions = 3000
+    sums = {s: np.empty(sessions, dtype=np.uint64) for n in (1, 2, 3) for s in itertools.combinations(THREE, n)}
+    for k in range(sessions):
+        spec = keyed(bounds=(0, 100), frac_bits=0, session_id=k.to_bytes(16, "big"))
+        out = partials(spec, {p: [v] for p, v in values.items()}, pairs)
+        for subset in sums:
+            sums[subset][k] = ring.total(out[p] for p in subset)[0]
+    for subset, observed in sums.items():
+        if len(subset) == 3:
+            assert (observed == sum(values.values())).all()
+        else:
+            assert _uniform_pvalue(observed) > P_MIN, subset
+            assert len(np.unique(observed)) == sessions, subset  # no repeats in 2^64
+
+
+def test_a_party_without_a_key_per_peer_or_outside_keyed_sharing_is_refused():
+    spec = keyed()
+    party = PartySession("alice", spec, [1.0], PartyPolicy(allow_exact=True), rng=Prg.from_int(1))
+    party.accept()
+    with pytest.raises(ProtocolError, match="one pair key per peer"):
+        party.masked_partial({"bob": b"k" * 32})
+    with pytest.raises(ProtocolError, match="no shares"):
+        party.make_shares()
+    with pytest.raises(ProtocolError, match="carries no shares"):
+        party.receive_share(ShareMessage(spec.session_id, "bob", "alice", seed=b"k" * 32))
+    assert party.state == "accepted"  # each refusal left it unchanged
+    seeded = PartySession("alice", keyed(sharing="seeded"), [1.0], PartyPolicy(allow_exact=True))
+    seeded.accept()
+    with pytest.raises(ProtocolError, match="exchanges shares"):
+        seeded.masked_partial({"bob": b"k" * 32, "carol": b"l" * 32})
+
+
+def test_a_party_whose_policy_waits_for_every_answer_refuses_a_keyed_session():
+    party = PartySession("alice", keyed(), [1.0], PartyPolicy(allow_exact=True, one_round=False))
+    with pytest.raises(ProtocolError, match="one_round = false") as info:
+        party.accept()
+    assert info.value.status is Status.PERMISSION_DENIED and party.state == "refused"
+
+
+def test_the_coordinator_takes_a_partial_sum_as_the_acceptance_and_checks_the_key_ids_pairwise():
+    spec = keyed(bounds=(0, 100), frac_bits=0)
+    pairs = pair_keys(THREE)
+    out = partials(spec, {p: [1] for p in THREE}, pairs)
+    ids = {p: {q: pair_key_id(k) for q, k in keys_of(p, THREE, pairs).items()} for p in THREE}
+
+    good = CoordinatorSession(spec)
+    assert good.state == "collecting-sums" and good.missing == list(THREE)
+    for p in THREE:
+        good.receive_partial(PartialSum(spec.session_id, p, out[p]))
+        assert p in good.missing  # its key ids are still to come
+        good.record_key_ids(p, ids[p])
+    assert good.release().result["sum"] == 3
+
+    with pytest.raises(ProtocolError, match="not collecting-responses"):
+        CoordinatorSession(spec).record_response(Response(spec.session_id, "alice", True))
+    refused = CoordinatorSession(spec)
+    with pytest.raises(ProtocolError, match="bob refused"):
+        refused.record_response(Response(spec.session_id, "bob", False, "no"))
+    assert refused.state == "aborted"
+
+    bad = CoordinatorSession(spec)
+    bad.record_key_ids("alice", ids["alice"])
+    with pytest.raises(ProtocolError, match="one pair key id per peer"):
+        bad.record_key_ids("bob", {"alice": ids["bob"]["alice"]})
+    with pytest.raises(ProtocolError, match="duplicate"):
+        bad.record_key_ids("alice", ids["alice"])
+    stale = dict(ids["carol"], alice=pair_key_id(b"x" * 32))  # carol re-agreed with alice mid-session
+    with pytest.raises(ProtocolError, match="alice and carol masked with different pair keys") as info:
+        bad.record_key_ids("carol", stale)
+    assert info.value.status is Status.ABORTED and bad.state == "aborted" and bad.culprit == "alice"
+    with pytest.raises(ProtocolError, match="only a keyed session"):
+        CoordinatorSession(keyed(sharing="seeded")).record_key_ids("alice", ids["alice"])
+
+
+def test_a_keyed_partial_sum_is_charged_as_it_leaves_and_stays_charged_if_the_session_aborts(tmp_path):
+    from mpcdp.dp.ledger import PrivacyLedger
+
+    spec = keyed(parties=("alice", "bob"), bounds=(0, 10), epsilon=0.5)
+    ledger = PrivacyLedger(tmp_path / "alice.db", "d", 1.0)
+    party = PartySession("alice", spec, [3.0], PartyPolicy(), rng=Prg.from_int(1), budget=ledger)
+    party.accept()
+    assert ledger.reserved() == {spec.session_id.hex(): spec.loss} and ledger.spent().epsilon == 0
+    party.masked_partial({"bob": b"k" * 32})
+    party.abort()  # the session aborts after the partial sum left: still charged, once
+    assert ledger.reserved() == {} and ledger.spent().epsilon == 0.5
+    assert [c.label for c in ledger.history()] == [spec.session_id.hex()]
