@@ -53,7 +53,7 @@ MANY_PARTIES = [10, 30, 100, 300, 1000]
 MANY_LENGTHS = [1, 1000]
 MANY_BIG = (100, 100_000)  # target: 100 parties, L = 10^5 in <= 5 s
 MANY_PER_POINT = 300  # parties per point and round at least: small federations run several times
-MANY_ROUNDS = 5  # interleaved rounds of the many-party sweep (--quick: 2)
+MANY_ROUNDS = 7  # interleaved rounds of the many-party sweep (--quick: 2)
 
 
 def many_runs(parties: int, length: int, workers: int = 0) -> tuple[Any, list[Any]]:
@@ -127,38 +127,57 @@ def many_query(parties: int, length: int) -> Any:
 
 
 def many_points(quick: bool) -> list[tuple[int, int]]:
-    return [(n, L) for L in MANY_LENGTHS for n in (MANY_PARTIES[:3] if quick else MANY_PARTIES)]
+    """The sweep's points in the order a round measures them: the fewest and the most parties first and next to
+    each other (their ratio is the flatness), then inwards."""
+    ns = MANY_PARTIES[:3] if quick else MANY_PARTIES
+    ends = [ns[i // 2] if i % 2 == 0 else ns[-1 - i // 2] for i in range(len(ns))]
+    return [(n, L) for n in ends for L in MANY_LENGTHS]
 
 
 def interleaved(points: list[tuple[int, int]], rounds: int) -> tuple[dict, dict]:
-    """Every point once a round, the order reversed every other round: (point -> its runs, point -> loads)."""
-    runs: dict[tuple[int, int], list[Any]] = {p: [] for p in points}
+    """Every point once a round, the order reversed every other round: (point -> its runs in each round, point
+    -> the load average after each round's runs)."""
+    runs: dict[tuple[int, int], list[list[Any]]] = {p: [] for p in points}
     loads: dict[tuple[int, int], list[float]] = {p: [] for p in points}
     many_runs(30, 1)  # warm: the first runs in a process pay its imports
     for r in range(rounds):
         for point in points if r % 2 == 0 else points[::-1]:
-            runs[point] += many_runs(*point)[1]
+            runs[point].append(many_runs(*point)[1])
             loads[point].append(os.getloadavg()[0])
     return runs, loads
 
 
-def flatness(rows: list[dict], key: str) -> dict[str, float]:
-    """Per length: the CPU per party at the most parties over that at the fewest."""
+def flatness(cpu: dict[tuple[int, int], list[list[float]]]) -> dict[str, float]:
+    """Per length: the median over the rounds of that round's CPU per party at the most parties over that at the
+    fewest (each the median of the round's runs), so a drift slower than a round cancels."""
+    import statistics
+
     out = {}
     for length in MANY_LENGTHS:
-        by_n = sorted((r["parties"], r[key]) for r in rows if r["length"] == length)
-        if len(by_n) > 1:
-            out[str(length)] = by_n[-1][1] / by_n[0][1]
+        ns = sorted(n for n, at in cpu if at == length)
+        if len(ns) > 1:
+            pairs = zip(cpu[ns[-1], length], cpu[ns[0], length], strict=True)
+            out[str(length)] = statistics.median(statistics.median(a) / statistics.median(b) for a, b in pairs)
     return out
+
+
+def flat(rounds: list[list[Any]]) -> list[Any]:
+    return [x for batch in rounds for x in batch]
+
+
+def sorted_key(point: tuple[int, int]) -> tuple[int, int]:
+    """Points listed by length, then parties."""
+    return point[1], point[0]
 
 
 def many_sweep(quick: bool) -> dict:
     points = many_points(quick)
     runs, loads = interleaved(points, 2 if quick else MANY_ROUNDS)
-    rows = [many_point(n, L, runs=runs[n, L], loads=loads[n, L]) for n, L in points]
+    rows = [many_point(n, L, runs=flat(runs[n, L]), loads=loads[n, L]) for n, L in sorted(points, key=sorted_key)]
+    cpu = {p: [[r.cpu_seconds / p[0] for r in batch] for batch in runs[p]] for p in points}
     return {
         "by_parties": rows,
-        "flatness": flatness(rows, "cpu_seconds_per_party"),
+        "flatness": flatness(cpu),
         "rounds": 2 if quick else MANY_ROUNDS,
         "big": many_point(*MANY_BIG),
         "across_processes": [many_point(n, 1, workers=2) for n in (100, 1000)],
@@ -167,7 +186,8 @@ def many_sweep(quick: bool) -> dict:
         "processes on the mutually authenticated links; cpu_seconds adds the three processes); "
         "a quorum of n - n/10 (the graph tolerates that many dropouts); seconds_per_party = wall seconds / n, "
         "cpu_seconds_per_party = the process's CPU time / n (what the protocol costs, whatever else runs), the "
-        "median over interleaved rounds; flatness: CPU per party at 1,000 parties over that at 10, per length",
+        "median over interleaved rounds; flatness: per length, the median over rounds of the round's CPU per party "
+        "at 1,000 parties over that at 10 (measured next to each other)",
     }
 
 
@@ -194,7 +214,7 @@ def many_against(rev: str, quick: bool) -> dict:
     points = many_points(quick)
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
     base = subprocess.run(["git", "rev-parse", rev], cwd=repo, capture_output=True, text=True, check=True).stdout
-    cpu: dict[str, dict[tuple[int, int], list[float]]] = {side: {p: [] for p in points} for side in ("before", "after")}
+    cpu: dict[str, dict[tuple[int, int], list[list[float]]]] = {s: {p: [] for p in points} for s in ("before", "after")}
     degree: dict[str, dict[tuple[int, int], int]] = {"before": {}, "after": {}}
     loads = []
     with tempfile.TemporaryDirectory(prefix="mpcdp-scaling-") as tmp:
@@ -210,17 +230,17 @@ def many_against(rev: str, quick: bool) -> dict:
                 for line in out.splitlines():
                     doc = json.loads(line)
                     point = (doc["parties"], doc["length"])
-                    cpu[side][point] += doc["cpu"]
+                    cpu[side][point].append(doc["cpu"])
                     degree[side][point] = doc["degree"]
                 loads.append(os.getloadavg()[0])
                 print(f"round {r + 1}/{rounds} {side}: load {loads[-1]:.2f}", flush=True)
     rows = []
-    for point in points:
+    for point in sorted(points, key=sorted_key):
         row: dict[str, Any] = {"parties": point[0], "length": point[1]}
         for side in ("before", "after"):
             row[f"{side}_degree"] = degree[side][point]
-            row[f"{side}_cpu_ms_per_party"] = 1e3 * statistics.median(cpu[side][point])
-            row[f"{side}_cpu_ms_per_party_runs"] = [1e3 * c for c in cpu[side][point]]
+            row[f"{side}_cpu_ms_per_party"] = 1e3 * statistics.median(flat(cpu[side][point]))
+            row[f"{side}_cpu_ms_per_party_rounds"] = [[1e3 * c for c in batch] for batch in cpu[side][point]]
         row["after_over_before"] = row["after_cpu_ms_per_party"] / row["before_cpu_ms_per_party"]
         rows.append(row)
         print(
@@ -235,11 +255,12 @@ def many_against(rev: str, quick: bool) -> dict:
         "rounds": rounds,
         "load_averages": loads,
         "points": rows,
-        "flatness": {side: flatness(rows, f"{side}_cpu_ms_per_party") for side in ("before", "after")},
+        "flatness": {side: flatness(cpu[side]) for side in ("before", "after")},
         "note": "CPU seconds of the process / n, every party and the coordinator on one asyncio loop (no TLS); "
         "a quorum of n - n/10, nobody drops; the median over all runs of a point (small federations run several "
         "times a round); the two sides alternate in child processes, so both see the same drift of this shared "
-        "machine; flatness: CPU per party at the most parties over that at the fewest, per length",
+        "machine; flatness: per length, the median over rounds of the round's CPU per party at the most parties "
+        "over that at the fewest (measured next to each other)",
     }
 
 

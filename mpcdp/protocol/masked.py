@@ -89,17 +89,12 @@ def _bind(*fields: bytes) -> bytes:
     return b"".join([len(f).to_bytes(2, "big") + f for f in fields])
 
 
-_PAIR = _field(b"mpcdp/v1/many/pair")
-
-
 def pair_seed(session_id: bytes, a: str, half_a: bytes, b: str, half_b: bytes) -> bytes:
     """The pair seed of parties ``a`` and ``b`` from their halves (in either order: the same seed): SHA-256 of
     the session, both names and both halves, each length-bound."""
     if a > b:
         a, half_a, b, half_b = b, half_b, a, half_a
-    first, second = a.encode(), b.encode()
-    fields = (session_id, first, second, half_a, half_b)
-    return hashlib.sha256(_PAIR + b"".join([len(f).to_bytes(2, "big") + f for f in fields])).digest()
+    return hashlib.sha256(_bind(b"mpcdp/v1/many/pair", session_id, a.encode(), b.encode(), half_a, half_b)).digest()
 
 
 def _xor(a: bytes, b: bytes) -> bytes:
