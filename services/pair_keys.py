@@ -178,6 +178,11 @@ class PairKeys:
         if not agreement.done.done():
             agreement.done.set_result(key)
 
+    def forget(self) -> None:
+        """Forget every key and fail every agreement in progress (the node is closing its links)."""
+        for peer in {*self._keys, *self._agreeing}:
+            self._dropped(peer, LinkError(peer, "the link closed"))
+
     def _dropped(self, peer: str, error: LinkError) -> None:
         """The link to ``peer`` is gone: forget its key (the next session agrees a new one)."""
         self._keys.pop(peer, None)

@@ -167,6 +167,7 @@ class PartyNode(pb_grpc.PartyServicer):
         for live in list(self._live.values()):
             if live.task is not None:
                 live.task.cancel()
+        self.pair_keys.forget()
         await self.link.close()
         if self.sessions is not None:
             self.sessions.close()

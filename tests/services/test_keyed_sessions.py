@@ -1,0 +1,162 @@
+"""Keyed sessions on real TLS nodes: one message each way, pair keys agreed once per link and only between
+parties, a pair key mismatch aborting naming the pair, fresh keys after a link drop, replays refused."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+
+import grpc
+import pytest
+import pytest_asyncio
+
+from services import audit, convert, sessions
+from services.link import LinkError
+from services.pair_keys import HELLO, TAG, PairKey, PairKeyError
+from services.party_node import PartyNode
+from services.wire.mpcdp.v1 import federation_pb2 as pb
+from tests.support.federation import MEAN, RAISES, Speaker, expect_error, make_cluster, session_spec, until
+
+
+def parties(cluster) -> dict[str, PartyNode]:
+    return {name: node for name, node in cluster.nodes.items() if isinstance(node, PartyNode)}
+
+
+def count_posts(cluster) -> collections.Counter:
+    """(sender, recipient, kind) of every message the nodes post from now on."""
+    posted: collections.Counter = collections.Counter()
+    for name, node in cluster.nodes.items():
+        real = node.link.post
+        node.link.post = lambda peer, sid, rnd, kind, *a, _real=real, _name=name, **kw: (
+            posted.update([(_name, peer, kind)]),
+            _real(peer, sid, rnd, kind, *a, **kw),
+        )[1]
+    return posted
+
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def cluster(certs):
+    c = await make_cluster(certs)
+    yield c
+    await c.close()
+
+
+async def test_a_keyed_query_is_one_message_each_way_and_concurrent_first_sessions_share_one_agreement(certs):
+    data = {p: {"raise": [v, i]} for i, (p, v) in enumerate(RAISES.items())}
+    c = await make_cluster(certs, data=data)
+    try:
+        posted = count_posts(c)
+        async with c.client() as analyst:
+            first = await asyncio.gather(
+                *(analyst.query("sum", column="raise", bounds=(0, 10_000)) for _ in range(8))
+            )  # eight first sessions at once: each pair agrees one key
+        truth = sum(v for d in data.values() for v in d["raise"])
+        assert [r.value for r in first] == [truth] * 8
+        names = list(RAISES)
+        for p in names:
+            assert sorted(peer for (s, peer, kind) in posted if s == p and kind == HELLO) == sorted(
+                q for q in names if q != p
+            )
+            assert posted[(p, "coordinator", sessions.PARTIAL)] == 8
+        kinds = {kind for (_, _, kind) in posted}
+        assert kinds == {HELLO, sessions.PROPOSE, sessions.PARTIAL}, kinds  # no ANSWER, START or SHARE
+        nodes = parties(c)
+        for a in names:
+            for b in names:
+                if a != b:  # both ends hold the same key
+                    assert nodes[a].pair_keys.known(b) == nodes[b].pair_keys.known(a) is not None
+        posted.clear()
+        async with c.client() as analyst:
+            again = await analyst.query("sum", column="raise", bounds=(0, 10_000))
+        assert again.value == truth
+        assert {kind for (_, _, kind) in posted} == {sessions.PROPOSE, sessions.PARTIAL}  # keys reused
+    finally:
+        await c.close()
+
+
+async def test_a_pair_key_mismatch_aborts_naming_the_pair_and_fresh_keys_follow(cluster):
+    assert (await cluster.query()).value == pytest.approx(MEAN, abs=1e-3)
+    alice = parties(cluster)["alice"]
+    held = alice.pair_keys.known("bob")
+    alice.pair_keys._keys["bob"] = PairKey(b"x" * 32, b"stale-id")  # as if alice re-agreed and bob did not
+    await expect_error(cluster, grpc.StatusCode.ABORTED, "alice and bob masked with different pair keys")
+    alice.pair_keys._keys["bob"] = held
+    assert (await cluster.query()).value == pytest.approx(MEAN, abs=1e-3)
+
+
+async def test_the_keys_differ_after_a_link_drops_and_the_next_query_agrees_new_ones(cluster):
+    assert (await cluster.query()).value == pytest.approx(MEAN, abs=1e-3)
+    nodes = parties(cluster)
+    before = {p: nodes["bob"].pair_keys.known(p) for p in ("alice", "carol", "dave")}
+    await nodes["bob"].close()  # every link of bob breaks and its keys are gone, as when its process dies
+    await until(lambda: all(nodes[p].pair_keys.known("bob") is None for p in before))
+    assert all(nodes["bob"].pair_keys.known(p) is None for p in before)
+    assert (await cluster.query()).value == pytest.approx(MEAN, abs=1e-3)
+    for p, old in before.items():
+        new = nodes["bob"].pair_keys.known(p)
+        assert new == nodes[p].pair_keys.known("bob") and new.id != old.id and new.secret != old.secret
+
+
+async def test_only_parties_of_the_federation_obtain_a_pair_key(cluster, monkeypatch):
+    events = []
+    real = audit.record
+    monkeypatch.setattr(audit, "record", lambda event, **f: (events.append((event, f)), real(event, **f)))
+    alice = parties(cluster)["alice"]
+    public = bytes(range(1, 33))
+    coordinator = Speaker(cluster)  # allowed to link to a party, but not a party
+    try:
+        await coordinator.hub.send("alice", TAG, 0, HELLO, public)
+        with pytest.raises(TimeoutError):  # no hello comes back
+            await coordinator.hub.receive("alice", TAG, 0, HELLO, timeout=0.5)
+    finally:
+        await coordinator.close()
+    assert alice.pair_keys.known("coordinator") is None
+    assert ("denied", {"caller": "coordinator", "message": "a pair key offered by a node that is not a party"}) in (
+        events
+    )
+    mallory = Speaker(cluster, "mallory")  # a valid certificate, not in the federation: no link at all
+    try:
+        with pytest.raises(LinkError, match="PERMISSION_DENIED"):  # the link is refused, nothing comes back
+            await mallory.hub.send("alice", TAG, 0, HELLO, public)
+            await mallory.hub.receive("alice", TAG, 0, HELLO, timeout=5)
+    finally:
+        await mallory.close()
+    assert alice.pair_keys.known("mallory") is None
+    with pytest.raises(PairKeyError, match="not a party"):
+        await alice.pair_keys.keys(["coordinator"], timeout=1.0)
+
+
+async def test_a_keyed_session_is_answered_by_partial_sums_and_its_id_is_refused_again_after_a_restart(certs, tmp_path):
+    from services.ledgers import SessionLog
+
+    def durable(f, name, table, identity, **kw):
+        return PartyNode(f, name, table, identity, sessions=SessionLog(tmp_path / f"{name}.sessions"), **kw)
+
+    spec = session_spec("keyed", session_id=b"k" * 16)
+    propose = pb.Propose(spec=convert.spec_to_proto(spec), start=True).SerializeToString()
+    c = await make_cluster(certs, party_cls=durable)
+    try:
+        coordinator = Speaker(c)
+        for p in spec.parties:
+            await coordinator.hub.send(p, spec.session_id, 0, sessions.PROPOSE, propose)
+        for p in spec.parties:  # each party's answer is its partial sum, with its pair key ids
+            partial = await coordinator.hub.receive(p, spec.session_id, 0, sessions.PARTIAL, timeout=10)
+            assert len(partial) == 8 * 2 + 8 * 3  # mean: sum and count, then one key id per peer
+        replay = await coordinator.propose("bob", spec)  # the same id again, without a restart
+        assert not replay.accepted and replay.status == pb.REFUSAL_STATUS_ALREADY_EXISTS
+        await coordinator.close()
+    finally:
+        await c.close()
+    restarted = await make_cluster(certs, party_cls=durable)
+    try:
+        coordinator = Speaker(restarted)
+        for p in spec.parties:
+            replay = await coordinator.propose(p, spec, start=True)
+            assert not replay.accepted and replay.status == pb.REFUSAL_STATUS_ALREADY_EXISTS, p
+        await coordinator.close()
+        assert (await restarted.query()).value == pytest.approx(MEAN, abs=1e-3)
+    finally:
+        await restarted.close()
