@@ -151,6 +151,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         self._runs: dict[bytes, _Run] = {}  # sessions in flight, by id
         self._slots: dict[str, asyncio.Semaphore] = {}  # per party: SESSIONS_PER_PARTY sessions at once
         self._keeping: dict[str, asyncio.Task] = {}  # releases being written to the store, by session id
+        self._waiting_for: tuple[Federation, frozenset[str]] | None = None  # parties whose policy is not one_round
         self.channels = Channels(identity, lambda party: self.federation.address(party))
         self.link = Hub(  # one long-lived authenticated stream to each party, carrying every session
             identity,
@@ -378,7 +379,10 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
     def pre_approved(self, parties) -> bool:
         """Whether every party's policy (in the federation file) sends its partial sum without waiting for
         the others' answers (``one_round``): then a keyed session needs one message each way."""
-        return all(self.federation.policy_for(p).party().one_round for p in parties)
+        if self._waiting_for is None or self._waiting_for[0] is not self.federation:  # read once per federation
+            waits = {p for p in self.federation.names("party") if not self.federation.policy_for(p).party().one_round}
+            self._waiting_for = (self.federation, frozenset(waits))
+        return self._waiting_for[1].isdisjoint(parties)
 
     def admit(self, spec: QuerySpec) -> None:
         """The federation-wide policy: exact releases only where it says so."""

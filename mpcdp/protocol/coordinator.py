@@ -30,7 +30,6 @@ from ..dp.loss import PrivacyLoss
 from .errors import ProtocolError, Status
 from .messages import PartialSum, Response
 from .spec import QuerySpec, Sharing
-from .statistics import codec_for
 
 
 @dataclass(frozen=True)
@@ -60,7 +59,7 @@ class CoordinatorSession:
         self.spec = spec
         self.keyed = spec.sharing is Sharing.KEYED  # pre-approved: a partial sum is the acceptance
         self.state = "collecting-sums" if self.keyed else "collecting-responses"
-        self._statistic = codec_for(spec)
+        self._statistic = spec.codec
         self._accepted: set[str] = set(spec.parties) if self.keyed else set()
         self._key_ids: dict[str, dict[str, bytes]] = {}  # keyed: per party, the pair key id it used per peer
         self._summed: set[str] = set()  # parties whose whole partial sum is in the total

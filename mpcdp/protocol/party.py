@@ -33,7 +33,6 @@ from .errors import ProtocolError, Status
 from .messages import PartialSum, ShareMessage
 from .noise import noise_piece
 from .spec import QuerySpec, Sharing
-from .statistics import codec_for
 
 
 class Budget(Protocol):
@@ -94,7 +93,7 @@ class PartyPolicy:
             return "exact (non-DP) releases are not allowed by this party's policy; set an epsilon"
         if spec.loss is not None and spec.loss.epsilon > exact(self.max_epsilon, "max_epsilon"):
             return f"epsilon {spec.epsilon:g} exceeds this party's per-query maximum {self.max_epsilon:g}"
-        length = codec_for(spec).length
+        length = spec.codec.length
         if length > self.max_length:
             return f"the query needs vectors of {length} elements; this party allows at most {self.max_length}"
         if spec.colluders < self.min_colluders:
@@ -133,7 +132,7 @@ class PartySession:
         self.state = "proposed"
         self._records = records
         self._rng = rng or system_random("party")
-        self._statistic = codec_for(spec)
+        self._statistic = spec.codec
         self._sum: np.ndarray | None = None  # the running sum of the shares held, made by the first one
         self._received: set[str] = set()
         self._local: np.ndarray | None = None  # the encoded aggregate, between accept and make_shares

@@ -22,7 +22,7 @@ from ..dp.rational import epsilon_in_range, exact
 from ..names import is_name
 from .errors import SpecError
 from .noise import check_noise_headroom
-from .statistics import MAX_DIMENSION, codec_for, linear
+from .statistics import MAX_DIMENSION, QueryCodec, codec_for, linear
 
 
 class Sharing(StrEnum):
@@ -198,7 +198,7 @@ class QuerySpec:
     def _validate_headroom(self) -> None:
         # the codec and the noise calibration both depend on an otherwise valid spec
         try:
-            codec_for(self).check_headroom(len(self.parties) * self.max_records)
+            self.codec.check_headroom(len(self.parties) * self.max_records)
         except ValueError as exc:  # HeadroomError included: the bounds do not fit the ring
             raise SpecError("bounds", str(exc)) from None
         if self.is_exact:
@@ -225,6 +225,11 @@ class QuerySpec:
     @property
     def n_parties(self) -> int:
         return len(self.parties)
+
+    @cached_property
+    def codec(self) -> QueryCodec:
+        """The statistic's codec for this spec (made once per spec: a spec is immutable)."""
+        return codec_for(self)
 
     @cached_property
     def loss(self) -> PrivacyLoss | None:
