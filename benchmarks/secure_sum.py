@@ -2,8 +2,8 @@
 
 Workloads: a scalar with 3 parties; vectors of L = 10^5 and 10^6 with 3
 parties; L = 10^5 with 10 parties. Each party holds one integer vector in
-[0, 1000). mpcdp runs its full protocol (proposal, seeded shares over mutual
-TLS, partial sums, release) against already-running party processes; MPyC
+[0, 1000). mpcdp runs its full protocol (proposal, each party's partial sum masked
+with its pair keys, over mutual TLS, release) against already-running party processes; MPyC
 runs the same sum of ``secint`` arrays with ``-M<n>`` on loopback (its own
 demos' way), timed from input to output after its start-up. Reported:
 median latency, its ratio to MPyC, and the bytes the nodes sent on their
@@ -18,11 +18,19 @@ connections are set up before its timed region.
     python benchmarks/secure_sum.py [--quick]      # writes benchmarks/results/secure_sum.json
     python benchmarks/secure_sum.py --profile      # where a scalar query's time goes (secure_sum_profile.json)
     python benchmarks/secure_sum.py --only concurrent  # scalar queries/s with many sessions in flight
+    python benchmarks/secure_sum.py --sharing-side-by-side  # keyed vs seeded scalar sessions, same processes
+                                                            # (secure_sum_keyed.json)
+    python benchmarks/secure_sum.py --profile --sharing seeded  # the profile of the two-message path
 
 The concurrent workload ("concurrent scalar, 3 parties") runs scalar sums against the same real party
 processes with 1, 16 and 64 queries in flight, spread over 8 analyst connections (each in flight query
 waits for its release, then asks the next), and reports queries per second and the median and p90
 latency at each level; its MPyC column is MPyC's scalar latency (MPyC runs one computation at a time).
+
+The side-by-side run ("--sharing-side-by-side") measures the concurrent workload's levels for keyed
+sessions (PROPOSE, then each party's masked partial sum: one message each way, the default) and for seeded
+ones (PROPOSE, ANSWER and a seed to each peer, then the partial sum), alternating the two at each level
+against the same party processes, so the ratio is measured under the same load.
 
 The profile runs a coordinator, three parties and the analyst as real TLS gRPC servers and clients in ONE
 process (each with its state directory: the parties' session logs and the coordinator's release store are
@@ -147,8 +155,15 @@ def run_mpcdp(length: int, parties: int, reps: int) -> dict:
     }
 
 
-def run_concurrent(parties: int, seconds: float) -> dict:
-    """Scalar sums with many queries in flight against real party processes: queries/s and latency."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process used so far (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_concurrent(parties: int, seconds: float, sharings: tuple[str, ...] = ("keyed",)) -> dict:
+    """Scalar sums with many queries in flight against real party processes: queries/s and latency, at each
+    level for each sharing mode in turn (same processes)."""
     import asyncio
 
     from services.analyst import Analyst
@@ -157,7 +172,7 @@ def run_concurrent(parties: int, seconds: float) -> dict:
     data = {f"party-{i + 1}": np.array([[float(i + 1)]]) for i in range(parties)}
     expected = parties * (parties + 1) / 2
 
-    async def level(fed, in_flight: int) -> dict:
+    async def level(fed, in_flight: int, sharing: str) -> dict:
         analysts = [Analyst(fed.federation, CLIENT) for _ in range(min(ANALYSTS, in_flight))]
         times: list[float] = []
         stop = time.perf_counter() + seconds
@@ -165,32 +180,42 @@ def run_concurrent(parties: int, seconds: float) -> dict:
         async def worker(analyst) -> None:
             while time.perf_counter() < stop:
                 t0 = time.perf_counter()
-                r = await analyst.query("sum", bounds=(0, BOUND), frac_bits=0, max_records=1, timeout=60.0)
+                r = await analyst.query(
+                    "sum", bounds=(0, BOUND), frac_bits=0, max_records=1, timeout=60.0, sharing=sharing
+                )
                 times.append(time.perf_counter() - t0)
                 if r.value != expected:
                     raise RuntimeError(f"mpcdp returned a wrong sum {r.value}")
 
         try:
-            warm = dict(bounds=(0, BOUND), frac_bits=0, max_records=1)
+            warm = dict(bounds=(0, BOUND), frac_bits=0, max_records=1, sharing=sharing)
             await asyncio.gather(*(analysts[i % len(analysts)].query("sum", **warm) for i in range(8)))
+            pids = {n: p.pid for n, p in fed.procs.items()}
+            cpu_before = {n: cpu_seconds(pid) for n, pid in pids.items()}
+            analyst_before = time.process_time()
             began = time.perf_counter()
             await asyncio.gather(*(worker(analysts[i % len(analysts)]) for i in range(in_flight)))
             took = time.perf_counter() - began
+            cpu = {n: cpu_seconds(pid) - cpu_before[n] for n, pid in pids.items()}
+            cpu["analyst (this process)"] = time.process_time() - analyst_before
         finally:
             for a in analysts:
                 await a.close()
         times.sort()
         return {
             "in_flight": in_flight,
+            "sharing": sharing,
             "queries": len(times),
             "queries_per_second": len(times) / took,
             "median_ms": 1e3 * statistics.median(times),
             "p90_ms": 1e3 * times[int(0.9 * len(times))],
+            "cpu_ms_per_query": {n: 1e3 * c / len(times) for n, c in cpu.items()},
+            "cpu_ms_per_query_all_processes": 1e3 * sum(cpu.values()) / len(times),
             "load": os.getloadavg(),
         }
 
     async def all_levels(fed) -> list[dict]:
-        return [await level(fed, n) for n in IN_FLIGHT]
+        return [await level(fed, n, sharing) for n in IN_FLIGHT for sharing in sharings]
 
     with LocalFederation(data, timeout=60.0) as fed:
         return {"levels": asyncio.run(all_levels(fed))}
@@ -217,7 +242,9 @@ def _replace(obj, **fields):
     return obj.model_copy(update=fields) if hasattr(obj, "model_copy") else dataclasses.replace(obj, **fields)
 
 
-async def _profile_cluster(tmp: Path, queries: int, profiled: int, durable: bool = True) -> dict:
+async def _profile_cluster(
+    tmp: Path, queries: int, profiled: int, durable: bool = True, sharing: str = "keyed"
+) -> dict:
     import cProfile
     import pstats
 
@@ -270,11 +297,12 @@ async def _profile_cluster(tmp: Path, queries: int, profiled: int, durable: bool
         node.federation = real
     try:
         async with Analyst(real, "analyst") as analyst:
-            await analyst.query("sum", bounds=(0, 10))  # warm-up: every channel and link opened once
+            ask = dict(bounds=(0, 10), sharing=sharing)
+            await analyst.query("sum", **ask)  # warm-up: every channel and link opened once (and pair keys)
             times = []
             for _ in range(queries):
                 t0 = time.perf_counter()
-                result = await analyst.query("sum", bounds=(0, 10))
+                result = await analyst.query("sum", **ask)
                 times.append(time.perf_counter() - t0)
             if result.value != 6:
                 raise RuntimeError(f"wrong sum {result.value}")
@@ -282,7 +310,7 @@ async def _profile_cluster(tmp: Path, queries: int, profiled: int, durable: bool
             profiler.enable()
             t0 = time.perf_counter()
             for _ in range(profiled):
-                await analyst.query("sum", bounds=(0, 10))
+                await analyst.query("sum", **ask)
             profiled_seconds = time.perf_counter() - t0
             profiler.disable()
     finally:
@@ -337,14 +365,15 @@ def _fsync_seconds(tmp: Path, n: int = 20) -> float:
     return 1e3 * statistics.median(times)
 
 
-def profile(queries: int = 200, profiled: int = 100, out: Path = PROFILE_RESULTS) -> dict:
+def profile(queries: int = 200, profiled: int = 100, out: Path = PROFILE_RESULTS, sharing: str = "keyed") -> dict:
     import asyncio
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="mpcdp-profile-") as tmp:
-        report = asyncio.run(_profile_cluster(Path(tmp), queries, profiled))
+        report = asyncio.run(_profile_cluster(Path(tmp), queries, profiled, sharing=sharing))
     with tempfile.TemporaryDirectory(prefix="mpcdp-profile-") as tmp:  # the same, no state directories
-        bare = asyncio.run(_profile_cluster(Path(tmp), queries, 1, durable=False))
+        bare = asyncio.run(_profile_cluster(Path(tmp), queries, 1, durable=False, sharing=sharing))
+    report["sharing"] = sharing
     report["without_durability"] = {k: bare[k] for k in ("median_ms", "p90_ms")}
     report["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count(), "load": os.getloadavg()}
     out.write_text(json.dumps(report, indent=2) + "\n")
@@ -377,17 +406,73 @@ def concurrent_row(quick: bool) -> dict:
     }
 
 
+SIDE_BY_SIDE_RESULTS = RESULTS.with_name("secure_sum_keyed.json")
+
+
+def sharing_side_by_side(quick: bool, out: Path = SIDE_BY_SIDE_RESULTS) -> dict:
+    """Keyed against seeded scalar sessions at 1, 16 and 64 in flight, alternating on the same processes."""
+    uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    ours = run_concurrent(3, 2.0 if quick else 6.0, sharings=("seeded", "keyed"))
+    by = {(lv["sharing"], lv["in_flight"]): lv for lv in ours["levels"]}
+    report = {
+        "benchmark": "secure_sum keyed vs seeded scalar sessions, 3 parties, real processes",
+        "uptime_before": uptime,
+        "uptime_after": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "levels": ours["levels"],
+        "ratios_keyed_over_seeded": {
+            str(n): {
+                "queries_per_second": by[("keyed", n)]["queries_per_second"] / by[("seeded", n)]["queries_per_second"],
+                "median_latency": by[("keyed", n)]["median_ms"] / by[("seeded", n)]["median_ms"],
+            }
+            for n in IN_FLIGHT
+        },
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(uptime)
+    for n in IN_FLIGHT:
+        for sharing in ("seeded", "keyed"):
+            lv = by[(sharing, n)]
+            print(
+                f"{sharing:>6}, {n:>2} in flight: {lv['queries_per_second']:7.1f} queries/s, median "
+                f"{lv['median_ms']:.2f} ms, p90 {lv['p90_ms']:.2f} ms, CPU {lv['cpu_ms_per_query_all_processes']:.1f} "
+                f"ms/query (load {lv['load'][0]:.1f}): "
+                + ", ".join(f"{name} {ms:.2f}" for name, ms in lv["cpu_ms_per_query"].items())
+            )
+    print(report["uptime_after"])
+    print(f"wrote {out}")
+    return report
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
     ap.add_argument("--profile", action="store_true", help="only the profile of a scalar query (see above)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument(
+        "--sharing",
+        choices=("keyed", "seeded"),
+        default="keyed",
+        help="the sharing mode --profile measures (default keyed: one message each way)",
+    )
+    ap.add_argument(
+        "--sharing-side-by-side",
+        action="store_true",
+        help="only keyed vs seeded scalar sessions at 1/16/64 in flight, same processes (secure_sum_keyed.json)",
+    )
+    ap.add_argument(
         "--only", action="append", default=[], help="run only workloads whose name contains this (repeatable)"
     )
     args = ap.parse_args(argv)
     if args.profile:
-        profile(50 if args.quick else 200, 20 if args.quick else 100)
+        out = (
+            PROFILE_RESULTS if args.sharing == "keyed" else PROFILE_RESULTS.with_name("secure_sum_profile_seeded.json")
+        )
+        profile(50 if args.quick else 200, 20 if args.quick else 100, out, args.sharing)
+        return 0
+    if args.sharing_side_by_side:
+        sharing_side_by_side(args.quick)
         return 0
     rows = []
     if not args.only or any(o in CONCURRENT for o in args.only):
@@ -422,7 +507,7 @@ def main(argv=None) -> int:
         print(f"done: {name}", file=sys.stderr, flush=True)
     report = {
         "benchmark": "secure_sum",
-        "sharing": "seeded",
+        "sharing": "keyed (scalar and vectors: PROPOSE, then each party's masked partial sum)",
         "transport": "gRPC, mutual TLS, loopback",
         "machine": {
             "python": platform.python_version(),
