@@ -173,3 +173,29 @@ def test_a_keyed_partial_sum_is_charged_as_it_leaves_and_stays_charged_if_the_se
     party.abort()  # the session aborts after the partial sum left: still charged, once
     assert ledger.reserved() == {} and ledger.spent().epsilon == 0.5
     assert [c.label for c in ledger.history()] == [spec.session_id.hex()]
+
+
+def test_a_refusing_peer_colluding_with_the_coordinator_yields_only_the_sum_of_those_who_answered():
+    """carol refuses but hands her pair keys to the coordinator, which holds alice's and bob's keyed partial
+    sums (sent before they knew carol refused). Removing carol's masks, it learns alice + bob (what the noise
+    pieces are sized for: one colluder withheld), while alice's value stays behind the alice-bob mask it does
+    not hold: uniform over 2,000 sessions. The same as a peer that accepts and withholds its partial sum."""
+    pairs = pair_keys(THREE)
+    values = {"alice": 5, "bob": 7}
+    sessions = 2000
+    alice_alone = np.empty(sessions, dtype=np.uint64)
+    for k in range(sessions):
+        spec = keyed(bounds=(0, 100), frac_bits=0, session_id=k.to_bytes(16, "big"))
+        out = {}
+        for i, p in enumerate(values):
+            party = PartySession(p, spec, [values[p]], PartyPolicy(allow_exact=True), rng=Prg.from_int(i))
+            party.accept()
+            out[p] = party.masked_partial(keys_of(p, THREE, pairs)).vector
+        unmasked = {}
+        for p in values:  # the coordinator removes the mask p shares with carol, using carol's key
+            carol_mask = ring.zeros(1)
+            mask_pairwise(carol_mask, "carol", {p: pairs[frozenset((p, "carol"))]}, spec.session_id)
+            unmasked[p] = ring.total([out[p], carol_mask])
+        assert ring.total(unmasked.values())[0] == 12  # the sum of the parties that answered
+        alice_alone[k] = unmasked["alice"][0]
+    assert _uniform_pvalue(alice_alone) > P_MIN and len(np.unique(alice_alone)) == sessions
