@@ -12,7 +12,7 @@ parties fixed before the session id is drawn; dropouts independent of the graph)
 probability at most ``2^-security_bits`` over the graph:
 
 * (S1) every honest party has fewer than ``threshold`` colluding neighbours, so the coalition cannot
-  rebuild its self-mask seed or its secret key from the Shamir shares it holds; and
+  rebuild its self-mask seed or its recovery key from the Shamir shares it holds; and
 * (S2) the Harary graph minus the colluders and the dropped parties keeps the honest counted parties
   connected (no ``k / 2`` consecutive places of the ordering are all colluders or dropped parties),
 

@@ -153,3 +153,33 @@ def test_a_dropped_partys_masks_are_removed_on_short_and_long_vectors(dimension)
     run = run_masked_in_memory(query, data, drop={"p03": "mask", "p07": "reveal"}, rng=lambda p: Prg.from_int(len(p)))
     want = sum(i for i in range(10) if i != 3)
     assert np.array_equal(np.atleast_1d(run.release.value), np.full(dimension, float(want)))
+
+
+def test_the_pads_alone_do_not_unmask_a_counted_party():
+    """The attack on the pads: a coordinator holding every report (both pads of each edge) and a counted
+    party's masked input, and even given its self-mask seed, cannot strip its pair masks from the pads without
+    the recovery keys: neither pad, nor the XOR of an edge's two pads, is the pair seed; with the key it can."""
+    from mpcdp.protocol.masked import _xor, self_purpose
+    from mpcdp.protocol.statistics import codec_for
+
+    query, sessions = keyed_sessions()
+    coordinator = MaskedCoordinator(query)
+    for p in sessions:
+        coordinator.record_response(p, True)
+    reports = {p: s.report() for p, s in sessions.items()}
+    for r in reports.values():
+        coordinator.record_report(r)
+    inputs = {r.party: sessions[r.party].masked_input(r) for r in coordinator.rosters()}
+    victim = "p02"
+    codec = codec_for(query.spec)
+
+    def strip(seed_of) -> float:
+        y = inputs[victim].vector.copy()
+        Prg(sessions[victim]._seed, SID, self_purpose(victim)).add_into(y, subtract=True)
+        for q in reports[victim].heard:
+            fold_masks(y, *([seed_of(q)], []) if query.sign(victim, q) else ([], [seed_of(q)]))
+        return codec.decode(y)["sum"]
+
+    assert strip(lambda q: reports[victim].pad(q)) != 2.0
+    assert strip(lambda q: _xor(reports[victim].pad(q), reports[q].pad(victim))) != 2.0
+    assert strip(lambda q: pair_seed_from_key(sessions[victim]._key, reports[victim], q)) == 2.0
