@@ -326,7 +326,6 @@ def link_party(name: str, folder: Path, ports: dict[str, int], workload: str, re
     from services.mpc_node import drive
     from services.server import start, wait_serving
     from services.tls import Identity
-    from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
 
     me = LINK_NAMES.index(name)
     peers = [p for p in LINK_NAMES if p != name]
@@ -334,9 +333,7 @@ def link_party(name: str, folder: Path, ports: dict[str, int], workload: str, re
 
     async def go() -> dict:
         hub = Hub(identity, lambda p: f"127.0.0.1:{ports[p]}", lambda who: who in peers)
-        server, _ = await start(
-            identity, f"127.0.0.1:{ports[name]}", [(pb_grpc.add_LinkServicer_to_server, hub, "mpcdp.v1.Link")]
-        )
+        server, _ = await start(identity, f"127.0.0.1:{ports[name]}", [hub.service()])
         session = b"bench-session-00"
         engine = Engine(PARTIES, me, session)  # one session: the warm-up run deals the keys
         await asyncio.gather(*(wait_serving(identity, f"127.0.0.1:{ports[p]}", p, 120.0) for p in peers))

@@ -51,10 +51,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import struct
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import grpc
 import numpy as np
@@ -63,8 +65,6 @@ from services import audit
 from services.channels import Channels
 from services.streams import Assembler, StreamError, as_bytes, chunks
 from services.tls import Identity, caller
-from services.wire.mpcdp.v1 import federation_pb2 as pb
-from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
 
 log = logging.getLogger("mpcdp.link")
 CHUNK_BYTES = 1 << 20
@@ -76,6 +76,76 @@ CLOSED_REMEMBERED = 100_000
 OPTIONS = [("grpc.max_receive_message_length", 4 * CHUNK_BYTES), ("grpc.max_send_message_length", 4 * CHUNK_BYTES)]
 
 Tag = tuple[bytes, int, str]  # (session id, round, kind)
+SERVICE = "mpcdp.v1.Link"
+METHOD = f"/{SERVICE}/Open"
+VERSION = 1
+_WRITE = struct.Struct("<BH")  # a write: format version, length of the sender's name (its UTF-8 follows)
+_FRAME = struct.Struct("<HHIQQI")  # a frame: session id length, kind length, round, offset, total, payload length
+
+
+class Frame(NamedTuple):
+    """One piece of a message on a link: bytes ``[offset, offset + len(payload))`` of a ``total``-byte message."""
+
+    session_id: bytes
+    round: int
+    kind: str
+    offset: int
+    total: int
+    payload: bytes | memoryview
+
+
+def encode(sender: str, frames: Iterable[Frame]) -> bytes:
+    """One write of a link: ``sender``'s name, then each frame's header, session id, kind and payload (the one
+    copy of the payload on the way out; gRPC carries the result as it is, with no protobuf in between)."""
+    name = sender.encode()
+    parts: list[bytes | memoryview] = [_WRITE.pack(VERSION, len(name)), name]
+    for f in frames:
+        kind = f.kind.encode()
+        parts += [_FRAME.pack(len(f.session_id), len(kind), f.round, f.offset, f.total, len(f.payload)), f.session_id]
+        parts += [kind, f.payload]
+    return b"".join(parts)
+
+
+class FrameError(ValueError):
+    """A write that is not of :func:`encode`'s form."""
+
+
+def decode(data: bytes) -> tuple[str, Iterator[Frame]]:
+    """The sender named by one write and its frames, each payload a view of ``data`` (no copy). A write that
+    is not of this form (another version, a length running past its end, a name or kind that is not UTF-8)
+    raises FrameError as its frames are read."""
+    view = memoryview(data)
+    if len(view) < _WRITE.size:
+        raise FrameError("a write shorter than its header")
+    version, n = _WRITE.unpack_from(view)
+    if version != VERSION:
+        raise FrameError(f"a write of format {version}, not {VERSION}")
+    at = _WRITE.size + n
+    if at > len(view):
+        raise FrameError("a sender's name runs past the end of its write")
+    return _text(view[_WRITE.size : at]), _frames(view, at)
+
+
+def _frames(view: memoryview, at: int) -> Iterator[Frame]:
+    end = len(view)
+    while at < end:
+        if at + _FRAME.size > end:
+            raise FrameError("a frame header runs past the end of its write")
+        sid_n, kind_n, round, offset, total, n = _FRAME.unpack_from(view, at)
+        a = at + _FRAME.size
+        b = a + sid_n
+        c = b + kind_n
+        at = c + n
+        if at > end:
+            raise FrameError("a frame runs past the end of its write")
+        yield Frame(bytes(view[a:b]), round, _text(view[b:c]), offset, total, view[c:at])
+
+
+def _text(view: memoryview) -> str:
+    try:
+        return str(view, "utf-8")
+    except UnicodeDecodeError:
+        raise FrameError("a name that is not UTF-8") from None
 
 
 class LinkError(Exception):
@@ -141,8 +211,9 @@ class _Stream:
         self._write = write
         self._cancel = cancel
 
-    async def write(self, frames: pb.Frames) -> None:
-        await self._write(frames)
+    async def write(self, data: bytes) -> None:
+        """Write one :func:`encode`-d write."""
+        await self._write(data)
 
     def cancel(self) -> None:
         self._cancel()
@@ -152,7 +223,7 @@ class _Stream:
 class _Message:
     """One message queued for a peer: its frames still to write, the future done once they are written."""
 
-    frames: list
+    frames: list[Frame]
     done: asyncio.Future
     session: bytes
     droppable: bool  # bulk data of its session: dropped when the session closes
@@ -172,7 +243,7 @@ class _Outbox:
     writer: asyncio.Task | None = None
 
 
-class Hub(pb_grpc.LinkServicer):
+class Hub:
     """A node's links to its peers (see the module doc). ``address(peer)`` is where ``peer`` listens."""
 
     def __init__(
@@ -206,6 +277,10 @@ class Hub(pb_grpc.LinkServicer):
         self._handlers: dict[str, Callable[[str, bytes, int, memoryview], None]] = {}
         self._outboxes: dict[str, _Outbox] = {}
         self._drop_callbacks: list[Callable[[str, LinkError], None]] = []
+
+    def service(self) -> tuple:
+        """What :func:`services.server.start` needs to serve this hub's end of the links."""
+        return (add_to_server, self, SERVICE)
 
     def on_drop(self, callback: Callable[[str, LinkError], None]) -> None:
         """Call ``callback(peer, error)`` (on the event loop) whenever the last stream to ``peer`` ends; ``error``
@@ -241,16 +316,7 @@ class Hub(pb_grpc.LinkServicer):
             _fail(done, LinkError(peer, f"more than {self.max_queued_bytes} bytes wait to be written to this peer"))
             return done
         frames = [
-            pb.Frame(
-                session_id=session,
-                round=round,
-                kind=kind,
-                offset=offset,
-                total=total,
-                payload=bytes(piece),
-                sender=self.me,
-            )
-            for offset, piece in chunks(data, 1, self.chunk_bytes)
+            Frame(session, round, kind, offset, total, piece) for offset, piece in chunks(data, 1, self.chunk_bytes)
         ]
         message = _Message(frames, done, session, droppable)
         box.messages.append(message)
@@ -268,7 +334,7 @@ class Hub(pb_grpc.LinkServicer):
             stream = await self._stream(peer)
             await asyncio.sleep(0)  # one turn of the loop: what other sessions post meanwhile joins this write
             while box.messages:
-                batch: list[pb.Frame] = []
+                batch: list[Frame] = []
                 written, size = [], 0
                 while box.messages and (not batch or size + len(box.messages[0].frames[0].payload) <= self.chunk_bytes):
                     message = box.messages[0]
@@ -285,7 +351,7 @@ class Hub(pb_grpc.LinkServicer):
                         written.append(message.done)
                 if not batch:
                     break
-                await stream.write(pb.Frames(frames=batch))
+                await stream.write(encode(self.me, batch))
                 for done in written:
                     if not done.done():
                         done.set_result(None)
@@ -328,7 +394,7 @@ class Hub(pb_grpc.LinkServicer):
             channel = self._channels.channel(peer)
         except Exception as exc:  # an unknown name: the federation file's own error says which
             raise LinkError(peer, str(exc)) from None
-        call = pb_grpc.LinkStub(channel).Open()
+        call = open_call(channel)
         stream = _Stream(call.write, call.cancel)
         self._streams.setdefault(peer, []).append(stream)
         task = asyncio.ensure_future(self._read(peer, stream, call))
@@ -341,9 +407,15 @@ class Hub(pb_grpc.LinkServicer):
         why the peer's frames were refused, if they were."""
         error, refused = LinkError(peer, "the link closed"), None
         try:
-            async for batch in frames:
-                for frame in batch.frames:
-                    self._dispatch(peer, frame)
+            async for data in frames:
+                try:
+                    sender, batch = decode(data)
+                    if sender and sender != peer:
+                        raise LinkError(peer, f"a frame claims to come from {sender!r}")
+                    for frame in batch:
+                        self._dispatch(peer, frame)
+                except FrameError as exc:
+                    raise LinkError(peer, f"a malformed write ({exc})") from None
         except grpc.aio.AioRpcError as exc:
             error = _broken(peer, exc, "link broke")
             if error.unreachable:
@@ -377,7 +449,10 @@ class Hub(pb_grpc.LinkServicer):
         first = await context.read()
         if first is grpc.aio.EOF:
             return
-        claimed = first.frames[0].sender if first.frames else ""
+        try:
+            claimed, _ = decode(first)
+        except FrameError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"a malformed write ({exc})")
         who = caller(context, claimed, self.identity.insecure)
         if not self._allowed(who) or (claimed and claimed != who):
             audit.record("denied", caller=who, message="link refused")
@@ -401,9 +476,7 @@ class Hub(pb_grpc.LinkServicer):
 
     # -- receiving -----------------------------------------------------------------
 
-    def _dispatch(self, peer: str, frame: pb.Frame) -> None:
-        if frame.sender and frame.sender != peer:
-            raise LinkError(peer, f"a frame claims to come from {frame.sender!r}")
+    def _dispatch(self, peer: str, frame: Frame) -> None:
         sid = frame.session_id
         if self.is_closed(sid) and frame.kind not in self._handlers:  # a pushed kind: its handler decides
             return
@@ -423,7 +496,7 @@ class Hub(pb_grpc.LinkServicer):
             box.assembler = Assembler(frame.total, 1, max_length=self.max_message_bytes, sink=box.piece)
         if frame.total != box.total:
             raise LinkError(peer, "frames of one message disagree on its length")
-        payload = frame.payload  # each read of a bytes field copies it: read once
+        payload = frame.payload  # a view of the write gRPC handed over: no copy before the sink
         n = len(payload)
         if box.sink is None and box.done is None:  # nobody asked yet: count it against the peer
             held = self._pending.get(peer, 0) + n
@@ -571,6 +644,19 @@ class Hub(pb_grpc.LinkServicer):
             task.cancel()
         self._streams.clear()  # before the first await: a caller cancelled meanwhile leaves no stale stream
         await self._channels.close()
+
+
+def open_call(channel: grpc.aio.Channel):
+    """A new ``Link/Open`` stream on ``channel``: writes and reads are :func:`encode`-d bytes, which gRPC carries
+    as they are (no serializer)."""
+    return channel.stream_stream(METHOD)()
+
+
+def add_to_server(hub: Hub, server: grpc.aio.Server) -> None:
+    """Serve ``hub``'s end of the links on ``server`` (the ``add_..._to_server`` of :func:`services.server.start`):
+    the ``Link/Open`` method with no serializers, so a write reaches :meth:`Hub.Open` as the bytes sent."""
+    handler = grpc.stream_stream_rpc_method_handler(hub.Open)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {"Open": handler}),))
 
 
 def _given_up(box: _Outbox, message: _Message, done: asyncio.Future) -> None:

@@ -370,11 +370,10 @@ async def _serve_hub(name: str, certs: Any, addresses: Mapping[str, str], port: 
     from services.link import Hub
     from services.server import start
     from services.tls import Identity
-    from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
 
     identity = Identity(name, certs)
     hub = Hub(identity, lambda peer: addresses[peer], lambda who: who in addresses and who != name)
-    server, _ = await start(identity, f"127.0.0.1:{port}", [(pb_grpc.add_LinkServicer_to_server, hub, "mpcdp.v1.Link")])
+    server, _ = await start(identity, f"127.0.0.1:{port}", [hub.service()])
     return hub, server
 
 

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from services import coordinator_node, sessions
+from services import coordinator_node, link, sessions
 from services.analyst import QueryError
 from services.wire.mpcdp.v1 import federation_pb2 as pb
 from tests.support.federation import Speaker, make_cluster, session_spec, until
@@ -101,10 +101,8 @@ async def test_an_oversized_share_is_refused_at_its_first_frame_naming_its_sende
         spec = session_spec(session_id=b"o" * 16)
         assert (await coordinator.propose("bob", spec, start=True)).accepted
         stream = await alice.hub._stream("bob")
-        first = pb.Frame(
-            session_id=spec.session_id, kind=sessions.SHARE, offset=0, total=1 << 26, payload=bytes(8), sender="alice"
-        )
-        await stream.write(pb.Frames(frames=[first]))  # the rest of its 64 MiB never comes
+        first = link.Frame(spec.session_id, 0, sessions.SHARE, 0, 1 << 26, bytes(8))
+        await stream.write(link.encode("alice", [first]))  # the rest of its 64 MiB never comes
         abort = await coordinator.aborted("bob", spec.session_id, timeout=20)
         assert abort.culprit == "alice" and "a share of 67108864 bytes, more than the 16 expected" in abort.reason, (
             abort

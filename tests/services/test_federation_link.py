@@ -12,11 +12,10 @@ import grpc
 import numpy as np
 import pytest
 
+from services import link
 from services.link import Hub, LinkError
 from services.server import start
 from services.tls import Identity, init_certs
-from services.wire.mpcdp.v1 import federation_pb2 as pb
-from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
 
 NAMES = ("alice", "bob", "carol", "mallory")
 
@@ -44,7 +43,7 @@ async def make_net(certs, names=("alice", "bob", "carol"), allowed=("alice", "bo
     for name in names:
         ident = Identity(name, certs)
         hub = Hub(ident, net.addresses.__getitem__, lambda who: who in allowed, **kw)
-        server, port = await start(ident, "127.0.0.1:0", [(pb_grpc.add_LinkServicer_to_server, hub, "mpcdp.v1.Link")])
+        server, port = await start(ident, "127.0.0.1:0", [hub.service()])
         net.hubs[name], net.servers[name], net.addresses[name] = hub, server, f"127.0.0.1:{port}"
     return net
 
@@ -132,20 +131,20 @@ async def test_the_sender_is_the_certificate_never_the_frame(net, certs):
     await assert_link_refused(
         net,
         certs,
-        pb.Frame(session_id=b"c" * 16, kind="share", total=3, payload=b"abc", sender="carol"),
-        pb.Frame(session_id=b"c" * 16, kind="share2", total=3, payload=b"abc", sender="alice"),
+        link.encode("carol", [link.Frame(b"c" * 16, 0, "share", 0, 3, b"abc")]),
+        link.encode("alice", [link.Frame(b"c" * 16, 0, "share2", 0, 3, b"abc")]),
     )
     assert ("alice", b"c" * 16, 0, "share2") not in net.hubs["bob"]._inbox
     assert bytes(await net.hubs["bob"].receive("carol", b"c" * 16, 0, "share", timeout=5)) == b"abc"
 
 
-async def assert_link_refused(net, certs, *frames: pb.Frame) -> None:
-    """carol opens a link to bob and sends ``frames``: bob closes the stream as INVALID_ARGUMENT."""
+async def assert_link_refused(net, certs, *writes: bytes) -> None:
+    """carol opens a link to bob and sends ``writes``: bob closes the stream as INVALID_ARGUMENT."""
     channel = Identity("carol", certs).channel(net.addresses["bob"], "bob")
     try:
-        call = pb_grpc.LinkStub(channel).Open()
-        for frame in frames:
-            await call.write(pb.Frames(frames=[frame]))
+        call = link.open_call(channel)
+        for write in writes:
+            await call.write(write)
         await call.done_writing()
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             async for _ in call:
@@ -157,7 +156,7 @@ async def assert_link_refused(net, certs, *frames: pb.Frame) -> None:
 
 async def test_out_of_order_or_overlong_frames_close_the_link(net, certs):
     await assert_link_refused(
-        net, certs, pb.Frame(session_id=b"o" * 16, kind="v", total=6, offset=3, payload=b"abc", sender="carol")
+        net, certs, link.encode("carol", [link.Frame(b"o" * 16, 0, "v", 3, 6, b"abc")])
     )
     assert not net.hubs["bob"]._streams.get("carol")
     assert ("carol", b"o" * 16, 0, "v") not in net.hubs["bob"]._inbox or net.hubs["bob"]._inbox[
@@ -240,7 +239,7 @@ async def test_messages_queued_for_one_peer_go_out_together(net):
     writes = []
     stream = a._streams["bob"][-1]
     real = stream.write
-    stream.write = lambda frames: (writes.append(len(frames.frames)), real(frames))[1]
+    stream.write = lambda data: (writes.append(len(list(link.decode(data)[1]))), real(data))[1]
     sessions = [bytes([i]) * 16 for i in range(50)]
     await asyncio.gather(*(a.post("bob", s, 0, "small", s) for s in sessions))
     assert sum(writes) == 50 and len(writes) < 10, writes

@@ -13,7 +13,6 @@ from services.convert import RingPieces
 from services.link import Hub
 from services.server import start
 from services.tls import Identity, init_certs
-from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
 
 LENGTH = 3001
 
@@ -79,7 +78,7 @@ async def test_a_hub_hands_a_vectors_frames_to_the_fold_as_they_come(link_certs)
         ident = Identity(name, link_certs)
         hubs[name] = Hub(ident, addresses.__getitem__, lambda who: True, chunk_bytes=1001)  # frames cut elements
         server, port = await start(
-            ident, "127.0.0.1:0", [(pb_grpc.add_LinkServicer_to_server, hubs[name], "mpcdp.v1.Link")]
+            ident, "127.0.0.1:0", [hubs[name].service()]
         )
         servers.append(server)
         addresses[name] = f"127.0.0.1:{port}"
