@@ -329,6 +329,11 @@ def plot(report: dict, path: Path) -> None:
             x = [r["parties"] for r in rows]
             axes[0][2].loglog(x, [r["cpu_seconds_per_party"] for r in rows], "o-", label=f"L = {length:,}")
             axes[1][2].loglog(x, [r["payload_bytes_per_party"] for r in rows], "o-", label=f"L = {length:,}")
+        cpu = [r["cpu_seconds_per_party"] for r in many["by_parties"]]
+        ends = [min(r["parties"] for r in many["by_parties"]), max(r["parties"] for r in many["by_parties"])]
+        low = min(r["cpu_seconds_per_party"] for r in many["by_parties"] if r["parties"] == ends[0])
+        axes[0][2].fill_between(ends, low, 2 * low, color="gray", alpha=0.15, label="within 2x of the fewest parties")
+        axes[0][2].set_ylim(min(cpu) / 4, max(cpu) * 4)  # a decade or more: the drift of a shared machine is not news
         axes[0][2].set_ylabel("CPU seconds per party (process CPU / n)")
         axes[1][2].set_ylabel("payload bytes per party (sent + received)")
         for ax in axes[:, 2]:
