@@ -12,8 +12,9 @@ seed-compression of secure aggregation (Bonawitz et al., CCS 2017).
 
 The *keyed* form (:func:`mask_pairwise`) sends nothing between parties per session: each pair of parties
 holds a secret pair key agreed once over their authenticated link, and each party adds to its own vector,
-for every peer, the PRG expansion of their pair key bound to the session id and the pair (added by the
-party whose name sorts first, subtracted by the other). Every mask appears in exactly two vectors with
+for every peer, the PRG expansion of their pair key bound to the session (the digest of its whole spec,
+session id and deadline included) and the pair (added by the party whose name sorts first, subtracted by
+the other). Every mask appears in exactly two vectors with
 opposite signs, so the sum over all parties is the sum of the secrets, while any one masked vector, and the
 sum of any strict subset of them, is uniformly random to whoever lacks a pair key crossing the subset's
 boundary (pairwise masking, Bonawitz et al. CCS 2017, without its dropout recovery).
@@ -132,17 +133,20 @@ def mask_purpose(a: str, b: str) -> str:
     return f"mask/{lo}/{hi}"
 
 
-def mask_pairwise(vector: np.ndarray, me: str, keys: Mapping[str, bytes], session_id: bytes) -> np.ndarray:
+def mask_pairwise(vector: np.ndarray, me: str, keys: Mapping[str, bytes], binding: bytes) -> np.ndarray:
     """Mask ``vector`` (a writable contiguous ring vector, changed in place) as party ``me`` with one mask per
-    peer: the expansion of their 32-byte pair key ``keys[peer]`` under (``session_id``, the pair), added if
+    peer: the expansion of their 32-byte pair key ``keys[peer]`` under (``binding``, the pair), added if
     ``me`` sorts before ``peer`` and subtracted otherwise, all in one pass (:func:`mpcdp.prg.fold_streams`).
 
-    Summed over every party of a session (each with the same pair keys) the masks cancel. A session id must
-    never be masked twice under the same keys (the parties' session logs refuse replays): two vectors masked
-    alike would reveal their difference."""
+    Summed over every party of a session (each with the same pair keys and binding) the masks cancel.
+    ``binding`` identifies the session: the digest of its whole spec (:attr:`mpcdp.protocol.QuerySpec.digest`).
+    Precondition of secrecy: a party never masks two vectors under the same keys and binding (two vectors
+    masked alike reveal their difference). A party node refuses a session id it used while its deadline is
+    ahead, and after that a replay either fails its own deadline check or, with any field changed, has
+    another binding."""
     if me in keys:
         raise ValueError("a party has no pair key with itself")
-    streams = {peer: Prg(key, session_id, mask_purpose(me, peer)) for peer, key in keys.items()}
+    streams = {peer: Prg(key, binding, mask_purpose(me, peer)) for peer, key in keys.items()}
     return fold_streams(
         vector,
         add=[prg for peer, prg in streams.items() if me < peer],

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import time
 from collections import OrderedDict
@@ -58,7 +59,8 @@ from services.wire.mpcdp.v1 import federation_pb2 as pb
 from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
 
 log = logging.getLogger("mpcdp.party")
-CLOSED_REMEMBERED = 100_000
+CLOSED_REMEMBERED = 100_000  # closed ids of sessions without a deadline here (many-party, comparisons), newest kept
+MAX_REMEMBERED = 400_000  # closed additive session ids whose deadline is still ahead (all kept; more: busy)
 SHARE_MARGIN_FRACTION = 0.2
 SHARE_MARGIN_MAX = 2.0  # seconds
 CLOCK_SLACK = 5.0  # seconds a proposed deadline may exceed max_timeout by (clocks differ)
@@ -67,6 +69,7 @@ CLOCK_SLACK = 5.0  # seconds a proposed deadline may exceed max_timeout by (cloc
 # coordinator frees its slot a moment before the party closes its session
 MAX_SESSIONS = 100
 BUSY = "too many sessions in flight at this party; retry later"
+REMEMBERING = "this party remembers too many sessions whose deadlines are still ahead; retry later"
 
 
 @dataclass
@@ -117,7 +120,9 @@ class PartyNode(pb_grpc.PartyServicer):
         self._random = system_random("party")  # one CSPRNG stream for every session (no key set-up each)
         self._clock = clock
         self._live: dict[bytes, _Live] = {}
-        self._closed: OrderedDict[bytes, None] = OrderedDict()
+        self._closed: OrderedDict[bytes, None] = OrderedDict()  # closed ids of other session kinds
+        self._dated: dict[bytes, float] = {}  # closed additive session ids -> deadline, kept until it passed
+        self._expiry: list[tuple[float, bytes]] = []  # heap of (deadline, id) over _dated
         self.link = Hub(
             identity,
             lambda peer: self.federation.address(peer),  # read at call time: the federation may be replaced
@@ -154,11 +159,32 @@ class PartyNode(pb_grpc.PartyServicer):
         await context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
 
     def _close(self, sid: bytes) -> None:
+        live = self._live.pop(sid, None)
         self.link.close_session(sid)
-        self._live.pop(sid, None)
+        if live is not None:  # kept while its deadline is ahead (see _forget_expired)
+            self._dated[sid] = live.spec.deadline
+            heapq.heappush(self._expiry, (live.spec.deadline, sid))
+            self._forget_expired()
+            return
         self._closed[sid] = None
         while len(self._closed) > CLOSED_REMEMBERED:
             self._closed.popitem(last=False)
+
+    def _forget_expired(self) -> None:
+        """Forget the closed sessions whose deadline (plus ``CLOCK_SLACK``) has passed on this party's clock, and
+        only those: until then a replay of the id must be refused here, since a keyed session's masks come from
+        pair keys that outlive it. After it, a replay fails its own deadline check, and a replay with a new
+        deadline is another spec, masked with unrelated streams (:attr:`mpcdp.protocol.QuerySpec.digest`). At
+        most ``MAX_REMEMBERED`` are kept: beyond that new proposals are refused as busy."""
+        now = self._clock()
+        while self._expiry and self._expiry[0][0] + CLOCK_SLACK < now:
+            _, sid = heapq.heappop(self._expiry)
+            self._dated.pop(sid, None)
+
+    def remembers_too_many(self) -> bool:
+        """Whether ``MAX_REMEMBERED`` closed sessions with deadlines still ahead are kept: refuse new ones."""
+        self._forget_expired()
+        return len(self._dated) >= MAX_REMEMBERED
 
     def _remaining(self, spec) -> float:
         return max(spec.deadline - self._clock(), 0.0)
@@ -177,7 +203,12 @@ class PartyNode(pb_grpc.PartyServicer):
         return len(self._live) + self.many_in_flight >= self.max_sessions
 
     def _used(self, sid: bytes) -> bool:
-        return sid in self._live or sid in self._closed or (self.sessions is not None and sid in self.sessions)
+        return (
+            sid in self._live
+            or sid in self._dated
+            or sid in self._closed
+            or (self.sessions is not None and sid in self.sessions)
+        )
 
     def _answer(self, coordinator: str, sid: bytes, accepted: bool, reason="", status=None, waits=False) -> None:
         response = pb.ProposeResponse(
@@ -230,6 +261,8 @@ class PartyNode(pb_grpc.PartyServicer):
             )
         if self.full():  # before anything is reserved or held
             return self._refuse(peer, sid, BUSY, Status.RESOURCE_EXHAUSTED)
+        if self.remembers_too_many():
+            return self._refuse(peer, sid, REMEMBERING, Status.RESOURCE_EXHAUSTED)
         if self.me not in spec.parties:
             return self._refuse(
                 peer, sid, f"{self.me!r} is not on this session's party list", Status.PERMISSION_DENIED, caller=peer

@@ -270,7 +270,7 @@ class PartySession:
     def masked_partial(self, keys: Mapping[str, bytes], now: float = -math.inf) -> PartialSum:
         """Keyed sharing: this party's partial sum at once, with no share sent or received: its encoded aggregate
         plus its noise piece (:meth:`contribution`) plus one mask per peer expanded from their 32-byte pair key
-        ``keys[peer]`` and the session id (:func:`mpcdp.sharing.mask_pairwise`). Charges the budget: the partial
+        ``keys[peer]`` and the digest of the whole spec (:func:`mpcdp.sharing.mask_pairwise`). Charges the budget: the partial
         sum leaves whatever the peers do next, so it is paid for even if the session then aborts.
 
         What it reveals: on its own, or summed with the partial sums of any strict subset of the parties, it is
@@ -288,7 +288,7 @@ class PartySession:
         local = self.contribution()
         if not local.flags.writeable or not local.flags.c_contiguous:
             local = np.ascontiguousarray(local).copy()
-        mask_pairwise(local, self.me, keys, self.spec.session_id)
+        mask_pairwise(local, self.me, keys, self.spec.digest)
         if self.budget is not None and self.spec.loss is not None:
             self.budget.charge_reserved(self.spec.session_id)
         self.state = "done"

@@ -8,6 +8,8 @@ coordinator proposes and each party checks against its own policy.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -225,6 +227,31 @@ class QuerySpec:
     @property
     def n_parties(self) -> int:
         return len(self.parties)
+
+    @cached_property
+    def digest(self) -> bytes:
+        """SHA-256 of the whole spec in a canonical form (every field; numbers as floats): what a keyed
+        session's pairwise masks are bound to (:func:`mpcdp.sharing.mask_pairwise`), so that masks cancel only
+        between parties that took part in exactly this proposal, and a session id replayed with any field
+        changed (a new deadline, other bounds) gets unrelated masks."""
+        fields = [
+            self.statistic,
+            list(self.parties),
+            self.session_id.hex(),
+            self.column,
+            self.dimension,
+            [float(b) for b in self.bounds],
+            list(self.categories),
+            self.frac_bits,
+            self.max_records,
+            None if self.epsilon is None else float(self.epsilon),
+            float(self.delta),
+            self.mechanism,
+            self.colluders,
+            self.sharing.value,
+            float(self.deadline),
+        ]
+        return hashlib.sha256(b"mpcdp/v1/spec\0" + json.dumps(fields, separators=(",", ":")).encode()).digest()
 
     @cached_property
     def codec(self) -> QueryCodec:

@@ -194,8 +194,26 @@ def test_a_refusing_peer_colluding_with_the_coordinator_yields_only_the_sum_of_t
         unmasked = {}
         for p in values:  # the coordinator removes the mask p shares with carol, using carol's key
             carol_mask = ring.zeros(1)
-            mask_pairwise(carol_mask, "carol", {p: pairs[frozenset((p, "carol"))]}, spec.session_id)
+            mask_pairwise(carol_mask, "carol", {p: pairs[frozenset((p, "carol"))]}, spec.digest)
             unmasked[p] = ring.total([out[p], carol_mask])
         assert ring.total(unmasked.values())[0] == 12  # the sum of the parties that answered
         alice_alone[k] = unmasked["alice"][0]
     assert _uniform_pvalue(alice_alone) > P_MIN and len(np.unique(alice_alone)) == sessions
+
+
+def test_the_masks_are_bound_to_the_whole_spec_so_a_replayed_id_with_a_new_deadline_reveals_nothing():
+    """A session id proposed again with another deadline (or any other field changed) is another spec: its
+    masks are unrelated, so the difference of two partial sums of one party under the same pair keys is uniform
+    (before, masks bound to the session id alone cancelled in it and left the difference of the inputs)."""
+    pairs = pair_keys(THREE)
+    base = keyed(bounds=(0, 100), frac_bits=0, session_id=b"r" * 16, deadline=1e10)
+    assert base.digest == keyed(bounds=(0, 100), frac_bits=0, session_id=b"r" * 16, deadline=1e10).digest
+    others = [
+        keyed(bounds=(0, 100), frac_bits=0, session_id=b"r" * 16, deadline=1e10 + k) for k in range(1, 2001)
+    ]
+    assert len({s.digest for s in [base, *others]}) == len(others) + 1
+    assert keyed(bounds=(0, 99), frac_bits=0, session_id=b"r" * 16, deadline=1e10).digest != base.digest
+    first = partials(base, {p: [5] for p in THREE}, pairs)["alice"]
+    replays = np.concatenate([partials(s, {p: [1] for p in THREE}, pairs)["alice"] for s in others])
+    differences = np.subtract(first, replays)  # mod 2^64
+    assert _uniform_pvalue(differences) > P_MIN and (differences != 4).all()

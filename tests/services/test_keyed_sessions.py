@@ -160,3 +160,55 @@ async def test_a_keyed_session_is_answered_by_partial_sums_and_its_id_is_refused
         assert (await restarted.query()).value == pytest.approx(MEAN, abs=1e-3)
     finally:
         await restarted.close()
+
+
+async def _keyed_partials(speaker, spec, who) -> dict:
+    """Propose a keyed ``spec`` to ``who`` as the coordinator; each party's partial sum's ring elements."""
+    import numpy as np
+
+    propose = pb.Propose(spec=convert.spec_to_proto(spec), start=True).SerializeToString()
+    for p in who:
+        await speaker.hub.send(p, spec.session_id, 0, sessions.PROPOSE, propose)
+    out = {}
+    for p in who:
+        raw = await speaker.hub.receive(p, spec.session_id, 0, sessions.PARTIAL, timeout=10)
+        out[p] = np.frombuffer(bytes(raw), dtype="<u8")[: spec.codec.length].copy()
+    return out
+
+
+async def test_a_keyed_session_id_is_remembered_until_its_deadline_and_a_later_replay_has_unrelated_masks(
+    certs, monkeypatch
+):
+    """The reviewer's attack: with the record of closed ids trimmed by count (here after one), the same id with a
+    fresh deadline was accepted under the same pair keys, and the difference of alice's two partial sums was her
+    raise. Now an id is kept while its deadline is ahead (replay refused), and once it passed a replay with a new
+    deadline is another spec, masked with unrelated streams."""
+    import time
+
+    import numpy as np
+
+    from services import party_node
+
+    monkeypatch.setattr(party_node, "CLOSED_REMEMBERED", 1)  # stands for 100,000 sessions later
+    c = await make_cluster(certs)
+    coordinator = Speaker(c)  # an honest-but-curious coordinator keeping what it receives
+    try:
+        sid = b"r" * 16
+        first = await _keyed_partials(coordinator, session_spec("keyed", session_id=sid), RAISES)
+        await _keyed_partials(coordinator, session_spec("keyed", session_id=b"o" * 16), RAISES)
+        replay = session_spec("keyed", session_id=sid, bounds=(0, 1), deadline=time.time() + 60)
+        answer = await coordinator.propose("alice", replay, start=True)
+        assert not answer.accepted and answer.status == pb.REFUSAL_STATUS_ALREADY_EXISTS
+        alice = parties(c)["alice"]
+        assert alice._used(sid)
+        later = time.time() + 300  # the first session's deadline (60 s) and the slack have passed on alice's clock
+        alice._clock = lambda: time.time() + 300
+        await _keyed_partials(coordinator, session_spec("keyed", session_id=b"p" * 16, deadline=later + 60), ["alice"])
+        assert not alice._used(sid)  # forgotten now: its own deadline check refuses a replay as it was
+        again = session_spec("keyed", session_id=sid, bounds=(0, 1), deadline=later + 60)
+        second = await _keyed_partials(coordinator, again, ["alice"])
+        leaked = np.array([(RAISES["alice"] - 1) << 16, 0], dtype=np.uint64)  # what equal masks would leave
+        assert not np.array_equal(np.subtract(first["alice"], second["alice"]), leaked)
+    finally:
+        await coordinator.close()
+        await c.close()
