@@ -67,6 +67,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .. import ring
 from ..dp.loss import PrivacyLoss
+from ..prg import KEY_BYTES as AES_KEY_BYTES
 from ..prg import SEED_BYTES, Prg, RandomSource, fold_streams, system_random
 from . import shamir
 from .coordinator import Release
@@ -77,7 +78,7 @@ from .quorum import Quorum, survivor_loss
 from .spec import QuerySpec
 from .statistics import codec_for
 
-KEY_BYTES = 32  # a recovery key, a half of a pair seed, a pad, a commitment
+KEY_BYTES = 32  # a recovery key, a half of a pair seed, a pad, a commitment (a mask's AES key: AES_KEY_BYTES)
 
 
 def _field(f: bytes) -> bytes:
@@ -86,7 +87,7 @@ def _field(f: bytes) -> bytes:
 
 def _bind(*fields: bytes) -> bytes:
     """Fields joined unambiguously (each with a 2-byte length)."""
-    return b"".join([len(f).to_bytes(2, "big") + f for f in fields])
+    return b"".join(map(_field, fields))
 
 
 def pair_seed(session_id: bytes, a: str, half_a: bytes, b: str, half_b: bytes) -> bytes:
@@ -117,6 +118,7 @@ def commitment(secret: bytes, session_id: bytes, party: str, what: str) -> bytes
 
 
 SHORT_MASK_WORDS = 4096  # up to this length the masks are made in one call each and summed at once
+MASK_BATCH_BYTES = 1 << 20  # short masks made before they are summed: memory O(L), whatever the number of seeds
 _FIRST_BLOCK = 2  # AES-GCM's keystream for a 96-bit nonce N starts at the counter block N || 2
 _NONCE = bytes(12)
 _TAG_BYTES = 16
@@ -126,20 +128,25 @@ def pair_stream(seed: bytes) -> Prg:
     """The mask between two parties: AES-128-CTR keyed by the first half of their pair seed (already a hash bound
     to the session and both names, :func:`pair_seed`), counter blocks from 2 (as AES-GCM's keystream under the
     nonce 0, which :func:`fold_masks` uses to make the same stream for short vectors)."""
-    return Prg.keyed(seed[: KEY_BYTES // 2], first_block=_FIRST_BLOCK)
+    return Prg.keyed(seed[:AES_KEY_BYTES], first_block=_FIRST_BLOCK)
 
 
 def _short_masks(seeds: Sequence[bytes], length: int) -> np.ndarray:
     """The sum mod 2^64 of the masks of ``seeds`` on a short vector: each is the AES-GCM encryption of zeros under
     its key and the nonce 0 without its tag, which is exactly :func:`pair_stream`'s keystream (AES-CTR from the
     counter block 2; the 32-bit GCM counter cannot wrap this short), in one call whose set-up costs about 2 us where
-    a cipher context costs about 11; one (seeds, length) array summed at once."""
+    a cipher context costs about 11; written into one (rows, length) buffer of at most :data:`MASK_BATCH_BYTES`
+    (a party's k masks: one batch; the coordinator's thousands of seeds: batch after batch) and summed per batch."""
     row = 8 * length + _TAG_BYTES
-    zeros, out = bytes(8 * length), np.empty((len(seeds), row), dtype=np.uint8)
-    for seed, into in zip(seeds, out, strict=True):
-        AESGCM(seed[: KEY_BYTES // 2]).encrypt_into(_NONCE, zeros, None, into.data)  # the keystream, then the tag
-    masks = np.ndarray((len(seeds), length), dtype="<u8", buffer=out, strides=(row, 8))  # the tags left out
-    total: np.ndarray = masks.sum(axis=0, dtype=np.uint64)  # wraps mod 2^64
+    rows = max(1, min(len(seeds), MASK_BATCH_BYTES // row))
+    zeros, out = bytes(8 * length), np.empty((rows, row), dtype=np.uint8)
+    masks = np.ndarray((rows, length), dtype="<u8", buffer=out, strides=(row, 8))  # the tags left out
+    total = np.zeros(length, dtype=np.uint64)
+    for start in range(0, len(seeds), rows):
+        batch = seeds[start : start + rows]
+        for seed, into in zip(batch, out, strict=False):
+            AESGCM(seed[:AES_KEY_BYTES]).encrypt_into(_NONCE, zeros, None, into.data)  # the keystream, then the tag
+        np.add(total, masks[: len(batch)].sum(axis=0, dtype=np.uint64), out=total)  # wraps mod 2^64
     return total
 
 
@@ -410,9 +417,12 @@ class MaskedParty:
             raise ProtocolError(Status.PERMISSION_DENIED, f"{msg.sender!r} is not a neighbour in this session")
         if msg.sender in self._keys:
             raise ProtocolError(Status.ALREADY_EXISTS, f"duplicate keys from {msg.sender!r}")
-        shares = (msg.half, msg.key_share, msg.seed_share)
-        if tuple(map(len, shares)) != (KEY_BYTES, shamir.SHARE_BYTES, shamir.SHARE_BYTES):
-            raise ProtocolError(Status.INVALID_ARGUMENT, "malformed key message")
+        if len(msg.half) != KEY_BYTES:
+            raise ProtocolError(Status.INVALID_ARGUMENT, f"{msg.sender}'s key message is malformed")
+        try:  # checked now: forwarded at the reveal, a bad share would be blamed on this party
+            shamir.share_values([msg.key_share, msg.seed_share])
+        except ValueError as exc:
+            raise ProtocolError(Status.INVALID_ARGUMENT, f"{msg.sender} sent a malformed share ({exc})") from None
         self._keys[msg.sender] = msg.half
         self._shares[msg.sender] = (msg.key_share, msg.seed_share)
 
@@ -482,6 +492,7 @@ class MaskedParty:
         seeds = {p: s for p, (_, s) in self._shares.items() if p in counted}
         keys = {p: k for p, (k, _) in self._shares.items() if p not in counted}
         self._shares.clear()  # answered once: a second request (another counted set) gets nothing
+        self._wipe()  # nothing it holds is needed any more
         if not self.masked:
             self._free()  # it helps unmask the others; its own input was never sent, so it is not charged
         self.state = "revealed"
@@ -491,13 +502,16 @@ class MaskedParty:
         if self._budget is not None and self.query.charge is not None:
             self._budget.free(self.spec.session_id)
 
+    def _wipe(self) -> None:
+        """Forget the session's secrets (its key, seed, halves, pair seeds, the neighbours' halves and shares)."""
+        self._key = self._seed = b""
+        for held in (self._halves, self._keys, self._pair_seeds, self._shares):
+            held.clear()
+
     def abort(self) -> None:
         if self.state in ("accepted", "keyed"):
             self._free()
-        self._key = self._seed = b""
-        self._halves.clear()
-        self._pair_seeds.clear()
-        self._shares.clear()
+        self._wipe()
         for inner in self._inner:
             if inner.state != "aborted":
                 inner.abort()
@@ -794,22 +808,45 @@ class MaskedCoordinator:
     def _rebuild(self, shares: dict[str, dict[int, bytes]], parties: Sequence[str], what: str) -> list[bytes]:
         """The ``what`` ("seed" or "key") of each of ``parties`` from its first t shares, all in one vectorised
         interpolation, each checked against the commitment in its report (shares of the right form that do not
-        fit together: a party sent garbage)."""
+        fit together: a party sent garbage). A party whose first t shares fail and who has more in hand is tried
+        again around one bad share (:meth:`_rebuild_around_one`); if that fails too, the release aborts."""
+        t = self.query.plan.threshold
+        secrets = self._committed(shares, parties, [sorted(shares[p])[:t] for p in parties], what)
+        out = []
+        for p, secret in zip(parties, secrets, strict=True):
+            out.append(secret if secret is not None else self._rebuild_around_one(shares[p], p, what))
+        return out
+
+    def _rebuild_around_one(self, shares: dict[int, bytes], party: str, what: str) -> bytes:
+        """``party``'s secret from t of its first t + 1 shares, each one left out in turn (t + 1 rebuilds in one
+        pass): one inconsistent share does not abort a release that has more than t shares in hand."""
+        t = self.query.plan.threshold
+        points = sorted(shares)[: t + 1]
+        if len(points) > t:
+            subsets = [points[:i] + points[i + 1 :] for i in range(t + 1)]
+            for secret in self._committed({party: shares}, [party] * len(subsets), subsets, what):
+                if secret is not None:
+                    return secret
+        name = "recovery key" if what == "key" else "self-mask seed"
+        raise ProtocolError(Status.INVALID_ARGUMENT, f"the shares of {party}'s {name} are inconsistent")
+
+    def _committed(
+        self, shares: Mapping[str, Mapping[int, bytes]], parties: Sequence[str], points: Sequence[list[int]], what: str
+    ) -> list[bytes | None]:
+        """The secret of ``parties[i]`` from its shares at ``points[i]`` (t each), all in one vectorised
+        interpolation; None where it does not match the commitment in the party's report."""
         t, sid = self.query.plan.threshold, self.spec.session_id
         if not parties:
             return []
-        points = [sorted(shares[p])[:t] for p in parties]
         values = shamir.share_values([shares[p][x] for p, xs in zip(parties, points, strict=True) for x in xs])
         values = values.reshape(len(parties), t, shamir.CHUNKS)
-        out = []
-        secrets = shamir.secrets_from(shamir.rebuild_many(np.asarray(points), values))
-        for p, secret in zip(parties, secrets, strict=True):
+        out: list[bytes | None] = []
+        for p, secret in zip(
+            parties, shamir.secrets_from(shamir.rebuild_many(np.asarray(points), values)), strict=True
+        ):
             report = self._reports[p]
             committed = report.key_commitment if what == "key" else report.seed_commitment
-            if secret is None or commitment(secret, sid, p, what) != committed:
-                name = "recovery key" if what == "key" else "self-mask seed"
-                raise ProtocolError(Status.INVALID_ARGUMENT, f"the shares of {p}'s {name} are inconsistent")
-            out.append(secret)
+            out.append(secret if secret is not None and commitment(secret, sid, p, what) == committed else None)
         return out
 
     def abort(self, reason: str) -> None:

@@ -17,7 +17,7 @@ callers that must catch every inconsistency check the secret against a commitmen
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -136,15 +136,3 @@ def secrets_from(pieces: np.ndarray) -> list[bytes | None]:
     shares did not fit together)."""
     fits: np.ndarray = np.all(pieces < _LIMIT, axis=1)
     return [_join(pieces[i]) if fits[i] else None for i in range(len(pieces))]
-
-
-def rebuild(shares: Mapping[int, bytes], threshold: int) -> bytes:
-    """The secret from ``threshold`` shares (point -> share; extra shares are ignored)."""
-    if len(shares) < threshold:
-        raise ValueError(f"{len(shares)} shares cannot rebuild a secret that needs {threshold}")
-    points = sorted(shares)[:threshold]
-    values = share_values([shares[x] for x in points])
-    (secret,) = secrets_from(rebuild_many(np.asarray([points]), values[None]))
-    if secret is None:
-        raise ValueError("the shares do not rebuild a 32-byte secret (inconsistent shares)")
-    return secret

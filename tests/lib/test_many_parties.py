@@ -29,6 +29,7 @@ from mpcdp.protocol.masked import (
 )
 from mpcdp.protocol.quorum import Quorum, survivor_loss
 from mpcdp.protocol.statistics import codec_for
+from tests.support.shamir import rebuild
 
 EXACT = PartyPolicy(allow_exact=True)
 
@@ -237,7 +238,7 @@ def test_dp_noise_from_survivors_is_centred_with_the_right_spread():
     assert 0.75 < np.std(values) / sd < 1.3
 
 
-def test_late_input_is_refused_and_unmasked_only_down_to_its_self_mask():
+def test_late_input_is_refused_and_unmasked_only_down_to_its_self_mask(monkeypatch):
     """A party whose masked input comes after the cut: the coordinator refuses it; a curious coordinator
     that kept it anyway can strip the pairwise masks with the key the survivors helped rebuild, and is
     left with the input under the self mask, whose shares no honest party gives for an uncounted party."""
@@ -245,6 +246,14 @@ def test_late_input_is_refused_and_unmasked_only_down_to_its_self_mask():
     parties = query.spec.parties
     late = parties[4]
     data = {p: [float(100 + i)] for i, p in enumerate(parties)}
+    self_seeds = {}  # read as each party masks: a party forgets its secrets once it has revealed
+    masked_input = MaskedParty.masked_input
+
+    def recording(party, roster, now=-math.inf):
+        self_seeds[party.me] = party._seed
+        return masked_input(party, roster, now)
+
+    monkeypatch.setattr(MaskedParty, "masked_input", recording)
     run = run_masked_in_memory(query, data, drop={late: "late"}, rng=seeded)
     assert run.release.value == sum(100 + i for i in range(16)) - 104
     y = run.late[late].vector.copy()
@@ -253,7 +262,7 @@ def test_late_input_is_refused_and_unmasked_only_down_to_its_self_mask():
     assert err.value.status == Status.FAILED_PRECONDITION
     # the curious coordinator: the key shares the honest survivors revealed rebuild the late party's key,
     # which turns the pads of its report into its pair seeds
-    key = shamir.rebuild(run.coordinator._key_shares[late], query.plan.threshold)
+    key = rebuild(run.coordinator._key_shares[late], query.plan.threshold)
     sid = query.spec.session_id
     for q in run.coordinator._rosters[late]:
         seed = pair_seed_from_key(key, run.coordinator._reports[late], q)
@@ -262,7 +271,8 @@ def test_late_input_is_refused_and_unmasked_only_down_to_its_self_mask():
     assert codec.decode(y)["sum"] != 104.0  # still under the self mask
     assert late not in run.coordinator._seed_shares  # nobody revealed a share of its self mask
     # the self mask is all that is left: with its seed (which no honest node ever gives out) the input shows
-    Prg(run.parties[late]._seed, sid, self_purpose(late)).add_into(y, subtract=True)
+    assert run.parties[late]._seed == b""  # wiped after its reveal
+    Prg(self_seeds[late], sid, self_purpose(late)).add_into(y, subtract=True)
     assert codec.decode(y)["sum"] == 104.0
 
 
@@ -356,8 +366,8 @@ def test_colluding_neighbours_at_the_threshold_unmask_a_party_and_below_it_canno
         shares_seed = {query.point(c): sessions[c]._shares[victim][1] for c in colluders}
         sid = query.spec.session_id
         try:
-            key = shamir.rebuild(shares_key, len(colluders))
-            seed = shamir.rebuild(shares_seed, len(colluders))
+            key = rebuild(shares_key, len(colluders))
+            seed = rebuild(shares_seed, len(colluders))
         except ValueError:
             return None
         if commitment(key, sid, victim, "key") != reports[victim].key_commitment:
