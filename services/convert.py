@@ -162,13 +162,6 @@ def spec_from_proto(msg: pb.QuerySpec, require_deadline: bool = False) -> QueryS
     return build_spec(spec_fields(msg))
 
 
-def set_chunk(chunk: pb.VectorChunk, offset: int, data: bytes) -> None:
-    """Fill the VectorChunk field of a wrapper message in place (building one and passing it to the
-    wrapper's constructor would copy its megabyte again)."""
-    chunk.offset = offset
-    chunk.data = data
-
-
 class RingPieces:
     """A link sink (:meth:`services.link.Hub.expect`) that hands a vector's bytes on as ring elements:
     ``fold(offset, elements)`` gets each piece as a read-only uint64 array over the frame's own bytes (no

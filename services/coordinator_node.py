@@ -168,7 +168,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
     def services(self) -> list:
         """What a server must offer for this node: the Coordinator service and its links to the parties."""
         return [
-            (pb_grpc.add_CoordinatorServicer_to_server, self, "mpcdp.v1.Coordinator"),
+            (releases.add_coordinator_to_server, self, "mpcdp.v1.Coordinator"),
             self.link.service(),
         ]
 

@@ -7,7 +7,12 @@ every vector of at most one chunk inline, then a histogram's category labels
 in batches, then each larger vector as a ReleaseVector and its ~1 MiB chunks
 (:mod:`services.streams`). A histogram's cells always travel as a vector
 labelled by those batches, so a release of any size within the spec's bounds
-fits gRPC's message limits.
+fits gRPC's message limits. The parts carrying a vector's bytes are made in
+their wire form at once (:func:`vector_parts`: the protobuf encoding written
+around the float64 bytes, one copy), not built as messages and serialized
+(three copies); :func:`wire_form` is the Coordinator service's serializer
+(:func:`add_coordinator_to_server`), so either kind of part is written as it
+is, and the release store keeps and returns the same bytes.
 
 :func:`check_presentation` runs the release's description (noise and
 intervals) on an all-zero result before a session starts, so a presentation
@@ -29,6 +34,7 @@ import struct
 import time
 from pathlib import Path
 
+import grpc
 import numpy as np
 
 from mpcdp import ring
@@ -158,14 +164,81 @@ def parts(spec: QuerySpec, release, confidence: float):
         for batch in streams.batches(spec.categories, _label_bytes):
             yield pb.QueryReplyPart(labels=pb.ReleaseLabels(categories=batch))
     for name, part_of, packed in large:
-        for offset, piece in streams.chunks(packed, convert.RING_BYTES):
-            part = pb.QueryReplyPart()
-            if offset == 0:
-                part.vector.name, part.vector.part, part.vector.length = name, part_of, packed.size
-                convert.set_chunk(part.vector.first, offset, bytes(piece))
-            else:
-                convert.set_chunk(part.chunk, offset, bytes(piece))
-            yield part
+        yield from vector_parts(name, part_of, packed)
+
+
+Part = pb.QueryReplyPart | bytes  # a part as a message, or already in its wire form
+
+
+def vector_parts(name: str, part_of: pb.ReleaseVector.Part, packed: np.ndarray):
+    """The wire form of the QueryReplyParts streaming ``packed`` (float64): a ReleaseVector holding its first
+    chunk, then a VectorChunk part per further chunk. Each is the protobuf encoding of that message, written
+    around the chunk's bytes with one copy (``pb.QueryReplyPart.FromString`` reads back the message)."""
+    for offset, piece in streams.chunks(packed, convert.RING_BYTES):
+        chunk = _chunk(offset, piece)
+        if offset == 0:
+            head = pb.ReleaseVector(name=name, part=part_of, length=packed.size).SerializeToString()
+            vector = [head, _key(_FIRST, _length(chunk)), *chunk]
+            yield b"".join([_key(_VECTOR, _length(vector)), *vector])
+        else:
+            yield b"".join([_key(_CHUNK, _length(chunk)), *chunk])
+
+
+_VECTOR = pb.QueryReplyPart.DESCRIPTOR.fields_by_name["vector"].number
+_CHUNK = pb.QueryReplyPart.DESCRIPTOR.fields_by_name["chunk"].number
+_FIRST = pb.ReleaseVector.DESCRIPTOR.fields_by_name["first"].number
+_OFFSET = pb.VectorChunk.DESCRIPTOR.fields_by_name["offset"].number
+_DATA = pb.VectorChunk.DESCRIPTOR.fields_by_name["data"].number
+_VARINT, _BYTES = 0, 2  # protobuf wire types
+
+
+def _chunk(offset: int, data: memoryview) -> list:
+    """A VectorChunk's encoding, in pieces (``data`` not copied)."""
+    return [_varint(_OFFSET << 3 | _VARINT), _varint(offset), _key(_DATA, len(data)), data]
+
+
+def _key(field: int, length: int) -> bytes:
+    """The key and length of a length-delimited field."""
+    return _varint(field << 3 | _BYTES) + _varint(length)
+
+
+def _length(pieces: list) -> int:
+    return sum(len(p) for p in pieces)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def wire_form(part: Part) -> bytes:
+    """A part's bytes on the wire and in the store: a message serialized, a part made in its wire form as it is."""
+    return part if isinstance(part, bytes) else part.SerializeToString()
+
+
+def add_coordinator_to_server(servicer, server: grpc.aio.Server) -> None:
+    """Serve the Coordinator service (every method of its proto) with :func:`wire_form` as the serializer of
+    its QueryReplyParts, so parts made in their wire form go out as they are."""
+    service = pb.DESCRIPTOR.services_by_name["Coordinator"]
+    handlers = {}
+    for method in service.methods:
+        kind = {
+            (False, False): grpc.unary_unary_rpc_method_handler,
+            (False, True): grpc.unary_stream_rpc_method_handler,
+            (True, False): grpc.stream_unary_rpc_method_handler,
+            (True, True): grpc.stream_stream_rpc_method_handler,
+        }[(method.client_streaming, method.server_streaming)]
+        reply = getattr(pb, method.output_type.name)
+        handlers[method.name] = kind(
+            getattr(servicer, method.name),
+            request_deserializer=getattr(pb, method.input_type.name).FromString,
+            response_serializer=wire_form if reply is pb.QueryReplyPart else reply.SerializeToString,
+        )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
 
 
 def _label_bytes(label: str) -> int:
@@ -189,13 +262,14 @@ class ReleaseStore:
         return self.folder / f"{session}.release"
 
     def put(self, session: str, client: str, exact: bool, released: list) -> None:
-        """Keep ``released`` (QueryReplyParts) for ``client``; durable when this returns."""
+        """Keep ``released`` (QueryReplyParts, as messages or in their wire form) for ``client``; durable when
+        this returns."""
         path = self._path(session)
         tmp = path.with_suffix(".tmp")
         meta = json.dumps({"client": client, "exact": exact, "created": time.time()}).encode()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as f:
-            for blob in (meta, *(p.SerializeToString() for p in released)):
+            for blob in (meta, *(wire_form(p) for p in released)):
                 f.write(_LENGTH.pack(len(blob)))
                 f.write(blob)
             f.flush()
@@ -208,7 +282,7 @@ class ReleaseStore:
             os.close(dir_fd)
 
     def get(self, session: str):
-        """``(meta, parts)`` kept for ``session``, or None."""
+        """``(meta, parts)`` kept for ``session`` (the parts in their wire form), or None."""
         try:
             data = self._path(session).read_bytes()
         except (FileNotFoundError, ValueError):
@@ -218,7 +292,7 @@ class ReleaseStore:
             (n,) = _LENGTH.unpack_from(data, at)
             blobs.append(data[at + 4 : at + 4 + n])
             at += 4 + n
-        return json.loads(blobs[0]), [pb.QueryReplyPart.FromString(b) for b in blobs[1:]]
+        return json.loads(blobs[0]), blobs[1:]
 
     def discard(self, session: str) -> None:
         self._path(session).unlink(missing_ok=True)

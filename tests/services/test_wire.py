@@ -70,8 +70,14 @@ def test_a_spec_survives_the_wire(spec):
     assert back == spec
 
 
+def messages(parts: list) -> list:
+    """The parts as the analyst reads them (a part made in its wire form, parsed)."""
+    return [pb.QueryReplyPart.FromString(releases.wire_form(p)) for p in parts]
+
+
 def received(parts: list) -> QueryResult:
     """What the analyst makes of the parts, through its release stream."""
+    parts = messages(parts)
     stream = _ReleaseStream()
     for part in parts[1:]:
         stream.add(part)
@@ -115,7 +121,7 @@ def test_large_vectors_and_many_labels_stream_and_come_back_whole():
     cells = np.arange(n, dtype=float)
     spec = QuerySpec("histogram", parties=PARTIES, categories=categories, epsilon=1.0)
     release = type("Release", (), {"result": {"histogram": dict(zip(categories, cells.tolist(), strict=True))}})
-    parts = list(releases.parts(spec, release, 0.95))
+    parts = messages(list(releases.parts(spec, release, 0.95)))
     kinds = [p.WhichOneof("part") for p in parts]
     assert kinds[0] == "reply" and kinds.count("labels") >= 2 and kinds.count("vector") == 3  # value, lower, upper
     assert max(p.ByteSize() for p in parts) < CHUNK_BYTES + 1024
@@ -123,6 +129,37 @@ def test_large_vectors_and_many_labels_stream_and_come_back_whole():
     assert list(r.value) == list(categories) and r.value[categories[-1]] == n - 1
     lo, hi = r.intervals["histogram"][categories[5]]
     assert lo < 5 < hi
+
+
+@pytest.mark.parametrize("length", [0, 1, 300, CHUNK_BYTES // 8, 3 * CHUNK_BYTES // 8 + 17])
+def test_vector_parts_made_in_their_wire_form_are_the_messages_the_protobuf_api_builds(length):
+    values = np.linspace(-1.0, 1.0, length)
+    made = list(releases.vector_parts("sum", pb.ReleaseVector.PART_UPPER, values))
+    assert all(isinstance(p, bytes) for p in made)
+    expected = []
+    for at in range(0, max(values.nbytes, 1), CHUNK_BYTES):
+        chunk = pb.VectorChunk(offset=at // 8, data=values.tobytes()[at : at + CHUNK_BYTES])
+        if at == 0:
+            expected.append(
+                pb.QueryReplyPart(
+                    vector=pb.ReleaseVector(name="sum", part=pb.ReleaseVector.PART_UPPER, length=length, first=chunk)
+                )
+            )
+        else:
+            expected.append(pb.QueryReplyPart(chunk=chunk))
+    assert messages(made) == expected
+
+
+def test_the_release_store_keeps_and_returns_each_part_in_its_wire_form(tmp_path):
+    spec = QuerySpec("sum", parties=PARTIES, bounds=(0, 10), dimension=CHUNK_BYTES // 8 + 5, max_records=1)
+    release = type("Release", (), {"result": {"sum": np.arange(spec.dimension, dtype=float)}})
+    parts = list(releases.parts(spec, release, 0.95))
+    store = releases.ReleaseStore(tmp_path)
+    store.put("ab" * 16, "analyst", True, parts)
+    meta, kept = store.get("ab" * 16)
+    assert meta["client"] == "analyst" and meta["exact"]
+    assert kept == [releases.wire_form(p) for p in parts]
+    np.testing.assert_array_equal(received(kept).value, release.result["sum"])
 
 
 def test_labels_whole_numbers_and_undefined_values_are_typed():
