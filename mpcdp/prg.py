@@ -5,7 +5,9 @@ Every random share, seed and noise sample in mpcdp comes from a
 counter mode keyed through HKDF-SHA256 from a 32-byte seed and bound to a
 session id and a purpose string (domain separation), as in the secure
 aggregation protocol of Bonawitz et al. (CCS 2017) and the PRG of the IETF
-VDAF draft. :func:`system_random` keys one from ``os.urandom``; tests pass a
+VDAF draft. :meth:`Prg.keyed` skips the HKDF: its caller passes an AES key that
+is already a hash bound to its session and purpose (the many-party pair masks).
+:func:`system_random` keys one from ``os.urandom``; tests pass a
 ``Prg`` built from a fixed seed *explicitly*. Nothing reads a global RNG.
 """
 
@@ -26,7 +28,7 @@ _SALT = b"mpcdp/v1/prg"
 _CHUNK_WORDS = 1 << 15  # words per cipher call: 256 KiB, stays in cache
 _ZEROS = bytes(8 * _CHUNK_WORDS)  # what the keystream is XORed onto
 _CTR = modes.CTR(bytes(16))  # every stream starts at counter 0 under its own key (immutable: shared)
-_CTR_FROM = {0: _CTR}  # counter modes by first block (Prg.keyed)
+_CTR_FROM = {0: _CTR, 2: modes.CTR((2).to_bytes(16, "big"))}  # made once: the first blocks in use (Prg.keyed)
 KEY_BYTES = 16  # an AES-128 key
 
 
@@ -49,7 +51,8 @@ def _derive_key(seed: bytes, session_id: bytes, purpose: str) -> bytes:
 
 
 class Prg:
-    """A deterministic stream of uniform bytes: AES-128-CTR under HKDF(seed, session, purpose).
+    """A deterministic stream of uniform bytes: AES-128-CTR under HKDF(seed, session, purpose) (or, from
+    :meth:`keyed`, under a key the caller derived and bound to its session and purpose).
 
     Two Prgs with the same (seed, session_id, purpose) produce the same stream;
     changing any of the three gives an independent stream. Successive calls
@@ -71,9 +74,9 @@ class Prg:
         starts at ``first_block`` (the many-party masks start at 2, as AES-GCM's keystream does)."""
         if not isinstance(key, (bytes, bytearray)) or len(key) != KEY_BYTES:
             raise ValueError(f"a PRG key is exactly {KEY_BYTES} bytes")
-        mode = _CTR_FROM.get(first_block) or _CTR_FROM.setdefault(
-            first_block, modes.CTR(first_block.to_bytes(16, "big"))
-        )
+        if not 0 <= first_block < 1 << 128:
+            raise ValueError("first_block is a 128-bit counter block: in [0, 2^128)")
+        mode = _CTR_FROM.get(first_block) or modes.CTR(first_block.to_bytes(16, "big"))
         prg = cls.__new__(cls)
         prg._enc = Cipher(algorithms.AES(bytes(key)), mode).encryptor()
         return prg
