@@ -321,3 +321,21 @@ def test_a_party_forgets_its_secrets_once_it_has_revealed_and_when_it_aborts():
     for s in sessions.values():
         held = (s._key, s._seed, s._halves, s._keys, s._pair_seeds, s._shares)
         assert held == (b"", b"", {}, {}, {}, {}), s.me
+
+
+@pytest.mark.parametrize("first_block", [-1, 1 << 128], ids=["negative", "past-128-bits"])
+def test_a_keyed_stream_refuses_a_first_block_outside_the_counter(first_block):
+    with pytest.raises(ValueError, match="128-bit counter block"):
+        Prg.keyed(bytes(16), first_block=first_block)
+
+
+def test_a_keyed_stream_from_any_first_block_adds_no_cached_mode():
+    """Only the counter modes in use are kept; another first block gives the right stream, nothing cached."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    from mpcdp import prg
+
+    held = dict(prg._CTR_FROM)
+    ctr = Cipher(algorithms.AES(bytes(16)), modes.CTR((5).to_bytes(16, "big"))).encryptor()
+    assert Prg.keyed(bytes(16), first_block=5).bytes(32) == ctr.update(bytes(32))
+    assert held == prg._CTR_FROM
