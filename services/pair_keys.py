@@ -10,12 +10,22 @@ by every later session on the same link:
   federation take part (a hello from anyone else, e.g. the coordinator, is refused and audited; an outsider
   cannot open a link at all).
 - Both ends derive ``key = HKDF-SHA256(X25519(own private, peer public), info = both certificate names and
-  both public keys, in name order)``, 32 bytes. Each end sends one hello per agreement: one that starts it,
-  or one that answers the peer's (a hello arriving while none of ours waits for an answer means the peer
-  forgot the key, e.g. after a link drop, and starts again).
+  both public keys, in name order)``, 32 bytes. A hello says whether it starts an agreement or answers one,
+  and an answer echoes (a hash of) the public key it answers: each end sends one hello per agreement, a
+  start is answered only when none of ours is pending (two crossing starts complete each other), and an
+  answer that matches nothing of ours is dropped, so hellos never answer each other for ever. A start
+  arriving while we hold a key means the peer forgot it (e.g. after a link drop): we answer with a fresh
+  key pair. An answer to the start our current key came from (the peer forgot and answered it again)
+  replaces the key. An agreement not answered within ``AGREEMENT_SECONDS`` (or by the deadline of a session
+  waiting on it) is given up, and the next session starts a new one.
 - The key lives only in this process's memory: never written to disk, never sent, never told the
   coordinator. It is forgotten as soon as the last stream to that peer drops (:meth:`services.link.Hub.on_drop`);
   the next session agrees a fresh one. Concurrent sessions that need the same key wait on one agreement.
+  Keyed sessions send nothing on the party links after the agreement; the servers' idle-stream watchdog
+  leaves a link that spoke open (:mod:`services.server`), so a quiet link keeps its keys.
+- Replays: a key outlives many sessions, so a party must never mask two vectors under one key and one
+  binding; the masks are bound to the whole spec and the party node refuses a used session id while its
+  deadline is ahead (:meth:`services.party_node.PartyNode._forget_expired`).
 - Its public id (:attr:`PairKey.id`, 8 bytes of SHA-256 over the key) is what a party reports with its
   keyed partial sum, so the coordinator can check that both ends of every pair masked with the same key
   (a link re-established mid-session gives its ends different keys; the session aborts naming the pair).
@@ -30,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +57,9 @@ from services.link import Hub, LinkError
 HELLO = "pair.hello"
 TAG = bytes(16)  # the "session" of the hello messages: none, the link's own
 PUBLIC_BYTES = 32
+START, ANSWER = b"S", b"A"  # a hello's first byte
+ECHO_BYTES = 8  # an answer's echo of the start it answers
+AGREEMENT_SECONDS = 10.0  # an agreement not answered by then is given up (the next session starts a new one)
 _INFO = b"mpcdp/v1/pair-key"
 
 
@@ -81,26 +95,38 @@ def derive(me: str, peer: str, private: X25519PrivateKey, mine: bytes, theirs: b
     return PairKey(secret, pair_key_id(secret))
 
 
+def _echo(public: bytes) -> bytes:
+    return hashlib.sha256(b"mpcdp/v1/pair-hello" + public).digest()[:ECHO_BYTES]
+
+
 @dataclass
 class _Agreement:
-    """Our hello sent to a peer, waiting for theirs."""
+    """Our half of an agreement: our key pair, and (while it waits for the peer's hello) the future the
+    sessions wait on."""
 
     private: X25519PrivateKey = field(repr=False)
     public: bytes
     done: asyncio.Future
+    started: float = 0.0  # loop time our start was sent
 
 
 class PairKeys:
     """A party's pair keys with the other parties, over its link ``hub``; ``allowed(peer)``: whether ``peer``
     may hold a pair key with this party (the other parties of the federation)."""
 
-    def __init__(self, hub: Hub, allowed: Callable[[str], bool], rng: RandomSource | None = None):
+    def __init__(
+        self,
+        hub: Hub,
+        allowed: Callable[[str], bool],
+        rng: RandomSource | None = None,
+    ):
         self.hub = hub
         self.me = hub.me
         self._allowed = allowed
         self._rng = rng or system_random("pair-keys")
         self._keys: dict[str, PairKey] = {}
-        self._agreeing: dict[str, _Agreement] = {}
+        self._mine: dict[str, _Agreement] = {}  # our half of each current key (an answer to it may replace it)
+        self._agreeing: dict[str, _Agreement] = {}  # our starts waiting for the peer's hello
         hub.on(HELLO, self._hello)
         hub.on_drop(self._dropped)
 
@@ -110,38 +136,55 @@ class PairKeys:
 
     async def keys(self, peers: Sequence[str], timeout: float) -> dict[str, PairKey]:
         """The pair key with each of ``peers``, agreeing those not held yet (at once, one agreement per peer
-        however many sessions ask); PairKeyError naming the first peer whose agreement failed or was late."""
+        however many sessions ask); PairKeyError naming the first peer whose agreement failed or was late
+        (a late agreement is given up: the next session starts a new one)."""
         held = {p: self._keys.get(p) for p in peers}
         missing = [p for p, k in held.items() if k is None]
         if not missing:  # the usual case: every key agreed by an earlier session
             return held  # type: ignore[return-value]
-        waits: dict[asyncio.Future, str] = {}
+        loop = asyncio.get_running_loop()
+        waits: dict[asyncio.Future, tuple[str, _Agreement]] = {}
         for p in missing:
             if not self._allowed(p):
                 raise PairKeyError(p, "not a party of this federation: no pair key")
-            agreement = self._agreeing.get(p) or self._start(p)
-            waits[asyncio.shield(agreement.done)] = p
+            agreement = self._agreeing.get(p)
+            if agreement is not None and loop.time() - agreement.started > AGREEMENT_SECONDS:
+                self._fail(p, agreement, LinkError(p, f"no answer to a pair key hello in {AGREEMENT_SECONDS:g} s"))
+                agreement = None
+            agreement = agreement or self._start(p)
+            waits[asyncio.shield(agreement.done)] = (p, agreement)
         done, pending = await asyncio.wait(waits, timeout=max(timeout, 0.0), return_when=asyncio.FIRST_EXCEPTION)
         for f in pending:
             f.cancel()
         agreed: dict[str, PairKey] = {}
         for f in done:
             if f.exception() is not None:
-                raise PairKeyError(waits[f], str(f.exception()).split(": ", 1)[-1])
-            agreed[waits[f]] = f.result()
+                raise PairKeyError(waits[f][0], str(f.exception()).split(": ", 1)[-1])
+            agreed[waits[f][0]] = f.result()
         if pending:
-            late = sorted(waits[f] for f in pending)
+            late = sorted(waits[f][0] for f in pending)
+            for f in pending:  # given up: the next session sends a new hello
+                peer, agreement = waits[f]
+                self._fail(peer, agreement, LinkError(peer, "no answer to a pair key hello in time"))
             raise PairKeyError(late[0], f"no pair key agreed with {', '.join(late)} in time")
         return {p: held[p] or agreed[p] for p in peers}
 
-    def _start(self, peer: str) -> _Agreement:
-        """Send our hello for a new agreement with ``peer``."""
+    def _pair(self) -> tuple[X25519PrivateKey, bytes]:
         private = X25519PrivateKey.from_private_bytes(self._rng.bytes(32))
-        agreement = _Agreement(private, _public(private), asyncio.get_running_loop().create_future())
+        return private, _public(private)
+
+    def _start(self, peer: str) -> _Agreement:
+        """Send our start of a new agreement with ``peer``."""
+        private, public = self._pair()
+        loop = asyncio.get_running_loop()
+        agreement = _Agreement(private, public, loop.create_future(), loop.time())
         self._agreeing[peer] = agreement
-        sent = self.hub.post(peer, TAG, 0, HELLO, agreement.public)
-        sent.add_done_callback(functools.partial(self._unsent, peer, agreement))
+        self._send(peer, agreement, START + public)
         return agreement
+
+    def _send(self, peer: str, agreement: _Agreement, hello: bytes) -> None:
+        sent = self.hub.post(peer, TAG, 0, HELLO, hello)
+        sent.add_done_callback(functools.partial(self._unsent, peer, agreement))
 
     def _unsent(self, peer: str, agreement: _Agreement, sent: asyncio.Future) -> None:
         error = None if sent.cancelled() else sent.exception()
@@ -156,25 +199,39 @@ class PairKeys:
             agreement.done.exception()  # retrieved: a session that stopped waiting does not leave it unread
 
     def _hello(self, peer: str, _sid: bytes, _round: int, payload: memoryview) -> None:
-        """A peer's public key: completes our agreement, or starts (and at once completes) one it began."""
+        """A peer's start or answer (see the module doc)."""
         if not self._allowed(peer):
             audit.record("denied", caller=peer, message="a pair key offered by a node that is not a party")
             return
-        if len(payload) != PUBLIC_BYTES:
-            audit.record("invalid", caller=peer, message=f"a pair key hello of {len(payload)} bytes")
+        data = bytes(payload)
+        kind, theirs = data[:1], data[1 : 1 + PUBLIC_BYTES]
+        if kind == START and len(data) == 1 + PUBLIC_BYTES:
+            agreement = self._agreeing.pop(peer, None)
+            if agreement is None:  # the peer starts (first contact, or it forgot the key): answer it
+                private, public = self._pair()
+                agreement = _Agreement(private, public, asyncio.get_running_loop().create_future())
+                self._send(peer, agreement, ANSWER + public + _echo(theirs))
+            # else: our starts crossed: each completes with the other's, no answer
+        elif kind == ANSWER and len(data) == 1 + PUBLIC_BYTES + ECHO_BYTES:
+            echo = data[1 + PUBLIC_BYTES :]
+            pending, current = self._agreeing.get(peer), self._mine.get(peer)
+            if pending is not None and echo == _echo(pending.public):
+                agreement = self._agreeing.pop(peer)
+            elif pending is None and current is not None and echo == _echo(current.public):
+                agreement = current  # the peer forgot and answered our start again: its new key replaces ours
+            else:
+                return  # answers nothing of ours (a stale answer): dropped, never answered
+        else:
+            audit.record("invalid", caller=peer, message=f"a pair key hello of {len(data)} bytes")
             return
-        agreement = self._agreeing.pop(peer, None)
-        if agreement is None:  # the peer starts an agreement (first contact, or it forgot the key): answer it
-            self._keys.pop(peer, None)
-            agreement = self._start(peer)
-            del self._agreeing[peer]
         try:
-            key = derive(self.me, peer, agreement.private, agreement.public, bytes(payload))
+            key = derive(self.me, peer, agreement.private, agreement.public, theirs)
         except ValueError:  # a low-order point: no shared secret
             audit.record("invalid", caller=peer, message="a degenerate pair key hello")
             self._fail(peer, agreement, LinkError(peer, "its pair key hello is degenerate"))
             return
         self._keys[peer] = key
+        self._mine[peer] = agreement
         if not agreement.done.done():
             agreement.done.set_result(key)
 
@@ -186,6 +243,7 @@ class PairKeys:
     def _dropped(self, peer: str, error: LinkError) -> None:
         """The link to ``peer`` is gone: forget its key (the next session agrees a new one)."""
         self._keys.pop(peer, None)
+        self._mine.pop(peer, None)
         agreement = self._agreeing.get(peer)
         if agreement is not None:
             with contextlib.suppress(asyncio.InvalidStateError):

@@ -11,7 +11,11 @@ gets the same guard around each of its methods:
 - a client-streaming or bidirectional call that neither receives nor sends
   a message for ``Limits.idle_timeout`` seconds is closed
   (DEADLINE_EXCEEDED), so an authenticated peer cannot hold streams open
-  forever;
+  forever; except a federation link (``Link/Open``, :mod:`services.link`)
+  once its first message arrived (its hub took the stream from one of the
+  federation's own nodes): a link is meant to stay open while quiet (a
+  keyed session sends nothing on the party links, and closing them would
+  drop the pair keys); a link stream that never sends is closed like any;
 
 and the transport limits of :class:`Limits`: maximum message size, HTTP/2
 keepalive pings (dead peers are noticed and their connections dropped),
@@ -38,6 +42,7 @@ from services.tls import Identity
 
 log = logging.getLogger("mpcdp.server")
 OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE)]
+KEPT_OPEN = frozenset({"/mpcdp.v1.Link/Open"})  # streams exempt from the idle watchdog once they spoke (module doc)
 INTERNAL_MESSAGE = "internal error in this node; its operator's log has the details"
 
 
@@ -116,6 +121,7 @@ def _guard(handler: grpc.RpcMethodHandler, method: str, limits: Limits) -> grpc.
                 return
             self.bad = False
             self.activity = _Activity()
+            self.began = self.activity.last
             _ACTIVITY.set(self.activity)
             self.expired = False
             task = asyncio.current_task()
@@ -129,6 +135,8 @@ def _guard(handler: grpc.RpcMethodHandler, method: str, limits: Limits) -> grpc.
             self.timer = asyncio.get_running_loop().call_later(delay, self._check)
 
         def _check(self) -> None:
+            if method in KEPT_OPEN and self.activity.last > self.began:  # a link that spoke: kept open
+                return
             idle = time.monotonic() - self.activity.last
             if idle >= limits.idle_timeout:
                 self.expired = True

@@ -212,3 +212,98 @@ async def test_a_keyed_session_id_is_remembered_until_its_deadline_and_a_later_r
     finally:
         await coordinator.close()
         await c.close()
+
+
+async def test_quiet_party_links_keep_their_pair_keys_under_the_idle_stream_watchdog(certs):
+    """Keyed sessions send nothing on the party links; the servers' idle watchdog closed them (1 s here), the keys
+    were forgotten at different moments at the two ends, and sessions in flight aborted with a key mismatch (the
+    reviewer's repro). A link that spoke is now left open: no abort, no new agreement."""
+    from services.node_limits import Limits
+
+    c = await make_cluster(certs, limits=Limits(idle_timeout=1.0))
+    try:
+        await c.query()
+        posted = count_posts(c)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 3.0
+        outcomes: collections.Counter = collections.Counter()
+        while loop.time() < end:  # queries keep flowing; the party links carry only keepalives
+            for r in await asyncio.gather(*(c.query() for _ in range(8)), return_exceptions=True):
+                outcomes["ok" if not isinstance(r, BaseException) else str(r)[:120]] += 1
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.5)  # and quiet for longer than the idle timeout
+        assert (await c.query()).value == pytest.approx(MEAN, abs=1e-3)
+        assert set(outcomes) == {"ok"}, dict(outcomes)
+        assert not [k for k in posted if k[2] == HELLO], "a key was agreed again"
+    finally:
+        await c.close()
+
+
+class FakeHub:
+    """Two hub ends whose messages wait in ``wire`` until the test delivers them (the reviewer's harness)."""
+
+    def __init__(self, me, wire):
+        self.me, self.wire, self.handlers, self.drops = me, wire, {}, []
+
+    def on(self, kind, handler):
+        self.handlers[kind] = handler
+
+    def on_drop(self, callback):
+        self.drops.append(callback)
+
+    def post(self, peer, sid, rnd, kind, payload):
+        self.wire.append((self.me, peer, sid, rnd, kind, bytes(payload)))
+        sent = asyncio.get_running_loop().create_future()
+        sent.set_result(None)
+        return sent
+
+
+def fake_pair(wire):
+    from mpcdp.prg import Prg
+    from services.pair_keys import PairKeys
+
+    hubs = {n: FakeHub(n, wire) for n in ("alice", "bob")}
+    keys = {n: PairKeys(h, lambda who: who in hubs, Prg.from_int(i, "k")) for i, (n, h) in enumerate(hubs.items())}
+
+    def deliver(msg):
+        sender, peer, sid, rnd, kind, payload = msg
+        hubs[peer].handlers[kind](sender, sid, rnd, memoryview(payload))
+
+    return hubs, keys, deliver
+
+
+async def test_a_stale_hello_does_not_start_an_endless_exchange_and_both_ends_agree():
+    """Crossing starts, then bob's end drops before alice's start reaches it: before, every hello arriving while
+    none was pending was answered, so the two answered each other for ever. A hello now says start or answer and
+    an answer echoes the start it answers; an answer to nothing pending is dropped (or, answering the start of the
+    current key, replaces it)."""
+    wire = []
+    hubs, keys, deliver = fake_pair(wire)
+    a = asyncio.ensure_future(keys["alice"].keys(["bob"], 5))
+    b = asyncio.ensure_future(keys["bob"].keys(["alice"], 5))
+    await asyncio.sleep(0)
+    hello_a, hello_b = wire.pop(0), wire.pop(0)
+    deliver(hello_b)  # alice completes with bob's start
+    await asyncio.wait_for(a, 1)
+    for callback in hubs["bob"].drops:  # bob's streams drop (and come back) before alice's start reaches it
+        callback("alice", LinkError("alice", "the link dropped"))
+    with pytest.raises(PairKeyError):
+        await asyncio.wait_for(b, 1)
+    deliver(hello_a)  # delivered on bob's new stream: bob answers it
+    exchanged = 0
+    while wire and exchanged < 100:
+        deliver(wire.pop(0))
+        exchanged += 1
+    assert exchanged <= 1
+    assert keys["alice"].known("bob") == keys["bob"].known("alice") is not None
+
+
+async def test_an_agreement_whose_answer_never_came_is_given_up_and_the_next_session_starts_again():
+    wire = []
+    _, keys, _ = fake_pair(wire)
+    with pytest.raises(PairKeyError, match="in time"):
+        await keys["alice"].keys(["bob"], 0.05)
+    wire.clear()  # alice's start reached bob, whose answer was lost
+    with pytest.raises(PairKeyError, match="in time"):
+        await keys["alice"].keys(["bob"], 0.05)
+    assert [m[4] for m in wire] == [HELLO], "the second session sent no new start"
