@@ -39,7 +39,6 @@ from services.channels import Channels
 from services.federation import Federation
 from services.tls import Identity
 from services.wire.mpcdp.v1 import federation_pb2 as pb
-from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
 
 T = TypeVar("T")
 
@@ -215,7 +214,11 @@ class _ReleaseStream:
         self.categories: list[str] = []
         self._current: tuple[tuple[str, int], streams.Assembler] | None = None
 
-    def add(self, part: pb.QueryReplyPart) -> None:
+    def add(self, part: pb.QueryReplyPart | releases.Chunk) -> None:
+        if isinstance(part, releases.Chunk):  # a vector's chunk as it came off the wire
+            if self._current is None:
+                raise ValueError("unexpected chunk part after the reply")
+            return self._current[1].add(part.data, part.offset)
         kind = part.WhichOneof("part")
         if kind == "labels" and self._current is None and not self.vectors:
             if len(self.categories) + len(part.labels.categories) > self.max_length:
@@ -258,7 +261,7 @@ class Analyst:
         self._parties = tuple(federation.names("party"))
         self.identity = Identity(name, federation.certs, insecure)
         self._channels = Channels(self.identity, federation.address)
-        self._stub = self._channels.stub(coordinator.name, pb_grpc.CoordinatorStub)
+        self._stub = self._channels.stub(coordinator.name, releases.CoordinatorStub)
 
     async def __aenter__(self) -> Analyst:
         return self
@@ -364,7 +367,7 @@ class Analyst:
         try:
             sid = dict(await call.initial_metadata() or ()).get("mpcdp-session-id", "")
             async for part in call:
-                if part.WhichOneof("part") == "reply":
+                if not isinstance(part, releases.Chunk) and part.WhichOneof("part") == "reply":
                     got.append((part.reply, _ReleaseStream(max_length)))
                 elif not got:
                     raise ValueError("the release does not start with its reply")

@@ -33,6 +33,7 @@ import re
 import struct
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import grpc
 import numpy as np
@@ -215,9 +216,62 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
+class Chunk(NamedTuple):
+    """A VectorChunk part as :func:`read_part` takes it off the wire: ``data`` is a view of the received bytes."""
+
+    offset: int
+    data: memoryview
+
+
+def read_part(data: bytes) -> pb.QueryReplyPart | Chunk:
+    """A QueryReplyPart from its bytes (the analyst's deserializer): a VectorChunk part encoded as
+    :func:`vector_parts` writes it is a :class:`Chunk` over ``data`` (no copy; protobuf would copy its megabyte
+    twice), anything else is parsed by protobuf (DecodeError if it is no QueryReplyPart)."""
+    view = memoryview(data)
+    try:
+        at, key = _read_varint(view, 0)
+        at, length = _read_varint(view, at)
+        if key == _CHUNK << 3 | _BYTES and at + length == len(view):
+            at, key = _read_varint(view, at)
+            at, offset = _read_varint(view, at)
+            if key == _OFFSET << 3 | _VARINT:
+                at, key = _read_varint(view, at)
+                at, length = _read_varint(view, at)
+                if key == _DATA << 3 | _BYTES and at + length == len(view):
+                    return Chunk(offset, view[at:])
+    except IndexError:  # truncated: protobuf says what is wrong
+        pass
+    return pb.QueryReplyPart.FromString(data)
+
+
+def _read_varint(view: memoryview, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = view[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80 or shift > 63:
+            return at, value
+        shift += 7
+
+
 def wire_form(part: Part) -> bytes:
     """A part's bytes on the wire and in the store: a message serialized, a part made in its wire form as it is."""
     return part if isinstance(part, bytes) else part.SerializeToString()
+
+
+class CoordinatorStub:
+    """The Coordinator service's stub (as ``pb_grpc.CoordinatorStub``) with :func:`read_part` as the deserializer
+    of its QueryReplyParts."""
+
+    def __init__(self, channel: grpc.aio.Channel):
+        service = "/mpcdp.v1.Coordinator"
+        self.Query = channel.unary_stream(
+            f"{service}/Query", request_serializer=pb.QueryRequest.SerializeToString, response_deserializer=read_part
+        )
+        self.Fetch = channel.unary_stream(
+            f"{service}/Fetch", request_serializer=pb.FetchRequest.SerializeToString, response_deserializer=read_part
+        )
 
 
 def add_coordinator_to_server(servicer, server: grpc.aio.Server) -> None:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from google.protobuf.message import DecodeError
 
 from mpcdp.prg import Prg
 from mpcdp.protocol import QuerySpec, SpecError, run_in_memory
@@ -148,6 +149,37 @@ def test_vector_parts_made_in_their_wire_form_are_the_messages_the_protobuf_api_
         else:
             expected.append(pb.QueryReplyPart(chunk=chunk))
     assert messages(made) == expected
+
+
+def test_the_analyst_reads_a_chunk_in_place_and_every_other_part_through_protobuf():
+    values = np.arange(3 * CHUNK_BYTES // 8 + 5, dtype=float)
+    made = list(releases.vector_parts("sum", pb.ReleaseVector.PART_VALUE, values))
+    read = [releases.read_part(p) for p in made]
+    assert isinstance(read[0], pb.QueryReplyPart) and read[0].vector.first.data == values.tobytes()[:CHUNK_BYTES]
+    for at, chunk in zip(range(CHUNK_BYTES, values.nbytes, CHUNK_BYTES), read[1:], strict=True):
+        assert isinstance(chunk, releases.Chunk) and chunk.offset == at // 8
+        assert bytes(chunk.data) == values.tobytes()[at : at + CHUNK_BYTES]
+    # protobuf's own encoding of a chunk (offset 0 left out), other parts, garbage: protobuf decides
+    other = pb.QueryReplyPart(chunk=pb.VectorChunk(offset=0, data=b"12345678"))
+    assert releases.read_part(other.SerializeToString()) == other
+    reply = pb.QueryReplyPart(reply=pb.QueryReply(session_id=b"s" * 16))
+    assert releases.read_part(reply.SerializeToString()) == reply
+    with pytest.raises(DecodeError):
+        releases.read_part(made[1][:-3])  # a chunk whose length runs past its end
+
+
+def test_the_coordinator_service_is_served_and_called_with_every_method_of_its_proto():
+    methods = {m.name for m in pb.DESCRIPTOR.services_by_name["Coordinator"].methods}
+    registered = {}
+
+    class Server:
+        def add_generic_rpc_handlers(self, handlers):
+            registered.update({m.rsplit("/", 1)[1]: h for m, h in handlers[0]._method_handlers.items()})
+
+    releases.add_coordinator_to_server(type("Servicer", (), {m: None for m in methods})(), Server())
+    assert set(registered) == methods
+    channel = type("Channel", (), {"unary_stream": lambda self, *a, **k: a[0]})()
+    assert {m for m in methods if getattr(releases.CoordinatorStub(channel), m, None)} == methods
 
 
 def test_the_release_store_keeps_and_returns_each_part_in_its_wire_form(tmp_path):
