@@ -133,7 +133,7 @@ def payload_bytes(msg: object) -> int:
     if isinstance(msg, MaskedInput):
         return len(msg.session_id) + int(msg.vector.nbytes) + 8
     if isinstance(msg, Unmask):
-        return len(msg.session_id) + len(msg.party) + sum(len(p) for p in msg.counted) + 8
+        return len(msg.session_id) + len(msg.party) + sum(len(p) for p in (*msg.counted, *msg.dropped)) + 8
     if isinstance(msg, Reveal):
         shares = list(msg.seed_shares.items()) + list(msg.key_shares.items())
         return len(msg.session_id) + sum(len(p) + len(s) for p, s in shares) + 8
@@ -187,7 +187,13 @@ def encode(msg: object) -> bytes:
     elif isinstance(msg, MaskedInput):
         f = [msg.session_id, msg.party.encode(), msg.vector.astype("<u8", copy=False).tobytes()]
     elif isinstance(msg, Unmask):
-        f = [msg.session_id, msg.party.encode(), _names(msg.counted), msg.total.to_bytes(4, "little")]
+        f = [
+            msg.session_id,
+            msg.party.encode(),
+            _names(msg.counted),
+            msg.total.to_bytes(4, "little"),
+            _names(msg.dropped),
+        ]
     elif isinstance(msg, Reveal):
         f = [msg.session_id, msg.party.encode(), _shares(msg.seed_shares), _shares(msg.key_shares)]
     elif isinstance(msg, Answer):
@@ -226,7 +232,7 @@ def decode(data: bytes | memoryview) -> object:
                 raise ValueError("a masked input is whole uint64 words")
             return MaskedInput(f[0], f[1].decode(), np.frombuffer(f[2], dtype="<u8").astype(np.uint64))
         if kind == 5:
-            return Unmask(f[0], f[1].decode(), _split(f[2]), int.from_bytes(f[3], "little"))
+            return Unmask(f[0], f[1].decode(), _split(f[2]), int.from_bytes(f[3], "little"), _split(f[4]))
         if kind == 6:
             return Reveal(f[0], f[1].decode(), _unshares(f[2]), _unshares(f[3]))
         if kind == 7:

@@ -23,10 +23,12 @@ vector. Rounds:
    roster edges between its members, else the session aborts before any share is asked for (unmasking
    leaves only the masks between counted roster neighbours on the total, so it would reveal each group's
    sum: a counted party whose mask partners all dropped after it masked, in clear). It tells each party which of its
-   neighbours are in C and how large C is (a message of O(k), not O(n)). Each party answers once, for each
-   neighbour: the share of its **self-mask seed** if the neighbour is counted, else the share of its
-   **recovery key** (never both kinds for one party: an honest coordinator derives every party's request
-   from the one set C, and a party answers one request only).
+   neighbours are in C, which dropped ones' keys it needs (they reported and have a counted roster neighbour),
+   and how large C is (a message of O(k), not O(n)). Each party answers once, for each such neighbour: the
+   share of its **self-mask seed** if the neighbour is counted, the share of its **recovery key** if it is
+   named as dropped, nothing for the others (never both kinds for one party: a request naming a party both
+   counted and dropped is refused, an honest coordinator derives every request from the one set C, and a
+   party answers one request only).
 5. **Release**: from t shares the coordinator rebuilds b of every counted party and m of every dropped one
    with a counted neighbour (each checked against its commitment), recovers the dropped party's pair seeds
    with its counted neighbours from its pads, removes the self masks and the masks between counted and
@@ -292,18 +294,21 @@ class MaskedInput:
 
 @dataclass(frozen=True)
 class Unmask:
-    """Coordinator to each rostered party: which of its neighbours are counted, and how many parties are in all
-    (so the party checks the quorum). Per party, so its size follows the degree, not n."""
+    """Coordinator to each rostered party: which of its neighbours are counted, which dropped ones' recovery keys
+    are needed (they reported and have a counted roster neighbour), and how many parties are in all (so the party
+    checks the quorum). Per party, so its size follows the degree, not n."""
 
     session_id: bytes
     party: str
     counted: tuple[str, ...]
     total: int
+    dropped: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class Reveal:
-    """Round 4, party to coordinator: per neighbour, a self-mask share (counted) or a key share (dropped)."""
+    """Round 4, party to coordinator: per neighbour, a self-mask share (counted) or a key share (dropped and
+    needed)."""
 
     session_id: bytes
     party: str
@@ -481,16 +486,23 @@ class MaskedParty:
         return MaskedInput(sid, self.me, y)
 
     def reveal(self, unmask: Unmask) -> Reveal:
-        """Round 4, once: a self-mask share for each counted neighbour, a key share for each other one."""
+        """Round 4, once: a self-mask share for each counted neighbour, a key share for each dropped one whose key
+        is needed (none for a party that is counted, nor for one that need not be unmasked: need to know)."""
         self._require("keyed", "masked")
         if unmask.session_id != self.spec.session_id or unmask.party != self.me:
             raise ProtocolError(Status.NOT_FOUND, "an unmask request for another session or party")
-        counted = set(unmask.counted)
-        if not counted <= set(self.neighbours) or len(counted) != len(unmask.counted):
-            raise ProtocolError(Status.INVALID_ARGUMENT, "the counted set names parties that are not neighbours")
+        counted, dropped = set(unmask.counted), set(unmask.dropped)
+        if (
+            not counted | dropped <= self._near
+            or (len(counted), len(dropped)) != (len(unmask.counted), len(unmask.dropped))
+            or counted & dropped
+        ):
+            raise ProtocolError(
+                Status.INVALID_ARGUMENT, "the unmask request names non-neighbours, or a party both counted and dropped"
+            )
         self.query.quorum.check(unmask.total, "are counted")
         seeds = {p: s for p, (_, s) in self._shares.items() if p in counted}
-        keys = {p: k for p, (k, _) in self._shares.items() if p not in counted}
+        keys = {p: k for p, (k, _) in self._shares.items() if p in dropped}
         self._shares.clear()  # answered once: a second request (another counted set) gets nothing
         self._wipe()  # nothing it holds is needed any more
         if not self.masked:
@@ -658,9 +670,15 @@ class MaskedCoordinator:
         self._counted_set = frozenset(self._counted)
         self._short = len(self._counted) + len(self._needed_keys)
         self.state = "unmasking"
-        sid, graph, total = self.spec.session_id, self.query.graph, len(self._counted)
+        sid, graph, total, needed = self.spec.session_id, self.query.graph, len(self._counted), self._needed_keys
         return [
-            Unmask(sid, p, tuple(q for q in graph.neighbours(p) if q in self._counted_set), total)
+            Unmask(
+                sid,
+                p,
+                tuple(q for q in graph.neighbours(p) if q in self._counted_set),
+                total,
+                tuple(q for q in graph.neighbours(p) if q in needed),
+            )
             for p in self._rosters
         ]
 
@@ -716,7 +734,7 @@ class MaskedCoordinator:
             raise ProtocolError(Status.ALREADY_EXISTS, f"a second reveal from {msg.party!r}")
         counted = self._counted_set
         graph = self.query.graph
-        if not set(msg.seed_shares) <= counted or set(msg.key_shares) & counted:
+        if not set(msg.seed_shares) <= counted or not set(msg.key_shares) <= self._needed_keys:
             raise ProtocolError(Status.INVALID_ARGUMENT, f"{msg.party} revealed the wrong kind of share")
         near = set(graph.neighbours(msg.party))
         if not (set(msg.seed_shares) | set(msg.key_shares)) <= near:

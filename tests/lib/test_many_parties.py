@@ -303,10 +303,58 @@ def test_a_party_answers_one_unmask_request_only():
     reveal = sessions["p0000"].reveal(first)
     assert set(reveal.seed_shares) == set(query.graph.neighbours("p0000")) and not reveal.key_shares
     # a second request that calls a counted neighbour dropped would hand out its key share too: refused
-    second = type(first)(first.session_id, first.party, first.counted[:-1], first.total)
+    second = type(first)(first.session_id, first.party, first.counted[:-1], first.total, first.counted[-1:])
     with pytest.raises(ProtocolError) as err:
         sessions["p0000"].reveal(second)
     assert err.value.status == Status.FAILED_PRECONDITION
+
+
+def test_a_request_naming_a_party_both_counted_and_dropped_is_refused():
+    """Both kinds of share of one party would rebuild both its key and its self mask: one request cannot ask."""
+    query = exact_sum(8, quorum=6)
+    sessions = {p: MaskedParty(p, query, [1.0], EXACT, rng=seeded(p)) for p in query.spec.parties}
+    coordinator = accepted_with_keys(query, sessions)
+    for s in sessions.values():
+        coordinator.record_report(s.report())
+    for roster in coordinator.rosters():
+        coordinator.receive_masked(sessions[roster.party].masked_input(roster))
+    first = next(u for u in coordinator.unmask() if u.party == "p0000")
+    both = type(first)(first.session_id, first.party, first.counted, first.total, first.counted[:1])
+    with pytest.raises(ProtocolError) as err:
+        sessions["p0000"].reveal(both)
+    assert err.value.status == Status.INVALID_ARGUMENT and sessions["p0000"].state == "masked"
+
+
+def test_key_shares_are_handed_out_only_for_the_dropped_parties_whose_masks_must_go():
+    """Need to know (SecAgg gives key shares for U2 minus U3 only): a party that dropped before reporting has no
+    mask on any counted input, so no honest party hands out a share of its recovery key; one that reported and
+    dropped before masking is unmasked from t shares of its key; the coordinator refuses a key share it did not
+    ask for."""
+    from mpcdp.protocol.masked import Reveal
+
+    query = exact_sum(16, quorum=12)
+    silent, dropped = "p0001", "p0002"
+    run = run_masked_in_memory(
+        query, {p: [1.0] for p in query.spec.parties}, drop={silent: "report", dropped: "mask"}, rng=seeded
+    )
+    assert run.release.value == 14
+    assert set(run.coordinator._key_shares) == {dropped}  # the silent party's key: no share of it anywhere
+    assert len(run.coordinator._key_shares[dropped]) >= query.plan.threshold
+    # a reveal carrying a key share of the silent party is refused
+    sessions = {p: MaskedParty(p, query, [1.0], EXACT, rng=seeded(p)) for p in query.spec.parties}
+    coordinator = accepted_with_keys(query, sessions)
+    for p, s in sessions.items():
+        if p != silent:
+            coordinator.record_report(s.report())
+    for roster in coordinator.rosters():
+        coordinator.receive_masked(sessions[roster.party].masked_input(roster))
+    unmask = next(u for u in coordinator.unmask() if silent in query.graph.neighbours(u.party))
+    reveal = sessions[unmask.party].reveal(unmask)
+    assert silent not in reveal.key_shares
+    nosy = Reveal(reveal.session_id, reveal.party, reveal.seed_shares, {silent: bytes(shamir.SHARE_BYTES)})
+    with pytest.raises(ProtocolError) as err:
+        coordinator.receive_reveal(nosy)
+    assert err.value.status == Status.INVALID_ARGUMENT and "wrong kind" in str(err.value)
 
 
 def test_a_party_left_with_too_few_masks_does_not_send_its_input():
