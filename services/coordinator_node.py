@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import math
@@ -62,6 +63,8 @@ ABORT_GRACE = 2.0  # seconds to wait for each party to confirm an abort
 SESSION_HEADER = "mpcdp-session-id"
 MAX_REASON = 500  # characters of a party's abort reason passed on
 SESSIONS_PER_PARTY = 64  # sessions in flight to one party at once; more queries wait (party_node.MAX_SESSIONS)
+REFUSED_SECONDS = 60.0  # after a party refused a keyed session, its sessions run seeded for this long
+MAX_KEYED_PARTIES = 64  # larger sessions run seeded: the pair key checks grow with n^2 (many parties: --quorum)
 
 
 class SessionFailed(Exception):
@@ -151,7 +154,8 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         self._runs: dict[bytes, _Run] = {}  # sessions in flight, by id
         self._slots: dict[str, asyncio.Semaphore] = {}  # per party: SESSIONS_PER_PARTY sessions at once
         self._keeping: dict[str, asyncio.Task] = {}  # releases being written to the store, by session id
-        self._waiting_for: tuple[Federation, frozenset[str]] | None = None  # parties whose policy is not one_round
+        self._policies: tuple[Federation, dict] | None = None  # the federation file's policy of each party
+        self._refused: dict[str, float] = {}  # party -> until when its sessions run seeded (it refused keyed)
         self.channels = Channels(identity, lambda party: self.federation.address(party))
         self.link = Hub(  # one long-lived authenticated stream to each party, carrying every session
             identity,
@@ -369,20 +373,39 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         if not request.spec.max_records:
             fields["max_records"] = self.federation.policy.max_records
         fields.update(parties=parties, deadline=self._clock() + timeout)
-        if fields["sharing"] == Sharing.KEYED and not self.pre_approved(parties):
-            fields["sharing"] = Sharing.SEEDED  # a party answers before sharing: two messages each way
         del fields["session_id"]
         spec = convert.build_spec(fields)
+        if spec.sharing is Sharing.KEYED and not self.pre_approved(spec):
+            spec = dataclasses.replace(spec, sharing=Sharing.SEEDED)  # every party answers before sharing
         releases.check_presentation(spec, confidence)
         return spec, confidence
 
-    def pre_approved(self, parties) -> bool:
-        """Whether every party's policy (in the federation file) sends its partial sum without waiting for
-        the others' answers (``one_round``): then a keyed session needs one message each way."""
-        if self._waiting_for is None or self._waiting_for[0] is not self.federation:  # read once per federation
-            waits = {p for p in self.federation.names("party") if not self.federation.policy_for(p).party().one_round}
-            self._waiting_for = (self.federation, frozenset(waits))
-        return self._waiting_for[1].isdisjoint(parties)
+    def pre_approved(self, spec: QuerySpec) -> bool:
+        """Whether a keyed session (one message each way) is worth proposing for ``spec``: every party's policy
+        in the federation file sends its partial sum without waiting for the others (``one_round``) and
+        accepts this query as far as the file tells (statistic, column, epsilon, ...), no party refused a keyed
+        session in the last ``REFUSED_SECONDS``, and at most ``MAX_KEYED_PARTIES`` take part. A keyed partial
+        sum is charged as it leaves, so a party that refuses a keyed session costs the others that query's
+        loss with nothing released: the seeded session, whose partial sums wait for every share, costs them
+        nothing; the party's own ledger (and a policy file that differs from the federation's) can still
+        refuse the first keyed session."""
+        if len(spec.parties) > MAX_KEYED_PARTIES:
+            return False
+        if self._policies is None or self._policies[0] is not self.federation:  # read once per federation
+            names = self.federation.names("party")
+            self._policies = (self.federation, {p: self.federation.policy_for(p).party() for p in names})
+        now = self._clock()
+        for p in spec.parties:
+            policy = self._policies[1][p]
+            if not policy.one_round or policy.refusal(spec) is not None or self._refused.get(p, 0.0) > now:
+                return False
+        return True
+
+    def _keyed_refused(self, party: str) -> None:
+        """``party`` refused a keyed session: its sessions run seeded for ``REFUSED_SECONDS``."""
+        now = self._clock()
+        self._refused = {p: t for p, t in self._refused.items() if t > now}
+        self._refused[party] = now + REFUSED_SECONDS
 
     def admit(self, spec: QuerySpec) -> None:
         """The federation-wide policy: exact releases only where it says so."""
@@ -476,6 +499,8 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             )
         if not r.accepted:
             run.closed.add(peer)
+            if run.spec.sharing is Sharing.KEYED:
+                self._keyed_refused(peer)
             status = convert.status_name(r.status)
             code = convert.GRPC_CODES[status] if status is not None else grpc.StatusCode.ABORTED
             return run.fail(SessionFailed(code, f"{peer} refused: {_printable(r.reason)}", peer))

@@ -29,8 +29,10 @@ async def test_one_round_by_default_and_two_rounds_where_a_party_policy_says_so(
         policy = {"allow_exact": True, "max_records": 100, "one_round": one_round}
         c = await make_cluster(certs, policy=policy, party_cls=cls)
         try:
-            assert (await c.query()).value == pytest.approx(MEAN, abs=1e-3)
-            assert cls.waited == rounds  # each of the 4 parties waited for START only without one_round
+            for sharing in ("seeded", "keyed"):  # keyed falls back to seeded where a policy waits
+                cls.waited = 0
+                assert (await c.query(sharing=sharing)).value == pytest.approx(MEAN, abs=1e-3)
+                assert cls.waited == rounds  # each of the 4 parties waited for START only without one_round
         finally:
             await c.close()
 

@@ -307,3 +307,38 @@ async def test_an_agreement_whose_answer_never_came_is_given_up_and_the_next_ses
     with pytest.raises(PairKeyError, match="in time"):
         await keys["alice"].keys(["bob"], 0.05)
     assert [m[4] for m in wire] == [HELLO], "the second session sent no new start"
+
+
+async def test_a_party_that_refuses_costs_the_others_at_most_one_keyed_query(certs, tmp_path):
+    """A keyed partial sum is charged as it leaves, so a party that refuses (carol: her budget is spent) would
+    make every query cost the others epsilon with nothing released (the reviewer's repro: 4.0 each after five).
+    The coordinator now runs seeded sessions for a party that refused a keyed one, and for any party whose
+    policy in the federation file refuses the query: at most the first query costs the others."""
+    from mpcdp.dp.ledger import PrivacyLedger
+    from mpcdp.protocol import PartyPolicy
+    from services.federation import Policy
+
+    ledgers = {
+        name: PrivacyLedger(tmp_path / f"{name}.db", "raises", 0.5 if name == "carol" else 10.0)
+        for name in ["coordinator", *RAISES]
+    }
+    c = await make_cluster(certs, ledgers=ledgers)
+    try:
+        for _ in range(5):
+            await expect_error(c, grpc.StatusCode.RESOURCE_EXHAUSTED, "carol", epsilon=1.0)
+        spent = {n: float(ledger.spent().epsilon) for n, ledger in ledgers.items()}
+        assert spent["coordinator"] == spent["carol"] == 0.0
+        assert all(spent[p] <= 1.0 for p in ("alice", "bob", "dave")), spent
+        # a policy the federation file states (carol offers no "raise" column) is seen before any proposal
+        coordinator, carol = c.nodes["coordinator"], c.nodes["carol"]
+        coordinator._refused.clear()
+        nodes = tuple(
+            n.model_copy(update={"policy": Policy(columns=("other",))}) if n.name == "carol" else n
+            for n in c.federation.nodes
+        )
+        coordinator.federation = c.federation.model_copy(update={"nodes": nodes})
+        carol.policy = PartyPolicy(allow_exact=True, columns=("other",))
+        await expect_error(c, grpc.StatusCode.PERMISSION_DENIED, "carol", "column", epsilon=1.0)
+        assert {n: float(ledger.spent().epsilon) for n, ledger in ledgers.items()} == spent
+    finally:
+        await c.close()
