@@ -29,6 +29,7 @@ from mpcdp.protocol.masked import (
 )
 from mpcdp.protocol.quorum import Quorum, survivor_loss
 from mpcdp.protocol.statistics import codec_for
+from tests.support.masked import accepted_with_keys, all_masked
 from tests.support.shamir import rebuild
 
 EXACT = PartyPolicy(allow_exact=True)
@@ -276,28 +277,11 @@ def test_late_input_is_refused_and_unmasked_only_down_to_its_self_mask(monkeypat
     assert codec.decode(y)["sum"] == 104.0
 
 
-def accepted_with_keys(query: MaskedQuery, sessions: dict) -> MaskedCoordinator:
-    """A coordinator that every party in ``sessions`` has accepted, after the parties exchanged their key
-    shares (the first two phases of a masked session, no drop)."""
-    coordinator = MaskedCoordinator(query)
-    for p, s in sessions.items():
-        s.accept()
-        coordinator.record_response(p, True)
-    for s in sessions.values():
-        for msg in s.key_shares():
-            sessions[msg.recipient].receive_keys(msg)
-    return coordinator
-
-
 def test_a_party_answers_one_unmask_request_only():
     query = exact_sum(8, quorum=6)
     parties = query.spec.parties
     sessions = {p: MaskedParty(p, query, [1.0], EXACT, rng=seeded(p)) for p in parties}
-    coordinator = accepted_with_keys(query, sessions)
-    for s in sessions.values():
-        coordinator.record_report(s.report())
-    for roster in coordinator.rosters():
-        coordinator.receive_masked(sessions[roster.party].masked_input(roster))
+    coordinator = all_masked(query, sessions)
     first = next(u for u in coordinator.unmask() if u.party == "p0000")
     assert first.counted == query.graph.neighbours("p0000") and first.total == 8  # its neighbours, not all n
     reveal = sessions["p0000"].reveal(first)
@@ -313,11 +297,7 @@ def test_a_request_naming_a_party_both_counted_and_dropped_is_refused():
     """Both kinds of share of one party would rebuild both its key and its self mask: one request cannot ask."""
     query = exact_sum(8, quorum=6)
     sessions = {p: MaskedParty(p, query, [1.0], EXACT, rng=seeded(p)) for p in query.spec.parties}
-    coordinator = accepted_with_keys(query, sessions)
-    for s in sessions.values():
-        coordinator.record_report(s.report())
-    for roster in coordinator.rosters():
-        coordinator.receive_masked(sessions[roster.party].masked_input(roster))
+    coordinator = all_masked(query, sessions)
     first = next(u for u in coordinator.unmask() if u.party == "p0000")
     both = type(first)(first.session_id, first.party, first.counted, first.total, first.counted[:1])
     with pytest.raises(ProtocolError) as err:
@@ -602,17 +582,7 @@ def test_counted_parties_split_in_two_groups_by_late_edges_are_not_unmasked():
 def _to_reveals(n: int, quorum: int) -> tuple[dict, MaskedCoordinator, list]:
     query = exact_sum(n, quorum=quorum)
     sessions = {p: MaskedParty(p, query, [1.0], EXACT, rng=seeded(p)) for p in query.spec.parties}
-    coordinator = MaskedCoordinator(query)
-    for p, s in sessions.items():
-        s.accept()
-        coordinator.record_response(p, True)
-    for s in list(sessions.values()):
-        for msg in s.key_shares():
-            sessions[msg.recipient].receive_keys(msg)
-    for s in sessions.values():
-        coordinator.record_report(s.report())
-    for roster in coordinator.rosters():
-        coordinator.receive_masked(sessions[roster.party].masked_input(roster))
+    coordinator = all_masked(query, sessions)
     return sessions, coordinator, [sessions[u.party].reveal(u) for u in coordinator.unmask()]
 
 

@@ -22,21 +22,27 @@ from mpcdp.protocol.masked import (
     pair_seed_from_key,
     pair_stream,
 )
+from tests.support.masked import accepted_with_keys, all_masked
 
 EXACT = PartyPolicy(allow_exact=True)
 SID = bytes(range(16))
 
 
-def keyed_sessions(n: int = 8, quorum: int = 6):
+def own_seed(p: str) -> Prg:
+    """Each party its own random source (parties drawing alike would hide a mix-up of their secrets)."""
+    return Prg.from_int(int(p[1:]) + 1)
+
+
+def parties_of(n: int = 8, quorum: int = 6) -> tuple[MaskedQuery, dict[str, MaskedParty]]:
+    """n parties p00, p01, ... (party i holds i) of a sum with one colluder."""
     parties = tuple(f"p{i:02d}" for i in range(n))
     query = MaskedQuery.of(QuerySpec("sum", parties, bounds=(0, 100), colluders=1, session_id=SID), quorum)
-    sessions = {p: MaskedParty(p, query, [float(i)], EXACT, rng=Prg.from_int(i + 1)) for i, p in enumerate(parties)}
-    for s in sessions.values():
-        s.accept()
-    for s in sessions.values():
-        for msg in s.key_shares():
-            sessions[msg.recipient].receive_keys(msg)
-    return query, sessions
+    return query, {p: MaskedParty(p, query, [float(i)], EXACT, rng=own_seed(p)) for i, p in enumerate(parties)}
+
+
+def keyed_sessions(n: int = 8, quorum: int = 6) -> tuple[MaskedQuery, dict[str, MaskedParty], MaskedCoordinator]:
+    query, sessions = parties_of(n, quorum)
+    return query, sessions, accepted_with_keys(query, sessions)
 
 
 def test_a_pair_seed_is_the_same_from_either_end_and_bound_to_session_names_and_halves():
@@ -54,7 +60,7 @@ def test_a_pair_seed_is_the_same_from_either_end_and_bound_to_session_names_and_
 
 
 def test_both_ends_of_every_edge_hold_one_pair_seed_and_the_pad_gives_it_back_from_the_key_only():
-    query, sessions = keyed_sessions()
+    query, sessions, _ = keyed_sessions()
     reports = {p: s.report() for p, s in sessions.items()}
     for p, s in sessions.items():
         assert reports[p].heard == query.graph.neighbours(p)
@@ -77,10 +83,7 @@ def test_both_ends_of_every_edge_hold_one_pair_seed_and_the_pad_gives_it_back_fr
     ids=["pads", "commitment", "duplicate"],
 )
 def test_a_malformed_report_is_refused(change):
-    query, sessions = keyed_sessions()
-    coordinator = MaskedCoordinator(query)
-    for p in sessions:
-        coordinator.record_response(p, True)
+    _, sessions, coordinator = keyed_sessions()
     good = sessions["p00"].report()
     fields = {**good.__dict__, **change}
     if change.get("heard"):
@@ -96,10 +99,7 @@ def test_key_shares_of_another_secret_fail_the_commitment_check():
     (a share check by range alone would have let them through)."""
     from mpcdp.protocol.masked import Reveal
 
-    query, sessions = keyed_sessions(8, quorum=6)
-    coordinator = MaskedCoordinator(query)
-    for p in sessions:
-        coordinator.record_response(p, True)
+    query, sessions, coordinator = keyed_sessions(8, quorum=6)
     for s in sessions.values():
         coordinator.record_report(s.report())
     dropped = "p03"
@@ -140,11 +140,6 @@ def test_masks_on_either_side_of_the_short_length_cancel_and_are_the_pair_stream
     assert np.array_equal(y, np.arange(length, dtype=np.uint64) + words[0] + words[1] - words[2])
     fold_masks(y, seeds[2:], seeds[:2])
     assert np.array_equal(y, np.arange(length, dtype=np.uint64))
-
-
-def own_seed(p: str) -> Prg:
-    """Each party its own random source (parties drawing alike would hide a mix-up of their secrets)."""
-    return Prg.from_int(int(p[1:]) + 1)
 
 
 def released_with_drops(dimension: int, rng=own_seed) -> tuple[np.ndarray | None, float]:
@@ -192,10 +187,7 @@ def test_the_pads_alone_do_not_unmask_a_counted_party():
     from mpcdp.protocol.masked import _xor, self_purpose
     from mpcdp.protocol.statistics import codec_for
 
-    query, sessions = keyed_sessions()
-    coordinator = MaskedCoordinator(query)
-    for p in sessions:
-        coordinator.record_response(p, True)
+    query, sessions, coordinator = keyed_sessions()
     reports = {p: s.report() for p, s in sessions.items()}
     for r in reports.values():
         coordinator.record_report(r)
@@ -226,9 +218,7 @@ def test_a_neighbours_malformed_share_is_refused_on_arrival_naming_the_sender(ch
     been refused, naming p00) is accepted; the release goes ahead without p07."""
     from dataclasses import replace
 
-    parties = tuple(f"p{i:02d}" for i in range(8))
-    query = MaskedQuery.of(QuerySpec("sum", parties, bounds=(0, 100), colluders=1, session_id=SID), 6)
-    sessions = {p: MaskedParty(p, query, [float(i)], EXACT, rng=own_seed(p)) for i, p in enumerate(parties)}
+    query, sessions = parties_of(8, quorum=6)
     coordinator = MaskedCoordinator(query)
     for p, s in sessions.items():
         s.accept()
@@ -283,14 +273,8 @@ def test_one_inconsistent_share_does_not_abort_a_release_with_more_than_t_shares
     right. Every share wrong still aborts (test_key_shares_of_another_secret_fail_the_commitment_check)."""
     from mpcdp.protocol.masked import Reveal
 
-    query, sessions = keyed_sessions(8, quorum=6)
-    coordinator = MaskedCoordinator(query)
-    for p in sessions:
-        coordinator.record_response(p, True)
-    for s in sessions.values():
-        coordinator.record_report(s.report())
-    for roster in coordinator.rosters():
-        coordinator.receive_masked(sessions[roster.party].masked_input(roster))
+    query, sessions = parties_of(8, quorum=6)
+    coordinator = all_masked(query, sessions)
     t, victim = query.plan.threshold, "p02"
     holders = sorted(query.point(p) for p in query.graph.neighbours(victim))
     assert len(holders) > t
@@ -306,14 +290,8 @@ def test_one_inconsistent_share_does_not_abort_a_release_with_more_than_t_shares
 
 
 def test_a_party_forgets_its_secrets_once_it_has_revealed_and_when_it_aborts():
-    query, sessions = keyed_sessions(8, quorum=6)
-    coordinator = MaskedCoordinator(query)
-    for p in sessions:
-        coordinator.record_response(p, True)
-    for s in sessions.values():
-        coordinator.record_report(s.report())
-    for roster in coordinator.rosters():
-        coordinator.receive_masked(sessions[roster.party].masked_input(roster))
+    query, sessions = parties_of(8, quorum=6)
+    coordinator = all_masked(query, sessions)
     sessions["p05"].abort()
     for unmask in coordinator.unmask():
         if unmask.party != "p05":
