@@ -181,3 +181,15 @@ def test_points_must_be_distinct_and_in_the_field():
         shamir.split([bytes(31)], [1, 2], 2, rng)
     with pytest.raises(ValueError, match="threshold"):
         shamir.split([bytes(32)], [1, 2], 3, rng)
+
+
+def test_a_share_is_checked_alone_as_share_values_checks_many():
+    good = shamir.share_bytes(shamir.split([b"\xff" * 32], [1, 2, 3], 2, Prg.from_int(6))[0])
+    edge = (np.full(shamir.CHUNKS, P - 1, dtype=">u4")).tobytes()  # the largest field elements
+    for share in (*good, edge):
+        assert shamir.is_share(share)
+        shamir.share_values([share])
+    for share in (b"", b"\x01", bytes(shamir.SHARE_BYTES + 1), np.full(shamir.CHUNKS, P, ">u4").tobytes()):
+        assert not shamir.is_share(share)
+        with pytest.raises(ValueError):
+            shamir.share_values([share])
