@@ -45,7 +45,7 @@ from google.protobuf.message import DecodeError
 
 from mpcdp.dp.loss import PrivacyLoss
 from mpcdp.protocol import CoordinatorSession, ProtocolError, QuerySpec, Response, SpecError, Status
-from mpcdp.protocol.spec import Sharing
+from mpcdp.protocol.spec import MAX_KEYED_PARTIES, Sharing
 from services import audit, convert, releases, server
 from services.channels import Channels
 from services.deadlines import DEFAULT_TIMEOUT, SEND_TIMEOUT
@@ -64,7 +64,6 @@ SESSION_HEADER = "mpcdp-session-id"
 MAX_REASON = 500  # characters of a party's abort reason passed on
 SESSIONS_PER_PARTY = 64  # sessions in flight to one party at once; more queries wait (party_node.MAX_SESSIONS)
 REFUSED_SECONDS = 60.0  # after a party refused a keyed session, its sessions run seeded for this long
-MAX_KEYED_PARTIES = 64  # larger sessions run seeded: the pair key checks grow with n^2 (many parties: --quorum)
 
 
 class SessionFailed(Exception):
@@ -374,6 +373,8 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             fields["max_records"] = self.federation.policy.max_records
         fields.update(parties=parties, deadline=self._clock() + timeout)
         del fields["session_id"]
+        if fields["sharing"] == Sharing.KEYED and len(parties) > MAX_KEYED_PARTIES:
+            fields["sharing"] = Sharing.SEEDED  # keyed costs grow with n^2; many parties: the quorum protocol
         spec = convert.build_spec(fields)
         if spec.sharing is Sharing.KEYED and not self.pre_approved(spec):
             spec = dataclasses.replace(spec, sharing=Sharing.SEEDED)  # every party answers before sharing
@@ -384,13 +385,11 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         """Whether a keyed session (one message each way) is worth proposing for ``spec``: every party's policy
         in the federation file sends its partial sum without waiting for the others (``one_round``) and
         accepts this query as far as the file tells (statistic, column, epsilon, ...), no party refused a keyed
-        session in the last ``REFUSED_SECONDS``, and at most ``MAX_KEYED_PARTIES`` take part. A keyed partial
+        session in the last ``REFUSED_SECONDS`` (and at most ``MAX_KEYED_PARTIES`` take part). A keyed partial
         sum is charged as it leaves, so a party that refuses a keyed session costs the others that query's
         loss with nothing released: the seeded session, whose partial sums wait for every share, costs them
         nothing; the party's own ledger (and a policy file that differs from the federation's) can still
         refuse the first keyed session."""
-        if len(spec.parties) > MAX_KEYED_PARTIES:
-            return False
         if self._policies is None or self._policies[0] is not self.federation:  # read once per federation
             names = self.federation.names("party")
             self._policies = (self.federation, {p: self.federation.policy_for(p).party() for p in names})

@@ -30,6 +30,8 @@ by every later session on the same link:
   keyed partial sum, so the coordinator can check that both ends of every pair masked with the same key
   (a link re-established mid-session gives its ends different keys; the session aborts naming the pair).
   The id (:func:`mpcdp.sharing.pair_key_id`) reveals nothing usable about the key (a preimage of SHA-256).
+- With ``--insecure`` (no TLS, names as claimed) anyone on the network may claim a party's name and get its
+  pair keys: like everything else there, for local testing only.
 
 Source: pairwise key agreement then per-session PRG expansion bound to the session id, as in secure
 aggregation (Bonawitz et al., CCS 2017) and Google's SecAgg implementation.

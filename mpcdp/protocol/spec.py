@@ -38,11 +38,13 @@ class Sharing(StrEnum):
 SHARING_MODES = tuple(m.value for m in Sharing)
 SESSION_ID_BYTES = 16
 MAX_PARTIES = 1024
+MAX_KEYED_PARTIES = 64  # a keyed session costs each party n - 1 pair keys and the coordinator n^2 key id checks
 MAX_DEADLINE_SECONDS = 600.0  # default cap on how far ahead a session's deadline may be
 
 __all__ = [
     "MAX_DEADLINE_SECONDS",
     "MAX_DIMENSION",
+    "MAX_KEYED_PARTIES",
     "MAX_PARTIES",
     "SESSION_ID_BYTES",
     "SHARING_MODES",
@@ -154,6 +156,8 @@ class QuerySpec:
             object.__setattr__(self, "sharing", Sharing(self.sharing))
         except ValueError:
             raise SpecError("sharing", f"must be one of {', '.join(SHARING_MODES)}, got {self.sharing!r}") from None
+        if self.sharing is Sharing.KEYED and len(self.parties) > MAX_KEYED_PARTIES:
+            raise SpecError("sharing", f"keyed sessions take at most {MAX_KEYED_PARTIES} parties; use seeded")
         if not isinstance(self.deadline, (int, float)) or math.isnan(self.deadline) or self.deadline <= 0:
             raise SpecError("deadline", "must be a positive UNIX time (or infinity for no deadline)")
         self._validate_headroom()

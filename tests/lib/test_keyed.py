@@ -208,12 +208,20 @@ def test_the_masks_are_bound_to_the_whole_spec_so_a_replayed_id_with_a_new_deadl
     pairs = pair_keys(THREE)
     base = keyed(bounds=(0, 100), frac_bits=0, session_id=b"r" * 16, deadline=1e10)
     assert base.digest == keyed(bounds=(0, 100), frac_bits=0, session_id=b"r" * 16, deadline=1e10).digest
-    others = [
-        keyed(bounds=(0, 100), frac_bits=0, session_id=b"r" * 16, deadline=1e10 + k) for k in range(1, 2001)
-    ]
+    others = [keyed(bounds=(0, 100), frac_bits=0, session_id=b"r" * 16, deadline=1e10 + k) for k in range(1, 2001)]
     assert len({s.digest for s in [base, *others]}) == len(others) + 1
     assert keyed(bounds=(0, 99), frac_bits=0, session_id=b"r" * 16, deadline=1e10).digest != base.digest
     first = partials(base, {p: [5] for p in THREE}, pairs)["alice"]
     replays = np.concatenate([partials(s, {p: [1] for p in THREE}, pairs)["alice"] for s in others])
     differences = np.subtract(first, replays)  # mod 2^64
     assert _uniform_pvalue(differences) > P_MIN and (differences != 4).all()
+
+
+def test_a_keyed_spec_takes_at_most_64_parties():
+    from mpcdp.protocol import SpecError
+    from mpcdp.protocol.spec import MAX_KEYED_PARTIES
+
+    many = tuple(f"p{i}" for i in range(MAX_KEYED_PARTIES + 1))
+    with pytest.raises(SpecError, match="at most 64 parties"):
+        keyed(parties=many)
+    assert keyed(parties=many[:-1]).sharing == "keyed" and keyed(parties=many, sharing="seeded").n_parties == 65

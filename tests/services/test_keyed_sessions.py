@@ -77,7 +77,7 @@ async def test_a_keyed_query_is_one_message_each_way_and_concurrent_first_sessio
         await c.close()
 
 
-async def test_a_pair_key_mismatch_aborts_naming_the_pair_and_fresh_keys_follow(cluster):
+async def test_a_pair_key_mismatch_aborts_naming_the_pair_and_the_next_query_runs(cluster):
     assert (await cluster.query()).value == pytest.approx(MEAN, abs=1e-3)
     alice = parties(cluster)["alice"]
     held = alice.pair_keys.known("bob")
