@@ -155,9 +155,7 @@ async def assert_link_refused(net, certs, *writes: bytes) -> None:
 
 
 async def test_out_of_order_or_overlong_frames_close_the_link(net, certs):
-    await assert_link_refused(
-        net, certs, link.encode("carol", [link.Frame(b"o" * 16, 0, "v", 3, 6, b"abc")])
-    )
+    await assert_link_refused(net, certs, link.encode("carol", [link.Frame(b"o" * 16, 0, "v", 3, 6, b"abc")]))
     assert not net.hubs["bob"]._streams.get("carol")
     assert ("carol", b"o" * 16, 0, "v") not in net.hubs["bob"]._inbox or net.hubs["bob"]._inbox[
         ("carol", b"o" * 16, 0, "v")

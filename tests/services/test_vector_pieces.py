@@ -77,9 +77,7 @@ async def test_a_hub_hands_a_vectors_frames_to_the_fold_as_they_come(link_certs)
     for name in ("alice", "bob"):
         ident = Identity(name, link_certs)
         hubs[name] = Hub(ident, addresses.__getitem__, lambda who: True, chunk_bytes=1001)  # frames cut elements
-        server, port = await start(
-            ident, "127.0.0.1:0", [hubs[name].service()]
-        )
+        server, port = await start(ident, "127.0.0.1:0", [hubs[name].service()])
         servers.append(server)
         addresses[name] = f"127.0.0.1:{port}"
     try:
