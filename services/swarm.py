@@ -16,7 +16,8 @@ each, the coordinator in the caller, and every message between processes batched
 authenticated links between them (:class:`LinkNetwork` over :class:`services.link.Hub`, in the byte form of
 :func:`services.many_party.encode`). A process speaks only for the parties it hosts (a frame naming a
 sender hosted elsewhere is dropped); within a process parties are not isolated from each other (a
-simulation, not a deployment). Memory: the coordinator folds masked inputs into one running sum (O(L));
+simulation, not a deployment). Memory: the coordinator folds masked inputs into one running sum (O(L)) and, at the
+release, makes the masks it removes in batches of at most 1 MiB, whatever their number (O(L) too);
 each party holds its own vector until it masks it (O(n L / workers) per process).
 """
 
