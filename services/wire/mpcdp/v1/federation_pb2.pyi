@@ -308,27 +308,3 @@ class FetchRequest(_message.Message):
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     session_id: bytes
     def __init__(self, session_id: _Optional[bytes] = ...) -> None: ...
-
-class Frame(_message.Message):
-    __slots__ = ("session_id", "round", "kind", "offset", "total", "payload", "sender")
-    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
-    ROUND_FIELD_NUMBER: _ClassVar[int]
-    KIND_FIELD_NUMBER: _ClassVar[int]
-    OFFSET_FIELD_NUMBER: _ClassVar[int]
-    TOTAL_FIELD_NUMBER: _ClassVar[int]
-    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
-    SENDER_FIELD_NUMBER: _ClassVar[int]
-    session_id: bytes
-    round: int
-    kind: str
-    offset: int
-    total: int
-    payload: bytes
-    sender: str
-    def __init__(self, session_id: _Optional[bytes] = ..., round: _Optional[int] = ..., kind: _Optional[str] = ..., offset: _Optional[int] = ..., total: _Optional[int] = ..., payload: _Optional[bytes] = ..., sender: _Optional[str] = ...) -> None: ...
-
-class Frames(_message.Message):
-    __slots__ = ("frames",)
-    FRAMES_FIELD_NUMBER: _ClassVar[int]
-    frames: _containers.RepeatedCompositeFieldContainer[Frame]
-    def __init__(self, frames: _Optional[_Iterable[_Union[Frame, _Mapping]]] = ...) -> None: ...
