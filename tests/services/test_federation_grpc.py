@@ -66,9 +66,10 @@ class Stalling(PartyNode):
 
 
 class Dropping(PartyNode):
-    """Accepts, then drops its links mid-round (as a crashed process would)."""
+    """Accepts, then drops its links mid-round and forgets its pair keys (as a crashed process would)."""
 
     async def _run(self, live):
+        self.pair_keys.forget()
         await self.link.close()
 
 
