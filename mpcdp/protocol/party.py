@@ -270,8 +270,9 @@ class PartySession:
     def masked_partial(self, keys: Mapping[str, bytes], now: float = -math.inf) -> PartialSum:
         """Keyed sharing: this party's partial sum at once, with no share sent or received: its encoded aggregate
         plus its noise piece (:meth:`contribution`) plus one mask per peer expanded from their 32-byte pair key
-        ``keys[peer]`` and the digest of the whole spec (:func:`mpcdp.sharing.mask_pairwise`). Charges the budget: the partial
-        sum leaves whatever the peers do next, so it is paid for even if the session then aborts.
+        ``keys[peer]`` and the digest of the whole spec (:func:`mpcdp.sharing.mask_pairwise`). Charges the
+        budget: the partial sum leaves whatever the peers do next, so it is paid for even if the session then
+        aborts.
 
         What it reveals: on its own, or summed with the partial sums of any strict subset of the parties, it is
         uniformly random to anyone who lacks a pair key crossing that subset's boundary; the coordinator learns
