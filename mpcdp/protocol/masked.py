@@ -663,7 +663,7 @@ class MaskedCoordinator:
 
     def unmask(self) -> list[Unmask]:
         """Close round 3: the masked inputs in hand are counted, later ones refused; one request per rostered
-        party, naming its counted neighbours."""
+        party, naming its counted neighbours and the dropped ones whose recovery keys are needed."""
         self._require("collecting-inputs")
         self.query.quorum.check(len(self._inputs), "sent a masked input")
         self._check_linked()
