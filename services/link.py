@@ -649,14 +649,15 @@ class Hub:
 def open_call(channel: grpc.aio.Channel):
     """A new ``Link/Open`` stream on ``channel``: writes and reads are :func:`encode`-d bytes, which gRPC carries
     as they are (no serializer)."""
-    return channel.stream_stream(METHOD)()
+    return channel.stream_stream(METHOD, _registered_method=True)()
 
 
 def add_to_server(hub: Hub, server: grpc.aio.Server) -> None:
     """Serve ``hub``'s end of the links on ``server`` (the ``add_..._to_server`` of :func:`services.server.start`):
     the ``Link/Open`` method with no serializers, so a write reaches :meth:`Hub.Open` as the bytes sent."""
-    handler = grpc.stream_stream_rpc_method_handler(hub.Open)
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {"Open": handler}),))
+    handlers = {"Open": grpc.stream_stream_rpc_method_handler(hub.Open)}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_registered_method_handlers(SERVICE, handlers)  # as generated code does: matched in gRPC's core
 
 
 def _given_up(box: _Outbox, message: _Message, done: asyncio.Future) -> None:

@@ -267,10 +267,16 @@ class CoordinatorStub:
     def __init__(self, channel: grpc.aio.Channel):
         service = "/mpcdp.v1.Coordinator"
         self.Query = channel.unary_stream(
-            f"{service}/Query", request_serializer=pb.QueryRequest.SerializeToString, response_deserializer=read_part
+            f"{service}/Query",
+            request_serializer=pb.QueryRequest.SerializeToString,
+            response_deserializer=read_part,
+            _registered_method=True,
         )
         self.Fetch = channel.unary_stream(
-            f"{service}/Fetch", request_serializer=pb.FetchRequest.SerializeToString, response_deserializer=read_part
+            f"{service}/Fetch",
+            request_serializer=pb.FetchRequest.SerializeToString,
+            response_deserializer=read_part,
+            _registered_method=True,
         )
 
 
@@ -293,6 +299,7 @@ def add_coordinator_to_server(servicer, server: grpc.aio.Server) -> None:
             response_serializer=wire_form if reply is pb.QueryReplyPart else reply.SerializeToString,
         )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+    server.add_registered_method_handlers(service.full_name, handlers)  # as generated code does
 
 
 def _label_bytes(label: str) -> int:
