@@ -66,6 +66,7 @@ class CoordinatorSession:
         self._filled: dict[str, int] = {}  # elements folded in so far, per party sending its partial in pieces
         self._total: np.ndarray | None = None  # the running total of the partial sums
         self._own_total = False  # whether _total is this session's array (else a caller's vector, read only)
+        self._written = 0  # elements of an own _total written so far (beyond them it is uninitialised memory)
         self.abort_reason = ""
 
     @property
@@ -150,9 +151,9 @@ class CoordinatorSession:
         if self._total is None:
             self._total = vec  # kept as it is until a second one comes: then one new array holds the sum
         elif self._own_total:
-            np.add(self._total, vec, out=self._total)
+            self._fold(0, vec)
         else:
-            self._total, self._own_total = np.add(self._total, vec), True
+            self._total, self._own_total, self._written = np.add(self._total, vec), True, self.length
         self._summed.add(msg.sender)
 
     def receive_piece(
@@ -168,13 +169,28 @@ class CoordinatorSession:
                 f"a piece of {sender}'s partial sum at element {offset} (expected {filled}) of {piece.size} "
                 f"elements: partial sums are {self.length} ring elements, in order",
             )
-        if not self._own_total:
-            self._total = ring.zeros(self.length) if self._total is None else self._total.copy()
+        if not self._own_total:  # not zeroed: the first piece to reach an element is copied there
+            if self._total is None:
+                self._total, self._written = np.empty(self.length, dtype=ring.DTYPE), 0
+            else:
+                self._total, self._written = self._total.copy(), self.length
             self._own_total = True
-        assert self._total is not None
-        part = self._total[offset : offset + piece.size]
-        np.add(part, piece, out=part)
+        self._fold(offset, piece)
         self._filled[sender] = filled + piece.size
+
+    def _fold(self, offset: int, piece: np.ndarray) -> None:
+        """Add ``piece`` into the own total from ``offset``; the part beyond what was written so far is copied.
+        Every sender's pieces come in order from 0, so whatever a piece covers below ``_written`` holds a sum
+        already and whatever it covers beyond holds nothing yet."""
+        assert self._total is not None
+        end = offset + piece.size
+        split = min(max(self._written, offset), end)
+        if split > offset:
+            part = self._total[offset:split]
+            np.add(part, piece[: split - offset], out=part)
+        if end > split:
+            self._total[split:end] = piece[split - offset :]
+        self._written = max(self._written, end)
 
     def end_partial(self, session_id: bytes, sender: str, now: float = -math.inf) -> None:
         """``sender``'s partial sum came in full by :meth:`receive_piece`."""

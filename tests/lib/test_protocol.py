@@ -333,6 +333,45 @@ def test_coordinator_folds_partials_given_in_pieces_as_it_folds_whole_ones():
     assert np.array_equal(pieces.release(arrays=True).value, expected)
 
 
+def test_pieces_of_several_partial_sums_interleaved_at_any_cut_sum_right_without_a_zeroed_total():
+    """The total is not zeroed: the first piece to reach an element is copied there, later ones added. Pieces of
+    three senders interleave at different cuts (and one whole partial sum comes in between)."""
+    length = 10_001
+    s = spec(statistic="sum", dimension=length, bounds=(0, 1000), frac_bits=0, parties=("alice", "bob", "carol"))
+    records = {
+        p: ((np.arange(length) * (i + 3)) % 1000).reshape(1, length).astype(float) for i, p in enumerate(s.parties)
+    }
+    partials = _partials(s, records)
+    expected = sum(r[0] for r in records.values())
+    orders = [
+        [("bob", 0, 10), ("alice", 0, 3000), ("carol", 0, 5), ("bob", 10, 6000), ("alice", 3000, length)],
+        [("alice", 0, 1), ("carol", 0, 9000), ("bob", 0, 20), ("alice", 1, 4000), ("bob", 20, length)],
+    ]
+    rest = [
+        [("carol", 5, 9000), ("bob", 6000, length), ("carol", 9000, length)],
+        [("alice", 4000, length), ("carol", 9000, length)],
+    ]
+    for first, then in zip(orders, rest, strict=True):
+        session = CoordinatorSession(s)
+        for p in s.parties:
+            session.record_response(Response(s.session_id, p, True))
+        for p, start, stop in first + then:
+            session.receive_piece(s.session_id, p, start, partials[p][start:stop])
+        for p in s.parties:
+            session.end_partial(s.session_id, p)
+        assert np.array_equal(session.release(arrays=True).value, expected)
+    mixed = CoordinatorSession(s)
+    for p in s.parties:
+        mixed.record_response(Response(s.session_id, p, True))
+    mixed.receive_piece(s.session_id, "alice", 0, partials["alice"][:700])
+    mixed.receive_partial(PartialSum(s.session_id, "bob", partials["bob"]))  # whole, past what was written
+    mixed.receive_piece(s.session_id, "alice", 700, partials["alice"][700:])
+    mixed.receive_piece(s.session_id, "carol", 0, partials["carol"])
+    for p in ("alice", "carol"):
+        mixed.end_partial(s.session_id, p)
+    assert np.array_equal(mixed.release(arrays=True).value, expected)
+
+
 def test_a_party_hands_its_running_sum_over_and_keeps_nothing():
     s = spec(statistic="sum", dimension=3, bounds=(0, 10), frac_bits=0, parties=("alice", "bob"))
     alice = PartySession("alice", s, [[1.0, 2.0, 3.0]], PartyPolicy(allow_exact=True), rng=Prg.from_int(1))
