@@ -12,24 +12,28 @@ seed-compression of secure aggregation (Bonawitz et al., CCS 2017).
 
 The *keyed* form (:func:`mask_pairwise`) sends nothing between parties per session: each pair of parties
 holds a secret pair key agreed once over their authenticated link, and each party adds to its own vector,
-for every peer, the PRG expansion of their pair key bound to the session (the digest of its whole spec,
-session id and deadline included) and the pair (added by the party whose name sorts first, subtracted by
-the other). Every mask appears in exactly two vectors with
-opposite signs, so the sum over all parties is the sum of the secrets, while any one masked vector, and the
-sum of any strict subset of them, is uniformly random to whoever lacks a pair key crossing the subset's
-boundary (pairwise masking, Bonawitz et al. CCS 2017, without its dropout recovery).
+for every peer, the AES-CTR stream keyed by a PRF of their pair key over the session (the digest of its whole
+spec, session id and deadline included) and the pair (added by the party whose name sorts first, subtracted by
+the other). The streams are folded in by :func:`fold_masks`, which the many-party protocol uses too.
+Every mask appears in exactly two vectors with opposite signs, so the sum over all parties is the sum of the
+secrets, while any one masked vector, and the sum of any strict subset of them, is uniformly random to whoever
+lacks a pair key crossing the subset's boundary (pairwise masking, Bonawitz et al. CCS 2017, without its
+dropout recovery).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+import hmac
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from numpy.typing import ArrayLike
 
 from . import ring
+from .prg import KEY_BYTES as AES_KEY_BYTES
 from .prg import SEED_BYTES, Prg, RandomSource, fold_streams, system_random
 
 
@@ -127,16 +131,82 @@ def pair_key_id(key: bytes) -> bytes:
     return hashlib.sha256(_PAIR_KEY_ID_DOMAIN + key).digest()[:PAIR_KEY_ID_BYTES]
 
 
-def mask_purpose(a: str, b: str) -> str:
-    """The PRG domain of the mask between parties ``a`` and ``b`` (the same from either end)."""
+# Pair masks, shared by the keyed sessions (below) and the many-party protocol (mpcdp.protocol.masked).
+
+SHORT_MASK_WORDS = 4096  # up to this length the masks are made in one call each and summed at once
+MASK_BATCH_BYTES = 1 << 20  # short masks made before they are summed: memory O(L), whatever the number of seeds
+_FIRST_BLOCK = 2  # AES-GCM's keystream for a 96-bit nonce N starts at the counter block N || 2
+_NONCE = bytes(12)
+_TAG_BYTES = 16
+
+
+def pair_stream(seed: bytes) -> Prg:
+    """The mask between two parties: AES-128-CTR keyed by the first half of their pair seed (already bound to the
+    session and both names: :func:`mpcdp.protocol.masked.pair_seed`, :func:`mask_key`), counter blocks from 2 (as
+    AES-GCM's keystream under the nonce 0, which :func:`fold_masks` uses to make the same stream for short vectors)."""
+    return Prg.keyed(seed[:AES_KEY_BYTES], first_block=_FIRST_BLOCK)
+
+
+def _short_masks(seeds: Sequence[bytes], length: int) -> np.ndarray:
+    """The sum mod 2^64 of the masks of ``seeds`` on a short vector: each is the AES-GCM encryption of zeros under
+    its key and the nonce 0 without its tag, which is exactly :func:`pair_stream`'s keystream (AES-CTR from the
+    counter block 2; the 32-bit GCM counter cannot wrap this short), in one call whose set-up costs about 2 us where
+    a cipher context costs about 11; written into one (rows, length) buffer of at most :data:`MASK_BATCH_BYTES`
+    (a party's k masks: one batch; the coordinator's thousands of seeds: batch after batch) and summed per batch."""
+    row = 8 * length + _TAG_BYTES
+    rows = max(1, min(len(seeds), MASK_BATCH_BYTES // row))
+    zeros, out = bytes(8 * length), np.empty((rows, row), dtype=np.uint8)
+    masks = np.ndarray((rows, length), dtype="<u8", buffer=out, strides=(row, 8))  # the tags left out
+    total = np.zeros(length, dtype=np.uint64)
+    for start in range(0, len(seeds), rows):
+        batch = seeds[start : start + rows]
+        for seed, into in zip(batch, out, strict=False):
+            AESGCM(seed[:AES_KEY_BYTES]).encrypt_into(_NONCE, zeros, None, into.data)  # the keystream, then the tag
+        np.add(total, masks[: len(batch)].sum(axis=0, dtype=np.uint64), out=total)  # wraps mod 2^64
+    return total
+
+
+def fold_masks(
+    out: np.ndarray,
+    add: Sequence[bytes] = (),
+    subtract: Sequence[bytes] = (),
+    add_streams: Sequence[Prg] = (),
+    subtract_streams: Sequence[Prg] = (),
+) -> None:
+    """out += the pair masks of the pair seeds in ``add`` and the next words of ``add_streams``, and -= those of
+    ``subtract`` and ``subtract_streams``, mod 2^64, in place. A pair mask is :func:`pair_stream`'s keystream,
+    made in one call per mask on a vector of at most :data:`SHORT_MASK_WORDS` words (:func:`_short_masks`),
+    folded in one pass over ``out`` with every other stream above that."""
+    flat = out.reshape(-1)
+    if flat.size > SHORT_MASK_WORDS:
+        adds = [*add_streams, *map(pair_stream, add)]
+        fold_streams(out, adds, [*subtract_streams, *map(pair_stream, subtract)])
+        return
+    fold_streams(out, add_streams, subtract_streams)
+    if add:
+        np.add(flat, _short_masks(add, flat.size), out=flat)
+    if subtract:
+        np.subtract(flat, _short_masks(subtract, flat.size), out=flat)
+
+
+_MASK_KEY_DOMAIN = b"mpcdp/v1/keyed/mask"
+
+
+def mask_key(pair_key: bytes, binding: bytes, a: str, b: str) -> bytes:
+    """The AES key of the mask between parties ``a`` and ``b`` (the same from either end) in the session
+    ``binding``: HMAC-SHA256 under their 32-byte pair key (a PRF) of the binding and both names in name order,
+    each length-bound. Its first 16 bytes key :func:`pair_stream`."""
     lo, hi = sorted((a, b))
-    return f"mask/{lo}/{hi}"
+    fields = (_MASK_KEY_DOMAIN, binding, lo.encode(), hi.encode())
+    message = b"".join(len(f).to_bytes(2, "big") + f for f in fields)
+    return hmac.new(pair_key, message, hashlib.sha256).digest()
 
 
 def mask_pairwise(vector: np.ndarray, me: str, keys: Mapping[str, bytes], binding: bytes) -> np.ndarray:
     """Mask ``vector`` (a writable contiguous ring vector, changed in place) as party ``me`` with one mask per
-    peer: the expansion of their 32-byte pair key ``keys[peer]`` under (``binding``, the pair), added if
-    ``me`` sorts before ``peer`` and subtracted otherwise, all in one pass (:func:`mpcdp.prg.fold_streams`).
+    peer: the stream of :func:`mask_key` (their 32-byte pair key ``keys[peer]``, ``binding``, the pair), added if
+    ``me`` sorts before ``peer`` and subtracted otherwise, all in one pass (:func:`fold_masks`, as the
+    many-party masks).
 
     Summed over every party of a session (each with the same pair keys and binding) the masks cancel.
     ``binding`` identifies the session: the digest of its whole spec (:attr:`mpcdp.protocol.QuerySpec.digest`).
@@ -146,9 +216,9 @@ def mask_pairwise(vector: np.ndarray, me: str, keys: Mapping[str, bytes], bindin
     another binding."""
     if me in keys:
         raise ValueError("a party has no pair key with itself")
-    streams = {peer: Prg(key, binding, mask_purpose(me, peer)) for peer, key in keys.items()}
-    return fold_streams(
+    fold_masks(
         vector,
-        add=[prg for peer, prg in streams.items() if me < peer],
-        subtract=[prg for peer, prg in streams.items() if peer < me],
+        add=[mask_key(key, binding, me, peer) for peer, key in keys.items() if me < peer],
+        subtract=[mask_key(key, binding, me, peer) for peer, key in keys.items() if peer < me],
     )
+    return vector

@@ -65,12 +65,11 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .. import ring
 from ..dp.loss import PrivacyLoss
-from ..prg import KEY_BYTES as AES_KEY_BYTES
-from ..prg import SEED_BYTES, Prg, RandomSource, fold_streams, system_random
+from ..prg import SEED_BYTES, Prg, RandomSource, system_random
+from ..sharing import fold_masks
 from . import shamir
 from .coordinator import Release
 from .errors import ProtocolError, Status
@@ -80,7 +79,7 @@ from .quorum import Quorum, survivor_loss
 from .spec import QuerySpec
 from .statistics import codec_for
 
-KEY_BYTES = 32  # a recovery key, a half of a pair seed, a pad, a commitment (a mask's AES key: AES_KEY_BYTES)
+KEY_BYTES = 32  # a recovery key, a half of a pair seed, a pad, a commitment (a mask's AES key: its first 16 bytes)
 
 
 def _field(f: bytes) -> bytes:
@@ -117,62 +116,6 @@ def _recovery_pads(key: bytes, session_id: bytes, party: str, others: Sequence[s
 def commitment(secret: bytes, session_id: bytes, party: str, what: str) -> bytes:
     """What a party's report commits to for its recovery key (``what`` = "key") or self-mask seed ("seed")."""
     return hashlib.sha256(_bind(b"mpcdp/v1/many/commit", what.encode(), session_id, party.encode(), secret)).digest()
-
-
-SHORT_MASK_WORDS = 4096  # up to this length the masks are made in one call each and summed at once
-MASK_BATCH_BYTES = 1 << 20  # short masks made before they are summed: memory O(L), whatever the number of seeds
-_FIRST_BLOCK = 2  # AES-GCM's keystream for a 96-bit nonce N starts at the counter block N || 2
-_NONCE = bytes(12)
-_TAG_BYTES = 16
-
-
-def pair_stream(seed: bytes) -> Prg:
-    """The mask between two parties: AES-128-CTR keyed by the first half of their pair seed (already a hash bound
-    to the session and both names, :func:`pair_seed`), counter blocks from 2 (as AES-GCM's keystream under the
-    nonce 0, which :func:`fold_masks` uses to make the same stream for short vectors)."""
-    return Prg.keyed(seed[:AES_KEY_BYTES], first_block=_FIRST_BLOCK)
-
-
-def _short_masks(seeds: Sequence[bytes], length: int) -> np.ndarray:
-    """The sum mod 2^64 of the masks of ``seeds`` on a short vector: each is the AES-GCM encryption of zeros under
-    its key and the nonce 0 without its tag, which is exactly :func:`pair_stream`'s keystream (AES-CTR from the
-    counter block 2; the 32-bit GCM counter cannot wrap this short), in one call whose set-up costs about 2 us where
-    a cipher context costs about 11; written into one (rows, length) buffer of at most :data:`MASK_BATCH_BYTES`
-    (a party's k masks: one batch; the coordinator's thousands of seeds: batch after batch) and summed per batch."""
-    row = 8 * length + _TAG_BYTES
-    rows = max(1, min(len(seeds), MASK_BATCH_BYTES // row))
-    zeros, out = bytes(8 * length), np.empty((rows, row), dtype=np.uint8)
-    masks = np.ndarray((rows, length), dtype="<u8", buffer=out, strides=(row, 8))  # the tags left out
-    total = np.zeros(length, dtype=np.uint64)
-    for start in range(0, len(seeds), rows):
-        batch = seeds[start : start + rows]
-        for seed, into in zip(batch, out, strict=False):
-            AESGCM(seed[:AES_KEY_BYTES]).encrypt_into(_NONCE, zeros, None, into.data)  # the keystream, then the tag
-        np.add(total, masks[: len(batch)].sum(axis=0, dtype=np.uint64), out=total)  # wraps mod 2^64
-    return total
-
-
-def fold_masks(
-    out: np.ndarray,
-    add: Sequence[bytes] = (),
-    subtract: Sequence[bytes] = (),
-    add_streams: Sequence[Prg] = (),
-    subtract_streams: Sequence[Prg] = (),
-) -> None:
-    """out += the pair masks of the pair seeds in ``add`` and the next words of ``add_streams``, and -= those of
-    ``subtract`` and ``subtract_streams``, mod 2^64, in place. A pair mask is :func:`pair_stream`'s keystream,
-    made in one call per mask on a vector of at most :data:`SHORT_MASK_WORDS` words (:func:`_short_masks`),
-    folded in one pass over ``out`` with every other stream above that."""
-    flat = out.reshape(-1)
-    if flat.size > SHORT_MASK_WORDS:
-        adds = [*add_streams, *map(pair_stream, add)]
-        fold_streams(out, adds, [*subtract_streams, *map(pair_stream, subtract)])
-        return
-    fold_streams(out, add_streams, subtract_streams)
-    if add:
-        np.add(flat, _short_masks(add, flat.size), out=flat)
-    if subtract:
-        np.subtract(flat, _short_masks(subtract, flat.size), out=flat)
 
 
 def self_purpose(party: str) -> str:

@@ -21,7 +21,7 @@ from mpcdp.protocol import (
     Status,
     run_in_memory,
 )
-from mpcdp.sharing import mask_pairwise, pair_key_id
+from mpcdp.sharing import SHORT_MASK_WORDS, mask_key, mask_pairwise, pair_key_id, pair_stream
 from tests.support.stats import P_MIN
 
 RAISES = {"alice": 3800, "bob": 2514, "carol": 2982, "dave": 3390}
@@ -72,6 +72,30 @@ def test_the_masks_cancel_only_in_the_full_sum_and_are_bound_to_the_session():
     assert not np.array_equal(other, vectors["alice"])  # another session: other masks
     with pytest.raises(ValueError, match="itself"):
         mask_pairwise(ring.zeros(1), "alice", {"alice": b"k" * 32}, b"s" * 16)
+
+
+@pytest.mark.parametrize("length", [3, SHORT_MASK_WORDS + 5])
+def test_keyed_masks_are_the_shared_pair_streams_keyed_per_session_and_pair(length):
+    """One mask mechanism for both protocols: a keyed mask is the many-party pair stream (mpcdp.sharing.fold_masks)
+    under a key derived from the pair key, the whole session binding and the pair, the same from either end;
+    on both sides of the short-vector path."""
+    pairs = pair_keys(THREE)
+    alice = ring.zeros(length)
+    mask_pairwise(alice, "alice", keys_of("alice", THREE, pairs), b"s" * 16)
+    want = ring.zeros(length)
+    for peer in ("bob", "carol"):  # alice sorts first: she adds both masks
+        key = mask_key(pairs[frozenset(("alice", peer))], b"s" * 16, "alice", peer)
+        assert key == mask_key(pairs[frozenset(("alice", peer))], b"s" * 16, peer, "alice")
+        np.add(want, pair_stream(key).uint64(length), out=want)
+    assert np.array_equal(alice, want)
+    k = pairs[frozenset(("alice", "bob"))]
+    distinct = {
+        mask_key(k, b"s" * 16, "alice", "bob"),
+        mask_key(k, b"t" * 16, "alice", "bob"),  # another session
+        mask_key(k, b"s" * 16, "alice", "carol"),  # another pair
+        mask_key(bytes(32), b"s" * 16, "alice", "bob"),  # another pair key
+    }
+    assert len(distinct) == 4
 
 
 def _uniform_pvalue(values: np.ndarray) -> float:

@@ -22,13 +22,13 @@ from mpcdp.protocol.masked import (
     MaskedParty,
     MaskedQuery,
     commitment,
-    fold_masks,
     pair_seed_from_key,
     run_masked_in_memory,
     self_purpose,
 )
 from mpcdp.protocol.quorum import Quorum, survivor_loss
 from mpcdp.protocol.statistics import codec_for
+from mpcdp.sharing import fold_masks
 from tests.support.masked import accepted_with_keys, all_masked
 from tests.support.shamir import rebuild
 

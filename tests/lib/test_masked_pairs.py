@@ -11,17 +11,15 @@ from mpcdp.prg import Prg, fold_streams
 from mpcdp.protocol import PartyPolicy, ProtocolError, QuerySpec, Status, shamir
 from mpcdp.protocol.masked import (
     KEY_BYTES,
-    SHORT_MASK_WORDS,
     MaskedCoordinator,
     MaskedParty,
     MaskedQuery,
     Report,
     commitment,
-    fold_masks,
     pair_seed,
     pair_seed_from_key,
-    pair_stream,
 )
+from mpcdp.sharing import SHORT_MASK_WORDS, fold_masks, pair_stream
 from tests.support.masked import accepted_with_keys, all_masked
 
 EXACT = PartyPolicy(allow_exact=True)
@@ -251,7 +249,7 @@ def test_the_coordinators_short_masks_take_memory_bounded_by_the_length_not_the_
     and the sum is still every pair stream's."""
     import tracemalloc
 
-    from mpcdp.protocol.masked import MASK_BATCH_BYTES
+    from mpcdp.sharing import MASK_BATCH_BYTES
 
     seeds = [pair_seed(SID, "x", i.to_bytes(32, "big"), "y", bytes(32)) for i in range(600)]
     peaks = {}
