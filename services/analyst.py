@@ -74,6 +74,8 @@ class QueryResult:
     quorum: int | None = None  # a many-party release: at least this many parties had to finish
     dropped: tuple[str, ...] = ()  # ... and these were not counted (``parties`` are the counted ones)
     index: int = 0  # which statistic of its session's batch (0: the first, or the only one)
+    sharing: str | None = None  # how the parties shared ("keyed", "seeded", "full"; None: the many-party protocol)
+    sharing_note: str = ""  # why the coordinator ran seeded where keyed was asked ("": as asked)
 
     @property
     def value(self):
@@ -120,6 +122,8 @@ class QueryResult:
             )
         else:
             lines.append(f"parties: {', '.join(self.parties)}")
+        if self.sharing_note:
+            lines.append(f"sharing: {self.sharing} instead of keyed ({self.sharing_note})")
         return "\n".join(lines)
 
     @classmethod
@@ -156,6 +160,8 @@ class QueryResult:
             quorum=reply.quorum if reply.HasField("quorum") else None,
             dropped=tuple(reply.dropped),
             index=reply.index,
+            sharing=convert.sharing_name(reply.sharing).value if reply.sharing else None,
+            sharing_note=reply.sharing_note,
         )
 
 

@@ -217,13 +217,17 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             return await many_party.coordinate(self, request, context)
         who = await self._client(context)
         try:
-            spec, confidence = self.spec_for(request)
+            spec, confidence, note = self.spec_for(request)
             self.admit(spec)
             budget = self.hold(spec.session_id, spec.loss, spec.deadline)
         except (SpecError, ProtocolError) as exc:
             await self.refuse(context, who, exc)
         await self.answer(
-            context, spec.session_id, budget, lambda: self._session(spec, confidence, who, budget), _failure_status
+            context,
+            spec.session_id,
+            budget,
+            lambda: self._session(spec, confidence, who, budget, note),
+            _failure_status,
         )
 
     async def refuse(self, context, client: str, exc: SpecError | ProtocolError) -> None:
@@ -316,8 +320,9 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             return True
         return any(c.label == sid for c in self.ledger.history())
 
-    async def _session(self, spec: QuerySpec, confidence: float, client: str, budget: bool) -> list:
-        """Run the session, keep its release, charge the held budget; the release's parts."""
+    async def _session(self, spec: QuerySpec, confidence: float, client: str, budget: bool, note: str = "") -> list:
+        """Run the session, keep its release, charge the held budget; the release's parts (``note``: why it ran
+        another sharing than the analyst asked, :meth:`spec_for`)."""
         sid = spec.session_id
         try:
             async with contextlib.AsyncExitStack() as slots:
@@ -326,7 +331,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
                         self._slots.setdefault(party, asyncio.Semaphore(SESSIONS_PER_PARTY))
                     )
                 release = await self.run(spec)
-            parts = list(releases.parts(spec, release, confidence))
+            parts = list(releases.parts(spec, release, confidence, note))
             if self.store is not None:
                 key = sid.hex()
                 keeping = self._keeping[key] = asyncio.ensure_future(self._keep(key, client, spec.is_exact, parts))
@@ -353,8 +358,9 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
     def _kept(self, key: str, _: asyncio.Future) -> None:
         self._keeping.pop(key, None)
 
-    def spec_for(self, request: pb.QueryRequest) -> tuple[QuerySpec, float]:
-        """The spec to propose: fresh session id, the deadline, every party unless named."""
+    def spec_for(self, request: pb.QueryRequest) -> tuple[QuerySpec, float, str]:
+        """The spec to propose (fresh session id, the deadline, every party unless named), the confidence, and
+        why a keyed query runs seeded instead ("" if it runs as asked): the release says so."""
         if request.spec.session_id:
             raise SpecError("session_id", "is chosen by the coordinator; leave it empty")
         timeout = request.timeout_seconds or self.default_timeout
@@ -373,32 +379,42 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             fields["max_records"] = self.federation.policy.max_records
         fields.update(parties=parties, deadline=self._clock() + timeout)
         del fields["session_id"]
+        note = ""
         if fields["sharing"] == Sharing.KEYED and len(parties) > MAX_KEYED_PARTIES:
             fields["sharing"] = Sharing.SEEDED  # keyed costs grow with n^2; many parties: the quorum protocol
+            note = f"more than {MAX_KEYED_PARTIES} parties"
         spec = convert.build_spec(fields)
-        if spec.sharing is Sharing.KEYED and not self.pre_approved(spec):
-            spec = dataclasses.replace(spec, sharing=Sharing.SEEDED)  # every party answers before sharing
+        if spec.sharing is Sharing.KEYED:
+            note = self.keyed_refusal(spec) or ""
+            if note:
+                spec = dataclasses.replace(spec, sharing=Sharing.SEEDED)  # every party answers before sharing
         releases.check_presentation(spec, confidence)
-        return spec, confidence
+        return spec, confidence, note
 
-    def pre_approved(self, spec: QuerySpec) -> bool:
-        """Whether a keyed session (one message each way) is worth proposing for ``spec``: every party's policy
+    def keyed_refusal(self, spec: QuerySpec) -> str | None:
+        """Why a keyed session (one message each way) is not worth proposing for ``spec`` (None: it is): every
+        party's policy
         in the federation file sends its partial sum without waiting for the others (``one_round``) and
         accepts this query as far as the file tells (statistic, column, epsilon, ...), no party refused a keyed
         session in the last ``REFUSED_SECONDS`` (and at most ``MAX_KEYED_PARTIES`` take part). A keyed partial
         sum is charged as it leaves, so a party that refuses a keyed session costs the others that query's
         loss with nothing released: the seeded session, whose partial sums wait for every share, costs them
         nothing; the party's own ledger (and a policy file that differs from the federation's) can still
-        refuse the first keyed session."""
+        refuse the first keyed session. The reason names the first party in the way."""
         if self._policies is None or self._policies[0] is not self.federation:  # read once per federation
             names = self.federation.names("party")
             self._policies = (self.federation, {p: self.federation.policy_for(p).party() for p in names})
         now = self._clock()
         for p in spec.parties:
             policy = self._policies[1][p]
-            if not policy.one_round or policy.refusal(spec) is not None or self._refused.get(p, 0.0) > now:
-                return False
-        return True
+            if not policy.one_round:
+                return f"{p}'s policy sends no partial sum before every party accepted (one_round = false)"
+            refusal = policy.refusal(spec)
+            if refusal is not None:
+                return f"{p}'s policy refuses this query ({refusal})"
+            if self._refused.get(p, 0.0) > now:
+                return f"{p} refused a keyed session in the last {REFUSED_SECONDS:g} s"
+        return None
 
     def _keyed_refused(self, party: str) -> None:
         """``party`` refused a keyed session: its sessions run seeded for ``REFUSED_SECONDS``."""

@@ -870,7 +870,7 @@ async def coordinate(coord: Any, request: Any, context: Any) -> None:
 
     who = await coord._client(context)
     try:
-        spec, confidence = coord.spec_for(request)
+        spec, confidence, _ = coord.spec_for(request)
         batch = batch_specs(coord, request, spec, confidence)
         for s in (spec, *batch):
             coord.admit(s)

@@ -140,8 +140,9 @@ def entries(result: dict, categories=(), noise_std=None, intervals=None, large: 
     return out
 
 
-def parts(spec: QuerySpec, release, confidence: float):
-    """The release as QueryReplyParts (see the module docstring)."""
+def parts(spec: QuerySpec, release, confidence: float, sharing_note: str = ""):
+    """The release as QueryReplyParts (see the module docstring); ``sharing_note``: why the coordinator ran
+    another sharing than the analyst asked."""
     described = None if spec.is_exact else describe(spec, release.result, confidence)
     large: Large = []
     reply = pb.QueryReply(
@@ -159,6 +160,8 @@ def parts(spec: QuerySpec, release, confidence: float):
         delta=spec.delta,
         mechanism=pb.MECHANISM_UNSPECIFIED if spec.is_exact else convert.mechanism_wire(spec.mechanism),
         confidence=0.0 if spec.is_exact else confidence,
+        sharing=convert.sharing_wire(spec.sharing),
+        sharing_note=sharing_note,
     )
     yield pb.QueryReplyPart(reply=reply)
     if any(isinstance(v, dict) for v in release.result.values()):

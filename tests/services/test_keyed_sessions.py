@@ -342,3 +342,26 @@ async def test_a_party_that_refuses_costs_the_others_at_most_one_keyed_query(cer
         assert {n: float(ledger.spent().epsilon) for n, ledger in ledgers.items()} == spent
     finally:
         await c.close()
+
+
+async def test_a_keyed_query_run_seeded_says_so_in_its_release_and_why(certs, cluster):
+    """The coordinator runs a keyed query seeded where a party's policy waits for every acceptance (review M5):
+    the release, its JSON and its text say which sharing ran and why; a query run as asked adds no line."""
+    import json
+
+    c = await make_cluster(certs, policy={"allow_exact": True, "max_records": 100, "one_round": False})
+    try:
+        fell = await c.query(sharing="keyed")
+        assert fell.sharing == "seeded"
+        assert (
+            fell.sharing_note == "alice's policy sends no partial sum before every party accepted (one_round = false)"
+        )
+        assert f"sharing: seeded instead of keyed ({fell.sharing_note})" in fell.to_text().splitlines()
+        assert json.loads(fell.to_json())["sharing_note"] == fell.sharing_note
+        seeded = await c.query(sharing="seeded")
+        assert (seeded.sharing, seeded.sharing_note) == ("seeded", "")
+    finally:
+        await c.close()
+    keyed = await cluster.query()
+    assert (keyed.sharing, keyed.sharing_note) == ("keyed", "")
+    assert not any(line.startswith("sharing:") for line in keyed.to_text().splitlines())

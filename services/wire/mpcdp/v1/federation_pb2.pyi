@@ -238,7 +238,7 @@ class ReleaseEntry(_message.Message):
     def __init__(self, name: _Optional[str] = ..., value: _Optional[_Union[Values, _Mapping]] = ..., noise_std: _Optional[float] = ..., interval: _Optional[_Union[Interval, _Mapping]] = ...) -> None: ...
 
 class QueryReply(_message.Message):
-    __slots__ = ("session_id", "statistic", "entries", "parties", "epsilon", "delta", "mechanism", "confidence", "quorum", "dropped", "index")
+    __slots__ = ("session_id", "statistic", "entries", "parties", "epsilon", "delta", "mechanism", "confidence", "quorum", "dropped", "index", "sharing", "sharing_note")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     STATISTIC_FIELD_NUMBER: _ClassVar[int]
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
@@ -250,6 +250,8 @@ class QueryReply(_message.Message):
     QUORUM_FIELD_NUMBER: _ClassVar[int]
     DROPPED_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
+    SHARING_FIELD_NUMBER: _ClassVar[int]
+    SHARING_NOTE_FIELD_NUMBER: _ClassVar[int]
     session_id: bytes
     statistic: Statistic
     entries: _containers.RepeatedCompositeFieldContainer[ReleaseEntry]
@@ -261,7 +263,9 @@ class QueryReply(_message.Message):
     quorum: int
     dropped: _containers.RepeatedScalarFieldContainer[str]
     index: int
-    def __init__(self, session_id: _Optional[bytes] = ..., statistic: _Optional[_Union[Statistic, str]] = ..., entries: _Optional[_Iterable[_Union[ReleaseEntry, _Mapping]]] = ..., parties: _Optional[_Iterable[str]] = ..., epsilon: _Optional[float] = ..., delta: _Optional[float] = ..., mechanism: _Optional[_Union[Mechanism, str]] = ..., confidence: _Optional[float] = ..., quorum: _Optional[int] = ..., dropped: _Optional[_Iterable[str]] = ..., index: _Optional[int] = ...) -> None: ...
+    sharing: Sharing
+    sharing_note: str
+    def __init__(self, session_id: _Optional[bytes] = ..., statistic: _Optional[_Union[Statistic, str]] = ..., entries: _Optional[_Iterable[_Union[ReleaseEntry, _Mapping]]] = ..., parties: _Optional[_Iterable[str]] = ..., epsilon: _Optional[float] = ..., delta: _Optional[float] = ..., mechanism: _Optional[_Union[Mechanism, str]] = ..., confidence: _Optional[float] = ..., quorum: _Optional[int] = ..., dropped: _Optional[_Iterable[str]] = ..., index: _Optional[int] = ..., sharing: _Optional[_Union[Sharing, str]] = ..., sharing_note: _Optional[str] = ...) -> None: ...
 
 class ReleaseVector(_message.Message):
     __slots__ = ("name", "part", "length", "first")
