@@ -106,7 +106,8 @@ class CoordinatorSession:
     def record_key_ids(self, party: str, ids: dict[str, bytes]) -> None:
         """Keyed sharing: the ids of the pair keys ``party`` masked its partial sum with, by peer. Both ends of a
         pair must have used the same key (a link re-established during the session gives its ends different
-        keys, and masks that do not cancel): otherwise the session aborts naming the pair (ProtocolError)."""
+        keys, and masks that do not cancel): otherwise the session aborts naming the pair in its reason, with no
+        culprit (either end may be the one that re-agreed; ProtocolError)."""
         if not self.keyed:
             raise ProtocolError(Status.FAILED_PRECONDITION, "only a keyed session reports pair keys")
         self._require("collecting-sums")
@@ -119,10 +120,9 @@ class CoordinatorSession:
             theirs = self._key_ids.get(peer)
             if theirs is not None and theirs[party] != key_id:
                 first, second = sorted((party, peer))
-                self.abort(
+                self.abort(  # no culprit: the fault is the pair's (either end may have re-agreed), both are named
                     f"{first} and {second} masked with different pair keys (their link was re-established during "
-                    "the session); session aborted, no result released",
-                    first,
+                    "the session); session aborted, no result released"
                 )
                 raise ProtocolError(Status.ABORTED, self.abort_reason)
         self._key_ids[party] = dict(ids)
@@ -225,6 +225,8 @@ class CoordinatorSession:
         )
 
     def abort(self, reason: str, culprit: str = "") -> None:
+        """Abort the session; ``culprit`` names the one party at fault, "" where none or a pair is (the reason
+        names them)."""
         self._total = None
         self.abort_reason = reason
         self.culprit = culprit
