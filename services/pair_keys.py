@@ -18,6 +18,12 @@ by every later session on the same link:
   key pair. An answer to the start our current key came from (the peer forgot and answered it again)
   replaces the key. An agreement not answered within ``AGREEMENT_SECONDS`` (or by the deadline of a session
   waiting on it) is given up, and the next session starts a new one.
+- Rate limit: a hello costs work (an X25519 key pair, an exchange, an answer) and replaces the key, so the
+  hellos a peer sends beyond answers to our own starts (its starts we answer, its answers that replace our
+  key, malformed ones) are limited per peer to a burst of ``PEER_HELLO_BURST`` and then
+  ``PEER_HELLOS_PER_SECOND``; the rest are dropped (audited once per run of drops). At most one agreement
+  of ours per peer is in flight (later sessions wait on it). A flood of hellos thus costs a bounded number
+  of agreements; an honest peer re-agrees a handful of times at most after a drop, well within the burst.
 - The key lives only in this process's memory: never written to disk, never sent, never told the
   coordinator. It is forgotten as soon as the last stream to that peer drops (:meth:`services.link.Hub.on_drop`);
   the next session agrees a fresh one. Concurrent sessions that need the same key wait on one agreement.
@@ -44,6 +50,7 @@ import contextlib
 import functools
 import hashlib
 import struct
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -62,6 +69,8 @@ PUBLIC_BYTES = 32
 START, ANSWER = b"S", b"A"  # a hello's first byte
 ECHO_BYTES = 8  # an answer's echo of the start it answers
 AGREEMENT_SECONDS = 10.0  # an agreement not answered by then is given up (the next session starts a new one)
+PEER_HELLO_BURST = 4  # hellos a peer may send at once that cost us an agreement (see the module doc) ...
+PEER_HELLOS_PER_SECOND = 1.0  # ... and then this many per second
 _INFO = b"mpcdp/v1/pair-key"
 
 
@@ -121,6 +130,7 @@ class PairKeys:
         hub: Hub,
         allowed: Callable[[str], bool],
         rng: RandomSource | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.hub = hub
         self.me = hub.me
@@ -129,6 +139,9 @@ class PairKeys:
         self._keys: dict[str, PairKey] = {}
         self._mine: dict[str, _Agreement] = {}  # our half of each current key (an answer to it may replace it)
         self._agreeing: dict[str, _Agreement] = {}  # our starts waiting for the peer's hello
+        self._clock = clock
+        self._allowance: dict[str, tuple[float, float]] = {}  # peer -> (hellos it may still send, as of when)
+        self._limited: set[str] = set()  # peers whose last hello was dropped by the rate limit
         hub.on(HELLO, self._hello)
         hub.on_drop(self._dropped)
 
@@ -207,6 +220,20 @@ class PairKeys:
             return
         data = bytes(payload)
         kind, theirs = data[:1], data[1 : 1 + PUBLIC_BYTES]
+        pending = self._agreeing.get(peer)
+        ours = (
+            pending is not None
+            and (  # it completes our own start: free (at most one start of ours in flight)
+                (kind == START and len(data) == 1 + PUBLIC_BYTES)
+                or (
+                    kind == ANSWER
+                    and len(data) == 1 + PUBLIC_BYTES + ECHO_BYTES
+                    and data[-ECHO_BYTES:] == _echo(pending.public)
+                )
+            )
+        )
+        if not ours and not self._admit(peer):  # costs us an agreement (or an audit record): limited
+            return
         if kind == START and len(data) == 1 + PUBLIC_BYTES:
             agreement = self._agreeing.pop(peer, None)
             if agreement is None:  # the peer starts (first contact, or it forgot the key): answer it
@@ -236,6 +263,22 @@ class PairKeys:
         self._mine[peer] = agreement
         if not agreement.done.done():
             agreement.done.set_result(key)
+
+    def _admit(self, peer: str) -> bool:
+        """Whether a hello from ``peer`` that costs us an agreement is within its rate (a token bucket: a burst
+        of ``PEER_HELLO_BURST``, refilled at ``PEER_HELLOS_PER_SECOND``); a drop is audited once per run."""
+        now = self._clock()
+        tokens, since = self._allowance.get(peer, (float(PEER_HELLO_BURST), now))
+        tokens = min(float(PEER_HELLO_BURST), tokens + (now - since) * PEER_HELLOS_PER_SECOND)
+        if tokens < 1.0:
+            self._allowance[peer] = (tokens, now)
+            if peer not in self._limited:
+                self._limited.add(peer)
+                audit.record("refused", caller=peer, reason="pair key hellos beyond the rate limit dropped")
+            return False
+        self._allowance[peer] = (tokens - 1.0, now)
+        self._limited.discard(peer)
+        return True
 
     def forget(self) -> None:
         """Forget every key and fail every agreement in progress (the node is closing its links)."""

@@ -309,6 +309,42 @@ async def test_an_agreement_whose_answer_never_came_is_given_up_and_the_next_ses
     assert [m[4] for m in wire] == [HELLO], "the second session sent no new start"
 
 
+async def test_a_flood_of_hellos_costs_a_bounded_number_of_agreements_and_honest_ones_still_agree(monkeypatch):
+    """Review M7: each hello a peer starts costs an X25519 key pair, an exchange and an answer, and replaces the
+    key. 1,000 starts from alice (fresh public keys, as a flooding party would send) make bob answer at most
+    PEER_HELLO_BURST of them at one instant, and one more per 1 / PEER_HELLOS_PER_SECOND; a real agreement
+    afterwards still completes (an answer to bob's own start is never limited)."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from services import pair_keys as module
+    from services.pair_keys import ANSWER, PEER_HELLO_BURST, PEER_HELLOS_PER_SECOND, START, _public
+
+    derived = collections.Counter()
+    real_derive = module.derive
+    monkeypatch.setattr(module, "derive", lambda me, *a: (derived.update([me]), real_derive(me, *a))[1])
+    wire = []
+    _, keys, deliver = fake_pair(wire)
+    now = [0.0]
+    keys["bob"]._clock = lambda: now[0]
+    flood = [("alice", "bob", TAG, 0, HELLO, START + _public(X25519PrivateKey.generate())) for _ in range(1000)]
+    for hello in flood:
+        deliver(hello)
+    answers = [m for m in wire if m[0] == "bob" and m[5][:1] == ANSWER]
+    assert len(answers) == derived["bob"] == PEER_HELLO_BURST
+    now[0] += 3 / PEER_HELLOS_PER_SECOND  # three seconds later: three more, however many were sent
+    for hello in flood:
+        deliver(hello)
+    assert derived["bob"] == PEER_HELLO_BURST + 3
+    assert all(deliver(hello) is None for hello in flood) and derived["bob"] == PEER_HELLO_BURST + 3  # no refill
+    wire.clear()
+    keys["bob"]._dropped("alice", LinkError("alice", "the link dropped"))
+    bob = asyncio.ensure_future(keys["bob"].keys(["alice"], 5))  # bob starts: alice's answer is not limited
+    await asyncio.sleep(0)
+    deliver(wire.pop(0))  # bob's start reaches alice, who answers
+    deliver(wire.pop(0))
+    assert (await asyncio.wait_for(bob, 1))["alice"] == keys["alice"].known("bob")
+
+
 async def test_a_party_that_refuses_costs_the_others_at_most_one_keyed_query(certs, tmp_path):
     """A keyed partial sum is charged as it leaves, so a party that refuses (carol: her budget is spent) would
     make every query cost the others epsilon with nothing released (the reviewer's repro: 4.0 each after five).
