@@ -13,15 +13,23 @@ Links: the first ``send`` to a peer opens the gRPC stream ``Link/Open`` on
 one channel to it (one TLS handshake) and keeps it; a peer's frames may come
 on the stream this node opened or on one the peer opened, whichever exists.
 Who sent a frame is the certificate's name of the stream's other end, never
-a field of the frame (a ``sender`` field that disagrees is refused), and a
+a field of the write (a ``sender`` name that disagrees is refused), and a
 hub accepts streams only from the names ``allowed`` says.
+
+Frames are raw bytes, not protobuf messages: ``Link/Open`` has no
+serializers, and a write is :func:`encode`'s layout (the sender's name, then
+each frame's header, session id, kind and payload), read back by
+:func:`decode` as views of the bytes gRPC delivered. A payload is copied once
+on its way out and not at all before a sink; a malformed write closes the
+stream as INVALID_ARGUMENT.
 
 Sending: ``hub.post(...)`` queues a message for a peer and returns a future
 that is done once it is written (``send`` awaits it). One writer per peer
 drains the queue in order; whatever was queued meanwhile (the messages of
-every session in flight to that peer) goes out in one gRPC write, a
-``Frames`` batch of up to ``chunk_bytes``, so the per-write cost of gRPC is
-paid per batch, not per message.
+every session in flight to that peer) goes out in one gRPC write of up to
+``chunk_bytes``, so the per-write cost of gRPC is paid per batch, not per
+message. A payload is read when its frame is written, not when it is posted:
+it must not change until its future is done.
 
 Pushed kinds: ``hub.on(kind, handler)`` hands every complete message of
 ``kind`` to ``handler(peer, session, round, payload)`` instead of holding it
