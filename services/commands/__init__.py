@@ -418,8 +418,10 @@ def add_query_arguments(p, statistic_default: str | None = None, bounds_default:
         default="keyed",
         choices=SHARING_MODES,
         help="how shares travel: keyed (no share message: masks from pair keys the parties agreed once "
-        "per link; one message each way, where every party's policy allows one_round), seeded (a 32-byte "
-        "PRG seed per peer) or full random vectors (default: keyed)",
+        "per link; one message each way), seeded (a 32-byte PRG seed per peer) or full random vectors "
+        "(default: keyed). The coordinator runs a keyed query seeded where a party's policy waits for every "
+        "acceptance (one_round = false) or refuses it, a party refused keyed in the last minute, or more than "
+        "64 parties take part; the release then says so and why",
     )
     p.add_argument("--timeout", type=positive, default=30.0, help="session deadline in seconds (default 30)")
     p.add_argument(
