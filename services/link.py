@@ -69,6 +69,7 @@ from typing import NamedTuple
 import grpc
 import numpy as np
 
+from mpcdp.protocol.spec import SESSION_ID_BYTES
 from services import audit
 from services.channels import Channels
 from services.streams import Assembler, StreamError, as_bytes, chunks
@@ -80,10 +81,12 @@ MAX_MESSAGE_BYTES = 1 << 27  # 128 MiB: a vector of 2^24 ring elements
 MAX_PENDING_BYTES = 1 << 28  # per peer, of messages nobody asked for yet
 MAX_QUEUED_BYTES = 1 << 29  # per peer, of messages posted and not yet written (a slow or stuck peer)
 PENDING_SECONDS = 120.0
+HELD_COST = 256  # bytes charged per message nobody asked for, on top of its announced length: its box and key
+MAX_HELD_MESSAGES = 4096  # per peer, of messages nobody asked for yet
+MAX_KIND_BYTES = 32  # a kind's UTF-8 (every protocol's kinds are short names)
 CLOSED_REMEMBERED = 100_000
 OPTIONS = [("grpc.max_receive_message_length", 4 * CHUNK_BYTES), ("grpc.max_send_message_length", 4 * CHUNK_BYTES)]
 
-Tag = tuple[bytes, int, str]  # (session id, round, kind)
 SERVICE = "mpcdp.v1.Link"
 METHOD = f"/{SERVICE}/Open"
 VERSION = 1
@@ -146,6 +149,10 @@ def _frames(view: memoryview, at: int) -> Iterator[Frame]:
         at = c + n
         if at > end:
             raise FrameError("a frame runs past the end of its write")
+        if sid_n != SESSION_ID_BYTES or kind_n > MAX_KIND_BYTES:
+            raise FrameError(
+                f"a session id of {sid_n} bytes or a kind of {kind_n} (not {SESSION_ID_BYTES}, <= {MAX_KIND_BYTES})"
+            )
         yield Frame(bytes(view[a:b]), round, _text(view[b:c]), offset, total, view[c:at])
 
 
@@ -153,7 +160,7 @@ def _text(view: memoryview) -> str:
     try:
         return str(view, "utf-8")
     except UnicodeDecodeError:
-        raise FrameError("a name that is not UTF-8") from None
+        raise FrameError("a name or kind that is not UTF-8") from None
 
 
 class LinkError(Exception):
@@ -264,6 +271,7 @@ class Hub:
         max_pending_bytes: int = MAX_PENDING_BYTES,
         pending_seconds: float = PENDING_SECONDS,
         max_queued_bytes: int = MAX_QUEUED_BYTES,
+        max_held_messages: int = MAX_HELD_MESSAGES,
     ):
         self.identity = identity
         self.me = identity.name
@@ -274,6 +282,7 @@ class Hub:
         self.max_pending_bytes = max_pending_bytes
         self.pending_seconds = pending_seconds
         self.max_queued_bytes = max_queued_bytes
+        self.max_held_messages = max_held_messages
         self._streams: dict[str, list[_Stream]] = {}
         self._dialing: dict[str, asyncio.Future] = {}
         self._channels = Channels(identity, address, OPTIONS)
@@ -281,6 +290,7 @@ class Hub:
         self._serving: set[asyncio.Task] = set()  # the Open calls peers made to this hub
         self._inbox: dict[tuple[str, bytes, int, str], _Inbox] = {}
         self._pending: dict[str, int] = {}  # bytes held per peer for messages nobody asked for
+        self._held: dict[str, OrderedDict[tuple, _Inbox]] = {}  # per peer, those messages in arrival order
         self._closed: OrderedDict[bytes, None] = OrderedDict()
         self._handlers: dict[str, Callable[[str, bytes, int, memoryview], None]] = {}
         self._outboxes: dict[str, _Outbox] = {}
@@ -314,6 +324,10 @@ class Hub:
         future is cancelled (its poster gave up) before its first frame is written is not written; a
         ``droppable`` one (bulk data of its session) is dropped, its future failed, by ``close_session``.
         When more than ``max_queued_bytes`` wait for the peer (slow or stuck), the future fails at once."""
+        if len(session) != SESSION_ID_BYTES or len(kind.encode()) > MAX_KIND_BYTES or not 0 <= round < 1 << 32:
+            raise LinkError(
+                peer, f"a session id is {SESSION_ID_BYTES} bytes, a kind at most {MAX_KIND_BYTES}, a round below 2**32"
+            )
         data = as_bytes(payload)
         total = len(data)
         if total > self.max_message_bytes:
@@ -420,7 +434,7 @@ class Hub:
                     sender, batch = decode(data)
                     if sender and sender != peer:
                         raise LinkError(peer, f"a frame claims to come from {sender!r}")
-                    for frame in batch:
+                    for frame in list(batch):  # the whole write checked before any frame of it is acted on
                         self._dispatch(peer, frame)
                 except FrameError as exc:
                     raise LinkError(peer, f"a malformed write ({exc})") from None
@@ -488,32 +502,26 @@ class Hub:
         sid = frame.session_id
         if self.is_closed(sid) and frame.kind not in self._handlers:  # a pushed kind: its handler decides
             return
+        if frame.total > self.max_message_bytes:  # before it takes a box
+            raise LinkError(peer, f"message of {frame.total} bytes exceeds {self.max_message_bytes}")
         key = (peer, sid, frame.round, frame.kind)
         box = self._inbox.get(key)
         if box is None:
             self._expire(peer)
-            box = self._inbox[key] = _Inbox()
+            box = _Inbox()
+            self._hold(peer, key, box, frame.total)  # nobody asked yet: charged, or refused before it is kept
+            self._inbox[key] = box
         if box.refused:
             return
         if box.assembler is None:
-            if frame.total > self.max_message_bytes:
-                raise LinkError(peer, f"message of {frame.total} bytes exceeds {self.max_message_bytes}")
             if 0 <= box.limit < frame.total:
-                return self._refuse(peer, box, frame.total)
+                return self._refuse(key, box, frame.total)
             box.total = frame.total
             box.assembler = Assembler(frame.total, 1, max_length=self.max_message_bytes, sink=box.piece)
         if frame.total != box.total:
             raise LinkError(peer, "frames of one message disagree on its length")
-        payload = frame.payload  # a view of the write gRPC handed over: no copy before the sink
-        n = len(payload)
-        if box.sink is None and box.done is None:  # nobody asked yet: count it against the peer
-            held = self._pending.get(peer, 0) + n
-            if held > self.max_pending_bytes:
-                raise LinkError(peer, f"more than {self.max_pending_bytes} bytes sent ahead of their sessions")
-            self._pending[peer] = held
-            box.held += n
         try:
-            box.assembler.add(payload, frame.offset)
+            box.assembler.add(frame.payload, frame.offset)  # a view of the write gRPC handed over: no copy
         except StreamError as exc:
             raise LinkError(peer, f"frames out of order or beyond their message's length ({exc})") from None
         if box.assembler.done:
@@ -535,30 +543,52 @@ class Hub:
                 memoryview(box.buffer if box.buffer is not None else bytearray()) if box.sink is None else None
             )
 
+    def _hold(self, peer: str, key: tuple, box: _Inbox, total: int) -> None:
+        """Charge a message nobody asked for against ``peer``: ``HELD_COST`` plus its announced length (what
+        holding it may take, whatever has arrived yet), and at most ``max_held_messages`` of them."""
+        held = self._held.setdefault(peer, OrderedDict())
+        if len(held) >= self.max_held_messages:
+            raise LinkError(peer, f"more than {self.max_held_messages} messages sent ahead of their sessions")
+        charge = HELD_COST + total
+        pending = self._pending.get(peer, 0) + charge
+        if pending > self.max_pending_bytes:
+            raise LinkError(peer, f"more than {self.max_pending_bytes} bytes sent ahead of their sessions")
+        self._pending[peer] = pending
+        box.held, box.since = charge, time.monotonic()
+        held[key] = box
+
     def _expire(self, peer: str) -> None:
-        """Forget a peer's messages nobody asked for within ``pending_seconds``."""
+        """Forget a peer's messages nobody asked for within ``pending_seconds`` (the oldest first: the cost is
+        the number forgotten, not the number held)."""
+        held = self._held.get(peer)
         old = time.monotonic() - self.pending_seconds
-        for key, box in list(self._inbox.items()):
-            if key[0] == peer and box.since < old and (box.done is None or box.done.done()):
-                self._forget(key, box)
+        while held:
+            key, box = next(iter(held.items()))
+            if box.since >= old:
+                break
+            self._forget(key, box)
 
     def _forget(self, key, box: _Inbox) -> None:
         self._inbox.pop(key, None)
-        self._release(key[0], box)
+        self._release(key, box)
 
-    def _release(self, peer: str, box: _Inbox) -> None:
+    def _release(self, key: tuple, box: _Inbox) -> None:
         """Someone asked for the message (or it is dropped): its bytes no longer count as pending."""
         if box.held:
+            peer = key[0]
             self._pending[peer] = max(self._pending.get(peer, 0) - box.held, 0)
             box.held = 0
+            held = self._held.get(peer)
+            if held is not None:
+                held.pop(key, None)
 
-    def _refuse(self, peer: str, box: _Inbox, total: int) -> None:
+    def _refuse(self, key: tuple, box: _Inbox, total: int) -> None:
         """A message announced longer than its asker takes: failed at its first frame, its bytes dropped."""
         box.refused, box.buffer, box.assembler = True, None, None
-        self._release(peer, box)
+        self._release(key, box)
         fut = box.future()
         if not fut.done():
-            _fail(fut, TooLong(peer, total, box.limit))
+            _fail(fut, TooLong(key[0], total, box.limit))
 
     async def receive(
         self,
@@ -574,11 +604,11 @@ class Hub:
         its first frame says so: TooLong). Each message is received once."""
         key = (peer, session, round, kind)
         box = self._inbox.setdefault(key, _Inbox())
-        self._release(peer, box)
+        self._release(key, box)
         if max_bytes is not None:
             box.limit = max_bytes
             if box.total > max_bytes:
-                self._refuse(peer, box, box.total)
+                self._refuse(key, box, box.total)
         fut = box.future()
         if not fut.done() and not self._streams.get(peer) and peer not in self._dialing:
             await self._stream(peer)  # so a peer that cannot be reached fails the receive at once
@@ -601,7 +631,7 @@ class Hub:
         came earlier first); returns the message's length once it is complete."""
         key = (peer, session, round, kind)
         box = self._inbox.setdefault(key, _Inbox())
-        self._release(peer, box)
+        self._release(key, box)
         if box.buffer is not None and box.filled:
             sink(0, memoryview(box.buffer)[: box.filled])  # the pieces that came before the ask
         box.buffer = None
@@ -669,8 +699,13 @@ def add_to_server(hub: Hub, server: grpc.aio.Server) -> None:
 
 
 def _given_up(box: _Outbox, message: _Message, done: asyncio.Future) -> None:
-    """A message's poster cancelled its future: not written, unless a frame of it already was."""
-    if done.cancelled() and not message.started:
+    """A message's poster cancelled its future: not written, unless a frame of it already was; then its other
+    frames are copied now, so the caller may change its buffer once the future is done, as the module doc says."""
+    if not done.cancelled():
+        return
+    if message.started:
+        message.frames[:] = [f._replace(payload=bytes(f.payload)) for f in message.frames]
+    else:
         _unqueue(box, message)
 
 

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import errno
 import os
+import random
+import struct
 import threading
 
 import grpc
@@ -359,3 +361,234 @@ async def test_closing_the_session_log_waits_for_a_write_in_progress(tmp_path, m
     again = ledgers.SessionLog(tmp_path / "p.sessions")
     assert sid in again
     again.close()
+
+
+# -- a malicious authenticated peer (review-wire S1, F1, F3, M1) and a careless poster (F4, F2) ------------------
+
+
+async def carol_writes(net, certs, *writes: bytes, who: str = "carol") -> grpc.aio.AioRpcError | None:
+    """``who`` opens a raw link to bob and sends ``writes``; how bob ended the stream (None: he did not refuse)."""
+    channel = Identity(who, certs).channel(net.addresses["bob"], "bob")
+    try:
+        call = link.open_call(channel)
+        for write in writes:
+            await call.write(write)
+        await call.done_writing()
+        try:
+            async for _ in call:
+                pass
+        except grpc.aio.AioRpcError as exc:
+            return exc
+        return None
+    finally:
+        await channel.close()
+
+
+def empty_messages(n: int, kind: str = "x") -> list[link.Frame]:
+    """``n`` zero-length messages under fresh session ids: what nobody asked for costs a peer nothing to send."""
+    return [link.Frame(i.to_bytes(16, "big"), 0, kind, 0, 0, b"") for i in range(n)]
+
+
+async def test_one_write_of_messages_nobody_asked_for_is_capped_in_number_and_charged_per_message(certs):
+    """S1: one ~40 KB write of 1,000 empty messages (each a box bob would hold for ``pending_seconds``) is refused
+    at the cap, and what bob holds is charged HELD_COST apiece, not the 0 bytes of their payloads."""
+    net = await make_net(certs, max_held_messages=100)
+    try:
+        bob = net.hubs["bob"]
+        refused = await carol_writes(net, certs, link.encode("carol", empty_messages(1000)))
+        assert refused is not None and refused.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "more than 100 messages" in refused.details()
+        held = sum(1 for k in bob._inbox if k[0] == "carol")
+        assert held == 100 and bob._pending["carol"] == 100 * link.HELD_COST
+    finally:
+        await net.close()
+
+
+def lone_hub(**kw) -> Hub:
+    return Hub(Identity("bob", None, insecure=True), lambda peer: "nowhere", lambda peer: True, **kw)
+
+
+async def test_a_first_frame_is_charged_the_length_its_message_announces_not_the_bytes_it_carries():
+    """S1: a 1-byte first frame of a 1 MiB message would make bob allocate 1 MiB; it is charged that much."""
+    bob = lone_hub(max_pending_bytes=1 << 20)
+    with pytest.raises(LinkError, match="bytes sent ahead"):
+        bob._dispatch("carol", link.Frame(b"a" * 16, 0, "v", 0, 1 << 20, b"x"))
+    bob._dispatch("carol", link.Frame(b"b" * 16, 0, "v", 0, 1000, b"x"))
+    assert bob._pending["carol"] == 1000 + link.HELD_COST
+    bob._release(("carol", b"b" * 16, 0, "v"), bob._inbox[("carol", b"b" * 16, 0, "v")])  # asked for: released
+    assert bob._pending["carol"] == 0 and not bob._held["carol"]
+
+
+async def test_holding_many_messages_costs_each_new_one_the_expired_ones_not_all_held(monkeypatch):
+    """S1: every new key used to scan every held box (6,000 empty frames stalled a loop for 12 s). Now 4,000 new
+    keys take well under a second (the old scan: ~8 million box visits), and expiry still forgets the old ones."""
+    now = [1000.0]
+    monkeypatch.setattr(link.time, "monotonic", lambda: now[0])
+    bob = lone_hub(pending_seconds=10.0)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    for frame in empty_messages(4000):
+        bob._dispatch("carol", frame)
+    assert loop.time() - t0 < 1.0
+    assert len(bob._held["carol"]) == 4000 and bob._pending["carol"] == 4000 * link.HELD_COST
+    asked = ("carol", (7).to_bytes(16, "big"), 0, "x")
+    waiting = asyncio.ensure_future(bob.receive(*asked[:4], timeout=5))
+    await asyncio.sleep(0)
+    now[0] += 11  # every held one is now older than pending_seconds: the next new key forgets them all
+    bob._dispatch("carol", link.Frame(b"n" * 16, 0, "x", 0, 0, b""))
+    assert list(bob._held["carol"]) == [("carol", b"n" * 16, 0, "x")] and bob._pending["carol"] == link.HELD_COST
+    assert set(bob._inbox) == {asked, ("carol", b"n" * 16, 0, "x")}  # the asked-for one is kept
+    assert bytes(await waiting) == b""
+
+
+async def test_a_huge_total_is_refused_at_its_first_frame_and_leaves_no_box(net, certs):
+    """M1: the refusal used to come after the box for its key was made, and the box stayed."""
+    huge = link.encode("carol", [link.Frame(b"h" * 16, 0, "v", 0, 2**64 - 1, b"x")])
+    refused = await carol_writes(net, certs, huge)
+    assert refused is not None and refused.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "exceeds" in refused.details()
+    assert not any(k[1] == b"h" * 16 for k in net.hubs["bob"]._inbox)
+
+
+async def test_a_first_write_naming_another_sender_is_refused_and_nothing_dispatched(net, certs):
+    """F1: the sender is the certificate: carol's first write claiming to be alice closes the stream."""
+    forged = link.encode("alice", [link.Frame(b"f" * 16, 0, "share", 0, 3, b"abc")])
+    refused = await carol_writes(net, certs, forged)
+    assert refused is not None and refused.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert not any(k[1] == b"f" * 16 for k in net.hubs["bob"]._inbox)
+
+
+async def test_no_frame_of_a_malformed_write_is_acted_on(net, certs):
+    """F3: a write is checked whole before any of its frames is dispatched (as protobuf did)."""
+    seen = []
+    net.hubs["bob"].on("ping", lambda peer, sid, rnd, payload: seen.append(bytes(payload)))
+    good = link.encode("carol", [link.Frame(b"g" * 16, 0, "ping", 0, 2, b"hi")])
+    refused = await carol_writes(net, certs, good + struct.pack("<HHIQQI", 16, 0, 0, 0, 0, 99))
+    assert refused is not None and refused.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert seen == []
+
+
+def mutated_writes(rng: random.Random, n: int):
+    """``n`` writes of :func:`link.encode`'s form with one random flip, cut, insertion or tail each."""
+    for _ in range(n):
+        frames = []
+        for _ in range(rng.randrange(5)):
+            sid = rng.randbytes(rng.choice([16, 16, 16, 0, 40]))
+            kind = rng.choice(["", "share", "partial", "é€", "k" * 33])
+            payload = rng.randbytes(rng.choice([0, 1, 7, 100]))
+            frames.append(
+                link.Frame(sid, rng.randrange(2**32), kind, rng.randrange(2**64), rng.randrange(2**64), payload)
+            )
+        b = bytearray(link.encode(rng.choice(["", "alice", "bob-é"]), frames))
+        op = rng.randrange(4)
+        if op == 0 and b:
+            b[rng.randrange(len(b))] = rng.randrange(256)
+        elif op == 1:
+            b = b[: rng.randrange(len(b) + 1)]
+        elif op == 2:
+            b += rng.randbytes(rng.randrange(1, 40))
+        else:
+            at = rng.randrange(len(b) + 1)
+            b[at:at] = rng.randbytes(rng.randrange(1, 5))
+        yield bytes(b)
+
+
+def test_a_mutated_write_either_decodes_to_exactly_its_bytes_or_is_a_frame_error():
+    """F1: 3,000 mutated writes: decode raises nothing but FrameError, and what it accepts re-encodes to itself
+    (no byte skipped or read twice), with 16-byte session ids and kinds of at most 32 bytes."""
+    decoded = 0
+    for data in mutated_writes(random.Random(7), 3000):
+        try:
+            sender, frames = link.decode(data)
+            frames = list(frames)
+        except link.FrameError:
+            continue
+        decoded += 1
+        assert link.encode(sender, frames) == data
+        assert all(len(f.session_id) == 16 and len(f.kind.encode()) <= link.MAX_KIND_BYTES for f in frames)
+    assert 100 < decoded < 3000  # both sides were exercised
+
+
+SID = b"s" * 16
+
+
+@pytest.mark.parametrize(
+    "data, why",
+    [
+        (b"", "shorter than its header"),
+        (b"\x01\x00", "shorter than its header"),
+        (b"\x02\x00\x00", "format 2"),
+        (b"\x01\x05\x00abc", "runs past"),
+        (b"\x01\x01\x00\xff", "not UTF-8"),
+        (link.encode("a", []) + b"\x00" * 27, "header runs past"),
+        (link.encode("a", [link.Frame(SID, 0, "k", 0, 3, b"abc")])[:-1], "runs past"),
+        (link.encode("a", []) + struct.pack("<HHIQQI", 16, 1, 0, 0, 0, 0) + SID + b"\xff", "not UTF-8"),
+        (link.encode("a", []) + struct.pack("<HHIQQI", 0xFFFF, 0, 0, 0, 0, 0), "runs past"),
+        (link.encode("a", []) + struct.pack("<HHIQQI", 16, 0, 0, 0, 0, 0xFFFFFFFF) + SID, "runs past"),
+        (link.encode("a", [link.Frame(b"s" * 15, 0, "k", 0, 0, b"")]), "a session id of 15 bytes"),
+        (link.encode("a", [link.Frame(b"s" * 17, 0, "k", 0, 0, b"")]), "a session id of 17 bytes"),
+        (link.encode("a", [link.Frame(SID, 0, "k" * 33, 0, 0, b"")]), "a kind of 33"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "write",
+)
+def test_each_malformed_write_is_a_frame_error_saying_what_is_wrong(data, why):
+    """F1: each check of the decoder, one malformed write apiece (deleting any check fails its case)."""
+    with pytest.raises(link.FrameError, match=why):
+        list(link.decode(data)[1])
+
+
+def test_every_kind_a_protocol_sends_fits_a_frame():
+    """The kind bound is not tighter than what the protocols use."""
+    from services import many_party, mpc_node, pair_keys, sessions, swarm
+
+    kinds = [*many_party.KINDS.values(), many_party.PROPOSE, mpc_node.KIND, pair_keys.HELLO, swarm.LINK_KIND, swarm.BYE]
+    kinds += [getattr(sessions, n) for n in ("PROPOSE", "ANSWER", "START", "SHARE", "PARTIAL", "ABORT")]
+    assert max(len(k.encode()) for k in kinds) <= link.MAX_KIND_BYTES
+
+
+def stream_to(written: list, gate: asyncio.Event | None = None):
+    """A stand-in for ``Hub._stream``: each write's frames appended to ``written`` (waiting on ``gate`` after the
+    first write, a slow peer)."""
+
+    async def open_(peer):
+        async def write(data):
+            written.extend(link.decode(data)[1])
+            if gate is not None:
+                await gate.wait()
+
+        return link._Stream(write, lambda: None)
+
+    return open_
+
+
+@pytest.mark.parametrize(
+    "session, round, kind",
+    [(b"s" * 17, 0, "k"), (b"s" * 15, 0, "k"), (SID, 2**32, "k"), (SID, -1, "k"), (SID, 0, "k" * 33)],
+    ids=["long-session", "short-session", "round-2**32", "negative-round", "long-kind"],
+)
+async def test_a_field_out_of_range_is_refused_to_its_poster_and_the_writer_lives_on(session, round, kind):
+    """F4: refused at ``post`` (a LinkError to the caller), not in the writer task, where it stranded its batch."""
+    bob, written = lone_hub(), []
+    bob._stream = stream_to(written)
+    ok = bob.post("carol", SID, 0, "k", b"fine")
+    with pytest.raises(LinkError, match="session id is 16 bytes"):
+        bob.post("carol", session, round, kind, b"out of range")
+    await asyncio.wait_for(ok, 5)
+    assert [bytes(f.payload) for f in written] == [b"fine"]
+
+
+async def test_a_message_given_up_after_its_first_frame_sends_what_was_posted_not_what_the_buffer_became():
+    """F2: its poster's future is done (cancelled) while the rest of its frames wait: the buffer may change then."""
+    bob, written, gate = lone_hub(chunk_bytes=8), [], asyncio.Event()
+    bob._stream = stream_to(written, gate)
+    secret = np.arange(4, dtype=np.uint64)  # 4 frames of 8 bytes
+    posted = bob.post("carol", SID, 0, "k", secret)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(posted, 0.1)  # the first frame is written, the peer is slow
+    secret[:] = 0  # the future is done: the caller wipes its buffer
+    gate.set()
+    for _ in range(100):
+        if len(written) == 4:
+            break
+        await asyncio.sleep(0.01)
+    assert np.frombuffer(b"".join(bytes(f.payload) for f in written), "<u8").tolist() == [0, 1, 2, 3]
