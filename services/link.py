@@ -29,7 +29,8 @@ drains the queue in order; whatever was queued meanwhile (the messages of
 every session in flight to that peer) goes out in one gRPC write of up to
 ``chunk_bytes``, so the per-write cost of gRPC is paid per batch, not per
 message. A payload is read when its frame is written, not when it is posted:
-it must not change until its future is done.
+it must not change until its future is done (a message given up after its
+first frame was written keeps a copy of the rest).
 
 Pushed kinds: ``hub.on(kind, handler)`` hands every complete message of
 ``kind`` to ``handler(peer, session, round, payload)`` instead of holding it
@@ -38,8 +39,14 @@ proposal, a many-party protocol's next step) reaches a node that cannot know
 when to ask. A kind is either pushed or received, never both.
 
 Bounds: a message longer than ``max_message_bytes`` is refused; messages
-nobody has asked for yet are held up to ``max_pending_bytes`` per peer and
-for ``pending_seconds`` (after that a peer's early frames are dropped), and
+nobody has asked for yet are held for ``pending_seconds`` (after that a
+peer's early frames are dropped), at most ``max_held_messages`` per peer,
+each charged ``HELD_COST`` plus the length its first frame announces against
+the peer's ``max_pending_bytes`` (what holding it may take, not what has
+arrived: an empty message is not free); beyond either bound the peer's
+stream is closed. A session id is 16 bytes and a kind at most 32 (a frame
+otherwise is malformed; a ``post`` otherwise raises LinkError), and a
+write is checked whole before any of its frames is acted on; and
 ``close_session`` drops everything of a session and ignores its later
 frames. A stream that breaks fails the receives waiting on that peer, so a
 protocol round sees a dropped peer at once rather than at its deadline; and

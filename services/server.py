@@ -33,6 +33,7 @@ import time
 from typing import NoReturn
 
 import grpc
+from google.protobuf import descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -222,7 +223,8 @@ async def start(
 
     ``services`` is a list of ``(add_to_server, servicer, full_service_name)``.
     The standard health service reports each of them SERVING, and reflection
-    lists them, so ordinary gRPC tooling (grpcurl, grpc_health_probe) works.
+    lists those a protobuf describes (not the raw-byte ``mpcdp.v1.Link``), so
+    ordinary gRPC tooling (grpcurl, grpc_health_probe) works.
     ``limits`` (default :class:`Limits`) bounds messages, streams and connections.
     """
     limits = limits or Limits()
@@ -235,7 +237,7 @@ async def start(
     for add, servicer, name in services:
         add(servicer, server)
         names.append(name)
-    reflection.enable_server_reflection(names, server)
+    reflection.enable_server_reflection([n for n in names if _described(n)], server)
     port = identity.add_port(server, address)
     if port == 0:
         raise OSError(f"could not listen on {address}")
@@ -243,6 +245,15 @@ async def start(
     for name in ["", *names]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return server, port
+
+
+def _described(service: str) -> bool:
+    """Whether a protobuf describes ``service`` (reflection can tell a client its methods)."""
+    try:
+        descriptor_pool.Default().FindServiceByName(service)
+    except KeyError:
+        return False
+    return True
 
 
 async def wait_serving(identity: Identity, address: str, peer: str, timeout: float) -> None:

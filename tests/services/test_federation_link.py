@@ -592,3 +592,18 @@ async def test_a_message_given_up_after_its_first_frame_sends_what_was_posted_no
             break
         await asyncio.sleep(0.01)
     assert np.frombuffer(b"".join(bytes(f.payload) for f in written), "<u8").tolist() == [0, 1, 2, 3]
+
+
+async def test_reflection_lists_only_services_it_can_describe(net, certs):
+    """M2: the raw-byte Link has no protobuf; reflection listed it anyway, and describing it failed."""
+    from google.protobuf import descriptor_pool
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    async with Identity("carol", certs).channel(net.addresses["bob"], "bob") as channel:
+        stream = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+        )
+        names = [s.name async for r in stream for s in r.list_services_response.service]
+    assert "grpc.health.v1.Health" in names and link.SERVICE not in names
+    for name in names:
+        descriptor_pool.Default().FindServiceByName(name)
