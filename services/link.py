@@ -469,6 +469,9 @@ class Hub:
             for (p, *_), box in list(self._inbox.items()):
                 if p == peer and box.done is not None and not box.done.done():
                     _fail(box.done, error)
+            for key, box in list(self._held.get(peer, {}).items()):  # its rest will never come: no stream carries it
+                if box.assembler is None or not box.assembler.done:
+                    self._forget(key, box)
             for callback in self._drop_callbacks:
                 callback(peer, error)
 

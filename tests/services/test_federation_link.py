@@ -607,3 +607,20 @@ async def test_reflection_lists_only_services_it_can_describe(net, certs):
     assert "grpc.health.v1.Health" in names and link.SERVICE not in names
     for name in names:
         descriptor_pool.Default().FindServiceByName(name)
+
+
+async def test_a_message_half_sent_by_a_peer_whose_last_stream_ended_is_not_held(net, certs):
+    """M1: its other frames can never come (a sender fails its whole queue when its stream breaks), so it is
+    forgotten with its charge when the peer's last stream ends; a whole message nobody asked for yet is kept."""
+    bob = net.hubs["bob"]
+    half = link.Frame(b"p" * 16, 0, "v", 0, 6, b"abc")
+    whole = link.Frame(b"q" * 16, 0, "v", 0, 3, b"abc")
+    assert await carol_writes(net, certs, link.encode("carol", [half, whole])) is None
+    for _ in range(200):
+        if not bob._streams.get("carol"):
+            break
+        await asyncio.sleep(0.01)
+    assert ("carol", b"p" * 16, 0, "v") not in bob._inbox
+    assert bob._pending["carol"] == 3 + link.HELD_COST
+    assert bytes(await bob.receive("carol", b"q" * 16, 0, "v", timeout=5)) == b"abc"
+    assert bob._pending["carol"] == 0
