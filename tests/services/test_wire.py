@@ -213,3 +213,49 @@ def test_unavailable_intervals_say_so():
     reply = pb.QueryReply(statistic=pb.STATISTIC_MEAN, epsilon=1.0, mechanism=pb.MECHANISM_SKELLAM, entries=entries)
     r = QueryResult.from_proto(reply)
     assert r.intervals == {"mean": None} and "interval for mean: none" in r.to_text()
+
+
+# -- malformed chunks on the analyst's in-place path (review-wire M7) ----------------------------------------------
+
+
+def first_part(length: int, *values: float) -> pb.QueryReplyPart:
+    first = pb.VectorChunk(offset=0, data=np.asarray(values, dtype="<f8").tobytes())
+    vector = pb.ReleaseVector(name="sum", part=pb.ReleaseVector.PART_VALUE, length=length, first=first)
+    return pb.QueryReplyPart(vector=vector)
+
+
+def chunk_bytes(offset: int, *values: float, tail: bytes = b"") -> bytes:
+    """A chunk part in the layout vector_parts writes, so that read_part takes its in-place path."""
+    body = b"".join(releases._chunk(offset, memoryview(np.asarray(values, dtype="<f8").tobytes() + tail)))
+    return releases._key(releases._CHUNK, len(body)) + body
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [
+        [first_part(3, 1), chunk_bytes(2, 3)],
+        [first_part(3, 1), chunk_bytes(1, 2, 3, 4)],
+        [chunk_bytes(0, 1)],
+        [first_part(3, 1), chunk_bytes(1, 2), chunk_bytes(1, 2)],
+        [first_part(3, 1), chunk_bytes(1, 2, tail=b"\x00" * 3)],
+        [first_part(3, 1), chunk_bytes(1 + 2**64, 2, 3)],
+    ],
+    ids=["gap", "overrun", "no-vector", "duplicate", "not-whole-float64s", "offset-beyond-uint64"],
+)
+def test_a_malformed_chunk_read_in_place_is_refused(parts):
+    """What a coordinator sends after a vector's first part takes read_part's in-place path, not protobuf: each
+    malformed chunk is still refused (the stream's assembler checks offsets, lengths and whole items)."""
+    stream = _ReleaseStream()
+    assert all(isinstance(releases.read_part(p), releases.Chunk) for p in parts if isinstance(p, bytes))
+    with pytest.raises(ValueError):
+        for p in parts:
+            stream.add(releases.read_part(p) if isinstance(p, bytes) else p)
+        stream.finish()
+
+
+def test_a_chunk_read_in_place_is_little_endian_float64():
+    stream = _ReleaseStream()
+    stream.add(first_part(2, 1.5))
+    stream.add(releases.read_part(chunk_bytes(1, 2.5)))
+    out = stream.finish()[("sum", pb.ReleaseVector.PART_VALUE)]
+    assert out.dtype.byteorder in "<=" and list(out) == [1.5, 2.5]
