@@ -431,14 +431,17 @@ async def test_holding_many_messages_costs_each_new_one_the_expired_ones_not_all
         bob._dispatch("carol", frame)
     assert loop.time() - t0 < 1.0
     assert len(bob._held["carol"]) == 4000 and bob._pending["carol"] == 4000 * link.HELD_COST
-    asked = ("carol", (7).to_bytes(16, "big"), 0, "x")
-    waiting = asyncio.ensure_future(bob.receive(*asked[:4], timeout=5))
+    asked = ("carol", b"a" * 16, 0, "x")
+    bob._dispatch("carol", link.Frame(b"a" * 16, 0, "x", 0, 2, b"a"))  # half of a message, then someone asks
+    bob._streams["carol"] = [link._Stream(None, lambda: None)]  # carol's link is up: the receive dials nobody
+    waiting = asyncio.ensure_future(bob.receive(*asked, timeout=5))
     await asyncio.sleep(0)
     now[0] += 11  # every held one is now older than pending_seconds: the next new key forgets them all
     bob._dispatch("carol", link.Frame(b"n" * 16, 0, "x", 0, 0, b""))
     assert list(bob._held["carol"]) == [("carol", b"n" * 16, 0, "x")] and bob._pending["carol"] == link.HELD_COST
     assert set(bob._inbox) == {asked, ("carol", b"n" * 16, 0, "x")}  # the asked-for one is kept
-    assert bytes(await waiting) == b""
+    bob._dispatch("carol", link.Frame(b"a" * 16, 0, "x", 1, 2, b"b"))
+    assert bytes(await waiting) == b"ab"
 
 
 async def test_a_huge_total_is_refused_at_its_first_frame_and_leaves_no_box(net, certs):
