@@ -13,7 +13,10 @@ by every later session on the same link:
   both public keys, in name order)``, 32 bytes. A hello says whether it starts an agreement or answers one,
   and an answer echoes (a hash of) the public key it answers: each end sends one hello per agreement, a
   start is answered only when none of ours is pending (two crossing starts complete each other), and an
-  answer that matches nothing of ours is dropped, so hellos never answer each other for ever. A start
+  answer that matches nothing of ours is never answered, so hellos never answer each other for ever. Such a
+  stale answer (our start was given up, or failed by a link drop, while it was on its way) means the peer
+  holds a key we do not: we start a new agreement at once (one start per stale answer, rate-limited like
+  the answer), which replaces it there before its next session masks with it. A start
   arriving while we hold a key means the peer forgot it (e.g. after a link drop): we answer with a fresh
   key pair. An answer to the start our current key came from (the peer forgot and answered it again)
   replaces the key. An agreement not answered within ``AGREEMENT_SECONDS`` (or by the deadline of a session
@@ -248,8 +251,13 @@ class PairKeys:
                 agreement = self._agreeing.pop(peer)
             elif pending is None and current is not None and echo == _echo(current.public):
                 agreement = current  # the peer forgot and answered our start again: its new key replaces ours
-            else:
-                return  # answers nothing of ours (a stale answer): dropped, never answered
+            else:  # answers no start of ours we still hold (given up, or failed by a link drop, while the answer
+                # was on its way): the peer now holds a key we do not, which its next session would use at once
+                # (a key id mismatch). Start afresh (unless a start of ours is pending already): our start
+                # replaces that key at the peer, and its answer completes ours. Never answered itself.
+                if pending is None:
+                    self._start(peer)
+                return
         else:
             audit.record("invalid", caller=peer, message=f"a pair key hello of {len(data)} bytes")
             return

@@ -298,6 +298,31 @@ async def test_a_stale_hello_does_not_start_an_endless_exchange_and_both_ends_ag
     assert keys["alice"].known("bob") == keys["bob"].known("alice") is not None
 
 
+async def test_an_answer_arriving_after_its_start_was_dropped_leaves_no_key_on_one_end_only():
+    """The flake of the Dropping-keyed faulty-party test: alice's start reaches bob, which answers (bob holds the
+    key), but alice's link drops (failing her agreement) before the answer, which comes on the new stream, is
+    read. Before, alice dropped that answer as stale: bob kept a key alice did not have, bob's next session
+    masked with it at once while alice agreed a new one, and the session aborted on a key id mismatch."""
+    wire = []
+    hubs, keys, deliver = fake_pair(wire)
+    a = asyncio.ensure_future(keys["alice"].keys(["bob"], 5))
+    await asyncio.sleep(0)
+    deliver(wire.pop(0))  # alice's start: bob answers and holds the key
+    assert keys["bob"].known("alice") is not None
+    for callback in hubs["alice"].drops:  # alice's end of the link drops before she reads the answer
+        callback("bob", LinkError("bob", "the link dropped"))
+    with pytest.raises(PairKeyError):
+        await asyncio.wait_for(a, 1)
+    exchanged = 0
+    while wire and exchanged < 100:  # the answer arrives on the new stream, and what it sets off
+        deliver(wire.pop(0))
+        exchanged += 1
+    assert exchanged <= 3
+    assert keys["alice"].known("bob") == keys["bob"].known("alice") is not None
+    got = await asyncio.gather(keys["alice"].keys(["bob"], 1), keys["bob"].keys(["alice"], 1))
+    assert got[0]["bob"].id == got[1]["alice"].id and not wire, "both ends mask with the same key, no new hello"
+
+
 async def test_an_agreement_whose_answer_never_came_is_given_up_and_the_next_session_starts_again():
     wire = []
     _, keys, _ = fake_pair(wire)
