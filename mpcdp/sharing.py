@@ -192,13 +192,23 @@ def fold_masks(
 _MASK_KEY_DOMAIN = b"mpcdp/v1/keyed/mask"
 
 
+def bound_field(f: bytes) -> bytes:
+    """One field with its 2-byte big-endian length: the unit of :func:`bind_fields`."""
+    return len(f).to_bytes(2, "big") + f
+
+
+def bind_fields(*fields: bytes) -> bytes:
+    """Fields joined unambiguously (each with a 2-byte length): what every hash or PRF of several fields here
+    and in :mod:`mpcdp.protocol.masked` is taken over."""
+    return b"".join(map(bound_field, fields))
+
+
 def mask_key(pair_key: bytes, binding: bytes, a: str, b: str) -> bytes:
     """The AES key of the mask between parties ``a`` and ``b`` (the same from either end) in the session
     ``binding``: HMAC-SHA256 under their 32-byte pair key (a PRF) of the binding and both names in name order,
     each length-bound. Its first 16 bytes key :func:`pair_stream`."""
     lo, hi = sorted((a, b))
-    fields = (_MASK_KEY_DOMAIN, binding, lo.encode(), hi.encode())
-    message = b"".join(len(f).to_bytes(2, "big") + f for f in fields)
+    message = bind_fields(_MASK_KEY_DOMAIN, binding, lo.encode(), hi.encode())
     return hmac.new(pair_key, message, hashlib.sha256).digest()
 
 

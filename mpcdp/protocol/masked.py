@@ -69,7 +69,7 @@ import numpy as np
 from .. import ring
 from ..dp.loss import PrivacyLoss
 from ..prg import SEED_BYTES, Prg, RandomSource, system_random
-from ..sharing import fold_masks
+from ..sharing import bind_fields, bound_field, fold_masks
 from . import shamir
 from .coordinator import Release
 from .errors import ProtocolError, Status
@@ -82,21 +82,13 @@ from .statistics import codec_for
 KEY_BYTES = 32  # a recovery key, a half of a pair seed, a pad, a commitment (a mask's AES key: its first 16 bytes)
 
 
-def _field(f: bytes) -> bytes:
-    return len(f).to_bytes(2, "big") + f
-
-
-def _bind(*fields: bytes) -> bytes:
-    """Fields joined unambiguously (each with a 2-byte length)."""
-    return b"".join(map(_field, fields))
-
-
 def pair_seed(session_id: bytes, a: str, half_a: bytes, b: str, half_b: bytes) -> bytes:
     """The pair seed of parties ``a`` and ``b`` from their halves (in either order: the same seed): SHA-256 of
     the session, both names and both halves, each length-bound."""
     if a > b:
         a, half_a, b, half_b = b, half_b, a, half_a
-    return hashlib.sha256(_bind(b"mpcdp/v1/many/pair", session_id, a.encode(), b.encode(), half_a, half_b)).digest()
+    fields = bind_fields(b"mpcdp/v1/many/pair", session_id, a.encode(), b.encode(), half_a, half_b)
+    return hashlib.sha256(fields).digest()
 
 
 def _xor(a: bytes, b: bytes) -> bytes:
@@ -107,15 +99,16 @@ def _xor(a: bytes, b: bytes) -> bytes:
 def _recovery_pads(key: bytes, session_id: bytes, party: str, others: Sequence[str]) -> bytes:
     """PRF(key, session, party, other) for each of ``others`` (keyed BLAKE2b, RFC 7693: a PRF and MAC by design,
     a third of an HMAC-SHA256's cost here), concatenated."""
-    prefix = _bind(b"mpcdp/v1/many/pad", session_id, party.encode())
+    prefix = bind_fields(b"mpcdp/v1/many/pad", session_id, party.encode())
     return b"".join(
-        [hashlib.blake2b(prefix + _field(o.encode()), key=key, digest_size=KEY_BYTES).digest() for o in others]
+        [hashlib.blake2b(prefix + bound_field(o.encode()), key=key, digest_size=KEY_BYTES).digest() for o in others]
     )
 
 
 def commitment(secret: bytes, session_id: bytes, party: str, what: str) -> bytes:
     """What a party's report commits to for its recovery key (``what`` = "key") or self-mask seed ("seed")."""
-    return hashlib.sha256(_bind(b"mpcdp/v1/many/commit", what.encode(), session_id, party.encode(), secret)).digest()
+    fields = bind_fields(b"mpcdp/v1/many/commit", what.encode(), session_id, party.encode(), secret)
+    return hashlib.sha256(fields).digest()
 
 
 def self_purpose(party: str) -> str:
