@@ -218,3 +218,90 @@ class Coordinator:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class LinkStub:
+    """---- any node <-> any node: one long-lived link per pair, many sessions ----
+    A link is a mutually authenticated TLS connection (plain TCP under --insecure) to a port of its own
+    beside the node's gRPC server, carrying length-prefixed raw-byte writes, not protobuf messages: see
+    services/link.py (encode, decode) for the layout. A peer asks for that port here, over its
+    authenticated channel, once (again after the link cannot be reached).
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Port = channel.unary_unary(
+                '/mpcdp.v1.Link/Port',
+                request_serializer=mpcdp_dot_v1_dot_federation__pb2.LinkPortRequest.SerializeToString,
+                response_deserializer=mpcdp_dot_v1_dot_federation__pb2.LinkPort.FromString,
+                _registered_method=True)
+
+
+class LinkServicer:
+    """---- any node <-> any node: one long-lived link per pair, many sessions ----
+    A link is a mutually authenticated TLS connection (plain TCP under --insecure) to a port of its own
+    beside the node's gRPC server, carrying length-prefixed raw-byte writes, not protobuf messages: see
+    services/link.py (encode, decode) for the layout. A peer asks for that port here, over its
+    authenticated channel, once (again after the link cannot be reached).
+    """
+
+    def Port(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_LinkServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Port': grpc.unary_unary_rpc_method_handler(
+                    servicer.Port,
+                    request_deserializer=mpcdp_dot_v1_dot_federation__pb2.LinkPortRequest.FromString,
+                    response_serializer=mpcdp_dot_v1_dot_federation__pb2.LinkPort.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'mpcdp.v1.Link', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('mpcdp.v1.Link', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Link:
+    """---- any node <-> any node: one long-lived link per pair, many sessions ----
+    A link is a mutually authenticated TLS connection (plain TCP under --insecure) to a port of its own
+    beside the node's gRPC server, carrying length-prefixed raw-byte writes, not protobuf messages: see
+    services/link.py (encode, decode) for the layout. A peer asks for that port here, over its
+    authenticated channel, once (again after the link cannot be reached).
+    """
+
+    @staticmethod
+    def Port(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpcdp.v1.Link/Port',
+            mpcdp_dot_v1_dot_federation__pb2.LinkPortRequest.SerializeToString,
+            mpcdp_dot_v1_dot_federation__pb2.LinkPort.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
