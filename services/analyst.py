@@ -13,11 +13,12 @@ stream breaks after the session started, the QueryError names the session
 id, and ``Analyst.fetch(session_id)`` (``mpcdp query --fetch``) gets the
 release the coordinator kept, at no further cost.
 
-Several statistics in one many-party session (one key exchange, one masked
-vector per party, their losses composed on each ledger once)::
+Several statistics in one session (one proposal and one partial sum per party
+carrying them all, their losses composed on each ledger once; with ``quorum``
+a many-party session)::
 
     rs = await c.query_batch([dict(statistic="sum", column="raise", bounds=(0, 10_000)),
-                              dict(statistic="count")], quorum=3)
+                              dict(statistic="count")])
 """
 
 from __future__ import annotations
@@ -76,6 +77,9 @@ class QueryResult:
     index: int = 0  # which statistic of its session's batch (0: the first, or the only one)
     sharing: str | None = None  # how the parties shared ("keyed", "seeded", "full"; None: the many-party protocol)
     sharing_note: str = ""  # why the coordinator ran seeded where keyed was asked ("": as asked)
+    batch_size: int = 1  # statistics released by its session (a batch: more than one)
+    batch_epsilon: float | None = None  # a batch's losses composed: what every ledger was charged for the session
+    batch_delta: float = 0.0
 
     @property
     def value(self):
@@ -124,6 +128,11 @@ class QueryResult:
             lines.append(f"parties: {', '.join(self.parties)}")
         if self.sharing_note:
             lines.append(f"sharing: {self.sharing} instead of keyed ({self.sharing_note})")
+        if self.batch_size > 1:
+            cost = "exact" if self.batch_epsilon is None else f"epsilon {self.batch_epsilon:g} composed"
+            if self.batch_epsilon is not None and self.batch_delta:
+                cost += f", delta {self.batch_delta:g}"
+            lines.append(f"batch: statistic {self.index + 1} of {self.batch_size} in one session ({cost})")
         return "\n".join(lines)
 
     @classmethod
@@ -162,6 +171,9 @@ class QueryResult:
             index=reply.index,
             sharing=convert.sharing_name(reply.sharing).value if reply.sharing else None,
             sharing_note=reply.sharing_note,
+            batch_size=max(reply.batch_size, 1),
+            batch_epsilon=reply.batch_epsilon if reply.HasField("batch_epsilon") else None,
+            batch_delta=reply.batch_delta,
         )
 
 
@@ -310,18 +322,21 @@ class Analyst:
         self,
         questions: Sequence[Mapping[str, Any]],
         *,
-        quorum: int,
+        quorum: int | None = None,
         parties=(),
         colluders: int = 1,
+        sharing: str = "keyed",
         timeout: float = 30.0,
         confidence: float = 0.95,
     ) -> list[QueryResult]:
-        """Ask several statistics in one many-party session: one key exchange, one masked vector per party,
-        one release per question, in order. Each question is the per-statistic keywords of :meth:`query`
-        (``statistic``, ``column``, ``bounds``, ``epsilon``, ``delta``, ``dimension``, ``categories``, ...); the
-        parties, colluders, deadline (``timeout``) and ``quorum`` are the session's. Each party checks every
-        statistic against its policy (refusing one refuses the session) and is charged their losses composed,
-        once. Secure sums only (sum, count, mean, variance, histogram)."""
+        """Ask several statistics in one session: one proposal and one partial sum (or, with ``quorum``, one key
+        exchange and one masked vector) per party carrying them all, one release per question, in order. Each
+        question is the per-statistic keywords of :meth:`query` (``statistic``, ``column``, ``bounds``,
+        ``epsilon``, ``delta``, ``dimension``, ``categories``, ...); the parties, colluders, ``sharing``, deadline
+        (``timeout``) and ``quorum`` are the session's. Each party checks every statistic against its policy
+        (refusing one refuses the session, naming the statistic) and is charged their losses composed, at once
+        (the whole batch or nothing); each release states its own loss and the batch's composed. Secure sums
+        only (sum, count, mean, variance, histogram)."""
         if not questions:
             raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, "a batch asks at least one statistic")
         specs = []
@@ -332,7 +347,7 @@ class Analyst:
                 raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, "each question of a batch names its statistic")
             _secure_sum(statistic, "a batch asks secure sums; {} is computed under MPC on its own")
             try:
-                spec = _spec(statistic, parties=parties, colluders=colluders, **ask)
+                spec = _spec(statistic, parties=parties, colluders=colluders, sharing=sharing, **ask)
             except TypeError as exc:  # a keyword _spec does not take, or one that is the session's
                 raise QueryError(grpc.StatusCode.INVALID_ARGUMENT, f"a question of a batch: {exc}") from None
             _check_locally(spec, confidence, self._parties)

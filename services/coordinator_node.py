@@ -44,8 +44,8 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from mpcdp.dp.loss import PrivacyLoss
-from mpcdp.protocol import CoordinatorSession, ProtocolError, QuerySpec, Response, SpecError, Status
-from mpcdp.protocol.spec import MAX_KEYED_PARTIES, Sharing
+from mpcdp.protocol import CoordinatorSession, ProtocolError, QuerySpec, Release, Response, SpecError, Status
+from mpcdp.protocol.spec import MAX_BATCH, MAX_KEYED_PARTIES, Batch, Sharing
 from services import audit, convert, releases, server
 from services.channels import Channels
 from services.deadlines import DEFAULT_TIMEOUT, SEND_TIMEOUT
@@ -79,9 +79,9 @@ class _Run:
     """One session in flight: ``outcome`` is done once every partial sum is folded in, or failed with the
     SessionFailed that ends the session. The link handlers feed it (:meth:`CoordinatorNode._answered`, ...)."""
 
-    def __init__(self, spec: QuerySpec):
-        self.spec = spec
-        self.session = CoordinatorSession(spec)
+    def __init__(self, batch: Batch):
+        self.spec = batch.spec
+        self.session = CoordinatorSession(batch.spec, batch.specs[1:])
         self.outcome: asyncio.Future = asyncio.get_running_loop().create_future()
         self.waiting: list[str] = []  # accepted, waiting for START
         self.closed: set[str] = set()  # parties that closed the session themselves (refused, aborted)
@@ -204,9 +204,9 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
     async def Query(self, request: pb.QueryRequest, context):
         from services import mpc_node
 
-        if request.batch and (not request.HasField("quorum") or mpc_node.comparison_of(request.spec) is not None):
+        if request.batch and mpc_node.comparison_of(request.spec) is not None:
             who = await self._client(context)
-            reason = "a batch of statistics runs on the many-party protocol: secure sums only, with a quorum"
+            reason = "a batch asks secure sums; a comparison runs under MPC on its own"
             audit.record("refused", client=who, status="INVALID_ARGUMENT", reason=reason)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, reason)
         if mpc_node.comparison_of(request.spec) is not None:  # computed by the parties under MPC
@@ -217,16 +217,18 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             return await many_party.coordinate(self, request, context)
         who = await self._client(context)
         try:
-            spec, confidence, note = self.spec_for(request)
-            self.admit(spec)
-            budget = self.hold(spec.session_id, spec.loss, spec.deadline)
+            specs, confidence, note = self.spec_for(request)
+            batch = Batch(specs)
+            for spec in specs:
+                self.admit(spec)
+            budget = self.hold(batch.spec.session_id, batch.loss, batch.spec.deadline)
         except (SpecError, ProtocolError) as exc:
             await self.refuse(context, who, exc)
         await self.answer(
             context,
-            spec.session_id,
+            batch.spec.session_id,
             budget,
-            lambda: self._session(spec, confidence, who, budget, note),
+            lambda: self._session(batch, confidence, who, budget, note),
             _failure_status,
         )
 
@@ -320,9 +322,11 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             return True
         return any(c.label == sid for c in self.ledger.history())
 
-    async def _session(self, spec: QuerySpec, confidence: float, client: str, budget: bool, note: str = "") -> list:
-        """Run the session, keep its release, charge the held budget; the release's parts (``note``: why it ran
-        another sharing than the analyst asked, :meth:`spec_for`)."""
+    async def _session(self, batch: Batch, confidence: float, client: str, budget: bool, note: str = "") -> list:
+        """Run the session, keep its releases (one per statistic of the batch), charge the held budget (their
+        losses composed); the releases' parts (``note``: why it ran another sharing than the analyst asked,
+        :meth:`spec_for`)."""
+        spec = batch.spec
         sid = spec.session_id
         try:
             async with contextlib.AsyncExitStack() as slots:
@@ -330,20 +334,20 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
                     await slots.enter_async_context(
                         self._slots.setdefault(party, asyncio.Semaphore(SESSIONS_PER_PARTY))
                     )
-                release = await self.run(spec)
-            parts = list(releases.parts(spec, release, confidence, note))
+                released = await self.run(batch)
+            parts = releases.batch_parts(batch.specs, released, confidence, note)
             if self.store is not None:
                 key = sid.hex()
-                keeping = self._keeping[key] = asyncio.ensure_future(self._keep(key, client, spec.is_exact, parts))
+                keeping = self._keeping[key] = asyncio.ensure_future(self._keep(key, client, batch.is_exact, parts))
                 keeping.add_done_callback(functools.partial(self._kept, key))
-                if not spec.is_exact:  # budgets were spent on it: on disk before it is charged and sent
+                if not batch.is_exact:  # budgets were spent on it: on disk before it is charged and sent
                     await keeping
             if budget:
                 self.ledger.charge_reserved(sid)
         finally:
             if budget:
                 self.ledger.free(sid)  # nothing left to free once charged
-        releases.audit_released(sid, client, spec, spec.delta)
+        releases.audit_batch(sid, client, batch.specs, releases.composed(batch.specs, released))
         return parts
 
     async def _keep(self, sid: str, client: str, exact: bool, parts: list) -> None:
@@ -358,9 +362,10 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
     def _kept(self, key: str, _: asyncio.Future) -> None:
         self._keeping.pop(key, None)
 
-    def spec_for(self, request: pb.QueryRequest) -> tuple[QuerySpec, float, str]:
-        """The spec to propose (fresh session id, the deadline, every party unless named), the confidence, and
-        why a keyed query runs seeded instead ("" if it runs as asked): the release says so."""
+    def spec_for(self, request: pb.QueryRequest) -> tuple[tuple[QuerySpec, ...], float, str]:
+        """The specs to propose (the request's spec, then its batch's: fresh session id, the deadline, every party
+        unless named), the confidence, and why a keyed query runs seeded instead ("" if it runs as asked): the
+        release says so."""
         if request.spec.session_id:
             raise SpecError("session_id", "is chosen by the coordinator; leave it empty")
         timeout = request.timeout_seconds or self.default_timeout
@@ -384,18 +389,47 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             fields["sharing"] = Sharing.SEEDED  # keyed costs grow with n^2; many parties: the quorum protocol
             note = f"more than {MAX_KEYED_PARTIES} parties"
         spec = convert.build_spec(fields)
-        if spec.sharing is Sharing.KEYED:
-            note = self.keyed_refusal(spec) or ""
-            if note:
-                spec = dataclasses.replace(spec, sharing=Sharing.SEEDED)  # every party answers before sharing
-        releases.check_presentation(spec, confidence)
-        return spec, confidence, note
+        specs = (spec, *self._batch_specs(request, spec))
+        if specs[0].sharing is Sharing.KEYED:
+            note = self.keyed_refusal(specs) or ""
+            if note:  # every party answers before sharing
+                specs = tuple(dataclasses.replace(s, sharing=Sharing.SEEDED) for s in specs)
+        for spec in specs:
+            releases.check_presentation(spec, confidence)
+        return specs, confidence, note
 
-    def keyed_refusal(self, spec: QuerySpec) -> str | None:
-        """Why a keyed session (one message each way) is not worth proposing for ``spec`` (None: it is): every
-        party's policy
+    def _batch_specs(self, request: pb.QueryRequest, session: QuerySpec) -> list[QuerySpec]:
+        """The further statistics of a batch request (``QueryRequest.batch``), in the session of ``session``: its
+        parties and colluders where unset, its sharing, session id and deadline; SpecError for one naming other
+        parties or colluders, or setting a session id or deadline (the coordinator sets them, once for the whole
+        batch), and for a batch longer than ``MAX_BATCH``. Shared by the full-mesh and many-party batches."""
+        from services import mpc_node
+
+        if len(request.batch) >= MAX_BATCH:
+            raise SpecError("batch", f"at most {MAX_BATCH} statistics in one session, got {len(request.batch) + 1}")
+        out = []
+        for i, msg in enumerate(request.batch, 1):
+            if mpc_node.comparison_of(msg) is not None:
+                raise SpecError(f"batch[{i}]", "a batch asks secure sums; a comparison runs under MPC on its own")
+            if msg.session_id or msg.deadline:
+                raise SpecError(f"batch[{i}]", "leave session_id and deadline unset: the batch shares the session's")
+            fields = convert.spec_fields(msg)
+            if fields["parties"] and fields["parties"] != session.parties:
+                raise SpecError(f"batch[{i}]", "names other parties: the statistics of a batch ask the same parties")
+            if msg.colluders and msg.colluders != session.colluders:
+                raise SpecError(f"batch[{i}]", f"has colluders {msg.colluders}, the session {session.colluders}")
+            if not msg.max_records:
+                fields["max_records"] = self.federation.policy.max_records
+            shared = ("parties", "colluders", "sharing", "session_id", "deadline")
+            fields.update({name: getattr(session, name) for name in shared})
+            out.append(convert.build_spec(fields))
+        return out
+
+    def keyed_refusal(self, specs: tuple[QuerySpec, ...]) -> str | None:
+        """Why a keyed session (one message each way) is not worth proposing for ``specs`` (a batch; None: it is):
+        every party's policy
         in the federation file sends its partial sum without waiting for the others (``one_round``) and
-        accepts this query as far as the file tells (statistic, column, epsilon, ...), no party refused a keyed
+        accepts every statistic as far as the file tells (statistic, column, epsilon, ...), no party refused a keyed
         session in the last ``REFUSED_SECONDS`` (and at most ``MAX_KEYED_PARTIES`` take part). A keyed partial
         sum is charged as it leaves, so a party that refuses a keyed session costs the others that query's
         loss with nothing released: the seeded session, whose partial sums wait for every share, costs them
@@ -405,13 +439,14 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             names = self.federation.names("party")
             self._policies = (self.federation, {p: self.federation.policy_for(p).party() for p in names})
         now = self._clock()
-        for p in spec.parties:
+        for p in specs[0].parties:
             policy = self._policies[1][p]
             if not policy.one_round:
                 return f"{p}'s policy sends no partial sum before every party accepted (one_round = false)"
-            refusal = policy.refusal(spec)
-            if refusal is not None:
-                return f"{p}'s policy refuses this query ({refusal})"
+            for spec in specs:
+                refusal = policy.refusal(spec)
+                if refusal is not None:
+                    return f"{p}'s policy refuses this query ({refusal})"
             if self._refused.get(p, 0.0) > now:
                 return f"{p} refused a keyed session in the last {REFUSED_SECONDS:g} s"
         return None
@@ -431,14 +466,18 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
 
     # -- one session ----------------------------------------------------------------
 
-    async def run(self, spec: QuerySpec):
-        """Drive one session to its release, or abort it everywhere and raise SessionFailed."""
+    async def run(self, batch: Batch) -> list[Release]:
+        """Drive one session to its releases (one per statistic of the batch), or abort it everywhere and raise
+        SessionFailed."""
+        spec = batch.spec
         sid = spec.session_id
-        run = self._runs[sid] = _Run(spec)
+        run = self._runs[sid] = _Run(batch)
         session = run.session
         collecting: list[asyncio.Task] = []
         try:
-            propose = pb.Propose(spec=convert.spec_to_proto(spec), start=True).SerializeToString()
+            propose = pb.Propose(
+                spec=convert.spec_to_proto(spec), start=True, batch=[convert.spec_to_proto(s) for s in batch.specs[1:]]
+            ).SerializeToString()
             for p in spec.parties:
                 self.link.post(p, sid, 0, PROPOSE, propose).add_done_callback(functools.partial(self._unsent, run, p))
             collecting = [asyncio.ensure_future(self._collect(run, p)) for p in spec.parties]
@@ -453,7 +492,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
                     f"{', '.join(late)} did not {doing} before the deadline; session aborted, no result released",
                     late[0],
                 ) from None
-            return session.release(arrays=True)  # vectors stay arrays: packed again without Python floats
+            return session.releases(arrays=True)  # vectors stay arrays: packed again without Python floats
         except (SessionFailed, ProtocolError) as exc:
             reason = str(exc)
             if session.state != "aborted":

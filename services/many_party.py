@@ -33,11 +33,11 @@ shares) stays charged, its input having left under masks. Security (honest-but-c
 counted honest inputs with their noise; a dropped party's late masked input is refused and stays under its
 self mask.
 
-A batch (``QueryRequest.batch``, :func:`batch_specs`) asks several statistics in one session: the proposal
-carries every spec, each party reads its records and checks its policy per statistic (refusing one refuses the
-session), reserves and is charged their worst-case losses composed (:attr:`MaskedQuery.charge`) once, and masks
-their concatenation; the coordinator replies (and keeps, for Fetch) one release per statistic, in order, each
-reply naming its ``index``.
+A batch (``QueryRequest.batch``, checked by :meth:`services.coordinator_node.CoordinatorNode.spec_for`) asks
+several statistics in one session: the proposal carries every spec, each party reads its records and checks
+its policy per statistic (refusing one refuses the session), reserves and is charged their worst-case losses
+composed (:attr:`MaskedQuery.charge`) once, and masks their concatenation; the coordinator replies (and keeps,
+for Fetch) one release per statistic, in order, each reply naming its ``index``.
 """
 
 from __future__ import annotations
@@ -52,7 +52,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from mpcdp.dp.loss import PrivacyLoss
 from mpcdp.protocol import ProtocolError, QuerySpec, Release, SpecError, Status
 from mpcdp.protocol.masked import (
     KEY_BYTES,
@@ -870,12 +869,11 @@ async def coordinate(coord: Any, request: Any, context: Any) -> None:
 
     who = await coord._client(context)
     try:
-        spec, confidence, _ = coord.spec_for(request)
-        batch = batch_specs(coord, request, spec, confidence)
+        (spec, *batch), confidence, _ = coord.spec_for(request)
         for s in (spec, *batch):
             coord.admit(s)
         try:
-            query = MaskedQuery.of(spec, request.quorum, batch=batch)
+            query = MaskedQuery.of(spec, request.quorum, batch=tuple(batch))
             query.plan  # noqa: B018  (refuses colluders and dropouts no graph survives)
         except ValueError as exc:
             raise SpecError("quorum", str(exc)) from None
@@ -922,7 +920,7 @@ async def run_session(coord: Any, query: MaskedQuery) -> tuple[Release, Coordina
 
 
 async def _session(coord: Any, query: MaskedQuery, confidence: float, client: str, held: bool) -> list:
-    from services import audit
+    from services import audit, releases
 
     spec = query.spec
     sid = spec.session_id
@@ -936,11 +934,12 @@ async def _session(coord: Any, query: MaskedQuery, confidence: float, client: st
             audit.record("refused", session=sid.hex(), culprit=party, reason="a masked input after the cut")
         for party, why in driver.rejected[:10]:
             audit.record("invalid", caller=party, session=sid.hex(), message=why)
-        parts = [
-            part
-            for index, (s, r) in enumerate(zip(query.specs, driver.session.releases, strict=True))
-            for part in release_parts(s, query.quorum.size, r, confidence, index)
-        ]
+        parts = releases.batch_parts(
+            query.specs,
+            driver.session.releases,
+            confidence,
+            parts_of=lambda s, r, c: release_parts(s, query.quorum.size, r, c),
+        )
         if coord.store is not None:
             try:
                 await asyncio.to_thread(coord.store.put, sid.hex(), client, all(s.is_exact for s in query.specs), parts)
@@ -951,61 +950,19 @@ async def _session(coord: Any, query: MaskedQuery, confidence: float, client: st
     finally:
         if held:
             coord.ledger.free(sid)  # nothing left to free once charged
-    spent = _composed(query, driver.session.releases)
-    audit.record(
-        "released",
-        session=sid.hex(),
-        client=client,
-        statistic=",".join(s.statistic for s in query.specs),
-        parties=",".join(release.parties),
-        epsilon=spent[0] if spent else None,
-        delta=(spent[1] if spent else 0.0) or None,
-        exact=all(s.is_exact for s in query.specs),
-        what=f"many-party release: {len(release.parties)} of {spec.n_parties} parties counted",
+    releases.audit_batch(
+        sid,
+        client,
+        query.specs,
+        releases.composed(query.specs, driver.session.releases),
+        release.parties,
+        f"many-party release: {len(release.parties)} of {spec.n_parties} parties counted",
     )
     return parts
 
 
-def _composed(query: MaskedQuery, released: list[Release]) -> tuple[float, float] | None:
-    """Epsilon and delta of a batch's releases together (their losses composed, restated for the counted
-    parties, as the charge composes the worst case); None: every one exact."""
-    total: PrivacyLoss | None = None
-    for r in released:
-        if r.loss is not None:
-            total = r.loss if total is None else total + r.loss
-    return None if total is None else total.epsilon_delta(sum(s.delta for s in query.specs))
-
-
-def batch_specs(coord: Any, request: Any, spec: QuerySpec, confidence: float) -> tuple[QuerySpec, ...]:
-    """The further statistics of a batch request (``QueryRequest.batch``), in the session of ``spec``: its
-    parties and colluders where unset, its session id and deadline; SpecError for one naming other parties or
-    colluders, or setting a session id or deadline (the coordinator sets them, once for the whole batch)."""
-    from services import convert, mpc_node, releases
-
-    out = []
-    for i, msg in enumerate(request.batch, 1):
-        if mpc_node.comparison_of(msg) is not None:
-            raise SpecError(f"batch[{i}]", "a batch asks secure sums; a comparison runs under MPC on its own")
-        if msg.session_id or msg.deadline:
-            raise SpecError(f"batch[{i}]", "leave session_id and deadline unset: the batch shares the session's")
-        fields = convert.spec_fields(msg)
-        if fields["parties"] and fields["parties"] != spec.parties:
-            raise SpecError(f"batch[{i}]", "names other parties: the statistics of a batch ask the same parties")
-        if msg.colluders and msg.colluders != spec.colluders:
-            raise SpecError(f"batch[{i}]", f"has colluders {msg.colluders}, the session {spec.colluders}")
-        if not msg.max_records:
-            fields["max_records"] = coord.federation.policy.max_records
-        fields.update(
-            parties=spec.parties, colluders=spec.colluders, session_id=spec.session_id, deadline=spec.deadline
-        )
-        other = convert.build_spec(fields)
-        releases.check_presentation(other, confidence)
-        out.append(other)
-    return tuple(out)
-
-
-def release_parts(spec: QuerySpec, quorum: int, release: Release, confidence: float, index: int = 0) -> list:
-    """The reply parts of a many-party release (the ``index``-th statistic of its batch): ``parties`` the
+def release_parts(spec: QuerySpec, quorum: int, release: Release, confidence: float) -> list:
+    """The reply parts of a many-party release: ``parties`` the
     counted ones, ``dropped`` the others, the quorum, and epsilon and delta restated for the counted parties.
     (The intervals are those of all n noise pieces: conservative, wider, when fewer were counted.)"""
     from services import releases
@@ -1016,7 +973,6 @@ def release_parts(spec: QuerySpec, quorum: int, release: Release, confidence: fl
     reply.parties.extend(release.parties)
     reply.dropped.extend(release.extras["dropped"])
     reply.quorum = quorum
-    reply.index = index
     if release.epsilon is not None:
         reply.epsilon = release.epsilon
         reply.delta = release.delta

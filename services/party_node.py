@@ -46,7 +46,7 @@ from google.protobuf.message import DecodeError
 
 from mpcdp.prg import SEED_BYTES, RandomSource, system_random
 from mpcdp.protocol import PartySession, ProtocolError, QuerySpec, ShareMessage, SpecError, Status
-from mpcdp.protocol.spec import Sharing
+from mpcdp.protocol.spec import MAX_BATCH, Batch, Sharing
 from services import audit, convert
 from services.data import DataError, Table
 from services.federation import Federation
@@ -79,6 +79,7 @@ class _Live:
     coordinator: str
     spec: QuerySpec
     start: bool  # the coordinator asked to share at once
+    batch: tuple[QuerySpec, ...] = ()  # more statistics in the session (the proposal's batch)
     session: PartySession | None = None
     task: asyncio.Task | None = None
     durable: asyncio.Future | None = None  # the session id on disk (SessionLog), awaited before the partial sum
@@ -244,9 +245,12 @@ class PartyNode(pb_grpc.PartyServicer):
             )
         try:
             propose = pb.Propose.FromString(bytes(payload))
+            if len(propose.batch) >= MAX_BATCH:
+                raise SpecError("batch", f"at most {MAX_BATCH} statistics in one session")
             spec = convert.spec_from_proto(propose.spec, require_deadline=True)
             if spec.session_id != sid:
                 raise SpecError("session_id", "differs from the session the proposal was sent for")
+            batch = Batch((spec, *(convert.spec_from_proto(s, require_deadline=True) for s in propose.batch)))
         except DecodeError:
             return self._refuse(peer, sid, "the proposal does not decode", Status.INVALID_ARGUMENT)
         except SpecError as exc:
@@ -276,7 +280,7 @@ class PartyNode(pb_grpc.PartyServicer):
                 Status.PERMISSION_DENIED,
                 caller=peer,
             )
-        live = self._live[sid] = _Live(peer, spec, propose.start)  # from now on a replay is refused
+        live = self._live[sid] = _Live(peer, spec, propose.start, batch.specs[1:])  # from now on a replay is refused
         live.task = asyncio.ensure_future(self._session(live))
 
     async def _session(self, live: _Live) -> None:
@@ -313,14 +317,28 @@ class PartyNode(pb_grpc.PartyServicer):
         except SpecError as exc:
             self._refuse(coordinator, sid, str(exc), Status.INVALID_ARGUMENT)
             return None
-        try:
-            records = self.table.records(spec)
-        except DataError as exc:
-            self._refuse(coordinator, sid, exc.public, Status.PERMISSION_DENIED, str(exc))
-            return None
+        specs = (spec, *live.batch)
+        records = []
+        for i, one in enumerate(specs):
+            try:
+                records.append(self.table.records(one))
+            except DataError as exc:
+                named = f"statistic {i} of the batch ({one.statistic}): " if live.batch else ""
+                self._refuse(coordinator, sid, named + exc.public, Status.PERMISSION_DENIED, str(exc))
+                return None
         rng = self._rng(sid) if self._rng else self._random
-        # the ledger holds the session's loss from accept (durably, until the deadline) to its charge or abort
-        session = PartySession(self.me, spec, records, self.policy, rng=rng, budget=self.ledger)
+        # the ledger holds the session's loss (a batch's composed) from accept (durably, until the deadline) to its
+        # charge or abort
+        session = PartySession(
+            self.me,
+            spec,
+            records[0],
+            self.policy,
+            rng=rng,
+            budget=self.ledger,
+            batch=live.batch,
+            batch_records=tuple(records[1:]),
+        )
         try:
             session.accept(now)
         except ProtocolError as exc:
@@ -403,13 +421,16 @@ class PartyNode(pb_grpc.PartyServicer):
         """Audit, wait until the session id is on disk (a replay after a restart must find it: nothing leaves
         twice), then send the partial sum to the coordinator."""
         spec = live.spec
+        specs = (spec, *live.batch)
+        loss = live.session.batch.loss if live.session is not None else spec.loss
+        epsilon, delta = loss.epsilon_delta(sum(s.delta for s in specs)) if loss is not None else (None, 0.0)
         audit.record(
             "released",
             session=spec.session_id.hex(),
-            statistic=spec.statistic,
+            statistic=",".join(s.statistic for s in specs),
             parties=",".join(spec.parties),
-            epsilon=None if spec.is_exact else spec.epsilon,
-            delta=spec.delta or None,
+            epsilon=epsilon,  # a batch's losses composed
+            delta=delta or None,
             what="partial sum sent to the coordinator",
         )
         if live.durable is not None:

@@ -61,6 +61,52 @@ def audit_released(session: bytes, client: str, spec, delta: float = 0.0) -> Non
     )
 
 
+def audit_batch(
+    session: bytes, client: str, specs, spent: tuple[float, float] | None, parties=None, what: str | None = None
+) -> None:
+    """Record a batch's releases (full mesh or many-party) in the audit log: its statistics, the parties
+    (``parties``: those counted, default the specs'), and ``spent``, their losses composed (None: all exact)."""
+    audit.record(
+        "released",
+        session=session.hex(),
+        client=client,
+        statistic=",".join(s.statistic for s in specs),
+        parties=",".join(parties if parties is not None else specs[0].parties),
+        epsilon=spent[0] if spent else None,
+        delta=(spent[1] if spent else 0.0) or None,
+        exact=spent is None,
+        what=what,
+    )
+
+
+def composed(specs, released) -> tuple[float, float] | None:
+    """Epsilon and delta of a batch's releases together: their losses (``Release.loss``: a many-party release's
+    restated for the counted parties) composed, as every ledger was charged; None: every one exact."""
+    total = None
+    for r in released:
+        if r.loss is not None:
+            total = r.loss if total is None else total + r.loss
+    return None if total is None else total.epsilon_delta(sum(s.delta for s in specs))
+
+
+def batch_parts(specs, released, confidence: float, sharing_note: str = "", parts_of=None) -> list:
+    """The reply parts of a batch's releases (full mesh or many-party), one release after the other: each
+    reply names its ``index``, and in a batch of more than one the batch's size and composed loss.
+    ``parts_of(spec, release, confidence)``: one release's parts (default :func:`parts`)."""
+    spent = composed(specs, released) if len(specs) > 1 else None
+    out: list = []
+    for index, (spec, release) in enumerate(zip(specs, released, strict=True)):
+        mine = list(parts_of(spec, release, confidence) if parts_of else parts(spec, release, confidence, sharing_note))
+        reply = mine[0].reply
+        reply.index = index
+        if len(specs) > 1:
+            reply.batch_size = len(specs)
+            if spent is not None:
+                reply.batch_epsilon, reply.batch_delta = spent
+        out.extend(mine)
+    return out
+
+
 def check_presentation(spec: QuerySpec, confidence: float) -> None:
     """Refuse (SpecError) a confidence level this query's release could not be described with."""
     if not 0 < confidence < 1:

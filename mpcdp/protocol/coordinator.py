@@ -29,7 +29,7 @@ from .. import ring
 from ..dp.loss import PrivacyLoss
 from .errors import ProtocolError, Status
 from .messages import PartialSum, Response
-from .spec import QuerySpec, Sharing
+from .spec import Batch, QuerySpec, Sharing
 
 
 @dataclass(frozen=True)
@@ -55,11 +55,13 @@ class Release:
 class CoordinatorSession:
     """The coordinator's state in one session."""
 
-    def __init__(self, spec: QuerySpec):
+    def __init__(self, spec: QuerySpec, batch: tuple[QuerySpec, ...] = ()):
+        """``batch``: more statistics asked in the same session (:class:`mpcdp.protocol.spec.Batch`): the partial
+        sums are their concatenation, and :meth:`releases` gives one release per statistic."""
         self.spec = spec
+        self.batch = Batch((spec, *batch))
         self.keyed = spec.sharing is Sharing.KEYED  # pre-approved: a partial sum is the acceptance
         self.state = "collecting-sums" if self.keyed else "collecting-responses"
-        self._statistic = spec.codec
         self._accepted: set[str] = set(spec.parties) if self.keyed else set()
         self._key_ids: dict[str, dict[str, bytes]] = {}  # keyed: per party, the pair key id it used per peer
         self._summed: set[str] = set()  # parties whose whole partial sum is in the total
@@ -71,7 +73,7 @@ class CoordinatorSession:
 
     @property
     def length(self) -> int:
-        return self._statistic.length
+        return self.batch.length
 
     def _require(self, state: str) -> None:
         if self.state != state:
@@ -203,26 +205,36 @@ class CoordinatorSession:
         self._summed.add(sender)
 
     def release(self, extras: dict[str, Any] | None = None, arrays: bool = False) -> Release:
-        """Combine all partial sums, decode and post-process. Closes the session.
+        """Combine all partial sums, decode and post-process. Closes the session (of one statistic: a batch's
+        are :meth:`releases`).
 
         ``arrays``: vector entries of the result as float64 arrays rather than lists."""
+        if len(self.batch) != 1:
+            raise ProtocolError(Status.FAILED_PRECONDITION, f"a batch of {len(self.batch)} statistics: see releases")
+        return self.releases(extras, arrays)[0]
+
+    def releases(self, extras: dict[str, Any] | None = None, arrays: bool = False) -> list[Release]:
+        """One release per statistic of the batch, in order, each decoded from its segment of the total. Closes
+        the session."""
         self._require("collecting-sums")
         if self.missing:
             raise ProtocolError(Status.FAILED_PRECONDITION, f"still waiting for {', '.join(self.missing)}")
         total, self._total = self._total, None
         assert total is not None  # every party's partial sum is in it
         self.state = "released"
-        spec = self.spec
-        return Release(
-            statistic=spec.statistic,
-            result=self._statistic.decode(total, arrays=arrays),
-            parties=spec.parties,
-            epsilon=spec.epsilon,
-            delta=spec.delta,
-            mechanism=None if spec.is_exact else spec.mechanism,
-            extras=dict(extras or {}),
-            loss=spec.loss,
-        )
+        return [
+            Release(
+                statistic=spec.statistic,
+                result=spec.codec.decode(total if len(self.batch) == 1 else total[part], arrays=arrays),
+                parties=spec.parties,
+                epsilon=spec.epsilon,
+                delta=spec.delta,
+                mechanism=None if spec.is_exact else spec.mechanism,
+                extras=dict(extras or {}),
+                loss=spec.loss,
+            )
+            for spec, part in zip(self.batch.specs, self.batch.slices, strict=True)
+        ]
 
     def abort(self, reason: str, culprit: str = "") -> None:
         """Abort the session; ``culprit`` names the one party at fault, "" where none or a pair is (the reason

@@ -32,7 +32,7 @@ from ..sharing import mask_pairwise, share, share_seeded
 from .errors import ProtocolError, Status
 from .messages import PartialSum, ShareMessage
 from .noise import noise_piece
-from .spec import QuerySpec, Sharing
+from .spec import Batch, QuerySpec, Sharing
 
 
 class Budget(Protocol):
@@ -122,7 +122,13 @@ class PartySession:
         policy: PartyPolicy = PartyPolicy(),
         rng: RandomSource | None = None,
         budget: Budget | None = None,
+        batch: tuple[QuerySpec, ...] = (),
+        batch_records: tuple[Any, ...] = (),
     ):
+        """``batch``: more statistics asked in the same session (:class:`mpcdp.protocol.spec.Batch`), with this
+        party's records for each (``batch_records``): checked one by one, their encoded aggregates (each with
+        its own noise piece) concatenated into the one vector this session shares or masks, their losses
+        composed and reserved and charged at once."""
         if me not in spec.parties:
             raise ProtocolError(Status.PERMISSION_DENIED, f"{me!r} is not on this session's party list")
         self.me = me
@@ -132,14 +138,17 @@ class PartySession:
         self.state = "proposed"
         self._records = records
         self._rng = rng or system_random("party")
-        self._statistic = spec.codec
+        self.batch = Batch((spec, *batch))  # SpecError unless the statistics share one session
+        if len(batch_records) != len(batch):
+            raise ValueError(f"a batch of {len(self.batch)} statistics needs {len(batch)} batch_records")
+        self._batch_records: tuple[Any, ...] | None = tuple(batch_records)
         self._sum: np.ndarray | None = None  # the running sum of the shares held, made by the first one
         self._received: set[str] = set()
         self._local: np.ndarray | None = None  # the encoded aggregate, between accept and make_shares
 
     @property
     def length(self) -> int:
-        return self._statistic.length
+        return self.batch.length
 
     @property
     def peers(self) -> list[str]:
@@ -164,20 +173,41 @@ class PartySession:
         """Check the spec against policy, deadline and budget; refuse by raising."""
         self._require("proposed")
         self._check_deadline(now)
-        reason = self.policy.refusal(self.spec)
-        if reason is not None:
+        for i, spec in enumerate(self.batch.specs):
+            reason = self.policy.refusal(spec)
+            if reason is not None:
+                self.state = "refused"
+                raise ProtocolError(Status.PERMISSION_DENIED, self.batch.label(i) + reason)
+        if self.length > self.policy.max_length:
             self.state = "refused"
-            raise ProtocolError(Status.PERMISSION_DENIED, reason)
-        self._local = self._statistic.encode(self._records)  # fail now, not mid-round, on bad local data
-        if self.budget is not None and self.spec.loss is not None:
+            raise ProtocolError(
+                Status.PERMISSION_DENIED,
+                f"the batch needs vectors of {self.length} elements; "
+                f"this party allows at most {self.policy.max_length}",
+            )
+        self._local = self._encode()  # fail now, not mid-round, on bad local data
+        loss = self.batch.loss
+        if self.budget is not None and loss is not None:
             try:
-                self.budget.reserve(self.spec.session_id, self.spec.loss, until=self.spec.deadline)
+                self.budget.reserve(self.spec.session_id, loss, until=self.spec.deadline)
             except Exception as exc:  # the ledger's own error says spent/requested/remaining
                 self._local = None
                 self.state = "refused"
                 raise ProtocolError(Status.RESOURCE_EXHAUSTED, str(exc)) from None
-        self._records = None  # the encoded aggregate is all the session needs of them
+        self._records = self._batch_records = None  # the encoded aggregate is all the session needs of them
         self.state = "accepted"
+
+    def _encode(self) -> np.ndarray:
+        """The encoded aggregate: of a batch, every statistic's in one vector (its segment :attr:`Batch.slices`)."""
+        if len(self.batch) == 1:
+            return self.spec.codec.encode(self._records)
+        local = ring.zeros(self.length)
+        assert self._batch_records is not None
+        for spec, part, records in zip(
+            self.batch.specs, self.batch.slices, (self._records, *self._batch_records), strict=True
+        ):
+            local[part] = spec.codec.encode(records)
+        return local
 
     def make_shares(self) -> list[ShareMessage]:
         """Encode records, add this party's noise piece, share, and return one message per peer.
@@ -218,10 +248,12 @@ class PartySession:
         self._require("accepted")
         local, self._local = self._local, None
         assert local is not None  # accepted: accept() encoded it
-        if not self.spec.is_exact:
-            if not local.flags.writeable:
-                local = local.copy()
-            np.add(local, ring.as_ring(noise_piece(self.spec, self._rng)), out=local)  # local is ours: in place
+        if not self.batch.is_exact and not local.flags.writeable:
+            local = local.copy()
+        for spec, part in zip(self.batch.specs, self.batch.slices, strict=True):  # each statistic its own piece
+            if not spec.is_exact:
+                segment = local[part]
+                np.add(segment, ring.as_ring(noise_piece(spec, self._rng)), out=segment)  # local is ours: in place
         self.state = "shared"
         return local
 
@@ -260,7 +292,7 @@ class PartySession:
         self._check_deadline(now)
         if self.missing:
             raise ProtocolError(Status.FAILED_PRECONDITION, f"still waiting for shares from {', '.join(self.missing)}")
-        if self.budget is not None and self.spec.loss is not None:
+        if self.budget is not None and self.batch.loss is not None:
             self.budget.charge_reserved(self.spec.session_id)
         self.state = "done"
         total, self._sum = self._sum, None  # handed over, not copied: the session holds nothing more
@@ -289,15 +321,15 @@ class PartySession:
         local = self.contribution()
         if not local.flags.writeable or not local.flags.c_contiguous:
             local = np.ascontiguousarray(local).copy()
-        mask_pairwise(local, self.me, keys, self.spec.digest)
-        if self.budget is not None and self.spec.loss is not None:
+        mask_pairwise(local, self.me, keys, self.batch.digest)  # a batch: one stream, bound to every spec
+        if self.budget is not None and self.batch.loss is not None:
             self.budget.charge_reserved(self.spec.session_id)
         self.state = "done"
         return PartialSum(self.spec.session_id, self.me, local)
 
     def abort(self) -> None:
         """Drop everything and free the budget held for it; the session can make no further progress."""
-        if self.budget is not None and self.spec.loss is not None and self.state in ("accepted", "shared"):
+        if self.budget is not None and self.batch.loss is not None and self.state in ("accepted", "shared"):
             self.budget.free(self.spec.session_id)
-        self._records = self._local = self._sum = None
+        self._records = self._batch_records = self._local = self._sum = None
         self.state = "aborted"

@@ -40,14 +40,17 @@ SESSION_ID_BYTES = 16
 MAX_PARTIES = 1024
 MAX_KEYED_PARTIES = 64  # a keyed session costs each party n - 1 pair keys and the coordinator n^2 key id checks
 MAX_DEADLINE_SECONDS = 600.0  # default cap on how far ahead a session's deadline may be
+MAX_BATCH = 256  # statistics asked in one session (a party decodes, checks and encodes each)
 
 __all__ = [
+    "MAX_BATCH",
     "MAX_DEADLINE_SECONDS",
     "MAX_DIMENSION",
     "MAX_KEYED_PARTIES",
     "MAX_PARTIES",
     "SESSION_ID_BYTES",
     "SHARING_MODES",
+    "Batch",
     "QuerySpec",
     "Sharing",
     "SpecError",
@@ -272,3 +275,81 @@ class QuerySpec:
     @property
     def is_exact(self) -> bool:
         return self.epsilon is None
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The statistics asked in one session (the batch API): one spec or more, sharing parties, colluders,
+    sharing, session id and deadline (else SpecError naming ``batch[i]``), at most ``MAX_BATCH``. A party
+    concatenates their encoded aggregates (each with its own noise piece) into one vector, shared or masked as
+    one; the coordinator decodes one release per statistic from its segment (:attr:`slices`).
+
+    Its :attr:`digest` binds a keyed session's masks to the whole batch: a batch of one is its spec's digest, a
+    longer one the hash of every spec's digest in order, so the same specs in another order, or in another
+    batch, get unrelated masks; within the batch each statistic's mask is its own segment of one mask stream,
+    so no two statistics are masked alike (two vectors masked alike reveal their difference)."""
+
+    specs: tuple[QuerySpec, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "specs", tuple(self.specs))
+        if not self.specs:
+            raise SpecError("batch", "a session asks at least one statistic")
+        if len(self.specs) > MAX_BATCH:
+            raise SpecError("batch", f"at most {MAX_BATCH} statistics in one session, got {len(self.specs)}")
+        first = self.specs[0]
+        for i, other in enumerate(self.specs[1:], 1):
+            for name in ("parties", "colluders", "sharing", "session_id", "deadline"):
+                if getattr(other, name) != getattr(first, name):
+                    raise SpecError(f"batch[{i}]", f"has another {name}: the statistics of a batch share one session's")
+
+    @property
+    def spec(self) -> QuerySpec:
+        """The first statistic's spec: the session's parties, session id, deadline, sharing."""
+        return self.specs[0]
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+    @cached_property
+    def slices(self) -> tuple[slice, ...]:
+        """Each statistic's segment of the concatenated vector."""
+        out: list[slice] = []
+        at = 0
+        for spec in self.specs:
+            out.append(slice(at, at + spec.codec.length))
+            at += spec.codec.length
+        return tuple(out)
+
+    @property
+    def length(self) -> int:
+        """Ring elements of the concatenated vector."""
+        stop: int = self.slices[-1].stop
+        return stop
+
+    @cached_property
+    def digest(self) -> bytes:
+        """What a keyed session's masks are bound to: the spec's digest for a batch of one, else SHA-256 of
+        every spec's digest in order (a batch of one is a plain session: its masks are unchanged)."""
+        if len(self.specs) == 1:
+            return self.spec.digest
+        return hashlib.sha256(b"mpcdp/v1/batch\0" + b"".join(s.digest for s in self.specs)).digest()
+
+    @cached_property
+    def loss(self) -> PrivacyLoss | None:
+        """Every statistic's loss composed (None: every one exact): what a ledger reserves and charges, at once."""
+        total: PrivacyLoss | None = None
+        for spec in self.specs:
+            if spec.loss is not None:
+                total = spec.loss if total is None else total + spec.loss
+        return total
+
+    @property
+    def is_exact(self) -> bool:
+        return self.loss is None
+
+    def label(self, index: int) -> str:
+        """How a refusal names statistic ``index``: "" for a batch of one."""
+        if len(self.specs) == 1:
+            return ""
+        return f"statistic {index} of the batch ({self.specs[index].statistic}): "

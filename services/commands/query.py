@@ -18,13 +18,17 @@ when at least K of them finish, whoever drops after accepting. The release
 names the counted parties (and the dropped ones) and restates epsilon for the
 counted ones; every party is charged what a release counting only K costs.
 
-With --quorum, each --also "FLAGS" asks one more statistic in the same
-session (one key exchange, one masked vector per party): FLAGS are this
+Each --also "FLAGS" asks one more statistic in the same session (a batch:
+one proposal and one partial sum per party carrying every statistic; with
+--quorum, one key exchange and one masked vector per party): FLAGS are this
 command's per-statistic flags (--statistic, --column, --bounds, --epsilon,
---categories, ...); --parties, --colluders, --timeout, --confidence and
---quorum are the session's. Every party checks each statistic against its
-policy (refusing one refuses the session) and is charged their losses
-composed, once. The output lists one release per statistic (--json: a list).
+--categories, ...); --parties, --colluders, --sharing, --timeout,
+--confidence and --quorum are the session's. Every party checks each
+statistic against its policy (refusing one refuses the whole batch, naming
+the statistic) and is charged their losses composed, at once: all of them or
+nothing. Each statistic gets its own noise; the output lists one release per
+statistic (--json: a list), each with its own epsilon and the batch's
+composed epsilon.
 
 Spent budget always yields its result: the coordinator keeps every release
 under its session id, and if yours did not arrive (you were cut off after
@@ -79,9 +83,6 @@ def run(args) -> int:
     except ValueError as exc:
         print(f"mpcdp query: --also: {exc}", file=sys.stderr)
         return 2
-    if also and args.quorum is None:
-        print("mpcdp query: --also asks in a many-party session: give --quorum K", file=sys.stderr)
-        return 2
     try:
         if args.fetch is not None:
             _print(fetch_batch(federation, name, args.fetch, insecure=args.insecure), args.json)
@@ -96,6 +97,7 @@ def run(args) -> int:
                     quorum=args.quorum,
                     parties=_parties(args),
                     colluders=args.colluders,
+                    sharing=args.sharing,
                     timeout=args.timeout,
                     confidence=args.confidence,
                 ),
@@ -121,7 +123,7 @@ def run(args) -> int:
     return 0
 
 
-SESSION_FLAGS = ("colluders", "timeout", "confidence")  # the session's, not a statistic's: given once
+SESSION_FLAGS = ("colluders", "sharing", "timeout", "confidence")  # the session's, not a statistic's: given once
 
 
 class _AlsoParser(argparse.ArgumentParser):
@@ -179,8 +181,8 @@ def register(sub) -> None:
             "# completes if at least 3 of the parties finish (the release names who was counted):",
             f"mpcdp query --federation {FEDERATION} --statistic sum --column raise --bounds 0,10000 --epsilon 1 "
             "--quorum 3 --json",
-            "# three statistics in one many-party session (one release each, their losses composed):",
-            f"mpcdp query --federation {FEDERATION} --quorum 3 --statistic sum --column raise --bounds 0,10000 "
+            "# three statistics in one session (one release each, their losses composed; --quorum 3: many-party):",
+            f"mpcdp query --federation {FEDERATION} --statistic sum --column raise --bounds 0,10000 "
             "--epsilon 0.5 --also '--statistic count --epsilon 0.25' "
             "--also '--statistic histogram --column team --categories infra,product --epsilon 0.25'",
             "# computed by the parties under MPC (at least 3), opening only the answer:",
@@ -227,7 +229,7 @@ def register(sub) -> None:
         "--also",
         action="append",
         metavar="FLAGS",
-        help="with --quorum: one more statistic in the same session, given by this command's per-statistic "
+        help="one more statistic in the same session (a batch), given by this command's per-statistic "
         "flags in quotes, e.g. --also '--statistic count --epsilon 0.5' (repeatable; see above)",
     )
     add_query_arguments(p)

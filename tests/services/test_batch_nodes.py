@@ -2,7 +2,8 @@
 (``QueryRequest.batch``, :meth:`services.analyst.Analyst.query_batch`, ``mpcdp query --also``). Exact batches
 give exactly the in-the-clear answers, a DP batch charges every ledger the composed loss once, a party refusing
 one statistic refuses the session, Fetch returns every release, and batches that do not share one session's
-parties, colluders and deadline are refused. One cluster of 6 parties serves the module."""
+parties, colluders and deadline are refused. One cluster of 6 parties serves the module. (The full-mesh batch,
+without a quorum: tests/services/test_mesh_batch.py.)"""
 
 from __future__ import annotations
 
@@ -148,16 +149,22 @@ async def test_a_batch_not_sharing_the_session_is_refused(nodes, fields, fragmen
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and fragment in info.value.details()
 
 
-async def test_a_batch_without_a_quorum_is_refused(nodes):
+@pytest.mark.parametrize("quorum", [3, None])
+async def test_a_batch_asking_a_comparison_is_refused(nodes, quorum):
+    """A comparison runs under MPC on its own, with or without a quorum (as the session's spec or in the batch)."""
     cluster, _ = nodes
-    request = raw_request(["p1", "p2", "p3"])
-    request.ClearField("quorum")
-    async with cluster.client() as c:
-        with pytest.raises(grpc.aio.AioRpcError) as info:
-            async for _ in c._stub.Query(request):
-                pass
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "a batch of statistics runs on the many-party protocol" in info.value.details()
+    for first in (True, False):
+        request = raw_request(["p1", "p2", "p3"])
+        target = request.spec if first else request.batch[0]
+        target.statistic = convert.statistic_wire("max")
+        if quorum is None:
+            request.ClearField("quorum")
+        async with cluster.client() as c:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                async for _ in c._stub.Query(request):
+                    pass
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "a batch asks secure sums; a comparison runs under MPC on its own" in info.value.details()
 
 
 async def test_a_party_refuses_a_proposal_whose_batch_does_not_share_the_session():
@@ -194,8 +201,6 @@ async def test_mpcdp_query_also_prints_a_list(nodes, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out) == doc
     assert await asyncio.to_thread(cli.main, [*argv[:-2], "--also", "--statistic count --colluders 2"]) == 2
     assert "--colluders is the session's" in capsys.readouterr().err
-    assert await asyncio.to_thread(cli.main, [a for a in argv if a not in ("--quorum", "4")]) == 2
-    assert "give --quorum K" in capsys.readouterr().err
 
 
 async def test_a_party_gone_before_a_batch_is_left_out_of_every_release(nodes):

@@ -24,21 +24,21 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19mpcdp/v1/federation.proto\x12\x08mpcdp.v1\"\xce\x03\n\tQuerySpec\x12&\n\tstatistic\x18\x01 \x01(\x0e\x32\x13.mpcdp.v1.Statistic\x12\x0f\n\x07parties\x18\x02 \x03(\t\x12\x12\n\nsession_id\x18\x03 \x01(\x0c\x12\x0e\n\x06\x63olumn\x18\x04 \x01(\t\x12\x11\n\tdimension\x18\x05 \x01(\r\x12\r\n\x05lower\x18\x06 \x01(\x01\x12\r\n\x05upper\x18\x07 \x01(\x01\x12\x12\n\ncategories\x18\x08 \x03(\t\x12\x11\n\tfrac_bits\x18\t \x01(\r\x12\x13\n\x0bmax_records\x18\n \x01(\x04\x12\x14\n\x07\x65psilon\x18\x0b \x01(\x01H\x00\x88\x01\x01\x12\r\n\x05\x64\x65lta\x18\x0c \x01(\x01\x12&\n\tmechanism\x18\r \x01(\x0e\x32\x13.mpcdp.v1.Mechanism\x12\x11\n\tcolluders\x18\x0e \x01(\r\x12\"\n\x07sharing\x18\x0f \x01(\x0e\x32\x11.mpcdp.v1.Sharing\x12\x10\n\x08\x64\x65\x61\x64line\x18\x10 \x01(\x01\x12\x15\n\x08\x66raction\x18\x11 \x01(\x01H\x01\x88\x01\x01\x12\x15\n\x08quantile\x18\x12 \x01(\x01H\x02\x88\x01\x01\x12\r\n\x05\x65\x64ges\x18\x13 \x03(\x01\x42\n\n\x08_epsilonB\x0b\n\t_fractionB\x0b\n\t_quantile\"L\n\x05\x41\x62ort\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12\x0e\n\x06sender\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07\x63ulprit\x18\x04 \x01(\t\"+\n\x0bVectorChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\";\n\x07Propose\x12!\n\x04spec\x18\x01 \x01(\x0b\x32\x13.mpcdp.v1.QuerySpec\x12\r\n\x05start\x18\x02 \x01(\x08\"\x8e\x01\n\x0fProposeResponse\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12\r\n\x05party\x18\x02 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\'\n\x06status\x18\x05 \x01(\x0e\x32\x17.mpcdp.v1.RefusalStatus\x12\r\n\x05waits\x18\x06 \x01(\x08\"3\n\x0e\x43ompareRequest\x12!\n\x04spec\x18\x01 \x01(\x0b\x32\x13.mpcdp.v1.QuerySpec\"K\n\x0c\x43ompareReply\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12\'\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x16.mpcdp.v1.ReleaseEntry\"\xa2\x01\n\x0cQueryRequest\x12!\n\x04spec\x18\x01 \x01(\x0b\x32\x13.mpcdp.v1.QuerySpec\x12\x17\n\x0ftimeout_seconds\x18\x02 \x01(\x01\x12\x12\n\nconfidence\x18\x03 \x01(\x01\x12\x13\n\x06quorum\x18\x04 \x01(\rH\x00\x88\x01\x01\x12\"\n\x05\x62\x61tch\x18\x05 \x03(\x0b\x32\x13.mpcdp.v1.QuerySpecB\t\n\x07_quorum\"n\n\x06Values\x12\x10\n\x06scalar\x18\x01 \x01(\x01H\x00\x12\x11\n\x07integer\x18\x02 \x01(\x12H\x00\x12\x0f\n\x05label\x18\x03 \x01(\tH\x00\x12\x10\n\x06packed\x18\x04 \x01(\x0cH\x00\x12\x12\n\x08streamed\x18\x05 \x01(\x04H\x00\x42\x08\n\x06values\"a\n\x08Interval\x12\x14\n\nhalf_width\x18\x01 \x01(\x01H\x00\x12\x1e\n\x04\x65nds\x18\x02 \x01(\x0b\x32\x0e.mpcdp.v1.EndsH\x00\x12\x15\n\x0bunavailable\x18\x03 \x01(\x08H\x00\x42\x08\n\x06\x62ounds\"H\n\x04\x45nds\x12\x1f\n\x05lower\x18\x01 \x01(\x0b\x32\x10.mpcdp.v1.Values\x12\x1f\n\x05upper\x18\x02 \x01(\x0b\x32\x10.mpcdp.v1.Values\"\x89\x01\n\x0cReleaseEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1f\n\x05value\x18\x02 \x01(\x0b\x32\x10.mpcdp.v1.Values\x12\x16\n\tnoise_std\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12$\n\x08interval\x18\x04 \x01(\x0b\x32\x12.mpcdp.v1.IntervalB\x0c\n\n_noise_std\"\xe9\x02\n\nQueryReply\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12&\n\tstatistic\x18\x02 \x01(\x0e\x32\x13.mpcdp.v1.Statistic\x12\'\n\x07\x65ntries\x18\x03 \x03(\x0b\x32\x16.mpcdp.v1.ReleaseEntry\x12\x0f\n\x07parties\x18\x04 \x03(\t\x12\x14\n\x07\x65psilon\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\r\n\x05\x64\x65lta\x18\x06 \x01(\x01\x12&\n\tmechanism\x18\x07 \x01(\x0e\x32\x13.mpcdp.v1.Mechanism\x12\x12\n\nconfidence\x18\x08 \x01(\x01\x12\x13\n\x06quorum\x18\t \x01(\rH\x01\x88\x01\x01\x12\x0f\n\x07\x64ropped\x18\n \x03(\t\x12\r\n\x05index\x18\x0b \x01(\r\x12\"\n\x07sharing\x18\x0c \x01(\x0e\x32\x11.mpcdp.v1.Sharing\x12\x14\n\x0csharing_note\x18\r \x01(\tB\n\n\x08_epsilonB\t\n\x07_quorum\"\xcd\x01\n\rReleaseVector\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x04part\x18\x02 \x01(\x0e\x32\x1c.mpcdp.v1.ReleaseVector.Part\x12\x0e\n\x06length\x18\x03 \x01(\x04\x12$\n\x05\x66irst\x18\x04 \x01(\x0b\x32\x15.mpcdp.v1.VectorChunk\"L\n\x04Part\x12\x14\n\x10PART_UNSPECIFIED\x10\x00\x12\x0e\n\nPART_VALUE\x10\x01\x12\x0e\n\nPART_LOWER\x10\x02\x12\x0e\n\nPART_UPPER\x10\x03\"#\n\rReleaseLabels\x12\x12\n\ncategories\x18\x01 \x03(\t\"\xbd\x01\n\x0eQueryReplyPart\x12%\n\x05reply\x18\x01 \x01(\x0b\x32\x14.mpcdp.v1.QueryReplyH\x00\x12)\n\x06vector\x18\x02 \x01(\x0b\x32\x17.mpcdp.v1.ReleaseVectorH\x00\x12&\n\x05\x63hunk\x18\x03 \x01(\x0b\x32\x15.mpcdp.v1.VectorChunkH\x00\x12)\n\x06labels\x18\x04 \x01(\x0b\x32\x17.mpcdp.v1.ReleaseLabelsH\x00\x42\x06\n\x04part\"\"\n\x0c\x46\x65tchRequest\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\"\x11\n\x0fLinkPortRequest\"\x18\n\x08LinkPort\x12\x0c\n\x04port\x18\x01 \x01(\r*\xce\x02\n\tStatistic\x12\x19\n\x15STATISTIC_UNSPECIFIED\x10\x00\x12\x11\n\rSTATISTIC_SUM\x10\x01\x12\x13\n\x0fSTATISTIC_COUNT\x10\x02\x12\x12\n\x0eSTATISTIC_MEAN\x10\x03\x12\x16\n\x12STATISTIC_VARIANCE\x10\x04\x12\x17\n\x13STATISTIC_HISTOGRAM\x10\x05\x12\x11\n\rSTATISTIC_MAX\x10\x06\x12\x11\n\rSTATISTIC_MIN\x10\x07\x12\x14\n\x10STATISTIC_ARGMAX\x10\x08\x12\x17\n\x13STATISTIC_THRESHOLD\x10\t\x12\x1a\n\x16STATISTIC_SECOND_PRICE\x10\n\x12\x1a\n\x16STATISTIC_NOISY_ARGMAX\x10\x0b\x12\x16\n\x12STATISTIC_QUANTILE\x10\x0c\x12\x14\n\x10STATISTIC_MEDIAN\x10\r*]\n\tMechanism\x12\x19\n\x15MECHANISM_UNSPECIFIED\x10\x00\x12\x1e\n\x1aMECHANISM_DISCRETE_LAPLACE\x10\x01\x12\x15\n\x11MECHANISM_SKELLAM\x10\x02*[\n\x07Sharing\x12\x17\n\x13SHARING_UNSPECIFIED\x10\x00\x12\x12\n\x0eSHARING_SEEDED\x10\x01\x12\x10\n\x0cSHARING_FULL\x10\x02\x12\x11\n\rSHARING_KEYED\x10\x03*\xcc\x02\n\rRefusalStatus\x12\x1e\n\x1aREFUSAL_STATUS_UNSPECIFIED\x10\x00\x12#\n\x1fREFUSAL_STATUS_INVALID_ARGUMENT\x10\x01\x12&\n\"REFUSAL_STATUS_FAILED_PRECONDITION\x10\x02\x12$\n REFUSAL_STATUS_PERMISSION_DENIED\x10\x03\x12\x1c\n\x18REFUSAL_STATUS_NOT_FOUND\x10\x04\x12!\n\x1dREFUSAL_STATUS_ALREADY_EXISTS\x10\x05\x12$\n REFUSAL_STATUS_DEADLINE_EXCEEDED\x10\x06\x12%\n!REFUSAL_STATUS_RESOURCE_EXHAUSTED\x10\x07\x12\x1a\n\x16REFUSAL_STATUS_ABORTED\x10\x08\x32\x44\n\x05Party\x12;\n\x07\x43ompare\x12\x18.mpcdp.v1.CompareRequest\x1a\x16.mpcdp.v1.CompareReply2\x87\x01\n\x0b\x43oordinator\x12;\n\x05Query\x12\x16.mpcdp.v1.QueryRequest\x1a\x18.mpcdp.v1.QueryReplyPart0\x01\x12;\n\x05\x46\x65tch\x12\x16.mpcdp.v1.FetchRequest\x1a\x18.mpcdp.v1.QueryReplyPart0\x01\x32=\n\x04Link\x12\x35\n\x04Port\x12\x19.mpcdp.v1.LinkPortRequest\x1a\x12.mpcdp.v1.LinkPortb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19mpcdp/v1/federation.proto\x12\x08mpcdp.v1\"\xce\x03\n\tQuerySpec\x12&\n\tstatistic\x18\x01 \x01(\x0e\x32\x13.mpcdp.v1.Statistic\x12\x0f\n\x07parties\x18\x02 \x03(\t\x12\x12\n\nsession_id\x18\x03 \x01(\x0c\x12\x0e\n\x06\x63olumn\x18\x04 \x01(\t\x12\x11\n\tdimension\x18\x05 \x01(\r\x12\r\n\x05lower\x18\x06 \x01(\x01\x12\r\n\x05upper\x18\x07 \x01(\x01\x12\x12\n\ncategories\x18\x08 \x03(\t\x12\x11\n\tfrac_bits\x18\t \x01(\r\x12\x13\n\x0bmax_records\x18\n \x01(\x04\x12\x14\n\x07\x65psilon\x18\x0b \x01(\x01H\x00\x88\x01\x01\x12\r\n\x05\x64\x65lta\x18\x0c \x01(\x01\x12&\n\tmechanism\x18\r \x01(\x0e\x32\x13.mpcdp.v1.Mechanism\x12\x11\n\tcolluders\x18\x0e \x01(\r\x12\"\n\x07sharing\x18\x0f \x01(\x0e\x32\x11.mpcdp.v1.Sharing\x12\x10\n\x08\x64\x65\x61\x64line\x18\x10 \x01(\x01\x12\x15\n\x08\x66raction\x18\x11 \x01(\x01H\x01\x88\x01\x01\x12\x15\n\x08quantile\x18\x12 \x01(\x01H\x02\x88\x01\x01\x12\r\n\x05\x65\x64ges\x18\x13 \x03(\x01\x42\n\n\x08_epsilonB\x0b\n\t_fractionB\x0b\n\t_quantile\"L\n\x05\x41\x62ort\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12\x0e\n\x06sender\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07\x63ulprit\x18\x04 \x01(\t\"+\n\x0bVectorChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"_\n\x07Propose\x12!\n\x04spec\x18\x01 \x01(\x0b\x32\x13.mpcdp.v1.QuerySpec\x12\r\n\x05start\x18\x02 \x01(\x08\x12\"\n\x05\x62\x61tch\x18\x03 \x03(\x0b\x32\x13.mpcdp.v1.QuerySpec\"\x8e\x01\n\x0fProposeResponse\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12\r\n\x05party\x18\x02 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\'\n\x06status\x18\x05 \x01(\x0e\x32\x17.mpcdp.v1.RefusalStatus\x12\r\n\x05waits\x18\x06 \x01(\x08\"3\n\x0e\x43ompareRequest\x12!\n\x04spec\x18\x01 \x01(\x0b\x32\x13.mpcdp.v1.QuerySpec\"K\n\x0c\x43ompareReply\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12\'\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x16.mpcdp.v1.ReleaseEntry\"\xa2\x01\n\x0cQueryRequest\x12!\n\x04spec\x18\x01 \x01(\x0b\x32\x13.mpcdp.v1.QuerySpec\x12\x17\n\x0ftimeout_seconds\x18\x02 \x01(\x01\x12\x12\n\nconfidence\x18\x03 \x01(\x01\x12\x13\n\x06quorum\x18\x04 \x01(\rH\x00\x88\x01\x01\x12\"\n\x05\x62\x61tch\x18\x05 \x03(\x0b\x32\x13.mpcdp.v1.QuerySpecB\t\n\x07_quorum\"n\n\x06Values\x12\x10\n\x06scalar\x18\x01 \x01(\x01H\x00\x12\x11\n\x07integer\x18\x02 \x01(\x12H\x00\x12\x0f\n\x05label\x18\x03 \x01(\tH\x00\x12\x10\n\x06packed\x18\x04 \x01(\x0cH\x00\x12\x12\n\x08streamed\x18\x05 \x01(\x04H\x00\x42\x08\n\x06values\"a\n\x08Interval\x12\x14\n\nhalf_width\x18\x01 \x01(\x01H\x00\x12\x1e\n\x04\x65nds\x18\x02 \x01(\x0b\x32\x0e.mpcdp.v1.EndsH\x00\x12\x15\n\x0bunavailable\x18\x03 \x01(\x08H\x00\x42\x08\n\x06\x62ounds\"H\n\x04\x45nds\x12\x1f\n\x05lower\x18\x01 \x01(\x0b\x32\x10.mpcdp.v1.Values\x12\x1f\n\x05upper\x18\x02 \x01(\x0b\x32\x10.mpcdp.v1.Values\"\x89\x01\n\x0cReleaseEntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1f\n\x05value\x18\x02 \x01(\x0b\x32\x10.mpcdp.v1.Values\x12\x16\n\tnoise_std\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12$\n\x08interval\x18\x04 \x01(\x0b\x32\x12.mpcdp.v1.IntervalB\x0c\n\n_noise_std\"\xc0\x03\n\nQueryReply\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12&\n\tstatistic\x18\x02 \x01(\x0e\x32\x13.mpcdp.v1.Statistic\x12\'\n\x07\x65ntries\x18\x03 \x03(\x0b\x32\x16.mpcdp.v1.ReleaseEntry\x12\x0f\n\x07parties\x18\x04 \x03(\t\x12\x14\n\x07\x65psilon\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\r\n\x05\x64\x65lta\x18\x06 \x01(\x01\x12&\n\tmechanism\x18\x07 \x01(\x0e\x32\x13.mpcdp.v1.Mechanism\x12\x12\n\nconfidence\x18\x08 \x01(\x01\x12\x13\n\x06quorum\x18\t \x01(\rH\x01\x88\x01\x01\x12\x0f\n\x07\x64ropped\x18\n \x03(\t\x12\r\n\x05index\x18\x0b \x01(\r\x12\"\n\x07sharing\x18\x0c \x01(\x0e\x32\x11.mpcdp.v1.Sharing\x12\x14\n\x0csharing_note\x18\r \x01(\t\x12\x12\n\nbatch_size\x18\x0e \x01(\r\x12\x1a\n\rbatch_epsilon\x18\x0f \x01(\x01H\x02\x88\x01\x01\x12\x13\n\x0b\x62\x61tch_delta\x18\x10 \x01(\x01\x42\n\n\x08_epsilonB\t\n\x07_quorumB\x10\n\x0e_batch_epsilon\"\xcd\x01\n\rReleaseVector\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x04part\x18\x02 \x01(\x0e\x32\x1c.mpcdp.v1.ReleaseVector.Part\x12\x0e\n\x06length\x18\x03 \x01(\x04\x12$\n\x05\x66irst\x18\x04 \x01(\x0b\x32\x15.mpcdp.v1.VectorChunk\"L\n\x04Part\x12\x14\n\x10PART_UNSPECIFIED\x10\x00\x12\x0e\n\nPART_VALUE\x10\x01\x12\x0e\n\nPART_LOWER\x10\x02\x12\x0e\n\nPART_UPPER\x10\x03\"#\n\rReleaseLabels\x12\x12\n\ncategories\x18\x01 \x03(\t\"\xbd\x01\n\x0eQueryReplyPart\x12%\n\x05reply\x18\x01 \x01(\x0b\x32\x14.mpcdp.v1.QueryReplyH\x00\x12)\n\x06vector\x18\x02 \x01(\x0b\x32\x17.mpcdp.v1.ReleaseVectorH\x00\x12&\n\x05\x63hunk\x18\x03 \x01(\x0b\x32\x15.mpcdp.v1.VectorChunkH\x00\x12)\n\x06labels\x18\x04 \x01(\x0b\x32\x17.mpcdp.v1.ReleaseLabelsH\x00\x42\x06\n\x04part\"\"\n\x0c\x46\x65tchRequest\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\"\x11\n\x0fLinkPortRequest\"\x18\n\x08LinkPort\x12\x0c\n\x04port\x18\x01 \x01(\r*\xce\x02\n\tStatistic\x12\x19\n\x15STATISTIC_UNSPECIFIED\x10\x00\x12\x11\n\rSTATISTIC_SUM\x10\x01\x12\x13\n\x0fSTATISTIC_COUNT\x10\x02\x12\x12\n\x0eSTATISTIC_MEAN\x10\x03\x12\x16\n\x12STATISTIC_VARIANCE\x10\x04\x12\x17\n\x13STATISTIC_HISTOGRAM\x10\x05\x12\x11\n\rSTATISTIC_MAX\x10\x06\x12\x11\n\rSTATISTIC_MIN\x10\x07\x12\x14\n\x10STATISTIC_ARGMAX\x10\x08\x12\x17\n\x13STATISTIC_THRESHOLD\x10\t\x12\x1a\n\x16STATISTIC_SECOND_PRICE\x10\n\x12\x1a\n\x16STATISTIC_NOISY_ARGMAX\x10\x0b\x12\x16\n\x12STATISTIC_QUANTILE\x10\x0c\x12\x14\n\x10STATISTIC_MEDIAN\x10\r*]\n\tMechanism\x12\x19\n\x15MECHANISM_UNSPECIFIED\x10\x00\x12\x1e\n\x1aMECHANISM_DISCRETE_LAPLACE\x10\x01\x12\x15\n\x11MECHANISM_SKELLAM\x10\x02*[\n\x07Sharing\x12\x17\n\x13SHARING_UNSPECIFIED\x10\x00\x12\x12\n\x0eSHARING_SEEDED\x10\x01\x12\x10\n\x0cSHARING_FULL\x10\x02\x12\x11\n\rSHARING_KEYED\x10\x03*\xcc\x02\n\rRefusalStatus\x12\x1e\n\x1aREFUSAL_STATUS_UNSPECIFIED\x10\x00\x12#\n\x1fREFUSAL_STATUS_INVALID_ARGUMENT\x10\x01\x12&\n\"REFUSAL_STATUS_FAILED_PRECONDITION\x10\x02\x12$\n REFUSAL_STATUS_PERMISSION_DENIED\x10\x03\x12\x1c\n\x18REFUSAL_STATUS_NOT_FOUND\x10\x04\x12!\n\x1dREFUSAL_STATUS_ALREADY_EXISTS\x10\x05\x12$\n REFUSAL_STATUS_DEADLINE_EXCEEDED\x10\x06\x12%\n!REFUSAL_STATUS_RESOURCE_EXHAUSTED\x10\x07\x12\x1a\n\x16REFUSAL_STATUS_ABORTED\x10\x08\x32\x44\n\x05Party\x12;\n\x07\x43ompare\x12\x18.mpcdp.v1.CompareRequest\x1a\x16.mpcdp.v1.CompareReply2\x87\x01\n\x0b\x43oordinator\x12;\n\x05Query\x12\x16.mpcdp.v1.QueryRequest\x1a\x18.mpcdp.v1.QueryReplyPart0\x01\x12;\n\x05\x46\x65tch\x12\x16.mpcdp.v1.FetchRequest\x1a\x18.mpcdp.v1.QueryReplyPart0\x01\x32=\n\x04Link\x12\x35\n\x04Port\x12\x19.mpcdp.v1.LinkPortRequest\x1a\x12.mpcdp.v1.LinkPortb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mpcdp.v1.federation_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STATISTIC']._serialized_start=2436
-  _globals['_STATISTIC']._serialized_end=2770
-  _globals['_MECHANISM']._serialized_start=2772
-  _globals['_MECHANISM']._serialized_end=2865
-  _globals['_SHARING']._serialized_start=2867
-  _globals['_SHARING']._serialized_end=2958
-  _globals['_REFUSALSTATUS']._serialized_start=2961
-  _globals['_REFUSALSTATUS']._serialized_end=3293
+  _globals['_STATISTIC']._serialized_start=2559
+  _globals['_STATISTIC']._serialized_end=2893
+  _globals['_MECHANISM']._serialized_start=2895
+  _globals['_MECHANISM']._serialized_end=2988
+  _globals['_SHARING']._serialized_start=2990
+  _globals['_SHARING']._serialized_end=3081
+  _globals['_REFUSALSTATUS']._serialized_start=3084
+  _globals['_REFUSALSTATUS']._serialized_end=3416
   _globals['_QUERYSPEC']._serialized_start=40
   _globals['_QUERYSPEC']._serialized_end=502
   _globals['_ABORT']._serialized_start=504
@@ -46,43 +46,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VECTORCHUNK']._serialized_start=582
   _globals['_VECTORCHUNK']._serialized_end=625
   _globals['_PROPOSE']._serialized_start=627
-  _globals['_PROPOSE']._serialized_end=686
-  _globals['_PROPOSERESPONSE']._serialized_start=689
-  _globals['_PROPOSERESPONSE']._serialized_end=831
-  _globals['_COMPAREREQUEST']._serialized_start=833
-  _globals['_COMPAREREQUEST']._serialized_end=884
-  _globals['_COMPAREREPLY']._serialized_start=886
-  _globals['_COMPAREREPLY']._serialized_end=961
-  _globals['_QUERYREQUEST']._serialized_start=964
-  _globals['_QUERYREQUEST']._serialized_end=1126
-  _globals['_VALUES']._serialized_start=1128
-  _globals['_VALUES']._serialized_end=1238
-  _globals['_INTERVAL']._serialized_start=1240
-  _globals['_INTERVAL']._serialized_end=1337
-  _globals['_ENDS']._serialized_start=1339
-  _globals['_ENDS']._serialized_end=1411
-  _globals['_RELEASEENTRY']._serialized_start=1414
-  _globals['_RELEASEENTRY']._serialized_end=1551
-  _globals['_QUERYREPLY']._serialized_start=1554
-  _globals['_QUERYREPLY']._serialized_end=1915
-  _globals['_RELEASEVECTOR']._serialized_start=1918
-  _globals['_RELEASEVECTOR']._serialized_end=2123
-  _globals['_RELEASEVECTOR_PART']._serialized_start=2047
-  _globals['_RELEASEVECTOR_PART']._serialized_end=2123
-  _globals['_RELEASELABELS']._serialized_start=2125
-  _globals['_RELEASELABELS']._serialized_end=2160
-  _globals['_QUERYREPLYPART']._serialized_start=2163
-  _globals['_QUERYREPLYPART']._serialized_end=2352
-  _globals['_FETCHREQUEST']._serialized_start=2354
-  _globals['_FETCHREQUEST']._serialized_end=2388
-  _globals['_LINKPORTREQUEST']._serialized_start=2390
-  _globals['_LINKPORTREQUEST']._serialized_end=2407
-  _globals['_LINKPORT']._serialized_start=2409
-  _globals['_LINKPORT']._serialized_end=2433
-  _globals['_PARTY']._serialized_start=3295
-  _globals['_PARTY']._serialized_end=3363
-  _globals['_COORDINATOR']._serialized_start=3366
-  _globals['_COORDINATOR']._serialized_end=3501
-  _globals['_LINK']._serialized_start=3503
-  _globals['_LINK']._serialized_end=3564
+  _globals['_PROPOSE']._serialized_end=722
+  _globals['_PROPOSERESPONSE']._serialized_start=725
+  _globals['_PROPOSERESPONSE']._serialized_end=867
+  _globals['_COMPAREREQUEST']._serialized_start=869
+  _globals['_COMPAREREQUEST']._serialized_end=920
+  _globals['_COMPAREREPLY']._serialized_start=922
+  _globals['_COMPAREREPLY']._serialized_end=997
+  _globals['_QUERYREQUEST']._serialized_start=1000
+  _globals['_QUERYREQUEST']._serialized_end=1162
+  _globals['_VALUES']._serialized_start=1164
+  _globals['_VALUES']._serialized_end=1274
+  _globals['_INTERVAL']._serialized_start=1276
+  _globals['_INTERVAL']._serialized_end=1373
+  _globals['_ENDS']._serialized_start=1375
+  _globals['_ENDS']._serialized_end=1447
+  _globals['_RELEASEENTRY']._serialized_start=1450
+  _globals['_RELEASEENTRY']._serialized_end=1587
+  _globals['_QUERYREPLY']._serialized_start=1590
+  _globals['_QUERYREPLY']._serialized_end=2038
+  _globals['_RELEASEVECTOR']._serialized_start=2041
+  _globals['_RELEASEVECTOR']._serialized_end=2246
+  _globals['_RELEASEVECTOR_PART']._serialized_start=2170
+  _globals['_RELEASEVECTOR_PART']._serialized_end=2246
+  _globals['_RELEASELABELS']._serialized_start=2248
+  _globals['_RELEASELABELS']._serialized_end=2283
+  _globals['_QUERYREPLYPART']._serialized_start=2286
+  _globals['_QUERYREPLYPART']._serialized_end=2475
+  _globals['_FETCHREQUEST']._serialized_start=2477
+  _globals['_FETCHREQUEST']._serialized_end=2511
+  _globals['_LINKPORTREQUEST']._serialized_start=2513
+  _globals['_LINKPORTREQUEST']._serialized_end=2530
+  _globals['_LINKPORT']._serialized_start=2532
+  _globals['_LINKPORT']._serialized_end=2556
+  _globals['_PARTY']._serialized_start=3418
+  _globals['_PARTY']._serialized_end=3486
+  _globals['_COORDINATOR']._serialized_start=3489
+  _globals['_COORDINATOR']._serialized_end=3624
+  _globals['_LINK']._serialized_start=3626
+  _globals['_LINK']._serialized_end=3687
 # @@protoc_insertion_point(module_scope)

@@ -142,12 +142,14 @@ class VectorChunk(_message.Message):
     def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class Propose(_message.Message):
-    __slots__ = ("spec", "start")
+    __slots__ = ("spec", "start", "batch")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     spec: QuerySpec
     start: bool
-    def __init__(self, spec: _Optional[_Union[QuerySpec, _Mapping]] = ..., start: _Optional[bool] = ...) -> None: ...
+    batch: _containers.RepeatedCompositeFieldContainer[QuerySpec]
+    def __init__(self, spec: _Optional[_Union[QuerySpec, _Mapping]] = ..., start: _Optional[bool] = ..., batch: _Optional[_Iterable[_Union[QuerySpec, _Mapping]]] = ...) -> None: ...
 
 class ProposeResponse(_message.Message):
     __slots__ = ("session_id", "party", "accepted", "reason", "status", "waits")
@@ -238,7 +240,7 @@ class ReleaseEntry(_message.Message):
     def __init__(self, name: _Optional[str] = ..., value: _Optional[_Union[Values, _Mapping]] = ..., noise_std: _Optional[float] = ..., interval: _Optional[_Union[Interval, _Mapping]] = ...) -> None: ...
 
 class QueryReply(_message.Message):
-    __slots__ = ("session_id", "statistic", "entries", "parties", "epsilon", "delta", "mechanism", "confidence", "quorum", "dropped", "index", "sharing", "sharing_note")
+    __slots__ = ("session_id", "statistic", "entries", "parties", "epsilon", "delta", "mechanism", "confidence", "quorum", "dropped", "index", "sharing", "sharing_note", "batch_size", "batch_epsilon", "batch_delta")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     STATISTIC_FIELD_NUMBER: _ClassVar[int]
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
@@ -252,6 +254,9 @@ class QueryReply(_message.Message):
     INDEX_FIELD_NUMBER: _ClassVar[int]
     SHARING_FIELD_NUMBER: _ClassVar[int]
     SHARING_NOTE_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    BATCH_EPSILON_FIELD_NUMBER: _ClassVar[int]
+    BATCH_DELTA_FIELD_NUMBER: _ClassVar[int]
     session_id: bytes
     statistic: Statistic
     entries: _containers.RepeatedCompositeFieldContainer[ReleaseEntry]
@@ -265,7 +270,10 @@ class QueryReply(_message.Message):
     index: int
     sharing: Sharing
     sharing_note: str
-    def __init__(self, session_id: _Optional[bytes] = ..., statistic: _Optional[_Union[Statistic, str]] = ..., entries: _Optional[_Iterable[_Union[ReleaseEntry, _Mapping]]] = ..., parties: _Optional[_Iterable[str]] = ..., epsilon: _Optional[float] = ..., delta: _Optional[float] = ..., mechanism: _Optional[_Union[Mechanism, str]] = ..., confidence: _Optional[float] = ..., quorum: _Optional[int] = ..., dropped: _Optional[_Iterable[str]] = ..., index: _Optional[int] = ..., sharing: _Optional[_Union[Sharing, str]] = ..., sharing_note: _Optional[str] = ...) -> None: ...
+    batch_size: int
+    batch_epsilon: float
+    batch_delta: float
+    def __init__(self, session_id: _Optional[bytes] = ..., statistic: _Optional[_Union[Statistic, str]] = ..., entries: _Optional[_Iterable[_Union[ReleaseEntry, _Mapping]]] = ..., parties: _Optional[_Iterable[str]] = ..., epsilon: _Optional[float] = ..., delta: _Optional[float] = ..., mechanism: _Optional[_Union[Mechanism, str]] = ..., confidence: _Optional[float] = ..., quorum: _Optional[int] = ..., dropped: _Optional[_Iterable[str]] = ..., index: _Optional[int] = ..., sharing: _Optional[_Union[Sharing, str]] = ..., sharing_note: _Optional[str] = ..., batch_size: _Optional[int] = ..., batch_epsilon: _Optional[float] = ..., batch_delta: _Optional[float] = ...) -> None: ...
 
 class ReleaseVector(_message.Message):
     __slots__ = ("name", "part", "length", "first")
