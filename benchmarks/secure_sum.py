@@ -21,6 +21,8 @@ connections are set up before its timed region.
     python benchmarks/secure_sum.py --sharing-side-by-side  # keyed vs seeded scalar sessions, same processes
                                                             # (secure_sum_keyed.json)
     python benchmarks/secure_sum.py --profile --sharing seeded  # the profile of the two-message path
+    python benchmarks/secure_sum.py --batch  # scalar statistics/s: separate queries vs batches of 16 and 64
+                                             # per session (secure_sum_batch.json)
 
 The concurrent workload ("concurrent scalar, 3 parties") runs scalar sums against the same real party
 processes with 1, 16 and 64 queries in flight, spread over 8 analyst connections (each in flight query
@@ -31,6 +33,11 @@ The side-by-side run ("--sharing-side-by-side") measures the concurrent workload
 sessions (PROPOSE, then each party's masked partial sum: one message each way, the default) and for seeded
 ones (PROPOSE, ANSWER and a seed to each peer, then the partial sum), alternating the two at each level
 against the same party processes, so the ratio is measured under the same load.
+
+The batch run ("--batch") answers scalar sums against the same party processes as separate concurrent
+queries (16 and 64 in flight) and as batches of 16 and 64 statistics per session (``QueryRequest.batch``: one
+proposal and one partial sum per party for the whole batch), one and several sessions in flight, keyed, and
+reports statistics per second and CPU per statistic in each process.
 
 The profile runs a coordinator, three parties and the analyst as real TLS gRPC servers and clients in ONE
 process (each with its state directory: the parties' session logs and the coordinator's release store are
@@ -161,9 +168,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_concurrent(parties: int, seconds: float, sharings: tuple[str, ...] = ("keyed",)) -> dict:
+def run_concurrent(
+    parties: int,
+    seconds: float,
+    sharings: tuple[str, ...] = ("keyed",),
+    levels: list[tuple[int, str, int]] | None = None,
+) -> dict:
     """Scalar sums with many queries in flight against real party processes: queries/s and latency, at each
-    level for each sharing mode in turn (same processes)."""
+    level for each sharing mode in turn (same processes). ``levels``: (sessions in flight, sharing, statistics
+    per session) instead; a session of more than one statistic is a batch (``Analyst.query_batch``) of that many
+    scalar sums, and statistics/s counts each."""
     import asyncio
 
     from services.analyst import Analyst
@@ -172,24 +186,27 @@ def run_concurrent(parties: int, seconds: float, sharings: tuple[str, ...] = ("k
     data = {f"party-{i + 1}": np.array([[float(i + 1)]]) for i in range(parties)}
     expected = parties * (parties + 1) / 2
 
-    async def level(fed, in_flight: int, sharing: str) -> dict:
+    async def level(fed, in_flight: int, sharing: str, batch: int = 1) -> dict:
         analysts = [Analyst(fed.federation, CLIENT) for _ in range(min(ANALYSTS, in_flight))]
         times: list[float] = []
         stop = time.perf_counter() + seconds
+        ask = dict(statistic="sum", bounds=(0, BOUND), frac_bits=0, max_records=1)
+
+        async def session(analyst, timeout: float = 60.0) -> list:
+            if batch == 1:
+                return [await analyst.query(timeout=timeout, sharing=sharing, **ask)]
+            return await analyst.query_batch([ask] * batch, timeout=timeout, sharing=sharing)
 
         async def worker(analyst) -> None:
             while time.perf_counter() < stop:
                 t0 = time.perf_counter()
-                r = await analyst.query(
-                    "sum", bounds=(0, BOUND), frac_bits=0, max_records=1, timeout=60.0, sharing=sharing
-                )
+                released = await session(analyst)
                 times.append(time.perf_counter() - t0)
-                if r.value != expected:
-                    raise RuntimeError(f"mpcdp returned a wrong sum {r.value}")
+                if [r.value for r in released] != [expected] * batch:
+                    raise RuntimeError(f"mpcdp returned a wrong sum {[r.value for r in released]}")
 
         try:
-            warm = dict(bounds=(0, BOUND), frac_bits=0, max_records=1, sharing=sharing)
-            await asyncio.gather(*(analysts[i % len(analysts)].query("sum", **warm) for i in range(8)))
+            await asyncio.gather(*(session(analysts[i % len(analysts)]) for i in range(8)))
             pids = {n: p.pid for n, p in fed.procs.items()}
             cpu_before = {n: cpu_seconds(pid) for n, pid in pids.items()}
             analyst_before = time.process_time()
@@ -202,20 +219,26 @@ def run_concurrent(parties: int, seconds: float, sharings: tuple[str, ...] = ("k
             for a in analysts:
                 await a.close()
         times.sort()
+        answered = batch * len(times)
         return {
             "in_flight": in_flight,
             "sharing": sharing,
+            "statistics_per_session": batch,
             "queries": len(times),
             "queries_per_second": len(times) / took,
+            "statistics_per_second": answered / took,
             "median_ms": 1e3 * statistics.median(times),
             "p90_ms": 1e3 * times[int(0.9 * len(times))],
             "cpu_ms_per_query": {n: 1e3 * c / len(times) for n, c in cpu.items()},
             "cpu_ms_per_query_all_processes": 1e3 * sum(cpu.values()) / len(times),
+            "cpu_ms_per_statistic": {n: 1e3 * c / answered for n, c in cpu.items()},
+            "cpu_ms_per_statistic_all_processes": 1e3 * sum(cpu.values()) / answered,
             "load": os.getloadavg(),
         }
 
     async def all_levels(fed) -> list[dict]:
-        return [await level(fed, n, sharing) for n in IN_FLIGHT for sharing in sharings]
+        asked = levels or [(n, sharing, 1) for n in IN_FLIGHT for sharing in sharings]
+        return [await level(fed, n, sharing, batch) for n, sharing, batch in asked]
 
     with LocalFederation(data, timeout=60.0) as fed:
         return {"levels": asyncio.run(all_levels(fed))}
@@ -428,21 +451,78 @@ def sharing_side_by_side(quick: bool, out: Path = SIDE_BY_SIDE_RESULTS) -> dict:
             for n in IN_FLIGHT
         },
     }
+    lines = [
+        f"{sharing:>6}, {n:>2} in flight: {lv['queries_per_second']:7.1f} queries/s, median {lv['median_ms']:.2f} ms, "
+        f"p90 {lv['p90_ms']:.2f} ms, CPU {lv['cpu_ms_per_query_all_processes']:.1f} ms/query "
+        f"(load {lv['load'][0]:.1f}): " + ", ".join(f"{name} {ms:.2f}" for name, ms in lv["cpu_ms_per_query"].items())
+        for n in IN_FLIGHT
+        for sharing in ("seeded", "keyed")
+        for lv in [by[(sharing, n)]]
+    ]
+    return _written(report, out, lines)
+
+
+def _written(report: dict, out: Path, lines: list[str]) -> dict:
+    """Write ``report`` as JSON to ``out`` and print the load before, ``lines``, the load after."""
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    print(uptime)
-    for n in IN_FLIGHT:
-        for sharing in ("seeded", "keyed"):
-            lv = by[(sharing, n)]
-            print(
-                f"{sharing:>6}, {n:>2} in flight: {lv['queries_per_second']:7.1f} queries/s, median "
-                f"{lv['median_ms']:.2f} ms, p90 {lv['p90_ms']:.2f} ms, CPU {lv['cpu_ms_per_query_all_processes']:.1f} "
-                f"ms/query (load {lv['load'][0]:.1f}): "
-                + ", ".join(f"{name} {ms:.2f}" for name, ms in lv["cpu_ms_per_query"].items())
-            )
+    print(report["uptime_before"])
+    for line in lines:
+        print(line)
     print(report["uptime_after"])
     print(f"wrote {out}")
     return report
+
+
+BATCH_RESULTS = RESULTS.with_name("secure_sum_batch.json")
+BATCH_LEVELS = [  # (sessions in flight, statistics per session), keyed: separate queries, then batches
+    (16, 1),
+    (64, 1),
+    (1, 16),
+    (8, 16),
+    (1, 64),
+    (4, 64),
+]
+
+
+def _kind(batch: int) -> str:
+    return "separate queries" if batch == 1 else f"batches of {batch}"
+
+
+def batch_side_by_side(quick: bool, out: Path = BATCH_RESULTS) -> dict:
+    """Scalar statistics per second as separate concurrent queries (16 and 64 in flight) against batches of 16
+    and 64 statistics per session (one and several sessions in flight), keyed, on the same party processes, in
+    one run; CPU per statistic per process."""
+    uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    levels = [(n, "keyed", b) for n, b in BATCH_LEVELS]
+    ours = run_concurrent(3, 2.0 if quick else 6.0, levels=levels)
+    separate = max(
+        (lv for lv in ours["levels"] if lv["statistics_per_session"] == 1), key=lambda lv: lv["statistics_per_second"]
+    )
+    report = {
+        "benchmark": "secure_sum scalar statistics: separate concurrent queries vs batches, keyed, 3 parties, real "
+        "processes (coordinator, 3 parties; the analyst is this process)",
+        "uptime_before": uptime,
+        "uptime_after": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "target": ">= 500 scalar statistics per second",
+        "levels": ours["levels"],
+        "ratios_over_best_separate": {
+            f"batch {lv['statistics_per_session']} x {lv['in_flight']} in flight": lv["statistics_per_second"]
+            / separate["statistics_per_second"]
+            for lv in ours["levels"]
+            if lv["statistics_per_session"] > 1
+        },
+    }
+    lines = [
+        f"{_kind(lv['statistics_per_session']):>17}, {lv['in_flight']:>2} sessions in flight: "
+        f"{lv['statistics_per_second']:7.1f} statistics/s, session median "
+        f"{lv['median_ms']:.2f} ms, CPU {lv['cpu_ms_per_statistic_all_processes']:.2f} ms/statistic "
+        f"(load {lv['load'][0]:.1f}): "
+        + ", ".join(f"{name} {ms:.3f}" for name, ms in lv["cpu_ms_per_statistic"].items())
+        for lv in ours["levels"]
+    ]
+    return _written(report, out, lines)
 
 
 def main(argv=None) -> int:
@@ -462,6 +542,12 @@ def main(argv=None) -> int:
         help="only keyed vs seeded scalar sessions at 1/16/64 in flight, same processes (secure_sum_keyed.json)",
     )
     ap.add_argument(
+        "--batch",
+        action="store_true",
+        help="only scalar statistics/s as separate concurrent queries vs batches of 16 and 64 per session, same "
+        "processes (secure_sum_batch.json)",
+    )
+    ap.add_argument(
         "--only", action="append", default=[], help="run only workloads whose name contains this (repeatable)"
     )
     args = ap.parse_args(argv)
@@ -473,6 +559,9 @@ def main(argv=None) -> int:
         return 0
     if args.sharing_side_by_side:
         sharing_side_by_side(args.quick)
+        return 0
+    if args.batch:
+        batch_side_by_side(args.quick)
         return 0
     rows = []
     if not args.only or any(o in CONCURRENT for o in args.only):
