@@ -7,12 +7,14 @@ certificate name of the link it came on, never a field. Pushed kinds reach a nod
 =========  ===========================  =======  ==============================================================
 kind       direction                    pushed   payload
 =========  ===========================  =======  ==============================================================
-PROPOSE    coordinator -> party         yes      ``Propose``: the spec, and whether to share at once
+PROPOSE    coordinator -> party         yes      ``Propose``: the spec, and whether to share at once; a batch's
+                                                 further specs (:class:`mpcdp.protocol.spec.Batch`)
 ANSWER     party -> coordinator         yes      ``ProposeResponse``: accepted (and whether it waits for START),
                                                  or refused with a status and words without local detail
 START      coordinator -> party         no       empty: every party accepted (only to the parties that wait)
 SHARE      party -> party               no       the share: a 32-byte PRG seed, or the packed uint64 vector
-PARTIAL    party -> coordinator         yes      the partial sum, packed little-endian uint64; in a keyed
+PARTIAL    party -> coordinator         yes      the partial sum, packed little-endian uint64 (a batch: every
+                                                 statistic's, concatenated in the batch's order); in a keyed
                                                  session followed by the ids of the pair keys it was masked
                                                  with, 8 bytes per peer in the spec's party order
 ABORT      either way                   yes      ``Abort`` (reason, culprit); a party answers the coordinator's
@@ -23,7 +25,8 @@ A keyed session (every party's policy allows ``one_round``, and the analyst did 
 sharing mode) is PROPOSE, then PARTIAL: one message each way, no message between parties (the pair keys,
 :mod:`services.pair_keys`, are agreed once per link, not per session); a refusal is still an ANSWER, a
 failure an ABORT. A seeded or full session is PROPOSE, ANSWER and the SHAREs at once, then PARTIAL; a
-party whose policy says ``one_round = false`` waits for START before sharing.
+party whose policy says ``one_round = false`` waits for START before sharing. A batch of statistics is one
+session like any other: one PROPOSE carrying every spec, one PARTIAL per party carrying every partial sum.
 """
 
 from __future__ import annotations

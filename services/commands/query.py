@@ -25,10 +25,10 @@ command's per-statistic flags (--statistic, --column, --bounds, --epsilon,
 --categories, ...); --parties, --colluders, --sharing, --timeout,
 --confidence and --quorum are the session's. Every party checks each
 statistic against its policy (refusing one refuses the whole batch, naming
-the statistic) and is charged their losses composed, at once: all of them or
-nothing. Each statistic gets its own noise; the output lists one release per
-statistic (--json: a list), each with its own epsilon and the batch's
-composed epsilon.
+the statistic) and is charged their losses composed, at once: at each party
+the whole batch or nothing. Each statistic gets its own noise; the output
+lists one release per statistic (--json: a list), each with its own epsilon
+and the batch's composed epsilon.
 
 Spent budget always yields its result: the coordinator keeps every release
 under its session id, and if yours did not arrive (you were cut off after
