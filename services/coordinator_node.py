@@ -52,6 +52,7 @@ from services.deadlines import DEFAULT_TIMEOUT, SEND_TIMEOUT
 from services.federation import Federation
 from services.ledgers import public_refusal
 from services.link import Hub, LinkError
+from services.query_link import QueryService
 from services.sessions import ABORT, ANSWER, PARTIAL, PROPOSE, START, KeyedPartial
 from services.tls import Identity, caller
 from services.wire.mpcdp.v1 import federation_pb2 as pb
@@ -164,6 +165,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         self.link.on(ANSWER, self._answered)
         self.link.on(ABORT, self._party_aborted)
         self.link.on_drop(self._dropped)
+        self.queries = QueryService(self, self.link)  # the clients' Query and Fetch on a link hub of their own
         # a many-party release with dropouts restates its loss with scipy (mpcdp.dp.distributed): loaded with
         # the node, not on the event loop in the middle of the first such session (0.4-1.7 s)
         import scipy.special  # noqa: F401
@@ -172,7 +174,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         """What a server must offer for this node: the Coordinator service and its links to the parties."""
         return [
             (releases.add_coordinator_to_server, self, "mpcdp.v1.Coordinator"),
-            self.link.service(),
+            *self.queries.services(),  # Link/Port: the parties' hub, and the clients' (services.query_link)
         ]
 
     async def close(self) -> None:
@@ -180,6 +182,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             await asyncio.wait(self._sessions, timeout=ABORT_GRACE)
         if self._keeping:
             await asyncio.wait(list(self._keeping.values()))
+        await self.queries.close()
         await self.link.close()
         await self.channels.close()
 
@@ -427,14 +430,21 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
 
     def keyed_refusal(self, specs: tuple[QuerySpec, ...]) -> str | None:
         """Why a keyed session (one message each way) is not worth proposing for ``specs`` (a batch; None: it is):
-        every party's policy
-        in the federation file sends its partial sum without waiting for the others (``one_round``) and
-        accepts every statistic as far as the file tells (statistic, column, epsilon, ...), no party refused a keyed
-        session in the last ``REFUSED_SECONDS`` (and at most ``MAX_KEYED_PARTIES`` take part). A keyed partial
-        sum is charged as it leaves, so a party that refuses a keyed session costs the others that query's
-        loss with nothing released: the seeded session, whose partial sums wait for every share, costs them
-        nothing; the party's own ledger (and a policy file that differs from the federation's) can still
-        refuse the first keyed session. The reason names the first party in the way."""
+        it is one statistic or an exact batch, every party's policy in the federation file sends its partial sum
+        without waiting for the others (``one_round``) and accepts every statistic as far as the file tells
+        (statistic, column, epsilon, ...), no party refused a keyed session in the last ``REFUSED_SECONDS`` (and
+        at most ``MAX_KEYED_PARTIES`` take part). A keyed partial sum is charged as it leaves, so a party that
+        refuses a keyed session costs the others that query's loss with nothing released: the seeded session,
+        whose partial sums wait for every share, costs them nothing; the party's own ledger (and a policy file
+        that differs from the federation's) can still refuse the first keyed session. A DP batch of several
+        statistics therefore always runs seeded: one party's refusal (its budget, say) must not cost the others
+        a whole batch's loss, and each party's budget is then the whole batch or nothing. The reason names the
+        first party in the way."""
+        if len(specs) > 1 and any(not s.is_exact for s in specs):
+            return (
+                "a batch of DP statistics runs seeded, so that no party is charged unless every party accepted "
+                "(a keyed partial sum is charged as it leaves)"
+            )
         if self._policies is None or self._policies[0] is not self.federation:  # read once per federation
             names = self.federation.names("party")
             self._policies = (self.federation, {p: self.federation.policy_for(p).party() for p in names})
