@@ -262,3 +262,14 @@ async def test_mpcdp_query_also_runs_a_full_mesh_batch(nodes, tmp_path, capsys):
     assert {d["batch_size"] for d in doc} == {3}
     assert await asyncio.to_thread(cli.main, [*argv[:-2], "--also", "--statistic count --sharing full"]) == 2
     assert "--sharing is the session's" in capsys.readouterr().err
+
+
+async def test_a_question_giving_a_session_keyword_is_refused_in_words(nodes):
+    cluster, _ = nodes
+    with pytest.raises(QueryError) as info:
+        await batch(cluster, [SUM, dict(COUNT, sharing="full", colluders=2)])
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert (
+        info.value.details
+        == "a question of a batch: colluders, sharing are the session's: give it once, to query_batch"
+    )
