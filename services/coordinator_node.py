@@ -52,7 +52,6 @@ from services.deadlines import DEFAULT_TIMEOUT, SEND_TIMEOUT
 from services.federation import Federation
 from services.ledgers import public_refusal
 from services.link import Hub, LinkError
-from services.query_link import QueryService
 from services.sessions import ABORT, ANSWER, PARTIAL, PROPOSE, START, KeyedPartial
 from services.tls import Identity, caller
 from services.wire.mpcdp.v1 import federation_pb2 as pb
@@ -165,7 +164,6 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         self.link.on(ANSWER, self._answered)
         self.link.on(ABORT, self._party_aborted)
         self.link.on_drop(self._dropped)
-        self.queries = QueryService(self, self.link)  # the clients' Query and Fetch on a link hub of their own
         # a many-party release with dropouts restates its loss with scipy (mpcdp.dp.distributed): loaded with
         # the node, not on the event loop in the middle of the first such session (0.4-1.7 s)
         import scipy.special  # noqa: F401
@@ -174,7 +172,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         """What a server must offer for this node: the Coordinator service and its links to the parties."""
         return [
             (releases.add_coordinator_to_server, self, "mpcdp.v1.Coordinator"),
-            *self.queries.services(),  # Link/Port: the parties' hub, and the clients' (services.query_link)
+            self.link.service(),
         ]
 
     async def close(self) -> None:
@@ -182,7 +180,6 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             await asyncio.wait(self._sessions, timeout=ABORT_GRACE)
         if self._keeping:
             await asyncio.wait(list(self._keeping.values()))
-        await self.queries.close()
         await self.link.close()
         await self.channels.close()
 
