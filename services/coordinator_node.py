@@ -45,7 +45,7 @@ from google.protobuf.message import DecodeError
 
 from mpcdp.dp.loss import PrivacyLoss
 from mpcdp.protocol import CoordinatorSession, ProtocolError, QuerySpec, Release, Response, SpecError, Status
-from mpcdp.protocol.spec import MAX_BATCH, MAX_KEYED_PARTIES, Batch, Sharing
+from mpcdp.protocol.spec import MAX_BATCH, MAX_KEYED_PARTIES, Batch, Sharing, new_session_id
 from services import audit, convert, releases, server
 from services.channels import Channels
 from services.deadlines import DEFAULT_TIMEOUT, SEND_TIMEOUT
@@ -64,6 +64,12 @@ SESSION_HEADER = "mpcdp-session-id"
 MAX_REASON = 500  # characters of a party's abort reason passed on
 SESSIONS_PER_PARTY = 64  # sessions in flight to one party at once; more queries wait (party_node.MAX_SESSIONS)
 REFUSED_SECONDS = 60.0  # after a party refused a keyed session, its sessions run seeded for this long
+COALESCED_SESSIONS = 4  # sessions in flight per group of single queries; queries arriving meanwhile run together
+COALESCE_LENGTH = 1024  # ring elements: a single query at most this long may run together with others
+COALESCED = (
+    "run together with other DP queries in one seeded session, so that no party is charged unless every party "
+    "accepted (a keyed partial sum is charged as it leaves)"
+)
 
 
 class SessionFailed(Exception):
@@ -73,6 +79,24 @@ class SessionFailed(Exception):
         super().__init__(message)
         self.status = status
         self.culprit = culprit
+
+
+@dataclasses.dataclass
+class _Waiting:
+    """A single query waiting to run (together with others of its group, :meth:`CoordinatorNode._released`):
+    ``result`` gets its release, the spec it ran with and why it ran another sharing ("": as asked)."""
+
+    spec: QuerySpec
+    result: asyncio.Future
+
+
+@dataclasses.dataclass
+class _Group:
+    """The single queries asking the same parties, colluders and sharing, exact or not alike: ``running`` sessions
+    in flight, the queries ``waiting`` for one of them to end."""
+
+    waiting: list[_Waiting] = dataclasses.field(default_factory=list)
+    running: int = 0
 
 
 class _Run:
@@ -140,8 +164,12 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         max_timeout: float | None = None,
         store: releases.ReleaseStore | None = None,
         send_timeout: float = SEND_TIMEOUT,
+        coalesce: int = COALESCED_SESSIONS,
     ):
+        """``coalesce``: sessions in flight per group of small single queries asking the same parties, the
+        queries arriving meanwhile run together in one batch session (0: every query its own session)."""
         self.federation = federation
+        self.coalesce = coalesce
         self.identity = identity
         self.ledger = ledger
         self.store = store
@@ -155,6 +183,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         self._keeping: dict[str, asyncio.Task] = {}  # releases being written to the store, by session id
         self._policies: tuple[Federation, dict] | None = None  # the federation file's policy of each party
         self._refused: dict[str, float] = {}  # party -> until when its sessions run seeded (it refused keyed)
+        self._groups: dict[tuple, _Group] = {}  # single queries that may run together, by what they share
         self.channels = Channels(identity, lambda party: self.federation.address(party))
         self.link = Hub(  # one long-lived authenticated stream to each party, carrying every session
             identity,
@@ -326,15 +355,9 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         """Run the session, keep its releases (one per statistic of the batch), charge the held budget (their
         losses composed); the releases' parts (``note``: why it ran another sharing than the analyst asked,
         :meth:`spec_for`)."""
-        spec = batch.spec
-        sid = spec.session_id
+        sid = batch.spec.session_id
         try:
-            async with contextlib.AsyncExitStack() as slots:
-                for party in sorted(spec.parties):  # in name order: two queries never wait on each other
-                    await slots.enter_async_context(
-                        self._slots.setdefault(party, asyncio.Semaphore(SESSIONS_PER_PARTY))
-                    )
-                released = await self.run(batch)
+            released, batch, note = await self._released(batch, note)
             parts = releases.batch_parts(batch.specs, released, confidence, note)
             if self.store is not None:
                 key = sid.hex()
@@ -349,6 +372,87 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
                 self.ledger.free(sid)  # nothing left to free once charged
         releases.audit_batch(sid, client, batch.specs, releases.composed(batch.specs, released))
         return parts
+
+    async def _slotted(self, batch: Batch) -> list[Release]:
+        """Run a session once a slot is free at each of its parties."""
+        async with contextlib.AsyncExitStack() as slots:
+            for party in sorted(batch.spec.parties):  # in name order: two sessions never wait on each other
+                await slots.enter_async_context(self._slots.setdefault(party, asyncio.Semaphore(SESSIONS_PER_PARTY)))
+            return await self.run(batch)
+
+    async def _released(self, batch: Batch, note: str) -> tuple[list[Release], Batch, str]:
+        """The releases of ``batch``, the batch as it ran and why it ran another sharing than asked.
+
+        Coalescing: a small single query joins the group of queries asking the same parties, colluders and
+        sharing (exact or DP alike); while ``coalesce`` sessions of its group are in flight it waits, and the
+        queries that waited meanwhile run together as one batch session at the parties (:meth:`_together`): one
+        proposal and one partial sum per party for all of them, each query keeping its own session id, release,
+        ledger hold and charge here. When few queries are in flight, each runs at once, alone. The parties check
+        and charge each query as in its own session (their losses composed); DP queries run together are seeded
+        (:data:`COALESCED`)."""
+        if not self.coalesce or len(batch) > 1 or batch.length > COALESCE_LENGTH:
+            return await self._slotted(batch), batch, note
+        spec = batch.spec
+        key = (spec.parties, spec.colluders, spec.sharing, spec.is_exact)
+        waiting = _Waiting(spec, asyncio.get_running_loop().create_future())
+        self._groups.setdefault(key, _Group()).waiting.append(waiting)
+        self._dispatch(key)
+        release, ran, why = await waiting.result
+        return [release], Batch((ran,)), why or note
+
+    def _dispatch(self, key: tuple) -> None:
+        """Start sessions for the waiting queries of a group, up to ``coalesce`` in flight, each for as many of
+        them as one batch takes."""
+        group = self._groups[key]
+        while group.waiting and group.running < self.coalesce:
+            members, group.waiting = group.waiting[:MAX_BATCH], group.waiting[MAX_BATCH:]
+            group.running += 1
+            task = asyncio.ensure_future(self._together(key, members))
+            self._sessions.add(task)
+            task.add_done_callback(self._finished)
+
+    async def _together(self, key: tuple, members: list[_Waiting]) -> None:
+        """Run ``members`` in one batch session (a fresh session id at the parties, the earliest deadline; DP
+        queries seeded). If it fails in any way (a party refusing one query, say), each runs again alone, so that
+        one query cannot fail the others (a keyed exact batch charged nothing; a seeded one charged nothing
+        unless every party accepted)."""
+        try:
+            if len(members) > 1:
+                specs = [m.spec for m in members]
+                sharing = specs[0].sharing if specs[0].is_exact else Sharing.SEEDED
+                sid, deadline = new_session_id(), min(s.deadline for s in specs)
+                batch = Batch(
+                    tuple(dataclasses.replace(s, session_id=sid, deadline=deadline, sharing=sharing) for s in specs)
+                )
+                try:
+                    released = await self._slotted(batch)
+                except SessionFailed as exc:
+                    log.info("%d queries run together failed (%s); each runs alone", len(members), exc)
+                else:
+                    why = "" if sharing is specs[0].sharing else COALESCED
+                    for m, release in zip(members, released, strict=True):
+                        ran = m.spec if not why else dataclasses.replace(m.spec, sharing=sharing)
+                        m.result.set_result((release, ran, why))
+                    return
+            await asyncio.gather(*(self._alone(m) for m in members))
+        finally:
+            for m in members:  # a bug above: nobody waits forever
+                if not m.result.done():
+                    m.result.set_exception(SessionFailed(grpc.StatusCode.INTERNAL, "the session ended unexpectedly"))
+            group = self._groups[key]
+            group.running -= 1
+            if group.waiting:
+                self._dispatch(key)
+            elif not group.running:
+                del self._groups[key]
+
+    async def _alone(self, member: _Waiting) -> None:
+        try:
+            (release,) = await self._slotted(Batch((member.spec,)))
+        except Exception as exc:  # the member's own session's failure, passed on as it is
+            member.result.set_exception(exc)
+        else:
+            member.result.set_result((release, member.spec, ""))
 
     async def _keep(self, sid: str, client: str, exact: bool, parts: list) -> None:
         """Keep a release durably (off the loop). An exact release charged nothing, so it is sent without

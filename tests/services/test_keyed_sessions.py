@@ -47,6 +47,7 @@ async def cluster(certs):
 async def test_a_keyed_query_is_one_message_each_way_and_concurrent_first_sessions_share_one_agreement(certs):
     data = {p: {"raise": [v, i]} for i, (p, v) in enumerate(RAISES.items())}
     c = await make_cluster(certs, data=data)
+    c.nodes["coordinator"].coalesce = 0  # eight sessions, not run together (test_coalesce.py)
     try:
         posted = count_posts(c)
         async with c.client() as analyst:
