@@ -1,4 +1,4 @@
-"""One long-lived, mutually authenticated stream per pair of nodes, carrying the messages of many sessions.
+"""One long-lived, mutually authenticated connection per pair of nodes, carrying the messages of many sessions.
 
 A :class:`Hub` is a node's end of every link. ``await hub.send(peer, session,
 round, kind, payload)`` delivers an opaque message (bytes, or a numpy array
@@ -9,27 +9,44 @@ arrived (before or after the call). Messages are cut into frames of at most
 and length; ``hub.expect(..., sink)`` instead hands each piece to ``sink``
 as it arrives (a running sum folds the bytes in with no assembly buffer).
 
-Links: the first ``send`` to a peer opens the gRPC stream ``Link/Open`` on
-one channel to it (one TLS handshake) and keeps it; a peer's frames may come
-on the stream this node opened or on one the peer opened, whichever exists.
-Who sent a frame is the certificate's name of the stream's other end, never
-a field of the write (a ``sender`` name that disagrees is refused), and a
-hub accepts streams only from the names ``allowed`` says.
+Links are TLS connections of their own, not gRPC calls (:mod:`services.link_transport`). Where they
+listen: when its node's gRPC server starts (:func:`services.server.start`), a hub opens its listener
+on the server's host, on a free port (:meth:`Hub.serve_beside`), and closes it, with every link a
+peer opened to it, when that server stops. How a peer finds it: the hub
+answers ``Link/Port`` (a unary gRPC call, ``mpcdp.v1.Link`` in the proto) on its node's gRPC
+address, which the federation file gives; a dialer asks once per peer over its authenticated
+channel, keeps the answer, and asks again when the port cannot be reached (a node restarted). No
+federation file changes: links go wherever the gRPC server runs, ``mpcdp simulate`` and the demo
+included.
 
-Frames are raw bytes, not protobuf messages: ``Link/Open`` has no
-serializers, and a write is :func:`encode`'s layout (the sender's name, then
-each frame's header, session id, kind and payload), read back by
-:func:`decode` as views of the bytes gRPC delivered. A payload is copied once
-on its way out and not at all before a sink; a malformed write closes the
-stream as INVALID_ARGUMENT.
+The first ``send`` (or ``receive``) to a peer dials it (one TLS handshake) and keeps the connection;
+a peer's frames may come on the connection this node dialled or on one the peer dialled, whichever
+exists. Both ends present their node certificates (TLS 1.3, the federation's CA:
+:meth:`services.tls.Identity.link_context`), and a connection is the peer's only when its
+certificate names it (:func:`services.tls.certificate_name`, the rule of gRPC's ``caller``): the
+dialer refuses a listener whose certificate names another node than the one it dialled, and the
+listener takes the dialer's name from its certificate and accepts only the names ``allowed`` says.
+The dialer's first write (a hello with no frames) names it; every write names its sender, and a
+``sender`` that disagrees with the certificate is refused. Under ``--insecure`` (plain TCP) the name a
+dialer's first write claims is taken on trust, as gRPC's ``caller`` does. A listener closes a
+connection whose handshake and hello take longer than ``handshake_seconds`` each; a link in use is
+never closed for being quiet (a keyed session sends nothing on the party links; closing them would
+drop the pair keys), and TCP keepalives notice a peer that vanished.
+
+Frames are raw bytes: a write is :func:`encode`'s layout (the sender's name, then each frame's
+header, session id, kind and payload), carried as one length-prefixed record, whose length is
+checked against ``MAX_WRITE_BYTES`` before anything is allocated for it; TLS decrypts a long
+record straight into one buffer sized from its prefix, and :func:`decode` reads the frames as views
+of it. A payload is copied once on its way out and not at all before a sink; a malformed write (or
+prefix) closes the connection, telling the peer why (a farewell record).
 
 Sending: ``hub.post(...)`` queues a message for a peer and returns a future
 that is done once it is written (``send`` awaits it). One writer per peer
 drains the queue in order; whatever was queued meanwhile (the messages of
-every session in flight to that peer) goes out in one gRPC write of up to
-``chunk_bytes``, so the per-write cost of gRPC is paid per batch, not per
-message. A payload is read when its frame is written, not when it is posted:
-it must not change until its future is done (a message given up after its
+every session in flight to that peer) goes out in one write of up to
+``chunk_bytes``, so the per-write cost is paid per batch, not per message.
+A payload is read when its frame is written, not when it is posted: it
+must not change until its future is done (a message given up after its
 first frame was written keeps a copy of the rest).
 
 Pushed kinds: ``hub.on(kind, handler)`` hands every complete message of
@@ -44,14 +61,14 @@ peer's early frames are dropped), at most ``max_held_messages`` per peer,
 each charged ``HELD_COST`` plus the length its first frame announces against
 the peer's ``max_pending_bytes`` (what holding it may take, not what has
 arrived: an empty message is not free); beyond either bound the peer's
-stream is closed. A session id is 16 bytes and a kind at most 32 (a frame
+connection is closed. A session id is 16 bytes and a kind at most 32 (a frame
 otherwise is malformed; a ``post`` otherwise raises LinkError), and a
 write is checked whole before any of its frames is acted on; and
 ``close_session`` drops everything of a session and ignores its later
-frames. A stream that breaks fails the receives waiting on that peer, so a
+frames. A connection that breaks fails the receives waiting on that peer, so a
 protocol round sees a dropped peer at once rather than at its deadline; and
 ``hub.on_drop(callback)`` tells ``callback(peer, error)`` when the last
-stream to a peer is gone (for a node whose sessions wait on pushed
+connection to a peer is gone (for a node whose sessions wait on pushed
 messages, not on receives). A pushed-kind handler that raises loses that
 one message (logged, audited as an error), never the link. At most
 ``max_queued_bytes`` wait to be written to one peer (a post beyond that
@@ -66,6 +83,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import ssl
 import struct
 import time
 from collections import OrderedDict, deque
@@ -77,10 +95,14 @@ import grpc
 import numpy as np
 
 from mpcdp.protocol.spec import SESSION_ID_BYTES
-from services import audit
+from services import audit, link_transport
 from services.channels import Channels
+from services.link_transport import Closed, Connection
+from services.node_limits import Limits
 from services.streams import Assembler, StreamError, as_bytes, chunks
 from services.tls import Identity, caller
+from services.wire.mpcdp.v1 import federation_pb2 as pb
+from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
 
 log = logging.getLogger("mpcdp.link")
 CHUNK_BYTES = 1 << 20
@@ -92,10 +114,12 @@ HELD_COST = 256  # bytes charged per message nobody asked for, on top of its ann
 MAX_HELD_MESSAGES = 4096  # per peer, of messages nobody asked for yet
 MAX_KIND_BYTES = 32  # a kind's UTF-8 (every protocol's kinds are short names)
 CLOSED_REMEMBERED = 100_000
-OPTIONS = [("grpc.max_receive_message_length", 4 * CHUNK_BYTES), ("grpc.max_send_message_length", 4 * CHUNK_BYTES)]
+MAX_WRITE_BYTES = 4 * CHUNK_BYTES  # the longest write (record) a link takes: a batch is at most about chunk_bytes
+HANDSHAKE_SECONDS = 10.0  # a listener's bound on a TLS handshake, and then on the dialer's hello
+DIAL_SECONDS = 20.0  # a dialer's bound on asking a peer's port and on connecting to it
+SHUTDOWN_SECONDS = 5.0  # a bound on closing TLS cleanly after a farewell
 
-SERVICE = "mpcdp.v1.Link"
-METHOD = f"/{SERVICE}/Open"
+SERVICE = pb.DESCRIPTOR.services_by_name["Link"].full_name
 VERSION = 1
 _WRITE = struct.Struct("<BH")  # a write: format version, length of the sender's name (its UTF-8 follows)
 _FRAME = struct.Struct("<HHIQQI")  # a frame: session id length, kind length, round, offset, total, payload length
@@ -114,7 +138,7 @@ class Frame(NamedTuple):
 
 def encode(sender: str, frames: Iterable[Frame]) -> bytes:
     """One write of a link: ``sender``'s name, then each frame's header, session id, kind and payload (the one
-    copy of the payload on the way out; gRPC carries the result as it is, with no protobuf in between)."""
+    copy of the payload on the way out: the link carries the result as it is)."""
     name = sender.encode()
     parts: list[bytes | memoryview] = [_WRITE.pack(VERSION, len(name)), name]
     for f in frames:
@@ -128,7 +152,7 @@ class FrameError(ValueError):
     """A write that is not of :func:`encode`'s form."""
 
 
-def decode(data: bytes) -> tuple[str, Iterator[Frame]]:
+def decode(data: bytes | memoryview) -> tuple[str, Iterator[Frame]]:
     """The sender named by one write and its frames, each payload a view of ``data`` (no copy). A write that
     is not of this form (another version, a length running past its end, a name or kind that is not UTF-8)
     raises FrameError as its frames are read."""
@@ -172,7 +196,7 @@ def _text(view: memoryview) -> str:
 
 class LinkError(Exception):
     """A message could not be sent or received: the peer is unreachable, dropped, or sent garbage.
-    ``unreachable``: the transport could not reach the peer (gRPC UNAVAILABLE)."""
+    ``unreachable``: the peer could not be reached (neither its port asked nor its link connected)."""
 
     def __init__(self, peer: str, message: str, unreachable: bool = False):
         super().__init__(f"{peer}: {message}")
@@ -227,7 +251,7 @@ class _Inbox:
 
 
 class _Stream:
-    """One open stream to a peer: either our call's write, or the servicer context's."""
+    """One open connection to a peer (dialled by either end): how to write on it and how to close it."""
 
     def __init__(self, write, cancel):
         self._write = write
@@ -266,7 +290,8 @@ class _Outbox:
 
 
 class Hub:
-    """A node's links to its peers (see the module doc). ``address(peer)`` is where ``peer`` listens."""
+    """A node's links to its peers (see the module doc). ``address(peer)`` is where ``peer``'s gRPC server
+    listens (its links' port is asked there)."""
 
     def __init__(
         self,
@@ -279,7 +304,10 @@ class Hub:
         pending_seconds: float = PENDING_SECONDS,
         max_queued_bytes: int = MAX_QUEUED_BYTES,
         max_held_messages: int = MAX_HELD_MESSAGES,
+        handshake_seconds: float = HANDSHAKE_SECONDS,
     ):
+        if not 0 < chunk_bytes <= MAX_WRITE_BYTES // 2:
+            raise ValueError(f"chunk_bytes must be in 1..{MAX_WRITE_BYTES // 2}")
         self.identity = identity
         self.me = identity.name
         self._address = address
@@ -290,11 +318,18 @@ class Hub:
         self.pending_seconds = pending_seconds
         self.max_queued_bytes = max_queued_bytes
         self.max_held_messages = max_held_messages
+        self.handshake_seconds = handshake_seconds
+        self.port = 0  # where this hub's links listen (0: not listening; see serve_beside)
         self._streams: dict[str, list[_Stream]] = {}
         self._dialing: dict[str, asyncio.Future] = {}
-        self._channels = Channels(identity, address, OPTIONS)
-        self._readers: set[asyncio.Task] = set()
-        self._serving: set[asyncio.Task] = set()  # the Open calls peers made to this hub
+        self._channels = Channels(identity, address)  # to ask peers for their links' port
+        self._ports: dict[str, int] = {}  # peers' links' ports, as they said
+        self._contexts: dict[bool, ssl.SSLContext] = {}  # TLS contexts, made at first use (server: True)
+        self._limits = Limits()
+        self._listener: asyncio.AbstractServer | None = None
+        self._watcher: asyncio.Task | None = None  # stops listening when the gRPC server stops
+        self._connections: set[Connection] = set()  # every open one, dialled or accepted
+        self._accepted: set[Connection] = set()  # those peers dialled to this hub
         self._inbox: dict[tuple[str, bytes, int, str], _Inbox] = {}
         self._pending: dict[str, int] = {}  # bytes held per peer for messages nobody asked for
         self._held: dict[str, OrderedDict[tuple, _Inbox]] = {}  # per peer, those messages in arrival order
@@ -304,8 +339,9 @@ class Hub:
         self._drop_callbacks: list[Callable[[str, LinkError], None]] = []
 
     def service(self) -> tuple:
-        """What :func:`services.server.start` needs to serve this hub's end of the links."""
-        return (add_to_server, self, SERVICE)
+        """What :func:`services.server.start` needs to serve this hub's end of the links: the ``Link`` service
+        (its ``Port``), and this hub, which :meth:`serve_beside` the server starts listening."""
+        return (pb_grpc.add_LinkServicer_to_server, self, SERVICE)
 
     def on_drop(self, callback: Callable[[str, LinkError], None]) -> None:
         """Call ``callback(peer, error)`` (on the event loop) whenever the last stream to ``peer`` ends; ``error``
@@ -356,7 +392,7 @@ class Hub:
         return done
 
     async def _write(self, peer: str, box: _Outbox) -> None:
-        """Write ``box``'s messages in order, as many as fit ``chunk_bytes`` per gRPC write."""
+        """Write ``box``'s messages in order, as many as fit ``chunk_bytes`` per write."""
         stream: _Stream | None = None
         written: list[asyncio.Future] = []
         try:
@@ -365,7 +401,7 @@ class Hub:
             while box.messages:
                 batch: list[Frame] = []
                 written, size = [], 0
-                while box.messages and (not batch or size + len(box.messages[0].frames[0].payload) <= self.chunk_bytes):
+                while box.messages and (not batch or size + _size(box.messages[0].frames[0]) <= self.chunk_bytes):
                     message = box.messages[0]
                     if message.done.cancelled() and not message.started:  # its poster gave up: not written
                         _unqueue(box, message)
@@ -373,7 +409,7 @@ class Hub:
                     message.started = True
                     frame = message.frames.pop(0)
                     batch.append(frame)
-                    size += len(frame.payload)
+                    size += _size(frame)
                     box.queued -= len(frame.payload)
                     if not message.frames:
                         box.messages.popleft()
@@ -384,9 +420,9 @@ class Hub:
                 for done in written:
                     if not done.done():
                         done.set_result(None)
-        except (grpc.aio.AioRpcError, asyncio.InvalidStateError, grpc.aio.UsageError, LinkError) as exc:
+        except (Closed, OSError, LinkError) as exc:
             if not isinstance(exc, LinkError):
-                exc = _broken(peer, exc, "link broke while sending")
+                exc = LinkError(peer, f"link broke while sending ({exc})")
                 if stream is not None:
                     self._drop(peer, stream, exc)
             self._fail_outbox(box, written, exc)
@@ -419,44 +455,214 @@ class Hub:
                 self._dialing.pop(peer, None)
 
     async def _dial(self, peer: str) -> _Stream:
+        """Connect to ``peer``'s links (asking its port first if we do not know it), check that the certificate
+        it presents names it, and say who we are (the hello)."""
         try:
-            channel = self._channels.channel(peer)
+            host = link_transport.host_of(self._address(peer))
         except Exception as exc:  # an unknown name: the federation file's own error says which
             raise LinkError(peer, str(exc)) from None
-        call = open_call(channel)
-        stream = _Stream(call.write, call.cancel)
-        self._streams.setdefault(peer, []).append(stream)
-        task = asyncio.ensure_future(self._read(peer, stream, call))
-        self._readers.add(task)
-        task.add_done_callback(self._readers.discard)
+        known = peer in self._ports
+        try:
+            connection = await self._connect(peer, host, await self._port(peer))
+        except LinkError:
+            if not known:
+                raise
+            connection = await self._connect(peer, host, await self._port(peer))  # it restarted on another port
+        if self._secure and connection.certified != peer:
+            connection.close()
+            raise LinkError(peer, f"its link presented a certificate for {connection.certified!r}, not for {peer!r}")
+        stream = self._register(connection, peer)
+        await stream.write(encode(self.me, []))
         return stream
 
-    async def _read(self, peer: str, stream: _Stream, frames) -> str | None:
-        """Dispatch a stream's frames until it ends; then fail whatever waits on ``peer``. Returns
-        why the peer's frames were refused, if they were."""
-        error, refused = LinkError(peer, "the link closed"), None
+    async def _port(self, peer: str) -> int:
+        """The port ``peer``'s links listen on, as it says over its authenticated gRPC channel (kept)."""
+        if peer not in self._ports:
+            try:
+                stub = self._channels.stub(peer, pb_grpc.LinkStub)
+                reply = await stub.Port(pb.LinkPortRequest(), timeout=DIAL_SECONDS)
+            except grpc.aio.AioRpcError as exc:
+                unreachable = exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+                if unreachable:
+                    self._channels.forget(peer)
+                why = f"cannot ask for its links' port ({exc.code().name}: {exc.details()})"
+                raise LinkError(peer, why, unreachable) from None
+            self._ports[peer] = reply.port
+        return self._ports[peer]
+
+    async def _connect(self, peer: str, host: str, port: int) -> Connection:
+        loop = asyncio.get_running_loop()
+        context = self._context(server=False)
         try:
-            async for data in frames:
-                try:
-                    sender, batch = decode(data)
-                    if sender and sender != peer:
-                        raise LinkError(peer, f"a frame claims to come from {sender!r}")
-                    for frame in list(batch):  # the whole write checked before any frame of it is acted on
-                        self._dispatch(peer, frame)
-                except FrameError as exc:
-                    raise LinkError(peer, f"a malformed write ({exc})") from None
-        except grpc.aio.AioRpcError as exc:
-            error = _broken(peer, exc, "link broke")
-            if error.unreachable:
-                self._channels.forget(peer)
+            _, connection = await asyncio.wait_for(
+                loop.create_connection(
+                    self._connection,
+                    host,
+                    port,
+                    ssl=context,
+                    server_hostname=peer if context else None,
+                    ssl_handshake_timeout=DIAL_SECONDS if context else None,
+                    ssl_shutdown_timeout=SHUTDOWN_SECONDS if context else None,
+                ),
+                DIAL_SECONDS,
+            )
+        except (OSError, TimeoutError) as exc:  # refused, unreachable, or a TLS handshake that failed
+            self._ports.pop(peer, None)
+            self._channels.forget(peer)
+            raise LinkError(peer, f"cannot connect to its links at {host}:{port} ({exc})", unreachable=True) from None
+        return connection
+
+    @property
+    def _secure(self) -> bool:
+        return not self.identity.insecure
+
+    def _context(self, server: bool) -> ssl.SSLContext | None:
+        """This node's TLS context for a link (None under --insecure), made once."""
+        if not self._secure:
+            return None
+        if server not in self._contexts:
+            self._contexts[server] = self.identity.link_context(server)
+        return self._contexts[server]
+
+    def _connection(self) -> Connection:
+        keepalive = (self._limits.keepalive_time, self._limits.keepalive_timeout)
+        connection = Connection(self, MAX_WRITE_BYTES, keepalive)
+        self._connections.add(connection)
+        return connection
+
+    def _register(self, connection: Connection, peer: str) -> _Stream:
+        """``connection`` carries ``peer``'s frames (and ours to it) from now on."""
+        connection.peer = peer
+        stream = _Stream(connection.write, connection.close)
+        connection.stream = stream
+        self._streams.setdefault(peer, []).append(stream)
+        return stream
+
+    # -- listening: the peers' connections to us ---------------------------------------
+
+    async def serve_beside(self, server: grpc.aio.Server, host: str, limits: Limits) -> None:
+        """Listen for links on ``host`` (the gRPC server's, a free port) until ``server`` stops
+        (:func:`services.server.start` calls this once the server runs)."""
+        self._limits = limits
+        loop = asyncio.get_running_loop()
+        sock = link_transport.listening_socket(host)
+        context = self._context(server=True)
+        self._listener = await loop.create_server(
+            self._accepting,
+            sock=sock,
+            ssl=context,
+            ssl_handshake_timeout=self.handshake_seconds if context else None,
+            ssl_shutdown_timeout=SHUTDOWN_SECONDS if context else None,
+        )
+        self.port = sock.getsockname()[1]
+        self._watcher = asyncio.ensure_future(self._stop_with(server))
+
+    async def _stop_with(self, server: grpc.aio.Server) -> None:
+        while await server.wait_for_termination(timeout=3600.0):  # with a timeout gRPC shields its own future
+            pass  # from our cancellation (at close); without one, cancelling us would break the server's stop
+        self._stop_listening()
+
+    def _stop_listening(self) -> None:
+        """Close the listener and every link a peer dialled to us (as the gRPC server's stop ended theirs)."""
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        self.port = 0
+        for connection in list(self._accepted):
+            connection.close()
+
+    def _accepting(self) -> Connection:
+        connection = self._connection()
+        self._accepted.add(connection)
+        timer = asyncio.get_running_loop().call_later(self.handshake_seconds * 2, self._unannounced, connection)
+        connection.stream = timer  # replaced by the stream once the hello came
+        return connection
+
+    def _unannounced(self, connection: Connection) -> None:
+        """A connection whose handshake and hello did not come in time (a half-open one)."""
+        if connection.peer is None:
+            audit.record("idle_closed", caller=connection.certified, seconds=self.handshake_seconds)
+            connection.close()
+
+    def _greet(self, connection: Connection, record: memoryview) -> str | None:
+        """A dialer's first write: who it is (its certificate's name; under --insecure the name the write
+        claims), if ``allowed`` takes it (None: the connection is refused and closed)."""
+        try:
+            claimed, _ = decode(record)
+        except FrameError as exc:
+            self.invalid(connection, f"a malformed write ({exc})")
+            return None
+        who = connection.certified if self._secure else claimed
+        if not who or not self._allowed(who) or (claimed and claimed != who):
+            audit.record("denied", caller=who, message="link refused")
+            connection.close(f"{who!r} may not open a link to {self.me!r}")
+            return None
+        timer = connection.stream
+        if isinstance(timer, asyncio.TimerHandle):
+            timer.cancel()
+        self._register(connection, who)
+        return who
+
+    async def Port(self, request: pb.LinkPortRequest, context) -> pb.LinkPort:
+        """Where this hub's links listen, for a node ``allowed`` to link (under --insecure: for anyone)."""
+        who = caller(context, None, self.identity.insecure)
+        if self._secure and not self._allowed(who):
+            audit.record("denied", caller=who, message="link port refused")
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{who!r} may not link to {self.me!r}")
+        if not self.port:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"{self.me!r} has no link listener")
+        return pb.LinkPort(port=self.port)
+
+    # -- a connection's records (services.link_transport.Owner) -----------------------------
+
+    def received(self, connection: Connection, record: memoryview) -> None:
+        """One record from a connection: a farewell (the peer closes it, saying why) or a write, checked whole,
+        then dispatched frame by frame."""
+        reason = link_transport.farewell(record)
+        if reason is not None:
+            connection.farewell = reason
+            connection.close()
+            return
+        peer = connection.peer or self._greet(connection, record)
+        if peer is None:
+            return
+        try:
+            try:
+                sender, batch = decode(record)
+                if sender and sender != peer:
+                    raise LinkError(peer, f"a frame claims to come from {sender!r}")
+                for frame in list(batch):  # the whole write checked before any frame of it is acted on
+                    self._dispatch(peer, frame)
+            except FrameError as exc:
+                raise LinkError(peer, f"a malformed write ({exc})") from None
         except LinkError as exc:
-            error, refused = exc, exc.reason
-            stream.cancel()
-        except asyncio.CancelledError:
-            pass
-        finally:
-            self._drop(peer, stream, error)
-        return refused
+            self.invalid(connection, exc.reason)
+
+    def invalid(self, connection: Connection, reason: str) -> None:
+        """A peer sent what a link refuses: audited, and the connection closed, telling the peer why."""
+        audit.record("invalid", caller=connection.peer or connection.certified, message=reason)
+        peer = connection.peer
+        connection.close(reason)
+        if peer is not None and isinstance(connection.stream, _Stream):
+            self._drop(peer, connection.stream, LinkError(peer, reason))
+
+    def ended(self, connection: Connection, error: BaseException | None) -> None:
+        """A connection is closed (by either end, or broken): whatever waits on its peer fails, unless another
+        connection to the peer lives on."""
+        self._connections.discard(connection)
+        self._accepted.discard(connection)
+        if isinstance(connection.stream, asyncio.TimerHandle):
+            connection.stream.cancel()
+        peer = connection.peer
+        if peer is None or not isinstance(connection.stream, _Stream):
+            return
+        if connection.farewell is not None:
+            why = f"the peer closed the link: {connection.farewell}"
+        elif error is not None:
+            why = f"link broke ({error})"
+        else:
+            why = "the link closed"
+        self._drop(peer, connection.stream, LinkError(peer, why))
 
     def _drop(self, peer: str, stream: _Stream, error: LinkError | None = None) -> None:
         streams = self._streams.get(peer, [])
@@ -474,37 +680,6 @@ class Hub:
                     self._forget(key, box)
             for callback in self._drop_callbacks:
                 callback(peer, error)
-
-    # -- the servicer: a peer's stream to us ----------------------------------------
-
-    async def Open(self, request_iterator, context):
-        first = await context.read()
-        if first is grpc.aio.EOF:
-            return
-        try:
-            claimed, _ = decode(first)
-        except FrameError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"a malformed write ({exc})")
-        who = caller(context, claimed, self.identity.insecure)
-        if not self._allowed(who) or (claimed and claimed != who):
-            audit.record("denied", caller=who, message="link refused")
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{who!r} may not open a link to {self.me!r}")
-        stream = _Stream(context.write, lambda: None)
-        self._streams.setdefault(who, []).append(stream)
-        serving = asyncio.current_task()
-        if serving is not None:  # so that close() ends the peers' streams too, as a process exit would
-            self._serving.add(serving)
-            serving.add_done_callback(self._serving.discard)
-
-        async def frames():
-            yield first
-            while (frame := await context.read()) is not grpc.aio.EOF:
-                yield frame
-
-        refused = await self._read(who, stream, frames())
-        if refused:
-            audit.record("invalid", caller=who, message=refused)
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, refused)
 
     # -- receiving -----------------------------------------------------------------
 
@@ -679,33 +854,25 @@ class Hub:
                     _fail(message.done, LinkError(peer, "session closed"))
 
     async def close(self) -> None:
-        """End every link of this hub (ours and the peers' streams to it), as a process exit would."""
+        """End every link of this hub (ours and the peers' connections to it), as a process exit would. Its
+        listener lives as long as its gRPC server (peers may link again while the node serves, as they could
+        call it), and stops with it."""
         for peer, box in self._outboxes.items():
             if box.writer is not None:
                 box.writer.cancel()  # one cancelled before it ran never runs its own clean-up: done here
                 box.writer = None
             self._fail_outbox(box, [], LinkError(peer, "the link closed"))
-        for streams in list(self._streams.values()):
-            for s in list(streams):
-                s.cancel()
-        for task in [*self._readers, *self._serving]:
-            task.cancel()
         self._streams.clear()  # before the first await: a caller cancelled meanwhile leaves no stale stream
+        for dialing in self._dialing.values():
+            dialing.cancel()
+        for connection in list(self._connections):
+            connection.close()
         await self._channels.close()
 
 
-def open_call(channel: grpc.aio.Channel):
-    """A new ``Link/Open`` stream on ``channel``: writes and reads are :func:`encode`-d bytes, which gRPC carries
-    as they are (no serializer)."""
-    return channel.stream_stream(METHOD, _registered_method=True)()
-
-
-def add_to_server(hub: Hub, server: grpc.aio.Server) -> None:
-    """Serve ``hub``'s end of the links on ``server`` (the ``add_..._to_server`` of :func:`services.server.start`):
-    the ``Link/Open`` method with no serializers, so a write reaches :meth:`Hub.Open` as the bytes sent."""
-    handlers = {"Open": grpc.stream_stream_rpc_method_handler(hub.Open)}
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
-    server.add_registered_method_handlers(SERVICE, handlers)  # as generated code does: matched in gRPC's core
+def _size(frame: Frame) -> int:
+    """What ``frame`` adds to a write: its payload, header, session id and kind."""
+    return len(frame.payload) + _FRAME.size + len(frame.session_id) + len(frame.kind) * 4  # a kind: <= 4 bytes a char
 
 
 def _given_up(box: _Outbox, message: _Message, done: asyncio.Future) -> None:
@@ -731,15 +898,3 @@ def _fail(future: asyncio.Future, error: LinkError) -> None:
     was cancelled) asyncio does not log it as never retrieved (at garbage collection, at any moment)."""
     future.set_exception(error)
     future.exception()  # marks it retrieved; awaiting it still raises
-
-
-def _broken(peer: str, exc, what: str) -> LinkError:
-    """The LinkError for a stream that failed with ``exc``."""
-    unreachable = isinstance(exc, grpc.aio.AioRpcError) and exc.code() == grpc.StatusCode.UNAVAILABLE
-    return LinkError(peer, f"{what} ({_describe(exc)})", unreachable)
-
-
-def _describe(exc) -> str:
-    if isinstance(exc, grpc.aio.AioRpcError):
-        return f"{exc.code().name}: {exc.details()}"
-    return "stream closed"

@@ -11,15 +11,16 @@ gets the same guard around each of its methods:
 - a client-streaming or bidirectional call that neither receives nor sends
   a message for ``Limits.idle_timeout`` seconds is closed
   (DEADLINE_EXCEEDED), so an authenticated peer cannot hold streams open
-  forever; except a federation link (``Link/Open``, :mod:`services.link`)
-  once its first message arrived (its hub took the stream from one of the
-  federation's own nodes): a link is meant to stay open while quiet (a
-  keyed session sends nothing on the party links, and closing them would
-  drop the pair keys); a link stream that never sends is closed like any;
+  forever;
 
 and the transport limits of :class:`Limits`: maximum message size, HTTP/2
 keepalive pings (dead peers are noticed and their connections dropped),
 concurrent streams per connection and the idle-connection timeout.
+
+A servicer may also listen on a port of its own beside the server
+(:class:`ServesBeside`: the federation links' TLS listener,
+:meth:`services.link.Hub.serve_beside`): it starts once the server runs,
+on the server's host, and stops with the server.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import inspect
 import logging
 import sys
 import time
-from typing import NoReturn
+from typing import NoReturn, Protocol, runtime_checkable
 
 import grpc
 from google.protobuf import descriptor_pool
@@ -38,12 +39,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from services import audit
+from services.link_transport import host_of
 from services.node_limits import MAX_MESSAGE, Limits
 from services.tls import Identity
 
 log = logging.getLogger("mpcdp.server")
 OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE)]
-KEPT_OPEN = frozenset({"/mpcdp.v1.Link/Open"})  # streams exempt from the idle watchdog once they spoke (module doc)
 INTERNAL_MESSAGE = "internal error in this node; its operator's log has the details"
 
 
@@ -122,7 +123,6 @@ def _guard(handler: grpc.RpcMethodHandler, method: str, limits: Limits) -> grpc.
                 return
             self.bad = False
             self.activity = _Activity()
-            self.began = self.activity.last
             _ACTIVITY.set(self.activity)
             self.expired = False
             task = asyncio.current_task()
@@ -136,8 +136,6 @@ def _guard(handler: grpc.RpcMethodHandler, method: str, limits: Limits) -> grpc.
             self.timer = asyncio.get_running_loop().call_later(delay, self._check)
 
         def _check(self) -> None:
-            if method in KEPT_OPEN and self.activity.last > self.began:  # a link that spoke: kept open
-                return
             idle = time.monotonic() - self.activity.last
             if idle >= limits.idle_timeout:
                 self.expired = True
@@ -203,6 +201,14 @@ def _guard(handler: grpc.RpcMethodHandler, method: str, limits: Limits) -> grpc.
     )
 
 
+@runtime_checkable
+class ServesBeside(Protocol):
+    """A servicer that listens on a port of its own beside its gRPC server (module doc)."""
+
+    async def serve_beside(self, server: grpc.aio.Server, host: str, limits: Limits) -> None:
+        """Start listening on ``host``; stop when ``server`` stops."""
+
+
 class Guard(grpc.aio.ServerInterceptor):
     """Applies :func:`_guard` to every method of an aio server."""
 
@@ -223,8 +229,9 @@ async def start(
 
     ``services`` is a list of ``(add_to_server, servicer, full_service_name)``.
     The standard health service reports each of them SERVING, and reflection
-    lists those a protobuf describes (not the raw-byte ``mpcdp.v1.Link``), so
-    ordinary gRPC tooling (grpcurl, grpc_health_probe) works.
+    lists those a protobuf describes, so ordinary gRPC tooling (grpcurl,
+    grpc_health_probe) works. A servicer that :class:`ServesBeside` starts
+    listening on the server's host once the server runs.
     ``limits`` (default :class:`Limits`) bounds messages, streams and connections.
     """
     limits = limits or Limits()
@@ -242,6 +249,13 @@ async def start(
     if port == 0:
         raise OSError(f"could not listen on {address}")
     await server.start()
+    try:
+        for _, servicer, _ in services:
+            if isinstance(servicer, ServesBeside):
+                await servicer.serve_beside(server, host_of(address), limits)
+    except BaseException:
+        await server.stop(None)
+        raise
     for name in ["", *names]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return server, port

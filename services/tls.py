@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import ssl
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 from cryptography import x509
@@ -162,6 +164,21 @@ class Identity:
             return server.add_insecure_port(address)
         return server.add_secure_port(address, self.server_credentials())
 
+    def link_context(self, server: bool) -> ssl.SSLContext:
+        """The TLS context of this node's end of a link (``server``: the end that listens): TLS 1.3 or later,
+        this node's certificate and key, and a peer's certificate required and verified against the
+        federation's CA alone. Host names are not checked here: who the peer is comes from its certificate
+        (:func:`certificate_name`), and the link checks that it is the node it meant to reach."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
+        context.minimum_version = ssl.TLSVersion.TLSv1_3
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(cadata=self._read(CA_CERT).decode())
+        self._read(f"{self.name}.key")  # the same clear error as the gRPC credentials for a missing file
+        folder = Path(self.certs or ".")
+        context.load_cert_chain(folder / f"{self.name}.pem", folder / f"{self.name}.key")
+        return context
+
     def channel(self, address: str, peer: str, options=()) -> grpc.aio.Channel:
         """An aio channel to node ``peer`` at ``address``, verifying its certificate names ``peer``."""
         options = list(options)
@@ -182,6 +199,17 @@ def caller(context, claimed: str | None = None, insecure: bool = False) -> str:
     auth = context.auth_context() or {}
     names = auth.get("x509_common_name") or []
     return names[0].decode() if names else ""
+
+
+def certificate_name(connection: ssl.SSLObject | None) -> str:
+    """The name of a TLS connection's verified peer: its certificate's first common name (the rule of
+    :func:`caller`); empty when there is none."""
+    cert: dict[str, Any] = (connection.getpeercert() if connection is not None else None) or {}
+    for rdn in cert.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    return ""
 
 
 def warn_insecure() -> None:

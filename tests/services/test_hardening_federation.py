@@ -10,12 +10,12 @@ from pathlib import Path
 import grpc
 import pytest
 
-from services import link
 from services.server import Limits
 from services.tls import Identity
 from services.wire.mpcdp.v1 import federation_pb2 as pb
 from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
 from tests.support.federation import RAISES, Speaker, make_cluster
+from tests.support.links import RawLink
 
 GARBAGE = b"\x0a\xff\xff\xff\xff\x0f"  # a length-delimited field running past the end: no message decodes
 
@@ -49,7 +49,7 @@ async def raw_call(cluster, node, method, payload, streaming_in=False, streaming
 @pytest.mark.parametrize(
     "node, method, streaming_in, streaming_out",
     [
-        ("bob", "/mpcdp.v1.Link/Open", True, True),
+        ("bob", "/mpcdp.v1.Link/Port", False, False),
         ("bob", "/mpcdp.v1.Party/Compare", False, False),
         ("coordinator", "/mpcdp.v1.Coordinator/Query", False, True),
         ("bob", "/grpc.health.v1.Health/Check", False, False),
@@ -65,15 +65,17 @@ async def test_undecodable_request_bytes_are_invalid_argument(cluster, node, met
 
 
 async def test_an_idle_authenticated_link_is_closed(certs):
-    c = await make_cluster(certs, limits=Limits(idle_timeout=0.5))
+    """A link connection that never says who it is (an authenticated peer holding it open) is closed."""
+    c = await make_cluster(certs)
     try:
-        node = c.federation.node("bob")
-        async with Identity("alice", certs).channel(node.address, "bob") as ch:
-            call = ch.stream_stream(link.METHOD)(timeout=10)
-            began = time.monotonic()
-            with pytest.raises(grpc.aio.AioRpcError) as info:
-                await call.read()  # never writes: an idle stream held open by an authenticated peer
-        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED and "idle" in info.value.details()
+        bob = c.nodes["bob"].link
+        bob.handshake_seconds = 0.5  # the hello's bound (the handshake's is set when the listener starts)
+        raw = await RawLink.as_node(bob, Identity("alice", certs))
+        began = time.monotonic()
+        try:
+            await raw.ended(5)  # never writes
+        finally:
+            await raw.close()
         assert time.monotonic() - began < 3
         assert (await c.query()).value == pytest.approx(3171.5, abs=1e-3)
     finally:

@@ -1,0 +1,246 @@
+"""The links' TLS carrier (services.link, services.link_transport), attacked: who may link, who a link is, and what
+an authenticated or unauthenticated stranger can make a listener do."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+
+import grpc
+import pytest
+
+from services import link, link_transport
+from services.link import Hub, LinkError
+from services.server import start
+from services.tls import Identity, init_certs
+from services.wire.mpcdp.v1 import federation_pb2 as pb
+from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
+from tests.support.federation import until
+from tests.support.links import RawLink
+
+NAMES = ("alice", "bob", "carol", "mallory")
+MEMBERS = ("alice", "bob", "carol")
+SID = b"t" * 16
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("certs")
+    init_certs(list(NAMES), out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def foreign(tmp_path_factory):
+    """Certificates for the same names from another CA."""
+    out = tmp_path_factory.mktemp("foreign")
+    init_certs(list(NAMES), out, ca_name="another CA")
+    return out
+
+
+@pytest.fixture(scope="module")
+def posing(tmp_path_factory, certs):
+    """A folder where "alice"'s certificate and key are carol's (valid in the federation): carol posing as alice."""
+    out = tmp_path_factory.mktemp("posing")
+    shutil.copy(certs / "ca.pem", out / "ca.pem")
+    shutil.copy(certs / "carol.pem", out / "alice.pem")
+    shutil.copy(certs / "carol.key", out / "alice.key")
+    return out
+
+
+class Net:
+    def __init__(self):
+        self.hubs: dict[str, Hub] = {}
+        self.servers: dict = {}
+        self.addresses: dict[str, str] = {}
+
+    def hub(self, name: str, folder, insecure: bool = False) -> Hub:
+        """A hub speaking as ``name`` with the certificates of ``folder`` (not serving: it only dials)."""
+        return Hub(Identity(name, folder, insecure), self.addresses.__getitem__, lambda who: who in MEMBERS)
+
+    async def serve(self, name: str, folder, insecure: bool = False, key: str = "", **kw) -> Hub:
+        """A hub serving as ``name`` (kept under ``key``, default its name)."""
+        ident = Identity(name, folder, insecure)
+        hub = Hub(ident, self.addresses.__getitem__, lambda who: who in MEMBERS, **kw)
+        server, port = await start(ident, "127.0.0.1:0", [hub.service()])
+        key = key or name
+        self.hubs[key], self.servers[key], self.addresses[key] = hub, server, f"127.0.0.1:{port}"
+        return hub
+
+    async def close(self):
+        for hub in self.hubs.values():
+            await hub.close()
+        for server in self.servers.values():
+            await server.stop(None)
+
+
+@pytest.fixture
+async def net(certs):
+    n = Net()
+    for name in ("alice", "bob"):
+        await n.serve(name, certs, handshake_seconds=0.5)
+    yield n
+    await n.close()
+
+
+def nothing_from(hub: Hub, *names: str) -> bool:
+    """``hub`` holds no link and no message from any of ``names``."""
+    return not any(hub._streams.get(n) for n in names) and not any(k[0] in names for k in hub._inbox)
+
+
+async def test_a_link_works_and_its_listener_stops_with_its_server(net, certs):
+    a, b = net.hubs["alice"], net.hubs["bob"]
+    await a.send("bob", SID, 0, "x", b"hello")
+    assert bytes(await b.receive("alice", SID, 0, "x", timeout=5)) == b"hello"
+    waiting = asyncio.ensure_future(a.receive("bob", SID, 1, "y", timeout=30))
+    await asyncio.sleep(0.05)
+    port = b.port
+    await net.servers["bob"].stop(None)  # a crashed node: its links go with its server
+    with pytest.raises(LinkError):
+        await asyncio.wait_for(waiting, 5)
+    assert b.port == 0
+    with pytest.raises(OSError):
+        await asyncio.open_connection("127.0.0.1", port)
+
+
+async def test_a_certificate_from_another_ca_is_refused_by_a_listener_and_by_a_dialer(net, foreign):
+    b = net.hubs["bob"]
+    # a dialer presenting another CA's certificate for carol: the handshake fails, nothing is registered
+    stranger = net.hub("carol", foreign)
+    stranger._ports["bob"] = b.port  # past the gRPC port question (which another CA's certificate fails too)
+    try:
+        with pytest.raises(LinkError):
+            await stranger.send("bob", SID, 0, "x", b"evil")
+            await stranger.receive("bob", SID, 0, "never", timeout=2)
+    finally:
+        await stranger.close()
+    assert nothing_from(b, "carol")
+    # a listener presenting another CA's certificate for bob: alice refuses it before saying anything
+    fake = await net.serve("bob", foreign, key="fake-bob")
+    a = net.hubs["alice"]
+    with pytest.raises(LinkError, match="cannot connect") as refused:
+        await a._connect("bob", "127.0.0.1", fake.port)  # the dial at bob's link port, had it been redirected
+    assert refused.value.unreachable and "bob" not in a._ports
+    assert not fake._streams and not fake._inbox
+
+
+async def test_a_node_cannot_dial_as_another_name(net, posing):
+    """carol's own valid certificate, with a hello (and frames) claiming to be alice: refused, nothing taken."""
+    b = net.hubs["bob"]
+    impostor = net.hub("alice", posing)
+    try:
+        with pytest.raises(LinkError):
+            await impostor.send("bob", SID, 0, "share", b"forged")
+            await impostor.receive("bob", SID, 0, "never", timeout=2)
+    finally:
+        await impostor.close()
+    assert nothing_from(b, "alice", "carol")
+
+
+async def test_a_listener_presenting_another_nodes_certificate_is_refused_by_the_dialer(net, certs):
+    """alice dials "bob" and reaches carol's listener (a redirected port, or carol's address given for bob):
+    carol's certificate is valid in the federation, but it does not name bob, so alice says nothing to it."""
+    carol = await net.serve("carol", certs)
+    a = net.hubs["alice"]
+    a._ports["bob"] = carol.port
+    with pytest.raises(LinkError, match="presented a certificate for 'carol', not for 'bob'"):
+        await a.send("bob", SID, 0, "x", b"for bob only")
+    await asyncio.sleep(0.1)
+    assert not carol._streams.get("alice") and not carol._inbox
+    # the port question over gRPC checks the name too: carol's gRPC address given for bob fails there
+    other = Hub(Identity("alice", a.identity.certs), {"bob": net.addresses["carol"]}.__getitem__, lambda who: True)
+    try:
+        with pytest.raises(LinkError, match="cannot ask for its links' port"):
+            await other.send("bob", SID, 0, "x", b"for bob only")
+    finally:
+        await other.close()
+
+
+async def test_a_name_allowed_refuses_is_refused_with_a_valid_certificate(net, certs):
+    b = net.hubs["bob"]
+    raw = await RawLink.as_node(b, Identity("mallory", certs))
+    try:
+        raw.send(link.encode("mallory", [link.Frame(SID, 0, "x", 0, 4, b"evil")]))
+        assert "'mallory' may not open a link to 'bob'" in (await raw.ended() or "")
+    finally:
+        await raw.close()
+    assert nothing_from(b, "mallory")
+    async with Identity("mallory", certs).channel(net.addresses["bob"], "bob") as channel:  # nor is its port told
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await pb_grpc.LinkStub(channel).Port(pb.LinkPortRequest(), timeout=5)
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_plaintext_to_the_tls_port_is_refused(net):
+    b = net.hubs["bob"]
+    raw = await RawLink.open(b, None)
+    try:
+        raw.send(link.encode("alice", [link.Frame(SID, 0, "x", 0, 5, b"plain")]))
+        assert await raw.ended(5) is None  # closed by the failed handshake, no farewell: no record was read
+    finally:
+        await raw.close()
+    assert nothing_from(b, "alice")
+
+
+async def test_an_overlong_length_prefix_is_refused_before_anything_is_allocated(net, certs, monkeypatch):
+    b = net.hubs["bob"]
+    sizes: list[int] = []
+    real = link_transport.allocate
+    monkeypatch.setattr(link_transport, "allocate", lambda n: (sizes.append(n), real(n))[1])
+    # a long record within the limit gets one buffer of its own length (the control: the allocation is seen)
+    big = link.encode("carol", [link.Frame(SID, 0, "x", 0, 1 << 20, bytes(1 << 20))])
+    raw = await RawLink.as_node(b, Identity("carol", net.hubs["alice"].identity.certs))
+    try:
+        raw.send(big)
+        await until(lambda: b._streams.get("carol"))  # registered (or the receive would dial carol, who has no port)
+        assert bytes(await b.receive("carol", SID, 0, "x", timeout=10)) == bytes(1 << 20)
+        assert sizes == [len(big)]
+        for n in (link.MAX_WRITE_BYTES + 1, 2**32 - 1):
+            sizes.clear()
+            again = await RawLink.as_node(b, Identity("carol", certs))
+            try:
+                again.send(link.encode("carol", []))
+                again.send_raw(link_transport.PREFIX.pack(n) + b"x" * 100)
+                assert f"a record of {n} bytes exceeds the link's {link.MAX_WRITE_BYTES}" in (await again.ended() or "")
+            finally:
+                await again.close()
+            assert sizes == []
+    finally:
+        await raw.close()
+
+
+async def test_a_connection_that_never_finishes_its_handshake_or_hello_is_closed(net, certs):
+    """Timeout 0.5 s: a TCP connection that sends half a ClientHello, and a TLS connection that never says who it
+    is, are closed by the listener (within the handshake bound, and twice it for the hello)."""
+    b = net.hubs["bob"]
+    loop = asyncio.get_running_loop()
+    half = await RawLink.open(b, None)
+    try:
+        half.send_raw(b"\x16\x03\x01\x00\xff\x01")  # the start of a TLS record, then nothing
+        t0 = loop.time()
+        await half.ended(5)
+        assert loop.time() - t0 < 3
+    finally:
+        await half.close()
+    quiet = await RawLink.as_node(b, Identity("carol", certs))
+    try:
+        t0 = loop.time()
+        await quiet.ended(5)
+        assert loop.time() - t0 < 4
+    finally:
+        await quiet.close()
+    assert nothing_from(b, "carol") and not b._accepted
+
+
+async def test_insecure_links_take_the_claimed_name(tmp_path):
+    """--insecure: plain TCP, the name a dialer's hello claims taken on trust (as gRPC's ``caller`` does)."""
+    n = Net()
+    try:
+        a = await n.serve("alice", None, insecure=True)
+        b = await n.serve("bob", None, insecure=True)
+        await a.send("bob", SID, 0, "x", b"plain")
+        assert bytes(await b.receive("alice", SID, 0, "x", timeout=5)) == b"plain"
+        await b.send("alice", SID, 1, "y", b"back")  # on alice's connection or its own
+        assert bytes(await a.receive("bob", SID, 1, "y", timeout=5)) == b"back"
+    finally:
+        await n.close()
