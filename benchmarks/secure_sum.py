@@ -144,13 +144,17 @@ def run_mpcdp(length: int, parties: int, reps: int) -> dict:
         got = np.atleast_1d(np.asarray(first.value, dtype=np.float64))
         if not np.array_equal(got, expected):
             raise RuntimeError("mpcdp returned a wrong sum")
-        times, party_bytes, all_bytes = [], [], []
+        times, party_bytes, all_bytes, cpu = [], [], [], []
         for _ in range(reps):
             pids = {n: p.pid for n, p in fed.procs.items()}
             before = socket_bytes_sent()
+            cpu_before = {n: cpu_seconds(pid) for n, pid in pids.items()}
+            analyst_before = time.process_time()
             t0 = time.perf_counter()
             fed.query("sum", **query)
             times.append(time.perf_counter() - t0)
+            cpu.append({n: cpu_seconds(pid) - cpu_before[n] for n, pid in pids.items()})
+            cpu[-1]["analyst (this process)"] = time.process_time() - analyst_before
             after = socket_bytes_sent()
             delta = {n: after.get(pid, 0) - before.get(pid, 0) for n, pid in pids.items()}
             party_bytes.append(sum(v for n, v in delta.items() if n != COORDINATOR))
@@ -160,6 +164,7 @@ def run_mpcdp(length: int, parties: int, reps: int) -> dict:
         "runs": times,
         "party_bytes": statistics.median(party_bytes),
         "all_bytes": statistics.median(all_bytes),
+        "cpu_ms": {n: 1e3 * statistics.median(c[n] for c in cpu) for n in cpu[0]},  # per query, each process
     }
 
 
@@ -593,6 +598,7 @@ def main(argv=None) -> int:
                 "all_bytes_over_plaintext": ours["all_bytes"] / plaintext,
                 "mpyc_party0_bytes": theirs["bytes_party0"],
                 "mpcdp_runs": ours["runs"],
+                "mpcdp_cpu_ms_per_query": ours["cpu_ms"],
                 "mpyc_runs": theirs["runs"],
             }
         )
