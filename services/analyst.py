@@ -35,13 +35,14 @@ import numpy as np
 
 from mpcdp.protocol import QuerySpec, SpecError
 from mpcdp.protocol.spec import MAX_DIMENSION
-from services import convert, releases, streams
+from services import convert, query_link, releases, streams
 from services.channels import Channels
 from services.federation import Federation
 from services.tls import Identity
 from services.wire.mpcdp.v1 import federation_pb2 as pb
 
 T = TypeVar("T")
+TRANSPORTS = ("auto", "link", "grpc")  # how an Analyst reaches the coordinator (Analyst's doc)
 
 
 class QueryError(Exception):
@@ -272,14 +273,21 @@ class _ReleaseStream:
 
 
 class Analyst:
-    """A channel to the coordinator, authenticated as client ``name``."""
+    """A channel to the coordinator, authenticated as client ``name``. ``transport``: "auto" asks over the
+    coordinator's query link where it serves one (:mod:`services.query_link`: no gRPC call per query), else
+    over gRPC; "link" or "grpc" forces one. Either gives the same releases and the same errors."""
 
-    def __init__(self, federation: Federation, name: str, insecure: bool = False):
+    def __init__(self, federation: Federation, name: str, insecure: bool = False, transport: str = "auto"):
+        if transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
         coordinator = federation.coordinator()
         self._parties = tuple(federation.names("party"))
         self.identity = Identity(name, federation.certs, insecure)
         self._channels = Channels(self.identity, federation.address)
         self._stub = self._channels.stub(coordinator.name, releases.CoordinatorStub)
+        self.transport = transport
+        self._coordinator = (coordinator.name, federation.address)
+        self._link: query_link.AnalystLink | None = None
 
     async def __aenter__(self) -> Analyst:
         return self
@@ -288,7 +296,20 @@ class Analyst:
         await self.close()
 
     async def close(self) -> None:
+        link, self._link = self._link, None
+        if link is not None:
+            await query_link.release(link)
         await self._channels.close()
+
+    async def _call(self, method: str, request, timeout: float):
+        """A ``method`` ("Query", "Fetch") call: over the query link (see ``transport``), else over gRPC."""
+        if self.transport != "grpc":
+            if self._link is None:
+                name, address = self._coordinator
+                self._link = query_link.shared(self.identity, name, address(name))
+            if self.transport == "link" or await self._link.serves() is None:
+                return self._link.call(method, request.SerializeToString(), timeout)
+        return getattr(self._stub, method)(request, timeout=timeout, wait_for_ready=False)
 
     async def query(
         self,
@@ -315,7 +336,7 @@ class Analyst:
         spec = _spec(statistic, column, bounds, epsilon, **options)
         _check_locally(spec, confidence, self._parties)
         request = pb.QueryRequest(spec=spec, timeout_seconds=timeout, confidence=confidence, quorum=quorum)
-        call = self._stub.Query(request, timeout=timeout + 5.0, wait_for_ready=False)
+        call = await self._call("Query", request, timeout + 5.0)
         return _one(await self._receive(call, _longest(spec)))
 
     async def query_batch(
@@ -362,7 +383,7 @@ class Analyst:
         request = pb.QueryRequest(
             spec=specs[0], batch=specs[1:], timeout_seconds=timeout, confidence=confidence, quorum=quorum
         )
-        call = self._stub.Query(request, timeout=timeout + 5.0, wait_for_ready=False)
+        call = await self._call("Query", request, timeout + 5.0)
         released = await self._receive(call, max(_longest(s) for s in specs))
         if [r.index for r in released] != list(range(len(specs))):
             raise QueryError(
@@ -385,7 +406,7 @@ class Analyst:
             raise QueryError(
                 grpc.StatusCode.INVALID_ARGUMENT, f"a session id is 32 hex digits, got {session_id!r}"
             ) from None
-        call = self._stub.Fetch(pb.FetchRequest(session_id=sid), timeout=timeout)
+        call = await self._call("Fetch", pb.FetchRequest(session_id=sid), timeout)
         return await self._receive(call, MAX_DIMENSION)
 
     async def _receive(self, call, max_length: int) -> list[QueryResult]:
@@ -516,7 +537,7 @@ def _once(federation: Federation, name: str, insecure: bool, ask: Callable[[Anal
     """Run ``ask`` on a fresh :class:`Analyst`, synchronously."""
 
     async def once() -> T:
-        async with Analyst(federation, name, insecure) as analyst:
+        async with Analyst(federation, name, insecure, transport="grpc") as analyst:  # one call: no link
             return await ask(analyst)
 
     return asyncio.run(once())

@@ -48,10 +48,11 @@ from mpcdp.protocol import CoordinatorSession, ProtocolError, QuerySpec, Release
 from mpcdp.protocol.spec import MAX_BATCH, MAX_KEYED_PARTIES, Batch, Sharing, new_session_id
 from services import audit, convert, releases, server
 from services.channels import Channels
-from services.deadlines import COALESCED_SESSIONS, DEFAULT_TIMEOUT, SEND_TIMEOUT
+from services.deadlines import DEFAULT_TIMEOUT, SEND_TIMEOUT
 from services.federation import Federation
 from services.ledgers import public_refusal
 from services.link import Hub, LinkError
+from services.query_link import QueryService
 from services.sessions import ABORT, ANSWER, PARTIAL, PROPOSE, START, KeyedPartial
 from services.tls import Identity, caller
 from services.wire.mpcdp.v1 import federation_pb2 as pb
@@ -64,6 +65,7 @@ SESSION_HEADER = "mpcdp-session-id"
 MAX_REASON = 500  # characters of a party's abort reason passed on
 SESSIONS_PER_PARTY = 64  # sessions in flight to one party at once; more queries wait (party_node.MAX_SESSIONS)
 REFUSED_SECONDS = 60.0  # after a party refused a keyed session, its sessions run seeded for this long
+COALESCED_SESSIONS = 4  # sessions in flight per group of single queries; queries arriving meanwhile run together
 COALESCE_LENGTH = 1024  # ring elements: a single query at most this long may run together with others
 COALESCED = (
     "run together with other DP queries in one seeded session, so that no party is charged unless every party "
@@ -167,8 +169,6 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
     ):
         """``coalesce``: sessions in flight per group of small single queries asking the same parties, the
         queries arriving meanwhile run together in one batch session (0: every query its own session)."""
-        if coalesce < 0:
-            raise ValueError(f"coalesce must be 0 or more sessions, got {coalesce}")
         self.federation = federation
         self.coalesce = coalesce
         self.identity = identity
@@ -194,6 +194,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         self.link.on(ANSWER, self._answered)
         self.link.on(ABORT, self._party_aborted)
         self.link.on_drop(self._dropped)
+        self.queries = QueryService(self, self.link)  # the clients' Query and Fetch on a link hub of their own
         # a many-party release with dropouts restates its loss with scipy (mpcdp.dp.distributed): loaded with
         # the node, not on the event loop in the middle of the first such session (0.4-1.7 s)
         import scipy.special  # noqa: F401
@@ -202,7 +203,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         """What a server must offer for this node: the Coordinator service and its links to the parties."""
         return [
             (releases.add_coordinator_to_server, self, "mpcdp.v1.Coordinator"),
-            self.link.service(),
+            *self.queries.services(),  # Link/Port: the parties' hub, and the clients' (services.query_link)
         ]
 
     async def close(self) -> None:
@@ -210,6 +211,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             await asyncio.wait(self._sessions, timeout=ABORT_GRACE)
         if self._keeping:
             await asyncio.wait(list(self._keeping.values()))
+        await self.queries.close()
         await self.link.close()
         await self.channels.close()
 

@@ -1,0 +1,544 @@
+"""The analyst's queries over a link to the coordinator: no gRPC call per query.
+
+The coordinator serves its clients on a link hub of their own (:class:`QueryService`, a second
+:class:`services.link.Hub` beside the parties' one): it accepts links only from the federation's
+clients, and only this module's kinds are pushed on it, so a client never reaches the party protocol
+(a party-protocol kind sent there is held like any message nobody asked for, charged against the
+client's small allowance, and expires; beyond that allowance the link is closed). The parties' hub
+still accepts parties only. ``Link/Port`` on the coordinator's gRPC address answers each caller with
+the port of its hub (a client: the clients' hub), and both hubs listen beside the gRPC server.
+
+A call is one request message (``query`` or ``fetch``: the serialized ``QueryRequest`` or
+``FetchRequest``) under a fresh 16-byte request id, the link's session id; the replies are messages
+under the same id in order, rounds 0, 1, 2, ...: ``head`` (the initial metadata, the session id),
+``part`` (one QueryReplyPart in its wire form each, :func:`services.releases.wire_form`), then ``end``
+(a status code and its details; OK for a release sent whole). The coordinator runs its gRPC handlers
+``Query`` and ``Fetch`` unchanged, with the same guard as its gRPC server
+(:class:`services.server.Guard`: undecodable bytes are INVALID_ARGUMENT, an unexpected exception
+INTERNAL with the fixed message, audited), through :class:`LinkContext`, the part of a servicer context
+they use: who calls is the link's certificate name. An analyst that gives up sends ``cancel``, and a
+link that drops cancels every call of that client, as gRPC cancels a call: the handler is cancelled,
+a session already started runs to its end and its release is kept for Fetch.
+
+Bounds: at most ``max_in_flight`` calls per client at once (beyond: RESOURCE_EXHAUSTED, and the analyst
+waits for a free slot before sending, as gRPC waits for an HTTP/2 stream); a request at most
+``max_request_bytes`` (a longer one closes the client's link, as the hub refuses any message over its
+bound); what a client sends ahead of anyone asking is held at most ``HELD_SECONDS``.
+
+One link per client at a time: the clients' hub answers a client by its name, so two links of one name at
+once would receive each other's replies; a second one is refused while the first lives. The analyst
+(:class:`AnalystLink`) therefore shares one link per coordinator among the
+:class:`services.analyst.Analyst` objects of an event loop with the same identity (:func:`shared`), and
+probes it once (``hello``, answered ``welcome``) before its first call; where that fails (another
+process holds this client's link, an older coordinator serves none, or ``--insecure``, where ``Link/Port``
+cannot tell a client from a party) it asks over gRPC instead, and probes again ``PROBE_AGAIN`` seconds
+later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import struct
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from services import audit, releases
+from services.link import Hub, LinkError
+from services.node_limits import MAX_MESSAGE, Limits
+from services.server import Guard
+from services.streams import CHUNK_BYTES
+from services.tls import Identity, caller
+from services.wire.mpcdp.v1 import federation_pb2 as pb
+from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
+
+log = logging.getLogger("mpcdp.query_link")
+
+QUERY, FETCH = "query", "fetch"  # requests: the method's request message, round 0
+CANCEL = "cancel"  # the analyst gave up on its call
+HELLO, WELCOME = "hello", "welcome"  # the analyst's probe, and the coordinator's answer
+HEAD, PART, END = "head", "part", "end"  # replies: rounds 0, 1, 2, ... in order
+METHODS = {QUERY: "Query", FETCH: "Fetch"}
+SERVICE = "/mpcdp.v1.Coordinator"
+
+MAX_IN_FLIGHT = Limits.max_concurrent_streams  # calls per client at once, as one gRPC connection allows
+HELD_SECONDS = 10.0  # a client's messages nobody asks for (none should come) are dropped after this long
+UNCONFIRMED_BYTES = 4 * CHUNK_BYTES  # reply bytes a call may have posted and not yet written before it waits
+PROBE_SECONDS = 10.0  # the analyst's bound on the probe
+PROBE_AGAIN = 30.0  # seconds before an analyst probes again a coordinator that served no query link
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+_END = struct.Struct("<B")  # an end: its status code's number, then its details (UTF-8)
+
+
+# -- the coordinator's end ------------------------------------------------------------------------
+
+
+class _Details(NamedTuple):
+    """What the guard reads of a call (``grpc.HandlerCallDetails``)."""
+
+    method: str
+    invocation_metadata: tuple
+
+
+class LinkContext:
+    """The part of ``grpc.aio.ServicerContext`` the coordinator's Query and Fetch use, over a client's link:
+    the caller is the link's certificate name; the initial metadata, each part and the end are messages."""
+
+    def __init__(self, hub: Hub, client: str, request: bytes, serialize: Callable[[Any], bytes], cancel: Callable):
+        self._hub, self._client, self._request = hub, client, request
+        self._serialize = serialize
+        self._cancel = cancel
+        self._round = 0
+        self._unconfirmed: set[asyncio.Future] = set()
+        self._unconfirmed_bytes = 0
+        self.code = grpc.StatusCode.OK
+        self.details = ""
+        self.ended = False
+
+    def auth_context(self) -> dict:
+        return {"x509_common_name": [self._client.encode()]}
+
+    def peer(self) -> str:
+        return f"link:{self._client}"
+
+    def invocation_metadata(self) -> tuple:
+        return ()
+
+    async def send_initial_metadata(self, metadata) -> None:
+        self._post(HEAD, json.dumps([[str(k), str(v)] for k, v in metadata]).encode())
+
+    async def write(self, message) -> None:
+        """Send one reply part; waits only while more than ``UNCONFIRMED_BYTES`` are not yet written (a client
+        that does not read holds the call, as gRPC's flow control does)."""
+        data = self._serialize(message)
+        sent = self._post(PART, data)
+        self._unconfirmed.add(sent)
+        self._unconfirmed_bytes += len(data)
+        sent.add_done_callback(functools.partial(self._confirmed, len(data)))
+        if self._unconfirmed_bytes > UNCONFIRMED_BYTES:
+            try:
+                await asyncio.shield(sent)
+            except LinkError:
+                raise asyncio.CancelledError from None  # the client is gone: the call is cancelled, as in gRPC
+
+    async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
+        self.code, self.details = code, details
+        raise grpc.aio.AbortError()
+
+    def end(self) -> None:
+        """The call's last message: its status and details."""
+        if not self.ended:
+            self.ended = True
+            self._post(END, _END.pack(self.code.value[0]) + self.details.encode())
+
+    def _post(self, kind: str, payload: bytes) -> asyncio.Future:
+        sent = self._hub.post(self._client, self._request, self._round, kind, payload)
+        self._round += 1
+        sent.add_done_callback(self._failed)
+        return sent
+
+    def _failed(self, sent: asyncio.Future) -> None:
+        if not sent.cancelled() and sent.exception() is not None and not self.ended:
+            self._cancel()  # the client's link cannot carry it: nobody to answer
+
+    def _confirmed(self, size: int, sent: asyncio.Future) -> None:
+        self._unconfirmed.discard(sent)
+        self._unconfirmed_bytes -= size
+
+
+class QueryService:
+    """The coordinator's end of its clients' query links (module doc). ``node`` is the
+    :class:`services.coordinator_node.CoordinatorNode` whose Query and Fetch it runs; ``parties`` its
+    parties' hub, which this service announces (``Link/Port``) and starts beside the gRPC server too."""
+
+    def __init__(
+        self,
+        node: Any,
+        parties: Hub,
+        max_in_flight: int = MAX_IN_FLIGHT,
+        max_request_bytes: int = MAX_MESSAGE,
+    ):
+        self.node = node
+        self.parties = parties
+        self.max_in_flight = max_in_flight
+        self.hub = Hub(
+            node.identity,
+            _not_dialled,
+            self._takes,
+            max_message_bytes=max_request_bytes,
+            max_pending_bytes=2 * max_request_bytes,
+            pending_seconds=HELD_SECONDS,
+            max_held_messages=max_in_flight + 16,
+        )
+        for kind in METHODS:
+            self.hub.on(kind, functools.partial(self._request, kind))
+        self.hub.on(CANCEL, self._cancelled)
+        self.hub.on(HELLO, self._hello)
+        self.hub.on_drop(self._dropped)
+        self._calls: dict[tuple[str, bytes], asyncio.Task] = {}
+        self._in_flight: dict[str, int] = {}
+        self._methods: dict[str, grpc.RpcMethodHandler] = {}  # guarded, made once the server runs
+
+    def services(self) -> list:
+        """What a server must offer: the ``Link`` service (its ``Port``, answered per caller), which listens
+        for both hubs beside the server."""
+        return [(pb_grpc.add_LinkServicer_to_server, self, self.parties.service()[2])]
+
+    def _is_client(self, who: str) -> bool:
+        federation = self.node.federation
+        return who in federation.names("client") and who not in federation.names("party")
+
+    def _takes(self, who: str) -> bool:
+        """Whether the clients' hub takes a link from ``who``: a client with no link here yet. The hub answers a
+        client by its name, so two links of one name at once would receive each other's replies: the second
+        is refused (its analyst's probe fails and it asks over gRPC)."""
+        return self._is_client(who) and not self.hub._streams.get(who)
+
+    async def Port(self, request: pb.LinkPortRequest, context) -> pb.LinkPort:
+        """The port of the caller's hub: the clients' for a client, the parties' for anyone else (which refuses
+        whoever it does not take). Under ``--insecure`` nobody is known to be a client: the parties' hub."""
+        who = caller(context, None, self.node.identity.insecure)
+        hub = self.hub if who and self._is_client(who) else self.parties
+        return await hub.Port(request, context)
+
+    async def serve_beside(self, server: grpc.aio.Server, host: str, limits: Limits) -> None:
+        """Start both hubs' listeners beside ``server``, and the guarded Query and Fetch handlers."""
+        guard = Guard(limits)
+        for kind, name in METHODS.items():
+            request_type = pb.QueryRequest if kind == QUERY else pb.FetchRequest
+            handler = grpc.unary_stream_rpc_method_handler(
+                getattr(self.node, name),
+                request_deserializer=request_type.FromString,
+                response_serializer=releases.wire_form,
+            )
+            self._methods[kind] = await guard.intercept_service(_returning(handler), _Details(f"{SERVICE}/{name}", ()))
+        await self.parties.serve_beside(server, host, limits)
+        await self.hub.serve_beside(server, host, limits)
+
+    async def close(self) -> None:
+        for task in list(self._calls.values()):
+            task.cancel()
+        await self.hub.close()
+
+    # -- the hub's pushed kinds ---------------------------------------------------------------------
+
+    def _hello(self, client: str, probe: bytes, _round: int, _payload: memoryview) -> None:
+        self.hub.post(client, probe, 0, WELCOME, b"").add_done_callback(_retrieved)
+
+    def _request(self, kind: str, client: str, request: bytes, _round: int, payload: memoryview) -> None:
+        key = (client, request)
+        if key in self._calls:
+            audit.record("invalid", caller=client, message="a query link request id reused while its call runs")
+            return
+        handler = self._methods.get(kind)
+        task: asyncio.Task | None = None
+
+        def cancel() -> None:
+            if task is not None:
+                task.cancel()
+
+        context = LinkContext(self.hub, client, request, handler.response_serializer if handler else bytes, cancel)
+        if handler is None:
+            context.code, context.details = grpc.StatusCode.UNAVAILABLE, "the coordinator is not serving yet"
+            return context.end()
+        if self._in_flight.get(client, 0) >= self.max_in_flight:
+            audit.record("refused", client=client, status="RESOURCE_EXHAUSTED", reason="too many queries in flight")
+            context.code = grpc.StatusCode.RESOURCE_EXHAUSTED
+            context.details = f"more than {self.max_in_flight} queries in flight on this client's link"
+            return context.end()
+        self._in_flight[client] = self._in_flight.get(client, 0) + 1
+        task = asyncio.ensure_future(self._serve(handler, bytes(payload), context))
+        self._calls[key] = task
+        task.add_done_callback(functools.partial(self._done, key))
+
+    async def _serve(self, handler: grpc.RpcMethodHandler, request: bytes, context: LinkContext) -> None:
+        try:
+            await handler.unary_stream(handler.request_deserializer(request), context)
+        except grpc.aio.AbortError:
+            pass  # the context holds its status and details
+        except asyncio.CancelledError:
+            context.ended = True  # the client gave up or left: nothing more is sent
+            return
+        except Exception:  # the guard turns every failure into an abort: a bug in this module, then
+            log.exception("a query link call failed")
+            context.code, context.details = grpc.StatusCode.INTERNAL, "internal error in this node"
+        context.end()
+
+    def _done(self, key: tuple[str, bytes], task: asyncio.Task) -> None:
+        self._calls.pop(key, None)
+        client = key[0]
+        left = self._in_flight.get(client, 1) - 1
+        if left:
+            self._in_flight[client] = left
+        else:
+            self._in_flight.pop(client, None)
+        if not task.cancelled():
+            task.exception()  # retrieved (logged by _serve already)
+
+    def _cancelled(self, client: str, request: bytes, _round: int, _payload: memoryview) -> None:
+        task = self._calls.get((client, request))
+        if task is not None:
+            task.cancel()
+
+    def _dropped(self, client: str, _error: LinkError) -> None:
+        for (who, _), task in list(self._calls.items()):
+            if who == client:
+                task.cancel()
+
+
+def _returning(handler: grpc.RpcMethodHandler):
+    async def continuation(_details) -> grpc.RpcMethodHandler:
+        return handler
+
+    return continuation
+
+
+def _not_dialled(client: str) -> str:
+    raise ValueError(f"{client} is a client: the coordinator answers on the link the client opened")
+
+
+def _retrieved(sent: asyncio.Future) -> None:
+    if not sent.cancelled():
+        sent.exception()
+
+
+# -- the analyst's end ------------------------------------------------------------------------------
+
+
+class LinkCall:
+    """One Query or Fetch over the link, read as the analyst reads a gRPC call (:meth:`initial_metadata`, its
+    parts by ``async for``, :meth:`cancel`); a failure is the ``grpc.aio.AioRpcError`` gRPC would raise: the
+    coordinator's status and details, DEADLINE_EXCEEDED past ``timeout``, UNAVAILABLE if the link drops."""
+
+    def __init__(self, link: AnalystLink, kind: str, request: bytes, timeout: float):
+        self._link = link
+        self._kind = kind
+        self._request = request
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.time() + timeout
+        self.id = link.next_id()
+        self._metadata: asyncio.Future = loop.create_future()
+        self._replies: asyncio.Queue = asyncio.Queue()
+        self._round = 0
+        self._started = False
+        self._holding = False  # one of the link's slots
+        self.finished = False
+
+    async def initial_metadata(self) -> tuple:
+        await self._wait(self._start())
+        return await self._wait(asyncio.shield(self._metadata))
+
+    def __aiter__(self):
+        return self._parts()
+
+    async def _parts(self):
+        await self._wait(self._start())
+        while True:
+            kind, payload = await self._wait(self._replies.get())
+            if kind == PART:
+                try:
+                    yield releases.read_part(payload)
+                except DecodeError:
+                    self.cancel()
+                    raise _error(grpc.StatusCode.INTERNAL, "Exception deserializing response!") from None
+                continue
+            self._finish()
+            if isinstance(payload, grpc.aio.AioRpcError):
+                raise payload
+            (code,) = _END.unpack_from(payload)
+            details = bytes(payload[_END.size :]).decode(errors="replace")
+            if _CODES.get(code, grpc.StatusCode.UNKNOWN) is not grpc.StatusCode.OK:
+                raise _error(_CODES.get(code, grpc.StatusCode.UNKNOWN), details)
+            return
+
+    def cancel(self) -> bool:
+        """Give up: the coordinator cancels the call's handler (a session it started runs to its end)."""
+        if self.finished:
+            return False
+        if self._holding and self._link.hub is not None:
+            self._link.post(self.id, CANCEL)
+        self._fail(_error(grpc.StatusCode.CANCELLED, "Locally cancelled by application!"))
+        return True
+
+    async def _start(self) -> None:
+        """Send the request once (waiting for one of the link's slots first: no loop turn when one is free)."""
+        if not self._started:
+            self._started = True
+            await self._link.slots.acquire()
+            self._send()
+
+    def _send(self) -> None:
+        self._holding = True
+        if self.finished:  # cancelled while it waited for a slot
+            return self._finish()
+        self._link.calls[self.id] = self
+        try:
+            self._link.post(self.id, self._kind, self._request).add_done_callback(self._unsent)
+        except LinkError as exc:  # too long, or the link closed: never sent
+            code = grpc.StatusCode.UNAVAILABLE if self._link.hub is None else grpc.StatusCode.RESOURCE_EXHAUSTED
+            self._fail(_error(code, exc.reason))
+
+    async def _wait(self, awaitable):
+        """``awaitable``'s result, before the call's deadline (else DEADLINE_EXCEEDED, the call cancelled); a
+        caller who gives up (cancelled) cancels the call."""
+        try:
+            async with asyncio.timeout_at(self._deadline):
+                return await awaitable
+        except TimeoutError:
+            self.cancel()
+            raise _error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+        except asyncio.CancelledError:
+            self.cancel()
+            raise
+
+    def received(self, kind: str, round: int, payload: memoryview) -> None:
+        """A reply of this call (from the link's handlers)."""
+        if self.finished:
+            return
+        if round != self._round:
+            return self._fail(_error(grpc.StatusCode.INTERNAL, f"reply {round} came where {self._round} was due"))
+        self._round += 1
+        if kind == HEAD:
+            if self._metadata.done():
+                return self._fail(_error(grpc.StatusCode.INTERNAL, "initial metadata sent twice"))
+            try:
+                pairs = json.loads(bytes(payload))
+                self._metadata.set_result(tuple((str(k), str(v)) for k, v in pairs))
+            except (ValueError, TypeError):
+                return self._fail(_error(grpc.StatusCode.INTERNAL, "malformed initial metadata"))
+            return
+        if kind == END:
+            if len(payload) < _END.size:
+                return self._fail(_error(grpc.StatusCode.INTERNAL, "an empty end"))
+            self._ended()
+        self._replies.put_nowait((kind, payload))
+
+    def _unsent(self, sent: asyncio.Future) -> None:
+        error = None if sent.cancelled() else sent.exception()
+        if error is not None:
+            self._fail(_error(grpc.StatusCode.UNAVAILABLE, f"the link to the coordinator: {error}"))
+
+    def _fail(self, error: grpc.aio.AioRpcError) -> None:
+        """End the call locally with ``error`` (raised to whoever reads it next)."""
+        if not self.finished:
+            self._ended()
+            self._replies.put_nowait((END, error))
+            self._finish()
+
+    def _ended(self) -> None:
+        if not self._metadata.done():
+            self._metadata.set_result(())
+
+    def _finish(self) -> None:
+        self.finished = True
+        self._link.calls.pop(self.id, None)
+        if self._holding:
+            self._holding = False
+            self._link.slots.release()
+
+
+class AnalystLink:
+    """An analyst's link to its coordinator (module doc): shared by the process's analysts of one identity
+    (:func:`shared`), probed before its first call."""
+
+    def __init__(
+        self, identity: Identity, coordinator: str, address: Callable[[str], str], max_in_flight: int, key: tuple = ()
+    ):
+        from mpcdp.prg import system_random
+
+        self.key = key
+        self.coordinator = coordinator
+        self.hub: Hub | None = Hub(identity, address, lambda who: who == coordinator)
+        for kind in (HEAD, PART, END):
+            self.hub.on(kind, functools.partial(self._reply, kind))
+        self.hub.on_drop(self._dropped)
+        self.calls: dict[bytes, LinkCall] = {}
+        self.slots = asyncio.Semaphore(max_in_flight)
+        self.users = 0
+        self._prefix = system_random("query link ids").bytes(8)
+        self._count = 0
+        self._probe: asyncio.Task | None = None
+        self._probed = 0.0  # when the last probe failed
+
+    def next_id(self) -> bytes:
+        self._count += 1
+        return self._prefix + self._count.to_bytes(8, "little")
+
+    def post(self, request: bytes, kind: str, payload: bytes = b"") -> asyncio.Future:
+        if self.hub is None:
+            raise LinkError(self.coordinator, "the query link is closed")
+        sent = self.hub.post(self.coordinator, request, 0, kind, payload)
+        sent.add_done_callback(_retrieved)
+        return sent
+
+    async def serves(self) -> str | None:
+        """Whether the coordinator serves this client a query link: None if so, else why not (asked once; a
+        failure is asked again after ``PROBE_AGAIN`` seconds)."""
+        if self._probe is None or (self._probe.done() and self._probe.result() and time.monotonic() > self._probed):
+            self._probe = asyncio.ensure_future(self._hello())
+        return await asyncio.shield(self._probe)
+
+    async def _hello(self) -> str | None:
+        assert self.hub is not None
+        probe = self.next_id()
+        try:
+            await self.hub.send(self.coordinator, probe, 0, HELLO, b"")
+            await self.hub.receive(self.coordinator, probe, 0, WELCOME, timeout=PROBE_SECONDS)
+        except (LinkError, TimeoutError) as exc:
+            self._probed = time.monotonic() + PROBE_AGAIN
+            return str(exc) or "no answer"
+        return None
+
+    def call(self, method: str, request: bytes, timeout: float) -> LinkCall:
+        """A new call of ``method`` ("Query" or "Fetch") with the request's bytes."""
+        kind = QUERY if method == "Query" else FETCH
+        return LinkCall(self, kind, request, timeout)
+
+    def _reply(self, kind: str, _peer: str, request: bytes, round: int, payload: memoryview) -> None:
+        call = self.calls.get(request)
+        if call is not None:
+            call.received(kind, round, payload)
+
+    def _dropped(self, _peer: str, error: LinkError) -> None:
+        for call in list(self.calls.values()):
+            call._fail(_error(grpc.StatusCode.UNAVAILABLE, f"the link to the coordinator closed ({error.reason})"))
+
+    async def close(self) -> None:
+        hub, self.hub = self.hub, None
+        for call in list(self.calls.values()):
+            call._fail(_error(grpc.StatusCode.CANCELLED, "the analyst closed its link"))
+        if hub is not None:
+            await hub.close()
+
+
+_SHARED: dict[tuple, AnalystLink] = {}
+
+
+def shared(identity: Identity, coordinator: str, address: str, max_in_flight: int = MAX_IN_FLIGHT) -> AnalystLink:
+    """The link of this process's analysts named like ``identity`` to the coordinator at ``address`` on this
+    event loop (one per name: the coordinator's hub answers a client by its name); :func:`release` it."""
+    key = (identity.name, str(identity.certs), identity.insecure, coordinator, address, asyncio.get_running_loop())
+    link = _SHARED.get(key)
+    if link is None or link.hub is None:
+        link = _SHARED[key] = AnalystLink(identity, coordinator, lambda _: address, max_in_flight, key)
+    link.users += 1
+    return link
+
+
+async def release(link: AnalystLink) -> None:
+    """One analyst no longer uses ``link``: closed with its last user."""
+    link.users -= 1
+    if link.users <= 0:
+        if _SHARED.get(link.key) is link:
+            del _SHARED[link.key]
+        await link.close()
+
+
+def _error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
