@@ -48,7 +48,7 @@ from mpcdp.protocol import CoordinatorSession, ProtocolError, QuerySpec, Release
 from mpcdp.protocol.spec import MAX_BATCH, MAX_KEYED_PARTIES, Batch, Sharing, new_session_id
 from services import audit, convert, releases, server
 from services.channels import Channels
-from services.deadlines import DEFAULT_TIMEOUT, SEND_TIMEOUT
+from services.deadlines import COALESCED_SESSIONS, DEFAULT_TIMEOUT, SEND_TIMEOUT
 from services.federation import Federation
 from services.ledgers import public_refusal
 from services.link import Hub, LinkError
@@ -65,7 +65,6 @@ SESSION_HEADER = "mpcdp-session-id"
 MAX_REASON = 500  # characters of a party's abort reason passed on
 SESSIONS_PER_PARTY = 64  # sessions in flight to one party at once; more queries wait (party_node.MAX_SESSIONS)
 REFUSED_SECONDS = 60.0  # after a party refused a keyed session, its sessions run seeded for this long
-COALESCED_SESSIONS = 4  # sessions in flight per group of single queries; queries arriving meanwhile run together
 COALESCE_LENGTH = 1024  # ring elements: a single query at most this long may run together with others
 COALESCED = (
     "run together with other DP queries in one seeded session, so that no party is charged unless every party "
@@ -169,6 +168,8 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
     ):
         """``coalesce``: sessions in flight per group of small single queries asking the same parties, the
         queries arriving meanwhile run together in one batch session (0: every query its own session)."""
+        if coalesce < 0:
+            raise ValueError(f"coalesce must be 0 or more sessions, got {coalesce}")
         self.federation = federation
         self.coalesce = coalesce
         self.identity = identity

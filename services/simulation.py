@@ -60,6 +60,7 @@ class LocalFederation:
         workdir=None,
         max_length: int | None = None,
         allow_exact_nonlinear: bool = False,
+        coalesce: int | None = None,
     ):
         if len(data) < 2:
             raise ValueError(f"a federation needs at least 2 parties, got {len(data)}")
@@ -72,6 +73,7 @@ class LocalFederation:
         self.timeout = timeout
         self.max_length = max_length  # the parties' policy max_length (None: the default)
         self.max_timeout = max(float(timeout), 300.0)
+        self.coalesce = coalesce  # the coordinator's --coalesce (None: its default)
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if workdir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="mpcdp-sim-")
@@ -140,6 +142,8 @@ class LocalFederation:
             cmd += ["--id", name]
         else:
             cmd += ["--timeout", str(self.timeout), "--max-timeout", str(self.max_timeout)]
+            if self.coalesce is not None:
+                cmd += ["--coalesce", str(self.coalesce)]
         if self.insecure:
             cmd.append("--insecure")
         return cmd

@@ -15,8 +15,16 @@ from __future__ import annotations
 
 import sys
 
-from services.commands import Formatter, add_federation_node_arguments, examples, node_identity, positive, serve_node
-from services.deadlines import DEFAULT_TIMEOUT, SEND_TIMEOUT
+from services.commands import (
+    Formatter,
+    add_federation_node_arguments,
+    examples,
+    integer_in,
+    node_identity,
+    positive,
+    serve_node,
+)
+from services.deadlines import COALESCED_SESSIONS, DEFAULT_TIMEOUT, SEND_TIMEOUT
 
 
 def run(args) -> int:
@@ -44,6 +52,7 @@ def run(args) -> int:
         default_timeout=args.timeout,
         max_timeout=args.max_timeout,
         send_timeout=args.send_timeout,
+        coalesce=args.coalesce,
         store=None if state is None else ReleaseStore(state / f"{node.name}.releases"),
     )
     return serve_node(
@@ -90,6 +99,15 @@ def register(sub) -> None:
         metavar="SECONDS",
         help="close a query call whose analyst leaves part of the release unread this long; the "
         f"release stays kept for `mpcdp query --fetch` (default {SEND_TIMEOUT:g})",
+    )
+    p.add_argument(
+        "--coalesce",
+        type=integer_in(0, 64),
+        default=COALESCED_SESSIONS,
+        metavar="N",
+        help="sessions in flight per group of small concurrent queries asking the same parties; the queries "
+        "arriving while N are in flight run together in one batch session at the parties (each analyst still "
+        f"gets only its own release, charged per query); 0: every query its own session (default {COALESCED_SESSIONS})",
     )
     add_federation_node_arguments(p, 50050)
     p.set_defaults(run=run)
