@@ -43,6 +43,7 @@ import json
 import logging
 import struct
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -320,27 +321,32 @@ class LinkCall:
         self._link = link
         self._kind = kind
         self._request = request
-        loop = asyncio.get_running_loop()
-        self._deadline = loop.time() + timeout
+        self._loop = asyncio.get_running_loop()
+        self._deadline = self._loop.time() + timeout
+        self._timer = self._loop.call_at(self._deadline, self._expired)  # one timer for the whole call
         self.id = link.next_id()
-        self._metadata: asyncio.Future = loop.create_future()
-        self._replies: asyncio.Queue = asyncio.Queue()
+        self._metadata: asyncio.Future = self._loop.create_future()
+        self._replies: deque[tuple[str, Any]] = deque()
+        self._waiter: asyncio.Future | None = None
         self._round = 0
         self._started = False
         self._holding = False  # one of the link's slots
         self.finished = False
 
     async def initial_metadata(self) -> tuple:
-        await self._wait(self._start())
-        return await self._wait(asyncio.shield(self._metadata))
+        await self._start()
+        return await self._until(self._metadata)
 
     def __aiter__(self):
         return self._parts()
 
     async def _parts(self):
-        await self._wait(self._start())
+        await self._start()
         while True:
-            kind, payload = await self._wait(self._replies.get())
+            while not self._replies:
+                self._waiter = self._loop.create_future()
+                await self._until(self._waiter)
+            kind, payload = self._replies.popleft()
             if kind == PART:
                 try:
                     yield releases.read_part(payload)
@@ -359,23 +365,47 @@ class LinkCall:
 
     def cancel(self) -> bool:
         """Give up: the coordinator cancels the call's handler (a session it started runs to its end)."""
+        return self._give_up(_error(grpc.StatusCode.CANCELLED, "Locally cancelled by application!"))
+
+    def _expired(self) -> None:
+        self._give_up(_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
+
+    def _give_up(self, error: grpc.aio.AioRpcError) -> bool:
         if self.finished:
             return False
         if self._holding and self._link.hub is not None:
             self._link.post(self.id, CANCEL)
-        self._fail(_error(grpc.StatusCode.CANCELLED, "Locally cancelled by application!"))
+        self._fail(error)
         return True
 
-    async def _start(self) -> None:
-        """Send the request once (waiting for one of the link's slots first: no loop turn when one is free)."""
-        if not self._started:
-            self._started = True
-            await self._link.slots.acquire()
-            self._send()
+    async def _until(self, future: asyncio.Future):
+        """``future``'s result; a caller who gives up (cancelled) cancels the call."""
+        try:
+            return await future
+        except asyncio.CancelledError:
+            self.cancel()
+            raise
 
-    def _send(self) -> None:
+    async def _start(self) -> None:
+        """Send the request once, holding one of the link's slots (no loop turn when one is free; otherwise
+        waiting for one until the deadline)."""
+        if self._started:
+            return
+        self._started = True
+        slots = self._link.slots
+        try:
+            if slots.locked():
+                async with asyncio.timeout_at(self._deadline):
+                    await slots.acquire()
+            else:
+                await slots.acquire()
+        except TimeoutError:
+            return self._expired()
+        except asyncio.CancelledError:
+            self.cancel()
+            raise
         self._holding = True
-        if self.finished:  # cancelled while it waited for a slot
+        if self.finished:  # given up while it waited for a slot
             return self._finish()
         self._link.calls[self.id] = self
         try:
@@ -383,19 +413,6 @@ class LinkCall:
         except LinkError as exc:  # too long, or the link closed: never sent
             code = grpc.StatusCode.UNAVAILABLE if self._link.hub is None else grpc.StatusCode.RESOURCE_EXHAUSTED
             self._fail(_error(code, exc.reason))
-
-    async def _wait(self, awaitable):
-        """``awaitable``'s result, before the call's deadline (else DEADLINE_EXCEEDED, the call cancelled); a
-        caller who gives up (cancelled) cancels the call."""
-        try:
-            async with asyncio.timeout_at(self._deadline):
-                return await awaitable
-        except TimeoutError:
-            self.cancel()
-            raise _error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
-        except asyncio.CancelledError:
-            self.cancel()
-            raise
 
     def received(self, kind: str, round: int, payload: memoryview) -> None:
         """A reply of this call (from the link's handlers)."""
@@ -417,7 +434,12 @@ class LinkCall:
             if len(payload) < _END.size:
                 return self._fail(_error(grpc.StatusCode.INTERNAL, "an empty end"))
             self._ended()
-        self._replies.put_nowait((kind, payload))
+        self._push(kind, payload)
+
+    def _push(self, kind: str, payload) -> None:
+        self._replies.append((kind, payload))
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     def _unsent(self, sent: asyncio.Future) -> None:
         error = None if sent.cancelled() else sent.exception()
@@ -428,7 +450,7 @@ class LinkCall:
         """End the call locally with ``error`` (raised to whoever reads it next)."""
         if not self.finished:
             self._ended()
-            self._replies.put_nowait((END, error))
+            self._push(END, error)
             self._finish()
 
     def _ended(self) -> None:
@@ -437,6 +459,7 @@ class LinkCall:
 
     def _finish(self) -> None:
         self.finished = True
+        self._timer.cancel()
         self._link.calls.pop(self.id, None)
         if self._holding:
             self._holding = False
