@@ -219,7 +219,8 @@ def mask_pairwise(vector: np.ndarray, me: str, keys: Mapping[str, bytes], bindin
     many-party masks).
 
     Summed over every party of a session (each with the same pair keys and binding) the masks cancel.
-    ``binding`` identifies the session: the digest of its whole spec (:attr:`mpcdp.protocol.QuerySpec.digest`).
+    ``binding`` identifies the session: the digest of its whole batch of specs
+    (:attr:`mpcdp.protocol.spec.Batch.digest`; a single spec's own digest).
     Precondition of secrecy: a party never masks two vectors under the same keys and binding (two vectors
     masked alike reveal their difference). A party node refuses a session id it used while its deadline is
     ahead, and after that a replay either fails its own deadline check or, with any field changed, has

@@ -44,7 +44,16 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from mpcdp.dp.loss import PrivacyLoss
-from mpcdp.protocol import CoordinatorSession, ProtocolError, QuerySpec, Release, Response, SpecError, Status
+from mpcdp.protocol import (
+    CoordinatorSession,
+    PartyPolicy,
+    ProtocolError,
+    QuerySpec,
+    Release,
+    Response,
+    SpecError,
+    Status,
+)
 from mpcdp.protocol.spec import MAX_BATCH, MAX_KEYED_PARTIES, Batch, Sharing, new_session_id
 from services import audit, convert, releases, server
 from services.channels import Channels
@@ -498,6 +507,13 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             note = f"more than {MAX_KEYED_PARTIES} parties"
         spec = convert.build_spec(fields)
         specs = (spec, *self._batch_specs(request, spec))
+        length = Batch(specs).length  # SpecError: longer together than a link carries
+        allowed = min(self._policy(p).max_length for p in spec.parties)
+        if len(specs) > 1 and length > allowed:
+            raise SpecError(
+                "batch",
+                f"its statistics need vectors of {length} elements together; the parties allow at most {allowed}",
+            )
         if specs[0].sharing is Sharing.KEYED:
             note = self.keyed_refusal(specs) or ""
             if note:  # every party answers before sharing
@@ -550,12 +566,9 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
                 "a batch of DP statistics runs seeded, so that no party is charged unless every party accepted "
                 "(a keyed partial sum is charged as it leaves)"
             )
-        if self._policies is None or self._policies[0] is not self.federation:  # read once per federation
-            names = self.federation.names("party")
-            self._policies = (self.federation, {p: self.federation.policy_for(p).party() for p in names})
         now = self._clock()
         for p in specs[0].parties:
-            policy = self._policies[1][p]
+            policy = self._policy(p)
             if not policy.one_round:
                 return f"{p}'s policy sends no partial sum before every party accepted (one_round = false)"
             for spec in specs:
@@ -565,6 +578,13 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             if self._refused.get(p, 0.0) > now:
                 return f"{p} refused a keyed session in the last {REFUSED_SECONDS:g} s"
         return None
+
+    def _policy(self, party: str) -> PartyPolicy:
+        """The federation file's policy of ``party`` (read once per federation)."""
+        if self._policies is None or self._policies[0] is not self.federation:
+            names = self.federation.names("party")
+            self._policies = (self.federation, {p: self.federation.policy_for(p).party() for p in names})
+        return self._policies[1][party]
 
     def _keyed_refused(self, party: str) -> None:
         """``party`` refused a keyed session: its sessions run seeded for ``REFUSED_SECONDS``."""

@@ -1,33 +1,33 @@
 """A party node: :class:`mpcdp.protocol.PartySession` over its long-lived links.
 
-Every message of a session travels on the node's mutually authenticated links (:mod:`services.link`, the
-kinds of :mod:`services.sessions`): the coordinator's proposal arrives pushed on the coordinator's link,
-and who proposed is that link's certificate name (only a coordinator of the federation may). The node
-checks the spec against its own policy and ledger (never the coordinator's accounting). In a keyed session
-(the default, where every party's policy allows ``one_round``) it sends nothing to its peers: its partial
-sum, sent as its answer, is its encoded clipped records plus its noise piece plus one mask per peer
-expanded from their pair key (:mod:`services.pair_keys`, agreed once per link) and the session id; with it go
-the ids of the keys it used (see :meth:`PartyNode._keyed` for what sending it before the others accept
-reveals: nothing more than a refusing peer colluding with the coordinator learns). Otherwise it answers,
-encodes its clipped records plus its noise piece, sends one share to each peer over its link to that peer,
-folds in the peers' shares as they arrive and sends back only its partial sum. It starts sharing as soon as it
-accepts when the coordinator asks for one round trip and its policy's ``one_round`` (default true)
-allows it: a share is uniformly random on its own and no partial sum leaves before every peer's share
-arrived, so a peer that refuses only stops the session (a refusing peer that shares anyway, with the
-coordinator, learns what a peer that accepts and then deviates learns in two rounds: the others' noisy
-sum, their budgets charged; the noise pieces are sized for ``colluders`` withheld); otherwise its answer
-says it waits, and it shares on the coordinator's START, sent once every party accepted. A session id is
-used once: replays and late messages for a closed session are refused, and with a state directory the ids
-are kept on disk (:class:`services.ledgers.SessionLog`, group-committed), so a restart does not forget them:
-the write starts when the proposal arrives and the partial sum (the only message a replay could obtain
-twice) leaves only once it is on disk. A proposed deadline must be set and at most the policy's
-``max_timeout`` away. At most ``max_sessions`` sessions (additive and many-party) are live at once; a
-proposal beyond that is refused as RESOURCE_EXHAUSTED before anything is reserved. Refusals sent back name
-the reason in words that carry no local detail (no file path, no dataset name, no record count); the audit
-log (:mod:`services.audit`) records refusals, aborts, partial sums sent and permission denials. The
-coordinator's abort ends a session at once (the node answers with its own abort: the confirmation), and so
-does the link to the coordinator breaking. Logs and errors carry names, lengths and states only.
-"""
+Every message of a session travels on the node's mutually authenticated links (:mod:`services.link`, the kinds
+of :mod:`services.sessions`): the coordinator's proposal arrives pushed on the coordinator's link, and who
+proposed is that link's certificate name (only a coordinator of the federation may). The node checks the spec
+against its own policy and ledger (never the coordinator's accounting). In a keyed session (the default, where
+every party's policy allows ``one_round``) it sends nothing to its peers: its partial sum, sent as its answer,
+is its encoded clipped records plus its noise piece plus one mask per peer expanded from their pair key
+(:mod:`services.pair_keys`, agreed once per link) and the digest of the session's specs
+(:attr:`mpcdp.protocol.spec.Batch.digest`); with it go the ids of the keys it used (see
+:meth:`PartyNode._keyed` for what sending it before the others accept reveals: nothing more than a refusing
+peer colluding with the coordinator learns). Otherwise it answers, encodes its clipped records plus its noise
+piece, sends one share to each peer over its link to that peer, folds in the peers' shares as they arrive and
+sends back only its partial sum. It starts sharing as soon as it accepts when the coordinator asks for one
+round trip and its policy's ``one_round`` (default true) allows it: a share is uniformly random on its own and
+no partial sum leaves before every peer's share arrived, so a peer that refuses only stops the session (a
+refusing peer that shares anyway, with the coordinator, learns what a peer that accepts and then deviates
+learns in two rounds: the others' noisy sum, their budgets charged; the noise pieces are sized for
+``colluders`` withheld); otherwise its answer says it waits, and it shares on the coordinator's START, sent
+once every party accepted. A session id is used once: replays and late messages for a closed session are
+refused, and with a state directory the ids are kept on disk (:class:`services.ledgers.SessionLog`, group-
+committed), so a restart does not forget them: the write starts when the proposal arrives and the partial sum
+(the only message a replay could obtain twice) leaves only once it is on disk. A proposed deadline must be set
+and at most the policy's ``max_timeout`` away. At most ``max_sessions`` sessions (additive and many-party) are
+live at once; a proposal beyond that is refused as RESOURCE_EXHAUSTED before anything is reserved. Refusals
+sent back name the reason in words that carry no local detail (no file path, no dataset name, no record
+count); the audit log (:mod:`services.audit`) records refusals, aborts, partial sums sent and permission
+denials. The coordinator's abort ends a session at once (the node answers with its own abort: the
+confirmation), and so does the link to the coordinator breaking. Logs and errors carry names, lengths and
+states only."""
 
 from __future__ import annotations
 
@@ -83,6 +83,21 @@ class _Live:
     session: PartySession | None = None
     task: asyncio.Task | None = None
     durable: asyncio.Future | None = None  # the session id on disk (SessionLog), awaited before the partial sum
+
+
+class _Unreadable(Exception):
+    """Statistic ``index`` of a session's batch cannot be read from the table (its DataError)."""
+
+    def __init__(self, index: int, error: DataError):
+        super().__init__(str(error))
+        self.index, self.error = index, error
+
+    @classmethod
+    def guard(cls, index: int, read: Callable[[QuerySpec], object], spec: QuerySpec) -> object:
+        try:
+            return read(spec)
+        except DataError as exc:
+            raise cls(index, exc) from None
 
 
 def _retrieved(task: asyncio.Future) -> None:
@@ -289,7 +304,7 @@ class PartyNode(pb_grpc.PartyServicer):
             if self.sessions is not None:  # written now, on disk (group-committed) before the partial sum leaves
                 live.durable = asyncio.ensure_future(self.sessions.add_durably(sid, spec.deadline))
                 live.durable.add_done_callback(_retrieved)
-            session = self._accept(live)
+            session = await self._accept(live)
             if session is None:
                 return
             live.session = session
@@ -307,8 +322,10 @@ class PartyNode(pb_grpc.PartyServicer):
                 live.session.abort()
             self._close(sid)
 
-    def _accept(self, live: _Live) -> PartySession | None:
-        """The session, accepted; None once refused (the refusal sent)."""
+    async def _accept(self, live: _Live) -> PartySession | None:
+        """The session, accepted; None once refused (the refusal sent). Every statistic is checked against the
+        policy before any record is read; then the records are read and encoded one statistic at a time (a
+        batch's off the event loop: it may be long), and the loss is reserved."""
         spec, sid, coordinator = live.spec, live.spec.session_id, live.coordinator
         now = self._clock()
         try:
@@ -318,31 +335,32 @@ class PartyNode(pb_grpc.PartyServicer):
             self._refuse(coordinator, sid, str(exc), Status.INVALID_ARGUMENT)
             return None
         specs = (spec, *live.batch)
-        records = []
-        for i, one in enumerate(specs):
-            try:
-                records.append(self.table.records(one))
-            except DataError as exc:
-                named = f"statistic {i} of the batch ({one.statistic}): " if live.batch else ""
-                self._refuse(coordinator, sid, named + exc.public, Status.PERMISSION_DENIED, str(exc))
-                return None
         rng = self._rng(sid) if self._rng else self._random
         # the ledger holds the session's loss (a batch's composed) from accept (durably, until the deadline) to its
         # charge or abort
         session = PartySession(
             self.me,
             spec,
-            records[0],
+            None,
             self.policy,
             rng=rng,
             budget=self.ledger,
             batch=live.batch,
-            batch_records=tuple(records[1:]),
+            read=lambda i: _Unreadable.guard(i, self.table.records, specs[i]),
         )
         try:
-            session.accept(now)
+            session.check(now)  # the policy for every statistic, the batch's length: no record read yet
+            if live.batch:
+                await asyncio.to_thread(session.read)
+            else:
+                session.read()
+            session.accept(self._clock())
         except ProtocolError as exc:
             self._refuse(coordinator, sid, str(exc), exc.status)
+            return None
+        except _Unreadable as exc:
+            named = f"statistic {exc.index} of the batch ({specs[exc.index].statistic}): " if live.batch else ""
+            self._refuse(coordinator, sid, named + exc.error.public, Status.PERMISSION_DENIED, str(exc.error))
             return None
         except ValueError as exc:  # local records unusable (NaN, too many): say so without the detail
             self._refuse(

@@ -18,7 +18,7 @@ refusal raises a :class:`ProtocolError` and leaves the session unchanged.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -59,6 +59,8 @@ class PartyPolicy:
     statistics: tuple[str, ...] | None = None  # None: every registered statistic
     allow_exact: bool = False  # exact (non-DP) secure sums
     allow_exact_nonlinear: bool = False  # exact comparisons under MPC (max, min, argmax, threshold, second price)
+    # per statistic (each query; each statistic of a batch): a batch of k costs up to k times it, at once, as k
+    # concurrent queries would; the ledger's budget bounds the total either way
     max_epsilon: float = 10.0
     min_colluders: int = 1
     columns: tuple[str, ...] = field(default=())  # empty: any column
@@ -124,11 +126,14 @@ class PartySession:
         budget: Budget | None = None,
         batch: tuple[QuerySpec, ...] = (),
         batch_records: tuple[Any, ...] = (),
+        read: Callable[[int], Any] | None = None,
     ):
         """``batch``: more statistics asked in the same session (:class:`mpcdp.protocol.spec.Batch`), with this
         party's records for each (``batch_records``): checked one by one, their encoded aggregates (each with
         its own noise piece) concatenated into the one vector this session shares or masks, their losses
-        composed and reserved and charged at once."""
+        composed and reserved and charged at once. ``read``: instead of ``records`` and ``batch_records``, what
+        gives the records of statistic ``i`` of the batch, called one statistic at a time by :meth:`read`, only
+        once every statistic passed the checks that need no data (:meth:`check`)."""
         if me not in spec.parties:
             raise ProtocolError(Status.PERMISSION_DENIED, f"{me!r} is not on this session's party list")
         self.me = me
@@ -139,9 +144,14 @@ class PartySession:
         self._records = records
         self._rng = rng or system_random("party")
         self.batch = Batch((spec, *batch))  # SpecError unless the statistics share one session
-        if len(batch_records) != len(batch):
+        if read is None and len(batch_records) != len(batch):
             raise ValueError(f"a batch of {len(self.batch)} statistics needs {len(batch)} batch_records")
         self._batch_records: tuple[Any, ...] | None = tuple(batch_records)
+        if read is None:
+            records_of = (records, *batch_records)
+            read = records_of.__getitem__
+        self._read: Callable[[int], Any] | None = read
+        self._checked = False
         self._sum: np.ndarray | None = None  # the running sum of the shares held, made by the first one
         self._received: set[str] = set()
         self._local: np.ndarray | None = None  # the encoded aggregate, between accept and make_shares
@@ -169,8 +179,9 @@ class PartySession:
         if now > self.spec.deadline:
             raise ProtocolError(Status.DEADLINE_EXCEEDED, "the session's deadline has passed")
 
-    def accept(self, now: float = -math.inf) -> None:
-        """Check the spec against policy, deadline and budget; refuse by raising."""
+    def check(self, now: float = -math.inf) -> None:
+        """The checks that need no data, for every statistic of the batch: the deadline, the policy, the batch's
+        vector length against the policy's ``max_length``; refuse (ProtocolError, state refused) by raising."""
         self._require("proposed")
         self._check_deadline(now)
         for i, spec in enumerate(self.batch.specs):
@@ -185,7 +196,28 @@ class PartySession:
                 f"the batch needs vectors of {self.length} elements; "
                 f"this party allows at most {self.policy.max_length}",
             )
-        self._local = self._encode()  # fail now, not mid-round, on bad local data
+        self._checked = True
+
+    def read(self) -> None:
+        """Read and encode every statistic's records, one statistic at a time into its segment (after
+        :meth:`check`; touches nothing but this session, so it may run in another thread). Bad local data
+        (ValueError, or whatever the reader raises) is raised, the session left as it was, its records dropped."""
+        self._require("proposed")
+        if not self._checked:
+            raise ProtocolError(Status.FAILED_PRECONDITION, "check the session before reading its records")
+        try:
+            self._local = self._encode()  # fail now, not mid-round, on bad local data
+        finally:
+            self._records = self._batch_records = self._read = None  # the encoded aggregate is all it needs
+
+    def accept(self, now: float = -math.inf) -> None:
+        """Check the spec against policy, deadline and budget (:meth:`check`, then :meth:`read` unless done
+        already), reserve the batch's loss; refuse by raising."""
+        if not self._checked:
+            self.check(now)
+        if self._local is None:
+            self.read()
+        self._require("proposed")
         loss = self.batch.loss
         if self.budget is not None and loss is not None:
             try:
@@ -194,19 +226,19 @@ class PartySession:
                 self._local = None
                 self.state = "refused"
                 raise ProtocolError(Status.RESOURCE_EXHAUSTED, str(exc)) from None
-        self._records = self._batch_records = None  # the encoded aggregate is all the session needs of them
         self.state = "accepted"
 
     def _encode(self) -> np.ndarray:
-        """The encoded aggregate: of a batch, every statistic's in one vector (its segment :attr:`Batch.slices`)."""
+        """The encoded aggregate: of a batch, every statistic's in one vector (its segment :attr:`Batch.slices`),
+        read and encoded one statistic at a time (its records dropped before the next is read)."""
+        read = self._read
+        if read is None:
+            raise ProtocolError(Status.FAILED_PRECONDITION, "this session's records were read already")
         if len(self.batch) == 1:
-            return self.spec.codec.encode(self._records)
+            return self.spec.codec.encode(read(0))
         local = ring.zeros(self.length)
-        assert self._batch_records is not None
-        for spec, part, records in zip(
-            self.batch.specs, self.batch.slices, (self._records, *self._batch_records), strict=True
-        ):
-            local[part] = spec.codec.encode(records)
+        for i, (spec, part) in enumerate(zip(self.batch.specs, self.batch.slices, strict=True)):
+            local[part] = spec.codec.encode(read(i))
         return local
 
     def make_shares(self) -> list[ShareMessage]:
@@ -302,7 +334,8 @@ class PartySession:
     def masked_partial(self, keys: Mapping[str, bytes], now: float = -math.inf) -> PartialSum:
         """Keyed sharing: this party's partial sum at once, with no share sent or received: its encoded aggregate
         plus its noise piece (:meth:`contribution`) plus one mask per peer expanded from their 32-byte pair key
-        ``keys[peer]`` and the digest of the whole spec (:func:`mpcdp.sharing.mask_pairwise`). Charges the
+        ``keys[peer]`` and the digest of the session's whole batch of specs (:attr:`mpcdp.protocol.spec.Batch.digest`,
+        :func:`mpcdp.sharing.mask_pairwise`: one stream over the concatenated vector). Charges the
         budget: the partial sum leaves whatever the peers do next, so it is paid for even if the session then
         aborts.
 
@@ -331,5 +364,5 @@ class PartySession:
         """Drop everything and free the budget held for it; the session can make no further progress."""
         if self.budget is not None and self.batch.loss is not None and self.state in ("accepted", "shared"):
             self.budget.free(self.spec.session_id)
-        self._records = self._batch_records = self._local = self._sum = None
+        self._records = self._batch_records = self._read = self._local = self._sum = None
         self.state = "aborted"

@@ -280,7 +280,8 @@ class QuerySpec:
 @dataclass(frozen=True)
 class Batch:
     """The statistics asked in one session (the batch API): one spec or more, sharing parties, colluders,
-    sharing, session id and deadline (else SpecError naming ``batch[i]``), at most ``MAX_BATCH``. A party
+    sharing, session id and deadline (else SpecError naming ``batch[i]``), at most ``MAX_BATCH``, their vectors
+    at most ``MAX_DIMENSION`` elements together (what one message on a link carries). A party
     concatenates their encoded aggregates (each with its own noise piece) into one vector, shared or masked as
     one; the coordinator decodes one release per statistic from its segment (:attr:`slices`).
 
@@ -302,6 +303,10 @@ class Batch:
             for name in ("parties", "colluders", "sharing", "session_id", "deadline"):
                 if getattr(other, name) != getattr(first, name):
                     raise SpecError(f"batch[{i}]", f"has another {name}: the statistics of a batch share one session's")
+        if self.length > MAX_DIMENSION:  # what one message on a link carries
+            raise SpecError(
+                "batch", f"its statistics need vectors of {self.length} elements together; at most {MAX_DIMENSION}"
+            )
 
     @property
     def spec(self) -> QuerySpec:

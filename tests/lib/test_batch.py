@@ -247,3 +247,33 @@ def test_a_batch_of_one_is_masked_as_its_spec_and_a_longer_one_as_one_stream_bou
     expected = mask_pairwise(encoded.copy(), "alice", keys, Batch([s, c]).digest)
     assert np.array_equal(masked([s, c], [x, x], keys), expected)
     assert expected.dtype == ring.DTYPE
+
+
+def test_a_statistic_the_policy_refuses_is_refused_before_any_record_is_read():
+    reads: list[int] = []
+    specs = [scalar(), scalar("count"), vector()]
+    party = PartySession(
+        "alice",
+        specs[0],
+        None,
+        PartyPolicy(allow_exact=True, statistics=("sum",)),
+        batch=tuple(specs[1:]),
+        read=lambda i: reads.append(i) or [SCALARS, SCALARS, VECTORS][i]["alice"],
+    )
+    with pytest.raises(ProtocolError, match="statistic 1 of the batch \\(count\\)"):
+        party.accept()
+    assert reads == [] and party.state == "refused"
+    allowed = PartySession(
+        "alice",
+        specs[0],
+        None,
+        PartyPolicy(allow_exact=True),
+        batch=tuple(specs[1:]),
+        read=lambda i: reads.append(i) or [SCALARS, SCALARS, VECTORS][i]["alice"],
+    )
+    allowed.check()
+    assert reads == []
+    allowed.read()  # one statistic at a time, in order
+    assert reads == [0, 1, 2]
+    allowed.accept()
+    assert allowed.state == "accepted"

@@ -273,3 +273,32 @@ async def test_a_question_giving_a_session_keyword_is_refused_in_words(nodes):
         info.value.details
         == "a question of a batch: colluders, sharing are the session's: give it once, to query_batch"
     )
+
+
+async def test_a_batch_a_party_refuses_by_policy_reads_none_of_its_records(nodes, monkeypatch):
+    """The review's DoS: 256 statistics on a column the policy does not offer made a party read (and hold) every
+    statistic's records on its event loop before refusing. The policy is now checked for every statistic first."""
+    cluster, _ = nodes
+    p3 = cluster.nodes["p3"]
+    reads = []
+    real = p3.table.records
+    monkeypatch.setattr(p3.table, "records", lambda spec: reads.append(spec) or real(spec))
+    monkeypatch.setattr(p3, "policy", dataclasses.replace(p3.policy, columns=("value",)))
+    with pytest.raises(QueryError) as info:
+        await batch(cluster, [SUM] * 200 + [VECTOR], sharing="seeded")
+    assert info.value.code == grpc.StatusCode.PERMISSION_DENIED
+    assert "p3 refused: statistic 200 of the batch (sum): column 'x,y,z' is not offered by this party" in (
+        info.value.details
+    )
+    assert reads == []
+
+
+async def test_a_batch_longer_together_than_the_parties_allow_is_refused_before_it_starts(nodes):
+    cluster, _ = nodes
+    wide = dict(statistic="sum", column="value", bounds=(0, 1), dimension=1 << 20)
+    with pytest.raises(QueryError) as info:
+        await batch(cluster, [wide, wide, wide])  # 3 x 2^20 elements; the policies allow 2^21
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "its statistics need vectors of 3145728 elements together; the parties allow at most 2097152" in (
+        info.value.details
+    )
