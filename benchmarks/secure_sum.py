@@ -23,6 +23,8 @@ connections are set up before its timed region.
     python benchmarks/secure_sum.py --profile --sharing seeded  # the profile of the two-message path
     python benchmarks/secure_sum.py --batch  # scalar statistics/s: separate queries vs batches of 16 and 64
                                              # per session (secure_sum_batch.json)
+    python benchmarks/secure_sum.py --analyst-side-by-side  # the analyst over gRPC vs over the query link
+                                                            # (secure_sum_analyst.json)
 
 The concurrent workload ("concurrent scalar, 3 parties") runs scalar sums against the same real party
 processes with 1, 16 and 64 queries in flight, spread over 8 analyst connections (each in flight query
@@ -180,13 +182,13 @@ def run_concurrent(
     seconds: float,
     sharings: tuple[str, ...] = ("keyed",),
     coalesce: int | None = None,
-    levels: list[tuple[int, str, int]] | None = None,
+    levels: list[tuple] | None = None,
 ) -> dict:
     """Scalar sums with many queries in flight against real party processes: queries/s and latency, at each
     level for each sharing mode in turn (same processes). ``levels``: (sessions in flight, sharing, statistics
-    per session) instead; a session of more than one statistic is a batch (``Analyst.query_batch``) of that many
-    scalar sums, and statistics/s counts each. ``coalesce``: the coordinator's --coalesce (0: every query its own
-    session; None: its default, concurrent queries run together)."""
+    per session[, the analyst's transport]) instead; a session of more than one statistic is a batch
+    (``Analyst.query_batch``) of that many scalar sums, and statistics/s counts each. ``coalesce``: the
+    coordinator's --coalesce (0: every query its own session; None: its default, concurrent queries run together)."""
     import asyncio
 
     from services.analyst import Analyst
@@ -195,8 +197,8 @@ def run_concurrent(
     data = {f"party-{i + 1}": np.array([[float(i + 1)]]) for i in range(parties)}
     expected = parties * (parties + 1) / 2
 
-    async def level(fed, in_flight: int, sharing: str, batch: int = 1) -> dict:
-        analysts = [Analyst(fed.federation, CLIENT) for _ in range(min(ANALYSTS, in_flight))]
+    async def level(fed, in_flight: int, sharing: str, batch: int = 1, transport: str = "auto") -> dict:
+        analysts = [Analyst(fed.federation, CLIENT, transport=transport) for _ in range(min(ANALYSTS, in_flight))]
         times: list[float] = []
         stop = time.perf_counter() + seconds
         ask = dict(statistic="sum", bounds=(0, BOUND), frac_bits=0, max_records=1)
@@ -234,6 +236,7 @@ def run_concurrent(
             "sharing": sharing,
             "statistics_per_session": batch,
             "coalesce": "default" if coalesce is None else coalesce,
+            "transport": transport,
             "queries": len(times),
             "queries_per_second": len(times) / took,
             "statistics_per_second": answered / took,
@@ -248,7 +251,7 @@ def run_concurrent(
 
     async def all_levels(fed) -> list[dict]:
         asked = levels or [(n, sharing, 1) for n in IN_FLIGHT for sharing in sharings]
-        return [await level(fed, n, sharing, batch) for n, sharing, batch in asked]
+        return [await level(fed, n, sharing, batch, *transport) for n, sharing, batch, *transport in asked]
 
     with LocalFederation(data, timeout=60.0, coalesce=coalesce) as fed:
         return {"levels": asyncio.run(all_levels(fed))}
@@ -541,6 +544,76 @@ def batch_side_by_side(quick: bool, out: Path = BATCH_RESULTS) -> dict:
     return _written(report, out, lines)
 
 
+ANALYST_RESULTS = RESULTS.with_name("secure_sum_analyst.json")
+ANALYST_ORDER = ("grpc", "link", "link", "grpc")  # at each level: ABBA, so a drift in the load cancels out
+
+
+def analyst_side_by_side(quick: bool, out: Path = ANALYST_RESULTS) -> dict:
+    """The analyst's two transports: one gRPC call per query against the coordinator's query link
+    (services/query_link.py), scalar keyed sums at 1, 16 and 64 in flight, each level measured gRPC, link, link,
+    gRPC on the same party processes, first with every query its own session (coordinator --coalesce 0: the
+    transport alone), then coalesced (the default); the ratios are of the two measurements' means; CPU per query
+    per process."""
+    uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    levels = [(n, "keyed", 1, transport) for n in IN_FLIGHT for transport in ANALYST_ORDER]
+    measured = [
+        lv
+        for coalesce in (0, None)
+        for lv in run_concurrent(3, 2.0 if quick else 4.0, coalesce=coalesce, levels=levels)["levels"]
+    ]
+
+    def mean(coalesce, transport: str, n: int, key: str) -> float:
+        return statistics.mean(
+            lv[key] for lv in measured if (lv["coalesce"], lv["transport"], lv["in_flight"]) == (coalesce, transport, n)
+        )
+
+    runs = {0: "each query its own session", "default": "coalesced"}
+    report = {
+        "benchmark": "secure_sum scalar queries, the analyst over gRPC vs over the query link, keyed, 3 parties, "
+        "real processes (coordinator, 3 parties; the analyst is this process: up to 8 Analysts, which share one "
+        "query link and have a gRPC channel each); each level measured gRPC, link, link, gRPC; with the "
+        "coordinator's coalescing off (0), then on (default)",
+        "uptime_before": uptime,
+        "uptime_after": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "targets": "scalar query <= 2 ms; >= 500 scalar queries/s",
+        "levels": measured,
+        "means": {
+            f"{runs[c]}: {transport}, {n} in flight": {
+                key: mean(c, transport, n, key)
+                for key in ("queries_per_second", "median_ms", "cpu_ms_per_query_all_processes")
+            }
+            for c in runs
+            for n in IN_FLIGHT
+            for transport in ANALYST_ORDER[:2]
+        },
+        "ratios_link_over_grpc": {
+            f"{runs[c]}, {n} in flight": {
+                name: mean(c, "link", n, key) / mean(c, "grpc", n, key)
+                for name, key in (
+                    ("queries_per_second", "queries_per_second"),
+                    ("median_latency", "median_ms"),
+                    ("cpu_per_query", "cpu_ms_per_query_all_processes"),
+                )
+            }
+            for c in runs
+            for n in IN_FLIGHT
+        },
+    }
+    lines = [
+        f"{runs[lv['coalesce']]:>26}: {lv['transport']:>4}, {lv['in_flight']:>2} in flight: "
+        f"{lv['queries_per_second']:6.1f} queries/s, median {lv['median_ms']:.2f} ms, p90 {lv['p90_ms']:.2f} ms, "
+        f"CPU {lv['cpu_ms_per_query_all_processes']:.2f} ms/query (load {lv['load'][0]:.1f}): "
+        + ", ".join(f"{name} {ms:.2f}" for name, ms in lv["cpu_ms_per_query"].items())
+        for lv in measured
+    ] + [
+        f"link/gRPC, {what}: queries/s x{r['queries_per_second']:.2f}, median latency "
+        f"x{r['median_latency']:.2f}, CPU/query x{r['cpu_per_query']:.2f}"
+        for what, r in report["ratios_link_over_grpc"].items()
+    ]
+    return _written(report, out, lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
@@ -566,6 +639,12 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--only", action="append", default=[], help="run only workloads whose name contains this (repeatable)"
     )
+    ap.add_argument(
+        "--analyst-side-by-side",
+        action="store_true",
+        help="only the analyst over gRPC vs over the query link, scalar queries at 1/16/64 in flight, same processes "
+        "(secure_sum_analyst.json)",
+    )
     args = ap.parse_args(argv)
     if args.profile:
         out = (
@@ -578,6 +657,9 @@ def main(argv=None) -> int:
         return 0
     if args.batch:
         batch_side_by_side(args.quick)
+        return 0
+    if args.analyst_side_by_side:
+        analyst_side_by_side(args.quick)
         return 0
     rows = []
     if not args.only or any(o in CONCURRENT for o in args.only):
