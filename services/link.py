@@ -83,6 +83,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import socket
 import ssl
 import struct
 import time
@@ -117,7 +118,6 @@ CLOSED_REMEMBERED = 100_000
 MAX_WRITE_BYTES = 4 * CHUNK_BYTES  # the longest write (record) a link takes: a batch is at most about chunk_bytes
 HANDSHAKE_SECONDS = 10.0  # a listener's bound on a TLS handshake, and then on the dialer's hello
 DIAL_SECONDS = 20.0  # a dialer's bound on asking a peer's port and on connecting to it
-SHUTDOWN_SECONDS = 5.0  # a bound on closing TLS cleanly after a farewell
 
 SERVICE = pb.DESCRIPTOR.services_by_name["Link"].full_name
 VERSION = 1
@@ -326,7 +326,9 @@ class Hub:
         self._ports: dict[str, int] = {}  # peers' links' ports, as they said
         self._contexts: dict[bool, ssl.SSLContext] = {}  # TLS contexts, made at first use (server: True)
         self._limits = Limits()
-        self._listener: asyncio.AbstractServer | None = None
+        self._listener: socket.socket | None = None
+        self._accepter: asyncio.Task | None = None  # accepts the peers' connections
+        self._admitting: set[asyncio.Task] = set()  # their handshakes
         self._watcher: asyncio.Task | None = None  # stops listening when the gRPC server stops
         self._connections: set[Connection] = set()  # every open one, dialled or accepted
         self._accepted: set[Connection] = set()  # those peers dialled to this hub
@@ -491,25 +493,14 @@ class Hub:
         return self._ports[peer]
 
     async def _connect(self, peer: str, host: str, port: int) -> Connection:
-        loop = asyncio.get_running_loop()
-        context = self._context(server=False)
         try:
-            _, connection = await asyncio.wait_for(
-                loop.create_connection(
-                    self._connection,
-                    host,
-                    port,
-                    ssl=context,
-                    server_hostname=peer if context else None,
-                    ssl_handshake_timeout=DIAL_SECONDS if context else None,
-                    ssl_shutdown_timeout=SHUTDOWN_SECONDS if context else None,
-                ),
-                DIAL_SECONDS,
-            )
-        except (OSError, TimeoutError) as exc:  # refused, unreachable, or a TLS handshake that failed
+            sock = await link_transport.dial(host, port, self._context(server=False), peer, DIAL_SECONDS)
+        except OSError as exc:  # refused, unreachable, or a TLS handshake that failed
             self._ports.pop(peer, None)
             self._channels.forget(peer)
             raise LinkError(peer, f"cannot connect to its links at {host}:{port} ({exc})", unreachable=True) from None
+        connection = self._connection(sock)
+        connection.start()
         return connection
 
     @property
@@ -524,9 +515,9 @@ class Hub:
             self._contexts[server] = self.identity.link_context(server)
         return self._contexts[server]
 
-    def _connection(self) -> Connection:
+    def _connection(self, sock: socket.socket) -> Connection:
         keepalive = (self._limits.keepalive_time, self._limits.keepalive_timeout)
-        connection = Connection(self, MAX_WRITE_BYTES, keepalive)
+        connection = Connection(self, MAX_WRITE_BYTES, sock, keepalive)
         self._connections.add(connection)
         return connection
 
@@ -544,18 +535,43 @@ class Hub:
         """Listen for links on ``host`` (the gRPC server's, a free port) until ``server`` stops
         (:func:`services.server.start` calls this once the server runs)."""
         self._limits = limits
-        loop = asyncio.get_running_loop()
-        sock = link_transport.listening_socket(host)
-        context = self._context(server=True)
-        self._listener = await loop.create_server(
-            self._accepting,
-            sock=sock,
-            ssl=context,
-            ssl_handshake_timeout=self.handshake_seconds if context else None,
-            ssl_shutdown_timeout=SHUTDOWN_SECONDS if context else None,
-        )
-        self.port = sock.getsockname()[1]
+        self._context(server=True)  # a missing certificate fails the start, not the first link
+        self._listener = link_transport.listening_socket(host)
+        self.port = self._listener.getsockname()[1]
+        self._accepter = asyncio.ensure_future(self._accept(self._listener))
         self._watcher = asyncio.ensure_future(self._stop_with(server))
+
+    async def _accept(self, listener: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                sock, _ = await loop.sock_accept(listener)
+            except OSError:  # out of descriptors, say: the peer dials again
+                await asyncio.sleep(0.1)
+                continue
+            task = asyncio.ensure_future(self._admit(sock))
+            self._admitting.add(task)
+            task.add_done_callback(self._admitting.discard)
+
+    async def _admit(self, sock: socket.socket) -> None:
+        """A peer's new connection: its TLS handshake within ``handshake_seconds``, then its hello within as
+        long again (:meth:`_greet`), or it is closed."""
+        sock.setblocking(False)
+        context = self._context(server=True)
+        if context is not None:
+            try:
+                sock = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+                await link_transport.handshake(sock, self.handshake_seconds)
+            except (OSError, TimeoutError, asyncio.CancelledError) as exc:  # another CA, plaintext, too slow
+                sock.close()
+                if not isinstance(exc, asyncio.CancelledError):
+                    log.debug("a link handshake failed: %s", exc)
+                return
+        connection = self._connection(sock)
+        self._accepted.add(connection)
+        timer = asyncio.get_running_loop().call_later(self.handshake_seconds, self._unannounced, connection)
+        connection.stream = timer  # replaced by the stream once the hello came
+        connection.start()
 
     async def _stop_with(self, server: grpc.aio.Server) -> None:
         while await server.wait_for_termination(timeout=3600.0):  # with a timeout gRPC shields its own future
@@ -564,19 +580,17 @@ class Hub:
 
     def _stop_listening(self) -> None:
         """Close the listener and every link a peer dialled to us (as the gRPC server's stop ended theirs)."""
+        if self._accepter is not None:
+            self._accepter.cancel()
+            self._accepter = None
         if self._listener is not None:
             self._listener.close()
             self._listener = None
         self.port = 0
+        for task in list(self._admitting):
+            task.cancel()
         for connection in list(self._accepted):
             connection.close()
-
-    def _accepting(self) -> Connection:
-        connection = self._connection()
-        self._accepted.add(connection)
-        timer = asyncio.get_running_loop().call_later(self.handshake_seconds * 2, self._unannounced, connection)
-        connection.stream = timer  # replaced by the stream once the hello came
-        return connection
 
     def _unannounced(self, connection: Connection) -> None:
         """A connection whose handshake and hello did not come in time (a half-open one)."""

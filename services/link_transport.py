@@ -6,16 +6,17 @@ On it each side sends records: a 4-byte little-endian length, then that many byt
 a write of :func:`services.link.encode`'s form (its first byte is its format, 1) or a farewell
 (``FAREWELL``, then why the sender closes the connection, UTF-8), so a refused peer learns why.
 
-Reading (:class:`Connection`, an asyncio ``BufferedProtocol``): TLS decrypts straight into the buffer
-the protocol offers. Small records are read into a staging buffer and handed on as copies of their
-bytes; a record too long for it gets one buffer of its own, sized from its prefix once the prefix is
-checked against the link's limit (``max_record``: a longer prefix closes the connection before
-anything is allocated), and the rest of it is decrypted into that buffer directly. Nothing is
-handed on after a connection is closed. Writing: a record is given to the transport as its prefix
-and then pieces of its bytes of at most ``WRITE_PIECE_BYTES`` (no copy to join them; TLS encrypts
-each piece when given, and OpenSSL's output buffer grows by reallocating, which for a whole MiB at
-once costs the sender about twice the CPU), and a writer waits while the transport's buffer is above
-its high-water mark.
+Reading (:class:`Connection`): each connection is a non-blocking ``ssl.SSLSocket`` (a plain socket
+under ``--insecure``) watched by the event loop (``add_reader``), not asyncio's SSL transport: OpenSSL
+reads the socket itself and decrypts straight into the buffer the connection offers to
+``recv_into``, where asyncio's transport copies every byte into a memory BIO first and costs about
+half as much CPU again. Small records are read into a staging buffer and handed on as copies of
+their bytes; a record too long for it gets one buffer of its own, sized from its prefix once the
+prefix is checked against the link's limit (``max_record``: a longer prefix closes the connection
+before anything is allocated), and the rest of it is decrypted into that buffer directly. Nothing is
+handed on after a connection is closed. Writing: a record's prefix, then pieces of its bytes of at
+most ``WRITE_PIECE_BYTES``, each ``send`` encrypting and writing it; a writer waits while the socket
+is full (TLS then takes the same bytes again), and one record is written at a time.
 
 Connections are kept alive by TCP keepalives (a peer that vanished is noticed within about
 ``keepalive_time + keepalive_timeout`` seconds, as the gRPC servers' HTTP/2 pings did); a listener
@@ -28,15 +29,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 import struct
 from typing import Protocol
 
 import numpy as np
 
+from services.tls import certificate_name
+
 PREFIX = struct.Struct("<I")
 FAREWELL = 0  # a record's first byte: a farewell (a write's is its format version, 1)
 STAGING_BYTES = 64 << 10
-WRITE_HIGH_WATER = 4 << 20  # bytes a transport may buffer before a writer waits
+READ_TURN_BYTES = 8 << 20  # read at most this much per turn of the event loop
 WRITE_PIECE_BYTES = 256 << 10  # what TLS encrypts at once: a 1 MiB piece costs the sender about twice the CPU
 MAX_FAREWELL_BYTES = 1000
 
@@ -60,45 +64,71 @@ def allocate(n: int) -> memoryview:
     return np.empty(n, np.uint8).data.cast("B")
 
 
-class Connection(asyncio.BufferedProtocol):
-    """One link connection (module doc). ``peer`` is the name of the node at its other end once known;
-    ``certified`` the name its certificate gives (empty without TLS)."""
+class Connection:
+    """One link connection (module doc) on a connected, non-blocking socket (an ``ssl.SSLSocket`` whose handshake
+    is done, or a plain one). ``peer`` is the name of the node at its other end once known; ``certified`` the
+    name its certificate gives (empty without TLS). :meth:`start` begins reading."""
 
-    def __init__(self, owner: Owner, max_record: int, keepalive: tuple[float, float] | None = None):
+    def __init__(self, owner: Owner, max_record: int, sock: socket.socket, keepalive: tuple[float, float] | None):
         self.owner = owner
         self.max_record = max_record
-        self.keepalive = keepalive
+        self.sock = sock
         self.peer: str | None = None
-        self.certified = ""
+        self.certified = certificate_name(sock if isinstance(sock, ssl.SSLSocket) else None)
         self.farewell: str | None = None  # the reason the other end gave for closing, if it did
         self.stream: object | None = None  # what the link registered for this connection
-        self.transport: asyncio.Transport | None = None
         self.closed = False
         self._ended = False
+        self._loop = asyncio.get_running_loop()
+        self._fd = sock.fileno()
         self._staging = bytearray(STAGING_BYTES)
         self._view = memoryview(self._staging)
         self._start = self._end = 0  # unread bytes of the staging buffer
         self._body: memoryview | None = None  # a long record being read into its own buffer
         self._filled = 0
-        self._paused: asyncio.Future | None = None
         self._writing = asyncio.Lock()
-        self._scratch = bytearray(4096)  # what a closed connection reads into (and drops)
+        self._writable: asyncio.Future | None = None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if keepalive is not None:
+            _keep_alive(sock, *keepalive)
 
-    # -- asyncio's side ---------------------------------------------------------------
+    def start(self) -> None:
+        self._loop.add_reader(self._fd, self._readable)
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-        from services.tls import certificate_name
+    # -- reading ---------------------------------------------------------------------
 
-        self.certified = certificate_name(transport.get_extra_info("ssl_object"))
-        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
-        sock = transport.get_extra_info("socket")
-        if sock is not None and self.keepalive is not None:
-            _keep_alive(sock, *self.keepalive)
+    def _readable(self) -> None:
+        """Read what the socket has (TLS decrypting straight into the buffer :meth:`_buffer` offers), up to
+        ``READ_TURN_BYTES`` per turn of the loop."""
+        taken = 0
+        while not self.closed:
+            buffer = self._buffer()
+            try:
+                n = self.sock.recv_into(buffer)
+            except (ssl.SSLWantReadError, BlockingIOError, InterruptedError):
+                return
+            except ssl.SSLWantWriteError:  # TLS must send first (a key update, the socket full): try again soon
+                self._loop.remove_reader(self._fd)  # (not add_writer: a waiting writer holds that slot)
+                self._loop.call_later(0.001, self._resume_reading)
+                return
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError: a broken or forged record
+                self._lost(exc)
+                return
+            if n == 0:
+                self._lost(None)
+                return
+            self._updated(n)
+            taken += n
+            if taken >= READ_TURN_BYTES:  # others' turn; what TLS holds decrypted is read at the next one
+                self._loop.call_soon(self._readable)
+                return
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        if self.closed:
-            return memoryview(self._scratch)
+    def _resume_reading(self) -> None:
+        if not self.closed:
+            self._loop.add_reader(self._fd, self._readable)
+            self._readable()
+
+    def _buffer(self) -> memoryview:
         if self._body is not None:
             return self._body[self._filled :]
         if self._start:  # move the unread bytes to the front: the rest of the buffer is free
@@ -107,9 +137,7 @@ class Connection(asyncio.BufferedProtocol):
             self._start, self._end = 0, n
         return self._view[self._end :]
 
-    def buffer_updated(self, nbytes: int) -> None:
-        if self.closed:
-            return
+    def _updated(self, nbytes: int) -> None:
         if self._body is not None:
             self._filled += nbytes
             if self._filled == len(self._body):
@@ -142,71 +170,127 @@ class Connection(asyncio.BufferedProtocol):
         if self._start == self._end:
             self._start = self._end = 0
 
-    def eof_received(self) -> bool:
-        return False  # the other end finished: close ours
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self._wake(exc or Closed("the connection closed"))
-        self._end_once(exc)
-
-    def pause_writing(self) -> None:
-        if self._paused is None:
-            self._paused = asyncio.get_running_loop().create_future()
-
-    def resume_writing(self) -> None:
-        self._wake(None)
-
-    # -- the link's side ----------------------------------------------------------------
+    # -- writing ---------------------------------------------------------------------
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Send one record; returns once the transport took it (waiting while its buffer is full)."""
-        if self.closed or self.transport is None or self.transport.is_closing():
-            raise Closed("the connection closed")
+        """Send one record; returns once the socket took all of it (waiting while it is full)."""
         view = memoryview(data).cast("B")
         async with self._writing:  # one record at a time: another writer waits for this one's last piece
-            transport = self.transport
-            transport.write(PREFIX.pack(len(view)))
-            for at in range(0, len(view), WRITE_PIECE_BYTES):  # TLS encrypts each piece as it is given
-                if self._paused is not None:
-                    await asyncio.shield(self._paused)
-                if self.closed:
-                    raise Closed("the connection closed")
-                transport.write(view[at : at + WRITE_PIECE_BYTES])
-            if self._paused is not None:
-                await asyncio.shield(self._paused)
+            await self._send(memoryview(PREFIX.pack(len(view))))
+            for at in range(0, len(view), WRITE_PIECE_BYTES):
+                await self._send(view[at : at + WRITE_PIECE_BYTES])
+
+    async def _send(self, view: memoryview) -> None:
+        while view:
+            if self.closed:
+                raise Closed("the connection closed")
+            try:
+                view = view[self.sock.send(view) :]
+            except (ssl.SSLWantWriteError, BlockingIOError, InterruptedError):
+                await self._wait(writable=True)  # TLS takes the same bytes again: its record is half sent
+            except ssl.SSLWantReadError:
+                await self._wait(writable=False)
+            except (OSError, ValueError) as exc:
+                self._lost(exc)
+                raise Closed(f"the connection broke ({exc})") from None
+
+    async def _wait(self, writable: bool) -> None:
+        """Until the socket can take more (or, for TLS, has something to read first)."""
+        waiter = self._loop.create_future()
+        self._writable = waiter
+        if writable:
+            self._loop.add_writer(self._fd, _set, waiter)
+        else:
+            self._loop.call_later(0.001, _set, waiter)
+        try:
+            await waiter
+        finally:
+            self._writable = None
+            if writable and not self.closed:
+                self._loop.remove_writer(self._fd)
+
+    # -- ending ----------------------------------------------------------------------
 
     def close(self, reason: str | None = None) -> None:
-        """Close the connection; ``reason``: send it as a farewell first, and let TLS close cleanly (otherwise
-        the connection is aborted at once, as a process exit would)."""
+        """Close the connection; ``reason``: send it as a farewell first (as far as the socket takes it at once)."""
+        if self.closed:
+            return
+        if reason is not None:
+            text = bytes([FAREWELL]) + reason.encode()[:MAX_FAREWELL_BYTES]
+            with contextlib.suppress(OSError, ValueError):
+                if not self._writing.locked():  # never into the middle of a record being written
+                    self.sock.send(PREFIX.pack(len(text)) + text)
+        self._lost(None)
+
+    def _lost(self, error: BaseException | None) -> None:
         if self.closed:
             return
         self.closed = True
-        transport = self.transport
-        if transport is not None:
-            if reason is None:
-                transport.abort()
-            else:
-                text = bytes([FAREWELL]) + reason.encode()[:MAX_FAREWELL_BYTES]
-                with contextlib.suppress(Exception):
-                    transport.writelines([PREFIX.pack(len(text)), text])
-                transport.close()
-        self._wake(Closed("the connection closed"))
-        self._end_once(None)
-
-    def _wake(self, error: BaseException | None) -> None:
-        paused, self._paused = self._paused, None
-        if paused is not None and not paused.done():
-            if error is None:
-                paused.set_result(None)
-            else:
-                paused.set_exception(error)
-                paused.exception()  # retrieved: nobody may be waiting
-
-    def _end_once(self, error: BaseException | None) -> None:
+        self._loop.remove_reader(self._fd)
+        self._loop.remove_writer(self._fd)
+        waiter, self._writable = self._writable, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)  # the writer sees ``closed``
+        with contextlib.suppress(OSError):
+            self.sock.close()
         if not self._ended:
             self._ended = True
             self.owner.ended(self, error)
+
+
+async def handshake(sock: ssl.SSLSocket, timeout: float) -> None:
+    """Complete ``sock``'s TLS handshake on the event loop within ``timeout`` seconds (TimeoutError)."""
+    loop = asyncio.get_running_loop()
+    fd = sock.fileno()
+
+    async def run() -> None:
+        while True:
+            try:
+                sock.do_handshake()
+                return
+            except ssl.SSLWantReadError:
+                add, remove = loop.add_reader, loop.remove_reader
+            except ssl.SSLWantWriteError:
+                add, remove = loop.add_writer, loop.remove_writer
+            ready = loop.create_future()
+            add(fd, _set, ready)
+            try:
+                await ready
+            finally:
+                remove(fd)
+
+    await asyncio.wait_for(run(), timeout)
+
+
+async def dial(host: str, port: int, context: ssl.SSLContext | None, name: str, timeout: float) -> socket.socket:
+    """A connected, non-blocking socket to ``host:port`` (each of its addresses in turn), its TLS handshake done
+    when ``context`` is given (``name``: the server name it asks for)."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    error: OSError = OSError(f"{host} has no address")
+    for family, kind, proto, _, address in infos:
+        sock = socket.socket(family, kind, proto)
+        sock.setblocking(False)
+        try:
+            await asyncio.wait_for(loop.sock_connect(sock, address), timeout)
+            if context is None:
+                return sock
+            tls = context.wrap_socket(sock, server_hostname=name, do_handshake_on_connect=False)
+            try:
+                await handshake(tls, timeout)
+            except BaseException:
+                tls.close()
+                raise
+            return tls
+        except (OSError, TimeoutError) as exc:
+            sock.close()
+            error = exc if isinstance(exc, OSError) else OSError(f"no answer within {timeout:g} s")
+    raise error
+
+
+def _set(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def farewell(record: memoryview) -> str | None:

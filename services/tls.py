@@ -201,7 +201,7 @@ def caller(context, claimed: str | None = None, insecure: bool = False) -> str:
     return names[0].decode() if names else ""
 
 
-def certificate_name(connection: ssl.SSLObject | None) -> str:
+def certificate_name(connection: ssl.SSLObject | ssl.SSLSocket | None) -> str:
     """The name of a TLS connection's verified peer: its certificate's first common name (the rule of
     :func:`caller`); empty when there is none."""
     cert: dict[str, Any] = (connection.getpeercert() if connection is not None else None) or {}
