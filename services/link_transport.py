@@ -9,19 +9,20 @@ a write of :func:`services.link.encode`'s form (its first byte is its format, 1)
 Reading (:class:`Connection`): each connection is a non-blocking ``ssl.SSLSocket`` (a plain socket
 under ``--insecure``) watched by the event loop (``add_reader``), not asyncio's SSL transport: OpenSSL
 reads the socket itself and decrypts straight into the buffer the connection offers to
-``recv_into``, where asyncio's transport copies every byte into a memory BIO first and costs about
-half as much CPU again. Small records are read into a staging buffer and handed on as copies of
-their bytes; a record too long for it gets one buffer of its own, sized from its prefix once the
-prefix is checked against the link's limit (``max_record``: a longer prefix closes the connection
-before anything is allocated), and the rest of it is decrypted into that buffer directly. Nothing is
-handed on after a connection is closed. Writing: a record's prefix, then pieces of its bytes of at
-most ``WRITE_PIECE_BYTES``, each ``send`` encrypting and writing it; a writer waits while the socket
-is full (TLS then takes the same bytes again), and one record is written at a time.
+``recv_into``, where asyncio's transport copies every byte into a memory BIO first (measured: more
+CPU per MiB on both ends, benchmarks/link_transport.py). Small records are read into a staging
+buffer and handed on as copies of their bytes; a record too long for it gets one buffer of its own,
+sized from its prefix once the prefix is checked against the link's limit (``max_record``: a longer
+prefix closes the connection before anything is allocated), and the rest of it is decrypted into
+that buffer directly. Nothing is handed on after a connection is closed. Writing: a record's
+prefix, then pieces of its bytes of at most ``WRITE_PIECE_BYTES``, each ``send`` encrypting and
+writing it; a writer waits while the socket is full (TLS then takes the same bytes again), and one
+record is written at a time.
 
 Connections are kept alive by TCP keepalives (a peer that vanished is noticed within about
 ``keepalive_time + keepalive_timeout`` seconds, as the gRPC servers' HTTP/2 pings did); a listener
-closes a connection whose TLS handshake takes longer than its handshake timeout (asyncio's
-``ssl_handshake_timeout``), and the link closes one whose first record does not follow in that time.
+closes a connection whose TLS handshake takes longer than its handshake timeout (:func:`handshake`),
+and the link closes one whose first record does not follow in as long again.
 """
 
 from __future__ import annotations

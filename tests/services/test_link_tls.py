@@ -211,7 +211,7 @@ async def test_an_overlong_length_prefix_is_refused_before_anything_is_allocated
 
 async def test_a_connection_that_never_finishes_its_handshake_or_hello_is_closed(net, certs):
     """Timeout 0.5 s: a TCP connection that sends half a ClientHello, and a TLS connection that never says who it
-    is, are closed by the listener (within the handshake bound, and twice it for the hello)."""
+    is, are closed by the listener (within the handshake bound, and as long again for the hello)."""
     b = net.hubs["bob"]
     loop = asyncio.get_running_loop()
     half = await RawLink.open(b, None)
