@@ -324,3 +324,47 @@ async def test_a_second_link_of_one_client_is_refused_and_its_analyst_asks_over_
     finally:
         await first.close()
     await until(lambda: "analyst" not in served.hub._streams, 10.0)
+
+
+async def test_under_insecure_the_analyst_asks_over_grpc(tmp_path):
+    """--insecure: Link/Port cannot tell a client from a party (no certificate), so it answers with the parties'
+    hub, which refuses the analyst's hello: the probe fails at once and the query goes over gRPC."""
+    from services import federation as fed
+    from services.coordinator_node import CoordinatorNode
+    from services.data import Table
+    from services.party_node import PartyNode
+    from services.server import start
+    from tests.support.federation import federation_doc
+
+    names = ["alice", "bob", "carol"]
+    f = fed.parse(federation_doc(names), tmp_path)
+    nodes = {p: PartyNode(f, p, Table({"raise": [RAISES[p]]}), Identity(p, None, insecure=True)) for p in names}
+    nodes["coordinator"] = CoordinatorNode(f, Identity("coordinator", None, insecure=True), default_timeout=10.0)
+    servers, ports = {}, {}
+    for name, node in nodes.items():
+        servers[name], ports[name] = await start(Identity(name, None, insecure=True), "127.0.0.1:0", node.services())
+    f = f.model_copy(
+        update={
+            "nodes": tuple(
+                n.model_copy(update={"address": f"127.0.0.1:{ports[n.name]}"}) if n.name in ports else n
+                for n in f.nodes
+            )
+        }
+    )
+    for node in nodes.values():
+        node.federation = f
+    try:
+        async with Analyst(f, "analyst", insecure=True) as a:
+            began = asyncio.get_running_loop().time()
+            assert (await a.query("sum", **KW)).value == sum(RAISES[p] for p in names)
+            assert asyncio.get_running_loop().time() - began < query_link.PROBE_SECONDS
+            assert await a._link.serves() is not None  # refused at its hello by the parties' hub
+        async with Analyst(f, "analyst", insecure=True, transport="link") as a:
+            with pytest.raises(QueryError) as info:
+                await a.query("sum", timeout=1.0, **KW)
+            assert info.value.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+    finally:
+        for server in servers.values():
+            await server.stop(None)
+        for node in nodes.values():
+            await node.close()
