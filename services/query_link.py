@@ -17,13 +17,21 @@ under the same id in order, rounds 0, 1, 2, ...: ``head`` (the initial metadata,
 (:class:`services.server.Guard`: undecodable bytes are INVALID_ARGUMENT, an unexpected exception
 INTERNAL with the fixed message, audited), through :class:`LinkContext`, the part of a servicer context
 they use: who calls is the link's certificate name. An analyst that gives up sends ``cancel``, and a
-link that drops cancels every call of that client, as gRPC cancels a call: the handler is cancelled,
-a session already started runs to its end and its release is kept for Fetch.
+link that drops gives up every call of that client, as gRPC cancels a call: a handler that has not sent
+its header yet (no session started) is cancelled; after the header its session runs to its end (its
+release kept for Fetch) and nothing more is sent. Every call ends with its ``end`` while the link lives
+(CANCELLED for one given up), and only then is its slot free, on both sides.
 
-Bounds: at most ``max_in_flight`` calls per client at once (beyond: RESOURCE_EXHAUSTED, and the analyst
-waits for a free slot before sending, as gRPC waits for an HTTP/2 stream); a request at most
-``max_request_bytes`` (a longer one closes the client's link, as the hub refuses any message over its
-bound); what a client sends ahead of anyone asking is held at most ``HELD_SECONDS``.
+Bounds: at most ``max_in_flight`` calls per client at once, counted until each call (and so a session
+given up on) ends; the analyst waits for a free slot before sending, as gRPC waits for an HTTP/2
+stream, so a request beyond the bound, a reused request id or a second ``hello`` on one link is a
+client breaking the rules: its link is closed (one audit line, the client told why) and its calls given
+up. A request at most ``max_request_bytes`` (the gRPC server's bound; the analyst's hub has the same, so
+a longer request fails there with RESOURCE_EXHAUSTED, as with gRPC; one that reaches the coordinator
+closes the link). A client's replies not yet written: its calls wait beyond ``UNWRITTEN_BYTES`` (a
+client that does not read holds its calls, as gRPC's flow control does), and beyond ``MAX_QUEUED_BYTES``
+its link is closed. What a client sends ahead of anyone asking is held at most ``HELD_SECONDS``. Under
+``--insecure`` the clients' hub does not listen.
 
 One link per client at a time: the clients' hub answers a client by its name, so two links of one name at
 once would receive each other's replies; a second one is refused while the first lives. The analyst
@@ -50,7 +58,7 @@ from typing import Any, NamedTuple
 import grpc
 from google.protobuf.message import DecodeError
 
-from services import audit, releases
+from services import releases
 from services.link import Hub, LinkError
 from services.node_limits import MAX_MESSAGE, Limits
 from services.server import Guard
@@ -70,7 +78,8 @@ SERVICE = "/mpcdp.v1.Coordinator"
 
 MAX_IN_FLIGHT = Limits.max_concurrent_streams  # calls per client at once, as one gRPC connection allows
 HELD_SECONDS = 10.0  # a client's messages nobody asks for (none should come) are dropped after this long
-UNCONFIRMED_BYTES = 4 * CHUNK_BYTES  # reply bytes a call may have posted and not yet written before it waits
+UNWRITTEN_BYTES = 16 * CHUNK_BYTES  # a client's reply bytes posted and not yet written before its calls wait
+MAX_QUEUED_BYTES = UNWRITTEN_BYTES + MAX_IN_FLIGHT * 2 * CHUNK_BYTES  # beyond what the waits allow: link closed
 PROBE_SECONDS = 10.0  # the analyst's bound on the probe
 PROBE_AGAIN = 30.0  # seconds before an analyst probes again a coordinator that served no query link
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
@@ -89,17 +98,27 @@ class _Details(NamedTuple):
 
 class LinkContext:
     """The part of ``grpc.aio.ServicerContext`` the coordinator's Query and Fetch use, over a client's link:
-    the caller is the link's certificate name; the initial metadata, each part and the end are messages."""
+    the caller is the link's certificate name; the initial metadata, each part and the end are messages.
+    ``given_up``: the client cancelled (or left) after the header: nothing more is sent but the end."""
 
-    def __init__(self, hub: Hub, client: str, request: bytes, serialize: Callable[[Any], bytes], cancel: Callable):
+    def __init__(
+        self,
+        hub: Hub,
+        client: str,
+        request: bytes,
+        serialize: Callable[[Any], bytes],
+        unsent: Callable,
+        backlog: dict[str, int],
+    ):
         self._hub, self._client, self._request = hub, client, request
         self._serialize = serialize
-        self._cancel = cancel
+        self._unsent = unsent
+        self._backlog = backlog  # per client: reply bytes posted and not yet written, over all its calls
         self._round = 0
-        self._unconfirmed: set[asyncio.Future] = set()
-        self._unconfirmed_bytes = 0
         self.code = grpc.StatusCode.OK
         self.details = ""
+        self.head_sent = False
+        self.given_up = False
         self.ended = False
 
     def auth_context(self) -> dict:
@@ -112,17 +131,20 @@ class LinkContext:
         return ()
 
     async def send_initial_metadata(self, metadata) -> None:
+        self.head_sent = True
         self._post(HEAD, json.dumps([[str(k), str(v)] for k, v in metadata]).encode())
 
     async def write(self, message) -> None:
-        """Send one reply part; waits only while more than ``UNCONFIRMED_BYTES`` are not yet written (a client
-        that does not read holds the call, as gRPC's flow control does)."""
+        """Send one reply part; waits for it to be written while more than ``UNWRITTEN_BYTES`` of this client's
+        replies are not (a client that does not read holds its calls, as gRPC's flow control does; the link's
+        queue then holds at most that and one part per call). After the client gave up: dropped."""
+        if self.given_up:
+            return
         data = self._serialize(message)
         sent = self._post(PART, data)
-        self._unconfirmed.add(sent)
-        self._unconfirmed_bytes += len(data)
-        sent.add_done_callback(functools.partial(self._confirmed, len(data)))
-        if self._unconfirmed_bytes > UNCONFIRMED_BYTES:
+        self._backlog[self._client] = self._backlog.get(self._client, 0) + len(data)
+        sent.add_done_callback(functools.partial(self._written, len(data)))
+        if self._backlog[self._client] > UNWRITTEN_BYTES:
             try:
                 await asyncio.shield(sent)
             except LinkError:
@@ -133,9 +155,12 @@ class LinkContext:
         raise grpc.aio.AbortError()
 
     def end(self) -> None:
-        """The call's last message: its status and details."""
+        """The call's last message, always sent while the link lives (so the client knows its slot is free):
+        its status and details; CANCELLED if the client gave up."""
         if not self.ended:
             self.ended = True
+            if self.given_up:
+                self.code, self.details = grpc.StatusCode.CANCELLED, "the client cancelled the call"
             self._post(END, _END.pack(self.code.value[0]) + self.details.encode())
 
     def _post(self, kind: str, payload: bytes) -> asyncio.Future:
@@ -145,12 +170,16 @@ class LinkContext:
         return sent
 
     def _failed(self, sent: asyncio.Future) -> None:
-        if not sent.cancelled() and sent.exception() is not None and not self.ended:
-            self._cancel()  # the client's link cannot carry it: nobody to answer
+        if not sent.cancelled() and sent.exception() is not None:
+            self.given_up = True
+            self._unsent(self._client)  # the client's link cannot carry it: a client that does not read
 
-    def _confirmed(self, size: int, sent: asyncio.Future) -> None:
-        self._unconfirmed.discard(sent)
-        self._unconfirmed_bytes -= size
+    def _written(self, size: int, _sent: asyncio.Future) -> None:
+        left = self._backlog.get(self._client, size) - size
+        if left > 0:
+            self._backlog[self._client] = left
+        else:
+            self._backlog.pop(self._client, None)
 
 
 class QueryService:
@@ -175,6 +204,7 @@ class QueryService:
             max_message_bytes=max_request_bytes,
             max_pending_bytes=2 * max_request_bytes,
             pending_seconds=HELD_SECONDS,
+            max_queued_bytes=MAX_QUEUED_BYTES,
             max_held_messages=max_in_flight + 16,
         )
         for kind in METHODS:
@@ -182,8 +212,10 @@ class QueryService:
         self.hub.on(CANCEL, self._cancelled)
         self.hub.on(HELLO, self._hello)
         self.hub.on_drop(self._dropped)
-        self._calls: dict[tuple[str, bytes], asyncio.Task] = {}
+        self._calls: dict[tuple[str, bytes], tuple[asyncio.Task, LinkContext]] = {}
         self._in_flight: dict[str, int] = {}
+        self._backlog: dict[str, int] = {}  # per client: reply bytes not yet written
+        self._welcomed: set[str] = set()  # clients whose link said hello (once per link)
         self._methods: dict[str, grpc.RpcMethodHandler] = {}  # guarded, made once the server runs
 
     def services(self) -> list:
@@ -195,11 +227,14 @@ class QueryService:
         federation = self.node.federation
         return who in federation.names("client") and who not in federation.names("party")
 
+    def _linked(self, client: str) -> bool:
+        return bool(self.hub._streams.get(client))  # (the hub has no public view of its links)
+
     def _takes(self, who: str) -> bool:
         """Whether the clients' hub takes a link from ``who``: a client with no link here yet. The hub answers a
         client by its name, so two links of one name at once would receive each other's replies: the second
         is refused (its analyst's probe fails and it asks over gRPC)."""
-        return self._is_client(who) and not self.hub._streams.get(who)
+        return self._is_client(who) and not self._linked(who)
 
     async def Port(self, request: pb.LinkPortRequest, context) -> pb.LinkPort:
         """The port of the caller's hub: the clients' for a client, the parties' for anyone else (which refuses
@@ -209,7 +244,11 @@ class QueryService:
         return await hub.Port(request, context)
 
     async def serve_beside(self, server: grpc.aio.Server, host: str, limits: Limits) -> None:
-        """Start both hubs' listeners beside ``server``, and the guarded Query and Fetch handlers."""
+        """Start the parties' hub's listener beside ``server``, and the clients' (not under ``--insecure``, where
+        no client can be told to use it), with the guarded Query and Fetch handlers."""
+        await self.parties.serve_beside(server, host, limits)
+        if self.node.identity.insecure:
+            return
         guard = Guard(limits)
         for kind, name in METHODS.items():
             request_type = pb.QueryRequest if kind == QUERY else pb.FetchRequest
@@ -219,59 +258,61 @@ class QueryService:
                 response_serializer=releases.wire_form,
             )
             self._methods[kind] = await guard.intercept_service(_returning(handler), _Details(f"{SERVICE}/{name}", ()))
-        await self.parties.serve_beside(server, host, limits)
         await self.hub.serve_beside(server, host, limits)
 
     async def close(self) -> None:
-        for task in list(self._calls.values()):
+        for task, _ in list(self._calls.values()):
             task.cancel()
         await self.hub.close()
+
+    def _refuse(self, client: str, reason: str) -> None:
+        """A client broke the query link's rules: its link is closed (audited once, the client told why); its
+        calls are given up as when it leaves."""
+        for connection in [c for c in self.hub._connections if c.peer == client]:
+            self.hub.invalid(connection, reason)
 
     # -- the hub's pushed kinds ---------------------------------------------------------------------
 
     def _hello(self, client: str, probe: bytes, _round: int, _payload: memoryview) -> None:
+        if not self._linked(client):
+            return  # the rest of a write whose link was closed
+        if client in self._welcomed:
+            return self._refuse(client, "a second hello on one query link")
+        self._welcomed.add(client)
         self.hub.post(client, probe, 0, WELCOME, b"").add_done_callback(_retrieved)
 
     def _request(self, kind: str, client: str, request: bytes, _round: int, payload: memoryview) -> None:
+        if not self._linked(client):
+            return  # the rest of a write whose link was closed
         key = (client, request)
         if key in self._calls:
-            audit.record("invalid", caller=client, message="a query link request id reused while its call runs")
-            return
+            return self._refuse(client, "a request id reused while its call runs")
+        if self._in_flight.get(client, 0) >= self.max_in_flight:
+            return self._refuse(client, f"more than {self.max_in_flight} calls in flight on one query link")
         handler = self._methods.get(kind)
-        task: asyncio.Task | None = None
-
-        def cancel() -> None:
-            if task is not None:
-                task.cancel()
-
-        context = LinkContext(self.hub, client, request, handler.response_serializer if handler else bytes, cancel)
+        serialize = handler.response_serializer if handler else bytes
+        context = LinkContext(self.hub, client, request, serialize, self._unread, self._backlog)
         if handler is None:
             context.code, context.details = grpc.StatusCode.UNAVAILABLE, "the coordinator is not serving yet"
             return context.end()
-        if self._in_flight.get(client, 0) >= self.max_in_flight:
-            audit.record("refused", client=client, status="RESOURCE_EXHAUSTED", reason="too many queries in flight")
-            context.code = grpc.StatusCode.RESOURCE_EXHAUSTED
-            context.details = f"more than {self.max_in_flight} queries in flight on this client's link"
-            return context.end()
         self._in_flight[client] = self._in_flight.get(client, 0) + 1
         task = asyncio.ensure_future(self._serve(handler, bytes(payload), context))
-        self._calls[key] = task
-        task.add_done_callback(functools.partial(self._done, key))
+        self._calls[key] = (task, context)
+        task.add_done_callback(functools.partial(self._served, key, context))
 
     async def _serve(self, handler: grpc.RpcMethodHandler, request: bytes, context: LinkContext) -> None:
+        """Run one call; its status is left in ``context`` (a session the client gave up on after its header runs
+        on, and its call with it)."""
         try:
             await handler.unary_stream(handler.request_deserializer(request), context)
         except grpc.aio.AbortError:
             pass  # the context holds its status and details
-        except asyncio.CancelledError:
-            context.ended = True  # the client gave up or left: nothing more is sent
-            return
         except Exception:  # the guard turns every failure into an abort: a bug in this module, then
             log.exception("a query link call failed")
             context.code, context.details = grpc.StatusCode.INTERNAL, "internal error in this node"
-        context.end()
 
-    def _done(self, key: tuple[str, bytes], task: asyncio.Task) -> None:
+    def _served(self, key: tuple[str, bytes], context: LinkContext, task: asyncio.Task) -> None:
+        """A call ended (cancelled too, even before it ran): its slot is free, and its end is sent."""
         self._calls.pop(key, None)
         client = key[0]
         left = self._in_flight.get(client, 1) - 1
@@ -279,18 +320,32 @@ class QueryService:
             self._in_flight[client] = left
         else:
             self._in_flight.pop(client, None)
-        if not task.cancelled():
-            task.exception()  # retrieved (logged by _serve already)
+        if task.cancelled():
+            context.given_up = True
+        if self._linked(client):
+            context.end()
 
-    def _cancelled(self, client: str, request: bytes, _round: int, _payload: memoryview) -> None:
-        task = self._calls.get((client, request))
-        if task is not None:
+    def _give_up(self, task: asyncio.Task, context: LinkContext) -> None:
+        """The client cancelled or left, as gRPC cancels a call: before the header (no session yet) the handler is
+        cancelled; after it, its session runs to its end (its release kept for Fetch) with nothing more sent."""
+        context.given_up = True
+        if not context.head_sent:
             task.cancel()
 
+    def _cancelled(self, client: str, request: bytes, _round: int, _payload: memoryview) -> None:
+        call = self._calls.get((client, request))
+        if call is not None:
+            self._give_up(*call)
+
+    def _unread(self, client: str) -> None:
+        if self._linked(client):
+            self._refuse(client, "replies not read: more than the link queues for one client")
+
     def _dropped(self, client: str, _error: LinkError) -> None:
-        for (who, _), task in list(self._calls.items()):
+        self._welcomed.discard(client)
+        for (who, _), call in list(self._calls.items()):
             if who == client:
-                task.cancel()
+                self._give_up(*call)
 
 
 def _returning(handler: grpc.RpcMethodHandler):
@@ -331,6 +386,8 @@ class LinkCall:
         self._round = 0
         self._started = False
         self._holding = False  # one of the link's slots
+        self._draining = False  # given up here, its slot held until the coordinator's end comes
+        self._answered = False  # the coordinator's end came
         self.finished = False
 
     async def initial_metadata(self) -> tuple:
@@ -371,10 +428,13 @@ class LinkCall:
         self._give_up(_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
 
     def _give_up(self, error: grpc.aio.AioRpcError) -> bool:
+        """Fail the call here at once; a request sent is cancelled at the coordinator, and its slot stays taken
+        until the coordinator's end for it comes (the coordinator counts it until its session ends)."""
         if self.finished:
             return False
-        if self._holding and self._link.hub is not None:
+        if self._holding and not self._answered and self._link.hub is not None:
             self._link.post(self.id, CANCEL)
+            self._draining = True
         self._fail(error)
         return True
 
@@ -417,6 +477,9 @@ class LinkCall:
     def received(self, kind: str, round: int, payload: memoryview) -> None:
         """A reply of this call (from the link's handlers)."""
         if self.finished:
+            if kind == END:  # the coordinator's end of a call given up here: its slot is free
+                self._draining = False
+                self._finish()
             return
         if round != self._round:
             return self._fail(_error(grpc.StatusCode.INTERNAL, f"reply {round} came where {self._round} was due"))
@@ -431,6 +494,7 @@ class LinkCall:
                 return self._fail(_error(grpc.StatusCode.INTERNAL, "malformed initial metadata"))
             return
         if kind == END:
+            self._answered = True
             if len(payload) < _END.size:
                 return self._fail(_error(grpc.StatusCode.INTERNAL, "an empty end"))
             self._ended()
@@ -443,8 +507,10 @@ class LinkCall:
 
     def _unsent(self, sent: asyncio.Future) -> None:
         error = None if sent.cancelled() else sent.exception()
-        if error is not None:
+        if error is not None:  # not sent whole: no end will come for it
+            self._draining = False
             self._fail(_error(grpc.StatusCode.UNAVAILABLE, f"the link to the coordinator: {error}"))
+            self._finish()
 
     def _fail(self, error: grpc.aio.AioRpcError) -> None:
         """End the call locally with ``error`` (raised to whoever reads it next)."""
@@ -460,10 +526,17 @@ class LinkCall:
     def _finish(self) -> None:
         self.finished = True
         self._timer.cancel()
+        if self._draining:
+            return
         self._link.calls.pop(self.id, None)
         if self._holding:
             self._holding = False
             self._link.slots.release()
+
+    def release(self) -> None:
+        """The link is gone: nothing more will come for this call."""
+        self._draining = False
+        self._finish()
 
 
 class AnalystLink:
@@ -477,7 +550,9 @@ class AnalystLink:
 
         self.key = key
         self.coordinator = coordinator
-        self.hub: Hub | None = Hub(identity, address, lambda who: who == coordinator)
+        self.hub: Hub | None = Hub(  # a request longer than the coordinator takes fails here, as with gRPC
+            identity, address, lambda who: who == coordinator, max_message_bytes=MAX_MESSAGE
+        )
         for kind in (HEAD, PART, END):
             self.hub.on(kind, functools.partial(self._reply, kind))
         self.hub.on_drop(self._dropped)
@@ -531,11 +606,13 @@ class AnalystLink:
     def _dropped(self, _peer: str, error: LinkError) -> None:
         for call in list(self.calls.values()):
             call._fail(_error(grpc.StatusCode.UNAVAILABLE, f"the link to the coordinator closed ({error.reason})"))
+            call.release()
 
     async def close(self) -> None:
         hub, self.hub = self.hub, None
         for call in list(self.calls.values()):
             call._fail(_error(grpc.StatusCode.CANCELLED, "the analyst closed its link"))
+            call.release()
         if hub is not None:
             await hub.close()
 

@@ -12,9 +12,11 @@ import pytest
 import pytest_asyncio
 
 from services import analyst as analyst_module
+from services import coordinator_node as cn
 from services import query_link, releases, sessions
 from services.analyst import Analyst, QueryError
 from services.link import Hub, LinkError
+from services.node_limits import MAX_MESSAGE
 from services.tls import Identity, init_certs
 from services.wire.mpcdp.v1 import federation_pb2 as pb
 from tests.support.federation import MEAN, RAISES, make_cluster, until
@@ -191,9 +193,11 @@ async def test_a_party_or_an_outsider_cannot_query_over_the_clients_hub(cluster,
     link = query_link.shared(Identity("alice", cluster.federation.certs), "coordinator", coordinator_address(cluster))
     try:
         error = await call(link, "Query", MEAN_REQUEST.SerializeToString(), timeout=0.5)
-        assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED and not link.calls, error
+        assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED, error
+        assert len(link.calls) == 1  # its slot stays taken until an end comes, or the link goes
     finally:
         await query_link.release(link)
+    assert not link.calls and link.slots._value == query_link.MAX_IN_FLIGHT
 
 
 async def test_a_client_cannot_speak_the_party_protocol_to_the_coordinator(cluster, caplog):
@@ -245,60 +249,125 @@ async def test_a_malformed_or_oversized_request_is_refused_not_a_crash(cluster):
             assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "not a valid" in error.details(), error
         unfinished = pb.QueryRequest(spec=pb.QuerySpec(column="raise")).SerializeToString()[:-1]
         assert (await call(link, "Query", unfinished)).code() == grpc.StatusCode.INVALID_ARGUMENT
-        limit = coordinator.queries.hub.max_message_bytes
+        # longer than the coordinator takes: refused here, as gRPC does, and the shared link lives on
+        assert link.hub.max_message_bytes == coordinator.queries.hub.max_message_bytes == MAX_MESSAGE
+        link.hub.max_message_bytes = 1 << 12
+        try:
+            error = await call(link, "Query", bytes(1 << 13))
+            assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "exceeds" in error.details(), error
+        finally:
+            link.hub.max_message_bytes = MAX_MESSAGE
+        assert (await call(link, "Fetch", b"\xff")).code() == grpc.StatusCode.INVALID_ARGUMENT  # the same link
+        # a client whose bound is not the coordinator's: the coordinator closes its link
         coordinator.queries.hub.max_message_bytes = 1 << 12
         try:
             error = await call(link, "Query", bytes(1 << 13))
             assert error.code() == grpc.StatusCode.UNAVAILABLE and "exceeds" in error.details(), error
         finally:
-            coordinator.queries.hub.max_message_bytes = limit
+            coordinator.queries.hub.max_message_bytes = MAX_MESSAGE
     finally:
         await query_link.release(link)
     assert (await cluster.query("mean")).value == MEAN
 
 
-async def test_requests_in_flight_per_client_are_bounded_and_a_cancel_cancels(cluster):
-    served = cluster.nodes["coordinator"].queries
-    request = MEAN_REQUEST.SerializeToString()
-    hub = raw_link(cluster, "analyst")
-    ends, codes = {}, {}
+def replies_to(hub) -> tuple[dict, dict]:
+    """What the coordinator answers on ``hub``: the reply kinds per request id, and each end's status number."""
+    kinds, codes = {}, {}
 
     def reply(kind, peer, rid, round, payload):
-        ends.setdefault(rid, []).append(kind)
+        kinds.setdefault(rid, []).append(kind)
         if kind == query_link.END:
             codes[rid] = payload[0]
 
-    for kind in (query_link.HEAD, query_link.PART, query_link.END):
+    for kind in (query_link.HEAD, query_link.PART, query_link.END, query_link.WELCOME):
         hub.on(kind, functools.partial(reply, kind))
+    return kinds, codes
+
+
+def dropped(hub) -> asyncio.Future:
+    """Done with the LinkError when ``hub``'s link to the coordinator closes."""
+    done = asyncio.get_running_loop().create_future()
+    hub.on_drop(lambda peer, error: done.done() or done.set_result(error))
+    return done
+
+
+async def test_a_cancel_ends_the_call_cancelled_and_a_session_given_up_still_counts(cluster):
+    served = cluster.nodes["coordinator"].queries
+    hub = raw_link(cluster, "analyst")
+    kinds, codes = replies_to(hub)
+    try:
+        # cancelled as it starts (in the same write): its handler is cancelled before any session, the end says so
+        first = b"a" * 16
+        hub.post("coordinator", first, 0, query_link.QUERY, MEAN_REQUEST.SerializeToString())
+        await hub.send("coordinator", first, 0, query_link.CANCEL, b"")
+        await until(lambda: first in codes, 10.0)
+        assert kinds[first] == [query_link.END] and codes[first] == grpc.StatusCode.CANCELLED.value[0]
+        # cancelled once its session started (held waiting for alice's session slots): the session runs on and
+        # its call still counts against the client until it ends; nothing is sent but the end
+        coordinator = cluster.nodes["coordinator"]
+        slots = coordinator._slots.setdefault("alice", asyncio.Semaphore(cn.SESSIONS_PER_PARTY))
+        for _ in range(cn.SESSIONS_PER_PARTY):
+            await slots.acquire()
+        second = b"b" * 16
+        try:
+            hub.post("coordinator", second, 0, query_link.QUERY, MEAN_REQUEST.SerializeToString())
+            await until(lambda: query_link.HEAD in kinds.get(second, []), 10.0)
+            await hub.send("coordinator", second, 0, query_link.CANCEL, b"")
+            await asyncio.sleep(0.2)
+            assert served._in_flight == {"analyst": 1} and kinds[second] == [query_link.HEAD]
+        finally:
+            for _ in range(cn.SESSIONS_PER_PARTY):
+                slots.release()
+        await until(lambda: second in codes, 10.0)
+        assert kinds[second] == [query_link.HEAD, query_link.END], kinds[second]
+        assert codes[second] == grpc.StatusCode.CANCELLED.value[0]
+        assert not served._calls and not served._in_flight
+    finally:
+        await hub.close()
+
+
+async def test_a_client_breaking_the_bounds_loses_its_link_and_only_it(cluster, caplog):
+    served = cluster.nodes["coordinator"].queries
     served.max_in_flight = 1
     try:
-        first, second = b"a" * 16, b"b" * 16
-        hub.post("coordinator", first, 0, query_link.QUERY, request)  # the two in one write: both arrive at once
-        await hub.send("coordinator", second, 0, query_link.QUERY, request)
-        await until(lambda: first in ends and second in ends and ends[first][-1] == query_link.END, 10.0)
-        assert ends[second] == [query_link.END] and ends[first] == [query_link.HEAD, query_link.PART, query_link.END]
-        assert codes == {first: 0, second: grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]}
-        # a call cancelled as it starts: its handler is cancelled, nothing more is sent, the slot is free
-        third = b"c" * 16
-        hub.post("coordinator", third, 0, query_link.QUERY, request)
-        await hub.send("coordinator", third, 0, query_link.CANCEL, b"")
-        await until(lambda: not served._calls and not served._in_flight, 10.0)
-        await asyncio.sleep(0.2)
-        assert query_link.END not in ends.get(third, [])
+        for attack, reason in (("requests", "calls in flight"), ("hellos", "second hello")):
+            hub = raw_link(cluster, "analyst")
+            kinds, _ = replies_to(hub)
+            closed = dropped(hub)
+            try:
+                for i in range(1000):  # one write: the first is served, the next breaks the bound
+                    kind, payload = (query_link.QUERY, b"") if attack == "requests" else (query_link.HELLO, b"")
+                    hub.post("coordinator", i.to_bytes(16, "little"), 0, kind, payload)
+                error = await asyncio.wait_for(closed, 10.0)
+                assert reason in str(error), error
+                assert len(kinds) <= 1  # one answer at most: the rest of the write was never served
+                assert sum("invalid" in r.getMessage() and reason in r.getMessage() for r in caplog.records) == 1
+            finally:
+                await hub.close()
+            await until(lambda: not served._calls and "analyst" not in served.hub._streams, 10.0)
+            caplog.clear()
     finally:
         served.max_in_flight = query_link.MAX_IN_FLIGHT
-        await hub.close()
-    await until(lambda: not served._calls, 10.0)
+    assert (await cluster.query("mean")).value == MEAN
 
 
 async def test_a_dropped_link_fails_the_call_as_unavailable_and_the_release_is_kept(cluster):
     async with analyst(cluster, "link") as a:
         assert (await a.query("mean", **KW)).value == MEAN
         served = cluster.nodes["coordinator"].queries
-        c = a._link.call("Query", MEAN_REQUEST.SerializeToString(), 10.0)
-        sid = dict(await c.initial_metadata())["mpcdp-session-id"]  # the session has started
-        for connection in list(served.hub._connections):
-            connection.close()  # the coordinator's end of the link goes, as a process exit would
+        slots = cluster.nodes["coordinator"]._slots.setdefault("alice", asyncio.Semaphore(cn.SESSIONS_PER_PARTY))
+        for _ in range(cn.SESSIONS_PER_PARTY):  # the session waits for alice's slots: in flight when the link goes
+            await slots.acquire()
+        try:
+            c = a._link.call("Query", MEAN_REQUEST.SerializeToString(), 10.0)
+            sid = dict(await c.initial_metadata())["mpcdp-session-id"]  # the session has started
+            ((_, context),) = served._calls.values()
+            for connection in list(served.hub._connections):
+                connection.close()  # the coordinator's end of the link goes, as a process exit would
+            assert context.given_up  # at once: nothing more is sent for it; its session runs on
+        finally:
+            for _ in range(cn.SESSIONS_PER_PARTY):
+                slots.release()
         with pytest.raises(grpc.aio.AioRpcError) as info:
             async for _ in c:
                 pass
@@ -354,6 +423,7 @@ async def test_under_insecure_the_analyst_asks_over_grpc(tmp_path):
     for node in nodes.values():
         node.federation = f
     try:
+        assert nodes["coordinator"].queries.hub.port == 0  # the clients' hub does not even listen
         async with Analyst(f, "analyst", insecure=True) as a:
             began = asyncio.get_running_loop().time()
             assert (await a.query("sum", **KW)).value == sum(RAISES[p] for p in names)
