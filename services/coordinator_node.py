@@ -415,10 +415,18 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
 
     def _dispatch(self, key: tuple) -> None:
         """Start sessions for the waiting queries of a group, up to ``coalesce`` in flight, each for as many of
-        them as one batch takes."""
+        them as one batch takes: at most ``MAX_BATCH``, and vectors no longer together than the smallest
+        ``max_length`` of the parties' policies in the federation file (a party would refuse a longer batch)."""
         group = self._groups[key]
+        allowed = min(self._policy(p).max_length for p in key[0])
         while group.waiting and group.running < self.coalesce:
-            members, group.waiting = group.waiting[:MAX_BATCH], group.waiting[MAX_BATCH:]
+            taken, length = 0, 0
+            for waiting in group.waiting[:MAX_BATCH]:
+                length += waiting.spec.codec.length
+                if taken and length > allowed:
+                    break
+                taken += 1
+            members, group.waiting = group.waiting[:taken], group.waiting[taken:]
             group.running += 1
             task = asyncio.ensure_future(self._together(key, members))
             self._sessions.add(task)

@@ -126,3 +126,21 @@ async def test_a_query_a_party_refuses_fails_alone_and_the_others_are_answered(n
     assert "p3 refused: statistic 'count' is not allowed" in refused.details  # its own session, alone
     assert [r.value for i, r in enumerate(released) if i != 7] == [SUM] * (QUERIES - 1)
     await until(lambda: not any(cluster.nodes[p]._live for p in NAMES))
+
+
+async def test_queries_run_together_no_longer_than_the_parties_policies_allow(nodes, monkeypatch):
+    cluster, _ = nodes
+    coordinator = cluster.nodes["coordinator"]
+    policy = dataclasses.replace(coordinator._policy("p1"), max_length=2)
+    monkeypatch.setattr(coordinator, "_policy", lambda party: policy)
+    sizes = []
+    real = coordinator.run
+
+    async def run(batch):
+        sizes.append(batch.length)
+        return await real(batch)
+
+    monkeypatch.setattr(coordinator, "run", run)
+    released = await ask_all(cluster, [dict(statistic="sum", column="value", bounds=(0, 10))] * QUERIES)
+    assert [r.value for r in released] == [SUM] * QUERIES
+    assert max(sizes) == 2 and len(sizes) < QUERIES  # run together, two at a time at most
