@@ -80,6 +80,7 @@ MAX_IN_FLIGHT = Limits.max_concurrent_streams  # calls per client at once, as on
 HELD_SECONDS = 10.0  # a client's messages nobody asks for (none should come) are dropped after this long
 UNWRITTEN_BYTES = 16 * CHUNK_BYTES  # a client's reply bytes posted and not yet written before its calls wait
 MAX_QUEUED_BYTES = UNWRITTEN_BYTES + MAX_IN_FLIGHT * 2 * CHUNK_BYTES  # beyond what the waits allow: link closed
+HEAD_SECONDS = 0.05  # a call's header waits this long for its first part or end (LinkContext)
 PROBE_SECONDS = 10.0  # the analyst's bound on the probe
 PROBE_AGAIN = 30.0  # seconds before an analyst probes again a coordinator that served no query link
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
@@ -118,6 +119,8 @@ class LinkContext:
         self.code = grpc.StatusCode.OK
         self.details = ""
         self.head_sent = False
+        self._head: bytes | None = None  # the header, until it goes
+        self._head_timer: asyncio.TimerHandle | None = None
         self.given_up = False
         self.ended = False
 
@@ -131,8 +134,18 @@ class LinkContext:
         return ()
 
     async def send_initial_metadata(self, metadata) -> None:
+        """The header goes with the call's first part or end, or after ``HEAD_SECONDS`` if the session takes
+        longer: a short query wakes its analyst once, and a long one still tells it its session id early."""
         self.head_sent = True
-        self._post(HEAD, json.dumps([[str(k), str(v)] for k, v in metadata]).encode())
+        self._head = json.dumps([[str(k), str(v)] for k, v in metadata]).encode()
+        self._head_timer = asyncio.get_running_loop().call_later(HEAD_SECONDS, self._flush_head)
+
+    def _flush_head(self) -> None:
+        head, self._head = self._head, None
+        if head is not None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            self._post(HEAD, head)
 
     async def write(self, message) -> None:
         """Send one reply part; waits for it to be written while more than ``UNWRITTEN_BYTES`` of this client's
@@ -164,6 +177,8 @@ class LinkContext:
             self._post(END, _END.pack(self.code.value[0]) + self.details.encode())
 
     def _post(self, kind: str, payload: bytes) -> asyncio.Future:
+        if kind != HEAD:
+            self._flush_head()
         sent = self._hub.post(self._client, self._request, self._round, kind, payload)
         self._round += 1
         sent.add_done_callback(self._failed)
