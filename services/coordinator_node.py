@@ -80,14 +80,22 @@ COALESCED = (
     "accepted (a keyed partial sum is charged as it leaves)"
 )
 
+EXPIRED_WAITING = "the query's deadline passed while it waited for a session; nothing was proposed"
+CHARGED_TOGETHER = (
+    "the session this query ran in together with other DP queries aborted after every party accepted (the "
+    "parties may have charged it), so it is not run again"
+)
+
 
 class SessionFailed(Exception):
-    """A session aborted; ``status`` is the gRPC code to return, the text names the culprit."""
+    """A session aborted; ``status`` is the gRPC code to return, the text names the culprit. ``accepted``: it
+    failed after every party accepted, so a party may have charged its ledger for it."""
 
-    def __init__(self, status: grpc.StatusCode, message: str, culprit: str = ""):
+    def __init__(self, status: grpc.StatusCode, message: str, culprit: str = "", accepted: bool = True):
         super().__init__(message)
         self.status = status
         self.culprit = culprit
+        self.accepted = accepted
 
 
 @dataclasses.dataclass
@@ -433,21 +441,33 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             task.add_done_callback(self._finished)
 
     async def _together(self, key: tuple, members: list[_Waiting]) -> None:
-        """Run ``members`` in one batch session (a fresh session id at the parties, the earliest deadline; DP
-        queries seeded). If it fails in any way (a party refusing one query, say), each runs again alone, so that
-        one query cannot fail the others (a keyed exact batch charged nothing; a seeded one charged nothing
-        unless every party accepted)."""
+        """Run ``members`` in one batch session (a fresh session id at the parties, the latest of their deadlines,
+        so that one query's short deadline cannot end the others' session; DP queries seeded). A member whose
+        deadline passed while it waited fails at once, alone. If the session fails before every party accepted (a
+        party refusing one query, say), nobody was charged and each runs again alone, so that one query cannot
+        fail the others; if it fails later (a party dropping, the deadline), a DP batch's parties may have
+        charged it, and its queries fail rather than be charged twice (an exact one charged nothing: run again)."""
         try:
+            now = self._clock()
+            for m in members:
+                if m.spec.deadline <= now:
+                    m.result.set_exception(SessionFailed(grpc.StatusCode.DEADLINE_EXCEEDED, EXPIRED_WAITING))
+            members = [m for m in members if not m.result.done()]
             if len(members) > 1:
                 specs = [m.spec for m in members]
                 sharing = specs[0].sharing if specs[0].is_exact else Sharing.SEEDED
-                sid, deadline = new_session_id(), min(s.deadline for s in specs)
+                sid, deadline = new_session_id(), max(s.deadline for s in specs)
                 batch = Batch(
                     tuple(dataclasses.replace(s, session_id=sid, deadline=deadline, sharing=sharing) for s in specs)
                 )
                 try:
                     released = await self._slotted(batch)
                 except SessionFailed as exc:
+                    if exc.accepted and not batch.spec.is_exact:
+                        failed = SessionFailed(exc.status, f"{CHARGED_TOGETHER}: {exc}", exc.culprit)
+                        for m in members:
+                            m.result.set_exception(failed)
+                        return
                     log.info("%d queries run together failed (%s); each runs alone", len(members), exc)
                 else:
                     why = "" if sharing is specs[0].sharing else COALESCED
@@ -637,13 +657,14 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
                 ) from None
             return session.releases(arrays=True)  # vectors stay arrays: packed again without Python floats
         except (SessionFailed, ProtocolError) as exc:
-            reason = str(exc)
+            reason, accepted = str(exc), session.all_accepted
             if session.state != "aborted":
                 session.abort(reason, getattr(exc, "culprit", ""))
             await self._abort_all(run, reason)
             audit.record("aborted", session=sid.hex(), reason=reason, culprit=getattr(exc, "culprit", "") or None)
             if isinstance(exc, ProtocolError):
-                raise SessionFailed(convert.GRPC_CODES[exc.status], reason) from None
+                raise SessionFailed(convert.GRPC_CODES[exc.status], reason, accepted=accepted) from None
+            exc.accepted = accepted
             raise
         finally:
             for task in collecting:

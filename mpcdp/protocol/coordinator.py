@@ -99,6 +99,12 @@ class CoordinatorSession:
             self.state = "collecting-sums"
 
     @property
+    def all_accepted(self) -> bool:
+        """Whether every party has accepted (a keyed session: from the start, a partial sum being the acceptance).
+        Until then no honest party has sent its partial sum, so none has charged its ledger for this session."""
+        return self._accepted == set(self.spec.parties)
+
+    @property
     def missing(self) -> list[str]:
         """Parties whose current-phase message has not arrived."""
         if self.state == "collecting-responses":

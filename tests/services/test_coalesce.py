@@ -60,7 +60,7 @@ async def ask_all(cluster, asked, analysts=4):
 
         async def one(i, kw):
             try:
-                return await clients[i % analysts].query(timeout=10.0, **kw)
+                return await clients[i % analysts].query(**{"timeout": 10.0, **kw})
             except QueryError as exc:
                 return exc
 
@@ -144,3 +144,63 @@ async def test_queries_run_together_no_longer_than_the_parties_policies_allow(no
     released = await ask_all(cluster, [dict(statistic="sum", column="value", bounds=(0, 10))] * QUERIES)
     assert [r.value for r in released] == [SUM] * QUERIES
     assert max(sizes) == 2 and len(sizes) < QUERIES  # run together, two at a time at most
+
+
+async def slowed(cluster, party, seconds):
+    """Make ``party`` hold each partial sum ``seconds`` before sending it (undo: ``del node._send_partial``)."""
+    node = cluster.nodes[party]
+    real = node._send_partial
+
+    async def slow(*args, **kw):
+        await asyncio.sleep(seconds)
+        return await real(*args, **kw)
+
+    node._send_partial = slow
+    return node
+
+
+async def test_one_short_deadline_neither_fails_nor_double_charges_the_others(nodes):
+    """The review's attack: one analyst's short timeout set the coalesced session's deadline; with one party slow,
+    the session failed after every party had charged it, and each query then ran (and was charged) again alone:
+    the parties paid twice what the coordinator charged. Now the session takes the latest deadline, and a DP batch
+    that fails after acceptance is not run again."""
+    cluster, ledgers = nodes
+    names = [*NAMES, "coordinator"]
+    before = {n: float(ledgers[n].spent().epsilon) for n in names}
+    p4 = await slowed(cluster, "p4", 1.0)
+    try:
+        dp = dict(statistic="sum", column="value", bounds=(0, 10), epsilon=0.125)
+        occupier = asyncio.ensure_future(ask_all(cluster, [dp], analysts=1))  # holds the group's one slot
+        await asyncio.sleep(0.1)
+        released = await ask_all(cluster, [{**dp, "timeout": 1.6 if i == 0 else 10.0} for i in range(QUERIES)])
+        await occupier
+    finally:
+        del p4._send_partial
+    await until(lambda: all(ledgers[n].reserved() == {} for n in names))
+    assert all(not isinstance(r, QueryError) for r in released), released
+    spent = {n: float(ledgers[n].spent().epsilon) - before[n] for n in names}
+    assert math.isclose(spent["coordinator"], 0.125 * (QUERIES + 1)), spent
+    for name in NAMES:  # each party charged exactly what the coordinator charged: every query once
+        assert math.isclose(spent[name], spent["coordinator"]), spent
+
+
+async def test_a_query_whose_deadline_passed_while_waiting_fails_alone(nodes):
+    """The review's second attack: a query with a 1 ms timeout joined a batch, which went out expired and failed,
+    and every member then ran alone (26 sessions instead of 2). Now it fails by itself, before any proposal."""
+    cluster, _ = nodes
+    coordinator = cluster.nodes["coordinator"]
+    p4 = await slowed(cluster, "p4", 0.3)
+    posted = count_proposals(coordinator)
+    try:
+        exact = dict(statistic="sum", column="value", bounds=(0, 10))
+        occupier = asyncio.ensure_future(ask_all(cluster, [exact], analysts=1))
+        await asyncio.sleep(0.1)
+        released = await ask_all(cluster, [{**exact, "timeout": 0.001 if i == 0 else 10.0} for i in range(QUERIES)])
+        await occupier
+    finally:
+        del p4._send_partial
+        del coordinator.link.post
+    assert isinstance(released[0], QueryError) and released[0].code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert coordinator_node.EXPIRED_WAITING in released[0].details
+    assert [r.value for r in released[1:]] == [SUM] * (QUERIES - 1)
+    assert len(posted) <= 3, len(posted)  # the occupier's session and one or two batches, not one per query
