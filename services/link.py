@@ -62,8 +62,11 @@ each charged ``HELD_COST`` plus the length its first frame announces against
 the peer's ``max_pending_bytes`` (what holding it may take, not what has
 arrived: an empty message is not free); beyond either bound the peer's
 connection is closed. A session id is 16 bytes and a kind at most 32 (a frame
-otherwise is malformed; a ``post`` otherwise raises LinkError), and a
-write is checked whole before any of its frames is acted on; and
+otherwise is malformed; a ``post`` otherwise raises LinkError), a write
+of more than ``MAX_FRAMES_PER_WRITE`` frames is malformed (so what one
+write can make a node do at once is bounded; a hub's own writes batch no
+more), a write is checked whole before any of its frames is acted on, and
+none of its frames is acted on once its connection is closed; and
 ``close_session`` drops everything of a session and ignores its later
 frames. A connection that breaks fails the receives waiting on that peer, so a
 protocol round sees a dropped peer at once rather than at its deadline; and
@@ -116,6 +119,7 @@ MAX_HELD_MESSAGES = 4096  # per peer, of messages nobody asked for yet
 MAX_KIND_BYTES = 32  # a kind's UTF-8 (every protocol's kinds are short names)
 CLOSED_REMEMBERED = 100_000
 MAX_WRITE_BYTES = 4 * CHUNK_BYTES  # the longest write (record) a link takes: a batch is at most about chunk_bytes
+MAX_FRAMES_PER_WRITE = 4096  # a write of more frames is malformed (a hub's own writes never batch more)
 HANDSHAKE_SECONDS = 10.0  # a listener's bound on a TLS handshake, and then on the dialer's hello
 DIAL_SECONDS = 20.0  # a dialer's bound on asking a peer's port and on connecting to it
 
@@ -170,7 +174,11 @@ def decode(data: bytes | memoryview) -> tuple[str, Iterator[Frame]]:
 
 def _frames(view: memoryview, at: int) -> Iterator[Frame]:
     end = len(view)
+    count = 0
     while at < end:
+        count += 1
+        if count > MAX_FRAMES_PER_WRITE:  # before the frame is read: the work per write is bounded
+            raise FrameError(f"more than {MAX_FRAMES_PER_WRITE} frames in one write")
         if at + _FRAME.size > end:
             raise FrameError("a frame header runs past the end of its write")
         sid_n, kind_n, round, offset, total, n = _FRAME.unpack_from(view, at)
@@ -403,7 +411,7 @@ class Hub:
             while box.messages:
                 batch: list[Frame] = []
                 written, size = [], 0
-                while box.messages and (not batch or size + _size(box.messages[0].frames[0]) <= self.chunk_bytes):
+                while box.messages and (not batch or self._fits(batch, size, box.messages[0].frames[0])):
                     message = box.messages[0]
                     if message.done.cancelled() and not message.started:  # its poster gave up: not written
                         _unqueue(box, message)
@@ -433,6 +441,10 @@ class Hub:
             raise
         finally:
             box.writer = None
+
+    def _fits(self, batch: list[Frame], size: int, frame: Frame) -> bool:
+        """Whether ``frame`` joins ``batch``: within ``chunk_bytes`` and ``MAX_FRAMES_PER_WRITE``."""
+        return size + _size(frame) <= self.chunk_bytes and len(batch) < MAX_FRAMES_PER_WRITE
 
     @staticmethod
     def _fail_outbox(box: _Outbox, written: list, error: LinkError) -> None:
@@ -646,6 +658,8 @@ class Hub:
                 if sender and sender != peer:
                     raise LinkError(peer, f"a frame claims to come from {sender!r}")
                 for frame in list(batch):  # the whole write checked before any frame of it is acted on
+                    if connection.closed:  # a handler (or a bound) closed it: the rest of the write is not acted on
+                        break
                     self._dispatch(peer, frame)
             except FrameError as exc:
                 raise LinkError(peer, f"a malformed write ({exc})") from None

@@ -41,7 +41,8 @@ from services.tls import certificate_name
 PREFIX = struct.Struct("<I")
 FAREWELL = 0  # a record's first byte: a farewell (a write's is its format version, 1)
 STAGING_BYTES = 64 << 10
-READ_TURN_BYTES = 8 << 20  # read at most this much per turn of the event loop
+READ_TURN_BYTES = 256 << 10  # read at most about this much per turn of the event loop (less than a longest write:
+# the records, so the frames, one connection hands on per turn are bounded; a long record takes several turns)
 WRITE_PIECE_BYTES = 256 << 10  # what TLS encrypts at once: a 1 MiB piece costs the sender about twice the CPU
 MAX_FAREWELL_BYTES = 1000
 

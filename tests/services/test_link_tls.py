@@ -245,3 +245,77 @@ async def test_insecure_links_take_the_claimed_name(tmp_path):
         assert bytes(await a.receive("bob", SID, 1, "y", timeout=5)) == b"back"
     finally:
         await n.close()
+
+
+class Stalls:
+    """The longest the event loop went without a turn while this runs (a 10 ms ticker)."""
+
+    def __init__(self):
+        self.longest = 0.0
+        self._task: asyncio.Task | None = None
+
+    async def _tick(self):
+        loop = asyncio.get_running_loop()
+        while True:
+            t0 = loop.time()
+            await asyncio.sleep(0.01)
+            self.longest = max(self.longest, loop.time() - t0 - 0.01)
+
+    async def __aenter__(self):
+        self._task = asyncio.ensure_future(self._tick())
+        await asyncio.sleep(0.02)
+        return self
+
+    async def __aexit__(self, *exc):
+        assert self._task is not None
+        self._task.cancel()
+
+
+def empty_frames(n: int, kind: str = "push") -> list[link.Frame]:
+    return [link.Frame(i.to_bytes(16, "little"), 0, kind, 0, 0, b"") for i in range(n)]
+
+
+async def test_a_write_of_too_many_frames_is_refused_whole_without_stalling_the_loop(net, certs):
+    """review-links S2-2: one 4 MiB record of ~87,000 empty frames of a pushed kind (each would run its handler)
+    stalled the loop for seconds. Beyond MAX_FRAMES_PER_WRITE the write is malformed: refused before any frame is
+    acted on, the link closed with a farewell; a write of exactly the bound is taken."""
+    b = net.hubs["bob"]
+    pushed: list[bytes] = []
+    b.on("push", lambda peer, session, round, payload: pushed.append(session))
+    one = len(link.encode("carol", empty_frames(1))) - len(link.encode("carol", []))
+    flood = link.encode("carol", empty_frames((link.MAX_WRITE_BYTES - 100) // one))
+    assert len(flood) <= link.MAX_WRITE_BYTES and (link.MAX_WRITE_BYTES - 100) // one > 20 * link.MAX_FRAMES_PER_WRITE
+    at_bound = link.encode("carol", empty_frames(link.MAX_FRAMES_PER_WRITE))
+    raw = await RawLink.as_node(b, Identity("carol", certs))
+    try:
+        raw.send(link.encode("carol", []), at_bound)
+        await until(lambda: len(pushed) == link.MAX_FRAMES_PER_WRITE)
+        pushed.clear()
+        async with Stalls() as stalls:
+            raw.send(flood)
+            why = await raw.ended()
+        assert f"more than {link.MAX_FRAMES_PER_WRITE} frames in one write" in (why or "")
+        assert stalls.longest < 0.5, stalls.longest
+        assert pushed == [] and not b._streams.get("carol")
+    finally:
+        await raw.close()
+
+
+def test_a_hubs_own_writes_stay_within_the_frame_bound():
+    """Many tiny messages queued at once go out in writes of at most MAX_FRAMES_PER_WRITE frames."""
+
+    async def run():
+        hub = Hub(Identity("alice", None, True), {}.__getitem__, lambda who: True)
+        writes: list[int] = []
+
+        async def write(data: bytes) -> None:
+            writes.append(sum(1 for _ in link.decode(data)[1]))
+
+        hub._streams["bob"] = [link._Stream(write, lambda: None)]
+        posted = [hub.post("bob", bytes(16), 0, "x", b"") for _ in range(2 * link.MAX_FRAMES_PER_WRITE + 1)]
+        await asyncio.gather(*posted)
+        await hub.close()
+        return writes
+
+    writes = asyncio.run(run())
+    assert sum(writes) == 2 * link.MAX_FRAMES_PER_WRITE + 1 and max(writes) == link.MAX_FRAMES_PER_WRITE
