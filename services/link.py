@@ -74,8 +74,10 @@ protocol round sees a dropped peer at once rather than at its deadline; and
 connection to a peer is gone (for a node whose sessions wait on pushed
 messages, not on receives). A pushed-kind handler that raises loses that
 one message (logged, audited as an error), never the link. At most
-``max_queued_bytes`` wait to be written to one peer (a post beyond that
-fails at once: a slow or stuck peer makes its senders fail, not queue);
+``max_queued_bytes`` (each message charged ``QUEUED_COST`` on top of its
+payload) and ``max_queued_messages`` wait to be written to one peer (a post
+beyond either fails at once: a slow or stuck peer makes its senders fail,
+not queue);
 a message whose poster gave up before it was written is not written, and
 ``droppable`` ones (a session's shares and partial sums) go with their
 session's ``close_session``.
@@ -116,6 +118,8 @@ MAX_QUEUED_BYTES = 1 << 29  # per peer, of messages posted and not yet written (
 PENDING_SECONDS = 120.0
 HELD_COST = 256  # bytes charged per message nobody asked for, on top of its announced length: its box and key
 MAX_HELD_MESSAGES = 4096  # per peer, of messages nobody asked for yet
+QUEUED_COST = 256  # bytes charged per message queued for a peer, on top of its payload: its frames and future
+MAX_QUEUED_MESSAGES = 16384  # per peer, of messages posted and not yet written
 MAX_KIND_BYTES = 32  # a kind's UTF-8 (every protocol's kinds are short names)
 CLOSED_REMEMBERED = 100_000
 MAX_WRITE_BYTES = 4 * CHUNK_BYTES  # the longest write (record) a link takes: a batch is at most about chunk_bytes
@@ -285,7 +289,8 @@ class _Message:
 
     @property
     def size(self) -> int:
-        return sum(len(f.payload) for f in self.frames)
+        """What it is charged in its outbox while queued: its payload still to write, plus ``QUEUED_COST``."""
+        return QUEUED_COST + sum(len(f.payload) for f in self.frames)
 
 
 @dataclass
@@ -293,7 +298,7 @@ class _Outbox:
     """The messages queued for one peer, their bytes, and the task writing them."""
 
     messages: deque[_Message] = field(default_factory=deque)
-    queued: int = 0  # payload bytes of the frames still to write
+    queued: int = 0  # what its messages are charged (_Message.size)
     writer: asyncio.Task | None = None
 
 
@@ -312,6 +317,7 @@ class Hub:
         pending_seconds: float = PENDING_SECONDS,
         max_queued_bytes: int = MAX_QUEUED_BYTES,
         max_held_messages: int = MAX_HELD_MESSAGES,
+        max_queued_messages: int = MAX_QUEUED_MESSAGES,
         handshake_seconds: float = HANDSHAKE_SECONDS,
     ):
         if not 0 < chunk_bytes <= MAX_WRITE_BYTES // 2:
@@ -326,6 +332,7 @@ class Hub:
         self.pending_seconds = pending_seconds
         self.max_queued_bytes = max_queued_bytes
         self.max_held_messages = max_held_messages
+        self.max_queued_messages = max_queued_messages
         self.handshake_seconds = handshake_seconds
         self.port = 0  # where this hub's links listen (0: not listening; see serve_beside)
         self._streams: dict[str, list[_Stream]] = {}
@@ -376,7 +383,8 @@ class Hub:
         cannot carry it). Messages to one peer are written in the order they were posted. A message whose
         future is cancelled (its poster gave up) before its first frame is written is not written; a
         ``droppable`` one (bulk data of its session) is dropped, its future failed, by ``close_session``.
-        When more than ``max_queued_bytes`` wait for the peer (slow or stuck), the future fails at once."""
+        When more than ``max_queued_bytes`` (each message charged ``QUEUED_COST`` on top of its payload: an empty
+        one is not free) or ``max_queued_messages`` wait for the peer (slow or stuck), the future fails at once."""
         if len(session) != SESSION_ID_BYTES or len(kind.encode()) > MAX_KIND_BYTES or not 0 <= round < 1 << 32:
             raise LinkError(
                 peer, f"a session id is {SESSION_ID_BYTES} bytes, a kind at most {MAX_KIND_BYTES}, a round below 2**32"
@@ -387,15 +395,21 @@ class Hub:
             raise LinkError(peer, f"message of {total} bytes exceeds the link's {self.max_message_bytes}")
         box = self._outboxes.setdefault(peer, _Outbox())
         done = asyncio.get_running_loop().create_future()
-        if box.messages and box.queued + total > self.max_queued_bytes:
-            _fail(done, LinkError(peer, f"more than {self.max_queued_bytes} bytes wait to be written to this peer"))
+        if box.messages and box.queued + QUEUED_COST + total > self.max_queued_bytes:
+            full = f"{self.max_queued_bytes} bytes"
+        elif len(box.messages) >= self.max_queued_messages:
+            full = f"{self.max_queued_messages} messages"
+        else:
+            full = ""
+        if full:
+            _fail(done, LinkError(peer, f"more than {full} wait to be written to this peer"))
             return done
         frames = [
             Frame(session, round, kind, offset, total, piece) for offset, piece in chunks(data, 1, self.chunk_bytes)
         ]
         message = _Message(frames, done, session, droppable)
         box.messages.append(message)
-        box.queued += total
+        box.queued += message.size
         done.add_done_callback(functools.partial(_given_up, box, message))
         if box.writer is None or box.writer.done():
             box.writer = asyncio.ensure_future(self._write(peer, box))
@@ -423,6 +437,7 @@ class Hub:
                     box.queued -= len(frame.payload)
                     if not message.frames:
                         box.messages.popleft()
+                        box.queued -= QUEUED_COST
                         written.append(message.done)
                 if not batch:
                     break

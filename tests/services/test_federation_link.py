@@ -271,14 +271,15 @@ async def test_messages_to_a_stuck_peer_are_dropped_when_their_sessions_close_or
         a.close_session(b"k" * 16)
         box = a._outboxes["bob"]
         assert [m.session for m in box.messages] == [b"k" * 16], [m.session for m in box.messages]
-        assert box.queued == 3
+        assert box.queued == link.QUEUED_COST + 3
         assert not kept.done()
     finally:
         await net.close()
 
 
 async def test_a_stuck_peer_cannot_make_a_sender_queue_without_bound(certs):
-    net = await make_net(certs, chunk_bytes=1 << 16, max_queued_bytes=3 << 20)
+    bound = (3 << 20) + 3 * link.QUEUED_COST
+    net = await make_net(certs, chunk_bytes=1 << 16, max_queued_bytes=bound)
     try:
         a = await stuck(net)
         vector = np.zeros(1 << 17, np.uint64)  # 1 MiB
@@ -286,10 +287,33 @@ async def test_a_stuck_peer_cannot_make_a_sender_queue_without_bound(certs):
         over = a.post("bob", b"o" * 16, 0, "share", vector)
         with pytest.raises(LinkError, match="bytes wait to be written"):
             await asyncio.wait_for(over, 1)  # at once: a sender on a stuck peer fails, it does not hang
-        assert a._outboxes["bob"].queued <= 3 << 20
+        assert a._outboxes["bob"].queued <= bound
         assert not any(f.done() for f in queued)
     finally:
         await net.close()
+
+
+async def test_empty_messages_to_a_stuck_peer_are_charged_and_counted(certs):
+    """review-links S2-1: an empty message (a WELCOME) cost nothing against max_queued_bytes, so a peer that never
+    reads made its sender queue them without bound. Each is charged QUEUED_COST, and at most max_queued_messages
+    wait; a post beyond either fails at once."""
+    for bound, limit, why in (
+        ({"max_queued_bytes": 10 * link.QUEUED_COST}, 10, "bytes wait"),
+        ({"max_queued_messages": 100}, 100, "messages wait"),
+    ):
+        net = await make_net(certs, **bound)
+        try:
+            a = await stuck(net)
+            a.post("bob", b"f" * 16, 0, "empty", b"")
+            await asyncio.sleep(0.05)  # taken by the writer, whose write never returns
+            queued = [a.post("bob", bytes([i % 256]) * 16, i, "empty", b"") for i in range(limit)]
+            over = a.post("bob", b"o" * 16, 0, "empty", b"")
+            with pytest.raises(LinkError, match=why):
+                await asyncio.wait_for(over, 1)
+            assert not any(f.done() for f in queued)
+            assert a._outboxes["bob"].queued == limit * link.QUEUED_COST
+        finally:
+            await net.close()
 
 
 async def test_a_handler_that_raises_loses_its_message_not_the_link(net, caplog):
