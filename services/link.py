@@ -29,7 +29,11 @@ listener takes the dialer's name from its certificate and accepts only the names
 The dialer's first write (a hello with no frames) names it; every write names its sender, and a
 ``sender`` that disagrees with the certificate is refused. Under ``--insecure`` (plain TCP) the name a
 dialer's first write claims is taken on trust, as gRPC's ``caller`` does. A listener closes a
-connection whose handshake and hello take longer than ``handshake_seconds`` each; a link in use is
+connection whose handshake and hello take longer than ``handshake_seconds`` each, takes a first
+record (the hello) of at most ``FIRST_RECORD_BYTES`` (no buffer for a stranger's long record),
+holds at most ``MAX_UNGREETED`` connections still waiting for their hello (a new one beyond is closed
+at once) and ``MAX_LINKS_PER_PEER`` per peer name (a hello beyond is refused), and any connection
+is closed when a record stays half read for ``pending_seconds``; a link in use is
 never closed for being quiet (a keyed session sends nothing on the party links; closing them would
 drop the pair keys), and TCP keepalives notice a peer that vanished.
 
@@ -124,6 +128,9 @@ MAX_KIND_BYTES = 32  # a kind's UTF-8 (every protocol's kinds are short names)
 CLOSED_REMEMBERED = 100_000
 MAX_WRITE_BYTES = 4 * CHUNK_BYTES  # the longest write (record) a link takes: a batch is at most about chunk_bytes
 MAX_FRAMES_PER_WRITE = 4096  # a write of more frames is malformed (a hub's own writes never batch more)
+FIRST_RECORD_BYTES = 4096  # the longest first record a listener takes (a hello is a few bytes): before it, no buffer
+MAX_LINKS_PER_PEER = 4  # connections one peer name may hold to a listener at once (simultaneous open needs 2)
+MAX_UNGREETED = 64  # connections a listener holds at once whose hello has not come (handshakes included)
 HANDSHAKE_SECONDS = 10.0  # a listener's bound on a TLS handshake, and then on the dialer's hello
 DIAL_SECONDS = 20.0  # a dialer's bound on asking a peer's port and on connecting to it
 
@@ -347,6 +354,7 @@ class Hub:
         self._watcher: asyncio.Task | None = None  # stops listening when the gRPC server stops
         self._connections: set[Connection] = set()  # every open one, dialled or accepted
         self._accepted: set[Connection] = set()  # those peers dialled to this hub
+        self._ungreeted: set[Connection] = set()  # those of them whose hello has not come yet
         self._inbox: dict[tuple[str, bytes, int, str], _Inbox] = {}
         self._pending: dict[str, int] = {}  # bytes held per peer for messages nobody asked for
         self._held: dict[str, OrderedDict[tuple, _Inbox]] = {}  # per peer, those messages in arrival order
@@ -544,7 +552,7 @@ class Hub:
 
     def _connection(self, sock: socket.socket) -> Connection:
         keepalive = (self._limits.keepalive_time, self._limits.keepalive_timeout)
-        connection = Connection(self, MAX_WRITE_BYTES, sock, keepalive)
+        connection = Connection(self, MAX_WRITE_BYTES, sock, keepalive, record_seconds=self.pending_seconds)
         self._connections.add(connection)
         return connection
 
@@ -576,6 +584,10 @@ class Hub:
             except OSError:  # out of descriptors, say: the peer dials again
                 await asyncio.sleep(0.1)
                 continue
+            if len(self._admitting) + len(self._ungreeted) >= MAX_UNGREETED:  # many half-open: new ones closed
+                log.debug("a link connection closed at once: %d wait for their hello", MAX_UNGREETED)
+                sock.close()
+                continue
             task = asyncio.ensure_future(self._admit(sock))
             self._admitting.add(task)
             task.add_done_callback(self._admitting.discard)
@@ -595,7 +607,9 @@ class Hub:
                     log.debug("a link handshake failed: %s", exc)
                 return
         connection = self._connection(sock)
+        connection.max_record = FIRST_RECORD_BYTES  # until the hello came: no buffer for a stranger's long record
         self._accepted.add(connection)
+        self._ungreeted.add(connection)
         timer = asyncio.get_running_loop().call_later(self.handshake_seconds, self._unannounced, connection)
         connection.stream = timer  # replaced by the stream once the hello came
         connection.start()
@@ -638,9 +652,15 @@ class Hub:
             audit.record("denied", caller=who, message="link refused")
             connection.close(f"{who!r} may not open a link to {self.me!r}")
             return None
+        if len(self._streams.get(who, [])) >= MAX_LINKS_PER_PEER:
+            audit.record("denied", caller=who, message="link refused: too many links")
+            connection.close(f"{who!r} has {MAX_LINKS_PER_PEER} links to {self.me!r} already")
+            return None
         timer = connection.stream
         if isinstance(timer, asyncio.TimerHandle):
             timer.cancel()
+        self._ungreeted.discard(connection)
+        connection.max_record = MAX_WRITE_BYTES
         self._register(connection, who)
         return who
 
@@ -694,6 +714,7 @@ class Hub:
         connection to the peer lives on."""
         self._connections.discard(connection)
         self._accepted.discard(connection)
+        self._ungreeted.discard(connection)
         if isinstance(connection.stream, asyncio.TimerHandle):
             connection.stream.cancel()
         peer = connection.peer

@@ -14,7 +14,8 @@ CPU per MiB on both ends, benchmarks/link_transport.py). Small records are read 
 buffer and handed on as copies of their bytes; a record too long for it gets one buffer of its own,
 sized from its prefix once the prefix is checked against the link's limit (``max_record``: a longer
 prefix closes the connection before anything is allocated), and the rest of it is decrypted into
-that buffer directly. Nothing is handed on after a connection is closed. Writing: a record's
+that buffer directly; one not complete within ``record_seconds`` closes the connection (its buffer is
+not held for a peer that stopped half-way). Nothing is handed on after a connection is closed. Writing: a record's
 prefix, then pieces of its bytes of at most ``WRITE_PIECE_BYTES``, each ``send`` encrypting and
 writing it; a writer waits while the socket is full (TLS then takes the same bytes again), and one
 record is written at a time.
@@ -71,9 +72,17 @@ class Connection:
     is done, or a plain one). ``peer`` is the name of the node at its other end once known; ``certified`` the
     name its certificate gives (empty without TLS). :meth:`start` begins reading."""
 
-    def __init__(self, owner: Owner, max_record: int, sock: socket.socket, keepalive: tuple[float, float] | None):
+    def __init__(
+        self,
+        owner: Owner,
+        max_record: int,
+        sock: socket.socket,
+        keepalive: tuple[float, float] | None,
+        record_seconds: float | None = None,
+    ):
         self.owner = owner
-        self.max_record = max_record
+        self.max_record = max_record  # the longest record taken (a link may change it between records)
+        self.record_seconds = record_seconds  # a long record not complete within this is refused (None: no bound)
         self.sock = sock
         self.peer: str | None = None
         self.certified = certificate_name(sock if isinstance(sock, ssl.SSLSocket) else None)
@@ -88,6 +97,7 @@ class Connection:
         self._start = self._end = 0  # unread bytes of the staging buffer
         self._body: memoryview | None = None  # a long record being read into its own buffer
         self._filled = 0
+        self._slow: asyncio.TimerHandle | None = None  # refuses the long record being read if it takes too long
         self._writing = asyncio.Lock()
         self._writable: asyncio.Future | None = None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -144,6 +154,7 @@ class Connection:
             self._filled += nbytes
             if self._filled == len(self._body):
                 body, self._body = self._body, None
+                self._stop_timer()
                 self.owner.received(self, body)
             return
         self._end += nbytes
@@ -168,9 +179,23 @@ class Connection:
                 self._body[:have] = self._view[at : self._end]
                 self._filled = have
                 self._start = self._end = 0
+                if self.record_seconds is not None:
+                    self._slow = self._loop.call_later(self.record_seconds, self._too_slow)
                 return
         if self._start == self._end:
             self._start = self._end = 0
+
+    def _too_slow(self) -> None:
+        """A long record still half read after ``record_seconds``: its buffer is not held any longer."""
+        self._slow = None
+        if self._body is not None and not self.closed:
+            seconds = self.record_seconds or 0.0
+            self.owner.invalid(self, f"a record of {len(self._body)} bytes not complete within {seconds:g} s")
+
+    def _stop_timer(self) -> None:
+        if self._slow is not None:
+            self._slow.cancel()
+            self._slow = None
 
     # -- writing ---------------------------------------------------------------------
 
@@ -228,6 +253,8 @@ class Connection:
         if self.closed:
             return
         self.closed = True
+        self._stop_timer()
+        self._body = None
         self._loop.remove_reader(self._fd)
         self._loop.remove_writer(self._fd)
         waiter, self._writable = self._writable, None

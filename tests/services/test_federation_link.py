@@ -389,12 +389,15 @@ async def test_closing_the_session_log_waits_for_a_write_in_progress(tmp_path, m
 # -- a malicious authenticated peer (review-wire S1, F1, F3, M1) and a careless poster (F4, F2) ------------------
 
 
-async def carol_writes(net, certs, *writes: bytes, who: str = "carol", refused: bool = True) -> str | None:
-    """``who`` opens a raw link to bob and sends ``writes``; why bob closed the connection (None: he did not
-    refuse them within a second, when ``refused`` is False, and ``who`` closed it)."""
+async def carol_writes(
+    net, certs, *writes: bytes, who: str = "carol", refused: bool = True, hello: bool = False
+) -> str | None:
+    """``who`` opens a raw link to bob and sends ``writes`` (after an empty hello, if ``hello``: a first record
+    takes at most FIRST_RECORD_BYTES); why bob closed the connection (None: he did not refuse them within a second,
+    when ``refused`` is False, and ``who`` closed it)."""
     raw = await RawLink.as_node(net.hubs["bob"], Identity(who, certs))
     try:
-        raw.send(*writes)
+        raw.send(*([link.encode(who, [])] if hello else []), *writes)
         try:
             return await raw.ended(10.0 if refused else 1.0)
         except TimeoutError:
@@ -416,7 +419,7 @@ async def test_one_write_of_messages_nobody_asked_for_is_capped_in_number_and_ch
     net = await make_net(certs, max_held_messages=100)
     try:
         bob = net.hubs["bob"]
-        refused = await carol_writes(net, certs, link.encode("carol", empty_messages(1000)))
+        refused = await carol_writes(net, certs, link.encode("carol", empty_messages(1000)), hello=True)
         assert refused is not None and "more than 100 messages" in refused
         held = sum(1 for k in bob._inbox if k[0] == "carol")
         assert held == 100 and bob._pending["carol"] == 100 * link.HELD_COST

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import ssl
 
 import grpc
 import pytest
@@ -191,7 +192,7 @@ async def test_an_overlong_length_prefix_is_refused_before_anything_is_allocated
     big = link.encode("carol", [link.Frame(SID, 0, "x", 0, 1 << 20, bytes(1 << 20))])
     raw = await RawLink.as_node(b, Identity("carol", net.hubs["alice"].identity.certs))
     try:
-        raw.send(big)
+        raw.send(link.encode("carol", []), big)  # its hello first: a first record takes FIRST_RECORD_BYTES at most
         await until(lambda: b._streams.get("carol"))  # registered (or the receive would dial carol, who has no port)
         assert bytes(await b.receive("carol", SID, 0, "x", timeout=10)) == bytes(1 << 20)
         assert sizes == [len(big)]
@@ -319,3 +320,84 @@ def test_a_hubs_own_writes_stay_within_the_frame_bound():
 
     writes = asyncio.run(run())
     assert sum(writes) == 2 * link.MAX_FRAMES_PER_WRITE + 1 and max(writes) == link.MAX_FRAMES_PER_WRITE
+
+
+async def test_a_long_first_record_is_refused_before_anything_is_allocated(net, certs, monkeypatch):
+    """review-links S2-3: before its hello a connection gets no buffer beyond FIRST_RECORD_BYTES, so neither a
+    certificate holder that ``allowed`` refuses nor a member can park 4 MiB per connection ahead of its hello."""
+    b = net.hubs["bob"]
+    sizes: list[int] = []
+    real = link_transport.allocate
+    monkeypatch.setattr(link_transport, "allocate", lambda n: (sizes.append(n), real(n))[1])
+    for name in ("mallory", "carol"):
+        raw = await RawLink.as_node(b, Identity(name, certs))
+        try:
+            raw.send_raw(link_transport.PREFIX.pack(link.MAX_WRITE_BYTES) + b"x" * (256 << 10))
+            why = await raw.ended() or ""
+            assert f"a record of {link.MAX_WRITE_BYTES} bytes exceeds the link's {link.FIRST_RECORD_BYTES}" in why
+        finally:
+            await raw.close()
+    assert sizes == [] and nothing_from(b, "mallory", "carol") and not b._ungreeted
+
+
+async def test_a_peer_holds_at_most_max_links_per_peer_connections(net, certs):
+    b = net.hubs["bob"]
+    raws = [await RawLink.as_node(b, Identity("carol", certs)) for _ in range(link.MAX_LINKS_PER_PEER + 1)]
+    try:
+        for raw in raws[:-1]:
+            raw.send(link.encode("carol", []))
+        await until(lambda: len(b._streams.get("carol", [])) == link.MAX_LINKS_PER_PEER)
+        raws[-1].send(link.encode("carol", []))
+        assert f"has {link.MAX_LINKS_PER_PEER} links to 'bob' already" in (await raws[-1].ended() or "")
+        assert len(b._streams["carol"]) == link.MAX_LINKS_PER_PEER
+        await raws[0].close()
+        await until(lambda: len(b._streams.get("carol", [])) == link.MAX_LINKS_PER_PEER - 1)
+        again = await RawLink.as_node(b, Identity("carol", certs))  # a place freed: taken again
+        raws.append(again)
+        again.send(link.encode("carol", []))
+        await until(lambda: len(b._streams.get("carol", [])) == link.MAX_LINKS_PER_PEER)
+    finally:
+        for raw in raws:
+            await raw.close()
+
+
+async def test_a_listener_holds_at_most_max_ungreeted_connections_waiting_for_their_hello(net, certs, monkeypatch):
+    b = net.hubs["bob"]
+    monkeypatch.setattr(link, "MAX_UNGREETED", 2)
+    quiet = [await RawLink.as_node(b, Identity("mallory", certs)) for _ in range(2)]
+    try:
+        await until(lambda: len(b._ungreeted) == 2)
+        try:
+            late = await asyncio.wait_for(RawLink.as_node(b, Identity("carol", certs)), 5)
+        except (ConnectionError, ssl.SSLError):
+            pass  # closed at accept: its handshake failed
+        else:  # the client saw its handshake finish first: closed at once all the same, with no record
+            try:
+                assert await late.ended(3) is None
+            finally:
+                await late.close()
+        await quiet[0].close()
+        await until(lambda: len(b._ungreeted) == 1)
+        member = await RawLink.as_node(b, Identity("carol", certs))  # a place freed: a new one is admitted
+        quiet.append(member)
+        member.send(link.encode("carol", []))
+        await until(lambda: b._streams.get("carol"))
+    finally:
+        for raw in quiet:
+            await raw.close()
+
+
+async def test_a_record_left_half_read_closes_its_connection(net, certs):
+    b = net.hubs["bob"]
+    b.pending_seconds = 1.0  # read as each connection comes
+    raw = await RawLink.as_node(b, Identity("carol", certs))
+    try:
+        raw.send(link.encode("carol", []))
+        raw.send_raw(link_transport.PREFIX.pack(1 << 20) + b"x" * (100 << 10))  # a 1 MiB record, a tenth of it sent
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        assert f"a record of {1 << 20} bytes not complete within 1 s" in (await raw.ended() or "")
+        assert 0.8 < loop.time() - t0 < 6
+    finally:
+        await raw.close()
+    assert not b._streams.get("carol")
