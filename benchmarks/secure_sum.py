@@ -696,7 +696,10 @@ def main(argv=None) -> int:
     report = {
         "benchmark": "secure_sum",
         "sharing": "keyed (scalar and vectors: PROPOSE, then each party's masked partial sum)",
-        "transport": "mutual TLS 1.3 on loopback: node-to-node links and the analyst's query link (gRPC only to find a link's port)",
+        "transport": (
+            "mutual TLS 1.3 on loopback: node-to-node links and the analyst's query link (gRPC only to find a "
+            "link's port)"
+        ),
         "machine": {
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
