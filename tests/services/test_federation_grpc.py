@@ -76,8 +76,8 @@ class Dropping(PartyNode):
 @pytest.mark.parametrize(
     "cls, sharing, code, words, timeout",
     [
-        (Stalling, "seeded", grpc.StatusCode.ABORTED, ["no share from bob before the deadline"], 1.0),
-        (Stalling, "keyed", grpc.StatusCode.DEADLINE_EXCEEDED, ["bob did not send its partial sum"], 1.0),
+        (Stalling, "seeded", grpc.StatusCode.ABORTED, ["no share from bob before the deadline"], 3.0),
+        (Stalling, "keyed", grpc.StatusCode.DEADLINE_EXCEEDED, ["bob did not send its partial sum"], 3.0),
         (Dropping, "seeded", grpc.StatusCode.ABORTED, ["dropped out"], 30.0),  # at once, not at the deadline
         (Dropping, "keyed", grpc.StatusCode.ABORTED, ["dropped out"], 30.0),
     ],
