@@ -500,17 +500,27 @@ class Hub:
             raise LinkError(peer, str(exc)) from None
         known = peer in self._ports
         try:
-            connection = await self._connect(peer, host, await self._port(peer))
+            connection = await self._reach(peer, host)
         except LinkError:
             if not known:
                 raise
-            connection = await self._connect(peer, host, await self._port(peer))  # it restarted on another port
+            connection = await self._reach(peer, host)  # it restarted on another port: asked again
+        stream = self._register(connection, peer)
+        try:
+            await stream.write(encode(self.me, []))
+        except Closed as exc:
+            raise LinkError(peer, f"its link closed at once ({exc})") from None
+        return stream
+
+    async def _reach(self, peer: str, host: str) -> Connection:
+        """A connection to ``peer``'s links whose certificate names it; a port that reaches another listener is
+        forgotten (the next dial asks again)."""
+        connection = await self._connect(peer, host, await self._port(peer))
         if self._secure and connection.certified != peer:
             connection.close()
+            self._ports.pop(peer, None)
             raise LinkError(peer, f"its link presented a certificate for {connection.certified!r}, not for {peer!r}")
-        stream = self._register(connection, peer)
-        await stream.write(encode(self.me, []))
-        return stream
+        return connection
 
     async def _port(self, peer: str) -> int:
         """The port ``peer``'s links listen on, as it says over its authenticated gRPC channel (kept)."""
@@ -713,6 +723,7 @@ class Hub:
         """A connection is closed (by either end, or broken): whatever waits on its peer fails, unless another
         connection to the peer lives on."""
         self._connections.discard(connection)
+        dialled = connection not in self._accepted
         self._accepted.discard(connection)
         self._ungreeted.discard(connection)
         if isinstance(connection.stream, asyncio.TimerHandle):
@@ -722,6 +733,8 @@ class Hub:
             return
         if connection.farewell is not None:
             why = f"the peer closed the link: {connection.farewell}"
+            if dialled:  # perhaps refused at our hello: a stale port reaching another hub
+                self._ports.pop(peer, None)  # (two hubs of one node share its certificate): the next dial asks again
         elif error is not None:
             why = f"link broke ({error})"
         else:
