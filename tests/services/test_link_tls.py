@@ -202,6 +202,22 @@ async def test_a_name_allowed_refuses_is_refused_with_a_valid_certificate(net, c
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
+async def test_a_tls_1_2_client_fails_the_handshake(net, certs):
+    """review-links M13: a listener takes TLS 1.3 only (a member's valid certificate offered over TLS 1.2 fails)."""
+    b = net.hubs["bob"]
+    old = Identity("carol", certs).link_context(server=False)
+    old.minimum_version = ssl.TLSVersion.TLSv1_2
+    old.maximum_version = ssl.TLSVersion.TLSv1_2
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        raw = await RawLink.open(b, old)
+        try:
+            raw.send(link.encode("carol", []))
+            await raw.ended(5)  # (a client that thought its handshake done learns otherwise here)
+        finally:
+            await raw.close()
+    assert nothing_from(b, "carol")
+
+
 async def test_plaintext_to_the_tls_port_is_refused(net):
     b = net.hubs["bob"]
     raw = await RawLink.open(b, None)
