@@ -711,6 +711,15 @@ class Hub:
         except LinkError as exc:
             self.invalid(connection, exc.reason)
 
+    def linked(self, peer: str) -> bool:
+        """Whether a link to ``peer`` is open."""
+        return bool(self._streams.get(peer))
+
+    def refuse(self, peer: str, reason: str) -> None:
+        """Close every connection of ``peer`` for breaking a rule of the link's user (audited, the peer told why)."""
+        for connection in [c for c in self._connections if c.peer == peer]:
+            self.invalid(connection, reason)
+
     def invalid(self, connection: Connection, reason: str) -> None:
         """A peer sent what a link refuses: audited, and the connection closed, telling the peer why."""
         audit.record("invalid", caller=connection.peer or connection.certified, message=reason)

@@ -242,14 +242,11 @@ class QueryService:
         federation = self.node.federation
         return who in federation.names("client") and who not in federation.names("party")
 
-    def _linked(self, client: str) -> bool:
-        return bool(self.hub._streams.get(client))  # (the hub has no public view of its links)
-
     def _takes(self, who: str) -> bool:
         """Whether the clients' hub takes a link from ``who``: a client with no link here yet. The hub answers a
         client by its name, so two links of one name at once would receive each other's replies: the second
         is refused (its analyst's probe fails and it asks over gRPC)."""
-        return self._is_client(who) and not self._linked(who)
+        return self._is_client(who) and not self.hub.linked(who)
 
     async def Port(self, request: pb.LinkPortRequest, context) -> pb.LinkPort:
         """The port of the caller's hub: the clients' for a client, the parties' for anyone else (which refuses
@@ -283,13 +280,12 @@ class QueryService:
     def _refuse(self, client: str, reason: str) -> None:
         """A client broke the query link's rules: its link is closed (audited once, the client told why); its
         calls are given up as when it leaves."""
-        for connection in [c for c in self.hub._connections if c.peer == client]:
-            self.hub.invalid(connection, reason)
+        self.hub.refuse(client, reason)
 
     # -- the hub's pushed kinds ---------------------------------------------------------------------
 
     def _hello(self, client: str, probe: bytes, _round: int, _payload: memoryview) -> None:
-        if not self._linked(client):
+        if not self.hub.linked(client):
             return  # the rest of a write whose link was closed
         if client in self._welcomed:
             return self._refuse(client, "a second hello on one query link")
@@ -297,7 +293,7 @@ class QueryService:
         self.hub.post(client, probe, 0, WELCOME, b"").add_done_callback(_retrieved)
 
     def _request(self, kind: str, client: str, request: bytes, _round: int, payload: memoryview) -> None:
-        if not self._linked(client):
+        if not self.hub.linked(client):
             return  # the rest of a write whose link was closed
         key = (client, request)
         if key in self._calls:
@@ -337,7 +333,7 @@ class QueryService:
             self._in_flight.pop(client, None)
         if task.cancelled():
             context.given_up = True
-        if self._linked(client):
+        if self.hub.linked(client):
             context.end()
 
     def _give_up(self, task: asyncio.Task, context: LinkContext) -> None:
@@ -353,7 +349,7 @@ class QueryService:
             self._give_up(*call)
 
     def _unread(self, client: str) -> None:
-        if self._linked(client):
+        if self.hub.linked(client):
             self._refuse(client, "replies not read: more than the link queues for one client")
 
     def _dropped(self, client: str, _error: LinkError) -> None:
