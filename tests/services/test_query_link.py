@@ -403,7 +403,7 @@ async def test_under_insecure_the_analyst_asks_over_grpc(tmp_path):
     from services.data import Table
     from services.party_node import PartyNode
     from services.server import start
-    from tests.support.federation import federation_doc
+    from tests.support.federation import federation_doc, serving_at
 
     names = ["alice", "bob", "carol"]
     f = fed.parse(federation_doc(names), tmp_path)
@@ -412,16 +412,7 @@ async def test_under_insecure_the_analyst_asks_over_grpc(tmp_path):
     servers, ports = {}, {}
     for name, node in nodes.items():
         servers[name], ports[name] = await start(Identity(name, None, insecure=True), "127.0.0.1:0", node.services())
-    f = f.model_copy(
-        update={
-            "nodes": tuple(
-                n.model_copy(update={"address": f"127.0.0.1:{ports[n.name]}"}) if n.name in ports else n
-                for n in f.nodes
-            )
-        }
-    )
-    for node in nodes.values():
-        node.federation = f
+    f = serving_at(f, nodes, ports)
     try:
         assert nodes["coordinator"].queries.hub.port == 0  # the clients' hub does not even listen
         async with Analyst(f, "analyst", insecure=True) as a:

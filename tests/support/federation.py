@@ -119,6 +119,11 @@ async def make_cluster(certs, data=None, policy=None, party_cls=PartyNode, ledge
         limits,
     )
     nodes["coordinator"] = coord
+    return Cluster(serving_at(f, nodes, ports), nodes, servers)
+
+
+def serving_at(f, nodes, ports):
+    """``f`` with each node of ``ports`` at its loopback port, handed to every node of ``nodes``; returned."""
     real = f.model_copy(
         update={
             "nodes": tuple(
@@ -129,7 +134,7 @@ async def make_cluster(certs, data=None, policy=None, party_cls=PartyNode, ledge
     )
     for node in nodes.values():
         node.federation = real
-    return Cluster(real, nodes, servers)
+    return real
 
 
 @pytest.fixture
