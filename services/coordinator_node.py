@@ -75,10 +75,8 @@ MAX_REASON = 500  # characters of a party's abort reason passed on
 SESSIONS_PER_PARTY = 64  # sessions in flight to one party at once; more queries wait (party_node.MAX_SESSIONS)
 REFUSED_SECONDS = 60.0  # after a party refused a keyed session, its sessions run seeded for this long
 COALESCE_LENGTH = 1024  # ring elements: a single query at most this long may run together with others
-COALESCED = (
-    "run together with other DP queries in one seeded session, so that no party is charged unless every party "
-    "accepted (a keyed partial sum is charged as it leaves)"
-)
+SEEDED_WHY = "so that no party is charged unless every party accepted (a keyed partial sum is charged as it leaves)"
+COALESCED = f"run together with other DP queries in one seeded session, {SEEDED_WHY}"
 
 EXPIRED_WAITING = "the query's deadline passed while it waited for a session; nothing was proposed"
 CHARGED_TOGETHER = (
@@ -590,10 +588,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         a whole batch's loss, and each party's budget is then the whole batch or nothing. The reason names the
         first party in the way."""
         if len(specs) > 1 and any(not s.is_exact for s in specs):
-            return (
-                "a batch of DP statistics runs seeded, so that no party is charged unless every party accepted "
-                "(a keyed partial sum is charged as it leaves)"
-            )
+            return f"a batch of DP statistics runs seeded, {SEEDED_WHY}"
         now = self._clock()
         for p in specs[0].parties:
             policy = self._policy(p)
