@@ -2,9 +2,10 @@
 
 A :class:`Hub` is a node's end of every link. ``await hub.send(peer, session,
 round, kind, payload)`` delivers an opaque message (bytes, or a numpy array
-sent as its raw bytes) to ``peer``; ``await hub.receive(peer, session, round,
-kind)`` returns the message ``peer`` sent under that tag, whenever it
-arrived (before or after the call). Messages are cut into frames of at most
+sent as its raw bytes, or a tuple of those sent as their concatenation) to
+``peer``; ``await hub.receive(peer, session, round, kind)`` returns the
+message ``peer`` sent under that tag, whenever it arrived (before or after
+the call). Messages are cut into frames of at most
 ``chunk_bytes`` and reassembled by one assembler that checks every offset
 and length; ``hub.expect(..., sink)`` instead hands each piece to ``sink``
 as it arrives (a running sum folds the bytes in with no assembly buffer).
@@ -41,8 +42,8 @@ Frames are raw bytes: a write is :func:`encode`'s layout (the sender's name, the
 header, session id, kind and payload), carried as one length-prefixed record, whose length is
 checked against ``MAX_WRITE_BYTES`` before anything is allocated for it; TLS decrypts a long
 record straight into one buffer sized from its prefix, and :func:`decode` reads the frames as views
-of it. A payload is copied once on its way out and not at all before a sink; a malformed write (or
-prefix) closes the connection, telling the peer why (a farewell record).
+of it. A payload is not copied on its way out (TLS encrypts it where it lies) nor before a sink; a
+malformed write (or prefix) closes the connection, telling the peer why (a farewell record).
 
 Sending: ``hub.post(...)`` queues a message for a peer and returns a future
 that is done once it is written (``send`` awaits it). One writer per peer
@@ -51,7 +52,8 @@ every session in flight to that peer) goes out in one write of up to
 ``chunk_bytes``, so the per-write cost is paid per batch, not per message.
 A payload is read when its frame is written, not when it is posted: it
 must not change until its future is done (a message given up after its
-first frame was written keeps a copy of the rest).
+first frame was written keeps a copy of the rest; the frame of it in the
+write under way, if any, is read until that write ends).
 
 Pushed kinds: ``hub.on(kind, handler)`` hands every complete message of
 ``kind`` to ``handler(peer, session, round, payload)`` instead of holding it
@@ -152,15 +154,20 @@ class Frame(NamedTuple):
 
 
 def encode(sender: str, frames: Iterable[Frame]) -> bytes:
-    """One write of a link: ``sender``'s name, then each frame's header, session id, kind and payload (the one
-    copy of the payload on the way out: the link carries the result as it is)."""
+    """One write of a link as one buffer: :func:`encoded`'s pieces joined."""
+    return b"".join(encoded(sender, frames))
+
+
+def encoded(sender: str, frames: Iterable[Frame]) -> list[bytes | memoryview]:
+    """One write of a link as the pieces the link sends one after the other (no copy joins them): ``sender``'s
+    name, then each frame's header, session id, kind and payload (the payload where it lies)."""
     name = sender.encode()
     parts: list[bytes | memoryview] = [_WRITE.pack(VERSION, len(name)), name]
     for f in frames:
         kind = f.kind.encode()
         parts += [_FRAME.pack(len(f.session_id), len(kind), f.round, f.offset, f.total, len(f.payload)), f.session_id]
         parts += [kind, f.payload]
-    return b"".join(parts)
+    return parts
 
 
 class FrameError(ValueError):
@@ -276,8 +283,8 @@ class _Stream:
         self._write = write
         self._cancel = cancel
 
-    async def write(self, data: bytes) -> None:
-        """Write one :func:`encode`-d write."""
+    async def write(self, data: bytes | list[bytes | memoryview]) -> None:
+        """Write one write, :func:`encode`-d or as its :func:`encoded` pieces."""
         await self._write(data)
 
     def cancel(self) -> None:
@@ -397,8 +404,8 @@ class Hub:
             raise LinkError(
                 peer, f"a session id is {SESSION_ID_BYTES} bytes, a kind at most {MAX_KIND_BYTES}, a round below 2**32"
             )
-        data = as_bytes(payload)
-        total = len(data)
+        parts = [as_bytes(p) for p in payload] if isinstance(payload, tuple) else [as_bytes(payload)]
+        total = sum(len(p) for p in parts)
         if total > self.max_message_bytes:
             raise LinkError(peer, f"message of {total} bytes exceeds the link's {self.max_message_bytes}")
         box = self._outboxes.setdefault(peer, _Outbox())
@@ -412,9 +419,12 @@ class Hub:
         if full:
             _fail(done, LinkError(peer, f"more than {full} wait to be written to this peer"))
             return done
-        frames = [
-            Frame(session, round, kind, offset, total, piece) for offset, piece in chunks(data, 1, self.chunk_bytes)
-        ]
+        frames: list[Frame] = []
+        at = 0
+        for part in parts:  # a tuple's parts in frames of their own (no copy joins them): offsets run on
+            if part or not (total or frames):
+                frames += [Frame(session, round, kind, at + o, total, p) for o, p in chunks(part, 1, self.chunk_bytes)]
+            at += len(part)
         message = _Message(frames, done, session, droppable)
         box.messages.append(message)
         box.queued += message.size
@@ -449,7 +459,7 @@ class Hub:
                         written.append(message.done)
                 if not batch:
                     break
-                await stream.write(encode(self.me, batch))
+                await stream.write(encoded(self.me, batch))
                 for done in written:
                     if not done.done():
                         done.set_result(None)

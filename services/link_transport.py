@@ -15,8 +15,10 @@ buffer and handed on as copies of their bytes; a record too long for it gets one
 sized from its prefix once the prefix is checked against the link's limit (``max_record``: a longer
 prefix closes the connection before anything is allocated), and the rest of it is decrypted into
 that buffer directly; one not complete within ``record_seconds`` closes the connection (its buffer is
-not held for a peer that stopped half-way). Nothing is handed on after a connection is closed. Writing: a record's
-prefix, then pieces of its bytes of at most ``WRITE_PIECE_BYTES``, each ``send`` encrypting and
+not held for a peer that stopped half-way). Nothing is handed on after a connection is closed. Writing: a record is
+given as one buffer or as a list of buffers (a write's headers and its payloads where they lie: nothing
+joins them into one copy first); its prefix and its short pieces go out joined, its long pieces in
+pieces of at most ``WRITE_PIECE_BYTES`` from their own memory, each ``send`` encrypting and
 writing it; a writer waits while the socket is full (TLS then takes the same bytes again), and one
 record is written at a time.
 
@@ -45,7 +47,12 @@ STAGING_BYTES = 64 << 10
 READ_TURN_BYTES = 256 << 10  # read at most about this much per turn of the event loop (less than a longest write:
 # the records, so the frames, one connection hands on per turn are bounded; a long record takes several turns)
 WRITE_PIECE_BYTES = 256 << 10  # what TLS encrypts at once: a 1 MiB piece costs the sender about twice the CPU
+SMALL_PIECE_BYTES = 16 << 10  # a record's pieces up to this long are sent joined with their neighbours (one TLS
+# record, one send), longer ones from where they are
 MAX_FAREWELL_BYTES = 1000
+
+
+Buffer = bytes | bytearray | memoryview
 
 
 class Closed(ConnectionError):
@@ -199,13 +206,24 @@ class Connection:
 
     # -- writing ---------------------------------------------------------------------
 
-    async def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Send one record; returns once the socket took all of it (waiting while it is full)."""
-        view = memoryview(data).cast("B")
+    async def write(self, data: Buffer | list[Buffer] | tuple[Buffer, ...]) -> None:
+        """Send one record: ``data``, or the concatenation of a list or tuple of buffers (sent where they are, never
+        joined into one: a small piece goes out together with its small neighbours and the prefix, a long one in
+        pieces of ``WRITE_PIECE_BYTES`` straight from its own memory). Returns once the socket took all of it
+        (waiting while it is full); the buffers must not change until then."""
+        views = list(map(_bytes_of, data)) if isinstance(data, (list, tuple)) else [_bytes_of(data)]
+        small: list[memoryview | bytes] = [PREFIX.pack(sum(map(len, views)))]
         async with self._writing:  # one record at a time: another writer waits for this one's last piece
-            await self._send(memoryview(PREFIX.pack(len(view))))
-            for at in range(0, len(view), WRITE_PIECE_BYTES):
-                await self._send(view[at : at + WRITE_PIECE_BYTES])
+            for view in views:
+                if len(view) <= SMALL_PIECE_BYTES:
+                    small.append(view)
+                    continue
+                await self._send(memoryview(b"".join(small)))
+                small = []
+                for at in range(0, len(view), WRITE_PIECE_BYTES):
+                    await self._send(view[at : at + WRITE_PIECE_BYTES])
+            if small:
+                await self._send(memoryview(b"".join(small)))
 
     async def _send(self, view: memoryview) -> None:
         while view:
@@ -315,6 +333,10 @@ async def dial(host: str, port: int, context: ssl.SSLContext | None, name: str, 
             sock.close()
             error = exc if isinstance(exc, OSError) else OSError(f"no answer within {timeout:g} s")
     raise error
+
+
+def _bytes_of(data: Buffer) -> memoryview:
+    return memoryview(data).cast("B")
 
 
 def _set(future: asyncio.Future) -> None:

@@ -355,8 +355,8 @@ def test_a_hubs_own_writes_stay_within_the_frame_bound():
         hub = Hub(Identity("alice", None, True), {}.__getitem__, lambda who: True)
         writes: list[int] = []
 
-        async def write(data: bytes) -> None:
-            writes.append(sum(1 for _ in link.decode(data)[1]))
+        async def write(data: list) -> None:
+            writes.append(sum(1 for _ in link.decode(b"".join(data))[1]))
 
         hub._streams["bob"] = [link._Stream(write, lambda: None)]
         posted = [hub.post("bob", bytes(16), 0, "x", b"") for _ in range(2 * link.MAX_FRAMES_PER_WRITE + 1)]

@@ -1,0 +1,139 @@
+"""The vector path of a secure sum: records sent from where their bytes lie (services.link_transport,
+services.link, services.sessions), and what a connection's reader does with records split across reads."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import numpy as np
+
+from services import link, link_transport
+from services.link import Hub
+from services.sessions import keyed_partial
+from services.tls import Identity
+
+SID = b"v" * 16
+
+
+class Recorder:
+    """A connection's owner that keeps what it is told."""
+
+    def __init__(self):
+        self.records: list[bytes] = []
+        self.invalids: list[str] = []
+        self.ends: list[BaseException | None] = []
+        self.got = asyncio.Event()
+
+    def received(self, connection, record: memoryview) -> None:
+        self.records.append(bytes(record))
+        self.got.set()
+
+    def invalid(self, connection, reason: str) -> None:
+        self.invalids.append(reason)
+        connection.close()
+
+    def ended(self, connection, error) -> None:
+        self.ends.append(error)
+        self.got.set()
+
+
+def pair(max_record: int = 1 << 22) -> tuple[link_transport.Connection, link_transport.Connection, Recorder]:
+    """Two plain connections on loopback; the second one's records go to the returned recorder."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        a = socket.create_connection(listener.getsockname())
+        b, _ = listener.accept()
+    a.setblocking(False)
+    b.setblocking(False)
+    owner = Recorder()
+    sender = link_transport.Connection(Recorder(), max_record, a, None)
+    receiver = link_transport.Connection(owner, max_record, b, None)
+    receiver.start()
+    return sender, receiver, owner
+
+
+async def until_records(owner: Recorder, n: int) -> None:
+    for _ in range(500):
+        if len(owner.records) >= n or owner.ends:
+            return
+        owner.got.clear()
+        await asyncio.wait_for(owner.got.wait(), 5)
+
+
+async def test_a_record_given_as_pieces_arrives_whole_and_its_long_pieces_are_sent_from_their_own_memory():
+    sender, receiver, owner = pair()
+    vector = np.arange(50_000, dtype=np.uint64)  # 400,000 bytes: two write pieces and a rest
+    sent: list[memoryview] = []
+    real = sender._send
+
+    async def spy(view: memoryview) -> None:
+        sent.append(view)
+        await real(view)
+
+    sender._send = spy  # type: ignore[method-assign]
+    await sender.write([b"ab", memoryview(vector).cast("B"), b"cd", b""])
+    await until_records(owner, 1)
+    assert owner.records == [b"ab" + vector.tobytes() + b"cd"]
+    # the prefix and the short first piece in one send; the vector in WRITE_PIECE_BYTES pieces of its own
+    # memory (no join copied it); the short tail after it in one more send
+    assert bytes(sent[0]) == link_transport.PREFIX.pack(4 + vector.nbytes) + b"ab"
+    long_sends = sent[1:-1]
+    piece = link_transport.WRITE_PIECE_BYTES
+    assert [len(v) for v in long_sends] == [piece, vector.nbytes % piece]
+    assert all(v.obj is vector for v in long_sends)
+    assert bytes(sent[-1]) == b"cd"
+    sender.close()
+    receiver.close()
+
+
+async def test_a_record_of_one_buffer_and_an_empty_record_still_arrive():
+    sender, receiver, owner = pair()
+    await sender.write(b"")
+    await sender.write(bytearray(b"x" * 70_000))  # longer than the staging buffer: a buffer of its own
+    await sender.write(())
+    await until_records(owner, 3)
+    assert owner.records == [b"", b"x" * 70_000, b""]
+    sender.close()
+    receiver.close()
+
+
+def lone_hub(written: list) -> Hub:
+    hub = Hub(Identity("bob", None, insecure=True), lambda peer: "nowhere", lambda peer: True)
+
+    async def open_(peer):
+        async def write(pieces):
+            written.append(pieces)
+
+        return link._Stream(write, lambda: None)
+
+    hub._stream = open_  # type: ignore[method-assign]
+    return hub
+
+
+async def test_a_keyed_partial_is_posted_as_the_vector_where_it_lies_then_its_key_ids():
+    """The ids follow the vector in frames of their own: no copy of the vector is made to append them."""
+    written: list = []
+    hub = lone_hub(written)
+    vector = np.arange(300_000, dtype=np.uint64)  # 2.4 MB: three frames of at most 1 MiB
+    ids = [b"\x01" * 8, b"\x02" * 8]
+    payload = keyed_partial(vector, ids)
+    await asyncio.wait_for(hub.post("carol", SID, 0, "sum.partial", payload), 5)
+    pieces = [p for write in written for p in write]
+    frames = [f for write in written for f in link.decode(b"".join(write))[1]]
+    assert [f.offset for f in frames] == [0, 1 << 20, 2 << 20, vector.nbytes]
+    assert {f.total for f in frames} == {vector.nbytes + 16}
+    assert b"".join(bytes(f.payload) for f in frames) == vector.tobytes() + b"".join(ids)
+    vector_pieces = [p for p in pieces if isinstance(p, memoryview) and len(p) >= 1 << 16]
+    assert sum(map(len, vector_pieces)) == vector.nbytes
+    assert all(np.shares_memory(np.frombuffer(p, np.uint8), vector) for p in vector_pieces)
+
+
+async def test_a_tuple_payload_with_empty_parts_is_one_message_of_their_concatenation():
+    written: list = []
+    hub = lone_hub(written)
+    await asyncio.wait_for(hub.post("carol", SID, 0, "k", (b"", b"abc", b"", b"de")), 5)
+    await asyncio.wait_for(hub.post("carol", SID, 1, "k", (b"", b"")), 5)
+    frames = [f for write in written for f in link.decode(b"".join(write))[1]]
+    first = [f for f in frames if f.round == 0]
+    assert [(f.offset, f.total, bytes(f.payload)) for f in first] == [(0, 5, b"abc"), (3, 5, b"de")]
+    assert [(f.offset, f.total, bytes(f.payload)) for f in frames if f.round == 1] == [(0, 0, b"")]
