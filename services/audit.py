@@ -16,11 +16,12 @@ The ordinary diagnostic log of the node (``logging``) goes to the same place.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import os
+import re
 import sys
+import time
 from pathlib import Path
 
 EVENTS = ("started", "refused", "aborted", "released", "fetched", "denied", "invalid", "idle_closed", "error", "closed")
@@ -50,10 +51,15 @@ _level = logging.WARNING  # the root level before it
 
 
 class _JsonLines(logging.Formatter):
+    _second, _when = -1, ""  # the last second formatted, and its text up to the milliseconds
+
     def format(self, record: logging.LogRecord) -> str:
         event = getattr(record, "audit", None)
+        second, micros = divmod(round(record.created * 1e6), 1_000_000)  # as datetime rounds it
+        if second != self._second:
+            self._second, self._when = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         line = {
-            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
+            "time": f"{self._when}.{micros // 1000:03d}+00:00",  # ISO 8601, UTC
             "node": _node,
             "level": record.levelname.lower(),
         }
@@ -65,8 +71,13 @@ class _JsonLines(logging.Formatter):
 
 
 class _Text(logging.Formatter):
+    _second, _when = -1, ""  # the last second formatted, and its text (a node writes many lines a second)
+
     def format(self, record: logging.LogRecord) -> str:
-        when = dt.datetime.fromtimestamp(record.created, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        second = int(record.created)
+        if second != self._second:
+            self._second, self._when = second, time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second))
+        when = self._when
         event = getattr(record, "audit", None)
         if event is None:
             return f"{when} {_node} {record.levelname.lower()} {record.name}: {record.getMessage()}"
@@ -74,9 +85,12 @@ class _Text(logging.Formatter):
         return f"{when} {_node} AUDIT {event['event']} {fields}".rstrip()
 
 
+_QUOTED = re.compile(r'[\s"=]')  # a field value with any of these (or empty) is written as a JSON string
+
+
 def _quote(value) -> str:
     text = str(value)
-    return json.dumps(text) if (not text or any(c.isspace() or c in '"=' for c in text)) else text
+    return json.dumps(text) if (not text or _QUOTED.search(text)) else text
 
 
 def _open_private(path: Path):
@@ -134,4 +148,7 @@ def record(event: str, **fields) -> None:
         raise ValueError(f"audit events never carry {', '.join(sorted(leaked))}")
     clean = {k: v for k, v in fields.items() if v is not None and v != ""}
     level = logging.WARNING if event in ("denied", "invalid", "error") else logging.INFO
-    _log.log(level, "%s %s", event, clean, extra={"audit": {"event": event, **clean}})
+    if _log.isEnabledFor(level):  # the record made here: Logger.log would walk the stack for its caller each time
+        extra = {"audit": {"event": event, **clean}}
+        made = _log.makeRecord(_log.name, level, __file__, 0, "%s %s", (event, clean), None, "record", extra)
+        _log.handle(made)
