@@ -41,6 +41,8 @@ MAX_PARTIES = 1024
 MAX_KEYED_PARTIES = 64  # a keyed session costs each party n - 1 pair keys and the coordinator n^2 key id checks
 MAX_DEADLINE_SECONDS = 600.0  # default cap on how far ahead a session's deadline may be
 MAX_BATCH = 256  # statistics asked in one session (a party decodes, checks and encodes each)
+_VALID_SHAPES: dict[tuple[object, ...], Sharing] = {}  # QuerySpec._shape of specs that passed _validate -> their sharing
+_MAX_VALID_SHAPES = 4096  # then forgotten all at once (a node sees a few shapes: its analysts' queries)
 
 __all__ = [
     "MAX_BATCH",
@@ -61,6 +63,10 @@ __all__ = [
 def new_session_id() -> bytes:
     """A fresh, unguessable session id from the OS CSPRNG."""
     return os.urandom(SESSION_ID_BYTES)
+
+
+def _typed(value: object) -> tuple[type, object]:
+    return type(value), value
 
 
 def _finite(x: object) -> bool:
@@ -130,7 +136,44 @@ class QuerySpec:
         object.__setattr__(self, "parties", tuple(self.parties))
         object.__setattr__(self, "categories", tuple(self.categories))
         object.__setattr__(self, "bounds", tuple(self.bounds))
-        self._validate()
+        shape = self._shape()
+        sharing = _VALID_SHAPES.get(shape) if shape is not None else None
+        if sharing is None:
+            self._validate()
+            if shape is not None:
+                if len(_VALID_SHAPES) >= _MAX_VALID_SHAPES:
+                    _VALID_SHAPES.clear()
+                _VALID_SHAPES[shape] = self.sharing
+            return
+        object.__setattr__(self, "sharing", sharing)  # every other field passed _validate before, alike
+        self._validate_session()
+
+    def _shape(self) -> tuple[object, ...] | None:
+        """Every field but the session id and the deadline, each with its type (so 1, 1.0 and True differ): what
+        :meth:`_validate` decides on besides those two, so a spec of a shape validated before needs only
+        :meth:`_validate_session` (specs differing only in their session arrive once per query). None if a field
+        cannot be a key (it then fails validation)."""
+        typed = _typed
+        shape = (
+            typed(self.statistic),
+            tuple(map(typed, self.parties)),
+            typed(self.column),
+            typed(self.dimension),
+            tuple(map(typed, self.bounds)),
+            tuple(map(typed, self.categories)),
+            typed(self.frac_bits),
+            typed(self.max_records),
+            typed(self.epsilon),
+            typed(self.delta),
+            typed(self.mechanism),
+            typed(self.colluders),
+            typed(self.sharing),
+        )
+        try:
+            hash(shape)
+        except TypeError:
+            return None
+        return shape
 
     def _from_loss(self, loss: PrivacyLoss) -> None:
         if loss.relation is not Relation.RECORD:
@@ -161,9 +204,18 @@ class QuerySpec:
             raise SpecError("sharing", f"must be one of {', '.join(SHARING_MODES)}, got {self.sharing!r}") from None
         if self.sharing is Sharing.KEYED and len(self.parties) > MAX_KEYED_PARTIES:
             raise SpecError("sharing", f"keyed sessions take at most {MAX_KEYED_PARTIES} parties; use seeded")
+        self._validate_deadline()
+        self._validate_headroom()
+
+    def _validate_session(self) -> None:
+        """The two fields that change from query to query (the rest: :meth:`_shape`)."""
+        if not isinstance(self.session_id, bytes) or len(self.session_id) != SESSION_ID_BYTES:
+            raise SpecError("session_id", f"must be {SESSION_ID_BYTES} random bytes")
+        self._validate_deadline()
+
+    def _validate_deadline(self) -> None:
         if not isinstance(self.deadline, (int, float)) or math.isnan(self.deadline) or self.deadline <= 0:
             raise SpecError("deadline", "must be a positive UNIX time (or infinity for no deadline)")
-        self._validate_headroom()
 
     def _validate_parties(self) -> None:
         if len(self.parties) < 2:
