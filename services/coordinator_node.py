@@ -227,6 +227,8 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             await asyncio.wait(self._sessions, timeout=ABORT_GRACE)
         if self._keeping:
             await asyncio.wait(list(self._keeping.values()))
+        if self.store is not None:
+            self.store.close()
         await self.queries.close()
         await self.link.close()
         await self.channels.close()
@@ -494,11 +496,12 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             member.result.set_result((release, member.spec, ""))
 
     async def _keep(self, sid: str, client: str, exact: bool, parts: list) -> None:
-        """Keep a release durably (off the loop). An exact release charged nothing, so it is sent without
-        waiting for the disk; until it is kept, Fetch waits for it (``_keeping``)."""
+        """Keep a release durably (off the loop, releases kept at once sharing one write and fsync). An exact
+        release charged nothing, so it is sent without waiting for the disk; until it is kept, Fetch waits for it
+        (``_keeping``)."""
         assert self.store is not None
         try:
-            await asyncio.to_thread(self.store.put, sid, client, exact, parts)
+            await self.store.keep(sid, client, exact, parts)
         except OSError as exc:  # the release still goes to the analyst; it cannot be fetched again
             log.error("could not keep the release of session %s: %s", sid, exc)
 

@@ -20,17 +20,21 @@ option that cannot be honoured (a confidence level whose intervals cannot be
 computed) is refused before any ledger is charged.
 
 :class:`ReleaseStore` keeps each release's parts under its session id in the
-coordinator's state directory (one owner-only file per session, written
-atomically before the coordinator charges its ledger), so spent budget always
-yields its result: :meth:`CoordinatorNode.Fetch` returns it again at no cost.
+coordinator's state directory (appended to one owner-only log and fsynced, many
+releases to one write and fsync, before the coordinator charges its ledger), so
+spent budget always yields its result: :meth:`CoordinatorNode.Fetch` returns it
+again at no cost.
 """
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import json
 import os
 import re
 import struct
+import threading
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -357,44 +361,119 @@ def _label_bytes(label: str) -> int:
 
 _SESSION = re.compile(r"^[0-9a-f]{32}$")
 _LENGTH = struct.Struct(">I")
+_RECORD = struct.Struct(">16sQ")  # a kept release's session id and length, in the release log
 
 
 class ReleaseStore:
-    """Released parts by session id, one file per session in ``folder`` (created 0700, files 0600)."""
+    """Released parts by session id, appended to one log, ``releases.log`` in ``folder`` (created 0700, the log 0600).
+
+    A record is the session id (16 bytes) and its length, then the blobs (each length-prefixed) of the meta (who may
+    fetch it, whether it was exact, when) and of each part in its wire form. A release is kept once its record is
+    written and fsynced: :meth:`put` waits for that; :meth:`keep`, on an event loop, shares one write and one fsync
+    among the releases kept meanwhile (group commit, off the loop). Appending to one open file costs a fraction of
+    a file per release (create, fsync, rename, fsync the folder: ~0.8 ms of CPU each on ext4). Opening the store
+    reads the records' heads into an index (session id -> offset; ~100 bytes of memory per release) and cuts off
+    a record a crash tore at the end (it was never acknowledged). A write that fails part-way (disk full) is cut
+    off before the next one. Releases kept as one file each (``<session>.release``, before the log) are still
+    found. One process writes a folder's log at a time (the coordinator of a state directory)."""
+
+    LOG = "releases.log"
 
     def __init__(self, folder):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path = self.folder / self.LOG
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        self._index: dict[bytes, int] = {}  # session id -> offset of its record's head
+        self._end = self._read_index()  # where the next record goes: the log's end, less a torn record
+        self._lock = threading.Lock()  # one write at a time (keep's thread, put's caller)
+        self._queue: list[tuple[bytes, bytes, list]] = []  # (session id, meta, parts) waiting for the next write
+        self._queued = self._kept = 0  # releases queued / on disk, for keep
+        self._flushing: asyncio.Future | None = None
+
+    def _read_index(self) -> int:
+        size = os.fstat(self._fd).st_size
+        at = 0
+        with open(self._fd, "rb", closefd=False) as f:
+            while at + _RECORD.size <= size:
+                f.seek(at)
+                sid, length = _RECORD.unpack(f.read(_RECORD.size))
+                if at + _RECORD.size + length > size:
+                    break
+                self._index[sid] = at
+                at += _RECORD.size + length
+        if at < size:  # a record torn by a crash: never acknowledged
+            os.ftruncate(self._fd, at)
+            os.fsync(self._fd)
+        return at
 
     def _path(self, session: str) -> Path:
         if not _SESSION.match(session):
             raise ValueError("a session id is 32 lower-case hex digits")
         return self.folder / f"{session}.release"
 
+    @staticmethod
+    def _meta(client: str, exact: bool) -> bytes:
+        return json.dumps({"client": client, "exact": exact, "created": time.time()}).encode()
+
     def put(self, session: str, client: str, exact: bool, released: list) -> None:
         """Keep ``released`` (QueryReplyParts, as messages or in their wire form) for ``client``; durable when
         this returns."""
-        path = self._path(session)
-        tmp = path.with_suffix(".tmp")
-        meta = json.dumps({"client": client, "exact": exact, "created": time.time()}).encode()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            for blob in (meta, *(wire_form(p) for p in released)):
-                f.write(_LENGTH.pack(len(blob)))
-                f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(self.folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        self._path(session)  # a malformed id: ValueError
+        self._append([(bytes.fromhex(session), self._meta(client, exact), released)])
+
+    async def keep(self, session: str, client: str, exact: bool, released: list) -> None:
+        """:meth:`put` for an event loop, by group commit: returns once a write and fsync begun after this call
+        have finished; the releases kept meanwhile share them, done off the loop."""
+        self._path(session)
+        self._queue.append((bytes.fromhex(session), self._meta(client, exact), released))
+        self._queued += 1
+        mine = self._queued
+        while self._kept < mine:
+            if self._flushing is None or self._flushing.done():
+                self._flushing = asyncio.ensure_future(self._flush())
+            await asyncio.shield(self._flushing)
+
+    async def _flush(self) -> None:
+        upto, items, self._queue = self._queued, self._queue, []
+        await asyncio.to_thread(self._append, items)  # a failure fails the keeps of these items, not later ones
+        self._kept = max(self._kept, upto)
+
+    def _append(self, items: list[tuple[bytes, bytes, list]]) -> None:
+        """Write the records of ``items`` in one write and fsync them; index them once on disk."""
+        pieces: list[bytes] = []
+        starts: list[int] = []
+        at = 0
+        for sid, meta, released in items:
+            blobs = [meta, *(wire_form(p) for p in released)]
+            length = sum(_LENGTH.size + len(b) for b in blobs)
+            starts.append(at)
+            pieces.append(_RECORD.pack(sid, length))
+            for blob in blobs:
+                pieces += (_LENGTH.pack(len(blob)), blob)
+            at += _RECORD.size + length
+        with self._lock:
+            if self._fd < 0:
+                raise OSError(errno.EBADF, "the release store is closed")
+            if os.fstat(self._fd).st_size != self._end:  # a write that failed part-way: cut off
+                os.ftruncate(self._fd, self._end)
+            view = memoryview(b"".join(pieces))
+            while view:
+                view = view[os.write(self._fd, view) :]
+            os.fsync(self._fd)
+            for (sid, _, _), start in zip(items, starts, strict=True):
+                self._index[sid] = self._end + start
+            self._end += at
 
     def get(self, session: str):
         """``(meta, parts)`` kept for ``session`` (the parts in their wire form), or None."""
         try:
-            data = self._path(session).read_bytes()
+            at = self._index.get(bytes.fromhex(session)) if _SESSION.match(session) else None
+            if at is None:
+                data = self._path(session).read_bytes()  # kept before the log, if at all
+            else:
+                _, length = _RECORD.unpack(os.pread(self._fd, _RECORD.size, at))
+                data = os.pread(self._fd, length, at + _RECORD.size)
         except (FileNotFoundError, ValueError):
             return None
         blobs, at = [], 0
@@ -404,5 +483,9 @@ class ReleaseStore:
             at += 4 + n
         return json.loads(blobs[0]), blobs[1:]
 
-    def discard(self, session: str) -> None:
-        self._path(session).unlink(missing_ok=True)
+    def close(self) -> None:
+        """Close the log, once a write in progress in another thread has finished."""
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1

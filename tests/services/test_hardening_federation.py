@@ -134,11 +134,10 @@ def test_simulated_parties_get_their_values_from_private_files_not_their_command
         )
         assert fetched.returncode == 0, fetched.stderr
         assert json.loads(fetched.stdout)["result"] == r.result  # the kept release, fetched by the command
-        assert (
-            f.federation.node("coordinator")
-            .state_dir.joinpath("coordinator.releases", f"{r.session_id}.release")
-            .exists()
-        )
+        from services.releases import ReleaseStore
+
+        kept = ReleaseStore(f.federation.node("coordinator").state_dir / "coordinator.releases").get(r.session_id)
+        assert kept is not None and kept[0]["client"] == "analyst"  # on disk: a restarted coordinator finds it
 
 
 # -- 3. clear errors: the analyst gets INVALID_ARGUMENT naming the field, from coordinator and party ----------
