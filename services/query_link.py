@@ -307,13 +307,16 @@ class QueryService:
             context.code, context.details = grpc.StatusCode.UNAVAILABLE, "the coordinator is not serving yet"
             return context.end()
         self._in_flight[client] = self._in_flight.get(client, 0) + 1
-        task = asyncio.ensure_future(self._serve(handler, bytes(payload), context))
+        task = asyncio.ensure_future(self._serve(key, handler, bytes(payload), context))
         self._calls[key] = (task, context)
         task.add_done_callback(functools.partial(self._served, key, context))
 
-    async def _serve(self, handler: grpc.RpcMethodHandler, request: bytes, context: LinkContext) -> None:
+    async def _serve(
+        self, key: tuple[str, bytes], handler: grpc.RpcMethodHandler, request: bytes, context: LinkContext
+    ) -> None:
         """Run one call; its status is left in ``context`` (a session the client gave up on after its header runs
-        on, and its call with it)."""
+        on, and its call with it). Its end is posted at once, so that it joins its last part's write (one write
+        and one wake-up of the analyst for a short reply, not two)."""
         try:
             await handler.unary_stream(handler.request_deserializer(request), context)
         except grpc.aio.AbortError:
@@ -321,17 +324,25 @@ class QueryService:
         except Exception:  # the guard turns every failure into an abort: a bug in this module, then
             log.exception("a query link call failed")
             context.code, context.details = grpc.StatusCode.INTERNAL, "internal error in this node"
+        self._close(key, context, given_up=False)
 
     def _served(self, key: tuple[str, bytes], context: LinkContext, task: asyncio.Task) -> None:
-        """A call ended (cancelled too, even before it ran): its slot is free, and its end is sent."""
-        self._calls.pop(key, None)
+        """A call's task ended (cancelled too, even before it ran): closed, if :meth:`_serve` did not."""
+        self._close(key, context, given_up=task.cancelled())
+
+    def _close(self, key: tuple[str, bytes], context: LinkContext, given_up: bool) -> None:
+        """A call ended: its slot is free, and its end is sent (once)."""
+        call = self._calls.get(key)
+        if call is None or call[1] is not context:
+            return
+        del self._calls[key]
         client = key[0]
         left = self._in_flight.get(client, 1) - 1
         if left:
             self._in_flight[client] = left
         else:
             self._in_flight.pop(client, None)
-        if task.cancelled():
+        if given_up:
             context.given_up = True
         if self.hub.linked(client):
             context.end()

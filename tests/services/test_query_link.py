@@ -152,6 +152,29 @@ async def test_the_link_is_used_and_shared_by_a_process_analysts(cluster):
     await until(lambda: "analyst" not in served.hub._streams, 10.0)  # closed with its last analyst
 
 
+async def test_a_short_reply_is_posted_in_one_step_so_it_goes_in_one_write(cluster):
+    """Its header, its part and its end are posted by the call's task in one step, so they join one write and the
+    analyst wakes once per query (the end was posted by the task's done callback, a loop turn later: between
+    processes it missed the write of the rest and went in a write of its own)."""
+    hub = cluster.nodes["coordinator"].queries.hub
+    posted = []
+    post = hub.post
+
+    def spy(peer, session, round, kind, payload, droppable=False):
+        posted.append((kind, asyncio.current_task()))
+        return post(peer, session, round, kind, payload, droppable)
+
+    async with analyst(cluster, "link") as a:
+        await a.query("mean", **KW)  # the link up, the probe answered
+        hub.post = spy
+        try:
+            assert (await a.query("mean", **KW)).value == MEAN
+        finally:
+            del hub.post
+    assert [kind for kind, _ in posted] == [query_link.HEAD, query_link.PART, query_link.END]
+    assert posted[0][1] is not None and {task for _, task in posted} == {posted[0][1]}
+
+
 def coordinator_address(cluster) -> str:
     return cluster.federation.address("coordinator")
 
