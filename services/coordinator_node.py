@@ -32,7 +32,6 @@ passed on as that party's claim, naming it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import functools
 import logging
@@ -322,7 +321,8 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         """Write the parts; an analyst who stops reading does not hold the call (and the parts) forever."""
         for part in parts:
             try:
-                await asyncio.wait_for(context.write(part), self.send_timeout)
+                async with asyncio.timeout(self.send_timeout):  # no task per part, as wait_for would make
+                    await context.write(part)
             except TimeoutError:
                 audit.record("aborted", session=sid, reason="the analyst did not read the release")
                 await context.abort(
@@ -396,10 +396,16 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
 
     async def _slotted(self, batch: Batch) -> list[Release]:
         """Run a session once a slot is free at each of its parties."""
-        async with contextlib.AsyncExitStack() as slots:
+        held: list[asyncio.Semaphore] = []
+        try:
             for party in sorted(batch.spec.parties):  # in name order: two sessions never wait on each other
-                await slots.enter_async_context(self._slots.setdefault(party, asyncio.Semaphore(SESSIONS_PER_PARTY)))
+                slot = self._slots.setdefault(party, asyncio.Semaphore(SESSIONS_PER_PARTY))
+                await slot.acquire()
+                held.append(slot)
             return await self.run(batch)
+        finally:
+            for slot in held:
+                slot.release()
 
     async def _released(self, batch: Batch, note: str) -> tuple[list[Release], Batch, str]:
         """The releases of ``batch``, the batch as it ran and why it ran another sharing than asked.
@@ -475,7 +481,10 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
                         ran = m.spec if not why else dataclasses.replace(m.spec, sharing=sharing)
                         m.result.set_result((release, ran, why))
                     return
-            await asyncio.gather(*(self._alone(m) for m in members))
+            if len(members) == 1:  # the usual case when few queries are in flight: no task to gather
+                await self._alone(members[0])
+            else:
+                await asyncio.gather(*(self._alone(m) for m in members))
         finally:
             for m in members:  # a bug above: nobody waits forever
                 if not m.result.done():
