@@ -180,14 +180,18 @@ class _Moments(LinearStatistic):
         )
 
     def encode(self, codec: QueryCodec, records: Any) -> np.ndarray:
-        x = codec.clip(records)  # a fresh array: the power 1 is encoded in it, after the others
+        x = codec.checked(records)  # the party's records: read, never changed
         codec.check_count(x.shape[0])
+        lo, hi = map(float, codec.spec.bounds)
         parts = {}
         for p in sorted(self.powers, reverse=True):
             if p == 0:
                 parts[p] = ring.as_ring(np.array([x.shape[0]]))
+            elif p == 1:  # every sum, the long vectors: clipped and encoded in one pass, into a new array
+                encoded = codec.fixed.encode_clipped(x, lo, hi)
             else:
-                encoded = codec.fixed.encode(x if p == 1 else x**p, in_place=True)
+                encoded = codec.fixed.encode(np.clip(x, lo, hi) ** p, in_place=True)  # a fresh array: changed
+            if p:
                 parts[p] = encoded.reshape(-1) if x.shape[0] == 1 else encoded.sum(axis=0, dtype=ring.DTYPE)
         vectors = [parts[p] for p in self.powers]
         return vectors[0] if len(vectors) == 1 else np.concatenate(vectors)
@@ -361,7 +365,13 @@ class QueryCodec:
     # -- party side ---------------------------------------------------------
 
     def clip(self, records: Any) -> np.ndarray:
-        """Records as a (m, d) float array clipped to the spec's bounds.
+        """Records as a (m, d) float array clipped to the spec's bounds (:meth:`checked` first)."""
+        lo, hi = map(float, self.spec.bounds)
+        clipped: np.ndarray = np.clip(self.checked(records), lo, hi)
+        return clipped
+
+    def checked(self, records: Any) -> np.ndarray:
+        """Records as a (m, d) float array (a view where they are one already: not to be changed), unclipped.
 
         NaN or infinite records are refused (clipping would silently turn +inf
         into the upper bound, hiding a data error).
@@ -378,8 +388,7 @@ class QueryCodec:
         # the sum is finite iff every record is (NaN and infinities propagate), unless finite ones overflow it
         if not math.isfinite(float(np.sum(arr))) and not np.all(np.isfinite(arr)):
             raise ValueError("records contain NaN or infinite values")
-        lo, hi = map(float, self.spec.bounds)
-        return np.clip(arr, lo, hi)
+        return arr
 
     def encode(self, records: Any) -> np.ndarray:
         """This party's local aggregate vector in the ring."""

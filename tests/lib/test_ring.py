@@ -81,3 +81,28 @@ def test_encoding_in_place_equals_encoding_a_copy(frac_bits):
         ring.FixedPoint(20).encode(np.array([1.0, 2.0**44]), in_place=True)
     with pytest.raises(ValueError, match="NaN"):
         fp.encode(np.array([1.0, np.nan]), in_place=True)
+
+
+@pytest.mark.parametrize("frac_bits", [0, 16, 40])
+@pytest.mark.parametrize("shape", [(1, 200_003), (3, 70_001), (0, 5), (1, 1)])
+def test_encoding_clipped_in_one_pass_equals_clipping_then_encoding(frac_bits, shape):
+    """Pieces of every size (a tail shorter than a piece, rows), values on both sides of each bound and
+    halves that round: the same elements as ``encode(np.clip(...))``, and the records left as they were."""
+    rng = np.random.default_rng(frac_bits)
+    records = rng.uniform(-1500.0, 1500.0, shape)
+    records.flat[:: max(records.size // 7, 1)] = 2.5  # a half: rounds to even
+    kept = records.copy()
+    codec = ring.FixedPoint(frac_bits)
+    got = codec.encode_clipped(records, -1000.0, 999.5)
+    assert got.dtype == ring.DTYPE and got.shape == records.shape
+    assert np.array_equal(got, codec.encode(np.clip(records, -1000.0, 999.5)))
+    assert np.array_equal(records, kept)
+
+
+def test_encoding_clipped_refuses_bounds_beyond_the_ring_or_unordered():
+    with pytest.raises(ring.HeadroomError):
+        ring.FixedPoint(16).encode_clipped(np.zeros(4), -(2.0**48), 0.0)
+    with pytest.raises(ValueError, match="finite"):
+        ring.FixedPoint(0).encode_clipped(np.zeros(4), 0.0, np.inf)
+    with pytest.raises(ValueError, match="ordered"):
+        ring.FixedPoint(0).encode_clipped(np.zeros(4), 1.0, 0.0)
