@@ -20,6 +20,7 @@ others are still answering (one round trip).
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,35 @@ from ..dp.loss import PrivacyLoss
 from .errors import ProtocolError, Status
 from .messages import PartialSum, Response
 from .spec import Batch, QuerySpec, Sharing
+
+SPARE_BYTES = 64 << 20  # totals of closed sessions kept for the next session of their length, at most this much
+
+
+class _Spares:
+    """Totals of closed sessions, kept for the next session of the same length: a fresh array of megabytes costs
+    a page fault per page (or per huge page) at its first touch, paid again by every session, where a kept one's
+    pages are mapped already. A total is kept only once no release holds a view of it (:meth:`keep`'s caller
+    checks), and only what fits ``SPARE_BYTES``."""
+
+    def __init__(self) -> None:
+        self._kept: list[np.ndarray] = []
+        self._lock = threading.Lock()  # sessions may close on several threads
+
+    def take(self, length: int) -> np.ndarray:
+        """An uninitialised total of ``length`` ring elements (a kept one if there is one of that length)."""
+        with self._lock:
+            for i, spare in enumerate(self._kept):
+                if spare.size == length:
+                    return self._kept.pop(i)
+        return np.empty(length, dtype=ring.DTYPE)
+
+    def keep(self, total: np.ndarray) -> None:
+        with self._lock:
+            if sum(t.nbytes for t in self._kept) + total.nbytes <= SPARE_BYTES:
+                self._kept.append(total)
+
+
+_SPARES = _Spares()
 
 
 @dataclass(frozen=True)
@@ -161,7 +191,8 @@ class CoordinatorSession:
         elif self._own_total:
             self._fold(0, vec)
         else:
-            self._total, self._own_total, self._written = np.add(self._total, vec), True, self.length
+            total = _SPARES.take(self.length)
+            self._total, self._own_total, self._written = np.add(self._total, vec, out=total), True, self.length
         self._summed.add(msg.sender)
 
     def receive_piece(
@@ -178,11 +209,13 @@ class CoordinatorSession:
                 f"elements: partial sums are {self.length} ring elements, in order",
             )
         if not self._own_total:  # not zeroed: the first piece to reach an element is copied there
+            total = _SPARES.take(self.length)
             if self._total is None:
-                self._total, self._written = np.empty(self.length, dtype=ring.DTYPE), 0
+                self._written = 0
             else:
-                self._total, self._written = self._total.copy(), self.length
-            self._own_total = True
+                total[:] = self._total
+                self._written = self.length
+            self._total, self._own_total = total, True
         self._fold(offset, piece)
         self._filled[sender] = filled + piece.size
 
@@ -225,10 +258,10 @@ class CoordinatorSession:
         self._require("collecting-sums")
         if self.missing:
             raise ProtocolError(Status.FAILED_PRECONDITION, f"still waiting for {', '.join(self.missing)}")
-        total, self._total = self._total, None
+        total, own, self._total, self._own_total = self._total, self._own_total, None, False
         assert total is not None  # every party's partial sum is in it
         self.state = "released"
-        return [
+        released = [
             Release(
                 statistic=spec.statistic,
                 result=spec.codec.decode(total if len(self.batch) == 1 else total[part], arrays=arrays),
@@ -241,11 +274,17 @@ class CoordinatorSession:
             )
             for spec, part in zip(self.batch.specs, self.batch.slices, strict=True)
         ]
+        views = [v for r in released for v in r.result.values() if isinstance(v, np.ndarray)]
+        if own and not any(np.may_share_memory(v, total) for v in views):
+            _SPARES.keep(total)  # no release reads it: the next session of its length writes over it
+        return released
 
     def abort(self, reason: str, culprit: str = "") -> None:
         """Abort the session; ``culprit`` names the one party at fault, "" where none or a pair is (the reason
         names them)."""
-        self._total = None
+        if self._own_total and self._total is not None:
+            _SPARES.keep(self._total)
+        self._total, self._own_total = None, False
         self.abort_reason = reason
         self.culprit = culprit
         self.state = "aborted"
