@@ -41,7 +41,8 @@ MAX_PARTIES = 1024
 MAX_KEYED_PARTIES = 64  # a keyed session costs each party n - 1 pair keys and the coordinator n^2 key id checks
 MAX_DEADLINE_SECONDS = 600.0  # default cap on how far ahead a session's deadline may be
 MAX_BATCH = 256  # statistics asked in one session (a party decodes, checks and encodes each)
-_VALID_SHAPES: dict[tuple[object, ...], Sharing] = {}  # QuerySpec._shape of specs that passed _validate -> their sharing
+_VALID_SHAPES: dict[tuple[object, ...], tuple[Sharing, QueryCodec]] = {}  # QuerySpec._shape of specs that passed
+# _validate -> their sharing and codec
 _MAX_VALID_SHAPES = 4096  # then forgotten all at once (a node sees a few shapes: its analysts' queries)
 
 __all__ = [
@@ -137,22 +138,24 @@ class QuerySpec:
         object.__setattr__(self, "categories", tuple(self.categories))
         object.__setattr__(self, "bounds", tuple(self.bounds))
         shape = self._shape()
-        sharing = _VALID_SHAPES.get(shape) if shape is not None else None
-        if sharing is None:
+        known = _VALID_SHAPES.get(shape) if shape is not None else None
+        if known is None:
             self._validate()
             if shape is not None:
                 if len(_VALID_SHAPES) >= _MAX_VALID_SHAPES:
                     _VALID_SHAPES.clear()
-                _VALID_SHAPES[shape] = self.sharing
+                _VALID_SHAPES[shape] = (self.sharing, self.codec)
             return
+        sharing, codec = known
         object.__setattr__(self, "sharing", sharing)  # every other field passed _validate before, alike
         self._validate_session()
+        self.__dict__["codec"] = codec  # a codec reads only the fields of the shape: one per shape
 
     def _shape(self) -> tuple[object, ...] | None:
-        """Every field but the session id and the deadline, each with its type (so 1, 1.0 and True differ): what
-        :meth:`_validate` decides on besides those two, so a spec of a shape validated before needs only
-        :meth:`_validate_session` (specs differing only in their session arrive once per query). None if a field
-        cannot be a key (it then fails validation)."""
+        """Every field but the session id and the deadline, each with its type (so 1, 1.0 and True differ; the
+        sharing as its mode, named or not): what :meth:`_validate` decides on besides those two, so a spec of a
+        shape validated before needs only :meth:`_validate_session` (specs differing only in their session arrive
+        once per query). None if a field cannot be a key (it then fails validation)."""
         typed = _typed
         shape = (
             typed(self.statistic),
@@ -167,13 +170,13 @@ class QuerySpec:
             typed(self.delta),
             typed(self.mechanism),
             typed(self.colluders),
-            typed(self.sharing),
         )
         try:
             hash(shape)
-        except TypeError:
+            sharing = Sharing(self.sharing)  # its name or itself: alike
+        except (TypeError, ValueError):
             return None
-        return shape
+        return (*shape, sharing)
 
     def _from_loss(self, loss: PrivacyLoss) -> None:
         if loss.relation is not Relation.RECORD:
@@ -314,7 +317,9 @@ class QuerySpec:
 
     @cached_property
     def codec(self) -> QueryCodec:
-        """The statistic's codec for this spec (made once per spec: a spec is immutable)."""
+        """The statistic's codec for this spec (made once per spec: a spec is immutable; specs of one shape share
+        the first one's, :meth:`_shape`: a codec reads the statistic, dimension, bounds, categories, frac_bits and
+        max_records of its spec, never its session id, deadline or sharing)."""
         return codec_for(self)
 
     @cached_property

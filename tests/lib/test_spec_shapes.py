@@ -82,3 +82,18 @@ def test_a_field_differing_from_a_valid_shape_only_in_type_or_value_is_validated
 def test_an_unhashable_field_is_refused_as_before():
     with pytest.raises(SpecError):
         QuerySpec("sum", PARTIES, bounds=(0, [1]), deadline=2e9)
+
+
+def test_specs_of_one_shape_share_a_codec_that_reads_only_their_shape():
+    import numpy as np
+
+    from mpcdp.protocol.statistics import codec_for
+
+    one, other = remembered(), dataclasses.replace(remembered(), session_id=b"\x01" * 16, deadline=3e9)
+    assert one.codec is other.codec and other.sharing is Sharing.KEYED
+    own = codec_for(other)  # what the other spec's own codec says
+    records = np.array([[2000.0]])  # clipped to the bounds
+    np.testing.assert_array_equal(other.codec.encode(records), own.encode(records))
+    total = other.codec.encode(records)
+    assert other.codec.decode(total) == own.decode(total)
+    assert valid(max_records=7).codec is not one.codec
