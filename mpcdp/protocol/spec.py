@@ -66,10 +66,6 @@ def new_session_id() -> bytes:
     return os.urandom(SESSION_ID_BYTES)
 
 
-def _typed(value: object) -> tuple[type, object]:
-    return type(value), value
-
-
 def _finite(x: object) -> bool:
     try:
         return math.isfinite(float(x))  # type: ignore[arg-type]
@@ -156,27 +152,34 @@ class QuerySpec:
         sharing as its mode, named or not): what :meth:`_validate` decides on besides those two, so a spec of a
         shape validated before needs only :meth:`_validate_session` (specs differing only in their session arrive
         once per query). None if a field cannot be a key (it then fails validation)."""
-        typed = _typed
-        shape = (
-            typed(self.statistic),
-            tuple(map(typed, self.parties)),
-            typed(self.column),
-            typed(self.dimension),
-            tuple(map(typed, self.bounds)),
-            tuple(map(typed, self.categories)),
-            typed(self.frac_bits),
-            typed(self.max_records),
-            typed(self.epsilon),
-            typed(self.delta),
-            typed(self.mechanism),
-            typed(self.colluders),
+        values = (
+            self.statistic,
+            self.parties,
+            self.column,
+            self.dimension,
+            self.bounds,
+            self.categories,
+            self.frac_bits,
+            self.max_records,
+            self.epsilon,
+            self.delta,
+            self.mechanism,
+            self.colluders,
         )
         try:
-            hash(shape)
             sharing = Sharing(self.sharing)  # its name or itself: alike
+            shape = (
+                *values,
+                sharing,
+                tuple(map(type, values)),
+                tuple(map(type, self.parties)),
+                tuple(map(type, self.bounds)),
+                tuple(map(type, self.categories)),
+            )
+            hash(shape)
         except (TypeError, ValueError):
             return None
-        return (*shape, sharing)
+        return shape
 
     def _from_loss(self, loss: PrivacyLoss) -> None:
         if loss.relation is not Relation.RECORD:
@@ -379,8 +382,9 @@ class Batch:
         out: list[slice] = []
         at = 0
         for spec in self.specs:
-            out.append(slice(at, at + spec.codec.length))
-            at += spec.codec.length
+            length = spec.codec.length
+            out.append(slice(at, at + length))
+            at += length
         return tuple(out)
 
     @property
