@@ -38,14 +38,14 @@ class Recorder:
         self.got.set()
 
 
-def pair(max_record: int = 1 << 22) -> tuple[link_transport.Connection, link_transport.Connection, Recorder]:
-    """Two plain connections on loopback; the second one's records go to the returned recorder."""
+def pair(max_record: int = 1 << 22, owner: Recorder | None = None):
+    """Two plain connections on loopback; the second one's records go to ``owner`` (returned)."""
     with socket.create_server(("127.0.0.1", 0)) as listener:
         a = socket.create_connection(listener.getsockname())
         b, _ = listener.accept()
     a.setblocking(False)
     b.setblocking(False)
-    owner = Recorder()
+    owner = owner or Recorder()
     sender = link_transport.Connection(Recorder(), max_record, a, None)
     receiver = link_transport.Connection(owner, max_record, b, None)
     receiver.start()
@@ -137,3 +137,29 @@ async def test_a_tuple_payload_with_empty_parts_is_one_message_of_their_concaten
     first = [f for f in frames if f.round == 0]
     assert [(f.offset, f.total, bytes(f.payload)) for f in first] == [(0, 5, b"abc"), (3, 5, b"de")]
     assert [(f.offset, f.total, bytes(f.payload)) for f in frames if f.round == 1] == [(0, 0, b"")]
+
+
+def long_record(i: int, n: int = 200_000) -> bytes:
+    return bytes([i]) * n
+
+
+async def test_a_long_record_split_across_many_reads_arrives_whole():
+    sender, receiver, owner = pair()
+    first = link_transport.PREFIX.pack(200_000) + long_record(1)
+    for at in range(0, len(first), 7_919):  # many short sends, each its own read
+        sender.sock.sendall(first[at : at + 7_919])
+        await asyncio.sleep(0)
+    await sender.write(long_record(2, 150_000))
+    await until_records(owner, 2)
+    assert owner.records == [long_record(1), long_record(2, 150_000)]
+    sender.close()
+    receiver.close()
+
+
+async def test_a_connection_closed_in_the_middle_of_a_long_record_hands_on_nothing():
+    sender, receiver, owner = pair()
+    sender.sock.sendall(link_transport.PREFIX.pack(200_000) + long_record(1, 120_000))
+    await asyncio.sleep(0.05)
+    sender.close()
+    await until_records(owner, 1)
+    assert owner.ends == [None] and owner.records == [] and receiver.closed and receiver._body is None
