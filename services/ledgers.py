@@ -15,6 +15,7 @@ import math
 import os
 import threading
 import time
+from collections import deque
 from pathlib import Path
 
 from mpcdp.dp.ledger import BudgetExceeded, PrivacyLedger
@@ -39,6 +40,12 @@ def public_refusal(exc: Exception) -> str:
     if isinstance(exc, BudgetExceeded):
         return str(exc)
     return "the privacy ledger refused the charge"
+
+
+def _retrieved(task: asyncio.Future) -> None:
+    """A writing task's failure is its waiters' (each failed with it): marked retrieved here."""
+    if not task.cancelled():
+        task.exception()
 
 
 class SessionLog:
@@ -77,8 +84,9 @@ class SessionLog:
         os.replace(tmp, self.path)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         self._lines: list[str] = []  # appended, not yet written to the file
-        self._written = self._synced = 0  # lines appended / known on disk, for add_durably
+        self._written = 0  # lines appended, numbering the waiters of durable
         self._flushing: asyncio.Future | None = None
+        self._waiting: deque[tuple[int, asyncio.Future]] = deque()  # (line number, its caller's future), in order
         self._torn = False  # a write failed part-way: the file may not end in a newline
         self._lock = threading.Lock()  # one write at a time, and no close while one runs (in another thread)
 
@@ -119,22 +127,43 @@ class SessionLog:
         concurrent replay is refused), and the call returns once a write and fsync begun after it was
         appended have finished. Concurrent sessions share one write and fsync, done off the loop (the
         loop never waits on the file, not even on a write queued behind an fsync)."""
+        await self.durable(sid, deadline)
+
+    def durable(self, sid: bytes, deadline: float) -> asyncio.Future:
+        """:meth:`add_durably` as a future (no task per id: one writing task per group): remembered at once,
+        done once on disk (failed, as the write, if the write of its group fails)."""
         self._append(sid, deadline)
         self._written += 1
-        mine = self._written
-        while self._synced < mine:
-            if self._flushing is None or self._flushing.done():
-                self._flushing = asyncio.ensure_future(self._flush())
-            await asyncio.shield(self._flushing)
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting.append((self._written, waiter))
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.ensure_future(self._flush())
+            self._flushing.add_done_callback(_retrieved)
+        return waiter
 
     async def _flush(self) -> None:
-        upto, data = self._written, self._take()
-        try:
-            await asyncio.to_thread(self._sync, data)
-        except BaseException:
-            self._lines.insert(0, data.decode())  # written again with the next group
-            raise
-        self._synced = max(self._synced, upto)
+        """Write the appended lines in groups (what is appended during a write goes in the next), each waiter done
+        once its line is on disk; a failed write fails every waiter, and its lines are written again with the next
+        group."""
+        while self._lines:
+            upto, data = self._written, self._take()
+            try:
+                await asyncio.to_thread(self._sync, data)
+            except BaseException as exc:  # every waiter hears it (its session stops), as with one shared write
+                self._lines.insert(0, data.decode())  # written again with the next group
+                self._settle(self._written, exc)
+                raise
+            self._settle(upto)
+
+    def _settle(self, upto: int, error: BaseException | None = None) -> None:
+        while self._waiting and self._waiting[0][0] <= upto:
+            _, waiter = self._waiting.popleft()
+            if waiter.done():
+                continue
+            if error is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(error if isinstance(error, Exception) else OSError("the write was interrupted"))
 
     def close(self) -> None:
         """Write what is remembered and not yet written (as a clean stop should) and close the file, once

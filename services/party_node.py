@@ -302,7 +302,7 @@ class PartyNode(pb_grpc.PartyServicer):
         spec, sid, coordinator = live.spec, live.spec.session_id, live.coordinator
         try:
             if self.sessions is not None:  # written now, on disk (group-committed) before the partial sum leaves
-                live.durable = asyncio.ensure_future(self.sessions.add_durably(sid, spec.deadline))
+                live.durable = self.sessions.durable(sid, spec.deadline)
                 live.durable.add_done_callback(_retrieved)
             session = await self._accept(live)
             if session is None:
