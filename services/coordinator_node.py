@@ -531,8 +531,9 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             )
         confidence = request.confidence or DEFAULT_CONFIDENCE
         fields = convert.spec_fields(request.spec)
-        parties = fields["parties"] or tuple(self.federation.names("party"))
-        unknown = [p for p in parties if p not in self.federation.names("party")]
+        members = self.federation.names("party")
+        parties = fields["parties"] or tuple(members)
+        unknown = [p for p in parties if p not in members]
         if unknown:
             raise SpecError("parties", f"not parties of this federation: {', '.join(unknown)}")
         if not request.spec.max_records:
