@@ -408,7 +408,7 @@ class Hub:
         total = sum(len(p) for p in parts)
         if total > self.max_message_bytes:
             raise LinkError(peer, f"message of {total} bytes exceeds the link's {self.max_message_bytes}")
-        box = self._outboxes.setdefault(peer, _Outbox())
+        box = self._outboxes.get(peer) or self._outboxes.setdefault(peer, _Outbox())
         done = asyncio.get_running_loop().create_future()
         if box.messages and box.queued + QUEUED_COST + total > self.max_queued_bytes:
             full = f"{self.max_queued_bytes} bytes"
@@ -422,7 +422,10 @@ class Hub:
         frames: list[Frame] = []
         at = 0
         for part in parts:  # a tuple's parts in frames of their own (no copy joins them): offsets run on
-            if part or not (total or frames):
+            if len(part) <= self.chunk_bytes:  # one frame (the usual, short message)
+                if part or not (total or frames):
+                    frames.append(Frame(session, round, kind, at, total, part))
+            else:
                 frames += [Frame(session, round, kind, at + o, total, p) for o, p in chunks(part, 1, self.chunk_bytes)]
             at += len(part)
         message = _Message(frames, done, session, droppable)
