@@ -20,22 +20,26 @@ option that cannot be honoured (a confidence level whose intervals cannot be
 computed) is refused before any ledger is charged.
 
 :class:`ReleaseStore` keeps each release's parts under its session id in the
-coordinator's state directory (appended to one owner-only log and fsynced, many
-releases to one write and fsync, before the coordinator charges its ledger), so
-spent budget always yields its result: :meth:`CoordinatorNode.Fetch` returns it
+coordinator's state directory (an owner-only SQLite database, committed before
+the coordinator charges its ledger, the releases kept meanwhile in one
+transaction), so spent budget always yields its result: :meth:`CoordinatorNode.Fetch` returns it
 again at no cost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import json
+import logging
 import os
 import re
+import sqlite3
 import struct
-import threading
 import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -48,6 +52,8 @@ from mpcdp.protocol.noise import describe
 from mpcdp.protocol.statistics import codec_for
 from services import audit, convert, streams
 from services.wire.mpcdp.v1 import federation_pb2 as pb
+
+log = logging.getLogger("mpcdp.releases")
 
 
 def audit_released(session: bytes, client: str, spec, delta: float = 0.0) -> None:
@@ -360,132 +366,227 @@ def _label_bytes(label: str) -> int:
 
 
 _SESSION = re.compile(r"^[0-9a-f]{32}$")
-_LENGTH = struct.Struct(">I")
-_RECORD = struct.Struct(">16sQ")  # a kept release's session id and length, in the release log
+_LENGTH = struct.Struct(">I")  # a blob's length in a release kept as a file of its own (before the database)
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS releases (
+    session BLOB PRIMARY KEY,  -- 16 bytes
+    client TEXT NOT NULL,      -- who may fetch it
+    exact INTEGER NOT NULL,    -- 1: charged no budget
+    created REAL NOT NULL,     -- seconds since the epoch
+    parts INTEGER NOT NULL,    -- how many rows of parts it has
+    crc INTEGER NOT NULL       -- zlib.crc32 of its parts, one after the other
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS parts (
+    session BLOB NOT NULL,
+    idx INTEGER NOT NULL,
+    data BLOB NOT NULL,        -- a QueryReplyPart in its wire form
+    PRIMARY KEY (session, idx)
+);
+CREATE TRIGGER IF NOT EXISTS forget_parts AFTER DELETE ON releases BEGIN  -- an operator deletes releases only
+    DELETE FROM parts WHERE session = old.session;
+END;
+"""
+_BUSY_S = 30.0  # how long a connection waits for another's lock (another coordinator on the folder)
+
+
+class StoreError(OSError):
+    """A release could not be kept (its transaction was rolled back), or the store is closed."""
 
 
 class ReleaseStore:
-    """Released parts by session id, appended to one log, ``releases.log`` in ``folder`` (created 0700, the log 0600).
+    """Released parts by session id, in an SQLite database, ``releases.db`` in ``folder`` (created 0700, the
+    database 0600).
 
-    A record is the session id (16 bytes) and its length, then the blobs (each length-prefixed) of the meta (who may
-    fetch it, whether it was exact, when) and of each part in its wire form. A release is kept once its record is
-    written and fsynced: :meth:`put` waits for that; :meth:`keep`, on an event loop, shares one write and one fsync
-    among the releases kept meanwhile (group commit, off the loop). Appending to one open file costs a fraction of
-    a file per release (create, fsync, rename, fsync the folder: ~0.8 ms of CPU each on ext4). Opening the store
-    reads the records' heads into an index (session id -> offset; ~100 bytes of memory per release) and cuts off
-    a record a crash tore at the end (it was never acknowledged). A write that fails part-way (disk full) is cut
-    off before the next one. Releases kept as one file each (``<session>.release``, before the log) are still
-    found. One process writes a folder's log at a time (the coordinator of a state directory)."""
+    A release is a row (who may fetch it, whether it was exact, when, a CRC-32 of its parts) and one row per
+    part in its wire form, each bound as it is (a large vector's ~1 MiB parts are never joined). It is kept once
+    the transaction holding it has committed (WAL, ``synchronous=FULL``: the log is fsynced at each commit).
+    :meth:`keep`, on an event loop, commits the releases kept meanwhile in one transaction (group commit) on the
+    store's one writer thread, off the loop: a keep returns once its own transaction committed, and a failed
+    commit fails exactly the keeps in it (rolled back, so none of them is found later). :meth:`put` is the
+    blocking form. :meth:`get` reads on a read-only connection of its own, so a reader (Fetch, another process,
+    a test) never changes the database, and still works after :meth:`close`. SQLite's locks let two writers (say
+    a coordinator started twice) share a folder without losing each other's releases; the index lives on disk,
+    so the store's memory and opening time do not grow with the releases kept. Releases kept as one file each
+    (``<session>.release``, by versions before the database) are still found."""
 
-    LOG = "releases.log"
+    DATABASE = "releases.db"
 
     def __init__(self, folder):
         self.folder = Path(folder)
+        made = not self.folder.exists()
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.path = self.folder / self.LOG
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
-        self._index: dict[bytes, int] = {}  # session id -> offset of its record's head
-        self._end = self._read_index()  # where the next record goes: the log's end, less a torn record
-        self._lock = threading.Lock()  # one write at a time (keep's thread, put's caller)
-        self._queue: list[tuple[bytes, bytes, list]] = []  # (session id, meta, parts) waiting for the next write
-        self._queued = self._kept = 0  # releases queued / on disk, for keep
-        self._flushing: asyncio.Future | None = None
-
-    def _read_index(self) -> int:
-        size = os.fstat(self._fd).st_size
-        at = 0
-        with open(self._fd, "rb", closefd=False) as f:
-            while at + _RECORD.size <= size:
-                f.seek(at)
-                sid, length = _RECORD.unpack(f.read(_RECORD.size))
-                if at + _RECORD.size + length > size:
-                    break
-                self._index[sid] = at
-                at += _RECORD.size + length
-        if at < size:  # a record torn by a crash: never acknowledged
-            os.ftruncate(self._fd, at)
-            os.fsync(self._fd)
-        return at
+        self.path = self.folder / self.DATABASE
+        self._uri = f"{self.path.resolve().as_uri()}?mode=ro"
+        try:  # owner-only from the start (SQLite gives its -wal and -shm files the database's mode)
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            pass
+        else:  # the new names durable: the database's in the folder, the folder's in its parent
+            _fsync_folder(self.folder)
+            if made:
+                _fsync_folder(self.folder.parent)
+        db = sqlite3.connect(self.path, timeout=_BUSY_S, isolation_level=None)
+        try:
+            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                db.execute("PRAGMA journal_mode = WAL")
+            db.executescript(_SCHEMA)
+        finally:
+            db.close()
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="release-store")  # its thread started at first use
+        self._db: sqlite3.Connection | None = None  # the writer's connection, used on its thread only
+        self._queue: list[tuple[tuple, asyncio.Future]] = []  # releases waiting for the next transaction
+        self._committing: asyncio.Task | None = None
+        self._closed = False
 
     def _path(self, session: str) -> Path:
         if not _SESSION.match(session):
             raise ValueError("a session id is 32 lower-case hex digits")
         return self.folder / f"{session}.release"
 
-    @staticmethod
-    def _meta(client: str, exact: bool) -> bytes:
-        return json.dumps({"client": client, "exact": exact, "created": time.time()}).encode()
+    def _item(self, session: str, client: str, exact: bool, released: list) -> tuple:
+        self._path(session)  # a malformed id: ValueError
+        if self._closed:
+            raise StoreError(errno.EBADF, "the release store is closed")
+        return bytes.fromhex(session), client, exact, time.time(), released
 
     def put(self, session: str, client: str, exact: bool, released: list) -> None:
-        """Keep ``released`` (QueryReplyParts, as messages or in their wire form) for ``client``; durable when
-        this returns."""
-        self._path(session)  # a malformed id: ValueError
-        self._append([(bytes.fromhex(session), self._meta(client, exact), released)])
+        """Keep ``released`` (QueryReplyParts, as messages or in their wire form) for ``client``; committed when
+        this returns (StoreError if not)."""
+        item = self._item(session, client, exact, released)
+        try:
+            (outcome,) = self._writer.submit(self._commit, [item]).result()
+        except RuntimeError:  # the writer was shut down meanwhile
+            raise StoreError(errno.EBADF, "the release store is closed") from None
+        if outcome is not None:
+            raise outcome
 
     async def keep(self, session: str, client: str, exact: bool, released: list) -> None:
-        """:meth:`put` for an event loop, by group commit: returns once a write and fsync begun after this call
-        have finished; the releases kept meanwhile share them, done off the loop."""
-        self._path(session)
-        self._queue.append((bytes.fromhex(session), self._meta(client, exact), released))
-        self._queued += 1
-        mine = self._queued
-        while self._kept < mine:
-            if self._flushing is None or self._flushing.done():
-                self._flushing = asyncio.ensure_future(self._flush())
-            await asyncio.shield(self._flushing)
+        """:meth:`put` for an event loop, by group commit: returns once the transaction holding this release has
+        committed; the releases kept meanwhile share it (StoreError for each of them if it failed)."""
+        item = self._item(session, client, exact, released)
+        done = asyncio.get_running_loop().create_future()
+        self._queue.append((item, done))
+        if self._committing is None or self._committing.done():
+            self._committing = asyncio.ensure_future(self._commit_queued())
+        await done  # cancelled: the release is still kept
 
-    async def _flush(self) -> None:
-        upto, items, self._queue = self._queued, self._queue, []
-        await asyncio.to_thread(self._append, items)  # a failure fails the keeps of these items, not later ones
-        self._kept = max(self._kept, upto)
+    async def _commit_queued(self) -> None:
+        """Commit what is queued, one transaction at a time, until nothing is; settle each keep with its own
+        transaction's outcome."""
+        loop = asyncio.get_running_loop()
+        while self._queue:
+            group, self._queue = self._queue, []
+            outcomes: list[StoreError | None]
+            try:
+                outcomes = await loop.run_in_executor(self._writer, self._commit, [item for item, _ in group])
+            except RuntimeError:  # the writer was shut down: close() came first
+                outcomes = [StoreError(errno.EBADF, "the release store is closed")] * len(group)
+            except StoreError as exc:
+                outcomes = [exc] * len(group)
+            for (_, done), outcome in zip(group, outcomes, strict=True):
+                if done.done():
+                    continue
+                if outcome is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(outcome)
 
-    def _append(self, items: list[tuple[bytes, bytes, list]]) -> None:
-        """Write the records of ``items`` in one write and fsync them; index them once on disk."""
-        pieces: list[bytes] = []
-        starts: list[int] = []
-        at = 0
-        for sid, meta, released in items:
-            blobs = [meta, *(wire_form(p) for p in released)]
-            length = sum(_LENGTH.size + len(b) for b in blobs)
-            starts.append(at)
-            pieces.append(_RECORD.pack(sid, length))
-            for blob in blobs:
-                pieces += (_LENGTH.pack(len(blob)), blob)
-            at += _RECORD.size + length
-        with self._lock:
-            if self._fd < 0:
-                raise OSError(errno.EBADF, "the release store is closed")
-            if os.fstat(self._fd).st_size != self._end:  # a write that failed part-way: cut off
-                os.ftruncate(self._fd, self._end)
-            view = memoryview(b"".join(pieces))
-            while view:
-                view = view[os.write(self._fd, view) :]
-            os.fsync(self._fd)
-            for (sid, _, _), start in zip(items, starts, strict=True):
-                self._index[sid] = self._end + start
-            self._end += at
+    def _commit(self, items: list[tuple]) -> list[StoreError | None]:
+        """Insert ``items`` in one transaction (on the writer thread); their outcomes (a session kept before: an
+        error for that one only). StoreError if the transaction failed: rolled back, none of them kept."""
+        if self._db is None:
+            self._db = sqlite3.connect(self.path, timeout=_BUSY_S, isolation_level=None)
+            self._db.execute("PRAGMA synchronous = FULL")
+        db = self._db
+        outcomes: list[StoreError | None] = []
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for sid, client, exact, created, released in items:
+                blobs = [wire_form(p) for p in released]
+                crc = 0
+                for blob in blobs:
+                    crc = zlib.crc32(blob, crc)
+                inserted = db.execute(
+                    "INSERT OR IGNORE INTO releases VALUES (?, ?, ?, ?, ?, ?)",
+                    (sid, client, int(exact), created, len(blobs), crc),
+                ).rowcount
+                if not inserted:
+                    outcomes.append(StoreError(errno.EEXIST, f"a release of session {sid.hex()} is kept already"))
+                    continue
+                db.executemany("INSERT INTO parts VALUES (?, ?, ?)", ((sid, i, b) for i, b in enumerate(blobs)))
+                outcomes.append(None)
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+            raise StoreError(errno.EIO, f"could not keep {len(items)} release(s): {exc}") from None
+        return outcomes
 
     def get(self, session: str):
-        """``(meta, parts)`` kept for ``session`` (the parts in their wire form), or None."""
+        """``(meta, parts)`` kept for ``session`` (the parts in their wire form), or None: not kept, or damaged
+        (logged as an error: never served in part)."""
+        if not _SESSION.match(session):
+            return None
+        sid = bytes.fromhex(session)
         try:
-            at = self._index.get(bytes.fromhex(session)) if _SESSION.match(session) else None
-            if at is None:
-                data = self._path(session).read_bytes()  # kept before the log, if at all
-            else:
-                _, length = _RECORD.unpack(os.pread(self._fd, _RECORD.size, at))
-                data = os.pread(self._fd, length, at + _RECORD.size)
-        except (FileNotFoundError, ValueError):
+            db = sqlite3.connect(self._uri, uri=True, timeout=_BUSY_S)
+        except sqlite3.OperationalError:  # no database (yet): only releases kept as files
+            return self._get_file(session)
+        try:
+            row = db.execute("SELECT client, exact, created, parts, crc FROM releases WHERE session = ?", (sid,))
+            found = row.fetchone()
+            if found is None:
+                return self._get_file(session)
+            client, exact, created, count, crc = found
+            blobs = [b for (b,) in db.execute("SELECT data FROM parts WHERE session = ? ORDER BY idx", (sid,))]
+        except sqlite3.DatabaseError as exc:
+            log.error("the release store %s cannot be read: %s", self.path, exc)
+            return None
+        finally:
+            db.close()
+        actual = 0
+        for blob in blobs:
+            actual = zlib.crc32(blob, actual)
+        if len(blobs) != count or actual != crc:
+            log.error(
+                "the release of session %s in %s is damaged (its checksum differs): not served", session, self.path
+            )
+            return None
+        return {"client": client, "exact": bool(exact), "created": created}, blobs
+
+    def _get_file(self, session: str):
+        """A release kept as a file of its own: the meta, then each part, each blob length-prefixed."""
+        try:
+            data = self._path(session).read_bytes()
+        except FileNotFoundError:
             return None
         blobs, at = [], 0
-        while at < len(data):
+        while at + _LENGTH.size <= len(data):
             (n,) = _LENGTH.unpack_from(data, at)
-            blobs.append(data[at + 4 : at + 4 + n])
-            at += 4 + n
+            blobs.append(data[at + _LENGTH.size : at + _LENGTH.size + n])
+            at += _LENGTH.size + n
+        if at != len(data) or not blobs:
+            log.error("the release file of session %s in %s is damaged: not served", session, self.folder)
+            return None
         return json.loads(blobs[0]), blobs[1:]
 
     def close(self) -> None:
-        """Close the log, once a write in progress in another thread has finished."""
-        with self._lock:
-            if self._fd >= 0:
-                os.close(self._fd)
-                self._fd = -1
+        """Refuse further keeps, let the transaction in progress finish, and close the writer's connection
+        (:meth:`get` still reads)."""
+        self._closed = True
+        self._writer.submit(self._close_writer)
+        self._writer.shutdown(wait=True)
+
+    def _close_writer(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

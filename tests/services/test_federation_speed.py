@@ -148,8 +148,8 @@ async def test_an_exact_release_is_sent_before_it_is_kept_and_fetch_waits_for_it
     c = await make_cluster(certs)
     store = c.nodes["coordinator"].store = releases.ReleaseStore(tmp_path / "releases")
     disk = threading.Event()
-    put = store.put
-    monkeypatch.setattr(store, "put", lambda *a: (disk.wait(60), put(*a)))
+    commit = store._commit  # the store's writer thread: held until the disk is "ready"
+    monkeypatch.setattr(store, "_commit", lambda items: (disk.wait(60), commit(items))[1])
     try:
         async with c.client() as analyst:
             r = await asyncio.wait_for(analyst.query("mean", column="raise", bounds=(0, 10_000), timeout=30), 40)
