@@ -222,14 +222,21 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         ]
 
     async def close(self) -> None:
+        """Give running sessions ABORT_GRACE to end (their analysts still hear), close the clients' link (no new
+        query), then the parties' link, failing the sessions left as if it dropped, and wait for every session
+        and every release being kept: only then close the store, so no charged release is left unkept."""
         if self._sessions:
             await asyncio.wait(self._sessions, timeout=ABORT_GRACE)
+        await self.queries.close()
+        await self.link.close()
+        for party in self.federation.names("party"):
+            self._dropped(party, LinkError(party, "the coordinator is shutting down"))
+        if self._sessions:  # each ends by its deadline at the latest
+            await asyncio.wait(self._sessions, timeout=self.max_timeout)
         if self._keeping:
             await asyncio.wait(list(self._keeping.values()))
         if self.store is not None:
             self.store.close()
-        await self.queries.close()
-        await self.link.close()
         await self.channels.close()
 
     def _stub(self, party: str) -> pb_grpc.PartyStub:
