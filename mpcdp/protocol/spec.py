@@ -44,6 +44,10 @@ MAX_BATCH = 256  # statistics asked in one session (a party decodes, checks and 
 _VALID_SHAPES: dict[tuple[object, ...], tuple[Sharing, QueryCodec]] = {}  # QuerySpec._shape of specs that passed
 # _validate -> their sharing and codec
 _MAX_VALID_SHAPES = 4096  # then forgotten all at once (a node sees a few shapes: its analysts' queries)
+_MAX_VALID_BYTES = 8 << 20  # or once their estimated size (QuerySpec._shape_bytes) would pass this
+_MAX_SHAPE_ITEMS = 64  # parties, and categories, of a shape remembered: a larger spec is validated whole each time
+_MAX_SHAPE_CHARS = 1024  # characters of a remembered shape's column, party names and categories, together
+_valid_bytes = 0  # the remembered shapes' estimated size
 
 __all__ = [
     "MAX_BATCH",
@@ -138,9 +142,13 @@ class QuerySpec:
         if known is None:
             self._validate()
             if shape is not None:
-                if len(_VALID_SHAPES) >= _MAX_VALID_SHAPES:
+                global _valid_bytes
+                size = self._shape_bytes()
+                if len(_VALID_SHAPES) >= _MAX_VALID_SHAPES or _valid_bytes + size > _MAX_VALID_BYTES:
                     _VALID_SHAPES.clear()
+                    _valid_bytes = 0
                 _VALID_SHAPES[shape] = (self.sharing, self.codec)
+                _valid_bytes += size
             return
         sharing, codec = known
         object.__setattr__(self, "sharing", sharing)  # every other field passed _validate before, alike
@@ -151,7 +159,16 @@ class QuerySpec:
         """Every field but the session id and the deadline, each with its type (so 1, 1.0 and True differ; the
         sharing as its mode, named or not): what :meth:`_validate` decides on besides those two, so a spec of a
         shape validated before needs only :meth:`_validate_session` (specs differing only in their session arrive
-        once per query). None if a field cannot be a key (it then fails validation)."""
+        once per query). None if a field cannot be a key (it then fails validation), or if the shape is large (more
+        than _MAX_SHAPE_ITEMS parties or categories, or _MAX_SHAPE_CHARS characters: not remembered, so an analyst
+        cannot make a node keep megabytes per shape at no budget cost)."""
+        if len(self.parties) > _MAX_SHAPE_ITEMS or len(self.categories) > _MAX_SHAPE_ITEMS:
+            return None
+        try:
+            if self._chars() > _MAX_SHAPE_CHARS:
+                return None
+        except TypeError:  # a column, party or category that is no text: it fails validation
+            return None
         values = (
             self.statistic,
             self.parties,
@@ -180,6 +197,13 @@ class QuerySpec:
         except (TypeError, ValueError):
             return None
         return shape
+
+    def _chars(self) -> int:
+        return len(self.column) + sum(map(len, self.parties)) + sum(map(len, self.categories))
+
+    def _shape_bytes(self) -> int:
+        """A remembered shape's size in memory, generously: the spec and codec, each party and category."""
+        return 2048 + 96 * (len(self.parties) + len(self.categories)) + self._chars()
 
     def _from_loss(self, loss: PrivacyLoss) -> None:
         if loss.relation is not Relation.RECORD:
