@@ -55,7 +55,8 @@ class _JsonLines(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         event = getattr(record, "audit", None)
-        second, micros = divmod(round(record.created * 1e6), 1_000_000)  # as datetime rounds it
+        # the fraction rounded as datetime rounds it (rounding the product put half-ms stamps 1 ms late)
+        second, micros = divmod(int(record.created) * 1_000_000 + round(record.created % 1 * 1e6), 1_000_000)
         if second != self._second:
             self._second, self._when = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         line = {
