@@ -60,7 +60,7 @@ from services.deadlines import COALESCED_SESSIONS, DEFAULT_TIMEOUT, SEND_TIMEOUT
 from services.federation import Federation
 from services.ledgers import public_refusal
 from services.link import Hub, LinkError
-from services.query_link import QueryService
+from services.query_link import LinkContext, QueryService
 from services.sessions import ABORT, ANSWER, PARTIAL, PROPOSE, START, KeyedPartial
 from services.tls import Identity, caller
 from services.wire.mpcdp.v1 import federation_pb2 as pb
@@ -328,8 +328,11 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         """Write the parts; an analyst who stops reading does not hold the call (and the parts) forever."""
         for part in parts:
             try:
-                async with asyncio.timeout(self.send_timeout):  # no task per part, as wait_for would make
-                    await context.write(part)
+                if isinstance(context, LinkContext):  # its write may be cancelled where it waits: no task per part
+                    async with asyncio.timeout(self.send_timeout):
+                        await context.write(part)
+                else:  # gRPC's write, cancelled inside, loses the call's status: it waits in a task of its own
+                    await asyncio.wait_for(context.write(part), self.send_timeout)
             except TimeoutError:
                 audit.record("aborted", session=sid, reason="the analyst did not read the release")
                 await context.abort(
