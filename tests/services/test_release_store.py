@@ -42,6 +42,12 @@ def gated(store: ReleaseStore) -> tuple[threading.Event, list]:
     return gate, groups
 
 
+def full(store: ReleaseStore, room: int = 4) -> None:
+    """Give the store's database ``room`` more pages at most (the writer's connection: one put made it)."""
+    pages = store._writer.submit(lambda: store._db.execute("PRAGMA page_count").fetchone()[0]).result()
+    store._writer.submit(lambda: store._db.execute(f"PRAGMA max_page_count = {pages + room}")).result()
+
+
 def test_a_release_put_is_found_again_by_a_store_opened_on_the_same_folder(tmp_path):
     store = ReleaseStore(tmp_path)
     store.put(sid(1), "analyst", True, PARTS)
@@ -79,11 +85,10 @@ async def test_releases_kept_at_once_share_one_transaction(tmp_path):
 async def test_a_failed_commit_fails_exactly_its_keeps_and_keeps_none_of_them(tmp_path):
     """Review finding 5: a keep queued after the failing transaction began is not failed with it."""
     store = ReleaseStore(tmp_path)
-    store.put(sid(0), "analyst", True, PARTS)  # the writer's connection exists: give its database no room to grow
-    pages = store._writer.submit(lambda: store._db.execute("PRAGMA page_count").fetchone()[0]).result()
-    store._writer.submit(lambda: store._db.execute(f"PRAGMA max_page_count = {pages + 16}")).result()
+    store.put(sid(0), "analyst", True, PARTS)
+    full(store)
     gate, groups = gated(store)
-    big = [os.urandom(1 << 20)]  # 256 pages: the disk is full for this one
+    big = [os.urandom(60_000)]  # 15 pages, kept in the database: the disk is full for this one
     failing = [asyncio.ensure_future(store.keep(sid(i), "analyst", False, big if i == 1 else PARTS)) for i in (1, 2)]
     await asyncio.sleep(0.05)  # their transaction began (held)
     after = asyncio.ensure_future(store.keep(sid(3), "analyst", False, PARTS))  # queued meanwhile: not in it
@@ -134,7 +139,7 @@ def test_a_reader_during_a_write_changes_nothing(tmp_path):
     store.put(sid(1), "analyst", True, PARTS)
     writer = sqlite3.connect(store.path, isolation_level=None)  # a write in progress, holding the write lock
     writer.execute("BEGIN IMMEDIATE")
-    writer.execute("INSERT INTO releases VALUES (?, 'analyst', 1, 0, 0, 0)", (bytes.fromhex(sid(2)),))
+    writer.execute("INSERT INTO releases VALUES (?, 'analyst', 1, 0, 0, 0, 0)", (bytes.fromhex(sid(2)),))
     reader = ReleaseStore(tmp_path)  # opened during the write: reads what was committed, writes nothing
     assert reader.get(sid(1))[1] == PARTS and reader.get(sid(2)) is None
     with pytest.raises(sqlite3.OperationalError):
@@ -197,14 +202,14 @@ async def test_the_stores_memory_does_not_grow_with_the_releases_kept(tmp_path):
 
     tracemalloc.start()
     try:
-        await keep(0, 4_000)  # the event loop's and sqlite3's own buffers grown to their size
+        await keep(0, 1_000)  # the event loop's own buffers grown to their size
         before = tracemalloc.get_traced_memory()[0]
-        await keep(4_000, 8_000)
+        await keep(1_000, 2_000)
         grown = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
-    assert grown < 100_000, grown  # the log's index: ~0.9 MB for these 8000 releases
-    assert store.get(sid(11_999))[1] == PARTS
+    assert grown < 100_000, grown  # the log's index: ~0.22 MB for these 2000 releases
+    assert store.get(sid(2_999))[1] == PARTS
 
 
 async def test_a_group_of_large_releases_is_not_copied_into_one_buffer(tmp_path):
@@ -221,6 +226,42 @@ async def test_a_group_of_large_releases_is_not_copied_into_one_buffer(tmp_path)
         tracemalloc.stop()
     assert peak < 1 << 20, peak  # the log: 32 MiB at once
     assert store.get(sid(7))[1] == large[7]
+
+
+def test_a_large_release_is_kept_in_a_file_of_its_own_checked_by_its_row(tmp_path, caplog):
+    store = ReleaseStore(tmp_path)
+    large = [os.urandom(1 << 20), os.urandom(100)]
+    store.put(sid(1), "analyst", False, large)
+    store.put(sid(2), "analyst", False, [os.urandom(1 << 17)])
+    assert sorted(p.name for p in tmp_path.glob("*.parts")) == [f"{sid(1)}.parts", f"{sid(2)}.parts"]
+    assert oct(os.stat(tmp_path / f"{sid(1)}.parts").st_mode & 0o777) == "0o600"
+    assert ReleaseStore(tmp_path).get(sid(1)) == (store.get(sid(1))[0], large)
+    with pytest.raises(StoreError, match="kept already"):  # its file is not replaced
+        store.put(sid(1), "other", False, [os.urandom(1 << 20)])
+    assert store.get(sid(1))[1] == large
+    damaged = bytearray((tmp_path / f"{sid(1)}.parts").read_bytes())
+    damaged[1000] ^= 0x01
+    (tmp_path / f"{sid(1)}.parts").write_bytes(bytes(damaged))
+    (tmp_path / f"{sid(2)}.parts").unlink()
+    with caplog.at_level(logging.ERROR, "mpcdp.releases"):
+        assert store.get(sid(1)) is None and store.get(sid(2)) is None
+    assert "damaged" in caplog.text and "cannot be read" in caplog.text
+
+
+def test_a_failed_transaction_removes_the_parts_files_it_wrote(tmp_path):
+    store = ReleaseStore(tmp_path)
+    store.put(sid(0), "analyst", True, PARTS)
+    full(store)
+    with pytest.raises(StoreError, match="full"):  # one transaction: a large release, then one too big for the room
+        store._writer.submit(
+            store._commit,
+            [
+                (bytes.fromhex(sid(i)), "a", 0, 0.0, p)
+                for i, p in ((1, [os.urandom(1 << 20)]), (2, [os.urandom(60_000)]))
+            ],
+        ).result()
+    assert not list(tmp_path.glob("*.parts*"))
+    assert store.get(sid(1)) is None and store.get(sid(2)) is None
 
 
 def test_a_new_database_and_folder_are_fsynced_into_their_folders(tmp_path, monkeypatch):
