@@ -185,6 +185,7 @@ class PrivacyLedger:
         self.budget = loss
         self._clock = clock
         self._schema_ready = False
+        self._summed: tuple[int, Fraction, Fraction] = (0, Fraction(0), Fraction(0))  # charges summed: last id, sums
         eps, delta = loss.epsilon, loss.delta
         if str(self.path) != ":memory:":
             with contextlib.suppress(FileExistsError):  # owner-only from the start (journals take its mode)
@@ -242,10 +243,16 @@ class PrivacyLedger:
             db.close()
 
     def _charged(self, db: sqlite3.Connection) -> tuple[Fraction, Fraction]:
-        eps, delta = Fraction(0), Fraction(0)
-        for e, d in db.execute("SELECT epsilon, delta FROM charges WHERE dataset = ?", (self.dataset,)):
-            eps += Fraction(e)
-            delta += Fraction(d)
+        """Everything charged to the dataset, summed exactly. Charges are only ever appended, with ids that only grow
+        (AUTOINCREMENT: a committed id is never reused), so the sum of those up to an id is kept and only later ones
+        are read: a query's cost does not grow with the ledger's history (it summed every charge each time). Called
+        before its transaction inserts a charge, so every row it reads is committed."""
+        last, eps, delta = self._summed
+        for i, e, d in db.execute(
+            "SELECT id, epsilon, delta FROM charges WHERE dataset = ? AND id > ? ORDER BY id", (self.dataset, last)
+        ):
+            last, eps, delta = i, eps + Fraction(e), delta + Fraction(d)
+        self._summed = (last, eps, delta)  # one consistent tuple: another thread at worst reads some rows again
         return eps, delta
 
     def _held(self, db: sqlite3.Connection, but: str | None) -> tuple[Fraction, Fraction, int]:
