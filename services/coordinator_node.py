@@ -387,6 +387,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         losses composed); the releases' parts (``note``: why it ran another sharing than the analyst asked,
         :meth:`spec_for`)."""
         sid = batch.spec.session_id
+        held = budget
         try:
             released, batch, note = await self._released(batch, note)
             parts = releases.batch_parts(batch.specs, released, confidence, note)
@@ -397,10 +398,11 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
                 if not batch.is_exact:  # budgets were spent on it: on disk before it is charged and sent
                     await keeping
             if budget:
-                self.ledger.charge_reserved(sid)
+                self.ledger.charge_reserved(sid)  # drops the reservation in the same transaction
+                held = False
         finally:
-            if budget:
-                self.ledger.free(sid)  # nothing left to free once charged
+            if held:  # not charged: free it (each ledger transaction is fsynced, on the loop)
+                self.ledger.free(sid)
         releases.audit_batch(sid, client, batch.specs, releases.composed(batch.specs, released))
         return parts
 
