@@ -314,6 +314,9 @@ class _Outbox:
     messages: deque[_Message] = field(default_factory=deque)
     queued: int = 0  # what its messages are charged (_Message.size)
     writer: asyncio.Task | None = None
+    # messages close_session dropped with a frame in the write under way: failed once that write ends (it reads
+    # their payload until then)
+    dropped: list[tuple[asyncio.Future, LinkError]] = field(default_factory=list)
 
 
 class Hub:
@@ -397,7 +400,10 @@ class Hub:
         """Queue one message for ``peer``; the future is done once it is written (LinkError if the link
         cannot carry it). Messages to one peer are written in the order they were posted. A message whose
         future is cancelled (its poster gave up) before its first frame is written is not written; a
-        ``droppable`` one (bulk data of its session) is dropped, its future failed, by ``close_session``.
+        ``droppable`` one (bulk data of its session) is dropped, its future failed, by ``close_session`` (once
+        the write under way ends, if a frame of it is in that write). The payload is read until the future is
+        done, except after the poster cancels it: the frame in the write under way, if any, is read until that
+        write ends.
         When more than ``max_queued_bytes`` (each message charged ``QUEUED_COST`` on top of its payload: an empty
         one is not free) or ``max_queued_messages`` wait for the peer (slow or stuck), the future fails at once."""
         if len(session) != SESSION_ID_BYTES or len(kind.encode()) > MAX_KIND_BYTES or not 0 <= round < 1 << 32:
@@ -405,6 +411,7 @@ class Hub:
                 peer, f"a session id is {SESSION_ID_BYTES} bytes, a kind at most {MAX_KIND_BYTES}, a round below 2**32"
             )
         parts = [as_bytes(p) for p in payload] if isinstance(payload, tuple) else [as_bytes(payload)]
+        parts = parts or [as_bytes(b"")]  # (): the empty message, one empty frame as b"" (no frame wedged the writer)
         total = sum(len(p) for p in parts)
         if total > self.max_message_bytes:
             raise LinkError(peer, f"message of {total} bytes exceeds the link's {self.max_message_bytes}")
@@ -440,6 +447,7 @@ class Hub:
         """Write ``box``'s messages in order, as many as fit ``chunk_bytes`` per write."""
         stream: _Stream | None = None
         written: list[asyncio.Future] = []
+        writing = False
         try:
             stream = await self._stream(peer)
             await asyncio.sleep(0)  # one turn of the loop: what other sessions post meanwhile joins this write
@@ -462,16 +470,26 @@ class Hub:
                         written.append(message.done)
                 if not batch:
                     break
+                writing = True
                 await stream.write(encoded(self.me, batch))
+                writing = False
                 for done in written:
                     if not done.done():
                         done.set_result(None)
+                _fail_dropped(box)
         except (Closed, OSError, LinkError) as exc:
             if not isinstance(exc, LinkError):
                 exc = LinkError(peer, f"link broke while sending ({exc})")
                 if stream is not None:
                     self._drop(peer, stream, exc)
             self._fail_outbox(box, written, exc)
+        except Exception as exc:  # a bug: its messages fail, the next post starts a new writer (never a wedged box)
+            log.exception("the writer of the link to %s failed", peer)
+            error = LinkError(peer, f"sending failed ({type(exc).__name__})")
+            if writing and stream is not None:  # a record may be half written: the connection cannot go on
+                self._drop(peer, stream, error)
+                stream.cancel()
+            self._fail_outbox(box, written, error)
         except asyncio.CancelledError:
             self._fail_outbox(box, written, LinkError(peer, "the link closed"))
             raise
@@ -491,6 +509,7 @@ class Hub:
         for done in pending:
             if not done.done():
                 _fail(done, error)
+        _fail_dropped(box)
 
     async def _stream(self, peer: str) -> _Stream:
         streams = self._streams.get(peer)
@@ -949,7 +968,11 @@ class Hub:
             dropped = [m for m in out.messages if m.droppable and m.session == session]
             for message in dropped:
                 _unqueue(out, message)
-                if not message.done.done():
+                if message.done.done():
+                    continue
+                if message.started:  # a frame of it is in the write under way, read from the poster's buffer
+                    out.dropped.append((message.done, LinkError(peer, "session closed")))
+                else:
                     _fail(message.done, LinkError(peer, "session closed"))
 
     async def close(self) -> None:
@@ -983,6 +1006,14 @@ def _given_up(box: _Outbox, message: _Message, done: asyncio.Future) -> None:
         message.frames[:] = [f._replace(payload=bytes(f.payload)) for f in message.frames]
     else:
         _unqueue(box, message)
+
+
+def _fail_dropped(box: _Outbox) -> None:
+    """Fail the messages ``close_session`` dropped while a frame of theirs was in the write that just ended."""
+    dropped, box.dropped = box.dropped, []
+    for done, error in dropped:
+        if not done.done():
+            _fail(done, error)
 
 
 def _unqueue(box: _Outbox, message: _Message) -> None:

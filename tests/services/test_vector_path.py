@@ -7,9 +7,10 @@ import asyncio
 import socket
 
 import numpy as np
+import pytest
 
 from services import link, link_transport
-from services.link import Hub
+from services.link import Hub, LinkError
 from services.sessions import keyed_partial
 from services.tls import Identity
 
@@ -137,6 +138,75 @@ async def test_a_tuple_payload_with_empty_parts_is_one_message_of_their_concaten
     first = [f for f in frames if f.round == 0]
     assert [(f.offset, f.total, bytes(f.payload)) for f in first] == [(0, 5, b"abc"), (3, 5, b"de")]
     assert [(f.offset, f.total, bytes(f.payload)) for f in frames if f.round == 1] == [(0, 0, b"")]
+
+
+async def test_an_empty_tuple_payload_is_the_empty_message_and_the_peers_link_goes_on():
+    """``()`` is one empty frame, as ``b""`` is: with no frame at all the writer died on it and every later message
+    to that peer waited behind it for ever."""
+    written: list = []
+    hub = lone_hub(written)
+    await asyncio.wait_for(hub.post("carol", SID, 0, "k", ()), 5)
+    await asyncio.wait_for(hub.post("carol", SID, 1, "k", b"hello"), 5)
+    frames = [f for write in written for f in link.decode(b"".join(write))[1]]
+    assert [(f.round, f.offset, f.total, bytes(f.payload)) for f in frames] == [(0, 0, 0, b""), (1, 0, 5, b"hello")]
+
+
+async def test_a_writer_that_fails_unexpectedly_fails_its_messages_logs_and_the_next_post_is_written(caplog):
+    """A bug under the writer (here the stream's write raising a TypeError) fails the messages it was writing,
+    with a log line, and closes the connection (a record may be half written); the next post goes out."""
+    written: list = []
+    cancelled: list[int] = []
+    hub = Hub(Identity("bob", None, insecure=True), lambda peer: "nowhere", lambda peer: True)
+
+    async def open_(peer):
+        async def write(pieces):
+            if not written and not cancelled:
+                raise TypeError("a bug")
+            written.append(pieces)
+
+        return link._Stream(write, lambda: cancelled.append(1))
+
+    hub._stream = open_  # type: ignore[method-assign]
+    with caplog.at_level("ERROR", logger="mpcdp.link"), pytest.raises(LinkError, match="sending failed"):
+        await asyncio.wait_for(hub.post("carol", SID, 0, "k", b"first"), 5)
+    assert cancelled == [1]
+    assert any("writer of the link to carol failed" in r.getMessage() for r in caplog.records)
+    await asyncio.wait_for(hub.post("carol", SID, 1, "k", b"second"), 5)
+    frames = [f for write in written for f in link.decode(b"".join(write))[1]]
+    assert [(f.round, bytes(f.payload)) for f in frames] == [(1, b"second")]
+
+
+async def test_a_message_its_session_drops_mid_write_is_done_only_once_that_write_has_read_its_buffer():
+    """close_session while the first frame of a droppable message is being written (a slow socket): the frame is
+    read from the poster's array until the write ends, so the future fails only then (the poster may reuse its
+    buffer once the future is done: the module doc); the message's other frames are not written."""
+    gate = asyncio.Event()
+    sent: list[bytes] = []
+    hub = Hub(Identity("bob", None, insecure=True), lambda peer: "nowhere", lambda peer: True)
+
+    async def open_(peer):
+        async def write(pieces):
+            await gate.wait()
+            sent.append(b"".join(bytes(p) for p in pieces))
+
+        return link._Stream(write, lambda: None)
+
+    hub._stream = open_  # type: ignore[method-assign]
+    vector = np.arange(300_000, dtype=np.uint64)  # three frames of at most 1 MiB
+    done = hub.post("coordinator", SID, 0, "sum.partial", vector, droppable=True)
+    for _ in range(5):
+        await asyncio.sleep(0)  # the writer starts the first frame's write
+    hub.close_session(SID)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not done.done()  # its first frame is still being read from ``vector``
+    gate.set()
+    with pytest.raises(LinkError, match="session closed"):
+        await asyncio.wait_for(done, 5)
+    await asyncio.sleep(0.01)
+    [frames] = [list(link.decode(write)[1]) for write in sent]
+    assert [(f.offset, bytes(f.payload)) for f in frames] == [(0, vector.tobytes()[: 1 << 20])]
+    assert not hub._outboxes["coordinator"].messages and hub._outboxes["coordinator"].queued == 0
 
 
 def long_record(i: int, n: int = 200_000) -> bytes:
