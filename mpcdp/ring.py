@@ -145,12 +145,13 @@ class FixedPoint:
         return _to_int64_in_place(scaled).view(DTYPE)
 
     def encode_clipped(self, x: np.ndarray, lo: float, hi: float) -> np.ndarray:
-        """``encode(np.clip(x, lo, hi))`` for finite float64 records ``x`` (the caller checked them: a NaN would
-        not be refused here), into a new array, in one trip through memory: each cache-sized piece is clipped,
-        scaled, rounded and converted before the next is read (the same operations in the same order, so the
-        same elements), where clipping and encoding the whole array make five passes over it. Bounds whose
-        encodings do not fit the signed range are refused (HeadroomError) before anything is computed: then
-        no clipped value can leave it."""
+        """``encode(np.clip(x, lo, hi))`` for float64 records ``x``, into a new array, in one trip through memory:
+        each cache-sized piece is clipped, scaled, rounded and converted before the next is read (the same
+        operations in the same order, so the same elements), where clipping and encoding the whole array make
+        five passes over it. Bounds whose encodings do not fit the signed range are refused (HeadroomError)
+        before anything is computed: then no clipped value can leave it, and infinities clip to the bounds. A
+        NaN is refused (ValueError, as :meth:`encode` does) by the conversion that meets it: with finite bounds it
+        is the only value whose conversion is invalid, and the check costs no pass of its own."""
         self.encode_bound(max(abs(float(lo)), abs(float(hi))))  # finite, and within the ring once scaled
         if not lo <= hi:
             raise ValueError(f"bounds must be ordered, got ({lo!r}, {hi!r})")
@@ -159,14 +160,18 @@ class FixedPoint:
         out = np.empty(src.shape, dtype=np.int64)
         into = out.reshape(-1)
         piece = np.empty(min(_CONVERT_CHUNK, flat.size), dtype=np.float64)
-        for start in range(0, flat.size, _CONVERT_CHUNK):
-            end = min(start + _CONVERT_CHUNK, flat.size)
-            scaled = piece[: end - start]
-            np.clip(flat[start:end], lo, hi, out=scaled)
-            if self.scale != 1:
-                np.multiply(scaled, self.scale, out=scaled)
-            np.rint(scaled, out=scaled)
-            np.copyto(into[start:end], scaled, casting="unsafe")
+        try:
+            with np.errstate(invalid="raise"):  # NaN: clip, multiply and rint carry it, the conversion flags it
+                for start in range(0, flat.size, _CONVERT_CHUNK):
+                    end = min(start + _CONVERT_CHUNK, flat.size)
+                    scaled = piece[: end - start]
+                    np.clip(flat[start:end], lo, hi, out=scaled)
+                    if self.scale != 1:
+                        np.multiply(scaled, self.scale, out=scaled)
+                    np.rint(scaled, out=scaled)
+                    np.copyto(into[start:end], scaled, casting="unsafe")
+        except FloatingPointError:
+            raise ValueError("cannot encode NaN values") from None
         return out.view(DTYPE)
 
     def decode(self, a: ArrayLike) -> np.ndarray:

@@ -1,5 +1,7 @@
 """Z_2^64 arithmetic, fixed point and the headroom check."""
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -97,6 +99,25 @@ def test_encoding_clipped_in_one_pass_equals_clipping_then_encoding(frac_bits, s
     assert got.dtype == ring.DTYPE and got.shape == records.shape
     assert np.array_equal(got, codec.encode(np.clip(records, -1000.0, 999.5)))
     assert np.array_equal(records, kept)
+
+
+@pytest.mark.parametrize("frac_bits", [0, 16])
+@pytest.mark.parametrize("at", [0, (1 << 16) + 5, 200_002])
+def test_encoding_clipped_refuses_nan_as_encode_does_and_clips_infinities(frac_bits, at):
+    """A NaN in any piece is refused with encode's error (it became -2^63 with only a RuntimeWarning); an
+    infinity clips to its bound, as through ``encode(np.clip(...))``."""
+    codec = ring.FixedPoint(frac_bits)
+    records = np.linspace(-5.0, 5.0, 200_003)
+    records[at] = np.nan
+    with pytest.raises(ValueError, match="cannot encode NaN"):
+        codec.encode(np.clip(records, -1.0, 1.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the error, not a warning
+        with pytest.raises(ValueError, match="cannot encode NaN"):
+            codec.encode_clipped(records, -1.0, 1.0)
+    records[at] = -np.inf
+    records[-1] = np.inf
+    assert np.array_equal(codec.encode_clipped(records, -1.0, 1.0), codec.encode(np.clip(records, -1.0, 1.0)))
 
 
 def test_encoding_clipped_refuses_bounds_beyond_the_ring_or_unordered():
