@@ -153,9 +153,10 @@ async def test_the_link_is_used_and_shared_by_a_process_analysts(cluster):
 
 
 async def test_a_short_reply_is_posted_in_one_step_so_it_goes_in_one_write(cluster):
-    """Its header, its part and its end are posted by the call's task in one step, so they join one write and the
-    analyst wakes once per query (the end was posted by the task's done callback, a loop turn later: between
-    processes it missed the write of the rest and went in a write of its own)."""
+    """Its part and its end are posted by the call's task in one step (its header with them, unless the session
+    took longer than the header's timer), so they join one write and the analyst wakes once per query (the end was
+    posted by the task's done callback, a loop turn later: between processes it missed the write of the rest and
+    went in a write of its own)."""
     hub = cluster.nodes["coordinator"].queries.hub
     posted = []
     post = hub.post
@@ -172,7 +173,8 @@ async def test_a_short_reply_is_posted_in_one_step_so_it_goes_in_one_write(clust
         finally:
             del hub.post
     assert [kind for kind, _ in posted] == [query_link.HEAD, query_link.PART, query_link.END]
-    assert posted[0][1] is not None and {task for _, task in posted} == {posted[0][1]}
+    (_, part), (_, end) = posted[1:]  # the header may go by its timer first, if the session took over 50 ms
+    assert part is not None and end is part  # the end in the same task as the part, not in a done callback
 
 
 def coordinator_address(cluster) -> str:
