@@ -542,7 +542,9 @@ class ReleaseStore:
                     db.execute("ROLLBACK")
             for path in files:
                 path.unlink(missing_ok=True)
-            raise StoreError(errno.EIO, f"could not keep {len(items)} release(s): {exc}") from None
+            full = getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+            code = errno.ENOSPC if full else getattr(exc, "errno", None) or errno.EIO
+            raise StoreError(code, f"could not keep {len(items)} release(s): {exc}") from None
         return outcomes
 
     def _write_parts(self, session: str, blobs: list) -> Path:

@@ -20,7 +20,7 @@ from mpcdp.protocol import (
     Status,
     run_in_memory,
 )
-from mpcdp.protocol.coordinator import KeptTotals
+from mpcdp.protocol import coordinator as coordinator_module
 
 RAISES = {"alice": 3800, "bob": 2514, "carol": 2982, "dave": 3390}
 PARTIES = tuple(RAISES)
@@ -352,9 +352,8 @@ def test_pieces_of_several_partial_sums_interleaved_at_any_cut_sum_right_without
         [("carol", 5, 9000), ("bob", 6000, length), ("carol", 9000, length)],
         [("alice", 4000, length), ("carol", 9000, length)],
     ]
-    totals = KeptTotals()  # one coordinator's: each session after the first folds into the last one's dirty total
     for first, then in zip(orders, rest, strict=True):
-        session = CoordinatorSession(s, totals=totals)
+        session = CoordinatorSession(s)
         for p in s.parties:
             session.record_response(Response(s.session_id, p, True))
         for p, start, stop in first + then:
@@ -362,7 +361,7 @@ def test_pieces_of_several_partial_sums_interleaved_at_any_cut_sum_right_without
         for p in s.parties:
             session.end_partial(s.session_id, p)
         assert np.array_equal(session.release(arrays=True).value, expected)
-    mixed = CoordinatorSession(s, totals=totals)
+    mixed = CoordinatorSession(s)
     for p in s.parties:
         mixed.record_response(Response(s.session_id, p, True))
     mixed.receive_piece(s.session_id, "alice", 0, partials["alice"][:700])
@@ -389,9 +388,9 @@ def test_a_party_hands_its_running_sum_over_and_keeps_nothing():
     assert ring.to_signed(ring.add(a.vector, b.vector)).tolist() == [5, 7, 9]
 
 
-def _summed(s, partials, cut: int, totals: KeptTotals | None = None) -> CoordinatorSession:
+def _summed(s, partials, cut: int) -> CoordinatorSession:
     """A session with every partial sum of ``partials`` folded in, each in two pieces cut at ``cut``."""
-    session = CoordinatorSession(s, totals=totals)
+    session = CoordinatorSession(s)
     for p in s.parties:
         session.record_response(Response(s.session_id, p, True))
         session.receive_piece(s.session_id, p, 0, partials[p][:cut])
@@ -400,44 +399,44 @@ def _summed(s, partials, cut: int, totals: KeptTotals | None = None) -> Coordina
     return session
 
 
-def test_a_closed_sessions_total_is_the_next_ones_and_an_earlier_release_is_not_changed():
+def test_a_closed_sessions_total_is_the_next_ones_and_an_earlier_release_is_not_changed(monkeypatch):
     """The next session of the same length folds into the total a released (or aborted) one left, uninitialised
     as it is (its old sums are overwritten, never added to); the release made from it keeps its own values."""
-    totals = KeptTotals()
-    length = 10_007  # 80 kB: above the smallest total kept
+    spares = coordinator_module._Spares()
+    monkeypatch.setattr(coordinator_module, "_SPARES", spares)
+    length = 5_003
     s = spec(statistic="sum", dimension=length, bounds=(0, 1000), frac_bits=0, parties=("alice", "bob", "carol"))
     first_records = {p: np.full((1, length), 100.0 * (i + 1)) for i, p in enumerate(s.parties)}
     second_records = {
         p: ((np.arange(length) * (i + 7)) % 1000).reshape(1, length).astype(float) for i, p in enumerate(s.parties)
     }
-    first = _summed(s, _partials(s, first_records), 17, totals)
+    first = _summed(s, _partials(s, first_records), 17)
     (total,) = [first._total]
     released = first.release(arrays=True).value
-    assert len(totals) == 1 and totals.nbytes == total.nbytes
+    assert len(spares._kept) == 1 and spares._kept[0] is total
     assert np.array_equal(released, np.full(length, 600.0))
-    second = _summed(s, _partials(s, second_records), 4_000, totals)
-    assert second._total is total and not len(totals)
+    second = _summed(s, _partials(s, second_records), 4_000)
+    assert second._total is total and not spares._kept
     assert np.array_equal(second.release(arrays=True).value, sum(r[0] for r in second_records.values()))
     assert np.array_equal(released, np.full(length, 600.0))
-    aborted = CoordinatorSession(s, totals=totals)
+    aborted = CoordinatorSession(s)
     aborted.record_response(Response(s.session_id, "alice", True))
     aborted.receive_piece(s.session_id, "alice", 0, np.arange(10, dtype=np.uint64))
     assert aborted._total is total  # kept again by the second release
     aborted.abort("gone")
-    assert len(totals) == 1 and totals.nbytes == total.nbytes
-    again = _summed(s, _partials(s, first_records), 1, totals)
-    assert again._total is total
-    assert np.array_equal(again.release(arrays=True).value, released)
+    assert len(spares._kept) == 1 and spares._kept[0] is total
+    assert np.array_equal(_summed(s, _partials(s, first_records), 1).release(arrays=True).value, released)
 
 
 def test_a_total_a_release_still_reads_is_not_kept(monkeypatch):
     """A codec whose release is a view of the total (none today) leaves it to the release: the next session
     takes a new array."""
-    totals = KeptTotals()
-    s = spec(statistic="sum", dimension=10_000, bounds=(0, 1000), frac_bits=0, parties=("alice", "bob", "carol"))
-    records = {p: np.full((1, 10_000), 5.0) for p in s.parties}
-    session = _summed(s, _partials(s, records), 50, totals)
+    spares = coordinator_module._Spares()
+    monkeypatch.setattr(coordinator_module, "_SPARES", spares)
+    s = spec(statistic="sum", dimension=100, bounds=(0, 1000), frac_bits=0, parties=("alice", "bob", "carol"))
+    records = {p: np.full((1, 100), 5.0) for p in s.parties}
+    session = _summed(s, _partials(s, records), 50)
     total = session._total
     monkeypatch.setattr(type(s.codec), "decode", lambda codec, total, arrays=False: {"sum": total[:10]})
     assert np.shares_memory(session.release().value, total)
-    assert not len(totals)
+    assert not spares._kept
