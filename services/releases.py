@@ -435,9 +435,6 @@ class ReleaseStore:
             if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 db.execute("PRAGMA journal_mode = WAL")
             db.executescript(_SCHEMA)
-            if "in_file" not in {r[1] for r in db.execute("PRAGMA table_info(releases)")}:  # made by 07499d3
-                with contextlib.suppress(sqlite3.OperationalError):  # another process added it in between
-                    db.execute("ALTER TABLE releases ADD COLUMN in_file INTEGER NOT NULL DEFAULT 0")
         finally:
             db.close()
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="release-store")  # its thread started at first use

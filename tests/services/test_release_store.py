@@ -182,24 +182,6 @@ def test_an_operator_forgets_old_releases_with_one_delete_while_the_store_is_ope
     store.put(sid(3), "analyst", True, PARTS)
 
 
-def test_a_database_without_the_in_file_column_gets_it(tmp_path):
-    db = sqlite3.connect(tmp_path / ReleaseStore.DATABASE)  # as 07499d3 made it
-    db.executescript(
-        "CREATE TABLE releases (session BLOB PRIMARY KEY, client TEXT NOT NULL, exact INTEGER NOT NULL,"
-        " created REAL NOT NULL, parts INTEGER NOT NULL, crc INTEGER NOT NULL) WITHOUT ROWID;"
-        "CREATE TABLE parts (session BLOB NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL,"
-        " PRIMARY KEY (session, idx));"
-    )
-    db.execute("INSERT INTO releases VALUES (?, 'analyst', 1, 0, 1, 0)", (bytes.fromhex(sid(1)),))
-    db.execute("INSERT INTO parts VALUES (?, 0, ?)", (bytes.fromhex(sid(1)), b""))
-    db.commit()
-    db.close()
-    store = ReleaseStore(tmp_path)
-    assert store.get(sid(1))[1] == [b""]
-    store.put(sid(2), "analyst", True, PARTS)
-    assert store.get(sid(2))[1] == PARTS
-
-
 def test_a_release_kept_as_a_file_of_its_own_before_the_database_is_still_found(tmp_path, caplog):
     blobs = [b'{"client": "analyst", "exact": true, "created": 0}', *PARTS]
     data = b"".join(releases._LENGTH.pack(len(b)) + b for b in blobs)
