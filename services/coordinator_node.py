@@ -53,6 +53,7 @@ from mpcdp.protocol import (
     SpecError,
     Status,
 )
+from mpcdp.protocol.coordinator import KeptTotals
 from mpcdp.protocol.spec import MAX_BATCH, MAX_KEYED_PARTIES, Batch, Sharing, new_session_id
 from services import audit, convert, releases, server
 from services.channels import Channels
@@ -117,9 +118,9 @@ class _Run:
     """One session in flight: ``outcome`` is done once every partial sum is folded in, or failed with the
     SessionFailed that ends the session. The link handlers feed it (:meth:`CoordinatorNode._answered`, ...)."""
 
-    def __init__(self, batch: Batch):
+    def __init__(self, batch: Batch, totals: KeptTotals):
         self.spec = batch.spec
-        self.session = CoordinatorSession(batch.spec, batch.specs[1:])
+        self.session = CoordinatorSession(batch.spec, batch.specs[1:], totals)
         self.outcome: asyncio.Future = asyncio.get_running_loop().create_future()
         self.waiting: list[str] = []  # accepted, waiting for START
         self.closed: set[str] = set()  # parties that closed the session themselves (refused, aborted)
@@ -195,6 +196,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         self._clock = clock
         self._sessions: set[asyncio.Task] = set()  # running to their end even if their analyst left
         self._runs: dict[bytes, _Run] = {}  # sessions in flight, by id
+        self.totals = KeptTotals()  # closed sessions' totals, for the next session of their length (this node's)
         self._slots: dict[str, asyncio.Semaphore] = {}  # per party: SESSIONS_PER_PARTY sessions at once
         self._keeping: dict[str, asyncio.Task] = {}  # releases being written to the store, by session id
         self._policies: tuple[Federation, dict] | None = None  # the federation file's policy of each party
@@ -654,7 +656,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         SessionFailed."""
         spec = batch.spec
         sid = spec.session_id
-        run = self._runs[sid] = _Run(batch)
+        run = self._runs[sid] = _Run(batch, self.totals)
         session = run.session
         collecting: list[asyncio.Task] = []
         try:

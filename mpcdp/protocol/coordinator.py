@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,34 +33,70 @@ from .errors import ProtocolError, Status
 from .messages import PartialSum, Response
 from .spec import Batch, QuerySpec, Sharing
 
-SPARE_BYTES = 64 << 20  # totals of closed sessions kept for the next session of their length, at most this much
+KEPT_BYTES = 64 << 20  # totals of closed sessions a coordinator keeps for the next session of their length, at most
+SMALLEST_KEPT_BYTES = 64 << 10  # a smaller total is not kept: a fresh array that small costs no page faults to speak of
 
 
-class _Spares:
-    """Totals of closed sessions, kept for the next session of the same length: a fresh array of megabytes costs
-    a page fault per page (or per huge page) at its first touch, paid again by every session, where a kept one's
-    pages are mapped already. A total is kept only once no release holds a view of it (:meth:`keep`'s caller
-    checks), and only what fits ``SPARE_BYTES``."""
+class KeptTotals:
+    """The totals of a coordinator's closed sessions, kept for its next session of the same length: a fresh array of
+    megabytes costs a page fault per page (or per huge page) at its first touch, paid again by every session, where
+    a kept one's pages are mapped already.
 
-    def __init__(self) -> None:
-        self._kept: list[np.ndarray] = []
-        self._lock = threading.Lock()  # sessions may close on several threads
+    One per coordinator (:class:`CoordinatorSession`'s ``totals``): coordinators in one process share nothing, and
+    the memory goes with the coordinator. At most ``limit`` bytes are kept, only totals of at least ``smallest``
+    bytes (so at most ``limit // smallest`` of them), by length, with a running byte count: :meth:`take` and
+    :meth:`keep` cost the same however many are kept. When a total does not fit, the ones kept longest ago go
+    first (lengths nobody asks for any more do not hold the memory for good). Thread-safe: sessions may close on
+    several threads.
+
+    A total is handed back (:meth:`keep`) only once nothing reads it any more: see
+    :meth:`CoordinatorSession.releases`."""
+
+    def __init__(self, limit: int = KEPT_BYTES, smallest: int = SMALLEST_KEPT_BYTES) -> None:
+        self.limit = limit
+        self.smallest = smallest
+        self.nbytes = 0  # of the totals kept
+        self._by_length: dict[int, deque[np.ndarray]] = {}  # each length's, oldest first
+        self._order: OrderedDict[int, np.ndarray] = OrderedDict()  # every kept total by id, oldest first
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._order)
 
     def take(self, length: int) -> np.ndarray:
-        """An uninitialised total of ``length`` ring elements (a kept one if there is one of that length)."""
+        """An uninitialised total of ``length`` ring elements (the one of that length kept last, if any)."""
         with self._lock:
-            for i, spare in enumerate(self._kept):
-                if spare.size == length:
-                    return self._kept.pop(i)
+            same = self._by_length.get(length)
+            if same:
+                total = same.pop()
+                if not same:
+                    del self._by_length[length]
+                del self._order[id(total)]
+                self.nbytes -= total.nbytes
+                return total
         return np.empty(length, dtype=ring.DTYPE)
 
     def keep(self, total: np.ndarray) -> None:
+        """Keep ``total`` (nothing reads it any more) for the next :meth:`take` of its length, if it is large
+        enough, making room by forgetting the totals kept longest ago."""
+        if not self.smallest <= total.nbytes <= self.limit:
+            return
         with self._lock:
-            if sum(t.nbytes for t in self._kept) + total.nbytes <= SPARE_BYTES:
-                self._kept.append(total)
+            if id(total) in self._order:  # kept already (not reachable by the sessions' own bookkeeping)
+                return
+            while self.nbytes + total.nbytes > self.limit:
+                _, old = self._order.popitem(last=False)
+                same = self._by_length[old.size]
+                same.popleft()  # the oldest of its length is the oldest kept of them
+                if not same:
+                    del self._by_length[old.size]
+                self.nbytes -= old.nbytes
+            self._by_length.setdefault(total.size, deque()).append(total)
+            self._order[id(total)] = total
+            self.nbytes += total.nbytes
 
 
-_SPARES = _Spares()
+_NOT_KEPT = KeptTotals(limit=0)  # a session given no totals: a new one each time, nothing kept (shared: it is empty)
 
 
 @dataclass(frozen=True)
@@ -85,9 +122,11 @@ class Release:
 class CoordinatorSession:
     """The coordinator's state in one session."""
 
-    def __init__(self, spec: QuerySpec, batch: tuple[QuerySpec, ...] = ()):
+    def __init__(self, spec: QuerySpec, batch: tuple[QuerySpec, ...] = (), totals: KeptTotals | None = None):
         """``batch``: more statistics asked in the same session (:class:`mpcdp.protocol.spec.Batch`): the partial
-        sums are their concatenation, and :meth:`releases` gives one release per statistic."""
+        sums are their concatenation, and :meth:`releases` gives one release per statistic. ``totals``: the
+        coordinator's kept totals, where this session's total comes from and goes back to once closed (None: a new
+        array, not kept)."""
         self.spec = spec
         self.batch = Batch((spec, *batch))
         self.keyed = spec.sharing is Sharing.KEYED  # pre-approved: a partial sum is the acceptance
@@ -98,6 +137,7 @@ class CoordinatorSession:
         self._filled: dict[str, int] = {}  # elements folded in so far, per party sending its partial in pieces
         self._total: np.ndarray | None = None  # the running total of the partial sums
         self._own_total = False  # whether _total is this session's array (else a caller's vector, read only)
+        self._totals = _NOT_KEPT if totals is None else totals
         self._written = 0  # elements of an own _total written so far (beyond them it is uninitialised memory)
         self.abort_reason = ""
 
@@ -191,7 +231,7 @@ class CoordinatorSession:
         elif self._own_total:
             self._fold(0, vec)
         else:
-            total = _SPARES.take(self.length)
+            total = self._totals.take(self.length)
             self._total, self._own_total, self._written = np.add(self._total, vec, out=total), True, self.length
         self._summed.add(msg.sender)
 
@@ -209,7 +249,7 @@ class CoordinatorSession:
                 f"elements: partial sums are {self.length} ring elements, in order",
             )
         if not self._own_total:  # not zeroed: the first piece to reach an element is copied there
-            total = _SPARES.take(self.length)
+            total = self._totals.take(self.length)
             if self._total is None:
                 self._written = 0
             else:
@@ -254,7 +294,15 @@ class CoordinatorSession:
 
     def releases(self, extras: dict[str, Any] | None = None, arrays: bool = False) -> list[Release]:
         """One release per statistic of the batch, in order, each decoded from its segment of the total. Closes
-        the session."""
+        the session.
+
+        The total goes back to the kept totals only if no release views it (the next session of its length writes
+        over it). No release does: every codec decodes through :meth:`QueryCodec.split
+        <mpcdp.protocol.statistics.QueryCodec.split>`, whose ``astype(float64)`` copies the total, and the result,
+        its parts and the extras are built from that copy. The check below, on the arrays at the top level of
+        each result, guards only the one easy way to break this (a decode returning a view of the total as
+        an entry); a codec that hid a view deeper (a nested dict or list, the extras) would not be seen, so a
+        decode must never return a view of its total."""
         self._require("collecting-sums")
         if self.missing:
             raise ProtocolError(Status.FAILED_PRECONDITION, f"still waiting for {', '.join(self.missing)}")
@@ -276,14 +324,14 @@ class CoordinatorSession:
         ]
         views = [v for r in released for v in r.result.values() if isinstance(v, np.ndarray)]
         if own and not any(np.may_share_memory(v, total) for v in views):
-            _SPARES.keep(total)  # no release reads it: the next session of its length writes over it
+            self._totals.keep(total)  # no release reads it: the next session of its length writes over it
         return released
 
     def abort(self, reason: str, culprit: str = "") -> None:
         """Abort the session; ``culprit`` names the one party at fault, "" where none or a pair is (the reason
         names them)."""
         if self._own_total and self._total is not None:
-            _SPARES.keep(self._total)
+            self._totals.keep(self._total)
         self._total, self._own_total = None, False
         self.abort_reason = reason
         self.culprit = culprit

@@ -20,7 +20,7 @@ from mpcdp.protocol import (
     Status,
     run_in_memory,
 )
-from mpcdp.protocol import coordinator as coordinator_module
+from mpcdp.protocol.coordinator import KeptTotals
 
 RAISES = {"alice": 3800, "bob": 2514, "carol": 2982, "dave": 3390}
 PARTIES = tuple(RAISES)
@@ -352,8 +352,9 @@ def test_pieces_of_several_partial_sums_interleaved_at_any_cut_sum_right_without
         [("carol", 5, 9000), ("bob", 6000, length), ("carol", 9000, length)],
         [("alice", 4000, length), ("carol", 9000, length)],
     ]
+    totals = KeptTotals()  # one coordinator's: each session after the first folds into the last one's dirty total
     for first, then in zip(orders, rest, strict=True):
-        session = CoordinatorSession(s)
+        session = CoordinatorSession(s, totals=totals)
         for p in s.parties:
             session.record_response(Response(s.session_id, p, True))
         for p, start, stop in first + then:
@@ -361,7 +362,7 @@ def test_pieces_of_several_partial_sums_interleaved_at_any_cut_sum_right_without
         for p in s.parties:
             session.end_partial(s.session_id, p)
         assert np.array_equal(session.release(arrays=True).value, expected)
-    mixed = CoordinatorSession(s)
+    mixed = CoordinatorSession(s, totals=totals)
     for p in s.parties:
         mixed.record_response(Response(s.session_id, p, True))
     mixed.receive_piece(s.session_id, "alice", 0, partials["alice"][:700])
@@ -388,9 +389,9 @@ def test_a_party_hands_its_running_sum_over_and_keeps_nothing():
     assert ring.to_signed(ring.add(a.vector, b.vector)).tolist() == [5, 7, 9]
 
 
-def _summed(s, partials, cut: int) -> CoordinatorSession:
+def _summed(s, partials, cut: int, totals: KeptTotals | None = None) -> CoordinatorSession:
     """A session with every partial sum of ``partials`` folded in, each in two pieces cut at ``cut``."""
-    session = CoordinatorSession(s)
+    session = CoordinatorSession(s, totals=totals)
     for p in s.parties:
         session.record_response(Response(s.session_id, p, True))
         session.receive_piece(s.session_id, p, 0, partials[p][:cut])
@@ -399,44 +400,44 @@ def _summed(s, partials, cut: int) -> CoordinatorSession:
     return session
 
 
-def test_a_closed_sessions_total_is_the_next_ones_and_an_earlier_release_is_not_changed(monkeypatch):
+def test_a_closed_sessions_total_is_the_next_ones_and_an_earlier_release_is_not_changed():
     """The next session of the same length folds into the total a released (or aborted) one left, uninitialised
     as it is (its old sums are overwritten, never added to); the release made from it keeps its own values."""
-    spares = coordinator_module._Spares()
-    monkeypatch.setattr(coordinator_module, "_SPARES", spares)
-    length = 5_003
+    totals = KeptTotals()
+    length = 10_007  # 80 kB: above the smallest total kept
     s = spec(statistic="sum", dimension=length, bounds=(0, 1000), frac_bits=0, parties=("alice", "bob", "carol"))
     first_records = {p: np.full((1, length), 100.0 * (i + 1)) for i, p in enumerate(s.parties)}
     second_records = {
         p: ((np.arange(length) * (i + 7)) % 1000).reshape(1, length).astype(float) for i, p in enumerate(s.parties)
     }
-    first = _summed(s, _partials(s, first_records), 17)
+    first = _summed(s, _partials(s, first_records), 17, totals)
     (total,) = [first._total]
     released = first.release(arrays=True).value
-    assert len(spares._kept) == 1 and spares._kept[0] is total
+    assert len(totals) == 1 and totals.nbytes == total.nbytes
     assert np.array_equal(released, np.full(length, 600.0))
-    second = _summed(s, _partials(s, second_records), 4_000)
-    assert second._total is total and not spares._kept
+    second = _summed(s, _partials(s, second_records), 4_000, totals)
+    assert second._total is total and not len(totals)
     assert np.array_equal(second.release(arrays=True).value, sum(r[0] for r in second_records.values()))
     assert np.array_equal(released, np.full(length, 600.0))
-    aborted = CoordinatorSession(s)
+    aborted = CoordinatorSession(s, totals=totals)
     aborted.record_response(Response(s.session_id, "alice", True))
     aborted.receive_piece(s.session_id, "alice", 0, np.arange(10, dtype=np.uint64))
     assert aborted._total is total  # kept again by the second release
     aborted.abort("gone")
-    assert len(spares._kept) == 1 and spares._kept[0] is total
-    assert np.array_equal(_summed(s, _partials(s, first_records), 1).release(arrays=True).value, released)
+    assert len(totals) == 1 and totals.nbytes == total.nbytes
+    again = _summed(s, _partials(s, first_records), 1, totals)
+    assert again._total is total
+    assert np.array_equal(again.release(arrays=True).value, released)
 
 
 def test_a_total_a_release_still_reads_is_not_kept(monkeypatch):
     """A codec whose release is a view of the total (none today) leaves it to the release: the next session
     takes a new array."""
-    spares = coordinator_module._Spares()
-    monkeypatch.setattr(coordinator_module, "_SPARES", spares)
-    s = spec(statistic="sum", dimension=100, bounds=(0, 1000), frac_bits=0, parties=("alice", "bob", "carol"))
-    records = {p: np.full((1, 100), 5.0) for p in s.parties}
-    session = _summed(s, _partials(s, records), 50)
+    totals = KeptTotals()
+    s = spec(statistic="sum", dimension=10_000, bounds=(0, 1000), frac_bits=0, parties=("alice", "bob", "carol"))
+    records = {p: np.full((1, 10_000), 5.0) for p in s.parties}
+    session = _summed(s, _partials(s, records), 50, totals)
     total = session._total
     monkeypatch.setattr(type(s.codec), "decode", lambda codec, total, arrays=False: {"sum": total[:10]})
     assert np.shares_memory(session.release().value, total)
-    assert not spares._kept
+    assert not len(totals)
