@@ -70,6 +70,7 @@ from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
 log = logging.getLogger("mpcdp.coordinator")
 DEFAULT_CONFIDENCE = 0.95
 ABORT_GRACE = 2.0  # seconds to wait for each party to confirm an abort
+KEEP_GRACE = 90.0  # seconds close waits for releases being kept (a commit waits up to 30 s for another's lock)
 SESSION_HEADER = "mpcdp-session-id"
 MAX_REASON = 500  # characters of a party's abort reason passed on
 SESSIONS_PER_PARTY = 64  # sessions in flight to one party at once; more queries wait (party_node.MAX_SESSIONS)
@@ -236,7 +237,9 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         if self._sessions:  # each ends by its deadline at the latest
             await asyncio.wait(self._sessions, timeout=self.max_timeout)
         if self._keeping:
-            await asyncio.wait(list(self._keeping.values()))
+            _, late = await asyncio.wait(list(self._keeping.values()), timeout=KEEP_GRACE)
+            if late:  # a store that does not answer: close anyway, not wait for ever
+                log.error("closing with %d release(s) still being kept after %.0f s", len(late), KEEP_GRACE)
         if self.store is not None:
             self.store.close()
         await self.channels.close()

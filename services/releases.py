@@ -484,25 +484,32 @@ class ReleaseStore:
                 outcomes = [StoreError(errno.EBADF, "the release store is closed")] * len(group)
             except StoreError as exc:
                 outcomes = [exc] * len(group)
-            for (_, done), outcome in zip(group, outcomes, strict=True):
-                if done.done():
-                    continue
-                if outcome is None:
-                    done.set_result(None)
-                else:
-                    done.set_exception(outcome)
+            except BaseException as exc:  # anything else: never a keep left waiting, each hears it
+                failed = StoreError(errno.EIO, f"could not keep {len(group)} release(s): {exc!r}")
+                if not isinstance(exc, Exception):  # cancelled (the loop is closing): the queued keeps hear it too
+                    _settle(group + self._queue, [failed] * (len(group) + len(self._queue)))
+                    self._queue = []
+                    raise
+                log.error("keeping %d release(s) failed", len(group), exc_info=exc)
+                outcomes = [failed] * len(group)
+            _settle(group, outcomes)
 
     def _commit(self, items: list[tuple]) -> list[StoreError | None]:
         """Keep ``items`` in one transaction (on the writer thread; a large release's parts file first); their
         outcomes (a session kept before: an error for that one only). StoreError if the transaction failed:
         rolled back (and the parts files of this group removed), none of them kept."""
-        if self._db is None:
-            self._db = sqlite3.connect(self.path, timeout=_BUSY_S, isolation_level=None)
-            self._db.execute("PRAGMA synchronous = FULL")
         db = self._db
         rows: list[tuple | StoreError] = []
         files: list[Path] = []  # written for this group: removed if its transaction fails
         try:
+            if db is None:  # opened here, so a failure to open (EMFILE, a locked file) fails the group too
+                db = sqlite3.connect(self.path, timeout=_BUSY_S, isolation_level=None)
+                try:
+                    db.execute("PRAGMA synchronous = FULL")
+                except BaseException:
+                    db.close()
+                    raise
+                self._db = db
             for sid, client, exact, created, released in items:
                 blobs = [wire_form(p) for p in released]
                 crc = 0
@@ -533,12 +540,14 @@ class ReleaseStore:
                 else:
                     outcomes.append(None)
             db.execute("COMMIT")
-        except (sqlite3.Error, OSError) as exc:
-            if db.in_transaction:
+        except BaseException as exc:  # rolled back and its files removed, whatever failed
+            if db is not None and db.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
             for path in files:
                 path.unlink(missing_ok=True)
+            if not isinstance(exc, (sqlite3.Error, OSError)):
+                raise  # a bug, not the disk: _commit_queued fails the group with it
             full = getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
             code = errno.ENOSPC if full else getattr(exc, "errno", None) or errno.EIO
             raise StoreError(code, f"could not keep {len(items)} release(s): {exc}") from None
@@ -622,6 +631,17 @@ class ReleaseStore:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+def _settle(group: list[tuple[tuple, asyncio.Future]], outcomes: list[StoreError | None]) -> None:
+    """Each keep of ``group`` done with its outcome (None: kept)."""
+    for (_, done), outcome in zip(group, outcomes, strict=True):
+        if done.done():
+            continue
+        if outcome is None:
+            done.set_result(None)
+        else:
+            done.set_exception(outcome)
 
 
 def _blobs(data: bytes) -> list[bytes] | None:

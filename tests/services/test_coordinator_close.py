@@ -53,3 +53,23 @@ async def test_a_session_ending_after_the_grace_is_kept_before_the_store_closes(
     kept = ReleaseStore(folder).get(sid)
     assert kept is not None and kept[0]["client"] == "analyst" and not kept[0]["exact"]
     assert [c.label for c in ledgers["coordinator"].history()] == [sid]  # charged, and kept for Fetch
+
+
+async def test_close_does_not_wait_for_ever_on_a_store_that_never_answers(tmp_path_factory, monkeypatch, caplog):
+    """Review-3 finding 1: close waited for every release being kept with no bound."""
+    cluster, _, state = await ledgered_cluster(tmp_path_factory, DATA, POLICY)
+    coordinator = cluster.nodes["coordinator"]
+    coordinator.store = ReleaseStore(state / "releases")
+    monkeypatch.setattr(coordinator_node, "KEEP_GRACE", 0.2, raising=False)
+    never = asyncio.Event()
+    coordinator._keeping["ab" * 16] = asyncio.ensure_future(never.wait())  # a keep that never returns
+    try:
+        for server in cluster.servers.values():
+            await server.stop(None)
+        await asyncio.wait_for(coordinator.close(), 20)
+        assert "still being kept" in caplog.text
+    finally:
+        never.set()
+        for node in cluster.nodes.values():
+            if node is not coordinator:
+                await node.close()

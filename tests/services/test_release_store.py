@@ -300,3 +300,60 @@ async def test_a_keep_queued_before_close_is_kept_or_refused_never_lost_in_betwe
     outcomes = await asyncio.gather(first, queued, return_exceptions=True)
     assert outcomes[0] is None and store.get(sid(1))[1] == PARTS
     assert isinstance(outcomes[1], StoreError) and store.get(sid(2)) is None
+
+
+async def test_a_writer_that_cannot_open_its_connection_fails_its_keeps_and_the_next_keep_works(tmp_path, monkeypatch):
+    """Review-3 finding 1: the writer's sqlite3.connect (EMFILE, a locked file) failing left its keeps hanging."""
+    store = ReleaseStore(tmp_path)
+    connect, calls = sqlite3.connect, []
+
+    def failing_once(path, *args, **kwargs):
+        if not kwargs.get("uri"):  # the writer's connection, not a reader's
+            calls.append(path)
+            if len(calls) == 1:
+                raise sqlite3.OperationalError("unable to open database file")
+        return connect(path, *args, **kwargs)
+
+    monkeypatch.setattr(releases.sqlite3, "connect", failing_once)
+    with pytest.raises(StoreError, match="unable to open"):
+        await asyncio.wait_for(store.keep(sid(1), "analyst", False, PARTS), 10)
+    await asyncio.wait_for(store.keep(sid(2), "analyst", False, PARTS), 10)
+    assert store.get(sid(1)) is None and store.get(sid(2))[1] == PARTS
+    store.close()
+
+
+async def test_any_failure_of_a_commit_fails_each_keep_of_its_group_and_removes_its_files(tmp_path, caplog):
+    """Review-3 finding 1: an exception other than sqlite3.Error or OSError (here out of wire_form) was never
+    passed to the keeps."""
+    store = ReleaseStore(tmp_path)
+    gate, _ = gated(store)
+    first = asyncio.ensure_future(store.keep(sid(0), "analyst", False, PARTS))
+    await asyncio.sleep(0.05)  # its transaction began (held): the next two share one
+    group = [
+        asyncio.ensure_future(store.keep(sid(1), "analyst", False, [os.urandom(1 << 17)])),  # a parts file
+        asyncio.ensure_future(store.keep(sid(2), "analyst", False, [object()])),  # no wire form: TypeError
+    ]
+    await asyncio.sleep(0)
+    gate.set()
+    outcomes = await asyncio.wait_for(asyncio.gather(first, *group, return_exceptions=True), 10)
+    assert outcomes[0] is None
+    assert all(isinstance(o, StoreError) for o in outcomes[1:]), outcomes
+    assert "keeping 2 release(s) failed" in caplog.text
+    assert not list(tmp_path.glob("*.parts*")) and store.get(sid(1)) is None
+    await store.keep(sid(3), "analyst", False, PARTS)  # the store goes on
+    store.close()
+
+
+async def test_keeps_waiting_when_the_commit_task_is_cancelled_hear_it(tmp_path):
+    """The loop closing (its tasks cancelled) leaves no keep waiting, neither the group nor those queued."""
+    store = ReleaseStore(tmp_path)
+    gate, _ = gated(store)
+    first = asyncio.ensure_future(store.keep(sid(1), "analyst", False, PARTS))
+    await asyncio.sleep(0.05)
+    queued = asyncio.ensure_future(store.keep(sid(2), "analyst", False, PARTS))
+    await asyncio.sleep(0)
+    store._committing.cancel()
+    outcomes = await asyncio.wait_for(asyncio.gather(first, queued, return_exceptions=True), 10)
+    assert all(isinstance(o, StoreError) for o in outcomes), outcomes
+    gate.set()
+    store.close()
