@@ -85,6 +85,7 @@ class SessionLog:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         self._lines: list[str] = []  # appended, not yet written to the file
         self._written = 0  # lines appended, numbering the waiters of durable
+        self._taken = 0  # lines taken by _flush so far (its group's waiters are its to settle)
         self._flushing: asyncio.Future | None = None
         self._waiting: deque[tuple[int, asyncio.Future]] = deque()  # (line number, its caller's future), in order
         self._torn = False  # a write failed part-way: the file may not end in a newline
@@ -147,6 +148,7 @@ class SessionLog:
         group."""
         while self._lines:
             upto, data = self._written, self._take()
+            self._taken = upto
             try:
                 await asyncio.to_thread(self._sync, data)
             except BaseException as exc:  # every waiter hears it (its session stops), as with one shared write
@@ -155,22 +157,35 @@ class SessionLog:
                 raise
             self._settle(upto)
 
-    def _settle(self, upto: int, error: BaseException | None = None) -> None:
+    def _settle(self, upto: int, error: BaseException | None = None, after: int = 0) -> None:
+        """Settle the waiters of lines ``after`` + 1 to ``upto`` (those before ``after`` are left waiting)."""
+        left: list[tuple[int, asyncio.Future]] = []
         while self._waiting and self._waiting[0][0] <= upto:
-            _, waiter = self._waiting.popleft()
+            line, waiter = self._waiting.popleft()
+            if line <= after:
+                left.append((line, waiter))
+                continue
             if waiter.done():
                 continue
             if error is None:
                 waiter.set_result(None)
             else:
                 waiter.set_exception(error if isinstance(error, Exception) else OSError("the write was interrupted"))
+        self._waiting.extendleft(reversed(left))
 
     def close(self) -> None:
         """Write what is remembered and not yet written (as a clean stop should) and close the file, once
-        a write in progress in another thread has finished."""
+        a write in progress in another thread has finished; the waiters of the lines written here are settled
+        here (those of a write in progress, by its own task)."""
+        after, upto = self._taken, self._written
         try:
             if self._lines:
-                self._sync(self._take())
+                try:
+                    self._sync(self._take())
+                except BaseException as exc:
+                    self._settle(upto, exc, after)
+                    raise
+                self._settle(upto, after=after)
         finally:
             with self._lock:
                 if self._fd >= 0:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import threading
+import time
 
 import pytest
 
@@ -52,3 +54,39 @@ async def test_a_failed_write_fails_every_waiter_and_its_ids_are_written_with_th
     again = ledgers.SessionLog(tmp_path / "p.sessions")
     assert all(bytes([i]) * 16 in again for i in (1, 2, 3))
     again.close()
+
+
+async def test_close_settles_the_waiters_of_the_lines_it_writes(tmp_path):
+    """Review-3 finding 3: close wrote the pending lines itself and their waiters were never settled."""
+    log = ledgers.SessionLog(tmp_path / "p.sessions")
+    waiter = log.durable(b"\x01" * 16, 1e12)  # its writing task scheduled, not yet run
+    log.close()
+    assert waiter.done() and waiter.result() is None
+    assert b"\x01" * 16 in ledgers.SessionLog(tmp_path / "p.sessions")
+    late = log.durable(b"\x02" * 16, 1e12)  # after close: refused, not left waiting
+    with pytest.raises(OSError, match="closed"):
+        await asyncio.wait_for(late, 5)
+
+
+async def test_close_during_a_failing_write_acknowledges_only_what_it_wrote(tmp_path, monkeypatch):
+    """The lines appended during a write in progress are close's to write and settle; the write's own waiters
+    hear its outcome (here a failure), never close's."""
+    log = ledgers.SessionLog(tmp_path / "p.sessions")
+    real, entered = os.fsync, threading.Event()
+
+    def slow_full(fd):
+        monkeypatch.setattr(ledgers.os, "fsync", real)
+        entered.set()
+        time.sleep(0.2)  # close waits for this write
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ledgers.os, "fsync", slow_full)
+    first = log.durable(b"\x01" * 16, 1e12)
+    await asyncio.sleep(0)  # its write under way, in another thread
+    assert await asyncio.to_thread(entered.wait, 5)
+    second = log.durable(b"\x02" * 16, 1e12)  # appended during that write
+    log.close()
+    assert second.done() and second.result() is None
+    with pytest.raises(OSError, match="No space"):
+        await asyncio.wait_for(first, 5)
+    assert b"\x02" * 16 in ledgers.SessionLog(tmp_path / "p.sessions")
