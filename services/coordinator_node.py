@@ -385,7 +385,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         """Whether a kept release was paid for (a crash between keeping and charging leaves it unpaid)."""
         if meta.get("exact") or self.ledger is None:
             return True
-        return any(c.label == sid for c in self.ledger.history())
+        return self.ledger.has_charge(sid)
 
     async def _session(self, batch: Batch, confidence: float, client: str, budget: bool, note: str = "") -> list:
         """Run the session, keep its releases (one per statistic of the batch), charge the held budget (their

@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS charges (
     created REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS charges_by_dataset ON charges(dataset);
+CREATE INDEX IF NOT EXISTS charges_by_label ON charges(dataset, label);
 CREATE TABLE IF NOT EXISTS reservations (
     dataset TEXT NOT NULL REFERENCES budgets(dataset),
     session TEXT NOT NULL,
@@ -399,6 +400,12 @@ class PrivacyLedger:
 
         eps, delta = self._read(used)
         return _spend(max(self.budget.epsilon - eps, Fraction(0)), max(self.budget.delta - delta, Fraction(0)), False)
+
+    def has_charge(self, label: str) -> bool:
+        """Whether a charge labelled ``label`` (a session's id) was made: one lookup in an index, whatever the
+        length of the history."""
+        query = "SELECT 1 FROM charges WHERE dataset = ? AND label = ? LIMIT 1"
+        return self._read(lambda db: db.execute(query, (self.dataset, label)).fetchone()) is not None
 
     def history(self) -> list[Charge]:
         """Every charge of this dataset, oldest first."""

@@ -4,6 +4,7 @@ seen across ledger objects and processes sharing the file, at a cost that does n
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from fractions import Fraction
 
@@ -61,3 +62,51 @@ def test_a_refused_charge_adds_nothing_to_the_sum(tmp_path):
     ledger.charge(loss("0.4"), label="c")
     assert [c.label for c in ledger.history()] == ["a", "c"]
     assert ledger.remaining().epsilon == 0 and ledger.spent().epsilon == pytest.approx(1.0)
+
+
+def test_a_lookup_by_label_costs_the_same_at_100_and_5000_charges(tmp_path, monkeypatch):
+    """Review-3 finding 2: a Fetch's check that its release was charged read the whole history. has_charge is one
+    lookup in an index on (dataset, label), created when a ledger file made before it is opened."""
+    path = tmp_path / "l.db"
+    old = sqlite3.connect(path)  # a ledger file of the version before the index
+    old.executescript(ledger_module._SCHEMA.replace("CREATE INDEX IF NOT EXISTS charges_by_label", "-- "))
+    old.close()
+    ledger = PrivacyLedger(path, "ds", 100000.0)
+    steps: list[int] = []
+    connect = sqlite3.connect
+
+    def counted(*args, **kwargs):  # counts the SQLite VM steps of every statement the ledger runs
+        db = connect(*args, **kwargs)
+        db.set_progress_handler(lambda: steps.append(1), 1)
+        return db
+
+    def cost(label: str) -> tuple[bool, int]:
+        steps.clear()
+        with monkeypatch.context() as m:
+            m.setattr(ledger_module.sqlite3, "connect", counted)
+            found = ledger.has_charge(label)
+        return found, len(steps)
+
+    def charges_up_to(n: int) -> None:
+        db = connect(path)
+        have = db.execute("SELECT count(*) FROM charges").fetchone()[0]
+        db.executemany(
+            "INSERT INTO charges (dataset, scope, epsilon, delta, label, created) "
+            "VALUES ('ds', 'central', '1/10', '0', ?, 0)",
+            ((f"{i:032x}",) for i in range(have, n)),
+        )
+        db.commit()
+        db.close()
+
+    charges_up_to(100)
+    small = cost(f"{50:032x}"), cost("f" * 32)
+    charges_up_to(5000)
+    large = cost(f"{4000:032x}"), cost("f" * 32)
+    assert [found for found, _ in small + large] == [True, False, True, False]
+    assert all(steps_large <= steps_small + 5 for (_, steps_small), (_, steps_large) in zip(small, large)), (
+        small,
+        large,
+    )
+    ledger.charge(loss("1/10"), label="e" * 32)  # a charge of another dataset with the label does not count
+    other = PrivacyLedger(path, "other", 1.0)
+    assert ledger.has_charge("e" * 32) and not other.has_charge("e" * 32)

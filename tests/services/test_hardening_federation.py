@@ -332,6 +332,22 @@ async def test_an_analyst_who_vanishes_after_the_charge_fetches_the_release_at_n
         assert info.value.code == grpc.StatusCode.NOT_FOUND
 
 
+async def test_a_fetch_refuses_a_dp_release_kept_but_never_charged(dp_cluster):
+    """Review-3 finding 2: Fetch checks the charge with one indexed lookup (PrivacyLedger.has_charge), not a scan
+    of the history, and still refuses a release whose charge is missing (a crash between keeping and charging)."""
+    from services.analyst import QueryError
+
+    node = dp_cluster.nodes["coordinator"]
+    unpaid, paid = "ab" * 16, "cd" * 16
+    node.store.put(unpaid, "analyst", False, [b"\x0a\x03abc"])
+    dp_cluster.ledgers["coordinator"].charge(0.5, label=paid)  # another session's charge
+    async with dp_cluster.client() as client:
+        with pytest.raises(QueryError) as info:
+            await client.fetch(unpaid)
+    assert info.value.code == grpc.StatusCode.NOT_FOUND
+    assert node._charged(paid, {"exact": False}) and not node._charged(unpaid, {"exact": False})
+
+
 # -- 4. a stalled party delays only the queries that include it (real processes, SIGSTOP) --------------------
 
 
