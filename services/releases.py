@@ -389,6 +389,8 @@ CREATE TRIGGER IF NOT EXISTS forget_parts AFTER DELETE ON releases BEGIN  -- an 
 END;
 """
 _BUSY_S = 30.0  # how long a connection waits for another's lock (another coordinator on the folder)
+_ORPHAN_S = 3600.0  # a parts file this old without its row is a crash's leftover, never another writer's in flight
+_PARTS_FILE = re.compile(r"^([0-9a-f]{32})\.parts(\.tmp)?$")
 
 
 class StoreError(OSError):
@@ -411,7 +413,10 @@ class ReleaseStore:
     blocking form. :meth:`get` reads on a read-only connection of its own, so a reader (Fetch, another process,
     a test) never changes the database, and still works after :meth:`close`. SQLite's locks let two writers (say
     a coordinator started twice) share a folder without losing each other's releases; the index lives on disk,
-    so the store's memory and opening time do not grow with the releases kept. Releases kept as one file each
+    so the store's memory and opening time do not grow with the releases kept. A parts file left without its row
+    (a crash between the file and its commit, or an operator's DELETE of the row) is removed by the next store
+    opened on the folder once it is an hour old (a younger one may be another writer's, not yet committed), and
+    replaced by a keep of its session. Releases kept as one file each
     (``<session>.release``, by versions before the database) are still found."""
 
     DATABASE = "releases.db"
@@ -435,6 +440,7 @@ class ReleaseStore:
             if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 db.execute("PRAGMA journal_mode = WAL")
             db.executescript(_SCHEMA)
+            self._remove_orphans(db)
         finally:
             db.close()
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="release-store")  # its thread started at first use
@@ -442,6 +448,51 @@ class ReleaseStore:
         self._queue: list[tuple[tuple, asyncio.Future]] = []  # releases waiting for the next transaction
         self._committing: asyncio.Task | None = None
         self._closed = False
+
+    def _remove_orphans(self, db: sqlite3.Connection) -> None:
+        """Remove the parts files left without their row, older than _ORPHAN_S: a crash between a file and its
+        commit (``.parts.tmp``: during its write), or an operator's DELETE of the row. A younger one may be
+        another writer's on this folder, written and not yet committed: left for a later open. The rows are
+        read in a write transaction, so no other writer commits one meanwhile."""
+        cutoff = time.time() - _ORPHAN_S
+        old = []
+        for path in self.folder.iterdir():
+            named = _PARTS_FILE.match(path.name)
+            with contextlib.suppress(FileNotFoundError):
+                if named and path.stat().st_mtime < cutoff:
+                    old.append((path, bytes.fromhex(named[1]), bool(named[2])))
+        if not old:
+            return
+        removed = 0
+        try:  # a cleanup: its failure does not stop the store from opening
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for path, sid, tmp in old:
+                    if tmp or not db.execute("SELECT 1 FROM releases WHERE session = ? AND in_file", (sid,)).fetchone():
+                        path.unlink(missing_ok=True)
+                        removed += 1
+            finally:
+                db.execute("COMMIT")
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("could not remove the parts files without their release from %s: %s", self.folder, exc)
+        if removed:
+            log.warning("removed %d parts file(s) without their release from %s", removed, self.folder)
+
+    def _in_the_way(self, db: sqlite3.Connection, sid: bytes) -> StoreError | None:
+        """Why ``sid``'s parts file, there already, stays; None if it was an orphan (no row, older than
+        _ORPHAN_S), now removed."""
+        if db.execute("SELECT 1 FROM releases WHERE session = ?", (sid,)).fetchone():
+            return StoreError(errno.EEXIST, f"a release of session {sid.hex()} is kept already")
+        path = self.folder / f"{sid.hex()}.parts"
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_mtime >= time.time() - _ORPHAN_S:
+                return StoreError(
+                    errno.EEXIST,
+                    f"a parts file of session {sid.hex()} is there without its release (another writer's not yet"
+                    " committed, or a crash's: replaced once an hour old)",
+                )
+        path.unlink(missing_ok=True)
+        return None
 
     def _item(self, session: str, client: str, exact: bool, released: list) -> tuple:
         if not _SESSION.match(session):
@@ -520,8 +571,11 @@ class ReleaseStore:
                     try:
                         files.append(self._write_parts(sid.hex(), blobs))
                     except FileExistsError:
-                        rows.append(StoreError(errno.EEXIST, f"a release of session {sid.hex()} is kept already"))
-                        continue
+                        refused = self._in_the_way(db, sid)  # None: a crash's leftover, removed
+                        if refused is not None:
+                            rows.append(refused)
+                            continue
+                        files.append(self._write_parts(sid.hex(), blobs))
                 rows.append((sid, client, int(exact), created, len(blobs), crc, int(in_file), blobs))
             if files:
                 _fsync_folder(self.folder)

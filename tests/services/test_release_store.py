@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 import tracemalloc
 
 import pytest
@@ -356,4 +357,49 @@ async def test_keeps_waiting_when_the_commit_task_is_cancelled_hear_it(tmp_path)
     outcomes = await asyncio.wait_for(asyncio.gather(first, queued, return_exceptions=True), 10)
     assert all(isinstance(o, StoreError) for o in outcomes), outcomes
     gate.set()
+    store.close()
+
+
+def aged(path, hours: float = 2.0) -> None:
+    then = time.time() - hours * 3600
+    os.utime(path, (then, then))
+
+
+def test_parts_files_left_without_their_row_are_removed_at_open_once_an_hour_old(tmp_path):
+    """Review-3 finding 4: a crash between a parts file and its commit, or an operator's DELETE of the row, left
+    the file (up to ~8 MiB) for ever; a younger one may be another writer's, not yet committed: it stays."""
+    store = ReleaseStore(tmp_path)
+    for i in (1, 2):
+        store.put(sid(i), "analyst", False, [os.urandom(1 << 17)])
+    kept = store.get(sid(1))
+    db = sqlite3.connect(store.path)  # the operator forgets release 2 (its parts file stays)
+    with db:
+        db.execute("DELETE FROM releases WHERE session = ?", (bytes.fromhex(sid(2)),))
+    db.close()
+    store.close()
+    for name in (f"{sid(3)}.parts", f"{sid(4)}.parts.tmp", f"{sid(5)}.parts", f"{sid(6)}.parts.tmp"):
+        (tmp_path / name).write_bytes(b"\0" * 100)  # 3, 4: a crash's leftovers; 5, 6: being written by another
+    for name in (f"{sid(1)}.parts", f"{sid(2)}.parts", f"{sid(3)}.parts", f"{sid(4)}.parts.tmp"):
+        aged(tmp_path / name)
+    again = ReleaseStore(tmp_path)
+    left = sorted(p.name for p in tmp_path.glob("*.parts*"))
+    assert left == [f"{sid(1)}.parts", f"{sid(5)}.parts", f"{sid(6)}.parts.tmp"]
+    assert again.get(sid(1)) == kept and again.get(sid(2)) is None
+
+
+def test_a_keep_replaces_a_parts_file_left_by_a_crash_and_refuses_a_young_one(tmp_path):
+    """Review-3 finding 4: an orphan parts file made its session read as kept already, though it was not."""
+    (tmp_path / f"{sid(1)}.parts").write_bytes(b"\0" * 100)
+    store = ReleaseStore(tmp_path)  # opened while the file is young: it stays
+    aged(tmp_path / f"{sid(1)}.parts")
+    large = [os.urandom(1 << 17)]
+    store.put(sid(1), "analyst", False, large)
+    assert store.get(sid(1))[1] == large
+    (tmp_path / f"{sid(2)}.parts").write_bytes(b"\0" * 100)  # perhaps another writer's, not yet committed
+    with pytest.raises(StoreError, match="without its release"):
+        store.put(sid(2), "analyst", False, large)
+    assert (tmp_path / f"{sid(2)}.parts").read_bytes() == b"\0" * 100
+    with pytest.raises(StoreError, match="kept already"):
+        store.put(sid(1), "analyst", False, [os.urandom(1 << 17)])
+    assert store.get(sid(1))[1] == large
     store.close()
