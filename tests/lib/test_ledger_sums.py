@@ -71,7 +71,6 @@ def test_a_lookup_by_label_costs_the_same_at_100_and_5000_charges(tmp_path, monk
     old = sqlite3.connect(path)  # a ledger file of the version before the index
     old.executescript(ledger_module._SCHEMA.replace("CREATE INDEX IF NOT EXISTS charges_by_label", "-- "))
     old.close()
-    ledger = PrivacyLedger(path, "ds", 100000.0)
     steps: list[int] = []
     connect = sqlite3.connect
 
@@ -80,11 +79,14 @@ def test_a_lookup_by_label_costs_the_same_at_100_and_5000_charges(tmp_path, monk
         db.set_progress_handler(lambda: steps.append(1), 1)
         return db
 
+    with monkeypatch.context() as m:
+        m.setattr(ledger_module.sqlite3, "connect", counted)
+        ledger = PrivacyLedger(path, "ds", 100000.0)  # its connection, kept for every later call, is counted
+
     def cost(label: str) -> tuple[bool, int]:
         steps.clear()
-        with monkeypatch.context() as m:
-            m.setattr(ledger_module.sqlite3, "connect", counted)
-            found = ledger.has_charge(label)
+        found = ledger.has_charge(label)
+        assert steps, "the ledger's statements were not counted"
         return found, len(steps)
 
     def charges_up_to(n: int) -> None:
