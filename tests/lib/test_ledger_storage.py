@@ -108,8 +108,9 @@ def test_a_read_only_opener_sees_committed_charges(tmp_path):
     assert read_only() == [("a", "1/4"), ("b", "1/2")]  # after its close (no -wal, no -shm beside the file)
 
 
-def _hammer(path: str, inherited: PrivacyLedger | None, seed: int, results) -> None:
-    """Two threads on one ledger object: reserve and charge, reserve and free, charge, lapse; report the outcome."""
+def _hammer(path: str, inherited: PrivacyLedger | None, seed: int, done, results) -> None:
+    """Two threads on one ledger object: reserve and charge, reserve and free, charge, lapse; once every process is
+    done, report the outcome (a process's sum read before the others finished could rightly be lower)."""
     ledger = inherited or PrivacyLedger(path, "ds", BUDGET)  # a forked child's object opens its own connection
     accepted = refused = 0
     count = threading.Lock()
@@ -141,6 +142,7 @@ def _hammer(path: str, inherited: PrivacyLedger | None, seed: int, results) -> N
         t.start()
     for t in threads:
         t.join()
+    done.wait(60)
     results.put((accepted, refused, ledger.spent(), ledger.remaining()))
 
 
@@ -149,8 +151,8 @@ def test_processes_and_threads_on_one_file_never_overspend(tmp_path):
     parent = PrivacyLedger(path, "ds", BUDGET)
     parent.charge(loss("0.01"), label="before")  # its connection is open when the children fork
     ctx = mp.get_context("fork")
-    results = ctx.Queue()
-    procs = [ctx.Process(target=_hammer, args=(path, parent if s == 0 else None, s, results)) for s in range(3)]
+    results, done = ctx.Queue(), ctx.Barrier(3)
+    procs = [ctx.Process(target=_hammer, args=(path, parent if s == 0 else None, s, done, results)) for s in range(3)]
     for p in procs:
         p.start()
     outcomes = [results.get(timeout=120) for _ in procs]
