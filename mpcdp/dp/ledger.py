@@ -32,6 +32,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -79,6 +80,41 @@ _ADDED_COLUMNS = (
 
 __all__ = ["BudgetExceeded", "Charge", "PrivacyLedger", "Spend"]
 _INHERITED: list[sqlite3.Connection] = []  # connections a forked child inherited: never used, never closed
+_LEDGERS: weakref.WeakSet[PrivacyLedger] = weakref.WeakSet()  # every ledger of this process, closed at each fork
+_HELD_AT_FORK: list[PrivacyLedger] = []  # the ledgers whose lock the forking thread holds until the fork is done
+
+
+def _before_fork() -> None:
+    """Close every ledger's connection before ``os.fork``: SQLite forbids carrying an open connection into a child,
+    and a child that opened its own beside an inherited one lost its commits when the parent closed or exited
+    (the parent, seeing itself as the file's last connection, checkpointed and deleted the ``-wal`` the child still
+    wrote to). A ledger busy in another thread for longer than the busy timeout is left open, unusable in the child.
+    """
+    for ledger in list(_LEDGERS):
+        if ledger._lock.acquire(timeout=_TIMEOUT_S):
+            _HELD_AT_FORK.append(ledger)
+            if ledger._db is not None and ledger._pid == os.getpid():
+                ledger._db.close()
+            ledger._db = None
+        else:
+            ledger._busy_at_fork = True
+
+
+def _after_fork_in_parent() -> None:
+    for ledger in _LEDGERS:
+        ledger._busy_at_fork = False
+    while _HELD_AT_FORK:
+        _HELD_AT_FORK.pop()._lock.release()
+
+
+def _after_fork_in_child() -> None:
+    _HELD_AT_FORK.clear()
+    for ledger in _LEDGERS:
+        ledger._lock = threading.Lock()  # a lock another thread held at the fork is never released here
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
 
 
 @dataclass(frozen=True)
@@ -197,6 +233,8 @@ class PrivacyLedger:
         self._db: sqlite3.Connection | None = None
         self._pid = 0  # the process that opened _db
         self._summed: tuple[int, Fraction, Fraction] = (0, Fraction(0), Fraction(0))  # charges summed: last id, sums
+        self._busy_at_fork = False  # in a forked child: the parent's connection was in use at the fork
+        _LEDGERS.add(self)
         eps, delta = loss.epsilon, loss.delta
         if str(self.path) != ":memory:":
             with contextlib.suppress(FileExistsError):  # owner-only from the start (journals take its mode)
@@ -254,6 +292,8 @@ class PrivacyLedger:
         connection there; it is left open, not closed, as closing it could act on the parent's locks), held
         under the lock."""
         with self._lock:
+            if self._busy_at_fork:
+                raise RuntimeError("this ledger was in use by another thread when the process forked: open it anew")
             if self._db is None or self._pid != os.getpid():
                 if self._db is not None:
                     _INHERITED.append(self._db)
@@ -262,10 +302,13 @@ class PrivacyLedger:
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on any exception)."""
+        """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on any exception, also one that lands right after BEGIN; a
+        transaction an interrupt left open on the connection is rolled back first)."""
         with self._connection() as db:
-            db.execute("BEGIN IMMEDIATE")
             try:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                db.execute("BEGIN IMMEDIATE")
                 yield db
                 db.execute("COMMIT")
             except BaseException:

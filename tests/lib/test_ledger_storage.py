@@ -7,6 +7,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import random
+import signal
 import sqlite3
 import stat
 import threading
@@ -168,3 +169,102 @@ def test_processes_and_threads_on_one_file_never_overspend(tmp_path):
     assert fresh.spent().epsilon == pytest.approx(float(total))
     assert all(spent == fresh.spent() for _, _, spent, _ in outcomes)  # each process's incremental sum
     assert parent.spent() == fresh.spent()  # the parent's connection still works after its children used theirs
+
+
+def _fork(child) -> int:
+    """Run ``child()`` in a forked process; its exit status (0: returned, 1: raised, -14: hung for 10 s)."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        signal.alarm(10)
+        try:
+            child()
+            code = 0
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def test_a_forked_child_loses_no_charge_when_the_parent_closes_or_exits_meanwhile(tmp_path):
+    """The attack of review-ledgerfast F1: a parent that kept its connection forks; the child charges while the
+    parent closes its ledger. SQLite took the parent for the file's last connection, checkpointed and deleted the
+    -wal the child still committed to: 200 charges committed, 21 in the file. Every connection is now closed
+    before a fork."""
+    path = tmp_path / "l.db"
+    ledger = PrivacyLedger(path, "ds", 100.0)
+    ledger.charge(loss("0.5"), label="parent")
+    started = tmp_path / "started"
+
+    def child() -> None:
+        for i in range(200):
+            ledger.charge(loss("0.01"), label=f"c{i}")
+            if i == 20:
+                started.touch()
+
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            child()
+        finally:
+            os._exit(0)
+    while not started.exists():
+        time.sleep(0.005)
+    ledger.close()  # while the child charges
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT count(*) FROM charges WHERE label LIKE 'c%'").fetchone()[0] == 200
+    assert ledger.spent().epsilon == pytest.approx(2.5)  # the parent reopens and sees them all
+
+
+def test_a_transaction_an_interrupt_left_open_is_rolled_back_by_the_next(tmp_path):
+    """review-ledgerfast F2: a KeyboardInterrupt between BEGIN IMMEDIATE and the rollback's try left the kept
+    connection in a write transaction: every later charge failed, and other processes found the file locked."""
+    path = tmp_path / "l.db"
+    ledger = PrivacyLedger(path, "ds", 1.0)
+    ledger.charge(loss("0.1"), label="ok")
+    with ledger._connection() as db:  # what the interrupt left: a write transaction open on the kept connection
+        db.execute("BEGIN IMMEDIATE")
+        db.execute(
+            "INSERT INTO charges (dataset, scope, epsilon, delta, label, created) "
+            "VALUES ('ds', 'central', '0.5', '0', 'x', 0)"
+        )
+    ledger.charge(loss("0.1"), label="after")
+    assert [c.label for c in ledger.history()] == ["ok", "after"]
+    other = sqlite3.connect(path, timeout=2, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # the write lock is free
+    other.execute("ROLLBACK")
+
+
+def test_a_fork_while_another_thread_is_in_the_ledger_leaves_it_unusable_in_the_child(tmp_path, monkeypatch):
+    """review-ledgerfast F3: the child inherited the ledger's lock held, and hung on its first call. The fork now
+    waits for the ledger (up to the busy timeout); a ledger still busy then refuses clearly in the child, and the
+    parent goes on."""
+    monkeypatch.setattr(ledger_module, "_TIMEOUT_S", 0.3)
+    ledger = PrivacyLedger(tmp_path / "l.db", "ds", 1.0)
+    inside, go = threading.Event(), threading.Event()
+
+    def busy() -> None:
+        with ledger._transaction():
+            inside.set()
+            go.wait(10)
+
+    thread = threading.Thread(target=busy)
+    thread.start()
+    inside.wait(10)
+    refused = tmp_path / "refused"
+
+    def child() -> None:
+        try:
+            ledger.charge(loss("0.1"), label="child")
+        except RuntimeError as error:
+            refused.write_text(str(error))
+
+    try:
+        assert _fork(child) == 0
+    finally:
+        go.set()
+        thread.join()
+    assert "forked" in refused.read_text()
+    assert ledger.charge(loss("0.1"), label="parent").label == "parent"
+    assert _fork(lambda: ledger.charge(loss("0.1"), label="child")) == 0  # a fork with the ledger idle: usable
+    assert [c.label for c in ledger.history()] == ["parent", "child"]
