@@ -25,6 +25,7 @@ connections are set up before its timed region.
                                              # per session (secure_sum_batch.json)
     python benchmarks/secure_sum.py --analyst-side-by-side  # the analyst over gRPC vs over the query link
                                                             # (secure_sum_analyst.json)
+    python benchmarks/secure_sum.py --dp  # exact vs DP scalar sums, same processes (secure_sum_dp.json)
 
 The concurrent workload ("concurrent scalar, 3 parties") runs scalar sums against the same real party
 processes with 1, 16 and 64 queries in flight, spread over 8 analyst connections (each in flight query
@@ -197,11 +198,15 @@ def run_concurrent(
     data = {f"party-{i + 1}": np.array([[float(i + 1)]]) for i in range(parties)}
     expected = parties * (parties + 1) / 2
 
-    async def level(fed, in_flight: int, sharing: str, batch: int = 1, transport: str = "auto") -> dict:
+    async def level(
+        fed, in_flight: int, sharing: str, batch: int = 1, transport: str = "auto", epsilon: float | None = None
+    ) -> dict:
         analysts = [Analyst(fed.federation, CLIENT, transport=transport) for _ in range(min(ANALYSTS, in_flight))]
         times: list[float] = []
         stop = time.perf_counter() + seconds
-        ask = dict(statistic="sum", bounds=(0, BOUND), frac_bits=0, max_records=1)
+        ask: dict = dict(statistic="sum", bounds=(0, BOUND), frac_bits=0, max_records=1)
+        if epsilon is not None:
+            ask["epsilon"] = epsilon
 
         async def session(analyst, timeout: float = 60.0) -> list:
             if batch == 1:
@@ -213,7 +218,10 @@ def run_concurrent(
                 t0 = time.perf_counter()
                 released = await session(analyst)
                 times.append(time.perf_counter() - t0)
-                if [r.value for r in released] != [expected] * batch:
+                if epsilon is not None:  # noisy: only a number
+                    if not all(np.isfinite(r.value) for r in released):
+                        raise RuntimeError(f"mpcdp returned {[r.value for r in released]}")
+                elif [r.value for r in released] != [expected] * batch:
                     raise RuntimeError(f"mpcdp returned a wrong sum {[r.value for r in released]}")
 
         try:
@@ -237,6 +245,7 @@ def run_concurrent(
             "statistics_per_session": batch,
             "coalesce": "default" if coalesce is None else coalesce,
             "transport": transport,
+            "epsilon": epsilon,
             "queries": len(times),
             "queries_per_second": len(times) / took,
             "statistics_per_second": answered / took,
@@ -251,7 +260,7 @@ def run_concurrent(
 
     async def all_levels(fed) -> list[dict]:
         asked = levels or [(n, sharing, 1) for n in IN_FLIGHT for sharing in sharings]
-        return [await level(fed, n, sharing, batch, *transport) for n, sharing, batch, *transport in asked]
+        return [await level(fed, n, sharing, batch, *rest) for n, sharing, batch, *rest in asked]
 
     with LocalFederation(data, timeout=60.0, coalesce=coalesce) as fed:
         return {"levels": asyncio.run(all_levels(fed))}
@@ -421,6 +430,43 @@ def profile(queries: int = 200, profiled: int = 100, out: Path = PROFILE_RESULTS
     print(f"the same nodes without state directories (no fsync): median {bare['median_ms']:.2f} ms")
     for row in report["top_functions_ms_per_query"][:12]:
         print(f"  {row['ms']:7.3f} ms  {row['calls_per_query']:6.1f} calls  {row['function'][-90:]}")
+    print(f"wrote {out}")
+    return report
+
+
+DP_RESULTS = RESULTS.with_name("secure_sum_dp.json")
+DP_EPSILON = 0.001  # per query: thousands of queries fit the simulated parties' budget of 100
+
+
+def dp_side_by_side(quick: bool, out: Path = DP_RESULTS) -> dict:
+    """Exact against DP scalar sums (discrete Laplace noise shared among the parties, epsilon DP_EPSILON each) at
+    1, 16 and 64 in flight, alternating on the same processes: what the privacy ledgers' transactions cost."""
+    ours = run_concurrent(
+        3, 2.0 if quick else 5.0, levels=[(n, "keyed", 1, "auto", eps) for n in IN_FLIGHT for eps in (None, DP_EPSILON)]
+    )
+    by = {(lv["epsilon"], lv["in_flight"]): lv for lv in ours["levels"]}
+    report = {
+        "benchmark": "secure_sum exact vs DP scalar sums, 3 parties, real processes, same processes alternating",
+        "epsilon_per_dp_query": DP_EPSILON,
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "levels": ours["levels"],
+        "ratios_dp_over_exact": {
+            str(n): {
+                "queries_per_second": by[(DP_EPSILON, n)]["queries_per_second"] / by[(None, n)]["queries_per_second"],
+                "cpu_per_query": by[(DP_EPSILON, n)]["cpu_ms_per_query_all_processes"]
+                / by[(None, n)]["cpu_ms_per_query_all_processes"],
+            }
+            for n in IN_FLIGHT
+        },
+    }
+    for lv in ours["levels"]:
+        kind = "exact" if lv["epsilon"] is None else f"DP eps={lv['epsilon']:g}"
+        print(
+            f"{kind:>14}, {lv['in_flight']:>2} in flight: {lv['queries_per_second']:7.1f} queries/s, median "
+            f"{lv['median_ms']:.2f} ms, CPU {lv['cpu_ms_per_query_all_processes']:.1f} ms/query (load "
+            f"{lv['load'][0]:.1f}): " + ", ".join(f"{name} {ms:.2f}" for name, ms in lv["cpu_ms_per_query"].items())
+        )
+    out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")
     return report
 
@@ -645,7 +691,16 @@ def main(argv=None) -> int:
         help="only the analyst over gRPC vs over the query link, scalar queries at 1/16/64 in flight, same processes "
         "(secure_sum_analyst.json)",
     )
+    ap.add_argument(
+        "--dp",
+        action="store_true",
+        help=f"only exact vs DP scalar sums (epsilon {DP_EPSILON} each) at 1/16/64 in flight, same processes "
+        "(secure_sum_dp.json)",
+    )
     args = ap.parse_args(argv)
+    if args.dp:
+        dp_side_by_side(args.quick)
+        return 0
     if args.profile:
         out = (
             PROFILE_RESULTS if args.sharing == "keyed" else PROFILE_RESULTS.with_name("secure_sum_profile_seeded.json")
