@@ -50,6 +50,7 @@ from mpcdp import ring
 from mpcdp.protocol import QuerySpec, SpecError
 from mpcdp.protocol.noise import describe
 from mpcdp.protocol.statistics import codec_for
+from mpcdp.tokens.sqlite_files import open_private
 from services import audit, convert, streams
 from services.wire.mpcdp.v1 import federation_pb2 as pb
 
@@ -435,10 +436,8 @@ class ReleaseStore:
             _fsync_folder(self.folder)
             if made:
                 _fsync_folder(self.folder.parent)
-        db = sqlite3.connect(self.path, timeout=_BUSY_S, isolation_level=None)
+        db = open_private(self.path)  # WAL, synchronous=FULL
         try:
-            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                db.execute("PRAGMA journal_mode = WAL")
             db.executescript(_SCHEMA)
             self._remove_orphans(db)
         finally:
@@ -554,13 +553,7 @@ class ReleaseStore:
         files: list[Path] = []  # written for this group: removed if its transaction fails
         try:
             if db is None:  # opened here, so a failure to open (EMFILE, a locked file) fails the group too
-                db = sqlite3.connect(self.path, timeout=_BUSY_S, isolation_level=None)
-                try:
-                    db.execute("PRAGMA synchronous = FULL")
-                except BaseException:
-                    db.close()
-                    raise
-                self._db = db
+                db = self._db = open_private(self.path)
             for sid, client, exact, created, released in items:
                 blobs = [wire_form(p) for p in released]
                 crc = 0

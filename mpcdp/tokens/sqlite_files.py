@@ -1,7 +1,8 @@
 """Private SQLite files: created owner-only (0600), opened for explicit transactions; the one opener.
 
-The token state and the survey stores open their SQLite files with :func:`open_private` (the privacy
-ledger, ``mpcdp.dp.ledger``, keeps its own: a rollback journal, and ``mpcdp.dp`` does not import tokens).
+The token state, the survey stores and the coordinator's release store open their SQLite files with
+:func:`open_private` (the privacy ledger, ``mpcdp.dp.ledger``, opens its own the same way, WAL with
+``synchronous=FULL``: ``mpcdp.dp`` imports only the foundations).
 """
 
 from __future__ import annotations
