@@ -476,10 +476,12 @@ async def run_across_processes(
                 }
                 (folder / f"{host}.json").write_text(json.dumps(config))
                 processes.start(host, [sys.executable, "-m", "services.swarm", str(folder / f"{host}.json")])
-            for sock in held.values():
-                sock.close()
-            for host in hosts:
-                await processes.wait_serving(host, Identity(COORDINATOR, certs), addresses[host])
+            try:  # each port held until its worker serves on it (SO_REUSEPORT): no other process takes it meanwhile
+                for host in hosts:
+                    await processes.wait_serving(host, Identity(COORDINATOR, certs), addresses[host])
+            finally:
+                for sock in held.values():
+                    sock.close()
             net = LinkNetwork(hub, spec.session_id, [COORDINATOR], host_of)
             net.start(hosts)
             start, cpu = time.perf_counter(), time.process_time()
