@@ -8,7 +8,10 @@ returns. It keeps its own privacy ledger per dataset and refuses a query over
 budget before any share moves. It keeps every release under its session id in
 its state directory (beside its ledger), so an analyst cut off after the
 budget was spent gets it with `mpcdp query --fetch`. Queries run concurrently;
-none may last longer than --max-timeout. Runs until Ctrl-C or SIGTERM.
+none may last longer than --max-timeout. One coordinator runs on a state
+directory at a time: a second is refused at start, naming the directory and
+the running one's pid (a lock file, <name>.lock, released when the process
+ends, even by a crash). Runs until Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ def run(args) -> int:
     from services.coordinator_node import CoordinatorNode
     from services.ledgers import ledger_for
     from services.releases import ReleaseStore
+    from services.state_lock import StateLock
     from services.tls import Identity
 
     try:
@@ -40,11 +44,12 @@ def run(args) -> int:
         node = federation.coordinator()
         if not args.insecure:
             Identity(node.name, federation.certs).server_credentials()  # missing certificates: say so now
+        state = node.state_dir
+        lock = None if state is None else StateLock(state, node.name, "coordinator")  # before any file is opened
     except (fed.FederationError, OSError) as exc:
         print(f"mpcdp coordinator: {exc}", file=sys.stderr)
         return 2
     identity = node_identity(args, node, federation)
-    state = node.state_dir
     coordinator = CoordinatorNode(
         federation,
         identity,
@@ -55,14 +60,18 @@ def run(args) -> int:
         coalesce=args.coalesce,
         store=None if state is None else ReleaseStore(state / f"{node.name}.releases"),
     )
-    return serve_node(
-        "coordinator",
-        args,
-        identity,
-        args.listen or federation.address(node.name),
-        coordinator.services(),
-        coordinator.close,
-    )
+    try:
+        return serve_node(
+            "coordinator",
+            args,
+            identity,
+            args.listen or federation.address(node.name),
+            coordinator.services(),
+            coordinator.close,
+        )
+    finally:
+        if lock is not None:  # held while it served (a crash drops it too)
+            lock.release()
 
 
 def register(sub) -> None:

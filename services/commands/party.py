@@ -9,7 +9,11 @@ The coordinator receives only the sum of the shares this node holds, which is
 uniformly random on its own. The session ids it has seen are kept in its
 state directory (beside its ledger), so none is accepted twice, even after a
 restart; refusals tell the coordinator why without naming local files,
-columns or counts. Runs until Ctrl-C or SIGTERM.
+columns or counts. One process per party runs on a state directory at a
+time (two would share its session log, weakening replay protection): a second
+is refused at start, naming the directory and the running one's pid (a lock
+file, <name>.lock, released when the process ends, even by a crash). Runs
+until Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ def run(args) -> int:
     from services.data import DataError
     from services.ledgers import SessionLog, ledger_for
     from services.party_node import PartyNode
+    from services.state_lock import StateLock
     from services.tls import Identity
 
     try:
@@ -50,11 +55,12 @@ def run(args) -> int:
         table = _table(args, node)
         if not args.insecure:
             Identity(node.name, federation.certs).server_credentials()  # missing certificates: say so now
+        state = node.state_dir
+        lock = None if state is None else StateLock(state, node.name, "party")  # before any file is opened
     except (fed.FederationError, DataError, OSError) as exc:
         print(f"mpcdp party: {exc}", file=sys.stderr)
         return 2
     identity = node_identity(args, node, federation)
-    state = node.state_dir
     party = PartyNode(
         federation,
         node.name,
@@ -63,9 +69,13 @@ def run(args) -> int:
         ledger=ledger_for(federation, node.name, dataset=table.source),
         sessions=None if state is None else SessionLog(state / f"{node.name}.sessions"),
     )
-    return serve_node(
-        "party", args, identity, args.listen or federation.address(node.name), party.services(), party.close
-    )
+    try:
+        return serve_node(
+            "party", args, identity, args.listen or federation.address(node.name), party.services(), party.close
+        )
+    finally:
+        if lock is not None:  # held while it served (a crash drops it too)
+            lock.release()
 
 
 def register(sub) -> None:
