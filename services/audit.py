@@ -12,19 +12,39 @@ writing secrets to disk. With ``fmt="json"`` each line is one JSON object
 (``time``, ``node``, ``event`` and the fields), for log shippers; otherwise a
 human-readable line. A log file is created owner-only (0600) and appended to.
 The ordinary diagnostic log of the node (``logging``) goes to the same place.
+
+What a stranger can cause without authenticating is written through a
+:class:`Throttle`: a failed TLS handshake on a link (``handshake_failed``: the
+peer's address, which listener or dialled link, the reason in words, never
+certificate or key material) is written one by one up to 20 a minute per
+link hub, and the rest as one event counting them (``left_out``) when the
+minute ends, so a flood of handshakes cannot fill the disk.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import sys
 import time
 from pathlib import Path
 
-EVENTS = ("started", "refused", "aborted", "released", "fetched", "denied", "invalid", "idle_closed", "error", "closed")
+EVENTS = (
+    "started",
+    "refused",
+    "aborted",
+    "released",
+    "fetched",
+    "denied",
+    "invalid",
+    "idle_closed",
+    "error",
+    "closed",
+    "handshake_failed",
+)
 FORBIDDEN = frozenset(
     {
         "share",
@@ -148,8 +168,51 @@ def record(event: str, **fields) -> None:
     if leaked:
         raise ValueError(f"audit events never carry {', '.join(sorted(leaked))}")
     clean = {k: v for k, v in fields.items() if v is not None and v != ""}
-    level = logging.WARNING if event in ("denied", "invalid", "error") else logging.INFO
+    level = logging.WARNING if event in ("denied", "invalid", "error", "handshake_failed") else logging.INFO
     if _log.isEnabledFor(level):  # the record made here: Logger.log would walk the stack for its caller each time
         extra = {"audit": {"event": event, **clean}}
         made = _log.makeRecord(_log.name, level, __file__, 0, "%s %s", (event, clean), None, "record", extra)
         _log.handle(made)
+
+
+class Throttle:
+    """At most ``limit`` events per ``seconds`` through :meth:`record` (the rest counted, not written), so that a
+    flood of what a stranger can cause (failed TLS handshakes) cannot fill the disk. The count left out is
+    written as one event by :meth:`flush`: whoever throttles calls it once the window ends (or at close)."""
+
+    def __init__(self, limit: int = 20, seconds: float = 60.0, clock=time.monotonic):
+        self.limit, self.seconds, self._clock = limit, seconds, clock
+        self._start = -math.inf
+        self._count = 0
+        self.left_out = 0
+        self._last: tuple[str, dict] | None = None  # the event and fields of the first left out, for its summary
+
+    def record(self, event: str, **fields) -> bool:
+        """Write the event unless ``limit`` were written in this window (then counted); whether it was written.
+        A new window first flushes the count of the last."""
+        now = self._clock()
+        if now >= self._start + self.seconds:
+            self.flush()
+            self._start, self._count = now, 0
+        if self._count < self.limit:
+            self._count += 1
+            record(event, **fields)
+            return True
+        if not self.left_out:
+            self._last = (event, {k: v for k, v in fields.items() if k in ("listener", "port")})
+        self.left_out += 1
+        return False
+
+    @property
+    def window_left(self) -> float:
+        """Seconds until the current window ends (when :meth:`flush` has a count to write)."""
+        return max(self._start + self.seconds - self._clock(), 0.0)
+
+    def flush(self) -> None:
+        """Write how many events were left out since the last flush (nothing if none)."""
+        if self.left_out and self._last is not None:
+            event, fields = self._last
+            n, self.left_out = self.left_out, 0
+            record(
+                event, **fields, left_out=n, reason=f"{n} more like it in {self.seconds:g} s, not written one by one"
+            )

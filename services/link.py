@@ -26,7 +26,9 @@ exists. Both ends present their node certificates (TLS 1.3, the federation's CA:
 :meth:`services.tls.Identity.link_context`), and a connection is the peer's only when its
 certificate names it (:func:`services.tls.certificate_name`, the rule of gRPC's ``caller``): the
 dialer refuses a listener whose certificate names another node than the one it dialled, and the
-listener takes the dialer's name from its certificate and accepts only the names ``allowed`` says.
+listener takes the dialer's name from its certificate and accepts only the names ``allowed`` says. A
+handshake that fails (a certificate from another CA, an expired one, none, not TLS 1.3, too slow) is
+audited on either end (``handshake_failed``, rate-limited: :class:`services.audit.Throttle`).
 The dialer's first write (a hello with no frames) names it; every write names its sender, and a
 ``sender`` that disagrees with the certificate is refused. Under ``--insecure`` (plain TCP) the name a
 dialer's first write claims is taken on trust, as gRPC's ``caller`` does. A listener closes a
@@ -112,7 +114,7 @@ from services.channels import Channels
 from services.link_transport import Closed, Connection
 from services.node_limits import Limits
 from services.streams import Assembler, StreamError, as_bytes, chunks
-from services.tls import Identity, caller
+from services.tls import Identity, caller, handshake_failure
 from services.wire.mpcdp.v1 import federation_pb2 as pb
 from services.wire.mpcdp.v1 import federation_pb2_grpc as pb_grpc
 
@@ -135,6 +137,8 @@ MAX_LINKS_PER_PEER = 4  # connections one peer name may hold to a listener at on
 MAX_UNGREETED = 64  # connections a listener holds at once whose hello has not come (handshakes included)
 HANDSHAKE_SECONDS = 10.0  # a listener's bound on a TLS handshake, and then on the dialer's hello
 DIAL_SECONDS = 20.0  # a dialer's bound on asking a peer's port and on connecting to it
+HANDSHAKE_AUDITS = 20  # failed TLS handshakes audited one by one per window (then counted: a flood fills no disk)
+HANDSHAKE_AUDIT_SECONDS = 60.0
 
 SERVICE = pb.DESCRIPTOR.services_by_name["Link"].full_name
 VERSION = 1
@@ -358,6 +362,8 @@ class Hub:
         self._ports: dict[str, int] = {}  # peers' links' ports, as they said
         self._contexts: dict[bool, ssl.SSLContext] = {}  # TLS contexts, made at first use (server: True)
         self._limits = Limits()
+        self._failed_handshakes = audit.Throttle(HANDSHAKE_AUDITS, HANDSHAKE_AUDIT_SECONDS)
+        self._flushing: asyncio.TimerHandle | None = None  # writes the count of failed handshakes left unaudited
         self._listener: socket.socket | None = None
         self._accepter: asyncio.Task | None = None  # accepts the peers' connections
         self._admitting: set[asyncio.Task] = set()  # their handshakes
@@ -575,6 +581,10 @@ class Hub:
         except OSError as exc:  # refused, unreachable, or a TLS handshake that failed
             self._ports.pop(peer, None)
             self._channels.forget(peer)
+            if isinstance(exc, ssl.SSLError):  # the listener's certificate refused, or ours by it
+                self._handshake_failed(
+                    f"{host}:{port}", f"link dialled to {peer}", handshake_failure(exc, DIAL_SECONDS)
+                )
             raise LinkError(peer, f"cannot connect to its links at {host}:{port} ({exc})", unreachable=True) from None
         connection = self._connection(sock)
         connection.start()
@@ -622,7 +632,7 @@ class Hub:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                sock, _ = await loop.sock_accept(listener)
+                sock, address = await loop.sock_accept(listener)
             except OSError:  # out of descriptors, say: the peer dials again
                 await asyncio.sleep(0.1)
                 continue
@@ -630,13 +640,13 @@ class Hub:
                 log.debug("a link connection closed at once: %d wait for their hello", MAX_UNGREETED)
                 sock.close()
                 continue
-            task = asyncio.ensure_future(self._admit(sock))
+            task = asyncio.ensure_future(self._admit(sock, _address_text(address)))
             self._admitting.add(task)
             task.add_done_callback(self._admitting.discard)
 
-    async def _admit(self, sock: socket.socket) -> None:
-        """A peer's new connection: its TLS handshake within ``handshake_seconds``, then its hello within as
-        long again (:meth:`_greet`), or it is closed."""
+    async def _admit(self, sock: socket.socket, address: str) -> None:
+        """A peer's new connection (from ``address``): its TLS handshake within ``handshake_seconds``, then its
+        hello within as long again (:meth:`_greet`), or it is closed. A failed handshake is audited."""
         sock.setblocking(False)
         context = self._context(server=True)
         if context is not None:
@@ -647,6 +657,7 @@ class Hub:
                 sock.close()
                 if not isinstance(exc, asyncio.CancelledError):
                     log.debug("a link handshake failed: %s", exc)
+                    self._handshake_failed(address, "link listener", handshake_failure(exc, self.handshake_seconds))
                 return
         connection = self._connection(sock)
         connection.max_record = FIRST_RECORD_BYTES  # until the hello came: no buffer for a stranger's long record
@@ -655,6 +666,20 @@ class Hub:
         timer = asyncio.get_running_loop().call_later(self.handshake_seconds, self._unannounced, connection)
         connection.stream = timer  # replaced by the stream once the hello came
         connection.start()
+
+    def _handshake_failed(self, address: str, where: str, reason: str) -> None:
+        """Audit a failed TLS handshake (at most ``HANDSHAKE_AUDITS`` a window; the count of the rest is audited
+        when the window ends, so that a flood of them cannot fill the disk)."""
+        throttle = self._failed_handshakes
+        written = throttle.record(
+            "handshake_failed", peer=address, listener=where, port=self.port or None, reason=reason
+        )
+        if not written and self._flushing is None:
+            self._flushing = asyncio.get_running_loop().call_later(throttle.window_left, self._flush_handshakes)
+
+    def _flush_handshakes(self) -> None:
+        self._flushing = None
+        self._failed_handshakes.flush()
 
     async def _stop_with(self, server: grpc.aio.Server) -> None:
         while await server.wait_for_termination(timeout=3600.0):  # with a timeout gRPC shields its own future
@@ -670,6 +695,9 @@ class Hub:
             self._listener.close()
             self._listener = None
         self.port = 0
+        if self._flushing is not None:
+            self._flushing.cancel()
+            self._flush_handshakes()
         for task in list(self._admitting):
             task.cancel()
         for connection in list(self._accepted):
@@ -990,6 +1018,14 @@ class Hub:
         for connection in list(self._connections):
             connection.close()
         await self._channels.close()
+
+
+def _address_text(address) -> str:
+    """A socket address as ``host:port`` (``[host]:port`` for IPv6)."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(address)
 
 
 def _size(frame: Frame) -> int:

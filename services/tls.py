@@ -212,5 +212,46 @@ def certificate_name(connection: ssl.SSLObject | ssl.SSLSocket | None) -> str:
     return ""
 
 
+_REFUSED_BY_PEER = "the peer refused this node's certificate"
+_HANDSHAKE_REASONS = {  # OpenSSL's reason codes, in words an operator reads
+    "PEER_DID_NOT_RETURN_A_CERTIFICATE": "it presented no certificate",
+    "WRONG_VERSION_NUMBER": "it does not speak TLS 1.3 (plaintext, or an older TLS version)",
+    "UNSUPPORTED_PROTOCOL": "it does not speak TLS 1.3 (an older TLS version)",
+    "HTTP_REQUEST": "it sent plaintext HTTP, not TLS",
+    "NO_SHARED_CIPHER": "it offered no cipher this node takes",
+    "TLSV1_ALERT_UNKNOWN_CA": f"{_REFUSED_BY_PEER}: signed by a CA it does not trust (another federation?)",
+    "SSLV3_ALERT_BAD_CERTIFICATE": f"{_REFUSED_BY_PEER} (bad certificate)",
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED": f"{_REFUSED_BY_PEER}: it says this node's certificate has expired",
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED": f"{_REFUSED_BY_PEER}: it wanted one and got none",
+    "UNEXPECTED_EOF_WHILE_READING": "it closed the connection during the handshake",
+}
+
+
+def handshake_failure(exc: BaseException, timeout: float) -> str:
+    """Why a TLS handshake failed, in words (the peer's certificate and key never appear): a certificate from
+    another CA, an expired one, none, not TLS 1.3, too slow (``timeout`` seconds)..."""
+    if isinstance(exc, TimeoutError):
+        return f"the handshake was not complete within {timeout:g} s"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        why = exc.verify_message or "not verified"
+        if exc.verify_code in (19, 20, 21):  # self-signed in chain, unknown issuer, cannot verify the first
+            return f"its certificate is not signed by this federation's CA ({why})"
+        if exc.verify_code == 10:
+            return "its certificate has expired"
+        if exc.verify_code == 9:
+            return "its certificate is not valid yet"
+        return f"its certificate was refused ({why})"
+    if isinstance(exc, ssl.SSLError):
+        reason = exc.reason or ""
+        return _HANDSHAKE_REASONS.get(reason, f"TLS error: {reason.lower().replace('_', ' ') or 'no reason given'}")
+    if isinstance(exc, (ConnectionResetError, BrokenPipeError)):
+        return "it closed the connection during the handshake"
+    return (
+        f"the connection failed during the handshake ({exc.strerror or 'no reason given'})"
+        if isinstance(exc, OSError)
+        else "the handshake failed"
+    )
+
+
 def warn_insecure() -> None:
     print(INSECURE_WARNING, file=sys.stderr)

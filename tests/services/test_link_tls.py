@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import shutil
 import ssl
 
 import grpc
 import pytest
 
-from services import link, link_transport
+from services import audit, link, link_transport
 from services.link import Hub, LinkError
 from services.server import start
 from services.tls import Identity, init_certs
@@ -447,3 +448,114 @@ async def test_a_record_left_half_read_closes_its_connection(net, certs):
     finally:
         await raw.close()
     assert not b._streams.get("carol")
+
+
+def _handshake_audits(caplog) -> list[dict]:
+    return [r.audit for r in caplog.records if getattr(r, "audit", {}).get("event") == "handshake_failed"]
+
+
+async def test_failed_handshakes_are_audited_with_the_peer_and_why_and_honest_peers_are_still_served(
+    net, certs, foreign, caplog
+):
+    """A dialer with another federation's certificate, one with none and one speaking plaintext: each failed
+    handshake is in the listener's audit log (its address, the listener, the reason in words, no key material)."""
+    caplog.set_level(logging.INFO, logger="mpcdp.audit")
+    b = net.hubs["bob"]
+    stranger = net.hub("carol", foreign)
+    stranger._ports["bob"] = b.port
+    try:
+        with pytest.raises(LinkError):
+            await stranger.send("bob", SID, 0, "x", b"evil")
+    finally:
+        await stranger.close()
+    anonymous = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    anonymous.check_hostname, anonymous.verify_mode = False, ssl.CERT_NONE
+    careful = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # trusts bob's CA, presents another federation's certificate
+    careful.check_hostname = False
+    careful.load_verify_locations(certs / "ca.pem")
+    careful.load_cert_chain(foreign / "carol.pem", foreign / "carol.key")
+    for context in (careful, anonymous, None):
+        with contextlib.suppress(ssl.SSLError, ConnectionError):
+            raw = await RawLink.open(b, context)
+            try:
+                raw.send(link.encode("alice", []))
+                await raw.ended(5)
+            finally:
+                await raw.close()
+    await until(lambda: len([a for a in _handshake_audits(caplog) if a["listener"] == "link listener"]) >= 4)
+    audits = _handshake_audits(caplog)
+    at_bob = [a for a in audits if a["listener"] == "link listener"]
+    assert all(a["port"] == b.port and a["peer"].startswith("127.0.0.1:") for a in at_bob)
+    reasons = " | ".join(a["reason"] for a in at_bob)
+    assert "not signed by this federation's CA" in reasons, reasons
+    assert "the peer refused this node's certificate: signed by a CA it does not trust" in reasons, reasons
+    assert "it presented no certificate" in reasons, reasons
+    assert "does not speak TLS 1.3" in reasons, reasons
+    # the stranger's own end audits its refusal of bob's certificate (a dialled link's failed handshake too)
+    assert any(a["listener"] == "link dialled to bob" and "port" not in a for a in audits)
+    text = " ".join(str(a) for a in audits)
+    assert "BEGIN" not in text and "PRIVATE" not in text and "Error" not in text
+    await net.hubs["alice"].send("bob", SID, 0, "x", b"honest")  # the honest peer is served as before
+    assert bytes(await b.receive("alice", SID, 0, "x", timeout=5)) == b"honest"
+
+
+async def test_a_flood_of_failed_handshakes_is_audited_up_to_a_rate_then_counted(net, caplog):
+    caplog.set_level(logging.INFO, logger="mpcdp.audit")
+    b = net.hubs["bob"]
+    b._failed_handshakes = audit.Throttle(limit=2, seconds=0.5)
+    for _ in range(6):
+        raw = await RawLink.open(b, None)
+        raw.send(b"plain text, not TLS")
+        await raw.ended(5)
+        await raw.close()
+    await until(lambda: any("left_out" in a for a in _handshake_audits(caplog)), seconds=10)
+    audits = _handshake_audits(caplog)
+    assert len(audits) == 3, audits  # two one by one, then one counting the four left out
+    assert audits[-1]["left_out"] == 4 and audits[-1]["listener"] == "link listener" and "peer" not in audits[-1]
+
+
+async def test_an_expired_certificate_of_the_federation_fails_the_handshake_and_is_audited_as_expired(
+    net, certs, tmp_path, caplog
+):
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    caplog.set_level(logging.INFO, logger="mpcdp.audit")
+    ca_key = serialization.load_pem_private_key((certs / "ca.key").read_bytes(), None)
+    ca = x509.load_pem_x509_certificate((certs / "ca.pem").read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "carol")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=30))
+        .not_valid_after(now - dt.timedelta(days=1))
+        .sign(ca_key, hashes.SHA256())
+    )
+    (tmp_path / "carol.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "carol.key").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.load_verify_locations(certs / "ca.pem")
+    context.load_cert_chain(tmp_path / "carol.pem", tmp_path / "carol.key")
+    b = net.hubs["bob"]
+    with contextlib.suppress(ssl.SSLError, ConnectionError):
+        raw = await RawLink.open(b, context)
+        try:
+            raw.send(link.encode("carol", []))
+            await raw.ended(5)
+        finally:
+            await raw.close()
+    await until(lambda: any(a["listener"] == "link listener" for a in _handshake_audits(caplog)))
+    assert [a["reason"] for a in _handshake_audits(caplog)] == ["its certificate has expired"]
+    assert nothing_from(b, "carol")
