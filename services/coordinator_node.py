@@ -369,7 +369,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         sid = request.session_id.hex()
         if sid in self._keeping:  # released a moment ago, still being written
             await asyncio.wait({self._keeping[sid]})
-        kept = self.store.get(sid) if self.store is not None else None
+        kept = await asyncio.to_thread(self.store.get, sid) if self.store is not None else None  # off the loop
         if kept is None or kept[0]["client"] != who or not self._charged(sid, kept[0]):
             await server.abort(
                 context,
