@@ -64,6 +64,7 @@ MAX_REMEMBERED = 400_000  # closed additive session ids whose deadline is still 
 SHARE_MARGIN_FRACTION = 0.2
 SHARE_MARGIN_MAX = 2.0  # seconds
 CLOCK_SLACK = 5.0  # seconds a proposed deadline may exceed max_timeout by (clocks differ)
+READ_OFF_LOOP = 1 << 16  # ring elements: a longer vector is read and encoded off the event loop (milliseconds)
 # sessions (additive and many-party) live at once at a party: each holds vectors of up to the policy's max_length,
 # so this bounds its memory whatever its coordinators send; above the coordinator's SESSIONS_PER_PARTY, since a
 # coordinator frees its slot a moment before the party closes its session
@@ -350,7 +351,7 @@ class PartyNode(pb_grpc.PartyServicer):
         )
         try:
             session.check(now)  # the policy for every statistic, the batch's length: no record read yet
-            if live.batch:
+            if live.batch or session.length >= READ_OFF_LOOP:  # the session log's write starts meanwhile
                 await asyncio.to_thread(session.read)
             else:
                 session.read()
