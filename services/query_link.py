@@ -11,7 +11,7 @@ the port of its hub (a client: the clients' hub), and both hubs listen beside th
 A call is one request message (``query`` or ``fetch``: the serialized ``QueryRequest`` or
 ``FetchRequest``) under a fresh 16-byte request id, the link's session id; the replies are messages
 under the same id in order, rounds 0, 1, 2, ...: ``head`` (the initial metadata, the session id),
-``part`` (one QueryReplyPart in its wire form each, :func:`services.releases.wire_form`), then ``end``
+``part`` (one QueryReplyPart in its wire form each, :func:`services.releases.wire_pieces`), then ``end``
 (a status code and its details; OK for a release sent whole). The coordinator runs its gRPC handlers
 ``Query`` and ``Fetch`` unchanged, with the same guard as its gRPC server
 (:class:`services.server.Guard`: undecodable bytes are INVALID_ARGUMENT, an unexpected exception
@@ -150,13 +150,16 @@ class LinkContext:
     async def write(self, message) -> None:
         """Send one reply part; waits for it to be written while more than ``UNWRITTEN_BYTES`` of this client's
         replies are not (a client that does not read holds its calls, as gRPC's flow control does; the link's
-        queue then holds at most that and one part per call). After the client gave up: dropped."""
+        queue then holds at most that and one part per call). A part made in its wire form as pieces
+        (:func:`services.releases.vector_parts`) goes out as them: its vector's bytes are sent from where they lie.
+        After the client gave up: dropped."""
         if self.given_up:
             return
-        data = self._serialize(message)
+        data = message if isinstance(message, tuple) else self._serialize(message)
+        size = sum(map(len, data)) if isinstance(data, tuple) else len(data)
         sent = self._post(PART, data)
-        self._backlog[self._client] = self._backlog.get(self._client, 0) + len(data)
-        sent.add_done_callback(functools.partial(self._written, len(data)))
+        self._backlog[self._client] = self._backlog.get(self._client, 0) + size
+        sent.add_done_callback(functools.partial(self._written, size))
         if self._backlog[self._client] > UNWRITTEN_BYTES:
             try:
                 await asyncio.shield(sent)
@@ -176,7 +179,7 @@ class LinkContext:
                 self.code, self.details = grpc.StatusCode.CANCELLED, "the client cancelled the call"
             self._post(END, _END.pack(self.code.value[0]) + self.details.encode())
 
-    def _post(self, kind: str, payload: bytes) -> asyncio.Future:
+    def _post(self, kind: str, payload: bytes | releases.Pieces) -> asyncio.Future:
         if kind != HEAD:
             self._flush_head()
         sent = self._hub.post(self._client, self._request, self._round, kind, payload)

@@ -8,11 +8,13 @@ in batches, then each larger vector as a ReleaseVector and its ~1 MiB chunks
 (:mod:`services.streams`). A histogram's cells always travel as a vector
 labelled by those batches, so a release of any size within the spec's bounds
 fits gRPC's message limits. The parts carrying a vector's bytes are made in
-their wire form at once (:func:`vector_parts`: the protobuf encoding written
-around the float64 bytes, one copy), not built as messages and serialized
-(three copies); :func:`wire_form` is the Coordinator service's serializer
-(:func:`add_coordinator_to_server`), so either kind of part is written as it
-is, and the release store keeps and returns the same bytes.
+their wire form at once, as pieces (:func:`vector_parts`: the protobuf encoding's
+few header bytes, then the float64 bytes where they lie, not copied), not built
+as messages and serialized (three copies); :func:`wire_pieces` gives any part
+as such pieces, which the query link sends and the release store writes as they
+are, and :func:`wire_form` (their join: one copy, for gRPC) is the Coordinator
+service's serializer (:func:`add_coordinator_to_server`), so every kind of part
+goes out the same, and the release store keeps and returns the same bytes.
 
 :func:`check_presentation` runs the release's description (noise and
 intervals) on an all-zero result before a session starts, so a presentation
@@ -39,6 +41,7 @@ import sqlite3
 import struct
 import time
 import zlib
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
@@ -228,21 +231,25 @@ def parts(spec: QuerySpec, release, confidence: float, sharing_note: str = ""):
         yield from vector_parts(name, part_of, packed)
 
 
-Part = pb.QueryReplyPart | bytes  # a part as a message, or already in its wire form
+Pieces = tuple[bytes | memoryview, ...]  # a part's wire form as consecutive pieces (its header, its data in place)
+Part = pb.QueryReplyPart | bytes | Pieces  # a part as a message, or already in its wire form (whole, or as pieces)
 
 
-def vector_parts(name: str, part_of: pb.ReleaseVector.Part, packed: np.ndarray):
+def vector_parts(name: str, part_of: pb.ReleaseVector.Part, packed: np.ndarray) -> Iterator[Pieces]:
     """The wire form of the QueryReplyParts streaming ``packed`` (float64): a ReleaseVector holding its first
-    chunk, then a VectorChunk part per further chunk. Each is the protobuf encoding of that message, written
-    around the chunk's bytes with one copy (``pb.QueryReplyPart.FromString`` reads back the message)."""
+    chunk, then a VectorChunk part per further chunk. Each is the protobuf encoding of that message as two
+    pieces: its header bytes, then the chunk's bytes, a view of ``packed`` (never copied here; ``packed`` must
+    not change while the part is in use). ``pb.QueryReplyPart.FromString`` of their join reads back the
+    message."""
     for offset, piece in streams.chunks(packed, convert.RING_BYTES):
         chunk = _chunk(offset, piece)
         if offset == 0:
             head = pb.ReleaseVector(name=name, part=part_of, length=packed.size).SerializeToString()
             vector = [head, _key(_FIRST, _length(chunk)), *chunk]
-            yield b"".join([_key(_VECTOR, _length(vector)), *vector])
+            encoded = [_key(_VECTOR, _length(vector)), *vector]
         else:
-            yield b"".join([_key(_CHUNK, _length(chunk)), *chunk])
+            encoded = [_key(_CHUNK, _length(chunk)), *chunk]
+        yield b"".join(encoded[:-1]), encoded[-1]
 
 
 _VECTOR = pb.QueryReplyPart.DESCRIPTOR.fields_by_name["vector"].number
@@ -315,8 +322,18 @@ def _read_varint(view: memoryview, at: int) -> tuple[int, int]:
         shift += 7
 
 
+def wire_pieces(part: Part) -> Pieces:
+    """A part's bytes on the wire and in the store, as the pieces they are made of (concatenated, the wire form):
+    a message serialized, a part made in its wire form (bytes, or pieces) as it is."""
+    if isinstance(part, tuple):
+        return part
+    return (part if isinstance(part, bytes) else part.SerializeToString(),)
+
+
 def wire_form(part: Part) -> bytes:
-    """A part's bytes on the wire and in the store: a message serialized, a part made in its wire form as it is."""
+    """A part's wire form as one buffer (gRPC's serializer; the store returns parts so): its pieces joined."""
+    if isinstance(part, tuple):
+        return b"".join(part)
     return part if isinstance(part, bytes) else part.SerializeToString()
 
 
@@ -555,11 +572,12 @@ class ReleaseStore:
             if db is None:  # opened here, so a failure to open (EMFILE, a locked file) fails the group too
                 db = self._db = open_private(self.path)
             for sid, client, exact, created, released in items:
-                blobs = [wire_form(p) for p in released]
+                blobs = [wire_pieces(p) for p in released]  # each part's pieces: written as they lie (no join)
                 crc = 0
                 for blob in blobs:
-                    crc = zlib.crc32(blob, crc)
-                in_file = sum(map(len, blobs)) > _INLINE_BYTES
+                    for piece in blob:
+                        crc = zlib.crc32(piece, crc)
+                in_file = sum(len(piece) for blob in blobs for piece in blob) > _INLINE_BYTES
                 if in_file:
                     try:
                         files.append(self._write_parts(sid.hex(), blobs))
@@ -582,7 +600,8 @@ class ReleaseStore:
                 if not db.execute("INSERT OR IGNORE INTO releases VALUES (?, ?, ?, ?, ?, ?, ?)", head).rowcount:
                     outcomes.append(StoreError(errno.EEXIST, f"a release of session {row[0].hex()} is kept already"))
                 elif not row[6]:
-                    db.executemany("INSERT INTO parts VALUES (?, ?, ?)", ((row[0], i, b) for i, b in enumerate(blobs)))
+                    parts = ((row[0], i, b"".join(b)) for i, b in enumerate(blobs))  # short: joined
+                    db.executemany("INSERT INTO parts VALUES (?, ?, ?)", parts)
                     outcomes.append(None)
                 else:
                     outcomes.append(None)
@@ -600,16 +619,17 @@ class ReleaseStore:
             raise StoreError(code, f"could not keep {len(items)} release(s): {exc}") from None
         return outcomes
 
-    def _write_parts(self, session: str, blobs: list) -> Path:
-        """Write ``blobs`` (each length-prefixed, from where it lies) to ``<session>.parts``, fsynced; linked in
-        only if no such file is there (FileExistsError: a release of this session was kept)."""
+    def _write_parts(self, session: str, blobs: list[Pieces]) -> Path:
+        """Write ``blobs`` (each length-prefixed, its pieces from where they lie) to ``<session>.parts``, fsynced;
+        linked in only if no such file is there (FileExistsError: a release of this session was kept)."""
         path = self.folder / f"{session}.parts"
         tmp = self.folder / f"{session}.parts.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             for blob in blobs:
-                _write_all(fd, _LENGTH.pack(len(blob)))
-                _write_all(fd, blob)
+                _write_all(fd, _LENGTH.pack(sum(map(len, blob))))
+                for piece in blob:
+                    _write_all(fd, piece)
             os.fsync(fd)
         finally:
             os.close(fd)

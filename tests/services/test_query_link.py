@@ -454,3 +454,30 @@ async def test_under_insecure_the_analyst_asks_over_grpc(tmp_path):
             await server.stop(None)
         for node in nodes.values():
             await node.close()
+
+
+async def test_a_part_made_as_pieces_is_posted_as_them_and_its_vector_is_not_copied():
+    """A vector's part goes to the link as its header's bytes and its chunk where it lies in the release's array
+    (no join of a megabyte per part); the bytes are the part's wire form, and the backlog counts all of them."""
+    values = np.arange(3 * (1 << 20) // 8 + 5, dtype=float)
+    parts = list(releases.vector_parts("sum", pb.ReleaseVector.PART_VALUE, values))
+    posted: list = []
+    loop = asyncio.get_running_loop()
+
+    class Posts:
+        def post(self, peer, session, round, kind, payload, droppable=False):
+            posted.append((kind, payload))
+            written = loop.create_future()
+            written.set_result(None)
+            return written
+
+    backlog: dict[str, int] = {}
+    context = query_link.LinkContext(Posts(), "analyst", b"r" * 16, releases.wire_form, lambda client: None, backlog)
+    sizes = []
+    for part in parts:
+        await context.write(part)
+        sizes.append(backlog.get("analyst", 0))
+    assert [kind for kind, _ in posted] == [query_link.PART] * len(parts)
+    assert [b"".join(map(bytes, payload)) for _, payload in posted] == [releases.wire_form(p) for p in parts]
+    assert all(np.shares_memory(np.frombuffer(payload[-1], np.uint8), values) for _, payload in posted)
+    assert max(sizes) >= len(releases.wire_form(parts[0]))  # counted whole while unwritten (here: until a turn)

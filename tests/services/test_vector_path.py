@@ -164,7 +164,7 @@ async def test_a_writer_that_fails_unexpectedly_fails_its_messages_logs_and_the_
                 raise TypeError("a bug")
             written.append(pieces)
 
-        return link._Stream(write, lambda: cancelled.append(1))
+        return link._Stream(write, lambda *reason: cancelled.append(1))
 
     hub._stream = open_  # type: ignore[method-assign]
     with caplog.at_level("ERROR", logger="mpcdp.link"), pytest.raises(LinkError, match="sending failed"):

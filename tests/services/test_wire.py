@@ -136,7 +136,9 @@ def test_large_vectors_and_many_labels_stream_and_come_back_whole():
 def test_vector_parts_made_in_their_wire_form_are_the_messages_the_protobuf_api_builds(length):
     values = np.linspace(-1.0, 1.0, length)
     made = list(releases.vector_parts("sum", pb.ReleaseVector.PART_UPPER, values))
-    assert all(isinstance(p, bytes) for p in made)
+    # each part is its header's bytes, then its chunk's bytes where they lie in ``values`` (not copied)
+    assert all(isinstance(head, bytes) and len(head) < 64 for head, _ in made)
+    assert all(np.shares_memory(np.frombuffer(data, dtype=np.uint8), values) for _, data in made if len(data))
     expected = []
     for at in range(0, max(values.nbytes, 1), CHUNK_BYTES):
         chunk = pb.VectorChunk(offset=at // 8, data=values.tobytes()[at : at + CHUNK_BYTES])
@@ -154,7 +156,7 @@ def test_vector_parts_made_in_their_wire_form_are_the_messages_the_protobuf_api_
 def test_the_analyst_reads_a_chunk_in_place_and_every_other_part_through_protobuf():
     values = np.arange(3 * CHUNK_BYTES // 8 + 5, dtype=float)
     made = list(releases.vector_parts("sum", pb.ReleaseVector.PART_VALUE, values))
-    read = [releases.read_part(p) for p in made]
+    read = [releases.read_part(releases.wire_form(p)) for p in made]
     assert isinstance(read[0], pb.QueryReplyPart) and read[0].vector.first.data == values.tobytes()[:CHUNK_BYTES]
     for at, chunk in zip(range(CHUNK_BYTES, values.nbytes, CHUNK_BYTES), read[1:], strict=True):
         assert isinstance(chunk, releases.Chunk) and chunk.offset == at // 8
@@ -165,7 +167,7 @@ def test_the_analyst_reads_a_chunk_in_place_and_every_other_part_through_protobu
     reply = pb.QueryReplyPart(reply=pb.QueryReply(session_id=b"s" * 16))
     assert releases.read_part(reply.SerializeToString()) == reply
     with pytest.raises(DecodeError):
-        releases.read_part(made[1][:-3])  # a chunk whose length runs past its end
+        releases.read_part(releases.wire_form(made[1])[:-3])  # a chunk whose length runs past its end
 
 
 def test_the_coordinator_service_is_served_and_called_with_every_method_of_its_proto():
