@@ -22,7 +22,10 @@ included.
 
 The first ``send`` (or ``receive``) to a peer dials it (one TLS handshake) and keeps the connection;
 a peer's frames may come on the connection this node dialled or on one the peer dialled, whichever
-exists. Both ends present their node certificates (TLS 1.3, the federation's CA:
+exists. When both ends dial each other at once, the pair settles on the connection the lower name dialled;
+the other is read until both ends write no more on it, then closed with a farewell saying why
+(:meth:`Hub._settle`: no message in flight is lost, none is split between the two). Both ends present their
+node certificates (TLS 1.3, the federation's CA:
 :meth:`services.tls.Identity.link_context`), and a connection is the peer's only when its
 certificate names it (:func:`services.tls.certificate_name`, the rule of gRPC's ``caller``): the
 dialer refuses a listener whose certificate names another node than the one it dialled, and the
@@ -129,6 +132,8 @@ MAX_HELD_MESSAGES = 4096  # per peer, of messages nobody asked for yet
 QUEUED_COST = 256  # bytes charged per message queued for a peer, on top of its payload: its frames and future
 MAX_QUEUED_MESSAGES = 16384  # per peer, of messages posted and not yet written
 MAX_KIND_BYTES = 32  # a kind's UTF-8 (every protocol's kinds are short names)
+RETIRE = "~link.retire"  # the kind of the link's own frame: its sender writes no more on this connection (_settle)
+NO_SESSION = bytes(SESSION_ID_BYTES)  # the session id of the link's own frames
 CLOSED_REMEMBERED = 100_000
 MAX_WRITE_BYTES = 4 * CHUNK_BYTES  # the longest write (record) a link takes: a batch is at most about chunk_bytes
 MAX_FRAMES_PER_WRITE = 4096  # a write of more frames is malformed (a hub's own writes never batch more)
@@ -281,18 +286,24 @@ class _Inbox:
 
 
 class _Stream:
-    """One open connection to a peer (dialled by either end): how to write on it and how to close it."""
+    """One open connection to a peer (dialled by either end): how to write on it and how to close it, who dialled
+    it, and where it stands if it is being retired (:meth:`Hub._settle`)."""
 
-    def __init__(self, write, cancel):
+    def __init__(self, write, cancel, dialler: str = ""):
         self._write = write
         self._cancel = cancel
+        self.dialler = dialler  # the name of the node that dialled it
+        self.writers = 0  # this hub's writers using it now
+        self.retiring = False  # no new writer takes it: the other connection of the pair carries both ways
+        self.retire_sent = False  # this hub (the lower name) said it writes no more on it
+        self.peer_retired = False  # the peer (the lower name) said so
 
     async def write(self, data: bytes | list[bytes | memoryview]) -> None:
         """Write one write, :func:`encode`-d or as its :func:`encoded` pieces."""
         await self._write(data)
 
-    def cancel(self) -> None:
-        self._cancel()
+    def cancel(self, reason: str | None = None) -> None:
+        self._cancel(reason)
 
 
 @dataclass
@@ -456,8 +467,15 @@ class Hub:
         writing = False
         try:
             stream = await self._stream(peer)
+            stream.writers += 1
             await asyncio.sleep(0)  # one turn of the loop: what other sessions post meanwhile joins this write
             while box.messages:
+                if stream.retiring and not box.messages[0].started:  # between messages: on to the kept connection
+                    stream.writers -= 1
+                    self._retire_step(peer, stream)
+                    stream = None
+                    stream = await self._stream(peer)
+                    stream.writers += 1
                 batch: list[Frame] = []
                 written, size = [], 0
                 while box.messages and (not batch or self._fits(batch, size, box.messages[0].frames[0])):
@@ -501,6 +519,9 @@ class Hub:
             raise
         finally:
             box.writer = None
+            if stream is not None:
+                stream.writers -= 1
+                self._retire_step(peer, stream)
 
     def _fits(self, batch: list[Frame], size: int, frame: Frame) -> bool:
         """Whether ``frame`` joins ``batch``: within ``chunk_bytes`` and ``MAX_FRAMES_PER_WRITE``."""
@@ -543,11 +564,12 @@ class Hub:
             if not known:
                 raise
             connection = await self._reach(peer, host)  # it restarted on another port: asked again
-        stream = self._register(connection, peer)
+        stream = self._register(connection, peer, self.me)
         try:
             await stream.write(encode(self.me, []))
         except Closed as exc:
             raise LinkError(peer, f"its link closed at once ({exc})") from None
+        self._settle(peer)
         return stream
 
     async def _reach(self, peer: str, host: str) -> Connection:
@@ -608,13 +630,54 @@ class Hub:
         self._connections.add(connection)
         return connection
 
-    def _register(self, connection: Connection, peer: str) -> _Stream:
-        """``connection`` carries ``peer``'s frames (and ours to it) from now on."""
+    def _register(self, connection: Connection, peer: str, dialler: str) -> _Stream:
+        """``connection`` (dialled by ``dialler``) carries ``peer``'s frames (and ours to it) from now on."""
         connection.peer = peer
-        stream = _Stream(connection.write, connection.close)
+        stream = _Stream(connection.write, connection.close, dialler)
         connection.stream = stream
         self._streams.setdefault(peer, []).append(stream)
         return stream
+
+    # -- a simultaneous open: two connections of one pair settle on one ---------------------
+
+    def _settle(self, peer: str) -> None:
+        """When both ends dialled each other at once, the pair settles on the connection the lower name dialled
+        (both ends decide alike): the other is retired. A retired connection takes no new writer, but is read
+        until it closes (a writer on it leaves between messages, never in the middle of one): the lower name, once
+        no writer of its own is on it, says it writes no more there (:data:`RETIRE`), and the higher name, which
+        dialled it, closes it with a farewell saying why once no writer of its own is on it either and it heard
+        that. So no message in flight is lost (everything written before a RETIRE, or a farewell, arrives before
+        it) and no write is cut by the close."""
+        streams = self._streams.get(peer, [])
+        lower = min(self.me, peer)
+        if not any(s.dialler == lower for s in streams):
+            return
+        for stream in [s for s in streams if s.dialler != lower]:
+            streams.remove(stream)
+            stream.retiring = True
+            log.debug("%s and %s dialled each other at once: the link %s dialled is kept", self.me, peer, lower)
+            self._retire_step(peer, stream)
+
+    def _retire_step(self, peer: str, stream: _Stream) -> None:
+        """Move a retiring connection on once no writer of ours is on it: the lower name says RETIRE; the higher
+        name, having heard it, closes the connection."""
+        if not stream.retiring or stream.writers:
+            return
+        if stream.dialler == self.me:  # the higher name: it closes once the lower name writes no more here
+            if stream.peer_retired:
+                stream.cancel(f"{peer!r} and {self.me!r} dialled each other at once: the link {peer!r} dialled is kept")
+        elif not stream.retire_sent:
+            stream.retire_sent = True
+            retire = asyncio.ensure_future(stream.write(encode(self.me, [Frame(NO_SESSION, 0, RETIRE, 0, 0, b"")])))
+            retire.add_done_callback(_retrieved)
+
+    def _retired(self, peer: str, connection: Connection) -> None:
+        """The peer writes no more on ``connection`` (a connection we dialled): closed once we write no more
+        on it either."""
+        stream = connection.stream
+        if isinstance(stream, _Stream) and stream.dialler == self.me:
+            stream.peer_retired = True
+            self._retire_step(peer, stream)
 
     # -- listening: the peers' connections to us ---------------------------------------
 
@@ -731,7 +794,8 @@ class Hub:
             timer.cancel()
         self._ungreeted.discard(connection)
         connection.max_record = MAX_WRITE_BYTES
-        self._register(connection, who)
+        self._register(connection, who, who)
+        self._settle(who)
         return who
 
     async def Port(self, request: pb.LinkPortRequest, context) -> pb.LinkPort:
@@ -765,6 +829,9 @@ class Hub:
                 for frame in list(batch):  # the whole write checked before any frame of it is acted on
                     if connection.closed:  # a handler (or a bound) closed it: the rest of the write is not acted on
                         break
+                    if frame.kind == RETIRE:
+                        self._retired(peer, connection)
+                        continue
                     self._dispatch(peer, frame)
             except FrameError as exc:
                 raise LinkError(peer, f"a malformed write ({exc})") from None
@@ -802,8 +869,8 @@ class Hub:
             return
         if connection.farewell is not None:
             why = f"the peer closed the link: {connection.farewell}"
-            if dialled:  # perhaps refused at our hello: a stale port reaching another hub
-                self._ports.pop(peer, None)  # (two hubs of one node share its certificate): the next dial asks again
+            if dialled and not connection.stream.retiring:  # perhaps refused at our hello: a stale port reaching
+                self._ports.pop(peer, None)  # another hub (two hubs of one node share its certificate): asked again
         elif error is not None:
             why = f"link broke ({error})"
         else:
@@ -1018,6 +1085,12 @@ class Hub:
         for connection in list(self._connections):
             connection.close()
         await self._channels.close()
+
+
+def _retrieved(done: asyncio.Future) -> None:
+    """A write nobody awaits: its failure (the connection closed meanwhile) is not reported as never retrieved."""
+    if not done.cancelled():
+        done.exception()
 
 
 def _address_text(address) -> str:

@@ -649,3 +649,45 @@ async def test_a_message_half_sent_by_a_peer_whose_last_stream_ended_is_not_held
     assert bob._pending["carol"] == 3 + link.HELD_COST
     assert bytes(await bob.receive("carol", b"q" * 16, 0, "v", timeout=5)) == b"abc"
     assert bob._pending["carol"] == 0
+
+
+async def test_a_simultaneous_open_settles_on_the_link_the_lower_name_dialled_and_loses_no_message(net):
+    """R7/S3-2: alice and bob dial each other at once. The pair settles on the connection alice (the lower name)
+    dialled, the other is closed with a farewell saying why, and every message sent meanwhile (three frames each,
+    chunk_bytes being 1000) arrives whole."""
+    from tests.support.federation import until
+
+    a, b = net.hubs["alice"], net.hubs["bob"]
+    a._ports["bob"], b._ports["alice"] = b.port, a.port  # past the port question: the two dials start together
+    farewells: list[str] = []
+    for hub in (a, b):
+
+        def ended(connection, error, real=hub.ended):
+            if connection.farewell:
+                farewells.append(connection.farewell)
+            real(connection, error)
+
+        hub.ended = ended
+
+    def sid(i: int) -> bytes:
+        return i.to_bytes(16, "big")
+
+    async def chatter(src: Hub, dst: str, kind: str) -> None:
+        for i in range(60):
+            src.post(dst, sid(i), 0, kind, bytes([i]) * 3000)
+            if i % 10 == 9:
+                await asyncio.sleep(0.01)  # some while the pair settles, some after
+
+    await asyncio.gather(chatter(a, "bob", "x"), chatter(b, "alice", "y"))
+    for i in range(60):
+        assert bytes(await b.receive("alice", sid(i), 0, "x", timeout=10)) == bytes([i]) * 3000
+        assert bytes(await a.receive("bob", sid(i), 0, "y", timeout=10)) == bytes([i]) * 3000
+    await until(lambda: len(a._connections) == 1 and len(b._connections) == 1, seconds=10)
+    (at_alice,) = a._connections
+    (at_bob,) = b._connections
+    assert at_alice not in a._accepted and at_bob in b._accepted  # the link alice dialled
+    assert any("dialled each other at once" in f for f in farewells), farewells
+    await a.send("bob", sid(99), 0, "x", b"after")  # the kept link carries on, both ways
+    await b.send("alice", sid(99), 0, "y", b"after")
+    assert bytes(await b.receive("alice", sid(99), 0, "x", timeout=5)) == b"after"
+    assert bytes(await a.receive("bob", sid(99), 0, "y", timeout=5)) == b"after"
