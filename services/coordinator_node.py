@@ -59,7 +59,7 @@ from services import audit, convert, releases, server
 from services.channels import Channels
 from services.deadlines import COALESCED_SESSIONS, DEFAULT_TIMEOUT, SEND_TIMEOUT
 from services.federation import Federation
-from services.ledgers import public_refusal
+from services.ledgers import group_commit, public_refusal
 from services.link import Hub, LinkError
 from services.query_link import LinkContext, QueryService
 from services.sessions import ABORT, ANSWER, PARTIAL, PROPOSE, START, KeyedPartial
@@ -282,7 +282,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             batch = Batch(specs)
             for spec in specs:
                 self.admit(spec)
-            budget = self.hold(batch.spec.session_id, batch.loss, batch.spec.deadline)
+            budget = await self.hold(batch.spec.session_id, batch.loss, batch.spec.deadline)
         except (SpecError, ProtocolError) as exc:
             await self.refuse(context, who, exc)
         await self.answer(
@@ -315,7 +315,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             await context.send_initial_metadata(((SESSION_HEADER, sid.hex()),))
         except BaseException:
             if held:
-                self.ledger.free(sid)
+                group_commit(self.ledger).free(sid)
             raise
         task = asyncio.ensure_future(start())
         self._sessions.add(task)
@@ -346,13 +346,14 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
                     f"`mpcdp query --fetch {sid}` gets it at no further cost",
                 )
 
-    def hold(self, session_id: bytes, loss: PrivacyLoss | None, until: float) -> bool:
+    async def hold(self, session_id: bytes, loss: PrivacyLoss | None, until: float) -> bool:
         """Reserve a session's loss on the coordinator's ledger until ``until`` (ProtocolError RESOURCE_EXHAUSTED
-        if it would overspend, counting the sessions still running); whether anything is held."""
+        if it would overspend, counting the sessions still running), group-committed off the event loop; whether
+        anything is held."""
         if self.ledger is None or loss is None:
             return False
         try:
-            self.ledger.reserve(session_id, loss, until=until)
+            await group_commit(self.ledger).reserve(session_id, loss, until=until)
         except Exception as exc:
             raise ProtocolError(Status.RESOURCE_EXHAUSTED, f"coordinator: {public_refusal(exc)}") from None
         return True
@@ -402,12 +403,12 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
                 keeping.add_done_callback(functools.partial(self._kept, key))
                 if not batch.is_exact:  # budgets were spent on it: on disk before it is charged and sent
                     await keeping
-            if budget:
-                self.ledger.charge_reserved(sid)  # drops the reservation in the same transaction
+            if budget:  # on disk before the release is sent (group-committed, off the loop)
+                await group_commit(self.ledger).charge_reserved(sid)  # drops the reservation in the same transaction
                 held = False
         finally:
-            if held:  # not charged: free it (each ledger transaction is fsynced, on the loop)
-                self.ledger.free(sid)
+            if held:  # not charged: free it (queued, in order after the reservation)
+                group_commit(self.ledger).free(sid)
         releases.audit_batch(sid, client, batch.specs, releases.composed(batch.specs, released))
         return parts
 

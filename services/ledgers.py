@@ -15,10 +15,12 @@ import math
 import os
 import threading
 import time
+import weakref
 from collections import deque
 from pathlib import Path
 
-from mpcdp.dp.ledger import BudgetExceeded, PrivacyLedger
+from mpcdp.dp.ledger import BudgetExceeded, Charge, ChargeReserved, Free, Operation, Outcome, PrivacyLedger, Reserve
+from mpcdp.dp.loss import PrivacyLoss
 from services.federation import Federation, FederationError
 
 SESSION_KEEP_AFTER_DEADLINE = 3600.0  # seconds of clock skew a replayed, expired session id is still refused for
@@ -33,6 +35,88 @@ def ledger_for(federation: Federation, name: str, dataset: str):
         raise FederationError(f"node {name!r} keeps a ledger: set policy epsilon_budget")
     node.ledger.parent.mkdir(parents=True, exist_ok=True)
     return PrivacyLedger(node.ledger, dataset, policy.epsilon_budget, policy.delta_budget)
+
+
+class GroupCommit:
+    """A node's privacy-ledger changes by group commit, off its event loop.
+
+    Each request (:meth:`reserve`, :meth:`charge_reserved`, :meth:`free`) is queued and answered by an awaitable;
+    what is queued while a group commits goes in the next group. A group is one call of
+    :meth:`mpcdp.dp.ledger.PrivacyLedger.apply` in a worker thread, one group at a time per ledger: one SQLite
+    transaction and one sync for all of its requests, each with its own outcome, in the order they were made
+    (a refused reservation is refused exactly as it would have been alone, after the requests before it). A
+    request's awaitable is done once its group has committed (a charge is acknowledged only once it is on disk);
+    a group whose transaction fails fails all of its requests and keeps none of them. The budget checks are the
+    ledger's own, inside that transaction, so other processes on the same file are serialised as before.
+    """
+
+    def __init__(self, ledger: PrivacyLedger):
+        self._ledger = weakref.ref(ledger)  # the node keeps the ledger; this object (cached per ledger) must not
+        self._queued: list[tuple[Operation, asyncio.Future]] = []
+        self._committing: asyncio.Future | None = None
+
+    async def reserve(self, session: bytes, loss: PrivacyLoss, until: float) -> None:
+        """:meth:`PrivacyLedger.reserve`, awaited: raises its :class:`BudgetExceeded` (or any failure)."""
+        await self.queue(Reserve(session, loss, until))
+
+    async def charge_reserved(self, session: bytes) -> Charge:
+        """:meth:`PrivacyLedger.charge_reserved`, awaited: done once the charge is on disk."""
+        charge = await self.queue(ChargeReserved(session))
+        assert isinstance(charge, Charge)
+        return charge
+
+    def free(self, session: bytes) -> None:
+        """:meth:`PrivacyLedger.free`, queued, not awaited (usable where a session ends, cancelled or not): a free
+        that fails leaves the reservation to lapse at its deadline, holding budget until then, never spending it."""
+        self.queue(Free(session)).add_done_callback(_retrieved)
+
+    def queue(self, operation: Operation) -> asyncio.Future:
+        """``operation``'s outcome, once its group has committed (its exception, if it was refused or the group
+        failed)."""
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        self._queued.append((operation, waiter))
+        if self._committing is None or self._committing.done() or self._committing.get_loop() is not loop:
+            self._committing = asyncio.ensure_future(self._commit())
+            self._committing.add_done_callback(_retrieved)
+        return waiter
+
+    async def _commit(self) -> None:
+        while self._queued:
+            group, self._queued = self._queued, []
+            ledger = self._ledger()
+            try:
+                if ledger is None:
+                    raise RuntimeError("the ledger was closed")
+                outcomes: list[Outcome] = await asyncio.to_thread(ledger.apply, [op for op, _ in group])
+            except BaseException as exc:  # every request fails (a cancelled wait's group may still commit: only
+                # fail-closed, a charge the caller does not count on)
+                for _, waiter in group:
+                    if not waiter.done():
+                        waiter.set_exception(
+                            exc if isinstance(exc, Exception) else OSError("the commit was interrupted")
+                        )
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for (_, waiter), outcome in zip(group, outcomes, strict=True):
+                if waiter.done():
+                    continue
+                if isinstance(outcome, Exception):
+                    waiter.set_exception(outcome)
+                else:
+                    waiter.set_result(outcome)
+
+
+_GROUPS: weakref.WeakKeyDictionary[PrivacyLedger, GroupCommit] = weakref.WeakKeyDictionary()
+
+
+def group_commit(ledger: PrivacyLedger) -> GroupCommit:
+    """The one :class:`GroupCommit` of ``ledger`` in this process (its groups must not interleave)."""
+    group = _GROUPS.get(ledger)
+    if group is None:
+        group = _GROUPS[ledger] = GroupCommit(ledger)
+    return group
 
 
 def public_refusal(exc: Exception) -> str:

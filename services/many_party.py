@@ -877,7 +877,7 @@ async def coordinate(coord: Any, request: Any, context: Any) -> None:
             query.plan  # noqa: B018  (refuses colluders and dropouts no graph survives)
         except ValueError as exc:
             raise SpecError("quorum", str(exc)) from None
-        held = coord.hold(spec.session_id, query.charge, spec.deadline)
+        held = await coord.hold(spec.session_id, query.charge, spec.deadline)
     except (SpecError, ProtocolError) as exc:
         await coord.refuse(context, who, exc)
     await coord.answer(

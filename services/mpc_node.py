@@ -270,7 +270,7 @@ async def coordinate(coord, request: pb.QueryRequest, context) -> None:
                 "this federation does not allow exact nonlinear releases (allow_exact_nonlinear)"
                 + ("; noisy-argmax, quantile and median are DP" if not spec.kind.private else ""),
             )
-        held = coord.hold(spec.session_id, spec.charge, spec.deadline)
+        held = await coord.hold(spec.session_id, spec.charge, spec.deadline)
     except ProtocolError as exc:  # the coordinator's ledger would overspend
         await coord.refuse(context, who, exc)
     except CompareRefused as exc:

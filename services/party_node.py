@@ -50,7 +50,7 @@ from mpcdp.protocol.spec import MAX_BATCH, Batch, Sharing
 from services import audit, convert
 from services.data import DataError, Table
 from services.federation import Federation
-from services.ledgers import SessionLog
+from services.ledgers import SessionLog, group_commit, public_refusal
 from services.link import Hub, LinkError, TooLong
 from services.pair_keys import PairKeyError, PairKeys
 from services.sessions import ABORT, ANSWER, PARTIAL, PROPOSE, SHARE, START, keyed_partial
@@ -84,6 +84,7 @@ class _Live:
     session: PartySession | None = None
     task: asyncio.Task | None = None
     durable: asyncio.Future | None = None  # the session id on disk (SessionLog), awaited before the partial sum
+    held: bool = False  # its loss is (being) reserved on the ledger, neither charged nor freed yet
 
 
 class _Unreadable(Exception):
@@ -178,6 +179,9 @@ class PartyNode(pb_grpc.PartyServicer):
     def _close(self, sid: bytes) -> None:
         live = self._live.pop(sid, None)
         self.link.close_session(sid)
+        if live is not None and live.held:  # not charged: free its reservation (queued after it)
+            live.held = False
+            group_commit(self.ledger).free(sid)
         if live is not None:  # kept while its deadline is ahead (see _forget_expired)
             self._dated[sid] = live.spec.deadline
             heapq.heappush(self._expiry, (live.spec.deadline, sid))
@@ -326,7 +330,8 @@ class PartyNode(pb_grpc.PartyServicer):
     async def _accept(self, live: _Live) -> PartySession | None:
         """The session, accepted; None once refused (the refusal sent). Every statistic is checked against the
         policy before any record is read; then the records are read and encoded one statistic at a time (a
-        batch's off the event loop: it may be long), and the loss is reserved."""
+        batch's off the event loop: it may be long), and the loss is reserved (:meth:`_reserve`) before the session
+        is accepted: a refusal comes before any share moves."""
         spec, sid, coordinator = live.spec, live.spec.session_id, live.coordinator
         now = self._clock()
         try:
@@ -338,14 +343,13 @@ class PartyNode(pb_grpc.PartyServicer):
         specs = (spec, *live.batch)
         rng = self._rng(sid) if self._rng else self._random
         # the ledger holds the session's loss (a batch's composed) from accept (durably, until the deadline) to its
-        # charge or abort
+        # charge or abort: this node reserves, charges and frees it (group-committed, off the loop), not the session
         session = PartySession(
             self.me,
             spec,
             None,
             self.policy,
             rng=rng,
-            budget=self.ledger,
             batch=live.batch,
             read=lambda i: _Unreadable.guard(i, self.table.records, specs[i]),
         )
@@ -355,6 +359,7 @@ class PartyNode(pb_grpc.PartyServicer):
                 await asyncio.to_thread(session.read)
             else:
                 session.read()
+            await self._reserve(live, session)
             session.accept(self._clock())
         except ProtocolError as exc:
             self._refuse(coordinator, sid, str(exc), exc.status)
@@ -374,6 +379,33 @@ class PartyNode(pb_grpc.PartyServicer):
             )
             return None
         return session
+
+    async def _reserve(self, live: _Live, session: PartySession) -> None:
+        """Reserve the session's loss (a batch's composed) on this party's own ledger until its deadline, counting
+        the other sessions held (ProtocolError RESOURCE_EXHAUSTED, in the ledger's words, if it would overspend)."""
+        loss = session.batch.loss
+        if self.ledger is None or loss is None:
+            return
+        live.held = True  # from now on: freed when the session closes uncharged, even if this wait is cancelled
+        try:
+            await group_commit(self.ledger).reserve(live.spec.session_id, loss, until=live.spec.deadline)
+        except Exception as exc:  # the ledger's own error says spent/requested/remaining
+            live.held = False
+            raise ProtocolError(Status.RESOURCE_EXHAUSTED, public_refusal(exc)) from None
+
+    async def _charge(self, live: _Live) -> bool:
+        """Charge the session's reservation before its partial sum leaves (on disk first); whether it may leave (if
+        not, the session is aborted)."""
+        if self.ledger is None or live.session is None or live.session.batch.loss is None:
+            return True
+        try:
+            await group_commit(self.ledger).charge_reserved(live.spec.session_id)
+        except Exception as exc:
+            log.error("session %s: the ledger could not charge it: %s", live.spec.session_id.hex(), type(exc).__name__)
+            self._abort(live, "this party's privacy ledger could not record the charge; nothing was sent")
+            return False
+        live.held = False
+        return True
 
     async def _started(self, live: _Live) -> bool:
         """Wait for the coordinator's START; whether it came (if not, the session is aborted)."""
@@ -411,7 +443,8 @@ class PartyNode(pb_grpc.PartyServicer):
             partial = session.partial_sum(self._clock())
         except ProtocolError as exc:  # the deadline passed meanwhile
             return self._abort(live, str(exc))
-        await self._send_partial(live, partial.vector)
+        if await self._charge(live):
+            await self._send_partial(live, partial.vector)
         del partial
 
     async def _keyed(self, live: _Live) -> None:
@@ -434,7 +467,8 @@ class PartyNode(pb_grpc.PartyServicer):
             partial = session.masked_partial({p: k.secret for p, k in keys.items()}, self._clock())
         except ProtocolError as exc:  # the deadline passed meanwhile
             return self._abort(live, str(exc))
-        await self._send_partial(live, keyed_partial(partial.vector, [keys[p].id for p in peers]))
+        if await self._charge(live):
+            await self._send_partial(live, keyed_partial(partial.vector, [keys[p].id for p in peers]))
 
     async def _send_partial(self, live: _Live, payload) -> None:
         """Audit, wait until the session id is on disk (a replay after a restart must find it: nothing leaves

@@ -17,6 +17,12 @@ SQLite file, so other processes see them, and they lapse at their deadline: a no
 budget for ever. Every change runs in one ``BEGIN IMMEDIATE`` transaction: two processes at once are
 serialised by SQLite and can never overspend together. Any error refuses the charge (fail closed).
 
+Groups: :meth:`PrivacyLedger.apply` runs a list of operations (:class:`Reserve`, :class:`ChargeReserved`,
+:class:`Free`) in one transaction, so one commit (one sync) serves them all. Each runs in a savepoint of its own
+and has its own outcome, in order: a refused one changes nothing and the others see the ledger as the ones before
+them left it (exactly as if they ran one transaction each, in that order); a failure of the transaction itself (its
+commit) fails all of them and keeps none.
+
 Storage: one SQLite connection per ledger object, opened once (a connection per transaction cost ~0.3 ms) and
 shared by its threads under a lock, in WAL mode with ``synchronous=FULL``: a commit appends to the -wal file and
 syncs it (a committed charge survives a power loss) instead of creating, syncing and deleting a rollback journal.
@@ -33,7 +39,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -78,7 +84,7 @@ _ADDED_COLUMNS = (
     ("charges", "relation", "TEXT NOT NULL DEFAULT 'record'"),
 )
 
-__all__ = ["BudgetExceeded", "Charge", "PrivacyLedger", "Spend"]
+__all__ = ["BudgetExceeded", "Charge", "ChargeReserved", "Free", "Operation", "PrivacyLedger", "Reserve", "Spend"]
 _INHERITED: list[sqlite3.Connection] = []  # connections a forked child inherited: never used, never closed
 _LEDGERS: weakref.WeakSet[PrivacyLedger] = weakref.WeakSet()  # every ledger of this process, closed at each fork
 _HELD_AT_FORK: list[PrivacyLedger] = []  # the ledgers whose lock the forking thread holds until the fork is done
@@ -197,6 +203,43 @@ def _session_key(session: bytes | str) -> str:
     return session
 
 
+@dataclass(frozen=True)
+class Reserve:
+    """:meth:`PrivacyLedger.reserve` as an operation of a group (:meth:`PrivacyLedger.apply`); outcome None."""
+
+    session: bytes | str
+    loss: PrivacyLoss
+    until: float
+
+    def run(self, ledger: PrivacyLedger, db: sqlite3.Connection) -> None:
+        ledger._reserve(db, self.session, self.loss, self.until)
+
+
+@dataclass(frozen=True)
+class ChargeReserved:
+    """:meth:`PrivacyLedger.charge_reserved` as an operation of a group; outcome the :class:`Charge` made."""
+
+    session: bytes | str
+    label: str | None = None
+
+    def run(self, ledger: PrivacyLedger, db: sqlite3.Connection) -> Charge:
+        return ledger._charge_reserved(db, self.session, self.label)
+
+
+@dataclass(frozen=True)
+class Free:
+    """:meth:`PrivacyLedger.free` as an operation of a group; outcome None."""
+
+    session: bytes | str
+
+    def run(self, ledger: PrivacyLedger, db: sqlite3.Connection) -> None:
+        ledger._free(db, self.session)
+
+
+Operation = Reserve | ChargeReserved | Free
+Outcome = Charge | None | Exception  # an operation's result, or the exception that refused it
+
+
 class PrivacyLedger:
     """The budget, charges and reservations of one dataset, stored in the SQLite file at ``path``.
 
@@ -303,8 +346,11 @@ class PrivacyLedger:
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on any exception, also one that lands right after BEGIN; a
-        transaction an interrupt left open on the connection is rolled back first)."""
+        transaction an interrupt left open on the connection is rolled back first). The charges summed so far
+        (:meth:`_charged`) are put back as they were on a rollback: a group may have summed its own uncommitted
+        charges, whose ids another process may then commit with other amounts."""
         with self._connection() as db:
+            summed = self._summed
             try:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
@@ -312,6 +358,7 @@ class PrivacyLedger:
                 yield db
                 db.execute("COMMIT")
             except BaseException:
+                self._summed = summed
                 try:
                     if db.in_transaction:  # SQLite rolls some errors back itself
                         db.execute("ROLLBACK")
@@ -334,8 +381,9 @@ class PrivacyLedger:
     def _charged(self, db: sqlite3.Connection) -> tuple[Fraction, Fraction]:
         """Everything charged to the dataset, summed exactly. Charges are only ever appended, with ids that only grow
         (AUTOINCREMENT: a committed id is never reused), so the sum of those up to an id is kept and only later ones
-        are read: a query's cost does not grow with the ledger's history (it summed every charge each time). Called
-        before its transaction inserts a charge, so every row it reads is committed."""
+        are read: a query's cost does not grow with the ledger's history (it summed every charge each time). Within a
+        group (:meth:`apply`) it may sum the group's own charges, not yet committed: :meth:`_transaction` puts the
+        sums back if the group rolls back."""
         last, eps, delta = self._summed
         for i, e, d in db.execute(
             "SELECT id, epsilon, delta FROM charges WHERE dataset = ? AND id > ? ORDER BY id", (self.dataset, last)
@@ -421,42 +469,74 @@ class PrivacyLedger:
         """Hold ``loss`` for ``session`` until the UNIX time ``until`` (its deadline), or raise
         :class:`BudgetExceeded` counting what is charged and what other sessions hold. Reserving a session
         again replaces its reservation."""
-        key = _session_key(session)
-        request = self._request(loss, 0)
-        if not isinstance(until, (int, float)) or math.isnan(until):
-            raise ValueError(f"until must be a UNIX time, got {until!r}")
-        with self._transaction() as db:
-            cutoff = self._clock() - LAPSED_KEPT_SECONDS
-            db.execute("DELETE FROM reservations WHERE dataset = ? AND until <= ?", (self.dataset, cutoff))
-            self._refuse_if_over(db, request, but=key)
-            db.execute(
-                "INSERT OR REPLACE INTO reservations (dataset, session, epsilon, delta, until, created) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (self.dataset, key, str(request.epsilon), str(request.delta), float(until), self._clock()),
-            )
+        self._one(Reserve(session, loss, until))
 
     def charge_reserved(self, session: bytes | str, label: str | None = None) -> Charge:
         """Charge what ``session`` reserved (label: its id) and drop the reservation. A reservation that
         lapsed is charged only if the budget still allows it; none at all is an error (``KeyError``)."""
-        key = _session_key(session)
-        with self._transaction() as db:
-            row = db.execute(
-                "SELECT epsilon, delta, until FROM reservations WHERE dataset = ? AND session = ?",
-                (self.dataset, key),
-            ).fetchone()
-            if row is None:
-                raise KeyError(f"session {key} holds no reservation on dataset {self.dataset!r}")
-            loss = PrivacyLoss.of(Fraction(row[0]), Fraction(row[1]), self.relation)
-            db.execute("DELETE FROM reservations WHERE dataset = ? AND session = ?", (self.dataset, key))
-            if row[2] <= self._clock():  # lapsed: its budget may have gone to others since
-                self._refuse_if_over(db, loss, but=key)
-            return self._insert_charge(db, loss, key if label is None else label)
+        charge = self._one(ChargeReserved(session, label))
+        assert isinstance(charge, Charge)
+        return charge
 
     def free(self, session: bytes | str) -> None:
         """Drop ``session``'s reservation, if any (an aborted session spends nothing)."""
-        key = _session_key(session)
+        self._one(Free(session))
+
+    def apply(self, operations: Sequence[Operation]) -> list[Outcome]:
+        """Run ``operations`` in order in one transaction (one commit, one sync, for all): the outcome of each, in
+        order, is what its method returns, or the exception it raises (:class:`BudgetExceeded`, ``KeyError``,
+        ``ValueError``...), in which case nothing it did is kept (a savepoint each) and the next ones run on the
+        ledger as the earlier ones left it. Raises, keeping none of them, if the transaction itself fails (its
+        commit: a full disk, an I/O error) or is interrupted."""
+        outcomes: list[Outcome] = []
         with self._transaction() as db:
-            db.execute("DELETE FROM reservations WHERE dataset = ? AND session = ?", (self.dataset, key))
+            for operation in operations:
+                db.execute("SAVEPOINT operation")
+                try:
+                    outcomes.append(operation.run(self, db))
+                except Exception as exc:
+                    db.execute("ROLLBACK TO operation")
+                    outcomes.append(exc)
+                db.execute("RELEASE operation")
+        return outcomes
+
+    def _one(self, operation: Operation) -> Charge | None:
+        [outcome] = self.apply([operation])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def _reserve(self, db: sqlite3.Connection, session: bytes | str, loss: PrivacyLoss, until: float) -> None:
+        key = _session_key(session)
+        request = self._request(loss, 0)
+        if not isinstance(until, (int, float)) or math.isnan(until):
+            raise ValueError(f"until must be a UNIX time, got {until!r}")
+        cutoff = self._clock() - LAPSED_KEPT_SECONDS
+        db.execute("DELETE FROM reservations WHERE dataset = ? AND until <= ?", (self.dataset, cutoff))
+        self._refuse_if_over(db, request, but=key)
+        db.execute(
+            "INSERT OR REPLACE INTO reservations (dataset, session, epsilon, delta, until, created) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (self.dataset, key, str(request.epsilon), str(request.delta), float(until), self._clock()),
+        )
+
+    def _charge_reserved(self, db: sqlite3.Connection, session: bytes | str, label: str | None) -> Charge:
+        key = _session_key(session)
+        row = db.execute(
+            "SELECT epsilon, delta, until FROM reservations WHERE dataset = ? AND session = ?",
+            (self.dataset, key),
+        ).fetchone()
+        if row is None:
+            raise KeyError(f"session {key} holds no reservation on dataset {self.dataset!r}")
+        loss = PrivacyLoss.of(Fraction(row[0]), Fraction(row[1]), self.relation)
+        db.execute("DELETE FROM reservations WHERE dataset = ? AND session = ?", (self.dataset, key))
+        if row[2] <= self._clock():  # lapsed: its budget may have gone to others since
+            self._refuse_if_over(db, loss, but=key)
+        return self._insert_charge(db, loss, key if label is None else label)
+
+    def _free(self, db: sqlite3.Connection, session: bytes | str) -> None:
+        key = _session_key(session)
+        db.execute("DELETE FROM reservations WHERE dataset = ? AND session = ?", (self.dataset, key))
 
     def reserved(self) -> dict[str, PrivacyLoss]:
         """Live reservations: session id -> loss held."""

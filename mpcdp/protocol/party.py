@@ -38,7 +38,9 @@ from .spec import Batch, QuerySpec, Sharing
 class Budget(Protocol):
     """What a party needs of a privacy ledger (:class:`mpcdp.dp.ledger.PrivacyLedger` has it): hold a
     session's loss at accept (refusing if it would overspend, counting the other sessions held), charge it
-    when the partial sum leaves, free it on abort."""
+    when the partial sum leaves, free it on abort. Each is a synchronous transaction: a node on an event loop
+    passes none and makes the same three steps itself, awaited, off its loop (by group commit:
+    :meth:`mpcdp.dp.ledger.PrivacyLedger.apply`)."""
 
     def reserve(self, session: bytes | str, loss: PrivacyLoss, until: float) -> None: ...
 

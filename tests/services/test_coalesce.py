@@ -114,19 +114,20 @@ async def test_dp_queries_run_together_seeded_and_are_charged_per_query(nodes):
 async def test_a_charged_dp_query_costs_the_coordinator_two_ledger_transactions_and_a_failed_one_is_freed(
     nodes, monkeypatch
 ):
-    """Reserve, then charge (which drops the reservation in its transaction): no third transaction to free what is
-    already gone (each one fsynced, on the loop). A query that fails after its reservation still frees it."""
+    """Reserve, then charge (which drops the reservation in its transaction): no third operation to free what is
+    already gone. A query that fails after its reservation still frees it."""
     cluster, ledgers = nodes
     ledger = ledgers["coordinator"]
-    freed = []
-    free = ledger.free
-    monkeypatch.setattr(ledger, "free", lambda sid: (freed.append(sid), free(sid))[1])
+    applied = []
+    apply = ledger.apply
+    monkeypatch.setattr(ledger, "apply", lambda ops: (applied.extend(type(op).__name__ for op in ops), apply(ops))[1])
     async with cluster.client() as client:
         result = await client.query("sum", column="value", bounds=(0, 10), epsilon=0.125, timeout=10.0)
-        assert result.session_id in {c.label for c in ledger.history()} and freed == []
+        assert result.session_id in {c.label for c in ledger.history()} and applied == ["Reserve", "ChargeReserved"]
         with pytest.raises(QueryError):  # p1's policy refuses it: the session fails after the coordinator reserved
             await client.query("sum", column="value", bounds=(0, 10), epsilon=8.5, timeout=10.0)
-    assert len(freed) == 1 and ledger.reserved() == {}
+    await until(lambda: len(applied) == 4)  # the free is queued as the session ends, not awaited
+    assert applied[2:] == ["Reserve", "Free"] and ledger.reserved() == {}
 
 
 async def test_a_query_a_party_refuses_fails_alone_and_the_others_are_answered(nodes):

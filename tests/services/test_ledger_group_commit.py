@@ -1,0 +1,126 @@
+"""A node's ledger changes by group commit (:class:`services.ledgers.GroupCommit`): off the event loop, one group at
+a time, each request its own outcome in order; a hammer of concurrent reservations never overspends."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from fractions import Fraction
+
+import pytest
+
+from mpcdp.dp.ledger import BudgetExceeded, Charge, PrivacyLedger
+from mpcdp.dp.loss import PrivacyLoss, Relation
+from services.ledgers import group_commit
+
+
+def loss(eps: str) -> PrivacyLoss:
+    return PrivacyLoss.of(Fraction(eps), Fraction(0), Relation.RECORD)
+
+
+class Spy:
+    """Every group a ledger applies: its size, the thread it ran on, how many ran at once."""
+
+    def __init__(self, ledger: PrivacyLedger, monkeypatch, delay: float = 0.0):
+        self.sizes: list[int] = []
+        self.threads: set[int] = set()
+        self.running = self.most = 0
+        apply = ledger.apply
+
+        def spied(ops):
+            self.running += 1
+            self.most = max(self.most, self.running)
+            self.threads.add(threading.get_ident())
+            self.sizes.append(len(ops))
+            try:
+                time.sleep(delay)
+                return apply(ops)
+            finally:
+                self.running -= 1
+
+        monkeypatch.setattr(ledger, "apply", spied)
+
+
+async def test_a_hammer_of_concurrent_reservations_never_overspends(tmp_path, monkeypatch):
+    ledger = PrivacyLedger(tmp_path / "l.db", "ds", "1")
+    spy = Spy(ledger, monkeypatch)
+    group = group_commit(ledger)
+    until = time.time() + 60
+    outcomes = await asyncio.gather(
+        *(group.reserve(f"s{i}".encode(), loss("0.01"), until) for i in range(300)), return_exceptions=True
+    )
+    granted = [i for i, o in enumerate(outcomes) if o is None]
+    assert len(granted) == 100 and all(isinstance(o, BudgetExceeded) for o in outcomes if o is not None)
+    assert granted == list(range(100))  # in the order they were asked
+    assert len(spy.sizes) < 30 and max(spy.sizes) > 10  # grouped: far fewer transactions than requests
+    assert spy.threads and threading.get_ident() not in spy.threads and spy.most == 1  # off the loop, one at a time
+    charges = await asyncio.gather(*(group.charge_reserved(f"s{i}".encode()) for i in granted))
+    assert all(isinstance(c, Charge) for c in charges)
+    fresh = PrivacyLedger(tmp_path / "l.db", "ds", "1")
+    assert fresh.spent().epsilon == 1 and fresh.reserved() == {} and len(fresh.history()) == 100
+    with pytest.raises(BudgetExceeded):
+        await group.reserve(b"late", loss("0.01"), until)
+
+
+async def test_requests_are_applied_in_the_order_they_were_made(tmp_path):
+    ledger = PrivacyLedger(tmp_path / "l.db", "ds", "1")
+    group = group_commit(ledger)
+    until = time.time() + 60
+    reserved = asyncio.ensure_future(group.reserve(b"a", loss("0.5"), until))
+    await asyncio.sleep(0)
+    group.free(b"a")  # queued behind the reservation: it frees it
+    charged = asyncio.ensure_future(group.charge_reserved(b"a"))  # nothing left to charge
+    await reserved
+    with pytest.raises(KeyError):
+        await charged
+    assert ledger.reserved() == {} and ledger.history() == []
+
+
+async def test_a_failed_commit_fails_every_request_of_its_group_and_the_next_group_commits(tmp_path, monkeypatch):
+    ledger = PrivacyLedger(tmp_path / "l.db", "ds", "1")
+    until = time.time() + 60
+    ledger.reserve(b"held", loss("0.5"), until)
+    apply = ledger.apply
+    failures = [sqlite3.OperationalError("disk I/O error")]
+
+    def failing_once(ops):
+        if failures:
+            time.sleep(0.05)  # long enough for the next requests to queue behind this group
+            raise failures.pop()
+        return apply(ops)
+
+    monkeypatch.setattr(ledger, "apply", failing_once)
+    group = group_commit(ledger)
+    first = [
+        asyncio.ensure_future(group.charge_reserved(b"held")),
+        asyncio.ensure_future(group.reserve(b"x", loss("0.25"), until)),
+    ]
+    await asyncio.sleep(0.01)
+    second = asyncio.ensure_future(group.charge_reserved(b"held"))
+    for f in first:
+        with pytest.raises(sqlite3.OperationalError):
+            await f
+    assert isinstance(await second, Charge)
+    assert [c.label for c in ledger.history()] == [b"held".hex()]  # the failed group kept nothing
+    assert ledger.reserved() == {}
+
+
+async def test_the_event_loop_runs_while_a_group_commits(tmp_path, monkeypatch):
+    ledger = PrivacyLedger(tmp_path / "l.db", "ds", "1")
+    Spy(ledger, monkeypatch, delay=0.3)  # a slow disk
+    ticks = 0
+
+    async def ticker():
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    task = asyncio.ensure_future(ticker())
+    try:
+        await group_commit(ledger).reserve(b"a", loss("0.5"), time.time() + 60)
+    finally:
+        task.cancel()
+    assert ticks >= 10
