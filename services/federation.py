@@ -23,6 +23,8 @@ optional shared policy and per-node settings::
     address = "127.0.0.1:50050"
     roles = ["coordinator"]
     ledger = "state/coordinator.db"  # its state (ledger, released results) lives beside it
+    link_port = 50150               # optional: where its links to the parties listen (default: a free port)
+    client_link_port = 50151        # optional: where its clients' query links listen (default: a free port)
 
     [[node]]
     name = "alice"
@@ -30,6 +32,7 @@ optional shared policy and per-node settings::
     roles = ["party"]
     data = "data/alice.csv"         # a CSV with a header, or sqlite:PATH with `table`
     ledger = "state/alice.db"       # and its used session ids beside it
+    link_port = 50152               # optional: where its links listen, on its address's host
 
     [[node]]
     name = "analyst"
@@ -40,7 +43,11 @@ number range-checked); an error names the file, the line and the field. A
 node's state directory is its ``state`` key, or else the folder of its
 ledger. Relative paths are relative to the file. A party's answer policy is
 the library's one :class:`mpcdp.protocol.PartyPolicy` (:meth:`Policy.party`), for
-its secure sums and what it computes under MPC alike.
+its secure sums and what it computes under MPC alike. A node's links
+(:mod:`services.link`) listen on a free port of its address's host, which peers
+ask over gRPC, unless ``link_port`` names one (for a firewall); the coordinator's
+clients' query links likewise, or on ``client_link_port``. Each is in 1..65535
+and differs from the node's gRPC port and from the other.
 """
 
 from __future__ import annotations
@@ -49,7 +56,16 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from mpcdp.names import InvalidName, check_name
 from mpcdp.survey.toml_lines import key_lines
@@ -63,6 +79,7 @@ SERVING_ROLES = ("coordinator", "party", "aggregator", "text")
 
 Number = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0)]  # an int is a number too
 Count = Annotated[int, Field(strict=True, ge=1)]
+Port = Annotated[int, Field(strict=True, ge=1, le=65535)]
 
 
 class FederationError(ValueError):
@@ -107,6 +124,20 @@ class Policy(BaseModel):
         )
 
 
+def check_link_ports(grpc_port: int | None, link_port: int | None, client_link_port: int | None = None) -> None:
+    """ValueError naming the key unless each link port given is in 1..65535 and differs from the gRPC port and
+    from the other (two listeners cannot share a port)."""
+    for key, port in (("link_port", link_port), ("client_link_port", client_link_port)):
+        if port is None:
+            continue
+        if not 0 < port < 65536:
+            raise ValueError(f"{key}: a port in 1..65535, got {port}")
+        if port == grpc_port:
+            raise ValueError(f"{key}: {port} is the node's gRPC port (its address); links need a port of their own")
+    if link_port is not None and link_port == client_link_port:
+        raise ValueError(f"client_link_port: {link_port} is the link_port too; the two listeners need two ports")
+
+
 def _resolve(value: str | None, base: Path) -> Path | str | None:
     if value is None:
         return None
@@ -127,6 +158,8 @@ class Node(BaseModel):
     table: StrictStr | None = None
     ledger: Path | None = None
     state: Path | None = None
+    link_port: Port | None = None  # where its links listen (None: a free port, which peers ask over gRPC)
+    client_link_port: Port | None = None  # a coordinator's: where its clients' query links listen
     policy: Policy = Policy()
 
     @field_validator("name")
@@ -143,6 +176,14 @@ class Node(BaseModel):
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"address must be 'host:port' with a port in 1..65535, got {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _ports(self) -> Node:
+        grpc_port = self.port if self.address is not None else None
+        check_link_ports(grpc_port, self.link_port, self.client_link_port)
+        if self.client_link_port is not None and not self.has("coordinator"):
+            raise ValueError("client_link_port: only a coordinator has clients' query links")
+        return self
 
     def has(self, role: str) -> bool:
         return role in self.roles
@@ -216,6 +257,14 @@ class Federation(BaseModel):
             raise FederationError(f"{self._where}: node {name!r} has no address")
         return address
 
+    def link_ports(self, name: str) -> tuple[int, int]:
+        """Where node ``name``'s links and (a coordinator's) clients' query links listen: its ``link_port`` and
+        ``client_link_port``, 0 for one it leaves out (a free port), or for a name the file does not list."""
+        node = next((n for n in self.nodes if n.name == name), None)
+        if node is None:
+            return 0, 0
+        return node.link_port or 0, node.client_link_port or 0
+
     def policy_for(self, name: str) -> Policy:
         """The federation's policy overlaid with the node's own."""
         return self.node(name).policy.over(self.policy)
@@ -227,7 +276,7 @@ class Federation(BaseModel):
 
 def _message(loc: tuple, error: dict) -> str:
     """One pydantic error in the file's words: the field (within its node), what is wrong."""
-    within = loc[2:] if loc[:1] == ("node",) and len(loc) > 2 and isinstance(loc[1], int) else loc
+    within = loc[2:] if loc[:1] == ("node",) and len(loc) >= 2 and isinstance(loc[1], int) else loc
     field = ".".join(str(p) for p in within)
     if error["type"] == "extra_forbidden":
         if "policy" in loc[:-1]:
@@ -241,7 +290,7 @@ def _message(loc: tuple, error: dict) -> str:
         text = str(error["ctx"]["error"])
     if "roles" in loc and error["type"] != "literal_error":
         text += f" (roles are {', '.join(ROLES)})"
-    return f"{field}: {text}"
+    return f"{field}: {text}" if field else text  # (a check of the whole node names its keys itself)
 
 
 def _located(errors: list[Any], where: str, doc: dict, lines: dict, prefix: tuple = ()) -> FederationError:

@@ -12,13 +12,13 @@ as it arrives (a running sum folds the bytes in with no assembly buffer).
 
 Links are TLS connections of their own, not gRPC calls (:mod:`services.link_transport`). Where they
 listen: when its node's gRPC server starts (:func:`services.server.start`), a hub opens its listener
-on the server's host, on a free port (:meth:`Hub.serve_beside`), and closes it, with every link a
-peer opened to it, when that server stops. How a peer finds it: the hub
-answers ``Link/Port`` (a unary gRPC call, ``mpcdp.v1.Link`` in the proto) on its node's gRPC
-address, which the federation file gives; a dialer asks once per peer over its authenticated
-channel, keeps the answer, and asks again when the port cannot be reached (a node restarted). No
-federation file changes: links go wherever the gRPC server runs, ``mpcdp simulate`` and the demo
-included.
+on the server's host, on a free port or the one its node's ``link_port`` names (:meth:`Hub.serve_beside`,
+``listen_port``), and closes it, with every link a peer opened to it, when that server stops. How a peer
+finds it: the hub answers ``Link/Port`` (a unary gRPC call, ``mpcdp.v1.Link`` in the proto) on its node's
+gRPC address, which the federation file gives; a dialer asks once per peer over its authenticated
+channel, keeps the answer, and asks again when the port cannot be reached (a node restarted). So links go
+wherever the gRPC server runs, ``mpcdp simulate`` and the demo included, and a fixed ``link_port`` is
+needed only by a firewall.
 
 The first ``send`` (or ``receive``) to a peer dials it (one TLS handshake) and keeps the connection;
 a peer's frames may come on the connection this node dialled or on one the peer dialled, whichever
@@ -367,6 +367,7 @@ class Hub:
         self.max_queued_messages = max_queued_messages
         self.handshake_seconds = handshake_seconds
         self.port = 0  # where this hub's links listen (0: not listening; see serve_beside)
+        self.listen_port = 0  # the port serve_beside listens on (0: a free one; a federation file's link_port)
         self._streams: dict[str, list[_Stream]] = {}
         self._dialing: dict[str, asyncio.Future] = {}
         self._channels = Channels(identity, address)  # to ask peers for their links' port
@@ -682,11 +683,15 @@ class Hub:
     # -- listening: the peers' connections to us ---------------------------------------
 
     async def serve_beside(self, server: grpc.aio.Server, host: str, limits: Limits) -> None:
-        """Listen for links on ``host`` (the gRPC server's, a free port) until ``server`` stops
+        """Listen for links on ``host`` (the gRPC server's; on ``listen_port``, else a free port) until ``server`` stops
         (:func:`services.server.start` calls this once the server runs)."""
         self._limits = limits
         self._context(server=True)  # a missing certificate fails the start, not the first link
-        self._listener = link_transport.listening_socket(host)
+        try:
+            self._listener = link_transport.listening_socket(host, self.listen_port)
+        except OSError as exc:
+            where = f"{host or '*'}:{self.listen_port or 'a free port'}"
+            raise OSError(exc.errno, f"cannot listen for links on {where}: {exc.strerror or exc}") from None
         self.port = self._listener.getsockname()[1]
         self._accepter = asyncio.ensure_future(self._accept(self._listener))
         self._watcher = asyncio.ensure_future(self._stop_with(server))

@@ -369,17 +369,18 @@ def host_of(address: str) -> str:
     return host[1:-1] if host.startswith("[") and host.endswith("]") else host
 
 
-def listening_socket(host: str) -> socket.socket:
-    """A socket listening on a free port of ``host`` (``""``, ``::``: every interface, IPv4 and IPv6 on one
-    port, as gRPC's ``[::]`` does; a name: its first address, which a dialer tries among the others)."""
+def listening_socket(host: str, port: int = 0) -> socket.socket:
+    """A socket listening on ``port`` (0: a free port) of ``host`` (``""``, ``::``: every interface, IPv4 and IPv6
+    on one port, as gRPC's ``[::]`` does; a name: its first address, which a dialer tries among the others)."""
     if host in ("", "::"):
         try:
             sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-            return _listen(sock, ("::", 0))
+            return _listen(sock, ("::", port))
         except OSError:  # a host without IPv6
             host = "0.0.0.0"
-    family, kind, proto, _, address = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, address = infos[0]
     return _listen(socket.socket(family, kind, proto), address)
 
 

@@ -154,6 +154,7 @@ class PartyNode(pb_grpc.PartyServicer):
         self.link.on(PROPOSE, self._proposed)
         self.link.on(ABORT, self._aborted)
         self.link.on_drop(self._dropped)
+        self.link.listen_port = federation.link_ports(name)[0]  # the federation file's link_port (0: a free one)
 
     def _may_link(self, who: str) -> bool:
         """Who may open a link to this party: the other parties and the coordinator."""

@@ -190,16 +190,46 @@ def add_node_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_federation_node_arguments(parser: argparse.ArgumentParser, example_port: int) -> None:
-    """The options a federation node (party or coordinator) serves with: --listen, --insecure, then
-    :func:`add_node_arguments`."""
+def add_federation_node_arguments(parser: argparse.ArgumentParser, example_port: int, clients: bool = False) -> None:
+    """The options a federation node (party or coordinator) serves with: --listen, --link-port (``clients``: and
+    --client-link-port), --insecure, then :func:`add_node_arguments`."""
     parser.add_argument(
         "--listen",
         type=address,
         help=f"address to bind instead of the federation file's (e.g. 0.0.0.0:{example_port})",
     )
+    parser.add_argument(
+        "--link-port",
+        type=integer_in(1, 65535),
+        metavar="PORT",
+        help="port the node's links to its peers listen on (TLS, beside the gRPC port, on the same host), "
+        "instead of the federation file's link_port; default: that, else a free port, which peers ask for "
+        f"over gRPC. Fix it for a firewall (e.g. {example_port + 100}); it must differ from the gRPC port",
+    )
+    if clients:
+        parser.add_argument(
+            "--client-link-port",
+            type=integer_in(1, 65535),
+            metavar="PORT",
+            help="port the clients' query links listen on, instead of the federation file's client_link_port; "
+            "default: that, else a free port, which clients ask for over gRPC; it must differ from the gRPC "
+            "port and the link port",
+        )
     add_insecure_flag(parser)
     add_node_arguments(parser)
+
+
+def link_ports(args, node, grpc_address: str) -> tuple[int, int]:
+    """The ports a node's links (and a coordinator's clients' query links) listen on: the flags of
+    :func:`add_federation_node_arguments` over the federation file's, 0 for a free port. ValueError saying which
+    is wrong if one is the gRPC port (of ``grpc_address``) or both are one."""
+    from services.federation import check_link_ports
+
+    link_port = args.link_port or node.link_port or 0
+    client_port = getattr(args, "client_link_port", None) or node.client_link_port or 0
+    grpc_port = int(grpc_address.rpartition(":")[2])
+    check_link_ports(grpc_port or None, link_port or None, client_port or None)
+    return link_port, client_port
 
 
 def node_limits(args):

@@ -23,6 +23,7 @@ from services.commands import (
     add_federation_node_arguments,
     examples,
     integer_in,
+    link_ports,
     node_identity,
     positive,
     serve_node,
@@ -44,9 +45,11 @@ def run(args) -> int:
         node = federation.coordinator()
         if not args.insecure:
             Identity(node.name, federation.certs).server_credentials()  # missing certificates: say so now
+        address = args.listen or federation.address(node.name)
+        ports = link_ports(args, node, address)
         state = node.state_dir
         lock = None if state is None else StateLock(state, node.name, "coordinator")  # before any file is opened
-    except (fed.FederationError, OSError) as exc:
+    except (fed.FederationError, OSError, ValueError) as exc:
         print(f"mpcdp coordinator: {exc}", file=sys.stderr)
         return 2
     identity = node_identity(args, node, federation)
@@ -60,12 +63,13 @@ def run(args) -> int:
         coalesce=args.coalesce,
         store=None if state is None else ReleaseStore(state / f"{node.name}.releases"),
     )
+    coordinator.link.listen_port, coordinator.queries.hub.listen_port = ports  # the flags over the file
     try:
         return serve_node(
             "coordinator",
             args,
             identity,
-            args.listen or federation.address(node.name),
+            address,
             coordinator.services(),
             coordinator.close,
         )
@@ -118,5 +122,5 @@ def register(sub) -> None:
         "arriving while N are in flight run together in one batch session at the parties (each analyst still "
         f"gets only its own release, charged per query); 0: every query its own session (default {COALESCED_SESSIONS})",
     )
-    add_federation_node_arguments(p, 50050)
+    add_federation_node_arguments(p, 50050, clients=True)
     p.set_defaults(run=run)

@@ -21,7 +21,14 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from services.commands import Formatter, add_federation_node_arguments, examples, node_identity, serve_node
+from services.commands import (
+    Formatter,
+    add_federation_node_arguments,
+    examples,
+    link_ports,
+    node_identity,
+    serve_node,
+)
 
 if TYPE_CHECKING:
     from services.data import Table
@@ -55,9 +62,11 @@ def run(args) -> int:
         table = _table(args, node)
         if not args.insecure:
             Identity(node.name, federation.certs).server_credentials()  # missing certificates: say so now
+        address = args.listen or federation.address(node.name)
+        link_port, _ = link_ports(args, node, address)
         state = node.state_dir
         lock = None if state is None else StateLock(state, node.name, "party")  # before any file is opened
-    except (fed.FederationError, DataError, OSError) as exc:
+    except (fed.FederationError, DataError, OSError, ValueError) as exc:
         print(f"mpcdp party: {exc}", file=sys.stderr)
         return 2
     identity = node_identity(args, node, federation)
@@ -69,10 +78,9 @@ def run(args) -> int:
         ledger=ledger_for(federation, node.name, dataset=table.source),
         sessions=None if state is None else SessionLog(state / f"{node.name}.sessions"),
     )
+    party.link.listen_port = link_port  # the flag over the file
     try:
-        return serve_node(
-            "party", args, identity, args.listen or federation.address(node.name), party.services(), party.close
-        )
+        return serve_node("party", args, identity, address, party.services(), party.close)
     finally:
         if lock is not None:  # held while it served (a crash drops it too)
             lock.release()

@@ -154,3 +154,41 @@ def test_state_directory_and_max_timeout_are_configurable(tmp_path):
     doc["policy"]["max_timeout"] = 0
     with pytest.raises(FederationError, match="max_timeout"):
         parse(doc, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "node, words",
+    [
+        (dict(link_port=0), "link_port: Input should be greater than or equal to 1"),
+        (dict(link_port=65536), "link_port: Input should be less than or equal to 65535"),
+        (dict(link_port="6000"), "link_port: Input should be a valid integer"),
+        (dict(link_port=5001), "link_port: 5001 is the node's gRPC port"),
+        (dict(client_link_port=6001), "client_link_port: only a coordinator"),
+        (dict(roles=["coordinator"], link_port=6000, client_link_port=6000), "client_link_port: 6000 is the link_port"),
+        (dict(roles=["coordinator"], client_link_port=5001), "client_link_port: 5001 is the node's gRPC port"),
+    ],
+)
+def test_a_link_port_is_a_port_of_its_own(node, words):
+    with pytest.raises(fed.FederationError) as refused:
+        fed.parse(doc(**node), Path("."))
+    assert f"federation: node 'alice': {words}" in str(refused.value)
+
+
+def test_link_ports_come_from_the_file_and_default_to_a_free_port():
+    f = fed.parse(doc(roles=["coordinator"], link_port=6000, client_link_port=6001), Path("."))
+    assert f.link_ports("alice") == (6000, 6001) and f.link_ports("nobody") == (0, 0)
+    assert fed.parse(doc(), Path(".")).link_ports("alice") == (0, 0)
+
+
+def test_the_link_port_flags_are_documented_and_checked(tmp_path, capsys):
+    assert main(["coordinator", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert "--link-port PORT" in text and "--client-link-port PORT" in text and "firewall" in text
+    path = tmp_path / "federation.toml"
+    path.write_text('[[node]]\nname = "alice"\naddress = "127.0.0.1:5001"\nroles = ["party"]\n')
+    assert main(["party", "--federation", str(path), "--id", "alice", "--values", "1", "--link-port", "70000"]) == 2
+    assert "--link-port: must be in [1, 65535], got 70000" in capsys.readouterr().err
+    argv = ["party", "--federation", str(path), "--id", "alice", "--values", "1", "--insecure", "--link-port", "5001"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "mpcdp party: link_port: 5001 is the node's gRPC port" in err and "Traceback" not in err

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 
@@ -51,8 +52,6 @@ roles = ["client"]
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -107,9 +106,14 @@ def test_a_second_coordinator_or_party_on_one_state_directory_is_refused_until_t
         again = _start(fed, "coordinator", "--listen", "127.0.0.1:0")
         procs.append(again)
         _serving(again)
-        alice = _start(fed, "party", "--id", "alice", "--values", "1,2", "--listen", "127.0.0.1:0")
+        link_port = _free_port()
+        alice = _start(
+            fed, "party", "--id", "alice", "--values", "1,2", "--listen", "127.0.0.1:0", "--link-port", str(link_port)
+        )
         procs.append(alice)
         _serving(alice)
+        with socket.create_connection(("127.0.0.1", link_port), timeout=10):  # its links listen on the port given
+            pass
     finally:
         for proc in procs:
             if proc.poll() is None:

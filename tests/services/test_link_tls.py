@@ -559,3 +559,29 @@ async def test_an_expired_certificate_of_the_federation_fails_the_handshake_and_
     await until(lambda: any(a["listener"] == "link listener" for a in _handshake_audits(caplog)))
     assert [a["reason"] for a in _handshake_audits(caplog)] == ["its certificate has expired"]
     assert nothing_from(b, "carol")
+
+
+async def test_a_hub_listens_on_the_link_port_it_is_given_and_says_clearly_when_it_is_taken(certs):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        fixed = probe.getsockname()[1]
+    n = Net()
+    try:
+        await n.serve("alice", certs)
+        ident = Identity("bob", certs)
+        bob = Hub(ident, n.addresses.__getitem__, lambda who: who in MEMBERS)
+        bob.listen_port = fixed
+        server, port = await start(ident, "127.0.0.1:0", [bob.service()])
+        n.hubs["bob"], n.servers["bob"], n.addresses["bob"] = bob, server, f"127.0.0.1:{port}"
+        assert bob.port == fixed
+        await n.hubs["alice"].send("bob", SID, 0, "x", b"through the fixed port")  # found over gRPC as before
+        assert bytes(await bob.receive("alice", SID, 0, "x", timeout=5)) == b"through the fixed port"
+        assert n.hubs["alice"]._ports["bob"] == fixed
+        twin = Hub(ident, n.addresses.__getitem__, lambda who: who in MEMBERS)
+        twin.listen_port = fixed  # taken by bob: the start fails, naming the port
+        with pytest.raises(OSError, match=f"cannot listen for links on 127.0.0.1:{fixed}: Address already in use"):
+            await start(ident, "127.0.0.1:0", [twin.service()])
+    finally:
+        await n.close()
