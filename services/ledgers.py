@@ -24,6 +24,7 @@ from mpcdp.dp.loss import PrivacyLoss
 from services.federation import Federation, FederationError
 
 SESSION_KEEP_AFTER_DEADLINE = 3600.0  # seconds of clock skew a replayed, expired session id is still refused for
+RETRY_PAUSE = 0.05  # seconds between a failed session log write and the write of the ids appended during it
 
 
 def ledger_for(federation: Federation, name: str, dataset: str):
@@ -142,7 +143,9 @@ class SessionLog:
     file is compacted to the live ids when the node starts. A write that
     failed part-way (disk full) may leave a torn line: the next write starts
     on a fresh line, so the torn line never swallows the id after it, and
-    the failed group's lines are written again with the next group.
+    the failed group's lines are written again with the next group. A failed
+    write fails only the ids of its own group, never those appended during it
+    (:meth:`_flush`).
     :meth:`close` waits for a write in progress in another thread.
     """
 
@@ -228,17 +231,25 @@ class SessionLog:
 
     async def _flush(self) -> None:
         """Write the appended lines in groups (what is appended during a write goes in the next), each waiter done
-        once its line is on disk; a failed write fails every waiter, and its lines are written again with the next
-        group."""
+        once its line is on disk. A failed write fails exactly its own group's waiters (their sessions stop; their
+        ids stay remembered, so a replay is still refused, and their lines are written again with the next group);
+        the ids appended during it get a write of their own after ``RETRY_PAUSE``. With nobody waiting, no write is
+        tried again until a new id comes: a full disk is never written to in a loop."""
         while self._lines:
             upto, data = self._written, self._take()
             self._taken = upto
             try:
                 await asyncio.to_thread(self._sync, data)
-            except BaseException as exc:  # every waiter hears it (its session stops), as with one shared write
+            except BaseException as exc:
                 self._lines.insert(0, data.decode())  # written again with the next group
-                self._settle(self._written, exc)
-                raise
+                self._settle(upto, exc)
+                if not isinstance(exc, Exception):  # cancelled (the loop is closing): the others hear it too
+                    self._settle(self._written, exc)
+                    raise
+                if not any(not waiter.done() for _, waiter in self._waiting):
+                    return
+                await asyncio.sleep(RETRY_PAUSE)
+                continue
             self._settle(upto)
 
     def _settle(self, upto: int, error: BaseException | None = None, after: int = 0) -> None:

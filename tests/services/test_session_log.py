@@ -34,22 +34,57 @@ async def test_ids_added_at_once_share_one_writing_task_and_one_fsync(tmp_path, 
     again.close()
 
 
-async def test_a_failed_write_fails_every_waiter_and_its_ids_are_written_with_the_next(tmp_path, monkeypatch):
+async def test_a_failed_write_fails_its_own_ids_only_and_those_added_meanwhile_are_written_next(tmp_path, monkeypatch):
+    """Review-3 F6: an id appended while a write fails is not that write's; it gets a write of its own (here the
+    disk has room again), and the failed id is written again with it (still refused after a restart)."""
     log = ledgers.SessionLog(tmp_path / "p.sessions")
-    real = os.fsync
+    real, entered = os.fsync, threading.Event()
 
     def full(fd):
         monkeypatch.setattr(ledgers.os, "fsync", real)
+        entered.set()
+        time.sleep(0.1)  # the second id is appended during this write
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(ledgers.os, "fsync", full)
     first = log.durable(b"\x01" * 16, 1e12)
     await asyncio.sleep(0)  # its write under way: the next id waits for the next group
+    assert await asyncio.to_thread(entered.wait, 5)
     second = log.durable(b"\x02" * 16, 1e12)
+    with pytest.raises(OSError, match="No space"):
+        await first
+    await asyncio.wait_for(second, 5)  # acknowledged: on disk
+    log.close()
+    again = ledgers.SessionLog(tmp_path / "p.sessions")
+    assert all(bytes([i]) * 16 in again for i in (1, 2))
+    again.close()
+
+
+async def test_a_full_disk_is_not_written_to_in_a_loop(tmp_path, monkeypatch):
+    """While the disk stays full, each group is tried once and its ids fail (fail-closed); with nobody waiting no
+    write is tried again until a new id comes."""
+    log = ledgers.SessionLog(tmp_path / "p.sessions")
+    real, tries, entered = os.fsync, [], threading.Event()
+
+    def full(fd):
+        tries.append(fd)
+        entered.set()
+        time.sleep(0.05)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ledgers.os, "fsync", full)
+    first = log.durable(b"\x01" * 16, 1e12)
+    await asyncio.sleep(0)
+    assert await asyncio.to_thread(entered.wait, 5)
+    second = log.durable(b"\x02" * 16, 1e12)  # during the first write: tried once more, in a write of its own
     for waiter in (first, second):
-        with pytest.raises(OSError):
-            await waiter
-    await log.durable(b"\x03" * 16, 1e12)  # room again: this group writes the failed lines too
+        with pytest.raises(OSError, match="No space"):
+            await asyncio.wait_for(waiter, 5)
+    await asyncio.sleep(0.5)
+    assert len(tries) == 2  # nobody waits: nothing more is tried
+    assert b"\x01" * 16 in log and b"\x02" * 16 in log  # remembered: a replay is still refused
+    monkeypatch.setattr(ledgers.os, "fsync", real)
+    await asyncio.wait_for(log.durable(b"\x03" * 16, 1e12), 5)  # room again: the failed lines go with it
     log.close()
     again = ledgers.SessionLog(tmp_path / "p.sessions")
     assert all(bytes([i]) * 16 in again for i in (1, 2, 3))
