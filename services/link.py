@@ -315,6 +315,7 @@ class _Message:
     session: bytes
     droppable: bool  # bulk data of its session: dropped when the session closes
     started: bool = False  # a frame of it was handed to a write
+    prepare: Callable[[int], object] | None = None  # makes its payload final up to a byte (Hub.post)
 
     @property
     def size(self) -> int:
@@ -413,7 +414,14 @@ class Hub:
         await self.post(peer, session, round, kind, payload)
 
     def post(
-        self, peer: str, session: bytes, round: int, kind: str, payload, droppable: bool = False
+        self,
+        peer: str,
+        session: bytes,
+        round: int,
+        kind: str,
+        payload,
+        droppable: bool = False,
+        prepare: Callable[[int], object] | None = None,
     ) -> asyncio.Future:
         """Queue one message for ``peer``; the future is done once it is written (LinkError if the link
         cannot carry it). Messages to one peer are written in the order they were posted. A message whose
@@ -421,7 +429,10 @@ class Hub:
         ``droppable`` one (bulk data of its session) is dropped, its future failed, by ``close_session`` (once
         the write under way ends, if a frame of it is in that write). The payload is read until the future is
         done, except after the poster cancels it: the frame in the write under way, if any, is read until that
-        write ends.
+        write ends. ``prepare(end)``, if given, is called before each frame is handed to a write, with that
+        frame's end (a byte offset in the message): the payload below ``end`` must be final when it returns, and
+        only then is it read (a party masks its partial sum slice by slice as the slices leave); and once with
+        the message's end before the rest of a message given up after its first frame is copied.
         When more than ``max_queued_bytes`` (each message charged ``QUEUED_COST`` on top of its payload: an empty
         one is not free) or ``max_queued_messages`` wait for the peer (slow or stuck), the future fails at once."""
         if len(session) != SESSION_ID_BYTES or len(kind.encode()) > MAX_KIND_BYTES or not 0 <= round < 1 << 32:
@@ -453,7 +464,7 @@ class Hub:
             else:
                 frames += [Frame(session, round, kind, at + o, total, p) for o, p in chunks(part, 1, self.chunk_bytes)]
             at += len(part)
-        message = _Message(frames, done, session, droppable)
+        message = _Message(frames, done, session, droppable, prepare=prepare)
         box.messages.append(message)
         box.queued += message.size
         done.add_done_callback(functools.partial(_given_up, box, message))
@@ -485,6 +496,8 @@ class Hub:
                         _unqueue(box, message)
                         continue
                     message.started = True
+                    if message.prepare is not None:  # its payload below this frame's end made final first
+                        message.prepare(message.frames[0].offset + len(message.frames[0].payload))
                     frame = message.frames.pop(0)
                     batch.append(frame)
                     size += _size(frame)
@@ -790,7 +803,7 @@ class Hub:
             audit.record("denied", caller=who, message="link refused")
             connection.close(f"{who!r} may not open a link to {self.me!r}")
             return None
-        if len(self._streams.get(who, [])) >= MAX_LINKS_PER_PEER:
+        if sum(c.peer == who for c in self._connections) >= MAX_LINKS_PER_PEER:  # retiring ones too (_settle)
             audit.record("denied", caller=who, message="link refused: too many links")
             connection.close(f"{who!r} has {MAX_LINKS_PER_PEER} links to {self.me!r} already")
             return None
@@ -1117,6 +1130,8 @@ def _given_up(box: _Outbox, message: _Message, done: asyncio.Future) -> None:
     if not done.cancelled():
         return
     if message.started:
+        if message.prepare is not None and message.frames:  # copied final: its payload made so to its end first
+            message.prepare(message.frames[-1].offset + len(message.frames[-1].payload))
         message.frames[:] = [f._replace(payload=bytes(f.payload)) for f in message.frames]
     else:
         _unqueue(box, message)

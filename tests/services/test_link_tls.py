@@ -585,3 +585,21 @@ async def test_a_hub_listens_on_the_link_port_it_is_given_and_says_clearly_when_
             await start(ident, "127.0.0.1:0", [twin.service()])
     finally:
         await n.close()
+
+
+async def test_connections_retired_after_a_simultaneous_open_still_count_against_max_links_per_peer(net, certs):
+    """alice (the lower name) has a link she dialled to bob, so each connection bob dials is retired at once (it
+    leaves alice's streams): they still count, or an authenticated peer could hold any number of them."""
+    a = net.hubs["alice"]
+    await a.send("bob", SID, 0, "x", b"alice dialled")
+    raws = [await RawLink.as_node(a, Identity("bob", certs)) for _ in range(link.MAX_LINKS_PER_PEER)]
+    try:
+        for raw in raws[:-1]:
+            raw.send(link.encode("bob", []))
+        await until(lambda: sum(c.peer == "bob" for c in a._connections) == link.MAX_LINKS_PER_PEER)
+        assert len(a._streams["bob"]) == 1  # the retired ones take no writer
+        raws[-1].send(link.encode("bob", []))
+        assert f"has {link.MAX_LINKS_PER_PEER} links to 'alice' already" in (await raws[-1].ended() or "")
+    finally:
+        for raw in raws:
+            await raw.close()
