@@ -1,5 +1,6 @@
 """The ledger sums its charges incrementally (PrivacyLedger._charged): the same totals as summing every charge,
-seen across ledger objects and processes sharing the file, at a cost that does not grow with the history."""
+seen across ledger objects and processes sharing the file, at a cost that does not grow with the history; and the
+reservations held per distinct amount (PrivacyLedger._held), at a cost that does not grow with the sessions held."""
 
 from __future__ import annotations
 
@@ -37,6 +38,28 @@ def test_a_sum_reads_only_the_charges_added_since_the_last(tmp_path, monkeypatch
     ledger.charge_reserved(sid)
     ledger.spent()
     assert len(made) < 20  # summing every charge read 1,000 amounts here
+
+
+def test_a_reservation_sums_what_is_held_per_distinct_amount(tmp_path, monkeypatch):
+    ledger = PrivacyLedger(tmp_path / "l.db", "ds", "1", "0.001")
+    until = time.time() + 60
+    for i in range(300):  # 300 sessions in flight, of three amounts
+        ledger.reserve(f"s{i}", loss(["1/1000", "1/2000", "1/3000"][i % 3], "1/1000000"), until)
+    held = Fraction(100, 1000) + Fraction(100, 2000) + Fraction(100, 3000)
+    assert ledger.remaining() == ledger_module._spend(1 - held, Fraction(1, 1000) - Fraction(300, 10**6), up=False)
+    made = []
+
+    class Counted(Fraction):
+        def __new__(cls, *args):
+            made.append(args)
+            return Fraction(*args)
+
+    monkeypatch.setattr(ledger_module, "Fraction", Counted)
+    with pytest.raises(BudgetExceeded) as refused:  # counts all 300 others, exactly (s0 itself is replaced)
+        ledger.reserve("s0", loss(str(1 - held + Fraction(1, 1000) + Fraction(1, 10**9))), until)
+    assert refused.value.holders == 299
+    ledger.reserve("s0", loss(str(1 - held + Fraction(1, 1000))), until)  # fits exactly
+    assert len(made) < 40  # one per session held: over 600
 
 
 def test_two_ledgers_on_one_file_see_each_others_charges_and_refuse_alike(tmp_path):
