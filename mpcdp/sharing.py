@@ -225,11 +225,16 @@ def mask_pairwise(vector: np.ndarray, me: str, keys: Mapping[str, bytes], bindin
     masked alike reveal their difference). A party node refuses a session id it used while its deadline is
     ahead, and after that a replay either fails its own deadline check or, with any field changed, has
     another binding."""
+    add, subtract = mask_keys(me, keys, binding)
+    fold_masks(vector, add=add, subtract=subtract)
+    return vector
+
+
+def mask_keys(me: str, keys: Mapping[str, bytes], binding: bytes) -> tuple[list[bytes], list[bytes]]:
+    """The keys of the masks :func:`mask_pairwise` folds in as party ``me``: those it adds (peers after it in name
+    order), those it subtracts (peers before); each keys :func:`pair_stream` (a long vector masked slice by slice
+    continues each stream: the same words)."""
     if me in keys:
         raise ValueError("a party has no pair key with itself")
-    fold_masks(
-        vector,
-        add=[mask_key(key, binding, me, peer) for peer, key in keys.items() if me < peer],
-        subtract=[mask_key(key, binding, me, peer) for peer, key in keys.items() if peer < me],
-    )
-    return vector
+    add = [mask_key(key, binding, me, peer) for peer, key in keys.items() if me < peer]
+    return add, [mask_key(key, binding, me, peer) for peer, key in keys.items() if peer < me]

@@ -35,6 +35,7 @@ import asyncio
 import contextlib
 import heapq
 import logging
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -464,16 +465,19 @@ class PartyNode(pb_grpc.PartyServicer):
             keys = await self.pair_keys.keys(peers, self._share_wait(spec))
         except PairKeyError as exc:
             return self._abort(live, f"no pair key with {exc.peer}: {exc.reason}", exc.peer)
-        try:
-            partial = session.masked_partial({p: k.secret for p, k in keys.items()}, self._clock())
+        try:  # masked slice by slice as the link writes it (the next slice while this one is on the wire)
+            partial = session.masked_stream({p: k.secret for p, k in keys.items()}, self._clock())
         except ProtocolError as exc:  # the deadline passed meanwhile
             return self._abort(live, str(exc))
+        if sys.byteorder != "little":  # the link sends a little-endian copy, taken at post: masked whole first
+            partial.upto(partial.length)
         if await self._charge(live):
-            await self._send_partial(live, keyed_partial(partial.vector, [keys[p].id for p in peers]))
+            payload = keyed_partial(partial.vector, [keys[p].id for p in peers])
+            await self._send_partial(live, payload, lambda end: partial.upto(-(-end // convert.RING_BYTES)))
 
-    async def _send_partial(self, live: _Live, payload) -> None:
+    async def _send_partial(self, live: _Live, payload, prepare: Callable[[int], object] | None = None) -> None:
         """Audit, wait until the session id is on disk (a replay after a restart must find it: nothing leaves
-        twice), then send the partial sum to the coordinator."""
+        twice), then send the partial sum to the coordinator (``prepare``: the link's, :meth:`Hub.post`)."""
         spec = live.spec
         specs = (spec, *live.batch)
         loss = live.session.batch.loss if live.session is not None else spec.loss
@@ -491,7 +495,7 @@ class PartyNode(pb_grpc.PartyServicer):
             await live.durable
         with contextlib.suppress(LinkError, TimeoutError):  # the coordinator is gone or late: it aborts itself
             await asyncio.wait_for(
-                self.link.post(live.coordinator, spec.session_id, 0, PARTIAL, payload, droppable=True),
+                self.link.post(live.coordinator, spec.session_id, 0, PARTIAL, payload, droppable=True, prepare=prepare),
                 max(self._remaining(spec), 0.001),
             )
 

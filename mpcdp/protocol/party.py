@@ -27,8 +27,8 @@ import numpy as np
 from .. import ring
 from ..dp.loss import PrivacyLoss
 from ..dp.rational import exact
-from ..prg import SEED_BYTES, Prg, RandomSource, system_random
-from ..sharing import mask_pairwise, share, share_seeded
+from ..prg import SEED_BYTES, Prg, RandomSource, fold_streams, system_random
+from ..sharing import fold_masks, mask_keys, pair_stream, share, share_seeded
 from .errors import ProtocolError, Status
 from .messages import PartialSum, ShareMessage
 from .noise import noise_piece
@@ -339,7 +339,7 @@ class PartySession:
         ``keys[peer]`` and the digest of the session's whole batch of specs (:attr:`mpcdp.protocol.spec.Batch.digest`,
         :func:`mpcdp.sharing.mask_pairwise`: one stream over the concatenated vector). Charges the
         budget: the partial sum leaves whatever the peers do next, so it is paid for even if the session then
-        aborts.
+        aborts. :meth:`masked_stream` gives the same partial sum masked slice by slice, as it is sent.
 
         What it reveals: on its own, or summed with the partial sums of any strict subset of the parties, it is
         uniformly random to anyone who lacks a pair key crossing that subset's boundary; the coordinator learns
@@ -347,6 +347,12 @@ class PartySession:
         that refuses and colludes with the coordinator therefore yields the noisy sum of the parties that
         answered, which the noise pieces are sized for (``colluders`` withheld): what it learns today from a peer
         that accepts and then withholds its partial sum."""
+        stream = self.masked_stream(keys, now)
+        return PartialSum(self.spec.session_id, self.me, stream.upto(stream.length))
+
+    def masked_stream(self, keys: Mapping[str, bytes], now: float = -math.inf) -> MaskedStream:
+        """:meth:`masked_partial` masked as it is sent: every check, the contribution and the budget's charge now
+        (before any element can leave), the masks of each slice when :meth:`MaskedStream.upto` reaches it."""
         if self.spec.sharing is not Sharing.KEYED:
             raise ProtocolError(Status.FAILED_PRECONDITION, f"a {self.spec.sharing} session exchanges shares")
         self._require("accepted")
@@ -356,11 +362,11 @@ class PartySession:
         local = self.contribution()
         if not local.flags.writeable or not local.flags.c_contiguous:
             local = np.ascontiguousarray(local).copy()
-        mask_pairwise(local, self.me, keys, self.batch.digest)  # a batch: one stream, bound to every spec
+        add, subtract = mask_keys(self.me, keys, self.batch.digest)  # a batch: one stream, bound to every spec
         if self.budget is not None and self.batch.loss is not None:
             self.budget.charge_reserved(self.spec.session_id)
         self.state = "done"
-        return PartialSum(self.spec.session_id, self.me, local)
+        return MaskedStream(local.reshape(-1), add, subtract)
 
     def abort(self) -> None:
         """Drop everything and free the budget held for it; the session can make no further progress."""
@@ -368,3 +374,37 @@ class PartySession:
             self.budget.free(self.spec.session_id)
         self._records = self._batch_records = self._read = self._local = self._sum = None
         self.state = "aborted"
+
+
+class MaskedStream:
+    """A keyed partial sum (:meth:`PartySession.masked_stream`) masked in place, in order, slice by slice: a party
+    sends each slice as soon as it is masked, while it masks the next. :meth:`upto` masks every element below
+    ``end`` not masked yet with each pair's stream continued from where the last slice ended, so the elements
+    are those :func:`mpcdp.sharing.mask_pairwise` gives the whole vector.
+
+    ``vector`` is the partial sum's buffer: only its first ``masked`` elements may be read (the rest is still
+    the party's unmasked contribution); :meth:`upto` returns the masked prefix."""
+
+    def __init__(self, vector: np.ndarray, add: list[bytes], subtract: list[bytes]):
+        self.vector = vector
+        self.masked = 0
+        self._keys = (add, subtract)
+        self._streams: tuple[list[Prg], list[Prg]] | None = None  # made at the first slice short of the whole
+
+    @property
+    def length(self) -> int:
+        return int(self.vector.size)
+
+    def upto(self, end: int) -> np.ndarray:
+        """Mask the elements below ``end`` (at most the length) not masked yet; the masked prefix."""
+        end = min(end, self.length)
+        if end > self.masked:
+            add, subtract = self._keys
+            if self.masked == 0 and end == self.length:  # the whole at once (a short vector's faster path)
+                fold_masks(self.vector, add=add, subtract=subtract)
+            else:
+                if self._streams is None:
+                    self._streams = [pair_stream(k) for k in add], [pair_stream(k) for k in subtract]
+                fold_streams(self.vector[self.masked : end], *self._streams)
+            self.masked = end
+        return self.vector[: self.masked]

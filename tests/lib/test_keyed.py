@@ -251,3 +251,46 @@ def test_a_keyed_spec_takes_at_most_64_parties():
     with pytest.raises(SpecError, match="at most 64 parties"):
         keyed(parties=many)
     assert keyed(parties=many[:-1]).sharing == "keyed" and keyed(parties=many, sharing="seeded").n_parties == 65
+
+
+@pytest.mark.parametrize("length", [1, 5, SHORT_MASK_WORDS + 3, 300_001])
+def test_a_partial_sum_masked_slice_by_slice_is_the_one_masked_whole_at_any_cuts(length):
+    """masked_stream masks in order as it is asked (each pair's stream continued from slice to slice): whatever
+    the cuts, the elements are masked_partial's, only the masked prefix is handed out, and the masks still
+    cancel in the full sum."""
+    spec = keyed(dimension=length, bounds=(0, 10), frac_bits=0, max_records=1)
+    pairs = pair_keys(THREE)
+    records = {p: [np.arange(length) % (i + 3)] for i, p in enumerate(THREE)}
+    whole = partials(spec, records, pairs)
+    cuts = sorted({0, 1, length // 3, length // 3 + 1, 2 * length // 3, length - 1, length, length + 5})
+    sliced = {}
+    for i, p in enumerate(THREE):
+        party = PartySession(p, spec, records[p], PartyPolicy(allow_exact=True), rng=Prg.from_int(i))
+        party.accept()
+        stream = party.masked_stream(keys_of(p, THREE, pairs))
+        assert party.state == "done" and stream.masked == 0 and stream.length == length
+        for cut in cuts:
+            prefix = stream.upto(cut)
+            assert stream.masked == min(cut, length) and prefix.size == stream.masked
+            assert np.shares_memory(prefix, stream.vector) or not prefix.size  # a view: nothing copied
+        sliced[p] = stream.vector
+        np.testing.assert_array_equal(sliced[p], whole[p])
+    expected = sum(np.arange(length) % (i + 3) for i in range(3))
+    np.testing.assert_array_equal(ring.total(sliced.values()), expected.astype(np.uint64))
+
+
+def test_a_masked_stream_is_charged_before_its_first_slice_and_refused_as_masked_partial_is(tmp_path):
+    from mpcdp.dp.ledger import PrivacyLedger
+
+    spec = keyed(parties=("alice", "bob"), bounds=(0, 10), epsilon=0.5)
+    ledger = PrivacyLedger(tmp_path / "alice.db", "d", 1.0)
+    party = PartySession("alice", spec, [3.0], PartyPolicy(), rng=Prg.from_int(1), budget=ledger)
+    with pytest.raises(ProtocolError, match="accepted"):
+        party.masked_stream({"bob": b"k" * 32})  # not accepted yet
+    party.accept()
+    with pytest.raises(ProtocolError, match="one pair key per peer"):
+        party.masked_stream({})
+    stream = party.masked_stream({"bob": b"k" * 32})
+    assert stream.masked == 0 and ledger.spent().epsilon == 0.5  # paid before any element can leave
+    with pytest.raises(ProtocolError, match="done"):
+        party.masked_stream({"bob": b"k" * 32})  # once

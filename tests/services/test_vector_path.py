@@ -233,3 +233,74 @@ async def test_a_connection_closed_in_the_middle_of_a_long_record_hands_on_nothi
     sender.close()
     await until_records(owner, 1)
     assert owner.ends == [None] and owner.records == [] and receiver.closed and receiver._body is None
+
+
+def stub_hub(write) -> Hub:
+    """A hub whose link to any peer is a stand-in stream calling ``write(pieces)`` for each write."""
+    hub = Hub(Identity("bob", None, insecure=True), lambda peer: "nowhere", lambda peer: True)
+
+    async def open_(peer):
+        return link._Stream(write, lambda *reason: None)
+
+    hub._stream = open_  # type: ignore[method-assign]
+    return hub
+
+
+async def test_a_message_posted_with_prepare_is_read_only_below_what_prepare_made_final():
+    """prepare(end) runs before each frame goes to a write, with that frame's end: a payload made final only as
+    it is asked (a partial sum masked slice by slice) never has a byte read before its turn. Here the payload is
+    zeros until prepare writes its final bytes: every written byte is final, and prepare was asked each frame's
+    end in order."""
+    final = np.arange(300_000, dtype=np.uint64)  # three frames of at most 1 MiB
+    vector = np.zeros_like(final)
+    asked: list[int] = []
+    sent: list[bytes] = []
+
+    def prepare(end: int) -> None:
+        asked.append(end)
+        upto = -(-end // 8)
+        vector[:upto] = final[:upto]
+
+    async def write(pieces):
+        sent.append(b"".join(bytes(p) for p in pieces))  # read as the write happens
+        await asyncio.sleep(0)
+
+    hub = stub_hub(write)
+    await asyncio.wait_for(hub.post("coordinator", SID, 0, "sum.partial", (vector, b"ids"), prepare=prepare), 5)
+    frames = [f for write in sent for f in link.decode(write)[1]]
+    assert b"".join(bytes(f.payload) for f in frames) == final.tobytes() + b"ids"
+    assert asked == [f.offset + len(f.payload) for f in frames] == sorted(asked)
+
+
+async def test_a_prepared_message_given_up_mid_write_is_made_final_to_its_end_before_its_rest_is_copied():
+    """The poster gives up after the first frame went to a write: the rest of the message is copied (the poster
+    may then reuse its buffer) and still written; prepare is asked for the whole message first, so the copy
+    holds final bytes, never what the buffer held before."""
+    final = np.arange(300_000, dtype=np.uint64)
+    vector = np.zeros_like(final)
+    asked: list[int] = []
+    gate = asyncio.Event()
+    sent: list[bytes] = []
+
+    def prepare(end: int) -> None:
+        asked.append(end)
+        vector[: -(-end // 8)] = final[: -(-end // 8)]
+
+    async def write(pieces):
+        await gate.wait()
+        sent.append(b"".join(bytes(p) for p in pieces))
+
+    hub = stub_hub(write)
+    done = hub.post("coordinator", SID, 0, "sum.partial", vector, prepare=prepare)
+    for _ in range(5):
+        await asyncio.sleep(0)  # the first frame is in a write
+    assert asked == [1 << 20]
+    done.cancel()
+    await asyncio.sleep(0)  # its done callbacks run
+    assert asked == [1 << 20, final.nbytes]  # made final to its end before the rest was copied
+    vector[(1 << 20) // 8 :] = 7  # the poster reuses its buffer beyond the frame under way: the copy goes out
+    gate.set()
+    for _ in range(20):
+        await asyncio.sleep(0)
+    frames = [f for write in sent for f in link.decode(write)[1]]
+    assert b"".join(bytes(f.payload) for f in frames) == final.tobytes()
