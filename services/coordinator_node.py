@@ -214,6 +214,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         self.link.on_drop(self._dropped)
         self.queries = QueryService(self, self.link)  # the clients' Query and Fetch on a link hub of their own
         self.link.listen_port, self.queries.hub.listen_port = federation.link_ports(identity.name)  # 0: a free one
+        self.queries.hub.listener_name = "clients' query link listener"  # in its audit records
         # a many-party release with dropouts restates its loss with scipy (mpcdp.dp.distributed): loaded with
         # the node, not on the event loop in the middle of the first such session (0.4-1.7 s)
         import scipy.special  # noqa: F401

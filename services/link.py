@@ -369,6 +369,7 @@ class Hub:
         self.handshake_seconds = handshake_seconds
         self.port = 0  # where this hub's links listen (0: not listening; see serve_beside)
         self.listen_port = 0  # the port serve_beside listens on (0: a free one; a federation file's link_port)
+        self.listener_name = "link listener"  # what the audit log calls its listener (a node may have two hubs)
         self._streams: dict[str, list[_Stream]] = {}
         self._dialing: dict[str, asyncio.Future] = {}
         self._channels = Channels(identity, address)  # to ask peers for their links' port
@@ -738,7 +739,8 @@ class Hub:
                 sock.close()
                 if not isinstance(exc, asyncio.CancelledError):
                     log.debug("a link handshake failed: %s", exc)
-                    self._handshake_failed(address, "link listener", handshake_failure(exc, self.handshake_seconds))
+                    why = handshake_failure(exc, self.handshake_seconds)
+                    self._handshake_failed(address, self.listener_name, why)
                 return
         connection = self._connection(sock)
         connection.max_record = FIRST_RECORD_BYTES  # until the hello came: no buffer for a stranger's long record
