@@ -19,7 +19,17 @@ import weakref
 from collections import deque
 from pathlib import Path
 
-from mpcdp.dp.ledger import BudgetExceeded, Charge, ChargeReserved, Free, Operation, Outcome, PrivacyLedger, Reserve
+from mpcdp.dp.ledger import (
+    BudgetExceeded,
+    Charge,
+    ChargeNow,
+    ChargeReserved,
+    Free,
+    Operation,
+    Outcome,
+    PrivacyLedger,
+    Reserve,
+)
 from mpcdp.dp.loss import PrivacyLoss
 from services.federation import Federation, FederationError
 
@@ -41,8 +51,8 @@ def ledger_for(federation: Federation, name: str, dataset: str):
 class GroupCommit:
     """A node's privacy-ledger changes by group commit, off its event loop.
 
-    Each request (:meth:`reserve`, :meth:`charge_reserved`, :meth:`free`) is queued and answered by an awaitable;
-    what is queued while a group commits goes in the next group. A group is one call of
+    Each request (:meth:`reserve`, :meth:`charge_reserved`, :meth:`charge_now`, :meth:`free`) is queued and answered
+    by an awaitable; what is queued while a group commits goes in the next group. A group is one call of
     :meth:`mpcdp.dp.ledger.PrivacyLedger.apply` in a worker thread, one group at a time per ledger: one SQLite
     transaction and one sync for all of its requests, each with its own outcome, in the order they were made
     (a refused reservation is refused exactly as it would have been alone, after the requests before it). A
@@ -63,6 +73,12 @@ class GroupCommit:
     async def charge_reserved(self, session: bytes) -> Charge:
         """:meth:`PrivacyLedger.charge_reserved`, awaited: done once the charge is on disk."""
         charge = await self.queue(ChargeReserved(session))
+        assert isinstance(charge, Charge)
+        return charge
+
+    async def charge_now(self, loss: PrivacyLoss, label: str) -> Charge:
+        """:meth:`PrivacyLedger.charge` (no reservation), awaited: done once the charge is on disk."""
+        charge = await self.queue(ChargeNow(loss, label))
         assert isinstance(charge, Charge)
         return charge
 

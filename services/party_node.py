@@ -45,6 +45,7 @@ import grpc
 import numpy as np
 from google.protobuf.message import DecodeError
 
+from mpcdp.dp.ledger import BudgetExceeded
 from mpcdp.prg import SEED_BYTES, RandomSource, system_random
 from mpcdp.protocol import PartySession, ProtocolError, QuerySpec, ShareMessage, SpecError, Status
 from mpcdp.protocol.spec import MAX_BATCH, Batch, Sharing
@@ -361,7 +362,8 @@ class PartyNode(pb_grpc.PartyServicer):
                 await asyncio.to_thread(session.read)
             else:
                 session.read()
-            await self._reserve(live, session)
+            if spec.sharing is not Sharing.KEYED:  # keyed: charged as its answer leaves, with nothing in between
+                await self._reserve(live, session)
             session.accept(self._clock())
         except ProtocolError as exc:
             self._refuse(coordinator, sid, str(exc), exc.status)
@@ -396,14 +398,27 @@ class PartyNode(pb_grpc.PartyServicer):
             raise ProtocolError(Status.RESOURCE_EXHAUSTED, public_refusal(exc)) from None
 
     async def _charge(self, live: _Live) -> bool:
-        """Charge the session's reservation before its partial sum leaves (on disk first); whether it may leave (if
-        not, the session is aborted)."""
-        if self.ledger is None or live.session is None or live.session.batch.loss is None:
+        """Charge the session's loss before its partial sum leaves (on disk first): its reservation, or (a keyed
+        session, which reserves nothing: its partial sum is its answer, made at once) the loss itself, refused then
+        as it would have been at accept if it would overspend, counting the sessions held. Whether the partial sum
+        may leave (if not, the session is refused or aborted)."""
+        loss = live.session.batch.loss if live.session is not None else None
+        if self.ledger is None or loss is None:
             return True
+        sid = live.spec.session_id
         try:
-            await group_commit(self.ledger).charge_reserved(live.spec.session_id)
+            if live.held:
+                await group_commit(self.ledger).charge_reserved(sid)
+            else:
+                await group_commit(self.ledger).charge_now(loss, label=sid.hex())  # the label charge_reserved gives
+        except BudgetExceeded as exc:
+            if not live.held:
+                self._refuse(live.coordinator, sid, public_refusal(exc), Status.RESOURCE_EXHAUSTED)
+                return False
+            self._abort(live, f"this party's reservation lapsed and the budget no longer allows it: {exc}")
+            return False
         except Exception as exc:
-            log.error("session %s: the ledger could not charge it: %s", live.spec.session_id.hex(), type(exc).__name__)
+            log.error("session %s: the ledger could not charge it: %s", sid.hex(), type(exc).__name__)
             self._abort(live, "this party's privacy ledger could not record the charge; nothing was sent")
             return False
         live.held = False

@@ -18,10 +18,10 @@ budget for ever. Every change runs in one ``BEGIN IMMEDIATE`` transaction: two p
 serialised by SQLite and can never overspend together. Any error refuses the charge (fail closed).
 
 Groups: :meth:`PrivacyLedger.apply` runs a list of operations (:class:`Reserve`, :class:`ChargeReserved`,
-:class:`Free`) in one transaction, so one commit (one sync) serves them all. Each runs in a savepoint of its own
-and has its own outcome, in order: a refused one changes nothing and the others see the ledger as the ones before
-them left it (exactly as if they ran one transaction each, in that order); a failure of the transaction itself (its
-commit) fails all of them and keeps none.
+:class:`Free`, :class:`ChargeNow`) in one transaction, so one commit (one sync) serves them all. Each runs in a
+savepoint of its own and has its own outcome, in order: a refused one changes nothing and the others see the ledger
+as the ones before them left it (exactly as if they ran one transaction each, in that order); a failure of the
+transaction itself (its commit) fails all of them and keeps none.
 
 Storage: one SQLite connection per ledger object, opened once (a connection per transaction cost ~0.3 ms) and
 shared by its threads under a lock, in WAL mode with ``synchronous=FULL``: a commit appends to the -wal file and
@@ -84,7 +84,17 @@ _ADDED_COLUMNS = (
     ("charges", "relation", "TEXT NOT NULL DEFAULT 'record'"),
 )
 
-__all__ = ["BudgetExceeded", "Charge", "ChargeReserved", "Free", "Operation", "PrivacyLedger", "Reserve", "Spend"]
+__all__ = [
+    "BudgetExceeded",
+    "Charge",
+    "ChargeNow",
+    "ChargeReserved",
+    "Free",
+    "Operation",
+    "PrivacyLedger",
+    "Reserve",
+    "Spend",
+]
 _INHERITED: list[sqlite3.Connection] = []  # connections a forked child inherited: never used, never closed
 _LEDGERS: weakref.WeakSet[PrivacyLedger] = weakref.WeakSet()  # every ledger of this process, closed at each fork
 _HELD_AT_FORK: list[PrivacyLedger] = []  # the ledgers whose lock the forking thread holds until the fork is done
@@ -204,6 +214,18 @@ def _session_key(session: bytes | str) -> str:
 
 
 @dataclass(frozen=True)
+class ChargeNow:
+    """:meth:`PrivacyLedger.charge` as an operation of a group (no reservation: refused if it would overspend,
+    counting what sessions hold); outcome the :class:`Charge` made."""
+
+    loss: PrivacyLoss
+    label: str = ""
+
+    def run(self, ledger: PrivacyLedger, db: sqlite3.Connection) -> Charge:
+        return ledger._charge_now(db, self.loss, self.label)
+
+
+@dataclass(frozen=True)
 class Reserve:
     """:meth:`PrivacyLedger.reserve` as an operation of a group (:meth:`PrivacyLedger.apply`); outcome None."""
 
@@ -236,7 +258,7 @@ class Free:
         ledger._free(db, self.session)
 
 
-Operation = Reserve | ChargeReserved | Free
+Operation = Reserve | ChargeReserved | Free | ChargeNow
 Outcome = Charge | None | Exception  # an operation's result, or the exception that refused it
 
 
@@ -457,12 +479,16 @@ class PrivacyLedger:
 
     def charge(self, loss: LossLike, delta: float | str | Fraction = 0.0, *, label: str = "") -> Charge:
         """Atomically record a release of ``loss``, or raise :class:`BudgetExceeded`."""
-        request = self._request(loss, delta)
+        charge = self._one(ChargeNow(self._request(loss, delta), label))
+        assert isinstance(charge, Charge)
+        return charge
+
+    def _charge_now(self, db: sqlite3.Connection, loss: PrivacyLoss, label: str) -> Charge:
+        request = self._request(loss, 0)
         if not isinstance(label, str):
             raise TypeError("label must be a string")
-        with self._transaction() as db:
-            self._refuse_if_over(db, request)
-            return self._insert_charge(db, request, label)
+        self._refuse_if_over(db, request)
+        return self._insert_charge(db, request, label)
 
     # -- reservations -------------------------------------------------------------------------------------
 

@@ -13,7 +13,9 @@ import pytest
 
 from mpcdp.dp.ledger import BudgetExceeded, Charge, PrivacyLedger
 from mpcdp.dp.loss import PrivacyLoss, Relation
+from services.analyst import QueryError
 from services.ledgers import group_commit
+from tests.support.federation import ledgered_cluster, until
 
 
 def loss(eps: str) -> PrivacyLoss:
@@ -124,3 +126,47 @@ async def test_the_event_loop_runs_while_a_group_commits(tmp_path, monkeypatch):
     finally:
         task.cancel()
     assert ticks >= 10
+
+
+async def test_each_node_group_commits_its_ledger_changes_and_a_keyed_party_charges_once(tmp_path_factory, monkeypatch):
+    """Over real nodes: concurrent DP queries cost the coordinator a reservation and a charge each, and a party in a
+    keyed session one charge (its partial sum is its answer, made at once: nothing to hold budget for), each as an
+    operation of a group applied off the loop. Over p1's smaller budget p1 refuses, in the ledger's words, and
+    sends nothing: its spend is exactly the queries answered."""
+    data = {p: {"value": [1.0, 2.0]} for p in ("p1", "p2", "p3")}
+    policy = {"max_records": 10, "max_epsilon": 8.0}
+    cluster, ledgers, state = await ledgered_cluster(tmp_path_factory, data, policy, budget=1.0)
+    ledgers["p1"] = cluster.nodes["p1"].ledger = PrivacyLedger(state / "p1-small.db", "values", 0.5)
+    applied: dict[str, list[str]] = {name: [] for name in ledgers}
+    for name, ledger in ledgers.items():
+        apply = ledger.apply
+
+        def spied(ops, _apply=apply, _name=name):
+            assert threading.current_thread() is not threading.main_thread()
+            applied[_name].extend(type(op).__name__ for op in ops)
+            return _apply(ops)
+
+        monkeypatch.setattr(ledger, "apply", spied)
+    cluster.nodes["coordinator"].coalesce = 0  # every query its own keyed session
+    try:
+        async with cluster.client() as client:
+            outcomes = await asyncio.gather(
+                *(client.query("sum", column="value", bounds=(0, 10), epsilon=0.25, timeout=10.0) for _ in range(6)),
+                return_exceptions=True,
+            )
+        await until(lambda: all(ledger.reserved() == {} for ledger in ledgers.values()))
+    finally:
+        await cluster.close()
+    answered = [o for o in outcomes if not isinstance(o, Exception)]
+    refused = [o.details for o in outcomes if isinstance(o, QueryError)]
+    assert len(answered) == 2 and len(refused) == 4, outcomes
+    assert sum("coordinator: privacy budget exceeded" in e for e in refused) == 2, refused
+    assert sum("p1 refused: privacy budget exceeded" in e for e in refused) == 2, refused
+    assert applied["coordinator"].count("Reserve") == 6 and applied["coordinator"].count("ChargeReserved") == 2
+    for party in data:
+        assert set(applied[party]) == {"ChargeNow"}, applied[party]
+    assert {c.label for c in ledgers["p1"].history()} == {r.session_id for r in answered}
+    assert ledgers["p1"].spent().epsilon == 0.5
+    for party in ("p2", "p3"):  # charged for every partial sum sent (those p1 refused too, if sent before the abort)
+        assert {r.session_id for r in answered} <= {c.label for c in ledgers[party].history()}
+        assert ledgers[party].spent().epsilon <= 1
