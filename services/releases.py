@@ -53,7 +53,7 @@ from mpcdp import ring
 from mpcdp.protocol import QuerySpec, SpecError
 from mpcdp.protocol.noise import describe
 from mpcdp.protocol.statistics import codec_for
-from mpcdp.tokens.sqlite_files import open_private
+from mpcdp.sqlite_files import open_private
 from services import audit, convert, streams
 from services.wire.mpcdp.v1 import federation_pb2 as pb
 

@@ -23,8 +23,9 @@ savepoint of its own and has its own outcome, in order: a refused one changes no
 as the ones before them left it (exactly as if they ran one transaction each, in that order); a failure of the
 transaction itself (its commit) fails all of them and keeps none.
 
-Storage: one SQLite connection per ledger object, opened once (a connection per transaction cost ~0.3 ms) and
-shared by its threads under a lock, in WAL mode with ``synchronous=FULL``: a commit appends to the -wal file and
+Storage: one SQLite connection per ledger object (:func:`mpcdp.sqlite_files.open_private`: the file and its side
+files owner-only), opened once (a connection per transaction cost ~0.3 ms) and shared by its threads under a lock,
+in WAL mode with ``synchronous=FULL``: a commit appends to the -wal file and
 syncs it (a committed charge survives a power loss) instead of creating, syncing and deleting a rollback journal.
 WAL keeps several processes on one file working (``BEGIN IMMEDIATE`` still serialises writers) and lets readers
 read while a writer writes. A copy of a live ledger is taken with ``sqlite3 ledger.db ".backup copy.db"``.
@@ -45,6 +46,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TypeVar
 
+from ..sqlite_files import open_private
 from .loss import Measure, PrivacyLoss, Relation, RelationMismatch
 from .rational import exact, round_down, round_up
 
@@ -301,9 +303,6 @@ class PrivacyLedger:
         self._busy_at_fork = False  # in a forked child: the parent's connection was in use at the fork
         _LEDGERS.add(self)
         eps, delta = loss.epsilon, loss.delta
-        if str(self.path) != ":memory:":
-            with contextlib.suppress(FileExistsError):  # owner-only from the start (journals take its mode)
-                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         with self._transaction() as db:
             row = db.execute(
                 "SELECT epsilon_budget, delta_budget, relation FROM budgets WHERE dataset = ?", (dataset,)
@@ -336,11 +335,8 @@ class PrivacyLedger:
     # -- storage ------------------------------------------------------------------------------------------
 
     def _open(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        db = open_private(self.path)  # owner-only (its side files too), WAL, synchronous=FULL
         try:
-            if db.execute("PRAGMA journal_mode").fetchone()[0] not in ("wal", "memory"):
-                db.execute("PRAGMA journal_mode = WAL")  # persistent in the file: set once, by its first opener
-            db.execute("PRAGMA synchronous = FULL")  # per connection: WAL's default (NORMAL) may lose the last commits
             db.executescript(_SCHEMA)
             for table, column, declaration in _ADDED_COLUMNS:
                 if column not in {r[1] for r in db.execute(f"PRAGMA table_info({table})")}:

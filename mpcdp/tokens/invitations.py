@@ -24,9 +24,9 @@ import threading
 from abc import ABC, abstractmethod
 
 from mpcdp.prg import RandomSource
+from mpcdp.sqlite_files import PrivateDB
 from mpcdp.tokens.errors import InvitationRefused, TokenError
 from mpcdp.tokens.privacy_pass import Issuer
-from mpcdp.tokens.sqlite_files import PrivateDB
 
 CODE_BYTES = 16
 KEY_BYTES = 32

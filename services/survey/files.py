@@ -2,7 +2,7 @@
 
 All shares of one respondent (the outbox) are written with mode 0600 by ``os.open``, never chmod-ed after
 the fact, so there is no window in which another local user can read them. An aggregator's SQLite store
-is created the same way by :func:`mpcdp.tokens.sqlite_files.open_private` (SQLite gives its ``-wal`` and
+is created the same way by :func:`mpcdp.sqlite_files.open_private` (SQLite gives its ``-wal`` and
 ``-shm`` files the mode of the database file).
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mpcdp.tokens.sqlite_files import PRIVATE
+from mpcdp.sqlite_files import PRIVATE
 
 
 def write_private(path, text: str) -> None:

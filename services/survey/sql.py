@@ -17,7 +17,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-from mpcdp.tokens.sqlite_files import open_private
+from mpcdp.sqlite_files import open_private
 
 
 class Connection(Protocol):

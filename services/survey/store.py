@@ -33,11 +33,11 @@ from typing import Protocol
 import numpy as np
 
 from mpcdp.prg import RandomSource
+from mpcdp.sqlite_files import open_private
 from mpcdp.survey.definition import Survey
 from mpcdp.survey.lifecycle import Lifecycle, Refusal
 from mpcdp.survey.noise import noisy_partial
 from mpcdp.survey.release import id_set_digest
-from mpcdp.tokens.sqlite_files import open_private
 
 ID_BYTES = 16
 _FOLD_BYTES = 8 << 20  # share bytes folded into the sum at a time

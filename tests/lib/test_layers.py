@@ -5,8 +5,8 @@
    under ``TYPE_CHECKING``, relatively (``from ...services``) or by a string
    (``importlib.import_module``, ``__import__``, ``importlib.util.find_spec``).
 2. No arrow runs downward into the foundations: ``ring``, ``prg``,
-   ``sharing``, ``registry`` and ``names`` import only each other; ``dp/`` imports only them and itself;
-   nothing in the library outside ``survey/`` imports the respondent client
+   ``sharing``, ``registry``, ``names`` and ``sqlite_files`` import only each other;
+   ``dp/`` imports only them and itself; nothing in the library outside ``survey/`` imports the respondent client
    ``mpcdp.survey.respondent``.
 3. No import circle among mpcdp modules, except the ones listed in
    ``ALLOWED_CIRCLES`` (today's, to be removed by issue 10, "The house").
@@ -42,7 +42,7 @@ FORBIDDEN = (
     "requests",
     "urllib3",
 )
-FOUNDATIONS = ("mpcdp.ring", "mpcdp.prg", "mpcdp.sharing", "mpcdp.registry", "mpcdp.names")
+FOUNDATIONS = ("mpcdp.ring", "mpcdp.prg", "mpcdp.sharing", "mpcdp.registry", "mpcdp.names", "mpcdp.sqlite_files")
 STRING_IMPORTERS = ("import_module", "__import__", "find_spec")
 
 # Issue 10 ("The house") removed the only circle (protocol.spec <-> noise <-> statistics): the

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from scipy import stats
 
 from mpcdp.prg import Prg
+from mpcdp.sqlite_files import open_private
 from mpcdp.tokens import (
     BlindSignatureError,
     InvalidToken,
@@ -35,7 +36,6 @@ from mpcdp.tokens import (
 )
 from mpcdp.tokens.invitations import normalize_code
 from mpcdp.tokens.spent import create_table, record_in, spent_among, token_hash
-from mpcdp.tokens.sqlite_files import open_private
 from tests.support.tokens import SpentTokens
 
 CHALLENGE = TokenChallenge(b"survey-1", origin_info=b"agg-a,agg-b").encode()

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 
+from mpcdp.sqlite_files import PrivateDB
 from mpcdp.tokens import IssuerPublicKey, Token, verify_token
 from mpcdp.tokens.spent import create_table, record_in, token_hash
-from mpcdp.tokens.sqlite_files import PrivateDB
 
 
 class SpentTokens:

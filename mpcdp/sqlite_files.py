@@ -1,8 +1,7 @@
 """Private SQLite files: created owner-only (0600), opened for explicit transactions; the one opener.
 
-The token state, the survey stores and the coordinator's release store open their SQLite files with
-:func:`open_private` (the privacy ledger, ``mpcdp.dp.ledger``, opens its own the same way, WAL with
-``synchronous=FULL``: ``mpcdp.dp`` imports only the foundations).
+The privacy ledger, the token state, the survey stores and the coordinator's release store open their SQLite
+files with :func:`open_private`. A foundation: it imports nothing of the library.
 """
 
 from __future__ import annotations
