@@ -6,21 +6,22 @@ On it each side sends records: a 4-byte little-endian length, then that many byt
 a write of :func:`services.link.encode`'s form (its first byte is its format, 1) or a farewell
 (``FAREWELL``, then why the sender closes the connection, UTF-8), so a refused peer learns why.
 
-Reading (:class:`Connection`): each connection is a non-blocking ``ssl.SSLSocket`` (a plain socket
-under ``--insecure``) watched by the event loop (``add_reader``), not asyncio's SSL transport: OpenSSL
-reads the socket itself and decrypts straight into the buffer the connection offers to
-``recv_into``, where asyncio's transport copies every byte into a memory BIO first (measured: more
-CPU per MiB on both ends, benchmarks/link_transport.py). Small records are read into a staging
-buffer and handed on as copies of their bytes; a record too long for it gets one buffer of its own,
-sized from its prefix once the prefix is checked against the link's limit (``max_record``: a longer
-prefix closes the connection before anything is allocated), and the rest of it is decrypted into
-that buffer directly; one not complete within ``record_seconds`` closes the connection (its buffer is
-not held for a peer that stopped half-way). Nothing is handed on after a connection is closed. Writing: a record is
-given as one buffer or as a list of buffers (a write's headers and its payloads where they lie: nothing
-joins them into one copy first); its prefix and its short pieces go out joined, its long pieces in
-pieces of at most ``WRITE_PIECE_BYTES`` from their own memory, each ``send`` encrypting and
-writing it; a writer waits while the socket is full (TLS then takes the same bytes again), and one
-record is written at a time.
+Reading (:class:`Connection`): each connection is a non-blocking ``ssl.SSLSocket`` (a plain socket under
+``--insecure``) watched by the event loop (``add_reader``), not asyncio's SSL transport: OpenSSL reads
+the socket itself and decrypts straight into the buffer the connection offers (to the socket's own SSL
+object's ``read``: ssl.py's ``recv_into`` costs two Python frames per 16 KiB TLS record; a ragged end is
+read as the end, as there), where asyncio's transport copies every byte into a memory BIO first
+(measured: more CPU per MiB on both ends, benchmarks/link_transport.py). Small records are read into a
+staging buffer and handed on as copies of their bytes; a record too long for it gets one buffer of its
+own, sized from its prefix once the prefix is checked against the link's limit (``max_record``: a longer
+prefix closes the connection before anything is allocated), and the rest of it is decrypted into that
+buffer directly; one not complete within ``record_seconds`` closes the connection (its buffer is not held
+for a peer that stopped half-way). Nothing is handed on after a connection is closed. Writing: a record
+is given as one buffer or as a list of buffers (a write's headers and its payloads where they lie:
+nothing joins them into one copy first); its prefix and its short pieces go out joined, its long pieces
+in pieces of at most ``WRITE_PIECE_BYTES`` from their own memory, each ``send`` encrypting and writing
+it; a writer waits while the socket is full (TLS then takes the same bytes again), and one record is
+written at a time.
 
 Connections are kept alive by TCP keepalives (a peer that vanished is noticed within about
 ``keepalive_time + keepalive_timeout`` seconds, as the gRPC servers' HTTP/2 pings did); a listener
@@ -99,6 +100,9 @@ class Connection:
         self._ended = False
         self._loop = asyncio.get_running_loop()
         self._fd = sock.fileno()
+        # TLS: OpenSSL's read on the socket's own SSL object, not ssl.py's recv_into (two Python frames and four
+        # checks per TLS record, and a long record is 64 TLS records per MiB); None: a plain socket's recv_into
+        self._tls = getattr(sock, "_sslobj", None) if isinstance(sock, ssl.SSLSocket) else None
         self._staging = bytearray(STAGING_BYTES)
         self._view = memoryview(self._staging)
         self._start = self._end = 0  # unread bytes of the staging buffer
@@ -123,9 +127,11 @@ class Connection:
         while not self.closed:
             buffer = self._buffer()
             try:
-                n = self.sock.recv_into(buffer)
+                n = self._tls.read(len(buffer), buffer) if self._tls is not None else self.sock.recv_into(buffer)
             except (ssl.SSLWantReadError, BlockingIOError, InterruptedError):
                 return
+            except ssl.SSLEOFError:  # the peer closed without TLS's close_notify: the end (as ssl.py reads it)
+                n = 0
             except ssl.SSLWantWriteError:  # TLS must send first (a key update, the socket full): try again soon
                 self._loop.remove_reader(self._fd)  # (not add_writer: a waiting writer holds that slot)
                 self._loop.call_later(0.001, self._resume_reading)

@@ -304,3 +304,61 @@ async def test_a_prepared_message_given_up_mid_write_is_made_final_to_its_end_be
         await asyncio.sleep(0)
     frames = [f for write in sent for f in link.decode(write)[1]]
     assert b"".join(bytes(f.payload) for f in frames) == final.tobytes()
+
+
+@pytest.fixture(scope="module")
+def tls_certs(tmp_path_factory):
+    from services.tls import init_certs
+
+    out = tmp_path_factory.mktemp("certs")
+    init_certs(["alice", "bob"], out)
+    return out
+
+
+async def tls_pair(certs, owner: Recorder):
+    """A TLS 1.3 connection on loopback, handshake done: (bob's sending Connection, alice's receiving one, which
+    hands its records to ``owner``)."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        a = socket.create_connection(listener.getsockname())
+        b, _ = listener.accept()
+    a.setblocking(False)
+    b.setblocking(False)
+    client = Identity("bob", certs).link_context(server=False).wrap_socket(a, do_handshake_on_connect=False)
+    server = (
+        Identity("alice", certs)
+        .link_context(server=True)
+        .wrap_socket(b, server_side=True, do_handshake_on_connect=False)
+    )
+    await asyncio.gather(link_transport.handshake(client, 5), link_transport.handshake(server, 5))
+    sender = link_transport.Connection(Recorder(), 1 << 23, client, None)
+    receiver = link_transport.Connection(owner, 1 << 23, server, None)
+    receiver.start()
+    return sender, receiver
+
+
+async def test_tls_records_are_read_through_the_sockets_own_tls_object_and_arrive_whole(tls_certs):
+    """A TLS connection reads with OpenSSL's read on the socket's SSL object (not ssl.py's recv_into): a long record
+    of hundreds of TLS records, short ones around it, arrive whole and in order."""
+    owner = Recorder()
+    sender, receiver = await tls_pair(tls_certs, owner)
+    assert receiver._tls is not None and receiver._tls is receiver.sock._sslobj
+    long = np.arange(3 * (1 << 20) // 8 + 3, dtype=np.uint64)
+    await sender.write(b"first")
+    await sender.write([b"head", memoryview(long).cast("B")])
+    await sender.write(b"last")
+    await until_records(owner, 3)
+    assert owner.records == [b"first", b"head" + long.tobytes(), b"last"] and not owner.ends
+    sender.close()
+
+
+async def test_a_tls_peer_that_vanishes_without_close_notify_ends_the_connection_as_a_close(tls_certs):
+    """A ragged end (the TCP connection closed under TLS, no close_notify) is read as the end, with no error, as
+    ssl.py's recv_into reads it (suppress_ragged_eofs); nothing half-read is handed on."""
+    owner = Recorder()
+    sender, receiver = await tls_pair(tls_certs, owner)
+    await sender.write(b"whole")
+    await until_records(owner, 1)
+    raw = socket.socket(fileno=sender.sock.detach())  # the TCP socket under TLS, closed without TLS's goodbye
+    raw.close()
+    await until_records(owner, 2)
+    assert owner.records == [b"whole"] and owner.ends == [None] and receiver.closed
