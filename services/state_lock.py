@@ -12,18 +12,27 @@ never leaves a stale lock behind (the file stays; its content, the holder's pid,
 different names may share a directory (each locks its own file). ``flock`` is per open file, so two nodes in one
 process conflict as two processes do. On a network file system that does not support ``flock`` the lock may not
 hold across machines: keep a node's state directory on a local disk.
+
+The lock file is opened without following a symbolic link (``O_NOFOLLOW``) and must be a regular file of this user
+with one link: a lock file that is a symlink or a hard link to another file (the session log, say) is refused, never
+written to, so taking or releasing the lock cannot empty that file. Only the lock file's own bytes (the pid) are
+rewritten, while the lock is held; release leaves the file as it is.
 """
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
+import stat
 from pathlib import Path
 
 
 class StateBusy(OSError):
     """Another running node of the same name holds the state directory."""
+
+
+class UnsafeLockFile(OSError):
+    """The lock file is not a regular file of its own (a symlink, a hard link, another user's): not touched."""
 
 
 class StateLock:
@@ -33,7 +42,14 @@ class StateLock:
         self.folder = Path(folder)
         self.path = self.folder / f"{name}.lock"
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NOCTTY, 0o600)
+        except OSError as exc:  # ELOOP: a symbolic link
+            raise UnsafeLockFile(f"{_unsafe(self.path)} ({exc.strerror})") from None
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1 or info.st_uid != os.geteuid():
+            os.close(fd)
+            raise UnsafeLockFile(_unsafe(self.path))
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -58,10 +74,15 @@ class StateLock:
     def release(self) -> None:
         """Let another node take the directory (the process ending does the same)."""
         if self._fd >= 0:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, 0)
             os.close(self._fd)
             self._fd = -1
+
+
+def _unsafe(path: Path) -> str:
+    return (
+        f"the lock file {path} is not a regular file of this user with one link (a symbolic or hard link to another "
+        f"file?); it is left untouched: remove it and start again"
+    )
 
 
 def _holder(fd: int) -> str:

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from services.launch import mpcdp_command
-from services.state_lock import StateBusy, StateLock
+from services.state_lock import StateBusy, StateLock, UnsafeLockFile
 
 
 def test_a_second_lock_of_one_name_on_one_folder_is_refused_and_released_with_the_first(tmp_path):
@@ -122,3 +122,27 @@ def test_a_second_coordinator_or_party_on_one_state_directory_is_refused_until_t
             for stream in (proc.stdout, proc.stderr):
                 if stream is not None:
                     stream.close()
+
+
+@pytest.mark.parametrize("link", ["symbolic", "hard"])
+def test_a_lock_file_linked_to_the_session_log_is_refused_and_the_log_left_whole(tmp_path, link):
+    """review-tidy F5: the lock followed a symlink (and a hard link) and truncated its target: the session log, and
+    with it the replay protection of its ids, emptied at start."""
+    state = tmp_path / "state"
+    state.mkdir()
+    log = state / "alice.sessions"
+    log.write_text("0101 1e12\n" * 3)
+    (os.symlink if link == "symbolic" else os.link)(log, state / "alice.lock")
+    with pytest.raises(UnsafeLockFile, match="is not a regular file of this user with one link"):
+        StateLock(state, "alice", "party")
+    assert log.read_text() == "0101 1e12\n" * 3
+
+
+def test_release_leaves_the_lock_file_and_a_fifo_is_refused(tmp_path):
+    state = tmp_path / "state"
+    lock = StateLock(state, "alice", "party")
+    lock.release()
+    assert (state / "alice.lock").read_text() == f"{os.getpid()}\n"  # not truncated: only its pid, rewritten
+    os.mkfifo(state / "bob.lock")
+    with pytest.raises(UnsafeLockFile):
+        StateLock(state, "bob", "party")
