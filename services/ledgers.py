@@ -108,16 +108,15 @@ class GroupCommit:
                 outcomes: list[Outcome] = await asyncio.to_thread(ledger.apply, [op for op, _ in group])
             except BaseException as exc:  # every request fails (a cancelled wait's group may still commit: only
                 # fail-closed, a charge the caller does not count on)
+                error = exc if isinstance(exc, Exception) else OSError("the commit was interrupted")
                 for _, waiter in group:
-                    if not waiter.done():
-                        waiter.set_exception(
-                            exc if isinstance(exc, Exception) else OSError("the commit was interrupted")
-                        )
+                    if not waiter.done() and not waiter.get_loop().is_closed():
+                        waiter.set_exception(error)
                 if not isinstance(exc, Exception):
                     raise
                 continue
             for (_, waiter), outcome in zip(group, outcomes, strict=True):
-                if waiter.done():
+                if waiter.done() or waiter.get_loop().is_closed():  # its caller is gone (a loop since closed)
                     continue
                 if isinstance(outcome, Exception):
                     waiter.set_exception(outcome)

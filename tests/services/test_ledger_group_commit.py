@@ -11,7 +11,7 @@ from fractions import Fraction
 
 import pytest
 
-from mpcdp.dp.ledger import BudgetExceeded, Charge, PrivacyLedger
+from mpcdp.dp.ledger import BudgetExceeded, Charge, PrivacyLedger, Reserve
 from mpcdp.dp.loss import PrivacyLoss, Relation
 from services.analyst import QueryError
 from services.ledgers import group_commit
@@ -170,3 +170,27 @@ async def test_each_node_group_commits_its_ledger_changes_and_a_keyed_party_char
     for party in ("p2", "p3"):  # charged for every partial sum sent (those p1 refused too, if sent before the abort)
         assert {r.session_id for r in answered} <= {c.label for c in ledgers[party].history()}
         assert ledgers[party].spent().epsilon <= 1
+
+
+def test_a_loop_closed_while_its_group_commits_does_not_stop_the_next_loops_requests(tmp_path, monkeypatch):
+    """A node's loop closed mid-commit (its requests' callers gone): the requests it queued behind that group are
+    applied by the next loop's group, and their settling (on the closed loop) does not stop that group's others."""
+    ledger = PrivacyLedger(tmp_path / "l.db", "ds", "1")
+    Spy(ledger, monkeypatch, delay=0.2)
+    group = group_commit(ledger)
+    until = time.time() + 60
+
+    async def leave() -> None:
+        group.queue(Reserve(b"a", loss("0.25"), until))  # its group starts committing
+        await asyncio.sleep(0.01)
+        group.free(b"a")  # queued behind it, with a done callback on this loop
+
+    first = asyncio.new_event_loop()
+    first.run_until_complete(leave())
+    first.close()
+
+    async def next_loop() -> None:
+        await asyncio.wait_for(group.reserve(b"b", loss("0.5"), until), 5.0)
+
+    asyncio.run(next_loop())
+    assert set(ledger.reserved()) == {b"b".hex()}  # a reserved, then freed (in order), b reserved
