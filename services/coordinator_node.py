@@ -358,6 +358,9 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             await group_commit(self.ledger).reserve(session_id, loss, until=until)
         except Exception as exc:
             raise ProtocolError(Status.RESOURCE_EXHAUSTED, f"coordinator: {public_refusal(exc)}") from None
+        except asyncio.CancelledError:  # the analyst left while reserving: free what the reservation holds
+            group_commit(self.ledger).free(session_id)  # (queued after it)
+            raise
         return True
 
     def _finished(self, task: asyncio.Task) -> None:

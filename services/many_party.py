@@ -921,6 +921,7 @@ async def run_session(coord: Any, query: MaskedQuery) -> tuple[Release, Coordina
 
 async def _session(coord: Any, query: MaskedQuery, confidence: float, client: str, held: bool) -> list:
     from services import audit, releases
+    from services.ledgers import group_commit
 
     spec = query.spec
     sid = spec.session_id
@@ -945,11 +946,12 @@ async def _session(coord: Any, query: MaskedQuery, confidence: float, client: st
                 await asyncio.to_thread(coord.store.put, sid.hex(), client, all(s.is_exact for s in query.specs), parts)
             except OSError as exc:  # the release still goes to the analyst; it cannot be fetched again
                 log.error("could not keep the release of session %s: %s", sid.hex(), exc)
-        if held:
-            coord.ledger.charge_reserved(sid)
+        if held:  # group-committed off the loop (services.ledgers.group_commit), on disk before the reply
+            await group_commit(coord.ledger).charge_reserved(sid)
+            held = False
     finally:
-        if held:
-            coord.ledger.free(sid)  # nothing left to free once charged
+        if held:  # not charged: free it (queued, in order after the reservation)
+            group_commit(coord.ledger).free(sid)
     releases.audit_batch(
         sid,
         client,

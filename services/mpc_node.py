@@ -51,6 +51,7 @@ from mpcdp.prg import system_random
 from mpcdp.protocol import ProtocolError
 from mpcdp.registry import UnknownName
 from services import audit, convert, releases
+from services.ledgers import group_commit
 from services.link import LinkError
 from services.wire.mpcdp.v1 import federation_pb2 as pb
 
@@ -193,9 +194,12 @@ async def party_compare(node, request: pb.CompareRequest, context) -> pb.Compare
         part = spec.kind.prepare(spec, position, node.table.columns[spec.column], noise)
         if spec.charge is not None:  # held until the deadline, counted by every other session's check
             try:
-                node.ledger.reserve(sid, spec.charge, until=spec.deadline)
+                await group_commit(node.ledger).reserve(sid, spec.charge, until=spec.deadline)
             except BudgetExceeded as exc:
                 raise CompareRefused(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{node.me}: {exc}") from None
+            except asyncio.CancelledError:  # the call ended while reserving: free what the reservation holds
+                group_commit(node.ledger).free(sid)  # (queued after it)
+                raise
     except ValueError as exc:  # ComparisonRefused, or data the engine cannot take (out of its range)
         audit.record("refused", session=sid.hex(), status="INVALID_ARGUMENT", reason=str(exc))
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
@@ -221,7 +225,7 @@ async def party_compare(node, request: pb.CompareRequest, context) -> pb.Compare
     finally:  # also when the coordinator cancels the call
         node.link.close_session(sid)
         if spec.charge is not None:  # after our part of the opening left, a peer may hold the release: charge
-            settle(node.ledger, sid, charge=released or engine.openings > 0)
+            await settle(node.ledger, sid, charge=released or engine.openings > 0)
     audit.record(
         "released",
         session=sid.hex(),
@@ -285,12 +289,14 @@ async def coordinate(coord, request: pb.QueryRequest, context) -> None:
     )
 
 
-def settle(ledger, sid: bytes, charge: bool) -> None:
-    """End a session's reservation: charge it (the release was made, or may be known) or free it."""
+async def settle(ledger, sid: bytes, charge: bool) -> None:
+    """End a session's reservation: charge it (the release was made, or may be known) or free it, group-committed
+    off the loop (:func:`services.ledgers.group_commit`; the request is queued before the first wait, so a
+    cancelled caller's charge is still made)."""
     if charge:
-        ledger.charge_reserved(sid)  # labelled with the session id, as Fetch looks it up
+        await group_commit(ledger).charge_reserved(sid)  # labelled with the session id, as Fetch looks it up
     else:
-        ledger.free(sid)
+        group_commit(ledger).free(sid)
 
 
 async def _session(coord, msg: pb.QuerySpec, spec: ComparisonSpec, client: str, held: bool) -> list:
@@ -307,7 +313,7 @@ async def _session(coord, msg: pb.QuerySpec, spec: ComparisonSpec, client: str, 
         released = True
     finally:
         if held:
-            settle(coord.ledger, sid, charge=released)
+            await settle(coord.ledger, sid, charge=released)
     releases.audit_released(sid, client, spec)
     return parts
 

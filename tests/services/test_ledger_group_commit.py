@@ -8,6 +8,7 @@ import sqlite3
 import threading
 import time
 from fractions import Fraction
+from types import SimpleNamespace
 
 import pytest
 
@@ -194,3 +195,20 @@ def test_a_loop_closed_while_its_group_commits_does_not_stop_the_next_loops_requ
 
     asyncio.run(next_loop())
     assert set(ledger.reserved()) == {b"b".hex()}  # a reserved, then freed (in order), b reserved
+
+
+async def test_a_reservation_whose_caller_is_cancelled_while_it_commits_is_freed(tmp_path, monkeypatch):
+    """The coordinator's hold is awaited now: an analyst who leaves while it commits cancels it, and the
+    reservation (already queued, so committed anyway) must not hold budget until its deadline."""
+    from services.coordinator_node import CoordinatorNode
+
+    ledger = PrivacyLedger(tmp_path / "l.db", "ds", "1")
+    Spy(ledger, monkeypatch, delay=0.2)
+    until = time.time() + 60
+    holding = asyncio.ensure_future(CoordinatorNode.hold(SimpleNamespace(ledger=ledger), b"s", loss("0.5"), until))
+    await asyncio.sleep(0.05)  # its group is committing
+    holding.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await holding
+    await group_commit(ledger).reserve(b"t", loss("1"), until)  # the whole budget: fits once s is freed
+    assert set(ledger.reserved()) == {b"t".hex()}
