@@ -32,6 +32,7 @@ passed on as that party's claim, naming it.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import functools
 import logging
@@ -71,6 +72,7 @@ log = logging.getLogger("mpcdp.coordinator")
 DEFAULT_CONFIDENCE = 0.95
 ABORT_GRACE = 2.0  # seconds to wait for each party to confirm an abort
 KEEP_GRACE = 90.0  # seconds close waits for releases being kept (a commit waits up to 30 s for another's lock)
+RELEASE_READERS = 2  # kept releases Fetch reads at once (each on a thread of its own; more Fetches wait their turn)
 SESSION_HEADER = "mpcdp-session-id"
 MAX_REASON = 500  # characters of a party's abort reason passed on
 SESSIONS_PER_PARTY = 64  # sessions in flight to one party at once; more queries wait (party_node.MAX_SESSIONS)
@@ -200,6 +202,9 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         self.totals = KeptTotals()  # closed sessions' totals, for the next session of their length (this node's)
         self._slots: dict[str, asyncio.Semaphore] = {}  # per party: SESSIONS_PER_PARTY sessions at once
         self._keeping: dict[str, asyncio.Task] = {}  # releases being written to the store, by session id
+        # Fetch's reads of kept releases: threads of their own, at most RELEASE_READERS at once, so an analyst's
+        # fetches never queue the ledger's commits and the session logs' fsyncs (asyncio's default threads)
+        self._release_reads = concurrent.futures.ThreadPoolExecutor(RELEASE_READERS, "release-read")
         self._policies: tuple[Federation, dict] | None = None  # the federation file's policy of each party
         self._refused: dict[str, float] = {}  # party -> until when its sessions run seeded (it refused keyed)
         self._groups: dict[tuple, _Group] = {}  # single queries that may run together, by what they share
@@ -244,6 +249,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
                 log.error("closing with %d release(s) still being kept after %.0f s", len(late), KEEP_GRACE)
         if self.store is not None:
             self.store.close()
+        self._release_reads.shutdown(wait=False, cancel_futures=True)
         await self.channels.close()
 
     def _stub(self, party: str) -> pb_grpc.PartyStub:
@@ -375,7 +381,8 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         sid = request.session_id.hex()
         if sid in self._keeping:  # released a moment ago, still being written
             await asyncio.wait({self._keeping[sid]})
-        kept = await asyncio.to_thread(self.store.get, sid) if self.store is not None else None  # off the loop
+        loop = asyncio.get_running_loop()
+        kept = await loop.run_in_executor(self._release_reads, self.store.get, sid) if self.store is not None else None
         if kept is None or kept[0]["client"] != who or not self._charged(sid, kept[0]):
             await server.abort(
                 context,
