@@ -121,13 +121,16 @@ class Connection:
     # -- reading ---------------------------------------------------------------------
 
     def _readable(self) -> None:
-        """Read what the socket has (TLS decrypting straight into the buffer :meth:`_buffer` offers), up to
-        ``READ_TURN_BYTES`` per turn of the loop."""
+        """Read what the socket has (TLS decrypting straight into the long record's own buffer, or into the
+        staging buffer's free space), up to ``READ_TURN_BYTES`` per turn of the loop. A long record's bytes
+        take no call per read (a TLS record: 16 KiB) beyond the read itself."""
         taken = 0
+        tls = self._tls
         while not self.closed:
-            buffer = self._buffer()
+            body = self._body
+            buffer = body[self._filled :] if body is not None else self._staging_space()
             try:
-                n = self._tls.read(len(buffer), buffer) if self._tls is not None else self.sock.recv_into(buffer)
+                n = tls.read(len(buffer), buffer) if tls is not None else self.sock.recv_into(buffer)
             except (ssl.SSLWantReadError, BlockingIOError, InterruptedError):
                 return
             except ssl.SSLEOFError:  # the peer closed without TLS's close_notify: the end (as ssl.py reads it)
@@ -142,8 +145,16 @@ class Connection:
             if n == 0:
                 self._lost(None)
                 return
-            self._updated(n)
             taken += n
+            if body is None:
+                self._end += n
+                self._records()
+            else:
+                self._filled += n
+                if self._filled == len(body):
+                    self._body = None
+                    self._stop_timer()
+                    self.owner.received(self, body)
             if taken >= READ_TURN_BYTES:  # others' turn; what TLS holds decrypted is read at the next one
                 self._loop.call_soon(self._readable)
                 return
@@ -153,25 +164,13 @@ class Connection:
             self._loop.add_reader(self._fd, self._readable)
             self._readable()
 
-    def _buffer(self) -> memoryview:
-        if self._body is not None:
-            return self._body[self._filled :]
-        if self._start:  # move the unread bytes to the front: the rest of the buffer is free
+    def _staging_space(self) -> memoryview:
+        """The staging buffer's free space (the unread bytes moved to its front first)."""
+        if self._start:
             n = self._end - self._start
             self._view[:n] = self._view[self._start : self._end]
             self._start, self._end = 0, n
         return self._view[self._end :]
-
-    def _updated(self, nbytes: int) -> None:
-        if self._body is not None:
-            self._filled += nbytes
-            if self._filled == len(self._body):
-                body, self._body = self._body, None
-                self._stop_timer()
-                self.owner.received(self, body)
-            return
-        self._end += nbytes
-        self._records()
 
     def _records(self) -> None:
         """Hand on every whole record in the staging buffer; a long one starts its own buffer."""
