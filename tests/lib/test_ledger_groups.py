@@ -4,7 +4,6 @@ mid-group and two processes grouping on one file never overspend and never lose 
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import random
 import signal
@@ -16,6 +15,7 @@ import pytest
 
 from mpcdp.dp.ledger import BudgetExceeded, Charge, ChargeReserved, Free, Operation, PrivacyLedger, Reserve
 from mpcdp.dp.loss import PrivacyLoss, Relation
+from tests.support.ledgers import run_forked
 
 
 def loss(eps: str) -> PrivacyLoss:
@@ -252,15 +252,7 @@ def _grouping_hammer(path: str, seed: int, done, results) -> None:  # pragma: no
 def test_two_processes_grouping_on_one_file_never_overspend(tmp_path):
     path = str(tmp_path / "l.db")
     PrivacyLedger(path, "ds", "1")
-    ctx = mp.get_context("fork")
-    results, done = ctx.Queue(), ctx.Barrier(2)
-    procs = [ctx.Process(target=_grouping_hammer, args=(path, s, done, results)) for s in range(2)]
-    for p in procs:
-        p.start()
-    outcomes = [results.get(timeout=120) for _ in procs]
-    for p in procs:
-        p.join(10)
-        assert p.exitcode == 0
+    outcomes = run_forked(_grouping_hammer, [(path, s) for s in range(2)])
     total = sql_total(path)
     assert total <= 1
     assert sum(refused for _, refused, _ in outcomes) > 0, "the budget was never reached: the test tests nothing"

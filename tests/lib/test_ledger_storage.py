@@ -4,7 +4,6 @@ read-only reader, a forked child) see."""
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import random
 import signal
@@ -19,6 +18,7 @@ import pytest
 from mpcdp.dp import ledger as ledger_module
 from mpcdp.dp.ledger import BudgetExceeded, PrivacyLedger
 from mpcdp.dp.loss import PrivacyLoss, Relation
+from tests.support.ledgers import run_forked
 
 BUDGET = "2"
 
@@ -151,15 +151,7 @@ def test_processes_and_threads_on_one_file_never_overspend(tmp_path):
     path = str(tmp_path / "l.db")
     parent = PrivacyLedger(path, "ds", BUDGET)
     parent.charge(loss("0.01"), label="before")  # its connection is open when the children fork
-    ctx = mp.get_context("fork")
-    results, done = ctx.Queue(), ctx.Barrier(3)
-    procs = [ctx.Process(target=_hammer, args=(path, parent if s == 0 else None, s, done, results)) for s in range(3)]
-    for p in procs:
-        p.start()
-    outcomes = [results.get(timeout=120) for _ in procs]
-    for p in procs:
-        p.join(10)
-        assert p.exitcode == 0
+    outcomes = run_forked(_hammer, [(path, parent if s == 0 else None, s) for s in range(3)])
     db = sqlite3.connect(path)
     total = sum((Fraction(e) for (e,) in db.execute("SELECT epsilon FROM charges WHERE dataset = 'ds'")), Fraction(0))
     db.close()

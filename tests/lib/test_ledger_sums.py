@@ -20,11 +20,8 @@ def loss(eps: str, delta: str = "0") -> PrivacyLoss:
     return PrivacyLoss.of(Fraction(eps), Fraction(delta), Relation.RECORD)
 
 
-def test_a_sum_reads_only_the_charges_added_since_the_last(tmp_path, monkeypatch):
-    ledger = PrivacyLedger(tmp_path / "l.db", "ds", 1000.0, 0.5)
-    for _ in range(500):
-        ledger.charge(loss("0.001", "0.0001"), label="x")
-    assert ledger.spent().epsilon == pytest.approx(0.5)
+def fractions_made(monkeypatch) -> list:
+    """Every Fraction the ledger module makes from now on (their arguments)."""
     made = []
 
     class Counted(Fraction):
@@ -33,6 +30,15 @@ def test_a_sum_reads_only_the_charges_added_since_the_last(tmp_path, monkeypatch
             return Fraction(*args)
 
     monkeypatch.setattr(ledger_module, "Fraction", Counted)
+    return made
+
+
+def test_a_sum_reads_only_the_charges_added_since_the_last(tmp_path, monkeypatch):
+    ledger = PrivacyLedger(tmp_path / "l.db", "ds", 1000.0, 0.5)
+    for _ in range(500):
+        ledger.charge(loss("0.001", "0.0001"), label="x")
+    assert ledger.spent().epsilon == pytest.approx(0.5)
+    made = fractions_made(monkeypatch)
     sid = os.urandom(16)
     ledger.reserve(sid, loss("0.001"), until=time.time() + 60)
     ledger.charge_reserved(sid)
@@ -47,14 +53,7 @@ def test_a_reservation_sums_what_is_held_per_distinct_amount(tmp_path, monkeypat
         ledger.reserve(f"s{i}", loss(["1/1000", "1/2000", "1/3000"][i % 3], "1/1000000"), until)
     held = Fraction(100, 1000) + Fraction(100, 2000) + Fraction(100, 3000)
     assert ledger.remaining() == ledger_module._spend(1 - held, Fraction(1, 1000) - Fraction(300, 10**6), up=False)
-    made = []
-
-    class Counted(Fraction):
-        def __new__(cls, *args):
-            made.append(args)
-            return Fraction(*args)
-
-    monkeypatch.setattr(ledger_module, "Fraction", Counted)
+    made = fractions_made(monkeypatch)
     with pytest.raises(BudgetExceeded) as refused:  # counts all 300 others, exactly (s0 itself is replaced)
         ledger.reserve("s0", loss(str(1 - held + Fraction(1, 1000) + Fraction(1, 10**9))), until)
     assert refused.value.holders == 299
