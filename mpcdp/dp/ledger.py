@@ -93,6 +93,7 @@ __all__ = [
     "ChargeReserved",
     "Free",
     "Operation",
+    "Outcome",
     "PrivacyLedger",
     "Reserve",
     "Spend",
