@@ -22,10 +22,12 @@ needed only by a firewall.
 
 The first ``send`` (or ``receive``) to a peer dials it (one TLS handshake) and keeps the connection;
 a peer's frames may come on the connection this node dialled or on one the peer dialled, whichever
-exists. When both ends dial each other at once, the pair settles on the connection the lower name dialled;
-the other is read until both ends write no more on it, then closed with a farewell saying why
-(:meth:`Hub._settle`: no message in flight is lost, none is split between the two). Both ends present their
-node certificates (TLS 1.3, the federation's CA:
+exists. Each end's first write on a connection (its hello) carries its hub's random epoch: a connection the
+peer dials with another epoch than its older ones is a restarted peer's, and those are closed (:meth:`Hub._hello`:
+a host that died sent no FIN, and our writes would go on into its dead connection). When both ends dial each other
+at once (one epoch), the pair settles on the connection the lower name dialled; the other is read until both ends
+write no more on it, then closed with a farewell saying why (:meth:`Hub._settle`: no message in flight is lost,
+none is split between the two). Both ends present their node certificates (TLS 1.3, the federation's CA:
 :meth:`services.tls.Identity.link_context`), and a connection is the peer's only when its
 certificate names it (:func:`services.tls.certificate_name`, the rule of gRPC's ``caller``): the
 dialer refuses a listener whose certificate names another node than the one it dialled, and the
@@ -41,7 +43,8 @@ holds at most ``MAX_UNGREETED`` connections still waiting for their hello (a new
 at once) and ``MAX_LINKS_PER_PEER`` per peer name (a hello beyond is refused), and any connection
 is closed when a record stays half read for ``pending_seconds``; a link in use is
 never closed for being quiet (a keyed session sends nothing on the party links; closing them would
-drop the pair keys), and TCP keepalives notice a peer that vanished.
+drop the pair keys), and TCP keepalives notice a peer that vanished (``TCP_USER_TIMEOUT``, as long as they take:
+also while our writes wait for its acknowledgements).
 
 Frames are raw bytes: a write is :func:`encode`'s layout (the sender's name, then each frame's
 header, session id, kind and payload), carried as one length-prefixed record, whose length is
@@ -97,8 +100,10 @@ session's ``close_session``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
+import secrets
 import socket
 import ssl
 import struct
@@ -133,6 +138,8 @@ QUEUED_COST = 256  # bytes charged per message queued for a peer, on top of its 
 MAX_QUEUED_MESSAGES = 16384  # per peer, of messages posted and not yet written
 MAX_KIND_BYTES = 32  # a kind's UTF-8 (every protocol's kinds are short names)
 RETIRE = "~link.retire"  # the kind of the link's own frame: its sender writes no more on this connection (_settle)
+HELLO = "~link.hello"  # the link's own frame first on a connection, each way: its sender's epoch (_hello)
+EPOCH_BYTES = 16  # a hub's random epoch: a new one is a peer that restarted, not a second connection of the same
 NO_SESSION = bytes(SESSION_ID_BYTES)  # the session id of the link's own frames
 CLOSED_REMEMBERED = 100_000
 MAX_WRITE_BYTES = 4 * CHUNK_BYTES  # the longest write (record) a link takes: a batch is at most about chunk_bytes
@@ -297,9 +304,14 @@ class _Stream:
         self.retiring = False  # no new writer takes it: the other connection of the pair carries both ways
         self.retire_sent = False  # this hub (the lower name) said it writes no more on it
         self.peer_retired = False  # the peer (the lower name) said so
+        self.epoch: bytes | None = None  # the peer's epoch, as its hello on this connection said (None: not yet)
+        self.hello: asyncio.Future | None = None  # our hello's write on it (a listener's): every other write after it
+        self.unanswered: asyncio.TimerHandle | None = None  # closes a dialled connection whose peer never says hello
 
     async def write(self, data: bytes | list[bytes | memoryview]) -> None:
         """Write one write, :func:`encode`-d or as its :func:`encoded` pieces."""
+        if self.hello is not None:
+            await asyncio.shield(self.hello)
         await self._write(data)
 
     def cancel(self, reason: str | None = None) -> None:
@@ -370,6 +382,7 @@ class Hub:
         self.port = 0  # where this hub's links listen (0: not listening; see serve_beside)
         self.listen_port = 0  # the port serve_beside listens on (0: a free one; a federation file's link_port)
         self.listener_name = "link listener"  # what the audit log calls its listener (a node may have two hubs)
+        self.epoch = secrets.token_bytes(EPOCH_BYTES)  # this hub's: said in each hello (a restart makes a new one)
         self._streams: dict[str, list[_Stream]] = {}
         self._dialing: dict[str, asyncio.Future] = {}
         self._channels = Channels(identity, address)  # to ask peers for their links' port
@@ -425,8 +438,8 @@ class Hub:
         prepare: Callable[[int], object] | None = None,
     ) -> asyncio.Future:
         """Queue one message for ``peer``; the future is done once it is written (LinkError if the link
-        cannot carry it). Messages to one peer are written in the order they were posted. A message whose
-        future is cancelled (its poster gave up) before its first frame is written is not written; a
+        cannot carry it). Messages to one peer are written in the order they were posted. A
+        message whose future is cancelled (its poster gave up) before its first frame is written is not written; a
         ``droppable`` one (bulk data of its session) is dropped, its future failed, by ``close_session`` (once
         the write under way ends, if a frame of it is in that write). The payload is read until the future is
         done, except after the poster cancels it: the frame in the write under way, if any, is read until that
@@ -580,12 +593,23 @@ class Hub:
                 raise
             connection = await self._reach(peer, host)  # it restarted on another port: asked again
         stream = self._register(connection, peer, self.me)
+        stream.unanswered = asyncio.get_running_loop().call_later(self.handshake_seconds, self._unanswered, connection)
         try:
-            await stream.write(encode(self.me, []))
+            await stream.write(self._hello_write())
         except Closed as exc:
             raise LinkError(peer, f"its link closed at once ({exc})") from None
-        self._settle(peer)
         return stream
+
+    def _hello_write(self) -> bytes:
+        """The first write on a connection, each way: who we are (the write's sender) and our epoch."""
+        return encode(self.me, [Frame(NO_SESSION, 0, HELLO, 0, EPOCH_BYTES, self.epoch)])
+
+    def _unanswered(self, connection: Connection) -> None:
+        """A connection we dialled whose peer did not say hello in time (it died as we dialled): closed, so that no
+        writer of ours stays on it."""
+        stream = connection.stream
+        if isinstance(stream, _Stream) and stream.epoch is None and not connection.closed:
+            connection.close()
 
     async def _reach(self, peer: str, host: str) -> Connection:
         """A connection to ``peer``'s links whose certificate names it; a port that reaches another listener is
@@ -642,6 +666,9 @@ class Hub:
     def _connection(self, sock: socket.socket) -> Connection:
         keepalive = (self._limits.keepalive_time, self._limits.keepalive_timeout)
         connection = Connection(self, MAX_WRITE_BYTES, sock, keepalive, record_seconds=self.pending_seconds)
+        if hasattr(socket, "TCP_USER_TIMEOUT"):  # a dead peer noticed while our writes wait for its ACKs too
+            with contextlib.suppress(OSError):  # (keepalives probe only a quiet connection): as long as they take
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(sum(keepalive) * 1000))
         self._connections.add(connection)
         return connection
 
@@ -655,19 +682,41 @@ class Hub:
 
     # -- a simultaneous open: two connections of one pair settle on one ---------------------
 
+    def _hello(self, peer: str, stream: _Stream, epoch: bytes) -> None:
+        """The peer said its epoch on ``stream``. On a connection the peer dialled, another epoch than its other
+        connections' is a peer that restarted: those are its old process's (dead, or about to be) and are closed, so
+        that no writer of ours stays on one whose far end is gone (a host that died sends no FIN). (The answer to our
+        own dial closes nothing: we dial a peer only when no connection to it is left.) Then the pair settles."""
+        stream.epoch = epoch
+        if stream.unanswered is not None:
+            stream.unanswered.cancel()
+            stream.unanswered = None
+        if stream.dialler == peer:
+            for connection in self._connections_of(peer):
+                old = connection.stream
+                if isinstance(old, _Stream) and old.epoch is not None and old.epoch != epoch:
+                    log.info("%s restarted: its connections from before are closed", peer)
+                    self._ports.pop(peer, None)
+                    connection.close(f"{peer!r} restarted: this connection is its old process's")
+        self._settle(peer)
+
+    def _connections_of(self, peer: str) -> list[Connection]:
+        """Every open connection of ``peer`` (retiring ones included)."""
+        return [c for c in self._connections if c.peer == peer and isinstance(c.stream, _Stream)]
+
     def _settle(self, peer: str) -> None:
         """When both ends dialled each other at once, the pair settles on the connection the lower name dialled
-        (both ends decide alike): the other is retired. A retired connection takes no new writer, but is read
-        until it closes (a writer on it leaves between messages, never in the middle of one): the lower name, once
-        no writer of its own is on it, says it writes no more there (:data:`RETIRE`), and the higher name, which
-        dialled it, closes it with a farewell saying why once no writer of its own is on it either and it heard
-        that. So no message in flight is lost (everything written before a RETIRE, or a farewell, arrives before
-        it) and no write is cut by the close."""
+        (both ends decide alike, once each knows the other's epoch on both: a connection of another epoch is a
+        restarted peer's, :meth:`_hello`, not a simultaneous open): the other is retired. A retired connection
+        takes no new writer, but is read until it closes (a writer on it leaves between messages, never in the
+        middle of one): the lower name, once no writer of its own is on it, says it writes no more there
+        (:data:`RETIRE`), and the higher name, which dialled it, closes it with a farewell saying why once no writer
+        of its own is on it either and it heard that. So no message in flight is lost (everything written before a
+        RETIRE, or a farewell, arrives before it) and no write is cut by the close."""
         streams = self._streams.get(peer, [])
         lower = min(self.me, peer)
-        if not any(s.dialler == lower for s in streams):
-            return
-        for stream in [s for s in streams if s.dialler != lower]:
+        kept = {s.epoch for s in streams if s.dialler == lower and s.epoch is not None}
+        for stream in [s for s in streams if s.dialler != lower and s.epoch in kept]:
             streams.remove(stream)
             stream.retiring = True
             log.debug("%s and %s dialled each other at once: the link %s dialled is kept", self.me, peer, lower)
@@ -814,8 +863,9 @@ class Hub:
             timer.cancel()
         self._ungreeted.discard(connection)
         connection.max_record = MAX_WRITE_BYTES
-        self._register(connection, who, who)
-        self._settle(who)
+        stream = self._register(connection, who, who)
+        stream.hello = asyncio.ensure_future(connection.write(self._hello_write()))  # our epoch, before anything else
+        stream.hello.add_done_callback(_retrieved)
         return who
 
     async def Port(self, request: pb.LinkPortRequest, context) -> pb.LinkPort:
@@ -839,22 +889,42 @@ class Hub:
             connection.close()
             return
         peer = connection.peer or self._greet(connection, record)
-        if peer is None:
+        stream = connection.stream
+        if peer is None or not isinstance(stream, _Stream):
             return
         try:
             try:
                 sender, batch = decode(record)
                 if sender and sender != peer:
                     raise LinkError(peer, f"a frame claims to come from {sender!r}")
-                for frame in list(batch):  # the whole write checked before any frame of it is acted on
-                    if connection.closed:  # a handler (or a bound) closed it: the rest of the write is not acted on
-                        break
-                    if frame.kind == RETIRE:
-                        self._retired(peer, connection)
-                        continue
-                    self._dispatch(peer, frame)
+                frames = list(batch)  # the whole write checked before any frame of it is acted on
             except FrameError as exc:
                 raise LinkError(peer, f"a malformed write ({exc})") from None
+            if stream.epoch is None:  # the peer's first write: its hello (a peer that says no epoch has the empty one)
+                hello = frames[0] if frames and frames[0].kind == HELLO else None
+                if hello is not None and len(hello.payload) != EPOCH_BYTES:
+                    raise LinkError(peer, f"a hello whose epoch is not {EPOCH_BYTES} bytes")
+                self._hello(peer, stream, bytes(hello.payload) if hello is not None else b"")
+                frames = frames[1:] if hello is not None else frames
+            if not frames or connection.closed:
+                return
+        except LinkError as exc:
+            self.invalid(connection, exc.reason)
+            return
+        self._act(peer, connection, frames)
+
+    def _act(self, peer: str, connection: Connection, frames: list[Frame]) -> None:
+        """Act on one write's frames, in order (the link's own, or dispatched)."""
+        try:
+            for frame in frames:
+                if connection.closed:  # a handler (or a bound) closed it: the rest of the write is not acted on
+                    break
+                if frame.kind == RETIRE:
+                    self._retired(peer, connection)
+                    continue
+                if frame.kind == HELLO:
+                    raise LinkError(peer, "a second hello on one connection")
+                self._dispatch(peer, frame)
         except LinkError as exc:
             self.invalid(connection, exc.reason)
 
@@ -895,6 +965,8 @@ class Hub:
             why = f"link broke ({error})"
         else:
             why = "the link closed"
+        if connection.stream.unanswered is not None:
+            connection.stream.unanswered.cancel()
         self._drop(peer, connection.stream, LinkError(peer, why))
 
     def _drop(self, peer: str, stream: _Stream, error: LinkError | None = None) -> None:

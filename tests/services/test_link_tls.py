@@ -593,12 +593,15 @@ async def test_connections_retired_after_a_simultaneous_open_still_count_against
     a = net.hubs["alice"]
     await a.send("bob", SID, 0, "x", b"alice dialled")
     raws = [await RawLink.as_node(a, Identity("bob", certs)) for _ in range(link.MAX_LINKS_PER_PEER)]
+    # bob's own epoch: connections of the same process (another epoch would be a restarted bob, whose new connection
+    # closes the old ones: bounded too)
+    hello = link.encode("bob", [link.Frame(link.NO_SESSION, 0, link.HELLO, 0, link.EPOCH_BYTES, net.hubs["bob"].epoch)])
     try:
         for raw in raws[:-1]:
-            raw.send(link.encode("bob", []))
+            raw.send(hello)
         await until(lambda: sum(c.peer == "bob" for c in a._connections) == link.MAX_LINKS_PER_PEER)
         assert len(a._streams["bob"]) == 1  # the retired ones take no writer
-        raws[-1].send(link.encode("bob", []))
+        raws[-1].send(hello)
         assert f"has {link.MAX_LINKS_PER_PEER} links to 'alice' already" in (await raws[-1].ended() or "")
     finally:
         for raw in raws:

@@ -1,0 +1,87 @@
+"""Two connections of one pair: a peer that restarted (review-tidy F1)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from services.link import Hub
+from services.server import start
+from services.tls import Identity, init_certs
+from tests.support.federation import until
+
+SID = b"s" * 16
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("certs")
+    init_certs(["alice", "bob"], out)
+    return out
+
+
+class Nodes:
+    """Hubs served by gRPC servers of their own; ``addresses`` says where each name serves now."""
+
+    def __init__(self, certs):
+        self.certs = certs
+        self.addresses: dict[str, str] = {}
+        self.servers: list = []
+        self.hubs: list[Hub] = []
+
+    async def node(self, name: str) -> Hub:
+        identity = Identity(name, self.certs)
+        hub = Hub(identity, self.addresses.__getitem__, lambda who: who in ("alice", "bob"))
+        server, port = await start(identity, "127.0.0.1:0", [hub.service()])
+        self.addresses[name] = f"127.0.0.1:{port}"
+        self.servers.append(server)
+        self.hubs.append(hub)
+        return hub
+
+    async def close(self) -> None:
+        for hub in self.hubs:
+            await hub.close()
+        for server in self.servers:
+            await server.stop(None)
+
+
+async def test_a_restarted_higher_named_peer_is_served_though_its_old_link_is_a_black_hole(certs):
+    """F1: alice < bob, on the link alice dialled. bob's host dies without a FIN (its end is never read again) and
+    a new bob dials alice. alice keeps the new bob's connection (another epoch in its hello: a restart, not a
+    simultaneous open) and closes her dead one, so her next message reaches the new bob (it went into the dead
+    connection, lost for TCP's retry time, ~15 min)."""
+    nodes = Nodes(certs)
+    try:
+        alice = await nodes.node("alice")
+        old_bob = await nodes.node("bob")
+        await alice.send("bob", SID, 0, "x", b"hello")  # alice dials: the pair's link is the one alice dialled
+        assert bytes(await old_bob.receive("alice", SID, 0, "x", timeout=5)) == b"hello"
+        for connection in list(old_bob._connections):  # a black hole: never read, never closed
+            asyncio.get_running_loop().remove_reader(connection._fd)
+        bob = await nodes.node("bob")  # restarted: a new gRPC address, a new link port
+        await bob.send("alice", SID, 1, "y", b"i am back")  # bob dials alice
+        assert bytes(await alice.receive("bob", SID, 1, "y", timeout=5)) == b"i am back"
+        await asyncio.wait_for(alice.send("bob", SID, 2, "z", b"reply"), 5)
+        assert bytes(await bob.receive("alice", SID, 2, "z", timeout=5)) == b"reply"
+        await until(lambda: len([c for c in alice._connections if c.peer == "bob"]) == 1, seconds=5)
+    finally:
+        await nodes.close()
+
+
+async def test_link_sockets_give_up_on_unacknowledged_writes_within_the_keepalive_bound(certs):
+    """F1: TCP_USER_TIMEOUT on each link socket, so a dead peer is noticed while writes are pending too (keepalives
+    only probe a quiet connection): keepalive_time + keepalive_timeout."""
+    nodes = Nodes(certs)
+    try:
+        alice, bob = await nodes.node("alice"), await nodes.node("bob")
+        await alice.send("bob", SID, 0, "x", b"hi")
+        await bob.receive("alice", SID, 0, "x", timeout=5)
+        limits = alice._limits
+        expected = int((limits.keepalive_time + limits.keepalive_timeout) * 1000)
+        for hub in (alice, bob):
+            (connection,) = hub._connections
+            assert connection.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == expected
+    finally:
+        await nodes.close()
