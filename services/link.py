@@ -27,7 +27,9 @@ peer dials with another epoch than its older ones is a restarted peer's, and tho
 a host that died sent no FIN, and our writes would go on into its dead connection). When both ends dial each other
 at once (one epoch), the pair settles on the connection the lower name dialled; the other is read until both ends
 write no more on it, then closed with a farewell saying why (:meth:`Hub._settle`: no message in flight is lost,
-none is split between the two). Both ends present their node certificates (TLS 1.3, the federation's CA:
+none is split between the two). A peer's messages are handed on in the order it posted them, across that switch
+too: what comes on the kept connection waits until the retired one is done with (:meth:`Hub._waits`). Both ends
+present their node certificates (TLS 1.3, the federation's CA:
 :meth:`services.tls.Identity.link_context`), and a connection is the peer's only when its
 certificate names it (:func:`services.tls.certificate_name`, the rule of gRPC's ``caller``): the
 dialer refuses a listener whose certificate names another node than the one it dialled, and the
@@ -384,6 +386,10 @@ class Hub:
         self.listener_name = "link listener"  # what the audit log calls its listener (a node may have two hubs)
         self.epoch = secrets.token_bytes(EPOCH_BYTES)  # this hub's: said in each hello (a restart makes a new one)
         self._streams: dict[str, list[_Stream]] = {}
+        # per peer, writes that came on a connection the peer writes on after another (the one it leaves), held
+        # until that other one ends or the peer says it writes no more there (_waits): messages keep their order
+        self._waiting: dict[str, deque[tuple[Connection, list[Frame]]]] = {}
+        self._waiting_bytes: dict[str, int] = {}
         self._dialing: dict[str, asyncio.Future] = {}
         self._channels = Channels(identity, address)  # to ask peers for their links' port
         self._ports: dict[str, int] = {}  # peers' links' ports, as they said
@@ -438,7 +444,7 @@ class Hub:
         prepare: Callable[[int], object] | None = None,
     ) -> asyncio.Future:
         """Queue one message for ``peer``; the future is done once it is written (LinkError if the link
-        cannot carry it). Messages to one peer are written in the order they were posted. A
+        cannot carry it). Messages to one peer are written, and handed on there, in the order they were posted. A
         message whose future is cancelled (its poster gave up) before its first frame is written is not written; a
         ``droppable`` one (bulk data of its session) is dropped, its future failed, by ``close_session`` (once
         the write under way ends, if a frame of it is in that write). The payload is read until the future is
@@ -568,8 +574,9 @@ class Hub:
 
     async def _stream(self, peer: str) -> _Stream:
         streams = self._streams.get(peer)
-        if streams:
-            return streams[-1]
+        if streams:  # the one the lower name dialled, if any: the one a simultaneous open settles on (_settle)
+            lower = min(self.me, peer)
+            return next((s for s in reversed(streams) if s.dialler == lower), streams[-1])
         if peer not in self._dialing:
             self._dialing[peer] = asyncio.ensure_future(self._dial(peer))
         try:
@@ -712,7 +719,8 @@ class Hub:
         middle of one): the lower name, once no writer of its own is on it, says it writes no more there
         (:data:`RETIRE`), and the higher name, which dialled it, closes it with a farewell saying why once no writer
         of its own is on it either and it heard that. So no message in flight is lost (everything written before a
-        RETIRE, or a farewell, arrives before it) and no write is cut by the close."""
+        RETIRE, or a farewell, arrives before it) and no write is cut by the close; and what comes on the kept
+        connection waits until the retired one is done with (:meth:`_waits`), so messages keep their order."""
         streams = self._streams.get(peer, [])
         lower = min(self.me, peer)
         kept = {s.epoch for s in streams if s.dialler == lower and s.epoch is not None}
@@ -721,6 +729,41 @@ class Hub:
             stream.retiring = True
             log.debug("%s and %s dialled each other at once: the link %s dialled is kept", self.me, peer, lower)
             self._retire_step(peer, stream)
+
+    def _waits(self, peer: str, connection: Connection) -> bool:
+        """Whether writes on ``connection`` wait: it is one the lower name dialled, and the peer may still write on a
+        connection the higher name dialled (the one a simultaneous open retires), which it wrote on first."""
+        stream = connection.stream
+        lower = min(self.me, peer)
+        if not isinstance(stream, _Stream) or stream.dialler != lower:
+            return False
+        for other in self._connections_of(peer):
+            was = other.stream
+            if other is connection or not isinstance(was, _Stream) or was.dialler == lower:
+                continue
+            if was.epoch in (None, stream.epoch) and not (peer == lower and was.peer_retired):
+                return True  # open, and the peer may write more on it (the higher name: until it closes it)
+        return False
+
+    def _hold_write(self, peer: str, connection: Connection, frames: list[Frame]) -> None:
+        """Keep a write until the connection the peer wrote on before is done with (bounded: ``max_pending_bytes``)."""
+        size = sum(len(f.payload) + HELD_COST for f in frames)
+        held = self._waiting_bytes.get(peer, 0) + size
+        if held > self.max_pending_bytes:
+            raise LinkError(peer, f"more than {self.max_pending_bytes} bytes held for the order of its connections")
+        self._waiting_bytes[peer] = held
+        self._waiting.setdefault(peer, deque()).append((connection, frames))
+
+    def _release_waiting(self, peer: str) -> None:
+        """Act on the writes held for ``peer`` that need wait no longer, in the order they came."""
+        waiting = self._waiting.get(peer)
+        while waiting and not self._waits(peer, waiting[0][0]):
+            connection, frames = waiting.popleft()
+            self._waiting_bytes[peer] -= sum(len(f.payload) + HELD_COST for f in frames)
+            self._act(peer, connection, frames)
+        if not waiting:
+            self._waiting.pop(peer, None)
+            self._waiting_bytes.pop(peer, None)
 
     def _retire_step(self, peer: str, stream: _Stream) -> None:
         """Move a retiring connection on once no writer of ours is on it: the lower name says RETIRE; the higher
@@ -906,7 +949,11 @@ class Hub:
                     raise LinkError(peer, f"a hello whose epoch is not {EPOCH_BYTES} bytes")
                 self._hello(peer, stream, bytes(hello.payload) if hello is not None else b"")
                 frames = frames[1:] if hello is not None else frames
+                self._release_waiting(peer)
             if not frames or connection.closed:
+                return
+            if self._waits(peer, connection) or any(c is connection for c, _ in self._waiting.get(peer, ())):
+                self._hold_write(peer, connection, frames)
                 return
         except LinkError as exc:
             self.invalid(connection, exc.reason)
@@ -921,6 +968,7 @@ class Hub:
                     break
                 if frame.kind == RETIRE:
                     self._retired(peer, connection)
+                    self._release_waiting(peer)
                     continue
                 if frame.kind == HELLO:
                     raise LinkError(peer, "a second hello on one connection")
@@ -968,6 +1016,7 @@ class Hub:
         if connection.stream.unanswered is not None:
             connection.stream.unanswered.cancel()
         self._drop(peer, connection.stream, LinkError(peer, why))
+        self._release_waiting(peer)  # what waited for this connection to end
 
     def _drop(self, peer: str, stream: _Stream, error: LinkError | None = None) -> None:
         streams = self._streams.get(peer, [])
@@ -1172,6 +1221,8 @@ class Hub:
                 box.writer = None
             self._fail_outbox(box, [], LinkError(peer, "the link closed"))
         self._streams.clear()  # before the first await: a caller cancelled meanwhile leaves no stale stream
+        self._waiting.clear()
+        self._waiting_bytes.clear()
         for dialing in self._dialing.values():
             dialing.cancel()
         for connection in list(self._connections):

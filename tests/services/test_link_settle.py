@@ -1,4 +1,4 @@
-"""Two connections of one pair: a peer that restarted (review-tidy F1)."""
+"""Two connections of one pair: a peer that restarted (review-tidy F1) and a simultaneous open's switch (F2)."""
 
 from __future__ import annotations
 
@@ -83,5 +83,39 @@ async def test_link_sockets_give_up_on_unacknowledged_writes_within_the_keepaliv
         for hub in (alice, bob):
             (connection,) = hub._connections
             assert connection.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == expected
+    finally:
+        await nodes.close()
+
+
+@pytest.mark.parametrize("trial", range(6))
+async def test_messages_posted_back_to_back_arrive_in_order_across_a_simultaneous_open(certs, trial):
+    """F2: bob posts a long pushed message, then a short one. While his writer is inside the long one, alice's own
+    dial lands: the pair settles on alice's connection and bob's writer moves there for the short one. alice holds
+    what comes on the kept connection until bob's retired one has ended, so the short one never overtakes the long
+    one (it did in about one run in three)."""
+    nodes = Nodes(certs)
+    try:
+        alice, bob = await nodes.node("alice"), await nodes.node("bob")
+        alice._ports["bob"], bob._ports["alice"] = bob.port, alice.port
+        order: list[str] = []
+        alice.on("p", lambda peer, sid, rnd, payload: order.append(f"{rnd}:{len(payload)}"))
+        big = bytes(32 << 20)
+        sent = [bob.post("alice", SID, 1, "p", big), bob.post("alice", SID, 2, "p", b"after")]
+        box = bob._outboxes["alice"]
+        while not (box.messages and box.messages[0].started):  # bob's writer is in the middle of the long one
+            await asyncio.sleep(0.001)
+        await until(lambda: any(c.peer == "bob" for c in alice._accepted), seconds=10)
+        loop = asyncio.get_running_loop()
+        slow = [c for c in alice._accepted if c.peer == "bob"]  # bob's dial: alice reads it slowly (a slow path)
+        for connection in slow:
+            loop.remove_reader(connection._fd)
+        await alice._dial("bob")  # alice's own dial (her port question was slower) lands meanwhile
+        await until(lambda: any(getattr(c.stream, "retiring", False) for c in bob._connections), seconds=10)
+        for connection in slow:
+            loop.add_reader(connection._fd, connection._readable)
+        await asyncio.wait_for(asyncio.gather(*sent), 30)
+        await until(lambda: len(order) == 2, seconds=15)
+        assert order == [f"1:{len(big)}", "2:5"]
+        await until(lambda: len(alice._connections) == 1 and len(bob._connections) == 1, seconds=10)
     finally:
         await nodes.close()
