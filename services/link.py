@@ -35,7 +35,9 @@ certificate names it (:func:`services.tls.certificate_name`, the rule of gRPC's 
 dialer refuses a listener whose certificate names another node than the one it dialled, and the
 listener takes the dialer's name from its certificate and accepts only the names ``allowed`` says. A
 handshake that fails (a certificate from another CA, an expired one, none, not TLS 1.3, too slow) is
-audited on either end (``handshake_failed``, rate-limited: :class:`services.audit.Throttle`).
+audited on either end (``handshake_failed``, rate-limited: :class:`services.audit.Throttle`); a dialer whose own
+certificate the listener refuses learns it only at its first read (TLS 1.3 checks the client's certificate after
+the client's handshake is done), and audits it then, its error saying why.
 The dialer's first write (a hello with no frames) names it; every write names its sender, and a
 ``sender`` that disagrees with the certificate is refused. Under ``--insecure`` (plain TCP) the name a
 dialer's first write claims is taken on trust, as gRPC's ``caller`` does. A listener closes a
@@ -309,6 +311,8 @@ class _Stream:
         self.epoch: bytes | None = None  # the peer's epoch, as its hello on this connection said (None: not yet)
         self.hello: asyncio.Future | None = None  # our hello's write on it (a listener's): every other write after it
         self.unanswered: asyncio.TimerHandle | None = None  # closes a dialled connection whose peer never says hello
+        self.address = ""  # the peer's host:port, for a connection this hub dialled
+        self.failure = ""  # why it ended, when the link knows better than the socket's error (a refused certificate)
 
     async def write(self, data: bytes | list[bytes | memoryview]) -> None:
         """Write one write, :func:`encode`-d or as its :func:`encoded` pieces."""
@@ -537,7 +541,9 @@ class Hub:
                 _fail_dropped(box)
         except (Closed, OSError, LinkError) as exc:
             if not isinstance(exc, LinkError):
-                exc = LinkError(peer, f"link broke while sending ({exc})")
+                exc = LinkError(
+                    peer, (stream.failure if stream is not None else "") or f"link broke while sending ({exc})"
+                )
                 if stream is not None:
                     self._drop(peer, stream, exc)
             self._fail_outbox(box, written, exc)
@@ -600,6 +606,8 @@ class Hub:
                 raise
             connection = await self._reach(peer, host)  # it restarted on another port: asked again
         stream = self._register(connection, peer, self.me)
+        with contextlib.suppress(OSError):
+            stream.address = _address_text(connection.sock.getpeername())
         stream.unanswered = asyncio.get_running_loop().call_later(self.handshake_seconds, self._unanswered, connection)
         try:
             await stream.write(self._hello_write())
@@ -1009,6 +1017,12 @@ class Hub:
             why = f"the peer closed the link: {connection.farewell}"
             if dialled and not connection.stream.retiring:  # perhaps refused at our hello: a stale port reaching
                 self._ports.pop(peer, None)  # another hub (two hubs of one node share its certificate): asked again
+        elif dialled and connection.stream.epoch is None and isinstance(error, ssl.SSLError) and self._secure:
+            # TLS 1.3: the listener checks our certificate after our handshake is done; its refusal is an alert on
+            # our first read (or write), before its hello
+            reason = handshake_failure(error, self.handshake_seconds)
+            self._handshake_failed(connection.stream.address, f"link dialled to {peer}", reason)
+            why = connection.stream.failure = f"its link refused our TLS handshake: {reason}"
         elif error is not None:
             why = f"link broke ({error})"
         else:

@@ -220,6 +220,8 @@ _HANDSHAKE_REASONS = {  # OpenSSL's reason codes, in words an operator reads
     "HTTP_REQUEST": "it sent plaintext HTTP, not TLS",
     "NO_SHARED_CIPHER": "it offered no cipher this node takes",
     "TLSV1_ALERT_UNKNOWN_CA": f"{_REFUSED_BY_PEER}: signed by a CA it does not trust (another federation?)",
+    "TLSV1_ALERT_DECRYPT_ERROR": f"{_REFUSED_BY_PEER}: its signature does not verify against the CA it trusts "
+    "(another CA of the same name: another federation, or a CA made again?)",
     "SSLV3_ALERT_BAD_CERTIFICATE": f"{_REFUSED_BY_PEER} (bad certificate)",
     "SSLV3_ALERT_CERTIFICATE_EXPIRED": f"{_REFUSED_BY_PEER}: it says this node's certificate has expired",
     "TLSV13_ALERT_CERTIFICATE_REQUIRED": f"{_REFUSED_BY_PEER}: it wanted one and got none",
@@ -236,6 +238,8 @@ def handshake_failure(exc: BaseException, timeout: float) -> str:
         why = exc.verify_message or "not verified"
         if exc.verify_code in (19, 20, 21):  # self-signed in chain, unknown issuer, cannot verify the first
             return f"its certificate is not signed by this federation's CA ({why})"
+        if exc.verify_code == 7:  # its issuer has our CA's name, but our CA's key did not sign it
+            return f"its certificate is not signed by this federation's CA ({why}: another CA of the same name?)"
         if exc.verify_code == 10:
             return "its certificate has expired"
         if exc.verify_code == 9:

@@ -499,6 +499,36 @@ async def test_failed_handshakes_are_audited_with_the_peer_and_why_and_honest_pe
     assert bytes(await b.receive("alice", SID, 0, "x", timeout=5)) == b"honest"
 
 
+async def test_a_dialer_whose_own_certificate_the_listener_refuses_audits_it_and_says_why(net, certs, tmp_path, caplog):
+    """review-tidy F3, F7: carol trusts the federation's CA but holds a certificate of another CA of the same name
+    (init_certs' default, or a CA re-made with --force). In TLS 1.3 bob's refusal reaches her after her handshake,
+    on her first read: she audits it under the link she dialled, with the reason in words, and her error says it
+    (it read "link broke while sending (the connection closed)" and nothing was audited). bob's listener names the
+    cause (verify code 7, a signature failure, read "its certificate was refused (certificate signature failure)")."""
+    caplog.set_level(logging.INFO, logger="mpcdp.audit")
+    foreign = tmp_path / "foreign"
+    init_certs(["carol"], foreign)  # the default CA name, as the federation's
+    shutil.copy(certs / "ca.pem", foreign / "ca.pem")  # she trusts the federation's CA
+    b = net.hubs["bob"]
+    carol = net.hub("carol", foreign)
+    carol._ports["bob"] = b.port
+    try:
+        with pytest.raises(LinkError) as failed:
+            await carol.send("bob", SID, 0, "x", b"hi")
+            await carol.receive("bob", SID, 0, "y", timeout=5)
+    finally:
+        await carol.close()
+    assert "its link refused our TLS handshake: the peer refused this node's certificate" in str(failed.value)
+    await until(lambda: len(_handshake_audits(caplog)) >= 2)
+    audits = _handshake_audits(caplog)
+    (dialled,) = [a for a in audits if a["listener"] == "link dialled to bob"]
+    assert dialled["reason"].startswith("the peer refused this node's certificate") and dialled["peer"].endswith(
+        f":{b.port}"
+    )
+    (listener,) = [a for a in audits if a["listener"] == "link listener"]
+    assert listener["reason"].startswith("its certificate is not signed by this federation's CA"), listener
+
+
 async def test_a_flood_of_failed_handshakes_is_audited_up_to_a_rate_then_counted(net, caplog):
     caplog.set_level(logging.INFO, logger="mpcdp.audit")
     b = net.hubs["bob"]
