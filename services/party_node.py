@@ -66,7 +66,7 @@ MAX_REMEMBERED = 400_000  # closed additive session ids whose deadline is still 
 SHARE_MARGIN_FRACTION = 0.2
 SHARE_MARGIN_MAX = 2.0  # seconds
 CLOCK_SLACK = 5.0  # seconds a proposed deadline may exceed max_timeout by (clocks differ)
-READ_OFF_LOOP = 1 << 16  # ring elements: a longer vector is read and encoded off the event loop (milliseconds)
+READ_OFF_LOOP = 1 << 18  # ring elements: a longer vector is read and encoded off the event loop (a millisecond or more)
 # sessions (additive and many-party) live at once at a party: each holds vectors of up to the policy's max_length,
 # so this bounds its memory whatever its coordinators send; above the coordinator's SESSIONS_PER_PARTY, since a
 # coordinator frees its slot a moment before the party closes its session
