@@ -124,18 +124,25 @@ class Policy(BaseModel):
         )
 
 
-def check_link_ports(grpc_port: int | None, link_port: int | None, client_link_port: int | None = None) -> None:
+def check_link_ports(
+    grpc_port: int | None,
+    link_port: int | None,
+    client_link_port: int | None = None,
+    keys: tuple[str, str] = ("link_port", "client_link_port"),
+    grpc_key: str = "its address",
+) -> None:
     """ValueError naming the key unless each link port given is in 1..65535 and differs from the gRPC port and
-    from the other (two listeners cannot share a port)."""
-    for key, port in (("link_port", link_port), ("client_link_port", client_link_port)):
+    from the other (two listeners cannot share a port). ``keys``: what the user gave each port as (a file's key, a
+    flag), ``grpc_key``: where the gRPC port came from."""
+    for key, port in zip(keys, (link_port, client_link_port), strict=True):
         if port is None:
             continue
         if not 0 < port < 65536:
             raise ValueError(f"{key}: a port in 1..65535, got {port}")
         if port == grpc_port:
-            raise ValueError(f"{key}: {port} is the node's gRPC port (its address); links need a port of their own")
+            raise ValueError(f"{key}: {port} is the node's gRPC port ({grpc_key}); links need a port of their own")
     if link_port is not None and link_port == client_link_port:
-        raise ValueError(f"client_link_port: {link_port} is the link_port too; the two listeners need two ports")
+        raise ValueError(f"{keys[1]}: {link_port} is the {keys[0]} too; the two listeners need two ports")
 
 
 def _resolve(value: str | None, base: Path) -> Path | str | None:
@@ -307,6 +314,28 @@ def _located(errors: list[Any], where: str, doc: dict, lines: dict, prefix: tupl
     return FederationError(f"{at}:{node} " + "; ".join(_message(loc, e) for loc, e in zip(locs, errors, strict=True)))
 
 
+def _listeners(node: Node) -> list[tuple[str, str, int]]:
+    """Where ``node`` listens: (key, host, port) of its gRPC address, link port and clients' link port."""
+    if node.address is None:
+        return []
+    ports = [("address", node.port), ("link_port", node.link_port), ("client_link_port", node.client_link_port)]
+    return [(key, node.host, port) for key, port in ports if port is not None]
+
+
+def _port_clash(node: Node, before: list[Node]) -> tuple[str, str] | None:
+    """The key of ``node`` whose port on its host an earlier node listens on too, and why that fails."""
+    for key, host, port in _listeners(node):
+        for other in before:
+            for other_key, other_host, other_port in _listeners(other):
+                if (host, port) == (other_host, other_port):
+                    what = "its gRPC address" if other_key == "address" else other_key
+                    return (
+                        key,
+                        f"{port} on {host} is where node {other.name!r} listens too ({what}); a port per listener",
+                    )
+    return None
+
+
 def parse(doc: dict, base: Path, path: Path | None = None, text: str | None = None) -> Federation:
     """A federation from parsed TOML; ``base`` anchors relative paths; ``text`` (the file) gives line numbers."""
     where = str(path) if path else "federation"
@@ -315,7 +344,8 @@ def parse(doc: dict, base: Path, path: Path | None = None, text: str | None = No
         head = _File.model_validate(doc)
     except ValidationError as exc:
         raise _located(exc.errors(), where, doc, lines) from None
-    nodes, seen = [], set()
+    nodes: list[Node] = []
+    seen: set[str] = set()
     for i, raw in enumerate(head.node):
         try:
             node = Node.model_validate(raw)
@@ -334,6 +364,10 @@ def parse(doc: dict, base: Path, path: Path | None = None, text: str | None = No
                 ("node", i),
             )
         seen.add(node.name)
+        clash = _port_clash(node, nodes)
+        if clash:
+            key, why = clash
+            raise _located([{"loc": (key,), "msg": why, "type": "clash"}], where, doc, lines, ("node", i))
         nodes.append(
             node.model_copy(
                 update={

@@ -805,7 +805,9 @@ class Hub:
             self._listener = link_transport.listening_socket(host, self.listen_port)
         except OSError as exc:
             where = f"{host or '*'}:{self.listen_port or 'a free port'}"
-            raise OSError(exc.errno, f"cannot listen for links on {where}: {exc.strerror or exc}") from None
+            refused = OSError(f"cannot listen for links on {where}: {exc.strerror or exc}")  # one line, no [Errno]
+            refused.errno = exc.errno
+            raise refused from None
         self.port = self._listener.getsockname()[1]
         self._accepter = asyncio.ensure_future(self._accept(self._listener))
         self._watcher = asyncio.ensure_future(self._stop_with(server))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import textwrap
 
 
@@ -213,7 +214,7 @@ def add_federation_node_arguments(parser: argparse.ArgumentParser, example_port:
             metavar="PORT",
             help="port the clients' query links listen on, instead of the federation file's client_link_port; "
             "default: that, else a free port, which clients ask for over gRPC; it must differ from the gRPC "
-            "port and the link port",
+            "port and the link port (refused under --insecure, where clients are served over gRPC only)",
         )
     add_insecure_flag(parser)
     add_node_arguments(parser)
@@ -226,9 +227,21 @@ def link_ports(args, node, grpc_address: str) -> tuple[int, int]:
     from services.federation import check_link_ports
 
     link_port = args.link_port or node.link_port or 0
-    client_port = getattr(args, "client_link_port", None) or node.client_link_port or 0
+    client_flag = getattr(args, "client_link_port", None)
+    client_port = client_flag or node.client_link_port or 0
+    if client_port and getattr(args, "insecure", False):  # no clients' query links without TLS: gRPC only
+        key = "--client-link-port" if client_flag else "client_link_port"
+        if client_flag:
+            raise ValueError(f"{key}: under --insecure clients are served over gRPC only, not on query links")
+        print(f"note: {key} {client_port} is unused under --insecure (clients are served over gRPC)", file=sys.stderr)
+        client_port = 0
     grpc_port = int(grpc_address.rpartition(":")[2])
-    check_link_ports(grpc_port or None, link_port or None, client_port or None)
+    keys = (
+        "--link-port" if args.link_port else "link_port",
+        "--client-link-port" if client_flag else "client_link_port",
+    )
+    grpc_key = "--listen" if getattr(args, "listen", None) else "its address"
+    check_link_ports(grpc_port or None, link_port or None, client_port or None, keys, grpc_key)
     return link_port, client_port
 
 

@@ -1,5 +1,6 @@
 """Federation files, local data sources and the certificate command: clear errors naming the field."""
 
+import argparse
 import sqlite3
 from pathlib import Path
 
@@ -191,4 +192,55 @@ def test_the_link_port_flags_are_documented_and_checked(tmp_path, capsys):
     argv = ["party", "--federation", str(path), "--id", "alice", "--values", "1", "--insecure", "--link-port", "5001"]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "mpcdp party: link_port: 5001 is the node's gRPC port" in err and "Traceback" not in err
+    assert "mpcdp party: --link-port: 5001 is the node's gRPC port (its address)" in err and "Traceback" not in err
+    # review-tidy F6: the key the user gave is named (the flag, not the file's key; --listen's port, not the address)
+    argv[-1] = "6000"
+    assert main([*argv, "--listen", "127.0.0.1:6000"]) == 2
+    assert "mpcdp party: --link-port: 6000 is the node's gRPC port (--listen)" in capsys.readouterr().err
+
+
+def test_a_clients_link_port_under_insecure_is_refused_as_a_flag_and_noted_from_the_file(tmp_path, capsys):
+    """review-tidy F6: under --insecure the clients' query link hub does not listen; its port was silently unused."""
+    from services.commands import link_ports
+
+    node = fed.parse(doc(roles=["coordinator"], client_link_port=6001), Path(".")).node("alice")
+    args = argparse.Namespace(link_port=None, client_link_port=6002, insecure=True, listen=None)
+    with pytest.raises(ValueError, match="--client-link-port: under --insecure clients are served over gRPC only"):
+        link_ports(args, node, "127.0.0.1:5001")
+    args.client_link_port = None
+    assert link_ports(args, node, "127.0.0.1:5001") == (0, 0)
+    assert "note: client_link_port 6001 is unused under --insecure" in capsys.readouterr().err
+    args.insecure = False
+    assert link_ports(args, node, "127.0.0.1:5001") == (0, 6001)
+
+
+@pytest.mark.parametrize(
+    "second, words",
+    [
+        (
+            dict(link_port=7000),
+            "'bob': link_port: 7000 on 127.0.0.1 is where node 'alice' listens too (link_port)",
+        ),
+        (
+            dict(link_port=5001),
+            "'bob': link_port: 5001 on 127.0.0.1 is where node 'alice' listens too (its gRPC",
+        ),
+        (
+            dict(address="127.0.0.1:7000"),
+            "'bob': address: 7000 on 127.0.0.1 is where node 'alice' listens too (link_port)",
+        ),
+    ],
+)
+def test_two_nodes_on_one_host_never_share_a_port(second, words):
+    """review-tidy F6: ports were checked within one node only; a clash between nodes failed the second's start."""
+    two = {
+        "node": [
+            *doc(link_port=7000)["node"],
+            {"name": "bob", "address": "127.0.0.1:5002", "roles": ["party"], **second},
+        ]
+    }
+    with pytest.raises(fed.FederationError) as refused:
+        fed.parse(two, Path("."))
+    assert words in str(refused.value)
+    other_host = {**two["node"][1], "address": "10.0.0.2:" + two["node"][1]["address"].rsplit(":", 1)[1]}
+    fed.parse({"node": [two["node"][0], other_host]}, Path("."))  # another host: no clash
