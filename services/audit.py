@@ -17,7 +17,7 @@ What a stranger can cause without authenticating is written through a
 :class:`Throttle`: a failed TLS handshake on a link (``handshake_failed``: the
 peer's address, which listener or dialled link, the reason in words, never
 certificate or key material) is written one by one up to 20 a minute per
-link hub, and the rest as one event counting them (``left_out``) when the
+link hub, and the rest as one event per listener counting them (``left_out``) when the
 minute ends, so a flood of handshakes cannot fill the disk.
 """
 
@@ -31,6 +31,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 EVENTS = (
     "started",
@@ -185,7 +186,8 @@ class Throttle:
         self._start = -math.inf
         self._count = 0
         self.left_out = 0
-        self._last: tuple[str, dict] | None = None  # the event and fields of the first left out, for its summary
+        # per event and listener (and port) left out, how many: each summarised under its own listener
+        self._left: dict[tuple[str, tuple[tuple[str, Any], ...]], int] = {}
 
     def record(self, event: str, **fields) -> bool:
         """Write the event unless ``limit`` were written in this window (then counted); whether it was written.
@@ -198,8 +200,8 @@ class Throttle:
             self._count += 1
             record(event, **fields)
             return True
-        if not self.left_out:
-            self._last = (event, {k: v for k, v in fields.items() if k in ("listener", "port")})
+        key = (event, tuple((k, v) for k, v in fields.items() if k in ("listener", "port")))
+        self._left[key] = self._left.get(key, 0) + 1
         self.left_out += 1
         return False
 
@@ -209,10 +211,8 @@ class Throttle:
         return max(self._start + self.seconds - self._clock(), 0.0)
 
     def flush(self) -> None:
-        """Write how many events were left out since the last flush (nothing if none)."""
-        if self.left_out and self._last is not None:
-            event, fields = self._last
-            n, self.left_out = self.left_out, 0
-            record(
-                event, **fields, left_out=n, reason=f"{n} more like it in {self.seconds:g} s, not written one by one"
-            )
+        """Write how many events were left out since the last flush, one event per listener (nothing if none)."""
+        left, self._left, self.left_out = self._left, {}, 0
+        for (event, fields), n in left.items():
+            why = f"{n} more like it in {self.seconds:g} s, not written one by one"
+            record(event, **dict(fields), left_out=n, reason=why)

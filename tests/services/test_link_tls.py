@@ -545,6 +545,23 @@ async def test_a_flood_of_failed_handshakes_is_audited_up_to_a_rate_then_counted
     assert audits[-1]["left_out"] == 4 and audits[-1]["listener"] == "link listener" and "peer" not in audits[-1]
 
 
+def test_the_summary_of_left_out_handshakes_names_each_listener(caplog):
+    """review-tidy F7: the summary kept the first left-out event's listener only, so a window with failures on the
+    listener and on a dialled link was counted under one name."""
+    caplog.set_level(logging.INFO, logger="mpcdp.audit")
+    throttle = audit.Throttle(limit=1, seconds=60.0, clock=lambda: 0.0)
+    for _ in range(4):
+        throttle.record("handshake_failed", peer="10.0.0.9:1", listener="link listener", port=7, reason="plaintext")
+    for _ in range(2):
+        throttle.record("handshake_failed", peer="10.0.0.2:7", listener="link dialled to bob", reason="expired")
+    throttle.flush()
+    summaries = [a for a in _handshake_audits(caplog) if "left_out" in a]
+    assert sorted((a["listener"], a.get("port"), a["left_out"]) for a in summaries) == [
+        ("link dialled to bob", None, 2),
+        ("link listener", 7, 3),
+    ]
+
+
 async def test_an_expired_certificate_of_the_federation_fails_the_handshake_and_is_audited_as_expired(
     net, certs, tmp_path, caplog
 ):
