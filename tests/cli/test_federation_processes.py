@@ -52,7 +52,14 @@ def test_crashed_party_aborts_with_its_name_and_the_federation_recovers():
         fed.kill("carol")
         with pytest.raises(QueryError) as info:
             fed.query("mean", bounds=(0, 10_000), epsilon=1.0)
-        assert info.value.code == grpc.StatusCode.UNAVAILABLE and "carol" in info.value.details
+        # true diagnoses race (at load 11 any may come first): the coordinator's own dial to carol fails, or its
+        # link to her breaks mid-session, or a party's pair-key dial to carol fails first and it aborts, blaming
+        # carol (a claim the coordinator relays as such); each names carol, which is what the user needs
+        code, details = info.value.code, info.value.details
+        unreachable = code == grpc.StatusCode.UNAVAILABLE and "party carol is unreachable" in details
+        dropped = code == grpc.StatusCode.ABORTED and "carol dropped out of the session" in details
+        blamed = code == grpc.StatusCode.ABORTED and "blames carol" in details
+        assert unreachable or dropped or blamed, (code, details)
         fed.launch("carol")
         fed.wait_serving("carol")
         r = fed.query("mean", bounds=(0, 10_000), epsilon=1.0)
