@@ -323,11 +323,12 @@ def _listeners(node: Node) -> list[tuple[str, str, int]]:
 
 
 def _port_clash(node: Node, before: list[Node]) -> tuple[str, str] | None:
-    """The key of ``node`` whose port on its host an earlier node listens on too, and why that fails."""
+    """The key of ``node`` whose port on its host an earlier node listens on too, and why that fails: a link port
+    against any other port (two gRPC addresses alike are left as before: placeholders in generated files)."""
     for key, host, port in _listeners(node):
         for other in before:
             for other_key, other_host, other_port in _listeners(other):
-                if (host, port) == (other_host, other_port):
+                if (host, port) == (other_host, other_port) and (key, other_key) != ("address", "address"):
                     what = "its gRPC address" if other_key == "address" else other_key
                     return (
                         key,
