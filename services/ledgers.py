@@ -53,18 +53,22 @@ class GroupCommit:
 
     Each request (:meth:`reserve`, :meth:`charge_reserved`, :meth:`charge_now`, :meth:`free`) is queued and answered
     by an awaitable; what is queued while a group commits goes in the next group. A group is one call of
-    :meth:`mpcdp.dp.ledger.PrivacyLedger.apply` in a worker thread, one group at a time per ledger: one SQLite
-    transaction and one sync for all of its requests, each with its own outcome, in the order they were made
-    (a refused reservation is refused exactly as it would have been alone, after the requests before it). A
-    request's awaitable is done once its group has committed (a charge is acknowledged only once it is on disk);
-    a group whose transaction fails fails all of its requests and keeps none of them. The budget checks are the
-    ledger's own, inside that transaction, so other processes on the same file are serialised as before.
+    :meth:`mpcdp.dp.ledger.PrivacyLedger.apply` in a worker thread, one group at a time per ledger and event loop
+    (:func:`group_commit`): one SQLite transaction and one sync for all of its requests, each with its own outcome, in
+    the order they were made (a refused reservation is refused exactly as it would have been alone, after the
+    requests before it). A request's awaitable is done once its group has committed (a charge is acknowledged only
+    once it is on disk). A group whose transaction fails fails all of its requests and keeps none of them; a group
+    whose wait is cancelled (its loop shutting down) fails its requests too, although its thread may still commit
+    them: conservative, a reservation then holds budget until its deadline and a charge counts, never an
+    overspend. A request queued once its caller is gone (a cancelled wait) is still applied. The budget checks are
+    the ledger's own, inside that transaction, so other processes on the same file are serialised as before.
     """
 
     def __init__(self, ledger: PrivacyLedger):
         self._ledger = weakref.ref(ledger)  # the node keeps the ledger; this object (cached per ledger) must not
         self._queued: list[tuple[Operation, asyncio.Future]] = []
         self._committing: asyncio.Future | None = None
+        _EVERY.add(self)
 
     async def reserve(self, session: bytes, loss: PrivacyLoss, until: float) -> None:
         """:meth:`PrivacyLedger.reserve`, awaited: raises its :class:`BudgetExceeded` (or any failure)."""
@@ -93,12 +97,24 @@ class GroupCommit:
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
         self._queued.append((operation, waiter))
-        if self._committing is None or self._committing.done() or self._committing.get_loop() is not loop:
+        if self._committing is None or self._committing.done():
             self._committing = asyncio.ensure_future(self._commit())
             self._committing.add_done_callback(_retrieved)
         return waiter
 
+    def _forget(self) -> None:
+        """In a forked child: the parent's requests are the parent's to apply (applied here too, each would count
+        twice), and its commit task and futures belong to the parent's loop."""
+        self._queued = []
+        self._committing = None
+
     async def _commit(self) -> None:
+        try:
+            await self._groups()
+        finally:
+            self._committing = None  # a loop's GroupCommit keeps no task of it once idle (the loop is its weak key)
+
+    async def _groups(self) -> None:
         while self._queued:
             group, self._queued = self._queued, []
             ledger = self._ledger()
@@ -124,15 +140,34 @@ class GroupCommit:
                     waiter.set_result(outcome)
 
 
-_GROUPS: weakref.WeakKeyDictionary[PrivacyLedger, GroupCommit] = weakref.WeakKeyDictionary()
+_PerLoop = weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, "GroupCommit"]
+_GROUPS: weakref.WeakKeyDictionary[PrivacyLedger, _PerLoop] = weakref.WeakKeyDictionary()
+_EVERY: weakref.WeakSet[GroupCommit] = weakref.WeakSet()
 
 
 def group_commit(ledger: PrivacyLedger) -> GroupCommit:
-    """The one :class:`GroupCommit` of ``ledger`` in this process (its groups must not interleave)."""
-    group = _GROUPS.get(ledger)
+    """The one :class:`GroupCommit` of ``ledger`` on the running event loop (its groups must not interleave; each
+    request's future is that loop's). Another loop gets one of its own, so requests a closed loop left queued are
+    never applied by a later one, and a forked child starts with none of its parent's (:meth:`GroupCommit._forget`).
+    """
+    loop = asyncio.get_running_loop()
+    per_loop = _GROUPS.get(ledger)
+    if per_loop is None:
+        per_loop = _GROUPS[ledger] = weakref.WeakKeyDictionary()
+    group = per_loop.get(loop)
     if group is None:
-        group = _GROUPS[ledger] = GroupCommit(ledger)
+        group = per_loop[loop] = GroupCommit(ledger)
     return group
+
+
+def _forget_groups_in_child() -> None:
+    for group in list(_EVERY):
+        group._forget()
+    _GROUPS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_groups_in_child)
 
 
 def public_refusal(exc: Exception) -> str:

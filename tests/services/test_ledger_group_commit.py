@@ -4,6 +4,7 @@ a time, each request its own outcome in order; a hammer of concurrent reservatio
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import threading
 import time
@@ -12,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from mpcdp.dp.ledger import BudgetExceeded, Charge, PrivacyLedger, Reserve
+from mpcdp.dp.ledger import BudgetExceeded, Charge, ChargeNow, PrivacyLedger, Reserve
 from mpcdp.dp.loss import PrivacyLoss, Relation
 from services.analyst import QueryError
 from services.ledgers import group_commit
@@ -174,27 +175,64 @@ async def test_each_node_group_commits_its_ledger_changes_and_a_keyed_party_char
 
 
 def test_a_loop_closed_while_its_group_commits_does_not_stop_the_next_loops_requests(tmp_path, monkeypatch):
-    """A node's loop closed mid-commit (its requests' callers gone): the requests it queued behind that group are
-    applied by the next loop's group, and their settling (on the closed loop) does not stop that group's others."""
+    """A node's loop closed mid-commit (its requests' callers gone): the next loop's requests are answered, and it
+    applies none of those the closed loop left queued (each loop has its own GroupCommit: applied later, a charge
+    nobody waits for any more would count; a free left so is fail-closed, the reservation lapses at its deadline)."""
     ledger = PrivacyLedger(tmp_path / "l.db", "ds", "1")
     Spy(ledger, monkeypatch, delay=0.2)
-    group = group_commit(ledger)
     until = time.time() + 60
 
     async def leave() -> None:
+        group = group_commit(ledger)
         group.queue(Reserve(b"a", loss("0.25"), until))  # its group starts committing
         await asyncio.sleep(0.01)
         group.free(b"a")  # queued behind it, with a done callback on this loop
+        group.queue(ChargeNow(loss("0.25"), "stale"))  # its caller gone with the loop
 
     first = asyncio.new_event_loop()
     first.run_until_complete(leave())
     first.close()
+    time.sleep(0.3)  # the closed loop's group has committed in its thread
 
     async def next_loop() -> None:
-        await asyncio.wait_for(group.reserve(b"b", loss("0.5"), until), 5.0)
+        await asyncio.wait_for(group_commit(ledger).reserve(b"b", loss("0.5"), until), 5.0)
 
     asyncio.run(next_loop())
-    assert set(ledger.reserved()) == {b"b".hex()}  # a reserved, then freed (in order), b reserved
+    assert set(ledger.reserved()) == {b"a".hex(), b"b".hex()}
+    assert ledger.history() == []  # the stale charge was never applied
+
+
+def test_a_forked_child_applies_none_of_its_parents_queued_requests(tmp_path, monkeypatch):
+    """A fork while a group commits and another request waits behind it: the child's own request is applied, the
+    parent's queued one only by the parent (applied by both, it was charged twice)."""
+    path = tmp_path / "l.db"
+    ledger = PrivacyLedger(path, "ds", "1")
+    Spy(ledger, monkeypatch, delay=0.3)
+
+    async def parent() -> int:
+        group = group_commit(ledger)
+        first = asyncio.ensure_future(group.charge_now(loss("0.1"), "x"))
+        await asyncio.sleep(0.05)  # x's group is committing
+        second = asyncio.ensure_future(group.charge_now(loss("0.1"), "y"))  # queued behind it
+        await asyncio.sleep(0)
+        pid = os.fork()  # waits for x's group (the ledger's lock) to finish
+        if pid == 0:  # pragma: no cover - the child
+            code = 1
+            try:
+
+                async def child() -> None:
+                    await asyncio.wait_for(group_commit(ledger).charge_now(loss("0.1"), "child"), 5)
+
+                asyncio.run(child())
+                code = 0
+            finally:
+                os._exit(code)
+        await first
+        await second
+        return os.waitpid(pid, 0)[1]
+
+    assert asyncio.run(parent()) == 0
+    assert sorted(c.label for c in PrivacyLedger(path, "ds", "1").history()) == ["child", "x", "y"]
 
 
 async def test_a_reservation_whose_caller_is_cancelled_while_it_commits_is_freed(tmp_path, monkeypatch):
@@ -212,3 +250,4 @@ async def test_a_reservation_whose_caller_is_cancelled_while_it_commits_is_freed
         await holding
     await group_commit(ledger).reserve(b"t", loss("1"), until)  # the whole budget: fits once s is freed
     assert set(ledger.reserved()) == {b"t".hex()}
+
