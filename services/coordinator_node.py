@@ -60,7 +60,7 @@ from services import audit, convert, releases, server
 from services.channels import Channels
 from services.deadlines import COALESCED_SESSIONS, DEFAULT_TIMEOUT, SEND_TIMEOUT
 from services.federation import Federation
-from services.ledgers import group_commit, public_refusal
+from services.ledgers import SETTLE_SECONDS, group_commit, public_refusal, settled
 from services.link import Hub, LinkError
 from services.query_link import LinkContext, QueryService
 from services.sessions import ABORT, ANSWER, PARTIAL, PROPOSE, START, KeyedPartial
@@ -247,6 +247,8 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             _, late = await asyncio.wait(list(self._keeping.values()), timeout=KEEP_GRACE)
             if late:  # a store that does not answer: close anyway, not wait for ever
                 log.error("closing with %d release(s) still being kept after %.0f s", len(late), KEEP_GRACE)
+        if not await settled(self.ledger):  # the frees the sessions queued as they ended
+            log.error("closing with ledger changes still being committed after %.0f s", SETTLE_SECONDS)
         if self.store is not None:
             self.store.close()
         self._release_reads.shutdown(wait=False, cancel_futures=True)

@@ -34,6 +34,7 @@ from mpcdp.dp.loss import PrivacyLoss
 from services.federation import Federation, FederationError
 
 SESSION_KEEP_AFTER_DEADLINE = 3600.0  # seconds of clock skew a replayed, expired session id is still refused for
+SETTLE_SECONDS = 35.0  # seconds a closing node waits for its ledger's queued changes (a commit waits <= 30 s)
 RETRY_PAUSE = 0.05  # seconds between a failed session log write and the write of the ids appended during it
 
 
@@ -102,6 +103,16 @@ class GroupCommit:
             self._committing.add_done_callback(_retrieved)
         return waiter
 
+    async def drain(self, timeout: float) -> bool:
+        """Wait, at most ``timeout`` seconds, until every request queued so far is applied (a node's close: the frees
+        its sessions queued as they ended must run before its loop stops, or their reservations would hold budget
+        until their deadlines); whether they were."""
+        task = self._committing
+        if task is None or task.done():
+            return True
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        return bool(done)
+
     def _forget(self) -> None:
         """In a forked child: the parent's requests are the parent's to apply (applied here too, each would count
         twice), and its commit task and futures belong to the parent's loop."""
@@ -158,6 +169,15 @@ def group_commit(ledger: PrivacyLedger) -> GroupCommit:
     if group is None:
         group = per_loop[loop] = GroupCommit(ledger)
     return group
+
+
+async def settled(ledger: PrivacyLedger | None, timeout: float = SETTLE_SECONDS) -> bool:
+    """At a node's close, once its sessions have ended: wait, at most ``timeout`` seconds, for the ledger changes
+    they queued on this loop (the frees of what they held: left queued as the loop stops, they never ran, and a
+    restarted node counted the reservations until their deadlines); whether every one was applied."""
+    per_loop = _GROUPS.get(ledger) if ledger is not None else None
+    group = per_loop.get(asyncio.get_running_loop()) if per_loop is not None else None
+    return group is None or await group.drain(timeout)
 
 
 def _forget_groups_in_child() -> None:

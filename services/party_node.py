@@ -52,7 +52,7 @@ from mpcdp.protocol.spec import MAX_BATCH, Batch, Sharing
 from services import audit, convert
 from services.data import DataError, Table
 from services.federation import Federation
-from services.ledgers import SessionLog, group_commit, public_refusal
+from services.ledgers import SETTLE_SECONDS, SessionLog, group_commit, public_refusal, settled
 from services.link import Hub, LinkError, TooLong
 from services.pair_keys import PairKeyError, PairKeys
 from services.sessions import ABORT, ANSWER, PARTIAL, PROPOSE, SHARE, START, keyed_partial
@@ -71,6 +71,7 @@ READ_OFF_LOOP = 1 << 18  # ring elements: a longer vector is read and encoded of
 # so this bounds its memory whatever its coordinators send; above the coordinator's SESSIONS_PER_PARTY, since a
 # coordinator frees its slot a moment before the party closes its session
 MAX_SESSIONS = 100
+ABORT_WAIT = 5.0  # seconds close waits for its cancelled sessions to end (each queues the free of what it held)
 BUSY = "too many sessions in flight at this party; retry later"
 REMEMBERING = "this party remembers too many sessions whose deadlines are still ahead; retry later"
 
@@ -214,11 +215,17 @@ class PartyNode(pb_grpc.PartyServicer):
         return max(spec.deadline - self._clock(), 0.0)
 
     async def close(self) -> None:
-        for live in list(self._live.values()):
-            if live.task is not None:
-                live.task.cancel()
+        """Cancel the live sessions and close the links; the reservations the sessions held are freed (queued as each
+        ends, then awaited: :func:`services.ledgers.settled`) before the loop may stop."""
+        tasks = [live.task for live in self._live.values() if live.task is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=ABORT_WAIT)
         self.pair_keys.forget()
         await self.link.close()
+        if not await settled(self.ledger):
+            log.error("closing with ledger changes still being committed after %.0f s", SETTLE_SECONDS)
         if self.sessions is not None:
             self.sessions.close()
 

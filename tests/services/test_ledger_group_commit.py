@@ -17,7 +17,7 @@ from mpcdp.dp.ledger import BudgetExceeded, Charge, ChargeNow, PrivacyLedger, Re
 from mpcdp.dp.loss import PrivacyLoss, Relation
 from services.analyst import QueryError
 from services.ledgers import group_commit
-from tests.support.federation import ledgered_cluster, until
+from tests.support.federation import RAISES, Speaker, ledgered_cluster, session_spec, until
 
 
 def loss(eps: str) -> PrivacyLoss:
@@ -251,3 +251,21 @@ async def test_a_reservation_whose_caller_is_cancelled_while_it_commits_is_freed
     await group_commit(ledger).reserve(b"t", loss("1"), until)  # the whole budget: fits once s is freed
     assert set(ledger.reserved()) == {b"t".hex()}
 
+
+async def test_a_closing_node_frees_what_its_sessions_held_before_it_returns(tmp_path_factory, monkeypatch):
+    """A party closed with a seeded DP session accepted (its loss reserved, waiting for START): the free its ending
+    session queues is applied before close returns (queued as the loop stopped, it never ran: the reservation held
+    budget across a restart until its deadline)."""
+    data = {p: {"raise": [float(v)]} for p, v in RAISES.items()}
+    cluster, ledgers, _ = await ledgered_cluster(tmp_path_factory, data, {"max_records": 10}, budget=1.0)
+    speaker = Speaker(cluster)
+    try:
+        spec = session_spec("seeded", session_id=b"c" * 16, epsilon=0.5, max_records=10)
+        assert (await speaker.propose("bob", spec)).accepted
+        assert set(ledgers["bob"].reserved()) == {spec.session_id.hex()}
+        Spy(ledgers["bob"], monkeypatch, delay=0.5)  # a slow disk: the free is not done unless close waits for it
+        await cluster.nodes["bob"].close()
+        assert ledgers["bob"].reserved() == {}
+    finally:
+        await speaker.close()
+        await cluster.close()
