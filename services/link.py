@@ -407,6 +407,7 @@ class Hub:
         self._watcher: asyncio.Task | None = None  # stops listening when the gRPC server stops
         self._connections: set[Connection] = set()  # every open one, dialled or accepted
         self._accepted: set[Connection] = set()  # those peers dialled to this hub
+        self._of_peer: dict[str, set[Connection]] = {}  # the open ones registered for each peer (retiring included)
         self._ungreeted: set[Connection] = set()  # those of them whose hello has not come yet
         self._inbox: dict[tuple[str, bytes, int, str], _Inbox] = {}
         self._pending: dict[str, int] = {}  # bytes held per peer for messages nobody asked for
@@ -693,6 +694,7 @@ class Hub:
         stream = _Stream(connection.write, connection.close, dialler)
         connection.stream = stream
         self._streams.setdefault(peer, []).append(stream)
+        self._of_peer.setdefault(peer, set()).add(connection)
         return stream
 
     # -- a simultaneous open: two connections of one pair settle on one ---------------------
@@ -716,8 +718,8 @@ class Hub:
         self._settle(peer)
 
     def _connections_of(self, peer: str) -> list[Connection]:
-        """Every open connection of ``peer`` (retiring ones included)."""
-        return [c for c in self._connections if c.peer == peer and isinstance(c.stream, _Stream)]
+        """Every open connection of ``peer`` (retiring ones included): a few, whatever the hub's number of peers."""
+        return list(self._of_peer.get(peer, ()))
 
     def _settle(self, peer: str) -> None:
         """When both ends dialled each other at once, the pair settles on the connection the lower name dialled
@@ -743,7 +745,7 @@ class Hub:
         connection the higher name dialled (the one a simultaneous open retires), which it wrote on first."""
         stream = connection.stream
         lower = min(self.me, peer)
-        if not isinstance(stream, _Stream) or stream.dialler != lower:
+        if not isinstance(stream, _Stream) or stream.dialler != lower or len(self._of_peer.get(peer, ())) < 2:
             return False
         for other in self._connections_of(peer):
             was = other.stream
@@ -907,7 +909,7 @@ class Hub:
             audit.record("denied", caller=who, message="link refused")
             connection.close(f"{who!r} may not open a link to {self.me!r}")
             return None
-        if sum(c.peer == who for c in self._connections) >= MAX_LINKS_PER_PEER:  # retiring ones too (_settle)
+        if len(self._of_peer.get(who, ())) >= MAX_LINKS_PER_PEER:  # retiring ones too (_settle)
             audit.record("denied", caller=who, message="link refused: too many links")
             connection.close(f"{who!r} has {MAX_LINKS_PER_PEER} links to {self.me!r} already")
             return None
@@ -1015,6 +1017,11 @@ class Hub:
         peer = connection.peer
         if peer is None or not isinstance(connection.stream, _Stream):
             return
+        mine = self._of_peer.get(peer)
+        if mine is not None:
+            mine.discard(connection)
+            if not mine:
+                del self._of_peer[peer]
         if connection.farewell is not None:
             why = f"the peer closed the link: {connection.farewell}"
             if dialled and not connection.stream.retiring:  # perhaps refused at our hello: a stale port reaching
@@ -1239,6 +1246,7 @@ class Hub:
         self._streams.clear()  # before the first await: a caller cancelled meanwhile leaves no stale stream
         self._waiting.clear()
         self._waiting_bytes.clear()
+        self._of_peer.clear()
         for dialing in self._dialing.values():
             dialing.cancel()
         for connection in list(self._connections):
