@@ -385,7 +385,7 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
             await asyncio.wait({self._keeping[sid]})
         loop = asyncio.get_running_loop()
         kept = await loop.run_in_executor(self._release_reads, self.store.get, sid) if self.store is not None else None
-        if kept is None or kept[0]["client"] != who or not self._charged(sid, kept[0]):
+        if kept is None or kept[0]["client"] != who or not await self._charged(sid, kept[0]):
             await server.abort(
                 context,
                 grpc.StatusCode.NOT_FOUND,
@@ -396,11 +396,13 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
         audit.record("fetched", session=sid, client=who)
         await self._send(context, kept[1], sid)
 
-    def _charged(self, sid: str, meta: dict) -> bool:
-        """Whether a kept release was paid for (a crash between keeping and charging leaves it unpaid)."""
+    async def _charged(self, sid: str, meta: dict) -> bool:
+        """Whether a kept release was paid for (a crash between keeping and charging leaves it unpaid). Read off the
+        loop: the ledger's connection may be held by a group waiting for another process's write lock (up to the
+        busy timeout)."""
         if meta.get("exact") or self.ledger is None:
             return True
-        return self.ledger.has_charge(sid)
+        return await asyncio.to_thread(self.ledger.has_charge, sid)
 
     async def _session(self, batch: Batch, confidence: float, client: str, budget: bool, note: str = "") -> list:
         """Run the session, keep its releases (one per statistic of the batch), charge the held budget (their

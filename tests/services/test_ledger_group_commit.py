@@ -269,3 +269,38 @@ async def test_a_closing_node_frees_what_its_sessions_held_before_it_returns(tmp
     finally:
         await speaker.close()
         await cluster.close()
+
+
+async def test_fetch_checks_the_charge_off_the_loop_while_a_group_waits_for_another_writer(tmp_path):
+    """Another process holds the file's write lock; a group waits for it in its thread, holding the ledger's
+    connection: Fetch's check that the release was charged waits too, but not on the event loop (it blocked the loop
+    for as long as the other writer held the lock, up to the busy timeout)."""
+    from services.coordinator_node import CoordinatorNode
+
+    path = tmp_path / "l.db"
+    ledger = PrivacyLedger(path, "ds", "1")
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)  # another process's writer
+    other.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(1.0, lambda: other.execute("COMMIT"))
+    release.start()
+    gaps: list[float] = []
+
+    async def ticker():
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    task = asyncio.ensure_future(ticker())
+    try:
+        charging = asyncio.ensure_future(group_commit(ledger).charge_now(loss("0.1"), "x"))
+        await asyncio.sleep(0.1)  # x's group waits for the write lock
+        assert await CoordinatorNode._charged(SimpleNamespace(ledger=ledger), "x", {})  # once x's group committed
+        await charging
+    finally:
+        task.cancel()
+        release.join()
+        other.close()
+    assert max(gaps) < 0.5, max(gaps)
