@@ -195,7 +195,8 @@ def _grouping_child(path: str, write_fd: int) -> None:  # pragma: no cover - run
 @pytest.mark.parametrize("kill_after", [1, 3, 6])
 def test_a_process_killed_mid_group_loses_no_acknowledged_charge_and_keeps_no_half_group(tmp_path, kill_after):
     """kill -9 while a group is inside its transaction; the ledger reopened has every acknowledged charge, each group
-    wholly or not at all, and never more than the budget (the groups run past it: later reservations are refused)."""
+    wholly or not at all, and its sums read back as SQL sums them (the budget is never reached here: that concurrent
+    groups never overspend is test_two_processes_grouping_on_one_file_never_overspend's)."""
     path = str(tmp_path / "l.db")
     PrivacyLedger(path, "ds", "3")
     read_fd, write_fd = os.pipe()
@@ -229,7 +230,7 @@ def test_a_process_killed_mid_group_loses_no_acknowledged_charge_and_keeps_no_ha
         by_group[group] = by_group.get(group, 0) + 1
     assert set(by_group) <= {f"g{k}" for k in range(begun + 1)}
     assert all(n == 8 for n in by_group.values()), by_group  # 8 charges per group (the budget is never reached)
-    assert reopened.spent().epsilon == pytest.approx(float(sql_total(path))) and sql_total(path) <= 3
+    assert reopened.spent().epsilon == pytest.approx(float(sql_total(path)))
 
 
 def _grouping_hammer(path: str, seed: int, done, results) -> None:  # pragma: no cover - a forked child

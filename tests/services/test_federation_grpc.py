@@ -12,6 +12,7 @@ import pytest
 
 from services import link, sessions
 from services.analyst import QueryError
+from services.ledgers import settled
 from services.link import LinkError
 from services.party_node import PartyNode
 from services.tls import Identity, init_certs
@@ -286,9 +287,12 @@ async def test_over_budget_query_is_refused_before_any_share_moves(dp_cluster, s
     err = await expect_error(dp_cluster, grpc.StatusCode.RESOURCE_EXHAUSTED, "refused", epsilon=1.0, sharing=sharing)
     assert any(p in err.details for p in ("alice", "bob", "carol"))  # the parties' own ledgers still refuse
     # seeded: dave's partial sum waits for every share, so it never left; keyed: it is dave's answer, charged (on
-    # disk) as it leaves although nothing was released (conservative), unless the coordinator's abort (the others
-    # refused) reached dave first (it reserves and charges off its loop, and the others' refusals may come first)
-    await until(lambda: not dp_cluster.ledgers["dave"].reserved())
+    # disk) before it leaves although nothing was released (conservative), unless the coordinator's abort (the others
+    # refused) reached dave first (it charges off its loop, and the others' refusals may come first)
+    dave = dp_cluster.nodes["dave"]
+    await until(lambda: not dave._live)  # its session ended: its charge (keyed) or free (seeded) is queued by now
+    assert await settled(dave.ledger, 10.0)  # and applied
+    assert dp_cluster.ledgers["dave"].reserved() == {}
     assert spent(dp_cluster)["dave"] in ((1.0, 2.0) if sharing == "keyed" else (1.0,))
 
 
