@@ -478,8 +478,10 @@ class PartyNode(pb_grpc.PartyServicer):
         than a refusing peer colluding with the coordinator learns today: the coordinator can remove a pair's
         mask only with that pair's key, so without every key crossing a set's boundary the partial sums of the
         set are uniformly random; with the keys of the refusing (colluding) peers it learns the noisy sum of
-        the parties that answered, which the noise pieces are sized for (``colluders`` withheld). The budget
-        is charged as it leaves, even if the session then aborts; the session id is on disk first."""
+        the parties that answered, which the noise pieces are sized for (``colluders`` withheld). The loss is
+        charged (on disk) before the partial sum leaves, and stays charged if the session then aborts; an abort that
+        comes while the charge commits may leave it charged for a partial sum never sent (conservative, never an
+        overspend). The session id is on disk first."""
         session, spec = live.session, live.spec
         assert session is not None
         peers = session.peers
