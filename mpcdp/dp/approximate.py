@@ -8,6 +8,10 @@ come from a CSPRNG (:class:`~mpcdp.prg.RandomSource`), and the input data
 never enters them, so floating-point error can only perturb the noise
 distribution by about 1e-12 in relative terms; it cannot reveal an input
 the way a float Laplace added to the data can (Mironov, CCS 2012).
+
+Pieces of at most ``SCALAR_MAX`` elements (a scalar statistic's) are drawn element by element on Python
+floats by the same algorithms: for one element, from the same words of the stream, the same draws as the
+numpy path (the tests compare them); numpy's per-call setup dominated there (~1 ms per scalar piece).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from fractions import Fraction
 import numpy as np
 
 from ..prg import RandomSource
-from .samplers import POISSON_EXACT_MAX, uniform_below
+from .samplers import POISSON_EXACT_MAX, SCALAR_MAX, uniform_below, words
 from .samplers import poisson as exact_poisson
 
 PTRS_MIN_MEAN = 10.0
@@ -36,6 +40,13 @@ def uniform_open(rng: RandomSource, n: int) -> np.ndarray:
     return out
 
 
+def _open_floats(rng: RandomSource, n: int) -> tuple[float, ...]:
+    """The next n doubles of :func:`uniform_open`, as Python floats: the same words of the stream (one call
+    for all n), the same arithmetic (the word's top 53 bits, plus one half, times 2^-53; each step rounds as
+    numpy's does), so the same values."""
+    return tuple((float(w >> 11) + 0.5) * 2.0**-53 for w in words(rng, n))
+
+
 def poisson_large(lam: float, size: int, rng: RandomSource) -> np.ndarray:
     """Poisson(lam) for lam >= 10 by Hormann's transformed rejection (PTRS, 1993). Approximate.
 
@@ -44,6 +55,8 @@ def poisson_large(lam: float, size: int, rng: RandomSource) -> np.ndarray:
     lam = float(lam)
     if not (PTRS_MIN_MEAN <= lam <= PTRS_MAX_MEAN):
         raise ValueError(f"lam must be in [{PTRS_MIN_MEAN}, 2^50], got {lam!r}")
+    if size <= SCALAR_MAX:
+        return np.array([_poisson_one(lam, rng) for _ in range(size)], dtype=np.int64)
     return _ptrs(np.full(int(size), lam), rng)
 
 
@@ -107,6 +120,50 @@ def _ptrs(means: np.ndarray, rng: RandomSource) -> np.ndarray:
     return out
 
 
+def _poisson_one(mean: float, rng: RandomSource) -> int:
+    """One Poisson(mean) draw, mean in [0, 2^50]: :func:`poisson_each`'s algorithms (inversion below 10, PTRS
+    above) on Python floats, consuming the stream as it does for one element. Approximate, as they are."""
+    if not 0 <= mean <= PTRS_MAX_MEAN:  # NaN fails it
+        raise ValueError("every mean must be in [0, 2^50]")
+    if mean < PTRS_MIN_MEAN:
+        (u,) = _open_floats(rng, 1)
+        pk = math.exp(-mean)
+        cdf, k = pk, 0
+        while u > cdf and (k == 0 or pk > 0):
+            k += 1
+            pk *= mean / k
+            cdf += pk
+        return k
+    b = 0.931 + 2.53 * math.sqrt(mean)
+    a = -0.059 + 0.02483 * b
+    vr = 0.9277 - 3.6224 / (b - 2)
+    log_inv_alpha = math.log(1.1239 + 1.1328 / (b - 3.4))
+    log_mean = math.log(mean)
+    while True:
+        u, v = _open_floats(rng, 2)
+        u -= 0.5
+        us = 0.5 - abs(u)
+        if us == 0.0:  # u was 1.0 (probability 2^-53): the vector path's k is infinite and rejected too
+            continue
+        k = math.floor((2 * a / us + b) * u + mean + 0.43)
+        if us >= 0.07 and v <= vr:
+            return k
+        if k < 0 or (us < 0.013 and v > us):
+            continue
+        if math.log(v) + log_inv_alpha - math.log(a / (us * us) + b) <= _log_pmf_one(float(k), mean, log_mean):
+            return k
+
+
+def _log_pmf_one(k: float, lam: float, loglam: float) -> float:
+    """:func:`_poisson_log_pmf` for one k, in Python floats."""
+    if k < 10:
+        return -lam + k * loglam - math.lgamma(k + 1)
+    d = k - lam
+    bd0 = k * math.log1p(d / lam) - d
+    stirlerr = 1 / (12 * k) - 1 / (360 * k**3) + 1 / (1260 * k**5)
+    return -bd0 - 0.5 * math.log(2 * math.pi * k) - stirlerr
+
+
 def normal(size: int, rng: RandomSource) -> np.ndarray:
     """``size`` standard normal draws by the Box-Muller transform (1958). Approximate."""
     radius = np.sqrt(-2.0 * np.log(uniform_open(rng, size)))
@@ -136,6 +193,26 @@ def gamma(shape: float, size: int, rng: RandomSource) -> np.ndarray:
         todo = todo[~ok]
     if shape < 1:
         out *= uniform_open(rng, out.size) ** (1.0 / shape)
+    return out
+
+
+def _gamma_one(shape: float, rng: RandomSource) -> float:
+    """One Gamma(shape, 1) draw: :func:`gamma`'s algorithm (Marsaglia and Tsang 2000, Box-Muller normals) on
+    Python floats, consuming the stream as it does for one element. Approximate, as it is."""
+    boosted = shape + 1.0 if shape < 1 else float(shape)
+    d = boosted - 1.0 / 3.0
+    c = 1.0 / math.sqrt(9.0 * d)
+    while True:
+        u_radius, u_angle, u_accept = _open_floats(rng, 3)  # gamma's normal (two uniforms), then its log_u
+        x = math.sqrt(-2.0 * math.log(u_radius)) * math.cos(2.0 * math.pi * u_angle)
+        v = 1.0 + c * x
+        if v > 0:
+            v = v * v * v
+            if math.log(u_accept) < 0.5 * x * x + d - d * v + d * math.log(v):
+                break
+    out = d * v
+    if shape < 1:
+        out *= _open_floats(rng, 1)[0] ** (1.0 / shape)
     return out
 
 
@@ -174,6 +251,8 @@ def logarithmic(scale: float, size: int, rng: RandomSource) -> np.ndarray:
     """
     alpha = math.exp(-1.0 / scale)
     log1m_alpha = math.log(-math.expm1(-1.0 / scale))
+    if size <= SCALAR_MAX:
+        return np.array([_logarithmic_one(alpha, log1m_alpha, rng) for _ in range(size)], dtype=np.int64)
     v = uniform_open(rng, size)
     out = np.ones(size, dtype=np.int64)
     big = np.flatnonzero(v < alpha)
@@ -184,6 +263,18 @@ def logarithmic(scale: float, size: int, rng: RandomSource) -> np.ndarray:
             tail = np.floor(1 + np.log(vb) / np.log(q))
         out[big] = np.where(vb < q * q, tail, np.where(vb < q, 2, 1)).astype(np.int64)
     return out
+
+
+def _logarithmic_one(alpha: float, log1m_alpha: float, rng: RandomSource) -> int:
+    """One draw of :func:`logarithmic` (algorithm LK) on Python floats, consuming the stream as it does for one
+    element."""
+    (v,) = _open_floats(rng, 1)
+    if not v < alpha:
+        return 1
+    q = -math.expm1(_open_floats(rng, 1)[0] * log1m_alpha)
+    if v < q * q:
+        return math.floor(1 + math.log(v) / math.log(q))
+    return 2 if v < q else 1
 
 
 GAMMA_POISSON_MIN_EVENTS = 2.5  # Polya: above this many Poisson events per element, the gamma mixture is faster
@@ -225,6 +316,9 @@ def polya_mixture(shape: float, scale: float, size: int, rng: RandomSource) -> n
     _check_polya(shape, scale)
     if 1.0 / scale > 700.0:  # alpha = exp(-1/scale) underflows: NB(shape, alpha) is 0 to float precision
         return np.zeros(int(size), dtype=np.int64)
+    if size <= SCALAR_MAX:  # element by element: for one element, the same draws from the same words
+        odds = math.expm1(1.0 / scale)
+        return np.array([_poisson_one(_gamma_one(shape, rng) / odds, rng) for _ in range(size)], dtype=np.int64)
     return poisson_each(gamma(shape, size, rng) / math.expm1(1.0 / scale), rng)
 
 

@@ -5,7 +5,9 @@ Every sampler here is *exact*: given uniform random words from a
 distribution for the exact rational parameter it is given. No floating-point
 number is involved in any sampling decision, so none of the attacks on
 floating-point noise (Mironov, CCS 2012) apply. Randomness is consumed in
-64-bit words; loops run over the shrinking set of undecided elements.
+64-bit words; loops run over the shrinking set of undecided elements. A few
+draws (``SCALAR_MAX``) are made on Python ints instead, with the same
+comparisons on the same words, so still exact.
 
 Algorithms: Bernoulli(p) for rational p by lazy comparison of a uniform
 binary expansion with p's; Bernoulli(exp(-gamma)), discrete Laplace and
@@ -17,8 +19,10 @@ for rational lambda by geometric rejection (cost linear in lambda).
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Callable
 from fractions import Fraction
+from functools import cache
 from math import factorial, isqrt
 
 import numpy as np
@@ -30,12 +34,20 @@ _LOW32 = np.uint64((1 << 32) - 1)
 _TWO64 = 1 << 64
 _SAFE_V = 1 << 10  # V < 2^10 keeps U + t V below 2^63 for t < 2^52
 POISSON_EXACT_MAX = 256  # exact Poisson costs O(lambda) words per sample
+SCALAR_MAX = 16  # up to this many draws, loops over Python numbers instead of numpy arrays (same law): each
+# rejection round of a vector sampler makes ~10-30 array calls of 1-5 us, whatever the size; measured, the loops
+# are ~10x cheaper for one draw and even at about 16 (benchmarks/dp_samplers.py --small)
 
 
 def _check_size(size: object) -> int:
     if not isinstance(size, (int, np.integer)) or size < 0:
         raise ValueError(f"size must be a non-negative integer, got {size!r}")
     return int(size)
+
+
+def words(rng: RandomSource, n: int) -> tuple[int, ...]:
+    """The next n 64-bit words of ``rng`` as Python ints: the words ``rng.uint64(n)`` would give, in one call."""
+    return struct.unpack(f"<{n}Q", rng.bytes(8 * n))
 
 
 def _uint32(rng: RandomSource, n: int) -> np.ndarray:
@@ -95,6 +107,20 @@ def bernoulli(p: Fraction | int | float | str, size: int, rng: RandomSource) -> 
         out[todo[u < np.uint64(digit)]] = True
         todo = todo[u == np.uint64(digit)]
     return out
+
+
+def _bernoulli_one(numerator: int, denominator: int, rng: RandomSource) -> bool:
+    """:func:`bernoulli` for one element, p = numerator / denominator in [0, 1]: the same digit-by-digit
+    comparison on Python ints, the same words (one per 64-bit digit). Exact."""
+    if numerator >= denominator:
+        return True
+    rem = numerator
+    while rem:
+        digit, rem = divmod(rem << 64, denominator)
+        (u,) = words(rng, 1)
+        if u != digit:
+            return u < digit
+    return False
 
 
 def _bernoulli_each(numerators: np.ndarray, den: int, rng: RandomSource) -> np.ndarray:
@@ -323,7 +349,12 @@ def poisson(lam: Fraction | int | float | str, size: int, rng: RandomSource) -> 
         raise ValueError(f"lam must be in (0, {POISSON_EXACT_MAX}] for the exact sampler")
     parts = -(-lam.numerator // lam.denominator)
     mu = lam / parts
-    draws = _poisson_at_most_one(mu, size * parts, rng)
+    if size * parts <= SCALAR_MAX:  # for one draw of lam <= 1, the same words as the vector path
+        half = mu / 2
+        one = [_poisson_at_most_one_scalar(half.numerator, half.denominator, rng) for _ in range(size * parts)]
+        draws = np.array(one, dtype=np.int64)
+    else:
+        draws = _poisson_at_most_one(mu, size * parts, rng)
     total: np.ndarray = draws.reshape(size, parts).sum(axis=1)
     return total
 
@@ -341,8 +372,26 @@ def _poisson_at_most_one(mu: Fraction, size: int, rng: RandomSource) -> np.ndarr
         accept = np.zeros(todo.size, dtype=bool)
         for value in np.unique(k):
             where = np.flatnonzero(k == value)
-            prob = Fraction(2 ** int(value), 2 * factorial(int(value)))
+            prob = _acceptance(int(value))
             accept[where] = bernoulli(prob, where.size, rng)
         out[todo[accept]] = k[accept]
         todo = todo[~accept]
     return out
+
+
+@cache
+def _acceptance(k: int) -> Fraction:
+    """The acceptance probability of a geometric proposal k in :func:`_poisson_at_most_one`: 2^(k-1) / k!."""
+    return Fraction(2**k, 2 * factorial(k))
+
+
+def _poisson_at_most_one_scalar(half_num: int, half_den: int, rng: RandomSource) -> int:
+    """One draw of :func:`_poisson_at_most_one` with mu / 2 = half_num / half_den, on Python ints: the same
+    proposals and acceptances from the same words as the vector path for one element. Exact."""
+    while True:
+        k = 0
+        while _bernoulli_one(half_num, half_den, rng):
+            k += 1
+        accept = _acceptance(k)
+        if _bernoulli_one(accept.numerator, accept.denominator, rng):
+            return k
