@@ -48,7 +48,7 @@ import math
 import time
 import weakref
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -270,7 +270,9 @@ class PartyDriver:
     """One party's side of a session: accept (unless the node already did), send its keys, report when its
     neighbours' keys are in or a round timer passed, mask on its roster, reveal once on the unmask request.
     Gives up at the spec's deadline, or at once when its link to the coordinator breaks. Messages not from whom
-    they must come are dropped into ``ignored``."""
+    they must come are dropped into ``ignored``. ``charge``: awaited once the masked input is made, before it
+    leaves (the node's ledger charge, on disk first); if it says no, the input is not sent (the party still helps
+    unmask the others)."""
 
     def __init__(
         self,
@@ -280,8 +282,10 @@ class PartyDriver:
         coordinator: str = COORDINATOR,
         stop: str | None = None,
         clock: Callable[[], float] = time.time,
+        charge: Callable[[], Awaitable[bool]] | None = None,
     ):
         self.session = session
+        self.charge = charge
         self.net = net
         self.round_timeout = round_timeout
         self.coordinator = coordinator
@@ -346,7 +350,7 @@ class PartyDriver:
             sender, msg = got
             if isinstance(msg, Lost):
                 if sender == coordinator:  # nothing it sends can reach the coordinator: the session is over here
-                    s.abort()  # frees its reservation unless its masked input left
+                    s.abort()  # its node frees its reservation unless its masked input was charged
                     return
                 self.lost.add(sender)
                 continue
@@ -372,6 +376,9 @@ class PartyDriver:
                     if exc.status == Status.DEADLINE_EXCEEDED:
                         s.abort()
                         return
+                    continue
+                if self.charge is not None and not await self.charge():
+                    self.ignored.append("a roster: this party's ledger could not charge its masked input, not sent")
                     continue
                 if self.stop == "late":
                     held = masked
@@ -776,6 +783,7 @@ async def _party_session(node: Any, router: Router, peer: str, session: bytes, p
     """One proposal to a party node, from its checks to its last message (see the module doc)."""
     from services import audit
     from services.data import DataError
+    from services.ledgers import group_commit, public_refusal
 
     sid = session.hex()
     if peer not in node.federation.names("coordinator"):
@@ -788,6 +796,7 @@ async def _party_session(node: Any, router: Router, peer: str, session: bytes, p
     net = router.open(session)
     party: MaskedParty | None = None
     counted = False
+    held = False  # its worst-case loss is (being) reserved on its ledger, neither charged nor freed yet
     try:
         if node.full():  # the party's cap on live sessions, shared with its additive ones (party_node.BUSY)
             from services.party_node import BUSY
@@ -811,9 +820,7 @@ async def _party_session(node: Any, router: Router, peer: str, session: bytes, p
         except DataError as exc:
             raise _Refused(Status.PERMISSION_DENIED, exc.public, str(exc)) from None
         rng = node._rng(session) if node._rng else None
-        party = MaskedParty(
-            node.me, query, records[0], node.policy, rng=rng, budget=node.ledger, batch_records=tuple(records[1:])
-        )
+        party = MaskedParty(node.me, query, records[0], node.policy, rng=rng, batch_records=tuple(records[1:]))
         try:
             party.accept(now)
         except ProtocolError as exc:
@@ -824,7 +831,30 @@ async def _party_session(node: Any, router: Router, peer: str, session: bytes, p
                 "its records cannot answer this query (non-finite values, or more records than max_records)",
                 str(exc),
             ) from None
-        driver = PartyDriver(party, net, round_timer(spec.deadline, node._clock), coordinator=peer, clock=node._clock)
+        if node.ledger is not None and query.charge is not None:  # reserved off the loop, by group commit
+            held = True  # from now on: freed when the session ends uncharged, even if this wait is cancelled
+            try:
+                await group_commit(node.ledger).reserve(session, query.charge, until=spec.deadline)
+            except Exception as exc:  # the ledger's own words (spent, requested, remaining), never its path
+                held = False
+                raise _Refused(Status.RESOURCE_EXHAUSTED, public_refusal(exc)) from None
+
+        async def charged() -> bool:
+            """Charge the reservation before the masked input leaves (on disk first); whether it may leave."""
+            nonlocal held
+            if not held:
+                return True
+            try:
+                await group_commit(node.ledger).charge_reserved(session)
+            except Exception as exc:
+                log.error("many-party session %s: the ledger could not charge it: %s", sid, type(exc).__name__)
+                return False
+            held = False
+            return True
+
+        driver = PartyDriver(
+            party, net, round_timer(spec.deadline, node._clock), coordinator=peer, clock=node._clock, charge=charged
+        )
         await driver.run()
         for note in driver.ignored[:10]:
             audit.record("invalid", session=sid, message=note)
@@ -855,7 +885,9 @@ async def _party_session(node: Any, router: Router, peer: str, session: bytes, p
         if counted:
             node.many_in_flight -= 1
         if party is not None and party.state in ("accepted", "keyed"):
-            party.abort()  # never masked: frees its reservation
+            party.abort()  # never masked
+        if held:  # not charged: free it (queued after the reservation)
+            group_commit(node.ledger).free(session)
         router.close(session)
 
 

@@ -15,7 +15,7 @@ vector. Rounds:
    the edges whose two ends both reported and heard each other, and sends each party its **roster**.
 3. **Masked input** (party -> coordinator): y = x + PRG(b) + sum over roster j of +-PRG(s_ij),
    + when the party comes before j in the party list, - after; x is its encoded records plus its noise
-   piece (:meth:`mpcdp.protocol.PartySession.contribution`). The party's ledger is charged now. A party
+   piece (:meth:`mpcdp.protocol.PartySession.contribution`). The party's ledger is charged before it leaves. A party
    whose roster is shorter than the threshold t sends nothing (its input would hide behind its self mask
    alone, which is rebuilt for a counted party); it still helps unmask the others.
 4. **Unmask**: the coordinator fixes the counted set C (the masked inputs that arrived; at least the
@@ -74,7 +74,7 @@ from . import shamir
 from .coordinator import Release
 from .errors import ProtocolError, Status
 from .graph import DEFAULT_CORRECTNESS_BITS, DEFAULT_SECURITY_BITS, GraphPlan, SharingGraph, plan_graph
-from .party import Budget, PartyPolicy, PartySession
+from .party import PartyPolicy, PartySession
 from .quorum import Quorum, survivor_loss
 from .spec import QuerySpec
 from .statistics import codec_for
@@ -269,7 +269,6 @@ class MaskedParty:
         records: Any,
         policy: PartyPolicy | None = None,
         rng: RandomSource | None = None,
-        budget: Budget | None = None,
         batch_records: tuple[Any, ...] = (),
     ):
         self.me = me
@@ -283,9 +282,8 @@ class MaskedParty:
             PartySession(me, spec, r, self._policy, rng=self._rng)
             for spec, r in zip(query.specs, (records, *batch_records), strict=True)
         ]
-        self._budget = budget
         self.state = "proposed"
-        self.masked = False  # its masked input left (and its ledger was charged)
+        self.masked = False  # its masked input was made (its node charges its ledger before it leaves)
         self._key = b""  # the recovery key m
         self._seed = b""  # the self-mask seed b
         self._halves: dict[str, bytes] = {}  # neighbour -> this party's half of their pair seed
@@ -308,8 +306,10 @@ class MaskedParty:
             )
 
     def accept(self, now: float = -math.inf) -> None:
-        """Policy, deadline and local data (as a full-mesh party), and the worst-case charge against the policy's
-        per-query maximum and the ledger."""
+        """Policy, deadline and local data (as a full-mesh party), and the worst-case charge
+        (:attr:`MaskedQuery.charge`) against the policy's per-query maximum. The privacy ledger is the node's
+        (``services.many_party``: it reserves that charge after this, charges it before the masked input leaves,
+        frees it otherwise)."""
         self._require("proposed")
         try:
             for inner in self._inner:
@@ -321,11 +321,6 @@ class MaskedParty:
                     f"epsilon {float(charge.epsilon):.4g} if only the quorum of {self.query.quorum.size} "
                     f"is counted exceeds this party's per-query maximum {self._policy.max_epsilon:g}",
                 )
-            if self._budget is not None and charge is not None:
-                try:
-                    self._budget.reserve(self.spec.session_id, charge, self.spec.deadline)
-                except Exception as exc:  # the ledger's own error says spent/requested/remaining
-                    raise ProtocolError(Status.RESOURCE_EXHAUSTED, str(exc)) from None
         except ProtocolError:
             for inner in self._inner:  # nothing encoded stays behind a refusal
                 if inner.state == "accepted":
@@ -416,8 +411,6 @@ class MaskedParty:
         for p in roster.neighbours:
             (subtract if self.query.sign(self.me, p) else add).append(self._pair_seed(p))
         fold_masks(y, add, subtract, add_streams=[Prg(self._seed, sid, self_purpose(self.me))])
-        if self._budget is not None and self.query.charge is not None:
-            self._budget.charge_reserved(sid)
         self.masked = True
         self.state = "masked"
         return MaskedInput(sid, self.me, y)
@@ -442,14 +435,8 @@ class MaskedParty:
         keys = {p: k for p, (k, _) in self._shares.items() if p in dropped}
         self._shares.clear()  # answered once: a second request (another counted set) gets nothing
         self._wipe()  # nothing it holds is needed any more
-        if not self.masked:
-            self._free()  # it helps unmask the others; its own input was never sent, so it is not charged
         self.state = "revealed"
         return Reveal(self.spec.session_id, self.me, seeds, keys)
-
-    def _free(self) -> None:
-        if self._budget is not None and self.query.charge is not None:
-            self._budget.free(self.spec.session_id)
 
     def _wipe(self) -> None:
         """Forget the session's secrets (its key, seed, halves, pair seeds, the neighbours' halves and shares)."""
@@ -458,8 +445,6 @@ class MaskedParty:
             held.clear()
 
     def abort(self) -> None:
-        if self.state in ("accepted", "keyed"):
-            self._free()
         self._wipe()
         for inner in self._inner:
             if inner.state != "aborted":

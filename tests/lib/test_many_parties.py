@@ -449,64 +449,6 @@ def test_a_batch_of_statistics_in_one_session():
         MaskedQuery.of(total, 20, batch=(QuerySpec("sum", parties[:-1], session_id=sid),))
 
 
-class _Ledger:
-    """A Budget that records what a party asks of it, and refuses past a cap."""
-
-    def __init__(self, cap: float):
-        self.cap, self.calls = cap, []
-
-    def reserve(self, session, loss, until):
-        if float(loss.epsilon) > self.cap:
-            raise ValueError(f"privacy budget exceeded: requested epsilon={float(loss.epsilon):g}")
-        self.calls.append(("reserve", loss))
-
-    def charge_reserved(self, session):
-        self.calls.append(("charge", session))
-
-    def free(self, session):
-        self.calls.append(("free", session))
-
-
-def test_a_party_reserves_the_worst_case_charges_when_masking_and_frees_on_abort():
-    spec = QuerySpec("sum", names(10), bounds=(0, 1), epsilon=1.0, session_id=bytes(16))
-    query = MaskedQuery.of(spec, 7)
-    ledger = _Ledger(cap=100)
-    party = MaskedParty("p0000", query, [1.0], rng=seeded("p0000"), budget=ledger)
-    party.accept()
-    assert ledger.calls == [("reserve", query.charge)] and float(query.charge.epsilon) > 1.0
-    party.key_shares()
-    for q in query.graph.neighbours("p0000"):
-        other = MaskedParty(q, query, [1.0], rng=seeded(q))
-        other.accept()
-        party.receive_keys(next(m for m in other.key_shares() if m.recipient == "p0000"))
-    from mpcdp.protocol.masked import Roster
-
-    party.masked_input(Roster(spec.session_id, "p0000", query.graph.neighbours("p0000")))
-    assert ledger.calls[-1] == ("charge", spec.session_id)
-    ledger2 = _Ledger(cap=100)
-    quitter = MaskedParty("p0001", query, [1.0], rng=seeded("p0001"), budget=ledger2)
-    quitter.accept()
-    quitter.abort()
-    assert ledger2.calls[-1] == ("free", spec.session_id)
-    with pytest.raises(ProtocolError) as err:
-        MaskedParty("p0002", query, [1.0], budget=_Ledger(cap=1.5)).accept()
-    assert err.value.status == Status.RESOURCE_EXHAUSTED
-
-
-def test_a_party_whose_real_ledger_cannot_pay_refuses_and_keeps_nothing_encoded(tmp_path):
-    """The ledger's own BudgetExceeded (not a ValueError) becomes a RESOURCE_EXHAUSTED refusal."""
-    from mpcdp.dp.ledger import PrivacyLedger
-
-    spec = QuerySpec("sum", names(10), bounds=(0, 1), epsilon=1.0, session_id=bytes(16))
-    query = MaskedQuery.of(spec, 7)
-    party = MaskedParty("p0000", query, [1.0], budget=PrivacyLedger(tmp_path / "l.db", "d", 0.5))
-    with pytest.raises(ProtocolError) as err:
-        party.accept()
-    assert err.value.status == Status.RESOURCE_EXHAUSTED and "budget" in str(err.value)
-    assert party.state == "refused"
-    assert all(inner.state == "aborted" for inner in party._inner)
-
-
 def _isolate(query: MaskedQuery) -> tuple[dict, MaskedCoordinator, str, list[str]]:
     """Every party reported, party u's keys having reached only ``t`` of its neighbours before that (its
     other edges are late), so its roster will be just those ``t``: sessions, coordinator, u, those t."""
