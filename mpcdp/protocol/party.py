@@ -4,7 +4,7 @@
                             \\--masked_partial (keyed sharing)----------------> done
         \\--refuse--> refused          any state --abort--> aborted
 
-A party checks the spec against its own policy (and, when given, its own
+A party checks the spec against its own policy (its node checks its own
 privacy ledger: it never trusts the coordinator's accounting), encodes its
 clipped records into one ring vector, adds its noise piece, splits the result
 into n shares, and sums the shares it receives. Received shares are folded
@@ -20,12 +20,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from .. import ring
-from ..dp.loss import PrivacyLoss
 from ..dp.rational import exact
 from ..prg import SEED_BYTES, Prg, RandomSource, fold_streams, system_random
 from ..sharing import fold_masks, mask_keys, pair_stream, share, share_seeded
@@ -33,21 +32,6 @@ from .errors import ProtocolError, Status
 from .messages import PartialSum, ShareMessage
 from .noise import noise_piece
 from .spec import Batch, QuerySpec, Sharing
-
-
-class Budget(Protocol):
-    """What a party needs of a privacy ledger (:class:`mpcdp.dp.ledger.PrivacyLedger` has it): hold a
-    session's loss at accept (refusing if it would overspend, counting the other sessions held), charge it
-    when the partial sum leaves, free it on abort. Each is a synchronous transaction: a node on an event loop
-    passes none and makes the same three steps itself, awaited, off its loop (by group commit:
-    :meth:`mpcdp.dp.ledger.PrivacyLedger.apply`)."""
-
-    def reserve(self, session: bytes | str, loss: PrivacyLoss, until: float) -> None: ...
-
-    def charge_reserved(self, session: bytes | str) -> object: ...
-
-    def free(self, session: bytes | str) -> None: ...
-
 
 DEFAULT_MAX_TIMEOUT = 300.0  # seconds: the longest session deadline a party accepts unless its policy says
 
@@ -125,7 +109,6 @@ class PartySession:
         records: Any,
         policy: PartyPolicy = PartyPolicy(),
         rng: RandomSource | None = None,
-        budget: Budget | None = None,
         batch: tuple[QuerySpec, ...] = (),
         batch_records: tuple[Any, ...] = (),
         read: Callable[[int], Any] | None = None,
@@ -133,15 +116,14 @@ class PartySession:
         """``batch``: more statistics asked in the same session (:class:`mpcdp.protocol.spec.Batch`), with this
         party's records for each (``batch_records``): checked one by one, their encoded aggregates (each with
         its own noise piece) concatenated into the one vector this session shares or masks, their losses
-        composed and reserved and charged at once. ``read``: instead of ``records`` and ``batch_records``, what
-        gives the records of statistic ``i`` of the batch, called one statistic at a time by :meth:`read`, only
-        once every statistic passed the checks that need no data (:meth:`check`)."""
+        composed (:attr:`Batch.loss`: what the node reserves and charges, once). ``read``: instead of ``records``
+        and ``batch_records``, what gives the records of statistic ``i`` of the batch, called one statistic at a
+        time by :meth:`read`, only once every statistic passed the checks that need no data (:meth:`check`)."""
         if me not in spec.parties:
             raise ProtocolError(Status.PERMISSION_DENIED, f"{me!r} is not on this session's party list")
         self.me = me
         self.spec = spec
         self.policy = policy
-        self.budget = budget
         self.state = "proposed"
         self._records = records
         self._rng = rng or system_random("party")
@@ -213,21 +195,14 @@ class PartySession:
             self._records = self._batch_records = self._read = None  # the encoded aggregate is all it needs
 
     def accept(self, now: float = -math.inf) -> None:
-        """Check the spec against policy, deadline and budget (:meth:`check`, then :meth:`read` unless done
-        already), reserve the batch's loss; refuse by raising."""
+        """Check the spec against policy and deadline (:meth:`check`, then :meth:`read` unless done already); refuse
+        by raising. The privacy ledger is the node's (``services.party_node``: it reserves the batch's loss before
+        this, charges it before the partial sum leaves, frees it on abort)."""
         if not self._checked:
             self.check(now)
         if self._local is None:
             self.read()
         self._require("proposed")
-        loss = self.batch.loss
-        if self.budget is not None and loss is not None:
-            try:
-                self.budget.reserve(self.spec.session_id, loss, until=self.spec.deadline)
-            except Exception as exc:  # the ledger's own error says spent/requested/remaining
-                self._local = None
-                self.state = "refused"
-                raise ProtocolError(Status.RESOURCE_EXHAUSTED, str(exc)) from None
         self.state = "accepted"
 
     def _encode(self) -> np.ndarray:
@@ -321,13 +296,11 @@ class PartySession:
         return self._sum
 
     def partial_sum(self, now: float = -math.inf) -> PartialSum:
-        """The sum of the shares this party holds, once it holds all n. Charges the budget."""
+        """The sum of the shares this party holds, once it holds all n."""
         self._require("shared")
         self._check_deadline(now)
         if self.missing:
             raise ProtocolError(Status.FAILED_PRECONDITION, f"still waiting for shares from {', '.join(self.missing)}")
-        if self.budget is not None and self.batch.loss is not None:
-            self.budget.charge_reserved(self.spec.session_id)
         self.state = "done"
         total, self._sum = self._sum, None  # handed over, not copied: the session holds nothing more
         assert total is not None  # shared: make_shares started it
@@ -337,9 +310,9 @@ class PartySession:
         """Keyed sharing: this party's partial sum at once, with no share sent or received: its encoded aggregate
         plus its noise piece (:meth:`contribution`) plus one mask per peer expanded from their 32-byte pair key
         ``keys[peer]`` and the digest of the session's whole batch of specs (:attr:`mpcdp.protocol.spec.Batch.digest`,
-        :func:`mpcdp.sharing.mask_pairwise`: one stream over the concatenated vector). Charges the
-        budget: the partial sum leaves whatever the peers do next, so it is paid for even if the session then
-        aborts. :meth:`masked_stream` gives the same partial sum masked slice by slice, as it is sent.
+        :func:`mpcdp.sharing.mask_pairwise`: one stream over the concatenated vector). It leaves whatever
+        the peers do next, so the node charges it before it leaves, even if the session then aborts.
+        :meth:`masked_stream` gives the same partial sum masked slice by slice, as it is sent.
 
         What it reveals: on its own, or summed with the partial sums of any strict subset of the parties, it is
         uniformly random to anyone who lacks a pair key crossing that subset's boundary; the coordinator learns
@@ -351,8 +324,8 @@ class PartySession:
         return PartialSum(self.spec.session_id, self.me, stream.upto(stream.length))
 
     def masked_stream(self, keys: Mapping[str, bytes], now: float = -math.inf) -> MaskedStream:
-        """:meth:`masked_partial` masked as it is sent: every check, the contribution and the budget's charge now
-        (before any element can leave), the masks of each slice when :meth:`MaskedStream.upto` reaches it."""
+        """:meth:`masked_partial` masked as it is sent: every check and the contribution now, the masks of each
+        slice when :meth:`MaskedStream.upto` reaches it."""
         if self.spec.sharing is not Sharing.KEYED:
             raise ProtocolError(Status.FAILED_PRECONDITION, f"a {self.spec.sharing} session exchanges shares")
         self._require("accepted")
@@ -363,15 +336,11 @@ class PartySession:
         if not local.flags.writeable or not local.flags.c_contiguous:
             local = np.ascontiguousarray(local).copy()
         add, subtract = mask_keys(self.me, keys, self.batch.digest)  # a batch: one stream, bound to every spec
-        if self.budget is not None and self.batch.loss is not None:
-            self.budget.charge_reserved(self.spec.session_id)
         self.state = "done"
         return MaskedStream(local.reshape(-1), add, subtract)
 
     def abort(self) -> None:
-        """Drop everything and free the budget held for it; the session can make no further progress."""
-        if self.budget is not None and self.batch.loss is not None and self.state in ("accepted", "shared"):
-            self.budget.free(self.spec.session_id)
+        """Drop everything; the session can make no further progress."""
         self._records = self._batch_records = self._read = self._local = self._sum = None
         self.state = "aborted"
 

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from mpcdp import ring
-from mpcdp.dp.ledger import PrivacyLedger
 from mpcdp.prg import Prg
 from mpcdp.protocol import PartyPolicy, PartySession, ProtocolError, QuerySpec, SpecError, Status, run_in_memory
 from mpcdp.protocol.noise import describe
@@ -96,49 +95,31 @@ def test_each_statistic_of_a_dp_batch_gets_its_own_noise(sharing):
     assert len({tuple(row) for row in errors.T.round(6)}) == 16
 
 
-def test_the_batch_loss_is_every_statistic_composed_and_reserved_and_charged_once(tmp_path):
+def test_the_batch_loss_is_every_statistic_composed():
+    """What a party's node reserves and charges once for the whole batch (charged once, at the nodes:
+    tests/services/test_mesh_batch.py)."""
     specs = [scalar(epsilon=0.5, sharing="keyed"), scalar("count", epsilon=0.25, sharing="keyed")]
     specs.append(vector(epsilon=1.0, sharing="keyed"))
     batch = Batch(specs)
     assert batch.loss is not None and math.isclose(float(batch.loss.epsilon), 1.75)
-    ledger = PrivacyLedger(tmp_path / "l.db", "values", 10.0)
     party = PartySession(
         "alice",
         specs[0],
         SCALARS["alice"],
         PartyPolicy(),
-        budget=ledger,
         batch=tuple(specs[1:]),
         batch_records=(SCALARS["alice"], VECTORS["alice"]),
     )
-    party.accept()
-    assert math.isclose(float(ledger.reserved()[SID.hex()].epsilon), 1.75)
-    party.masked_partial({"bob": b"k" * 32, "carol": b"l" * 32})
-    assert math.isclose(float(ledger.spent().epsilon), 1.75) and ledger.reserved() == {}
-    assert [c.label for c in ledger.history()] == [SID.hex()]  # one charge for the whole batch
+    assert party.batch.loss == batch.loss
 
 
-def test_a_batch_that_would_overspend_is_refused_whole_and_holds_nothing(tmp_path):
-    ledger = PrivacyLedger(tmp_path / "l.db", "values", 1.0)
-    specs = [scalar(epsilon=0.5), scalar("count", epsilon=0.25), scalar(epsilon=0.5)]  # 1.25 > 1
-    party = PartySession(
-        "bob", specs[0], SCALARS["bob"], budget=ledger, batch=tuple(specs[1:]), batch_records=(SCALARS["bob"],) * 2
-    )
-    with pytest.raises(ProtocolError) as info:
-        party.accept()
-    assert info.value.status is Status.RESOURCE_EXHAUSTED and party.state == "refused"
-    assert ledger.reserved() == {} and float(ledger.spent().epsilon) == 0
-
-
-def test_a_party_refusing_one_statistic_refuses_the_batch_naming_it(tmp_path):
-    ledger = PrivacyLedger(tmp_path / "l.db", "values", 10.0)
+def test_a_party_refusing_one_statistic_refuses_the_batch_naming_it():
     specs = [scalar(epsilon=0.5), scalar("count", epsilon=0.5), scalar(epsilon=5.0)]
     party = PartySession(
         "carol",
         specs[0],
         SCALARS["carol"],
         PartyPolicy(max_epsilon=1.0),
-        budget=ledger,
         batch=tuple(specs[1:]),
         batch_records=(SCALARS["carol"],) * 2,
     )
@@ -146,7 +127,6 @@ def test_a_party_refusing_one_statistic_refuses_the_batch_naming_it(tmp_path):
         party.accept()
     assert info.value.status is Status.PERMISSION_DENIED
     assert str(info.value).startswith("statistic 2 of the batch (sum): epsilon 5 exceeds")
-    assert ledger.reserved() == {}
     with pytest.raises(ProtocolError, match="statistic 1 of the batch \\(count\\): statistic 'count' is not allowed"):
         run(*mixed(2), policies={"bob": PartyPolicy(allow_exact=True, statistics=("sum",))})
 

@@ -240,34 +240,6 @@ def test_check_deadline_refuses_none_past_and_too_far():
         spec(deadline=0)
 
 
-def test_a_party_reserves_its_loss_at_accept_charges_it_with_its_partial_sum_and_frees_it_on_abort(tmp_path):
-    from mpcdp.dp.ledger import PrivacyLedger
-
-    spec = QuerySpec("sum", parties=("alice", "bob"), bounds=(0, 10), epsilon=0.5)
-    ledger = PrivacyLedger(tmp_path / "alice.db", "d", 1.0)
-    aborted = PartySession("alice", spec, [3.0], PartyPolicy(), rng=Prg.from_int(1), budget=ledger)
-    aborted.accept()
-    assert ledger.reserved() == {spec.session_id.hex(): spec.loss} and ledger.spent().epsilon == 0
-    aborted.abort()
-    assert ledger.reserved() == {} and ledger.spent().epsilon == 0  # an aborted session costs nothing
-
-    run = run_in_memory(spec, {"alice": [3.0], "bob": [4.0]}, rng=Prg.from_int(2))
-    assert run.release.loss == spec.loss and str(run.release.loss).startswith("epsilon=0.5 (pure DP")
-    other = QuerySpec("sum", parties=("alice", "bob"), bounds=(0, 10), epsilon=0.5)
-    parties = {
-        p: PartySession(p, other, [1.0], PartyPolicy(), rng=Prg.from_int(3), budget=ledger if p == "alice" else None)
-        for p in other.parties
-    }
-    for party in parties.values():
-        party.accept()
-    messages = [m for party in parties.values() for m in party.make_shares()]
-    for m in messages:
-        parties[m.recipient].receive_share(m)
-    parties["alice"].partial_sum()
-    assert ledger.reserved() == {} and ledger.spent().epsilon == 0.5
-    assert [c.label for c in ledger.history()] == [other.session_id.hex()]
-
-
 def _partials(s, records):
     """Each party's partial sum of a session run in memory (shares delivered by hand)."""
     parties = {

@@ -6,6 +6,7 @@ of 1.0 took only nine charges of 0.1 and a budget of 0.3 refused 0.1 then 0.2.
 
 from __future__ import annotations
 
+import time
 from fractions import Fraction
 
 import pytest
@@ -14,7 +15,7 @@ from mpcdp.dp.distributed import DistributedDiscreteLaplace
 from mpcdp.dp.ledger import BudgetExceeded, PrivacyLedger
 from mpcdp.dp.rational import exact
 from mpcdp.prg import Prg
-from mpcdp.protocol import PartyPolicy, PartySession, ProtocolError, QuerySpec
+from mpcdp.protocol import PartyPolicy, PartySession, QuerySpec
 from mpcdp.protocol.noise import mechanisms
 from services.commands import epsilon as cli_epsilon
 from services.federation import load
@@ -26,10 +27,13 @@ def spec(epsilon) -> QuerySpec:
 
 
 def accept_and_charge(s: QuerySpec, ledger) -> None:
-    """A party's whole life in one session, without peers: accept (reserves), then charge at its partial sum."""
-    party = PartySession("alice", s, [1, 2], PartyPolicy(), rng=Prg.from_int(1), budget=ledger)
+    """A party's ledger over one session, as its node does it: reserve the session's loss (what its accepted
+    session says it costs) at accept, charge the reservation as its partial sum leaves."""
+    party = PartySession("alice", s, [1, 2], PartyPolicy(), rng=Prg.from_int(1))
     party.accept()
-    ledger.charge_reserved(s.session_id)  # what partial_sum() charges
+    assert party.batch.loss is not None
+    ledger.reserve(s.session_id, party.batch.loss, until=time.time() + 60)
+    ledger.charge_reserved(s.session_id)
 
 
 @pytest.mark.parametrize("epsilon", [0.1, "0.1", Fraction(1, 10)])
@@ -38,8 +42,8 @@ def test_a_budget_of_one_holds_ten_queries_of_a_tenth(tmp_path, epsilon):
     for _ in range(10):
         accept_and_charge(spec(epsilon), ledger)
     assert ledger.spent().epsilon == 1.0
-    with pytest.raises(ProtocolError, match="budget"):
-        PartySession("alice", spec(epsilon), [1], PartyPolicy(), budget=ledger).accept()
+    with pytest.raises(BudgetExceeded):
+        accept_and_charge(spec(epsilon), ledger)
 
 
 def test_a_budget_of_three_tenths_holds_a_tenth_then_two_tenths(tmp_path):
