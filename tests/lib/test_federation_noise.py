@@ -17,7 +17,7 @@ DATA = {"alice": [3800], "bob": [2514], "carol": [2982], "dave": [3390]}
 def spec(**kw):
     kw.setdefault("bounds", (0, 10_000))
     kw.setdefault("epsilon", 1.0)
-    return QuerySpec(kw.pop("statistic", "mean"), parties=PARTIES, **kw)
+    return QuerySpec(kw.pop("statistic", "mean"), parties=kw.pop("parties", PARTIES), **kw)
 
 
 def test_budget_is_split_over_blocks_and_guarantee_holds():
@@ -121,3 +121,33 @@ def test_variance_interval_is_clipped_and_needs_two_records():
         describe(s, {"sum": 1.0, "sum_sq": 1.0, "count": -50.0, "mean": None, "variance": None}).intervals["variance"]
         is None
     )
+
+
+def test_calibration_is_kept_per_noise_shape_and_never_shared_across_shapes():
+    """A spec's mechanisms and description are computed once per noise shape: other party names of the same
+    number share them; another epsilon, colluder count, mechanism or bound type gets its own."""
+    first, same = spec(), QuerySpec("mean", parties=("w", "x", "y", "z"), bounds=(0, 10_000), epsilon=1.0)
+    assert [m for _, m in mechanisms(first)] == [m for _, m in mechanisms(same)]  # the same objects
+    assert all(a is b for (_, a), (_, b) in zip(mechanisms(first), mechanisms(same), strict=True))
+    others = [spec(epsilon=0.5), spec(colluders=2), spec(bounds=(0.0, 10_000.0)), spec(parties=PARTIES[:3])]
+    others.append(spec(mechanism="skellam", delta=1e-6, bounds=(0, 1)))
+    for other in others:
+        assert all(a is not b for (_, a), (_, b) in zip(mechanisms(first), mechanisms(other), strict=True))
+    assert mechanisms(spec(epsilon=0.5))[0][1].scale == 2 * mechanisms(first)[0][1].scale
+    three = mechanisms(spec(parties=PARTIES[:3]))[0][1]
+    assert three.n_nodes == 3 and three.shape == 1 / 2  # not the four-party calibration
+    d = describe(first, {"sum": 12686.0, "count": 4.0, "mean": 3171.5})
+    d.noise_std["sum"], d.guarantee["sum"] = -1.0, None  # a caller's changes stay its own
+    again = describe(same, {"sum": 12686.0, "count": 4.0, "mean": 3171.5})
+    assert again.noise_std["sum"] > 0 and again.guarantee["sum"] is not None
+    assert describe(first, {"sum": 1.0, "count": 4.0, "mean": 0.25}).intervals["sum"] != d.intervals["sum"]
+    half = describe(first, {"sum": 12686.0, "count": 4.0, "mean": 3171.5}, confidence=0.5)
+    assert half.intervals["sum"][1] - half.intervals["sum"][0] < d.intervals["sum"][1] - d.intervals["sum"][0]
+
+
+def test_a_spec_of_many_categories_is_calibrated_afresh():
+    many = spec(statistic="histogram", categories=tuple(f"c{i}" for i in range(65)), bounds=(0, 1))
+    few = spec(statistic="histogram", categories=tuple(f"c{i}" for i in range(64)), bounds=(0, 1))
+    assert mechanisms(many)[0][1] is not mechanisms(many)[0][1]
+    assert mechanisms(many)[0][1].scale == mechanisms(many)[0][1].scale
+    assert mechanisms(few)[0][1] is mechanisms(few)[0][1]
