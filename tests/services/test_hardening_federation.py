@@ -345,7 +345,7 @@ async def test_a_fetch_refuses_a_dp_release_kept_but_never_charged(dp_cluster):
         with pytest.raises(QueryError) as info:
             await client.fetch(unpaid)
     assert info.value.code == grpc.StatusCode.NOT_FOUND
-    assert node._charged(paid, {"exact": False}) and not node._charged(unpaid, {"exact": False})
+    assert await node._charged(paid, {"exact": False}) and not await node._charged(unpaid, {"exact": False})
 
 
 # -- 4. a stalled party delays only the queries that include it (real processes, SIGSTOP) --------------------
