@@ -216,7 +216,8 @@ class SessionLog:
     the failed group's lines are written again with the next group. A failed
     write fails only the ids of its own group, never those appended during it
     (:meth:`_flush`).
-    :meth:`close` waits for a write in progress in another thread.
+    :meth:`close` waits for a write in progress in another thread, and writes a
+    group whose write has not begun yet (its thread not started).
     """
 
     def __init__(self, path, clock=time.time):
@@ -246,6 +247,7 @@ class SessionLog:
         self._flushing: asyncio.Future | None = None
         self._waiting: deque[tuple[int, asyncio.Future]] = deque()  # (line number, its caller's future), in order
         self._torn = False  # a write failed part-way: the file may not end in a newline
+        self._group: bytes | None = None  # taken by _flush, its write not yet begun (close writes it if it comes first)
         self._lock = threading.Lock()  # one write at a time, and no close while one runs (in another thread)
 
     def _forget_expired(self) -> None:
@@ -267,18 +269,25 @@ class SessionLog:
         self._lines.clear()
         return data
 
-    def _sync(self, data: bytes) -> None:
+    def _write(self, data: bytes) -> None:
         """Append ``data`` and fsync (one write and one fsync for every line of a group), on a fresh line if
-        a write failed before."""
+        a write failed before; under ``_lock``."""
+        if self._fd < 0:
+            raise OSError(errno.EBADF, "the session log is closed")
+        view = memoryview(b"\n" + data if self._torn else data)
+        self._torn = True
+        while view:
+            view = view[os.write(self._fd, view) :]
+        os.fsync(self._fd)
+        self._torn = False
+
+    def _write_group(self) -> None:
+        """In a worker thread: write the group :meth:`_flush` took, unless :meth:`close` has written it meanwhile
+        (the thread may start late, the workers busy: the group is close's to write then, before the file closes)."""
         with self._lock:
-            if self._fd < 0:
-                raise OSError(errno.EBADF, "the session log is closed")
-            view = memoryview(b"\n" + data if self._torn else data)
-            self._torn = True
-            while view:
-                view = view[os.write(self._fd, view) :]
-            os.fsync(self._fd)
-            self._torn = False
+            data, self._group = self._group, None
+            if data is not None:
+                self._write(data)
 
     async def add_durably(self, sid: bytes, deadline: float) -> None:
         """:meth:`add` for an event loop, by group commit: the id is remembered at once (so a
@@ -306,10 +315,11 @@ class SessionLog:
         the ids appended during it get a write of their own after ``RETRY_PAUSE``. With nobody waiting, no write is
         tried again until a new id comes: a full disk is never written to in a loop."""
         while self._lines:
-            upto, data = self._written, self._take()
+            upto = self._written
+            data = self._group = self._take()
             self._taken = upto
             try:
-                await asyncio.to_thread(self._sync, data)
+                await asyncio.to_thread(self._write_group)
             except BaseException as exc:
                 self._lines.insert(0, data.decode())  # written again with the next group
                 self._settle(upto, exc)
@@ -339,20 +349,23 @@ class SessionLog:
         self._waiting.extendleft(reversed(left))
 
     def close(self) -> None:
-        """Write what is remembered and not yet written (as a clean stop should) and close the file, once
-        a write in progress in another thread has finished; the waiters of the lines written here are settled
-        here (those of a write in progress, by its own task)."""
-        after, upto = self._taken, self._written
-        try:
-            if self._lines:
-                try:
-                    self._sync(self._take())
-                except BaseException as exc:
-                    self._settle(upto, exc, after)
-                    raise
-                self._settle(upto, after=after)
-        finally:
-            with self._lock:
+        """Write what is remembered and not yet on disk (as a clean stop should) and close the file: the lines not
+        yet taken, and a group its task took whose write has not begun in its thread (that thread then writes
+        nothing); a write in progress in another thread is waited for. The waiters of the lines written here are
+        settled here (those of a write in progress, by its own task)."""
+        with self._lock:
+            group, self._group = self._group, None
+            after = self._taken if group is None else 0  # every waiter before a taken group's was settled already
+            upto, data = self._written, (group or b"") + self._take()
+            try:
+                if data:
+                    try:
+                        self._write(data)
+                    except BaseException as exc:
+                        self._settle(upto, exc, after)
+                        raise
+                    self._settle(upto, after=after)
+            finally:
                 if self._fd >= 0:
                     os.close(self._fd)
                     self._fd = -1
