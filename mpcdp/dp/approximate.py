@@ -306,7 +306,10 @@ def polya_compound(shape: float, scale: float, size: int, rng: RandomSource) -> 
     if lam == 0.0 or out.size == 0:  # alpha = exp(-1/scale) underflows: NB(shape, alpha) is 0 to float precision
         return out
     events = int(poisson(lam * out.size, 1, rng)[0])
-    np.add.at(out, uniform_below(out.size, events, rng), logarithmic(scale, events, rng))
+    if out.size == 1:  # every event falls on the one element
+        out[0] = logarithmic(scale, events, rng).sum()
+    else:
+        np.add.at(out, uniform_below(out.size, events, rng), logarithmic(scale, events, rng))
     return out
 
 

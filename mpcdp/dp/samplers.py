@@ -22,7 +22,7 @@ import math
 import struct
 from collections.abc import Callable
 from fractions import Fraction
-from functools import cache
+from functools import cache, lru_cache
 from math import factorial, isqrt
 
 import numpy as np
@@ -47,6 +47,8 @@ def _check_size(size: object) -> int:
 
 def words(rng: RandomSource, n: int) -> tuple[int, ...]:
     """The next n 64-bit words of ``rng`` as Python ints: the words ``rng.uint64(n)`` would give, in one call."""
+    if n == 1:
+        return (int.from_bytes(rng.bytes(8), "little"),)
     return struct.unpack(f"<{n}Q", rng.bytes(8 * n))
 
 
@@ -344,19 +346,22 @@ def poisson(lam: Fraction | int | float | str, size: int, rng: RandomSource) -> 
     probability 2^(k-1) / k! (at least 0.68 for mu <= 1). Cost is linear in lam.
     """
     size = _check_size(size)
-    lam = Fraction(lam)
+    parts, mu = _poisson_parts(Fraction(lam))
+    if size * parts <= SCALAR_MAX:  # for one draw of lam <= 1, the same words as the vector path
+        half_num, half_den = mu.numerator, 2 * mu.denominator
+        one = [sum(_poisson_at_most_one_scalar(half_num, half_den, rng) for _ in range(parts)) for _ in range(size)]
+        return np.array(one, dtype=np.int64)
+    total: np.ndarray = _poisson_at_most_one(mu, size * parts, rng).reshape(size, parts).sum(axis=1)
+    return total
+
+
+@lru_cache(maxsize=1024)
+def _poisson_parts(lam: Fraction) -> tuple[int, Fraction]:
+    """J = ceil(lam) and mu = lam / J for :func:`poisson` (kept: a query shape draws with the same lam)."""
     if not 0 < lam <= POISSON_EXACT_MAX:
         raise ValueError(f"lam must be in (0, {POISSON_EXACT_MAX}] for the exact sampler")
     parts = -(-lam.numerator // lam.denominator)
-    mu = lam / parts
-    if size * parts <= SCALAR_MAX:  # for one draw of lam <= 1, the same words as the vector path
-        half = mu / 2
-        one = [_poisson_at_most_one_scalar(half.numerator, half.denominator, rng) for _ in range(size * parts)]
-        draws = np.array(one, dtype=np.int64)
-    else:
-        draws = _poisson_at_most_one(mu, size * parts, rng)
-    total: np.ndarray = draws.reshape(size, parts).sum(axis=1)
-    return total
+    return parts, lam / parts
 
 
 def _poisson_at_most_one(mu: Fraction, size: int, rng: RandomSource) -> np.ndarray:
