@@ -25,7 +25,7 @@ means and variances from those by interval arithmetic.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Protocol
 
@@ -77,10 +77,11 @@ class _Shape:
     frac_bits: int
     max_records: int
     mechanism: str
-    loss: PrivacyLoss
+    loss: PrivacyLoss = field(compare=False)  # keyed by its amounts' integers: a Fraction's hash costs ~1 us
     n_parties: int
     colluders: int
     bound_types: tuple[type, ...]
+    loss_key: tuple[object, ...]
 
     @classmethod
     def of(cls, spec: NoiseSpec) -> _Shape:
@@ -98,11 +99,26 @@ class _Shape:
             len(spec.parties),
             spec.colluders,
             tuple(map(type, spec.bounds)),
+            _loss_key(spec.loss),
         )
 
     @property
     def cached(self) -> bool:
         return len(self.categories) <= _MAX_CACHED_CATEGORIES
+
+
+def _loss_key(loss: PrivacyLoss) -> tuple[object, ...]:
+    e, d, r = loss.epsilon, loss.delta, loss.rho
+    return (
+        loss.measure,
+        loss.relation,
+        e.numerator,
+        e.denominator,
+        d.numerator,
+        d.denominator,
+        r.numerator,
+        r.denominator,
+    )
 
 
 def _calibrated(shape: _Shape) -> tuple[tuple[Block, DistributedNoise], ...]:
