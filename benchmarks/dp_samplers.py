@@ -14,13 +14,24 @@ compound-Poisson and the gamma-mixture identities at shape 1/2 (3 parties, 1 col
 
     python benchmarks/dp_samplers.py [--n 1000000] [--repeats 3]
     python benchmarks/dp_samplers.py --polya-only    # writes benchmarks/results/dp_polya.json
+    python benchmarks/dp_samplers.py --small --base /tmp/base-tree  # writes benchmarks/results/dp_small_pieces.json
+
+``--small``: CPU per call of what a DP scalar query costs in noise (a party's noise piece for a scalar sum,
+discrete Laplace at epsilon 0.001 and 1 and Skellam; a mean's two blocks; the coordinator's ``describe``),
+this tree against the tree at ``--base`` (e.g. a ``git worktree`` of an older commit), alternating child
+processes (PYTHONPATH set to each tree) ``--pairs`` times in one run; reports the medians and their ratios, and
+the load.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import statistics
+import subprocess
+import sys
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -33,6 +44,7 @@ from mpcdp.prg import system_random
 
 OUT = Path(__file__).parent / "results" / "dp_samplers.json"
 POLYA_OUT = OUT.with_name("dp_polya.json")
+SMALL_OUT = OUT.with_name("dp_small_pieces.json")
 SCALE = 10.0
 K = 10
 EPSILON = 1.0
@@ -82,6 +94,59 @@ def polya_rates(n: int, repeats: int) -> list[dict]:
     return rows
 
 
+def small_costs(calls: int) -> dict:
+    """Microseconds of CPU per call (process time, warm) of a scalar DP query's noise work, in this process's
+    tree (imported here: a child process runs it with PYTHONPATH set to the tree measured)."""
+    from mpcdp.protocol import QuerySpec
+    from mpcdp.protocol.noise import describe, noise_piece
+
+    parties = ("p1", "p2", "p3")
+    scalar = dict(bounds=(0, 1000), frac_bits=0, max_records=1)  # benchmarks/secure_sum.py --dp's query
+    specs = {
+        "piece: sum, discrete Laplace, eps 0.001": QuerySpec("sum", parties=parties, epsilon=0.001, **scalar),
+        "piece: sum, discrete Laplace, eps 1": QuerySpec("sum", parties=parties, epsilon=1.0, **scalar),
+        "piece: sum, Skellam, eps 1, delta 1e-6": QuerySpec(
+            "sum", parties=parties, epsilon=1.0, delta=1e-6, mechanism="skellam", **scalar
+        ),
+        "piece: mean (sum + count), discrete Laplace, eps 1": QuerySpec(
+            "mean", parties=parties, epsilon=1.0, bounds=(0, 1000)
+        ),
+    }
+    rng = system_random("bench/small")
+    out = {}
+    for name, spec in specs.items():
+        noise_piece(spec, rng)
+        start = time.process_time()
+        for _ in range(calls):
+            noise_piece(spec, rng)
+        out[name] = 1e6 * (time.process_time() - start) / calls
+    spec = specs["piece: sum, discrete Laplace, eps 0.001"]
+    start = time.process_time()
+    for _ in range(calls):
+        describe(spec, {"sum": 500.0})
+    out["describe: sum, discrete Laplace, eps 0.001"] = 1e6 * (time.process_time() - start) / calls
+    return out
+
+
+def small_ab(base: Path, pairs: int, calls: int) -> dict:
+    """``small_costs`` in child processes, this tree and ``base`` alternating ``pairs`` times."""
+    here = Path(__file__).resolve().parents[1]
+    runs: dict[str, list[dict]] = {"base": [], "new": []}
+    loads = [os.getloadavg()[0]]
+    for _ in range(pairs):
+        for side, tree in (("base", base), ("new", here)):
+            env = {**os.environ, "PYTHONPATH": str(tree)}
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--small-child", "--calls", str(calls)]
+            runs[side].append(json.loads(subprocess.run(cmd, env=env, check=True, capture_output=True).stdout))
+            loads.append(os.getloadavg()[0])
+    rows = {}
+    for key in runs["new"][0]:
+        old = statistics.median(r[key] for r in runs["base"])
+        new = statistics.median(r[key] for r in runs["new"])
+        rows[key] = {"base_us": old, "new_us": new, "speedup": old / new}
+    return {"base": str(base), "pairs": pairs, "calls": calls, "load_1min": loads, "median_cpu_us": rows, "runs": runs}
+
+
 def opendp_rates(n: int, n_rr: int, repeats: int) -> dict:
     import opendp.prelude as dp
 
@@ -105,7 +170,23 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_000_000, help="samples per batch")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--polya-only", action="store_true", help=f"only the Polya pieces (no OpenDP), to {POLYA_OUT}")
+    parser.add_argument("--small", action="store_true", help=f"a scalar query's noise, vs --base, to {SMALL_OUT}")
+    parser.add_argument("--base", type=Path, help="the tree to compare with (--small)")
+    parser.add_argument("--pairs", type=int, default=4, help="alternating base/new child runs (--small)")
+    parser.add_argument("--calls", type=int, default=2000, help="calls per measurement (--small)")
+    parser.add_argument("--small-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.small_child:
+        print(json.dumps(small_costs(args.calls)))
+        return
+    if args.small:
+        if args.base is None:
+            parser.error("--small needs --base (a tree to compare with)")
+        result = small_ab(args.base, args.pairs, args.calls)
+        SMALL_OUT.parent.mkdir(parents=True, exist_ok=True)
+        SMALL_OUT.write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result["median_cpu_us"], indent=2), "load", result["load_1min"])
+        return
     if args.polya_only:
         rows = polya_rates(args.n, args.repeats)
         load = __import__("os").getloadavg()[0]
