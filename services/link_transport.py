@@ -142,6 +142,9 @@ class Connection:
             except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError: a broken or forged record
                 self._lost(exc)
                 return
+            except Exception as exc:  # unexpected (the SSL object's read is private: a CPython change): the connection
+                self._lost(exc)  # ends with it, rather than the loop calling this reader again at once, forever
+                return
             if n == 0:
                 self._lost(None)
                 return

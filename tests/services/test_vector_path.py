@@ -235,6 +235,24 @@ async def test_a_connection_closed_in_the_middle_of_a_long_record_hands_on_nothi
     assert owner.ends == [None] and owner.records == [] and receiver.closed and receiver._body is None
 
 
+class BrokenRead:
+    """An SSL object whose ``read`` fails as no documented error would (say, its signature changed in CPython)."""
+
+    def read(self, n, buffer):
+        raise TypeError("read() takes at most 1 argument (2 given)")
+
+
+async def test_a_read_that_fails_unexpectedly_ends_the_connection_with_its_error():
+    """The connection reads through a private API: an unexpected exception from it closes the connection with that
+    error (its messages fail at once) instead of escaping, which left the reader registered and called forever."""
+    sender, receiver, owner = pair()
+    receiver._tls = BrokenRead()
+    sender.sock.sendall(b"anything")
+    await until_records(owner, 1)
+    assert receiver.closed and len(owner.ends) == 1 and isinstance(owner.ends[0], TypeError)
+    sender.close()
+
+
 def stub_hub(write) -> Hub:
     """A hub whose link to any peer is a stand-in stream calling ``write(pieces)`` for each write."""
     hub = Hub(Identity("bob", None, insecure=True), lambda peer: "nowhere", lambda peer: True)
