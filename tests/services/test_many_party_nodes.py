@@ -19,7 +19,7 @@ from mpcdp.protocol.quorum import survivor_loss
 from services import many_party
 from services.analyst import QueryError
 from services.link import LinkError
-from tests.support.federation import federation_file, ledgered_cluster
+from tests.support.federation import federation_file, ledgered_cluster, ledgers_applied
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -310,4 +310,5 @@ async def test_a_party_whose_link_to_the_coordinator_breaks_aborts_and_frees_its
     spent = ledgers["p11"].spent().epsilon
     result = await ask(cluster, parties, quorum=4, epsilon=1.0)
     assert result.dropped == ("p11",) and "p11" not in result.parties
+    await ledgers_applied(cluster, ["p11"])  # its session ended and the free it queued applied
     assert ledgers["p11"].reserved() == {} and ledgers["p11"].spent().epsilon == spent  # well before the deadline

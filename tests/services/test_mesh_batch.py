@@ -26,7 +26,7 @@ from services import cli, convert, sessions
 from services.analyst import QueryError
 from services.releases import ReleaseStore
 from services.wire.mpcdp.v1 import federation_pb2 as pb
-from tests.support.federation import Speaker, federation_file, ledgered_cluster, until
+from tests.support.federation import Speaker, federation_file, ledgered_cluster, ledgers_applied, until
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -193,7 +193,7 @@ async def test_a_party_dropping_mid_batch_aborts_the_session_cleanly(nodes, shar
     finally:
         del p2._run
     assert info.value.code == grpc.StatusCode.ABORTED and "p2 dropped out" in info.value.details
-    await until(lambda: not any(cluster.nodes[p]._live for p in ASKED))
+    await ledgers_applied(cluster, [*ASKED, "coordinator"])  # the sessions ended and the frees they queued applied
     assert all(ledgers[p].reserved() == {} for p in [*ASKED, "coordinator"])
     assert spent(ledgers, [*ASKED, "coordinator"]) == before
     released = await batch(cluster, questions(2), sharing=sharing)

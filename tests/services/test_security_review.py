@@ -20,7 +20,7 @@ from services.survey.transport import ref
 from services.tls import init_certs
 from services.wire.mpcdp.v1 import federation_pb2 as pb
 from services.wire.mpcdp.v1 import survey_pb2, survey_pb2_grpc
-from tests.support.federation import RAISES, Speaker, assert_idle, make_cluster
+from tests.support.federation import RAISES, Speaker, assert_idle, ledgers_applied, make_cluster
 from tests.support.survey_grpc import Federation, deliver, sheets
 
 # -- nothing secret in a repr (a logged object or a traceback) ---------------------------------
@@ -131,6 +131,7 @@ async def test_concurrent_sessions_cannot_together_overspend_a_partys_budget(dp_
     c3, answer = await propose(dp_cluster, third)
     assert answer.accepted
     await abort(c3, third)
+    await ledgers_applied(dp_cluster, ["bob"])  # its confirmation may come before the free it queued is applied
     assert float(dp_cluster.ledgers["bob"].spent().epsilon) == 0.0
     assert not dp_cluster.ledgers["bob"].reserved()  # nothing held any more, in the ledger's own file
     assert_idle(dp_cluster)

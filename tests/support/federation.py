@@ -16,6 +16,7 @@ from services import federation as fed
 from services.analyst import Analyst, QueryError
 from services.coordinator_node import CoordinatorNode
 from services.data import Table
+from services.ledgers import settled
 from services.link import Hub
 from services.party_node import PartyNode
 from services.server import start
@@ -150,6 +151,21 @@ async def until(condition, seconds=20.0):
     while not condition():
         assert time.monotonic() < end, "condition never held"
         await asyncio.sleep(0.02)
+
+
+async def ledgers_applied(cluster, names, seconds=20.0) -> None:
+    """Wait until the named nodes' sessions have ended (a party's additive and many-party ones, the coordinator's)
+    and the ledger changes they queued as they ended (the frees of what an aborted session held, group-committed off
+    the loop) are applied (:func:`services.ledgers.settled`): what a test reads from a ledger after an abort."""
+
+    def ended(node) -> bool:
+        if isinstance(node, PartyNode):
+            return not node._live and not node.many_in_flight
+        return not getattr(node, "_sessions", None)
+
+    await until(lambda: all(ended(cluster.nodes[name]) for name in names), seconds)
+    for name in names:
+        assert await settled(cluster.nodes[name].ledger, seconds), f"{name}'s ledger changes were not applied"
 
 
 def idle(cluster, *faulty) -> bool:
