@@ -11,7 +11,8 @@ Reading (:class:`Connection`): each connection is a non-blocking ``ssl.SSLSocket
 the socket itself and decrypts straight into the buffer the connection offers (to the socket's own SSL
 object's ``read``: ssl.py's ``recv_into`` costs two Python frames per 16 KiB TLS record; a ragged end is
 read as the end, as there), where asyncio's transport copies every byte into a memory BIO first
-(measured: more CPU per MiB on both ends, benchmarks/link_transport.py). Small records are read into a
+(measured: more CPU per MiB on both ends, benchmarks/link_transport.py). An end in the middle of a record
+(ragged or not) is reported as an error: a truncation, not the peer's orderly close. Small records are read into a
 staging buffer and handed on as copies of their bytes; a record too long for it gets one buffer of its
 own, sized from its prefix once the prefix is checked against the link's limit (``max_record``: a longer
 prefix closes the connection before anything is allocated), and the rest of it is decrypted into that
@@ -146,7 +147,7 @@ class Connection:
                 self._lost(exc)  # ends with it, rather than the loop calling this reader again at once, forever
                 return
             if n == 0:
-                self._lost(None)
+                self._lost(self._cut())
                 return
             taken += n
             if body is None:
@@ -161,6 +162,15 @@ class Connection:
             if taken >= READ_TURN_BYTES:  # others' turn; what TLS holds decrypted is read at the next one
                 self._loop.call_soon(self._readable)
                 return
+
+    def _cut(self) -> ConnectionError | None:
+        """How the peer's end of the stream is reported: at a record boundary, as an orderly end (None); with a
+        record half read (TLS's close_notify or not), as the truncation it is."""
+        if self._body is not None:
+            return ConnectionError(f"the connection ended {self._filled} bytes into a record of {len(self._body)}")
+        if self._end > self._start:
+            return ConnectionError(f"the connection ended {self._end - self._start} bytes into a record")
+        return None
 
     def _resume_reading(self) -> None:
         if not self.closed:

@@ -4,7 +4,9 @@ services.link, services.sessions), and what a connection's reader does with reco
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+import ssl
 
 import numpy as np
 import pytest
@@ -232,7 +234,8 @@ async def test_a_connection_closed_in_the_middle_of_a_long_record_hands_on_nothi
     await asyncio.sleep(0.05)
     sender.close()
     await until_records(owner, 1)
-    assert owner.ends == [None] and owner.records == [] and receiver.closed and receiver._body is None
+    assert owner.records == [] and receiver.closed and receiver._body is None
+    assert str(owner.ends[0]) == "the connection ended 120000 bytes into a record of 200000"
 
 
 class BrokenRead:
@@ -370,8 +373,8 @@ async def test_tls_records_are_read_through_the_sockets_own_tls_object_and_arriv
 
 
 async def test_a_tls_peer_that_vanishes_without_close_notify_ends_the_connection_as_a_close(tls_certs):
-    """A ragged end (the TCP connection closed under TLS, no close_notify) is read as the end, with no error, as
-    ssl.py's recv_into reads it (suppress_ragged_eofs); nothing half-read is handed on."""
+    """A ragged end (the TCP connection closed under TLS, no close_notify) at a record boundary is read as the end,
+    with no error, as ssl.py's recv_into reads it (suppress_ragged_eofs)."""
     owner = Recorder()
     sender, receiver = await tls_pair(tls_certs, owner)
     await sender.write(b"whole")
@@ -380,3 +383,59 @@ async def test_a_tls_peer_that_vanishes_without_close_notify_ends_the_connection
     raw.close()
     await until_records(owner, 2)
     assert owner.records == [b"whole"] and owner.ends == [None] and receiver.closed
+
+
+def cut(connection: link_transport.Connection) -> None:
+    """Close the TCP connection under ``connection``'s TLS, without TLS's close_notify."""
+    socket.socket(fileno=connection.sock.detach()).close()
+
+
+@pytest.mark.parametrize(
+    "sent, why",
+    [
+        ((3 << 20, (1 << 20) + 123), f"ended {(1 << 20) + 123} bytes into a record of {3 << 20}"),  # its own buffer
+        ((1000, 999), "ended 1003 bytes into a record"),  # in the staging buffer (its prefix counted)
+    ],
+    ids=["long", "short"],
+)
+async def test_a_tls_connection_cut_in_the_middle_of_a_record_hands_nothing_on_and_ends_with_an_error(
+    tls_certs, sent, why
+):
+    """A ragged end in the middle of a record is a truncation, not a peer's orderly close: nothing of the record is
+    handed on, and the owner is told the connection ended with an error (it was told None, as for a close)."""
+    owner = Recorder()
+    sender, receiver = await tls_pair(tls_certs, owner)
+    announced, given = sent
+    sender.sock.setblocking(True)
+    sender.sock.sendall(link_transport.PREFIX.pack(announced) + b"x" * given)
+    await asyncio.sleep(0.05)
+    cut(sender)
+    await until_records(owner, 1)
+    assert owner.records == [] and receiver.closed and receiver._body is None
+    assert len(owner.ends) == 1 and isinstance(owner.ends[0], ConnectionError) and why in str(owner.ends[0])
+
+
+async def test_a_tls_close_notify_in_the_middle_of_a_record_hands_nothing_on_and_ends_with_an_error(tls_certs):
+    owner = Recorder()
+    sender, receiver = await tls_pair(tls_certs, owner)
+    sender.sock.setblocking(True)
+    sender.sock.sendall(link_transport.PREFIX.pack(200_000) + b"z" * 100_000)
+    await asyncio.sleep(0.05)
+    sender.sock.setblocking(False)
+    with contextlib.suppress(ssl.SSLError, OSError):
+        sender.sock.unwrap()  # close_notify, then nothing more
+    await until_records(owner, 1)
+    assert owner.records == [] and receiver.closed
+    assert len(owner.ends) == 1 and "ended 100000 bytes into a record of 200000" in str(owner.ends[0])
+
+
+async def test_bytes_injected_into_a_tls_stream_end_the_connection_with_an_error(tls_certs):
+    """A network attacker's forged TLS record fails its MAC: the reader ends with that error, nothing handed on."""
+    owner = Recorder()
+    sender, _ = await tls_pair(tls_certs, owner)
+    raw = socket.socket(fileno=sender.sock.detach())
+    raw.setblocking(True)
+    raw.sendall(b"\x17\x03\x03\x00\x20" + b"\x00" * 32)  # an application-data record with a forged body
+    await until_records(owner, 1)
+    assert owner.records == [] and len(owner.ends) == 1 and isinstance(owner.ends[0], ssl.SSLError)
+    raw.close()
