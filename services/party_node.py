@@ -32,6 +32,7 @@ states only."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import heapq
 import logging
@@ -67,6 +68,7 @@ SHARE_MARGIN_FRACTION = 0.2
 SHARE_MARGIN_MAX = 2.0  # seconds
 CLOCK_SLACK = 5.0  # seconds a proposed deadline may exceed max_timeout by (clocks differ)
 READ_OFF_LOOP = 1 << 18  # ring elements: a longer vector is read and encoded off the event loop (a millisecond or more)
+VECTOR_READERS = 2  # long vectors read at once (threads of their own; more wait their turn)
 # sessions (additive and many-party) live at once at a party: each holds vectors of up to the policy's max_length,
 # so this bounds its memory whatever its coordinators send; above the coordinator's SESSIONS_PER_PARTY, since a
 # coordinator frees its slot a moment before the party closes its session
@@ -144,6 +146,9 @@ class PartyNode(pb_grpc.PartyServicer):
         self._closed: OrderedDict[bytes, None] = OrderedDict()  # closed ids of other session kinds
         self._dated: dict[bytes, float] = {}  # closed additive session ids -> deadline, kept until it passed
         self._expiry: list[tuple[float, bytes]] = []  # heap of (deadline, id) over _dated
+        # long vectors' reads and encodes: threads of their own, not asyncio's default ones, which write the session
+        # log and commit the ledger (an fsync queued behind a few 80 ms reads waited 150 ms for its thread)
+        self._vector_reads = concurrent.futures.ThreadPoolExecutor(VECTOR_READERS, "vector-read")
         self.link = Hub(
             identity,
             lambda peer: self.federation.address(peer),  # read at call time: the federation may be replaced
@@ -229,6 +234,7 @@ class PartyNode(pb_grpc.PartyServicer):
         if self.sessions is not None:
             self.sessions.close()
 
+        self._vector_reads.shutdown(wait=False, cancel_futures=True)
     def full(self) -> bool:
         """Whether ``max_sessions`` sessions (additive and many-party) are live: a new one is refused."""
         return len(self._live) + self.many_in_flight >= self.max_sessions
@@ -366,7 +372,7 @@ class PartyNode(pb_grpc.PartyServicer):
         try:
             session.check(now)  # the policy for every statistic, the batch's length: no record read yet
             if live.batch or session.length >= READ_OFF_LOOP:  # the session log's write starts meanwhile
-                await asyncio.to_thread(session.read)
+                await asyncio.get_running_loop().run_in_executor(self._vector_reads, session.read)
             else:
                 session.read()
             if spec.sharing is not Sharing.KEYED:  # keyed: charged as its answer leaves, with nothing in between

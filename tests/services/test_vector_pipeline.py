@@ -4,6 +4,8 @@ and its keyed partial sum leaves slice by slice as it is masked (services/party_
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import time
 
 import numpy as np
@@ -67,6 +69,24 @@ async def ask(cluster):
 async def test_a_long_vectors_session_log_is_written_while_the_party_reads_it(cluster):
     assert LENGTH >= READ_OFF_LOOP
     result = await ask(cluster)
+    np.testing.assert_array_equal(np.asarray(result.value), cluster.expected)
+    assert all(cluster.nodes[p].table.logged_first == [True] for p in PARTIES)
+
+
+async def test_long_vectors_are_read_on_threads_of_their_own_not_the_ones_writing_the_session_log(cluster):
+    """review-vecpipe F1: the reads ran on asyncio's default threads, which also write the session logs and commit the
+    ledgers, so a durable write waited behind long reads. With one default thread, each read waits for its session
+    id's write: on those threads the read held the only one and the write never ran (logged_first: False, 5 s)."""
+    loop = asyncio.get_running_loop()
+    one = concurrent.futures.ThreadPoolExecutor(1)
+    loop.set_default_executor(one)
+    try:
+        for p in PARTIES:
+            cluster.nodes[p].table.logged_first.clear()
+        result = await ask(cluster)
+    finally:
+        loop.set_default_executor(concurrent.futures.ThreadPoolExecutor())
+        one.shutdown(wait=False)
     np.testing.assert_array_equal(np.asarray(result.value), cluster.expected)
     assert all(cluster.nodes[p].table.logged_first == [True] for p in PARTIES)
 
