@@ -231,10 +231,10 @@ class PartyNode(pb_grpc.PartyServicer):
         await self.link.close()
         if not await settled(self.ledger):
             log.error("closing with ledger changes still being committed after %.0f s", SETTLE_SECONDS)
+        self._vector_reads.shutdown(wait=False, cancel_futures=True)
         if self.sessions is not None:
             self.sessions.close()
 
-        self._vector_reads.shutdown(wait=False, cancel_futures=True)
     def full(self) -> bool:
         """Whether ``max_sessions`` sessions (additive and many-party) are live: a new one is refused."""
         return len(self._live) + self.many_in_flight >= self.max_sessions
