@@ -423,8 +423,8 @@ class CoordinatorNode(pb_grpc.CoordinatorServicer):
                 await group_commit(self.ledger).charge_reserved(sid)  # drops the reservation in the same transaction
                 held = False
         finally:
-            if held:  # not charged: free it (queued, in order after the reservation)
-                group_commit(self.ledger).free(sid)
+            if held:  # not charged: freed (in order after the reservation) before the analyst hears it failed
+                await group_commit(self.ledger).freed(sid)
         releases.audit_batch(sid, client, batch.specs, releases.composed(batch.specs, released))
         return parts
 

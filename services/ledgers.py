@@ -10,6 +10,7 @@ Its other state lives in its state directory (:attr:`Node.state_dir`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import math
 import os
@@ -87,10 +88,19 @@ class GroupCommit:
         assert isinstance(charge, Charge)
         return charge
 
-    def free(self, session: bytes) -> None:
-        """:meth:`PrivacyLedger.free`, queued, not awaited (usable where a session ends, cancelled or not): a free
-        that fails leaves the reservation to lapse at its deadline, holding budget until then, never spending it."""
-        self.queue(Free(session)).add_done_callback(_retrieved)
+    def free(self, session: bytes) -> asyncio.Future:
+        """:meth:`PrivacyLedger.free`, queued (usable where a session ends, cancelled or not; awaiting the future it
+        returns is optional): a free that fails leaves the reservation to lapse at its deadline, holding budget until
+        then, never spending it."""
+        waiter = self.queue(Free(session))
+        waiter.add_done_callback(_retrieved)
+        return waiter
+
+    async def freed(self, session: bytes) -> None:
+        """:meth:`free`, awaited until applied (or failed: the reservation then lapses at its deadline), so that
+        whoever hears next that the session ended finds its budget free."""
+        with contextlib.suppress(Exception):
+            await asyncio.shield(self.free(session))
 
     def queue(self, operation: Operation) -> asyncio.Future:
         """``operation``'s outcome, once its group has committed (its exception, if it was refused or the group

@@ -982,8 +982,8 @@ async def _session(coord: Any, query: MaskedQuery, confidence: float, client: st
             await group_commit(coord.ledger).charge_reserved(sid)
             held = False
     finally:
-        if held:  # not charged: free it (queued, in order after the reservation)
-            group_commit(coord.ledger).free(sid)
+        if held:  # not charged: freed (in order after the reservation) before the analyst hears it failed
+            await group_commit(coord.ledger).freed(sid)
     releases.audit_batch(
         sid,
         client,

@@ -185,20 +185,23 @@ class PartyNode(pb_grpc.PartyServicer):
         audit.record("denied", message=message, **fields)
         await context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
 
-    def _close(self, sid: bytes) -> None:
+    def _close(self, sid: bytes) -> asyncio.Future | None:
+        """Forget a session; the free of its uncharged reservation (queued after it), if it held one."""
         live = self._live.pop(sid, None)
         self.link.close_session(sid)
+        freed = None
         if live is not None and live.held:  # not charged: free its reservation (queued after it)
             live.held = False
-            group_commit(self.ledger).free(sid)
+            freed = group_commit(self.ledger).free(sid)
         if live is not None:  # kept while its deadline is ahead (see _forget_expired)
             self._dated[sid] = live.spec.deadline
             heapq.heappush(self._expiry, (live.spec.deadline, sid))
             self._forget_expired()
-            return
+            return freed
         self._closed[sid] = None
         while len(self._closed) > CLOSED_REMEMBERED:
             self._closed.popitem(last=False)
+        return freed
 
     def _forget_expired(self) -> None:
         """Forget the closed sessions whose deadline (plus ``CLOCK_SLACK``) has passed on this party's clock, and
@@ -591,27 +594,33 @@ class PartyNode(pb_grpc.PartyServicer):
     # -- the coordinator ends a session ---------------------------------------------
 
     def _aborted(self, peer: str, sid: bytes, _round: int, payload: memoryview) -> None:
-        """The coordinator's abort: close the session at once and confirm (also for a session already closed)."""
+        """The coordinator's abort: close the session at once and confirm (also for a session already closed), once
+        the reservation it held is freed (the coordinator waits for the confirmations before its analyst hears: this
+        party's budget is free by then)."""
         live = self._live.get(sid)
         if peer not in self.federation.names("coordinator") or (live is not None and live.coordinator != peer):
             audit.record("denied", caller=peer, session=sid.hex(), message="an abort from a node that did not propose")
             return
-        if live is not None:
-            self._end(live)
-        confirm = convert.abort_message(sid, self.me, "the session is closed")
-        self.link.post(peer, sid, 0, ABORT, confirm.SerializeToString())
+        freed = self._end(live) if live is not None else None
+        confirm = convert.abort_message(sid, self.me, "the session is closed").SerializeToString()
+        if freed is None or freed.done():
+            self.link.post(peer, sid, 0, ABORT, confirm)
+        else:
+            freed.add_done_callback(lambda _: self.link.post(peer, sid, 0, ABORT, confirm))
 
     def _dropped(self, peer: str, error: LinkError) -> None:
         """The link to a coordinator broke: its sessions here can make no progress."""
         for live in [live for live in self._live.values() if live.coordinator == peer]:
             self._end(live)
 
-    def _end(self, live: _Live) -> None:
+    def _end(self, live: _Live) -> asyncio.Future | None:
+        """End a session at once (its task cancelled); the free of its reservation, if it held one (:meth:`_close`)."""
         if live.session is not None and live.session.state != "done":
             live.session.abort()
-        self._close(live.spec.session_id)
+        freed = self._close(live.spec.session_id)
         if live.task is not None:
             live.task.cancel()
+        return freed
 
     async def Compare(self, request: pb.CompareRequest, context) -> pb.CompareReply:
         """A comparison statistic under MPC with the other parties (:mod:`services.mpc_node`)."""

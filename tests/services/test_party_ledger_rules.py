@@ -8,6 +8,7 @@ test_many_party_nodes.)"""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import pytest_asyncio
@@ -35,7 +36,7 @@ async def nodes(tmp_path_factory):
 class Applied:
     """The ledger operations each node applies (by name), each checked to run off the event loop's thread."""
 
-    def __init__(self, ledgers: dict[str, PrivacyLedger], monkeypatch):
+    def __init__(self, ledgers: dict[str, PrivacyLedger], monkeypatch, delay: float = 0.0):
         self.ops: dict[str, list[str]] = {name: [] for name in ledgers}
         loop_thread = threading.current_thread()
         for name, ledger in ledgers.items():
@@ -44,6 +45,7 @@ class Applied:
             def spied(ops, _apply=apply, _name=name):
                 assert threading.current_thread() is not loop_thread, "a ledger change on the event loop"
                 self.ops[_name].extend(type(op).__name__ for op in ops)
+                time.sleep(delay)  # a slow disk
                 return _apply(ops)
 
             monkeypatch.setattr(ledger, "apply", spied)
@@ -98,3 +100,20 @@ async def test_a_many_party_party_that_cannot_pay_refuses_in_its_ledgers_words_a
     assert "p5 refused: privacy budget exceeded" in info.value.details, info.value.details
     await until(lambda: all(not ledgers[p].reserved() for p in [*NAMES[:4], "coordinator"]))
     assert poor.reserved() == {} and poor.history() == []
+
+
+async def test_when_the_analyst_hears_of_an_abort_every_reservation_is_already_free(nodes, monkeypatch):
+    """p3 cannot pay, so the coordinator aborts a seeded session that p1 and p2 had reserved for: they confirm the
+    abort once their frees are applied, and the coordinator frees its own before it replies, so that the next query
+    finds every budget free (with slow disks the frees came after the analyst heard: a flake at load)."""
+    cluster, ledgers, state = nodes
+    parties = NAMES[:3]
+    monkeypatch.setattr(cluster.nodes["p3"], "ledger", PrivacyLedger(state / "p3-poor.db", "values", 0.1))
+    Applied({n: ledgers[n] for n in ["p1", "p2", "coordinator"]}, monkeypatch, delay=0.3)
+    with pytest.raises(QueryError) as info:
+        async with cluster.client() as client:
+            await client.query(
+                "sum", column="value", bounds=(0, 10), epsilon=0.25, parties=parties, sharing="seeded", timeout=10.0
+            )
+    assert "p3 refused: privacy budget exceeded" in info.value.details, info.value.details
+    assert {n: ledgers[n].reserved() for n in ["p1", "p2", "coordinator"]} == {"p1": {}, "p2": {}, "coordinator": {}}
