@@ -9,6 +9,7 @@ from google.protobuf.message import DecodeError
 
 from mpcdp.prg import Prg
 from mpcdp.protocol import QuerySpec, SpecError, run_in_memory
+from mpcdp.protocol.coordinator import CoordinatorSession, KeptTotals
 from services import convert, releases
 from services.analyst import QueryResult, _ReleaseStream
 from services.streams import CHUNK_BYTES
@@ -198,6 +199,54 @@ def test_the_release_store_keeps_and_returns_each_part_in_its_wire_form(tmp_path
     assert meta["client"] == "analyst" and meta["exact"]
     assert kept == [releases.wire_form(p) for p in parts]
     np.testing.assert_array_equal(received(kept).value, release.result["sum"])
+
+
+def keyed_release(totals: KeptTotals, seed: int, length: int = 300_000):
+    """A two-party keyed sum of ``length`` elements folded by a coordinator session on ``totals``: (spec, release)."""
+    parties = ("alice", "bob")
+    spec = QuerySpec(
+        "sum",
+        parties=parties,
+        sharing="keyed",
+        bounds=(0, 1000),
+        dimension=length,
+        frac_bits=0,
+        max_records=1,
+        session_id=bytes([seed]) * 16,
+    )
+    session = CoordinatorSession(spec, totals=totals)
+    rng = np.random.default_rng(seed)
+    for p in parties:
+        partial = rng.integers(0, 1000, length).astype(np.uint64)
+        for at in range(0, length, 100_000):
+            session.receive_piece(spec.session_id, p, at, partial[at : at + 100_000])
+        session.end_partial(spec.session_id, p)
+        session.record_key_ids(p, {q: b"k" * 8 for q in parties if q != p})
+    (release,) = session.releases(arrays=True)
+    return spec, release
+
+
+async def test_a_release_made_of_pieces_is_kept_and_fetched_back_byte_for_byte_after_its_total_is_reused(tmp_path):
+    """A long release's parts are pieces (a header, then a view of its float64 values): kept, then the coordinator's
+    kept total is taken by the next session of the same length and written over; the first release's pieces are
+    unchanged and the store returns exactly their wire form."""
+    totals = KeptTotals(smallest=1)
+    spec, release = keyed_release(totals, 1)
+    parts = releases.batch_parts([spec], [release], 0.95)
+    assert sum(isinstance(p, tuple) for p in parts) >= 2  # the chunks, as pieces
+    first = [releases.wire_form(p) for p in parts]
+    store = releases.ReleaseStore(tmp_path)
+    try:
+        await store.keep(spec.session_id.hex(), "analyst", True, parts)
+        assert len(totals) == 1
+        keyed_release(totals, 2)  # takes the kept total and writes over it
+        assert len(totals) == 1
+        assert [releases.wire_form(p) for p in parts] == first
+        _, kept = store.get(spec.session_id.hex())
+        assert [bytes(b) for b in kept] == first
+        np.testing.assert_array_equal(received(kept).value, release.result["sum"])
+    finally:
+        store.close()
 
 
 def test_labels_whole_numbers_and_undefined_values_are_typed():
