@@ -27,7 +27,7 @@ import numpy as np
 from .. import ring
 from ..dp.rational import exact
 from ..prg import SEED_BYTES, Prg, RandomSource, fold_streams, system_random
-from ..sharing import fold_masks, mask_keys, pair_stream, share, share_seeded
+from ..sharing import mask_keys, mask_pairwise, pair_stream, share, share_seeded
 from .errors import ProtocolError, Status
 from .messages import PartialSum, ShareMessage
 from .noise import noise_piece
@@ -335,9 +335,8 @@ class PartySession:
         local = self.contribution()
         if not local.flags.writeable or not local.flags.c_contiguous:
             local = np.ascontiguousarray(local).copy()
-        add, subtract = mask_keys(self.me, keys, self.batch.digest)  # a batch: one stream, bound to every spec
         self.state = "done"
-        return MaskedStream(local.reshape(-1), add, subtract)
+        return MaskedStream(local.reshape(-1), self.me, dict(keys), self.batch.digest)  # a batch: one stream
 
     def abort(self) -> None:
         """Drop everything; the session can make no further progress."""
@@ -349,15 +348,16 @@ class MaskedStream:
     """A keyed partial sum (:meth:`PartySession.masked_stream`) masked in place, in order, slice by slice: a party
     sends each slice as soon as it is masked, while it masks the next. :meth:`upto` masks every element below
     ``end`` not masked yet with each pair's stream continued from where the last slice ended, so the elements
-    are those :func:`mpcdp.sharing.mask_pairwise` gives the whole vector.
+    are those :func:`mpcdp.sharing.mask_pairwise` (``me``, ``keys``, ``binding``) gives the whole vector, which
+    masks it when the first call asks for all of it.
 
     ``vector`` is the partial sum's buffer: only its first ``masked`` elements may be read (the rest is still
     the party's unmasked contribution); :meth:`upto` returns the masked prefix."""
 
-    def __init__(self, vector: np.ndarray, add: list[bytes], subtract: list[bytes]):
+    def __init__(self, vector: np.ndarray, me: str, keys: Mapping[str, bytes], binding: bytes):
         self.vector = vector
         self.masked = 0
-        self._keys = (add, subtract)
+        self._pairs = (me, keys, binding)
         self._streams: tuple[list[Prg], list[Prg]] | None = None  # made at the first slice short of the whole
 
     @property
@@ -368,11 +368,11 @@ class MaskedStream:
         """Mask the elements below ``end`` (at most the length) not masked yet; the masked prefix."""
         end = min(end, self.length)
         if end > self.masked:
-            add, subtract = self._keys
             if self.masked == 0 and end == self.length:  # the whole at once (a short vector's faster path)
-                fold_masks(self.vector, add=add, subtract=subtract)
+                mask_pairwise(self.vector, *self._pairs)
             else:
                 if self._streams is None:
+                    add, subtract = mask_keys(*self._pairs)
                     self._streams = [pair_stream(k) for k in add], [pair_stream(k) for k in subtract]
                 fold_streams(self.vector[self.masked : end], *self._streams)
             self.masked = end
