@@ -349,7 +349,8 @@ class PartyNode(pb_grpc.PartyServicer):
     async def _accept(self, live: _Live) -> PartySession | None:
         """The session, accepted; None once refused (the refusal sent). Every statistic is checked against the
         policy before any record is read; then the records are read and encoded one statistic at a time (a
-        batch's off the event loop: it may be long), and the loss is reserved (:meth:`_reserve`) before the session
+        batch's, or a vector of ``READ_OFF_LOOP`` elements or more, off the event loop on the node's own
+        ``VECTOR_READERS`` threads), and the loss is reserved (:meth:`_reserve`) before the session
         is accepted: a refusal comes before any share moves."""
         spec, sid, coordinator = live.spec, live.spec.session_id, live.coordinator
         now = self._clock()
@@ -488,9 +489,11 @@ class PartyNode(pb_grpc.PartyServicer):
         mask only with that pair's key, so without every key crossing a set's boundary the partial sums of the
         set are uniformly random; with the keys of the refusing (colluding) peers it learns the noisy sum of
         the parties that answered, which the noise pieces are sized for (``colluders`` withheld). The loss is
-        charged (on disk) before the partial sum leaves, and stays charged if the session then aborts; an abort that
-        comes while the charge commits may leave it charged for a partial sum never sent (conservative, never an
-        overspend). The session id is on disk first."""
+        charged (on disk) before the partial sum leaves, and stays charged if the session then aborts. So the party
+        may be charged for a partial sum never sent (conservative, never an overspend): by an abort that comes while
+        the charge commits, a failed write of the session id to the session log (awaited after the charge, before
+        the post), a post the link refuses at once (its queue full, the message too long), or a deadline that fires
+        before the first frame is written. The session id is on disk before anything leaves."""
         session, spec = live.session, live.spec
         assert session is not None
         peers = session.peers

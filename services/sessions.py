@@ -48,8 +48,8 @@ ABORT = "sum.abort"
 
 def keyed_partial(vector: np.ndarray, key_ids: Sequence[bytes]) -> tuple[np.ndarray, bytes]:
     """A keyed PARTIAL's payload: the partial sum's ring elements, then the pair key ids (8 bytes each), as two
-    parts of one message (:meth:`services.link.Hub.post`: the vector is sent where it lies, never copied to
-    append the ids)."""
+    parts of one message (:meth:`services.link.Hub.post`: the vector is sent where it lies, not copied to append
+    the ids; on a big-endian host it is copied to little-endian here, so the node masks it whole first)."""
     if any(len(k) != KEY_ID_BYTES for k in key_ids):
         raise ValueError(f"a pair key id is {KEY_ID_BYTES} bytes")
     return np.ascontiguousarray(vector, dtype="<u8").reshape(-1), b"".join(key_ids)
