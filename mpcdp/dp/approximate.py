@@ -121,8 +121,9 @@ def _ptrs(means: np.ndarray, rng: RandomSource) -> np.ndarray:
 
 
 def _poisson_one(mean: float, rng: RandomSource) -> int:
-    """One Poisson(mean) draw, mean in [0, 2^50]: :func:`poisson_each`'s algorithms (inversion below 10, PTRS
-    above) on Python floats, consuming the stream as it does for one element. Approximate, as they are."""
+    """One Poisson(mean) draw, mean in [0, 2^50]: :func:`poisson_each`'s algorithms (inversion below 10, PTRS of
+    Hormann 1993 above) on Python floats, consuming the stream as it does for one element. Approximate, as they
+    are (exact up to the floating-point evaluation)."""
     if not 0 <= mean <= PTRS_MAX_MEAN:  # NaN fails it
         raise ValueError("every mean must be in [0, 2^50]")
     if mean < PTRS_MIN_MEAN:
@@ -266,8 +267,8 @@ def logarithmic(scale: float, size: int, rng: RandomSource) -> np.ndarray:
 
 
 def _logarithmic_one(alpha: float, log1m_alpha: float, rng: RandomSource) -> int:
-    """One draw of :func:`logarithmic` (algorithm LK) on Python floats, consuming the stream as it does for one
-    element."""
+    """One draw of :func:`logarithmic` (Kemp's algorithm LK, 1981) on Python floats, consuming the stream as it
+    does for one element. Approximate, as it is."""
     (v,) = _open_floats(rng, 1)
     if not v < alpha:
         return 1
