@@ -64,8 +64,8 @@ every session in flight to that peer) goes out in one write of up to
 ``chunk_bytes``, so the per-write cost is paid per batch, not per message.
 A payload is read when its frame is written, not when it is posted: it
 must not change until its future is done (a message given up after its
-first frame was written keeps a copy of the rest; the frame of it in the
-write under way, if any, is read until that write ends).
+first frame was written keeps a copy of the rest, or drops it if droppable;
+the frame of it in the write under way, if any, is read until that write ends).
 
 Pushed kinds: ``hub.on(kind, handler)`` hands every complete message of
 ``kind`` to ``handler(peer, session, round, payload)`` instead of holding it
@@ -450,14 +450,15 @@ class Hub:
     ) -> asyncio.Future:
         """Queue one message for ``peer``; the future is done once it is written (LinkError if the link
         cannot carry it). Messages to one peer are written, and handed on there, in the order they were posted. A
-        message whose future is cancelled (its poster gave up) before its first frame is written is not written; a
-        ``droppable`` one (bulk data of its session) is dropped, its future failed, by ``close_session`` (once
-        the write under way ends, if a frame of it is in that write). The payload is read until the future is
+        message whose future is cancelled (its poster gave up) before its first frame is written is not written, nor
+        is the rest of a ``droppable`` one cancelled after (its session is over); a ``droppable`` one (bulk data
+        of its session) is dropped, its future failed, by ``close_session`` (once the write under way ends, if a
+        frame of it is in that write). The payload is read until the future is
         done, except after the poster cancels it: the frame in the write under way, if any, is read until that
         write ends. ``prepare(end)``, if given, is called before each frame is handed to a write, with that
         frame's end (a byte offset in the message): the payload below ``end`` must be final when it returns, and
         only then is it read (a party masks its partial sum slice by slice as the slices leave); and once with
-        the message's end before the rest of a message given up after its first frame is copied.
+        the message's end before the rest of a message (not droppable) given up after its first frame is copied.
         When more than ``max_queued_bytes`` (each message charged ``QUEUED_COST`` on top of its payload: an empty
         one is not free) or ``max_queued_messages`` wait for the peer (slow or stuck), the future fails at once."""
         if len(session) != SESSION_ID_BYTES or len(kind.encode()) > MAX_KIND_BYTES or not 0 <= round < 1 << 32:
@@ -1274,11 +1275,15 @@ def _size(frame: Frame) -> int:
 
 
 def _given_up(box: _Outbox, message: _Message, done: asyncio.Future) -> None:
-    """A message's poster cancelled its future: not written, unless a frame of it already was; then its other
-    frames are copied now, so the caller may change its buffer once the future is done, as the module doc says."""
+    """A message's poster cancelled its future: not written, unless a frame of it already was. Then a droppable
+    message's other frames are dropped, as :meth:`Hub.close_session` drops them (its session is over; the receiver
+    never takes a message whose frames do not cover it as whole), and any other's are copied now, so the caller may
+    change its buffer once the future is done, as the module doc says."""
     if not done.cancelled():
         return
-    if message.started:
+    if message.started and message.droppable:  # nothing more of it is made final (prepare) or copied
+        _unqueue(box, message)
+    elif message.started:
         if message.prepare is not None and message.frames:  # copied final: its payload made so to its end first
             message.prepare(message.frames[-1].offset + len(message.frames[-1].payload))
         message.frames[:] = [f._replace(payload=bytes(f.payload)) for f in message.frames]

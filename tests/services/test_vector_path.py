@@ -327,6 +327,41 @@ async def test_a_prepared_message_given_up_mid_write_is_made_final_to_its_end_be
     assert b"".join(bytes(f.payload) for f in frames) == final.tobytes()
 
 
+async def test_a_droppable_prepared_message_given_up_mid_write_drops_its_rest_unmasked_and_uncopied():
+    """review-vecpipe F9: a party's keyed partial given up after its first frame (its session over) had the rest of
+    its 2^21 elements masked and copied on the event loop (58 ms). A droppable message's rest is now dropped, as
+    close_session drops it: prepare is not asked beyond the frame under way, nothing of the rest is written (the
+    frames written do not cover the message, so no receiver takes it as whole), and the next message goes out."""
+    final = np.arange(300_000, dtype=np.uint64)
+    vector = np.zeros_like(final)
+    asked: list[int] = []
+    gate = asyncio.Event()
+    sent: list[bytes] = []
+
+    def prepare(end: int) -> None:
+        asked.append(end)
+        vector[: -(-end // 8)] = final[: -(-end // 8)]
+
+    async def write(pieces):
+        await gate.wait()
+        sent.append(b"".join(bytes(p) for p in pieces))
+
+    hub = stub_hub(write)
+    done = hub.post("coordinator", SID, 0, "sum.partial", vector, prepare=prepare, droppable=True)
+    for _ in range(5):
+        await asyncio.sleep(0)  # the first frame is in a write
+    done.cancel()
+    await asyncio.sleep(0)  # its done callbacks run
+    assert asked == [1 << 20] and not (vector[(1 << 20) // 8 :]).any()  # the rest neither made final nor copied
+    gate.set()
+    await asyncio.wait_for(hub.post("coordinator", b"w" * 16, 0, "next", b"after"), 5)
+    frames = [f for write in sent for f in link.decode(write)[1]]
+    mine = [f for f in frames if f.session_id == SID]
+    assert [f.offset for f in mine] == [0] and len(mine[0].payload) < final.nbytes
+    assert b"".join(bytes(f.payload) for f in mine) == final.tobytes()[: 1 << 20]
+    assert [bytes(f.payload) for f in frames if f.session_id != SID] == [b"after"]
+
+
 @pytest.fixture(scope="module")
 def tls_certs(tmp_path_factory):
     from services.tls import init_certs
