@@ -293,38 +293,49 @@ async def test_a_message_posted_with_prepare_is_read_only_below_what_prepare_mad
     assert asked == [f.offset + len(f.payload) for f in frames] == sorted(asked)
 
 
+class GatedPost:
+    """A 300,000-element message posted with ``prepare`` to a stand-in stream whose writes wait for ``gate``: its
+    buffer holds zeros until prepare makes it ``final`` up to the end asked (``asked``); ``sent``: the writes."""
+
+    def __init__(self, droppable: bool = False):
+        self.final = np.arange(300_000, dtype=np.uint64)
+        self.vector = np.zeros_like(self.final)
+        self.asked: list[int] = []
+        self.gate = asyncio.Event()
+        self.sent: list[bytes] = []
+        self.hub = stub_hub(self._write)
+        self.done = self.hub.post(
+            "coordinator", SID, 0, "sum.partial", self.vector, prepare=self._prepare, droppable=droppable
+        )
+
+    def _prepare(self, end: int) -> None:
+        self.asked.append(end)
+        self.vector[: -(-end // 8)] = self.final[: -(-end // 8)]
+
+    async def _write(self, pieces):
+        await self.gate.wait()
+        self.sent.append(b"".join(bytes(p) for p in pieces))
+
+    def frames(self) -> list:
+        return [f for write in self.sent for f in link.decode(write)[1]]
+
+
 async def test_a_prepared_message_given_up_mid_write_is_made_final_to_its_end_before_its_rest_is_copied():
     """The poster gives up after the first frame went to a write: the rest of the message is copied (the poster
     may then reuse its buffer) and still written; prepare is asked for the whole message first, so the copy
     holds final bytes, never what the buffer held before."""
-    final = np.arange(300_000, dtype=np.uint64)
-    vector = np.zeros_like(final)
-    asked: list[int] = []
-    gate = asyncio.Event()
-    sent: list[bytes] = []
-
-    def prepare(end: int) -> None:
-        asked.append(end)
-        vector[: -(-end // 8)] = final[: -(-end // 8)]
-
-    async def write(pieces):
-        await gate.wait()
-        sent.append(b"".join(bytes(p) for p in pieces))
-
-    hub = stub_hub(write)
-    done = hub.post("coordinator", SID, 0, "sum.partial", vector, prepare=prepare)
+    m = GatedPost()
     for _ in range(5):
         await asyncio.sleep(0)  # the first frame is in a write
-    assert asked == [1 << 20]
-    done.cancel()
+    assert m.asked == [1 << 20]
+    m.done.cancel()
     await asyncio.sleep(0)  # its done callbacks run
-    assert asked == [1 << 20, final.nbytes]  # made final to its end before the rest was copied
-    vector[(1 << 20) // 8 :] = 7  # the poster reuses its buffer beyond the frame under way: the copy goes out
-    gate.set()
+    assert m.asked == [1 << 20, m.final.nbytes]  # made final to its end before the rest was copied
+    m.vector[(1 << 20) // 8 :] = 7  # the poster reuses its buffer beyond the frame under way: the copy goes out
+    m.gate.set()
     for _ in range(20):
         await asyncio.sleep(0)
-    frames = [f for write in sent for f in link.decode(write)[1]]
-    assert b"".join(bytes(f.payload) for f in frames) == final.tobytes()
+    assert b"".join(bytes(f.payload) for f in m.frames()) == m.final.tobytes()
 
 
 async def test_a_droppable_prepared_message_given_up_mid_write_drops_its_rest_unmasked_and_uncopied():
@@ -332,33 +343,18 @@ async def test_a_droppable_prepared_message_given_up_mid_write_drops_its_rest_un
     its 2^21 elements masked and copied on the event loop (58 ms). A droppable message's rest is now dropped, as
     close_session drops it: prepare is not asked beyond the frame under way, nothing of the rest is written (the
     frames written do not cover the message, so no receiver takes it as whole), and the next message goes out."""
-    final = np.arange(300_000, dtype=np.uint64)
-    vector = np.zeros_like(final)
-    asked: list[int] = []
-    gate = asyncio.Event()
-    sent: list[bytes] = []
-
-    def prepare(end: int) -> None:
-        asked.append(end)
-        vector[: -(-end // 8)] = final[: -(-end // 8)]
-
-    async def write(pieces):
-        await gate.wait()
-        sent.append(b"".join(bytes(p) for p in pieces))
-
-    hub = stub_hub(write)
-    done = hub.post("coordinator", SID, 0, "sum.partial", vector, prepare=prepare, droppable=True)
+    m = GatedPost(droppable=True)
     for _ in range(5):
         await asyncio.sleep(0)  # the first frame is in a write
-    done.cancel()
+    m.done.cancel()
     await asyncio.sleep(0)  # its done callbacks run
-    assert asked == [1 << 20] and not (vector[(1 << 20) // 8 :]).any()  # the rest neither made final nor copied
-    gate.set()
-    await asyncio.wait_for(hub.post("coordinator", b"w" * 16, 0, "next", b"after"), 5)
-    frames = [f for write in sent for f in link.decode(write)[1]]
+    assert m.asked == [1 << 20] and not m.vector[(1 << 20) // 8 :].any()  # the rest neither made final nor copied
+    m.gate.set()
+    await asyncio.wait_for(m.hub.post("coordinator", b"w" * 16, 0, "next", b"after"), 5)
+    frames = m.frames()
     mine = [f for f in frames if f.session_id == SID]
-    assert [f.offset for f in mine] == [0] and len(mine[0].payload) < final.nbytes
-    assert b"".join(bytes(f.payload) for f in mine) == final.tobytes()[: 1 << 20]
+    assert [f.offset for f in mine] == [0] and len(mine[0].payload) < m.final.nbytes
+    assert b"".join(bytes(f.payload) for f in mine) == m.final.tobytes()[: 1 << 20]
     assert [bytes(f.payload) for f in frames if f.session_id != SID] == [b"after"]
 
 
