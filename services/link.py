@@ -84,7 +84,8 @@ otherwise is malformed; a ``post`` otherwise raises LinkError), a write
 of more than ``MAX_FRAMES_PER_WRITE`` frames is malformed (so what one
 write can make a node do at once is bounded; a hub's own writes batch no
 more), a write is checked whole before any of its frames is acted on, and
-none of its frames is acted on once its connection is closed; and
+none of its frames is acted on once its connection is closed (but a write held for the order of a peer's
+connections, :meth:`Hub._waits`, that came whole is, unless its connection was refused); and
 ``close_session`` drops everything of a session and ignores its later
 frames. A connection that breaks fails the receives waiting on that peer, so a
 protocol round sees a dropped peer at once rather than at its deadline; and
@@ -313,6 +314,7 @@ class _Stream:
         self.unanswered: asyncio.TimerHandle | None = None  # closes a dialled connection whose peer never says hello
         self.address = ""  # the peer's host:port, for a connection this hub dialled
         self.failure = ""  # why it ended, when the link knows better than the socket's error (a refused certificate)
+        self.refused = False  # closed by :meth:`Hub.invalid`: its held writes are not acted on
 
     async def write(self, data: bytes | list[bytes | memoryview]) -> None:
         """Write one write, :func:`encode`-d or as its :func:`encoded` pieces."""
@@ -743,16 +745,21 @@ class Hub:
 
     def _waits(self, peer: str, connection: Connection) -> bool:
         """Whether writes on ``connection`` wait: it is one the lower name dialled, and the peer may still write on a
-        connection the higher name dialled (the one a simultaneous open retires), which it wrote on first."""
+        connection the higher name dialled (the one a simultaneous open retires), which it wrote on first. Once
+        ``connection`` ended, its held writes (they came whole) wait only for the other's hello: the peer may not
+        have settled before the break, and then never retires the other (it goes on writing there)."""
         stream = connection.stream
         lower = min(self.me, peer)
-        if not isinstance(stream, _Stream) or stream.dialler != lower or len(self._of_peer.get(peer, ())) < 2:
+        mine = self._of_peer.get(peer, ())  # ``connection`` is no longer among them once it ended
+        if not isinstance(stream, _Stream) or stream.dialler != lower or len(mine) - (connection in mine) < 1:
             return False
         for other in self._connections_of(peer):
             was = other.stream
             if other is connection or not isinstance(was, _Stream) or was.dialler == lower:
                 continue
-            if was.epoch in (None, stream.epoch) and not (peer == lower and was.peer_retired):
+            if was.epoch is None:
+                return True  # its hello not heard yet: what the peer wrote on it first is yet to come
+            if was.epoch == stream.epoch and not connection.closed and not (peer == lower and was.peer_retired):
                 return True  # open, and the peer may write more on it (the higher name: until it closes it)
         return False
 
@@ -771,7 +778,7 @@ class Hub:
         while waiting and not self._waits(peer, waiting[0][0]):
             connection, frames = waiting.popleft()
             self._waiting_bytes[peer] -= sum(len(f.payload) + HELD_COST for f in frames)
-            self._act(peer, connection, frames)
+            self._act(peer, connection, frames, held=True)
         if not waiting:
             self._waiting.pop(peer, None)
             self._waiting_bytes.pop(peer, None)
@@ -973,12 +980,14 @@ class Hub:
             return
         self._act(peer, connection, frames)
 
-    def _act(self, peer: str, connection: Connection, frames: list[Frame]) -> None:
-        """Act on one write's frames, in order (the link's own, or dispatched)."""
+    def _act(self, peer: str, connection: Connection, frames: list[Frame], held: bool = False) -> None:
+        """Act on one write's frames, in order (the link's own, or dispatched). A ``held`` write came whole before
+        its connection ended, and is acted on unless the connection was refused (:meth:`invalid`)."""
+        stream = connection.stream
         try:
             for frame in frames:
-                if connection.closed:  # a handler (or a bound) closed it: the rest of the write is not acted on
-                    break
+                if stream.refused if held and isinstance(stream, _Stream) else connection.closed:
+                    break  # a handler (or a bound) closed it: the rest of the write is not acted on
                 if frame.kind == RETIRE:
                     self._retired(peer, connection)
                     self._release_waiting(peer)
@@ -1002,6 +1011,8 @@ class Hub:
         """A peer sent what a link refuses: audited, and the connection closed, telling the peer why."""
         audit.record("invalid", caller=connection.peer or connection.certified, message=reason)
         peer = connection.peer
+        if isinstance(connection.stream, _Stream):
+            connection.stream.refused = True
         connection.close(reason)
         if peer is not None and isinstance(connection.stream, _Stream):
             self._drop(peer, connection.stream, LinkError(peer, reason))

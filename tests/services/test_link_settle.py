@@ -31,9 +31,9 @@ class Nodes:
         self.servers: list = []
         self.hubs: list[Hub] = []
 
-    async def node(self, name: str) -> Hub:
+    async def node(self, name: str, **options) -> Hub:
         identity = Identity(name, self.certs)
-        hub = Hub(identity, self.addresses.__getitem__, lambda who: who in ("alice", "bob"))
+        hub = Hub(identity, self.addresses.__getitem__, lambda who: who in ("alice", "bob"), **options)
         server, port = await start(identity, "127.0.0.1:0", [hub.service()])
         self.addresses[name] = f"127.0.0.1:{port}"
         self.servers.append(server)
@@ -117,5 +117,33 @@ async def test_messages_posted_back_to_back_arrive_in_order_across_a_simultaneou
         await until(lambda: len(order) == 2, seconds=15)
         assert order == [f"1:{len(big)}", "2:5"]
         await until(lambda: len(alice._connections) == 1 and len(bob._connections) == 1, seconds=10)
+    finally:
+        await nodes.close()
+
+
+async def test_a_held_write_is_acted_on_though_the_kept_connection_broke_first(certs):
+    """review-links F1: bob (the higher name) holds alice's write on the kept connection A while his own dial B is
+    unanswered; A then breaks at bob. The held message arrived whole: it is acted on once B is done with (alice's
+    hello on it), not thrown away (it was, with no drop reported: B was still open)."""
+    nodes = Nodes(certs)
+    try:
+        alice = await nodes.node("alice")
+        bob = await nodes.node("bob", handshake_seconds=60)
+        alice._ports["bob"], bob._ports["alice"] = bob.port, alice.port
+        loop = asyncio.get_running_loop()
+        b = await bob._dial("alice")
+        (bconn,) = [c for c in bob._connections if c.stream is b]
+        loop.remove_reader(bconn._fd)  # alice's answer on B unread: B's epoch unknown at bob
+        await until(lambda: any(c.peer == "bob" for c in alice._accepted), seconds=5)
+        await alice._dial("bob")  # A
+        await asyncio.wait_for(alice.post("bob", SID, 7, "x", b"m"), 5)
+        await until(lambda: bob._waiting.get("alice"), seconds=5)
+        drops: list[str] = []
+        bob.on_drop(lambda peer, err: drops.append(err.reason))
+        (aconn,) = [c for c in bob._connections if c.peer == "alice" and c is not bconn]
+        aconn._lost(ConnectionResetError("a simulated network break"))
+        loop.add_reader(bconn._fd, bconn._readable)
+        assert bytes(await bob.receive("alice", SID, 7, "x", timeout=5)) == b"m"
+        assert drops == [] and bob.linked("alice")  # B lives on, and carries the link
     finally:
         await nodes.close()
