@@ -78,8 +78,9 @@ nobody has asked for yet are held for ``pending_seconds`` (after that a
 peer's early frames are dropped), at most ``max_held_messages`` per peer,
 each charged ``HELD_COST`` plus the length its first frame announces against
 the peer's ``max_pending_bytes`` (what holding it may take, not what has
-arrived: an empty message is not free); beyond either bound the peer's
-connection is closed. A session id is 16 bytes and a kind at most 32 (a frame
+arrived: an empty message is not free), and writes held for the order of
+its connections are charged what holding them takes against that same
+allowance; beyond either bound the peer's connection is closed. A session id is 16 bytes and a kind at most 32 (a frame
 otherwise is malformed; a ``post`` otherwise raises LinkError), a write
 of more than ``MAX_FRAMES_PER_WRITE`` frames is malformed (so what one
 write can make a node do at once is bounded; a hub's own writes batch no
@@ -139,6 +140,8 @@ MAX_QUEUED_BYTES = 1 << 29  # per peer, of messages posted and not yet written (
 PENDING_SECONDS = 120.0
 HELD_COST = 256  # bytes charged per message nobody asked for, on top of its announced length: its box and key
 MAX_HELD_MESSAGES = 4096  # per peer, of messages nobody asked for yet
+HELD_WRITE_COST = 256  # bytes charged per write held for the order of a peer's connections: its entry and record
+HELD_FRAME_COST = 512  # and per frame of it, besides its payload: the frame, its views and strings (~600 B measured)
 QUEUED_COST = 256  # bytes charged per message queued for a peer, on top of its payload: its frames and future
 MAX_QUEUED_MESSAGES = 16384  # per peer, of messages posted and not yet written
 MAX_KIND_BYTES = 32  # a kind's UTF-8 (every protocol's kinds are short names)
@@ -315,6 +318,7 @@ class _Stream:
         self.address = ""  # the peer's host:port, for a connection this hub dialled
         self.failure = ""  # why it ended, when the link knows better than the socket's error (a refused certificate)
         self.refused = False  # closed by :meth:`Hub.invalid`: its held writes are not acted on
+        self.held = 0  # how many of its writes are held for the order of the peer's connections (Hub._waits)
 
     async def write(self, data: bytes | list[bytes | memoryview]) -> None:
         """Write one write, :func:`encode`-d or as its :func:`encoded` pieces."""
@@ -394,8 +398,7 @@ class Hub:
         self._streams: dict[str, list[_Stream]] = {}
         # per peer, writes that came on a connection the peer writes on after another (the one it leaves), held
         # until that other one ends or the peer says it writes no more there (_waits): messages keep their order
-        self._waiting: dict[str, deque[tuple[Connection, list[Frame]]]] = {}
-        self._waiting_bytes: dict[str, int] = {}
+        self._waiting: dict[str, deque[tuple[Connection, list[Frame], int]]] = {}  # and what each is charged
         self._dialing: dict[str, asyncio.Future] = {}
         self._channels = Channels(identity, address)  # to ask peers for their links' port
         self._ports: dict[str, int] = {}  # peers' links' ports, as they said
@@ -763,25 +766,29 @@ class Hub:
                 return True  # open, and the peer may write more on it (the higher name: until it closes it)
         return False
 
-    def _hold_write(self, peer: str, connection: Connection, frames: list[Frame]) -> None:
-        """Keep a write until the connection the peer wrote on before is done with (bounded: ``max_pending_bytes``)."""
-        size = sum(len(f.payload) + HELD_COST for f in frames)
-        held = self._waiting_bytes.get(peer, 0) + size
-        if held > self.max_pending_bytes:
+    def _hold_write(self, peer: str, connection: Connection, stream: _Stream, frames: list[Frame]) -> None:
+        """Keep a write until the connection the peer wrote on before is done with. It is charged what holding it
+        takes (``HELD_WRITE_COST``, and ``HELD_FRAME_COST`` plus its payload per frame) against the peer's one
+        allowance, ``max_pending_bytes``, which its messages nobody asked for share (:meth:`_hold`)."""
+        charge = HELD_WRITE_COST + sum(len(f.payload) + HELD_FRAME_COST for f in frames)
+        pending = self._pending.get(peer, 0) + charge
+        if pending > self.max_pending_bytes:
             raise LinkError(peer, f"more than {self.max_pending_bytes} bytes held for the order of its connections")
-        self._waiting_bytes[peer] = held
-        self._waiting.setdefault(peer, deque()).append((connection, frames))
+        self._pending[peer] = pending
+        stream.held += 1
+        self._waiting.setdefault(peer, deque()).append((connection, frames, charge))
 
     def _release_waiting(self, peer: str) -> None:
         """Act on the writes held for ``peer`` that need wait no longer, in the order they came."""
         waiting = self._waiting.get(peer)
         while waiting and not self._waits(peer, waiting[0][0]):
-            connection, frames = waiting.popleft()
-            self._waiting_bytes[peer] -= sum(len(f.payload) + HELD_COST for f in frames)
+            connection, frames, charge = waiting.popleft()
+            self._pending[peer] = max(self._pending.get(peer, 0) - charge, 0)
+            if isinstance(connection.stream, _Stream):
+                connection.stream.held -= 1
             self._act(peer, connection, frames, held=True)
         if not waiting:
             self._waiting.pop(peer, None)
-            self._waiting_bytes.pop(peer, None)
 
     def _retire_step(self, peer: str, stream: _Stream) -> None:
         """Move a retiring connection on once no writer of ours is on it: the lower name says RETIRE; the higher
@@ -972,8 +979,8 @@ class Hub:
                 self._release_waiting(peer)
             if not frames or connection.closed:
                 return
-            if self._waits(peer, connection) or any(c is connection for c, _ in self._waiting.get(peer, ())):
-                self._hold_write(peer, connection, frames)
+            if stream.held or self._waits(peer, connection):  # behind its own held writes, or held itself
+                self._hold_write(peer, connection, stream, frames)
                 return
         except LinkError as exc:
             self.invalid(connection, exc.reason)
@@ -1257,7 +1264,6 @@ class Hub:
             self._fail_outbox(box, [], LinkError(peer, "the link closed"))
         self._streams.clear()  # before the first await: a caller cancelled meanwhile leaves no stale stream
         self._waiting.clear()
-        self._waiting_bytes.clear()
         self._of_peer.clear()
         for dialing in self._dialing.values():
             dialing.cancel()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+from collections import deque
 
 import pytest
 
-from services.link import Hub
+from services.link import Frame, Hub, encode
+from services.link_transport import Closed, Connection
 from services.server import start
 from services.tls import Identity, init_certs
 from tests.support.federation import until
@@ -145,5 +148,71 @@ async def test_a_held_write_is_acted_on_though_the_kept_connection_broke_first(c
         loop.add_reader(bconn._fd, bconn._readable)
         assert bytes(await bob.receive("alice", SID, 7, "x", timeout=5)) == b"m"
         assert drops == [] and bob.linked("alice")  # B lives on, and carries the link
+    finally:
+        await nodes.close()
+
+
+class _CountingDeque(deque):
+    """A deque that counts the times it is walked through."""
+
+    walks = 0
+
+    def __iter__(self):
+        type(self).walks += 1
+        return super().__iter__()
+
+
+async def _held_pair(nodes: Nodes, **options) -> tuple[Hub, Connection, Connection]:
+    """alice and a bob who never closes the connection he dialled after a simultaneous open: what he writes on the
+    kept one is held at alice. Returns alice and bob's connections: the kept one (alice's dial) and his own."""
+    alice = await nodes.node("alice", **options)
+    bob = await nodes.node("bob")
+    bob._retire_step = lambda peer, stream: None  # type: ignore[method-assign]
+    await bob.send("alice", SID, 0, "x", b"b0")  # bob dials
+    assert bytes(await alice.receive("bob", SID, 0, "x", timeout=5)) == b"b0"
+    await alice._dial("bob")  # the pair settles on alice's dial; bob's is retiring at both ends
+    await until(lambda: any(getattr(c.stream, "retiring", False) for c in bob._connections), seconds=5)
+    (kept,) = [c for c in bob._connections if c.stream.dialler == "alice"]
+    (own,) = [c for c in bob._connections if c.stream.dialler == "bob"]
+    return alice, kept, own
+
+
+def _empty(kind: str, round: int) -> bytes:
+    return encode("bob", [Frame(kind.encode() * 16, round, kind, 0, 0, b"")])
+
+
+async def test_a_record_on_a_retired_connection_does_not_walk_the_held_writes(certs):
+    """review-links F2: every record on a retired connection walked every held write (100k held writes made 50
+    one-byte records cost alice's loop 1.3 s); it is a count per connection now."""
+    nodes = Nodes(certs)
+    try:
+        alice, kept, own = await _held_pair(nodes)
+        for i in range(50):
+            await kept.write(_empty("h", i))
+        await until(lambda: len(alice._waiting.get("bob", ())) == 50, seconds=10)
+        alice._waiting["bob"] = _CountingDeque(alice._waiting["bob"])
+        got: list[int] = []
+        alice.on("q", lambda peer, sid, rnd, payload: got.append(rnd))
+        for i in range(5):
+            await own.write(_empty("q", i))
+        await until(lambda: len(got) == 5, seconds=10)
+        assert _CountingDeque.walks == 0
+    finally:
+        await nodes.close()
+
+
+async def test_held_writes_are_charged_their_cost_against_the_peers_one_allowance(certs):
+    """review-links F2: a held write was charged 256 bytes (it takes about 600) on top of the peer's allowance for
+    messages nobody asked for; it is charged its cost against that same allowance. 32 KiB unasked plus 60 empty held
+    writes (36 KiB at 600 each) exceed alice's 64 KiB: the kept connection is refused (it was not)."""
+    nodes = Nodes(certs)
+    try:
+        alice, kept, own = await _held_pair(nodes, max_pending_bytes=64 << 10)
+        await own.write(encode("bob", [Frame(b"u" * 16, 0, "u", 0, 32 << 10, bytes(32 << 10))]))
+        await until(lambda: alice._pending.get("bob", 0) >= 32 << 10, seconds=5)
+        for i in range(60):
+            with contextlib.suppress(Closed):
+                await kept.write(_empty("h", i))
+        await until(lambda: kept.closed, seconds=5)
     finally:
         await nodes.close()
