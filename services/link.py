@@ -28,7 +28,8 @@ a host that died sent no FIN, and our writes would go on into its dead connectio
 at once (one epoch), the pair settles on the connection the lower name dialled; the other is read until both ends
 write no more on it, then closed with a farewell saying why (:meth:`Hub._settle`: no message in flight is lost,
 none is split between the two). A peer's messages are handed on in the order it posted them, across that switch
-too: what comes on the kept connection waits until the retired one is done with (:meth:`Hub._waits`). Both ends
+too: what comes on the kept connection waits until the retired one is done with (:meth:`Hub._waits`; for at most
+``pending_seconds``, then the retired one is closed: :meth:`Hub._held_too_long`). Both ends
 present their node certificates (TLS 1.3, the federation's CA:
 :meth:`services.tls.Identity.link_context`), and a connection is the peer's only when its
 certificate names it (:func:`services.tls.certificate_name`, the rule of gRPC's ``caller``): the
@@ -399,6 +400,7 @@ class Hub:
         # per peer, writes that came on a connection the peer writes on after another (the one it leaves), held
         # until that other one ends or the peer says it writes no more there (_waits): messages keep their order
         self._waiting: dict[str, deque[tuple[Connection, list[Frame], int]]] = {}  # and what each is charged
+        self._overdue: dict[str, asyncio.TimerHandle] = {}  # per peer holding writes: when the hold has lasted too long
         self._dialing: dict[str, asyncio.Future] = {}
         self._channels = Channels(identity, address)  # to ask peers for their links' port
         self._ports: dict[str, int] = {}  # peers' links' ports, as they said
@@ -776,7 +778,28 @@ class Hub:
             raise LinkError(peer, f"more than {self.max_pending_bytes} bytes held for the order of its connections")
         self._pending[peer] = pending
         stream.held += 1
-        self._waiting.setdefault(peer, deque()).append((connection, frames, charge))
+        if peer not in self._waiting:
+            self._waiting[peer] = deque()
+            self._overdue[peer] = asyncio.get_running_loop().call_later(self.pending_seconds, self._held_too_long, peer)
+        self._waiting[peer].append((connection, frames, charge))
+
+    def _held_too_long(self, peer: str) -> None:
+        """``peer``'s writes have been held for ``pending_seconds``: the connections they wait for (ones the peer
+        should have retired or closed by now: an honest peer takes a round trip) are closed as invalid, so the held
+        writes are acted on, in order (:meth:`ended`)."""
+        self._overdue.pop(peer, None)
+        waiting = self._waiting.get(peer)
+        if not waiting:
+            return
+        head = waiting[0][0]
+        lower = min(self.me, peer)
+        for other in self._connections_of(peer):
+            stream = other.stream
+            if other is not head and isinstance(stream, _Stream) and stream.dialler != lower:
+                reason = f"writes waited {self.pending_seconds:g} s for this link, retired, to be done with"
+                self.invalid(other, reason)
+        if self._waiting.get(peer) and peer not in self._overdue:  # still held (not expected): looked at again
+            self._overdue[peer] = asyncio.get_running_loop().call_later(self.pending_seconds, self._held_too_long, peer)
 
     def _release_waiting(self, peer: str) -> None:
         """Act on the writes held for ``peer`` that need wait no longer, in the order they came."""
@@ -789,6 +812,9 @@ class Hub:
             self._act(peer, connection, frames, held=True)
         if not waiting:
             self._waiting.pop(peer, None)
+            overdue = self._overdue.pop(peer, None)
+            if overdue is not None:
+                overdue.cancel()
 
     def _retire_step(self, peer: str, stream: _Stream) -> None:
         """Move a retiring connection on once no writer of ours is on it: the lower name says RETIRE; the higher
@@ -1264,6 +1290,9 @@ class Hub:
             self._fail_outbox(box, [], LinkError(peer, "the link closed"))
         self._streams.clear()  # before the first await: a caller cancelled meanwhile leaves no stale stream
         self._waiting.clear()
+        for overdue in self._overdue.values():
+            overdue.cancel()
+        self._overdue.clear()
         self._of_peer.clear()
         for dialing in self._dialing.values():
             dialing.cancel()

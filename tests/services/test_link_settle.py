@@ -216,3 +216,22 @@ async def test_held_writes_are_charged_their_cost_against_the_peers_one_allowanc
         await until(lambda: kept.closed, seconds=5)
     finally:
         await nodes.close()
+
+
+async def test_a_peer_that_never_closes_its_retired_connection_has_it_closed_after_pending_seconds(certs):
+    """review-links F3: holding had no time bound: bob's writes on the kept connection waited for as long as he kept
+    the retired one open. After ``pending_seconds`` alice closes it (audited) and acts on what she held, in order."""
+    nodes = Nodes(certs)
+    try:
+        alice, kept, own = await _held_pair(nodes, pending_seconds=1.0)
+        got: list[int] = []
+        alice.on("h", lambda peer, sid, rnd, payload: got.append(rnd))
+        for i in range(3):
+            await kept.write(_empty("h", i))
+        await until(lambda: len(alice._waiting.get("bob", ())) == 3, seconds=5)
+        assert got == []
+        await until(lambda: got == [0, 1, 2], seconds=5)
+        assert own.closed and not kept.closed
+        assert len(alice._of_peer["bob"]) == 1
+    finally:
+        await nodes.close()
