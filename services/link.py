@@ -1044,8 +1044,8 @@ class Hub:
         """A peer sent what a link refuses: audited, and the connection closed, telling the peer why."""
         audit.record("invalid", caller=connection.peer or connection.certified, message=reason)
         peer = connection.peer
-        if isinstance(connection.stream, _Stream):
-            connection.stream.refused = True
+        if isinstance(connection.stream, _Stream):  # ended (run by the close) tells the node's sessions why
+            connection.stream.refused, connection.stream.failure = True, reason
         connection.close(reason)
         if peer is not None and isinstance(connection.stream, _Stream):
             self._drop(peer, connection.stream, LinkError(peer, reason))
@@ -1067,7 +1067,9 @@ class Hub:
             mine.discard(connection)
             if not mine:
                 del self._of_peer[peer]
-        if connection.farewell is not None:
+        if connection.stream.refused:
+            why = connection.stream.failure
+        elif connection.farewell is not None:
             why = f"the peer closed the link: {connection.farewell}"
             if dialled and not connection.stream.retiring:  # perhaps refused at our hello: a stale port reaching
                 self._ports.pop(peer, None)  # another hub (two hubs of one node share its certificate): asked again

@@ -208,12 +208,16 @@ async def test_held_writes_are_charged_their_cost_against_the_peers_one_allowanc
     nodes = Nodes(certs)
     try:
         alice, kept, own = await _held_pair(nodes, max_pending_bytes=64 << 10)
+        drops: list[str] = []
+        alice.on_drop(lambda peer, err: drops.append(err.reason))
         await own.write(encode("bob", [Frame(b"u" * 16, 0, "u", 0, 32 << 10, bytes(32 << 10))]))
         await until(lambda: alice._pending.get("bob", 0) >= 32 << 10, seconds=5)
         for i in range(60):
             with contextlib.suppress(Closed):
                 await kept.write(_empty("h", i))
         await until(lambda: kept.closed, seconds=5)
+        # review-links F4: the node's own sessions learn why (they read "the link closed")
+        assert drops == [f"more than {64 << 10} bytes held for the order of its connections"]
     finally:
         await nodes.close()
 
