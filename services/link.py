@@ -400,6 +400,7 @@ class Hub:
         # per peer, writes that came on a connection the peer writes on after another (the one it leaves), held
         # until that other one ends or the peer says it writes no more there (_waits): messages keep their order
         self._waiting: dict[str, deque[tuple[Connection, list[Frame], int]]] = {}  # and what each is charged
+        self._releasing: set[str] = set()  # peers whose held writes are being acted on (_release_waiting)
         self._overdue: dict[str, asyncio.TimerHandle] = {}  # per peer holding writes: when the hold has lasted too long
         self._dialing: dict[str, asyncio.Future] = {}
         self._channels = Channels(identity, address)  # to ask peers for their links' port
@@ -802,19 +803,26 @@ class Hub:
             self._overdue[peer] = asyncio.get_running_loop().call_later(self.pending_seconds, self._held_too_long, peer)
 
     def _release_waiting(self, peer: str) -> None:
-        """Act on the writes held for ``peer`` that need wait no longer, in the order they came."""
-        waiting = self._waiting.get(peer)
-        while waiting and not self._waits(peer, waiting[0][0]):
-            connection, frames, charge = waiting.popleft()
-            self._pending[peer] = max(self._pending.get(peer, 0) - charge, 0)
-            if isinstance(connection.stream, _Stream):
-                connection.stream.held -= 1
-            self._act(peer, connection, frames, held=True)
-        if not waiting:
-            self._waiting.pop(peer, None)
-            overdue = self._overdue.pop(peer, None)
-            if overdue is not None:
-                overdue.cancel()
+        """Act on the writes held for ``peer`` that need wait no longer, in the order they came. A call from inside
+        one of them (its RETIRE) returns at once: the outer call goes on with the rest of that write first."""
+        if peer in self._releasing:
+            return
+        self._releasing.add(peer)
+        try:
+            waiting = self._waiting.get(peer)
+            while waiting and not self._waits(peer, waiting[0][0]):
+                connection, frames, charge = waiting.popleft()
+                self._pending[peer] = max(self._pending.get(peer, 0) - charge, 0)
+                if isinstance(connection.stream, _Stream):
+                    connection.stream.held -= 1
+                self._act(peer, connection, frames, held=True)
+            if not waiting:
+                self._waiting.pop(peer, None)
+                overdue = self._overdue.pop(peer, None)
+                if overdue is not None:
+                    overdue.cancel()
+        finally:
+            self._releasing.discard(peer)
 
     def _retire_step(self, peer: str, stream: _Stream) -> None:
         """Move a retiring connection on once no writer of ours is on it: the lower name says RETIRE; the higher

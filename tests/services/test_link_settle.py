@@ -9,7 +9,7 @@ from collections import deque
 
 import pytest
 
-from services.link import Frame, Hub, encode
+from services.link import NO_SESSION, RETIRE, Frame, Hub, encode
 from services.link_transport import Closed, Connection
 from services.server import start
 from services.tls import Identity, init_certs
@@ -237,5 +237,24 @@ async def test_a_peer_that_never_closes_its_retired_connection_has_it_closed_aft
         await until(lambda: got == [0, 1, 2], seconds=5)
         assert own.closed and not kept.closed
         assert len(alice._of_peer["bob"]) == 1
+    finally:
+        await nodes.close()
+
+
+async def test_a_retire_inside_a_held_write_does_not_let_later_writes_overtake_its_rest(certs):
+    """review-links F5: held write [h0, RETIRE, h1] then [h2]: the RETIRE re-entered the release, which acted on h2
+    before h1. A liar reorders only its own messages, but order is the link's promise."""
+    nodes = Nodes(certs)
+    try:
+        alice, kept, own = await _held_pair(nodes)
+        got: list[int] = []
+        alice.on("h", lambda peer, sid, rnd, payload: got.append(rnd))
+        h = [Frame(b"h" * 16, i, "h", 0, 0, b"") for i in range(3)]
+        await kept.write(encode("bob", [h[0], Frame(NO_SESSION, 0, RETIRE, 0, 0, b""), h[1]]))
+        await kept.write(encode("bob", [h[2]]))
+        await until(lambda: len(alice._waiting.get("bob", ())) == 2, seconds=5)
+        own.close()  # bob's retired connection done with: alice acts on what she held
+        await until(lambda: len(got) == 3, seconds=5)
+        assert got == [0, 1, 2]
     finally:
         await nodes.close()
