@@ -45,7 +45,8 @@ dialer's first write claims is taken on trust, as gRPC's ``caller`` does. A list
 connection whose handshake and hello take longer than ``handshake_seconds`` each, takes a first
 record (the hello) of at most ``FIRST_RECORD_BYTES`` (no buffer for a stranger's long record),
 holds at most ``MAX_UNGREETED`` connections still waiting for their hello (a new one beyond is closed
-at once) and ``MAX_LINKS_PER_PEER`` per peer name (a hello beyond is refused), and any connection
+at once) and ``MAX_LINKS_PER_PEER`` per peer name (a hello beyond is refused, unless
+its epoch is new: a restarted peer's old links are closed), and any connection
 is closed when a record stays half read for ``pending_seconds``; a link in use is
 never closed for being quiet (a keyed session sends nothing on the party links; closing them would
 drop the pair keys), and TCP keepalives notice a peer that vanished (``TCP_USER_TIMEOUT``, as long as they take:
@@ -949,7 +950,8 @@ class Hub:
         """A dialer's first write: who it is (its certificate's name; under --insecure the name the write
         claims), if ``allowed`` takes it (None: the connection is refused and closed)."""
         try:
-            claimed, _ = decode(record)
+            claimed, frames = decode(record)
+            first = next(frames, None)
         except FrameError as exc:
             self.invalid(connection, f"a malformed write ({exc})")
             return None
@@ -958,6 +960,9 @@ class Hub:
             audit.record("denied", caller=who, message="link refused")
             connection.close(f"{who!r} may not open a link to {self.me!r}")
             return None
+        if len(self._of_peer.get(who, ())) >= MAX_LINKS_PER_PEER and self._restarted(who, first):
+            for old in self._connections_of(who):  # its old process's, dead (or about to be): no room left for it
+                old.close(f"{who!r} restarted: this connection is its old process's")
         if len(self._of_peer.get(who, ())) >= MAX_LINKS_PER_PEER:  # retiring ones too (_settle)
             audit.record("denied", caller=who, message="link refused: too many links")
             connection.close(f"{who!r} has {MAX_LINKS_PER_PEER} links to {self.me!r} already")
@@ -971,6 +976,14 @@ class Hub:
         stream.hello = asyncio.ensure_future(connection.write(self._hello_write()))  # our epoch, before anything else
         stream.hello.add_done_callback(_retrieved)
         return who
+
+    def _restarted(self, peer: str, hello: Frame | None) -> bool:
+        """Whether a new connection's ``hello`` says an epoch none of ``peer``'s open connections has (a restarted
+        process: :meth:`_hello` would close them, once the connection is taken)."""
+        if hello is None or hello.kind != HELLO or len(hello.payload) != EPOCH_BYTES:
+            return False
+        epoch = bytes(hello.payload)
+        return all(isinstance(c.stream, _Stream) and c.stream.epoch != epoch for c in self._connections_of(peer))
 
     async def Port(self, request: pb.LinkPortRequest, context) -> pb.LinkPort:
         """Where this hub's links listen, for a node ``allowed`` to link (under --insecure: for anyone)."""

@@ -9,7 +9,7 @@ from collections import deque
 
 import pytest
 
-from services.link import NO_SESSION, RETIRE, Frame, Hub, encode
+from services.link import MAX_LINKS_PER_PEER, NO_SESSION, RETIRE, Frame, Hub, encode
 from services.link_transport import Closed, Connection
 from services.server import start
 from services.tls import Identity, init_certs
@@ -235,8 +235,8 @@ async def test_a_peer_that_never_closes_its_retired_connection_has_it_closed_aft
         await until(lambda: len(alice._waiting.get("bob", ())) == 3, seconds=5)
         assert got == []
         await until(lambda: got == [0, 1, 2], seconds=5)
-        assert own.closed and not kept.closed
-        assert len(alice._of_peer["bob"]) == 1
+        await until(lambda: own.closed, seconds=5)  # alice's farewell read at bob
+        assert not kept.closed and len(alice._of_peer["bob"]) == 1
     finally:
         await nodes.close()
 
@@ -256,5 +256,26 @@ async def test_a_retire_inside_a_held_write_does_not_let_later_writes_overtake_i
         own.close()  # bob's retired connection done with: alice acts on what she held
         await until(lambda: len(got) == 3, seconds=5)
         assert got == [0, 1, 2]
+    finally:
+        await nodes.close()
+
+
+async def test_a_restarted_peer_at_the_per_peer_limit_is_taken_and_its_old_links_closed(certs):
+    """review-links F6: the per-peer limit was checked before the hello, so a restarted peer whose old process left
+    MAX_LINKS_PER_PEER links (dead without a FIN) was refused until keepalives reaped them. A hello of an epoch none
+    of them has is a restart: they are closed, the new link taken."""
+    nodes = Nodes(certs)
+    try:
+        alice, old = await nodes.node("alice"), await nodes.node("bob")
+        old._ports["alice"] = alice.port
+        for _ in range(MAX_LINKS_PER_PEER):
+            old._streams.pop("alice", None)
+            await old._dial("alice")
+        await until(lambda: len(alice._of_peer.get("bob", ())) == MAX_LINKS_PER_PEER, seconds=5)
+        new = await nodes.node("bob")  # the restarted process: another epoch
+        new._ports["alice"] = alice.port
+        await new.send("alice", SID, 1, "x", b"new")
+        assert bytes(await alice.receive("bob", SID, 1, "x", timeout=5)) == b"new"
+        await until(lambda: len(alice._of_peer.get("bob", ())) == 1, seconds=5)
     finally:
         await nodes.close()
