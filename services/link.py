@@ -1099,7 +1099,9 @@ class Hub:
             # our first read (or write), before its hello
             reason = handshake_failure(error, self.handshake_seconds)
             self._handshake_failed(connection.stream.address, f"link dialled to {peer}", reason)
-            why = connection.stream.failure = f"its link refused our TLS handshake: {reason}"
+            refused = _certificate_alert(error)
+            what = "its link refused our TLS handshake" if refused else "TLS failed before its hello"
+            why = connection.stream.failure = f"{what}: {reason}"
         elif error is not None:
             why = f"link broke ({error})"
         else:
@@ -1328,6 +1330,12 @@ def _retrieved(done: asyncio.Future) -> None:
     """A write nobody awaits: its failure (the connection closed meanwhile) is not reported as never retrieved."""
     if not done.cancelled():
         done.exception()
+
+
+def _certificate_alert(error: ssl.SSLError) -> bool:
+    """Whether a TLS error is the peer's alert refusing our certificate (not a corrupted record, say)."""
+    reason = error.reason or ""
+    return "CERTIFICATE" in reason or reason in ("TLSV1_ALERT_UNKNOWN_CA", "TLSV1_ALERT_DECRYPT_ERROR")
 
 
 def _address_text(address) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 from collections import deque
 
 import pytest
@@ -277,5 +278,32 @@ async def test_a_restarted_peer_at_the_per_peer_limit_is_taken_and_its_old_links
         await new.send("alice", SID, 1, "x", b"new")
         assert bytes(await alice.receive("bob", SID, 1, "x", timeout=5)) == b"new"
         await until(lambda: len(alice._of_peer.get("bob", ())) == 1, seconds=5)
+    finally:
+        await nodes.close()
+
+
+@pytest.mark.parametrize(
+    ("reason", "said"),
+    [
+        ("DECRYPTION_FAILED_OR_BAD_RECORD_MAC", "TLS failed before its hello: TLS error: decryption failed or bad"),
+        ("SSLV3_ALERT_BAD_CERTIFICATE", "its link refused our TLS handshake: the peer refused this node's certificate"),
+    ],
+)
+async def test_a_dialled_link_that_fails_tls_before_the_hello_says_whether_our_certificate_was_refused(
+    certs, reason, said
+):
+    """review-links F7: any TLS error on a dialled connection before the peer's hello read "its link refused our TLS
+    handshake", a corrupted first record (a bad MAC) too; only a certificate alert says so now."""
+    nodes = Nodes(certs)
+    try:
+        alice, bob = await nodes.node("alice"), await nodes.node("bob")
+        bob._ports["alice"] = alice.port
+        stream = await bob._dial("alice")
+        (connection,) = [c for c in bob._connections if c.stream is stream]
+        asyncio.get_running_loop().remove_reader(connection._fd)  # alice's hello unread
+        error = ssl.SSLError(1, f"[SSL: {reason}] a TLS failure")
+        error.reason = reason
+        connection._lost(error)
+        assert stream.failure.startswith(said)
     finally:
         await nodes.close()
