@@ -392,12 +392,9 @@ def test_a_stopped_party_delays_only_the_queries_that_include_it():
 
 
 async def test_a_finished_session_id_is_refused_after_the_party_restarts(certs, tmp_path):
-    from services.ledgers import SessionLog
-    from services.party_node import PartyNode
-    from tests.support.federation import open_session
+    from tests.support.federation import open_session, parties_with_session_logs
 
-    def durable(f, name, table, identity, **kw):
-        return PartyNode(f, name, table, identity, sessions=SessionLog(tmp_path / f"{name}.sessions"), **kw)
+    durable = parties_with_session_logs(tmp_path)
 
     c = await make_cluster(certs, party_cls=durable)
     try:

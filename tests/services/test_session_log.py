@@ -158,8 +158,7 @@ async def test_a_party_closed_before_its_session_log_thread_starts_refuses_the_i
     """The whole-suite flake of test_hardening_federation's restart test (load ~10): bob accepted a session, its id
     went to the session log's writing task, the worker threads were busy, and bob closed before the write began.
     The id never reached the disk and the replay was accepted after the restart."""
-    from services.party_node import PartyNode
-    from tests.support.federation import Speaker, make_cluster, open_session
+    from tests.support.federation import Speaker, make_cluster, open_session, parties_with_session_logs
 
     loop, gate = asyncio.get_running_loop(), threading.Event()
     real = loop.run_in_executor
@@ -170,8 +169,7 @@ async def test_a_party_closed_before_its_session_log_thread_starts_refuses_the_i
             return real(executor, lambda: (gate.wait(5), func(*args))[1])
         return real(executor, func, *args)
 
-    def durable(f, name, table, identity, **kw):
-        return PartyNode(f, name, table, identity, sessions=ledgers.SessionLog(tmp_path / f"{name}.sessions"), **kw)
+    durable = parties_with_session_logs(tmp_path)
 
     c = await make_cluster(certs, party_cls=durable)
     monkeypatch.setattr(loop, "run_in_executor", held)

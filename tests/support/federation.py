@@ -123,6 +123,17 @@ async def make_cluster(certs, data=None, policy=None, party_cls=PartyNode, ledge
     return Cluster(serving_at(f, nodes, ports), nodes, servers)
 
 
+def parties_with_session_logs(folder):
+    """A ``party_cls`` for :func:`make_cluster` whose parties keep their session ids in ``folder`` (as a node with a
+    state directory does), so a cluster made again on the same folder is the same parties restarted."""
+    from services.ledgers import SessionLog
+
+    def durable(f, name, table, identity, **kw):
+        return PartyNode(f, name, table, identity, sessions=SessionLog(folder / f"{name}.sessions"), **kw)
+
+    return durable
+
+
 def serving_at(f, nodes, ports):
     """``f`` with each node of ``ports`` at its loopback port, handed to every node of ``nodes``; returned."""
     real = f.model_copy(
