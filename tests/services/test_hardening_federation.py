@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import threading
 import time
 from pathlib import Path
 
 import grpc
 import pytest
 
+from services.ledgers import SessionLog
 from services.server import Limits
 from services.tls import Identity
 from services.wire.mpcdp.v1 import federation_pb2 as pb
@@ -391,18 +394,34 @@ def test_a_stopped_party_delays_only_the_queries_that_include_it():
 # -- 5. used session ids survive a restart -----------------------------------------------------------------
 
 
-async def test_a_finished_session_id_is_refused_after_the_party_restarts(certs, tmp_path):
+@pytest.mark.parametrize("threads_busy", [False, True], ids=["threads-free", "threads-busy"])
+async def test_a_finished_session_id_is_refused_after_the_party_restarts(certs, tmp_path, monkeypatch, threads_busy):
+    """threads-busy: the whole-suite flake (load ~10) made certain. Bob accepted a session, its id went to the session
+    log's writing task, every worker thread was busy, and bob closed before the write began: the id never reached
+    the disk and the replay was accepted after the restart. The log's writes now wait for a worker until bob closed."""
     from tests.support.federation import open_session, parties_with_session_logs
 
-    durable = parties_with_session_logs(tmp_path)
+    loop, gate = asyncio.get_running_loop(), threading.Event()
+    real = loop.run_in_executor
 
+    def held(executor, func, *args):  # the session logs' writes wait for a worker until the gate opens
+        call = func.args[0] if isinstance(func, functools.partial) and func.args else None  # to_thread: ctx.run(call)
+        if isinstance(getattr(call, "__self__", None), SessionLog):
+            return real(executor, lambda: (gate.wait(5), func(*args))[1])
+        return real(executor, func, *args)
+
+    durable = parties_with_session_logs(tmp_path)
     c = await make_cluster(certs, party_cls=durable)
+    if threads_busy:
+        monkeypatch.setattr(loop, "run_in_executor", held)
     try:
         coordinator, spec = await open_session(c, party="bob", session_id=b"r" * 16)
         assert (await coordinator.abort("bob", spec.session_id)).sender == "bob"
         await coordinator.close()
     finally:
         await c.close()
+        gate.set()
+    monkeypatch.undo()
     restarted = await make_cluster(certs, party_cls=durable)  # new processes' worth of nodes, same state folder
     try:
         coordinator = Speaker(restarted)
