@@ -33,6 +33,7 @@ from mpcdp.dp.ledger import (
 )
 from mpcdp.dp.loss import PrivacyLoss
 from services.federation import Federation, FederationError
+from services.futures import retrieved
 
 SESSION_KEEP_AFTER_DEADLINE = 3600.0  # seconds of clock skew a replayed, expired session id is still refused for
 SETTLE_SECONDS = 35.0  # seconds a closing node waits for its ledger's queued changes (a commit waits <= 30 s)
@@ -93,7 +94,7 @@ class GroupCommit:
         returns is optional): a free that fails leaves the reservation to lapse at its deadline, holding budget until
         then, never spending it."""
         waiter = self.queue(Free(session))
-        waiter.add_done_callback(_retrieved)
+        waiter.add_done_callback(retrieved)
         return waiter
 
     async def freed(self, session: bytes) -> None:
@@ -110,7 +111,7 @@ class GroupCommit:
         self._queued.append((operation, waiter))
         if self._committing is None or self._committing.done():
             self._committing = asyncio.ensure_future(self._commit())
-            self._committing.add_done_callback(_retrieved)
+            self._committing.add_done_callback(retrieved)
         return waiter
 
     async def drain(self, timeout: float) -> bool:
@@ -205,12 +206,6 @@ def public_refusal(exc: Exception) -> str:
     if isinstance(exc, BudgetExceeded):
         return str(exc)
     return "the privacy ledger refused the charge"
-
-
-def _retrieved(task: asyncio.Future) -> None:
-    """A writing task's failure is its waiters' (each failed with it): marked retrieved here."""
-    if not task.cancelled():
-        task.exception()
 
 
 class SessionLog:
@@ -315,7 +310,7 @@ class SessionLog:
         self._waiting.append((self._written, waiter))
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.ensure_future(self._flush())
-            self._flushing.add_done_callback(_retrieved)
+            self._flushing.add_done_callback(retrieved)
         return waiter
 
     async def _flush(self) -> None:

@@ -127,6 +127,7 @@ import numpy as np
 from mpcdp.protocol.spec import SESSION_ID_BYTES
 from services import audit, link_transport
 from services.channels import Channels
+from services.futures import retrieved
 from services.link_transport import Closed, Connection
 from services.node_limits import Limits
 from services.streams import Assembler, StreamError, as_bytes, chunks
@@ -836,7 +837,7 @@ class Hub:
         elif not stream.retire_sent:
             stream.retire_sent = True
             retire = asyncio.ensure_future(stream.write(encode(self.me, [Frame(NO_SESSION, 0, RETIRE, 0, 0, b"")])))
-            retire.add_done_callback(_retrieved)
+            retire.add_done_callback(retrieved)
 
     def _retired(self, peer: str, connection: Connection) -> None:
         """The peer writes no more on ``connection`` (a connection we dialled): closed once we write no more
@@ -974,7 +975,7 @@ class Hub:
         connection.max_record = MAX_WRITE_BYTES
         stream = self._register(connection, who, who)
         stream.hello = asyncio.ensure_future(connection.write(self._hello_write()))  # our epoch, before anything else
-        stream.hello.add_done_callback(_retrieved)
+        stream.hello.add_done_callback(retrieved)
         return who
 
     def _restarted(self, peer: str, hello: Frame | None) -> bool:
@@ -1324,12 +1325,6 @@ class Hub:
         for connection in list(self._connections):
             connection.close()
         await self._channels.close()
-
-
-def _retrieved(done: asyncio.Future) -> None:
-    """A write nobody awaits: its failure (the connection closed meanwhile) is not reported as never retrieved."""
-    if not done.cancelled():
-        done.exception()
 
 
 def _certificate_alert(error: ssl.SSLError) -> bool:

@@ -53,6 +53,7 @@ from mpcdp.protocol.spec import MAX_BATCH, Batch, Sharing
 from services import audit, convert
 from services.data import DataError, Table
 from services.federation import Federation
+from services.futures import retrieved
 from services.ledgers import SETTLE_SECONDS, SessionLog, group_commit, public_refusal, settled
 from services.link import Hub, LinkError, TooLong
 from services.pair_keys import PairKeyError, PairKeys
@@ -105,12 +106,6 @@ class _Unreadable(Exception):
             return read(spec)
         except DataError as exc:
             raise cls(index, exc) from None
-
-
-def _retrieved(task: asyncio.Future) -> None:
-    """Mark a background step's failure retrieved (whoever needs its result awaits it and sees it)."""
-    if not task.cancelled():
-        task.exception()
 
 
 class PartyNode(pb_grpc.PartyServicer):
@@ -327,7 +322,7 @@ class PartyNode(pb_grpc.PartyServicer):
         try:
             if self.sessions is not None:  # written now, on disk (group-committed) before the partial sum leaves
                 live.durable = self.sessions.durable(sid, spec.deadline)
-                live.durable.add_done_callback(_retrieved)
+                live.durable.add_done_callback(retrieved)
             session = await self._accept(live)
             if session is None:
                 return

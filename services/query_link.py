@@ -59,6 +59,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from services import releases
+from services.futures import retrieved
 from services.link import Hub, LinkError
 from services.node_limits import MAX_MESSAGE, Limits
 from services.server import Guard
@@ -293,7 +294,7 @@ class QueryService:
         if client in self._welcomed:
             return self._refuse(client, "a second hello on one query link")
         self._welcomed.add(client)
-        self.hub.post(client, probe, 0, WELCOME, b"").add_done_callback(_retrieved)
+        self.hub.post(client, probe, 0, WELCOME, b"").add_done_callback(retrieved)
 
     def _request(self, kind: str, client: str, request: bytes, _round: int, payload: memoryview) -> None:
         if not self.hub.linked(client):
@@ -382,11 +383,6 @@ def _returning(handler: grpc.RpcMethodHandler):
 
 def _not_dialled(client: str) -> str:
     raise ValueError(f"{client} is a client: the coordinator answers on the link the client opened")
-
-
-def _retrieved(sent: asyncio.Future) -> None:
-    if not sent.cancelled():
-        sent.exception()
 
 
 # -- the analyst's end ------------------------------------------------------------------------------
@@ -597,7 +593,7 @@ class AnalystLink:
         if self.hub is None:
             raise LinkError(self.coordinator, "the query link is closed")
         sent = self.hub.post(self.coordinator, request, 0, kind, payload)
-        sent.add_done_callback(_retrieved)
+        sent.add_done_callback(retrieved)
         return sent
 
     async def serves(self) -> str | None:
